@@ -1,0 +1,222 @@
+"""The result cache, in libcni's on-disk format.
+
+`<cache_dir>/results/<network>-<containerID>-<ifname>` holds a JSON object of
+kind "cniCacheV1" with the raw config list (base64), the runtime arguments and
+the final ADD result. A libcni-based runtime can DEL what cnirun added and
+the other way round, because both read and write the same files.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import CacheError
+
+DEFAULT_CACHE_DIR = "/var/lib/cni"
+CACHE_KIND = "cniCacheV1"
+
+
+def default_cache_dir() -> str:
+    return os.environ.get("CNI_CACHE_DIR") or DEFAULT_CACHE_DIR
+
+
+@dataclass
+class CachedAttachment:
+    """One cached attachment: what DEL, CHECK and GC need long after ADD."""
+
+    network_name: str
+    container_id: str
+    ifname: str
+    config: bytes = b""
+    netns: str = ""
+    cni_args: list[list[str]] = field(default_factory=list)
+    capability_args: dict[str, Any] = field(default_factory=dict)
+    result: dict[str, Any] | None = None
+    path: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "kind": CACHE_KIND,
+            "containerId": self.container_id,
+            "config": base64.b64encode(self.config).decode(),
+            "ifName": self.ifname,
+            "networkName": self.network_name,
+        }
+        # libcni omits empty optional fields; matching that keeps files identical.
+        if self.netns:
+            out["netns"] = self.netns
+        if self.cni_args:
+            out["cniArgs"] = self.cni_args
+        if self.capability_args:
+            out["capabilityArgs"] = self.capability_args
+        if self.result is not None:
+            out["result"] = self.result
+        return out
+
+
+def results_dir(cache_dir: str) -> Path:
+    return Path(cache_dir) / "results"
+
+
+def cache_path(cache_dir: str, network: str, container_id: str, ifname: str) -> Path:
+    return results_dir(cache_dir) / f"{network}-{container_id}-{ifname}"
+
+
+def write(cache_dir: str, att: CachedAttachment) -> Path:
+    """Write atomically (temp file + fsync + rename): a crash leaves the old file or the new one."""
+    d = results_dir(cache_dir)
+    path = cache_path(cache_dir, att.network_name, att.container_id, att.ifname)
+    data = json.dumps(att.to_dict()).encode()
+    try:
+        d.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=d)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(tmp, 0o600)
+            os.replace(tmp, path)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise
+    except PermissionError:
+        raise CacheError(
+            f"cache directory {cache_dir} is not writable: run as root or set CNI_CACHE_DIR to a writable directory"
+        ) from None
+    except OSError as e:
+        raise CacheError(
+            f"cannot write the result cache in {cache_dir}: {e.strerror}: set CNI_CACHE_DIR to a writable directory"
+        ) from None
+    att.path = str(path)
+    return path
+
+
+def check_writable(cache_dir: str) -> None:
+    """Fail before ADD, not after, when the cache cannot be written (nothing to undo then)."""
+    d = results_dir(cache_dir)
+    try:
+        d.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as e:
+        raise CacheError(
+            f"cache directory {cache_dir} is not usable ({e.strerror}): set CNI_CACHE_DIR to a writable directory"
+        ) from None
+    if not os.access(d, os.W_OK | os.X_OK):
+        raise CacheError(
+            f"cache directory {d} is not writable: run as root or set CNI_CACHE_DIR to a writable directory"
+        )
+
+
+def read_file(path: str | os.PathLike[str]) -> CachedAttachment:
+    """Parse one cache file; a non-cniCacheV1 file is a legacy raw result (libcni's rule)."""
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except FileNotFoundError:
+        raise
+    except OSError as e:
+        raise CacheError(f"cannot read cache file {p}: {e.strerror}") from None
+    try:
+        obj = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise CacheError(f"corrupt cache file {p}: not JSON") from None
+    if not isinstance(obj, dict):
+        raise CacheError(f"corrupt cache file {p}: not a JSON object")
+    if obj.get("kind") != CACHE_KIND:
+        # Legacy: the file is the result itself; the name gives the rest.
+        return CachedAttachment(network_name="", container_id="", ifname="", result=obj, path=str(p))
+    try:
+        config = base64.b64decode(obj.get("config") or "", validate=True)
+    except ValueError:
+        raise CacheError(f"corrupt cache file {p}: config is not base64") from None
+    result = obj.get("result")
+    if result is not None and not isinstance(result, dict):
+        raise CacheError(f"corrupt cache file {p}: result is not an object")
+    cni_args = obj.get("cniArgs") or []
+    cap_args = obj.get("capabilityArgs") or {}
+    if not isinstance(cni_args, list) or not isinstance(cap_args, dict):
+        raise CacheError(f"corrupt cache file {p}: cniArgs or capabilityArgs has the wrong type")
+    return CachedAttachment(
+        network_name=str(obj.get("networkName", "")),
+        container_id=str(obj.get("containerId", "")),
+        ifname=str(obj.get("ifName", "")),
+        config=config,
+        netns=str(obj.get("netns", "")),
+        cni_args=[list(map(str, kv)) for kv in cni_args if isinstance(kv, list) and len(kv) == 2],
+        capability_args=cap_args,
+        result=result,
+        path=str(p),
+    )
+
+
+def read(cache_dir: str, network: str, container_id: str, ifname: str) -> CachedAttachment | None:
+    """The cached attachment, None when there is none; CacheError when it is unreadable."""
+    try:
+        return read_file(cache_path(cache_dir, network, container_id, ifname))
+    except FileNotFoundError:
+        return None
+
+
+def delete(cache_dir: str, network: str, container_id: str, ifname: str) -> None:
+    try:
+        os.unlink(cache_path(cache_dir, network, container_id, ifname))
+    except FileNotFoundError:
+        pass
+    except OSError as e:
+        raise CacheError(f"cannot remove cache file: {e.strerror}") from None
+
+
+def list_attachments(cache_dir: str, network: str | None = None) -> list[CachedAttachment]:
+    """Every readable cniCacheV1 attachment (of one network), sorted by file name.
+
+    Unreadable files are skipped here; DEL and GC deal with them by name.
+    """
+    d = results_dir(cache_dir)
+    try:
+        names = sorted(os.listdir(d))
+    except FileNotFoundError:
+        return []
+    except OSError as e:
+        raise CacheError(f"cannot list the result cache {d}: {e.strerror}") from None
+    out: list[CachedAttachment] = []
+    for n in names:
+        if n.startswith(".tmp-"):
+            continue
+        if network is not None and not n.startswith(network + "-"):
+            continue
+        try:
+            att = read_file(d / n)
+        except (CacheError, FileNotFoundError):
+            continue
+        if not att.network_name:  # legacy raw result: no way to know its attachment
+            continue
+        if network is not None and att.network_name != network:
+            continue
+        out.append(att)
+    return out
+
+
+def corrupt_files(cache_dir: str) -> list[Path]:
+    """Cache files that cannot be parsed (shown by `cnirun gc`, removed by it)."""
+    d = results_dir(cache_dir)
+    bad: list[Path] = []
+    try:
+        names = sorted(os.listdir(d))
+    except OSError:
+        return bad
+    for n in names:
+        try:
+            read_file(d / n)
+        except CacheError:
+            bad.append(d / n)
+        except FileNotFoundError:
+            pass
+    return bad

@@ -1,0 +1,1 @@
+"""Command-line front ends. Only this package imports typer."""

@@ -1,0 +1,87 @@
+"""`cnirun exec`: run a host command in a fresh netns attached to CNI networks.
+
+What upstream's priv-net-run.sh does, with teardown on every exit path: the
+command's exit, Ctrl-C, SIGTERM and SIGHUP all end in DEL and netns removal.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+import typer
+
+from .errors import fail, one_line_errors
+
+
+def register(app: typer.Typer) -> None:
+    @app.command(
+        name="exec",
+        context_settings={"allow_interspersed_args": False},
+    )
+    def exec_(
+        command: list[str] = typer.Argument(..., metavar="COMMAND [ARG...]", help="What to run in the netns."),
+        net: list[str] = typer.Option([], "--net", "--network", help="Network to attach (repeatable: eth0, eth1, ...)."),
+    ) -> None:
+        """Run COMMAND in a private netns attached to the networks (default: the default network)."""
+        raise SystemExit(run_in_netns(net, command))
+
+
+def run_in_netns(networks: list[str], command: list[str]) -> int:
+    from ..attach import attach, detach
+    from ..defaults import default_network_name
+    from ..netns import create, remove
+    from ..runtime import CNI
+
+    if not command:
+        fail("exec needs a command: cnirun exec [--net NAME]... -- COMMAND [ARG...]")
+    cni = CNI()
+    with one_line_errors():
+        nets = [cni.network(n) for n in (networks or [default_network_name()])]
+    # Signals during set-up must still lead to teardown: turn them into an exception.
+    received: list[int] = []
+
+    def on_signal(signum: int, _frame: object) -> None:
+        received.append(signum)
+        if child is None:
+            raise KeyboardInterrupt
+        try:
+            child.send_signal(signum)
+        except ProcessLookupError:
+            pass
+
+    child: subprocess.Popen[bytes] | None = None
+    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(s, on_signal)
+    name = ""
+    code = 125
+    try:
+        with one_line_errors(125):
+            name, path = create()
+            attach(cni, nets, name, path)
+            try:
+                child = subprocess.Popen(["ip", "netns", "exec", name, *command])
+            except OSError as e:
+                fail(f"cannot run ip netns exec: {e.strerror}", 125)
+            code = child.wait()
+            if code < 0:
+                code = 128 - code
+            elif code == 255 and received:
+                code = 128 + received[0]
+    finally:
+        # Teardown must not be cut short by a second Ctrl-C.
+        for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(s, signal.SIG_IGN)
+        if name:
+            errors = detach(cni, name)
+            for e in errors:
+                sys.stderr.write(f"cnirun: teardown: {e}\n")
+            try:
+                remove(name)
+            except Exception as e:  # noqa: BLE001 - report, never mask the exit code
+                sys.stderr.write(f"cnirun: teardown: {e}\n")
+    return code
+
+
+__all__ = ["register", "run_in_netns", "os"]

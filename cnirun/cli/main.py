@@ -1,0 +1,42 @@
+"""Entry point of the `cnirun` command.
+
+`cnirun IMAGE ...` is short for `cnirun run IMAGE ...`. The run path parses
+docker-run style options itself and never imports typer: it is the command
+people run most, and typer's import is pure start-up cost there.
+"""
+from __future__ import annotations
+
+import sys
+
+# Subcommands served by the typer application; anything else is an image.
+SUBCOMMANDS = frozenset(
+    {"cni", "exec", "network", "ps", "inspect", "gc", "hook", "install", "uninstall", "compose", "watch", "version"}
+)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    first = args[0] if args else ""
+    if first == "run" or (first and first not in SUBCOMMANDS and first not in ("-h", "--help", "--version")
+                          and not _is_global_typer_option(first)):
+        try:
+            from .run import run_main
+        except ImportError:  # the runner is not there: let typer report the unknown command
+            pass
+        else:
+            return run_main(args[1:] if first == "run" else args)
+    from .app import app
+
+    try:
+        app(args=args, prog_name="cnirun", standalone_mode=True)
+    except SystemExit as e:
+        return int(e.code or 0) if not isinstance(e.code, str) else 1
+    return 0
+
+
+def _is_global_typer_option(arg: str) -> bool:
+    return arg in ("--install-completion", "--show-completion")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,297 @@
+"""Network configuration ("netconf"): loading, validation and look-up.
+
+Behaviour follows libcni's conf.go: `.conflist` files first (sorted by name),
+then the deprecated single-plugin `.conf`/`.json` files wrapped as one-plugin
+lists. Unknown keys are kept verbatim and reach the plugins untouched.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import version as cniversion
+from .errors import ConfigError, NetworkNotFound
+
+DEFAULT_NETCONF_PATH = "/etc/cni/net.d"
+# The same rule libcni applies to container IDs and network names: the name is
+# part of cache and IPAM file names, so it must be safe in a path.
+NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$")
+LIST_EXTENSIONS = (".conflist",)
+SINGLE_EXTENSIONS = (".conf", ".json")
+
+
+@dataclass
+class PluginConf:
+    """One plugin object of a list, as written in the file."""
+
+    raw: dict[str, Any]
+
+    @property
+    def type(self) -> str:
+        return self.raw["type"]
+
+    @property
+    def capabilities(self) -> dict[str, bool]:
+        caps = self.raw.get("capabilities") or {}
+        return {k: bool(v) for k, v in caps.items() if v is True}
+
+
+@dataclass
+class NetworkConfigList:
+    """A network: an ordered plugin chain plus the list-level settings."""
+
+    name: str
+    cni_version: str  # the version selected to run at (see version.select)
+    plugins: list[PluginConf]
+    raw: dict[str, Any]
+    bytes: bytes  # what the result cache stores as "config"
+    source: str = "<memory>"
+    cni_versions: list[str] = field(default_factory=list)
+    disable_check: bool = False
+    disable_gc: bool = False
+    load_only_inlined_plugins: bool = False
+
+    @property
+    def types(self) -> list[str]:
+        return [p.type for p in self.plugins]
+
+    def subnets(self) -> list[str]:
+        """Every subnet the chain's IPAM sections declare (for display)."""
+        out: list[str] = []
+        for p in self.plugins:
+            ipam = p.raw.get("ipam") or {}
+            if isinstance(ipam, dict):
+                if ipam.get("subnet"):
+                    out.append(str(ipam["subnet"]))
+                for rangeset in ipam.get("ranges") or []:
+                    for r in rangeset if isinstance(rangeset, list) else []:
+                        if isinstance(r, dict) and r.get("subnet"):
+                            out.append(str(r["subnet"]))
+        return out
+
+
+def _where(source: str, key: str) -> str:
+    return f"{source}: {key}" if key else source
+
+
+def _bool_field(value: Any, source: str, key: str) -> bool:
+    # libcni accepts JSON booleans and the strings "true"/"false" in any case.
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    raise ConfigError(f"{_where(source, key)}: invalid value {value!r}: expected true or false")
+
+
+def validate_name(name: Any, source: str, key: str = "name") -> str:
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f'{_where(source, key)}: missing network name: every network needs a "name"')
+    if not NAME_RE.match(name):
+        raise ConfigError(
+            f"{_where(source, key)}: invalid network name {name!r}: "
+            "use letters, digits, '_', '.', '-' and start with a letter or digit"
+        )
+    return name
+
+
+def _validate_plugin(obj: Any, source: str, key: str) -> PluginConf:
+    if not isinstance(obj, dict):
+        raise ConfigError(f"{_where(source, key)}: expected a JSON object, got {type(obj).__name__}")
+    ptype = obj.get("type")
+    if not isinstance(ptype, str) or not ptype:
+        raise ConfigError(f'{_where(source, key + ".type")}: missing plugin type: every plugin needs a "type"')
+    if "/" in ptype or "\\" in ptype:
+        raise ConfigError(
+            f"{_where(source, key + '.type')}: invalid plugin type {ptype!r}: "
+            "a type is a file name looked up along CNI_PATH and must not contain a path separator"
+        )
+    caps = obj.get("capabilities")
+    if caps is not None and not isinstance(caps, dict):
+        raise ConfigError(f"{_where(source, key + '.capabilities')}: expected an object of name: true|false")
+    return PluginConf(raw=obj)
+
+
+def _parse_json(data: bytes, source: str) -> dict[str, Any]:
+    try:
+        obj = json.loads(data)
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{source}: not UTF-8 text: {e.reason}") from None
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{source}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
+    if not isinstance(obj, dict):
+        raise ConfigError(f"{source}: expected a JSON object at the top level, got {type(obj).__name__}")
+    return obj
+
+
+def _select_version(obj: dict[str, Any], source: str) -> tuple[str, list[str]]:
+    raw_version = obj.get("cniVersion")
+    if raw_version is not None and not isinstance(raw_version, str):
+        raise ConfigError(f"{_where(source, 'cniVersion')}: expected a string such as \"1.0.0\"")
+    versions = obj.get("cniVersions")
+    if versions is not None and (
+        not isinstance(versions, list) or not all(isinstance(v, str) for v in versions)
+    ):
+        raise ConfigError(f"{_where(source, 'cniVersions')}: expected a list of version strings")
+    try:
+        chosen = cniversion.select(raw_version, versions)
+    except ConfigError:
+        raise
+    except Exception as e:  # VersionError: keep its code out, name the file instead
+        raise ConfigError(f"{_where(source, 'cniVersion')}: {e}") from None
+    return chosen, list(versions or [])
+
+
+def conflist_from_bytes(data: bytes, source: str = "<memory>") -> NetworkConfigList:
+    """Parse a `.conflist` document (plugins may still be added from a sub-directory)."""
+    obj = _parse_json(data, source)
+    name = validate_name(obj.get("name"), source)
+    chosen, versions = _select_version(obj, source)
+    only_inlined = _bool_field(obj.get("loadOnlyInlinedPlugins", False), source, "loadOnlyInlinedPlugins")
+    plugins_raw = obj.get("plugins")
+    if plugins_raw is None:
+        if only_inlined:
+            raise ConfigError(
+                f'{source}: plugins: missing: "loadOnlyInlinedPlugins" is true but the list has no "plugins"'
+            )
+        plugins_raw = []
+    if not isinstance(plugins_raw, list):
+        raise ConfigError(f"{_where(source, 'plugins')}: expected a list of plugin objects")
+    plugins = [_validate_plugin(p, source, f"plugins[{i}]") for i, p in enumerate(plugins_raw)]
+    return NetworkConfigList(
+        name=name,
+        cni_version=chosen,
+        cni_versions=versions,
+        plugins=plugins,
+        raw=obj,
+        bytes=bytes(data),
+        source=source,
+        disable_check=_bool_field(obj.get("disableCheck", False), source, "disableCheck"),
+        disable_gc=_bool_field(obj.get("disableGC", False), source, "disableGC"),
+        load_only_inlined_plugins=only_inlined,
+    )
+
+
+def conflist_from_conf(data: bytes, source: str = "<memory>") -> NetworkConfigList:
+    """Wrap a single-plugin `.conf` as a one-plugin list, as libcni does."""
+    obj = _parse_json(data, source)
+    name = validate_name(obj.get("name"), source)
+    plugin = _validate_plugin(obj, source, "")
+    chosen, versions = _select_version(obj, source)
+    wrapped: dict[str, Any] = {"cniVersion": obj.get("cniVersion", chosen), "name": name, "plugins": [obj]}
+    return NetworkConfigList(
+        name=name,
+        cni_version=chosen,
+        cni_versions=versions,
+        plugins=[plugin],
+        raw=wrapped,
+        bytes=json.dumps(wrapped).encode(),
+        source=source,
+    )
+
+
+def _add_subdir_plugins(net: NetworkConfigList, path: Path) -> NetworkConfigList:
+    """Append plugin objects from `<dir>/<name>/*.conf` (libcni, loadOnlyInlinedPlugins false)."""
+    if net.load_only_inlined_plugins:
+        return net
+    subdir = path.parent / net.name
+    if not subdir.is_dir():
+        if not net.plugins:
+            raise ConfigError(f"{path}: plugins: the list has no plugins and there is no directory {subdir}")
+        return net
+    extra: list[PluginConf] = []
+    for f in sorted(subdir.iterdir()):
+        if f.suffix != ".conf" or not f.is_file():
+            continue
+        obj = _parse_json(_read(f), str(f))
+        extra.append(_validate_plugin(obj, str(f), ""))
+    if not net.plugins and not extra:
+        raise ConfigError(f"{path}: plugins: no plugins inline and none in {subdir}")
+    if extra:
+        net.plugins = net.plugins + extra
+        # Cache the effective list, so a DEL from cache runs the same chain.
+        net.raw = dict(net.raw, plugins=[p.raw for p in net.plugins])
+        net.bytes = json.dumps(net.raw).encode()
+    return net
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except PermissionError:
+        raise ConfigError(f"{path}: permission denied: run as root or make the file readable") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
+
+
+def load_file(path: str | os.PathLike[str]) -> NetworkConfigList:
+    """Load one netconf file, `.conflist` or single-plugin `.conf`/`.json`."""
+    p = Path(path)
+    data = _read(p)
+    if p.suffix in LIST_EXTENSIONS:
+        return _add_subdir_plugins(conflist_from_bytes(data, str(p)), p)
+    return conflist_from_conf(data, str(p))
+
+
+def config_files(directory: str | os.PathLike[str]) -> list[Path]:
+    """Netconf files in libcni's search order: conflists sorted, then confs sorted.
+
+    A missing directory holds no files (not an error, as in libcni); an
+    unreadable one is an error, since silently seeing no networks misleads.
+    """
+    d = Path(directory)
+    try:
+        entries = sorted(d.iterdir())
+    except FileNotFoundError:
+        return []
+    except PermissionError:
+        raise ConfigError(f"{d}: permission denied reading the netconf directory: run as root") from None
+    except NotADirectoryError:
+        raise ConfigError(f"{d}: not a directory: NETCONFPATH must name a directory of netconf files") from None
+    lists = [e for e in entries if e.suffix in LIST_EXTENSIONS and e.is_file()]
+    singles = [e for e in entries if e.suffix in SINGLE_EXTENSIONS and e.is_file()]
+    return lists + singles
+
+
+def netconf_dirs(netconf_path: str | None) -> list[str]:
+    """NETCONFPATH may hold several directories separated by ':' (searched in order)."""
+    value = netconf_path if netconf_path is not None else os.environ.get("NETCONFPATH", DEFAULT_NETCONF_PATH)
+    return [d for d in value.split(":") if d] or [DEFAULT_NETCONF_PATH]
+
+
+def find_network(name: str, netconf_path: str | None = None) -> NetworkConfigList:
+    """The first network named `name`, as libcni's LoadConfList does.
+
+    The file whose name is `name` is tried first only as a shortcut; any parse
+    error on the way aborts the search (libcni does the same), so a broken file
+    is reported rather than skipped.
+    """
+    dirs = netconf_dirs(netconf_path)
+    for d in dirs:
+        files = config_files(d)
+        for f in [f for f in files if f.suffix in LIST_EXTENSIONS] + [f for f in files if f.suffix not in LIST_EXTENSIONS]:
+            net = load_file(f)
+            if net.name == name:
+                return net
+    raise NetworkNotFound(name, ":".join(dirs))
+
+
+def load_all(netconf_path: str | None = None) -> tuple[list[NetworkConfigList], list[ConfigError]]:
+    """Every loadable network (first definition of each name wins) and the errors met."""
+    nets: list[NetworkConfigList] = []
+    errors: list[ConfigError] = []
+    seen: set[str] = set()
+    for d in netconf_dirs(netconf_path):
+        for f in config_files(d):
+            try:
+                net = load_file(f)
+            except ConfigError as e:
+                errors.append(e)
+                continue
+            if net.name not in seen:
+                seen.add(net.name)
+                nets.append(net)
+    return nets, errors

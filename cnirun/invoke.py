@@ -1,0 +1,232 @@
+"""Running plugin executables: discovery along CNI_PATH, exec, error decoding.
+
+Mirrors libcni's pkg/invoke: the plugin gets the caller's environment plus the
+six CNI_* variables (always set, possibly empty), the config on stdin, and
+answers on stdout. Errors come back as CNI error objects or as raw output.
+"""
+from __future__ import annotations
+
+import errno
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from .errors import INTERNAL, CNIError, PluginError, PluginNotFound, PluginTimeout
+
+DEFAULT_CNI_PATH = ("/opt/cni/bin", "/usr/lib/cni", "/usr/libexec/cni")
+DEFAULT_TIMEOUT = 60.0
+# Plugins call iptables, ip, ...: an OCI hook may be started with no PATH at all.
+_FALLBACK_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+_TEXT_BUSY_RETRIES = 6
+
+
+def plugin_dirs(cni_path: str | list[str] | None = None) -> list[str]:
+    """CNI_PATH as a list: explicit value, else env CNI_PATH, else the defaults."""
+    if isinstance(cni_path, list):
+        return cni_path
+    value = cni_path if cni_path is not None else os.environ.get("CNI_PATH", "")
+    dirs = [d for d in value.split(":") if d]
+    return dirs or list(DEFAULT_CNI_PATH)
+
+
+def default_timeout() -> float:
+    raw = os.environ.get("CNIRUN_PLUGIN_TIMEOUT", "")
+    if not raw:
+        return DEFAULT_TIMEOUT
+    try:
+        value = float(raw)
+    except ValueError:
+        raise CNIError(f"CNIRUN_PLUGIN_TIMEOUT={raw!r} is not a number of seconds", code=4) from None
+    if value <= 0:
+        raise CNIError(f"CNIRUN_PLUGIN_TIMEOUT={raw!r} must be a positive number of seconds", code=4)
+    return value
+
+
+def find_plugin(plugin_type: str, dirs: list[str]) -> str:
+    """The first regular file named `plugin_type` along `dirs` (libcni's FindInPath)."""
+    if not plugin_type or "/" in plugin_type or "\\" in plugin_type or plugin_type in (".", ".."):
+        raise PluginNotFound(
+            f"invalid plugin type {plugin_type!r}: a type must be a plain file name in CNI_PATH",
+            code=INTERNAL,
+        )
+    for d in dirs:
+        candidate = os.path.join(d, plugin_type)
+        if os.path.isfile(candidate):
+            return candidate
+    raise PluginNotFound(
+        f'failed to find plugin "{plugin_type}" in path {dirs}: '
+        "install it (Debian: containernetworking-plugins) or set CNI_PATH"
+    )
+
+
+@dataclass
+class Invocation:
+    """Everything one plugin call needs besides the binary."""
+
+    command: str  # ADD, DEL, CHECK, GC, STATUS, VERSION
+    container_id: str = ""
+    netns: str = ""
+    ifname: str = ""
+    args: str = ""  # CNI_ARGS, "K=V;K2=V2"
+    path: str = ""  # CNI_PATH handed to the plugin (for its delegates)
+
+    def environ(self, base: Mapping[str, str] | None) -> dict[str, str]:
+        env = dict(os.environ if base is None else base)
+        if not env.get("PATH"):
+            env["PATH"] = _FALLBACK_PATH
+        env.update(
+            CNI_COMMAND=self.command,
+            CNI_CONTAINERID=self.container_id,
+            CNI_NETNS=self.netns,
+            CNI_IFNAME=self.ifname,
+            CNI_ARGS=self.args,
+            CNI_PATH=self.path,
+        )
+        return env
+
+
+def _spawn(argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    # "text file busy" happens when a plugin binary was just written (e.g. a
+    # package upgrade in flight); libcni retries, and so do we.
+    for attempt in range(_TEXT_BUSY_RETRIES + 1):
+        try:
+            return subprocess.Popen(
+                argv,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=env,
+                close_fds=True,
+                # Own process group, so a timeout kills the plugin's children too.
+                start_new_session=True,
+            )
+        except OSError as e:
+            if e.errno == errno.ETXTBSY and attempt < _TEXT_BUSY_RETRIES:
+                time.sleep(1)
+                continue
+            raise
+    raise AssertionError("unreachable")
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    try:
+        proc.kill()
+    except ProcessLookupError:
+        pass
+
+
+def exec_plugin(
+    plugin_path: str,
+    inv: Invocation,
+    stdin: bytes,
+    *,
+    plugin_type: str = "",
+    network: str = "",
+    timeout: float | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> bytes:
+    """Run one plugin; return its stdout, or raise PluginError describing the failure."""
+    ptype = plugin_type or os.path.basename(plugin_path)
+    limit = default_timeout() if timeout is None else timeout
+    try:
+        proc = _spawn([plugin_path], inv.environ(environ))
+    except OSError as e:
+        raise PluginError(ptype, network, inv.command, f"cannot execute {plugin_path}: {e.strerror}", code=INTERNAL) from None
+    try:
+        out, err = proc.communicate(stdin, timeout=limit)
+    except subprocess.TimeoutExpired:
+        _kill_group(proc)
+        proc.communicate()
+        raise PluginTimeout(
+            ptype,
+            network,
+            inv.command,
+            f"plugin hung: no answer within {limit:g} s, killed (raise CNIRUN_PLUGIN_TIMEOUT if it is just slow)",
+            code=11,
+        ) from None
+    except BaseException:
+        _kill_group(proc)
+        proc.wait()
+        raise
+    if proc.returncode == 0:
+        if err:
+            # libcni passes a successful plugin's stderr through: it's the only log a plugin has.
+            sys.stderr.write(err.decode(errors="replace"))
+        return out
+    raise decode_failure(ptype, network, inv.command, out, err, proc.returncode)
+
+
+def decode_failure(ptype: str, network: str, command: str, out: bytes, err: bytes, rc: int) -> PluginError:
+    """Turn a failed plugin's output into an error, as libcni's invoke does."""
+    text = out.strip()
+    if text:
+        try:
+            obj = json.loads(text)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            obj = None
+        if isinstance(obj, dict) and ("code" in obj or "msg" in obj):
+            code = obj.get("code")
+            return PluginError(
+                ptype,
+                network,
+                command,
+                str(obj.get("msg", "")) or "plugin failed with no message",
+                code=code if isinstance(code, int) else INTERNAL,
+                details=str(obj.get("details", "") or ""),
+            )
+        return PluginError(ptype, network, command, f"netplugin failed: {text.decode(errors='replace')!r}")
+    stderr = err.strip().decode(errors="replace")
+    if stderr:
+        return PluginError(ptype, network, command, f"netplugin failed: {stderr!r}")
+    how = f"killed by signal {-rc}" if rc < 0 else f"exit status {rc}"
+    return PluginError(ptype, network, command, f"netplugin failed with no error message ({how})")
+
+
+@dataclass
+class PluginInfo:
+    """A plugin's VERSION answer."""
+
+    cni_version: str
+    supported_versions: list[str]
+
+
+def probe_version(
+    plugin_path: str,
+    *,
+    plugin_type: str = "",
+    timeout: float | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> PluginInfo:
+    """Ask a plugin which spec versions it speaks (libcni's GetVersionInfo)."""
+    ptype = plugin_type or os.path.basename(plugin_path)
+    inv = Invocation(command="VERSION")
+    try:
+        out = exec_plugin(plugin_path, inv, b'{"cniVersion":"1.1.0"}', plugin_type=ptype, timeout=timeout, environ=environ)
+    except PluginError as e:
+        # A plugin written before VERSION existed answers this way: it speaks 0.1.0 only.
+        if "unknown CNI_COMMAND: VERSION" in e.msg:
+            return PluginInfo("0.1.0", ["0.1.0"])
+        raise
+    try:
+        obj: Any = json.loads(out)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise PluginError(ptype, "", "VERSION", f"invalid VERSION answer: {out[:200]!r}", code=6) from None
+    if not isinstance(obj, dict):
+        raise PluginError(ptype, "", "VERSION", "invalid VERSION answer: not an object", code=6)
+    supported = obj.get("supportedVersions")
+    if supported is None:
+        # Pre-0.3 plugins answered with just a version.
+        v = str(obj.get("cniVersion", "0.1.0"))
+        return PluginInfo(v, ["0.1.0", "0.2.0"] if v == "0.2.0" else [v])
+    if not isinstance(supported, list):
+        raise PluginError(ptype, "", "VERSION", "invalid VERSION answer: supportedVersions is not a list", code=6)
+    return PluginInfo(str(obj.get("cniVersion", "")), [str(v) for v in supported])

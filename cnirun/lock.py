@@ -1,0 +1,53 @@
+"""Host-wide locking around plugin execution.
+
+Plugins of different networks still share iptables chains (portmap's
+CNI-HOSTPORT-DNAT, firewall's CNI-FORWARD): concurrent ADDs race on chain
+creation ("Chain already exists"). Like Podman and nerdctl, cnirun serialises
+every chain execution with one host-wide lock. GC takes the same lock, so it
+never runs beside an ADD or DEL. The lock is an flock: a killed holder
+releases it with its last file descriptor, so it cannot go stale.
+"""
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+from contextlib import contextmanager
+from typing import Iterator
+
+from .errors import LockError
+
+DEFAULT_LOCK_FILE = "/run/cnirun/cni.lock"
+DEFAULT_WAIT = 120.0
+
+
+def lock_file() -> str:
+    return os.environ.get("CNIRUN_LOCK_FILE") or DEFAULT_LOCK_FILE
+
+
+@contextmanager
+def host_lock(path: str | None = None, wait: float = DEFAULT_WAIT) -> Iterator[None]:
+    """Hold the host-wide CNI lock; LockError (code 11) after `wait` seconds."""
+    target = path or lock_file()
+    try:
+        os.makedirs(os.path.dirname(target), mode=0o755, exist_ok=True)
+        fd = os.open(target, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as e:
+        raise LockError(f"cannot open lock file {target}: {e.strerror}: run as root or set CNIRUN_LOCK_FILE") from None
+    try:
+        deadline = time.monotonic() + wait
+        delay = 0.002
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise LockError(
+                        f"another CNI operation has held {target} for more than {wait:g} s; try again later"
+                    ) from None
+                time.sleep(delay)
+                delay = min(delay * 2, 0.05)
+        yield
+    finally:
+        os.close(fd)

@@ -1,0 +1,391 @@
+"""The CNI runtime: ADD, CHECK, DEL, GC, STATUS and validation of network lists.
+
+This is cnirun's counterpart of libcni's CNIConfig. One `CNI` object holds the
+paths (plugin dirs, netconf dirs, cache dir), the plugin timeout and the lock;
+it has no other state, so several may coexist (tests use one per test).
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from . import cache as cnicache
+from . import config as netconf
+from . import version as cniversion
+from .config import NetworkConfigList, PluginConf
+from .errors import (
+    ArgumentError,
+    CacheError,
+    CNIError,
+    ConfigError,
+    NetnsError,
+    NetworkNotFound,
+    PluginError,
+    VersionError,
+)
+from .invoke import Invocation, PluginInfo, exec_plugin, find_plugin, plugin_dirs, probe_version
+from .lock import host_lock
+
+_ID_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$")
+DEFAULT_NETWORK = "cnirun"
+
+
+@dataclass
+class RuntimeConf:
+    """Per-attachment arguments: which container, namespace and interface."""
+
+    container_id: str
+    netns: str = ""
+    ifname: str = "eth0"
+    args: list[tuple[str, str]] = field(default_factory=list)  # CNI_ARGS
+    capability_args: dict[str, Any] = field(default_factory=dict)  # runtimeConfig source
+
+    def cni_args(self) -> str:
+        return ";".join(f"{k}={v}" for k, v in self.args)
+
+
+def validate_container_id(cid: str) -> None:
+    if not cid:
+        raise CNIError("missing container ID: every attachment needs one", code=3)
+    if not _ID_RE.match(cid):
+        raise ArgumentError(
+            f"invalid container ID {cid!r}: use letters, digits, '_', '.', '-' and start with a letter or digit"
+        )
+
+
+def validate_ifname(ifname: str) -> None:
+    # The kernel's own limits (IFNAMSIZ, no '/', ':' or whitespace), as libcni checks.
+    if not ifname:
+        raise ArgumentError("missing interface name: use e.g. eth0")
+    if len(ifname) > 15:
+        raise ArgumentError(f"invalid interface name {ifname!r}: longer than 15 characters")
+    if ifname in (".", "..") or any(c in ifname for c in "/:") or any(c.isspace() for c in ifname):
+        raise ArgumentError(f"invalid interface name {ifname!r}: no '/', ':', spaces, '.' or '..'")
+
+
+def parse_cni_args(text: str) -> list[tuple[str, str]]:
+    """'K=V;K2=V2' -> [(K, V), (K2, V2)]; a pair without '=' is an error (code 4)."""
+    out: list[tuple[str, str]] = []
+    if not text:
+        return out
+    for pair in text.split(";"):
+        if not pair:
+            continue
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ArgumentError(f"invalid CNI_ARGS pair {pair!r}: expected KEY=VALUE separated by ';'")
+        out.append((key, value))
+    return out
+
+
+def parse_cap_args(text: str) -> dict[str, Any]:
+    """CAP_ARGS: a JSON object of capability name -> value."""
+    if not text:
+        return {}
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ArgumentError(f"invalid CAP_ARGS: not JSON ({e.msg} at column {e.colno}): expected a JSON object") from None
+    if not isinstance(obj, dict):
+        raise ArgumentError("invalid CAP_ARGS: expected a JSON object such as {\"portMappings\": [...]}")
+    return obj
+
+
+def _parse_result(raw: bytes, version: str, ptype: str, net: str, command: str) -> dict[str, Any]:
+    from .result import Result  # only ADD needs results; keep DEL/GC imports small
+
+    try:
+        obj = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise PluginError(ptype, net, command, f"invalid result: not JSON: {raw[:200]!r}", code=6) from None
+    if not isinstance(obj, dict):
+        raise PluginError(ptype, net, command, "invalid result: not a JSON object", code=6)
+    if not obj.get("cniVersion"):
+        obj["cniVersion"] = version  # libcni: a result without a version has the config's
+    try:
+        Result.from_dict(obj)
+    except CNIError as e:
+        raise PluginError(ptype, net, command, f"invalid result: {e}", code=6) from None
+    return obj
+
+
+def _convert(result: dict[str, Any], version: str) -> dict[str, Any]:
+    from .result import convert
+
+    return convert(result, version)
+
+
+class CNI:
+    """A CNI runtime bound to plugin dirs, netconf dirs and a cache dir.
+
+    Arguments left as None take the environment (CNI_PATH, NETCONFPATH,
+    CNI_CACHE_DIR, CNIRUN_PLUGIN_TIMEOUT) and then the defaults.
+    """
+
+    def __init__(
+        self,
+        *,
+        plugin_path: str | list[str] | None = None,
+        netconf_path: str | None = None,
+        cache_dir: str | None = None,
+        timeout: float | None = None,
+        lock_file: str | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        self.plugin_dirs = plugin_dirs(plugin_path)
+        self.netconf_path = netconf_path
+        self.cache_dir = cache_dir or cnicache.default_cache_dir()
+        self.timeout = timeout
+        self.lock_file = lock_file
+        self.environ = environ
+
+    # -- configuration ---------------------------------------------------
+    def network(self, name: str) -> NetworkConfigList:
+        """A network by name: NETCONFPATH first, then the built-in default."""
+        try:
+            return netconf.find_network(name, self.netconf_path)
+        except NetworkNotFound:
+            from .defaults import builtin_networks
+
+            for net in builtin_networks():
+                if net.name == name:
+                    return net
+            raise NetworkNotFound(
+                name, ":".join(netconf.netconf_dirs(self.netconf_path)), [n.name for n in self.networks()]
+            ) from None
+
+    def networks(self) -> list[NetworkConfigList]:
+        """Every network: NETCONFPATH's, then built-ins whose name is not taken."""
+        from .defaults import builtin_networks
+
+        nets, _errors = netconf.load_all(self.netconf_path)
+        names = {n.name for n in nets}
+        return nets + [n for n in builtin_networks() if n.name not in names]
+
+    # -- plugin calls ----------------------------------------------------
+    def _exec(self, net: NetworkConfigList, plugin: PluginConf, inv: Invocation, conf: dict[str, Any]) -> bytes:
+        path = find_plugin(plugin.type, self.plugin_dirs)
+        inv.path = ":".join(self.plugin_dirs)
+        return exec_plugin(
+            path,
+            inv,
+            json.dumps(conf).encode(),
+            plugin_type=plugin.type,
+            network=net.name,
+            timeout=self.timeout,
+            environ=self.environ,
+        )
+
+    @staticmethod
+    def build_conf(
+        net: NetworkConfigList,
+        plugin: PluginConf,
+        rt: RuntimeConf | None,
+        prev_result: dict[str, Any] | None,
+    ) -> dict[str, Any]:
+        """A plugin's stdin: its object plus name, cniVersion, runtimeConfig, prevResult."""
+        conf = dict(plugin.raw)
+        conf["name"] = net.name
+        conf["cniVersion"] = net.cni_version
+        if rt is not None:
+            # Only what the plugin asked for AND the runtime supplied (libcni's rule).
+            rc = {k: rt.capability_args[k] for k in plugin.capabilities if k in rt.capability_args}
+            if rc:
+                conf["runtimeConfig"] = rc
+        if prev_result is not None:
+            conf["prevResult"] = prev_result
+        return conf
+
+    def _inv(self, command: str, rt: RuntimeConf) -> Invocation:
+        return Invocation(
+            command=command, container_id=rt.container_id, netns=rt.netns, ifname=rt.ifname, args=rt.cni_args()
+        )
+
+    def _check_netns(self, netns: str) -> None:
+        if not netns:
+            raise NetnsError("missing network namespace path: ADD and CHECK need one")
+        if not os.path.exists(netns):
+            raise NetnsError(f"network namespace {netns} does not exist: pass the path of a live netns")
+
+    # -- ADD ---------------------------------------------------------------
+    def add(self, net: NetworkConfigList, rt: RuntimeConf) -> dict[str, Any]:
+        """ADD the chain; on failure DEL what was done, then raise. Returns the final result."""
+        validate_container_id(rt.container_id)
+        netconf.validate_name(net.name, net.source)
+        validate_ifname(rt.ifname)
+        self._check_netns(rt.netns)
+        cnicache.check_writable(self.cache_dir)
+        # Find every plugin before running any: a missing one fails with nothing done.
+        for p in net.plugins:
+            find_plugin(p.type, self.plugin_dirs)
+        with host_lock(self.lock_file):
+            prev: dict[str, Any] | None = None
+            try:
+                for p in net.plugins:
+                    conf = self.build_conf(net, p, rt, prev)
+                    out = self._exec(net, p, self._inv("ADD", rt), conf)
+                    prev = _parse_result(out, net.cni_version, p.type, net.name, "ADD")
+                if prev is None:
+                    raise ConfigError(f"{net.source}: plugins: the network has no plugins")
+                cnicache.write(
+                    self.cache_dir,
+                    cnicache.CachedAttachment(
+                        network_name=net.name,
+                        container_id=rt.container_id,
+                        ifname=rt.ifname,
+                        config=net.bytes,
+                        netns=rt.netns,
+                        cni_args=[[k, v] for k, v in rt.args],
+                        capability_args=rt.capability_args,
+                        result=prev,
+                    ),
+                )
+            except BaseException:
+                # Every ADD must be followed by a DEL, a failed one included: undo
+                # with the partial result so plugins can find what they made.
+                self._del_chain(net, rt, prev, best_effort=True)
+                cnicache.delete(self.cache_dir, net.name, rt.container_id, rt.ifname)
+                raise
+        return prev
+
+    # -- DEL ---------------------------------------------------------------
+    def _del_chain(
+        self, net: NetworkConfigList, rt: RuntimeConf, prev: dict[str, Any] | None, best_effort: bool
+    ) -> list[CNIError]:
+        errors: list[CNIError] = []
+        if prev is not None and cniversion.at_least(net.cni_version, "0.4.0"):
+            try:
+                prev = _convert(prev, net.cni_version)
+            except CNIError:
+                prev = None
+        else:
+            prev = None  # before 0.4.0 DEL got no prevResult
+        for p in reversed(net.plugins):
+            conf = self.build_conf(net, p, rt, prev)
+            try:
+                self._exec(net, p, self._inv("DEL", rt), conf)
+            except CNIError as e:
+                errors.append(e)
+                if not best_effort:
+                    break  # libcni stops at the first failing DEL; the cache stays for a retry
+        return errors
+
+    def cached(self, network: str, rt: RuntimeConf) -> cnicache.CachedAttachment | None:
+        return cnicache.read(self.cache_dir, network, rt.container_id, rt.ifname)
+
+    def delete(self, net: NetworkConfigList | str, rt: RuntimeConf) -> None:
+        """DEL, from the cache: its config, result, netns and arguments when they exist.
+
+        A missing netns, a missing or corrupt cache file are all tolerated; a
+        plugin failure is raised and leaves the cache file for a retry.
+        """
+        name = net if isinstance(net, str) else net.name
+        validate_container_id(rt.container_id)
+        try:
+            att = self.cached(name, rt)
+        except CacheError:
+            # libcni: an unreadable cache is removed and DEL goes on without it.
+            cnicache.delete(self.cache_dir, name, rt.container_id, rt.ifname)
+            att = None
+        net_conf = self._net_from_cache(att) if att else None
+        if net_conf is None:
+            net_conf = net if isinstance(net, NetworkConfigList) else self.network(name)
+        if att is not None:
+            rt = RuntimeConf(
+                container_id=rt.container_id,
+                ifname=rt.ifname,
+                netns=rt.netns or att.netns,
+                args=rt.args or [(k, v) for k, v in att.cni_args],
+                capability_args=rt.capability_args or att.capability_args,
+            )
+        if rt.netns and not os.path.exists(rt.netns):
+            rt.netns = ""  # gone already: plugins clean up the host side without it
+        with host_lock(self.lock_file):
+            errors = self._del_chain(net_conf, rt, att.result if att else None, best_effort=False)
+            if errors:
+                raise errors[0]
+            cnicache.delete(self.cache_dir, name, rt.container_id, rt.ifname)
+
+    @staticmethod
+    def _net_from_cache(att: cnicache.CachedAttachment) -> NetworkConfigList | None:
+        if not att.config:
+            return None
+        try:
+            return netconf.conflist_from_bytes(att.config, f"cached config of {att.path}")
+        except ConfigError:
+            return None
+
+    # -- CHECK -------------------------------------------------------------
+    def check(self, net: NetworkConfigList, rt: RuntimeConf) -> None:
+        validate_container_id(rt.container_id)
+        validate_ifname(rt.ifname)
+        if not cniversion.at_least(net.cni_version, "0.4.0"):
+            raise VersionError(f'configuration version "{net.cni_version}" does not support the CHECK command')
+        if net.disable_check:
+            return
+        self._check_netns(rt.netns)
+        att = self.cached(net.name, rt)  # unreadable cache: CacheError, as libcni
+        prev = _convert(att.result, net.cni_version) if att and att.result else None
+        with host_lock(self.lock_file):
+            for p in net.plugins:
+                self._exec(net, p, self._inv("CHECK", rt), self.build_conf(net, p, rt, prev))
+
+    # -- GC ----------------------------------------------------------------
+    def gc(self, net: NetworkConfigList, valid: list[tuple[str, str]] | None = None) -> list[CNIError]:
+        """DEL every cached attachment of `net` not in `valid` (container ID, ifname), then plugin GC.
+
+        Returns the errors met (GC goes on past them, as the spec asks).
+        """
+        if net.disable_gc:
+            return []
+        keep = set(valid or [])
+        errors: list[CNIError] = []
+        for att in cnicache.list_attachments(self.cache_dir, net.name):
+            if (att.container_id, att.ifname) in keep:
+                continue
+            try:
+                self.delete(net.name, RuntimeConf(container_id=att.container_id, ifname=att.ifname))
+            except CNIError as e:
+                errors.append(e)
+        if cniversion.at_least(net.cni_version, "1.1.0"):
+            attachments = [{"containerID": c, "ifname": i} for c, i in sorted(keep)]
+            with host_lock(self.lock_file):
+                for p in net.plugins:
+                    conf = self.build_conf(net, p, None, None)
+                    conf["cni.dev/valid-attachments"] = attachments
+                    conf["cni.dev/attachments"] = attachments  # the legacy alias libcni also sends
+                    try:
+                        self._exec(net, p, Invocation(command="GC"), conf)
+                    except CNIError as e:
+                        errors.append(e)
+        return errors
+
+    # -- STATUS --------------------------------------------------------------
+    def status(self, net: NetworkConfigList) -> None:
+        """Raise the first plugin's STATUS error; a no-op below 1.1.0 (libcni)."""
+        if not cniversion.at_least(net.cni_version, "1.1.0"):
+            return
+        for p in net.plugins:
+            self._exec(net, p, Invocation(command="STATUS"), self.build_conf(net, p, None, None))
+
+    # -- validation ----------------------------------------------------------
+    def version(self, plugin_type: str) -> PluginInfo:
+        path = find_plugin(plugin_type, self.plugin_dirs)
+        return probe_version(path, plugin_type=plugin_type, timeout=self.timeout, environ=self.environ)
+
+    def validate(self, net: NetworkConfigList) -> list[str]:
+        """Every plugin exists and speaks the list's version; returns the capabilities offered."""
+        caps: set[str] = set()
+        for p in net.plugins:
+            info = self.version(p.type)
+            if not cniversion.plugin_supports(info.supported_versions, net.cni_version):
+                raise VersionError(
+                    f'plugin type="{p.type}" does not support config version "{net.cni_version}" '
+                    f"(it supports {', '.join(info.supported_versions)}): "
+                    f"lower cniVersion in {net.source}"
+                )
+            caps.update(p.capabilities)
+        return sorted(caps)
