@@ -22,6 +22,7 @@ CACHE_KIND = "cniCacheV1"
 
 
 def default_cache_dir() -> str:
+    """CNI_CACHE_DIR, else libcni's default /var/lib/cni."""
     return os.environ.get("CNI_CACHE_DIR") or DEFAULT_CACHE_DIR
 
 
@@ -71,9 +72,10 @@ def write(cache_dir: str, att: CachedAttachment) -> Path:
     """Write atomically (temp file + fsync + rename): a crash leaves the old file or the new one."""
     d = results_dir(cache_dir)
     path = cache_path(cache_dir, att.network_name, att.container_id, att.ifname)
-    data = json.dumps(att.to_dict()).encode()
+    # Compact separators, as Go's json.Marshal writes them.
+    data = json.dumps(att.to_dict(), separators=(",", ":")).encode()
     try:
-        d.mkdir(mode=0o700, parents=True, exist_ok=True)
+        _make_dirs(cache_dir)
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=d)
         try:
             with os.fdopen(fd, "wb") as f:
@@ -100,11 +102,26 @@ def write(cache_dir: str, att: CachedAttachment) -> Path:
     return path
 
 
+def _make_dirs(cache_dir: str) -> None:
+    """Create the cache dir and results/ with mode 0700 each, as libcni's MkdirAll(0700).
+
+    (os.makedirs applies its mode only to the leaf since Python 3.7.)
+    """
+    for d in (Path(cache_dir), results_dir(cache_dir)):
+        if not d.is_dir():
+            d.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                d.mkdir(mode=0o700)
+            except FileExistsError:
+                if not d.is_dir():
+                    raise NotADirectoryError(20, "Not a directory", str(d)) from None
+
+
 def check_writable(cache_dir: str) -> None:
     """Fail before ADD, not after, when the cache cannot be written (nothing to undo then)."""
     d = results_dir(cache_dir)
     try:
-        d.mkdir(mode=0o700, parents=True, exist_ok=True)
+        _make_dirs(cache_dir)
     except OSError as e:
         raise CacheError(
             f"cache directory {cache_dir} is not usable ({e.strerror}): set CNI_CACHE_DIR to a writable directory"
