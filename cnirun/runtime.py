@@ -106,10 +106,11 @@ def _parse_result(raw: bytes, version: str, ptype: str, net: str, command: str) 
     if not obj.get("cniVersion"):
         obj["cniVersion"] = version  # libcni: a result without a version has the config's
     try:
-        Result.from_dict(obj)
+        # Normalised as libcni's Go types marshal it: that is what the next
+        # plugin gets as prevResult, what the cache stores and what is printed.
+        return Result.from_dict(obj).to_dict()
     except CNIError as e:
         raise PluginError(ptype, net, command, f"invalid result: {e}", code=6) from None
-    return obj
 
 
 def _convert(result: dict[str, Any], version: str) -> dict[str, Any]:
@@ -172,7 +173,7 @@ class CNI:
         return exec_plugin(
             path,
             inv,
-            json.dumps(conf).encode(),
+            json.dumps(conf, separators=(",", ":")).encode(),
             plugin_type=plugin.type,
             network=net.name,
             timeout=self.timeout,
@@ -279,11 +280,18 @@ class CNI:
     def delete(self, net: NetworkConfigList | str, rt: RuntimeConf) -> None:
         """DEL, from the cache: its config, result, netns and arguments when they exist.
 
-        A missing netns, a missing or corrupt cache file are all tolerated; a
-        plugin failure is raised and leaves the cache file for a retry.
+        `net` may be just the network's name: the cached config is used first,
+        so DEL runs the chain that ADD ran even if the netconf file changed or
+        is gone. A missing netns, a missing or corrupt cache file are all
+        tolerated; a plugin failure is raised and leaves the cache file for a
+        retry.
         """
-        name = net if isinstance(net, str) else net.name
         validate_container_id(rt.container_id)
+        with host_lock(self.lock_file):
+            self._delete_locked(net, rt)
+
+    def _delete_locked(self, net: NetworkConfigList | str, rt: RuntimeConf) -> None:
+        name = net if isinstance(net, str) else net.name
         try:
             att = self.cached(name, rt)
         except CacheError:
@@ -301,13 +309,14 @@ class CNI:
                 args=rt.args or [(k, v) for k, v in att.cni_args],
                 capability_args=rt.capability_args or att.capability_args,
             )
+        else:
+            rt = RuntimeConf(rt.container_id, rt.netns, rt.ifname, list(rt.args), dict(rt.capability_args))
         if rt.netns and not os.path.exists(rt.netns):
             rt.netns = ""  # gone already: plugins clean up the host side without it
-        with host_lock(self.lock_file):
-            errors = self._del_chain(net_conf, rt, att.result if att else None, best_effort=False)
-            if errors:
-                raise errors[0]
-            cnicache.delete(self.cache_dir, name, rt.container_id, rt.ifname)
+        errors = self._del_chain(net_conf, rt, att.result if att else None, best_effort=False)
+        if errors:
+            raise errors[0]
+        cnicache.delete(self.cache_dir, name, rt.container_id, rt.ifname)
 
     @staticmethod
     def _net_from_cache(att: cnicache.CachedAttachment) -> NetworkConfigList | None:
@@ -343,16 +352,17 @@ class CNI:
             return []
         keep = set(valid or [])
         errors: list[CNIError] = []
-        for att in cnicache.list_attachments(self.cache_dir, net.name):
-            if (att.container_id, att.ifname) in keep:
-                continue
-            try:
-                self.delete(net.name, RuntimeConf(container_id=att.container_id, ifname=att.ifname))
-            except CNIError as e:
-                errors.append(e)
-        if cniversion.at_least(net.cni_version, "1.1.0"):
-            attachments = [{"containerID": c, "ifname": i} for c, i in sorted(keep)]
-            with host_lock(self.lock_file):
+        # One lock for the whole pass: GC never runs beside an ADD or DEL.
+        with host_lock(self.lock_file):
+            for att in cnicache.list_attachments(self.cache_dir, net.name):
+                if (att.container_id, att.ifname) in keep:
+                    continue
+                try:
+                    self._delete_locked(net.name, RuntimeConf(container_id=att.container_id, ifname=att.ifname))
+                except CNIError as e:
+                    errors.append(e)
+            if cniversion.at_least(net.cni_version, "1.1.0"):
+                attachments = [{"containerID": c, "ifname": i} for c, i in sorted(keep)]
                 for p in net.plugins:
                     conf = self.build_conf(net, p, None, None)
                     conf["cni.dev/valid-attachments"] = attachments
