@@ -17,6 +17,11 @@ SUBCOMMANDS = frozenset(
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     first = args[0] if args else ""
+    if first == "cni":
+        # cnitool's drop-in is parsed by hand: no typer import on that path (bench/bench_core.py).
+        from .cni_cmd import main as cni_main
+
+        return cni_main(args[1:])
     if first == "run" or (first and first not in SUBCOMMANDS and first not in ("-h", "--help", "--version")
                           and not _is_global_typer_option(first)):
         try:
