@@ -1,0 +1,269 @@
+"""`cnirun network ...`: list, inspect, create, remove, prune and convert networks.
+
+Tables for people, `--format json` for scripts. New networks are written as
+conflists into the first NETCONFPATH directory (default /etc/cni/net.d).
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from .errors import fail, one_line_errors
+
+FORMATS = ("table", "json")
+
+
+def _format_option() -> Any:
+    return typer.Option("table", "--format", help="table (for people) or json (for scripts).")
+
+
+def _check_format(fmt: str) -> None:
+    if fmt not in FORMATS:
+        fail(f"unknown --format {fmt!r}: expected table or json")
+
+
+def table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
+    lines = ["   ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header] + rows]
+    return "\n".join(lines)
+
+
+def _cni() -> Any:
+    from ..runtime import CNI
+
+    return CNI()
+
+
+def network_summary(cni: Any, net: Any) -> dict[str, Any]:
+    from ..compose import store
+
+    m = store.meta(net)
+    return {
+        "name": net.name,
+        "file": net.source,
+        "plugins": net.types,
+        "subnets": net.subnets(),
+        "driver": m.get("driver", ""),
+        "bridge": m.get("bridge", "") or _bridge(net),
+        "managed": bool(m),
+        "labels": store.labels(net),
+        "attachments": len(store.attachments(cni, net.name)),
+    }
+
+
+def _bridge(net: Any) -> str:
+    for p in net.plugins:
+        if p.type == "bridge":
+            return str(p.raw.get("bridge") or "cni0")
+    return ""
+
+
+def network_detail(cni: Any, net: Any) -> dict[str, Any]:
+    from ..attach import Attachment
+    from ..compose import store
+
+    out = network_summary(cni, net)
+    out["containers"] = [
+        {
+            "containerId": a.container_id,
+            "ifname": a.ifname,
+            "addresses": Attachment(a.network_name, a.ifname, a.result or {}).addresses(),
+            "netns": a.netns,
+        }
+        for a in store.attachments(cni, net.name)
+    ]
+    out["conflist"] = net.raw
+    return out
+
+
+def register(app: typer.Typer) -> None:
+    net_app = typer.Typer(help="Manage CNI networks (conflists in NETCONFPATH).", no_args_is_help=True)
+    app.add_typer(net_app, name="network")
+
+    @net_app.command("ls")
+    def ls(fmt: str = _format_option(),
+           quiet: bool = typer.Option(False, "-q", "--quiet", help="Only names.")) -> None:
+        """List every network of NETCONFPATH and the built-in default."""
+        from ..config import load_all
+
+        _check_format(fmt)
+        with one_line_errors():
+            cni = _cni()
+            nets = cni.networks()
+            _, errors = load_all(cni.netconf_path)
+            rows = [network_summary(cni, n) for n in nets]
+        for e in errors:
+            sys.stderr.write(f"cnirun: warning: skipped: {e}\n")
+        if quiet:
+            print("\n".join(r["name"] for r in rows))
+        elif fmt == "json":
+            print(json.dumps(rows, indent=2))
+        else:
+            print(table([[r["name"], r["driver"] or "-", ",".join(r["plugins"]), ",".join(r["subnets"]) or "-",
+                          str(r["attachments"]), r["file"]] for r in rows],
+                        ["NAME", "DRIVER", "PLUGINS", "SUBNET", "ATTACHED", "FILE"]))
+
+    @net_app.command("inspect")
+    def inspect(names: list[str] = typer.Argument(..., metavar="NAME..."), fmt: str = _format_option()) -> None:
+        """Show networks: conflist, file, attached containers and their addresses."""
+        _check_format(fmt)
+        with one_line_errors():
+            cni = _cni()
+            details = [network_detail(cni, cni.network(n)) for n in names]
+        if fmt == "json":
+            print(json.dumps(details, indent=2))
+            return
+        for d in details:
+            print(f"Name:      {d['name']}\nFile:      {d['file']}\nPlugins:   {' -> '.join(d['plugins'])}")
+            print(f"Subnets:   {', '.join(d['subnets']) or '-'}")
+            if d["bridge"]:
+                print(f"Bridge:    {d['bridge']}")
+            for k, v in sorted(d["labels"].items()):
+                print(f"Label:     {k}={v}")
+            if d["containers"]:
+                print(table([[c["containerId"][:12], c["ifname"], ", ".join(c["addresses"])] for c in d["containers"]],
+                            ["CONTAINER", "IFACE", "ADDRESSES"]))
+            else:
+                print("Containers: none")
+            print(json.dumps(d["conflist"], indent=2))
+
+    @net_app.command("create")
+    def create(
+        name: str = typer.Argument(...),
+        driver: str = typer.Option("bridge", "--driver", "-d", help="bridge, macvlan or ipvlan."),
+        subnet: str = typer.Option("", "--subnet", help="e.g. 10.89.5.0/24 (default: a free /24)."),
+        gateway: str = typer.Option("", "--gateway"),
+        ip_range: str = typer.Option("", "--ip-range", help="Hand out addresses from this part of the subnet."),
+        internal: bool = typer.Option(False, "--internal", help="No gateway, NAT, port mapping or default route."),
+        opt: list[str] = typer.Option([], "--opt", "-o", help="Driver option K=V (repeatable)."),
+        label: list[str] = typer.Option([], "--label", help="Label K=V (repeatable)."),
+        fmt: str = _format_option(),
+    ) -> None:
+        """Create a network: a conflist in the first NETCONFPATH directory."""
+        _check_format(fmt)
+        with one_line_errors():
+            net = create_network(name, driver, subnet, gateway, ip_range, internal, opt, label)
+        if fmt == "json":
+            print(json.dumps(network_summary(_cni(), net), indent=2))
+        else:
+            print(net.name)
+
+    @net_app.command("rm")
+    def rm(names: list[str] = typer.Argument(..., metavar="NAME..."),
+           fmt: str = _format_option()) -> None:
+        """Remove networks (refused while containers are attached); deletes the bridges cnirun made."""
+        from ..compose import store
+
+        _check_format(fmt)
+        cni = _cni()
+        done, failed = [], False
+        for n in names:
+            try:
+                r = store.remove(cni, n)
+            except Exception as e:  # report each name, then go on with the others
+                from ..errors import CNIError
+
+                if not isinstance(e, CNIError):
+                    raise
+                sys.stderr.write(f"cnirun: {e}\n")
+                failed = True
+                continue
+            done.append(r)
+            for w in r.warnings:
+                sys.stderr.write(f"cnirun: warning: {w}\n")
+        _print_removals(done, fmt)
+        if failed:
+            raise SystemExit(1)
+
+    @net_app.command("prune")
+    def prune(force: bool = typer.Option(False, "--force", "-f", help="Do not ask."),
+              fmt: str = _format_option()) -> None:
+        """Remove every network cnirun created that has no container attached."""
+        from ..compose import store
+
+        _check_format(fmt)
+        if not force and sys.stdin.isatty():
+            if not typer.confirm("Remove all cnirun-created networks not used by any container?"):
+                raise SystemExit(1)
+        with one_line_errors():
+            done = store.prune(_cni())
+        for r in done:
+            for w in r.warnings:
+                sys.stderr.write(f"cnirun: warning: {w}\n")
+        _print_removals(done, fmt)
+
+    @net_app.command("convert")
+    def convert(
+        file: Path = typer.Argument(..., metavar="FILE.yaml"),
+        directory: Path = typer.Option(None, "--dir", help="Write NAME.conflist files here instead of printing."),
+    ) -> None:
+        """Turn the networks: of a compose-style YAML file into CNI conflists."""
+        from ..compose.networks import load_networks_file
+
+        with one_line_errors():
+            nets = load_networks_file(file)
+        if directory is None:
+            for n in nets:
+                print(json.dumps(n.raw, indent=2))
+            return
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            for n in nets:
+                target = directory / f"{n.name}.conflist"
+                target.write_text(json.dumps(n.raw, indent=2) + "\n")
+                print(target)
+        except OSError as e:
+            fail(f"{directory}: cannot write: {e.strerror}")
+
+
+def _print_removals(done: list[Any], fmt: str) -> None:
+    if fmt == "json":
+        print(json.dumps([{"name": r.name, "file": r.file, "bridgeDeleted": r.bridge_deleted,
+                           "warnings": r.warnings} for r in done], indent=2))
+    else:
+        for r in done:
+            print(r.name)
+
+
+def _kv(items: list[str], what: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items:
+        k, sep, v = item.partition("=")
+        if not sep or not k:
+            fail(f"invalid {what} {item!r}: expected KEY=VALUE")
+        out[k] = v
+    return out
+
+
+def create_network(name: str, driver: str, subnet: str = "", gateway: str = "", ip_range: str = "",
+                   internal: bool = False, opts: list[str] | None = None,
+                   labels: list[str] | None = None) -> Any:
+    """`network create` through the compose converter, so both follow the same rules."""
+    from ..compose import store
+    from ..compose.located import Document
+    from ..compose.networks import Planner, parse_network
+
+    pool: dict[str, Any] = {}
+    if subnet:
+        pool["subnet"] = subnet
+    if gateway:
+        pool["gateway"] = gateway
+    if ip_range:
+        pool["ip_range"] = ip_range
+    mapping: dict[str, Any] = {"driver": driver, "internal": internal}
+    if pool:
+        mapping["ipam"] = {"config": [pool]}
+    if opts:
+        mapping["driver_opts"] = _kv(opts, "--opt")
+    if labels:
+        mapping["labels"] = _kv(labels, "--label")
+    # A synthetic document: errors read "cnirun network create NAME: ipam.config[0].subnet: ...".
+    doc = Document(source=f"cnirun network create {name}", data=mapping)
+    spec = parse_network(doc, name, mapping, ())
+    cni = _cni()
+    conf = Planner(cni.networks()).conflist(spec, {"createdBy": "cnirun network create"})
+    return store.install(cni, conf)

@@ -1,0 +1,184 @@
+"""Installed networks: writing conflists into NETCONFPATH and removing them again.
+
+A network cnirun creates carries a top-level "cnirun" object in its conflist
+(libcni and the plugins ignore unknown top-level keys): the driver, the
+bridge cnirun chose, labels. Only such networks are pruned, and only their
+bridges are deleted: hand-written conflists may belong to other tools.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .. import cache as cnicache
+from ..config import NetworkConfigList, netconf_dirs
+from ..errors import CNIError, ConfigError
+from ..runtime import CNI
+from .networks import META_KEY
+
+HOST_LOCAL_DIR = "/var/lib/cni/networks"
+
+
+class NetworkInUse(CNIError):
+    code = 7
+
+
+@dataclass
+class Removal:
+    """What removing a network did (for the command's report)."""
+
+    name: str
+    file: str
+    bridge_deleted: str = ""
+    warnings: list[str] = field(default_factory=list)
+
+
+def meta(net: NetworkConfigList) -> dict[str, Any]:
+    m = net.raw.get(META_KEY)
+    return m if isinstance(m, dict) else {}
+
+
+def is_managed(net: NetworkConfigList) -> bool:
+    return bool(meta(net))
+
+
+def labels(net: NetworkConfigList) -> dict[str, str]:
+    lab = meta(net).get("labels")
+    return {str(k): str(v) for k, v in lab.items()} if isinstance(lab, dict) else {}
+
+
+def target_dir(netconf_path: str | None = None) -> Path:
+    """Where new conflists go: the first NETCONFPATH directory."""
+    return Path(netconf_dirs(netconf_path)[0])
+
+
+def install(cni: CNI, conf: dict[str, Any]) -> NetworkConfigList:
+    """Write `conf` as <dir>/<name>.conflist (atomically); refuse an existing name."""
+    from ..config import load_file
+
+    name = conf["name"]
+    for net in cni.networks():
+        if net.name == name:
+            raise ConfigError(f'network "{name}" already exists ({net.source}): pick another name or remove it first')
+    d = target_dir(cni.netconf_path)
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+        path = d / f"{name}.conflist"
+        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=d)
+        with os.fdopen(fd, "w") as f:
+            json.dump(conf, f, indent=2)
+            f.write("\n")
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except PermissionError:
+        raise ConfigError(f"{d}: permission denied writing the network: run as root or set NETCONFPATH") from None
+    except OSError as e:
+        raise ConfigError(f"{d}: cannot write the network: {e.strerror}") from None
+    net = load_file(path)
+    bridge = meta(net).get("bridge")
+    if bridge and meta(net).get("isolated"):
+        from . import isolation
+
+        try:
+            isolation.ensure(str(bridge))
+        except CNIError:
+            os.unlink(path)  # nothing half-done: no file without its isolation
+            raise
+    return net
+
+
+def attachments(cni: CNI, name: str) -> list[cnicache.CachedAttachment]:
+    return cnicache.list_attachments(cni.cache_dir, name)
+
+
+def _ipam_dirs(net: NetworkConfigList) -> list[Path]:
+    out: list[Path] = []
+    for p in net.plugins:
+        ipam = p.raw.get("ipam")
+        if isinstance(ipam, dict) and ipam.get("type") == "host-local":
+            out.append(Path(str(ipam.get("dataDir") or HOST_LOCAL_DIR)) / net.name)
+    return out
+
+
+def reservations(net: NetworkConfigList) -> list[Path]:
+    """host-local's files that hold an address (not its lock or last-reserved marker)."""
+    out: list[Path] = []
+    for d in _ipam_dirs(net):
+        try:
+            out += [f for f in d.iterdir() if f.name != "lock" and not f.name.startswith("last_reserved_ip")]
+        except OSError:
+            continue
+    return out
+
+
+def remove(cni: CNI, name: str, force: bool = False) -> Removal:
+    """Remove an installed network: refuse while containers are attached.
+
+    Deletes the conflist, the bridge cnirun chose for it (when nothing is
+    plugged in any more), its isolation rules and host-local's empty
+    bookkeeping directory.
+    """
+    net = cni.network(name)
+    if net.source == "<memory>" or not Path(net.source).is_file():
+        raise ConfigError(f'network "{name}" is not a file in NETCONFPATH and cannot be removed')
+    from ..defaults import shipped_netconf_dir
+
+    shipped = shipped_netconf_dir()
+    if shipped is not None and Path(net.source).resolve().parent == shipped.resolve():
+        raise ConfigError(f'network "{name}" is built into cnirun and cannot be removed')
+    atts = attachments(cni, name)
+    if atts and not force:
+        ids = ", ".join(sorted({a.container_id[:12] for a in atts}))
+        raise NetworkInUse(f'network "{name}" is in use by {len(atts)} attachment(s) (containers {ids}): '
+                           "stop those containers first")
+    out = Removal(name=name, file=net.source)
+    try:
+        os.unlink(net.source)
+    except FileNotFoundError:
+        pass
+    except OSError as e:
+        raise ConfigError(f"{net.source}: cannot remove: {e.strerror}") from None
+    m = meta(net)
+    bridge = str(m.get("bridge") or "")
+    if bridge:
+        from . import hostnet, isolation
+
+        isolation.remove(bridge)
+        ports = hostnet.bridge_ports(bridge) if hostnet.link_exists(bridge) else []
+        if ports:
+            out.warnings.append(f"bridge {bridge} kept: interfaces still plugged in ({', '.join(ports)})")
+        elif hostnet.delete_link(bridge):
+            out.bridge_deleted = bridge
+    for d in _ipam_dirs(net):
+        left = reservations(net)
+        if left:
+            out.warnings.append(f"{d}: {len(left)} address reservation(s) left (not from cnirun's cache): kept")
+            continue
+        try:
+            for f in d.iterdir():
+                f.unlink()
+            d.rmdir()
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            out.warnings.append(f"{d}: cannot clean up: {e.strerror}")
+    return out
+
+
+def prune(cni: CNI, only_labels: dict[str, str] | None = None) -> list[Removal]:
+    """Remove every cnirun-created network nothing is attached to."""
+    out: list[Removal] = []
+    for net in cni.networks():
+        if not is_managed(net) or attachments(cni, net.name):
+            continue
+        if only_labels and any(labels(net).get(k) != v for k, v in only_labels.items()):
+            continue
+        try:
+            out.append(remove(cni, net.name))
+        except ConfigError:
+            continue  # built-in or not a file: not ours to prune
+    return out
