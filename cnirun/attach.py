@@ -7,12 +7,15 @@ failure" and "DEL everything cached for this container".
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import cache as cnicache
 from .config import NetworkConfigList
 from .errors import CNIError
 from .runtime import CNI, RuntimeConf
+
+if TYPE_CHECKING:
+    from .options import ContainerNetworkSpec
 
 
 @dataclass
@@ -94,3 +97,57 @@ def detach(cni: CNI, container_id: str, netns: str = "") -> list[CNIError]:
         except CNIError as e:
             errors.append(e)
     return errors
+
+
+def _declares(net: NetworkConfigList, capability: str) -> bool:
+    return any(capability in p.capabilities for p in net.plugins)
+
+
+def options_for(spec: "ContainerNetworkSpec", networks: list[NetworkConfigList]) -> list[NetworkOptions]:
+    """Turn a container's --ip/--mac/-p into per-network runtime arguments.
+
+    Shared by `cnirun run` and the OCI hook so both attach the same way:
+    - ports go to the first network whose chain takes `portMappings` (two
+      portmap chains would DNAT the same host port twice);
+    - a static IP and a MAC go to eth0, the first network (as docker run's
+      --ip/--mac-address apply to the first network); the IP must be in its subnet.
+    Capabilities are used when the chain declares them, else CNI_ARGS
+    (IP=/MAC= with IgnoreUnknown, which host-local, bridge and tuning read).
+    """
+    from .errors import ArgumentError
+    from .options import ip_in_network
+
+    opts = [NetworkOptions() for _ in networks]
+    if not networks:
+        return opts
+
+    def set_arg(o: NetworkOptions, key: str, value: str) -> None:
+        if ("IgnoreUnknown", "1") not in o.args:
+            o.args.append(("IgnoreUnknown", "1"))
+        o.args.append((key, value))
+
+    if spec.ports:
+        target = next((i for i, n in enumerate(networks) if _declares(n, "portMappings")), None)
+        if target is None:
+            raise ArgumentError(
+                f"published ports need a network with the portmap plugin (capabilities portMappings); "
+                f"none of {', '.join(n.name for n in networks)} has one"
+            )
+        opts[target].capability_args["portMappings"] = [p.to_cni() for p in spec.ports]
+    if spec.ip:
+        subnets = networks[0].subnets()
+        if not ip_in_network(spec.ip, subnets):
+            raise ArgumentError(
+                f"IP address {spec.ip} is outside network {networks[0].name}'s subnet {', '.join(subnets)}: "
+                "pick an address inside it"
+            )
+        if _declares(networks[0], "ips"):
+            opts[0].capability_args["ips"] = [spec.ip]
+        else:
+            set_arg(opts[0], "IP", spec.ip)
+    if spec.mac:
+        if _declares(networks[0], "mac"):
+            opts[0].capability_args["mac"] = spec.mac
+        else:
+            set_arg(opts[0], "MAC", spec.mac)
+    return opts

@@ -1,0 +1,67 @@
+"""`cnirun install|uninstall hooks|docker-runtime`: wiring cnirun into the engines.
+
+hooks: hooks.d files for Podman and CRI-O (cnirun.hooksd).
+docker-runtime: the `cnirun` runtime shim registered in dockerd's
+daemon.json (cnirun.docker_runtime). Both record NETCONFPATH, CNI_PATH,
+CNI_CACHE_DIR and PATH as they are now, so the hooks see the same networks
+as this shell.
+"""
+from __future__ import annotations
+
+import typer
+
+from .errors import one_line_errors
+
+
+def register(app: typer.Typer) -> None:
+    from ..docker_runtime import DAEMON_JSON, DEFAULT_DIR
+    from ..hooksd import DEFAULT_HOOKS_DIR
+
+    install_app = typer.Typer(help="Install cnirun's OCI hooks or Docker runtime.", no_args_is_help=True)
+    uninstall_app = typer.Typer(help="Remove what `cnirun install` installed.", no_args_is_help=True)
+    app.add_typer(install_app, name="install")
+    app.add_typer(uninstall_app, name="uninstall")
+
+    dir_opt = typer.Option(DEFAULT_HOOKS_DIR, "--dir", help="hooks.d directory (podman --hooks-dir).")
+    rt_dir_opt = typer.Option(DEFAULT_DIR, "--dir", help="Where the runtime launcher and its settings go.")
+    daemon_opt = typer.Option(DAEMON_JSON, "--daemon-json", help="dockerd's configuration file.")
+
+    @install_app.command("hooks")
+    def install_hooks(directory: str = dir_opt) -> None:
+        """Write the createRuntime/poststop hooks.d files (Podman, CRI-O)."""
+        from ..hooksd import install
+
+        with one_line_errors():
+            for path in install(directory):
+                typer.echo(f"installed {path}")
+
+    @uninstall_app.command("hooks")
+    def uninstall_hooks(directory: str = dir_opt) -> None:
+        """Remove cnirun's hooks.d files."""
+        from ..hooksd import uninstall
+
+        with one_line_errors():
+            removed = uninstall(directory)
+        typer.echo("\n".join(f"removed {p}" for p in removed) if removed else f"no cnirun hooks in {directory}")
+
+    @install_app.command("docker-runtime")
+    def install_docker_runtime(directory: str = rt_dir_opt, daemon_json: str = daemon_opt) -> None:
+        """Register the `cnirun` runtime with dockerd (then: docker run --runtime cnirun ...)."""
+        from ..docker_runtime import install
+
+        with one_line_errors():
+            launcher = install(directory, daemon_json)
+        typer.echo(f"installed runtime cnirun ({launcher}) in {daemon_json}; dockerd reloaded")
+
+    @uninstall_app.command("docker-runtime")
+    def uninstall_docker_runtime(
+        directory: str = rt_dir_opt,
+        daemon_json: str = daemon_opt,
+        force: bool = typer.Option(False, "--force", help="Even while containers still use the runtime."),
+    ) -> None:
+        """Remove the `cnirun` runtime from dockerd's configuration."""
+        from ..docker_runtime import uninstall
+
+        with one_line_errors():
+            was = uninstall(directory, daemon_json, force=force)
+        typer.echo(f"removed runtime cnirun from {daemon_json}" if was else f"runtime cnirun was not in {daemon_json}")

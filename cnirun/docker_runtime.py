@@ -1,0 +1,344 @@
+"""Registering the cnirun runtime shim with dockerd, and removing it again.
+
+`install` writes two files into a directory (default /usr/local/lib/cnirun):
+- `docker-runtime`, the executable dockerd runs instead of runc: a sh script
+  that execs runc directly unless an argument is `create`, and then runs the
+  Python shim (cnirun.shim) with -I -S;
+- `docker-runtime.json`, the settings in effect at install time: the real
+  runc, the hook command line and the hook environment (PATH, NETCONFPATH,
+  CNI_PATH, CNI_CACHE_DIR, ...), Docker's data root.
+It then adds {"runtimes": {"cnirun": {"path": ...}}} to /etc/docker/daemon.json
+(no other key is touched; the original bytes are kept beside it), sends
+dockerd SIGHUP and waits until `docker info` lists the runtime.
+`uninstall` puts the original file back when nothing else changed in the
+meantime, else removes only the `cnirun` entry; then reloads dockerd again.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import signal
+import subprocess
+import time
+from typing import Any, Mapping
+
+from .errors import CNIError
+
+RUNTIME_NAME = "cnirun"
+DEFAULT_DIR = "/usr/local/lib/cnirun"
+DAEMON_JSON = "/etc/docker/daemon.json"
+BACKUP_SUFFIX = ".cnirun-backup"
+LAUNCHER = "docker-runtime"
+SETTINGS = "docker-runtime.json"
+DEFAULT_DOCKER_ROOT = "/var/lib/docker"
+RELOAD_WAIT = 30.0
+
+
+class InstallError(CNIError):
+    """Installing or removing the runtime failed."""
+
+
+# -- daemon.json --------------------------------------------------------------------
+def _read_json_object(path: str) -> tuple[bytes | None, dict[str, Any]]:
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except FileNotFoundError:
+        return None, {}
+    except OSError as e:
+        raise InstallError(f"cannot read {path}: {e.strerror}") from None
+    if not raw.strip():
+        return raw, {}
+    try:
+        obj = json.loads(raw)
+    except ValueError as e:
+        raise InstallError(f"{path} is not valid JSON ({e}): fix it first, dockerd would refuse it too") from None
+    if not isinstance(obj, dict):
+        raise InstallError(f"{path} is not a JSON object: fix it first")
+    return raw, obj
+
+
+def _write(path: str, data: bytes, mode: int = 0o644) -> None:
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.chmod(tmp, mode)
+    os.replace(tmp, path)
+
+
+def registered_path(daemon_json: str = DAEMON_JSON) -> str:
+    """The launcher path registered as runtime `cnirun` in daemon.json, '' when none."""
+    try:
+        _raw, obj = _read_json_object(daemon_json)
+    except InstallError:
+        return ""
+    entry = (obj.get("runtimes") or {}).get(RUNTIME_NAME) if isinstance(obj.get("runtimes"), dict) else None
+    return str(entry.get("path", "")) if isinstance(entry, dict) else ""
+
+
+def docker_runtime_installed(info: Mapping[str, Any] | None = None, daemon_json: str = DAEMON_JSON) -> bool:
+    """Whether dockerd offers the `cnirun` runtime.
+
+    With `info` (the result of the engine's /info, e.g. docker SDK client.info())
+    this is what the running dockerd says; without it, what daemon.json says.
+    """
+    if info is not None:
+        runtimes = info.get("Runtimes") or {}
+        return isinstance(runtimes, dict) and RUNTIME_NAME in runtimes
+    path = registered_path(daemon_json)
+    return bool(path) and os.access(path, os.X_OK)
+
+
+# -- dockerd ---------------------------------------------------------------------
+def dockerd_pid() -> int:
+    """dockerd's pid: /var/run/docker.pid when it names a live dockerd, else by process name."""
+    for pidfile in ("/var/run/docker.pid", "/run/docker.pid"):
+        try:
+            pid = int(open(pidfile).read().strip())
+        except (OSError, ValueError):
+            continue
+        if _comm(pid) == "dockerd":
+            return pid
+    for name in os.listdir("/proc"):
+        if name.isdigit() and _comm(int(name)) == "dockerd":
+            return int(name)
+    raise InstallError("dockerd is not running: start it (systemctl start docker, or dockerd &) and retry")
+
+
+def _comm(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def _docker_info(fmt: str) -> str | None:
+    try:
+        proc = subprocess.run(["docker", "info", "--format", fmt], capture_output=True, text=True, timeout=15)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return proc.stdout.strip() if proc.returncode == 0 else None
+
+
+def reload_dockerd(present: bool, wait: float = RELOAD_WAIT) -> None:
+    """SIGHUP dockerd and wait until `docker info` does (or does not) list the runtime."""
+    os.kill(dockerd_pid(), signal.SIGHUP)
+    deadline = time.monotonic() + wait
+    while True:
+        out = _docker_info("{{json .Runtimes}}")
+        if out is not None:
+            try:
+                listed = RUNTIME_NAME in json.loads(out)
+            except ValueError:
+                listed = False
+            if listed == present:
+                return
+        if time.monotonic() >= deadline:
+            state = "list" if present else "drop"
+            raise InstallError(
+                f"dockerd did not {state} the {RUNTIME_NAME} runtime within {wait:g} s after SIGHUP: "
+                "check its log for a daemon.json error"
+            )
+        time.sleep(0.2)
+
+
+# -- the launcher ----------------------------------------------------------------------
+def launcher_text(python: str, package_parent: str, runc: str, settings: str) -> str:
+    boot = (
+        f"import sys; sys.path.insert(0, {package_parent!r}); "
+        "from cnirun.shim import main; sys.exit(main(sys.argv[1:]))"
+    )
+    q = shlex.quote
+    return (
+        "#!/bin/sh\n"
+        "# cnirun Docker runtime (written by `cnirun install docker-runtime`): runc plus\n"
+        "# cnirun's CNI hooks. Only `create` needs Python (it adds the hooks to the\n"
+        "# bundle); every other runc call goes straight to runc.\n"
+        'for arg in "$@"; do\n'
+        '    if [ "$arg" = create ]; then\n'
+        f"        CNIRUN_SHIM_CONFIG={q(settings)}\n"
+        "        export CNIRUN_SHIM_CONFIG\n"
+        f'        exec {q(python)} -I -S -c {q(boot)} "$0" "$@"\n'
+        "    fi\n"
+        "done\n"
+        f'exec {q(runc)} "$@"\n'
+    )
+
+
+def _find_runc(environ: Mapping[str, str]) -> str:
+    for d in (environ.get("PATH", "") + ":/usr/sbin:/usr/bin:/sbin:/bin:/usr/local/sbin:/usr/local/bin").split(":"):
+        p = os.path.join(d, "runc")
+        if d and os.path.isfile(p) and os.access(p, os.X_OK):
+            return p
+    raise InstallError("runc not found in PATH: install runc (Debian: apt-get install runc)")
+
+
+def _abs_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """The environment with path-like CNI settings made absolute (hooks run in the bundle dir)."""
+    env = dict(environ)
+    for key in ("NETCONFPATH", "CNI_PATH"):
+        if env.get(key):
+            env[key] = ":".join(os.path.abspath(p) for p in env[key].split(":") if p)
+    for key in ("CNI_CACHE_DIR", "CNIRUN_STATE_DIR", "CNIRUN_HOOK_LOG", "CNIRUN_LOCK_FILE"):
+        if env.get(key):
+            env[key] = os.path.abspath(env[key])
+    return env
+
+
+def install(
+    directory: str = DEFAULT_DIR,
+    daemon_json: str = DAEMON_JSON,
+    environ: Mapping[str, str] | None = None,
+    reload: bool = True,
+) -> str:
+    """Write the launcher and settings, register them in daemon.json, reload dockerd. Returns the launcher path."""
+    import sys
+
+    from .hook import hook_argv, hook_env, package_parent
+
+    env = _abs_env(os.environ if environ is None else environ)
+    directory = os.path.abspath(directory)
+    raw, obj = _read_json_object(daemon_json)
+    runtimes = obj.get("runtimes")
+    if runtimes is not None and not isinstance(runtimes, dict):
+        raise InstallError(f'{daemon_json}: "runtimes" is not an object: fix it first')
+    runc = _find_runc(env)
+    launcher = os.path.join(directory, LAUNCHER)
+    settings_path = os.path.join(directory, SETTINGS)
+    settings = {
+        "runc": runc,
+        "hook_argv": hook_argv("", sys.executable)[:-1],
+        "hook_env": hook_env(env),
+        "docker_root": _docker_info("{{.DockerRootDir}}") or DEFAULT_DOCKER_ROOT,
+    }
+    try:
+        _write(settings_path, (json.dumps(settings, indent=2) + "\n").encode(), 0o644)
+        _write(launcher, launcher_text(sys.executable, package_parent(), runc, settings_path).encode(), 0o755)
+        backup = daemon_json + BACKUP_SUFFIX
+        if not os.path.exists(backup):  # a second install keeps the first original
+            record = {"existed": raw is not None, "content": (raw or b"").decode("utf-8", "surrogateescape")}
+            _write(backup, json.dumps(record).encode(), 0o600)
+        new = dict(obj)
+        new["runtimes"] = {**(runtimes or {}), RUNTIME_NAME: {"path": launcher}}
+        _write(daemon_json, (json.dumps(new, indent=2) + "\n").encode(), 0o644)
+    except OSError as e:
+        raise InstallError(f"cannot install the docker runtime: {e.strerror}: {e.filename}: run as root") from None
+    if reload:
+        reload_dockerd(present=True)
+    return launcher
+
+
+def containers_using_runtime() -> list[str]:
+    """Docker containers (any state) created with the cnirun runtime."""
+    ids = _run_docker(["ps", "-aq", "--no-trunc"])
+    if not ids:
+        return []
+    out = _run_docker(["inspect", "--format", "{{.Id}} {{.HostConfig.Runtime}}", *ids.split()]) or ""
+    return [line.split()[0][:12] for line in out.splitlines() if line.endswith(" " + RUNTIME_NAME)]
+
+
+def _run_docker(args: list[str]) -> str | None:
+    try:
+        proc = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return proc.stdout.strip() if proc.returncode == 0 else None
+
+
+def _dockerd_running() -> bool:
+    try:
+        dockerd_pid()
+    except InstallError:
+        return False
+    return True
+
+
+def uninstall(
+    directory: str | None = None, daemon_json: str = DAEMON_JSON, reload: bool = True, force: bool = False
+) -> bool:
+    """Remove the runtime from daemon.json (restoring the original when possible) and its files.
+
+    Refuses while containers created with the runtime exist (dockerd would
+    still call the removed launcher to stop and delete them) unless `force`.
+    Returns whether anything was registered.
+    """
+    if not force and registered_path(daemon_json) and _dockerd_running():
+        users = containers_using_runtime()
+        if users:
+            raise InstallError(
+                f"containers still use the {RUNTIME_NAME} runtime ({', '.join(users[:5])}"
+                f"{', ...' if len(users) > 5 else ''}): remove them first (docker rm -f) or pass --force"
+            )
+    raw, obj = _read_json_object(daemon_json)
+    launcher = registered_path(daemon_json)
+    backup = daemon_json + BACKUP_SUFFIX
+    runtimes = obj.get("runtimes") if isinstance(obj.get("runtimes"), dict) else None
+    was_registered = bool(runtimes and RUNTIME_NAME in runtimes)
+    stripped = dict(obj)
+    if runtimes is not None and RUNTIME_NAME in runtimes:
+        rest = {k: v for k, v in runtimes.items() if k != RUNTIME_NAME}
+        if rest:
+            stripped["runtimes"] = rest
+        else:
+            del stripped["runtimes"]
+    try:
+        original = _load_backup(backup)
+        if reload and was_registered and _dockerd_running():
+            # dockerd reloads runtimes only when the key is present, and ignores a
+            # missing file: drop ours with an explicit "runtimes" first.
+            staged = {**stripped, "runtimes": stripped.get("runtimes", {})}
+            _write(daemon_json, (json.dumps(staged, indent=2) + "\n").encode(), 0o644)
+            reload_dockerd(present=False)
+        if original is not None and _same_json(original, stripped):
+            # Nothing else changed since install: put the exact bytes back.
+            existed, content = original
+            if existed:
+                _write(daemon_json, content, 0o644)
+            elif os.path.exists(daemon_json):
+                os.unlink(daemon_json)
+        elif was_registered:
+            _write(daemon_json, (json.dumps(stripped, indent=2) + "\n").encode(), 0o644)
+        if os.path.exists(backup):
+            os.unlink(backup)
+        for d in {os.path.dirname(launcher) if launcher else "", os.path.abspath(directory) if directory else ""}:
+            if d:
+                _remove_files(d)
+    except OSError as e:
+        raise InstallError(f"cannot uninstall the docker runtime: {e.strerror}: {e.filename}: run as root") from None
+    return was_registered
+
+
+def _load_backup(path: str) -> tuple[bool, bytes] | None:
+    try:
+        with open(path, "rb") as f:
+            rec = json.load(f)
+        return bool(rec["existed"]), str(rec["content"]).encode("utf-8", "surrogateescape")
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _same_json(original: tuple[bool, bytes], current: dict[str, Any]) -> bool:
+    existed, content = original
+    if not existed or not content.strip():
+        return current == {}
+    try:
+        return json.loads(content) == current
+    except ValueError:
+        return False
+
+
+def _remove_files(directory: str) -> None:
+    for name in (LAUNCHER, SETTINGS):
+        try:
+            os.unlink(os.path.join(directory, name))
+        except FileNotFoundError:
+            pass
+    try:
+        os.rmdir(directory)  # only when empty: the directory may hold other things
+    except OSError:
+        pass

@@ -1,0 +1,368 @@
+"""The OCI hook: attach a container's CNI networks at createRuntime, detach at poststop.
+
+Run by the OCI runtime (runc, crun) with the container's state JSON on stdin
+and the stage as its only argument; installed through Podman/CRI-O hooks.d or
+added to config.json by the Docker runtime shim (cnirun.shim).
+
+- What to attach comes from the state's annotations (cnirun.networks, .ports,
+  .ip, .mac), parsed only by options.ContainerNetworkSpec.from_labels, which
+  validates every value. The CNI container ID is the OCI container ID, never
+  a label, so a container cannot name another container's attachments.
+- createRuntime/prestart: the container's netns (/proc/<pid>/ns/net) is first
+  bind-mounted at <state dir>/netns/<id> and that path is what ADD gets and
+  the cache records. poststop runs after the process died, when
+  /proc/<pid>/ns/net is gone; with the pin the DEL still enters the netns, so
+  every plugin cleans up fully (a DEL with an empty netns leaves the bridge
+  plugin's NAT rules behind). `cnirun gc` uses the same pin after a crash.
+- Before ADD, everything cached for the container is DELeted: a restart goes
+  through create again and host-local would refuse a duplicate allocation.
+- Failures: one `cnirun: ...` line on stderr (the engine shows it), exit 1,
+  nothing left allocated; the poststop that may still follow finds nothing to
+  undo and succeeds.
+- One log line per run in CNIRUN_HOOK_LOG (default /var/log/cnirun/hooks.log).
+
+This module is on the path of every container start: it imports only the
+standard library at the top and the runtime core inside functions; no
+docker SDK, typer, yaml or pyroute2.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Mapping
+
+if TYPE_CHECKING:
+    from .attach import Attachment
+    from .options import ContainerNetworkSpec
+    from .runtime import CNI
+
+ATTACH_STAGES = ("createRuntime", "prestart")
+DETACH_STAGES = ("poststop",)
+DEFAULT_STATE_DIR = "/run/cnirun"
+DEFAULT_LOG = "/var/log/cnirun/hooks.log"
+LOG_ROTATE_BYTES = 4 << 20
+# Plugins run iptables from /usr/sbin; an engine gives hooks no PATH of its own.
+HOOK_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# Variables `cnirun install` records into hooks so hook runs see the same
+# networks, plugins and cache as the shell that installed them.
+RECORDED_ENV = (
+    "NETCONFPATH",
+    "CNI_PATH",
+    "CNI_CACHE_DIR",
+    "CNIRUN_STATE_DIR",
+    "CNIRUN_HOOK_LOG",
+    "CNIRUN_LOCK_FILE",
+    "CNIRUN_PLUGIN_TIMEOUT",
+    "CNIRUN_DEFAULT_NETWORK",
+)
+POSTSTOP_PLUGIN_TIMEOUT = 20.0
+
+
+class HookError(Exception):
+    """Bad hook input (stage, state JSON); shown as one line."""
+
+
+@dataclass
+class OCIState:
+    """The parts of the OCI runtime state the hook uses."""
+
+    id: str
+    pid: int = 0
+    bundle: str = ""
+    status: str = ""
+    annotations: dict[str, str] = field(default_factory=dict)
+
+
+def parse_state(data: bytes) -> OCIState:
+    """Parse the state JSON a runtime writes to a hook's stdin."""
+    try:
+        obj = json.loads(data or b"")
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise HookError("the OCI state on stdin is not JSON: run cnirun hook from an OCI runtime") from None
+    if not isinstance(obj, dict) or not isinstance(obj.get("id"), str) or not obj["id"]:
+        raise HookError("the OCI state on stdin has no container id: run cnirun hook from an OCI runtime")
+    pid = obj.get("pid") or 0
+    if not isinstance(pid, int) or pid < 0:
+        raise HookError(f"the OCI state on stdin has an invalid pid {pid!r}")
+    ann = obj.get("annotations") or {}
+    if not isinstance(ann, dict):
+        raise HookError("the OCI state on stdin has invalid annotations: expected an object")
+    return OCIState(
+        id=obj["id"],
+        pid=pid,
+        bundle=str(obj.get("bundle") or ""),
+        status=str(obj.get("status") or ""),
+        annotations={str(k): str(v) for k, v in ann.items()},
+    )
+
+
+# -- the pinned network namespace ------------------------------------------------
+def state_dir(environ: Mapping[str, str] | None = None) -> str:
+    env = os.environ if environ is None else environ
+    return env.get("CNIRUN_STATE_DIR") or DEFAULT_STATE_DIR
+
+
+def pin_path(container_id: str, environ: Mapping[str, str] | None = None) -> str:
+    """Where the container's netns is bind-mounted while it exists."""
+    return os.path.join(state_dir(environ), "netns", container_id)
+
+
+def _run(argv: list[str]) -> str:
+    """Run a small helper (mount/umount); '' on success, else its last stderr line."""
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return f"{argv[0]}: {e}"
+    if proc.returncode == 0:
+        return ""
+    lines = proc.stderr.strip().splitlines()
+    return lines[-1] if lines else f"{argv[0]} exited {proc.returncode}"
+
+
+def is_pinned(path: str) -> bool:
+    """Whether `path` is a live netns bind mount (and not the empty file under it)."""
+    try:
+        st = os.stat(path)
+        parent = os.stat(os.path.dirname(path))
+    except OSError:
+        return False
+    # A bind-mounted nsfs file sits on another device than its directory.
+    return st.st_dev != parent.st_dev
+
+
+def pin_netns(pid: int, container_id: str) -> str:
+    """Bind-mount /proc/<pid>/ns/net at pin_path(container_id); returns the path."""
+    from .errors import NetnsError
+
+    src = f"/proc/{pid}/ns/net"
+    if not os.path.exists(src):
+        raise NetnsError(f"{src} does not exist: the container's process is gone")
+    dst = pin_path(container_id)
+    os.makedirs(os.path.dirname(dst), mode=0o755, exist_ok=True)
+    if is_pinned(dst):
+        unpin_netns(container_id)
+    fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o444)
+    os.close(fd)
+    err = _run(["mount", "--bind", src, dst])
+    if err:
+        _unlink(dst)
+        raise NetnsError(f"cannot pin the container's netns at {dst}: {err}")
+    return dst
+
+
+def unpin_netns(container_id: str, environ: Mapping[str, str] | None = None) -> str:
+    """Unmount and remove the pin; '' when done or nothing was there, else why not."""
+    path = pin_path(container_id, environ)
+    err = ""
+    if is_pinned(path):
+        err = _run(["umount", path])
+        if err and is_pinned(path):
+            err2 = _run(["umount", "-l", path])  # lazily: a reader may still have it open
+            err = "" if not err2 else f"cannot unmount {path}: {err2}"
+        else:
+            err = ""
+    if not err:
+        _unlink(path)
+    return err
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except OSError:
+        pass  # a busy pin: gc retries later
+
+
+def pinned_containers(environ: Mapping[str, str] | None = None) -> list[str]:
+    """Container IDs that have a netns pin (live or left-over) under the state dir.
+
+    `cnirun gc` uses this: a pin whose container no longer exists belongs to a
+    run whose poststop never came (engine killed, runtime crashed).
+    """
+    d = os.path.join(state_dir(environ), "netns")
+    try:
+        return sorted(n for n in os.listdir(d) if not n.startswith("."))
+    except OSError:
+        return []
+
+
+# -- attach / detach ----------------------------------------------------------
+def spec_from_state(state: OCIState) -> ContainerNetworkSpec | None:
+    from .options import ContainerNetworkSpec
+
+    return ContainerNetworkSpec.from_labels(state.annotations)
+
+
+def attach_container(cni: CNI, state: OCIState, spec: ContainerNetworkSpec) -> list[Attachment]:
+    """DEL anything left from an earlier start, pin the netns, ADD every network.
+
+    On failure nothing stays allocated and the pin is removed.
+    """
+    from .attach import attach, options_for
+    from .runtime import validate_container_id
+
+    validate_container_id(state.id)
+    if state.pid <= 0:
+        raise HookError("the OCI state has no pid: attach in createRuntime or prestart, not in poststop")
+    # Resolve and validate everything before touching the host.
+    nets = [cni.network(n) for n in spec.networks]
+    opts = options_for(spec, nets)
+    leftovers = detach_container(cni, state.id)
+    if leftovers:
+        raise HookError("cannot undo the previous attachment: " + "; ".join(leftovers))
+    path = pin_netns(state.pid, state.id)
+    try:
+        return attach(cni, nets, state.id, path, opts)
+    except BaseException:
+        unpin_netns(state.id)
+        raise
+
+
+def detach_container(cni: CNI, container_id: str) -> list[str]:
+    """DEL every cached attachment of the container, then drop the netns pin.
+
+    Idempotent; returns what could not be undone (empty when all went well).
+    Also what `cnirun gc` calls for a hook-made attachment whose container is gone.
+    """
+    from .attach import detach
+
+    problems = [str(e) for e in detach(cni, container_id)]
+    if not problems:  # a failed DEL keeps the pin so a retry can still enter the netns
+        err = unpin_netns(container_id)
+        if err:
+            problems.append(err)
+    return problems
+
+
+# -- logging --------------------------------------------------------------------
+def log_path(environ: Mapping[str, str] | None = None) -> str:
+    env = os.environ if environ is None else environ
+    return env.get("CNIRUN_HOOK_LOG") or DEFAULT_LOG
+
+
+def write_log(record: dict[str, Any], path: str | None = None) -> None:
+    """Append one JSON line; logging must never make a hook fail."""
+    target = path or log_path()
+    try:
+        os.makedirs(os.path.dirname(target), mode=0o755, exist_ok=True)
+        try:
+            if os.path.getsize(target) > LOG_ROTATE_BYTES:
+                os.replace(target, target + ".1")
+        except OSError:
+            pass
+        fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        try:
+            os.write(fd, (json.dumps(record, separators=(",", ":")) + "\n").encode())
+        finally:
+            os.close(fd)
+    except OSError:
+        pass
+
+
+# -- entry point ----------------------------------------------------------------
+def run_hook(stage: str, state_data: bytes) -> tuple[int, dict[str, Any]]:
+    """Run one stage; returns (exit code, log record). Never raises for CNI errors."""
+    from .errors import CNIError
+    from .runtime import CNI
+
+    record: dict[str, Any] = {"stage": stage, "container": "", "networks": [], "outcome": "ok"}
+    try:
+        if stage not in ATTACH_STAGES + DETACH_STAGES:
+            raise HookError(
+                f"unknown hook stage {stage!r}: use createRuntime or prestart (attach) or poststop (detach)"
+            )
+        state = parse_state(state_data)
+        record["container"] = state.id
+        if stage in DETACH_STAGES:
+            cni = CNI(timeout=POSTSTOP_PLUGIN_TIMEOUT)
+            from .runtime import validate_container_id
+
+            validate_container_id(state.id)
+            problems = detach_container(cni, state.id)
+            if problems:
+                record["outcome"] = "incomplete"
+                record["error"] = "; ".join(problems)
+            return 0, record  # poststop failures are only logged by engines anyway
+        spec = spec_from_state(state)
+        if spec is None:
+            record["outcome"] = "skipped"  # no cnirun.networks annotation: not ours
+            return 0, record
+        record["networks"] = spec.networks
+        atts = attach_container(CNI(), state, spec)
+        record["interfaces"] = {a.ifname: a.addresses() for a in atts}
+        return 0, record
+    except (CNIError, HookError) as e:
+        record["outcome"] = "failed"
+        record["error"] = str(e)
+        return 1, record
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not os.environ.get("PATH"):
+        os.environ["PATH"] = HOOK_PATH
+    started = time.monotonic()
+    stage = args[0] if args else ""
+    if len(args) != 1 or stage in ("-h", "--help"):
+        sys.stderr.write("usage: cnirun-hook STAGE  (createRuntime|prestart|poststop; OCI state JSON on stdin)\n")
+        return 2
+    try:
+        data = sys.stdin.buffer.read()
+    except OSError:
+        data = b""
+    try:
+        code, record = run_hook(stage, data)
+    except KeyboardInterrupt:
+        code, record = 130, {"stage": stage, "outcome": "interrupted"}
+    record["duration_ms"] = round((time.monotonic() - started) * 1000, 1)
+    record = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **record}
+    write_log(record)
+    if record.get("error"):
+        prefix = "cnirun: " if code else "cnirun: warning: "
+        sys.stderr.write(f"{prefix}{record['error']}\n")
+    return code
+
+
+# -- how engines call the hook ----------------------------------------------------------
+def package_parent() -> str:
+    """The directory holding the cnirun package (what a -I -S python must put on sys.path)."""
+    return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def hook_argv(stage: str, python: str | None = None) -> list[str]:
+    """The full argv (argv[0] included) that runs this hook with a lean interpreter.
+
+    -I -S skip site-packages and the editable-install finder (a few ms per
+    start); the package directory is put on sys.path explicitly instead.
+    """
+    exe = python or sys.executable
+    boot = (
+        f"import sys; sys.path.insert(0, {package_parent()!r}); "
+        "from cnirun.hook import main; sys.exit(main())"
+    )
+    return [exe, "-I", "-S", "-c", boot, stage]
+
+
+def hook_env(environ: Mapping[str, str] | None = None) -> list[str]:
+    """The hook's whole environment: a PATH that finds iptables plus the recorded CNI settings."""
+    env = os.environ if environ is None else environ
+    path = env.get("PATH") or HOOK_PATH
+    parts = path.split(":")
+    for needed in ("/usr/sbin", "/sbin", "/usr/bin", "/bin"):
+        if needed not in parts:
+            parts.append(needed)
+    out = ["PATH=" + ":".join(p for p in parts if p)]
+    for key in RECORDED_ENV:
+        if env.get(key):
+            out.append(f"{key}={env[key]}")
+    return out
+
+
+if __name__ == "__main__":
+    sys.exit(main())
