@@ -1,0 +1,168 @@
+"""`cnirun network create|ls|inspect|rm|prune|convert` against real plugins (issue 5).
+
+Every test has its own NETCONFPATH, CNI_CACHE_DIR and host-local data dir.
+Address plan unique to this file: 10.152.0.0/16 (automatic subnets come from
+CNIRUN_SUBNET_POOL=10.152.0.0/16). Bridges: automatic cni-<hash> names of
+per-test random network names, removed by `network rm` (asserted) or at the end.
+"""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from cnirun.compose import hostnet, isolation
+
+REPO = Path(__file__).resolve().parent.parent
+CNIRUN = str(REPO / ".venv" / "bin" / "cnirun")
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (bridges, iptables, netns)")
+needs_plugins = pytest.mark.skipif(not os.path.isfile("/usr/lib/cni/bridge"), reason="CNI plugins missing")
+
+
+class Env:
+    def __init__(self, tmp: Path) -> None:
+        self.netconf = tmp / "net.d"
+        self.cache = tmp / "cache"
+        self.ipam = tmp / "ipam"
+        self.env = dict(os.environ, NETCONFPATH=str(self.netconf), CNI_CACHE_DIR=str(self.cache),
+                        CNIRUN_SUBNET_POOL="10.152.0.0/16", CNIRUN_IPAM_DATA_DIR=str(self.ipam),
+                        CNIRUN_LOCK_FILE=str(tmp / "lock"), CNI_PATH="/usr/lib/cni")
+        self.made: list[str] = []
+
+    def run(self, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
+        p = subprocess.run([CNIRUN, *args], capture_output=True, text=True, env=self.env, timeout=120)
+        if ok:
+            assert p.returncode == 0, p.stderr
+        return p
+
+    def json(self, *args: str) -> object:
+        return json.loads(self.run(*args, "--format", "json").stdout)
+
+    def name(self) -> str:
+        n = "t152-" + secrets.token_hex(3)
+        self.made.append(n)
+        return n
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Iterator[Env]:
+    e = Env(tmp_path)
+    yield e
+    # Whatever a failed test left: its conflists' bridges and isolation rules.
+    for f in e.netconf.glob("*.conflist"):
+        conf = json.loads(f.read_text())
+        br = conf.get("cnirun", {}).get("bridge")
+        if br:
+            isolation.remove(br)
+            hostnet.delete_link(br)
+
+
+pytestmark = [needs_root, needs_plugins]
+
+
+def test_create_ls_inspect_rm_json(env: Env) -> None:
+    a, b = env.name(), env.name()
+    created = env.json("network", "create", a, "--subnet", "10.152.10.0/24", "--gateway", "10.152.10.1",
+                       "--ip-range", "10.152.10.128/25", "--label", "team=blue")
+    assert created["name"] == a and created["subnets"] == ["10.152.10.0/24"] and created["labels"] == {"team": "blue"}
+    assert (env.netconf / f"{a}.conflist").is_file()
+    env.run("network", "create", b, "--internal", "--opt", "com.docker.network.driver.mtu=1400")
+
+    rows = {r["name"]: r for r in env.json("network", "ls")}
+    assert set(rows) >= {a, b, "cnirun"}
+    assert rows[b]["plugins"] == ["bridge", "firewall", "tuning"]
+    assert rows[a]["plugins"] == ["bridge", "portmap", "firewall", "tuning"]
+    assert rows[b]["subnets"][0].startswith("10.152.")
+    table = env.run("network", "ls").stdout
+    assert table.splitlines()[0].split() == ["NAME", "DRIVER", "PLUGINS", "SUBNET", "ATTACHED", "FILE"]
+
+    (det,) = env.json("network", "inspect", b)
+    assert det["conflist"]["plugins"][0]["mtu"] == 1400 and det["containers"] == []
+    assert det["file"] == str(env.netconf / f"{b}.conflist")
+
+    # Isolation rules exist while the network exists.
+    bridge_a = rows[a]["bridge"]
+    assert isolation.rules_for(bridge_a)
+
+    removed = env.json("network", "rm", a, b)
+    assert [r["name"] for r in removed] == [a, b]
+    assert not list(env.netconf.glob("*.conflist"))
+    assert not isolation.rules_for(bridge_a)
+
+
+def test_errors_are_one_line(env: Env) -> None:
+    a = env.name()
+    env.run("network", "create", a, "--subnet", "10.152.20.0/24")
+    p = env.run("network", "create", env.name(), "--subnet", "10.152.20.0/25", ok=False)
+    assert p.returncode == 1 and p.stderr.count("\n") == 1 and "overlaps" in p.stderr and a in p.stderr
+    p = env.run("network", "create", a, ok=False)
+    assert "already exists" in p.stderr
+    p = env.run("network", "create", env.name(), "--driver", "overlay", ok=False)
+    assert "driver 'overlay' is not supported" in p.stderr and "Traceback" not in p.stderr
+    p = env.run("network", "inspect", "no-such-net", ok=False)
+    assert p.returncode == 1 and "known networks:" in p.stderr and a in p.stderr
+    p = env.run("network", "rm", "cnirun", ok=False)
+    assert "built into cnirun" in p.stderr
+    env.run("network", "rm", a)
+
+
+def test_rm_refuses_while_in_use_and_removes_bridge(env: Env) -> None:
+    from cnirun import netns
+    from cnirun.attach import attach, detach
+    from cnirun.runtime import CNI
+
+    a = env.name()
+    conf = env.json("network", "create", a, "--subnet", "10.152.30.0/24")
+    bridge = conf["bridge"]
+    ns_name, ns_path = netns.create(prefix="t152-")
+    cid = "t152" + secrets.token_hex(8)
+    try:
+        cni = CNI(netconf_path=str(env.netconf), cache_dir=str(env.cache), plugin_path="/usr/lib/cni",
+                  lock_file=env.env["CNIRUN_LOCK_FILE"])
+        (att,) = attach(cni, [cni.network(a)], cid, ns_path)
+        assert att.addresses()[0].startswith("10.152.30.")
+
+        p = env.run("network", "rm", a, ok=False)
+        assert p.returncode == 1 and "in use" in p.stderr and cid[:12] in p.stderr
+        (det,) = env.json("network", "inspect", a)
+        assert det["containers"][0]["containerId"] == cid
+        assert det["containers"][0]["addresses"] == att.addresses()
+        assert env.json("network", "prune", "-f") == []  # in use: not pruned
+
+        assert detach(cni, cid) == []
+    finally:
+        netns.remove(ns_name)
+    assert hostnet.link_exists(bridge)  # the bridge plugin made it on ADD
+    (r,) = env.json("network", "rm", a)
+    assert r["bridgeDeleted"] == bridge and r["warnings"] == []
+    assert not hostnet.link_exists(bridge)
+    assert not (env.ipam / a).exists()  # host-local's bookkeeping went with the network
+    assert not list((env.cache / "results").iterdir())
+
+
+def test_prune_removes_only_unused_cnirun_networks(env: Env) -> None:
+    a, b = env.name(), env.name()
+    env.run("network", "create", a)
+    env.run("network", "create", b)
+    hand = env.netconf / "handwritten.conflist"
+    hand.write_text(json.dumps({"cniVersion": "1.0.0", "name": "t152-hand", "plugins": [{"type": "loopback"}]}))
+    pruned = sorted(r["name"] for r in env.json("network", "prune", "-f"))
+    assert pruned == sorted([a, b])
+    assert [f.name for f in env.netconf.iterdir()] == ["handwritten.conflist"]
+
+
+def test_convert_prints_and_writes(env: Env, tmp_path: Path) -> None:
+    f = tmp_path / "nets.yaml"
+    f.write_text("networks:\n  t152-conv:\n    ipam: {config: [{subnet: 10.152.40.0/24}]}\n")
+    out = env.run("network", "convert", str(f)).stdout
+    assert json.loads(out)["plugins"][0]["ipam"]["ranges"] == [[{"subnet": "10.152.40.0/24"}]]
+    env.run("network", "convert", str(f), "--dir", str(tmp_path / "out"))
+    assert json.loads((tmp_path / "out" / "t152-conv.conflist").read_text())["name"] == "t152-conv"
+    f.write_text("networks:\n  x:\n    ipam:\n      config: 3\n")
+    p = env.run("network", "convert", str(f), ok=False)
+    assert p.stderr == f"cnirun: {f}:4: networks.x.ipam.config: expected a list of subnet entries, got a number\n"
