@@ -1,0 +1,289 @@
+"""`cnirun [run] [OPTIONS] IMAGE [COMMAND [ARG...]]`: the docker-run style parser.
+
+Hand-written, not typer: docker-run's grammar (options stop at the image,
+`-it`, `-eK=V`, `--name=x`) does not fit click, and this is the hot path, so
+it must not pay typer's import. Parsing turns argv into a RunRequest; the
+runner does the rest.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+
+from ..engines.spec import RunSpec
+
+USAGE = """\
+Usage: cnirun [run] [OPTIONS] IMAGE [COMMAND [ARG...]]
+
+Run a Docker or Podman container attached to CNI networks. The networks are
+up before the container's first instruction and torn down (CNI DEL) however
+the container ends. Exit status: the container's; 125 when cnirun fails;
+126/127 when the command cannot be run.
+
+CNI options:
+      --net, --network NAME   attach network NAME (repeatable or comma list:
+                              eth0, eth1, ...; default: the default network)
+  -p, --publish [IP:]HOST:CONTAINER[/PROTO]
+                              publish a port (portmap plugin)
+      --ip IP                 static address on the first network
+      --mac, --mac-address MAC
+                              MAC address of the first interface
+      --dns IP                nameserver for /etc/resolv.conf (repeatable)
+      --dns-search DOMAIN     search domain (repeatable)
+  -f, --file FILE             compose-style networks file (its networks win)
+      --engine docker|podman  container engine (env CNIRUN_ENGINE; default docker)
+      --mode sandbox|hook     Docker mechanism: a helper container holding the
+                              netns, or the cnirun OCI runtime hook (default:
+                              hook when `cnirun install docker-runtime` was run)
+
+Container options (as docker run):
+      --rm                    remove the container when it exits
+  -d, --detach                run in the background, print the container ID
+  -i, --interactive           keep stdin open
+  -t, --tty                   allocate a terminal
+  -e, --env KEY[=VALUE]       set an environment variable (repeatable)
+      --env-file FILE         read variables from FILE
+  -v, --volume SRC:DST[:OPTS] bind mount or volume (repeatable)
+  -w, --workdir DIR           working directory
+  -u, --user USER[:GROUP]     user to run as
+      --name NAME             container name
+      --entrypoint CMD        override the image's entrypoint
+  -h, --hostname NAME         hostname (also in /etc/hosts)
+  -l, --label KEY=VALUE       container label (repeatable)
+      --init                  run an init inside the container
+      --privileged, --read-only, --cap-add CAP, --cap-drop CAP, --tmpfs PATH,
+      -m/--memory SIZE, --cpus N, --stop-signal SIG, --stop-timeout N,
+      --add-host NAME:IP, --device DEV, --security-opt OPT, --shm-size SIZE,
+      --pids-limit N, --group-add GROUP, --restart no
+      --help                  show this help
+"""
+
+# Flags that take a value: canonical name for each spelling.
+_VALUE_FLAGS = {
+    "-e": "env", "--env": "env", "--env-file": "env_file",
+    "-v": "volume", "--volume": "volume", "-w": "workdir", "--workdir": "workdir",
+    "-u": "user", "--user": "user", "--name": "name", "--entrypoint": "entrypoint",
+    "-h": "hostname", "--hostname": "hostname", "-l": "label", "--label": "label",
+    "--label-file": "label_file",
+    "--cap-add": "cap_add", "--cap-drop": "cap_drop", "--tmpfs": "tmpfs",
+    "-m": "memory", "--memory": "memory", "--cpus": "cpus", "--restart": "restart",
+    "--stop-signal": "stop_signal", "--stop-timeout": "stop_timeout", "--add-host": "add_host",
+    "--device": "device", "--security-opt": "security_opt", "--shm-size": "shm_size",
+    "--pids-limit": "pids_limit", "--group-add": "group_add",
+    "--net": "network", "--network": "network", "-p": "publish", "--publish": "publish",
+    "--ip": "ip", "--mac": "mac", "--mac-address": "mac", "--dns": "dns", "--dns-search": "dns_search",
+    "--engine": "engine", "--mode": "mode", "-f": "file", "--file": "file",
+}
+_BOOL_FLAGS = {
+    "--rm": "rm", "-d": "detach", "--detach": "detach", "-i": "interactive", "--interactive": "interactive",
+    "-t": "tty", "--tty": "tty", "--init": "init", "--privileged": "privileged", "--read-only": "read_only",
+    "--help": "help",
+}
+_SHORT_BOOLS = {"d", "i", "t"}
+
+
+class UsageError(Exception):
+    pass
+
+
+@dataclass
+class RunRequest:
+    spec: RunSpec
+    networks: list[str] = field(default_factory=list)
+    publish: list[str] = field(default_factory=list)
+    ip: str = ""
+    mac: str = ""
+    dns: list[str] = field(default_factory=list)
+    dns_search: list[str] = field(default_factory=list)
+    engine: str = ""
+    mode: str = ""
+    file: str = ""
+
+
+def _split(args: list[str]) -> tuple[dict[str, list[str]], set[str], list[str]]:
+    """argv -> (value options, bool options, [IMAGE, COMMAND...])."""
+    values: dict[str, list[str]] = {}
+    bools: set[str] = set()
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if a == "--":
+            i += 1
+            break
+        if not a.startswith("-") or a == "-":
+            break
+        if a.startswith("--"):
+            flag, eq, inline = a.partition("=")
+            if flag in _BOOL_FLAGS:
+                if eq and inline.lower() not in ("true", "false", "1", "0"):
+                    raise UsageError(f"invalid value {inline!r} for {flag}: expected true or false")
+                if not eq or inline.lower() in ("true", "1"):
+                    bools.add(_BOOL_FLAGS[flag])
+                i += 1
+                continue
+            if flag not in _VALUE_FLAGS:
+                raise UsageError(f"unknown option {flag}: see cnirun run --help")
+            if eq:
+                val = inline
+            else:
+                if i + 1 >= len(args):
+                    raise UsageError(f"option {flag} needs a value: see cnirun run --help")
+                val = args[i + 1]
+                i += 1
+            values.setdefault(_VALUE_FLAGS[flag], []).append(val)
+            i += 1
+            continue
+        # Short options, possibly combined (-it, -dit) and possibly with a glued value (-eK=V, -p80:80).
+        j = 1
+        while j < len(a):
+            c = a[j]
+            if c in _SHORT_BOOLS:
+                bools.add(_BOOL_FLAGS["-" + c])
+                j += 1
+                continue
+            flag = "-" + c
+            if flag not in _VALUE_FLAGS:
+                raise UsageError(f"unknown option {flag}: see cnirun run --help")
+            rest = a[j + 1 :]
+            if rest:
+                val = rest[1:] if rest.startswith("=") else rest
+            else:
+                if i + 1 >= len(args):
+                    raise UsageError(f"option {flag} needs a value: see cnirun run --help")
+                val = args[i + 1]
+                i += 1
+            values.setdefault(_VALUE_FLAGS[flag], []).append(val)
+            break
+        i += 1
+    return values, bools, args[i:]
+
+
+def _read_kv_file(path: str, what: str) -> list[str]:
+    try:
+        with open(path) as f:
+            lines = f.read().splitlines()
+    except OSError as e:
+        raise UsageError(f"cannot read {what} {path}: {e.strerror}") from None
+    return [ln.strip() for ln in lines if ln.strip() and not ln.strip().startswith("#")]
+
+
+def _last(values: dict[str, list[str]], key: str, default: str = "") -> str:
+    return values.get(key, [default])[-1]
+
+
+def _int(text: str, flag: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise UsageError(f"invalid {flag} {text!r}: expected a whole number") from None
+
+
+def parse(args: list[str]) -> RunRequest | None:
+    """None means --help was asked for."""
+    values, bools, rest = _split(args)
+    if "help" in bools:
+        return None
+    if not rest:
+        raise UsageError("missing IMAGE: cnirun [run] [OPTIONS] IMAGE [COMMAND [ARG...]] (see --help)")
+    env: list[str] = []
+    for f in values.get("env_file", []):
+        env += _read_kv_file(f, "env file")
+    env += values.get("env", [])
+    labels: dict[str, str] = {}
+    for item in sum((_read_kv_file(f, "label file") for f in values.get("label_file", [])), []) + values.get(
+        "label", []
+    ):
+        k, _, v = item.partition("=")
+        if not k:
+            raise UsageError(f"invalid label {item!r}: expected KEY=VALUE")
+        if k.startswith("cnirun."):
+            raise UsageError(f"label {k!r} is reserved for cnirun: pick a key outside cnirun.*")
+        labels[k] = v
+    cpus = None
+    if "cpus" in values:
+        try:
+            cpus = float(_last(values, "cpus"))
+        except ValueError:
+            raise UsageError(f"invalid --cpus {_last(values, 'cpus')!r}: expected a number like 1.5") from None
+    restart = _last(values, "restart")
+    if restart and restart != "no":
+        raise UsageError(
+            f"--restart {restart} is not supported: a restarted container would come back without its "
+            "CNI networks; use --restart no"
+        )
+    networks: list[str] = []
+    for n in values.get("network", []):
+        networks += [x.strip() for x in n.split(",") if x.strip()]
+    for n in networks:
+        if n in ("host", "none", "bridge") or n.startswith(("container:", "ns:")):
+            raise UsageError(
+                f"--network {n} is an engine network: use docker/podman run for it; cnirun attaches CNI networks"
+            )
+    spec = RunSpec(
+        image=rest[0],
+        command=rest[1:],
+        entrypoint=values["entrypoint"][-1] if "entrypoint" in values else None,
+        env=env,
+        volumes=values.get("volume", []),
+        workdir=_last(values, "workdir"),
+        user=_last(values, "user"),
+        name=_last(values, "name"),
+        hostname=_last(values, "hostname"),
+        labels=labels,
+        init="init" in bools,
+        tty="tty" in bools,
+        interactive="interactive" in bools,
+        detach="detach" in bools,
+        remove="rm" in bools,
+        privileged="privileged" in bools,
+        read_only="read_only" in bools,
+        cap_add=values.get("cap_add", []),
+        cap_drop=values.get("cap_drop", []),
+        tmpfs=values.get("tmpfs", []),
+        memory=_last(values, "memory"),
+        cpus=cpus,
+        stop_signal=_last(values, "stop_signal"),
+        stop_timeout=_int(_last(values, "stop_timeout"), "--stop-timeout") if "stop_timeout" in values else None,
+        add_hosts=values.get("add_host", []),
+        devices=values.get("device", []),
+        security_opt=values.get("security_opt", []),
+        shm_size=_last(values, "shm_size"),
+        pids_limit=_int(_last(values, "pids_limit"), "--pids-limit") if "pids_limit" in values else None,
+        group_add=values.get("group_add", []),
+        restart=restart,
+    )
+    if spec.detach and spec.interactive and not spec.tty:
+        pass  # docker allows -di (stdin kept open for a later attach)
+    mode = _last(values, "mode")
+    if mode and mode not in ("sandbox", "hook"):
+        raise UsageError(f"invalid --mode {mode!r}: expected sandbox or hook")
+    return RunRequest(
+        spec=spec,
+        networks=networks,
+        publish=values.get("publish", []),
+        ip=_last(values, "ip"),
+        mac=_last(values, "mac"),
+        dns=values.get("dns", []),
+        dns_search=values.get("dns_search", []),
+        engine=_last(values, "engine"),
+        mode=mode,
+        file=_last(values, "file"),
+    )
+
+
+def run_main(args: list[str]) -> int:
+    try:
+        req = parse(args)
+    except UsageError as e:
+        sys.stderr.write(f"cnirun: {e}\n")
+        return 125
+    if req is None:
+        sys.stdout.write(USAGE)
+        return 0
+    from ..runner import run
+
+    return run(req)
+
+
+__all__ = ["run_main", "parse", "RunRequest", "UsageError", "USAGE", "os"]

@@ -1,0 +1,295 @@
+"""Docker through the Docker SDK's low-level APIClient.
+
+The APIClient (not the high-level models) because every call is one HTTP
+request there: no implicit reloads. `docker` is imported here only, so the
+Podman path and the other subcommands never pay for it.
+"""
+from __future__ import annotations
+
+import os
+import struct
+from typing import Any, Iterator
+
+from ..errors import EngineError
+from .spec import RunSpec
+
+SANDBOX_BUSYBOX = "/.cnirun/busybox"  # basename "busybox": argv[1] names the applet
+
+
+class ImageNotFound(EngineError):
+    pass
+
+
+class StartError(EngineError):
+    """start() refused: the command cannot be run (exit 126/127) or the runtime failed (125)."""
+
+    def exit_code(self) -> int:
+        # The docker CLI's own mapping of start errors to exit statuses.
+        text = str(self)
+        if any(s in text for s in ("executable file not found", "no such file or directory", "not found in $PATH")):
+            return 127
+        if "permission denied" in text or "is a directory" in text:
+            return 126
+        return 125
+
+
+def _explain(e: Exception) -> str:
+    expl = getattr(e, "explanation", None)
+    if expl:
+        return str(expl.decode() if isinstance(expl, bytes) else expl)
+    return str(e)
+
+
+def docker_host() -> str:
+    return os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+
+
+def find_static_busybox() -> str:
+    """A statically linked busybox on the host: it runs inside any image."""
+    import shutil
+
+    for cand in (os.environ.get("CNIRUN_BUSYBOX", ""), "/bin/busybox", "/usr/bin/busybox", shutil.which("busybox") or ""):
+        if cand and os.path.isfile(cand) and is_static_elf(cand):
+            return cand
+    raise EngineError(
+        "no statically linked busybox on the host (cnirun's Docker helper container runs it): "
+        "apt-get install busybox-static, or use --mode hook"
+    )
+
+
+def is_static_elf(path: str) -> bool:
+    """No PT_INTERP program header: the binary needs no dynamic loader."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64)
+            if head[:4] != b"\x7fELF" or head[4] != 2:  # 64-bit only
+                return False
+            phoff = struct.unpack_from("<Q", head, 0x20)[0]
+            phentsize, phnum = struct.unpack_from("<HH", head, 0x36)
+            f.seek(phoff)
+            table = f.read(phentsize * phnum)
+    except OSError:
+        return False
+    for i in range(phnum):
+        if struct.unpack_from("<I", table, i * phentsize)[0] == 3:  # PT_INTERP
+            return False
+    return True
+
+
+class Docker:
+    name = "docker"
+
+    def __init__(self) -> None:
+        import docker
+        from docker.utils import kwargs_from_env
+
+        self._errors = docker.errors
+        try:
+            # version="auto": one GET /version; engines refuse versions they don't know.
+            self.api = docker.APIClient(version="auto", **kwargs_from_env())
+        except docker.errors.DockerException as e:
+            raise EngineError(
+                f"cannot reach the Docker daemon at {docker_host()} ({_short(e)}): start it "
+                "(`dockerd &`, `systemctl start docker`, or `make run`) or set DOCKER_HOST"
+            ) from None
+
+    def clone(self) -> "Docker":
+        """A second client with its own connection pool, for use from another thread."""
+        other = Docker.__new__(Docker)
+        other._errors = self._errors
+        import docker
+        from docker.utils import kwargs_from_env
+
+        other.api = docker.APIClient(version=self.api._version, **kwargs_from_env())
+        return other
+
+    # -- generic --------------------------------------------------------------
+    def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except self._errors.ImageNotFound:
+            raise
+        except self._errors.NotFound:
+            raise
+        except self._errors.APIError as e:
+            raise EngineError(f"docker {what}: {_explain(e)}") from None
+        except Exception as e:  # requests' connection errors and the like
+            raise EngineError(f"docker {what}: {_short(e)}") from None
+
+    def runtimes(self) -> set[str]:
+        info = self._call("info", self.api.info)
+        return set((info.get("Runtimes") or {}).keys())
+
+    def inspect(self, cid: str) -> dict[str, Any] | None:
+        try:
+            return self._call("inspect", self.api.inspect_container, cid)
+        except self._errors.NotFound:
+            return None
+
+    def is_running(self, cid: str) -> bool:
+        info = self.inspect(cid)
+        return bool(info and info.get("State", {}).get("Running"))
+
+    def containers(self, label: str) -> list[dict[str, Any]]:
+        return self._call("ps", self.api.containers, all=True, filters={"label": label})
+
+    # -- the helper container -------------------------------------------------
+    def create_sandbox(self, image: str, hostname: str, labels: dict[str, str]) -> str:
+        """A container of the user's image running the host's static busybox `sleep`.
+
+        No pause image exists offline; the user's image is there by definition.
+        SIGKILL as stop signal: sleep as PID 1 ignores SIGTERM.
+        """
+        busybox = find_static_busybox()
+        hc = self.api.create_host_config(
+            network_mode="none",
+            binds={busybox: {"bind": SANDBOX_BUSYBOX, "mode": "ro"}},
+        )
+        try:
+            res = self._call(
+                "create",
+                self.api.create_container,
+                image,
+                command=["sleep", "2147483647"],
+                entrypoint=[SANDBOX_BUSYBOX],
+                hostname=hostname or None,
+                labels=labels,
+                host_config=hc,
+                stop_signal="SIGKILL",
+                healthcheck={"test": ["NONE"]},
+                user="0:0",
+                working_dir="/",
+                detach=True,
+            )
+        except (self._errors.ImageNotFound, self._errors.NotFound) as e:
+            raise ImageNotFound(
+                f"Unable to find image '{image}' locally: cnirun does not pull; run `docker pull {image}` "
+                f"or `docker load` it first ({_explain(e)})"
+            ) from None
+        return res["Id"]
+
+    def netns_of(self, cid: str) -> str:
+        """/proc/<pid>/ns/net of the running container.
+
+        Not SandboxKey: dockerd's bind mount under /var/run/docker/netns is
+        not always visible in our mount namespace (plugins then see a plain
+        file). The pid can be reused after exit, so the run records the
+        netns inode and DEL only uses the path while it still matches.
+        """
+        info = self.inspect(cid)
+        if not info or not info["State"].get("Running"):
+            raise EngineError(f"docker helper container {cid[:12]} exited right after start")
+        return f"/proc/{info['State']['Pid']}/ns/net"
+
+    # -- the workload -----------------------------------------------------------
+    def create_workload(
+        self,
+        spec: RunSpec,
+        network_mode: str,
+        labels: dict[str, str],
+        extra_binds: list[str],
+        runtime: str | None = None,
+        auto_remove: bool = False,
+        hostname: str | None = None,
+    ) -> str:
+        tmpfs = {}
+        for t in spec.tmpfs:
+            path, _, opts = t.partition(":")
+            tmpfs[path] = opts
+        hc_kwargs: dict[str, Any] = dict(
+            network_mode=network_mode,
+            binds=list(spec.volumes) + list(extra_binds),
+            init=spec.init or None,
+            privileged=spec.privileged,
+            read_only=spec.read_only or None,
+            cap_add=spec.cap_add or None,
+            cap_drop=spec.cap_drop or None,
+            tmpfs=tmpfs or None,
+            mem_limit=spec.memory or None,
+            nano_cpus=int(spec.cpus * 1e9) if spec.cpus else None,
+            devices=spec.devices or None,
+            security_opt=spec.security_opt or None,
+            shm_size=spec.shm_size or None,
+            pids_limit=spec.pids_limit,
+            group_add=spec.group_add or None,
+            auto_remove=auto_remove,
+            runtime=runtime,
+        )
+        if network_mode == "none" or not network_mode.startswith("container:"):
+            hc_kwargs["extra_hosts"] = [h.replace("=", ":", 1) for h in spec.add_hosts] or None
+        hc = self.api.create_host_config(**{k: v for k, v in hc_kwargs.items() if v is not None})
+        entrypoint: list[str] | None = None
+        if spec.entrypoint is not None:
+            entrypoint = [spec.entrypoint] if spec.entrypoint else [""]
+        try:
+            res = self._call(
+                "create",
+                self.api.create_container,
+                spec.image,
+                command=spec.command or None,
+                entrypoint=entrypoint,
+                environment=spec.resolved_env() or None,
+                working_dir=spec.workdir or None,
+                user=spec.user or None,
+                name=spec.name or None,
+                hostname=hostname,
+                labels=labels,
+                tty=spec.tty,
+                stdin_open=spec.interactive,
+                detach=spec.detach,
+                stop_signal=spec.stop_signal or None,
+                stop_timeout=spec.stop_timeout,
+                host_config=hc,
+            )
+        except (self._errors.ImageNotFound, self._errors.NotFound) as e:
+            raise ImageNotFound(f"Unable to find image '{spec.image}' locally: {_explain(e)}") from None
+        return res["Id"]
+
+    def attach_socket(self, cid: str, stdin: bool) -> Any:
+        params = {"stdout": 1, "stderr": 1, "stream": 1, "stdin": 1 if stdin else 0}
+        return self._call("attach", self.api.attach_socket, cid, params=params)
+
+    def start(self, cid: str) -> None:
+        try:
+            self.api.start(cid)
+        except self._errors.APIError as e:
+            raise StartError(_explain(e)) from None
+        except Exception as e:
+            raise EngineError(f"docker start: {_short(e)}") from None
+
+    def wait(self, cid: str) -> int:
+        try:
+            res = self._call("wait", self.api.wait, cid)
+        except self._errors.NotFound:
+            return 125
+        return int(res.get("StatusCode", 125))
+
+    def kill(self, cid: str, sig: str | int = "SIGKILL") -> None:
+        try:
+            self.api.kill(cid, signal=sig)
+        except Exception:
+            pass  # already gone or not running: nothing to signal
+
+    def resize(self, cid: str, height: int, width: int) -> None:
+        try:
+            self.api.resize(cid, height=height, width=width)
+        except Exception:
+            pass
+
+    def remove(self, cid: str) -> None:
+        try:
+            self.api.remove_container(cid, force=True, v=True)
+        except self._errors.NotFound:
+            pass
+        except self._errors.APIError as e:
+            if "already in progress" in _explain(e):
+                return  # auto_remove got there first
+            raise EngineError(f"docker rm {cid[:12]}: {_explain(e)}") from None
+
+    def events(self, filters: dict[str, Any], since: float | None = None) -> Iterator[dict[str, Any]]:
+        return self._call("events", self.api.events, decode=True, filters=filters, since=since)
+
+
+def _short(e: Exception) -> str:
+    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return text[:200]

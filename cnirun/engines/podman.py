@@ -1,0 +1,98 @@
+"""Podman through its CLI.
+
+`podman run --network ns:PATH` starts the workload inside a network namespace
+cnirun created and attached beforehand, so no helper container is needed;
+and the CLI already does -it, signal proxying and docker-compatible exit
+codes (125/126/127). The REST API would need the podman service running.
+"""
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+from ..errors import EngineError
+from .spec import RunSpec
+
+
+def podman_bin() -> str:
+    path = shutil.which("podman")
+    if not path:
+        raise EngineError("podman is not installed: apt-get install podman, or use --engine docker")
+    return path
+
+
+def run_argv(
+    spec: RunSpec,
+    netns_path: str,
+    labels: dict[str, str],
+    extra_volumes: list[str],
+    hostname: str,
+    cidfile: str,
+) -> list[str]:
+    """`podman run ...` for the spec, joined to netns_path. Ulimits etc. come from containers.conf."""
+    argv = [podman_bin(), "run", "--network", f"ns:{netns_path}", "--cidfile", cidfile]
+    flags: list[tuple[str, bool]] = [
+        ("--rm", spec.remove), ("-d", spec.detach), ("-i", spec.interactive), ("-t", spec.tty),
+        ("--init", spec.init), ("--privileged", spec.privileged), ("--read-only", spec.read_only),
+    ]
+    argv += [f for f, on in flags if on]
+    if hostname:
+        argv += ["--hostname", hostname]
+    for k, v in labels.items():
+        argv += ["--label", f"{k}={v}"]
+    for e in spec.resolved_env():
+        argv += ["-e", e]
+    for v in list(spec.volumes) + list(extra_volumes):
+        argv += ["-v", v]
+    single = [
+        ("-w", spec.workdir), ("-u", spec.user), ("--name", spec.name), ("-m", spec.memory),
+        ("--stop-signal", spec.stop_signal), ("--shm-size", spec.shm_size),
+    ]
+    argv += [x for f, v in single if v for x in (f, v)]
+    if spec.entrypoint is not None:
+        argv += ["--entrypoint", spec.entrypoint]
+    if spec.cpus:
+        argv += ["--cpus", str(spec.cpus)]
+    if spec.stop_timeout is not None:
+        argv += ["--stop-timeout", str(spec.stop_timeout)]
+    if spec.pids_limit is not None:
+        argv += ["--pids-limit", str(spec.pids_limit)]
+    multi = [
+        ("--cap-add", spec.cap_add), ("--cap-drop", spec.cap_drop), ("--tmpfs", spec.tmpfs),
+        ("--device", spec.devices), ("--security-opt", spec.security_opt), ("--group-add", spec.group_add),
+    ]
+    for f, vals in multi:
+        for v in vals:
+            argv += [f, v]
+    argv += ["--", spec.image, *spec.command]
+    return argv
+
+
+def image_exists(image: str) -> bool:
+    return subprocess.run([podman_bin(), "image", "exists", image], capture_output=True).returncode == 0
+
+
+def container_running(cid: str) -> bool | None:
+    """True/False; None when the container does not exist."""
+    p = subprocess.run(
+        [podman_bin(), "container", "inspect", "--format", "{{.State.Running}}", cid], capture_output=True, text=True
+    )
+    if p.returncode != 0:
+        return None
+    return p.stdout.strip() == "true"
+
+
+def kill(cid: str, sig: str = "KILL") -> None:
+    subprocess.run([podman_bin(), "kill", "--signal", sig, cid], capture_output=True)
+
+
+def remove(cid: str) -> None:
+    subprocess.run([podman_bin(), "rm", "-f", "--ignore", cid], capture_output=True)
+
+
+def wait(cid: str) -> int:
+    p = subprocess.run([podman_bin(), "wait", cid], capture_output=True, text=True)
+    try:
+        return int(p.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        return 125

@@ -1,0 +1,574 @@
+"""`cnirun run`: resolve networks, make the netns, attach, start, wait, tear down.
+
+Docker (sandbox mode): a helper container of the user's own image, network
+`none`, running the host's static busybox `sleep`, holds the netns; the CNI
+chain is ADDed to it; the workload joins it with `--network container:` and
+starts only after ADD finished, so the network is up before its first
+instruction. Docker (hook mode): an ordinary `docker run` with the cnirun OCI
+runtime, which attaches from the container's labels. Podman: a named netns
+made by cnirun, attached, then `podman run --network ns:PATH`.
+
+Exit status: the container's; 125 for cnirun's own failures; 126/127 when
+the command cannot be run (as docker run).
+"""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sys
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from .attach import Attachment, NetworkOptions
+from .cli.run import RunRequest
+from .config import NetworkConfigList
+from .errors import ArgumentError, CNIError, ConfigError, EngineError
+from .state import RunMeta, RunState, netns_identity
+
+EXIT_CNIRUN = 125
+_FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class Interrupted(Exception):
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"interrupted by signal {signum}")
+        self.signum = signum
+
+
+class RunFailed(Exception):
+    """A failure with its exit code and message (already one line)."""
+
+    def __init__(self, message: str, code: int = EXIT_CNIRUN) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass
+class Plan:
+    req: RunRequest
+    cni: Any
+    networks: list[NetworkConfigList]
+    options: list[NetworkOptions]
+    ports: list[Any] = field(default_factory=list)
+
+
+# -- validation --------------------------------------------------------------------
+def _load_networks(req: RunRequest, cni: Any) -> list[NetworkConfigList]:
+    from .defaults import default_network_name
+
+    from_file: dict[str, NetworkConfigList] = {}
+    if req.file:
+        try:
+            from .compose.networks import load_networks_file  # type: ignore[import-not-found]
+        except ImportError:
+            raise ConfigError("-f needs cnirun's compose support (cnirun.compose), which is not installed") from None
+        from_file = {n.name: n for n in load_networks_file(req.file)}
+    names = req.networks or [default_network_name()]
+    if len(set(names)) != len(names):
+        raise ArgumentError(f"network listed twice in --network {','.join(names)}: each network attaches once")
+    return [from_file[n] if n in from_file else cni.network(n) for n in names]
+
+
+def _host_local_dir(net: NetworkConfigList) -> str:
+    for p in net.plugins:
+        ipam = p.raw.get("ipam")
+        if isinstance(ipam, dict) and ipam.get("type") == "host-local":
+            return os.path.join(ipam.get("dataDir") or "/var/lib/cni/networks", net.name)
+    return ""
+
+
+def _wants(net: NetworkConfigList, capability: str) -> bool:
+    return any(capability in p.capabilities for p in net.plugins)
+
+
+def _check_ports(cni: Any, ports: list[Any]) -> None:
+    """A host port taken by another container (cache) or a host process (bind) is refused.
+
+    portmap itself would happily install a second DNAT rule for the same port.
+    """
+    from . import cache as cnicache
+
+    taken: dict[tuple[int, str], str] = {}
+    for att in cnicache.list_attachments(cni.cache_dir):
+        for m in att.capability_args.get("portMappings") or []:
+            if isinstance(m, dict):
+                taken[(int(m.get("hostPort", 0)), str(m.get("protocol", "tcp")))] = att.container_id
+    for p in ports:
+        if (p.host_port, p.protocol) in taken:
+            raise ArgumentError(
+                f"host port {p.host_port}/{p.protocol} is already published by container "
+                f"{taken[(p.host_port, p.protocol)][:12]}: pick another -p host port"
+            )
+        if p.protocol in ("tcp", "udp"):
+            family = socket.AF_INET6 if ":" in p.host_ip else socket.AF_INET
+            kind = socket.SOCK_STREAM if p.protocol == "tcp" else socket.SOCK_DGRAM
+            s = socket.socket(family, kind)
+            try:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                s.bind((p.host_ip or ("::" if family == socket.AF_INET6 else "0.0.0.0"), p.host_port))
+            except OSError:
+                raise ArgumentError(
+                    f"host port {p.host_port}/{p.protocol} is in use on this host: pick another -p host port"
+                ) from None
+            finally:
+                s.close()
+
+
+def plan(req: RunRequest) -> Plan:
+    from .invoke import find_plugin
+    from .options import parse_ip, parse_mac, parse_ports
+    from .runtime import CNI
+
+    if os.geteuid() != 0:
+        raise ArgumentError("cnirun run needs root (CAP_NET_ADMIN) to run CNI plugins: run it with sudo")
+    cni = CNI()
+    nets = _load_networks(req, cni)
+    for net in nets:
+        for p in net.plugins:
+            find_plugin(p.type, cni.plugin_dirs)
+    ports = parse_ports(",".join(req.publish)) if req.publish else []
+    ip = parse_ip(req.ip) if req.ip else ""
+    mac = parse_mac(req.mac) if req.mac else ""
+    opts = [NetworkOptions() for _ in nets]
+    first = nets[0]
+    if ip:
+        from .options import ip_in_network
+
+        subnets = first.subnets()
+        if not ip_in_network(ip, subnets):
+            raise ArgumentError(f"--ip {ip} is outside network {first.name}'s subnet {', '.join(subnets)}")
+        d = _host_local_dir(first)
+        if d and os.path.exists(os.path.join(d, ip)):
+            raise ArgumentError(f"--ip {ip} is already taken on network {first.name}: pick another address")
+        if _wants(first, "ips"):
+            opts[0].capability_args["ips"] = [ip]
+        else:
+            opts[0].args += [("IgnoreUnknown", "1"), ("IP", ip)]
+    if mac:
+        if _wants(first, "mac"):
+            opts[0].capability_args["mac"] = mac
+        else:
+            if not any(k == "IgnoreUnknown" for k, _ in opts[0].args):
+                opts[0].args.append(("IgnoreUnknown", "1"))
+            opts[0].args.append(("MAC", mac))
+    if ports:
+        target = next((i for i, n in enumerate(nets) if _wants(n, "portMappings")), None)
+        if target is None:
+            raise ArgumentError(
+                f"-p needs a network with the portmap plugin (portMappings capability); "
+                f"{', '.join(n.name for n in nets)} has none"
+            )
+        _check_ports(cni, ports)
+        opts[target].capability_args["portMappings"] = [p.to_cni() for p in ports]
+    return Plan(req=req, cni=cni, networks=nets, options=opts, ports=ports)
+
+
+# -- signals -------------------------------------------------------------------------
+class SignalGate:
+    """SIGINT/TERM/HUP: abort set-up (raise Interrupted), later forward to the container."""
+
+    def __init__(self) -> None:
+        self.forward: Any = None  # callable(signum) once the workload runs
+        self.received: list[int] = []
+        self._old: dict[int, Any] = {}
+
+    def install(self) -> None:
+        for s in _FORWARDED:
+            self._old[s] = signal.signal(s, self._on)
+
+    def _on(self, signum: int, _frame: Any) -> None:
+        self.received.append(signum)
+        if self.forward is None:
+            raise Interrupted(signum)
+        # Never do I/O inside a handler: the main thread may hold the connection pool.
+        threading.Thread(target=self.forward, args=(signum,), daemon=True).start()
+
+    def shield(self) -> None:
+        """Teardown must not be cut short by a second Ctrl-C."""
+        for s in _FORWARDED:
+            signal.signal(s, signal.SIG_IGN)
+
+    def restore(self) -> None:
+        for s, h in self._old.items():
+            signal.signal(s, h)
+
+
+# -- hosts and resolv.conf ----------------------------------------------------------
+def _write_host_files(st: RunState, req: RunRequest, atts: list[Attachment], hostname: str) -> None:
+    from .hostfiles import container_dns, write_hosts, write_resolv_conf
+
+    entries: list[tuple[str, list[str]]] = []
+    names = [hostname] + ([req.spec.name] if req.spec.name and req.spec.name != hostname else [])
+    for att in atts[:1]:
+        for addr in att.addresses():
+            entries.append((addr.split("/", 1)[0], names))
+    for h in req.spec.add_hosts:
+        name, sep, ip = h.replace("=", ":", 1).partition(":")
+        if sep:
+            entries.append((ip, [name]))
+    write_hosts(st.hosts, entries)
+    write_resolv_conf(st.resolv_conf, container_dns([a.result for a in atts], req.dns, req.dns_search))
+
+
+def _host_file_binds(st: RunState) -> list[str]:
+    from .hostfiles import touch
+
+    touch(st.hosts)
+    touch(st.resolv_conf)
+    return [f"{st.hosts}:/etc/hosts", f"{st.resolv_conf}:/etc/resolv.conf"]
+
+
+# -- entry point ---------------------------------------------------------------------
+def run(req: RunRequest) -> int:
+    from .engines import ENGINES, engine_name
+
+    gate = SignalGate()
+    gate.install()
+    try:
+        engine = engine_name(req.engine)
+        if engine not in ENGINES:
+            raise RunFailed(f"unknown engine {engine!r}: use --engine docker or --engine podman")
+        p = plan(req)
+        if engine == "podman":
+            if req.mode == "hook":
+                raise RunFailed("--mode hook is for Docker; Podman always uses --network ns:PATH")
+            return _run_podman(p, gate)
+        return _run_docker(p, gate)
+    except RunFailed as e:
+        sys.stderr.write(f"cnirun: {e}\n")
+        return e.code
+    except CNIError as e:
+        sys.stderr.write(f"cnirun: {e}\n")
+        return EXIT_CNIRUN
+    except Interrupted as e:
+        sys.stderr.write("cnirun: interrupted during set-up; everything was torn down\n")
+        return 128 + e.signum
+    finally:
+        gate.restore()
+
+
+# -- Docker ----------------------------------------------------------------------------
+def _docker_mode(req: RunRequest, docker: Any) -> str:
+    if req.mode == "sandbox":
+        return "sandbox"
+    registered = "cnirun" in docker.runtimes() if req.mode == "hook" or _runtime_configured() else False
+    if req.mode == "hook" and not registered:
+        raise RunFailed(
+            "--mode hook needs the cnirun OCI runtime registered in dockerd: run `cnirun install docker-runtime`"
+        )
+    return "hook" if registered else "sandbox"
+
+
+def _runtime_configured() -> bool:
+    """Cheap pre-check before asking dockerd (`docker info` costs a round trip and work in dockerd)."""
+    try:
+        with open("/etc/docker/daemon.json") as f:
+            return '"cnirun"' in f.read()
+    except OSError:
+        return False
+
+
+def _run_docker(p: Plan, gate: SignalGate) -> int:
+    from .engines.docker import Docker
+
+    req, spec = p.req, p.req.spec
+    docker = Docker()
+    if _docker_mode(req, docker) == "hook":
+        return _run_docker_hook(p, docker, gate)
+    from .attach import attach
+    from .teardown import cni_env, teardown
+
+    st = RunState.create()
+    meta = RunMeta(
+        id=st.id, engine="docker", image=spec.image, name=spec.name, networks=[n.name for n in p.networks],
+        detached=spec.detach, remove=spec.remove, cni_env=cni_env(p.cni),
+    )
+    st.write_meta(meta)
+    base_labels = {"cnirun.id": st.id, "cnirun.state": str(st.path.parent)}
+    workload_started = False
+    code = EXIT_CNIRUN
+    t: threading.Thread | None = None
+    try:
+        meta.sandbox = docker.create_sandbox(spec.image, spec.hostname, {**base_labels, "cnirun.role": "sandbox"})
+        st.write_meta(meta)
+        hostname = spec.hostname or meta.sandbox[:12]  # docker's default: the (sandbox's) short ID
+        binds = _host_file_binds(st)
+
+        # ADD in a thread while the main thread creates the workload.
+        add_result: dict[str, Any] = {}
+
+        def add() -> None:
+            try:
+                docker2 = docker.clone()
+                docker2.start(meta.sandbox)
+                netns = docker2.netns_of(meta.sandbox)
+                meta.netns, meta.netns_id = netns, netns_identity(netns)
+                add_result["atts"] = attach(p.cni, p.networks, st.id, netns, p.options)
+            except BaseException as e:  # noqa: BLE001 - handed to the main thread
+                add_result["error"] = e
+
+        t = threading.Thread(target=add, daemon=True)
+        t.start()
+        try:
+            labels = {**spec.labels, **base_labels, "cnirun.role": "workload", "cnirun.sandbox": meta.sandbox}
+            meta.workload = docker.create_workload(
+                spec, f"container:{meta.sandbox}", labels, binds, auto_remove=spec.remove and spec.detach
+            )
+            st.write_meta(meta)
+        finally:
+            while t.is_alive():
+                t.join(0.05)  # short joins: a signal handler can still interrupt us
+        if "error" in add_result:
+            raise add_result["error"]
+        _write_host_files(st, req, add_result["atts"], hostname)
+        meta.phase = "running"
+        st.write_meta(meta)
+        if spec.detach:
+            from .watch import ensure_watcher
+
+            docker.start(meta.workload)
+            workload_started = True
+            st.unlock()  # the watcher owns it from here
+            ensure_watcher()
+            sys.stdout.write(meta.workload + "\n")
+            sys.stdout.flush()
+            return 0
+        code = _foreground(docker, meta.workload, spec, gate)
+        workload_started = True
+        return code
+    except Exception as e:
+        if isinstance(e, StartFailed):
+            sys.stderr.write(f"cnirun: {e}\n")
+            code = e.code
+            return code
+        raise
+    finally:
+        if not (spec.detach and workload_started):
+            gate.shield()
+            if t is not None:
+                t.join()  # an interrupted set-up: let ADD finish (or undo itself) before DEL
+            errors = _teardown_parallel(st, meta, docker)
+            for err in errors:
+                sys.stderr.write(f"cnirun: teardown: {err}\n")
+
+
+def _teardown_parallel(st: RunState, meta: RunMeta, docker: Any) -> list[str]:
+    """Remove the workload while DEL runs; the sandbox goes after DEL."""
+    from .teardown import teardown
+
+    errors: list[str] = []
+    if meta.workload and meta.remove:
+        wid = meta.workload
+
+        def rm() -> None:
+            try:
+                docker.clone().remove(wid)
+            except Exception as e:  # noqa: BLE001
+                errors.append(str(e))
+
+        t = threading.Thread(target=rm)
+        t.start()
+        meta_rest = RunMeta(**{**meta.__dict__, "workload": ""})
+        errors += teardown(st, meta_rest, docker, stop=False)
+        t.join()
+    else:
+        errors += teardown(st, RunMeta(**{**meta.__dict__, "workload": ""}), docker, stop=False)
+    return errors
+
+
+class StartFailed(Exception):
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _foreground(docker: Any, cid: str, spec: Any, gate: SignalGate) -> int:
+    """Attach, start, relay I/O and signals, and return the exit status."""
+    from .engines.docker import StartError
+
+    sock = docker.attach_socket(cid, stdin=spec.interactive)
+    raw = getattr(sock, "_sock", sock)
+    restore_tty = None
+    if spec.tty and spec.interactive and os.isatty(0):
+        restore_tty = _raw_terminal()
+    out_thread = threading.Thread(target=_pump_out, args=(sock, spec.tty), daemon=True)
+    out_thread.start()
+    try:
+        try:
+            docker.start(cid)
+        except StartError as e:
+            raise StartFailed(str(e), e.exit_code()) from None
+        waiter = docker.clone()
+
+        def forward(signum: int) -> None:
+            waiter.kill(cid, signal.Signals(signum).name)
+
+        gate.forward = forward
+        if spec.tty and os.isatty(1):
+            _resize(docker, cid)
+            signal.signal(signal.SIGWINCH, lambda *_: threading.Thread(target=_resize, args=(waiter, cid)).start())
+        if spec.interactive:
+            threading.Thread(target=_pump_in, args=(raw,), daemon=True).start()
+        result: dict[str, int] = {}
+        done = threading.Event()
+
+        def wait() -> None:
+            result["code"] = docker.wait(cid)
+            done.set()
+
+        threading.Thread(target=wait, daemon=True).start()
+        done.wait()  # interruptible: signal handlers run and forward
+        out_thread.join(2.0)  # drain what the container printed last
+        return result["code"]
+    finally:
+        gate.forward = None
+        if restore_tty:
+            restore_tty()
+        try:
+            raw.close()
+        except OSError:
+            pass
+
+
+def _pump_out(sock: Any, tty: bool) -> None:
+    from docker.utils.socket import frames_iter
+
+    try:
+        for stream, data in frames_iter(sock, tty):
+            os.write(2 if stream == 2 else 1, data)
+    except OSError:
+        pass
+
+
+def _pump_in(raw: Any) -> None:
+    try:
+        while True:
+            data = os.read(0, 65536)
+            if not data:
+                break
+            raw.sendall(data)
+        raw.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass
+
+
+def _raw_terminal() -> Any:
+    import termios
+    import tty
+
+    old = termios.tcgetattr(0)
+    tty.setraw(0)
+    return lambda: termios.tcsetattr(0, termios.TCSADRAIN, old)
+
+
+def _resize(docker: Any, cid: str) -> None:
+    try:
+        size = os.get_terminal_size(1)
+    except OSError:
+        return
+    docker.resize(cid, size.lines, size.columns)
+
+
+def _run_docker_hook(p: Plan, docker: Any, gate: SignalGate) -> int:
+    """An ordinary docker run with the cnirun runtime; the hook attaches from the labels."""
+    from .options import ContainerNetworkSpec
+
+    req, spec = p.req, p.req.spec
+    netspec = ContainerNetworkSpec(networks=[n.name for n in p.networks], ports=p.ports, ip=req.ip, mac=req.mac)
+    labels = {**spec.labels, **netspec.to_labels()}
+    cid = docker.create_workload(
+        spec, "none", labels, [], runtime="cnirun", auto_remove=spec.remove and spec.detach,
+        hostname=spec.hostname or None,
+    )
+    if spec.detach:
+        try:
+            docker.start(cid)
+        except Exception as e:
+            docker.remove(cid)
+            raise RunFailed(str(e), getattr(e, "exit_code", lambda: EXIT_CNIRUN)()) from None
+        sys.stdout.write(cid + "\n")
+        return 0
+    try:
+        return _foreground(docker, cid, spec, gate)
+    except StartFailed as e:
+        sys.stderr.write(f"cnirun: {e}\n")
+        return e.code
+    finally:
+        gate.shield()
+        if spec.remove:
+            docker.remove(cid)
+
+
+# -- Podman -------------------------------------------------------------------------------
+def _run_podman(p: Plan, gate: SignalGate) -> int:
+    import subprocess
+
+    from . import netns as nsmod
+    from .attach import attach
+    from .engines import podman
+    from .teardown import cni_env, teardown
+
+    req, spec = p.req, p.req.spec
+    podman.podman_bin()
+    st = RunState.create()
+    meta = RunMeta(
+        id=st.id, engine="podman", image=spec.image, name=spec.name, networks=[n.name for n in p.networks],
+        detached=spec.detach, remove=spec.remove, cni_env=cni_env(p.cni),
+    )
+    st.write_meta(meta)
+    hostname = spec.hostname or st.id[:12]
+    cidfile = st.path / "cid"
+    child: subprocess.Popen[bytes] | None = None
+    handed_over = False
+    code = EXIT_CNIRUN
+    try:
+        name, path = nsmod.create(f"cnirun-{st.id[:16]}")
+        meta.netns, meta.netns_id = path, netns_identity(path)
+        st.write_meta(meta)
+        binds = _host_file_binds(st)
+        atts = attach(p.cni, p.networks, st.id, path, p.options)
+        _write_host_files(st, req, atts, hostname)
+        labels = {**spec.labels, "cnirun.id": st.id, "cnirun.state": str(st.path.parent), "cnirun.role": "workload"}
+        argv = podman.run_argv(spec, path, labels, binds, hostname, str(cidfile))
+        meta.phase = "running"
+        st.write_meta(meta)
+        child = subprocess.Popen(argv)
+
+        def forward(signum: int) -> None:
+            try:
+                child.send_signal(signum)  # podman run proxies it to the container
+            except ProcessLookupError:
+                pass
+
+        gate.forward = forward
+        code = child.wait()
+        if code < 0:
+            code = 128 - code
+        try:
+            meta.workload = cidfile.read_text().strip()
+        except OSError:
+            pass
+        if spec.detach and code == 0:
+            from .watch import ensure_watcher
+
+            st.write_meta(meta)
+            st.unlock()
+            ensure_watcher()
+            handed_over = True
+        return code
+    finally:
+        gate.forward = None
+        if not handed_over:
+            gate.shield()
+            if child is not None and child.poll() is None:
+                child.kill()
+                child.wait()
+            if not meta.workload:
+                try:
+                    meta.workload = cidfile.read_text().strip()
+                except OSError:
+                    pass
+            for err in teardown(st, meta, stop=True):
+                sys.stderr.write(f"cnirun: teardown: {err}\n")

@@ -1,0 +1,192 @@
+"""Per-container state kept by `cnirun run` under /run/cnirun/containers/<id>/.
+
+One directory per run, named by the CNI container ID the run uses (a random
+64-hex ID, so it exists before any engine object does). It holds:
+
+- `lock`: flocked by whoever is responsible for tearing the run down (the
+  foreground `cnirun run`, or the detached-container watcher). `cnirun gc`
+  never touches a run whose lock is held, so it is safe beside runs in flight;
+  a SIGKILLed owner releases the lock with its last descriptor.
+- `meta.json`: the engine, the helper and workload container IDs, the
+  networks, and the CNI paths the run used (DEL must use the same cache dir).
+- `hosts`, `resolv.conf`: bind-mounted into the workload (see hostfiles).
+
+Directories are made under a temporary name, locked, then renamed into
+place, so gc never sees a run's directory without its lock held.
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import secrets
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+DEFAULT_STATE_DIR = "/run/cnirun/containers"
+TMP_PREFIX = ".tmp-"
+
+
+def state_root() -> Path:
+    return Path(os.environ.get("CNIRUN_STATE_DIR") or DEFAULT_STATE_DIR)
+
+
+@dataclass
+class RunMeta:
+    """What a run records about itself; enough for a later teardown by anyone."""
+
+    id: str  # CNI container ID of every attachment of this run
+    engine: str  # "docker" | "podman"
+    image: str = ""
+    name: str = ""
+    workload: str = ""  # engine container ID of the workload
+    sandbox: str = ""  # docker: the helper container holding the netns
+    netns: str = ""  # the netns path given to ADD (podman: /run/netns/<name>)
+    netns_id: str = ""  # "dev:ino" of that netns, to spot a reused /proc/<pid> path
+    networks: list[str] = field(default_factory=list)
+    detached: bool = False
+    remove: bool = False  # --rm
+    mode: str = "sandbox"
+    cni_env: dict[str, str] = field(default_factory=dict)  # CNI_PATH, NETCONFPATH, CNI_CACHE_DIR, lock
+    created: float = field(default_factory=time.time)
+    phase: str = "setup"  # setup -> running -> teardown
+
+    @classmethod
+    def from_dict(cls, obj: dict[str, Any]) -> "RunMeta":
+        known = {k: obj[k] for k in cls.__dataclass_fields__ if k in obj}
+        return cls(**known)
+
+
+class RunState:
+    """A run's directory; `lock()` makes this process its owner."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock_fd: int | None = None
+
+    @property
+    def id(self) -> str:
+        return self.path.name
+
+    @property
+    def hosts(self) -> Path:
+        return self.path / "hosts"
+
+    @property
+    def resolv_conf(self) -> Path:
+        return self.path / "resolv.conf"
+
+    @property
+    def log(self) -> Path:
+        return self.path / "log"
+
+    # -- creation -------------------------------------------------------------
+    @classmethod
+    def create(cls, root: Path | None = None) -> "RunState":
+        """A new, locked state dir with a fresh ID."""
+        root = root or state_root()
+        root.mkdir(mode=0o755, parents=True, exist_ok=True)
+        run_id = secrets.token_hex(32)
+        tmp = root / (TMP_PREFIX + run_id)
+        tmp.mkdir(mode=0o755)
+        st = cls(tmp)
+        st.lock(blocking=False)
+        final = root / run_id
+        os.rename(tmp, final)
+        st.path = final
+        return st
+
+    @classmethod
+    def open(cls, run_id: str, root: Path | None = None) -> "RunState":
+        return cls((root or state_root()) / run_id)
+
+    # -- ownership ------------------------------------------------------------
+    def lock(self, blocking: bool = True) -> bool:
+        """Become the owner; False when another live process owns it (non-blocking)."""
+        if self._lock_fd is not None:
+            return True
+        fd = os.open(self.path / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        self._lock_fd = fd
+        return True
+
+    def unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def owned_elsewhere(self) -> bool:
+        """Whether some other live process holds the lock right now."""
+        if self._lock_fd is not None:
+            return False
+        try:
+            fd = os.open(self.path / "lock", os.O_RDWR | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+        return False
+
+    # -- metadata -------------------------------------------------------------
+    def write_meta(self, meta: RunMeta) -> None:
+        tmp = self.path / ".meta.json.tmp"
+        tmp.write_text(json.dumps(asdict(meta)))
+        os.replace(tmp, self.path / "meta.json")
+
+    def read_meta(self) -> RunMeta | None:
+        try:
+            return RunMeta.from_dict(json.loads((self.path / "meta.json").read_text()))
+        except (OSError, ValueError, TypeError):
+            return None
+
+    def remove(self) -> None:
+        self.unlock()
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+def netns_identity(path: str) -> str:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return ""
+    return f"{st.st_dev}:{st.st_ino}"
+
+
+def list_states(root: Path | None = None) -> list[RunState]:
+    root = root or state_root()
+    try:
+        names = sorted(os.listdir(root))
+    except FileNotFoundError:
+        return []
+    return [RunState(root / n) for n in names if not n.startswith(TMP_PREFIX) and (root / n).is_dir()]
+
+
+def stale_tmp_dirs(root: Path | None = None, min_age: float = 60.0) -> list[Path]:
+    """Half-made dirs from a run killed within its first milliseconds."""
+    root = root or state_root()
+    out: list[Path] = []
+    try:
+        names = os.listdir(root)
+    except FileNotFoundError:
+        return out
+    now = time.time()
+    for n in names:
+        p = root / n
+        if n.startswith(TMP_PREFIX):
+            try:
+                if now - p.stat().st_mtime >= min_age and not RunState(p).owned_elsewhere():
+                    out.append(p)
+            except OSError:
+                continue
+    return out
