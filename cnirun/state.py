@@ -26,12 +26,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-DEFAULT_STATE_DIR = "/run/cnirun/containers"
+DEFAULT_STATE_DIR = "/run/cnirun"  # shared with the OCI hook (its netns pins live in netns/)
 TMP_PREFIX = ".tmp-"
 
 
 def state_root() -> Path:
-    return Path(os.environ.get("CNIRUN_STATE_DIR") or DEFAULT_STATE_DIR)
+    """Where run state dirs live: $CNIRUN_STATE_DIR/containers."""
+    return Path(os.environ.get("CNIRUN_STATE_DIR") or DEFAULT_STATE_DIR) / "containers"
 
 
 @dataclass

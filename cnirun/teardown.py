@@ -47,7 +47,13 @@ def detach_networks(meta: RunMeta) -> list[str]:
     from .state import netns_identity
 
     netns = meta.netns if meta.netns and meta.netns_id and netns_identity(meta.netns) == meta.netns_id else _NO_NETNS
-    return [str(e) for e in detach(cni_for(meta), meta.id, netns)]
+    errors = [str(e) for e in detach(cni_for(meta), meta.id, netns)]
+    if netns == _NO_NETNS and not errors:
+        from .leftovers import remove_rules_naming
+
+        for net in meta.networks:  # bridge's DEL without a netns leaves its NAT rules
+            errors += remove_rules_naming(net, meta.id)
+    return errors
 
 
 def teardown(st: RunState, meta: RunMeta | None, docker: Any = None, stop: bool = True) -> list[str]:
