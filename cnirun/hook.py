@@ -88,7 +88,8 @@ def parse_state(data: bytes) -> OCIState:
     pid = obj.get("pid") or 0
     if not isinstance(pid, int) or pid < 0:
         raise HookError(f"the OCI state on stdin has an invalid pid {pid!r}")
-    ann = obj.get("annotations") or {}
+    ann = obj.get("annotations")
+    ann = {} if ann is None else ann
     if not isinstance(ann, dict):
         raise HookError("the OCI state on stdin has invalid annotations: expected an object")
     return OCIState(

@@ -1,0 +1,448 @@
+"""The OCI hook, the Docker shim and the installers, without an engine.
+
+The real-plugin tests use a process in its own netns (`unshare -n sleep`)
+as the "container" and call the hook exactly as runc would: the hooks.d
+command line, the recorded environment only, the OCI state on stdin.
+Subnets 10.141.0.0/24 .. 10.141.9.0/24, bridges cnh4u*.
+"""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from _hook_helpers import HookWorld, bridge_exists, delete_bridges, leftovers
+from cnirun import docker_runtime, hook, hooksd, shim
+from cnirun.attach import options_for
+from cnirun.errors import ArgumentError
+from cnirun.options import ContainerNetworkSpec
+from cnirun.plugins import install_plugin_script
+from cnirun.runtime import CNI
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (netns, bridges, iptables)")
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> HookWorld:
+    return HookWorld.make(tmp_path)
+
+
+def state_json(cid: str, pid: int = 0, annotations: dict[str, str] | None = None, status: str = "created") -> bytes:
+    return json.dumps(
+        {"ociVersion": "1.0.2", "id": cid, "pid": pid, "status": status, "bundle": "/tmp", "annotations": annotations or {}}
+    ).encode()
+
+
+def run_hook_process(world: HookWorld, stage: str, state: bytes) -> subprocess.CompletedProcess[str]:
+    """Run the hook as an engine does: the hooks.d argv and ONLY the recorded environment."""
+    env_list = hook.hook_env(world.env())
+    env = dict(item.split("=", 1) for item in env_list)
+    return subprocess.run(hook.hook_argv(stage), input=state.decode(), env=env, capture_output=True, text=True, cwd="/")
+
+
+# -- OCI state and stage handling ---------------------------------------------------
+def test_parse_state_reads_id_pid_annotations() -> None:
+    st = hook.parse_state(state_json("abc", 42, {"cnirun.networks": "a"}))
+    assert (st.id, st.pid, st.annotations) == ("abc", 42, {"cnirun.networks": "a"})
+
+
+@pytest.mark.parametrize(
+    "data, words",
+    [
+        (b"not json", "not JSON"),
+        (b"{}", "no container id"),
+        (b'{"id": "x", "pid": -3}', "invalid pid"),
+        (b'{"id": "x", "annotations": []}', "invalid annotations"),
+    ],
+)
+def test_parse_state_rejects_bad_input(data: bytes, words: str) -> None:
+    with pytest.raises(hook.HookError, match=words):
+        hook.parse_state(data)
+
+
+def test_unknown_stage_fails_with_one_line(world: HookWorld) -> None:
+    proc = run_hook_process(world, "poststart", state_json("c1"))
+    assert proc.returncode == 1
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("cnirun: unknown hook stage 'poststart'")
+
+
+def test_container_without_annotation_is_skipped(world: HookWorld) -> None:
+    proc = run_hook_process(world, "createRuntime", state_json("c2", 1))
+    assert proc.returncode == 0 and proc.stderr == ""
+    assert world.log_records()[-1]["outcome"] == "skipped"
+
+
+@pytest.mark.parametrize(
+    "annotations, words",
+    [
+        ({"cnirun.networks": "../../etc/x"}, "invalid network name"),
+        ({"cnirun.networks": "a,a"}, "listed twice"),
+        ({"cnirun.networks": "a", "cnirun.ports": "99999:80"}, "invalid port"),
+        ({"cnirun.networks": "a", "cnirun.ip": "not-an-ip"}, "invalid IP"),
+        ({"cnirun.networks": "a", "cnirun.mac": "01:00:00:00:00:01"}, "multicast"),
+    ],
+)
+def test_bad_annotations_refused_before_anything_runs(world: HookWorld, annotations: dict[str, str], words: str) -> None:
+    proc = run_hook_process(world, "createRuntime", state_json("c3", os.getpid(), annotations))
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("cnirun: ") and words in proc.stderr and proc.stderr.count("\n") == 1
+    assert "Traceback" not in proc.stderr
+    assert not (world.state / "netns").exists() or not list((world.state / "netns").iterdir())
+    rec = world.log_records()[-1]
+    assert rec["outcome"] == "failed" and rec["container"] == "c3" and "duration_ms" in rec
+
+
+def test_container_id_must_be_safe(world: HookWorld) -> None:
+    proc = run_hook_process(world, "poststop", state_json("../evil"))
+    assert proc.returncode == 1 and "invalid container ID" in proc.stderr
+
+
+def test_poststop_with_nothing_cached_is_harmless(world: HookWorld) -> None:
+    proc = run_hook_process(world, "poststop", state_json("never-attached", 0, {"cnirun.networks": "x"}, "stopped"))
+    assert proc.returncode == 0 and proc.stderr == ""
+    assert world.log_records()[-1]["outcome"] == "ok"
+
+
+def test_hook_env_records_paths_and_a_path_with_sbin() -> None:
+    env = hook.hook_env({"PATH": "/opt/bin", "NETCONFPATH": "/n", "CNI_CACHE_DIR": "/c", "HOME": "/root"})
+    assert env[0].startswith("PATH=/opt/bin:") and "/usr/sbin" in env[0] and "/sbin" in env[0].split("=")[1].split(":")
+    assert "NETCONFPATH=/n" in env and "CNI_CACHE_DIR=/c" in env
+    assert not any(e.startswith("HOME=") for e in env)
+
+
+def test_hook_argv_is_lean() -> None:
+    argv = hook.hook_argv("poststop")
+    assert argv[1:3] == ["-I", "-S"] and argv[-1] == "poststop" and os.path.isabs(argv[0])
+    out = subprocess.run(
+        [*argv[:4], argv[4].replace("sys.exit(main())", "print(sorted(m for m in sys.modules if m.split('.')[0] in ('docker','typer','yaml','pyroute2')))")],
+        capture_output=True, text=True,
+    )
+    assert out.stdout.strip() == "[]"
+
+
+# -- options --------------------------------------------------------------------------
+def _net(world: HookWorld, name: str, subnet: str, full: bool) -> object:
+    world.bridge_net(name, "cnh4ux", subnet, full=full)
+    return CNI(netconf_path=str(world.netconf)).network(name)
+
+
+def test_options_for_ports_ip_mac(world: HookWorld) -> None:
+    plain = _net(world, "plain", "10.141.8.0/24", full=False)
+    full = _net(world, "full", "10.141.9.0/24", full=True)
+    spec = ContainerNetworkSpec.from_labels(
+        {"cnirun.networks": "plain,full", "cnirun.ports": "18080:80", "cnirun.ip": "10.141.8.5", "cnirun.mac": "02:00:00:00:00:05"}
+    )
+    opts = options_for(spec, [plain, full])
+    assert opts[0].capability_args["ips"] == ["10.141.8.5"]
+    assert ("MAC", "02:00:00:00:00:05") in opts[0].args and ("IgnoreUnknown", "1") in opts[0].args
+    assert opts[1].capability_args == {"portMappings": [{"hostPort": 18080, "containerPort": 80, "protocol": "tcp"}]}
+    with pytest.raises(ArgumentError, match="outside network plain"):
+        options_for(ContainerNetworkSpec.from_labels({"cnirun.networks": "plain", "cnirun.ip": "10.141.9.5"}), [plain])
+    with pytest.raises(ArgumentError, match="portmap"):
+        options_for(ContainerNetworkSpec.from_labels({"cnirun.networks": "plain", "cnirun.ports": "1:1"}), [plain])
+
+
+# -- the shim's command-line handling ----------------------------------------------------
+@pytest.mark.parametrize(
+    "argv, bundle, cid",
+    [
+        (["runc", "--root", "/r", "--log", "/l", "--log-format", "json", "create", "--bundle", "/b", "--pid-file", "/p", "id1"], "/b", "id1"),
+        (["runc", "create", "--bundle=/b2", "id2"], "/b2", "id2"),
+        (["runc", "create", "-b", "/b3", "--console-socket", "/s", "id3"], "/b3", "id3"),
+        (["runc", "create", "-b=/b4", "id4"], "/b4", "id4"),
+        (["runc", "--systemd-cgroup", "create", "--no-pivot", "id5"], "CWD", "id5"),
+        (["runc", "create", "--bundle", "/x/create", "id6"], "/x/create", "id6"),
+    ],
+)
+def test_shim_finds_bundle_and_id(argv: list[str], bundle: str, cid: str) -> None:
+    cmd, idx = shim.subcommand(argv)
+    assert cmd == "create"
+    got_bundle, got_id = shim.parse_create(argv, idx)
+    assert got_bundle == (os.getcwd() if bundle == "CWD" else bundle) and got_id == cid
+
+
+@pytest.mark.parametrize(
+    "argv, cmd",
+    [
+        (["runc", "--root", "create", "start", "c"], "start"),  # a root dir named "create"
+        (["runc", "--log", "create", "delete", "create"], "delete"),  # ... and a container named so
+        (["runc", "state", "x"], "state"),
+        (["runc", "--version"], ""),
+    ],
+)
+def test_shim_does_not_mistake_values_for_create(argv: list[str], cmd: str) -> None:
+    assert shim.subcommand(argv)[0] == cmd
+
+
+SHIM_CONF = {"runc": "/bin/true", "hook_argv": ["/py", "-I", "-S", "-c", "boot"], "hook_env": ["PATH=/usr/sbin:/usr/bin"]}
+
+
+def test_add_hooks_appends_and_keeps_existing() -> None:
+    spec = {"hooks": {"prestart": [{"path": "/docker", "args": ["setkey"]}], "poststop": [{"path": "/other"}]}}
+    shim.add_hooks(spec, {"cnirun.networks": "a"}, SHIM_CONF)
+    shim.add_hooks(spec, {"cnirun.networks": "a"}, SHIM_CONF)  # create run twice on one bundle: no duplicate
+    assert spec["hooks"]["prestart"] == [{"path": "/docker", "args": ["setkey"]}]
+    assert spec["hooks"]["poststop"][0] == {"path": "/other"} and len(spec["hooks"]["poststop"]) == 2
+    assert spec["hooks"]["poststop"][1]["args"][-1] == "poststop"
+    assert spec["hooks"]["createRuntime"][0]["args"] == ["/py", "-I", "-S", "-c", "boot", "createRuntime"]
+    assert spec["annotations"] == {"cnirun.networks": "a"}
+
+
+def _bundle(tmp_path: Path, cid: str, annotations: dict | None = None) -> Path:
+    b = tmp_path / "bundle"
+    b.mkdir()
+    spec: dict = {"ociVersion": "1.0.2", "process": {"args": ["sh"]}}
+    if annotations is not None:
+        spec["annotations"] = annotations
+    (b / "config.json").write_text(json.dumps(spec))
+    return b
+
+
+def _docker_root(tmp_path: Path, cid: str, labels: dict[str, str], file_id: str | None = None) -> Path:
+    d = tmp_path / "docker" / "containers" / cid
+    d.mkdir(parents=True)
+    (d / "config.v2.json").write_text(json.dumps({"ID": file_id or cid, "Config": {"Labels": labels}}))
+    return tmp_path / "docker"
+
+
+def test_prepare_bundle_reads_docker_labels(tmp_path: Path) -> None:
+    cid = secrets.token_hex(32)
+    root = _docker_root(tmp_path, cid, {"cnirun.networks": "n1", "cnirun.ports": "8080:80", "other": "x"})
+    b = _bundle(tmp_path, cid)
+    assert shim.prepare_bundle(str(b), cid, {**SHIM_CONF, "docker_root": str(root)})
+    spec = json.loads((b / "config.json").read_text())
+    assert spec["annotations"] == {"cnirun.networks": "n1", "cnirun.ports": "8080:80"}
+    assert [h["args"][-1] for h in spec["hooks"]["createRuntime"] + spec["hooks"]["poststop"]] == ["createRuntime", "poststop"]
+
+
+def test_prepare_bundle_leaves_unlabelled_and_foreign_containers_alone(tmp_path: Path) -> None:
+    cid = secrets.token_hex(32)
+    root = _docker_root(tmp_path, cid, {"cnirun.networks": "n1"}, file_id="someone-else")
+    b = _bundle(tmp_path, cid)
+    before = (b / "config.json").read_bytes()
+    assert not shim.prepare_bundle(str(b), cid, {**SHIM_CONF, "docker_root": str(root)})
+    assert not shim.prepare_bundle(str(b), "unknown", {**SHIM_CONF, "docker_root": str(root)})
+    assert (b / "config.json").read_bytes() == before
+
+
+def test_prepare_bundle_uses_existing_annotations(tmp_path: Path) -> None:
+    b = _bundle(tmp_path, "c", {"cnirun.networks": "n2"})
+    assert shim.prepare_bundle(str(b), "c", {**SHIM_CONF, "docker_root": str(tmp_path / "none")})
+    assert json.loads((b / "config.json").read_text())["hooks"]["createRuntime"]
+
+
+def _fake_runc(tmp_path: Path) -> tuple[Path, Path]:
+    out = tmp_path / "runc.out"
+    runc = tmp_path / "fake-runc"
+    runc.write_text(f'#!/bin/sh\nprintf "%s\\n" "$0" "$@" > {out}\nenv >> {out}\nexit 7\n')
+    runc.chmod(0o755)
+    return runc, out
+
+
+def test_launcher_passes_non_create_calls_straight_to_runc(tmp_path: Path) -> None:
+    runc, out = _fake_runc(tmp_path)
+    text = docker_runtime.launcher_text(sys.executable, hook.package_parent(), str(runc), str(tmp_path / "none.json"))
+    launcher = tmp_path / "docker-runtime"
+    launcher.write_text(text)
+    launcher.chmod(0o755)
+    proc = subprocess.run([str(launcher), "--root", "/r", "state", "some id"], capture_output=True, text=True)
+    assert proc.returncode == 7
+    lines = out.read_text().splitlines()
+    assert lines[:5] == [str(runc), "--root", "/r", "state", "some id"]
+    assert not any(line.startswith("CNIRUN_SHIM_CONFIG=") for line in lines)
+
+
+def test_launcher_create_edits_bundle_then_execs_runc_with_same_argv(tmp_path: Path) -> None:
+    runc, out = _fake_runc(tmp_path)
+    settings = tmp_path / "settings.json"
+    settings.write_text(json.dumps({**SHIM_CONF, "runc": str(runc)}))
+    launcher = tmp_path / "docker-runtime"
+    launcher.write_text(docker_runtime.launcher_text(sys.executable, hook.package_parent(), str(runc), str(settings)))
+    launcher.chmod(0o755)
+    b = _bundle(tmp_path, "c9", {"cnirun.networks": "n"})
+    argv = ["--root", "/r", "--log", "/l.json", "create", "--bundle", str(b), "--pid-file", "/p", "c9"]
+    proc = subprocess.run([str(launcher), *argv], capture_output=True, text=True, env={**os.environ, "KEEP": "1"})
+    assert proc.returncode == 7, proc.stderr
+    lines = out.read_text().splitlines()
+    assert lines[1 : 1 + len(argv)] == argv
+    assert "KEEP=1" in lines and not any(line.startswith("CNIRUN_SHIM_CONFIG=") for line in lines)
+    assert json.loads((b / "config.json").read_text())["hooks"]["poststop"][0]["args"][-1] == "poststop"
+
+
+def test_shim_unreadable_spec_fails_the_create(tmp_path: Path) -> None:
+    b = tmp_path / "b"
+    b.mkdir()
+    (b / "config.json").write_text("{broken")
+    code = shim.main(["shim", "create", "--bundle", str(b), "x"])
+    assert code == 1
+
+
+# -- installers (files only; dockerd is exercised in test_hooks_docker.py) -------------------------
+def test_hooksd_install_renders_templates(tmp_path: Path, world: HookWorld) -> None:
+    paths = hooksd.install(str(tmp_path / "hooks.d"), world.env() | {"PATH": "/usr/bin"})
+    by_stage = {}
+    for p in paths:
+        obj = json.loads(Path(p).read_text())
+        assert obj["version"] == "1.0.0" and obj["when"] == {"annotations": {"^cnirun\\.networks$": ".+"}}
+        by_stage[obj["stages"][0]] = obj["hook"]
+    assert set(by_stage) == {"createRuntime", "poststop"}
+    h = by_stage["createRuntime"]
+    assert h["args"][-1] == "createRuntime" and h["path"] == h["args"][0]
+    assert f"NETCONFPATH={world.netconf}" in h["env"] and f"CNI_CACHE_DIR={world.cache}" in h["env"]
+    assert any(e.startswith("PATH=") and "/usr/sbin" in e for e in h["env"])
+    assert hooksd.uninstall(str(tmp_path / "hooks.d")) == paths
+    assert hooksd.uninstall(str(tmp_path / "hooks.d")) == []
+
+
+@pytest.mark.parametrize("original", [None, b"", b'{"debug": true, "runtimes": {"other": {"path": "/x"}}}\n'])
+def test_daemon_json_install_uninstall_restores_exactly(tmp_path: Path, original: bytes | None) -> None:
+    dj = tmp_path / "docker" / "daemon.json"
+    dj.parent.mkdir()
+    if original is not None:
+        dj.write_bytes(original)
+    launcher = docker_runtime.install(str(tmp_path / "rt"), str(dj), {"PATH": "/usr/sbin:/usr/bin"}, reload=False)
+    obj = json.loads(dj.read_text())
+    assert obj["runtimes"]["cnirun"] == {"path": launcher} and os.access(launcher, os.X_OK)
+    if original and b"debug" in original:
+        assert obj["debug"] is True and obj["runtimes"]["other"] == {"path": "/x"}
+    assert docker_runtime.registered_path(str(dj)) == launcher
+    assert docker_runtime.uninstall(str(tmp_path / "rt"), str(dj), reload=False, force=True)
+    if original is None:
+        assert not dj.exists()
+    else:
+        assert dj.read_bytes() == original
+    assert not (tmp_path / "rt").exists() and not Path(str(dj) + ".cnirun-backup").exists()
+
+
+def test_daemon_json_changed_meanwhile_only_our_key_goes(tmp_path: Path) -> None:
+    dj = tmp_path / "daemon.json"
+    dj.write_text('{"debug": true}')
+    docker_runtime.install(str(tmp_path / "rt"), str(dj), {"PATH": "/usr/sbin"}, reload=False)
+    obj = json.loads(dj.read_text())
+    obj["log-level"] = "warn"
+    dj.write_text(json.dumps(obj))
+    docker_runtime.uninstall(str(tmp_path / "rt"), str(dj), reload=False, force=True)
+    assert json.loads(dj.read_text()) == {"debug": True, "log-level": "warn"}
+
+
+def test_daemon_json_invalid_is_refused(tmp_path: Path) -> None:
+    dj = tmp_path / "daemon.json"
+    dj.write_text("{nope")
+    with pytest.raises(docker_runtime.InstallError, match="not valid JSON"):
+        docker_runtime.install(str(tmp_path / "rt"), str(dj), {}, reload=False)
+    assert dj.read_text() == "{nope" and not (tmp_path / "rt").exists()
+
+
+def test_installed_runtime_seen_from_engine_info() -> None:
+    assert docker_runtime.docker_runtime_installed({"Runtimes": {"runc": {}, "cnirun": {"path": "/x"}}})
+    assert not docker_runtime.docker_runtime_installed({"Runtimes": {"runc": {}}})
+
+
+# -- real plugins, a real netns ---------------------------------------------------------------
+@pytest.fixture
+def container() -> object:
+    """A process in its own netns, standing in for a container's init."""
+    proc = subprocess.Popen(["unshare", "--net", "sleep", "300"])
+    # unshare execs sleep in place: wait until the new netns is there.
+    for _ in range(200):
+        if os.readlink(f"/proc/{proc.pid}/ns/net") != os.readlink("/proc/self/ns/net"):
+            break
+        import time
+
+        time.sleep(0.005)
+    yield proc
+    proc.kill()
+    proc.wait()
+
+
+def _addr(pid: int) -> str:
+    return subprocess.run(
+        ["nsenter", "-t", str(pid), "-n", "ip", "-4", "-o", "addr", "show", "eth0"], capture_output=True, text=True
+    ).stdout
+
+
+@needs_root
+def test_attach_restart_and_poststop_leave_nothing(world: HookWorld, container: subprocess.Popen) -> None:
+    bridges = ["cnh4u1"]
+    try:
+        world.bridge_net("h4u1", "cnh4u1", "10.141.1.0/24")
+        cid = "h4u-" + secrets.token_hex(8)
+        ann = {"cnirun.networks": "h4u1", "cnirun.ports": "18141:80"}
+        proc = run_hook_process(world, "createRuntime", state_json(cid, container.pid, ann))
+        assert proc.returncode == 0, proc.stderr
+        assert "inet 10.141.1." in _addr(container.pid)
+        assert (world.state / "netns" / cid).exists()
+        assert cid in subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
+        # A restart runs createRuntime again: DEL first, so no duplicate allocation.
+        proc = run_hook_process(world, "createRuntime", state_json(cid, container.pid, ann))
+        assert proc.returncode == 0, proc.stderr
+        assert len(list((world.cache / "results").iterdir())) == 1
+        # The process dies before poststop, as it does under runc.
+        container.kill()
+        container.wait()
+        proc = run_hook_process(world, "poststop", state_json(cid, 0, ann, "stopped"))
+        assert proc.returncode == 0 and proc.stderr == ""
+        assert leftovers(world, cid, bridges) == []
+        recs = world.log_records()
+        assert [r["stage"] for r in recs] == ["createRuntime", "createRuntime", "poststop"]
+        assert recs[0]["networks"] == ["h4u1"] and recs[0]["interfaces"]["eth0"][0].startswith("10.141.1.")
+        assert all(r["outcome"] == "ok" and r["container"] == cid for r in recs)
+    finally:
+        delete_bridges(bridges)
+    assert not bridge_exists("cnh4u1")
+
+
+@needs_root
+def test_failed_add_leaves_nothing_and_poststop_is_harmless(world: HookWorld, container: subprocess.Popen) -> None:
+    bridges = ["cnh4u2", "cnh4u4"]
+    install_plugin_script(world.bin, "noop", "cnirun.plugins.noop")
+    debug = world.root / "noop-debug"
+    debug.write_text(json.dumps({"commands": {"ADD": {"reportError": "planned failure", "reportErrorCode": 7}}}))
+    try:
+        world.bridge_net("h4u2ok", "cnh4u2", "10.141.2.0/24")
+        world.bridge_net("h4u2bad", "cnh4u4", "10.141.3.0/24", extra=[{"type": "noop", "debugFile": str(debug)}])
+        cid = "h4u-" + secrets.token_hex(8)
+        ann = {"cnirun.networks": "h4u2ok,h4u2bad"}
+        proc = run_hook_process(world, "createRuntime", state_json(cid, container.pid, ann))
+        assert proc.returncode == 1
+        assert proc.stderr.count("\n") == 1 and "planned failure" in proc.stderr and proc.stderr.startswith("cnirun: ")
+        assert leftovers(world, cid, bridges) == []
+        assert _addr(container.pid) == ""
+        proc = run_hook_process(world, "poststop", state_json(cid, 0, ann, "stopped"))
+        assert proc.returncode == 0 and proc.stderr == ""
+        assert leftovers(world, cid, bridges) == []
+    finally:
+        delete_bridges(bridges)
+
+
+@needs_root
+def test_gc_helpers_reclaim_after_a_skipped_poststop(world: HookWorld, container: subprocess.Popen) -> None:
+    """A killed engine never runs poststop: the pin lets gc still DEL fully."""
+    bridges = ["cnh4u3"]
+    try:
+        world.bridge_net("h4u3", "cnh4u3", "10.141.4.0/24")
+        cid = "h4u-" + secrets.token_hex(8)
+        proc = run_hook_process(world, "createRuntime", state_json(cid, container.pid, {"cnirun.networks": "h4u3"}))
+        assert proc.returncode == 0, proc.stderr
+        container.kill()
+        container.wait()
+        env = world.env()
+        assert hook.pinned_containers(env) == [cid]
+        old = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
+        try:
+            assert hook.detach_container(CNI(), cid) == []
+        finally:
+            for k, v in old.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+        assert leftovers(world, cid, bridges) == []
+    finally:
+        delete_bridges(bridges)
