@@ -1,0 +1,109 @@
+"""Podman with cnirun's hooks.d files: real podman, real runc, real plugins.
+
+`cnirun install hooks --dir DIR` runs with this test's NETCONFPATH,
+CNI_CACHE_DIR, ... in its environment; podman then runs the hook with only
+what was recorded. Subnets 10.142.0.0/24 .. 10.142.9.0/24, bridges cnh4p*.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from _hook_helpers import CNIRUN, HookWorld, bridge_exists, delete_bridges, leftovers
+
+pytestmark = [
+    pytest.mark.podman,
+    pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("podman"), reason="needs root and podman"),
+]
+BRIDGES = ["cnh4p1", "cnh4p2"]
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[HookWorld]:
+    w = HookWorld.make(tmp_path)
+    w.bridge_net("h4p1", "cnh4p1", "10.142.1.0/24")
+    w.bridge_net("h4p2", "cnh4p2", "10.142.2.0/24", full=False)
+    proc = subprocess.run(
+        [CNIRUN, "install", "hooks", "--dir", str(tmp_path / "hooks.d")],
+        env=w.full_env(), capture_output=True, text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    yield w
+    proc = subprocess.run([CNIRUN, "uninstall", "hooks", "--dir", str(tmp_path / "hooks.d")], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert list((tmp_path / "hooks.d").iterdir()) == []
+    delete_bridges(BRIDGES)
+    assert not any(bridge_exists(b) for b in BRIDGES)
+
+
+def podman(world: HookWorld, *args: str) -> subprocess.CompletedProcess[str]:
+    # The user's shell environment must not matter: the hooks carry their own.
+    env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), "HOME": "/root"}
+    return subprocess.run(
+        ["podman", "--hooks-dir", str(world.root / "hooks.d"), *args], capture_output=True, text=True, env=env, timeout=120
+    )
+
+
+def annotation(text: str) -> str:
+    """podman's --annotation is a CSV string slice: a value with commas must be quoted."""
+    return f'"{text}"' if "," in text else text
+
+
+def test_installed_files_record_the_environment(world: HookWorld) -> None:
+    attach = json.loads((world.root / "hooks.d" / "cnirun-attach.json").read_text())
+    assert f"NETCONFPATH={world.netconf}" in attach["hook"]["env"]
+    assert attach["stages"] == ["createRuntime"]
+
+
+def test_podman_run_gets_cni_addresses_and_leaves_nothing(world: HookWorld) -> None:
+    proc = podman(
+        world, "run", "--rm", "--network", "none", "--annotation", annotation("cnirun.networks=h4p1,h4p2"),
+        "busybox", "sh", "-c", "ip -4 -o addr show eth0; ip -4 -o addr show eth1",
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "inet 10.142.1." in proc.stdout and "inet 10.142.2." in proc.stdout
+    recs = world.log_records()
+    assert [r["stage"] for r in recs] == ["createRuntime", "poststop"]
+    cid = recs[0]["container"]
+    assert len(cid) == 64 and recs[0]["networks"] == ["h4p1", "h4p2"]
+    assert all(r["outcome"] == "ok" for r in recs)
+    assert leftovers(world, cid, BRIDGES) == []
+
+
+def test_podman_static_ip_mac_and_port(world: HookWorld) -> None:
+    proc = podman(
+        world, "run", "--rm", "--network", "none", "--annotation", "cnirun.networks=h4p1",
+        "--annotation", "cnirun.ip=10.142.1.77", "--annotation", "cnirun.mac=02:42:0a:8e:01:4d",
+        "--annotation", "cnirun.ports=127.0.0.1:18142:80",
+        "busybox", "ip", "-o", "addr", "show", "eth0",
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "inet 10.142.1.77/24" in proc.stdout
+    link = podman(world, "run", "--rm", "--network", "none", "--annotation", "cnirun.networks=h4p1",
+                  "--annotation", "cnirun.mac=02:42:0a:8e:01:4e", "busybox", "cat", "/sys/class/net/eth0/address")
+    assert link.stdout.strip() == "02:42:0a:8e:01:4e", link.stderr
+    for rec in world.log_records():
+        assert leftovers(world, rec["container"], BRIDGES) == []
+
+
+def test_podman_without_annotation_is_untouched(world: HookWorld) -> None:
+    proc = podman(world, "run", "--rm", "--network", "none", "busybox", "ls", "/sys/class/net")
+    assert proc.returncode == 0 and proc.stdout.split() == ["lo"]
+    assert world.log_records() == []  # `when` did not match: the hook never ran
+
+
+def test_podman_unknown_network_fails_the_start_with_one_line(world: HookWorld) -> None:
+    proc = podman(world, "run", "--rm", "--network", "none", "--annotation", annotation("cnirun.networks=h4p1,nosuchnet"), "busybox", "true")
+    assert proc.returncode != 0
+    assert 'cnirun: no net configuration with name "nosuchnet"' in proc.stderr
+    recs = world.log_records()
+    assert recs[0]["outcome"] == "failed"
+    assert leftovers(world, recs[0]["container"], BRIDGES) == []
+    names = podman(world, "ps", "-a", "--format", "{{.ID}}")
+    assert recs[0]["container"][:12] not in names.stdout
