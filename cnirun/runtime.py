@@ -316,6 +316,13 @@ class CNI:
         errors = self._del_chain(net_conf, rt, att.result if att else None, best_effort=False)
         if errors:
             raise errors[0]
+        if any(p.raw.get("ipMasq") is True for p in net_conf.plugins):
+            # Without the netns or the interface, bridge's DEL cannot find the
+            # addresses whose masquerade rules it made, and leaves them: remove
+            # what is left by its tag (one iptables-save of the nat table).
+            from .leftovers import remove_rules_naming
+
+            remove_rules_naming(net_conf.name, rt.container_id, ("nat",))
         cnicache.delete(self.cache_dir, name, rt.container_id, rt.ifname)
 
     @staticmethod
