@@ -248,7 +248,9 @@ def config_files(directory: str | os.PathLike[str]) -> list[Path]:
     except FileNotFoundError:
         return []
     except PermissionError:
-        raise ConfigError(f"{d}: permission denied reading the netconf directory: run as root") from None
+        raise ConfigError(
+            f"{d}: permission denied reading the netconf directory: make it readable or point NETCONFPATH elsewhere"
+        ) from None
     except NotADirectoryError:
         raise ConfigError(f"{d}: not a directory: NETCONFPATH must name a directory of netconf files") from None
     lists = [e for e in entries if e.suffix in LIST_EXTENSIONS and e.is_file()]
@@ -265,9 +267,9 @@ def netconf_dirs(netconf_path: str | None) -> list[str]:
 def find_network(name: str, netconf_path: str | None = None) -> NetworkConfigList:
     """The first network named `name`, as libcni's LoadConfList does.
 
-    The file whose name is `name` is tried first only as a shortcut; any parse
-    error on the way aborts the search (libcni does the same), so a broken file
-    is reported rather than skipped.
+    Directories in NETCONFPATH order; in each, conflists then confs, sorted.
+    Any parse error on the way aborts the search (libcni does the same), so a
+    broken file is reported rather than skipped.
     """
     dirs = netconf_dirs(netconf_path)
     for d in dirs:
