@@ -1,0 +1,201 @@
+"""Shared fixtures for the `cnirun run` tests: real dockerd, podman and plugins.
+
+Each test gets its own NETCONFPATH, CNI_CACHE_DIR, CNIRUN_STATE_DIR (so its
+own watcher), and a bridge network with a unique name, bridge and /24 whose
+host-local dataDir is in tmp. `world.assert_clean()` checks that nothing of
+the test is left on the host. Subnets: 10.131.N.0/24 (Docker tests) and
+10.132.N.0/24 (Podman tests), N from a per-file counter.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+CNIRUN = [sys.executable, "-m", "cnirun.cli.main"]
+PLUGIN_DIR = "/usr/lib/cni"
+_counters: dict[int, itertools.count] = {}
+
+
+def _have(cmd: list[str]) -> bool:
+    try:
+        return subprocess.run(cmd, capture_output=True, timeout=20).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+HAVE_DOCKER = shutil.which("docker") is not None and _have(["docker", "image", "inspect", "busybox"])
+HAVE_PODMAN = shutil.which("podman") is not None and _have(["podman", "image", "exists", "busybox"])
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+needs_docker = pytest.mark.skipif(not HAVE_DOCKER, reason="dockerd with a busybox image not available")
+needs_podman = pytest.mark.skipif(not HAVE_PODMAN, reason="podman with a busybox image not available")
+
+
+@dataclass
+class World:
+    """One test's private CNI world and the means to check it left nothing."""
+
+    tmp: Path
+    octet: int  # 131 (docker tests) or 132 (podman tests)
+    n: int
+    env: dict[str, str] = field(default_factory=dict)
+    netns_before: set[str] = field(default_factory=set)
+
+    @property
+    def net(self) -> str:
+        return f"t3-{self.octet}-{self.n}"
+
+    @property
+    def bridge(self) -> str:
+        return f"cnr{self.octet}x{self.n}"
+
+    @property
+    def subnet(self) -> str:
+        return f"10.{self.octet}.{self.n}.0/24"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.tmp / "ipam"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.tmp / "cache"
+
+    @property
+    def state_dir(self) -> Path:
+        return self.tmp / "state"
+
+    def conflist(self, extra: list[dict[str, Any]] | None = None, name: str | None = None) -> Path:
+        net = {
+            "cniVersion": "1.0.0",
+            "name": name or self.net,
+            "plugins": [
+                {
+                    "type": "bridge", "bridge": self.bridge, "isGateway": True, "ipMasq": True,
+                    "hairpinMode": True, "capabilities": {"ips": True},
+                    "ipam": {
+                        "type": "host-local", "dataDir": str(self.data_dir),
+                        "ranges": [[{"subnet": self.subnet}]], "routes": [{"dst": "0.0.0.0/0"}],
+                    },
+                },
+                {"type": "portmap", "capabilities": {"portMappings": True}},
+                {"type": "firewall"},
+                *(extra or []),
+            ],
+        }
+        path = Path(self.env["NETCONFPATH"]) / f"{net['name']}.conflist"
+        path.write_text(json.dumps(net))
+        return path
+
+    def cnirun(self, *args: str, timeout: float = 60, **kw: Any) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*CNIRUN, *args], env=self.env, capture_output=True, text=True, timeout=timeout, cwd=REPO, **kw
+        )
+
+    def popen(self, *args: str, **kw: Any) -> subprocess.Popen[str]:
+        return subprocess.Popen([*CNIRUN, *args], env=self.env, text=True, cwd=REPO, **kw)
+
+    # -- leftovers ----------------------------------------------------------------
+    def leftovers(self) -> list[str]:
+        out: list[str] = []
+        veths = subprocess.run(["ip", "-br", "link", "show", "master", self.bridge], capture_output=True, text=True)
+        if veths.returncode == 0 and veths.stdout.strip():
+            out.append(f"veths on {self.bridge}: {veths.stdout.strip()}")
+        ipam = self.data_dir / self.net
+        if ipam.is_dir():
+            ips = [p.name for p in ipam.iterdir() if p.name[0].isdigit()]
+            if ips:
+                out.append(f"IP reservations: {ips}")
+        results = self.cache_dir / "results"
+        if results.is_dir() and list(results.iterdir()):
+            out.append(f"cache files: {[p.name for p in results.iterdir()]}")
+        rules = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
+        mine = [ln for ln in rules.splitlines() if f'name: \\"{self.net}' in ln or f"10.{self.octet}.{self.n}." in ln]
+        if mine:
+            out.append(f"iptables rules: {mine[:3]}")
+        label = f"label=cnirun.state={self.state_dir / 'containers'}"
+        for engine, ok in (("docker", HAVE_DOCKER), ("podman", HAVE_PODMAN)):
+            if ok:
+                ids = subprocess.run([engine, "ps", "-aq", "--filter", label], capture_output=True, text=True).stdout
+                if ids.strip():
+                    out.append(f"{engine} containers: {ids.split()}")
+        states = self.state_dir / "containers"
+        if states.is_dir():
+            runs = [p.name for p in states.iterdir() if not p.name.startswith(".")]
+            if runs:
+                out.append(f"run state dirs: {runs}")
+        netns_now = set(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else set()
+        new = {n for n in netns_now - self.netns_before if n.startswith("cnirun-")}
+        if new:
+            out.append(f"netns: {sorted(new)}")
+        return out
+
+    def assert_clean(self, within: float = 0.0) -> None:
+        deadline = time.monotonic() + within
+        while True:
+            left = self.leftovers()
+            if not left or time.monotonic() >= deadline:
+                break
+            time.sleep(0.25)
+        assert not left, "left behind: " + "; ".join(left)
+
+    def stop_watcher(self) -> None:
+        pidfile = self.state_dir / "containers" / ".watcher.pid"
+        try:
+            pid = int(pidfile.read_text())
+            os.killpg(pid, signal.SIGKILL)  # supervisor and worker share its session/group
+        except (OSError, ValueError):
+            pass
+
+
+def _make_world(tmp_path: Path, octet: int, module: str) -> World:
+    counter = _counters.setdefault(octet, itertools.count(1))
+    w = World(tmp=tmp_path, octet=octet, n=next(counter))
+    netconf = tmp_path / "net.d"
+    netconf.mkdir()
+    for d in (w.cache_dir, w.state_dir, w.data_dir):
+        d.mkdir()
+    env = dict(os.environ)
+    env.update(
+        NETCONFPATH=str(netconf), CNI_CACHE_DIR=str(w.cache_dir), CNIRUN_STATE_DIR=str(w.state_dir),
+        CNI_PATH=PLUGIN_DIR, CNIRUN_DEFAULT_NETWORK=w.net, CNIRUN_WATCHER_IDLE="5", PYTHONPATH=str(REPO),
+    )
+    env.pop("CNIRUN_ENGINE", None)
+    w.env = env
+    w.netns_before = set(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else set()
+    w.conflist()
+    return w
+
+
+def _finish(w: World) -> None:
+    try:
+        w.assert_clean(within=10.0)
+    finally:
+        w.stop_watcher()
+        subprocess.run(["ip", "link", "del", w.bridge], capture_output=True)
+
+
+@pytest.fixture
+def docker_world(tmp_path: Path) -> Any:
+    w = _make_world(tmp_path, 131, "docker")
+    yield w
+    _finish(w)
+
+
+@pytest.fixture
+def podman_world(tmp_path: Path) -> Any:
+    w = _make_world(tmp_path, 132, "podman")
+    w.env["CNIRUN_ENGINE"] = "podman"
+    yield w
+    _finish(w)

@@ -1,0 +1,188 @@
+"""`cnirun run` on Docker: real dockerd, real plugins (10.131.N.0/24)."""
+from __future__ import annotations
+
+import ipaddress
+import json
+import signal
+import subprocess
+import time
+import urllib.request
+
+import pytest
+
+from conftest import World, needs_docker, needs_root
+
+pytestmark = [needs_root, needs_docker]
+
+
+def _addr(text: str) -> str:
+    for word in text.split():
+        if "/" in word and word[0].isdigit():
+            return word
+    raise AssertionError(f"no address in {text!r}")
+
+
+def test_address_in_subnet_before_first_instruction(docker_world: World) -> None:
+    r = docker_world.cnirun("--rm", "busybox", "sh", "-c", "ip -o -4 addr show eth0; hostname; cat /etc/hosts")
+    assert r.returncode == 0, r.stderr
+    addr = _addr(r.stdout)
+    assert ipaddress.ip_interface(addr).ip in ipaddress.ip_network(docker_world.subnet)
+    hostname = r.stdout.splitlines()[1]
+    assert f"{addr.split('/')[0]}\t{hostname}" in r.stdout
+
+
+@pytest.mark.parametrize(
+    "cmd,code",
+    [(["true"], 0), (["sh", "-c", "exit 3"], 3), (["/etc"], 126), (["no-such-command"], 127)],
+)
+def test_exit_codes_pass_through(docker_world: World, cmd: list[str], code: int) -> None:
+    r = docker_world.cnirun("--rm", "busybox", *cmd)
+    assert r.returncode == code, r.stderr
+
+
+def test_two_containers_reach_each_other(docker_world: World) -> None:
+    a = docker_world.cnirun("-d", "--rm", "busybox", "sleep", "60")
+    assert a.returncode == 0, a.stderr
+    cid = a.stdout.strip()
+    try:
+        info = json.loads(docker_world.cnirun("inspect", cid[:12]).stdout)
+        ip = info["attachments"][0]["addresses"][0].split("/")[0]
+        b = docker_world.cnirun("--rm", "busybox", "ping", "-c", "1", "-W", "3", ip)
+        assert b.returncode == 0, b.stdout + b.stderr
+    finally:
+        subprocess.run(["docker", "rm", "-f", cid], capture_output=True)
+
+
+def test_published_port_answers_on_localhost(docker_world: World) -> None:
+    port = 18931
+    r = docker_world.cnirun(
+        "-d", "--rm", "-p", f"{port}:80", "busybox", "sh", "-c", "echo hello > /i.html && httpd -f -p 80 -h /"
+    )
+    assert r.returncode == 0, r.stderr
+    cid = r.stdout.strip()
+    try:
+        body = ""
+        for _ in range(20):
+            try:
+                body = urllib.request.urlopen(f"http://127.0.0.1:{port}/i.html", timeout=2).read().decode()
+                break
+            except OSError:
+                time.sleep(0.2)
+        assert body.strip() == "hello"
+        # The same host port again is refused before anything is set up.
+        again = docker_world.cnirun("--rm", "-p", f"{port}:80", "busybox", "true")
+        assert again.returncode == 125 and "already published" in again.stderr
+    finally:
+        subprocess.run(["docker", "rm", "-f", cid], capture_output=True)
+
+
+def test_detached_then_rm_f_tears_down(docker_world: World) -> None:
+    r = docker_world.cnirun("-d", "busybox", "sleep", "60")
+    assert r.returncode == 0, r.stderr
+    cid = r.stdout.strip()
+    assert len(cid) == 64
+    time.sleep(0.5)
+    assert docker_world.leftovers(), "the network should be up while the container runs"
+    subprocess.run(["docker", "rm", "-f", cid], check=True, capture_output=True)
+    docker_world.assert_clean(within=6.0)
+
+
+def test_detached_survives_watcher_being_killed(docker_world: World) -> None:
+    r = docker_world.cnirun("-d", "--rm", "busybox", "sleep", "60")
+    cid = r.stdout.strip()
+    time.sleep(1.0)
+    # Kill the worker only: the supervisor respawns it and it reconciles.
+    pid = int((docker_world.state_dir / "containers" / ".watcher.pid").read_text())
+    children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+    assert children
+    for c in children:
+        subprocess.run(["kill", "-9", c])
+    subprocess.run(["docker", "rm", "-f", cid], check=True, capture_output=True)
+    docker_world.assert_clean(within=8.0)
+
+
+def test_sigkill_then_gc_leaves_nothing(docker_world: World) -> None:
+    p = docker_world.popen("--rm", "busybox", "sleep", "60", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and not list((docker_world.cache_dir / "results").glob("*")):
+        time.sleep(0.05)
+    time.sleep(0.3)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    assert docker_world.leftovers()
+    g = docker_world.cnirun("gc")
+    assert g.returncode == 0, g.stderr
+    docker_world.assert_clean()
+    again = docker_world.cnirun("gc")
+    assert again.returncode == 0 and "nothing to collect" in again.stdout
+
+
+def test_sigterm_reaches_container_then_teardown(docker_world: World) -> None:
+    p = docker_world.popen(
+        "--rm", "busybox", "sh", "-c", "trap 'exit 42' TERM; while true; do sleep 0.1; done",
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        out = subprocess.run(
+            ["docker", "ps", "-q", "--filter", f"label=cnirun.state={docker_world.state_dir / 'containers'}",
+             "--filter", "label=cnirun.role=workload"], capture_output=True, text=True).stdout
+        if out.strip():
+            break
+        time.sleep(0.05)
+    time.sleep(0.5)
+    p.send_signal(signal.SIGTERM)
+    assert p.wait(timeout=20) == 42
+
+
+def test_failing_plugin_leaves_nothing(docker_world: World, tmp_path) -> None:
+    from cnirun.plugins import install_plugin_script
+
+    plugdir = tmp_path / "plugins"
+    plugdir.mkdir()
+    install_plugin_script(plugdir, "noop", "cnirun.plugins.noop")
+    debug = tmp_path / "noop.json"
+    debug.write_text(json.dumps({"commands": {"ADD": {"reportError": "boom", "reportErrorCode": 11}}}))
+    docker_world.conflist(extra=[{"type": "noop", "debugFile": str(debug)}])
+    docker_world.env["CNI_PATH"] = f"{plugdir}:/usr/lib/cni"
+    r = docker_world.cnirun("--rm", "busybox", "true")
+    assert r.returncode == 125
+    assert 'type="noop"' in r.stderr and "code 11" in r.stderr and "boom" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    docker_world.assert_clean()
+
+
+def test_bad_input_one_line_errors(docker_world: World) -> None:
+    for args, needle in (
+        (["--net", "nope", "busybox", "true"], "known networks"),
+        (["--ip", "10.199.0.9", "busybox", "true"], "outside network"),
+        (["--bogus", "busybox"], "unknown option --bogus"),
+        (["no-such-image-cnirun", "true"], "Unable to find image"),
+        (["--mode", "hook", "busybox", "true"], "cnirun install docker-runtime"),
+    ):
+        r = docker_world.cnirun(*args)
+        assert r.returncode == 125, (args, r.stderr)
+        assert needle in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_static_ip_and_taken(docker_world: World) -> None:
+    ip = f"10.131.{docker_world.n}.77"
+    a = docker_world.cnirun("-d", "--rm", "--ip", ip, "busybox", "sleep", "60")
+    assert a.returncode == 0, a.stderr
+    try:
+        b = docker_world.cnirun("--rm", "--ip", ip, "busybox", "true")
+        assert b.returncode == 125 and "already taken" in b.stderr
+    finally:
+        subprocess.run(["docker", "rm", "-f", a.stdout.strip()], capture_output=True)
+
+
+def test_twenty_concurrent_get_distinct_addresses(docker_world: World) -> None:
+    procs = [
+        docker_world.popen("--rm", "busybox", "ip", "-o", "-4", "addr", "show", "eth0",
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for _ in range(20)
+    ]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0] * 20, [e for _, e in outs if e]
+    addrs = {_addr(o) for o, _ in outs}
+    assert len(addrs) == 20
