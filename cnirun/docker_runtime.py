@@ -288,13 +288,15 @@ def uninstall(
             del stripped["runtimes"]
     try:
         original = _load_backup(backup)
+        target = _target_after_uninstall(stripped, original)
+        listed = RUNTIME_NAME in (target.get("runtimes") or {})
         if reload and was_registered and _dockerd_running():
             # dockerd reloads runtimes only when the key is present, and ignores a
-            # missing file: drop ours with an explicit "runtimes" first.
-            staged = {**stripped, "runtimes": stripped.get("runtimes", {})}
+            # missing file: state the runtimes explicitly first.
+            staged = {**target, "runtimes": target.get("runtimes", {})}
             _write(daemon_json, (json.dumps(staged, indent=2) + "\n").encode(), 0o644)
-            reload_dockerd(present=False)
-        if original is not None and _same_json(original, stripped):
+            reload_dockerd(present=listed)
+        if original is not None and _same_json(original, target):
             # Nothing else changed since install: put the exact bytes back.
             existed, content = original
             if existed:
@@ -302,7 +304,7 @@ def uninstall(
             elif os.path.exists(daemon_json):
                 os.unlink(daemon_json)
         elif was_registered:
-            _write(daemon_json, (json.dumps(stripped, indent=2) + "\n").encode(), 0o644)
+            _write(daemon_json, (json.dumps(target, indent=2) + "\n").encode(), 0o644)
         if os.path.exists(backup):
             os.unlink(backup)
         for d in {os.path.dirname(launcher) if launcher else "", os.path.abspath(directory) if directory else ""}:
@@ -311,6 +313,22 @@ def uninstall(
     except OSError as e:
         raise InstallError(f"cannot uninstall the docker runtime: {e.strerror}: {e.filename}: run as root") from None
     return was_registered
+
+
+def _target_after_uninstall(stripped: dict[str, Any], original: tuple[bool, bytes] | None) -> dict[str, Any]:
+    """daemon.json without our entry, or with the `cnirun` entry it had before install."""
+    if original is None or not original[1].strip():
+        return stripped
+    try:
+        before = json.loads(original[1])
+    except ValueError:
+        return stripped
+    if not isinstance(before, dict) or not isinstance(before.get("runtimes"), dict):
+        return stripped
+    old = before["runtimes"].get(RUNTIME_NAME)
+    if old is None:
+        return stripped
+    return {**stripped, "runtimes": {**(stripped.get("runtimes") or {}), RUNTIME_NAME: old}}
 
 
 def _load_backup(path: str) -> tuple[bool, bytes] | None:

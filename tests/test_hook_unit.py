@@ -446,3 +446,13 @@ def test_gc_helpers_reclaim_after_a_skipped_poststop(world: HookWorld, container
         assert leftovers(world, cid, bridges) == []
     finally:
         delete_bridges(bridges)
+
+
+def test_daemon_json_earlier_cnirun_entry_comes_back(tmp_path: Path) -> None:
+    dj = tmp_path / "daemon.json"
+    original = b'{"runtimes": {"cnirun": {"path": "/opt/old-launcher"}}}'
+    dj.write_bytes(original)
+    docker_runtime.install(str(tmp_path / "rt"), str(dj), {"PATH": "/usr/sbin"}, reload=False)
+    assert json.loads(dj.read_text())["runtimes"]["cnirun"]["path"] != "/opt/old-launcher"
+    docker_runtime.uninstall(str(tmp_path / "rt"), str(dj), reload=False, force=True)
+    assert dj.read_bytes() == original

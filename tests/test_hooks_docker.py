@@ -1,0 +1,171 @@
+"""Docker with the cnirun runtime shim: real dockerd, real runc, real plugins.
+
+One module fixture installs the runtime (`cnirun install docker-runtime`,
+with this module's NETCONFPATH, CNI_CACHE_DIR, ... in effect) and uninstalls
+it at the end, checking daemon.json is byte-for-byte what it was. The module
+is skipped when a `cnirun` runtime is already registered on this host (a
+real installation is not ours to replace).
+Subnets 10.143.0.0/24 .. 10.143.9.0/24, bridges cnh4d*.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from _hook_helpers import CNIRUN, HookWorld, bridge_exists, delete_bridges, leftovers
+from cnirun import docker_runtime
+
+DAEMON_JSON = "/etc/docker/daemon.json"
+BRIDGES = ["cnh4d1", "cnh4d2"]
+
+
+def _docker_ok() -> bool:
+    if os.geteuid() != 0 or not shutil.which("docker"):
+        return False
+    return subprocess.run(["docker", "info"], capture_output=True).returncode == 0
+
+
+pytestmark = [
+    pytest.mark.docker,
+    pytest.mark.skipif(not _docker_ok(), reason="needs root and a running dockerd"),
+]
+
+
+def _snapshot() -> bytes | None:
+    try:
+        return Path(DAEMON_JSON).read_bytes()
+    except FileNotFoundError:
+        return None
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HookWorld]:
+    if docker_runtime.registered_path(DAEMON_JSON):
+        pytest.skip("a cnirun runtime is already registered in /etc/docker/daemon.json")
+    w = HookWorld.make(tmp_path_factory.mktemp("h4docker"))
+    w.bridge_net("h4d1", "cnh4d1", "10.143.1.0/24")
+    w.bridge_net("h4d2", "cnh4d2", "10.143.2.0/24", full=False)
+    before = _snapshot()
+    proc = subprocess.run(
+        [CNIRUN, "install", "docker-runtime", "--dir", str(w.root / "runtime")],
+        env=w.full_env(), capture_output=True, text=True, timeout=60,
+    )
+    try:
+        assert proc.returncode == 0, proc.stderr
+        assert "cnirun" in json.loads(subprocess.run(
+            ["docker", "info", "--format", "{{json .Runtimes}}"], capture_output=True, text=True).stdout)
+        yield w
+    finally:
+        out = subprocess.run(
+            [CNIRUN, "uninstall", "docker-runtime", "--dir", str(w.root / "runtime")],
+            capture_output=True, text=True, timeout=60,
+        )
+        delete_bridges(BRIDGES)
+        assert out.returncode == 0, out.stderr
+        assert _snapshot() == before
+        runtimes = subprocess.run(["docker", "info", "--format", "{{json .Runtimes}}"], capture_output=True, text=True).stdout
+        assert "cnirun" not in json.loads(runtimes)
+        assert not (w.root / "runtime").exists()
+        assert not any(bridge_exists(b) for b in BRIDGES)
+
+
+def docker(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), "HOME": "/root"}
+    return subprocess.run(["docker", *args], capture_output=True, text=True, env=env, timeout=timeout)
+
+
+def records_of(world: HookWorld, cid: str) -> list[dict]:
+    return [r for r in world.log_records() if r["container"] == cid]
+
+
+def test_run_rm_shows_cni_addresses_and_leaves_nothing(world: HookWorld) -> None:
+    proc = docker(
+        "run", "--rm", "--runtime", "cnirun", "--network", "none", "--label", "cnirun.networks=h4d1,h4d2",
+        "--label", "h4test=run", "busybox", "sh", "-c", "ip -4 -o addr show eth0; ip -4 -o addr show eth1",
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "inet 10.143.1." in proc.stdout and "inet 10.143.2." in proc.stdout
+    cid = world.log_records()[-2]["container"]
+    recs = records_of(world, cid)
+    assert [(r["stage"], r["outcome"]) for r in recs] == [("createRuntime", "ok"), ("poststop", "ok")]
+    assert leftovers(world, cid, BRIDGES) == []
+
+
+def test_restart_reattaches_and_rm_f_cleans_up(world: HookWorld) -> None:
+    proc = docker("run", "-d", "--runtime", "cnirun", "--network", "none", "--label", "cnirun.networks=h4d1",
+                  "--label", "cnirun.ip=10.143.1.50", "busybox", "sleep", "600")
+    assert proc.returncode == 0, proc.stderr
+    cid = proc.stdout.strip()
+    try:
+        for _ in range(2):
+            out = docker("restart", "-t", "0", cid)
+            assert out.returncode == 0, out.stderr
+            addr = docker("exec", cid, "ip", "-4", "-o", "addr", "show", "eth0")
+            assert "inet 10.143.1.50/24" in addr.stdout, addr.stderr
+            assert len([p for p in (world.cache / "results").iterdir() if cid in p.name]) == 1
+        stop = docker("stop", "-t", "0", cid)
+        assert stop.returncode == 0, stop.stderr
+        assert leftovers(world, cid, BRIDGES) == []  # a stopped container holds nothing
+        start = docker("start", cid)
+        assert start.returncode == 0, start.stderr
+        assert "inet 10.143.1.50/24" in docker("exec", cid, "ip", "-4", "-o", "addr", "show", "eth0").stdout
+    finally:
+        docker("rm", "-f", cid)
+    assert leftovers(world, cid, BRIDGES) == []
+    stages = [r["stage"] for r in records_of(world, cid)]
+    assert stages == ["createRuntime", "poststop"] * 4
+    assert all(r["outcome"] == "ok" for r in records_of(world, cid))
+
+
+def test_published_port_answers_on_loopback(world: HookWorld) -> None:
+    proc = docker("run", "-d", "--runtime", "cnirun", "--network", "none", "--label", "cnirun.networks=h4d1",
+                  "--label", "cnirun.ports=127.0.0.1:18143:8080", "busybox",
+                  "sh", "-c", "mkdir -p /w && echo hello-h4 > /w/index.html && httpd -f -p 8080 -h /w")
+    assert proc.returncode == 0, proc.stderr
+    cid = proc.stdout.strip()
+    try:
+        body = ""
+        for _ in range(50):
+            try:
+                body = urllib.request.urlopen("http://127.0.0.1:18143/", timeout=2).read().decode()
+                break
+            except OSError:
+                time.sleep(0.1)
+        assert body.strip() == "hello-h4"
+    finally:
+        docker("rm", "-f", cid)
+    assert leftovers(world, cid, BRIDGES) == []
+
+
+def test_unlabelled_container_under_the_runtime_is_untouched(world: HookWorld) -> None:
+    n = len(world.log_records())
+    proc = docker("run", "--rm", "--runtime", "cnirun", "--network", "none", "busybox", "ls", "/sys/class/net")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["lo"]
+    assert len(world.log_records()) == n
+
+
+@pytest.mark.parametrize(
+    "labels, words",
+    [
+        (["cnirun.networks=h4d1,nosuchnet"], 'cnirun: no net configuration with name "nosuchnet"'),
+        (["cnirun.networks=h4d1", "cnirun.ip=10.99.0.5"], "cnirun: IP address 10.99.0.5 is outside network h4d1"),
+        (["cnirun.networks=/usr/bin/evil"], "cnirun: invalid network name"),
+    ],
+)
+def test_bad_labels_fail_the_start_with_one_line(world: HookWorld, labels: list[str], words: str) -> None:
+    args = [a for label in labels for a in ("--label", label)]
+    proc = docker("run", "--rm", "--runtime", "cnirun", "--network", "none", *args, "busybox", "true")
+    assert proc.returncode != 0
+    assert words in proc.stderr
+    cid = world.log_records()[-1]["container"]
+    assert world.log_records()[-1]["outcome"] in ("failed", "ok")  # ok: the harmless poststop
+    assert leftovers(world, cid, BRIDGES) == []
