@@ -1,0 +1,308 @@
+"""`cnirun compose up/down` with real Docker containers and real plugins (issue 5).
+
+Address plan unique to this file: 10.153.0.0/16 (CNIRUN_SUBNET_POOL and the
+static subnets below). Project names are random (t153xxxxxx), so networks,
+bridges (cni-<hash of the name>) and containers are this test's own; every
+test asserts that `down` left nothing behind.
+"""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from cnirun.compose import hostnet, isolation
+from cnirun.compose.networks import auto_bridge_name
+
+REPO = Path(__file__).resolve().parent.parent
+CNIRUN = str(REPO / ".venv" / "bin" / "cnirun")
+
+
+def _docker_ok() -> bool:
+    try:
+        p = subprocess.run(["docker", "image", "inspect", "busybox:latest"], capture_output=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return p.returncode == 0
+
+
+pytestmark = [
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
+    pytest.mark.skipif(not os.path.isfile("/usr/lib/cni/bridge"), reason="CNI plugins missing"),
+    pytest.mark.docker,
+]
+needs_docker = pytest.mark.skipif(not _docker_ok(), reason="dockerd or busybox:latest missing")
+
+
+class Proj:
+    def __init__(self, tmp: Path) -> None:
+        self.name = "t153" + secrets.token_hex(3)
+        self.dir = tmp / "proj"
+        self.dir.mkdir()
+        self.file = self.dir / "compose.yaml"
+        self.netconf = tmp / "net.d"
+        self.cache = tmp / "cache"
+        self.ipam = tmp / "ipam"
+        self.env = dict(os.environ, NETCONFPATH=str(self.netconf), CNI_CACHE_DIR=str(self.cache),
+                        CNIRUN_SUBNET_POOL="10.153.0.0/16", CNIRUN_IPAM_DATA_DIR=str(self.ipam),
+                        CNI_PATH="/usr/lib/cni", CNIRUN_ENGINE="docker")
+
+    def write(self, text: str) -> None:
+        self.file.write_text(text)
+
+    def cnirun(self, *args: str, ok: bool = True, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+        p = subprocess.run([CNIRUN, "compose", "-f", str(self.file), "-p", self.name, *args],
+                           capture_output=True, text=True, env=self.env, timeout=timeout)
+        if ok:
+            assert p.returncode == 0, p.stderr
+        return p
+
+    def sh(self, service: str, cmd: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["docker", "exec", f"{self.name}-{service}-1", "sh", "-c", cmd],
+                              capture_output=True, text=True, timeout=30)
+
+    def containers(self) -> list[str]:
+        p = subprocess.run(["docker", "ps", "-a", "-q", "--filter", f"label=com.docker.compose.project={self.name}"],
+                           capture_output=True, text=True)
+        return p.stdout.split()
+
+    def assert_clean(self, keys: list[str]) -> None:
+        assert self.containers() == []
+        results = self.cache / "results"
+        assert not results.exists() or list(results.iterdir()) == []
+        assert not self.netconf.exists() or list(self.netconf.iterdir()) == []
+        for key in keys:
+            net = f"{self.name}_{key}"
+            br = auto_bridge_name(net)
+            assert not hostnet.link_exists(br), br
+            assert isolation.rules_for(br) == []
+            assert not (self.ipam / net).exists()
+            assert not Path("/var/lib/cni/networks", net).exists()
+        p = subprocess.run(["docker", "ps", "-a", "--format", "{{.Labels}}"], capture_output=True, text=True)
+        assert self.name not in p.stdout
+
+
+@pytest.fixture
+def proj(tmp_path: Path) -> Iterator[Proj]:
+    p = Proj(tmp_path)
+    yield p
+    if p.containers() or (p.netconf.exists() and list(p.netconf.iterdir())):
+        p.cnirun("down", ok=False)
+
+
+THREE_SERVICES = """
+services:
+  front:
+    image: busybox
+    init: true
+    command: sleep 600
+    networks: [public]
+  middle:
+    image: busybox
+    init: true
+    command: ["sleep", "600"]
+    hostname: mid
+    depends_on: [back]
+    networks:
+      public:
+        aliases: [api]
+      private:
+        ipv4_address: 10.153.200.50
+  back:
+    image: busybox
+    init: true
+    entrypoint: ["sh", "-c"]
+    command: ["echo $$GREETING; sleep 600"]
+    environment:
+      GREETING: hello
+    networks: [private]
+networks:
+  public: {}
+  private:
+    internal: true
+    ipam:
+      config:
+        - subnet: 10.153.200.0/24
+"""
+
+
+@needs_docker
+def test_three_services_two_networks_and_down_leaves_nothing(proj: Proj) -> None:
+    proj.write(THREE_SERVICES)
+    up = proj.cnirun("up", "-d")
+    assert up.stdout == ""
+    # depends_on order: back before middle.
+    started = [ln.split()[1] for ln in up.stderr.splitlines() if ln.strip().endswith("Started")]
+    assert started.index(f"{proj.name}-back-1") < started.index(f"{proj.name}-middle-1")
+
+    # Shared networks: by service name, alias, container name and hostname.
+    for target in ("middle", "api", f"{proj.name}-middle-1", "mid"):
+        r = proj.sh("front", f"ping -c1 -W2 {target}")
+        assert r.returncode == 0, (target, r.stdout, r.stderr)
+    r = proj.sh("back", "ping -c1 -W2 middle")
+    assert r.returncode == 0 and "10.153.200.50" in r.stdout
+    r = proj.sh("middle", "ping -c1 -W2 back && ping -c1 -W2 front")
+    assert r.returncode == 0, r.stdout + r.stderr
+    # Not shared: no name, and no route through the host either.
+    r = proj.sh("front", "ping -c1 -W1 back")
+    assert r.returncode != 0 and "bad address" in r.stderr
+    r = proj.sh("front", "ping -c1 -W1 10.153.200.50")
+    assert r.returncode != 0
+    back_ip = proj.sh("back", "hostname -i").stdout.strip()
+    assert back_ip.startswith("10.153.200.")
+    assert proj.sh("front", f"ping -c1 -W1 {back_ip}").returncode != 0
+
+    # Compose v2 names and labels.
+    info = json.loads(subprocess.run(["docker", "inspect", f"{proj.name}-back-1"], capture_output=True,
+                                     text=True).stdout)[0]
+    labels = info["Config"]["Labels"]
+    assert labels["com.docker.compose.project"] == proj.name and labels["com.docker.compose.service"] == "back"
+    assert labels["com.docker.compose.container-number"] == "1"
+    logs = subprocess.run(["docker", "logs", f"{proj.name}-back-1"], capture_output=True, text=True).stdout
+    assert logs.strip() == "hello"
+
+    # Networks are the project's: listed with their compose labels.
+    ls = json.loads(subprocess.run([CNIRUN, "network", "ls", "--format", "json"], capture_output=True, text=True,
+                                   env=proj.env).stdout)
+    ours = {r["name"]: r for r in ls if r["name"].startswith(proj.name)}
+    assert set(ours) == {f"{proj.name}_public", f"{proj.name}_private"}
+    assert ours[f"{proj.name}_private"]["labels"]["com.docker.compose.network"] == "private"
+    assert ours[f"{proj.name}_private"]["plugins"] == ["bridge", "firewall", "tuning"]
+
+    # A second `up -d` keeps what runs.
+    again = proj.cnirun("up", "-d")
+    assert "Running" in again.stderr and "Created" not in again.stderr
+
+    down = proj.cnirun("down", timeout=120)
+    assert "Removed" in down.stderr
+    proj.assert_clean(["public", "private"])
+
+
+@needs_docker
+def test_hosts_follow_services_coming_and_going(proj: Proj) -> None:
+    proj.write("""
+services:
+  one: {image: busybox, init: true, command: sleep 600}
+  two: {image: busybox, init: true, command: sleep 600}
+""")
+    proj.cnirun("up", "-d")
+    assert proj.sh("one", "ping -c1 -W2 two").returncode == 0
+    subprocess.run(["docker", "stop", "-t", "2", f"{proj.name}-two-1"], capture_output=True, check=True)
+    # Re-running up brings `two` back and rewrites both hosts files in place.
+    proj.cnirun("up", "-d")
+    assert proj.sh("one", "ping -c1 -W2 two").returncode == 0
+    proj.cnirun("down")
+    proj.assert_clean(["default"])
+
+
+@needs_docker
+def test_foreground_up_streams_logs_and_ctrl_c_tears_down(proj: Proj) -> None:
+    proj.write("""
+services:
+  talker:
+    image: busybox
+    init: true
+    command: sh -c 'echo ready-to-talk; sleep 600'
+""")
+    p = subprocess.Popen([CNIRUN, "compose", "-f", str(proj.file), "-p", proj.name, "up"], env=proj.env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not proj.containers():
+            time.sleep(0.2)
+        time.sleep(2.0)
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=90)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert f"{proj.name}-talker-1  | ready-to-talk" in out
+    assert "Gracefully stopping" in err and p.returncode == 0
+    proj.assert_clean(["default"])
+
+
+@needs_docker
+def test_failed_service_rolls_back(proj: Proj) -> None:
+    proj.write("""
+services:
+  ok: {image: busybox, init: true, command: sleep 600}
+  broken:
+    image: t153-no-such-image:never
+    depends_on: [ok]
+""")
+    p = proj.cnirun("up", "-d", ok=False)
+    assert p.returncode != 0
+    assert "service broken" in p.stderr and "Traceback" not in p.stderr
+    proj.assert_clean(["default"])
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("services:\n  a:\n    image: busybox\n   oops: [\n", "compose.yaml:4: invalid YAML"),
+    ("services:\n  a:\n    image: busybox\n    ports: 80\n", "compose.yaml:4: services.a.ports: expected a list"),
+    ("services:\n  a:\n    image: busybox\n    build: .\n", "compose.yaml:4: services.a.build: not supported by cnirun"),
+    ("services:\n  a:\n    image: busybox\n    colour: red\n", "compose.yaml:4: services.a.colour: unknown key"),
+    ("services:\n  a:\n    image: busybox\n    networks: [nowhere]\n",
+     "compose.yaml:4: services.a.networks.nowhere: network 'nowhere' is not declared"),
+    ("services:\n  a:\n    image: busybox\n    depends_on: [b]\n", "services.a.depends_on: unknown service 'b'"),
+    ("services:\n  a:\n    image: busybox\n    restart: always\n", "services.a.restart: restart 'always' is not supported"),
+    ("services:\n  a:\n    image: busybox\n    ports: ['80']\n", "services.a.ports[0]: port '80' has no host port"),
+    ("services:\n  a:\n    image: busybox\n    environment: 3\n", "services.a.environment: expected a mapping or a list"),
+    ("services:\n  a:\n    image: busybox\nnetworks:\n  n:\n    driver: overlay\n",
+     "compose.yaml:6: networks.n.driver: driver 'overlay' is not supported"),
+    ("services:\n  a:\n    image: busybox\n    networks:\n      n: {ipv4_address: 999.1.1.1}\nnetworks:\n  n: {}\n",
+     "compose.yaml:5: services.a.networks.n.ipv4_address: invalid IP address"),
+    ("services:\n  a: {image: busybox, depends_on: [b]}\n  b: {image: busybox, depends_on: [a]}\n",
+     "dependency cycle"),
+    ("volumes:\n  data: {}\nservices:\n  a: {image: busybox}\n", "compose.yaml:1: volumes: top-level volumes"),
+])
+def test_located_errors_through_the_cli(proj: Proj, text: str, expected: str) -> None:
+    proj.write(text)
+    p = proj.cnirun("up", "-d", ok=False)
+    assert p.returncode == 1
+    assert p.stderr.startswith("cnirun: ") and p.stderr.count("\n") == 1, p.stderr
+    assert expected in p.stderr
+    assert proj.containers() == [] and (not proj.netconf.exists() or not list(proj.netconf.iterdir()))
+
+
+def test_project_name_and_request_conversion(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cnirun.compose.project import load_project, normalize_project_name
+    from cnirun.compose.up import run_request
+
+    assert normalize_project_name("My.Project_1-x") == "myproject_1-x"
+    assert normalize_project_name("__Ab") == "ab"
+    d = tmp_path / "My App"
+    d.mkdir()
+    (d / "compose.yaml").write_text("""
+services:
+  s:
+    image: busybox
+    entrypoint: /bin/sh -c
+    command: ["echo ${WHO:-world}"]
+    environment: [A=1, B]
+    ports: ["127.0.0.1:18153:80/udp", {target: 81, published: 18154}]
+    networks:
+      n1: {}
+      n2: {ipv4_address: 10.153.9.9}
+    labels: {team: x}
+networks:
+  n1: {}
+  n2: {name: explicit}
+""")
+    monkeypatch.chdir(d)
+    monkeypatch.delenv("WHO", raising=False)
+    proj = load_project()
+    assert proj.name == "myapp"
+    req = run_request(proj, proj.services[0], "docker")
+    assert req.networks == ["explicit", "myapp_n1"] and req.ip == "10.153.9.9"
+    assert req.spec.entrypoint == "/bin/sh" and req.spec.command == ["-c", "echo world"]
+    assert req.spec.env == ["A=1", "B"] and req.spec.name == "myapp-s-1" and req.spec.hostname == "s"
+    assert req.publish == ["127.0.0.1:18153:80/udp", "18154:81"]
+    assert req.spec.labels["team"] == "x" and req.spec.labels["com.docker.compose.project"] == "myapp"
+    assert req.mode == "sandbox" and req.spec.detach
