@@ -66,6 +66,11 @@ def teardown(st: RunState, meta: RunMeta | None, docker: Any = None, stop: bool 
         from .engines import podman
         from .netns import remove as remove_netns
 
+        if not meta.workload:
+            try:  # podman wrote it at create; the run may have died before reading it
+                meta.workload = (st.path / "cid").read_text().strip()
+            except OSError:
+                pass
         if meta.workload:
             if stop:
                 podman.kill(meta.workload)

@@ -1,0 +1,87 @@
+"""`cnirun --engine podman`: real podman, real plugins (10.132.N.0/24)."""
+from __future__ import annotations
+
+import ipaddress
+import json
+import signal
+import subprocess
+import time
+
+import pytest
+
+from conftest import World, needs_podman, needs_root
+
+pytestmark = [needs_root, needs_podman]
+
+
+def _addr(text: str) -> str:
+    for word in text.split():
+        if "/" in word and word[0].isdigit():
+            return word
+    raise AssertionError(f"no address in {text!r}")
+
+
+def test_address_in_subnet(podman_world: World) -> None:
+    r = podman_world.cnirun("--rm", "busybox", "sh", "-c", "ip -o -4 addr show eth0; hostname; cat /etc/hosts")
+    assert r.returncode == 0, r.stderr
+    addr = _addr(r.stdout)
+    assert ipaddress.ip_interface(addr).ip in ipaddress.ip_network(podman_world.subnet)
+    assert f"{addr.split('/')[0]}\t{r.stdout.splitlines()[1]}" in r.stdout
+
+
+@pytest.mark.parametrize("cmd,code", [(["true"], 0), (["sh", "-c", "exit 3"], 3), (["/etc"], 126),
+                                      (["no-such-command"], 127)])
+def test_exit_codes(podman_world: World, cmd: list[str], code: int) -> None:
+    r = podman_world.cnirun("--rm", "busybox", *cmd)
+    assert r.returncode == code, r.stderr
+
+
+def test_two_containers_reach_each_other(podman_world: World) -> None:
+    a = podman_world.cnirun("-d", "--rm", "busybox", "sleep", "60")
+    assert a.returncode == 0, a.stderr
+    cid = a.stdout.strip()
+    try:
+        info = json.loads(podman_world.cnirun("inspect", cid[:12]).stdout)
+        ip = info["attachments"][0]["addresses"][0].split("/")[0]
+        b = podman_world.cnirun("--rm", "--cap-add", "NET_RAW", "busybox", "ping", "-c", "1", "-W", "3", ip)
+        assert b.returncode == 0, b.stdout + b.stderr
+    finally:
+        subprocess.run(["podman", "rm", "-f", cid], capture_output=True)
+
+
+def test_detached_then_rm_f_tears_down(podman_world: World) -> None:
+    r = podman_world.cnirun("-d", "busybox", "sleep", "60")
+    assert r.returncode == 0, r.stderr
+    cid = r.stdout.strip()
+    time.sleep(0.5)
+    assert podman_world.leftovers()
+    subprocess.run(["podman", "rm", "-f", cid], check=True, capture_output=True)
+    podman_world.assert_clean(within=8.0)
+
+
+def test_sigkill_then_gc_leaves_nothing(podman_world: World) -> None:
+    p = podman_world.popen("--rm", "busybox", "sleep", "60", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and not list((podman_world.cache_dir / "results").glob("*")):
+        time.sleep(0.05)
+    time.sleep(1.0)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    g = podman_world.cnirun("gc")
+    assert g.returncode == 0, g.stderr
+    podman_world.assert_clean(within=5.0)
+
+
+def test_failing_plugin_leaves_nothing(podman_world: World, tmp_path) -> None:
+    from cnirun.plugins import install_plugin_script
+
+    plugdir = tmp_path / "plugins"
+    plugdir.mkdir()
+    install_plugin_script(plugdir, "noop", "cnirun.plugins.noop")
+    debug = tmp_path / "noop.json"
+    debug.write_text(json.dumps({"commands": {"ADD": {"reportError": "boom", "reportErrorCode": 11}}}))
+    podman_world.conflist(extra=[{"type": "noop", "debugFile": str(debug)}])
+    podman_world.env["CNI_PATH"] = f"{plugdir}:/usr/lib/cni"
+    r = podman_world.cnirun("--rm", "busybox", "true")
+    assert r.returncode == 125 and 'type="noop"' in r.stderr and "code 11" in r.stderr
+    podman_world.assert_clean()
