@@ -306,3 +306,35 @@ networks:
     assert req.publish == ["127.0.0.1:18153:80/udp", "18154:81"]
     assert req.spec.labels["team"] == "x" and req.spec.labels["com.docker.compose.project"] == "myapp"
     assert req.mode == "sandbox" and req.spec.detach
+
+
+def _podman_ok() -> bool:
+    try:
+        p = subprocess.run(["podman", "image", "exists", "busybox:latest"], capture_output=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return p.returncode == 0
+
+
+@pytest.mark.podman
+@pytest.mark.skipif(not _podman_ok(), reason="podman or its busybox:latest missing")
+def test_podman_up_down(proj: Proj) -> None:
+    proj.env["CNIRUN_ENGINE"] = "podman"
+    proj.write("""
+services:
+  one: {image: busybox, command: sleep 600}
+  two: {image: busybox, command: sleep 600, depends_on: [one]}
+""")
+    up = proj.cnirun("up", "-d")
+    assert up.stdout == ""
+    hosts = subprocess.run(["podman", "exec", f"{proj.name}-one-1", "cat", "/etc/hosts"], capture_output=True,
+                           text=True).stdout
+    assert f"two {proj.name}-two-1" in hosts and f"one {proj.name}-one-1" in hosts
+    proj.cnirun("down")
+    ps = subprocess.run(["podman", "ps", "-a", "-q", "--filter", f"label=com.docker.compose.project={proj.name}"],
+                        capture_output=True, text=True).stdout
+    assert ps.strip() == ""
+    results = proj.cache / "results"
+    assert not results.exists() or list(results.iterdir()) == []
+    assert not proj.netconf.exists() or list(proj.netconf.iterdir()) == []
+    assert not hostnet.link_exists(auto_bridge_name(f"{proj.name}_default"))

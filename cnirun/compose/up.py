@@ -241,29 +241,27 @@ def remove_networks(project_name: str, cni: Any) -> list[str]:
 # -- containers ---------------------------------------------------------------------------
 
 @contextlib.contextmanager
-def _stdout_to_stderr() -> Iterator[None]:
-    """runner.run prints the container ID (and podman's child too): keep it off our stdout."""
+def _quiet_stdout() -> Iterator[None]:
+    """runner.run prints the container ID (podman's child on fd 1): compose prints its own lines."""
     sys.stdout.flush()
     saved = os.dup(1)
+    devnull = os.open(os.devnull, os.O_WRONLY)
     try:
-        os.dup2(2, 1)
-        yield
+        os.dup2(devnull, 1)
+        with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
+            yield
     finally:
-        sys.stdout.flush()
         os.dup2(saved, 1)
         os.close(saved)
+        os.close(devnull)
 
 
 def start_service(project: Project, svc: Service, engine: str) -> None:
     from .. import runner
 
     req = run_request(project, svc, engine)
-    with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
-        if engine == "podman":
-            with _stdout_to_stderr():
-                code = runner.run(req)
-        else:
-            code = runner.run(req)
+    with _quiet_stdout():
+        code = runner.run(req)
     if code != 0:
         raise ComposeFailed(f"service {svc.name}: container {project.container_name(svc)} failed to start "
                             f"(exit {code}; the reason is above)")
