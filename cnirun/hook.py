@@ -29,13 +29,15 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Mapping
 
+# typing, dataclasses and subprocess cost ~12 ms of imports together: the
+# poststop parent, which only forks, must not pay for them.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any, Iterator, Mapping
+
     from .attach import Attachment
     from .options import ContainerNetworkSpec
     from .runtime import CNI
@@ -60,21 +62,24 @@ RECORDED_ENV = (
     "CNIRUN_DEFAULT_NETWORK",
 )
 POSTSTOP_PLUGIN_TIMEOUT = 20.0
+CONTAINER_LOCK_WAIT = 60.0
 
 
 class HookError(Exception):
     """Bad hook input (stage, state JSON); shown as one line."""
 
 
-@dataclass
 class OCIState:
     """The parts of the OCI runtime state the hook uses."""
 
-    id: str
-    pid: int = 0
-    bundle: str = ""
-    status: str = ""
-    annotations: dict[str, str] = field(default_factory=dict)
+    def __init__(
+        self, id: str, pid: int = 0, bundle: str = "", status: str = "", annotations: dict[str, str] | None = None
+    ) -> None:
+        self.id = id
+        self.pid = pid
+        self.bundle = bundle
+        self.status = status
+        self.annotations = annotations or {}
 
 
 def parse_state(data: bytes) -> OCIState:
@@ -114,6 +119,8 @@ def pin_path(container_id: str, environ: Mapping[str, str] | None = None) -> str
 
 def _run(argv: list[str]) -> str:
     """Run a small helper (mount/umount); '' on success, else its last stderr line."""
+    import subprocess
+
     try:
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired) as e:
@@ -266,12 +273,154 @@ def write_log(record: dict[str, Any], path: str | None = None) -> None:
         pass
 
 
+# -- per-container lock ----------------------------------------------------------------
+def _safe_id(cid: str) -> bool:
+    """libcni's container ID rule, without importing re (the poststop parent stays lean)."""
+    ok = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+    return bool(cid) and cid[0] in ok and all(c in ok or c in "_.-" for c in cid) and len(cid) <= 256
+
+
+def lock_path(container_id: str, environ: Mapping[str, str] | None = None) -> str:
+    return os.path.join(state_dir(environ), "locks", container_id + ".lock")
+
+
+def lock_container(container_id: str, wait: float = CONTAINER_LOCK_WAIT, blocking: bool = True) -> int | None:
+    """flock the container's lock file; returns the fd holding it (None: busy and not blocking).
+
+    Serialises a container's createRuntime with the background DEL of its
+    previous poststop (a `docker restart` runs both back to back). The
+    poststop parent takes it and its forked child inherits it, so the lock is
+    held without a gap until the DEL is done.
+    """
+    import fcntl
+
+    from .errors import LockError
+
+    path = lock_path(container_id)
+    os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+    deadline = time.monotonic() + wait
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            if not blocking:
+                return None
+            if time.monotonic() >= deadline:
+                raise LockError(f"container {container_id[:12]} is still being torn down after {wait:g} s: retry")
+            time.sleep(0.01)
+            continue
+        try:
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            return fd
+        os.close(fd)  # the holder removed the file after we opened it: take the new one
+
+
+def unlock_container(fd: int, container_id: str, remove: bool = False) -> None:
+    if remove:
+        _unlink(lock_path(container_id))
+    os.close(fd)
+
+
+def reclaim(cni: CNI, container_id: str) -> list[str] | None:
+    """For `cnirun gc`: detach a container whose poststop never ran.
+
+    None when the container is busy (a start or a teardown holds its lock:
+    leave it to them); else what could not be undone.
+    """
+    fd = lock_container(container_id, blocking=False)
+    if fd is None:
+        return None
+    try:
+        problems = detach_container(cni, container_id)
+    finally:
+        unlock_container(fd, container_id, remove=True)
+    return problems
+
+
 # -- entry point ----------------------------------------------------------------
-def run_hook(stage: str, state_data: bytes) -> tuple[int, dict[str, Any]]:
-    """Run one stage; returns (exit code, log record). Never raises for CNI errors."""
-    from .errors import CNIError
+def _attach_stage(stage: str, state: OCIState, record: dict[str, Any]) -> int:
+    from .runtime import CNI, validate_container_id
+
+    validate_container_id(state.id)
+    spec = spec_from_state(state)
+    if spec is None:
+        record["outcome"] = "skipped"  # no cnirun.networks annotation: not ours
+        return 0
+    record["networks"] = spec.networks
+    fd = lock_container(state.id)
+    ok = False
+    try:
+        atts = attach_container(CNI(), state, spec)
+        ok = True
+    finally:
+        unlock_container(fd, state.id, remove=not ok)
+    record["interfaces"] = {a.ifname: a.addresses() for a in atts}
+    return 0
+
+
+def _detach_stage(state: OCIState, record: dict[str, Any]) -> None:
     from .runtime import CNI
 
+    problems = detach_container(CNI(timeout=POSTSTOP_PLUGIN_TIMEOUT), state.id)
+    if problems:
+        record["outcome"] = "incomplete"
+        record["error"] = "; ".join(problems)
+
+
+def _finish(record: dict[str, Any], started: float) -> None:
+    record["duration_ms"] = round((time.monotonic() - started) * 1000, 1)
+    write_log({"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **record})
+
+
+def _detach_in_background(state: OCIState, record: dict[str, Any], started: float) -> int:
+    """poststop: take the container lock, fork, and let the child DEL; the engine goes on at once.
+
+    The engine waits for a hook's stdout/stderr to close, so the child
+    points them at /dev/null. CNIRUN_HOOK_SYNC=1 keeps everything in the
+    foreground (debugging).
+    """
+    fd = lock_container(state.id)
+    if os.environ.get("CNIRUN_HOOK_SYNC") == "1":
+        try:
+            _detach_stage(state, record)
+        finally:
+            unlock_container(fd, state.id, remove=True)
+            _finish(record, started)
+        return 0
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if os.fork() != 0:
+        return 0  # the child holds the lock now (flock belongs to the shared open file)
+    code = 0
+    try:
+        os.setsid()
+        null = os.open(os.devnull, os.O_RDWR)
+        for target in (0, 1, 2):
+            os.dup2(null, target)
+        record["background"] = True
+        try:
+            _detach_stage(state, record)
+        except Exception as e:  # noqa: BLE001 - nobody is listening: the log is the report
+            record["outcome"] = "incomplete"
+            record["error"] = str(e)
+        unlock_container(fd, state.id, remove=True)
+        _finish(record, started)
+    except BaseException:
+        code = 1
+    finally:
+        os._exit(code)
+
+
+def run_hook(stage: str, state_data: bytes, started: float | None = None) -> tuple[int, dict[str, Any] | None]:
+    """Run one stage; returns (exit code, log record or None when a background child logs it)."""
+    from .errors import CNIError
+
+    started = time.monotonic() if started is None else started
     record: dict[str, Any] = {"stage": stage, "container": "", "networks": [], "outcome": "ok"}
     try:
         if stage not in ATTACH_STAGES + DETACH_STAGES:
@@ -281,23 +430,10 @@ def run_hook(stage: str, state_data: bytes) -> tuple[int, dict[str, Any]]:
         state = parse_state(state_data)
         record["container"] = state.id
         if stage in DETACH_STAGES:
-            cni = CNI(timeout=POSTSTOP_PLUGIN_TIMEOUT)
-            from .runtime import validate_container_id
-
-            validate_container_id(state.id)
-            problems = detach_container(cni, state.id)
-            if problems:
-                record["outcome"] = "incomplete"
-                record["error"] = "; ".join(problems)
-            return 0, record  # poststop failures are only logged by engines anyway
-        spec = spec_from_state(state)
-        if spec is None:
-            record["outcome"] = "skipped"  # no cnirun.networks annotation: not ours
-            return 0, record
-        record["networks"] = spec.networks
-        atts = attach_container(CNI(), state, spec)
-        record["interfaces"] = {a.ifname: a.addresses() for a in atts}
-        return 0, record
+            if not _safe_id(state.id):
+                raise HookError(f"invalid container ID {state.id!r} in the OCI state")
+            return _detach_in_background(state, record, started), None
+        return _attach_stage(stage, state, record), record
     except (CNIError, HookError) as e:
         record["outcome"] = "failed"
         record["error"] = str(e)
@@ -318,12 +454,12 @@ def main(argv: list[str] | None = None) -> int:
     except OSError:
         data = b""
     try:
-        code, record = run_hook(stage, data)
+        code, record = run_hook(stage, data, started)
     except KeyboardInterrupt:
         code, record = 130, {"stage": stage, "outcome": "interrupted"}
-    record["duration_ms"] = round((time.monotonic() - started) * 1000, 1)
-    record = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **record}
-    write_log(record)
+    if record is None:
+        return code
+    _finish(record, started)
     if record.get("error"):
         prefix = "cnirun: " if code else "cnirun: warning: "
         sys.stderr.write(f"{prefix}{record['error']}\n")

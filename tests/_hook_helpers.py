@@ -123,3 +123,30 @@ def delete_bridges(bridges: list[str]) -> None:
 
 def bridge_exists(br: str) -> bool:
     return subprocess.run(["ip", "link", "show", br], capture_output=True).returncode == 0
+
+
+def wait_clean(world: HookWorld, container_id: str, bridges: list[str], timeout: float = 15.0) -> list[str]:
+    """poststop DELs in the background: poll until nothing of the container is left (or time out)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        found = leftovers(world, container_id, bridges)
+        locks = world.state / "locks"
+        if locks.exists():
+            found += [f"lock {p.name}" for p in locks.iterdir() if container_id in p.name]
+        if not found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.05)
+
+
+def wait_records(world: HookWorld, container_id: str, count: int, timeout: float = 15.0) -> list[dict]:
+    """The container's log records once there are `count` of them (the poststop child logs last)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        recs = [r for r in world.log_records() if r.get("container") == container_id]
+        if len(recs) >= count or time.monotonic() > deadline:
+            return recs
+        time.sleep(0.05)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from _hook_helpers import HookWorld, bridge_exists, delete_bridges, leftovers
+from _hook_helpers import HookWorld, bridge_exists, delete_bridges, leftovers, wait_clean, wait_records
 from cnirun import docker_runtime, hook, hooksd, shim
 from cnirun.attach import options_for
 from cnirun.errors import ArgumentError
@@ -105,7 +105,8 @@ def test_container_id_must_be_safe(world: HookWorld) -> None:
 def test_poststop_with_nothing_cached_is_harmless(world: HookWorld) -> None:
     proc = run_hook_process(world, "poststop", state_json("never-attached", 0, {"cnirun.networks": "x"}, "stopped"))
     assert proc.returncode == 0 and proc.stderr == ""
-    assert world.log_records()[-1]["outcome"] == "ok"
+    recs = wait_records(world, "never-attached", 1)
+    assert recs[-1]["outcome"] == "ok" and recs[-1]["background"] is True
 
 
 def test_hook_env_records_paths_and_a_path_with_sbin() -> None:
@@ -387,8 +388,8 @@ def test_attach_restart_and_poststop_leave_nothing(world: HookWorld, container: 
         container.wait()
         proc = run_hook_process(world, "poststop", state_json(cid, 0, ann, "stopped"))
         assert proc.returncode == 0 and proc.stderr == ""
-        assert leftovers(world, cid, bridges) == []
-        recs = world.log_records()
+        assert wait_clean(world, cid, bridges) == []
+        recs = wait_records(world, cid, 3)
         assert [r["stage"] for r in recs] == ["createRuntime", "createRuntime", "poststop"]
         assert recs[0]["networks"] == ["h4u1"] and recs[0]["interfaces"]["eth0"][0].startswith("10.141.1.")
         assert all(r["outcome"] == "ok" and r["container"] == cid for r in recs)
@@ -415,7 +416,7 @@ def test_failed_add_leaves_nothing_and_poststop_is_harmless(world: HookWorld, co
         assert _addr(container.pid) == ""
         proc = run_hook_process(world, "poststop", state_json(cid, 0, ann, "stopped"))
         assert proc.returncode == 0 and proc.stderr == ""
-        assert leftovers(world, cid, bridges) == []
+        assert wait_clean(world, cid, bridges) == []
     finally:
         delete_bridges(bridges)
 
@@ -436,14 +437,14 @@ def test_gc_helpers_reclaim_after_a_skipped_poststop(world: HookWorld, container
         old = {k: os.environ.get(k) for k in env}
         os.environ.update(env)
         try:
-            assert hook.detach_container(CNI(), cid) == []
+            assert hook.reclaim(CNI(), cid) == []
         finally:
             for k, v in old.items():
                 if v is None:
                     os.environ.pop(k, None)
                 else:
                     os.environ[k] = v
-        assert leftovers(world, cid, bridges) == []
+        assert wait_clean(world, cid, bridges) == []
     finally:
         delete_bridges(bridges)
 
@@ -456,3 +457,35 @@ def test_daemon_json_earlier_cnirun_entry_comes_back(tmp_path: Path) -> None:
     assert json.loads(dj.read_text())["runtimes"]["cnirun"]["path"] != "/opt/old-launcher"
     docker_runtime.uninstall(str(tmp_path / "rt"), str(dj), reload=False, force=True)
     assert dj.read_bytes() == original
+
+
+@needs_root
+def test_restart_waits_for_the_background_poststop(world: HookWorld, container: subprocess.Popen) -> None:
+    """poststop returns at once; a createRuntime right behind it waits for its DEL, then attaches."""
+    bridges = ["cnh4u5"]
+    try:
+        world.bridge_net("h4u5", "cnh4u5", "10.141.5.0/24")
+        cid = "h4u-" + secrets.token_hex(8)
+        ann = {"cnirun.networks": "h4u5"}
+        assert run_hook_process(world, "createRuntime", state_json(cid, container.pid, ann)).returncode == 0
+        second = subprocess.Popen(["unshare", "--net", "sleep", "300"])
+        try:
+            import time
+
+            time.sleep(0.1)
+            post = run_hook_process(world, "poststop", state_json(cid, 0, ann, "stopped"))
+            again = run_hook_process(world, "createRuntime", state_json(cid, second.pid, ann))
+            assert post.returncode == 0 and again.returncode == 0, again.stderr
+            assert "inet 10.141.5." in _addr(second.pid)
+            recs = wait_records(world, cid, 3)
+            assert [r["stage"] for r in recs] == ["createRuntime", "poststop", "createRuntime"]
+            assert all(r["outcome"] == "ok" for r in recs)
+            assert recs[1].get("background") is True
+            assert len(list((world.cache / "results").iterdir())) == 1
+        finally:
+            second.kill()
+            second.wait()
+        assert run_hook_process(world, "poststop", state_json(cid, 0, ann, "stopped")).returncode == 0
+        assert wait_clean(world, cid, bridges) == []
+    finally:
+        delete_bridges(bridges)

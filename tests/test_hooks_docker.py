@@ -20,7 +20,7 @@ from typing import Iterator
 
 import pytest
 
-from _hook_helpers import CNIRUN, HookWorld, bridge_exists, delete_bridges, leftovers
+from _hook_helpers import CNIRUN, HookWorld, bridge_exists, delete_bridges, wait_clean, wait_records
 from cnirun import docker_runtime
 
 DAEMON_JSON = "/etc/docker/daemon.json"
@@ -82,10 +82,6 @@ def docker(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]
     return subprocess.run(["docker", *args], capture_output=True, text=True, env=env, timeout=timeout)
 
 
-def records_of(world: HookWorld, cid: str) -> list[dict]:
-    return [r for r in world.log_records() if r["container"] == cid]
-
-
 def test_run_rm_shows_cni_addresses_and_leaves_nothing(world: HookWorld) -> None:
     proc = docker(
         "run", "--rm", "--runtime", "cnirun", "--network", "none", "--label", "cnirun.networks=h4d1,h4d2",
@@ -93,10 +89,10 @@ def test_run_rm_shows_cni_addresses_and_leaves_nothing(world: HookWorld) -> None
     )
     assert proc.returncode == 0, proc.stderr
     assert "inet 10.143.1." in proc.stdout and "inet 10.143.2." in proc.stdout
-    cid = world.log_records()[-2]["container"]
-    recs = records_of(world, cid)
+    cid = [r for r in world.log_records() if r["stage"] == "createRuntime"][-1]["container"]
+    recs = wait_records(world, cid, 2)
     assert [(r["stage"], r["outcome"]) for r in recs] == [("createRuntime", "ok"), ("poststop", "ok")]
-    assert leftovers(world, cid, BRIDGES) == []
+    assert wait_clean(world, cid, BRIDGES) == []
 
 
 def test_restart_reattaches_and_rm_f_cleans_up(world: HookWorld) -> None:
@@ -113,16 +109,16 @@ def test_restart_reattaches_and_rm_f_cleans_up(world: HookWorld) -> None:
             assert len([p for p in (world.cache / "results").iterdir() if cid in p.name]) == 1
         stop = docker("stop", "-t", "0", cid)
         assert stop.returncode == 0, stop.stderr
-        assert leftovers(world, cid, BRIDGES) == []  # a stopped container holds nothing
+        assert wait_clean(world, cid, BRIDGES) == []  # a stopped container holds nothing
         start = docker("start", cid)
         assert start.returncode == 0, start.stderr
         assert "inet 10.143.1.50/24" in docker("exec", cid, "ip", "-4", "-o", "addr", "show", "eth0").stdout
     finally:
         docker("rm", "-f", cid)
-    assert leftovers(world, cid, BRIDGES) == []
-    stages = [r["stage"] for r in records_of(world, cid)]
-    assert stages == ["createRuntime", "poststop"] * 4
-    assert all(r["outcome"] == "ok" for r in records_of(world, cid))
+    assert wait_clean(world, cid, BRIDGES) == []
+    recs = wait_records(world, cid, 8)
+    assert [r["stage"] for r in recs] == ["createRuntime", "poststop"] * 4
+    assert all(r["outcome"] == "ok" for r in recs)
 
 
 def test_published_port_answers_on_loopback(world: HookWorld) -> None:
@@ -142,7 +138,7 @@ def test_published_port_answers_on_loopback(world: HookWorld) -> None:
         assert body.strip() == "hello-h4"
     finally:
         docker("rm", "-f", cid)
-    assert leftovers(world, cid, BRIDGES) == []
+    assert wait_clean(world, cid, BRIDGES) == []
 
 
 def test_unlabelled_container_under_the_runtime_is_untouched(world: HookWorld) -> None:
@@ -166,6 +162,6 @@ def test_bad_labels_fail_the_start_with_one_line(world: HookWorld, labels: list[
     proc = docker("run", "--rm", "--runtime", "cnirun", "--network", "none", *args, "busybox", "true")
     assert proc.returncode != 0
     assert words in proc.stderr
-    cid = world.log_records()[-1]["container"]
-    assert world.log_records()[-1]["outcome"] in ("failed", "ok")  # ok: the harmless poststop
-    assert leftovers(world, cid, BRIDGES) == []
+    failed = [r for r in world.log_records() if r["outcome"] == "failed"][-1]
+    assert words.split(": ", 1)[1] in failed["error"]
+    assert wait_clean(world, failed["container"], BRIDGES) == []

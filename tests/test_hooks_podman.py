@@ -15,7 +15,7 @@ from typing import Iterator
 
 import pytest
 
-from _hook_helpers import CNIRUN, HookWorld, bridge_exists, delete_bridges, leftovers
+from _hook_helpers import CNIRUN, HookWorld, bridge_exists, delete_bridges, wait_clean, wait_records
 
 pytestmark = [
     pytest.mark.podman,
@@ -68,12 +68,12 @@ def test_podman_run_gets_cni_addresses_and_leaves_nothing(world: HookWorld) -> N
     )
     assert proc.returncode == 0, proc.stderr
     assert "inet 10.142.1." in proc.stdout and "inet 10.142.2." in proc.stdout
-    recs = world.log_records()
+    cid = world.log_records()[0]["container"]
+    recs = wait_records(world, cid, 2)
     assert [r["stage"] for r in recs] == ["createRuntime", "poststop"]
-    cid = recs[0]["container"]
     assert len(cid) == 64 and recs[0]["networks"] == ["h4p1", "h4p2"]
     assert all(r["outcome"] == "ok" for r in recs)
-    assert leftovers(world, cid, BRIDGES) == []
+    assert wait_clean(world, cid, BRIDGES) == []
 
 
 def test_podman_static_ip_mac_and_port(world: HookWorld) -> None:
@@ -89,7 +89,7 @@ def test_podman_static_ip_mac_and_port(world: HookWorld) -> None:
                   "--annotation", "cnirun.mac=02:42:0a:8e:01:4e", "busybox", "cat", "/sys/class/net/eth0/address")
     assert link.stdout.strip() == "02:42:0a:8e:01:4e", link.stderr
     for rec in world.log_records():
-        assert leftovers(world, rec["container"], BRIDGES) == []
+        assert wait_clean(world, rec["container"], BRIDGES) == []
 
 
 def test_podman_without_annotation_is_untouched(world: HookWorld) -> None:
@@ -104,6 +104,6 @@ def test_podman_unknown_network_fails_the_start_with_one_line(world: HookWorld) 
     assert 'cnirun: no net configuration with name "nosuchnet"' in proc.stderr
     recs = world.log_records()
     assert recs[0]["outcome"] == "failed"
-    assert leftovers(world, recs[0]["container"], BRIDGES) == []
+    assert wait_clean(world, recs[0]["container"], BRIDGES) == []
     names = podman(world, "ps", "-a", "--format", "{{.ID}}")
     assert recs[0]["container"][:12] not in names.stdout

@@ -1,0 +1,213 @@
+"""Benchmarks of the OCI hook path (issue 4); every figure is a median of 10+ runs.
+
+1. Hook process overhead beyond plugin executions: a createRuntime + poststop
+   pair on a one-plugin network whose plugin is a trivial sh script, minus
+   the same script's own exec cost (target: <= 40 ms per call). Also the
+   import time of the hook path.
+2. Shim overhead on a non-create call: the installed launcher vs runc itself
+   (`--version`; target: <= 5 ms).
+3. docker run --rm --runtime cnirun --network none --label cnirun.networks=NET
+   busybox true  vs  docker run --rm --network none busybox true (<= 1.6x).
+4. podman with the hooks (--network none --annotation cnirun.networks=NET) vs
+   podman --network-backend cni run --network NET (Podman's own CNI path on
+   the same conflist) (<= 1.1x).
+NET: bridge + host-local + portmap + firewall + tuning, 10.144.0.0/24, bridge
+cnh4b0. Everything lives in a tmp dir; the Docker runtime and hooks.d files
+are installed there for the run and removed at the end.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from cnirun import docker_runtime, hook  # noqa: E402
+
+CNIRUN = str(REPO / ".venv" / "bin" / "cnirun")
+RUNS = int(os.environ.get("BENCH_RUNS", "12"))
+NET = "h4bench"
+BRIDGE = "cnh4b0"
+SUBNET = "10.144.0.0/24"
+
+
+def median_ms(fn, runs: int = RUNS) -> float:
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t) * 1000)
+    return statistics.median(times)
+
+
+def run(argv: list[str], **kw) -> subprocess.CompletedProcess:
+    proc = subprocess.run(argv, capture_output=True, text=True, **kw)
+    if proc.returncode != 0:
+        raise SystemExit(f"bench: {' '.join(argv[:6])}... failed: {proc.stderr.strip()[-300:]}")
+    return proc
+
+
+def write_net(d: Path, ipam_dir: Path | None) -> None:
+    ipam: dict = {"type": "host-local", "ranges": [[{"subnet": SUBNET}]], "routes": [{"dst": "0.0.0.0/0"}]}
+    if ipam_dir:
+        ipam["dataDir"] = str(ipam_dir)
+    conf = {
+        "cniVersion": "1.0.0",
+        "name": NET,
+        "plugins": [
+            {"type": "bridge", "bridge": BRIDGE, "isGateway": True, "ipMasq": True, "hairpinMode": True, "ipam": ipam},
+            {"type": "portmap", "capabilities": {"portMappings": True}},
+            {"type": "firewall"},
+            {"type": "tuning"},
+        ],
+    }
+    d.mkdir(parents=True, exist_ok=True)
+    (d / f"{NET}.conflist").write_text(json.dumps(conf))
+
+
+# -- 1. hook overhead -------------------------------------------------------------------
+def bench_hook_overhead(root: Path) -> None:
+    bin_dir, net_dir, cache = root / "stub-bin", root / "stub-net", root / "stub-cache"
+    for d in (bin_dir, net_dir, cache):
+        d.mkdir(parents=True)
+    stub = bin_dir / "h4stub"
+    stub.write_text('#!/bin/sh\ncat >/dev/null\necho \'{"cniVersion":"1.0.0","interfaces":[],"ips":[]}\'\n')
+    stub.chmod(0o755)
+    (net_dir / "stub.conflist").write_text(json.dumps({"cniVersion": "1.0.0", "name": "h4stub", "plugins": [{"type": "h4stub"}]}))
+    env_vars = {
+        "NETCONFPATH": str(net_dir), "CNI_PATH": str(bin_dir), "CNI_CACHE_DIR": str(cache),
+        "CNIRUN_STATE_DIR": str(root / "stub-state"), "CNIRUN_HOOK_LOG": str(root / "stub.log"),
+    }
+    env = dict(e.split("=", 1) for e in hook.hook_env(env_vars))
+    sleeper = subprocess.Popen(["unshare", "--net", "sleep", "600"])
+    time.sleep(0.1)
+    try:
+        def state(stage: str) -> bytes:
+            return json.dumps({"id": "h4bench-stub", "pid": sleeper.pid if stage != "poststop" else 0,
+                               "annotations": {"cnirun.networks": "h4stub"}}).encode()
+
+        def call(stage: str) -> None:
+            subprocess.run(hook.hook_argv(stage), input=state(stage), env=env, check=True, capture_output=True)
+
+        def pair() -> None:
+            call("createRuntime")
+            call("poststop")
+
+        stub_cost = median_ms(lambda: subprocess.run([str(stub)], input=b"{}", capture_output=True), 30)
+        pair_ms = median_ms(pair, max(RUNS, 20))
+        python_ms = median_ms(lambda: subprocess.run([sys.executable, "-I", "-S", "-c", "pass"]), 20)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    per_call = (pair_ms - 2 * stub_cost) / 2
+    imp = subprocess.run(
+        [sys.executable, "-I", "-S", "-X", "importtime", "-c",
+         f"import sys; sys.path.insert(0, {str(REPO)!r}); import cnirun.hook, cnirun.attach, cnirun.runtime, cnirun.options"],
+        capture_output=True, text=True,
+    ).stderr
+    rows = [line.split("|") for line in imp.splitlines() if line.startswith("import time:")]
+    rows = [r for r in rows if r[1].strip().isdigit()]
+    total_us = sum(int(r[1]) for r in rows if not r[2].startswith("  "))  # top-level imports only
+    loaded = {r[2].strip().split(".")[0] for r in rows}
+    heavy = sorted(loaded & {"docker", "typer", "yaml", "pyroute2", "click", "requests"})
+    print(f"hook: createRuntime+poststop pair {pair_ms:.1f} ms, stub plugin exec {stub_cost:.1f} ms, "
+          f"python -I -S start {python_ms:.1f} ms")
+    print(f"hook: overhead beyond plugin executions {per_call:.1f} ms per call (target <= 40 ms; "
+          f"includes the netns pin mount/umount); import of the hook path {total_us / 1000:.1f} ms; "
+          f"heavy modules imported: {heavy or 'none'}")
+
+
+# -- 2. shim non-create path --------------------------------------------------------------
+def bench_shim(launcher: str) -> None:
+    runc = shutil.which("runc") or "/usr/sbin/runc"
+    a = [median_ms(lambda: subprocess.run([runc, "--version"], capture_output=True), 1) for _ in range(40)]
+    b = [median_ms(lambda: subprocess.run([launcher, "--version"], capture_output=True), 1) for _ in range(40)]
+    ra, rb = statistics.median(a), statistics.median(b)
+    print(f"shim: non-create call {rb:.2f} ms vs runc directly {ra:.2f} ms: overhead {rb - ra:.2f} ms "
+          f"(target <= 5 ms), ratio {rb / ra:.2f}x")
+
+
+# -- 3./4. engines ------------------------------------------------------------------------------
+def interleaved(a, b, runs: int = RUNS) -> tuple[float, float]:
+    ta, tb = [], []
+    for _ in range(runs):
+        ta.append(median_ms(a, 1))
+        tb.append(median_ms(b, 1))
+    return statistics.median(ta), statistics.median(tb)
+
+
+def bench_docker() -> None:
+    def plain() -> None:
+        run(["docker", "run", "--rm", "--network", "none", "busybox", "true"])
+
+    def hooked() -> None:
+        run(["docker", "run", "--rm", "--runtime", "cnirun", "--network", "none",
+             "--label", f"cnirun.networks={NET}", "busybox", "true"])
+
+    hooked()
+    plain()
+    p, h = interleaved(plain, hooked)
+    print(f"docker: run --rm --runtime cnirun (CNI {NET}) {h:.0f} ms vs run --rm --network none {p:.0f} ms: "
+          f"{h / p:.2f}x (target <= 1.6x)")
+
+
+def bench_podman(hooks_dir: Path, podman_net_dir: Path) -> None:
+    def own_cni() -> None:
+        run(["podman", "--network-backend", "cni", "--network-config-dir", str(podman_net_dir),
+             "run", "--rm", "--network", NET, "busybox", "true"])
+
+    def hooked() -> None:
+        run(["podman", "--hooks-dir", str(hooks_dir), "run", "--rm", "--network", "none",
+             "--annotation", f"cnirun.networks={NET}", "busybox", "true"])
+
+    own_cni()
+    hooked()
+    o, h = interleaved(own_cni, hooked)
+    print(f"podman: run --rm with cnirun hooks {h:.0f} ms vs --network-backend cni on the same conflist {o:.0f} ms: "
+          f"{h / o:.2f}x (target <= 1.1x)")
+
+
+def main() -> int:
+    if os.geteuid() != 0:
+        print("bench_hook: needs root; skipped")
+        return 0
+    root = Path(tempfile.mkdtemp(prefix="cnirun-bench-hook-"))
+    env = {**os.environ, "NETCONFPATH": str(root / "net"), "CNI_CACHE_DIR": str(root / "cache"),
+           "CNIRUN_STATE_DIR": str(root / "state"), "CNIRUN_HOOK_LOG": str(root / "hooks.log")}
+    write_net(root / "net", root / "ipam")
+    write_net(root / "podman-net", None)  # podman's own path keeps host-local in /var/lib/cni
+    installed_rt = False
+    try:
+        bench_hook_overhead(root)
+        have_docker = shutil.which("docker") and subprocess.run(["docker", "info"], capture_output=True).returncode == 0
+        if have_docker and docker_runtime.registered_path():
+            print("docker: a cnirun runtime is already registered; not replacing it, docker figures skipped")
+        elif have_docker:
+            run([CNIRUN, "install", "docker-runtime", "--dir", str(root / "runtime")], env=env)
+            installed_rt = True
+            bench_shim(str(root / "runtime" / docker_runtime.LAUNCHER))
+            bench_docker()
+        else:
+            print("docker: not running; skipped")
+        if shutil.which("podman"):
+            run([CNIRUN, "install", "hooks", "--dir", str(root / "hooks.d")], env=env)
+            bench_podman(root / "hooks.d", root / "podman-net")
+    finally:
+        if installed_rt:
+            subprocess.run([CNIRUN, "uninstall", "docker-runtime", "--dir", str(root / "runtime")], capture_output=True)
+        subprocess.run(["ip", "link", "del", BRIDGE], capture_output=True)
+        shutil.rmtree(f"/var/lib/cni/networks/{NET}", ignore_errors=True)
+        shutil.rmtree(root, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
