@@ -113,6 +113,20 @@ def _parse_result(raw: bytes, version: str, ptype: str, net: str, command: str) 
         raise PluginError(ptype, net, command, f"invalid result: {e}", code=6) from None
 
 
+def _host_veth_present(result: dict[str, Any] | None) -> bool:
+    """True when the result names a host-side interface besides the bridge and it still exists.
+
+    A veth pair lives and dies as one: its host end present means the
+    container end is too, so the plugins' own DEL finds the addresses.
+    """
+    if not result:
+        return False
+    ifaces = [i for i in result.get("interfaces") or [] if isinstance(i, dict)]
+    host = [str(i.get("name", "")) for i in ifaces if not i.get("sandbox")]
+    # bridge lists the bridge first, then the host veth
+    return len(host) >= 2 and all(os.path.exists(f"/sys/class/net/{n}") for n in host if n and "/" not in n)
+
+
 def _convert(result: dict[str, Any], version: str) -> dict[str, Any]:
     from .result import convert
 
@@ -313,13 +327,19 @@ class CNI:
             rt = RuntimeConf(rt.container_id, rt.netns, rt.ifname, list(rt.args), dict(rt.capability_args))
         if rt.netns and not os.path.exists(rt.netns):
             rt.netns = ""  # gone already: plugins clean up the host side without it
+        # Without the netns or the interface, bridge's DEL cannot find the
+        # addresses whose masquerade rules it made, and leaves them. When the
+        # host end of the cached veth is still there, the plugins can see
+        # everything and the (slower) sweep by tag is not needed.
+        # (A deleted netns is torn down asynchronously: its veth may linger a moment,
+        # so a missing netns always sweeps.)
+        sweep = any(p.raw.get("ipMasq") is True for p in net_conf.plugins) and (
+            not rt.netns or not _host_veth_present(att.result if att else None)
+        )
         errors = self._del_chain(net_conf, rt, att.result if att else None, best_effort=False)
         if errors:
             raise errors[0]
-        if any(p.raw.get("ipMasq") is True for p in net_conf.plugins):
-            # Without the netns or the interface, bridge's DEL cannot find the
-            # addresses whose masquerade rules it made, and leaves them: remove
-            # what is left by its tag (one iptables-save of the nat table).
+        if sweep:
             from .leftovers import remove_rules_naming
 
             remove_rules_naming(net_conf.name, rt.container_id, ("nat",))
