@@ -1,0 +1,214 @@
+#!/usr/bin/env python3
+"""Speed of the CNI runtime core against its peers, measured in the same run.
+
+1. `cnirun cni add` + `cnirun cni del` of a bridge + host-local + portmap +
+   firewall + tuning chain, against a small Python driver that runs the same
+   plugin binaries with the same stdin (prevResult chaining, reverse DEL) and
+   nothing else. Target: at most 1.35x wall.
+2. In-process API overhead per plugin call: CNI.add + CNI.delete of a
+   one-plugin chain whose plugin is a trivial shell script, against raw
+   subprocess calls of that script with the same stdin. Target: <= 3 ms.
+3. Importing the core: `python -X importtime -c 'import cnirun.runtime'`
+   (cumulative time of cnirun.runtime). Target: <= 30 ms, and none of docker,
+   typer, click, pyroute2, yaml on that path.
+
+Medians of N runs (default 15; env BENCH_RUNS). Needs root (netns, bridge).
+Uses 10.121.30.0/24, bridge cnt2bench, netns t2-bench-*, all removed at the end.
+"""
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+PY = str(REPO / ".venv" / "bin" / "python")
+CNIRUN = str(REPO / ".venv" / "bin" / "cnirun")
+RUNS = int(os.environ.get("BENCH_RUNS", "15"))
+PLUGIN_DIR = "/usr/lib/cni"
+
+# The peer of `cnirun cni add/del`: exactly what any runtime must do to run a
+# chain (find binaries, set env, inject name/cniVersion/prevResult/runtimeConfig),
+# without cnirun. argv: add|del CONFLIST NETNS CONTAINERID STATEFILE
+DRIVER = r'''
+import json, os, subprocess, sys
+cmd, conflist, netns, cid, state = sys.argv[1:6]
+lst = json.load(open(conflist))
+env = dict(os.environ, CNI_COMMAND=cmd.upper(), CNI_CONTAINERID=cid, CNI_NETNS=netns,
+           CNI_IFNAME="eth0", CNI_ARGS="", CNI_PATH="/usr/lib/cni")
+plugins = lst["plugins"]
+prev = None if cmd == "add" else json.load(open(state))
+for p in (plugins if cmd == "add" else reversed(plugins)):
+    conf = dict(p, name=lst["name"], cniVersion=lst["cniVersion"])
+    if prev is not None:
+        conf["prevResult"] = prev
+    out = subprocess.run(["/usr/lib/cni/" + p["type"]], input=json.dumps(conf).encode(), env=env,
+                         capture_output=True)
+    if out.returncode != 0:
+        sys.exit(out.stdout.decode() + out.stderr.decode())
+    if cmd == "add":
+        prev = json.loads(out.stdout)
+if cmd == "add":
+    json.dump(prev, open(state, "w"))
+    print(json.dumps(prev))
+else:
+    os.unlink(state)
+'''
+
+TRIVIAL_PLUGIN = """#!/bin/sh
+# a trivial CNI plugin: reads its stdin, answers ADD with an empty 1.0.0 result
+cat >/dev/null
+case "$CNI_COMMAND" in
+  ADD) echo '{"cniVersion":"1.0.0"}' ;;
+  VERSION) echo '{"cniVersion":"1.0.0","supportedVersions":["1.0.0"]}' ;;
+esac
+"""
+
+
+def median_ms(samples: list[float]) -> float:
+    return statistics.median(samples) * 1000
+
+
+def run(argv: list[str], env: dict[str, str] | None = None) -> float:
+    t0 = time.perf_counter()
+    proc = subprocess.run(argv, env=env, capture_output=True)
+    dt = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise SystemExit(f"bench: {' '.join(argv)} failed: {proc.stderr.decode()}{proc.stdout.decode()}")
+    return dt
+
+
+def bench_cli(tmp: Path) -> tuple[float, float]:
+    netconf = tmp / "net.d"
+    netconf.mkdir()
+    ipam = tmp / "ipam"
+    conf = {
+        "cniVersion": "1.0.0",
+        "name": "t2-bench",
+        "plugins": [
+            {"type": "bridge", "bridge": "cnt2bench", "isGateway": True, "ipMasq": True, "hairpinMode": True,
+             "ipam": {"type": "host-local", "dataDir": str(ipam),
+                      "ranges": [[{"subnet": "10.121.30.0/24", "gateway": "10.121.30.1"}]],
+                      "routes": [{"dst": "0.0.0.0/0"}]}},
+            {"type": "portmap", "capabilities": {"portMappings": True}},
+            {"type": "firewall"},
+            {"type": "tuning"},
+        ],
+    }
+    conflist = netconf / "t2-bench.conflist"
+    conflist.write_text(json.dumps(conf))
+    env = dict(os.environ, NETCONFPATH=str(netconf), CNI_PATH=PLUGIN_DIR, CNI_CACHE_DIR=str(tmp / "cache"),
+               CNIRUN_LOCK_FILE=str(tmp / "lock"))
+    ns = f"t2-bench-{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    path = f"/run/netns/{ns}"
+    cnirun_t: list[float] = []
+    direct_t: list[float] = []
+    try:
+        for i in range(RUNS + 1):  # the first round warms caches and creates the bridge
+            a = run([CNIRUN, "cni", "add", "t2-bench", path], env) + run([CNIRUN, "cni", "del", "t2-bench", path], env)
+            state = str(tmp / "state.json")
+            d = run([PY, "-c", DRIVER, "add", str(conflist), path, "bench-direct", state]) + run(
+                [PY, "-c", DRIVER, "del", str(conflist), path, "bench-direct", state])
+            if i:
+                cnirun_t.append(a)
+                direct_t.append(d)
+    finally:
+        subprocess.run(["ip", "netns", "delete", ns], capture_output=True)
+        subprocess.run(["ip", "link", "delete", "cnt2bench"], capture_output=True)
+    return median_ms(cnirun_t), median_ms(direct_t)
+
+
+def bench_api(tmp: Path) -> tuple[float, float]:
+    sys.path.insert(0, str(REPO))
+    from cnirun.runtime import CNI, RuntimeConf
+
+    bindir = tmp / "bin"
+    bindir.mkdir()
+    plugin = bindir / "trivial"
+    plugin.write_text(TRIVIAL_PLUGIN)
+    plugin.chmod(0o755)
+    netconf = tmp / "api.d"
+    netconf.mkdir()
+    (netconf / "t.conflist").write_text(json.dumps({"cniVersion": "1.0.0", "name": "t2-api",
+                                                    "plugins": [{"type": "trivial"}]}))
+    nsfile = tmp / "ns"
+    nsfile.write_text("")
+    cni = CNI(plugin_path=[str(bindir)], netconf_path=str(netconf), cache_dir=str(tmp / "apicache"),
+              lock_file=str(tmp / "apilock"))
+    net = cni.network("t2-api")
+    stdin_add = json.dumps({"type": "trivial", "name": "t2-api", "cniVersion": "1.0.0"}).encode()
+    stdin_del = json.dumps({"type": "trivial", "name": "t2-api", "cniVersion": "1.0.0",
+                            "prevResult": {"cniVersion": "1.0.0"}}).encode()
+    api_t: list[float] = []
+    raw_t: list[float] = []
+    for i in range(RUNS * 2 + 1):
+        rt = RuntimeConf("bench", netns=str(nsfile))
+        t0 = time.perf_counter()
+        cni.add(net, rt)
+        cni.delete(net, rt)
+        t1 = time.perf_counter()
+        for cmd, data in (("ADD", stdin_add), ("DEL", stdin_del)):
+            env = dict(os.environ, CNI_COMMAND=cmd, CNI_CONTAINERID="bench", CNI_NETNS=str(nsfile),
+                       CNI_IFNAME="eth0", CNI_ARGS="", CNI_PATH=str(bindir))
+            subprocess.run([str(plugin)], input=data, env=env, capture_output=True, check=True)
+        t2 = time.perf_counter()
+        if i:
+            api_t.append(t1 - t0)
+            raw_t.append(t2 - t1)
+    return median_ms(api_t), median_ms(raw_t)
+
+
+def bench_import() -> tuple[float, list[str]]:
+    samples: list[float] = []
+    heavy: set[str] = set()
+    for _ in range(RUNS):
+        proc = subprocess.run([PY, "-X", "importtime", "-c", "import cnirun.runtime"], capture_output=True, text=True,
+                              cwd=str(REPO))
+        for line in proc.stderr.splitlines():
+            if not line.startswith("import time:"):
+                continue
+            _self, cumulative, name = (x.strip() for x in line[len("import time:"):].split("|"))
+            if name.split(".")[0] in ("docker", "typer", "click", "pyroute2", "yaml", "pydantic"):
+                heavy.add(name)
+            if name == "cnirun.runtime":
+                samples.append(int(cumulative) / 1e6)
+    return median_ms(samples), sorted(heavy)
+
+
+def main() -> int:
+    if os.geteuid() != 0:
+        print("bench_core: needs root (network namespaces, bridges); skipped")
+        return 0
+    if not os.path.exists(os.path.join(PLUGIN_DIR, "bridge")):
+        print("bench_core: containernetworking-plugins missing; skipped")
+        return 0
+    with tempfile.TemporaryDirectory(prefix="cnirun-bench-") as d:
+        tmp = Path(d)
+        cli, direct = bench_cli(tmp)
+        api, raw = bench_api(tmp)
+    imp, heavy = bench_import()
+    per_call = (api - raw) / 2
+    rows = [
+        ("cni add+del, bridge chain (5 plugins)", f"{cli:.1f} ms", f"direct exec {direct:.1f} ms",
+         f"{cli / direct:.2f}x", "<= 1.35x", cli / direct <= 1.35),
+        ("API add+delete, trivial plugin", f"{api:.2f} ms", f"raw subprocess {raw:.2f} ms",
+         f"+{per_call:.2f} ms/call", "<= 3 ms/call", per_call <= 3.0),
+        ("import cnirun.runtime", f"{imp:.1f} ms", "heavy: " + (", ".join(heavy) or "none"), "", "<= 30 ms",
+         imp <= 30.0 and not heavy),
+    ]
+    print(f"bench_core: medians of {RUNS} runs")
+    widths = [max(len(str(r[i])) for r in rows) for i in range(5)]
+    for r in rows:
+        cells = [str(r[i]).ljust(widths[i]) for i in range(5)]
+        print("  " + "  ".join(cells) + "  " + ("ok" if r[5] else "MISSED"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
