@@ -13,6 +13,7 @@ the command cannot be run (as docker run).
 """
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import socket
@@ -528,13 +529,23 @@ def _run_podman(p: Plan, gate: SignalGate) -> int:
         meta.netns, meta.netns_id = path, netns_identity(path)
         st.write_meta(meta)
         binds = _host_file_binds(st)
-        atts = attach(p.cni, p.networks, st.id, path, p.options)
-        _write_host_files(st, req, atts, hostname)
         labels = {**spec.labels, "cnirun.id": st.id, "cnirun.state": str(st.path.parent), "cnirun.role": "workload"}
-        argv = podman.run_argv(spec, path, labels, binds, hostname, str(cidfile))
+        # podman starts up while ADD runs; a prestart hook holds the container's
+        # first instruction until ADD is done (and aborts it if ADD failed).
+        gate_lock, gate_ok = st.path / "add.lock", st.path / "add.ok"
+        gate_fd = os.open(gate_lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fcntl.flock(gate_fd, fcntl.LOCK_EX)
+        podman.write_gate_hook(str(st.path / "hooks.d"), str(gate_lock), str(gate_ok))
+        argv = podman.run_argv(spec, path, labels, binds, hostname, str(cidfile), str(st.path / "hooks.d"))
         meta.phase = "running"
         st.write_meta(meta)
         child = subprocess.Popen(argv)
+        try:
+            atts = attach(p.cni, p.networks, st.id, path, p.options)
+            _write_host_files(st, req, atts, hostname)
+            gate_ok.touch()
+        finally:
+            os.close(gate_fd)  # releases the hook: it starts the container or fails it
 
         def forward(signum: int) -> None:
             try:
@@ -562,7 +573,8 @@ def _run_podman(p: Plan, gate: SignalGate) -> int:
         gate.forward = None
         if not handed_over:
             gate.shield()
-            if child is not None and child.poll() is None:
+            ended = child is not None and child.poll() is not None
+            if child is not None and not ended:
                 child.kill()
                 child.wait()
             if not meta.workload:
@@ -570,5 +582,6 @@ def _run_podman(p: Plan, gate: SignalGate) -> int:
                     meta.workload = cidfile.read_text().strip()
                 except OSError:
                     pass
-            for err in teardown(st, meta, stop=True):
+            # podman run ended on its own: it stopped (and with --rm removed) the container.
+            for err in teardown(st, meta, stop=not ended, workload=not ended):
                 sys.stderr.write(f"cnirun: teardown: {err}\n")

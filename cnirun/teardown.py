@@ -56,8 +56,13 @@ def detach_networks(meta: RunMeta) -> list[str]:
     return errors
 
 
-def teardown(st: RunState, meta: RunMeta | None, docker: Any = None, stop: bool = True) -> list[str]:
-    """Stop (if asked) and remove what the run made; DEL its attachments. Returns error messages."""
+def teardown(
+    st: RunState, meta: RunMeta | None, docker: Any = None, stop: bool = True, workload: bool = True
+) -> list[str]:
+    """Stop (if asked) and remove what the run made; DEL its attachments. Returns error messages.
+
+    workload=False: leave the workload alone (its engine already stopped/removed it).
+    """
     if meta is None:
         st.remove()
         return []
@@ -66,12 +71,12 @@ def teardown(st: RunState, meta: RunMeta | None, docker: Any = None, stop: bool 
         from .engines import podman
         from .netns import remove as remove_netns
 
-        if not meta.workload:
+        if workload and not meta.workload:
             try:  # podman wrote it at create; the run may have died before reading it
                 meta.workload = (st.path / "cid").read_text().strip()
             except OSError:
                 pass
-        if meta.workload:
+        if workload and meta.workload:
             if stop:
                 podman.kill(meta.workload)
             if meta.remove:

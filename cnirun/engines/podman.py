@@ -7,11 +7,39 @@ codes (125/126/127). The REST API would need the podman service running.
 """
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import subprocess
 
 from ..errors import EngineError
 from .spec import RunSpec
+
+
+DEFAULT_HOOKS_DIRS = ("/usr/share/containers/oci/hooks.d", "/etc/containers/oci/hooks.d")
+
+
+def write_gate_hook(hooks_dir: str, lock_file: str, ok_file: str) -> None:
+    """A prestart hook that holds the container's first instruction until cnirun's ADD is done.
+
+    It lets `podman run` start up while ADD runs: the hook blocks on the
+    lock cnirun holds during ADD, then fails (aborting the start) unless ADD
+    succeeded. flock(1) and sh are exec'd directly: hooks get no PATH.
+    """
+    flock = shutil.which("flock") or "/usr/bin/flock"
+    hook = {
+        "version": "1.0.0",
+        "hook": {
+            "path": "/bin/sh",
+            "args": ["sh", "-c", f'{flock} -s "$0" true && [ -e "$1" ]', lock_file, ok_file],
+            "timeout": 120,
+        },
+        "when": {"always": True},
+        "stages": ["prestart"],
+    }
+    os.makedirs(hooks_dir, exist_ok=True)
+    with open(os.path.join(hooks_dir, "cnirun-gate.json"), "w") as f:
+        json.dump(hook, f)
 
 
 def podman_bin() -> str:
@@ -28,9 +56,16 @@ def run_argv(
     extra_volumes: list[str],
     hostname: str,
     cidfile: str,
+    hooks_dir: str = "",
 ) -> list[str]:
     """`podman run ...` for the spec, joined to netns_path. Ulimits etc. come from containers.conf."""
-    argv = [podman_bin(), "run", "--network", f"ns:{netns_path}", "--cidfile", cidfile]
+    argv = [podman_bin()]
+    if hooks_dir:
+        # --hooks-dir replaces the default dirs: name them too so system hooks still run.
+        for d in (*DEFAULT_HOOKS_DIRS, hooks_dir):
+            if os.path.isdir(d):
+                argv += ["--hooks-dir", d]
+    argv += ["run", "--network", f"ns:{netns_path}", "--cidfile", cidfile]
     flags: list[tuple[str, bool]] = [
         ("--rm", spec.remove), ("-d", spec.detach), ("-i", spec.interactive), ("-t", spec.tty),
         ("--init", spec.init), ("--privileged", spec.privileged), ("--read-only", spec.read_only),

@@ -1,0 +1,179 @@
+"""Benchmark `cnirun run` against its peers, measured in the same run.
+
+Medians of N runs (default 10, env BENCH_N) of:
+  cnirun --rm busybox true            vs  docker run --rm --network none busybox true   (target <= 3.0x)
+  cnirun --rm busybox true            vs  a naive docker-run.sh in shell (sandbox + plugins
+                                          run by hand, DEL without prevResult)          (target: cnirun >= 1.3x faster)
+  cnirun --engine podman --rm busybox true
+                                      vs  podman --network-backend cni run (same plugins) (target <= 1.1x)
+                                      vs  podman run --rm busybox true (netavark)         (target <= 1.1x)
+  20 concurrent cnirun --rm busybox true vs 20 concurrent docker run --rm busybox true (wall time, successes)
+It also counts the iptables rules the naive script leaks (cnirun must leak none).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+CNIRUN = str(REPO / ".venv" / "bin" / "cnirun")
+N = int(os.environ.get("BENCH_N", "10"))
+PLUGINS = "/usr/lib/cni"
+
+
+def chain(name: str, bridge: str, subnet: str, data_dir: str) -> dict:
+    return {
+        "cniVersion": "1.0.0", "name": name,
+        "plugins": [
+            {"type": "bridge", "bridge": bridge, "isGateway": True, "ipMasq": True, "hairpinMode": True,
+             "ipam": {"type": "host-local", "dataDir": data_dir, "ranges": [[{"subnet": subnet}]],
+                      "routes": [{"dst": "0.0.0.0/0"}]}},
+            {"type": "portmap", "capabilities": {"portMappings": True}},
+            {"type": "firewall"},
+            {"type": "tuning"},
+        ],
+    }
+
+
+# The upstream docker-run.sh approach, written naively in shell: a sandbox
+# container, every plugin of the chain run by hand (prevResult spliced in with
+# sed), the workload joined with --net=container:, and a DEL that, like
+# exec-plugins.sh, passes no prevResult.
+NAIVE = r"""#!/bin/sh
+set -e
+contid=$(docker run -d --net=none busybox sleep 1000000)
+pid=$(docker inspect -f '{{ .State.Pid }}' "$contid")
+netns=/proc/$pid/ns/net
+export CNI_CONTAINERID=$contid CNI_NETNS=$netns CNI_IFNAME=eth0 CNI_PATH=%(plugins)s
+cleanup() {
+  for i in 3 2 1 0; do
+    CNI_COMMAND=DEL "$CNI_PATH/$(cat %(dir)s/type$i)" < %(dir)s/plugin$i.json >/dev/null 2>&1 || true
+  done
+  docker rm -f "$contid" >/dev/null
+}
+trap cleanup EXIT
+prev=""
+for i in 0 1 2 3; do
+  if [ -z "$prev" ]; then conf=$(cat %(dir)s/plugin$i.json)
+  else conf=$(sed "s|}\$|, \"prevResult\": $prev}|" %(dir)s/plugin$i.json); fi
+  prev=$(printf '%%s' "$conf" | CNI_COMMAND=ADD "$CNI_PATH/$(cat %(dir)s/type$i)" | tr -d '\n')
+done
+echo "$prev" | grep -o '"address":"[^"]*"' | head -1 > %(dir)s/last-address
+docker run --rm --net=container:"$contid" "$@"
+"""
+
+
+def timed(argv: list[str], env: dict | None = None) -> tuple[float, int]:
+    t = time.perf_counter()
+    rc = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env).returncode
+    return time.perf_counter() - t, rc
+
+
+def median_of(argv: list[str], env: dict | None = None, n: int = N) -> tuple[float, int]:
+    timed(argv, env)  # warm-up (page cache, image layers)
+    times, failures = [], 0
+    for _ in range(n):
+        dt, rc = timed(argv, env)
+        times.append(dt)
+        failures += rc != 0
+    return statistics.median(times), failures
+
+
+def concurrent(argv: list[str], k: int = 20) -> tuple[float, int]:
+    t = time.perf_counter()
+    with ThreadPoolExecutor(k) as ex:
+        rcs = list(ex.map(lambda _: subprocess.run(argv, stdout=subprocess.DEVNULL,
+                                                   stderr=subprocess.DEVNULL).returncode, range(k)))
+    return time.perf_counter() - t, sum(rc == 0 for rc in rcs)
+
+
+def iptables_lines(needle: str) -> int:
+    out = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
+    return sum(needle in ln for ln in out.splitlines())
+
+
+def main() -> int:
+    if os.geteuid() != 0:
+        print("bench_run: needs root (skipped)")
+        return 0
+    tmp = Path(tempfile.mkdtemp(prefix="cnirun-bench-"))
+    rows: list[tuple[str, str, float, float, str]] = []
+    try:
+        # --- Docker -----------------------------------------------------------------
+        docker_none, f1 = median_of(["docker", "run", "--rm", "--network", "none", "busybox", "true"])
+        cn, f2 = median_of([CNIRUN, "--rm", "--mode", "sandbox", "busybox", "true"])
+        rows.append(("cnirun --rm busybox true", "docker run --rm --network none", cn, docker_none, "<= 3.0x"))
+
+        naive_dir = tmp / "naive"
+        naive_dir.mkdir()
+        net = chain("cnrbench-naive", "cnrbench0", "10.139.0.0/24", str(tmp / "ipam"))
+        for i, p in enumerate(net["plugins"]):
+            conf = dict(p, name=net["name"], cniVersion=net["cniVersion"])
+            (naive_dir / f"plugin{i}.json").write_text(json.dumps(conf))
+            (naive_dir / f"type{i}").write_text(p["type"])
+        script = naive_dir / "docker-run.sh"
+        script.write_text(NAIVE % {"dir": naive_dir, "plugins": PLUGINS})
+        script.chmod(0o755)
+        rules_before = iptables_lines("10.139.0.")
+        naive, f3 = median_of(["sh", str(script), "busybox", "true"])
+        leaked = iptables_lines("10.139.0.") - rules_before
+        rows.append(("naive docker-run.sh", "cnirun --rm busybox true", naive, cn, ">= 1.3x"))
+
+        # --- Podman -------------------------------------------------------------------
+        pod_rows = []
+        if shutil.which("podman"):
+            cni_dir = tmp / "podman-cni"
+            cni_dir.mkdir()
+            (cni_dir / "cnrbench-podman.conflist").write_text(
+                json.dumps(chain("cnrbench-podman", "cnrbench1", "10.138.0.0/24", str(tmp / "ipam2"))))
+            peer_cni, f4 = median_of(["podman", "--network-backend", "cni", "--cni-config-dir", str(cni_dir), "run",
+                                      "--rm", "--network", "cnrbench-podman", "busybox", "true"])
+            peer_default, f5 = median_of(["podman", "run", "--rm", "busybox", "true"])
+            cnp, f6 = median_of([CNIRUN, "--engine", "podman", "--rm", "busybox", "true"])
+            pod_rows = [
+                ("cnirun --engine podman", "podman --network-backend cni", cnp, peer_cni, "<= 1.1x"),
+                ("cnirun --engine podman", "podman run (netavark)", cnp, peer_default, "<= 1.1x"),
+            ]
+        rows += pod_rows
+
+        # --- 20 at once -----------------------------------------------------------------
+        conc_cn, ok_cn = concurrent([CNIRUN, "--rm", "--mode", "sandbox", "busybox", "true"])
+        conc_d, ok_d = concurrent(["docker", "run", "--rm", "busybox", "true"])
+        rows.append((f"20 x cnirun ({ok_cn}/20 ok)", f"20 x docker run bridge ({ok_d}/20 ok)", conc_cn, conc_d, "-"))
+
+        print(f"\nbench_run: medians of {N} runs (s)")
+        print(f"{'measured':<32} {'peer':<34} {'time':>7} {'peer':>7} {'ratio':>7}  target")
+        for name, peer, a, b, target in rows:
+            print(f"{name:<32} {peer:<34} {a:7.3f} {b:7.3f} {a / b:6.2f}x  {target}")
+        print(f"failures: docker-none {f1}, cnirun {f2}, naive {f3}")
+        print(f"naive docker-run.sh leaked {leaked} iptables rules over {N + 1} runs "
+              f"(DEL without prevResult); cnirun leaked {iptables_lines('cnirun-bench')} ")
+    finally:
+        # Remove what the naive script leaked: its rules name its bridge's subnet.
+        subprocess.run(["ip", "link", "del", "cnrbench0"], capture_output=True)
+        subprocess.run(["ip", "link", "del", "cnrbench1"], capture_output=True)
+        _flush_naive_rules("10.139.0.")
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+def _flush_naive_rules(needle: str) -> None:
+    for table in ("filter", "nat"):
+        out = subprocess.run(["iptables-save", "-t", table], capture_output=True, text=True).stdout
+        for ln in out.splitlines():
+            if ln.startswith("-A ") and needle in ln:
+                import shlex
+
+                subprocess.run(["iptables", "-t", table, "-D", *shlex.split(ln)[1:]], capture_output=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
