@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,7 +75,9 @@ def write(cache_dir: str, att: CachedAttachment) -> Path:
     data = json.dumps(att.to_dict(), separators=(",", ":")).encode()
     try:
         _make_dirs(cache_dir)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=d)
+        # O_EXCL with a random name is what mkstemp does, without importing tempfile.
+        tmp = str(d / f".tmp-{os.getpid()}-{os.urandom(6).hex()}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)

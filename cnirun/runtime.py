@@ -272,10 +272,13 @@ class CNI:
     ) -> list[CNIError]:
         errors: list[CNIError] = []
         if prev is not None and cniversion.at_least(net.cni_version, "0.4.0"):
-            try:
-                prev = _convert(prev, net.cni_version)
-            except CNIError:
-                prev = None
+            # Same version (the usual case): hand it over as cached, without
+            # loading the result model on the DEL path.
+            if prev.get("cniVersion") != net.cni_version:
+                try:
+                    prev = _convert(prev, net.cni_version)
+                except CNIError:
+                    prev = None
         else:
             prev = None  # before 0.4.0 DEL got no prevResult
         for p in reversed(net.plugins):
