@@ -93,6 +93,26 @@ def docker_runtime_installed(info: Mapping[str, Any] | None = None, daemon_json:
     return bool(path) and os.access(path, os.X_OK)
 
 
+def installed_settings(daemon_json: str = DAEMON_JSON) -> dict[str, Any] | None:
+    """What `install` recorded (runc, hook argv, hook env as a dict under "env"), None when not installed.
+
+    `cnirun run` can compare "env" with its own NETCONFPATH/CNI_PATH/CNI_CACHE_DIR
+    before choosing hook mode: the hooks only see the networks recorded here.
+    """
+    launcher = registered_path(daemon_json)
+    if not launcher:
+        return None
+    try:
+        with open(os.path.join(os.path.dirname(launcher), SETTINGS), "rb") as f:
+            settings = json.load(f)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(settings, dict):
+        return None
+    settings["env"] = dict(e.split("=", 1) for e in settings.get("hook_env") or [] if "=" in e)
+    return settings
+
+
 # -- dockerd ---------------------------------------------------------------------
 def dockerd_pid() -> int:
     """dockerd's pid: /var/run/docker.pid when it names a live dockerd, else by process name."""

@@ -16,6 +16,11 @@ added to config.json by the Docker runtime shim (cnirun.shim).
   plugin's NAT rules behind). `cnirun gc` uses the same pin after a crash.
 - Before ADD, everything cached for the container is DELeted: a restart goes
   through create again and host-local would refuse a duplicate allocation.
+- poststop never blocks the engine: it takes the container's lock
+  (<state dir>/locks/<id>.lock), forks, and returns; the child, which
+  inherits the lock, DELs and unpins, then logs. A createRuntime of the same
+  container (docker restart) waits on that lock, so it can never race the
+  DEL of the previous run. CNIRUN_HOOK_SYNC=1 keeps poststop in the foreground.
 - Failures: one `cnirun: ...` line on stderr (the engine shows it), exit 1,
   nothing left allocated; the poststop that may still follow finds nothing to
   undo and succeeds.

@@ -489,3 +489,22 @@ def test_restart_waits_for_the_background_poststop(world: HookWorld, container: 
         assert wait_clean(world, cid, bridges) == []
     finally:
         delete_bridges(bridges)
+
+
+def test_installed_settings_expose_the_recorded_env(tmp_path: Path) -> None:
+    dj = tmp_path / "daemon.json"
+    docker_runtime.install(str(tmp_path / "rt"), str(dj), {"PATH": "/usr/bin", "NETCONFPATH": "/n1"}, reload=False)
+    got = docker_runtime.installed_settings(str(dj))
+    assert got is not None and got["env"]["NETCONFPATH"] == "/n1" and os.path.isabs(got["runc"])
+    docker_runtime.uninstall(str(tmp_path / "rt"), str(dj), reload=False, force=True)
+    assert docker_runtime.installed_settings(str(dj)) is None
+
+
+def test_cli_hook_command_runs_the_same_code(world: HookWorld) -> None:
+    from _hook_helpers import CNIRUN
+
+    proc = subprocess.run([CNIRUN, "hook", "createRuntime"], input='{"id": "c-cli", "pid": 1}', env=world.full_env(),
+                          capture_output=True, text=True)
+    assert proc.returncode == 0 and world.log_records()[-1]["outcome"] == "skipped"
+    proc = subprocess.run([CNIRUN, "hook", "bogus"], input="{}", env=world.full_env(), capture_output=True, text=True)
+    assert proc.returncode == 1 and proc.stderr.startswith("cnirun: unknown hook stage")
