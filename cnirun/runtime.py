@@ -292,6 +292,7 @@ class CNI:
         return errors
 
     def cached(self, network: str, rt: RuntimeConf) -> cnicache.CachedAttachment | None:
+        """The cached attachment (network, container ID, ifname), None if there is none."""
         return cnicache.read(self.cache_dir, network, rt.container_id, rt.ifname)
 
     def delete(self, net: NetworkConfigList | str, rt: RuntimeConf) -> None:
@@ -359,6 +360,11 @@ class CNI:
 
     # -- CHECK -------------------------------------------------------------
     def check(self, net: NetworkConfigList, rt: RuntimeConf) -> None:
+        """CHECK the chain in order against the cached result (libcni's rules).
+
+        Below 0.4.0: VersionError. disableCheck: returns at once. No cache:
+        no prevResult; an unreadable cache: CacheError.
+        """
         validate_container_id(rt.container_id)
         validate_ifname(rt.ifname)
         if not cniversion.at_least(net.cni_version, "0.4.0"):
@@ -413,6 +419,7 @@ class CNI:
 
     # -- validation ----------------------------------------------------------
     def version(self, plugin_type: str) -> PluginInfo:
+        """VERSION-probe a plugin along the plugin dirs."""
         path = find_plugin(plugin_type, self.plugin_dirs)
         return probe_version(path, plugin_type=plugin_type, timeout=self.timeout, environ=self.environ)
 

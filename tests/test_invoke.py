@@ -725,3 +725,18 @@ def test_config_error_unknown_network(core: CoreEnv) -> None:
     with pytest.raises(ConfigError, match='no net configuration with name "zzz"'):
         cni.network("zzz")
     assert cnicache.list_attachments(str(core.cache)) == []
+
+
+def test_package_exports_the_api_lazily() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, cnirun; assert 'cnirun.runtime' not in sys.modules; "
+            "from cnirun import CNI, RuntimeConf, Result, PluginError, CNIError; "
+            "assert CNI.__module__ == 'cnirun.runtime' and issubclass(PluginError, CNIError); print('ok')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.stdout.strip() == "ok", out.stderr
+    import cnirun
+
+    with pytest.raises(AttributeError):
+        cnirun.NoSuchThing  # noqa: B018
