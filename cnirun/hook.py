@@ -299,8 +299,6 @@ def lock_container(container_id: str, wait: float = CONTAINER_LOCK_WAIT, blockin
     """
     import fcntl
 
-    from .errors import LockError
-
     path = lock_path(container_id)
     os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
     deadline = time.monotonic() + wait
@@ -313,6 +311,8 @@ def lock_container(container_id: str, wait: float = CONTAINER_LOCK_WAIT, blockin
             if not blocking:
                 return None
             if time.monotonic() >= deadline:
+                from .errors import LockError  # imported late: the poststop parent stays lean
+
                 raise LockError(f"container {container_id[:12]} is still being torn down after {wait:g} s: retry")
             time.sleep(0.01)
             continue
