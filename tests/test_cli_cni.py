@@ -463,6 +463,15 @@ def test_exec_signals_tear_down(exec_net: CoreEnv, how: str, expected: int) -> N
     _exec_clean(core, [name])
 
 
+def test_exec_command_not_found(core: CoreEnv) -> None:
+    core.debug("n", reportResult=R1)
+    core.conflist("t2-noop", [core.noop_plugin("n")])
+    proc = run_cnirun(["exec", "--net", "t2-noop", "--", "t2-no-such-command"], core.env())
+    assert_one_line_error(proc, "command not found: 't2-no-such-command'")
+    assert proc.returncode == 127
+    assert core.calls("n") == []
+
+
 def test_exec_needs_a_command(core: CoreEnv) -> None:
     proc = run_cnirun(["exec", "--net", "x"], core.env())
     assert proc.returncode != 0 and "Traceback" not in proc.stderr

@@ -6,6 +6,7 @@ command's exit, Ctrl-C, SIGTERM and SIGHUP all end in DEL and netns removal.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -36,6 +37,9 @@ def run_in_netns(networks: list[str], command: list[str]) -> int:
 
     if not command:
         fail("exec needs a command: cnirun exec [--net NAME]... -- COMMAND [ARG...]")
+    # Checked before anything is attached, and with the shell's exit code for it.
+    if shutil.which(command[0]) is None:
+        fail(f"command not found: {command[0]!r} (not an executable in PATH)", 127)
     cni = CNI()
     with one_line_errors():
         nets = [cni.network(n) for n in (networks or [default_network_name()])]
