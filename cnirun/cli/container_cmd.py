@@ -13,13 +13,10 @@ from .errors import fail, one_line_errors
 
 def register(app: typer.Typer) -> None:
     @app.command(name="ps")
-    def ps(
-        all_: bool = typer.Option(False, "--all", "-a", help="Also attachments not made by `cnirun run`."),
-        as_json: bool = typer.Option(False, "--json", help="Print JSON."),
-    ) -> None:
-        """Containers with CNI attachments: networks, interfaces, addresses."""
+    def ps(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+        """Containers with CNI attachments (cnirun run's, the OCI hook's, others'): networks, interfaces, addresses."""
         with one_line_errors():
-            rows = collect(all_)
+            rows = collect(True)
         if as_json:
             print(json.dumps(rows, indent=2))
             return
