@@ -53,10 +53,19 @@ class Plan:
     networks: list[NetworkConfigList]
     options: list[NetworkOptions]
     ports: list[Any] = field(default_factory=list)
+    file_networks: list[str] = field(default_factory=list)  # defined by -f only: invisible to the hook
+    ips: dict[str, str] = field(default_factory=dict)  # network name -> static IP
+    port_lock: Any = None  # held from the port check until ADD has cached the mappings
+
+    def release_ports(self) -> None:
+        if self.port_lock is not None:
+            self.port_lock.release()
+            self.port_lock = None
 
 
 # -- validation --------------------------------------------------------------------
-def _load_networks(req: RunRequest, cni: Any) -> list[NetworkConfigList]:
+def _load_networks(req: RunRequest, cni: Any) -> tuple[list[NetworkConfigList], list[str]]:
+    """The requested networks in order, and the names of those taken from -f."""
     from .defaults import default_network_name
 
     from_file: dict[str, NetworkConfigList] = {}
@@ -69,7 +78,8 @@ def _load_networks(req: RunRequest, cni: Any) -> list[NetworkConfigList]:
     names = req.networks or [default_network_name()]
     if len(set(names)) != len(names):
         raise ArgumentError(f"network listed twice in --network {','.join(names)}: each network attaches once")
-    return [from_file[n] if n in from_file else cni.network(n) for n in names]
+    nets = [from_file[n] if n in from_file else cni.network(n) for n in names]
+    return nets, [n for n in names if n in from_file]
 
 
 def _host_local_dir(net: NetworkConfigList) -> str:
@@ -117,43 +127,75 @@ def _check_ports(cni: Any, ports: list[Any]) -> None:
                 s.close()
 
 
+def _static_ips(req: RunRequest, nets: list[NetworkConfigList]) -> dict[str, str]:
+    """Network name -> static IP, from --ip (the first network) and per-network IPs."""
+    from .options import parse_ip
+
+    names = [n.name for n in nets]
+    ips: dict[str, str] = {}
+    for name, raw in req.network_ips.items():
+        if name not in names:
+            raise ArgumentError(
+                f"static IP {raw} is for network {name!r}, which this container does not join "
+                f"({', '.join(names)}): add --network {name} or drop the IP"
+            )
+        ips[name] = parse_ip(raw)
+    if req.ip:
+        ip = parse_ip(req.ip)
+        if ips.get(names[0], ip) != ip:
+            raise ArgumentError(f"--ip {ip} and {ips[names[0]]} both name the address on {names[0]}: keep one")
+        ips[names[0]] = ip
+    return ips
+
+
+def _set_arg(opts: NetworkOptions, key: str, value: str) -> None:
+    if ("IgnoreUnknown", "1") not in opts.args:
+        opts.args.append(("IgnoreUnknown", "1"))
+    opts.args.append((key, value))
+
+
+def _apply_ip(net: NetworkConfigList, opts: NetworkOptions, ip: str) -> None:
+    """Validate a static IP against the network and hand it to its chain (ips capability or CNI_ARGS IP=)."""
+    from .options import ip_in_network
+
+    subnets = net.subnets()
+    if not ip_in_network(ip, subnets):
+        raise ArgumentError(f"--ip {ip} is outside network {net.name}'s subnet {', '.join(subnets)}")
+    d = _host_local_dir(net)
+    if d and os.path.exists(os.path.join(d, ip)):
+        raise ArgumentError(f"--ip {ip} is already taken on network {net.name}: pick another address")
+    if _wants(net, "ips"):
+        opts.capability_args["ips"] = [ip]
+    else:
+        _set_arg(opts, "IP", ip)
+
+
 def plan(req: RunRequest) -> Plan:
+    """Resolve and validate everything before anything is made on the host."""
     from .invoke import find_plugin
-    from .options import parse_ip, parse_mac, parse_ports
+    from .options import parse_mac, parse_ports
     from .runtime import CNI
 
     if os.geteuid() != 0:
         raise ArgumentError("cnirun run needs root (CAP_NET_ADMIN) to run CNI plugins: run it with sudo")
     cni = CNI()
-    nets = _load_networks(req, cni)
+    nets, from_file = _load_networks(req, cni)
     for net in nets:
         for p in net.plugins:
             find_plugin(p.type, cni.plugin_dirs)
     ports = parse_ports(",".join(req.publish)) if req.publish else []
-    ip = parse_ip(req.ip) if req.ip else ""
     mac = parse_mac(req.mac) if req.mac else ""
     opts = [NetworkOptions() for _ in nets]
-    first = nets[0]
-    if ip:
-        from .options import ip_in_network
-
-        subnets = first.subnets()
-        if not ip_in_network(ip, subnets):
-            raise ArgumentError(f"--ip {ip} is outside network {first.name}'s subnet {', '.join(subnets)}")
-        d = _host_local_dir(first)
-        if d and os.path.exists(os.path.join(d, ip)):
-            raise ArgumentError(f"--ip {ip} is already taken on network {first.name}: pick another address")
-        if _wants(first, "ips"):
-            opts[0].capability_args["ips"] = [ip]
-        else:
-            opts[0].args += [("IgnoreUnknown", "1"), ("IP", ip)]
+    ips = _static_ips(req, nets)
+    for net, o in zip(nets, opts):
+        if net.name in ips:
+            _apply_ip(net, o, ips[net.name])
     if mac:
-        if _wants(first, "mac"):
+        if _wants(nets[0], "mac"):
             opts[0].capability_args["mac"] = mac
         else:
-            if not any(k == "IgnoreUnknown" for k, _ in opts[0].args):
-                opts[0].args.append(("IgnoreUnknown", "1"))
-            opts[0].args.append(("MAC", mac))
+            _set_arg(opts[0], "MAC", mac)
+    result = Plan(req=req, cni=cni, networks=nets, options=opts, ports=ports, file_networks=from_file, ips=ips)
     if ports:
         target = next((i for i, n in enumerate(nets) if _wants(n, "portMappings")), None)
         if target is None:
@@ -161,9 +203,18 @@ def plan(req: RunRequest) -> Plan:
                 f"-p needs a network with the portmap plugin (portMappings capability); "
                 f"{', '.join(n.name for n in nets)} has none"
             )
-        _check_ports(cni, ports)
         opts[target].capability_args["portMappings"] = [p.to_cni() for p in ports]
-    return Plan(req=req, cni=cni, networks=nets, options=opts, ports=ports)
+        # Two runs publishing one port at the same moment: the second waits
+        # here until the first has cached its mappings, then sees them.
+        from .portlock import PortLock
+
+        result.port_lock = PortLock.acquire(cni)
+        try:
+            _check_ports(cni, ports)
+        except BaseException:
+            result.release_ports()
+            raise
+    return result
 
 
 # -- signals -------------------------------------------------------------------------
@@ -227,6 +278,7 @@ def run(req: RunRequest) -> int:
 
     gate = SignalGate()
     gate.install()
+    p: Plan | None = None
     try:
         engine = engine_name(req.engine)
         if engine not in ENGINES:
@@ -247,37 +299,35 @@ def run(req: RunRequest) -> int:
         sys.stderr.write("cnirun: interrupted during set-up; everything was torn down\n")
         return 128 + e.signum
     finally:
+        if p is not None:
+            p.release_ports()
         gate.restore()
 
 
 # -- Docker ----------------------------------------------------------------------------
-def _docker_mode(req: RunRequest, docker: Any) -> str:
-    if req.mode == "sandbox":
-        return "sandbox"
-    registered = "cnirun" in docker.runtimes() if req.mode == "hook" or _runtime_configured() else False
-    if req.mode == "hook" and not registered:
-        raise RunFailed(
-            "--mode hook needs the cnirun OCI runtime registered in dockerd: run `cnirun install docker-runtime`"
-        )
-    return "hook" if registered else "sandbox"
+def _docker_mode(p: Plan) -> str:
+    from .engines.docker_mode import choose
 
-
-def _runtime_configured() -> bool:
-    """Cheap pre-check before asking dockerd (`docker info` costs a round trip and work in dockerd)."""
-    try:
-        with open("/etc/docker/daemon.json") as f:
-            return '"cnirun"' in f.read()
-    except OSError:
-        return False
+    extra_ips = [n.name for n in p.networks[1:] if n.name in p.ips]
+    return choose(p.req.mode, p.cni, p.file_networks, extra_ips)
 
 
 def _run_docker(p: Plan, gate: SignalGate) -> int:
     from .engines.docker import Docker
 
     req, spec = p.req, p.req.spec
+    mode = _docker_mode(p)
     docker = Docker()
-    if _docker_mode(req, docker) == "hook":
-        return _run_docker_hook(p, docker, gate)
+    if mode == "hook":
+        try:
+            return _run_docker_hook(p, docker, gate)
+        except RuntimeUnknown as e:
+            if req.mode == "hook":
+                raise RunFailed(
+                    f"--mode hook: dockerd does not know the cnirun runtime ({e}): run "
+                    "`cnirun install docker-runtime` (it reloads dockerd)"
+                ) from None
+            # daemon.json names the runtime but dockerd was not reloaded: the sandbox always works.
     from .attach import attach
     from .teardown import cni_env, teardown
 
@@ -321,6 +371,7 @@ def _run_docker(p: Plan, gate: SignalGate) -> int:
         finally:
             while t.is_alive():
                 t.join(0.05)  # short joins: a signal handler can still interrupt us
+        p.release_ports()  # ADD cached the mappings (or failed and undid itself)
         if "error" in add_result:
             raise add_result["error"]
         _write_host_files(st, req, add_result["atts"], hostname)
@@ -385,8 +436,11 @@ class StartFailed(Exception):
         self.code = code
 
 
-def _foreground(docker: Any, cid: str, spec: Any, gate: SignalGate) -> int:
-    """Attach, start, relay I/O and signals, and return the exit status."""
+def _foreground(docker: Any, cid: str, spec: Any, gate: SignalGate, on_started: Any = None) -> int:
+    """Attach, start, relay I/O and signals, and return the exit status.
+
+    on_started: called once start returned (or failed).
+    """
     from .engines.docker import StartError
 
     sock = docker.attach_socket(cid, stdin=spec.interactive)
@@ -401,6 +455,9 @@ def _foreground(docker: Any, cid: str, spec: Any, gate: SignalGate) -> int:
             docker.start(cid)
         except StartError as e:
             raise StartFailed(str(e), e.exit_code()) from None
+        finally:
+            if on_started is not None:
+                on_started()
         waiter = docker.clone()
 
         def forward(signum: int) -> None:
@@ -472,27 +529,39 @@ def _resize(docker: Any, cid: str) -> None:
     docker.resize(cid, size.lines, size.columns)
 
 
+class RuntimeUnknown(Exception):
+    """dockerd refused runtime `cnirun` at create: daemon.json names it but dockerd was not reloaded."""
+
+
 def _run_docker_hook(p: Plan, docker: Any, gate: SignalGate) -> int:
     """An ordinary docker run with the cnirun runtime; the hook attaches from the labels."""
     from .options import ContainerNetworkSpec
 
     req, spec = p.req, p.req.spec
-    netspec = ContainerNetworkSpec(networks=[n.name for n in p.networks], ports=p.ports, ip=req.ip, mac=req.mac)
+    first_ip = p.ips.get(p.networks[0].name, "")
+    netspec = ContainerNetworkSpec(networks=[n.name for n in p.networks], ports=p.ports, ip=first_ip, mac=req.mac)
     labels = {**spec.labels, **netspec.to_labels()}
-    cid = docker.create_workload(
-        spec, "none", labels, [], runtime="cnirun", auto_remove=spec.remove and spec.detach,
-        hostname=spec.hostname or None,
-    )
+    try:
+        cid = docker.create_workload(
+            spec, "none", labels, [], runtime="cnirun", auto_remove=spec.remove and spec.detach,
+            hostname=spec.hostname or None,
+        )
+    except EngineError as e:
+        if "runtime" in str(e) and ("unknown" in str(e) or "invalid" in str(e)):
+            raise RuntimeUnknown(str(e).split(": ", 1)[-1]) from None
+        raise
     if spec.detach:
         try:
             docker.start(cid)
         except Exception as e:
             docker.remove(cid)
             raise RunFailed(str(e), getattr(e, "exit_code", lambda: EXIT_CNIRUN)()) from None
+        finally:
+            p.release_ports()  # the hook's ADD ran inside start
         sys.stdout.write(cid + "\n")
         return 0
     try:
-        return _foreground(docker, cid, spec, gate)
+        return _foreground(docker, cid, spec, gate, on_started=p.release_ports)
     except StartFailed as e:
         sys.stderr.write(f"cnirun: {e}\n")
         return e.code
@@ -545,6 +614,7 @@ def _run_podman(p: Plan, gate: SignalGate) -> int:
             _write_host_files(st, req, atts, hostname)
             gate_ok.touch()
         finally:
+            p.release_ports()
             os.close(gate_fd)  # releases the hook: it starts the container or fails it
 
         def forward(signum: int) -> None:

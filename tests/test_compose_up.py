@@ -113,6 +113,7 @@ services:
     networks:
       public:
         aliases: [api]
+        ipv4_address: 10.153.201.60
       private:
         ipv4_address: 10.153.200.50
   back:
@@ -124,7 +125,10 @@ services:
       GREETING: hello
     networks: [private]
 networks:
-  public: {}
+  public:
+    ipam:
+      config:
+        - subnet: 10.153.201.0/24
   private:
     internal: true
     ipam:
@@ -148,6 +152,11 @@ def test_three_services_two_networks_and_down_leaves_nothing(proj: Proj) -> None
         assert r.returncode == 0, (target, r.stdout, r.stderr)
     r = proj.sh("back", "ping -c1 -W2 middle")
     assert r.returncode == 0 and "10.153.200.50" in r.stdout
+    # A static address on each of middle's two networks (eth0 and eth1).
+    r = proj.sh("front", "ping -c1 -W2 api")
+    assert r.returncode == 0 and "10.153.201.60" in r.stdout
+    r = proj.sh("middle", "ip -o -4 addr show")
+    assert "10.153.201.60/24" in r.stdout and "10.153.200.50/24" in r.stdout, r.stdout
     r = proj.sh("middle", "ping -c1 -W2 back && ping -c1 -W2 front")
     assert r.returncode == 0, r.stdout + r.stderr
     # Not shared: no name, and no route through the host either.
@@ -300,7 +309,7 @@ networks:
     proj = load_project()
     assert proj.name == "myapp"
     req = run_request(proj, proj.services[0], "docker")
-    assert req.networks == ["explicit", "myapp_n1"] and req.ip == "10.153.9.9"
+    assert req.networks == ["myapp_n1", "explicit"] and req.network_ips == {"explicit": "10.153.9.9"}
     assert req.spec.entrypoint == "/bin/sh" and req.spec.command == ["-c", "echo world"]
     assert req.spec.env == ["A=1", "B"] and req.spec.name == "myapp-s-1" and req.spec.hostname == "s"
     assert req.publish == ["127.0.0.1:18153:80/udp", "18154:81"]

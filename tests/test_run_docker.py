@@ -186,3 +186,47 @@ def test_twenty_concurrent_get_distinct_addresses(docker_world: World) -> None:
     assert [p.returncode for p in procs] == [0] * 20, [e for _, e in outs if e]
     addrs = {_addr(o) for o, _ in outs}
     assert len(addrs) == 20
+
+
+def test_network_from_file_uses_sandbox(docker_world: World) -> None:
+    """-f networks are invisible to the OCI hook: sandbox mode, address in the file's subnet, nothing left."""
+    net, bridge, subnet = f"t3f-{docker_world.n}", f"cnr131f{docker_world.n}", f"10.131.{200 + docker_world.n}.0/24"
+    spec = docker_world.tmp / "nets.yaml"
+    spec.write_text(
+        f"networks:\n  {net}:\n    driver: bridge\n"
+        f"    driver_opts:\n      com.docker.network.bridge.name: {bridge}\n"
+        f"    ipam:\n      config:\n        - subnet: {subnet}\n"
+    )
+    docker_world.env["CNIRUN_IPAM_DATA_DIR"] = str(docker_world.data_dir)
+    try:
+        r = docker_world.cnirun("-f", str(spec), "--net", net, "--rm", "busybox", "ip", "-o", "-4", "addr", "show",
+                                "eth0")
+        assert r.returncode == 0, r.stderr
+        assert ipaddress.ip_interface(_addr(r.stdout)).ip in ipaddress.ip_network(subnet)
+        h = docker_world.cnirun("-f", str(spec), "--net", net, "--mode", "hook", "--rm", "busybox", "true")
+        assert h.returncode == 125 and "-f" in h.stderr and "hook" in h.stderr
+        assert len(h.stderr.strip().splitlines()) == 1, h.stderr
+        veths = subprocess.run(["ip", "-br", "link", "show", "master", bridge], capture_output=True, text=True)
+        assert not veths.stdout.strip()
+        ipam = docker_world.data_dir / net
+        assert not ipam.is_dir() or not [p for p in ipam.iterdir() if p.name[0].isdigit()]
+        assert f"10.131.{200 + docker_world.n}." not in subprocess.run(["iptables-save"], capture_output=True,
+                                                                       text=True).stdout
+    finally:
+        subprocess.run(["ip", "link", "del", bridge], capture_output=True)
+
+
+def test_same_port_at_the_same_moment_only_one_wins(docker_world: World) -> None:
+    port = 18932
+    procs = [docker_world.popen("-d", "--rm", "-p", f"{port}:80", "busybox", "sleep", "60",
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    try:
+        codes = sorted(p.returncode for p in procs)
+        assert codes == [0, 125], outs
+        err = next(e for p, (_, e) in zip(procs, outs) if p.returncode == 125)
+        assert "already published" in err and len(err.strip().splitlines()) == 1
+    finally:
+        for p, (o, _) in zip(procs, outs):
+            if p.returncode == 0:
+                subprocess.run(["docker", "rm", "-f", o.strip()], capture_output=True)

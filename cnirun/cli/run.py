@@ -27,6 +27,7 @@ CNI options:
   -p, --publish [IP:]HOST:CONTAINER[/PROTO]
                               publish a port (portmap plugin)
       --ip IP                 static address on the first network
+      --ip NET=IP             static address on network NET (repeatable)
       --mac, --mac-address MAC
                               MAC address of the first interface
       --dns IP                nameserver for /etc/resolv.conf (repeatable)
@@ -92,7 +93,8 @@ class RunRequest:
     spec: RunSpec
     networks: list[str] = field(default_factory=list)
     publish: list[str] = field(default_factory=list)
-    ip: str = ""
+    ip: str = ""  # static address on the first network
+    network_ips: dict[str, str] = field(default_factory=dict)  # network name -> static address
     mac: str = ""
     dns: list[str] = field(default_factory=list)
     dns_search: list[str] = field(default_factory=list)
@@ -255,6 +257,16 @@ def parse(args: list[str]) -> RunRequest | None:
     )
     if spec.detach and spec.interactive and not spec.tty:
         pass  # docker allows -di (stdin kept open for a later attach)
+    ip = ""
+    network_ips: dict[str, str] = {}
+    for v in values.get("ip", []):
+        net, eq, addr = v.partition("=")
+        if not eq:
+            ip = v
+        elif not net or not addr:
+            raise UsageError(f"invalid --ip {v!r}: expected IP or NETWORK=IP")
+        else:
+            network_ips[net] = addr
     mode = _last(values, "mode")
     if mode and mode not in ("sandbox", "hook"):
         raise UsageError(f"invalid --mode {mode!r}: expected sandbox or hook")
@@ -262,7 +274,8 @@ def parse(args: list[str]) -> RunRequest | None:
         spec=spec,
         networks=networks,
         publish=values.get("publish", []),
-        ip=_last(values, "ip"),
+        ip=ip,
+        network_ips=network_ips,
         mac=_last(values, "mac"),
         dns=values.get("dns", []),
         dns_search=values.get("dns_search", []),

@@ -80,12 +80,8 @@ def run_request(project: Project, svc: Service, engine: str) -> Any:
     from ..engines.spec import RunSpec
 
     names = network_names(project)
-    static = [n for n in svc.networks if n.ipv4_address]
-    if len(static) > 1:
-        project.doc.fail(svc.path + ("networks", static[1].key, "ipv4_address"),
-                         "ipv4_address on more than one network is not supported yet: keep one")
-    # The network with the static address goes first: `cnirun run --ip` applies to eth0.
-    ordered = static + [n for n in svc.networks if not n.ipv4_address]
+    # Each network keeps its static address (cnirun run validates it against that network's subnets).
+    ordered = list(svc.networks)
     command = list(svc.command or [])
     entrypoint: str | None = None
     if svc.entrypoint is not None:
@@ -104,7 +100,7 @@ def run_request(project: Project, svc: Service, engine: str) -> Any:
     )
     return RunRequest(
         spec=spec, networks=[names[n.key] for n in ordered], publish=list(svc.ports),
-        ip=static[0].ipv4_address if static else "", engine=engine,
+        network_ips={names[n.key]: n.ipv4_address for n in ordered if n.ipv4_address}, engine=engine,
         mode="sandbox" if engine == "docker" else "",
     )
 

@@ -1,0 +1,105 @@
+"""Choosing how `cnirun run` attaches a Docker container: helper sandbox or OCI hook.
+
+Hook mode (the cnirun runtime registered in dockerd) saves a whole helper
+container per run, but the hook attaches whatever the container's labels
+name using the environment recorded when the runtime was installed. So it is
+only chosen when that is exactly what this run would do:
+
+- every network must be one the hook can find (none from `-f FILE`);
+- the recorded NETCONFPATH, CNI_PATH and CNI_CACHE_DIR must be this run's
+  (else the hook would attach other networks, other plugins, another cache);
+- the options must be expressible as the hook's labels (static IPs on eth0 only).
+
+Everything here reads local files only: no `docker info` round trip. Whether
+dockerd really loaded the runtime shows when the container is created (see
+runner: an auto-chosen hook run falls back to the sandbox then).
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Mapping
+
+from ..errors import ArgumentError
+
+COMPARED_ENV = ("NETCONFPATH", "CNI_PATH", "CNI_CACHE_DIR")
+REINSTALL = "cnirun uninstall docker-runtime && cnirun install docker-runtime"
+
+
+def effective_env(cni: Any) -> dict[str, str]:
+    """This run's CNI settings, made absolute, in the form they are compared in."""
+    from ..config import netconf_dirs
+
+    return {
+        "NETCONFPATH": ":".join(os.path.abspath(d) for d in netconf_dirs(cni.netconf_path)),
+        "CNI_PATH": ":".join(os.path.abspath(d) for d in cni.plugin_dirs),
+        "CNI_CACHE_DIR": os.path.abspath(cni.cache_dir),
+    }
+
+
+def recorded_env(env: Mapping[str, str]) -> dict[str, str]:
+    """The runtime's recorded settings with the defaults a hook run falls back to filled in."""
+    from ..cache import DEFAULT_CACHE_DIR
+    from ..config import netconf_dirs
+    from ..invoke import plugin_dirs
+
+    return {
+        "NETCONFPATH": ":".join(os.path.abspath(d) for d in netconf_dirs(env.get("NETCONFPATH") or "")),
+        "CNI_PATH": ":".join(os.path.abspath(d) for d in plugin_dirs(env.get("CNI_PATH") or "")),
+        "CNI_CACHE_DIR": os.path.abspath(env.get("CNI_CACHE_DIR") or DEFAULT_CACHE_DIR),
+    }
+
+
+def env_mismatch(recorded: Mapping[str, str], current: Mapping[str, str]) -> str:
+    """'' when equal, else which setting differs, as a short phrase."""
+    for key in COMPARED_ENV:
+        if recorded.get(key) != current.get(key):
+            return f"{key} is {recorded.get(key)!r} for the runtime but {current.get(key)!r} here"
+    return ""
+
+
+def installed_settings() -> dict[str, Any] | None:
+    from ..docker_runtime import installed_settings as settings
+
+    return settings()
+
+
+def choose(requested: str, cni: Any, file_networks: list[str], extra_ips: list[str]) -> str:
+    """'sandbox' or 'hook' for this run; ArgumentError when --mode hook cannot work.
+
+    requested: '' (auto), 'sandbox' or 'hook'. file_networks: networks that
+    come from -f. extra_ips: networks past eth0 that have a static IP.
+    """
+    if requested == "sandbox":
+        return "sandbox"
+    hook = requested == "hook"
+    if file_networks:
+        if hook:
+            raise ArgumentError(
+                f"--mode hook cannot attach {', '.join(file_networks)}: networks from -f exist only for this "
+                "command and the OCI hook cannot see them; drop --mode hook (sandbox mode is used) or "
+                "install the network into NETCONFPATH"
+            )
+        return "sandbox"
+    if extra_ips:
+        if hook:
+            raise ArgumentError(
+                f"--mode hook takes a static IP on the first network only ({', '.join(extra_ips)} also has one): "
+                "drop --mode hook (sandbox mode is used)"
+            )
+        return "sandbox"
+    settings = installed_settings()
+    if settings is None:
+        if hook:
+            raise ArgumentError(
+                "--mode hook needs the cnirun OCI runtime registered in dockerd: run `cnirun install docker-runtime`"
+            )
+        return "sandbox"
+    why = env_mismatch(recorded_env(settings.get("env") or {}), effective_env(cni))
+    if why:
+        if hook:
+            raise ArgumentError(
+                f"--mode hook: the cnirun runtime was installed for other networks ({why}): "
+                f"reinstall it from this environment (`{REINSTALL}`) or drop --mode hook"
+            )
+        return "sandbox"
+    return "hook"

@@ -1,0 +1,105 @@
+"""`cnirun run` pieces without an engine: option parsing, Docker mode choice, the port lock, lean imports."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cnirun.cli.run import UsageError, parse
+from cnirun.engines import docker_mode
+from cnirun.errors import ArgumentError
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_per_network_ips_parse() -> None:
+    req = parse(["--net", "a,b", "--ip", "10.1.0.5", "--ip", "b=10.2.0.5", "busybox"])
+    assert req is not None
+    assert req.ip == "10.1.0.5" and req.network_ips == {"b": "10.2.0.5"}
+    with pytest.raises(UsageError):
+        parse(["--ip", "b=", "busybox"])
+
+
+class FakeCNI:
+    def __init__(self, tmp: Path) -> None:
+        self.netconf_path = str(tmp / "net.d")
+        self.plugin_dirs = ["/usr/lib/cni"]
+        self.cache_dir = str(tmp / "cache")
+        self.lock_file = str(tmp / "cni.lock")
+
+
+def _settings(cni: FakeCNI, **over: str) -> dict[str, Any]:
+    env = {"NETCONFPATH": cni.netconf_path, "CNI_PATH": "/usr/lib/cni", "CNI_CACHE_DIR": cni.cache_dir}
+    env.update(over)
+    return {"env": env}
+
+
+def test_mode_choice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cni = FakeCNI(tmp_path)
+    monkeypatch.setattr(docker_mode, "installed_settings", lambda: None)
+    assert docker_mode.choose("", cni, [], []) == "sandbox"
+    with pytest.raises(ArgumentError, match="cnirun install docker-runtime"):
+        docker_mode.choose("hook", cni, [], [])
+
+    monkeypatch.setattr(docker_mode, "installed_settings", lambda: _settings(cni))
+    assert docker_mode.choose("", cni, [], []) == "hook"
+    assert docker_mode.choose("sandbox", cni, [], []) == "sandbox"
+    # Networks from -f: invisible to the hook.
+    assert docker_mode.choose("", cni, ["filenet"], []) == "sandbox"
+    with pytest.raises(ArgumentError, match="filenet.*-f"):
+        docker_mode.choose("hook", cni, ["filenet"], [])
+    # Static IPs past eth0 cannot be said in the hook's labels.
+    assert docker_mode.choose("", cni, [], ["b"]) == "sandbox"
+    with pytest.raises(ArgumentError):
+        docker_mode.choose("hook", cni, [], ["b"])
+
+    # The runtime recorded another environment: auto falls back, --mode hook says what differs.
+    monkeypatch.setattr(docker_mode, "installed_settings", lambda: _settings(cni, NETCONFPATH="/elsewhere"))
+    assert docker_mode.choose("", cni, [], []) == "sandbox"
+    with pytest.raises(ArgumentError) as e:
+        docker_mode.choose("hook", cni, [], [])
+    assert "NETCONFPATH" in str(e.value) and "/elsewhere" in str(e.value) and "install docker-runtime" in str(e.value)
+    assert "\n" not in str(e.value)
+    monkeypatch.setattr(docker_mode, "installed_settings", lambda: _settings(cni, CNI_CACHE_DIR="/var/lib/cni"))
+    with pytest.raises(ArgumentError, match="CNI_CACHE_DIR"):
+        docker_mode.choose("hook", cni, [], [])
+
+
+def test_unset_recorded_env_means_the_defaults(tmp_path: Path) -> None:
+    rec = docker_mode.recorded_env({})
+    assert rec["NETCONFPATH"] == "/etc/cni/net.d" and rec["CNI_CACHE_DIR"] == "/var/lib/cni"
+
+
+def test_port_lock_serialises(tmp_path: Path) -> None:
+    from cnirun.portlock import PortLock
+
+    cni = FakeCNI(tmp_path)
+    first = PortLock.acquire(cni)
+    with pytest.raises(ArgumentError, match="port lock"):
+        PortLock.acquire(cni, wait=0.1)
+    first.release()
+    PortLock.acquire(cni, wait=0.1).release()
+
+
+@pytest.mark.parametrize("argv", [["exec", "--help"], ["--help"]])
+def test_fast_paths_do_not_import_typer(argv: list[str]) -> None:
+    # `cnirun --help` is the typer app's; `cnirun exec` and `cnirun run` must not load it.
+    p = subprocess.run([sys.executable, "-X", "importtime", "-m", "cnirun.cli.main", *argv],
+                       capture_output=True, text=True, cwd=REPO)
+    assert p.returncode == 0, p.stderr
+    imported = {ln.split("|")[-1].strip() for ln in p.stderr.splitlines() if ln.startswith("import time:")}
+    if argv[0] == "exec":
+        assert "typer" not in imported and "docker" not in imported
+    else:
+        assert "typer" in imported
+
+
+def test_run_path_does_not_import_typer_or_yaml() -> None:
+    p = subprocess.run([sys.executable, "-X", "importtime", "-c",
+                        "from cnirun.cli.run import parse; import cnirun.runner, cnirun.engines.docker_mode"],
+                       capture_output=True, text=True, cwd=REPO)
+    imported = {ln.split("|")[-1].strip() for ln in p.stderr.splitlines() if ln.startswith("import time:")}
+    assert not {"typer", "yaml", "docker", "pyroute2"} & imported
