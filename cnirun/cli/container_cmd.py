@@ -20,12 +20,12 @@ def register(app: typer.Typer) -> None:
         if as_json:
             print(json.dumps(rows, indent=2))
             return
-        fmt = "{:<14} {:<8} {:<20} {:<12} {:<6} {}"
-        print(fmt.format("CONTAINER", "ENGINE", "IMAGE/NAME", "NETWORK", "IFACE", "ADDRESSES"))
+        fmt = "{:<14} {:<8} {:<16} {:<20} {:<16} {:<6} {}"
+        print(fmt.format("CONTAINER", "ENGINE", "IMAGE", "NAME", "NETWORK", "IFACE", "ADDRESSES"))
         for r in rows:
             for a in r["attachments"] or [{"network": "-", "ifname": "-", "addresses": []}]:
-                label = r.get("name") or r.get("image") or "-"
-                print(fmt.format(r["container"][:12] or "-", r["engine"], label[:20], a["network"], a["ifname"],
+                print(fmt.format(r["container"][:12] or "-", r["engine"], (r.get("image") or "-")[:16],
+                                 (r.get("name") or "-")[:20], a["network"], a["ifname"],
                                  ",".join(a["addresses"]) or "-"))
 
     @app.command(name="inspect")
@@ -91,15 +91,66 @@ def collect(include_foreign: bool) -> list[dict[str, Any]]:
             "detached": meta.detached, "attachments": [_att_row(a) for a in sorted(atts, key=lambda a: a.ifname)],
         })
     if include_foreign:
-        cache_dir = CNI().cache_dir
         by_id: dict[str, list[Any]] = {}
-        for a in cnicache.list_attachments(cache_dir):
-            if (cache_dir, a.container_id) not in seen:
-                by_id.setdefault(a.container_id, []).append(a)
+        for cache_dir in _cache_dirs(CNI().cache_dir):
+            for a in cnicache.list_attachments(cache_dir):
+                if (cache_dir, a.container_id) not in seen:
+                    by_id.setdefault(a.container_id, []).append(a)
+        known = _engine_containers() if by_id else {}
         for cid, atts in sorted(by_id.items()):
-            rows.append({"container": cid, "run_id": "", "engine": "-", "image": "", "name": "",
-                         "attachments": [_att_row(a) for a in atts]})
+            eng = known.get(cid, {})
+            rows.append({
+                "container": cid, "run_id": "", "engine": eng.get("engine", "-"), "image": eng.get("image", ""),
+                "name": eng.get("name", ""), "netns": atts[0].netns, "mode": _made_by(cid, atts),
+                "attachments": [_att_row(a) for a in sorted(atts, key=lambda a: (len(a.ifname), a.ifname))],
+            })
     return rows
+
+
+def _cache_dirs(current: str) -> list[str]:
+    """This shell's CNI cache, plus the one the Docker runtime's hooks were installed with."""
+    dirs = [current]
+    try:
+        from ..docker_runtime import installed_settings
+
+        settings = installed_settings()
+    except Exception:  # noqa: BLE001 - ps shows what it can
+        settings = None
+    hook_cache = ((settings or {}).get("env") or {}).get("CNI_CACHE_DIR", "")
+    if hook_cache and os.path.abspath(hook_cache) != os.path.abspath(current):
+        dirs.append(hook_cache)
+    return dirs
+
+
+def _made_by(cid: str, atts: list[Any]) -> str:
+    """'hook' when the OCI hook pinned the netns (CNI container ID = the engine's container ID)."""
+    try:
+        from ..hook import pin_path
+    except ImportError:
+        return "-"
+    return "hook" if any(a.netns == pin_path(cid) for a in atts) else "-"
+
+
+def _engine_containers() -> dict[str, dict[str, str]]:
+    """Full container ID -> engine, image, name, from one listing per engine that answers."""
+    from shutil import which
+
+    out: dict[str, dict[str, str]] = {}
+    if which("podman"):
+        from ..engines import podman
+
+        for c in podman.list_containers():
+            out[c["id"]] = {"engine": "podman", "image": c["image"], "name": c["name"]}
+    try:
+        from ..engines.docker import Docker
+
+        for c in Docker().all_containers():
+            names = c.get("Names") or []
+            out[c["Id"]] = {"engine": "docker", "image": str(c.get("Image", "")),
+                            "name": names[0].lstrip("/") if names else ""}
+    except Exception:  # noqa: BLE001 - no dockerd: those rows keep engine "-"
+        pass
+    return out
 
 
 # -- gc ----------------------------------------------------------------------------------

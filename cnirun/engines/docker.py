@@ -130,6 +130,10 @@ class Docker:
         info = self.inspect(cid)
         return bool(info and info.get("State", {}).get("Running"))
 
+    def all_containers(self) -> list[dict[str, Any]]:
+        """Every container (any state), as /containers/json lists them."""
+        return self._call("ps", self.api.containers, all=True)
+
     def containers(self, label: str) -> list[dict[str, Any]]:
         return self._call("ps", self.api.containers, all=True, filters={"label": label})
 

@@ -103,6 +103,23 @@ def run_argv(
     return argv
 
 
+def list_containers() -> list[dict[str, str]]:
+    """Every container (any state): full id, image, first name; [] when podman cannot tell."""
+    p = subprocess.run([podman_bin(), "ps", "-a", "--format", "json"], capture_output=True, text=True)
+    if p.returncode != 0:
+        return []
+    try:
+        items = json.loads(p.stdout or "[]")
+    except ValueError:
+        return []
+    out: list[dict[str, str]] = []
+    for c in items if isinstance(items, list) else []:
+        names = c.get("Names") or []
+        out.append({"id": str(c.get("Id", "")), "image": str(c.get("Image", "")),
+                    "name": str(names[0]) if names else ""})
+    return out
+
+
 def image_exists(image: str) -> bool:
     return subprocess.run([podman_bin(), "image", "exists", image], capture_output=True).returncode == 0
 
