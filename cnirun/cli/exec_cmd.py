@@ -2,6 +2,10 @@
 
 What upstream's priv-net-run.sh does, with teardown on every exit path: the
 command's exit, Ctrl-C, SIGTERM and SIGHUP all end in DEL and netns removal.
+
+`cli.main` calls :func:`main` directly: the options are parsed by hand, so
+`cnirun exec` never imports typer (its import would be most of cnirun's own
+start-up cost). `register` only lists the command in the typer app's help.
 """
 from __future__ import annotations
 
@@ -10,13 +14,59 @@ import shutil
 import signal
 import subprocess
 import sys
-
-import typer
+from typing import Any
 
 from .errors import fail, one_line_errors
 
+USAGE = """\
+Usage: cnirun exec [--net NAME]... [--] COMMAND [ARG...]
 
-def register(app: typer.Typer) -> None:
+Run COMMAND (a host program) in a private network namespace attached to the
+networks (eth0, eth1, ... in order; default: the default network). The
+attachments and the netns are removed however COMMAND ends. Exit status:
+COMMAND's; 125 when cnirun fails; 127 when COMMAND is not in PATH.
+
+  --net, --network NAME   network to attach (repeatable)
+  -h, --help              show this help
+"""
+
+
+def main(argv: list[str]) -> int:
+    """`cnirun exec ARGV...`: options end at the first non-option (or `--`)."""
+    networks: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--":
+            i += 1
+            break
+        if arg in ("-h", "--help"):
+            sys.stdout.write(USAGE)
+            return 0
+        if arg in ("--net", "--network"):
+            if i + 1 >= len(argv):
+                sys.stderr.write(f"cnirun: {arg} needs a network name: see cnirun exec --help\n")
+                return 2
+            networks.append(argv[i + 1])
+            i += 2
+            continue
+        if arg.startswith(("--net=", "--network=")):
+            networks.append(arg.split("=", 1)[1])
+            i += 1
+            continue
+        if arg.startswith("-") and arg != "-":
+            sys.stderr.write(f"cnirun: unknown exec option {arg}: see cnirun exec --help\n")
+            return 2
+        break
+    try:
+        return run_in_netns(networks, argv[i:])
+    except SystemExit as e:  # fail() and one_line_errors() exit with the status they chose
+        return e.code if isinstance(e.code, int) else 1
+
+
+def register(app: Any) -> None:
+    import typer
+
     @app.command(
         name="exec",
         context_settings={"allow_interspersed_args": False},

@@ -22,6 +22,11 @@ def main(argv: list[str] | None = None) -> int:
         from .cni_cmd import main as cni_main
 
         return cni_main(args[1:])
+    if first == "exec":
+        # Parsed by hand too: `cnirun exec` wraps commands in scripts.
+        from .exec_cmd import main as exec_main
+
+        return exec_main(args[1:])
     if first == "run" or (first and first not in SUBCOMMANDS and first not in ("-h", "--help", "--version")
                           and not _is_global_typer_option(first)):
         try:
