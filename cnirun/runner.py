@@ -315,12 +315,10 @@ def _docker_mode(p: Plan) -> str:
 def _run_docker(p: Plan, gate: SignalGate) -> int:
     from .engines.docker import Docker
 
-    req, spec = p.req, p.req.spec
-    mode = _docker_mode(p)
-    docker = Docker()
-    if mode == "hook":
+    req = p.req
+    if _docker_mode(p) == "hook":
         try:
-            return _run_docker_hook(p, docker, gate)
+            return _run_docker_hook(p, Docker(), gate)
         except RuntimeUnknown as e:
             if req.mode == "hook":
                 raise RunFailed(
@@ -328,9 +326,22 @@ def _run_docker(p: Plan, gate: SignalGate) -> int:
                     "`cnirun install docker-runtime` (it reloads dockerd)"
                 ) from None
             # daemon.json names the runtime but dockerd was not reloaded: the sandbox always works.
-    from .attach import attach
-    from .teardown import cni_env, teardown
+    return _run_docker_sandbox(p, gate)
 
+
+def _run_docker_sandbox(p: Plan, gate: SignalGate) -> int:
+    """Helper container holding the netns; ADD; the workload joins it with --network container:.
+
+    The helper is created and started by a thread (over the bare Engine API
+    when DOCKER_HOST is a unix socket), and ADD runs there too, while the
+    main thread imports the Docker SDK and creates the workload.
+    """
+    from .attach import attach
+    from .engines.docker import Docker, RawHelper
+    from .engines.dockerapi import unix_socket_path
+    from .teardown import cni_env
+
+    req, spec = p.req, p.req.spec
     st = RunState.create()
     meta = RunMeta(
         id=st.id, engine="docker", image=spec.image, name=spec.name, networks=[n.name for n in p.networks],
@@ -340,37 +351,55 @@ def _run_docker(p: Plan, gate: SignalGate) -> int:
     base_labels = {"cnirun.id": st.id, "cnirun.state": str(st.path.parent)}
     workload_started = False
     code = EXIT_CNIRUN
-    t: threading.Thread | None = None
+    docker: Any = None
+    add_result: dict[str, Any] = {}
+    sandbox_made = threading.Event()
+    sock = unix_socket_path()
+    if not sock:
+        docker = Docker()  # tcp/ssh/TLS hosts: the SDK does everything
+
+    def add() -> None:
+        try:
+            helper = RawHelper(sock) if sock else docker.clone()
+            try:
+                meta.sandbox = helper.create_sandbox(spec.image, spec.hostname,
+                                                     {**base_labels, "cnirun.role": "sandbox"})
+                st.write_meta(meta)  # before the main thread goes on: teardown must know it
+            finally:
+                sandbox_made.set()
+            helper.start(meta.sandbox)
+            netns = helper.netns_of(meta.sandbox)
+            meta.netns, meta.netns_id = netns, netns_identity(netns)
+            # Our own reference to the netns: teardown can then remove the
+            # sandbox while DEL still runs in the netns (see _teardown_parallel).
+            add_result["netns_fd"] = os.open(netns, os.O_RDONLY | os.O_CLOEXEC)
+            if netns_identity(f"/proc/self/fd/{add_result['netns_fd']}") != meta.netns_id:
+                raise EngineError(f"docker helper container {meta.sandbox[:12]} exited right after start")
+            add_result["atts"] = attach(p.cni, p.networks, st.id, netns, p.options)
+        except BaseException as e:  # noqa: BLE001 - handed to the main thread
+            add_result["error"] = e
+
+    t = threading.Thread(target=add, daemon=True)
     try:
-        meta.sandbox = docker.create_sandbox(spec.image, spec.hostname, {**base_labels, "cnirun.role": "sandbox"})
-        st.write_meta(meta)
+        t.start()
+        if docker is None:
+            docker = Docker()  # the SDK import runs while dockerd starts the helper
+        while not sandbox_made.wait(0.05):  # short waits: a signal handler can still interrupt us
+            pass
+        if not meta.sandbox:
+            t.join()
+            raise add_result["error"]
         hostname = spec.hostname or meta.sandbox[:12]  # docker's default: the (sandbox's) short ID
         binds = _host_file_binds(st)
-
-        # ADD in a thread while the main thread creates the workload.
-        add_result: dict[str, Any] = {}
-
-        def add() -> None:
-            try:
-                docker2 = docker.clone()
-                docker2.start(meta.sandbox)
-                netns = docker2.netns_of(meta.sandbox)
-                meta.netns, meta.netns_id = netns, netns_identity(netns)
-                add_result["atts"] = attach(p.cni, p.networks, st.id, netns, p.options)
-            except BaseException as e:  # noqa: BLE001 - handed to the main thread
-                add_result["error"] = e
-
-        t = threading.Thread(target=add, daemon=True)
-        t.start()
         try:
             labels = {**spec.labels, **base_labels, "cnirun.role": "workload", "cnirun.sandbox": meta.sandbox}
             meta.workload = docker.create_workload(
                 spec, f"container:{meta.sandbox}", labels, binds, auto_remove=spec.remove and spec.detach
             )
-            st.write_meta(meta)
         finally:
             while t.is_alive():
-                t.join(0.05)  # short joins: a signal handler can still interrupt us
+                t.join(0.05)
+        st.write_meta(meta)
         p.release_ports()  # ADD cached the mappings (or failed and undid itself)
         if "error" in add_result:
             raise add_result["error"]
@@ -399,34 +428,50 @@ def _run_docker(p: Plan, gate: SignalGate) -> int:
     finally:
         if not (spec.detach and workload_started):
             gate.shield()
-            if t is not None:
+            if t.ident is not None:
                 t.join()  # an interrupted set-up: let ADD finish (or undo itself) before DEL
-            errors = _teardown_parallel(st, meta, docker)
+            if docker is None:
+                docker = Docker()
+            st.write_meta(meta)
+            errors = _teardown_parallel(st, meta, docker, add_result.get("netns_fd"))
             for err in errors:
                 sys.stderr.write(f"cnirun: teardown: {err}\n")
 
 
-def _teardown_parallel(st: RunState, meta: RunMeta, docker: Any) -> list[str]:
-    """Remove the workload while DEL runs; the sandbox goes after DEL."""
+def _teardown_parallel(st: RunState, meta: RunMeta, docker: Any, netns_fd: int | None) -> list[str]:
+    """DEL while the workload (and, with our netns reference, the sandbox) is removed.
+
+    DEL needs the netns: normally the sandbox holds it, so the sandbox goes
+    after DEL. When this process holds the netns open (netns_fd), DEL runs in
+    /proc/<our pid>/fd/N (the same netns, checked by identity) and the sandbox
+    can go at the same time; closing the fd afterwards frees the netns.
+    """
     from .teardown import teardown
 
     errors: list[str] = []
-    if meta.workload and meta.remove:
-        wid = meta.workload
+    removals = [meta.workload] if meta.workload and meta.remove else []
+    rest = RunMeta(**{**meta.__dict__, "workload": ""})
+    if netns_fd is not None and meta.sandbox:
+        removals.append(meta.sandbox)
+        rest.sandbox = ""
+        rest.netns = f"/proc/{os.getpid()}/fd/{netns_fd}"
 
-        def rm() -> None:
-            try:
-                docker.clone().remove(wid)
-            except Exception as e:  # noqa: BLE001
-                errors.append(str(e))
+    def rm(cid: str) -> None:
+        try:
+            docker.clone().remove(cid)
+        except Exception as e:  # noqa: BLE001
+            errors.append(str(e))
 
-        t = threading.Thread(target=rm)
-        t.start()
-        meta_rest = RunMeta(**{**meta.__dict__, "workload": ""})
-        errors += teardown(st, meta_rest, docker, stop=False)
-        t.join()
-    else:
-        errors += teardown(st, RunMeta(**{**meta.__dict__, "workload": ""}), docker, stop=False)
+    threads = [threading.Thread(target=rm, args=(cid,)) for cid in removals]
+    for th in threads:
+        th.start()
+    try:
+        errors += teardown(st, rest, docker, stop=False)
+    finally:
+        for th in threads:
+            th.join()
+        if netns_fd is not None:
+            os.close(netns_fd)
     return errors
 
 

@@ -76,6 +76,83 @@ def is_static_elf(path: str) -> bool:
     return True
 
 
+def sandbox_config(image: str, hostname: str, labels: dict[str, str]) -> dict[str, Any]:
+    """Engine API config of the helper: the user's image running the host's static busybox `sleep`.
+
+    No pause image exists offline; the user's image is there by definition.
+    SIGKILL as stop signal: sleep as PID 1 ignores SIGTERM.
+    """
+    busybox = find_static_busybox()
+    config: dict[str, Any] = {
+        "Image": image,
+        "Cmd": ["sleep", "2147483647"],
+        "Entrypoint": [SANDBOX_BUSYBOX],
+        "Labels": labels,
+        "StopSignal": "SIGKILL",
+        "Healthcheck": {"Test": ["NONE"]},
+        "User": "0:0",
+        "WorkingDir": "/",
+        "HostConfig": {"NetworkMode": "none", "Binds": [f"{busybox}:{SANDBOX_BUSYBOX}:ro"]},
+    }
+    if hostname:
+        config["Hostname"] = hostname
+    return config
+
+
+def image_not_found(image: str, detail: str) -> str:
+    return (
+        f"Unable to find image '{image}' locally: cnirun does not pull; run `docker pull {image}` "
+        f"or `docker load` it first ({detail})"
+    )
+
+
+def netns_from_inspect(cid: str, info: dict[str, Any] | None) -> str:
+    """/proc/<pid>/ns/net of the running container.
+
+    Not SandboxKey: dockerd's bind mount under /var/run/docker/netns is
+    not always visible in our mount namespace (plugins then see a plain
+    file). The pid can be reused after exit, so the run records the
+    netns inode and DEL only uses the path while it still matches.
+    """
+    if not info or not info["State"].get("Running"):
+        raise EngineError(f"docker helper container {cid[:12]} exited right after start")
+    return f"/proc/{info['State']['Pid']}/ns/net"
+
+
+class RawHelper:
+    """The helper's create/start/netns over the Engine API without the SDK (see engines/dockerapi)."""
+
+    def __init__(self, socket_path: str) -> None:
+        from .dockerapi import RawDocker
+
+        self.raw = RawDocker(socket_path)
+
+    def create_sandbox(self, image: str, hostname: str, labels: dict[str, str]) -> str:
+        from .dockerapi import APIError
+
+        try:
+            return self.raw.create(sandbox_config(image, hostname, labels))
+        except APIError as e:
+            if e.status == 404:
+                raise ImageNotFound(image_not_found(image, str(e))) from None
+            raise EngineError(f"docker create: {e}") from None
+
+    def start(self, cid: str) -> None:
+        try:
+            self.raw.start(cid)
+        except EngineError as e:
+            raise StartError(str(e)) from None
+
+    def netns_of(self, cid: str) -> str:
+        from .dockerapi import APIError
+
+        try:
+            info = self.raw.inspect(cid)
+        except APIError:
+            info = None
+        return netns_from_inspect(cid, info)
+
+
 class Docker:
     name = "docker"
 
@@ -139,51 +216,15 @@ class Docker:
 
     # -- the helper container -------------------------------------------------
     def create_sandbox(self, image: str, hostname: str, labels: dict[str, str]) -> str:
-        """A container of the user's image running the host's static busybox `sleep`.
-
-        No pause image exists offline; the user's image is there by definition.
-        SIGKILL as stop signal: sleep as PID 1 ignores SIGTERM.
-        """
-        busybox = find_static_busybox()
-        hc = self.api.create_host_config(
-            network_mode="none",
-            binds={busybox: {"bind": SANDBOX_BUSYBOX, "mode": "ro"}},
-        )
+        """The helper container (see sandbox_config)."""
         try:
-            res = self._call(
-                "create",
-                self.api.create_container,
-                image,
-                command=["sleep", "2147483647"],
-                entrypoint=[SANDBOX_BUSYBOX],
-                hostname=hostname or None,
-                labels=labels,
-                host_config=hc,
-                stop_signal="SIGKILL",
-                healthcheck={"test": ["NONE"]},
-                user="0:0",
-                working_dir="/",
-                detach=True,
-            )
+            res = self._call("create", self.api.create_container_from_config, sandbox_config(image, hostname, labels))
         except (self._errors.ImageNotFound, self._errors.NotFound) as e:
-            raise ImageNotFound(
-                f"Unable to find image '{image}' locally: cnirun does not pull; run `docker pull {image}` "
-                f"or `docker load` it first ({_explain(e)})"
-            ) from None
+            raise ImageNotFound(image_not_found(image, _explain(e))) from None
         return res["Id"]
 
     def netns_of(self, cid: str) -> str:
-        """/proc/<pid>/ns/net of the running container.
-
-        Not SandboxKey: dockerd's bind mount under /var/run/docker/netns is
-        not always visible in our mount namespace (plugins then see a plain
-        file). The pid can be reused after exit, so the run records the
-        netns inode and DEL only uses the path while it still matches.
-        """
-        info = self.inspect(cid)
-        if not info or not info["State"].get("Running"):
-            raise EngineError(f"docker helper container {cid[:12]} exited right after start")
-        return f"/proc/{info['State']['Pid']}/ns/net"
+        return netns_from_inspect(cid, self.inspect(cid))
 
     # -- the workload -----------------------------------------------------------
     def create_workload(
