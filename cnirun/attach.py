@@ -6,25 +6,29 @@ failure" and "DEL everything cached for this container".
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
-
 from . import cache as cnicache
 from .config import NetworkConfigList
 from .errors import CNIError
 from .runtime import CNI, RuntimeConf
+from .value import Value
 
+TYPE_CHECKING = False  # no typing/dataclasses at run time: this is on the OCI hook path
 if TYPE_CHECKING:
+    from typing import Any
+
     from .options import ContainerNetworkSpec
 
 
-@dataclass
-class Attachment:
+class Attachment(Value):
     """One network attached to a container: which interface and what it got."""
 
-    network: str
-    ifname: str
-    result: dict[str, Any]
+    _fields = ("network", "ifname", "result")
+    __match_args__ = _fields
+
+    def __init__(self, network: str, ifname: str, result: dict[str, Any]) -> None:
+        self.network = network
+        self.ifname = ifname
+        self.result = result
 
     def addresses(self) -> list[str]:
         ips = self.result.get("ips") or []
@@ -35,12 +39,17 @@ class Attachment:
         return [a for a in out if a]
 
 
-@dataclass
-class NetworkOptions:
+class NetworkOptions(Value):
     """Per-network runtime arguments (capability args and CNI_ARGS)."""
 
-    capability_args: dict[str, Any] = field(default_factory=dict)
-    args: list[tuple[str, str]] = field(default_factory=list)
+    _fields = ("capability_args", "args")
+    __match_args__ = _fields
+
+    def __init__(
+        self, capability_args: dict[str, Any] | None = None, args: list[tuple[str, str]] | None = None
+    ) -> None:
+        self.capability_args = {} if capability_args is None else capability_args
+        self.args = [] if args is None else args
 
 
 def ifname_for(index: int) -> str:
@@ -80,7 +89,7 @@ def attach(
 
 def cached_attachments(cni: CNI, container_id: str) -> list[cnicache.CachedAttachment]:
     """Every cached attachment of a container, in interface order."""
-    atts = [a for a in cnicache.list_attachments(cni.cache_dir) if a.container_id == container_id]
+    atts = cnicache.list_attachments(cni.cache_dir, container_id=container_id)
     return sorted(atts, key=lambda a: (len(a.ifname), a.ifname))
 
 

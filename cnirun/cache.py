@@ -7,14 +7,21 @@ the other way round, because both read and write the same files.
 """
 from __future__ import annotations
 
-import base64
-import json
+import binascii
 import os
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
+from . import jsonfast as json
+from .config import path_str
 from .errors import CacheError
+from .value import Value
+
+# No base64 (it imports re), dataclasses, pathlib or typing: every OCI hook
+# run reads and writes the cache. Paths are strings inside; the public
+# functions that always returned pathlib.Path still do (importing it then).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from pathlib import Path
+    from typing import Any
 
 DEFAULT_CACHE_DIR = "/var/lib/cni"
 CACHE_KIND = "cniCacheV1"
@@ -25,25 +32,41 @@ def default_cache_dir() -> str:
     return os.environ.get("CNI_CACHE_DIR") or DEFAULT_CACHE_DIR
 
 
-@dataclass
-class CachedAttachment:
+class CachedAttachment(Value):
     """One cached attachment: what DEL, CHECK and GC need long after ADD."""
 
-    network_name: str
-    container_id: str
-    ifname: str
-    config: bytes = b""
-    netns: str = ""
-    cni_args: list[list[str]] = field(default_factory=list)
-    capability_args: dict[str, Any] = field(default_factory=dict)
-    result: dict[str, Any] | None = None
-    path: str = ""
+    _fields = (
+        "network_name", "container_id", "ifname", "config", "netns", "cni_args", "capability_args", "result", "path",
+    )
+    __match_args__ = _fields
+
+    def __init__(
+        self,
+        network_name: str,
+        container_id: str,
+        ifname: str,
+        config: bytes = b"",
+        netns: str = "",
+        cni_args: list[list[str]] | None = None,
+        capability_args: dict[str, Any] | None = None,
+        result: dict[str, Any] | None = None,
+        path: str = "",
+    ) -> None:
+        self.network_name = network_name
+        self.container_id = container_id
+        self.ifname = ifname
+        self.config = config
+        self.netns = netns
+        self.cni_args = [] if cni_args is None else cni_args
+        self.capability_args = {} if capability_args is None else capability_args
+        self.result = result
+        self.path = path
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "kind": CACHE_KIND,
             "containerId": self.container_id,
-            "config": base64.b64encode(self.config).decode(),
+            "config": binascii.b2a_base64(self.config, newline=False).decode(),  # base64.b64encode
             "ifName": self.ifname,
             "networkName": self.network_name,
         }
@@ -68,24 +91,43 @@ def _sorted(obj: Any) -> Any:
     return obj
 
 
+def _results_dir(cache_dir: str) -> str:
+    return path_str(os.path.join(cache_dir, "results"))
+
+
+def _cache_file(cache_dir: str, network: str, container_id: str, ifname: str) -> str:
+    return path_str(os.path.join(cache_dir, "results", f"{network}-{container_id}-{ifname}"))
+
+
 def results_dir(cache_dir: str) -> Path:
-    return Path(cache_dir) / "results"
+    from pathlib import Path
+
+    return Path(_results_dir(cache_dir))
 
 
 def cache_path(cache_dir: str, network: str, container_id: str, ifname: str) -> Path:
-    return results_dir(cache_dir) / f"{network}-{container_id}-{ifname}"
+    from pathlib import Path
+
+    return Path(_cache_file(cache_dir, network, container_id, ifname))
 
 
 def write(cache_dir: str, att: CachedAttachment) -> Path:
     """Write atomically (temp file + fsync + rename): a crash leaves the old file or the new one."""
-    d = results_dir(cache_dir)
-    path = cache_path(cache_dir, att.network_name, att.container_id, att.ifname)
+    from pathlib import Path
+
+    return Path(write_file(cache_dir, att))
+
+
+def write_file(cache_dir: str, att: CachedAttachment) -> str:
+    """write(), returning the path as a string (no pathlib import: the hook path)."""
+    d = _results_dir(cache_dir)
+    path = _cache_file(cache_dir, att.network_name, att.container_id, att.ifname)
     # Compact separators, as Go's json.Marshal writes them.
     data = json.dumps(att.to_dict(), separators=(",", ":")).encode()
     try:
         _make_dirs(cache_dir)
         # O_EXCL with a random name is what mkstemp does, without importing tempfile.
-        tmp = str(d / f".tmp-{os.getpid()}-{os.urandom(6).hex()}")
+        tmp = os.path.join(d, f".tmp-{os.getpid()}-{os.urandom(6).hex()}")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
             with os.fdopen(fd, "wb") as f:
@@ -108,7 +150,7 @@ def write(cache_dir: str, att: CachedAttachment) -> Path:
         raise CacheError(
             f"cannot write the result cache in {cache_dir}: {e.strerror}: set CNI_CACHE_DIR to a writable directory"
         ) from None
-    att.path = str(path)
+    att.path = path
     return path
 
 
@@ -117,19 +159,19 @@ def _make_dirs(cache_dir: str) -> None:
 
     (os.makedirs applies its mode only to the leaf since Python 3.7.)
     """
-    for d in (Path(cache_dir), results_dir(cache_dir)):
-        if not d.is_dir():
-            d.parent.mkdir(parents=True, exist_ok=True)
+    for d in (path_str(cache_dir), _results_dir(cache_dir)):
+        if not os.path.isdir(d):
+            os.makedirs(os.path.dirname(d) or ".", exist_ok=True)
             try:
-                d.mkdir(mode=0o700)
+                os.mkdir(d, 0o700)
             except FileExistsError:
-                if not d.is_dir():
-                    raise NotADirectoryError(20, "Not a directory", str(d)) from None
+                if not os.path.isdir(d):
+                    raise NotADirectoryError(20, "Not a directory", d) from None
 
 
 def check_writable(cache_dir: str) -> None:
     """Fail before ADD, not after, when the cache cannot be written (nothing to undo then)."""
-    d = results_dir(cache_dir)
+    d = _results_dir(cache_dir)
     try:
         _make_dirs(cache_dir)
     except OSError as e:
@@ -144,9 +186,10 @@ def check_writable(cache_dir: str) -> None:
 
 def read_file(path: str | os.PathLike[str]) -> CachedAttachment:
     """Parse one cache file; a non-cniCacheV1 file is a legacy raw result (libcni's rule)."""
-    p = Path(path)
+    p = path_str(path)
     try:
-        raw = p.read_bytes()
+        with open(p, "rb") as f:
+            raw = f.read()
     except FileNotFoundError:
         raise
     except OSError as e:
@@ -159,9 +202,10 @@ def read_file(path: str | os.PathLike[str]) -> CachedAttachment:
         raise CacheError(f"corrupt cache file {p}: not a JSON object")
     if obj.get("kind") != CACHE_KIND:
         # Legacy: the file is the result itself; the name gives the rest.
-        return CachedAttachment(network_name="", container_id="", ifname="", result=obj, path=str(p))
+        return CachedAttachment(network_name="", container_id="", ifname="", result=obj, path=p)
     try:
-        config = base64.b64decode(obj.get("config") or "", validate=True)
+        # base64.b64decode(..., validate=True), which is exactly this call
+        config = binascii.a2b_base64(obj.get("config") or "", strict_mode=True)
     except ValueError:
         raise CacheError(f"corrupt cache file {p}: config is not base64") from None
     result = obj.get("result")
@@ -180,33 +224,38 @@ def read_file(path: str | os.PathLike[str]) -> CachedAttachment:
         cni_args=[list(map(str, kv)) for kv in cni_args if isinstance(kv, list) and len(kv) == 2],
         capability_args=cap_args,
         result=result,
-        path=str(p),
+        path=p,
     )
 
 
 def read(cache_dir: str, network: str, container_id: str, ifname: str) -> CachedAttachment | None:
     """The cached attachment, None when there is none; CacheError when it is unreadable."""
     try:
-        return read_file(cache_path(cache_dir, network, container_id, ifname))
+        return read_file(_cache_file(cache_dir, network, container_id, ifname))
     except FileNotFoundError:
         return None
 
 
 def delete(cache_dir: str, network: str, container_id: str, ifname: str) -> None:
     try:
-        os.unlink(cache_path(cache_dir, network, container_id, ifname))
+        os.unlink(_cache_file(cache_dir, network, container_id, ifname))
     except FileNotFoundError:
         pass
     except OSError as e:
         raise CacheError(f"cannot remove cache file: {e.strerror}") from None
 
 
-def list_attachments(cache_dir: str, network: str | None = None) -> list[CachedAttachment]:
-    """Every readable cniCacheV1 attachment (of one network), sorted by file name.
+def list_attachments(
+    cache_dir: str, network: str | None = None, container_id: str | None = None
+) -> list[CachedAttachment]:
+    """Every readable cniCacheV1 attachment (of one network, of one container), sorted by file name.
 
     Unreadable files are skipped here; DEL and GC deal with them by name.
+    With `container_id`, only files whose name can be that container's
+    (<network>-<id>-<ifname>) are read: the OCI hook's DEL-before-ADD must
+    not parse every other container's cache file.
     """
-    d = results_dir(cache_dir)
+    d = _results_dir(cache_dir)
     try:
         names = sorted(os.listdir(d))
     except FileNotFoundError:
@@ -219,13 +268,17 @@ def list_attachments(cache_dir: str, network: str | None = None) -> list[CachedA
             continue
         if network is not None and not n.startswith(network + "-"):
             continue
+        if container_id is not None and f"-{container_id}-" not in n:
+            continue
         try:
-            att = read_file(d / n)
+            att = read_file(os.path.join(d, n))
         except (CacheError, FileNotFoundError):
             continue
         if not att.network_name:  # legacy raw result: no way to know its attachment
             continue
         if network is not None and att.network_name != network:
+            continue
+        if container_id is not None and att.container_id != container_id:
             continue
         out.append(att)
     return out
@@ -233,6 +286,8 @@ def list_attachments(cache_dir: str, network: str | None = None) -> list[CachedA
 
 def corrupt_files(cache_dir: str) -> list[Path]:
     """Cache files that cannot be parsed (shown by `cnirun gc`, removed by it)."""
+    from pathlib import Path
+
     d = results_dir(cache_dir)
     bad: list[Path] = []
     try:

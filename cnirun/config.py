@@ -6,29 +6,56 @@ lists. Unknown keys are kept verbatim and reach the plugins untouched.
 """
 from __future__ import annotations
 
-import json
 import os
-import re
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
+from . import jsonfast as json
 from . import version as cniversion
 from .errors import ConfigError, NetworkNotFound
+from .value import Value
+
+# No dataclasses, typing, pathlib or re here: this module is on the OCI hook
+# path (every container start), where each costs milliseconds of import time.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from pathlib import Path
+    from typing import Any
 
 DEFAULT_NETCONF_PATH = "/etc/cni/net.d"
-# The same rule libcni applies to container IDs and network names: the name is
-# part of cache and IPAM file names, so it must be safe in a path.
-NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$")
+NAME_PATTERN = r"^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$"
 LIST_EXTENSIONS = (".conflist",)
 SINGLE_EXTENSIONS = (".conf", ".json")
+_NAME_FIRST = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+_NAME_REST = _NAME_FIRST | frozenset("_.-")
 
 
-@dataclass
-class PluginConf:
+def is_safe_name(name: str) -> bool:
+    """The rule libcni applies to container IDs and network names (NAME_PATTERN).
+
+    The name is part of cache and IPAM file names, so it must be safe in a
+    path. Checked without `re` (hook path); unlike re's `$`, a trailing
+    newline is refused, as Go's regexp does.
+    """
+    return bool(name) and name[0] in _NAME_FIRST and all(c in _NAME_REST for c in name)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "NAME_RE":  # kept for callers; compiled only when asked for
+        import re
+
+        value = re.compile(NAME_PATTERN)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+class PluginConf(Value):
     """One plugin object of a list, as written in the file."""
 
-    raw: dict[str, Any]
+    _fields = ("raw",)
+    __match_args__ = _fields
+
+    def __init__(self, raw: dict[str, Any]) -> None:
+        self.raw = raw
 
     @property
     def type(self) -> str:
@@ -40,20 +67,38 @@ class PluginConf:
         return {k: bool(v) for k, v in caps.items() if v is True}
 
 
-@dataclass
-class NetworkConfigList:
+class NetworkConfigList(Value):
     """A network: an ordered plugin chain plus the list-level settings."""
 
-    name: str
-    cni_version: str  # the version selected to run at (see version.select)
-    plugins: list[PluginConf]
-    raw: dict[str, Any]
-    bytes: bytes  # what the result cache stores as "config"
-    source: str = "<memory>"
-    cni_versions: list[str] = field(default_factory=list)
-    disable_check: bool = False
-    disable_gc: bool = False
-    load_only_inlined_plugins: bool = False
+    _fields = (
+        "name", "cni_version", "plugins", "raw", "bytes", "source", "cni_versions",
+        "disable_check", "disable_gc", "load_only_inlined_plugins",
+    )
+    __match_args__ = _fields
+
+    def __init__(
+        self,
+        name: str,
+        cni_version: str,  # the version selected to run at (see version.select)
+        plugins: list[PluginConf],
+        raw: dict[str, Any],
+        bytes: bytes,  # what the result cache stores as "config"
+        source: str = "<memory>",
+        cni_versions: list[str] | None = None,
+        disable_check: bool = False,
+        disable_gc: bool = False,
+        load_only_inlined_plugins: bool = False,
+    ) -> None:
+        self.name = name
+        self.cni_version = cni_version
+        self.plugins = plugins
+        self.raw = raw
+        self.bytes = bytes
+        self.source = source
+        self.cni_versions = [] if cni_versions is None else cni_versions
+        self.disable_check = disable_check
+        self.disable_gc = disable_gc
+        self.load_only_inlined_plugins = load_only_inlined_plugins
 
     @property
     def types(self) -> list[str]:
@@ -90,7 +135,7 @@ def _bool_field(value: Any, source: str, key: str) -> bool:
 def validate_name(name: Any, source: str, key: str = "name") -> str:
     if not isinstance(name, str) or not name:
         raise ConfigError(f'{_where(source, key)}: missing network name: every network needs a "name"')
-    if not NAME_RE.match(name):
+    if not is_safe_name(name):
         raise ConfigError(
             f"{_where(source, key)}: invalid network name {name!r}: "
             "use letters, digits, '_', '.', '-' and start with a letter or digit"
@@ -120,7 +165,7 @@ def _parse_json(data: bytes, source: str) -> dict[str, Any]:
         obj = json.loads(data)
     except UnicodeDecodeError as e:
         raise ConfigError(f"{source}: not UTF-8 text: {e.reason}") from None
-    except json.JSONDecodeError as e:
+    except json.JSONDecodeError as e:  # jsonfast imports json only when this is evaluated
         raise ConfigError(f"{source}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
     if not isinstance(obj, dict):
         raise ConfigError(f"{source}: expected a JSON object at the top level, got {type(obj).__name__}")
@@ -193,21 +238,35 @@ def conflist_from_conf(data: bytes, source: str = "<memory>") -> NetworkConfigLi
     )
 
 
-def _add_subdir_plugins(net: NetworkConfigList, path: Path) -> NetworkConfigList:
+def path_str(path: str | os.PathLike[str]) -> str:
+    """`str(pathlib.Path(path))` without importing pathlib: file names in messages stay as they were."""
+    p = os.fspath(path)
+    lead = "//" if p.startswith("//") and not p.startswith("///") else "/" if p.startswith("/") else ""
+    return (lead + "/".join(x for x in p.split("/") if x and x != ".")) or "."
+
+
+def _suffix(path: str) -> str:
+    """pathlib's PurePath.suffix of `path`."""
+    name = path.rpartition("/")[2]
+    i = name.rfind(".")
+    return name[i:] if 0 < i < len(name) - 1 else ""
+
+
+def _add_subdir_plugins(net: NetworkConfigList, path: str) -> NetworkConfigList:
     """Append plugin objects from `<dir>/<name>/*.conf` (libcni, loadOnlyInlinedPlugins false)."""
     if net.load_only_inlined_plugins:
         return net
-    subdir = path.parent / net.name
-    if not subdir.is_dir():
+    subdir = path_str(os.path.join(os.path.dirname(path) or ".", net.name))
+    if not os.path.isdir(subdir):
         if not net.plugins:
             raise ConfigError(f"{path}: plugins: the list has no plugins and there is no directory {subdir}")
         return net
     extra: list[PluginConf] = []
-    for f in sorted(subdir.iterdir()):
-        if f.suffix != ".conf" or not f.is_file():
+    for f in sorted(os.path.join(subdir, n) for n in os.listdir(subdir)):
+        if _suffix(f) != ".conf" or not os.path.isfile(f):
             continue
-        obj = _parse_json(_read(f), str(f))
-        extra.append(_validate_plugin(obj, str(f), ""))
+        obj = _parse_json(_read(f), f)
+        extra.append(_validate_plugin(obj, f, ""))
     if not net.plugins and not extra:
         raise ConfigError(f"{path}: plugins: no plugins inline and none in {subdir}")
     if extra:
@@ -218,9 +277,10 @@ def _add_subdir_plugins(net: NetworkConfigList, path: Path) -> NetworkConfigList
     return net
 
 
-def _read(path: Path) -> bytes:
+def _read(path: str) -> bytes:
     try:
-        return path.read_bytes()
+        with open(path, "rb") as f:
+            return f.read()
     except PermissionError:
         raise ConfigError(f"{path}: permission denied: run as root or make the file readable") from None
     except OSError as e:
@@ -229,11 +289,19 @@ def _read(path: Path) -> bytes:
 
 def load_file(path: str | os.PathLike[str]) -> NetworkConfigList:
     """Load one netconf file, `.conflist` or single-plugin `.conf`/`.json`."""
-    p = Path(path)
+    p = path_str(path)
     data = _read(p)
-    if p.suffix in LIST_EXTENSIONS:
-        return _add_subdir_plugins(conflist_from_bytes(data, str(p)), p)
-    return conflist_from_conf(data, str(p))
+    if _suffix(p) in LIST_EXTENSIONS:
+        return _add_subdir_plugins(conflist_from_bytes(data, p), p)
+    return conflist_from_conf(data, p)
+
+
+def _unreadable_dir(d: object, e: OSError) -> ConfigError:
+    if isinstance(e, PermissionError):
+        return ConfigError(
+            f"{d}: permission denied reading the netconf directory: make it readable or point NETCONFPATH elsewhere"
+        )
+    return ConfigError(f"{d}: not a directory: NETCONFPATH must name a directory of netconf files")
 
 
 def config_files(directory: str | os.PathLike[str]) -> list[Path]:
@@ -242,19 +310,32 @@ def config_files(directory: str | os.PathLike[str]) -> list[Path]:
     A missing directory holds no files (not an error, as in libcni); an
     unreadable one is an error, since silently seeing no networks misleads.
     """
+    from pathlib import Path
+
     d = Path(directory)
     try:
         entries = sorted(d.iterdir())
     except FileNotFoundError:
         return []
-    except PermissionError:
-        raise ConfigError(
-            f"{d}: permission denied reading the netconf directory: make it readable or point NETCONFPATH elsewhere"
-        ) from None
-    except NotADirectoryError:
-        raise ConfigError(f"{d}: not a directory: NETCONFPATH must name a directory of netconf files") from None
+    except (PermissionError, NotADirectoryError) as e:
+        raise _unreadable_dir(d, e) from None
     lists = [e for e in entries if e.suffix in LIST_EXTENSIONS and e.is_file()]
     singles = [e for e in entries if e.suffix in SINGLE_EXTENSIONS and e.is_file()]
+    return lists + singles
+
+
+def _config_paths(directory: str) -> list[str]:
+    """config_files() as strings, without pathlib (the hook path)."""
+    d = path_str(directory)
+    try:
+        names = os.listdir(d)
+    except FileNotFoundError:
+        return []
+    except (PermissionError, NotADirectoryError) as e:
+        raise _unreadable_dir(d, e) from None
+    entries = sorted(d + "/" + n if d != "/" else "/" + n for n in names)
+    lists = [e for e in entries if _suffix(e) in LIST_EXTENSIONS and os.path.isfile(e)]
+    singles = [e for e in entries if _suffix(e) in SINGLE_EXTENSIONS and os.path.isfile(e)]
     return lists + singles
 
 
@@ -273,8 +354,8 @@ def find_network(name: str, netconf_path: str | None = None) -> NetworkConfigLis
     """
     dirs = netconf_dirs(netconf_path)
     for d in dirs:
-        files = config_files(d)
-        for f in [f for f in files if f.suffix in LIST_EXTENSIONS] + [f for f in files if f.suffix not in LIST_EXTENSIONS]:
+        files = _config_paths(d)
+        for f in [f for f in files if _suffix(f) in LIST_EXTENSIONS] + [f for f in files if _suffix(f) not in LIST_EXTENSIONS]:
             net = load_file(f)
             if net.name == name:
                 return net
@@ -287,7 +368,7 @@ def load_all(netconf_path: str | None = None) -> tuple[list[NetworkConfigList], 
     errors: list[ConfigError] = []
     seen: set[str] = set()
     for d in netconf_dirs(netconf_path):
-        for f in config_files(d):
+        for f in _config_paths(d):
             try:
                 net = load_file(f)
             except ConfigError as e:

@@ -9,9 +9,12 @@ from __future__ import annotations
 import os
 import sys
 from functools import lru_cache
-from pathlib import Path
 
 from .config import NetworkConfigList, load_file
+
+TYPE_CHECKING = False  # pathlib is imported only when the shipped directory is looked up
+if TYPE_CHECKING:
+    from pathlib import Path
 
 DEFAULT_NETWORK = "cnirun"
 
@@ -22,6 +25,8 @@ def default_network_name() -> str:
 
 def shipped_netconf_dir() -> Path | None:
     """netconf/ beside the package (source tree, editable install) or under sys.prefix."""
+    from pathlib import Path
+
     candidates = [
         Path(__file__).resolve().parent.parent / "netconf",
         Path(sys.prefix) / "share" / "cnirun" / "netconf",

@@ -6,8 +6,9 @@ written with :mod:`cnirun.skel`, and turned into a one-line message by the CLI.
 """
 from __future__ import annotations
 
-import json
-from typing import Any
+TYPE_CHECKING = False  # typing is not imported at run time: every hook run loads this module
+if TYPE_CHECKING:
+    from typing import Any
 
 # Well-known codes (SPEC.md 1.1.0, section "Error"; 8 and 999 come from libcni).
 INCOMPATIBLE_VERSION = 1
@@ -48,7 +49,9 @@ class CNIError(Exception):
         return out
 
     def to_json(self, cni_version: str = "1.1.0") -> str:
-        return json.dumps(self.to_dict(cni_version))
+        from . import jsonfast
+
+        return jsonfast.dumps(self.to_dict(cni_version))
 
 
 class ConfigError(CNIError):

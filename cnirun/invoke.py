@@ -7,16 +7,19 @@ answers on stdout. Errors come back as CNI error objects or as raw output.
 from __future__ import annotations
 
 import errno
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
-from typing import Any, Mapping
 
+from . import jsonfast as json
 from .errors import INTERNAL, CNIError, PluginError, PluginNotFound, PluginTimeout
+from .value import Value
+
+TYPE_CHECKING = False  # typing and dataclasses stay off the OCI hook path
+if TYPE_CHECKING:
+    from typing import Any, Mapping
 
 DEFAULT_CNI_PATH = ("/opt/cni/bin", "/usr/lib/cni", "/usr/libexec/cni")
 DEFAULT_TIMEOUT = 60.0
@@ -64,16 +67,27 @@ def find_plugin(plugin_type: str, dirs: list[str]) -> str:
     )
 
 
-@dataclass
-class Invocation:
+class Invocation(Value):
     """Everything one plugin call needs besides the binary."""
 
-    command: str  # ADD, DEL, CHECK, GC, STATUS, VERSION
-    container_id: str = ""
-    netns: str = ""
-    ifname: str = ""
-    args: str = ""  # CNI_ARGS, "K=V;K2=V2"
-    path: str = ""  # CNI_PATH handed to the plugin (for its delegates)
+    _fields = ("command", "container_id", "netns", "ifname", "args", "path")
+    __match_args__ = _fields
+
+    def __init__(
+        self,
+        command: str,  # ADD, DEL, CHECK, GC, STATUS, VERSION
+        container_id: str = "",
+        netns: str = "",
+        ifname: str = "",
+        args: str = "",  # CNI_ARGS, "K=V;K2=V2"
+        path: str = "",  # CNI_PATH handed to the plugin (for its delegates)
+    ) -> None:
+        self.command = command
+        self.container_id = container_id
+        self.netns = netns
+        self.ifname = ifname
+        self.args = args
+        self.path = path
 
     def environ(self, base: Mapping[str, str] | None) -> dict[str, str]:
         env = dict(os.environ if base is None else base)
@@ -191,12 +205,15 @@ def decode_failure(ptype: str, network: str, command: str, out: bytes, err: byte
     return PluginError(ptype, network, command, f"netplugin failed with no error message ({how})")
 
 
-@dataclass
-class PluginInfo:
+class PluginInfo(Value):
     """A plugin's VERSION answer."""
 
-    cni_version: str
-    supported_versions: list[str]
+    _fields = ("cni_version", "supported_versions")
+    __match_args__ = _fields
+
+    def __init__(self, cni_version: str, supported_versions: list[str]) -> None:
+        self.cni_version = cni_version
+        self.supported_versions = supported_versions
 
 
 def probe_version(

@@ -7,30 +7,37 @@ input to a root hook, so every value is checked strictly here, once.
 """
 from __future__ import annotations
 
-import ipaddress
-import re
-from dataclasses import dataclass
-from typing import Any
-
+from .config import is_safe_name
 from .errors import ArgumentError
+from .value import FrozenValue, Value
+
+# The OCI hook parses every container's labels with this module: no re,
+# dataclasses or typing at import time, and ipaddress (~2 ms) only when a
+# label holds an address.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 LABEL_NETWORKS = "cnirun.networks"
 LABEL_PORTS = "cnirun.ports"
 LABEL_IP = "cnirun.ip"
 LABEL_MAC = "cnirun.mac"
 
-_NET_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$")
-_MAC_RE = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
+_HEX = frozenset("0123456789abcdefABCDEF")
 _PROTOCOLS = ("tcp", "udp", "sctp")
 MAX_NETWORKS = 16
 
 
-@dataclass(frozen=True)
-class PortMapping:
-    host_port: int
-    container_port: int
-    protocol: str = "tcp"
-    host_ip: str = ""
+class PortMapping(FrozenValue):
+    _fields = ("host_port", "container_port", "protocol", "host_ip")
+    __match_args__ = _fields
+
+    def __init__(self, host_port: int, container_port: int, protocol: str = "tcp", host_ip: str = "") -> None:
+        set_ = object.__setattr__  # frozen: fields are set once, here
+        set_(self, "host_port", host_port)
+        set_(self, "container_port", container_port)
+        set_(self, "protocol", protocol)
+        set_(self, "host_ip", host_ip)
 
     def to_cni(self) -> dict[str, Any]:
         """The portMappings capability entry (CONVENTIONS.md)."""
@@ -49,7 +56,7 @@ class PortMapping:
 
 
 def parse_network_name(name: str) -> str:
-    if not isinstance(name, str) or not _NET_RE.match(name) or len(name) > 128:
+    if not isinstance(name, str) or not is_safe_name(name) or len(name) > 128:
         raise ArgumentError(
             f"invalid network name {name!r}: use letters, digits, '_', '.', '-' and start with a letter or digit"
         )
@@ -113,6 +120,8 @@ def parse_publish(spec: str) -> list[PortMapping]:
             f"invalid -p {spec!r}: expected [IP:]HOSTPORT:CONTAINERPORT[/PROTO], e.g. 8080:80 or 127.0.0.1:8080:80/tcp"
         )
     if host_ip:
+        import ipaddress
+
         try:
             host_ip = str(ipaddress.ip_address(host_ip))
         except ValueError:
@@ -140,6 +149,8 @@ def parse_ports(value: str) -> list[PortMapping]:
 
 def parse_ip(value: str) -> str:
     """A static address, IPv4 or IPv6, without prefix (host-local adds the subnet's)."""
+    import ipaddress
+
     try:
         ip = ipaddress.ip_address(value.strip())
     except ValueError:
@@ -151,17 +162,25 @@ def parse_ip(value: str) -> str:
 
 def parse_mac(value: str) -> str:
     mac = value.strip().lower()
-    if not _MAC_RE.match(mac):
+    if not _is_mac(mac):
         raise ArgumentError(f"invalid MAC address {value!r}: expected six hex pairs like 02:42:ac:11:00:02")
     if int(mac[:2], 16) & 1:
         raise ArgumentError(f"invalid MAC address {value!r}: a multicast address cannot be an interface's")
     return mac
 
 
+def _is_mac(mac: str) -> bool:
+    """Six ':'-separated pairs of hex digits (without re: the hook path)."""
+    pairs = mac.split(":")
+    return len(pairs) == 6 and all(len(p) == 2 and p[0] in _HEX and p[1] in _HEX for p in pairs)
+
+
 def ip_in_network(ip: str, subnets: list[str]) -> bool:
     """Whether `ip` falls in one of the network's subnets (no subnets: can't tell, so yes)."""
     if not subnets:
         return True
+    import ipaddress
+
     addr = ipaddress.ip_address(ip)
     for s in subnets:
         try:
@@ -172,14 +191,17 @@ def ip_in_network(ip: str, subnets: list[str]) -> bool:
     return False
 
 
-@dataclass
-class ContainerNetworkSpec:
+class ContainerNetworkSpec(Value):
     """What to attach to one container: networks in order and their options."""
 
-    networks: list[str]
-    ports: list[PortMapping]
-    ip: str = ""
-    mac: str = ""
+    _fields = ("networks", "ports", "ip", "mac")
+    __match_args__ = _fields
+
+    def __init__(self, networks: list[str], ports: list[PortMapping], ip: str = "", mac: str = "") -> None:
+        self.networks = networks
+        self.ports = ports
+        self.ip = ip
+        self.mac = mac
 
     def to_labels(self) -> dict[str, str]:
         labels = {LABEL_NETWORKS: ",".join(self.networks)}

@@ -12,14 +12,17 @@ Version families, as libcni groups its Go types:
 """
 from __future__ import annotations
 
-import copy
 import ipaddress
-import json
-from dataclasses import dataclass, field
-from typing import Any
 
 from . import version as _version
 from .errors import DECODING_FAILURE, INCOMPATIBLE_VERSION, CNIError, VersionError
+from .value import Value
+
+# Every ADD parses its plugins' results here, inside the OCI hook: no
+# dataclasses, copy, json or typing at import time.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 _V02 = ("0.1.0", "0.2.0")
 _V04 = ("0.3.0", "0.3.1", "0.4.0")
@@ -28,40 +31,69 @@ _V1 = ("1.0.0", "1.1.0")
 _INT_MIN, _INT_MAX = -(2**63), 2**63 - 1  # Go's int on 64-bit hosts
 
 
-@dataclass
-class Interface:
-    name: str
-    mac: str = ""
-    sandbox: str = ""
-    mtu: int = 0
-    socket_path: str = ""
-    pci_id: str = ""
+class Interface(Value):
+    _fields = ("name", "mac", "sandbox", "mtu", "socket_path", "pci_id")
+    __match_args__ = _fields
+
+    def __init__(
+        self, name: str, mac: str = "", sandbox: str = "", mtu: int = 0, socket_path: str = "", pci_id: str = ""
+    ) -> None:
+        self.name = name
+        self.mac = mac
+        self.sandbox = sandbox
+        self.mtu = mtu
+        self.socket_path = socket_path
+        self.pci_id = pci_id
 
 
-@dataclass
-class IPConfig:
-    address: str  # CIDR with host bits kept, e.g. "10.1.0.5/24"
-    gateway: str = ""
-    interface: int | None = None  # index into Result.interfaces
+class IPConfig(Value):
+    _fields = ("address", "gateway", "interface")
+    __match_args__ = _fields
+
+    def __init__(self, address: str, gateway: str = "", interface: int | None = None) -> None:
+        self.address = address  # CIDR with host bits kept, e.g. "10.1.0.5/24"
+        self.gateway = gateway
+        self.interface = interface  # index into Result.interfaces
 
 
-@dataclass
-class Route:
-    dst: str
-    gw: str = ""
-    mtu: int = 0
-    advmss: int = 0
-    priority: int = 0
-    table: int | None = None
-    scope: int | None = None
+class Route(Value):
+    _fields = ("dst", "gw", "mtu", "advmss", "priority", "table", "scope")
+    __match_args__ = _fields
+
+    def __init__(
+        self,
+        dst: str,
+        gw: str = "",
+        mtu: int = 0,
+        advmss: int = 0,
+        priority: int = 0,
+        table: int | None = None,
+        scope: int | None = None,
+    ) -> None:
+        self.dst = dst
+        self.gw = gw
+        self.mtu = mtu
+        self.advmss = advmss
+        self.priority = priority
+        self.table = table
+        self.scope = scope
 
 
-@dataclass
-class DNS:
-    nameservers: list[str] = field(default_factory=list)
-    domain: str = ""
-    search: list[str] = field(default_factory=list)
-    options: list[str] = field(default_factory=list)
+class DNS(Value):
+    _fields = ("nameservers", "domain", "search", "options")
+    __match_args__ = _fields
+
+    def __init__(
+        self,
+        nameservers: list[str] | None = None,
+        domain: str = "",
+        search: list[str] | None = None,
+        options: list[str] | None = None,
+    ) -> None:
+        self.nameservers = [] if nameservers is None else nameservers
+        self.domain = domain
+        self.search = [] if search is None else search
+        self.options = [] if options is None else options
 
     def is_empty(self) -> bool:
         return not (self.nameservers or self.domain or self.search or self.options)
@@ -272,7 +304,7 @@ def _convert(res: Result, to_version: str) -> Result:
     src = _check_version(res.cni_version, "cniVersion")
     # libcni's Convert treats an empty target version as 0.1.0.
     dst = _check_version(to_version or "0.1.0", "target version")
-    out = copy.deepcopy(res)
+    out = _copy(res)
     out.cni_version = dst
     if dst in _V1:
         return out  # 1.x holds everything; 0.x -> 1.x loses nothing
@@ -298,6 +330,17 @@ def _convert(res: Result, to_version: str) -> Result:
     # A route whose family has no IP has nowhere to go in 0.1/0.2 and is dropped.
     out.routes = (routes[4] if ip4 else []) + (routes[6] if ip6 else [])
     return out
+
+
+def _copy(res: Result) -> Result:
+    """A deep copy (what copy.deepcopy made, without importing copy): every field is a str, int or None."""
+    return Result(
+        res.cni_version,
+        [Interface(i.name, i.mac, i.sandbox, i.mtu, i.socket_path, i.pci_id) for i in res.interfaces],
+        [IPConfig(ip.address, ip.gateway, ip.interface) for ip in res.ips],
+        [Route(r.dst, r.gw, r.mtu, r.advmss, r.priority, r.table, r.scope) for r in res.routes],
+        DNS(list(res.dns.nameservers), res.dns.domain, list(res.dns.search), list(res.dns.options)),
+    )
 
 
 def _route_dict(route: Route, where: str) -> dict[str, Any]:
@@ -393,15 +436,25 @@ def _to_dict(res: Result) -> dict[str, Any]:
     return _sorted(out)
 
 
-@dataclass
-class Result:
+class Result(Value):
     """A CNI result of any version; `cni_version` says which."""
 
-    cni_version: str
-    interfaces: list[Interface] = field(default_factory=list)
-    ips: list[IPConfig] = field(default_factory=list)
-    routes: list[Route] = field(default_factory=list)
-    dns: DNS = field(default_factory=DNS)
+    _fields = ("cni_version", "interfaces", "ips", "routes", "dns")
+    __match_args__ = _fields
+
+    def __init__(
+        self,
+        cni_version: str,
+        interfaces: list[Interface] | None = None,
+        ips: list[IPConfig] | None = None,
+        routes: list[Route] | None = None,
+        dns: DNS | None = None,
+    ) -> None:
+        self.cni_version = cni_version
+        self.interfaces = [] if interfaces is None else interfaces
+        self.ips = [] if ips is None else ips
+        self.routes = [] if routes is None else routes
+        self.dns = DNS() if dns is None else dns
 
     @classmethod
     def from_dict(cls, data: dict, version: str | None = None) -> Result:
@@ -430,6 +483,8 @@ class Result:
 
     @classmethod
     def from_json(cls, raw: bytes | str, version: str | None = None) -> Result:
+        import json
+
         try:
             data = json.loads(raw, parse_constant=_reject_constant)
         except ValueError as exc:  # includes JSONDecodeError and UnicodeDecodeError
@@ -446,6 +501,8 @@ class Result:
 
     def to_json(self, version: str | None = None) -> str:
         """Like libcni's Print: 4-space indent, Go's HTML-safe escaping."""
+        import json
+
         text = json.dumps(self.to_dict(version), indent=4, ensure_ascii=False)
         # These characters can only occur inside JSON strings, so a plain replace is safe.
         for ch in "<>&\u2028\u2029":

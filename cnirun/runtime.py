@@ -6,14 +6,11 @@ it has no other state, so several may coexist (tests use one per test).
 """
 from __future__ import annotations
 
-import json
 import os
-import re
-from dataclasses import dataclass, field
-from typing import Any, Mapping
 
 from . import cache as cnicache
 from . import config as netconf
+from . import jsonfast as json
 from . import version as cniversion
 from .config import NetworkConfigList, PluginConf
 from .errors import (
@@ -28,20 +25,36 @@ from .errors import (
 )
 from .invoke import Invocation, PluginInfo, exec_plugin, find_plugin, plugin_dirs, probe_version
 from .lock import host_lock
+from .value import Value
 
-_ID_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$")
+# This module and everything it imports are on the OCI hook path (every
+# container start): no dataclasses, typing, re or json package imports here.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Mapping
+
 DEFAULT_NETWORK = "cnirun"
 
 
-@dataclass
-class RuntimeConf:
+class RuntimeConf(Value):
     """Per-attachment arguments: which container, namespace and interface."""
 
-    container_id: str
-    netns: str = ""
-    ifname: str = "eth0"
-    args: list[tuple[str, str]] = field(default_factory=list)  # CNI_ARGS
-    capability_args: dict[str, Any] = field(default_factory=dict)  # runtimeConfig source
+    _fields = ("container_id", "netns", "ifname", "args", "capability_args")
+    __match_args__ = _fields
+
+    def __init__(
+        self,
+        container_id: str,
+        netns: str = "",
+        ifname: str = "eth0",
+        args: list[tuple[str, str]] | None = None,  # CNI_ARGS
+        capability_args: dict[str, Any] | None = None,  # runtimeConfig source
+    ) -> None:
+        self.container_id = container_id
+        self.netns = netns
+        self.ifname = ifname
+        self.args = [] if args is None else args
+        self.capability_args = {} if capability_args is None else capability_args
 
     def cni_args(self) -> str:
         return ";".join(f"{k}={v}" for k, v in self.args)
@@ -50,7 +63,7 @@ class RuntimeConf:
 def validate_container_id(cid: str) -> None:
     if not cid:
         raise CNIError("missing container ID: every attachment needs one", code=3)
-    if not _ID_RE.match(cid):
+    if not netconf.is_safe_name(cid):
         raise ArgumentError(
             f"invalid container ID {cid!r}: use letters, digits, '_', '.', '-' and start with a letter or digit"
         )
@@ -245,7 +258,7 @@ class CNI:
                     prev = _parse_result(out, net.cni_version, p.type, net.name, "ADD")
                 if prev is None:
                     raise ConfigError(f"{net.source}: plugins: the network has no plugins")
-                cnicache.write(
+                cnicache.write_file(
                     self.cache_dir,
                     cnicache.CachedAttachment(
                         network_name=net.name,

@@ -4,23 +4,21 @@ cnirun speaks every released spec version from 0.1.0 to 1.1.0.
 """
 from __future__ import annotations
 
-import re
-
 from .errors import VersionError
 
 #: Every spec version a result or config may carry, oldest first.
 SUPPORTED_VERSIONS: tuple[str, ...] = ("0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
 CURRENT = "1.1.0"
 
-_VERSION_RE = re.compile(r"^(\d+)(?:\.(\d+))?(?:\.(\d+))?$")
-
 
 def parse(version: str) -> tuple[int, int, int]:
     """'0.3.1' -> (0, 3, 1); a missing minor or micro counts as 0, as libcni does."""
-    m = _VERSION_RE.match(version.strip()) if isinstance(version, str) else None
-    if not m:
+    # MAJOR[.MINOR[.MICRO]] of decimal digits, checked without `re` (hook path).
+    parts = version.strip().split(".") if isinstance(version, str) else []
+    if not 1 <= len(parts) <= 3 or not all(p and p.isdecimal() for p in parts):
         raise VersionError(f'invalid version "{version}": expected MAJOR.MINOR.MICRO such as "1.0.0"')
-    return (int(m.group(1)), int(m.group(2) or 0), int(m.group(3) or 0))
+    nums = [int(p) for p in parts] + [0, 0]
+    return (nums[0], nums[1], nums[2])
 
 
 def compare(a: str, b: str) -> int:

@@ -1,0 +1,101 @@
+"""JSON for the OCI hook path: the json package's own C codec, without its import cost.
+
+`import json` costs ~6 ms at hook start, almost all of it `re` (and `enum`
+under it), which json.decoder and json.encoder use only for their pure-Python
+fallbacks and for skipping whitespace. `loads` and `dumps` here drive the same
+C scanner and encoder (`_json`) that json.loads/json.dumps use, so results are
+identical; anything unusual (a BOM, UTF-16/32 bytes, invalid JSON, an
+unserialisable object, a Python without `_json`) is handed to the json package
+itself, which then produces the real result or the real exception. Only error
+paths pay for importing it.
+"""
+from __future__ import annotations
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+try:
+    from _json import encode_basestring_ascii as _encode_str
+    from _json import make_encoder as _make_encoder
+    from _json import make_scanner as _make_scanner
+except ImportError:  # pragma: no cover - CPython always has it
+    _make_scanner = _make_encoder = _encode_str = None
+
+_WS = " \t\n\r"  # JSON's whitespace (json.decoder.WHITESPACE)
+_INF = float("inf")
+
+
+class _DecoderSettings:
+    """What the C scanner reads from a json.JSONDecoder built with default arguments."""
+
+    strict = True
+    object_hook = None
+    object_pairs_hook = None
+    parse_float = float
+    parse_int = int
+    parse_constant = {"-Infinity": -_INF, "Infinity": _INF, "NaN": float("nan")}.__getitem__
+
+
+_scan = _make_scanner(_DecoderSettings()) if _make_scanner is not None else None
+
+
+def _utf8_only(data: bytes | bytearray) -> bool:
+    """Whether json.detect_encoding would pick plain UTF-8 (no BOM, no NUL in the first two bytes)."""
+    return not data or (data[0] not in (0x00, 0xEF, 0xFE, 0xFF) and (len(data) < 2 or data[1] != 0))
+
+
+def loads(data: str | bytes | bytearray) -> Any:
+    """json.loads(data) with default arguments."""
+    if _scan is not None:
+        text: str | None = None
+        if isinstance(data, str):
+            if not data.startswith("\ufeff"):
+                text = data
+        elif isinstance(data, (bytes, bytearray)) and _utf8_only(data):
+            try:
+                text = data.decode("utf-8", "surrogatepass")
+            except UnicodeDecodeError:
+                text = None
+        if text is not None:
+            start = len(text) - len(text.lstrip(_WS))
+            try:
+                obj, end = _scan(text, start)
+            except (StopIteration, ValueError):
+                pass  # invalid: json.loads below raises the proper JSONDecodeError
+            else:
+                if not text[end:].strip(_WS):
+                    return obj
+    import json
+
+    return json.loads(data)
+
+
+def dumps(obj: Any, separators: tuple[str, str] | None = None) -> str:
+    """json.dumps(obj) or json.dumps(obj, separators=...), all other arguments at their defaults."""
+    item_sep, key_sep = separators if separators is not None else (", ", ": ")
+    if _make_encoder is not None:
+        if isinstance(obj, str):
+            return _encode_str(obj)
+        try:
+            chunks = _make_encoder({}, _unserializable, _encode_str, None, key_sep, item_sep, False, False, True)(obj, 0)
+            return "".join(chunks)
+        except (TypeError, ValueError, RecursionError):
+            pass  # json.dumps below raises the same error with its own wording
+    import json
+
+    return json.dumps(obj, separators=separators)
+
+
+def _unserializable(o: Any) -> Any:
+    raise TypeError(f"Object of type {o.__class__.__name__} is not JSON serializable")
+
+
+def __getattr__(name: str) -> Any:
+    # `except jsonfast.JSONDecodeError:` is only evaluated when an exception
+    # is raised, so the json package is imported then and never on success.
+    if name in ("JSONDecodeError", "JSONEncoder", "JSONDecoder"):
+        import json
+
+        return getattr(json, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
