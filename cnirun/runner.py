@@ -617,6 +617,51 @@ def _run_docker_hook(p: Plan, docker: Any, gate: SignalGate) -> int:
 
 
 # -- Podman -------------------------------------------------------------------------------
+class _EarlyDel:
+    """DEL as soon as the container has stopped (a poststop hook writes to a FIFO).
+
+    `podman run --rm` spends tens of ms removing the container after it
+    stopped; the netns is cnirun's, so DEL need not wait for that. The
+    final teardown still runs detach again (then a no-op, or a retry).
+    """
+
+    def __init__(self, st: RunState, meta: RunMeta) -> None:
+        self.fifo = str(st.path / "exited")
+        os.mkfifo(self.fifo, 0o600)
+        self._fd = os.open(self.fifo, os.O_RDWR | os.O_CLOEXEC)
+        self._meta = meta
+        self._thread: threading.Thread | None = None
+        self._cancelled = False
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        from .teardown import detach_networks
+
+        try:
+            os.read(self._fd, 1)
+        except OSError:
+            return
+        if not self._cancelled:
+            detach_networks(self._meta)  # errors: the final teardown retries and reports
+
+    def finish(self) -> None:
+        """Wait for an early DEL under way; wake the reader if the hook never ran. Idempotent."""
+        if self._fd < 0:
+            return
+        if self._thread is not None and self._thread.is_alive():
+            import select
+
+            if not select.select([self._fd], [], [], 0)[0]:
+                self._cancelled = True
+                os.write(self._fd, b"c")
+            self._thread.join()
+        os.close(self._fd)
+        self._fd = -1
+
+
 def _run_podman(p: Plan, gate: SignalGate) -> int:
     import subprocess
 
@@ -636,6 +681,7 @@ def _run_podman(p: Plan, gate: SignalGate) -> int:
     hostname = spec.hostname or st.id[:12]
     cidfile = st.path / "cid"
     child: subprocess.Popen[bytes] | None = None
+    early: _EarlyDel | None = None
     handed_over = False
     code = EXIT_CNIRUN
     try:
@@ -650,6 +696,9 @@ def _run_podman(p: Plan, gate: SignalGate) -> int:
         gate_fd = os.open(gate_lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         fcntl.flock(gate_fd, fcntl.LOCK_EX)
         podman.write_gate_hook(str(st.path / "hooks.d"), str(gate_lock), str(gate_ok))
+        if not spec.detach:
+            early = _EarlyDel(st, meta)
+            podman.write_exit_hook(str(st.path / "hooks.d"), early.fifo)
         argv = podman.run_argv(spec, path, labels, binds, hostname, str(cidfile), str(st.path / "hooks.d"))
         meta.phase = "running"
         st.write_meta(meta)
@@ -658,6 +707,8 @@ def _run_podman(p: Plan, gate: SignalGate) -> int:
             atts = attach(p.cni, p.networks, st.id, path, p.options)
             _write_host_files(st, req, atts, hostname)
             gate_ok.touch()
+            if early is not None:
+                early.start()
         finally:
             p.release_ports()
             os.close(gate_fd)  # releases the hook: it starts the container or fails it
@@ -672,6 +723,8 @@ def _run_podman(p: Plan, gate: SignalGate) -> int:
         code = child.wait()
         if code < 0:
             code = 128 - code
+        if early is not None:
+            early.finish()  # DEL may be done already
         try:
             meta.workload = cidfile.read_text().strip()
         except OSError:
@@ -697,6 +750,8 @@ def _run_podman(p: Plan, gate: SignalGate) -> int:
                     meta.workload = cidfile.read_text().strip()
                 except OSError:
                     pass
+            if early is not None:
+                early.finish()
             # podman run ended on its own: it stopped (and with --rm removed) the container.
             for err in teardown(st, meta, stop=not ended, workload=not ended):
                 sys.stderr.write(f"cnirun: teardown: {err}\n")

@@ -42,6 +42,25 @@ def write_gate_hook(hooks_dir: str, lock_file: str, ok_file: str) -> None:
         json.dump(hook, f)
 
 
+def write_exit_hook(hooks_dir: str, fifo: str) -> None:
+    """A poststop hook that tells cnirun the container has stopped, before `podman run` returns.
+
+    `podman run --rm` still removes the container after that; cnirun's DEL
+    (the netns is cnirun's own) can run meanwhile. The FIFO is opened
+    read-write, which never blocks, and a byte fits its buffer: the hook
+    cannot hang even when nobody reads.
+    """
+    hook = {
+        "version": "1.0.0",
+        "hook": {"path": "/bin/sh", "args": ["sh", "-c", 'exec 3<>"$0" && echo x >&3', fifo], "timeout": 10},
+        "when": {"always": True},
+        "stages": ["poststop"],
+    }
+    os.makedirs(hooks_dir, exist_ok=True)
+    with open(os.path.join(hooks_dir, "cnirun-exit.json"), "w") as f:
+        json.dump(hook, f)
+
+
 def podman_bin() -> str:
     path = shutil.which("podman")
     if not path:
