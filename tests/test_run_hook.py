@@ -1,0 +1,152 @@
+"""`cnirun run` in hook mode on Docker, and `cnirun ps/inspect` for hook-made attachments.
+
+A module fixture installs the cnirun runtime with this module's environment
+(NETCONFPATH, CNI_CACHE_DIR, CNIRUN_STATE_DIR, CNIRUN_HOOK_LOG ... of its
+World) and uninstalls it at the end, checking /etc/docker/daemon.json is
+byte for byte what it was. Skipped when a `cnirun` runtime is already
+registered (a real installation is not ours to replace). Subnet: the
+World's 10.131.N.0/24 (conftest's Docker counter).
+"""
+from __future__ import annotations
+
+import ipaddress
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from cnirun import docker_runtime
+from conftest import CNIRUN, REPO, World, _finish, _make_world, needs_docker, needs_root
+
+pytestmark = [needs_root, needs_docker]
+DAEMON_JSON = "/etc/docker/daemon.json"
+
+
+def _snapshot() -> bytes | None:
+    try:
+        return Path(DAEMON_JSON).read_bytes()
+    except FileNotFoundError:
+        return None
+
+
+def _runtimes() -> dict:
+    out = subprocess.run(["docker", "info", "--format", "{{json .Runtimes}}"], capture_output=True, text=True).stdout
+    return json.loads(out or "{}")
+
+
+@pytest.fixture(scope="module")
+def hook_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    if docker_runtime.registered_path(DAEMON_JSON):
+        pytest.skip("a cnirun runtime is already registered in /etc/docker/daemon.json")
+    w = _make_world(tmp_path_factory.mktemp("runhook"), 131, "hook")
+    w.env["CNIRUN_HOOK_LOG"] = str(w.tmp / "hooks.log")
+    runtime_dir = w.tmp / "runtime"
+    before = _snapshot()
+    inst = subprocess.run([*CNIRUN, "install", "docker-runtime", "--dir", str(runtime_dir)],
+                          env=w.env, capture_output=True, text=True, timeout=90, cwd=REPO)
+    try:
+        assert inst.returncode == 0, inst.stderr
+        assert "cnirun" in _runtimes()
+        yield w
+    finally:
+        # A container left by a failed test would make uninstall refuse (it still uses the runtime).
+        left = subprocess.run(["docker", "ps", "-aq", "--filter", "name=cnirun-t3hook-"], capture_output=True,
+                              text=True).stdout.split()
+        if left:
+            subprocess.run(["docker", "rm", "-f", *left], capture_output=True)
+        un = subprocess.run([*CNIRUN, "uninstall", "docker-runtime", "--dir", str(runtime_dir)],
+                            env=w.env, capture_output=True, text=True, timeout=90, cwd=REPO)
+        try:
+            _finish(w)
+        finally:
+            assert un.returncode == 0, un.stderr
+            assert _snapshot() == before
+            assert "cnirun" not in _runtimes()
+
+
+def _hook_runs(w: World) -> int:
+    try:
+        return sum(1 for ln in Path(w.env["CNIRUN_HOOK_LOG"]).read_text().splitlines()
+                   if '"createRuntime"' in ln or '"prestart"' in ln)
+    except FileNotFoundError:
+        return 0
+
+
+def _assert_no_pins(w: World) -> None:
+    pins = w.state_dir / "netns"
+    assert not pins.is_dir() or not [p for p in pins.iterdir() if not p.name.startswith(".")]
+
+
+def test_mode_hook_run_shows_the_cni_address(hook_world: World) -> None:
+    w = hook_world
+    before = _hook_runs(w)
+    r = w.cnirun("--mode", "hook", "--rm", "busybox", "ifconfig", "eth0")
+    assert r.returncode == 0, r.stderr
+    addr = next(word.split(":", 1)[1] for word in r.stdout.split() if word.startswith("addr:"))
+    assert ipaddress.ip_address(addr) in ipaddress.ip_network(w.subnet)
+    assert _hook_runs(w) == before + 1
+    w.assert_clean(within=10.0)
+    _assert_no_pins(w)
+
+
+def test_auto_mode_picks_the_hook_when_the_env_matches(hook_world: World) -> None:
+    w = hook_world
+    before = _hook_runs(w)
+    r = w.cnirun("--rm", "busybox", "sh", "-c", "exit 7")
+    assert r.returncode == 7, r.stderr
+    assert _hook_runs(w) == before + 1
+    w.assert_clean(within=10.0)
+
+
+def test_other_env_uses_the_sandbox_and_hook_mode_says_why(hook_world: World) -> None:
+    w = hook_world
+    other = w.tmp / "other-net.d"
+    other.mkdir(exist_ok=True)
+    for f in Path(w.env["NETCONFPATH"]).iterdir():
+        shutil.copy(f, other / f.name)
+    env = dict(w.env, NETCONFPATH=str(other))
+    before = _hook_runs(w)
+    r = subprocess.run([*CNIRUN, "--rm", "busybox", "ip", "-o", "-4", "addr", "show", "eth0"], env=env,
+                       capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert r.returncode == 0, r.stderr
+    assert w.subnet.rsplit(".", 2)[0] in r.stdout
+    assert _hook_runs(w) == before  # the sandbox attached it, not the hook
+    h = subprocess.run([*CNIRUN, "--mode", "hook", "--rm", "busybox", "true"], env=env,
+                       capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert h.returncode == 125
+    assert "NETCONFPATH" in h.stderr and "install docker-runtime" in h.stderr
+    assert len(h.stderr.strip().splitlines()) == 1, h.stderr
+    w.assert_clean(within=10.0)
+
+
+def test_ps_and_inspect_show_hook_made_attachments(hook_world: World) -> None:
+    w = hook_world
+    name = f"cnirun-t3hook-{w.n}"
+    d = subprocess.run(["docker", "run", "-d", "--runtime", "cnirun", "--network", "none", "--name", name,
+                        "--label", f"cnirun.networks={w.net}", "busybox", "sleep", "60"],
+                       capture_output=True, text=True, timeout=60)
+    try:
+        assert d.returncode == 0, d.stderr
+        cid = d.stdout.strip()
+        ps = w.cnirun("ps", "--json")
+        assert ps.returncode == 0, ps.stderr
+        rows = [r for r in json.loads(ps.stdout) if r["container"] == cid]
+        assert len(rows) == 1, ps.stdout
+        row = rows[0]
+        assert (row["engine"], row["image"], row["name"], row["mode"]) == ("docker", "busybox", name, "hook")
+        assert row["netns"] == str(w.state_dir / "netns" / cid)
+        addr = row["attachments"][0]["addresses"][0]
+        assert ipaddress.ip_interface(addr).ip in ipaddress.ip_network(w.subnet)
+        table = w.cnirun("ps").stdout
+        assert cid[:12] in table and name in table and addr in table
+        for key in (name, cid[:10]):
+            i = w.cnirun("inspect", key)
+            assert i.returncode == 0, i.stderr
+            assert json.loads(i.stdout)["attachments"][0]["result"]["ips"][0]["address"] == addr
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+    w.assert_clean(within=10.0)
+    _assert_no_pins(w)
