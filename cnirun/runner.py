@@ -312,13 +312,28 @@ def _docker_mode(p: Plan) -> str:
     return choose(p.req.mode, p.cni, p.file_networks, extra_ips)
 
 
-def _run_docker(p: Plan, gate: SignalGate) -> int:
+def _docker_client(spec: Any, sdk_ok: bool = True) -> Any:
+    """The lean Engine API client when it can do this run (unix socket, plain options), else the SDK's.
+
+    sdk_ok=False: None instead of importing the SDK here.
+    """
+    from .engines.dockerapi import LeanDocker, lean_supported, unix_socket_path
+
+    sock = unix_socket_path()
+    if sock and lean_supported(spec):
+        return LeanDocker(sock)
+    if not sdk_ok:
+        return None
     from .engines.docker import Docker
 
+    return Docker()
+
+
+def _run_docker(p: Plan, gate: SignalGate) -> int:
     req = p.req
     if _docker_mode(p) == "hook":
         try:
-            return _run_docker_hook(p, Docker(), gate)
+            return _run_docker_hook(p, _docker_client(req.spec), gate)
         except RuntimeUnknown as e:
             if req.mode == "hook":
                 raise RunFailed(
@@ -332,13 +347,12 @@ def _run_docker(p: Plan, gate: SignalGate) -> int:
 def _run_docker_sandbox(p: Plan, gate: SignalGate) -> int:
     """Helper container holding the netns; ADD; the workload joins it with --network container:.
 
-    The helper is created and started by a thread (over the bare Engine API
-    when DOCKER_HOST is a unix socket), and ADD runs there too, while the
-    main thread imports the Docker SDK and creates the workload.
+    The helper is created and started by a thread, and ADD runs there too,
+    while the main thread creates the workload (and, when the run needs the
+    Docker SDK, imports it meanwhile: the helper goes over the lean client).
     """
     from .attach import attach
-    from .engines.docker import Docker, RawHelper
-    from .engines.dockerapi import unix_socket_path
+    from .engines.dockerapi import LeanDocker, unix_socket_path
     from .teardown import cni_env
 
     req, spec = p.req, p.req.spec
@@ -351,16 +365,14 @@ def _run_docker_sandbox(p: Plan, gate: SignalGate) -> int:
     base_labels = {"cnirun.id": st.id, "cnirun.state": str(st.path.parent)}
     workload_started = False
     code = EXIT_CNIRUN
-    docker: Any = None
     add_result: dict[str, Any] = {}
     sandbox_made = threading.Event()
     sock = unix_socket_path()
-    if not sock:
-        docker = Docker()  # tcp/ssh/TLS hosts: the SDK does everything
+    docker: Any = _docker_client(spec, sdk_ok=not sock)  # None: the SDK is imported below, in parallel
 
     def add() -> None:
         try:
-            helper = RawHelper(sock) if sock else docker.clone()
+            helper = LeanDocker(sock) if sock else docker.clone()
             try:
                 meta.sandbox = helper.create_sandbox(spec.image, spec.hostname,
                                                      {**base_labels, "cnirun.role": "sandbox"})
@@ -383,7 +395,7 @@ def _run_docker_sandbox(p: Plan, gate: SignalGate) -> int:
     try:
         t.start()
         if docker is None:
-            docker = Docker()  # the SDK import runs while dockerd starts the helper
+            docker = _docker_client(spec)  # the SDK import runs while dockerd starts the helper
         while not sandbox_made.wait(0.05):  # short waits: a signal handler can still interrupt us
             pass
         if not meta.sandbox:
@@ -431,7 +443,7 @@ def _run_docker_sandbox(p: Plan, gate: SignalGate) -> int:
             if t.ident is not None:
                 t.join()  # an interrupted set-up: let ADD finish (or undo itself) before DEL
             if docker is None:
-                docker = Docker()
+                docker = _docker_client(spec)
             st.write_meta(meta)
             errors = _teardown_parallel(st, meta, docker, add_result.get("netns_fd"))
             for err in errors:
@@ -536,10 +548,16 @@ def _foreground(docker: Any, cid: str, spec: Any, gate: SignalGate, on_started: 
 
 
 def _pump_out(sock: Any, tty: bool) -> None:
-    from docker.utils.socket import frames_iter
+    from .engines.dockerapi import Hijacked, frames
 
+    if isinstance(sock, Hijacked):
+        stream_iter = frames(sock, tty)
+    else:
+        from docker.utils.socket import frames_iter
+
+        stream_iter = frames_iter(sock, tty)
     try:
-        for stream, data in frames_iter(sock, tty):
+        for stream, data in stream_iter:
             os.write(2 if stream == 2 else 1, data)
     except OSError:
         pass

@@ -119,40 +119,6 @@ def netns_from_inspect(cid: str, info: dict[str, Any] | None) -> str:
     return f"/proc/{info['State']['Pid']}/ns/net"
 
 
-class RawHelper:
-    """The helper's create/start/netns over the Engine API without the SDK (see engines/dockerapi)."""
-
-    def __init__(self, socket_path: str) -> None:
-        from .dockerapi import RawDocker
-
-        self.raw = RawDocker(socket_path)
-
-    def create_sandbox(self, image: str, hostname: str, labels: dict[str, str]) -> str:
-        from .dockerapi import APIError
-
-        try:
-            return self.raw.create(sandbox_config(image, hostname, labels))
-        except APIError as e:
-            if e.status == 404:
-                raise ImageNotFound(image_not_found(image, str(e))) from None
-            raise EngineError(f"docker create: {e}") from None
-
-    def start(self, cid: str) -> None:
-        try:
-            self.raw.start(cid)
-        except EngineError as e:
-            raise StartError(str(e)) from None
-
-    def netns_of(self, cid: str) -> str:
-        from .dockerapi import APIError
-
-        try:
-            info = self.raw.inspect(cid)
-        except APIError:
-            info = None
-        return netns_from_inspect(cid, info)
-
-
 class Docker:
     name = "docker"
 
