@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import errno
 import os
-import signal
-import subprocess
 import sys
 import time
+
+# The _signal C module is what `signal` wraps (signal adds enums, i.e. imports
+# enum and re); subprocess would add ~8 ms (locale, re, threading, selectors...).
+# Plugins are started with os.posix_spawn and read with poll instead: this is
+# on the OCI hook path, i.e. every container start.
+from _signal import SIGKILL, SIGPIPE, SIGXFSZ
 
 from . import jsonfast as json
 from .errors import INTERNAL, CNIError, PluginError, PluginNotFound, PluginTimeout
@@ -104,38 +108,179 @@ class Invocation(Value):
         return env
 
 
-def _spawn(argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+def _high_pipe() -> tuple[int, int]:
+    """os.pipe() (close-on-exec) with both ends above 2, so dup2 onto 0-2 never clobbers one."""
+    import fcntl
+
+    fds = []
+    for fd in os.pipe():
+        if fd < 3:
+            high = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)
+            os.close(fd)
+            fd = high
+        fds.append(fd)
+    return fds[0], fds[1]
+
+
+def _inherited_fds(keep: tuple[int, ...]) -> list[int]:
+    """Our inheritable descriptors above 2: subprocess's close_fds=True closes them in the child."""
+    out = []
+    try:
+        names = os.listdir("/proc/self/fd")
+    except OSError:
+        return out
+    for name in names:
+        fd = int(name)
+        if fd > 2 and fd not in keep:
+            try:
+                if os.get_inheritable(fd):
+                    out.append(fd)
+            except OSError:
+                pass  # the descriptor listdir itself used
+    return out
+
+
+class _Child:
+    """A plugin process: its pid (also its process group: own session) and our ends of its pipes."""
+
+    def __init__(self, argv: list[str], env: dict[str, str]) -> None:
+        self.pid = 0
+        self.returncode: int | None = None
+        fds: list[int] = []
+        try:
+            in_r, self.stdin = _high_pipe()
+            fds += [in_r, self.stdin]
+            self.stdout, out_w = _high_pipe()
+            fds += [self.stdout, out_w]
+            self.stderr, err_w = _high_pipe()
+            fds += [self.stderr, err_w]
+            actions = [(os.POSIX_SPAWN_DUP2, in_r, 0), (os.POSIX_SPAWN_DUP2, out_w, 1), (os.POSIX_SPAWN_DUP2, err_w, 2)]
+            actions += [(os.POSIX_SPAWN_CLOSE, fd) for fd in _inherited_fds(tuple(fds))]
+            self.pid = os.posix_spawn(
+                argv[0],
+                argv,
+                env,
+                file_actions=actions,
+                # Own session and process group, so a timeout kills the plugin's children too.
+                setsid=True,
+                # Python ignores SIGPIPE (and SIGXFSZ); the plugin gets the defaults,
+                # as subprocess's restore_signals gives them.
+                setsigdef=(SIGPIPE, SIGXFSZ),
+            )
+        except BaseException:
+            for fd in fds:
+                os.close(fd)
+            raise
+        for fd in (in_r, out_w, err_w):
+            os.close(fd)
+
+    def close(self) -> None:
+        for name in ("stdin", "stdout", "stderr"):
+            fd = getattr(self, name)
+            if fd >= 0:
+                os.close(fd)
+                setattr(self, name, -1)
+
+    def communicate(self, data: bytes, timeout: float) -> tuple[bytes, bytes] | None:
+        """Feed stdin, read stdout and stderr to EOF, reap; None when `timeout` ran out first."""
+        import select
+
+        deadline = time.monotonic() + timeout
+        poller = select.poll()
+        chunks: dict[int, list[bytes]] = {self.stdout: [], self.stderr: []}
+        for fd in chunks:
+            poller.register(fd, select.POLLIN | select.POLLPRI)
+        view = memoryview(data)
+        if view:
+            os.set_blocking(self.stdin, False)
+            poller.register(self.stdin, select.POLLOUT)
+        else:
+            os.close(self.stdin)
+            self.stdin = -1
+        open_fds = set(chunks) | ({self.stdin} if view else set())
+        while open_fds:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            for fd, _event in poller.poll(left * 1000):
+                if fd == self.stdin:
+                    try:
+                        view = view[os.write(fd, view[:65536]):]
+                    except BlockingIOError:
+                        continue
+                    except BrokenPipeError:
+                        view = view[:0]  # the plugin stopped reading: as subprocess, not an error
+                    if not view:
+                        poller.unregister(fd)
+                        open_fds.discard(fd)
+                        os.close(fd)
+                        self.stdin = -1
+                    continue
+                chunk = os.read(fd, 65536)
+                if chunk:
+                    chunks[fd].append(chunk)
+                else:
+                    poller.unregister(fd)
+                    open_fds.discard(fd)
+        if not self._wait(deadline):
+            return None
+        return b"".join(chunks[self.stdout]), b"".join(chunks[self.stderr])
+
+    def _wait(self, deadline: float) -> bool:
+        """Reap the plugin by `deadline` (it may close its output before it exits)."""
+        delay = 0.0005
+        pidfd = -1
+        try:
+            while True:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+                if pid:
+                    self.returncode = os.waitstatus_to_exitcode(status)
+                    return True
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                if pidfd < 0:
+                    try:
+                        pidfd = os.pidfd_open(self.pid)  # readable once the plugin has exited
+                    except (AttributeError, OSError):
+                        pidfd = -2  # old kernel: poll by sleeping
+                if pidfd >= 0:
+                    import select
+
+                    select.select([pidfd], [], [], left)
+                else:
+                    time.sleep(min(delay, left))
+                    delay = min(delay * 2, 0.05)
+        finally:
+            if pidfd >= 0:
+                os.close(pidfd)
+
+    def kill_and_reap(self) -> None:
+        """SIGKILL the plugin's whole process group and reap the plugin."""
+        for kill in (os.killpg, os.kill):
+            try:
+                kill(self.pid, SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        if self.returncode is None:
+            try:
+                os.waitpid(self.pid, 0)
+            except ChildProcessError:
+                pass
+
+
+def _spawn(argv: list[str], env: dict[str, str]) -> _Child:
     # "text file busy" happens when a plugin binary was just written (e.g. a
     # package upgrade in flight); libcni retries, and so do we.
     for attempt in range(_TEXT_BUSY_RETRIES + 1):
         try:
-            return subprocess.Popen(
-                argv,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                env=env,
-                close_fds=True,
-                # Own process group, so a timeout kills the plugin's children too.
-                start_new_session=True,
-            )
+            return _Child(argv, env)
         except OSError as e:
             if e.errno == errno.ETXTBSY and attempt < _TEXT_BUSY_RETRIES:
                 time.sleep(1)
                 continue
             raise
     raise AssertionError("unreachable")
-
-
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    try:
-        proc.kill()
-    except ProcessLookupError:
-        pass
 
 
 def exec_plugin(
@@ -156,21 +301,22 @@ def exec_plugin(
     except OSError as e:
         raise PluginError(ptype, network, inv.command, f"cannot execute {plugin_path}: {e.strerror}", code=INTERNAL) from None
     try:
-        out, err = proc.communicate(stdin, timeout=limit)
-    except subprocess.TimeoutExpired:
-        _kill_group(proc)
-        proc.communicate()
+        answer = proc.communicate(stdin, timeout=limit)
+    except BaseException:
+        proc.kill_and_reap()
+        raise
+    finally:
+        proc.close()
+    if answer is None:
+        proc.kill_and_reap()
         raise PluginTimeout(
             ptype,
             network,
             inv.command,
             f"plugin hung: no answer within {limit:g} s, killed (raise CNIRUN_PLUGIN_TIMEOUT if it is just slow)",
             code=11,
-        ) from None
-    except BaseException:
-        _kill_group(proc)
-        proc.wait()
-        raise
+        )
+    out, err = answer
     if proc.returncode == 0:
         if err:
             # libcni passes a successful plugin's stderr through: it's the only log a plugin has.
