@@ -508,3 +508,79 @@ def test_cli_hook_command_runs_the_same_code(world: HookWorld) -> None:
     assert proc.returncode == 0 and world.log_records()[-1]["outcome"] == "skipped"
     proc = subprocess.run([CNIRUN, "hook", "bogus"], input="{}", env=world.full_env(), capture_output=True, text=True)
     assert proc.returncode == 1 and proc.stderr.startswith("cnirun: unknown hook stage")
+
+
+# -- what the hook path imports ------------------------------------------------------------
+# Each of these costs milliseconds at every container start (dataclasses pulls
+# in inspect/ast/dis, the json package and subprocess pull in re and enum...).
+NOT_ON_HOOK_PATH = {
+    "dataclasses", "typing", "pathlib", "inspect", "json", "re", "enum", "subprocess", "signal", "threading",
+    "contextlib", "tempfile", "urllib", "fnmatch", "base64", "copy", "shlex", "shutil",
+    "docker", "typer", "click", "yaml", "pyroute2", "requests",
+}
+
+
+def _modules_of_hook_run(world: HookWorld, stage: str, state: bytes, extra_env: dict[str, str] | None = None) -> set[str]:
+    """Run the hook as an engine does; the modules its main process has loaded when it exits.
+
+    Submodules also count as their top-level package ("json.decoder" adds "json").
+    """
+    out = world.root / f"modules-{stage}-{secrets.token_hex(4)}"
+    argv = hook.hook_argv(stage)
+    assert argv[3] == "-c"
+    argv[4] = (
+        f"import atexit, sys; atexit.register(lambda: open({str(out)!r}, 'w').write("
+        "'\\n'.join(sorted(sys.modules)))); " + argv[4]
+    )
+    env = dict(item.split("=", 1) for item in hook.hook_env(world.env()))
+    env.update(extra_env or {})
+    proc = subprocess.run(argv, input=state, env=env, capture_output=True, cwd="/")
+    assert proc.returncode == 0, proc.stderr
+    names = set(out.read_text().split())
+    return names | {m.split(".")[0] for m in names}
+
+
+@needs_root
+def test_hook_path_imports_nothing_heavy(world: HookWorld, container: subprocess.Popen) -> None:
+    """createRuntime (DEL-before-ADD, pin, ADD, cache) and poststop load none of the slow modules."""
+    stub = world.bin / "h4ustub"
+    stub.write_text('#!/bin/sh\ncat >/dev/null\necho \'{"cniVersion":"1.0.0","ips":[{"address":"10.141.9.5/24"}]}\'\n')
+    stub.chmod(0o755)
+    (world.netconf / "h4ustub.conflist").write_text(
+        json.dumps({"cniVersion": "1.0.0", "name": "h4ustub", "plugins": [{"type": "h4ustub", "capabilities": {"portMappings": True}}]})
+    )
+    cid = "h4u-" + secrets.token_hex(8)
+    ann = {"cnirun.networks": "h4ustub", "cnirun.ports": "18149:80"}
+    create = _modules_of_hook_run(world, "createRuntime", state_json(cid, container.pid, ann))
+    assert world.log_records()[-1]["outcome"] == "ok"
+    assert {"cnirun", "ctypes", "_json"} <= create and create & NOT_ON_HOOK_PATH == set()
+    # the poststop parent only takes the lock and forks: not even the runtime core
+    parent = _modules_of_hook_run(world, "poststop", state_json(cid, 0, ann, "stopped"))
+    assert "cnirun.hook" in parent and parent & (NOT_ON_HOOK_PATH | {"ctypes", "ipaddress", "cnirun.runtime"}) == set()
+    assert wait_clean(world, cid, []) == []
+    # the DEL itself (in the foreground here) is as lean as the ADD
+    assert _modules_of_hook_run(world, "createRuntime", state_json(cid, container.pid, ann)) & NOT_ON_HOOK_PATH == set()
+    sync = _modules_of_hook_run(world, "poststop", state_json(cid, 0, ann, "stopped"), {"CNIRUN_HOOK_SYNC": "1"})
+    assert sync & NOT_ON_HOOK_PATH == set()
+    assert [r["outcome"] for r in wait_records(world, cid, 4)] == ["ok"] * 4
+    assert wait_clean(world, cid, []) == []
+
+
+def test_shim_create_path_imports_nothing_heavy(tmp_path: Path) -> None:
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (bundle / "config.json").write_text(json.dumps({"ociVersion": "1.0.2", "annotations": {"cnirun.networks": "n"}}))
+    settings = tmp_path / "settings.json"
+    settings.write_text(json.dumps({"runc": "/bin/true", "hook_argv": hook.hook_argv("")[:-1], "hook_env": ["PATH=/usr/bin"]}))
+    out = tmp_path / "modules"
+    boot = (
+        f"import atexit, sys; sys.path.insert(0, {hook.package_parent()!r}); "
+        f"atexit.register(lambda: open({str(out)!r}, 'w').write('\\n'.join(sorted(sys.modules)))); "
+        "from cnirun.shim import main, prepare_bundle, load_config; conf = load_config(); "
+        f"print(prepare_bundle({str(bundle)!r}, 'c1', conf))"
+    )
+    proc = subprocess.run([sys.executable, "-I", "-S", "-c", boot], env={"CNIRUN_SHIM_CONFIG": str(settings)},
+                          capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stdout.strip() == "True", proc.stderr
+    assert {m.split(".")[0] for m in out.read_text().split()} & NOT_ON_HOOK_PATH == set()
+    assert json.loads((bundle / "config.json").read_text())["hooks"]["createRuntime"]
