@@ -120,7 +120,7 @@ def test_hook_argv_is_lean() -> None:
     argv = hook.hook_argv("poststop")
     assert argv[1:3] == ["-I", "-S"] and argv[-1] == "poststop" and os.path.isabs(argv[0])
     out = subprocess.run(
-        [*argv[:4], argv[4].replace("sys.exit(main())", "print(sorted(m for m in sys.modules if m.split('.')[0] in ('docker','typer','yaml','pyroute2')))")],
+        [*argv[:4], argv[4].replace("run_process()", "print(sorted(m for m in sys.modules if m.split('.')[0] in ('docker','typer','yaml','pyroute2')))")],
         capture_output=True, text=True,
     )
     assert out.stdout.strip() == "[]"
@@ -527,11 +527,12 @@ def _modules_of_hook_run(world: HookWorld, stage: str, state: bytes, extra_env: 
     """
     out = world.root / f"modules-{stage}-{secrets.token_hex(4)}"
     argv = hook.hook_argv(stage)
-    assert argv[3] == "-c"
-    argv[4] = (
-        f"import atexit, sys; atexit.register(lambda: open({str(out)!r}, 'w').write("
-        "'\\n'.join(sorted(sys.modules)))); " + argv[4]
-    )
+    assert argv[3] == "-c" and argv[4].endswith("from cnirun.hook import run_process; run_process()")
+    # main() as run_process() runs it, then the list (run_process leaves with os._exit: no atexit)
+    argv[4] = argv[4].replace(
+        "run_process()",
+        f"code = main(); open({str(out)!r}, 'w').write('\\n'.join(sorted(sys.modules))); sys.exit(code)",
+    ).replace("import run_process", "import main")
     env = dict(item.split("=", 1) for item in hook.hook_env(world.env()))
     env.update(extra_env or {})
     proc = subprocess.run(argv, input=state, env=env, capture_output=True, cwd="/")
