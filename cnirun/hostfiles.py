@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
+from .record import Record
 
 HOST_RESOLV_CONF = "/etc/resolv.conf"
 # systemd-resolved's stub listens on 127.0.0.53; its upstream servers are here.
@@ -29,11 +29,13 @@ _HOSTS_HEADER = [
 ]
 
 
-@dataclass
-class DNSConfig:
-    nameservers: list[str] = field(default_factory=list)
-    search: list[str] = field(default_factory=list)
-    options: list[str] = field(default_factory=list)
+class DNSConfig(Record):
+    nameservers: list[str]
+    search: list[str]
+    options: list[str]
+
+    _fields = ('nameservers', 'search', 'options')
+    _defaults = {'nameservers': list, 'search': list, 'options': list}
 
 
 def _rewrite_in_place(path: str | os.PathLike[str], text: str) -> None:

@@ -19,14 +19,16 @@ import signal
 import socket
 import sys
 import threading
-from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .attach import Attachment, NetworkOptions
 from .cli.run import RunRequest
 from .config import NetworkConfigList
 from .errors import ArgumentError, CNIError, ConfigError, EngineError
-from .state import RunMeta, RunState, netns_identity
+from .record import Record
+
+if TYPE_CHECKING:  # the hook path never makes a state dir: state (pathlib, secrets) is imported lazily
+    from .state import RunMeta, RunState
 
 EXIT_CNIRUN = 125
 _FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -46,16 +48,18 @@ class RunFailed(Exception):
         self.code = code
 
 
-@dataclass
-class Plan:
+class Plan(Record):
     req: RunRequest
     cni: Any
     networks: list[NetworkConfigList]
     options: list[NetworkOptions]
-    ports: list[Any] = field(default_factory=list)
-    file_networks: list[str] = field(default_factory=list)  # defined by -f only: invisible to the hook
-    ips: dict[str, str] = field(default_factory=dict)  # network name -> static IP
-    port_lock: Any = None  # held from the port check until ADD has cached the mappings
+    ports: list[Any]
+    file_networks: list[str]  # defined by -f only: invisible to the hook
+    ips: dict[str, str]  # network name -> static IP
+    port_lock: Any  # held from the port check until ADD has cached the mappings
+
+    _fields = ('req', 'cni', 'networks', 'options', 'ports', 'file_networks', 'ips', 'port_lock')
+    _defaults = {'ports': list, 'file_networks': list, 'ips': dict, 'port_lock': None}
 
     def release_ports(self) -> None:
         if self.port_lock is not None:
@@ -353,6 +357,7 @@ def _run_docker_sandbox(p: Plan, gate: SignalGate) -> int:
     """
     from .attach import attach
     from .engines.dockerapi import LeanDocker, unix_socket_path
+    from .state import RunMeta, RunState, netns_identity
     from .teardown import cni_env
 
     req, spec = p.req, p.req.spec
@@ -458,6 +463,7 @@ def _teardown_parallel(st: RunState, meta: RunMeta, docker: Any, netns_fd: int |
     /proc/<our pid>/fd/N (the same netns, checked by identity) and the sandbox
     can go at the same time; closing the fd afterwards frees the netns.
     """
+    from .state import RunMeta
     from .teardown import teardown
 
     errors: list[str] = []
@@ -686,6 +692,7 @@ def _run_podman(p: Plan, gate: SignalGate) -> int:
     from . import netns as nsmod
     from .attach import attach
     from .engines import podman
+    from .state import RunMeta, RunState, netns_identity
     from .teardown import cni_env, teardown
 
     req, spec = p.req, p.req.spec

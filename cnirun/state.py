@@ -22,9 +22,9 @@ import os
 import secrets
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+from .record import Record
 
 DEFAULT_STATE_DIR = "/run/cnirun"  # shared with the OCI hook (its netns pins live in netns/)
 TMP_PREFIX = ".tmp-"
@@ -35,29 +35,38 @@ def state_root() -> Path:
     return Path(os.environ.get("CNIRUN_STATE_DIR") or DEFAULT_STATE_DIR) / "containers"
 
 
-@dataclass
-class RunMeta:
+class RunMeta(Record):
     """What a run records about itself; enough for a later teardown by anyone."""
 
     id: str  # CNI container ID of every attachment of this run
     engine: str  # "docker" | "podman"
-    image: str = ""
-    name: str = ""
-    workload: str = ""  # engine container ID of the workload
-    sandbox: str = ""  # docker: the helper container holding the netns
-    netns: str = ""  # the netns path given to ADD (podman: /run/netns/<name>)
-    netns_id: str = ""  # "dev:ino" of that netns, to spot a reused /proc/<pid> path
-    networks: list[str] = field(default_factory=list)
-    detached: bool = False
-    remove: bool = False  # --rm
-    mode: str = "sandbox"
-    cni_env: dict[str, str] = field(default_factory=dict)  # CNI_PATH, NETCONFPATH, CNI_CACHE_DIR, lock
-    created: float = field(default_factory=time.time)
-    phase: str = "setup"  # setup -> running -> teardown
+    image: str
+    name: str
+    workload: str  # engine container ID of the workload
+    sandbox: str  # docker: the helper container holding the netns
+    netns: str  # the netns path given to ADD (podman: /run/netns/<name>)
+    netns_id: str  # "dev:ino" of that netns, to spot a reused /proc/<pid> path
+    networks: list[str]
+    detached: bool
+    remove: bool  # --rm
+    mode: str
+    cni_env: dict[str, str]  # CNI_PATH, NETCONFPATH, CNI_CACHE_DIR, lock
+    created: float
+    phase: str  # setup -> running -> teardown
+
+    _fields = (
+        'id', 'engine', 'image', 'name', 'workload', 'sandbox', 'netns', 'netns_id', 'networks', 'detached',
+        'remove', 'mode', 'cni_env', 'created', 'phase',
+    )
+    _defaults = {
+        'image': "", 'name': "", 'workload': "", 'sandbox': "", 'netns': "", 'netns_id': "", 'networks': list,
+        'detached': False, 'remove': False, 'mode': "sandbox", 'cni_env': dict, 'created': time.time,
+        'phase': "setup",
+    }
 
     @classmethod
     def from_dict(cls, obj: dict[str, Any]) -> "RunMeta":
-        known = {k: obj[k] for k in cls.__dataclass_fields__ if k in obj}
+        known = {k: obj[k] for k in cls._fields if k in obj}
         return cls(**known)
 
 
@@ -142,7 +151,7 @@ class RunState:
     # -- metadata -------------------------------------------------------------
     def write_meta(self, meta: RunMeta) -> None:
         tmp = self.path / ".meta.json.tmp"
-        tmp.write_text(json.dumps(asdict(meta)))
+        tmp.write_text(json.dumps(meta.to_dict()))
         os.replace(tmp, self.path / "meta.json")
 
     def read_meta(self) -> RunMeta | None:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass, field
 
 from ..engines.spec import RunSpec
+from ..record import Record
 
 USAGE = """\
 Usage: cnirun [run] [OPTIONS] IMAGE [COMMAND [ARG...]]
@@ -88,19 +88,24 @@ class UsageError(Exception):
     pass
 
 
-@dataclass
-class RunRequest:
+class RunRequest(Record):
     spec: RunSpec
-    networks: list[str] = field(default_factory=list)
-    publish: list[str] = field(default_factory=list)
-    ip: str = ""  # static address on the first network
-    network_ips: dict[str, str] = field(default_factory=dict)  # network name -> static address
-    mac: str = ""
-    dns: list[str] = field(default_factory=list)
-    dns_search: list[str] = field(default_factory=list)
-    engine: str = ""
-    mode: str = ""
-    file: str = ""
+    networks: list[str]
+    publish: list[str]
+    ip: str  # static address on the first network
+    network_ips: dict[str, str]  # network name -> static address
+    mac: str
+    dns: list[str]
+    dns_search: list[str]
+    engine: str
+    mode: str
+    file: str
+
+    _fields = ('spec', 'networks', 'publish', 'ip', 'network_ips', 'mac', 'dns', 'dns_search', 'engine', 'mode', 'file')
+    _defaults = {
+        'networks': list, 'publish': list, 'ip': "", 'network_ips': dict, 'mac': "", 'dns': list, 'dns_search':
+        list, 'engine': "", 'mode': "", 'file': "",
+    }
 
 
 def _split(args: list[str]) -> tuple[dict[str, list[str]], set[str], list[str]]:
