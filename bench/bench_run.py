@@ -1,7 +1,10 @@
 """Benchmark `cnirun run` against its peers, measured in the same run.
 
-Medians of N runs (default 10, env BENCH_N) of:
+Medians of N runs (default 10, env BENCH_N); the commands of each group run
+interleaved (one of each per round), so a busy machine slows them alike:
   cnirun --rm busybox true            vs  docker run --rm --network none busybox true   (target <= 3.0x)
+    (sandbox mode; and hook mode, target <= 1.6x: the bench installs the cnirun
+    runtime with its own environment and restores daemon.json byte for byte)
   cnirun --rm busybox true            vs  a naive docker-run.sh in shell (sandbox + plugins
                                           run by hand, DEL without prevResult)          (target: cnirun >= 1.3x faster)
   cnirun --engine podman --rm busybox true
@@ -87,6 +90,57 @@ def median_of(argv: list[str], env: dict | None = None, n: int = N) -> tuple[flo
     return statistics.median(times), failures
 
 
+def interleaved(cmds: dict[str, list[str]], n: int = N) -> dict[str, tuple[float, int]]:
+    """name -> (median seconds, failures), one run of every command per round after a warm-up round."""
+    for argv in cmds.values():
+        timed(argv)
+    times: dict[str, list[float]] = {k: [] for k in cmds}
+    failures = dict.fromkeys(cmds, 0)
+    for _ in range(n):
+        for name, argv in cmds.items():
+            dt, rc = timed(argv)
+            times[name].append(dt)
+            failures[name] += rc != 0
+    return {k: (statistics.median(v), failures[k]) for k, v in times.items()}
+
+
+DAEMON_JSON = "/etc/docker/daemon.json"
+
+
+def _read(path: str) -> bytes | None:
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        return None
+
+
+def install_runtime(directory: Path) -> bool:
+    """Install the cnirun runtime with this environment; False when one is already registered (not ours)."""
+    from cnirun import docker_runtime
+
+    if docker_runtime.registered_path(DAEMON_JSON):
+        return False
+    p = subprocess.run([CNIRUN, "install", "docker-runtime", "--dir", str(directory)], capture_output=True, text=True)
+    if p.returncode != 0:
+        print(f"bench_run: cannot install the docker runtime: {p.stderr.strip()}")
+        return False
+    return True
+
+
+def uninstall_runtime(directory: Path, before: bytes | None) -> None:
+    for _ in range(10):  # refused while a --rm container of the last round is still being removed
+        p = subprocess.run([CNIRUN, "uninstall", "docker-runtime", "--dir", str(directory)], capture_output=True)
+        if p.returncode == 0:
+            break
+        time.sleep(0.5)
+    if _read(DAEMON_JSON) != before:  # never leave the host's daemon.json changed
+        if before is None:
+            Path(DAEMON_JSON).unlink(missing_ok=True)
+        else:
+            Path(DAEMON_JSON).write_bytes(before)
+        print("bench_run: daemon.json restored by hand after uninstall")
+
+
 def concurrent(argv: list[str], k: int = 20) -> tuple[float, int]:
     t = time.perf_counter()
     with ThreadPoolExecutor(k) as ex:
@@ -107,11 +161,7 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="cnirun-bench-"))
     rows: list[tuple[str, str, float, float, str]] = []
     try:
-        # --- Docker -----------------------------------------------------------------
-        docker_none, f1 = median_of(["docker", "run", "--rm", "--network", "none", "busybox", "true"])
-        cn, f2 = median_of([CNIRUN, "--rm", "--mode", "sandbox", "busybox", "true"])
-        rows.append(("cnirun --rm busybox true", "docker run --rm --network none", cn, docker_none, "<= 3.0x"))
-
+        # --- Docker ------------------------------------------------------------------
         naive_dir = tmp / "naive"
         naive_dir.mkdir()
         net = chain("cnrbench-naive", "cnrbench0", "10.139.0.0/24", str(tmp / "ipam"))
@@ -122,10 +172,38 @@ def main() -> int:
         script = naive_dir / "docker-run.sh"
         script.write_text(NAIVE % {"dir": naive_dir, "plugins": PLUGINS})
         script.chmod(0o755)
+        cmds = {
+            "none": ["docker", "run", "--rm", "--network", "none", "busybox", "true"],
+            "sandbox": [CNIRUN, "--rm", "--mode", "sandbox", "busybox", "true"],
+            "naive": ["sh", str(script), "busybox", "true"],
+        }
+        daemon_before = _read(DAEMON_JSON)
+        runtime_dir = tmp / "runtime"
+        hooked = install_runtime(runtime_dir)
         rules_before = iptables_lines("10.139.0.")
-        naive, f3 = median_of(["sh", str(script), "busybox", "true"])
+        try:
+            if hooked:
+                cmds["hook"] = [CNIRUN, "--rm", "--mode", "hook", "busybox", "true"]
+                cmds["runtime"] = ["docker", "run", "--rm", "--runtime", "cnirun", "--network", "none", "--label",
+                                   "cnirun.networks=cnirun", "busybox", "true"]
+            res = interleaved(cmds)
+        finally:
+            if hooked:
+                uninstall_runtime(runtime_dir, daemon_before)
         leaked = iptables_lines("10.139.0.") - rules_before
-        rows.append(("naive docker-run.sh", "cnirun --rm busybox true", naive, cn, ">= 1.3x"))
+        docker_none, f1 = res["none"]
+        cn, f2 = res["sandbox"]
+        naive, f3 = res["naive"]
+        rows.append(("cnirun --rm busybox true (sandbox)", "docker run --rm --network none", cn, docker_none,
+                     "<= 3.0x"))
+        if hooked:
+            rows.append(("cnirun --rm busybox true (hook)", "docker run --rm --network none", res["hook"][0],
+                         docker_none, "<= 1.6x"))
+            rows.append(("docker run --runtime cnirun", "docker run --rm --network none", res["runtime"][0],
+                         docker_none, "<= 1.6x"))
+        rows.append(("naive docker-run.sh", "cnirun (sandbox)", naive, cn, ">= 1.3x"))
+        if hooked:
+            rows.append(("naive docker-run.sh", "cnirun (hook)", naive, res["hook"][0], ">= 1.3x"))
 
         # --- Podman -------------------------------------------------------------------
         pod_rows = []
@@ -134,10 +212,13 @@ def main() -> int:
             cni_dir.mkdir()
             (cni_dir / "cnrbench-podman.conflist").write_text(
                 json.dumps(chain("cnrbench-podman", "cnrbench1", "10.138.0.0/24", str(tmp / "ipam2"))))
-            peer_cni, f4 = median_of(["podman", "--network-backend", "cni", "--cni-config-dir", str(cni_dir), "run",
-                                      "--rm", "--network", "cnrbench-podman", "busybox", "true"])
-            peer_default, f5 = median_of(["podman", "run", "--rm", "busybox", "true"])
-            cnp, f6 = median_of([CNIRUN, "--engine", "podman", "--rm", "busybox", "true"])
+            pres = interleaved({
+                "cni": ["podman", "--network-backend", "cni", "--cni-config-dir", str(cni_dir), "run",
+                        "--rm", "--network", "cnrbench-podman", "busybox", "true"],
+                "default": ["podman", "run", "--rm", "busybox", "true"],
+                "cnirun": [CNIRUN, "--engine", "podman", "--rm", "busybox", "true"],
+            })
+            (peer_cni, f4), (peer_default, f5), (cnp, f6) = pres["cni"], pres["default"], pres["cnirun"]
             pod_rows = [
                 ("cnirun --engine podman", "podman --network-backend cni", cnp, peer_cni, "<= 1.1x"),
                 ("cnirun --engine podman", "podman run (netavark)", cnp, peer_default, "<= 1.1x"),
@@ -150,10 +231,12 @@ def main() -> int:
         rows.append((f"20 x cnirun ({ok_cn}/20 ok)", f"20 x docker run bridge ({ok_d}/20 ok)", conc_cn, conc_d, "-"))
 
         print(f"\nbench_run: medians of {N} runs (s)")
-        print(f"{'measured':<32} {'peer':<34} {'time':>7} {'peer':>7} {'ratio':>7}  target")
+        print(f"{'measured':<36} {'peer':<34} {'time':>7} {'peer':>7} {'ratio':>7}  target")
         for name, peer, a, b, target in rows:
-            print(f"{name:<32} {peer:<34} {a:7.3f} {b:7.3f} {a / b:6.2f}x  {target}")
-        print(f"failures: docker-none {f1}, cnirun {f2}, naive {f3}")
+            print(f"{name:<36} {peer:<34} {a:7.3f} {b:7.3f} {a / b:6.2f}x  {target}")
+        print(f"failures: docker-none {f1}, cnirun {f2}, naive {f3}"
+              + (f", hook {res['hook'][1]}, runtime {res['runtime'][1]}" if hooked else "")
+              + (f", podman: cni {f4}, default {f5}, cnirun {f6}" if pod_rows else ""))
         print(f"naive docker-run.sh leaked {leaked} iptables rules over {N + 1} runs "
               f"(DEL without prevResult); cnirun leaked {iptables_lines('cnirun-bench')} ")
     finally:

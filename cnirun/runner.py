@@ -499,13 +499,20 @@ class StartFailed(Exception):
         self.code = code
 
 
-def _foreground(docker: Any, cid: str, spec: Any, gate: SignalGate, on_started: Any = None) -> int:
+def _foreground(
+    docker: Any, cid: str, spec: Any, gate: SignalGate, on_started: Any = None, auto_removed: bool = False
+) -> int:
     """Attach, start, relay I/O and signals, and return the exit status.
 
-    on_started: called once start returned (or failed).
+    on_started: called once start returned (or failed). auto_removed: dockerd
+    removes the container on exit; the wait (registered before start, lean
+    client only) then returns once it is gone.
     """
     from .engines.docker import StartError
 
+    pending = None
+    if hasattr(docker, "wait_pending"):
+        pending = docker.wait_pending(cid, "removed" if auto_removed else "next-exit")
     sock = docker.attach_socket(cid, stdin=spec.interactive)
     raw = getattr(sock, "_sock", sock)
     restore_tty = None
@@ -536,7 +543,7 @@ def _foreground(docker: Any, cid: str, spec: Any, gate: SignalGate, on_started: 
         done = threading.Event()
 
         def wait() -> None:
-            result["code"] = docker.wait(cid)
+            result["code"] = pending.result() if pending is not None else docker.wait(cid)
             done.set()
 
         threading.Thread(target=wait, daemon=True).start()
@@ -545,6 +552,8 @@ def _foreground(docker: Any, cid: str, spec: Any, gate: SignalGate, on_started: 
         return result["code"]
     finally:
         gate.forward = None
+        if pending is not None:
+            pending.close()
         if restore_tty:
             restore_tty()
         try:
@@ -610,10 +619,12 @@ def _run_docker_hook(p: Plan, docker: Any, gate: SignalGate) -> int:
     first_ip = p.ips.get(p.networks[0].name, "")
     netspec = ContainerNetworkSpec(networks=[n.name for n in p.networks], ports=p.ports, ip=first_ip, mac=req.mac)
     labels = {**spec.labels, **netspec.to_labels()}
+    # Foreground --rm: dockerd removes the container as it exits (as `docker run --rm`), when the
+    # client can register its wait before start; else cnirun removes it after the wait.
+    auto_remove = spec.remove and (spec.detach or hasattr(docker, "wait_pending"))
     try:
         cid = docker.create_workload(
-            spec, "none", labels, [], runtime="cnirun", auto_remove=spec.remove and spec.detach,
-            hostname=spec.hostname or None,
+            spec, "none", labels, [], runtime="cnirun", auto_remove=auto_remove, hostname=spec.hostname or None,
         )
     except EngineError as e:
         if "runtime" in str(e) and ("unknown" in str(e) or "invalid" in str(e)):
@@ -630,14 +641,14 @@ def _run_docker_hook(p: Plan, docker: Any, gate: SignalGate) -> int:
         sys.stdout.write(cid + "\n")
         return 0
     try:
-        return _foreground(docker, cid, spec, gate, on_started=p.release_ports)
+        return _foreground(docker, cid, spec, gate, on_started=p.release_ports, auto_removed=auto_remove)
     except StartFailed as e:
         sys.stderr.write(f"cnirun: {e}\n")
         return e.code
     finally:
         gate.shield()
         if spec.remove:
-            docker.remove(cid)
+            docker.remove(cid)  # gone already when auto-removed (then a quick 404), else now
 
 
 # -- Podman -------------------------------------------------------------------------------

@@ -150,3 +150,11 @@ def test_ps_and_inspect_show_hook_made_attachments(hook_world: World) -> None:
         subprocess.run(["docker", "rm", "-f", name], capture_output=True)
     w.assert_clean(within=10.0)
     _assert_no_pins(w)
+
+
+@pytest.mark.parametrize("cmd,code", [(["sh", "-c", "exit 3"], 3), (["/etc"], 126), (["no-such-command"], 127)])
+def test_hook_mode_exit_codes(hook_world: World, cmd: list[str], code: int) -> None:
+    r = hook_world.cnirun("--mode", "hook", "--rm", "busybox", *cmd)
+    assert r.returncode == code, r.stderr
+    hook_world.assert_clean(within=10.0)
+    _assert_no_pins(hook_world)

@@ -204,6 +204,35 @@ def frames(stream: Hijacked, tty: bool) -> Any:
         buf = buf[8 + size:]
 
 
+class PendingWait:
+    def __init__(self, sock: socket.socket, head: bytes) -> None:
+        self._sock, self._buf = sock, head
+
+    def close(self) -> None:
+        try:
+            self._sock.close()
+        except OSError:
+            pass
+
+    def result(self) -> int:
+        """The exit status (125 when the container vanished or dockerd answered an error)."""
+        try:
+            while True:
+                b = self._sock.recv(65536)
+                if not b:
+                    break
+                self._buf += b
+        except OSError:
+            return 125
+        finally:
+            self._sock.close()
+        try:
+            status, body = _parse_response(self._buf)
+            return int(json.loads(body).get("StatusCode", 125)) if status < 400 else 125
+        except (EngineError, ValueError, AttributeError):
+            return 125
+
+
 class LeanDocker:
     """engines.docker.Docker's methods for `cnirun run`, without the SDK."""
 
@@ -316,6 +345,26 @@ class LeanDocker:
             self.raw.start(cid)
         except EngineError as e:
             raise StartError(str(e)) from None
+
+    def wait_pending(self, cid: str, condition: str = "next-exit") -> "PendingWait":
+        """Register a wait before start (as the docker CLI does): an auto-removed container cannot slip by.
+
+        dockerd answers the head at once and the body when the condition is met.
+        """
+        s = self.raw._connect(None)
+        try:
+            s.sendall(f"POST /containers/{quote(cid)}/wait?condition={condition} HTTP/1.1\r\nHost: docker\r\n"
+                      "Connection: close\r\nContent-Length: 0\r\n\r\n".encode())
+            buf = b""
+            while b"\r\n\r\n" not in buf:
+                b = s.recv(65536)
+                if not b:
+                    break
+                buf += b
+        except OSError as e:
+            s.close()
+            raise EngineError(f"docker wait: {e}") from None
+        return PendingWait(s, buf)
 
     def wait(self, cid: str) -> int:
         try:
