@@ -57,10 +57,17 @@ def env_mismatch(recorded: Mapping[str, str], current: Mapping[str, str]) -> str
     return ""
 
 
-def installed_settings() -> dict[str, Any] | None:
+def installed_settings(daemon_json: str = "/etc/docker/daemon.json") -> dict[str, Any] | None:
+    """docker_runtime.installed_settings(), skipping its import when daemon.json cannot name the runtime."""
+    try:
+        with open(daemon_json, "rb") as f:
+            if b'"cnirun"' not in f.read():
+                return None
+    except OSError:
+        return None
     from ..docker_runtime import installed_settings as settings
 
-    return settings()
+    return settings(daemon_json)
 
 
 def choose(requested: str, cni: Any, file_networks: list[str], extra_ips: list[str]) -> str:

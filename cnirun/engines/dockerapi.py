@@ -16,11 +16,11 @@ no version negotiation round trip is needed.
 """
 from __future__ import annotations
 
-import json
 import os
 import socket
 from typing import Any
 
+from .. import jsonfast as json
 from ..errors import EngineError
 
 DEFAULT_SOCKET = "/var/run/docker.sock"
