@@ -625,6 +625,7 @@ def _run_docker_hook(p: Plan, docker: Any, gate: SignalGate) -> int:
     try:
         cid = docker.create_workload(
             spec, "none", labels, [], runtime="cnirun", auto_remove=auto_remove, hostname=spec.hostname or None,
+            dns=req.dns, dns_search=req.dns_search,  # the hook cannot write resolv.conf: dockerd does
         )
     except EngineError as e:
         if "runtime" in str(e) and ("unknown" in str(e) or "invalid" in str(e)):

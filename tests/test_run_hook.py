@@ -158,3 +158,11 @@ def test_hook_mode_exit_codes(hook_world: World, cmd: list[str], code: int) -> N
     assert r.returncode == code, r.stderr
     hook_world.assert_clean(within=10.0)
     _assert_no_pins(hook_world)
+
+
+def test_hook_mode_dns_options(hook_world: World) -> None:
+    r = hook_world.cnirun("--mode", "hook", "--rm", "--dns", "10.131.250.53", "--dns-search", "example.test", "busybox",
+                          "cat", "/etc/resolv.conf")
+    assert r.returncode == 0, r.stderr
+    assert "nameserver 10.131.250.53" in r.stdout and "example.test" in r.stdout
+    hook_world.assert_clean(within=10.0)

@@ -202,6 +202,8 @@ class Docker:
         runtime: str | None = None,
         auto_remove: bool = False,
         hostname: str | None = None,
+        dns: list[str] | None = None,
+        dns_search: list[str] | None = None,
     ) -> str:
         tmpfs = {}
         for t in spec.tmpfs:
@@ -225,6 +227,8 @@ class Docker:
             group_add=spec.group_add or None,
             auto_remove=auto_remove,
             runtime=runtime,
+            dns=dns or None,
+            dns_search=dns_search or None,
         )
         if network_mode == "none" or not network_mode.startswith("container:"):
             hc_kwargs["extra_hosts"] = [h.replace("=", ":", 1) for h in spec.add_hosts] or None

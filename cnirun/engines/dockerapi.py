@@ -289,6 +289,8 @@ class LeanDocker:
         runtime: str | None = None,
         auto_remove: bool = False,
         hostname: str | None = None,
+        dns: list[str] | None = None,
+        dns_search: list[str] | None = None,
     ) -> str:
         from .docker import ImageNotFound
 
@@ -303,6 +305,7 @@ class LeanDocker:
             "PidsLimit": spec.pids_limit, "GroupAdd": [str(g) for g in spec.group_add] or None,
             "NanoCpus": int(spec.cpus * 1e9) if spec.cpus else None, "Runtime": runtime,
             "Tmpfs": {t.partition(":")[0]: t.partition(":")[2] for t in spec.tmpfs} or None,
+            "Dns": dns or None, "DnsSearch": dns_search or None,
         }
         if not network_mode.startswith("container:"):
             optional["ExtraHosts"] = [h.replace("=", ":", 1) for h in spec.add_hosts] or None
