@@ -4,9 +4,19 @@ Docker (sandbox mode): a helper container of the user's own image, network
 `none`, running the host's static busybox `sleep`, holds the netns; the CNI
 chain is ADDed to it; the workload joins it with `--network container:` and
 starts only after ADD finished, so the network is up before its first
-instruction. Docker (hook mode): an ordinary `docker run` with the cnirun OCI
-runtime, which attaches from the container's labels. Podman: a named netns
-made by cnirun, attached, then `podman run --network ns:PATH`.
+instruction. A thread creates and starts the helper and runs ADD while the
+main thread creates the workload. This process also opens the helper's netns,
+so at the end the helper is removed while DEL still runs in that netns.
+Docker (hook mode): an ordinary `docker run` with the cnirun OCI runtime,
+which attaches from the container's labels; chosen automatically only when
+the runtime was installed with this run's CNI paths (engines/docker_mode).
+Docker calls go through a lean Engine API client on the unix socket
+(engines/dockerapi) unless the run needs the SDK. Podman: a named netns made
+by cnirun, attached, then `podman run --network ns:PATH`; a prestart hook
+holds the container until ADD is done and a poststop hook starts DEL early.
+
+Published ports: a lock is held from the "is the host port free" check until
+ADD has cached the mappings, so two runs cannot both take one port.
 
 Exit status: the container's; 125 for cnirun's own failures; 126/127 when
 the command cannot be run (as docker run).
