@@ -26,9 +26,15 @@ added to config.json by the Docker runtime shim (cnirun.shim).
   undo and succeeds.
 - One log line per run in CNIRUN_HOOK_LOG (default /var/log/cnirun/hooks.log).
 
-This module is on the path of every container start: it imports only the
-standard library at the top and the runtime core inside functions; no
-docker SDK, typer, yaml or pyroute2.
+This module is on the path of every container start: it imports only os,
+sys, time and cnirun.jsonfast at the top and the runtime core inside
+functions. Nothing on the hook path imports the docker SDK, typer, yaml,
+pyroute2, nor the slow parts of the standard library (dataclasses, typing,
+pathlib, the json package, re, enum, subprocess): test_hook_unit checks it.
+The process is started with `python -I -S` (no site, no editable-install
+finder; hook_argv puts the package on sys.path) and leaves with os._exit
+(run_process). The netns pin is made with mount(2) through ctypes, plugins
+are started with posix_spawn (cnirun.invoke).
 """
 from __future__ import annotations
 
