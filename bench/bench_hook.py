@@ -200,6 +200,18 @@ def bench_podman(hooks_dir: Path, podman_net_dir: Path) -> None:
           f"{h / o:.2f}x (target <= 1.1x)")
 
 
+def wait_background_teardowns(state: Path, timeout: float = 60.0) -> None:
+    """poststop DELs in a background child that removes its lock file when done: wait for all of them.
+
+    Removing the tmp dir (networks, cache) under a DEL still running would
+    leave its attachment behind.
+    """
+    locks = state / "locks"
+    deadline = time.monotonic() + timeout
+    while locks.is_dir() and any(locks.iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 def main() -> int:
     if os.geteuid() != 0:
         print("bench_hook: needs root; skipped")
@@ -227,6 +239,7 @@ def main() -> int:
             run([CNIRUN, "install", "hooks", "--dir", str(root / "hooks.d")], env=env)
             bench_podman(root / "hooks.d", root / "podman-net")
     finally:
+        wait_background_teardowns(root / "state")
         if installed_rt:
             subprocess.run([CNIRUN, "uninstall", "docker-runtime", "--dir", str(root / "runtime")], capture_output=True)
         subprocess.run(["ip", "link", "del", BRIDGE], capture_output=True)
