@@ -47,6 +47,9 @@ test:
 
 bench:
 	@$(SETUP)
+	@# Byte-compile first: with PYTHONDONTWRITEBYTECODE set, every cnirun
+	@# process would otherwise recompile its modules and time that too.
+	@$(PYTHON) -m compileall -q cnirun
 	@shopt -s nullglob; benches=(bench/*.py); \
 	if (( $${#benches[@]} == 0 )); then \
 		echo "cnirun: no benchmarks in bench/ (nothing to run)"; exit 0; \

@@ -101,6 +101,8 @@ step_venv() {
         (cd "$REPO" && "$VENV/bin/python" -m pip install -q --disable-pip-version-check \
             --config-settings editable_mode=compat -e '.[test]') \
             || die "pip install -e '.[test]' failed"
+        # pip byte-compiles what it installs, but not an editable source tree.
+        "$VENV/bin/python" -m compileall -q "$REPO/cnirun" >/dev/null || true
         touch "$STAMP"
         say "pip install done in $((SECONDS - t0)) s"
     else
