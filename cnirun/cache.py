@@ -13,6 +13,7 @@ import os
 from . import jsonfast as json
 from .config import path_str
 from .errors import CacheError
+from .fsutil import TMP_PREFIX, atomic_write
 from .value import Value
 
 # No base64 (it imports re), dataclasses, pathlib or typing: every OCI hook
@@ -120,28 +121,12 @@ def write(cache_dir: str, att: CachedAttachment) -> Path:
 
 def write_file(cache_dir: str, att: CachedAttachment) -> str:
     """write(), returning the path as a string (no pathlib import: the hook path)."""
-    d = _results_dir(cache_dir)
     path = _cache_file(cache_dir, att.network_name, att.container_id, att.ifname)
     # Compact separators, as Go's json.Marshal writes them.
     data = json.dumps(att.to_dict(), separators=(",", ":")).encode()
     try:
         _make_dirs(cache_dir)
-        # O_EXCL with a random name is what mkstemp does, without importing tempfile.
-        tmp = os.path.join(d, f".tmp-{os.getpid()}-{os.urandom(6).hex()}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.chmod(tmp, 0o600)
-            os.replace(tmp, path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+        atomic_write(path, data, 0o600)
     except PermissionError:
         raise CacheError(
             f"cache directory {cache_dir} is not writable: run as root or set CNI_CACHE_DIR to a writable directory"
@@ -264,7 +249,7 @@ def list_attachments(
         raise CacheError(f"cannot list the result cache {d}: {e.strerror}") from None
     out: list[CachedAttachment] = []
     for n in names:
-        if n.startswith(".tmp-"):
+        if n.startswith(TMP_PREFIX):
             continue
         if network is not None and not n.startswith(network + "-"):
             continue

@@ -24,6 +24,7 @@ import time
 from typing import Any, Mapping
 
 from .errors import CNIError
+from .fsutil import atomic_write
 
 RUNTIME_NAME = "cnirun"
 DEFAULT_DIR = "/usr/local/lib/cnirun"
@@ -61,13 +62,7 @@ def _read_json_object(path: str) -> tuple[bytes | None, dict[str, Any]]:
 
 def _write(path: str, data: bytes, mode: int = 0o644) -> None:
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.chmod(tmp, mode)
-    os.replace(tmp, path)
+    atomic_write(path, data, mode)
 
 
 def registered_path(daemon_json: str = DAEMON_JSON) -> str:

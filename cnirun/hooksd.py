@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .errors import CNIError
+from .fsutil import atomic_write
 
 DEFAULT_HOOKS_DIR = "/etc/containers/oci/hooks.d"
 TEMPLATES = ("cnirun-attach.json", "cnirun-detach.json")
@@ -63,11 +64,7 @@ def install(directory: str = DEFAULT_HOOKS_DIR, environ: Mapping[str, str] | Non
             with open(src / name, "rb") as f:
                 data = render(json.load(f), env)
             target = os.path.join(directory, name)
-            tmp = f"{target}.tmp-{os.getpid()}"
-            with open(tmp, "w") as f:
-                json.dump(data, f, indent=2)
-                f.write("\n")
-            os.replace(tmp, target)
+            atomic_write(target, (json.dumps(data, indent=2) + "\n").encode(), 0o644, fsync=False)
             written.append(target)
     except OSError as e:
         raise HooksError(f"cannot write hooks into {directory}: {e.strerror}: run as root or pass --dir") from None

@@ -17,8 +17,8 @@ straight to runc. The launcher that dockerd executes (see docker_runtime)
 is a tiny sh script that only starts Python when an argument is `create`,
 so non-create calls cost a shell start, not a Python start.
 
-Only os, sys and cnirun.jsonfast (the json package's C codec without the
-package's ~6 ms import of re and enum) are imported here: the create path runs
+Only os, sys, cnirun.jsonfast (the json package's C codec without the
+package's ~6 ms import of re and enum) and cnirun.fsutil (os only) are imported here: the create path runs
 on every container start.
 """
 from __future__ import annotations
@@ -27,6 +27,7 @@ import os
 import sys
 
 from . import jsonfast as json
+from .fsutil import atomic_write, file_mode
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -139,29 +140,6 @@ def add_hooks(spec: dict[str, Any], labels: dict[str, str], conf: dict[str, Any]
     spec["hooks"] = hooks
 
 
-def write_atomic(path: str, data: bytes) -> None:
-    """Replace `path` by temp file + rename, keeping its mode."""
-    try:
-        mode = os.stat(path).st_mode & 0o7777
-    except OSError:
-        mode = 0o644
-    tmp = f"{path}.cnirun-{os.getpid()}"
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
-        try:
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
 def prepare_bundle(bundle: str, container_id: str, conf: dict[str, Any]) -> bool:
     """Add the hooks to <bundle>/config.json when the container asks for CNI networks.
 
@@ -183,7 +161,7 @@ def prepare_bundle(bundle: str, container_id: str, conf: dict[str, Any]) -> bool
         return False
     add_hooks(spec, labels, conf)
     try:
-        write_atomic(path, json.dumps(spec).encode())
+        atomic_write(path, json.dumps(spec).encode(), file_mode(path))
     except OSError as e:
         raise ShimError(f"cannot update the OCI spec {path}: {e.strerror}") from None
     return True

@@ -24,6 +24,8 @@ import shutil
 import time
 from pathlib import Path
 from typing import Any
+
+from .fsutil import atomic_write
 from .record import Record
 
 DEFAULT_STATE_DIR = "/run/cnirun"  # shared with the OCI hook (its netns pins live in netns/)
@@ -150,9 +152,7 @@ class RunState:
 
     # -- metadata -------------------------------------------------------------
     def write_meta(self, meta: RunMeta) -> None:
-        tmp = self.path / ".meta.json.tmp"
-        tmp.write_text(json.dumps(meta.to_dict()))
-        os.replace(tmp, self.path / "meta.json")
+        atomic_write(self.path / "meta.json", json.dumps(meta.to_dict()).encode(), 0o644, fsync=False)
 
     def read_meta(self) -> RunMeta | None:
         try:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 from .. import cache as cnicache
 from ..config import NetworkConfigList, netconf_dirs
 from ..errors import CNIError, ConfigError
+from ..fsutil import atomic_write
 from ..runtime import CNI
 from .networks import META_KEY
 
@@ -68,12 +68,7 @@ def install(cni: CNI, conf: dict[str, Any]) -> NetworkConfigList:
     try:
         d.mkdir(parents=True, exist_ok=True)
         path = d / f"{name}.conflist"
-        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=d)
-        with os.fdopen(fd, "w") as f:
-            json.dump(conf, f, indent=2)
-            f.write("\n")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
+        atomic_write(path, (json.dumps(conf, indent=2) + "\n").encode(), 0o644, fsync=False)
     except PermissionError:
         raise ConfigError(f"{d}: permission denied writing the network: run as root or set NETCONFPATH") from None
     except OSError as e:

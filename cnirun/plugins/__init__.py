@@ -30,6 +30,8 @@ def install_plugin_script(dirpath: str | os.PathLike, type_name: str, module: st
     """
     from pathlib import Path
 
+    from ..fsutil import atomic_write
+
     if not type_name or "/" in type_name or "\\" in type_name or type_name in (".", ".."):
         raise ValueError(f"invalid plugin type name {type_name!r}")
     if not module or not all(part.isidentifier() for part in module.split(".")):
@@ -46,17 +48,6 @@ def install_plugin_script(dirpath: str | os.PathLike, type_name: str, module: st
         f"from {module} import main\n"
         f"raise SystemExit(main())\n"
     )
-    tmp = directory / f".{type_name}.tmp.{os.getpid()}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o755)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.chmod(tmp, 0o755)
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    # Rename into place: rewriting a plugin that is being executed never hits "text file busy".
+    atomic_write(target, text.encode(), 0o755, fsync=False)
     return target

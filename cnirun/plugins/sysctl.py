@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from typing import Any, Callable
 
 from ..errors import INVALID_NETWORK_CONFIG, IO_FAILURE, CNIError, NetnsError
+from ..fsutil import atomic_write
 from ..skel import CmdArgs, plugin_main
 
 ABOUT = "CNI sysctl plugin (cnirun): set net.* sysctls in the container netns"
@@ -214,11 +215,7 @@ def _read_many(paths: list[str]) -> dict[str, str | None]:
 
 def _save_record(path: str, record: dict) -> None:
     os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-    tmp = f"{path}.tmp.{os.getpid()}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(record, f)
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(record).encode(), 0o600, fsync=False)
 
 
 def _load_record(path: str) -> dict | None:

@@ -1,0 +1,55 @@
+"""Atomic file replacement, shared by every writer of files that others read.
+
+Only `os` is imported: the result cache (every OCI hook run) and the Docker
+shim's create path use this, and both must stay lean (tests/test_hook_unit.py
+checks their imports).
+"""
+from __future__ import annotations
+
+import os
+
+# Temp files are named `.tmp-<pid>-<random>` in the target's directory: the
+# same file system (so the rename is atomic), a leading dot and no `.json` /
+# `.conflist` suffix (so no directory reader - the cache lister, podman's
+# hooks.d, the netconf loader - ever takes a half-written file for a real one).
+TMP_PREFIX = ".tmp-"
+
+
+def atomic_write(path: str | os.PathLike[str], data: bytes, mode: int = 0o644, *, fsync: bool = True) -> None:
+    """Replace `path` with `data`, mode exactly `mode` (umask does not apply).
+
+    A temp file in the same directory is written, optionally fsynced, and
+    renamed over `path`: readers see the old content or the new one, never a
+    mix, and a crash leaves no partial file under the real name. On any
+    failure the temp file is removed and the error propagates (the caller
+    turns it into its own one-line error). The directory must exist.
+    """
+    path = os.fspath(path)
+    # O_EXCL with a random name is what mkstemp does, without importing tempfile.
+    tmp = os.path.join(os.path.dirname(path), f"{TMP_PREFIX}{os.getpid()}-{os.urandom(6).hex()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+    try:
+        try:
+            os.fchmod(fd, mode)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            if fsync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def file_mode(path: str | os.PathLike[str], default: int = 0o644) -> int:
+    """The permission bits of `path`, `default` when it cannot be stat'ed."""
+    try:
+        return os.stat(path).st_mode & 0o7777
+    except OSError:
+        return default
