@@ -11,7 +11,7 @@ import struct
 from typing import Any, Iterator
 
 from ..errors import EngineError
-from .spec import RunSpec
+from .spec import RunSpec, create_config
 
 SANDBOX_BUSYBOX = "/.cnirun/busybox"  # basename "busybox": argv[1] names the applet
 
@@ -205,57 +205,18 @@ class Docker:
         dns: list[str] | None = None,
         dns_search: list[str] | None = None,
     ) -> str:
-        tmpfs = {}
-        for t in spec.tmpfs:
-            path, _, opts = t.partition(":")
-            tmpfs[path] = opts
-        hc_kwargs: dict[str, Any] = dict(
-            network_mode=network_mode,
-            binds=list(spec.volumes) + list(extra_binds),
-            init=spec.init or None,
-            privileged=spec.privileged,
-            read_only=spec.read_only or None,
-            cap_add=spec.cap_add or None,
-            cap_drop=spec.cap_drop or None,
-            tmpfs=tmpfs or None,
-            mem_limit=spec.memory or None,
-            nano_cpus=int(spec.cpus * 1e9) if spec.cpus else None,
-            devices=spec.devices or None,
-            security_opt=spec.security_opt or None,
-            shm_size=spec.shm_size or None,
-            pids_limit=spec.pids_limit,
-            group_add=spec.group_add or None,
-            auto_remove=auto_remove,
-            runtime=runtime,
-            dns=dns or None,
-            dns_search=dns_search or None,
-        )
-        if network_mode == "none" or not network_mode.startswith("container:"):
-            hc_kwargs["extra_hosts"] = [h.replace("=", ":", 1) for h in spec.add_hosts] or None
-        hc = self.api.create_host_config(**{k: v for k, v in hc_kwargs.items() if v is not None})
-        entrypoint: list[str] | None = None
-        if spec.entrypoint is not None:
-            entrypoint = [spec.entrypoint] if spec.entrypoint else [""]
+        from docker.utils import parse_bytes, parse_devices
+
+        config = create_config(spec, network_mode, labels, extra_binds, runtime, auto_remove, hostname, dns, dns_search)
+        host = config["HostConfig"]
+        if spec.memory:
+            host["Memory"] = parse_bytes(spec.memory)
+        if spec.shm_size:
+            host["ShmSize"] = parse_bytes(spec.shm_size)
+        if spec.devices:
+            host["Devices"] = parse_devices(spec.devices)
         try:
-            res = self._call(
-                "create",
-                self.api.create_container,
-                spec.image,
-                command=spec.command or None,
-                entrypoint=entrypoint,
-                environment=spec.resolved_env() or None,
-                working_dir=spec.workdir or None,
-                user=spec.user or None,
-                name=spec.name or None,
-                hostname=hostname,
-                labels=labels,
-                tty=spec.tty,
-                stdin_open=spec.interactive,
-                detach=spec.detach,
-                stop_signal=spec.stop_signal or None,
-                stop_timeout=spec.stop_timeout,
-                host_config=hc,
-            )
+            res = self._call("create", self.api.create_container_from_config, config, name=spec.name or None)
         except (self._errors.ImageNotFound, self._errors.NotFound) as e:
             raise ImageNotFound(f"Unable to find image '{spec.image}' locally: {_explain(e)}") from None
         return res["Id"]

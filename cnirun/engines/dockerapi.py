@@ -22,6 +22,7 @@ from typing import Any
 
 from .. import jsonfast as json
 from ..errors import EngineError
+from .spec import SDK_ONLY_FIELDS, create_config
 
 DEFAULT_SOCKET = "/var/run/docker.sock"
 TIMEOUT = 60.0
@@ -108,12 +109,15 @@ class RawDocker:
     def inspect(self, cid: str) -> dict[str, Any]:
         return self.request("GET", f"/containers/{quote(cid)}/json")
 
-    def hijack(self, url: str) -> tuple[socket.socket, bytes]:
-        """POST url with an Upgrade to a raw stream (attach); the socket and bytes already read past the head."""
+    def post_for_head(self, what: str, url: str, connection: str) -> tuple[socket.socket, bytes]:
+        """POST url (no body, no timeout); the open socket and what was read up to the end of the answer's head.
+
+        For calls whose body comes later or never: attach (an Upgrade to a
+        raw stream) and a wait registered before start.
+        """
         s = self._connect(None)
         try:
-            s.sendall(f"POST {url} HTTP/1.1\r\nHost: docker\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n"
-                      "Content-Length: 0\r\n\r\n".encode())
+            s.sendall(f"POST {url} HTTP/1.1\r\nHost: docker\r\n{connection}Content-Length: 0\r\n\r\n".encode())
             buf = b""
             while b"\r\n\r\n" not in buf:
                 b = s.recv(65536)
@@ -122,7 +126,12 @@ class RawDocker:
                 buf += b
         except OSError as e:
             s.close()
-            raise EngineError(f"docker attach: {e}") from None
+            raise EngineError(f"docker {what}: {e}") from None
+        return s, buf
+
+    def hijack(self, url: str) -> tuple[socket.socket, bytes]:
+        """POST url with an Upgrade to a raw stream (attach); the socket and bytes already read past the head."""
+        s, buf = self.post_for_head("attach", url, "Connection: Upgrade\r\nUpgrade: tcp\r\n")
         head, _, rest = buf.partition(b"\r\n\r\n")
         status, body = _parse_response(buf)
         if status not in (101, 200):
@@ -159,13 +168,9 @@ def _parse_response(raw: bytes) -> tuple[int, bytes]:
 
 
 # -- the engine interface ------------------------------------------------------------------
-# Options whose Engine API form needs the SDK's parsing (sizes like "512m", device specs).
-_SDK_ONLY = ("memory", "shm_size", "devices")
-
-
 def lean_supported(spec: Any) -> bool:
-    """Whether every option of the run maps 1:1 to an Engine API field."""
-    return not any(getattr(spec, f) for f in _SDK_ONLY)
+    """Whether every option of the run maps 1:1 to an Engine API field (none needs the SDK's parsing)."""
+    return not any(getattr(spec, f) for f in SDK_ONLY_FIELDS)
 
 
 class Hijacked:
@@ -296,35 +301,7 @@ class LeanDocker:
 
         if not lean_supported(spec):
             raise EngineError("docker create: this run needs the Docker SDK (memory, shm-size or devices)")
-        host: dict[str, Any] = {"NetworkMode": network_mode, "Binds": list(spec.volumes) + list(extra_binds),
-                                "AutoRemove": auto_remove}
-        optional = {
-            "Init": spec.init or None, "Privileged": spec.privileged or None,
-            "ReadonlyRootfs": spec.read_only or None, "CapAdd": spec.cap_add or None,
-            "CapDrop": spec.cap_drop or None, "SecurityOpt": spec.security_opt or None,
-            "PidsLimit": spec.pids_limit, "GroupAdd": [str(g) for g in spec.group_add] or None,
-            "NanoCpus": int(spec.cpus * 1e9) if spec.cpus else None, "Runtime": runtime,
-            "Tmpfs": {t.partition(":")[0]: t.partition(":")[2] for t in spec.tmpfs} or None,
-            "Dns": dns or None, "DnsSearch": dns_search or None,
-        }
-        if not network_mode.startswith("container:"):
-            optional["ExtraHosts"] = [h.replace("=", ":", 1) for h in spec.add_hosts] or None
-        host.update({k: v for k, v in optional.items() if v is not None})
-        attach_out = not spec.detach
-        config: dict[str, Any] = {
-            "Image": spec.image, "Labels": labels, "Tty": spec.tty, "OpenStdin": spec.interactive,
-            "StdinOnce": attach_out and spec.interactive, "AttachStdin": attach_out and spec.interactive,
-            "AttachStdout": attach_out, "AttachStderr": attach_out, "HostConfig": host,
-        }
-        if spec.command:
-            config["Cmd"] = list(spec.command)
-        if spec.entrypoint is not None:
-            config["Entrypoint"] = [spec.entrypoint] if spec.entrypoint else [""]
-        env = spec.resolved_env()
-        fields = {"Env": env or None, "WorkingDir": spec.workdir or None, "User": spec.user or None,
-                  "Hostname": hostname or None, "StopSignal": spec.stop_signal or None,
-                  "StopTimeout": spec.stop_timeout}
-        config.update({k: v for k, v in fields.items() if v is not None})
+        config = create_config(spec, network_mode, labels, extra_binds, runtime, auto_remove, hostname, dns, dns_search)
         url = "/containers/create" + (f"?name={quote(spec.name)}" if spec.name else "")
         try:
             return str(self.raw.request("POST", url, config)["Id"])
@@ -354,19 +331,8 @@ class LeanDocker:
 
         dockerd answers the head at once and the body when the condition is met.
         """
-        s = self.raw._connect(None)
-        try:
-            s.sendall(f"POST /containers/{quote(cid)}/wait?condition={condition} HTTP/1.1\r\nHost: docker\r\n"
-                      "Connection: close\r\nContent-Length: 0\r\n\r\n".encode())
-            buf = b""
-            while b"\r\n\r\n" not in buf:
-                b = s.recv(65536)
-                if not b:
-                    break
-                buf += b
-        except OSError as e:
-            s.close()
-            raise EngineError(f"docker wait: {e}") from None
+        s, buf = self.raw.post_for_head("wait", f"/containers/{quote(cid)}/wait?condition={condition}",
+                                        "Connection: close\r\n")
         return PendingWait(s, buf)
 
     def wait(self, cid: str) -> int:

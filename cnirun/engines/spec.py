@@ -1,7 +1,9 @@
 """What the user asked `cnirun run` for, independent of the engine."""
 from __future__ import annotations
-from ..record import Record
 
+from typing import Any
+
+from ..record import Record
 
 
 class RunSpec(Record):
@@ -64,3 +66,58 @@ class RunSpec(Record):
             elif e in os.environ:
                 out.append(f"{e}={os.environ[e]}")
         return out
+
+
+# RunSpec fields whose Engine API form needs the Docker SDK's parsing (sizes
+# like "512m", device specs): create_config leaves them out.
+SDK_ONLY_FIELDS = ("memory", "shm_size", "devices")
+
+
+def create_config(
+    spec: RunSpec,
+    network_mode: str,
+    labels: dict[str, str],
+    extra_binds: list[str],
+    runtime: str | None = None,
+    auto_remove: bool = False,
+    hostname: str | None = None,
+    dns: list[str] | None = None,
+    dns_search: list[str] | None = None,
+) -> dict[str, Any]:
+    """The Engine API body of POST /containers/create for the workload of `spec`.
+
+    One builder for both Docker clients: engines.dockerapi posts it as is
+    (and refuses runs that set SDK_ONLY_FIELDS), engines.docker adds those
+    fields parsed by the SDK and posts it through the SDK. Unset options are
+    left out: dockerd applies its own defaults.
+    """
+    host: dict[str, Any] = {"NetworkMode": network_mode, "Binds": list(spec.volumes) + list(extra_binds),
+                            "AutoRemove": auto_remove}
+    optional = {
+        "Init": spec.init or None, "Privileged": spec.privileged or None,
+        "ReadonlyRootfs": spec.read_only or None, "CapAdd": spec.cap_add or None,
+        "CapDrop": spec.cap_drop or None, "SecurityOpt": spec.security_opt or None,
+        "PidsLimit": spec.pids_limit, "GroupAdd": [str(g) for g in spec.group_add] or None,
+        "NanoCpus": int(spec.cpus * 1e9) if spec.cpus else None, "Runtime": runtime,
+        "Tmpfs": {t.partition(":")[0]: t.partition(":")[2] for t in spec.tmpfs} or None,
+        "Dns": dns or None, "DnsSearch": dns_search or None,
+    }
+    # A container sharing another's network namespace shares its /etc/hosts too: dockerd refuses ExtraHosts.
+    if not network_mode.startswith("container:"):
+        optional["ExtraHosts"] = [h.replace("=", ":", 1) for h in spec.add_hosts] or None
+    host.update({k: v for k, v in optional.items() if v is not None})
+    attach_out = not spec.detach
+    config: dict[str, Any] = {
+        "Image": spec.image, "Labels": labels, "Tty": spec.tty, "OpenStdin": spec.interactive,
+        "StdinOnce": attach_out and spec.interactive, "AttachStdin": attach_out and spec.interactive,
+        "AttachStdout": attach_out, "AttachStderr": attach_out, "HostConfig": host,
+    }
+    if spec.command:
+        config["Cmd"] = list(spec.command)
+    if spec.entrypoint is not None:
+        config["Entrypoint"] = [spec.entrypoint] if spec.entrypoint else [""]
+    fields = {"Env": spec.resolved_env() or None, "WorkingDir": spec.workdir or None, "User": spec.user or None,
+              "Hostname": hostname or None, "StopSignal": spec.stop_signal or None,
+              "StopTimeout": spec.stop_timeout}
+    config.update({k: v for k, v in fields.items() if v is not None})
+    return config
