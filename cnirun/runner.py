@@ -32,10 +32,10 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from .attach import Attachment, NetworkOptions
-from .cli.run import RunRequest
 from .config import NetworkConfigList
 from .errors import ArgumentError, CNIError, ConfigError, EngineError
 from .record import Record
+from .request import RunRequest
 
 if TYPE_CHECKING:  # the hook path never makes a state dir: state (pathlib, secrets) is imported lazily
     from .state import RunMeta, RunState

@@ -11,7 +11,7 @@ import os
 import sys
 
 from ..engines.spec import RunSpec
-from ..record import Record
+from ..request import RunRequest
 
 USAGE = """\
 Usage: cnirun [run] [OPTIONS] IMAGE [COMMAND [ARG...]]
@@ -86,26 +86,6 @@ _SHORT_BOOLS = {"d", "i", "t"}
 
 class UsageError(Exception):
     pass
-
-
-class RunRequest(Record):
-    spec: RunSpec
-    networks: list[str]
-    publish: list[str]
-    ip: str  # static address on the first network
-    network_ips: dict[str, str]  # network name -> static address
-    mac: str
-    dns: list[str]
-    dns_search: list[str]
-    engine: str
-    mode: str
-    file: str
-
-    _fields = ('spec', 'networks', 'publish', 'ip', 'network_ips', 'mac', 'dns', 'dns_search', 'engine', 'mode', 'file')
-    _defaults = {
-        'networks': list, 'publish': list, 'ip': "", 'network_ips': dict, 'mac': "", 'dns': list, 'dns_search':
-        list, 'engine': "", 'mode': "", 'file': "",
-    }
 
 
 def _split(args: list[str]) -> tuple[dict[str, list[str]], set[str], list[str]]:

@@ -76,8 +76,8 @@ def network_labels(project: Project, key: str) -> dict[str, str]:
 
 def run_request(project: Project, svc: Service, engine: str) -> Any:
     """The `cnirun run` request for one service."""
-    from ..cli.run import RunRequest
     from ..engines.spec import RunSpec
+    from ..request import RunRequest
 
     names = network_names(project)
     # Each network keeps its static address (cnirun run validates it against that network's subnets).
