@@ -13,7 +13,7 @@ import ipaddress
 import os
 from pathlib import Path
 from typing import Any, Iterable
-from .record import Record
+from .value import Record
 
 HOST_RESOLV_CONF = "/etc/resolv.conf"
 # systemd-resolved's stub listens on 127.0.0.53; its upstream servers are here.

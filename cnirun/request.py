@@ -7,7 +7,7 @@ never import the CLI (config -> CNI -> engines -> runner -> CLI).
 from __future__ import annotations
 
 from .engines.spec import RunSpec
-from .record import Record
+from .value import Record
 
 
 class RunRequest(Record):

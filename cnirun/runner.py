@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 from .attach import Attachment, NetworkOptions
 from .config import NetworkConfigList
 from .errors import ArgumentError, CNIError, ConfigError, EngineError
-from .record import Record
+from .value import Record
 from .request import RunRequest
 
 if TYPE_CHECKING:  # the hook path never makes a state dir: state (pathlib, secrets) is imported lazily

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from .fsutil import atomic_write
-from .record import Record
+from .value import Record
 
 DEFAULT_STATE_DIR = "/run/cnirun"  # shared with the OCI hook (its netns pins live in netns/)
 TMP_PREFIX = ".tmp-"

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..record import Record
+from ..value import Record
 
 
 class RunSpec(Record):
