@@ -50,7 +50,12 @@ class ShimError(Exception):
 
 
 def subcommand(argv: list[str]) -> tuple[str, int]:
-    """runc's subcommand and its index in argv (argv[0] is the program)."""
+    """runc's subcommand and its index in argv (argv[0] is the program).
+
+    runc's own grammar, parsed here rather than with cli.run's helpers: those
+    know docker-run's options, and importing the CLI would put it on the
+    create path, which must stay lean (tests/test_hook_unit.py).
+    """
     i = 1
     while i < len(argv):
         a = argv[i]

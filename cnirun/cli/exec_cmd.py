@@ -32,7 +32,12 @@ COMMAND's; 125 when cnirun fails; 127 when COMMAND is not in PATH.
 
 
 def main(argv: list[str]) -> int:
-    """`cnirun exec ARGV...`: options end at the first non-option (or `--`)."""
+    """`cnirun exec ARGV...`: options end at the first non-option (or `--`).
+
+    Not cli.run's parser: docker-run's grammar (combined short flags, -h as
+    --hostname, UsageError wording) is not exec's, and only the loop's shape
+    is shared.
+    """
     networks: list[str] = []
     i = 0
     while i < len(argv):

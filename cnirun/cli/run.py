@@ -88,6 +88,13 @@ class UsageError(Exception):
     pass
 
 
+def _next_value(args: list[str], i: int, flag: str) -> str:
+    """The value of the option at args[i] given as the next argument (`-e K=V`, `--name x`)."""
+    if i + 1 >= len(args):
+        raise UsageError(f"option {flag} needs a value: see cnirun run --help")
+    return args[i + 1]
+
+
 def _split(args: list[str]) -> tuple[dict[str, list[str]], set[str], list[str]]:
     """argv -> (value options, bool options, [IMAGE, COMMAND...])."""
     values: dict[str, list[str]] = {}
@@ -114,9 +121,7 @@ def _split(args: list[str]) -> tuple[dict[str, list[str]], set[str], list[str]]:
             if eq:
                 val = inline
             else:
-                if i + 1 >= len(args):
-                    raise UsageError(f"option {flag} needs a value: see cnirun run --help")
-                val = args[i + 1]
+                val = _next_value(args, i, flag)
                 i += 1
             values.setdefault(_VALUE_FLAGS[flag], []).append(val)
             i += 1
@@ -136,9 +141,7 @@ def _split(args: list[str]) -> tuple[dict[str, list[str]], set[str], list[str]]:
             if rest:
                 val = rest[1:] if rest.startswith("=") else rest
             else:
-                if i + 1 >= len(args):
-                    raise UsageError(f"option {flag} needs a value: see cnirun run --help")
-                val = args[i + 1]
+                val = _next_value(args, i, flag)
                 i += 1
             values.setdefault(_VALUE_FLAGS[flag], []).append(val)
             break
