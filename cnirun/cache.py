@@ -78,18 +78,10 @@ class CachedAttachment(Value):
             out["cniArgs"] = self.cni_args
         # Go marshals these two as maps, so their keys come out sorted at every level.
         if self.capability_args:
-            out["capabilityArgs"] = _sorted(self.capability_args)
+            out["capabilityArgs"] = json.go_map_order(self.capability_args)
         if self.result is not None:
-            out["result"] = _sorted(self.result)
+            out["result"] = json.go_map_order(self.result)
         return out
-
-
-def _sorted(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {k: _sorted(obj[k]) for k in sorted(obj)}
-    if isinstance(obj, list):
-        return [_sorted(v) for v in obj]
-    return obj
 
 
 def _results_dir(cache_dir: str) -> str:

@@ -87,6 +87,19 @@ def dumps(obj: Any, separators: tuple[str, str] | None = None) -> str:
     return json.dumps(obj, separators=separators)
 
 
+def go_map_order(obj: Any) -> Any:
+    """`obj` with the keys of every dict in it sorted, as Go's json.Marshal writes a map.
+
+    For what libcni writes through Go maps (cached capability args and results,
+    1.x results), so that cnirun's JSON is byte-for-byte libcni's.
+    """
+    if isinstance(obj, dict):
+        return {k: go_map_order(obj[k]) for k in sorted(obj)}
+    if isinstance(obj, list):
+        return [go_map_order(v) for v in obj]
+    return obj
+
+
 def _unserializable(o: Any) -> Any:
     raise TypeError(f"Object of type {o.__class__.__name__} is not JSON serializable")
 

@@ -13,6 +13,7 @@ Version families, as libcni groups its Go types:
 from __future__ import annotations
 
 from . import version as _version
+from .jsonfast import go_map_order
 from .errors import DECODING_FAILURE, INCOMPATIBLE_VERSION, CNIError, VersionError
 from .value import Value
 
@@ -399,14 +400,6 @@ def _dns_dict(dns: DNS) -> dict[str, Any]:
     return d
 
 
-def _sorted(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {k: _sorted(obj[k]) for k in sorted(obj)}
-    if isinstance(obj, list):
-        return [_sorted(v) for v in obj]
-    return obj
-
-
 def _to_dict(res: Result) -> dict[str, Any]:
     """Lay out a converted model in its version's JSON shape, in libcni's key order."""
     ver = res.cni_version
@@ -463,7 +456,7 @@ def _to_dict(res: Result) -> dict[str, Any]:
     if not res.dns.is_empty():
         out["dns"] = _dns_dict(res.dns)
     # libcni's 1.x MarshalJSON round-trips through a Go map, so every key comes out sorted.
-    return _sorted(out)
+    return go_map_order(out)
 
 
 class Result(Value):
