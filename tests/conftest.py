@@ -150,6 +150,25 @@ class World:
             time.sleep(0.25)
         assert not left, "left behind: " + "; ".join(left)
 
+    # -- steps the Docker and Podman tests share ------------------------------------
+    def fail_adds_with_noop(self) -> None:
+        """Chain the recording noop plugin into the network, failing every ADD with code 11 "boom"."""
+        from cnirun.plugins import install_plugin_script
+
+        plugdir = self.tmp / "plugins"
+        plugdir.mkdir()
+        install_plugin_script(plugdir, "noop", "cnirun.plugins.noop")
+        debug = self.tmp / "noop.json"
+        debug.write_text(json.dumps({"commands": {"ADD": {"reportError": "boom", "reportErrorCode": 11}}}))
+        self.conflist(extra=[{"type": "noop", "debugFile": str(debug)}])
+        self.env["CNI_PATH"] = f"{plugdir}:{PLUGIN_DIR}"
+
+    def wait_for_cache_file(self, timeout: float = 15.0) -> None:
+        """Until a run has written its result cache file (its network is up), at most `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not list((self.cache_dir / "results").glob("*")):
+            time.sleep(0.05)
+
     def stop_watcher(self) -> None:
         pidfile = self.state_dir / "containers" / ".watcher.pid"
         try:
@@ -157,6 +176,14 @@ class World:
             os.killpg(pid, signal.SIGKILL)  # supervisor and worker share its session/group
         except (OSError, ValueError):
             pass
+
+
+def first_address(text: str) -> str:
+    """The first CIDR address (`10.1.2.3/24`) in `ip addr` output."""
+    for word in text.split():
+        if "/" in word and word[0].isdigit():
+            return word
+    raise AssertionError(f"no address in {text!r}")
 
 
 def _make_world(tmp_path: Path, octet: int, module: str) -> World:

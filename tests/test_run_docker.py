@@ -10,22 +10,15 @@ import urllib.request
 
 import pytest
 
-from conftest import World, needs_docker, needs_root
+from conftest import World, first_address, needs_docker, needs_root
 
 pytestmark = [needs_root, needs_docker]
-
-
-def _addr(text: str) -> str:
-    for word in text.split():
-        if "/" in word and word[0].isdigit():
-            return word
-    raise AssertionError(f"no address in {text!r}")
 
 
 def test_address_in_subnet_before_first_instruction(docker_world: World) -> None:
     r = docker_world.cnirun("--rm", "busybox", "sh", "-c", "ip -o -4 addr show eth0; hostname; cat /etc/hosts")
     assert r.returncode == 0, r.stderr
-    addr = _addr(r.stdout)
+    addr = first_address(r.stdout)
     assert ipaddress.ip_interface(addr).ip in ipaddress.ip_network(docker_world.subnet)
     hostname = r.stdout.splitlines()[1]
     assert f"{addr.split('/')[0]}\t{hostname}" in r.stdout
@@ -103,9 +96,7 @@ def test_detached_survives_watcher_being_killed(docker_world: World) -> None:
 
 def test_sigkill_then_gc_leaves_nothing(docker_world: World) -> None:
     p = docker_world.popen("--rm", "busybox", "sleep", "60", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline and not list((docker_world.cache_dir / "results").glob("*")):
-        time.sleep(0.05)
+    docker_world.wait_for_cache_file()
     time.sleep(0.3)
     p.send_signal(signal.SIGKILL)
     p.wait()
@@ -135,16 +126,8 @@ def test_sigterm_reaches_container_then_teardown(docker_world: World) -> None:
     assert p.wait(timeout=20) == 42
 
 
-def test_failing_plugin_leaves_nothing(docker_world: World, tmp_path) -> None:
-    from cnirun.plugins import install_plugin_script
-
-    plugdir = tmp_path / "plugins"
-    plugdir.mkdir()
-    install_plugin_script(plugdir, "noop", "cnirun.plugins.noop")
-    debug = tmp_path / "noop.json"
-    debug.write_text(json.dumps({"commands": {"ADD": {"reportError": "boom", "reportErrorCode": 11}}}))
-    docker_world.conflist(extra=[{"type": "noop", "debugFile": str(debug)}])
-    docker_world.env["CNI_PATH"] = f"{plugdir}:/usr/lib/cni"
+def test_failing_plugin_leaves_nothing(docker_world: World) -> None:
+    docker_world.fail_adds_with_noop()
     r = docker_world.cnirun("--rm", "busybox", "true")
     assert r.returncode == 125
     assert 'type="noop"' in r.stderr and "code 11" in r.stderr and "boom" in r.stderr
@@ -184,7 +167,7 @@ def test_twenty_concurrent_get_distinct_addresses(docker_world: World) -> None:
     ]
     outs = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0] * 20, [e for _, e in outs if e]
-    addrs = {_addr(o) for o, _ in outs}
+    addrs = {first_address(o) for o, _ in outs}
     assert len(addrs) == 20
 
 
@@ -202,7 +185,7 @@ def test_network_from_file_uses_sandbox(docker_world: World) -> None:
         r = docker_world.cnirun("-f", str(spec), "--net", net, "--rm", "busybox", "ip", "-o", "-4", "addr", "show",
                                 "eth0")
         assert r.returncode == 0, r.stderr
-        assert ipaddress.ip_interface(_addr(r.stdout)).ip in ipaddress.ip_network(subnet)
+        assert ipaddress.ip_interface(first_address(r.stdout)).ip in ipaddress.ip_network(subnet)
         h = docker_world.cnirun("-f", str(spec), "--net", net, "--mode", "hook", "--rm", "busybox", "true")
         assert h.returncode == 125 and "-f" in h.stderr and "hook" in h.stderr
         assert len(h.stderr.strip().splitlines()) == 1, h.stderr

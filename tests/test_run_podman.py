@@ -9,22 +9,15 @@ import time
 
 import pytest
 
-from conftest import World, needs_podman, needs_root
+from conftest import World, first_address, needs_podman, needs_root
 
 pytestmark = [needs_root, needs_podman]
-
-
-def _addr(text: str) -> str:
-    for word in text.split():
-        if "/" in word and word[0].isdigit():
-            return word
-    raise AssertionError(f"no address in {text!r}")
 
 
 def test_address_in_subnet(podman_world: World) -> None:
     r = podman_world.cnirun("--rm", "busybox", "sh", "-c", "ip -o -4 addr show eth0; hostname; cat /etc/hosts")
     assert r.returncode == 0, r.stderr
-    addr = _addr(r.stdout)
+    addr = first_address(r.stdout)
     assert ipaddress.ip_interface(addr).ip in ipaddress.ip_network(podman_world.subnet)
     assert f"{addr.split('/')[0]}\t{r.stdout.splitlines()[1]}" in r.stdout
 
@@ -61,9 +54,7 @@ def test_detached_then_rm_f_tears_down(podman_world: World) -> None:
 
 def test_sigkill_then_gc_leaves_nothing(podman_world: World) -> None:
     p = podman_world.popen("--rm", "busybox", "sleep", "60", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline and not list((podman_world.cache_dir / "results").glob("*")):
-        time.sleep(0.05)
+    podman_world.wait_for_cache_file()
     time.sleep(1.0)
     p.send_signal(signal.SIGKILL)
     p.wait()
@@ -72,16 +63,8 @@ def test_sigkill_then_gc_leaves_nothing(podman_world: World) -> None:
     podman_world.assert_clean(within=5.0)
 
 
-def test_failing_plugin_leaves_nothing(podman_world: World, tmp_path) -> None:
-    from cnirun.plugins import install_plugin_script
-
-    plugdir = tmp_path / "plugins"
-    plugdir.mkdir()
-    install_plugin_script(plugdir, "noop", "cnirun.plugins.noop")
-    debug = tmp_path / "noop.json"
-    debug.write_text(json.dumps({"commands": {"ADD": {"reportError": "boom", "reportErrorCode": 11}}}))
-    podman_world.conflist(extra=[{"type": "noop", "debugFile": str(debug)}])
-    podman_world.env["CNI_PATH"] = f"{plugdir}:/usr/lib/cni"
+def test_failing_plugin_leaves_nothing(podman_world: World) -> None:
+    podman_world.fail_adds_with_noop()
     r = podman_world.cnirun("--rm", "busybox", "true")
     assert r.returncode == 125 and 'type="noop"' in r.stderr and "code 11" in r.stderr
     podman_world.assert_clean()
