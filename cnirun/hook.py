@@ -50,7 +50,7 @@ from . import jsonfast as json
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Iterator, Mapping
+    from typing import Any, Mapping
 
     from .attach import Attachment
     from .options import ContainerNetworkSpec

@@ -56,21 +56,6 @@ def write_hosts(path: str | os.PathLike[str], entries: Iterable[tuple[str, list[
     _rewrite_in_place(path, render_hosts(entries))
 
 
-def read_hosts_entries(path: str | os.PathLike[str]) -> list[tuple[str, list[str]]]:
-    """The entries after the standard header (what write_hosts was given)."""
-    header = {ip for ip, _ in _HOSTS_HEADER}
-    out: list[tuple[str, list[str]]] = []
-    try:
-        text = Path(path).read_text()
-    except OSError:
-        return out
-    for line in text.splitlines():
-        parts = line.split("#", 1)[0].split()
-        if len(parts) >= 2 and parts[0] not in header:
-            out.append((parts[0], parts[1:]))
-    return out
-
-
 def parse_resolv_conf(text: str) -> DNSConfig:
     dns = DNSConfig()
     for line in text.splitlines():

@@ -326,13 +326,6 @@ def _bridge_of(net: NetworkConfigList) -> str:
     return ""
 
 
-def _parent_of(net: NetworkConfigList) -> str:
-    for p in net.plugins:
-        if p.type in ("macvlan", "ipvlan"):
-            return str(p.raw.get("master") or "")
-    return ""
-
-
 class Planner:
     """Chooses subnets and bridge names against what exists, and builds conflists.
 

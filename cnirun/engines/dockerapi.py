@@ -91,11 +91,7 @@ class RawDocker:
             s.close()
         status, body_bytes = _parse_response(b"".join(chunks))
         if status >= 400:
-            try:
-                message = str(json.loads(body_bytes).get("message", ""))
-            except (ValueError, AttributeError):
-                message = body_bytes.decode(errors="replace").strip()
-            raise APIError(status, message or f"HTTP {status}")
+            raise _api_error(status, body_bytes)
         return json.loads(body_bytes) if body_bytes.strip() else None
 
 
@@ -132,16 +128,21 @@ class RawDocker:
     def hijack(self, url: str) -> tuple[socket.socket, bytes]:
         """POST url with an Upgrade to a raw stream (attach); the socket and bytes already read past the head."""
         s, buf = self.post_for_head("attach", url, "Connection: Upgrade\r\nUpgrade: tcp\r\n")
-        head, _, rest = buf.partition(b"\r\n\r\n")
+        rest = buf.partition(b"\r\n\r\n")[2]
         status, body = _parse_response(buf)
         if status not in (101, 200):
             s.close()
-            try:
-                message = str(json.loads(body).get("message", ""))
-            except (ValueError, AttributeError):
-                message = body.decode(errors="replace").strip()
-            raise APIError(status, message or f"HTTP {status}")
+            raise _api_error(status, body)
         return s, rest
+
+
+def _api_error(status: int, body: bytes) -> APIError:
+    """dockerd's error answer: its JSON `message`, else the body as text."""
+    try:
+        message = str(json.loads(body).get("message", ""))
+    except (ValueError, AttributeError):
+        message = body.decode(errors="replace").strip()
+    return APIError(status, message or f"HTTP {status}")
 
 
 def _parse_response(raw: bytes) -> tuple[int, bytes]:

@@ -139,10 +139,6 @@ def list_containers() -> list[dict[str, str]]:
     return out
 
 
-def image_exists(image: str) -> bool:
-    return subprocess.run([podman_bin(), "image", "exists", image], capture_output=True).returncode == 0
-
-
 def container_running(cid: str) -> bool | None:
     """True/False; None when the container does not exist."""
     p = subprocess.run(
