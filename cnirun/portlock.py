@@ -7,53 +7,53 @@ that publish ports hold this lock from the check until their ADD finished
 (or failed and was undone); runs without -p never touch it.
 
 One lock file per CNI cache directory (the cache is what is checked), kept
-beside the host-wide plugin lock.
+in that directory: it lives and goes with the cache it guards.
 """
 from __future__ import annotations
 
-import fcntl
-import hashlib
 import os
-import time
 from typing import Any
 
-from .errors import ArgumentError
+from .errors import ArgumentError, CacheError, LockError
+from .lock import host_lock
 
 WAIT_SECONDS = 120.0
+LOCK_NAME = "cnirun-ports.lock"
 
 
 def lock_path(cni: Any) -> str:
-    from .lock import lock_file
-
-    base = os.path.dirname(cni.lock_file or lock_file())
-    tag = hashlib.sha256(os.path.abspath(cni.cache_dir).encode()).hexdigest()[:16]
-    return os.path.join(base, f"ports-{tag}.lock")
+    return os.path.join(cni.cache_dir, LOCK_NAME)
 
 
 class PortLock:
-    def __init__(self, fd: int) -> None:
-        self._fd: int | None = fd
+    """Held from the free-port check until ADD has cached the mappings."""
+
+    def __init__(self, lock: host_lock) -> None:
+        self._lock: host_lock | None = lock
 
     @classmethod
     def acquire(cls, cni: Any, wait: float = WAIT_SECONDS) -> "PortLock":
         path = lock_path(cni)
-        os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        deadline = time.monotonic() + wait
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return cls(fd)
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    os.close(fd)
-                    raise ArgumentError(
-                        f"another cnirun run held the port lock {path} for {wait:.0f} s: retry, or find it with "
-                        f"`fuser {path}`"
-                    ) from None
-                time.sleep(0.02)
+        try:
+            os.makedirs(cni.cache_dir, mode=0o700, exist_ok=True)
+        except OSError as e:
+            raise CacheError(
+                f"cache directory {cni.cache_dir} is not usable ({e.strerror}): "
+                "set CNI_CACHE_DIR to a writable directory"
+            ) from None
+        if not os.access(cni.cache_dir, os.W_OK | os.X_OK):
+            raise CacheError(f"cache directory {cni.cache_dir} is not writable: set CNI_CACHE_DIR to a writable one")
+        lock = host_lock(path, wait)
+        try:
+            lock.__enter__()
+        except LockError:
+            raise ArgumentError(
+                f"another cnirun run held the port lock {path} for {wait:.0f} s: retry, or find it with "
+                f"`fuser {path}`"
+            ) from None
+        return cls(lock)
 
     def release(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        if self._lock is not None:
+            self._lock.__exit__(None, None, None)
+            self._lock = None

@@ -226,3 +226,68 @@ def podman_world(tmp_path: Path) -> Any:
     w.env["CNIRUN_ENGINE"] = "podman"
     yield w
     _finish(w)
+
+
+# -- the whole session leaves the host as it found it -------------------------------
+def _listdir(path: str) -> list[str]:
+    try:
+        return sorted(os.listdir(path))
+    except OSError:
+        return []
+
+
+def _ids(cmd: list[str]) -> list[str]:
+    if shutil.which(cmd[0]) is None:
+        return []
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return sorted(out.split())
+
+
+def _host_state() -> dict[str, list[str]]:
+    """What a leak would show: reservations, cache files, netns, veths, rules, containers, installs."""
+    reservations = [
+        f"{net}/{f}"
+        for net in _listdir("/var/lib/cni/networks")
+        for f in _listdir(f"/var/lib/cni/networks/{net}")
+        if f != "lock" and not f.startswith("last_reserved_ip")
+    ]
+    veths = subprocess.run(["ip", "-o", "link", "show", "type", "veth"], capture_output=True, text=True).stdout
+    rules = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout.splitlines()
+    # Rules for one container name its address or its ID; chain scaffolding that
+    # plugins create once per host (and Docker's own rules) is not a leak.
+    per_container = [r for r in rules if r.startswith("-A") and (' id: \\"' in r or "-d 10." in r or "-s 10." in r)]
+    return {
+        "host-local reservations": reservations,
+        "cache files": _listdir("/var/lib/cni/results"),
+        "netns": _listdir("/run/netns"),
+        "veths": sorted(line.split(":")[1].strip().split("@")[0] for line in veths.splitlines() if ":" in line),
+        "iptables rules": sorted(per_container),
+        "pinned netns": _listdir("/run/cnirun/netns"),
+        "run state": _listdir("/run/cnirun/containers"),
+        "docker containers": _ids(["docker", "ps", "-aq", "--no-trunc"]),
+        "podman containers": _ids(["podman", "ps", "-aq", "--no-trunc"]),
+        "daemon.json": _listdir("/etc/docker") if os.path.exists("/etc/docker/daemon.json") else [],
+        "hooks.d": _listdir("/etc/containers/oci/hooks.d"),
+    }
+
+
+@pytest.fixture(scope="session", autouse=True)
+def host_left_as_found() -> Any:
+    before = _host_state()
+    yield
+    # Hook poststops and watchers finish in the background: give them a moment.
+    deadline = time.monotonic() + 20.0
+    while True:
+        after = _host_state()
+        if after == before or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    changed = {
+        k: {"left": sorted(set(after[k]) - set(before[k])), "gone": sorted(set(before[k]) - set(after[k]))}
+        for k in before
+        if after[k] != before[k]
+    }
+    assert not changed, f"the test session left the host changed: {json.dumps(changed, indent=1)}"
