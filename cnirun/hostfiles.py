@@ -12,7 +12,9 @@ from __future__ import annotations
 import ipaddress
 import os
 from pathlib import Path
-from typing import Any, Iterable
+TYPE_CHECKING = False  # typing costs ~7 ms of start-up on `cnirun run`: annotations only
+if TYPE_CHECKING:
+    from typing import Any, Iterable
 from .value import Record
 
 HOST_RESOLV_CONF = "/etc/resolv.conf"

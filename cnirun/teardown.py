@@ -8,7 +8,9 @@ or netns goes last. A failed DEL keeps the state dir and the cache file so
 from __future__ import annotations
 
 import os
-from typing import Any
+TYPE_CHECKING = False  # typing costs ~7 ms of start-up on `cnirun run`: annotations only
+if TYPE_CHECKING:
+    from typing import Any
 
 from .state import RunMeta, RunState
 
