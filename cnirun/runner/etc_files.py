@@ -1,0 +1,42 @@
+"""The container's /etc/hosts and /etc/resolv.conf, for the modes where cnirun writes them.
+
+Sandbox and Podman runs bind-mount two files from the run's state dir: the
+binds are made (empty) before the container is created, and filled once ADD
+has returned the addresses and DNS settings. (In hook mode dockerd writes
+them; the hook cannot.) The file formats live in cnirun.hostfiles; this
+module only decides what goes in them for a run.
+"""
+from __future__ import annotations
+
+TYPE_CHECKING = False  # typing costs ~7 ms of start-up on `cnirun run`: annotations only
+
+if TYPE_CHECKING:  # the hook path never makes a state dir: state (pathlib, secrets) is imported lazily
+    from ..attach import Attachment
+    from ..request import RunRequest
+    from ..state import RunState
+
+
+def write_host_files(st: RunState, req: RunRequest, atts: list[Attachment], hostname: str) -> None:
+    """Fill hosts (the first network's addresses under the hostname and name, plus --add-host) and resolv.conf."""
+    from ..hostfiles import container_dns, write_hosts, write_resolv_conf
+
+    entries: list[tuple[str, list[str]]] = []
+    names = [hostname] + ([req.spec.name] if req.spec.name and req.spec.name != hostname else [])
+    for att in atts[:1]:
+        for addr in att.addresses():
+            entries.append((addr.split("/", 1)[0], names))
+    for h in req.spec.add_hosts:
+        name, sep, ip = h.replace("=", ":", 1).partition(":")
+        if sep:
+            entries.append((ip, [name]))
+    write_hosts(st.hosts, entries)
+    write_resolv_conf(st.resolv_conf, container_dns([a.result for a in atts], req.dns, req.dns_search))
+
+
+def host_file_binds(st: RunState) -> list[str]:
+    """Create the (empty) files and return their bind mounts: the container is created before ADD."""
+    from ..hostfiles import touch
+
+    touch(st.hosts)
+    touch(st.resolv_conf)
+    return [f"{st.hosts}:/etc/hosts", f"{st.resolv_conf}:/etc/resolv.conf"]

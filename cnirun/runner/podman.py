@@ -1,0 +1,164 @@
+"""Podman runs: a netns made by cnirun, attached, then `podman run --network ns:PATH`.
+
+podman starts up while ADD runs; a prestart hook (written per run into the
+run's hooks.d) holds the container's first instruction until ADD is done,
+and a poststop hook lets DEL start as soon as the container stopped
+(_EarlyDel) instead of after podman removed it. The netns is cnirun's own,
+so teardown never depends on the container still existing.
+"""
+from __future__ import annotations
+
+import fcntl
+import os
+import sys
+import threading
+
+from .etc_files import host_file_binds, write_host_files
+from .failures import EXIT_CNIRUN
+TYPE_CHECKING = False  # typing costs ~7 ms of start-up on `cnirun run`: annotations only
+
+if TYPE_CHECKING:
+    from ..state import RunMeta, RunState
+    from .plan import Plan
+    from .signals import SignalGate
+
+
+class _EarlyDel:
+    """DEL as soon as the container has stopped (a poststop hook writes to a FIFO).
+
+    `podman run --rm` spends tens of ms removing the container after it
+    stopped; the netns is cnirun's, so DEL need not wait for that. The
+    final teardown still runs detach again (then a no-op, or a retry).
+    """
+
+    def __init__(self, st: RunState, meta: RunMeta) -> None:
+        self.fifo = str(st.path / "exited")
+        os.mkfifo(self.fifo, 0o600)
+        self._fd = os.open(self.fifo, os.O_RDWR | os.O_CLOEXEC)
+        self._meta = meta
+        self._thread: threading.Thread | None = None
+        self._cancelled = False
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        from ..teardown import detach_networks
+
+        try:
+            os.read(self._fd, 1)
+        except OSError:
+            return
+        if not self._cancelled:
+            detach_networks(self._meta)  # errors: the final teardown retries and reports
+
+    def finish(self) -> None:
+        """Wait for an early DEL under way; wake the reader if the hook never ran. Idempotent."""
+        if self._fd < 0:
+            return
+        if self._thread is not None and self._thread.is_alive():
+            import select
+
+            if not select.select([self._fd], [], [], 0)[0]:
+                self._cancelled = True
+                os.write(self._fd, b"c")
+            self._thread.join()
+        os.close(self._fd)
+        self._fd = -1
+
+
+def run_podman(p: Plan, gate: SignalGate) -> int:
+    import subprocess
+
+    from .. import netns as nsmod
+    from ..attach import attach
+    from ..engines import podman
+    from ..state import RunMeta, RunState, netns_identity
+    from ..teardown import cni_env, teardown
+
+    req, spec = p.req, p.req.spec
+    podman.podman_bin()
+    st = RunState.create()
+    meta = RunMeta(
+        id=st.id, engine="podman", image=spec.image, name=spec.name, networks=[n.name for n in p.networks],
+        detached=spec.detach, remove=spec.remove, cni_env=cni_env(p.cni),
+    )
+    st.write_meta(meta)
+    hostname = spec.hostname or st.id[:12]
+    cidfile = st.path / "cid"
+    child: subprocess.Popen[bytes] | None = None
+    early: _EarlyDel | None = None
+    handed_over = False
+    code = EXIT_CNIRUN
+    try:
+        name, path = nsmod.create(f"cnirun-{st.id[:16]}")
+        meta.netns, meta.netns_id = path, netns_identity(path)
+        st.write_meta(meta)
+        binds = host_file_binds(st)
+        labels = {**spec.labels, "cnirun.id": st.id, "cnirun.state": str(st.path.parent), "cnirun.role": "workload"}
+        # podman starts up while ADD runs; a prestart hook holds the container's
+        # first instruction until ADD is done (and aborts it if ADD failed).
+        gate_lock, gate_ok = st.path / "add.lock", st.path / "add.ok"
+        gate_fd = os.open(gate_lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fcntl.flock(gate_fd, fcntl.LOCK_EX)
+        podman.write_gate_hook(str(st.path / "hooks.d"), str(gate_lock), str(gate_ok))
+        if not spec.detach:
+            early = _EarlyDel(st, meta)
+            podman.write_exit_hook(str(st.path / "hooks.d"), early.fifo)
+        argv = podman.run_argv(spec, path, labels, binds, hostname, str(cidfile), str(st.path / "hooks.d"))
+        meta.phase = "running"
+        st.write_meta(meta)
+        child = subprocess.Popen(argv)
+        try:
+            atts = attach(p.cni, p.networks, st.id, path, p.options)
+            write_host_files(st, req, atts, hostname)
+            gate_ok.touch()
+            if early is not None:
+                early.start()
+        finally:
+            p.release_ports()
+            os.close(gate_fd)  # releases the hook: it starts the container or fails it
+
+        def forward(signum: int) -> None:
+            try:
+                child.send_signal(signum)  # podman run proxies it to the container
+            except ProcessLookupError:
+                pass
+
+        gate.forward = forward
+        code = child.wait()
+        if code < 0:
+            code = 128 - code
+        if early is not None:
+            early.finish()  # DEL may be done already
+        try:
+            meta.workload = cidfile.read_text().strip()
+        except OSError:
+            pass
+        if spec.detach and code == 0:
+            from ..watch import ensure_watcher
+
+            st.write_meta(meta)
+            st.unlock()
+            ensure_watcher()
+            handed_over = True
+        return code
+    finally:
+        gate.forward = None
+        if not handed_over:
+            gate.shield()
+            ended = child is not None and child.poll() is not None
+            if child is not None and not ended:
+                child.kill()
+                child.wait()
+            if not meta.workload:
+                try:
+                    meta.workload = cidfile.read_text().strip()
+                except OSError:
+                    pass
+            if early is not None:
+                early.finish()
+            # podman run ended on its own: it stopped (and with --rm removed) the container.
+            for err in teardown(st, meta, stop=not ended, workload=not ended):
+                sys.stderr.write(f"cnirun: teardown: {err}\n")
