@@ -259,6 +259,39 @@ def attach_container(cni: CNI, state: OCIState, spec: ContainerNetworkSpec) -> l
         raise
 
 
+HOSTS_MARK = "# cnirun"
+
+
+def add_hosts_entries(bundle: str, atts: list[Attachment]) -> str:
+    """Put the container's CNI addresses and hostname into its /etc/hosts.
+
+    The engine wrote the file for network `none` (localhost only) before the
+    addresses existed; it is a bind mount whose source the bundle's
+    config.json names. Lines are marked, so a restart replaces them instead
+    of piling up. Returns what went wrong ('' when done or nothing to do):
+    a hosts file is a convenience, never a reason to fail the start.
+    """
+    try:
+        with open(os.path.join(bundle, "config.json"), "rb") as f:
+            spec = json.loads(f.read())
+        hostname = str(spec.get("hostname") or "")
+        source = next(
+            (m.get("source", "") for m in spec.get("mounts") or [] if m.get("destination") == "/etc/hosts"), ""
+        )
+        if not hostname or not source or not os.path.isfile(source):
+            return ""
+        addrs = [a.split("/", 1)[0] for att in atts for a in att.addresses()]
+        with open(source, encoding="utf-8") as f:
+            kept = [ln for ln in f.read().splitlines() if not ln.endswith(HOSTS_MARK)]
+        kept += [f"{ip}\t{hostname}\t{HOSTS_MARK}" for ip in addrs]
+        # In place (same inode): the container sees the file through a bind mount.
+        with open(source, "w", encoding="utf-8") as f:
+            f.write("\n".join(kept) + "\n")
+    except (OSError, ValueError, AttributeError, TypeError) as e:
+        return f"hosts file not updated: {e}"
+    return ""
+
+
 def detach_container(cni: CNI, container_id: str) -> list[str]:
     """DEL every cached attachment of the container, then drop the netns pin.
 
@@ -387,6 +420,10 @@ def _attach_stage(stage: str, state: OCIState, record: dict[str, Any]) -> int:
     finally:
         unlock_container(fd, state.id, remove=not ok)
     record["interfaces"] = {a.ifname: a.addresses() for a in atts}
+    if state.bundle:
+        problem = add_hosts_entries(state.bundle, atts)
+        if problem:
+            record["hosts"] = problem
     return 0
 
 

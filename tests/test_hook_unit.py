@@ -585,3 +585,27 @@ def test_shim_create_path_imports_nothing_heavy(tmp_path: Path) -> None:
     assert proc.returncode == 0 and proc.stdout.strip() == "True", proc.stderr
     assert {m.split(".")[0] for m in out.read_text().split()} & NOT_ON_HOOK_PATH == set()
     assert json.loads((bundle / "config.json").read_text())["hooks"]["createRuntime"]
+
+
+def test_hosts_entries_added_in_place_and_replaced_on_restart(tmp_path: Path) -> None:
+    from cnirun.attach import Attachment
+
+    hosts = tmp_path / "hosts"
+    hosts.write_text("127.0.0.1\tlocalhost\n")
+    inode = hosts.stat().st_ino
+    bundle = tmp_path / "b"
+    bundle.mkdir()
+    (bundle / "config.json").write_text(json.dumps({
+        "hostname": "web1",
+        "mounts": [{"destination": "/etc/hosts", "source": str(hosts), "type": "bind"}],
+    }))
+    att = Attachment("n1", "eth0", {"cniVersion": "1.0.0", "ips": [{"address": "10.141.9.7/24"}]})
+    assert hook.add_hosts_entries(str(bundle), [att]) == ""
+    assert hosts.read_text() == "127.0.0.1\tlocalhost\n10.141.9.7\tweb1\t# cnirun\n"
+    assert hosts.stat().st_ino == inode  # a bind mount keeps showing the same file
+    att2 = Attachment("n1", "eth0", {"cniVersion": "1.0.0", "ips": [{"address": "10.141.9.8/24"}]})
+    assert hook.add_hosts_entries(str(bundle), [att2]) == ""  # a restart: replaced, not appended
+    assert hosts.read_text() == "127.0.0.1\tlocalhost\n10.141.9.8\tweb1\t# cnirun\n"
+    (bundle / "config.json").write_text("{not json")
+    assert "hosts file not updated" in hook.add_hosts_entries(str(bundle), [att])
+    assert hook.add_hosts_entries(str(tmp_path / "nowhere"), [att]).startswith("hosts file not updated")

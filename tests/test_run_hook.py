@@ -19,7 +19,7 @@ from typing import Iterator
 import pytest
 
 from cnirun import docker_runtime
-from conftest import CNIRUN, REPO, World, _finish, _make_world, needs_docker, needs_root
+from conftest import CNIRUN, REPO, World, _finish, _make_world, first_address, needs_docker, needs_root
 
 pytestmark = [needs_root, needs_docker]
 DAEMON_JSON = "/etc/docker/daemon.json"
@@ -166,3 +166,13 @@ def test_hook_mode_dns_options(hook_world: World) -> None:
     assert r.returncode == 0, r.stderr
     assert "nameserver 10.131.250.53" in r.stdout and "example.test" in r.stdout
     hook_world.assert_clean(within=10.0)
+
+
+def test_hook_mode_hosts_file_has_the_cni_address(hook_world: World) -> None:
+    w = hook_world
+    r = w.cnirun("--mode", "hook", "--rm", "--hostname", "hk1", "busybox", "sh", "-c",
+                 "cat /etc/hosts; ip -4 -o addr show eth0")
+    assert r.returncode == 0, r.stderr
+    addr = first_address(r.stdout.split("eth0", 1)[1]).split("/")[0]
+    assert f"{addr}\thk1" in r.stdout
+    w.assert_clean(within=10.0)
