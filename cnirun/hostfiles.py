@@ -53,6 +53,19 @@ def render_hosts(entries: Iterable[tuple[str, list[str]]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def forget_addresses(paths: Iterable[str | os.PathLike[str]], addresses: set[str]) -> None:
+    """Drop the lines naming any of `addresses` from these hosts files (in place; missing files are fine)."""
+    for path in paths:
+        try:
+            with open(path, encoding="utf-8") as f:
+                lines = f.read().splitlines()
+        except OSError:
+            continue
+        kept = [ln for ln in lines if not (ln.split() and ln.split()[0] in addresses)]
+        if len(kept) != len(lines):
+            _rewrite_in_place(path, "\n".join(kept) + "\n")
+
+
 def write_hosts(path: str | os.PathLike[str], entries: Iterable[tuple[str, list[str]]]) -> None:
     """Rewrite an /etc/hosts file in place: the standard localhost lines, then `entries` (ip, names)."""
     _rewrite_in_place(path, render_hosts(entries))

@@ -49,13 +49,33 @@ def detach_networks(meta: RunMeta) -> list[str]:
     from .state import netns_identity
 
     netns = meta.netns if meta.netns and meta.netns_id and netns_identity(meta.netns) == meta.netns_id else _NO_NETNS
-    errors = [str(e) for e in detach(cni_for(meta), meta.id, netns)]
+    cni = cni_for(meta)
+    freed = _addresses(cni, meta.id)
+    errors = [str(e) for e in detach(cni, meta.id, netns)]
     if netns == _NO_NETNS and not errors:
         from .leftovers import remove_rules_naming
 
         for net in meta.networks:  # bridge's DEL without a netns leaves its NAT rules
             errors += remove_rules_naming(net, meta.id)
+    if freed and not errors:
+        # A freed address may soon be another container's: no hosts file of
+        # another run (compose peers, --add-host) may keep pointing at it.
+        from .hostfiles import forget_addresses
+        from .state import list_states
+
+        forget_addresses([s.hosts for s in list_states() if s.id != meta.id], freed)
     return errors
+
+
+def _addresses(cni: Any, container_id: str) -> set[str]:
+    from . import cache as cnicache
+    from .attach import Attachment
+
+    return {
+        a.split("/", 1)[0]
+        for att in cnicache.list_attachments(cni.cache_dir, container_id=container_id)
+        for a in Attachment(att.network_name, att.ifname, att.result or {}).addresses()
+    }
 
 
 def teardown(

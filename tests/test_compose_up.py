@@ -207,6 +207,16 @@ services:
     # Re-running up brings `two` back and rewrites both hosts files in place.
     proj.cnirun("up", "-d")
     assert proj.sh("one", "ping -c1 -W2 two").returncode == 0
+    # Removed behind compose's back: the watcher tears `two` down, and its freed
+    # address leaves `one`'s hosts file (it could soon be another container's).
+    two_ip = proj.sh("two", "ip -4 -o addr show eth0").stdout.split()[3].split("/")[0]
+    assert two_ip in proj.sh("one", "cat /etc/hosts").stdout
+    subprocess.run(["docker", "rm", "-f", f"{proj.name}-two-1"], capture_output=True, check=True)
+    deadline = time.monotonic() + 15
+    while two_ip in proj.sh("one", "cat /etc/hosts").stdout and time.monotonic() < deadline:
+        time.sleep(0.5)
+    hosts = proj.sh("one", "cat /etc/hosts").stdout
+    assert two_ip not in hosts and "\ttwo" not in hosts, hosts
     proj.cnirun("down")
     proj.assert_clean(["default"])
 
