@@ -107,3 +107,46 @@ def test_podman_unknown_network_fails_the_start_with_one_line(world: HookWorld) 
     assert wait_clean(world, recs[0]["container"], BRIDGES) == []
     names = podman(world, "ps", "-a", "--format", "{{.ID}}")
     assert recs[0]["container"][:12] not in names.stdout
+
+
+DEFAULT_DIR = Path("/etc/containers/oci/hooks.d")
+DROPIN = Path("/etc/containers/containers.conf.d/60-cnirun-hooks-dir.conf")
+
+
+def test_default_dir_works_with_a_plain_podman_run(tmp_path: Path) -> None:
+    """`cnirun install hooks` (no --dir) then `podman run` without --hooks-dir attaches.
+
+    Podman 4.x reads only /usr/share/containers/oci/hooks.d by default, so
+    install adds a containers.conf drop-in; uninstall removes both.
+    """
+    if (DEFAULT_DIR / "cnirun-attach.json").exists() or DROPIN.exists():
+        pytest.skip("cnirun hooks are installed on this host: not ours to replace")
+    w = HookWorld.make(tmp_path)
+    w.bridge_net("h4p9", "cnh4p9", "10.142.9.0/24")
+    had_dir = DEFAULT_DIR.exists()
+    inst = subprocess.run([CNIRUN, "install", "hooks"], env=w.full_env(), capture_output=True, text=True)
+    try:
+        assert inst.returncode == 0, inst.stderr
+        configured = subprocess.run(["grep", "-rs", "hooks_dir", "/etc/containers/containers.conf",
+                                     "/usr/share/containers/containers.conf"], capture_output=True, text=True)
+        if not any(ln.split(":", 1)[-1].strip().startswith("hooks_dir") for ln in configured.stdout.splitlines()):
+            assert DROPIN.exists() and str(DEFAULT_DIR) in DROPIN.read_text()
+        env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), "HOME": "/root"}
+        proc = subprocess.run(["podman", "run", "--rm", "--network", "none", "--annotation", "cnirun.networks=h4p9",
+                               "busybox", "ip", "-4", "-o", "addr", "show", "eth0"],
+                              capture_output=True, text=True, env=env, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        assert "inet 10.142.9." in proc.stdout
+        cid = w.log_records()[0]["container"]
+        assert wait_clean(w, cid, ["cnh4p9"]) == []
+    finally:
+        un = subprocess.run([CNIRUN, "uninstall", "hooks"], capture_output=True, text=True)
+        delete_bridges(["cnh4p9"])
+        if not had_dir:
+            for d in (DEFAULT_DIR, DEFAULT_DIR.parent):
+                try:
+                    d.rmdir()
+                except OSError:
+                    pass
+    assert un.returncode == 0, un.stderr
+    assert not DROPIN.exists() and not (DEFAULT_DIR / "cnirun-attach.json").exists()

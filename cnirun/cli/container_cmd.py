@@ -107,17 +107,21 @@ def collect(include_foreign: bool) -> list[dict[str, Any]]:
 
 
 def _cache_dirs(current: str) -> list[str]:
-    """This shell's CNI cache, plus the one the Docker runtime's hooks were installed with."""
-    dirs = [current]
+    """This shell's CNI cache, plus those the Docker runtime and the hooks.d files were installed with."""
+    envs: list[dict[str, str]] = []
     try:
         from ..docker_runtime import installed_settings
+        from ..hooksd import installed_envs
 
-        settings = installed_settings()
+        envs.append(((installed_settings() or {}).get("env") or {}))
+        envs += installed_envs()
     except Exception:  # noqa: BLE001 - ps shows what it can
-        settings = None
-    hook_cache = ((settings or {}).get("env") or {}).get("CNI_CACHE_DIR", "")
-    if hook_cache and os.path.abspath(hook_cache) != os.path.abspath(current):
-        dirs.append(hook_cache)
+        pass
+    dirs = [current]
+    for env in envs:
+        hook_cache = env.get("CNI_CACHE_DIR", "")
+        if hook_cache and os.path.abspath(hook_cache) not in {os.path.abspath(d) for d in dirs}:
+            dirs.append(hook_cache)
     return dirs
 
 

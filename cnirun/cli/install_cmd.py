@@ -8,6 +8,8 @@ as this shell.
 """
 from __future__ import annotations
 
+import os
+
 import typer
 
 from .errors import one_line_errors
@@ -29,19 +31,26 @@ def register(app: typer.Typer) -> None:
     @install_app.command("hooks")
     def install_hooks(directory: str = dir_opt) -> None:
         """Write the createRuntime/poststop hooks.d files (Podman, CRI-O)."""
-        from ..hooksd import install
+        from ..hooksd import install, podman_reads
 
         with one_line_errors():
             for path in install(directory):
                 typer.echo(f"installed {path}")
+            dropin = podman_reads(directory)
+            if dropin:
+                typer.echo(f"installed {dropin} (podman reads hooks from {directory} too)")
 
     @uninstall_app.command("hooks")
     def uninstall_hooks(directory: str = dir_opt) -> None:
         """Remove cnirun's hooks.d files."""
-        from ..hooksd import uninstall
+        from ..hooksd import DEFAULT_HOOKS_DIR, forget_podman_dropin, uninstall
 
         with one_line_errors():
             removed = uninstall(directory)
+            if os.path.abspath(directory) == DEFAULT_HOOKS_DIR:
+                dropin = forget_podman_dropin()
+                if dropin:
+                    removed.append(dropin)
         typer.echo("\n".join(f"removed {p}" for p in removed) if removed else f"no cnirun hooks in {directory}")
 
     @install_app.command("docker-runtime")
