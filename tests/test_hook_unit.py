@@ -609,3 +609,18 @@ def test_hosts_entries_added_in_place_and_replaced_on_restart(tmp_path: Path) ->
     (bundle / "config.json").write_text("{not json")
     assert "hosts file not updated" in hook.add_hosts_entries(str(bundle), [att])
     assert hook.add_hosts_entries(str(tmp_path / "nowhere"), [att]).startswith("hosts file not updated")
+
+
+def test_installed_envs_reads_the_recorded_environment(tmp_path: Path) -> None:
+    d = tmp_path / "hooks.d"
+    hooksd.install(str(d), {"CNI_CACHE_DIR": "/tmp/somewhere", "NETCONFPATH": "/tmp/net.d", "PATH": "/usr/bin"})
+    envs = hooksd.installed_envs((str(d), str(tmp_path / "missing")))
+    assert len(envs) == 1 and envs[0]["CNI_CACHE_DIR"] == "/tmp/somewhere"
+
+
+def test_podman_dropin_only_for_the_default_dir_and_only_ours_removed(tmp_path: Path) -> None:
+    dropin = tmp_path / "60-cnirun-hooks-dir.conf"
+    assert hooksd.podman_reads(str(tmp_path / "custom"), str(dropin)) == ""  # custom dir: podman --hooks-dir
+    assert not dropin.exists()
+    dropin.write_text("[engine]\nhooks_dir = ['/x']\n")  # someone else's file
+    assert hooksd.forget_podman_dropin(str(dropin)) == "" and dropin.exists()
