@@ -167,6 +167,19 @@ class RunState:
         shutil.rmtree(self.path, ignore_errors=True)
 
 
+def container_display(cni_container_id: str, root: Path | None = None) -> str:
+    """What users know a CNI container ID by: a cnirun run's container name or engine ID.
+
+    `cnirun run` uses its own run ID as CNI container ID (the engine's ID does
+    not exist yet at ADD time); the hook uses the engine's ID. Unknown IDs are
+    shown short, as engines show IDs.
+    """
+    meta = RunState((root or state_root()) / cni_container_id).read_meta() if cni_container_id else None
+    if meta is not None and (meta.name or meta.workload):
+        return meta.name or meta.workload[:12]
+    return cni_container_id[:12]
+
+
 def netns_identity(path: str) -> str:
     try:
         st = os.stat(path)

@@ -125,7 +125,10 @@ def register(app: typer.Typer) -> None:
             for k, v in sorted(d["labels"].items()):
                 print(f"Label:     {k}={v}")
             if d["containers"]:
-                print(table([[c["containerId"][:12], c["ifname"], ", ".join(c["addresses"])] for c in d["containers"]],
+                from ..state import container_display
+
+                print(table([[container_display(c["containerId"]), c["ifname"], ", ".join(c["addresses"])]
+                             for c in d["containers"]],
                             ["CONTAINER", "IFACE", "ADDRESSES"]))
             else:
                 print("Containers: none")

@@ -127,7 +127,9 @@ def remove(cni: CNI, name: str, force: bool = False) -> Removal:
         raise ConfigError(f'network "{name}" is built into cnirun and cannot be removed')
     atts = attachments(cni, name)
     if atts and not force:
-        ids = ", ".join(sorted({a.container_id[:12] for a in atts}))
+        from ..state import container_display
+
+        ids = ", ".join(sorted({container_display(a.container_id) for a in atts}))
         raise NetworkInUse(f'network "{name}" is in use by {len(atts)} attachment(s) (containers {ids}): '
                            "stop those containers first")
     out = Removal(name=name, file=net.source)

@@ -88,9 +88,11 @@ def _check_ports(cni: Any, ports: list[Any]) -> None:
                 taken[(int(m.get("hostPort", 0)), str(m.get("protocol", "tcp")))] = att.container_id
     for p in ports:
         if (p.host_port, p.protocol) in taken:
+            from ..state import container_display
+
             raise ArgumentError(
                 f"host port {p.host_port}/{p.protocol} is already published by container "
-                f"{taken[(p.host_port, p.protocol)][:12]}: pick another -p host port"
+                f"{container_display(taken[(p.host_port, p.protocol)])}: pick another -p host port"
             )
         if p.protocol in ("tcp", "udp"):
             family = socket.AF_INET6 if ":" in p.host_ip else socket.AF_INET
