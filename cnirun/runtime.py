@@ -33,7 +33,6 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Mapping
 
-DEFAULT_NETWORK = "cnirun"
 
 
 class RuntimeConf(Value):
