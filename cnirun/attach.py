@@ -93,14 +93,22 @@ def cached_attachments(cni: CNI, container_id: str) -> list[cnicache.CachedAttac
     return sorted(atts, key=lambda a: (len(a.ifname), a.ifname))
 
 
-def detach(cni: CNI, container_id: str, netns: str = "") -> list[CNIError]:
+def detach(
+    cni: CNI,
+    container_id: str,
+    netns: str = "",
+    attachments: list[cnicache.CachedAttachment] | None = None,
+) -> list[CNIError]:
     """DEL every cached attachment of the container, last interface first.
 
-    Goes on past errors (each failed one keeps its cache file for `cnirun gc`)
-    and returns them.
+    `attachments`: what cached_attachments() returned, when the caller has
+    already listed them. Goes on past errors (each failed one keeps its cache
+    file for `cnirun gc`) and returns them.
     """
     errors: list[CNIError] = []
-    for att in reversed(cached_attachments(cni, container_id)):
+    if attachments is None:
+        attachments = cached_attachments(cni, container_id)
+    for att in reversed(attachments):
         try:
             cni.delete(att.network_name, RuntimeConf(container_id=container_id, netns=netns, ifname=att.ifname))
         except CNIError as e:

@@ -45,13 +45,14 @@ _NO_NETNS = "/run/cnirun/.no-netns"
 
 def detach_networks(meta: RunMeta) -> list[str]:
     """DEL every attachment of the run, in the recorded netns only if it is still the same one."""
-    from .attach import detach
+    from .attach import cached_attachments, detach
     from .state import netns_identity
 
     netns = meta.netns if meta.netns and meta.netns_id and netns_identity(meta.netns) == meta.netns_id else _NO_NETNS
     cni = cni_for(meta)
-    freed = _addresses(cni, meta.id)
-    errors = [str(e) for e in detach(cni, meta.id, netns)]
+    cached = cached_attachments(cni, meta.id)
+    freed = _addresses(cached)
+    errors = [str(e) for e in detach(cni, meta.id, netns, cached)]
     if netns == _NO_NETNS and not errors:
         from .leftovers import remove_rules_naming
 
@@ -67,13 +68,12 @@ def detach_networks(meta: RunMeta) -> list[str]:
     return errors
 
 
-def _addresses(cni: Any, container_id: str) -> set[str]:
-    from . import cache as cnicache
+def _addresses(cached: list[Any]) -> set[str]:
     from .attach import Attachment
 
     return {
         a.split("/", 1)[0]
-        for att in cnicache.list_attachments(cni.cache_dir, container_id=container_id)
+        for att in cached
         for a in Attachment(att.network_name, att.ifname, att.result or {}).addresses()
     }
 
