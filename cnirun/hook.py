@@ -285,6 +285,8 @@ def add_hosts_entries(bundle: str, atts: list[Attachment]) -> str:
             kept = [ln for ln in f.read().splitlines() if not ln.endswith(HOSTS_MARK)]
         kept += [f"{ip}\t{hostname}\t{HOSTS_MARK}" for ip in addrs]
         # In place (same inode): the container sees the file through a bind mount.
+        # Not hostfiles.write_hosts: it renders a whole file, and its imports
+        # (pathlib, ipaddress) would be paid by every container start.
         with open(source, "w", encoding="utf-8") as f:
             f.write("\n".join(kept) + "\n")
     except (OSError, ValueError, AttributeError, TypeError) as e:
