@@ -18,7 +18,7 @@ from .value import Value
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from pathlib import Path
-    from typing import Any
+    from typing import Any, Callable
 
 DEFAULT_NETCONF_PATH = "/etc/cni/net.d"
 NAME_PATTERN = r"^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$"
@@ -166,7 +166,9 @@ def _parse_json(data: bytes, source: str) -> dict[str, Any]:
     except UnicodeDecodeError as e:
         raise ConfigError(f"{source}: not UTF-8 text: {e.reason}") from None
     except json.JSONDecodeError as e:  # jsonfast imports json only when this is evaluated
-        raise ConfigError(f"{source}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
+        raise ConfigError(f"{source}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}: fix or remove the file") from None
+    except ValueError as e:  # e.g. an integer of more digits than Python converts
+        raise ConfigError(f"{source}: invalid JSON: {e}: fix or remove the file") from None
     if not isinstance(obj, dict):
         raise ConfigError(f"{source}: expected a JSON object at the top level, got {type(obj).__name__}")
     return obj
@@ -220,10 +222,24 @@ def conflist_from_bytes(data: bytes, source: str = "<memory>") -> NetworkConfigL
     )
 
 
+def _stem(path: str) -> str:
+    name = path.rpartition("/")[2]
+    suffix = _suffix(name)
+    return name[: -len(suffix)] if suffix else name
+
+
 def conflist_from_conf(data: bytes, source: str = "<memory>") -> NetworkConfigList:
-    """Wrap a single-plugin `.conf` as a one-plugin list, as libcni does."""
+    """Wrap a single-plugin `.conf` as a one-plugin list, as libcni does.
+
+    libcni loads a `.conf` without a "name" (upstream's own walkthrough ships
+    `99-loopback.conf` so): such a file is named after its file's stem, which
+    is what `--net all` and the cache file name then use.
+    """
     obj = _parse_json(data, source)
-    name = validate_name(obj.get("name"), source)
+    raw_name = obj.get("name")
+    if raw_name is None and source.startswith("/"):
+        raw_name = _stem(source)
+    name = validate_name(raw_name, source)
     plugin = _validate_plugin(obj, source, "")
     chosen, versions = _select_version(obj, source)
     wrapped: dict[str, Any] = {"cniVersion": obj.get("cniVersion", chosen), "name": name, "plugins": [obj]}
@@ -345,21 +361,73 @@ def netconf_dirs(netconf_path: str | None) -> list[str]:
     return [d for d in value.split(":") if d] or [DEFAULT_NETCONF_PATH]
 
 
-def find_network(name: str, netconf_path: str | None = None) -> NetworkConfigList:
+def _may_define(path: str, name: str) -> bool:
+    """Whether a file that failed to load may be the definition of `name`.
+
+    Its name cannot be parsed out of it, so look for it: the file's stem
+    (`10-mynet.conf` for mynet) or the name as a JSON string in its text.
+    """
+    stem = _stem(path)
+    if stem == name or stem.partition("-")[2] == name:
+        return True
+    try:
+        with open(path, "rb") as f:
+            text = f.read(1 << 20)
+    except OSError:
+        return False
+    return b'"' + name.encode() + b'"' in text
+
+
+def _warn_broken(err: ConfigError) -> None:
+    import sys
+
+    sys.stderr.write(f"cnirun: warning: skipping a broken netconf file: {err}\n")
+
+
+def find_network(
+    name: str, netconf_path: str | None = None, on_broken: Callable[[ConfigError], None] | None = _warn_broken
+) -> NetworkConfigList:
     """The first network named `name`, as libcni's LoadConfList does.
 
     Directories in NETCONFPATH order; in each, conflists then confs, sorted.
-    Any parse error on the way aborts the search (libcni does the same), so a
-    broken file is reported rather than skipped.
+    A file that cannot be loaded is an error only when it may be the network
+    asked for (_may_define); any other broken file is reported through
+    `on_broken` (one warning line by default, as `network ls` gives) and
+    skipped, so one bad file cannot stop every run on other networks.
     """
     dirs = netconf_dirs(netconf_path)
     for d in dirs:
         files = _config_paths(d)
         for f in [f for f in files if _suffix(f) in LIST_EXTENSIONS] + [f for f in files if _suffix(f) not in LIST_EXTENSIONS]:
-            net = load_file(f)
+            try:
+                net = load_file(f)
+            except ConfigError as e:
+                if _may_define(f, name):
+                    raise
+                if on_broken is not None:
+                    on_broken(e)
+                continue
             if net.name == name:
                 return net
     raise NetworkNotFound(name, ":".join(dirs))
+
+
+def all_networks(netconf_path: str | None = None) -> list[NetworkConfigList]:
+    """`--net all`: every network of NETCONFPATH in libcni's file order (what upstream's scripts attach).
+
+    Directories in order; in each, conflists then confs, sorted by name; a
+    name defined twice is attached once (its first file). A broken file is
+    an error here: it would have been one of the networks asked for.
+    """
+    out: list[NetworkConfigList] = []
+    seen: set[str] = set()
+    for d in netconf_dirs(netconf_path):
+        for f in _config_paths(d):
+            net = load_file(f)
+            if net.name not in seen:
+                seen.add(net.name)
+                out.append(net)
+    return out
 
 
 def load_all(netconf_path: str | None = None) -> tuple[list[NetworkConfigList], list[ConfigError]]:

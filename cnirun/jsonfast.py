@@ -61,14 +61,23 @@ def loads(data: str | bytes | bytearray) -> Any:
             start = len(text) - len(text.lstrip(_WS))
             try:
                 obj, end = _scan(text, start)
-            except (StopIteration, ValueError):
-                pass  # invalid: json.loads below raises the proper JSONDecodeError
+            except (StopIteration, ValueError, SystemError, RecursionError):
+                # Invalid: json.loads below raises the proper JSONDecodeError.
+                # (The bare C scanner raises SystemError on input cut short
+                # inside a container, because only json.decoder's wrapper turns
+                # its internal StopIteration into an error.)
+                pass
             else:
                 if not text[end:].strip(_WS):
                     return obj
     import json
 
-    return json.loads(data)
+    try:
+        return json.loads(data)
+    except RecursionError:
+        # Deep nesting ("[[[[..."): an input error like any other, never a crash.
+        doc = data if isinstance(data, str) else bytes(data).decode("utf-8", "replace")
+        raise json.JSONDecodeError("nested too deeply", doc, 0) from None
 
 
 def dumps(obj: Any, separators: tuple[str, str] | None = None) -> str:

@@ -290,7 +290,7 @@ def test_conflist_validation_errors(core: CoreEnv, content: str, key: str, probl
     "content, problem",
     [
         ('{"cniVersion": "1.0.0", "name": "s"}', "missing plugin type"),
-        ('{"cniVersion": "1.0.0", "type": "noop"}', "missing network name"),
+        ('{"cniVersion": "1.0.0", "name": "", "type": "noop"}', "missing network name"),
         ('{"cniVersion": "1.0.0", "name": "s", "type": "/usr/bin/x"}', "path separator"),
         ("not json", "invalid JSON"),
     ],
@@ -307,17 +307,6 @@ def test_non_utf8_file(core: CoreEnv) -> None:
     p.write_bytes(b'{"name": "\xff"}')
     with pytest.raises(ConfigError, match="not UTF-8"):
         netconf.load_file(p)
-
-
-def test_broken_file_before_the_match_aborts_the_search(core: CoreEnv) -> None:
-    # libcni stops at the first unparsable file on the way: a broken file is reported, not skipped.
-    core.write("00-broken.conflist", "{")
-    core.conflist("good", [NOOP], filename="10-good.conflist")
-    with pytest.raises(ConfigError, match="00-broken.conflist"):
-        netconf.find_network("good", str(core.netconf))
-    nets, errors = netconf.load_all(str(core.netconf))
-    assert [n.name for n in nets] == ["good"]
-    assert len(errors) == 1 and "00-broken" in str(errors[0])
 
 
 def test_capabilities_only_true_values_count(core: CoreEnv) -> None:
@@ -351,3 +340,85 @@ def test_cni_object_falls_back_to_builtin_default(core: CoreEnv) -> None:
         cni.network("nope")
     assert "known networks: cnirun" in str(ei.value)
     assert os.fspath(core.netconf) in str(ei.value)
+
+
+# -- name-less .conf files, broken files beside good ones, --net all ------------------------------
+def test_nameless_conf_is_named_after_its_file_stem(core: CoreEnv) -> None:
+    # upstream's walkthrough: 99-loopback.conf has no "name", and libcni loads it
+    p = core.write("99-loopback.conf", {"cniVersion": "0.2.0", "type": "loopback"})
+    net = netconf.load_file(p)
+    assert net.name == "99-loopback" and net.types == ["loopback"]
+    assert json.loads(net.bytes)["name"] == "99-loopback"
+
+
+def test_all_networks_in_libcni_file_order(core: CoreEnv) -> None:
+    core.write("99-loopback.conf", {"cniVersion": "0.2.0", "type": "loopback"})
+    core.write("10-mynet.conf", {"cniVersion": "0.2.0", "name": "mynet", "type": "bridge"})
+    core.write("50-z.conflist", {"cniVersion": "1.0.0", "name": "zlist", "plugins": [{"type": "noop"}]})
+    core.write("60-dup.conf", {"cniVersion": "1.0.0", "name": "mynet", "type": "noop"})
+    assert [n.name for n in netconf.all_networks(str(core.netconf))] == ["zlist", "mynet", "99-loopback"]
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [
+        '{"cniVersion":"1.0.0","name":"x","plugins":[{"type":"bridge",',
+        "[1,2",
+        '{"cniVersion":"1.0.0","name":"x","plugins":[]',
+        "[" * 100000,
+        '{"a": ' + "9" * 5000 + "}",
+    ],
+)
+def test_broken_file_warns_and_does_not_hide_other_networks(
+    core: CoreEnv, broken: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    core.write("00-broken.conflist", broken)
+    core.write("good.conflist", {"cniVersion": "1.0.0", "name": "good", "plugins": [{"type": "noop"}]})
+    assert netconf.find_network("good", str(core.netconf)).name == "good"
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "warning" in err and "00-broken.conflist" in err
+    with pytest.raises(NetworkNotFound):
+        netconf.find_network("other", str(core.netconf))
+
+
+def test_broken_file_is_the_error_when_it_may_be_the_network_asked_for(core: CoreEnv) -> None:
+    core.write("10-x.conflist", '{"cniVersion":"1.0.0","name":"x","plugins":[{"type":"bridge",')
+    with pytest.raises(ConfigError, match="10-x.conflist: invalid JSON"):
+        netconf.find_network("x", str(core.netconf))
+
+
+def test_fuzzed_netconf_files_never_raise_anything_but_config_errors(core: CoreEnv) -> None:
+    """Truncations, random bytes, nesting, huge numbers, invalid UTF-8: ConfigError or a network."""
+    import random
+
+    rng = random.Random(8)
+    seed = json.dumps({
+        "cniVersion": "1.0.0", "name": "fz", "plugins": [
+            {"type": "bridge", "bridge": "b0", "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.1.0.0/24"}]]}},
+            {"type": "portmap", "capabilities": {"portMappings": True}},
+        ],
+    }).encode()
+    samples: list[bytes] = [seed[:i] for i in range(len(seed))]
+    for _ in range(300):
+        b = bytearray(seed)
+        for _ in range(rng.randint(1, 8)):
+            b[rng.randrange(len(b))] = rng.randrange(256)
+        samples.append(bytes(b))
+    samples += [os.urandom(rng.randint(0, 64)) for _ in range(100)]
+    samples += [b"[" * 50000, b"{" * 50000, b'{"name": "a", "plugins": ' + b"[" * 3000 + b"]" * 3000 + b"}",
+                b'{"cniVersion": 1e400, "name": "x"}', b'{"name": "\xc3\x28"}', b"\xef\xbb\xbf{}",
+                b'{"name": "x", "plugins": [{"type": "a", "capabilities": []}]}', b"null", b'"x"',
+                b'{"name": "x", "cniVersion": "9.9.9.9", "plugins": [{"type": "a"}]}']
+    loaded = 0
+    for i, data in enumerate(samples):
+        for suffix in (".conflist", ".conf"):
+            p = core.netconf / f"f{i}{suffix}"
+            p.write_bytes(data)
+            try:
+                netconf.load_file(p)
+                loaded += 1
+            except ConfigError as e:
+                assert "\n" not in str(e) and str(p) in str(e)
+            finally:
+                p.unlink()
+    assert loaded >= 1  # the untouched prefix-complete seed loads
