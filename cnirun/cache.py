@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 
 DEFAULT_CACHE_DIR = "/var/lib/cni"
 CACHE_KIND = "cniCacheV1"
+# cnirun's intent record: an ADD in progress (see CachedAttachment.pending).
+# libcni ignores keys it does not know, so the file stays libcni's format.
+PENDING_KEY = "cnirun.dev/pending"
 
 
 def default_cache_dir() -> str:
@@ -38,6 +41,7 @@ class CachedAttachment(Value):
 
     _fields = (
         "network_name", "container_id", "ifname", "config", "netns", "cni_args", "capability_args", "result", "path",
+        "pending",
     )
     __match_args__ = _fields
 
@@ -52,6 +56,7 @@ class CachedAttachment(Value):
         capability_args: dict[str, Any] | None = None,
         result: dict[str, Any] | None = None,
         path: str = "",
+        pending: dict[str, int] | None = None,
     ) -> None:
         self.network_name = network_name
         self.container_id = container_id
@@ -62,6 +67,12 @@ class CachedAttachment(Value):
         self.capability_args = {} if capability_args is None else capability_args
         self.result = result
         self.path = path
+        # Set while ADD is in progress: written before the first plugin runs
+        # and after each one, so a process killed part-way leaves a record
+        # DEL can always finish from. {"started": plugins started, "pgid":
+        # process group of the plugin running, "start": its start time}.
+        # `result` then holds the partial result (what the last plugin returned).
+        self.pending = pending
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -81,6 +92,8 @@ class CachedAttachment(Value):
             out["capabilityArgs"] = json.go_map_order(self.capability_args)
         if self.result is not None:
             out["result"] = json.go_map_order(self.result)
+        if self.pending is not None:
+            out[PENDING_KEY] = self.pending
         return out
 
 
@@ -111,14 +124,19 @@ def write(cache_dir: str, att: CachedAttachment) -> Path:
     return Path(write_file(cache_dir, att))
 
 
-def write_file(cache_dir: str, att: CachedAttachment) -> str:
-    """write(), returning the path as a string (no pathlib import: the hook path)."""
+def write_file(cache_dir: str, att: CachedAttachment, *, fsync: bool = True) -> str:
+    """write(), returning the path as a string (no pathlib import: the hook path).
+
+    fsync=False for the intent records written during ADD: they must survive
+    the process being killed (the page cache does), not a power loss (which
+    takes the netns, the veths and the plugins' state with it anyway).
+    """
     path = _cache_file(cache_dir, att.network_name, att.container_id, att.ifname)
     # Compact separators, as Go's json.Marshal writes them.
     data = json.dumps(att.to_dict(), separators=(",", ":")).encode()
     try:
         _make_dirs(cache_dir)
-        atomic_write(path, data, 0o600)
+        atomic_write(path, data, 0o600, fsync=fsync)
     except PermissionError:
         raise CacheError(
             f"cache directory {cache_dir} is not writable: run as root or set CNI_CACHE_DIR to a writable directory"
@@ -190,6 +208,11 @@ def read_file(path: str | os.PathLike[str]) -> CachedAttachment:
         raise CacheError(f"corrupt cache file {p}: result is not an object")
     cni_args = obj.get("cniArgs") or []
     cap_args = obj.get("capabilityArgs") or {}
+    pending = obj.get(PENDING_KEY)
+    if pending is not None and not (
+        isinstance(pending, dict) and all(isinstance(v, int) and not isinstance(v, bool) for v in pending.values())
+    ):
+        raise CacheError(f"corrupt cache file {p}: {PENDING_KEY} is not an object of numbers")
     if not isinstance(cni_args, list) or not isinstance(cap_args, dict):
         raise CacheError(f"corrupt cache file {p}: cniArgs or capabilityArgs has the wrong type")
     return CachedAttachment(
@@ -202,6 +225,7 @@ def read_file(path: str | os.PathLike[str]) -> CachedAttachment:
         capability_args=cap_args,
         result=result,
         path=p,
+        pending=pending,
     )
 
 

@@ -325,6 +325,46 @@ def exec_plugin(
     raise decode_failure(ptype, network, inv.command, out, err, proc.returncode)
 
 
+def kill_orphaned_adds(container_id: str, ifname: str) -> int:
+    """SIGKILL the process groups of plugins still running an ADD for this attachment.
+
+    A runtime killed during ADD (SIGKILL, an engine's hook timeout) leaves
+    its plugin running in its own session: it would go on allocating after
+    the DEL that cleans up the killed ADD. Plugins are found by what every
+    plugin has, their CNI_* environment, so nothing needs to be recorded
+    between spawning one and knowing its pid. Only called under the host
+    lock for an attachment whose intent record says ADD never finished, so
+    no live runtime owns these processes. Returns how many were killed.
+    """
+    want = {
+        b"CNI_COMMAND=ADD",
+        b"CNI_CONTAINERID=" + container_id.encode(),
+        b"CNI_IFNAME=" + ifname.encode(),
+    }
+    killed = 0
+    try:
+        pids = [int(n) for n in os.listdir("/proc") if n.isdigit()]
+    except OSError:
+        return 0
+    me = os.getpid()
+    for pid in pids:
+        if pid == me:
+            continue
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                env = set(f.read().split(b"\0"))
+        except OSError:
+            continue  # gone, or a kernel thread
+        if want <= env:
+            for kill in (os.killpg, os.kill):  # plugins lead their own session/group
+                try:
+                    kill(pid, SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+            killed += 1
+    return killed
+
+
 def decode_failure(ptype: str, network: str, command: str, out: bytes, err: bytes, rc: int) -> PluginError:
     """Turn a failed plugin's output into an error, as libcni's invoke does."""
     text = out.strip()

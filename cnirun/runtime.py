@@ -184,6 +184,22 @@ class CNI:
                 name, ":".join(netconf.netconf_dirs(self.netconf_path)), [n.name for n in self.networks()]
             ) from None
 
+    def networks_named(self, names: list[str]) -> list[NetworkConfigList]:
+        """The networks to attach, in order; `all` alone means every network of NETCONFPATH.
+
+        `all` is what upstream's docker-run.sh and priv-net-run.sh attach:
+        every netconf file, in libcni's file order.
+        """
+        if "all" in names:
+            if names != ["all"]:
+                raise ArgumentError("--net all attaches every network already: do not name others beside it")
+            nets = netconf.all_networks(self.netconf_path)
+            if not nets:
+                dirs = ":".join(netconf.netconf_dirs(self.netconf_path))
+                raise NetworkNotFound("all", dirs, [])
+            return nets
+        return [self.network(n) for n in names]
+
     def networks(self) -> list[NetworkConfigList]:
         """Every network: NETCONFPATH's, then built-ins whose name is not taken."""
         from .defaults import builtin_networks
@@ -250,26 +266,32 @@ class CNI:
             find_plugin(p.type, self.plugin_dirs)
         with host_lock(self.lock_file):
             prev: dict[str, Any] | None = None
+            # The intent record: written before the first plugin runs and
+            # again before each next one, so that whatever kills this process
+            # part-way, DEL (cnirun gc, the hook's DEL-before-ADD) finds the
+            # attachment, the plugins that ran and their partial result.
+            record = cnicache.CachedAttachment(
+                network_name=net.name,
+                container_id=rt.container_id,
+                ifname=rt.ifname,
+                config=net.bytes,
+                netns=rt.netns,
+                cni_args=[[k, v] for k, v in rt.args],
+                capability_args=rt.capability_args,
+            )
+            started = 0
             try:
                 for p in net.plugins:
+                    started += 1
+                    record.result, record.pending = prev, {"started": started}
+                    cnicache.write_file(self.cache_dir, record, fsync=False)
                     conf = self.build_conf(net, p, rt, prev)
                     out = self._exec(net, p, self._inv("ADD", rt), conf)
                     prev = _parse_result(out, net.cni_version, p.type, net.name, "ADD")
                 if prev is None:
                     raise ConfigError(f"{net.source}: plugins: the network has no plugins")
-                cnicache.write_file(
-                    self.cache_dir,
-                    cnicache.CachedAttachment(
-                        network_name=net.name,
-                        container_id=rt.container_id,
-                        ifname=rt.ifname,
-                        config=net.bytes,
-                        netns=rt.netns,
-                        cni_args=[[k, v] for k, v in rt.args],
-                        capability_args=rt.capability_args,
-                        result=prev,
-                    ),
-                )
+                record.result, record.pending = prev, None
+                cnicache.write_file(self.cache_dir, record)
             except BaseException:
                 # Every ADD must be followed by a DEL, a failed one included: undo
                 # with the partial result so plugins can find what they made.
@@ -282,6 +304,8 @@ class CNI:
     def _del_chain(
         self, net: NetworkConfigList, rt: RuntimeConf, prev: dict[str, Any] | None, best_effort: bool
     ) -> list[CNIError]:
+        """DEL the whole chain in reverse, as libcni's DelNetworkList (after a partial ADD too:
+        plugins must tolerate a DEL of what they never made, and the reference ones do)."""
         errors: list[CNIError] = []
         if prev is not None and cniversion.at_least(net.cni_version, "0.4.0"):
             # Same version (the usual case): hand it over as cached, without
@@ -352,6 +376,12 @@ class CNI:
         sweep = any(p.raw.get("ipMasq") is True for p in net_conf.plugins) and (
             not rt.netns or not _host_veth_present(att.result if att else None)
         )
+        if att is not None and att.pending is not None:
+            # An ADD that was killed part-way: its last plugin may still be
+            # running, and would go on allocating after this DEL.
+            from .invoke import kill_orphaned_adds
+
+            kill_orphaned_adds(rt.container_id, rt.ifname)
         errors = self._del_chain(net_conf, rt, att.result if att else None, best_effort=False)
         if errors:
             raise errors[0]

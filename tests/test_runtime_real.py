@@ -1,6 +1,6 @@
 """Real plugin chains (Debian's containernetworking-plugins) in namespaces the tests create.
 
-Subnets 10.121.1.0/24 .. 10.121.9.0/24; bridges cnt2<x>; host-local keeps its
+Subnets 10.121.1.0/24 .. 10.121.9.0/24 and 10.121.40.0/24; bridges cnt2<x>; host-local keeps its
 reservations in a tmp dataDir. Every test checks that nothing is left: veths,
 reservations, cache files, iptables rules naming the container, netns.
 """
@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Iterator
@@ -248,3 +249,74 @@ def test_second_network_as_eth1(core: CoreEnv, netns: Netns, real: list[RealNet]
     assert core.cache_files() == []
     assert bridge_members("cnt2a") == [] and bridge_members("cnt2b") == []
     assert host_local_reservations(core.ipam, "t2-a") == [] and host_local_reservations(core.ipam, "t2-b") == []
+
+
+def _cache_doc(core: CoreEnv, name: str) -> dict[str, Any]:
+    return json.loads((core.cache / "results" / name).read_text())
+
+
+def _processes_with_env(needle: str) -> list[int]:
+    pids = []
+    for pid in (p for p in os.listdir("/proc") if p.isdigit()):
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                if needle.encode() in f.read().split(b"\0"):
+                    pids.append(int(pid))
+        except OSError:
+            pass
+    return pids
+
+
+def test_add_killed_midway_leaves_an_intent_record_that_del_finishes(
+    core: CoreEnv, netns: Netns, real: list[RealNet]
+) -> None:
+    """SIGKILL of `cnirun cni add` while a plugin runs: the cache holds the intent, DEL undoes it all.
+
+    bridge + host-local reserve an address, then noop hangs in ADD; the
+    runtime is killed there. The record names the attachment with the
+    partial result; DEL kills the orphaned plugin and frees the reservation.
+    """
+    n = RealNet(core, "t2-kill", "cnt2kill", 40, full=False)
+    real.append(n)
+    core.debug("slow", commands={"ADD": {"sleep": 60}})
+    core.conflist("t2-kill", bridge_chain("cnt2kill", "10.121.40.0/24", "10.121.40.1", core.ipam, full=False)
+                  + [core.noop_plugin("slow")])
+    ns = netns.new()
+    env = core.env(real=True, CNI_CONTAINERID="t2kill-1")
+    proc = subprocess.Popen([CNIRUN, "cni", "add", "t2-kill", Netns.path(ns)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not core.calls("slow"):
+            time.sleep(0.05)
+        assert core.calls("slow"), "noop never started"
+    finally:
+        proc.kill()
+        proc.wait()
+    # The record survived the kill: which attachment, how far ADD got, bridge's result.
+    doc = _cache_doc(core, "t2-kill-t2kill-1-eth0")
+    assert doc["cnirun.dev/pending"] == {"started": 2}
+    assert doc["result"]["ips"][0]["address"].startswith("10.121.40.")
+    assert doc["netns"] == Netns.path(ns)
+    assert host_local_reservations(core.ipam, "t2-kill"), "bridge/host-local ran before the kill"
+    orphans = _processes_with_env("CNI_CONTAINERID=t2kill-1")
+    assert orphans, "the hung plugin outlives its killed runtime (own session)"
+    # DEL from the cache alone (as cnirun gc does): no netns, no args given.
+    d = subprocess.run([CNIRUN, "cni", "del", "t2-kill", Netns.path(ns)], env=env, capture_output=True, text=True)
+    assert d.returncode == 0, d.stderr
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and _processes_with_env("CNI_CONTAINERID=t2kill-1"):
+        time.sleep(0.05)
+    assert _processes_with_env("CNI_CONTAINERID=t2kill-1") == [], "the orphaned plugin was not killed"
+    n.assert_clean(["t2kill-1"])
+
+
+def test_completed_add_leaves_no_pending_mark(core: CoreEnv, netns: Netns, real: list[RealNet]) -> None:
+    n = RealNet(core, "t2-done", "cnt2done", 40, full=False)
+    real.append(n)
+    ns = netns.new()
+    n.cni.add(n.net, RuntimeConf("t2done-1", netns=Netns.path(ns)))
+    doc = _cache_doc(core, "t2-done-t2done-1-eth0")
+    assert "cnirun.dev/pending" not in doc and doc["result"]["ips"]
+    n.cni.delete("t2-done", RuntimeConf("t2done-1", netns=Netns.path(ns)))
+    n.assert_clean(["t2done-1"])
