@@ -266,7 +266,10 @@ def _host_state() -> dict[str, list[str]]:
         "veths": sorted(line.split(":")[1].strip().split("@")[0] for line in veths.splitlines() if ":" in line),
         "iptables rules": sorted(per_container),
         "pinned netns": _listdir("/run/cnirun/netns"),
-        "run state": _listdir("/run/cnirun/containers"),
+        # The watcher's lock, pid and log files are the project's own persistent
+        # bookkeeping (a fresh machine has none until the first -d run or gc):
+        # not a leak. Everything else there, half-made .tmp- dirs included, is.
+        "run state": [n for n in _listdir("/run/cnirun/containers") if not n.startswith(".watcher.")],
         "docker containers": _ids(["docker", "ps", "-aq", "--no-trunc"]),
         "podman containers": _ids(["podman", "ps", "-aq", "--no-trunc"]),
         "daemon.json": _listdir("/etc/docker") if os.path.exists("/etc/docker/daemon.json") else [],
