@@ -97,7 +97,7 @@ def run_in_netns(networks: list[str], command: list[str]) -> int:
         fail(f"command not found: {command[0]!r} (not an executable in PATH)", 127)
     cni = CNI()
     with one_line_errors():
-        nets = [cni.network(n) for n in (networks or [default_network_name()])]
+        nets = cni.networks_named(networks or [default_network_name()])
     # Signals during set-up must still lead to teardown: turn them into an exception.
     received: list[int] = []
 

@@ -58,6 +58,8 @@ def _load_networks(req: RunRequest, cni: Any) -> tuple[list[NetworkConfigList], 
     names = req.networks or [default_network_name()]
     if len(set(names)) != len(names):
         raise ArgumentError(f"network listed twice in --network {','.join(names)}: each network attaches once")
+    if names == ["all"]:
+        return cni.networks_named(names), []
     nets = [from_file[n] if n in from_file else cni.network(n) for n in names]
     return nets, [n for n in names if n in from_file]
 
