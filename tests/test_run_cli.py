@@ -103,3 +103,22 @@ def test_run_path_does_not_import_typer_or_yaml() -> None:
                        capture_output=True, text=True, cwd=REPO)
     imported = {ln.split("|")[-1].strip() for ln in p.stderr.splitlines() if ln.startswith("import time:")}
     assert not {"typer", "yaml", "docker", "pyroute2"} & imported
+
+
+def test_env_file_with_a_line_over_64k_is_refused_as_docker_does(tmp_path: Path) -> None:
+    big = tmp_path / "big.env"
+    big.write_bytes(b"BIG=" + b"a" * (10 << 20) + b"\nSMALL=1\n")
+    with pytest.raises(UsageError, match=r"line 1 is \d+ bytes, over the 64 KiB docker run accepts"):
+        parse(["--env-file", str(big), "busybox"])
+    ok = tmp_path / "ok.env"
+    ok.write_bytes(b"# c\nA=" + b"b" * 60000 + b"\n\nB=2\n")
+    req = parse(["--env-file", str(ok), "busybox"])
+    assert req is not None and [e[:2] for e in req.spec.env] == ["A=", "B="]
+
+
+def test_env_file_limit_is_a_one_line_error_with_exit_125(tmp_path: Path) -> None:
+    big = tmp_path / "big.env"
+    big.write_bytes(b"BIG=" + b"a" * (1 << 20) + b"\n")
+    r = subprocess.run([sys.executable, "-m", "cnirun.cli.main", "--rm", "--env-file", str(big), "busybox", "true"],
+                       capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert r.returncode == 125 and r.stderr.count("\n") == 1 and "token too long" in r.stderr, r.stderr

@@ -149,13 +149,30 @@ def _split(args: list[str]) -> tuple[dict[str, list[str]], set[str], list[str]]:
     return values, bools, args[i:]
 
 
+# docker run reads env and label files with Go's bufio.Scanner, whose lines
+# are capped at 64 KiB ("token too long", exit 125); cnirun refuses the same
+# files up front instead of handing the engine what it would refuse.
+MAX_KV_LINE = 64 * 1024
+
+
 def _read_kv_file(path: str, what: str) -> list[str]:
     try:
-        with open(path) as f:
-            lines = f.read().splitlines()
+        with open(path, "rb") as f:
+            data = f.read()
     except OSError as e:
         raise UsageError(f"cannot read {what} {path}: {e.strerror}") from None
-    return [ln.strip() for ln in lines if ln.strip() and not ln.strip().startswith("#")]
+    lines = data.splitlines()
+    for n, ln in enumerate(lines, 1):
+        if len(ln) > MAX_KV_LINE:
+            raise UsageError(
+                f"{what} {path}: line {n} is {len(ln)} bytes, over the 64 KiB docker run accepts "
+                "(token too long): pass large values through a mounted file instead"
+            )
+    try:
+        text = [ln.decode() for ln in lines]
+    except UnicodeDecodeError:
+        raise UsageError(f"{what} {path} is not UTF-8 text: convert it or pass the values with -e") from None
+    return [ln.strip() for ln in text if ln.strip() and not ln.strip().startswith("#")]
 
 
 def _last(values: dict[str, list[str]], key: str, default: str = "") -> str:
