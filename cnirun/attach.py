@@ -132,13 +132,14 @@ def options_for(spec: "ContainerNetworkSpec", networks: list[NetworkConfigList])
     (IP=/MAC= with IgnoreUnknown, which host-local, bridge and tuning read).
     """
     from .errors import ArgumentError
-    from .options import ip_in_network
+    from .options import check_cni_arg, ip_in_network
 
     opts = [NetworkOptions() for _ in networks]
     if not networks:
         return opts
 
     def set_arg(o: NetworkOptions, key: str, value: str) -> None:
+        check_cni_arg(key, value)  # the values come from container labels: no smuggled pairs
         if ("IgnoreUnknown", "1") not in o.args:
             o.args.append(("IgnoreUnknown", "1"))
         o.args.append((key, value))

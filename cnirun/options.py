@@ -26,6 +26,16 @@ LABEL_MAC = "cnirun.mac"
 _HEX = frozenset("0123456789abcdefABCDEF")
 _PROTOCOLS = ("tcp", "udp", "sctp")
 MAX_NETWORKS = 16
+# Caps on what one container may publish. portmap adds iptables rules per
+# mapping while the host-wide CNI lock is held: an unbounded range
+# (40000-41999) kept every other container start waiting for a minute.
+MAX_PORT_RANGE = 100  # ports in one HOST-HOST range
+MAX_PORT_MAPPINGS = 200  # mappings of one container, all specs together
+MAX_HOSTNAME = 253
+# Characters an address may contain once parsed (no IPv6 zone: '%' would carry
+# anything, and the address reaches CNI_ARGS, cache files and plugin configs).
+_IP_CHARS = frozenset("0123456789abcdefABCDEF:.")
+_LABEL_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-")
 
 
 class PortMapping(FrozenValue):
@@ -93,6 +103,10 @@ def _port_range(text: str, spec: str) -> list[int]:
     a, b = _port(lo, spec), _port(hi, spec)
     if b < a:
         raise ArgumentError(f"invalid port range {text!r} in {spec!r}: start above end")
+    if b - a + 1 > MAX_PORT_RANGE:
+        raise ArgumentError(
+            f"port range {text!r} in {spec!r} has {b - a + 1} ports: at most {MAX_PORT_RANGE} per range"
+        )
     return list(range(a, b + 1))
 
 
@@ -120,12 +134,7 @@ def parse_publish(spec: str) -> list[PortMapping]:
             f"invalid -p {spec!r}: expected [IP:]HOSTPORT:CONTAINERPORT[/PROTO], e.g. 8080:80 or 127.0.0.1:8080:80/tcp"
         )
     if host_ip:
-        import ipaddress
-
-        try:
-            host_ip = str(ipaddress.ip_address(host_ip))
-        except ValueError:
-            raise ArgumentError(f"invalid host IP {host_ip!r} in -p {spec!r}") from None
+        host_ip = _plain_ip(host_ip, f"invalid host IP {host_ip!r} in -p {spec!r}")
     hosts, conts = _port_range(parts[0], spec), _port_range(parts[1], spec)
     if len(hosts) != len(conts):
         raise ArgumentError(f"invalid -p {spec!r}: host and container port ranges differ in length")
@@ -138,6 +147,8 @@ def parse_ports(value: str) -> list[PortMapping]:
     for spec in (s.strip() for s in value.split(",")):
         if spec:
             out.extend(parse_publish(spec))
+    if len(out) > MAX_PORT_MAPPINGS:
+        raise ArgumentError(f"{len(out)} published ports: at most {MAX_PORT_MAPPINGS} per container")
     seen: set[tuple[str, int, str]] = set()
     for m in out:
         key = (m.host_ip, m.host_port, m.protocol)
@@ -147,17 +158,63 @@ def parse_ports(value: str) -> list[PortMapping]:
     return out
 
 
+def _plain_ip(value: str, error: str) -> str:
+    """An IPv4/IPv6 address in canonical form; no zone ID ("fe80::1%eth0"), no prefix.
+
+    ipaddress accepts a zone ID of any characters (';', '=', newlines): it
+    would carry them into CNI_ARGS (IP=...) and plugin configs.
+    """
+    import ipaddress
+
+    text = value.strip() if isinstance(value, str) else ""
+    if not text or "%" in text or not all(c in _IP_CHARS for c in text):
+        raise ArgumentError(error)
+    try:
+        out = str(ipaddress.ip_address(text))
+    except ValueError:
+        raise ArgumentError(error) from None
+    if not all(c in _IP_CHARS for c in out):
+        raise ArgumentError(error)
+    return out
+
+
 def parse_ip(value: str) -> str:
     """A static address, IPv4 or IPv6, without prefix (host-local adds the subnet's)."""
     import ipaddress
 
-    try:
-        ip = ipaddress.ip_address(value.strip())
-    except ValueError:
-        raise ArgumentError(f"invalid IP address {value!r}: expected e.g. 10.77.0.10") from None
+    ip = ipaddress.ip_address(_plain_ip(value, f"invalid IP address {value!r}: expected e.g. 10.77.0.10"))
     if ip.is_loopback or ip.is_multicast or ip.is_unspecified:
         raise ArgumentError(f"invalid IP address {value!r}: not a unicast address a container can use")
     return str(ip)
+
+
+def is_hostname(name: str) -> bool:
+    """An RFC 1123 host name: dot-separated labels of letters, digits and '-', 1-63 each, 253 in all."""
+    if not isinstance(name, str) or not name or len(name) > MAX_HOSTNAME:
+        return False
+    for label in name.split("."):
+        if not 1 <= len(label) <= 63 or label[0] == "-" or label[-1] == "-":
+            return False
+        if not all(c in _LABEL_CHARS for c in label):
+            return False
+    return True
+
+
+def parse_hostname(value: str, what: str = "hostname") -> str:
+    """A host name or alias that goes into hosts files; refused unless RFC 1123."""
+    if not is_hostname(value):
+        raise ArgumentError(
+            f"invalid {what} {value!r}: use letters, digits and '-' in dot-separated labels of at most 63 "
+            f"characters (RFC 1123), {MAX_HOSTNAME} in all"
+        )
+    return value
+
+
+def check_cni_arg(key: str, value: str) -> None:
+    """A CNI_ARGS pair must not smuggle in other pairs: no ';', '=', newline or NUL in either part."""
+    for part in (key, value):
+        if not isinstance(part, str) or not part or any(c in part for c in ";=\n\r\0"):
+            raise ArgumentError(f"invalid CNI_ARGS value {key}={value!r}: ';', '=', newlines and NUL are not allowed")
 
 
 def parse_mac(value: str) -> str:
