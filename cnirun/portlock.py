@@ -8,13 +8,21 @@ that publish ports hold this lock from the check until their ADD finished
 
 One lock file per CNI cache directory (the cache is what is checked), kept
 in that directory: it lives and goes with the cache it guards.
+
+Every way to publish a port goes through `reserve`: `cnirun run -p` and
+compose (runner/plan.py) and the OCI hook (cnirun.ports labels/annotations).
+In Docker hook mode `cnirun run` leaves the check to the hook, which runs
+inside `docker start` (holding the lock across the start would deadlock it).
+
+This module is on the hook path: os, _socket (the socket module imports
+enum and selectors) and cnirun's lean modules only.
 """
 from __future__ import annotations
 
 import os
 TYPE_CHECKING = False  # typing costs ~7 ms of start-up on `cnirun run`: annotations only
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, Callable
 
 from .errors import ArgumentError, CacheError, LockError
 from .lock import host_lock
@@ -59,3 +67,82 @@ class PortLock:
         if self._lock is not None:
             self._lock.__exit__(None, None, None)
             self._lock = None
+
+
+def _short(container_id: str) -> str:
+    return container_id[:12]
+
+
+def published_ports(cni: Any, exclude: str = "") -> dict[tuple[int, str], str]:
+    """(host port, protocol) -> CNI container ID, for every cached attachment but `exclude`'s."""
+    from . import cache as cnicache
+
+    taken: dict[tuple[int, str], str] = {}
+    for att in cnicache.list_attachments(cni.cache_dir):
+        if exclude and att.container_id == exclude:
+            continue
+        for m in att.capability_args.get("portMappings") or []:
+            if isinstance(m, dict):
+                try:
+                    taken[(int(m.get("hostPort", 0)), str(m.get("protocol", "tcp")))] = att.container_id
+                except (TypeError, ValueError):
+                    continue
+    return taken
+
+
+def _bindable(host_ip: str, port: int, protocol: str) -> bool:
+    """Whether a host process could bind the port now (portmap's DNAT would steal its traffic)."""
+    import _socket
+
+    family = _socket.AF_INET6 if ":" in host_ip else _socket.AF_INET
+    kind = _socket.SOCK_STREAM if protocol == "tcp" else _socket.SOCK_DGRAM
+    s = _socket.socket(family, kind)
+    try:
+        s.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEADDR, 1)
+        s.bind((host_ip or ("::" if family == _socket.AF_INET6 else "0.0.0.0"), port))
+    except OSError:
+        return False
+    finally:
+        s.close()
+    return True
+
+
+def check_ports(
+    cni: Any, ports: list[Any], exclude: str = "", display: Callable[[str], str] | None = None, hint: str = "pick another -p host port"
+) -> None:
+    """Refuse a host port another container publishes (cache) or a host process holds (bind).
+
+    portmap itself would happily install a second DNAT rule for the same port.
+    Call with the PortLock held, and keep it until ADD has cached the mappings.
+    `exclude`: the container's own ID (a restart re-publishes its ports).
+    """
+    show = display or _short
+    taken = published_ports(cni, exclude)
+    for p in ports:
+        owner = taken.get((p.host_port, p.protocol))
+        if owner is not None:
+            raise ArgumentError(
+                f"host port {p.host_port}/{p.protocol} is already published by container {show(owner)}: {hint}"
+            )
+        if p.protocol in ("tcp", "udp") and not _bindable(p.host_ip, p.host_port, p.protocol):
+            raise ArgumentError(f"host port {p.host_port}/{p.protocol} is in use on this host: {hint}")
+
+
+def reserve(
+    cni: Any,
+    ports: list[Any],
+    exclude: str = "",
+    wait: float = WAIT_SECONDS,
+    display: Callable[[str], str] | None = None,
+    hint: str = "pick another -p host port",
+) -> PortLock | None:
+    """Take the port lock and check `ports`; the lock to release once ADD is done (None: no ports)."""
+    if not ports:
+        return None
+    lock = PortLock.acquire(cni, wait)
+    try:
+        check_ports(cni, ports, exclude, display, hint)
+    except BaseException:
+        lock.release()
+        raise
+    return lock

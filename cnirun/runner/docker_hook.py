@@ -31,6 +31,9 @@ def run_docker_hook(p: Plan, docker: Any, gate: SignalGate) -> int:
     from ..options import ContainerNetworkSpec
 
     req, spec = p.req, p.req.spec
+    # The hook publishes the ports: it takes the port lock and checks again
+    # inside `docker start`; holding the lock here would make it wait for us.
+    p.release_ports()
     first_ip = p.ips.get(p.networks[0].name, "")
     netspec = ContainerNetworkSpec(networks=[n.name for n in p.networks], ports=p.ports, ip=first_ip, mac=req.mac)
     labels = {**spec.labels, **netspec.to_labels()}

@@ -6,13 +6,14 @@ ports are published, the port lock. All bad input is refused here, as one
 ArgumentError/ConfigError, so no engine mode has anything to undo for it.
 
 Published ports: the lock is held from the "is the host port free" check
-until ADD has cached the mappings, so two runs cannot both take one port;
-the engine modes release it (Plan.release_ports) once ADD is done.
+(portlock.reserve, the same check the OCI hook makes) until ADD has cached
+the mappings, so two runs cannot both take one port; the engine modes
+release it (Plan.release_ports) once ADD is done. Docker hook mode releases
+it before `docker start`: the hook checks again under the lock.
 """
 from __future__ import annotations
 
 import os
-import socket
 TYPE_CHECKING = False  # typing costs ~7 ms of start-up on `cnirun run`: annotations only
 
 from ..attach import NetworkOptions
@@ -76,41 +77,6 @@ def _wants(net: NetworkConfigList, capability: str) -> bool:
     return any(capability in p.capabilities for p in net.plugins)
 
 
-def _check_ports(cni: Any, ports: list[Any]) -> None:
-    """A host port taken by another container (cache) or a host process (bind) is refused.
-
-    portmap itself would happily install a second DNAT rule for the same port.
-    """
-    from .. import cache as cnicache
-
-    taken: dict[tuple[int, str], str] = {}
-    for att in cnicache.list_attachments(cni.cache_dir):
-        for m in att.capability_args.get("portMappings") or []:
-            if isinstance(m, dict):
-                taken[(int(m.get("hostPort", 0)), str(m.get("protocol", "tcp")))] = att.container_id
-    for p in ports:
-        if (p.host_port, p.protocol) in taken:
-            from ..state import container_display
-
-            raise ArgumentError(
-                f"host port {p.host_port}/{p.protocol} is already published by container "
-                f"{container_display(taken[(p.host_port, p.protocol)])}: pick another -p host port"
-            )
-        if p.protocol in ("tcp", "udp"):
-            family = socket.AF_INET6 if ":" in p.host_ip else socket.AF_INET
-            kind = socket.SOCK_STREAM if p.protocol == "tcp" else socket.SOCK_DGRAM
-            s = socket.socket(family, kind)
-            try:
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                s.bind((p.host_ip or ("::" if family == socket.AF_INET6 else "0.0.0.0"), p.host_port))
-            except OSError:
-                raise ArgumentError(
-                    f"host port {p.host_port}/{p.protocol} is in use on this host: pick another -p host port"
-                ) from None
-            finally:
-                s.close()
-
-
 def _static_ips(req: RunRequest, nets: list[NetworkConfigList]) -> dict[str, str]:
     """Network name -> static IP, from --ip (the first network) and per-network IPs."""
     from ..options import parse_ip
@@ -133,6 +99,9 @@ def _static_ips(req: RunRequest, nets: list[NetworkConfigList]) -> dict[str, str
 
 
 def _set_arg(opts: NetworkOptions, key: str, value: str) -> None:
+    from ..options import check_cni_arg
+
+    check_cni_arg(key, value)
     if ("IgnoreUnknown", "1") not in opts.args:
         opts.args.append(("IgnoreUnknown", "1"))
     opts.args.append((key, value))
@@ -167,6 +136,10 @@ def plan(req: RunRequest) -> Plan:
     for net in nets:
         for p in net.plugins:
             find_plugin(p.type, cni.plugin_dirs)
+    if req.spec.hostname:
+        from ..options import parse_hostname
+
+        parse_hostname(req.spec.hostname)  # it goes into hosts files
     ports = parse_ports(",".join(req.publish)) if req.publish else []
     mac = parse_mac(req.mac) if req.mac else ""
     opts = [NetworkOptions() for _ in nets]
@@ -190,12 +163,8 @@ def plan(req: RunRequest) -> Plan:
         opts[target].capability_args["portMappings"] = [p.to_cni() for p in ports]
         # Two runs publishing one port at the same moment: the second waits
         # here until the first has cached its mappings, then sees them.
-        from ..portlock import PortLock
+        from ..portlock import reserve
+        from ..state import container_display
 
-        result.port_lock = PortLock.acquire(cni)
-        try:
-            _check_ports(cni, ports)
-        except BaseException:
-            result.release_ports()
-            raise
+        result.port_lock = reserve(cni, ports, display=container_display)
     return result
