@@ -8,6 +8,16 @@ added to config.json by the Docker runtime shim (cnirun.shim).
   .ip, .mac), parsed only by options.ContainerNetworkSpec.from_labels, which
   validates every value. The CNI container ID is the OCI container ID, never
   a label, so a container cannot name another container's attachments.
+- Trust: the labels/annotations, the hostname and the mounts are the
+  container's choice. Before anything is done the hook checks that the
+  container is in its own new network namespace (netns_pin.check_own_netns:
+  not --network host, not container:X, not a namespace pinned for another
+  container) and that the interfaces it will create do not exist; ports go
+  through portlock's in-use/duplicate check; the hosts update writes only the
+  engine's own generated file (hosts_patch). A network whose conflist sets
+  "cnirun": {"allowLabels": false} is refused (check_label_policy).
+- Time: the attach gives up after ATTACH_BUDGET s (90 of the engine's 120)
+  and cleans up within CLEANUP_GRACE s (_Deadline).
 - createRuntime/prestart: the container's netns (/proc/<pid>/ns/net) is first
   bind-mounted at <state dir>/netns/<id> and that path is what ADD gets and
   the cache records. poststop runs after the process died, when
@@ -27,7 +37,7 @@ added to config.json by the Docker runtime shim (cnirun.shim).
 - One log line per run in CNIRUN_HOOK_LOG (default /var/log/cnirun/hooks.log).
 
 This module is on the path of every container start: it imports only os,
-sys, time and cnirun.jsonfast at the top and the runtime core inside
+sys, time, cnirun.jsonfast, cnirun.oci_state and cnirun.netns_pin at the top and the runtime core inside
 functions. Nothing on the hook path imports the docker SDK, typer, yaml,
 pyroute2, nor the slow parts of the standard library (dataclasses, typing,
 pathlib, the json package, re, enum, subprocess): test_hook_unit checks it.
@@ -58,7 +68,6 @@ if TYPE_CHECKING:
 
 ATTACH_STAGES = ("createRuntime", "prestart")
 DETACH_STAGES = ("poststop",)
-DEFAULT_STATE_DIR = "/run/cnirun"
 DEFAULT_LOG = "/var/log/cnirun/hooks.log"
 LOG_ROTATE_BYTES = 4 << 20
 # Plugins run iptables from /usr/sbin; an engine gives hooks no PATH of its own.
@@ -74,157 +83,45 @@ RECORDED_ENV = (
     "CNIRUN_LOCK_FILE",
     "CNIRUN_PLUGIN_TIMEOUT",
     "CNIRUN_DEFAULT_NETWORK",
+    "CNIRUN_HOOK_BUDGET",
+    "CNIRUN_DOCKER_ROOT",
+    "CNIRUN_STORAGE_ROOTS",
 )
 POSTSTOP_PLUGIN_TIMEOUT = 20.0
 CONTAINER_LOCK_WAIT = 60.0
+# poststop's engine timeout is 60 s (hooks/cnirun-detach.json); its parent
+# only waits for the container lock, then forks.
+POSTSTOP_LOCK_WAIT = 30.0
+# The engine kills a createRuntime hook after HOOK_TIMEOUT s (hooks.d
+# template, the Docker shim). The attach gives up after ATTACH_BUDGET s
+# (waits for locks included), then undoes what it did with plugins limited
+# to CLEANUP_PLUGIN_TIMEOUT s each; if that too is not over CLEANUP_GRACE s
+# later, the hook exits and leaves the rest to `cnirun gc`. 90 + 20 < 120.
+HOOK_TIMEOUT = 120
+ATTACH_BUDGET = 90.0
+CLEANUP_GRACE = 20.0
+CLEANUP_PLUGIN_TIMEOUT = 2.0
 
 
-class HookError(Exception):
-    """Bad hook input (stage, state JSON); shown as one line."""
+# Re-exported: the state parsing and the netns pin live in their own modules;
+# `from cnirun.hook import ...` keeps working for their users.
+from .oci_state import HookError, OCIConfig, OCIState, parse_state, read_config  # noqa: E402,F401
+from .netns_pin import (  # noqa: E402,F401
+    DEFAULT_STATE_DIR,
+    check_free_ifnames,
+    check_own_netns,
+    is_pinned,
+    pin_netns,
+    pin_path,
+    pinned_containers,
+    state_dir,
+    unpin_netns,
+)
+from .netns_pin import _unlink  # noqa: E402
 
 
-class OCIState:
-    """The parts of the OCI runtime state the hook uses."""
-
-    def __init__(
-        self, id: str, pid: int = 0, bundle: str = "", status: str = "", annotations: dict[str, str] | None = None
-    ) -> None:
-        self.id = id
-        self.pid = pid
-        self.bundle = bundle
-        self.status = status
-        self.annotations = annotations or {}
-
-
-def parse_state(data: bytes) -> OCIState:
-    """Parse the state JSON a runtime writes to a hook's stdin."""
-    try:
-        obj = json.loads(data or b"")
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise HookError("the OCI state on stdin is not JSON: run cnirun hook from an OCI runtime") from None
-    if not isinstance(obj, dict) or not isinstance(obj.get("id"), str) or not obj["id"]:
-        raise HookError("the OCI state on stdin has no container id: run cnirun hook from an OCI runtime")
-    pid = obj.get("pid") or 0
-    if not isinstance(pid, int) or pid < 0:
-        raise HookError(f"the OCI state on stdin has an invalid pid {pid!r}")
-    ann = obj.get("annotations")
-    ann = {} if ann is None else ann
-    if not isinstance(ann, dict):
-        raise HookError("the OCI state on stdin has invalid annotations: expected an object")
-    return OCIState(
-        id=obj["id"],
-        pid=pid,
-        bundle=str(obj.get("bundle") or ""),
-        status=str(obj.get("status") or ""),
-        annotations={str(k): str(v) for k, v in ann.items()},
-    )
-
-
-# -- the pinned network namespace ------------------------------------------------
-def state_dir(environ: Mapping[str, str] | None = None) -> str:
-    env = os.environ if environ is None else environ
-    return env.get("CNIRUN_STATE_DIR") or DEFAULT_STATE_DIR
-
-
-def pin_path(container_id: str, environ: Mapping[str, str] | None = None) -> str:
-    """Where the container's netns is bind-mounted while it exists."""
-    return os.path.join(state_dir(environ), "netns", container_id)
-
-
-MS_BIND = 0x1000  # <sys/mount.h>
-MNT_DETACH = 0x2
-
-
-def _libc_call(name: str, *args: object) -> str:
-    """mount(2)/umount2(2) through ctypes; '' on success, else "name: errno text".
-
-    Importing ctypes costs ~2 ms; exec'ing mount(8) cost ~5 ms per call.
-    """
-    import ctypes
-
-    libc = ctypes.CDLL(None, use_errno=True)  # the process's own libc: dlopen(NULL)
-    libc.mount.argtypes = (ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_void_p)
-    libc.umount2.argtypes = (ctypes.c_char_p, ctypes.c_int)
-    if getattr(libc, name)(*args) == 0:
-        return ""
-    return f"{name}: {os.strerror(ctypes.get_errno())}"
-
-
-def _mount_bind(src: str, dst: str) -> str:
-    return _libc_call("mount", os.fsencode(src), os.fsencode(dst), None, MS_BIND, None)
-
-
-def _umount(path: str, lazy: bool = False) -> str:
-    return _libc_call("umount2", os.fsencode(path), MNT_DETACH if lazy else 0)
-
-
-def is_pinned(path: str) -> bool:
-    """Whether `path` is a live netns bind mount (and not the empty file under it)."""
-    try:
-        st = os.stat(path)
-        parent = os.stat(os.path.dirname(path))
-    except OSError:
-        return False
-    # A bind-mounted nsfs file sits on another device than its directory.
-    return st.st_dev != parent.st_dev
-
-
-def pin_netns(pid: int, container_id: str) -> str:
-    """Bind-mount /proc/<pid>/ns/net at pin_path(container_id); returns the path."""
-    from .errors import NetnsError
-
-    src = f"/proc/{pid}/ns/net"
-    if not os.path.exists(src):
-        raise NetnsError(f"{src} does not exist: the container's process is gone")
-    dst = pin_path(container_id)
-    os.makedirs(os.path.dirname(dst), mode=0o755, exist_ok=True)
-    if is_pinned(dst):
-        unpin_netns(container_id)
-    fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o444)
-    os.close(fd)
-    err = _mount_bind(src, dst)
-    if err:
-        _unlink(dst)
-        raise NetnsError(f"cannot pin the container's netns at {dst}: {err}")
-    return dst
-
-
-def unpin_netns(container_id: str, environ: Mapping[str, str] | None = None) -> str:
-    """Unmount and remove the pin; '' when done or nothing was there, else why not."""
-    path = pin_path(container_id, environ)
-    err = ""
-    if is_pinned(path):
-        err = _umount(path)
-        if err and is_pinned(path):
-            err2 = _umount(path, lazy=True)  # lazily: a reader may still have it open
-            err = "" if not err2 else f"cannot unmount {path}: {err2}"
-        else:
-            err = ""
-    if not err:
-        _unlink(path)
-    return err
-
-
-def _unlink(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-    except OSError:
-        pass  # a busy pin: gc retries later
-
-
-def pinned_containers(environ: Mapping[str, str] | None = None) -> list[str]:
-    """Container IDs that have a netns pin (live or left-over) under the state dir.
-
-    `cnirun gc` uses this: a pin whose container no longer exists belongs to a
-    run whose poststop never came (engine killed, runtime crashed).
-    """
-    d = os.path.join(state_dir(environ), "netns")
-    try:
-        return sorted(n for n in os.listdir(d) if not n.startswith("."))
-    except OSError:
-        return []
+class HookTimeout(HookError):
+    """The attach did not finish within the hook's budget (ATTACH_BUDGET)."""
 
 
 # -- attach / detach ----------------------------------------------------------
@@ -234,64 +131,85 @@ def spec_from_state(state: OCIState) -> ContainerNetworkSpec | None:
     return ContainerNetworkSpec.from_labels(state.annotations)
 
 
-def attach_container(cni: CNI, state: OCIState, spec: ContainerNetworkSpec) -> list[Attachment]:
-    """DEL anything left from an earlier start, pin the netns, ADD every network.
+def check_label_policy(nets: list[Any]) -> None:
+    """Refuse a network whose conflist does not let containers join it through labels/annotations.
 
-    On failure nothing stays allocated and the pin is removed.
+    A top-level `"cnirun": {"allowLabels": false}` in the conflist: only
+    `cnirun run` (root on the host) attaches containers to it, a label or
+    annotation naming it fails the start. Default: allowed.
     """
-    from .attach import attach, options_for
+    for net in nets:
+        policy = net.raw.get("cnirun") if isinstance(net.raw, dict) else None
+        if isinstance(policy, dict) and policy.get("allowLabels", True) is not True:
+            raise HookError(
+                f"network {net.name} does not accept containers through labels or annotations "
+                f'({net.source} sets "cnirun": {{"allowLabels": false}}): attach with cnirun run'
+            )
+
+
+def attach_container(
+    cni: CNI, state: OCIState, spec: ContainerNetworkSpec, config: OCIConfig | None = None, lock_wait: float | None = None
+) -> list[Attachment]:
+    """Check the container, DEL anything left from an earlier start, pin the netns, ADD every network.
+
+    Refuses (HookError) a container that is not in its own new network
+    namespace, before anything is done. On failure nothing stays allocated
+    and the pin is removed. `config`: the bundle's config.json as read
+    (read here when None). `lock_wait`: at most this long for the port lock.
+    """
+    from .attach import attach, ifname_for, options_for
+    from .portlock import WAIT_SECONDS, reserve
     from .runtime import validate_container_id
 
     validate_container_id(state.id)
     if state.pid <= 0:
         raise HookError("the OCI state has no pid: attach in createRuntime or prestart, not in poststop")
+    if config is None:
+        config = read_config(state.bundle)
+    # The namespace first: nothing at all is done for a container that shares
+    # the host's or another container's namespace.
+    check_own_netns(state.pid, state.id, config.netns)
     # Resolve and validate everything before touching the host.
     nets = [cni.network(n) for n in spec.networks]
+    check_label_policy(nets)
     opts = options_for(spec, nets)
     leftovers = detach_container(cni, state.id)
     if leftovers:
         raise HookError("cannot undo the previous attachment: " + "; ".join(leftovers))
-    path = pin_netns(state.pid, state.id)
+    # An ADD that fails is undone by a DEL of the same interface name: it
+    # must never be an interface the ADD did not create.
+    check_free_ifnames(state.pid, [ifname_for(i) for i in range(len(nets))])
+    # Labels publish ports through the same check as `cnirun run -p`, under
+    # the same lock, held until ADD has cached the mappings.
+    ports = reserve(
+        cni, spec.ports, exclude=state.id, wait=WAIT_SECONDS if lock_wait is None else lock_wait,
+        hint="pick another host port in cnirun.ports",
+    )
     try:
-        return attach(cni, nets, state.id, path, opts)
-    except BaseException:
-        unpin_netns(state.id)
-        raise
+        path = pin_netns(state.pid, state.id)
+        try:
+            return attach(cni, nets, state.id, path, opts)
+        except BaseException:
+            unpin_netns(state.id)
+            raise
+    finally:
+        if ports is not None:
+            ports.release()
 
 
-HOSTS_MARK = "# cnirun"
+def add_hosts_entries(bundle: str, atts: list[Attachment], container_id: str = "") -> str:
+    """Put the container's CNI addresses and hostname into the engine's own hosts file (hosts_patch).
 
-
-def add_hosts_entries(bundle: str, atts: list[Attachment]) -> str:
-    """Put the container's CNI addresses and hostname into its /etc/hosts.
-
-    The engine wrote the file for network `none` (localhost only) before the
-    addresses existed; it is a bind mount whose source the bundle's
-    config.json names. Lines are marked, so a restart replaces them instead
-    of piling up. Returns what went wrong ('' when done or nothing to do):
-    a hosts file is a convenience, never a reason to fail the start.
+    Returns what went wrong ('' when done or nothing to do): a hosts file is a
+    convenience, never a reason to fail the start.
     """
+    from .hosts_patch import add_hosts_entries as patch
+
     try:
-        with open(os.path.join(bundle, "config.json"), "rb") as f:
-            spec = json.loads(f.read())
-        hostname = str(spec.get("hostname") or "")
-        source = next(
-            (m.get("source", "") for m in spec.get("mounts") or [] if m.get("destination") == "/etc/hosts"), ""
-        )
-        if not hostname or not source or not os.path.isfile(source):
-            return ""
-        addrs = [a.split("/", 1)[0] for att in atts for a in att.addresses()]
-        with open(source, encoding="utf-8") as f:
-            kept = [ln for ln in f.read().splitlines() if not ln.endswith(HOSTS_MARK)]
-        kept += [f"{ip}\t{hostname}\t{HOSTS_MARK}" for ip in addrs]
-        # In place (same inode): the container sees the file through a bind mount.
-        # Not hostfiles.write_hosts: it renders a whole file, and its imports
-        # (pathlib, ipaddress) would be paid by every container start.
-        with open(source, "w", encoding="utf-8") as f:
-            f.write("\n".join(kept) + "\n")
-    except (OSError, ValueError, AttributeError, TypeError) as e:
+        config = read_config(bundle)
+    except HookError as e:
         return f"hosts file not updated: {e}"
-    return ""
+    return patch(config, container_id, atts)
 
 
 def detach_container(cni: CNI, container_id: str) -> list[str]:
@@ -405,7 +323,69 @@ def reclaim(cni: CNI, container_id: str) -> list[str] | None:
 
 
 # -- entry point ----------------------------------------------------------------
-def _attach_stage(stage: str, state: OCIState, record: dict[str, Any]) -> int:
+def attach_budget(environ: Mapping[str, str] | None = None) -> float:
+    """Seconds the attach may take (CNIRUN_HOOK_BUDGET, never above ATTACH_BUDGET)."""
+    env = os.environ if environ is None else environ
+    try:
+        budget = float(env.get("CNIRUN_HOOK_BUDGET") or ATTACH_BUDGET)
+    except ValueError:
+        budget = ATTACH_BUDGET
+    return min(max(budget, 0.1), ATTACH_BUDGET)
+
+
+class _Deadline:
+    """SIGALRM after the budget: the attach stops where it waits and undoes what it did.
+
+    The first alarm raises HookTimeout where the hook is (a lock wait, a
+    plugin: invoke kills the plugin on any exception) and shortens every
+    later plugin call (the cleanup DELs) to CLEANUP_PLUGIN_TIMEOUT; a second
+    one, CLEANUP_GRACE s later, ends the process before the engine's
+    HOOK_TIMEOUT: what is left is in the cache for `cnirun gc`. _signal, not
+    signal: the signal module imports enum (hook path).
+    """
+
+    def __init__(self, cni: CNI, seconds: float, record: dict[str, Any]) -> None:
+        self.cni = cni
+        self.seconds = seconds
+        self.record = record
+        self.fired = False
+        self._old: Any = None
+
+    def arm(self) -> None:
+        import _signal
+
+        self._old = _signal.signal(_signal.SIGALRM, self._fire)
+        _signal.setitimer(_signal.ITIMER_REAL, max(self.seconds, 0.01))
+
+    def disarm(self) -> None:
+        import _signal
+
+        _signal.setitimer(_signal.ITIMER_REAL, 0)
+        if self._old is not None:
+            _signal.signal(_signal.SIGALRM, self._old)
+            self._old = None
+
+    def _fire(self, signum: int, frame: Any) -> None:
+        import _signal
+
+        if not self.fired:
+            self.fired = True
+            self.cni.timeout = CLEANUP_PLUGIN_TIMEOUT
+            _signal.setitimer(_signal.ITIMER_REAL, CLEANUP_GRACE)
+            raise HookTimeout(
+                f"attaching took longer than {self.seconds:g} s (the engine stops hooks after {HOOK_TIMEOUT} s): "
+                "a plugin or another CNI operation is slow; retry, or look at cnirun's hook log"
+            )
+        msg = "cleanup after the timeout did not finish either: `cnirun gc` reclaims what is left"
+        self.record.update(outcome="failed", error=msg)
+        try:
+            os.write(2, f"cnirun: {msg}\n".encode())
+            _finish(self.record, time.monotonic() - (self.seconds + CLEANUP_GRACE))
+        finally:
+            os._exit(1)
+
+
+def _attach_stage(stage: str, state: OCIState, record: dict[str, Any], started: float | None = None) -> int:
     from .runtime import CNI, validate_container_id
 
     validate_container_id(state.id)
@@ -414,18 +394,28 @@ def _attach_stage(stage: str, state: OCIState, record: dict[str, Any]) -> int:
         record["outcome"] = "skipped"  # no cnirun.networks annotation: not ours
         return 0
     record["networks"] = spec.networks
-    fd = lock_container(state.id)
-    ok = False
+    config = read_config(state.bundle)
+    cni = CNI()
+    elapsed = 0.0 if started is None else time.monotonic() - started
+    budget = attach_budget() - elapsed
+    deadline = _Deadline(cni, budget, record)
+    deadline.arm()
     try:
-        atts = attach_container(CNI(), state, spec)
-        ok = True
+        fd = lock_container(state.id, wait=max(min(CONTAINER_LOCK_WAIT, budget), 0.0))
+        ok = False
+        try:
+            atts = attach_container(cni, state, spec, config, lock_wait=budget)
+            ok = True
+        finally:
+            unlock_container(fd, state.id, remove=not ok)
     finally:
-        unlock_container(fd, state.id, remove=not ok)
+        deadline.disarm()
     record["interfaces"] = {a.ifname: a.addresses() for a in atts}
-    if state.bundle:
-        problem = add_hosts_entries(state.bundle, atts)
-        if problem:
-            record["hosts"] = problem
+    from .hosts_patch import add_hosts_entries as patch_hosts
+
+    problem = patch_hosts(config, state.id, atts)
+    if problem:
+        record["hosts"] = problem
     return 0
 
 
@@ -450,7 +440,7 @@ def _detach_in_background(state: OCIState, record: dict[str, Any], started: floa
     points them at /dev/null. CNIRUN_HOOK_SYNC=1 keeps everything in the
     foreground (debugging).
     """
-    fd = lock_container(state.id)
+    fd = lock_container(state.id, wait=POSTSTOP_LOCK_WAIT)
     if os.environ.get("CNIRUN_HOOK_SYNC") == "1":
         try:
             _detach_stage(state, record)
@@ -499,7 +489,7 @@ def run_hook(stage: str, state_data: bytes, started: float | None = None) -> tup
             if not _safe_id(state.id):
                 raise HookError(f"invalid container ID {state.id!r} in the OCI state")
             return _detach_in_background(state, record, started), None
-        return _attach_stage(stage, state, record), record
+        return _attach_stage(stage, state, record, started), record
     except (CNIError, HookError) as e:
         record["outcome"] = "failed"
         record["error"] = str(e)

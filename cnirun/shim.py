@@ -133,6 +133,9 @@ def add_hooks(spec: dict[str, Any], labels: dict[str, str], conf: dict[str, Any]
     if not isinstance(hooks, dict):
         hooks = {}
     env = list(conf.get("hook_env") or [])
+    # The hook writes /etc/hosts only when it is Docker's own file under this root.
+    if not any(e.startswith("CNIRUN_DOCKER_ROOT=") for e in env):
+        env.append("CNIRUN_DOCKER_ROOT=" + str(conf.get("docker_root") or DEFAULT_DOCKER_ROOT))
     timeout = int(conf.get("hook_timeout") or HOOK_TIMEOUT)
     for stage in ("createRuntime", "poststop"):
         argv = list(conf["hook_argv"]) + [stage]

@@ -32,9 +32,26 @@ def world(tmp_path: Path) -> HookWorld:
     return HookWorld.make(tmp_path)
 
 
-def state_json(cid: str, pid: int = 0, annotations: dict[str, str] | None = None, status: str = "created") -> bytes:
+def _own_netns_bundle() -> str:
+    """A bundle whose config.json asks for a new network namespace, as `--network none` does."""
+    import atexit
+    import shutil
+    import tempfile
+
+    d = tempfile.mkdtemp(prefix="cnirun-h4u-bundle-")
+    atexit.register(shutil.rmtree, d, True)
+    Path(d, "config.json").write_text(json.dumps({"ociVersion": "1.0.2", "linux": {"namespaces": [{"type": "network"}]}}))
+    return d
+
+
+BUNDLE = _own_netns_bundle()
+
+
+def state_json(
+    cid: str, pid: int = 0, annotations: dict[str, str] | None = None, status: str = "created", bundle: str = BUNDLE
+) -> bytes:
     return json.dumps(
-        {"ociVersion": "1.0.2", "id": cid, "pid": pid, "status": status, "bundle": "/tmp", "annotations": annotations or {}}
+        {"ociVersion": "1.0.2", "id": cid, "pid": pid, "status": status, "bundle": bundle, "annotations": annotations or {}}
     ).encode()
 
 
@@ -587,11 +604,15 @@ def test_shim_create_path_imports_nothing_heavy(tmp_path: Path) -> None:
     assert json.loads((bundle / "config.json").read_text())["hooks"]["createRuntime"]
 
 
-def test_hosts_entries_added_in_place_and_replaced_on_restart(tmp_path: Path) -> None:
+def test_hosts_entries_added_in_place_and_replaced_on_restart(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from cnirun.attach import Attachment
 
-    hosts = tmp_path / "hosts"
+    cid = secrets.token_hex(32)
+    root = tmp_path / "docker"
+    hosts = root / "containers" / cid / "hosts"  # where Docker writes a container's hosts file
+    hosts.parent.mkdir(parents=True)
     hosts.write_text("127.0.0.1\tlocalhost\n")
+    monkeypatch.setenv("CNIRUN_DOCKER_ROOT", str(root))
     inode = hosts.stat().st_ino
     bundle = tmp_path / "b"
     bundle.mkdir()
@@ -600,22 +621,24 @@ def test_hosts_entries_added_in_place_and_replaced_on_restart(tmp_path: Path) ->
         "mounts": [{"destination": "/etc/hosts", "source": str(hosts), "type": "bind"}],
     }))
     att = Attachment("n1", "eth0", {"cniVersion": "1.0.0", "ips": [{"address": "10.141.9.7/24"}]})
-    assert hook.add_hosts_entries(str(bundle), [att]) == ""
+    assert hook.add_hosts_entries(str(bundle), [att], cid) == ""
     assert hosts.read_text() == "127.0.0.1\tlocalhost\n10.141.9.7\tweb1\t# cnirun\n"
     assert hosts.stat().st_ino == inode  # a bind mount keeps showing the same file
     att2 = Attachment("n1", "eth0", {"cniVersion": "1.0.0", "ips": [{"address": "10.141.9.8/24"}]})
-    assert hook.add_hosts_entries(str(bundle), [att2]) == ""  # a restart: replaced, not appended
+    assert hook.add_hosts_entries(str(bundle), [att2], cid) == ""  # a restart: replaced, not appended
     assert hosts.read_text() == "127.0.0.1\tlocalhost\n10.141.9.8\tweb1\t# cnirun\n"
+    # another container's file, even the engine's, is not this container's
+    assert "not the engine's own file" in hook.add_hosts_entries(str(bundle), [att], "c" + cid[1:])
     (bundle / "config.json").write_text("{not json")
-    assert "hosts file not updated" in hook.add_hosts_entries(str(bundle), [att])
-    assert hook.add_hosts_entries(str(tmp_path / "nowhere"), [att]).startswith("hosts file not updated")
+    assert "hosts file not updated" in hook.add_hosts_entries(str(bundle), [att], cid)
+    assert hook.add_hosts_entries(str(tmp_path / "nowhere"), [att], cid).startswith("hosts file not updated")
 
 
 def test_installed_envs_reads_the_recorded_environment(tmp_path: Path) -> None:
     d = tmp_path / "hooks.d"
-    hooksd.install(str(d), {"CNI_CACHE_DIR": "/tmp/somewhere", "NETCONFPATH": "/tmp/net.d", "PATH": "/usr/bin"})
+    hooksd.install(str(d), {"CNI_CACHE_DIR": str(tmp_path / "somewhere"), "NETCONFPATH": str(tmp_path / "net.d"), "PATH": "/usr/bin"})
     envs = hooksd.installed_envs((str(d), str(tmp_path / "missing")))
-    assert len(envs) == 1 and envs[0]["CNI_CACHE_DIR"] == "/tmp/somewhere"
+    assert len(envs) == 1 and envs[0]["CNI_CACHE_DIR"] == str(tmp_path / "somewhere")
 
 
 def test_podman_dropin_only_for_the_default_dir_and_only_ours_removed(tmp_path: Path) -> None:

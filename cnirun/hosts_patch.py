@@ -1,0 +1,135 @@
+"""The hook's /etc/hosts update: the container's CNI addresses under its hostname.
+
+The engine wrote the container's hosts file for network `none` (localhost
+only) before the addresses existed. The hook runs as root and the mounts in
+config.json are the container's choice (`-v FILE:/etc/hosts:ro`), so it
+writes only into the engine's own generated file:
+- Docker: <docker root>/containers/<id>/hosts (the shim passes Docker's root
+  as CNIRUN_DOCKER_ROOT in the hook's environment; default /var/lib/docker);
+- Podman/CRI-O (containers/storage): <root>/<driver>-containers/<id>/userdata/hosts
+  with <root> /run/containers/storage or /var/lib/containers/storage (more
+  with CNIRUN_STORAGE_ROOTS, ':'-separated);
+where <id> is the OCI container ID. Nothing else is ever opened for writing:
+not a user mount, not a read-only mount, not a path with a symlink in it (the
+realpath must be the path itself and the last component is opened with
+O_NOFOLLOW), not a file that is not a root-owned regular file with one link.
+
+The file is already bind-mounted into the container when createRuntime runs
+(runc mounts before it calls the hook), so replacing it by rename would leave
+the container with the old inode: the new content is written through the
+descriptor opened above, in one write, before the container's first
+instruction runs (createRuntime precedes start), so no reader can see a
+partial file. Lines are marked, so a restart replaces them.
+
+The hostname and every address are checked before use (RFC 1123 names,
+address characters only). On the hook path: os and cnirun's lean modules.
+"""
+from __future__ import annotations
+
+import os
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Mapping
+
+    from .attach import Attachment
+    from .oci_state import OCIConfig
+
+HOSTS_MARK = "# cnirun"
+DOCKER_ROOT_ENV = "CNIRUN_DOCKER_ROOT"
+STORAGE_ROOTS_ENV = "CNIRUN_STORAGE_ROOTS"
+DEFAULT_DOCKER_ROOT = "/var/lib/docker"
+DEFAULT_STORAGE_ROOTS = ("/run/containers/storage", "/var/lib/containers/storage")
+MAX_HOSTS_BYTES = 1 << 20
+_ADDR_CHARS = frozenset("0123456789abcdefABCDEF:.")
+_DRIVER_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_")
+
+
+def _roots(environ: Mapping[str, str]) -> tuple[str, list[str]]:
+    docker = environ.get(DOCKER_ROOT_ENV) or DEFAULT_DOCKER_ROOT
+    storage = list(DEFAULT_STORAGE_ROOTS) + [r for r in (environ.get(STORAGE_ROOTS_ENV) or "").split(":") if r]
+    return os.path.realpath(docker), [os.path.realpath(r) for r in storage if os.path.isabs(r)]
+
+
+def engine_hosts_file(source: str, container_id: str, environ: Mapping[str, str] | None = None) -> bool:
+    """Whether `source` is the engine's own generated hosts file of this container."""
+    env = os.environ if environ is None else environ
+    if not source or not os.path.isabs(source) or not container_id or "/" in container_id:
+        return False
+    if os.path.realpath(source) != source:  # a symlink (or ..) anywhere on the way
+        return False
+    docker, storage = _roots(env)
+    if source == os.path.join(docker, "containers", container_id, "hosts"):
+        return True
+    for root in storage:
+        if not source.startswith(root + "/"):
+            continue
+        parts = source[len(root) + 1 :].split("/")
+        if (
+            len(parts) == 4
+            and parts[0].endswith("-containers")
+            and parts[0][: -len("-containers")]
+            and all(c in _DRIVER_CHARS for c in parts[0][: -len("-containers")])
+            and parts[1:] == [container_id, "userdata", "hosts"]
+        ):
+            return True
+    return False
+
+
+def _addresses(atts: list[Attachment]) -> list[str]:
+    out = []
+    for att in atts:
+        for a in att.addresses():
+            ip = a.split("/", 1)[0]
+            if ip and all(c in _ADDR_CHARS for c in ip) and ip not in out:
+                out.append(ip)
+    return out
+
+
+def add_hosts_entries(
+    config: OCIConfig, container_id: str, atts: list[Attachment], environ: Mapping[str, str] | None = None
+) -> str:
+    """Add the container's addresses under its hostname to the engine's hosts file.
+
+    Returns what went wrong ('' when done or nothing to do): a hosts file is
+    a convenience, never a reason to fail the start.
+    """
+    from .options import is_hostname
+
+    hostname, source = config.hostname, config.hosts_source
+    if not hostname or not source:
+        return ""
+    if not is_hostname(hostname):
+        return f"hosts file not updated: the hostname {hostname!r} is not a valid host name (RFC 1123)"
+    if not engine_hosts_file(source, container_id, environ):
+        return f"hosts file not updated: /etc/hosts is mounted from {source!r}, not the engine's own file"
+    if "ro" in config.hosts_options:
+        return "hosts file not updated: /etc/hosts is mounted read-only"
+    addrs = _addresses(atts)
+    if not addrs:
+        return ""
+    try:
+        fd = os.open(source, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK)
+    except OSError as e:
+        return f"hosts file not updated: {source}: {e.strerror}"
+    try:
+        st = os.fstat(fd)
+        if (st.st_mode & 0o170000) != 0o100000 or st.st_uid != 0 or st.st_nlink != 1:
+            return f"hosts file not updated: {source} is not a root-owned regular file with one link"
+        if st.st_size > MAX_HOSTS_BYTES:
+            return f"hosts file not updated: {source} is larger than {MAX_HOSTS_BYTES >> 20} MiB"
+        text = os.pread(fd, MAX_HOSTS_BYTES, 0).decode("utf-8", "replace")
+        kept = [ln for ln in text.splitlines() if not ln.endswith(HOSTS_MARK)]
+        kept += [f"{ip}\t{hostname}\t{HOSTS_MARK}" for ip in addrs]
+        data = ("\n".join(kept) + "\n").encode()
+        # One write at offset 0, then cut what is left of a longer old text.
+        view = memoryview(data)
+        offset = 0
+        while offset < len(data):
+            offset += os.pwrite(fd, view[offset:], offset)
+        os.ftruncate(fd, len(data))
+    except OSError as e:
+        return f"hosts file not updated: {source}: {e.strerror}"
+    finally:
+        os.close(fd)
+    return ""
