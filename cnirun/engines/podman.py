@@ -68,6 +68,45 @@ def podman_bin() -> str:
     return path
 
 
+# A line podman's --env-file reader (bufio.Scanner, 64 KiB tokens) takes back intact.
+_ENV_LINE_MAX = 60000
+
+
+def split_env(env: list[str]) -> tuple[list[str], dict[str, str]]:
+    """Environment entries as (lines for a --env-file, KEY -> VALUE for podman's own environment).
+
+    Never `-e KEY=VALUE` on podman's command line: /proc/<pid>/cmdline is
+    world-readable, and env values are often secrets. A value the env-file
+    format cannot carry (a newline or CR, a very long line, a key podman
+    would read as a comment) goes through podman's own environment instead,
+    named by `-e KEY` (podman then takes it from there, as docker does).
+    """
+    lines: list[str] = []
+    passthrough: dict[str, str] = {}
+    for e in env:
+        key, _, value = e.partition("=")
+        if not key or "\0" in e:
+            continue
+        fits = not any(c in e for c in "\n\r") and len(e) < _ENV_LINE_MAX
+        if fits and not key[0].isspace() and not key.startswith("#"):
+            lines.append(e)
+        else:
+            passthrough[key] = value
+    return lines, passthrough
+
+
+def write_env_file(path: str, lines: list[str]) -> None:
+    """The env values for `podman run --env-file`: a new file, mode 0600, never through a symlink."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        data = "".join(line + "\n" for line in lines).encode()
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
+
+
 def run_argv(
     spec: RunSpec,
     netns_path: str,
@@ -76,8 +115,15 @@ def run_argv(
     hostname: str,
     cidfile: str,
     hooks_dir: str = "",
+    env_file: str = "",
+    env_names: list[str] | None = None,
 ) -> list[str]:
-    """`podman run ...` for the spec, joined to netns_path. Ulimits etc. come from containers.conf."""
+    """`podman run ...` for the spec, joined to netns_path. Ulimits etc. come from containers.conf.
+
+    The environment is never on this command line: `env_file` (written by
+    write_env_file from split_env's lines) and `env_names`, keys podman takes
+    from its own environment. Without either, the spec must have no env.
+    """
     argv = [podman_bin()]
     if hooks_dir:
         # --hooks-dir replaces the default dirs: name them too so system hooks still run.
@@ -94,8 +140,12 @@ def run_argv(
         argv += ["--hostname", hostname]
     for k, v in labels.items():
         argv += ["--label", f"{k}={v}"]
-    for e in spec.resolved_env():
-        argv += ["-e", e]
+    if env_file:
+        argv += ["--env-file", env_file]
+    for key in env_names or []:
+        argv += ["-e", key]
+    if not env_file and not env_names and spec.resolved_env():
+        raise EngineError("internal: the environment must go through an env file, not podman's command line")
     for v in list(spec.volumes) + list(extra_volumes):
         argv += ["-v", v]
     single = [
@@ -163,3 +213,12 @@ def wait(cid: str) -> int:
         return int(p.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):
         return 125
+
+
+def wait_removed(cid: str) -> None:
+    """Return once the container is removed (a restart or stop/start does not end the wait).
+
+    `podman wait --condition=removing` polls the container across restarts and
+    ends when it is gone; a container that already is gone ends it at once.
+    """
+    subprocess.run([podman_bin(), "wait", "--condition=removing", cid], capture_output=True)

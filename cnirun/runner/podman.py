@@ -68,6 +68,13 @@ class _EarlyDel:
         self._fd = -1
 
 
+def _remove(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
 def run_podman(p: Plan, gate: SignalGate) -> int:
     import subprocess
 
@@ -106,10 +113,20 @@ def run_podman(p: Plan, gate: SignalGate) -> int:
         if not spec.detach:
             early = _EarlyDel(st, meta)
             podman.write_exit_hook(str(st.path / "hooks.d"), early.fifo)
-        argv = podman.run_argv(spec, path, labels, binds, hostname, str(cidfile), str(st.path / "hooks.d"))
+        # Env values never go on podman's command line (world-readable in /proc):
+        # a 0600 file in the run's root-only state dir, removed once podman has
+        # run, or podman's own environment for what the file cannot carry.
+        env_lines, env_passthrough = podman.split_env(spec.resolved_env())
+        env_file = str(st.path / "env")
+        if env_lines:
+            podman.write_env_file(env_file, env_lines)
+        argv = podman.run_argv(
+            spec, path, labels, binds, hostname, str(cidfile), str(st.path / "hooks.d"),
+            env_file=env_file if env_lines else "", env_names=list(env_passthrough),
+        )
         meta.phase = "running"
         st.write_meta(meta)
-        child = subprocess.Popen(argv)
+        child = subprocess.Popen(argv, env={**os.environ, **env_passthrough} if env_passthrough else None)
         try:
             atts = attach(p.cni, p.networks, st.id, path, p.options)
             write_host_files(st, req, atts, hostname)
@@ -128,6 +145,7 @@ def run_podman(p: Plan, gate: SignalGate) -> int:
 
         gate.forward = forward
         code = child.wait()
+        _remove(env_file)  # podman read it before it created the container
         if code < 0:
             code = 128 - code
         if early is not None:
@@ -146,6 +164,7 @@ def run_podman(p: Plan, gate: SignalGate) -> int:
         return code
     finally:
         gate.forward = None
+        _remove(str(st.path / "env"))
         if not handed_over:
             gate.shield()
             ended = child is not None and child.poll() is not None
