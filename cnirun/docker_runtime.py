@@ -193,13 +193,93 @@ def _find_runc(environ: Mapping[str, str]) -> str:
     raise InstallError("runc not found in PATH: install runc (Debian: apt-get install runc)")
 
 
+# What install records and the root hook later trusts: a relative entry would
+# be resolved against whatever directory the engine runs the hook in, and a
+# directory others can write lets them put a plugin, a network or an
+# `iptables` there that root then runs.
+SEARCH_PATH_KEYS = ("PATH", "NETCONFPATH", "CNI_PATH")
+FILE_PATH_KEYS = ("CNI_CACHE_DIR", "CNIRUN_STATE_DIR", "CNIRUN_HOOK_LOG", "CNIRUN_LOCK_FILE", "CNIRUN_DOCKER_ROOT")
+
+
+def unsafe_dir(path: str) -> str:
+    """Why `path` is not a directory only root controls ('' when it is).
+
+    The directory (or, when it does not exist, its nearest existing parent)
+    must be root's and writable by nobody else; every parent must be root's
+    and not writable by others, unless sticky (as /tmp is: others cannot
+    replace root's entries there).
+    """
+    current = os.path.realpath(path)
+    leaf = True
+    while True:
+        try:
+            st = os.stat(current)
+        except FileNotFoundError:
+            parent = os.path.dirname(current)
+            if parent == current:
+                return ""
+            current = parent
+            continue
+        except OSError as e:
+            return f"{current}: {e.strerror}"
+        if st.st_uid != 0:
+            return f"{current} belongs to uid {st.st_uid}, not root"
+        others_write = st.st_mode & 0o002 or (st.st_mode & 0o020 and st.st_gid != 0)
+        if others_write and (leaf or not st.st_mode & 0o1000):
+            return f"{current} is writable by users other than root (mode {st.st_mode & 0o7777:o})"
+        leaf = False
+        parent = os.path.dirname(current)
+        if parent == current:
+            return ""
+        current = parent
+
+
+def install_problems(environ: Mapping[str, str]) -> list[str]:
+    """What is unsafe in the environment install would record (empty: nothing)."""
+    problems: list[str] = []
+    for key in SEARCH_PATH_KEYS:
+        for entry in (environ.get(key) or "").split(":"):
+            if not entry:
+                continue  # hook_env drops empty entries
+            if not os.path.isabs(entry):
+                problems.append(f"{key} has the relative entry {entry!r}: use absolute directories")
+                continue
+            why = unsafe_dir(entry)
+            if why:
+                problems.append(f"{key} entry {entry}: {why}")
+    for key in FILE_PATH_KEYS:
+        value = environ.get(key)
+        if value:
+            why = unsafe_dir(os.path.dirname(os.path.abspath(value)) if key in ("CNIRUN_HOOK_LOG", "CNIRUN_LOCK_FILE") else value)
+            if why:
+                problems.append(f"{key}={value}: {why}")
+    return problems
+
+
+def checked_env(environ: Mapping[str, str], force: bool = False) -> tuple[dict[str, str], list[str]]:
+    """The environment to record, with file paths made absolute; refuses unsafe entries.
+
+    Returns (env, warnings): with `force`, the problems come back as warnings
+    instead of an InstallError.
+    """
+    problems = install_problems(environ)
+    if problems and not force:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise InstallError(f"unsafe environment for a root hook: {problems[0]}{more}: fix it, or pass --force")
+    env = dict(environ)
+    for key in FILE_PATH_KEYS:
+        if env.get(key):
+            env[key] = os.path.abspath(env[key])
+    return env, problems
+
+
 def _abs_env(environ: Mapping[str, str]) -> dict[str, str]:
-    """The environment with path-like CNI settings made absolute (hooks run in the bundle dir)."""
+    """The environment with path-like CNI settings made absolute, unchecked (tests, callers that checked)."""
     env = dict(environ)
     for key in ("NETCONFPATH", "CNI_PATH"):
         if env.get(key):
             env[key] = ":".join(os.path.abspath(p) for p in env[key].split(":") if p)
-    for key in ("CNI_CACHE_DIR", "CNIRUN_STATE_DIR", "CNIRUN_HOOK_LOG", "CNIRUN_LOCK_FILE"):
+    for key in FILE_PATH_KEYS:
         if env.get(key):
             env[key] = os.path.abspath(env[key])
     return env
@@ -210,13 +290,21 @@ def install(
     daemon_json: str = DAEMON_JSON,
     environ: Mapping[str, str] | None = None,
     reload: bool = True,
+    force: bool = False,
+    warnings: list[str] | None = None,
 ) -> str:
-    """Write the launcher and settings, register them in daemon.json, reload dockerd. Returns the launcher path."""
+    """Write the launcher and settings, register them in daemon.json, reload dockerd. Returns the launcher path.
+
+    Refuses an unsafe environment (checked_env) unless `force`; then the
+    problems are appended to `warnings`.
+    """
     import sys
 
     from .hook import hook_argv, hook_env, package_parent
 
-    env = _abs_env(os.environ if environ is None else environ)
+    env, problems = checked_env(os.environ if environ is None else environ, force)
+    if warnings is not None:
+        warnings.extend(problems)
     directory = os.path.abspath(directory)
     raw, obj = _read_json_object(daemon_json)
     runtimes = obj.get("runtimes")

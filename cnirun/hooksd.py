@@ -51,15 +51,46 @@ def render(template: dict[str, Any], environ: Mapping[str, str]) -> dict[str, An
     return out
 
 
-def install(directory: str = DEFAULT_HOOKS_DIR, environ: Mapping[str, str] | None = None) -> list[str]:
-    """Write the hooks.d files into `directory`; returns their paths."""
-    from .docker_runtime import _abs_env
+CREATED_MARK = ".cnirun-created-dirs"  # not *.json: engines read only those from hooks.d
 
-    env = _abs_env(os.environ if environ is None else environ)
+
+def _missing_dirs(directory: str) -> list[str]:
+    """`directory` and those of its parents that do not exist yet, deepest first."""
+    out: list[str] = []
+    d = os.path.abspath(directory)
+    while not os.path.exists(d):
+        out.append(d)
+        parent = os.path.dirname(d)
+        if parent == d:
+            break
+        d = parent
+    return out
+
+
+def install(
+    directory: str = DEFAULT_HOOKS_DIR,
+    environ: Mapping[str, str] | None = None,
+    force: bool = False,
+    warnings: list[str] | None = None,
+) -> list[str]:
+    """Write the hooks.d files into `directory`; returns their paths.
+
+    Refuses an unsafe environment (docker_runtime.checked_env) unless
+    `force`; then the problems are appended to `warnings`. The directories
+    it had to create are listed in CREATED_MARK, for uninstall.
+    """
+    from .docker_runtime import checked_env
+
+    env, problems = checked_env(os.environ if environ is None else environ, force)
+    if warnings is not None:
+        warnings.extend(problems)
     src = templates_dir()
     written: list[str] = []
     try:
+        created = _missing_dirs(directory)
         os.makedirs(directory, mode=0o755, exist_ok=True)
+        if created:
+            atomic_write(os.path.join(directory, CREATED_MARK), ("\n".join(created) + "\n").encode(), 0o644, fsync=False)
         for name in TEMPLATES:
             with open(src / name, "rb") as f:
                 data = render(json.load(f), env)
@@ -100,6 +131,28 @@ def uninstall(directory: str = DEFAULT_HOOKS_DIR) -> list[str]:
             pass
         except OSError as e:
             raise HooksError(f"cannot remove {path}: {e.strerror}: run as root") from None
+    forget_created_dirs(directory)
+    return removed
+
+
+def forget_created_dirs(directory: str) -> list[str]:
+    """Remove the directories install created for `directory` (CREATED_MARK), those that are empty."""
+    mark = os.path.join(directory, CREATED_MARK)
+    try:
+        with open(mark, encoding="utf-8") as f:
+            created = [line.strip() for line in f if line.strip()]
+        os.unlink(mark)
+    except OSError:
+        return []
+    removed: list[str] = []
+    for d in created:  # deepest first, as recorded
+        if not os.path.isabs(d):
+            continue
+        try:
+            os.rmdir(d)  # only when empty: someone else's files stay, and so does the directory
+            removed.append(d)
+        except OSError:
+            continue  # not empty (or not ours any more): its parents stay too, as they are not empty
     return removed
 
 
@@ -153,8 +206,12 @@ def podman_reads(directory: str, dropin: str = PODMAN_DROPIN) -> str:
         f'hooks_dir = ["/usr/share/containers/oci/hooks.d", "{DEFAULT_HOOKS_DIR}"]\n'
     )
     try:
+        created = _missing_dirs(os.path.dirname(dropin))
         os.makedirs(os.path.dirname(dropin), mode=0o755, exist_ok=True)
         atomic_write(dropin, text.encode(), 0o644, fsync=False)
+        if created:  # uninstall removes them again (forget_created_dirs)
+            with open(os.path.join(directory, CREATED_MARK), "a", encoding="utf-8") as f:
+                f.write("\n".join(created) + "\n")
     except OSError as e:
         raise HooksError(f"cannot write {dropin}: {e.strerror}: run as root") from None
     return dropin

@@ -4,7 +4,8 @@ hooks: hooks.d files for Podman and CRI-O (cnirun.hooksd).
 docker-runtime: the `cnirun` runtime shim registered in dockerd's
 daemon.json (cnirun.docker_runtime). Both record NETCONFPATH, CNI_PATH,
 CNI_CACHE_DIR and PATH as they are now, so the hooks see the same networks
-as this shell.
+as this shell; relative entries and directories others than root can write
+are refused (--force: installed with a warning each).
 """
 from __future__ import annotations
 
@@ -28,13 +29,24 @@ def register(app: typer.Typer) -> None:
     rt_dir_opt = typer.Option(DEFAULT_DIR, "--dir", help="Where the runtime launcher and its settings go.")
     daemon_opt = typer.Option(DAEMON_JSON, "--daemon-json", help="dockerd's configuration file.")
 
+    force_opt = typer.Option(
+        False, "--force", help="Install even with relative or non-root-owned directories in PATH/CNI_PATH/NETCONFPATH (warns)."
+    )
+
+    def warn(problems: list[str]) -> None:
+        for problem in problems:
+            typer.echo(f"cnirun: WARNING: installed anyway (--force): {problem}", err=True)
+
     @install_app.command("hooks")
-    def install_hooks(directory: str = dir_opt) -> None:
+    def install_hooks(directory: str = dir_opt, force: bool = force_opt) -> None:
         """Write the createRuntime/poststop hooks.d files (Podman, CRI-O)."""
         from ..hooksd import install, podman_reads
 
         with one_line_errors():
-            for path in install(directory):
+            problems: list[str] = []
+            paths = install(directory, force=force, warnings=problems)
+            warn(problems)
+            for path in paths:
                 typer.echo(f"installed {path}")
             dropin = podman_reads(directory)
             if dropin:
@@ -46,20 +58,23 @@ def register(app: typer.Typer) -> None:
         from ..hooksd import DEFAULT_HOOKS_DIR, forget_podman_dropin, uninstall
 
         with one_line_errors():
-            removed = uninstall(directory)
+            removed = []
             if os.path.abspath(directory) == DEFAULT_HOOKS_DIR:
-                dropin = forget_podman_dropin()
+                dropin = forget_podman_dropin()  # first: uninstall then removes the directories made for it
                 if dropin:
                     removed.append(dropin)
+            removed = uninstall(directory) + removed
         typer.echo("\n".join(f"removed {p}" for p in removed) if removed else f"no cnirun hooks in {directory}")
 
     @install_app.command("docker-runtime")
-    def install_docker_runtime(directory: str = rt_dir_opt, daemon_json: str = daemon_opt) -> None:
+    def install_docker_runtime(directory: str = rt_dir_opt, daemon_json: str = daemon_opt, force: bool = force_opt) -> None:
         """Register the `cnirun` runtime with dockerd (then: docker run --runtime cnirun ...)."""
         from ..docker_runtime import install
 
         with one_line_errors():
-            launcher = install(directory, daemon_json)
+            problems: list[str] = []
+            launcher = install(directory, daemon_json, force=force, warnings=problems)
+            warn(problems)
         typer.echo(f"installed runtime cnirun ({launcher}) in {daemon_json}; dockerd reloaded")
 
     @uninstall_app.command("docker-runtime")
