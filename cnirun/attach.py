@@ -169,3 +169,54 @@ def options_for(spec: "ContainerNetworkSpec", networks: list[NetworkConfigList])
         else:
             set_arg(opts[0], "MAC", spec.mac)
     return opts
+
+
+def reattach(
+    cni: CNI, container_id: str, netns: str, attachments: list[cnicache.CachedAttachment]
+) -> list[Attachment]:
+    """Attach again, into a new netns, what a container had: same networks, interfaces and options.
+
+    For a container whose netns holder was restarted (dockerd restarted, the
+    helper was stopped): the old netns is gone, so each cached attachment is
+    DELeted (plugins clean up the host side, cnirun sweeps what bridge leaves)
+    and ADDed again with its cached config and arguments, asking for the
+    address it had where the chain takes the `ips` capability. Raises like
+    attach(), after undoing what it re-added.
+    """
+    from .config import conflist_from_bytes
+    from .errors import CNIError
+    from .runtime import NO_NETNS
+
+    plans: list[tuple[NetworkConfigList, RuntimeConf]] = []
+    for att in sorted(attachments, key=lambda a: (len(a.ifname), a.ifname)):
+        net = conflist_from_bytes(att.config, f"cached config of {att.path}") if att.config else cni.network(
+            att.network_name
+        )
+        caps = dict(att.capability_args)
+        old = Attachment(att.network_name, att.ifname, att.result or {}).addresses()
+        if old and "ips" not in caps and _declares(net, "ips"):
+            caps["ips"] = old
+        plans.append((net, RuntimeConf(container_id, netns, att.ifname, [(k, v) for k, v in att.cni_args], caps)))
+    for net, rt in reversed(plans):
+        # Never the cached path: a /proc/<pid> path may be another process's netns by now.
+        cni.delete(net.name, RuntimeConf(container_id=container_id, ifname=rt.ifname, netns=NO_NETNS))
+    done: list[Attachment] = []
+    try:
+        for net, rt in plans:
+            try:
+                result = cni.add(net, rt)
+            except CNIError:
+                if "ips" not in rt.capability_args:
+                    raise
+                # The old address was taken meanwhile: any address beats none.
+                rt.capability_args = {k: v for k, v in rt.capability_args.items() if k != "ips"}
+                result = cni.add(net, rt)
+            done.append(Attachment(net.name, rt.ifname, result))
+    except BaseException:
+        for a in reversed(done):
+            try:
+                cni.delete(a.network, RuntimeConf(container_id=container_id, netns=netns, ifname=a.ifname))
+            except CNIError:
+                pass
+        raise
+    return done

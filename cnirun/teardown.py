@@ -12,6 +12,7 @@ TYPE_CHECKING = False  # typing costs ~7 ms of start-up on `cnirun run`: annotat
 if TYPE_CHECKING:
     from typing import Any
 
+from .runtime import NO_NETNS as _NO_NETNS  # DEL without entering a stale netns
 from .state import RunMeta, RunState
 
 
@@ -37,10 +38,6 @@ def cni_for(meta: RunMeta) -> Any:
         cache_dir=env.get("CNI_CACHE_DIR") or None,
         lock_file=env.get("CNIRUN_LOCK_FILE") or None,
     )
-
-
-# A path that never exists: cnirun's DEL then drops the cached netns path.
-_NO_NETNS = "/run/cnirun/.no-netns"
 
 
 def detach_networks(meta: RunMeta) -> list[str]:

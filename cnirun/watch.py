@@ -7,9 +7,15 @@ inherits the locked descriptor, so the lock is held while either lives; the
 supervisor respawns a worker that dies. The worker:
 
 - adopts every detached run whose lock is free (flocks its state dir),
-- tears a run down (DEL, helper removal) when its container dies or is
-  removed: Docker events for speed, `podman wait` threads for Podman, and
-  a periodic re-check in case an event was missed,
+- tears a run down (DEL, helper removal) when its container is removed:
+  Docker events for speed, `podman wait --condition=removing` threads for
+  Podman, and a periodic re-check in case an event was missed. A container
+  that only stopped keeps its networks (and, in Docker sandbox mode, its
+  helper), so `docker restart`, `docker stop; docker start` and `podman
+  restart` bring it back on them, as in hook mode; when dockerd restarted
+  and stopped the helper, the worker starts it again and re-attaches the
+  networks into its new netns (attach.reattach), same addresses where the
+  chain allows it,
 - reconciles from the state dirs on every (re)start, so nothing that died
   while no watcher ran is forgotten; it exits after a while with nothing to
   watch.
@@ -139,7 +145,9 @@ class Worker:
         from .engines import podman
 
         def wait() -> None:
-            podman.wait(cid)
+            # Until removed: a restart or stop/start keeps the netns (ns:PATH) and the attachments.
+            while podman.container_running(cid) is not None:
+                podman.wait_removed(cid)
             self.todo.put(run_id)
 
         threading.Thread(target=wait, daemon=True).start()
@@ -153,7 +161,10 @@ class Worker:
             while True:
                 try:
                     client = self.docker().clone()
-                    for ev in client.events({"type": "container", "label": ["cnirun.role=workload"]}):
+                    events = client.events({"type": "container", "label": ["cnirun.id"]})
+                    for rid in list(self.owned):  # (re)connected: catch up on what the gap hid
+                        self.todo.put(rid)
+                    for ev in events:
                         if ev.get("Action") in ("die", "destroy", "oom"):
                             run_id = ((ev.get("Actor") or {}).get("Attributes") or {}).get("cnirun.id", "")
                             if run_id:
@@ -165,27 +176,77 @@ class Worker:
         threading.Thread(target=stream, daemon=True).start()
 
     def check(self, run_id: str) -> None:
-        from .teardown import teardown
-
         if run_id not in self.owned:
             return
         st, meta = self.owned[run_id]
         if meta.engine == "podman":
-            from .engines import podman
-
-            alive = podman.container_running(meta.workload) if meta.workload else False
-            if alive:
-                return
-            errors = teardown(st, meta, stop=False)
+            errors = self._check_podman(st, meta)
         else:
-            if meta.workload and self.docker().is_running(meta.workload):
-                return
-            errors = teardown(st, meta, self.docker(), stop=False)
+            errors = self._check_docker(st, meta)
+        if errors is None:
+            return  # still there
         for e in errors:
             _log(f"teardown of run {run_id[:12]}: {e}")
         if not errors:
             _log(f"tore down run {run_id[:12]} (container {meta.workload[:12]})")
             del self.owned[run_id]
+
+    def _check_podman(self, st: RunState, meta: RunMeta) -> list[str] | None:
+        """None while the container exists (running or stopped), else the teardown's errors."""
+        from .engines import podman
+        from .teardown import teardown
+
+        if meta.workload and podman.container_running(meta.workload) is not None:
+            return None
+        return teardown(st, meta, stop=False)
+
+    def _check_docker(self, st: RunState, meta: RunMeta) -> list[str] | None:
+        """None while the workload exists; re-attaches when its helper lost its netns; else tears down."""
+        from .teardown import teardown
+
+        d = self.docker()
+        if meta.workload and d.inspect(meta.workload) is not None:
+            if meta.sandbox:
+                self._keep_helper(st, meta)
+            return None
+        return teardown(st, meta, d, stop=False)
+
+    def _keep_helper(self, st: RunState, meta: RunMeta) -> None:
+        """Keep the sandbox helper running, its netns attached: the stopped workload may start again."""
+        from .attach import cached_attachments, reattach
+        from .engines.docker import netns_from_inspect
+        from .state import netns_identity
+        from .teardown import cni_for
+
+        d = self.docker()
+        info = d.inspect(meta.sandbox)
+        if info is None:
+            _log(f"helper {meta.sandbox[:12]} of run {st.id[:12]} was removed: its networks stay until the "
+                 "container is removed")
+            return
+        try:
+            if not info["State"].get("Running"):
+                d.start(meta.sandbox)  # dockerd restarted (or someone stopped it)
+                info = d.inspect(meta.sandbox)
+            netns = netns_from_inspect(meta.sandbox, info)
+        except Exception as e:  # noqa: BLE001 - logged; retried at the next check
+            _log(f"cannot restart helper {meta.sandbox[:12]} of run {st.id[:12]}: {e}")
+            return
+        ident = netns_identity(netns)
+        # The path too: the kernel recycles nsfs inode numbers, so a helper
+        # restarted at once can get a new netns with its old one's number.
+        if netns == meta.netns and ident == meta.netns_id:
+            return
+        cni = cni_for(meta)
+        try:
+            atts = reattach(cni, meta.id, netns, cached_attachments(cni, meta.id))
+        except Exception as e:  # noqa: BLE001 - logged; retried at the next check
+            _log(f"cannot re-attach run {st.id[:12]} in its helper's new netns: {e}")
+            return
+        meta.netns, meta.netns_id = netns, ident
+        st.write_meta(meta)
+        _log(f"re-attached run {st.id[:12]} in its helper's new netns: "
+             + ", ".join(f"{a.ifname} {','.join(a.addresses())}" for a in atts))
 
     def loop(self) -> int:
         idle_since = time.monotonic()

@@ -213,3 +213,79 @@ def test_same_port_at_the_same_moment_only_one_wins(docker_world: World) -> None
         for p, (o, _) in zip(procs, outs):
             if p.returncode == 0:
                 subprocess.run(["docker", "rm", "-f", o.strip()], capture_output=True)
+
+
+def _eth0_of(engine: str, cid: str, timeout: float = 10.0) -> str:
+    """The container's eth0 address, waiting for it to be running again."""
+    deadline = time.monotonic() + timeout
+    out = ""
+    while time.monotonic() < deadline:
+        r = subprocess.run([engine, "exec", cid, "ip", "-o", "-4", "addr", "show", "eth0"], capture_output=True,
+                           text=True)
+        out = r.stdout + r.stderr
+        if r.returncode == 0 and "inet " in r.stdout:
+            return first_address(r.stdout)
+        time.sleep(0.2)
+    raise AssertionError(f"{cid[:12]} has no eth0 address after {timeout} s: {out}")
+
+
+def test_detached_restart_and_stop_start_keep_the_network(docker_world: World) -> None:
+    """Sandbox mode: docker restart (x3) and docker stop; docker start bring the container back on its network."""
+    r = docker_world.cnirun("-d", "--name", f"cnirun-t8r-{docker_world.n}", "busybox", "sleep", "300")
+    assert r.returncode == 0, r.stderr
+    cid = r.stdout.strip()
+    try:
+        addr = _eth0_of("docker", cid)
+        for _ in range(3):
+            subprocess.run(["docker", "restart", "-t", "0", cid], check=True, capture_output=True)
+            time.sleep(1.5)  # the watcher has seen "die" by now and must have left the network alone
+            assert _eth0_of("docker", cid) == addr
+        subprocess.run(["docker", "stop", "-t", "0", cid], check=True, capture_output=True)
+        time.sleep(1.5)
+        assert docker_world.leftovers(), "a stopped container keeps its network until it is removed"
+        s = subprocess.run(["docker", "start", cid], capture_output=True, text=True)
+        assert s.returncode == 0, s.stderr
+        assert _eth0_of("docker", cid) == addr
+    finally:
+        subprocess.run(["docker", "rm", "-f", cid], capture_output=True)
+    docker_world.assert_clean(within=8.0)
+
+
+def test_stopped_container_survives_gc_and_a_removed_one_does_not(docker_world: World) -> None:
+    r = docker_world.cnirun("-d", "busybox", "sleep", "300")
+    cid = r.stdout.strip()
+    try:
+        subprocess.run(["docker", "stop", "-t", "0", cid], check=True, capture_output=True)
+        g = docker_world.cnirun("gc")
+        assert g.returncode == 0 and "tore down" not in g.stdout, g.stdout
+        assert subprocess.run(["docker", "start", cid], capture_output=True).returncode == 0
+        _eth0_of("docker", cid)
+    finally:
+        subprocess.run(["docker", "rm", "-f", cid], capture_output=True)
+    docker_world.assert_clean(within=8.0)
+
+
+def test_helper_stopped_behind_our_back_is_restarted_and_reattached(docker_world: World) -> None:
+    """What a dockerd restart does to a sandbox run (both containers stop): the watcher restarts the
+    helper, re-attaches its new netns at the same address, and `docker start` works again."""
+    r = docker_world.cnirun("-d", "busybox", "sleep", "300")
+    cid = r.stdout.strip()
+    try:
+        addr = _eth0_of("docker", cid)
+        helper = json.loads(subprocess.run(["docker", "inspect", cid], capture_output=True, text=True).stdout)[0][
+            "HostConfig"]["NetworkMode"].split(":", 1)[1]
+        subprocess.run(["docker", "kill", cid], check=True, capture_output=True)
+        subprocess.run(["docker", "kill", helper], check=True, capture_output=True)
+        deadline = time.monotonic() + 20
+        started = False
+        while time.monotonic() < deadline and not started:
+            time.sleep(0.5)
+            started = subprocess.run(["docker", "start", cid], capture_output=True).returncode == 0
+        assert started, "the helper never came back"
+        assert _eth0_of("docker", cid) == addr
+        # Exactly one attachment: the old one was DELeted before the new ADD.
+        info = json.loads(docker_world.cnirun("inspect", cid[:12]).stdout)
+        assert [a["addresses"] for a in info["attachments"]] == [[addr]]
+    finally:
+        subprocess.run(["docker", "rm", "-f", cid], capture_output=True)
+    docker_world.assert_clean(within=8.0)

@@ -68,3 +68,26 @@ def test_failing_plugin_leaves_nothing(podman_world: World) -> None:
     r = podman_world.cnirun("--rm", "busybox", "true")
     assert r.returncode == 125 and 'type="noop"' in r.stderr and "code 11" in r.stderr
     podman_world.assert_clean()
+
+
+def test_detached_restart_and_stop_start_keep_the_network(podman_world: World) -> None:
+    from test_run_docker import _eth0_of
+
+    r = podman_world.cnirun("-d", "busybox", "sleep", "300")
+    assert r.returncode == 0, r.stderr
+    cid = r.stdout.strip()
+    try:
+        addr = _eth0_of("podman", cid)
+        for _ in range(2):
+            subprocess.run(["podman", "restart", "-t", "0", cid], check=True, capture_output=True)
+            time.sleep(1.0)
+            assert _eth0_of("podman", cid) == addr
+        subprocess.run(["podman", "stop", "-t", "0", cid], check=True, capture_output=True)
+        time.sleep(1.0)
+        assert podman_world.leftovers(), "a stopped container keeps its network until it is removed"
+        s = subprocess.run(["podman", "start", cid], capture_output=True, text=True)
+        assert s.returncode == 0, s.stderr
+        assert _eth0_of("podman", cid) == addr
+    finally:
+        subprocess.run(["podman", "rm", "-f", "-t", "0", cid], capture_output=True)
+    podman_world.assert_clean(within=10.0)

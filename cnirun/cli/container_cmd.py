@@ -223,7 +223,7 @@ def collect_garbage(dry_run: bool = False) -> list[str]:
                 alive = _run_alive(meta, engines)
                 if alive is None or alive:
                     need_watcher = True
-                    continue  # still running: the watcher's job
+                    continue  # its container still exists: the watcher's job
             what = f"run {st.id[:12]} ({meta.engine if meta else '?'} {(meta.workload if meta else '')[:12] or '-'})"
             if dry_run:
                 report.append(f"would tear down {what}")
@@ -284,12 +284,17 @@ def collect_garbage(dry_run: bool = False) -> list[str]:
 
 
 def _run_alive(meta: Any, engines: _Engines) -> bool | None:
+    """Whether a detached run's container still exists (None: no engine can tell).
+
+    Exists, not runs: a stopped container keeps its networks so that it can be
+    started again (the watcher's rule), and only its removal ends the run.
+    """
     if meta.engine == "podman":
         from ..engines import podman
 
-        return bool(podman.container_running(meta.workload))
+        return podman.container_running(meta.workload) is not None
     d = engines.docker()
-    return None if d is None else d.is_running(meta.workload)
+    return None if d is None else d.inspect(meta.workload) is not None
 
 
 def _foreign_alive(att: Any, engines: _Engines) -> bool:

@@ -285,19 +285,21 @@ def remove_containers(project_name: str, eng: Any, only: set[str] | None = None)
     for t in threads:
         t.join()
     for c in containers:
-        if c.name in states:
-            st, meta = states[c.name]
-            # The watcher tears a detached run down when its container dies;
-            # when no one owns the run (watcher gone), we do it ourselves.
-            if not _wait_torn_down(st, time.monotonic() + TEARDOWN_WAIT) and st.lock(blocking=False):
-                errors += teardown(st, meta, getattr(eng, "docker", None), stop=False)
-            elif st.path.exists():
-                errors.append(f"container {c.name}: its networks are still attached (run `cnirun gc`)")
         try:
             eng.remove(c.id)
             say(f" Container {c.name}  Removed")
         except CNIError as e:
             errors.append(str(e))
+            continue
+        if c.name in states:
+            st, meta = states[c.name]
+            # The watcher tears a detached run down when its container is
+            # removed (a stopped one keeps its networks for a restart); when
+            # no one owns the run (watcher gone), we do it ourselves.
+            if not _wait_torn_down(st, time.monotonic() + TEARDOWN_WAIT) and st.lock(blocking=False):
+                errors += teardown(st, meta, getattr(eng, "docker", None), stop=False)
+            elif st.path.exists():
+                errors.append(f"container {c.name}: its networks are still attached (run `cnirun gc`)")
     return errors
 
 
