@@ -344,9 +344,10 @@ class _Deadline:
     signal: the signal module imports enum (hook path).
     """
 
-    def __init__(self, cni: CNI, seconds: float, record: dict[str, Any]) -> None:
+    def __init__(self, cni: CNI, seconds: float, record: dict[str, Any], total: float | None = None) -> None:
         self.cni = cni
-        self.seconds = seconds
+        self.seconds = seconds  # what is left of `total` when armed
+        self.total = seconds if total is None else total
         self.record = record
         self.fired = False
         self._old: Any = None
@@ -373,7 +374,7 @@ class _Deadline:
             self.cni.timeout = CLEANUP_PLUGIN_TIMEOUT
             _signal.setitimer(_signal.ITIMER_REAL, CLEANUP_GRACE)
             raise HookTimeout(
-                f"attaching took longer than {self.seconds:g} s (the engine stops hooks after {HOOK_TIMEOUT} s): "
+                f"attaching took longer than {self.total:g} s (the engine stops hooks after {HOOK_TIMEOUT} s): "
                 "a plugin or another CNI operation is slow; retry, or look at cnirun's hook log"
             )
         msg = "cleanup after the timeout did not finish either: `cnirun gc` reclaims what is left"
@@ -397,8 +398,9 @@ def _attach_stage(stage: str, state: OCIState, record: dict[str, Any], started: 
     config = read_config(state.bundle)
     cni = CNI()
     elapsed = 0.0 if started is None else time.monotonic() - started
-    budget = attach_budget() - elapsed
-    deadline = _Deadline(cni, budget, record)
+    total = attach_budget()
+    budget = total - elapsed
+    deadline = _Deadline(cni, budget, record, total)
     deadline.arm()
     try:
         fd = lock_container(state.id, wait=max(min(CONTAINER_LOCK_WAIT, budget), 0.0))
