@@ -131,6 +131,12 @@ def spec_from_state(state: OCIState) -> ContainerNetworkSpec | None:
     return ContainerNetworkSpec.from_labels(state.annotations)
 
 
+def labels_allowed(net: Any) -> bool:
+    """Whether containers may join `net` by naming it in a label/annotation (its conflist's "cnirun" key)."""
+    policy = net.raw.get("cnirun") if isinstance(net.raw, dict) else None
+    return not isinstance(policy, dict) or policy.get("allowLabels", True) is True
+
+
 def check_label_policy(nets: list[Any]) -> None:
     """Refuse a network whose conflist does not let containers join it through labels/annotations.
 
@@ -139,8 +145,7 @@ def check_label_policy(nets: list[Any]) -> None:
     annotation naming it fails the start. Default: allowed.
     """
     for net in nets:
-        policy = net.raw.get("cnirun") if isinstance(net.raw, dict) else None
-        if isinstance(policy, dict) and policy.get("allowLabels", True) is not True:
+        if not labels_allowed(net):
             raise HookError(
                 f"network {net.name} does not accept containers through labels or annotations "
                 f'({net.source} sets "cnirun": {{"allowLabels": false}}): attach with cnirun run'

@@ -541,3 +541,17 @@ def _hook(world: World, stage: str, cid: str, pid: int, ann: dict[str, str], sta
     state = {"ociVersion": "1.0.2", "id": cid, "pid": pid, "status": status, "bundle": str(bundle), "annotations": ann}
     return subprocess.run(hook.hook_argv(stage), input=json.dumps(state), env=env, capture_output=True, text=True,
                           cwd="/", timeout=120)
+
+
+@needs_docker
+def test_cnirun_run_attaches_a_closed_network_itself(world: World) -> None:
+    """`cnirun run` is root's own attach: for a network refusing labels it takes sandbox mode, never the hook."""
+    refused = subprocess.run([*_cnirun_run(), "--mode", "hook", "--rm", "--net", "t16-closed", "busybox", "true"],
+                             env=world.full_env(), capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 125
+    one_cnirun_line(refused.stderr, "--mode hook cannot attach t16-closed")
+    calls = len(world.probe_calls())
+    ok = subprocess.run([*_cnirun_run(), "--rm", "--net", "t16-closed", "busybox", "true"],
+                        env=world.full_env(), capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0, ok.stderr
+    assert world.cni_calls()[calls:][:1] == ["ADD"] and "DEL" in world.cni_calls()[calls:]

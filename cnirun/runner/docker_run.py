@@ -23,7 +23,19 @@ if TYPE_CHECKING:
 
 def _docker_mode(p: Plan) -> str:
     from ..engines.docker_mode import choose
+    from ..hook import labels_allowed
 
+    closed = [n.name for n in p.networks if not labels_allowed(n)]
+    if closed:
+        # The hook refuses label joins of these networks: the sandbox attaches them itself.
+        if p.req.mode == "hook":
+            from ..errors import ArgumentError
+
+            raise ArgumentError(
+                f"--mode hook cannot attach {', '.join(closed)}: its conflist sets \"cnirun\": "
+                '{"allowLabels": false}; drop --mode hook (sandbox mode is used)'
+            )
+        return "sandbox"
     extra_ips = [n.name for n in p.networks[1:] if n.name in p.ips]
     return choose(p.req.mode, p.cni, p.file_networks, extra_ips)
 
