@@ -555,3 +555,17 @@ def test_cnirun_run_attaches_a_closed_network_itself(world: World) -> None:
                         env=world.full_env(), capture_output=True, text=True, timeout=120)
     assert ok.returncode == 0, ok.stderr
     assert world.cni_calls()[calls:][:1] == ["ADD"] and "DEL" in world.cni_calls()[calls:]
+
+
+@pytest.mark.parametrize("body, where", [
+    ('    hostname: "a\\nroot2::0:0::/root:/bin/sh"\n', "services.web.hostname: invalid hostname"),
+    ('    networks:\n      n1:\n        aliases: ["ok", "x\\n10.0.0.1 evil"]\n', "aliases[1]: invalid alias"),
+])
+def test_compose_hostnames_and_aliases_are_rfc1123(tmp_path: Path, body: str, where: str) -> None:
+    from cnirun.compose.project import load_project
+    from cnirun.errors import CNIError
+
+    f = tmp_path / "compose.yaml"
+    f.write_text("services:\n  web:\n    image: busybox\n" + body + "networks:\n  n1: {}\n")
+    with pytest.raises(CNIError, match=where):
+        load_project(str(f))

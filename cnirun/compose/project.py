@@ -187,6 +187,16 @@ def _ports(doc: Document, value: Any, path: KeyPath) -> list[str]:
     return out
 
 
+def _host_name(doc: Document, value: str, path: KeyPath, what: str) -> None:
+    """Host names and aliases go into hosts files: RFC 1123 only (no newline can add a line)."""
+    from ..options import parse_hostname
+
+    try:
+        parse_hostname(value, what)
+    except ArgumentError as e:
+        doc.fail(path, str(e))
+
+
 def _service_networks(doc: Document, value: Any, path: KeyPath) -> list[ServiceNetwork]:
     out: list[ServiceNetwork] = []
     if isinstance(value, list):
@@ -206,6 +216,8 @@ def _service_networks(doc: Document, value: Any, path: KeyPath) -> list[ServiceN
             })
             if m.get("aliases") is not None:
                 sn.aliases = _str_list(doc, m["aliases"], p + ("aliases",))
+                for i, alias in enumerate(sn.aliases):
+                    _host_name(doc, alias, p + ("aliases", i), "alias")
             if m.get("ipv4_address") is not None:
                 raw = expect_str(doc, m["ipv4_address"], p + ("ipv4_address",), "an IPv4 address")
                 try:
@@ -263,6 +275,7 @@ def parse_service(doc: Document, name: str, value: Any, path: KeyPath) -> Servic
         svc.networks = _service_networks(doc, m["networks"], path + ("networks",))
     if m.get("hostname") is not None:
         svc.hostname = expect_str(doc, m["hostname"], path + ("hostname",))
+        _host_name(doc, svc.hostname, path + ("hostname",), "hostname")
     if m.get("depends_on") is not None:
         svc.depends_on = _depends(doc, m["depends_on"], path + ("depends_on",))
     if "restart" in m:
