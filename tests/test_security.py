@@ -559,7 +559,7 @@ def test_cnirun_run_attaches_a_closed_network_itself(world: World) -> None:
 
 @pytest.mark.parametrize("body, where", [
     ('    hostname: "a\\nroot2::0:0::/root:/bin/sh"\n', "services.web.hostname: invalid hostname"),
-    ('    networks:\n      n1:\n        aliases: ["ok", "x\\n10.0.0.1 evil"]\n', "aliases[1]: invalid alias"),
+    ('    networks:\n      n1:\n        aliases: ["ok", "x\\n10.0.0.1 evil"]\n', r"aliases\[1\]: invalid alias"),
 ])
 def test_compose_hostnames_and_aliases_are_rfc1123(tmp_path: Path, body: str, where: str) -> None:
     from cnirun.compose.project import load_project
