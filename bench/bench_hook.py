@@ -88,12 +88,16 @@ def bench_hook_overhead(root: Path) -> None:
         "CNIRUN_STATE_DIR": str(root / "stub-state"), "CNIRUN_HOOK_LOG": str(root / "stub.log"),
     }
     env = dict(e.split("=", 1) for e in hook.hook_env(env_vars))
+    # The hook attaches only into a container's own new netns, which it reads from the bundle.
+    bundle = root / "stub-bundle"
+    bundle.mkdir()
+    (bundle / "config.json").write_text(json.dumps({"ociVersion": "1.0.2", "linux": {"namespaces": [{"type": "network"}]}}))
     sleeper = subprocess.Popen(["unshare", "--net", "sleep", "600"])
     time.sleep(0.1)
     try:
         def state(stage: str) -> bytes:
             return json.dumps({"id": "h4bench-stub", "pid": sleeper.pid if stage != "poststop" else 0,
-                               "annotations": {"cnirun.networks": "h4stub"}}).encode()
+                               "bundle": str(bundle), "annotations": {"cnirun.networks": "h4stub"}}).encode()
 
         def call(stage: str) -> float:
             t = time.perf_counter()
