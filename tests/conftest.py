@@ -16,9 +16,10 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 
@@ -184,6 +185,56 @@ def first_address(text: str) -> str:
         if "/" in word and word[0].isdigit():
             return word
     raise AssertionError(f"no address in {text!r}")
+
+
+DAEMON_JSON = "/etc/docker/daemon.json"
+
+
+def _daemon_json() -> bytes | None:
+    try:
+        return Path(DAEMON_JSON).read_bytes()
+    except FileNotFoundError:
+        return None
+
+
+def docker_runtimes() -> dict[str, Any]:
+    out = subprocess.run(["docker", "info", "--format", "{{json .Runtimes}}"], capture_output=True, text=True).stdout
+    return json.loads(out or "{}")
+
+
+@contextmanager
+def docker_runtime_installed(w: World, name_prefix: str) -> Iterator[None]:
+    """The cnirun runtime installed in dockerd with the World's environment, for the block.
+
+    Skips when a `cnirun` runtime is already registered (a real installation
+    is not ours to replace). At the end, containers named `name_prefix*` a
+    failed test left are removed (uninstall refuses while they use the
+    runtime), the runtime is uninstalled and daemon.json must be byte for
+    byte what it was.
+    """
+    from cnirun import docker_runtime
+
+    if docker_runtime.registered_path(DAEMON_JSON):
+        pytest.skip("a cnirun runtime is already registered in /etc/docker/daemon.json")
+    w.env["CNIRUN_HOOK_LOG"] = str(w.tmp / "hooks.log")
+    runtime_dir = w.tmp / "runtime"
+    before = _daemon_json()
+    inst = subprocess.run([*CNIRUN, "install", "docker-runtime", "--dir", str(runtime_dir)],
+                          env=w.env, capture_output=True, text=True, timeout=90, cwd=REPO)
+    try:
+        assert inst.returncode == 0, inst.stderr
+        assert "cnirun" in docker_runtimes()
+        yield
+    finally:
+        left = subprocess.run(["docker", "ps", "-aq", "--filter", f"name={name_prefix}"], capture_output=True,
+                              text=True).stdout.split()
+        if left:
+            subprocess.run(["docker", "rm", "-f", *left], capture_output=True)
+        un = subprocess.run([*CNIRUN, "uninstall", "docker-runtime", "--dir", str(runtime_dir)],
+                            env=w.env, capture_output=True, text=True, timeout=90, cwd=REPO)
+        assert un.returncode == 0, un.stderr
+        assert _daemon_json() == before
+        assert "cnirun" not in docker_runtimes()
 
 
 def _make_world(tmp_path: Path, octet: int, module: str) -> World:

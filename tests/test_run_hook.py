@@ -18,53 +18,29 @@ from typing import Iterator
 
 import pytest
 
-from cnirun import docker_runtime
-from conftest import CNIRUN, REPO, World, _finish, _make_world, first_address, needs_docker, needs_root
+from conftest import (
+    CNIRUN,
+    REPO,
+    World,
+    _finish,
+    _make_world,
+    docker_runtime_installed,
+    first_address,
+    needs_docker,
+    needs_root,
+)
 
 pytestmark = [needs_root, needs_docker]
-DAEMON_JSON = "/etc/docker/daemon.json"
-
-
-def _snapshot() -> bytes | None:
-    try:
-        return Path(DAEMON_JSON).read_bytes()
-    except FileNotFoundError:
-        return None
-
-
-def _runtimes() -> dict:
-    out = subprocess.run(["docker", "info", "--format", "{{json .Runtimes}}"], capture_output=True, text=True).stdout
-    return json.loads(out or "{}")
 
 
 @pytest.fixture(scope="module")
 def hook_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    if docker_runtime.registered_path(DAEMON_JSON):
-        pytest.skip("a cnirun runtime is already registered in /etc/docker/daemon.json")
     w = _make_world(tmp_path_factory.mktemp("runhook"), 131, "hook")
-    w.env["CNIRUN_HOOK_LOG"] = str(w.tmp / "hooks.log")
-    runtime_dir = w.tmp / "runtime"
-    before = _snapshot()
-    inst = subprocess.run([*CNIRUN, "install", "docker-runtime", "--dir", str(runtime_dir)],
-                          env=w.env, capture_output=True, text=True, timeout=90, cwd=REPO)
     try:
-        assert inst.returncode == 0, inst.stderr
-        assert "cnirun" in _runtimes()
-        yield w
+        with docker_runtime_installed(w, "cnirun-t3hook-"):
+            yield w
     finally:
-        # A container left by a failed test would make uninstall refuse (it still uses the runtime).
-        left = subprocess.run(["docker", "ps", "-aq", "--filter", "name=cnirun-t3hook-"], capture_output=True,
-                              text=True).stdout.split()
-        if left:
-            subprocess.run(["docker", "rm", "-f", *left], capture_output=True)
-        un = subprocess.run([*CNIRUN, "uninstall", "docker-runtime", "--dir", str(runtime_dir)],
-                            env=w.env, capture_output=True, text=True, timeout=90, cwd=REPO)
-        try:
-            _finish(w)
-        finally:
-            assert un.returncode == 0, un.stderr
-            assert _snapshot() == before
-            assert "cnirun" not in _runtimes()
+        _finish(w)
 
 
 def _hook_runs(w: World) -> int:

@@ -1,0 +1,164 @@
+"""SIGKILL at random moments, then `cnirun gc`: nothing may be left behind.
+
+Shared by tests/test_chaos.py (a few dozen kills, run by `make test`) and
+bench/bench_chaos.py (hundreds). Every scenario works in one World (its own
+NETCONFPATH, cache, state dir, bridge and subnet), kills what it kills at a
+moment drawn uniformly over the whole life of a run (before, during and after
+ADD, during teardown), removes the containers a killed client leaves (as a
+user would: `docker rm -f`), runs `cnirun gc` and then checks the World's
+leftovers: reservations, veths, cache files, iptables rules, helper and
+workload containers, netns, run state dirs.
+
+The victims:
+- `kill_runs`: the `cnirun run` process (sandbox mode, hook mode, Podman);
+- `kill_hooks`: the OCI hook process while it attaches (hook mode, with a
+  plugin slowed down so the hook is surely running when the kill lands);
+- `kill_watcher`: the `-d` watcher (supervisor and worker) while detached
+  containers come and go.
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from conftest import World
+
+
+def _pgrep(pattern: str) -> list[int]:
+    out = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+def _rm_containers(engine: str, filters: list[str]) -> None:
+    args = [a for f in filters for a in ("--filter", f)]
+    ids = subprocess.run([engine, "ps", "-aq", *args], capture_output=True, text=True).stdout.split()
+    if ids:
+        subprocess.run([engine, "rm", "-f", *ids], capture_output=True)
+
+
+class Chaos:
+    """One World under attack; `report` collects what happened, for the bench's output."""
+
+    def __init__(self, world: World, seed: int) -> None:
+        self.w = world
+        self.rng = random.Random(seed)
+        self.report: dict[str, Any] = {}
+
+    # -- measuring the window to aim at ------------------------------------------------
+    def _run_time(self, args: list[str]) -> float:
+        t0 = time.monotonic()
+        r = self.w.cnirun(*args, timeout=120)
+        assert r.returncode == 0, r.stderr
+        return time.monotonic() - t0
+
+    def _finish(self, engine: str, name_prefix: str | None) -> list[str]:
+        """Remove what killed clients left running, then gc; returns gc's report lines.
+
+        Only this World's containers: its state dir's label, and the names
+        this scenario gave (`name_prefix`, unique to the World).
+        """
+        states = str(self.w.state_dir / "containers")
+        # Foreground runs are short: let them end on their own first.
+        time.sleep(1.0)
+        _rm_containers(engine, [f"label=cnirun.state={states}"])
+        if name_prefix:
+            _rm_containers(engine, [f"name={name_prefix}"])
+        g = self.w.cnirun("gc", timeout=180)
+        assert g.returncode == 0, g.stderr
+        return g.stdout.splitlines()
+
+    # -- the victims ---------------------------------------------------------------------
+    def kill_runs(self, n: int, engine: str, mode: str = "") -> None:
+        """SIGKILL `cnirun --rm ... busybox sleep 0.2` at a random moment of its life, n times."""
+        name = f"{self.w.bridge}-chaos-{engine}{mode}-"
+        extra = ["--engine", engine] + (["--mode", mode] if mode else [])
+        horizon = 1.3 * self._run_time([*extra, "--rm", "busybox", "sleep", "0.2"])
+        delays = []
+        for i in range(n):
+            delay = self.rng.uniform(0.0, horizon)
+            delays.append(round(delay, 3))
+            p = self.w.popen(*extra, "--rm", "--name", f"{name}{i}", "busybox", "sleep", "0.2",
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+            time.sleep(delay)
+            p.send_signal(signal.SIGKILL)
+            p.wait()
+        self.report[f"kill_runs {engine} {mode or 'auto'}"] = {
+            "n": n, "horizon_s": round(horizon, 3), "gc_lines": self._finish(engine, name),
+        }
+
+    def kill_hooks(self, n: int, slow_plugin_s: float = 0.6) -> None:
+        """SIGKILL the createRuntime hook (hook mode) at a random moment while it attaches.
+
+        The World's network must end with the noop plugin sleeping
+        `slow_plugin_s` on ADD (chain_with_slow_noop), so that the hook is
+        alive for a while after the container's create.
+        """
+        name = f"{self.w.bridge}-chaos-hookkill-"
+        killed = 0
+        for i in range(n):
+            p = self.w.popen("--mode", "hook", "--rm", "--name", f"{name}{i}", "busybox", "true",
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            deadline = time.monotonic() + 20
+            target: list[int] = []
+            while time.monotonic() < deadline and not target and p.poll() is None:
+                target = _pgrep("run_process.*createRuntime")
+                time.sleep(0.01)
+            if target:
+                time.sleep(self.rng.uniform(0.0, slow_plugin_s + 0.2))
+                for pid in target:
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                        killed += 1
+                    except ProcessLookupError:
+                        pass
+            p.wait(timeout=60)
+        self.report["kill_hooks"] = {"n": n, "hooks_killed": killed, "gc_lines": self._finish("docker", name)}
+
+    def kill_watcher(self, n: int) -> None:
+        """Detached containers come and go while the watcher is SIGKILLed at random moments."""
+        pidfile = self.w.state_dir / "containers" / ".watcher.pid"
+        kills = 0
+        cids = []
+        for i in range(n):
+            r = self.w.cnirun("-d", "--rm", "busybox", "sleep", f"{self.rng.uniform(0.2, 1.5):.2f}", timeout=120)
+            assert r.returncode == 0, r.stderr
+            cids.append(r.stdout.strip())
+            time.sleep(self.rng.uniform(0.0, 0.8))
+            try:
+                pid = int(pidfile.read_text())
+                os.killpg(pid, signal.SIGKILL)  # supervisor and worker: the whole watcher
+                kills += 1
+            except (OSError, ValueError):
+                pass
+        time.sleep(2.0)  # every container has exited (and, --rm, been removed) by now
+        self.report["kill_watcher"] = {"n": n, "watcher_kills": kills, "gc_lines": self._finish("docker", None)}
+
+    def assert_clean(self) -> None:
+        self.w.assert_clean(within=20.0)
+
+
+def chain_with_slow_noop(w: World, sleep_s: float) -> None:
+    """The World's network plus cnirun's noop plugin sleeping `sleep_s` on ADD (a slow plugin)."""
+    from cnirun.plugins import install_plugin_script
+    from cnirun.plugins import noop
+
+    plugdir = w.tmp / "plugins"
+    plugdir.mkdir(exist_ok=True)
+    install_plugin_script(plugdir, "noop", "cnirun.plugins.noop")
+    debug = w.tmp / "slow.json"
+    noop.write_debug(debug, commands={"ADD": {"sleep": sleep_s}})
+    w.conflist(extra=[{"type": "noop", "debugFile": str(debug)}])
+    w.env["CNI_PATH"] = f"{plugdir}:/usr/lib/cni"
+
+
+def report_lines(report: dict[str, Any]) -> list[str]:
+    return [f"{k}: {json.dumps(v)}" for k, v in report.items()]
+
+
+__all__ = ["Chaos", "chain_with_slow_noop", "report_lines", "Path"]
