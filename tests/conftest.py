@@ -170,8 +170,12 @@ class World:
         while time.monotonic() < deadline and not list((self.cache_dir / "results").glob("*")):
             time.sleep(0.05)
 
-    def stop_watcher(self) -> None:
+    def stop_watcher(self, wait: float = 0.0) -> None:
+        """SIGKILL the World's watcher; `wait`: seconds to give a just-spawned one to write its pid."""
         pidfile = self.state_dir / "containers" / ".watcher.pid"
+        deadline = time.monotonic() + wait
+        while not pidfile.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
         try:
             pid = int(pidfile.read_text())
             os.killpg(pid, signal.SIGKILL)  # supervisor and worker share its session/group

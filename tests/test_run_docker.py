@@ -289,3 +289,58 @@ def test_helper_stopped_behind_our_back_is_restarted_and_reattached(docker_world
     finally:
         subprocess.run(["docker", "rm", "-f", cid], capture_output=True)
     docker_world.assert_clean(within=8.0)
+
+
+def _restart_dockerd() -> None:
+    from conftest import REPO
+
+    pid = int(subprocess.run(["pgrep", "-xo", "dockerd"], capture_output=True, text=True).stdout.split()[0])
+    subprocess.run(["kill", "-TERM", str(pid)], check=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and subprocess.run(["kill", "-0", str(pid)], capture_output=True).returncode == 0:
+        time.sleep(0.2)
+    r = subprocess.run([str(REPO / "scripts" / "setup.sh"), "docker"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+@pytest.mark.slow
+def test_dockerd_restart_with_detached_runs(docker_world: World) -> None:
+    """dockerd restart stops every container: the watcher brings the helper back and re-attaches it, so
+    `docker start` finds the container's network; removal then leaves nothing."""
+    r = docker_world.cnirun("-d", "busybox", "sleep", "300")
+    assert r.returncode == 0, r.stderr
+    cid = r.stdout.strip()
+    try:
+        addr = _eth0_of("docker", cid)
+        _restart_dockerd()
+        deadline = time.monotonic() + 30
+        started = False
+        while time.monotonic() < deadline and not started:
+            started = subprocess.run(["docker", "start", cid], capture_output=True).returncode == 0
+            time.sleep(0.5)
+        assert started, "the container could not be started again after the dockerd restart"
+        assert _eth0_of("docker", cid) == addr
+    finally:
+        subprocess.run(["docker", "rm", "-f", cid], capture_output=True)
+    docker_world.assert_clean(within=15.0)
+
+
+def test_reboot_then_gc_frees_everything(docker_world: World) -> None:
+    """A reboot, simulated: containers, netns and /run state gone, cache and reservations kept; gc frees them."""
+    import shutil
+
+    r = docker_world.cnirun("-d", "-p", f"{19400 + docker_world.n}:80", "busybox", "sleep", "300")
+    assert r.returncode == 0, r.stderr
+    cid = r.stdout.strip()
+    _eth0_of("docker", cid)
+    docker_world.stop_watcher(wait=5.0)
+    states = docker_world.state_dir / "containers"
+    helpers = subprocess.run(["docker", "ps", "-aq", "--filter", f"label=cnirun.state={states}"], capture_output=True,
+                             text=True).stdout.split()
+    subprocess.run(["docker", "rm", "-f", *helpers], check=True, capture_output=True)
+    shutil.rmtree(docker_world.state_dir)  # /run is a tmpfs: a reboot empties it
+    docker_world.state_dir.mkdir()
+    assert any("IP reservations" in x for x in docker_world.leftovers())
+    g = docker_world.cnirun("gc")
+    assert g.returncode == 0 and "DEL" in g.stdout, g.stdout + g.stderr
+    docker_world.assert_clean()

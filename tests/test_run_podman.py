@@ -91,3 +91,20 @@ def test_detached_restart_and_stop_start_keep_the_network(podman_world: World) -
     finally:
         subprocess.run(["podman", "rm", "-f", "-t", "0", cid], capture_output=True)
     podman_world.assert_clean(within=10.0)
+
+
+def test_reboot_then_gc_frees_everything(podman_world: World) -> None:
+    import shutil
+
+    r = podman_world.cnirun("-d", "busybox", "sleep", "300")
+    assert r.returncode == 0, r.stderr
+    cid = r.stdout.strip()
+    podman_world.stop_watcher(wait=5.0)
+    meta = json.loads(next((podman_world.state_dir / "containers").glob("*/meta.json")).read_text())
+    subprocess.run(["podman", "rm", "-f", "-t", "0", cid], check=True, capture_output=True)
+    subprocess.run(["ip", "netns", "delete", meta["netns"].rsplit("/", 1)[1]], check=True)
+    shutil.rmtree(podman_world.state_dir)
+    podman_world.state_dir.mkdir()
+    g = podman_world.cnirun("gc")
+    assert g.returncode == 0 and "DEL" in g.stdout, g.stdout + g.stderr
+    podman_world.assert_clean()
