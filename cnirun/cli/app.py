@@ -17,7 +17,7 @@ app.add_typer(cni_cmd.app, name="cni")
 exec_cmd.register(app)
 
 # Later subcommand groups register themselves here when their module exists.
-for _name in ("network_cmd", "container_cmd", "hook_cmd", "install_cmd", "compose_cmd"):
+for _name in ("network_cmd", "container_cmd", "hook_cmd", "install_cmd", "compose_cmd", "overlay_cmd"):
     try:
         _mod = __import__(f"{__package__}.{_name}", fromlist=["register"])
     except ModuleNotFoundError as _e:

@@ -1,8 +1,10 @@
-"""`cnirun install|uninstall hooks|docker-runtime`: wiring cnirun into the engines.
+"""`cnirun install|uninstall hooks|docker-runtime|plugins`: wiring cnirun into the engines.
 
 hooks: hooks.d files for Podman and CRI-O (cnirun.hooksd).
 docker-runtime: the `cnirun` runtime shim registered in dockerd's
-daemon.json (cnirun.docker_runtime). Both record NETCONFPATH, CNI_PATH,
+daemon.json (cnirun.docker_runtime). plugins: launchers of cnirun's own CNI
+plugins (flannel, sysctl) where other runtimes look (cnirun.plugins). hooks
+and docker-runtime record NETCONFPATH, CNI_PATH,
 CNI_CACHE_DIR and PATH as they are now, so the hooks see the same networks
 as this shell; relative entries and directories others than root can write
 are refused (--force: installed with a warning each).
@@ -20,7 +22,7 @@ def register(app: typer.Typer) -> None:
     from ..docker_runtime import DAEMON_JSON, DEFAULT_DIR
     from ..hooksd import DEFAULT_HOOKS_DIR
 
-    install_app = typer.Typer(help="Install cnirun's OCI hooks or Docker runtime.", no_args_is_help=True)
+    install_app = typer.Typer(help="Install cnirun's OCI hooks, Docker runtime or CNI plugins.", no_args_is_help=True)
     uninstall_app = typer.Typer(help="Remove what `cnirun install` installed.", no_args_is_help=True)
     app.add_typer(install_app, name="install")
     app.add_typer(uninstall_app, name="uninstall")
@@ -89,3 +91,33 @@ def register(app: typer.Typer) -> None:
         with one_line_errors():
             was = uninstall(directory, daemon_json, force=force)
         typer.echo(f"removed runtime cnirun from {daemon_json}" if was else f"runtime cnirun was not in {daemon_json}")
+
+    from ..plugins import DEFAULT_INSTALL_DIR
+
+    plugins_dir_opt = typer.Option(DEFAULT_INSTALL_DIR, "--dir", help="CNI plugin directory other runtimes search.")
+
+    @install_app.command("plugins")
+    def install_plugins(
+        directory: str = plugins_dir_opt,
+        force: bool = typer.Option(
+            False, "--force", help="Install into a non-root-owned directory or over a plugin cnirun did not write (warns)."
+        ),
+    ) -> None:
+        """Put cnirun's CNI plugins (flannel, sysctl) where other runtimes look (cnirun itself needs no install)."""
+        from ..plugins import install_plugins as install
+
+        with one_line_errors():
+            problems: list[str] = []
+            paths = install(directory, force=force, warnings=problems)
+            warn(problems)
+        for path in paths:
+            typer.echo(f"installed {path}")
+
+    @uninstall_app.command("plugins")
+    def uninstall_plugins(directory: str = plugins_dir_opt) -> None:
+        """Remove the plugin launchers `cnirun install plugins` wrote (other files are left alone)."""
+        from ..plugins import uninstall_plugins as uninstall
+
+        with one_line_errors():
+            removed = uninstall(directory)
+        typer.echo("\n".join(f"removed {p}" for p in removed) if removed else f"no cnirun plugins in {directory}")

@@ -10,7 +10,7 @@ import sys
 
 # Subcommands served by the typer application; anything else is an image.
 SUBCOMMANDS = frozenset(
-    {"cni", "exec", "network", "ps", "inspect", "gc", "hook", "install", "uninstall", "compose", "watch", "version"}
+    {"cni", "exec", "network", "ps", "inspect", "gc", "hook", "install", "uninstall", "compose", "watch", "version", "overlay"}
 )
 
 
