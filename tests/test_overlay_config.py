@@ -1,0 +1,179 @@
+"""Issue #15 without root: subnet arithmetic, lease encoding, subnet.env, the flannel plugin's config building."""
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from cnirun.errors import CNIError
+from cnirun.overlay import config, lease, subnet_env
+from cnirun.overlay.errors import OverlayError
+from cnirun.overlay.etcd import parse_url, prefix_end
+from cnirun.plugins import flannel, install_plugin_script, noop
+
+
+# -- config -----------------------------------------------------------------------------
+def test_flannel_defaults() -> None:
+    cfg = config.from_dict({"Network": "10.5.0.0/16"})
+    assert cfg.subnet_len == 24 and cfg.vni == 1 and cfg.port == 8472 and cfg.device_name == "flannel.1"
+    assert str(cfg.subnet_min) == "10.5.1.0" and str(cfg.subnet_max) == "10.5.255.0"  # first subnet skipped
+    assert cfg.capacity() == 255
+    assert cfg.to_dict() == {"Network": "10.5.0.0/16", "SubnetLen": 24, "Backend": {"Type": "vxlan", "VNI": 1, "Port": 8472}}
+    # a small network: two bits more than the network (flannel's rule)
+    assert config.from_dict({"Network": "10.5.0.0/23"}).subnet_len == 25
+
+
+def test_subnets_and_keys() -> None:
+    cfg = config.build("10.172.0.0/22", 24)
+    assert [str(s) for s in cfg.subnets()] == ["10.172.1.0/24", "10.172.2.0/24", "10.172.3.0/24"]
+    s = ipaddress.IPv4Network("10.172.2.0/24")
+    assert config.subnet_key(s) == "10.172.2.0-24"
+    assert config.parse_subnet_key("/coreos.com/network/subnets/10.172.2.0-24") == s
+    assert config.parse_subnet_key("/coreos.com/network/subnets/garbage") is None
+    assert cfg.contains(s) and not cfg.contains(ipaddress.IPv4Network("10.172.0.0/24"))
+    assert str(config.gateway(s)) == "10.172.2.1/24"
+    explicit = config.from_dict({"Network": "10.172.0.0/16", "SubnetMin": "10.172.10.0", "SubnetMax": "10.172.19.0"})
+    assert explicit.capacity() == 10 and explicit.to_dict()["SubnetMin"] == "10.172.10.0"
+    assert config.build("10.172.0.0/16").same_as(config.from_json(config.build("10.172.0.0/16").to_json()))
+    assert not config.build("10.172.0.0/16").same_as(config.build("10.172.0.0/16", vni=2))
+
+
+@pytest.mark.parametrize(
+    "obj, words",
+    [
+        ({"Network": "10.172.0.0/24", "SubnetLen": 24}, "cannot hold"),
+        ({"Network": "10.172.0.0/16", "SubnetMin": "10.172.5.0", "SubnetMax": "10.172.4.0"}, "holds no /24 subnet"),
+        ({"Network": "nope"}, "not an IPv4 CIDR"),
+        ({}, '"Network"'),
+        ({"Network": "10.172.0.0/16", "SubnetLen": 31}, "at most 30"),
+        ({"Network": "10.172.0.0/16", "Backend": {"Type": "host-gw"}}, "vxlan backend only"),
+        ({"Network": "10.172.0.0/16", "Backend": {"Type": "vxlan", "VNI": 1 << 24}}, "VNI"),
+        ({"Network": "10.172.0.0/16", "Backend": {"Type": "vxlan", "Port": 70000}}, "Port"),
+        ({"Network": "10.172.0.0/16", "Backend": {"Type": "vxlan", "DirectRouting": True}}, "DirectRouting"),
+        ({"Network": "10.172.0.0/16", "SubnetMin": "10.172.1.7"}, "start of a /24"),
+        ({"IPv6Network": "fd00::/48", "EnableIPv6": True}, "IPv6"),
+    ],
+)
+def test_bad_configs_say_what_is_wrong(obj: dict, words: str) -> None:
+    with pytest.raises(OverlayError) as e:
+        config.from_dict(obj)
+    assert words in str(e.value) and "\n" not in str(e.value)
+
+
+def test_etcd_urls() -> None:
+    assert parse_url("http://127.0.0.1:2379") == ("http", "127.0.0.1", 2379)
+    assert parse_url("10.0.0.1:4001") == ("http", "10.0.0.1", 4001)
+    assert prefix_end("/coreos.com/network/subnets/") == "/coreos.com/network/subnets0"
+    with pytest.raises(OverlayError):
+        parse_url("ftp://x")
+
+
+# -- lease values ---------------------------------------------------------------------------
+def test_lease_value_is_flannels() -> None:
+    a = lease.LeaseAttrs(ipaddress.IPv4Address("192.0.2.11"), "0e:11:22:33:44:55", 1)
+    assert json.loads(a.encode()) == {"PublicIP": "192.0.2.11", "BackendType": "vxlan",
+                                      "BackendData": {"VNI": 1, "VtepMAC": "0e:11:22:33:44:55"}}
+    assert lease.decode(a.encode()) == a
+    # what flanneld writes (extra fields, upper-case MAC) decodes too
+    flanneld = b'{"PublicIP":"192.0.2.12","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"AE:1B:00:00:00:01"}}'
+    assert lease.decode(flanneld).vtep_mac == "ae:1b:00:00:00:01"
+    for bad in (b"nope", b"[]", b'{"PublicIP":"x"}', b'{"PublicIP":"192.0.2.1","BackendType":"vxlan","BackendData":{}}'):
+        with pytest.raises(OverlayError):
+            lease.decode(bad)
+
+
+def test_vtep_mac_is_stable_and_local() -> None:
+    ip = ipaddress.IPv4Address("192.0.2.11")
+    mac = lease.vtep_mac_for(ip, 1)
+    assert mac == lease.vtep_mac_for(ip, 1) != lease.vtep_mac_for(ip, 2)
+    first = int(mac.split(":")[0], 16)
+    assert first & 0x02 and not first & 0x01  # locally administered, unicast
+
+
+# -- subnet.env ---------------------------------------------------------------------------------
+def test_subnet_env_round_trip(tmp_path: Path) -> None:
+    env = subnet_env.SubnetEnv(ipaddress.IPv4Network("10.172.0.0/16"), ipaddress.IPv4Interface("10.172.5.1/24"), 1450, False)
+    path = tmp_path / "run" / "subnet.env"
+    subnet_env.write(str(path), env)
+    assert path.read_text() == "FLANNEL_NETWORK=10.172.0.0/16\nFLANNEL_SUBNET=10.172.5.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=false\n"
+    assert subnet_env.read(str(path)) == env
+    assert subnet_env.read_previous_subnet(str(path)) == ipaddress.IPv4Network("10.172.5.0/24")
+    assert subnet_env.read_previous_subnet(str(tmp_path / "none")) is None
+    path.write_text("FLANNEL_NETWORK=10.172.0.0/16\n")
+    with pytest.raises(CNIError) as e:
+        subnet_env.read(str(path))
+    assert "FLANNEL_SUBNET, FLANNEL_MTU, FLANNEL_IPMASQ" in str(e.value)
+
+
+# -- the flannel plugin's delegate ----------------------------------------------------------------
+ENV = subnet_env.SubnetEnv(ipaddress.IPv4Network("10.172.0.0/16"), ipaddress.IPv4Interface("10.172.5.1/24"), 1450, False)
+
+
+def test_delegate_as_flannel_builds_it() -> None:
+    d = flannel.build_delegate({"cniVersion": "1.0.0", "name": "overlay", "type": "flannel"}, ENV)
+    assert d == {
+        "name": "overlay", "type": "bridge", "ipMasq": True, "mtu": 1450, "isGateway": True, "cniVersion": "1.0.0",
+        "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.172.5.0/24"}]], "routes": [{"dst": "10.172.0.0/16"}]},
+    }
+    masq = subnet_env.SubnetEnv(ENV.network, ENV.subnet, 1400, True)
+    assert flannel.build_delegate({"name": "o"}, masq)["ipMasq"] is False
+
+
+def test_delegate_overrides_and_ipam() -> None:
+    conf = {"name": "o", "cniVersion": "0.4.0", "runtimeConfig": {"portMappings": []},
+            "ipam": {"dataDir": "/tmp/x", "routes": [{"dst": "192.0.2.0/24"}]},
+            "delegate": {"bridge": "cni1", "isGateway": False, "mtu": 1400, "hairpinMode": True}}
+    d = flannel.build_delegate(conf, ENV)
+    assert d["bridge"] == "cni1" and d["isGateway"] is False and d["mtu"] == 1400 and d["hairpinMode"] is True
+    assert d["runtimeConfig"] == {"portMappings": []}
+    assert d["ipam"]["dataDir"] == "/tmp/x"
+    assert d["ipam"]["routes"] == [{"dst": "192.0.2.0/24"}, {"dst": "10.172.0.0/16"}]
+    assert "isGateway" not in flannel.build_delegate({"name": "o", "delegate": {"type": "ipvlan"}}, ENV)
+    for bad, words in (({"name": "x"}, "'name'"), ({"ipam": {}}, "'ipam'"), ({"type": 3}, "'type'")):
+        with pytest.raises(CNIError) as e:
+            flannel.build_delegate({"name": "o", "delegate": bad}, ENV)
+        assert words in str(e.value)
+
+
+def _plugin(tmp: Path, command: str, conf: dict) -> tuple[int, dict]:
+    import io
+
+    env = {"CNI_COMMAND": command, "CNI_CONTAINERID": "ctr1", "CNI_NETNS": str(tmp / "netns"), "CNI_IFNAME": "eth0",
+           "CNI_PATH": str(tmp / "bin"), "PATH": os.environ.get("PATH", "")}
+    out = io.StringIO()
+    old = dict(os.environ)
+    os.environ.update(env)  # the delegate is executed with this process's environment
+    try:
+        rc = flannel.main(environ=env, stdin=json.dumps(conf).encode(), stdout=out, stderr=io.StringIO())
+    finally:
+        os.environ.clear()
+        os.environ.update(old)
+    return rc, json.loads(out.getvalue() or "{}")
+
+
+def test_plugin_add_del_through_a_recording_delegate(tmp_path: Path) -> None:
+    install_plugin_script(tmp_path / "bin", "noop", "cnirun.plugins.noop")
+    debug = tmp_path / "debug"
+    noop.write_debug(debug)
+    (tmp_path / "netns").write_text("")
+    subnet_env.write(str(tmp_path / "subnet.env"), ENV)
+    conf = {"cniVersion": "1.0.0", "name": "overlay", "type": "flannel", "subnetFile": str(tmp_path / "subnet.env"),
+            "dataDir": str(tmp_path / "data"), "delegate": {"type": "noop", "debugFile": str(debug)}}
+    rc, out = _plugin(tmp_path, "ADD", conf)
+    assert rc == 0, out
+    saved = json.loads((tmp_path / "data" / "ctr1").read_text())
+    assert saved["type"] == "noop" and saved["ipam"]["ranges"] == [[{"subnet": "10.172.5.0/24"}]]
+    assert oct((tmp_path / "data" / "ctr1").stat().st_mode & 0o777) == "0o600"
+    calls = noop.read_log(debug)
+    assert [c["command"] for c in calls] == ["ADD"] and json.loads(calls[0]["stdin"]) == saved
+    rc, out = _plugin(tmp_path, "DEL", conf)
+    assert rc == 0 and not (tmp_path / "data" / "ctr1").exists()
+    assert [c["command"] for c in noop.read_log(debug)] == ["ADD", "DEL"]
+    rc, out = _plugin(tmp_path, "DEL", conf)  # again: nothing saved, success
+    assert rc == 0 and len(noop.read_log(debug)) == 2
+    # no subnet.env: a CNI error naming the file, nothing saved
+    rc, out = _plugin(tmp_path, "ADD", {**conf, "subnetFile": str(tmp_path / "missing.env")})
+    assert rc == 1 and "missing.env" in out["msg"] and not (tmp_path / "data" / "ctr1").exists()
