@@ -30,6 +30,7 @@ import sys
 import tempfile
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -354,8 +355,9 @@ class Sim:
             self.lan.used.discard(int(h.ip.rsplit(".", 1)[1]))
 
 
-@pytest.fixture(scope="module")
-def lan() -> Iterator[Lan]:
+@contextmanager
+def make_lan() -> Iterator[Lan]:
+    """The switch netns with its bridge, and the root netns' leg into it (10.171.0.1)."""
     tag = secrets.token_hex(3)
     sw = f"t15-sw{tag}"
     up = f"cno15up{tag}"
@@ -372,6 +374,12 @@ def lan() -> Iterator[Lan]:
     finally:
         run("ip", "netns", "delete", sw, check=False)  # takes the root end of the veth with it
         run("ip", "link", "delete", up, check=False)
+
+
+@pytest.fixture(scope="module")
+def lan() -> Iterator[Lan]:
+    with make_lan() as made:
+        yield made
 
 
 @pytest.fixture(scope="module")
