@@ -31,7 +31,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from cnirun import docker_runtime, hook  # noqa: E402
+from cnirun import docker_runtime, hook_command  # noqa: E402
 
 CNIRUN = str(REPO / ".venv" / "bin" / "cnirun")
 RUNS = int(os.environ.get("BENCH_RUNS", "12"))
@@ -87,7 +87,7 @@ def bench_hook_overhead(root: Path) -> None:
         "NETCONFPATH": str(net_dir), "CNI_PATH": str(bin_dir), "CNI_CACHE_DIR": str(cache),
         "CNIRUN_STATE_DIR": str(root / "stub-state"), "CNIRUN_HOOK_LOG": str(root / "stub.log"),
     }
-    env = dict(e.split("=", 1) for e in hook.hook_env(env_vars))
+    env = dict(e.split("=", 1) for e in hook_command.hook_env(env_vars))
     # The hook attaches only into a container's own new netns, which it reads from the bundle.
     bundle = root / "stub-bundle"
     bundle.mkdir()
@@ -101,7 +101,7 @@ def bench_hook_overhead(root: Path) -> None:
 
         def call(stage: str) -> float:
             t = time.perf_counter()
-            subprocess.run(hook.hook_argv(stage), input=state(stage), env=env, check=True, capture_output=True)
+            subprocess.run(hook_command.hook_argv(stage), input=state(stage), env=env, check=True, capture_output=True)
             return (time.perf_counter() - t) * 1000
 
         lock = root / "stub-state" / "locks" / "h4bench-stub.lock"
@@ -122,7 +122,7 @@ def bench_hook_overhead(root: Path) -> None:
                 if r["stage"] == "poststop"]
     imp = subprocess.run(
         [sys.executable, "-I", "-S", "-X", "importtime", "-c",
-         f"import sys; sys.path.insert(0, {str(REPO)!r}); import cnirun.hook, cnirun.attach, cnirun.runtime, cnirun.options"],
+         f"import sys; sys.path.insert(0, {str(REPO)!r}); import cnirun.hook, cnirun.lifecycle, cnirun.runtime, cnirun.options"],
         capture_output=True, text=True,
     ).stderr
     rows = [line.split("|") for line in imp.splitlines() if line.startswith("import time:")]
@@ -143,9 +143,9 @@ def bench_hook_overhead(root: Path) -> None:
 def bench_shim_create(root: Path) -> None:
     """The create path alone: Python starts, reads and rewrites config.json, execs (here) /bin/true."""
     settings = root / "shim-settings.json"
-    settings.write_text(json.dumps({"runc": "/bin/true", "hook_argv": hook.hook_argv("")[:-1], "hook_env": ["PATH=/usr/bin"]}))
+    settings.write_text(json.dumps({"runc": "/bin/true", "hook_argv": hook_command.hook_argv("")[:-1], "hook_env": ["PATH=/usr/bin"]}))
     launcher = root / "shim-launcher"
-    launcher.write_text(docker_runtime.launcher_text(sys.executable, hook.package_parent(), "/bin/true", str(settings)))
+    launcher.write_text(docker_runtime.launcher_text(sys.executable, hook_command.package_parent(), "/bin/true", str(settings)))
     launcher.chmod(0o755)
     bundle = root / "shim-bundle"
     bundle.mkdir()

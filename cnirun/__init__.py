@@ -32,9 +32,9 @@ _LAZY = {
     "NetworkConfigList": "cnirun.config",
     "PluginConf": "cnirun.config",
     "Result": "cnirun.result",
-    "Attachment": "cnirun.attach",
-    "attach": "cnirun.attach",
-    "detach": "cnirun.attach",
+    "Attachment": "cnirun.lifecycle",
+    "attach": "cnirun.lifecycle",
+    "detach": "cnirun.lifecycle",
     "CNIError": "cnirun.errors",
     "ConfigError": "cnirun.errors",
     "NetworkNotFound": "cnirun.errors",
@@ -51,7 +51,7 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 if TYPE_CHECKING:  # for type checkers and IDEs; nothing is imported at run time
-    from .attach import Attachment, attach, detach
+    from .lifecycle import Attachment, attach, detach
     from .config import NetworkConfigList, PluginConf
     from .errors import (
         ArgumentError,

@@ -287,8 +287,6 @@ def list_attachments(
 
 def corrupt_files(cache_dir: str) -> list[Path]:
     """Cache files that cannot be parsed (shown by `cnirun gc`, removed by it)."""
-    from pathlib import Path
-
     d = results_dir(cache_dir)
     bad: list[Path] = []
     try:

@@ -119,6 +119,17 @@ class NetworkConfigList(Value):
         return out
 
 
+def labels_allowed(net: NetworkConfigList) -> bool:
+    """Whether containers may join `net` by naming it in a label or annotation (the OCI hook's way).
+
+    A top-level `"cnirun": {"allowLabels": false}` in the conflist closes it:
+    then only `cnirun run` (root on the host) attaches containers to it.
+    Default: allowed.
+    """
+    policy = net.raw.get("cnirun") if isinstance(net.raw, dict) else None
+    return not isinstance(policy, dict) or policy.get("allowLabels", True) is True
+
+
 def _where(source: str, key: str) -> str:
     return f"{source}: {key}" if key else source
 

@@ -24,7 +24,7 @@ import time
 from typing import Any, Mapping
 
 from .errors import CNIError
-from .fsutil import atomic_write
+from .fsutil import atomic_write, unsafe_dir
 
 RUNTIME_NAME = "cnirun"
 DEFAULT_DIR = "/usr/local/lib/cnirun"
@@ -201,39 +201,6 @@ SEARCH_PATH_KEYS = ("PATH", "NETCONFPATH", "CNI_PATH")
 FILE_PATH_KEYS = ("CNI_CACHE_DIR", "CNIRUN_STATE_DIR", "CNIRUN_HOOK_LOG", "CNIRUN_LOCK_FILE", "CNIRUN_DOCKER_ROOT")
 
 
-def unsafe_dir(path: str) -> str:
-    """Why `path` is not a directory only root controls ('' when it is).
-
-    The directory (or, when it does not exist, its nearest existing parent)
-    must be root's and writable by nobody else; every parent must be root's
-    and not writable by others, unless sticky (as /tmp is: others cannot
-    replace root's entries there).
-    """
-    current = os.path.realpath(path)
-    leaf = True
-    while True:
-        try:
-            st = os.stat(current)
-        except FileNotFoundError:
-            parent = os.path.dirname(current)
-            if parent == current:
-                return ""
-            current = parent
-            continue
-        except OSError as e:
-            return f"{current}: {e.strerror}"
-        if st.st_uid != 0:
-            return f"{current} belongs to uid {st.st_uid}, not root"
-        others_write = st.st_mode & 0o002 or (st.st_mode & 0o020 and st.st_gid != 0)
-        if others_write and (leaf or not st.st_mode & 0o1000):
-            return f"{current} is writable by users other than root (mode {st.st_mode & 0o7777:o})"
-        leaf = False
-        parent = os.path.dirname(current)
-        if parent == current:
-            return ""
-        current = parent
-
-
 def install_problems(environ: Mapping[str, str]) -> list[str]:
     """What is unsafe in the environment install would record (empty: nothing)."""
     problems: list[str] = []
@@ -300,7 +267,7 @@ def install(
     """
     import sys
 
-    from .hook import hook_argv, hook_env, package_parent
+    from .hook_command import hook_argv, hook_env, package_parent
 
     env, problems = checked_env(os.environ if environ is None else environ, force)
     if warnings is not None:

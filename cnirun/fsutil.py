@@ -1,7 +1,7 @@
 """Atomic file replacement, shared by every writer of files that others read.
 
 Only `os` is imported: the result cache (every OCI hook run) and the Docker
-shim's create path use this, and both must stay lean (tests/test_hook_unit.py
+shim's create path use this, and both must stay lean (tests/test_hook.py
 checks their imports).
 """
 from __future__ import annotations
@@ -53,3 +53,36 @@ def file_mode(path: str | os.PathLike[str], default: int = 0o644) -> int:
         return os.stat(path).st_mode & 0o7777
     except OSError:
         return default
+
+
+def unsafe_dir(path: str) -> str:
+    """Why `path` is not a directory only root controls ('' when it is).
+
+    The directory (or, when it does not exist, its nearest existing parent)
+    must be root's and writable by nobody else; every parent must be root's
+    and not writable by others, unless sticky (as /tmp is: others cannot
+    replace root's entries there).
+    """
+    current = os.path.realpath(path)
+    leaf = True
+    while True:
+        try:
+            st = os.stat(current)
+        except FileNotFoundError:
+            parent = os.path.dirname(current)
+            if parent == current:
+                return ""
+            current = parent
+            continue
+        except OSError as e:
+            return f"{current}: {e.strerror}"
+        if st.st_uid != 0:
+            return f"{current} belongs to uid {st.st_uid}, not root"
+        others_write = st.st_mode & 0o002 or (st.st_mode & 0o020 and st.st_gid != 0)
+        if others_write and (leaf or not st.st_mode & 0o1000):
+            return f"{current} is writable by users other than root (mode {st.st_mode & 0o7777:o})"
+        leaf = False
+        parent = os.path.dirname(current)
+        if parent == current:
+            return ""
+        current = parent

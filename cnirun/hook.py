@@ -40,7 +40,7 @@ This module is on the path of every container start: it imports only os,
 sys, time, cnirun.jsonfast, cnirun.oci_state and cnirun.netns_pin at the top and the runtime core inside
 functions. Nothing on the hook path imports the docker SDK, typer, yaml,
 pyroute2, nor the slow parts of the standard library (dataclasses, typing,
-pathlib, the json package, re, enum, subprocess): test_hook_unit checks it.
+pathlib, the json package, re, enum, subprocess): test_hook.py checks it.
 The process is started with `python -I -S` (no site, no editable-install
 finder; hook_argv puts the package on sys.path) and leaves with os._exit
 (run_process). The netns pin is made with mount(2) through ctypes, plugins
@@ -54,41 +54,25 @@ import time
 
 # The json package (it imports re and enum), typing, dataclasses and
 # subprocess cost ~20 ms of imports together: nothing on the hook path
-# imports them, and the poststop parent, which only forks, imports nothing
-# but jsonfast (the same C codec json uses).
-from . import jsonfast as json
+# imports them (jsonfast drives the same C codec), and the poststop parent,
+# which only takes the container lock and forks, not even the runtime core.
+from .hook_command import HOOK_PATH
+from .hook_log import write_log
+from .lock import CONTAINER_LOCK_WAIT, lock_container, unlock_container
+from .netns_pin import check_free_ifnames, check_own_netns, pin_netns, unpin_netns
+from .oci_state import HookError, OCIConfig, OCIState, parse_state, read_config
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Mapping
 
-    from .attach import Attachment
+    from .lifecycle import Attachment
     from .options import ContainerNetworkSpec
     from .runtime import CNI
 
 ATTACH_STAGES = ("createRuntime", "prestart")
 DETACH_STAGES = ("poststop",)
-DEFAULT_LOG = "/var/log/cnirun/hooks.log"
-LOG_ROTATE_BYTES = 4 << 20
-# Plugins run iptables from /usr/sbin; an engine gives hooks no PATH of its own.
-HOOK_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-# Variables `cnirun install` records into hooks so hook runs see the same
-# networks, plugins and cache as the shell that installed them.
-RECORDED_ENV = (
-    "NETCONFPATH",
-    "CNI_PATH",
-    "CNI_CACHE_DIR",
-    "CNIRUN_STATE_DIR",
-    "CNIRUN_HOOK_LOG",
-    "CNIRUN_LOCK_FILE",
-    "CNIRUN_PLUGIN_TIMEOUT",
-    "CNIRUN_DEFAULT_NETWORK",
-    "CNIRUN_HOOK_BUDGET",
-    "CNIRUN_DOCKER_ROOT",
-    "CNIRUN_STORAGE_ROOTS",
-)
 POSTSTOP_PLUGIN_TIMEOUT = 20.0
-CONTAINER_LOCK_WAIT = 60.0
 # poststop's engine timeout is 60 s (hooks/cnirun-detach.json); its parent
 # only waits for the container lock, then forks.
 POSTSTOP_LOCK_WAIT = 30.0
@@ -103,23 +87,6 @@ CLEANUP_GRACE = 20.0
 CLEANUP_PLUGIN_TIMEOUT = 2.0
 
 
-# Re-exported: the state parsing and the netns pin live in their own modules;
-# `from cnirun.hook import ...` keeps working for their users.
-from .oci_state import HookError, OCIConfig, OCIState, parse_state, read_config  # noqa: E402,F401
-from .netns_pin import (  # noqa: E402,F401
-    DEFAULT_STATE_DIR,
-    check_free_ifnames,
-    check_own_netns,
-    is_pinned,
-    pin_netns,
-    pin_path,
-    pinned_containers,
-    state_dir,
-    unpin_netns,
-)
-from .netns_pin import _unlink  # noqa: E402
-
-
 class HookTimeout(HookError):
     """The attach did not finish within the hook's budget (ATTACH_BUDGET)."""
 
@@ -131,12 +98,6 @@ def spec_from_state(state: OCIState) -> ContainerNetworkSpec | None:
     return ContainerNetworkSpec.from_labels(state.annotations)
 
 
-def labels_allowed(net: Any) -> bool:
-    """Whether containers may join `net` by naming it in a label/annotation (its conflist's "cnirun" key)."""
-    policy = net.raw.get("cnirun") if isinstance(net.raw, dict) else None
-    return not isinstance(policy, dict) or policy.get("allowLabels", True) is True
-
-
 def check_label_policy(nets: list[Any]) -> None:
     """Refuse a network whose conflist does not let containers join it through labels/annotations.
 
@@ -144,6 +105,8 @@ def check_label_policy(nets: list[Any]) -> None:
     `cnirun run` (root on the host) attaches containers to it, a label or
     annotation naming it fails the start. Default: allowed.
     """
+    from .config import labels_allowed
+
     for net in nets:
         if not labels_allowed(net):
             raise HookError(
@@ -162,7 +125,7 @@ def attach_container(
     and the pin is removed. `config`: the bundle's config.json as read
     (read here when None). `lock_wait`: at most this long for the port lock.
     """
-    from .attach import attach, ifname_for, options_for
+    from .lifecycle import attach, detach, ifname_for, options_for
     from .portlock import WAIT_SECONDS, reserve
     from .runtime import validate_container_id
 
@@ -178,7 +141,7 @@ def attach_container(
     nets = [cni.network(n) for n in spec.networks]
     check_label_policy(nets)
     opts = options_for(spec, nets)
-    leftovers = detach_container(cni, state.id)
+    leftovers = detach(cni, state.id)
     if leftovers:
         raise HookError("cannot undo the previous attachment: " + "; ".join(leftovers))
     # An ADD that fails is undone by a DEL of the same interface name: it
@@ -218,113 +181,17 @@ def add_hosts_entries(bundle: str, atts: list[Attachment], container_id: str = "
 
 
 def detach_container(cni: CNI, container_id: str) -> list[str]:
-    """DEL every cached attachment of the container, then drop the netns pin.
+    """DEL every cached attachment of the container, then drop the netns pin (lifecycle.detach)."""
+    from .lifecycle import detach
 
-    Idempotent; returns what could not be undone (empty when all went well).
-    Also what `cnirun gc` calls for a hook-made attachment whose container is gone.
-    """
-    from .attach import detach
-
-    problems = [str(e) for e in detach(cni, container_id)]
-    if not problems:  # a failed DEL keeps the pin so a retry can still enter the netns
-        err = unpin_netns(container_id)
-        if err:
-            problems.append(err)
-    return problems
+    return detach(cni, container_id)
 
 
-# -- logging --------------------------------------------------------------------
-def log_path(environ: Mapping[str, str] | None = None) -> str:
-    env = os.environ if environ is None else environ
-    return env.get("CNIRUN_HOOK_LOG") or DEFAULT_LOG
-
-
-def write_log(record: dict[str, Any], path: str | None = None) -> None:
-    """Append one JSON line; logging must never make a hook fail."""
-    target = path or log_path()
-    try:
-        os.makedirs(os.path.dirname(target), mode=0o755, exist_ok=True)
-        try:
-            if os.path.getsize(target) > LOG_ROTATE_BYTES:
-                os.replace(target, target + ".1")
-        except OSError:
-            pass
-        fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
-        try:
-            os.write(fd, (json.dumps(record, separators=(",", ":")) + "\n").encode())
-        finally:
-            os.close(fd)
-    except OSError:
-        pass
-
-
-# -- per-container lock ----------------------------------------------------------------
+# -- container IDs -----------------------------------------------------------------
 def _safe_id(cid: str) -> bool:
     """libcni's container ID rule, without importing re (the poststop parent stays lean)."""
     ok = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
     return bool(cid) and cid[0] in ok and all(c in ok or c in "_.-" for c in cid) and len(cid) <= 256
-
-
-def lock_path(container_id: str, environ: Mapping[str, str] | None = None) -> str:
-    return os.path.join(state_dir(environ), "locks", container_id + ".lock")
-
-
-def lock_container(container_id: str, wait: float = CONTAINER_LOCK_WAIT, blocking: bool = True) -> int | None:
-    """flock the container's lock file; returns the fd holding it (None: busy and not blocking).
-
-    Serialises a container's createRuntime with the background DEL of its
-    previous poststop (a `docker restart` runs both back to back). The
-    poststop parent takes it and its forked child inherits it, so the lock is
-    held without a gap until the DEL is done.
-    """
-    import fcntl
-
-    path = lock_path(container_id)
-    os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
-    deadline = time.monotonic() + wait
-    while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            if not blocking:
-                return None
-            if time.monotonic() >= deadline:
-                from .errors import LockError  # imported late: the poststop parent stays lean
-
-                raise LockError(f"container {container_id[:12]} is still being torn down after {wait:g} s: retry")
-            time.sleep(0.01)
-            continue
-        try:
-            same = os.fstat(fd).st_ino == os.stat(path).st_ino
-        except FileNotFoundError:
-            same = False
-        if same:
-            return fd
-        os.close(fd)  # the holder removed the file after we opened it: take the new one
-
-
-def unlock_container(fd: int, container_id: str, remove: bool = False) -> None:
-    if remove:
-        _unlink(lock_path(container_id))
-    os.close(fd)
-
-
-def reclaim(cni: CNI, container_id: str) -> list[str] | None:
-    """For `cnirun gc`: detach a container whose poststop never ran.
-
-    None when the container is busy (a start or a teardown holds its lock:
-    leave it to them); else what could not be undone.
-    """
-    fd = lock_container(container_id, blocking=False)
-    if fd is None:
-        return None
-    try:
-        problems = detach_container(cni, container_id)
-    finally:
-        unlock_container(fd, container_id, remove=True)
-    return problems
 
 
 # -- entry point ----------------------------------------------------------------
@@ -409,6 +276,7 @@ def _attach_stage(stage: str, state: OCIState, record: dict[str, Any], started: 
     deadline.arm()
     try:
         fd = lock_container(state.id, wait=max(min(CONTAINER_LOCK_WAIT, budget), 0.0))
+        assert fd is not None  # blocking
         ok = False
         try:
             atts = attach_container(cni, state, spec, config, lock_wait=budget)
@@ -544,42 +412,6 @@ def run_process() -> None:
         sys.stderr.flush()
     finally:
         os._exit(code)
-
-
-# -- how engines call the hook ----------------------------------------------------------
-def package_parent() -> str:
-    """The directory holding the cnirun package (what a -I -S python must put on sys.path)."""
-    return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def hook_argv(stage: str, python: str | None = None) -> list[str]:
-    """The full argv (argv[0] included) that runs this hook with a lean interpreter.
-
-    -I -S skip site-packages and the editable-install finder (a few ms per
-    start); the package directory is put on sys.path explicitly instead.
-    run_process() skips the interpreter's teardown.
-    """
-    exe = python or sys.executable
-    boot = (
-        f"import sys; sys.path.insert(0, {package_parent()!r}); "
-        "from cnirun.hook import run_process; run_process()"
-    )
-    return [exe, "-I", "-S", "-c", boot, stage]
-
-
-def hook_env(environ: Mapping[str, str] | None = None) -> list[str]:
-    """The hook's whole environment: a PATH that finds iptables plus the recorded CNI settings."""
-    env = os.environ if environ is None else environ
-    path = env.get("PATH") or HOOK_PATH
-    parts = path.split(":")
-    for needed in ("/usr/sbin", "/sbin", "/usr/bin", "/bin"):
-        if needed not in parts:
-            parts.append(needed)
-    out = ["PATH=" + ":".join(p for p in parts if p)]
-    for key in RECORDED_ENV:
-        if env.get(key):
-            out.append(f"{key}={env[key]}")
-    return out
 
 
 if __name__ == "__main__":

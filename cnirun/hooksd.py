@@ -38,7 +38,7 @@ def templates_dir() -> Path:
 
 def render(template: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
     """A template with this installation's hook command and the recorded environment."""
-    from .hook import hook_argv, hook_env
+    from .hook_command import hook_argv, hook_env
 
     stages = template.get("stages") or []
     if len(stages) != 1:

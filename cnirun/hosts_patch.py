@@ -32,7 +32,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Mapping
 
-    from .attach import Attachment
+    from .lifecycle import Attachment
     from .oci_state import OCIConfig
 
 HOSTS_MARK = "# cnirun"

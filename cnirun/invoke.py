@@ -32,13 +32,22 @@ _FALLBACK_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _TEXT_BUSY_RETRIES = 6
 
 
+# cnirun's own plugins (flannel, sysctl), runnable where they are: searched
+# after everything CNI_PATH names, so a type found there wins, and no install
+# step is needed for cnirun itself (`cnirun install plugins` is for others).
+OWN_PLUGIN_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "plugins", "bin")
+
+
 def plugin_dirs(cni_path: str | list[str] | None = None) -> list[str]:
-    """CNI_PATH as a list: explicit value, else env CNI_PATH, else the defaults."""
+    """CNI_PATH as a list: explicit value, else env CNI_PATH, else the defaults; then cnirun's own.
+
+    An explicit list is taken as it is (the API caller said exactly where).
+    """
     if isinstance(cni_path, list):
         return cni_path
     value = cni_path if cni_path is not None else os.environ.get("CNI_PATH", "")
-    dirs = [d for d in value.split(":") if d]
-    return dirs or list(DEFAULT_CNI_PATH)
+    dirs = [d for d in value.split(":") if d] or list(DEFAULT_CNI_PATH)
+    return dirs if OWN_PLUGIN_DIR in dirs else [*dirs, OWN_PLUGIN_DIR]
 
 
 def default_timeout() -> float:

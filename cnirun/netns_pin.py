@@ -21,26 +21,21 @@ from __future__ import annotations
 import os
 
 from .oci_state import HookError
+from .paths import pins_dir
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Mapping
 
-DEFAULT_STATE_DIR = "/run/cnirun"
 NAMED_NETNS_DIR = "/run/netns"  # `ip netns` and cnirun's own Podman runs
 HOST_NETNS = ("/proc/self/ns/net", "/proc/1/ns/net")
 MS_BIND = 0x1000  # <sys/mount.h>
 MNT_DETACH = 0x2
 
 
-def state_dir(environ: Mapping[str, str] | None = None) -> str:
-    env = os.environ if environ is None else environ
-    return env.get("CNIRUN_STATE_DIR") or DEFAULT_STATE_DIR
-
-
 def pin_path(container_id: str, environ: Mapping[str, str] | None = None) -> str:
     """Where the container's netns is bind-mounted while it exists."""
-    return os.path.join(state_dir(environ), "netns", container_id)
+    return os.path.join(pins_dir(environ), container_id)
 
 
 # -- is it the container's own namespace? ---------------------------------------------
@@ -79,7 +74,7 @@ def check_own_netns(pid: int, container_id: str, config_netns: str | None, envir
                 "the container's process is in the host's network namespace: cnirun attaches only to a "
                 "container's new namespace; start it with --network none"
             )
-    pins = os.path.join(state_dir(environ), "netns")
+    pins = pins_dir(environ)
     for directory, skip in ((pins, container_id), (NAMED_NETNS_DIR, "")):
         try:
             names = os.listdir(directory)
@@ -206,7 +201,7 @@ def pinned_containers(environ: Mapping[str, str] | None = None) -> list[str]:
     `cnirun gc` uses this: a pin whose container no longer exists belongs to a
     run whose poststop never came (engine killed, runtime crashed).
     """
-    d = os.path.join(state_dir(environ), "netns")
+    d = pins_dir(environ)
     try:
         return sorted(n for n in os.listdir(d) if not n.startswith("."))
     except OSError:

@@ -2,7 +2,7 @@
 
 The same values arrive from `cnirun run` flags (--net, -p, --ip, --mac) and,
 for the OCI hook, from container labels/annotations (cnirun.networks,
-cnirun.ports, cnirun.ip, cnirun.mac). A container's labels are untrusted
+cnirun.ports, cnirun.ip (IP, or NET=IP,...), cnirun.mac). A container's labels are untrusted
 input to a root hook, so every value is checked strictly here, once.
 """
 from __future__ import annotations
@@ -248,24 +248,52 @@ def ip_in_network(ip: str, subnets: list[str]) -> bool:
     return False
 
 
-class ContainerNetworkSpec(Value):
-    """What to attach to one container: networks in order and their options."""
+def parse_ips(value: str, networks: list[str]) -> dict[str, str]:
+    """The cnirun.ip label: `IP` (the first network's) or `NET=IP[,NET=IP...]`; network -> address."""
+    out: dict[str, str] = {}
+    for item in (i.strip() for i in value.split(",")):
+        if not item:
+            continue
+        net, eq, addr = item.partition("=")
+        if not eq or not is_safe_name(net):
+            net, addr = (networks[0] if networks else ""), item  # a bare address: the first network's
+        net = parse_network_name(net)
+        if net in out:
+            raise ArgumentError(f"two static IPs for network {net} in {value!r}: keep one")
+        out[net] = parse_ip(addr)
+    return out
 
-    _fields = ("networks", "ports", "ip", "mac")
+
+class ContainerNetworkSpec(Value):
+    """What to attach to one container: networks in order and their options.
+
+    `ips`: network name -> static address (a bare `--ip`/`cnirun.ip=IP` is
+    the first network's). Run options are built from this by one function,
+    lifecycle.options_for, whichever entry point made it.
+    """
+
+    _fields = ("networks", "ports", "ips", "mac")
     __match_args__ = _fields
 
-    def __init__(self, networks: list[str], ports: list[PortMapping], ip: str = "", mac: str = "") -> None:
+    def __init__(
+        self, networks: list[str], ports: list[PortMapping], ips: dict[str, str] | None = None, mac: str = ""
+    ) -> None:
         self.networks = networks
         self.ports = ports
-        self.ip = ip
+        self.ips = {} if ips is None else ips
         self.mac = mac
 
     def to_labels(self) -> dict[str, str]:
         labels = {LABEL_NETWORKS: ",".join(self.networks)}
         if self.ports:
             labels[LABEL_PORTS] = ",".join(str(p) for p in self.ports)
-        if self.ip:
-            labels[LABEL_IP] = self.ip
+        if self.ips:
+            first = self.networks[0] if self.networks else ""
+            if list(self.ips) == [first]:
+                labels[LABEL_IP] = self.ips[first]
+            else:
+                order = [n for n in self.networks if n in self.ips] + [n for n in self.ips if n not in self.networks]
+                labels[LABEL_IP] = ",".join(f"{n}={self.ips[n]}" for n in order)
         if self.mac:
             labels[LABEL_MAC] = self.mac
         return labels
@@ -276,9 +304,10 @@ class ContainerNetworkSpec(Value):
         raw = labels.get(LABEL_NETWORKS)
         if raw is None:
             return None
+        networks = parse_networks(raw)
         return cls(
-            networks=parse_networks(raw),
+            networks=networks,
             ports=parse_ports(labels.get(LABEL_PORTS, "")),
-            ip=parse_ip(labels[LABEL_IP]) if labels.get(LABEL_IP) else "",
+            ips=parse_ips(labels[LABEL_IP], networks) if labels.get(LABEL_IP) else {},
             mac=parse_mac(labels[LABEL_MAC]) if labels.get(LABEL_MAC) else "",
         )

@@ -1,8 +1,10 @@
-"""What a `cnirun run` asks for: the container (RunSpec) plus its CNI networking.
+"""What a `cnirun run` asks for (RunRequest) and what it gives back (RunOutcome).
 
-The parsers build it (cli.run from argv, compose from a service) and the
-runner carries it out; it lives below both so that the runner and compose
-never import the CLI (config -> CNI -> engines -> runner -> CLI).
+The parsers build the request (cli.run from argv, compose from a service),
+the runner carries it out and returns the outcome, and the caller decides
+what to print: the CLI prints like `docker run`, compose its own lines. It
+lives below both so that the runner and compose never import the CLI
+(config -> CNI -> engines -> runner -> CLI).
 """
 from __future__ import annotations
 
@@ -28,3 +30,25 @@ class RunRequest(Record):
         'networks': list, 'publish': list, 'ip': "", 'network_ips': dict, 'mac': "", 'dns': list, 'dns_search':
         list, 'engine': "", 'mode': "", 'file': "",
     }
+
+
+class RunOutcome(Record):
+    """How a run ended: its exit status, the container it made and what went wrong.
+
+    code: the container's exit status, or 125/126/127 as `docker run`.
+    container: the engine's container ID ('' when none was made).
+    run_id: the run's state dir and CNI container ID ('' when none was made).
+    detached: the container runs on (-d): the watcher owns it now.
+    error: one line when cnirun itself failed ('' otherwise).
+    warnings: lines about what could not be undone (the watcher or gc retries).
+    """
+
+    code: int
+    container: str
+    run_id: str
+    detached: bool
+    error: str
+    warnings: list[str]
+
+    _fields = ('code', 'container', 'run_id', 'detached', 'error', 'warnings')
+    _defaults = {'code': 125, 'container': "", 'run_id': "", 'detached': False, 'error': "", 'warnings': list}

@@ -35,12 +35,6 @@ if TYPE_CHECKING:
 
 
 
-# A netns path that never exists: DEL given it drops the cached netns path (which,
-# for a /proc/<pid>/ns/net path, may name another process's netns by now) and
-# lets the plugins clean up the host side; cnirun then sweeps bridge's NAT rules.
-NO_NETNS = "/run/cnirun/.no-netns"
-
-
 class RuntimeConf(Value):
     """Per-attachment arguments: which container, namespace and interface."""
 

@@ -54,7 +54,7 @@ def subcommand(argv: list[str]) -> tuple[str, int]:
 
     runc's own grammar, parsed here rather than with cli.run's helpers: those
     know docker-run's options, and importing the CLI would put it on the
-    create path, which must stay lean (tests/test_hook_unit.py).
+    create path, which must stay lean (tests/test_hook.py).
     """
     i = 1
     while i < len(argv):
@@ -188,7 +188,7 @@ def load_config() -> dict[str, Any]:
     if not conf.get("runc"):
         conf["runc"] = _which("runc") or "/usr/sbin/runc"
     if not conf.get("hook_argv"):
-        from .hook import hook_argv, hook_env
+        from .hook_command import hook_argv, hook_env
 
         conf["hook_argv"] = hook_argv("")[:-1]
         conf["hook_env"] = hook_env()

@@ -16,7 +16,6 @@ place, so gc never sees a run's directory without its lock held.
 """
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import secrets
@@ -30,13 +29,14 @@ if TYPE_CHECKING:
 from .fsutil import atomic_write
 from .value import Record
 
-DEFAULT_STATE_DIR = "/run/cnirun"  # shared with the OCI hook (its netns pins live in netns/)
 TMP_PREFIX = ".tmp-"
 
 
 def state_root() -> Path:
     """Where run state dirs live: $CNIRUN_STATE_DIR/containers."""
-    return Path(os.environ.get("CNIRUN_STATE_DIR") or DEFAULT_STATE_DIR) / "containers"
+    from .paths import runs_dir
+
+    return Path(runs_dir())
 
 
 class RunMeta(Record):
@@ -120,16 +120,12 @@ class RunState:
     # -- ownership ------------------------------------------------------------
     def lock(self, blocking: bool = True) -> bool:
         """Become the owner; False when another live process owns it (non-blocking)."""
+        from .lock import flock
+
         if self._lock_fd is not None:
             return True
-        fd = os.open(self.path / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
-        except BlockingIOError:
-            os.close(fd)
-            return False
-        self._lock_fd = fd
-        return True
+        self._lock_fd = flock(str(self.path / "lock"), blocking=blocking)
+        return self._lock_fd is not None
 
     def unlock(self) -> None:
         if self._lock_fd is not None:
@@ -138,19 +134,9 @@ class RunState:
 
     def owned_elsewhere(self) -> bool:
         """Whether some other live process holds the lock right now."""
-        if self._lock_fd is not None:
-            return False
-        try:
-            fd = os.open(self.path / "lock", os.O_RDWR | os.O_CLOEXEC)
-        except FileNotFoundError:
-            return False
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        finally:
-            os.close(fd)
-        return False
+        from .lock import is_held
+
+        return self._lock_fd is None and is_held(str(self.path / "lock"))
 
     # -- metadata -------------------------------------------------------------
     def write_meta(self, meta: RunMeta) -> None:

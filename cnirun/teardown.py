@@ -12,7 +12,6 @@ TYPE_CHECKING = False  # typing costs ~7 ms of start-up on `cnirun run`: annotat
 if TYPE_CHECKING:
     from typing import Any
 
-from .runtime import NO_NETNS as _NO_NETNS  # DEL without entering a stale netns
 from .state import RunMeta, RunState
 
 
@@ -41,90 +40,64 @@ def cni_for(meta: RunMeta) -> Any:
 
 
 def detach_networks(meta: RunMeta) -> list[str]:
-    """DEL every attachment of the run, in the recorded netns only if it is still the same one."""
-    from .attach import cached_attachments, detach
+    """lifecycle.detach of the run, in its recorded netns only while it is still the same one."""
+    from .lifecycle import detach
+    from .paths import NO_NETNS
     from .state import netns_identity
 
-    netns = meta.netns if meta.netns and meta.netns_id and netns_identity(meta.netns) == meta.netns_id else _NO_NETNS
-    cni = cni_for(meta)
-    cached = cached_attachments(cni, meta.id)
-    freed = _addresses(cached)
-    errors = [str(e) for e in detach(cni, meta.id, netns, cached)]
-    if netns == _NO_NETNS and not errors:
-        from .leftovers import remove_rules_naming
-
-        for net in meta.networks:  # bridge's DEL without a netns leaves its NAT rules
-            errors += remove_rules_naming(net, meta.id)
-    if freed and not errors:
-        # A freed address may soon be another container's: no hosts file of
-        # another run (compose peers, --add-host) may keep pointing at it.
-        from .hostfiles import forget_addresses
-        from .state import list_states
-
-        forget_addresses([s.hosts for s in list_states() if s.id != meta.id], freed)
-    return errors
-
-
-def _addresses(cached: list[Any]) -> set[str]:
-    from .attach import Attachment
-
-    return {
-        a.split("/", 1)[0]
-        for att in cached
-        for a in Attachment(att.network_name, att.ifname, att.result or {}).addresses()
-    }
+    same = meta.netns and meta.netns_id and netns_identity(meta.netns) == meta.netns_id
+    return detach(cni_for(meta), meta.id, meta.netns if same else NO_NETNS)
 
 
 def teardown(
-    st: RunState, meta: RunMeta | None, docker: Any = None, stop: bool = True, workload: bool = True
+    st: RunState, meta: RunMeta | None, engine: Any = None, stop: bool = True, workload: bool = True
 ) -> list[str]:
     """Stop (if asked) and remove what the run made; DEL its attachments. Returns error messages.
 
-    workload=False: leave the workload alone (its engine already stopped/removed it).
+    `engine`: the run's engine (an engines.base.Engine, or the run path's lean
+    Docker client, which has the same kill/remove), made from meta.engine
+    when None. workload=False: leave the workload alone (its engine already
+    stopped/removed it). Order: the workload, then DEL (lifecycle.detach)
+    while the netns holder still holds the netns, then the holder: Docker's
+    sandbox helper, or the named netns a Podman run made.
     """
     if meta is None:
         st.remove()
         return []
     errors: list[str] = []
-    if meta.engine == "podman":
-        from .engines import podman
-        from .netns import remove as remove_netns
+    if engine is None:
+        from .engines import get
 
-        if workload and not meta.workload:
-            try:  # podman wrote it at create; the run may have died before reading it
-                meta.workload = (st.path / "cid").read_text().strip()
-            except OSError:
-                pass
-        if workload and meta.workload:
-            if stop:
-                podman.kill(meta.workload)
-            if meta.remove:
-                podman.remove(meta.workload)
-        errors += detach_networks(meta)
-        if meta.netns:
+        try:
+            engine = get(meta.engine)
+        except Exception as e:  # noqa: BLE001 - no engine: the networks still go
+            errors.append(str(e))
+    if workload and not meta.workload:
+        try:  # podman's --cidfile: the run may have died before it read it
+            meta.workload = (st.path / "cid").read_text().strip()
+        except OSError:
+            pass
+    if engine is not None and workload and meta.workload:
+        if stop:
+            engine.kill(meta.workload)
+        if meta.remove:
             try:
-                remove_netns(os.path.basename(meta.netns))
+                engine.remove(meta.workload)
             except Exception as e:  # noqa: BLE001 - reported, teardown goes on
                 errors.append(str(e))
-    else:
-        if docker is None:
-            from .engines.docker import Docker
+    errors += detach_networks(meta)
+    if meta.sandbox and engine is not None:
+        try:
+            engine.remove(meta.sandbox)
+        except Exception as e:  # noqa: BLE001
+            errors.append(str(e))
+    from .netns import NETNS_DIR, remove as remove_netns
 
-            docker = Docker()
-        if meta.workload:
-            if stop:
-                docker.kill(meta.workload)
-            if meta.remove:
-                try:
-                    docker.remove(meta.workload)
-                except Exception as e:  # noqa: BLE001
-                    errors.append(str(e))
-        errors += detach_networks(meta)
-        if meta.sandbox:
-            try:
-                docker.remove(meta.sandbox)
-            except Exception as e:  # noqa: BLE001
-                errors.append(str(e))
+    if meta.netns.startswith(NETNS_DIR + "/"):
+        try:
+            remove_netns(os.path.basename(meta.netns))
+        except Exception as e:  # noqa: BLE001
+            errors.append(str(e))
     if not errors:
         st.remove()
     return errors

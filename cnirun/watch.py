@@ -25,12 +25,10 @@ down what no watcher owns, so even a killed supervisor loses nothing.
 """
 from __future__ import annotations
 
-import fcntl
 import os
 import queue
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -53,14 +51,9 @@ def lock_path(root: Path | None = None) -> Path:
 
 
 def _try_lock(path: Path) -> int | None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        return None
-    return fd
+    from .lock import flock
+
+    return flock(str(path), blocking=False)
 
 
 def watcher_running(root: Path | None = None) -> bool:
@@ -110,21 +103,26 @@ def supervise() -> int:
 
 
 class Worker:
+    """Owns the detached runs no process owns; tears each down when its container is removed."""
+
     def __init__(self) -> None:
         self.owned: dict[str, tuple[RunState, RunMeta]] = {}
         self.todo: queue.Queue[str] = queue.Queue()
-        self._docker: Any = None
-        self._events_started = False
-        self._waiting: set[str] = set()
+        self._engines: dict[str, Any] = {}
+        # Runs whose engine could not be reached at the last pass (dockerd
+        # restarting): not adopted yet, but the worker is not idle either.
+        self.waiting: set[str] = set()
 
-    def docker(self) -> Any:
-        if self._docker is None:
-            from .engines.docker import Docker
+    def engine(self, name: str) -> Any:
+        """One engine object per engine for the worker's life (Docker's follows one event stream)."""
+        if name not in self._engines:
+            from .engines import get
 
-            self._docker = Docker()
-        return self._docker
+            self._engines[name] = get(name)
+        return self._engines[name]
 
     def adopt_new(self) -> None:
+        before, self.waiting = self.waiting, set()
         for st in list_states():
             if st.id in self.owned:
                 continue
@@ -133,102 +131,54 @@ class Worker:
                 continue
             if not st.lock(blocking=False):
                 continue  # its run is still finishing, or gc is at it
+            try:
+                eng = self.engine(meta.engine)
+            except Exception as e:  # noqa: BLE001 - engine down (restarting?): try again at the next pass
+                if st.id not in before:
+                    _log(f"cannot watch run {st.id[:12]} yet: {e}")
+                self.waiting.add(st.id)
+                st.unlock()
+                continue
             self.owned[st.id] = (st, meta)
             _log(f"watching {meta.engine} container {meta.workload[:12]} (run {st.id[:12]})")
-            if meta.engine == "podman":
-                self._podman_wait(st.id, meta.workload)
-            else:
-                self._docker_events()
+            eng.follow(meta.workload, st.id, self.todo.put)
             self.todo.put(st.id)  # check once now: it may have died already
 
-    def _podman_wait(self, run_id: str, cid: str) -> None:
-        from .engines import podman
-
-        def wait() -> None:
-            # Until removed: a restart or stop/start keeps the netns (ns:PATH) and the attachments.
-            while podman.container_running(cid) is not None:
-                podman.wait_removed(cid)
-            self.todo.put(run_id)
-
-        threading.Thread(target=wait, daemon=True).start()
-
-    def _docker_events(self) -> None:
-        if self._events_started:
-            return
-        self._events_started = True
-
-        def stream() -> None:
-            while True:
-                try:
-                    client = self.docker().clone()
-                    events = client.events({"type": "container", "label": ["cnirun.id"]})
-                    for rid in list(self.owned):  # (re)connected: catch up on what the gap hid
-                        self.todo.put(rid)
-                    for ev in events:
-                        if ev.get("Action") in ("die", "destroy", "oom"):
-                            run_id = ((ev.get("Actor") or {}).get("Attributes") or {}).get("cnirun.id", "")
-                            if run_id:
-                                self.todo.put(run_id)
-                except Exception as e:  # noqa: BLE001 - reconnect; the periodic re-check covers the gap
-                    _log(f"docker events: {e}")
-                    time.sleep(1.0)
-
-        threading.Thread(target=stream, daemon=True).start()
-
     def check(self, run_id: str) -> None:
+        """Keep a run whose container exists (running or stopped); tear down one whose container is gone."""
+        from .teardown import teardown
+
         if run_id not in self.owned:
             return
         st, meta = self.owned[run_id]
-        if meta.engine == "podman":
-            errors = self._check_podman(st, meta)
-        else:
-            errors = self._check_docker(st, meta)
-        if errors is None:
-            return  # still there
+        eng = self.engine(meta.engine)
+        if meta.workload and eng.exists(meta.workload):
+            if meta.sandbox:
+                self._keep_helper(eng, st, meta)
+            return
+        errors = teardown(st, meta, eng, stop=False)
         for e in errors:
             _log(f"teardown of run {run_id[:12]}: {e}")
         if not errors:
             _log(f"tore down run {run_id[:12]} (container {meta.workload[:12]})")
             del self.owned[run_id]
 
-    def _check_podman(self, st: RunState, meta: RunMeta) -> list[str] | None:
-        """None while the container exists (running or stopped), else the teardown's errors."""
-        from .engines import podman
-        from .teardown import teardown
-
-        if meta.workload and podman.container_running(meta.workload) is not None:
-            return None
-        return teardown(st, meta, stop=False)
-
-    def _check_docker(self, st: RunState, meta: RunMeta) -> list[str] | None:
-        """None while the workload exists; re-attaches when its helper lost its netns; else tears down."""
-        from .teardown import teardown
-
-        d = self.docker()
-        if meta.workload and d.inspect(meta.workload) is not None:
-            if meta.sandbox:
-                self._keep_helper(st, meta)
-            return None
-        return teardown(st, meta, d, stop=False)
-
-    def _keep_helper(self, st: RunState, meta: RunMeta) -> None:
-        """Keep the sandbox helper running, its netns attached: the stopped workload may start again."""
-        from .attach import cached_attachments, reattach
-        from .engines.docker import netns_from_inspect
+    def _keep_helper(self, eng: Any, st: RunState, meta: RunMeta) -> None:
+        """Keep the netns holder (Docker's sandbox helper) running, its netns attached: the stopped
+        workload may start again, and it can only join a running helper."""
+        from .lifecycle import cached_attachments, reattach
         from .state import netns_identity
         from .teardown import cni_for
 
-        d = self.docker()
-        info = d.inspect(meta.sandbox)
-        if info is None:
+        state = eng.state(meta.sandbox)
+        if state is None:
             _log(f"helper {meta.sandbox[:12]} of run {st.id[:12]} was removed: its networks stay until the "
                  "container is removed")
             return
         try:
-            if not info["State"].get("Running"):
-                d.start(meta.sandbox)  # dockerd restarted (or someone stopped it)
-                info = d.inspect(meta.sandbox)
-            netns = netns_from_inspect(meta.sandbox, info)
+            if state != "running":
+                eng.start(meta.sandbox)  # dockerd restarted (or someone stopped it)
+            netns = eng.netns_of(meta.sandbox)
         except Exception as e:  # noqa: BLE001 - logged; retried at the next check
             _log(f"cannot restart helper {meta.sandbox[:12]} of run {st.id[:12]}: {e}")
             return
@@ -263,7 +213,7 @@ class Worker:
                 last_recheck = now
                 for rid in list(self.owned):
                     self.todo.put(rid)
-            if self.owned:
+            if self.owned or self.waiting:
                 idle_since = now
             elif now - idle_since > _idle_seconds():
                 return 0

@@ -5,7 +5,7 @@ Every test gets its own NETCONFPATH, CNI_CACHE_DIR, CNI_PATH, lock file and
 never touch /etc/cni/net.d or /var/lib/cni.
 
 Address plan of the core tests (unique to these files): 10.121.0.0/16.
-  test_runtime_real.py  10.121.1.0/24 .. 10.121.9.0/24
+  test_runtime.py  10.121.1.0/24 .. 10.121.9.0/24
   test_cli_cni.py       10.121.10.0/24 .. 10.121.19.0/24
   test_interop_libcni   10.121.20.0/24 .. 10.121.29.0/24
   bench/bench_core.py   10.121.30.0/24
@@ -33,15 +33,8 @@ CNIRUN = str(REPO / ".venv" / "bin" / "cnirun")
 REAL_PLUGIN_DIR = "/usr/lib/cni"
 
 
-def is_root() -> bool:
-    return os.geteuid() == 0
-
-
-needs_root = pytest.mark.skipif(not is_root(), reason="needs root (netns, bridges, iptables)")
-needs_real_plugins = pytest.mark.skipif(
-    not os.path.isfile(os.path.join(REAL_PLUGIN_DIR, "bridge")),
-    reason="containernetworking-plugins not installed in /usr/lib/cni",
-)
+from conftest import needs_plugins as needs_real_plugins  # noqa: E402,F401  (the one marker set)
+from conftest import needs_root  # noqa: E402,F401
 
 
 @dataclass

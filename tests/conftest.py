@@ -36,11 +36,14 @@ def _have(cmd: list[str]) -> bool:
         return False
 
 
+# The one set of requirement markers: every test module imports these from here.
 HAVE_DOCKER = shutil.which("docker") is not None and _have(["docker", "image", "inspect", "busybox"])
 HAVE_PODMAN = shutil.which("podman") is not None and _have(["podman", "image", "exists", "busybox"])
-needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+HAVE_PLUGINS = os.path.isfile(os.path.join(PLUGIN_DIR, "bridge"))
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (netns, bridges, iptables)")
 needs_docker = pytest.mark.skipif(not HAVE_DOCKER, reason="dockerd with a busybox image not available")
 needs_podman = pytest.mark.skipif(not HAVE_PODMAN, reason="podman with a busybox image not available")
+needs_plugins = pytest.mark.skipif(not HAVE_PLUGINS, reason="containernetworking-plugins not in /usr/lib/cni")
 
 
 @dataclass

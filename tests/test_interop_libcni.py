@@ -19,7 +19,6 @@ Subnets 10.121.20.0/24 .. 10.121.22.0/24, bridges cnt2pod<x>.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import tempfile

@@ -87,7 +87,9 @@ def test_gc_and_status_env_has_every_variable_empty(core: CoreEnv) -> None:
     net = cni.network("env11")
     cni.gc(net)
     cni.status(net)
-    for call, cmd in zip(core.calls("p1"), ("GC", "STATUS")):
+    calls = core.calls("p1")
+    assert [c["command"] for c in calls] == ["GC", "STATUS"]
+    for call, cmd in zip(calls, ("GC", "STATUS")):
         assert call["env"]["CNI_COMMAND"] == cmd
         assert all(k in call["env"] for k in CNI_VARS)
         assert call["env"]["CNI_CONTAINERID"] == "" and call["env"]["CNI_NETNS"] == ""
@@ -274,7 +276,10 @@ def test_repeated_del_succeeds(core: CoreEnv) -> None:
     cni = core.cni()
     cni.add(cni.network("twice"), core.rt())
     cni.delete("twice", core.rt())
-    cni.delete("twice", core.rt())
+    assert core.cache_files() == []
+    cni.delete("twice", core.rt())  # nothing cached any more: DEL still runs, and succeeds (spec)
+    assert [c["command"] for c in core.calls("p1")] == ["ADD", "DEL", "DEL"]
+    assert core.cache_files() == []
 
 
 # -- ADD failing part-way ----------------------------------------------------
@@ -704,11 +709,27 @@ def test_find_plugin_rules(core: CoreEnv, tmp_path: Path) -> None:
             find_plugin(bad, [str(second)])
 
 
-def test_plugin_dirs_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_plugin_dirs_defaults_then_cnirun_s_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    from cnirun.invoke import OWN_PLUGIN_DIR
+
     monkeypatch.delenv("CNI_PATH", raising=False)
-    assert plugin_dirs(None) == ["/opt/cni/bin", "/usr/lib/cni", "/usr/libexec/cni"]
+    assert plugin_dirs(None) == ["/opt/cni/bin", "/usr/lib/cni", "/usr/libexec/cni", OWN_PLUGIN_DIR]
     monkeypatch.setenv("CNI_PATH", "/a::/b")
-    assert plugin_dirs(None) == ["/a", "/b"]
+    assert plugin_dirs(None) == ["/a", "/b", OWN_PLUGIN_DIR]
+    assert plugin_dirs(f"/a:{OWN_PLUGIN_DIR}") == ["/a", OWN_PLUGIN_DIR]  # recorded paths round-trip
+    assert plugin_dirs(["/only"]) == ["/only"]  # the API's explicit list is taken as it is
+
+
+def test_cnirun_s_own_plugins_are_found_without_an_install_step() -> None:
+    """sysctl and flannel launchers run in place: a CNI_PATH without them still finds them, VERSION answers."""
+    import os
+
+    from cnirun.invoke import OWN_PLUGIN_DIR, probe_version
+
+    found = find_plugin("sysctl", plugin_dirs("/nonexistent"))
+    assert found == os.path.join(OWN_PLUGIN_DIR, "sysctl")
+    assert "1.0.0" in probe_version(found, plugin_type="sysctl").supported_versions
+    assert find_plugin("flannel", plugin_dirs("/nonexistent")) == os.path.join(OWN_PLUGIN_DIR, "flannel")
 
 
 def test_runtime_conf_is_not_mutated_by_del(core: CoreEnv) -> None:

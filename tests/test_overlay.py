@@ -37,6 +37,8 @@ from typing import Any, Iterator
 
 import pytest
 
+from conftest import needs_plugins, needs_root
+
 REPO = Path(__file__).resolve().parent.parent
 CNIRUN = [sys.executable, "-m", "cnirun.cli.main"]
 REAL_PLUGIN_DIR = "/usr/lib/cni"
@@ -48,9 +50,9 @@ sys.path.insert(0, str(REPO))
 from cnirun.plugins import own_plugin_dir  # noqa: E402
 
 pytestmark = [
-    pytest.mark.skipif(os.geteuid() != 0, reason="needs root (netns, veth, VXLAN)"),
+    needs_root,
+    needs_plugins,
     pytest.mark.skipif(shutil.which("etcd") is None, reason="etcd not installed (apt-get install etcd-server)"),
-    pytest.mark.skipif(not os.path.isfile(f"{REAL_PLUGIN_DIR}/bridge"), reason="containernetworking-plugins missing"),
 ]
 
 

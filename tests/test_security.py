@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import shutil
 import socket
 import subprocess
 import sys
@@ -31,8 +30,10 @@ from typing import Iterator
 
 import pytest
 
+from conftest import HAVE_DOCKER, HAVE_PODMAN, needs_docker, needs_podman, needs_root
+
 from _hook_helpers import CNIRUN, HookWorld, bridge_exists, delete_bridges, leftovers, wait_clean
-from cnirun import docker_runtime, hook
+from cnirun import docker_runtime, hook, hook_command
 from cnirun.errors import ArgumentError
 from cnirun.options import check_cni_arg, parse_hostname, parse_ip, parse_ports
 from cnirun.plugins import install_plugin_script
@@ -42,22 +43,7 @@ BRIDGES = ["cns16a", "cns16b"]
 NEWLINE_HOSTNAME = "a\nroot2::0:0::/root:/bin/sh\n#"
 
 
-def _docker_ok() -> bool:
-    if not shutil.which("docker"):
-        return False
-    return subprocess.run(["docker", "image", "inspect", "busybox"], capture_output=True).returncode == 0
-
-
-def _podman_ok() -> bool:
-    if not shutil.which("podman"):
-        return False
-    return subprocess.run(["podman", "image", "exists", "busybox"], capture_output=True).returncode == 0
-
-
-HAVE_DOCKER, HAVE_PODMAN = _docker_ok(), _podman_ok()
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
-needs_docker = pytest.mark.skipif(not HAVE_DOCKER, reason="needs dockerd with a busybox image")
-needs_podman = pytest.mark.skipif(not HAVE_PODMAN, reason="needs podman with a busybox image")
+pytestmark = needs_root
 ENGINES = [pytest.param("docker", marks=needs_docker), pytest.param("podman", marks=needs_podman)]
 
 
@@ -246,7 +232,7 @@ def test_engine_hosts_file_gets_the_address(world: World, engine: str) -> None:
 
 
 def test_hosts_patch_refuses_symlinks_and_foreign_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from cnirun.attach import Attachment
+    from cnirun.lifecycle import Attachment
     from cnirun.hosts_patch import add_hosts_entries, engine_hosts_file
     from cnirun.oci_state import OCIConfig
 
@@ -542,9 +528,9 @@ def _hook(world: World, stage: str, cid: str, pid: int, ann: dict[str, str], sta
     if not bundle.exists():
         bundle.mkdir()
         (bundle / "config.json").write_text(json.dumps({"ociVersion": "1.0.2", "linux": {"namespaces": [{"type": "network"}]}}))
-    env = dict(item.split("=", 1) for item in hook.hook_env({**world.env(), **({"CNIRUN_HOOK_BUDGET": budget} if budget else {})}))
+    env = dict(item.split("=", 1) for item in hook_command.hook_env({**world.env(), **({"CNIRUN_HOOK_BUDGET": budget} if budget else {})}))
     state = {"ociVersion": "1.0.2", "id": cid, "pid": pid, "status": status, "bundle": str(bundle), "annotations": ann}
-    return subprocess.run(hook.hook_argv(stage), input=json.dumps(state), env=env, capture_output=True, text=True,
+    return subprocess.run(hook_command.hook_argv(stage), input=json.dumps(state), env=env, capture_output=True, text=True,
                           cwd="/", timeout=120)
 
 

@@ -408,7 +408,7 @@ def test_prev_result_same_version_is_passed_verbatim():
 
 
 def test_prev_result_is_converted_to_config_version():
-    result = pytest.importorskip("cnirun.result")
+    from cnirun import result
     prev = {"cniVersion": "0.3.1", "ips": [{"version": "4", "address": "10.1.2.3/24"}], "dns": {}}
     a = CmdArgs("c", "", "eth0", "", "", b"", {"cniVersion": "1.0.0", "name": "n", "prevResult": prev})
     got = a.prev_result()
@@ -584,7 +584,7 @@ def test_noop_passthrough_same_version(cni_bin, debug):
 
 
 def test_noop_passthrough_converts_to_config_version(cni_bin, debug):
-    result = pytest.importorskip("cnirun.result")
+    from cnirun import result
     noop.write_debug(debug, reportResult="PASSTHROUGH")
     stdin = conf("1.1.0", prevResult=PREV_040)
     p = exec_plugin(cni_bin, "noop", env_for("ADD", CNI_ARGS=f"DEBUG={debug}"), stdin)

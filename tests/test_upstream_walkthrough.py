@@ -13,7 +13,7 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 import pytest
 

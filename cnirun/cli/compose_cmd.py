@@ -54,7 +54,7 @@ def register(app: typer.Typer) -> None:
         """Check the file and print the conflists its networks would get."""
         import json
 
-        from ..compose.networks import Planner
+        from ..netstore.networks import Planner
         from ..runtime import CNI
 
         with one_line_errors():

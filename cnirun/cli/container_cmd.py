@@ -55,7 +55,7 @@ def _matches(row: dict[str, Any], key: str) -> bool:
 
 
 def _att_row(att: Any) -> dict[str, Any]:
-    from ..attach import Attachment
+    from ..lifecycle import Attachment
 
     return {
         "network": att.network_name,
@@ -128,7 +128,7 @@ def _cache_dirs(current: str) -> list[str]:
 def _made_by(cid: str, atts: list[Any]) -> str:
     """'hook' when the OCI hook pinned the netns (CNI container ID = the engine's container ID)."""
     try:
-        from ..hook import pin_path
+        from ..netns_pin import pin_path
     except ImportError:
         return "-"
     return "hook" if any(a.netns == pin_path(cid) for a in atts) else "-"
@@ -136,61 +136,48 @@ def _made_by(cid: str, atts: list[Any]) -> str:
 
 def _engine_containers() -> dict[str, dict[str, str]]:
     """Full container ID -> engine, image, name, from one listing per engine that answers."""
-    from shutil import which
+    from ..engines import present
 
     out: dict[str, dict[str, str]] = {}
-    if which("podman"):
-        from ..engines import podman
-
-        for c in podman.list_containers():
-            out[c["id"]] = {"engine": "podman", "image": c["image"], "name": c["name"]}
-    try:
-        from ..engines.docker import Docker
-
-        for c in Docker().all_containers():
-            names = c.get("Names") or []
-            out[c["Id"]] = {"engine": "docker", "image": str(c.get("Image", "")),
-                            "name": names[0].lstrip("/") if names else ""}
-    except Exception:  # noqa: BLE001 - no dockerd: those rows keep engine "-"
-        pass
+    for eng in present():
+        try:
+            for c in eng.containers():
+                out[c.id] = {"engine": eng.name, "image": c.image, "name": c.name}
+        except Exception:  # noqa: BLE001 - ps shows what it can: those rows keep engine "-"
+            continue
     return out
 
 
 # -- gc ----------------------------------------------------------------------------------
 class _Engines:
-    """Lazy engine access; an unreachable engine counts as 'unknown', never as 'container gone'."""
+    """Every engine, made once and lazily; one that cannot be reached is 'unknown', never 'container gone'."""
 
     def __init__(self) -> None:
-        self._docker: Any = None
-        self.docker_error = ""
+        self._made: dict[str, Any] = {}
+        self.errors: dict[str, str] = {}
 
-    def docker(self) -> Any:
-        if self._docker is None and not self.docker_error:
-            from ..engines.docker import Docker
+    def get(self, name: str) -> Any:
+        """The engine, or None (with the reason in errors[name]) when it cannot be reached."""
+        if name not in self._made and name not in self.errors:
+            from ..engines import get
 
             try:
-                self._docker = Docker()
+                self._made[name] = get(name)
             except Exception as e:  # noqa: BLE001
-                self.docker_error = str(e)
-        return self._docker
+                self.errors[name] = str(e)
+        return self._made.get(name)
 
     def alive(self, cid: str) -> bool | None:
-        """Whether an engine has this container created or running; None when no engine can tell."""
-        d = self.docker()
+        """Whether an engine has this container created, running or paused; None when no engine can tell."""
+        from ..engines import ENGINES
+
         known = False
-        if d is not None:
+        for name in ENGINES:
+            eng = self.get(name)
+            if eng is None:
+                continue
             known = True
-            info = d.inspect(cid)
-            if info and info["State"].get("Status") in ("created", "running", "restarting", "paused"):
-                return True
-        from shutil import which
-
-        if which("podman"):
-            from ..engines import podman
-
-            known = True
-            state = podman.container_running(cid)
-            if state:
+            if eng.is_live(cid):
                 return True
         return False if known else None
 
@@ -204,8 +191,10 @@ def collect_garbage(dry_run: bool = False) -> list[str]:
     container too): only -d containers outlive their cnirun.
     """
     from .. import cache as cnicache
-    from ..runtime import CNI, RuntimeConf
+    from ..engines import ENGINES
+    from ..runtime import CNI
     from ..state import list_states, stale_tmp_dirs, state_root
+    from ..lifecycle import reclaim
     from ..teardown import teardown
     from ..watch import ensure_watcher
 
@@ -228,11 +217,11 @@ def collect_garbage(dry_run: bool = False) -> list[str]:
             if dry_run:
                 report.append(f"would tear down {what}")
                 continue
-            docker = engines.docker() if meta and meta.engine == "docker" else None
-            if meta and meta.engine == "docker" and docker is None:
-                report.append(f"skipped {what}: {engines.docker_error}")
+            eng = engines.get(meta.engine) if meta else None
+            if meta and eng is None:
+                report.append(f"skipped {what}: {engines.errors.get(meta.engine, 'no engine')}")
                 continue
-            errors = teardown(st, meta, docker, stop=True)
+            errors = teardown(st, meta, eng, stop=True)
             report.append(f"tore down {what}" + (f": {'; '.join(errors)}" if errors else ""))
         finally:
             st.unlock()
@@ -243,29 +232,48 @@ def collect_garbage(dry_run: bool = False) -> list[str]:
             shutil.rmtree(p, ignore_errors=True)
         report.append(f"removed half-made state dir {p.name}")
     # Helper containers whose run state is gone (a teardown cut short after the state went).
-    d = engines.docker()
-    if d is not None:
-        for c in d.containers("cnirun.role=sandbox"):
-            labels = c.get("Labels") or {}
-            if labels.get("cnirun.state") != str(state_root()) or labels.get("cnirun.id") in run_ids:
+    for eng in (engines.get(name) for name in ENGINES):
+        if eng is None:
+            continue
+        for c in eng.containers("cnirun.role=sandbox"):
+            if c.labels.get("cnirun.state") != str(state_root()) or c.labels.get("cnirun.id") in run_ids:
                 continue
             if not dry_run:
-                d.remove(c["Id"])
-            report.append(f"removed orphan helper container {c['Id'][:12]}")
-    # Cached attachments no cnirun run owns (cnirun exec, the OCI hook, other runtimes).
+                eng.remove(c.id)
+            report.append(f"removed orphan helper container {c.id[:12]}")
+    # Cached attachments no cnirun run owns (cnirun exec, the OCI hook, other runtimes),
+    # pending ones (an ADD killed part-way) included: one lifecycle.reclaim per container.
     cni = CNI()
     keep: dict[str, list[tuple[str, str]]] = {}
+    gone: dict[str, list[Any]] = {}
     for att in cnicache.list_attachments(cni.cache_dir):
         if att.container_id in run_ids or _foreign_alive(att, engines):
             keep.setdefault(att.network_name, []).append((att.container_id, att.ifname))
-            continue
-        report.append(f"{'would DEL' if dry_run else 'DEL'} {att.network_name}/{att.ifname} of {att.container_id[:12]}")
+        else:
+            gone.setdefault(att.container_id, []).append(att)
+    for cid, atts in gone.items():
+        for att in atts:
+            report.append(f"{'would DEL' if dry_run else 'DEL'} {att.network_name}/{att.ifname} of {cid[:12]}")
         if dry_run:
             continue
-        try:
-            _del_foreign(cni, att)
-        except Exception as e:  # noqa: BLE001 - reported; the cache file stays for a retry
-            report.append(f"  failed: {e}")
+        problems = reclaim(cni, cid)
+        if problems is None:
+            report.append("  skipped: a start or a teardown of that container holds its lock")
+        elif problems:
+            report.append(f"  failed: {'; '.join(problems)}")
+    # Netns pins whose container is gone and left nothing in the cache (a hook killed
+    # between pinning and its first ADD).
+    from ..netns_pin import pinned_containers, unpin_netns
+
+    for cid in pinned_containers():
+        if cid in gone or any(cid in [c for c, _ in v] for v in keep.values()):
+            continue
+        if engines.alive(cid) is False:
+            report.append(f"{'would remove' if dry_run else 'removed'} the netns pin of {cid[:12]}")
+            if not dry_run:
+                err = unpin_netns(cid)
+                if err:
+                    report.append(f"  failed: {err}")
     for p in cnicache.corrupt_files(cni.cache_dir):
         report.append(f"{'would remove' if dry_run else 'removed'} corrupt cache file {p}")
         if not dry_run:
@@ -284,17 +292,13 @@ def collect_garbage(dry_run: bool = False) -> list[str]:
 
 
 def _run_alive(meta: Any, engines: _Engines) -> bool | None:
-    """Whether a detached run's container still exists (None: no engine can tell).
+    """Whether a detached run's container still exists (None: its engine cannot tell).
 
     Exists, not runs: a stopped container keeps its networks so that it can be
     started again (the watcher's rule), and only its removal ends the run.
     """
-    if meta.engine == "podman":
-        from ..engines import podman
-
-        return podman.container_running(meta.workload) is not None
-    d = engines.docker()
-    return None if d is None else d.inspect(meta.workload) is not None
+    eng = engines.get(meta.engine)
+    return None if eng is None else eng.exists(meta.workload)
 
 
 def _foreign_alive(att: Any, engines: _Engines) -> bool:
@@ -304,33 +308,3 @@ def _foreign_alive(att: Any, engines: _Engines) -> bool:
     if alive is None:
         return True  # no engine to ask: never DEL on a guess
     return alive
-
-
-def _del_foreign(cni: Any, att: Any) -> None:
-    from ..runtime import RuntimeConf
-
-    hook_pin = ""
-    try:
-        from ..hook import pin_path
-
-        hook_pin = pin_path(att.container_id)
-    except ImportError:
-        pass
-    if hook_pin and att.netns == hook_pin:
-        from ..hook import detach_container
-
-        errors = detach_container(cni, att.container_id)
-        if errors:
-            raise RuntimeError("; ".join(errors))
-        return
-    from ..teardown import _NO_NETNS
-
-    # A /proc/<pid> path may belong to another process by now: never enter it.
-    netns = _NO_NETNS if att.netns.startswith("/proc/") else ""
-    cni.delete(att.network_name, RuntimeConf(container_id=att.container_id, ifname=att.ifname, netns=netns))
-    try:
-        from ..leftovers import remove_rules_naming
-
-        remove_rules_naming(att.network_name, att.container_id)  # a DEL without its netns leaves NAT rules
-    except ImportError:
-        pass

@@ -85,7 +85,7 @@ def register(app: Any) -> None:
 
 
 def run_in_netns(networks: list[str], command: list[str]) -> int:
-    from ..attach import attach, detach
+    from ..lifecycle import attach, detach
     from ..defaults import default_network_name
     from ..netns import create, remove
     from ..runtime import CNI

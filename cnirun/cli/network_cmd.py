@@ -39,7 +39,7 @@ def _cni() -> Any:
 
 
 def network_summary(cni: Any, net: Any) -> dict[str, Any]:
-    from ..compose import store
+    from ..netstore import store
 
     m = store.meta(net)
     return {
@@ -63,8 +63,8 @@ def _bridge(net: Any) -> str:
 
 
 def network_detail(cni: Any, net: Any) -> dict[str, Any]:
-    from ..attach import Attachment
-    from ..compose import store
+    from ..lifecycle import Attachment
+    from ..netstore import store
 
     out = network_summary(cni, net)
     out["containers"] = [
@@ -159,7 +159,7 @@ def register(app: typer.Typer) -> None:
     def rm(names: list[str] = typer.Argument(..., metavar="NAME..."),
            fmt: str = _format_option()) -> None:
         """Remove networks (refused while containers are attached); deletes the bridges cnirun made."""
-        from ..compose import store
+        from ..netstore import store
 
         _check_format(fmt)
         cni = _cni()
@@ -186,7 +186,7 @@ def register(app: typer.Typer) -> None:
     def prune(force: bool = typer.Option(False, "--force", "-f", help="Do not ask."),
               fmt: str = _format_option()) -> None:
         """Remove every network cnirun created that has no container attached."""
-        from ..compose import store
+        from ..netstore import store
 
         _check_format(fmt)
         if not force and sys.stdin.isatty():
@@ -205,7 +205,7 @@ def register(app: typer.Typer) -> None:
         directory: Path = typer.Option(None, "--dir", help="Write NAME.conflist files here instead of printing."),
     ) -> None:
         """Turn the networks: of a compose-style YAML file into CNI conflists."""
-        from ..compose.networks import load_networks_file
+        from ..netstore.networks import load_networks_file
 
         with one_line_errors():
             nets = load_networks_file(file)
@@ -246,9 +246,9 @@ def create_network(name: str, driver: str, subnet: str = "", gateway: str = "", 
                    internal: bool = False, opts: list[str] | None = None,
                    labels: list[str] | None = None) -> Any:
     """`network create` through the compose converter, so both follow the same rules."""
-    from ..compose import store
-    from ..compose.located import Document
-    from ..compose.networks import Planner, parse_network
+    from ..netstore import store
+    from ..netstore.located import Document
+    from ..netstore.networks import Planner, parse_network
 
     pool: dict[str, Any] = {}
     if subnet:

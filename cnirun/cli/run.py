@@ -301,7 +301,15 @@ def run_main(args: list[str]) -> int:
         return 0
     from ..runner import run
 
-    return run(req)
+    outcome = run(req)
+    for line in outcome.warnings:
+        sys.stderr.write(f"cnirun: teardown: {line}\n")
+    if outcome.error:
+        sys.stderr.write(f"cnirun: {outcome.error}\n")
+    elif outcome.detached and outcome.code == 0:
+        sys.stdout.write(outcome.container + "\n")  # as docker run -d
+    sys.stdout.flush()
+    return outcome.code
 
 
 __all__ = ["run_main", "parse", "RunRequest", "UsageError", "USAGE", "os"]

@@ -19,7 +19,7 @@ from typing import Any
 
 from ..errors import ArgumentError, ConfigError
 from ..options import parse_ip, parse_publish
-from .located import (
+from ..netstore.located import (
     Document,
     Path as KeyPath,
     check_keys,
@@ -30,7 +30,7 @@ from .located import (
     string_map,
     type_name,
 )
-from .networks import NetworkSpec, parse_network
+from ..netstore.networks import NetworkSpec, parse_network
 
 DEFAULT_FILES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml")
 TOP_KEYS = frozenset({"version", "name", "services", "networks", "volumes", "configs", "secrets"})

@@ -9,13 +9,12 @@ peer on a shared network, rewritten in place whenever services come or go.
 """
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 from ..errors import CNIError
 from .project import Project, Service
@@ -101,7 +100,9 @@ def run_request(project: Project, svc: Service, engine: str) -> Any:
     return RunRequest(
         spec=spec, networks=[names[n.key] for n in ordered], publish=list(svc.ports),
         network_ips={names[n.key]: n.ipv4_address for n in ordered if n.ipv4_address}, engine=engine,
-        mode="sandbox" if engine == "docker" else "",
+        # Service discovery rewrites each service's hosts file in its run state:
+        # Docker's hook mode lets dockerd own that file (Podman runs always own it).
+        mode="sandbox",
     )
 
 
@@ -121,7 +122,7 @@ def _states_by_name() -> dict[str, Any]:
 def members(project: Project) -> list[Member]:
     """The project's services whose run is up, with their addresses per network."""
     from .. import cache as cnicache
-    from ..attach import Attachment
+    from ..lifecycle import Attachment
     from ..teardown import cni_for
 
     states = _states_by_name()
@@ -185,8 +186,8 @@ def refresh_hosts(project: Project) -> None:
 
 def ensure_networks(project: Project, cni: Any) -> list[str]:
     """Install the project's networks that do not exist yet; return the names created."""
-    from . import store
-    from .networks import Planner
+    from ..netstore import store
+    from ..netstore.networks import Planner
 
     existing = {n.name: n for n in cni.networks()}
     planner = Planner(list(existing.values()))
@@ -218,7 +219,7 @@ def ensure_networks(project: Project, cni: Any) -> list[str]:
 
 
 def remove_networks(project_name: str, cni: Any) -> list[str]:
-    from . import store
+    from ..netstore import store
 
     errors: list[str] = []
     for net in cni.networks():
@@ -236,32 +237,18 @@ def remove_networks(project_name: str, cni: Any) -> list[str]:
 
 # -- containers ---------------------------------------------------------------------------
 
-@contextlib.contextmanager
-def _quiet_stdout() -> Iterator[None]:
-    """runner.run prints the container ID (podman's child on fd 1): compose prints its own lines."""
-    sys.stdout.flush()
-    saved = os.dup(1)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 1)
-        with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
-            yield
-    finally:
-        os.dup2(saved, 1)
-        os.close(saved)
-        os.close(devnull)
-
-
-def start_service(project: Project, svc: Service, engine: str) -> None:
+def start_service(project: Project, svc: Service, engine: str) -> str:
+    """Start one service's container (detached) through `cnirun run`'s runner; its container ID."""
     from .. import runner
 
-    req = run_request(project, svc, engine)
-    with _quiet_stdout():
-        code = runner.run(req)
-    if code != 0:
-        raise ComposeFailed(f"service {svc.name}: container {project.container_name(svc)} failed to start "
-                            f"(exit {code}; the reason is above)")
+    outcome = runner.run(run_request(project, svc, engine))
+    for line in outcome.warnings:
+        say(f" Container {project.container_name(svc)}  teardown: {line}")
+    if outcome.code != 0:
+        raise ComposeFailed(f"service {svc.name}: container {project.container_name(svc)} failed to start: "
+                            f"{outcome.error or f'exit {outcome.code}'}")
     say(f" Container {project.container_name(svc)}  Started")
+    return outcome.container
 
 
 def _wait_torn_down(run_state: Any, deadline: float) -> bool:
@@ -277,7 +264,7 @@ def remove_containers(project_name: str, eng: Any, only: set[str] | None = None)
     from ..teardown import teardown
 
     errors: list[str] = []
-    containers = [c for c in eng.by_label(f"{LABEL_PROJECT}={project_name}") if only is None or c.name in only]
+    containers = [c for c in eng.containers(f"{LABEL_PROJECT}={project_name}") if only is None or c.name in only]
     states = _states_by_name()
     threads = [threading.Thread(target=eng.stop, args=(c.id, STOP_TIMEOUT)) for c in containers if c.running]
     for t in threads:
@@ -297,7 +284,7 @@ def remove_containers(project_name: str, eng: Any, only: set[str] | None = None)
             # removed (a stopped one keeps its networks for a restart); when
             # no one owns the run (watcher gone), we do it ourselves.
             if not _wait_torn_down(st, time.monotonic() + TEARDOWN_WAIT) and st.lock(blocking=False):
-                errors += teardown(st, meta, getattr(eng, "docker", None), stop=False)
+                errors += teardown(st, meta, eng, stop=False)
             elif st.path.exists():
                 errors.append(f"container {c.name}: its networks are still attached (run `cnirun gc`)")
     return errors
@@ -337,7 +324,7 @@ class LogPrinter:
 
 def up(project: Project, detach: bool, engine: str) -> int:
     from ..runtime import CNI
-    from .engine import engine_for
+    from ..engines import get as engine_for
 
     if os.geteuid() != 0:
         raise ComposeFailed("compose up needs root to run CNI plugins: run it with sudo")
@@ -345,7 +332,7 @@ def up(project: Project, detach: bool, engine: str) -> int:
     cni = CNI()
     for svc in project.services:
         run_request(project, svc, engine)  # every service checked before anything is made
-    existing = {c.name: c for c in eng.by_label(f"{LABEL_PROJECT}={project.name}")}
+    existing = {c.name: c for c in eng.containers(f"{LABEL_PROJECT}={project.name}")}
     created: list[str] = []
     started: list[str] = []
     try:
@@ -368,7 +355,7 @@ def up(project: Project, detach: bool, engine: str) -> int:
             say(f"cnirun: cleanup: {problem}")
         for name in created:
             try:
-                from . import store
+                from ..netstore import store
 
                 store.remove(cni, name)
             except CNIError as e:
@@ -385,7 +372,7 @@ def _foreground(project: Project, eng: Any, cni: Any) -> int:
     names = {project.container_name(s): s for s in project.services}
     width = max(len(n) for n in names)
     printer = LogPrinter(eng, width)
-    ids = {c.name: c.id for c in eng.by_label(f"{LABEL_PROJECT}={project.name}") if c.name in names}
+    ids = {c.name: c.id for c in eng.containers(f"{LABEL_PROJECT}={project.name}") if c.name in names}
     for name, cid in ids.items():
         printer.follow(name, cid)
     stop = threading.Event()
@@ -409,7 +396,7 @@ def _foreground(project: Project, eng: Any, cni: Any) -> int:
 
 def down(project_name: str, engine: str, cni: Any = None) -> int:
     from ..runtime import CNI
-    from .engine import engine_for
+    from ..engines import get as engine_for
 
     eng = engine_for(engine)
     cni = cni or CNI()

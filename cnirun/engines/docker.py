@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import os
 import struct
+import time
+
 TYPE_CHECKING = False  # typing costs ~3 ms of start-up on `cnirun run`: annotations only
 if TYPE_CHECKING:
-    from typing import Any, Iterator
+    from typing import Any, Callable, Iterator
 
 from ..errors import EngineError
+from .base import Container, Engine
 from .spec import RunSpec, create_config
 
 SANDBOX_BUSYBOX = "/.cnirun/busybox"  # basename "busybox": argv[1] names the applet
@@ -121,7 +124,14 @@ def netns_from_inspect(cid: str, info: dict[str, Any] | None) -> str:
     return f"/proc/{info['State']['Pid']}/ns/net"
 
 
-class Docker:
+class Docker(Engine):
+    """The Docker engine over the Docker SDK's low-level APIClient (one method per Engine API call).
+
+    The run path's hot calls go through engines.dockerapi.LeanDocker instead
+    when it can do them (importing the SDK costs ~95 ms); both create
+    containers from the same engines.spec config.
+    """
+
     name = "docker"
 
     def __init__(self) -> None:
@@ -171,16 +181,18 @@ class Docker:
         except self._errors.NotFound:
             return None
 
-    def is_running(self, cid: str) -> bool:
+    def state(self, cid: str) -> str | None:
         info = self.inspect(cid)
-        return bool(info and info.get("State", {}).get("Running"))
+        return str((info.get("State") or {}).get("Status") or "unknown") if info else None
 
-    def all_containers(self) -> list[dict[str, Any]]:
-        """Every container (any state), as /containers/json lists them."""
-        return self._call("ps", self.api.containers, all=True)
-
-    def containers(self, label: str) -> list[dict[str, Any]]:
-        return self._call("ps", self.api.containers, all=True, filters={"label": label})
+    def containers(self, label: str = "") -> list[Container]:
+        raw = self._call("ps", self.api.containers, all=True, filters={"label": label} if label else None)
+        out = []
+        for c in raw:
+            names = c.get("Names") or [""]
+            out.append(Container(str(c["Id"]), names[0].lstrip("/"), str(c.get("Image", "")),
+                                 dict(c.get("Labels") or {}), str(c.get("State", ""))))
+        return out
 
     # -- the helper container -------------------------------------------------
     def create_sandbox(self, image: str, hostname: str, labels: dict[str, str]) -> str:
@@ -264,8 +276,52 @@ class Docker:
                 return  # auto_remove got there first
             raise EngineError(f"docker rm {cid[:12]}: {_explain(e)}") from None
 
+    def stop(self, cid: str, timeout: int = 10) -> None:
+        try:
+            self.api.stop(cid, timeout=timeout)
+        except Exception:  # noqa: BLE001 - gone or already stopped; remove() reports real trouble
+            pass
+
+    def logs(self, cid: str) -> Iterator[bytes]:
+        client = self.clone()
+        try:
+            yield from client.api.logs(cid, stream=True, follow=True)
+        except Exception:  # noqa: BLE001 - the container went away: the stream ends
+            return
+
     def events(self, filters: dict[str, Any], since: float | None = None) -> Iterator[dict[str, Any]]:
         return self._call("events", self.api.events, decode=True, filters=filters, since=since)
+
+    def follow(self, cid: str, run_id: str, notify: Callable[[str], None]) -> None:
+        """One event stream for every followed container (label cnirun.id); reconnects by itself.
+
+        Each die/destroy/oom of a container carrying `cnirun.id` notifies that
+        run (a workload or its sandbox helper); after a reconnect every
+        followed run is notified once, for what the gap hid.
+        """
+        self._followed = getattr(self, "_followed", set())
+        self._followed.add(run_id)
+        if getattr(self, "_stream", None) is not None:
+            return
+        import threading
+
+        def stream() -> None:
+            while True:
+                try:
+                    client = self.clone()
+                    events = client.events({"type": "container", "label": ["cnirun.id"]})
+                    for rid in list(self._followed):
+                        notify(rid)
+                    for ev in events:
+                        if ev.get("Action") in ("die", "destroy", "oom"):
+                            rid = ((ev.get("Actor") or {}).get("Attributes") or {}).get("cnirun.id", "")
+                            if rid:
+                                notify(rid)
+                except Exception:  # noqa: BLE001 - dockerd restarting: reconnect; callers re-check anyway
+                    time.sleep(1.0)
+
+        self._stream = threading.Thread(target=stream, daemon=True)
+        self._stream.start()
 
 
 def _short(e: Exception) -> str:

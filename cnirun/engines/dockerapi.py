@@ -176,6 +176,21 @@ def lean_supported(spec: Any) -> bool:
     return not any(getattr(spec, f) for f in SDK_ONLY_FIELDS)
 
 
+def docker_client(spec: Any, sdk_ok: bool = True) -> Any:
+    """The Docker client for a run: this lean one when it can (unix socket, plain options), else the SDK's.
+
+    sdk_ok=False: None instead of importing the SDK here.
+    """
+    sock = unix_socket_path()
+    if sock and lean_supported(spec):
+        return LeanDocker(sock)
+    if not sdk_ok:
+        return None
+    from .docker import Docker
+
+    return Docker()
+
+
 class Hijacked:
     """An attach stream: the raw socket plus what arrived with the HTTP head."""
 

@@ -13,7 +13,12 @@ import shutil
 import subprocess
 
 from ..errors import EngineError
+from .base import Container, Engine
 from .spec import RunSpec
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Callable, Iterator
 
 
 DEFAULT_HOOKS_DIRS = ("/usr/share/containers/oci/hooks.d", "/etc/containers/oci/hooks.d")
@@ -172,53 +177,85 @@ def run_argv(
     return argv
 
 
-def list_containers() -> list[dict[str, str]]:
-    """Every container (any state): full id, image, first name; [] when podman cannot tell."""
-    p = subprocess.run([podman_bin(), "ps", "-a", "--format", "json"], capture_output=True, text=True)
-    if p.returncode != 0:
-        return []
-    try:
-        items = json.loads(p.stdout or "[]")
-    except ValueError:
-        return []
-    out: list[dict[str, str]] = []
-    for c in items if isinstance(items, list) else []:
-        names = c.get("Names") or []
-        out.append({"id": str(c.get("Id", "")), "image": str(c.get("Image", "")),
-                    "name": str(names[0]) if names else ""})
-    return out
+class Podman(Engine):
+    """The Podman engine over its CLI (the REST API would need the podman service running)."""
 
+    name = "podman"
 
-def container_running(cid: str) -> bool | None:
-    """True/False; None when the container does not exist."""
-    p = subprocess.run(
-        [podman_bin(), "container", "inspect", "--format", "{{.State.Running}}", cid], capture_output=True, text=True
-    )
-    if p.returncode != 0:
-        return None
-    return p.stdout.strip() == "true"
+    def __init__(self) -> None:
+        self.bin = podman_bin()
 
+    def _run(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([self.bin, *args], capture_output=True, text=True)
 
-def kill(cid: str, sig: str = "KILL") -> None:
-    subprocess.run([podman_bin(), "kill", "--signal", sig, cid], capture_output=True)
+    def state(self, cid: str) -> str | None:
+        p = self._run("container", "inspect", "--format", "{{.State.Status}}", cid)
+        return p.stdout.strip() or "unknown" if p.returncode == 0 else None
 
+    def containers(self, label: str = "") -> list[Container]:
+        p = self._run("ps", "-a", "--format", "json", *(["--filter", f"label={label}"] if label else []))
+        if p.returncode != 0:
+            raise EngineError(f"podman ps: {p.stderr.strip()}")
+        try:
+            items = json.loads(p.stdout or "[]")
+        except ValueError:
+            return []
+        out = []
+        for c in items if isinstance(items, list) else []:
+            names = c.get("Names") or [""]
+            out.append(Container(str(c.get("Id", "")), str(names[0]), str(c.get("Image", "")),
+                                 dict(c.get("Labels") or {}), str(c.get("State", ""))))
+        return out
 
-def remove(cid: str) -> None:
-    subprocess.run([podman_bin(), "rm", "-f", "--ignore", cid], capture_output=True)
+    def start(self, cid: str) -> None:
+        p = self._run("start", cid)
+        if p.returncode != 0:
+            raise EngineError(f"podman start {cid[:12]}: {p.stderr.strip()}")
 
+    def stop(self, cid: str, timeout: int = 10) -> None:
+        self._run("stop", "-t", str(timeout), cid)
 
-def wait(cid: str) -> int:
-    p = subprocess.run([podman_bin(), "wait", cid], capture_output=True, text=True)
-    try:
-        return int(p.stdout.strip().splitlines()[-1])
-    except (ValueError, IndexError):
-        return 125
+    def kill(self, cid: str, sig: str = "KILL") -> None:
+        self._run("kill", "--signal", sig, cid)
 
+    def remove(self, cid: str) -> None:
+        self._run("rm", "-f", "--ignore", cid)
 
-def wait_removed(cid: str) -> None:
-    """Return once the container is removed (a restart or stop/start does not end the wait).
+    def netns_of(self, cid: str) -> str:
+        p = self._run("container", "inspect", "--format", "{{.State.Pid}}", cid)
+        pid = p.stdout.strip()
+        if p.returncode != 0 or not pid.isdigit() or pid == "0":
+            raise EngineError(f"podman container {cid[:12]} is not running")
+        return f"/proc/{pid}/ns/net"
 
-    `podman wait --condition=removing` polls the container across restarts and
-    ends when it is gone; a container that already is gone ends it at once.
-    """
-    subprocess.run([podman_bin(), "wait", "--condition=removing", cid], capture_output=True)
+    def logs(self, cid: str) -> Iterator[bytes]:
+        proc = subprocess.Popen([self.bin, "logs", "-f", cid], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        assert proc.stdout is not None
+        try:
+            yield from iter(proc.stdout.readline, b"")
+        finally:
+            proc.kill()
+            proc.wait()
+
+    def follow(self, cid: str, run_id: str, notify: Callable[[str], None]) -> None:
+        """A thread per container waiting for its removal; a restart or stop/start does not end the wait.
+
+        `podman wait --condition=removing` polls the container across
+        restarts and ends when it is gone (at once when it already is).
+        """
+        import threading
+
+        def wait() -> None:
+            while self.state(cid) is not None:
+                self._run("wait", "--condition=removing", cid)
+            notify(run_id)
+
+        threading.Thread(target=wait, daemon=True).start()
+
+    def wait(self, cid: str) -> int:
+        """The container's exit status once it stops (125 when podman cannot say)."""
+        p = self._run("wait", cid)
+        try:
+            return int(p.stdout.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            return 125

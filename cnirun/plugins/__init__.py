@@ -30,8 +30,10 @@ DEFAULT_INSTALL_DIR = "/opt/cni/bin"
 
 
 def own_plugin_dir() -> str:
-    """cnirun/plugins/bin: launchers of PLUGINS that run in place (no install step)."""
-    return os.path.join(os.path.dirname(os.path.abspath(__file__)), "bin")
+    """cnirun/plugins/bin: launchers of PLUGINS that run in place (no install step; invoke searches it last)."""
+    from ..invoke import OWN_PLUGIN_DIR
+
+    return OWN_PLUGIN_DIR
 
 
 def install_plugin_script(dirpath: str | os.PathLike, type_name: str, module: str) -> "Path":
@@ -89,7 +91,7 @@ def install_plugins(directory: str = DEFAULT_INSTALL_DIR, force: bool = False,
     cnirun did not write (e.g. flannel-io's own flannel binary) is left alone
     unless `force`.
     """
-    from ..docker_runtime import unsafe_dir
+    from ..fsutil import unsafe_dir
     from ..errors import CNIError
 
     if not os.path.isabs(directory):

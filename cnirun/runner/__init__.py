@@ -13,15 +13,15 @@ to one engine mode, each in its own module and imported only when taken:
 - signals: SignalGate (abort set-up, forward to the workload, shield teardown);
 - failures: RunFailed and EXIT_CNIRUN.
 
-Exit status: the container's; 125 for cnirun's own failures; 126/127 when
-the command cannot be run (as docker run).
+run() returns a RunOutcome (exit status: the container's; 125 for cnirun's
+own failures; 126/127 when the command cannot be run, as docker run); the
+caller prints (cli.run like docker run, compose its own lines).
 """
 from __future__ import annotations
 
-import sys
 
 from ..errors import CNIError
-from ..request import RunRequest
+from ..request import RunOutcome, RunRequest
 from .failures import EXIT_CNIRUN, RunFailed
 from .plan import Plan, plan
 from .signals import Interrupted, SignalGate
@@ -29,36 +29,35 @@ from .signals import Interrupted, SignalGate
 __all__ = ["EXIT_CNIRUN", "Interrupted", "Plan", "RunFailed", "SignalGate", "plan", "run"]
 
 
-def run(req: RunRequest) -> int:
-    """Carry out one run and return its exit status; errors are printed as one `cnirun: ...` line."""
-    from ..engines import ENGINES, engine_name
+# engine -> (module, function) of its run mode: Docker picks hook or sandbox mode
+# itself (docker_run), Podman has one (--network ns:PATH).
+_MODES = {"docker": ("docker_run", "run_docker"), "podman": ("podman", "run_podman")}
+
+
+def run(req: RunRequest) -> RunOutcome:
+    """Carry out one run; its outcome says how it ended. Prints nothing but the container's own I/O."""
+    from importlib import import_module
+
+    from ..engines import engine_name
 
     gate = SignalGate()
     gate.install()
     p: Plan | None = None
     try:
         engine = engine_name(req.engine)
-        if engine not in ENGINES:
+        if engine not in _MODES:
             raise RunFailed(f"unknown engine {engine!r}: use --engine docker or --engine podman")
+        if req.mode == "hook" and engine != "docker":
+            raise RunFailed(f"--mode hook is for Docker; {engine} runs attach their own netns")
         p = plan(req)
-        if engine == "podman":
-            if req.mode == "hook":
-                raise RunFailed("--mode hook is for Docker; Podman always uses --network ns:PATH")
-            from .podman import run_podman
-
-            return run_podman(p, gate)
-        from .docker_run import run_docker
-
-        return run_docker(p, gate)
+        module, function = _MODES[engine]
+        return getattr(import_module(f"{__name__}.{module}"), function)(p, gate)
     except RunFailed as e:
-        sys.stderr.write(f"cnirun: {e}\n")
-        return e.code
+        return RunOutcome(code=e.code, error=str(e))
     except CNIError as e:
-        sys.stderr.write(f"cnirun: {e}\n")
-        return EXIT_CNIRUN
+        return RunOutcome(code=EXIT_CNIRUN, error=str(e))
     except Interrupted as e:
-        sys.stderr.write("cnirun: interrupted during set-up; everything was torn down\n")
-        return 128 + e.signum
+        return RunOutcome(code=128 + e.signum, error="interrupted during set-up; everything was torn down")
     finally:
         if p is not None:
             p.release_ports()

@@ -8,7 +8,6 @@ writes hosts/resolv.conf itself (the hook cannot), from --dns options.
 """
 from __future__ import annotations
 
-import sys
 
 from ..errors import EngineError
 from .console import StartFailed, foreground
@@ -18,6 +17,7 @@ TYPE_CHECKING = False  # typing costs ~7 ms of start-up on `cnirun run`: annotat
 if TYPE_CHECKING:
     from typing import Any
 
+    from ..request import RunOutcome
     from .plan import Plan
     from .signals import SignalGate
 
@@ -26,17 +26,15 @@ class RuntimeUnknown(Exception):
     """dockerd refused runtime `cnirun` at create: daemon.json names it but dockerd was not reloaded."""
 
 
-def run_docker_hook(p: Plan, docker: Any, gate: SignalGate) -> int:
+def run_docker_hook(p: Plan, docker: Any, gate: SignalGate) -> RunOutcome:
     """An ordinary docker run with the cnirun runtime; the hook attaches from the labels."""
-    from ..options import ContainerNetworkSpec
+    from ..request import RunOutcome
 
     req, spec = p.req, p.req.spec
     # The hook publishes the ports: it takes the port lock and checks again
     # inside `docker start`; holding the lock here would make it wait for us.
     p.release_ports()
-    first_ip = p.ips.get(p.networks[0].name, "")
-    netspec = ContainerNetworkSpec(networks=[n.name for n in p.networks], ports=p.ports, ip=first_ip, mac=req.mac)
-    labels = {**spec.labels, **netspec.to_labels()}
+    labels = {**spec.labels, **p.netspec.to_labels()}
     # Foreground --rm: dockerd removes the container as it exits (as `docker run --rm`), when the
     # client can register its wait before start; else cnirun removes it after the wait.
     auto_remove = spec.remove and (spec.detach or hasattr(docker, "wait_pending"))
@@ -57,13 +55,14 @@ def run_docker_hook(p: Plan, docker: Any, gate: SignalGate) -> int:
             raise RunFailed(str(e), getattr(e, "exit_code", lambda: EXIT_CNIRUN)()) from None
         finally:
             p.release_ports()  # the hook's ADD ran inside start
-        sys.stdout.write(cid + "\n")
-        return 0
+        return RunOutcome(code=0, container=cid, detached=True)
     try:
-        return foreground(docker, cid, spec, gate, on_started=p.release_ports, auto_removed=auto_remove)
+        return RunOutcome(
+            code=foreground(docker, cid, spec, gate, on_started=p.release_ports, auto_removed=auto_remove),
+            container=cid,
+        )
     except StartFailed as e:
-        sys.stderr.write(f"cnirun: {e}\n")
-        return e.code
+        return RunOutcome(code=e.code, container=cid, error=str(e))
     finally:
         gate.shield()
         if spec.remove:

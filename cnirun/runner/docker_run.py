@@ -1,7 +1,7 @@
 """Docker runs: which mode (hook or sandbox) a run takes, and which Engine API client it uses.
 
 Hook mode (docker_hook) is chosen automatically only when the cnirun
-runtime was installed with this run's CNI paths (engines.docker_mode); when
+runtime was installed with this run's CNI paths (runner.docker_mode); when
 dockerd turns out not to know the runtime, an auto-chosen run falls back to
 sandbox mode (docker_sandbox), which always works. Each mode's module is
 imported only when the run takes it, so neither pays for the other.
@@ -15,15 +15,15 @@ from .failures import RunFailed
 TYPE_CHECKING = False  # typing costs ~7 ms of start-up on `cnirun run`: annotations only
 
 if TYPE_CHECKING:
-    from typing import Any
 
+    from ..request import RunOutcome
     from .plan import Plan
     from .signals import SignalGate
 
 
 def _docker_mode(p: Plan) -> str:
-    from ..engines.docker_mode import choose
-    from ..hook import labels_allowed
+    from ..config import labels_allowed
+    from .docker_mode import choose
 
     closed = [n.name for n in p.networks if not labels_allowed(n)]
     if closed:
@@ -36,31 +36,14 @@ def _docker_mode(p: Plan) -> str:
                 '{"allowLabels": false}; drop --mode hook (sandbox mode is used)'
             )
         return "sandbox"
-    extra_ips = [n.name for n in p.networks[1:] if n.name in p.ips]
-    return choose(p.req.mode, p.cni, p.file_networks, extra_ips)
+    return choose(p.req.mode, p.cni, p.file_networks)
 
 
-def docker_client(spec: Any, sdk_ok: bool = True) -> Any:
-    """The lean Engine API client when it can do this run (unix socket, plain options), else the SDK's.
-
-    sdk_ok=False: None instead of importing the SDK here.
-    """
-    from ..engines.dockerapi import LeanDocker, lean_supported, unix_socket_path
-
-    sock = unix_socket_path()
-    if sock and lean_supported(spec):
-        return LeanDocker(sock)
-    if not sdk_ok:
-        return None
-    from ..engines.docker import Docker
-
-    return Docker()
-
-
-def run_docker(p: Plan, gate: SignalGate) -> int:
+def run_docker(p: Plan, gate: SignalGate) -> RunOutcome:
     """Run the plan on Docker in hook mode when chosen (and dockerd knows the runtime), else in sandbox mode."""
     req = p.req
     if _docker_mode(p) == "hook":
+        from ..engines.dockerapi import docker_client
         from .docker_hook import RuntimeUnknown, run_docker_hook
 
         try:

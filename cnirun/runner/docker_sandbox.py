@@ -12,12 +12,11 @@ Works with any dockerd: no runtime needs to be installed.
 from __future__ import annotations
 
 import os
-import sys
 import threading
 
 from ..errors import EngineError
 from .console import StartFailed, foreground
-from .docker_run import docker_client
+from ..engines.dockerapi import docker_client
 from .etc_files import host_file_binds, write_host_files
 from .failures import EXIT_CNIRUN
 TYPE_CHECKING = False  # typing costs ~7 ms of start-up on `cnirun run`: annotations only
@@ -25,20 +24,22 @@ TYPE_CHECKING = False  # typing costs ~7 ms of start-up on `cnirun run`: annotat
 if TYPE_CHECKING:
     from typing import Any
 
+    from ..request import RunOutcome
     from ..state import RunMeta, RunState
     from .plan import Plan
     from .signals import SignalGate
 
 
-def run_docker_sandbox(p: Plan, gate: SignalGate) -> int:
+def run_docker_sandbox(p: Plan, gate: SignalGate) -> RunOutcome:
     """Helper container holding the netns; ADD; the workload joins it with --network container:.
 
     The helper is created and started by a thread, and ADD runs there too,
     while the main thread creates the workload (and, when the run needs the
     Docker SDK, imports it meanwhile: the helper goes over the lean client).
     """
-    from ..attach import attach
     from ..engines.dockerapi import LeanDocker, unix_socket_path
+    from ..lifecycle import attach
+    from ..request import RunOutcome
     from ..state import RunMeta, RunState, netns_identity
     from ..teardown import cni_env
 
@@ -51,7 +52,7 @@ def run_docker_sandbox(p: Plan, gate: SignalGate) -> int:
     st.write_meta(meta)
     base_labels = {"cnirun.id": st.id, "cnirun.state": str(st.path.parent)}
     workload_started = False
-    code = EXIT_CNIRUN
+    outcome = RunOutcome(code=EXIT_CNIRUN, run_id=st.id, detached=spec.detach)
     add_result: dict[str, Any] = {}
     sandbox_made = threading.Event()
     sock = unix_socket_path()
@@ -112,18 +113,15 @@ def run_docker_sandbox(p: Plan, gate: SignalGate) -> int:
             workload_started = True
             st.unlock()  # the watcher owns it from here
             ensure_watcher()
-            sys.stdout.write(meta.workload + "\n")
-            sys.stdout.flush()
-            return 0
-        code = foreground(docker, meta.workload, spec, gate)
+            outcome.code, outcome.container = 0, meta.workload
+            return outcome
+        outcome.container = meta.workload
+        outcome.code = foreground(docker, meta.workload, spec, gate)
         workload_started = True
-        return code
-    except Exception as e:
-        if isinstance(e, StartFailed):
-            sys.stderr.write(f"cnirun: {e}\n")
-            code = e.code
-            return code
-        raise
+        return outcome
+    except StartFailed as e:
+        outcome.code, outcome.error = e.code, str(e)
+        return outcome
     finally:
         if not (spec.detach and workload_started):
             gate.shield()
@@ -132,9 +130,7 @@ def run_docker_sandbox(p: Plan, gate: SignalGate) -> int:
             if docker is None:
                 docker = docker_client(spec)
             st.write_meta(meta)
-            errors = _teardown_parallel(st, meta, docker, add_result.get("netns_fd"))
-            for err in errors:
-                sys.stderr.write(f"cnirun: teardown: {err}\n")
+            outcome.warnings += _teardown_parallel(st, meta, docker, add_result.get("netns_fd"))
 
 
 def _teardown_parallel(st: RunState, meta: RunMeta, docker: Any, netns_fd: int | None) -> list[str]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 TYPE_CHECKING = False  # typing costs ~7 ms of start-up on `cnirun run`: annotations only
 
 if TYPE_CHECKING:  # the hook path never makes a state dir: state (pathlib, secrets) is imported lazily
-    from ..attach import Attachment
+    from ..lifecycle import Attachment
     from ..request import RunRequest
     from ..state import RunState
 

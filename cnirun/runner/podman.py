@@ -8,9 +8,7 @@ so teardown never depends on the container still existing.
 """
 from __future__ import annotations
 
-import fcntl
 import os
-import sys
 import threading
 
 from .etc_files import host_file_binds, write_host_files
@@ -19,6 +17,7 @@ TYPE_CHECKING = False  # typing costs ~7 ms of start-up on `cnirun run`: annotat
 
 if TYPE_CHECKING:
     from ..state import RunMeta, RunState
+    from ..request import RunOutcome
     from .plan import Plan
     from .signals import SignalGate
 
@@ -75,12 +74,14 @@ def _remove(path: str) -> None:
         pass
 
 
-def run_podman(p: Plan, gate: SignalGate) -> int:
+def run_podman(p: Plan, gate: SignalGate) -> RunOutcome:
     import subprocess
 
     from .. import netns as nsmod
-    from ..attach import attach
     from ..engines import podman
+    from ..lifecycle import attach
+    from ..lock import flock
+    from ..request import RunOutcome
     from ..state import RunMeta, RunState, netns_identity
     from ..teardown import cni_env, teardown
 
@@ -97,7 +98,7 @@ def run_podman(p: Plan, gate: SignalGate) -> int:
     child: subprocess.Popen[bytes] | None = None
     early: _EarlyDel | None = None
     handed_over = False
-    code = EXIT_CNIRUN
+    outcome = RunOutcome(code=EXIT_CNIRUN, run_id=st.id, detached=spec.detach)
     try:
         name, path = nsmod.create(f"cnirun-{st.id[:16]}")
         meta.netns, meta.netns_id = path, netns_identity(path)
@@ -107,8 +108,7 @@ def run_podman(p: Plan, gate: SignalGate) -> int:
         # podman starts up while ADD runs; a prestart hook holds the container's
         # first instruction until ADD is done (and aborts it if ADD failed).
         gate_lock, gate_ok = st.path / "add.lock", st.path / "add.ok"
-        gate_fd = os.open(gate_lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        fcntl.flock(gate_fd, fcntl.LOCK_EX)
+        gate_fd = flock(str(gate_lock))
         podman.write_gate_hook(str(st.path / "hooks.d"), str(gate_lock), str(gate_ok))
         if not spec.detach:
             early = _EarlyDel(st, meta)
@@ -126,7 +126,9 @@ def run_podman(p: Plan, gate: SignalGate) -> int:
         )
         meta.phase = "running"
         st.write_meta(meta)
-        child = subprocess.Popen(argv, env={**os.environ, **env_passthrough} if env_passthrough else None)
+        # -d: podman prints the container ID; the outcome carries it (from the cidfile) instead.
+        child = subprocess.Popen(argv, env={**os.environ, **env_passthrough} if env_passthrough else None,
+                                 stdout=subprocess.DEVNULL if spec.detach else None)
         try:
             atts = attach(p.cni, p.networks, st.id, path, p.options)
             write_host_files(st, req, atts, hostname)
@@ -161,7 +163,8 @@ def run_podman(p: Plan, gate: SignalGate) -> int:
             st.unlock()
             ensure_watcher()
             handed_over = True
-        return code
+        outcome.code, outcome.container = code, meta.workload
+        return outcome
     finally:
         gate.forward = None
         _remove(str(st.path / "env"))
@@ -179,5 +182,4 @@ def run_podman(p: Plan, gate: SignalGate) -> int:
             if early is not None:
                 early.finish()
             # podman run ended on its own: it stopped (and with --rm removed) the container.
-            for err in teardown(st, meta, stop=not ended, workload=not ended):
-                sys.stderr.write(f"cnirun: teardown: {err}\n")
+            outcome.warnings += teardown(st, meta, stop=not ended, workload=not ended)

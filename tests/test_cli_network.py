@@ -16,11 +16,12 @@ from typing import Iterator
 
 import pytest
 
-from cnirun.compose import hostnet, isolation
+from conftest import needs_root
+
+from cnirun.netstore import hostnet, isolation
 
 REPO = Path(__file__).resolve().parent.parent
 CNIRUN = str(REPO / ".venv" / "bin" / "cnirun")
-needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (bridges, iptables, netns)")
 needs_plugins = pytest.mark.skipif(not os.path.isfile("/usr/lib/cni/bridge"), reason="CNI plugins missing")
 
 
@@ -113,7 +114,7 @@ def test_errors_are_one_line(env: Env) -> None:
 
 def test_rm_refuses_while_in_use_and_removes_bridge(env: Env) -> None:
     from cnirun import netns
-    from cnirun.attach import attach, detach
+    from cnirun.lifecycle import attach, detach
     from cnirun.runtime import CNI
 
     a = env.name()

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from cnirun.compose.hostnet import HostRoute
-from cnirun.compose.located import ComposeError, parse
-from cnirun.compose.networks import Planner, auto_bridge_name, load_networks_file, parse_networks_section
+from cnirun.netstore.hostnet import HostRoute
+from cnirun.netstore.located import ComposeError, parse
+from cnirun.netstore.networks import Planner, auto_bridge_name, load_networks_file, parse_networks_section
 from cnirun.config import conflist_from_bytes
 
 POOL = "10.151.0.0/16"

@@ -12,7 +12,6 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
@@ -234,7 +233,7 @@ def test_validate_and_version_with_real_plugins(core: CoreEnv, real: list[RealNe
 
 
 def test_second_network_as_eth1(core: CoreEnv, netns: Netns, real: list[RealNet]) -> None:
-    from cnirun.attach import attach, detach
+    from cnirun.lifecycle import attach, detach
 
     a = RealNet(core, "t2-a", "cnt2a", 9, full=False)
     real.append(a)

@@ -72,11 +72,11 @@ def installed_settings(daemon_json: str = "/etc/docker/daemon.json") -> dict[str
     return settings(daemon_json)
 
 
-def choose(requested: str, cni: Any, file_networks: list[str], extra_ips: list[str]) -> str:
+def choose(requested: str, cni: Any, file_networks: list[str]) -> str:
     """'sandbox' or 'hook' for this run; ArgumentError when --mode hook cannot work.
 
     requested: '' (auto), 'sandbox' or 'hook'. file_networks: networks that
-    come from -f. extra_ips: networks past eth0 that have a static IP.
+    come from -f.
     """
     if requested == "sandbox":
         return "sandbox"
@@ -87,13 +87,6 @@ def choose(requested: str, cni: Any, file_networks: list[str], extra_ips: list[s
                 f"--mode hook cannot attach {', '.join(file_networks)}: networks from -f exist only for this "
                 "command and the OCI hook cannot see them; drop --mode hook (sandbox mode is used) or "
                 "install the network into NETCONFPATH"
-            )
-        return "sandbox"
-    if extra_ips:
-        if hook:
-            raise ArgumentError(
-                f"--mode hook takes a static IP on the first network only ({', '.join(extra_ips)} also has one): "
-                "drop --mode hook (sandbox mode is used)"
             )
         return "sandbox"
     settings = installed_settings()

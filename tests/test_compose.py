@@ -18,27 +18,16 @@ from typing import Iterator
 
 import pytest
 
-from cnirun.compose import hostnet, isolation
-from cnirun.compose.networks import auto_bridge_name
+from conftest import needs_docker, needs_plugins, needs_root
+
+from cnirun.netstore import hostnet, isolation
+from cnirun.netstore.networks import auto_bridge_name
 
 REPO = Path(__file__).resolve().parent.parent
 CNIRUN = str(REPO / ".venv" / "bin" / "cnirun")
 
 
-def _docker_ok() -> bool:
-    try:
-        p = subprocess.run(["docker", "image", "inspect", "busybox:latest"], capture_output=True, timeout=20)
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return p.returncode == 0
-
-
-pytestmark = [
-    pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
-    pytest.mark.skipif(not os.path.isfile("/usr/lib/cni/bridge"), reason="CNI plugins missing"),
-    pytest.mark.docker,
-]
-needs_docker = pytest.mark.skipif(not _docker_ok(), reason="dockerd or busybox:latest missing")
+pytestmark = [needs_root, needs_plugins, pytest.mark.docker]
 
 
 class Proj:

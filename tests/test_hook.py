@@ -16,15 +16,16 @@ from pathlib import Path
 
 import pytest
 
+from conftest import needs_root
+
 from _hook_helpers import HookWorld, bridge_exists, delete_bridges, leftovers, wait_clean, wait_records
-from cnirun import docker_runtime, hook, hooksd, shim
-from cnirun.attach import options_for
+from cnirun import docker_runtime, hook, hook_command, hooksd, lifecycle, netns_pin, oci_state, shim
+from cnirun.lifecycle import options_for
 from cnirun.errors import ArgumentError
 from cnirun.options import ContainerNetworkSpec
 from cnirun.plugins import install_plugin_script
 from cnirun.runtime import CNI
 
-needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (netns, bridges, iptables)")
 
 
 @pytest.fixture
@@ -57,14 +58,14 @@ def state_json(
 
 def run_hook_process(world: HookWorld, stage: str, state: bytes) -> subprocess.CompletedProcess[str]:
     """Run the hook as an engine does: the hooks.d argv and ONLY the recorded environment."""
-    env_list = hook.hook_env(world.env())
+    env_list = hook_command.hook_env(world.env())
     env = dict(item.split("=", 1) for item in env_list)
-    return subprocess.run(hook.hook_argv(stage), input=state.decode(), env=env, capture_output=True, text=True, cwd="/")
+    return subprocess.run(hook_command.hook_argv(stage), input=state.decode(), env=env, capture_output=True, text=True, cwd="/")
 
 
 # -- OCI state and stage handling ---------------------------------------------------
 def test_parse_state_reads_id_pid_annotations() -> None:
-    st = hook.parse_state(state_json("abc", 42, {"cnirun.networks": "a"}))
+    st = oci_state.parse_state(state_json("abc", 42, {"cnirun.networks": "a"}))
     assert (st.id, st.pid, st.annotations) == ("abc", 42, {"cnirun.networks": "a"})
 
 
@@ -78,8 +79,8 @@ def test_parse_state_reads_id_pid_annotations() -> None:
     ],
 )
 def test_parse_state_rejects_bad_input(data: bytes, words: str) -> None:
-    with pytest.raises(hook.HookError, match=words):
-        hook.parse_state(data)
+    with pytest.raises(oci_state.HookError, match=words):
+        oci_state.parse_state(data)
 
 
 def test_unknown_stage_fails_with_one_line(world: HookWorld) -> None:
@@ -127,14 +128,14 @@ def test_poststop_with_nothing_cached_is_harmless(world: HookWorld) -> None:
 
 
 def test_hook_env_records_paths_and_a_path_with_sbin() -> None:
-    env = hook.hook_env({"PATH": "/opt/bin", "NETCONFPATH": "/n", "CNI_CACHE_DIR": "/c", "HOME": "/root"})
+    env = hook_command.hook_env({"PATH": "/opt/bin", "NETCONFPATH": "/n", "CNI_CACHE_DIR": "/c", "HOME": "/root"})
     assert env[0].startswith("PATH=/opt/bin:") and "/usr/sbin" in env[0] and "/sbin" in env[0].split("=")[1].split(":")
     assert "NETCONFPATH=/n" in env and "CNI_CACHE_DIR=/c" in env
     assert not any(e.startswith("HOME=") for e in env)
 
 
 def test_hook_argv_is_lean() -> None:
-    argv = hook.hook_argv("poststop")
+    argv = hook_command.hook_argv("poststop")
     assert argv[1:3] == ["-I", "-S"] and argv[-1] == "poststop" and os.path.isabs(argv[0])
     out = subprocess.run(
         [*argv[:4], argv[4].replace("run_process()", "print(sorted(m for m in sys.modules if m.split('.')[0] in ('docker','typer','yaml','pyroute2')))")],
@@ -264,7 +265,7 @@ def _fake_runc(tmp_path: Path) -> tuple[Path, Path]:
 
 def test_launcher_passes_non_create_calls_straight_to_runc(tmp_path: Path) -> None:
     runc, out = _fake_runc(tmp_path)
-    text = docker_runtime.launcher_text(sys.executable, hook.package_parent(), str(runc), str(tmp_path / "none.json"))
+    text = docker_runtime.launcher_text(sys.executable, hook_command.package_parent(), str(runc), str(tmp_path / "none.json"))
     launcher = tmp_path / "docker-runtime"
     launcher.write_text(text)
     launcher.chmod(0o755)
@@ -280,7 +281,7 @@ def test_launcher_create_edits_bundle_then_execs_runc_with_same_argv(tmp_path: P
     settings = tmp_path / "settings.json"
     settings.write_text(json.dumps({**SHIM_CONF, "runc": str(runc)}))
     launcher = tmp_path / "docker-runtime"
-    launcher.write_text(docker_runtime.launcher_text(sys.executable, hook.package_parent(), str(runc), str(settings)))
+    launcher.write_text(docker_runtime.launcher_text(sys.executable, hook_command.package_parent(), str(runc), str(settings)))
     launcher.chmod(0o755)
     b = _bundle(tmp_path, "c9", {"cnirun.networks": "n"})
     argv = ["--root", "/r", "--log", "/l.json", "create", "--bundle", str(b), "--pid-file", "/p", "c9"]
@@ -300,7 +301,7 @@ def test_shim_unreadable_spec_fails_the_create(tmp_path: Path) -> None:
     assert code == 1
 
 
-# -- installers (files only; dockerd is exercised in test_hooks_docker.py) -------------------------
+# -- installers (files only; dockerd is exercised in test_hook_docker.py) -------------------------
 def test_hooksd_install_renders_templates(tmp_path: Path, world: HookWorld) -> None:
     paths = hooksd.install(str(tmp_path / "hooks.d"), world.env() | {"PATH": "/usr/bin"})
     by_stage = {}
@@ -450,11 +451,11 @@ def test_gc_helpers_reclaim_after_a_skipped_poststop(world: HookWorld, container
         container.kill()
         container.wait()
         env = world.env()
-        assert hook.pinned_containers(env) == [cid]
+        assert netns_pin.pinned_containers(env) == [cid]
         old = {k: os.environ.get(k) for k in env}
         os.environ.update(env)
         try:
-            assert hook.reclaim(CNI(), cid) == []
+            assert lifecycle.reclaim(CNI(), cid) == []
         finally:
             for k, v in old.items():
                 if v is None:
@@ -543,14 +544,14 @@ def _modules_of_hook_run(world: HookWorld, stage: str, state: bytes, extra_env: 
     Submodules also count as their top-level package ("json.decoder" adds "json").
     """
     out = world.root / f"modules-{stage}-{secrets.token_hex(4)}"
-    argv = hook.hook_argv(stage)
+    argv = hook_command.hook_argv(stage)
     assert argv[3] == "-c" and argv[4].endswith("from cnirun.hook import run_process; run_process()")
     # main() as run_process() runs it, then the list (run_process leaves with os._exit: no atexit)
     argv[4] = argv[4].replace(
         "run_process()",
         f"code = main(); open({str(out)!r}, 'w').write('\\n'.join(sorted(sys.modules))); sys.exit(code)",
     ).replace("import run_process", "import main")
-    env = dict(item.split("=", 1) for item in hook.hook_env(world.env()))
+    env = dict(item.split("=", 1) for item in hook_command.hook_env(world.env()))
     env.update(extra_env or {})
     proc = subprocess.run(argv, input=state, env=env, capture_output=True, cwd="/")
     assert proc.returncode == 0, proc.stderr
@@ -589,10 +590,10 @@ def test_shim_create_path_imports_nothing_heavy(tmp_path: Path) -> None:
     bundle.mkdir()
     (bundle / "config.json").write_text(json.dumps({"ociVersion": "1.0.2", "annotations": {"cnirun.networks": "n"}}))
     settings = tmp_path / "settings.json"
-    settings.write_text(json.dumps({"runc": "/bin/true", "hook_argv": hook.hook_argv("")[:-1], "hook_env": ["PATH=/usr/bin"]}))
+    settings.write_text(json.dumps({"runc": "/bin/true", "hook_argv": hook_command.hook_argv("")[:-1], "hook_env": ["PATH=/usr/bin"]}))
     out = tmp_path / "modules"
     boot = (
-        f"import atexit, sys; sys.path.insert(0, {hook.package_parent()!r}); "
+        f"import atexit, sys; sys.path.insert(0, {hook_command.package_parent()!r}); "
         f"atexit.register(lambda: open({str(out)!r}, 'w').write('\\n'.join(sorted(sys.modules)))); "
         "from cnirun.shim import main, prepare_bundle, load_config; conf = load_config(); "
         f"print(prepare_bundle({str(bundle)!r}, 'c1', conf))"
@@ -605,7 +606,7 @@ def test_shim_create_path_imports_nothing_heavy(tmp_path: Path) -> None:
 
 
 def test_hosts_entries_added_in_place_and_replaced_on_restart(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from cnirun.attach import Attachment
+    from cnirun.lifecycle import Attachment
 
     cid = secrets.token_hex(32)
     root = tmp_path / "docker"
@@ -628,7 +629,7 @@ def test_hosts_entries_added_in_place_and_replaced_on_restart(tmp_path: Path, mo
     assert hook.add_hosts_entries(str(bundle), [att2], cid) == ""  # a restart: replaced, not appended
     assert hosts.read_text() == "127.0.0.1\tlocalhost\n10.141.9.8\tweb1\t# cnirun\n"
     # another container's file, even the engine's, is not this container's
-    assert "not the engine's own file" in hook.add_hosts_entries(str(bundle), [att], "c" + cid[1:])
+    assert "not the engine's own file" in hook.add_hosts_entries(str(bundle), [att], ("d" if cid[0] == "c" else "c") + cid[1:])
     (bundle / "config.json").write_text("{not json")
     assert "hosts file not updated" in hook.add_hosts_entries(str(bundle), [att], cid)
     assert hook.add_hosts_entries(str(tmp_path / "nowhere"), [att], cid).startswith("hosts file not updated")

@@ -8,19 +8,17 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
+from conftest import needs_podman, needs_root
+
 from _hook_helpers import CNIRUN, HookWorld, bridge_exists, delete_bridges, wait_clean, wait_records
 
-pytestmark = [
-    pytest.mark.podman,
-    pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("podman"), reason="needs root and podman"),
-]
+pytestmark = [pytest.mark.podman, needs_root, needs_podman]
 BRIDGES = ["cnh4p1", "cnh4p2"]
 
 

@@ -71,7 +71,7 @@ def test_failing_plugin_leaves_nothing(podman_world: World) -> None:
 
 
 def test_detached_restart_and_stop_start_keep_the_network(podman_world: World) -> None:
-    from test_run_docker import _eth0_of
+    from test_runner_docker import _eth0_of
 
     r = podman_world.cnirun("-d", "busybox", "sleep", "300")
     assert r.returncode == 0, r.stderr

@@ -1,0 +1,96 @@
+"""The engine protocol: what cnirun needs from a container engine, and nothing more.
+
+The lifecycle's users (teardown, the watcher, gc, ps, compose) speak to
+Docker and Podman only through these verbs; each engine implements them
+once (engines.docker.Docker over the Docker SDK, engines.podman.Podman over
+the podman CLI), so no code outside engines/ branches on an engine's name.
+What only one engine has (Docker's sandbox helper, Podman's --network ns:)
+lives in that engine's run mode (runner/), not here.
+"""
+from __future__ import annotations
+
+from ..value import Value
+
+TYPE_CHECKING = False  # engines.docker is on the run path: no typing import at run time
+if TYPE_CHECKING:
+    from typing import Callable, Iterator
+
+# A container in one of these states may still (again) run in its netns:
+# its attachments are not garbage.
+LIVE_STATES = frozenset({"created", "configured", "initialized", "running", "restarting", "paused", "stopping"})
+
+
+class Container(Value):
+    """One container as an engine lists it."""
+
+    _fields = ("id", "name", "image", "labels", "state")
+    __match_args__ = _fields
+
+    def __init__(self, id: str, name: str, image: str, labels: dict[str, str], state: str) -> None:
+        self.id = id
+        self.name = name
+        self.image = image
+        self.labels = labels
+        self.state = state  # the engine's word: created, running, exited, ...
+
+    @property
+    def running(self) -> bool:
+        return self.state == "running"
+
+
+class Engine:
+    """A container engine, as the attachment lifecycle's users need it.
+
+    `state(cid)` is None when the engine has no such container: that, and
+    only that, means the container is gone. Every verb is safe on a
+    container that no longer exists (it does nothing) unless it says
+    otherwise.
+    """
+
+    name = ""
+
+    def state(self, cid: str) -> str | None:
+        raise NotImplementedError
+
+    def exists(self, cid: str) -> bool:
+        return self.state(cid) is not None
+
+    def is_running(self, cid: str) -> bool:
+        return self.state(cid) == "running"
+
+    def is_live(self, cid: str) -> bool:
+        """Created, running, paused, restarting: its network may be in use."""
+        return self.state(cid) in LIVE_STATES
+
+    def containers(self, label: str = "") -> list[Container]:
+        """Every container (any state), only those with `label` (KEY or KEY=VALUE) when given."""
+        raise NotImplementedError
+
+    def start(self, cid: str) -> None:
+        raise NotImplementedError
+
+    def stop(self, cid: str, timeout: int = 10) -> None:
+        raise NotImplementedError
+
+    def kill(self, cid: str, sig: str = "KILL") -> None:
+        raise NotImplementedError
+
+    def remove(self, cid: str) -> None:
+        """Remove (forcibly) the container; EngineError only when the engine refuses."""
+        raise NotImplementedError
+
+    def netns_of(self, cid: str) -> str:
+        """/proc/<pid>/ns/net of the running container; EngineError when it does not run."""
+        raise NotImplementedError
+
+    def logs(self, cid: str) -> Iterator[bytes]:
+        """Follow the container's output until it ends."""
+        raise NotImplementedError
+
+    def follow(self, cid: str, run_id: str, notify: Callable[[str], None]) -> None:
+        """From now on, call notify(run_id) whenever container `cid` may have stopped or gone.
+
+        Returns at once (the engine watches in a daemon thread); a notification
+        is a hint to look again (`state`), never a verdict.
+        """
+        raise NotImplementedError

@@ -1,0 +1,336 @@
+"""The attachment lifecycle: the one path every entry point takes to attach and detach a container.
+
+    spec -> options_for -> (netns holder: the caller's) -> attach: ADD eth0,
+    eth1, ... in order, undo on failure -> (hosts/resolv: the caller's) ->
+    ... live: reattach into a new netns ... -> detach: DEL from the cache,
+    leftover cleanup, hosts of other runs, netns pin -> (state removal: the
+    caller's)
+
+`cnirun run` in every mode, `cnirun exec`, the OCI hook, the watcher,
+`cnirun gc` and compose all come through here; none of them runs a DEL or
+builds run options of its own. Each ADD records its intent in the result
+cache before any plugin runs (runtime.CNI.add), so `detach` can always finish
+what a killed process started. A container's lifecycle steps are serialised
+by its lock (lock.lock_container: the hook's stages, gc's `reclaim`).
+
+This module is on the OCI hook path: os and cnirun's lean core only at
+import time (no typing, dataclasses, pathlib, re, subprocess).
+"""
+from __future__ import annotations
+
+import os
+
+from . import cache as cnicache
+from .config import NetworkConfigList
+from .errors import ArgumentError, CNIError
+from .runtime import CNI, RuntimeConf
+from .value import Value
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from .options import ContainerNetworkSpec
+
+class Attachment(Value):
+    """One network attached to a container: which interface and what it got."""
+
+    _fields = ("network", "ifname", "result")
+    __match_args__ = _fields
+
+    def __init__(self, network: str, ifname: str, result: dict[str, Any]) -> None:
+        self.network = network
+        self.ifname = ifname
+        self.result = result
+
+    def addresses(self) -> list[str]:
+        ips = self.result.get("ips") or []
+        out = [str(ip.get("address", "")) for ip in ips if isinstance(ip, dict)]
+        for key in ("ip4", "ip6"):  # 0.1/0.2 results
+            if isinstance(self.result.get(key), dict) and self.result[key].get("ip"):
+                out.append(str(self.result[key]["ip"]))
+        return [a for a in out if a]
+
+    @classmethod
+    def from_cache(cls, att: cnicache.CachedAttachment) -> "Attachment":
+        return cls(att.network_name, att.ifname, att.result or {})
+
+
+class NetworkOptions(Value):
+    """Per-network runtime arguments (capability args and CNI_ARGS)."""
+
+    _fields = ("capability_args", "args")
+    __match_args__ = _fields
+
+    def __init__(
+        self, capability_args: dict[str, Any] | None = None, args: list[tuple[str, str]] | None = None
+    ) -> None:
+        self.capability_args = {} if capability_args is None else capability_args
+        self.args = [] if args is None else args
+
+    def set_arg(self, key: str, value: str) -> None:
+        """A CNI_ARGS pair (with IgnoreUnknown, which host-local, bridge and tuning read); checked for separators."""
+        from .options import check_cni_arg
+
+        check_cni_arg(key, value)
+        if ("IgnoreUnknown", "1") not in self.args:
+            self.args.append(("IgnoreUnknown", "1"))
+        self.args.append((key, value))
+
+
+def ifname_for(index: int) -> str:
+    return f"eth{index}"
+
+
+# -- options ---------------------------------------------------------------------------
+def _declares(net: NetworkConfigList, capability: str) -> bool:
+    return any(capability in p.capabilities for p in net.plugins)
+
+
+def _host_local_dir(net: NetworkConfigList) -> str:
+    for p in net.plugins:
+        ipam = p.raw.get("ipam")
+        if isinstance(ipam, dict) and ipam.get("type") == "host-local":
+            return os.path.join(str(ipam.get("dataDir") or "/var/lib/cni/networks"), net.name)
+    return ""
+
+
+def options_for(spec: ContainerNetworkSpec, networks: list[NetworkConfigList]) -> list[NetworkOptions]:
+    """Turn a container's ports, static IPs and MAC into per-network runtime arguments.
+
+    The one place run options are built, for `cnirun run` (every mode), the
+    OCI hook and compose:
+    - ports go to the first network whose chain takes `portMappings` (two
+      portmap chains would DNAT the same host port twice);
+    - a static IP goes to the network it names (spec.ips; a bare --ip is the
+      first network's), checked against the network's subnets and host-local's
+      reservations;
+    - a MAC goes to eth0, as docker run's --mac-address does.
+    Capabilities are used when the chain declares them, else CNI_ARGS
+    (IP=/MAC= with IgnoreUnknown).
+    """
+    from .options import ip_in_network
+
+    opts = [NetworkOptions() for _ in networks]
+    if not networks:
+        return opts
+    names = [n.name for n in networks]
+    for name in spec.ips:
+        if name not in names:
+            raise ArgumentError(
+                f"static IP {spec.ips[name]} is for network {name!r}, which this container does not join "
+                f"({', '.join(names)}): add --network {name} or drop the IP"
+            )
+    if spec.ports:
+        target = next((i for i, n in enumerate(networks) if _declares(n, "portMappings")), None)
+        if target is None:
+            raise ArgumentError(
+                f"published ports need a network with the portmap plugin (capabilities portMappings); "
+                f"none of {', '.join(names)} has one"
+            )
+        opts[target].capability_args["portMappings"] = [p.to_cni() for p in spec.ports]
+    for net, o in zip(networks, opts):
+        ip = spec.ips.get(net.name)
+        if not ip:
+            continue
+        subnets = net.subnets()
+        if not ip_in_network(ip, subnets):
+            raise ArgumentError(
+                f"IP address {ip} is outside network {net.name}'s subnet {', '.join(subnets)}: "
+                "pick an address inside it"
+            )
+        d = _host_local_dir(net)
+        if d and os.path.exists(os.path.join(d, ip)):
+            raise ArgumentError(f"IP address {ip} is already taken on network {net.name}: pick another address")
+        if _declares(net, "ips"):
+            o.capability_args["ips"] = [ip]
+        else:
+            o.set_arg("IP", ip)
+    if spec.mac:
+        if _declares(networks[0], "mac"):
+            opts[0].capability_args["mac"] = spec.mac
+        else:
+            opts[0].set_arg("MAC", spec.mac)
+    return opts
+
+
+# -- attach ----------------------------------------------------------------------------
+def attach(
+    cni: CNI,
+    networks: list[NetworkConfigList],
+    container_id: str,
+    netns: str,
+    options: list[NetworkOptions] | None = None,
+) -> list[Attachment]:
+    """ADD each network as eth0, eth1, ...; on any failure DEL those done, then raise."""
+    done: list[Attachment] = []
+    try:
+        for i, net in enumerate(networks):
+            opts = options[i] if options and i < len(options) else NetworkOptions()
+            rt = RuntimeConf(
+                container_id=container_id,
+                netns=netns,
+                ifname=ifname_for(i),
+                args=list(opts.args),
+                capability_args=dict(opts.capability_args),
+            )
+            result = cni.add(net, rt)
+            done.append(Attachment(net.name, rt.ifname, result))
+    except BaseException:
+        for att in reversed(done):
+            try:
+                cni.delete(att.network, RuntimeConf(container_id=container_id, netns=netns, ifname=att.ifname))
+            except CNIError:
+                pass  # the original error matters more; gc retries from the cache
+        raise
+    return done
+
+
+def cached_attachments(cni: CNI, container_id: str) -> list[cnicache.CachedAttachment]:
+    """Every cached attachment of a container (pending ones too), in interface order."""
+    atts = cnicache.list_attachments(cni.cache_dir, container_id=container_id)
+    return sorted(atts, key=lambda a: (len(a.ifname), a.ifname))
+
+
+def reattach(
+    cni: CNI, container_id: str, netns: str, attachments: list[cnicache.CachedAttachment]
+) -> list[Attachment]:
+    """Attach again, into a new netns, what a container had: same networks, interfaces and options.
+
+    For a container whose netns holder was restarted (dockerd restarted, the
+    helper was stopped): the old netns is gone, so each cached attachment is
+    DELeted (plugins clean up the host side, cnirun sweeps what bridge leaves)
+    and ADDed again with its cached config and arguments, asking for the
+    address it had where the chain takes the `ips` capability. Raises like
+    attach(), after undoing what it re-added.
+    """
+    from .config import conflist_from_bytes
+    from .paths import NO_NETNS
+
+    plans: list[tuple[NetworkConfigList, RuntimeConf]] = []
+    for att in sorted(attachments, key=lambda a: (len(a.ifname), a.ifname)):
+        net = conflist_from_bytes(att.config, f"cached config of {att.path}") if att.config else cni.network(
+            att.network_name
+        )
+        caps = dict(att.capability_args)
+        old = Attachment.from_cache(att).addresses()
+        if old and "ips" not in caps and _declares(net, "ips"):
+            caps["ips"] = old
+        plans.append((net, RuntimeConf(container_id, netns, att.ifname, [(k, v) for k, v in att.cni_args], caps)))
+    for net, rt in reversed(plans):
+        # Never the cached path: a /proc/<pid> path may be another process's netns by now.
+        cni.delete(net.name, RuntimeConf(container_id=container_id, ifname=rt.ifname, netns=NO_NETNS))
+    done: list[Attachment] = []
+    try:
+        for net, rt in plans:
+            try:
+                result = cni.add(net, rt)
+            except CNIError:
+                if "ips" not in rt.capability_args:
+                    raise
+                # The old address was taken meanwhile: any address beats none.
+                rt.capability_args = {k: v for k, v in rt.capability_args.items() if k != "ips"}
+                result = cni.add(net, rt)
+            done.append(Attachment(net.name, rt.ifname, result))
+    except BaseException:
+        for a in reversed(done):
+            try:
+                cni.delete(a.network, RuntimeConf(container_id=container_id, netns=netns, ifname=a.ifname))
+            except CNIError:
+                pass
+        raise
+    return done
+
+
+# -- detach ----------------------------------------------------------------------------
+def _usable_netns(path: str) -> bool:
+    """Whether a cached netns path may be entered: a /proc/<pid> path may name another process by now."""
+    return bool(path) and not path.startswith("/proc/") and os.path.exists(path)
+
+
+def detach(
+    cni: CNI,
+    container_id: str,
+    netns: str | None = None,
+    attachments: list[cnicache.CachedAttachment] | None = None,
+) -> list[str]:
+    """The one teardown of a container's networks. Returns what could not be undone ('' list: all done).
+
+    1. DEL every cached attachment (pending ones included), last interface
+       first, from the cache (config, arguments, prevResult). In `netns` when
+       given and it still exists (the caller knows it is the container's);
+       else in the cached netns when that is a pin or a named netns that
+       still exists; else without one (plugins clean the host side).
+    2. After a DEL without a netns, remove the rules naming the attachment
+       that the bridge plugin cannot find then (leftovers).
+    3. Drop the freed addresses from every other run's hosts file: an
+       address may soon be another container's.
+    4. Drop the container's netns pin (the hook's), unless a DEL failed: a
+       retry must still be able to enter the netns.
+    Goes on past errors; each failed DEL keeps its cache file for a retry.
+    `attachments`: what cached_attachments() returned, when already listed.
+    """
+    from .paths import NO_NETNS
+
+    if attachments is None:
+        attachments = cached_attachments(cni, container_id)
+    problems: list[str] = []
+    freed: set[str] = set()
+    for att in reversed(attachments):
+        if netns:
+            where = netns if os.path.exists(netns) else NO_NETNS
+        else:
+            where = att.netns if _usable_netns(att.netns) else NO_NETNS
+        try:
+            cni.delete(att.network_name, RuntimeConf(container_id=container_id, netns=where, ifname=att.ifname))
+        except CNIError as e:
+            problems.append(str(e))
+            continue
+        freed.update(a.split("/", 1)[0] for a in Attachment.from_cache(att).addresses())
+        if where == NO_NETNS:
+            from .leftovers import remove_rules_naming
+
+            problems += remove_rules_naming(att.network_name, container_id)
+    if freed and not problems:
+        _forget_in_other_runs(container_id, freed)
+    if not problems:
+        from .netns_pin import is_pinned, pin_path, unpin_netns
+
+        if is_pinned(pin_path(container_id)) or os.path.lexists(pin_path(container_id)):
+            err = unpin_netns(container_id)
+            if err:
+                problems.append(err)
+    return problems
+
+
+def _forget_in_other_runs(container_id: str, addresses: set[str]) -> None:
+    """Drop `addresses` from the hosts file of every other `cnirun run` (compose peers, --add-host)."""
+    from .paths import runs_dir
+
+    root = runs_dir()
+    try:
+        runs = [n for n in os.listdir(root) if not n.startswith(".") and n != container_id]
+    except OSError:
+        return
+    if runs:
+        from .hostfiles import forget_addresses
+
+        forget_addresses([os.path.join(root, n, "hosts") for n in runs], addresses)
+
+
+# -- gc ----------------------------------------------------------------------------------
+def reclaim(cni: CNI, container_id: str) -> list[str] | None:
+    """For `cnirun gc`: detach a container whose own teardown never ran (poststop skipped, process killed).
+
+    None when the container is busy (a start or a teardown holds its lock:
+    leave it to them); else what could not be undone.
+    """
+    from .lock import lock_container, unlock_container
+
+    fd = lock_container(container_id, blocking=False)
+    if fd is None:
+        return None
+    try:
+        return detach(cni, container_id)
+    finally:
+        unlock_container(fd, container_id, remove=True)

@@ -1,0 +1,60 @@
+"""`cnirun run` parsing (cli.run) and the lean imports of the fast paths, without an engine."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cnirun.cli.run import UsageError, parse
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_per_network_ips_parse() -> None:
+    req = parse(["--net", "a,b", "--ip", "10.1.0.5", "--ip", "b=10.2.0.5", "busybox"])
+    assert req is not None
+    assert req.ip == "10.1.0.5" and req.network_ips == {"b": "10.2.0.5"}
+    with pytest.raises(UsageError):
+        parse(["--ip", "b=", "busybox"])
+
+
+@pytest.mark.parametrize("argv", [["exec", "--help"], ["--help"]])
+def test_fast_paths_do_not_import_typer(argv: list[str]) -> None:
+    # `cnirun --help` is the typer app's; `cnirun exec` and `cnirun run` must not load it.
+    p = subprocess.run([sys.executable, "-X", "importtime", "-m", "cnirun.cli.main", *argv],
+                       capture_output=True, text=True, cwd=REPO)
+    assert p.returncode == 0, p.stderr
+    imported = {ln.split("|")[-1].strip() for ln in p.stderr.splitlines() if ln.startswith("import time:")}
+    if argv[0] == "exec":
+        assert "typer" not in imported and "docker" not in imported
+    else:
+        assert "typer" in imported
+
+
+def test_run_path_does_not_import_typer_or_yaml() -> None:
+    p = subprocess.run([sys.executable, "-X", "importtime", "-c",
+                        "from cnirun.cli.run import parse; import cnirun.runner, cnirun.runner.docker_mode"],
+                       capture_output=True, text=True, cwd=REPO)
+    imported = {ln.split("|")[-1].strip() for ln in p.stderr.splitlines() if ln.startswith("import time:")}
+    assert not {"typer", "yaml", "docker", "pyroute2"} & imported
+
+
+def test_env_file_with_a_line_over_64k_is_refused_as_docker_does(tmp_path: Path) -> None:
+    big = tmp_path / "big.env"
+    big.write_bytes(b"BIG=" + b"a" * (10 << 20) + b"\nSMALL=1\n")
+    with pytest.raises(UsageError, match=r"line 1 is \d+ bytes, over the 64 KiB docker run accepts"):
+        parse(["--env-file", str(big), "busybox"])
+    ok = tmp_path / "ok.env"
+    ok.write_bytes(b"# c\nA=" + b"b" * 60000 + b"\n\nB=2\n")
+    req = parse(["--env-file", str(ok), "busybox"])
+    assert req is not None and [e[:2] for e in req.spec.env] == ["A=", "B="]
+
+
+def test_env_file_limit_is_a_one_line_error_with_exit_125(tmp_path: Path) -> None:
+    big = tmp_path / "big.env"
+    big.write_bytes(b"BIG=" + b"a" * (1 << 20) + b"\n")
+    r = subprocess.run([sys.executable, "-m", "cnirun.cli.main", "--rm", "--env-file", str(big), "busybox", "true"],
+                       capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert r.returncode == 125 and r.stderr.count("\n") == 1 and "token too long" in r.stderr, r.stderr

@@ -1,0 +1,30 @@
+"""cnirun.state: a run's state dir, its lock and its metadata, without root."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from cnirun.state import RunMeta, RunState, list_states
+
+
+def test_run_state_lock_is_exclusive_and_survives_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """RunState: created locked; another owner cannot take it; closing frees it; meta round-trips."""
+    import subprocess
+    import sys
+
+    monkeypatch.setenv("CNIRUN_STATE_DIR", str(tmp_path / "state"))
+    st = RunState.create()
+    meta = RunMeta(id=st.id, engine="docker", networks=["a"], cni_env={"CNI_CACHE_DIR": "/x"})
+    st.write_meta(meta)
+    assert st.read_meta() == meta
+    probe = ("import sys; from pathlib import Path; from cnirun.state import RunState; "
+             f"sys.exit(0 if RunState(Path({str(st.path)!r})).owned_elsewhere() else 1)")
+    assert subprocess.run([sys.executable, "-c", probe]).returncode == 0
+    st.unlock()
+    assert subprocess.run([sys.executable, "-c", probe]).returncode == 1
+    assert [s.id for s in list_states()] == [st.id]
+    st.remove()
+    assert list_states() == []
+    assert json.loads(json.dumps(meta.to_dict()))["networks"] == ["a"]
