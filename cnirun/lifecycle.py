@@ -177,13 +177,18 @@ def attach(
             result = cni.add(net, rt)
             done.append(Attachment(net.name, rt.ifname, result))
     except BaseException:
-        for att in reversed(done):
-            try:
-                cni.delete(att.network, RuntimeConf(container_id=container_id, netns=netns, ifname=att.ifname))
-            except CNIError:
-                pass  # the original error matters more; gc retries from the cache
+        _undo(cni, container_id, netns, done)
         raise
     return done
+
+
+def _undo(cni: CNI, container_id: str, netns: str, done: list[Attachment]) -> None:
+    """DEL what an attach that failed part-way did, last first; the original error matters more."""
+    for att in reversed(done):
+        try:
+            cni.delete(att.network, RuntimeConf(container_id=container_id, netns=netns, ifname=att.ifname))
+        except CNIError:
+            pass  # gc retries from the cache
 
 
 def cached_attachments(cni: CNI, container_id: str) -> list[cnicache.CachedAttachment]:
@@ -233,11 +238,7 @@ def reattach(
                 result = cni.add(net, rt)
             done.append(Attachment(net.name, rt.ifname, result))
     except BaseException:
-        for a in reversed(done):
-            try:
-                cni.delete(a.network, RuntimeConf(container_id=container_id, netns=netns, ifname=a.ifname))
-            except CNIError:
-                pass
+        _undo(cni, container_id, netns, done)
         raise
     return done
 

@@ -58,18 +58,3 @@ def run(core: CoreEnv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple
     st.write_meta(meta)
     lifecycle.attach(cni, [cni.network("n")], st.id, str(core.netns_file))
     return st, meta, cni
-
-
-@pytest.fixture
-def run(core: CoreEnv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[RunState, RunMeta, Any]:
-    """A detached run in state: one noop attachment, container 'w1', helper 'h1'."""
-    monkeypatch.setenv("CNIRUN_STATE_DIR", str(tmp_path / "state"))
-    core.debug("n", reportResult={"cniVersion": "1.0.0", "ips": [{"address": "10.9.0.5/24"}]})
-    core.conflist("n", [core.noop_plugin("n")])
-    cni = core.cni()
-    st = RunState.create()
-    meta = RunMeta(id=st.id, engine="fake", workload="w1", sandbox="h1", networks=["n"], detached=True,
-                   remove=True, cni_env=cni_env(cni), phase="running")
-    st.write_meta(meta)
-    lifecycle.attach(cni, [cni.network("n")], st.id, str(core.netns_file))
-    return st, meta, cni
