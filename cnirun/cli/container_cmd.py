@@ -10,43 +10,78 @@ import typer
 from .errors import fail, one_line_errors
 
 
+FORMAT_HELP = "table, json, or a Go template such as '{{.Name}}' or 'table {{.Container}}\\t{{.Image}}'."
+# docker ps's field names for ours, so that `--format '{{.ID}}'` works as there.
+PS_ALIASES = {"ID": "container", "Names": "name"}
+
+
+def ps_table(rows: list[dict[str, Any]], no_trunc: bool = False) -> str:
+    """One line per attachment (a container without any gets one line of dashes)."""
+    from .output import align, trunc
+
+    lines = [["CONTAINER", "ENGINE", "IMAGE", "NAME", "NETWORK", "IFACE", "ADDRESSES"]]
+    for r in rows:
+        for a in r["attachments"] or [{"network": "-", "ifname": "-", "addresses": []}]:
+            lines.append([trunc(r["container"], 12, no_trunc) or "-", r["engine"],
+                          trunc(r.get("image") or "-", 16, no_trunc), trunc(r.get("name") or "-", 20, no_trunc),
+                          a["network"], a["ifname"], ",".join(a["addresses"]) or "-"])
+    return align(lines, pad=1)
+
+
 def register(app: typer.Typer) -> None:
+    from .output import check_format, emit, render, trunc
+
     @app.command(name="ps")
-    def ps(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    def ps(
+        fmt: str = typer.Option("table", "--format", help=FORMAT_HELP),
+        as_json: bool = typer.Option(False, "--json", help="Same as --format json."),
+        quiet: bool = typer.Option(False, "-q", "--quiet", help="Only container IDs."),
+        no_trunc: bool = typer.Option(False, "--no-trunc", help="Do not shorten IDs, images and names."),
+    ) -> None:
         """Containers with CNI attachments (cnirun run's, the OCI hook's, others'): networks, interfaces, addresses."""
         with one_line_errors():
+            fmt = check_format("json" if as_json else fmt)
             rows = collect(True)
-        if as_json:
-            print(json.dumps(rows, indent=2))
-            return
-        fmt = "{:<14} {:<8} {:<16} {:<20} {:<16} {:<6} {}"
-        print(fmt.format("CONTAINER", "ENGINE", "IMAGE", "NAME", "NETWORK", "IFACE", "ADDRESSES"))
-        for r in rows:
-            for a in r["attachments"] or [{"network": "-", "ifname": "-", "addresses": []}]:
-                print(fmt.format(r["container"][:12] or "-", r["engine"], (r.get("image") or "-")[:16],
-                                 (r.get("name") or "-")[:20], a["network"], a["ifname"],
-                                 ",".join(a["addresses"]) or "-"))
+            if quiet:
+                emit("\n".join(trunc(r["container"] or r["run_id"], 12, no_trunc) for r in rows))
+                return
+            emit(render(rows, fmt, lambda rs: ps_table(rs, no_trunc), aliases=PS_ALIASES))
 
     @app.command(name="inspect")
-    def inspect(container: str = typer.Argument(..., help="Container ID (prefix), name, or cnirun run ID.")) -> None:
-        """The cached CNI results of a container's attachments, as JSON."""
+    def inspect(
+        containers: list[str] = typer.Argument(..., metavar="CONTAINER...",
+                                               help="Container ID (prefix), name, or cnirun run ID."),
+        fmt: str = typer.Option("json", "--format", "-f", help="json (default) or a Go template such as "
+                                "'{{range .Attachments}}{{.Addresses}}{{end}}'."),
+    ) -> None:
+        """The cached CNI results of containers' attachments, as JSON (one object; an array for several)."""
         with one_line_errors():
-            rows = [r for r in collect(True) if _matches(r, container)]
-        if not rows:
-            fail(f"no container {container!r} with CNI attachments: see cnirun ps")
-        if len(rows) > 1:
-            fail(f"{container!r} matches {len(rows)} containers: give more of the ID")
-        print(json.dumps(rows[0], indent=2))
+            fmt = check_format(fmt)
+            rows = collect(True)
+            found = []
+            for key in containers:
+                matches = [r for r in rows if _matches(r, key)]
+                if not matches:
+                    fail(f"no container {key!r} with CNI attachments: see cnirun ps")
+                if len(matches) > 1:
+                    fail(f"{key!r} matches {len(matches)} containers: give more of the ID")
+                found.append(matches[0])
+            if fmt == "table":
+                fmt = "json"  # inspect has no table: docker's default is JSON too
+            emit(render(found, fmt, lambda rs: "", json_value=found[0] if len(found) == 1 else found,
+                        aliases=PS_ALIASES))
 
     @app.command(name="gc")
     def gc(dry_run: bool = typer.Option(False, "--dry-run", help="Say what would be removed.")) -> None:
         """DEL attachments whose container is gone, remove helper containers and stale state; then CNI GC."""
         with one_line_errors():
-            report = collect_garbage(dry_run=dry_run)
-        for line in report:
-            print(line)
+            report = collect_garbage(dry_run=dry_run, show=_print_line)
         if not report:
             print("nothing to collect")
+
+
+def _print_line(line: str) -> None:
+    print(line, flush=True)
 
 
 def _matches(row: dict[str, Any], key: str) -> bool:
@@ -182,13 +217,16 @@ class _Engines:
         return False if known else None
 
 
-def collect_garbage(dry_run: bool = False) -> list[str]:
+def collect_garbage(dry_run: bool = False, show: Any = None) -> list[str]:
     """Tear down every run no live process owns, unless its detached container still runs.
 
     Safe beside runs in flight: a run's state dir is locked by its owner from
     before the first engine call until teardown ends, and locked dirs are
     skipped. A foreground run whose cnirun died is torn down fully (its
     container too): only -d containers outlive their cnirun.
+
+    show(line), when given, gets each report line as it happens; on a
+    terminal the teardowns and DELs also show a progress line (cli.output).
     """
     from .. import cache as cnicache
     from ..engines import ENGINES
@@ -198,11 +236,29 @@ def collect_garbage(dry_run: bool = False) -> list[str]:
     from ..teardown import teardown
     from ..watch import ensure_watcher
 
+    from .output import Progress
+
     report: list[str] = []
+    bar: list[Progress] = []  # the progress line being drawn, if any
+
+    def say(line: str) -> None:
+        report.append(line)
+        if show is not None:
+            if bar:
+                bar[0].clear()  # the line replaces the progress line; the next step redraws it
+            show(line)
+
+    def steps(what: str, total: int) -> Progress:
+        bar[:] = [Progress(what, total if show is not None else 0)]
+        return bar[0]
+
     engines = _Engines()
     run_ids: set[str] = set()
     need_watcher = False
-    for st in list_states():
+    states = list_states()
+    prog = steps("gc: runs", len(states))
+    for st in states:
+        prog.step(st.id[:12])
         run_ids.add(st.id)
         if not st.lock(blocking=False):
             continue  # a live cnirun run or the watcher owns it
@@ -215,22 +271,24 @@ def collect_garbage(dry_run: bool = False) -> list[str]:
                     continue  # its container still exists: the watcher's job
             what = f"run {st.id[:12]} ({meta.engine if meta else '?'} {(meta.workload if meta else '')[:12] or '-'})"
             if dry_run:
-                report.append(f"would tear down {what}")
+                say(f"would tear down {what}")
                 continue
             eng = engines.get(meta.engine) if meta else None
             if meta and eng is None:
-                report.append(f"skipped {what}: {engines.errors.get(meta.engine, 'no engine')}")
+                say(f"skipped {what}: {engines.errors.get(meta.engine, 'no engine')}")
                 continue
             errors = teardown(st, meta, eng, stop=True)
-            report.append(f"tore down {what}" + (f": {'; '.join(errors)}" if errors else ""))
+            say(f"tore down {what}" + (f": {'; '.join(errors)}" if errors else ""))
         finally:
             st.unlock()
+    prog.clear()
+    bar.clear()
     for p in stale_tmp_dirs():
         if not dry_run:
             import shutil
 
             shutil.rmtree(p, ignore_errors=True)
-        report.append(f"removed half-made state dir {p.name}")
+        say(f"removed half-made state dir {p.name}")
     # Helper containers whose run state is gone (a teardown cut short after the state went).
     for eng in (engines.get(name) for name in ENGINES):
         if eng is None:
@@ -240,7 +298,7 @@ def collect_garbage(dry_run: bool = False) -> list[str]:
                 continue
             if not dry_run:
                 eng.remove(c.id)
-            report.append(f"removed orphan helper container {c.id[:12]}")
+            say(f"removed orphan helper container {c.id[:12]}")
     # Cached attachments no cnirun run owns (cnirun exec, the OCI hook, other runtimes),
     # pending ones (an ADD killed part-way) included: one lifecycle.reclaim per container.
     cni = CNI()
@@ -251,16 +309,20 @@ def collect_garbage(dry_run: bool = False) -> list[str]:
             keep.setdefault(att.network_name, []).append((att.container_id, att.ifname))
         else:
             gone.setdefault(att.container_id, []).append(att)
+    prog = steps("gc: DEL", len(gone))
     for cid, atts in gone.items():
+        prog.step(cid[:12])
         for att in atts:
-            report.append(f"{'would DEL' if dry_run else 'DEL'} {att.network_name}/{att.ifname} of {cid[:12]}")
+            say(f"{'would DEL' if dry_run else 'DEL'} {att.network_name}/{att.ifname} of {cid[:12]}")
         if dry_run:
             continue
         problems = reclaim(cni, cid)
         if problems is None:
-            report.append("  skipped: a start or a teardown of that container holds its lock")
+            say("  skipped: a start or a teardown of that container holds its lock")
         elif problems:
-            report.append(f"  failed: {'; '.join(problems)}")
+            say(f"  failed: {'; '.join(problems)}")
+    prog.clear()
+    bar.clear()
     # Netns pins whose container is gone and left nothing in the cache (a hook killed
     # between pinning and its first ADD).
     from ..netns_pin import pinned_containers, unpin_netns
@@ -269,13 +331,13 @@ def collect_garbage(dry_run: bool = False) -> list[str]:
         if cid in gone or any(cid in [c for c, _ in v] for v in keep.values()):
             continue
         if engines.alive(cid) is False:
-            report.append(f"{'would remove' if dry_run else 'removed'} the netns pin of {cid[:12]}")
+            say(f"{'would remove' if dry_run else 'removed'} the netns pin of {cid[:12]}")
             if not dry_run:
                 err = unpin_netns(cid)
                 if err:
-                    report.append(f"  failed: {err}")
+                    say(f"  failed: {err}")
     for p in cnicache.corrupt_files(cni.cache_dir):
-        report.append(f"{'would remove' if dry_run else 'removed'} corrupt cache file {p}")
+        say(f"{'would remove' if dry_run else 'removed'} corrupt cache file {p}")
         if not dry_run:
             p.unlink(missing_ok=True)
     # The spec's GC for networks whose plugins can do it (cniVersion >= 1.1.0).
@@ -285,7 +347,7 @@ def collect_garbage(dry_run: bool = False) -> list[str]:
         for net in cni.networks():
             if at_least(net.cni_version, "1.1.0"):
                 for e in cni.gc(net, keep.get(net.name, [])):
-                    report.append(f"GC {net.name}: {e}")
+                    say(f"GC {net.name}: {e}")
     if need_watcher and not dry_run:
         ensure_watcher()
     return report

@@ -80,18 +80,55 @@ def network_detail(cni: Any, net: Any) -> dict[str, Any]:
     return out
 
 
+def _cut(text: str, width: int, no_trunc: bool) -> str:
+    return text if no_trunc or len(text) <= width else text[:width - 3] + "..."
+
+
+def ls_table(rows: list[dict[str, Any]], no_trunc: bool = False) -> str:
+    return table([[r["name"], r["driver"] or "-", _cut(",".join(r["plugins"]), 40, no_trunc),
+                   ",".join(r["subnets"]) or "-", str(r["attachments"]), _cut(r["file"], 60, no_trunc)]
+                  for r in rows],
+                 ["NAME", "DRIVER", "PLUGINS", "SUBNET", "ATTACHED", "FILE"])
+
+
+def inspect_text(details: list[dict[str, Any]]) -> str:
+    """`network inspect`'s text for people: the summary, the attached containers, the conflist."""
+    out: list[str] = []
+    for d in details:
+        out.append(f"Name:      {d['name']}\nFile:      {d['file']}\nPlugins:   {' -> '.join(d['plugins'])}")
+        out.append(f"Subnets:   {', '.join(d['subnets']) or '-'}")
+        if d["bridge"]:
+            out.append(f"Bridge:    {d['bridge']}")
+        for k, v in sorted(d["labels"].items()):
+            out.append(f"Label:     {k}={v}")
+        if d["containers"]:
+            from ..state import container_display
+
+            out.append(table([[container_display(c["containerId"]), c["ifname"], ", ".join(c["addresses"])]
+                              for c in d["containers"]],
+                             ["CONTAINER", "IFACE", "ADDRESSES"]))
+        else:
+            out.append("Containers: none")
+        out.append(json.dumps(d["conflist"], indent=2))
+    return "\n".join(out)
+
+
 def register(app: typer.Typer) -> None:
     net_app = typer.Typer(help="Manage CNI networks (conflists in NETCONFPATH).", no_args_is_help=True)
     app.add_typer(net_app, name="network")
 
     @net_app.command("ls")
-    def ls(fmt: str = _format_option(),
-           quiet: bool = typer.Option(False, "-q", "--quiet", help="Only names.")) -> None:
+    def ls(fmt: str = typer.Option("table", "--format", help="table, json, or a Go template such as "
+                                   "'{{.Name}}' or 'table {{.Name}}\\t{{.Subnets}}'."),
+           quiet: bool = typer.Option(False, "-q", "--quiet", help="Only names."),
+           no_trunc: bool = typer.Option(False, "--no-trunc", help="Do not shorten long plugin chains and paths.")
+           ) -> None:
         """List every network of NETCONFPATH and the built-in default."""
         from ..config import load_all
+        from .output import check_format, emit, render
 
-        _check_format(fmt)
         with one_line_errors():
+            fmt = check_format(fmt)
             cni = _cni()
             nets = cni.networks()
             _, errors = load_all(cni.netconf_path)
@@ -99,40 +136,23 @@ def register(app: typer.Typer) -> None:
         for e in errors:
             sys.stderr.write(f"cnirun: warning: skipped: {e}\n")
         if quiet:
-            print("\n".join(r["name"] for r in rows))
-        elif fmt == "json":
-            print(json.dumps(rows, indent=2))
-        else:
-            print(table([[r["name"], r["driver"] or "-", ",".join(r["plugins"]), ",".join(r["subnets"]) or "-",
-                          str(r["attachments"]), r["file"]] for r in rows],
-                        ["NAME", "DRIVER", "PLUGINS", "SUBNET", "ATTACHED", "FILE"]))
+            emit("\n".join(r["name"] for r in rows))
+            return
+        with one_line_errors():
+            emit(render(rows, fmt, lambda rs: ls_table(rs, no_trunc)))
 
     @net_app.command("inspect")
-    def inspect(names: list[str] = typer.Argument(..., metavar="NAME..."), fmt: str = _format_option()) -> None:
+    def inspect(names: list[str] = typer.Argument(..., metavar="NAME..."),
+                fmt: str = typer.Option("table", "--format", "-f", help="table, json, or a Go template such as "
+                                        "'{{.Subnets}}' or '{{json .Conflist}}'.")) -> None:
         """Show networks: conflist, file, attached containers and their addresses."""
-        _check_format(fmt)
+        from .output import check_format, emit, render
+
         with one_line_errors():
+            fmt = check_format(fmt)
             cni = _cni()
             details = [network_detail(cni, cni.network(n)) for n in names]
-        if fmt == "json":
-            print(json.dumps(details, indent=2))
-            return
-        for d in details:
-            print(f"Name:      {d['name']}\nFile:      {d['file']}\nPlugins:   {' -> '.join(d['plugins'])}")
-            print(f"Subnets:   {', '.join(d['subnets']) or '-'}")
-            if d["bridge"]:
-                print(f"Bridge:    {d['bridge']}")
-            for k, v in sorted(d["labels"].items()):
-                print(f"Label:     {k}={v}")
-            if d["containers"]:
-                from ..state import container_display
-
-                print(table([[container_display(c["containerId"]), c["ifname"], ", ".join(c["addresses"])]
-                             for c in d["containers"]],
-                            ["CONTAINER", "IFACE", "ADDRESSES"]))
-            else:
-                print("Containers: none")
-            print(json.dumps(d["conflist"], indent=2))
+            emit(render(details, fmt, inspect_text))
 
     @net_app.command("create")
     def create(
