@@ -1,8 +1,8 @@
-"""`cnirun compose [-f FILE] [-p PROJECT] up [-d] | down`: compose projects on CNI networks."""
+"""`cnirun compose [-f FILE]... [-p PROJECT] [--profile P]... COMMAND`: compose projects on CNI networks."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, List, Optional
 
 import typer
 
@@ -16,26 +16,42 @@ def register(app: typer.Typer) -> None:
     @compose.callback()
     def options(
         ctx: typer.Context,
-        file: Path = typer.Option(None, "-f", "--file", help="Compose file (default: compose.yaml etc. here)."),
+        file: Optional[List[Path]] = typer.Option(None, "-f", "--file",
+                                                  help="Compose file (repeatable, merged in order; default: "
+                                                       "compose.yaml etc. here)."),
         project: str = typer.Option(None, "-p", "--project-name", help="Project name (default: the directory's)."),
+        profile: Optional[List[str]] = typer.Option(None, "--profile", help="Enable a profile (repeatable)."),
         engine: str = typer.Option(None, "--engine", help="docker or podman (env CNIRUN_ENGINE; default docker)."),
     ) -> None:
-        ctx.obj = {"file": file, "project": project, "engine": engine}
+        ctx.obj = {"file": list(file or []), "project": project, "engine": engine,
+                   "profiles": list(profile) if profile else None}
 
     @compose.command("up")
     def up(ctx: typer.Context,
-           detach: bool = typer.Option(False, "-d", "--detach", help="Start in the background.")) -> None:
-        """Create the networks and start the services (in depends_on order)."""
+           services: Optional[List[str]] = typer.Argument(None, help="Only these services (and their deps)."),
+           detach: bool = typer.Option(False, "-d", "--detach", help="Start in the background."),
+           build: bool = typer.Option(False, "--build", help="Build images before starting."),
+           force_recreate: bool = typer.Option(False, "--force-recreate", help="Recreate even unchanged containers."),
+           no_deps: bool = typer.Option(False, "--no-deps", help="Don't start linked services."),
+           remove_orphans: bool = typer.Option(False, "--remove-orphans", help="Remove containers of services "
+                                                                               "no longer in the file.")) -> None:
+        """Build/pull images, create networks and volumes, start the services (in depends_on order)."""
         from ..compose import up as composeup
 
         with one_line_errors():
             proj = _project(ctx.obj)
-            code = composeup.up(proj, detach, _engine(ctx.obj))
+            opts = composeup.UpOptions(detach=detach, build=build, force_recreate=force_recreate, no_deps=no_deps,
+                                       services=list(services or []), remove_orphans=remove_orphans)
+            code = composeup.up(proj, opts, _engine(ctx.obj))
         raise SystemExit(code)
 
     @compose.command("down")
-    def down(ctx: typer.Context) -> None:
-        """Stop and remove the project's containers, their attachments and its networks."""
+    def down(ctx: typer.Context,
+             volumes: bool = typer.Option(False, "-v", "--volumes", help="Remove the project's named volumes too."),
+             remove_orphans: bool = typer.Option(False, "--remove-orphans",
+                                                 help="Accepted: down removes every container of the project.")
+             ) -> None:
+        """Stop and remove the project's containers, their attachments and its networks (-v: volumes)."""
         from ..compose import up as composeup
 
         with one_line_errors():
@@ -46,30 +62,100 @@ def register(app: typer.Typer) -> None:
                 name = normalize_project_name(name)
             else:
                 name = _project(ctx.obj).name
-            code = composeup.down(name, _engine(ctx.obj))
+            code = composeup.down(name, _engine(ctx.obj), volumes=volumes)
         raise SystemExit(code)
 
     @compose.command("config")
-    def config(ctx: typer.Context) -> None:
-        """Check the file and print the conflists its networks would get."""
-        import json
-
-        from ..netstore.networks import Planner
-        from ..runtime import CNI
+    def config(ctx: typer.Context,
+               fmt: str = typer.Option("yaml", "--format", help="yaml or json."),
+               quiet: bool = typer.Option(False, "-q", "--quiet", help="Only check the file."),
+               services: bool = typer.Option(False, "--services", help="Print the service names."),
+               volumes: bool = typer.Option(False, "--volumes", help="Print the volume names.")) -> None:
+        """Check the files and print the normalised project, as docker compose config does."""
+        from ..compose.render import render
 
         with one_line_errors():
+            if fmt not in ("yaml", "json"):
+                raise typer.BadParameter("expected yaml or json", param_hint="--format")
             proj = _project(ctx.obj)
-            planner = Planner(CNI().networks())
-            out = {"name": proj.name, "services": [s.name for s in proj.services],
-                   "networks": {k: (planner.conflist(s) if not s.external else {"external": s.name})
-                                for k, s in proj.networks.items()}}
-        print(json.dumps(out, indent=2))
+            if quiet:
+                return
+            if services:
+                print("\n".join(s.name for s in proj.services))
+            elif volumes:
+                print("\n".join(proj.volumes))
+            else:
+                print(render(proj, fmt), end="")
+
+    @compose.command("ps")
+    def ps(ctx: typer.Context, services: Optional[List[str]] = typer.Argument(None),
+           all_: bool = typer.Option(False, "-a", "--all", help="Stopped containers too.")) -> None:
+        """List the project's containers."""
+        _do(ctx, lambda c, p, e: c.ps(p, e, list(services or []), all_))
+
+    @compose.command("logs")
+    def logs(ctx: typer.Context, services: Optional[List[str]] = typer.Argument(None),
+             follow: bool = typer.Option(False, "-f", "--follow", help="Follow the output.")) -> None:
+        """Show the services' output, prefixed by container."""
+        _do(ctx, lambda c, p, e: c.logs(p, e, list(services or []), follow))
+
+    @compose.command("exec", context_settings={"allow_interspersed_args": False})
+    def exec_(ctx: typer.Context, service: str = typer.Argument(...), command: List[str] = typer.Argument(...),
+              index: int = typer.Option(1, "--index", help="Which replica."),
+              user: str = typer.Option("", "-u", "--user"), workdir: str = typer.Option("", "-w", "--workdir"),
+              env: Optional[List[str]] = typer.Option(None, "-e", "--env"),
+              no_tty: bool = typer.Option(False, "-T", "--no-TTY", help="Accepted: output is never a TTY.")) -> None:
+        """Run a command in a running service container."""
+        _do(ctx, lambda c, p, e: c.exec_(p, e, service, list(command), index, user, workdir, list(env or [])))
+
+    @compose.command("stop")
+    def stop(ctx: typer.Context, services: Optional[List[str]] = typer.Argument(None),
+             timeout: Optional[int] = typer.Option(None, "-t", "--timeout")) -> None:
+        """Stop the services' containers (their networks stay for a start)."""
+        _do(ctx, lambda c, p, e: c.stop(p, e, list(services or []), timeout))
+
+    @compose.command("start")
+    def start(ctx: typer.Context, services: Optional[List[str]] = typer.Argument(None)) -> None:
+        """Start stopped service containers (on the networks they had)."""
+        _do(ctx, lambda c, p, e: c.start(p, e, list(services or [])))
+
+    @compose.command("restart")
+    def restart(ctx: typer.Context, services: Optional[List[str]] = typer.Argument(None),
+                timeout: Optional[int] = typer.Option(None, "-t", "--timeout")) -> None:
+        """Restart the services' containers (same networks, same addresses)."""
+        _do(ctx, lambda c, p, e: c.restart(p, e, list(services or []), timeout))
+
+    @compose.command("pull")
+    def pull(ctx: typer.Context, services: Optional[List[str]] = typer.Argument(None),
+             ignore_pull_failures: bool = typer.Option(False, "--ignore-pull-failures")) -> None:
+        """Pull the services' images through the engine."""
+        _do(ctx, lambda c, p, e: c.pull(p, e, list(services or []), ignore_pull_failures))
+
+    @compose.command("build")
+    def build(ctx: typer.Context, services: Optional[List[str]] = typer.Argument(None)) -> None:
+        """Build the services that have build: (tagged PROJECT-SERVICE unless image: is set)."""
+        _do(ctx, lambda c, p, e: c.build(p, e, list(services or [])))
+
+
+def _do(ctx: typer.Context, fn: Any) -> None:
+    from ..compose import commands
+    from ..engines import get as engine_for
+
+    with one_line_errors():
+        proj = _project(ctx.obj)
+        code = fn(commands, proj, engine_for(_engine(ctx.obj)))
+    raise SystemExit(code)
 
 
 def _project(obj: dict[str, Any]) -> Any:
+    import sys
+
     from ..compose.project import load_project
 
-    return load_project(obj["file"], obj["project"])
+    proj = load_project(obj["file"] or None, obj["project"], profiles=obj["profiles"])
+    for line in proj.warnings:
+        sys.stderr.write(f"WARN {line}\n")
+    return proj
 
 
 def _engine(obj: dict[str, Any]) -> str:

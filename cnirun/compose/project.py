@@ -1,112 +1,43 @@
-"""The compose file model: a project's services and networks, checked.
+"""The compose project: its services, networks and volumes, checked, in start order.
 
-Only what cnirun can honour is accepted; every other key is refused with its
-location, so nothing in a compose file is silently ignored. Names follow
+Parsing and merging live beside it (merge: files, include, extends;
+services: one service; mounts: volumes, secrets, configs). Names follow
 Docker Compose v2: project from -p, the top-level `name:`,
-COMPOSE_PROJECT_NAME or the file's directory (normalised); networks
-`PROJECT_KEY` unless external or named; containers `PROJECT-SERVICE-1`.
+COMPOSE_PROJECT_NAME or the first file's directory (normalised); networks
+and volumes `PROJECT_KEY` unless external or named; containers
+`PROJECT-SERVICE-N`.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import re
-import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import ArgumentError, ConfigError
-from ..options import parse_ip, parse_publish
-from ..netstore.located import (
-    Document,
-    Path as KeyPath,
-    check_keys,
-    expect_bool,
-    expect_mapping,
-    expect_str,
-    load,
-    string_map,
-    type_name,
-)
+from ..errors import ConfigError
+from ..netstore.located import Document, Path as KeyPath, check_keys, expect_mapping, expect_str
 from ..netstore.networks import NetworkSpec, parse_network
+from .mounts import FileSource, VolumeSpec, parse_files, parse_volumes
+from .services import Dependency, Service, ServiceNetwork  # noqa: F401 - re-exported
 
 DEFAULT_FILES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml")
-TOP_KEYS = frozenset({"version", "name", "services", "networks", "volumes", "configs", "secrets"})
-SERVICE_KEYS = frozenset({
-    "image", "command", "entrypoint", "environment", "ports", "networks", "hostname", "depends_on",
-    "restart", "labels", "container_name", "working_dir", "user", "init", "privileged", "read_only",
-    "cap_add", "cap_drop", "extra_hosts", "volumes", "stop_signal", "tty", "stdin_open",
-})
-SERVICE_UNSUPPORTED = {
-    "build": "cnirun runs images; build it first (docker build) and use image:",
-    "network_mode": "cnirun attaches CNI networks; use networks:",
-    "links": "services reach each other by name on shared networks; remove links",
-    "deploy": "Swarm settings are not supported",
-    "healthcheck": "health checks are not supported",
-    "scale": "one container per service",
-    "expose": "every port is reachable on a shared network; remove expose",
-    "env_file": "use environment:",
-    "dns": "not supported yet for compose services",
-    "mac_address": "not supported yet for compose services",
-    "logging": "the engine's default logging is used",
-    "profiles": "profiles are not supported",
-    "secrets": "not supported",
-    "configs": "not supported",
-    "extends": "not supported",
-}
-NET_ATTACH_KEYS = frozenset({"aliases", "ipv4_address"})
-DEPENDS_KEYS = frozenset({"condition", "restart", "required"})
-
-
-@dataclass
-class ServiceNetwork:
-    key: str  # key under the top-level networks:
-    aliases: list[str] = field(default_factory=list)
-    ipv4_address: str = ""
-
-
-@dataclass
-class Service:
-    name: str
-    image: str
-    path: KeyPath
-    command: list[str] | None = None
-    entrypoint: list[str] | None = None
-    environment: dict[str, str | None] = field(default_factory=dict)
-    ports: list[str] = field(default_factory=list)
-    networks: list[ServiceNetwork] = field(default_factory=list)
-    hostname: str = ""
-    depends_on: list[str] = field(default_factory=list)
-    labels: dict[str, str] = field(default_factory=dict)
-    container_name: str = ""
-    working_dir: str = ""
-    user: str = ""
-    init: bool = False
-    privileged: bool = False
-    read_only: bool = False
-    cap_add: list[str] = field(default_factory=list)
-    cap_drop: list[str] = field(default_factory=list)
-    extra_hosts: list[str] = field(default_factory=list)
-    volumes: list[str] = field(default_factory=list)
-    stop_signal: str = ""
-    tty: bool = False
-    stdin_open: bool = False
-    raw: dict[str, Any] = field(default_factory=dict)
-
-    def config_hash(self) -> str:
-        return hashlib.sha256(json.dumps(self.raw, sort_keys=True, default=str).encode()).hexdigest()
+TOP_KEYS = frozenset({"version", "name", "services", "networks", "volumes", "configs", "secrets", "include"})
 
 
 @dataclass
 class Project:
     name: str
-    file: str
+    file: str  # the files, comma-separated (compose's config_files label)
     working_dir: str
     doc: Document
-    services: list[Service]  # in start order (dependencies first)
+    services: list[Service]  # in start order (dependencies first), active profiles only
     networks: dict[str, NetworkSpec]  # key -> spec, only those used or declared
+    volumes: dict[str, VolumeSpec] = field(default_factory=dict)
+    secrets: dict[str, FileSource] = field(default_factory=dict)
+    configs: dict[str, FileSource] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)  # one line per ignored key
+    inactive: list[str] = field(default_factory=list)  # services left out by profiles
 
     def service(self, name: str) -> Service:
         for s in self.services:
@@ -114,12 +45,31 @@ class Project:
                 return s
         raise KeyError(name)
 
-    def container_name(self, svc: Service) -> str:
-        return svc.container_name or f"{self.name}-{svc.name}-1"
+    def container_names(self, svc: Service) -> list[str]:
+        """PROJECT-SERVICE-1 .. -N (container_name when set: one container)."""
+        if svc.container_name:
+            return [svc.container_name]
+        return [f"{self.name}-{svc.name}-{i}" for i in range(1, svc.replicas + 1)]
+
+    def container_name(self, svc: Service, number: int = 1) -> str:
+        return svc.container_name or f"{self.name}-{svc.name}-{number}"
 
     def used_networks(self) -> list[NetworkSpec]:
-        keys = {n.key for s in self.services for n in s.networks}
+        keys = {n.key for s in self.services for n in s.networks if s.attaches}
         return [spec for key, spec in self.networks.items() if key in keys]
+
+    def select(self, names: list[str], with_deps: bool = True) -> list[Service]:
+        """The named services (and what they depend on unless with_deps is False), in start order."""
+        known = {s.name: s for s in self.services}
+        for n in names:
+            if n not in known:
+                raise ConfigError(f"no such service: {n} (services: {', '.join(known)})")
+        want = set(names)
+        if with_deps:
+            for s in reversed(self.services):
+                if s.name in want:
+                    want.update(d for d, dep in s.depends_on.items() if d in known)
+        return [s for s in self.services if s.name in want]
 
 
 def normalize_project_name(name: str) -> str:
@@ -134,180 +84,6 @@ def find_file(cwd: str | None = None) -> Path:
         if (d / n).is_file():
             return d / n
     raise ConfigError(f"no compose file in {d}: expected one of {', '.join(DEFAULT_FILES)}, or pass -f FILE")
-
-
-def _words(doc: Document, value: Any, path: KeyPath) -> list[str]:
-    """command/entrypoint: a string (split like a shell) or a list of strings."""
-    if isinstance(value, str):
-        try:
-            return shlex.split(value)
-        except ValueError as e:
-            doc.fail(path, f"cannot split {value!r} into words ({e}): use a list of strings")
-    if isinstance(value, list):
-        return [expect_str(doc, v, path + (i,)) for i, v in enumerate(value)]
-    doc.fail(path, f"expected a string or a list of strings, got {type_name(value)}")
-
-
-def _str_list(doc: Document, value: Any, path: KeyPath, what: str = "a list of strings") -> list[str]:
-    if isinstance(value, str):
-        return [value]
-    if not isinstance(value, list):
-        doc.fail(path, f"expected {what}, got {type_name(value)}")
-    return [expect_str(doc, v, path + (i,)) for i, v in enumerate(value)]
-
-
-def _ports(doc: Document, value: Any, path: KeyPath) -> list[str]:
-    if not isinstance(value, list):
-        doc.fail(path, f"expected a list of ports such as \"8080:80\", got {type_name(value)}")
-    out: list[str] = []
-    for i, item in enumerate(value):
-        p = path + (i,)
-        if isinstance(item, dict):
-            check_keys(doc, item, p, frozenset({"target", "published", "host_ip", "protocol", "mode", "name"}))
-            if item.get("target") is None or item.get("published") in (None, ""):
-                doc.fail(p, "a port needs target and published (CNI port mapping has no random host port)")
-            if item.get("mode") not in (None, "host", "ingress"):
-                doc.fail(p + ("mode",), "expected host or ingress")
-            spec = f"{expect_str(doc, item['published'], p + ('published',))}:{expect_str(doc, item['target'], p + ('target',))}"
-            if item.get("host_ip"):
-                hip = expect_str(doc, item["host_ip"], p + ("host_ip",))
-                spec = f"[{hip}]:{spec}" if ":" in hip else f"{hip}:{spec}"
-            if item.get("protocol"):
-                spec += "/" + expect_str(doc, item["protocol"], p + ("protocol",))
-        else:
-            spec = expect_str(doc, item, p, 'a port such as "8080:80"')
-            if ":" not in spec.split("/")[0]:
-                doc.fail(p, f"port {spec!r} has no host port: write HOSTPORT:{spec} "
-                            "(CNI port mapping has no random host port)")
-        try:
-            parse_publish(spec)
-        except ArgumentError as e:
-            doc.fail(p, str(e))
-        out.append(spec)
-    return out
-
-
-def _host_name(doc: Document, value: str, path: KeyPath, what: str) -> None:
-    """Host names and aliases go into hosts files: RFC 1123 only (no newline can add a line)."""
-    from ..options import parse_hostname
-
-    try:
-        parse_hostname(value, what)
-    except ArgumentError as e:
-        doc.fail(path, str(e))
-
-
-def _service_networks(doc: Document, value: Any, path: KeyPath) -> list[ServiceNetwork]:
-    out: list[ServiceNetwork] = []
-    if isinstance(value, list):
-        for i, item in enumerate(value):
-            out.append(ServiceNetwork(expect_str(doc, item, path + (i,), "a network name")))
-    elif isinstance(value, dict):
-        for key, conf in value.items():
-            p = path + (str(key),)
-            sn = ServiceNetwork(str(key))
-            m = expect_mapping(doc, conf, p, "a mapping with aliases and ipv4_address (or nothing)")
-            check_keys(doc, m, p, NET_ATTACH_KEYS, {
-                "ipv6_address": "static IPv6 addresses are not supported yet",
-                "priority": "networks attach in the order written",
-                "link_local_ips": "not supported",
-                "mac_address": "not supported yet",
-                "driver_opts": "not supported",
-            })
-            if m.get("aliases") is not None:
-                sn.aliases = _str_list(doc, m["aliases"], p + ("aliases",))
-                for i, alias in enumerate(sn.aliases):
-                    _host_name(doc, alias, p + ("aliases", i), "alias")
-            if m.get("ipv4_address") is not None:
-                raw = expect_str(doc, m["ipv4_address"], p + ("ipv4_address",), "an IPv4 address")
-                try:
-                    sn.ipv4_address = parse_ip(raw)
-                except ArgumentError as e:
-                    doc.fail(p + ("ipv4_address",), str(e))
-            out.append(sn)
-    else:
-        doc.fail(path, f"expected a list of network names or a mapping, got {type_name(value)}")
-    names = [n.key for n in out]
-    if len(set(names)) != len(names):
-        doc.fail(path, "a network is listed twice")
-    return out
-
-
-def _depends(doc: Document, value: Any, path: KeyPath) -> list[str]:
-    if isinstance(value, list):
-        return [expect_str(doc, v, path + (i,), "a service name") for i, v in enumerate(value)]
-    if isinstance(value, dict):
-        for k, v in value.items():
-            p = path + (str(k),)
-            m = expect_mapping(doc, v, p)
-            check_keys(doc, m, p, DEPENDS_KEYS)
-            cond = m.get("condition", "service_started")
-            if cond != "service_started":
-                doc.fail(p + ("condition",), f"condition {cond!r} is not supported: only service_started "
-                                             "(no health checks, no wait for completion)")
-        return [str(k) for k in value]
-    doc.fail(path, f"expected a list of service names or a mapping, got {type_name(value)}")
-
-
-def parse_service(doc: Document, name: str, value: Any, path: KeyPath) -> Service:
-    m = expect_mapping(doc, value, path, "a mapping of service settings")
-    check_keys(doc, m, path, SERVICE_KEYS, SERVICE_UNSUPPORTED)
-    if m.get("image") is None:
-        doc.fail(path, "missing image: every service needs image: (build: is not supported)")
-    svc = Service(name=name, image=expect_str(doc, m["image"], path + ("image",), "an image reference"),
-                  path=path, raw=m)
-    if m.get("command") is not None:
-        svc.command = _words(doc, m["command"], path + ("command",))
-    if m.get("entrypoint") is not None:
-        svc.entrypoint = _words(doc, m["entrypoint"], path + ("entrypoint",))
-    if "environment" in m:
-        env = m["environment"]
-        if isinstance(env, dict):  # a null value means "take it from our environment"
-            svc.environment = {str(k): None if v is None else string_map(doc, {k: v}, path + ("environment",),
-                                                                            "environment")[str(k)]
-                               for k, v in env.items()}
-        else:
-            items = _str_list(doc, env, path + ("environment",), "a mapping or a list of KEY=VALUE")
-            svc.environment = {k: (v if sep else None) for k, sep, v in (i.partition("=") for i in items)}
-    if "ports" in m:
-        svc.ports = _ports(doc, m["ports"], path + ("ports",))
-    if m.get("networks") is not None:
-        svc.networks = _service_networks(doc, m["networks"], path + ("networks",))
-    if m.get("hostname") is not None:
-        svc.hostname = expect_str(doc, m["hostname"], path + ("hostname",))
-        _host_name(doc, svc.hostname, path + ("hostname",), "hostname")
-    if m.get("depends_on") is not None:
-        svc.depends_on = _depends(doc, m["depends_on"], path + ("depends_on",))
-    if "restart" in m:
-        r = m["restart"]
-        if r is not False and str(r) != "no":
-            doc.fail(path + ("restart",), f'restart {r!r} is not supported: only "no" (quote it: "no")')
-    if "labels" in m:
-        svc.labels = string_map(doc, m["labels"], path + ("labels",), "labels")
-    for key in ("container_name", "working_dir", "user", "stop_signal"):
-        if m.get(key) is not None:
-            setattr(svc, key, expect_str(doc, m[key], path + (key,)))
-    for key in ("init", "privileged", "read_only", "tty", "stdin_open"):
-        if key in m:
-            setattr(svc, key, expect_bool(doc, m[key], path + (key,)))
-    for key in ("cap_add", "cap_drop", "extra_hosts"):
-        if m.get(key) is not None:
-            setattr(svc, key, _str_list(doc, m[key], path + (key,)))
-    if isinstance(m.get("extra_hosts"), dict):
-        svc.extra_hosts = [f"{k}:{v}" for k, v in string_map(doc, m["extra_hosts"], path + ("extra_hosts",),
-                                                              "extra_hosts").items()]
-    if m.get("volumes") is not None:
-        vols = m["volumes"]
-        if not isinstance(vols, list):
-            doc.fail(path + ("volumes",), f"expected a list of SRC:DST[:OPTS], got {type_name(vols)}")
-        for i, v in enumerate(vols):
-            if not isinstance(v, str):
-                doc.fail(path + ("volumes", i), "only the short syntax SRC:DST[:OPTS] is supported")
-            src = v.split(":", 1)[0]
-            if src.startswith("."):  # relative to the project directory, as compose does
-                v = str((Path(doc.source).resolve().parent / src).resolve()) + v[len(src):]
-            svc.volumes.append(v)
-    return svc
 
 
 def _order(doc: Document, services: dict[str, Service]) -> list[Service]:
@@ -335,20 +111,31 @@ def _order(doc: Document, services: dict[str, Service]) -> list[Service]:
     return done
 
 
-def load_project(file: str | os.PathLike[str] | None = None, project_name: str | None = None,
-                 environ: dict[str, str] | None = None) -> Project:
-    from .interpolate import interpolate, read_env_file
+def _active(services_raw: dict[str, Any], profiles: set[str]) -> set[str]:
+    """Services without profiles, those of an active profile ('*': all)."""
+    out = set()
+    for name, m in services_raw.items():
+        prof = (m or {}).get("profiles") if isinstance(m, dict) else None
+        if not prof or "*" in profiles or profiles.intersection(prof if isinstance(prof, list) else [prof]):
+            out.add(str(name))
+    return out
 
-    path = Path(file) if file else find_file()
-    doc = load(path)
-    workdir = path.resolve().parent
-    env = {**read_env_file(workdir / ".env"), **(environ if environ is not None else os.environ)}
-    interpolate(doc, env)
+
+def load_project(files: Any = None, project_name: str | None = None,
+                 environ: dict[str, str] | None = None, profiles: list[str] | None = None) -> Project:
+    """The project of the -f files (a path or a list; default: compose.yaml etc. here), merged."""
+    from .interpolate import read_env_file
+    from .merge import load_files
+    from .services import parse_service
+
+    paths = [Path(f) for f in (files if isinstance(files, (list, tuple)) else [files] if files else [])] \
+        or [find_file()]
+    workdir = paths[0].resolve().parent
+    base_env = environ if environ is not None else dict(os.environ)
+    env = {**read_env_file(workdir / ".env"), **base_env}
+    doc = load_files(paths, env)
     top = expect_mapping(doc, doc.data, (), "a mapping with services:")
     check_keys(doc, top, (), TOP_KEYS)
-    for key in ("volumes", "configs", "secrets"):
-        if top.get(key):
-            doc.fail((key,), f"top-level {key} are not supported by cnirun; remove them")
     if "version" in top:
         expect_str(doc, top["version"], ("version",))  # obsolete in compose v2; accepted
     name = project_name or (str(top["name"]) if top.get("name") else "") or env.get("COMPOSE_PROJECT_NAME") \
@@ -356,18 +143,56 @@ def load_project(file: str | os.PathLike[str] | None = None, project_name: str |
     norm = normalize_project_name(name)
     if not norm:
         raise ConfigError(f"invalid project name {name!r}: use -p NAME with letters, digits, '_' or '-'")
+    warnings: list[str] = []
+
+    def warn(path: KeyPath, message: str) -> None:
+        line = f"{doc.where(path)}: {message}"
+        if line not in warnings:
+            warnings.append(line)
+
+    volumes = parse_volumes(doc, top.get("volumes"), norm)
+    secrets = parse_files(doc, top.get("secrets"), "secrets")
+    configs = parse_files(doc, top.get("configs"), "configs")
     services_raw = expect_mapping(doc, top.get("services"), ("services",), "a mapping of service name: settings")
     if not services_raw:
         doc.fail(("services",) if "services" in top else (), "no services: define at least one under services:")
+    if profiles is None:
+        profiles = [p for p in env.get("COMPOSE_PROFILES", "").split(",") if p]
+    active = _active(services_raw, set(profiles))
     services: dict[str, Service] = {}
     for sname, sval in services_raw.items():
         sname = str(sname)
         if not re.match(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$", sname):
             doc.fail(("services", sname), "invalid service name: use letters, digits, '_', '.', '-'")
-        services[sname] = parse_service(doc, sname, sval, ("services", sname))
+        services[sname] = parse_service(doc, sname, sval, ("services", sname), norm, volumes, secrets, configs, warn)
+    # A service that an active one depends on is activated with it, as compose does.
+    grew = True
+    while grew:
+        grew = False
+        for n in list(active):
+            for dep in services[n].depends_on:
+                if dep in services and dep not in active:
+                    active.add(dep)
+                    grew = True
+    for svc in services.values():
+        for dep, d in list(svc.depends_on.items()):
+            if dep not in services:
+                if d.required:
+                    doc.fail(svc.path + ("depends_on",), f"unknown service {dep!r}: expected one of "
+                                                         f"{', '.join(sorted(services))}")
+                del svc.depends_on[dep]
+        mode = svc.network_mode
+        for prefix in ("service:",):
+            if mode.startswith(prefix):
+                target = mode[len(prefix):]
+                if target not in services:
+                    doc.fail(svc.path + ("network_mode",), f"unknown service {target!r}")
+                svc.depends_on.setdefault(target, Dependency())
     nets_raw = expect_mapping(doc, top.get("networks"), ("networks",), "a mapping of network name: settings")
     networks = {str(k): parse_network(doc, str(k), v, ("networks", str(k)), norm) for k, v in nets_raw.items()}
     for svc in services.values():
+        if not svc.attaches:
+            continue
         if not svc.networks:
             svc.networks = [ServiceNetwork("default")]
         for sn in svc.networks:
@@ -376,5 +201,7 @@ def load_project(file: str | os.PathLike[str] | None = None, project_name: str |
             if sn.key not in networks:
                 doc.fail(svc.path + ("networks", sn.key), f"network {sn.key!r} is not declared under the "
                                                           "top-level networks:")
-    return Project(name=norm, file=str(path.resolve()), working_dir=str(workdir), doc=doc,
-                   services=_order(doc, services), networks=networks)
+    ordered = [s for s in _order(doc, services) if s.name in active]
+    return Project(name=norm, file=",".join(str(p.resolve()) for p in paths), working_dir=str(workdir), doc=doc,
+                   services=ordered, networks=networks, volumes=volumes, secrets=secrets, configs=configs,
+                   warnings=warnings, inactive=[n for n in services if n not in active])

@@ -22,6 +22,8 @@ from .project import Project, Service
 LABEL_PROJECT = "com.docker.compose.project"
 LABEL_SERVICE = "com.docker.compose.service"
 LABEL_NETWORK = "com.docker.compose.network"
+LABEL_VOLUME = "com.docker.compose.volume"
+HEALTH_WAIT = 180.0
 COMPOSE_VERSION = "2.0.0-cnirun"
 STOP_TIMEOUT = 10
 TEARDOWN_WAIT = 20.0
@@ -52,19 +54,20 @@ def network_names(project: Project) -> dict[str, str]:
     return {key: spec.name for key, spec in project.networks.items()}
 
 
-def container_labels(project: Project, svc: Service) -> dict[str, str]:
+def container_labels(project: Project, svc: Service, number: int = 1) -> dict[str, str]:
     """The labels Docker Compose v2 puts on a container (tools find projects by them)."""
     return {
         **svc.labels,
         LABEL_PROJECT: project.name,
         LABEL_SERVICE: svc.name,
-        "com.docker.compose.container-number": "1",
+        "com.docker.compose.container-number": str(number),
         "com.docker.compose.oneoff": "False",
         "com.docker.compose.project.config_files": project.file,
         "com.docker.compose.project.working_dir": project.working_dir,
         "com.docker.compose.config-hash": svc.config_hash(),
         "com.docker.compose.version": COMPOSE_VERSION,
-        "com.docker.compose.depends_on": ",".join(f"{d}:service_started:false" for d in svc.depends_on),
+        "com.docker.compose.depends_on": ",".join(f"{d}:{dep.condition}:{str(dep.restart).lower()}"
+                                                  for d, dep in svc.depends_on.items()),
         "com.docker.compose.image": svc.image,
     }
 
@@ -73,14 +76,14 @@ def network_labels(project: Project, key: str) -> dict[str, str]:
     return {LABEL_PROJECT: project.name, LABEL_NETWORK: key, "com.docker.compose.version": COMPOSE_VERSION}
 
 
-def run_request(project: Project, svc: Service, engine: str) -> Any:
-    """The `cnirun run` request for one service."""
-    from ..engines.spec import RunSpec
-    from ..request import RunRequest
+def volume_labels(project: Project, key: str) -> dict[str, str]:
+    return {LABEL_PROJECT: project.name, LABEL_VOLUME: key, "com.docker.compose.version": COMPOSE_VERSION}
 
-    names = network_names(project)
-    # Each network keeps its static address (cnirun run validates it against that network's subnets).
-    ordered = list(svc.networks)
+
+def run_spec(project: Project, svc: Service, number: int = 1) -> Any:
+    """The container options of one service's container (everything but its networks)."""
+    from ..engines.spec import RunSpec
+
     command = list(svc.command or [])
     entrypoint: str | None = None
     if svc.entrypoint is not None:
@@ -89,17 +92,32 @@ def run_request(project: Project, svc: Service, engine: str) -> Any:
         entrypoint = svc.entrypoint[0] if svc.entrypoint else ""
         command = svc.entrypoint[1:] + command
     env = [k if v is None else f"{k}={v}" for k, v in svc.environment.items()]
-    spec = RunSpec(
+    return RunSpec(
         image=svc.image, command=command, entrypoint=entrypoint, env=env, volumes=list(svc.volumes),
-        workdir=svc.working_dir, user=svc.user, name=project.container_name(svc),
-        hostname=svc.hostname or svc.name, labels=container_labels(project, svc), init=svc.init,
+        workdir=svc.working_dir, user=svc.user, name=project.container_name(svc, number),
+        hostname=svc.hostname or svc.name, labels=container_labels(project, svc, number), init=svc.init,
         detach=True, remove=False, privileged=svc.privileged, read_only=svc.read_only,
         cap_add=list(svc.cap_add), cap_drop=list(svc.cap_drop), stop_signal=svc.stop_signal,
-        add_hosts=list(svc.extra_hosts), tty=svc.tty, interactive=svc.stdin_open, restart="no",
+        stop_timeout=int(svc.stop_grace_period) if svc.stop_grace_period is not None else None,
+        add_hosts=list(svc.extra_hosts), tty=svc.tty, interactive=svc.stdin_open, restart=svc.restart,
+        tmpfs=list(svc.tmpfs), memory=svc.memory, memory_reservation=svc.memory_reservation, cpus=svc.cpus,
+        cpu_shares=svc.cpu_shares, pids_limit=svc.pids_limit, shm_size=svc.shm_size,
+        security_opt=list(svc.security_opt), group_add=list(svc.group_add), devices=list(svc.devices),
+        healthcheck=svc.healthcheck, ulimits=list(svc.ulimits), sysctls=dict(svc.sysctls),
+        expose=list(svc.expose), platform=svc.platform, log_driver=svc.log_driver, log_opts=dict(svc.log_opts),
     )
+
+
+def run_request(project: Project, svc: Service, engine: str, number: int = 1) -> Any:
+    """The `cnirun run` request for one service's container."""
+    from ..request import RunRequest
+
+    names = network_names(project)
+    ordered = list(svc.networks)
     return RunRequest(
-        spec=spec, networks=[names[n.key] for n in ordered], publish=list(svc.ports),
+        spec=run_spec(project, svc, number), networks=[names[n.key] for n in ordered], publish=list(svc.ports),
         network_ips={names[n.key]: n.ipv4_address for n in ordered if n.ipv4_address}, engine=engine,
+        mac=svc.mac_address, dns=list(svc.dns), dns_search=list(svc.dns_search),
         # Service discovery rewrites each service's hosts file in its run state:
         # Docker's hook mode lets dockerd own that file (Podman runs always own it).
         mode="sandbox",
@@ -128,18 +146,18 @@ def members(project: Project) -> list[Member]:
     states = _states_by_name()
     out: list[Member] = []
     for svc in project.services:
-        cname = project.container_name(svc)
-        if cname not in states:
-            continue
-        st, meta = states[cname]
-        if meta.phase != "running":
-            continue
-        m = Member(svc, cname, st)
-        for att in cnicache.list_attachments(cni_for(meta).cache_dir):
-            if att.container_id == st.id:
-                addrs = Attachment(att.network_name, att.ifname, att.result or {}).addresses()
-                m.addresses[att.network_name] = [a.split("/", 1)[0] for a in addrs]
-        out.append(m)
+        for cname in project.container_names(svc):
+            if cname not in states:
+                continue
+            st, meta = states[cname]
+            if meta.phase != "running":
+                continue
+            m = Member(svc, cname, st)
+            for att in cnicache.list_attachments(cni_for(meta).cache_dir):
+                if att.container_id == st.id:
+                    addrs = Attachment(att.network_name, att.ifname, att.result or {}).addresses()
+                    m.addresses[att.network_name] = [a.split("/", 1)[0] for a in addrs]
+            out.append(m)
     return out
 
 
@@ -237,18 +255,74 @@ def remove_networks(project_name: str, cni: Any) -> list[str]:
 
 # -- containers ---------------------------------------------------------------------------
 
-def start_service(project: Project, svc: Service, engine: str) -> str:
-    """Start one service's container (detached) through `cnirun run`'s runner; its container ID."""
+def start_service(project: Project, svc: Service, engine: str, number: int = 1) -> str:
+    """Start one container of a service (detached) through `cnirun run`'s runner; its container ID."""
     from .. import runner
 
-    outcome = runner.run(run_request(project, svc, engine))
+    cname = project.container_name(svc, number)
+    outcome = runner.run(run_request(project, svc, engine, number))
     for line in outcome.warnings:
-        say(f" Container {project.container_name(svc)}  teardown: {line}")
+        say(f" Container {cname}  teardown: {line}")
     if outcome.code != 0:
-        raise ComposeFailed(f"service {svc.name}: container {project.container_name(svc)} failed to start: "
+        raise ComposeFailed(f"service {svc.name}: container {cname} failed to start: "
                             f"{outcome.error or f'exit {outcome.code}'}")
-    say(f" Container {project.container_name(svc)}  Started")
+    say(f" Container {cname}  Started")
     return outcome.container
+
+
+def start_engine_networked(project: Project, svc: Service, eng: Any, number: int = 1) -> str:
+    """A network_mode service: the engine's own network (host, none, another container's), no CNI."""
+    mode = svc.network_mode
+    if mode.startswith("service:"):
+        mode = "container:" + project.container_name(project.service(mode.split(":", 1)[1]))
+    create = getattr(eng, "create_workload", None)
+    if create is None:
+        raise ComposeFailed(f"service {svc.name}: network_mode {svc.network_mode} is supported with Docker only "
+                            "(use networks: with podman)")
+    spec = run_spec(project, svc, number)
+    cid = str(create(spec, mode, dict(spec.labels), []))
+    eng.start(cid)
+    say(f" Container {spec.name}  Started")
+    return cid
+
+
+def wait_for(project: Project, svc: Service, eng: Any) -> None:
+    """Block until every dependency of svc meets its depends_on condition (compose's semantics)."""
+    containers = {c.name: c for c in project_containers(eng, project.name)}
+    for dep, d in svc.depends_on.items():
+        if d.condition == "service_started":
+            continue
+        try:
+            target = project.service(dep)
+        except KeyError:
+            continue
+        for cname in project.container_names(target):
+            c = containers.get(cname)
+            if c is None:
+                continue
+            deadline = time.monotonic() + HEALTH_WAIT
+            while True:
+                if d.condition == "service_healthy":
+                    h = eng.health(c.id)
+                    if h == "healthy":
+                        say(f" Container {cname}  Healthy")
+                        break
+                    if h == "unhealthy":
+                        raise ComposeFailed(f"dependency failed to start: container {cname} is unhealthy")
+                    if h == "":
+                        raise ComposeFailed(f"service {svc.name} waits for {dep} to be healthy, but {cname} has "
+                                            "no healthcheck: add one to {dep} or use service_started")
+                else:  # service_completed_successfully
+                    code = eng.exit_code(c.id)
+                    if code is not None:
+                        if code != 0:
+                            raise ComposeFailed(f"service {dep} didn't complete successfully: exit {code}")
+                        say(f" Container {cname}  Exited")
+                        break
+                if time.monotonic() > deadline:
+                    raise ComposeFailed(f"timed out after {HEALTH_WAIT:.0f}s waiting for {cname} "
+                                        f"({d.condition})")
+                time.sleep(0.5)
 
 
 def _wait_torn_down(run_state: Any, deadline: float) -> bool:
@@ -259,12 +333,17 @@ def _wait_torn_down(run_state: Any, deadline: float) -> bool:
     return not run_state.path.exists()
 
 
+def project_containers(eng: Any, project_name: str) -> list[Any]:
+    """The project's service containers (a sandbox helper of an image carrying compose labels is not one)."""
+    return [c for c in eng.containers(f"{LABEL_PROJECT}={project_name}") if c.labels.get("cnirun.role") != "sandbox"]
+
+
 def remove_containers(project_name: str, eng: Any, only: set[str] | None = None) -> list[str]:
     """Stop and remove the project's containers; DEL their attachments. Returns problems."""
     from ..teardown import teardown
 
     errors: list[str] = []
-    containers = [c for c in eng.containers(f"{LABEL_PROJECT}={project_name}") if only is None or c.name in only]
+    containers = [c for c in project_containers(eng, project_name) if only is None or c.name in only]
     states = _states_by_name()
     threads = [threading.Thread(target=eng.stop, args=(c.id, STOP_TIMEOUT)) for c in containers if c.running]
     for t in threads:
@@ -322,32 +401,134 @@ class LogPrinter:
 
 # -- the commands ------------------------------------------------------------------------------
 
-def up(project: Project, detach: bool, engine: str) -> int:
+class UpOptions:
+    """What `up` was asked beside the project (compose's flags)."""
+
+    def __init__(self, detach: bool = False, build: bool = False, force_recreate: bool = False,
+                 no_deps: bool = False, services: list[str] | None = None, remove_orphans: bool = False) -> None:
+        self.detach, self.build, self.force_recreate = detach, build, force_recreate
+        self.no_deps, self.services, self.remove_orphans = no_deps, services or [], remove_orphans
+
+
+def ensure_images(project: Project, services: list[Service], eng: Any, build: bool = False) -> None:
+    """Build what has build: (always with --build or pull_policy build, else when the image is missing);
+    pull what is missing (pull_policy always: every time; never: refuse)."""
+    for svc in services:
+        have = eng.has_image(svc.image)
+        if svc.build is not None and (build or svc.pull_policy == "build" or not have):
+            build_service(project, svc, eng)
+        elif svc.pull_policy == "always" or not have:
+            if svc.pull_policy == "never":
+                raise ComposeFailed(f"service {svc.name}: image {svc.image} is missing and pull_policy is never")
+            say(f" Image {svc.image}  Pulling")
+            try:
+                eng.pull(svc.image)
+            except CNIError as e:
+                raise ComposeFailed(f"service {svc.name}: cannot pull {svc.image} ({e}); build or load it first") \
+                    from None
+            say(f" Image {svc.image}  Pulled")
+
+
+def build_service(project: Project, svc: Service, eng: Any) -> None:
+    b = svc.build
+    assert b is not None
+    say(f" Image {svc.image}  Building")
+    # No compose labels on the image: every container of it (Docker's sandbox
+    # helper too) would inherit them and look like a service container.
+    labels = dict(b.labels)
+    eng.build(b.context, b.dockerfile, svc.image, b.args, b.target, labels, b.no_cache, b.pull)
+    say(f" Image {svc.image}  Built")
+
+
+def ensure_volumes(project: Project, eng: Any) -> list[str]:
+    """Create the project's named volumes that do not exist (compose's labels); the names created."""
+    used = {v.split(":", 1)[0] for s in project.services for v in s.volumes}
+    created: list[str] = []
+    for spec in project.volumes.values():
+        if spec.name not in used:
+            continue
+        labels = eng.volume_labels(spec.name)
+        if spec.external:
+            if labels is None:
+                raise ComposeFailed(f'external volume "{spec.name}" not found: create it first '
+                                    f"(docker volume create {spec.name})")
+            continue
+        if labels is not None:
+            if labels.get(LABEL_PROJECT) not in (None, project.name):
+                say(f'WARN volume "{spec.name}" already exists but was created for project '
+                    f'"{labels.get(LABEL_PROJECT)}": using it')
+            continue
+        eng.volume_create(spec.name, spec.driver, spec.driver_opts, {**spec.labels, **volume_labels(project,
+                                                                                                     spec.key)})
+        created.append(spec.name)
+        say(f" Volume {spec.name}  Created")
+    return created
+
+
+def remove_volumes(project_name: str, eng: Any) -> list[str]:
+    errors: list[str] = []
+    for name in eng.volumes(f"{LABEL_PROJECT}={project_name}"):
+        try:
+            eng.volume_remove(name)
+            say(f" Volume {name}  Removed")
+        except CNIError as e:
+            errors.append(str(e))
+    return errors
+
+
+def up(project: Project, detach: bool | UpOptions, engine: str) -> int:
     from ..runtime import CNI
     from ..engines import get as engine_for
 
+    opts = detach if isinstance(detach, UpOptions) else UpOptions(detach=bool(detach))
     if os.geteuid() != 0:
         raise ComposeFailed("compose up needs root to run CNI plugins: run it with sudo")
     eng = engine_for(engine)
     cni = CNI()
-    for svc in project.services:
+    services = project.select(opts.services, with_deps=not opts.no_deps) if opts.services else project.services
+    for svc in services:
         run_request(project, svc, engine)  # every service checked before anything is made
-    existing = {c.name: c for c in eng.containers(f"{LABEL_PROJECT}={project.name}")}
+        if not svc.attaches:
+            say(f" Container {project.container_name(svc)}  network_mode {svc.network_mode}: no CNI networks")
+    existing = {c.name: c for c in project_containers(eng, project.name)}
+    wanted = {n for s in project.services for n in project.container_names(s)}
+    orphans = [c for c in existing.values() if c.labels.get(LABEL_SERVICE) not in {s.name for s in project.services}]
+    if orphans and not opts.remove_orphans:
+        say(f"WARN Found orphan containers ({', '.join(c.name for c in orphans)}) for this project: "
+            "run with --remove-orphans to clean them up")
     created: list[str] = []
     started: list[str] = []
     try:
+        if orphans and opts.remove_orphans:
+            for e in remove_containers(project.name, eng, {c.name for c in orphans}):
+                say(f"cnirun: {e}")
+        ensure_images(project, services, eng, opts.build)
         created = ensure_networks(project, cni)
-        for svc in project.services:
-            cname = project.container_name(svc)
-            old = existing.get(cname)
-            if old is not None and old.running and old.labels.get("com.docker.compose.config-hash") \
-                    == svc.config_hash():
-                say(f" Container {cname}  Running")
-                continue
-            if old is not None:
-                remove_containers(project.name, eng, {cname})
-            start_service(project, svc, engine)
-            started.append(cname)
+        ensure_volumes(project, eng)
+        for svc in services:
+            wait_for(project, svc, eng)
+            # Scaled down: the highest numbers go, as compose does.
+            extra = {c.name for c in existing.values() if c.labels.get(LABEL_SERVICE) == svc.name
+                     and c.name not in wanted}
+            if extra:
+                remove_containers(project.name, eng, extra)
+            for number, cname in enumerate(project.container_names(svc), 1):
+                old = existing.get(cname)
+                if old is not None and not opts.force_recreate and \
+                        old.labels.get("com.docker.compose.config-hash") == svc.config_hash():
+                    if not old.running:
+                        eng.start(old.id)
+                        say(f" Container {cname}  Started")
+                    else:
+                        say(f" Container {cname}  Running")
+                    continue
+                if old is not None:
+                    remove_containers(project.name, eng, {cname})
+                if svc.attaches:
+                    start_service(project, svc, engine, number)
+                else:
+                    start_engine_networked(project, svc, eng, number)
+                started.append(cname)
             refresh_hosts(project)
     except BaseException:
         # Nothing half-done: undo this invocation's containers and networks.
@@ -361,7 +542,7 @@ def up(project: Project, detach: bool, engine: str) -> int:
             except CNIError as e:
                 say(f"cnirun: cleanup: {e}")
         raise
-    if detach:
+    if opts.detach:
         return 0
     return _foreground(project, eng, cni)
 
@@ -369,10 +550,10 @@ def up(project: Project, detach: bool, engine: str) -> int:
 def _foreground(project: Project, eng: Any, cni: Any) -> int:
     import signal
 
-    names = {project.container_name(s): s for s in project.services}
+    names = {n: s for s in project.services for n in project.container_names(s)}
     width = max(len(n) for n in names)
     printer = LogPrinter(eng, width)
-    ids = {c.name: c.id for c in eng.containers(f"{LABEL_PROJECT}={project.name}") if c.name in names}
+    ids = {c.name: c.id for c in project_containers(eng, project.name) if c.name in names}
     for name, cid in ids.items():
         printer.follow(name, cid)
     stop = threading.Event()
@@ -394,7 +575,7 @@ def _foreground(project: Project, eng: Any, cni: Any) -> int:
     return down(project.name, eng.name, cni)
 
 
-def down(project_name: str, engine: str, cni: Any = None) -> int:
+def down(project_name: str, engine: str, cni: Any = None, volumes: bool = False) -> int:
     from ..runtime import CNI
     from ..engines import get as engine_for
 
@@ -402,7 +583,8 @@ def down(project_name: str, engine: str, cni: Any = None) -> int:
     cni = cni or CNI()
     errors = remove_containers(project_name, eng)
     errors += remove_networks(project_name, cni)
+    if volumes:
+        errors += remove_volumes(project_name, eng)
     for e in errors:
         say(f"cnirun: {e}")
     return 1 if errors else 0
-

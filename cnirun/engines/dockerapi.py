@@ -31,12 +31,12 @@ TIMEOUT = 60.0
 
 
 def unix_socket_path() -> str:
-    """The socket path of DOCKER_HOST (default socket when unset); '' for non-unix hosts."""
-    host = os.environ.get("DOCKER_HOST", "")
-    if not host:
-        return DEFAULT_SOCKET
-    if host.startswith("unix://"):
-        return host[len("unix://"):] or DEFAULT_SOCKET
+    """The socket path of the resolved Docker endpoint; '' for non-unix hosts or TLS contexts (the SDK's job)."""
+    from .docker_context import resolve_endpoint
+
+    ep = resolve_endpoint()
+    if ep.host.startswith("unix://") and not ep.tls_dir:
+        return ep.host[len("unix://"):] or DEFAULT_SOCKET
     return ""
 
 
@@ -284,6 +284,13 @@ class LeanDocker:
                 return None
             raise EngineError(f"docker inspect: {e}") from None
 
+    def lookup(self, ref: str) -> Any:
+        """engines.base.Engine.lookup without the SDK (connect and port are timed like `cni add`)."""
+        from .docker import container_net
+
+        info = self.inspect(ref)
+        return container_net(info) if info else None
+
     def is_running(self, cid: str) -> bool:
         info = self.inspect(cid)
         return bool(info and info.get("State", {}).get("Running"))
@@ -320,7 +327,10 @@ class LeanDocker:
         if not lean_supported(spec):
             raise EngineError("docker create: this run needs the Docker SDK (memory, shm-size or devices)")
         config = create_config(spec, network_mode, labels, extra_binds, runtime, auto_remove, hostname, dns, dns_search)
-        url = "/containers/create" + (f"?name={quote(spec.name)}" if spec.name else "")
+        query = [f"name={quote(spec.name)}"] if spec.name else []
+        if spec.platform:
+            query.append(f"platform={quote(spec.platform)}")
+        url = "/containers/create" + ("?" + "&".join(query) if query else "")
         try:
             return str(self.raw.request("POST", url, config)["Id"])
         except APIError as e:
@@ -381,3 +391,141 @@ class LeanDocker:
             if e.status == 404 or "already in progress" in str(e):
                 return  # gone, or auto_remove got there first
             raise EngineError(f"docker rm {cid[:12]}: {e}") from None
+
+    # -- images (cnirun run --pull) -------------------------------------------------------
+    def has_image(self, image: str) -> bool:
+        try:
+            self.raw.request("GET", f"/images/{image_path(image)}/json")
+        except APIError as e:
+            if e.status == 404:
+                return False
+            raise EngineError(f"docker image inspect {image}: {e}") from None
+        return True
+
+    def pull(self, image: str, progress: Any = None) -> None:
+        """POST /images/create: dockerd pulls; on a terminal `progress` shows it as the docker CLI does."""
+        show = PullDisplay(progress)
+        name, tag = split_image(image)
+        url = f"/images/create?fromImage={quote(name)}" + (f"&tag={quote(tag)}" if tag else "")
+        s, buf = self.raw.post_for_head("pull", url, "Connection: close\r\n")
+        try:
+            head, _, rest = buf.partition(b"\r\n\r\n")
+            status, _ = _parse_response(head)
+            chunked = b"transfer-encoding: chunked" in head.lower()
+            if status >= 400:
+                raise EngineError(f"docker pull {image}: {_api_error(status, _read_all(s, rest, chunked))}")
+            for msg in _json_lines(_body_stream(s, rest, chunked)):
+                raise_pull_error(image, msg)
+                show(msg)
+        except OSError as e:
+            raise EngineError(f"docker pull {image}: {e}") from None
+        finally:
+            s.close()
+
+
+# -- pulling -----------------------------------------------------------------------------------
+def image_path(image: str) -> str:
+    """An image reference in a URL path: / : @ stay as the docker CLI sends them."""
+    return "/".join(":".join("@".join(quote(p) for p in part.split("@")) for part in seg.split(":"))
+                    for seg in image.split("/"))
+
+
+def split_image(image: str) -> tuple[str, str]:
+    """'busybox' -> ('busybox', 'latest'); 'reg:5000/a/b:1' -> ('reg:5000/a/b', '1'); digests stay whole.
+
+    Without a tag dockerd would pull every tag of the repository.
+    """
+    if "@" in image:
+        return image, ""
+    slash = image.rfind("/")
+    colon = image.rfind(":")
+    if colon > slash:
+        return image[:colon], image[colon + 1:]
+    return image, "latest"
+
+
+def raise_pull_error(image: str, msg: dict[str, Any]) -> None:
+    err = msg.get("error") or (msg.get("errorDetail") or {}).get("message")
+    if err:
+        raise EngineError(f"docker pull {image}: {err}")
+
+
+def _read_all(s: socket.socket, rest: bytes, chunked: bool) -> bytes:
+    return b"".join(_body_stream(s, rest, chunked))
+
+
+def _body_stream(s: socket.socket, rest: bytes, chunked: bool) -> Any:
+    """The response body as it arrives (chunked encoding undone)."""
+    buf = rest
+    if not chunked:
+        if buf:
+            yield buf
+        while True:
+            b = s.recv(65536)
+            if not b:
+                return
+            yield b
+    while True:
+        while b"\r\n" not in buf:
+            b = s.recv(65536)
+            if not b:
+                return
+            buf += b
+        size_line, _, buf = buf.partition(b"\r\n")
+        size = int(size_line.split(b";")[0].strip() or b"0", 16)
+        if size == 0:
+            return
+        while len(buf) < size + 2:
+            b = s.recv(65536)
+            if not b:
+                yield buf[:size]
+                return
+            buf += b
+        yield buf[:size]
+        buf = buf[size + 2:]
+
+
+def _json_lines(chunks: Any) -> Any:
+    """Decoded JSON messages of a stream of newline-separated JSON objects."""
+    buf = b""
+    for chunk in chunks:
+        buf += chunk
+        while b"\n" in buf:
+            line, _, buf = buf.partition(b"\n")
+            if line.strip():
+                try:
+                    yield json.loads(line)
+                except ValueError:
+                    continue
+    if buf.strip():
+        try:
+            yield json.loads(buf)
+        except ValueError:
+            pass
+
+
+class PullDisplay:
+    """Docker's pull progress: on a terminal one line per layer, redrawn in place (as the docker CLI);
+    elsewhere nothing (a log gets the one 'Unable to find image' line and, on failure, the error).
+    """
+
+    def __init__(self, stream: Any = None) -> None:
+        self.stream = stream
+        self.tty = bool(getattr(stream, "isatty", lambda: False)())
+        self.ids: list[str] = []
+
+    def __call__(self, msg: dict[str, Any]) -> None:
+        if not self.tty:
+            return
+        text = " ".join(str(x) for x in (msg.get("status", ""), msg.get("progress", "")) if x)
+        lid = str(msg.get("id") or "")
+        w = self.stream.write
+        if not lid:
+            w(text + "\n")
+        elif lid in self.ids:
+            up = len(self.ids) - self.ids.index(lid)
+            w(f"\x1b[{up}A\r\x1b[2K{lid}: {text}\r\x1b[{up}B")
+        else:
+            self.ids.append(lid)
+            w(f"{lid}: {text}\n")
+        self.stream.flush()

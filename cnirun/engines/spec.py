@@ -41,13 +41,23 @@ class RunSpec(Record):
     shm_size: str
     pids_limit: int | None
     group_add: list[str]
-    restart: str
+    restart: str  # no, always, unless-stopped, on-failure[:N]
+    healthcheck: dict[str, Any] | None  # test (list), interval/timeout/start_period (seconds), retries
+    ulimits: list[str]  # NAME=SOFT[:HARD]
+    sysctls: dict[str, str]
+    expose: list[str]  # PORT[/PROTO]
+    platform: str
+    log_driver: str
+    log_opts: dict[str, str]
+    memory_reservation: str
+    cpu_shares: int | None
 
     _fields = (
         'image', 'command', 'entrypoint', 'env', 'volumes', 'workdir', 'user', 'name', 'hostname', 'labels', 'init',
         'tty', 'interactive', 'detach', 'remove', 'privileged', 'read_only', 'cap_add', 'cap_drop', 'tmpfs',
         'memory', 'cpus', 'stop_signal', 'stop_timeout', 'add_hosts', 'devices', 'security_opt', 'shm_size',
-        'pids_limit', 'group_add', 'restart',
+        'pids_limit', 'group_add', 'restart', 'healthcheck', 'ulimits', 'sysctls', 'expose', 'platform',
+        'log_driver', 'log_opts', 'memory_reservation', 'cpu_shares',
     )
     _defaults = {
         'command': list, 'entrypoint': None, 'env': list, 'volumes': list, 'workdir': "", 'user': "", 'name': "",
@@ -55,6 +65,8 @@ class RunSpec(Record):
         'remove': False, 'privileged': False, 'read_only': False, 'cap_add': list, 'cap_drop': list, 'tmpfs': list,
         'memory': "", 'cpus': None, 'stop_signal': "", 'stop_timeout': None, 'add_hosts': list, 'devices': list,
         'security_opt': list, 'shm_size': "", 'pids_limit': None, 'group_add': list, 'restart': "",
+        'healthcheck': None, 'ulimits': list, 'sysctls': dict, 'expose': list, 'platform': "", 'log_driver': "",
+        'log_opts': dict, 'memory_reservation': "", 'cpu_shares': None,
     }
 
     def resolved_env(self) -> list[str]:
@@ -72,7 +84,45 @@ class RunSpec(Record):
 
 # RunSpec fields whose Engine API form needs the Docker SDK's parsing (sizes
 # like "512m", device specs): create_config leaves them out.
-SDK_ONLY_FIELDS = ("memory", "shm_size", "devices")
+SDK_ONLY_FIELDS = ("memory", "shm_size", "devices", "memory_reservation")
+
+RESTART_POLICIES = ("no", "always", "unless-stopped", "on-failure")
+
+
+def parse_restart(text: str) -> tuple[str, int]:
+    """docker's --restart: (policy, max retries); ValueError with the reason when it is not one."""
+    name, sep, count = text.partition(":")
+    if name not in RESTART_POLICIES:
+        raise ValueError(f"invalid restart policy {text!r}: expected no, always, unless-stopped or on-failure[:N]")
+    if sep and (name != "on-failure" or not count.isdigit()):
+        raise ValueError(f"invalid restart policy {text!r}: only on-failure takes a count (on-failure:3)")
+    return name, int(count) if sep else 0
+
+
+def parse_ulimit(text: str) -> tuple[str, int, int]:
+    """NAME=SOFT[:HARD] (docker's --ulimit); ValueError when malformed."""
+    name, eq, limits = text.partition("=")
+    soft, _, hard = limits.partition(":")
+    try:
+        s = int(soft)
+        return name, s, int(hard) if hard else s
+    except ValueError:
+        raise ValueError(f"invalid ulimit {text!r}: expected NAME=SOFT[:HARD] with whole numbers") from None
+
+
+def _ns(seconds: float | None) -> int | None:
+    return None if seconds is None else int(seconds * 1e9)
+
+
+def health_config(hc: dict[str, Any]) -> dict[str, Any]:
+    """The Engine API Healthcheck of a spec's healthcheck (test ["NONE"] disables the image's)."""
+    out: dict[str, Any] = {"Test": list(hc.get("test") or [])}
+    for key, api in (("interval", "Interval"), ("timeout", "Timeout"), ("start_period", "StartPeriod")):
+        if hc.get(key) is not None:
+            out[api] = _ns(hc[key])
+    if hc.get("retries") is not None:
+        out["Retries"] = int(hc["retries"])
+    return out
 
 
 def create_config(
@@ -93,8 +143,13 @@ def create_config(
     fields parsed by the SDK and posts it through the SDK. Unset options are
     left out: dockerd applies its own defaults.
     """
-    host: dict[str, Any] = {"NetworkMode": network_mode, "Binds": list(spec.volumes) + list(extra_binds),
-                            "AutoRemove": auto_remove}
+    # A volume entry with no ':' is an anonymous volume (Config.Volumes), not a bind.
+    binds = [v for v in list(spec.volumes) + list(extra_binds) if ":" in v]
+    anonymous = [v for v in spec.volumes if ":" not in v]
+    host: dict[str, Any] = {"NetworkMode": network_mode, "Binds": binds, "AutoRemove": auto_remove}
+    if spec.restart and spec.restart != "no":
+        policy, retries = parse_restart(spec.restart)
+        host["RestartPolicy"] = {"Name": policy, "MaximumRetryCount": retries}
     optional = {
         "Init": spec.init or None, "Privileged": spec.privileged or None,
         "ReadonlyRootfs": spec.read_only or None, "CapAdd": spec.cap_add or None,
@@ -103,6 +158,9 @@ def create_config(
         "NanoCpus": int(spec.cpus * 1e9) if spec.cpus else None, "Runtime": runtime,
         "Tmpfs": {t.partition(":")[0]: t.partition(":")[2] for t in spec.tmpfs} or None,
         "Dns": dns or None, "DnsSearch": dns_search or None,
+        "Ulimits": [dict(zip(("Name", "Soft", "Hard"), parse_ulimit(u))) for u in spec.ulimits] or None,
+        "Sysctls": dict(spec.sysctls) or None, "CpuShares": spec.cpu_shares,
+        "LogConfig": {"Type": spec.log_driver, "Config": dict(spec.log_opts)} if spec.log_driver else None,
     }
     # A container sharing another's network namespace shares its /etc/hosts too: dockerd refuses ExtraHosts.
     if not network_mode.startswith("container:"):
@@ -116,6 +174,13 @@ def create_config(
     }
     if spec.command:
         config["Cmd"] = list(spec.command)
+    if anonymous:
+        config["Volumes"] = {v: {} for v in anonymous}
+    # Expose is metadata; dockerd refuses it on a container sharing another's netns (sandbox mode).
+    if spec.expose and not network_mode.startswith("container:"):
+        config["ExposedPorts"] = {(e if "/" in e else f"{e}/tcp"): {} for e in spec.expose}
+    if spec.healthcheck is not None:
+        config["Healthcheck"] = health_config(spec.healthcheck)
     if spec.entrypoint is not None:
         config["Entrypoint"] = [spec.entrypoint] if spec.entrypoint else [""]
     fields = {"Env": spec.resolved_env() or None, "WorkingDir": spec.workdir or None, "User": spec.user or None,

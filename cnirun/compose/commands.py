@@ -1,0 +1,122 @@
+"""compose's everyday commands beside up/down: ps, logs, exec, stop, start, restart, pull, build.
+
+They act on the project's containers through the Engine protocol; stop,
+start and restart keep the networks (a detached run keeps its attachments
+while its container exists, see cnirun.watch), so a restarted container
+comes back on the same addresses.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from .project import Project
+from .up import LABEL_SERVICE, STOP_TIMEOUT, ComposeFailed, build_service, ensure_images, project_containers, say
+
+
+def _containers(project: Project, eng: Any, services: list[str]) -> list[Any]:
+    wanted = {s.name for s in (project.select(services, with_deps=False) if services else project.services)}
+    out = [c for c in project_containers(eng, project.name) if c.labels.get(LABEL_SERVICE) in wanted]
+    return sorted(out, key=lambda c: c.name)
+
+
+def ps(project: Project, eng: Any, services: list[str], all_: bool = False) -> int:
+    rows = [(c.name, c.image, c.labels.get(LABEL_SERVICE, ""), c.state, eng.health(c.id) if c.running else "")
+            for c in _containers(project, eng, services) if all_ or c.running]
+    head = ("NAME", "IMAGE", "SERVICE", "STATUS", "HEALTH")
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+    for r in [head, *rows]:
+        print("   ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip())
+    return 0
+
+
+def logs(project: Project, eng: Any, services: list[str], follow: bool) -> int:
+    containers = _containers(project, eng, services)
+    if not containers:
+        return 0
+    width = max(len(c.name) for c in containers)
+    if follow:
+        import time
+
+        from .up import LogPrinter
+
+        printer = LogPrinter(eng, width)
+        for c in containers:
+            printer.follow(c.name, c.id)
+        try:
+            while any(t.is_alive() for t in printer.threads):
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            return 130
+        return 0
+    for c in containers:
+        prefix = f"{c.name.ljust(width)}  | ".encode()
+        for line in eng.logs_once(c.id).splitlines():
+            os.write(1, prefix + line + b"\n")
+    return 0
+
+
+def exec_(project: Project, eng: Any, service: str, argv: list[str], index: int, user: str, workdir: str,
+          env: list[str]) -> int:
+    svc = project.select([service], with_deps=False)[0]
+    name = project.container_name(svc, index)
+    target = [c for c in project_containers(eng, project.name) if c.name == name and c.running]
+    if not target:
+        raise ComposeFailed(f"service {service} is not running (container {name}): run compose up first")
+    return int(eng.exec(target[0].id, argv, user, workdir, env))
+
+
+def stop(project: Project, eng: Any, services: list[str], timeout: int | None) -> int:
+    for c in reversed(_containers(project, eng, services)):
+        if c.running:
+            eng.stop(c.id, STOP_TIMEOUT if timeout is None else timeout)
+            say(f" Container {c.name}  Stopped")
+    return 0
+
+
+def start(project: Project, eng: Any, services: list[str]) -> int:
+    from .up import refresh_hosts
+
+    for c in _containers(project, eng, services):
+        if not c.running:
+            eng.start(c.id)
+            say(f" Container {c.name}  Started")
+    refresh_hosts(project)
+    return 0
+
+
+def restart(project: Project, eng: Any, services: list[str], timeout: int | None) -> int:
+    from .up import refresh_hosts
+
+    for c in _containers(project, eng, services):
+        eng.restart(c.id, STOP_TIMEOUT if timeout is None else timeout)
+        say(f" Container {c.name}  Started")
+    refresh_hosts(project)
+    return 0
+
+
+def pull(project: Project, eng: Any, services: list[str], ignore_failures: bool) -> int:
+    failed = 0
+    for svc in project.select(services, with_deps=False) if services else project.services:
+        if svc.build is not None and not svc.raw.get("image"):
+            continue  # built here, nothing to pull
+        say(f" Image {svc.image}  Pulling")
+        try:
+            eng.pull(svc.image)
+            say(f" Image {svc.image}  Pulled")
+        except Exception as e:  # noqa: BLE001 - EngineError or the SDK's: reported per image
+            failed += 1
+            say(f"cnirun: {e}" if ignore_failures else f"cnirun: pull {svc.image}: {e}")
+            if not ignore_failures:
+                return 1
+    return 0
+
+
+def build(project: Project, eng: Any, services: list[str]) -> int:
+    for svc in project.select(services, with_deps=False) if services else project.services:
+        if svc.build is not None:
+            build_service(project, svc, eng)
+    return 0
+
+
+__all__ = ["build", "ensure_images", "exec_", "logs", "ps", "pull", "restart", "start", "stop"]

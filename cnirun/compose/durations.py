@@ -1,0 +1,28 @@
+"""Compose's durations ("1m30s", "10s", "500ms") and sizes ("512m", "1g")."""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from ..netstore.located import Document, Path as KeyPath
+
+_UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
+_PART = re.compile(r"(\d+(?:\.\d+)?)(h|ms|m|s|us|µs|ns)")
+
+
+def duration(doc: Document, value: Any, path: KeyPath) -> float:
+    """Seconds; a bare number is seconds, as compose takes it."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    text = str(value).strip()
+    if not text or _PART.sub("", text):
+        doc.fail(path, f"invalid duration {value!r}: expected e.g. 30s, 1m30s or 500ms")
+    return sum(float(n) * _UNITS[u] for n, u in _PART.findall(text))
+
+
+def size(doc: Document, value: Any, path: KeyPath) -> str:
+    """A byte size as docker's CLI takes it (123, 512k, 512m, 1g, 1.5gb)."""
+    text = str(value).strip().lower()
+    if not re.match(r"^\d+(\.\d+)?\s*([kmgtp]i?b?|b)?$", text):
+        doc.fail(path, f"invalid size {value!r}: expected e.g. 512m or 1g")
+    return text.replace(" ", "").replace("ib", "").rstrip("b") or "0"

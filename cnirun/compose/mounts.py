@@ -1,0 +1,184 @@
+"""What a service mounts: volumes (short and long syntax), tmpfs, secrets and configs.
+
+Everything becomes what `docker run -v` / `--tmpfs` takes, so the run path
+needs nothing compose-specific: a named volume `data` of project `p` is
+`p_data:/path`, an anonymous volume is `/path`, a bind is `/abs/src:/path`,
+secrets and configs are read-only file binds under /run/secrets/NAME and
+/NAME as compose mounts them. Top-level `volumes:` are created by `up` with
+compose's labels (see up.ensure_volumes) unless `external`.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..netstore.located import Document, Path as KeyPath, check_keys, expect_bool, expect_mapping, expect_str, \
+    string_map, type_name
+
+VOLUME_KEYS = frozenset({"driver", "driver_opts", "external", "labels", "name"})
+LONG_KEYS = frozenset({"type", "source", "target", "read_only", "bind", "volume", "tmpfs", "consistency"})
+SECRET_KEYS = frozenset({"file", "external", "name", "labels", "environment", "content", "driver",
+                         "driver_opts", "template_driver"})
+
+
+@dataclass
+class VolumeSpec:
+    """A top-level named volume."""
+
+    key: str
+    name: str  # the engine's volume name: PROJECT_KEY unless name: or external
+    external: bool = False
+    driver: str = ""
+    driver_opts: dict[str, str] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class FileSource:
+    """A top-level secret or config: a host file."""
+
+    key: str
+    file: str
+
+
+@dataclass
+class Mounts:
+    volumes: list[str] = field(default_factory=list)  # docker -v entries
+    tmpfs: list[str] = field(default_factory=list)  # PATH[:OPTIONS]
+
+
+def parse_volumes(doc: Document, section: Any, project: str) -> dict[str, VolumeSpec]:
+    out: dict[str, VolumeSpec] = {}
+    for key, value in expect_mapping(doc, section, ("volumes",), "a mapping of volume name: settings").items():
+        p: KeyPath = ("volumes", str(key))
+        m = expect_mapping(doc, value, p, "a mapping of volume settings (or nothing)")
+        check_keys(doc, m, p, VOLUME_KEYS)
+        spec = VolumeSpec(key=str(key), name=f"{project}_{key}")
+        ext = m.get("external")
+        if isinstance(ext, dict):  # legacy external: {name: X}
+            spec.external = True
+            spec.name = expect_str(doc, ext.get("name", key), p + ("external", "name"))
+        elif ext is not None:
+            spec.external = expect_bool(doc, ext, p + ("external",))
+            if spec.external:
+                spec.name = str(key)
+        if m.get("name") is not None:
+            spec.name = expect_str(doc, m["name"], p + ("name",))
+        if m.get("driver") is not None:
+            spec.driver = expect_str(doc, m["driver"], p + ("driver",))
+        if m.get("driver_opts") is not None:
+            spec.driver_opts = string_map(doc, m["driver_opts"], p + ("driver_opts",), "driver_opts")
+        if m.get("labels") is not None:
+            spec.labels = string_map(doc, m["labels"], p + ("labels",), "labels")
+        if spec.external and (spec.driver or spec.driver_opts):
+            doc.fail(p, "an external volume cannot have a driver or driver_opts: compose does not create it")
+        out[spec.key] = spec
+    return out
+
+
+def parse_files(doc: Document, section: Any, kind: str) -> dict[str, FileSource]:
+    """Top-level secrets/configs: file-based ones (what a single host can mount)."""
+    out: dict[str, FileSource] = {}
+    for key, value in expect_mapping(doc, section, (kind,), f"a mapping of {kind[:-1]} name: settings").items():
+        p: KeyPath = (kind, str(key))
+        m = expect_mapping(doc, value, p)
+        check_keys(doc, m, p, SECRET_KEYS)
+        if m.get("file") is None:
+            other = next((k for k in ("environment", "content", "external") if m.get(k) is not None), "")
+            doc.fail(p, f"{kind[:-1]} {key!r} has no file: cnirun mounts file-based {kind} only"
+                        + (f" ({other} is not supported): write it to a file and use file:" if other else ""))
+        out[str(key)] = FileSource(str(key), expect_str(doc, m["file"], p + ("file",)))
+    return out
+
+
+def _bind_source(doc: Document, src: str, path: KeyPath, create: bool) -> str:
+    if not os.path.exists(src) and not create:
+        doc.fail(path, f"bind source {src} does not exist (bind.create_host_path is false): create it first")
+    return src
+
+
+def parse_service_volumes(doc: Document, value: Any, path: KeyPath, volumes: dict[str, VolumeSpec],
+                          mounts: Mounts) -> None:
+    if not isinstance(value, list):
+        doc.fail(path, f"expected a list of volumes, got {type_name(value)}")
+    for i, item in enumerate(value):
+        p = path + (i,)
+        if isinstance(item, str):
+            parts = item.split(":")
+            if len(parts) == 1:
+                mounts.volumes.append(item)  # anonymous volume
+                continue
+            src, rest = parts[0], ":".join(parts[1:])
+            if not src.startswith("/"):
+                if src not in volumes:
+                    doc.fail(p, f"volume {src!r} is not declared under the top-level volumes: (declare it, or "
+                                "write a bind source as ./path or /path)")
+                src = volumes[src].name
+            mounts.volumes.append(f"{src}:{rest}")
+            continue
+        m = expect_mapping(doc, item, p, "SRC:DST[:OPTS] or a mapping with type, source and target")
+        check_keys(doc, m, p, LONG_KEYS)
+        kind = str(m.get("type") or "volume")
+        target = expect_str(doc, m.get("target"), p + ("target",), "the path inside the container")
+        ro = expect_bool(doc, m["read_only"], p + ("read_only",)) if "read_only" in m else False
+        opts: list[str] = ["ro"] if ro else []
+        src = str(m.get("source") or "")
+        if kind == "tmpfs":
+            t = expect_mapping(doc, m.get("tmpfs"), p + ("tmpfs",))
+            topts = [f"size={t['size']}"] if t.get("size") is not None else []
+            if t.get("mode") is not None:
+                topts.append(f"mode={int(str(t['mode']), 8) if isinstance(t['mode'], str) else t['mode']:o}")
+            mounts.tmpfs.append(target + (":" + ",".join(topts) if topts else ""))
+        elif kind == "bind":
+            if not src:
+                doc.fail(p + ("source",), "a bind needs a source (a host path)")
+            b = expect_mapping(doc, m.get("bind"), p + ("bind",))
+            create = expect_bool(doc, b["create_host_path"], p + ("bind", "create_host_path")) \
+                if "create_host_path" in b else True
+            if b.get("propagation"):
+                opts.append(expect_str(doc, b["propagation"], p + ("bind", "propagation")))
+            if b.get("selinux"):
+                opts.append(expect_str(doc, b["selinux"], p + ("bind", "selinux")))
+            mounts.volumes.append(f"{_bind_source(doc, src, p + ('source',), create)}:{target}"
+                                  + (":" + ",".join(opts) if opts else ""))
+        elif kind == "volume":
+            v = expect_mapping(doc, m.get("volume"), p + ("volume",))
+            if v.get("nocopy"):
+                opts.append("nocopy")
+            if not src:
+                if opts:
+                    doc.fail(p, "an anonymous volume takes no options: give it a source")
+                mounts.volumes.append(target)
+                continue
+            if src not in volumes:
+                doc.fail(p + ("source",), f"volume {src!r} is not declared under the top-level volumes:")
+            mounts.volumes.append(f"{volumes[src].name}:{target}" + (":" + ",".join(opts) if opts else ""))
+        else:
+            doc.fail(p + ("type",), f"volume type {kind!r} is not supported: expected volume, bind or tmpfs")
+
+
+def parse_service_files(doc: Document, value: Any, path: KeyPath, sources: dict[str, FileSource], kind: str,
+                        mounts: Mounts) -> None:
+    """Service secrets/configs: read-only file binds at /run/secrets/NAME (secrets) or /NAME (configs)."""
+    if not isinstance(value, list):
+        doc.fail(path, f"expected a list of {kind}, got {type_name(value)}")
+    for i, item in enumerate(value):
+        p = path + (i,)
+        if isinstance(item, str):
+            src, target = item, ""
+        else:
+            m = expect_mapping(doc, item, p, f"a {kind[:-1]} name or a mapping with source and target")
+            check_keys(doc, m, p, frozenset({"source", "target", "uid", "gid", "mode"}))
+            src = expect_str(doc, m.get("source"), p + ("source",), f"the {kind[:-1]}'s name")
+            target = str(m.get("target") or "")
+        if src not in sources:
+            doc.fail(p, f"{kind[:-1]} {src!r} is not declared under the top-level {kind}:")
+        if not target:
+            target = f"/run/secrets/{src}" if kind == "secrets" else f"/{src}"
+        elif kind == "secrets" and not target.startswith("/"):
+            target = f"/run/secrets/{target}"
+        file = sources[src].file
+        if not os.path.isfile(file):
+            doc.fail(p, f"{kind[:-1]} {src!r}: file {file} does not exist")
+        mounts.volumes.append(f"{file}:{target}:ro")
