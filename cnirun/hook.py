@@ -165,6 +165,58 @@ def attach_container(
             ports.release()
 
 
+def reapply_live(cni: CNI, state: OCIState, atts: list[Attachment]) -> str:
+    """After a restart: connect again what `cnirun network connect` added, publish what `cnirun port` set.
+
+    cnirun.live records those in <state dir>/containers/<id>/live.json (the
+    labels cannot change on a running container). Appends to `atts`; returns
+    what went wrong ('' when done or nothing to do): the label networks are
+    up, so a network that cannot come back (its address taken, its netconf
+    gone) is reported in the log, never a reason to fail the start.
+    """
+    from .paths import runs_dir
+
+    path = os.path.join(runs_dir(), state.id, "live.json")
+    try:
+        with open(path, "rb") as f:
+            from . import jsonfast as json
+
+            live = json.loads(f.read())
+    except (OSError, ValueError):
+        return ""
+    if not isinstance(live, dict):
+        return ""
+    from .errors import CNIError
+    from .lifecycle import NetworkOptions, connect, set_ports
+    from .netns_pin import interfaces, pin_path
+
+    problems: list[str] = []
+    for entry in live.get("networks") or []:
+        try:
+            net = cni.network(str(entry.get("network")))
+            opts = NetworkOptions(dict(entry.get("capability_args") or {}),
+                                  [(str(k), str(v)) for k, v in entry.get("args") or []])
+            atts.append(connect(cni, net, state.id, pin_path(state.id), opts, interfaces(state.pid)))
+        except CNIError as e:
+            problems.append(f"network {entry.get('network')}: {e}")
+    if isinstance(live.get("ports"), list):
+        from .options import PortMapping
+        from .portlock import reserve
+
+        try:
+            wanted = [PortMapping(int(m["hostPort"]), int(m["containerPort"]), str(m.get("protocol", "tcp")),
+                                  str(m.get("hostIP", ""))) for m in live["ports"]]
+            lock = reserve(cni, wanted, exclude=state.id, hint="cnirun port rm it, then add another")
+            try:
+                set_ports(cni, state.id, [p.to_cni() for p in wanted])
+            finally:
+                if lock is not None:
+                    lock.release()
+        except (CNIError, KeyError, TypeError, ValueError) as e:
+            problems.append(f"ports: {e}")
+    return "; ".join(problems)
+
+
 def add_hosts_entries(bundle: str, atts: list[Attachment], container_id: str = "") -> str:
     """Put the container's CNI addresses and hostname into the engine's own hosts file (hosts_patch).
 
@@ -281,6 +333,9 @@ def _attach_stage(stage: str, state: OCIState, record: dict[str, Any], started: 
         try:
             atts = attach_container(cni, state, spec, config, lock_wait=budget)
             ok = True
+            problem = reapply_live(cni, state, atts)
+            if problem:
+                record["live"] = problem
         finally:
             unlock_container(fd, state.id, remove=not ok)
     finally:

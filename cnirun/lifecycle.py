@@ -271,10 +271,25 @@ def detach(
     Goes on past errors; each failed DEL keeps its cache file for a retry.
     `attachments`: what cached_attachments() returned, when already listed.
     """
-    from .paths import NO_NETNS
-
     if attachments is None:
         attachments = cached_attachments(cni, container_id)
+    problems = _del_attachments(cni, container_id, netns, attachments)
+    if not problems:
+        from .netns_pin import is_pinned, pin_path, unpin_netns
+
+        if is_pinned(pin_path(container_id)) or os.path.lexists(pin_path(container_id)):
+            err = unpin_netns(container_id)
+            if err:
+                problems.append(err)
+    return problems
+
+
+def _del_attachments(
+    cni: CNI, container_id: str, netns: str | None, attachments: list[cnicache.CachedAttachment]
+) -> list[str]:
+    """Steps 1-3 of detach() for `attachments` (last interface first); what could not be undone."""
+    from .paths import NO_NETNS
+
     problems: list[str] = []
     freed: set[str] = set()
     for att in reversed(attachments):
@@ -294,13 +309,6 @@ def detach(
             problems += remove_rules_naming(att.network_name, container_id)
     if freed and not problems:
         _forget_in_other_runs(container_id, freed)
-    if not problems:
-        from .netns_pin import is_pinned, pin_path, unpin_netns
-
-        if is_pinned(pin_path(container_id)) or os.path.lexists(pin_path(container_id)):
-            err = unpin_netns(container_id)
-            if err:
-                problems.append(err)
     return problems
 
 
@@ -317,6 +325,103 @@ def _forget_in_other_runs(container_id: str, addresses: set[str]) -> None:
         from .hostfiles import forget_addresses
 
         forget_addresses([os.path.join(root, n, "hosts") for n in runs], addresses)
+
+
+# -- live changes: connect, disconnect, ports ---------------------------------------------
+def next_ifname(taken: set[str]) -> str:
+    """The first of eth0, eth1, ... not in `taken`."""
+    i = 0
+    while ifname_for(i) in taken:
+        i += 1
+    return ifname_for(i)
+
+
+def connect(
+    cni: CNI,
+    net: NetworkConfigList,
+    container_id: str,
+    netns: str,
+    options: NetworkOptions | None = None,
+    present: list[str] | None = None,
+) -> Attachment:
+    """ADD one more network to a running container, as the next free ethN; undone on failure.
+
+    The same ADD as attach() (intent record first, a failed chain DELs
+    itself), for one network. `present`: interface names the netns already
+    has (the ADD's failure cleanup DELs its interface name, which must never
+    be one it did not create). Call with the container's lock held
+    (lock.lock_container), so it cannot race the container's teardown.
+    """
+    atts = cached_attachments(cni, container_id)
+    if any(a.network_name == net.name for a in atts):
+        raise ArgumentError(
+            f"the container is already connected to network {net.name}: disconnect it first, or pick another network"
+        )
+    ifname = next_ifname({a.ifname for a in atts} | set(present or []))
+    opts = options or NetworkOptions()
+    rt = RuntimeConf(container_id, netns, ifname, list(opts.args), dict(opts.capability_args))
+    return Attachment(net.name, ifname, cni.add(net, rt))
+
+
+def disconnect(cni: CNI, network: str, container_id: str, netns: str | None) -> list[str]:
+    """DEL exactly the container's attachment to `network` (from its cache entry); what could not be undone.
+
+    The others stay as they are. `netns`: the container's, when it runs
+    (None: the cached one if it can still be entered, else none). Call with
+    the container's lock held.
+    """
+    atts = [a for a in cached_attachments(cni, container_id) if a.network_name == network]
+    if not atts:
+        raise ArgumentError(f"the container is not connected to network {network}: see cnirun inspect")
+    return _del_attachments(cni, container_id, netns, atts)
+
+
+PORT_CAPABILITY = "portMappings"
+
+
+def port_attachment(cni: CNI, container_id: str) -> cnicache.CachedAttachment | None:
+    """The attachment that publishes the container's ports: the one holding them, else the first whose
+    chain takes portMappings (options_for's rule: one chain DNATs a host port)."""
+    from .config import conflist_from_bytes
+
+    atts = cached_attachments(cni, container_id)
+    for a in atts:
+        if a.capability_args.get(PORT_CAPABILITY):
+            return a
+    for a in atts:
+        try:
+            net = conflist_from_bytes(a.config, a.path) if a.config else cni.network(a.network_name)
+        except CNIError:
+            continue
+        if _declares(net, PORT_CAPABILITY):
+            return a
+    return None
+
+
+def published(cni: CNI, container_id: str) -> list[dict[str, Any]]:
+    """The container's port mappings (portMappings capability entries), as cached."""
+    out: list[dict[str, Any]] = []
+    for a in cached_attachments(cni, container_id):
+        out += [m for m in a.capability_args.get(PORT_CAPABILITY) or [] if isinstance(m, dict)]
+    return out
+
+
+def set_ports(cni: CNI, container_id: str, mappings: list[dict[str, Any]]) -> cnicache.CachedAttachment:
+    """Make `mappings` the container's published ports, re-running only the portmap plugin(s).
+
+    runtime.CNI.update_capabilities does it (DEL with the cached mappings,
+    ADD with the new ones, cached prevResult, cache rewritten), so a later
+    DEL or gc removes exactly the current rules. Call with the container's
+    lock held and, when ports are added, the port lock (portlock.reserve).
+    """
+    att = port_attachment(cni, container_id)
+    if att is None:
+        raise ArgumentError(
+            "published ports need a network with the portmap plugin (capabilities portMappings); "
+            "none of the container's networks has one: connect it to one first"
+        )
+    rt = RuntimeConf(container_id=container_id, ifname=att.ifname)
+    return cni.update_capabilities(att.network_name, rt, {PORT_CAPABILITY: mappings})
 
 
 # -- gc ----------------------------------------------------------------------------------

@@ -400,6 +400,84 @@ class CNI:
         except ConfigError:
             return None
 
+    # -- live capability changes ---------------------------------------------
+    def update_capabilities(self, network: str, rt: RuntimeConf, changes: dict[str, Any]) -> cnicache.CachedAttachment:
+        """Re-run, for a cached attachment, only the plugins that declare a capability in `changes`.
+
+        CNI has no UPDATE verb; what portmap (portMappings) or bandwidth read
+        only at ADD is changed by a DEL of those plugins with the cached
+        capability args and an ADD with the new ones, both with the cached
+        final result as prevResult; the interface plugins never run, so the
+        container keeps its address, MAC and connections. Those plugins must
+        pass prevResult through (portmap, bandwidth do): the cached result
+        stays. An empty value ([] / {} / None) drops the capability.
+
+        Under the host lock. The intent record comes first: the cache entry is
+        rewritten with the new arguments and the pending mark (for an emptied
+        capability it keeps the old value, so that a DEL still reaches the
+        plugin), so whatever kills this process, a DEL (gc, teardown) removes
+        the old and the new rules alike. On failure the old arguments are put
+        back (DEL new, ADD old) and the error raised. Returns the new entry.
+        """
+        validate_container_id(rt.container_id)
+        validate_ifname(rt.ifname)
+        with host_lock(self.lock_file):
+            att = self.cached(network, rt)
+            if att is None or att.result is None:
+                raise ArgumentError(
+                    f"container {rt.container_id[:12]} has no attachment to network {network} on {rt.ifname}"
+                )
+            if att.pending is not None:
+                raise ArgumentError(
+                    f"the attachment of {rt.container_id[:12]} to {network} is still being set up "
+                    "(or was cut short: `cnirun gc` finishes it): try again"
+                )
+            net = self._net_from_cache(att) or self.network(network)
+            plugins = [p for p in net.plugins if any(k in p.capabilities for k in changes)]
+            if not plugins:
+                raise ArgumentError(f"network {network} has no plugin that takes {', '.join(sorted(changes))}")
+            netns = rt.netns or att.netns
+            self._check_netns(netns)
+            for p in plugins:
+                find_plugin(p.type, self.plugin_dirs)
+            args = [(k, v) for k, v in att.cni_args]
+            old_caps = dict(att.capability_args)
+            new_caps = {k: v for k, v in {**old_caps, **changes}.items() if v not in (None, [], {})}
+            prev = att.result
+            if prev.get("cniVersion") != net.cni_version:
+                prev = _convert(prev, net.cni_version)
+            old_rt = RuntimeConf(rt.container_id, netns, rt.ifname, args, old_caps)
+            new_rt = RuntimeConf(rt.container_id, netns, rt.ifname, args, new_caps)
+            intent = {**new_caps, **{k: old_caps[k] for k in changes if k not in new_caps and k in old_caps}}
+            record = cnicache.CachedAttachment(
+                network_name=att.network_name, container_id=att.container_id, ifname=att.ifname,
+                config=att.config, netns=att.netns, cni_args=att.cni_args, capability_args=intent,
+                result=att.result, pending={"started": len(net.plugins)},
+            )
+            cnicache.write_file(self.cache_dir, record, fsync=False)
+
+            def rerun(old: RuntimeConf, new: RuntimeConf) -> None:
+                for p in reversed(plugins):
+                    self._exec(net, p, self._inv("DEL", old), self.build_conf(net, p, old, prev))
+                for p in plugins:
+                    out = self._exec(net, p, self._inv("ADD", new), self.build_conf(net, p, new, prev))
+                    _parse_result(out, net.cni_version, p.type, net.name, "ADD")
+
+            try:
+                rerun(old_rt, new_rt)
+            except BaseException:
+                try:
+                    rerun(new_rt, old_rt)
+                except CNIError:
+                    pass  # the record below still names both sets' plugin: a DEL removes them
+                else:
+                    record.capability_args, record.pending = old_caps, None
+                    cnicache.write_file(self.cache_dir, record)
+                raise
+            record.capability_args, record.pending = new_caps, None
+            cnicache.write_file(self.cache_dir, record)
+        return record
+
     # -- CHECK -------------------------------------------------------------
     def check(self, net: NetworkConfigList, rt: RuntimeConf) -> None:
         """CHECK the chain in order against the cached result (libcni's rules).

@@ -28,7 +28,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("lifecycle", ("cnirun.lifecycle", "cnirun.hosts_patch")),
     ("engines", ("cnirun.engines", "cnirun.state", "cnirun.request")),
     ("adapters-low", ("cnirun.hook", "cnirun.shim", "cnirun.hooksd", "cnirun.docker_runtime",
-                      "cnirun.teardown", "cnirun.watch", "cnirun.netstore")),
+                      "cnirun.teardown", "cnirun.watch", "cnirun.netstore", "cnirun.live")),
     ("runner", ("cnirun.runner",)),
     # plugins: programs on cnirun.skel that plugin runners exec (flannel reads the overlay's lease)
     ("adapters", ("cnirun.compose", "cnirun.overlay", "cnirun.plugins")),

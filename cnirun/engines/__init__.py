@@ -36,6 +36,21 @@ def get(name: str) -> Engine:
     raise EngineError(f"unknown engine {name!r}: use --engine docker or --engine podman")
 
 
+def quick(name: str) -> Engine:
+    """get(name), or for a local Docker socket the SDK-free client (lookup, inspect, start, kill, rm).
+
+    For commands timed against `cnirun cni add` (network connect, port): the
+    SDK's import alone costs more than a whole ADD.
+    """
+    if name == "docker":
+        from .dockerapi import LeanDocker, unix_socket_path
+
+        sock = unix_socket_path()
+        if sock:
+            return LeanDocker(sock)  # type: ignore[return-value]
+    return get(name)
+
+
 def present() -> list[Engine]:
     """Every engine that answers here (for gc and ps, which look at all of them)."""
     from ..errors import EngineError

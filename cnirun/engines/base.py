@@ -38,6 +38,30 @@ class Container(Value):
         return self.state == "running"
 
 
+class ContainerNet(Value):
+    """A container as `network connect` and `port` need it: who it is and which netns it runs in.
+
+    `network_mode`: "none", "host", "container:<id>", "ns:<path>" (Podman)
+    or the engine's own word for its networks ("bridge", "default", ...).
+    `pid`: its process while it runs (0 otherwise).
+    """
+
+    _fields = ("id", "name", "state", "pid", "network_mode", "labels")
+    __match_args__ = _fields
+
+    def __init__(self, id: str, name: str, state: str, pid: int, network_mode: str, labels: dict[str, str]) -> None:
+        self.id = id
+        self.name = name
+        self.state = state
+        self.pid = pid
+        self.network_mode = network_mode
+        self.labels = labels
+
+    @property
+    def running(self) -> bool:
+        return self.state == "running" and self.pid > 0
+
+
 class Engine:
     """A container engine, as the attachment lifecycle's users need it.
 
@@ -77,6 +101,13 @@ class Engine:
 
     def remove(self, cid: str) -> None:
         """Remove (forcibly) the container; EngineError only when the engine refuses."""
+        raise NotImplementedError
+
+    def lookup(self, ref: str) -> ContainerNet | None:
+        """The container named `ref` (name, full ID or unique ID prefix); None when there is none.
+
+        EngineError when `ref` is ambiguous or the engine cannot answer.
+        """
         raise NotImplementedError
 
     def netns_of(self, cid: str) -> str:

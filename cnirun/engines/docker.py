@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from typing import Any, Callable, Iterator
 
 from ..errors import EngineError
-from .base import Container, Engine
+from .base import Container, ContainerNet, Engine
 from .spec import RunSpec, create_config
 
 SANDBOX_BUSYBOX = "/.cnirun/busybox"  # basename "busybox": argv[1] names the applet
@@ -124,6 +124,19 @@ def netns_from_inspect(cid: str, info: dict[str, Any] | None) -> str:
     return f"/proc/{info['State']['Pid']}/ns/net"
 
 
+def container_net(info: dict[str, Any]) -> ContainerNet:
+    """Engine.lookup's answer from an inspect document (the SDK's and the lean client's)."""
+    state = info.get("State") or {}
+    return ContainerNet(
+        id=str(info.get("Id", "")),
+        name=str(info.get("Name", "")).lstrip("/"),
+        state=str(state.get("Status") or "unknown"),
+        pid=int(state.get("Pid") or 0) if state.get("Running") else 0,
+        network_mode=str((info.get("HostConfig") or {}).get("NetworkMode") or ""),
+        labels=dict((info.get("Config") or {}).get("Labels") or {}),
+    )
+
+
 class Docker(Engine):
     """The Docker engine over the Docker SDK's low-level APIClient (one method per Engine API call).
 
@@ -205,6 +218,10 @@ class Docker(Engine):
 
     def netns_of(self, cid: str) -> str:
         return netns_from_inspect(cid, self.inspect(cid))
+
+    def lookup(self, ref: str) -> ContainerNet | None:
+        info = self.inspect(ref)  # dockerd resolves names, IDs and unique prefixes itself
+        return container_net(info) if info else None
 
     # -- the workload -----------------------------------------------------------
     def create_workload(

@@ -13,7 +13,7 @@ import shutil
 import subprocess
 
 from ..errors import EngineError
-from .base import Container, Engine
+from .base import Container, ContainerNet, Engine
 from .spec import RunSpec
 
 TYPE_CHECKING = False
@@ -227,6 +227,26 @@ class Podman(Engine):
         if p.returncode != 0 or not pid.isdigit() or pid == "0":
             raise EngineError(f"podman container {cid[:12]} is not running")
         return f"/proc/{pid}/ns/net"
+
+    def lookup(self, ref: str) -> ContainerNet | None:
+        p = self._run("container", "inspect", "--format", "json", ref)
+        if p.returncode != 0:
+            if "no such" in p.stderr.lower():
+                return None
+            raise EngineError(f"podman inspect {ref}: {p.stderr.strip()}")
+        try:
+            info = (json.loads(p.stdout or "[]") or [{}])[0]
+        except (ValueError, IndexError):
+            raise EngineError(f"podman inspect {ref}: unreadable output") from None
+        state = info.get("State") or {}
+        return ContainerNet(
+            id=str(info.get("Id", "")),
+            name=str(info.get("Name", "")),
+            state=str(state.get("Status") or "unknown"),
+            pid=int(state.get("Pid") or 0) if state.get("Running") else 0,
+            network_mode=str((info.get("HostConfig") or {}).get("NetworkMode") or ""),
+            labels=dict((info.get("Config") or {}).get("Labels") or {}),
+        )
 
     def logs(self, cid: str) -> Iterator[bytes]:
         proc = subprocess.Popen([self.bin, "logs", "-f", cid], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)

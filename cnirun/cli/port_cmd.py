@@ -1,0 +1,60 @@
+"""`cnirun port CONTAINER`, `cnirun port ls|add|rm CONTAINER ...`: published ports of a running container.
+
+Parsed by hand, without typer: `port add` is timed against `cnirun cni add`
+(bench/bench_connect.py). The work is cnirun.live's (lifecycle.set_ports).
+"""
+from __future__ import annotations
+
+import sys
+
+from .errors import fail, one_line_errors
+
+USAGE = """\
+usage: cnirun port CONTAINER                      list published ports (as docker port)
+       cnirun port ls CONTAINER
+       cnirun port add CONTAINER [IP:]HOST:CONTAINER[/PROTO]...
+       cnirun port rm CONTAINER [IP:]HOST:CONTAINER[/PROTO]...
+
+add/rm re-run only the portmap plugin with the cached result: the container
+keeps its address and connections. A host port another container publishes,
+or a host process holds, is refused before anything changes.
+"""
+
+
+def main(args: list[str]) -> int:
+    if not args or args[0] in ("-h", "--help"):
+        sys.stdout.write(USAGE)
+        return 0 if args else 1
+    verb = args[0] if args[0] in ("ls", "add", "rm") else "ls"
+    rest = args[1:] if args[0] in ("ls", "add", "rm") else args
+    if any(a.startswith("-") for a in rest):
+        fail(f"unknown option {next(a for a in rest if a.startswith('-'))!r}: see cnirun port --help")
+    if not rest:
+        fail(f"cnirun port {verb}: name a container: see cnirun port --help")
+    from .. import live
+    from ..options import parse_ports
+
+    with one_line_errors():
+        if verb == "ls":
+            if len(rest) != 1:
+                fail("cnirun port ls takes one container: cnirun port ls CONTAINER")
+            mappings = live.ports(rest[0])
+        else:
+            if len(rest) < 2:
+                fail(f"cnirun port {verb}: name the ports, e.g. cnirun port {verb} {rest[0]} 127.0.0.1:8080:80")
+            specs = parse_ports(",".join(rest[1:]))
+            if verb == "add":
+                mappings = live.change_ports(rest[0], specs, [])
+            else:
+                mappings = live.change_ports(rest[0], [], specs)
+    for m in sorted(mappings, key=lambda m: (int(m.get("containerPort", 0)), str(m.get("protocol", "")),
+                                             int(m.get("hostPort", 0)))):
+        print(live.format_port(m))
+    return 0
+
+
+def run(args: list[str]) -> int:
+    try:
+        return main(args)
+    except SystemExit as e:
+        return int(e.code or 0) if not isinstance(e.code, str) else 1

@@ -1,0 +1,362 @@
+"""Issue #10: `cnirun network connect/disconnect` and `cnirun port add/rm/ls` on running containers.
+
+Real dockerd, podman and plugins. Address plan of this file: 10.191.N.0/24,
+bridges cnc10*, networks and containers t10-*, host ports 19100-19199 on
+127.0.0.1. Each test ends with the World's leak check (veths, reservations,
+cache files, rules, containers, state, netns).
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from conftest import (
+    World,
+    _finish,
+    _make_world,
+    docker_runtime_installed,
+    first_address,
+    needs_docker,
+    needs_plugins,
+    needs_podman,
+    needs_root,
+)
+
+pytestmark = [needs_root, needs_plugins]
+
+
+class ConnectWorld(World):
+    """A World on this file's address plan: network t10-N (bridge cnc10xN, 10.191.N.0/24) and t10-N-b."""
+
+    @property
+    def net(self) -> str:
+        return f"t10-{self.n}"
+
+    @property
+    def bridge(self) -> str:
+        return f"cnc10x{self.n}"
+
+    @property
+    def second(self) -> str:
+        return f"t10-{self.n}-b"
+
+    def add_second_network(self) -> None:
+        """t10-N-b: its own bridge cnc10yN and the upper half of 10.191.N.0/24."""
+        net = {
+            "cniVersion": "1.0.0", "name": self.second,
+            "plugins": [
+                {"type": "bridge", "bridge": f"cnc10y{self.n}", "isGateway": True, "ipMasq": True,
+                 "capabilities": {"ips": True},
+                 "ipam": {"type": "host-local", "dataDir": str(self.data_dir),
+                          "ranges": [[{"subnet": f"10.191.{self.n}.128/25"}]]}},
+                {"type": "portmap", "capabilities": {"portMappings": True}},
+                {"type": "firewall"},
+            ],
+        }
+        (Path(self.env["NETCONFPATH"]) / f"{self.second}.conflist").write_text(json.dumps(net))
+
+    def leftovers(self) -> list[str]:
+        out = super().leftovers()
+        veths = subprocess.run(["ip", "-br", "link", "show", "master", f"cnc10y{self.n}"], capture_output=True,
+                               text=True)
+        if veths.returncode == 0 and veths.stdout.strip():
+            out.append(f"veths on cnc10y{self.n}: {veths.stdout.strip()}")
+        ipam = self.data_dir / self.second
+        if ipam.is_dir() and [p for p in ipam.iterdir() if p.name[0].isdigit()]:
+            out.append(f"IP reservations on {self.second}")
+        pins = self.state_dir / "netns"
+        if pins.is_dir() and list(pins.iterdir()):
+            out.append(f"netns pins: {[p.name for p in pins.iterdir()]}")
+        return out
+
+    def subnet_of(self, net: str) -> str:
+        return f"10.191.{self.n}.0/24" if net == self.net else f"10.191.{self.n}.128/25"
+
+
+
+
+def _world(tmp_path: Path, engine: str) -> ConnectWorld:
+    base = _make_world(tmp_path, 191, "t10")
+    w = ConnectWorld(tmp=base.tmp, octet=191, n=base.n, env=base.env, netns_before=base.netns_before)
+    for f in Path(w.env["NETCONFPATH"]).iterdir():
+        f.unlink()
+    w.env["CNIRUN_DEFAULT_NETWORK"] = w.net
+    w.conflist()
+    w.add_second_network()
+    if engine == "podman":
+        w.env["CNIRUN_ENGINE"] = "podman"
+    return w
+
+
+@pytest.fixture
+def dworld(tmp_path: Path) -> Iterator[ConnectWorld]:
+    w = _world(tmp_path, "docker")
+    yield w
+    _cleanup(w, "docker")
+
+
+@pytest.fixture
+def pworld(tmp_path: Path) -> Iterator[ConnectWorld]:
+    w = _world(tmp_path, "podman")
+    yield w
+    _cleanup(w, "podman")
+
+
+def _cleanup(w: ConnectWorld, engine: str) -> None:
+    left = subprocess.run([engine, "ps", "-aq", "--filter", f"name=t10-{w.n}-"], capture_output=True,
+                          text=True).stdout.split()
+    if left:
+        subprocess.run([engine, "rm", "-f", *left], capture_output=True)
+    try:
+        _finish(w)
+    finally:
+        subprocess.run(["ip", "link", "del", f"cnc10y{w.n}"], capture_output=True)
+
+
+def ok(p: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
+    assert p.returncode == 0, f"exit {p.returncode}: {p.stderr}"
+    return p
+
+
+def addr(engine: str, name: str, ifname: str) -> str:
+    p = subprocess.run([engine, "exec", name, "ip", "-4", "addr", "show", ifname], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    return first_address(p.stdout)
+
+
+def ifaces(engine: str, name: str) -> list[str]:
+    p = subprocess.run([engine, "exec", name, "cat", "/proc/net/dev"], capture_output=True, text=True)
+    return sorted(ln.split(":")[0].strip() for ln in p.stdout.splitlines()[2:] if ":" in ln)
+
+
+def fetch(port: int) -> str:
+    p = subprocess.run(["wget", "-qO-", "-T", "3", f"http://127.0.0.1:{port}/"], capture_output=True, text=True)
+    return p.stdout if p.returncode == 0 else f"failed: {p.stderr.strip()}"
+
+
+def httpd(name: str) -> list[str]:
+    """busybox httpd serving a page that names the container."""
+    return ["sh", "-c", f"mkdir -p /www && echo hello-{name} > /www/index.html && exec httpd -f -p 80 -h /www"]
+
+
+def in_subnet(cidr: str, subnet: str) -> bool:
+    import ipaddress
+
+    return ipaddress.ip_interface(cidr).ip in ipaddress.ip_network(subnet)
+
+
+def cache_ports(w: World) -> list[list[Any]]:
+    out = []
+    for f in sorted((w.cache_dir / "results").glob("*")):
+        obj = json.loads(f.read_text())
+        out += [[m["hostPort"], m["containerPort"]] for m in (obj.get("capabilityArgs") or {}).get("portMappings", [])]
+    return sorted(out)
+
+
+def dnat_ports(w: World) -> list[int]:
+    """Host ports portmap DNATs for this World's subnet."""
+    rules = subprocess.run(["iptables-save", "-t", "nat"], capture_output=True, text=True).stdout
+    out = set()
+    for ln in rules.splitlines():
+        if "--dport" in ln and f"10.191.{w.n}." in ln and "DNAT" in ln:
+            out.add(int(ln.split("--dport")[1].split()[0]))
+    return sorted(out)
+
+
+def connect_cycle(w: ConnectWorld, engine: str, name: str) -> None:
+    """connect the second network (eth1, address at once), ps/inspect show it, disconnect leaves eth0 working."""
+    eth0 = addr(engine, name, "eth0")
+    ok(w.cnirun("network", "connect", w.second, name))
+    eth1 = addr(engine, name, "eth1")
+    assert in_subnet(eth1, w.subnet_of(w.second)) and in_subnet(eth0, w.subnet_of(w.net))
+    ping = subprocess.run(["busybox", "ping", "-c1", "-W2", eth1.split("/")[0]], capture_output=True)
+    assert ping.returncode == 0  # the container answers on eth1, through the second bridge
+    info = json.loads(ok(w.cnirun("inspect", name)).stdout)
+    assert sorted((a["network"], a["ifname"]) for a in info["attachments"]) == [(w.net, "eth0"), (w.second, "eth1")]
+    again = w.cnirun("network", "connect", w.second, name)
+    assert again.returncode == 1 and "already connected" in again.stderr and len(again.stderr.splitlines()) == 1
+    ok(w.cnirun("network", "disconnect", w.second, name))
+    assert ifaces(engine, name) == ["eth0", "lo"]
+    assert addr(engine, name, "eth0") == eth0
+    ipam = w.data_dir / w.second
+    assert not [p for p in ipam.iterdir() if p.name[0].isdigit()]
+    gone = w.cnirun("network", "disconnect", w.second, name)
+    assert gone.returncode == 1 and "not connected" in gone.stderr
+
+
+# -- Docker sandbox mode ----------------------------------------------------------------
+@needs_docker
+def test_sandbox_connect_disconnect_and_ports(dworld: ConnectWorld) -> None:
+    w, name = dworld, f"t10-{dworld.n}-web"
+    ok(w.cnirun("run", "-d", "--mode", "sandbox", "--name", name, "-p", f"127.0.0.1:{19100 + w.n % 50}:80",
+                "busybox", *httpd(name)))
+    try:
+        connect_cycle(w, "docker", name)
+        port_cycle(w, "docker", name, 19100 + w.n % 50)
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+    w.assert_clean(within=20.0)
+
+
+def port_cycle(w: ConnectWorld, engine: str, name: str, first: int) -> None:
+    """port add/rm: reached over 127.0.0.1 before and after, same IP, conflicts refused, the cache rewritten."""
+    extra = first + 50
+    eth0 = addr(engine, name, "eth0")
+    assert fetch(first).strip() == f"hello-{name}"
+    assert fetch(extra).startswith("failed")
+    ok(w.cnirun("port", "add", name, f"127.0.0.1:{extra}:80"))
+    assert fetch(extra).strip() == f"hello-{name}" and fetch(first).strip() == f"hello-{name}"
+    assert addr(engine, name, "eth0") == eth0
+    assert ok(w.cnirun("port", name)).stdout.splitlines() == [
+        f"80/tcp -> 127.0.0.1:{first}", f"80/tcp -> 127.0.0.1:{extra}"]
+    assert ok(w.cnirun("port", "ls", name)).stdout == ok(w.cnirun("port", name)).stdout
+    assert cache_ports(w) == sorted([[first, 80], [extra, 80]])
+    assert dnat_ports(w) == sorted([first, extra])
+    dup = w.cnirun("port", "add", name, f"127.0.0.1:{extra}:80")
+    assert dup.returncode == 1 and "already publishes" in dup.stderr
+    bad = w.cnirun("port", "add", name, "127.0.0.1:99999:80")
+    assert bad.returncode == 1 and bad.stderr.startswith("cnirun: invalid port")
+    ok(w.cnirun("port", "rm", name, f"127.0.0.1:{first}:80"))
+    assert fetch(first).startswith("failed") and fetch(extra).strip() == f"hello-{name}"
+    assert cache_ports(w) == [[extra, 80]] and dnat_ports(w) == [extra]
+    assert addr(engine, name, "eth0") == eth0
+    notpub = w.cnirun("port", "rm", name, f"127.0.0.1:{first}:80")
+    assert notpub.returncode == 1 and "does not publish" in notpub.stderr
+
+
+@needs_docker
+def test_port_conflict_refused_before_anything_changes(dworld: ConnectWorld) -> None:
+    w = dworld
+    a, b = f"t10-{w.n}-a", f"t10-{w.n}-b"
+    port = 19160 + w.n % 20
+    ok(w.cnirun("run", "-d", "--mode", "sandbox", "--name", a, "-p", f"127.0.0.1:{port}:80", "busybox", *httpd(a)))
+    ok(w.cnirun("run", "-d", "--mode", "sandbox", "--name", b, "busybox", *httpd(b)))
+    try:
+        before = (cache_ports(w), dnat_ports(w))
+        taken = w.cnirun("port", "add", b, f"127.0.0.1:{port}:80")
+        assert taken.returncode == 1 and "already published by container" in taken.stderr
+        assert len(taken.stderr.splitlines()) == 1
+        assert (cache_ports(w), dnat_ports(w)) == before
+        assert fetch(port).strip() == f"hello-{a}"
+        nocont = w.cnirun("port", "add", f"t10-{w.n}-nosuch", "127.0.0.1:19199:80")
+        assert nocont.returncode == 1 and "no such container" in nocont.stderr
+        nonet = w.cnirun("network", "connect", "t10-nosuch", b)
+        assert nonet.returncode == 1 and "t10-nosuch" in nonet.stderr and len(nonet.stderr.splitlines()) == 1
+    finally:
+        subprocess.run(["docker", "rm", "-f", a, b], capture_output=True)
+    w.assert_clean(within=20.0)
+
+
+@needs_docker
+def test_sandbox_restart_keeps_connected_networks_and_ports(dworld: ConnectWorld) -> None:
+    w, name = dworld, f"t10-{dworld.n}-rs"
+    port = 19140 + w.n % 10
+    ok(w.cnirun("run", "-d", "--mode", "sandbox", "--name", name, "busybox", *httpd(name)))
+    try:
+        ok(w.cnirun("network", "connect", w.second, name))
+        ok(w.cnirun("port", "add", name, f"127.0.0.1:{port}:80"))
+        eth0, eth1 = addr("docker", name, "eth0"), addr("docker", name, "eth1")
+        ok(subprocess.run(["docker", "restart", "-t", "1", name], capture_output=True, text=True))
+        ok(subprocess.run(["docker", "stop", "-t", "1", name], capture_output=True, text=True))
+        ok(subprocess.run(["docker", "start", name], capture_output=True, text=True))
+        assert (addr("docker", name, "eth0"), addr("docker", name, "eth1")) == (eth0, eth1)
+        assert fetch(port).strip() == f"hello-{name}"
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+    w.assert_clean(within=20.0)
+
+
+# -- a foreign container ------------------------------------------------------------------
+@needs_docker
+def test_foreign_docker_container(dworld: ConnectWorld) -> None:
+    """A plain `docker run --network none`: connected, pinned, torn down on removal by the watcher."""
+    w, name = dworld, f"t10-{dworld.n}-plain"
+    ok(subprocess.run(["docker", "run", "-d", "--name", name, "--network", "none", "busybox", *httpd(name)],
+                      capture_output=True, text=True))
+    try:
+        ok(w.cnirun("network", "connect", w.net, name))
+        assert in_subnet(addr("docker", name, "eth0"), w.subnet_of(w.net))
+        port = 19120 + w.n % 10
+        ok(w.cnirun("port", "add", name, f"127.0.0.1:{port}:80"))
+        assert fetch(port).strip() == f"hello-{name}"
+        ok(w.cnirun("network", "connect", w.second, name))
+        assert ifaces("docker", name) == ["eth0", "eth1", "lo"]
+        ok(w.cnirun("network", "disconnect", w.second, name))
+        assert ifaces("docker", name) == ["eth0", "lo"]
+        cid = ok(subprocess.run(["docker", "inspect", "-f", "{{.Id}}", name], capture_output=True,
+                                text=True)).stdout.strip()
+        assert (w.state_dir / "netns" / cid).exists()
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+    w.assert_clean(within=25.0)  # the watcher notices the removal (periodic check) and DELs in the pin
+
+
+@needs_docker
+def test_host_and_shared_netns_refused(dworld: ConnectWorld) -> None:
+    w = dworld
+    host, shared = f"t10-{w.n}-host", f"t10-{w.n}-shared"
+    ok(subprocess.run(["docker", "run", "-d", "--name", host, "--network", "host", "busybox", "sleep", "60"],
+                      capture_output=True, text=True))
+    ok(subprocess.run(["docker", "run", "-d", "--name", shared, "--network", f"container:{host}", "busybox",
+                       "sleep", "60"], capture_output=True, text=True))
+    try:
+        for c, word in ((host, "host's network"), (shared, "shares another network namespace")):
+            p = w.cnirun("network", "connect", w.net, c)
+            assert p.returncode == 1 and word in p.stderr and len(p.stderr.splitlines()) == 1, p.stderr
+        subprocess.run(["docker", "stop", "-t", "0", host], capture_output=True)
+        p = w.cnirun("network", "connect", w.net, host)
+        assert p.returncode == 1 and "not running" in p.stderr
+    finally:
+        subprocess.run(["docker", "rm", "-f", shared, host], capture_output=True)
+    w.assert_clean()
+
+
+# -- Docker hook mode ------------------------------------------------------------------------
+@needs_docker
+def test_hook_mode_connect_ports_and_restart(dworld: ConnectWorld) -> None:
+    w, name = dworld, f"t10-{dworld.n}-hook"
+    port = 19130 + w.n % 10
+    with docker_runtime_installed(w, f"t10-{w.n}-"):
+        ok(w.cnirun("run", "-d", "--mode", "hook", "--name", name, "busybox", *httpd(name)))
+        try:
+            connect_cycle(w, "docker", name)
+            ok(w.cnirun("network", "connect", w.second, name))
+            ok(w.cnirun("port", "add", name, f"127.0.0.1:{port}:80"))
+            eth1 = addr("docker", name, "eth1")
+            assert fetch(port).strip() == f"hello-{name}"
+            ok(subprocess.run(["docker", "restart", "-t", "1", name], capture_output=True, text=True))
+            assert ifaces("docker", name) == ["eth0", "eth1", "lo"]
+            assert in_subnet(addr("docker", name, "eth1"), w.subnet_of(w.second))
+            assert fetch(port).strip() == f"hello-{name}"
+            ok(subprocess.run(["docker", "stop", "-t", "1", name], capture_output=True, text=True))
+            ok(subprocess.run(["docker", "start", name], capture_output=True, text=True))
+            assert ifaces("docker", name) == ["eth0", "eth1", "lo"]
+            assert fetch(port).strip() == f"hello-{name}"
+            assert addr("docker", name, "eth1").split(".")[2] == eth1.split(".")[2]
+        finally:
+            subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+        w.assert_clean(within=25.0)
+
+
+# -- Podman ------------------------------------------------------------------------------------
+@needs_podman
+def test_podman_connect_ports_and_restart(pworld: ConnectWorld) -> None:
+    w, name = pworld, f"t10-{pworld.n}-pod"
+    port = 19110 + w.n % 10
+    ok(w.cnirun("run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:80", "busybox", *httpd(name)))
+    try:
+        connect_cycle(w, "podman", name)
+        port_cycle(w, "podman", name, port)
+        ok(w.cnirun("network", "connect", w.second, name))
+        eth1 = addr("podman", name, "eth1")
+        ok(subprocess.run(["podman", "restart", "-t", "1", name], capture_output=True, text=True))
+        assert addr("podman", name, "eth1") == eth1
+        assert fetch(port + 50).strip() == f"hello-{name}"
+    finally:
+        subprocess.run(["podman", "rm", "-f", name], capture_output=True)
+    w.assert_clean(within=25.0)
