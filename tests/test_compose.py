@@ -254,13 +254,10 @@ services:
 @pytest.mark.parametrize("text, expected", [
     ("services:\n  a:\n    image: busybox\n   oops: [\n", "compose.yaml:4: invalid YAML"),
     ("services:\n  a:\n    image: busybox\n    ports: 80\n", "compose.yaml:4: services.a.ports: expected a list"),
-    ("services:\n  a:\n    image: busybox\n    build: .\n", "compose.yaml:4: services.a.build: not supported by cnirun"),
     ("services:\n  a:\n    image: busybox\n    colour: red\n", "compose.yaml:4: services.a.colour: unknown key"),
     ("services:\n  a:\n    image: busybox\n    networks: [nowhere]\n",
      "compose.yaml:4: services.a.networks.nowhere: network 'nowhere' is not declared"),
     ("services:\n  a:\n    image: busybox\n    depends_on: [b]\n", "services.a.depends_on: unknown service 'b'"),
-    ("services:\n  a:\n    image: busybox\n    restart: always\n", "services.a.restart: restart 'always' is not supported"),
-    ("services:\n  a:\n    image: busybox\n    ports: ['80']\n", "services.a.ports[0]: port '80' has no host port"),
     ("services:\n  a:\n    image: busybox\n    environment: 3\n", "services.a.environment: expected a mapping or a list"),
     ("services:\n  a:\n    image: busybox\nnetworks:\n  n:\n    driver: overlay\n",
      "compose.yaml:6: networks.n.driver: driver 'overlay' is not supported"),
@@ -268,7 +265,6 @@ services:
      "compose.yaml:5: services.a.networks.n.ipv4_address: invalid IP address"),
     ("services:\n  a: {image: busybox, depends_on: [b]}\n  b: {image: busybox, depends_on: [a]}\n",
      "dependency cycle"),
-    ("volumes:\n  data: {}\nservices:\n  a: {image: busybox}\n", "compose.yaml:1: volumes: top-level volumes"),
 ])
 def test_located_errors_through_the_cli(proj: Proj, text: str, expected: str) -> None:
     proj.write(text)
