@@ -24,11 +24,13 @@ class RunRequest(Record):
     engine: str
     mode: str
     file: str
+    pull: str  # missing (default), always or never: as `docker run --pull`
 
-    _fields = ('spec', 'networks', 'publish', 'ip', 'network_ips', 'mac', 'dns', 'dns_search', 'engine', 'mode', 'file')
+    _fields = ('spec', 'networks', 'publish', 'ip', 'network_ips', 'mac', 'dns', 'dns_search', 'engine', 'mode', 'file',
+               'pull')
     _defaults = {
         'networks': list, 'publish': list, 'ip': "", 'network_ips': dict, 'mac': "", 'dns': list, 'dns_search':
-        list, 'engine': "", 'mode': "", 'file': "",
+        list, 'engine': "", 'mode': "", 'file': "", 'pull': "missing",
     }
 
 

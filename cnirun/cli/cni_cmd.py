@@ -37,6 +37,11 @@ NETCONFPATH (default /etc/cni/net.d), CNI_PATH, CNI_ARGS (K=V;K2=V2),
 CAP_ARGS (JSON object), CNI_IFNAME (default eth0), CNI_CACHE_DIR (default
 /var/lib/cni), CNI_CONTAINERID (default: cnitool's, derived from NETNS),
 CNIRUN_PLUGIN_TIMEOUT (seconds, default 60).
+
+Examples:
+  ip netns add test && cnirun cni add mynet test
+  CAP_ARGS='{"portMappings":[{"hostPort":8080,"containerPort":80,"protocol":"tcp"}]}' cnirun cni add mynet test
+  cnirun cni del mynet test
 """
 
 

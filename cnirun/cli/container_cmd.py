@@ -7,6 +7,7 @@ from typing import Any
 
 import typer
 
+from .completion import container_names
 from .errors import fail, one_line_errors
 
 
@@ -49,7 +50,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command(name="inspect")
     def inspect(
-        containers: list[str] = typer.Argument(..., metavar="CONTAINER...",
+        containers: list[str] = typer.Argument(..., metavar="CONTAINER...", autocompletion=container_names,
                                                help="Container ID (prefix), name, or cnirun run ID."),
         fmt: str = typer.Option("json", "--format", "-f", help="json (default) or a Go template such as "
                                 "'{{range .Attachments}}{{.Addresses}}{{end}}'."),

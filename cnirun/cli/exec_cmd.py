@@ -28,6 +28,10 @@ COMMAND's; 125 when cnirun fails; 127 when COMMAND is not in PATH.
 
   --net, --network NAME   network to attach (repeatable)
   -h, --help              show this help
+
+Examples:
+  cnirun exec --net mynet -- ping -c1 10.88.0.1
+  cnirun exec --net a --net b -- ip addr
 """
 
 
@@ -72,13 +76,16 @@ def main(argv: list[str]) -> int:
 def register(app: Any) -> None:
     import typer
 
+    from .completion import network_names
+
     @app.command(
         name="exec",
         context_settings={"allow_interspersed_args": False},
     )
     def exec_(
         command: list[str] = typer.Argument(..., metavar="COMMAND [ARG...]", help="What to run in the netns."),
-        net: list[str] = typer.Option([], "--net", "--network", help="Network to attach (repeatable: eth0, eth1, ...)."),
+        net: list[str] = typer.Option([], "--net", "--network", help="Network to attach (repeatable: eth0, eth1, ...).",
+                                      autocompletion=network_names),
     ) -> None:
         """Run COMMAND in a private netns attached to the networks (default: the default network)."""
         raise SystemExit(run_in_netns(net, command))

@@ -16,7 +16,17 @@ SUBCOMMANDS = frozenset(
 
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = _global_options(args)
+    except ValueError as e:
+        sys.stderr.write(f"cnirun: {e}\n")
+        return 125
     first = args[0] if args else ""
+    if first in ("--version", "version"):
+        # Hand-parsed: no typer import for the first thing people type.
+        from .version_cmd import main as version_main
+
+        return version_main(args[1:])
     if first == "cni":
         # cnitool's drop-in is parsed by hand: no typer import on that path (bench/bench_core.py).
         from .cni_cmd import main as cni_main
@@ -44,17 +54,40 @@ def main(argv: list[str] | None = None) -> int:
             pass
         else:
             return run_main(args[1:] if first == "run" else args)
-    from .app import app
+    from .app import command
 
     try:
-        app(args=args, prog_name="cnirun", standalone_mode=True)
+        command().main(args=args, prog_name="cnirun", standalone_mode=True)
     except SystemExit as e:
         return int(e.code or 0) if not isinstance(e.code, str) else 1
     return 0
 
 
+def _global_options(args: list[str]) -> list[str]:
+    """Take cnirun's global options (before the command or image) off args and act on them.
+
+    --context NAME: the Docker context, as the docker CLI's flag. It goes into
+    DOCKER_CONTEXT so that every Docker client of this process and of its
+    children (the watcher, the docker CLI) resolves the same daemon
+    (engines.docker_context). 125: a bad global option of a run.
+    """
+    import os
+
+    while args and (args[0] == "--context" or args[0].startswith("--context=")):
+        if args[0] == "--context":
+            if len(args) < 2 or not args[1] or args[1].startswith("-"):
+                raise ValueError("--context needs a Docker context name: see `docker context ls`")
+            name, args = args[1], args[2:]
+        else:
+            name, args = args[0].partition("=")[2], args[1:]
+            if not name:
+                raise ValueError("--context needs a Docker context name: see `docker context ls`")
+        os.environ["DOCKER_CONTEXT"] = name
+    return args
+
+
 def _is_global_typer_option(arg: str) -> bool:
-    return arg in ("--install-completion", "--show-completion")
+    return arg.partition("=")[0] in ("--install-completion", "--show-completion")
 
 
 if __name__ == "__main__":

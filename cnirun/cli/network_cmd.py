@@ -12,6 +12,7 @@ from typing import Any
 
 import typer
 
+from .completion import network_names
 from .errors import fail, one_line_errors
 
 FORMATS = ("table", "json")
@@ -142,7 +143,7 @@ def register(app: typer.Typer) -> None:
             emit(render(rows, fmt, lambda rs: ls_table(rs, no_trunc)))
 
     @net_app.command("inspect")
-    def inspect(names: list[str] = typer.Argument(..., metavar="NAME..."),
+    def inspect(names: list[str] = typer.Argument(..., metavar="NAME...", autocompletion=network_names),
                 fmt: str = typer.Option("table", "--format", "-f", help="table, json, or a Go template such as "
                                         "'{{.Subnets}}' or '{{json .Conflist}}'.")) -> None:
         """Show networks: conflist, file, attached containers and their addresses."""
@@ -176,7 +177,7 @@ def register(app: typer.Typer) -> None:
             print(net.name)
 
     @net_app.command("rm")
-    def rm(names: list[str] = typer.Argument(..., metavar="NAME..."),
+    def rm(names: list[str] = typer.Argument(..., metavar="NAME...", autocompletion=network_names),
            fmt: str = _format_option()) -> None:
         """Remove networks (refused while containers are attached); deletes the bridges cnirun made."""
         from ..netstore import store

@@ -37,6 +37,9 @@ CNI options:
       --mode sandbox|hook     Docker mechanism: a helper container holding the
                               netns, or the cnirun OCI runtime hook (default:
                               hook when `cnirun install docker-runtime` was run)
+      --pull missing|always|never
+                              pull the image when missing (default), always,
+                              or never (the engine's own pull, as docker run)
 
 Container options (as docker run):
       --rm                    remove the container when it exits
@@ -63,6 +66,11 @@ Container options (as docker run):
 # Flags that take a value: canonical name for each spelling.
 _VALUE_FLAGS = {
     "-e": "env", "--env": "env", "--env-file": "env_file",
+
+Examples:
+  cnirun --rm busybox ip addr
+  cnirun run -d --name web --network mynet -p 8080:80 nginx
+  cnirun --rm --pull never --network a,b busybox ip -br addr
     "-v": "volume", "--volume": "volume", "-w": "workdir", "--workdir": "workdir",
     "-u": "user", "--user": "user", "--name": "name", "--entrypoint": "entrypoint",
     "-h": "hostname", "--hostname": "hostname", "-l": "label", "--label": "label",
@@ -74,7 +82,7 @@ _VALUE_FLAGS = {
     "--pids-limit": "pids_limit", "--group-add": "group_add",
     "--net": "network", "--network": "network", "-p": "publish", "--publish": "publish",
     "--ip": "ip", "--mac": "mac", "--mac-address": "mac", "--dns": "dns", "--dns-search": "dns_search",
-    "--engine": "engine", "--mode": "mode", "-f": "file", "--file": "file",
+    "--engine": "engine", "--mode": "mode", "-f": "file", "--file": "file", "--pull": "pull",
 }
 _BOOL_FLAGS = {
     "--rm": "rm", "-d": "detach", "--detach": "detach", "-i": "interactive", "--interactive": "interactive",
@@ -313,3 +321,7 @@ def run_main(args: list[str]) -> int:
 
 
 __all__ = ["run_main", "parse", "RunRequest", "UsageError", "USAGE", "os"]
+    pull = _last(values, "pull", "missing")
+    if pull not in ("missing", "always", "never"):
+        raise UsageError(f"invalid --pull {pull!r}: expected missing, always or never")
+        pull=pull,

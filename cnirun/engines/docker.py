@@ -46,7 +46,39 @@ def _explain(e: Exception) -> str:
 
 
 def docker_host() -> str:
-    return os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    """The resolved daemon address (engines.docker_context.resolve_endpoint: --context, DOCKER_CONTEXT, ...)."""
+    from .docker_context import resolve_endpoint
+
+    ep = resolve_endpoint()
+    return ep.host if ep.context == "default" else f"{ep.host} (context {ep.context})"
+
+
+def client_kwargs() -> dict[str, Any]:
+    """The SDK's APIClient arguments for the endpoint resolve_endpoint chose (the lean client's too).
+
+    The default context is DOCKER_HOST with DOCKER_TLS_VERIFY/DOCKER_CERT_PATH,
+    which the SDK's kwargs_from_env reads as the docker CLI does; a named
+    context gives its host and the TLS files of its store.
+    """
+    from docker.utils import kwargs_from_env
+
+    from .docker_context import resolve_endpoint
+
+    ep = resolve_endpoint()
+    if ep.context == "default":
+        return dict(kwargs_from_env())
+    kwargs: dict[str, Any] = {"base_url": ep.host}
+    if ep.tls_dir:
+        from docker.tls import TLSConfig
+
+        def f(name: str) -> str | None:
+            path = os.path.join(ep.tls_dir, name)
+            return path if os.path.isfile(path) else None
+
+        cert, key = f("cert.pem"), f("key.pem")
+        kwargs["tls"] = TLSConfig(client_cert=(cert, key) if cert and key else None, ca_cert=f("ca.pem"),
+                                  verify=not ep.skip_tls_verify)
+    return kwargs
 
 
 def find_static_busybox() -> str:
@@ -106,8 +138,8 @@ def sandbox_config(image: str, hostname: str, labels: dict[str, str]) -> dict[st
 
 def image_not_found(image: str, detail: str) -> str:
     return (
-        f"Unable to find image '{image}' locally: cnirun does not pull; run `docker pull {image}` "
-        f"or `docker load` it first ({detail})"
+        f"Unable to find image '{image}' locally ({detail}): it went away after the pull check; "
+        f"run `docker pull {image}` or `docker load` it, then again"
     )
 
 
@@ -149,12 +181,12 @@ class Docker(Engine):
 
     def __init__(self) -> None:
         import docker
-        from docker.utils import kwargs_from_env
 
         self._errors = docker.errors
+        kwargs = client_kwargs()
         try:
             # version="auto": one GET /version; engines refuse versions they don't know.
-            self.api = docker.APIClient(version="auto", **kwargs_from_env())
+            self.api = docker.APIClient(version="auto", **kwargs)
         except docker.errors.DockerException as e:
             raise EngineError(
                 f"cannot reach the Docker daemon at {docker_host()} ({_short(e)}): start it "
@@ -166,9 +198,8 @@ class Docker(Engine):
         other = Docker.__new__(Docker)
         other._errors = self._errors
         import docker
-        from docker.utils import kwargs_from_env
 
-        other.api = docker.APIClient(version=self.api._version, **kwargs_from_env())
+        other.api = docker.APIClient(version=self.api._version, **client_kwargs())
         return other
 
     # -- generic --------------------------------------------------------------

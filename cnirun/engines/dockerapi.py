@@ -46,6 +46,12 @@ def quote(text: str) -> str:
                    "".join(f"%{b:02X}" for b in c.encode()) for c in text)
 
 
+def image_path(image: str) -> str:
+    """An image reference in a URL path: / : @ stay as the docker CLI sends them."""
+    return "/".join(":".join("@".join(quote(p) for p in part.split("@")) for part in seg.split(":"))
+                    for seg in image.split("/"))
+
+
 class APIError(EngineError):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
@@ -404,6 +410,8 @@ class LeanDocker:
 
     def pull(self, image: str, progress: Any = None) -> None:
         """POST /images/create: dockerd pulls; on a terminal `progress` shows it as the docker CLI does."""
+        from .docker_pull import PullDisplay, raise_pull_error, split_image
+
         show = PullDisplay(progress)
         name, tag = split_image(image)
         url = f"/images/create?fromImage={quote(name)}" + (f"&tag={quote(tag)}" if tag else "")
@@ -424,32 +432,6 @@ class LeanDocker:
 
 
 # -- pulling -----------------------------------------------------------------------------------
-def image_path(image: str) -> str:
-    """An image reference in a URL path: / : @ stay as the docker CLI sends them."""
-    return "/".join(":".join("@".join(quote(p) for p in part.split("@")) for part in seg.split(":"))
-                    for seg in image.split("/"))
-
-
-def split_image(image: str) -> tuple[str, str]:
-    """'busybox' -> ('busybox', 'latest'); 'reg:5000/a/b:1' -> ('reg:5000/a/b', '1'); digests stay whole.
-
-    Without a tag dockerd would pull every tag of the repository.
-    """
-    if "@" in image:
-        return image, ""
-    slash = image.rfind("/")
-    colon = image.rfind(":")
-    if colon > slash:
-        return image[:colon], image[colon + 1:]
-    return image, "latest"
-
-
-def raise_pull_error(image: str, msg: dict[str, Any]) -> None:
-    err = msg.get("error") or (msg.get("errorDetail") or {}).get("message")
-    if err:
-        raise EngineError(f"docker pull {image}: {err}")
-
-
 def _read_all(s: socket.socket, rest: bytes, chunked: bool) -> bytes:
     return b"".join(_body_stream(s, rest, chunked))
 
@@ -502,30 +484,3 @@ def _json_lines(chunks: Any) -> Any:
             yield json.loads(buf)
         except ValueError:
             pass
-
-
-class PullDisplay:
-    """Docker's pull progress: on a terminal one line per layer, redrawn in place (as the docker CLI);
-    elsewhere nothing (a log gets the one 'Unable to find image' line and, on failure, the error).
-    """
-
-    def __init__(self, stream: Any = None) -> None:
-        self.stream = stream
-        self.tty = bool(getattr(stream, "isatty", lambda: False)())
-        self.ids: list[str] = []
-
-    def __call__(self, msg: dict[str, Any]) -> None:
-        if not self.tty:
-            return
-        text = " ".join(str(x) for x in (msg.get("status", ""), msg.get("progress", "")) if x)
-        lid = str(msg.get("id") or "")
-        w = self.stream.write
-        if not lid:
-            w(text + "\n")
-        elif lid in self.ids:
-            up = len(self.ids) - self.ids.index(lid)
-            w(f"\x1b[{up}A\r\x1b[2K{lid}: {text}\r\x1b[{up}B")
-        else:
-            self.ids.append(lid)
-            w(f"{lid}: {text}\n")
-        self.stream.flush()

@@ -49,6 +49,11 @@ def run(req: RunRequest) -> RunOutcome:
             raise RunFailed(f"unknown engine {engine!r}: use --engine docker or --engine podman")
         if req.mode == "hook" and engine != "docker":
             raise RunFailed(f"--mode hook is for Docker; {engine} runs attach their own netns")
+        # The image first, in one place for every mode (docker run's order: pull, then create),
+        # and before plan() may take the port lock: a slow pull must not hold up other runs.
+        from ..engines.images import ensure_image
+
+        ensure_image(engine, req.spec.image, req.pull or "missing")
         p = plan(req)
         module, function = _MODES[engine]
         return getattr(import_module(f"{__name__}.{module}"), function)(p, gate)
