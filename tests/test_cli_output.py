@@ -88,6 +88,7 @@ RECORD: dict[str, Any] = {
     ("{{range .Labels}}{{.}}{{end}}", "blue"),
     ("{{if .Managed}}yes{{else}}no{{end}}", "yes"),
     ("{{if .None}}yes{{else}}no{{end}}", "no"),
+    ("{{if .Absent}}yes{{else}}no{{end}}", "no"),
     ("{{range .Attachments}}{{else}}empty{{end}}", ""),
     ("{{range .Attachments}}{{range .Addresses}}{{else}}none {{end}}{{end}}", "none "),
     ("name: {{ .Name }} !", "name: t14-a !"),

@@ -140,7 +140,7 @@ def test_resolution_order(docker_config: Path, fake_daemon: Any, monkeypatch: py
 def test_unknown_context_and_broken_config_are_one_line_errors(docker_config: Path,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DOCKER_CONTEXT", "t14-nope")
-    with pytest.raises(EngineError, match=r"docker context 't14-nope' \(from DOCKER_CONTEXT\) does not exist"):
+    with pytest.raises(EngineError, match=r"docker context 't14-nope' \(from --context or DOCKER_CONTEXT\) does not exist"):
         resolve_endpoint()
     monkeypatch.delenv("DOCKER_CONTEXT")
     (docker_config / "config.json").write_text("{not json")

@@ -140,7 +140,7 @@ def test_bad_input_one_line_errors(docker_world: World) -> None:
         (["--net", "nope", "busybox", "true"], "known networks"),
         (["--ip", "10.199.0.9", "busybox", "true"], "outside network"),
         (["--bogus", "busybox"], "unknown option --bogus"),
-        (["no-such-image-cnirun", "true"], "Unable to find image"),
+        (["--pull", "never", "no-such-image-cnirun", "true"], "Unable to find image"),  # never: no registry
         (["--mode", "hook", "busybox", "true"], "cnirun install docker-runtime"),
     ):
         r = docker_world.cnirun(*args)

@@ -26,7 +26,7 @@ def ps_table(rows: list[dict[str, Any]], no_trunc: bool = False) -> str:
             lines.append([trunc(r["container"], 12, no_trunc) or "-", r["engine"],
                           trunc(r.get("image") or "-", 16, no_trunc), trunc(r.get("name") or "-", 20, no_trunc),
                           a["network"], a["ifname"], ",".join(a["addresses"]) or "-"])
-    return align(lines, pad=1)
+    return align(lines)
 
 
 def register(app: typer.Typer) -> None:

@@ -250,7 +250,14 @@ class Template:
             elif node[0] == "expr":
                 out.append(_text(self._eval(node[1], dot)))
             elif node[0] == "if":
-                self._render(node[2] if _truthy(self._eval(node[1], dot)) else node[3], dot, out)
+                try:
+                    cond = self._eval(node[1], dot)
+                except TemplateError:
+                    # {{if .Host}} over records that differ (engines): a field one lacks is false there.
+                    if node[1][0] is not None:
+                        raise
+                    cond = None
+                self._render(node[2] if _truthy(cond) else node[3], dot, out)
             else:  # range
                 seq = self._eval(node[1], dot)
                 items = list(seq.values()) if isinstance(seq, dict) else seq
@@ -276,8 +283,9 @@ def header_of(node: Any) -> str:
     """A column header for a table template's action: the field's name, upper case, words split."""
     if isinstance(node, tuple) and node[0] == "expr":
         fn, args = node[1]
-        if fn is None and args[0][0] == "field" and args[0][1]:
-            name = args[0][1][-1]
+        fields = [a[1] for a in args if a[0] == "field" and a[1]]
+        if fields:  # {{.Subnets}} and {{join .Subnets ","}} are both headed SUBNETS
+            name = fields[0][-1]
             words = "".join(" " + c if c.isupper() and i and not name[i - 1].isupper() else c
                             for i, c in enumerate(name)).replace("_", " ")
             return words.upper().strip()

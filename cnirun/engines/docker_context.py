@@ -81,7 +81,7 @@ def resolve_endpoint() -> DockerEndpoint:
     DOCKER_HOST or the default socket. Both clients (this lean one and the
     SDK's in engines.docker) use this, so they never talk to different daemons.
     """
-    name, source = os.environ.get("DOCKER_CONTEXT", ""), "DOCKER_CONTEXT"
+    name, source = os.environ.get("DOCKER_CONTEXT", ""), "--context or DOCKER_CONTEXT"
     host = os.environ.get("DOCKER_HOST", "")
     if not name:
         if host:
