@@ -59,18 +59,23 @@ Container options (as docker run):
       --privileged, --read-only, --cap-add CAP, --cap-drop CAP, --tmpfs PATH,
       -m/--memory SIZE, --cpus N, --stop-signal SIG, --stop-timeout N,
       --add-host NAME:IP, --device DEV, --security-opt OPT, --shm-size SIZE,
-      --pids-limit N, --group-add GROUP, --restart no
+      --pids-limit N, --group-add GROUP, --ulimit NAME=SOFT[:HARD],
+      --sysctl KEY=VALUE, --expose PORT, --platform OS/ARCH,
+      --log-driver DRIVER, --log-opt KEY=VALUE
+      --restart no|always|unless-stopped|on-failure[:N]
+                              restart policy (with -d); the container comes
+                              back on its CNI networks after each restart
       --help                  show this help
-"""
-
-# Flags that take a value: canonical name for each spelling.
-_VALUE_FLAGS = {
-    "-e": "env", "--env": "env", "--env-file": "env_file",
 
 Examples:
   cnirun --rm busybox ip addr
   cnirun run -d --name web --network mynet -p 8080:80 nginx
   cnirun --rm --pull never --network a,b busybox ip -br addr
+"""
+
+# Flags that take a value: canonical name for each spelling.
+_VALUE_FLAGS = {
+    "-e": "env", "--env": "env", "--env-file": "env_file",
     "-v": "volume", "--volume": "volume", "-w": "workdir", "--workdir": "workdir",
     "-u": "user", "--user": "user", "--name": "name", "--entrypoint": "entrypoint",
     "-h": "hostname", "--hostname": "hostname", "-l": "label", "--label": "label",
@@ -79,7 +84,8 @@ Examples:
     "-m": "memory", "--memory": "memory", "--cpus": "cpus", "--restart": "restart",
     "--stop-signal": "stop_signal", "--stop-timeout": "stop_timeout", "--add-host": "add_host",
     "--device": "device", "--security-opt": "security_opt", "--shm-size": "shm_size",
-    "--pids-limit": "pids_limit", "--group-add": "group_add",
+    "--pids-limit": "pids_limit", "--group-add": "group_add", "--ulimit": "ulimit", "--sysctl": "sysctl",
+    "--expose": "expose", "--platform": "platform", "--log-driver": "log_driver", "--log-opt": "log_opt",
     "--net": "network", "--network": "network", "-p": "publish", "--publish": "publish",
     "--ip": "ip", "--mac": "mac", "--mac-address": "mac", "--dns": "dns", "--dns-search": "dns_search",
     "--engine": "engine", "--mode": "mode", "-f": "file", "--file": "file", "--pull": "pull",
@@ -222,11 +228,41 @@ def parse(args: list[str]) -> RunRequest | None:
         except ValueError:
             raise UsageError(f"invalid --cpus {_last(values, 'cpus')!r}: expected a number like 1.5") from None
     restart = _last(values, "restart")
-    if restart and restart != "no":
-        raise UsageError(
-            f"--restart {restart} is not supported: a restarted container would come back without its "
-            "CNI networks; use --restart no"
-        )
+    if restart:
+        from ..engines.spec import parse_restart
+
+        try:
+            parse_restart(restart)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+        # A foreground run tears its networks down when the container first
+        # exits; a detached one keeps them while the container exists, so
+        # the engine's restarts come back on them.
+        if restart != "no" and "detach" not in bools:
+            raise UsageError(f"--restart {restart} needs -d: a foreground run ends (and detaches its "
+                             "networks) when the container first exits")
+        if restart != "no" and "rm" in bools:
+            raise UsageError("conflicting options: --restart and --rm")
+    ulimits = values.get("ulimit", [])
+    for u in ulimits:
+        from ..engines.spec import parse_ulimit
+
+        try:
+            parse_ulimit(u)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+    sysctls: dict[str, str] = {}
+    for item in values.get("sysctl", []):
+        k, eq, v = item.partition("=")
+        if not k or not eq:
+            raise UsageError(f"invalid --sysctl {item!r}: expected KEY=VALUE")
+        sysctls[k] = v
+    log_opts: dict[str, str] = {}
+    for item in values.get("log_opt", []):
+        k, eq, v = item.partition("=")
+        if not k or not eq:
+            raise UsageError(f"invalid --log-opt {item!r}: expected KEY=VALUE")
+        log_opts[k] = v
     networks: list[str] = []
     for n in values.get("network", []):
         networks += [x.strip() for x in n.split(",") if x.strip()]
@@ -267,6 +303,12 @@ def parse(args: list[str]) -> RunRequest | None:
         pids_limit=_int(_last(values, "pids_limit"), "--pids-limit") if "pids_limit" in values else None,
         group_add=values.get("group_add", []),
         restart=restart,
+        ulimits=ulimits,
+        sysctls=sysctls,
+        expose=values.get("expose", []),
+        platform=_last(values, "platform"),
+        log_driver=_last(values, "log_driver"),
+        log_opts=log_opts,
     )
     if spec.detach and spec.interactive and not spec.tty:
         pass  # docker allows -di (stdin kept open for a later attach)
@@ -283,6 +325,9 @@ def parse(args: list[str]) -> RunRequest | None:
     mode = _last(values, "mode")
     if mode and mode not in ("sandbox", "hook"):
         raise UsageError(f"invalid --mode {mode!r}: expected sandbox or hook")
+    pull = _last(values, "pull", "missing")
+    if pull not in ("missing", "always", "never"):
+        raise UsageError(f"invalid --pull {pull!r}: expected missing, always or never")
     return RunRequest(
         spec=spec,
         networks=networks,
@@ -295,6 +340,7 @@ def parse(args: list[str]) -> RunRequest | None:
         engine=_last(values, "engine"),
         mode=mode,
         file=_last(values, "file"),
+        pull=pull,
     )
 
 
@@ -321,7 +367,3 @@ def run_main(args: list[str]) -> int:
 
 
 __all__ = ["run_main", "parse", "RunRequest", "UsageError", "USAGE", "os"]
-    pull = _last(values, "pull", "missing")
-    if pull not in ("missing", "always", "never"):
-        raise UsageError(f"invalid --pull {pull!r}: expected missing, always or never")
-        pull=pull,

@@ -125,3 +125,47 @@ class Engine:
         is a hint to look again (`state`), never a verdict.
         """
         raise NotImplementedError
+
+    # -- what compose needs beside runs (engines.docker / engines.podman implement them) ----
+    def health(self, cid: str) -> str:
+        """healthy, unhealthy, starting, or '' when the container has no health check."""
+        raise NotImplementedError
+
+    def exit_code(self, cid: str) -> int | None:
+        """The exit status of a stopped container; None while it runs or when it is gone."""
+        raise NotImplementedError
+
+    def has_image(self, image: str) -> bool:
+        raise NotImplementedError
+
+    def build(self, context: str, dockerfile: str, tag: str, args: dict[str, str], target: str,
+              labels: dict[str, str], no_cache: bool = False, pull: bool = False) -> None:
+        raise NotImplementedError
+
+    def pull(self, image: str) -> None:
+        raise NotImplementedError
+
+    def volume_create(self, name: str, driver: str, opts: dict[str, str], labels: dict[str, str]) -> None:
+        raise NotImplementedError
+
+    def volume_labels(self, name: str) -> dict[str, str] | None:
+        """The volume's labels; None when there is no such volume."""
+        raise NotImplementedError
+
+    def volumes(self, label: str) -> list[str]:
+        raise NotImplementedError
+
+    def volume_remove(self, name: str) -> None:
+        raise NotImplementedError
+
+    def exec(self, cid: str, argv: list[str], user: str = "", workdir: str = "",
+             env: list[str] | None = None) -> int:
+        """Run argv in the container, its output on ours; its exit status."""
+        raise NotImplementedError
+
+    def logs_once(self, cid: str) -> bytes:
+        raise NotImplementedError
+
+    def restart(self, cid: str, timeout: int = 10) -> None:
+        raise NotImplementedError
+

@@ -277,8 +277,11 @@ class Docker(Engine):
             host["ShmSize"] = parse_bytes(spec.shm_size)
         if spec.devices:
             host["Devices"] = parse_devices(spec.devices)
+        if spec.memory_reservation:
+            host["MemoryReservation"] = parse_bytes(spec.memory_reservation)
         try:
-            res = self._call("create", self.api.create_container_from_config, config, name=spec.name or None)
+            res = self._call("create", self.api.create_container_from_config, config, name=spec.name or None,
+                             platform=spec.platform or None)
         except (self._errors.ImageNotFound, self._errors.NotFound) as e:
             raise ImageNotFound(f"Unable to find image '{spec.image}' locally: {_explain(e)}") from None
         return res["Id"]
@@ -371,7 +374,96 @@ class Docker(Engine):
         self._stream = threading.Thread(target=stream, daemon=True)
         self._stream.start()
 
+    # -- what compose needs beside runs: images, volumes, health, exec, restart ------------
+    def health(self, cid: str) -> str:
+        info = self.inspect(cid) or {}
+        state = info.get("State") or {}
+        return str((state.get("Health") or {}).get("Status") or "")
+
+    def exit_code(self, cid: str) -> int | None:
+        info = self.inspect(cid) or {}
+        state = info.get("State") or {}
+        return None if state.get("Running") or not info else int(state.get("ExitCode", 0))
+
+    def has_image(self, image: str) -> bool:
+        try:
+            self.api.inspect_image(image)
+            return True
+        except Exception:  # noqa: BLE001 - NotFound, or a name the engine cannot parse
+            return False
+
+    def build(self, context: str, dockerfile: str, tag: str, args: dict[str, str], target: str,
+              labels: dict[str, str], no_cache: bool = False, pull: bool = False) -> None:
+        try:
+            for chunk in self.api.build(path=context, dockerfile=dockerfile, tag=tag, buildargs=args or None,
+                                        target=target or None, labels=labels or None, nocache=no_cache,
+                                        pull=pull, rm=True, decode=True):
+                if chunk.get("error"):
+                    raise EngineError(f"docker build {tag}: {str(chunk['error']).strip()}")
+        except self._errors.APIError as e:
+            raise EngineError(f"docker build {tag}: {_explain(e)}") from None
+        except (OSError, TypeError) as e:
+            raise EngineError(f"docker build {tag}: {e}") from None
+
+    def pull(self, image: str, progress: Any = None) -> None:
+        """dockerd pulls the image; on a terminal `progress` its progress shows as the docker CLI's.
+
+        The stream is read to its end: a failed pull is an error message in
+        it (HTTP 200), which raise_pull_error turns into an EngineError.
+        """
+        from .docker_pull import PullDisplay, raise_pull_error, split_image
+
+        name, tag = split_image(image)
+        show = PullDisplay(progress)
+        for msg in self._call("pull", self.api.pull, name, tag=tag or None, stream=True, decode=True):
+            raise_pull_error(image, msg)
+            show(msg)
+
+    def volume_create(self, name: str, driver: str, opts: dict[str, str], labels: dict[str, str]) -> None:
+        self._call("volume create", self.api.create_volume, name, driver=driver or None, driver_opts=opts or None,
+                   labels=labels)
+
+    def volume_labels(self, name: str) -> dict[str, str] | None:
+        try:
+            return dict(self.api.inspect_volume(name).get("Labels") or {})
+        except self._errors.NotFound:
+            return None
+
+    def volumes(self, label: str) -> list[str]:
+        res = self._call("volume ls", self.api.volumes, filters={"label": label})
+        return [v["Name"] for v in (res or {}).get("Volumes") or []]
+
+    def volume_remove(self, name: str) -> None:
+        try:
+            self.api.remove_volume(name, force=True)
+        except self._errors.NotFound:
+            pass
+        except self._errors.APIError as e:
+            raise EngineError(f"docker volume rm {name}: {_explain(e)}") from None
+
+    def exec(self, cid: str, argv: list[str], user: str = "", workdir: str = "",
+             env: list[str] | None = None) -> int:
+        import sys
+
+        ex = self._call("exec", self.api.exec_create, cid, argv, user=user, workdir=workdir or None,
+                        environment=env or None)
+        for out, err in self._call("exec", self.api.exec_start, ex["Id"], stream=True, demux=True):
+            if out:
+                sys.stdout.buffer.write(out)
+                sys.stdout.flush()
+            if err:
+                sys.stderr.buffer.write(err)
+                sys.stderr.flush()
+        return int(self._call("exec", self.api.exec_inspect, ex["Id"]).get("ExitCode") or 0)
+
+    def logs_once(self, cid: str) -> bytes:
+        return bytes(self._call("logs", self.api.logs, cid, stream=False, follow=False))
+
+    def restart(self, cid: str, timeout: int = 10) -> None:
+        self._call("restart", self.api.restart, cid, timeout=timeout)
+
 
 def _short(e: Exception) -> str:
     text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
     return text[:200]
+

@@ -18,7 +18,7 @@ from .spec import RunSpec
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Callable, Iterator
+    from typing import Any, Callable, Iterator
 
 
 DEFAULT_HOOKS_DIRS = ("/usr/share/containers/oci/hooks.d", "/etc/containers/oci/hooks.d")
@@ -166,14 +166,47 @@ def run_argv(
         argv += ["--stop-timeout", str(spec.stop_timeout)]
     if spec.pids_limit is not None:
         argv += ["--pids-limit", str(spec.pids_limit)]
+    if spec.restart and spec.restart != "no":
+        argv += ["--restart", spec.restart]
+    if spec.cpu_shares is not None:
+        argv += ["--cpu-shares", str(spec.cpu_shares)]
+    argv += _health_args(spec.healthcheck)
+    for k, v in spec.sysctls.items():
+        argv += ["--sysctl", f"{k}={v}"]
+    for k, v in spec.log_opts.items():
+        argv += ["--log-opt", f"{k}={v}"]
+    more = [("--platform", spec.platform), ("--log-driver", spec.log_driver),
+            ("--memory-reservation", spec.memory_reservation)]
+    argv += [x for f, v in more if v for x in (f, v)]
     multi = [
         ("--cap-add", spec.cap_add), ("--cap-drop", spec.cap_drop), ("--tmpfs", spec.tmpfs),
         ("--device", spec.devices), ("--security-opt", spec.security_opt), ("--group-add", spec.group_add),
+        ("--ulimit", spec.ulimits), ("--expose", spec.expose),
     ]
     for f, vals in multi:
         for v in vals:
             argv += [f, v]
     argv += ["--", spec.image, *spec.command]
+    return argv
+
+
+def _health_args(hc: dict[str, object] | None) -> list[str]:
+    """podman's --health-* flags for a spec's healthcheck (test ["NONE"]: --no-healthcheck)."""
+    if hc is None:
+        return []
+    test = [str(t) for t in hc.get("test") or []]  # type: ignore[union-attr]
+    if not test or test[0] == "NONE":
+        return ["--no-healthcheck"]
+    if test[0] == "CMD-SHELL":
+        cmd = " ".join(test[1:])
+    else:  # ["CMD", argv...]: podman takes the argv as a JSON list
+        cmd = json.dumps(test[1:] if test[0] == "CMD" else test)
+    argv = ["--health-cmd", cmd]
+    for key in ("interval", "timeout", "start_period"):
+        if hc.get(key) is not None:
+            argv += [f"--health-{key.replace('_', '-')}", f"{float(hc[key]):g}s"]  # type: ignore[arg-type]
+    if hc.get("retries") is not None:
+        argv += ["--health-retries", str(hc["retries"])]
     return argv
 
 
@@ -279,3 +312,96 @@ class Podman(Engine):
             return int(p.stdout.strip().splitlines()[-1])
         except (ValueError, IndexError):
             return 125
+
+    # -- what compose needs beside runs: images, volumes, health, exec, restart ------------
+    def _inspect(self, cid: str) -> dict[str, object]:
+        p = self._run("container", "inspect", cid)
+        try:
+            items = json.loads(p.stdout or "[]") if p.returncode == 0 else []
+        except ValueError:
+            items = []
+        return items[0] if items else {}
+
+    def health(self, cid: str) -> str:
+        state = self._inspect(cid).get("State") or {}
+        # podman 4 reports Healthcheck (and Health since 4.?); its timer needs systemd: run the check when due.
+        h = state.get("Health") or state.get("Healthcheck") or {}  # type: ignore[union-attr]
+        status = str(h.get("Status") or "")  # type: ignore[union-attr]
+        if status == "starting" or status == "":
+            if self._run("healthcheck", "run", cid).returncode == 0:
+                return "healthy"
+        return status
+
+    def exit_code(self, cid: str) -> int | None:
+        info = self._inspect(cid)
+        state = info.get("State") or {}
+        return None if not info or state.get("Running") else int(state.get("ExitCode", 0))  # type: ignore
+
+    def has_image(self, image: str) -> bool:
+        return self._run("image", "exists", image).returncode == 0
+
+    def build(self, context: str, dockerfile: str, tag: str, args: dict[str, str], target: str,
+              labels: dict[str, str], no_cache: bool = False, pull: bool = False) -> None:
+        argv = ["build", "-t", tag, "-f", os.path.join(context, dockerfile)]
+        for k, v in args.items():
+            argv += ["--build-arg", f"{k}={v}"]
+        for k, v in labels.items():
+            argv += ["--label", f"{k}={v}"]
+        if target:
+            argv += ["--target", target]
+        if no_cache:
+            argv.append("--no-cache")
+        argv += ["--pull=always" if pull else "--pull=never", context]
+        p = self._run(*argv)
+        if p.returncode != 0:
+            raise EngineError(f"podman build {tag}: {(p.stderr.strip().splitlines() or ['failed'])[-1]}")
+
+    def pull(self, image: str, progress: Any = None) -> None:
+        """`podman pull`; on a terminal `progress` podman draws its own progress there, else it is quiet."""
+        if progress is not None and getattr(progress, "isatty", lambda: False)():
+            progress.flush()
+            p = subprocess.run([self.bin, "pull", image], stdout=subprocess.DEVNULL, stderr=progress)
+            if p.returncode != 0:
+                raise EngineError(f"podman pull {image}: failed (exit {p.returncode}; its error is above)")
+            return
+        p = self._run("pull", "-q", image)
+        if p.returncode != 0:
+            raise EngineError(f"podman pull {image}: {(p.stderr.strip().splitlines() or ['failed'])[-1]}")
+
+    def volume_create(self, name: str, driver: str, opts: dict[str, str], labels: dict[str, str]) -> None:
+        argv = ["volume", "create"] + (["--driver", driver] if driver else [])
+        for k, v in opts.items():
+            argv += ["--opt", f"{k}={v}"]
+        for k, v in labels.items():
+            argv += ["--label", f"{k}={v}"]
+        p = self._run(*argv, name)
+        if p.returncode != 0:
+            raise EngineError(f"podman volume create {name}: {p.stderr.strip()}")
+
+    def volume_labels(self, name: str) -> dict[str, str] | None:
+        p = self._run("volume", "inspect", "--format", "{{json .Labels}}", name)
+        return dict(json.loads(p.stdout or "{}") or {}) if p.returncode == 0 else None
+
+    def volumes(self, label: str) -> list[str]:
+        p = self._run("volume", "ls", "-q", "--filter", f"label={label}")
+        return p.stdout.split() if p.returncode == 0 else []
+
+    def volume_remove(self, name: str) -> None:
+        p = self._run("volume", "rm", "-f", name)
+        if p.returncode != 0 and "no such volume" not in p.stderr:
+            raise EngineError(f"podman volume rm {name}: {p.stderr.strip()}")
+
+    def exec(self, cid: str, argv: list[str], user: str = "", workdir: str = "",
+             env: list[str] | None = None) -> int:
+        args = ["exec"] + (["-u", user] if user else []) + (["-w", workdir] if workdir else [])
+        for e in env or []:
+            args += ["-e", e]
+        return subprocess.run([self.bin, *args, cid, *argv]).returncode
+
+    def logs_once(self, cid: str) -> bytes:
+        return subprocess.run([self.bin, "logs", cid], capture_output=True).stdout
+
+    def restart(self, cid: str, timeout: int = 10) -> None:
+        p = self._run("restart", "-t", str(timeout), cid)
+        if p.returncode != 0:
+            raise EngineError(f"podman restart {cid[:12]}: {p.stderr.strip()}")
