@@ -29,7 +29,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .errors import ArgumentError, CNIError, EngineError
+from .errors import ArgumentError, EngineError
 from .value import Value
 
 LIVE_FILE = "live.json"

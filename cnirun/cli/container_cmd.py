@@ -1,7 +1,6 @@
 """`cnirun ps`, `cnirun inspect CONTAINER` and `cnirun gc`."""
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 

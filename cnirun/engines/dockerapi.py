@@ -16,7 +16,6 @@ no version negotiation round trip is needed.
 """
 from __future__ import annotations
 
-import os
 import socket
 TYPE_CHECKING = False  # typing costs ~7 ms of start-up on `cnirun run`: annotations only
 if TYPE_CHECKING:
