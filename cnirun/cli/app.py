@@ -1,5 +1,5 @@
-"""The typer application: every subcommand; `run`, `version`, `cni`, `exec` are served by hand in main.py
-and listed here for --help and completion.
+"""The typer application: every subcommand; `run`, `version`, `cni`, `exec`, `port` and `network
+connect/disconnect` are served by hand in main.py and listed here for --help and completion.
 """
 from __future__ import annotations
 
@@ -38,6 +38,16 @@ def _run(ctx: typer.Context) -> None:
     from .run import run_main
 
     raise SystemExit(run_main(list(ctx.args)))
+
+
+@app.command(name="port", add_help_option=False,
+             short_help="List, add or remove a running container's published ports (as docker port).",
+             context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+def _port(ctx: typer.Context) -> None:
+    """Published ports of a running container: `cnirun port CONTAINER`, `port add|rm CONTAINER SPEC...`."""
+    from .port_cmd import run as port_run
+
+    raise SystemExit(port_run(list(ctx.args)))
 
 
 def _register_all() -> None:

@@ -16,12 +16,19 @@ usage: cnirun network connect [--ip IP] [--mac MAC] [--alias NAME]... NETWORK CO
 Attach NETWORK to a running container as its next free interface (eth1, ...).
 CONTAINER: a name or ID (full or unique prefix), any Docker or Podman
 container with its own network namespace.
+
+Examples:
+  cnirun network connect backend web
+  cnirun network connect --ip 10.89.5.20 backend web
 """
 DISCONNECT_USAGE = """\
 usage: cnirun network disconnect [-f|--force] NETWORK CONTAINER
 
 DEL exactly that attachment, from its cache entry; the others stay.
 -f: also when the container is no longer running.
+
+Examples:
+  cnirun network disconnect backend web
 """
 
 

@@ -55,5 +55,5 @@ EXAMPLES: dict[str, list[str]] = {
     "overlay init": ["cnirun overlay init --etcd http://192.0.2.1:2379 --network 10.5.0.0/16"],
     "overlay agent": ["cnirun overlay agent --etcd http://192.0.2.1:2379 --iface eth0"],
     "overlay status": ["cnirun overlay status"],
-    "port": ["cnirun port ls"],
+    "port": ["cnirun port web", "cnirun port add web 127.0.0.1:18080:80"],
 }

@@ -117,6 +117,24 @@ def inspect_text(details: list[dict[str, Any]]) -> str:
 def register(app: typer.Typer) -> None:
     net_app = typer.Typer(help="Manage CNI networks (conflists in NETCONFPATH).", no_args_is_help=True)
     app.add_typer(net_app, name="network")
+    passthrough = {"ignore_unknown_options": True, "allow_extra_args": True}
+
+    # Served by hand in main.py (connect is timed against `cni add`); here for --help and completion.
+    @net_app.command("connect", add_help_option=False, context_settings=passthrough,
+                     short_help="Attach a running container to one more network (ethN).")
+    def connect(ctx: typer.Context) -> None:
+        """cnirun network connect [--ip IP] [--mac MAC] [--alias NAME]... NETWORK CONTAINER"""
+        from .connect_cmd import run as connect_run
+
+        raise SystemExit(connect_run(["connect", *ctx.args]))
+
+    @net_app.command("disconnect", add_help_option=False, context_settings=passthrough,
+                     short_help="Detach a running container from one network.")
+    def disconnect(ctx: typer.Context) -> None:
+        """cnirun network disconnect [-f|--force] NETWORK CONTAINER"""
+        from .connect_cmd import run as connect_run
+
+        raise SystemExit(connect_run(["disconnect", *ctx.args]))
 
     @net_app.command("ls")
     def ls(fmt: str = typer.Option("table", "--format", help="table, json, or a Go template such as "

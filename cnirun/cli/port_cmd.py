@@ -18,6 +18,11 @@ usage: cnirun port CONTAINER                      list published ports (as docke
 add/rm re-run only the portmap plugin with the cached result: the container
 keeps its address and connections. A host port another container publishes,
 or a host process holds, is refused before anything changes.
+
+Examples:
+  cnirun port web
+  cnirun port add web 127.0.0.1:18080:80
+  cnirun port rm web 127.0.0.1:18080:80
 """
 
 
