@@ -31,8 +31,8 @@ run:
 		echo "  run 'cnirun install docker-runtime' (adds a 'cnirun' runtime to /etc/docker/daemon.json, keeping"; \
 		echo "  your other settings, and reloads dockerd; 'cnirun uninstall docker-runtime' puts the file back)."; \
 		echo "  cnirun then attaches from inside the container start: measured here (bench/bench_run.py)"; \
-		echo "  'cnirun --rm busybox true' took 0.30-0.32 s instead of 0.41-0.45 s, about 28% less per"; \
-		echo "  container (plain 'docker run --rm --network none busybox true': 0.19-0.20 s)."; \
+		echo "  'cnirun --rm busybox true' took 0.36 s instead of 0.51 s, about 30% less per container"; \
+		echo "  (plain 'docker run --rm --network none busybox true': 0.21 s; medians, 2026-11-29)."; \
 	fi
 
 test:
