@@ -214,6 +214,13 @@ def port_cycle(w: ConnectWorld, engine: str, name: str, first: int) -> None:
     assert ok(w.cnirun("port", name)).stdout.splitlines() == [
         f"80/tcp -> 127.0.0.1:{first}", f"80/tcp -> 127.0.0.1:{extra}"]
     assert ok(w.cnirun("port", "ls", name)).stdout == ok(w.cnirun("port", name)).stdout
+    # The one output convention: json with stable field names, templates, and one-line errors.
+    rows = json.loads(ok(w.cnirun("port", "ls", name, "--format", "json")).stdout)
+    assert [(r["container_port"], r["protocol"], r["host_ip"], r["host_port"]) for r in rows] == [
+        (80, "tcp", "127.0.0.1", first), (80, "tcp", "127.0.0.1", extra)]
+    assert ok(w.cnirun("port", "ls", name, "--format={{.HostPort}}")).stdout.split() == [str(first), str(extra)]
+    badfmt = w.cnirun("port", "ls", name, "--format", "{{.Nope}}")
+    assert badfmt.returncode == 1 and badfmt.stderr.count("\n") == 1 and "Nope" in badfmt.stderr
     assert cache_ports(w) == sorted([[first, 80], [extra, 80]])
     assert dnat_ports(w) == sorted([first, extra])
     dup = w.cnirun("port", "add", name, f"127.0.0.1:{extra}:80")

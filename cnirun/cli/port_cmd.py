@@ -11,7 +11,7 @@ from .errors import fail, one_line_errors
 
 USAGE = """\
 usage: cnirun port CONTAINER                      list published ports (as docker port)
-       cnirun port ls CONTAINER
+       cnirun port ls CONTAINER [--format table|json|TEMPLATE]
        cnirun port add CONTAINER [IP:]HOST:CONTAINER[/PROTO]...
        cnirun port rm CONTAINER [IP:]HOST:CONTAINER[/PROTO]...
 
@@ -21,6 +21,7 @@ or a host process holds, is refused before anything changes.
 
 Examples:
   cnirun port web
+  cnirun port ls web --format '{{.HostIP}}:{{.HostPort}}'
   cnirun port add web 127.0.0.1:18080:80
   cnirun port rm web 127.0.0.1:18080:80
 """
@@ -32,6 +33,9 @@ def main(args: list[str]) -> int:
         return 0 if args else 1
     verb = args[0] if args[0] in ("ls", "add", "rm") else "ls"
     rest = args[1:] if args[0] in ("ls", "add", "rm") else args
+    fmt, rest = _take_format(rest)
+    if fmt and verb != "ls":
+        fail(f"--format is for listing: cnirun port ls CONTAINER --format {fmt!r}")
     if any(a.startswith("-") for a in rest):
         fail(f"unknown option {next(a for a in rest if a.startswith('-'))!r}: see cnirun port --help")
     if not rest:
@@ -52,10 +56,44 @@ def main(args: list[str]) -> int:
                 mappings = live.change_ports(rest[0], specs, [])
             else:
                 mappings = live.change_ports(rest[0], [], specs)
-    for m in sorted(mappings, key=lambda m: (int(m.get("containerPort", 0)), str(m.get("protocol", "")),
-                                             int(m.get("hostPort", 0)))):
-        print(live.format_port(m))
+    ordered = sorted(mappings, key=lambda m: (int(m.get("containerPort", 0)), str(m.get("protocol", "")),
+                                              int(m.get("hostPort", 0))))
+    records = [_record(m, live.format_port(m)) for m in ordered]
+    from .output import emit, render
+
+    with one_line_errors():
+        # The default is docker port's own lines (no header); json and templates as every list.
+        emit(render(records, fmt or "table", lambda rs: "\n".join(r["port"] for r in rs)))
     return 0
+
+
+def _record(m: dict[str, object], line: str) -> dict[str, object]:
+    """One published port as --format sees it (field names stable, in the README)."""
+    return {"container_port": m.get("containerPort"), "protocol": m.get("protocol", "tcp"),
+            "host_ip": m.get("hostIP") or "0.0.0.0", "host_port": m.get("hostPort"), "port": line}
+
+
+def _take_format(args: list[str]) -> tuple[str, list[str]]:
+    """--format VALUE / --format=VALUE off args (checked at once: a bad template is one line, nothing done)."""
+    fmt, out, i = "", [], 0
+    while i < len(args):
+        a = args[i]
+        if a == "--format":
+            if i + 1 >= len(args):
+                fail("--format needs a value: table, json or a template such as '{{.HostPort}}'")
+            fmt, i = args[i + 1], i + 2
+            continue
+        if a.startswith("--format="):
+            fmt, i = a.partition("=")[2], i + 1
+            continue
+        out.append(a)
+        i += 1
+    if fmt:
+        from .output import check_format
+
+        with one_line_errors():
+            check_format(fmt)
+    return fmt, out
 
 
 def run(args: list[str]) -> int:
