@@ -34,14 +34,26 @@ def register(app: typer.Typer) -> None:
            force_recreate: bool = typer.Option(False, "--force-recreate", help="Recreate even unchanged containers."),
            no_deps: bool = typer.Option(False, "--no-deps", help="Don't start linked services."),
            remove_orphans: bool = typer.Option(False, "--remove-orphans", help="Remove containers of services "
-                                                                               "no longer in the file.")) -> None:
-        """Build/pull images, create networks and volumes, start the services (in depends_on order)."""
+                                                                               "no longer in the file."),
+           pull: Optional[str] = typer.Option(None, "--pull", help="missing, always or never (default: each "
+                                                                    "service's pull_policy, else missing)."),
+           scale: Optional[List[str]] = typer.Option(None, "--scale", help="SERVICE=N: run N containers of "
+                                                                           "SERVICE (repeatable).")) -> None:
+        """Build/pull images, create networks and volumes, start the services (in depends_on order).
+
+        Example: cnirun compose up -d --pull never --scale worker=3
+        """
         from ..compose import up as composeup
 
         with one_line_errors():
+            if pull is not None:
+                from ..engines.images import check_policy
+
+                check_policy(pull)
             proj = _project(ctx.obj)
             opts = composeup.UpOptions(detach=detach, build=build, force_recreate=force_recreate, no_deps=no_deps,
-                                       services=list(services or []), remove_orphans=remove_orphans)
+                                       services=list(services or []), remove_orphans=remove_orphans, pull=pull,
+                                       scale=composeup.parse_scale(list(scale or [])))
             code = composeup.up(proj, opts, _engine(ctx.obj))
         raise SystemExit(code)
 
@@ -89,9 +101,24 @@ def register(app: typer.Typer) -> None:
 
     @compose.command("ps")
     def ps(ctx: typer.Context, services: Optional[List[str]] = typer.Argument(None),
-           all_: bool = typer.Option(False, "-a", "--all", help="Stopped containers too.")) -> None:
-        """List the project's containers."""
-        _do(ctx, lambda c, p, e: c.ps(p, e, list(services or []), all_))
+           all_: bool = typer.Option(False, "-a", "--all", help="Stopped containers too."),
+           fmt: str = typer.Option("table", "--format", help="table, json or a template such as "
+                                                             "'{{.Name}} {{.Service}}'."),
+           quiet: bool = typer.Option(False, "-q", "--quiet", help="Only container IDs.")) -> None:
+        """List the project's containers.
+
+        Example: cnirun compose ps --format '{{.Service}}\t{{.State}}'
+        """
+        from .output import check_format, emit, render
+
+        def show(c: Any, p: Any, e: Any) -> int:
+            rows = c.ps_records(p, e, list(services or []), all_)
+            emit("\n".join(r["id"][:12] for r in rows) if quiet else render(rows, fmt, ps_table))
+            return 0
+
+        with one_line_errors():
+            fmt = check_format(fmt)
+        _do(ctx, show)
 
     @compose.command("logs")
     def logs(ctx: typer.Context, services: Optional[List[str]] = typer.Argument(None),
@@ -135,6 +162,13 @@ def register(app: typer.Typer) -> None:
     def build(ctx: typer.Context, services: Optional[List[str]] = typer.Argument(None)) -> None:
         """Build the services that have build: (tagged PROJECT-SERVICE unless image: is set)."""
         _do(ctx, lambda c, p, e: c.build(p, e, list(services or [])))
+
+
+def ps_table(rows: list[dict[str, Any]]) -> str:
+    from .output import align
+
+    return align([["NAME", "IMAGE", "SERVICE", "STATUS", "HEALTH"]] +
+                 [[r["name"], r["image"], r["service"], r["state"], r["health"]] for r in rows])
 
 
 def _do(ctx: typer.Context, fn: Any) -> None:

@@ -20,14 +20,16 @@ def _containers(project: Project, eng: Any, services: list[str]) -> list[Any]:
     return sorted(out, key=lambda c: c.name)
 
 
-def ps(project: Project, eng: Any, services: list[str], all_: bool = False) -> int:
-    rows = [(c.name, c.image, c.labels.get(LABEL_SERVICE, ""), c.state, eng.health(c.id) if c.running else "")
+PS_FIELDS = ("id", "name", "image", "service", "project", "number", "state", "health")
+
+
+def ps_records(project: Project, eng: Any, services: list[str], all_: bool = False) -> list[dict[str, Any]]:
+    """The project's containers as `compose ps` prints them; the keys (PS_FIELDS) are the JSON and
+    template field names (`{{.Name}}`, `{{.Service}}`, ... as in docker compose ps)."""
+    return [{"id": c.id, "name": c.name, "image": c.image, "service": c.labels.get(LABEL_SERVICE, ""),
+             "project": project.name, "number": int(c.labels.get("com.docker.compose.container-number", "1")),
+             "state": c.state, "health": eng.health(c.id) if c.running else ""}
             for c in _containers(project, eng, services) if all_ or c.running]
-    head = ("NAME", "IMAGE", "SERVICE", "STATUS", "HEALTH")
-    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
-    for r in [head, *rows]:
-        print("   ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip())
-    return 0
 
 
 def logs(project: Project, eng: Any, services: list[str], follow: bool) -> int:
@@ -119,4 +121,4 @@ def build(project: Project, eng: Any, services: list[str]) -> int:
     return 0
 
 
-__all__ = ["build", "ensure_images", "exec_", "logs", "ps", "pull", "restart", "start", "stop"]
+__all__ = ["build", "ensure_images", "exec_", "logs", "ps_records", "pull", "restart", "start", "stop"]

@@ -143,7 +143,14 @@ class Service:
     raw: dict[str, Any] = field(default_factory=dict)
 
     def config_hash(self) -> str:
-        return hashlib.sha256(json.dumps(self.raw, sort_keys=True, default=str).encode()).hexdigest()
+        """What decides whether `up` recreates a container: the service's keys but its replica count
+        (scaling up or down leaves the containers that stay alone, as compose does)."""
+        raw = {k: v for k, v in self.raw.items() if k != "scale" and v is not None}
+        if isinstance(raw.get("deploy"), dict):
+            deploy = {k: v for k, v in raw.pop("deploy").items() if k != "replicas"}
+            if deploy:
+                raw["deploy"] = deploy
+        return hashlib.sha256(json.dumps(raw, sort_keys=True, default=str).encode()).hexdigest()
 
     @property
     def attaches(self) -> bool:

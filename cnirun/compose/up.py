@@ -402,31 +402,85 @@ class LogPrinter:
 # -- the commands ------------------------------------------------------------------------------
 
 class UpOptions:
-    """What `up` was asked beside the project (compose's flags)."""
+    """What `up` was asked beside the project (compose's flags).
+
+    `pull` is `--pull` (None: each service's pull_policy); `scale` is
+    `--scale SERVICE=N`, overriding the file's replicas."""
 
     def __init__(self, detach: bool = False, build: bool = False, force_recreate: bool = False,
-                 no_deps: bool = False, services: list[str] | None = None, remove_orphans: bool = False) -> None:
+                 no_deps: bool = False, services: list[str] | None = None, remove_orphans: bool = False,
+                 pull: str | None = None, scale: dict[str, int] | None = None) -> None:
         self.detach, self.build, self.force_recreate = detach, build, force_recreate
         self.no_deps, self.services, self.remove_orphans = no_deps, services or [], remove_orphans
+        self.pull, self.scale = pull, dict(scale or {})
 
 
-def ensure_images(project: Project, services: list[Service], eng: Any, build: bool = False) -> None:
+def parse_scale(values: list[str]) -> dict[str, int]:
+    """`--scale SERVICE=N` (repeatable) as compose takes it."""
+    out: dict[str, int] = {}
+    for v in values:
+        name, sep, num = v.partition("=")
+        if not sep or not name or not num.isdigit():
+            raise ComposeFailed(f"invalid --scale {v!r}: expected SERVICE=NUMBER, e.g. --scale worker=3")
+        out[name] = int(num)
+    return out
+
+
+def pull_policy(svc: Service, flag: str | None) -> str:
+    """The policy for one service's image: `--pull` wins over pull_policy (as in compose v2);
+    compose's if_not_present, daily and weekly are `missing` here (no pull-age record is kept)."""
+    policy = flag or svc.pull_policy
+    return {"if_not_present": "missing", "daily": "missing", "weekly": "missing"}.get(policy, policy)
+
+
+def ensure_images(project: Project, services: list[Service], eng: Any, build: bool = False,
+                  pull: str | None = None) -> None:
     """Build what has build: (always with --build or pull_policy build, else when the image is missing);
-    pull what is missing (pull_policy always: every time; never: refuse)."""
+    make the others present through the engine's pull as `--pull`/pull_policy says (missing: when
+    absent; always: every time; never: refuse when absent)."""
+    from ..engines.images import ImageMissing, ensure_image
+
     for svc in services:
+        policy = pull_policy(svc, pull)
         have = eng.has_image(svc.image)
-        if svc.build is not None and (build or svc.pull_policy == "build" or not have):
-            build_service(project, svc, eng)
-        elif svc.pull_policy == "always" or not have:
-            if svc.pull_policy == "never":
-                raise ComposeFailed(f"service {svc.name}: image {svc.image} is missing and pull_policy is never")
-            say(f" Image {svc.image}  Pulling")
-            try:
-                eng.pull(svc.image)
-            except CNIError as e:
-                raise ComposeFailed(f"service {svc.name}: cannot pull {svc.image} ({e}); build or load it first") \
-                    from None
-            say(f" Image {svc.image}  Pulled")
+        if svc.build is not None:
+            # A built service's image is never pulled by up (compose's behaviour: it may not exist anywhere).
+            if build or policy == "build" or not have:
+                build_service(project, svc, eng)
+            continue
+        if policy == "build":
+            raise ComposeFailed(f"service {svc.name}: pull_policy build needs a build: section")
+        if policy == "missing" and have:
+            continue
+        if policy == "never" and not have:
+            raise ComposeFailed(f"service {svc.name}: image {svc.image} is missing and the pull policy is never: "
+                                f"pull or load it first, or use --pull missing")
+        if policy == "never":
+            continue
+        say(f" Image {svc.image}  Pulling")
+        try:
+            # The one pull path `cnirun run --pull` takes; the engine's progress on a terminal only.
+            ensure_image(eng.name, svc.image, "always", client=eng,
+                         progress=sys.stderr if sys.stderr.isatty() else _Quiet())
+        except ImageMissing as e:
+            raise ComposeFailed(f"service {svc.name}: {e}") from None
+        except CNIError as e:
+            raise ComposeFailed(f"service {svc.name}: cannot pull {svc.image} ({e}); build or load it first") \
+                from None
+        say(f" Image {svc.image}  Pulled")
+
+
+class _Quiet:
+    """A progress sink for pulls off a terminal (compose prints its own Pulling/Pulled lines)."""
+
+    def write(self, text: str) -> int:
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False
 
 
 def build_service(project: Project, svc: Service, eng: Any) -> None:
@@ -485,6 +539,11 @@ def up(project: Project, detach: bool | UpOptions, engine: str) -> int:
         raise ComposeFailed("compose up needs root to run CNI plugins: run it with sudo")
     eng = engine_for(engine)
     cni = CNI()
+    known = {s.name: s for s in project.services}
+    for name, n in opts.scale.items():
+        if name not in known:
+            raise ComposeFailed(f"--scale {name}={n}: no such service (services: {', '.join(known)})")
+        known[name].replicas = n
     services = project.select(opts.services, with_deps=not opts.no_deps) if opts.services else project.services
     for svc in services:
         run_request(project, svc, engine)  # every service checked before anything is made
@@ -502,7 +561,7 @@ def up(project: Project, detach: bool | UpOptions, engine: str) -> int:
         if orphans and opts.remove_orphans:
             for e in remove_containers(project.name, eng, {c.name for c in orphans}):
                 say(f"cnirun: {e}")
-        ensure_images(project, services, eng, opts.build)
+        ensure_images(project, services, eng, opts.build, opts.pull)
         created = ensure_networks(project, cni)
         ensure_volumes(project, eng)
         for svc in services:

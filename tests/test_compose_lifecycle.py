@@ -1,0 +1,286 @@
+"""compose up's lifecycle flags on real dockerd and real plugins (issue 17, compose parts of 14):
+--force-recreate, --no-deps, --remove-orphans, --scale and replicas changes,
+depends_on service_completed_successfully, --pull, and ps --format/-q.
+
+Address plan: CNIRUN_SUBNET_POOL 10.193.128.0/17, projects t17zxxxxxx. Each
+test owns its NETCONFPATH, cache and IPAM dirs and checks that `down -v` left
+nothing (containers, volumes, networks, attachments, bridges).
+"""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from conftest import needs_docker, needs_plugins, needs_root
+
+from cnirun.netstore import hostnet
+from cnirun.netstore.networks import auto_bridge_name
+
+REPO = Path(__file__).resolve().parent.parent
+CNIRUN = str(REPO / ".venv" / "bin" / "cnirun")
+
+pytestmark = [needs_root, needs_plugins, needs_docker, pytest.mark.docker]
+
+SLEEP = '["sleep", "3600"]'
+
+
+class Proj:
+    def __init__(self, tmp: Path) -> None:
+        self.name = "t17z" + secrets.token_hex(3)
+        self.dir = tmp
+        self.file = tmp / "compose.yaml"
+        self.env = dict(os.environ, NETCONFPATH=str(tmp / "net.d"), CNI_CACHE_DIR=str(tmp / "cache"),
+                        CNIRUN_SUBNET_POOL="10.193.128.0/17", CNIRUN_IPAM_DATA_DIR=str(tmp / "ipam"),
+                        CNI_PATH="/usr/lib/cni", CNIRUN_ENGINE="docker")
+        self.env.pop("COMPOSE_PROFILES", None)
+
+    def write(self, text: str) -> None:
+        self.file.write_text(text)
+
+    def cnirun(self, *args: str, ok: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        p = subprocess.run([CNIRUN, "compose", "-f", str(self.file), "-p", self.name, *args], capture_output=True,
+                           text=True, env=self.env, timeout=timeout, cwd=self.dir)
+        if ok:
+            assert p.returncode == 0, p.stderr
+        return p
+
+    def ids(self) -> dict[str, str]:
+        """Container name -> ID of the project's containers, running or not."""
+        p = subprocess.run(["docker", "ps", "-a", "--no-trunc", "--format", "{{.Names}} {{.ID}}", "--filter",
+                            f"label=com.docker.compose.project={self.name}"], capture_output=True, text=True)
+        return dict(line.split() for line in p.stdout.splitlines())
+
+    def sh(self, container: str, cmd: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["docker", "exec", container, "sh", "-c", cmd], capture_output=True, text=True,
+                              timeout=30)
+
+    def c(self, service: str, n: int = 1) -> str:
+        return f"{self.name}-{service}-{n}"
+
+    def attachments(self) -> list[str]:
+        results = self.dir / "cache" / "results"
+        return sorted(p.name for p in results.iterdir()) if results.exists() else []
+
+    def assert_clean(self) -> None:
+        assert self.ids() == {}
+        vols = subprocess.run(["docker", "volume", "ls", "-q", "--filter",
+                               f"label=com.docker.compose.project={self.name}"], capture_output=True, text=True)
+        assert vols.stdout.split() == []
+        assert self.attachments() == []
+        netconf = self.dir / "net.d"
+        assert not netconf.exists() or list(netconf.iterdir()) == []
+        assert not hostnet.link_exists(auto_bridge_name(f"{self.name}_default"))
+
+
+@pytest.fixture
+def proj(tmp_path: Path) -> Iterator[Proj]:
+    p = Proj(tmp_path)
+    yield p
+    if p.ids() or ((tmp_path / "net.d").exists() and list((tmp_path / "net.d").iterdir())):
+        if p.file.exists():
+            p.cnirun("down", "-v", "--remove-orphans", ok=False)
+
+
+def test_force_recreate_and_no_deps(proj: Proj) -> None:
+    """An unchanged container is left alone; --force-recreate replaces it (new container, peers still
+    resolve it); --no-deps SERVICE starts that service only."""
+    proj.write(f"""
+services:
+  db:
+    image: busybox
+    command: {SLEEP}
+  web:
+    image: busybox
+    command: {SLEEP}
+    depends_on: [db]
+""")
+    proj.cnirun("up", "-d")
+    first = proj.ids()
+    assert sorted(first) == [proj.c("db"), proj.c("web")]
+    again = proj.cnirun("up", "-d")
+    assert proj.ids() == first and f"{proj.c('web')}  Running" in again.stderr
+    proj.cnirun("up", "-d", "--force-recreate", "--no-deps", "web")
+    after = proj.ids()
+    assert after[proj.c("db")] == first[proj.c("db")] and after[proj.c("web")] != first[proj.c("web")]
+    # The new web has an address the old db knows, and one attachment per container remains.
+    assert "1 packets received" in proj.sh(proj.c("db"), "ping -c1 -W2 web").stdout
+    assert "1 packets received" in proj.sh(proj.c("web"), "ping -c1 -W2 db").stdout
+    assert len(proj.attachments()) == 2
+    proj.cnirun("up", "-d", "--force-recreate")
+    recreated = proj.ids()
+    assert all(recreated[n] != after[n] for n in after)
+    proj.cnirun("down", "-v")
+    proj.assert_clean()
+
+    proj.cnirun("up", "-d", "--no-deps", "web")
+    assert sorted(proj.ids()) == [proj.c("web")]
+    proj.cnirun("up", "-d", "web")  # with its dependencies
+    assert sorted(proj.ids()) == [proj.c("db"), proj.c("web")]
+    proj.cnirun("down", "-v")
+    proj.assert_clean()
+
+
+def test_remove_orphans_on_up_and_down(proj: Proj) -> None:
+    """A service dropped from the file is an orphan: warned about, removed by --remove-orphans, and
+    forgotten by its peers' hosts files."""
+    both = f"""
+services:
+  app:
+    image: busybox
+    command: {SLEEP}
+  old:
+    image: busybox
+    command: {SLEEP}
+"""
+    proj.write(both)
+    proj.cnirun("up", "-d")
+    assert "old" in proj.sh(proj.c("app"), "cat /etc/hosts").stdout
+    proj.write(f"services:\n  app:\n    image: busybox\n    command: {SLEEP}\n")
+    warned = proj.cnirun("up", "-d")
+    assert f"Found orphan containers ({proj.c('old')})" in warned.stderr
+    assert proj.c("old") in proj.ids()
+    proj.cnirun("up", "-d", "--remove-orphans")
+    assert sorted(proj.ids()) == [proj.c("app")] and len(proj.attachments()) == 1
+    assert " old" not in proj.sh(proj.c("app"), "cat /etc/hosts").stdout
+
+    proj.write(both)
+    proj.cnirun("up", "-d")
+    proj.write(f"services:\n  app:\n    image: busybox\n    command: {SLEEP}\n")
+    proj.cnirun("down", "-v", "--remove-orphans")
+    proj.assert_clean()
+
+
+def test_scale_down_keeps_the_lowest_numbers(proj: Proj) -> None:
+    """--scale and a changed replica count remove the highest-numbered containers only; the others
+    keep running untouched; the front's hosts file follows."""
+    proj.write(f"""
+services:
+  front:
+    image: busybox
+    command: {SLEEP}
+  worker:
+    image: busybox
+    command: {SLEEP}
+    scale: 2
+""")
+    proj.cnirun("up", "-d")
+    first = proj.ids()
+    assert sorted(first) == [proj.c("front"), proj.c("worker", 1), proj.c("worker", 2)]
+
+    def worker_ips() -> set[str]:
+        out = proj.sh(proj.c("front"), "grep -w worker /etc/hosts").stdout
+        return {line.split()[0] for line in out.splitlines()}
+
+    assert len(worker_ips()) == 2
+    proj.cnirun("up", "-d", "--scale", "worker=1")
+    assert proj.ids() == {n: i for n, i in first.items() if n != proj.c("worker", 2)}
+    assert len(worker_ips()) == 1 and len(proj.attachments()) == 2
+    proj.cnirun("up", "-d", "--scale", "worker=3")
+    assert sorted(proj.ids()) == sorted([*first, proj.c("worker", 3)])
+    assert proj.ids()[proj.c("worker", 1)] == first[proj.c("worker", 1)]
+    assert len(worker_ips()) == 3
+    # The file says 1 now: worker-2 and -3 go, worker-1 (same config but its count) stays.
+    proj.write(proj.file.read_text().replace("scale: 2", "deploy: {replicas: 1}"))
+    proj.cnirun("up", "-d")
+    assert proj.ids() == {n: i for n, i in first.items() if n != proj.c("worker", 2)}
+    assert len(worker_ips()) == 1
+    bad = proj.cnirun("up", "-d", "--scale", "nosuch=2", ok=False)
+    assert bad.returncode == 1 and bad.stderr.startswith("cnirun: ") and "no such service" in bad.stderr
+    proj.cnirun("down", "-v")
+    proj.assert_clean()
+
+
+def test_depends_on_completed_successfully(proj: Proj) -> None:
+    """The app starts after its init job exited 0; an init that fails stops up, which undoes itself."""
+    text = """
+services:
+  init:
+    image: busybox
+    command: ["sh", "-c", "sleep 1; exit CODE"]
+  app:
+    image: busybox
+    command: {sleep}
+    depends_on:
+      init: {{condition: service_completed_successfully}}
+""".format(sleep=SLEEP)
+    proj.write(text.replace("CODE", "0"))
+    up = proj.cnirun("up", "-d")
+    assert up.stderr.index(f"{proj.c('init')}  Exited") < up.stderr.index(f"{proj.c('app')}  Started")
+    assert subprocess.run(["docker", "inspect", "-f", "{{.State.Running}}", proj.c("app")], capture_output=True,
+                          text=True).stdout.strip() == "true"
+    proj.cnirun("down", "-v")
+    proj.assert_clean()
+
+    proj.write(text.replace("CODE", "3"))
+    failed = proj.cnirun("up", "-d", ok=False)
+    assert failed.returncode == 1 and "Traceback" not in failed.stderr
+    assert failed.stderr.splitlines()[-1] == "cnirun: service init didn't complete successfully: exit 3"
+    proj.assert_clean()
+
+
+def test_pull_policies_without_a_registry(proj: Proj) -> None:
+    """--pull never/missing with the local busybox reach no registry; a missing image under never is a
+    one-line refusal; an unreachable registry is a one-line error; nothing is left behind either way."""
+    proj.write(f"services:\n  app:\n    image: busybox:latest\n    command: {SLEEP}\n")
+    for policy in ("never", "missing"):
+        up = proj.cnirun("up", "-d", "--pull", policy)
+        assert "Pulling" not in up.stderr
+        proj.cnirun("down", "-v")
+        proj.assert_clean()
+    bad = proj.cnirun("up", "-d", "--pull", "sometimes", ok=False)
+    assert bad.returncode == 1 and bad.stderr.startswith("cnirun: ") and "missing, always or never" in bad.stderr
+
+    proj.write(f"services:\n  app:\n    image: 127.0.0.1:1/nope:latest\n    command: {SLEEP}\n")
+    never = proj.cnirun("up", "-d", "--pull", "never", ok=False)
+    assert never.returncode == 1 and "pull policy is never" in never.stderr.splitlines()[-1]
+    for args in (("--pull", "missing"), ("--pull", "always"), ()):
+        r = proj.cnirun("up", "-d", *args, ok=False, timeout=60)
+        last = r.stderr.splitlines()[-1]
+        assert r.returncode == 1 and last.startswith("cnirun: service app: cannot pull 127.0.0.1:1/nope:latest")
+        assert "Traceback" not in r.stderr
+        proj.assert_clean()
+    # pull_policy in the file is honoured the same way.
+    proj.write(f"services:\n  app:\n    image: 127.0.0.1:1/nope:latest\n    pull_policy: never\n"
+               f"    command: {SLEEP}\n")
+    r = proj.cnirun("up", "-d", ok=False)
+    assert r.returncode == 1 and "pull policy is never" in r.stderr
+    proj.assert_clean()
+
+
+def test_ps_formats(proj: Proj) -> None:
+    proj.write(f"""
+services:
+  app:
+    image: busybox
+    command: {SLEEP}
+  job:
+    image: busybox
+    command: ["true"]
+""")
+    proj.cnirun("up", "-d")
+    ids = proj.ids()
+    table = proj.cnirun("ps").stdout.splitlines()
+    assert table[0].split() == ["NAME", "IMAGE", "SERVICE", "STATUS", "HEALTH"]
+    # job exits at once: only running containers unless -a.
+    assert [line.split()[0] for line in table[1:]] == [proj.c("app")]
+    rows = json.loads(proj.cnirun("ps", "-a", "--format", "json").stdout)
+    assert [(r["name"], r["service"], r["project"], r["number"]) for r in rows] == \
+        [(proj.c("app"), "app", proj.name, 1), (proj.c("job"), "job", proj.name, 1)]
+    assert rows[0]["id"] == ids[proj.c("app")] and rows[0]["state"] == "running" and rows[1]["state"] == "exited"
+    assert proj.cnirun("ps", "-a", "--format", "{{.Service}}:{{.State}}").stdout == "app:running\njob:exited\n"
+    head = proj.cnirun("ps", "--format", "table {{.Name}}\\t{{.Service}}").stdout.splitlines()
+    assert head[0].split() == ["NAME", "SERVICE"] and head[1].split() == [proj.c("app"), "app"]
+    assert proj.cnirun("ps", "-q").stdout == ids[proj.c("app")][:12] + "\n"
+    bad = proj.cnirun("ps", "--format", "{{.Nope}}", ok=False)
+    assert bad.returncode == 1 and bad.stderr.startswith("cnirun: ") and "Nope" in bad.stderr
+    assert "Traceback" not in bad.stderr
+    bad = proj.cnirun("ps", "--format", "yaml", ok=False)
+    assert bad.returncode == 1 and "unknown --format" in bad.stderr
+    proj.cnirun("down", "-v")
+    proj.assert_clean()
