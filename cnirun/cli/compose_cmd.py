@@ -53,7 +53,8 @@ def register(app: typer.Typer) -> None:
             proj = _project(ctx.obj)
             opts = composeup.UpOptions(detach=detach, build=build, force_recreate=force_recreate, no_deps=no_deps,
                                        services=list(services or []), remove_orphans=remove_orphans, pull=pull,
-                                       scale=composeup.parse_scale(list(scale or [])))
+                                       scale=composeup.parse_scale(list(scale or [])),
+                                       progress=_up_progress)
             code = composeup.up(proj, opts, _engine(ctx.obj))
         raise SystemExit(code)
 
@@ -162,6 +163,13 @@ def register(app: typer.Typer) -> None:
     def build(ctx: typer.Context, services: Optional[List[str]] = typer.Argument(None)) -> None:
         """Build the services that have build: (tagged PROJECT-SERVICE unless image: is set)."""
         _do(ctx, lambda c, p, e: c.build(p, e, list(services or [])))
+
+
+def _up_progress(total: int) -> Any:
+    """`compose up [n/total] CONTAINER` rewritten in place on a terminal; nothing drawn elsewhere."""
+    from .output import Progress
+
+    return Progress("compose up", total)
 
 
 def ps_table(rows: list[dict[str, Any]]) -> str:

@@ -43,7 +43,14 @@ class Member:
     addresses: dict[str, list[str]] = field(default_factory=dict)  # network name -> IPs
 
 
+# The progress line `up` draws on a terminal (cli.output.Progress, handed in by the CLI):
+# every message clears it first, so lines never mix with it. None off a terminal.
+_progress: Any = None
+
+
 def say(msg: str) -> None:
+    if _progress is not None:
+        _progress.clear()
     sys.stderr.write(msg + "\n")
     sys.stderr.flush()
 
@@ -409,10 +416,13 @@ class UpOptions:
 
     def __init__(self, detach: bool = False, build: bool = False, force_recreate: bool = False,
                  no_deps: bool = False, services: list[str] | None = None, remove_orphans: bool = False,
-                 pull: str | None = None, scale: dict[str, int] | None = None) -> None:
+                 pull: str | None = None, scale: dict[str, int] | None = None,
+                 progress: Any = None) -> None:
         self.detach, self.build, self.force_recreate = detach, build, force_recreate
         self.no_deps, self.services, self.remove_orphans = no_deps, services or [], remove_orphans
         self.pull, self.scale = pull, dict(scale or {})
+        # progress(total) -> a context manager with step(item) and clear(), e.g. cli.output.Progress.
+        self.progress = progress
 
 
 def parse_scale(values: list[str]) -> dict[str, int]:
@@ -557,6 +567,9 @@ def up(project: Project, detach: bool | UpOptions, engine: str) -> int:
             "run with --remove-orphans to clean them up")
     created: list[str] = []
     started: list[str] = []
+    global _progress
+    total = sum(len(project.container_names(s)) for s in services)
+    _progress = opts.progress(total) if opts.progress is not None else None
     try:
         if orphans and opts.remove_orphans:
             for e in remove_containers(project.name, eng, {c.name for c in orphans}):
@@ -572,6 +585,8 @@ def up(project: Project, detach: bool | UpOptions, engine: str) -> int:
             if extra:
                 remove_containers(project.name, eng, extra)
             for number, cname in enumerate(project.container_names(svc), 1):
+                if _progress is not None:
+                    _progress.step(cname)
                 old = existing.get(cname)
                 if old is not None and not opts.force_recreate and \
                         old.labels.get("com.docker.compose.config-hash") == svc.config_hash():
@@ -601,6 +616,10 @@ def up(project: Project, detach: bool | UpOptions, engine: str) -> int:
             except CNIError as e:
                 say(f"cnirun: cleanup: {e}")
         raise
+    finally:
+        if _progress is not None:
+            _progress.clear()
+        _progress = None
     if opts.detach:
         return 0
     return _foreground(project, eng, cni)
