@@ -558,6 +558,9 @@ def up(project: Project, detach: bool | UpOptions, engine: str) -> int:
     for svc in services:
         run_request(project, svc, engine)  # every service checked before anything is made
         if not svc.attaches:
+            if getattr(eng, "create_workload", None) is None:  # refused before anything is made
+                raise ComposeFailed(f"service {svc.name}: network_mode {svc.network_mode} is supported with "
+                                    "Docker only (use networks: with podman)")
             say(f" Container {project.container_name(svc)}  network_mode {svc.network_mode}: no CNI networks")
     existing = {c.name: c for c in project_containers(eng, project.name)}
     wanted = {n for s in project.services for n in project.container_names(s)}
