@@ -22,7 +22,7 @@ import os
 
 from . import cache as cnicache
 from .config import NetworkConfigList
-from .errors import ArgumentError, CNIError
+from .errors import ArgumentError, CacheError, CNIError
 from .runtime import CNI, RuntimeConf
 from .value import Value
 
@@ -223,8 +223,15 @@ def reattach(
             caps["ips"] = old
         plans.append((net, RuntimeConf(container_id, netns, att.ifname, [(k, v) for k, v in att.cni_args], caps)))
     for net, rt in reversed(plans):
-        # Never the cached path: a /proc/<pid> path may be another process's netns by now.
-        cni.delete(net.name, RuntimeConf(container_id=container_id, ifname=rt.ifname, netns=NO_NETNS))
+        # Never the old cached path: a /proc/<pid> path may be another process's
+        # netns by now. An entry already pointing at the new netns is from an
+        # earlier reattach cut short: DEL it there, so its interface goes too.
+        try:
+            current = cni.cached(net.name, RuntimeConf(container_id=container_id, ifname=rt.ifname))
+        except CacheError:
+            current = None  # unreadable: DEL copes with it by name
+        where = netns if current is not None and current.netns == netns else NO_NETNS
+        cni.delete(net.name, RuntimeConf(container_id=container_id, ifname=rt.ifname, netns=where))
     done: list[Attachment] = []
     try:
         for net, rt in plans:

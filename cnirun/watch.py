@@ -188,13 +188,28 @@ class Worker:
         if netns == meta.netns and ident == meta.netns_id:
             return
         cni = cni_for(meta)
+        # reattach DELs every attachment before it ADDs them again: what it must
+        # re-ADD is copied into the run's state first, so a worker killed (or an
+        # ADD failing) in between leaves the full set for the next check, not an
+        # empty cache that would "re-attach" nothing.
+        saved = st.path / "reattach"
         try:
-            atts = reattach(cni, meta.id, netns, cached_attachments(cni, meta.id))
+            if saved.is_dir():
+                from .cache import read_file
+
+                todo = [read_file(p) for p in sorted(saved.iterdir()) if not p.name.startswith(".")]
+            else:
+                todo = cached_attachments(cni, meta.id)
+                _save_copies(saved, [a.path for a in todo])
+            atts = reattach(cni, meta.id, netns, todo)
         except Exception as e:  # noqa: BLE001 - logged; retried at the next check
             _log(f"cannot re-attach run {st.id[:12]} in its helper's new netns: {e}")
             return
         meta.netns, meta.netns_id = netns, ident
         st.write_meta(meta)
+        import shutil
+
+        shutil.rmtree(saved, ignore_errors=True)
         _log(f"re-attached run {st.id[:12]} in its helper's new netns: "
              + ", ".join(f"{a.ifname} {','.join(a.addresses())}" for a in atts))
 
@@ -217,6 +232,18 @@ class Worker:
                 idle_since = now
             elif now - idle_since > _idle_seconds():
                 return 0
+
+
+def _save_copies(directory: Path, files: list[str]) -> None:
+    """Copy cache files into `directory`, made under a temporary name and renamed: all or nothing."""
+    import shutil
+
+    tmp = directory.with_name(directory.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(mode=0o700)
+    for f in files:
+        shutil.copy2(f, tmp / os.path.basename(f))
+    os.replace(tmp, directory)
 
 
 def main(argv: list[str]) -> int:

@@ -160,7 +160,9 @@ def test_reattach_dels_then_adds_the_same_networks_asking_for_the_old_address(co
     core.conflist("ipsnet", [core.noop_plugin("ips", capabilities={"ips": True})])
     cni = core.cni()
     lifecycle.attach(cni, [cni.network("ipsnet")], "c6", str(core.netns_file))
-    atts = lifecycle.reattach(cni, "c6", str(core.netns_file), lifecycle.cached_attachments(cni, "c6"))
+    new_netns = core.root / "new-netns"  # the helper's new netns (a plain file: noop does not enter it)
+    new_netns.write_text("")
+    atts = lifecycle.reattach(cni, "c6", str(new_netns), lifecycle.cached_attachments(cni, "c6"))
     assert [a.ifname for a in atts] == ["eth0"]
     calls = core.calls("ips")
     assert [c["command"] for c in calls] == ["ADD", "DEL", "ADD"]
@@ -180,3 +182,15 @@ def test_reclaim_leaves_a_busy_container_alone(core: CoreEnv, state: Path) -> No
         unlock_container(fd, "c7")
     assert lifecycle.reclaim(cni, "c7") == []
     assert core.cache_files() == []
+
+
+def test_reattach_cut_short_is_finished_in_the_new_netns(core: CoreEnv, state: Path) -> None:
+    """An entry already in the new netns (an earlier reattach killed after its ADD) is DELeted there."""
+    core.debug("ips", reportResult=R)
+    core.conflist("ipsnet", [core.noop_plugin("ips", capabilities={"ips": True})])
+    cni = core.cni()
+    lifecycle.attach(cni, [cni.network("ipsnet")], "c8", str(core.netns_file))
+    lifecycle.reattach(cni, "c8", str(core.netns_file), lifecycle.cached_attachments(cni, "c8"))
+    calls = core.calls("ips")
+    assert [c["command"] for c in calls] == ["ADD", "DEL", "ADD"]
+    assert calls[1]["env"]["CNI_NETNS"] == str(core.netns_file)

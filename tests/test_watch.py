@@ -53,3 +53,29 @@ def test_watcher_waits_for_an_engine_it_cannot_reach(run: tuple[RunState, RunMet
     assert w.owned == {} and w.waiting == {st.id}  # not adopted, and not idle either
     assert st.lock(blocking=False)  # it let go of the run for the next pass (or gc)
     st.unlock()
+
+
+def test_a_reattach_cut_short_is_finished_from_the_saved_copy(
+    run: tuple[RunState, RunMeta, Any], core: CoreEnv, monkeypatch: Any
+) -> None:
+    """The worker was killed after reattach's DELs, before its ADDs: the cache is empty, the copy is
+    not, and the next check attaches the full set into the helper's new netns."""
+    import shutil
+
+    st, meta, cni = run
+    meta.netns, meta.netns_id = "/nonexistent/old-netns", "0:0"  # the helper's netns before dockerd restarted
+    st.write_meta(meta)
+    st.unlock()
+    saved = st.path / "reattach"
+    saved.mkdir()
+    for f in (core.cache / "results").iterdir():
+        shutil.copy2(f, saved / f.name)
+        f.unlink()  # DEL done, then SIGKILL
+    eng = FakeEngine({"w1": "exited", "h1": "running"})
+    monkeypatch.setattr(eng, "netns_of", lambda cid: str(core.netns_file))
+    w = _worker_with(eng)
+    w.adopt_new()
+    w.check(st.id)
+    assert core.cache_files() != [] and not saved.exists()
+    assert RunState(st.path).read_meta().netns == str(core.netns_file)
+    assert [c["command"] for c in core.calls("n")][-1] == "ADD"
