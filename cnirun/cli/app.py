@@ -8,6 +8,7 @@ from typing import Any
 import typer
 
 from . import cni_cmd, exec_cmd
+from .completion import handparsed_command
 from .examples import EXAMPLES
 
 app = typer.Typer(
@@ -32,7 +33,7 @@ def _global(
 
 
 @app.command(name="run", add_help_option=False, short_help="Run a container on CNI networks: cnirun [run] IMAGE.",
-             context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+             cls=handparsed_command(".run:USAGE"), context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 def _run(ctx: typer.Context) -> None:
     """Run a container on CNI networks (the default command: `cnirun IMAGE` is `cnirun run IMAGE`)."""
     from .run import run_main
@@ -42,7 +43,7 @@ def _run(ctx: typer.Context) -> None:
 
 @app.command(name="port", add_help_option=False,
              short_help="List, add or remove a running container's published ports (as docker port).",
-             context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+             cls=handparsed_command(".port_cmd:USAGE", "container"), context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 def _port(ctx: typer.Context) -> None:
     """Published ports of a running container: `cnirun port CONTAINER`, `port add|rm CONTAINER SPEC...`."""
     from .port_cmd import run as port_run

@@ -12,7 +12,7 @@ from typing import Any
 
 import typer
 
-from .completion import network_names
+from .completion import handparsed_command, network_names
 from .errors import fail, one_line_errors
 
 FORMATS = ("table", "json")
@@ -121,6 +121,7 @@ def register(app: typer.Typer) -> None:
 
     # Served by hand in main.py (connect is timed against `cni add`); here for --help and completion.
     @net_app.command("connect", add_help_option=False, context_settings=passthrough,
+                     cls=handparsed_command(".connect_cmd:CONNECT_USAGE", "network container"),
                      short_help="Attach a running container to one more network (ethN).")
     def connect(ctx: typer.Context) -> None:
         """cnirun network connect [--ip IP] [--mac MAC] [--alias NAME]... NETWORK CONTAINER"""
@@ -129,6 +130,7 @@ def register(app: typer.Typer) -> None:
         raise SystemExit(connect_run(["connect", *ctx.args]))
 
     @net_app.command("disconnect", add_help_option=False, context_settings=passthrough,
+                     cls=handparsed_command(".connect_cmd:DISCONNECT_USAGE", "network container"),
                      short_help="Detach a running container from one network.")
     def disconnect(ctx: typer.Context) -> None:
         """cnirun network disconnect [-f|--force] NETWORK CONTAINER"""
