@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -300,6 +301,74 @@ def test_foreign_docker_container(dworld: ConnectWorld) -> None:
     finally:
         subprocess.run(["docker", "rm", "-f", name], capture_output=True)
     w.assert_clean(within=25.0)  # the watcher notices the removal (periodic check) and DELs in the pin
+
+
+@needs_docker
+def test_connect_whose_add_fails_changes_nothing(dworld: ConnectWorld) -> None:
+    """A chain that fails after bridge and host-local succeeded: one line, the container as before, no leak."""
+    w, name = dworld, f"t10-{dworld.n}-fail"
+    bad, bridge = f"t10-{w.n}-bad", f"cnc10z{w.n}"
+    (Path(w.env["NETCONFPATH"]) / f"{bad}.conflist").write_text(json.dumps({
+        "cniVersion": "1.0.0", "name": bad,
+        "plugins": [
+            {"type": "bridge", "bridge": bridge, "isGateway": True,
+             "ipam": {"type": "host-local", "dataDir": str(w.data_dir),
+                      "ranges": [[{"subnet": f"10.191.{w.n}.64/27"}]]}},
+            # the real tuning plugin, failing on a sysctl that does not exist
+            {"type": "tuning", "sysctl": {"net.ipv4.conf.eth1.t10_no_such_sysctl": "1"}},
+        ],
+    }))
+    ok(w.cnirun("run", "-d", "--name", name, "busybox", "sleep", "120"))
+    try:
+        eth0 = addr("docker", name, "eth0")
+        p = w.cnirun("network", "connect", bad, name)
+        assert p.returncode == 1, p.stderr
+        assert len(p.stderr.splitlines()) == 1 and "tuning" in p.stderr and "Traceback" not in p.stderr, p.stderr
+        assert ifaces("docker", name) == ["eth0", "lo"] and addr("docker", name, "eth0") == eth0
+        ipam = w.data_dir / bad
+        assert not ipam.is_dir() or not [f for f in ipam.iterdir() if f.name[0].isdigit()]
+        info = json.loads(ok(w.cnirun("inspect", name)).stdout)
+        assert [a["network"] for a in info["attachments"]] == [w.net]
+        # the live record names no half-made connection: a restart attaches eth0 only
+        ok(subprocess.run(["docker", "restart", "-t", "0", name], capture_output=True, text=True))
+        deadline = time.monotonic() + 30
+        while ifaces("docker", name) != ["eth0", "lo"] and time.monotonic() < deadline:
+            time.sleep(0.3)
+        assert ifaces("docker", name) == ["eth0", "lo"]
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+        w.assert_clean(within=25.0)
+        subprocess.run(["ip", "link", "del", bridge], capture_output=True)
+
+
+@needs_docker
+def test_connect_racing_the_container_exit_leaves_nothing(dworld: ConnectWorld) -> None:
+    """Containers that exit while connect and port add run on them: each call succeeds or fails in one
+    line, and once they are gone (gc after the engine removed them) nothing of theirs is left."""
+    w = dworld
+    names = [f"t10-{w.n}-race{i}" for i in range(4)]
+    outcomes = []
+    try:
+        for i, name in enumerate(names):
+            ok(subprocess.run(["docker", "run", "-d", "--rm", "--name", name, "--network", "none", "busybox",
+                               "sleep", f"0.{2 + i * 2}"], capture_output=True, text=True))
+            for _ in range(6):
+                p = w.cnirun("network", "connect", w.net, name)
+                outcomes.append(p.returncode)
+                assert p.returncode in (0, 1), p.stderr
+                assert "Traceback" not in p.stderr and len(p.stderr.splitlines()) <= 1, p.stderr
+                if p.returncode == 1 and "already connected" not in p.stderr:
+                    break
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and subprocess.run(
+                ["docker", "ps", "-aq", "--filter", f"name=t10-{w.n}-race"], capture_output=True,
+                text=True).stdout.strip():
+            time.sleep(0.3)
+    finally:
+        subprocess.run(["docker", "rm", "-f", *names], capture_output=True)
+    assert 1 in outcomes  # at least one call met a container that was gone
+    ok(w.cnirun("gc"))
+    w.assert_clean(within=25.0)
 
 
 @needs_docker
