@@ -300,7 +300,7 @@ def test_foreign_docker_container(dworld: ConnectWorld) -> None:
         assert (w.state_dir / "netns" / cid).exists()
     finally:
         subprocess.run(["docker", "rm", "-f", name], capture_output=True)
-    w.assert_clean(within=25.0)  # the watcher notices the removal (periodic check) and DELs in the pin
+    w.assert_clean(within=6.0)  # the watcher sees the destroy event (not only its 10 s recheck) and DELs in the pin
 
 
 @needs_docker

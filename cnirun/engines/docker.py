@@ -344,11 +344,12 @@ class Docker(Engine):
         return self._call("events", self.api.events, decode=True, filters=filters, since=since)
 
     def follow(self, cid: str, run_id: str, notify: Callable[[str], None]) -> None:
-        """One event stream for every followed container (label cnirun.id); reconnects by itself.
+        """One event stream for every followed container; reconnects by itself.
 
-        Each die/destroy/oom of a container carrying `cnirun.id` notifies that
-        run (a workload or its sandbox helper); after a reconnect every
-        followed run is notified once, for what the gap hid.
+        Each die/destroy/oom of a container notifies its run: by the label
+        `cnirun.id` (a workload or its sandbox helper), else by the container's
+        own ID (hook-mode and foreign records use it as their run ID); after a
+        reconnect every followed run is notified once, for what the gap hid.
         """
         self._followed = getattr(self, "_followed", set())
         self._followed.add(run_id)
@@ -360,14 +361,16 @@ class Docker(Engine):
             while True:
                 try:
                     client = self.clone()
-                    events = client.events({"type": "container", "label": ["cnirun.id"]})
+                    # Not filtered on the cnirun.id label: containers the hook attached and
+                    # foreign ones `network connect` attached are followed by their own ID.
+                    events = client.events({"type": "container", "event": ["die", "destroy", "oom"]})
                     for rid in list(self._followed):
                         notify(rid)
                     for ev in events:
-                        if ev.get("Action") in ("die", "destroy", "oom"):
-                            rid = ((ev.get("Actor") or {}).get("Attributes") or {}).get("cnirun.id", "")
-                            if rid:
-                                notify(rid)
+                        actor = ev.get("Actor") or {}
+                        rid = (actor.get("Attributes") or {}).get("cnirun.id", "") or str(actor.get("ID") or "")
+                        if rid in self._followed:
+                            notify(rid)
                 except Exception:  # noqa: BLE001 - dockerd restarting: reconnect; callers re-check anyway
                     time.sleep(1.0)
 
