@@ -224,6 +224,11 @@ def port_cycle(w: ConnectWorld, engine: str, name: str, first: int) -> None:
     assert badfmt.returncode == 1 and badfmt.stderr.count("\n") == 1 and "Nope" in badfmt.stderr
     assert cache_ports(w) == sorted([[first, 80], [extra, 80]])
     assert dnat_ports(w) == sorted([first, extra])
+    # ps shows them in docker ps's notation, on the attachment that publishes them
+    ps = ok(w.cnirun("ps", "--no-trunc")).stdout.splitlines()
+    assert ps[0].split()[-1] == "PORTS"
+    row = next(ln for ln in ps if name in ln and " eth0 " in ln)
+    assert row.endswith(f"127.0.0.1:{first}->80/tcp, 127.0.0.1:{extra}->80/tcp"), row
     dup = w.cnirun("port", "add", name, f"127.0.0.1:{extra}:80")
     assert dup.returncode == 1 and "already publishes" in dup.stderr
     bad = w.cnirun("port", "add", name, "127.0.0.1:99999:80")

@@ -19,12 +19,13 @@ def ps_table(rows: list[dict[str, Any]], no_trunc: bool = False) -> str:
     """One line per attachment (a container without any gets one line of dashes)."""
     from .output import align, trunc
 
-    lines = [["CONTAINER", "ENGINE", "IMAGE", "NAME", "NETWORK", "IFACE", "ADDRESSES"]]
+    lines = [["CONTAINER", "ENGINE", "IMAGE", "NAME", "NETWORK", "IFACE", "ADDRESSES", "PORTS"]]
     for r in rows:
         for a in r["attachments"] or [{"network": "-", "ifname": "-", "addresses": []}]:
             lines.append([trunc(r["container"], 12, no_trunc) or "-", r["engine"],
                           trunc(r.get("image") or "-", 16, no_trunc), trunc(r.get("name") or "-", 20, no_trunc),
-                          a["network"], a["ifname"], ",".join(a["addresses"]) or "-"])
+                          a["network"], a["ifname"], ",".join(a["addresses"]) or "-",
+                          ", ".join(a.get("ports") or []) or "-"])
     return align(lines)
 
 
@@ -89,6 +90,11 @@ def _matches(row: dict[str, Any], key: str) -> bool:
     return key == row.get("name") or any(i and i.startswith(key) for i in ids)
 
 
+def _port_text(m: dict[str, Any]) -> str:
+    host = f"{m.get('hostIP')}:" if m.get("hostIP") else "0.0.0.0:"
+    return f"{host}{m.get('hostPort')}->{m.get('containerPort')}/{m.get('protocol') or 'tcp'}"
+
+
 def _att_row(att: Any) -> dict[str, Any]:
     from ..lifecycle import Attachment
 
@@ -99,6 +105,8 @@ def _att_row(att: Any) -> dict[str, Any]:
         "netns": att.netns,
         "addresses": Attachment(att.network_name, att.ifname, att.result or {}).addresses(),
         "capability_args": att.capability_args,
+        # docker ps's PORTS notation: 127.0.0.1:18080->80/tcp
+        "ports": [_port_text(m) for m in (att.capability_args or {}).get("portMappings") or []],
         "result": att.result,
         "cache_file": att.path,
     }
