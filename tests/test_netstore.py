@@ -240,7 +240,6 @@ def test_load_networks_file(tmp_path: Path) -> None:
      "invalid bridge name 'much-too-long-bridge'"),
     ("networks:\n  a:\n    driver: macvlan\n    driver_opts: {macvlan_mode: weird}\n",
      "net.yaml:4: networks.a.driver_opts.macvlan_mode: invalid macvlan_mode 'weird'"),
-    ("networks:\n  a:\n    enable_ipv6: true\n", "net.yaml:3: networks.a.enable_ipv6: enable_ipv6 needs an IPv6 subnet"),
     ("networks:\n  a:\n    external: true\n    driver: bridge\n", "net.yaml:4: networks.a.driver: an external network"),
     ("networks:\n  a:\n    x-cni: {plugins: [{cniVersion: 1}]}\n", "networks.a.x-cni.plugins[0].type: every plugin needs a type"),
     ("networks:\n  a:\n    x-cni: {plugins: [{type: loopback}]}\n    internal: true\n",

@@ -124,7 +124,7 @@ def register(app: typer.Typer) -> None:
                      cls=handparsed_command(".connect_cmd:CONNECT_USAGE", "network container"),
                      short_help="Attach a running container to one more network (ethN).")
     def connect(ctx: typer.Context) -> None:
-        """cnirun network connect [--ip IP] [--mac MAC] [--alias NAME]... NETWORK CONTAINER"""
+        """cnirun network connect [--ip IP] [--ip6 IP6] [--mac MAC] [--alias NAME]... NETWORK CONTAINER"""
         from .connect_cmd import run as connect_run
 
         raise SystemExit(connect_run(["connect", *ctx.args]))
@@ -179,10 +179,13 @@ def register(app: typer.Typer) -> None:
     def create(
         name: str = typer.Argument(...),
         driver: str = typer.Option("bridge", "--driver", "-d", help="bridge, macvlan or ipvlan."),
-        subnet: str = typer.Option("", "--subnet", help="e.g. 10.89.5.0/24 (default: a free /24)."),
-        gateway: str = typer.Option("", "--gateway"),
-        ip_range: str = typer.Option("", "--ip-range", help="Hand out addresses from this part of the subnet."),
+        subnet: list[str] = typer.Option([], "--subnet", help="e.g. 10.89.5.0/24 (default: a free /24); "
+                                         "repeat with an IPv6 one for dual stack."),
+        gateway: list[str] = typer.Option([], "--gateway", help="Gateway of the subnet that contains it."),
+        ip_range: list[str] = typer.Option([], "--ip-range", help="Hand out addresses from this part of the subnet."),
         internal: bool = typer.Option(False, "--internal", help="No gateway, NAT, port mapping or default route."),
+        ipv6: bool = typer.Option(False, "--ipv6", help="Dual stack: also an IPv6 /64 (a free one from "
+                                  "CNIRUN_SUBNET_POOL_V6 unless --subnet gives one)."),
         opt: list[str] = typer.Option([], "--opt", "-o", help="Driver option K=V (repeatable)."),
         label: list[str] = typer.Option([], "--label", help="Label K=V (repeatable)."),
         fmt: str = _format_option(),
@@ -190,7 +193,7 @@ def register(app: typer.Typer) -> None:
         """Create a network: a conflist in the first NETCONFPATH directory."""
         _check_format(fmt)
         with one_line_errors():
-            net = create_network(name, driver, subnet, gateway, ip_range, internal, opt, label)
+            net = create_network(name, driver, subnet, gateway, ip_range, internal, opt, label, ipv6)
         if fmt == "json":
             print(json.dumps(network_summary(_cni(), net), indent=2))
         else:
@@ -283,24 +286,61 @@ def _kv(items: list[str], what: str) -> dict[str, str]:
     return out
 
 
-def create_network(name: str, driver: str, subnet: str = "", gateway: str = "", ip_range: str = "",
-                   internal: bool = False, opts: list[str] | None = None,
-                   labels: list[str] | None = None) -> Any:
-    """`network create` through the compose converter, so both follow the same rules."""
+def _pools(subnets: list[str], gateways: list[str], ranges: list[str]) -> list[dict[str, Any]]:
+    """--subnet/--gateway/--ip-range -> ipam.config entries; each gateway and range joins the subnet holding it.
+
+    With one subnet, everything goes to it (the converter then says what is
+    outside it); values that fit no subnet are refused here.
+    """
+    import ipaddress
+
+    pools: list[dict[str, Any]] = [{"subnet": s} for s in subnets if s]
+    for key, flag, values in (("gateway", "--gateway", gateways), ("ip_range", "--ip-range", ranges)):
+        for v in (v for v in values if v):
+            target = pools[0] if len(pools) == 1 else None
+            if target is None:
+                try:
+                    value = ipaddress.ip_network(v, strict=False)
+                except ValueError:
+                    fail(f"invalid {flag} {v!r}: expected an address (or a CIDR for --ip-range)")
+                for p in pools:
+                    try:
+                        if value.subnet_of(ipaddress.ip_network(p["subnet"], strict=False)):  # type: ignore[arg-type]
+                            target = p
+                    except (ValueError, TypeError):
+                        continue
+            if target is None:
+                fail(f"{flag} {v} is in none of the subnets given ({', '.join(subnets) or 'none'}): "
+                     f"add the --subnet it belongs to")
+            if key in target:
+                fail(f"two {flag} values for subnet {target.get('subnet')}: keep one")
+            target[key] = v
+    return pools
+
+
+def create_network(name: str, driver: str, subnet: str | list[str] = "", gateway: str | list[str] = "",
+                   ip_range: str | list[str] = "", internal: bool = False, opts: list[str] | None = None,
+                   labels: list[str] | None = None, ipv6: bool = False) -> Any:
+    """`network create` through the compose converter, so both follow the same rules.
+
+    Several --subnet (one per family: dual stack) each become an ipam.config
+    entry; a --gateway or --ip-range goes to the subnet that contains it. An
+    IPv6 --subnet implies --ipv6.
+    """
     from ..netstore import store
     from ..netstore.located import Document
     from ..netstore.networks import Planner, parse_network
 
-    pool: dict[str, Any] = {}
-    if subnet:
-        pool["subnet"] = subnet
-    if gateway:
-        pool["gateway"] = gateway
-    if ip_range:
-        pool["ip_range"] = ip_range
+    config = _pools([subnet] if isinstance(subnet, str) else subnet,
+                    [gateway] if isinstance(gateway, str) else gateway,
+                    [ip_range] if isinstance(ip_range, str) else ip_range)
+    if any(":" in str(p.get("subnet", "")) for p in config):
+        ipv6 = True
     mapping: dict[str, Any] = {"driver": driver, "internal": internal}
-    if pool:
-        mapping["ipam"] = {"config": [pool]}
+    if ipv6:
+        mapping["enable_ipv6"] = True
+    if config:
+        mapping["ipam"] = {"config": config}
     if opts:
         mapping["driver_opts"] = _kv(opts, "--opt")
     if labels:

@@ -242,8 +242,7 @@ def parse_network(doc: Document, key: str, value: Any, path: Path, project: str 
     v6 = [p for p in spec.pools if p.subnet is not None and p.subnet.version == 6]
     if v6 and not spec.enable_ipv6:
         doc.fail(v6[0].path + ("subnet",), "an IPv6 subnet needs enable_ipv6: true on the network")
-    if spec.enable_ipv6 and not v6:
-        doc.fail(path + ("enable_ipv6",), "enable_ipv6 needs an IPv6 subnet in ipam.config (no automatic IPv6 pool)")
+    # enable_ipv6 without an IPv6 subnet: Planner.conflist picks a free /64 (subnets_v6).
     if "x-cni" in m:
         _parse_x_cni(spec, m["x-cni"], path + ("x-cni",))
         if spec.x_cni_plugins is not None:
@@ -409,6 +408,20 @@ class Planner:
         raise spec.fail((), f"no free subnet left in {os.environ.get(POOL_ENV) or DEFAULT_POOL}: "
                             f"set ipam.config[0].subnet or widen {POOL_ENV}")
 
+    def choose_subnet_v6(self, spec: NetworkSpec, own_devs: set[str]) -> IPNet:
+        """A free /64 from CNIRUN_SUBNET_POOL_V6: no other network's subnet, no host route (subnets_v6)."""
+        from .subnets_v6 import POOL_ENV_V6, first_free, pool_v6
+
+        taken = [s for _, s in self._subnets_in_use(spec.name) if s.version == 6]
+        taken += [r.network for r in self.routes() if r.network.version == 6 and r.dev not in own_devs]
+        pools = pool_v6()
+        for pool in pools:
+            cand = first_free(pool, taken)  # type: ignore[arg-type]
+            if cand is not None and not self._conflict(cand, spec, own_devs):
+                return cand
+        raise spec.fail((), f"no free IPv6 /64 left in {', '.join(map(str, pools))}: "
+                            f"set an IPv6 subnet in ipam.config or widen {POOL_ENV_V6}")
+
     # -- conflists -------------------------------------------------------------
     def conflist(self, spec: NetworkSpec, extra_meta: dict[str, Any] | None = None) -> dict[str, Any]:
         """The conflist (as a dict) for a non-external network."""
@@ -424,6 +437,11 @@ class Planner:
             bridge = self.choose_bridge(spec) if spec.driver == "bridge" else ""
             own = self._own_devs(spec, bridge)
             pools = list(spec.pools) or [Pool(subnet=None)]
+            families = {p.subnet.version for p in pools if p.subnet is not None}
+            if families == {6}:
+                pools.insert(0, Pool(subnet=None))  # dual stack, as Docker: IPv4 is never left out
+            if spec.enable_ipv6 and 6 not in families:
+                pools.append(Pool(subnet=self.choose_subnet_v6(spec, own)))
             for i, pool in enumerate(pools):
                 if pool.subnet is None:
                     pool.subnet = self.choose_subnet(spec, own)
