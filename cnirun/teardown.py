@@ -77,6 +77,10 @@ def teardown(
             meta.workload = (st.path / "cid").read_text().strip()
         except OSError:
             pass
+    if workload and not meta.workload and meta.phase == "setup" and hasattr(engine, "containers"):
+        # Killed between the engine's create and recording its answer: the run's label names it.
+        meta.workload = next((c.id for c in engine.containers(f"cnirun.id={meta.id}")
+                              if c.labels.get("cnirun.role") == "workload"), "")
     if engine is not None and workload and meta.workload:
         if stop:
             engine.kill(meta.workload)

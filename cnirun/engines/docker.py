@@ -388,6 +388,14 @@ class Docker(Engine):
         state = info.get("State") or {}
         return None if state.get("Running") or not info else int(state.get("ExitCode", 0))
 
+    def image_config(self, image: str) -> dict[str, Any]:
+        """The image's Config (Entrypoint, Cmd, Env, ...): what dockerd merges a container's argv from."""
+        try:
+            info = self._call("image inspect", self.api.inspect_image, image)
+        except (self._errors.ImageNotFound, self._errors.NotFound) as e:
+            raise ImageNotFound(image_not_found(image, _explain(e))) from None
+        return dict((info or {}).get("Config") or {})
+
     def has_image(self, image: str) -> bool:
         try:
             self.api.inspect_image(image)

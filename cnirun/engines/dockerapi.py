@@ -398,6 +398,18 @@ class LeanDocker:
             raise EngineError(f"docker rm {cid[:12]}: {e}") from None
 
     # -- images (cnirun run --pull) -------------------------------------------------------
+    def image_config(self, image: str) -> dict[str, Any]:
+        """The image's Config (Entrypoint, Cmd, Env, ...): what dockerd merges a container's argv from."""
+        from .docker import ImageNotFound, image_not_found
+
+        try:
+            info = self.raw.request("GET", f"/images/{image_path(image)}/json")
+        except APIError as e:
+            if e.status == 404:
+                raise ImageNotFound(image_not_found(image, str(e))) from None
+            raise EngineError(f"docker image inspect {image}: {e}") from None
+        return dict((info or {}).get("Config") or {})
+
     def has_image(self, image: str) -> bool:
         try:
             self.raw.request("GET", f"/images/{image_path(image)}/json")

@@ -28,11 +28,16 @@ class StartFailed(Exception):
 
 
 def foreground(
-    docker: Any, cid: str, spec: Any, gate: SignalGate, on_started: Any = None, auto_removed: bool = False
+    docker: Any, cid: str, spec: Any, gate: SignalGate, on_started: Any = None, auto_removed: bool = False,
+    before_run: Any = None,
 ) -> int:
     """Attach, start, relay I/O and signals, and return the exit status.
 
-    on_started: called once start returned (or failed). auto_removed: dockerd
+    on_started: called once start returned (or failed). before_run: called
+    once start succeeded, before signals are forwarded and stdin is relayed
+    (a signal meanwhile still aborts set-up): the single-container sandbox
+    attaches its network there, then releases the container's first
+    instruction. auto_removed: dockerd
     removes the container on exit; the wait (registered before start, lean
     client only) then returns once it is gone.
     """
@@ -56,6 +61,8 @@ def foreground(
         finally:
             if on_started is not None:
                 on_started()
+        if before_run is not None:
+            before_run()
         waiter = docker.clone()
 
         def forward(signum: int) -> None:

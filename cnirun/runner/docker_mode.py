@@ -72,6 +72,23 @@ def installed_settings(daemon_json: str = "/etc/docker/daemon.json") -> dict[str
     return settings(daemon_json)
 
 
+SANDBOX_ENV = "CNIRUN_SANDBOX"
+SANDBOX_KINDS = ("auto", "single", "helper")
+
+
+def sandbox_requested(environ: Mapping[str, str] | None = None) -> str:
+    """Which sandbox mode CNIRUN_SANDBOX asks for: 'auto' (default), 'single' or 'helper'.
+
+    auto: the user's container alone (runner.docker_single) where it can
+    work, else a helper container (runner.docker_sandbox); single/helper
+    force one (single refuses a run it cannot carry out).
+    """
+    value = (os.environ if environ is None else environ).get(SANDBOX_ENV, "") or "auto"
+    if value not in SANDBOX_KINDS:
+        raise ArgumentError(f"{SANDBOX_ENV}={value!r}: expected auto, single or helper (or leave it unset)")
+    return value
+
+
 def choose(requested: str, cni: Any, file_networks: list[str]) -> str:
     """'sandbox' or 'hook' for this run; ArgumentError when --mode hook cannot work.
 

@@ -3,7 +3,10 @@
 Hook mode (docker_hook) is chosen automatically only when the cnirun
 runtime was installed with this run's CNI paths (runner.docker_mode); when
 dockerd turns out not to know the runtime, an auto-chosen run falls back to
-sandbox mode (docker_sandbox), which always works. Each mode's module is
+sandbox mode, which always works: the user's container alone, held at its
+entrypoint until ADD is done (docker_single), or, where that cannot work
+(-d, restart policies; CNIRUN_SANDBOX=helper), with a helper container
+holding the netns (docker_sandbox). Each mode's module is
 imported only when the run takes it, so neither pays for the other.
 
 Docker calls go through the lean Engine API client on the unix socket
@@ -55,6 +58,25 @@ def run_docker(p: Plan, gate: SignalGate) -> RunOutcome:
                     "`cnirun install docker-runtime` (it reloads dockerd)"
                 ) from None
             # daemon.json names the runtime but dockerd was not reloaded: the sandbox always works.
+    return _run_sandbox(p, gate)
+
+
+def _run_sandbox(p: Plan, gate: SignalGate) -> RunOutcome:
+    """Sandbox mode: the user's container alone when it can be held (docker_single), else a helper."""
+    from .docker_mode import SANDBOX_ENV, sandbox_requested
+
+    kind = sandbox_requested()
+    if kind != "helper":
+        from .docker_single import SingleUnfit, run_docker_single
+
+        try:
+            return run_docker_single(p, gate)
+        except SingleUnfit as e:
+            if kind == "single":
+                from ..errors import ArgumentError
+
+                raise ArgumentError(f"{SANDBOX_ENV}=single cannot carry out this run: {e}; unset {SANDBOX_ENV} "
+                                    "(a helper container is used)") from None
     from .docker_sandbox import run_docker_sandbox
 
     return run_docker_sandbox(p, gate)

@@ -6,7 +6,7 @@ the workload joins it with `--network container:` and starts only after ADD
 finished, so the network is up before its first instruction. A thread
 creates and starts the helper and runs ADD while the main thread creates the
 workload. This process also opens the helper's netns, so at the end the
-helper is removed while DEL still runs in that netns (_teardown_parallel).
+helper is removed while DEL still runs in that netns (teardown_parallel).
 Works with any dockerd: no runtime needs to be installed.
 """
 from __future__ import annotations
@@ -17,7 +17,7 @@ import threading
 from ..errors import EngineError
 from .console import StartFailed, foreground
 from ..engines.dockerapi import docker_client
-from .etc_files import host_file_binds, write_host_files
+from .etc_files import host_file_binds, publish_engine_name, write_host_files
 from .failures import EXIT_CNIRUN
 TYPE_CHECKING = False  # typing costs ~7 ms of start-up on `cnirun run`: annotations only
 
@@ -71,7 +71,7 @@ def run_docker_sandbox(p: Plan, gate: SignalGate) -> RunOutcome:
             netns = helper.netns_of(meta.sandbox)
             meta.netns, meta.netns_id = netns, netns_identity(netns)
             # Our own reference to the netns: teardown can then remove the
-            # sandbox while DEL still runs in the netns (see _teardown_parallel).
+            # sandbox while DEL still runs in the netns (see teardown_parallel).
             add_result["netns_fd"] = os.open(netns, os.O_RDONLY | os.O_CLOEXEC)
             if netns_identity(f"/proc/self/fd/{add_result['netns_fd']}") != meta.netns_id:
                 raise EngineError(f"docker helper container {meta.sandbox[:12]} exited right after start")
@@ -104,6 +104,8 @@ def run_docker_sandbox(p: Plan, gate: SignalGate) -> RunOutcome:
         if "error" in add_result:
             raise add_result["error"]
         write_host_files(st, req, add_result["atts"], hostname)
+        if not spec.name:
+            publish_engine_name(docker, meta.workload, st.id)  # docker's generated name, as its DNS has it
         meta.phase = "running"
         st.write_meta(meta)
         if spec.detach:
@@ -130,11 +132,14 @@ def run_docker_sandbox(p: Plan, gate: SignalGate) -> RunOutcome:
             if docker is None:
                 docker = docker_client(spec)
             st.write_meta(meta)
-            outcome.warnings += _teardown_parallel(st, meta, docker, add_result.get("netns_fd"))
+            outcome.warnings += teardown_parallel(st, meta, docker, add_result.get("netns_fd"))
 
 
-def _teardown_parallel(st: RunState, meta: RunMeta, docker: Any, netns_fd: int | None) -> list[str]:
+def teardown_parallel(st: RunState, meta: RunMeta, docker: Any, netns_fd: int | None) -> list[str]:
     """DEL while the workload (and, with our netns reference, the sandbox) is removed.
+
+    The single-container mode (docker_single) uses it too: no sandbox there,
+    DEL runs in the netns pin while the workload goes.
 
     DEL needs the netns: normally the sandbox holds it, so the sandbox goes
     after DEL. When this process holds the netns open (netns_fd), DEL runs in
@@ -162,7 +167,7 @@ def _teardown_parallel(st: RunState, meta: RunMeta, docker: Any, netns_fd: int |
     for th in threads:
         th.start()
     try:
-        errors += teardown(st, rest, docker, stop=False)
+        errors += teardown(st, rest, docker, stop=False, workload=False)  # the workload is ours, above
     finally:
         for th in threads:
             th.join()
