@@ -18,6 +18,7 @@ import time
 from _signal import SIGKILL, SIGPIPE, SIGXFSZ
 
 from . import jsonfast as json
+from . import trace
 from .errors import INTERNAL, CNIError, PluginError, PluginNotFound, PluginTimeout
 from .value import Value
 
@@ -305,6 +306,16 @@ def exec_plugin(
     """Run one plugin; return its stdout, or raise PluginError describing the failure."""
     ptype = plugin_type or os.path.basename(plugin_path)
     limit = default_timeout() if timeout is None else timeout
+    if trace.ON:
+        with trace.span(f"plugin {inv.command}", f"{ptype} ({network})"):
+            return _exec(plugin_path, inv, stdin, ptype, network, limit, environ)
+    return _exec(plugin_path, inv, stdin, ptype, network, limit, environ)
+
+
+def _exec(
+    plugin_path: str, inv: Invocation, stdin: bytes, ptype: str, network: str, limit: float,
+    environ: Mapping[str, str] | None,
+) -> bytes:
     try:
         proc = _spawn([plugin_path], inv.environ(environ))
     except OSError as e:
@@ -332,6 +343,28 @@ def exec_plugin(
             sys.stderr.write(err.decode(errors="replace"))
         return out
     raise decode_failure(ptype, network, inv.command, out, err, proc.returncode)
+
+
+def run_program(argv: list[str], timeout: float = 30.0) -> tuple[int, bytes, bytes]:
+    """Run a helper program (iptables...) without subprocess: (exit code, stdout, stderr).
+
+    An executable that cannot be started gives 127; one that hangs is killed (-9).
+    """
+    try:
+        proc = _spawn(argv, dict(os.environ, PATH=os.environ.get("PATH") or _FALLBACK_PATH))
+    except OSError as e:
+        return 127, b"", (e.strerror or "").encode()
+    try:
+        answer = proc.communicate(b"", timeout=timeout)
+    except BaseException:
+        proc.kill_and_reap()
+        raise
+    finally:
+        proc.close()
+    if answer is None:
+        proc.kill_and_reap()
+        return -9, b"", b"timed out"
+    return proc.returncode or 0, answer[0], answer[1]
 
 
 def kill_orphaned_adds(container_id: str, ifname: str) -> int:

@@ -1,18 +1,41 @@
-"""flock-based locks: the one helper every lock of cnirun goes through, and the host-wide CNI lock.
+"""flock-based locks: the one helper every lock of cnirun goes through, and the CNI chain locks.
 
-`flock()` is how cnirun takes any lock (the host-wide CNI lock, a
-container's lifecycle lock, a run's state-dir lock, the watcher's, the port
-lock): a killed holder releases an flock with its last descriptor, so no
-lock of cnirun can go stale.
+`flock()` is how cnirun takes any lock (the chain locks below, a container's
+lifecycle lock, a run's state-dir lock, the watcher's, the port lock, the
+Podman start gate): a killed holder releases an flock with its last
+descriptor, so no lock of cnirun can go stale, and a waiter sleeps in the
+kernel (a blocking flock, no polling) until the holder lets go or its
+timeout runs out.
 
-Host-wide locking around plugin execution:
+Locking around plugin execution (`chain_lock`), found on this host's
+reference plugins (1.1.1):
 
-Plugins of different networks still share iptables chains (portmap's
-CNI-HOSTPORT-DNAT, firewall's CNI-FORWARD): concurrent ADDs race on chain
-creation ("Chain already exists"). Like Podman and nerdctl, cnirun serialises
-every chain execution with one host-wide lock. GC takes the same lock, so it
-never runs beside an ADD or DEL. The lock is an flock: a killed holder
-releases it with its last file descriptor, so it cannot go stale.
+- host-local locks its own store (an flock per network's data dir), and
+  every iptables call of the plugins takes the xtables lock (-w): those
+  need nothing from us.
+- The chains several containers share (portmap's CNI-HOSTPORT-DNAT/-SETMARK
+  /-MASQ and their jumps, firewall's CNI-FORWARD/CNI-ADMIN and the FORWARD
+  jump) race only while they are created: two plugins both find one
+  missing, the second `iptables -N` fails with "Chain already exists", and a
+  check-then-insert jump rule can be inserted twice. cnirun creates them
+  once, up front, under the host lock held exclusively (chains.py); every
+  chain runs under the host lock held *shared*, so the creation never runs
+  beside a plugin.
+- bridge creates its bridge and gives it the gateway address on the first
+  ADD: two first ADDs race (an address added twice fails). A chain whose
+  bridge does not exist yet holds that bridge's lock exclusively while it
+  runs; the others hold it shared, so they wait only while a bridge is
+  being made.
+- GC DELs every cached attachment of a network it is not told to keep,
+  which would include an ADD in flight: it holds the network's lock
+  exclusively, ADD/DEL/CHECK hold it shared.
+
+So chains on different networks never wait for each other, and chains on
+one network wait only for a bridge being created or a GC. The lock files
+live beside the host lock file (CNIRUN_LOCK_FILE, default
+/run/cnirun/cni.lock): <file>.d/net-<network>.lock, <file>.d/link-<bridge>.lock.
+Locks are always taken in that order (host, network, bridge), and the
+exclusive host lock only while holding nothing else: no deadlock.
 """
 from __future__ import annotations
 
@@ -36,50 +59,91 @@ def lock_file() -> str:
     return cni_lock()
 
 
+def _blocking_flock(fd: int, op: int, wait: float) -> bool:
+    """A blocking flock on `fd` that gives up after `wait` seconds; True once taken.
+
+    flock(2) has no timeout. The wait is done in the kernel by a helper
+    thread on a duplicate of `fd` (the same open file, so the same lock)
+    while we wait on a semaphore with a timeout: no polling. If we give up,
+    the helper stays queued and drops the lock the moment it gets it.
+    _thread, not threading: the OCI hook path stays lean.
+    """
+    import _thread
+
+    dup = os.dup(fd)
+    done = _thread.allocate_lock()
+    done.acquire()
+    guard = _thread.allocate_lock()
+    state = {"taken": False, "abandoned": False, "error": None}
+
+    def take() -> None:
+        try:
+            fcntl.flock(dup, op)
+        except OSError as e:
+            state["error"] = e
+        with guard:
+            if state["abandoned"]:
+                os.close(dup)  # we gave up meanwhile: let the next waiter have it
+                return
+            state["taken"] = state["error"] is None
+            os.close(dup)  # `fd` still holds the open file, and with it the lock
+        done.release()
+
+    _thread.start_new_thread(take, ())
+    done.acquire(timeout=max(wait, 0.0))
+    with guard:
+        if state["taken"]:
+            return True
+        if state["error"] is not None:
+            raise state["error"]  # type: ignore[misc]
+        state["abandoned"] = True
+        return False
+
+
 def flock(
     path: str,
     *,
     wait: float | None = None,
     blocking: bool = True,
     replaceable: bool = False,
+    shared: bool = False,
     what: str = "",
 ) -> int | None:
-    """Open `path` (creating it and its directory) and take an exclusive flock; returns the fd.
+    """Open `path` (creating it and its directory) and take an flock; returns the fd.
 
-    blocking=False: None at once when someone holds it. `wait`: give up after
-    that many seconds with LockError naming `what` (None: wait for ever).
-    replaceable: the holder may unlink the file when done (a container's
-    lock): if the file was replaced after we opened it, lock the new one, so
-    two processes can never both hold "the" lock through different inodes.
-    The fd is close-on-exec; closing it releases the lock.
+    Exclusive, or shared=True (several holders at once, none while someone
+    holds it exclusively). blocking=False: None at once when it is busy.
+    `wait`: give up after that many seconds with LockError naming `what`
+    (None: wait for ever). replaceable: the holder may unlink the file when
+    done (a container's lock): if the file was replaced after we opened it,
+    lock the new one, so two processes can never both hold "the" lock
+    through different inodes. The fd is close-on-exec; closing it releases
+    the lock.
     """
     try:
         os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
     except OSError as e:
         raise LockError(f"cannot create the directory of lock file {path}: {e.strerror}: run as root") from None
+    op = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
     deadline = None if wait is None else time.monotonic() + wait
-    delay = 0.002
     while True:
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         except OSError as e:
             raise LockError(f"cannot open lock file {path}: {e.strerror}: run as root") from None
         try:
-            if deadline is None and blocking:
-                fcntl.flock(fd, fcntl.LOCK_EX)
-            else:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            if not blocking:
-                return None
-            if deadline is not None and time.monotonic() >= deadline:
-                raise LockError(
-                    f"{what or 'another cnirun process'} has held {path} for more than {wait:g} s: try again later"
-                ) from None
-            time.sleep(delay)
-            delay = min(delay * 2, 0.05)
-            continue
+            try:
+                fcntl.flock(fd, op | fcntl.LOCK_NB)  # the usual case: free, no thread
+            except BlockingIOError:
+                if not blocking:
+                    os.close(fd)
+                    return None
+                if deadline is None:
+                    fcntl.flock(fd, op)
+                elif not _blocking_flock(fd, op, deadline - time.monotonic()):
+                    raise LockError(
+                        f"{what or 'another cnirun process'} has held {path} for more than {wait:g} s: try again later"
+                    ) from None
         except BaseException:
             os.close(fd)
             raise
@@ -95,25 +159,95 @@ def flock(
 
 
 class host_lock:  # noqa: N801 - used as `with host_lock(...)`, like the generator it replaced
-    """Hold the host-wide CNI lock; LockError (code 11) after `wait` seconds.
+    """Hold one lock file (default: the host-wide CNI lock) for a block; LockError (code 11) after `wait` s.
 
-    A plain context manager rather than @contextmanager: contextlib is not
-    imported on the hook path. The lock is taken on entering the block.
+    Exclusive unless shared=True. A plain context manager rather than
+    @contextmanager: contextlib is not imported on the hook path. The lock
+    is taken on entering the block.
     """
 
-    def __init__(self, path: str | None = None, wait: float = DEFAULT_WAIT) -> None:
+    def __init__(self, path: str | None = None, wait: float = DEFAULT_WAIT, shared: bool = False) -> None:
         self.path = path
         self.wait = wait
+        self.shared = shared
         self._fd = -1
 
     def __enter__(self) -> None:
-        self._fd = flock(self.path or lock_file(), wait=self.wait, what="another CNI operation")  # type: ignore[assignment]
+        self._fd = flock(  # type: ignore[assignment]
+            self.path or lock_file(), wait=self.wait, shared=self.shared, what="another CNI operation"
+        )
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         fd, self._fd = self._fd, -1
         if fd >= 0:
+            os.close(fd)
+
+
+def lock_dir(host: str | None = None) -> str:
+    """Where the per-network and per-bridge locks (and chains.py's markers) live: beside the host lock."""
+    return (host or lock_file()) + ".d"
+
+
+def network_lock_path(network: str, host: str | None = None) -> str:
+    return os.path.join(lock_dir(host), f"net-{network}.lock")
+
+
+def link_lock_path(link: str, host: str | None = None) -> str:
+    return os.path.join(lock_dir(host), f"link-{link}.lock")
+
+
+class chain_lock:  # noqa: N801 - a context manager, like host_lock
+    """What one chain execution holds: the host lock shared, its network's lock, and its bridges' locks.
+
+    exclusive=True takes the network's lock exclusively (GC). `new_links`:
+    bridges the chain will create (they do not exist yet): held exclusively;
+    `links`: bridges that exist, held shared (see the module's docstring).
+    The time spent waiting is reported to the trace (cnirun.trace).
+    """
+
+    def __init__(
+        self,
+        network: str,
+        host: str | None = None,
+        *,
+        exclusive: bool = False,
+        links: tuple[str, ...] = (),
+        new_links: tuple[str, ...] = (),
+        wait: float = DEFAULT_WAIT,
+    ) -> None:
+        self.host = host or lock_file()
+        self.network = network
+        self.exclusive = exclusive
+        self.links = links
+        self.new_links = new_links
+        self.wait = wait
+        self._fds: list[int] = []
+
+    def __enter__(self) -> None:
+        from . import trace
+
+        t0 = time.monotonic() if trace.ON else 0.0
+        deadline = time.monotonic() + self.wait
+        what = "another CNI operation"
+        wanted = [(self.host, True), (network_lock_path(self.network, self.host), not self.exclusive)]
+        wanted += sorted((link_lock_path(n, self.host), n not in self.new_links) for n in {*self.links, *self.new_links})
+        try:
+            for path, shared in wanted:
+                left = max(deadline - time.monotonic(), 0.0)
+                self._fds.append(flock(path, wait=left, shared=shared, what=what))  # type: ignore[arg-type]
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        if trace.ON:
+            trace.event("lock wait", time.monotonic() - t0, self.network + (" (exclusive)" if self.exclusive else ""))
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        fds, self._fds = self._fds, []
+        for fd in reversed(fds):
             os.close(fd)
 
 

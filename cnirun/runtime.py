@@ -9,8 +9,10 @@ from __future__ import annotations
 import os
 
 from . import cache as cnicache
+from . import chains
 from . import config as netconf
 from . import jsonfast as json
+from . import trace
 from . import version as cniversion
 from .config import NetworkConfigList, PluginConf
 from .errors import (
@@ -24,7 +26,7 @@ from .errors import (
     VersionError,
 )
 from .invoke import Invocation, PluginInfo, exec_plugin, find_plugin, plugin_dirs, probe_version
-from .lock import host_lock
+from .lock import chain_lock
 from .value import Value
 
 # This module and everything it imports are on the OCI hook path (every
@@ -137,6 +139,19 @@ def _host_veth_present(result: dict[str, Any] | None) -> bool:
     host = [str(i.get("name", "")) for i in ifaces if not i.get("sandbox")]
     # bridge lists the bridge first, then the host veth
     return len(host) >= 2 and all(os.path.exists(f"/sys/class/net/{n}") for n in host if n and "/" not in n)
+
+
+def _bridges(net: NetworkConfigList) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The bridges `net`'s chain plugs into: (those that exist, those its ADD will create).
+
+    bridge's first ADD creates the bridge and gives it the gateway address,
+    and two first ADDs race: lock.chain_lock holds a bridge about to be
+    created exclusively.
+    """
+    names = {str(p.raw.get("bridge") or "cni0") for p in net.plugins if p.type == "bridge"}
+    names = {n for n in names if n and "/" not in n and n not in (".", "..")}
+    new = tuple(sorted(n for n in names if not os.path.exists("/sys/class/net/" + n)))
+    return tuple(sorted(names.difference(new))), new
 
 
 def _convert(result: dict[str, Any], version: str) -> dict[str, Any]:
@@ -264,7 +279,19 @@ class CNI:
         # Find every plugin before running any: a missing one fails with nothing done.
         for p in net.plugins:
             find_plugin(p.type, self.plugin_dirs)
-        with host_lock(self.lock_file):
+        try:
+            return self._add_chain(net, rt)
+        except PluginError as e:
+            # Shared chains flushed behind our back (our markers lie), and two
+            # plugins raced to recreate them: make them again, retry once.
+            if "already exists" not in str(e) or not chains.forget(net, self.lock_file):
+                raise
+        return self._add_chain(net, rt)
+
+    def _add_chain(self, net: NetworkConfigList, rt: RuntimeConf) -> dict[str, Any]:
+        chains.ensure(net, self.lock_file)
+        links, new_links = _bridges(net)
+        with chain_lock(net.name, self.lock_file, links=links, new_links=new_links):
             prev: dict[str, Any] | None = None
             # The intent record: written before the first plugin runs and
             # again before each next one, so that whatever kills this process
@@ -284,14 +311,16 @@ class CNI:
                 for p in net.plugins:
                     started += 1
                     record.result, record.pending = prev, {"started": started}
-                    cnicache.write_file(self.cache_dir, record, fsync=False)
+                    with trace.span("cache write", "intent"):
+                        cnicache.write_file(self.cache_dir, record, fsync=False)
                     conf = self.build_conf(net, p, rt, prev)
                     out = self._exec(net, p, self._inv("ADD", rt), conf)
                     prev = _parse_result(out, net.cni_version, p.type, net.name, "ADD")
                 if prev is None:
                     raise ConfigError(f"{net.source}: plugins: the network has no plugins")
                 record.result, record.pending = prev, None
-                cnicache.write_file(self.cache_dir, record)
+                with trace.span("cache write", "result"):
+                    cnicache.write_file(self.cache_dir, record)
             except BaseException:
                 # Every ADD must be followed by a DEL, a failed one included: undo
                 # with the partial result so plugins can find what they made.
@@ -341,7 +370,8 @@ class CNI:
         retry.
         """
         validate_container_id(rt.container_id)
-        with host_lock(self.lock_file):
+        # DEL creates nothing shared: the network's lock, shared, is all it needs.
+        with chain_lock(net if isinstance(net, str) else net.name, self.lock_file):
             self._delete_locked(net, rt)
 
     def _delete_locked(self, net: NetworkConfigList | str, rt: RuntimeConf) -> None:
@@ -421,7 +451,12 @@ class CNI:
         """
         validate_container_id(rt.container_id)
         validate_ifname(rt.ifname)
-        with host_lock(self.lock_file):
+        att0 = self.cached(network, rt)
+        net0 = self._net_from_cache(att0) if att0 else None
+        if net0 is not None:
+            chains.ensure(net0, self.lock_file)  # portmap's ADD may be the first to need them
+        # Exclusively: a DEL of the same attachment must not run beside it (rare: a port change).
+        with chain_lock(network, self.lock_file, exclusive=True):
             att = self.cached(network, rt)
             if att is None or att.result is None:
                 raise ArgumentError(
@@ -494,7 +529,7 @@ class CNI:
         self._check_netns(rt.netns)
         att = self.cached(net.name, rt)  # unreadable cache: CacheError, as libcni
         prev = _convert(att.result, net.cni_version) if att and att.result else None
-        with host_lock(self.lock_file):
+        with chain_lock(net.name, self.lock_file):
             for p in net.plugins:
                 self._exec(net, p, self._inv("CHECK", rt), self.build_conf(net, p, rt, prev))
 
@@ -508,8 +543,9 @@ class CNI:
             return []
         keep = set(valid or [])
         errors: list[CNIError] = []
-        # One lock for the whole pass: GC never runs beside an ADD or DEL.
-        with host_lock(self.lock_file):
+        # The network's lock, exclusively, for the whole pass: GC never runs beside
+        # an ADD (whose intent record it would take for a leftover) or DEL of it.
+        with chain_lock(net.name, self.lock_file, exclusive=True):
             for att in cnicache.list_attachments(self.cache_dir, net.name):
                 if (att.container_id, att.ifname) in keep:
                     continue

@@ -21,8 +21,8 @@ PKG = Path(__file__).resolve().parent.parent / "cnirun"
 # (layer name, module prefixes); a module belongs to the first layer with a matching prefix.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("core", ("cnirun.value", "cnirun.jsonfast", "cnirun.fsutil", "cnirun.errors", "cnirun.paths",
-              "cnirun.version")),
-    ("config", ("cnirun.config", "cnirun.result", "cnirun.lock", "cnirun.invoke", "cnirun.netns",
+              "cnirun.version", "cnirun.trace")),
+    ("config", ("cnirun.config", "cnirun.result", "cnirun.lock", "cnirun.chains", "cnirun.invoke", "cnirun.netns",
                 "cnirun.oci_state", "cnirun.leftovers", "cnirun.hostfiles", "cnirun.options")),
     ("runtime", ("cnirun.cache", "cnirun.runtime", "cnirun.defaults", "cnirun.skel", "cnirun.portlock")),
     ("lifecycle", ("cnirun.lifecycle", "cnirun.hosts_patch")),

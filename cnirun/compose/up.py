@@ -18,6 +18,7 @@ from typing import Any
 
 from ..errors import CNIError
 from .project import Project, Service
+from .mounts import forget, materialize
 
 LABEL_PROJECT = "com.docker.compose.project"
 LABEL_SERVICE = "com.docker.compose.service"
@@ -183,7 +184,7 @@ def hosts_entries(project: Project, me: Member, peers: list[Member]) -> list[tup
         mine = {names[n.key] for n in me.service.networks}
         for net in peer.service.networks:
             netname = names[net.key]
-            if netname not in mine:
+            if netname not in mine or resolvers(netname):
                 continue
             pnames = [peer.service.name, *net.aliases, peer.container]
             if peer.service.hostname and peer.service.hostname not in pnames:
@@ -243,7 +244,8 @@ def ensure_networks(project: Project, cni: Any) -> list[str]:
     return created
 
 
-def remove_networks(project_name: str, cni: Any) -> list[str]:
+def remove_networks(project_name: str, cni: Any, in_use_ok: bool = False) -> list[str]:
+    """Remove the project's networks; in_use_ok: one still attached (kept orphans) stays, said, not an error."""
     from ..netstore import store
 
     errors: list[str] = []
@@ -255,6 +257,11 @@ def remove_networks(project_name: str, cni: Any) -> list[str]:
             for w in r.warnings:
                 errors.append(w)
             say(f" Network {net.name}  Removed")
+        except store.NetworkInUse as e:
+            if not in_use_ok:
+                errors.append(str(e))
+            else:
+                say(f" Network {net.name}  Resource is still in use")
         except CNIError as e:
             errors.append(str(e))
     return errors
@@ -580,6 +587,7 @@ def up(project: Project, detach: bool | UpOptions, engine: str) -> int:
         ensure_images(project, services, eng, opts.build, opts.pull)
         created = ensure_networks(project, cni)
         ensure_volumes(project, eng)
+        materialize(project.name, {"secrets": project.secrets, "configs": project.configs})
         for svc in services:
             wait_for(project, svc, eng)
             # Scaled down: the highest numbers go, as compose does.
@@ -656,14 +664,33 @@ def _foreground(project: Project, eng: Any, cni: Any) -> int:
     return down(project.name, eng.name, cni)
 
 
-def down(project_name: str, engine: str, cni: Any = None, volumes: bool = False) -> int:
+def down(project_name: str, engine: str, cni: Any = None, volumes: bool = False,
+         services: set[str] | None = None, remove_orphans: bool = False) -> int:
+    """Remove the project's containers, networks (-v: volumes).
+
+    `services`: the services the compose file names, when it could be read.
+    As docker compose does, containers of other services (orphans) stay unless
+    remove_orphans, with a warning; a network they still use stays too (its
+    removal is refused while attached). Without the file every container of
+    the project goes.
+    """
     from ..runtime import CNI
     from ..engines import get as engine_for
 
     eng = engine_for(engine)
     cni = cni or CNI()
-    errors = remove_containers(project_name, eng)
-    errors += remove_networks(project_name, cni)
+    only = None
+    if services is not None and not remove_orphans:
+        containers = project_containers(eng, project_name)
+        orphans = sorted(c.name for c in containers if c.labels.get(LABEL_SERVICE) not in services)
+        if orphans:
+            say(f"WARN Found orphan containers ({', '.join(orphans)}) for this project: if you removed or "
+                "renamed their service in the compose file, run down with --remove-orphans to remove them")
+            only = {c.name for c in containers if c.name not in orphans}
+    errors = remove_containers(project_name, eng, only)
+    errors += remove_networks(project_name, cni, in_use_ok=only is not None)
+    if only is None:
+        forget(project_name)  # the environment:/content: secrets up wrote
     if volumes:
         errors += remove_volumes(project_name, eng)
     for e in errors:

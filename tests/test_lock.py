@@ -1,0 +1,263 @@
+"""cnirun.lock: the one flock helper and the CNI chain locks (#13).
+
+Unit tests on lock files in tmp, plus chains run through the real runtime
+with the recording noop plugin sleeping, to show which chains wait for which.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from cnirun import lock
+from cnirun.errors import LockError
+from cnirun.lock import chain_lock, flock, host_lock, is_held, link_lock_path, network_lock_path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _holder(path: Path, shared: bool = False) -> subprocess.Popen[str]:
+    """Another process holding `path` until killed; returns once it holds it."""
+    code = (
+        "import sys, time; from cnirun.lock import flock; "
+        f"flock({str(path)!r}, shared={shared!r}); print('held', flush=True); time.sleep(600)"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, cwd=REPO,
+                            env=dict(os.environ, PYTHONPATH=str(REPO)))
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def _take_in_thread(path: Path, **kw: object) -> tuple[threading.Thread, dict[str, object]]:
+    out: dict[str, object] = {}
+
+    def run() -> None:
+        t0 = time.monotonic()
+        try:
+            out["fd"] = flock(str(path), **kw)  # type: ignore[arg-type]
+        except LockError as e:
+            out["error"] = e
+        out["after"] = time.monotonic() - t0
+
+    t = threading.Thread(target=run)
+    t.start()
+    return t, out
+
+
+def test_exclusive_and_shared(tmp_path: Path) -> None:
+    path = tmp_path / "d" / "l.lock"  # the directory is created
+    a = flock(str(path), shared=True)
+    b = flock(str(path), shared=True)  # shared holders coexist
+    assert a is not None and b is not None
+    assert flock(str(path), blocking=False) is None  # no exclusive beside them
+    os.close(a)
+    os.close(b)
+    c = flock(str(path), blocking=False)
+    assert c is not None and flock(str(path), blocking=False, shared=True) is None
+    os.close(c)
+
+
+def test_wait_times_out_with_lock_error_naming_what(tmp_path: Path) -> None:
+    path = tmp_path / "l.lock"
+    fd = flock(str(path))
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(LockError, match="the thing .* more than 0.3 s"):
+            flock(str(path), wait=0.3, what="the thing")
+        assert 0.3 <= time.monotonic() - t0 < 2.0
+    finally:
+        os.close(fd)  # type: ignore[arg-type]
+    # the waiter that gave up let go as soon as it got the lock: it is free again
+    deadline = time.monotonic() + 2
+    while is_held(str(path)) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    fd2 = flock(str(path), blocking=False)
+    assert fd2 is not None
+    os.close(fd2)
+
+
+def test_waiter_wakes_when_released_not_on_a_poll_tick(tmp_path: Path) -> None:
+    """A blocking wait with a timeout sleeps in the kernel: it gets the lock right when it is released."""
+    path = tmp_path / "l.lock"
+    fd = flock(str(path))
+    t, out = _take_in_thread(path, wait=30.0)
+    time.sleep(0.5)
+    assert t.is_alive() and "fd" not in out
+    released = time.monotonic()
+    os.close(fd)  # type: ignore[arg-type]
+    t.join(5)
+    assert isinstance(out.get("fd"), int), out
+    woke_after = float(out["after"]) - 0.5  # type: ignore[arg-type]
+    assert woke_after < 0.2, f"took {woke_after:.3f} s after the release"
+    assert time.monotonic() - released < 1.0
+    os.close(out["fd"])  # type: ignore[arg-type]
+
+
+def test_sigkilled_holder_never_blocks_others(tmp_path: Path) -> None:
+    path = tmp_path / "cni.lock"
+    holder = _holder(path)
+    try:
+        assert is_held(str(path))
+        with pytest.raises(LockError):
+            flock(str(path), wait=0.2)
+        t, out = _take_in_thread(path, wait=30.0)
+        time.sleep(0.2)
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(10)
+        t.join(5)
+        assert isinstance(out.get("fd"), int), out  # the waiter got it once the holder died
+        os.close(out["fd"])  # type: ignore[arg-type]
+    finally:
+        holder.kill()
+        holder.wait()
+    # and a later taker finds it free at once
+    with host_lock(str(path), wait=0.5):
+        assert is_held(str(path))
+
+
+def test_sigkilled_chain_holder_never_blocks_gc_or_other_chains(tmp_path: Path) -> None:
+    host = str(tmp_path / "cni.lock")
+    code = (
+        "import time; from cnirun.lock import chain_lock; "
+        f"l = chain_lock('t197k', {host!r}, new_links=('t197kbr',)); l.__enter__(); print('held', flush=True); "
+        "time.sleep(600)"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, cwd=REPO)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
+        with pytest.raises(LockError):
+            with chain_lock("t197k", host, exclusive=True, wait=0.2):
+                pass
+        with pytest.raises(LockError):
+            with chain_lock("t197k", host, links=("t197kbr",), wait=0.2):
+                pass
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        t0 = time.monotonic()
+        with chain_lock("t197k", host, exclusive=True, wait=5):
+            pass
+        assert time.monotonic() - t0 < 1.0
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_chain_lock_levels(tmp_path: Path) -> None:
+    host = str(tmp_path / "cni.lock")
+    with chain_lock("t197a", host, links=("t197br",)):
+        # another network: never waits
+        with chain_lock("t197b", host, exclusive=True, wait=0.2):
+            pass
+        # the same network and bridge, shared: runs beside it
+        with chain_lock("t197a", host, links=("t197br",), wait=0.2):
+            pass
+        # GC of the same network waits
+        with pytest.raises(LockError):
+            with chain_lock("t197a", host, exclusive=True, wait=0.2):
+                pass
+        # a chain that would create the bridge waits (it is in use: someone made it)
+        with pytest.raises(LockError):
+            with chain_lock("t197c", host, new_links=("t197br",), wait=0.2):
+                pass
+        # the chains' setup (host lock, exclusively) waits for running chains
+        with pytest.raises(LockError):
+            with host_lock(host, wait=0.2):
+                pass
+    assert os.path.exists(network_lock_path("t197a", host)) and os.path.exists(link_lock_path("t197br", host))
+    # nothing is held once the blocks are left
+    for p in (host, network_lock_path("t197a", host), link_lock_path("t197br", host)):
+        assert not is_held(p)
+
+
+def test_chain_lock_gives_up_as_a_whole(tmp_path: Path) -> None:
+    """A chain lock that times out on its last lock drops the ones it had taken."""
+    host = str(tmp_path / "cni.lock")
+    fd = flock(link_lock_path("t197br", host))
+    try:
+        with pytest.raises(LockError):
+            with chain_lock("t197a", host, links=("t197br",), wait=0.2):
+                pass
+        assert not is_held(host) and not is_held(network_lock_path("t197a", host))
+    finally:
+        os.close(fd)  # type: ignore[arg-type]
+
+
+def test_lock_api_the_others_call_is_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CNIRUN_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("CNIRUN_LOCK_FILE", str(tmp_path / "cni.lock"))
+    assert lock.lock_file() == str(tmp_path / "cni.lock")
+    with host_lock():
+        assert is_held(str(tmp_path / "cni.lock"))
+    fd = lock.lock_container("c197")
+    assert fd is not None and lock.lock_container("c197", blocking=False) is None
+    lock.unlock_container(fd, "c197", remove=True)
+    assert not (tmp_path / "state" / "locks" / "c197.lock").exists()
+
+
+# -- through the runtime: which chains wait for which ------------------------------------------
+def _noop_world(tmp_path: Path, names: list[str], sleep: float) -> tuple[object, dict[str, object]]:
+    from cnirun.plugins import install_plugin_script
+    from cnirun.runtime import CNI
+
+    plugdir = tmp_path / "plugins"
+    plugdir.mkdir()
+    install_plugin_script(plugdir, "noop", "cnirun.plugins.noop")
+    debug = tmp_path / "noop.json"
+    debug.write_text(json.dumps({"sleep": sleep, "reportResult": {"cniVersion": "1.0.0"}}))
+    netconf = tmp_path / "net.d"
+    netconf.mkdir()
+    for n in names:
+        (netconf / f"{n}.conflist").write_text(json.dumps(
+            {"cniVersion": "1.0.0", "name": n, "plugins": [{"type": "noop", "debugFile": str(debug)}]}))
+    cni = CNI(plugin_path=[str(plugdir)], netconf_path=str(netconf), cache_dir=str(tmp_path / "cache"),
+              lock_file=str(tmp_path / "cni.lock"))
+    return cni, {n: cni.network(n) for n in names}
+
+
+def test_chains_on_different_and_same_networks_run_in_parallel(tmp_path: Path) -> None:
+    from cnirun.runtime import RuntimeConf
+
+    cni, nets = _noop_world(tmp_path, ["t197p1", "t197p2"], sleep=1.0)
+    ns = tmp_path / "ns"
+    ns.write_text("")
+    jobs = [("t197p1", "c1"), ("t197p2", "c2"), ("t197p1", "c3")]
+    errors: list[BaseException] = []
+
+    def add(net: str, cid: str) -> None:
+        try:
+            cni.add(nets[net], RuntimeConf(cid, netns=str(ns)))  # type: ignore[attr-defined]
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=add, args=j) for j in jobs]
+    t0 = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    took = time.monotonic() - t0
+    assert errors == []
+    assert took < 2.5, f"three 1 s chains took {took:.2f} s: they waited for each other"
+    # GC of t197p1 takes its network exclusively: a DEL on t197p2 does not wait for it
+    gc_done: list[float] = []
+
+    def gc() -> None:
+        cni.gc(nets["t197p1"], [])  # type: ignore[attr-defined]
+        gc_done.append(time.monotonic())
+
+    t0 = time.monotonic()
+    g = threading.Thread(target=gc)
+    g.start()
+    time.sleep(0.2)
+    cni.delete("t197p2", RuntimeConf("c2"))  # type: ignore[attr-defined]
+    other_done = time.monotonic()
+    g.join(30)
+    assert gc_done and other_done < gc_done[0], "the DEL on t197p2 waited for t197p1's GC"
+    assert not list((tmp_path / "cache" / "results").glob("*"))
