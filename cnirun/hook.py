@@ -141,6 +141,9 @@ def attach_container(
     nets = [cni.network(n) for n in spec.networks]
     check_label_policy(nets)
     opts = options_for(spec, nets)
+    if config.hostname:  # the hook knows no engine name: the hostname (Docker's default: the short ID) serves
+        for o in opts:
+            o.names.append(config.hostname)
     leftovers = detach(cni, state.id)
     if leftovers:
         raise HookError("cannot undo the previous attachment: " + "; ".join(leftovers))
@@ -195,7 +198,8 @@ def reapply_live(cni: CNI, state: OCIState, atts: list[Attachment]) -> str:
         try:
             net = cni.network(str(entry.get("network")))
             opts = NetworkOptions(dict(entry.get("capability_args") or {}),
-                                  [(str(k), str(v)) for k, v in entry.get("args") or []])
+                                  [(str(k), str(v)) for k, v in entry.get("args") or []],
+                                  [str(n) for n in entry.get("names") or []])
             atts.append(connect(cni, net, state.id, pin_path(state.id), opts, interfaces(state.pid)))
         except CNIError as e:
             problems.append(f"network {entry.get('network')}: {e}")
@@ -214,6 +218,14 @@ def reapply_live(cni: CNI, state: OCIState, atts: list[Attachment]) -> str:
                     lock.release()
         except (CNIError, KeyError, TypeError, ValueError) as e:
             problems.append(f"ports: {e}")
+    if "bandwidth" in live:  # `cnirun update` changed the labels' rates (None: removed them)
+        from .lifecycle import set_bandwidth
+
+        try:
+            value = live["bandwidth"] if isinstance(live["bandwidth"], dict) else None
+            set_bandwidth(cni, state.id, value, pin_path(state.id))
+        except CNIError as e:
+            problems.append(f"rates: {e}")
     return "; ".join(problems)
 
 

@@ -124,9 +124,17 @@ def dns_from_results(results: Iterable[dict[str, Any]]) -> DNSConfig:
     return dns
 
 
-def container_dns(results: Iterable[dict[str, Any]], servers: list[str], search: list[str]) -> DNSConfig:
-    """--dns/--dns-search win; then the CNI results' DNS; then the host's."""
+def container_dns(
+    results: Iterable[dict[str, Any]], servers: list[str], search: list[str], resolvers: list[str] | None = None
+) -> DNSConfig:
+    """--dns/--dns-search win; then the container's networks' resolvers (cnirun.dns); then the CNI
+    results' DNS; then the host's. Search domains and options: the results', else the host's."""
     dns = dns_from_results(results)
+    if resolvers:
+        dns.nameservers = list(dict.fromkeys(resolvers))[:3]  # resolv.conf reads at most three
+        if not dns.search and not dns.options:
+            host = host_dns()
+            dns.search, dns.options = host.search, host.options
     if not dns.nameservers:
         host = host_dns()
         dns.nameservers = host.nameservers

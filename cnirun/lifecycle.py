@@ -57,16 +57,18 @@ class Attachment(Value):
 
 
 class NetworkOptions(Value):
-    """Per-network runtime arguments (capability args and CNI_ARGS)."""
+    """Per-network runtime arguments (capability args and CNI_ARGS), and the container's DNS names there."""
 
-    _fields = ("capability_args", "args")
+    _fields = ("capability_args", "args", "names")
     __match_args__ = _fields
 
     def __init__(
-        self, capability_args: dict[str, Any] | None = None, args: list[tuple[str, str]] | None = None
+        self, capability_args: dict[str, Any] | None = None, args: list[tuple[str, str]] | None = None,
+        names: list[str] | None = None,
     ) -> None:
         self.capability_args = {} if capability_args is None else capability_args
         self.args = [] if args is None else args
+        self.names = [] if names is None else names  # name, aliases: what the network's resolver answers for
 
     def set_arg(self, key: str, value: str) -> None:
         """A CNI_ARGS pair (with IgnoreUnknown, which host-local, bridge and tuning read); checked for separators."""
@@ -104,21 +106,25 @@ def options_for(spec: ContainerNetworkSpec, networks: list[NetworkConfigList]) -
       portmap chains would DNAT the same host port twice);
     - a static IP goes to the network it names (spec.ips; a bare --ip is the
       first network's), checked against the network's subnets and host-local's
-      reservations;
-    - a MAC goes to eth0, as docker run's --mac-address does.
+      reservations; an IPv6 one (spec.ips6, --ip6) likewise, and only to a
+      network with an IPv6 subnet; both go in one `ips` list (host-local
+      takes one address per range set);
+    - a MAC goes to eth0, as docker run's --mac-address does;
+    - rate limits go to the first network whose chain takes `bandwidth`
+      (policy.capability; one limit per container, like its ports).
     Capabilities are used when the chain declares them, else CNI_ARGS
     (IP=/MAC= with IgnoreUnknown).
     """
     from .options import ip_in_network
 
-    opts = [NetworkOptions() for _ in networks]
+    opts = [NetworkOptions(names=spec.names_on(n.name)) for n in networks]
     if not networks:
         return opts
     names = [n.name for n in networks]
-    for name in spec.ips:
+    for name, ip in [*spec.ips.items(), *spec.ips6.items()]:
         if name not in names:
             raise ArgumentError(
-                f"static IP {spec.ips[name]} is for network {name!r}, which this container does not join "
+                f"static IP {ip} is for network {name!r}, which this container does not join "
                 f"({', '.join(names)}): add --network {name} or drop the IP"
             )
     if spec.ports:
@@ -129,29 +135,58 @@ def options_for(spec: ContainerNetworkSpec, networks: list[NetworkConfigList]) -
                 f"none of {', '.join(names)} has one"
             )
         opts[target].capability_args["portMappings"] = [p.to_cni() for p in spec.ports]
+    if spec.ingress_rate is not None or spec.egress_rate is not None:
+        from .policy import CAPABILITY, capability
+
+        target = next((i for i, n in enumerate(networks) if _declares(n, CAPABILITY)), None)
+        if target is None:
+            raise ArgumentError(
+                f"rate limits need a network with the bandwidth plugin (capabilities bandwidth); "
+                f"none of {', '.join(names)} has one: add it to the network's chain or drop the rate"
+            )
+        opts[target].capability_args[CAPABILITY] = capability(spec.ingress_rate, spec.egress_rate)
     for net, o in zip(networks, opts):
-        ip = spec.ips.get(net.name)
-        if not ip:
+        wanted = [ip for ip in (spec.ips.get(net.name), spec.ips6.get(net.name)) if ip]
+        if not wanted:
             continue
         subnets = net.subnets()
-        if not ip_in_network(ip, subnets):
-            raise ArgumentError(
-                f"IP address {ip} is outside network {net.name}'s subnet {', '.join(subnets)}: "
-                "pick an address inside it"
-            )
-        d = _host_local_dir(net)
-        if d and os.path.exists(os.path.join(d, ip)):
-            raise ArgumentError(f"IP address {ip} is already taken on network {net.name}: pick another address")
+        if net.name in spec.ips6:
+            _check_ip6(net.name, spec.ips6[net.name], spec.ips.get(net.name, ""), subnets)
+        for ip in wanted:
+            if not ip_in_network(ip, subnets):
+                raise ArgumentError(
+                    f"IP address {ip} is outside network {net.name}'s subnet {', '.join(subnets)}: "
+                    "pick an address inside it"
+                )
+            d = _host_local_dir(net)
+            if d and os.path.exists(os.path.join(d, ip)):
+                raise ArgumentError(f"IP address {ip} is already taken on network {net.name}: pick another address")
         if _declares(net, "ips"):
-            o.capability_args["ips"] = [ip]
+            o.capability_args["ips"] = wanted
+        elif len(wanted) > 1:
+            raise ArgumentError(
+                f"network {net.name}'s chain does not take the ips capability and host-local reads one IP= "
+                f"from CNI_ARGS: give either {wanted[0]} or {wanted[1]}, not both"
+            )
         else:
-            o.set_arg("IP", ip)
+            o.set_arg("IP", wanted[0])
     if spec.mac:
         if _declares(networks[0], "mac"):
             opts[0].capability_args["mac"] = spec.mac
         else:
             opts[0].set_arg("MAC", spec.mac)
     return opts
+
+
+def _check_ip6(network: str, ip6: str, ip: str, subnets: list[str]) -> None:
+    """--ip6 needs a network with an IPv6 subnet, and one IPv6 address per network."""
+    if subnets and not any(":" in s for s in subnets):
+        raise ArgumentError(
+            f"--ip6 {ip6}: network {network} has no IPv6 subnet ({', '.join(subnets)}): "
+            "use a dual-stack network (cnirun network create --ipv6) or drop --ip6"
+        )
+    if ":" in ip:
+        raise ArgumentError(f"two IPv6 addresses for network {network} ({ip} and {ip6}): keep one")
 
 
 # -- attach ----------------------------------------------------------------------------
@@ -176,10 +211,20 @@ def attach(
             )
             result = cni.add(net, rt)
             done.append(Attachment(net.name, rt.ifname, result))
+            _publish_names(cni, net, container_id, result, opts.names)
     except BaseException:
         _undo(cni, container_id, netns, done)
         raise
     return done
+
+
+def _publish_names(
+    cni: CNI, net: NetworkConfigList, container_id: str, result: dict[str, Any], names: list[str] | None
+) -> None:
+    """The container's names on the network's resolver (cnirun.dns; started on demand). None: keep its names."""
+    from .dns import register
+
+    register(net, container_id, result, names, cni.cache_dir)
 
 
 def _undo(cni: CNI, container_id: str, netns: str, done: list[Attachment]) -> None:
@@ -188,7 +233,10 @@ def _undo(cni: CNI, container_id: str, netns: str, done: list[Attachment]) -> No
         try:
             cni.delete(att.network, RuntimeConf(container_id=container_id, netns=netns, ifname=att.ifname))
         except CNIError:
-            pass  # gc retries from the cache
+            continue  # gc retries from the cache (and drops the names then)
+        from .dns import unregister
+
+        unregister(att.network, container_id)
 
 
 def cached_attachments(cni: CNI, container_id: str) -> list[cnicache.CachedAttachment]:
@@ -244,6 +292,7 @@ def reattach(
                 rt.capability_args = {k: v for k, v in rt.capability_args.items() if k != "ips"}
                 result = cni.add(net, rt)
             done.append(Attachment(net.name, rt.ifname, result))
+            _publish_names(cni, net, container_id, result, None)  # same names, the new addresses
     except BaseException:
         _undo(cni, container_id, netns, done)
         raise
@@ -310,6 +359,9 @@ def _del_attachments(
             problems.append(str(e))
             continue
         freed.update(a.split("/", 1)[0] for a in Attachment.from_cache(att).addresses())
+        from .dns import unregister
+
+        unregister(att.network_name, container_id)
         if where == NO_NETNS:
             from .leftovers import remove_rules_naming
 
@@ -367,7 +419,13 @@ def connect(
     ifname = next_ifname({a.ifname for a in atts} | set(present or []))
     opts = options or NetworkOptions()
     rt = RuntimeConf(container_id, netns, ifname, list(opts.args), dict(opts.capability_args))
-    return Attachment(net.name, ifname, cni.add(net, rt))
+    att = Attachment(net.name, ifname, cni.add(net, rt))
+    try:
+        _publish_names(cni, net, container_id, att.result, opts.names)
+    except BaseException:
+        _undo(cni, container_id, netns, [att])
+        raise
+    return att
 
 
 def disconnect(cni: CNI, network: str, container_id: str, netns: str | None) -> list[str]:
@@ -429,6 +487,55 @@ def set_ports(cni: CNI, container_id: str, mappings: list[dict[str, Any]]) -> cn
         )
     rt = RuntimeConf(container_id=container_id, ifname=att.ifname)
     return cni.update_capabilities(att.network_name, rt, {PORT_CAPABILITY: mappings})
+
+
+def _capability_attachment(cni: CNI, container_id: str, capability: str) -> cnicache.CachedAttachment | None:
+    """The attachment holding `capability`, else the first whose chain declares it (options_for's rule)."""
+    from .config import conflist_from_bytes
+
+    atts = cached_attachments(cni, container_id)
+    for a in atts:
+        if a.capability_args.get(capability):
+            return a
+    for a in atts:
+        try:
+            net = conflist_from_bytes(a.config, a.path) if a.config else cni.network(a.network_name)
+        except CNIError:
+            continue
+        if _declares(net, capability):
+            return a
+    return None
+
+
+def bandwidth(cni: CNI, container_id: str) -> tuple[str, Any]:
+    """(network, cached `bandwidth` capability value or None) of a container; ('', None) without one."""
+    from .policy import CAPABILITY
+
+    att = _capability_attachment(cni, container_id, CAPABILITY)
+    return (att.network_name, att.capability_args.get(CAPABILITY)) if att else ("", None)
+
+
+def set_bandwidth(
+    cni: CNI, container_id: str, value: dict[str, int] | None, netns: str = ""
+) -> cnicache.CachedAttachment:
+    """Make `value` (policy.capability(); None: no limit) the container's rate limits, live.
+
+    Re-runs only the bandwidth plugin with the cached prevResult
+    (runtime.CNI.update_capabilities: intent record first, cache rewritten),
+    so the container keeps its address, MAC and connections, and a later DEL,
+    gc or reattach applies the current limits. `netns`: the container's
+    (default: the cached one). Call with the container's lock held.
+    """
+    from .policy import CAPABILITY
+
+    att = _capability_attachment(cni, container_id, CAPABILITY)
+    if att is None:
+        raise ArgumentError(
+            "rate limits need a network with the bandwidth plugin (capabilities bandwidth); none of the "
+            "container's networks has one: connect it to one first"
+        )
+    rt = RuntimeConf(container_id=container_id, netns=netns, ifname=att.ifname)
+    return cni.update_capabilities(att.network_name, rt, {CAPABILITY: value})
 
 
 # -- gc ----------------------------------------------------------------------------------

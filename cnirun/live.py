@@ -1,4 +1,4 @@
-"""Changing a running container's networks: `cnirun network connect/disconnect` and `cnirun port`.
+"""Changing a running container's networks: `cnirun network connect/disconnect`, `cnirun port`, `cnirun update`.
 
 Finds the container through the Engine protocol (name, ID or unique prefix),
 works out which CNI container ID and which netns its attachments use, takes
@@ -218,19 +218,28 @@ def _write_live(t: Target, change: Any) -> None:
 
 
 # -- operations ---------------------------------------------------------------------------
-def connect(ref: str, network: str, ip: str = "", mac: str = "", aliases: list[str] | None = None) -> Any:
-    """`cnirun network connect`: lifecycle.connect of one more network; returns the Attachment."""
+def connect(ref: str, network: str, ip: str = "", mac: str = "", aliases: list[str] | None = None,
+            ingress_rate: Any = None, egress_rate: Any = None, ip6: str = "") -> Any:
+    """`cnirun network connect`: lifecycle.connect of one more network; returns the Attachment.
+
+    `ip6`: a static IPv6 address on a dual-stack network (--ip6).
+
+    `ingress_rate`/`egress_rate`: policy.Rate limits on this attachment (its chain must take bandwidth).
+    """
     from .lifecycle import connect as add, options_for
     from .netns_pin import check_own_netns, pin_netns, unpin_netns
     from .oci_state import HookError
-    from .options import ContainerNetworkSpec, parse_hostname, parse_ip, parse_mac
+    from .options import ContainerNetworkSpec, parse_hostname, parse_ip, parse_ip6, parse_mac
 
     for a in aliases or []:
         parse_hostname(a, "alias")
     t = target(ref)
     net = t.cni.network(network)
     spec = ContainerNetworkSpec(networks=[net.name], ports=[], ips={net.name: parse_ip(ip)} if ip else {},
-                                mac=parse_mac(mac) if mac else "")
+                                mac=parse_mac(mac) if mac else "", ingress_rate=ingress_rate,
+                                egress_rate=egress_rate, ips6={net.name: parse_ip6(ip6)} if ip6 else {},
+                                # DNS on the network (cnirun.dns): the container's name, and --alias there only
+                                aliases={net.name: [n for n in [t.container.name, *(aliases or [])] if n]})
     opts = options_for(spec, [net])[0]
     with _Locked(t.cni_id):
         pinned_here = False
@@ -254,7 +263,7 @@ def connect(ref: str, network: str, ip: str = "", mac: str = "", aliases: list[s
             raise
         _write_live(t, lambda live: live.setdefault("networks", []).append(
             {"network": net.name, "ifname": att.ifname, "capability_args": opts.capability_args,
-             "args": opts.args}))
+             "args": opts.args, "names": opts.names}))
     return att
 
 
@@ -317,6 +326,35 @@ def change_ports(ref: str, add: list[Any], remove: list[Any]) -> list[dict[str, 
                 lock.release()
         _write_live(t, lambda live: live.update(ports=new))
     return new
+
+
+KEEP: Any = object()  # update_rates: leave this direction as it is
+
+
+def update_rates(ref: str, ingress: Any = KEEP, egress: Any = KEEP) -> tuple[str, Any]:
+    """`cnirun update`: new rate limits (policy.Rate, None: unlimited, KEEP) through lifecycle.set_bandwidth.
+
+    Returns (network, the bandwidth capability value now in force). Nothing
+    runs when the limits are already those asked for.
+    """
+    from .lifecycle import bandwidth, set_bandwidth
+    from .policy import capability, from_capability
+
+    t = target(ref)
+    with _Locked(t.cni_id):
+        network, current = bandwidth(t.cni, t.cni_id)
+        if not network:
+            raise ArgumentError(
+                f"container {t.display} has no network with the bandwidth plugin (capabilities bandwidth): "
+                "connect it to one (the default and `cnirun network create` networks have it)"
+            )
+        cur_in, cur_eg = from_capability(current)
+        value = capability(cur_in if ingress is KEEP else ingress, cur_eg if egress is KEEP else egress)
+        if value == (current or None):
+            return network, value
+        set_bandwidth(t.cni, t.cni_id, value, t.netns)
+        _write_live(t, lambda live: live.update(bandwidth=value))
+    return network, value
 
 
 def format_port(m: dict[str, Any]) -> str:

@@ -22,6 +22,11 @@ LABEL_NETWORKS = "cnirun.networks"
 LABEL_PORTS = "cnirun.ports"
 LABEL_IP = "cnirun.ip"
 LABEL_MAC = "cnirun.mac"
+LABEL_IP6 = "cnirun.ip6"  # IPv6 address(es) on dual-stack networks: IP6 or NET=IP6,...
+LABEL_INGRESS_RATE = "cnirun.ingress-rate"
+LABEL_EGRESS_RATE = "cnirun.egress-rate"
+LABEL_ALIASES = "cnirun.aliases"  # DNS names: NAME (every network) or NET=NAME, comma-separated
+MAX_ALIASES = 32
 
 _HEX = frozenset("0123456789abcdefABCDEF")
 _PROTOCOLS = ("tcp", "udp", "sctp")
@@ -188,6 +193,15 @@ def parse_ip(value: str) -> str:
     return str(ip)
 
 
+def parse_ip6(value: str) -> str:
+    """A static IPv6 address (--ip6, cnirun.ip6): as parse_ip, and IPv6 only."""
+    error = f"invalid IPv6 address {value!r}: expected e.g. fd00:89::10 (use --ip for IPv4)"
+    if ":" not in str(value):
+        raise ArgumentError(error)
+    _plain_ip(value, error)
+    return parse_ip(value)
+
+
 def is_hostname(name: str) -> bool:
     """An RFC 1123 host name: dot-separated labels of letters, digits and '-', 1-63 each, 253 in all."""
     if not isinstance(name, str) or not name or len(name) > MAX_HOSTNAME:
@@ -248,8 +262,12 @@ def ip_in_network(ip: str, subnets: list[str]) -> bool:
     return False
 
 
-def parse_ips(value: str, networks: list[str]) -> dict[str, str]:
-    """The cnirun.ip label: `IP` (the first network's) or `NET=IP[,NET=IP...]`; network -> address."""
+def parse_ips(value: str, networks: list[str], v6: bool = False) -> dict[str, str]:
+    """The cnirun.ip label: `IP` (the first network's) or `NET=IP[,NET=IP...]`; network -> address.
+
+    v6: the cnirun.ip6 label (same form, IPv6 addresses only).
+    """
+    parse = parse_ip6 if v6 else parse_ip
     out: dict[str, str] = {}
     for item in (i.strip() for i in value.split(",")):
         if not item:
@@ -260,7 +278,34 @@ def parse_ips(value: str, networks: list[str]) -> dict[str, str]:
         net = parse_network_name(net)
         if net in out:
             raise ArgumentError(f"two static IPs for network {net} in {value!r}: keep one")
-        out[net] = parse_ip(addr)
+        out[net] = parse(addr)
+    return out
+
+
+def parse_aliases(value: str, networks: list[str]) -> dict[str, list[str]]:
+    """The cnirun.aliases label: `NAME` (every network) or `NET=NAME`, comma-separated; network ('' = all) -> names.
+
+    Each name is an RFC 1123 host name; NET must be one of the container's
+    networks (a label is untrusted input to the root hook: checked strictly).
+    """
+    out: dict[str, list[str]] = {}
+    items = [i.strip() for i in value.split(",") if i.strip()]
+    if len(items) > MAX_ALIASES:
+        raise ArgumentError(f"too many aliases in {LABEL_ALIASES} ({len(items)}): at most {MAX_ALIASES}")
+    for item in items:
+        net, eq, name = item.rpartition("=")
+        if eq:
+            net = parse_network_name(net)
+            if net not in networks:
+                raise ArgumentError(
+                    f"alias {name!r} is for network {net!r}, which the container does not join "
+                    f"({', '.join(networks)}): fix {LABEL_ALIASES}"
+                )
+        if not is_hostname(name.replace("_", "-")):  # Docker's container names may hold '_'
+            parse_hostname(name, "alias")
+        names = out.setdefault(net, [])
+        if name not in names:
+            names.append(name)
     return out
 
 
@@ -268,34 +313,62 @@ class ContainerNetworkSpec(Value):
     """What to attach to one container: networks in order and their options.
 
     `ips`: network name -> static address (a bare `--ip`/`cnirun.ip=IP` is
-    the first network's). Run options are built from this by one function,
-    lifecycle.options_for, whichever entry point made it.
+    the first network's). `ingress_rate`/`egress_rate`: policy.Rate limits
+    (the bandwidth capability). `ips6`: as `ips`, for IPv6 on dual-stack
+    networks (`--ip6`, `cnirun.ip6`). Run options are built from this by one
+    function, lifecycle.options_for, whichever entry point made it.
     """
 
-    _fields = ("networks", "ports", "ips", "mac")
+    _fields = ("networks", "ports", "ips", "mac", "ingress_rate", "egress_rate", "ips6", "aliases")
     __match_args__ = _fields
 
     def __init__(
-        self, networks: list[str], ports: list[PortMapping], ips: dict[str, str] | None = None, mac: str = ""
+        self, networks: list[str], ports: list[PortMapping], ips: dict[str, str] | None = None, mac: str = "",
+        ingress_rate: Any = None, egress_rate: Any = None, ips6: dict[str, str] | None = None,
+        aliases: dict[str, list[str]] | None = None,
     ) -> None:
         self.networks = networks
         self.ports = ports
         self.ips = {} if ips is None else ips
         self.mac = mac
+        self.ingress_rate = ingress_rate
+        self.egress_rate = egress_rate
+        self.ips6 = {} if ips6 is None else ips6
+        # DNS names (cnirun.dns): network -> names; the key "" holds those for every network
+        # (the container name, --network-alias, compose's service and container names).
+        self.aliases = {} if aliases is None else aliases
+
+    def names_on(self, network: str) -> list[str]:
+        """The container's DNS names on `network`: those for every network, then its own."""
+        return list(dict.fromkeys([*self.aliases.get("", []), *self.aliases.get(network, [])]))
+
+    @staticmethod
+    def _ip_label(networks: list[str], ips: dict[str, str]) -> str:
+        """`IP` when only the first network has one, else `NET=IP,...` in network order."""
+        first = networks[0] if networks else ""
+        if list(ips) == [first]:
+            return ips[first]
+        order = [n for n in networks if n in ips] + [n for n in ips if n not in networks]
+        return ",".join(f"{n}={ips[n]}" for n in order)
 
     def to_labels(self) -> dict[str, str]:
         labels = {LABEL_NETWORKS: ",".join(self.networks)}
         if self.ports:
             labels[LABEL_PORTS] = ",".join(str(p) for p in self.ports)
         if self.ips:
-            first = self.networks[0] if self.networks else ""
-            if list(self.ips) == [first]:
-                labels[LABEL_IP] = self.ips[first]
-            else:
-                order = [n for n in self.networks if n in self.ips] + [n for n in self.ips if n not in self.networks]
-                labels[LABEL_IP] = ",".join(f"{n}={self.ips[n]}" for n in order)
+            labels[LABEL_IP] = self._ip_label(self.networks, self.ips)
+        if self.ips6:
+            labels[LABEL_IP6] = self._ip_label(self.networks, self.ips6)
         if self.mac:
             labels[LABEL_MAC] = self.mac
+        if self.ingress_rate is not None:
+            labels[LABEL_INGRESS_RATE] = str(self.ingress_rate)
+        if self.egress_rate is not None:
+            labels[LABEL_EGRESS_RATE] = str(self.egress_rate)
+        if any(self.aliases.values()):
+            labels[LABEL_ALIASES] = ",".join(
+                f"{net}={a}" if net else a for net, names in self.aliases.items() for a in names
+            )
         return labels
 
     @classmethod
@@ -305,9 +378,21 @@ class ContainerNetworkSpec(Value):
         if raw is None:
             return None
         networks = parse_networks(raw)
+        rates = [labels.get(k) for k in (LABEL_INGRESS_RATE, LABEL_EGRESS_RATE)]
+        if any(r is not None for r in rates):
+            from .policy import parse_rate
+
+            ingress, egress = (parse_rate(r, k) if r is not None else None
+                               for r, k in zip(rates, (LABEL_INGRESS_RATE, LABEL_EGRESS_RATE)))
+        else:
+            ingress = egress = None
         return cls(
             networks=networks,
             ports=parse_ports(labels.get(LABEL_PORTS, "")),
             ips=parse_ips(labels[LABEL_IP], networks) if labels.get(LABEL_IP) else {},
             mac=parse_mac(labels[LABEL_MAC]) if labels.get(LABEL_MAC) else "",
+            ips6=parse_ips(labels[LABEL_IP6], networks, v6=True) if labels.get(LABEL_IP6) else {},
+            ingress_rate=ingress,
+            egress_rate=egress,
+            aliases=parse_aliases(labels[LABEL_ALIASES], networks) if labels.get(LABEL_ALIASES) else {},
         )

@@ -25,12 +25,19 @@ class RunRequest(Record):
     mode: str
     file: str
     pull: str  # missing (default), always or never: as `docker run --pull`
+    ingress_rate: str  # RATE[:BURST] (policy.parse_rate), '' for no limit
+    egress_rate: str
+    ip6: str  # static IPv6 address on the first network (--ip6)
+    network_ips6: dict[str, str]  # network name -> static IPv6 address (--ip6 NET=IP6)
+    aliases: list[str]  # DNS names on every network of the run (--network-alias)
+    network_aliases: dict[str, list[str]]  # network name -> DNS names there (compose's networks.<net>.aliases)
 
     _fields = ('spec', 'networks', 'publish', 'ip', 'network_ips', 'mac', 'dns', 'dns_search', 'engine', 'mode', 'file',
-               'pull')
+               'pull', 'ingress_rate', 'egress_rate', 'ip6', 'network_ips6', 'aliases', 'network_aliases')
     _defaults = {
         'networks': list, 'publish': list, 'ip': "", 'network_ips': dict, 'mac': "", 'dns': list, 'dns_search':
-        list, 'engine': "", 'mode': "", 'file': "", 'pull': "missing",
+        list, 'engine': "", 'mode': "", 'file': "", 'pull': "missing", 'ingress_rate': "", 'egress_rate': "",
+        'ip6': "", 'network_ips6': dict, 'aliases': list, 'network_aliases': dict,
     }
 
 

@@ -356,6 +356,11 @@ def collect_garbage(dry_run: bool = False, show: Any = None) -> list[str]:
             if at_least(net.cni_version, "1.1.0"):
                 for e in cni.gc(net, keep.get(net.name, [])):
                     say(f"GC {net.name}: {e}")
+        # Names of containers with no attachment left, resolvers nobody needs (cnirun.dns).
+        from ..dns import collect as collect_dns
+
+        for line in collect_dns():
+            say(line)
     if need_watcher and not dry_run:
         ensure_watcher()
     return report

@@ -28,9 +28,18 @@ CNI options:
                               publish a port (portmap plugin)
       --ip IP                 static address on the first network
       --ip NET=IP             static address on network NET (repeatable)
+      --ip6 IP6, --ip6 NET=IP6
+                              static IPv6 address on a dual-stack network
       --mac, --mac-address MAC
                               MAC address of the first interface
-      --dns IP                nameserver for /etc/resolv.conf (repeatable)
+      --ingress-rate RATE[:BURST], --egress-rate RATE[:BURST]
+                              limit traffic into / out of the container,
+                              e.g. 10mbit or 10mbit:64kb (bandwidth plugin;
+                              change it live with `cnirun update`)
+      --network-alias NAME    another DNS name of the container on the networks
+                              of this run (repeatable; see "Names (DNS)")
+      --dns IP                nameserver for /etc/resolv.conf (repeatable;
+                              default: the network's resolver)
       --dns-search DOMAIN     search domain (repeatable)
   -f, --file FILE             compose-style networks file (its networks win)
       --engine docker|podman  container engine (env CNIRUN_ENGINE; default docker)
@@ -87,8 +96,9 @@ _VALUE_FLAGS = {
     "--pids-limit": "pids_limit", "--group-add": "group_add", "--ulimit": "ulimit", "--sysctl": "sysctl",
     "--expose": "expose", "--platform": "platform", "--log-driver": "log_driver", "--log-opt": "log_opt",
     "--net": "network", "--network": "network", "-p": "publish", "--publish": "publish",
-    "--ip": "ip", "--mac": "mac", "--mac-address": "mac", "--dns": "dns", "--dns-search": "dns_search",
+    "--ip": "ip", "--ip6": "ip6", "--mac": "mac", "--mac-address": "mac", "--dns": "dns", "--dns-search": "dns_search",
     "--engine": "engine", "--mode": "mode", "-f": "file", "--file": "file", "--pull": "pull",
+    "--ingress-rate": "ingress_rate", "--egress-rate": "egress_rate", "--network-alias": "network_alias",
 }
 _BOOL_FLAGS = {
     "--rm": "rm", "-d": "detach", "--detach": "detach", "-i": "interactive", "--interactive": "interactive",
@@ -322,6 +332,16 @@ def parse(args: list[str]) -> RunRequest | None:
             raise UsageError(f"invalid --ip {v!r}: expected IP or NETWORK=IP")
         else:
             network_ips[net] = addr
+    ip6 = ""
+    network_ips6: dict[str, str] = {}
+    for v in values.get("ip6", []):
+        net, eq, addr = v.partition("=")
+        if not eq:
+            ip6 = v
+        elif not net or not addr:
+            raise UsageError(f"invalid --ip6 {v!r}: expected IP6 or NETWORK=IP6")
+        else:
+            network_ips6[net] = addr
     mode = _last(values, "mode")
     if mode and mode not in ("sandbox", "hook"):
         raise UsageError(f"invalid --mode {mode!r}: expected sandbox or hook")
@@ -341,6 +361,11 @@ def parse(args: list[str]) -> RunRequest | None:
         mode=mode,
         file=_last(values, "file"),
         pull=pull,
+        ingress_rate=_last(values, "ingress_rate"),
+        egress_rate=_last(values, "egress_rate"),
+        ip6=ip6,
+        network_ips6=network_ips6,
+        aliases=values.get("network_alias", []),
     )
 
 

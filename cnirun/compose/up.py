@@ -126,6 +126,9 @@ def run_request(project: Project, svc: Service, engine: str, number: int = 1) ->
         spec=run_spec(project, svc, number), networks=[names[n.key] for n in ordered], publish=list(svc.ports),
         network_ips={names[n.key]: n.ipv4_address for n in ordered if n.ipv4_address}, engine=engine,
         mac=svc.mac_address, dns=list(svc.dns), dns_search=list(svc.dns_search),
+        # DNS names (cnirun.dns), as Docker's: the service name and the container
+        # name (spec.name) on every network, the aliases on their network.
+        aliases=[svc.name], network_aliases={names[n.key]: list(n.aliases) for n in ordered if n.aliases},
         # Service discovery rewrites each service's hosts file in its run state:
         # Docker's hook mode lets dockerd own that file (Podman runs always own it).
         mode="sandbox",
@@ -170,7 +173,10 @@ def members(project: Project) -> list[Member]:
 
 
 def hosts_entries(project: Project, me: Member, peers: list[Member]) -> list[tuple[str, list[str]]]:
-    """Own addresses, then every peer on each network we share (service name, aliases, container)."""
+    """Own addresses, then every peer on each network we share that has no DNS (service name, aliases,
+    container): on a network with a resolver (cnirun.dns) the peers are found by DNS, not in this file."""
+    from ..dns import resolvers
+
     names = network_names(project)
     entries: list[tuple[str, list[str]]] = []
     own = [me.service.hostname or me.service.name, me.container]

@@ -38,10 +38,15 @@ def run_docker_hook(p: Plan, docker: Any, gate: SignalGate) -> RunOutcome:
     # Foreground --rm: dockerd removes the container as it exits (as `docker run --rm`), when the
     # client can register its wait before start; else cnirun removes it after the wait.
     auto_remove = spec.remove and (spec.detach or hasattr(docker, "wait_pending"))
+    from .etc_files import planned_resolvers
+
+    # The hook cannot write resolv.conf: dockerd does, before the hook ADDs; the
+    # networks' resolvers (cnirun.dns) are known from their configs already.
+    dns = req.dns or planned_resolvers(p.networks)[:3]
     try:
         cid = docker.create_workload(
             spec, "none", labels, [], runtime="cnirun", auto_remove=auto_remove, hostname=spec.hostname or None,
-            dns=req.dns, dns_search=req.dns_search,  # the hook cannot write resolv.conf: dockerd does
+            dns=dns, dns_search=req.dns_search,
         )
     except EngineError as e:
         if "runtime" in str(e) and ("unknown" in str(e) or "invalid" in str(e)):

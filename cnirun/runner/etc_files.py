@@ -11,6 +11,8 @@ from __future__ import annotations
 TYPE_CHECKING = False  # typing costs ~7 ms of start-up on `cnirun run`: annotations only
 
 if TYPE_CHECKING:  # the hook path never makes a state dir: state (pathlib, secrets) is imported lazily
+    from typing import Any
+
     from ..lifecycle import Attachment
     from ..request import RunRequest
     from ..state import RunState
@@ -30,7 +32,39 @@ def write_host_files(st: RunState, req: RunRequest, atts: list[Attachment], host
         if sep:
             entries.append((ip, [name]))
     write_hosts(st.hosts, entries)
-    write_resolv_conf(st.resolv_conf, container_dns([a.result for a in atts], req.dns, req.dns_search))
+    resolvers = network_resolvers([a.network for a in atts])  # the networks' own DNS, when they have it
+    write_resolv_conf(st.resolv_conf, container_dns([a.result for a in atts], req.dns, req.dns_search, resolvers))
+
+
+def network_resolvers(networks: list[str]) -> list[str]:
+    """The resolver address of each of these networks that has one (cnirun.dns), in network order."""
+    from ..dns import resolvers
+
+    out: list[str] = []
+    for net in networks:
+        found = resolvers(net)
+        if found:
+            out.append(found[0])
+    return out
+
+
+def planned_resolvers(networks: list[Any]) -> list[str]:
+    """network_resolvers() from the configs alone, before ADD (Docker hook mode: dockerd writes resolv.conf)."""
+    from ..dns import planned_resolver
+
+    return [a for a in (planned_resolver(n) for n in networks) if a]
+
+
+def publish_engine_name(engine: Any, container: str, run_id: str) -> None:
+    """Add the name the engine generated for an unnamed container to its DNS names (cnirun.dns)."""
+    from ..dns import add_names
+
+    try:
+        found = engine.lookup(container)
+    except Exception:  # noqa: BLE001 - a name is a convenience: the run goes on without it
+        return
+    if found is not None and found.name:
+        add_names(run_id, [found.name])
 
 
 def host_file_binds(st: RunState) -> list[str]:

@@ -74,25 +74,42 @@ def _load_networks(req: RunRequest, cni: Any) -> tuple[list[NetworkConfigList], 
     return nets, [n for n in names if n in from_file]
 
 
-def _static_ips(req: RunRequest, nets: list[NetworkConfigList]) -> dict[str, str]:
-    """Network name -> static IP, from --ip (the first network) and per-network IPs."""
-    from ..options import parse_ip
+def _static_ips(req: RunRequest, nets: list[NetworkConfigList], v6: bool = False) -> dict[str, str]:
+    """Network name -> static IP, from --ip (the first network) and per-network IPs (v6: --ip6's)."""
+    from ..options import parse_ip, parse_ip6
 
+    parse = parse_ip6 if v6 else parse_ip
+    flag, single, per_net = ("--ip6", req.ip6, req.network_ips6) if v6 else ("--ip", req.ip, req.network_ips)
     names = [n.name for n in nets]
     ips: dict[str, str] = {}
-    for name, raw in req.network_ips.items():
+    for name, raw in per_net.items():
         if name not in names:
             raise ArgumentError(
                 f"static IP {raw} is for network {name!r}, which this container does not join "
                 f"({', '.join(names)}): add --network {name} or drop the IP"
             )
-        ips[name] = parse_ip(raw)
-    if req.ip:
-        ip = parse_ip(req.ip)
+        ips[name] = parse(raw)
+    if single:
+        ip = parse(single)
         if ips.get(names[0], ip) != ip:
-            raise ArgumentError(f"--ip {ip} and {ips[names[0]]} both name the address on {names[0]}: keep one")
+            raise ArgumentError(f"{flag} {ip} and {ips[names[0]]} both name the address on {names[0]}: keep one")
         ips[names[0]] = ip
     return ips
+
+
+def _aliases(req: RunRequest, nets: list[NetworkConfigList]) -> dict[str, list[str]]:
+    """DNS names: the container name and --network-alias on every network, compose's per network."""
+    from ..options import parse_hostname
+
+    names = [req.spec.name] if req.spec.name else []  # Docker's name rules (cnirun.dns skips one with '_')
+    names += [parse_hostname(a, "--network-alias") for a in req.aliases]
+    out = {"": list(dict.fromkeys(names))} if names else {}
+    for net, extra in req.network_aliases.items():
+        if net not in [n.name for n in nets]:
+            raise ArgumentError(f"aliases {', '.join(extra)} are for network {net!r}, which this container "
+                                f"does not join: add --network {net}")
+        out[net] = [parse_hostname(a, "alias") for a in extra]
+    return out
 
 
 def plan(req: RunRequest) -> Plan:
@@ -114,9 +131,16 @@ def plan(req: RunRequest) -> Plan:
 
         parse_hostname(req.spec.hostname)  # it goes into hosts files
     ports = parse_ports(",".join(req.publish)) if req.publish else []
+    rates = [None, None]
+    if req.ingress_rate or req.egress_rate:
+        from ..policy import parse_rate
+
+        rates = [parse_rate(r, f"--{k}") if r else None
+                 for r, k in ((req.ingress_rate, "ingress-rate"), (req.egress_rate, "egress-rate"))]
     netspec = ContainerNetworkSpec(
         networks=[n.name for n in nets], ports=ports, ips=_static_ips(req, nets),
-        mac=parse_mac(req.mac) if req.mac else "",
+        mac=parse_mac(req.mac) if req.mac else "", ingress_rate=rates[0], egress_rate=rates[1],
+        ips6=_static_ips(req, nets, v6=True), aliases=_aliases(req, nets),
     )
     result = Plan(req=req, cni=cni, networks=nets, netspec=netspec, options=options_for(netspec, nets),
                   file_networks=from_file)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import threading
 
-from .etc_files import host_file_binds, write_host_files
+from .etc_files import host_file_binds, publish_engine_name, write_host_files
 from .failures import EXIT_CNIRUN
 TYPE_CHECKING = False  # typing costs ~7 ms of start-up on `cnirun run`: annotations only
 
@@ -159,6 +159,10 @@ def run_podman(p: Plan, gate: SignalGate) -> RunOutcome:
         if spec.detach and code == 0:
             from ..watch import ensure_watcher
 
+            if not spec.name and meta.workload:
+                from ..engines import get
+
+                publish_engine_name(get("podman"), meta.workload, st.id)  # podman's generated name
             st.write_meta(meta)
             st.unlock()
             ensure_watcher()
