@@ -133,7 +133,11 @@ def test_config_accepts_the_corpus(make: object, corpus: str) -> None:
     ("services:\n  a:\n    image: busybox\n    restart: sometimes\n", "invalid restart policy 'sometimes'"),
     ("services:\n  a:\n    image: busybox\n    network_mode: host\n    networks: [x]\n", "contradict"),
     ("services:\n  a:\n    image: busybox\n    volumes: [nowhere:/x]\n", "volume 'nowhere' is not declared"),
-    ("services:\n  a:\n    image: busybox\n    secrets: [s]\nsecrets:\n  s: {environment: X}\n", "file-based"),
+    ("services:\n  a:\n    image: busybox\n    secrets: [s]\nsecrets:\n  s: {environment: T17_UNSET_X}\n",
+     "variable T17_UNSET_X is not set"),
+    ("services:\n  a:\n    image: busybox\n    secrets: [s]\nsecrets:\n  s: {content: x}\n",
+     "content: is not supported for secrets"),
+    ("services:\n  a:\n    image: busybox\nconfigs:\n  c: {file: ./c, content: x}\n", "exactly one of"),
     ("services:\n  a:\n    image: busybox\n    depends_on: {b: {condition: soon}}\n", "unknown condition"),
     ("services:\n  a: {}\n", "needs image: or build:"),
 ])
@@ -226,8 +230,14 @@ def test_build_on_failure_restarts_secrets_replicas_and_commands(make: object) -
     c = f"{s.name}-backend-1"
     assert s.sh(c, "cat /run/secrets/db_password /run/secrets/password_copy /etc/app.conf").stdout == \
         "topsecret\ntopsecret\nlevel=debug\n"
+    # environment: and content: are written by up under the project's state dir (root-only), removed by down
+    assert s.sh(c, "cat /run/secrets/api_token; echo; cat /etc/motd").stdout == "tok-123\nwelcome to corpus\n"
+    written = Path("/run/cnirun/compose") / s.name
+    assert (written / "secrets" / "api_token").stat().st_mode & 0o777 == 0o400
+    assert (written.stat().st_mode & 0o777) == 0o700
     s.cnirun("down", "-v")
     s.assert_clean(["default"])
+    assert not written.exists()
 
     r = make("replicas")  # type: ignore[operator]
     r.cnirun("up", "-d")

@@ -152,6 +152,11 @@ services:
     proj.write(both)
     proj.cnirun("up", "-d")
     proj.write(f"services:\n  app:\n    image: busybox\n    command: {SLEEP}\n")
+    # down without the flag keeps the orphan (and the network it uses), as docker compose does
+    kept = proj.cnirun("down", "-v")
+    assert f"Found orphan containers ({proj.c('old')})" in kept.stderr
+    assert sorted(proj.ids()) == [proj.c("old")] and len(proj.attachments()) == 1
+    assert "Resource is still in use" in kept.stderr
     proj.cnirun("down", "-v", "--remove-orphans")
     proj.assert_clean()
 

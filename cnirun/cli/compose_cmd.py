@@ -62,20 +62,27 @@ def register(app: typer.Typer) -> None:
     def down(ctx: typer.Context,
              volumes: bool = typer.Option(False, "-v", "--volumes", help="Remove the project's named volumes too."),
              remove_orphans: bool = typer.Option(False, "--remove-orphans",
-                                                 help="Accepted: down removes every container of the project.")
+                                                 help="Also remove containers of services the file no longer "
+                                                      "names.")
              ) -> None:
         """Stop and remove the project's containers, their attachments and its networks (-v: volumes)."""
         from ..compose import up as composeup
 
         with one_line_errors():
             name = ctx.obj["project"]
+            services = None
             if name:
                 from ..compose.project import normalize_project_name
 
                 name = normalize_project_name(name)
+                # the file, when there is one, tells orphans apart; without it, all go
+                services = _service_names(ctx.obj)
             else:
-                name = _project(ctx.obj).name
-            code = composeup.down(name, _engine(ctx.obj), volumes=volumes)
+                proj = _project(ctx.obj)
+                # a service left out by profiles is not an orphan
+                name, services = proj.name, {s.name for s in proj.services} | set(proj.inactive)
+            code = composeup.down(name, _engine(ctx.obj), volumes=volumes, services=services,
+                                  remove_orphans=remove_orphans)
         raise SystemExit(code)
 
     @compose.command("config")
@@ -198,6 +205,17 @@ def _project(obj: dict[str, Any]) -> Any:
     for line in proj.warnings:
         sys.stderr.write(f"WARN {line}\n")
     return proj
+
+
+def _service_names(obj: dict[str, Any]) -> set[str] | None:
+    """The services of the project's file, or None when there is no readable file."""
+    from ..errors import CNIError
+
+    try:
+        proj = _project(obj)
+    except (CNIError, OSError):
+        return None
+    return {s.name for s in proj.services} | set(proj.inactive)
 
 
 def _engine(obj: dict[str, Any]) -> str:

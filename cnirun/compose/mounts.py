@@ -36,10 +36,47 @@ class VolumeSpec:
 
 @dataclass
 class FileSource:
-    """A top-level secret or config: a host file."""
+    """A top-level secret or config: a host file, or a value (`environment:`, `content:`) that `up`
+    writes to `file` (under the project's state dir, see materialize) before it starts containers."""
 
     key: str
     file: str
+    value: str | None = None  # None: `file` is the user's own file
+
+
+def sources_dir(project: str, environ: dict[str, str] | None = None) -> str:
+    """Where `up` writes the project's environment:/content: secrets and configs; `down` removes it."""
+    from ..paths import state_dir
+
+    return os.path.join(state_dir(environ), "compose", project)
+
+
+def materialize(project: str, kinds: dict[str, dict[str, FileSource]]) -> None:
+    """Write the value-based secrets/configs to their files (root-only directory, secrets 0400).
+
+    Rewritten in place on every up, so a changed variable reaches containers
+    started (or recreated) after it, as compose does.
+    """
+    for kind, sources in kinds.items():
+        for src in sources.values():
+            if src.value is None:
+                continue
+            kind_dir = os.path.dirname(src.file)
+            for d in (os.path.dirname(kind_dir), kind_dir):  # the project's and the kind's: root only
+                os.makedirs(d, mode=0o700, exist_ok=True)
+                os.chmod(d, 0o700)
+            mode = 0o400 if kind == "secrets" else 0o444
+            fd = os.open(src.file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
+            with os.fdopen(fd, "w") as f:
+                f.write(src.value)
+            os.chmod(src.file, mode)
+
+
+def forget(project: str) -> None:
+    """Remove what materialize wrote for the project (at down)."""
+    import shutil
+
+    shutil.rmtree(sources_dir(project), ignore_errors=True)
 
 
 @dataclass
@@ -77,18 +114,37 @@ def parse_volumes(doc: Document, section: Any, project: str) -> dict[str, Volume
     return out
 
 
-def parse_files(doc: Document, section: Any, kind: str) -> dict[str, FileSource]:
-    """Top-level secrets/configs: file-based ones (what a single host can mount)."""
+def parse_files(doc: Document, section: Any, kind: str, project: str = "",
+                env: dict[str, str] | None = None) -> dict[str, FileSource]:
+    """Top-level secrets/configs: `file:`, `environment:` (the value of a variable of the environment or
+    .env) and, for configs, `content:`; `external` (a swarm object) cannot exist on one host."""
     out: dict[str, FileSource] = {}
     for key, value in expect_mapping(doc, section, (kind,), f"a mapping of {kind[:-1]} name: settings").items():
         p: KeyPath = (kind, str(key))
         m = expect_mapping(doc, value, p)
         check_keys(doc, m, p, SECRET_KEYS)
-        if m.get("file") is None:
-            other = next((k for k in ("environment", "content", "external") if m.get(k) is not None), "")
-            doc.fail(p, f"{kind[:-1]} {key!r} has no file: cnirun mounts file-based {kind} only"
-                        + (f" ({other} is not supported): write it to a file and use file:" if other else ""))
-        out[str(key)] = FileSource(str(key), expect_str(doc, m["file"], p + ("file",)))
+        given = [k for k in ("file", "environment", "content", "external") if m.get(k) is not None]
+        if len(given) != 1:
+            doc.fail(p, f"{kind[:-1]} {key!r} needs exactly one of file:, environment:"
+                        + (", content:" if kind == "configs" else "")
+                        + (f" (it has {', '.join(given)})" if given else ""))
+        how = given[0]
+        if how == "file":
+            out[str(key)] = FileSource(str(key), expect_str(doc, m["file"], p + ("file",)))
+            continue
+        if how == "external" or (how == "content" and kind == "secrets"):
+            doc.fail(p + (how,), f"{how}: is not supported for {kind} on one host: use file: or environment:")
+        if not project:
+            doc.fail(p + (how,), f"{how}: needs a project name")
+        if how == "environment":
+            var = expect_str(doc, m["environment"], p + ("environment",), "the name of a variable")
+            val = (env if env is not None else os.environ).get(var)
+            if val is None:
+                doc.fail(p + ("environment",), f"variable {var} is not set: set it in the environment or .env")
+        else:
+            val = expect_str(doc, m["content"], p + ("content",), "the config's text")
+        path = os.path.join(sources_dir(project), kind, str(key))
+        out[str(key)] = FileSource(str(key), path, value=val)
     return out
 
 
@@ -179,6 +235,6 @@ def parse_service_files(doc: Document, value: Any, path: KeyPath, sources: dict[
         elif kind == "secrets" and not target.startswith("/"):
             target = f"/run/secrets/{target}"
         file = sources[src].file
-        if not os.path.isfile(file):
+        if sources[src].value is None and not os.path.isfile(file):
             doc.fail(p, f"{kind[:-1]} {src!r}: file {file} does not exist")
         mounts.volumes.append(f"{file}:{target}:ro")

@@ -151,8 +151,8 @@ def load_project(files: Any = None, project_name: str | None = None,
             warnings.append(line)
 
     volumes = parse_volumes(doc, top.get("volumes"), norm)
-    secrets = parse_files(doc, top.get("secrets"), "secrets")
-    configs = parse_files(doc, top.get("configs"), "configs")
+    secrets = parse_files(doc, top.get("secrets"), "secrets", norm, env)
+    configs = parse_files(doc, top.get("configs"), "configs", norm, env)
     services_raw = expect_mapping(doc, top.get("services"), ("services",), "a mapping of service name: settings")
     if not services_raw:
         doc.fail(("services",) if "services" in top else (), "no services: define at least one under services:")

@@ -88,6 +88,7 @@ def normalized(project: Project) -> dict[str, Any]:
     for kind in ("secrets", "configs"):
         files = getattr(project, kind)
         if files:
+            # a value-based one shows where up writes it, never the value itself
             out[kind] = {k: {"name": f"{project.name}_{k}", "file": v.file} for k, v in files.items()}
     return out
 
