@@ -332,7 +332,27 @@ def _host_state() -> dict[str, list[str]]:
         "podman containers": _ids(["podman", "ps", "-aq", "--no-trunc"]),
         "daemon.json": _listdir("/etc/docker") if os.path.exists("/etc/docker/daemon.json") else [],
         "hooks.d": _listdir("/etc/containers/oci/hooks.d"),
+        # cnirun's per-network resolvers (cnirun.dns), whatever their state dir, and the
+        # default state dir's names store (a network's lock file is bookkeeping, not a leak).
+        "dnsmasq started by cnirun": _cnirun_resolvers(),
+        "dns state": [n for n in _listdir("/run/cnirun/dns") if not n.endswith(".lock")],
     }
+
+
+def _cnirun_resolvers() -> list[str]:
+    """Command lines of running dnsmasq processes cnirun started (their config file is cnirun-dnsmasq.conf)."""
+    out = []
+    for pid in _listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        conf = [a.decode(errors="replace") for a in args if a.startswith(b"--conf-file=")]
+        if conf and conf[0].endswith("/cnirun-dnsmasq.conf") and Path(f"/proc/{pid}/stat").exists():
+            out.append(conf[0])
+    return sorted(out)
 
 
 @pytest.fixture(scope="session", autouse=True)

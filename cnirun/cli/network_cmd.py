@@ -188,12 +188,13 @@ def register(app: typer.Typer) -> None:
                                   "CNIRUN_SUBNET_POOL_V6 unless --subnet gives one)."),
         opt: list[str] = typer.Option([], "--opt", "-o", help="Driver option K=V (repeatable)."),
         label: list[str] = typer.Option([], "--label", help="Label K=V (repeatable)."),
+        no_dns: bool = typer.Option(False, "--no-dns", help="No DNS resolver for the containers' names."),
         fmt: str = _format_option(),
     ) -> None:
         """Create a network: a conflist in the first NETCONFPATH directory."""
         _check_format(fmt)
         with one_line_errors():
-            net = create_network(name, driver, subnet, gateway, ip_range, internal, opt, label, ipv6)
+            net = create_network(name, driver, subnet, gateway, ip_range, internal, opt, label, ipv6, dns=not no_dns)
         if fmt == "json":
             print(json.dumps(network_summary(_cni(), net), indent=2))
         else:
@@ -242,6 +243,31 @@ def register(app: typer.Typer) -> None:
             for w in r.warnings:
                 sys.stderr.write(f"cnirun: warning: {w}\n")
         _print_removals(done, fmt)
+
+    @net_app.command("reload")
+    def reload(names: list[str] = typer.Argument(None, metavar="[NETWORK]...", autocompletion=network_names),
+               dry_run: bool = typer.Option(False, "--dry-run", help="Only say what is missing.")) -> None:
+        """Re-apply the rules and qdiscs a firewall reload or `iptables -F` removed (after `firewall-cmd
+        --reload`, `systemctl reload firewalld` or any flush), for every live container; addresses stay."""
+        from ..reload import reload as do_reload
+        from ..state import container_display
+
+        with one_line_errors():
+            for n in names or []:
+                _cni().network(n)  # an unknown name: one line, nothing done
+            report = do_reload(list(names or []), dry_run=dry_run)
+        failed = False
+        for r in report.repairs:
+            who = f"{container_display(r.container_id)} {r.ifname}" if r.container_id else "network"
+            verb = "missing" if dry_run else ("not repaired" if r.error else "repaired")
+            print(f"{r.network} {who}: {verb}: {'; '.join(r.missing)}" + (f" ({r.error})" if r.error else ""))
+            failed = failed or bool(r.error)
+        for s in report.skipped:
+            sys.stderr.write(f"cnirun: warning: skipped: {s}\n")
+        if not report.repairs:
+            print(f"nothing to repair ({report.checked} live attachments checked)")
+        if failed:
+            raise SystemExit(1)
 
     @net_app.command("convert")
     def convert(
@@ -320,7 +346,7 @@ def _pools(subnets: list[str], gateways: list[str], ranges: list[str]) -> list[d
 
 def create_network(name: str, driver: str, subnet: str | list[str] = "", gateway: str | list[str] = "",
                    ip_range: str | list[str] = "", internal: bool = False, opts: list[str] | None = None,
-                   labels: list[str] | None = None, ipv6: bool = False) -> Any:
+                   labels: list[str] | None = None, ipv6: bool = False, dns: bool = True) -> Any:
     """`network create` through the compose converter, so both follow the same rules.
 
     Several --subnet (one per family: dual stack) each become an ipam.config
@@ -337,6 +363,8 @@ def create_network(name: str, driver: str, subnet: str | list[str] = "", gateway
     if any(":" in str(p.get("subnet", "")) for p in config):
         ipv6 = True
     mapping: dict[str, Any] = {"driver": driver, "internal": internal}
+    if not dns:
+        mapping["x-cni"] = {"dns": False}  # as compose spells it
     if ipv6:
         mapping["enable_ipv6"] = True
     if config:

@@ -101,6 +101,7 @@ class NetworkSpec:
     x_cni_plugins: list[dict[str, Any]] | None = None
     x_cni_append: list[dict[str, Any]] = field(default_factory=list)
     x_cni_version: str = ""
+    dns: bool = True  # a resolver for the containers' names (cnirun.dns); x-cni: {dns: false} turns it off
 
     def fail(self, sub: Path, message: str) -> ConfigError:
         return self.doc.error(self.path + sub, message)
@@ -162,8 +163,12 @@ def _parse_pool(doc: Document, value: Any, path: Path) -> Pool:
 
 def _parse_x_cni(spec: NetworkSpec, value: Any, path: Path) -> None:
     doc = spec.doc
-    m = expect_mapping(doc, value, path, "a mapping with plugins, append or cniVersion")
-    check_keys(doc, m, path, frozenset({"plugins", "append", "cniVersion"}))
+    m = expect_mapping(doc, value, path, "a mapping with plugins, append, cniVersion or dns")
+    check_keys(doc, m, path, frozenset({"plugins", "append", "cniVersion", "dns"}))
+    if "dns" in m:
+        if not isinstance(m["dns"], bool):
+            doc.fail(path + ("dns",), f"expected true or false, got {type_name(m['dns'])}")
+        spec.dns = m["dns"]
     for key in ("plugins", "append"):
         if key not in m:
             continue
@@ -430,6 +435,8 @@ class Planner:
         meta: dict[str, Any] = {"driver": spec.driver if spec.x_cni_plugins is None else "x-cni"}
         if spec.labels:
             meta["labels"] = dict(spec.labels)
+        if not spec.dns:
+            meta["dns"] = False  # cnirun.dns.enabled reads it
         meta.update(extra_meta or {})
         if spec.x_cni_plugins is not None:
             plugins = [dict(p) for p in spec.x_cni_plugins]
@@ -537,6 +544,8 @@ def _bridge_chain(spec: NetworkSpec, bridge: str, ipam: dict[str, Any]) -> list[
         chain.append({"type": "portmap", "capabilities": {"portMappings": True}})
     chain.append({"type": "firewall"})
     chain.append({"type": "tuning", "capabilities": {"mac": True}})
+    # No limit unless a container asks (--ingress-rate, cnirun update): then it passes prevResult through.
+    chain.append({"type": "bandwidth", "capabilities": {"bandwidth": True}})
     return chain
 
 
