@@ -90,7 +90,12 @@ def _blocking_flock(fd: int, op: int, wait: float) -> bool:
         done.release()
 
     _thread.start_new_thread(take, ())
-    done.acquire(timeout=max(wait, 0.0))
+    try:
+        done.acquire(timeout=max(wait, 0.0))
+    except BaseException:  # a signal handler raised (the hook's time budget): give up
+        with guard:
+            state["abandoned"] = not state["taken"]
+        raise
     with guard:
         if state["taken"]:
             return True

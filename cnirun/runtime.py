@@ -188,7 +188,8 @@ class CNI:
     def network(self, name: str) -> NetworkConfigList:
         """A network by name: NETCONFPATH first, then the built-in default."""
         try:
-            return netconf.find_network(name, self.netconf_path)
+            with trace.span("config load", name):
+                return netconf.find_network(name, self.netconf_path)
         except NetworkNotFound:
             from .defaults import builtin_networks
 

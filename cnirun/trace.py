@@ -22,6 +22,7 @@ import sys
 import time
 
 ON = os.environ.get("CNIRUN_TRACE", "") not in ("", "0")
+now = time.monotonic  # callers time a phase with trace.now() without importing time
 
 
 def enable() -> None:

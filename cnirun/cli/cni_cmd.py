@@ -32,6 +32,9 @@ usage: cnirun cni COMMAND ...   (a drop-in for cnitool)
   version  TYPE                        the CNI versions a plugin supports
   validate NETWORK                     every plugin exists and speaks the list's cniVersion
 
+--debug (anywhere before `--`) or CNIRUN_TRACE=1: trace each phase and its
+duration on stderr (argv parse, config load, lock wait, plugin execs, cache writes).
+
 NETNS is a netns path (a bare name means /run/netns/NAME). Environment:
 NETCONFPATH (default /etc/cni/net.d), CNI_PATH, CNI_ARGS (K=V;K2=V2),
 CAP_ARGS (JSON object), CNI_IFNAME (default eth0), CNI_CACHE_DIR (default
@@ -177,6 +180,15 @@ def _usage_error(message: str) -> None:
 
 def main(argv: list[str]) -> int:
     """Run `cnirun cni ARGV...`; returns the exit status (errors: one line, exit 1)."""
+    from .. import trace
+
+    t0 = trace.now()
+    end = argv.index("--") if "--" in argv else len(argv)
+    if "--debug" in argv[:end]:
+        argv = [a for a in argv[:end] if a != "--debug"] + argv[end:]
+        trace.enable()
+    if trace.ON:
+        trace.startup()
     if not argv or argv[0] in ("-h", "--help", "help"):
         sys.stdout.write(USAGE)
         return 0 if argv else 2
@@ -226,6 +238,8 @@ def main(argv: list[str]) -> int:
         kwargs["ifname"] = ifname
     if takes_valid:
         kwargs["valid"] = valid
+    if trace.ON:
+        trace.event("argv parse", trace.now() - t0, f"cni {command}")
     with one_line_errors():
         func(*positionals, **kwargs)
     return 0

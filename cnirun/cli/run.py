@@ -49,6 +49,8 @@ CNI options:
       --pull missing|always|never
                               pull the image when missing (default), always,
                               or never (the engine's own pull, as docker run)
+      --debug                 trace each phase and its duration on stderr
+                              (as CNIRUN_TRACE=1; see "Concurrency and tracing")
 
 Container options (as docker run):
       --rm                    remove the container when it exits
@@ -103,7 +105,7 @@ _VALUE_FLAGS = {
 _BOOL_FLAGS = {
     "--rm": "rm", "-d": "detach", "--detach": "detach", "-i": "interactive", "--interactive": "interactive",
     "-t": "tty", "--tty": "tty", "--init": "init", "--privileged": "privileged", "--read-only": "read_only",
-    "--help": "help",
+    "--help": "help", "--debug": "debug",
 }
 _SHORT_BOOLS = {"d", "i", "t"}
 
@@ -215,6 +217,10 @@ def parse(args: list[str]) -> RunRequest | None:
     values, bools, rest = _split(args)
     if "help" in bools:
         return None
+    if "debug" in bools:
+        from .. import trace
+
+        trace.enable()
     if not rest:
         raise UsageError("missing IMAGE: cnirun [run] [OPTIONS] IMAGE [COMMAND [ARG...]] (see --help)")
     env: list[str] = []
@@ -370,11 +376,17 @@ def parse(args: list[str]) -> RunRequest | None:
 
 
 def run_main(args: list[str]) -> int:
+    from .. import trace
+
+    t0 = trace.now()
     try:
         req = parse(args)
     except UsageError as e:
         sys.stderr.write(f"cnirun: {e}\n")
         return 125
+    if trace.ON:
+        trace.startup()
+        trace.event("argv parse", trace.now() - t0)
     if req is None:
         sys.stdout.write(USAGE)
         return 0

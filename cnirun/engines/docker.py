@@ -204,8 +204,11 @@ class Docker(Engine):
 
     # -- generic --------------------------------------------------------------
     def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        from .. import trace
+
         try:
-            return fn(*args, **kwargs)
+            with trace.span("engine call", f"docker SDK {what}"):
+                return fn(*args, **kwargs)
         except self._errors.ImageNotFound:
             raise
         except self._errors.NotFound:

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 from .. import jsonfast as json
+from .. import trace
 from ..errors import EngineError
 from .spec import SDK_ONLY_FIELDS, create_config
 
@@ -83,9 +84,15 @@ class RawDocker:
         if body is not None:
             head += "Content-Type: application/json\r\n"
         head += f"Content-Length: {len(data)}\r\n\r\n"
+        if trace.ON:
+            with trace.span("engine call", f"docker API {method} {url.partition('?')[0]}"):
+                return self._exchange(head.encode() + data, method, url, timeout)
+        return self._exchange(head.encode() + data, method, url, timeout)
+
+    def _exchange(self, request: bytes, method: str, url: str, timeout: float | None) -> Any:
         s = self._connect(timeout)
         try:
-            s.sendall(head.encode() + data)
+            s.sendall(request)
             chunks = []
             while True:  # Connection: close: dockerd ends the response by closing
                 b = s.recv(65536)

@@ -219,7 +219,10 @@ class Podman(Engine):
         self.bin = podman_bin()
 
     def _run(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([self.bin, *args], capture_output=True, text=True)
+        from .. import trace
+
+        with trace.span("engine call", f"podman {args[0] if args else ''}"):
+            return subprocess.run([self.bin, *args], capture_output=True, text=True)
 
     def state(self, cid: str) -> str | None:
         p = self._run("container", "inspect", "--format", "{{.State.Status}}", cid)
