@@ -432,7 +432,9 @@ class CNI:
             return None
 
     # -- live capability changes ---------------------------------------------
-    def update_capabilities(self, network: str, rt: RuntimeConf, changes: dict[str, Any]) -> cnicache.CachedAttachment:
+    def update_capabilities(
+        self, network: str, rt: RuntimeConf, changes: dict[str, Any], plugin_types: tuple[str, ...] = ()
+    ) -> cnicache.CachedAttachment:
         """Re-run, for a cached attachment, only the plugins that declare a capability in `changes`.
 
         CNI has no UPDATE verb; what portmap (portMappings) or bandwidth read
@@ -449,6 +451,10 @@ class CNI:
         plugin), so whatever kills this process, a DEL (gc, teardown) removes
         the old and the new rules alike. On failure the old arguments are put
         back (DEL new, ADD old) and the error raised. Returns the new entry.
+
+        `plugin_types`: also re-run these plugins (with unchanged arguments when
+        `changes` is empty): `cnirun network reload` repairs what a firewall
+        reload removed this way.
         """
         validate_container_id(rt.container_id)
         validate_ifname(rt.ifname)
@@ -469,9 +475,11 @@ class CNI:
                     "(or was cut short: `cnirun gc` finishes it): try again"
                 )
             net = self._net_from_cache(att) or self.network(network)
-            plugins = [p for p in net.plugins if any(k in p.capabilities for k in changes)]
+            plugins = [p for p in net.plugins
+                       if any(k in p.capabilities for k in changes) or p.type in plugin_types]
             if not plugins:
-                raise ArgumentError(f"network {network} has no plugin that takes {', '.join(sorted(changes))}")
+                raise ArgumentError(f"network {network} has no plugin that takes "
+                                    f"{', '.join(sorted(changes) or plugin_types)}")
             netns = rt.netns or att.netns
             self._check_netns(netns)
             for p in plugins:
@@ -495,6 +503,11 @@ class CNI:
             def rerun(old: RuntimeConf, new: RuntimeConf) -> None:
                 for p in reversed(plugins):
                     self._exec(net, p, self._inv("DEL", old), self.build_conf(net, p, old, prev))
+                if any(p.type == "bandwidth" for p in plugins):
+                    # bandwidth's DEL leaves its qdiscs on the host veth; its ADD would fail on them.
+                    from .policy import clear_host_shaping
+
+                    clear_host_shaping(prev)
                 for p in plugins:
                     out = self._exec(net, p, self._inv("ADD", new), self.build_conf(net, p, new, prev))
                     _parse_result(out, net.cni_version, p.type, net.name, "ADD")

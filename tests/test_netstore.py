@@ -50,7 +50,7 @@ def error_of(text: str, **kw) -> str:
 
 def test_bridge_default_chain() -> None:
     conf = convert("networks:\n  web: {}\n")["web"]
-    assert [p["type"] for p in conf["plugins"]] == ["bridge", "portmap", "firewall", "tuning"]
+    assert [p["type"] for p in conf["plugins"]] == ["bridge", "portmap", "firewall", "tuning", "bandwidth"]
     br = plugin(conf, "bridge")
     assert br["isGateway"] is True and br["ipMasq"] is True and br["hairpinMode"] is True
     assert br["bridge"] == auto_bridge_name("web") and len(br["bridge"]) <= 15
@@ -214,7 +214,7 @@ def test_load_networks_file(tmp_path: Path) -> None:
     f.write_text("networks:\n  one: {}\n  two: {internal: true}\n  ext: {external: true}\n")
     nets = load_networks_file(f)
     assert [n.name for n in nets] == ["one", "two"]
-    assert nets[0].types == ["bridge", "portmap", "firewall", "tuning"]
+    assert nets[0].types == ["bridge", "portmap", "firewall", "tuning", "bandwidth"]
     assert not Path(tmp_path / "net.d").exists()  # nothing installed
 
 

@@ -51,6 +51,16 @@ def _port(ctx: typer.Context) -> None:
     raise SystemExit(port_run(list(ctx.args)))
 
 
+@app.command(name="update", add_help_option=False,
+             short_help="Change a running container's rate limits live (--ingress-rate/--egress-rate).",
+             context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+def _update(ctx: typer.Context) -> None:
+    """Rate limits of a running container: `cnirun update CONTAINER --ingress-rate 10mbit|none`."""
+    from .update_cmd import run as update_run
+
+    raise SystemExit(update_run(list(ctx.args)))
+
+
 def _register_all() -> None:
     from . import version_cmd
 

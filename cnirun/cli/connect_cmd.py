@@ -11,7 +11,8 @@ import sys
 from .errors import fail, one_line_errors
 
 CONNECT_USAGE = """\
-usage: cnirun network connect [--ip IP] [--mac MAC] [--alias NAME]... NETWORK CONTAINER
+usage: cnirun network connect [--ip IP] [--ip6 IP6] [--mac MAC] [--alias NAME]...
+                              [--ingress-rate RATE[:BURST]] [--egress-rate RATE[:BURST]] NETWORK CONTAINER
 
 Attach NETWORK to a running container as its next free interface (eth1, ...).
 CONTAINER: a name or ID (full or unique prefix), any Docker or Podman
@@ -20,6 +21,8 @@ container with its own network namespace.
 Examples:
   cnirun network connect backend web
   cnirun network connect --ip 10.89.5.20 backend web
+  cnirun network connect --ip6 fd00:89:5::20 dualnet web
+  cnirun network connect --egress-rate 10mbit backend web
 """
 DISCONNECT_USAGE = """\
 usage: cnirun network disconnect [-f|--force] NETWORK CONTAINER
@@ -42,7 +45,7 @@ def _value(args: list[str], i: int, opt: str) -> tuple[str, int]:
 
 
 def connect_main(args: list[str]) -> int:
-    ip = mac = ""
+    ip = mac = ip6 = ingress = egress = ""
     aliases: list[str] = []
     pos: list[str] = []
     i = 0
@@ -53,8 +56,14 @@ def connect_main(args: list[str]) -> int:
             return 0
         if a == "--ip" or a.startswith("--ip="):
             ip, i = _value(args, i, "--ip")
+        elif a == "--ip6" or a.startswith("--ip6="):
+            ip6, i = _value(args, i, "--ip6")
         elif a == "--mac" or a.startswith("--mac="):
             mac, i = _value(args, i, "--mac")
+        elif a == "--ingress-rate" or a.startswith("--ingress-rate="):
+            ingress, i = _value(args, i, "--ingress-rate")
+        elif a == "--egress-rate" or a.startswith("--egress-rate="):
+            egress, i = _value(args, i, "--egress-rate")
         elif a == "--alias" or a.startswith("--alias="):
             v, i = _value(args, i, "--alias")
             aliases.append(v)
@@ -68,7 +77,13 @@ def connect_main(args: list[str]) -> int:
     from .. import live
 
     with one_line_errors():
-        live.connect(pos[1], pos[0], ip=ip, mac=mac, aliases=aliases)
+        rates = {}
+        if ingress or egress:
+            from ..policy import parse_rate
+
+            rates = {"ingress_rate": parse_rate(ingress, "--ingress-rate") if ingress else None,
+                     "egress_rate": parse_rate(egress, "--egress-rate") if egress else None}
+        live.connect(pos[1], pos[0], ip=ip, mac=mac, aliases=aliases, ip6=ip6, **rates)
     return 0
 
 

@@ -25,7 +25,8 @@ EXAMPLES: dict[str, list[str]] = {
     "network": ["cnirun network create mynet --subnet 10.89.5.0/24", "cnirun network ls"],
     "network ls": ["cnirun network ls --format '{{.Name}} {{join .Subnets \",\"}}'", "cnirun network ls -q"],
     "network inspect": ["cnirun network inspect mynet --format '{{json .Conflist}}'"],
-    "network create": ["cnirun network create mynet --subnet 10.89.5.0/24 --label team=blue"],
+    "network create": ["cnirun network create mynet --subnet 10.89.5.0/24 --label team=blue",
+                       "cnirun network create quiet --opt com.docker.network.bridge.enable_icc=false"],
     "network rm": ["cnirun network rm mynet"],
     "network prune": ["cnirun network prune -f"],
     "network convert": ["cnirun network convert networks.yaml --dir /etc/cni/net.d"],
@@ -56,4 +57,6 @@ EXAMPLES: dict[str, list[str]] = {
     "overlay agent": ["cnirun overlay agent --etcd http://192.0.2.1:2379 --iface eth0"],
     "overlay status": ["cnirun overlay status"],
     "port": ["cnirun port web", "cnirun port add web 127.0.0.1:18080:80"],
+    "update": ["cnirun update web --ingress-rate 10mbit", "cnirun update web --ingress-rate none"],
+    "network reload": ["cnirun network reload", "firewall-cmd --reload && cnirun network reload"],
 }
