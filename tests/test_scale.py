@@ -177,3 +177,63 @@ def test_50_concurrent_add_del_cycles_across_3_networks(world: World) -> None:
         for _, bridge, _ in nets[1:]:
             _ip("link", "delete", bridge)
     assert left == []
+
+
+# -- 20 concurrent `cnirun --rm busybox ...` ------------------------------------------------------
+RUNS = 20
+# Each container prints its address, says it is up (a file in a shared bind) and waits for
+# the go-file: all 20 hold their addresses at the same time when they are compared.
+WAIT_SCRIPT = (
+    "ip -4 -o addr show eth0 | awk '{print $4}' > /sync/addr.$N && touch /sync/up.$N && "
+    "i=0; while [ ! -e /sync/go ] && [ $i -lt 1200 ]; do sleep 0.1; i=$((i+1)); done"
+)
+
+
+def _concurrent_runs(w: World, *mode: str) -> None:
+    sync = w.tmp / "sync"
+    sync.mkdir()
+    procs = [
+        subprocess.Popen([*CNIRUN, *mode, "--rm", "-e", f"N={i}", "-v", f"{sync}:/sync", "busybox", "sh", "-c",
+                          WAIT_SCRIPT], env=w.env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+        for i in range(RUNS)
+    ]
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and len(list(sync.glob("up.*"))) < RUNS:
+            if any(p.poll() not in (None, 0) for p in procs):
+                break
+            time.sleep(0.2)
+        up = len(list(sync.glob("up.*")))
+        addresses = [(sync / f"addr.{i}").read_text().strip() if (sync / f"addr.{i}").exists() else ""
+                     for i in range(RUNS)]
+        (sync / "go").touch()
+        results = [(p.wait(timeout=240), *p.communicate()) for p in procs]
+    finally:
+        (sync / "go").touch()
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    failed = [(i, rc, err[-300:]) for i, (rc, _out, err) in enumerate(results) if rc != 0]
+    assert failed == [] and up == RUNS, f"{RUNS - len(failed)}/{RUNS} succeeded, {up} were up at once: {failed[:3]}"
+    prefix = w.subnet.rsplit(".", 1)[0] + "."
+    assert all(a.startswith(prefix) for a in addresses), addresses
+    assert len(set(addresses)) == RUNS, sorted(addresses)
+    w.assert_clean(within=30)
+
+
+@needs_docker
+def test_20_concurrent_runs_docker_sandbox(world: World) -> None:
+    _concurrent_runs(world, "--mode", "sandbox")
+
+
+@needs_docker
+def test_20_concurrent_runs_docker_hook(world: World) -> None:
+    with docker_runtime_installed(world, "cnirun-t197-"):
+        _concurrent_runs(world, "--mode", "hook")
+
+
+@needs_podman
+def test_20_concurrent_runs_podman(world: World) -> None:
+    _concurrent_runs(world, "--engine", "podman")
