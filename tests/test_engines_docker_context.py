@@ -225,3 +225,147 @@ def test_context_module_is_light() -> None:
     p = subprocess.run([*CNIRUN[:1], "-c", code], capture_output=True, text=True, cwd=REPO,
                        env={**os.environ, "PYTHONPATH": str(REPO)})
     assert p.stdout.strip() == "[]", p.stderr
+
+
+# -- a TLS context, against the real dockerd behind a mutual-TLS proxy on 127.0.0.1 ------------
+def _openssl(*args: str, cwd: Path) -> None:
+    p = subprocess.run(["openssl", *args], capture_output=True, text=True, cwd=cwd)
+    assert p.returncode == 0, p.stderr
+
+
+def _make_pki(d: Path) -> None:
+    """A CA, a server certificate for 127.0.0.1 and a client certificate, as `dockerd --tlsverify` wants."""
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca-key.pem", "-out", "ca.pem",
+             "-days", "1", "-subj", "/CN=t14-ca", cwd=d)
+    for who, ext in (("server", "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth"),
+                     ("client", "extendedKeyUsage=clientAuth")):
+        (d / f"{who}.ext").write_text(ext + "\n")
+        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{who}-key.pem", "-out", f"{who}.csr",
+                 "-subj", f"/CN=t14-{who}", cwd=d)
+        _openssl("x509", "-req", "-in", f"{who}.csr", "-CA", "ca.pem", "-CAkey", "ca-key.pem", "-CAcreateserial",
+                 "-out", f"{who}.pem", "-days", "1", "-extfile", f"{who}.ext", cwd=d)
+
+
+class _TLSProxy:
+    """127.0.0.1:PORT with mutual TLS in front of /var/run/docker.sock: what a remote TLS daemon looks like."""
+
+    def __init__(self, pki: Path) -> None:
+        import socket
+        import ssl
+
+        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.ctx.load_cert_chain(pki / "server.pem", pki / "server-key.pem")
+        self.ctx.load_verify_locations(pki / "ca.pem")
+        self.ctx.verify_mode = ssl.CERT_REQUIRED
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.accepted = 0
+        self.refused = 0
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        import socket
+        import ssl
+
+        while True:
+            try:
+                raw, _ = self.sock.accept()
+            except OSError:
+                return
+            try:
+                conn = self.ctx.wrap_socket(raw, server_side=True)
+            except (ssl.SSLError, OSError):
+                self.refused += 1
+                raw.close()
+                continue
+            self.accepted += 1
+            up = socket.socket(socket.AF_UNIX)
+            up.connect("/var/run/docker.sock")
+            for a, b in ((conn, up), (up, conn)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(src: Any, dst: Any) -> None:
+        import socket
+
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        # The client closing its sending side (end of stdin of an attach) is a half-close, as dockerd
+        # sees it: the daemon's answer keeps flowing. The daemon closing ends the connection.
+        if dst.family == socket.AF_UNIX:
+            try:
+                dst.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+            return
+        for s in (src, dst):
+            try:
+                s.close()
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.mark.skipif(not HAVE_DOCKER or os.geteuid() != 0, reason="needs root and the real dockerd")
+def test_tls_context_and_docker_tls_verify_reach_the_real_daemon(tmp_path: Path, docker_world: Any) -> None:
+    import shutil
+
+    w = docker_world
+    pki = tmp_path / "pki"
+    pki.mkdir()
+    _make_pki(pki)
+    proxy = _TLSProxy(pki)
+    try:
+        config = tmp_path / "docker-config"
+        host = f"tcp://127.0.0.1:{proxy.port}"
+        for name, files in (("t14-tls", ("ca.pem", "cert.pem", "key.pem")), ("t14-tls-nocert", ("ca.pem",))):
+            make_context(config, name, host)
+            tls = config / "contexts" / "tls" / hashlib.sha256(name.encode()).hexdigest() / "docker"
+            tls.mkdir(parents=True)
+            for f in files:
+                src = {"ca.pem": "ca.pem", "cert.pem": "client.pem", "key.pem": "client-key.pem"}[f]
+                shutil.copy(pki / src, tls / f)
+        env = {k: v for k, v in w.env.items() if k not in ("DOCKER_CONTEXT", "DOCKER_HOST", "DOCKER_TLS_VERIFY",
+                                                             "DOCKER_CERT_PATH")}
+        env["DOCKER_CONFIG"] = str(config)
+
+        def run(*args: str, extra: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+            return subprocess.run([*CNIRUN, *args], capture_output=True, text=True, timeout=90, cwd=REPO,
+                                  env={**env, **(extra or {})})
+
+        real = subprocess.run(["docker", "version", "--format", "{{.Server.Version}}"], capture_output=True,
+                              text=True).stdout.strip()
+        v = run("--context", "t14-tls", "version", "--format", "json")
+        assert v.returncode == 0, v.stderr
+        eng = [e for e in json.loads(v.stdout)["engines"] if e["name"] == "docker"][0]
+        assert (eng.get("version"), eng.get("context")) == (real, "t14-tls"), eng
+        # A whole run over TLS: the container gets its CNI address; the attachment is gone after it.
+        r = run("--context", "t14-tls", "run", "--rm", "busybox", "ip", "-4", "-o", "addr", "show", "eth0")
+        assert r.returncode == 0, r.stderr
+        assert f"10.131.{w.n}." in r.stdout
+        assert proxy.accepted > 0
+        # The same daemon through DOCKER_HOST + DOCKER_TLS_VERIFY + DOCKER_CERT_PATH, as the docker CLI reads them.
+        certs = tmp_path / "certs"
+        certs.mkdir()
+        for src, dst in (("ca.pem", "ca.pem"), ("client.pem", "cert.pem"), ("client-key.pem", "key.pem")):
+            shutil.copy(pki / src, certs / dst)
+        e = run("run", "--rm", "busybox", "true",
+                extra={"DOCKER_HOST": host, "DOCKER_TLS_VERIFY": "1", "DOCKER_CERT_PATH": str(certs)})
+        assert e.returncode == 0, e.stderr
+        # Without a client certificate the daemon refuses: one line, exit 125, nothing made.
+        before = proxy.refused
+        bad = run("--context", "t14-tls-nocert", "run", "--rm", "busybox", "true")
+        assert bad.returncode == 125 and bad.stderr.count("\n") == 1 and "Traceback" not in bad.stderr, bad.stderr
+        assert proxy.refused > before
+    finally:
+        proxy.close()

@@ -81,6 +81,25 @@ def client_kwargs() -> dict[str, Any]:
     return kwargs
 
 
+def _api_client(docker: Any, version: str, kwargs: dict[str, Any]) -> Any:
+    """docker.APIClient; with TLS, one that verifies against the context's CA only.
+
+    requests lets REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE (set on many machines)
+    override a session's own CA file (psf/requests#3829), so a TLS daemon
+    signed by its own CA failed with "self-signed certificate in certificate
+    chain" although the docker CLI reached it: such a client ignores the
+    environment (trust_env off) before its first request.
+    """
+    if "tls" not in kwargs:
+        return docker.APIClient(version=version, **kwargs)
+    api = docker.APIClient(version=docker.constants.MINIMUM_DOCKER_API_VERSION if version == "auto" else version,
+                           **kwargs)
+    api.trust_env = False
+    if version == "auto":
+        api._version = api._retrieve_server_version()
+    return api
+
+
 def find_static_busybox() -> str:
     """A statically linked busybox on the host: it runs inside any image."""
     import shutil
@@ -186,7 +205,7 @@ class Docker(Engine):
         kwargs = client_kwargs()
         try:
             # version="auto": one GET /version; engines refuse versions they don't know.
-            self.api = docker.APIClient(version="auto", **kwargs)
+            self.api = _api_client(docker, "auto", kwargs)
         except docker.errors.DockerException as e:
             raise EngineError(
                 f"cannot reach the Docker daemon at {docker_host()} ({_short(e)}): start it "
@@ -199,7 +218,7 @@ class Docker(Engine):
         other._errors = self._errors
         import docker
 
-        other.api = docker.APIClient(version=self.api._version, **client_kwargs())
+        other.api = _api_client(docker, self.api._version, client_kwargs())
         return other
 
     # -- generic --------------------------------------------------------------

@@ -102,6 +102,12 @@ def _pump_out(sock: Any, tty: bool) -> None:
 
     if isinstance(sock, Hijacked):
         stream_iter = frames(sock, tty)
+    elif type(sock).__module__ == "ssl":
+        # A TLS daemon: docker-py's frames_iter polls the descriptor, which
+        # stays quiet while the container's output already sits decrypted in
+        # the TLS layer's buffer (the output was lost, the run waited 2 s).
+        # Blocking recv returns what is buffered.
+        stream_iter = frames(Hijacked(sock, b""), tty)
     else:
         from docker.utils.socket import frames_iter
 
