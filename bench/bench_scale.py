@@ -1,0 +1,207 @@
+#!/usr/bin/env python3
+"""Many containers at once (#13): wall time and containers/s next to the engines' own networking.
+
+K concurrent `--rm busybox true` (default 100, env BENCH_K), each group measured
+in the same run, one group after the other:
+
+  docker run --rm busybox true                      Docker's own bridge (the peer)
+  cnirun --rm --mode sandbox busybox true           Docker, no daemon configuration
+  cnirun --rm --mode hook busybox true              Docker through the cnirun runtime (the bench
+                                                    installs it with its own environment and
+                                                    restores daemon.json byte for byte)
+  podman run --rm busybox true                      Podman's own path (netavark)
+  podman --network-backend cni run ... same chain   Podman running the same CNI chain
+  cnirun --engine podman --rm busybox true
+
+then the same at 20 (the issue's target: hook mode at most 1.0x of Docker's bridge).
+After each cnirun group it counts what was left (veths, reservations, cache
+files, iptables rules, run state, containers): every figure must be 0.
+The chain is bridge + host-local + portmap + firewall + tuning on
+10.198.250.0/24 (bridge t198bench); BENCH_SKIP=hook,podman leaves parts out.
+Timing is for a quiet machine: the lead reruns it; here only a sanity run.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+CNIRUN = str(REPO / ".venv" / "bin" / "cnirun")
+K = int(os.environ.get("BENCH_K", "100"))
+SKIP = set(filter(None, os.environ.get("BENCH_SKIP", "").split(",")))
+DAEMON_JSON = "/etc/docker/daemon.json"
+NET, BRIDGE, SUBNET = "t198bench", "t198bench", "10.198.250.0/24"
+PODMAN_NET, PODMAN_BRIDGE, PODMAN_SUBNET = "t198benchp", "t198benchp", "10.198.251.0/24"
+
+
+def chain(name: str, bridge: str, subnet: str, data_dir: str) -> dict:
+    return {
+        "cniVersion": "1.0.0", "name": name,
+        "plugins": [
+            {"type": "bridge", "bridge": bridge, "isGateway": True, "ipMasq": True, "hairpinMode": True,
+             "ipam": {"type": "host-local", "dataDir": data_dir, "ranges": [[{"subnet": subnet}]],
+                      "routes": [{"dst": "0.0.0.0/0"}]}},
+            {"type": "portmap", "capabilities": {"portMappings": True}},
+            {"type": "firewall"},
+            {"type": "tuning"},
+        ],
+    }
+
+
+def concurrent(argv: list[str], k: int, env: dict[str, str] | None = None) -> tuple[float, int, str]:
+    """Wall time of k concurrent runs, how many succeeded, the first failure's message."""
+    def one(_: int) -> tuple[int, str]:
+        p = subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        return p.returncode, p.stderr.strip()[-200:]
+
+    t = time.perf_counter()
+    with ThreadPoolExecutor(k) as ex:
+        out = list(ex.map(one, range(k)))
+    took = time.perf_counter() - t
+    failures = [err for rc, err in out if rc != 0]
+    return took, k - len(failures), failures[0] if failures else ""
+
+
+def _netns() -> set[str]:
+    return {n for n in os.listdir("/run/netns") if n.startswith("cnirun-")} if os.path.isdir("/run/netns") else set()
+
+
+NETNS_BEFORE: set[str] = set()  # other people's netns: not ours to count
+
+
+def leftovers(tmp: Path) -> dict[str, int]:
+    veths = subprocess.run(["ip", "-o", "link", "show", "master", BRIDGE], capture_output=True, text=True).stdout
+    ipam = tmp / "ipam" / NET
+    rules = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
+    runs = tmp / "state" / "containers"
+    label = f"label=cnirun.state={runs}"
+    containers = 0
+    for engine in ("docker", "podman"):
+        if shutil.which(engine):
+            containers += len(subprocess.run([engine, "ps", "-aq", "--filter", label], capture_output=True,
+                                             text=True).stdout.split())
+    return {
+        "veths": len(veths.splitlines()),
+        "reservations": len([p for p in ipam.iterdir() if p.name[0].isdigit()]) if ipam.is_dir() else 0,
+        "cache files": len(list((tmp / "cache" / "results").glob("*"))),
+        "iptables rules": sum("10.198.250." in ln or f'name: \\"{NET}\\"' in ln for ln in rules.splitlines()),
+        "run state": len([p for p in runs.iterdir() if not p.name.startswith(".")]) if runs.is_dir() else 0,
+        "containers": containers,
+        "netns": len(_netns() - NETNS_BEFORE),
+    }
+
+
+def settle(tmp: Path, wait: float = 30.0) -> dict[str, int]:
+    """Leftovers once background teardowns had `wait` seconds to finish."""
+    deadline = time.monotonic() + wait
+    while True:
+        left = leftovers(tmp)
+        if not any(left.values()) or time.monotonic() > deadline:
+            return left
+        time.sleep(0.5)
+
+
+def _read(path: str) -> bytes | None:
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        return None
+
+
+def main() -> int:
+    if os.geteuid() != 0:
+        print("bench_scale: needs root (skipped)")
+        return 0
+    tmp = Path(tempfile.mkdtemp(prefix="cnirun-bench-scale-"))
+    netconf = tmp / "net.d"
+    netconf.mkdir()
+    (netconf / f"{NET}.conflist").write_text(json.dumps(chain(NET, BRIDGE, SUBNET, str(tmp / "ipam"))))
+    podman_cni = tmp / "podman-cni"
+    podman_cni.mkdir()
+    (podman_cni / f"{PODMAN_NET}.conflist").write_text(
+        json.dumps(chain(PODMAN_NET, PODMAN_BRIDGE, PODMAN_SUBNET, str(tmp / "ipam-podman"))))
+    env = dict(os.environ, NETCONFPATH=str(netconf), CNI_CACHE_DIR=str(tmp / "cache"),
+               CNIRUN_STATE_DIR=str(tmp / "state"), CNIRUN_DEFAULT_NETWORK=NET, CNI_PATH="/usr/lib/cni")
+    rows: list[tuple[str, int, float, int, str]] = []  # (what, k, seconds, ok, first failure)
+    NETNS_BEFORE.update(_netns())
+    leaks: dict[str, dict[str, int]] = {}
+    daemon_before = _read(DAEMON_JSON)
+    runtime_dir = tmp / "runtime"
+    hooked = False
+    try:
+        if "hook" not in SKIP:
+            from cnirun import docker_runtime
+
+            if docker_runtime.registered_path(DAEMON_JSON):
+                print("bench_scale: a cnirun runtime is already registered: hook mode left out")
+            else:
+                p = subprocess.run([CNIRUN, "install", "docker-runtime", "--dir", str(runtime_dir)], env=env,
+                                   capture_output=True, text=True)
+                hooked = p.returncode == 0
+                if not hooked:
+                    print(f"bench_scale: cannot install the docker runtime: {p.stderr.strip()}")
+        groups: list[tuple[str, list[str], dict[str, str] | None]] = [
+            ("docker run (Docker's bridge)", ["docker", "run", "--rm", "busybox", "true"], None),
+            ("cnirun sandbox", [CNIRUN, "--rm", "--mode", "sandbox", "busybox", "true"], env),
+        ]
+        if hooked:
+            groups.append(("cnirun hook", [CNIRUN, "--rm", "--mode", "hook", "busybox", "true"], env))
+        if shutil.which("podman") and "podman" not in SKIP:
+            groups += [
+                ("podman run (netavark)", ["podman", "run", "--rm", "busybox", "true"], None),
+                ("podman --network-backend cni", ["podman", "--network-backend", "cni", "--cni-config-dir",
+                                                  str(podman_cni), "run", "--rm", "--network", PODMAN_NET,
+                                                  "busybox", "true"], None),
+                ("cnirun --engine podman", [CNIRUN, "--engine", "podman", "--rm", "busybox", "true"], env),
+            ]
+        for k in (K, 20) if K != 20 else (20,):
+            for name, argv, e in groups:
+                took, ok, err = concurrent(argv, k, e)
+                rows.append((name, k, took, ok, err))
+                if name.startswith("cnirun"):
+                    leaks[f"{name} x{k}"] = settle(tmp)
+    finally:
+        if hooked:
+            for _ in range(20):  # refused while a --rm container is still being removed
+                if subprocess.run([CNIRUN, "uninstall", "docker-runtime", "--dir", str(runtime_dir)], env=env,
+                                  capture_output=True).returncode == 0:
+                    break
+                time.sleep(0.5)
+            if _read(DAEMON_JSON) != daemon_before:
+                if daemon_before is None:
+                    Path(DAEMON_JSON).unlink(missing_ok=True)
+                else:
+                    Path(DAEMON_JSON).write_bytes(daemon_before)
+                print("bench_scale: daemon.json restored by hand")
+        for br in (BRIDGE, PODMAN_BRIDGE):
+            subprocess.run(["ip", "link", "del", br], capture_output=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    print(f"\nbench_scale: concurrent `--rm busybox true` (wall time; one run per group, {os.cpu_count()} CPUs)")
+    print(f"{'group':<32} {'k':>4} {'ok':>8} {'wall s':>8} {'cont/s':>7} {'vs docker bridge':>17}")
+    for name, k, took, ok, err in rows:
+        base = next(t for n, kk, t, _, _ in rows if kk == k and n.startswith("docker run"))
+        print(f"{name:<32} {k:>4} {f'{ok}/{k}':>8} {took:8.2f} {ok / took:7.1f} {took / base:16.2f}x"
+              + (f"   first failure: {err}" if err else ""))
+    for name in ("cnirun hook", "cnirun sandbox"):
+        mine = [t for n, kk, t, _, _ in rows if n == name and kk == 20]
+        base = [t for n, kk, t, _, _ in rows if n.startswith("docker run") and kk == 20]
+        if mine and base:
+            target = " (target <= 1.0x)" if name == "cnirun hook" else ""
+            print(f"20 concurrent, {name} vs docker bridge: {mine[0] / base[0]:.2f}x{target}")
+    print("left behind after each cnirun group (all must be 0):")
+    for name, left in leaks.items():
+        print(f"  {name:<28} " + ", ".join(f"{k} {v}" for k, v in left.items()))
+    return 0 if all(not any(v.values()) for v in leaks.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
