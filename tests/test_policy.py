@@ -506,3 +506,41 @@ def test_connect_with_rate(dworld: PolicyWorld) -> None:
         assert not veths.stdout.strip()
     finally:
         subprocess.run(["ip", "link", "del", f"c194z{w.n}"], capture_output=True)
+
+
+@needs_docker
+def test_compose_x_cni_rates(dworld: PolicyWorld) -> None:
+    """compose services' x-cni: {ingress_rate, egress_rate} on a generated network (which carries bandwidth);
+    a malformed rate is refused with the file's line before anything is created."""
+    w = dworld
+    project = f"t194-{w.n}-p"
+    env = dict(w.env, CNIRUN_SUBNET_POOL=f"10.194.{200 + w.n}.0/24", CNIRUN_IPAM_DATA_DIR=str(w.data_dir))
+    compose = w.tmp / "compose.yaml"
+
+    def up_down(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*CNIRUN_CMD, "compose", "-f", str(compose), "-p", project, *args], env=env,
+                              capture_output=True, text=True, timeout=180, cwd=w.tmp)
+
+    compose.write_text("services:\n  web:\n    image: busybox\n    command: [sleep, '600']\n"
+                       "    x-cni:\n      ingress_rate: 9mbit:64kb\n      egress_rate: fast\n")
+    p = up_down("up", "-d")
+    assert p.returncode != 0 and "compose.yaml:7: services.web.x-cni.egress_rate: invalid rate 'fast'" in p.stderr
+    assert p.stderr.count("\n") == 1, p.stderr
+    assert not list(Path(w.env["NETCONFPATH"]).glob(f"{project}*"))
+    compose.write_text("services:\n  web:\n    image: busybox\n    command: [sleep, '600']\n"
+                       "    x-cni:\n      ingress_rate: 9mbit:64kb\n      egress_rate: 2mbit\n")
+    try:
+        p = up_down("up", "-d")
+        assert p.returncode == 0, p.stderr
+        name = f"{project}-web-1"
+        pid = pid_of(name)
+        assert "rate 9Mbit burst 64Kb" in qdiscs(host_veth(pid))
+        (entry,) = [e for e in cached(w) if e["networkName"].startswith(project)]
+        assert "rate 2Mbit" in qdiscs(w.remember_ifb(entry["networkName"], entry["containerId"]))
+    finally:
+        p = up_down("down")
+        assert p.returncode == 0, p.stderr
+    w.assert_clean(within=15)
+
+
+CNIRUN_CMD = [__import__("sys").executable, "-m", "cnirun.cli.main"]

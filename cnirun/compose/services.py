@@ -140,6 +140,8 @@ class Service:
     dns: list[str] = field(default_factory=list)
     dns_search: list[str] = field(default_factory=list)
     mac_address: str = ""
+    ingress_rate: str = ""  # x-cni: {ingress_rate: 10mbit} (policy.parse_rate)
+    egress_rate: str = ""
     raw: dict[str, Any] = field(default_factory=dict)
 
     def config_hash(self) -> str:
@@ -480,7 +482,30 @@ def parse_service(doc: Document, name: str, value: Any, path: KeyPath, project: 
     if m.get("configs") is not None:
         parse_service_files(doc, m["configs"], path + ("configs",), configs, "configs", mounts)
     svc.volumes, svc.tmpfs = mounts.volumes, mounts.tmpfs
+    if m.get("x-cni") is not None:
+        _x_cni(doc, svc, m["x-cni"], path + ("x-cni",))
     return svc
+
+
+X_CNI_SERVICE_KEYS = frozenset({"ingress_rate", "egress_rate"})
+
+
+def _x_cni(doc: Document, svc: Service, value: Any, path: KeyPath) -> None:
+    """cnirun's service extension: rate limits, as `cnirun run --ingress-rate/--egress-rate`."""
+    from ..errors import ArgumentError
+    from ..policy import parse_rate
+
+    m = expect_mapping(doc, value, path, "a mapping with ingress_rate and/or egress_rate")
+    check_keys(doc, m, path, X_CNI_SERVICE_KEYS)
+    for key in sorted(X_CNI_SERVICE_KEYS):
+        if m.get(key) is None:
+            continue
+        raw = expect_str(doc, m[key], path + (key,), "a rate such as 10mbit or 10mbit:64kb")
+        try:
+            parse_rate(raw, key)
+        except ArgumentError as e:
+            doc.fail(path + (key,), e.msg.replace(f"invalid {key} ", "invalid rate "))
+        setattr(svc, key, raw)
 
 
 def _environment(doc: Document, svc: Service, m: dict[str, Any], path: KeyPath) -> None:
