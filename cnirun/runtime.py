@@ -285,7 +285,7 @@ class CNI:
         except PluginError as e:
             # Shared chains flushed behind our back (our markers lie), and two
             # plugins raced to recreate them: make them again, retry once.
-            if "already exists" not in str(e) or not chains.forget(net, self.lock_file):
+            if "Chain already exists" not in str(e) or not chains.forget(net, self.lock_file):
                 raise
         return self._add_chain(net, rt)
 

@@ -261,3 +261,37 @@ def test_chains_on_different_and_same_networks_run_in_parallel(tmp_path: Path) -
     g.join(30)
     assert gc_done and other_done < gc_done[0], "the DEL on t197p2 waited for t197p1's GC"
     assert not list((tmp_path / "cache" / "results").glob("*"))
+
+
+def test_add_retries_once_only_when_shared_chains_were_flushed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """"Chain already exists" with our markers in place: the chains were flushed and two plugins
+    raced to recreate them; ADD makes them again and retries once. Any other error: no retry."""
+    from cnirun import chains
+    from cnirun.errors import PluginError
+    from cnirun.runtime import RuntimeConf
+
+    cni, nets = _noop_world(tmp_path, ["t197r"], sleep=0)
+    debug = tmp_path / "noop.json"
+    ns = tmp_path / "ns"
+    ns.write_text("")
+    marker = Path(chains._marker("iptables.portmap.13", cni.lock_file))  # type: ignore[attr-defined]
+    monkeypatch.setattr(chains, "needs", lambda _net: ["iptables.portmap.13"])
+    made: list[str] = []
+    monkeypatch.setattr(chains, "_create", lambda name: made.append(name) or True)
+
+    def adds() -> int:
+        log = tmp_path / "noop.json.log"
+        return sum(json.loads(ln)["command"] == "ADD" for ln in log.read_text().splitlines()) if log.exists() else 0
+
+    for message, retried in (("container veth name provided (eth0) already exists", False),
+                             ("iptables v1.8.9 (nf_tables): Chain already exists.", True)):
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text("")
+        made.clear()
+        debug.write_text(json.dumps({"commands": {"ADD": {"reportError": message, "reportErrorCode": 999}}}))
+        before = adds()
+        with pytest.raises(PluginError, match="already exists"):
+            cni.add(nets["t197r"], RuntimeConf("c197r", netns=str(ns)))  # type: ignore[attr-defined]
+        assert adds() - before == (2 if retried else 1), message
+        assert made == (["iptables.portmap.13"] if retried else [])  # the chains were made again before the retry
+    assert not list((tmp_path / "cache" / "results").glob("*"))
