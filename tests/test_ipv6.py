@@ -502,3 +502,44 @@ def test_default_network_stays_ipv4_only() -> None:
     spec = parse_network(doc, "t196-plain", {}, ())
     conf = Planner([], routes=[]).conflist(spec)
     assert all(len(rs) == 1 and ":" not in rs[0]["subnet"] for rs in _ranges(conf))
+
+
+@needs_root
+@needs_plugins
+@needs_docker
+def test_compose_enable_ipv6_and_ipv6_address(dual_world: DualWorld) -> None:
+    """compose: enable_ipv6 without a subnet gets a /64 from the pool; ipv6_address pins a service's address."""
+    w = dual_world
+    project = f"t196c{w.n}"
+    f = w.tmp / "compose.yaml"
+    f.write_text(f"""services:
+  a:
+    image: busybox
+    command: sleep 120
+    cap_add: [NET_RAW]
+    networks:
+      v6:
+        ipv6_address: "{w.v6_pool.split('::')[0]}::a"
+  b:
+    image: busybox
+    command: sleep 120
+    networks: [v6]
+networks:
+  v6:
+    enable_ipv6: true
+    driver_opts:
+      com.docker.network.bridge.name: t196k{w.n}
+""")
+    up = w.cnirun("compose", "-f", str(f), "-p", project, "up", "-d", timeout=180)
+    try:
+        assert up.returncode == 0, up.stderr
+        a, b = f"{project}-a-1", f"{project}-b-1"
+        assert _addr6(w, a) == f"{w.v6_pool.split('::')[0]}::a"
+        b6 = _addr6(w, b)
+        assert ipaddress.ip_address(b6) in ipaddress.ip_network(w.v6_pool)
+        p = _ping6(w, a, b6)
+        assert p.returncode == 0, p.stdout + p.stderr
+    finally:
+        down = w.cnirun("compose", "-f", str(f), "-p", project, "down", timeout=180)
+        subprocess.run(["ip", "link", "del", f"t196k{w.n}"], capture_output=True)
+        assert down.returncode == 0, down.stderr

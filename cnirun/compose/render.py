@@ -33,7 +33,8 @@ def _service(project: Project, svc: Service) -> dict[str, Any]:
         out["network_mode"] = svc.network_mode
     else:
         out["networks"] = {n.key: ({"aliases": n.aliases} if n.aliases else {}) |
-                           ({"ipv4_address": n.ipv4_address} if n.ipv4_address else {}) or None
+                           ({"ipv4_address": n.ipv4_address} if n.ipv4_address else {}) |
+                           ({"ipv6_address": n.ipv6_address} if n.ipv6_address else {}) or None
                            for n in svc.networks}
     if svc.ports:
         out["ports"] = svc.ports

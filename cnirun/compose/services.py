@@ -25,7 +25,7 @@ from ..netstore.located import (
     string_map,
     type_name,
 )
-from ..options import parse_ip, parse_publish
+from ..options import parse_ip, parse_ip6, parse_publish
 from .durations import duration, size
 from .mounts import FileSource, Mounts, VolumeSpec, parse_service_files, parse_service_volumes
 
@@ -67,6 +67,7 @@ class ServiceNetwork:
     key: str  # key under the top-level networks:
     aliases: list[str] = field(default_factory=list)
     ipv4_address: str = ""
+    ipv6_address: str = ""  # on a network with enable_ipv6 (options_for checks it has an IPv6 subnet)
 
 
 @dataclass
@@ -238,7 +239,7 @@ def _service_networks(doc: Document, value: Any, path: KeyPath, warn: Any) -> li
             sn = ServiceNetwork(str(key))
             m = expect_mapping(doc, conf, p, "a mapping with aliases and ipv4_address (or nothing)")
             check_keys(doc, m, p, NET_ATTACH_KEYS)
-            for k in ("ipv6_address", "link_local_ips", "mac_address", "driver_opts"):
+            for k in ("link_local_ips", "mac_address", "driver_opts"):
                 if m.get(k) is not None:
                     warn(p + (k,), "not supported per network by cnirun: ignored")
             if m.get("aliases") is not None:
@@ -251,6 +252,12 @@ def _service_networks(doc: Document, value: Any, path: KeyPath, warn: Any) -> li
                     sn.ipv4_address = parse_ip(raw)
                 except ArgumentError as e:
                     doc.fail(p + ("ipv4_address",), str(e))
+            if m.get("ipv6_address") is not None:
+                raw = expect_str(doc, m["ipv6_address"], p + ("ipv6_address",), "an IPv6 address")
+                try:
+                    sn.ipv6_address = parse_ip6(raw)
+                except ArgumentError as e:
+                    doc.fail(p + ("ipv6_address",), str(e))
             out.append(sn)
         if any(isinstance(c, dict) and c.get("priority") is not None for c in value.values()):
             out.sort(key=lambda n: -int((value[n.key] or {}).get("priority") or 0))

@@ -125,6 +125,7 @@ def run_request(project: Project, svc: Service, engine: str, number: int = 1) ->
     return RunRequest(
         spec=run_spec(project, svc, number), networks=[names[n.key] for n in ordered], publish=list(svc.ports),
         network_ips={names[n.key]: n.ipv4_address for n in ordered if n.ipv4_address}, engine=engine,
+        network_ips6={names[n.key]: n.ipv6_address for n in ordered if n.ipv6_address},
         mac=svc.mac_address, dns=list(svc.dns), dns_search=list(svc.dns_search),
         ingress_rate=svc.ingress_rate, egress_rate=svc.egress_rate,
         # DNS names (cnirun.dns), as Docker's: the service name and the container
