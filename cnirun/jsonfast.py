@@ -96,6 +96,60 @@ def dumps(obj: Any, separators: tuple[str, str] | None = None) -> str:
     return json.dumps(obj, separators=separators)
 
 
+def dumps_indented(obj: Any, indent: int = 4) -> str:
+    """json.dumps(obj, indent=indent, ensure_ascii=False): what `cnirun cni add` prints (via Result.to_json).
+
+    The json package's own indenting encoder is pure Python and its import
+    pulls in re: this walks dicts and lists itself and has the C encoder
+    write every string. Anything but dict/list/str/int/float/bool/None: the
+    json package.
+    """
+    try:
+        from _json import encode_basestring as enc
+    except ImportError:  # pragma: no cover - CPython always has it
+        enc = None
+    out: list[str] = []
+
+    def walk(o: Any, level: int) -> None:
+        if isinstance(o, str):
+            out.append(enc(o))  # type: ignore[misc]
+        elif o is None or o is True or o is False:
+            out.append("null" if o is None else "true" if o else "false")
+        elif isinstance(o, int):
+            out.append(int.__repr__(o))
+        elif isinstance(o, float):
+            out.append(float.__repr__(o) if o == o and o not in (_INF, -_INF) else
+                       "NaN" if o != o else "Infinity" if o > 0 else "-Infinity")
+        elif isinstance(o, (dict, list)) and o:
+            pad = "\n" + " " * (indent * (level + 1))
+            out.append("{" if isinstance(o, dict) else "[")
+            for i, item in enumerate(o.items() if isinstance(o, dict) else o):
+                out.append(pad if i == 0 else "," + pad)
+                if isinstance(o, dict):
+                    key = item[0]
+                    if not isinstance(key, str):
+                        raise TypeError("key")
+                    out.append(enc(key) + ": ")  # type: ignore[misc]
+                    walk(item[1], level + 1)
+                else:
+                    walk(item, level + 1)
+            out.append("\n" + " " * (indent * level) + ("}" if isinstance(o, dict) else "]"))
+        elif isinstance(o, (dict, list)):
+            out.append("{}" if isinstance(o, dict) else "[]")
+        else:
+            raise TypeError("type")
+
+    if enc is not None:
+        try:
+            walk(obj, 0)
+            return "".join(out)
+        except (TypeError, RecursionError):
+            pass  # the json package below writes it, or raises its own error
+    import json
+
+    return json.dumps(obj, indent=indent, ensure_ascii=False)
+
+
 def go_map_order(obj: Any) -> Any:
     """`obj` with the keys of every dict in it sorted, as Go's json.Marshal writes a map.
 

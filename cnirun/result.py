@@ -524,9 +524,9 @@ class Result(Value):
 
     def to_json(self, version: str | None = None) -> str:
         """Like libcni's Print: 4-space indent, Go's HTML-safe escaping."""
-        import json
+        from .jsonfast import dumps_indented  # json.dumps(indent=4, ensure_ascii=False) without importing json
 
-        text = json.dumps(self.to_dict(version), indent=4, ensure_ascii=False)
+        text = dumps_indented(self.to_dict(version), 4)
         # These characters can only occur inside JSON strings, so a plain replace is safe.
         for ch in "<>&\u2028\u2029":
             text = text.replace(ch, f"\\u{ord(ch):04x}")

@@ -320,8 +320,10 @@ class CNI:
                 if prev is None:
                     raise ConfigError(f"{net.source}: plugins: the network has no plugins")
                 record.result, record.pending = prev, None
+                # No fsync, as libcni: it guards against a power loss, which takes
+                # the netns, veths and iptables rules with it (cache.write_file).
                 with trace.span("cache write", "result"):
-                    cnicache.write_file(self.cache_dir, record)
+                    cnicache.write_file(self.cache_dir, record, fsync=False)
             except BaseException:
                 # Every ADD must be followed by a DEL, a failed one included: undo
                 # with the partial result so plugins can find what they made.

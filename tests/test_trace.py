@@ -111,3 +111,56 @@ def test_run_debug_traces_engine_calls_and_the_chain(world: World) -> None:
     assert ("plugin ADD", f"bridge ({world.net})") in [(p, d) for p, _, d in phases]
     assert any(p == "engine call" and d.startswith("docker") for p, _, d in phases)
     world.assert_clean(within=10)
+
+
+# -- what the time went on, cut (#13) ---------------------------------------------------------
+def test_dumps_indented_is_json_dumps_indent_4() -> None:
+    import random
+
+    from cnirun.jsonfast import dumps_indented
+
+    rnd = random.Random(197)
+
+    def value(depth: int) -> Any:
+        kind = rnd.randrange(9 if depth < 4 else 5)
+        if kind == 0:
+            return rnd.choice([None, True, False])
+        if kind == 1:
+            return rnd.randint(-10**12, 10**12)
+        if kind == 2:
+            return rnd.choice([0.5, -0.0, 1e100, 3.14159, float("inf"), float("-inf"), float("nan")])
+        if kind in (3, 4):
+            return "".join(rnd.choice('ab"\\\n\t<>&é\u2028\x01') for _ in range(rnd.randrange(6)))
+        if kind in (5, 6):
+            return [value(depth + 1) for _ in range(rnd.randrange(4))]
+        return {f"k{i}{rnd.choice('é<')}": value(depth + 1) for i in range(rnd.randrange(4))}
+
+    for _ in range(300):
+        v = value(0)
+        assert dumps_indented(v) == json.dumps(v, indent=4, ensure_ascii=False)
+    # what it cannot write itself goes to the json package, error included
+    with pytest.raises(TypeError):
+        dumps_indented({"x": object()})
+    assert dumps_indented({1: "a"}) == json.dumps({1: "a"}, indent=4)
+
+
+def test_cni_add_and_del_load_no_json_typing_or_hashlib(noop_env: dict[str, str], tmp_path: Path) -> None:
+    """`cnirun cni add/del` start-up: the json package, typing and hashlib's OpenSSL binding stay unloaded."""
+    code = (
+        "import sys, atexit; "
+        f"atexit.register(lambda: open({str(tmp_path / 'mods')!r}, 'a').write(' '.join(sys.modules) + '\\n')); "
+        "from cnirun.cli.main import main; sys.exit(main(sys.argv[1:]))"
+    )
+    ns = str(tmp_path / "ns")
+    env = dict(noop_env)
+    env.pop("CNI_CONTAINERID")  # cnitool's ID derivation (SHA-512) is used
+    for verb in ("add", "del"):
+        p = subprocess.run([sys.executable, "-c", code, "cni", verb, "t197tr", ns], env=env, capture_output=True,
+                           text=True, cwd=REPO, timeout=60)
+        assert p.returncode == 0, p.stderr
+    lines = (tmp_path / "mods").read_text().splitlines()
+    assert len(lines) == 2
+    for line in lines:
+        loaded = set(line.split())
+        assert "cnirun.runtime" in loaded
+        assert loaded & {"json", "typing", "_hashlib", "hashlib"} == set(), loaded & {"json", "typing", "_hashlib"}

@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import sys
 from contextlib import contextmanager
-from typing import Iterator, NoReturn
+
+TYPE_CHECKING = False  # typing: ~3 ms of `cnirun cni` start-up, for annotations only
+if TYPE_CHECKING:
+    from typing import Iterator, NoReturn
 
 from ..errors import CNIError
 
