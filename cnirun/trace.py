@@ -4,9 +4,8 @@ One line per phase, as it ends:
 
     cnirun trace [pid]  +41.2 ms  plugin ADD       9.8 ms  bridge (t197a)
 
-`+` is the time since the process started (the kernel's start time of this
-process, so interpreter start-up and imports count), then the phase and how
-long it took. Phases: start-up, argv parse, config load, lock wait, each
+`+` is the time since the process started (interpreter start-up and imports
+count), then the phase and how long it took. Phases: start-up, argv parse, config load, lock wait, each
 plugin exec, cache write, engine calls.
 
 Zero cost when off: this module imports only os, sys and time (all loaded
@@ -32,15 +31,26 @@ def enable() -> None:
     os.environ["CNIRUN_TRACE"] = "1"
 
 
+_origin: list[float] = []  # [monotonic time of the process's start], set on first use
+
+
 def _since_start() -> float:
-    """Seconds since this process started (field 22 of /proc/self/stat, in clock ticks since boot)."""
-    try:
-        with open("/proc/self/stat", "rb") as f:
-            stat = f.read()
-        ticks = int(stat[stat.rindex(b")") + 2:].split()[19])
-        return time.clock_gettime(time.CLOCK_BOOTTIME) - ticks / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
-        return 0.0
+    """Seconds since this process started.
+
+    The kernel's start time (/proc/self/stat) is in clock ticks (10 ms), too
+    coarse; /proc/self/schedstat has, in ns, the time this process ran and
+    waited to run. Until the first trace line the process only ran (start-up
+    and imports: nothing blocks), so that sum is the time since it started;
+    later lines add the wall time since.
+    """
+    if not _origin:
+        try:
+            with open("/proc/self/schedstat", "rb") as f:
+                ran, waited = f.read().split()[:2]
+            _origin.append(time.monotonic() - (int(ran) + int(waited)) / 1e9)
+        except (OSError, ValueError):
+            _origin.append(time.monotonic())
+    return time.monotonic() - _origin[0]
 
 
 def event(phase: str, seconds: float, detail: str = "") -> None:
