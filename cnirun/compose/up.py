@@ -130,7 +130,7 @@ def run_request(project: Project, svc: Service, engine: str, number: int = 1) ->
         ingress_rate=svc.ingress_rate, egress_rate=svc.egress_rate,
         # DNS names (cnirun.dns), as Docker's: the service name and the container
         # name (spec.name) on every network, the aliases on their network.
-        aliases=[svc.name], network_aliases={names[n.key]: list(n.aliases) for n in ordered if n.aliases},
+        aliases=[svc.name, *([svc.hostname] if svc.hostname else [])], network_aliases={names[n.key]: list(n.aliases) for n in ordered if n.aliases},
         # Service discovery rewrites each service's hosts file in its run state:
         # Docker's hook mode lets dockerd own that file (Podman runs always own it).
         mode="sandbox",

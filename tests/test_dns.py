@@ -1,0 +1,377 @@
+"""Names by DNS on cnirun networks (issue 12, and `network connect --alias` of issue 10), on the real engines.
+
+Each test has its World (10.195.N.0/24, its own state dir, so its own names
+store and resolvers); second networks are t195b-N on 10.195.(100+N).0/24.
+Every query goes to a resolver cnirun started (the network's gateway, port
+53) and asks for a container name: nothing outside the host is ever asked.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import (
+    CNIRUN, REPO, World, _make_world, docker_runtime_installed, first_address, needs_docker, needs_plugins,
+    needs_podman, needs_root,
+)
+
+pytestmark = [needs_root, needs_plugins]
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Any:
+    w = _make_world(tmp_path, 195, "dns")
+    yield w
+    try:
+        w.assert_clean(within=10.0)
+        assert_no_resolver(w, within=10.0)
+    finally:
+        w.stop_watcher()
+        for br in (w.bridge, f"t195b{w.n}"):
+            subprocess.run(["ip", "link", "del", br], capture_output=True)
+
+
+def gateway(w: World) -> str:
+    return f"10.195.{w.n}.1"
+
+
+def resolvers_of(w: World) -> list[str]:
+    """Command lines of the dnsmasq processes serving this World's state dir."""
+    prefix = f"--conf-file={w.state_dir}/dns/".encode()
+    out = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        out += [a.decode() for a in args if a.startswith(prefix)]
+    return out
+
+
+def dns_dirs(w: World) -> list[str]:
+    d = w.state_dir / "dns"
+    return sorted(p.name for p in d.iterdir() if not p.name.endswith(".lock")) if d.is_dir() else []
+
+
+def assert_no_resolver(w: World, within: float = 0.0) -> None:
+    deadline = time.monotonic() + within
+    while (resolvers_of(w) or dns_dirs(w)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert resolvers_of(w) == [], "resolvers left running"
+    assert dns_dirs(w) == [], "names store left behind"
+
+
+def second_network(w: World) -> str:
+    """A second bridge network of the World: t195b-N, bridge t195bN, 10.195.(100+N).0/24."""
+    name = f"t195b-{w.n}"
+    net = {
+        "cniVersion": "1.0.0", "name": name,
+        "plugins": [{
+            "type": "bridge", "bridge": f"t195b{w.n}", "isGateway": True, "ipMasq": True,
+            "ipam": {"type": "host-local", "dataDir": str(w.data_dir),
+                     "ranges": [[{"subnet": f"10.195.{100 + w.n}.0/24"}]], "routes": [{"dst": "0.0.0.0/0"}]},
+        }, {"type": "firewall"}],
+    }
+    (Path(w.env["NETCONFPATH"]) / f"{name}.conflist").write_text(json.dumps(net))
+    return name
+
+
+def run_d(w: World, *args: str) -> str:
+    p = w.cnirun("-d", *args)
+    assert p.returncode == 0, p.stderr
+    return p.stdout.strip()
+
+
+def nslookup(container: str, name: str, server: str, engine: str = "docker") -> subprocess.CompletedProcess[str]:
+    return subprocess.run([engine, "exec", container, "nslookup", name, server], capture_output=True, text=True,
+                          timeout=30)
+
+
+def answer(p: subprocess.CompletedProcess[str]) -> list[str]:
+    """The addresses in a busybox nslookup answer (after the `Name:` line)."""
+    out, seen = [], False
+    for line in p.stdout.splitlines():
+        if line.startswith("Name:"):
+            seen = True
+        elif seen and line.startswith("Address:"):
+            out.append(line.split()[-1])
+    return out
+
+
+def address_of(container: str, ifname: str = "eth0", engine: str = "docker") -> str:
+    p = subprocess.run([engine, "exec", container, "ip", "-4", "-o", "addr", "show", ifname], capture_output=True,
+                       text=True, timeout=30)
+    return first_address(p.stdout).split("/")[0]
+
+
+def wait_for(cond: Any, timeout: float = 15.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.1)
+    return cond()
+
+
+def rm(engine: str, *names: str) -> None:
+    stop_now = ["-t", "0"] if engine == "podman" else []  # podman waits 10 s on a sleep ignoring SIGTERM
+    for name in names:  # one at a time: podman removes none when one of them is gone already
+        subprocess.run([engine, "rm", "-f", *stop_now, name], capture_output=True, timeout=60)
+
+
+# -- Docker ---------------------------------------------------------------------------------
+@needs_docker
+def test_names_aliases_resolv_conf_and_docker_rm_f(world: World) -> None:
+    """Name and --network-alias resolve from another container; resolv.conf points at the resolver;
+    `docker rm -f` behind cnirun's back drops the name; the resolver stops when the network empties."""
+    w, gw = world, gateway(world)
+    a, b = f"t195a{w.n}", f"t195c{w.n}"
+    try:
+        run_d(w, "--name", a, "--network-alias", "web", "--network-alias", "www.example.test", "busybox",
+              "sleep", "120")
+        run_d(w, "--name", b, "busybox", "sleep", "120")
+        assert len(resolvers_of(w)) == 1
+        a_ip = address_of(a)
+        for name in (a, "web", "www.example.test"):
+            assert answer(nslookup(b, name, gw)) == [a_ip], name
+        resolv = subprocess.run(["docker", "exec", b, "cat", "/etc/resolv.conf"], capture_output=True,
+                                text=True).stdout
+        assert resolv.splitlines()[0] == f"nameserver {gw}", resolv
+        # resolv.conf is what the container uses without naming a server: busybox ping resolves through it.
+        assert subprocess.run(["docker", "exec", b, "ping", "-c1", "-W2", a], capture_output=True).returncode == 0
+        rm("docker", a)
+        assert wait_for(lambda: nslookup(b, a, gw).returncode != 0), "name still resolves after docker rm -f"
+        assert nslookup(b, "web", gw).returncode != 0
+        assert len(resolvers_of(w)) == 1  # b is still on the network
+    finally:
+        rm("docker", a, b)
+    assert_no_resolver(w, within=15.0)
+
+
+@needs_docker
+def test_dns_option_wins_and_no_dns_network(world: World) -> None:
+    w = world
+    p = w.cnirun("--rm", "--dns", "10.195.250.77", "busybox", "cat", "/etc/resolv.conf")
+    assert p.returncode == 0, p.stderr
+    assert [ln for ln in p.stdout.splitlines() if ln.startswith("nameserver")] == ["nameserver 10.195.250.77"]
+    # A network created with --no-dns has no resolver: resolv.conf is the host's.
+    sub = f"10.195.{150 + w.n}.0/24"
+    w.env["CNIRUN_IPAM_DATA_DIR"] = str(w.data_dir)
+    p = w.cnirun("network", "create", f"t195n{w.n}", "--subnet", sub, "--no-dns")
+    assert p.returncode == 0, p.stderr
+    try:
+        p = w.cnirun("--rm", "--net", f"t195n{w.n}", "busybox", "cat", "/etc/resolv.conf")
+        assert p.returncode == 0, p.stderr
+        assert f"10.195.{150 + w.n}.1" not in p.stdout
+        assert resolvers_of(w) == [] and dns_dirs(w) == []
+    finally:
+        w.cnirun("network", "rm", f"t195n{w.n}")
+
+
+@needs_docker
+def test_scoping_across_two_networks(world: World) -> None:
+    """x on both networks, y only on the second, z only on the first: each resolves what it shares."""
+    w = world
+    second = second_network(w)
+    gw1, gw2 = gateway(w), f"10.195.{100 + w.n}.1"
+    x, y, z = (f"t195{c}{w.n}" for c in "xyz")
+    try:
+        run_d(w, "--name", x, "--net", w.net, "--net", second, "busybox", "sleep", "120")
+        run_d(w, "--name", y, "--net", second, "busybox", "sleep", "120")
+        run_d(w, "--name", z, "--net", w.net, "busybox", "sleep", "120")
+        assert len(resolvers_of(w)) == 2
+        x1, x2, y2 = address_of(x, "eth0"), address_of(x, "eth1"), address_of(y)
+        assert answer(nslookup(z, x, gw1)) == [x1]  # the address on the shared network
+        assert answer(nslookup(y, x, gw2)) == [x2]
+        assert nslookup(z, y, gw1).returncode != 0  # y shares no network with z
+        assert answer(nslookup(x, y, gw2)) == [y2]
+        rm("docker", y)
+        # The second network still has x: its resolver stays; x's names go only when x goes.
+        assert wait_for(lambda: nslookup(x, y, gw2).returncode != 0)
+        assert len(resolvers_of(w)) == 2
+    finally:
+        rm("docker", x, y, z)
+    assert_no_resolver(w, within=15.0)
+
+
+@needs_docker
+def test_connect_alias_and_disconnect(world: World) -> None:
+    """`network connect --alias` publishes the name and alias on that network only; disconnect drops them."""
+    w = world
+    second = second_network(w)
+    gw2 = f"10.195.{100 + w.n}.1"
+    a, peer = f"t195k{w.n}", f"t195p{w.n}"
+    try:
+        subprocess.run(["docker", "run", "-d", "--name", a, "--network", "none", "busybox", "sleep", "120"],
+                       capture_output=True, check=True)
+        run_d(w, "--name", peer, "--net", second, "busybox", "sleep", "120")
+        p = w.cnirun("network", "connect", "--alias", "db", second, a)
+        assert p.returncode == 0, p.stderr
+        a_ip = address_of(a)
+        assert answer(nslookup(peer, a, gw2)) == [a_ip]
+        assert answer(nslookup(peer, "db", gw2)) == [a_ip]
+        p = w.cnirun("network", "disconnect", second, a)
+        assert p.returncode == 0, p.stderr
+        assert nslookup(peer, "db", gw2).returncode != 0
+        assert nslookup(peer, a, gw2).returncode != 0
+        p = w.cnirun("network", "connect", "--alias", "bad_alias!", second, a)
+        assert p.returncode == 1 and p.stderr.startswith("cnirun: invalid alias"), p.stderr
+    finally:
+        rm("docker", a, peer)
+    assert_no_resolver(w, within=15.0)
+
+
+@needs_docker
+def test_bad_alias_is_refused(world: World) -> None:
+    p = world.cnirun("--rm", "--network-alias", "-bad-", "busybox", "true")
+    assert p.returncode == 125
+    assert p.stderr.startswith("cnirun: invalid --network-alias '-bad-'") and len(p.stderr.splitlines()) == 1
+    assert resolvers_of(world) == []
+
+
+@needs_docker
+def test_sigkill_after_resolver_start_then_gc_leaves_nothing(world: World) -> None:
+    w = world
+    name = f"t195s{w.n}"
+    proc = w.popen("--name", name, "busybox", "sleep", "120", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert wait_for(lambda: len(resolvers_of(w)) == 1, 30), "resolver never started"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        # The resolver outlives cnirun (it is a daemon), the container too; gc reclaims both.
+        assert len(resolvers_of(w)) == 1
+        p = w.cnirun("gc")
+        assert p.returncode == 0, p.stderr
+    finally:
+        rm("docker", name)
+        w.cnirun("gc")
+    assert_no_resolver(w)
+
+
+def test_gc_stops_a_resolver_whose_names_are_gone(world: World) -> None:
+    """A names file whose container has no cached attachment (its owner died after the DEL) goes at gc,
+    and with it the resolver; a resolver whose record is gone is stopped too."""
+    from cnirun import dns
+
+    w = world
+    env = {k: w.env[k] for k in ("CNIRUN_STATE_DIR", "NETCONFPATH", "CNI_CACHE_DIR")}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    subprocess.run(["ip", "link", "add", w.bridge, "type", "bridge"], check=True)
+    subprocess.run(["ip", "addr", "add", f"{gateway(w)}/24", "dev", w.bridge], check=True)
+    try:
+        from cnirun.runtime import CNI
+
+        net = CNI().network(w.net)
+        result = {"ips": [{"address": f"10.195.{w.n}.9/24", "gateway": gateway(w)}]}
+        assert dns.register(net, "c" * 64, result, ["ghost"], str(w.cache_dir)) == [gateway(w)]
+        assert len(resolvers_of(w)) == 1 and dns.names(w.net) == {"c" * 64: ["ghost"]}
+        done = dns.collect()
+        assert any("gone container" in line for line in done), done
+        assert resolvers_of(w) == [] and dns_dirs(w) == []
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+# -- compose --------------------------------------------------------------------------------
+@needs_docker
+def test_compose_service_and_container_names_and_aliases(world: World, tmp_path: Path) -> None:
+    w = world
+    proj = f"t195q{w.n}"
+    f = tmp_path / "compose.yaml"
+    f.write_text(f"""
+services:
+  api:
+    image: busybox
+    command: sleep 120
+    networks:
+      back:
+        aliases: [backend]
+  client:
+    image: busybox
+    command: sleep 120
+    networks: [back]
+networks:
+  back:
+    ipam:
+      config:
+        - subnet: 10.195.{200 + w.n}.0/24
+""")
+    env = dict(w.env, CNIRUN_IPAM_DATA_DIR=str(w.data_dir))
+
+    def compose(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*CNIRUN, "compose", "-f", str(f), "-p", proj, *args], env=env, capture_output=True,
+                              text=True, timeout=180, cwd=REPO)
+
+    gw = f"10.195.{200 + w.n}.1"
+    try:
+        p = compose("up", "-d")
+        assert p.returncode == 0, p.stderr
+        api_ip = address_of(f"{proj}-api-1")
+        for name in ("api", "backend", f"{proj}-api-1"):
+            assert answer(nslookup(f"{proj}-client-1", name, gw)) == [api_ip], name
+        # Peers are found by DNS: the hosts file holds only the container's own lines.
+        hosts = subprocess.run(["docker", "exec", f"{proj}-client-1", "cat", "/etc/hosts"], capture_output=True,
+                               text=True).stdout
+        assert api_ip not in hosts, hosts
+        assert subprocess.run(["docker", "exec", f"{proj}-client-1", "ping", "-c1", "-W2", "backend"],
+                              capture_output=True).returncode == 0
+    finally:
+        p = compose("down")
+    assert p.returncode == 0, p.stderr
+    assert_no_resolver(w, within=15.0)
+
+
+# -- Docker hook mode and Podman -------------------------------------------------------------
+@needs_docker
+def test_hook_mode_names_and_resolv_conf(world: World) -> None:
+    w = world
+    a, b = f"t195h{w.n}", f"t195i{w.n}"
+    with docker_runtime_installed(w, "t195"):
+        try:
+            run_d(w, "--mode", "hook", "--name", a, "--network-alias", "hooked", "busybox", "sleep", "120")
+            run_d(w, "--mode", "hook", "--name", b, "busybox", "sleep", "120")
+            a_ip = address_of(a)
+            assert answer(nslookup(b, "hooked", gateway(w))) == [a_ip]
+            assert answer(nslookup(b, a, gateway(w))) == [a_ip]
+            resolv = subprocess.run(["docker", "exec", b, "cat", "/etc/resolv.conf"], capture_output=True,
+                                    text=True).stdout
+            assert f"nameserver {gateway(w)}" in resolv.splitlines(), resolv
+            rm("docker", a)
+            assert wait_for(lambda: nslookup(b, "hooked", gateway(w)).returncode != 0)
+        finally:
+            rm("docker", a, b)
+        assert_no_resolver(w, within=20.0)
+
+
+@needs_podman
+def test_podman_names_resolve(world: World) -> None:
+    w = world
+    w.env["CNIRUN_ENGINE"] = "podman"
+    a, b = f"t195m{w.n}", f"t195o{w.n}"
+    try:
+        run_d(w, "--name", a, "--network-alias", "pod-web", "busybox", "sleep", "120")
+        run_d(w, "--name", b, "busybox", "sleep", "120")
+        a_ip = address_of(a, engine="podman")
+        assert answer(nslookup(b, "pod-web", gateway(w), "podman")) == [a_ip]
+        resolv = subprocess.run(["podman", "exec", b, "cat", "/etc/resolv.conf"], capture_output=True,
+                                text=True).stdout
+        assert resolv.splitlines()[0] == f"nameserver {gateway(w)}", resolv
+        rm("podman", a)
+        assert wait_for(lambda: nslookup(b, "pod-web", gateway(w), "podman").returncode != 0)
+    finally:
+        rm("podman", a, b)
+    assert_no_resolver(w, within=20.0)
