@@ -76,10 +76,14 @@ def install(cni: CNI, conf: dict[str, Any]) -> NetworkConfigList:
     net = load_file(path)
     bridge = meta(net).get("bridge")
     if bridge and meta(net).get("isolated"):
+        from ..lock import host_lock
         from . import isolation
 
         try:
-            isolation.ensure(str(bridge))
+            # Under the host lock, exclusively: two networks created at once would
+            # both find FORWARD's jump missing and insert it twice (see chains.py).
+            with host_lock(cni.lock_file):
+                isolation.ensure(str(bridge))
         except CNIError:
             os.unlink(path)  # nothing half-done: no file without its isolation
             raise
@@ -142,9 +146,11 @@ def remove(cni: CNI, name: str, force: bool = False) -> Removal:
     m = meta(net)
     bridge = str(m.get("bridge") or "")
     if bridge:
+        from ..lock import host_lock
         from . import hostnet, isolation
 
-        isolation.remove(bridge)
+        with host_lock(cni.lock_file):
+            isolation.remove(bridge)
         ports = hostnet.bridge_ports(bridge) if hostnet.link_exists(bridge) else []
         if ports:
             out.warnings.append(f"bridge {bridge} kept: interfaces still plugged in ({', '.join(ports)})")
