@@ -26,13 +26,12 @@ run:
 		echo "cnirun: the cnirun OCI runtime is registered in dockerd: runs use the faster hook path when it was installed with this shell's NETCONFPATH, CNI_PATH and CNI_CACHE_DIR."; \
 	else \
 		echo; \
-		echo "cnirun: that run used the sandbox path: a helper container holds the network namespace, which works"; \
-		echo "  with any dockerd but costs a second container per run. The faster path is the cnirun OCI runtime:"; \
-		echo "  run 'cnirun install docker-runtime' (adds a 'cnirun' runtime to /etc/docker/daemon.json, keeping"; \
-		echo "  your other settings, and reloads dockerd; 'cnirun uninstall docker-runtime' puts the file back)."; \
-		echo "  cnirun then attaches from inside the container start: measured here (bench/bench_run.py)"; \
-		echo "  'cnirun --rm busybox true' took 0.36 s instead of 0.51 s, about 30% less per container"; \
-		echo "  (plain 'docker run --rm --network none busybox true': 0.21 s; medians, 2026-11-29)."; \
+		echo "cnirun: that run used the sandbox path, which needs no daemon configuration: your container was held"; \
+		echo "  at its entrypoint until its network was up. Detached runs (-d) take a helper container holding the"; \
+		echo "  network namespace, a second container per run. The cnirun OCI runtime attaches from inside every"; \
+		echo "  container start, -d included: run 'cnirun install docker-runtime' (adds a 'cnirun' runtime to"; \
+		echo "  /etc/docker/daemon.json, keeping your other settings, and reloads dockerd; 'cnirun uninstall"; \
+		echo "  docker-runtime' puts the file back). See \"How a container gets its network\" in README.md."; \
 	fi
 
 test:

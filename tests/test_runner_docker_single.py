@@ -175,7 +175,7 @@ def test_sigterm_is_forwarded_then_teardown(world: World) -> None:
     assert p.stdout.readline().strip() == "ready"  # the user's command runs: cnirun released it
     p.send_signal(signal.SIGTERM)
     assert p.wait(timeout=20) == 42
-    world.assert_clean()
+    world.assert_clean(within=5.0)  # DEL finishes in the background once the exit status is known
     assert _pins(world) == []
 
 
@@ -231,17 +231,25 @@ def test_sigkill_before_release_never_runs_the_command_and_gc_leaves_nothing(wor
 
 
 def test_sigkill_between_create_and_its_record_gc_finds_the_container(world: World) -> None:
-    """A cnirun killed before it recorded the container's ID: gc finds the --rm container by its run label."""
+    """A cnirun killed right after `docker create` answered, before it recorded the ID: gc finds the
+    (never started) --rm container by the run's labels."""
     _hold_add(world)
-    _kill_while_held(world, "--rm", "busybox", "sleep", "60")
+    held = _kill_while_held(world, "--rm", "busybox", "sleep", "60")
     [meta_file] = (world.state_dir / "containers").glob("*/meta.json")
     meta = json.loads(meta_file.read_text())
-    assert meta["workload"] and meta["phase"] == "setup"
-    meta["workload"] = ""  # as if the kill came right after docker create answered
+    assert meta["workload"] == held["Id"] and meta["phase"] == "setup"
+    # The held --rm container read EOF, exited 125 and dockerd removed it; what a kill between create
+    # and the record leaves instead is a created container that only its labels name.
+    labels = held["Config"]["Labels"]
+    made = _docker("create", *[f"--label={k}={labels[k]}" for k in ("cnirun.id", "cnirun.state", "cnirun.role")],
+                   "busybox", "true")
+    assert made.returncode == 0, made.stderr
+    meta["workload"] = ""
     meta_file.write_text(json.dumps(meta))
     g = world.cnirun("gc")
-    assert g.returncode == 0, g.stderr
-    world.assert_clean(within=5.0)
+    assert g.returncode == 0 and "tore down" in g.stdout, g.stdout + g.stderr
+    assert _docker("inspect", made.stdout.strip()).returncode != 0, "gc removed the unrecorded container"
+    world.assert_clean()
     assert _pins(world) == []
 
 

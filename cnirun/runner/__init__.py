@@ -5,7 +5,10 @@ run (plan: every check before anything is made on the host), then hands it
 to one engine mode, each in its own module and imported only when taken:
 
 - docker_run: picks Docker hook or sandbox mode and the Engine API client;
-- docker_sandbox: a helper container holds the netns, the workload joins it;
+- docker_single: sandbox mode with the user's container alone, held at its
+  entrypoint until ADD is done (foreground runs);
+- docker_sandbox: a helper container holds the netns, the workload joins it
+  (-d, restart policies, CNIRUN_SANDBOX=helper);
 - docker_hook: an ordinary `docker run` with the cnirun OCI runtime;
 - podman: a cnirun-made netns, `podman run --network ns:PATH`;
 - console: a foreground Docker run's attach I/O (both Docker modes);

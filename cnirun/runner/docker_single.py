@@ -173,6 +173,7 @@ def run_docker_single(p: Plan, gate: SignalGate) -> RunOutcome:
     st.write_meta(meta)  # before anything exists: gc finds the run whatever happens next
     outcome = RunOutcome(code=EXIT_CNIRUN, run_id=st.id)
     release_fd: int | None = None
+    ran = False  # the user's command ran and ended: only DEL is left
     try:
         fifo = st.path / "release"
         os.mkfifo(fifo, 0o600)
@@ -185,7 +186,11 @@ def run_docker_single(p: Plan, gate: SignalGate) -> RunOutcome:
         held = RunSpec(**{**spec.to_dict(), "entrypoint": entrypoint, "command": command})
         binds = host_file_binds(st) + [f"{busybox}:{mount}/busybox:ro", f"{fifo}:{mount}/release:ro"]
         labels = {**spec.labels, "cnirun.id": st.id, "cnirun.state": str(st.path.parent), "cnirun.role": "workload"}
-        meta.workload = docker.create_workload(held, "none", labels, binds)
+        # --rm: dockerd removes the container as it exits and the wait returns once it is gone, as
+        # `docker run --rm` does; a held container whose cnirun died goes too. (The SDK client cannot
+        # register its wait before start: then cnirun removes it after the wait.)
+        auto_remove = spec.remove and hasattr(docker, "wait_pending")
+        meta.workload = docker.create_workload(held, "none", labels, binds, auto_remove=auto_remove)
         st.write_meta(meta)
         outcome.container = meta.workload
 
@@ -196,7 +201,11 @@ def run_docker_single(p: Plan, gate: SignalGate) -> RunOutcome:
             os.close(release_fd)
             release_fd = None
 
-        outcome.code = foreground(docker, meta.workload, spec, gate, before_run=attach_then_release)
+        outcome.code = foreground(docker, meta.workload, spec, gate, before_run=attach_then_release,
+                                  auto_removed=auto_remove)
+        if spec.remove and not auto_remove:
+            docker.remove(meta.workload)
+        ran = True
         return outcome
     except StartFailed as e:
         outcome.code, outcome.error = e.code, str(e)
@@ -206,9 +215,50 @@ def run_docker_single(p: Plan, gate: SignalGate) -> RunOutcome:
         if release_fd is not None:
             os.close(release_fd)  # a held container reads EOF and exits 125 without running anything
         st.write_meta(meta)
-        from .docker_sandbox import teardown_parallel
+        if ran:
+            _detach_in_background(st, meta, docker)
+        else:
+            from .docker_sandbox import teardown_parallel
 
-        outcome.warnings += teardown_parallel(st, meta, docker, None)
+            outcome.warnings += teardown_parallel(st, meta, docker, None)
+
+
+def _detach_in_background(st: RunState, meta: RunMeta, docker: Any) -> None:
+    """DEL in a detached grandchild, which inherits the run's lock, while this process returns the exit status.
+
+    As the OCI hook's poststop does: the container is gone (or, without
+    --rm, stopped) and its exit status known, so nobody waits for the
+    plugins' DEL. The netns pin keeps the namespace for DEL. The lock stays
+    held until DEL is done; if the grandchild is killed, `cnirun gc` finishes
+    the run (teardown keeps the state when a DEL fails, for gc as well).
+    """
+    import sys
+
+    from .. import trace
+    from ..teardown import teardown
+
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    pid = os.fork()
+    if pid:
+        os.waitpid(pid, 0)  # the middle child exits at once: no zombie is left to our caller
+        return
+    try:
+        os.setsid()
+        if os.fork():
+            os._exit(0)
+        # Nobody may wait for our end of their pipes (`$(cnirun ...)`, a test capturing output).
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1) if trace.ON else (0, 1, 2):
+            os.dup2(null, fd)
+        teardown(st, meta, docker, stop=False, workload=False)
+    except BaseException:  # noqa: BLE001 - nobody to tell: the state stays for gc
+        pass
+    finally:
+        os._exit(0)
 
 
 def _attach(p: Plan, st: RunState, meta: RunMeta, docker: Any) -> None:
