@@ -128,6 +128,17 @@ def test_pool_exhausted_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
         _convert("networks:\n  a: {enable_ipv6: true}\n")
 
 
+def test_v6bridge_only_for_dual_stack_gateways() -> None:
+    from cnirun.netstore.v6bridge import wants_bridge
+
+    confs = _convert("networks:\n  a: {enable_ipv6: true, driver_opts: {com.docker.network.driver.mtu: 1400}}\n"
+                     "  b: {}\n  c: {enable_ipv6: true, internal: true}\n")
+    bridge_a = next(p for p in confs["a"]["plugins"] if p["type"] == "bridge")["bridge"]
+    assert wants_bridge(confs["a"]) == (bridge_a, 1400)
+    assert wants_bridge(confs["b"]) == ("", 0)  # IPv4 only: nothing to do
+    assert wants_bridge(confs["c"]) == ("", 0)  # internal: no gateway address on the bridge
+
+
 # -- options: --ip6 and its label ------------------------------------------------------------
 def _net(name: str, subnets: list[str], caps: bool = True) -> Any:
     from cnirun.config import conflist_from_bytes
@@ -294,12 +305,18 @@ def _two_containers_reach_each_other(w: DualWorld, prefix: str, *mode: str) -> N
     assert net.subnet_of(ipaddress.ip_network(w.v6_pool))
     static = str(net.network_address + 0x77)
     a, b = f"{prefix}a-{w.n}", f"{prefix}b-{w.n}"
+    assert Path(f"/proc/sys/net/ipv6/conf/{w.dual_bridge}/accept_dad").read_text().strip() == "0"
     try:
         ra = w.cnirun("run", *mode, "-d", "--name", a, "--net", w.dual, "--ip6", static, "busybox", "sleep", "120")
         assert ra.returncode == 0, ra.stderr
         rb = w.cnirun("run", *mode, "-d", "--name", b, "--net", w.dual, "busybox", "sleep", "120")
         assert rb.returncode == 0, rb.stderr
         assert _addr6(w, a) == static
+        # The first container on the new bridge reaches the IPv6 gateway at once: network create made
+        # the bridge with DAD off (v6bridge), so the gateway address is not tentative.
+        gw = str(net.network_address + 1)
+        p = _ping6(w, a, gw)
+        assert p.returncode == 0, p.stdout + p.stderr
         b6 = _addr6(w, b)
         assert ipaddress.ip_address(b6) in net and b6 != static
         v4 = subprocess.run([_engine_cmd(w), "exec", b, "ip", "-4", "-o", "addr", "show", "eth0"],

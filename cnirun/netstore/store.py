@@ -87,6 +87,12 @@ def install(cni: CNI, conf: dict[str, Any]) -> NetworkConfigList:
         except CNIError:
             os.unlink(path)  # nothing half-done: no file without its isolation
             raise
+    if bridge:
+        from .v6bridge import prepare, wants_bridge
+
+        br, mtu = wants_bridge(conf)
+        if br:
+            prepare(br, mtu)  # dual stack: the gateway's IPv6 address skips DAD (v6bridge)
     return net
 
 
