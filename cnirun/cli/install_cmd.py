@@ -3,7 +3,7 @@
 hooks: hooks.d files for Podman and CRI-O (cnirun.hooksd).
 docker-runtime: the `cnirun` runtime shim registered in dockerd's
 daemon.json (cnirun.docker_runtime). plugins: launchers of cnirun's own CNI
-plugins (flannel, sysctl) where other runtimes look (cnirun.plugins). hooks
+plugins (flannel, sysctl, isolation) where other runtimes look (cnirun.plugins). hooks
 and docker-runtime record NETCONFPATH, CNI_PATH,
 CNI_CACHE_DIR and PATH as they are now, so the hooks see the same networks
 as this shell; relative entries and directories others than root can write
@@ -103,7 +103,7 @@ def register(app: typer.Typer) -> None:
             False, "--force", help="Install into a non-root-owned directory or over a plugin cnirun did not write (warns)."
         ),
     ) -> None:
-        """Put cnirun's CNI plugins (flannel, sysctl) where other runtimes look (cnirun itself needs no install)."""
+        """Put cnirun's CNI plugins (flannel, sysctl, isolation) where other runtimes look (cnirun itself needs no install)."""
         from ..plugins import install_plugins as install
 
         with one_line_errors():

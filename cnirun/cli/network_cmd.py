@@ -189,12 +189,17 @@ def register(app: typer.Typer) -> None:
         opt: list[str] = typer.Option([], "--opt", "-o", help="Driver option K=V (repeatable)."),
         label: list[str] = typer.Option([], "--label", help="Label K=V (repeatable)."),
         no_dns: bool = typer.Option(False, "--no-dns", help="No DNS resolver for the containers' names."),
+        isolate: str = typer.Option("", "--isolate", metavar="same-bridge|none",
+                                    help="same-bridge: the firewall plugin's ingressPolicy drops traffic from "
+                                         "other bridges; none: no isolation from other networks. (Between the "
+                                         "network's own containers: --opt com.docker.network.bridge.enable_icc=false.)"),
         fmt: str = _format_option(),
     ) -> None:
         """Create a network: a conflist in the first NETCONFPATH directory."""
         _check_format(fmt)
         with one_line_errors():
-            net = create_network(name, driver, subnet, gateway, ip_range, internal, opt, label, ipv6, dns=not no_dns)
+            net = create_network(name, driver, subnet, gateway, ip_range, internal, opt, label, ipv6, dns=not no_dns,
+                                 isolate=isolate)
         if fmt == "json":
             print(json.dumps(network_summary(_cni(), net), indent=2))
         else:
@@ -346,7 +351,7 @@ def _pools(subnets: list[str], gateways: list[str], ranges: list[str]) -> list[d
 
 def create_network(name: str, driver: str, subnet: str | list[str] = "", gateway: str | list[str] = "",
                    ip_range: str | list[str] = "", internal: bool = False, opts: list[str] | None = None,
-                   labels: list[str] | None = None, ipv6: bool = False, dns: bool = True) -> Any:
+                   labels: list[str] | None = None, ipv6: bool = False, dns: bool = True, isolate: str = "") -> Any:
     """`network create` through the compose converter, so both follow the same rules.
 
     Several --subnet (one per family: dual stack) each become an ipam.config
@@ -365,6 +370,8 @@ def create_network(name: str, driver: str, subnet: str | list[str] = "", gateway
     mapping: dict[str, Any] = {"driver": driver, "internal": internal}
     if not dns:
         mapping["x-cni"] = {"dns": False}  # as compose spells it
+    if isolate:
+        mapping.setdefault("x-cni", {})["isolate"] = isolate
     if ipv6:
         mapping["enable_ipv6"] = True
     if config:

@@ -87,3 +87,41 @@ def rules_for(bridge: str) -> list[str]:
             out += [ln for ln in listing.stdout.splitlines() if bridge in ln.split()]
     return out
 
+
+
+# The firewall plugin's ingressPolicy "same-bridge" (network create --isolate
+# same-bridge) adds per-bridge rules to filter's CNI-ISOLATION-STAGE-1/2 and
+# never removes them (upstream leaves them for the bridge's lifetime): the
+# network's removal does, and drops the chains once no bridge is left in them.
+FW_TABLE = "filter"
+FW_STAGE1 = "CNI-ISOLATION-STAGE-1"
+FW_STAGE2 = "CNI-ISOLATION-STAGE-2"
+
+
+def _fw(tool: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([tool, "-w", "-t", FW_TABLE, *args], capture_output=True, text=True, timeout=30)
+
+
+def remove_firewall_isolation(bridge: str) -> None:
+    """Remove the firewall plugin's same-bridge rules naming `bridge`; the chains when they are empty."""
+    import shlex
+
+    for tool in _available():
+        listing = _fw(tool, "-S")
+        if listing.returncode != 0:
+            continue
+        for line in listing.stdout.splitlines():
+            words = shlex.split(line)
+            if line.startswith(("-A " + FW_STAGE1 + " ", "-A " + FW_STAGE2 + " ")) and bridge in words:
+                _fw(tool, "-D", *words[1:])
+        left = [ln for ln in _fw(tool, "-S", FW_STAGE2).stdout.splitlines()
+                if ln.startswith("-A ") and " -o " in ln]
+        if left or _fw(tool, "-S", FW_STAGE2).returncode != 0:
+            continue
+        for line in _fw(tool, "-S", "FORWARD").stdout.splitlines():
+            if line.startswith("-A FORWARD ") and line.endswith("-j " + FW_STAGE1):
+                _fw(tool, "-D", *shlex.split(line)[1:])
+        for chain in (FW_STAGE1, FW_STAGE2):
+            _fw(tool, "-F", chain)
+        for chain in (FW_STAGE1, FW_STAGE2):
+            _fw(tool, "-X", chain)

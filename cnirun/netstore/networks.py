@@ -35,6 +35,7 @@ DEFAULT_POOL = "10.89.0.0/16"
 POOL_ENV = "CNIRUN_SUBNET_POOL"
 IPAM_DIR_ENV = "CNIRUN_IPAM_DATA_DIR"
 DRIVERS = ("bridge", "macvlan", "ipvlan")
+ISOLATE_MODES = ("same-bridge", "none")
 
 NETWORK_KEYS = frozenset(
     {"driver", "driver_opts", "ipam", "internal", "enable_ipv6", "labels", "external", "name", "attachable"}
@@ -48,7 +49,8 @@ BRIDGE_OPTS = {
     "com.docker.network.bridge.name": "the Linux bridge name (at most 15 characters)",
     "com.docker.network.driver.mtu": "the MTU of the bridge and container interfaces",
     "com.docker.network.bridge.enable_ip_masquerade": "true or false: NAT traffic leaving the host",
-    "com.docker.network.bridge.enable_icc": "true (false is not supported)",
+    "com.docker.network.bridge.enable_icc": "true, or false: no traffic between the network's containers "
+                                            "(cnirun's isolation plugin: bridge port isolation)",
 }
 MACVLAN_OPTS = {
     "parent": "the host interface the network sits on",
@@ -102,6 +104,8 @@ class NetworkSpec:
     x_cni_append: list[dict[str, Any]] = field(default_factory=list)
     x_cni_version: str = ""
     dns: bool = True  # a resolver for the containers' names (cnirun.dns); x-cni: {dns: false} turns it off
+    icc: bool = True  # enable_icc=false: the isolation plugin in the chain
+    isolate: str = ""  # x-cni: {isolate: same-bridge|none} (network create --isolate); '' = cnirun's default
 
     def fail(self, sub: Path, message: str) -> ConfigError:
         return self.doc.error(self.path + sub, message)
@@ -163,8 +167,12 @@ def _parse_pool(doc: Document, value: Any, path: Path) -> Pool:
 
 def _parse_x_cni(spec: NetworkSpec, value: Any, path: Path) -> None:
     doc = spec.doc
-    m = expect_mapping(doc, value, path, "a mapping with plugins, append, cniVersion or dns")
-    check_keys(doc, m, path, frozenset({"plugins", "append", "cniVersion", "dns"}))
+    m = expect_mapping(doc, value, path, "a mapping with plugins, append, cniVersion, dns or isolate")
+    check_keys(doc, m, path, frozenset({"plugins", "append", "cniVersion", "dns", "isolate"}))
+    if "isolate" in m:
+        spec.isolate = expect_str(doc, m["isolate"], path + ("isolate",), "same-bridge or none")
+        if spec.isolate not in ISOLATE_MODES:
+            doc.fail(path + ("isolate",), f"invalid isolate {spec.isolate!r}: expected same-bridge or none")
     if "dns" in m:
         if not isinstance(m["dns"], bool):
             doc.fail(path + ("dns",), f"expected true or false, got {type_name(m['dns'])}")
@@ -254,6 +262,9 @@ def parse_network(doc: Document, key: str, value: Any, path: Path, project: str 
             for k in ("driver", "driver_opts", "ipam", "internal", "enable_ipv6"):
                 if k in m:
                     doc.fail(path + (k,), "x-cni.plugins replaces the generated chain: remove this key or use x-cni.append")
+    if spec.isolate and (spec.driver != "bridge" or spec.x_cni_plugins is not None):
+        doc.fail(path + ("x-cni", "isolate"), "isolation between networks needs a generated bridge network "
+                                              "(the firewall plugin's ingressPolicy works on bridges)")
     return spec
 
 
@@ -277,9 +288,7 @@ def _parse_driver_opts(spec: NetworkSpec, value: Any, path: Path) -> None:
         elif k == "com.docker.network.bridge.enable_ip_masquerade":
             spec.masquerade = expect_bool(doc, v, p)
         elif k == "com.docker.network.bridge.enable_icc":
-            if not expect_bool(doc, v, p):
-                doc.fail(p, "enable_icc false is not supported (the CNI bridge plugin cannot block traffic "
-                            "between its own containers); remove it")
+            spec.icc = expect_bool(doc, v, p)
         elif k == "parent":
             if not v or len(v) > 15:
                 doc.fail(p, f"invalid parent interface {v!r}: a host interface name such as eth0")
@@ -461,7 +470,8 @@ class Planner:
             ipam = _host_local(spec, pools)
             if spec.driver == "bridge":
                 meta["bridge"] = bridge
-                meta["isolated"] = True  # see isolation.py: applied when the network is installed
+                # see isolation.py: applied when the network is installed (--isolate none: not isolated)
+                meta["isolated"] = spec.isolate != "none"
                 plugins = _bridge_chain(spec, bridge, ipam)
             else:
                 plugins = _vlan_chain(spec, ipam)
@@ -542,7 +552,11 @@ def _bridge_chain(spec: NetworkSpec, bridge: str, ipam: dict[str, Any]) -> list[
     chain = [main]
     if not spec.internal:
         chain.append({"type": "portmap", "capabilities": {"portMappings": True}})
-    chain.append({"type": "firewall"})
+    chain.append({"type": "firewall", "ingressPolicy": "same-bridge"} if spec.isolate == "same-bridge"
+                 else {"type": "firewall"})
+    if not spec.icc:
+        # enable_icc=false: the kernel's bridge port isolation (cnirun/plugins/isolation.py)
+        chain.append({"type": "isolation"})
     chain.append({"type": "tuning", "capabilities": {"mac": True}})
     # No limit unless a container asks (--ingress-rate, cnirun update): then it passes prevResult through.
     chain.append({"type": "bandwidth", "capabilities": {"bandwidth": True}})

@@ -157,6 +157,8 @@ def remove(cni: CNI, name: str, force: bool = False) -> Removal:
 
         with host_lock(cni.lock_file):
             isolation.remove(bridge)
+            if any(p.type == "firewall" and p.raw.get("ingressPolicy") == "same-bridge" for p in net.plugins):
+                isolation.remove_firewall_isolation(bridge)
         ports = hostnet.bridge_ports(bridge) if hostnet.link_exists(bridge) else []
         if ports:
             out.warnings.append(f"bridge {bridge} kept: interfaces still plugged in ({', '.join(ports)})")

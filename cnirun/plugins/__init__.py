@@ -5,6 +5,8 @@
   sysctls inside the container's network namespace.
 * :mod:`cnirun.plugins.flannel`: flannel's CNI plugin (subnet.env from
   `cnirun overlay agent` or flanneld, delegating to bridge + host-local).
+* :mod:`cnirun.plugins.isolation`: bridge port isolation (no traffic between
+  the containers of one network: compose's enable_icc=false).
 
 A runtime finds a plugin as an executable file named after its ``type`` in
 a CNI_PATH directory. :func:`own_plugin_dir` is a directory of ready-to-run
@@ -24,7 +26,8 @@ if TYPE_CHECKING:  # pathlib is only needed when a launcher is written
 __all__ = ["install_plugin_script", "own_plugin_dir", "install_plugins", "uninstall_plugins", "PLUGINS"]
 
 #: The plugins cnirun ships for real use (noop is a test double), by type.
-PLUGINS = {"flannel": "cnirun.plugins.flannel", "sysctl": "cnirun.plugins.sysctl"}
+PLUGINS = {"flannel": "cnirun.plugins.flannel", "sysctl": "cnirun.plugins.sysctl",
+           "isolation": "cnirun.plugins.isolation"}
 LAUNCHER_MARK = "# CNI plugin launcher written by cnirun.plugins.install_plugin_script"
 DEFAULT_INSTALL_DIR = "/opt/cni/bin"
 
