@@ -128,6 +128,19 @@ def test_pool_exhausted_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
         _convert("networks:\n  a: {enable_ipv6: true}\n")
 
 
+def test_network_create_flags_pair_gateways_and_ranges_with_their_subnets() -> None:
+    from cnirun.cli.network_cmd import _pools
+
+    pools = _pools(["10.196.1.0/24", "fd96:1::/64"], ["fd96:1::fe", "10.196.1.254"], ["fd96:1::/80"])
+    assert pools == [{"subnet": "10.196.1.0/24", "gateway": "10.196.1.254"},
+                     {"subnet": "fd96:1::/64", "gateway": "fd96:1::fe", "ip_range": "fd96:1::/80"}]
+    assert _pools(["fd96:1::/64"], ["fd96:2::1"], []) == [{"subnet": "fd96:1::/64", "gateway": "fd96:2::1"}]
+    for args in ((["10.196.1.0/24", "fd96:1::/64"], ["fd96:2::1"], []),
+                 (["10.196.1.0/24", "fd96:1::/64"], ["fd96:1::1", "fd96:1::2"], [])):
+        with pytest.raises(SystemExit):
+            _pools(*args)
+
+
 def test_v6bridge_only_for_dual_stack_gateways() -> None:
     from cnirun.netstore.v6bridge import wants_bridge
 
