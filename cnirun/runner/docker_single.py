@@ -242,7 +242,11 @@ def _detach_in_background(st: RunState, meta: RunMeta, docker: Any) -> None:
             stream.flush()
         except (OSError, ValueError):
             pass
-    pid = os.fork()
+    try:
+        pid = os.fork()
+    except OSError:  # no process to spare: DEL here, as a failed run does
+        teardown(st, meta, docker, stop=False, workload=False)
+        return
     if pid:
         os.waitpid(pid, 0)  # the middle child exits at once: no zombie is left to our caller
         return
