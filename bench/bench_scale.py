@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -38,6 +39,7 @@ CNIRUN = str(REPO / ".venv" / "bin" / "cnirun")
 K = int(os.environ.get("BENCH_K", "100"))
 SKIP = set(filter(None, os.environ.get("BENCH_SKIP", "").split(",")))
 DAEMON_JSON = "/etc/docker/daemon.json"
+RUN_TIMEOUT = float(os.environ.get("BENCH_RUN_TIMEOUT", "300"))  # seconds before one run counts as hung
 NET, BRIDGE, SUBNET = "t198bench", "t198bench", "10.198.250.0/24"
 PODMAN_NET, PODMAN_BRIDGE, PODMAN_SUBNET = "t198benchp", "t198benchp", "10.198.251.0/24"
 
@@ -56,10 +58,22 @@ def chain(name: str, bridge: str, subnet: str, data_dir: str) -> dict:
     }
 
 
+def cpu_seconds() -> float:
+    """CPU time the whole machine has spent busy (all processes, the daemons included), from /proc/stat."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    busy = sum(fields[:8]) - fields[3] - fields[4]  # all but idle and iowait
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
 def concurrent(argv: list[str], k: int, env: dict[str, str] | None = None) -> tuple[float, int, str]:
     """Wall time of k concurrent runs, how many succeeded, the first failure's message."""
     def one(_: int) -> tuple[int, str]:
-        p = subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            p = subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                               timeout=RUN_TIMEOUT)
+        except subprocess.TimeoutExpired:  # a hung run must not hang the bench (and keep daemon.json changed)
+            return -1, f"no exit within {RUN_TIMEOUT} s: killed"
         return p.returncode, p.stderr.strip()[-200:]
 
     t = time.perf_counter()
@@ -131,28 +145,47 @@ def main() -> int:
     env = dict(os.environ, NETCONFPATH=str(netconf), CNI_CACHE_DIR=str(tmp / "cache"),
                CNIRUN_STATE_DIR=str(tmp / "state"), CNIRUN_DEFAULT_NETWORK=NET, CNI_PATH="/usr/lib/cni")
     rows: list[tuple[str, int, float, int, str]] = []  # (what, k, seconds, ok, first failure)
+    cpu: dict[tuple[str, int], float] = {}  # machine CPU seconds per container, daemons included
     NETNS_BEFORE.update(_netns())
     leaks: dict[str, dict[str, int]] = {}
     daemon_before = _read(DAEMON_JSON)
     runtime_dir = tmp / "runtime"
     hooked = False
-    try:
-        if "hook" not in SKIP:
-            from cnirun import docker_runtime
+    # SIGTERM (a timeout around the bench) must still run the cleanup below.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
-            if docker_runtime.registered_path(DAEMON_JSON):
-                print("bench_scale: a cnirun runtime is already registered: hook mode left out")
+    def install() -> bool:
+        """The cnirun runtime, registered only while the hook group runs; False: left out."""
+        from cnirun import docker_runtime
+
+        if docker_runtime.registered_path(DAEMON_JSON):
+            print("bench_scale: a cnirun runtime is already registered: hook mode left out")
+            return False
+        p = subprocess.run([CNIRUN, "install", "docker-runtime", "--dir", str(runtime_dir)], env=env,
+                           capture_output=True, text=True)
+        if p.returncode != 0:
+            print(f"bench_scale: cannot install the docker runtime: {p.stderr.strip()}")
+        return p.returncode == 0
+
+    def uninstall() -> None:
+        for _ in range(20):  # refused while a --rm container is still being removed
+            if subprocess.run([CNIRUN, "uninstall", "docker-runtime", "--dir", str(runtime_dir)], env=env,
+                              capture_output=True).returncode == 0:
+                break
+            time.sleep(0.5)
+        if _read(DAEMON_JSON) != daemon_before:
+            if daemon_before is None:
+                Path(DAEMON_JSON).unlink(missing_ok=True)
             else:
-                p = subprocess.run([CNIRUN, "install", "docker-runtime", "--dir", str(runtime_dir)], env=env,
-                                   capture_output=True, text=True)
-                hooked = p.returncode == 0
-                if not hooked:
-                    print(f"bench_scale: cannot install the docker runtime: {p.stderr.strip()}")
+                Path(DAEMON_JSON).write_bytes(daemon_before)
+            print("bench_scale: daemon.json restored by hand")
+
+    try:
         groups: list[tuple[str, list[str], dict[str, str] | None]] = [
             ("docker run (Docker's bridge)", ["docker", "run", "--rm", "busybox", "true"], None),
             ("cnirun sandbox", [CNIRUN, "--rm", "--mode", "sandbox", "busybox", "true"], env),
         ]
-        if hooked:
+        if "hook" not in SKIP:
             groups.append(("cnirun hook", [CNIRUN, "--rm", "--mode", "hook", "busybox", "true"], env))
         if shutil.which("podman") and "podman" not in SKIP:
             groups += [
@@ -164,32 +197,34 @@ def main() -> int:
             ]
         for k in (K, 20) if K != 20 else (20,):
             for name, argv, e in groups:
-                took, ok, err = concurrent(argv, k, e)
+                if name == "cnirun hook":
+                    hooked = install()
+                    if not hooked:
+                        continue
+                c0 = cpu_seconds()
+                try:
+                    took, ok, err = concurrent(argv, k, e)
+                    cpu[(name, k)] = (cpu_seconds() - c0) / k
+                finally:
+                    if hooked:
+                        uninstall()
+                        hooked = False
                 rows.append((name, k, took, ok, err))
                 if name.startswith("cnirun"):
                     leaks[f"{name} x{k}"] = settle(tmp)
     finally:
         if hooked:
-            for _ in range(20):  # refused while a --rm container is still being removed
-                if subprocess.run([CNIRUN, "uninstall", "docker-runtime", "--dir", str(runtime_dir)], env=env,
-                                  capture_output=True).returncode == 0:
-                    break
-                time.sleep(0.5)
-            if _read(DAEMON_JSON) != daemon_before:
-                if daemon_before is None:
-                    Path(DAEMON_JSON).unlink(missing_ok=True)
-                else:
-                    Path(DAEMON_JSON).write_bytes(daemon_before)
-                print("bench_scale: daemon.json restored by hand")
+            uninstall()
         for br in (BRIDGE, PODMAN_BRIDGE):
             subprocess.run(["ip", "link", "del", br], capture_output=True)
         shutil.rmtree(tmp, ignore_errors=True)
 
     print(f"\nbench_scale: concurrent `--rm busybox true` (wall time; one run per group, {os.cpu_count()} CPUs)")
-    print(f"{'group':<32} {'k':>4} {'ok':>8} {'wall s':>8} {'cont/s':>7} {'vs docker bridge':>17}")
+    print(f"{'group':<32} {'k':>4} {'ok':>8} {'wall s':>8} {'cont/s':>7} {'vs docker bridge':>17} {'CPU s/cont':>11}")
     for name, k, took, ok, err in rows:
         base = next(t for n, kk, t, _, _ in rows if kk == k and n.startswith("docker run"))
         print(f"{name:<32} {k:>4} {f'{ok}/{k}':>8} {took:8.2f} {ok / took:7.1f} {took / base:16.2f}x"
+              f" {cpu[(name, k)]:11.3f}"
               + (f"   first failure: {err}" if err else ""))
     for name in ("cnirun hook", "cnirun sandbox"):
         mine = [t for n, kk, t, _, _ in rows if n == name and kk == 20]
@@ -197,6 +232,8 @@ def main() -> int:
         if mine and base:
             target = " (target <= 1.0x)" if name == "cnirun hook" else ""
             print(f"20 concurrent, {name} vs docker bridge: {mine[0] / base[0]:.2f}x{target}")
+    print("CPU s/cont: the machine's busy time per container (engines, plugins, cnirun; other load too):")
+    print("  with every core busy, wall time follows it, whatever the locking.")
     print("left behind after each cnirun group (all must be 0):")
     for name, left in leaks.items():
         print(f"  {name:<28} " + ", ".join(f"{k} {v}" for k, v in left.items()))
