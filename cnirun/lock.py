@@ -22,10 +22,10 @@ reference plugins (1.1.1):
   chain runs under the host lock held *shared*, so the creation never runs
   beside a plugin.
 - bridge creates its bridge and gives it the gateway address on the first
-  ADD: two first ADDs race (an address added twice fails). A chain whose
-  bridge does not exist yet holds that bridge's lock exclusively while it
-  runs; the others hold it shared, so they wait only while a bridge is
-  being made.
+  ADD: a bridge plugin that does not tolerate the address being added
+  twice fails the second of two first ADDs. A chain whose bridge does not
+  exist yet holds that bridge's lock exclusively while it runs; the others
+  hold it shared, so they wait only while a bridge is being made.
 - GC DELs every cached attachment of a network it is not told to keep,
   which would include an ADD in flight: it holds the network's lock
   exclusively, ADD/DEL/CHECK hold it shared.
