@@ -375,3 +375,27 @@ def test_podman_names_resolve(world: World) -> None:
     finally:
         rm("podman", a, b)
     assert_no_resolver(w, within=20.0)
+
+
+@needs_docker
+def test_aaaa_on_a_dual_stack_network(world: World) -> None:
+    """Every address a container has on the network is published: A and AAAA on a dual-stack network."""
+    w = world
+    net, v6 = f"t195v{w.n}", f"fd95:195:0:{w.n}::/64"
+    w.env["CNIRUN_IPAM_DATA_DIR"] = str(w.data_dir)
+    p = w.cnirun("network", "create", net, "--subnet", f"10.195.{50 + w.n}.0/24", "--subnet", v6)
+    assert p.returncode == 0, p.stderr
+    a, b = f"t195six{w.n}", f"t195sev{w.n}"
+    try:
+        run_d(w, "--name", a, "--net", net, "busybox", "sleep", "120")
+        run_d(w, "--name", b, "--net", net, "busybox", "sleep", "120")
+        six = subprocess.run(["docker", "exec", a, "ip", "-6", "-o", "addr", "show", "eth0", "scope", "global"],
+                             capture_output=True, text=True).stdout.split()[3].split("/")[0]
+        looked = subprocess.run(["docker", "exec", b, "nslookup", "-type=aaaa", a, f"10.195.{50 + w.n}.1"],
+                                capture_output=True, text=True)
+        assert answer(looked) == [six], looked.stdout
+        assert sorted(answer(nslookup(b, a, f"10.195.{50 + w.n}.1"))) == sorted([address_of(a), six])  # A and AAAA
+    finally:
+        rm("docker", a, b)
+        assert_no_resolver(w, within=15.0)
+        w.cnirun("network", "rm", net)
