@@ -278,13 +278,6 @@ def unregister(network: str, container_id: str) -> None:
         os.close(fd)
 
 
-def forget(container_id: str) -> None:
-    """Drop the container's names from every network (its attachments are gone)."""
-    for network in _networks():
-        if os.path.exists(_hosts_file(network, container_id)):
-            unregister(network, container_id)
-
-
 def _networks() -> list[str]:
     try:
         return sorted(n for n in os.listdir(dns_root()) if not n.endswith(".lock") and not n.startswith("."))
