@@ -202,25 +202,53 @@ def qdiscs(dev: str) -> list[str]:
     return out.splitlines() if rc == 0 else []
 
 
-def shaping(dev: str) -> tuple[bool, bool]:
-    """(root TBF present, ingress qdisc present) on `dev`: what the plugin's ADD made there."""
-    lines = qdiscs(dev)
+def all_qdiscs() -> dict[str, list[str]]:
+    """Every device's `tc qdisc show` lines (without 'dev NAME'), from one exec."""
+    rc, out = _tc("qdisc", "show")
+    found: dict[str, list[str]] = {}
+    if rc != 0:
+        return found
+    for ln in out.splitlines():
+        words = ln.split()
+        if "dev" in words and words.index("dev") + 1 < len(words):
+            i = words.index("dev")
+            found.setdefault(words[i + 1], []).append(" ".join(words[:i] + words[i + 2:]))
+    return found
+
+
+def shaping(dev: str, lines: list[str] | None = None) -> tuple[bool, bool]:
+    """(root TBF present, ingress qdisc present) on `dev`: what the plugin's ADD made there.
+
+    `lines`: the device's qdiscs when already read (all_qdiscs()).
+    """
+    if lines is None:
+        lines = qdiscs(dev)
     return (any(ln.startswith("qdisc tbf ") and " root " in ln for ln in lines),
             any(ln.startswith("qdisc ingress ffff:") for ln in lines))
 
 
-def clear_host_shaping(result: dict[str, Any] | None) -> None:
-    """Remove the TBF root and ingress qdiscs the bandwidth plugin put on the host veth (its DEL leaves them).
+def clear_host_shaping(result: dict[str, Any] | None, value: Any) -> None:
+    """Remove the qdiscs the bandwidth plugin put on the host veth for `value` (its DEL leaves them).
 
-    Called after the plugin's DEL and before its ADD, so that the ADD can make
-    them again with the new rates. Only a TBF root is removed: a root qdisc of
-    another kind is not the plugin's.
+    Called after the plugin's DEL with `value` (the capability it was ADDed
+    with) and before its ADD, so that the ADD can make them again with the new
+    rates: the TBF root for an ingress limit, the ingress qdisc (and its
+    mirred filter) for an egress limit. One `tc -batch` exec; -force goes on
+    past a qdisc that is gone already.
     """
     dev = host_veth(result)
-    if not dev:
+    if not dev or not isinstance(value, dict):
         return
-    tbf, ingress = shaping(dev)
-    if tbf:
-        _tc("qdisc", "del", "dev", dev, "root")
-    if ingress:
-        _tc("qdisc", "del", "dev", dev, "ingress")
+    lines = []
+    if value.get("ingressRate"):
+        lines.append(f"qdisc del dev {dev} root\n")
+    if value.get("egressRate"):
+        lines.append(f"qdisc del dev {dev} ingress\n")
+    if lines:
+        import subprocess
+
+        try:
+            subprocess.run(["tc", "-force", "-batch", "-"], input="".join(lines), capture_output=True, text=True,
+                           timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            pass  # the plugin's ADD then reports what is in its way

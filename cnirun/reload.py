@@ -86,6 +86,15 @@ class Rules:
 
     def __init__(self) -> None:
         self._tables: dict[tuple[int, str], list[str]] = {}
+        self._qdiscs: dict[str, list[str]] | None = None
+
+    def qdiscs(self, dev: str) -> list[str]:
+        """The device's qdiscs (tc, one exec for all devices)."""
+        if self._qdiscs is None:
+            from .policy import all_qdiscs
+
+            self._qdiscs = all_qdiscs()
+        return self._qdiscs.get(dev, [])
 
     def lines(self, family: int, table: str) -> list[str]:
         key = (family, table)
@@ -167,11 +176,11 @@ def missing_state(att: cnicache.CachedAttachment, net: Any, rules: Rules) -> tup
                 break
     bw = att.capability_args.get(CAPABILITY)
     if "bandwidth" in types and isinstance(bw, dict) and veth:
-        tbf, ingress = shaping(veth)
+        tbf, ingress = shaping(veth, rules.qdiscs(veth))
         ok = tbf if bw.get("ingressRate") else True
         if ok and bw.get("egressRate"):
             ifb = ifb_name(name, cid)
-            ok = ingress and os.path.exists(f"/sys/class/net/{ifb}") and shaping(ifb)[0]
+            ok = ingress and os.path.exists(f"/sys/class/net/{ifb}") and shaping(ifb, rules.qdiscs(ifb))[0]
         if not ok:
             rerun.append("bandwidth")
             what.append(f"bandwidth: rate limit qdiscs on {veth}")

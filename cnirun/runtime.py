@@ -509,7 +509,7 @@ class CNI:
                     # bandwidth's DEL leaves its qdiscs on the host veth; its ADD would fail on them.
                     from .policy import clear_host_shaping
 
-                    clear_host_shaping(prev)
+                    clear_host_shaping(prev, old.capability_args.get("bandwidth"))
                 for p in plugins:
                     out = self._exec(net, p, self._inv("ADD", new), self.build_conf(net, p, new, prev))
                     _parse_result(out, net.cni_version, p.type, net.name, "ADD")
