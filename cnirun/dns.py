@@ -9,7 +9,7 @@ out (`network create --no-dns`, compose `x-cni: {dns: false}`).
 
 State, under <state>/dns/ (CNIRUN_STATE_DIR):
 
-    <net>.lock                    flock serialising changes of one network
+    <net>.lock                    flock serialising changes of one network (goes with its resolver)
     <net>/cnirun-dnsmasq.conf     the resolver's config: written BEFORE dnsmasq
                                   starts, so it is the record gc goes by
     <net>/dnsmasq.pid             written by dnsmasq
@@ -153,9 +153,15 @@ def planned_resolver(net: NetworkConfigList) -> str:
 def _lock(network: str) -> int:
     from .lock import flock
 
-    fd = flock(os.path.join(dns_root(), network + ".lock"), wait=30.0, what=f"DNS of network {network}")
+    # replaceable: the lock file goes with the network's resolver (_stop_resolver), so a waiter
+    # that opened the old file locks the new one instead.
+    fd = flock(_lock_path(network), wait=30.0, replaceable=True, what=f"DNS of network {network}")
     assert fd is not None
     return fd
+
+
+def _lock_path(network: str) -> str:
+    return os.path.join(dns_root(), network + ".lock")
 
 
 def _hosts_file(network: str, container_id: str) -> str:
@@ -467,6 +473,10 @@ def _stop_resolver(network: str) -> None:
 
     _kill(network)
     shutil.rmtree(_net_dir(network), ignore_errors=True)
+    try:
+        os.unlink(_lock_path(network))  # still held by the caller: see _lock
+    except FileNotFoundError:
+        pass
 
 
 # -- gc ------------------------------------------------------------------------------------
