@@ -353,6 +353,8 @@ def update_rates(ref: str, ingress: Any = KEEP, egress: Any = KEEP) -> tuple[str
         if value == (current or None):
             return network, value
         set_bandwidth(t.cni, t.cni_id, value, t.netns)
+        if t.kind == "hook":
+            _ensure_record(t)  # live.json lives in the record: the hook applies it again after a restart
         _write_live(t, lambda live: live.update(bandwidth=value))
     return network, value
 

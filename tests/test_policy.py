@@ -442,6 +442,10 @@ def test_docker_hook_mode_labels_and_update(dworld: PolicyWorld) -> None:
         p = w.cnirun("update", name, "--ingress-rate", "2mbit")
         assert p.returncode == 0, p.stderr
         assert "rate 2Mbit" in qdiscs(veth)
+        # a restart attaches from the labels (5mbit), then applies what update recorded (live.json)
+        r = subprocess.run(["docker", "restart", "-t", "1", name], capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        assert "rate 2Mbit" in qdiscs(host_veth(pid_of(name)))
         # a plain `docker run` with the labels, as other tools hand them over
         other = f"t194-{w.n}-label"
         p = subprocess.run(["docker", "run", "-d", "--runtime", "cnirun", "--network", "none", "--name", other,
