@@ -243,9 +243,10 @@ def test_build_on_failure_restarts_secrets_replicas_and_commands(make: object) -
     r.cnirun("up", "-d")
     names = r.containers()
     assert f"{r.name}-worker-1" in names and f"{r.name}-worker-2" in names
-    hosts = r.sh(f"{r.name}-front-1", "grep -w worker /etc/hosts").stdout.splitlines()
-    ips = {line.split()[0] for line in hosts}
-    assert len(ips) == 2, hosts
+    # Both replicas under the service name, from the network's resolver (cnirun.dns).
+    found = r.sh(f"{r.name}-front-1", "nslookup worker").stdout
+    ips = {line.split()[1] for line in found.splitlines() if line.startswith("Address: ")}
+    assert len(ips) == 2, found
     r.cnirun("down", "-v")
     r.assert_clean(["default"])
 
