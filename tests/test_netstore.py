@@ -82,6 +82,18 @@ def test_driver_opts_bridge() -> None:
 """)["n"]
     br = plugin(conf, "bridge")
     assert br["bridge"] == "t151br0" and br["mtu"] == 1400 and br["ipMasq"] is False and br["isGateway"] is True
+    assert "isolation" not in [p["type"] for p in conf["plugins"]]
+
+
+def test_enable_icc_false_and_isolate_in_the_chain() -> None:
+    """enable_icc=false: cnirun's isolation plugin after the firewall; x-cni isolate: the firewall's ingressPolicy."""
+    conf = convert("networks:\n  n:\n    driver_opts:\n      com.docker.network.bridge.enable_icc: 'false'\n"
+                   "    x-cni: {isolate: same-bridge}\n")["n"]
+    assert [p["type"] for p in conf["plugins"]] == ["bridge", "portmap", "firewall", "isolation", "tuning",
+                                                     "bandwidth"]
+    assert plugin(conf, "firewall") == {"type": "firewall", "ingressPolicy": "same-bridge"}
+    assert conf["cnirun"]["isolated"] is True
+    assert convert("networks:\n  n:\n    x-cni: {isolate: none}\n")["n"]["cnirun"]["isolated"] is False
 
 
 def test_ipam_config_subnet_gateway_range_aux() -> None:
@@ -234,8 +246,10 @@ def test_load_networks_file(tmp_path: Path) -> None:
      "net.yaml:6: networks.a.ipam.config[0].gateway: 10.9.9.9 is outside the subnet 10.151.3.0/24"),
     ("networks:\n  a:\n    ipam:\n      config:\n        - subnet: 10.151.3.0/24\n          ip_range: 10.151.4.0/25\n",
      "net.yaml:6: networks.a.ipam.config[0].ip_range: ip_range 10.151.4.0/25 is not inside"),
-    ("networks:\n  a:\n    driver_opts:\n      com.docker.network.bridge.enable_icc: 'false'\n",
-     "net.yaml:4: networks.a.driver_opts.com.docker.network.bridge.enable_icc: enable_icc false is not supported"),
+    ("networks:\n  a:\n    driver_opts:\n      com.docker.network.bridge.enable_icc: 'maybe'\n",
+     "net.yaml:4: networks.a.driver_opts.com.docker.network.bridge.enable_icc: expected true or false"),
+    ("networks:\n  a:\n    driver: macvlan\n    x-cni: {isolate: same-bridge}\n",
+     "net.yaml:4: networks.a.x-cni.isolate: isolation between networks needs a generated bridge network"),
     ("networks:\n  a:\n    driver_opts:\n      com.docker.network.bridge.name: much-too-long-bridge\n",
      "invalid bridge name 'much-too-long-bridge'"),
     ("networks:\n  a:\n    driver: macvlan\n    driver_opts: {macvlan_mode: weird}\n",
