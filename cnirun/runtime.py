@@ -293,6 +293,18 @@ class CNI:
         chains.ensure(net, self.lock_file)
         links, new_links = _bridges(net)
         with chain_lock(net.name, self.lock_file, links=links, new_links=new_links):
+            # An ADD over an existing attachment would fail in the plugins (the
+            # address is taken, the veth exists), and the undo below would then
+            # DEL the attachment that was there and forget its cache entry:
+            # refused before anything runs. A cut-short ADD's record must be
+            # DELed (its partial result finds what it made), not overwritten.
+            old = self.cached(net.name, rt)
+            if old is not None:
+                how = "is already attached to" if old.pending is None else "has a cut-short ADD on"
+                raise ArgumentError(
+                    f"container {rt.container_id[:12]} {how} network {net.name} as {rt.ifname}: "
+                    "DEL it first (or use another interface name)"
+                )
             prev: dict[str, Any] | None = None
             # The intent record: written before the first plugin runs and
             # again before each next one, so that whatever kills this process

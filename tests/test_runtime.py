@@ -16,7 +16,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from cnirun.errors import PluginError
+from cnirun.errors import ArgumentError, PluginError
 from cnirun.runtime import CNI, RuntimeConf
 
 from _core_fixtures import (  # noqa: F401  (fixtures)
@@ -158,6 +158,28 @@ def test_del_after_the_netns_is_gone_leaves_nothing(core: CoreEnv, netns: Netns,
     # only the container ID and ifname: netns, args and capabilities come from the cache
     n.cni.delete("t2-gone", RuntimeConf("t2gone-1"))
     n.assert_clean(["t2gone-1"])
+
+
+def test_add_over_an_existing_attachment_is_refused_and_keeps_it(
+    core: CoreEnv, netns: Netns, real: list[RealNet]
+) -> None:
+    """A second ADD of the same container/network/ifname changes nothing: before, it failed in the plugins
+    and its undo DELeted the first attachment and forgot its cache entry (rules were left behind)."""
+    n = RealNet(core, "t2-twice", "cnt2twice", 21)
+    real.append(n)
+    ns = netns.new()
+    rt = RuntimeConf("t2twice-1", netns=Netns.path(ns), ifname="eth0",
+                     capability_args={"portMappings": [{"hostPort": 18124, "containerPort": 80, "protocol": "tcp"}]})
+    first = n.cni.add(n.net, rt)["ips"][0]["address"]
+    rules = iptables_rules_naming("t2twice-1")
+    with pytest.raises(ArgumentError, match="already attached to network t2-twice as eth0: DEL it first"):
+        n.cni.add(n.net, rt)
+    assert addrs_in(ns) == [first]
+    assert core.cache_files() == ["t2-twice-t2twice-1-eth0"]
+    assert host_local_reservations(core.ipam, "t2-twice") == [first.split("/")[0]]
+    assert iptables_rules_naming("t2twice-1") == rules
+    n.cni.delete("t2-twice", RuntimeConf("t2twice-1", netns=Netns.path(ns)))
+    n.assert_clean(["t2twice-1"])
 
 
 def test_failed_add_leaves_nothing(core: CoreEnv, netns: Netns, real: list[RealNet]) -> None:
