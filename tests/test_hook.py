@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import needs_root
+from conftest import REPO, needs_root
 
 from _hook_helpers import HookWorld, bridge_exists, delete_bridges, leftovers, wait_clean, wait_records
 from cnirun import docker_runtime, hook, hook_command, hooksd, lifecycle, netns_pin, oci_state, shim
@@ -648,3 +648,17 @@ def test_podman_dropin_only_for_the_default_dir_and_only_ours_removed(tmp_path: 
     assert not dropin.exists()
     dropin.write_text("[engine]\nhooks_dir = ['/x']\n")  # someone else's file
     assert hooksd.forget_podman_dropin(str(dropin)) == "" and dropin.exists()
+
+
+@pytest.mark.skipif(not (REPO / ".venv" / "bin" / "cnirun-hook").exists(), reason="no .venv (make setup)")
+def test_installed_launchers_do_not_import_re() -> None:
+    """scripts/setup.sh replaces pip's console-script launchers, which import re (~9 ms) on every start."""
+    for name in ("cnirun", "cnirun-hook", "cnirun-shim"):
+        launcher = REPO / ".venv" / "bin" / name
+        p = subprocess.run([str(launcher), "--help"], capture_output=True, text=True, timeout=60,
+                           env={**os.environ, "PYTHONPROFILEIMPORTTIME": "1"})
+        imported = [ln.rsplit("|", 1)[1].strip() for ln in p.stderr.splitlines() if ln.startswith("import time:")]
+        assert imported, f"{name}: no import trace ({p.stderr[:200]})"
+        if name != "cnirun":  # `cnirun --help` loads typer, which needs re; the hook and the shim never do
+            assert "re" not in imported, f"{name} imports re"
+        assert "import re\n" not in launcher.read_text()
