@@ -332,6 +332,15 @@ def _host_state() -> dict[str, list[str]]:
         "podman containers": _ids(["podman", "ps", "-aq", "--no-trunc"]),
         "daemon.json": _listdir("/etc/docker") if os.path.exists("/etc/docker/daemon.json") else [],
         "hooks.d": _listdir("/etc/containers/oci/hooks.d"),
+        # Bridges the tests' networks made (World, netstore, compose) and cnirun's own
+        # isolation rules between them (mangle table, both families).
+        "bridges": sorted(ln.split(":")[1].strip() for ln in subprocess.run(
+            ["ip", "-o", "link", "show", "type", "bridge"], capture_output=True, text=True).stdout.splitlines()
+            if ":" in ln),
+        "isolation rules": sorted(
+            f"{tool}: {r}" for tool in ("iptables-save", "ip6tables-save")
+            for r in subprocess.run([tool, "-t", "mangle"], capture_output=True, text=True).stdout.splitlines()
+            if r.startswith("-A CNIRUN-ISOLATION")),
         # cnirun's per-network resolvers (cnirun.dns), whatever their state dir, and the
         # default state dir's names store (a network's lock file is bookkeeping, not a leak).
         "dnsmasq started by cnirun": _cnirun_resolvers(),
