@@ -42,7 +42,7 @@ from .errors import CNIError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Callable, Iterable
+    from typing import Any, Callable, Iterable, Iterator
 
     from .config import NetworkConfigList
 
@@ -345,24 +345,25 @@ def _cmdline_marker(network: str) -> bytes:
     return ("--conf-file=" + conf_path(network)).encode()
 
 
-def _pids_with(marker: bytes) -> list[int]:
-    """Processes whose command line has `marker` as one argument."""
-    out: list[int] = []
+def _cmdlines() -> "Iterator[tuple[int, list[bytes]]]":
+    """(pid, argv) of every process we can read."""
     try:
         entries = os.listdir("/proc")
     except OSError:
-        return out
+        return
     for e in entries:
         if not e.isdigit():
             continue
         try:
             with open(f"/proc/{e}/cmdline", "rb") as f:
-                args = f.read().split(b"\0")
+                yield int(e), f.read().split(b"\0")
         except OSError:
             continue
-        if marker in args:
-            out.append(int(e))
-    return out
+
+
+def _pids_with(marker: bytes) -> list[int]:
+    """Processes whose command line has `marker` as one argument."""
+    return [pid for pid, args in _cmdlines() if marker in args]
 
 
 def _resolver_pid(network: str) -> int:
@@ -533,20 +534,5 @@ def collect(alive: Callable[[str, str, str], bool] | None = None) -> list[str]:
 
 def _resolver_processes(prefix: bytes) -> list[tuple[int, bytes]]:
     """(pid, its --conf-file= argument) of every dnsmasq whose config path starts with `prefix`."""
-    out: list[tuple[int, bytes]] = []
-    try:
-        entries = os.listdir("/proc")
-    except OSError:
-        return out
-    for e in entries:
-        if not e.isdigit():
-            continue
-        try:
-            with open(f"/proc/{e}/cmdline", "rb") as f:
-                args = f.read().split(b"\0")
-        except OSError:
-            continue
-        for a in args:
-            if a.startswith(prefix) and a.endswith(b"/" + CONF_NAME.encode()):
-                out.append((int(e), a))
-    return out
+    suffix = b"/" + CONF_NAME.encode()
+    return [(pid, a) for pid, args in _cmdlines() for a in args if a.startswith(prefix) and a.endswith(suffix)]

@@ -320,15 +320,8 @@ def _exec(
         proc = _spawn([plugin_path], inv.environ(environ))
     except OSError as e:
         raise PluginError(ptype, network, inv.command, f"cannot execute {plugin_path}: {e.strerror}", code=INTERNAL) from None
-    try:
-        answer = proc.communicate(stdin, timeout=limit)
-    except BaseException:
-        proc.kill_and_reap()
-        raise
-    finally:
-        proc.close()
+    answer = _communicate(proc, stdin, limit)
     if answer is None:
-        proc.kill_and_reap()
         raise PluginTimeout(
             ptype,
             network,
@@ -345,6 +338,20 @@ def _exec(
     raise decode_failure(ptype, network, inv.command, out, err, proc.returncode)
 
 
+def _communicate(proc: Any, stdin: bytes, timeout: float) -> tuple[bytes, bytes] | None:
+    """(stdout, stderr); None when it timed out (then it is killed and reaped). Interrupted: killed too."""
+    try:
+        answer = proc.communicate(stdin, timeout=timeout)
+    except BaseException:
+        proc.kill_and_reap()
+        raise
+    finally:
+        proc.close()
+    if answer is None:
+        proc.kill_and_reap()
+    return answer
+
+
 def run_program(argv: list[str], timeout: float = 30.0) -> tuple[int, bytes, bytes]:
     """Run a helper program (iptables...) without subprocess: (exit code, stdout, stderr).
 
@@ -354,15 +361,8 @@ def run_program(argv: list[str], timeout: float = 30.0) -> tuple[int, bytes, byt
         proc = _spawn(argv, dict(os.environ, PATH=os.environ.get("PATH") or _FALLBACK_PATH))
     except OSError as e:
         return 127, b"", (e.strerror or "").encode()
-    try:
-        answer = proc.communicate(b"", timeout=timeout)
-    except BaseException:
-        proc.kill_and_reap()
-        raise
-    finally:
-        proc.close()
+    answer = _communicate(proc, b"", timeout)
     if answer is None:
-        proc.kill_and_reap()
         return -9, b"", b"timed out"
     return proc.returncode or 0, answer[0], answer[1]
 

@@ -447,20 +447,7 @@ PORT_CAPABILITY = "portMappings"
 def port_attachment(cni: CNI, container_id: str) -> cnicache.CachedAttachment | None:
     """The attachment that publishes the container's ports: the one holding them, else the first whose
     chain takes portMappings (options_for's rule: one chain DNATs a host port)."""
-    from .config import conflist_from_bytes
-
-    atts = cached_attachments(cni, container_id)
-    for a in atts:
-        if a.capability_args.get(PORT_CAPABILITY):
-            return a
-    for a in atts:
-        try:
-            net = conflist_from_bytes(a.config, a.path) if a.config else cni.network(a.network_name)
-        except CNIError:
-            continue
-        if _declares(net, PORT_CAPABILITY):
-            return a
-    return None
+    return _capability_attachment(cni, container_id, PORT_CAPABILITY)
 
 
 def published(cni: CNI, container_id: str) -> list[dict[str, Any]]:

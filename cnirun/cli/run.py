@@ -212,6 +212,21 @@ def _int(text: str, flag: str) -> int:
         raise UsageError(f"invalid {flag} {text!r}: expected a whole number") from None
 
 
+def _static_ips(given: list[str], flag: str, metavar: str) -> tuple[str, dict[str, str]]:
+    """--ip/--ip6 values: (the bare address for the first network, NETWORK=ADDR ones by network)."""
+    bare = ""
+    by_network: dict[str, str] = {}
+    for v in given:
+        net, eq, addr = v.partition("=")
+        if not eq:
+            bare = v
+        elif not net or not addr:
+            raise UsageError(f"invalid {flag} {v!r}: expected {metavar} or NETWORK={metavar}")
+        else:
+            by_network[net] = addr
+    return bare, by_network
+
+
 def parse(args: list[str]) -> RunRequest | None:
     """None means --help was asked for."""
     values, bools, rest = _split(args)
@@ -328,26 +343,8 @@ def parse(args: list[str]) -> RunRequest | None:
     )
     if spec.detach and spec.interactive and not spec.tty:
         pass  # docker allows -di (stdin kept open for a later attach)
-    ip = ""
-    network_ips: dict[str, str] = {}
-    for v in values.get("ip", []):
-        net, eq, addr = v.partition("=")
-        if not eq:
-            ip = v
-        elif not net or not addr:
-            raise UsageError(f"invalid --ip {v!r}: expected IP or NETWORK=IP")
-        else:
-            network_ips[net] = addr
-    ip6 = ""
-    network_ips6: dict[str, str] = {}
-    for v in values.get("ip6", []):
-        net, eq, addr = v.partition("=")
-        if not eq:
-            ip6 = v
-        elif not net or not addr:
-            raise UsageError(f"invalid --ip6 {v!r}: expected IP6 or NETWORK=IP6")
-        else:
-            network_ips6[net] = addr
+    ip, network_ips = _static_ips(values.get("ip", []), "--ip", "IP")
+    ip6, network_ips6 = _static_ips(values.get("ip6", []), "--ip6", "IP6")
     mode = _last(values, "mode")
     if mode and mode not in ("sandbox", "hook"):
         raise UsageError(f"invalid --mode {mode!r}: expected sandbox or hook")
