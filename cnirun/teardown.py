@@ -64,6 +64,15 @@ def teardown(
     if meta is None:
         st.remove()
         return []
+    if meta.phase != "teardown":
+        # Said before the DELs: `network rm` waits for such a run instead of
+        # calling its network in use (a foreground run's DEL finishes in the
+        # background after cnirun returned, as the hook's poststop does).
+        meta.phase = "teardown"
+        try:
+            st.write_meta(meta)
+        except OSError:
+            pass  # a state dir already gone: nothing waits on it
     errors: list[str] = []
     if engine is None:
         from .engines import get

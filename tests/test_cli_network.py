@@ -167,3 +167,33 @@ def test_convert_prints_and_writes(env: Env, tmp_path: Path) -> None:
     f.write_text("networks:\n  x:\n    ipam:\n      config: 3\n")
     p = env.run("network", "convert", str(f), ok=False)
     assert p.stderr == f"cnirun: {f}:4: networks.x.ipam.config: expected a list of subnet entries, got a number\n"
+
+
+@pytest.mark.skipif(subprocess.run(["docker", "image", "inspect", "busybox"], capture_output=True).returncode != 0,
+                    reason="dockerd with a busybox image not available")
+def test_rm_right_after_a_foreground_run_waits_for_its_del(env: Env, tmp_path: Path) -> None:
+    """A foreground run's DEL may finish just after cnirun returned: `network rm` waits for it, while a
+    network a running container uses is refused at once."""
+    import time
+
+    a = env.name()
+    env.run("network", "create", a, "--subnet", "10.152.40.0/24")
+    env.env["CNIRUN_STATE_DIR"] = str(tmp_path / "state")
+    env.run("--rm", "--net", a, "busybox", "true")
+    env.json("network", "rm", a)
+    assert not (env.netconf / f"{a}.conflist").exists() and not (env.ipam / a).exists()
+    b = env.name()
+    env.run("network", "create", b, "--subnet", "10.152.42.0/24")
+    name = f"t152-live-{secrets.token_hex(3)}"
+    env.run("run", "-d", "--name", name, "--net", b, "busybox", "sleep", "60")
+    try:
+        t0 = time.monotonic()
+        p = env.run("network", "rm", b, ok=False)
+        assert p.returncode == 1 and "in use" in p.stderr
+        assert time.monotonic() - t0 < 5.0  # a live container is not waited for
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+    deadline = time.monotonic() + 20
+    while env.run("network", "rm", b, ok=False).returncode != 0 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not (env.netconf / f"{b}.conflist").exists()

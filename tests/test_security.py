@@ -545,6 +545,10 @@ def test_cnirun_run_attaches_a_closed_network_itself(world: World) -> None:
     ok = subprocess.run([*_cnirun_run(), "--rm", "--net", "t16-closed", "busybox", "true"],
                         env=world.full_env(), capture_output=True, text=True, timeout=120)
     assert ok.returncode == 0, ok.stderr
+    # the DEL of a foreground run may finish just after cnirun returned (as the hook's poststop)
+    deadline = time.monotonic() + 15
+    while "DEL" not in world.cni_calls()[calls:] and time.monotonic() < deadline:
+        time.sleep(0.1)
     assert world.cni_calls()[calls:][:1] == ["ADD"] and "DEL" in world.cni_calls()[calls:]
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -59,7 +60,15 @@ def walkthrough(docker_world: World) -> Iterator[World]:
     docker_world.env.pop("CNIRUN_DEFAULT_NETWORK")
     try:
         yield docker_world
-        left = [p.name for p in IPAM_DIR.iterdir() if p.name[0].isdigit()] if IPAM_DIR.exists() else []
+
+        def reserved() -> list[str]:
+            return [p.name for p in IPAM_DIR.iterdir() if p.name[0].isdigit()] if IPAM_DIR.exists() else []
+
+        # a foreground run's DEL may finish just after cnirun returned (as the hook's poststop)
+        deadline = time.monotonic() + 15
+        while reserved() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        left = reserved()
         assert left == [], f"host-local reservations left: {left}"
         rules = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
         assert "10.22." not in rules and 'name: \\"mynet\\"' not in rules

@@ -120,6 +120,38 @@ def reservations(net: NetworkConfigList) -> list[Path]:
     return out
 
 
+TEARDOWN_WAIT = 15.0  # seconds `network rm` waits for DELs already under way
+
+
+def _tearing_down(container_id: str) -> bool:
+    """A DEL of this container is under way: a hook's poststop (container lock held), or a run's
+    teardown (phase "teardown" in its state, its lock held)."""
+    from ..lock import is_held
+    from ..paths import container_lock
+    from ..state import RunState, state_root
+
+    if is_held(container_lock(container_id)):
+        return True
+    st = RunState(state_root() / container_id)
+    meta = st.read_meta() if st.path.is_dir() else None
+    return meta is not None and meta.phase == "teardown" and is_held(str(st.path / "lock"))
+
+
+def _after_teardowns(cni: CNI, name: str, atts: list[Any]) -> list[Any]:
+    """The attachments left once the teardowns already under way are done (or TEARDOWN_WAIT passed).
+
+    `cnirun --rm IMAGE; cnirun network rm NET` must work: the run's DEL, as
+    the OCI hook's poststop, may still be running when cnirun returns. A
+    container that is merely attached is not waited for."""
+    import time
+
+    deadline = time.monotonic() + TEARDOWN_WAIT
+    while atts and time.monotonic() < deadline and all(_tearing_down(a.container_id) for a in atts):
+        time.sleep(0.1)
+        atts = attachments(cni, name)
+    return atts
+
+
 def remove(cni: CNI, name: str, force: bool = False) -> Removal:
     """Remove an installed network: refuse while containers are attached.
 
@@ -136,6 +168,8 @@ def remove(cni: CNI, name: str, force: bool = False) -> Removal:
     if shipped is not None and Path(net.source).resolve().parent == shipped.resolve():
         raise ConfigError(f'network "{name}" is built into cnirun and cannot be removed')
     atts = attachments(cni, name)
+    if atts and not force:
+        atts = _after_teardowns(cni, name, atts)
     if atts and not force:
         from ..state import container_display
 
