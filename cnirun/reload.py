@@ -286,58 +286,81 @@ def _live(att: cnicache.CachedAttachment) -> bool:
 
 
 # -- reload ----------------------------------------------------------------------------------
-def reload(networks: list[str] | None = None, dry_run: bool = False, cnis: list[Any] | None = None) -> Report:
-    """Check every live attachment (of `networks`, default all) and re-apply what is missing."""
+def reload(networks: list[str] | None = None, dry_run: bool = False, cnis: list[Any] | None = None,
+           progress: Any = None) -> Report:
+    """Check every live attachment (of `networks`, default all) and re-apply what is missing.
+
+    progress(total) -> a context manager with step(item) (cli.output.Progress): the CLI's status line
+    on a terminal, one step per attachment checked."""
+    wanted = set(networks or [])
+    rules = Rules()
+    report = Report()
+    isolation_fixed: set[str] = set()
+    todo = [(cni, att) for cni in (cnis if cnis is not None else runtimes())
+            for att in cnicache.list_attachments(cni.cache_dir)
+            if not (wanted and att.network_name not in wanted) and _live(att)]
+    with progress(len(todo)) if progress is not None else _NoProgress() as bar:
+        for cni, att in todo:
+            bar.step(f"{att.network_name} {att.container_id[:12]} {att.ifname}")
+            _check_one(cni, att, rules, report, isolation_fixed, dry_run)
+    return report
+
+
+class _NoProgress:
+    def __enter__(self) -> "_NoProgress":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def step(self, item: str) -> None:
+        pass
+
+
+def _check_one(cni: Any, att: cnicache.CachedAttachment, rules: Rules, report: Report, isolation_fixed: set[str],
+               dry_run: bool) -> None:
+    """Check one live attachment; repair (unless dry_run) what a flush removed."""
     from .config import conflist_from_bytes
     from .errors import CNIError
     from .lock import lock_container, unlock_container
     from .runtime import RuntimeConf
 
-    wanted = set(networks or [])
-    rules = Rules()
-    report = Report()
-    isolation_fixed: set[str] = set()
-    for cni in cnis if cnis is not None else runtimes():
-        for att in cnicache.list_attachments(cni.cache_dir):
-            if wanted and att.network_name not in wanted or not _live(att):
-                continue
-            report.checked += 1
-            try:
-                net = conflist_from_bytes(att.config, att.path) if att.config else cni.network(att.network_name)
-            except CNIError as e:
-                report.skipped.append(f"{att.network_name} {att.container_id[:12]}: {e}")
-                continue
-            bridge = _network_isolation_missing(net, rules)
-            if bridge and bridge not in isolation_fixed:
-                isolation_fixed.add(bridge)
-                rep = Repair(net.name, "", "", [f"cnirun: isolation rules of bridge {bridge}"])
-                if not dry_run:
-                    from .netstore.isolation import ensure
+    report.checked += 1
+    try:
+        net = conflist_from_bytes(att.config, att.path) if att.config else cni.network(att.network_name)
+    except CNIError as e:
+        report.skipped.append(f"{att.network_name} {att.container_id[:12]}: {e}")
+        return
+    bridge = _network_isolation_missing(net, rules)
+    if bridge and bridge not in isolation_fixed:
+        isolation_fixed.add(bridge)
+        rep = Repair(net.name, "", "", [f"cnirun: isolation rules of bridge {bridge}"])
+        if not dry_run:
+            from .netstore.isolation import ensure
 
-                    try:
-                        ensure(bridge)
-                    except CNIError as e:
-                        rep.error = str(e)
-                report.repairs.append(rep)
-            types, what, masq = missing_state(att, net, rules)
-            if not what:
-                continue
-            rep = Repair(att.network_name, att.container_id, att.ifname, what)
-            report.repairs.append(rep)
-            if dry_run:
-                continue
-            fd = lock_container(att.container_id, blocking=False)
-            if fd is None:
-                rep.error = "the container is starting or stopping: run reload again"
-                continue
             try:
-                if masq:
-                    restore_masquerade(att)
-                if types:
-                    rt = RuntimeConf(container_id=att.container_id, netns=att.netns, ifname=att.ifname)
-                    cni.update_capabilities(att.network_name, rt, {}, plugin_types=tuple(types))
+                ensure(bridge)
             except CNIError as e:
                 rep.error = str(e)
-            finally:
-                unlock_container(fd, att.container_id, remove=True)
-    return report
+        report.repairs.append(rep)
+    types, what, masq = missing_state(att, net, rules)
+    if not what:
+        return
+    rep = Repair(att.network_name, att.container_id, att.ifname, what)
+    report.repairs.append(rep)
+    if dry_run:
+        return
+    fd = lock_container(att.container_id, blocking=False)
+    if fd is None:
+        rep.error = "the container is starting or stopping: run reload again"
+        return
+    try:
+        if masq:
+            restore_masquerade(att)
+        if types:
+            rt = RuntimeConf(container_id=att.container_id, netns=att.netns, ifname=att.ifname)
+            cni.update_capabilities(att.network_name, rt, {}, plugin_types=tuple(types))
+    except CNIError as e:
+        rep.error = str(e)
+    finally:
+        unlock_container(fd, att.container_id, remove=True)

@@ -15,7 +15,7 @@ from typing import Iterator
 
 import pytest
 
-from conftest import needs_docker, needs_plugins, needs_podman, needs_root
+from conftest import CNIRUN, REPO, needs_docker, needs_plugins, needs_podman, needs_root
 from test_policy import (
     PolicyWorld,
     cached,
@@ -224,3 +224,49 @@ def test_reload_skips_attachments_whose_container_is_gone(tmp_path) -> None:  # 
         subprocess.run(["ip", "netns", "del", ns], capture_output=True)
         cleanup(w, "docker")
 
+
+
+def test_reload_progress_on_a_terminal_only(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """On a terminal reload draws one status line per attachment checked; in a pipe its output is plain."""
+    import os
+    import pty
+
+    w = policy_world(tmp_path)
+    made = []
+    try:
+        for i in range(2):
+            ns = f"t194-{w.n}-pg{i}"
+            subprocess.run(["ip", "netns", "add", ns], check=True)
+            made.append(ns)
+            p = w.cnirun("cni", "add", w.net, f"/run/netns/{ns}")
+            assert p.returncode == 0, p.stderr
+        master, slave = pty.openpty()
+        try:
+            p = subprocess.run([*CNIRUN, "network", "reload", w.net], stdin=subprocess.DEVNULL,
+                               stdout=subprocess.PIPE, stderr=slave, env=w.env, cwd=REPO, timeout=120)
+            os.close(slave)
+            out = b""
+            while True:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:  # EIO: the child side is closed and everything was read
+                    break
+                if not chunk:
+                    break
+                out += chunk
+        finally:
+            os.close(master)
+        assert p.returncode == 0
+        text = out.decode()
+        assert f"network reload [1/2] {w.net} " in text and f"network reload [2/2] {w.net} " in text, text
+        assert text.endswith("\r\x1b[2K")  # the status line is cleared before the report
+        assert p.stdout.decode().strip() == "nothing to repair (2 live attachments checked)"
+        plain = reload(w)
+        assert "\x1b" not in plain.stderr and "\r" not in plain.stderr
+        assert plain.stdout.strip() == "nothing to repair (2 live attachments checked)"
+        for ns in made:
+            assert w.cnirun("cni", "del", w.net, f"/run/netns/{ns}").returncode == 0
+    finally:
+        for ns in made:
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        cleanup(w, "docker")

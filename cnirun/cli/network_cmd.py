@@ -260,7 +260,10 @@ def register(app: typer.Typer) -> None:
         with one_line_errors():
             for n in names or []:
                 _cni().network(n)  # an unknown name: one line, nothing done
-            report = do_reload(list(names or []), dry_run=dry_run)
+            from .output import Progress
+
+            report = do_reload(list(names or []), dry_run=dry_run,
+                               progress=lambda total: Progress("network reload", total))
         failed = False
         for r in report.repairs:
             who = f"{container_display(r.container_id)} {r.ifname}" if r.container_id else "network"
