@@ -64,6 +64,7 @@ def teardown(
     if meta is None:
         st.remove()
         return []
+    in_setup = meta.phase == "setup"  # killed before the run recorded what it made
     if meta.phase != "teardown":
         # Said before the DELs: `network rm` waits for such a run instead of
         # calling its network in use (a foreground run's DEL finishes in the
@@ -86,7 +87,7 @@ def teardown(
             meta.workload = (st.path / "cid").read_text().strip()
         except OSError:
             pass
-    if workload and not meta.workload and meta.phase == "setup" and hasattr(engine, "containers"):
+    if workload and not meta.workload and in_setup and hasattr(engine, "containers"):
         # Killed between the engine's create and recording its answer: the run's label names it.
         meta.workload = next((c.id for c in engine.containers(f"cnirun.id={meta.id}")
                               if c.labels.get("cnirun.role") == "workload"), "")

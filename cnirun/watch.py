@@ -127,7 +127,8 @@ class Worker:
             if st.id in self.owned:
                 continue
             meta = st.read_meta()
-            if meta is None or not meta.detached or meta.phase != "running":
+            # "teardown": a DEL that failed earlier; retried when its container is gone
+            if meta is None or not meta.detached or meta.phase not in ("running", "teardown"):
                 continue
             if not st.lock(blocking=False):
                 continue  # its run is still finishing, or gc is at it

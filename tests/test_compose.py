@@ -348,3 +348,37 @@ services:
     assert not results.exists() or list(results.iterdir()) == []
     assert not proj.netconf.exists() or list(proj.netconf.iterdir()) == []
     assert not hostnet.link_exists(auto_bridge_name(f"{proj.name}_default"))
+
+
+@pytest.mark.podman
+@pytest.mark.skipif(not _podman_ok(), reason="podman or its busybox:latest missing")
+def test_podman_restart_policy_comes_back_on_the_network(proj: Proj) -> None:
+    """restart: on-failure:2 on Podman: conmon restarts the container twice, each time in the run's
+    netns with the same address; down leaves nothing."""
+    proj.env["CNIRUN_ENGINE"] = "podman"
+    proj.write("""
+services:
+  flaky:
+    image: busybox
+    command: ["sh", "-c", "ip -4 -o addr show eth0 | awk '{print $$4}'; sleep 0.3; exit 1"]
+    restart: on-failure:2
+""")
+    proj.cnirun("up", "-d")
+    name = f"{proj.name}-flaky-1"
+    deadline = time.monotonic() + 60
+    state = ""
+    while time.monotonic() < deadline:
+        state = subprocess.run(["podman", "inspect", "-f", "{{.State.Status}} {{.RestartCount}}", name],
+                               capture_output=True, text=True).stdout.strip()
+        if state == "exited 2":
+            break
+        time.sleep(0.5)
+    assert state == "exited 2", state
+    logs = subprocess.run(["podman", "logs", name], capture_output=True, text=True).stdout.split()
+    assert len(logs) == 3 and len(set(logs)) == 1 and logs[0].startswith("10.153."), logs
+    proj.cnirun("down")
+    ps = subprocess.run(["podman", "ps", "-a", "-q", "--filter", f"label=com.docker.compose.project={proj.name}"],
+                        capture_output=True, text=True).stdout
+    assert ps.strip() == ""
+    results = proj.cache / "results"
+    assert not results.exists() or list(results.iterdir()) == []
