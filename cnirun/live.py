@@ -24,13 +24,16 @@ hook's createRuntime attaches again after a restart (hook.reapply_live).
 """
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
-from typing import Any
 
+from . import jsonfast as json  # not the json package: re and enum cost ~8 ms of every connect and port
 from .errors import ArgumentError, EngineError
 from .value import Value
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 LIVE_FILE = "live.json"
 

@@ -16,16 +16,14 @@ place, so gc never sees a run's directory without its lock held.
 """
 from __future__ import annotations
 
-import json
 import os
-import secrets
-import shutil
 import time
 from pathlib import Path
 TYPE_CHECKING = False  # typing costs ~7 ms of start-up on `cnirun run`: annotations only
 if TYPE_CHECKING:
     from typing import Any
 
+from . import jsonfast as json  # the json package pulls in re and enum (~10 ms of every connect/port/ps)
 from .fsutil import atomic_write
 from .value import Record
 
@@ -103,7 +101,7 @@ class RunState:
         """A new, locked state dir with a fresh ID."""
         root = root or state_root()
         root.mkdir(mode=0o755, parents=True, exist_ok=True)
-        run_id = secrets.token_hex(32)
+        run_id = os.urandom(32).hex()  # as secrets.token_hex(32), without its ~7 ms import
         tmp = root / (TMP_PREFIX + run_id)
         tmp.mkdir(mode=0o755)
         st = cls(tmp)
@@ -150,6 +148,8 @@ class RunState:
 
     def remove(self) -> None:
         self.unlock()
+        import shutil  # lazily: it pulls in fnmatch and re
+
         shutil.rmtree(self.path, ignore_errors=True)
 
 
