@@ -186,6 +186,29 @@ class World:
             pass
 
 
+def run_with_a_terminal(argv: list[str], env: dict[str, str], cwd: Any, timeout: float = 120) -> tuple[Any, str]:
+    """Run argv with stderr on a pty (a terminal) and stdout on a pipe: (the process, what the terminal got)."""
+    import pty
+
+    master, slave = pty.openpty()
+    try:
+        p = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=slave, env=env, cwd=cwd,
+                           timeout=timeout)
+        os.close(slave)
+        out = b""
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the child side is closed and everything was read
+                break
+            if not chunk:
+                break
+            out += chunk
+    finally:
+        os.close(master)
+    return p, out.decode()
+
+
 def first_address(text: str) -> str:
     """The first CIDR address (`10.1.2.3/24`) in `ip addr` output."""
     for word in text.split():

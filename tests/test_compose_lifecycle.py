@@ -17,7 +17,7 @@ from typing import Iterator
 
 import pytest
 
-from conftest import needs_docker, needs_plugins, needs_root
+from conftest import needs_docker, needs_plugins, needs_root, run_with_a_terminal
 
 from cnirun.netstore import hostnet
 from cnirun.netstore.networks import auto_bridge_name
@@ -293,28 +293,10 @@ services:
 
 def test_up_progress_on_a_terminal_only(proj: Proj) -> None:
     """On a terminal `up` rewrites one progress line per container; in a pipe its output is plain lines."""
-    import pty
-
     proj.write(f"services:\n  a:\n    image: busybox\n    command: {SLEEP}\n"
                f"  b:\n    image: busybox\n    command: {SLEEP}\n")
-    master, slave = pty.openpty()
-    try:
-        p = subprocess.run([CNIRUN, "compose", "-f", str(proj.file), "-p", proj.name, "up", "-d"],
-                           stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=slave, env=proj.env,
-                           cwd=proj.dir, timeout=120)
-        os.close(slave)
-        out = b""
-        while True:
-            try:
-                chunk = os.read(master, 65536)
-            except OSError:  # EIO: the child side is closed and everything was read
-                break
-            if not chunk:
-                break
-            out += chunk
-    finally:
-        os.close(master)
-    text = out.decode()
+    p, text = run_with_a_terminal([CNIRUN, "compose", "-f", str(proj.file), "-p", proj.name, "up", "-d"], proj.env,
+                                  proj.dir)
     assert p.returncode == 0, text
     assert f"compose up [1/2] {proj.c('a')}" in text and f"compose up [2/2] {proj.c('b')}" in text
     assert f"\r\x1b[2K Container {proj.c('b')}  Started" in text.replace("\r\n", "\n")  # cleared before each line

@@ -15,7 +15,7 @@ from typing import Iterator
 
 import pytest
 
-from conftest import CNIRUN, REPO, needs_docker, needs_plugins, needs_podman, needs_root
+from conftest import CNIRUN, REPO, needs_docker, needs_plugins, needs_podman, needs_root, run_with_a_terminal
 from test_policy import (
     PolicyWorld,
     cached,
@@ -228,9 +228,6 @@ def test_reload_skips_attachments_whose_container_is_gone(tmp_path) -> None:  # 
 
 def test_reload_progress_on_a_terminal_only(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """On a terminal reload draws one status line per attachment checked; in a pipe its output is plain."""
-    import os
-    import pty
-
     w = policy_world(tmp_path)
     made = []
     try:
@@ -240,24 +237,8 @@ def test_reload_progress_on_a_terminal_only(tmp_path) -> None:  # type: ignore[n
             made.append(ns)
             p = w.cnirun("cni", "add", w.net, f"/run/netns/{ns}")
             assert p.returncode == 0, p.stderr
-        master, slave = pty.openpty()
-        try:
-            p = subprocess.run([*CNIRUN, "network", "reload", w.net], stdin=subprocess.DEVNULL,
-                               stdout=subprocess.PIPE, stderr=slave, env=w.env, cwd=REPO, timeout=120)
-            os.close(slave)
-            out = b""
-            while True:
-                try:
-                    chunk = os.read(master, 65536)
-                except OSError:  # EIO: the child side is closed and everything was read
-                    break
-                if not chunk:
-                    break
-                out += chunk
-        finally:
-            os.close(master)
+        p, text = run_with_a_terminal([*CNIRUN, "network", "reload", w.net], w.env, REPO)
         assert p.returncode == 0
-        text = out.decode()
         assert f"network reload [1/2] {w.net} " in text and f"network reload [2/2] {w.net} " in text, text
         assert text.endswith("\r\x1b[2K")  # the status line is cleared before the report
         assert p.stdout.decode().strip() == "nothing to repair (2 live attachments checked)"
