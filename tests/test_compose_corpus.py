@@ -279,3 +279,52 @@ services:
     assert len(addrs) == 3 and len(set(addrs)) == 1 and addrs[0].startswith("10.193."), logs
     p.cnirun("down", "-v")
     p.assert_clean(["default"])
+
+
+def fetch_local(port: int) -> str:
+    import urllib.error
+    import urllib.request
+
+    try:
+        return urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5).read().decode()
+    except urllib.error.HTTPError as e:
+        return f"{e.code}"
+    except OSError as e:
+        return f"failed: {e}"
+
+
+@needs_root
+@needs_plugins
+@pytest.mark.podman
+@pytest.mark.skipif(subprocess.run(["podman", "image", "exists", "busybox:latest"], capture_output=True).returncode != 0,
+                    reason="podman with busybox:latest not available")
+def test_webdb_on_podman(make: object) -> None:
+    """The webdb file on Podman: named volume, init (catatonit), healthcheck and service_healthy, the published
+    port, the peer by name; down -v leaves no container, volume or attachment."""
+    p = make("webdb")  # type: ignore[operator]
+    p.env["CNIRUN_ENGINE"] = "podman"
+
+    def podman(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["podman", *args], capture_output=True, text=True, timeout=60)
+
+    try:
+        up = p.cnirun("up", "-d")
+        assert up.stderr.index("db-1  Healthy") < up.stderr.index("web-1  Started"), up.stderr
+        web, db = f"{p.name}-web-1", f"{p.name}-db-1"
+        vols = podman("volume", "ls", "-q", "--filter", f"label=com.docker.compose.project={p.name}").stdout.split()
+        assert vols == [f"{p.name}_db-data"]
+        look = podman("exec", web, "nslookup", "db")
+        ip = podman("exec", db, "ip", "-4", "-o", "addr", "show", "eth0").stdout.split()[3].split("/")[0]
+        assert f"Address: {ip}" in look.stdout, look.stdout + look.stderr
+        assert podman("exec", db, "cat", "/proc/1/comm").stdout.strip() == "podman-init"  # init: true (catatonit)
+        assert fetch_local(19310) == "404"  # the published port answers (httpd has no page to serve)
+        ps = p.cnirun("ps").stdout
+        assert web in ps and "healthy" in ps
+    finally:
+        down = p.cnirun("down", "-v", ok=False)
+    assert down.returncode == 0, down.stderr
+    assert podman("ps", "-aq", "--filter", f"label=com.docker.compose.project={p.name}").stdout.strip() == ""
+    assert podman("volume", "ls", "-q", "--filter", f"label=com.docker.compose.project={p.name}").stdout.strip() == ""
+    results = p.cache / "results"
+    assert not results.exists() or list(results.iterdir()) == []
+    assert not p.netconf.exists() or list(p.netconf.iterdir()) == []
