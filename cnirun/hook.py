@@ -397,6 +397,9 @@ def _detach_in_background(state: OCIState, record: dict[str, Any], started: floa
     code = 0
     try:
         os.setsid()
+        # The bundle directory we were started in goes away with the container:
+        # plugins started from a vanished cwd can fail (a pyenv python3 shim does).
+        os.chdir("/")
         null = os.open(os.devnull, os.O_RDWR)
         for target in (0, 1, 2):
             os.dup2(null, target)

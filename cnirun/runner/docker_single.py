@@ -252,6 +252,7 @@ def _detach_in_background(st: RunState, meta: RunMeta, docker: Any) -> None:
         return
     try:
         os.setsid()
+        os.chdir("/")  # as a daemon: whatever the caller's cwd was may go away before DEL runs
         if os.fork():
             os._exit(0)
         # Nobody may wait for our end of their pipes (`$(cnirun ...)`, a test capturing output).
