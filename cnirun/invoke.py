@@ -352,16 +352,20 @@ def _communicate(proc: Any, stdin: bytes, timeout: float) -> tuple[bytes, bytes]
     return answer
 
 
-def run_program(argv: list[str], timeout: float = 30.0) -> tuple[int, bytes, bytes]:
-    """Run a helper program (iptables...) without subprocess: (exit code, stdout, stderr).
+def run_program(argv: list[str], timeout: float = 30.0, stdin: bytes = b"") -> tuple[int, bytes, bytes]:
+    """Run a helper program (iptables, tc -batch -...) without subprocess: (exit code, stdout, stderr).
 
     An executable that cannot be started gives 127; one that hangs is killed (-9).
     """
+    env = dict(os.environ, PATH=os.environ.get("PATH") or _FALLBACK_PATH)
+    if "/" not in argv[0]:  # posix_spawn takes a path: look a bare name up in PATH, as subprocess does
+        found = (os.path.join(d, argv[0]) for d in env["PATH"].split(":") if d)
+        argv = [next((p for p in found if os.access(p, os.X_OK)), argv[0]), *argv[1:]]
     try:
-        proc = _spawn(argv, dict(os.environ, PATH=os.environ.get("PATH") or _FALLBACK_PATH))
+        proc = _spawn(argv, env)
     except OSError as e:
         return 127, b"", (e.strerror or "").encode()
-    answer = _communicate(proc, b"", timeout)
+    answer = _communicate(proc, stdin, timeout)
     if answer is None:
         return -9, b"", b"timed out"
     return proc.returncode or 0, answer[0], answer[1]

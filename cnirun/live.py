@@ -25,7 +25,6 @@ hook's createRuntime attaches again after a restart (hook.reapply_live).
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from . import jsonfast as json  # not the json package: re and enum cost ~8 ms of every connect and port
 from .errors import ArgumentError, EngineError
@@ -33,6 +32,7 @@ from .value import Value
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from pathlib import Path
     from typing import Any
 
 LIVE_FILE = "live.json"
@@ -44,9 +44,9 @@ class Target(Value):
     _fields = ("engine", "container", "cni", "cni_id", "netns", "kind", "state_dir")
     __match_args__ = _fields
 
-    def __init__(self, engine: Any, container: Any, cni: Any, cni_id: str, netns: str, kind: str,
-                 state_dir: Path | None) -> None:
-        self.engine = engine
+    def __init__(self, engine: str, container: Any, cni: Any, cni_id: str, netns: str, kind: str,
+                 state_dir: str | None) -> None:
+        self.engine = engine  # its engine's name
         self.container = container  # engines.base.ContainerNet
         self.cni = cni
         self.cni_id = cni_id
@@ -107,26 +107,44 @@ def _cni_for_cache(cid: str) -> Any:
 
 
 def target(ref: str, running: bool = True) -> Target:
-    """Resolve `ref`; ArgumentError for a container cnirun cannot change (not running, host, container:)."""
+    """Resolve `ref`; ArgumentError for a container cnirun cannot change (not running, host, container:).
+
+    From the record a previous live command left (cnirun.live_record) when it
+    is verifiably still true, else through the engine (then recorded).
+    """
+    from .live_record import recall, remember
+
+    found = recall(ref)
+    if found is not None:
+        return _target_of(*found, running)
+    eng, c = lookup(ref)
+    t = _target_of(eng.name, c, running)
+    if t.state_dir is not None:
+        remember(t.state_dir, t.engine, c)
+    return t
+
+
+def _target_of(engine: str, c: Any, running: bool) -> Target:
+    """target() of container `c` (engines.base.ContainerNet) of `engine`, however it was found."""
     from .netns_pin import is_pinned, pin_path
-    from .state import RunState, netns_identity, state_root
+    from .paths import runs_dir
+    from .state import netns_identity, read_meta
     from .teardown import cni_for
 
-    eng, c = lookup(ref)
     show = c.name or c.id[:12]
     if running and not c.running:
         raise ArgumentError(f"container {show} is not running ({c.state}): start it first")
     run_id, root = c.labels.get("cnirun.id", ""), c.labels.get("cnirun.state", "")
     if run_id and root and c.labels.get("cnirun.role") == "workload":
-        st = RunState.open(run_id, Path(root))
-        meta = st.read_meta()
+        path = os.path.join(root, run_id)
+        meta = read_meta(os.path.join(path, "meta.json"))
         if meta is None:
-            raise ArgumentError(f"container {show} is a cnirun run whose state {st.path} is gone: recreate it")
+            raise ArgumentError(f"container {show} is a cnirun run whose state {path} is gone: recreate it")
         netns = ""
         if c.running:
             same = meta.netns and meta.netns_id and netns_identity(meta.netns) == meta.netns_id
             netns = meta.netns if same else f"/proc/{c.pid}/ns/net"
-        return Target(eng, c, cni_for(meta), meta.id, netns, "run", st.path)
+        return Target(engine, c, cni_for(meta), meta.id, netns, "run", path)
     mode = c.network_mode
     if mode == "host":
         raise ArgumentError(
@@ -137,13 +155,13 @@ def target(ref: str, running: bool = True) -> Target:
         raise ArgumentError(
             f"container {show} shares another network namespace ({mode}): connect the container that owns it"
         )
-    record = state_root() / c.id
-    meta = RunState(record).read_meta()
+    record = os.path.join(runs_dir(), c.id)
+    meta = read_meta(os.path.join(record, "meta.json"))
     cni = cni_for(meta) if meta is not None else _cni_for_cache(c.id)
     pinned = is_pinned(pin_path(c.id))
     kind = "foreign" if meta is not None and meta.mode == "foreign" else ("hook" if pinned else "foreign")
     netns = pin_path(c.id) if pinned else ""
-    return Target(eng, c, cni, c.id, netns, kind, record if meta is not None else None)
+    return Target(engine, c, cni, c.id, netns, kind, record if meta is not None else None)
 
 
 def _present_ifnames(t: Target) -> list[str]:
@@ -187,14 +205,17 @@ def _ensure_record(t: Target) -> None:
     st.lock()
     try:
         st.write_meta(RunMeta(
-            id=t.cni_id, engine=t.engine.name, name=t.container.name, workload=t.container.id, netns=t.netns,
+            id=t.cni_id, engine=t.engine, name=t.container.name, workload=t.container.id, netns=t.netns,
             netns_id=netns_identity(t.netns), detached=True, mode=t.kind, cni_env=cni_env(t.cni), phase="running",
         ))
         os.rename(tmp, root / t.cni_id)
     finally:
         st.unlock()
-    t.state_dir = root / t.cni_id
+    t.state_dir = str(root / t.cni_id)
+    from .live_record import remember
     from .watch import ensure_watcher
+
+    remember(t.state_dir, t.engine, t.container)
 
     ensure_watcher(root)
 
@@ -217,7 +238,7 @@ def _write_live(t: Target, change: Any) -> None:
         return
     live = read_live(t.state_dir)
     change(live)
-    atomic_write(str(t.state_dir / LIVE_FILE), json.dumps(live).encode(), 0o600, fsync=False)
+    atomic_write(os.path.join(t.state_dir, LIVE_FILE), json.dumps(live).encode(), 0o600, fsync=False)
 
 
 # -- operations ---------------------------------------------------------------------------

@@ -169,11 +169,14 @@ def _plain_ip(value: str, error: str) -> str:
     ipaddress accepts a zone ID of any characters (';', '=', newlines): it
     would carry them into CNI_ARGS (IP=...) and plugin configs.
     """
-    import ipaddress
-
     text = value.strip() if isinstance(value, str) else ""
     if not text or "%" in text or not all(c in _IP_CHARS for c in text):
         raise ArgumentError(error)
+    octets = text.split(".")
+    if len(octets) == 4 and all(o.isdigit() and len(o) <= 3 and str(int(o)) == o and int(o) < 256 for o in octets):
+        return text  # plain dotted IPv4 is canonical already: no ipaddress import (~4 ms of `cnirun port add`)
+    import ipaddress
+
     try:
         out = str(ipaddress.ip_address(text))
     except ValueError:

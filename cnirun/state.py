@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import os
 import time
-from pathlib import Path
 TYPE_CHECKING = False  # typing costs ~7 ms of start-up on `cnirun run`: annotations only
 if TYPE_CHECKING:
+    from pathlib import Path
     from typing import Any
 
 from . import jsonfast as json  # the json package pulls in re and enum (~10 ms of every connect/port/ps)
@@ -32,6 +32,10 @@ TMP_PREFIX = ".tmp-"
 
 def state_root() -> Path:
     """Where run state dirs live: $CNIRUN_STATE_DIR/containers."""
+    # pathlib only here and below, never at import: it pulls in re, fnmatch, urllib.parse and
+    # ipaddress (~8 ms of every `cnirun update`, `port`, `network connect`, which use paths.runs_dir).
+    from pathlib import Path
+
     from .paths import runs_dir
 
     return Path(runs_dir())
@@ -141,16 +145,25 @@ class RunState:
         atomic_write(self.path / "meta.json", json.dumps(meta.to_dict()).encode(), 0o644, fsync=False)
 
     def read_meta(self) -> RunMeta | None:
-        try:
-            return RunMeta.from_dict(json.loads((self.path / "meta.json").read_text()))
-        except (OSError, ValueError, TypeError):
-            return None
+        return read_meta(os.path.join(self.path, "meta.json"))
 
     def remove(self) -> None:
         self.unlock()
+        from .live_record import forget  # its name and ID index entries (cnirun.live_record)
+
+        forget(str(self.path))
         import shutil  # lazily: it pulls in fnmatch and re
 
         shutil.rmtree(self.path, ignore_errors=True)
+
+
+def read_meta(path: str) -> RunMeta | None:
+    """A meta.json by path (a str: the live commands' fast path has no pathlib); None if unreadable."""
+    try:
+        with open(path, "rb") as f:
+            return RunMeta.from_dict(json.loads(f.read()))
+    except (OSError, ValueError, TypeError, AttributeError):
+        return None
 
 
 def container_display(cni_container_id: str, root: Path | None = None) -> str:
@@ -160,7 +173,9 @@ def container_display(cni_container_id: str, root: Path | None = None) -> str:
     not exist yet at ADD time); the hook uses the engine's ID. Unknown IDs are
     shown short, as engines show IDs.
     """
-    meta = RunState((root or state_root()) / cni_container_id).read_meta() if cni_container_id else None
+    from .paths import runs_dir
+
+    meta = read_meta(os.path.join(root or runs_dir(), cni_container_id, "meta.json")) if cni_container_id else None
     if meta is not None and (meta.name or meta.workload):
         return meta.name or meta.workload[:12]
     return cni_container_id[:12]
@@ -175,6 +190,7 @@ def netns_identity(path: str) -> str:
 
 
 def list_states(root: Path | None = None) -> list[RunState]:
+    """The run dirs under root (dot-files beside them, the watcher's and cnirun.live_record's, are not runs)."""
     root = root or state_root()
     try:
         names = sorted(os.listdir(root))

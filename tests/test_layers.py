@@ -28,7 +28,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("runtime", ("cnirun.cache", "cnirun.runtime", "cnirun.defaults", "cnirun.skel", "cnirun.portlock",
                  "cnirun.dns")),
     ("lifecycle", ("cnirun.lifecycle", "cnirun.hosts_patch")),
-    ("engines", ("cnirun.engines", "cnirun.state", "cnirun.request")),
+    # live_record: run state (what the live commands remember beside the run dirs), below cnirun.live
+    ("engines", ("cnirun.engines", "cnirun.state", "cnirun.request", "cnirun.live_record")),
     ("adapters-low", ("cnirun.hook", "cnirun.shim", "cnirun.hooksd", "cnirun.docker_runtime",
                       "cnirun.teardown", "cnirun.watch", "cnirun.netstore", "cnirun.live",
                       "cnirun.reload")),

@@ -58,6 +58,10 @@ def main(args: list[str]) -> int:
                 mappings = live.change_ports(rest[0], [], specs)
     ordered = sorted(mappings, key=lambda m: (int(m.get("containerPort", 0)), str(m.get("protocol", "")),
                                               int(m.get("hostPort", 0))))
+    if not fmt:  # docker port's own lines: written here, output's import (json, typing, re) costs ~7 ms
+        if ordered:
+            sys.stdout.write("".join(live.format_port(m) + "\n" for m in ordered))
+        return 0
     records = [_record(m, live.format_port(m)) for m in ordered]
     from .output import emit, render
 

@@ -43,19 +43,24 @@ class ContainerNet(Value):
 
     `network_mode`: "none", "host", "container:<id>", "ns:<path>" (Podman)
     or the engine's own word for its networks ("bridge", "default", ...).
-    `pid`: its process while it runs (0 otherwise).
+    `pid`: its process while it runs (0 otherwise). `state_file`: a file of
+    the engine's own on this host that names the container and its process
+    (engines.local reads it to confirm a cnirun.live_record without a daemon
+    call), '' when the engine has none.
     """
 
-    _fields = ("id", "name", "state", "pid", "network_mode", "labels")
+    _fields = ("id", "name", "state", "pid", "network_mode", "labels", "state_file")
     __match_args__ = _fields
 
-    def __init__(self, id: str, name: str, state: str, pid: int, network_mode: str, labels: dict[str, str]) -> None:
+    def __init__(self, id: str, name: str, state: str, pid: int, network_mode: str, labels: dict[str, str],
+                 state_file: str = "") -> None:
         self.id = id
         self.name = name
         self.state = state
         self.pid = pid
         self.network_mode = network_mode
         self.labels = labels
+        self.state_file = state_file
 
     @property
     def running(self) -> bool:

@@ -177,6 +177,8 @@ def netns_from_inspect(cid: str, info: dict[str, Any] | None) -> str:
 
 def container_net(info: dict[str, Any]) -> ContainerNet:
     """Engine.lookup's answer from an inspect document (the SDK's and the lean client's)."""
+    from .local import docker_state_file
+
     state = info.get("State") or {}
     return ContainerNet(
         id=str(info.get("Id", "")),
@@ -185,6 +187,7 @@ def container_net(info: dict[str, Any]) -> ContainerNet:
         pid=int(state.get("Pid") or 0) if state.get("Running") else 0,
         network_mode=str((info.get("HostConfig") or {}).get("NetworkMode") or ""),
         labels=dict((info.get("Config") or {}).get("Labels") or {}),
+        state_file=docker_state_file(info),
     )
 
 

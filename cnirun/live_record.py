@@ -1,0 +1,166 @@
+"""Where a running container's attachments are, remembered for the next live command (connect, port, update).
+
+Finding a container through its engine (for Docker the API call and the
+client's import, ~5 ms; for Podman a whole `podman inspect`) costs more than
+the plugin that `cnirun update` or `cnirun port add` re-runs. So when a live
+command has found a running container through the engine, and that
+container has a state dir here (a `cnirun run`'s, or the record cnirun.live
+makes for a hook-mode or foreign container), it writes into that dir
+`target.json`: the engine and its endpoint, the container's ID, name,
+process (pid and start time), network mode, cnirun labels and the engine's
+own state file; and beside the state dirs (paths.runs_dir) two index
+entries, `.ref-<engine>-<name>` and `.ref-<engine>-<id>`, each holding the
+state dir's name.
+
+recall() of a name or full ID uses that record only when all of this holds
+(else the caller asks the engine, and remembers again):
+- the index entry and the record agree (engine, name or ID), and the
+  record's engine is the one cnirun.live.lookup would ask first, at the same
+  endpoint (CNIRUN_ENGINE, DOCKER_HOST, the Docker context);
+- the process is the same one: /proc/<pid>/stat's start time is the
+  recorded one and it is not a zombie, and its cgroup names the container ID
+  (a container that is gone, restarted or recreated under the same name has
+  another process);
+- the engine's own file says the container runs that process under that
+  name right now (engines.local: a rename, a pause, a stop show there at
+  once; Podman has no such file, so Podman containers always ask the engine).
+A prefix of an ID is never looked up here. The record holds no more than the
+engine would say; the state dir (meta.json, the run's lock) is read as on the
+engine path. RunState.remove() drops a state dir's index entries (forget()).
+
+On the live commands' path: imports only os, cnirun.jsonfast, cnirun.fsutil
+and cnirun.paths (no pathlib).
+"""
+from __future__ import annotations
+
+import os
+
+from . import jsonfast as json
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .engines.base import ContainerNet
+
+RECORD_FILE = "target.json"
+REF_PREFIX = ".ref-"
+LABELS = ("cnirun.id", "cnirun.state", "cnirun.role")  # all cnirun.live.target reads
+
+
+def _ref_path(root: str, engine: str, key: str) -> str:
+    return os.path.join(root, f"{REF_PREFIX}{engine}-{key}")
+
+
+def _plain(key: str) -> bool:
+    """A name or ID that is a file name as it is (engines allow [a-zA-Z0-9][a-zA-Z0-9_.-]* in names)."""
+    return 0 < len(key) <= 200 and key[0].isascii() and key[0].isalnum() and \
+        all(c.isascii() and (c.isalnum() or c in "_.-") for c in key)
+
+
+def process_start(pid: int) -> str:
+    """The start time of process `pid` (clock ticks after boot, /proc/<pid>/stat field 22); '' if gone or a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+        fields = data[data.rindex(b")") + 2:].split()  # after the command name, which may hold spaces
+        if fields[0] in (b"Z", b"X"):
+            return ""
+        return fields[19].decode()
+    except (OSError, ValueError, IndexError):
+        return ""
+
+
+def _in_cgroup(pid: int, cid: str) -> bool:
+    try:
+        with open(f"/proc/{pid}/cgroup", "rb") as f:
+            return cid.encode() in f.read()
+    except OSError:
+        return False
+
+
+def remember(state_dir: str, engine: str, c: ContainerNet) -> None:
+    """Record where running container `c` (found through `engine`) has its state dir; best effort.
+
+    Only for a state dir directly under this process's runs_dir (the index
+    lives there). A failure to write only costs the next command an engine
+    call.
+    """
+    from .engines.local import endpoint
+    from .fsutil import atomic_write
+    from .paths import runs_dir
+
+    root = runs_dir()
+    state_dir = os.fspath(state_dir)
+    if not c.running or os.path.dirname(state_dir) != root or not _plain(c.id):
+        return
+    start = process_start(c.pid)
+    if not start:
+        return
+    record = {
+        "engine": engine, "endpoint": endpoint(engine), "id": c.id, "name": c.name, "pid": c.pid, "start": start,
+        "network_mode": c.network_mode, "labels": {k: c.labels[k] for k in LABELS if k in c.labels},
+        "state_file": c.state_file,
+    }
+    try:
+        atomic_write(os.path.join(state_dir, RECORD_FILE), json.dumps(record).encode(), 0o600, fsync=False)
+        for key in (c.id, c.name):
+            if key and _plain(key):
+                atomic_write(_ref_path(root, engine, key), os.path.basename(state_dir).encode(), 0o600, fsync=False)
+    except OSError:
+        pass  # the state dir just went (a teardown): nothing to remember
+
+
+def recall(ref: str) -> tuple[str, ContainerNet] | None:
+    """(engine name, the container as its engine would describe it) from the record, or None: ask the engine."""
+    from .engines import engine_name
+    from .paths import runs_dir
+
+    if not _plain(ref):
+        return None
+    engine = engine_name(None)  # what cnirun.live.lookup asks first
+    root = runs_dir()
+    try:
+        with open(_ref_path(root, engine, ref), "rb") as f:
+            name = f.read().decode()
+        if not _plain(name):
+            return None
+        with open(os.path.join(root, name, RECORD_FILE), "rb") as f:
+            rec = json.loads(f.read())
+        cid, cname, pid = str(rec["id"]), str(rec["name"]), int(rec["pid"])
+        if rec["engine"] != engine or ref not in (cid, cname) or process_start(pid) != rec["start"]:
+            return None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    from .engines.local import confirms, endpoint
+
+    if not _in_cgroup(pid, cid) or rec.get("endpoint") != endpoint(engine) or \
+            not confirms(engine, str(rec.get("state_file") or ""), cid, cname, pid):
+        return None
+    from .engines.base import ContainerNet
+
+    return engine, ContainerNet(id=cid, name=cname, state="running", pid=pid,
+                                network_mode=str(rec.get("network_mode") or ""),
+                                labels=dict(rec.get("labels") or {}), state_file=str(rec.get("state_file") or ""))
+
+
+def forget(state_dir: str) -> None:
+    """Drop the index entries that point at `state_dir` (it is being removed); they are beside it."""
+    state_dir = os.fspath(state_dir)
+    root = os.path.dirname(state_dir)
+    try:
+        with open(os.path.join(state_dir, RECORD_FILE), "rb") as f:
+            rec = json.loads(f.read())
+        engine, keys = str(rec["engine"]), [str(rec.get("id") or ""), str(rec.get("name") or "")]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return
+    mine = os.path.basename(state_dir).encode()
+    for key in keys:
+        if not key or not _plain(key) or not _plain(engine):
+            continue
+        path = _ref_path(root, engine, key)
+        try:
+            with open(path, "rb") as f:
+                if f.read() != mine:
+                    continue  # another container has the name by now
+            os.unlink(path)
+        except OSError:
+            continue

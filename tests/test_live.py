@@ -1,0 +1,216 @@
+"""cnirun.live_record: the live commands (connect, port, update) find a container from their own record,
+and only while it is verifiably the same container under the same name; on every doubt, the engine.
+
+Real dockerd and plugins. Address plan of this file (inside #10's): 10.191.230-239.0/24, bridges
+cnc10l*, networks and containers t10-2xx*, no host ports. The fast path is seen in CNIRUN_TRACE's
+output: an engine call is traced, a record's use is not.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import World, _make_world, first_address, needs_docker, needs_plugins, needs_root
+
+_n = itertools.count(230)
+BANDWIDTH = [{"type": "bandwidth", "capabilities": {"bandwidth": True}}]
+
+
+def _world(tmp_path: Path) -> World:
+    return _make_world(tmp_path, 191, net="t10-{n}", bridge="cnc10l{n}", n=next(_n), name_prefix="t10-{n}-",
+                       extra=BANDWIDTH)
+
+
+@pytest.fixture
+def lworld(tmp_path: Path):  # type: ignore[no-untyped-def]
+    w = _world(tmp_path)
+    yield w
+    w.finish()
+
+
+def ok(p: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
+    assert p.returncode == 0, f"exit {p.returncode}: {p.stderr}"
+    return p
+
+
+def traced(w: World, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*_cli(), *args], env={**w.env, "CNIRUN_TRACE": "1"}, capture_output=True, text=True,
+                          timeout=60)
+
+
+def _cli() -> list[str]:
+    # Not `python -m` (runpy imports contextlib): the launcher's own two lines.
+    return [sys.executable, "-c", "import sys; from cnirun.cli.main import main; sys.exit(main(sys.argv[1:]))"]
+
+
+def asked_engine(p: subprocess.CompletedProcess[str]) -> bool:
+    return "engine call" in p.stderr
+
+
+def docker(*args: str) -> str:
+    p = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    return p.stdout.strip()
+
+
+def eth0(name: str) -> str:
+    p = subprocess.run(["docker", "exec", name, "ip", "-4", "addr", "show", "eth0"], capture_output=True, text=True)
+    return first_address(p.stdout) if p.returncode == 0 else ""
+
+
+def refs(w: World) -> list[str]:
+    d = w.state_dir / "containers"
+    return sorted(n for n in os.listdir(d) if n.startswith(".ref-")) if d.is_dir() else []
+
+
+@needs_root
+@needs_plugins
+@needs_docker
+def test_the_record_is_used_only_while_the_same_container_has_the_name(lworld: World) -> None:
+    w = lworld
+    name, other = f"t10-{w.n}-a", f"t10-{w.n}-b"
+    first = docker("run", "-d", "--name", name, "--network", "none", "busybox", "sleep", "300")
+    ok(w.cnirun("network", "connect", w.net, name))
+    address = eth0(name)
+    assert address.startswith(f"10.191.{w.n}.")
+    record = json.loads((w.state_dir / "containers" / first / "target.json").read_text())
+    assert (record["id"], record["name"], record["engine"]) == (first, name, "docker")
+    assert refs(w) == sorted([f".ref-docker-{first}", f".ref-docker-{name}"])
+
+    # The record, by name and by full ID: no engine call; the change is made all the same.
+    p = ok(traced(w, "update", name, "--ingress-rate", "10mbit"))
+    assert not asked_engine(p) and "ingress 10mbit" in p.stdout
+    p = ok(traced(w, "update", first, "--ingress-rate", "20mbit"))
+    assert not asked_engine(p) and "ingress 20mbit" in p.stdout
+    assert "rate 20Mbit" in subprocess.run(["tc", "qdisc", "show"], capture_output=True, text=True).stdout
+    # A prefix is the engine's to resolve.
+    assert asked_engine(ok(traced(w, "port", "ls", first[:12])))
+
+    # What the fast path imports: none of what the engine client, pathlib or subprocess would pull in.
+    p = subprocess.run([sys.executable, "-X", "importtime", *_cli()[1:], "update", name, "--ingress-rate", "30mbit"],
+                       env=w.env, capture_output=True, text=True, timeout=60)
+    ok(p)
+    loaded = {ln.rsplit("|", 1)[1].strip() for ln in p.stderr.splitlines() if ln.startswith("import time:")}
+    assert "cnirun.live_record" in loaded
+    assert not loaded & {"pathlib", "subprocess", "socket", "re", "enum", "typing", "json", "contextlib", "shutil",
+                         "cnirun.engines.dockerapi"}
+
+    # Renamed while running, and a new container under the old name: the name is the new one's.
+    docker("rename", name, other)
+    p = traced(w, "port", "ls", name)
+    assert p.returncode == 1 and "no such container" in p.stderr and asked_engine(p)
+    second = docker("run", "-d", "--name", name, "--network", "none", "busybox", "sleep", "300")
+    p = traced(w, "network", "connect", w.net, name)
+    ok(p)
+    assert asked_engine(p)
+    assert eth0(name) and eth0(name) != address and eth0(other) == address  # the new one got it; the old kept its own
+    assert json.loads((w.state_dir / "containers" / second / "target.json").read_text())["id"] == second
+    assert not asked_engine(ok(traced(w, "update", name, "--ingress-rate", "5mbit")))
+    # The old one under its new name: found through the engine once, then from its record again.
+    assert asked_engine(ok(traced(w, "update", other, "--egress-rate", "5mbit")))
+    assert not asked_engine(ok(traced(w, "update", other, "--egress-rate", "6mbit")))
+
+    # Paused, then stopped: never from the record; the engine's answer is the error.
+    docker("pause", other)
+    p = traced(w, "update", other, "--ingress-rate", "1mbit")
+    assert p.returncode == 1 and "not running (paused)" in p.stderr and asked_engine(p)
+    docker("unpause", other)
+    docker("kill", other)
+    p = traced(w, "update", other, "--ingress-rate", "1mbit")
+    assert p.returncode == 1 and "not running" in p.stderr and asked_engine(p)
+
+    # Gone and made again under the same name: the new container is not connected to anything.
+    docker("rm", "-f", name)
+    docker("run", "-d", "--name", name, "--network", "none", "busybox", "sleep", "300")
+    p = traced(w, "port", "ls", name)
+    ok(p)
+    assert asked_engine(p) and p.stdout == ""
+    p = traced(w, "update", name, "--ingress-rate", "1mbit")
+    assert p.returncode == 1 and "no network with the bandwidth plugin" in p.stderr
+
+    # Removed: the watcher tears them down and their index entries go with their state dirs.
+    docker("rm", "-f", name, other)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and refs(w):
+        time.sleep(0.25)
+    assert refs(w) == []
+    w.assert_clean(within=10)
+
+
+def test_recall_refuses_what_it_cannot_verify(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No engine here: index entries and records that are odd, stale or not this process's say 'ask the engine'."""
+    from cnirun import live_record
+    from cnirun.engines.base import ContainerNet
+
+    monkeypatch.setenv("CNIRUN_STATE_DIR", str(tmp_path))
+    monkeypatch.delenv("CNIRUN_ENGINE", raising=False)
+    root = tmp_path / "containers"
+    (root / "run1").mkdir(parents=True)
+    me = os.getpid()
+    start = live_record.process_start(me)
+    assert start == Path(f"/proc/{me}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    cid = "f" * 64
+    for ref in ("", "../x", "a/b", ".ref-x", "-x", "x" * 300):
+        assert live_record.recall(ref) is None
+    # remember() writes nothing for a container that does not run, or whose dir is not under runs_dir.
+    live_record.remember(str(root / "run1"), "docker", ContainerNet(cid, "web", "exited", 0, "none", {}))
+    live_record.remember(str(tmp_path / "elsewhere"), "docker", ContainerNet(cid, "web", "running", me, "none", {}))
+    assert sorted(os.listdir(root)) == ["run1"]
+    # This process is no container (its cgroup does not name cid), and a file Docker did not write cannot say so.
+    state_file = tmp_path / "config.v2.json"
+    state_file.write_text(json.dumps({"ID": cid, "Name": "/web", "State": {"Running": True, "Pid": me}}))
+    c = ContainerNet(cid, "web", "running", me, "none", {"cnirun.id": "x", "other": "y"}, str(state_file))
+    live_record.remember(str(root / "run1"), "docker", c)
+    assert sorted(os.listdir(root)) == [f".ref-docker-{cid}", ".ref-docker-web", "run1"]
+    rec = json.loads((root / "run1" / "target.json").read_text())
+    assert rec["labels"] == {"cnirun.id": "x"} and rec["start"] == start and rec["pid"] == me
+    assert live_record.recall("web") is None and live_record.recall(cid) is None
+    monkeypatch.setattr(live_record, "_in_cgroup", lambda pid, cid: True)  # as if it were the container's process
+    found = live_record.recall("web")
+    assert found is not None and found[0] == "docker" and found[1].id == cid and found[1].running
+    assert live_record.recall(cid) is not None
+    for doc in ({"ID": cid, "Name": "/web2", "State": {"Running": True, "Pid": me}},  # renamed
+                {"ID": cid, "Name": "/web", "State": {"Running": True, "Paused": True, "Pid": me}},
+                {"ID": cid, "Name": "/web", "State": {"Running": False, "Pid": 0}},
+                {"ID": cid, "Name": "/web", "State": {"Running": True, "Pid": me + 1}}):
+        state_file.write_text(json.dumps(doc))
+        assert live_record.recall("web") is None, doc
+    state_file.write_text(json.dumps({"ID": cid, "Name": "/web", "State": {"Running": True, "Pid": me}}))
+    assert live_record.recall("web") is not None
+    # Another engine asked first, another start time (pid reused), another daemon: ask the engine.
+    monkeypatch.setenv("CNIRUN_ENGINE", "podman")
+    assert live_record.recall("web") is None
+    monkeypatch.delenv("CNIRUN_ENGINE")
+    monkeypatch.setenv("DOCKER_HOST", "unix:///elsewhere.sock")
+    assert live_record.recall("web") is None
+    monkeypatch.delenv("DOCKER_HOST")
+    (root / "run1" / "target.json").write_text(json.dumps({**rec, "start": "1"}))
+    assert live_record.recall("web") is None
+    (root / "run1" / "target.json").write_text("{not json")
+    assert live_record.recall("web") is None
+    (root / "run1" / "target.json").write_text(json.dumps(rec))
+    assert live_record.recall("web") is not None
+    # The index entry of a name another state dir has taken since is not this dir's to drop.
+    (root / ".ref-docker-web").write_text("run2")
+    live_record.forget(str(root / "run1"))
+    assert sorted(os.listdir(root)) == [".ref-docker-web", "run1"]
+
+
+def test_removing_a_run_state_drops_its_index_entries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cnirun import live_record
+    from cnirun.engines.base import ContainerNet
+    from cnirun.state import RunState
+
+    monkeypatch.setenv("CNIRUN_STATE_DIR", str(tmp_path))
+    st = RunState.create()
+    live_record.remember(str(st.path), "docker", ContainerNet("e" * 64, "db", "running", os.getpid(), "none", {}))
+    assert len([n for n in os.listdir(st.path.parent) if n.startswith(".ref-")]) == 2
+    st.remove()
+    assert os.listdir(st.path.parent) == []
