@@ -305,15 +305,3 @@ def test_up_progress_on_a_terminal_only(proj: Proj) -> None:
     assert plain.stderr.splitlines()[-1] == f" Container {proj.c('b')}  Running"
     proj.cnirun("down", "-v")
     proj.assert_clean()
-
-
-@pytest.mark.skipif(subprocess.run(["which", "podman"], capture_output=True).returncode != 0, reason="no podman")
-def test_network_mode_on_podman_is_refused_before_anything(proj: Proj) -> None:
-    proj.write(f"services:\n  a:\n    image: busybox\n    command: {SLEEP}\n"
-               "  h:\n    image: busybox\n    network_mode: host\n")
-    r = proj.cnirun("--engine", "podman", "up", "-d", ok=False)
-    assert r.returncode == 1 and r.stderr.strip() == \
-        "cnirun: service h: network_mode host is supported with Docker only (use networks: with podman)"
-    left = subprocess.run(["podman", "ps", "-aq", "--filter", f"label=com.docker.compose.project={proj.name}"],
-                          capture_output=True, text=True)
-    assert left.stdout == "" and not (proj.dir / "net.d").exists()

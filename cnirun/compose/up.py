@@ -297,13 +297,18 @@ def start_engine_networked(project: Project, svc: Service, eng: Any, number: int
     mode = svc.network_mode
     if mode.startswith("service:"):
         mode = "container:" + project.container_name(project.service(mode.split(":", 1)[1]))
-    create = getattr(eng, "create_workload", None)
-    if create is None:
-        raise ComposeFailed(f"service {svc.name}: network_mode {svc.network_mode} is supported with Docker only "
-                            "(use networks: with podman)")
     spec = run_spec(project, svc, number)
-    cid = str(create(spec, mode, dict(spec.labels), []))
-    eng.start(cid)
+    cid = ""
+    try:
+        cid = str(eng.create_workload(spec, mode, dict(spec.labels), []))
+        eng.start(cid)
+    except CNIError as e:
+        if cid:  # created, not started (Docker checks container:X only then): not left behind
+            try:
+                eng.remove(cid)
+            except CNIError:
+                pass
+        raise ComposeFailed(f"service {svc.name}: network_mode {svc.network_mode}: {e}") from None
     say(f" Container {spec.name}  Started")
     return cid
 
@@ -360,12 +365,30 @@ def project_containers(eng: Any, project_name: str) -> list[Any]:
     return [c for c in eng.containers(f"{LABEL_PROJECT}={project_name}") if c.labels.get("cnirun.role") != "sandbox"]
 
 
+def _dependents_first(containers: list[Any]) -> list[Any]:
+    """Containers in compose's removal order: a service before those it depends on (its depends_on label,
+    which holds network_mode service:X's X too). Podman refuses to remove a container whose network
+    namespace another container still shares."""
+    deps = {c.labels.get(LABEL_SERVICE, ""): [d.split(":", 1)[0] for d in
+                                               c.labels.get("com.docker.compose.depends_on", "").split(",") if d]
+            for c in containers}
+    depth: dict[str, int] = {}
+
+    def level(svc: str, seen: frozenset[str] = frozenset()) -> int:
+        if svc not in depth:
+            depth[svc] = 1 + max((level(d, seen | {svc}) for d in deps.get(svc, []) if d not in seen), default=-1)
+        return depth[svc]
+
+    return sorted(containers, key=lambda c: -level(c.labels.get(LABEL_SERVICE, "")))
+
+
 def remove_containers(project_name: str, eng: Any, only: set[str] | None = None) -> list[str]:
     """Stop and remove the project's containers; DEL their attachments. Returns problems."""
     from ..teardown import teardown
 
     errors: list[str] = []
-    containers = [c for c in project_containers(eng, project_name) if only is None or c.name in only]
+    containers = _dependents_first([c for c in project_containers(eng, project_name)
+                                    if only is None or c.name in only])
     states = _states_by_name()
     threads = [threading.Thread(target=eng.stop, args=(c.id, STOP_TIMEOUT)) for c in containers if c.running]
     for t in threads:
@@ -573,9 +596,6 @@ def up(project: Project, detach: bool | UpOptions, engine: str) -> int:
     for svc in services:
         run_request(project, svc, engine)  # every service checked before anything is made
         if not svc.attaches:
-            if getattr(eng, "create_workload", None) is None:  # refused before anything is made
-                raise ComposeFailed(f"service {svc.name}: network_mode {svc.network_mode} is supported with "
-                                    "Docker only (use networks: with podman)")
             say(f" Container {project.container_name(svc)}  network_mode {svc.network_mode}: no CNI networks")
     existing = {c.name: c for c in project_containers(eng, project.name)}
     wanted = {n for s in project.services for n in project.container_names(s)}
@@ -616,7 +636,14 @@ def up(project: Project, detach: bool | UpOptions, engine: str) -> int:
                         say(f" Container {cname}  Running")
                     continue
                 if old is not None:
-                    remove_containers(project.name, eng, {cname})
+                    # Containers in its network namespace (network_mode service:SVC) go with it and are
+                    # made again after it (they come later in the order): theirs is gone.
+                    joined = {n for s in project.services if s.network_mode == f"service:{svc.name}"
+                              for n in project.container_names(s) if n in existing}
+                    for problem in remove_containers(project.name, eng, {cname} | joined):
+                        say(f"cnirun: {problem}")
+                    for n in joined:
+                        existing.pop(n, None)
                 if svc.attaches:
                     start_service(project, svc, engine, number)
                 else:

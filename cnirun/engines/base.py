@@ -15,6 +15,8 @@ TYPE_CHECKING = False  # engines.docker is on the run path: no typing import at 
 if TYPE_CHECKING:
     from typing import Callable, Iterator
 
+    from .spec import RunSpec
+
 # A container in one of these states may still (again) run in its netns:
 # its attachments are not garbage.
 LIVE_STATES = frozenset({"created", "configured", "initialized", "running", "restarting", "paused", "stopping"})
@@ -132,6 +134,13 @@ class Engine:
         raise NotImplementedError
 
     # -- what compose needs beside runs (engines.docker / engines.podman implement them) ----
+    def create_workload(self, spec: RunSpec, network_mode: str, labels: dict[str, str], extra_binds: list[str],
+                        runtime: str | None = None, auto_remove: bool = False, hostname: str | None = None,
+                        dns: list[str] | None = None, dns_search: list[str] | None = None) -> str:
+        """Create (not start) a container of `spec` on the engine's network `network_mode` (none, host,
+        container:ID); its ID. compose's network_mode services: no CNI attachment."""
+        raise NotImplementedError
+
     def health(self, cid: str) -> str:
         """healthy, unhealthy, starting, or '' when the container has no health check."""
         raise NotImplementedError

@@ -122,12 +122,18 @@ def run_argv(
     hooks_dir: str = "",
     env_file: str = "",
     env_names: list[str] | None = None,
+    network: str = "",
+    verb: str = "run",
+    extra: list[str] | None = None,
 ) -> list[str]:
     """`podman run ...` for the spec, joined to netns_path. Ulimits etc. come from containers.conf.
 
     The environment is never on this command line: `env_file` (written by
     write_env_file from split_env's lines) and `env_names`, keys podman takes
     from its own environment. Without either, the spec must have no env.
+    `network` (host, none, container:ID) replaces `ns:netns_path`; verb
+    "create" makes the container without starting it (no -d); `extra` are
+    more options, before the image.
     """
     argv = [podman_bin()]
     if hooks_dir:
@@ -135,9 +141,9 @@ def run_argv(
         for d in (*DEFAULT_HOOKS_DIRS, hooks_dir):
             if os.path.isdir(d):
                 argv += ["--hooks-dir", d]
-    argv += ["run", "--network", f"ns:{netns_path}", "--cidfile", cidfile]
+    argv += [verb, "--network", network or f"ns:{netns_path}"] + (["--cidfile", cidfile] if cidfile else [])
     flags: list[tuple[str, bool]] = [
-        ("--rm", spec.remove), ("-d", spec.detach), ("-i", spec.interactive), ("-t", spec.tty),
+        ("--rm", spec.remove), ("-d", spec.detach and verb == "run"), ("-i", spec.interactive), ("-t", spec.tty),
         ("--init", spec.init), ("--privileged", spec.privileged), ("--read-only", spec.read_only),
     ]
     argv += [f for f, on in flags if on]
@@ -186,6 +192,7 @@ def run_argv(
     for f, vals in multi:
         for v in vals:
             argv += [f, v]
+    argv += list(extra or [])
     argv += ["--", spec.image, *spec.command]
     return argv
 
@@ -255,7 +262,9 @@ class Podman(Engine):
         self._run("kill", "--signal", sig, cid)
 
     def remove(self, cid: str) -> None:
-        self._run("rm", "-f", "--ignore", cid)
+        p = self._run("rm", "-f", "--ignore", cid)
+        if p.returncode != 0:  # e.g. another container still shares its network namespace
+            raise EngineError(f"podman rm {cid[:12]}: {(p.stderr.strip().splitlines() or ['failed'])[-1]}")
 
     def netns_of(self, cid: str) -> str:
         p = self._run("container", "inspect", "--format", "{{.State.Pid}}", cid)
@@ -283,6 +292,77 @@ class Podman(Engine):
             network_mode=str((info.get("HostConfig") or {}).get("NetworkMode") or ""),
             labels=dict((info.get("Config") or {}).get("Labels") or {}),
         )
+
+    def create_workload(
+        self,
+        spec: RunSpec,
+        network_mode: str,
+        labels: dict[str, str],
+        extra_binds: list[str],
+        runtime: str | None = None,
+        auto_remove: bool = False,
+        hostname: str | None = None,
+        dns: list[str] | None = None,
+        dns_search: list[str] | None = None,
+    ) -> str:
+        """`podman create --network MODE` (host, none, container:ID): a container on an engine network,
+        not started; its ID. Docker's create_workload for Podman (`runtime` is Docker's only).
+
+        The environment goes through a 0600 env file in a private temporary
+        directory (removed once podman has read it), never on the command line.
+        """
+        import tempfile
+
+        extra: list[str] = []
+        binds = list(extra_binds)
+        if network_mode.startswith("container:"):
+            # As Docker does for --network container:X: X's hostname, /etc/hosts and resolv.conf (the
+            # files cnirun writes for a CNI-attached X, kept current in place). Podman makes its own.
+            shared, target_hostname = self._net_files(network_mode.split(":", 1)[1])
+            taken = {v.split(":")[1] for v in spec.volumes if v.count(":") >= 1}
+            binds += [f"{src}:{dst}" for dst, src in shared.items() if dst not in taken]
+            hostname = hostname or target_hostname
+        else:
+            # A container in another's netns shares its hosts and resolv.conf: podman refuses these there.
+            for h in spec.add_hosts:
+                extra += ["--add-host", h.replace("=", ":", 1)]
+            for d in dns or []:
+                extra += ["--dns", d]
+            for d in dns_search or []:
+                extra += ["--dns-search", d]
+        if auto_remove and not spec.remove:
+            extra.append("--rm")
+        lines, passthrough = split_env(spec.resolved_env())
+        tmp = tempfile.mkdtemp(prefix="cnirun-create-")
+        try:
+            env_file = os.path.join(tmp, "env")
+            if lines:
+                write_env_file(env_file, lines)
+            argv = run_argv(spec, "", labels, binds, hostname or "", "", env_file=env_file if lines else "",
+                            env_names=list(passthrough), network=network_mode, verb="create", extra=extra)
+            from .. import trace
+
+            with trace.span("engine call", "podman create"):
+                p = subprocess.run(argv, capture_output=True, text=True,
+                                   env={**os.environ, **passthrough} if passthrough else None)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        if p.returncode != 0:
+            raise EngineError(f"podman create {spec.name or spec.image}: "
+                              f"{(p.stderr.strip().splitlines() or ['failed'])[-1]}")
+        return p.stdout.strip().splitlines()[-1]
+
+    def _net_files(self, ref: str) -> tuple[dict[str, str], str]:
+        """Container ref's /etc/hosts and /etc/resolv.conf on the host (destination -> source: its bind
+        mounts, else podman's own files) and its hostname; nothing when podman cannot say."""
+        info: dict[str, Any] = self._inspect(ref)  # type: ignore[assignment]
+        files: dict[str, str] = {}
+        for dst, key in (("/etc/hosts", "HostsPath"), ("/etc/resolv.conf", "ResolvConfPath")):
+            mounted = [m.get("Source") for m in info.get("Mounts") or [] if m.get("Destination") == dst]
+            src = str(mounted[0] if mounted and mounted[0] else info.get(key) or "")
+            if src and os.path.isfile(src):
+                files[dst] = src
+        return files, str((info.get("Config") or {}).get("Hostname") or "")
 
     def logs(self, cid: str) -> Iterator[bytes]:
         proc = subprocess.Popen([self.bin, "logs", "-f", cid], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
