@@ -538,7 +538,8 @@ class CNI:
                     cnicache.write_file(self.cache_dir, record)
                 raise
             record.capability_args, record.pending = new_caps, None
-            cnicache.write_file(self.cache_dir, record)
+            # No fsync, as ADD's final write: a power loss takes the rules and qdiscs with it.
+            cnicache.write_file(self.cache_dir, record, fsync=False)
         return record
 
     # -- CHECK -------------------------------------------------------------
