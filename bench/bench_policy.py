@@ -16,7 +16,7 @@
 NET: the default network's chain (bridge + host-local, portmap, firewall,
 tuning, bandwidth), 10.194.252.0/24, bridge c194bench; network t194-bench.
 Host ports 19450-19499 on 127.0.0.1. Everything (netconf, cache, state)
-lives in a tmp dir and is removed at the end.
+lives in a tmp dir and is removed at the end (bench/_common.LiveWorld).
 """
 from __future__ import annotations
 
@@ -24,30 +24,17 @@ import json
 import os
 import re
 import shlex
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
-import time
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-CNIRUN = str(REPO / ".venv" / "bin" / "cnirun")
+from _common import CNIRUN, REPO, LiveWorld, timed
+
 RUNS = int(os.environ.get("BENCH_RUNS", "12"))
 ATTACHMENTS = int(os.environ.get("BENCH_ATTACHMENTS", "50"))
 NET, BRIDGE, SUBNET = "t194-bench", "c194bench", "10.194.252.0/24"
 NETNS, CONTAINER, PORT0 = "t194-bench", "t194-bench-c", 19450
 PLUGIN_LINE = re.compile(r"plugin (?:ADD|DEL|CHECK)\s+([0-9.]+) ms")
-
-
-def run(env: dict[str, str], *args: str) -> float:
-    t = time.perf_counter()
-    p = subprocess.run(args, env=env, capture_output=True, text=True)
-    took = time.perf_counter() - t
-    if p.returncode != 0:
-        raise SystemExit(f"{' '.join(args)}: exit {p.returncode}: {p.stderr.strip()}")
-    return took
 
 
 def plugin_ms(env: dict[str, str], *args: str) -> float:
@@ -59,68 +46,48 @@ def plugin_ms(env: dict[str, str], *args: str) -> float:
 
 
 def main() -> int:
-    tmp = Path(tempfile.mkdtemp(prefix="t194-bench-"))
-    netconf = tmp / "net.d"
-    netconf.mkdir()
-    default = json.loads((REPO / "netconf" / "cnirun.conflist").read_text())
-    default["name"] = NET
-    default["plugins"][0].update(bridge=BRIDGE)
-    default["plugins"][0]["ipam"].update(dataDir=str(tmp / "ipam"), ranges=[[{"subnet": SUBNET}]])
-    (netconf / f"{NET}.conflist").write_text(json.dumps(default))
-    env = {**os.environ, "NETCONFPATH": str(netconf), "CNI_CACHE_DIR": str(tmp / "cache"),
-           "CNIRUN_STATE_DIR": str(tmp / "state"), "CNI_PATH": "/usr/lib/cni", "CNIRUN_WATCHER_IDLE": "5",
-           "CNIRUN_ENGINE": "docker"}
-    env.pop("CNIRUN_TRACE", None)
     spaces = [f"{NETNS}-{i}" for i in range(ATTACHMENTS)]
     add, update, add_plugins, update_plugins, reload_ok = [], [], [], [], []
     reload_one = 0.0
-    subprocess.run(["ip", "netns", "add", NETNS], check=True)
-    subprocess.run(["docker", "run", "-d", "--name", CONTAINER, "--network", "none", "busybox", "sleep", "900"],
-                   check=True, capture_output=True)
-    try:
-        run(env, CNIRUN, "network", "connect", "--ingress-rate", "20mbit", NET, CONTAINER)
-        rates = ["10mbit", "20mbit"]
-        for i in range(RUNS):
-            add.append(run(env, CNIRUN, "cni", "add", NET, f"/run/netns/{NETNS}"))
-            run(env, CNIRUN, "cni", "del", NET, f"/run/netns/{NETNS}")
-            update.append(run(env, CNIRUN, "update", CONTAINER, "--ingress-rate", rates[i % 2]))
-        for i in range(max(3, RUNS // 3)):
-            add_plugins.append(plugin_ms(env, CNIRUN, "cni", "add", NET, f"/run/netns/{NETNS}"))
-            run(env, CNIRUN, "cni", "del", NET, f"/run/netns/{NETNS}")
-            update_plugins.append(plugin_ms(env, CNIRUN, "update", CONTAINER, "--ingress-rate", rates[i % 2]))
+    with LiveWorld("t194-bench-", NETNS, CONTAINER, [BRIDGE], lifetime=900) as w:
+        default = json.loads((REPO / "netconf" / "cnirun.conflist").read_text())
+        default["name"] = NET
+        default["plugins"][0].update(bridge=BRIDGE)
+        default["plugins"][0]["ipam"].update(dataDir=w.ipam, ranges=[[{"subnet": SUBNET}]])
+        w.conflist(default)
+        env = w.env
+        env.pop("CNIRUN_TRACE", None)
+        try:
+            timed(env, CNIRUN, "network", "connect", "--ingress-rate", "20mbit", NET, CONTAINER)
+            rates = ["10mbit", "20mbit"]
+            for i in range(RUNS):
+                add.append(timed(env, CNIRUN, "cni", "add", NET, w.netns_path))
+                timed(env, CNIRUN, "cni", "del", NET, w.netns_path)
+                update.append(timed(env, CNIRUN, "update", CONTAINER, "--ingress-rate", rates[i % 2]))
+            for i in range(max(3, RUNS // 3)):
+                add_plugins.append(plugin_ms(env, CNIRUN, "cni", "add", NET, w.netns_path))
+                timed(env, CNIRUN, "cni", "del", NET, w.netns_path)
+                update_plugins.append(plugin_ms(env, CNIRUN, "update", CONTAINER, "--ingress-rate", rates[i % 2]))
 
-        for i, ns in enumerate(spaces):
-            subprocess.run(["ip", "netns", "add", ns], check=True)
-            caps: dict[str, object] = {"bandwidth": {"ingressRate": 10**8, "ingressBurst": 8 * 2**20}}
-            if i % 5 == 0:
-                caps["portMappings"] = [{"hostPort": PORT0 + i // 5, "containerPort": 80, "protocol": "tcp",
-                                         "hostIP": "127.0.0.1"}]
-            run({**env, "CAP_ARGS": json.dumps(caps)}, CNIRUN, "cni", "add", NET, f"/run/netns/{ns}")
-        for _ in range(max(3, RUNS // 2)):
-            reload_ok.append(run(env, CNIRUN, "network", "reload", NET))
-        nat = subprocess.run(["iptables-save", "-t", "nat"], capture_output=True, text=True).stdout
-        jump = next(ln for ln in nat.splitlines() if ln.startswith("-A CNI-HOSTPORT-DNAT ") and f'\\"{NET}\\"' in ln)
-        subprocess.run(["iptables", "-w", "-t", "nat", "-D", *shlex.split(jump)[1:]], check=True)
-        reload_one = run(env, CNIRUN, "network", "reload", NET)
-    finally:
-        for ns in spaces:
-            subprocess.run([CNIRUN, "cni", "del", NET, f"/run/netns/{ns}"], env=env, capture_output=True)
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
-        subprocess.run([CNIRUN, "cni", "del", NET, f"/run/netns/{NETNS}"], env=env, capture_output=True)
-        subprocess.run(["docker", "rm", "-f", CONTAINER], capture_output=True)
-        subprocess.run(["ip", "netns", "del", NETNS], capture_output=True)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and list((tmp / "state" / "containers").glob("[0-9a-f]*")):
-            time.sleep(0.5)
-        subprocess.run([CNIRUN, "gc"], env=env, capture_output=True)
-        pid = tmp / "state" / "containers" / ".watcher.pid"
-        if pid.exists():
-            try:
-                os.killpg(int(pid.read_text()), 9)
-            except (OSError, ValueError):
-                pass
-        subprocess.run(["ip", "link", "del", BRIDGE], capture_output=True)
-        shutil.rmtree(tmp, ignore_errors=True)
+            for i, ns in enumerate(spaces):
+                subprocess.run(["ip", "netns", "add", ns], check=True)
+                caps: dict[str, object] = {"bandwidth": {"ingressRate": 10**8, "ingressBurst": 8 * 2**20}}
+                if i % 5 == 0:
+                    caps["portMappings"] = [{"hostPort": PORT0 + i // 5, "containerPort": 80, "protocol": "tcp",
+                                             "hostIP": "127.0.0.1"}]
+                timed({**env, "CAP_ARGS": json.dumps(caps)}, CNIRUN, "cni", "add", NET, f"/run/netns/{ns}")
+            for _ in range(max(3, RUNS // 2)):
+                reload_ok.append(timed(env, CNIRUN, "network", "reload", NET))
+            nat = subprocess.run(["iptables-save", "-t", "nat"], capture_output=True, text=True).stdout
+            jump = next(ln for ln in nat.splitlines()
+                        if ln.startswith("-A CNI-HOSTPORT-DNAT ") and f'\\"{NET}\\"' in ln)
+            subprocess.run(["iptables", "-w", "-t", "nat", "-D", *shlex.split(jump)[1:]], check=True)
+            reload_one = timed(env, CNIRUN, "network", "reload", NET)
+        finally:
+            for ns in spaces:
+                subprocess.run([CNIRUN, "cni", "del", NET, f"/run/netns/{ns}"], env=env, capture_output=True)
+                subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+            subprocess.run([CNIRUN, "cni", "del", NET, w.netns_path], env=env, capture_output=True)
     a, u = statistics.median(add), statistics.median(update)
     ap, up = statistics.median(add_plugins), statistics.median(update_plugins)
     r = statistics.median(reload_ok)

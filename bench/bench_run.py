@@ -28,28 +28,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-CNIRUN = str(REPO / ".venv" / "bin" / "cnirun")
+from _common import CNIRUN, DAEMON_JSON, PLUGINS, chain, concurrent, install_runtime, read_or_none, skipped, \
+    uninstall_runtime
+
 N = int(os.environ.get("BENCH_N", "10"))
-SKIP = set(filter(None, os.environ.get("BENCH_SKIP", "").split(",")))
-PLUGINS = "/usr/lib/cni"
-
-
-def chain(name: str, bridge: str, subnet: str, data_dir: str) -> dict:
-    return {
-        "cniVersion": "1.0.0", "name": name,
-        "plugins": [
-            {"type": "bridge", "bridge": bridge, "isGateway": True, "ipMasq": True, "hairpinMode": True,
-             "ipam": {"type": "host-local", "dataDir": data_dir, "ranges": [[{"subnet": subnet}]],
-                      "routes": [{"dst": "0.0.0.0/0"}]}},
-            {"type": "portmap", "capabilities": {"portMappings": True}},
-            {"type": "firewall"},
-            {"type": "tuning"},
-        ],
-    }
+SKIP = skipped()
 
 
 # The upstream docker-run.sh approach, written naively in shell: a sandbox
@@ -114,51 +99,6 @@ def interleaved(cmds: dict[str, list[str]], n: int = N) -> dict[str, tuple[float
     return {k: (statistics.median(v), failures[k]) for k, v in times.items()}
 
 
-DAEMON_JSON = "/etc/docker/daemon.json"
-
-
-def _read(path: str) -> bytes | None:
-    try:
-        return Path(path).read_bytes()
-    except FileNotFoundError:
-        return None
-
-
-def install_runtime(directory: Path) -> bool:
-    """Install the cnirun runtime with this environment; False when one is already registered (not ours)."""
-    from cnirun import docker_runtime
-
-    if docker_runtime.registered_path(DAEMON_JSON):
-        return False
-    p = subprocess.run([CNIRUN, "install", "docker-runtime", "--dir", str(directory)], capture_output=True, text=True)
-    if p.returncode != 0:
-        print(f"bench_run: cannot install the docker runtime: {p.stderr.strip()}")
-        return False
-    return True
-
-
-def uninstall_runtime(directory: Path, before: bytes | None) -> None:
-    for _ in range(10):  # refused while a --rm container of the last round is still being removed
-        p = subprocess.run([CNIRUN, "uninstall", "docker-runtime", "--dir", str(directory)], capture_output=True)
-        if p.returncode == 0:
-            break
-        time.sleep(0.5)
-    if _read(DAEMON_JSON) != before:  # never leave the host's daemon.json changed
-        if before is None:
-            Path(DAEMON_JSON).unlink(missing_ok=True)
-        else:
-            Path(DAEMON_JSON).write_bytes(before)
-        print("bench_run: daemon.json restored by hand after uninstall")
-
-
-def concurrent(argv: list[str], k: int = 20) -> tuple[float, int]:
-    t = time.perf_counter()
-    with ThreadPoolExecutor(k) as ex:
-        rcs = list(ex.map(lambda _: subprocess.run(argv, stdout=subprocess.DEVNULL,
-                                                   stderr=subprocess.DEVNULL).returncode, range(k)))
-    return time.perf_counter() - t, sum(rc == 0 for rc in rcs)
-
-
 def iptables_lines(needle: str) -> int:
     out = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
     return sum(needle in ln for ln in out.splitlines())
@@ -188,9 +128,9 @@ def main() -> int:
             "helper": ["CNIRUN_SANDBOX=helper", CNIRUN, "--rm", "--mode", "sandbox", "busybox", "true"],
             "naive": ["sh", str(script), "busybox", "true"],
         }
-        daemon_before = _read(DAEMON_JSON)
+        daemon_before = read_or_none(DAEMON_JSON)
         runtime_dir = tmp / "runtime"
-        hooked = "hook" not in SKIP and install_runtime(runtime_dir)
+        hooked = "hook" not in SKIP and install_runtime(runtime_dir, None, "bench_run")
         rules_before = iptables_lines("10.139.0.")
         try:
             if hooked:
@@ -200,7 +140,7 @@ def main() -> int:
             res = interleaved(cmds)
         finally:
             if hooked:
-                uninstall_runtime(runtime_dir, daemon_before)
+                uninstall_runtime(runtime_dir, None, daemon_before, "bench_run")
         leaked = iptables_lines("10.139.0.") - rules_before
         docker_none, f1 = res["none"]
         cn, f2 = res["sandbox"]
@@ -242,8 +182,8 @@ def main() -> int:
 
         # --- 20 at once -----------------------------------------------------------------
         if "concurrent" not in SKIP:
-            conc_cn, ok_cn = concurrent([CNIRUN, "--rm", "--mode", "sandbox", "busybox", "true"])
-            conc_d, ok_d = concurrent(["docker", "run", "--rm", "busybox", "true"])
+            conc_cn, ok_cn, _ = concurrent([CNIRUN, "--rm", "--mode", "sandbox", "busybox", "true"], 20)
+            conc_d, ok_d, _ = concurrent(["docker", "run", "--rm", "busybox", "true"], 20)
             rows.append((f"20 x cnirun ({ok_cn}/20 ok)", f"20 x docker run bridge ({ok_d}/20 ok)", conc_cn, conc_d,
                          "-"))
 

@@ -30,32 +30,17 @@ import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from _common import CNIRUN, DAEMON_JSON, REPO, chain, concurrent, install_runtime, read_or_none, skipped, \
+    uninstall_runtime
+
 sys.path.insert(0, str(REPO))
-CNIRUN = str(REPO / ".venv" / "bin" / "cnirun")
 K = int(os.environ.get("BENCH_K", "100"))
-SKIP = set(filter(None, os.environ.get("BENCH_SKIP", "").split(",")))
-DAEMON_JSON = "/etc/docker/daemon.json"
+SKIP = skipped()
 RUN_TIMEOUT = float(os.environ.get("BENCH_RUN_TIMEOUT", "300"))  # seconds before one run counts as hung
 NET, BRIDGE, SUBNET = "t198bench", "t198bench", "10.198.250.0/24"
 PODMAN_NET, PODMAN_BRIDGE, PODMAN_SUBNET = "t198benchp", "t198benchp", "10.198.251.0/24"
-
-
-def chain(name: str, bridge: str, subnet: str, data_dir: str) -> dict:
-    return {
-        "cniVersion": "1.0.0", "name": name,
-        "plugins": [
-            {"type": "bridge", "bridge": bridge, "isGateway": True, "ipMasq": True, "hairpinMode": True,
-             "ipam": {"type": "host-local", "dataDir": data_dir, "ranges": [[{"subnet": subnet}]],
-                      "routes": [{"dst": "0.0.0.0/0"}]}},
-            {"type": "portmap", "capabilities": {"portMappings": True}},
-            {"type": "firewall"},
-            {"type": "tuning"},
-        ],
-    }
 
 
 def cpu_seconds() -> float:
@@ -64,24 +49,6 @@ def cpu_seconds() -> float:
         fields = [int(x) for x in f.readline().split()[1:]]
     busy = sum(fields[:8]) - fields[3] - fields[4]  # all but idle and iowait
     return busy / os.sysconf("SC_CLK_TCK")
-
-
-def concurrent(argv: list[str], k: int, env: dict[str, str] | None = None) -> tuple[float, int, str]:
-    """Wall time of k concurrent runs, how many succeeded, the first failure's message."""
-    def one(_: int) -> tuple[int, str]:
-        try:
-            p = subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                               timeout=RUN_TIMEOUT)
-        except subprocess.TimeoutExpired:  # a hung run must not hang the bench (and keep daemon.json changed)
-            return -1, f"no exit within {RUN_TIMEOUT} s: killed"
-        return p.returncode, p.stderr.strip()[-200:]
-
-    t = time.perf_counter()
-    with ThreadPoolExecutor(k) as ex:
-        out = list(ex.map(one, range(k)))
-    took = time.perf_counter() - t
-    failures = [err for rc, err in out if rc != 0]
-    return took, k - len(failures), failures[0] if failures else ""
 
 
 def _netns() -> set[str]:
@@ -123,13 +90,6 @@ def settle(tmp: Path, wait: float = 30.0) -> dict[str, int]:
         time.sleep(0.5)
 
 
-def _read(path: str) -> bytes | None:
-    try:
-        return Path(path).read_bytes()
-    except FileNotFoundError:
-        return None
-
-
 def main() -> int:
     if os.geteuid() != 0:
         print("bench_scale: needs root (skipped)")
@@ -148,7 +108,7 @@ def main() -> int:
     cpu: dict[tuple[str, int], float] = {}  # machine CPU seconds per container, daemons included
     NETNS_BEFORE.update(_netns())
     leaks: dict[str, dict[str, int]] = {}
-    daemon_before = _read(DAEMON_JSON)
+    daemon_before = read_or_none(DAEMON_JSON)
     runtime_dir = tmp / "runtime"
     hooked = False
     # SIGTERM (a timeout around the bench) must still run the cleanup below.
@@ -156,29 +116,10 @@ def main() -> int:
 
     def install() -> bool:
         """The cnirun runtime, registered only while the hook group runs; False: left out."""
-        from cnirun import docker_runtime
-
-        if docker_runtime.registered_path(DAEMON_JSON):
-            print("bench_scale: a cnirun runtime is already registered: hook mode left out")
-            return False
-        p = subprocess.run([CNIRUN, "install", "docker-runtime", "--dir", str(runtime_dir)], env=env,
-                           capture_output=True, text=True)
-        if p.returncode != 0:
-            print(f"bench_scale: cannot install the docker runtime: {p.stderr.strip()}")
-        return p.returncode == 0
+        return install_runtime(runtime_dir, env, "bench_scale")
 
     def uninstall() -> None:
-        for _ in range(20):  # refused while a --rm container is still being removed
-            if subprocess.run([CNIRUN, "uninstall", "docker-runtime", "--dir", str(runtime_dir)], env=env,
-                              capture_output=True).returncode == 0:
-                break
-            time.sleep(0.5)
-        if _read(DAEMON_JSON) != daemon_before:
-            if daemon_before is None:
-                Path(DAEMON_JSON).unlink(missing_ok=True)
-            else:
-                Path(DAEMON_JSON).write_bytes(daemon_before)
-            print("bench_scale: daemon.json restored by hand")
+        uninstall_runtime(runtime_dir, env, daemon_before, "bench_scale")
 
     try:
         groups: list[tuple[str, list[str], dict[str, str] | None]] = [
@@ -203,7 +144,7 @@ def main() -> int:
                         continue
                 c0 = cpu_seconds()
                 try:
-                    took, ok, err = concurrent(argv, k, e)
+                    took, ok, err = concurrent(argv, k, e, RUN_TIMEOUT)
                     cpu[(name, k)] = (cpu_seconds() - c0) / k
                 finally:
                     if hooked:
