@@ -17,7 +17,7 @@ from typing import Iterator
 
 import pytest
 
-from conftest import needs_docker, needs_plugins, needs_root  # noqa: F401
+from conftest import needs_docker, needs_plugins, needs_podman, needs_root  # noqa: F401
 
 from cnirun.netstore import hostnet
 from cnirun.netstore.networks import auto_bridge_name
@@ -328,3 +328,236 @@ def test_webdb_on_podman(make: object) -> None:
     results = p.cache / "results"
     assert not results.exists() or list(results.iterdir()) == []
     assert not p.netconf.exists() or list(p.netconf.iterdir()) == []
+
+
+# -- the corpus on Podman ------------------------------------------------------------------------------
+# Address plan of these tests: CNIRUN_SUBNET_POOL 10.201.0.0/16 (10.201.N.0/24 per network), projects
+# (and so networks) c17pxxxxxx, bridges cr17pxxxxxxN set through one more -f file. Host ports: the
+# corpus' own (19310, 19311 on 127.0.0.1).
+
+class PodmanProj(Proj):
+    """A corpus file run on Podman, on this section's addresses and names."""
+
+    def __init__(self, tmp: Path, corpus: str, nets: list[str]) -> None:
+        super().__init__(tmp, corpus)
+        token = secrets.token_hex(3)
+        self.name = "c17p" + token
+        self.bridges = [f"cr17p{token}{i}" for i in range(len(nets))]
+        self.env.update(CNIRUN_ENGINE="podman", CNIRUN_SUBNET_POOL="10.201.0.0/16")
+        # The corpus file stays as written; one more file names its networks' bridges (merged as compose does).
+        override = self.dir / "c17p-bridges.yaml"
+        override.write_text("networks:\n" + "".join(
+            f"  {key}:\n    driver_opts: {{com.docker.network.bridge.name: {bridge}}}\n"
+            for key, bridge in zip(nets, self.bridges)))
+        self.files += ["-f", str(override)]
+
+    def podman(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["podman", *args], capture_output=True, text=True, timeout=timeout)
+
+    def sh(self, container: str, cmd: str) -> subprocess.CompletedProcess[str]:
+        return self.podman("exec", container, "sh", "-c", cmd)
+
+    def c(self, service: str, n: int = 1) -> str:
+        return f"{self.name}-{service}-{n}"
+
+    def ip(self, container: str, ifname: str = "eth0") -> str:
+        out = self.sh(container, f"ip -4 -o addr show {ifname}").stdout.split()
+        return out[3].split("/")[0] if len(out) > 3 else ""
+
+    def resolves(self, container: str, name: str) -> list[str]:
+        """The addresses `name` has from inside `container` (its resolv.conf: the network's resolver)."""
+        out = self.sh(container, f"nslookup {name}").stdout
+        return sorted(line.split()[1] for line in out.split("Name:", 1)[-1].splitlines()
+                      if line.startswith("Address: ") and "#" not in line)
+
+    def containers(self) -> list[str]:
+        p = self.podman("ps", "-a", "--format", "{{.Names}}", "--filter",
+                        f"label=com.docker.compose.project={self.name}")
+        return sorted(p.stdout.split())
+
+    def volumes(self) -> list[str]:
+        return self.podman("volume", "ls", "-q", "--filter", f"label=com.docker.compose.project={self.name}") \
+            .stdout.split()
+
+    def assert_clean(self, keys: list[str]) -> None:
+        assert self.containers() == [] and self.volumes() == []
+        results = self.cache / "results"
+        assert not results.exists() or list(results.iterdir()) == []
+        assert not self.netconf.exists() or list(self.netconf.iterdir()) == []
+        for bridge in self.bridges:
+            assert not hostnet.link_exists(bridge)
+
+
+def _podman_running(name: str) -> bool:
+    p = subprocess.run(["podman", "inspect", "-f", "{{.State.Running}}", name], capture_output=True, text=True)
+    return p.stdout.strip() == "true"
+
+
+@pytest.fixture
+def on_podman(tmp_path: Path) -> Iterator[object]:
+    made: list[PodmanProj] = []
+
+    def factory(corpus: str, nets: list[str] | None = None) -> PodmanProj:
+        p = PodmanProj(tmp_path / f"p{len(made)}", corpus, nets or ["default"])
+        made.append(p)
+        return p
+
+    yield factory
+    for p in made:
+        if p.containers() or p.volumes() or (p.netconf.exists() and list(p.netconf.iterdir())):
+            p.cnirun("--profile", "debug", "down", "-v", "--remove-orphans", ok=False)
+        p.podman("rmi", "-f", f"{p.name}-app", "t17-worker-image")
+
+
+def _check_multinet(p: PodmanProj) -> None:
+    proxy, api, db = p.c("proxy"), p.c("api"), p.c("db")
+    api_front, api_back, db_ip = p.ip(api, "eth0"), p.ip(api, "eth1"), p.ip(db)
+    assert api_front.startswith("10.201.") and api_back.startswith("10.201.") and db_ip.startswith("10.201.")
+    assert api_front.rsplit(".", 1)[0] != api_back.rsplit(".", 1)[0]  # two networks, two /24s
+    assert p.resolves(proxy, "api") == [api_front] and p.resolves(proxy, "backend-api") == [api_front]
+    assert p.resolves(proxy, "db") == []  # not on a network proxy shares
+    assert p.resolves(api, "db") == [db_ip] and p.resolves(db, "api") == [api_back]
+    caps = int(p.sh(db, "grep CapEff /proc/self/status").stdout.split()[1], 16)
+    assert caps & (1 << 12) and not caps & (1 << 27)  # cap_add NET_ADMIN, cap_drop MKNOD
+
+
+def _check_profiles(p: PodmanProj) -> None:
+    assert p.containers() == [p.c("app")]
+    up = p.cnirun("--profile", "debug", "up", "-d")
+    assert f"{p.c('app')}  Running" in up.stderr and f"{p.c('debug')}  Started" in up.stderr
+    assert p.containers() == [p.c("app"), p.c("debug")]
+    assert p.resolves(p.c("debug"), "app") == [p.ip(p.c("app"))]
+    p.cnirun("--profile", "debug", "down", "-v")
+
+
+def _check_replicas(p: PodmanProj) -> None:
+    assert p.containers() == [p.c("front"), p.c("worker", 1), p.c("worker", 2)]
+    both = sorted([p.ip(p.c("worker", 1)), p.ip(p.c("worker", 2))])
+    assert len(set(both)) == 2 and p.resolves(p.c("front"), "worker") == both
+    limit = p.podman("inspect", "-f", "{{.HostConfig.Memory}}", p.c("worker", 2)).stdout.strip()
+    assert limit == str(32 * 1024 * 1024)  # deploy.resources.limits
+
+
+def _check_secrets(p: PodmanProj) -> None:
+    c = p.c("backend")
+    assert p.sh(c, "cat /run/secrets/db_password /run/secrets/password_copy /etc/app.conf").stdout == \
+        "topsecret\ntopsecret\nlevel=debug\n"
+    assert p.sh(c, "cat /run/secrets/api_token; echo; cat /etc/motd").stdout == "tok-123\nwelcome to corpus\n"
+    written = Path("/run/cnirun/compose") / p.name
+    assert (written / "secrets" / "api_token").stat().st_mode & 0o777 == 0o400
+    assert written.stat().st_mode & 0o777 == 0o700
+
+
+def _check_envinterp(p: PodmanProj) -> None:
+    env = p.sh(p.c("app"), "echo $MODE $COST $FROM_FILE").stdout.split()
+    assert env == ["production", "$5", "yes"]
+    assert fetch_local(19311) == "404"  # ${APP_PORT} published; httpd has no page to serve
+
+
+def _check_extends(p: PodmanProj) -> None:
+    worker = p.c("worker")
+    assert p.sh(worker, "echo $LOG_LEVEL").stdout.strip() == "debug"
+    assert p.podman("inspect", "-f", "{{index .Config.Labels \"tier\"}}", worker).stdout.strip() == "base"
+    assert p.sh(worker, "cat /proc/1/comm").stdout.strip() == "podman-init"  # init: true from base.yaml
+    assert p.resolves(worker, "web") == [p.ip(p.c("web"))]
+
+
+def _check_include(p: PodmanProj) -> None:
+    assert p.containers() == [p.c("app"), p.c("cache")]
+    assert p.resolves(p.c("app"), "cache") == [p.ip(p.c("cache"))]
+
+
+PODMAN_CORPUS = {
+    "multinet": (["frontnet", "backnet"], _check_multinet),
+    "profiles": (["default"], _check_profiles),
+    "replicas": (["default"], _check_replicas),
+    "secrets": (["default"], _check_secrets),
+    "envinterp": (["default"], _check_envinterp),
+    "extends": (["default"], _check_extends),
+    "include": (["default"], _check_include),
+}
+
+
+@needs_root
+@needs_plugins
+@needs_podman
+@pytest.mark.podman
+@pytest.mark.slow
+@pytest.mark.parametrize("corpus", sorted(PODMAN_CORPUS))
+def test_corpus_up_down_on_podman(on_podman: object, corpus: str) -> None:
+    """The corpus file up on Podman: what it asks for holds, services resolve each other by name, and
+    down -v leaves no container, volume, network, bridge or attachment."""
+    nets, check = PODMAN_CORPUS[corpus]
+    p = on_podman(corpus, nets)  # type: ignore[operator]
+    up = p.cnirun("up", "-d")
+    assert "Traceback" not in up.stderr
+    check(p)
+    down = p.cnirun("down", "-v")
+    assert "Traceback" not in down.stderr
+    p.assert_clean(nets)
+    if corpus == "secrets":
+        assert not (Path("/run/cnirun/compose") / p.name).exists()
+
+
+@needs_root
+@needs_plugins
+@needs_podman
+@pytest.mark.podman
+@pytest.mark.slow
+def test_build_stop_start_exec_and_commands_on_podman(on_podman: object) -> None:
+    """buildsvc on Podman: both images built through podman build (args, image: tag), the peer by name and
+    over the network, podman stop/start keeps the address, exec's status, stop/start/restart, logs, a pull
+    with no registry is one line; down -v leaves nothing."""
+    p = on_podman("buildsvc")  # type: ignore[operator]
+    up = p.cnirun("up", "-d")
+    assert up.stderr.count("Building") == 2, up.stderr
+    app, worker = p.c("app"), p.c("worker")
+    assert p.sh(app, "cat /version").stdout.strip() == "1.2.3"
+    assert p.sh(worker, "cat /version").stdout.strip() == "dev"
+    assert p.resolves(worker, "app") == [p.ip(app)]
+    assert p.sh(worker, "wget -qO- http://app:8000/version").stdout.strip() == "1.2.3"
+    ip = p.ip(app)
+    assert p.podman("stop", "-t", "1", app).returncode == 0
+    assert p.podman("start", app).returncode == 0
+    assert _wait(lambda: _podman_running(app)) and p.ip(app) == ip
+    out = p.cnirun("exec", "worker", "sh", "-c", "echo from-exec; exit 3", ok=False)
+    assert out.returncode == 3 and "from-exec" in out.stdout
+    p.cnirun("stop", "worker")
+    assert not _podman_running(worker)
+    p.cnirun("start", "worker")
+    assert _podman_running(worker)
+    p.cnirun("restart", "worker")
+    assert p.sh(worker, "wget -qO- http://app:8000/version").stdout.strip() == "1.2.3"
+    logs = p.cnirun("logs", "app").stdout
+    assert logs == "" or logs.startswith(app)
+    pull = p.cnirun("pull", ok=False)
+    assert pull.returncode == 1 and "Traceback" not in pull.stderr  # no registry: one line
+    p.cnirun("down", "-v")
+    p.assert_clean(["default"])
+
+
+@needs_root
+@needs_plugins
+@needs_podman
+@pytest.mark.podman
+@pytest.mark.slow
+def test_webdb_restart_always_on_podman(on_podman: object) -> None:
+    """restart: always on Podman brings web back after its process is killed behind podman's back, in
+    the same netns with the same address; db still resolves and reaches it; down -v leaves nothing."""
+    p = on_podman("webdb")  # type: ignore[operator]
+    p.cnirun("up", "-d")
+    web, db = p.c("web"), p.c("db")
+    ip = p.ip(web)
+    assert p.resolves(db, "web") == [ip]
+    pid = p.podman("inspect", "-f", "{{.State.Pid}}", web).stdout.strip()
+    os.kill(int(pid), 9)
+
+    def back() -> bool:
+        state = p.podman("inspect", "-f", "{{.State.Running}} {{.RestartCount}} {{.State.Pid}}", web).stdout.split()
+        return state[:1] == ["true"] and state[2] != pid
+
+    assert _wait(back, 30), "restart: always did not bring web back"
+    assert p.ip(web) == ip and p.resolves(db, "web") == [ip]
+    assert "404" in p.sh(db, "wget -qO- http://web/ 2>&1").stdout  # reachable: httpd has no page to serve
+    p.cnirun("down", "-v")
+    p.assert_clean(["default"])
