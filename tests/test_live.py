@@ -1,13 +1,12 @@
 """cnirun.live_record: the live commands (connect, port, update) find a container from their own record,
 and only while it is verifiably the same container under the same name; on every doubt, the engine.
 
-Real dockerd and plugins. Address plan of this file (inside #10's): 10.191.230-239.0/24, bridges
-cnc10l*, networks and containers t10-2xx*, no host ports. The fast path is seen in CNIRUN_TRACE's
-output: an engine call is traced, a record's use is not.
+Real dockerd and plugins. Address plan of this file: 10.189.N.0/24 (the World's network t3-189-N, bridge
+cnr189xN), containers t189-N-*, no host ports. The fast path is seen in CNIRUN_TRACE's output: an engine call
+is traced, a record's use is not.
 """
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import subprocess
@@ -17,22 +16,17 @@ from pathlib import Path
 
 import pytest
 
-from conftest import World, _make_world, first_address, needs_docker, needs_plugins, needs_root
+from conftest import World, _finish, _make_world, first_address, needs_docker, needs_plugins, needs_root
 
-_n = itertools.count(230)
 BANDWIDTH = [{"type": "bandwidth", "capabilities": {"bandwidth": True}}]
-
-
-def _world(tmp_path: Path) -> World:
-    return _make_world(tmp_path, 191, net="t10-{n}", bridge="cnc10l{n}", n=next(_n), name_prefix="t10-{n}-",
-                       extra=BANDWIDTH)
 
 
 @pytest.fixture
 def lworld(tmp_path: Path):  # type: ignore[no-untyped-def]
-    w = _world(tmp_path)
+    w = _make_world(tmp_path, 189, "live")
+    w.conflist(BANDWIDTH)
     yield w
-    w.finish()
+    _finish(w)
 
 
 def ok(p: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
@@ -75,11 +69,18 @@ def refs(w: World) -> list[str]:
 @needs_docker
 def test_the_record_is_used_only_while_the_same_container_has_the_name(lworld: World) -> None:
     w = lworld
-    name, other = f"t10-{w.n}-a", f"t10-{w.n}-b"
+    name, other = f"t189-{w.n}-a", f"t189-{w.n}-b"
+    try:
+        _record_checks(w, name, other)
+    finally:
+        subprocess.run(["docker", "rm", "-f", name, other], capture_output=True)
+
+
+def _record_checks(w: World, name: str, other: str) -> None:
     first = docker("run", "-d", "--name", name, "--network", "none", "busybox", "sleep", "300")
     ok(w.cnirun("network", "connect", w.net, name))
     address = eth0(name)
-    assert address.startswith(f"10.191.{w.n}.")
+    assert address.startswith(f"10.189.{w.n}.")
     record = json.loads((w.state_dir / "containers" / first / "target.json").read_text())
     assert (record["id"], record["name"], record["engine"]) == (first, name, "docker")
     assert refs(w) == sorted([f".ref-docker-{first}", f".ref-docker-{name}"])
