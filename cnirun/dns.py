@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from .config import NetworkConfigList
 
 DNSMASQ = "/usr/sbin/dnsmasq"
+NSENTER = "/usr/bin/nsenter"
 CONF_NAME = "cnirun-dnsmasq.conf"
 PID_NAME = "dnsmasq.pid"
 HOSTS_DIR = "hosts"
@@ -150,6 +151,14 @@ def planned_resolver(net: NetworkConfigList) -> str:
 
 
 # -- the store ------------------------------------------------------------------------
+def _bridge(net: NetworkConfigList) -> str:
+    """The network's bridge (the bridge plugin's default: cni0): where its containers' queries come in."""
+    for p in net.plugins:
+        if p.raw.get("type") == "bridge":
+            return str(p.raw.get("bridge") or "cni0")
+    return ""
+
+
 def _lock(network: str) -> int:
     from .lock import flock
 
@@ -230,7 +239,7 @@ def register(
     try:
         clean = _clean_names(_read_names(path) if names is None else names)
         _write_hosts(net.name, container_id, addrs, clean, cache_dir)
-        _ensure_resolver(net.name, gws)
+        _ensure_resolver(net.name, gws, _bridge(net))
     finally:
         os.close(fd)
     return gws
@@ -286,7 +295,8 @@ def unregister(network: str, container_id: str) -> None:
 
 def _networks() -> list[str]:
     try:
-        return sorted(n for n in os.listdir(dns_root()) if not n.endswith(".lock") and not n.startswith("."))
+        # Network names start with a letter or digit (config.is_safe_name): "_views" and ".tmp" are not networks.
+        return sorted(n for n in os.listdir(dns_root()) if not n.endswith(".lock") and n[:1].isalnum())
     except OSError:
         return []
 
@@ -317,10 +327,14 @@ def names(network: str) -> dict[str, list[str]]:
 
 
 # -- the resolver process -------------------------------------------------------------
-def _conf_text(network: str, listen: list[str]) -> str:
+BRIDGE_MARK = "# bridge "
+
+
+def _conf_text(network: str, listen: list[str], bridge: str) -> str:
     d = _net_dir(network)
     lines = [
         f"# cnirun: the resolver of network {network}; cnirun starts and stops it (cnirun.dns)",
+        BRIDGE_MARK + bridge,  # the guard's rules name it (cnirun.dns_guard): the record to remove them by
         "port=53",
         *[f"listen-address={a}" for a in listen],
         # Binds to the listen addresses only, and picks them up if the bridge
@@ -341,8 +355,9 @@ def _conf_text(network: str, listen: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _cmdline_marker(network: str) -> bytes:
-    return ("--conf-file=" + conf_path(network)).encode()
+def _cmdline_marker(conf: str) -> bytes:
+    """How a resolver is recognised: its config file's path, as one argument of its command line."""
+    return ("--conf-file=" + conf).encode()
 
 
 def _cmdlines() -> "Iterator[tuple[int, list[bytes]]]":
@@ -376,17 +391,68 @@ def _resolver_pid(network: str) -> int:
     if pid > 0:
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as f:
-                if _cmdline_marker(network) in f.read().split(b"\0"):
+                if _cmdline_marker(conf_path(network)) in f.read().split(b"\0"):
                     return pid
         except OSError:
             pass
-    pids = _pids_with(_cmdline_marker(network))
+    pids = _pids_with(_cmdline_marker(conf_path(network)))
     return pids[0] if pids else 0
 
 
-def _ensure_resolver(network: str, listen: list[str]) -> None:
+def _record(network: str) -> tuple[str, list[str]]:
+    """(bridge, listen addresses) of the network's resolver record ('', [] for none)."""
+    bridge = ""
+    try:
+        with open(conf_path(network), encoding="utf-8") as f:
+            for line in f:
+                if line.startswith(BRIDGE_MARK):
+                    bridge = line[len(BRIDGE_MARK):].strip()
+                    break
+    except OSError:
+        pass
+    return bridge, resolvers(network)
+
+
+def _guard(network: str, bridge: str, listen: list[str]) -> None:
+    """Only the network's own containers (and the host) may ask its resolver (cnirun.dns_guard)."""
+    from . import dns_guard
+
+    if not bridge:
+        return
+    err = dns_guard.install(network, bridge, listen, dns_guard.state_tag(dns_root()))
+    if err:
+        raise DNSError(f"cannot keep the DNS resolver of network {network} to that network ({err}); "
+                       "create the network with --no-dns to go without DNS")
+
+
+def _unguard(network: str) -> None:
+    from . import dns_guard
+
+    bridge, listen = _record(network)
+    if bridge and listen:
+        dns_guard.remove(network, bridge, listen, dns_guard.state_tag(dns_root()))
+
+
+def repair_guards(networks: set[str] | None = None, dry_run: bool = False) -> list[tuple[str, str]]:
+    """`cnirun network reload`: put back the guard rules (cnirun.dns_guard) a flush removed, for the
+    resolvers of this state dir (of `networks`, default all). (network, '' or the error) per repair."""
+    from . import dns_guard
+
+    state = dns_guard.state_tag(dns_root())
+    out: list[tuple[str, str]] = []
+    for network in _networks():
+        if networks and network not in networks:
+            continue
+        bridge, listen = _record(network)
+        if not bridge or not listen or not dns_guard.missing(network, bridge, listen, state):
+            continue
+        out.append((network, "" if dry_run else dns_guard.install(network, bridge, listen, state)))
+    return out
+
+
+def _ensure_resolver(network: str, listen: list[str], bridge: str) -> None:
     """Start the network's dnsmasq unless it runs with these addresses. Caller holds the network's lock."""
-    wanted = _conf_text(network, listen)
+    wanted = _conf_text(network, listen, bridge)
     try:
         with open(conf_path(network), encoding="utf-8") as f:
             current = f.read()
@@ -395,19 +461,31 @@ def _ensure_resolver(network: str, listen: list[str]) -> None:
     if current == wanted and _resolver_pid(network):
         return
     if current:
-        _kill(network)
-    # The record first: from here on gc finds the resolver by this file and its command line.
-    fd = os.open(conf_path(network), os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        _kill(conf_path(network))
+        if current != wanted:
+            _unguard(network)  # the old addresses' rules, while their record is still there
+    # The record first: from here on gc finds the resolver and its rules by this file.
+    _write_conf(conf_path(network), wanted)
+    _guard(network, bridge, listen)
+    _spawn(conf_path(network), f"of network {network}")
+
+
+def _write_conf(conf: str, text: str) -> None:
+    fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
     try:
-        os.write(fd, wanted.encode())
+        os.write(fd, text.encode())
     finally:
         os.close(fd)
-    _spawn(network)
 
 
-def _spawn(network: str) -> None:
-    """Run dnsmasq; it forks into the background and its first process exits 0 once it serves."""
-    err_path = os.path.join(_net_dir(network), "start.err")
+def _spawn(conf: str, what: str, netns: str = "") -> None:
+    """Run dnsmasq on `conf`; it forks into the background and its first process exits 0 once it serves.
+
+    netns: start it inside that network namespace (a container's own
+    resolver), through nsenter, which execs dnsmasq: the command line that
+    identifies it stays dnsmasq's.
+    """
+    err_path = os.path.join(os.path.dirname(conf), "start.err")
     err = os.open(err_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
     try:
@@ -415,12 +493,14 @@ def _spawn(network: str) -> None:
 
         actions = [(os.POSIX_SPAWN_DUP2, null, 0), (os.POSIX_SPAWN_DUP2, err, 1), (os.POSIX_SPAWN_DUP2, err, 2)]
         actions += [(os.POSIX_SPAWN_CLOSE, fd) for fd in _inherited_fds((err, null))]
-        argv = [DNSMASQ, "--conf-file=" + conf_path(network)]
+        argv = [DNSMASQ, "--conf-file=" + conf]
+        if netns:
+            argv = [NSENTER, "--net=" + netns, "--", *argv]
         try:
-            pid = os.posix_spawn(DNSMASQ, argv, {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}, file_actions=actions,
+            pid = os.posix_spawn(argv[0], argv, {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}, file_actions=actions,
                                  setsid=True)
         except OSError as e:
-            raise DNSError(f"cannot start the DNS resolver of network {network} ({DNSMASQ}): {e.strerror}: "
+            raise DNSError(f"cannot start the DNS resolver {what} ({argv[0]}): {e.strerror}: "
                            "install dnsmasq-base, or create the network with --no-dns") from None
         _, status = os.waitpid(pid, 0)
     finally:
@@ -433,16 +513,16 @@ def _spawn(network: str) -> None:
                 why = " ".join(f.read().split())[:300]
         except OSError:
             why = ""
-        _kill(network)
-        raise DNSError(f"the DNS resolver of network {network} did not start (dnsmasq exit {code}: {why}); "
-                       "is something else listening on its gateway's port 53?")
+        _kill(conf)
+        raise DNSError(f"the DNS resolver {what} did not start (dnsmasq exit {code}: {why}); "
+                       "is something else listening on its address's port 53?")
 
 
-def _kill(network: str) -> None:
-    """SIGTERM the network's dnsmasq (found by its command line) and wait until it is gone."""
+def _kill(conf: str) -> None:
+    """SIGTERM the dnsmasq of `conf` (found by its command line) and wait until it is gone."""
     import time
 
-    pids = set(_pids_with(_cmdline_marker(network)))
+    pids = set(_pids_with(_cmdline_marker(conf)))
     for pid in pids:
         try:
             os.kill(pid, 15)
@@ -472,12 +552,161 @@ def _stop_resolver(network: str) -> None:
     """Stop the resolver and remove the network's DNS dir. Caller holds the network's lock."""
     import shutil
 
-    _kill(network)
+    _kill(conf_path(network))
+    _unguard(network)
     shutil.rmtree(_net_dir(network), ignore_errors=True)
     try:
         os.unlink(_lock_path(network))  # still held by the caller: see _lock
     except FileNotFoundError:
         pass
+
+
+# -- a container's own resolver, for a container on several networks --------------------
+# A network's resolver answers for that network only, and a client asks its
+# first nameserver and takes its "no such name" as final: a container on
+# networks A and B that lists both resolvers never finds a peer that is only
+# on B. So such a container gets a resolver of its own, as Docker's embedded
+# DNS does: a dnsmasq inside the container's netns on 127.0.0.11, which only
+# that container can reach (scoping for free), reading the hosts dirs of all
+# its networks (live through inotify, like the networks' own) and forwarding
+# qualified names to its first network's resolver. It lives in the netns, so
+# it keeps the netns alive: it is stopped before every teardown (detach) and
+# by gc once the container is registered on fewer than two networks.
+#
+#     _views/<container id>/cnirun-dnsmasq.conf   written BEFORE dnsmasq starts (the record gc goes by)
+#     _views/<container id>/dnsmasq.pid
+VIEW_ADDRESS = "127.0.0.11"
+VIEWS = "_views"  # not a network name: those start with a letter or digit
+NETNS_MARK = "# netns "
+
+
+def _view_dir(container_id: str) -> str:
+    return os.path.join(dns_root(), VIEWS, container_id)
+
+
+def _view_conf(container_id: str) -> str:
+    return os.path.join(_view_dir(container_id), CONF_NAME)
+
+
+def _view_text(container_id: str, networks: list[str], upstream: str, netns_id: str) -> str:
+    d = _view_dir(container_id)
+    lines = [
+        f"# cnirun: the resolver of container {container_id}, on networks {' '.join(networks)} (cnirun.dns)",
+        NETNS_MARK + netns_id,  # which netns it serves: a restarted container has a new one
+        "port=53",
+        f"listen-address={VIEW_ADDRESS}",
+        "bind-interfaces",
+        "no-hosts",
+        "no-resolv",
+        *[f"hostsdir={os.path.join(_net_dir(n), HOSTS_DIR)}" for n in networks],
+        *([f"server={upstream}"] if upstream else []),
+        "domain-needed",
+        f"pid-file={os.path.join(d, PID_NAME)}",
+        "user=root",
+        "group=root",
+        f"log-facility={os.path.join(d, 'dnsmasq.log')}",
+        "local-ttl=0",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _netns_id(netns: str) -> str:
+    try:
+        st = os.stat(netns)
+    except OSError:
+        return ""
+    return f"{st.st_dev}:{st.st_ino}"
+
+
+def _registered(network: str, container_id: str) -> bool:
+    return os.path.exists(_hosts_file(network, container_id))
+
+
+def sync_view(container_id: str, networks: list[str], netns: str) -> list[str]:
+    """Start, restart or stop the container's own resolver for the networks it is on now; its nameservers.
+
+    networks: the container's networks in interface order. On two or more
+    networks with DNS: its resolver runs in `netns` (started, or restarted
+    when the networks or the netns changed) and the answer is [127.0.0.11].
+    Otherwise no resolver of its own, and the answer is the one network's
+    resolver address ([] without DNS). Call with the container's lifecycle
+    lock held (or while nothing else can change it: its first attach).
+    """
+    mine = [n for n in networks if _registered(n, container_id)]
+    if len(mine) < 2:
+        stop_view(container_id)
+        found = resolvers(mine[0]) if mine else []
+        return found[:1]
+    upstream = next((a for a in resolvers(mine[0]) if ":" not in a), "")
+    wanted = _view_text(container_id, mine, upstream, _netns_id(netns))
+    conf = _view_conf(container_id)
+    try:
+        with open(conf, encoding="utf-8") as f:
+            current = f.read()
+    except OSError:
+        current = ""
+    if current != wanted or not _pids_with(_cmdline_marker(conf)):
+        if current:
+            _kill(conf)
+        os.makedirs(_view_dir(container_id), mode=0o755, exist_ok=True)
+        _write_conf(conf, wanted)  # the record first
+        _spawn(conf, f"of container {container_id[:12]}", netns)
+    return [VIEW_ADDRESS]
+
+
+def stop_view(container_id: str) -> None:
+    """Stop the container's own resolver, if it has one (before its netns is torn down: it holds the netns)."""
+    d = _view_dir(container_id)
+    if not os.path.isdir(d):
+        return
+    import shutil  # not before: every teardown comes here, and shutil costs the hook path re and enum
+    if os.path.exists(_view_conf(container_id)):
+        _kill(_view_conf(container_id))
+    shutil.rmtree(d, ignore_errors=True)  # also a dir cut short before its record was written
+
+
+def has_view(container_id: str) -> bool:
+    return os.path.exists(_view_conf(container_id))
+
+
+def nameservers(container_id: str, networks: list[str]) -> list[str]:
+    """What the container's resolv.conf should list: its own resolver, else each network's (in order)."""
+    if has_view(container_id):
+        return [VIEW_ADDRESS]
+    out: list[str] = []
+    for n in networks:
+        found = resolvers(n)
+        if found and found[0] not in out:
+            out.append(found[0])
+    return out
+
+
+def _view_networks(container_id: str) -> list[str]:
+    out: list[str] = []
+    try:
+        with open(_view_conf(container_id), encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("hostsdir="):
+                    out.append(os.path.basename(os.path.dirname(line.split("=", 1)[1].strip())))
+    except OSError:
+        pass
+    return out
+
+
+def _collect_views() -> list[str]:
+    """gc: stop the resolvers of containers now on fewer than two networks with names (gone ones included)."""
+    done: list[str] = []
+    try:
+        cids = [c for c in os.listdir(os.path.join(dns_root(), VIEWS)) if c[:1].isalnum()]
+    except OSError:
+        return done
+    for cid in cids:
+        if sum(_registered(n, cid) for n in _view_networks(cid)) >= 2:
+            continue
+        if _pids_with(_cmdline_marker(_view_conf(cid))):
+            done.append(f"stopped the DNS resolver of gone container {cid[:12]}")
+        stop_view(cid)
+    return done
 
 
 # -- gc ------------------------------------------------------------------------------------
@@ -509,16 +738,23 @@ def collect(alive: Callable[[str, str, str], bool] | None = None) -> list[str]:
                         pass
                     done.append(f"dropped the names of gone container {cid[:12]} on network {network}")
             if not _members(network):
-                if _pids_with(_cmdline_marker(network)):
+                if _pids_with(_cmdline_marker(conf_path(network))):
                     done.append(f"stopped the DNS resolver of network {network} (no containers left)")
                 _stop_resolver(network)
             elif not _resolver_pid(network):
-                gws = resolvers(network)
+                bridge, gws = _record(network)
                 if gws and all(_is_local(g) for g in gws):
-                    _spawn(network)
+                    _guard(network, bridge, gws)
+                    _spawn(conf_path(network), f"of network {network}")
                     done.append(f"restarted the DNS resolver of network {network}")
         finally:
             os.close(fd)
+    done += _collect_views()
+    from . import dns_guard
+
+    # Rules whose record is gone (a stop cut short between the two).
+    done += dns_guard.collect({n for n in _networks() if os.path.exists(conf_path(n))},
+                              dns_guard.state_tag(dns_root()))
     # dnsmasq processes of this state dir whose network dir is gone (a stop cut short).
     prefix = ("--conf-file=" + dns_root() + os.sep).encode()
     for pid in _resolver_processes(prefix):

@@ -358,6 +358,17 @@ def _attach_stage(stage: str, state: OCIState, record: dict[str, Any], started: 
     problem = patch_hosts(config, state.id, atts)
     if problem:
         record["hosts"] = problem
+    from .dns import VIEW_ADDRESS, has_view, resolvers
+
+    if has_view(state.id):
+        # On several networks with DNS it asks its own resolver; after a restart the engine wrote
+        # resolv.conf again from the run's --dns, which knew only the networks the run started with.
+        from .hosts_patch import point_resolv_conf
+
+        ours = {VIEW_ADDRESS} | {r for a in atts for r in resolvers(a.network)}
+        problem = point_resolv_conf(config, state.id, ours, [VIEW_ADDRESS])
+        if problem:
+            record["resolv"] = problem
     return 0
 
 

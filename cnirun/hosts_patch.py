@@ -30,7 +30,7 @@ import os
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Mapping
+    from typing import Callable, Mapping
 
     from .lifecycle import Attachment
     from .oci_state import OCIConfig
@@ -51,15 +51,15 @@ def _roots(environ: Mapping[str, str]) -> tuple[str, list[str]]:
     return os.path.realpath(docker), [os.path.realpath(r) for r in storage if os.path.isabs(r)]
 
 
-def engine_hosts_file(source: str, container_id: str, environ: Mapping[str, str] | None = None) -> bool:
-    """Whether `source` is the engine's own generated hosts file of this container."""
+def engine_file(source: str, container_id: str, environ: Mapping[str, str] | None = None, name: str = "hosts") -> bool:
+    """Whether `source` is the engine's own generated file `name` (hosts, resolv.conf) of this container."""
     env = os.environ if environ is None else environ
     if not source or not os.path.isabs(source) or not container_id or "/" in container_id:
         return False
     if os.path.realpath(source) != source:  # a symlink (or ..) anywhere on the way
         return False
     docker, storage = _roots(env)
-    if source == os.path.join(docker, "containers", container_id, "hosts"):
+    if source == os.path.join(docker, "containers", container_id, name):
         return True
     for root in storage:
         if not source.startswith(root + "/"):
@@ -70,7 +70,7 @@ def engine_hosts_file(source: str, container_id: str, environ: Mapping[str, str]
             and parts[0].endswith("-containers")
             and parts[0][: -len("-containers")]
             and all(c in _DRIVER_CHARS for c in parts[0][: -len("-containers")])
-            and parts[1:] == [container_id, "userdata", "hosts"]
+            and parts[1:] == [container_id, "userdata", name]
         ):
             return True
     return False
@@ -101,27 +101,84 @@ def add_hosts_entries(
         return ""
     if not is_hostname(hostname):
         return f"hosts file not updated: the hostname {hostname!r} is not a valid host name (RFC 1123)"
-    if not engine_hosts_file(source, container_id, environ):
-        return f"hosts file not updated: /etc/hosts is mounted from {source!r}, not the engine's own file"
-    if "ro" in config.hosts_options:
-        return "hosts file not updated: /etc/hosts is mounted read-only"
     addrs = _addresses(atts)
     if not addrs:
         return ""
+
+    def change(text: str) -> str:
+        kept = [ln for ln in text.splitlines() if not ln.endswith(HOSTS_MARK)]
+        kept += [f"{ip}\t{hostname}\t{HOSTS_MARK}" for ip in addrs]
+        return "\n".join(kept) + "\n"
+
+    return _rewrite_engine_file("hosts", "hosts file", "/etc/hosts", source, config.hosts_options, container_id,
+                                change, environ)
+
+
+def point_resolv_conf(
+    config: OCIConfig, container_id: str, ours: set[str], nameservers: list[str],
+    environ: Mapping[str, str] | None = None,
+) -> str:
+    """Swap cnirun's nameserver lines in the engine's own resolv.conf for `nameservers` (swap_nameservers).
+
+    For a restarted hook-mode container that `cnirun network connect` put on
+    more networks than the engine knows of: the engine wrote resolv.conf
+    again from the run's --dns. Returns what went wrong ('' when done).
+    """
+    if not config.resolv_source or not nameservers:
+        return ""
+
+    def change(text: str) -> str:
+        return swap_nameservers(text, ours, nameservers)
+
+    return _rewrite_engine_file("resolv.conf", "resolv.conf", "/etc/resolv.conf", config.resolv_source,
+                                config.resolv_options, container_id, change, environ)
+
+
+def swap_nameservers(text: str, ours: set[str], new: list[str]) -> str:
+    """resolv.conf text with the nameserver lines naming `ours` (cnirun's resolvers) replaced by `new`.
+
+    Where the first of ours was, so their order against the others stays. A
+    text that names none of `ours` chose its DNS otherwise (--dns, a network
+    without DNS) and comes back unchanged.
+    """
+    lines = text.splitlines()
+    mine = [i for i, ln in enumerate(lines) if ln.split()[:1] == ["nameserver"] and ln.split()[1:2] and
+            ln.split()[1] in ours]
+    if not mine:
+        return text
+    out: list[str] = []
+    for i, line in enumerate(lines):
+        if i == mine[0]:
+            out += [f"nameserver {n}" for n in new]
+        if i not in mine:
+            out.append(line)
+    return "\n".join(out) + "\n"
+
+
+def _rewrite_engine_file(
+    name: str, what: str, dest: str, source: str, options: list[str], container_id: str, change: Callable[[str], str],
+    environ: Mapping[str, str] | None,
+) -> str:
+    """Rewrite the engine's own generated file `name` of the container in place, through the checks above."""
+    if not engine_file(source, container_id, environ, name):
+        return f"{what} not updated: {dest} is mounted from {source!r}, not the engine's own file"
+    if "ro" in options:
+        return f"{what} not updated: {dest} is mounted read-only"
     try:
         fd = os.open(source, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK)
     except OSError as e:
-        return f"hosts file not updated: {source}: {e.strerror}"
+        return f"{what} not updated: {source}: {e.strerror}"
     try:
         st = os.fstat(fd)
         if (st.st_mode & 0o170000) != 0o100000 or st.st_uid != 0 or st.st_nlink != 1:
-            return f"hosts file not updated: {source} is not a root-owned regular file with one link"
+            return f"{what} not updated: {source} is not a root-owned regular file with one link"
         if st.st_size > MAX_HOSTS_BYTES:
-            return f"hosts file not updated: {source} is larger than {MAX_HOSTS_BYTES >> 20} MiB"
+            return f"{what} not updated: {source} is larger than {MAX_HOSTS_BYTES >> 20} MiB"
         text = os.pread(fd, MAX_HOSTS_BYTES, 0).decode("utf-8", "replace")
-        kept = [ln for ln in text.splitlines() if not ln.endswith(HOSTS_MARK)]
-        kept += [f"{ip}\t{hostname}\t{HOSTS_MARK}" for ip in addrs]
-        data = ("\n".join(kept) + "\n").encode()
+        updated = change(text)
+        if updated == text:
+            return ""
+        data = updated.encode()
         # One write at offset 0, then cut what is left of a longer old text.
         view = memoryview(data)
         offset = 0
@@ -129,7 +186,7 @@ def add_hosts_entries(
             offset += os.pwrite(fd, view[offset:], offset)
         os.ftruncate(fd, len(data))
     except OSError as e:
-        return f"hosts file not updated: {source}: {e.strerror}"
+        return f"{what} not updated: {source}: {e.strerror}"
     finally:
         os.close(fd)
     return ""

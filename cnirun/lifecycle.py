@@ -1,7 +1,8 @@
 """The attachment lifecycle: the one path every entry point takes to attach and detach a container.
 
     spec -> options_for -> (netns holder: the caller's) -> attach: ADD eth0,
-    eth1, ... in order, undo on failure -> (hosts/resolv: the caller's) ->
+    eth1, ... in order, names on each network's resolver, the container's own
+    resolver when it is on several, undo on failure -> (hosts/resolv: the caller's) ->
     ... live: reattach into a new netns ... -> detach: DEL from the cache,
     leftover cleanup, hosts of other runs, netns pin -> (state removal: the
     caller's)
@@ -212,6 +213,8 @@ def attach(
             result = cni.add(net, rt)
             done.append(Attachment(net.name, rt.ifname, result))
             _publish_names(cni, net, container_id, result, opts.names)
+        if len(done) > 1:
+            _sync_resolver(container_id, [a.network for a in done], netns)
     except BaseException:
         _undo(cni, container_id, netns, done)
         raise
@@ -227,8 +230,23 @@ def _publish_names(
     register(net, container_id, result, names, cni.cache_dir)
 
 
+def _sync_resolver(container_id: str, networks: list[str], netns: str) -> list[str]:
+    """The container's own resolver when it is on several networks with DNS (cnirun.dns); its nameservers."""
+    from .dns import sync_view
+
+    return sync_view(container_id, networks, netns)
+
+
+def _stop_resolver(container_id: str) -> None:
+    """Stop the container's own resolver (it lives in the netns and keeps it alive: before any DEL)."""
+    from .dns import stop_view
+
+    stop_view(container_id)
+
+
 def _undo(cni: CNI, container_id: str, netns: str, done: list[Attachment]) -> None:
     """DEL what an attach that failed part-way did, last first; the original error matters more."""
+    _stop_resolver(container_id)
     for att in reversed(done):
         try:
             cni.delete(att.network, RuntimeConf(container_id=container_id, netns=netns, ifname=att.ifname))
@@ -293,6 +311,8 @@ def reattach(
                 result = cni.add(net, rt)
             done.append(Attachment(net.name, rt.ifname, result))
             _publish_names(cni, net, container_id, result, None)  # same names, the new addresses
+        if len(done) > 1:
+            _sync_resolver(container_id, [a.network for a in done], netns)  # into the new netns
     except BaseException:
         _undo(cni, container_id, netns, done)
         raise
@@ -329,6 +349,7 @@ def detach(
     """
     if attachments is None:
         attachments = cached_attachments(cni, container_id)
+    _stop_resolver(container_id)
     problems = _del_attachments(cni, container_id, netns, attachments)
     if not problems:
         from .netns_pin import is_pinned, pin_path, unpin_netns
@@ -422,6 +443,7 @@ def connect(
     att = Attachment(net.name, ifname, cni.add(net, rt))
     try:
         _publish_names(cni, net, container_id, att.result, opts.names)
+        _sync_resolver(container_id, [a.network_name for a in atts] + [net.name], netns)
     except BaseException:
         _undo(cni, container_id, netns, [att])
         raise
@@ -435,10 +457,21 @@ def disconnect(cni: CNI, network: str, container_id: str, netns: str | None) -> 
     (None: the cached one if it can still be entered, else none). Call with
     the container's lock held.
     """
-    atts = [a for a in cached_attachments(cni, container_id) if a.network_name == network]
+    every = cached_attachments(cni, container_id)
+    atts = [a for a in every if a.network_name == network]
     if not atts:
         raise ArgumentError(f"the container is not connected to network {network}: see cnirun inspect")
-    return _del_attachments(cni, container_id, netns, atts)
+    problems = _del_attachments(cni, container_id, netns, atts)
+    rest = [a.network_name for a in every if a.network_name != network]
+    if netns and os.path.exists(netns):
+        try:
+            _sync_resolver(container_id, rest, netns)  # fewer networks to answer for, or none of its own
+        except CNIError as e:  # the attachment is gone all the same: say so, do not undo it
+            _stop_resolver(container_id)
+            problems.append(str(e))
+    else:
+        _stop_resolver(container_id)
+    return problems
 
 
 PORT_CAPABILITY = "portMappings"

@@ -274,12 +274,14 @@ def connect(ref: str, network: str, ip: str = "", mac: str = "", aliases: list[s
                 raise ArgumentError(str(e).replace("start it with --network none", "connect another container"))
             t.netns = pin_netns(t.container.pid, t.cni_id)
             pinned_here = True
+        ours = _our_resolvers(t)
         try:
             att = add(t.cni, net, t.cni_id, t.netns, opts, _present_ifnames(t))
         except BaseException:
             if pinned_here:
                 unpin_netns(t.cni_id)
             raise
+        _follow_dns(t, ours)
         try:
             _ensure_record(t)
         except BaseException:
@@ -289,6 +291,52 @@ def connect(ref: str, network: str, ip: str = "", mac: str = "", aliases: list[s
             {"network": net.name, "ifname": att.ifname, "capability_args": opts.capability_args,
              "args": opts.args, "names": opts.names}))
     return att
+
+
+def _our_resolvers(t: Target) -> set[str]:
+    """The nameservers cnirun may have put in the container's resolv.conf for the networks it is on now."""
+    from .dns import VIEW_ADDRESS, resolvers
+    from .lifecycle import cached_attachments
+
+    return {VIEW_ADDRESS} | {r for a in cached_attachments(t.cni, t.cni_id) for r in resolvers(a.network_name)}
+
+
+def _follow_dns(t: Target, ours: set[str]) -> None:
+    """Point the running container's resolv.conf at what its networks offer now (cnirun.dns).
+
+    Written through /proc/<pid>/root, so it lands in whatever file the engine
+    bind-mounted there (in every mode), in place. Only cnirun's own nameserver
+    lines change: a file naming none of them (--dns) is left alone.
+    """
+    from .dns import nameservers, resolvers
+    from .hosts_patch import swap_nameservers
+    from .lifecycle import cached_attachments
+
+    if t.container.pid <= 0:
+        return
+    path = f"/proc/{t.container.pid}/root/etc/resolv.conf"
+    if os.path.islink(path):  # an absolute link would resolve against the host's root, not the container's
+        return
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            text = f.read()
+    except OSError:
+        return
+    now = [a.network_name for a in cached_attachments(t.cni, t.cni_id)]
+    ours = ours | {r for n in now for r in resolvers(n)}
+    new = nameservers(t.cni_id, now)
+    if not new:  # no network with DNS left: the host's, as a run on such networks gets
+        from .hostfiles import host_dns  # pathlib, ipaddress: only here
+
+        new = host_dns().nameservers
+    updated = swap_nameservers(text, ours, new)
+    if updated != text:
+        # In place (O_TRUNC keeps the inode): the container sees the file the engine bind-mounted.
+        fd = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
+        try:
+            os.write(fd, updated.encode())
+        finally:
+            os.close(fd)
 
 
 def _undo_connect(t: Target, att: Any) -> None:
@@ -303,7 +351,9 @@ def disconnect(ref: str, network: str, force: bool = False) -> list[str]:
 
     t = target(ref, running=not force)
     with _Locked(t.cni_id):
+        ours = _our_resolvers(t)
         problems = dele(t.cni, network, t.cni_id, t.netns or None)
+        _follow_dns(t, ours)
         _write_live(t, lambda live: live.update(
             networks=[n for n in live.get("networks") or [] if n.get("network") != network]))
     return problems

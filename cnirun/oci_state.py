@@ -73,12 +73,15 @@ class OCIConfig:
     """
 
     def __init__(
-        self, netns: str | None, hostname: str = "", hosts_source: str = "", hosts_options: list[str] | None = None
+        self, netns: str | None, hostname: str = "", hosts_source: str = "", hosts_options: list[str] | None = None,
+        resolv_source: str = "", resolv_options: list[str] | None = None,
     ) -> None:
         self.netns = netns
         self.hostname = hostname
         self.hosts_source = hosts_source
         self.hosts_options = hosts_options or []
+        self.resolv_source = resolv_source
+        self.resolv_options = resolv_options or []
 
 
 def config_from_dict(spec: dict[str, Any]) -> OCIConfig:
@@ -89,15 +92,16 @@ def config_from_dict(spec: dict[str, Any]) -> OCIConfig:
         if isinstance(ns, dict) and ns.get("type") == "network":
             path = ns.get("path")
             netns = path if isinstance(path, str) else ("" if path is None else str(path))
-    source, options = "", []
+    mounts: dict[str, tuple[str, list[str]]] = {}
     for m in spec.get("mounts") or []:
-        if isinstance(m, dict) and m.get("destination") == "/etc/hosts":
+        if isinstance(m, dict) and m.get("destination") in ("/etc/hosts", "/etc/resolv.conf"):
             # the last mount of a destination is the one the container sees
-            source = m.get("source") if isinstance(m.get("source"), str) else ""
             opts = m.get("options")
-            options = [str(o) for o in opts] if isinstance(opts, list) else []
+            mounts[str(m["destination"])] = (m.get("source") if isinstance(m.get("source"), str) else "",
+                                             [str(o) for o in opts] if isinstance(opts, list) else [])
     hostname = spec.get("hostname")
-    return OCIConfig(netns, hostname if isinstance(hostname, str) else "", source, options)
+    hosts, resolv = mounts.get("/etc/hosts", ("", [])), mounts.get("/etc/resolv.conf", ("", []))
+    return OCIConfig(netns, hostname if isinstance(hostname, str) else "", hosts[0], hosts[1], resolv[0], resolv[1])
 
 
 def read_config(bundle: str) -> OCIConfig:

@@ -7,6 +7,7 @@ Every query goes to a resolver cnirun started (the network's gateway, port
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -58,8 +59,28 @@ def resolvers_of(w: World) -> list[str]:
 
 
 def dns_dirs(w: World) -> list[str]:
+    """The names store's network dirs and containers' own resolvers (_views/<id>; the empty _views stays)."""
     d = w.state_dir / "dns"
-    return sorted(p.name for p in d.iterdir() if not p.name.endswith(".lock")) if d.is_dir() else []
+    out = sorted(p.name for p in d.iterdir() if not p.name.endswith(".lock") and p.name != "_views") \
+        if d.is_dir() else []
+    views = d / "_views"
+    return out + (sorted("_views/" + p.name for p in views.iterdir()) if views.is_dir() else [])
+
+
+def views_of(w: World) -> list[str]:
+    """The command lines of this World's containers' own resolvers (in their netns, on 127.0.0.11)."""
+    return [r for r in resolvers_of(w) if "/dns/_views/" in r]
+
+
+def resolv_nameservers(container: str, engine: str = "docker") -> list[str]:
+    p = subprocess.run([engine, "exec", container, "cat", "/etc/resolv.conf"], capture_output=True, text=True,
+                       timeout=30)
+    return [ln.split()[1] for ln in p.stdout.splitlines() if ln.startswith("nameserver ")]
+
+
+def lookup(container: str, name: str, engine: str = "docker") -> subprocess.CompletedProcess[str]:
+    """nslookup through the container's own resolv.conf (no server named): what its programs get."""
+    return subprocess.run([engine, "exec", container, "nslookup", name], capture_output=True, text=True, timeout=30)
 
 
 def assert_no_resolver(w: World, within: float = 0.0) -> None:
@@ -188,19 +209,162 @@ def test_scoping_across_two_networks(world: World) -> None:
         run_d(w, "--name", x, "--net", w.net, "--net", second, "busybox", "sleep", "120")
         run_d(w, "--name", y, "--net", second, "busybox", "sleep", "120")
         run_d(w, "--name", z, "--net", w.net, "busybox", "sleep", "120")
-        assert len(resolvers_of(w)) == 2
+        assert len(resolvers_of(w)) - len(views_of(w)) == 2 and len(views_of(w)) == 1  # x has its own
         x1, x2, y2 = address_of(x, "eth0"), address_of(x, "eth1"), address_of(y)
         assert answer(nslookup(z, x, gw1)) == [x1]  # the address on the shared network
         assert answer(nslookup(y, x, gw2)) == [x2]
         assert nslookup(z, y, gw1).returncode != 0  # y shares no network with z
         assert answer(nslookup(x, y, gw2)) == [y2]
+        # Asking the other network's resolver directly is refused (cnirun.dns_guard) ...
+        bypass = nslookup(z, y, gw2)
+        assert bypass.returncode != 0 and y2 not in bypass.stdout, bypass.stdout
+        # ... while its own containers and the host itself still get answers.
+        assert answer(nslookup(y, x, gw2)) == [x2]
+        host = subprocess.run(["busybox", "nslookup", y, gw2], capture_output=True, text=True, timeout=30)
+        assert answer(host) == [y2], host.stdout
         rm("docker", y)
         # The second network still has x: its resolver stays; x's names go only when x goes.
         assert wait_for(lambda: nslookup(x, y, gw2).returncode != 0)
-        assert len(resolvers_of(w)) == 2
+        assert len(resolvers_of(w)) - len(views_of(w)) == 2 and len(views_of(w)) == 1  # x has its own
     finally:
         rm("docker", x, y, z)
     assert_no_resolver(w, within=15.0)
+
+
+@pytest.mark.parametrize("mode", [
+    pytest.param("sandbox", marks=needs_docker), pytest.param("hook", marks=needs_docker),
+    pytest.param("podman", marks=needs_podman),
+])
+def test_a_container_on_two_networks_resolves_peers_of_both(world: World, mode: str) -> None:
+    """x on both networks asks its own resolver (127.0.0.11 in its netns), which answers for both networks:
+    y only on the second and z only on the first resolve from x by name, through its resolv.conf."""
+    w = world
+    second = second_network(w)
+    x, y, z = (f"t195{c}{w.n}" for c in "qrs")
+    engine = "podman" if mode == "podman" else "docker"
+    if mode == "podman":
+        w.env["CNIRUN_ENGINE"] = "podman"
+    hook = docker_runtime_installed(w, "t195") if mode == "hook" else contextlib.nullcontext()
+    how = ["--mode", "hook"] if mode == "hook" else []
+    with hook:
+        try:
+            run_d(w, *how, "--name", x, "--net", w.net, "--net", second, "busybox", "sleep", "120")
+            run_d(w, *how, "--name", y, "--net", second, "busybox", "sleep", "120")
+            run_d(w, *how, "--name", z, "--net", w.net, "busybox", "sleep", "120")
+            assert resolv_nameservers(x, engine) == ["127.0.0.11"]
+            assert resolv_nameservers(z, engine) == [gateway(w)]  # one network: its resolver, none of its own
+            assert len(views_of(w)) == 1 and len(resolvers_of(w)) == 3
+            assert answer(lookup(x, y, engine)) == [address_of(y, engine=engine)]
+            assert answer(lookup(x, z, engine)) == [address_of(z, engine=engine)]
+            # Programs resolve through resolv.conf with the libc (busybox ping; Podman's busybox lacks the
+            # capability to send the echo, not the name).
+            p = subprocess.run([engine, "exec", x, "ping", "-c1", "-W2", y], capture_output=True, text=True)
+            assert f"PING {y} ({address_of(y, engine=engine)})" in p.stdout, (p.stdout, p.stderr)
+            assert lookup(z, y, engine).returncode != 0  # still scoped: z shares no network with y
+            rm(engine, y)
+            assert wait_for(lambda: lookup(x, y, engine).returncode != 0), "a removed peer still resolves from x"
+            assert answer(lookup(x, z, engine)) == [address_of(z, engine=engine)]
+            rm(engine, x)
+            assert wait_for(lambda: views_of(w) == [], 20.0), "x's own resolver outlived x"
+        finally:
+            rm(engine, x, y, z)
+        assert_no_resolver(w, within=20.0)
+
+
+@needs_docker
+def test_connect_and_disconnect_switch_the_containers_resolver(world: World) -> None:
+    """Connecting a running container to a second network gives it both networks' names at once (its
+    resolv.conf now names its own resolver); disconnecting takes them away and points it back."""
+    w = world
+    second = second_network(w)
+    a, peer, near = f"t195u{w.n}", f"t195v{w.n}", f"t195w{w.n}"
+    try:
+        run_d(w, "--name", a, "busybox", "sleep", "120")
+        run_d(w, "--name", near, "busybox", "sleep", "120")
+        run_d(w, "--name", peer, "--net", second, "busybox", "sleep", "120")
+        assert resolv_nameservers(a) == [gateway(w)]
+        assert lookup(a, peer).returncode != 0
+        p = w.cnirun("network", "connect", second, a)
+        assert p.returncode == 0, p.stderr
+        assert resolv_nameservers(a) == ["127.0.0.11"]
+        assert answer(lookup(a, peer)) == [address_of(peer)]
+        assert answer(lookup(a, near)) == [address_of(near)]
+        assert answer(lookup(peer, a)) == [address_of(a, "eth1")]  # the peer sees a on their shared network
+        p = w.cnirun("network", "disconnect", second, a)
+        assert p.returncode == 0, p.stderr
+        assert resolv_nameservers(a) == [gateway(w)]
+        assert views_of(w) == []
+        assert lookup(a, peer).returncode != 0
+        assert answer(lookup(a, near)) == [address_of(near)]
+    finally:
+        rm("docker", a, peer, near)
+    assert_no_resolver(w, within=15.0)
+
+
+def guard_rules(net: str) -> list[str]:
+    out = subprocess.run(["iptables", "-w", "-S", "INPUT"], capture_output=True, text=True).stdout
+    return [ln for ln in out.splitlines() if f'"cnirun-dns {net} ' in ln]
+
+
+@needs_docker
+def test_guard_rules_come_back_with_network_reload(world: World) -> None:
+    """A flush of INPUT (a firewall reload) opens a network's resolver to the other networks; `cnirun
+    network reload` puts the rules back; they go when the resolver stops."""
+    import shlex
+
+    w = world
+    second = second_network(w)
+    gw2 = f"10.195.{100 + w.n}.1"
+    y, z = f"t195e{w.n}", f"t195f{w.n}"
+    try:
+        run_d(w, "--name", y, "--net", second, "busybox", "sleep", "120")
+        run_d(w, "--name", z, "busybox", "sleep", "120")
+        rules = guard_rules(second)
+        assert len(rules) == 2, rules  # udp and tcp
+        assert nslookup(z, y, gw2).returncode != 0
+        for rule in rules:  # what a flush of INPUT does to them, without touching others' rules
+            subprocess.run(["iptables", "-w", "-D", "INPUT", *shlex.split(rule)[2:]], check=True)
+        assert answer(nslookup(z, y, gw2)) == [address_of(y)]  # open to the other network now
+        p = w.cnirun("network", "reload", "--dry-run", second)
+        assert p.returncode == 0 and "missing: cnirun: the DNS resolver's guard rules" in p.stdout, p.stdout
+        assert guard_rules(second) == []
+        p = w.cnirun("network", "reload", second)
+        assert p.returncode == 0, p.stderr
+        assert f"{second} network: repaired: cnirun: the DNS resolver's guard rules" in p.stdout, p.stdout
+        assert sorted(guard_rules(second)) == sorted(rules)
+        assert nslookup(z, y, gw2).returncode != 0
+        p = w.cnirun("network", "reload", second)
+        assert "guard" not in p.stdout, p.stdout
+        rm("docker", y)
+        assert wait_for(lambda: guard_rules(second) == []), "the guard outlived its resolver"
+    finally:
+        rm("docker", y, z)
+    assert_no_resolver(w, within=15.0)
+
+
+@needs_docker
+def test_hook_mode_connected_container_keeps_both_networks_names_after_restart(world: World) -> None:
+    """dockerd writes resolv.conf again on every start, from the run's --dns (the first network's resolver):
+    the hook points it back at the container's own resolver when `network connect` added a network."""
+    w = world
+    second = second_network(w)
+    a, peer = f"t195j{w.n}", f"t195l{w.n}"
+    with docker_runtime_installed(w, "t195"):
+        try:
+            run_d(w, "--mode", "hook", "--name", a, "busybox", "sleep", "120")
+            run_d(w, "--mode", "hook", "--name", peer, "--net", second, "busybox", "sleep", "120")
+            p = w.cnirun("network", "connect", second, a)
+            assert p.returncode == 0, p.stderr
+            assert resolv_nameservers(a) == ["127.0.0.11"]
+            assert answer(lookup(a, peer)) == [address_of(peer)]
+            subprocess.run(["docker", "restart", "-t", "0", a], capture_output=True, check=True, timeout=60)
+            assert resolv_nameservers(a) == ["127.0.0.11"]
+            assert address_of(a, "eth1")  # connected again by the hook
+            assert answer(lookup(a, peer)) == [address_of(peer)]
+            assert len(views_of(w)) == 1
+        finally:
+            rm("docker", a, peer)
+        assert_no_resolver(w, within=20.0)
 
 
 @needs_docker
@@ -257,6 +421,30 @@ def test_sigkill_after_resolver_start_then_gc_leaves_nothing(world: World) -> No
     assert_no_resolver(w)
 
 
+@needs_docker
+def test_sigkill_with_a_containers_own_resolver_then_gc_leaves_nothing(world: World) -> None:
+    """The container's own resolver lives in its netns and keeps it alive: after cnirun is killed and the
+    container removed behind its back, gc stops it and the netns, veths and addresses go with the rest."""
+    w = world
+    second = second_network(w)
+    name = f"t195g{w.n}"
+    proc = w.popen("--name", name, "--net", w.net, "--net", second, "busybox", "sleep", "120",
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert wait_for(lambda: len(views_of(w)) == 1, 30), "the container's own resolver never started"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        rm("docker", name)
+        assert len(views_of(w)) == 1  # nobody has torn it down yet
+        p = w.cnirun("gc")
+        assert p.returncode == 0, p.stderr
+        assert views_of(w) == []
+    finally:
+        rm("docker", name)
+        w.cnirun("gc")
+    assert_no_resolver(w)
+
+
 def test_gc_stops_a_resolver_whose_names_are_gone(world: World) -> None:
     """A names file whose container has no cached attachment (its owner died after the DEL) goes at gc,
     and with it the resolver; a resolver whose record is gone is stopped too."""
@@ -275,9 +463,18 @@ def test_gc_stops_a_resolver_whose_names_are_gone(world: World) -> None:
         result = {"ips": [{"address": f"10.195.{w.n}.9/24", "gateway": gateway(w)}]}
         assert dns.register(net, "c" * 64, result, ["ghost"], str(w.cache_dir)) == [gateway(w)]
         assert len(resolvers_of(w)) == 1 and dns.names(w.net) == {"c" * 64: ["ghost"]}
+        assert len(guard_rules(w.net)) == 2
+        # Rules of a network whose record is gone (a stop cut short between the two) go at gc too.
+        from cnirun import dns_guard
+
+        state = dns_guard.state_tag(dns.dns_root())
+        assert dns_guard.install(f"{w.net}-gone", w.bridge, [f"10.195.{w.n}.2"], state) == ""
+        assert len(guard_rules(f"{w.net}-gone")) == 2
         done = dns.collect()
         assert any("gone container" in line for line in done), done
+        assert any(f"DNS guard rule of gone network {w.net}-gone" in line for line in done), done
         assert resolvers_of(w) == [] and dns_dirs(w) == []
+        assert guard_rules(w.net) == [] and guard_rules(f"{w.net}-gone") == []
     finally:
         for k, v in old.items():
             if v is None:

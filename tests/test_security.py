@@ -222,7 +222,7 @@ def test_user_mounted_hosts_file_is_never_written(world: World, engine: str, mou
 
 
 @pytest.mark.parametrize("engine", ENGINES)
-def test_engine_hosts_file_gets_the_address(world: World, engine: str) -> None:
+def test_engine_file_gets_the_address(world: World, engine: str) -> None:
     proc = run_engine(world, engine, "run", "--rm", "--network", "none", "--hostname", "web16",
                       *label(engine, "cnirun.networks=t16-a"), "busybox", "cat", "/etc/hosts")
     assert proc.returncode == 0, proc.stderr
@@ -233,7 +233,7 @@ def test_engine_hosts_file_gets_the_address(world: World, engine: str) -> None:
 
 def test_hosts_patch_refuses_symlinks_and_foreign_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from cnirun.lifecycle import Attachment
-    from cnirun.hosts_patch import add_hosts_entries, engine_hosts_file
+    from cnirun.hosts_patch import add_hosts_entries, engine_file
     from cnirun.oci_state import OCIConfig
 
     cid = secrets.token_hex(32)
@@ -245,7 +245,7 @@ def test_hosts_patch_refuses_symlinks_and_foreign_paths(tmp_path: Path, monkeypa
     (d / "hosts").symlink_to(victim)  # Docker's path, but a symlink to elsewhere
     monkeypatch.setenv("CNIRUN_DOCKER_ROOT", str(root))
     att = Attachment("n", "eth0", {"ips": [{"address": "10.161.9.9/24"}]})
-    assert not engine_hosts_file(str(d / "hosts"), cid)
+    assert not engine_file(str(d / "hosts"), cid)
     assert "not the engine's own file" in add_hosts_entries(OCIConfig("", "web", str(d / "hosts")), cid, [att])
     assert victim.read_text() == "keep\n"
     (d / "hosts").unlink()
@@ -253,9 +253,22 @@ def test_hosts_patch_refuses_symlinks_and_foreign_paths(tmp_path: Path, monkeypa
     assert "one link" in add_hosts_entries(OCIConfig("", "web", str(d / "hosts")), cid, [att])
     assert victim.read_text() == "keep\n"
     podman_like = "/run/containers/storage/overlay-containers/" + cid + "/userdata/hosts"
-    assert engine_hosts_file(podman_like, cid) and not engine_hosts_file(podman_like, "x" + cid[1:])
-    assert not engine_hosts_file("/run/containers/storage/overlay-containers/../../../etc/hosts", cid)
+    assert engine_file(podman_like, cid) and not engine_file(podman_like, "x" + cid[1:])
+    assert not engine_file("/run/containers/storage/overlay-containers/../../../etc/hosts", cid)
     assert "RFC 1123" in add_hosts_entries(OCIConfig("", NEWLINE_HOSTNAME, podman_like), cid, [att])
+    # resolv.conf after a restart (point_resolv_conf): the same checks, for the engine's own resolv.conf only.
+    from cnirun.hosts_patch import point_resolv_conf
+
+    assert engine_file(podman_like[: -len("hosts")] + "resolv.conf", cid, name="resolv.conf")
+    assert not engine_file(podman_like, cid, name="resolv.conf")
+    (d / "resolv.conf").symlink_to(victim)
+    cfg = OCIConfig("", "web", "", [], str(d / "resolv.conf"))
+    assert "not the engine's own file" in point_resolv_conf(cfg, cid, {"10.161.9.1"}, ["127.0.0.11"])
+    (d / "resolv.conf").unlink()
+    (d / "resolv.conf").write_text("nameserver 10.161.9.1\noptions ndots:0\n")
+    assert point_resolv_conf(cfg, cid, {"10.161.9.1"}, ["127.0.0.11"]) == ""
+    assert (d / "resolv.conf").read_text() == "nameserver 127.0.0.11\noptions ndots:0\n"
+    assert victim.read_text() == "keep\n"
 
 
 @pytest.mark.parametrize("name", ["web16", "a.b-c.d", "x" * 63])

@@ -32,27 +32,20 @@ def write_host_files(st: RunState, req: RunRequest, atts: list[Attachment], host
         if sep:
             entries.append((ip, [name]))
     write_hosts(st.hosts, entries)
-    resolvers = network_resolvers([a.network for a in atts])  # the networks' own DNS, when they have it
+    # The networks' own DNS when they have it (cnirun.dns): the container's own resolver on several.
+    from ..dns import nameservers
+
+    resolvers = nameservers(st.id, [a.network for a in atts])
     write_resolv_conf(st.resolv_conf, container_dns([a.result for a in atts], req.dns, req.dns_search, resolvers))
 
 
-def network_resolvers(networks: list[str]) -> list[str]:
-    """The resolver address of each of these networks that has one (cnirun.dns), in network order."""
-    from ..dns import resolvers
-
-    out: list[str] = []
-    for net in networks:
-        found = resolvers(net)
-        if found:
-            out.append(found[0])
-    return out
-
-
 def planned_resolvers(networks: list[Any]) -> list[str]:
-    """network_resolvers() from the configs alone, before ADD (Docker hook mode: dockerd writes resolv.conf)."""
-    from ..dns import planned_resolver
+    """The nameservers of a container on these networks, from the configs alone, before ADD (Docker hook
+    mode: dockerd writes resolv.conf): the network's resolver, or on several with DNS the container's own."""
+    from ..dns import VIEW_ADDRESS, planned_resolver
 
-    return [a for a in (planned_resolver(n) for n in networks) if a]
+    found = [a for a in (planned_resolver(n) for n in networks) if a]
+    return [VIEW_ADDRESS] if len(found) > 1 else found
 
 
 def publish_engine_name(engine: Any, container: str, run_id: str) -> None:
