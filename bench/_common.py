@@ -74,15 +74,17 @@ def concurrent(argv: list[str], k: int, env: dict[str, str] | None = None,
 class LiveWorld:
     """The live-change benches' world (bench_connect, bench_policy): a tmp dir with its own netconf, cache,
     state and IPAM dirs, a plain named netns (for `cnirun cni add`), and a running `docker run --network none
-    busybox` container (for connect, port, update). Use as a context manager: on exit the container is
-    removed, the watcher's teardown awaited, `cnirun gc` run, the watcher killed, the bridges and the tmp
+    busybox` container (for connect, port, update; `others`: more of them). Use as a context manager: on
+    exit the containers are removed, the watcher's teardown awaited, `cnirun gc` run, the watcher killed, the bridges and the tmp
     dir removed."""
 
-    def __init__(self, prefix: str, netns: str, container: str, bridges: list[str], lifetime: int = 600) -> None:
+    def __init__(self, prefix: str, netns: str, container: str, bridges: list[str], lifetime: int = 600,
+                 others: tuple[str, ...] = ()) -> None:
         self.tmp = Path(tempfile.mkdtemp(prefix=prefix))
         self.netconf = self.tmp / "net.d"
         self.netconf.mkdir()
         self.netns, self.container, self.bridges, self.lifetime = netns, container, bridges, lifetime
+        self.containers = [container, *others]
         self.env = {**os.environ, "NETCONFPATH": str(self.netconf), "CNI_CACHE_DIR": str(self.tmp / "cache"),
                     "CNIRUN_STATE_DIR": str(self.tmp / "state"), "CNI_PATH": PLUGINS, "CNIRUN_WATCHER_IDLE": "5",
                     "CNIRUN_ENGINE": "docker"}
@@ -100,12 +102,13 @@ class LiveWorld:
 
     def __enter__(self) -> "LiveWorld":
         subprocess.run(["ip", "netns", "add", self.netns], check=True)
-        subprocess.run(["docker", "run", "-d", "--name", self.container, "--network", "none", "busybox", "sleep",
-                        str(self.lifetime)], check=True, capture_output=True)
+        for name in self.containers:
+            subprocess.run(["docker", "run", "-d", "--name", name, "--network", "none", "busybox", "sleep",
+                            str(self.lifetime)], check=True, capture_output=True)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        subprocess.run(["docker", "rm", "-f", self.container], capture_output=True)
+        subprocess.run(["docker", "rm", "-f", *self.containers], capture_output=True)
         subprocess.run(["ip", "netns", "del", self.netns], capture_output=True)
         # The watcher DELs the removed container's attachments and its pin; gc makes sure.
         runs = self.tmp / "state" / "containers"
