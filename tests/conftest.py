@@ -3,8 +3,11 @@
 Each test gets its own NETCONFPATH, CNI_CACHE_DIR, CNIRUN_STATE_DIR (so its
 own watcher), and a bridge network with a unique name, bridge and /24 whose
 host-local dataDir is in tmp. `world.assert_clean()` checks that nothing of
-the test is left on the host. Subnets: 10.131.N.0/24 (Docker tests) and
-10.132.N.0/24 (Podman tests), N from a per-file counter.
+the test is left on the host; `world.finish()` ends it. Subnets of
+docker_world and podman_world: 10.131.N.0/24 (Docker tests) and
+10.132.N.0/24 (Podman tests), N from a per-octet counter. A test file with
+its own address plan makes its Worlds with `_make_world(..., net=, bridge=,
+subnet=)` and its fixtures with `world_fixture`.
 """
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, TypeVar
 
 import pytest
 
@@ -47,26 +50,55 @@ needs_plugins = pytest.mark.skipif(not HAVE_PLUGINS, reason="containernetworking
 
 
 @dataclass
+class Net:
+    """A network of a World besides its own: its leak check and its removal at the end."""
+
+    name: str
+    bridge: str
+    subnet: str  # IPv4: rules with its a.b.c. prefix are the network's
+    subnet6: str = ""  # IPv6 (a /48 or /64 ending in ::): its rules are looked for in ip6tables too
+    created: bool = False  # made by `cnirun network create`: `cnirun network rm` at the end
+
+
+def _prefix(subnet: str) -> str:
+    """What a rule of `subnet`'s addresses contains: `10.1.2.` of 10.1.2.0/24, `fd96:4:` of fd96:4::/48."""
+    return subnet.split("::")[0] + ":" if ":" in subnet else subnet.rsplit(".", 1)[0] + "."
+
+
+def _reservations(data_dir: Path, net: str) -> list[str]:
+    """host-local's reserved addresses of `net` (its dir also holds a lock and last_reserved_ip.N)."""
+    ipam = data_dir / net
+    if not ipam.is_dir():
+        return []
+    return [p.name for p in ipam.iterdir() if p.name != "lock" and not p.name.startswith("last_reserved")]
+
+
+def _veths(bridge: str) -> str:
+    p = subprocess.run(["ip", "-br", "link", "show", "master", bridge], capture_output=True, text=True)
+    return p.stdout.strip() if p.returncode == 0 else ""
+
+
+@dataclass
 class World:
-    """One test's private CNI world and the means to check it left nothing."""
+    """One test's private CNI world and the means to check it left nothing.
+
+    Made by `_make_world`, which names the World's network, bridge and subnet
+    after the file's address plan. `others` are the test's further networks
+    (add_network), checked and removed like the World's own; `name_prefix`
+    names the test's containers, removed at the end before the leak check;
+    `gone` are paths (devices a plugin makes) that must not exist at the end.
+    """
 
     tmp: Path
-    octet: int  # 131 (docker tests) or 132 (podman tests)
     n: int
+    net: str
+    bridge: str
+    subnet: str
     env: dict[str, str] = field(default_factory=dict)
     netns_before: set[str] = field(default_factory=set)
-
-    @property
-    def net(self) -> str:
-        return f"t3-{self.octet}-{self.n}"
-
-    @property
-    def bridge(self) -> str:
-        return f"cnr{self.octet}x{self.n}"
-
-    @property
-    def subnet(self) -> str:
-        return f"10.{self.octet}.{self.n}.0/24"
+    others: list[Net] = field(default_factory=list)
+    name_prefix: str = ""
+    gone: list[Path] = field(default_factory=list)
 
     @property
     def data_dir(self) -> Path:
@@ -80,27 +112,57 @@ class World:
     def state_dir(self) -> Path:
         return self.tmp / "state"
 
-    def conflist(self, extra: list[dict[str, Any]] | None = None, name: str | None = None) -> Path:
+    @property
+    def engine(self) -> str:
+        """The engine the World's runs use: docker unless CNIRUN_ENGINE says otherwise."""
+        return self.env.get("CNIRUN_ENGINE") or "docker"
+
+    @property
+    def second(self) -> str:
+        """The name of the first network add_network made."""
+        return self.others[0].name
+
+    def subnet_of(self, net: str) -> str:
+        return self.subnet if net == self.net else next(o.subnet for o in self.others if o.name == net)
+
+    def chain(self, name: str, bridge: str, subnet: str, extra: list[dict[str, Any]] | None = None,
+              routes: bool = True, hairpin: bool = True) -> Path:
+        """Write the conflist `name`: bridge (+ host-local in the World's dataDir), portmap, firewall, `extra`."""
+        ipam: dict[str, Any] = {"type": "host-local", "dataDir": str(self.data_dir), "ranges": [[{"subnet": subnet}]]}
+        if routes:
+            ipam["routes"] = [{"dst": "0.0.0.0/0"}]
+        bridge_plugin: dict[str, Any] = {"type": "bridge", "bridge": bridge, "isGateway": True, "ipMasq": True}
+        if hairpin:
+            bridge_plugin["hairpinMode"] = True
+        bridge_plugin.update(capabilities={"ips": True}, ipam=ipam)
         net = {
             "cniVersion": "1.0.0",
-            "name": name or self.net,
+            "name": name,
             "plugins": [
-                {
-                    "type": "bridge", "bridge": self.bridge, "isGateway": True, "ipMasq": True,
-                    "hairpinMode": True, "capabilities": {"ips": True},
-                    "ipam": {
-                        "type": "host-local", "dataDir": str(self.data_dir),
-                        "ranges": [[{"subnet": self.subnet}]], "routes": [{"dst": "0.0.0.0/0"}],
-                    },
-                },
+                bridge_plugin,
                 {"type": "portmap", "capabilities": {"portMappings": True}},
                 {"type": "firewall"},
                 *(extra or []),
             ],
         }
-        path = Path(self.env["NETCONFPATH"]) / f"{net['name']}.conflist"
+        path = Path(self.env["NETCONFPATH"]) / f"{name}.conflist"
         path.write_text(json.dumps(net))
         return path
+
+    def conflist(self, extra: list[dict[str, Any]] | None = None, name: str | None = None) -> Path:
+        """The World's own network (or one named `name` on its bridge and subnet), `extra` plugins last."""
+        return self.chain(name or self.net, self.bridge, self.subnet, extra)
+
+    def add_network(self, name: str, bridge: str, subnet: str, extra: list[dict[str, Any]] | None = None,
+                    routes: bool = True, hairpin: bool = True) -> Net:
+        """A further network of the test, on its own bridge: checked by leftovers(), its bridge removed at the end."""
+        self.chain(name, bridge, subnet, extra, routes=routes, hairpin=hairpin)
+        return self.watch(Net(name, bridge, subnet))
+
+    def watch(self, net: Net) -> Net:
+        """Check and remove `net` (one the test makes otherwise, e.g. with `cnirun network create`) like the World's."""
+        self.others.append(net)
+        return net
 
     def cnirun(self, *args: str, timeout: float = 60, **kw: Any) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -113,21 +175,27 @@ class World:
     # -- leftovers ----------------------------------------------------------------
     def leftovers(self) -> list[str]:
         out: list[str] = []
-        veths = subprocess.run(["ip", "-br", "link", "show", "master", self.bridge], capture_output=True, text=True)
-        if veths.returncode == 0 and veths.stdout.strip():
-            out.append(f"veths on {self.bridge}: {veths.stdout.strip()}")
-        ipam = self.data_dir / self.net
-        if ipam.is_dir():
-            ips = [p.name for p in ipam.iterdir() if p.name[0].isdigit()]
+        nets = [Net(self.net, self.bridge, self.subnet), *self.others]
+        for net in nets:
+            veths = _veths(net.bridge)
+            if veths:
+                out.append(f"veths on {net.bridge}: {veths}")
+            ips = _reservations(self.data_dir, net.name)
             if ips:
-                out.append(f"IP reservations: {ips}")
+                out.append(f"IP reservations on {net.name}: {ips}")
         results = self.cache_dir / "results"
         if results.is_dir() and list(results.iterdir()):
             out.append(f"cache files: {[p.name for p in results.iterdir()]}")
-        rules = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
-        mine = [ln for ln in rules.splitlines() if f'name: \\"{self.net}' in ln or f"10.{self.octet}.{self.n}." in ln]
-        if mine:
-            out.append(f"iptables rules: {mine[:3]}")
+        names = [f'name: \\"{net.name}' for net in nets]
+        v4 = [_prefix(net.subnet) for net in nets]
+        v6 = [_prefix(net.subnet6) for net in nets if net.subnet6]
+        for tool, prefixes in (("iptables-save", v4), ("ip6tables-save", v6)):
+            if not prefixes:
+                continue
+            rules = subprocess.run([tool], capture_output=True, text=True).stdout
+            mine = [ln for ln in rules.splitlines() if any(x in ln for x in names + prefixes)]
+            if mine:
+                out.append(f"{tool} rules: {mine[:3]}")
         label = f"label=cnirun.state={self.state_dir / 'containers'}"
         for engine, ok in (("docker", HAVE_DOCKER), ("podman", HAVE_PODMAN)):
             if ok:
@@ -139,10 +207,14 @@ class World:
             runs = [p.name for p in states.iterdir() if not p.name.startswith(".")]
             if runs:
                 out.append(f"run state dirs: {runs}")
+        pins = self.state_dir / "netns"
+        if pins.is_dir() and list(pins.iterdir()):
+            out.append(f"netns pins: {[p.name for p in pins.iterdir()]}")
         netns_now = set(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else set()
         new = {n for n in netns_now - self.netns_before if n.startswith("cnirun-")}
         if new:
             out.append(f"netns: {sorted(new)}")
+        out += [f"{path} still exists" for path in self.gone if path.exists()]
         return out
 
     def assert_clean(self, within: float = 0.0) -> None:
@@ -153,6 +225,28 @@ class World:
                 break
             time.sleep(0.25)
         assert not left, "left behind: " + "; ".join(left)
+
+    def finish(self) -> None:
+        """The end of every World: its containers a failed test left removed, the leak check, then its
+        watcher, networks and bridges gone whatever the check found."""
+        if self.name_prefix:
+            left = subprocess.run([self.engine, "ps", "-aq", "--filter", f"name={self.name_prefix}"],
+                                  capture_output=True, text=True).stdout.split()
+            if left:
+                subprocess.run([self.engine, "rm", "-f", *left], capture_output=True)
+        try:
+            self.assert_clean(within=10.0)
+        finally:
+            self.stop_watcher()
+            removed = [net for net in self.others if net.created]
+            rms = [self.cnirun("network", "rm", net.name) for net in removed]
+            bridges = [self.bridge, *(net.bridge for net in self.others)]
+            for bridge in bridges:
+                subprocess.run(["ip", "link", "del", bridge], capture_output=True)
+            for rm in rms:
+                assert rm.returncode == 0 or "no net configuration" in rm.stderr, rm.stderr
+            for net in removed:
+                assert subprocess.run(["ip", "link", "show", net.bridge], capture_output=True).returncode != 0
 
     # -- steps the Docker and Podman tests share ------------------------------------
     def fail_adds_with_noop(self) -> None:
@@ -267,9 +361,26 @@ def docker_runtime_installed(w: World, name_prefix: str) -> Iterator[None]:
         assert "cnirun" not in docker_runtimes()
 
 
-def _make_world(tmp_path: Path, octet: int, module: str) -> World:
-    counter = _counters.setdefault(octet, itertools.count(1))
-    w = World(tmp=tmp_path, octet=octet, n=next(counter))
+W = TypeVar("W", bound=World)
+
+
+def _make_world(tmp_path: Path, octet: int, module: str = "", *, net: str = "t3-{octet}-{n}",
+                bridge: str = "cnr{octet}x{n}", subnet: str = "10.{octet}.{n}.0/24", n: int | None = None,
+                engine: str = "", extra: list[dict[str, Any]] | None = None, name_prefix: str = "",
+                cls: type[W] = World) -> W:
+    """The one way to make a World: private dirs, environment and its network, written as a conflist.
+
+    `octet` picks the file's counter (N: next of it, unless `n` is given); `net`,
+    `bridge`, `subnet` and `name_prefix` are templates of {octet} and {n} after
+    the file's address plan; `extra` plugins end the network's chain; `engine`
+    sets CNIRUN_ENGINE; `cls` is a World subclass with a file's own names.
+    `module` only says, for the reader, what the World is for.
+    """
+    if n is None:
+        n = next(_counters.setdefault(octet, itertools.count(1)))
+    names = {"octet": octet, "n": n}
+    w = cls(tmp=tmp_path, n=n, net=net.format(**names), bridge=bridge.format(**names),
+            subnet=subnet.format(**names), name_prefix=name_prefix.format(**names))
     netconf = tmp_path / "net.d"
     netconf.mkdir()
     for d in (w.cache_dir, w.state_dir, w.data_dir):
@@ -280,33 +391,36 @@ def _make_world(tmp_path: Path, octet: int, module: str) -> World:
         CNI_PATH=PLUGIN_DIR, CNIRUN_DEFAULT_NETWORK=w.net, CNIRUN_WATCHER_IDLE="5", PYTHONPATH=str(REPO),
     )
     env.pop("CNIRUN_ENGINE", None)
+    if engine:
+        env["CNIRUN_ENGINE"] = engine
     w.env = env
     w.netns_before = set(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else set()
-    w.conflist()
+    w.conflist(extra)
     return w
 
 
 def _finish(w: World) -> None:
-    try:
-        w.assert_clean(within=10.0)
-    finally:
-        w.stop_watcher()
-        subprocess.run(["ip", "link", "del", w.bridge], capture_output=True)
+    """w.finish(), under the name bench/ and older test files call."""
+    w.finish()
 
 
-@pytest.fixture
-def docker_world(tmp_path: Path) -> Any:
-    w = _make_world(tmp_path, 131, "docker")
-    yield w
-    _finish(w)
+def world_fixture(make: Callable[..., World], *args: Any, **kw: Any) -> Any:
+    """A fixture of the World `make(tmp_path, *args, **kw)`, finished after the test.
+
+    pytest names it after the module-level name it is bound to: `dworld = world_fixture(...)`.
+    """
+
+    @pytest.fixture
+    def world(tmp_path: Path) -> Iterator[World]:
+        w = make(tmp_path, *args, **kw)
+        yield w
+        w.finish()
+
+    return world
 
 
-@pytest.fixture
-def podman_world(tmp_path: Path) -> Any:
-    w = _make_world(tmp_path, 132, "podman")
-    w.env["CNIRUN_ENGINE"] = "podman"
-    yield w
-    _finish(w)
+docker_world = world_fixture(_make_world, 131, "docker")
+podman_world = world_fixture(_make_world, 132, "podman", engine="podman")
 
 
 # -- the whole session leaves the host as it found it -------------------------------

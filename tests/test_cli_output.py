@@ -12,51 +12,23 @@ import os
 import random
 import subprocess
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
-from conftest import PLUGIN_DIR, World, _finish, needs_docker, needs_plugins, needs_root
+from conftest import World, _make_world, needs_docker, needs_plugins, needs_root, world_fixture
 
 from cnirun.cli.output import Progress, Template, TemplateError, check_format, parse_template, render
 
 _n = itertools.count(1)
 
 
-class World14(World):
-    """conftest's World on issue 14's names: network t14-N, bridge cnf14xN, subnet 10.192.N.0/24."""
-
-    @property
-    def net(self) -> str:
-        return f"t14-{self.n}"
-
-    @property
-    def bridge(self) -> str:
-        return f"cnf14x{self.n}"
+def make_world14(tmp_path: Path) -> World:
+    """A World on issue 14's names: network t14-N, bridge cnf14xN, subnet 10.192.N.0/24."""
+    return _make_world(tmp_path, 192, net="t14-{n}", bridge="cnf14x{n}", n=next(_n) + 10 * (os.getpid() % 20))
 
 
-def make_world14(tmp_path: Path) -> World14:
-    w = World14(tmp=tmp_path, octet=192, n=next(_n) + 10 * (os.getpid() % 20))
-    netconf = tmp_path / "net.d"
-    netconf.mkdir()
-    for d in (w.cache_dir, w.state_dir, w.data_dir):
-        d.mkdir()
-    env = dict(os.environ)
-    env.update(NETCONFPATH=str(netconf), CNI_CACHE_DIR=str(w.cache_dir), CNIRUN_STATE_DIR=str(w.state_dir),
-               CNI_PATH=PLUGIN_DIR, CNIRUN_DEFAULT_NETWORK=w.net, CNIRUN_WATCHER_IDLE="5",
-               PYTHONPATH=str(Path(__file__).resolve().parent.parent))
-    env.pop("CNIRUN_ENGINE", None)
-    w.env = env
-    w.netns_before = set(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else set()
-    w.conflist()
-    return w
-
-
-@pytest.fixture
-def world14(tmp_path: Path) -> Iterator[World14]:
-    w = make_world14(tmp_path)
-    yield w
-    _finish(w)
+world14 = world_fixture(make_world14)
 
 
 RECORD: dict[str, Any] = {
@@ -196,7 +168,7 @@ def test_progress_draws_only_on_a_terminal() -> None:
 
 @needs_root
 @needs_plugins
-def test_network_ls_and_inspect_formats(world14: World14) -> None:
+def test_network_ls_and_inspect_formats(world14: World) -> None:
     w = world14
     ls = w.cnirun("network", "ls", "--format", "json")
     assert ls.returncode == 0, ls.stderr
@@ -226,7 +198,7 @@ def test_network_ls_and_inspect_formats(world14: World14) -> None:
 @needs_root
 @needs_plugins
 @needs_docker
-def test_ps_and_inspect_formats_with_a_real_container(world14: World14) -> None:
+def test_ps_and_inspect_formats_with_a_real_container(world14: World) -> None:
     w = world14
     name = f"t14-ps-{w.n}"
     run = w.cnirun("-d", "--rm", "--name", name, "busybox", "sleep", "60", timeout=90)
@@ -266,7 +238,7 @@ def test_ps_and_inspect_formats_with_a_real_container(world14: World14) -> None:
 
 @needs_root
 @needs_plugins
-def test_gc_is_line_oriented_off_a_terminal(world14: World14) -> None:
+def test_gc_is_line_oriented_off_a_terminal(world14: World) -> None:
     """gc with several stale attachments (their netns removed): one line per DEL, nothing drawn off a terminal."""
     w = world14
     names = [f"t14-gc{w.n}-{i}" for i in range(3)]

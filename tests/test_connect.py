@@ -11,13 +11,10 @@ import json
 import subprocess
 import time
 from pathlib import Path
-from typing import Any, Iterator
-
-import pytest
+from typing import Any
 
 from conftest import (
     World,
-    _finish,
     _make_world,
     docker_runtime_installed,
     first_address,
@@ -25,97 +22,22 @@ from conftest import (
     needs_plugins,
     needs_podman,
     needs_root,
+    world_fixture,
 )
 
 pytestmark = [needs_root, needs_plugins]
 
 
-class ConnectWorld(World):
-    """A World on this file's address plan: network t10-N (bridge cnc10xN, 10.191.N.0/24) and t10-N-b."""
-
-    @property
-    def net(self) -> str:
-        return f"t10-{self.n}"
-
-    @property
-    def bridge(self) -> str:
-        return f"cnc10x{self.n}"
-
-    @property
-    def second(self) -> str:
-        return f"t10-{self.n}-b"
-
-    def add_second_network(self) -> None:
-        """t10-N-b: its own bridge cnc10yN and the upper half of 10.191.N.0/24."""
-        net = {
-            "cniVersion": "1.0.0", "name": self.second,
-            "plugins": [
-                {"type": "bridge", "bridge": f"cnc10y{self.n}", "isGateway": True, "ipMasq": True,
-                 "capabilities": {"ips": True},
-                 "ipam": {"type": "host-local", "dataDir": str(self.data_dir),
-                          "ranges": [[{"subnet": f"10.191.{self.n}.128/25"}]]}},
-                {"type": "portmap", "capabilities": {"portMappings": True}},
-                {"type": "firewall"},
-            ],
-        }
-        (Path(self.env["NETCONFPATH"]) / f"{self.second}.conflist").write_text(json.dumps(net))
-
-    def leftovers(self) -> list[str]:
-        out = super().leftovers()
-        veths = subprocess.run(["ip", "-br", "link", "show", "master", f"cnc10y{self.n}"], capture_output=True,
-                               text=True)
-        if veths.returncode == 0 and veths.stdout.strip():
-            out.append(f"veths on cnc10y{self.n}: {veths.stdout.strip()}")
-        ipam = self.data_dir / self.second
-        if ipam.is_dir() and [p for p in ipam.iterdir() if p.name[0].isdigit()]:
-            out.append(f"IP reservations on {self.second}")
-        pins = self.state_dir / "netns"
-        if pins.is_dir() and list(pins.iterdir()):
-            out.append(f"netns pins: {[p.name for p in pins.iterdir()]}")
-        return out
-
-    def subnet_of(self, net: str) -> str:
-        return f"10.191.{self.n}.0/24" if net == self.net else f"10.191.{self.n}.128/25"
-
-
-
-
-def _world(tmp_path: Path, engine: str) -> ConnectWorld:
-    base = _make_world(tmp_path, 191, "t10")
-    w = ConnectWorld(tmp=base.tmp, octet=191, n=base.n, env=base.env, netns_before=base.netns_before)
-    for f in Path(w.env["NETCONFPATH"]).iterdir():
-        f.unlink()
-    w.env["CNIRUN_DEFAULT_NETWORK"] = w.net
-    w.conflist()
-    w.add_second_network()
-    if engine == "podman":
-        w.env["CNIRUN_ENGINE"] = "podman"
+def _world(tmp_path: Path, engine: str = "") -> World:
+    """Network t10-N (bridge cnc10xN, 10.191.N.0/24) and t10-N-b (cnc10yN, the upper half of that /24,
+    no default route: it is a container's second interface)."""
+    w = _make_world(tmp_path, 191, net="t10-{n}", bridge="cnc10x{n}", engine=engine, name_prefix="t10-{n}-")
+    w.add_network(f"t10-{w.n}-b", f"cnc10y{w.n}", f"10.191.{w.n}.128/25", routes=False, hairpin=False)
     return w
 
 
-@pytest.fixture
-def dworld(tmp_path: Path) -> Iterator[ConnectWorld]:
-    w = _world(tmp_path, "docker")
-    yield w
-    _cleanup(w, "docker")
-
-
-@pytest.fixture
-def pworld(tmp_path: Path) -> Iterator[ConnectWorld]:
-    w = _world(tmp_path, "podman")
-    yield w
-    _cleanup(w, "podman")
-
-
-def _cleanup(w: ConnectWorld, engine: str) -> None:
-    left = subprocess.run([engine, "ps", "-aq", "--filter", f"name=t10-{w.n}-"], capture_output=True,
-                          text=True).stdout.split()
-    if left:
-        subprocess.run([engine, "rm", "-f", *left], capture_output=True)
-    try:
-        _finish(w)
-    finally:
-        subprocess.run(["ip", "link", "del", f"cnc10y{w.n}"], capture_output=True)
+dworld = world_fixture(_world)
+pworld = world_fixture(_world, "podman")
 
 
 def ok(p: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
@@ -168,7 +90,7 @@ def dnat_ports(w: World) -> list[int]:
     return sorted(out)
 
 
-def connect_cycle(w: ConnectWorld, engine: str, name: str) -> None:
+def connect_cycle(w: World, engine: str, name: str) -> None:
     """connect the second network (eth1, address at once), ps/inspect show it, disconnect leaves eth0 working."""
     eth0 = addr(engine, name, "eth0")
     ok(w.cnirun("network", "connect", w.second, name))
@@ -191,7 +113,7 @@ def connect_cycle(w: ConnectWorld, engine: str, name: str) -> None:
 
 # -- Docker sandbox mode ----------------------------------------------------------------
 @needs_docker
-def test_sandbox_connect_disconnect_and_ports(dworld: ConnectWorld) -> None:
+def test_sandbox_connect_disconnect_and_ports(dworld: World) -> None:
     w, name = dworld, f"t10-{dworld.n}-web"
     ok(w.cnirun("run", "-d", "--mode", "sandbox", "--name", name, "-p", f"127.0.0.1:{19100 + w.n % 50}:80",
                 "busybox", *httpd(name)))
@@ -203,7 +125,7 @@ def test_sandbox_connect_disconnect_and_ports(dworld: ConnectWorld) -> None:
     w.assert_clean(within=20.0)
 
 
-def port_cycle(w: ConnectWorld, engine: str, name: str, first: int) -> None:
+def port_cycle(w: World, engine: str, name: str, first: int) -> None:
     """port add/rm: reached over 127.0.0.1 before and after, same IP, conflicts refused, the cache rewritten."""
     extra = first + 50
     eth0 = addr(engine, name, "eth0")
@@ -242,7 +164,7 @@ def port_cycle(w: ConnectWorld, engine: str, name: str, first: int) -> None:
 
 
 @needs_docker
-def test_port_conflict_refused_before_anything_changes(dworld: ConnectWorld) -> None:
+def test_port_conflict_refused_before_anything_changes(dworld: World) -> None:
     w = dworld
     a, b = f"t10-{w.n}-a", f"t10-{w.n}-b"
     port = 19160 + w.n % 20
@@ -265,7 +187,7 @@ def test_port_conflict_refused_before_anything_changes(dworld: ConnectWorld) -> 
 
 
 @needs_docker
-def test_sandbox_restart_keeps_connected_networks_and_ports(dworld: ConnectWorld) -> None:
+def test_sandbox_restart_keeps_connected_networks_and_ports(dworld: World) -> None:
     w, name = dworld, f"t10-{dworld.n}-rs"
     port = 19140 + w.n % 10
     ok(w.cnirun("run", "-d", "--mode", "sandbox", "--name", name, "busybox", *httpd(name)))
@@ -285,7 +207,7 @@ def test_sandbox_restart_keeps_connected_networks_and_ports(dworld: ConnectWorld
 
 # -- a foreign container ------------------------------------------------------------------
 @needs_docker
-def test_foreign_docker_container(dworld: ConnectWorld) -> None:
+def test_foreign_docker_container(dworld: World) -> None:
     """A plain `docker run --network none`: connected, pinned, torn down on removal by the watcher."""
     w, name = dworld, f"t10-{dworld.n}-plain"
     ok(subprocess.run(["docker", "run", "-d", "--name", name, "--network", "none", "busybox", *httpd(name)],
@@ -309,7 +231,7 @@ def test_foreign_docker_container(dworld: ConnectWorld) -> None:
 
 
 @needs_docker
-def test_connect_whose_add_fails_changes_nothing(dworld: ConnectWorld) -> None:
+def test_connect_whose_add_fails_changes_nothing(dworld: World) -> None:
     """A chain that fails after bridge and host-local succeeded: one line, the container as before, no leak."""
     w, name = dworld, f"t10-{dworld.n}-fail"
     bad, bridge = f"t10-{w.n}-bad", f"cnc10z{w.n}"
@@ -347,7 +269,7 @@ def test_connect_whose_add_fails_changes_nothing(dworld: ConnectWorld) -> None:
 
 
 @needs_docker
-def test_connect_racing_the_container_exit_leaves_nothing(dworld: ConnectWorld) -> None:
+def test_connect_racing_the_container_exit_leaves_nothing(dworld: World) -> None:
     """Containers that exit while connect and port add run on them: each call succeeds or fails in one
     line, and once they are gone (gc after the engine removed them) nothing of theirs is left."""
     w = dworld
@@ -377,7 +299,7 @@ def test_connect_racing_the_container_exit_leaves_nothing(dworld: ConnectWorld) 
 
 
 @needs_docker
-def test_host_and_shared_netns_refused(dworld: ConnectWorld) -> None:
+def test_host_and_shared_netns_refused(dworld: World) -> None:
     w = dworld
     host, shared = f"t10-{w.n}-host", f"t10-{w.n}-shared"
     ok(subprocess.run(["docker", "run", "-d", "--name", host, "--network", "host", "busybox", "sleep", "60"],
@@ -398,7 +320,7 @@ def test_host_and_shared_netns_refused(dworld: ConnectWorld) -> None:
 
 # -- Docker hook mode ------------------------------------------------------------------------
 @needs_docker
-def test_hook_mode_connect_ports_and_restart(dworld: ConnectWorld) -> None:
+def test_hook_mode_connect_ports_and_restart(dworld: World) -> None:
     w, name = dworld, f"t10-{dworld.n}-hook"
     port = 19130 + w.n % 10
     with docker_runtime_installed(w, f"t10-{w.n}-"):
@@ -425,7 +347,7 @@ def test_hook_mode_connect_ports_and_restart(dworld: ConnectWorld) -> None:
 
 # -- Podman ------------------------------------------------------------------------------------
 @needs_podman
-def test_podman_connect_ports_and_restart(pworld: ConnectWorld) -> None:
+def test_podman_connect_ports_and_restart(pworld: World) -> None:
     w, name = pworld, f"t10-{pworld.n}-pod"
     port = 19110 + w.n % 10
     ok(w.cnirun("run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:80", "busybox", *httpd(name)))

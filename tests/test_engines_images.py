@@ -12,8 +12,8 @@ from typing import Any, Iterator
 
 import pytest
 
-from conftest import _finish, needs_docker, needs_plugins, needs_podman, needs_root
-from test_cli_output import World14, make_world14
+from conftest import World, needs_docker, needs_plugins, needs_podman, needs_root
+from test_cli_output import make_world14
 
 from cnirun.engines.docker_pull import PullDisplay, split_image
 from cnirun.engines.dockerapi import image_path
@@ -23,7 +23,7 @@ REFUSED = "127.0.0.1:1/t14-nope:latest"  # port 1 on loopback: connection refuse
 
 
 @pytest.fixture(params=["docker", "podman"])
-def world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[World14]:
+def world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[World]:
     if request.param == "docker":
         request.getfixturevalue("docker_ok")
     else:
@@ -31,7 +31,7 @@ def world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[World14]:
     w = make_world14(tmp_path)
     w.env["CNIRUN_ENGINE"] = request.param
     yield w
-    _finish(w)
+    w.finish()
 
 
 @pytest.fixture
@@ -49,12 +49,12 @@ def podman_ok() -> None:
 pytestmark = [needs_root, needs_plugins]
 
 
-def _states(w: World14) -> list[str]:
+def _states(w: World) -> list[str]:
     d = w.state_dir / "containers"
     return [p.name for p in d.iterdir() if not p.name.startswith(".")] if d.is_dir() else []
 
 
-def test_never_and_missing_with_a_present_image(world: World14) -> None:
+def test_never_and_missing_with_a_present_image(world: World) -> None:
     for policy in ("never", "missing"):
         p = world.cnirun("--rm", "--pull", policy, "busybox", "sh", "-c", "ip -o -4 addr show eth0", timeout=90)
         assert p.returncode == 0, p.stderr
@@ -64,7 +64,7 @@ def test_never_and_missing_with_a_present_image(world: World14) -> None:
 
 
 @pytest.mark.parametrize("policy", ["missing", "always"])
-def test_unreachable_registry_fails_the_run_before_anything_is_made(world: World14, policy: str) -> None:
+def test_unreachable_registry_fails_the_run_before_anything_is_made(world: World, policy: str) -> None:
     p = world.cnirun("--rm", "--pull", policy, REFUSED, "true", timeout=90)
     assert p.returncode == 125, p.stderr
     lines = p.stderr.splitlines()
@@ -77,7 +77,7 @@ def test_unreachable_registry_fails_the_run_before_anything_is_made(world: World
     world.assert_clean()
 
 
-def test_never_refuses_an_absent_image(world: World14) -> None:
+def test_never_refuses_an_absent_image(world: World) -> None:
     p = world.cnirun("--rm", "--pull", "never", REFUSED, "true", timeout=90)
     assert p.returncode == 125
     assert p.stderr.splitlines() == [
@@ -93,7 +93,7 @@ def test_bad_policy_is_a_usage_error(tmp_path: Path) -> None:
         p = w.cnirun("--rm", "--pull=sometimes", "busybox", "true")
         assert p.returncode == 125 and p.stderr == "cnirun: invalid --pull 'sometimes': expected missing, always or never\n"
     finally:
-        _finish(w)
+        w.finish()
 
 
 # -- unit: references and docker's progress display --------------------------------------------

@@ -24,7 +24,7 @@ from cnirun.netstore.networks import Planner, parse_network, parse_networks_sect
 from cnirun.netstore.subnets_v6 import POOL_ENV_V6, default_pool, first_free, pool_v6
 
 from conftest import (
-    _finish,
+    Net,
     _make_world,
     docker_runtime_installed,
     needs_docker,
@@ -32,6 +32,7 @@ from conftest import (
     needs_podman,
     needs_root,
     World,
+    world_fixture,
 )
 
 V6 = ipaddress.IPv6Network
@@ -211,14 +212,6 @@ class DualWorld(World):
     `cnirun network create --ipv6`: t196-dN on bridge t196bN, 10.196.(100+N).0/24 and a /64 from fd96:N::/48."""
 
     @property
-    def net(self) -> str:
-        return f"t196-{self.n}"
-
-    @property
-    def bridge(self) -> str:
-        return f"t196x{self.n}"
-
-    @property
     def dual(self) -> str:
         return f"t196-d{self.n}"
 
@@ -236,71 +229,23 @@ class DualWorld(World):
         assert r.returncode == 0, r.stderr
         return json.loads(r.stdout)
 
-    def leftovers(self) -> list[str]:
-        out = super().leftovers()
-        veths = subprocess.run(["ip", "-br", "link", "show", "master", self.dual_bridge], capture_output=True,
-                               text=True)
-        if veths.returncode == 0 and veths.stdout.strip():
-            out.append(f"veths on {self.dual_bridge}: {veths.stdout.strip()}")
-        ipam = self.data_dir / self.dual
-        if ipam.is_dir():
-            ips = [p.name for p in ipam.iterdir() if p.name != "lock" and not p.name.startswith("last_reserved")]
-            if ips:
-                out.append(f"IP reservations on {self.dual}: {ips}")
-        prefix = self.v6_pool.split("::")[0] + ":"
-        for tool, needle in (("ip6tables-save", prefix), ("iptables-save", f"10.196.{100 + self.n}.")):
-            rules = subprocess.run([tool], capture_output=True, text=True).stdout.splitlines()
-            mine = [ln for ln in rules if needle in ln or f'name: \\"{self.dual}' in ln]
-            if mine:
-                out.append(f"{tool} rules: {mine[:3]}")
-        return out
-
 
 def _dual_world(tmp_path: Path, engine: str = "") -> DualWorld:
-    base = _make_world(tmp_path, 196, engine or "docker")
-    w = DualWorld(tmp=base.tmp, octet=196, n=base.n, env=base.env, netns_before=base.netns_before)
-    (Path(w.env["NETCONFPATH"]) / f"{base.net}.conflist").unlink()  # the base name is t3-196-N: ours is t196-N
-    w.env["CNIRUN_DEFAULT_NETWORK"] = w.net
-    w.conflist()
+    w = _make_world(tmp_path, 196, net="t196-{n}", bridge="t196x{n}", engine=engine, cls=DualWorld)
+    w.watch(Net(w.dual, w.dual_bridge, f"10.196.{100 + w.n}.0/24", w.v6_pool, created=True))
     w.env[POOL_ENV_V6] = w.v6_pool
     w.env["CNIRUN_SUBNET_POOL"] = f"10.196.{100 + w.n}.0/24"
     w.env["CNIRUN_IPAM_DATA_DIR"] = str(w.data_dir)
-    if engine:
-        w.env["CNIRUN_ENGINE"] = engine
     return w
 
 
-def _finish_dual(w: DualWorld) -> None:
-    try:
-        _finish(w)
-    finally:
-        rm = w.cnirun("network", "rm", w.dual)
-        subprocess.run(["ip", "link", "del", w.dual_bridge], capture_output=True)
-        assert rm.returncode == 0 or "no net configuration" in rm.stderr, rm.stderr
-        assert subprocess.run(["ip", "link", "show", w.dual_bridge], capture_output=True).returncode != 0
-
-
-@pytest.fixture
-def dual_world(tmp_path: Path) -> Any:
-    w = _dual_world(tmp_path)
-    yield w
-    _finish_dual(w)
-
-
-@pytest.fixture
-def podman_dual_world(tmp_path: Path) -> Any:
-    w = _dual_world(tmp_path, "podman")
-    yield w
-    _finish_dual(w)
-
-
-def _engine_cmd(w: World) -> str:
-    return w.env.get("CNIRUN_ENGINE") or "docker"
+dual_world = world_fixture(_dual_world)
+podman_dual_world = world_fixture(_dual_world, "podman")
 
 
 def _addr6(w: World, name: str, ifname: str = "eth0") -> str:
     """The container's global IPv6 address on `ifname` (address only), as the container sees it."""
-    out = subprocess.run([_engine_cmd(w), "exec", name, "ip", "-6", "-o", "addr", "show", "dev", ifname,
+    out = subprocess.run([w.engine, "exec", name, "ip", "-6", "-o", "addr", "show", "dev", ifname,
                           "scope", "global"], capture_output=True, text=True, timeout=30).stdout
     words = out.split()
     assert "inet6" in words, f"no IPv6 address on {ifname} of {name}: {out!r}"
@@ -308,7 +253,7 @@ def _addr6(w: World, name: str, ifname: str = "eth0") -> str:
 
 
 def _ping6(w: World, src: str, dst: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([_engine_cmd(w), "exec", src, "ping6", "-c", "1", "-W", "3", dst],
+    return subprocess.run([w.engine, "exec", src, "ping6", "-c", "1", "-W", "3", dst],
                           capture_output=True, text=True, timeout=30)
 
 
@@ -332,7 +277,7 @@ def _two_containers_reach_each_other(w: DualWorld, prefix: str, *mode: str) -> N
         assert p.returncode == 0, p.stdout + p.stderr
         b6 = _addr6(w, b)
         assert ipaddress.ip_address(b6) in net and b6 != static
-        v4 = subprocess.run([_engine_cmd(w), "exec", b, "ip", "-4", "-o", "addr", "show", "eth0"],
+        v4 = subprocess.run([w.engine, "exec", b, "ip", "-4", "-o", "addr", "show", "eth0"],
                             capture_output=True, text=True).stdout
         assert f"10.196.{100 + w.n}." in v4
         ps = w.cnirun("ps", "--format", "json")
@@ -350,7 +295,7 @@ def _two_containers_reach_each_other(w: DualWorld, prefix: str, *mode: str) -> N
         p = _ping6(w, b, static)
         assert p.returncode == 0, p.stdout + p.stderr
     finally:
-        subprocess.run([_engine_cmd(w), "rm", "-f", a, b], capture_output=True, timeout=60)
+        subprocess.run([w.engine, "rm", "-f", a, b], capture_output=True, timeout=60)
 
 
 @needs_root
@@ -377,7 +322,7 @@ def test_docker_hook_dual_stack(tmp_path: Path) -> None:
         with docker_runtime_installed(w, "t196h"):
             _two_containers_reach_each_other(w, "t196h", "--mode", "hook")
     finally:
-        _finish_dual(w)
+        w.finish()
 
 
 def _http(url: str, timeout: float = 2.0) -> str:

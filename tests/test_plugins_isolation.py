@@ -20,8 +20,8 @@ from typing import Any, Iterator
 
 import pytest
 
-from conftest import needs_docker, needs_plugins, needs_root
-from test_policy import PolicyWorld, cleanup, host_veth, pid_of, policy_world
+from conftest import World, needs_docker, needs_plugins, needs_root
+from test_policy import host_veth, pid_of, policy_world
 from test_reload import serve, wait_answer
 
 pytestmark = [needs_root, needs_plugins]
@@ -30,14 +30,14 @@ LAUNCHER = REPO / "cnirun" / "plugins" / "bin" / "isolation"
 
 
 @pytest.fixture
-def world(tmp_path: Path) -> Iterator[PolicyWorld]:
+def world(tmp_path: Path) -> Iterator[World]:
     w = policy_world(tmp_path)
     w.env["CNIRUN_SUBNET_POOL"] = f"10.194.{60 + w.n}.0/24,10.194.{80 + w.n}.0/24"
     w.env["CNIRUN_IPAM_DATA_DIR"] = str(w.data_dir)
     yield w
     for f in Path(w.env["NETCONFPATH"]).glob(f"t194-{w.n}-*.conflist"):
         w.cnirun("network", "rm", f.stem)
-    cleanup(w, "docker")
+    w.finish()
 
 
 def plugin(command: str, conf: dict[str, Any], netns: str = "", cid: str = "t194-plugin") -> subprocess.CompletedProcess[str]:
@@ -78,7 +78,7 @@ def test_install_plugins_puts_isolation_beside_the_others(tmp_path: Path) -> Non
     assert v.returncode == 0 and "supportedVersions" in v.stdout, v.stderr
 
 
-def _create(w: PolicyWorld, name: str, *opts: str) -> dict[str, Any]:
+def _create(w: World, name: str, *opts: str) -> dict[str, Any]:
     p = w.cnirun("network", "create", name, *opts, "--format", "json")
     assert p.returncode == 0, p.stderr
     return json.loads(p.stdout)
@@ -96,7 +96,7 @@ def _ping(src: str, dst: str) -> bool:
 
 
 @needs_docker
-def test_enable_icc_false_isolates_the_containers_of_a_network(world: PolicyWorld) -> None:
+def test_enable_icc_false_isolates_the_containers_of_a_network(world: World) -> None:
     w = world
     net = f"t194-{w.n}-icc"
     info = _create(w, net, "--opt", "com.docker.network.bridge.enable_icc=false")
@@ -125,7 +125,7 @@ def test_enable_icc_false_isolates_the_containers_of_a_network(world: PolicyWorl
 
 
 @needs_docker
-def test_isolate_same_bridge_between_networks(world: PolicyWorld) -> None:
+def test_isolate_same_bridge_between_networks(world: World) -> None:
     """--isolate none: two networks route to each other; same-bridge: the firewall plugin drops it. The
     networks' removal takes the plugin's per-bridge rules with it."""
     w = world
@@ -148,7 +148,7 @@ def test_isolate_same_bridge_between_networks(world: PolicyWorld) -> None:
     assert not [b for b in bridges if b in rules]
 
 
-def test_bad_isolation_input(world: PolicyWorld) -> None:
+def test_bad_isolation_input(world: World) -> None:
     w = world
     for opts, expect in ((["--isolate", "bogus"], "expected same-bridge or none"),
                          (["-d", "macvlan", "--isolate", "same-bridge"], "bridge network"),

@@ -14,19 +14,19 @@ import shutil
 import subprocess
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
 from conftest import (
     World,
-    _finish,
     _make_world,
     docker_runtime_installed,
     needs_docker,
     needs_plugins,
     needs_podman,
     needs_root,
+    world_fixture,
 )
 
 pytestmark = [needs_root, needs_plugins]
@@ -34,95 +34,25 @@ needs_iperf = pytest.mark.skipif(shutil.which("iperf3") is None, reason="iperf3 
 BANDWIDTH = {"type": "bandwidth", "capabilities": {"bandwidth": True}}
 
 
-class PolicyWorld(World):
+def policy_world(tmp_path: Path, engine: str = "") -> World:
     """Network t194-N (bridge c194xN, 10.194.N.0/24, with bandwidth) and t194-N-b (c194yN, 10.194.100+N.0/24)."""
-
-    @property
-    def net(self) -> str:
-        return f"t194-{self.n}"
-
-    @property
-    def bridge(self) -> str:
-        return f"c194x{self.n}"
-
-    @property
-    def second(self) -> str:
-        return f"t194-{self.n}-b"
-
-    def add_network(self, name: str, bridge: str, subnet: str, extra: list[dict[str, Any]]) -> None:
-        net = {
-            "cniVersion": "1.0.0", "name": name,
-            "plugins": [
-                {"type": "bridge", "bridge": bridge, "isGateway": True, "ipMasq": True, "hairpinMode": True,
-                 "capabilities": {"ips": True},
-                 "ipam": {"type": "host-local", "dataDir": str(self.data_dir), "ranges": [[{"subnet": subnet}]],
-                          "routes": [{"dst": "0.0.0.0/0"}]}},
-                {"type": "portmap", "capabilities": {"portMappings": True}},
-                {"type": "firewall"},
-                *extra,
-            ],
-        }
-        (Path(self.env["NETCONFPATH"]) / f"{name}.conflist").write_text(json.dumps(net))
-
-    def leftovers(self) -> list[str]:
-        out = super().leftovers()
-        veths = subprocess.run(["ip", "-br", "link", "show", "master", f"c194y{self.n}"], capture_output=True,
-                               text=True)
-        if veths.returncode == 0 and veths.stdout.strip():
-            out.append(f"veths on c194y{self.n}: {veths.stdout.strip()}")
-        cached = self.tmp / "ifbs.json"
-        for name in json.loads(cached.read_text()) if cached.exists() else []:
-            if Path(f"/sys/class/net/{name}").exists():
-                out.append(f"ifb device {name}")
-        return out
-
-    def remember_ifb(self, network: str, cid: str) -> str:
-        """The bandwidth plugin's ifb for this attachment, checked by leftovers()."""
-        from cnirun.policy import ifb_name
-
-        name = ifb_name(network, cid)
-        cached = self.tmp / "ifbs.json"
-        names = json.loads(cached.read_text()) if cached.exists() else []
-        cached.write_text(json.dumps(names + [name]))
-        return name
-
-
-def policy_world(tmp_path: Path, engine: str = "docker") -> PolicyWorld:
-    base = _make_world(tmp_path, 194, "t194")
-    w = PolicyWorld(tmp=base.tmp, octet=194, n=base.n, env=base.env, netns_before=base.netns_before)
-    for f in Path(w.env["NETCONFPATH"]).iterdir():
-        f.unlink()
-    w.env["CNIRUN_DEFAULT_NETWORK"] = w.net
-    w.conflist(extra=[BANDWIDTH])
-    w.add_network(w.second, f"c194y{w.n}", f"10.194.{100 + w.n}.0/24", [])
-    if engine == "podman":
-        w.env["CNIRUN_ENGINE"] = "podman"
+    w = _make_world(tmp_path, 194, net="t194-{n}", bridge="c194x{n}", engine=engine, extra=[BANDWIDTH],
+                    name_prefix="t194-{n}-")
+    w.add_network(f"t194-{w.n}-b", f"c194y{w.n}", f"10.194.{100 + w.n}.0/24")
     return w
 
 
-def cleanup(w: PolicyWorld, engine: str) -> None:
-    left = subprocess.run([engine, "ps", "-aq", "--filter", f"name=t194-{w.n}-"], capture_output=True,
-                          text=True).stdout.split()
-    if left:
-        subprocess.run([engine, "rm", "-f", *left], capture_output=True)
-    try:
-        _finish(w)
-    finally:
-        subprocess.run(["ip", "link", "del", f"c194y{w.n}"], capture_output=True)
+def remember_ifb(w: World, network: str, cid: str) -> str:
+    """The bandwidth plugin's ifb for this attachment: it must be gone at the World's end."""
+    from cnirun.policy import ifb_name
+
+    name = ifb_name(network, cid)
+    w.gone.append(Path(f"/sys/class/net/{name}"))
+    return name
 
 
-@pytest.fixture
-def dworld(tmp_path: Path) -> Iterator[PolicyWorld]:
-    w = policy_world(tmp_path)
-    yield w
-    cleanup(w, "docker")
-
-
-@pytest.fixture
-def pworld(tmp_path: Path) -> Iterator[PolicyWorld]:
-    w = policy_world(tmp_path, "podman")
-    yield w
-    cleanup(w, "podman")
+dworld = world_fixture(policy_world)
+pworld = world_fixture(policy_world, "podman")
 
 
 # -- helpers shared with test_reload.py ----------------------------------------------------
@@ -275,7 +205,7 @@ def test_options_for_puts_rates_on_the_bandwidth_network(tmp_path: Path) -> None
 
 # -- bad input on the command line ------------------------------------------------------------
 @needs_docker
-def test_run_refuses_bad_rates_with_nothing_done(dworld: PolicyWorld) -> None:
+def test_run_refuses_bad_rates_with_nothing_done(dworld: World) -> None:
     w = dworld
     for opts, expect in ((["--ingress-rate", "10xbit"], "invalid --ingress-rate"),
                          (["--egress-rate", "10mbit:1b"], "burst"),
@@ -294,17 +224,13 @@ def test_bandwidth_without_limit_adds_nothing(tmp_path: Path) -> None:
     with no qdisc on the host veth and no ifb."""
     from cnirun.defaults import builtin_networks
 
-    base = _make_world(tmp_path, 194, "t194")
-    w = PolicyWorld(tmp=base.tmp, octet=194, n=base.n, env=base.env, netns_before=base.netns_before)
+    w = _make_world(tmp_path, 194, net="t194-{n}", bridge="c194x{n}", name_prefix="t194-{n}-")
     default = json.loads(Path(builtin_networks()[0].source).read_text())
     assert default["plugins"][-1]["type"] == "bandwidth"
     default["name"] = w.net
     default["plugins"][0].update(bridge=w.bridge)
     default["plugins"][0]["ipam"].update(dataDir=str(w.data_dir), ranges=[[{"subnet": w.subnet}]])
-    for f in Path(w.env["NETCONFPATH"]).iterdir():
-        f.unlink()
     (Path(w.env["NETCONFPATH"]) / f"{w.net}.conflist").write_text(json.dumps(default))
-    w.env["CNIRUN_DEFAULT_NETWORK"] = w.net
     try:
         run_detached(w, f"t194-{w.n}-a")
         pid = pid_of(f"t194-{w.n}-a")
@@ -312,16 +238,16 @@ def test_bandwidth_without_limit_adds_nothing(tmp_path: Path) -> None:
         assert "tbf" not in qdiscs(veth) and "ingress" not in qdiscs(veth)
         (entry,) = cached(w)
         assert "bandwidth" not in entry.get("capabilityArgs", {})
-        assert not Path(f"/sys/class/net/{w.remember_ifb(w.net, entry['containerId'])}").exists()
+        assert not Path(f"/sys/class/net/{remember_ifb(w, w.net, entry['containerId'])}").exists()
         assert [i.get("name") for i in entry["result"]["interfaces"]][-1] == "eth0"  # passed through as is
     finally:
-        cleanup(w, "docker")
+        w.finish()
 
 
 # -- enforced, and changed live ----------------------------------------------------------------
 @needs_docker
 @needs_iperf
-def test_ingress_rate_enforced_and_removed_live(dworld: PolicyWorld) -> None:
+def test_ingress_rate_enforced_and_removed_live(dworld: World) -> None:
     w = dworld
     a, b = f"t194-{w.n}-a", f"t194-{w.n}-b"
     run_detached(w, a, "--ingress-rate", "10mbit", "--egress-rate", "20mbit")
@@ -329,7 +255,7 @@ def test_ingress_rate_enforced_and_removed_live(dworld: PolicyWorld) -> None:
     pa, pb = pid_of(a), pid_of(b)
     ip_a, mac_a = eth0(pa)
     (entry,) = [e for e in cached(w) if e["result"]["ips"][0]["address"].startswith(ip_a + "/")]
-    ifb = w.remember_ifb(w.net, entry["containerId"])
+    ifb = remember_ifb(w, w.net, entry["containerId"])
     from cnirun.policy import parse_rate
 
     burst20 = parse_rate("20mbit").burst  # the default: 20 ms at the rate, in whole KiB
@@ -365,7 +291,7 @@ def test_ingress_rate_enforced_and_removed_live(dworld: PolicyWorld) -> None:
 
 @needs_docker
 @needs_iperf
-def test_tcp_connection_survives_update(dworld: PolicyWorld) -> None:
+def test_tcp_connection_survives_update(dworld: World) -> None:
     """One iperf3 TCP stream runs across `update` (10mbit -> none -> 10mbit): it never breaks and keeps
     moving data; the container's address and MAC stay; the cache holds the last limit, so the
     container's removal DELs its ifb."""
@@ -395,14 +321,14 @@ def test_tcp_connection_survives_update(dworld: PolicyWorld) -> None:
     assert eth0(pa) == (ip_a, mac_a)
     (entry,) = [e for e in cached(w) if e["result"]["ips"][0]["address"].startswith(ip_a + "/")]
     assert entry["capabilityArgs"]["bandwidth"]["egressRate"] == 10**7
-    ifb = w.remember_ifb(w.net, entry["containerId"])
+    ifb = remember_ifb(w, w.net, entry["containerId"])
     assert Path(f"/sys/class/net/{ifb}").exists()
     subprocess.run(["docker", "rm", "-f", a, b], capture_output=True)
     w.assert_clean(within=15)  # the ifb too (leftovers)
 
 
 @needs_docker
-def test_update_bad_input_changes_nothing(dworld: PolicyWorld) -> None:
+def test_update_bad_input_changes_nothing(dworld: World) -> None:
     w = dworld
     a = f"t194-{w.n}-a"
     run_detached(w, a, "--ingress-rate", "10mbit")
@@ -430,7 +356,7 @@ def test_update_bad_input_changes_nothing(dworld: PolicyWorld) -> None:
 
 # -- every entry point ---------------------------------------------------------------------
 @needs_docker
-def test_docker_hook_mode_labels_and_update(dworld: PolicyWorld) -> None:
+def test_docker_hook_mode_labels_and_update(dworld: World) -> None:
     w = dworld
     name = f"t194-{w.n}-hook"
     with docker_runtime_installed(w, f"t194-{w.n}-"):
@@ -453,7 +379,7 @@ def test_docker_hook_mode_labels_and_update(dworld: PolicyWorld) -> None:
                             "busybox", "sleep", "600"], capture_output=True, text=True, env=w.env)
         assert p.returncode == 0, p.stderr
         cid = p.stdout.strip()
-        ifb = w.remember_ifb(w.net, cid)
+        ifb = remember_ifb(w, w.net, cid)
         assert "rate 3Mbit" in qdiscs(ifb)
         bad = subprocess.run(["docker", "run", "--rm", "--runtime", "cnirun", "--network", "none",
                               "--label", f"cnirun.networks={w.net}", "--label", "cnirun.egress-rate=3 mbit",
@@ -464,13 +390,13 @@ def test_docker_hook_mode_labels_and_update(dworld: PolicyWorld) -> None:
 
 
 @needs_podman
-def test_podman_rates_and_update(pworld: PolicyWorld) -> None:
+def test_podman_rates_and_update(pworld: World) -> None:
     w = pworld
     name = f"t194-{w.n}-pod"
     run_detached(w, name, "--egress-rate", "4mbit", engine="podman")
     pid = pid_of(name, "podman")
     (entry,) = cached(w)
-    ifb = w.remember_ifb(w.net, entry["containerId"])
+    ifb = remember_ifb(w, w.net, entry["containerId"])
     assert "rate 4Mbit" in qdiscs(ifb)
     addr = eth0(pid)
     p = w.cnirun("update", name, "--egress-rate", "none", "--ingress-rate", "6mbit")
@@ -483,7 +409,7 @@ def test_podman_rates_and_update(pworld: PolicyWorld) -> None:
 
 
 @needs_docker
-def test_connect_with_rate(dworld: PolicyWorld) -> None:
+def test_connect_with_rate(dworld: World) -> None:
     """`network connect --ingress-rate` on the second interface; a rate on a network without bandwidth is refused."""
     w = dworld
     a = f"t194-{w.n}-a"
@@ -513,7 +439,7 @@ def test_connect_with_rate(dworld: PolicyWorld) -> None:
 
 
 @needs_docker
-def test_compose_x_cni_rates(dworld: PolicyWorld) -> None:
+def test_compose_x_cni_rates(dworld: World) -> None:
     """compose services' x-cni: {ingress_rate, egress_rate} on a generated network (which carries bandwidth);
     a malformed rate is refused with the file's line before anything is created."""
     w = dworld
@@ -540,7 +466,7 @@ def test_compose_x_cni_rates(dworld: PolicyWorld) -> None:
         pid = pid_of(name)
         assert "rate 9Mbit burst 64Kb" in qdiscs(host_veth(pid))
         (entry,) = [e for e in cached(w) if e["networkName"].startswith(project)]
-        assert "rate 2Mbit" in qdiscs(w.remember_ifb(entry["networkName"], entry["containerId"]))
+        assert "rate 2Mbit" in qdiscs(remember_ifb(w, entry["networkName"], entry["containerId"]))
     finally:
         p = up_down("down")
         assert p.returncode == 0, p.stderr

@@ -11,15 +11,20 @@ from __future__ import annotations
 import socket
 import subprocess
 import time
-from typing import Iterator
 
-import pytest
-
-from conftest import CNIRUN, REPO, needs_docker, needs_plugins, needs_podman, needs_root, run_with_a_terminal
+from conftest import (
+    CNIRUN,
+    REPO,
+    World,
+    needs_docker,
+    needs_plugins,
+    needs_podman,
+    needs_root,
+    run_with_a_terminal,
+    world_fixture,
+)
 from test_policy import (
-    PolicyWorld,
     cached,
-    cleanup,
     eth0,
     host_veth,
     pid_of,
@@ -30,21 +35,11 @@ from test_policy import (
 pytestmark = [needs_root, needs_plugins]
 
 
-@pytest.fixture
-def dworld(tmp_path) -> Iterator[PolicyWorld]:  # type: ignore[no-untyped-def]
-    w = policy_world(tmp_path)
-    yield w
-    cleanup(w, "docker")
+dworld = world_fixture(policy_world)
+pworld = world_fixture(policy_world, "podman")
 
 
-@pytest.fixture
-def pworld(tmp_path) -> Iterator[PolicyWorld]:  # type: ignore[no-untyped-def]
-    w = policy_world(tmp_path, "podman")
-    yield w
-    cleanup(w, "podman")
-
-
-def serve(w: PolicyWorld, name: str, port: int, *opts: str, engine: str = "docker") -> str:
+def serve(w: World, name: str, port: int, *opts: str, engine: str = "docker") -> str:
     """A container answering "hi" on port 80, published on 127.0.0.1:`port`."""
     mode = ["--mode", "sandbox"] if engine == "docker" else []
     p = w.cnirun("run", "-d", *mode, "--name", name, "-p", f"127.0.0.1:{port}:80", *opts, "busybox",
@@ -91,14 +86,14 @@ def delete_rule(table: str, line: str) -> None:
     assert p.returncode == 0, p.stderr
 
 
-def reload(w: PolicyWorld, *nets: str) -> subprocess.CompletedProcess[str]:
+def reload(w: World, *nets: str) -> subprocess.CompletedProcess[str]:
     p = w.cnirun("network", "reload", *(nets or (w.net,)))
     assert p.returncode == 0, p.stderr
     return p
 
 
 @needs_docker
-def test_reload_brings_back_a_published_port(dworld: PolicyWorld) -> None:
+def test_reload_brings_back_a_published_port(dworld: World) -> None:
     """The DNAT jump a flush of CNI-HOSTPORT-DNAT removes: the port stops answering, reload brings it
     back with the same container address and MAC; a second reload changes nothing."""
     w = dworld
@@ -136,7 +131,7 @@ def test_reload_brings_back_a_published_port(dworld: PolicyWorld) -> None:
 
 
 @needs_docker
-def test_reload_repairs_firewall_masquerade_and_qdiscs(dworld: PolicyWorld) -> None:
+def test_reload_repairs_firewall_masquerade_and_qdiscs(dworld: World) -> None:
     """The firewall plugin's forward rules, the bridge plugin's masquerade chain and the bandwidth
     qdisc, removed as `iptables -F` / a tc mistake would: reload re-makes each (bridge's masquerade by
     hand, exactly as the plugin writes it, so its DEL still removes it), and the container's removal
@@ -179,7 +174,7 @@ def test_reload_repairs_firewall_masquerade_and_qdiscs(dworld: PolicyWorld) -> N
 
 
 @needs_podman
-def test_reload_podman_run(pworld: PolicyWorld) -> None:
+def test_reload_podman_run(pworld: World) -> None:
     w = pworld
     name = f"t194-{w.n}-pweb"
     serve(w, name, 19422, engine="podman")
@@ -203,7 +198,7 @@ def test_reload_bad_input(tmp_path) -> None:  # type: ignore[no-untyped-def]
         p = w.cnirun("network", "reload", w.net)
         assert p.returncode == 0 and p.stdout.strip() == "nothing to repair (0 live attachments checked)"
     finally:
-        cleanup(w, "docker")
+        w.finish()
 
 
 def test_reload_skips_attachments_whose_container_is_gone(tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -222,7 +217,7 @@ def test_reload_skips_attachments_whose_container_is_gone(tmp_path) -> None:  # 
         assert p.returncode == 0, p.stderr
     finally:
         subprocess.run(["ip", "netns", "del", ns], capture_output=True)
-        cleanup(w, "docker")
+        w.finish()
 
 
 
@@ -250,4 +245,4 @@ def test_reload_progress_on_a_terminal_only(tmp_path) -> None:  # type: ignore[n
     finally:
         for ns in made:
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
-        cleanup(w, "docker")
+        w.finish()

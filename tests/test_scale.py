@@ -15,25 +15,21 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
-
-import pytest
 
 from conftest import (
     CNIRUN,
     REPO,
     World,
-    _finish,
     _make_world,
     docker_runtime_installed,
     needs_docker,
     needs_plugins,
     needs_podman,
     needs_root,
+    world_fixture,
 )
 
 pytestmark = [needs_root, needs_plugins]
@@ -42,60 +38,30 @@ CYCLES = 50
 PORT_BASE = 19700
 
 
-@pytest.fixture
-def world(tmp_path: Path) -> Any:
-    w = _make_world(tmp_path, 197, "scale")
-    yield w
-    _finish(w)
+world = world_fixture(_make_world, 197, "scale")
 
 
-def _chain(w: World, name: str, bridge: str, subnet: str) -> dict[str, Any]:
-    return {
-        "cniVersion": "1.0.0",
-        "name": name,
-        "plugins": [
-            {"type": "bridge", "bridge": bridge, "isGateway": True, "ipMasq": True, "hairpinMode": True,
-             "ipam": {"type": "host-local", "dataDir": str(w.data_dir), "ranges": [[{"subnet": subnet}]],
-                      "routes": [{"dst": "0.0.0.0/0"}]}},
-            {"type": "portmap", "capabilities": {"portMappings": True}},
-            {"type": "firewall"},
-            {"type": "tuning", "sysctl": {"net.ipv4.conf.eth0.send_redirects": "0"}},
-        ],
-    }
+TUNING = {"type": "tuning", "sysctl": {"net.ipv4.conf.eth0.send_redirects": "0"}}
 
 
 def _networks(w: World) -> list[tuple[str, str, str]]:
-    """(name, bridge, subnet) of the three networks: the World's and two in 10.198/16."""
-    nets = [(w.net, w.bridge, w.subnet),
-            (f"t197s{w.n}b", f"t197b{w.n}", f"10.198.{2 * w.n}.0/24"),
-            (f"t197s{w.n}c", f"t197c{w.n}", f"10.198.{2 * w.n + 1}.0/24")]
-    for name, bridge, subnet in nets:
-        (Path(w.env["NETCONFPATH"]) / f"{name}.conflist").write_text(json.dumps(_chain(w, name, bridge, subnet)))
-    return nets
+    """(name, bridge, subnet) of the three networks, tuning last in each chain: the World's and two in 10.198/16."""
+    w.conflist(extra=[TUNING])
+    for name, bridge, subnet in ((f"t197s{w.n}b", f"t197b{w.n}", f"10.198.{2 * w.n}.0/24"),
+                                 (f"t197s{w.n}c", f"t197c{w.n}", f"10.198.{2 * w.n + 1}.0/24")):
+        w.add_network(name, bridge, subnet, extra=[TUNING])
+    return [(w.net, w.bridge, w.subnet), *((o.name, o.bridge, o.subnet) for o in w.others)]
 
 
 def _ip(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["ip", *args], capture_output=True, text=True, timeout=30)
 
 
-def _leftovers(w: World, nets: list[tuple[str, str, str]], ns_names: list[str]) -> list[str]:
-    out: list[str] = []
-    for name, bridge, subnet in nets:
-        ports = _ip("-br", "link", "show", "master", bridge)
-        if ports.returncode == 0 and ports.stdout.strip():
-            out.append(f"veths on {bridge}: {ports.stdout.split()}")
-        ipam = w.data_dir / name
-        if ipam.is_dir():
-            ips = [p.name for p in ipam.iterdir() if p.name[0].isdigit()]
-            if ips:
-                out.append(f"reservations of {name}: {ips}")
-    results = w.cache_dir / "results"
-    if results.is_dir() and list(results.iterdir()):
-        out.append(f"cache files: {len(list(results.iterdir()))}")
+def _leftovers(w: World, ns_names: list[str]) -> list[str]:
+    """The World's leak check (its three networks) plus the test's named netns and its ports' rules."""
+    out = w.leftovers()
     rules = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout.splitlines()
-    prefixes = [s.rsplit(".", 1)[0] + "." for _, _, s in nets]
-    mine = [r for r in rules if any(p in r for p in prefixes) or any(f'name: \\"{n}\\"' in r for n, _, _ in nets)
-            or any(f"--dport {PORT_BASE + i} " in r + " " for i in range(CYCLES))]
+    mine = [r for r in rules if any(f"--dport {PORT_BASE + i} " in r + " " for i in range(CYCLES))]
     if mine:
         out.append(f"iptables rules: {mine[:3]} ({len(mine)})")
     present = set(os.listdir("/run/netns"))
@@ -173,9 +139,7 @@ def test_50_concurrent_add_del_cycles_across_3_networks(world: World) -> None:
             cni("del", *job)  # a failed run: whatever it left (a no-op after a clean run)
         for ns in ns_names:
             _ip("netns", "delete", ns)
-        left = _leftovers(world, nets, ns_names)
-        for _, bridge, _ in nets[1:]:
-            _ip("link", "delete", bridge)
+        left = _leftovers(world, ns_names)
     assert left == []
 
 
