@@ -561,3 +561,34 @@ def test_webdb_restart_always_on_podman(on_podman: object) -> None:
     assert "404" in p.sh(db, "wget -qO- http://web/ 2>&1").stdout  # reachable: httpd has no page to serve
     p.cnirun("down", "-v")
     p.assert_clean(["default"])
+
+
+@needs_root
+@needs_plugins
+@needs_podman
+@pytest.mark.podman
+def test_what_podman_lacks_is_one_warning_and_anonymous_volumes_go(on_podman: object) -> None:
+    """A log driver Podman 4.3 does not have (syslog) is one located WARN line and left out with its options
+    (podman's default driver, `logs` works); an anonymous volume goes with its container on down."""
+    p = on_podman("profiles")  # type: ignore[operator]
+    (p.dir / "compose.yaml").write_text("""
+services:
+  app:
+    image: busybox
+    command: ["sh", "-c", "echo started; exec sleep 3600"]
+    init: true
+    volumes: [/scratch]
+    logging: {driver: syslog, options: {tag: app}}
+""")
+    up = p.cnirun("up", "-d")
+    warns = [line for line in up.stderr.splitlines() if line.startswith("WARN")]
+    assert len(warns) == 1 and "services.app.logging.driver: podman has no syslog log driver" in warns[0], up.stderr
+    assert "compose.yaml:8:" in warns[0]  # located as compose's other warnings
+    app = p.c("app")
+    assert p.podman("inspect", "-f", "{{.HostConfig.LogConfig.Type}}", app).stdout.strip() in ("k8s-file", "journald")
+    assert _wait(lambda: "started" in p.cnirun("logs", "app").stdout, 10)
+    mounts = p.podman("inspect", "-f", "{{range .Mounts}}{{.Name}} {{end}}", app).stdout.split()
+    assert len(mounts) == 1 and p.podman("volume", "exists", mounts[0]).returncode == 0
+    p.cnirun("down", "-v")
+    p.assert_clean(["default"])
+    assert p.podman("volume", "exists", mounts[0]).returncode == 1

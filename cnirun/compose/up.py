@@ -292,6 +292,22 @@ def start_service(project: Project, svc: Service, engine: str, number: int = 1) 
     return outcome.container
 
 
+# What an engine may lack (Engine.unsupported, by RunSpec field): the compose key, and the service's
+# settings left out with it (a log driver's options belong to it).
+_LEFT_OUT = {"log_driver": (("logging", "driver"), ("log_driver", "log_opts"))}
+
+
+def engine_lacks(project: Project, svc: Service, eng: Any) -> None:
+    """Leave out of svc what the engine cannot do, one WARN line each (compose warns and goes on)."""
+    for fld, why in eng.unsupported(run_spec(project, svc)).items():
+        if fld not in _LEFT_OUT:
+            raise ComposeFailed(f"service {svc.name}: {why}")
+        key, dropped = _LEFT_OUT[fld]
+        say(f"WARN {project.doc.where(svc.path + key)}: {why}")
+        for name in dropped:
+            setattr(svc, name, type(getattr(svc, name))())
+
+
 def start_engine_networked(project: Project, svc: Service, eng: Any, number: int = 1) -> str:
     """A network_mode service: the engine's own network (host, none, another container's), no CNI."""
     mode = svc.network_mode
@@ -594,6 +610,7 @@ def up(project: Project, detach: bool | UpOptions, engine: str) -> int:
         known[name].replicas = n
     services = project.select(opts.services, with_deps=not opts.no_deps) if opts.services else project.services
     for svc in services:
+        engine_lacks(project, svc, eng)
         run_request(project, svc, engine)  # every service checked before anything is made
         if not svc.attaches:
             say(f" Container {project.container_name(svc)}  network_mode {svc.network_mode}: no CNI networks")

@@ -141,6 +141,11 @@ class Engine:
         container:ID); its ID. compose's network_mode services: no CNI attachment."""
         raise NotImplementedError
 
+    def unsupported(self, spec: RunSpec) -> dict[str, str]:
+        """What of `spec` this engine cannot carry out: RunSpec field -> one line why (compose warns and
+        leaves it out, as compose does for what the engine lacks). Nothing by default."""
+        return {}
+
     def health(self, cid: str) -> str:
         """healthy, unhealthy, starting, or '' when the container has no health check."""
         raise NotImplementedError

@@ -21,6 +21,9 @@ if TYPE_CHECKING:
     from typing import Any, Callable, Iterator
 
 
+# `podman run --log-driver` of podman 4.3 (json-file is its name for k8s-file); Docker's others are refused.
+LOG_DRIVERS = ("k8s-file", "json-file", "journald", "none", "passthrough")
+
 DEFAULT_HOOKS_DIRS = ("/usr/share/containers/oci/hooks.d", "/etc/containers/oci/hooks.d")
 
 
@@ -261,8 +264,15 @@ class Podman(Engine):
     def kill(self, cid: str, sig: str = "KILL") -> None:
         self._run("kill", "--signal", sig, cid)
 
+    def unsupported(self, spec: RunSpec) -> dict[str, str]:
+        if spec.log_driver and spec.log_driver not in LOG_DRIVERS:
+            return {"log_driver": f"podman has no {spec.log_driver} log driver (it has {', '.join(LOG_DRIVERS)}): "
+                                  "podman's default is used"}
+        return {}
+
     def remove(self, cid: str) -> None:
-        p = self._run("rm", "-f", "--ignore", cid)
+        # -v: its anonymous volumes go with it, as with Docker's remove (compose's down relies on it).
+        p = self._run("rm", "-f", "-v", "--ignore", cid)
         if p.returncode != 0:  # e.g. another container still shares its network namespace
             raise EngineError(f"podman rm {cid[:12]}: {(p.stderr.strip().splitlines() or ['failed'])[-1]}")
 
