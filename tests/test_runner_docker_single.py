@@ -18,7 +18,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from conftest import PLUGIN_DIR, World, _finish, _make_world, first_address, needs_docker, needs_root
+from conftest import PLUGIN_DIR, World, _make_world, first_address, needs_docker, needs_root, world_fixture
 
 pytestmark = [needs_root, needs_docker]
 
@@ -46,11 +46,7 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     subprocess.run(["docker", "rmi", "-f", *IMAGES], capture_output=True)
 
 
-@pytest.fixture
-def world(tmp_path: Path) -> Iterator[World]:
-    w = _make_world(tmp_path, 199, "docker")
-    yield w
-    _finish(w)
+world = world_fixture(_make_world, 199, "docker")
 
 
 def _docker(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:

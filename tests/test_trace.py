@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from conftest import CNIRUN, REPO, World, _finish, _make_world, needs_docker, needs_plugins, needs_root
+from conftest import CNIRUN, REPO, World, _make_world, needs_docker, needs_plugins, needs_root, world_fixture
 
 LINE = re.compile(r"^cnirun trace \[(\d+)\] +\+ *[\d.]+ ms  (.+?) +([\d.]+) ms(?:  (.*))?$")
 
@@ -90,11 +90,7 @@ def test_trace_module_costs_no_imports() -> None:
     assert json.loads(out.replace("'", '"')) == ["cnirun.trace"]
 
 
-@pytest.fixture
-def world(tmp_path: Path) -> Any:
-    w = _make_world(tmp_path, 197, "trace")
-    yield w
-    _finish(w)
+world = world_fixture(_make_world, 197, "trace")
 
 
 @needs_root
