@@ -16,17 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from conftest import World, _finish, _make_world, first_address, needs_docker, needs_plugins, needs_root
+from conftest import World, _make_world, first_address, needs_docker, needs_plugins, needs_root, world_fixture
 
 BANDWIDTH = [{"type": "bandwidth", "capabilities": {"bandwidth": True}}]
 
 
-@pytest.fixture
-def lworld(tmp_path: Path):  # type: ignore[no-untyped-def]
-    w = _make_world(tmp_path, 189, "live")
-    w.conflist(BANDWIDTH)
-    yield w
-    _finish(w)
+lworld = world_fixture(_make_world, 189, "live", extra=BANDWIDTH)
 
 
 def ok(p: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
