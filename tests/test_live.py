@@ -96,7 +96,7 @@ def _record_checks(w: World, name: str, other: str) -> None:
     loaded = {ln.rsplit("|", 1)[1].strip() for ln in p.stderr.splitlines() if ln.startswith("import time:")}
     assert "cnirun.live_record" in loaded
     assert not loaded & {"pathlib", "subprocess", "socket", "re", "enum", "typing", "json", "contextlib", "shutil",
-                         "cnirun.engines.dockerapi"}
+                         "ipaddress", "cnirun.cli.output", "cnirun.engines.dockerapi"}
 
     # Renamed while running, and a new container under the old name: the name is the new one's.
     docker("rename", name, other)
