@@ -189,12 +189,20 @@ def test_network_from_file_uses_sandbox(docker_world: World) -> None:
         h = docker_world.cnirun("-f", str(spec), "--net", net, "--mode", "hook", "--rm", "busybox", "true")
         assert h.returncode == 125 and "-f" in h.stderr and "hook" in h.stderr
         assert len(h.stderr.strip().splitlines()) == 1, h.stderr
-        veths = subprocess.run(["ip", "-br", "link", "show", "master", bridge], capture_output=True, text=True)
-        assert not veths.stdout.strip()
         ipam = docker_world.data_dir / net
-        assert not ipam.is_dir() or not [p for p in ipam.iterdir() if p.name[0].isdigit()]
-        assert f"10.131.{200 + docker_world.n}." not in subprocess.run(["iptables-save"], capture_output=True,
-                                                                       text=True).stdout
+
+        def left() -> list[str]:
+            """What the run's DEL (in the background once the container's status is known) has not removed yet."""
+            out = subprocess.run(["ip", "-br", "link", "show", "master", bridge], capture_output=True,
+                                 text=True).stdout.split()[:1]
+            out += [p.name for p in ipam.iterdir() if p.name[0].isdigit()] if ipam.is_dir() else []
+            rules = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
+            return out + [ln for ln in rules.splitlines() if f"10.131.{200 + docker_world.n}." in ln]
+
+        deadline = time.monotonic() + 15
+        while left() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert left() == []
     finally:
         subprocess.run(["ip", "link", "del", bridge], capture_output=True)
 
