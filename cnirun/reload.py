@@ -239,10 +239,15 @@ def _network_isolation_missing(net: Any, rules: Rules) -> str:
     bridge = meta.get("bridge") if isinstance(meta, dict) and meta.get("isolated") else None
     if not bridge:
         return ""
-    ok = (rules.has(4, "mangle", f"-i {bridge} ", f"-j {STAGE2}", chain=STAGE1)
-          and rules.has(4, "mangle", f"-o {bridge} ", "-j DROP", chain=STAGE2)
-          and rules.has(4, "mangle", f"-j {STAGE1}", chain="FORWARD"))
-    return "" if ok else str(bridge)
+    for family in (4, 6):
+        if family == 6 and not rules.lines(6, "mangle"):
+            continue  # no IPv6 filtering on this host: ensure() makes IPv4 rules only
+        ok = (rules.has(family, "mangle", f"-i {bridge} ", f"-j {STAGE2}", chain=STAGE1)
+              and rules.has(family, "mangle", f"-o {bridge} ", "-j DROP", chain=STAGE2)
+              and rules.has(family, "mangle", f"-j {STAGE1}", chain="FORWARD"))
+        if not ok:
+            return str(bridge)
+    return ""
 
 
 # -- finding live attachments -----------------------------------------------------------------

@@ -13,6 +13,7 @@ import subprocess
 import time
 
 from conftest import (
+    Net,
     CNIRUN,
     REPO,
     World,
@@ -171,6 +172,40 @@ def test_reload_repairs_firewall_masquerade_and_qdiscs(dworld: World) -> None:
 
     subprocess.run(["docker", "rm", "-f", name], capture_output=True)
     w.assert_clean(within=15)
+
+
+def isolation_rules(tool: str, bridge: str) -> list[str]:
+    out = subprocess.run([f"{tool}-save", "-t", "mangle"], capture_output=True, text=True).stdout
+    return sorted(ln for ln in out.splitlines() if ln.startswith("-A CNIRUN-ISOLATION") and bridge in ln.split())
+
+
+@needs_docker
+def test_reload_repairs_network_isolation_in_both_families(dworld: World) -> None:
+    """cnirun's own isolation rules of a `network create`d network (mangle, IPv4 and IPv6): reload puts back
+    those a flush removed, in each family."""
+    w = dworld
+    net, bridge = f"t194-{w.n}-iso", f"c194i{w.n}"
+    w.env["CNIRUN_IPAM_DATA_DIR"] = str(w.data_dir)
+    w.watch(Net(net, bridge, f"10.194.{150 + w.n}.0/24", created=True))
+    p = w.cnirun("network", "create", net, "--subnet", f"10.194.{150 + w.n}.0/24", "-o",
+                 f"com.docker.network.bridge.name={bridge}")
+    assert p.returncode == 0, p.stderr
+    name = f"t194-{w.n}-isoc"
+    p = w.cnirun("run", "-d", "--mode", "sandbox", "--net", net, "--name", name, "busybox", "sleep", "120")
+    assert p.returncode == 0, p.stderr
+    v4, v6 = isolation_rules("iptables", bridge), isolation_rules("ip6tables", bridge)
+    assert len(v4) == 2 and len(v6) == 2, (v4, v6)
+    for tool, lines in (("iptables", v4[:1]), ("ip6tables", v6[:1])):  # one rule of each family
+        import shlex
+
+        for line in lines:
+            subprocess.run([tool, "-w", "-t", "mangle", "-D", *shlex.split(line)[1:]], check=True)
+        p = reload(w, net)
+        assert f"{net} network: repaired: cnirun: isolation rules of bridge {bridge}" in p.stdout, (tool, p.stdout)
+        assert isolation_rules("iptables", bridge) == v4 and isolation_rules("ip6tables", bridge) == v6, tool
+    p = reload(w, net)
+    assert "isolation" not in p.stdout, p.stdout
+    subprocess.run(["docker", "rm", "-f", name], capture_output=True)
 
 
 @needs_podman
