@@ -26,7 +26,8 @@ recall() of a name or full ID uses that record only when all of this holds
   once; Podman has no such file, so Podman containers always ask the engine).
 A prefix of an ID is never looked up here. The record holds no more than the
 engine would say; the state dir (meta.json, the run's lock) is read as on the
-engine path. RunState.remove() drops a state dir's index entries (forget()).
+engine path. RunState.remove() drops a state dir's index entries, and any
+left pointing at no dir (forget()).
 
 On the live commands' path: imports only os, cnirun.jsonfast, cnirun.fsutil
 and cnirun.paths (no pathlib).
@@ -143,24 +144,24 @@ def recall(ref: str) -> tuple[str, ContainerNet] | None:
 
 
 def forget(state_dir: str) -> None:
-    """Drop the index entries that point at `state_dir` (it is being removed); they are beside it."""
+    """Drop the index entries beside `state_dir` that point at it (it is being removed) or at no dir at all.
+
+    All of them, not only its current name's: a rename leaves the old name's
+    entry behind, and a state dir removed by a cnirun older than this module
+    left its own. Entries of other, existing dirs stay.
+    """
     state_dir = os.fspath(state_dir)
-    root = os.path.dirname(state_dir)
+    root, mine = os.path.dirname(state_dir), os.path.basename(state_dir)
     try:
-        with open(os.path.join(state_dir, RECORD_FILE), "rb") as f:
-            rec = json.loads(f.read())
-        engine, keys = str(rec["engine"]), [str(rec.get("id") or ""), str(rec.get("name") or "")]
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        names = [n for n in os.listdir(root) if n.startswith(REF_PREFIX)]
+    except OSError:
         return
-    mine = os.path.basename(state_dir).encode()
-    for key in keys:
-        if not key or not _plain(key) or not _plain(engine):
-            continue
-        path = _ref_path(root, engine, key)
+    for n in names:
+        path = os.path.join(root, n)
         try:
             with open(path, "rb") as f:
-                if f.read() != mine:
-                    continue  # another container has the name by now
-            os.unlink(path)
+                target = f.read().decode(errors="replace")
+            if target == mine or not _plain(target) or not os.path.isdir(os.path.join(root, target)):
+                os.unlink(path)
         except OSError:
             continue

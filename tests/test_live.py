@@ -193,10 +193,14 @@ def test_recall_refuses_what_it_cannot_verify(tmp_path: Path, monkeypatch: pytes
     assert live_record.recall("web") is None
     (root / "run1" / "target.json").write_text(json.dumps(rec))
     assert live_record.recall("web") is not None
-    # The index entry of a name another state dir has taken since is not this dir's to drop.
+    # forget(): this dir's entries go (an older name's too), and entries of no dir at all; the entry of a name
+    # another state dir has taken since stays.
+    (root / "run2").mkdir()
     (root / ".ref-docker-web").write_text("run2")
+    (root / ".ref-docker-oldname").write_text("run1")
+    (root / ".ref-docker-gone").write_text("run3")
     live_record.forget(str(root / "run1"))
-    assert sorted(os.listdir(root)) == [".ref-docker-web", "run1"]
+    assert sorted(os.listdir(root)) == [".ref-docker-web", "run1", "run2"]
 
 
 def test_removing_a_run_state_drops_its_index_entries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
