@@ -1,7 +1,9 @@
-"""Compose files as people write them (issue 17): `config` on the whole corpus, `up`/`down` on real dockerd.
+"""Compose files as people write them (issue 17): `config` on the whole corpus, `up`/`down` on real dockerd
+and on Podman.
 
 Address plan: CNIRUN_SUBNET_POOL 10.193.0.0/16, projects t17xxxxxx, host
-ports 19300-19399 on 127.0.0.1. Each test owns its NETCONFPATH, cache and
+ports 19300-19399 on 127.0.0.1; the Podman section (PodmanProj): 10.201.0.0/16,
+projects c17pxxxxxx, bridges cr17pxxxxxxN. Each test owns its NETCONFPATH, cache and
 IPAM dirs and checks that `down -v` left nothing (containers, volumes,
 networks, attachments).
 """
