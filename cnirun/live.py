@@ -324,6 +324,10 @@ def _follow_dns(t: Target, ours: set[str]) -> None:
         return
     now = [a.network_name for a in cached_attachments(t.cni, t.cni_id)]
     ours = ours | {r for n in now for r in resolvers(n)}
+    if swap_nameservers(text, ours, []) == text:
+        # It names none of cnirun's resolvers (--dns, or no network with DNS so far): left alone whatever
+        # they would be now; so no host_dns() below (its pathlib and ipaddress: ~9 ms of such a connect).
+        return
     new = nameservers(t.cni_id, now)
     if not new:  # no network with DNS left: the host's, as a run on such networks gets
         from .hostfiles import host_dns  # pathlib, ipaddress: only here
