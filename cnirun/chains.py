@@ -126,11 +126,9 @@ def forget(net: NetworkConfigList, host: str | None = None) -> bool:
 
 
 def _tool(name: str) -> str:
-    for d in _SBIN:
-        path = os.path.join(d, name)
-        if os.access(path, os.X_OK):
-            return path
-    return ""
+    from .fsutil import which
+
+    return which(name, _SBIN)
 
 
 def _create(name: str) -> bool:

@@ -86,3 +86,23 @@ def unsafe_dir(path: str) -> str:
         if parent == current:
             return ""
         current = parent
+
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def which(name: str, dirs: list[str] | tuple[str, ...] | None = None, exclude: str = "") -> str:
+    """The first executable `name` in `dirs` (default: PATH, else the usual directories); '' when none.
+
+    shutil.which's answer without shutil's imports (fnmatch, bz2, lzma: ~3 ms
+    of a run). `exclude`: a program that must not be taken (a launcher that
+    shadows the real one under the same name).
+    """
+    search = dirs if dirs is not None else (os.environ.get("PATH") or DEFAULT_PATH).split(":")
+    for d in search:
+        p = os.path.join(d, name)
+        if d and os.path.isfile(p) and os.access(p, os.X_OK):
+            if exclude and os.path.realpath(p) == os.path.realpath(exclude):
+                continue
+            return p
+    return ""

@@ -27,7 +27,7 @@ import os
 import sys
 
 from . import jsonfast as json
-from .fsutil import atomic_write, file_mode
+from .fsutil import atomic_write, file_mode, which
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -186,21 +186,13 @@ def load_config() -> dict[str, Any]:
         except (OSError, ValueError) as e:
             raise ShimError(f"cannot read the shim config {path}: {e}") from None
     if not conf.get("runc"):
-        conf["runc"] = _which("runc") or "/usr/sbin/runc"
+        conf["runc"] = which("runc", exclude=sys.argv[0]) or "/usr/sbin/runc"
     if not conf.get("hook_argv"):
         from .hook_command import hook_argv, hook_env
 
         conf["hook_argv"] = hook_argv("")[:-1]
         conf["hook_env"] = hook_env()
     return conf
-
-
-def _which(name: str) -> str:
-    for d in (os.environ.get("PATH") or "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin").split(":"):
-        p = os.path.join(d, name)
-        if d and os.access(p, os.X_OK) and os.path.realpath(p) != os.path.realpath(sys.argv[0]):
-            return p
-    return ""
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,6 +7,7 @@ Address plan of issue 14's tests: 10.192.0.0/16, bridges cnf14*, networks and co
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -147,3 +148,29 @@ def test_policies_and_progress_on_a_terminal_only() -> None:
     assert out.endswith("Status: Downloaded newer image for t14:latest\n")
     with pytest.raises(Exception, match="invalid --pull 'sometimes'"):
         ensure_image("docker", "t14", "sometimes", client=absent, progress=tty)
+
+
+def test_podman_store_answers_present_images_without_podman(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Podman.has_image reads containers/storage's image list first (a podman start costs ~30 ms of every
+    run): a yes only for the names podman certainly looks up; anything else goes to `podman image exists`."""
+    import json
+
+    from cnirun.engines.podman import stored_image
+
+    if not needs_root.mark.args[0]:  # root's store on this machine, as Podman itself sees it
+        assert stored_image("busybox") is True  # setup builds it offline as localhost/busybox:latest
+    root = tmp_path / "storage"
+    (root / "overlay-images").mkdir(parents=True)
+    (root / "overlay-images" / "images.json").write_text(json.dumps([
+        {"id": "a" * 64, "names": ["localhost/web:latest", "docker.io/library/db:15"]},
+        {"id": "b" * 64, "names": ["quay.io/org/tool:1"]},
+    ]))
+    conf = tmp_path / "storage.conf"
+    conf.write_text(f'[storage]\ndriver = "overlay"\ngraphroot = "{root}"  # where images live\n')
+    monkeypatch.setenv("CONTAINERS_STORAGE_CONF", str(conf))
+    for present in ("web", "web:latest", "localhost/web", "db:15", "docker.io/library/db:15", "quay.io/org/tool:1"):
+        assert stored_image(present) is (os.geteuid() == 0), present
+    for absent in ("db", "tool:1", "quay.io/org/tool", "web@sha256:" + "a" * 64, "", "we b"):
+        assert stored_image(absent) is False, absent
+    (root / "overlay-images" / "images.json").write_text("{not json")
+    assert stored_image("web") is False  # unreadable: podman decides
