@@ -308,17 +308,22 @@ def _members(network: str) -> list[str]:
         return []
 
 
-def resolvers(network: str) -> list[str]:
-    """The addresses the network's resolver listens on ([] when it has none)."""
+def _conf_values(conf: str, prefix: str) -> list[str]:
+    """The rest of every line of a resolver's config that starts with `prefix` (the record, read back)."""
     out: list[str] = []
     try:
-        with open(conf_path(network), encoding="utf-8") as f:
+        with open(conf, encoding="utf-8") as f:
             for line in f:
-                if line.startswith("listen-address="):
-                    out.append(line.split("=", 1)[1].strip())
+                if line.startswith(prefix):
+                    out.append(line[len(prefix):].strip())
     except OSError:
         pass
     return out
+
+
+def resolvers(network: str) -> list[str]:
+    """The addresses the network's resolver listens on ([] when it has none)."""
+    return _conf_values(conf_path(network), "listen-address=")
 
 
 def names(network: str) -> dict[str, list[str]]:
@@ -401,16 +406,8 @@ def _resolver_pid(network: str) -> int:
 
 def _record(network: str) -> tuple[str, list[str]]:
     """(bridge, listen addresses) of the network's resolver record ('', [] for none)."""
-    bridge = ""
-    try:
-        with open(conf_path(network), encoding="utf-8") as f:
-            for line in f:
-                if line.startswith(BRIDGE_MARK):
-                    bridge = line[len(BRIDGE_MARK):].strip()
-                    break
-    except OSError:
-        pass
-    return bridge, resolvers(network)
+    bridge = _conf_values(conf_path(network), BRIDGE_MARK)
+    return (bridge[0] if bridge else ""), resolvers(network)
 
 
 def _guard(network: str, bridge: str, listen: list[str]) -> None:
@@ -610,14 +607,6 @@ def _view_text(container_id: str, networks: list[str], upstream: str, netns_id: 
     return "\n".join(lines) + "\n"
 
 
-def _netns_id(netns: str) -> str:
-    try:
-        st = os.stat(netns)
-    except OSError:
-        return ""
-    return f"{st.st_dev}:{st.st_ino}"
-
-
 def _registered(network: str, container_id: str) -> bool:
     return os.path.exists(_hosts_file(network, container_id))
 
@@ -638,7 +627,9 @@ def sync_view(container_id: str, networks: list[str], netns: str) -> list[str]:
         found = resolvers(mine[0]) if mine else []
         return found[:1]
     upstream = next((a for a in resolvers(mine[0]) if ":" not in a), "")
-    wanted = _view_text(container_id, mine, upstream, _netns_id(netns))
+    from .netns import identity
+
+    wanted = _view_text(container_id, mine, upstream, identity(netns))
     conf = _view_conf(container_id)
     try:
         with open(conf, encoding="utf-8") as f:
@@ -682,15 +673,7 @@ def nameservers(container_id: str, networks: list[str]) -> list[str]:
 
 
 def _view_networks(container_id: str) -> list[str]:
-    out: list[str] = []
-    try:
-        with open(_view_conf(container_id), encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("hostsdir="):
-                    out.append(os.path.basename(os.path.dirname(line.split("=", 1)[1].strip())))
-    except OSError:
-        pass
-    return out
+    return [os.path.basename(os.path.dirname(d)) for d in _conf_values(_view_conf(container_id), "hostsdir=")]
 
 
 def _collect_views() -> list[str]:

@@ -43,3 +43,12 @@ def remove(name: str) -> None:
     if not os.path.exists(path_of(name)):
         return
     _ip("netns", "delete", name)
+
+
+def identity(path: str) -> str:
+    """Which netns `path` is (device:inode of the nsfs file), '' when gone: a path may name another later."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return ""
+    return f"{st.st_dev}:{st.st_ino}"

@@ -182,11 +182,9 @@ def container_display(cni_container_id: str, root: Path | None = None) -> str:
 
 
 def netns_identity(path: str) -> str:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return ""
-    return f"{st.st_dev}:{st.st_ino}"
+    from .netns import identity
+
+    return identity(path)
 
 
 def list_states(root: Path | None = None) -> list[RunState]:
