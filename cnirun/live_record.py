@@ -101,13 +101,21 @@ def remember(state_dir: str, engine: str, c: ContainerNet) -> None:
         "network_mode": c.network_mode, "labels": {k: c.labels[k] for k in LABELS if k in c.labels},
         "state_file": c.state_file,
     }
+    path = os.path.join(state_dir, RECORD_FILE)
     try:
-        atomic_write(os.path.join(state_dir, RECORD_FILE), json.dumps(record).encode(), 0o600, fsync=False)
+        atomic_write(path, json.dumps(record).encode(), 0o600, fsync=False)
         for key in (c.id, c.name):
             if key and _plain(key):
                 atomic_write(_ref_path(root, engine, key), os.path.basename(state_dir).encode(), 0o600, fsync=False)
     except OSError:
         pass  # the state dir just went (a teardown): nothing to remember
+    if not os.path.exists(os.path.join(state_dir, "meta.json")):
+        # A teardown removed the dir while the record was written into it: do not keep it alive.
+        for leftover in (path, state_dir):
+            try:
+                (os.unlink if leftover == path else os.rmdir)(leftover)
+            except OSError:
+                pass
 
 
 def recall(ref: str) -> tuple[str, ContainerNet] | None:

@@ -149,6 +149,7 @@ def test_recall_refuses_what_it_cannot_verify(tmp_path: Path, monkeypatch: pytes
     monkeypatch.delenv("CNIRUN_ENGINE", raising=False)
     root = tmp_path / "containers"
     (root / "run1").mkdir(parents=True)
+    (root / "run1" / "meta.json").write_text(json.dumps({"id": "run1", "engine": "docker"}))
     me = os.getpid()
     start = live_record.process_start(me)
     assert start == Path(f"/proc/{me}/stat").read_text().rsplit(")", 1)[1].split()[19]
@@ -165,6 +166,7 @@ def test_recall_refuses_what_it_cannot_verify(tmp_path: Path, monkeypatch: pytes
     c = ContainerNet(cid, "web", "running", me, "none", {"cnirun.id": "x", "other": "y"}, str(state_file))
     live_record.remember(str(root / "run1"), "docker", c)
     assert sorted(os.listdir(root)) == [f".ref-docker-{cid}", ".ref-docker-web", "run1"]
+    assert sorted(os.listdir(root / "run1")) == ["meta.json", "target.json"]
     rec = json.loads((root / "run1" / "target.json").read_text())
     assert rec["labels"] == {"cnirun.id": "x"} and rec["start"] == start and rec["pid"] == me
     assert live_record.recall("web") is None and live_record.recall(cid) is None
@@ -206,11 +208,17 @@ def test_recall_refuses_what_it_cannot_verify(tmp_path: Path, monkeypatch: pytes
 def test_removing_a_run_state_drops_its_index_entries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from cnirun import live_record
     from cnirun.engines.base import ContainerNet
-    from cnirun.state import RunState
+    from cnirun.state import RunMeta, RunState
 
     monkeypatch.setenv("CNIRUN_STATE_DIR", str(tmp_path))
+    # A dir a teardown is removing (no meta.json left): the record is not written into it.
+    gone = tmp_path / "containers" / "gone"
+    gone.mkdir(parents=True)
+    live_record.remember(str(gone), "docker", ContainerNet("d" * 64, "x", "running", os.getpid(), "none", {}))
+    assert not gone.exists()
     st = RunState.create()
+    st.write_meta(RunMeta(id=st.id, engine="docker"))
     live_record.remember(str(st.path), "docker", ContainerNet("e" * 64, "db", "running", os.getpid(), "none", {}))
-    assert len([n for n in os.listdir(st.path.parent) if n.startswith(".ref-")]) == 2
+    assert (st.path / "target.json").exists()
     st.remove()
     assert os.listdir(st.path.parent) == []
