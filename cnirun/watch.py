@@ -187,6 +187,7 @@ class Worker:
         # The path too: the kernel recycles nsfs inode numbers, so a helper
         # restarted at once can get a new netns with its old one's number.
         if netns == meta.netns and ident == meta.netns_id:
+            self._restart_workload(eng, st, meta)
             return
         cni = cni_for(meta)
         # reattach DELs every attachment before it ADDs them again: what it must
@@ -213,6 +214,21 @@ class Worker:
         shutil.rmtree(saved, ignore_errors=True)
         _log(f"re-attached run {st.id[:12]} in its helper's new netns: "
              + ", ".join(f"{a.ifname} {','.join(a.addresses())}" for a in atts))
+        self._restart_workload(eng, st, meta)
+
+    def _restart_workload(self, eng: Any, st: RunState, meta: RunMeta) -> None:
+        """Start the workload the engine's restart policy could not start while its helper was down
+        (dockerd restarted: it starts both at once and does not retry the one that lost)."""
+        try:
+            if not eng.restart_refused(meta.workload):
+                return
+            eng.start(meta.workload)
+        except Exception as e:  # noqa: BLE001 - logged; retried at the next check
+            _log(f"cannot start container {meta.workload[:12]} of run {st.id[:12]} again (its restart "
+                 f"policy): {e}")
+            return
+        _log(f"started container {meta.workload[:12]} of run {st.id[:12]} again: its restart policy could "
+             "not while its helper was down")
 
     def loop(self) -> int:
         idle_since = time.monotonic()

@@ -313,13 +313,17 @@ def _restart_dockerd() -> None:
 
 @pytest.mark.slow
 def test_dockerd_restart_with_detached_runs(docker_world: World) -> None:
-    """dockerd restart stops every container: the watcher brings the helper back and re-attaches it, so
-    `docker start` finds the container's network; removal then leaves nothing."""
+    """dockerd restart stops every container: the watcher brings the helpers back and re-attaches them, so
+    `docker start` finds the container's network, and a `--restart always` container (compose's `restart:`
+    goes the same way) comes back by itself with its network; removal then leaves nothing."""
     r = docker_world.cnirun("-d", "busybox", "sleep", "300")
     assert r.returncode == 0, r.stderr
     cid = r.stdout.strip()
+    r = docker_world.cnirun("-d", "--restart", "always", "busybox", "sleep", "300")
+    assert r.returncode == 0, r.stderr
+    always = r.stdout.strip()
     try:
-        addr = _eth0_of("docker", cid)
+        addr, addr_always = _eth0_of("docker", cid), _eth0_of("docker", always)
         _restart_dockerd()
         deadline = time.monotonic() + 30
         started = False
@@ -328,8 +332,16 @@ def test_dockerd_restart_with_detached_runs(docker_world: World) -> None:
             time.sleep(0.5)
         assert started, "the container could not be started again after the dockerd restart"
         assert _eth0_of("docker", cid) == addr
+        deadline = time.monotonic() + 30
+        back = ""
+        while time.monotonic() < deadline and back != "running":
+            back = subprocess.run(["docker", "inspect", "-f", "{{.State.Status}}", always], capture_output=True,
+                                  text=True).stdout.strip()
+            time.sleep(0.5)
+        assert back == "running", "the --restart always container did not come back after the dockerd restart"
+        assert _eth0_of("docker", always) == addr_always
     finally:
-        subprocess.run(["docker", "rm", "-f", cid], capture_output=True)
+        subprocess.run(["docker", "rm", "-f", cid, always], capture_output=True)
     docker_world.assert_clean(within=15.0)
 
 

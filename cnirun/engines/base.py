@@ -154,6 +154,12 @@ class Engine:
         """The exit status of a stopped container; None while it runs or when it is gone."""
         raise NotImplementedError
 
+    def restart_refused(self, cid: str) -> bool:
+        """Whether the engine's restart policy meant to start this stopped container again and could not,
+        because the container whose netns it joins was not running (and the engine does not retry).
+        Nothing by default: only an engine that restarts containers itself, in no set order, needs it."""
+        return False
+
     def has_image(self, image: str) -> bool:
         raise NotImplementedError
 

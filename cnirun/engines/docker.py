@@ -413,6 +413,15 @@ class Docker(Engine):
         state = info.get("State") or {}
         return None if state.get("Running") or not info else int(state.get("ExitCode", 0))
 
+    def restart_refused(self, cid: str) -> bool:
+        # dockerd starts restart-policy containers at its own start, in parallel: a `container:` joiner
+        # whose netns holder is not up yet fails with this error, and dockerd never tries it again.
+        info = self.inspect(cid) or {}
+        state = info.get("State") or {}
+        policy = ((info.get("HostConfig") or {}).get("RestartPolicy") or {}).get("Name") or "no"
+        return (not state.get("Running") and policy != "no"
+                and "cannot join network of a non running container" in str(state.get("Error") or ""))
+
     def image_config(self, image: str) -> dict[str, Any]:
         """The image's Config (Entrypoint, Cmd, Env, ...): what dockerd merges a container's argv from."""
         try:
