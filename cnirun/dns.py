@@ -443,6 +443,8 @@ def repair_guards(networks: set[str] | None = None, dry_run: bool = False) -> li
         bridge, listen = _record(network)
         if not bridge or not listen or not dns_guard.missing(network, bridge, listen, state):
             continue
+        if not dry_run:
+            dns_guard.remove(network, bridge, listen, state)  # those still there: install puts in all
         out.append((network, "" if dry_run else dns_guard.install(network, bridge, listen, state)))
     return out
 
@@ -459,8 +461,7 @@ def _ensure_resolver(network: str, listen: list[str], bridge: str) -> None:
         return
     if current:
         _kill(conf_path(network))
-        if current != wanted:
-            _unguard(network)  # the old addresses' rules, while their record is still there
+        _unguard(network)  # whatever its record says may be in place (a start cut short): never twice
     # The record first: from here on gc finds the resolver and its rules by this file.
     _write_conf(conf_path(network), wanted)
     _guard(network, bridge, listen)
@@ -727,6 +728,7 @@ def collect(alive: Callable[[str, str, str], bool] | None = None) -> list[str]:
             elif not _resolver_pid(network):
                 bridge, gws = _record(network)
                 if gws and all(_is_local(g) for g in gws):
+                    _unguard(network)
                     _guard(network, bridge, gws)
                     _spawn(conf_path(network), f"of network {network}")
                     done.append(f"restarted the DNS resolver of network {network}")

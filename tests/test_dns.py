@@ -335,6 +335,11 @@ def test_guard_rules_come_back_with_network_reload(world: World) -> None:
         assert nslookup(z, y, gw2).returncode != 0
         p = w.cnirun("network", "reload", second)
         assert "guard" not in p.stdout, p.stdout
+        # One of the two gone: both are there once each afterwards, never twice.
+        subprocess.run(["iptables", "-w", "-D", "INPUT", *shlex.split(rules[0])[2:]], check=True)
+        p = w.cnirun("network", "reload", second)
+        assert "repaired: cnirun: the DNS resolver's guard rules" in p.stdout, p.stdout
+        assert sorted(guard_rules(second)) == sorted(rules)
         rm("docker", y)
         assert wait_for(lambda: guard_rules(second) == []), "the guard outlived its resolver"
     finally:
