@@ -586,11 +586,13 @@ def _view_conf(container_id: str) -> str:
     return os.path.join(_view_dir(container_id), CONF_NAME)
 
 
-def _view_text(container_id: str, networks: list[str], upstream: str, netns_id: str) -> str:
+def _view_text(container_id: str, networks: list[str], upstream: str, netns: str, netns_id: str) -> str:
     d = _view_dir(container_id)
     lines = [
         f"# cnirun: the resolver of container {container_id}, on networks {' '.join(networks)} (cnirun.dns)",
-        NETNS_MARK + netns_id,  # which netns it serves: a restarted container has a new one
+        # Which netns it serves (a restarted container has a new one), and where gc starts it again
+        # if it died: the path, and what the path named then (a path may name another netns later).
+        f"{NETNS_MARK}{netns_id} {netns}",
         "port=53",
         f"listen-address={VIEW_ADDRESS}",
         "bind-interfaces",
@@ -630,7 +632,7 @@ def sync_view(container_id: str, networks: list[str], netns: str) -> list[str]:
     upstream = next((a for a in resolvers(mine[0]) if ":" not in a), "")
     from .netns import identity
 
-    wanted = _view_text(container_id, mine, upstream, identity(netns))
+    wanted = _view_text(container_id, mine, upstream, netns, identity(netns))
     conf = _view_conf(container_id)
     try:
         with open(conf, encoding="utf-8") as f:
@@ -678,16 +680,28 @@ def _view_networks(container_id: str) -> list[str]:
 
 
 def _collect_views() -> list[str]:
-    """gc: stop the resolvers of containers now on fewer than two networks with names (gone ones included)."""
+    """gc: stop the resolvers of containers now on fewer than two networks with names (gone ones included);
+    start again one that died while its container still runs in the netns it was made for."""
+    from .netns import identity
+
     done: list[str] = []
     try:
         cids = [c for c in os.listdir(os.path.join(dns_root(), VIEWS)) if c[:1].isalnum()]
     except OSError:
         return done
     for cid in cids:
+        conf = _view_conf(cid)
+        running = bool(_pids_with(_cmdline_marker(conf)))
         if sum(_registered(n, cid) for n in _view_networks(cid)) >= 2:
+            where = (_conf_values(conf, NETNS_MARK) or [""])[0].split(" ", 1)
+            if not running and len(where) == 2 and where[0] and identity(where[1]) == where[0]:
+                try:
+                    _spawn(conf, f"of container {cid[:12]}", where[1])
+                    done.append(f"restarted the DNS resolver of container {cid[:12]}")
+                except DNSError as e:
+                    done.append(str(e))
             continue
-        if _pids_with(_cmdline_marker(_view_conf(cid))):
+        if running:
             done.append(f"stopped the DNS resolver of gone container {cid[:12]}")
         stop_view(cid)
     return done

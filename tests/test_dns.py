@@ -72,6 +72,21 @@ def views_of(w: World) -> list[str]:
     return [r for r in resolvers_of(w) if "/dns/_views/" in r]
 
 
+def view_pids(w: World) -> list[int]:
+    """The pids of this World's containers' own resolvers."""
+    out = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if any(a.startswith(f"--conf-file={w.state_dir}/dns/_views/".encode()) for a in args):
+            out.append(int(pid))
+    return out
+
+
 def resolv_nameservers(container: str, engine: str = "docker") -> list[str]:
     p = subprocess.run([engine, "exec", container, "cat", "/etc/resolv.conf"], capture_output=True, text=True,
                        timeout=30)
@@ -290,6 +305,13 @@ def test_connect_and_disconnect_switch_the_containers_resolver(world: World) -> 
         assert answer(lookup(a, peer)) == [address_of(peer)]
         assert answer(lookup(a, near)) == [address_of(near)]
         assert answer(lookup(peer, a)) == [address_of(a, "eth1")]  # the peer sees a on their shared network
+        # Its own resolver dies (OOM, a stray kill): gc starts it again in the same netns.
+        (view,) = view_pids(w)
+        os.kill(view, signal.SIGKILL)
+        assert wait_for(lambda: view_pids(w) == [], 5)
+        p = w.cnirun("gc")
+        assert p.returncode == 0 and "restarted the DNS resolver of container" in p.stdout, p.stdout
+        assert answer(lookup(a, peer)) == [address_of(peer)]
         p = w.cnirun("network", "disconnect", second, a)
         assert p.returncode == 0, p.stderr
         assert resolv_nameservers(a) == [gateway(w)]
