@@ -115,17 +115,24 @@ step_venv() {
 # pip's console-script launchers `import re` (~9 ms of every cnirun, hook and
 # shim start, measured with -X importtime) only to strip a Windows ".exe"
 # suffix from argv[0]. Ours call the same entry points (pyproject.toml's
-# [project.scripts]) without it.
+# [project.scripts]) without it, and start Python with -S: `site` and the
+# venv's .pth files cost ~2.5 ms of every start (setuptools' distutils hack
+# among them); the launcher puts the venv's site-packages and the editable
+# checkout on sys.path itself, in the order site would.
+LAUNCHER_MARK="# cnirun launcher 2 (scripts/setup.sh)"
 lean_launchers() {
-    local name entry module func file
+    local name entry module func file purelib
+    purelib=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
     for name in "${ENTRY_POINTS[@]}"; do
         file=$VENV/bin/$name
-        grep -q '^import re$' "$file" 2>/dev/null || continue
+        [[ -f $file ]] || continue
+        grep -qxF "$LAUNCHER_MARK" "$file" && continue
         entry=$(sed -n "s/^$name = \"\(.*\)\"$/\1/p" "$REPO/pyproject.toml")
         [[ $entry == *:* ]] || continue
         module=${entry%%:*} func=${entry##*:}
-        printf '#!%s\n# cnirun launcher (scripts/setup.sh): pip'"'"'s imports re for nothing on Linux.\nimport sys\nfrom %s import %s\nsys.exit(%s())\n' \
-            "$VENV/bin/python" "$module" "$func" "$func" > "$file.tmp" && chmod 755 "$file.tmp" && mv "$file.tmp" "$file"
+        printf '#!%s -S\n%s\n# no re (pip'"'"'s launcher), no site (the .pth files): see lean_launchers\nimport sys\nsys.path += [%s, %s]\nfrom %s import %s\nsys.exit(%s())\n' \
+            "$VENV/bin/python" "$LAUNCHER_MARK" "'$purelib'" "'$REPO'" "$module" "$func" "$func" > "$file.tmp" \
+            && chmod 755 "$file.tmp" && mv "$file.tmp" "$file"
     done
 }
 
