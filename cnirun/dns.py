@@ -642,7 +642,12 @@ def sync_view(container_id: str, networks: list[str], netns: str) -> list[str]:
     if current != wanted or not _pids_with(_cmdline_marker(conf)):
         if current:
             _kill(conf)
-        os.makedirs(_view_dir(container_id), mode=0o755, exist_ok=True)
+        for _ in range(3):  # another container's stop_view may remove an empty _views/ in between
+            try:
+                os.makedirs(_view_dir(container_id), mode=0o755, exist_ok=True)
+                break
+            except FileNotFoundError:
+                continue
         _write_conf(conf, wanted)  # the record first
         _spawn(conf, f"of container {container_id[:12]}", netns)
     return [VIEW_ADDRESS]
@@ -657,6 +662,10 @@ def stop_view(container_id: str) -> None:
     if os.path.exists(_view_conf(container_id)):
         _kill(_view_conf(container_id))
     shutil.rmtree(d, ignore_errors=True)  # also a dir cut short before its record was written
+    try:
+        os.rmdir(os.path.dirname(d))  # _views/ itself once no container has a resolver of its own
+    except OSError:
+        pass
 
 
 def has_view(container_id: str) -> bool:
