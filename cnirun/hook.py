@@ -487,12 +487,9 @@ def run_process() -> None:
     process leaves with os._exit. An unexpected exception still propagates
     (traceback, normal exit).
     """
-    code = main()
-    try:
-        sys.stdout.flush()
-        sys.stderr.flush()
-    finally:
-        os._exit(code)
+    from .process import exit_now
+
+    exit_now(main())
 
 
 if __name__ == "__main__":

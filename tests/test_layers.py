@@ -21,7 +21,7 @@ PKG = Path(__file__).resolve().parent.parent / "cnirun"
 # (layer name, module prefixes); a module belongs to the first layer with a matching prefix.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("core", ("cnirun.value", "cnirun.jsonfast", "cnirun.fsutil", "cnirun.errors", "cnirun.paths",
-              "cnirun.version", "cnirun.trace")),
+              "cnirun.version", "cnirun.trace", "cnirun.process")),
     ("config", ("cnirun.config", "cnirun.result", "cnirun.lock", "cnirun.chains", "cnirun.invoke", "cnirun.netns",
                 "cnirun.oci_state", "cnirun.leftovers", "cnirun.hostfiles", "cnirun.options",
                 "cnirun.policy")),

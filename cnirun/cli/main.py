@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
         # cnitool's drop-in is parsed by hand: no typer import on that path (bench/bench_core.py).
         from .cni_cmd import main as cni_main
 
-        return cni_main(args[1:])
+        return _done(cni_main(args[1:]), argv)
     if first == "exec":
         # Parsed by hand too: `cnirun exec` wraps commands in scripts.
         from .exec_cmd import main as exec_main
@@ -42,16 +42,16 @@ def main(argv: list[str] | None = None) -> int:
         # Parsed by hand too: update is timed against a full ADD (bench/bench_policy.py).
         from .update_cmd import run as update_run
 
-        return update_run(args[1:])
+        return _done(update_run(args[1:]), argv)
     if first == "port" or (first == "network" and args[1:2] in (["connect"], ["disconnect"])):
         # Parsed by hand too: connect and port add are timed against `cni add` (bench/bench_connect.py).
         if first == "port":
             from .port_cmd import run as port_run
 
-            return port_run(args[1:])
+            return _done(port_run(args[1:]), argv)
         from .connect_cmd import run as connect_run
 
-        return connect_run(args[1:])
+        return _done(connect_run(args[1:]), argv)
     if first == "run" or (first and first not in SUBCOMMANDS and first not in ("-h", "--help", "--version")
                           and not _is_global_typer_option(first)):
         try:
@@ -67,6 +67,16 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as e:
         return int(e.code or 0) if not isinstance(e.code, str) else 1
     return 0
+
+
+def _done(code: int, argv: list[str] | None) -> int:
+    """The program's own run (argv from sys.argv) of a command timed against its plugins ends at once
+    (cnirun.process); a caller that passed argv (tests, in-process) gets the code back."""
+    if argv is None:
+        from ..process import exit_now
+
+        exit_now(code)
+    return code
 
 
 def _global_options(args: list[str]) -> list[str]:
