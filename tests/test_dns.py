@@ -43,8 +43,8 @@ def gateway(w: World) -> str:
     return f"10.195.{w.n}.1"
 
 
-def resolvers_of(w: World) -> list[str]:
-    """Command lines of the dnsmasq processes serving this World's state dir."""
+def _resolver_processes(w: World) -> list[tuple[int, str]]:
+    """(pid, --conf-file= argument) of the dnsmasq processes serving this World's state dir."""
     prefix = f"--conf-file={w.state_dir}/dns/".encode()
     out = []
     for pid in os.listdir("/proc"):
@@ -54,8 +54,13 @@ def resolvers_of(w: World) -> list[str]:
             args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        out += [a.decode() for a in args if a.startswith(prefix)]
+        out += [(int(pid), a.decode()) for a in args if a.startswith(prefix)]
     return out
+
+
+def resolvers_of(w: World) -> list[str]:
+    """Command lines of the dnsmasq processes serving this World's state dir."""
+    return [conf for _, conf in _resolver_processes(w)]
 
 
 def dns_dirs(w: World) -> list[str]:
@@ -74,17 +79,7 @@ def views_of(w: World) -> list[str]:
 
 def view_pids(w: World) -> list[int]:
     """The pids of this World's containers' own resolvers."""
-    out = []
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if any(a.startswith(f"--conf-file={w.state_dir}/dns/_views/".encode()) for a in args):
-            out.append(int(pid))
-    return out
+    return [pid for pid, conf in _resolver_processes(w) if "/dns/_views/" in conf]
 
 
 def resolv_nameservers(container: str, engine: str = "docker") -> list[str]:
