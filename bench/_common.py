@@ -42,6 +42,24 @@ def chain(name: str, bridge: str, subnet: str, data_dir: str) -> dict[str, Any]:
     }
 
 
+def dns_chain(name: str, bridge: str, subnet: str, data_dir: str, dns: bool) -> dict[str, Any]:
+    """bench_connect's and bench_dns's network: bridge (ips) + host-local, portmap, firewall; dns=False
+    opts out of the network's resolver (`"cnirun": {"dns": false}`), the peer of a DNS cost."""
+    conf: dict[str, Any] = {
+        "cniVersion": "1.0.0", "name": name,
+        "plugins": [
+            {"type": "bridge", "bridge": bridge, "isGateway": True, "ipMasq": True, "capabilities": {"ips": True},
+             "ipam": {"type": "host-local", "dataDir": data_dir, "ranges": [[{"subnet": subnet}]],
+                      "routes": [{"dst": "0.0.0.0/0"}]}},
+            {"type": "portmap", "capabilities": {"portMappings": True}},
+            {"type": "firewall"},
+        ],
+    }
+    if not dns:
+        conf["cnirun"] = {"dns": False}
+    return conf
+
+
 def timed(env: dict[str, str], *args: str) -> float:
     """Seconds one command took; a failure ends the bench with its message (a broken run measures nothing)."""
     t = time.perf_counter()

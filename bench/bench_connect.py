@@ -27,7 +27,7 @@ import os
 import statistics
 import sys
 
-from _common import CNIRUN, LiveWorld, timed
+from _common import CNIRUN, LiveWorld, dns_chain, timed
 
 RUNS = int(os.environ.get("BENCH_RUNS", "12"))
 NET, BRIDGE, SUBNET = "t10-bench", "cnc10bench", "10.191.200.0/24"
@@ -35,27 +35,11 @@ NET2, BRIDGE2, SUBNET2 = "t10-bench-nodns", "cnc10benchn", "10.191.201.0/24"
 NETNS, CONTAINER, KEEPER, PORT = "t10-bench", "t10-bench-c", "t10-bench-k", 19198
 
 
-def conflist(name: str, bridge: str, subnet: str, ipam: str, dns: bool) -> dict[str, object]:
-    conf: dict[str, object] = {
-        "cniVersion": "1.0.0", "name": name,
-        "plugins": [
-            {"type": "bridge", "bridge": bridge, "isGateway": True, "ipMasq": True, "capabilities": {"ips": True},
-             "ipam": {"type": "host-local", "dataDir": ipam, "ranges": [[{"subnet": subnet}]],
-                      "routes": [{"dst": "0.0.0.0/0"}]}},
-            {"type": "portmap", "capabilities": {"portMappings": True}},
-            {"type": "firewall"},
-        ],
-    }
-    if not dns:
-        conf["cnirun"] = {"dns": False}
-    return conf
-
-
 def main() -> int:
     add, connect, running, nodns, port = [], [], [], [], []
     with LiveWorld("t10-bench-", NETNS, CONTAINER, [BRIDGE, BRIDGE2], others=(KEEPER,)) as w:
-        w.conflist(conflist(NET, BRIDGE, SUBNET, w.ipam, dns=True))
-        w.conflist(conflist(NET2, BRIDGE2, SUBNET2, w.ipam, dns=False))
+        w.conflist(dns_chain(NET, BRIDGE, SUBNET, w.ipam, dns=True))
+        w.conflist(dns_chain(NET2, BRIDGE2, SUBNET2, w.ipam, dns=False))
         env = w.env
         # Warm-up: the first connect pins the foreign container's netns and records it for the watcher.
         for net in (NET, NET2):

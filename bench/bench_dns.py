@@ -31,8 +31,8 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-CNIRUN = str(REPO / ".venv" / "bin" / "cnirun")
+from _common import CNIRUN, dns_chain
+
 RUNS = int(os.environ.get("BENCH_RUNS", "20"))
 SCALE = int(os.environ.get("BENCH_SCALE", "100"))
 COST = int(os.environ.get("BENCH_COST", "12"))
@@ -65,22 +65,6 @@ for line in sys.stdin:
     elif cmd == "count":  # how many of the names resolve now
         print(sum(ask(n) for n in names), flush=True)
 '''
-
-
-def conflist(name: str, bridge: str, subnet: str, ipam_dir: Path, dns: bool) -> dict:
-    conf = {
-        "cniVersion": "1.0.0", "name": name,
-        "plugins": [
-            {"type": "bridge", "bridge": bridge, "isGateway": True, "ipMasq": True, "capabilities": {"ips": True},
-             "ipam": {"type": "host-local", "dataDir": str(ipam_dir), "ranges": [[{"subnet": subnet}]],
-                      "routes": [{"dst": "0.0.0.0/0"}]}},
-            {"type": "portmap", "capabilities": {"portMappings": True}},
-            {"type": "firewall"},
-        ],
-    }
-    if not dns:
-        conf["cnirun"] = {"dns": False}
-    return conf
 
 
 def cnirun(env: dict[str, str], *args: str) -> float:
@@ -120,9 +104,9 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="t195-bench-"))
     netconf = tmp / "net.d"
     netconf.mkdir()
-    (netconf / f"{NET}.conflist").write_text(json.dumps(conflist(NET, BRIDGE, SUBNET, tmp / "ipam", True)))
-    (netconf / f"{NODNS}.conflist").write_text(json.dumps(conflist(NODNS, NODNS_BRIDGE, NODNS_SUBNET,
-                                                                    tmp / "ipam", False)))
+    (netconf / f"{NET}.conflist").write_text(json.dumps(dns_chain(NET, BRIDGE, SUBNET, str(tmp / "ipam"), True)))
+    (netconf / f"{NODNS}.conflist").write_text(json.dumps(dns_chain(NODNS, NODNS_BRIDGE, NODNS_SUBNET,
+                                                                     str(tmp / "ipam"), False)))
     env = {**os.environ, "NETCONFPATH": str(netconf), "CNI_CACHE_DIR": str(tmp / "cache"),
            "CNIRUN_STATE_DIR": str(tmp / "state"), "CNI_PATH": "/usr/lib/cni", "CNIRUN_WATCHER_IDLE": "5",
            "CNIRUN_ENGINE": "docker", "CNIRUN_DEFAULT_NETWORK": NET}
