@@ -341,13 +341,18 @@ services:
                               text=True)  # the server in its resolv.conf (podman gives no NET_RAW for ping)
         assert look.returncode == 0 and "Address: 10.153." in look.stdout, (peer, look.stdout, look.stderr)
     proj.cnirun("down")
+    _assert_podman_project_gone(proj)
+    assert not proj.netconf.exists() or list(proj.netconf.iterdir()) == []
+    assert not hostnet.link_exists(auto_bridge_name(f"{proj.name}_default"))
+
+
+def _assert_podman_project_gone(proj: Proj) -> None:
+    """After `down` on Podman: no container of the project, no cached attachment."""
     ps = subprocess.run(["podman", "ps", "-a", "-q", "--filter", f"label=com.docker.compose.project={proj.name}"],
                         capture_output=True, text=True).stdout
     assert ps.strip() == ""
     results = proj.cache / "results"
     assert not results.exists() or list(results.iterdir()) == []
-    assert not proj.netconf.exists() or list(proj.netconf.iterdir()) == []
-    assert not hostnet.link_exists(auto_bridge_name(f"{proj.name}_default"))
 
 
 @pytest.mark.podman
@@ -377,8 +382,4 @@ services:
     logs = subprocess.run(["podman", "logs", name], capture_output=True, text=True).stdout.split()
     assert len(logs) == 3 and len(set(logs)) == 1 and logs[0].startswith("10.153."), logs
     proj.cnirun("down")
-    ps = subprocess.run(["podman", "ps", "-a", "-q", "--filter", f"label=com.docker.compose.project={proj.name}"],
-                        capture_output=True, text=True).stdout
-    assert ps.strip() == ""
-    results = proj.cache / "results"
-    assert not results.exists() or list(results.iterdir()) == []
+    _assert_podman_project_gone(proj)
