@@ -64,22 +64,12 @@ def _firewall_steps(admin: str) -> list[Step]:
     ]
 
 
-def _has_v6(net: NetworkConfigList) -> bool:
-    for p in net.plugins:
-        ipam = p.raw.get("ipam")
-        if isinstance(ipam, dict):
-            ranges = ipam.get("ranges") or [[{"subnet": ipam.get("subnet", "")}]]
-            for rs in ranges if isinstance(ranges, list) else []:
-                for r in rs if isinstance(rs, list) else []:
-                    if isinstance(r, dict) and ":" in str(r.get("subnet", "")):
-                        return True
-    return False
-
-
 def needs(net: NetworkConfigList) -> list[str]:
     """The shared-chain sets `net`'s plugins use, as marker names: "<tool>.<plugin>.<parameter>"."""
     out: list[str] = []
-    v6 = _has_v6(net)
+    from .config import has_ipv6
+
+    v6 = has_ipv6(net)
     for p in net.plugins:
         if p.type == "portmap":
             snat = p.raw.get("snat", True) is not False and not p.raw.get("externalSetMarkChain")

@@ -130,6 +130,19 @@ def labels_allowed(net: NetworkConfigList) -> bool:
     return not isinstance(policy, dict) or policy.get("allowLabels", True) is True
 
 
+def has_ipv6(net: NetworkConfigList) -> bool:
+    """Whether one of the network's plugins gives out IPv6 addresses (an ipam range with an IPv6 subnet)."""
+    for p in net.plugins:
+        ipam = p.raw.get("ipam")
+        if isinstance(ipam, dict):
+            ranges = ipam.get("ranges") or [[{"subnet": ipam.get("subnet", "")}]]
+            for rs in ranges if isinstance(ranges, list) else []:
+                for r in rs if isinstance(rs, list) else []:
+                    if isinstance(r, dict) and ":" in str(r.get("subnet", "")):
+                        return True
+    return False
+
+
 def _where(source: str, key: str) -> str:
     return f"{source}: {key}" if key else source
 

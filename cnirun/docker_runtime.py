@@ -15,16 +15,19 @@ meantime, else removes only the `cnirun` entry; then reloads dockerd again.
 """
 from __future__ import annotations
 
-import json
 import os
-import shlex
-import signal
-import subprocess
-import time
-from typing import Any, Mapping
 
+# `cnirun run` reads the installed settings on every run (runner.docker_mode):
+# the json package, subprocess, signal and typing cost ~5 ms of imports
+# together, so reading goes through jsonfast and the rest is imported where used.
+from . import jsonfast as json
 from .errors import CNIError
 from .fsutil import atomic_write, unsafe_dir
+from .paths import gates_dir
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Mapping
 
 RUNTIME_NAME = "cnirun"
 DEFAULT_DIR = "/usr/local/lib/cnirun"
@@ -99,7 +102,7 @@ def installed_settings(daemon_json: str = DAEMON_JSON) -> dict[str, Any] | None:
         return None
     try:
         with open(os.path.join(os.path.dirname(launcher), SETTINGS), "rb") as f:
-            settings = json.load(f)
+            settings = json.loads(f.read())
     except (OSError, ValueError):
         return None
     if not isinstance(settings, dict):
@@ -133,6 +136,8 @@ def _comm(pid: int) -> str:
 
 
 def _docker_info(fmt: str) -> str | None:
+    import subprocess
+
     try:
         proc = subprocess.run(["docker", "info", "--format", fmt], capture_output=True, text=True, timeout=15)
     except (OSError, subprocess.TimeoutExpired):
@@ -142,6 +147,9 @@ def _docker_info(fmt: str) -> str | None:
 
 def reload_dockerd(present: bool, wait: float = RELOAD_WAIT) -> None:
     """SIGHUP dockerd and wait until `docker info` does (or does not) list the runtime."""
+    import signal
+    import time
+
     os.kill(dockerd_pid(), signal.SIGHUP)
     deadline = time.monotonic() + wait
     while True:
@@ -163,26 +171,64 @@ def reload_dockerd(present: bool, wait: float = RELOAD_WAIT) -> None:
 
 
 # -- the launcher ----------------------------------------------------------------------
-def launcher_text(python: str, package_parent: str, runc: str, settings: str) -> str:
+def launcher_text(python: str, package_parent: str, runc: str, settings: str, gates: str = "",
+                  flock: str = "flock") -> str:
+    """The runtime dockerd executes: sh, Python only for `create`, flock(1) only for a gated `start`.
+
+    `gates`: the start gates' directory (cnirun.start_gate); a `start` whose
+    container has a gate waits until the shim's attach worker has finished,
+    and fails with the worker's error when it did not attach.
+    """
+    import shlex
+
     boot = (
         f"import sys; sys.path.insert(0, {package_parent!r}); "
         "from cnirun.shim import main; sys.exit(main(sys.argv[1:]))"
     )
     q = shlex.quote
+    from .start_gate import WAIT_SECONDS
+
+    start = (
+        "    start)\n"
+        "        # The shim's worker may still be attaching the container (cnirun.start_gate).\n"
+        '        for id in "$@"; do :; done\n'
+        f'        gate={q(gates)}/"$id"\n'
+        '        case $id in */*|.*|"") gate= ;; esac\n'
+        '        if [ -n "$gate" ] && [ -e "$gate" ]; then\n'
+        f'            r=$( {{ {q(flock)} -s -w {WAIT_SECONDS} 9 && cat <&9; }} 9<"$gate" 2>/dev/null )\n'
+        '            rm -f "$gate"\n'
+        '            if [ "$r" != ok ]; then\n'
+        '                echo "cnirun: ${r:-the network attach was killed before it finished: cnirun gc reclaims what it left}" >&2\n'
+        "                exit 1\n"
+        "            fi\n"
+        "        fi\n"
+        "        break ;;\n"
+    ) if gates else ""
     return (
         "#!/bin/sh\n"
         "# cnirun Docker runtime (written by `cnirun install docker-runtime`): runc plus\n"
-        "# cnirun's CNI hooks. Only `create` needs Python (it adds the hooks to the\n"
-        "# bundle); every other runc call goes straight to runc.\n"
+        "# cnirun's CNI hooks. Only `create` needs Python (it attaches the container while\n"
+        "# runc creates it), and a `start` waits for that attach; every other runc call\n"
+        "# goes straight to runc.\n"
         'for arg in "$@"; do\n'
-        '    if [ "$arg" = create ]; then\n'
+        "    case $arg in\n"
+        "    create)\n"
         f"        CNIRUN_SHIM_CONFIG={q(settings)}\n"
         "        export CNIRUN_SHIM_CONFIG\n"
-        f'        exec {q(python)} -I -S -c {q(boot)} "$0" "$@"\n'
-        "    fi\n"
+        f'        exec {q(python)} -I -S -c {q(boot)} "$0" "$@" ;;\n'
+        f"{start}"
+        "    esac\n"
         "done\n"
         f'exec {q(runc)} "$@"\n'
     )
+
+
+def _find_flock(environ: Mapping[str, str]) -> str:
+    for d in (environ.get("PATH", "") + ":/usr/bin:/bin:/usr/sbin:/sbin").split(":"):
+        p = os.path.join(d, "flock")
+        if d and os.path.isfile(p) and os.access(p, os.X_OK):
+            return p
+    raise InstallError("flock(1) not found in PATH: install util-linux")
 
 
 def _find_runc(environ: Mapping[str, str]) -> str:
@@ -287,15 +333,16 @@ def install(
         "docker_root": _docker_info("{{.DockerRootDir}}") or DEFAULT_DOCKER_ROOT,
     }
     try:
-        _write(settings_path, (json.dumps(settings, indent=2) + "\n").encode(), 0o644)
-        _write(launcher, launcher_text(sys.executable, package_parent(), runc, settings_path).encode(), 0o755)
+        _write(settings_path, (json.dumps_indented(settings, 2) + "\n").encode(), 0o644)
+        _write(launcher, launcher_text(sys.executable, package_parent(), runc, settings_path, gates_dir(env),
+                                       _find_flock(env)).encode(), 0o755)
         backup = daemon_json + BACKUP_SUFFIX
         if not os.path.exists(backup):  # a second install keeps the first original
             record = {"existed": raw is not None, "content": (raw or b"").decode("utf-8", "surrogateescape")}
             _write(backup, json.dumps(record).encode(), 0o600)
         new = dict(obj)
         new["runtimes"] = {**(runtimes or {}), RUNTIME_NAME: {"path": launcher}}
-        _write(daemon_json, (json.dumps(new, indent=2) + "\n").encode(), 0o644)
+        _write(daemon_json, (json.dumps_indented(new, 2) + "\n").encode(), 0o644)
     except OSError as e:
         raise InstallError(f"cannot install the docker runtime: {e.strerror}: {e.filename}: run as root") from None
     if reload:
@@ -313,6 +360,8 @@ def containers_using_runtime() -> list[str]:
 
 
 def _run_docker(args: list[str]) -> str | None:
+    import subprocess
+
     try:
         proc = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired):
@@ -364,7 +413,7 @@ def uninstall(
             # dockerd reloads runtimes only when the key is present, and ignores a
             # missing file: state the runtimes explicitly first.
             staged = {**target, "runtimes": target.get("runtimes", {})}
-            _write(daemon_json, (json.dumps(staged, indent=2) + "\n").encode(), 0o644)
+            _write(daemon_json, (json.dumps_indented(staged, 2) + "\n").encode(), 0o644)
             reload_dockerd(present=listed)
         if original is not None and _same_json(original, target):
             # Nothing else changed since install: put the exact bytes back.
@@ -374,7 +423,7 @@ def uninstall(
             elif os.path.exists(daemon_json):
                 os.unlink(daemon_json)
         elif was_registered:
-            _write(daemon_json, (json.dumps(target, indent=2) + "\n").encode(), 0o644)
+            _write(daemon_json, (json.dumps_indented(target, 2) + "\n").encode(), 0o644)
         if os.path.exists(backup):
             os.unlink(backup)
         for d in {os.path.dirname(launcher) if launcher else "", os.path.abspath(directory) if directory else ""}:
@@ -404,7 +453,7 @@ def _target_after_uninstall(stripped: dict[str, Any], original: tuple[bool, byte
 def _load_backup(path: str) -> tuple[bool, bytes] | None:
     try:
         with open(path, "rb") as f:
-            rec = json.load(f)
+            rec = json.loads(f.read())
         return bool(rec["existed"]), str(rec["content"]).encode("utf-8", "surrogateescape")
     except (OSError, ValueError, KeyError, TypeError):
         return None

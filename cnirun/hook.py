@@ -2,7 +2,10 @@
 
 Run by the OCI runtime (runc, crun) with the container's state JSON on stdin
 and the stage as its only argument; installed through Podman/CRI-O hooks.d or
-added to config.json by the Docker runtime shim (cnirun.shim).
+added to config.json by the Docker runtime shim (cnirun.shim). Under Docker
+the shim runs the createRuntime stage's work itself, before runc, in a forked
+worker (run_for_shim: a new namespace made and pinned here instead of the
+process's, the same checks, the same attach); only poststop stays a hook.
 
 - What to attach comes from the state's annotations (cnirun.networks, .ports,
   .ip, .mac), parsed only by options.ContainerNetworkSpec.from_labels, which
@@ -64,7 +67,7 @@ from .oci_state import HookError, OCIConfig, OCIState, parse_state, read_config
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Mapping
+    from typing import Any, Callable, Mapping
 
     from .lifecycle import Attachment
     from .options import ContainerNetworkSpec
@@ -89,6 +92,18 @@ CLEANUP_PLUGIN_TIMEOUT = 2.0
 
 class HookTimeout(HookError):
     """The attach did not finish within the hook's budget (ATTACH_BUDGET)."""
+
+
+class NotEarly(HookError):
+    """The Docker shim's early attach cannot serve these networks: the createRuntime hook must.
+
+    Docker's own prestart hook (libnetwork-setkey) sets
+    net.ipv6.conf.all.disable_ipv6=1 in the container's namespace, which
+    drops every IPv6 address there: an ADD that may run before it (the early
+    attach) would lose its IPv6 addresses, one that runs after it (the
+    createRuntime hook) keeps them (the bridge plugin enables IPv6 on its
+    interface).
+    """
 
 
 # -- attach / detach ----------------------------------------------------------
@@ -116,7 +131,8 @@ def check_label_policy(nets: list[Any]) -> None:
 
 
 def attach_container(
-    cni: CNI, state: OCIState, spec: ContainerNetworkSpec, config: OCIConfig | None = None, lock_wait: float | None = None
+    cni: CNI, state: OCIState, spec: ContainerNetworkSpec, config: OCIConfig | None = None, lock_wait: float | None = None,
+    on_netns: Callable[[str], None] | None = None,
 ) -> list[Attachment]:
     """Check the container, DEL anything left from an earlier start, pin the netns, ADD every network.
 
@@ -124,22 +140,33 @@ def attach_container(
     namespace, before anything is done. On failure nothing stays allocated
     and the pin is removed. `config`: the bundle's config.json as read
     (read here when None). `lock_wait`: at most this long for the port lock.
+    `on_netns`: the Docker shim's early attach (run_for_shim): the container
+    has no process yet; a new namespace is made and pinned here, and
+    on_netns(path) is called once everything is checked and the namespace
+    exists, before the first ADD (runc may create the container from then on).
     """
     from .lifecycle import attach, detach, ifname_for, options_for
     from .portlock import WAIT_SECONDS, reserve
     from .runtime import validate_container_id
 
     validate_container_id(state.id)
-    if state.pid <= 0:
+    fresh = on_netns is not None
+    if state.pid <= 0 and not fresh:
         raise HookError("the OCI state has no pid: attach in createRuntime or prestart, not in poststop")
     if config is None:
         config = read_config(state.bundle)
     # The namespace first: nothing at all is done for a container that shares
-    # the host's or another container's namespace.
-    check_own_netns(state.pid, state.id, config.netns)
+    # the host's or another container's namespace (a fresh one is ours by making).
+    if not fresh:
+        check_own_netns(state.pid, state.id, config.netns)
     # Resolve and validate everything before touching the host.
     nets = [cni.network(n) for n in spec.networks]
     check_label_policy(nets)
+    if fresh:
+        from .config import has_ipv6
+
+        if any(has_ipv6(n) for n in nets):
+            raise NotEarly("an IPv6 network: attached by the createRuntime hook, after Docker's own hook")
     opts = options_for(spec, nets)
     if config.hostname:  # the hook knows no engine name: the hostname (Docker's default: the short ID) serves
         for o in opts:
@@ -148,8 +175,9 @@ def attach_container(
     if leftovers:
         raise HookError("cannot undo the previous attachment: " + "; ".join(leftovers))
     # An ADD that fails is undone by a DEL of the same interface name: it
-    # must never be an interface the ADD did not create.
-    check_free_ifnames(state.pid, [ifname_for(i) for i in range(len(nets))])
+    # must never be an interface the ADD did not create (a fresh namespace has lo only).
+    if not fresh:
+        check_free_ifnames(state.pid, [ifname_for(i) for i in range(len(nets))])
     # Labels publish ports through the same check as `cnirun run -p`, under
     # the same lock, held until ADD has cached the mappings.
     ports = reserve(
@@ -157,8 +185,15 @@ def attach_container(
         hint="pick another host port in cnirun.ports",
     )
     try:
-        path = pin_netns(state.pid, state.id)
+        if fresh:
+            from .netns_pin import new_pinned_netns
+
+            path = new_pinned_netns(state.id)
+        else:
+            path = pin_netns(state.pid, state.id)
         try:
+            if on_netns is not None:
+                on_netns(path)
             return attach(cni, nets, state.id, path, opts)
         except BaseException:
             unpin_netns(state.id)
@@ -168,7 +203,7 @@ def attach_container(
             ports.release()
 
 
-def reapply_live(cni: CNI, state: OCIState, atts: list[Attachment]) -> str:
+def reapply_live(cni: CNI, state: OCIState, atts: list[Attachment], present: list[str] | None = None) -> str:
     """After a restart: connect again what `cnirun network connect` added, publish what `cnirun port` set.
 
     cnirun.live records those in <state dir>/containers/<id>/live.json (the
@@ -176,6 +211,8 @@ def reapply_live(cni: CNI, state: OCIState, atts: list[Attachment]) -> str:
     what went wrong ('' when done or nothing to do): the label networks are
     up, so a network that cannot come back (its address taken, its netconf
     gone) is reported in the log, never a reason to fail the start.
+    `present`: the namespace's interfaces when the container has no process
+    yet (read from /proc/<pid> otherwise).
     """
     from .paths import runs_dir
 
@@ -200,7 +237,8 @@ def reapply_live(cni: CNI, state: OCIState, atts: list[Attachment]) -> str:
             opts = NetworkOptions(dict(entry.get("capability_args") or {}),
                                   [(str(k), str(v)) for k, v in entry.get("args") or []],
                                   [str(n) for n in entry.get("names") or []])
-            atts.append(connect(cni, net, state.id, pin_path(state.id), opts, interfaces(state.pid)))
+            names = interfaces(state.pid) if present is None else present + [a.ifname for a in atts]
+            atts.append(connect(cni, net, state.id, pin_path(state.id), opts, names))
         except CNIError as e:
             problems.append(f"network {entry.get('network')}: {e}")
     if isinstance(live.get("ports"), list):
@@ -322,7 +360,10 @@ class _Deadline:
             os._exit(1)
 
 
-def _attach_stage(stage: str, state: OCIState, record: dict[str, Any], started: float | None = None) -> int:
+def _attach_stage(
+    stage: str, state: OCIState, record: dict[str, Any], started: float | None = None,
+    config: OCIConfig | None = None, on_netns: Callable[[str], None] | None = None,
+) -> int:
     from .runtime import CNI, validate_container_id
 
     validate_container_id(state.id)
@@ -331,7 +372,8 @@ def _attach_stage(stage: str, state: OCIState, record: dict[str, Any], started: 
         record["outcome"] = "skipped"  # no cnirun.networks annotation: not ours
         return 0
     record["networks"] = spec.networks
-    config = read_config(state.bundle)
+    if config is None:
+        config = read_config(state.bundle)
     cni = CNI()
     elapsed = 0.0 if started is None else time.monotonic() - started
     total = attach_budget()
@@ -343,9 +385,9 @@ def _attach_stage(stage: str, state: OCIState, record: dict[str, Any], started: 
         assert fd is not None  # blocking
         ok = False
         try:
-            atts = attach_container(cni, state, spec, config, lock_wait=budget)
+            atts = attach_container(cni, state, spec, config, lock_wait=budget, on_netns=on_netns)
             ok = True
-            problem = reapply_live(cni, state, atts)
+            problem = reapply_live(cni, state, atts, ["lo"] if on_netns is not None else None)
             if problem:
                 record["live"] = problem
         finally:
@@ -374,7 +416,9 @@ def _attach_stage(stage: str, state: OCIState, record: dict[str, Any], started: 
 
 def _detach_stage(state: OCIState, record: dict[str, Any]) -> None:
     from .runtime import CNI
+    from .start_gate import remove_gate
 
+    remove_gate(state.id)  # a Docker create whose start never came
     problems = detach_container(CNI(timeout=POSTSTOP_PLUGIN_TIMEOUT), state.id)
     if problems:
         record["outcome"] = "incomplete"
@@ -450,6 +494,51 @@ def run_hook(stage: str, state_data: bytes, started: float | None = None) -> tup
         record["outcome"] = "failed"
         record["error"] = str(e)
         return 1, record
+
+
+def run_for_shim(state: OCIState, config: OCIConfig, gate_fd: int, ready_fd: int, started: float) -> int:
+    """The Docker shim's attach worker: the createRuntime hook's work, started before runc's create.
+
+    A forked child of the shim (cnirun.shim) with the hook's environment:
+    it checks what the labels ask for, DELs what an earlier start left, makes
+    the container's netns and pins it, then writes a newline to `ready_fd`
+    (the shim execs runc, which joins the namespace by path) and ADDs while
+    runc creates the container. The outcome goes into the start gate
+    (`gate_fd`, cnirun.start_gate), which `runc start` waits on. A failure
+    before the namespace exists goes back through `ready_fd` instead (the
+    shim fails the create with it, as the hook's createRuntime did). Logged
+    as stage "create". Returns the process's exit code.
+    """
+    from .errors import CNIError
+    from .start_gate import settle
+
+    record: dict[str, Any] = {"stage": "create", "container": state.id, "networks": [], "outcome": "ok"}
+    told: list[bool] = []
+
+    def ready(path: str) -> None:
+        os.write(ready_fd, b"\n")
+        os.close(ready_fd)
+        told.append(True)
+
+    try:
+        _attach_stage("create", state, record, started, config=config, on_netns=ready)
+    except NotEarly:
+        os.write(ready_fd, b"hook\n")  # nothing was done: the shim adds the createRuntime hook instead
+        return 0
+    except (CNIError, HookError) as e:
+        record.update(outcome="failed", error=str(e))
+    except BaseException as e:  # noqa: BLE001 - the gate must say something, whatever happened
+        record.update(outcome="failed", error=f"unexpected error: {type(e).__name__}: {e}")
+    error = record.get("error", "") if record["outcome"] == "failed" else ""
+    try:
+        if told:
+            settle(gate_fd, error)
+        else:
+            os.write(ready_fd, ("cnirun: " + (error or "the attach did not start")).encode())
+    except OSError:
+        pass  # the shim or the launcher is gone: the log below still tells
+    _finish(record, started)
+    return 1 if error else 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -31,6 +31,8 @@ NAMED_NETNS_DIR = "/run/netns"  # `ip netns` and cnirun's own Podman runs
 HOST_NETNS = ("/proc/self/ns/net", "/proc/1/ns/net")
 MS_BIND = 0x1000  # <sys/mount.h>
 MNT_DETACH = 0x2
+CLONE_NEWNET = 0x40000000  # <sched.h>
+SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1  # <linux/sockios.h>, <net/if.h>
 
 
 def pin_path(container_id: str, environ: Mapping[str, str] | None = None) -> str:
@@ -119,7 +121,7 @@ def check_free_ifnames(pid: int, ifnames: list[str]) -> None:
 
 # -- the pin ------------------------------------------------------------------------
 def _libc_call(name: str, *args: object) -> str:
-    """mount(2)/umount2(2) through ctypes; '' on success, else "name: errno text".
+    """mount(2)/umount2(2)/unshare(2) through ctypes; '' on success, else "name: errno text".
 
     Importing ctypes costs ~2 ms; exec'ing mount(8) cost ~5 ms per call.
     """
@@ -128,6 +130,7 @@ def _libc_call(name: str, *args: object) -> str:
     libc = ctypes.CDLL(None, use_errno=True)  # the process's own libc: dlopen(NULL)
     libc.mount.argtypes = (ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_void_p)
     libc.umount2.argtypes = (ctypes.c_char_p, ctypes.c_int)
+    libc.unshare.argtypes = (ctypes.c_int,)
     if getattr(libc, name)(*args) == 0:
         return ""
     return f"{name}: {os.strerror(ctypes.get_errno())}"
@@ -170,6 +173,77 @@ def pin_netns(pid: int, container_id: str) -> str:
         _unlink(dst)
         raise NetnsError(f"cannot pin the container's netns at {dst}: {err}")
     return dst
+
+
+def new_pinned_netns(container_id: str, environ: Mapping[str, str] | None = None) -> str:
+    """Make a new network namespace, loopback up, pinned at pin_path(container_id); returns the path.
+
+    The Docker shim's worker does this before runc creates the container,
+    which then joins the namespace by path (cnirun.shim): the ADDs run while
+    runc works. A forked child unshares and bind-mounts its own namespace,
+    so this process stays in the host's, where the plugins must start.
+    runc brings loopback up only in a namespace it makes itself: the child
+    does it here.
+    """
+    from .errors import NetnsError
+
+    dst = pin_path(container_id, environ)
+    os.makedirs(os.path.dirname(dst), mode=0o755, exist_ok=True)
+    if is_pinned(dst):
+        unpin_netns(container_id, environ)
+    fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o444)
+    os.close(fd)
+    import ctypes  # before the fork: the child only calls
+
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through the pipe
+        code = 1
+        try:
+            os.close(r)
+            err = _libc_call("unshare", CLONE_NEWNET)
+            if not err:
+                err = _mount_bind(f"/proc/{os.getpid()}/task/{os.getpid()}/ns/net", dst)
+            if not err:
+                err = _loopback_up()
+            os.write(w, err.encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(w)
+    try:
+        with os.fdopen(r, "rb") as f:
+            err = f.read().decode(errors="replace")
+    finally:
+        os.waitpid(pid, 0)
+    del ctypes
+    if not err and not is_pinned(dst):
+        err = "the namespace was not pinned"
+    if err:
+        unpin_netns(container_id, environ)
+        raise NetnsError(f"cannot make a network namespace at {dst}: {err}")
+    return dst
+
+
+def _loopback_up() -> str:
+    """Set lo up in the calling process's netns (SIOCSIFFLAGS); '' on success."""
+    import _socket
+
+    try:
+        s = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM)
+    except OSError as e:
+        return f"socket: {e.strerror}"
+    try:
+        import fcntl
+
+        req = b"lo".ljust(16, b"\0") + bytes(24)
+        flags = int.from_bytes(fcntl.ioctl(s.fileno(), SIOCGIFFLAGS, req)[16:18], "little")
+        fcntl.ioctl(s.fileno(), SIOCSIFFLAGS, b"lo".ljust(16, b"\0") + (flags | IFF_UP).to_bytes(2, "little") + bytes(22))
+        return ""
+    except OSError as e:
+        return f"loopback up: {e.strerror}"
+    finally:
+        s.close()
 
 
 def unpin_netns(container_id: str, environ: Mapping[str, str] | None = None) -> str:

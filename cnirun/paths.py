@@ -8,6 +8,8 @@ processes it describes are gone too):
     <state>/containers/.watcher.* the `-d` watcher's lock, pid and log (bookkeeping)
     <state>/netns/<container id>  a hook-pinned netns (netns_pin)
     <state>/locks/<container id>.lock  a container's lifecycle lock
+    <state>/starting/<container id>  the gate `runc start` waits on while the
+                                  Docker shim's worker attaches (start_gate)
 
 The host-wide CNI lock is /run/cnirun/cni.lock whatever the state dir
 (CNIRUN_LOCK_FILE moves it): runs with other state dirs still share the
@@ -49,6 +51,10 @@ def runs_dir(environ: Mapping[str, str] | None = None) -> str:
 
 def pins_dir(environ: Mapping[str, str] | None = None) -> str:
     return os.path.join(state_dir(environ), "netns")
+
+
+def gates_dir(environ: Mapping[str, str] | None = None) -> str:
+    return os.path.join(state_dir(environ), "starting")
 
 
 def container_lock(container_id: str, environ: Mapping[str, str] | None = None) -> str:

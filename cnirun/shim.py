@@ -1,4 +1,4 @@
-"""The Docker runtime shim: runc with cnirun's OCI hooks added at `create`.
+"""The Docker runtime shim: runc, with the container attached while runc creates it.
 
 dockerd (through containerd-shim-runc-v2) calls the runtime registered as
 `cnirun` with runc's full command line. On `create` the shim:
@@ -8,18 +8,39 @@ dockerd (through containerd-shim-runc-v2) calls the runtime registered as
    busy starting this very container): from the bundle's annotations when a
    caller already put them there, else from Docker's own container config
    <docker root>/containers/<id>/config.v2.json, written before create;
-3. copies those labels into the spec's annotations (so the hook reads them
-   from the OCI state exactly as under Podman) and appends a createRuntime
-   and a poststop hook (appends: Docker has its own prestart hook);
-4. execs the real runc with the same argv and environment.
-Containers without a cnirun.networks label, and every other runc call, go
-straight to runc. The launcher that dockerd executes (see docker_runtime)
-is a tiny sh script that only starts Python when an argument is `create`,
-so non-create calls cost a shell start, not a Python start.
+3. when the spec asks for a new network namespace (`--network none`), makes
+   the start gate (start_gate) and forks the attach worker
+   (hook.run_for_shim, with the recorded hook environment). The worker
+   checks what the labels ask for, DELs what an earlier start left, makes
+   the namespace and pins it at <state dir>/netns/<id>, and says so; then it
+   runs the ADDs while runc creates the container, and writes the outcome
+   into the gate. The shim waits only for that first part: a bad label or an
+   unknown network fails the create, as a hook would, with one line on
+   stderr and in runc's --log (where containerd looks);
+4. copies the labels into the spec's annotations, points the spec's network
+   namespace at the pin and appends a poststop hook (appends: Docker has its
+   own prestart hook);
+5. execs the real runc with the same argv and environment.
+The launcher's `start` then waits on the gate (flock(1)) and fails the start
+with the worker's error when it did not attach, so the container's first
+instruction never runs without its network. The ADDs (~60 ms for a
+five-plugin chain) thus overlap runc's create and containerd's round trips
+(~130 ms here) instead of running inside a createRuntime hook.
+
+A spec that joins another namespace (host, container:X) gets the
+createRuntime hook instead, which refuses it with its own message; so do
+networks with IPv6 ranges (hook.NotEarly: Docker's own prestart hook would
+drop their addresses). Containers without a cnirun.networks label, and every
+other runc call, go straight to runc. The launcher that dockerd executes (see
+docker_runtime) is a tiny sh script that only starts Python when an
+argument is `create`, so non-create calls cost a shell start, not a Python
+start.
 
 Only os, sys, cnirun.jsonfast (the json package's C codec without the
-package's ~6 ms import of re and enum) and cnirun.fsutil (os only) are imported here: the create path runs
-on every container start.
+package's ~6 ms import of re and enum), cnirun.fsutil (os only) and, for a
+labelled container, start_gate and netns_pin (os, fcntl) are imported here
+before the fork: the create path runs on every container start. The worker
+imports the runtime core after it.
 """
 from __future__ import annotations
 
@@ -122,8 +143,11 @@ def docker_labels(docker_root: str, container_id: str) -> dict[str, str]:
     return {str(k): str(v) for k, v in labels.items() if str(k).startswith(LABEL_PREFIX)}
 
 
-def add_hooks(spec: dict[str, Any], labels: dict[str, str], conf: dict[str, Any]) -> None:
-    """Copy the labels into annotations and append cnirun's createRuntime and poststop hooks."""
+def add_hooks(
+    spec: dict[str, Any], labels: dict[str, str], conf: dict[str, Any],
+    stages: tuple[str, ...] = ("createRuntime", "poststop"),
+) -> None:
+    """Copy the labels into annotations and append cnirun's hooks (createRuntime and poststop)."""
     ann = spec.get("annotations")
     if not isinstance(ann, dict):
         ann = {}
@@ -132,12 +156,9 @@ def add_hooks(spec: dict[str, Any], labels: dict[str, str], conf: dict[str, Any]
     hooks = spec.get("hooks")
     if not isinstance(hooks, dict):
         hooks = {}
-    env = list(conf.get("hook_env") or [])
-    # The hook writes /etc/hosts only when it is Docker's own file under this root.
-    if not any(e.startswith("CNIRUN_DOCKER_ROOT=") for e in env):
-        env.append("CNIRUN_DOCKER_ROOT=" + str(conf.get("docker_root") or DEFAULT_DOCKER_ROOT))
+    env = hook_environment(conf)
     timeout = int(conf.get("hook_timeout") or HOOK_TIMEOUT)
-    for stage in ("createRuntime", "poststop"):
+    for stage in stages:
         argv = list(conf["hook_argv"]) + [stage]
         entry = {"path": argv[0], "args": argv, "env": env, "timeout": timeout}
         existing = hooks.get(stage)
@@ -148,10 +169,104 @@ def add_hooks(spec: dict[str, Any], labels: dict[str, str], conf: dict[str, Any]
     spec["hooks"] = hooks
 
 
+def hook_environment(conf: dict[str, Any]) -> list[str]:
+    """The hook's whole environment (KEY=VALUE), as recorded at install."""
+    env = list(conf.get("hook_env") or [])
+    # The hook writes /etc/hosts only when it is Docker's own file under this root.
+    if not any(e.startswith("CNIRUN_DOCKER_ROOT=") for e in env):
+        env.append("CNIRUN_DOCKER_ROOT=" + str(conf.get("docker_root") or DEFAULT_DOCKER_ROOT))
+    return env
+
+
+def _new_netns_entry(spec: dict[str, Any]) -> dict[str, Any] | None:
+    """The spec's `network` namespace entry when it asks runc for a new namespace, else None."""
+    linux = spec.get("linux")
+    for ns in (linux.get("namespaces") if isinstance(linux, dict) else None) or []:
+        if isinstance(ns, dict) and ns.get("type") == "network":
+            return None if ns.get("path") else ns
+    return None
+
+
+def start_attach(bundle: str, container_id: str, spec: dict[str, Any], env: dict[str, str]) -> int:
+    """Fork the attach worker (hook.run_for_shim); returns the read end of its ready pipe.
+
+    The start gate is made and locked first, so that it exists before runc
+    can be asked to start the container; the worker inherits the lock.
+    """
+    from .start_gate import open_gate
+
+    started = _monotonic()
+    gate = open_gate(container_id, env)
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the worker reports through the gate, the pipe and the log
+        code = 1
+        try:
+            os.close(r)
+            os.setsid()
+            os.chdir("/")
+            # go-runc reads the create's stdout/stderr (the container's, with IO) to
+            # EOF: the worker keeps none of the shim's descriptors but its own two.
+            null = os.open(os.devnull, os.O_RDWR)
+            for target in (0, 1, 2):
+                os.dup2(null, target)
+            keep = sorted({0, 1, 2, gate, w})
+            for lo, hi in zip(keep, keep[1:] + [65536]):
+                os.closerange(lo + 1, hi)
+            os.environ.clear()
+            os.environ.update(env)
+            from .hook import run_for_shim
+            from .oci_state import OCIState, config_from_dict
+
+            ann = {k: str(v) for k, v in (spec.get("annotations") or {}).items()}
+            state = OCIState(container_id, 0, bundle, "creating", ann)
+            code = run_for_shim(state, config_from_dict(spec), gate, w, started)
+        finally:
+            os._exit(code)
+    os.close(w)
+    os.close(gate)  # the worker holds the lock now (flock belongs to the shared open file)
+    return r
+
+
+def wait_ready(container_id: str, ready: int, env: dict[str, str]) -> bool:
+    """Wait until the worker has made the netns (True), or found it must leave the attach to the hook (False).
+
+    ShimError with the worker's message when it failed before; the gate is
+    removed unless the worker goes on attaching.
+    """
+    chunks = []
+    with os.fdopen(ready, "rb") as f:
+        while True:
+            b = f.read()
+            if not b:
+                break
+            chunks.append(b)
+    msg = b"".join(chunks).decode(errors="replace").strip()
+    if msg == "":
+        return True
+    from .start_gate import remove_gate
+
+    remove_gate(container_id, env)
+    if msg == "hook":
+        return False
+    raise ShimError(msg.removeprefix("cnirun: ") if msg.startswith("cnirun: ") else "the attach was interrupted")
+
+
+def _monotonic() -> float:
+    import time
+
+    return time.monotonic()
+
+
 def prepare_bundle(bundle: str, container_id: str, conf: dict[str, Any]) -> bool:
     """Add the hooks to <bundle>/config.json when the container asks for CNI networks.
 
-    Returns whether the bundle was changed.
+    A container in a new network namespace (the usual `--network none`) is
+    attached early: the namespace is made and pinned by a forked worker,
+    runc joins it by path, and the ADDs run while runc creates the
+    container; `runc start` waits for them (start_gate). Only poststop is
+    added then. Any other namespace setup gets the createRuntime hook, which
+    refuses it with its own message. Returns whether the bundle was changed.
     """
     path = os.path.join(bundle, "config.json")
     try:
@@ -167,12 +282,39 @@ def prepare_bundle(bundle: str, container_id: str, conf: dict[str, Any]) -> bool
         labels = docker_labels(conf.get("docker_root") or DEFAULT_DOCKER_ROOT, container_id)
     if "cnirun.networks" not in labels:
         return False
-    add_hooks(spec, labels, conf)
+    ns = _new_netns_entry(spec) if conf.get("early_attach", True) else None
+    early = False
+    if ns is not None:
+        from .netns_pin import pin_path
+
+        env = dict(e.split("=", 1) for e in hook_environment(conf) if "=" in e)
+        ann = spec.get("annotations") if isinstance(spec.get("annotations"), dict) else {}
+        spec["annotations"] = {**ann, **labels}
+        early = wait_ready(container_id, start_attach(bundle, container_id, spec, env), env)
+        if early:
+            ns["path"] = pin_path(container_id, env)
+    add_hooks(spec, labels, conf, stages=("poststop",) if early else ("createRuntime", "poststop"))
     try:
         atomic_write(path, json.dumps(spec).encode(), file_mode(path))
     except OSError as e:
+        if early:
+            _abandon(container_id, env)
         raise ShimError(f"cannot update the OCI spec {path}: {e.strerror}") from None
     return True
+
+
+def _abandon(container_id: str, env: dict[str, str]) -> None:
+    """runc will not run after all: let the worker finish, then undo what it attached."""
+    from .start_gate import outcome, remove_gate
+
+    outcome(container_id, env)  # waits for the worker's end
+    remove_gate(container_id, env)
+    os.environ.clear()
+    os.environ.update(env)
+    from .hook import detach_container
+    from .runtime import CNI
+
+    detach_container(CNI(), container_id)
 
 
 def load_config() -> dict[str, Any]:
@@ -195,6 +337,38 @@ def load_config() -> dict[str, Any]:
     return conf
 
 
+def report_error(argv: list[str], msg: str) -> None:
+    """Say why the create failed: on stderr and in runc's --log, where containerd looks for it.
+
+    containerd's shim builds "OCI runtime create failed: <msg>" from the last
+    error line of runc's log; with the container's IO, stderr goes to the
+    container's stream, which nobody may read.
+    """
+    sys.stderr.write(msg + "\n")
+    log = ""
+    for i, a in enumerate(argv[:-1]):
+        if a == "--log":
+            log = argv[i + 1]
+        if a.startswith("--log="):
+            log = a.partition("=")[2]
+    if argv and argv[-1].startswith("--log="):
+        log = argv[-1].partition("=")[2]
+    if not log or "--log-format=json" not in argv and not any(
+            a == "--log-format" and b == "json" for a, b in zip(argv, argv[1:])):
+        return
+    import time
+
+    line = {"level": "error", "msg": msg, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    try:
+        fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            os.write(fd, json.dumps(line).encode() + b"\n")
+        finally:
+            os.close(fd)
+    except OSError:
+        pass  # stderr has it
+
+
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv if argv is None else argv)
     try:
@@ -204,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
             bundle, cid = parse_create(args, idx)
             prepare_bundle(bundle, cid, conf)
     except ShimError as e:
-        sys.stderr.write(f"cnirun: {e}\n")
+        report_error(args, f"cnirun: {e}")
         return 1
     runc = conf["runc"]
     try:

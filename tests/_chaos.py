@@ -93,7 +93,7 @@ class Chaos:
         }
 
     def kill_hooks(self, n: int, slow_plugin_s: float = 0.6) -> None:
-        """SIGKILL the createRuntime hook (hook mode) at a random moment while it attaches.
+        """SIGKILL the attach (hook mode) at a random moment: the runtime shim or the worker it forked.
 
         The World's network must end with the noop plugin sleeping
         `slow_plugin_s` on ADD (chain_with_slow_noop), so that the hook is
@@ -107,7 +107,7 @@ class Chaos:
             deadline = time.monotonic() + 20
             target: list[int] = []
             while time.monotonic() < deadline and not target and p.poll() is None:
-                target = _pgrep("run_process.*createRuntime")
+                target = _pgrep("cnirun.shim import main.* create ")
                 time.sleep(0.01)
             if target:
                 time.sleep(self.rng.uniform(0.0, slow_plugin_s + 0.2))

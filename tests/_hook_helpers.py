@@ -104,6 +104,9 @@ def leftovers(world: HookWorld, container_id: str, bridges: list[str]) -> list[s
     pins = world.state / "netns"
     if pins.exists():
         found += [f"netns pin {p.name}" for p in pins.iterdir()]
+    gates = world.state / "starting"
+    if gates.exists():
+        found += [f"start gate {p.name}" for p in gates.iterdir()]
     for net_dir in world.ipam.iterdir() if world.ipam.exists() else []:
         for p in net_dir.iterdir():
             if p.name not in ("lock",) and not p.name.startswith("last_reserved_ip"):

@@ -210,6 +210,9 @@ class World:
         pins = self.state_dir / "netns"
         if pins.is_dir() and list(pins.iterdir()):
             out.append(f"netns pins: {[p.name for p in pins.iterdir()]}")
+        gates = self.state_dir / "starting"
+        if gates.is_dir() and list(gates.iterdir()):
+            out.append(f"start gates: {[p.name for p in gates.iterdir()]}")
         netns_now = set(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else set()
         new = {n for n in netns_now - self.netns_before if n.startswith("cnirun-")}
         if new:
@@ -461,6 +464,7 @@ def _host_state() -> dict[str, list[str]]:
         "veths": sorted(line.split(":")[1].strip().split("@")[0] for line in veths.splitlines() if ":" in line),
         "iptables rules": sorted(per_container),
         "pinned netns": _listdir("/run/cnirun/netns"),
+        "start gates": _listdir("/run/cnirun/starting"),
         # The watcher's lock, pid and log files are the project's own persistent
         # bookkeeping (a fresh machine has none until the first -d run or gc):
         # not a leak. Everything else there, half-made .tmp- dirs included, is.

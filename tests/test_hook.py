@@ -664,3 +664,128 @@ def test_installed_launchers_do_not_import_re() -> None:
             assert "re" not in imported, f"{name} imports re"
         assert "import re\n" not in launcher.read_text()
         assert "site" not in imported and "cnirun" in imported, f"{name}: {p.stderr[-300:]}"
+
+
+# -- the Docker shim's early attach: shim -> worker -> start gate (runc faked, plugins real) ------
+def _early_bundle(tmp_path: Path) -> Path:
+    """A bundle as dockerd writes it for `--network none`: a new network namespace, no path."""
+    b = tmp_path / "early-bundle"
+    b.mkdir()
+    spec = {"ociVersion": "1.0.2", "process": {"args": ["sh"]}, "hostname": "early",
+            "linux": {"namespaces": [{"type": "pid"}, {"type": "network"}, {"type": "mount"}]}}
+    (b / "config.json").write_text(json.dumps(spec))
+    return b
+
+
+def _early_launcher(world: HookWorld, tmp_path: Path) -> tuple[Path, Path]:
+    """The installed launcher (with the start gate), its settings naming a fake runc; (launcher, runc's record)."""
+    runc, out = _fake_runc(tmp_path)
+    settings = tmp_path / "settings.json"
+    settings.write_text(json.dumps({"runc": str(runc), "hook_argv": hook_command.hook_argv("")[:-1],
+                                    "hook_env": hook_command.hook_env(world.env()),
+                                    "docker_root": str(tmp_path / "no-docker")}))
+    launcher = tmp_path / "docker-runtime"
+    launcher.write_text(docker_runtime.launcher_text(sys.executable, hook_command.package_parent(), str(runc),
+                                                     str(settings), str(world.state / "starting"), "flock"))
+    launcher.chmod(0o755)
+    return launcher, out
+
+
+def _runtime(launcher: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(launcher), "--root", "/r", "--log", str(launcher.parent / "runc-log.json"),
+                           "--log-format", "json", *args], capture_output=True, text=True, timeout=60)
+
+
+@needs_root
+def test_shim_attaches_while_runc_creates_and_start_waits_for_it(world: HookWorld, tmp_path: Path) -> None:
+    bridges = ["cnh4u6"]
+    try:
+        world.bridge_net("h4u6", "cnh4u6", "10.141.6.0/24")
+        launcher, out = _early_launcher(world, tmp_path)
+        b = _early_bundle(tmp_path)
+        cid = "h4u-" + secrets.token_hex(8)
+        (b / "config.json").write_text(json.dumps({**json.loads((b / "config.json").read_text()),
+                                                   "annotations": {"cnirun.networks": "h4u6", "cnirun.ip": "10.141.6.9"}}))
+        proc = _runtime(launcher, "create", "--bundle", str(b), cid)
+        assert proc.returncode == 7, proc.stderr  # runc (faked) ran, with the bundle prepared
+        spec = json.loads((b / "config.json").read_text())
+        pin = str(world.state / "netns" / cid)
+        assert {"type": "network", "path": pin} in spec["linux"]["namespaces"]
+        assert set(spec["hooks"]) == {"poststop"}  # the attach is not a hook any more
+        assert netns_pin.is_pinned(pin)  # the namespace exists before runc is run
+        assert (world.state / "starting" / cid).exists()
+        start = _runtime(launcher, "start", cid)  # waits for the worker's ADD
+        assert start.returncode == 7, start.stderr
+        log = str(launcher.parent / "runc-log.json")  # runc start ran, with the same argv
+        assert out.read_text().splitlines()[:9] == [str(tmp_path / "fake-runc"), "--root", "/r", "--log", log,
+                                                    "--log-format", "json", "start", cid]
+        assert not (world.state / "starting" / cid).exists()
+        inside = subprocess.run(["nsenter", f"--net={pin}", "ip", "-o", "addr"], capture_output=True, text=True).stdout
+        assert "inet 10.141.6.9/24" in inside and "lo" in inside
+        lo = subprocess.run(["nsenter", f"--net={pin}", "ip", "-o", "link", "show", "lo"], capture_output=True, text=True)
+        assert ",UP" in lo.stdout
+        rec = wait_records(world, cid, 1)[0]
+        assert (rec["stage"], rec["outcome"], rec["interfaces"]) == ("create", "ok", {"eth0": ["10.141.6.9/24"]})
+        post = run_hook_process(world, "poststop", state_json(cid, 0, {"cnirun.networks": "h4u6"}, "stopped"))
+        assert post.returncode == 0, post.stderr
+        assert wait_clean(world, cid, bridges) == []
+    finally:
+        delete_bridges(bridges)
+
+
+@needs_root
+def test_shim_add_failure_fails_the_start_with_one_line_and_leaves_nothing(world: HookWorld, tmp_path: Path) -> None:
+    bridges = ["cnh4u7"]
+    install_plugin_script(world.bin, "noop", "cnirun.plugins.noop")
+    debug = world.root / "noop-debug"
+    debug.write_text(json.dumps({"commands": {"ADD": {"reportError": "planned failure", "reportErrorCode": 7}}}))
+    try:
+        world.bridge_net("h4u7", "cnh4u7", "10.141.7.0/24", extra=[{"type": "noop", "debugFile": str(debug)}])
+        launcher, out = _early_launcher(world, tmp_path)
+        b = _early_bundle(tmp_path)
+        cid = "h4u-" + secrets.token_hex(8)
+        (b / "config.json").write_text(json.dumps({**json.loads((b / "config.json").read_text()),
+                                                   "annotations": {"cnirun.networks": "h4u7"}}))
+        assert _runtime(launcher, "create", "--bundle", str(b), cid).returncode == 7
+        out.unlink()
+        start = _runtime(launcher, "start", cid)
+        assert start.returncode == 1
+        assert start.stderr.count("\n") == 1 and start.stderr.startswith("cnirun: ") and "planned failure" in start.stderr
+        assert not out.exists()  # runc start never ran: the container's process never gets going
+        assert wait_clean(world, cid, bridges) == []  # the worker undid its ADDs and unpinned
+        assert [r["outcome"] for r in wait_records(world, cid, 1)] == ["failed"]
+    finally:
+        delete_bridges(bridges)
+
+
+@needs_root
+def test_shim_refuses_before_runc_what_the_labels_get_wrong(world: HookWorld, tmp_path: Path) -> None:
+    launcher, out = _early_launcher(world, tmp_path)
+    b = _early_bundle(tmp_path)
+    cid = "h4u-" + secrets.token_hex(8)
+    (b / "config.json").write_text(json.dumps({**json.loads((b / "config.json").read_text()),
+                                               "annotations": {"cnirun.networks": "h4u-nosuchnet"}}))
+    proc = _runtime(launcher, "create", "--bundle", str(b), cid)
+    assert proc.returncode == 1
+    assert proc.stderr.startswith('cnirun: no net configuration with name "h4u-nosuchnet"'), proc.stderr
+    assert proc.stderr.count("\n") == 1
+    assert not out.exists()  # runc never ran
+    log = [json.loads(line) for line in (launcher.parent / "runc-log.json").read_text().splitlines()]
+    assert log[-1]["level"] == "error" and "h4u-nosuchnet" in log[-1]["msg"]  # containerd shows this line
+    assert leftovers(world, cid, []) == []
+
+
+@needs_root
+def test_new_pinned_netns_is_fresh_with_loopback_up(world: HookWorld) -> None:
+    env = world.env()
+    own = os.readlink("/proc/self/ns/net")
+    path = netns_pin.new_pinned_netns("h4u-fresh", env)
+    try:
+        assert path == str(world.state / "netns" / "h4u-fresh") and netns_pin.is_pinned(path)
+        assert os.stat(path).st_ino != os.stat("/proc/self/ns/net").st_ino
+        assert os.readlink("/proc/self/ns/net") == own  # the caller stays in its namespace
+        links = subprocess.run(["nsenter", f"--net={path}", "ip", "-o", "link"], capture_output=True, text=True).stdout
+        assert [ln.split(":")[1].strip() for ln in links.splitlines()] == ["lo"] and ",UP" in links
+    finally:
+        assert netns_pin.unpin_netns("h4u-fresh", env) == ""
+    assert not os.path.exists(path)

@@ -22,7 +22,7 @@ PKG = Path(__file__).resolve().parent.parent / "cnirun"
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("core", ("cnirun.value", "cnirun.jsonfast", "cnirun.fsutil", "cnirun.errors", "cnirun.paths",
               "cnirun.version", "cnirun.trace", "cnirun.process")),
-    ("config", ("cnirun.config", "cnirun.result", "cnirun.lock", "cnirun.chains", "cnirun.invoke", "cnirun.netns",
+    ("config", ("cnirun.config", "cnirun.result", "cnirun.lock", "cnirun.start_gate", "cnirun.chains", "cnirun.invoke", "cnirun.netns",
                 "cnirun.oci_state", "cnirun.leftovers", "cnirun.hostfiles", "cnirun.options",
                 "cnirun.policy")),
     ("runtime", ("cnirun.cache", "cnirun.runtime", "cnirun.defaults", "cnirun.skel", "cnirun.portlock",

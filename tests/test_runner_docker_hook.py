@@ -46,7 +46,7 @@ def hook_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 def _hook_runs(w: World) -> int:
     try:
         return sum(1 for ln in Path(w.env["CNIRUN_HOOK_LOG"]).read_text().splitlines()
-                   if '"createRuntime"' in ln or '"prestart"' in ln)
+                   if '"stage":"create"' in ln)
     except FileNotFoundError:
         return 0
 

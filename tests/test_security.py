@@ -131,8 +131,10 @@ def label(engine: str, text: str) -> list[str]:
     return ["--annotation", f'"{text}"' if "," in text else text]
 
 
-def last_record(world: World, stage: str = "createRuntime") -> dict:
-    return [r for r in world.log_records() if r["stage"] == stage][-1]
+def last_record(world: World, stage: str = "attach") -> dict:
+    """The newest log record of `stage`; "attach": the createRuntime hook's or the Docker shim's ("create")."""
+    stages = ("createRuntime", "create") if stage == "attach" else (stage,)
+    return [r for r in world.log_records() if r["stage"] in stages][-1]
 
 
 def one_cnirun_line(stderr: str, words: str) -> None:

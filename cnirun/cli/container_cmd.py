@@ -344,6 +344,16 @@ def collect_garbage(dry_run: bool = False, show: Any = None) -> list[str]:
                 err = unpin_netns(cid)
                 if err:
                     say(f"  failed: {err}")
+    # Start gates (cnirun.start_gate) nobody holds of containers that are gone: a
+    # create whose start never came, and whose poststop did not run either.
+    from ..lock import is_held
+    from ..start_gate import gate_path, gates, remove_gate
+
+    for cid in gates():
+        if not is_held(gate_path(cid)) and engines.alive(cid) is False:
+            say(f"{'would remove' if dry_run else 'removed'} the start gate of {cid[:12]}")
+            if not dry_run:
+                remove_gate(cid)
     for p in cnicache.corrupt_files(cni.cache_dir):
         say(f"{'would remove' if dry_run else 'removed'} corrupt cache file {p}")
         if not dry_run:
