@@ -471,7 +471,7 @@ def test_default_network_stays_ipv4_only() -> None:
 
     d = shipped_netconf_dir()
     assert d is not None
-    net = load_file(d / "cnirun.conflist")
+    net = load_file(Path(d) / "cnirun.conflist")
     assert net.subnets() and all(ipaddress.ip_network(s).version == 4 for s in net.subnets())
     doc = Document(source="test", data={})
     spec = parse_network(doc, "t196-plain", {}, ())

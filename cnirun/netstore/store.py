@@ -165,7 +165,7 @@ def remove(cni: CNI, name: str, force: bool = False) -> Removal:
     from ..defaults import shipped_netconf_dir
 
     shipped = shipped_netconf_dir()
-    if shipped is not None and Path(net.source).resolve().parent == shipped.resolve():
+    if shipped is not None and Path(net.source).resolve().parent == Path(shipped).resolve():
         raise ConfigError(f'network "{name}" is built into cnirun and cannot be removed')
     atts = attachments(cni, name)
     if atts and not force:

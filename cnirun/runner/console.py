@@ -8,9 +8,10 @@ none of this: `podman run` in the foreground relays its own console.
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import threading
+
+# signal and socket are imported where used: with enum and selectors they cost
+# ~5 ms of every foreground run, which needs them only for a signal, a tty or stdin.
 TYPE_CHECKING = False  # typing costs ~7 ms of start-up on `cnirun run`: annotations only
 
 if TYPE_CHECKING:
@@ -66,11 +67,15 @@ def foreground(
         waiter = docker.clone()
 
         def forward(signum: int) -> None:
+            import signal
+
             waiter.kill(cid, signal.Signals(signum).name)
 
         gate.forward = forward
         if spec.tty and os.isatty(1):
             _resize(docker, cid)
+            import signal
+
             signal.signal(signal.SIGWINCH, lambda *_: threading.Thread(target=_resize, args=(waiter, cid)).start())
         if spec.interactive:
             threading.Thread(target=_pump_in, args=(raw,), daemon=True).start()
@@ -126,6 +131,8 @@ def _pump_in(raw: Any) -> None:
             if not data:
                 break
             raw.sendall(data)
+        import socket
+
         raw.shutdown(socket.SHUT_WR)
     except OSError:
         pass
