@@ -23,7 +23,7 @@ import os
 from . import jsonfast as json
 from .errors import CNIError
 from .fsutil import atomic_write, unsafe_dir
-from .paths import gates_dir
+from .paths import container_lock, gates_dir, pins_dir
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -172,21 +172,58 @@ def reload_dockerd(present: bool, wait: float = RELOAD_WAIT) -> None:
 
 # -- the launcher ----------------------------------------------------------------------
 def launcher_text(python: str, package_parent: str, runc: str, settings: str, gates: str = "",
-                  flock: str = "flock") -> str:
-    """The runtime dockerd executes: sh, Python only for `create`, flock(1) only for a gated `start`.
+                  flock: str = "flock", pins: str = "", locks: str = "") -> str:
+    """The runtime dockerd executes: sh; Python for `create` and, in the background, for `delete`.
 
     `gates`: the start gates' directory (cnirun.start_gate); a `start` whose
     container has a gate waits until the shim's attach worker has finished,
-    and fails with the worker's error when it did not attach.
+    and fails with the worker's error when it did not attach. `pins`, `locks`:
+    the netns pins' and container locks' directories; a `delete` of a
+    container with a pin takes its lock (flock(1) on fd 9), starts the DEL
+    (shim.delete_main) in the background with it, and execs runc at once
+    (when the lock is busy, only while runc still knows the container: the
+    DEL then waits for the lock itself).
     """
     import shlex
+
+    from .shim import DELETE_LOCK_FD
+    from .start_gate import WAIT_SECONDS
 
     boot = (
         f"import sys; sys.path.insert(0, {package_parent!r}); "
         "from cnirun.shim import main; sys.exit(main(sys.argv[1:]))"
     )
+    boot_delete = (
+        f"import sys; sys.path.insert(0, {package_parent!r}); "
+        "from cnirun.shim import delete_main; from cnirun.process import exit_now; exit_now(delete_main(sys.argv))"
+    )
     q = shlex.quote
-    from .start_gate import WAIT_SECONDS
+    fd = DELETE_LOCK_FD
+    delete = (
+        "    delete)\n"
+        "        # DEL in the background, holding the container's lock from here on: a\n"
+        "        # create of the same container (a restart) waits for it. containerd calls\n"
+        "        # delete twice; the second finds runc's state gone and the lock held by\n"
+        "        # the first one's DEL, and leaves it alone.\n"
+        "        root=/run/runc prev=\n"
+        '        for id in "$@"; do\n'
+        '            case $prev in --root) root=$id ;; esac\n'
+        '            case $id in --root=*) root=${id#--root=} ;; esac\n'
+        '            prev=$id\n'
+        "        done\n"
+        '        case $id in */*|.*|"") ;; *)\n'
+        f'            rm -f {q(gates)}/"$id"\n'
+        f'            if [ -e {q(pins)}/"$id" ]; then\n'
+        f"                [ -d {q(locks)} ] || mkdir -p {q(locks)}\n"
+        f'                {{ if {q(flock)} -n {fd} || [ -d "$root/$id" ]; then\n'
+        f"                      CNIRUN_SHIM_CONFIG={q(settings)} {q(python)} -I -S -c {q(boot_delete)} \"$id\" "
+        "</dev/null >/dev/null 2>&1 &\n"
+        "                  fi\n"
+        f'                }} {fd}>>{q(locks)}/"$id".lock\n'
+        "            fi ;;\n"
+        "        esac\n"
+        "        break ;;\n"
+    ) if pins and locks else ""
 
     start = (
         "    start)\n"
@@ -207,9 +244,9 @@ def launcher_text(python: str, package_parent: str, runc: str, settings: str, ga
     return (
         "#!/bin/sh\n"
         "# cnirun Docker runtime (written by `cnirun install docker-runtime`): runc plus\n"
-        "# cnirun's CNI hooks. Only `create` needs Python (it attaches the container while\n"
-        "# runc creates it), and a `start` waits for that attach; every other runc call\n"
-        "# goes straight to runc.\n"
+        "# cnirun's CNI attach. Only `create` needs Python (it attaches the container while\n"
+        "# runc creates it); a `start` waits for that attach, a `delete` starts the DEL in\n"
+        "# the background; every other runc call goes straight to runc.\n"
         'for arg in "$@"; do\n'
         "    case $arg in\n"
         "    create)\n"
@@ -217,6 +254,7 @@ def launcher_text(python: str, package_parent: str, runc: str, settings: str, ga
         "        export CNIRUN_SHIM_CONFIG\n"
         f'        exec {q(python)} -I -S -c {q(boot)} "$0" "$@" ;;\n'
         f"{start}"
+        f"{delete}"
         "    esac\n"
         "done\n"
         f'exec {q(runc)} "$@"\n'
@@ -335,7 +373,8 @@ def install(
     try:
         _write(settings_path, (json.dumps_indented(settings, 2) + "\n").encode(), 0o644)
         _write(launcher, launcher_text(sys.executable, package_parent(), runc, settings_path, gates_dir(env),
-                                       _find_flock(env)).encode(), 0o755)
+                                       _find_flock(env), pins_dir(env), os.path.dirname(container_lock("x", env))
+                                       ).encode(), 0o755)
         backup = daemon_json + BACKUP_SUFFIX
         if not os.path.exists(backup):  # a second install keeps the first original
             record = {"existed": raw is not None, "content": (raw or b"").decode("utf-8", "surrogateescape")}

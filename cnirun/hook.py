@@ -472,6 +472,46 @@ def _detach_in_background(state: OCIState, record: dict[str, Any], started: floa
         os._exit(code)
 
 
+def run_delete(container_id: str, lock_fd: int) -> int:
+    """The Docker runtime's `delete` (cnirun.shim.delete_main): DEL what the container's start attached.
+
+    The launcher takes the container's lock on `lock_fd` (flock(1)), starts
+    this process in the background with it, and execs `runc delete` at once:
+    the DEL, which poststop ran before, is off the engine's path. The lock is
+    taken again here (a no-op when the launcher got it; a wait when its
+    flock timed out) and checked to be on the lock file that is there now
+    (the holder before may have removed it). Logged as stage "delete".
+    """
+    import fcntl
+
+    from .lock import lock_container
+    from .paths import container_lock
+
+    started = time.monotonic()
+    record: dict[str, Any] = {"stage": "delete", "container": container_id, "networks": [], "outcome": "ok",
+                              "background": True}
+    if not _safe_id(container_id):
+        return 2
+    os.setsid()
+    os.chdir("/")  # the bundle goes away with the container
+    fd = lock_fd
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        current = os.stat(container_lock(container_id))
+        if (current.st_dev, current.st_ino) != (os.fstat(fd).st_dev, os.fstat(fd).st_ino):
+            raise FileNotFoundError  # a lock nobody else will see: take the one that is there
+    except OSError:
+        os.close(lock_fd)
+        fd = lock_container(container_id, wait=POSTSTOP_LOCK_WAIT)
+    try:
+        _detach_stage(OCIState(container_id), record)
+    except Exception as e:  # noqa: BLE001 - nobody is listening: the log is the report
+        record.update(outcome="incomplete", error=str(e))
+    unlock_container(fd, container_id, remove=True)
+    _finish(record, started)
+    return 0 if record["outcome"] == "ok" else 1
+
+
 def run_hook(stage: str, state_data: bytes, started: float | None = None) -> tuple[int, dict[str, Any] | None]:
     """Run one stage; returns (exit code, log record or None when a background child logs it)."""
     from .errors import CNIError

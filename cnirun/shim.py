@@ -293,7 +293,8 @@ def prepare_bundle(bundle: str, container_id: str, conf: dict[str, Any]) -> bool
         early = wait_ready(container_id, start_attach(bundle, container_id, spec, env), env)
         if early:
             ns["path"] = pin_path(container_id, env)
-    add_hooks(spec, labels, conf, stages=("poststop",) if early else ("createRuntime", "poststop"))
+    # No poststop hook: the launcher's `delete` starts the DEL (delete_main) and lets runc go on.
+    add_hooks(spec, labels, conf, stages=() if early else ("createRuntime",))
     try:
         atomic_write(path, json.dumps(spec).encode(), file_mode(path))
     except OSError as e:
@@ -367,6 +368,27 @@ def report_error(argv: list[str], msg: str) -> None:
             os.close(fd)
     except OSError:
         pass  # stderr has it
+
+
+DELETE_LOCK_FD = 9  # the launcher's `delete` holds the container lock on this fd (docker_runtime.launcher_text)
+
+
+def delete_main(argv: list[str]) -> int:
+    """`<launcher> delete ...` in the background: DEL the container's attachments (hook.run_delete).
+
+    argv: [program, container id]; the hook environment comes from the
+    install-time settings, as for the worker of `create`.
+    """
+    try:
+        conf = load_config()
+    except ShimError as e:
+        report_error([], f"cnirun: {e}")
+        return 1
+    os.environ.clear()
+    os.environ.update(dict(e.split("=", 1) for e in hook_environment(conf) if "=" in e))
+    from .hook import run_delete
+
+    return run_delete(argv[-1] if len(argv) > 1 else "", DELETE_LOCK_FD)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -236,7 +236,8 @@ def test_prepare_bundle_reads_docker_labels(tmp_path: Path) -> None:
     assert shim.prepare_bundle(str(b), cid, {**SHIM_CONF, "docker_root": str(root)})
     spec = json.loads((b / "config.json").read_text())
     assert spec["annotations"] == {"cnirun.networks": "n1", "cnirun.ports": "8080:80"}
-    assert [h["args"][-1] for h in spec["hooks"]["createRuntime"] + spec["hooks"]["poststop"]] == ["createRuntime", "poststop"]
+    # No network namespace entry in this bundle: the createRuntime hook attaches; the launcher's `delete` DELs.
+    assert {k: [h["args"][-1] for h in v] for k, v in spec["hooks"].items()} == {"createRuntime": ["createRuntime"]}
 
 
 def test_prepare_bundle_leaves_unlabelled_and_foreign_containers_alone(tmp_path: Path) -> None:
@@ -290,7 +291,7 @@ def test_launcher_create_edits_bundle_then_execs_runc_with_same_argv(tmp_path: P
     lines = out.read_text().splitlines()
     assert lines[1 : 1 + len(argv)] == argv
     assert "KEEP=1" in lines and not any(line.startswith("CNIRUN_SHIM_CONFIG=") for line in lines)
-    assert json.loads((b / "config.json").read_text())["hooks"]["poststop"][0]["args"][-1] == "poststop"
+    assert json.loads((b / "config.json").read_text())["hooks"]["createRuntime"][0]["args"][-1] == "createRuntime"
 
 
 def test_shim_unreadable_spec_fails_the_create(tmp_path: Path) -> None:
@@ -686,7 +687,8 @@ def _early_launcher(world: HookWorld, tmp_path: Path) -> tuple[Path, Path]:
                                     "docker_root": str(tmp_path / "no-docker")}))
     launcher = tmp_path / "docker-runtime"
     launcher.write_text(docker_runtime.launcher_text(sys.executable, hook_command.package_parent(), str(runc),
-                                                     str(settings), str(world.state / "starting"), "flock"))
+                                                     str(settings), str(world.state / "starting"), "flock",
+                                                     str(world.state / "netns"), str(world.state / "locks")))
     launcher.chmod(0o755)
     return launcher, out
 
@@ -711,7 +713,7 @@ def test_shim_attaches_while_runc_creates_and_start_waits_for_it(world: HookWorl
         spec = json.loads((b / "config.json").read_text())
         pin = str(world.state / "netns" / cid)
         assert {"type": "network", "path": pin} in spec["linux"]["namespaces"]
-        assert set(spec["hooks"]) == {"poststop"}  # the attach is not a hook any more
+        assert not spec["hooks"]  # neither the attach nor the DEL is a hook any more
         assert netns_pin.is_pinned(pin)  # the namespace exists before runc is run
         assert (world.state / "starting" / cid).exists()
         start = _runtime(launcher, "start", cid)  # waits for the worker's ADD
@@ -726,9 +728,10 @@ def test_shim_attaches_while_runc_creates_and_start_waits_for_it(world: HookWorl
         assert ",UP" in lo.stdout
         rec = wait_records(world, cid, 1)[0]
         assert (rec["stage"], rec["outcome"], rec["interfaces"]) == ("create", "ok", {"eth0": ["10.141.6.9/24"]})
-        post = run_hook_process(world, "poststop", state_json(cid, 0, {"cnirun.networks": "h4u6"}, "stopped"))
-        assert post.returncode == 0, post.stderr
+        delete = _runtime(launcher, "delete", cid)  # returns at once: runc's delete (faked) runs beside the DEL
+        assert delete.returncode == 7, delete.stderr
         assert wait_clean(world, cid, bridges) == []
+        assert [r["stage"] for r in wait_records(world, cid, 2)] == ["create", "delete"]
     finally:
         delete_bridges(bridges)
 

@@ -91,7 +91,7 @@ def test_run_rm_shows_cni_addresses_and_leaves_nothing(world: HookWorld) -> None
     assert "inet 10.143.1." in proc.stdout and "inet 10.143.2." in proc.stdout
     cid = [r for r in world.log_records() if r["stage"] == "create"][-1]["container"]
     recs = wait_records(world, cid, 2)
-    assert [(r["stage"], r["outcome"]) for r in recs] == [("create", "ok"), ("poststop", "ok")]
+    assert [(r["stage"], r["outcome"]) for r in recs] == [("create", "ok"), ("delete", "ok")]
     assert wait_clean(world, cid, BRIDGES) == []
 
 
@@ -117,7 +117,7 @@ def test_restart_reattaches_and_rm_f_cleans_up(world: HookWorld) -> None:
         docker("rm", "-f", cid)
     assert wait_clean(world, cid, BRIDGES) == []
     recs = wait_records(world, cid, 8)
-    assert [r["stage"] for r in recs] == ["create", "poststop"] * 4
+    assert [r["stage"] for r in recs] == ["create", "delete"] * 4
     assert all(r["outcome"] == "ok" for r in recs)
 
 
