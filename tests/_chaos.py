@@ -110,7 +110,9 @@ class Chaos:
                 target = _pgrep("cnirun.shim import main.* create ")
                 time.sleep(0.01)
             if target:
-                time.sleep(self.rng.uniform(0.0, slow_plugin_s + 0.2))
+                time.sleep(self.rng.uniform(0.0, slow_plugin_s))  # the worker lives at least this long
+                # Whoever attaches now: the shim execs runc within ms, its forked worker runs the ADDs.
+                target = _pgrep("cnirun.shim import main.* create ")
                 for pid in target:
                     try:
                         os.kill(pid, signal.SIGKILL)
