@@ -13,7 +13,10 @@ in the same run, one group after the other:
   podman --network-backend cni run ... same chain   Podman running the same CNI chain
   cnirun --engine podman --rm busybox true
 
-then the same at 20 (the issue's target: hook mode at most 1.0x of Docker's bridge).
+then the same at 20 (the issue's target: hook mode at most 1.0x of Docker's bridge), next to
+`docker run --network none` alone and the chain's plugins executed directly (20
+concurrent ADD+DEL cycles, no cnirun): together they are the floor any CNI runtime
+pays on top of Docker's own container start, printed as a ratio to Docker's bridge.
 After each cnirun group it counts what was left (veths, reservations, cache
 files, iptables rules, run state, containers): every figure must be 0.
 The chain is bridge + host-local + portmap + firewall + tuning on
@@ -90,6 +93,40 @@ def settle(tmp: Path, wait: float = 30.0) -> dict[str, int]:
         time.sleep(0.5)
 
 
+def plugin_cycles(conf: dict, k: int) -> tuple[float, float]:
+    """k concurrent ADD+DEL cycles of `conf`'s plugins, executed directly, each into its own netns:
+    (wall s, machine CPU s per cycle). No cnirun at all: what the chain itself costs."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    names = [f"t198floor{i}" for i in range(k)]
+    for n in names:
+        subprocess.run(["ip", "netns", "add", n], check=True)
+
+    def cycle(i: int) -> None:
+        env = dict(os.environ, CNI_CONTAINERID=f"t198floor{i}", CNI_NETNS=f"/run/netns/t198floor{i}",
+                   CNI_IFNAME="eth0", CNI_PATH="/usr/lib/cni")
+        prev = None
+        for command, plugins in (("ADD", conf["plugins"]), ("DEL", list(reversed(conf["plugins"])))):
+            for p in plugins:
+                one = dict(p, cniVersion=conf["cniVersion"], name=conf["name"], **({"prevResult": prev} if prev else {}))
+                out = subprocess.run(["/usr/lib/cni/" + p["type"]], input=json.dumps(one).encode(),
+                                     env=dict(env, CNI_COMMAND=command), capture_output=True)
+                if out.returncode != 0:
+                    raise SystemExit(f"bench_scale: {p['type']} {command} failed: {out.stdout[-300:]!r}")
+                if command == "ADD":
+                    prev = json.loads(out.stdout)
+
+    try:
+        cycle(0)  # makes the bridge, as the first container of a group does
+        c0, t = cpu_seconds(), time.perf_counter()
+        with ThreadPoolExecutor(k) as ex:
+            list(ex.map(cycle, range(k)))
+        return time.perf_counter() - t, (cpu_seconds() - c0) / k
+    finally:
+        for n in names:
+            subprocess.run(["ip", "netns", "del", n], capture_output=True)
+
+
 def main() -> int:
     if os.geteuid() != 0:
         print("bench_scale: needs root (skipped)")
@@ -136,8 +173,10 @@ def main() -> int:
                                                   "busybox", "true"], None),
                 ("cnirun --engine podman", [CNIRUN, "--engine", "podman", "--rm", "busybox", "true"], env),
             ]
+        floor_groups = [("docker run --network none", ["docker", "run", "--rm", "--network", "none", "busybox", "true"],
+                         None)]
         for k in (K, 20) if K != 20 else (20,):
-            for name, argv, e in groups:
+            for name, argv, e in groups + (floor_groups if k == 20 else []):
                 if name == "cnirun hook":
                     hooked = install()
                     if not hooked:
@@ -153,10 +192,12 @@ def main() -> int:
                 rows.append((name, k, took, ok, err))
                 if name.startswith("cnirun"):
                     leaks[f"{name} x{k}"] = settle(tmp)
+        floor_conf = chain("t198floor", "t198floor", "10.198.252.0/24", str(tmp / "ipam-floor"))
+        plugins_wall, plugins_cpu = plugin_cycles(floor_conf, 20)
     finally:
         if hooked:
             uninstall()
-        for br in (BRIDGE, PODMAN_BRIDGE):
+        for br in (BRIDGE, PODMAN_BRIDGE, "t198floor"):
             subprocess.run(["ip", "link", "del", br], capture_output=True)
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -173,6 +214,15 @@ def main() -> int:
         if mine and base:
             target = " (target <= 1.0x)" if name == "cnirun hook" else ""
             print(f"20 concurrent, {name} vs docker bridge: {mine[0] / base[0]:.2f}x{target}")
+    none = [(t, cpu[(n, 20)]) for n, kk, t, _, _ in rows if n == "docker run --network none" and kk == 20]
+    base = [t for n, kk, t, _, _ in rows if n.startswith("docker run (") and kk == 20]
+    if none and base:
+        cores = os.cpu_count() or 1
+        floor = max(none[0][0], (none[0][1] + plugins_cpu) * 20 / cores)
+        print(f"the chain's plugins alone, 20 concurrent ADD+DEL cycles: {plugins_wall:.2f} s wall, "
+              f"{plugins_cpu:.3f} CPU s per cycle")
+        print(f"floor of any CNI runtime at 20 concurrent here: max(docker none's wall, (docker none's + the "
+              f"plugins' CPU s) x 20 / {cores} cores) = {floor:.2f} s = {floor / base[0]:.2f}x of docker bridge")
     print("CPU s/cont: the machine's busy time per container (engines, plugins, cnirun; other load too):")
     print("  with every core busy, wall time follows it, whatever the locking.")
     print("left behind after each cnirun group (all must be 0):")

@@ -212,7 +212,7 @@ def launcher_text(python: str, package_parent: str, runc: str, settings: str, ga
         '            prev=$id\n'
         "        done\n"
         '        case $id in */*|.*|"") ;; *)\n'
-        f'            rm -f {q(gates)}/"$id"\n'
+        f'            [ ! -e {q(gates)}/"$id" ] || rm -f {q(gates)}/"$id"\n'
         f'            if [ -e {q(pins)}/"$id" ]; then\n'
         f"                [ -d {q(locks)} ] || mkdir -p {q(locks)}\n"
         f'                {{ if {q(flock)} -n {fd} || [ -d "$root/$id" ]; then\n'
@@ -232,7 +232,8 @@ def launcher_text(python: str, package_parent: str, runc: str, settings: str, ga
         f'        gate={q(gates)}/"$id"\n'
         '        case $id in */*|.*|"") gate= ;; esac\n'
         '        if [ -n "$gate" ] && [ -e "$gate" ]; then\n'
-        f'            r=$( {{ {q(flock)} -s -w {WAIT_SECONDS} 9 && cat <&9; }} 9<"$gate" 2>/dev/null )\n'
+        "            r=\n"
+        f'            {{ {q(flock)} -s -w {WAIT_SECONDS} 9 && IFS= read -r r <&9; }} 9<"$gate" 2>/dev/null\n'
         '            rm -f "$gate"\n'
         '            if [ "$r" != ok ]; then\n'
         '                echo "cnirun: ${r:-the network attach was killed before it finished: cnirun gc reclaims what it left}" >&2\n'
