@@ -204,7 +204,9 @@ def launcher_text(python: str, package_parent: str, runc: str, settings: str, ga
         "        # DEL in the background, holding the container's lock from here on: a\n"
         "        # create of the same container (a restart) waits for it. containerd calls\n"
         "        # delete twice; the second finds runc's state gone and the lock held by\n"
-        "        # the first one's DEL, and leaves it alone.\n"
+        "        # the first one's DEL, and leaves it alone. A gate still there means the\n"
+        "        # container never started (its create failed): the worker may still hold\n"
+        "        # the lock, and the DEL waits for it.\n"
         "        root=/run/runc prev=\n"
         '        for id in "$@"; do\n'
         '            case $prev in --root) root=$id ;; esac\n'
@@ -212,10 +214,11 @@ def launcher_text(python: str, package_parent: str, runc: str, settings: str, ga
         '            prev=$id\n'
         "        done\n"
         '        case $id in */*|.*|"") ;; *)\n'
-        f'            [ ! -e {q(gates)}/"$id" ] || rm -f {q(gates)}/"$id"\n'
+        "            unstarted=\n"
+        f'            [ ! -e {q(gates)}/"$id" ] || {{ unstarted=1; rm -f {q(gates)}/"$id"; }}\n'
         f'            if [ -e {q(pins)}/"$id" ]; then\n'
         f"                [ -d {q(locks)} ] || mkdir -p {q(locks)}\n"
-        f'                {{ if {q(flock)} -n {fd} || [ -d "$root/$id" ]; then\n'
+        f'                {{ if {q(flock)} -n {fd} || [ -d "$root/$id" ] || [ -n "$unstarted" ]; then\n'
         f"                      CNIRUN_SHIM_CONFIG={q(settings)} {q(python)} -I -S -c {q(boot_delete)} \"$id\" "
         "</dev/null >/dev/null 2>&1 &\n"
         "                  fi\n"

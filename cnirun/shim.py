@@ -123,24 +123,28 @@ def parse_create(argv: list[str], index: int) -> tuple[str, str]:
     return os.path.abspath(bundle or os.getcwd()), cid
 
 
-def docker_labels(docker_root: str, container_id: str) -> dict[str, str]:
-    """The cnirun.* labels of a Docker container, read from Docker's own config file."""
+def docker_labels(docker_root: str, container_id: str) -> tuple[dict[str, str], str]:
+    """The cnirun.* labels of a Docker container and its Docker networks (comma-separated: "none" for
+    --network none), read from Docker's own config file. ({}, "") when it is not a Docker container here.
+    """
     if not container_id or "/" in container_id or container_id.startswith("."):
-        return {}
+        return {}, ""
     path = os.path.join(docker_root, "containers", container_id, "config.v2.json")
     try:
         with open(path, "rb") as f:
             obj = json.loads(f.read())
     except FileNotFoundError:
-        return {}  # not a Docker container (or another data root): nothing to add
+        return {}, ""  # not a Docker container (or another data root): nothing to add
     except (OSError, ValueError) as e:
         raise ShimError(f"cannot read Docker's container config {path}: {e}") from None
     if not isinstance(obj, dict) or obj.get("ID") != container_id:
-        return {}
+        return {}, ""
     labels = (obj.get("Config") or {}).get("Labels") or {}
+    nets = (obj.get("NetworkSettings") or {}).get("Networks") or {}
+    mode = ",".join(sorted(nets)) if isinstance(nets, dict) else "?"  # "none" for --network none
     if not isinstance(labels, dict):
-        return {}
-    return {str(k): str(v) for k, v in labels.items() if str(k).startswith(LABEL_PREFIX)}
+        return {}, ""
+    return {str(k): str(v) for k, v in labels.items() if str(k).startswith(LABEL_PREFIX)}, mode or "?"
 
 
 def add_hooks(
@@ -278,11 +282,15 @@ def prepare_bundle(bundle: str, container_id: str, conf: dict[str, Any]) -> bool
         raise ShimError(f"the OCI spec {path} is not a JSON object")
     ann = spec.get("annotations") if isinstance(spec.get("annotations"), dict) else {}
     labels = {k: str(v) for k, v in ann.items() if k.startswith(LABEL_PREFIX)}
+    mode = ""
     if "cnirun.networks" not in labels:
-        labels = docker_labels(conf.get("docker_root") or DEFAULT_DOCKER_ROOT, container_id)
+        labels, mode = docker_labels(conf.get("docker_root") or DEFAULT_DOCKER_ROOT, container_id)
     if "cnirun.networks" not in labels:
         return False
-    ns = _new_netns_entry(spec) if conf.get("early_attach", True) else None
+    # Only an empty namespace is ours to fill before runc: with Docker's bridge (or any network
+    # mode but none) Docker's own hook puts its interface there too, and the createRuntime hook
+    # refuses that with its own message.
+    ns = _new_netns_entry(spec) if conf.get("early_attach", True) and mode in ("", "none") else None
     early = False
     if ns is not None:
         from .netns_pin import pin_path

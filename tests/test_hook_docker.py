@@ -165,3 +165,36 @@ def test_bad_labels_fail_the_start_with_one_line(world: HookWorld, labels: list[
     failed = [r for r in world.log_records() if r["outcome"] == "failed"][-1]
     assert words.split(": ", 1)[1] in failed["error"]
     assert wait_clean(world, failed["container"], BRIDGES) == []
+
+
+def test_a_create_that_fails_after_the_attach_leaves_nothing(world: HookWorld) -> None:
+    """runc's create fails (a sysctl it cannot write) after the shim's worker attached: the delete undoes it."""
+    n = len(world.log_records())
+    proc = docker("run", "--rm", "--runtime", "cnirun", "--network", "none", "--sysctl", "net.ipv4.h4nosuchknob=1",
+                  "--label", "cnirun.networks=h4d1", "busybox", "true")
+    assert proc.returncode != 0 and "h4nosuchknob" in proc.stderr
+    created = [r for r in world.log_records()[n:] if r["stage"] == "create"]
+    assert [r["outcome"] for r in created] == ["ok"]  # the attach itself went through
+    cid = created[0]["container"]
+    assert wait_clean(world, cid, BRIDGES) == []
+    assert [r["stage"] for r in wait_records(world, cid, 2)] == ["create", "delete"]
+
+
+def test_docker_bridge_mode_is_refused_with_one_line(world: HookWorld) -> None:
+    """Without --network none Docker plugs its own eth0 into the namespace: the createRuntime hook refuses."""
+    proc = docker("run", "--rm", "--runtime", "cnirun", "--label", "cnirun.networks=h4d1", "busybox", "true")
+    assert proc.returncode != 0
+    assert "cnirun: the container's network namespace already has eth0" in proc.stderr
+    assert "--network none" in proc.stderr
+    failed = [r for r in world.log_records() if r["outcome"] == "failed"][-1]
+    assert failed["stage"] == "createRuntime"
+    assert wait_clean(world, failed["container"], BRIDGES) == []
+
+
+def test_loopback_is_up_in_the_namespace_the_shim_made(world: HookWorld) -> None:
+    proc = docker("run", "--rm", "--runtime", "cnirun", "--network", "none", "--label", "cnirun.networks=h4d1",
+                  "busybox", "sh", "-c", "ip -o link show lo; ping -c1 -W1 127.0.0.1 >/dev/null && echo lo-answers")
+    assert proc.returncode == 0, proc.stderr
+    assert "<LOOPBACK,UP" in proc.stdout and "lo-answers" in proc.stdout
+    cid = [r for r in world.log_records() if r["stage"] == "create"][-1]["container"]
+    assert wait_clean(world, cid, BRIDGES) == []
