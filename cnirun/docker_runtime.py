@@ -22,7 +22,7 @@ import os
 # together, so reading goes through jsonfast and the rest is imported where used.
 from . import jsonfast as json
 from .errors import CNIError
-from .fsutil import atomic_write, unsafe_dir
+from .fsutil import atomic_write, unsafe_dir, which
 from .paths import container_lock, gates_dir, pins_dir
 
 TYPE_CHECKING = False
@@ -186,7 +186,7 @@ def launcher_text(python: str, package_parent: str, runc: str, settings: str, ga
     """
     import shlex
 
-    from .shim import DELETE_LOCK_FD
+    from .shim import DELETE_LOCK_FD, LAUNCHER_VERSION
     from .start_gate import WAIT_SECONDS
 
     boot = (
@@ -201,12 +201,12 @@ def launcher_text(python: str, package_parent: str, runc: str, settings: str, ga
     fd = DELETE_LOCK_FD
     delete = (
         "    delete)\n"
-        "        # DEL in the background, holding the container's lock from here on: a\n"
-        "        # create of the same container (a restart) waits for it. containerd calls\n"
-        "        # delete twice; the second finds runc's state gone and the lock held by\n"
-        "        # the first one's DEL, and leaves it alone. A gate still there means the\n"
-        "        # container never started (its create failed): the worker may still hold\n"
-        "        # the lock, and the DEL waits for it.\n"
+        "        # DEL in the background, holding the container's lock before runc's delete\n"
+        "        # returns: a create of the same container (a restart) waits for it. When\n"
+        "        # someone else holds the lock (a live change, a create's worker), wait for\n"
+        "        # it here. containerd calls delete twice; the second finds runc's state\n"
+        "        # gone and the lock held by the first one's DEL, and leaves it alone. A\n"
+        "        # gate still there means the container never started (its create failed).\n"
         "        root=/run/runc prev=\n"
         '        for id in "$@"; do\n'
         '            case $prev in --root) root=$id ;; esac\n'
@@ -218,7 +218,15 @@ def launcher_text(python: str, package_parent: str, runc: str, settings: str, ga
         f'            [ ! -e {q(gates)}/"$id" ] || {{ unstarted=1; rm -f {q(gates)}/"$id"; }}\n'
         f'            if [ -e {q(pins)}/"$id" ]; then\n'
         f"                [ -d {q(locks)} ] || mkdir -p {q(locks)}\n"
-        f'                {{ if {q(flock)} -n {fd} || [ -d "$root/$id" ] || [ -n "$unstarted" ]; then\n'
+        f"                {{ go=1\n"
+        f"                  if ! {q(flock)} -n {fd}; then\n"
+        '                      if [ -d "$root/$id" ] || [ -n "$unstarted" ]; then\n'
+        f"                          {q(flock)} -w 30 {fd}\n"
+        "                      else\n"
+        "                          go=\n"
+        "                      fi\n"
+        "                  fi\n"
+        '                  if [ -n "$go" ]; then\n'
         f"                      CNIRUN_SHIM_CONFIG={q(settings)} {q(python)} -I -S -c {q(boot_delete)} \"$id\" "
         "</dev/null >/dev/null 2>&1 &\n"
         "                  fi\n"
@@ -239,7 +247,7 @@ def launcher_text(python: str, package_parent: str, runc: str, settings: str, ga
         f'            {{ {q(flock)} -s -w {WAIT_SECONDS} 9 && IFS= read -r r <&9; }} 9<"$gate" 2>/dev/null\n'
         '            rm -f "$gate"\n'
         '            if [ "$r" != ok ]; then\n'
-        '                echo "cnirun: ${r:-the network attach was killed before it finished: cnirun gc reclaims what it left}" >&2\n'
+        "                printf 'cnirun: %s\\n' \"${r:-the network attach was killed before it finished: cnirun gc reclaims what it left}\" >&2\n"
         "                exit 1\n"
         "            fi\n"
         "        fi\n"
@@ -254,8 +262,8 @@ def launcher_text(python: str, package_parent: str, runc: str, settings: str, ga
         'for arg in "$@"; do\n'
         "    case $arg in\n"
         "    create)\n"
-        f"        CNIRUN_SHIM_CONFIG={q(settings)}\n"
-        "        export CNIRUN_SHIM_CONFIG\n"
+        f"        CNIRUN_SHIM_CONFIG={q(settings)} CNIRUN_LAUNCHER={LAUNCHER_VERSION}\n"
+        "        export CNIRUN_SHIM_CONFIG CNIRUN_LAUNCHER\n"
         f'        exec {q(python)} -I -S -c {q(boot)} "$0" "$@" ;;\n'
         f"{start}"
         f"{delete}"
@@ -265,20 +273,17 @@ def launcher_text(python: str, package_parent: str, runc: str, settings: str, ga
     )
 
 
-def _find_flock(environ: Mapping[str, str]) -> str:
-    for d in (environ.get("PATH", "") + ":/usr/bin:/bin:/usr/sbin:/sbin").split(":"):
-        p = os.path.join(d, "flock")
-        if d and os.path.isfile(p) and os.access(p, os.X_OK):
-            return p
-    raise InstallError("flock(1) not found in PATH: install util-linux")
+def _find_program(name: str, environ: Mapping[str, str], hint: str) -> str:
+    """`name` in the install environment's PATH, then in the usual system directories; InstallError when nowhere."""
+    dirs = (environ.get("PATH", "") + ":/usr/sbin:/usr/bin:/sbin:/bin:/usr/local/sbin:/usr/local/bin").split(":")
+    found = which(name, dirs)
+    if not found:
+        raise InstallError(f"{name} not found in PATH: {hint}")
+    return found
 
 
 def _find_runc(environ: Mapping[str, str]) -> str:
-    for d in (environ.get("PATH", "") + ":/usr/sbin:/usr/bin:/sbin:/bin:/usr/local/sbin:/usr/local/bin").split(":"):
-        p = os.path.join(d, "runc")
-        if d and os.path.isfile(p) and os.access(p, os.X_OK):
-            return p
-    raise InstallError("runc not found in PATH: install runc (Debian: apt-get install runc)")
+    return _find_program("runc", environ, "install runc (Debian: apt-get install runc)")
 
 
 # What install records and the root hook later trusts: a relative entry would
@@ -366,6 +371,7 @@ def install(
     if runtimes is not None and not isinstance(runtimes, dict):
         raise InstallError(f'{daemon_json}: "runtimes" is not an object: fix it first')
     runc = _find_runc(env)
+    flock = _find_program("flock", env, "install util-linux")  # the launcher's start and delete use it
     launcher = os.path.join(directory, LAUNCHER)
     settings_path = os.path.join(directory, SETTINGS)
     settings = {
@@ -376,9 +382,10 @@ def install(
     }
     try:
         _write(settings_path, (json.dumps_indented(settings, 2) + "\n").encode(), 0o644)
-        _write(launcher, launcher_text(sys.executable, package_parent(), runc, settings_path, gates_dir(env),
-                                       _find_flock(env), pins_dir(env), os.path.dirname(container_lock("x", env))
-                                       ).encode(), 0o755)
+        locks = os.path.dirname(container_lock("x", env))
+        text = launcher_text(sys.executable, package_parent(), runc, settings_path, gates_dir(env), flock,
+                             pins_dir(env), locks)
+        _write(launcher, text.encode(), 0o755)
         backup = daemon_json + BACKUP_SUFFIX
         if not os.path.exists(backup):  # a second install keeps the first original
             record = {"existed": raw is not None, "content": (raw or b"").decode("utf-8", "surrogateescape")}

@@ -5,7 +5,9 @@ and the stage as its only argument; installed through Podman/CRI-O hooks.d or
 added to config.json by the Docker runtime shim (cnirun.shim). Under Docker
 the shim runs the createRuntime stage's work itself, before runc, in a forked
 worker (run_for_shim: a new namespace made and pinned here instead of the
-process's, the same checks, the same attach); only poststop stays a hook.
+process's, the same checks, the same attach), and the runtime's `delete`
+runs the poststop stage's (run_delete); the hooks serve the cases the early
+attach does not (see cnirun.shim).
 
 - What to attach comes from the state's annotations (cnirun.networks, .ports,
   .ip, .mac), parsed only by options.ContainerNetworkSpec.from_labels, which
@@ -185,18 +187,23 @@ def attach_container(
         hint="pick another host port in cnirun.ports",
     )
     try:
-        if fresh:
-            from .netns_pin import new_pinned_netns
-
-            path = new_pinned_netns(state.id)
-        else:
-            path = pin_netns(state.pid, state.id)
         try:
+            if fresh:
+                from .netns_pin import new_pinned_netns
+
+                path = new_pinned_netns(state.id)
+            else:
+                path = pin_netns(state.pid, state.id)
             if on_netns is not None:
                 on_netns(path)
             return attach(cni, nets, state.id, path, opts)
         except BaseException:
-            unpin_netns(state.id)
+            from .lifecycle import cached_attachments
+
+            # attach() DELed what it did; what it could not is still cached and needs the
+            # pin for its DEL (poststop, the Docker runtime's delete, gc): keep it then.
+            if not cached_attachments(cni, state.id):
+                unpin_netns(state.id)
             raise
     finally:
         if ports is not None:
@@ -416,9 +423,7 @@ def _attach_stage(
 
 def _detach_stage(state: OCIState, record: dict[str, Any]) -> None:
     from .runtime import CNI
-    from .start_gate import remove_gate
 
-    remove_gate(state.id)  # a Docker create whose start never came
     problems = detach_container(CNI(timeout=POSTSTOP_PLUGIN_TIMEOUT), state.id)
     if problems:
         record["outcome"] = "incomplete"
@@ -494,20 +499,25 @@ def run_delete(container_id: str, lock_fd: int) -> int:
         return 2
     os.setsid()
     os.chdir("/")  # the bundle goes away with the container
-    fd = lock_fd
+    fd = -1
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        current = os.stat(container_lock(container_id))
-        if (current.st_dev, current.st_ino) != (os.fstat(fd).st_dev, os.fstat(fd).st_ino):
-            raise FileNotFoundError  # a lock nobody else will see: take the one that is there
-    except OSError:
-        os.close(lock_fd)
-        fd = lock_container(container_id, wait=POSTSTOP_LOCK_WAIT)
-    try:
+        try:
+            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # the launcher's own lock: no wait
+            current = os.stat(container_lock(container_id))
+            if (current.st_dev, current.st_ino) != (os.fstat(lock_fd).st_dev, os.fstat(lock_fd).st_ino):
+                raise FileNotFoundError  # a lock nobody else will see: take the one that is there
+            fd = lock_fd
+        except OSError:
+            try:
+                os.close(lock_fd)
+            except OSError:
+                pass
+            fd = lock_container(container_id, wait=POSTSTOP_LOCK_WAIT)  # waits, replaceable, bounded
         _detach_stage(OCIState(container_id), record)
-    except Exception as e:  # noqa: BLE001 - nobody is listening: the log is the report
+    except Exception as e:  # noqa: BLE001 - nobody is listening: the log is the report (gc finishes it)
         record.update(outcome="incomplete", error=str(e))
-    unlock_container(fd, container_id, remove=True)
+    if fd >= 0:
+        unlock_container(fd, container_id, remove=True)
     _finish(record, started)
     return 0 if record["outcome"] == "ok" else 1
 

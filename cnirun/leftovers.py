@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import re
 import shlex
-import shutil
 import subprocess
+
+from .fsutil import which
 
 _TOOLS = (("iptables-save", "iptables"), ("ip6tables-save", "ip6tables"))
 _TABLES = ("nat", "filter", "mangle")
@@ -40,8 +41,8 @@ def rules_naming(
     tag = f'name: \\"{network}\\" id: \\"{container_id}\\"'
     found: list[tuple[str, str, str, list[str]]] = []
     for save, tool in _TOOLS:
-        save_exe = shutil.which(save) or shutil.which(save, path="/usr/sbin:/sbin")
-        tool_exe = shutil.which(tool) or shutil.which(tool, path="/usr/sbin:/sbin")
+        save_exe = which(save) or which(save, ("/usr/sbin", "/sbin"))
+        tool_exe = which(tool) or which(tool, ("/usr/sbin", "/sbin"))
         if not save_exe or not tool_exe:
             continue
         for table in tables:

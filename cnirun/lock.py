@@ -274,12 +274,15 @@ def is_held(path: str) -> bool:
 def lock_container(container_id: str, wait: float = CONTAINER_LOCK_WAIT, blocking: bool = True) -> int | None:
     """Take a container's lifecycle lock; the fd holding it (None: busy and not blocking).
 
-    Serialises a container's steps: a hook's createRuntime with the
-    background DEL of its previous poststop (a `docker restart` runs both
-    back to back), and gc's reclaim with both. The poststop parent takes it
-    and its forked child inherits it, so it is held without a gap until the
-    DEL is done. LockError after `wait` seconds. (Here, not in lifecycle: the
-    poststop parent takes it and must not import the runtime core.)
+    Serialises a container's steps: an attach (a hook's createRuntime, the
+    Docker shim's worker) with the background DEL of the previous run (a
+    poststop, the Docker runtime's delete: a `docker restart` runs both back
+    to back), live changes, and gc's reclaim with all of them. The poststop
+    parent takes it and its forked child inherits it (the Docker launcher
+    takes it with flock(1) and its DEL process inherits it), so it is held
+    without a gap until the DEL is done. LockError after `wait` seconds.
+    (Here, not in lifecycle: the poststop parent takes it and must not
+    import the runtime core.)
     """
     from .paths import container_lock
 

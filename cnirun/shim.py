@@ -17,20 +17,23 @@ dockerd (through containerd-shim-runc-v2) calls the runtime registered as
    into the gate. The shim waits only for that first part: a bad label or an
    unknown network fails the create, as a hook would, with one line on
    stderr and in runc's --log (where containerd looks);
-4. copies the labels into the spec's annotations, points the spec's network
-   namespace at the pin and appends a poststop hook (appends: Docker has its
-   own prestart hook);
+4. copies the labels into the spec's annotations and points the spec's
+   network namespace at the pin;
 5. execs the real runc with the same argv and environment.
 The launcher's `start` then waits on the gate (flock(1)) and fails the start
 with the worker's error when it did not attach, so the container's first
-instruction never runs without its network. The ADDs (~60 ms for a
+instruction never runs without its network; its `delete` takes the
+container lock and starts the DEL in the background (delete_main), in place
+of a poststop hook. The ADDs (~60 ms for a
 five-plugin chain) thus overlap runc's create and containerd's round trips
 (~130 ms here) instead of running inside a createRuntime hook.
 
-A spec that joins another namespace (host, container:X) gets the
-createRuntime hook instead, which refuses it with its own message; so do
-networks with IPv6 ranges (hook.NotEarly: Docker's own prestart hook would
-drop their addresses). Containers without a cnirun.networks label, and every
+A spec that joins another namespace (host, container:X) or a Docker network
+mode other than none gets the createRuntime hook instead, which refuses it
+with its own message; so do networks with IPv6 ranges (hook.NotEarly:
+Docker's own prestart hook would drop their addresses). A launcher older
+than LAUNCHER_VERSION (installed before an upgrade) gets the createRuntime
+and poststop hooks. Containers without a cnirun.networks label, and every
 other runc call, go straight to runc. The launcher that dockerd executes (see
 docker_runtime) is a tiny sh script that only starts Python when an
 argument is `create`, so non-create calls cost a shell start, not a Python
@@ -56,6 +59,12 @@ if TYPE_CHECKING:
 
 LABEL_PREFIX = "cnirun."
 CONFIG_ENV = "CNIRUN_SHIM_CONFIG"
+# What the installed launcher can do, which it says in CNIRUN_LAUNCHER: "2" waits
+# on the start gate and DELs at delete. An older one (a package upgraded without
+# `cnirun install docker-runtime`) does neither: such a create gets the
+# createRuntime and poststop hooks, as before.
+LAUNCHER_ENV = "CNIRUN_LAUNCHER"
+LAUNCHER_VERSION = "2"
 DEFAULT_DOCKER_ROOT = "/var/lib/docker"
 HOOK_TIMEOUT = 120
 
@@ -215,7 +224,7 @@ def start_attach(bundle: str, container_id: str, spec: dict[str, Any], env: dict
             for target in (0, 1, 2):
                 os.dup2(null, target)
             keep = sorted({0, 1, 2, gate, w})
-            for lo, hi in zip(keep, keep[1:] + [65536]):
+            for lo, hi in zip(keep, keep[1:] + [max(os.sysconf("SC_OPEN_MAX"), 65536)]):
                 os.closerange(lo + 1, hi)
             os.environ.clear()
             os.environ.update(env)
@@ -245,15 +254,18 @@ def wait_ready(container_id: str, ready: int, env: dict[str, str]) -> bool:
             if not b:
                 break
             chunks.append(b)
-    msg = b"".join(chunks).decode(errors="replace").strip()
-    if msg == "":
+    said = b"".join(chunks)
+    if said == b"\n":  # the namespace is there (bare EOF is a worker that died before)
         return True
     from .start_gate import remove_gate
 
     remove_gate(container_id, env)
-    if msg == "hook":
+    if said == b"hook\n":
         return False
-    raise ShimError(msg.removeprefix("cnirun: ") if msg.startswith("cnirun: ") else "the attach was interrupted")
+    msg = said.decode(errors="replace").strip()
+    if not msg.startswith("cnirun: "):
+        raise ShimError("the network attach was killed before the namespace was made: start the container again")
+    raise ShimError(msg.removeprefix("cnirun: "))
 
 
 def _monotonic() -> float:
@@ -268,8 +280,8 @@ def prepare_bundle(bundle: str, container_id: str, conf: dict[str, Any]) -> bool
     A container in a new network namespace (the usual `--network none`) is
     attached early: the namespace is made and pinned by a forked worker,
     runc joins it by path, and the ADDs run while runc creates the
-    container; `runc start` waits for them (start_gate). Only poststop is
-    added then. Any other namespace setup gets the createRuntime hook, which
+    container; `runc start` waits for them (start_gate). No hook is added
+    then. Any other namespace setup gets the createRuntime hook, which
     refuses it with its own message. Returns whether the bundle was changed.
     """
     path = os.path.join(bundle, "config.json")
@@ -290,7 +302,8 @@ def prepare_bundle(bundle: str, container_id: str, conf: dict[str, Any]) -> bool
     # Only an empty namespace is ours to fill before runc: with Docker's bridge (or any network
     # mode but none) Docker's own hook puts its interface there too, and the createRuntime hook
     # refuses that with its own message.
-    ns = _new_netns_entry(spec) if conf.get("early_attach", True) and mode in ("", "none") else None
+    current = conf.get("launcher") == LAUNCHER_VERSION
+    ns = _new_netns_entry(spec) if current and conf.get("early_attach", True) and mode in ("", "none") else None
     early = False
     if ns is not None:
         from .netns_pin import pin_path
@@ -301,8 +314,9 @@ def prepare_bundle(bundle: str, container_id: str, conf: dict[str, Any]) -> bool
         early = wait_ready(container_id, start_attach(bundle, container_id, spec, env), env)
         if early:
             ns["path"] = pin_path(container_id, env)
-    # No poststop hook: the launcher's `delete` starts the DEL (delete_main) and lets runc go on.
-    add_hooks(spec, labels, conf, stages=() if early else ("createRuntime",))
+    # No poststop hook under a current launcher: its `delete` starts the DEL (delete_main) and lets runc go on.
+    stages = ("createRuntime",) if current else ("createRuntime", "poststop")
+    add_hooks(spec, labels, conf, stages=() if early else stages)
     try:
         atomic_write(path, json.dumps(spec).encode(), file_mode(path))
     except OSError as e:
@@ -313,17 +327,26 @@ def prepare_bundle(bundle: str, container_id: str, conf: dict[str, Any]) -> bool
 
 
 def _abandon(container_id: str, env: dict[str, str]) -> None:
-    """runc will not run after all: let the worker finish, then undo what it attached."""
+    """runc will not run after all: let the worker finish, then undo what it attached (`cnirun gc` if that fails)."""
     from .start_gate import outcome, remove_gate
 
     outcome(container_id, env)  # waits for the worker's end
     remove_gate(container_id, env)
     os.environ.clear()
     os.environ.update(env)
+    from .errors import CNIError
     from .hook import detach_container
+    from .lock import lock_container, unlock_container
     from .runtime import CNI
 
-    detach_container(CNI(), container_id)
+    try:
+        fd = lock_container(container_id)
+        try:
+            detach_container(CNI(), container_id)
+        finally:
+            unlock_container(fd, container_id, remove=True)
+    except CNIError:
+        pass  # the create fails anyway; gc finds the cache entries
 
 
 def load_config() -> dict[str, Any]:
@@ -338,6 +361,7 @@ def load_config() -> dict[str, Any]:
             raise ShimError(f"cannot read the shim config {path}: {e}") from None
     if not conf.get("runc"):
         conf["runc"] = which("runc", exclude=sys.argv[0]) or "/usr/sbin/runc"
+    conf["launcher"] = os.environ.pop(LAUNCHER_ENV, "")
     if not conf.get("hook_argv"):
         from .hook_command import hook_argv, hook_env
 

@@ -11,11 +11,12 @@ the file: `ok`, or the one-line error the start fails with. The runtime's
 launcher (a sh script, docker_runtime.launcher_text) waits for the lock with
 flock(1), reads the outcome and removes the file; an empty file after the
 lock came free means the worker was killed: the start fails, and the
-container's poststop (or `cnirun gc`) DELs what it left.
+runtime's `delete` (or `cnirun gc`) DELs what it left.
 
-Who removes a gate: the launcher's `start`, else the poststop of the
-container, else `cnirun gc` (a gate nobody holds, of a container that is
-gone). On the shim's path: os and fcntl only.
+Who removes a gate: the launcher's `start`, else its `delete` (a container
+that never started), else `cnirun gc` (a gate nobody holds, of a container
+that is gone). Never a DEL: by then the next create may have made a new one.
+On the shim's path: os and fcntl only.
 """
 from __future__ import annotations
 
@@ -44,7 +45,8 @@ def open_gate(container_id: str, environ: Mapping[str, str] | None = None) -> in
     os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
     try:
-        # The container lock is held: nobody else opens this gate but a launcher, which only reads.
+        # Only one create of a container runs at a time (runc refuses a second): nobody else
+        # writes this gate; a launcher's `start` only reads it, shared, after the worker is done.
         fcntl.flock(fd, fcntl.LOCK_EX)
         os.ftruncate(fd, 0)
     except OSError:

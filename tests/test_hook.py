@@ -236,8 +236,9 @@ def test_prepare_bundle_reads_docker_labels(tmp_path: Path) -> None:
     assert shim.prepare_bundle(str(b), cid, {**SHIM_CONF, "docker_root": str(root)})
     spec = json.loads((b / "config.json").read_text())
     assert spec["annotations"] == {"cnirun.networks": "n1", "cnirun.ports": "8080:80"}
-    # No network namespace entry in this bundle: the createRuntime hook attaches; the launcher's `delete` DELs.
-    assert {k: [h["args"][-1] for h in v] for k, v in spec["hooks"].items()} == {"createRuntime": ["createRuntime"]}
+    # SHIM_CONF names no launcher: one installed before the early attach (no gate, no delete) gets both hooks.
+    assert {k: [h["args"][-1] for h in v] for k, v in spec["hooks"].items()} == {
+        "createRuntime": ["createRuntime"], "poststop": ["poststop"]}
 
 
 def test_prepare_bundle_leaves_unlabelled_and_foreign_containers_alone(tmp_path: Path) -> None:
@@ -792,3 +793,17 @@ def test_new_pinned_netns_is_fresh_with_loopback_up(world: HookWorld) -> None:
     finally:
         assert netns_pin.unpin_netns("h4u-fresh", env) == ""
     assert not os.path.exists(path)
+
+
+def test_an_older_launcher_gets_both_hooks_and_no_early_attach(tmp_path: Path) -> None:
+    """A package upgraded without `cnirun install docker-runtime`: the old launcher neither waits at start nor
+    DELs at delete, so the shim must not attach early; the hooks do both, as before."""
+    b = _early_bundle(tmp_path)
+    (b / "config.json").write_text(json.dumps({**json.loads((b / "config.json").read_text()),
+                                               "annotations": {"cnirun.networks": "n"}}))
+    state = tmp_path / "state"
+    assert shim.prepare_bundle(str(b), "c-old", {**SHIM_CONF, "hook_env": [f"CNIRUN_STATE_DIR={state}"]})
+    spec = json.loads((b / "config.json").read_text())
+    assert sorted(spec["hooks"]) == ["createRuntime", "poststop"]
+    assert {"type": "network"} in spec["linux"]["namespaces"]  # runc makes the namespace, no pin path
+    assert not (state / "starting").exists() and not (state / "netns").exists()

@@ -345,7 +345,7 @@ def collect_garbage(dry_run: bool = False, show: Any = None) -> list[str]:
                 if err:
                     say(f"  failed: {err}")
     # Start gates (cnirun.start_gate) nobody holds of containers that are gone: a
-    # create whose start never came, and whose poststop did not run either.
+    # create whose start never came, and whose runtime delete never ran either.
     from ..lock import is_held
     from ..start_gate import gate_path, gates, remove_gate
 
