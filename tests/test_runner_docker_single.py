@@ -13,7 +13,6 @@ import json
 import signal
 import subprocess
 import time
-from pathlib import Path
 from typing import Any, Iterator
 
 import pytest

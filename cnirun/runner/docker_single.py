@@ -154,7 +154,7 @@ def run_docker_single(p: Plan, gate: SignalGate) -> RunOutcome:
     from ..teardown import cni_env
     from .etc_files import host_file_binds
 
-    req, spec = p.req, p.req.spec
+    spec = p.req.spec
     why = unfit(spec)
     if why:
         raise SingleUnfit(why)
