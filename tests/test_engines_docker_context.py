@@ -283,30 +283,37 @@ class _TLSProxy:
             self.accepted += 1
             up = socket.socket(socket.AF_UNIX)
             up.connect("/var/run/docker.sock")
-            for a, b in ((conn, up), (up, conn)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+            threading.Thread(target=self._pump, args=(conn, up), daemon=True).start()
 
     @staticmethod
-    def _pump(src: Any, dst: Any) -> None:
+    def _pump(conn: Any, up: Any) -> None:
+        """Both directions in one thread: an SSL socket read and written from two threads at once
+        corrupts its records now and then (DECRYPTION_FAILED_OR_BAD_RECORD_MAC)."""
+        import select
         import socket
 
+        client_open = True
         try:
             while True:
-                data = src.recv(65536)
-                if not data:
-                    break
-                dst.sendall(data)
+                watch = [up] + ([conn] if client_open else [])
+                ready = [] if client_open and conn.pending() else select.select(watch, [], [])[0]
+                if client_open and (conn in ready or conn.pending()):
+                    data = conn.recv(65536)
+                    if data:
+                        up.sendall(data)
+                    else:
+                        # The client closing its sending side (end of stdin of an attach) is a half-close,
+                        # as dockerd sees it: the daemon's answer keeps flowing.
+                        client_open = False
+                        up.shutdown(socket.SHUT_WR)
+                if up in ready:
+                    data = up.recv(65536)
+                    if not data:
+                        break  # the daemon closing ends the connection
+                    conn.sendall(data)
         except OSError:
             pass
-        # The client closing its sending side (end of stdin of an attach) is a half-close, as dockerd
-        # sees it: the daemon's answer keeps flowing. The daemon closing ends the connection.
-        if dst.family == socket.AF_UNIX:
-            try:
-                dst.shutdown(socket.SHUT_WR)
-            except OSError:
-                pass
-            return
-        for s in (src, dst):
+        for s in (conn, up):
             try:
                 s.close()
             except OSError:
