@@ -807,3 +807,44 @@ def test_an_older_launcher_gets_both_hooks_and_no_early_attach(tmp_path: Path) -
     assert sorted(spec["hooks"]) == ["createRuntime", "poststop"]
     assert {"type": "network"} in spec["linux"]["namespaces"]  # runc makes the namespace, no pin path
     assert not (state / "starting").exists() and not (state / "netns").exists()
+
+
+@needs_root
+def test_a_delete_killed_mid_del_is_finished_by_gc(world: HookWorld, tmp_path: Path) -> None:
+    """SIGKILL of the Docker runtime's background DEL while a plugin's DEL runs: `cnirun gc` finishes it."""
+    import signal
+    import time
+
+    from _hook_helpers import CNIRUN
+
+    bridges = ["cnh4u8"]
+    install_plugin_script(world.bin, "noop", "cnirun.plugins.noop")
+    debug = world.root / "noop-debug"
+    debug.write_text(json.dumps({"reportResult": "PASSTHROUGH", "commands": {"DEL": {"sleep": 3}}}))
+    try:
+        world.bridge_net("h4u8", "cnh4u8", "10.141.10.0/24", extra=[{"type": "noop", "debugFile": str(debug)}])
+        launcher, _ = _early_launcher(world, tmp_path)
+        b = _early_bundle(tmp_path)
+        cid = "h4u-" + secrets.token_hex(8)
+        (b / "config.json").write_text(json.dumps({**json.loads((b / "config.json").read_text()),
+                                                   "annotations": {"cnirun.networks": "h4u8"}}))
+        assert _runtime(launcher, "create", "--bundle", str(b), cid).returncode == 7
+        assert _runtime(launcher, "start", cid).returncode == 7
+        assert _runtime(launcher, "delete", cid).returncode == 7
+        target: list[int] = []
+        deadline = time.monotonic() + 10
+        while not target and time.monotonic() < deadline:  # the DEL process, inside the slow DEL
+            out = subprocess.run(["pgrep", "-f", f"delete_main.*{cid}"], capture_output=True, text=True).stdout
+            target = [int(p) for p in out.split()]
+            time.sleep(0.05)
+        assert target, "the launcher's delete started no DEL process"
+        time.sleep(0.5)
+        for pid in target:
+            os.kill(pid, signal.SIGKILL)
+        time.sleep(0.2)
+        assert leftovers(world, cid, bridges) != []  # killed mid-way: the pin and the cache are still there
+        gc = subprocess.run([CNIRUN, "gc"], env=world.full_env(), capture_output=True, text=True, timeout=120)
+        assert gc.returncode == 0, gc.stderr
+        assert wait_clean(world, cid, bridges) == []
+    finally:
+        delete_bridges(bridges)
