@@ -274,21 +274,6 @@ def reapply_live(cni: CNI, state: OCIState, atts: list[Attachment], present: lis
     return "; ".join(problems)
 
 
-def add_hosts_entries(bundle: str, atts: list[Attachment], container_id: str = "") -> str:
-    """Put the container's CNI addresses and hostname into the engine's own hosts file (hosts_patch).
-
-    Returns what went wrong ('' when done or nothing to do): a hosts file is a
-    convenience, never a reason to fail the start.
-    """
-    from .hosts_patch import add_hosts_entries as patch
-
-    try:
-        config = read_config(bundle)
-    except HookError as e:
-        return f"hosts file not updated: {e}"
-    return patch(config, container_id, atts)
-
-
 def detach_container(cni: CNI, container_id: str) -> list[str]:
     """DEL every cached attachment of the container, then drop the netns pin (lifecycle.detach)."""
     from .lifecycle import detach

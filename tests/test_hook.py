@@ -19,7 +19,7 @@ import pytest
 from conftest import REPO, needs_root
 
 from _hook_helpers import HookWorld, bridge_exists, delete_bridges, leftovers, wait_clean, wait_records
-from cnirun import docker_runtime, hook, hook_command, hooksd, lifecycle, netns_pin, oci_state, shim
+from cnirun import docker_runtime, hook_command, hooksd, lifecycle, netns_pin, oci_state, shim
 from cnirun.lifecycle import options_for
 from cnirun.errors import ArgumentError
 from cnirun.options import ContainerNetworkSpec
@@ -623,18 +623,18 @@ def test_hosts_entries_added_in_place_and_replaced_on_restart(tmp_path: Path, mo
         "hostname": "web1",
         "mounts": [{"destination": "/etc/hosts", "source": str(hosts), "type": "bind"}],
     }))
+    from cnirun.hosts_patch import add_hosts_entries  # what the attach calls with the bundle's config
+
+    config = oci_state.read_config(str(bundle))
     att = Attachment("n1", "eth0", {"cniVersion": "1.0.0", "ips": [{"address": "10.141.9.7/24"}]})
-    assert hook.add_hosts_entries(str(bundle), [att], cid) == ""
+    assert add_hosts_entries(config, cid, [att]) == ""
     assert hosts.read_text() == "127.0.0.1\tlocalhost\n10.141.9.7\tweb1\t# cnirun\n"
     assert hosts.stat().st_ino == inode  # a bind mount keeps showing the same file
     att2 = Attachment("n1", "eth0", {"cniVersion": "1.0.0", "ips": [{"address": "10.141.9.8/24"}]})
-    assert hook.add_hosts_entries(str(bundle), [att2], cid) == ""  # a restart: replaced, not appended
+    assert add_hosts_entries(config, cid, [att2]) == ""  # a restart: replaced, not appended
     assert hosts.read_text() == "127.0.0.1\tlocalhost\n10.141.9.8\tweb1\t# cnirun\n"
     # another container's file, even the engine's, is not this container's
-    assert "not the engine's own file" in hook.add_hosts_entries(str(bundle), [att], ("d" if cid[0] == "c" else "c") + cid[1:])
-    (bundle / "config.json").write_text("{not json")
-    assert "hosts file not updated" in hook.add_hosts_entries(str(bundle), [att], cid)
-    assert hook.add_hosts_entries(str(tmp_path / "nowhere"), [att], cid).startswith("hosts file not updated")
+    assert "not the engine's own file" in add_hosts_entries(config, ("d" if cid[0] == "c" else "c") + cid[1:], [att])
 
 
 def test_installed_envs_reads_the_recorded_environment(tmp_path: Path) -> None:
