@@ -349,7 +349,11 @@ class Docker(Engine):
             pass
         except self._errors.APIError as e:
             if "already in progress" in _explain(e):
-                return  # auto_remove got there first
+                try:  # auto_remove got there first: the run is over when the container is gone
+                    self.api.wait(cid, timeout=30, condition="removed")
+                except Exception:  # noqa: BLE001 - gone already (404), or slow: the removal goes on
+                    pass
+                return
             raise EngineError(f"docker rm {cid[:12]}: {_explain(e)}") from None
 
     def stop(self, cid: str, timeout: int = 10) -> None:

@@ -59,6 +59,9 @@ class APIError(EngineError):
         self.status = status
 
 
+REMOVE_WAIT = 30.0  # seconds remove() waits for a removal dockerd already started
+
+
 class RawDocker:
     """HTTP/1.1 by hand (http.client's import alone costs 10 ms): one request per connection."""
 
@@ -398,11 +401,18 @@ class LeanDocker:
             pass
 
     def remove(self, cid: str) -> None:
+        """docker rm -f; when dockerd's auto-remove is already at it, returns once the container is gone."""
         try:
             self.raw.request("DELETE", f"/containers/{quote(cid)}?force=1&v=1")
         except APIError as e:
-            if e.status == 404 or "already in progress" in str(e):
-                return  # gone, or auto_remove got there first
+            if e.status == 404:
+                return
+            if "already in progress" in str(e):
+                try:  # as `docker run --rm` does: the run is over when the container is
+                    self.raw.request("POST", f"/containers/{quote(cid)}/wait?condition=removed", timeout=REMOVE_WAIT)
+                except EngineError:
+                    pass  # gone already (404), or dockerd is slow: the removal goes on without us
+                return
             raise EngineError(f"docker rm {cid[:12]}: {e}") from None
 
     # -- images (cnirun run --pull) -------------------------------------------------------
