@@ -669,14 +669,23 @@ def test_installed_launchers_do_not_import_re() -> None:
 
 
 # -- the Docker shim's early attach: shim -> worker -> start gate (runc faked, plugins real) ------
-def _early_bundle(tmp_path: Path) -> Path:
+def _early_bundle(tmp_path: Path, annotations: dict[str, str] | None = None) -> Path:
     """A bundle as dockerd writes it for `--network none`: a new network namespace, no path."""
     b = tmp_path / "early-bundle"
     b.mkdir()
     spec = {"ociVersion": "1.0.2", "process": {"args": ["sh"]}, "hostname": "early",
-            "linux": {"namespaces": [{"type": "pid"}, {"type": "network"}, {"type": "mount"}]}}
+            "linux": {"namespaces": [{"type": "pid"}, {"type": "network"}, {"type": "mount"}]},
+            **({"annotations": annotations} if annotations is not None else {})}
     (b / "config.json").write_text(json.dumps(spec))
     return b
+
+
+def _noop_net(world: HookWorld, name: str, bridge: str, subnet: str, behaviour: dict) -> None:
+    """A bridge network ending in cnirun's noop plugin, which behaves as `behaviour` says (its debug file)."""
+    install_plugin_script(world.bin, "noop", "cnirun.plugins.noop")
+    debug = world.root / f"noop-debug-{name}"
+    debug.write_text(json.dumps(behaviour))
+    world.bridge_net(name, bridge, subnet, extra=[{"type": "noop", "debugFile": str(debug)}])
 
 
 def _early_launcher(world: HookWorld, tmp_path: Path) -> tuple[Path, Path]:
@@ -705,10 +714,8 @@ def test_shim_attaches_while_runc_creates_and_start_waits_for_it(world: HookWorl
     try:
         world.bridge_net("h4u6", "cnh4u6", "10.141.6.0/24")
         launcher, out = _early_launcher(world, tmp_path)
-        b = _early_bundle(tmp_path)
+        b = _early_bundle(tmp_path, {"cnirun.networks": "h4u6", "cnirun.ip": "10.141.6.9"})
         cid = "h4u-" + secrets.token_hex(8)
-        (b / "config.json").write_text(json.dumps({**json.loads((b / "config.json").read_text()),
-                                                   "annotations": {"cnirun.networks": "h4u6", "cnirun.ip": "10.141.6.9"}}))
         proc = _runtime(launcher, "create", "--bundle", str(b), cid)
         assert proc.returncode == 7, proc.stderr  # runc (faked) ran, with the bundle prepared
         spec = json.loads((b / "config.json").read_text())
@@ -740,16 +747,12 @@ def test_shim_attaches_while_runc_creates_and_start_waits_for_it(world: HookWorl
 @needs_root
 def test_shim_add_failure_fails_the_start_with_one_line_and_leaves_nothing(world: HookWorld, tmp_path: Path) -> None:
     bridges = ["cnh4u7"]
-    install_plugin_script(world.bin, "noop", "cnirun.plugins.noop")
-    debug = world.root / "noop-debug"
-    debug.write_text(json.dumps({"commands": {"ADD": {"reportError": "planned failure", "reportErrorCode": 7}}}))
     try:
-        world.bridge_net("h4u7", "cnh4u7", "10.141.7.0/24", extra=[{"type": "noop", "debugFile": str(debug)}])
+        _noop_net(world, "h4u7", "cnh4u7", "10.141.7.0/24",
+                  {"commands": {"ADD": {"reportError": "planned failure", "reportErrorCode": 7}}})
         launcher, out = _early_launcher(world, tmp_path)
-        b = _early_bundle(tmp_path)
+        b = _early_bundle(tmp_path, {"cnirun.networks": "h4u7"})
         cid = "h4u-" + secrets.token_hex(8)
-        (b / "config.json").write_text(json.dumps({**json.loads((b / "config.json").read_text()),
-                                                   "annotations": {"cnirun.networks": "h4u7"}}))
         assert _runtime(launcher, "create", "--bundle", str(b), cid).returncode == 7
         out.unlink()
         start = _runtime(launcher, "start", cid)
@@ -765,10 +768,8 @@ def test_shim_add_failure_fails_the_start_with_one_line_and_leaves_nothing(world
 @needs_root
 def test_shim_refuses_before_runc_what_the_labels_get_wrong(world: HookWorld, tmp_path: Path) -> None:
     launcher, out = _early_launcher(world, tmp_path)
-    b = _early_bundle(tmp_path)
+    b = _early_bundle(tmp_path, {"cnirun.networks": "h4u-nosuchnet"})
     cid = "h4u-" + secrets.token_hex(8)
-    (b / "config.json").write_text(json.dumps({**json.loads((b / "config.json").read_text()),
-                                               "annotations": {"cnirun.networks": "h4u-nosuchnet"}}))
     proc = _runtime(launcher, "create", "--bundle", str(b), cid)
     assert proc.returncode == 1
     assert proc.stderr.startswith('cnirun: no net configuration with name "h4u-nosuchnet"'), proc.stderr
@@ -798,9 +799,7 @@ def test_new_pinned_netns_is_fresh_with_loopback_up(world: HookWorld) -> None:
 def test_an_older_launcher_gets_both_hooks_and_no_early_attach(tmp_path: Path) -> None:
     """A package upgraded without `cnirun install docker-runtime`: the old launcher neither waits at start nor
     DELs at delete, so the shim must not attach early; the hooks do both, as before."""
-    b = _early_bundle(tmp_path)
-    (b / "config.json").write_text(json.dumps({**json.loads((b / "config.json").read_text()),
-                                               "annotations": {"cnirun.networks": "n"}}))
+    b = _early_bundle(tmp_path, {"cnirun.networks": "n"})
     state = tmp_path / "state"
     assert shim.prepare_bundle(str(b), "c-old", {**SHIM_CONF, "hook_env": [f"CNIRUN_STATE_DIR={state}"]})
     spec = json.loads((b / "config.json").read_text())
@@ -818,16 +817,11 @@ def test_a_delete_killed_mid_del_is_finished_by_gc(world: HookWorld, tmp_path: P
     from _hook_helpers import CNIRUN
 
     bridges = ["cnh4u8"]
-    install_plugin_script(world.bin, "noop", "cnirun.plugins.noop")
-    debug = world.root / "noop-debug"
-    debug.write_text(json.dumps({"reportResult": "PASSTHROUGH", "commands": {"DEL": {"sleep": 3}}}))
     try:
-        world.bridge_net("h4u8", "cnh4u8", "10.141.10.0/24", extra=[{"type": "noop", "debugFile": str(debug)}])
+        _noop_net(world, "h4u8", "cnh4u8", "10.141.10.0/24", {"reportResult": "PASSTHROUGH", "commands": {"DEL": {"sleep": 3}}})
         launcher, _ = _early_launcher(world, tmp_path)
-        b = _early_bundle(tmp_path)
+        b = _early_bundle(tmp_path, {"cnirun.networks": "h4u8"})
         cid = "h4u-" + secrets.token_hex(8)
-        (b / "config.json").write_text(json.dumps({**json.loads((b / "config.json").read_text()),
-                                                   "annotations": {"cnirun.networks": "h4u8"}}))
         assert _runtime(launcher, "create", "--bundle", str(b), cid).returncode == 7
         assert _runtime(launcher, "start", cid).returncode == 7
         assert _runtime(launcher, "delete", cid).returncode == 7
