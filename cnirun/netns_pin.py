@@ -155,6 +155,17 @@ def is_pinned(path: str) -> bool:
     return st.st_dev != parent.st_dev
 
 
+def _mount_point(container_id: str, environ: Mapping[str, str] | None = None) -> str:
+    """pin_path(container_id) as an empty file to mount on (a pin still there is unpinned first)."""
+    dst = pin_path(container_id, environ)
+    os.makedirs(os.path.dirname(dst), mode=0o755, exist_ok=True)
+    if is_pinned(dst):
+        unpin_netns(container_id, environ)
+    fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o444)
+    os.close(fd)
+    return dst
+
+
 def pin_netns(pid: int, container_id: str) -> str:
     """Bind-mount /proc/<pid>/ns/net at pin_path(container_id); returns the path."""
     from .errors import NetnsError
@@ -162,12 +173,7 @@ def pin_netns(pid: int, container_id: str) -> str:
     src = f"/proc/{pid}/ns/net"
     if not os.path.exists(src):
         raise NetnsError(f"{src} does not exist: the container's process is gone")
-    dst = pin_path(container_id)
-    os.makedirs(os.path.dirname(dst), mode=0o755, exist_ok=True)
-    if is_pinned(dst):
-        unpin_netns(container_id)
-    fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o444)
-    os.close(fd)
+    dst = _mount_point(container_id)
     err = _mount_bind(src, dst)
     if err:
         _unlink(dst)
@@ -187,13 +193,8 @@ def new_pinned_netns(container_id: str, environ: Mapping[str, str] | None = None
     """
     from .errors import NetnsError
 
-    dst = pin_path(container_id, environ)
-    os.makedirs(os.path.dirname(dst), mode=0o755, exist_ok=True)
-    if is_pinned(dst):
-        unpin_netns(container_id, environ)
-    fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o444)
-    os.close(fd)
-    import ctypes  # before the fork: the child only calls
+    dst = _mount_point(container_id, environ)
+    import ctypes  # noqa: F401 - imported before the fork: the child only calls into it
 
     r, w = os.pipe()
     pid = os.fork()
@@ -216,7 +217,6 @@ def new_pinned_netns(container_id: str, environ: Mapping[str, str] | None = None
             err = f.read().decode(errors="replace")
     finally:
         os.waitpid(pid, 0)
-    del ctypes
     if not err and not is_pinned(dst):
         err = "the namespace was not pinned"
     if err:

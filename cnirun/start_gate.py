@@ -2,7 +2,7 @@
 
 In Docker hook mode the shim makes the container's netns itself, hands it to
 runc by path, and lets a forked worker run the ADDs while runc creates the
-container (cnirun.shim, hook.attach_fresh). The container's first
+container (cnirun.shim, hook.run_for_shim). The container's first
 instruction must not run before its network is up, so the runtime's `runc
 start` waits here: <state dir>/starting/<container id>, created and
 flock'ed (exclusively) by the shim before it forks, the lock inherited by
