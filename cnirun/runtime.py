@@ -25,7 +25,7 @@ from .errors import (
     PluginError,
     VersionError,
 )
-from .invoke import Invocation, PluginInfo, exec_plugin, find_plugin, plugin_dirs, probe_version
+from .invoke import Invocation, PluginInfo, exec_plugin, find_plugin, kill_orphaned_adds, plugin_dirs, probe_version
 from .lock import chain_lock
 from .value import Value
 
@@ -35,6 +35,15 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Mapping
 
+
+
+PORT_CAPABILITY = "portMappings"
+SHADOW_SUFFIX = "-portswap"
+
+
+def shadow_id(container_id: str) -> str:
+    """The second identity under which portmap holds the new mappings while a container's ports change."""
+    return container_id + SHADOW_SUFFIX
 
 
 class RuntimeConf(Value):
@@ -424,10 +433,18 @@ class CNI:
         if att is not None and att.pending is not None:
             # An ADD that was killed part-way: its last plugin may still be
             # running, and would go on allocating after this DEL.
-            from .invoke import kill_orphaned_adds
-
             kill_orphaned_adds(rt.container_id, rt.ifname)
         errors = self._del_chain(net_conf, rt, att.result if att else None, best_effort=False)
+        if att is not None and att.pending is not None and att.pending.get("update") == 1:
+            # A port change cut short: its second identity's rules (_swap_portmap) may be there too.
+            twin = RuntimeConf(shadow_id(rt.container_id), rt.netns, rt.ifname, rt.args, rt.capability_args)
+            kill_orphaned_adds(twin.container_id, twin.ifname)
+            for p in net_conf.plugins:
+                if p.type == "portmap" and not errors:
+                    try:
+                        self._exec(net_conf, p, self._inv("DEL", twin), self.build_conf(net_conf, p, twin, att.result))
+                    except CNIError as e:
+                        errors.append(e)
         if errors:
             raise errors[0]
         if sweep:
@@ -469,6 +486,12 @@ class CNI:
         `plugin_types`: also re-run these plugins (with unchanged arguments when
         `changes` is empty): `cnirun network reload` repairs what a firewall
         reload removed this way.
+
+        portmap is changed make-before-break (`_swap_portmap`), so the ports
+        that stay never refuse a connection. Its intent record is marked
+        {"update": 1}: a change cut short is finished by the next change of
+        the attachment (it runs the same idempotent steps to the recorded
+        arguments), and a DEL removes the second identity's rules too.
         """
         validate_container_id(rt.container_id)
         validate_ifname(rt.ifname)
@@ -483,7 +506,8 @@ class CNI:
                 raise ArgumentError(
                     f"container {rt.container_id[:12]} has no attachment to network {network} on {rt.ifname}"
                 )
-            if att.pending is not None:
+            resumed = att.pending is not None and att.pending.get("update") == 1
+            if att.pending is not None and not resumed:
                 raise ArgumentError(
                     f"the attachment of {rt.container_id[:12]} to {network} is still being set up "
                     "(or was cut short: `cnirun gc` finishes it): try again"
@@ -499,8 +523,11 @@ class CNI:
             for p in plugins:
                 find_plugin(p.type, self.plugin_dirs)
             args = [(k, v) for k, v in att.cni_args]
-            old_caps = dict(att.capability_args)
+            old_caps = dict(att.capability_args)  # a resumed change: the arguments it was going to
             new_caps = {k: v for k, v in {**old_caps, **changes}.items() if v not in (None, [], {})}
+            if resumed:  # the plugins of the change cut short may still be running
+                kill_orphaned_adds(rt.container_id, rt.ifname)
+                kill_orphaned_adds(shadow_id(rt.container_id), rt.ifname)
             prev = att.result
             if prev.get("cniVersion") != net.cni_version:
                 prev = _convert(prev, net.cni_version)
@@ -510,19 +537,23 @@ class CNI:
             record = cnicache.CachedAttachment(
                 network_name=att.network_name, container_id=att.container_id, ifname=att.ifname,
                 config=att.config, netns=att.netns, cni_args=att.cni_args, capability_args=intent,
-                result=att.result, pending={"started": len(net.plugins)},
+                result=att.result, pending={"started": len(net.plugins), "update": 1},
             )
             cnicache.write_file(self.cache_dir, record, fsync=False)
 
             def rerun(old: RuntimeConf, new: RuntimeConf) -> None:
                 for p in reversed(plugins):
-                    self._exec(net, p, self._inv("DEL", old), self.build_conf(net, p, old, prev))
+                    if p.type != "portmap":
+                        self._exec(net, p, self._inv("DEL", old), self.build_conf(net, p, old, prev))
                 if any(p.type == "bandwidth" for p in plugins):
                     # bandwidth's DEL leaves its qdiscs on the host veth; its ADD would fail on them.
                     from .policy import clear_host_shaping
 
                     clear_host_shaping(prev, old.capability_args.get("bandwidth"))
                 for p in plugins:
+                    if p.type == "portmap":
+                        self._swap_portmap(net, p, old, new, prev)
+                        continue
                     out = self._exec(net, p, self._inv("ADD", new), self.build_conf(net, p, new, prev))
                     _parse_result(out, net.cni_version, p.type, net.name, "ADD")
 
@@ -541,6 +572,36 @@ class CNI:
             # No fsync, as ADD's final write: a power loss takes the rules and qdiscs with it.
             cnicache.write_file(self.cache_dir, record, fsync=False)
         return record
+
+    def _swap_portmap(
+        self, net: NetworkConfigList, p: PluginConf, old: RuntimeConf, new: RuntimeConf, prev: dict[str, Any]
+    ) -> None:
+        """Replace portmap's rules for `old`'s mappings by `new`'s with no moment without a rule for a kept port.
+
+        portmap keys its per-container chain (CNI-DN-<hash>) on network name
+        and container ID, and its DEL removes all of the chain: a DEL then ADD
+        of the same identity refuses connections to every port in between. So
+        the new mappings are ADDed first under a second identity
+        (shadow_id: its own chain, jumped to beside the first), then the
+        container's own identity is DELed and ADDed again with them, then the
+        second is DELed. A port in both sets has a DNAT rule at every moment;
+        portmap stays the owner of every rule. Every step is idempotent
+        (portmap's ADD inserts only missing rules, its DEL of a missing chain
+        is a no-op), so running all of them again finishes a change cut short
+        anywhere. portmap does nothing for an empty list, DEL included: the
+        DELs are given a non-empty one.
+        """
+        twin = RuntimeConf(shadow_id(new.container_id), new.netns, new.ifname, new.args, new.capability_args)
+        wanted = bool(new.capability_args.get(PORT_CAPABILITY))
+        gone = new if wanted else old
+        if wanted:
+            out = self._exec(net, p, self._inv("ADD", twin), self.build_conf(net, p, twin, prev))
+            _parse_result(out, net.cni_version, p.type, net.name, "ADD")
+        self._exec(net, p, self._inv("DEL", gone), self.build_conf(net, p, gone, prev))
+        if wanted:
+            out = self._exec(net, p, self._inv("ADD", new), self.build_conf(net, p, new, prev))
+            _parse_result(out, net.cni_version, p.type, net.name, "ADD")
+            self._exec(net, p, self._inv("DEL", twin), self.build_conf(net, p, twin, prev))
 
     # -- CHECK -------------------------------------------------------------
     def check(self, net: NetworkConfigList, rt: RuntimeConf) -> None:

@@ -222,3 +222,155 @@ def test_removing_a_run_state_drops_its_index_entries(tmp_path: Path, monkeypatc
     assert (st.path / "target.json").exists()
     st.remove()
     assert os.listdir(st.path.parent) == []
+
+
+# -- published ports change without interrupting the others ---------------------------------------
+# Address plan of these tests: 10.214.N.0/24 (network te-N, bridge cteN), containers te-N-*, host ports
+# 41000-41999 on 127.0.0.1.
+pworld = world_fixture(_make_world, 214, "ports", net="te-{n}", bridge="cte{n}", subnet="10.214.{n}.0/24",
+                       name_prefix="te-{n}-")
+
+
+def _base(w: World) -> int:
+    """The first of ten host ports of the test: per process too (the old code's refused connections can leave a
+    client socket in TIME-WAIT on a port for a minute)."""
+    return 41000 + 100 * (os.getpid() % 9) + 10 * (w.n % 10)
+
+
+def _httpd(name: str) -> list[str]:
+    return ["sh", "-c", f"mkdir -p /www && echo hello-{name} > /www/index.html && exec httpd -f -p 80 -h /www"]
+
+
+class _Hammer:
+    """A client connecting to 127.0.0.1:`port` over and over in a thread: counts answers and refusals."""
+
+    def __init__(self, port: int) -> None:
+        import threading
+
+        self.port, self.answered, self.refused, self.errors = port, 0, 0, []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        import socket
+
+        while not self._stop.is_set():
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=3) as s:
+                    s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+                    if b"hello-" in s.recv(4096) + s.recv(4096):
+                        self.answered += 1
+            except ConnectionRefusedError:
+                self.refused += 1
+            except OSError as e:
+                self.errors.append(repr(e))
+
+    def __enter__(self) -> "_Hammer":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+
+@needs_root
+@needs_plugins
+@needs_docker
+def test_port_add_and_rm_never_refuse_an_untouched_port(pworld: World) -> None:
+    """A client hammering a published port sees no refused connection while other ports are added and removed."""
+    w = pworld
+    name, base = f"te-{w.n}-web", _base(w)
+    ok(w.cnirun("run", "-d", "--mode", "sandbox", "--name", name, "-p", f"127.0.0.1:{base}:80", "busybox",
+                *_httpd(name)))
+    try:
+        deadline = time.monotonic() + 20
+        while subprocess.run(["wget", "-qO-", "-T", "2", f"http://127.0.0.1:{base}/"],
+                             capture_output=True).returncode != 0:
+            assert time.monotonic() < deadline, "the published port never answered"
+            time.sleep(0.2)
+        with _Hammer(base) as hammer:
+            for i in range(1, 4):
+                ok(w.cnirun("port", "add", name, f"127.0.0.1:{base + i}:80"))
+            for i in range(1, 4):
+                ok(w.cnirun("port", "rm", name, f"127.0.0.1:{base + i}:80"))
+        assert hammer.refused == 0, f"{hammer.refused} of {hammer.refused + hammer.answered} connections refused"
+        assert hammer.answered > 50 and not hammer.errors, (hammer.answered, hammer.errors[:3])
+        assert ok(w.cnirun("port", name)).stdout == f"80/tcp -> 127.0.0.1:{base}\n"
+        # Only the container's own portmap chain is left: none of the second identity's.
+        assert "-portswap" not in subprocess.run(["iptables-save", "-t", "nat"], capture_output=True,
+                                                 text=True).stdout
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+    w.assert_clean(within=20.0)
+
+
+def _slow_portmap(w: World) -> Path:
+    """A portmap wrapper first on CNI_PATH: its ADD for the container's own ID hangs while the returned flag
+    file exists (the second identity's ADD and every DEL run at once)."""
+    plugdir, flag = w.tmp / "plugins", w.tmp / "hang"
+    plugdir.mkdir()
+    script = plugdir / "portmap"
+    script.write_text(f"""#!/bin/sh
+if [ "$CNI_COMMAND" = ADD ] && [ -e {flag} ]; then
+  case "$CNI_CONTAINERID" in *-portswap) ;; *) sleep 60 ;; esac
+fi
+exec /usr/lib/cni/portmap
+""")
+    script.chmod(0o755)
+    w.env["CNI_PATH"] = f"{plugdir}:/usr/lib/cni"
+    return flag
+
+
+def _swap_rules(w: World) -> list[str]:
+    rules = subprocess.run(["iptables-save", "-t", "nat"], capture_output=True, text=True).stdout
+    return [ln for ln in rules.splitlines() if f'name: \\"{w.net}\\"' in ln and "-portswap" in ln]
+
+
+@needs_root
+@needs_plugins
+@needs_docker
+@pytest.mark.parametrize("then", ["next-change", "remove"])
+def test_a_port_change_killed_midway_is_finished_or_removed(pworld: World, then: str) -> None:
+    """`cnirun port add` SIGKILLed while portmap re-adds the container's rules: the kept port still answers
+    (the second identity's rules hold it), and the next change, or the container's removal, leaves no rule of
+    the second identity."""
+    w = pworld
+    flag = _slow_portmap(w)
+    name, base = f"te-{w.n}-web", _base(w)
+    ok(w.cnirun("run", "-d", "--mode", "sandbox", "--name", name, "-p", f"127.0.0.1:{base}:80", "busybox",
+                *_httpd(name)))
+    try:
+        flag.touch()
+        add = w.popen("port", "add", name, f"127.0.0.1:{base + 1}:80", stdout=subprocess.DEVNULL,
+                      stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 20
+        while not _swap_rules(w) or _dnat_main(w, base):
+            assert time.monotonic() < deadline and add.poll() is None, "the change never reached portmap's ADD"
+            time.sleep(0.05)
+        add.kill()
+        add.wait()
+        flag.unlink()
+        page = subprocess.run(["wget", "-qO-", "-T", "3", f"http://127.0.0.1:{base}/"], capture_output=True,
+                              text=True).stdout
+        assert page.strip() == f"hello-{name}"
+        if then == "next-change":
+            ok(w.cnirun("port", "add", name, f"127.0.0.1:{base + 2}:80"))
+            assert _swap_rules(w) == []
+            assert ok(w.cnirun("port", name)).stdout.split("\n")[:-1] == [
+                f"80/tcp -> 127.0.0.1:{p}" for p in (base, base + 1, base + 2)]
+            for p in (base, base + 1, base + 2):
+                page = subprocess.run(["wget", "-qO-", "-T", "3", f"http://127.0.0.1:{p}/"], capture_output=True,
+                                      text=True).stdout
+                assert page.strip() == f"hello-{name}", p
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+    w.assert_clean(within=20.0)
+    assert _swap_rules(w) == []
+
+
+def _dnat_main(w: World, port: int) -> bool:
+    """Whether the container's own portmap chain (not the second identity's) is jumped to for `port`."""
+    rules = subprocess.run(["iptables-save", "-t", "nat"], capture_output=True, text=True).stdout
+    return any(f'name: \\"{w.net}\\"' in ln and "-portswap" not in ln and "CNI-HOSTPORT-DNAT" in ln
+               for ln in rules.splitlines())
