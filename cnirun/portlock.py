@@ -90,33 +90,107 @@ def published_ports(cni: Any, exclude: str = "") -> dict[tuple[int, str], str]:
     return taken
 
 
-def _bindable(host_ip: str, port: int, protocol: str) -> bool:
-    """Whether a host process could bind the port now (portmap's DNAT would steal its traffic)."""
+SCTP_ENDPOINTS = "/proc/net/sctp/eps"  # only there while the kernel's SCTP module is loaded
+
+
+def _is_host_address(host_ip: str) -> bool:
+    """Whether `host_ip` is an address of this host ('' and the wildcards are): the kernel's bind decides."""
     import _socket
 
-    family = _socket.AF_INET6 if ":" in host_ip else _socket.AF_INET
-    kind = _socket.SOCK_STREAM if protocol == "tcp" else _socket.SOCK_DGRAM
-    s = _socket.socket(family, kind)
+    if not host_ip:
+        return True
+    s = _socket.socket(_socket.AF_INET6 if ":" in host_ip else _socket.AF_INET, _socket.SOCK_DGRAM)
     try:
-        s.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEADDR, 1)
-        s.bind((host_ip or ("::" if family == _socket.AF_INET6 else "0.0.0.0"), port))
-    except OSError:
-        return False
+        s.bind((host_ip, 0))
+    except OSError as e:
+        return e.errno != 99  # EADDRNOTAVAIL; another error is not this check's to report
     finally:
         s.close()
     return True
 
 
+def _bind_refused(family: int, kind: int, host_ip: str, port: int) -> bool:
+    """Whether the kernel refuses to bind (host_ip, port) because a socket holds it."""
+    import _socket
+
+    try:
+        s = _socket.socket(family, kind)
+    except OSError:
+        return False  # no such family here (IPv6 disabled): nothing can hold the port in it
+    try:
+        if kind == _socket.SOCK_STREAM:
+            # As every TCP server binds: the kernel then refuses beside a listener only, not beside the
+            # TIME-WAIT connections a port that just served keeps for a minute.
+            s.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEADDR, 1)
+        if family == _socket.AF_INET6:
+            s.setsockopt(_socket.IPPROTO_IPV6, _socket.IPV6_V6ONLY, 1)
+        s.bind((host_ip, port))
+    except OSError as e:
+        return e.errno == 98  # EADDRINUSE
+    finally:
+        s.close()
+    return False
+
+
+def _sctp_held(host_ip: str, port: int, path: str = SCTP_ENDPOINTS) -> bool:
+    """Whether an SCTP endpoint on this host is bound to `port` on `host_ip` or on every address.
+
+    Read from the kernel's endpoint table rather than probed with a socket: creating an SCTP socket would
+    load the SCTP module. No table: no SCTP socket exists.
+    """
+    try:
+        with open(path, encoding="ascii", errors="replace") as f:
+            lines = f.read().splitlines()[1:]
+    except OSError:
+        return False
+    wild = ("0.0.0.0", "::")
+    for line in lines:
+        # ENDPT SOCK STY SST HBKT LPORT UID INODE LADDRS...
+        fields = line.split()
+        if len(fields) < 6 or fields[5] != str(port):
+            continue
+        addrs = fields[8:]
+        if not host_ip or host_ip in wild or not addrs or any(a in wild or a == host_ip for a in addrs):
+            return True
+    return False
+
+
+def _held(host_ip: str, port: int, protocol: str) -> bool:
+    """Whether a host socket holds the port where portmap's DNAT would take its traffic.
+
+    TCP: a listener (bound with SO_REUSEADDR, as servers bind). UDP: any socket bound to the port on an
+    overlapping address, found by binding without SO_REUSEADDR (a host socket that set it would let a second
+    one with it beside it). SCTP: the kernel's endpoint table. No host IP publishes on every address, IPv4 and
+    IPv6: a socket on any of them holds it.
+    """
+    import _socket
+
+    if protocol == "sctp":
+        return _sctp_held(host_ip, port)
+    kind = _socket.SOCK_STREAM if protocol == "tcp" else _socket.SOCK_DGRAM
+    if host_ip:
+        return _bind_refused(_socket.AF_INET6 if ":" in host_ip else _socket.AF_INET, kind, host_ip, port)
+    return _bind_refused(_socket.AF_INET, kind, "0.0.0.0", port) or \
+        _bind_refused(_socket.AF_INET6, kind, "::", port)
+
+
 def check_ports(
     cni: Any, ports: list[Any], exclude: str = "", display: Callable[[str], str] | None = None, hint: str = "pick another -p host port"
 ) -> None:
-    """Refuse a host port another container publishes (cache) or a host process holds (bind).
+    """Refuse a host IP that is not this host's, a host port another container publishes (cache) or a host
+    socket holds (_held).
 
     portmap itself would happily install a second DNAT rule for the same port.
     Call with the PortLock held, and keep it until ADD has cached the mappings.
     `exclude`: the container's own ID (a restart re-publishes its ports).
     """
     show = display or _short
+    for ip in sorted({p.host_ip for p in ports}):
+        if not _is_host_address(ip):
+            raise ArgumentError(
+                f"host IP {ip} is not an address of this host: publish on one of its addresses (ip -br addr), "
+                "or give no IP to publish on all of them"
+            )
     taken = published_ports(cni, exclude)
     for p in ports:
         owner = taken.get((p.host_port, p.protocol))
@@ -124,7 +198,7 @@ def check_ports(
             raise ArgumentError(
                 f"host port {p.host_port}/{p.protocol} is already published by container {show(owner)}: {hint}"
             )
-        if p.protocol in ("tcp", "udp") and not _bindable(p.host_ip, p.host_port, p.protocol):
+        if _held(p.host_ip, p.host_port, p.protocol):
             raise ArgumentError(f"host port {p.host_port}/{p.protocol} is in use on this host: {hint}")
 
 
