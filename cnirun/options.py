@@ -140,10 +140,32 @@ def parse_publish(spec: str) -> list[PortMapping]:
         )
     if host_ip:
         host_ip = _plain_ip(host_ip, f"invalid host IP {host_ip!r} in -p {spec!r}")
+        if ":" in host_ip:
+            _forwardable_ip6(host_ip, spec)
     hosts, conts = _port_range(parts[0], spec), _port_range(parts[1], spec)
     if len(hosts) != len(conts):
         raise ArgumentError(f"invalid -p {spec!r}: host and container port ranges differ in length")
     return [PortMapping(h, c, proto, host_ip) for h, c in zip(hosts, conts)]
+
+
+def _forwardable_ip6(host_ip: str, spec: str) -> None:
+    """Refuse an IPv6 loopback host IP: portmap's DNAT of it never answers.
+
+    The kernel drops a packet with source ::1 that arrives on any interface
+    but lo (IPv6 has no route_localnet, which lets 127.0.0.1 reach a
+    container), and portmap masquerades only IPv4 localhost traffic.
+    """
+    import ipaddress
+
+    ip = ipaddress.IPv6Address(host_ip)
+    if ip.ipv4_mapped is not None and not ip.ipv4_mapped.is_loopback:
+        # portmap takes it for IPv4 (Go's To4) and writes it into an iptables rule as it is.
+        raise ArgumentError(f"invalid -p {spec!r}: give the IPv4-mapped host IP as IPv4: {ip.ipv4_mapped}")
+    if ip.is_loopback or ip.ipv4_mapped is not None:
+        raise ArgumentError(
+            f"invalid -p {spec!r}: the IPv6 loopback cannot be forwarded to a container (the kernel drops ::1 "
+            "outside lo): publish on 127.0.0.1, on a host IPv6 address, or on all addresses"
+        )
 
 
 def parse_ports(value: str) -> list[PortMapping]:

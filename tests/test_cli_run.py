@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from cnirun.cli.run import UsageError, parse
+from conftest import World, _make_world, world_fixture
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -58,3 +59,20 @@ def test_env_file_limit_is_a_one_line_error_with_exit_125(tmp_path: Path) -> Non
     r = subprocess.run([sys.executable, "-m", "cnirun.cli.main", "--rm", "--env-file", str(big), "busybox", "true"],
                        capture_output=True, text=True, cwd=REPO, timeout=60)
     assert r.returncode == 125 and r.stderr.count("\n") == 1 and "token too long" in r.stderr, r.stderr
+
+
+
+# Address plan of the tests below: 10.214.N.0/24 (network te-N, bridge cteN).
+pworld = world_fixture(_make_world, 214, "ports", net="te-{n}", bridge="cte{n}", subnet="10.214.{n}.0/24",
+                       name_prefix="te-{n}-")
+
+
+@pytest.mark.parametrize("spec", ["[::1]:41990:80", "[::ffff:127.0.0.1]:41990:80", "[0:0:0:0:0:0:0:1]:41990:80/udp"])
+def test_ipv6_loopback_host_ip_is_refused_before_anything_is_made(pworld: World, spec: str) -> None:
+    """-p on [::1] never answered (the kernel drops ::1 outside lo): `cnirun run` refuses it with one line naming
+    what to use, exit 125, before any engine or plugin runs (no CNI cache, no run state written)."""
+    w = pworld
+    r = w.cnirun("run", "--rm", "--name", f"te-{w.n}-v6", "-p", spec, "busybox", "true")
+    assert r.returncode == 125 and r.stderr.count("\n") == 1, r.stderr
+    assert "IPv6 loopback cannot be forwarded" in r.stderr and "127.0.0.1" in r.stderr
+    assert not (w.cache_dir / "results").exists() and not (w.state_dir / "containers").exists()
