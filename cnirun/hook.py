@@ -134,9 +134,13 @@ def check_label_policy(nets: list[Any]) -> None:
 
 def attach_container(
     cni: CNI, state: OCIState, spec: ContainerNetworkSpec, config: OCIConfig | None = None, lock_wait: float | None = None,
-    on_netns: Callable[[str], None] | None = None,
+    on_netns: Callable[[str], None] | None = None, notes: list[str] | None = None,
 ) -> list[Attachment]:
     """Check the container, DEL anything left from an earlier start, pin the netns, ADD every network.
+
+    Each network is asked for the addresses and MAC the container had there
+    at its last start (hosts_patch.saved_addresses, lifecycle.keep_addresses):
+    a restart keeps them; what cannot be kept is noted in `notes` (the log).
 
     Refuses (HookError) a container that is not in its own new network
     namespace, before anything is done. On failure nothing stays allocated
@@ -147,7 +151,8 @@ def attach_container(
     on_netns(path) is called once everything is checked and the namespace
     exists, before the first ADD (runc may create the container from then on).
     """
-    from .lifecycle import attach, detach, ifname_for, options_for
+    from .hosts_patch import saved_addresses
+    from .lifecycle import attach, detach, ifname_for, keep_addresses, options_for
     from .portlock import WAIT_SECONDS, reserve
     from .runtime import validate_container_id
 
@@ -169,13 +174,19 @@ def attach_container(
 
         if any(has_ipv6(n) for n in nets):
             raise NotEarly("an IPv6 network: attached by the createRuntime hook, after Docker's own hook")
-    opts = options_for(spec, nets)
+    opts = options_for(spec, nets, cni, state.id)
     if config.hostname:  # the hook knows no engine name: the hostname (Docker's default: the short ID) serves
         for o in opts:
             o.names.append(config.hostname)
     leftovers = detach(cni, state.id)
     if leftovers:
         raise HookError("cannot undo the previous attachment: " + "; ".join(leftovers))
+    saved = saved_addresses(state.id)
+    for net, o in zip(nets, opts):
+        if net.name in saved:
+            found = keep_addresses(cni, net, o, saved[net.name], state.id)
+            if notes is not None:
+                notes += found
     # An ADD that fails is undone by a DEL of the same interface name: it
     # must never be an interface the ADD did not create (a fresh namespace has lo only).
     if not fresh:
@@ -196,7 +207,7 @@ def attach_container(
                 path = pin_netns(state.pid, state.id)
             if on_netns is not None:
                 on_netns(path)
-            return attach(cni, nets, state.id, path, opts)
+            return attach(cni, nets, state.id, path, opts, notes)
         except BaseException:
             from .lifecycle import cached_attachments
 
@@ -210,7 +221,9 @@ def attach_container(
             ports.release()
 
 
-def reapply_live(cni: CNI, state: OCIState, atts: list[Attachment], present: list[str] | None = None) -> str:
+def reapply_live(
+    cni: CNI, state: OCIState, atts: list[Attachment], present: list[str] | None = None, notes: list[str] | None = None
+) -> str:
     """After a restart: connect again what `cnirun network connect` added, publish what `cnirun port` set.
 
     cnirun.live records those in <state dir>/containers/<id>/live.json (the
@@ -219,7 +232,8 @@ def reapply_live(cni: CNI, state: OCIState, atts: list[Attachment], present: lis
     up, so a network that cannot come back (its address taken, its netconf
     gone) is reported in the log, never a reason to fail the start.
     `present`: the namespace's interfaces when the container has no process
-    yet (read from /proc/<pid> otherwise).
+    yet (read from /proc/<pid> otherwise). Each network is asked for the
+    addresses and MAC it had (as attach_container does; `notes`).
     """
     from .paths import runs_dir
 
@@ -234,18 +248,24 @@ def reapply_live(cni: CNI, state: OCIState, atts: list[Attachment], present: lis
     if not isinstance(live, dict):
         return ""
     from .errors import CNIError
-    from .lifecycle import NetworkOptions, connect, set_ports
+    from .hosts_patch import saved_addresses
+    from .lifecycle import NetworkOptions, connect, keep_addresses, set_ports
     from .netns_pin import interfaces, pin_path
 
     problems: list[str] = []
+    saved = saved_addresses(state.id) if live.get("networks") else {}
     for entry in live.get("networks") or []:
         try:
             net = cni.network(str(entry.get("network")))
             opts = NetworkOptions(dict(entry.get("capability_args") or {}),
                                   [(str(k), str(v)) for k, v in entry.get("args") or []],
                                   [str(n) for n in entry.get("names") or []])
+            if net.name in saved:
+                found = keep_addresses(cni, net, opts, saved[net.name], state.id)
+                if notes is not None:
+                    notes += found
             names = interfaces(state.pid) if present is None else present + [a.ifname for a in atts]
-            atts.append(connect(cni, net, state.id, pin_path(state.id), opts, names))
+            atts.append(connect(cni, net, state.id, pin_path(state.id), opts, names, notes))
         except CNIError as e:
             problems.append(f"network {entry.get('network')}: {e}")
     if isinstance(live.get("ports"), list):
@@ -376,12 +396,20 @@ def _attach_stage(
         fd = lock_container(state.id, wait=max(min(CONTAINER_LOCK_WAIT, budget), 0.0))
         assert fd is not None  # blocking
         ok = False
+        notes: list[str] = []
         try:
-            atts = attach_container(cni, state, spec, config, lock_wait=budget, on_netns=on_netns)
+            atts = attach_container(cni, state, spec, config, lock_wait=budget, on_netns=on_netns, notes=notes)
             ok = True
-            problem = reapply_live(cni, state, atts, ["lo"] if on_netns is not None else None)
+            problem = reapply_live(cni, state, atts, ["lo"] if on_netns is not None else None, notes)
             if problem:
                 record["live"] = problem
+            from .hosts_patch import remember_addresses
+
+            problem = remember_addresses(state.id, {a.network: a.had() for a in atts})
+            if problem:
+                notes.append(problem)
+            if notes:
+                record["warnings"] = notes
         finally:
             unlock_container(fd, state.id, remove=not ok)
     finally:

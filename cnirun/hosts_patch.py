@@ -30,7 +30,7 @@ import os
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Callable, Mapping
+    from typing import Any, Callable, Mapping
 
     from .lifecycle import Attachment
     from .oci_state import OCIConfig
@@ -190,3 +190,101 @@ def _rewrite_engine_file(
     finally:
         os.close(fd)
     return ""
+
+
+# -- what the container had: asked for again at its next start -------------------------
+ADDRESSES_FILE = "cnirun-addresses.json"
+MAX_ADDRESSES_BYTES = 64 << 10
+
+
+def engine_dir(container_id: str, environ: Mapping[str, str] | None = None) -> str:
+    """The engine's own directory of this container ('' when there is none, or it is not root's own).
+
+    Docker's <docker root>/containers/<id>, Podman's (containers/storage)
+    <root>/<driver>-containers/<id>/userdata: the engine writes them, the
+    container has files from them bind-mounted (never the directory itself),
+    and the engine removes them with the container. No symlink on the way,
+    root-owned, not writable by anyone else.
+    """
+    env = os.environ if environ is None else environ
+    if not container_id or "/" in container_id or container_id.startswith("."):
+        return ""
+    docker, storage = _roots(env)
+    candidates = [os.path.join(docker, "containers", container_id)]
+    for root in storage:
+        try:
+            drivers = [n for n in os.listdir(root) if n.endswith("-containers") and n[: -len("-containers")] and
+                       all(c in _DRIVER_CHARS for c in n[: -len("-containers")])]
+        except OSError:
+            continue
+        candidates += [os.path.join(root, n, container_id, "userdata") for n in drivers]
+    for d in candidates:
+        try:
+            st = os.lstat(d)
+        except OSError:
+            continue
+        if (st.st_mode & 0o170000) == 0o040000 and st.st_uid == 0 and not st.st_mode & 0o022 and \
+                os.path.realpath(d) == d:
+            return d
+    return ""
+
+
+def remember_addresses(container_id: str, had: dict[str, dict[str, Any]], environ: Mapping[str, str] | None = None) -> str:
+    """Note in the engine's directory of the container what it had on each network (network -> {"ips", "mac"}).
+
+    Merged into what is there (networks not in `had` keep their entry): the
+    next start asks for the same again (saved_addresses). Nothing without an
+    engine directory (a `cnirun run` ID, a container already removed).
+    Returns what went wrong ('' when done or nothing to do).
+    """
+    d = engine_dir(container_id, environ) if had else ""
+    if not d:
+        return ""
+    from . import jsonfast as json
+    from .fsutil import atomic_write
+
+    merged = {**saved_addresses(container_id, environ, d), **had}
+    try:
+        atomic_write(os.path.join(d, ADDRESSES_FILE), json.dumps({"networks": merged}).encode(), 0o600, fsync=False)
+    except OSError as e:
+        return f"addresses not recorded for the next start: {d}: {e.strerror}"
+    return ""
+
+
+def saved_addresses(
+    container_id: str, environ: Mapping[str, str] | None = None, directory: str | None = None
+) -> dict[str, dict[str, Any]]:
+    """What remember_addresses noted for the container: network -> {"ips": [...], "mac": "..."}, checked."""
+    from .errors import ArgumentError
+    from .options import is_address, parse_mac
+
+    d = engine_dir(container_id, environ) if directory is None else directory
+    if not d:
+        return {}
+    from . import jsonfast as json
+
+    try:
+        fd = os.open(os.path.join(d, ADDRESSES_FILE), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError:
+        return {}
+    try:
+        st = os.fstat(fd)
+        if (st.st_mode & 0o170000) != 0o100000 or st.st_uid != 0:
+            return {}
+        obj = json.loads(os.read(fd, MAX_ADDRESSES_BYTES))
+    except (OSError, ValueError):
+        return {}
+    finally:
+        os.close(fd)
+    nets = obj.get("networks") if isinstance(obj, dict) else None
+    out: dict[str, dict[str, Any]] = {}
+    for name, entry in (nets.items() if isinstance(nets, dict) else []):
+        if not isinstance(name, str) or not isinstance(entry, dict):
+            continue
+        ips = [ip for ip in entry.get("ips") or [] if is_address(ip)][:2]
+        try:
+            mac = parse_mac(entry["mac"]) if isinstance(entry.get("mac"), str) and entry["mac"] else ""
+        except ArgumentError:
+            mac = ""
+        out[name] = {"ips": ips, "mac": mac}
+    return out

@@ -52,6 +52,17 @@ class Attachment(Value):
                 out.append(str(self.result[key]["ip"]))
         return [a for a in out if a]
 
+    def mac(self) -> str:
+        """The MAC of the container's interface (the result's interface named ifname inside a sandbox)."""
+        for iface in self.result.get("interfaces") or []:
+            if isinstance(iface, dict) and iface.get("name") == self.ifname and iface.get("sandbox"):
+                return str(iface.get("mac") or "").lower()
+        return ""
+
+    def had(self) -> dict[str, Any]:
+        """What keep_addresses asks for again at the container's next start: {"ips": [...], "mac": ...}."""
+        return {"ips": [a.split("/", 1)[0] for a in self.addresses()], "mac": self.mac()}
+
     @classmethod
     def from_cache(cls, att: cnicache.CachedAttachment) -> "Attachment":
         return cls(att.network_name, att.ifname, att.result or {})
@@ -60,16 +71,19 @@ class Attachment(Value):
 class NetworkOptions(Value):
     """Per-network runtime arguments (capability args and CNI_ARGS), and the container's DNS names there."""
 
-    _fields = ("capability_args", "args", "names")
+    _fields = ("capability_args", "args", "names", "fallback")
     __match_args__ = _fields
 
     def __init__(
         self, capability_args: dict[str, Any] | None = None, args: list[tuple[str, str]] | None = None,
-        names: list[str] | None = None,
+        names: list[str] | None = None, fallback: "NetworkOptions | None" = None,
     ) -> None:
         self.capability_args = {} if capability_args is None else capability_args
         self.args = [] if args is None else args
         self.names = [] if names is None else names  # name, aliases: what the network's resolver answers for
+        # What to ADD with when the ADD with these options fails: the same without the
+        # addresses and MAC keep_addresses asked for again (a wish, never a reason to fail).
+        self.fallback = fallback
 
     def set_arg(self, key: str, value: str) -> None:
         """A CNI_ARGS pair (with IgnoreUnknown, which host-local, bridge and tuning read); checked for separators."""
@@ -98,7 +112,9 @@ def _host_local_dir(net: NetworkConfigList) -> str:
     return ""
 
 
-def options_for(spec: ContainerNetworkSpec, networks: list[NetworkConfigList]) -> list[NetworkOptions]:
+def options_for(
+    spec: ContainerNetworkSpec, networks: list[NetworkConfigList], cni: CNI | None = None, container_id: str = ""
+) -> list[NetworkOptions]:
     """Turn a container's ports, static IPs and MAC into per-network runtime arguments.
 
     The one place run options are built, for `cnirun run` (every mode), the
@@ -110,7 +126,9 @@ def options_for(spec: ContainerNetworkSpec, networks: list[NetworkConfigList]) -
       reservations; an IPv6 one (spec.ips6, --ip6) likewise, and only to a
       network with an IPv6 subnet; both go in one `ips` list (host-local
       takes one address per range set);
-    - a MAC goes to eth0, as docker run's --mac-address does;
+    - a MAC goes to eth0, as docker run's --mac-address does, unless another
+      container's attachment in `cni`'s cache has it on the same network or
+      bridge (mac_user; `container_id`'s own do not count);
     - rate limits go to the first network whose chain takes `bandwidth`
       (policy.capability; one limit per container, like its ports).
     Capabilities are used when the chain declares them, else CNI_ARGS
@@ -172,11 +190,137 @@ def options_for(spec: ContainerNetworkSpec, networks: list[NetworkConfigList]) -
         else:
             o.set_arg("IP", wanted[0])
     if spec.mac:
+        other = mac_user(cni, networks[0], spec.mac, container_id) if cni is not None else ""
+        if other:
+            raise ArgumentError(
+                f"MAC address {spec.mac} is already used on network {networks[0].name} by container {other[:12]}: "
+                "pick another MAC address (or none)"
+            )
         if _declares(networks[0], "mac"):
             opts[0].capability_args["mac"] = spec.mac
         else:
             opts[0].set_arg("MAC", spec.mac)
     return opts
+
+
+def _bridge(conf: Any) -> str:
+    """The Linux bridge a chain's bridge plugin plugs into ('' for other main plugins)."""
+    plugins = conf.get("plugins") if isinstance(conf, dict) else None
+    first = plugins[0] if isinstance(plugins, list) and plugins else conf
+    if isinstance(first, dict) and first.get("type") == "bridge":
+        return str(first.get("bridge") or "cni0")  # the bridge plugin's default
+    return ""
+
+
+def _macs(att: cnicache.CachedAttachment) -> set[str]:
+    """The MACs a cached attachment has or asks for (a pending ADD has no result yet)."""
+    out = {Attachment.from_cache(att).mac()}
+    out.add(str(att.capability_args.get("mac") or "").lower())
+    out.update(str(v).lower() for k, v in att.cni_args if k == "MAC")
+    return out - {""}
+
+
+def mac_user(cni: CNI, net: NetworkConfigList, mac: str, container_id: str = "") -> str:
+    """The ID of another container whose cached attachment on `net`, or on its bridge, has `mac`; '' if none.
+
+    Two interfaces with one MAC on a bridge steal each other's frames: a MAC
+    must not be copied from a container on the same layer 2.
+    """
+    from . import jsonfast as json
+
+    mac = mac.lower()
+    bridge = _bridge(net.raw)
+    for att in cnicache.list_attachments(cni.cache_dir):
+        if att.container_id == container_id:
+            continue
+        if att.network_name != net.name:
+            if not bridge:
+                continue
+            try:
+                if _bridge(json.loads(att.config)) != bridge:
+                    continue
+            except ValueError:
+                continue
+        if mac in _macs(att):
+            return att.container_id
+    return ""
+
+
+def _reserved_by(data_dir: str, ip: str) -> str:
+    """The container ID host-local's reservation of `ip` names ('' when it is free or not host-local's)."""
+    if not data_dir:
+        return ""
+    try:
+        with open(os.path.join(data_dir, ip), "rb") as f:
+            return f.read(512).decode(errors="replace").splitlines()[0].strip()
+    except (OSError, IndexError):
+        return ""
+
+
+def keep_addresses(
+    cni: CNI, net: NetworkConfigList, opts: NetworkOptions, had: dict[str, Any], container_id: str
+) -> list[str]:
+    """Ask again for the addresses and MAC the container had on `net` (had: {"ips": [...], "mac": ...}).
+
+    Only where `opts` ask for none of their own (--ip, --mac), through the
+    `ips`/`mac` capabilities where the chain takes them, else CNI_ARGS
+    (host-local's IP=, one address; tuning's MAC=). An address outside the
+    network's subnets now or reserved by another container meanwhile, and a
+    MAC another container's attachment there has (mac_user), are not asked
+    for; opts.fallback is set to the options without the wishes, for an ADD
+    that fails with them. Returns a note for each thing that cannot be kept.
+    """
+    from .options import ip_in_network
+
+    notes: list[str] = []
+    caps = opts.capability_args
+    keys = {k for k, _ in opts.args}
+    ips: list[str] = []
+    if "ips" not in caps and "IP" not in keys:
+        subnets, data_dir = net.subnets(), _host_local_dir(net)
+        for ip in had.get("ips") or []:
+            holder = _reserved_by(data_dir, ip)
+            if not ip_in_network(ip, subnets):
+                notes.append(f"network {net.name}: {ip} is outside its subnets now: a new address")
+            elif holder and holder != container_id:
+                notes.append(f"network {net.name}: {ip} is taken by container {holder[:12]} now: a new address")
+            else:
+                ips.append(ip)
+    mac = str(had.get("mac") or "")
+    if mac and ("mac" in caps or "MAC" in keys):
+        mac = ""
+    if mac and (_declares(net, "mac") or any(p.type == "tuning" for p in net.plugins)):
+        other = mac_user(cni, net, mac, container_id)
+        if other:
+            notes.append(f"network {net.name}: MAC {mac} is used by container {other[:12]} now: a new MAC")
+            mac = ""
+    else:
+        mac = ""  # the chain cannot set a MAC
+    if not ips and not mac:
+        return notes
+    opts.fallback = NetworkOptions(dict(caps), list(opts.args), opts.names)
+    if ips and _declares(net, "ips"):
+        caps["ips"] = ips
+    elif ips:
+        opts.set_arg("IP", ips[0])
+    if mac and _declares(net, "mac"):
+        caps["mac"] = mac
+    elif mac:
+        opts.set_arg("MAC", mac)
+    return notes
+
+
+def _add(cni: CNI, net: NetworkConfigList, rt: RuntimeConf, opts: NetworkOptions, notes: list[str] | None) -> dict[str, Any]:
+    """cni.add; when it fails and `opts` has a fallback (keep_addresses), once more with that, noted."""
+    try:
+        return cni.add(net, rt)
+    except CNIError as e:
+        if opts.fallback is None:
+            raise
+        if notes is not None:
+            notes.append(f"network {net.name}: the address or MAC it had could not be kept ({e}): new ones")
+        rt.args, rt.capability_args = list(opts.fallback.args), dict(opts.fallback.capability_args)
+        return cni.add(net, rt)
 
 
 def _check_ip6(network: str, ip6: str, ip: str, subnets: list[str]) -> None:
@@ -197,8 +341,12 @@ def attach(
     container_id: str,
     netns: str,
     options: list[NetworkOptions] | None = None,
+    notes: list[str] | None = None,
 ) -> list[Attachment]:
-    """ADD each network as eth0, eth1, ...; on any failure DEL those done, then raise."""
+    """ADD each network as eth0, eth1, ...; on any failure DEL those done, then raise.
+
+    An option's fallback (keep_addresses) is used when its ADD fails; `notes` gets a line then.
+    """
     done: list[Attachment] = []
     try:
         for i, net in enumerate(networks):
@@ -210,7 +358,7 @@ def attach(
                 args=list(opts.args),
                 capability_args=dict(opts.capability_args),
             )
-            result = cni.add(net, rt)
+            result = _add(cni, net, rt, opts, notes)
             done.append(Attachment(net.name, rt.ifname, result))
             _publish_names(cni, net, container_id, result, opts.names)
         if len(done) > 1:
@@ -264,31 +412,36 @@ def cached_attachments(cni: CNI, container_id: str) -> list[cnicache.CachedAttac
 
 
 def reattach(
-    cni: CNI, container_id: str, netns: str, attachments: list[cnicache.CachedAttachment]
+    cni: CNI, container_id: str, netns: str, attachments: list[cnicache.CachedAttachment],
+    notes: list[str] | None = None,
 ) -> list[Attachment]:
     """Attach again, into a new netns, what a container had: same networks, interfaces and options.
 
     For a container whose netns holder was restarted (dockerd restarted, the
-    helper was stopped): the old netns is gone, so each cached attachment is
-    DELeted (plugins clean up the host side, cnirun sweeps what bridge leaves)
-    and ADDed again with its cached config and arguments, asking for the
-    address it had where the chain takes the `ips` capability. Raises like
-    attach(), after undoing what it re-added.
+    helper was stopped, a named netns vanished): the old netns is gone, so
+    each cached attachment is DELeted (plugins clean up the host side, cnirun
+    sweeps what bridge leaves) and ADDed again with its cached config and
+    arguments, asking for the addresses and MAC it had (keep_addresses; new
+    ones, noted in `notes`, when they cannot be had). Raises like attach(),
+    after undoing what it re-added.
     """
     from .config import conflist_from_bytes
     from .paths import NO_NETNS
 
-    plans: list[tuple[NetworkConfigList, RuntimeConf]] = []
+    plans: list[tuple[NetworkConfigList, RuntimeConf, NetworkOptions]] = []
     for att in sorted(attachments, key=lambda a: (len(a.ifname), a.ifname)):
         net = conflist_from_bytes(att.config, f"cached config of {att.path}") if att.config else cni.network(
             att.network_name
         )
-        caps = dict(att.capability_args)
-        old = Attachment.from_cache(att).addresses()
-        if old and "ips" not in caps and _declares(net, "ips"):
-            caps["ips"] = old
-        plans.append((net, RuntimeConf(container_id, netns, att.ifname, [(k, v) for k, v in att.cni_args], caps)))
-    for net, rt in reversed(plans):
+        opts = NetworkOptions(dict(att.capability_args), [(k, v) for k, v in att.cni_args])
+        had = Attachment.from_cache(att).had()
+        # Its own reservation is still there (DELeted below): not "taken".
+        for note in keep_addresses(cni, net, opts, had, container_id):
+            if notes is not None:
+                notes.append(note)
+        plans.append((net, RuntimeConf(container_id, netns, att.ifname, list(opts.args), dict(opts.capability_args)),
+                      opts))
+    for net, rt, _ in reversed(plans):
         # Never the old cached path: a /proc/<pid> path may be another process's
         # netns by now. An entry already pointing at the new netns is from an
         # earlier reattach cut short: DEL it there, so its interface goes too.
@@ -300,15 +453,8 @@ def reattach(
         cni.delete(net.name, RuntimeConf(container_id=container_id, ifname=rt.ifname, netns=where))
     done: list[Attachment] = []
     try:
-        for net, rt in plans:
-            try:
-                result = cni.add(net, rt)
-            except CNIError:
-                if "ips" not in rt.capability_args:
-                    raise
-                # The old address was taken meanwhile: any address beats none.
-                rt.capability_args = {k: v for k, v in rt.capability_args.items() if k != "ips"}
-                result = cni.add(net, rt)
+        for net, rt, opts in plans:
+            result = _add(cni, net, rt, opts, notes)
             done.append(Attachment(net.name, rt.ifname, result))
             _publish_names(cni, net, container_id, result, None)  # same names, the new addresses
         if len(done) > 1:
@@ -423,6 +569,7 @@ def connect(
     netns: str,
     options: NetworkOptions | None = None,
     present: list[str] | None = None,
+    notes: list[str] | None = None,
 ) -> Attachment:
     """ADD one more network to a running container, as the next free ethN; undone on failure.
 
@@ -430,7 +577,9 @@ def connect(
     itself), for one network. `present`: interface names the netns already
     has (the ADD's failure cleanup DELs its interface name, which must never
     be one it did not create). Call with the container's lock held
-    (lock.lock_container), so it cannot race the container's teardown.
+    (lock.lock_container), so it cannot race the container's teardown. An
+    option's fallback (keep_addresses) is used when its ADD fails; `notes`
+    gets a line then.
     """
     atts = cached_attachments(cni, container_id)
     if any(a.network_name == net.name for a in atts):
@@ -440,7 +589,7 @@ def connect(
     ifname = next_ifname({a.ifname for a in atts} | set(present or []))
     opts = options or NetworkOptions()
     rt = RuntimeConf(container_id, netns, ifname, list(opts.args), dict(opts.capability_args))
-    att = Attachment(net.name, ifname, cni.add(net, rt))
+    att = Attachment(net.name, ifname, _add(cni, net, rt, opts, notes))
     try:
         _publish_names(cni, net, container_id, att.result, opts.names)
         _sync_resolver(container_id, [a.network_name for a in atts] + [net.name], netns)

@@ -264,7 +264,7 @@ def connect(ref: str, network: str, ip: str = "", mac: str = "", aliases: list[s
                                 egress_rate=egress_rate, ips6={net.name: parse_ip6(ip6)} if ip6 else {},
                                 # DNS on the network (cnirun.dns): the container's name, and --alias there only
                                 aliases={net.name: [n for n in [t.container.name, *(aliases or [])] if n]})
-    opts = options_for(spec, [net])[0]
+    opts = options_for(spec, [net], t.cni, t.cni_id)[0]
     with _Locked(t.cni_id):
         pinned_here = False
         if not t.netns:  # a foreign container: pin its netns as the hook does, after the hook's checks
@@ -290,6 +290,10 @@ def connect(ref: str, network: str, ip: str = "", mac: str = "", aliases: list[s
         _write_live(t, lambda live: live.setdefault("networks", []).append(
             {"network": net.name, "ifname": att.ifname, "capability_args": opts.capability_args,
              "args": opts.args, "names": opts.names}))
+        if t.kind == "hook":  # the hook asks for the same address and MAC again after a restart
+            from .hosts_patch import remember_addresses
+
+            remember_addresses(t.cni_id, {net.name: att.had()})
     return att
 
 

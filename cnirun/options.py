@@ -271,19 +271,44 @@ def _is_mac(mac: str) -> bool:
     return len(pairs) == 6 and all(len(p) == 2 and p[0] in _HEX and p[1] in _HEX for p in pairs)
 
 
+def _packed(ip: str) -> bytes:
+    """The address's bytes (4 or 16); OSError when it is not one. _socket, not ipaddress: the hook path."""
+    import _socket
+
+    return _socket.inet_pton(_socket.AF_INET6 if ":" in ip else _socket.AF_INET, ip)
+
+
+def is_address(ip: object) -> bool:
+    """A plain IPv4/IPv6 address: no prefix, no zone ID (a record read back is checked with this)."""
+    if not isinstance(ip, str) or not ip or not all(c in _IP_CHARS for c in ip):
+        return False
+    try:
+        _packed(ip)
+    except OSError:
+        return False
+    return True
+
+
 def ip_in_network(ip: str, subnets: list[str]) -> bool:
     """Whether `ip` falls in one of the network's subnets (no subnets: can't tell, so yes)."""
     if not subnets:
         return True
-    import ipaddress
-
-    addr = ipaddress.ip_address(ip)
+    try:
+        packed_ip = _packed(ip)
+    except OSError:
+        return False
+    addr, size = int.from_bytes(packed_ip, "big"), len(packed_ip) * 8
     for s in subnets:
+        base, _, plen = s.partition("/")
         try:
-            if addr in ipaddress.ip_network(s, strict=False):
-                return True
-        except ValueError:
+            packed = _packed(base)
+            bits = int(plen) if plen else size
+        except (OSError, ValueError):
             continue
+        if len(packed) * 8 != size or not 0 <= bits <= size:
+            continue
+        if addr >> (size - bits) == int.from_bytes(packed, "big") >> (size - bits):
+            return True
     return False
 
 

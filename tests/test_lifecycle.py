@@ -166,7 +166,7 @@ def test_reattach_dels_then_adds_the_same_networks_asking_for_the_old_address(co
     assert [a.ifname for a in atts] == ["eth0"]
     calls = core.calls("ips")
     assert [c["command"] for c in calls] == ["ADD", "DEL", "ADD"]
-    assert json.loads(calls[2]["stdin"])["runtimeConfig"] == {"ips": ["10.9.0.5/24"]}
+    assert json.loads(calls[2]["stdin"])["runtimeConfig"] == {"ips": ["10.9.0.5"]}
     assert calls[1]["env"]["CNI_NETNS"] == ""  # the old netns is gone by definition
 
 

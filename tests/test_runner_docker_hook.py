@@ -13,6 +13,7 @@ import ipaddress
 import json
 import shutil
 import subprocess
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -152,3 +153,65 @@ def test_hook_mode_hosts_file_has_the_cni_address(hook_world: World) -> None:
     addr = first_address(r.stdout.split("eth0", 1)[1]).split("/")[0]
     assert f"{addr}\thk1" in r.stdout
     w.assert_clean(within=10.0)
+
+
+TUNING = {"type": "tuning", "capabilities": {"mac": True}}
+
+
+def _link(name: str, ifname: str) -> tuple[str, str]:
+    """(IPv4 address/prefix, MAC) of the running container's `ifname`."""
+    out = subprocess.run(["docker", "exec", name, "sh", "-c", f"ip -4 -o addr show {ifname}; "
+                          f"cat /sys/class/net/{ifname}/address"], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    return first_address(out.stdout), out.stdout.split()[-1]
+
+
+def _hook_warnings(w: World, cid: str) -> list[str]:
+    lines = Path(w.env["CNIRUN_HOOK_LOG"]).read_text().splitlines()
+    return [x for r in map(json.loads, lines) if r.get("container") == cid for x in r.get("warnings", [])]
+
+
+def test_restarts_keep_addresses_and_macs_on_run_and_connected_networks(hook_world: World) -> None:
+    """A hook-mode container keeps eth0's (the run's network) and eth1's (`network connect`) address and MAC
+    over 6 `docker restart`s and a stop + start; one whose address another container took meanwhile starts
+    on a new one, with a warning in the hook log."""
+    w = hook_world
+    w.add_network("tc-h1", "ctc1", "10.212.1.0/24", extra=[TUNING])
+    w.add_network("tc-h2", "ctc2", "10.212.2.0/24", extra=[TUNING])
+    name, thief = f"cnirun-t3hook-tc{w.n}", f"cnirun-t3hook-tc{w.n}b"
+    try:
+        r = w.cnirun("--mode", "hook", "-d", "--name", name, "--net", "tc-h1", "busybox", "sleep", "600")
+        assert r.returncode == 0, r.stderr
+        c = w.cnirun("network", "connect", "tc-h2", name)
+        assert c.returncode == 0, c.stderr
+        first = [_link(name, "eth0"), _link(name, "eth1")]
+        assert first[0][0].startswith("10.212.1.") and first[1][0].startswith("10.212.2.")
+        for _ in range(6):
+            out = subprocess.run(["docker", "restart", "-t", "0", name], capture_output=True, text=True, timeout=60)
+            assert out.returncode == 0, out.stderr
+            assert [_link(name, "eth0"), _link(name, "eth1")] == first
+        for verb in ("stop", "start"):
+            out = subprocess.run(["docker", verb, *(["-t", "0"] if verb == "stop" else []), name],
+                                 capture_output=True, text=True, timeout=60)
+            assert out.returncode == 0, out.stderr
+        assert [_link(name, "eth0"), _link(name, "eth1")] == first
+        cid = subprocess.run(["docker", "inspect", "-f", "{{.Id}}", name], capture_output=True, text=True).stdout.strip()
+        assert _hook_warnings(w, cid) == []
+        # Stopped, its eth0 address goes to another container: it starts all the same, on a new one.
+        assert subprocess.run(["docker", "stop", "-t", "0", name], capture_output=True).returncode == 0
+        taken = first[0][0].split("/")[0]
+        deadline = time.monotonic() + 15
+        while (w.data_dir / "tc-h1" / taken).exists() and time.monotonic() < deadline:
+            time.sleep(0.05)  # the stop's DEL runs in the background
+        t = w.cnirun("--mode", "hook", "-d", "--name", thief, "--net", "tc-h1", "--ip", taken, "busybox", "sleep", "600")
+        assert t.returncode == 0, t.stderr
+        out = subprocess.run(["docker", "start", name], capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        now = [_link(name, "eth0"), _link(name, "eth1")]
+        assert now[0][0] != first[0][0] and now[0][0].startswith("10.212.1.") and now[0][1] == first[0][1]
+        assert now[1] == first[1]
+        assert any(taken in x and "taken" in x for x in _hook_warnings(w, cid)), _hook_warnings(w, cid)
+    finally:
+        subprocess.run(["docker", "rm", "-f", name, thief], capture_output=True)
+    w.assert_clean(within=10.0)
+    _assert_no_pins(w)

@@ -142,7 +142,7 @@ def plan(req: RunRequest) -> Plan:
         mac=parse_mac(req.mac) if req.mac else "", ingress_rate=rates[0], egress_rate=rates[1],
         ips6=_static_ips(req, nets, v6=True), aliases=_aliases(req, nets),
     )
-    result = Plan(req=req, cni=cni, networks=nets, netspec=netspec, options=options_for(netspec, nets),
+    result = Plan(req=req, cni=cni, networks=nets, netspec=netspec, options=options_for(netspec, nets, cni),
                   file_networks=from_file)
     if ports:
         # Two runs publishing one port at the same moment: the second waits
