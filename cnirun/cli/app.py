@@ -28,6 +28,8 @@ def _global(
     context: str = typer.Option(None, "--context", metavar="NAME",
                                 help="Docker context to use (overrides DOCKER_CONTEXT, DOCKER_HOST and "
                                      "`docker context use`)."),
+    debug: bool = typer.Option(False, "--debug", "-D", help="Trace each phase and its duration on stderr, in "
+                               "any command (as CNIRUN_TRACE=1)."),
 ) -> None:
     """main.py acts on these before typer runs (they must work on the hand-parsed paths too)."""
 

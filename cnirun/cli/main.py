@@ -3,6 +3,11 @@
 `cnirun IMAGE ...` is short for `cnirun run IMAGE ...`. The run path parses
 docker-run style options itself and never imports typer: it is the command
 people run most, and typer's import is pure start-up cost there.
+
+A first word that is a docker or podman command cnirun does not have (`logs`,
+`stop`, `images`, ...) is never taken for an image: it gets one line naming
+the engine's command to use, and nothing is pulled or run. An image named
+like one of those words runs with `cnirun run IMAGE`.
 """
 from __future__ import annotations
 
@@ -14,6 +19,32 @@ SUBCOMMANDS = frozenset(
      "update"}
 )
 
+# The top-level commands of the docker CLI (20.10, management commands included)
+# and of podman (4.x) that cnirun does not have, with the engine that has them
+# ("" : both; the engine in use, CNIRUN_ENGINE, is named). cnirun's own
+# commands of the same names (run, exec, inspect, ps, port, update, network,
+# version, compose) are in SUBCOMMANDS; `help` is cnirun's help.
+ENGINE_COMMANDS: dict[str, str] = {
+    **dict.fromkeys(
+        ("attach", "build", "commit", "cp", "create", "diff", "events", "export", "history", "images", "import",
+         "info", "kill", "load", "login", "logout", "logs", "pause", "pull", "push", "rename", "restart", "rm", "rmi",
+         "save", "search", "start", "stats", "stop", "tag", "top", "unpause", "wait",
+         "container", "image", "manifest", "secret", "system", "volume"), ""),
+    **dict.fromkeys(("builder", "buildx", "config", "context", "node", "plugin", "service", "stack", "swarm",
+                     "trust"), "docker"),
+    **dict.fromkeys(("auto-update", "generate", "healthcheck", "init", "kube", "machine", "mount", "play", "pod",
+                     "unmount", "umount", "unshare", "untag"), "podman"),
+}
+
+# The docker CLI's global options cnirun does not take, and what to use instead.
+DOCKER_GLOBALS = {
+    "-H": "set DOCKER_HOST or use --context NAME", "--host": "set DOCKER_HOST or use --context NAME",
+    "--config": "set DOCKER_CONFIG", "--log-level": "use --debug for cnirun's trace",
+    "--tls": "use a Docker context with TLS (--context NAME)", "--tlsverify": "use a Docker context with TLS (--context NAME)",
+    "--tlscacert": "use a Docker context with TLS (--context NAME)",
+    "--tlscert": "use a Docker context with TLS (--context NAME)", "--tlskey": "use a Docker context with TLS (--context NAME)",
+}
+
 
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
@@ -23,6 +54,13 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"cnirun: {e}\n")
         return 125
     first = args[0] if args else ""
+    if first == "-h":
+        args[0] = first = "--help"  # as docker -h
+    if first == "help":
+        return _help(args[1:])
+    if first in ENGINE_COMMANDS:
+        sys.stderr.write(_not_ours(first, args[1:]) + "\n")
+        return 1
     if first in ("--version", "version"):
         # Hand-parsed: no typer import for the first thing people type.
         from .version_cmd import main as version_main
@@ -59,7 +97,10 @@ def main(argv: list[str] | None = None) -> int:
         except ImportError:  # the runner is not there: let typer report the unknown command
             pass
         else:
-            return _done(run_main(args[1:] if first == "run" else args), argv)
+            if first == "run":
+                return _done(run_main(args[1:]), argv)
+            # `cnirun [OPTIONS] IMAGE` never takes a command's name for the image.
+            return _done(run_main(args, not_images=SUBCOMMANDS | ENGINE_COMMANDS.keys() | {"run", "help"}), argv)
     from .app import command
 
     try:
@@ -86,21 +127,74 @@ def _global_options(args: list[str]) -> list[str]:
     --context NAME: the Docker context, as the docker CLI's flag. It goes into
     DOCKER_CONTEXT so that every Docker client of this process and of its
     children (the watcher, the docker CLI) resolves the same daemon
-    (engines.docker_context). 125: a bad global option of a run.
+    (engines.docker_context). --debug (-D, as docker's): trace each phase
+    (cnirun.trace), in every command. ValueError: a bad global option, or one of
+    the docker CLI's that cnirun does not take (125, as a bad option of a run).
     """
     import os
 
-    while args and (args[0] == "--context" or args[0].startswith("--context=")):
-        if args[0] == "--context":
-            if len(args) < 2 or not args[1] or args[1].startswith("-"):
-                raise ValueError("--context needs a Docker context name: see `docker context ls`")
-            name, args = args[1], args[2:]
+    while args:
+        flag, eq, value = args[0].partition("=")
+        if flag in ("--debug", "-D"):
+            if eq and value.lower() not in ("true", "false", "1", "0"):
+                raise ValueError(f"invalid value {value!r} for {flag}: expected true or false")
+            if not eq or value.lower() in ("true", "1"):
+                from .. import trace
+
+                trace.enable()
+            args = args[1:]
+        elif flag == "--context":
+            if args[0] == "--context":
+                if len(args) < 2 or not args[1] or args[1].startswith("-"):
+                    raise ValueError("--context needs a Docker context name: see `docker context ls`")
+                name, args = args[1], args[2:]
+            else:
+                name, args = args[0].partition("=")[2], args[1:]
+                if not name:
+                    raise ValueError("--context needs a Docker context name: see `docker context ls`")
+            os.environ["DOCKER_CONTEXT"] = name
+            from ..engines.docker_context import resolve_endpoint
+            from ..errors import EngineError
+
+            try:
+                resolve_endpoint()  # a context that does not exist fails every command, as docker's
+            except EngineError as e:
+                raise ValueError(str(e)) from None
+        elif flag in DOCKER_GLOBALS:
+            raise ValueError(f"{flag} is a docker CLI option cnirun does not take: {DOCKER_GLOBALS[flag]}")
         else:
-            name, args = args[0].partition("=")[2], args[1:]
-            if not name:
-                raise ValueError("--context needs a Docker context name: see `docker context ls`")
-        os.environ["DOCKER_CONTEXT"] = name
+            return args
     return args
+
+
+def _engine_line(engine: str, command: str, rest: list[str]) -> str:
+    """`engine command rest...` as a shell would take it back, on one line (control characters escaped)."""
+    import shlex
+
+    line = shlex.join([engine, command, *rest])
+    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in line)
+
+
+def _not_ours(command: str, rest: list[str]) -> str:
+    """The one line for a docker/podman command cnirun does not have: which command to use instead."""
+    import os
+
+    engine = ENGINE_COMMANDS[command] or ("podman" if os.environ.get("CNIRUN_ENGINE") == "podman" else "docker")
+    return (f"cnirun: {command!r} is not a cnirun command; use: {_engine_line(engine, command, rest)}"
+            f" (to run an image named {command}: cnirun run {command})")
+
+
+def _help(topic: list[str]) -> int:
+    """`cnirun help [COMMAND...]`: the help of cnirun or of that command, as `cnirun [COMMAND...] --help`."""
+    if topic and topic[0] in ENGINE_COMMANDS:
+        sys.stderr.write(_not_ours(topic[0], topic[1:]) + "\n")
+        return 1
+    if topic and topic[0] not in SUBCOMMANDS and topic[0] not in ("run", "help"):
+        sys.stderr.write(f"cnirun: no help for {topic[0]!r}: not a cnirun command (see cnirun --help)\n")
+        return 1
+    if topic[:1] == ["help"]:
+        topic = []
+    return main([*topic, "--help"])
 
 
 def _is_global_typer_option(arg: str) -> bool:

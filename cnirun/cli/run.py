@@ -372,12 +372,18 @@ def parse(args: list[str]) -> RunRequest | None:
     )
 
 
-def run_main(args: list[str]) -> int:
+def run_main(args: list[str], not_images: frozenset[str] | set[str] = frozenset()) -> int:
+    """`cnirun run`; `not_images`: words refused as the IMAGE (`cnirun [OPTIONS] IMAGE` without `run`)."""
     from .. import trace
 
     t0 = trace.now()
     try:
         req = parse(args)
+        if req is not None and req.spec.image in not_images:
+            image = req.spec.image
+            raise UsageError(f"{image!r} is a command, not an image: cnirun's global options (--debug, --context "
+                             f"NAME) go before a command, and an image named {image} runs with "
+                             f"`cnirun run [OPTIONS] {image}`")
     except UsageError as e:
         sys.stderr.write(f"cnirun: {e}\n")
         return 125
