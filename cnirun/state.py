@@ -59,15 +59,19 @@ class RunMeta(Record):
     cni_env: dict[str, str]  # CNI_PATH, NETCONFPATH, CNI_CACHE_DIR, lock
     created: float
     phase: str  # setup -> running -> teardown
+    # `cnirun exec` (engine "", mode "exec"): its command's process, recorded before the command
+    # may start; the run is not over while that pid has that start time, whoever owns the lock.
+    pid: int
+    pid_start: str
 
     _fields = (
         'id', 'engine', 'image', 'name', 'workload', 'sandbox', 'netns', 'netns_id', 'networks', 'detached',
-        'remove', 'mode', 'cni_env', 'created', 'phase',
+        'remove', 'mode', 'cni_env', 'created', 'phase', 'pid', 'pid_start',
     )
     _defaults = {
         'image': "", 'name': "", 'workload': "", 'sandbox': "", 'netns': "", 'netns_id': "", 'networks': list,
         'detached': False, 'remove': False, 'mode': "sandbox", 'cni_env': dict, 'created': time.time,
-        'phase': "setup",
+        'phase': "setup", 'pid': 0, 'pid_start': "",
     }
 
     @classmethod
@@ -179,6 +183,19 @@ def container_display(cni_container_id: str, root: Path | None = None) -> str:
     if meta is not None and (meta.name or meta.workload):
         return meta.name or meta.workload[:12]
     return cni_container_id[:12]
+
+
+def command_runs(meta: RunMeta) -> bool:
+    """Whether the run's own command (`cnirun exec`'s) still runs: its pid, with the recorded start time.
+
+    A pid alone could be another process by now; the start time (cnirun.live_record.process_start)
+    tells them apart, and a zombie counts as ended.
+    """
+    if not meta.pid or not meta.pid_start:
+        return False
+    from .live_record import process_start
+
+    return process_start(meta.pid) == meta.pid_start
 
 
 def netns_identity(path: str) -> str:

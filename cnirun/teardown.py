@@ -75,7 +75,7 @@ def teardown(
         except OSError:
             pass  # a state dir already gone: nothing waits on it
     errors: list[str] = []
-    if engine is None:
+    if engine is None and meta.engine:  # "": `cnirun exec`, a host command in cnirun's own netns
         from .engines import get
 
         try:

@@ -1,6 +1,6 @@
 """Fixtures and helpers for the CNI runtime core tests (issue 2).
 
-Every test gets its own NETCONFPATH, CNI_CACHE_DIR, CNI_PATH, lock file and
+Every test gets its own NETCONFPATH, CNI_CACHE_DIR, CNI_PATH, lock file, state dir and
 (for real plugins) host-local data dir, all under pytest's tmp_path, so tests
 never touch /etc/cni/net.d or /var/lib/cni.
 
@@ -39,7 +39,7 @@ from conftest import needs_root  # noqa: E402,F401
 
 @dataclass
 class CoreEnv:
-    """One test's private CNI world: netconf dir, cache dir, plugin dir, lock."""
+    """One test's private CNI world: netconf dir, cache dir, plugin dir, lock, state dir (env())."""
 
     root: Path
     netconf: Path
@@ -67,6 +67,7 @@ class CoreEnv:
             CNI_PATH=":".join(self.plugin_dirs(real)),
             CNI_CACHE_DIR=str(self.cache),
             CNIRUN_LOCK_FILE=str(self.lock),
+            CNIRUN_STATE_DIR=str(self.root / "state"),
         )
         env.update(extra)
         return env

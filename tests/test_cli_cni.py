@@ -378,7 +378,8 @@ def exec_net(core: CoreEnv, bridges: list[str]) -> CoreEnv:
 
 def _exec_clean(core: CoreEnv, names: list[str]) -> None:
     """`names`: the netns cnirun exec made (the command prints `ip netns identify`,
-    or the noop plugin recorded it as the container ID): they must be gone."""
+    or the noop plugin recorded it as CNI_NETNS): they must be gone, and so must the
+    rules naming the run (its container ID, which the netns name begins)."""
     for n in names:
         assert n.startswith("cnirun-")
         assert not _netns_exists(n), f"netns {n} left behind"
@@ -386,7 +387,7 @@ def _exec_clean(core: CoreEnv, names: list[str]) -> None:
         assert bridge_members(bridge) == [] and host_local_reservations(core.ipam, net) == []
     assert core.cache_files() == []
     for n in names:
-        assert iptables_rules_naming(n) == []
+        assert iptables_rules_naming(n.removeprefix("cnirun-")) == []
 
 
 def test_exec_runs_the_command_attached_and_returns_its_code(exec_net: CoreEnv) -> None:
@@ -424,7 +425,7 @@ def test_exec_bad_network_leaves_nothing(exec_net: CoreEnv) -> None:
 
 def test_exec_second_network_failing_undoes_the_first(exec_net: CoreEnv) -> None:
     core = exec_net
-    # eth0: the real chain plus noop, which records the container ID (= the netns name)
+    # eth0: the real chain plus noop, which records the netns and the container ID (the run's ID)
     plugins = bridge_chain("cnt2exec", "10.121.13.0/24", "10.121.13.1", core.ipam) + [core.noop_plugin("x")]
     core.conflist("t2-exec", plugins)
     core.conflist("t2-exec2", [{"type": "t2-absent-plugin"}])
@@ -433,7 +434,7 @@ def test_exec_second_network_failing_undoes_the_first(exec_net: CoreEnv) -> None
     assert proc.returncode == 125
     calls = core.calls("x")
     assert [c["command"] for c in calls] == ["ADD", "DEL"]
-    _exec_clean(core, [calls[0]["containerID"]])
+    _exec_clean(core, [os.path.basename(calls[0]["netns"])])
 
 
 @pytest.mark.parametrize("how, expected", [("sigterm", 143), ("ctrl-c", 130)])

@@ -128,7 +128,7 @@ def collect(include_foreign: bool) -> list[dict[str, Any]]:
         atts = [a for a in cnicache.list_attachments(cache_dir) if a.container_id == meta.id]
         seen.add((cache_dir, meta.id))
         rows.append({
-            "container": meta.workload, "run_id": meta.id, "engine": meta.engine, "image": meta.image,
+            "container": meta.workload, "run_id": meta.id, "engine": _engine_of(meta), "image": meta.image,
             "name": meta.name, "sandbox": meta.sandbox, "netns": meta.netns, "phase": meta.phase,
             "detached": meta.detached, "attachments": [_att_row(a) for a in sorted(atts, key=lambda a: a.ifname)],
         })
@@ -147,6 +147,11 @@ def collect(include_foreign: bool) -> list[dict[str, Any]]:
                 "attachments": [_att_row(a) for a in sorted(atts, key=lambda a: (len(a.ifname), a.ifname))],
             })
     return rows
+
+
+def _engine_of(meta: Any) -> str:
+    """What ps and gc call a run's engine: `exec` for `cnirun exec`'s runs, which have none."""
+    return meta.engine or meta.mode
 
 
 def _cache_dirs(current: str) -> list[str]:
@@ -239,7 +244,7 @@ def collect_garbage(dry_run: bool = False, show: Any = None) -> list[str]:
     from .. import cache as cnicache
     from ..engines import ENGINES
     from ..runtime import CNI
-    from ..state import list_states, stale_tmp_dirs, state_root
+    from ..state import command_runs, list_states, stale_tmp_dirs, state_root
     from ..lifecycle import reclaim
     from ..teardown import teardown
     from ..watch import ensure_watcher
@@ -272,17 +277,19 @@ def collect_garbage(dry_run: bool = False, show: Any = None) -> list[str]:
             continue  # a live cnirun run or the watcher owns it
         meta = st.read_meta()
         try:
+            if meta and command_runs(meta):
+                continue  # `cnirun exec` was killed, its command still runs in the netns: not over yet
             if meta and meta.detached and meta.phase == "running" and meta.workload:
                 alive = _run_alive(meta, engines)
                 if alive is None or alive:
                     need_watcher = True
                     continue  # its container still exists: the watcher's job
-            what = f"run {st.id[:12]} ({meta.engine if meta else '?'} {(meta.workload if meta else '')[:12] or '-'})"
+            what = f"run {st.id[:12]} ({_engine_of(meta) if meta else '?'} {(meta.workload if meta else '')[:12] or '-'})"
             if dry_run:
                 say(f"would tear down {what}")
                 continue
-            eng = engines.get(meta.engine) if meta else None
-            if meta and eng is None:
+            eng = engines.get(meta.engine) if meta and meta.engine else None
+            if meta and meta.engine and eng is None:
                 say(f"skipped {what}: {engines.errors.get(meta.engine, 'no engine')}")
                 continue
             errors = teardown(st, meta, eng, stop=True)

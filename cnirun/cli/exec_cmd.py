@@ -1,7 +1,9 @@
 """`cnirun exec`: run a host command in a fresh netns attached to CNI networks.
 
 What upstream's priv-net-run.sh does, with teardown on every exit path: the
-command's exit, Ctrl-C, SIGTERM and SIGHUP all end in DEL and netns removal.
+command's exit, Ctrl-C, SIGTERM and SIGHUP all end in DEL and netns removal;
+after a SIGKILL, `cnirun gc` does it once the command has ended (exec is a run
+with a state dir, torn down as `cnirun run`'s are).
 
 `cli.main` calls :func:`main` directly: the options are parsed by hand, so
 `cnirun exec` never imports typer (its import would be most of cnirun's own
@@ -12,7 +14,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import subprocess
 import sys
 from typing import Any
 
@@ -92,10 +93,21 @@ def register(app: Any) -> None:
 
 
 def run_in_netns(networks: list[str], command: list[str]) -> int:
-    from ..lifecycle import attach, detach
+    """Attach a fresh netns, run `command` in it, tear down; the command's exit status.
+
+    A run like `cnirun run`'s (state.RunState: engine "", mode "exec"), so
+    that `cnirun gc` finishes what a killed exec started through the same
+    teardown: the netns is named in the run's record before it is made, each
+    ADD writes its intent record first, and the command's process (pid and
+    start time) is recorded before the command may start. gc leaves the run
+    alone while its lock is held (this process) or that process still runs.
+    """
+    from .. import netns as nsmod
     from ..defaults import default_network_name
-    from ..netns import create, remove
+    from ..lifecycle import attach
     from ..runtime import CNI
+    from ..state import RunMeta, RunState, netns_identity
+    from ..teardown import cni_env, teardown
 
     if not command:
         fail("exec needs a command: cnirun exec [--net NAME]... -- COMMAND [ARG...]")
@@ -107,29 +119,36 @@ def run_in_netns(networks: list[str], command: list[str]) -> int:
         nets = cni.networks_named(networks or [default_network_name()])
     # Signals during set-up must still lead to teardown: turn them into an exception.
     received: list[int] = []
+    child: _Command | None = None
 
     def on_signal(signum: int, _frame: object) -> None:
         received.append(signum)
-        if child is None:
-            raise KeyboardInterrupt
-        try:
-            child.send_signal(signum)
-        except ProcessLookupError:
-            pass
+        if child is None or child.held():
+            raise KeyboardInterrupt  # still setting up: tear down (the held command never runs)
+        child.send_signal(signum)
 
-    child: subprocess.Popen[bytes] | None = None
     for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(s, on_signal)
-    name = ""
+    st: RunState | None = None
+    meta: RunMeta | None = None
     code = 125
     try:
         with one_line_errors(125):
-            name, path = create()
-            attach(cni, nets, name, path)
-            try:
-                child = subprocess.Popen(["ip", "netns", "exec", name, *command])
-            except OSError as e:
-                fail(f"cannot run ip netns exec: {e.strerror}", 125)
+            st = RunState.create()
+            name = f"cnirun-{st.id[:16]}"
+            meta = RunMeta(
+                id=st.id, engine="", mode="exec", image=command[0], netns=nsmod.path_of(name),
+                networks=[n.name for n in nets], remove=True, cni_env=cni_env(cni),
+            )
+            st.write_meta(meta)
+            nsmod.create(name)
+            meta.netns_id = netns_identity(meta.netns)
+            st.write_meta(meta)
+            attach(cni, nets, st.id, meta.netns)
+            child = _Command(["ip", "netns", "exec", name, *command])
+            meta.pid, meta.pid_start, meta.phase = child.pid, child.start, "running"
+            st.write_meta(meta)
+            child.release()
             code = child.wait()
             if code < 0:
                 code = 128 - code
@@ -139,15 +158,80 @@ def run_in_netns(networks: list[str], command: list[str]) -> int:
         # Teardown must not be cut short by a second Ctrl-C.
         for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(s, signal.SIG_IGN)
-        if name:
-            errors = detach(cni, name)
+        if child is not None:
+            child.abandon()  # set-up failed before the command was released: it never runs
+        if st is not None:
+            try:
+                errors = teardown(st, meta, stop=False, workload=False)
+            except Exception as e:  # noqa: BLE001 - report, never mask the exit code; gc retries
+                errors = [str(e)]
             for e in errors:
                 sys.stderr.write(f"cnirun: teardown: {e}\n")
-            try:
-                remove(name)
-            except Exception as e:  # noqa: BLE001 - report, never mask the exit code
-                sys.stderr.write(f"cnirun: teardown: {e}\n")
     return code
+
+
+class _Command:
+    """The command, forked and held before its exec until release(): its pid and start time are
+    recorded first. If this process dies before releasing it, the gate pipe reads EOF and the
+    command never runs."""
+
+    def __init__(self, argv: list[str]) -> None:
+        from ..live_record import process_start
+
+        gate_r, gate_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: no Python-level cleanup, no return into the caller's frames
+            try:
+                os.close(gate_w)
+                for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+                    signal.signal(s, signal.SIG_DFL)
+                if os.read(gate_r, 1) == b"1":
+                    os.close(gate_r)
+                    os.execvp(argv[0], argv)
+            except OSError as e:
+                os.write(2, f"cnirun: cannot run {argv[0]}: {e.strerror}\n".encode())
+                os._exit(125)
+            finally:
+                os._exit(125)
+        os.close(gate_r)
+        self.pid, self._gate, self.returncode = pid, gate_w, None
+        self.start = process_start(pid)
+
+    def held(self) -> bool:
+        return self._gate >= 0
+
+    def release(self) -> None:
+        os.write(self._gate, b"1")
+        os.close(self._gate)
+        self._gate = -1
+
+    def abandon(self) -> None:
+        """Close the gate unreleased (the child then exits without running the command) and reap it."""
+        if self._gate >= 0:
+            os.close(self._gate)
+            self._gate = -1
+        if self.returncode is None:
+            self.wait()
+
+    def send_signal(self, signum: int) -> None:
+        if self.returncode is None:
+            try:
+                os.kill(self.pid, signum)
+            except ProcessLookupError:
+                pass
+
+    def wait(self) -> int:
+        """The exit status as subprocess gives it (-N: killed by signal N)."""
+        while self.returncode is None:
+            try:
+                _, status = os.waitpid(self.pid, 0)
+            except InterruptedError:
+                continue
+            except ChildProcessError:
+                self.returncode = 125
+                break
+            self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
 
 
 __all__ = ["register", "run_in_netns", "os"]
