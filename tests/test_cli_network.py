@@ -11,6 +11,7 @@ import json
 import os
 import secrets
 import subprocess
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -197,3 +198,67 @@ def test_rm_right_after_a_foreground_run_waits_for_its_del(env: Env, tmp_path: P
     while env.run("network", "rm", b, ok=False).returncode != 0 and time.monotonic() < deadline:
         time.sleep(0.5)
     assert not (env.netconf / f"{b}.conflist").exists()
+
+
+def _th_networks(env: Env, *specs: tuple[str, list[str]]) -> list[str]:
+    """Networks th-<hex>-N made by `network create` on 10.217.3N.0/24, bridges cthpN (helper H's plan)."""
+    tag = secrets.token_hex(2)
+    names = []
+    for i, (_, extra) in enumerate(specs):
+        name = f"th-{tag}-{i}"
+        env.run("network", "create", name, "--subnet", f"10.217.{30 + i}.0/24",
+                "-o", f"com.docker.network.bridge.name=cthp{tag}{i}", *extra)
+        names.append(name)
+    return names
+
+
+def _left(env: Env) -> list[str]:
+    return sorted(f.stem for f in env.netconf.glob("*.conflist"))
+
+
+def test_prune_asks_on_stdin_as_docker_and_only_yes_removes(env: Env) -> None:
+    """Without --force, prune asks docker's question and reads a line of stdin (a pipe too): n, anything
+    else, or end of input remove nothing (exit 1); y/Y/yes remove; -f/--force do not ask."""
+    names = _th_networks(env, ("a", []), ("b", []))
+    for answer in ("n\n", "", "no\n", "yess\n", "\n"):
+        p = subprocess.run([CNIRUN, "network", "prune"], input=answer, capture_output=True, text=True,
+                           env=env.env, timeout=60)
+        assert p.returncode == 1 and p.stdout == "", (answer, p.stderr)
+        assert p.stderr.startswith("WARNING! This will remove all networks created by cnirun not used by at least "
+                                   "one container.\nAre you sure you want to continue? [y/N] \n"), p.stderr
+        assert p.stderr.endswith("cnirun: network prune cancelled: nothing removed\n")
+        assert _left(env) == names
+    p = subprocess.run([CNIRUN, "network", "prune"], input="Y\n", capture_output=True, text=True, env=env.env,
+                       timeout=60)
+    assert p.returncode == 0 and sorted(p.stdout.split()) == names and _left(env) == [], p.stderr
+    names = _th_networks(env, ("a", []))
+    p = subprocess.run([CNIRUN, "network", "prune", "--force"], input="n\n", capture_output=True, text=True,
+                       env=env.env, timeout=60)
+    assert p.returncode == 0 and p.stdout.split() == names and "WARNING" not in p.stderr, p.stderr
+
+
+def test_prune_filters(env: Env) -> None:
+    """--filter label=k[=v], label!=k[=v] and until=<timestamp|duration|date> choose what is pruned, as docker's;
+    other keys and bad values are one line, exit 1, nothing removed."""
+    blue, red, plain = _th_networks(env, ("blue", ["--label", "team=blue"]), ("red", ["--label", "team=red"]),
+                                    ("plain", []))
+    for bad, needle in ((["driver=bridge"], "network prune filters by until="), (["label"], "invalid --filter"),
+                        (["until=soon"], "expected a Unix timestamp"),
+                        (["until=1h", "until=2h"], "more than one --filter until")):
+        p = env.run("network", "prune", "-f", *[a for f in bad for a in ("--filter", f)], ok=False)
+        assert p.returncode == 1 and p.stderr.count("\n") == 1 and needle in p.stderr, (bad, p.stderr)
+    assert _left(env) == sorted([blue, red, plain])
+    assert env.json("network", "prune", "-f", "--filter", "label=team=nope") == []
+    # label! keeps what matches it; label=KEY takes any value.
+    assert [r["name"] for r in env.json("network", "prune", "-f", "--filter", "label!=team=red",
+                                        "--filter", "label=team")] == [blue]
+    assert _left(env) == sorted([red, plain])
+    # until: the conflist's time; red is two hours old.
+    old = env.netconf / f"{red}.conflist"
+    os.utime(old, (time.time() - 7200, time.time() - 7200))
+    assert [r["name"] for r in env.json("network", "prune", "-f", "--filter", "until=1h30m")] == [red]
+    stamp = str(int(time.time()) - 60)
+    assert env.json("network", "prune", "-f", "--filter", f"until={stamp}") == []
+    assert env.json("network", "prune", "-f", "--filter", "until=2000-01-01T00:00:00Z") == []
+    assert [r["name"] for r in env.json("network", "prune", "-f", "--filter", "until=2099-01-01")] == [plain]
+    assert _left(env) == []

@@ -233,17 +233,21 @@ def register(app: typer.Typer) -> None:
             raise SystemExit(1)
 
     @net_app.command("prune")
-    def prune(force: bool = typer.Option(False, "--force", "-f", help="Do not ask."),
+    def prune(force: bool = typer.Option(False, "--force", "-f", help="Do not ask for confirmation."),
+              filters: list[str] = typer.Option([], "--filter", metavar="KEY=VALUE",
+                                                help="until=<timestamp|duration> (created before), "
+                                                     "label=<key>[=<value>], label!=<key>[=<value>]; repeatable."),
               fmt: str = _format_option()) -> None:
-        """Remove every network cnirun created that has no container attached."""
+        """Remove every network cnirun created that has no container attached (asks first, as docker)."""
         from ..netstore import store
 
         _check_format(fmt)
-        if not force and sys.stdin.isatty():
-            if not typer.confirm("Remove all cnirun-created networks not used by any container?"):
-                raise SystemExit(1)
         with one_line_errors():
-            done = store.prune(_cni())
+            match = prune_filter(filters)
+        if not force and not confirmed(PRUNE_WARNING):
+            fail("network prune cancelled: nothing removed")
+        with one_line_errors():
+            done = store.prune(_cni(), match)
         for r in done:
             for w in r.warnings:
                 sys.stderr.write(f"cnirun: warning: {w}\n")
@@ -299,6 +303,90 @@ def register(app: typer.Typer) -> None:
                 print(target)
         except OSError as e:
             fail(f"{directory}: cannot write: {e.strerror}")
+
+
+PRUNE_WARNING = "WARNING! This will remove all networks created by cnirun not used by at least one container."
+
+
+def confirmed(warning: str) -> bool:
+    """Ask on stderr and read one line of stdin, as docker's prompts do (a pipe or a file too, not only a
+    terminal): y or yes (any case) goes on; anything else, or end of input, does not."""
+    sys.stderr.write(f"{warning}\nAre you sure you want to continue? [y/N] ")
+    sys.stderr.flush()
+    try:
+        answer = sys.stdin.readline(1024) if sys.stdin is not None else ""
+    except (OSError, ValueError, UnicodeDecodeError):
+        answer = ""
+    if not answer.endswith("\n") or not sys.stdin.isatty():
+        sys.stderr.write("\n")  # no terminal echoed the answer's newline: the next line starts on its own
+    return answer.strip().lower() in ("y", "yes")
+
+
+PRUNE_FILTERS = "until=<timestamp|duration>, label=<key>[=<value>] or label!=<key>[=<value>]"
+
+
+def prune_filter(filters: list[str]) -> Any:
+    """docker network prune's --filter values -> a predicate of a network (None: every network).
+
+    label: every label= filter must match (the key, or key=value); label!: a
+    network that matches every label!= filter is kept. until: created (its
+    conflist written) before that time. Other keys: ConfigError.
+    """
+    from ..errors import ConfigError
+    from ..netstore import store
+
+    wanted: dict[str, list[str]] = {"label": [], "label!": [], "until": []}
+    for f in filters:
+        key, eq, value = f.partition("=")  # label!=k: key "label!"
+        if not eq or not value or key not in wanted:
+            raise ConfigError(f"invalid --filter {f!r}: network prune filters by {PRUNE_FILTERS}")
+        wanted[key].append(value)
+    if len(wanted["until"]) > 1:
+        raise ConfigError("more than one --filter until=...: give one")
+    until = _until(wanted["until"][0]) if wanted["until"] else None
+    if not filters:
+        return None
+
+    def has(labels: dict[str, str], spec: str) -> bool:
+        k, eq, v = spec.partition("=")
+        return k in labels and (not eq or labels[k] == v)
+
+    def match(net: Any) -> bool:
+        labels = store.labels(net)
+        if not all(has(labels, spec) for spec in wanted["label"]):
+            return False
+        if wanted["label!"] and all(has(labels, spec) for spec in wanted["label!"]):
+            return False
+        if until is not None:
+            try:
+                return Path(net.source).stat().st_mtime < until
+            except OSError:
+                return False
+        return True
+
+    return match
+
+
+def _until(value: str) -> float:
+    """docker's until=: a Unix timestamp, an RFC 3339 date or time (local time without a zone), or a Go
+    duration before now (10m, 1h30m) -> seconds since the epoch."""
+    import re
+    import time
+    from datetime import datetime
+
+    from ..errors import ConfigError
+
+    if re.fullmatch(r"\d+(\.\d+)?", value):
+        return float(value)
+    units = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)", value)
+    if parts and "".join(n + u for n, u in parts) == value:
+        return time.time() - sum(float(n) * units[u] for n, u in parts)
+    try:
+        return datetime.fromisoformat(value).timestamp()
+    except ValueError:
+        raise ConfigError(f"invalid --filter until={value!r}: expected a Unix timestamp, a date or time "
+                          "(2026-12-07, 2026-12-07T10:00:00Z) or a duration (10m, 1h30m)") from None
 
 
 def _print_removals(done: list[Any], fmt: str) -> None:

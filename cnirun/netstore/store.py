@@ -11,7 +11,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from .. import cache as cnicache
 from ..config import NetworkConfigList, netconf_dirs
@@ -214,13 +214,13 @@ def remove(cni: CNI, name: str, force: bool = False) -> Removal:
     return out
 
 
-def prune(cni: CNI, only_labels: dict[str, str] | None = None) -> list[Removal]:
-    """Remove every cnirun-created network nothing is attached to."""
+def prune(cni: CNI, match: Callable[[NetworkConfigList], bool] | None = None) -> list[Removal]:
+    """Remove every cnirun-created network nothing is attached to (of those `match` accepts, when given)."""
     out: list[Removal] = []
     for net in cni.networks():
         if not is_managed(net) or attachments(cni, net.name):
             continue
-        if only_labels and any(labels(net).get(k) != v for k, v in only_labels.items()):
+        if match is not None and not match(net):
             continue
         try:
             out.append(remove(cni, net.name))
