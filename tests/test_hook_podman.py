@@ -148,3 +148,71 @@ def test_default_dir_works_with_a_plain_podman_run(tmp_path: Path) -> None:
                     pass
     assert un.returncode == 0, un.stderr
     assert not DROPIN.exists() and not (DEFAULT_DIR / "cnirun-attach.json").exists()
+
+
+TC_BRIDGES = ["ctc31", "ctc32"]
+
+
+@pytest.fixture
+def tc_world(tmp_path: Path) -> Iterator[HookWorld]:
+    """hooks.d installed with two networks with tuning (MACs): tc31 (IPv4) and tc32 (dual stack)."""
+    w = HookWorld.make(tmp_path)
+    w.bridge_net("tc31", "ctc31", "10.212.31.0/24")
+    dual = {"cniVersion": "1.0.0", "name": "tc32", "plugins": [
+        {"type": "bridge", "bridge": "ctc32", "isGateway": True, "ipMasq": True, "capabilities": {"ips": True},
+         "ipam": {"type": "host-local", "dataDir": str(w.ipam),
+                  "ranges": [[{"subnet": "10.212.32.0/24"}], [{"subnet": "fd97:c:32::/64"}]]}},
+        {"type": "tuning", "capabilities": {"mac": True}},
+    ]}
+    (w.netconf / "tc32.conflist").write_text(json.dumps(dual))
+    proc = subprocess.run([CNIRUN, "install", "hooks", "--dir", str(tmp_path / "hooks.d")],
+                          env=w.full_env(), capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    yield w
+    proc = subprocess.run([CNIRUN, "uninstall", "hooks", "--dir", str(tmp_path / "hooks.d")], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    delete_bridges(TC_BRIDGES)
+    assert not any(bridge_exists(b) for b in TC_BRIDGES)
+
+
+def _links(world: HookWorld, name: str) -> list[list[str]]:
+    """[[addresses..., MAC] of eth0, of eth1] of the running container (IPv6 link-local left out)."""
+    out = []
+    for ifname in ("eth0", "eth1"):
+        p = podman(world, "exec", name, "sh", "-c", f"ip -o addr show {ifname}; cat /sys/class/net/{ifname}/address")
+        assert p.returncode == 0, p.stderr
+        words = p.stdout.split()
+        out.append([words[i + 1] for i, w in enumerate(words) if w in ("inet", "inet6") and
+                    not words[i + 1].startswith("fe80:")] + [words[-1]])
+    return out
+
+
+def test_podman_restarts_keep_addresses_and_macs(tc_world: HookWorld) -> None:
+    """A hooks.d container keeps its IPv4, IPv6 and MAC on its annotation's network (eth0) and on a network
+    `cnirun network connect` added (eth1, dual stack) over 6 `podman restart`s and a stop + start."""
+    w = tc_world
+    name = f"tc-podman-{os.getpid()}"
+    try:
+        run = podman(w, "run", "-d", "--name", name, "--network", "none", "--annotation", "cnirun.networks=tc31",
+                     "busybox", "sleep", "600")
+        assert run.returncode == 0, run.stderr
+        cid = run.stdout.strip()
+        c = subprocess.run([CNIRUN, "network", "connect", "tc32", name], env={**w.full_env(), "CNIRUN_ENGINE": "podman"},
+                           capture_output=True, text=True, timeout=60)
+        assert c.returncode == 0, c.stderr
+        first = _links(w, name)
+        assert first[0][0].startswith("10.212.31.") and first[1][0].startswith("10.212.32.")
+        assert first[1][1].startswith("fd97:c:32::")
+        for _ in range(6):
+            r = podman(w, "restart", "-t", "0", name)
+            assert r.returncode == 0, r.stderr
+            assert _links(w, name) == first
+        for args in (("stop", "-t", "0", name), ("start", name)):
+            r = podman(w, *args)
+            assert r.returncode == 0, r.stderr
+        assert _links(w, name) == first
+        assert [x for r in w.log_records() if r.get("container") == cid for x in r.get("warnings", [])] == []
+    finally:
+        podman(w, "rm", "-f", name)
+    for rec in w.log_records():
+        assert wait_clean(w, rec["container"], TC_BRIDGES) == []
