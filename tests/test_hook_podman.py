@@ -216,3 +216,39 @@ def test_podman_restarts_keep_addresses_and_macs(tc_world: HookWorld) -> None:
         podman(w, "rm", "-f", name)
     for rec in w.log_records():
         assert wait_clean(w, rec["container"], TC_BRIDGES) == []
+
+
+def test_a_mac_another_container_has_on_the_network_is_refused(tc_world: HookWorld) -> None:
+    """Copying a running container's MAC on the same network is refused with one line before anything is made,
+    whichever way it is asked for: the cnirun.mac annotation (hook), `cnirun run --mac`, `network connect --mac`.
+    On another bridge the same MAC is fine."""
+    w = tc_world
+    name, other = f"tc-podman-{os.getpid()}", f"tc-podman-{os.getpid()}b"
+    env = {**w.full_env(), "CNIRUN_ENGINE": "podman"}
+    try:
+        run = podman(w, "run", "-d", "--name", name, "--network", "none", "--annotation", "cnirun.networks=tc31",
+                     "busybox", "sleep", "600")
+        assert run.returncode == 0, run.stderr
+        mac = podman(w, "exec", name, "cat", "/sys/class/net/eth0/address").stdout.strip()
+        copy = podman(w, "run", "--rm", "--network", "none", "--annotation", "cnirun.networks=tc31",
+                      "--annotation", f"cnirun.mac={mac}", "busybox", "true")
+        assert copy.returncode != 0
+        assert f"cnirun: MAC address {mac} is already used on network tc31 by container" in copy.stderr, copy.stderr
+        r = subprocess.run([CNIRUN, "--rm", "--net", "tc31", "--mac", mac.upper(), "busybox", "true"], env=env,
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 125 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+        assert "already used on network tc31" in r.stderr
+        b = podman(w, "run", "-d", "--name", other, "--network", "none", "--annotation", "cnirun.networks=tc32",
+                   "--annotation", f"cnirun.mac={mac}", "busybox", "sleep", "600")  # another bridge: fine
+        assert b.returncode == 0, b.stderr
+        c = subprocess.run([CNIRUN, "network", "connect", "--mac", mac, "tc31", other], env=env,
+                           capture_output=True, text=True, timeout=60)
+        assert c.returncode != 0 and len(c.stderr.strip().splitlines()) == 1, c.stderr
+        assert "already used on network tc31" in c.stderr
+        assert podman(w, "exec", other, "ls", "/sys/class/net").stdout.split() == ["eth0", "lo"]
+        reservations = sorted(p.name for p in (w.ipam / "tc31").iterdir() if p.name[0].isdigit())
+        assert len(reservations) == 1  # only the first container's
+    finally:
+        podman(w, "rm", "-f", name, other)
+    for rec in w.log_records():
+        assert wait_clean(w, rec["container"], TC_BRIDGES) == []
