@@ -163,6 +163,15 @@ def _bridges(net: NetworkConfigList) -> tuple[tuple[str, ...], tuple[str, ...]]:
     return tuple(sorted(names.difference(new))), new
 
 
+BANDWIDTH_KEYS = ("ingressRate", "ingressBurst", "egressRate", "egressBurst")
+
+
+def _bandwidth_limited(conf: dict[str, Any]) -> bool:
+    """Whether the bandwidth plugin's stdin `conf` sets a limit (runtimeConfig.bandwidth or a rate key)."""
+    rc = conf.get("runtimeConfig")
+    return (isinstance(rc, dict) and rc.get("bandwidth") is not None) or any(k in conf for k in BANDWIDTH_KEYS)
+
+
 def _convert(result: dict[str, Any], version: str) -> dict[str, Any]:
     from .result import convert
 
@@ -609,6 +618,14 @@ class CNI:
 
         Below 0.4.0: VersionError. disableCheck: returns at once. No cache:
         no prevResult; an unreadable cache: CacheError.
+
+        The bandwidth plugin is not run for an attachment without a limit
+        (no `bandwidth` in its runtimeConfig, no rate in its config): it has
+        nothing to check then, and the reference plugin (1.1.x) dereferences
+        the missing limit and panics, so CHECK of every default chain, which
+        carries it unlimited, would fail. With a limit it runs and compares
+        the qdiscs: the caller's `bandwidth` capability arg, else the
+        attachment's cached one (what ADD or `cnirun update` last applied).
         """
         validate_container_id(rt.container_id)
         validate_ifname(rt.ifname)
@@ -619,9 +636,16 @@ class CNI:
         self._check_netns(rt.netns)
         att = self.cached(net.name, rt)  # unreadable cache: CacheError, as libcni
         prev = _convert(att.result, net.cni_version) if att and att.result else None
+        cached_limit = att.capability_args.get("bandwidth") if att is not None else None
+        if cached_limit is not None and "bandwidth" not in rt.capability_args:
+            rt = RuntimeConf(rt.container_id, rt.netns, rt.ifname, list(rt.args),
+                             {**rt.capability_args, "bandwidth": cached_limit})
         with chain_lock(net.name, self.lock_file):
             for p in net.plugins:
-                self._exec(net, p, self._inv("CHECK", rt), self.build_conf(net, p, rt, prev))
+                conf = self.build_conf(net, p, rt, prev)
+                if p.type == "bandwidth" and not _bandwidth_limited(conf):
+                    continue
+                self._exec(net, p, self._inv("CHECK", rt), conf)
 
     # -- GC ----------------------------------------------------------------
     def gc(self, net: NetworkConfigList, valid: list[tuple[str, str]] | None = None) -> list[CNIError]:

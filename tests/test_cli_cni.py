@@ -38,6 +38,7 @@ from _core_fixtures import (  # noqa: F401  (fixtures)
 )
 
 pytestmark = [needs_root]
+REPO = Path(__file__).resolve().parent.parent
 
 R1 = {"cniVersion": "1.0.0", "ips": [{"address": "10.121.96.2/24", "gateway": "10.121.96.1"}]}
 
@@ -94,6 +95,66 @@ def test_add_check_del_like_cnitool(core: CoreEnv, netns: Netns, bridges: list[s
     dele = run_cnirun(["cni", "del", "t2-cli", ns], env)
     assert dele.returncode == 0 and dele.stdout == "" and dele.stderr == ""
     assert_clean(core, "t2-cli", "cnt2cli", [cid])
+
+
+def _readme_network(core: CoreEnv, bridges: list[str], name: str, bridge: str, subnet: str, gateway: str) -> None:
+    """The shipped default network (netconf/cnirun.conflist: bridge, portmap, firewall, tuning, bandwidth) as it is,
+    renamed onto a private bridge, subnet and host-local dataDir."""
+    conf = json.loads((REPO / "netconf" / "cnirun.conflist").read_text())
+    bridge_plugin = conf["plugins"][0]
+    bridge_plugin["bridge"] = bridge
+    bridge_plugin["ipam"].update(dataDir=str(core.ipam), ranges=[[{"subnet": subnet, "gateway": gateway}]])
+    conf["name"] = name
+    assert [p["type"] for p in conf["plugins"]] == ["bridge", "portmap", "firewall", "tuning", "bandwidth"]
+    core.write(f"{name}.conflist", conf)
+    bridges.append(bridge)
+
+
+@needs_real_plugins
+def test_readme_cni_example_add_check_del_on_the_default_chain(core: CoreEnv, netns: Netns,
+                                                               bridges: list[str]) -> None:
+    """README's `cnirun cni` example as written (ip netns add; cni add; `cni check ... && echo ok`; cni del;
+    cni version bridge; cni validate) on a private copy of the default network: CHECK of its unlimited
+    bandwidth plugin passes (the plugin, 1.1.1, panics on CHECK without a limit and is not run then)."""
+    _readme_network(core, bridges, "th-readme", "cthreadme", "10.217.40.0/24", "10.217.40.1")
+    ns = netns.new("th")
+    env = core.env(real=True)
+    script = (f"set -e; cnirun cni add th-readme /run/netns/{ns} >/dev/null\n"
+              f"cnirun cni check th-readme /run/netns/{ns} && echo ok\n"
+              f"cnirun cni del th-readme /run/netns/{ns}\n"
+              "cnirun cni version bridge\n"
+              "cnirun cni validate th-readme\n")
+    p = subprocess.run(["sh", "-c", script], env=dict(env, PATH=f"{Path(CNIRUN).parent}:{env['PATH']}"),
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0 and p.stderr == "", p.stderr
+    lines = p.stdout.splitlines()
+    assert lines[0] == "ok" and '"supportedVersions"' in lines[1], p.stdout
+    assert lines[2].startswith("th-readme: OK (cniVersion 1.0.0; plugins bridge, portmap, firewall, tuning, bandwidth")
+    assert_clean(core, "th-readme", "cthreadme", [cnitool_id(Netns.path(ns))])
+
+
+@needs_real_plugins
+def test_check_runs_the_bandwidth_plugin_when_the_attachment_has_a_limit(core: CoreEnv, netns: Netns,
+                                                                         bridges: list[str]) -> None:
+    """With a limit (CAP_ARGS at ADD) the real bandwidth plugin's CHECK runs: against the cached limit when
+    CHECK is given none, against the caller's otherwise, and a rate that differs from the qdisc fails."""
+    _readme_network(core, bridges, "th-limit", "cthlimit", "10.217.41.0/24", "10.217.41.1")
+    path = Netns.path(netns.new("th"))
+    limit = {"ingressRate": 1000000, "ingressBurst": 100000, "egressRate": 2000000, "egressBurst": 200000}
+    env = core.env(real=True)
+    limited = dict(env, CAP_ARGS=json.dumps({"bandwidth": limit}))
+    add = run_cnirun(["cni", "add", "th-limit", path], limited)
+    assert add.returncode == 0, add.stderr
+    try:
+        assert run_cnirun(["cni", "check", "th-limit", path], env).returncode == 0  # the cached limit
+        assert run_cnirun(["cni", "check", "th-limit", path], limited).returncode == 0
+        other = dict(env, CAP_ARGS=json.dumps({"bandwidth": {**limit, "egressRate": 3000000}}))
+        assert_one_line_error(run_cnirun(["cni", "check", "th-limit", path], other),
+                              'plugin type="bandwidth" name="th-limit" failed (check)', "Rate doesn't match")
+    finally:
+        dele = run_cnirun(["cni", "del", "th-limit", path], env)
+    assert dele.returncode == 0, dele.stderr
+    assert_clean(core, "th-limit", "cthlimit", [cnitool_id(path)])
 
 
 @needs_real_plugins
