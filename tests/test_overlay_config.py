@@ -4,7 +4,9 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import random
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -83,6 +85,136 @@ def test_lease_value_is_flannels() -> None:
     for bad in (b"nope", b"[]", b'{"PublicIP":"x"}', b'{"PublicIP":"192.0.2.1","BackendType":"vxlan","BackendData":{}}'):
         with pytest.raises(OverlayError):
             lease.decode(bad)
+
+
+def _valid_lease_obj(rng: random.Random) -> dict[str, Any]:
+    return {"PublicIP": f"192.0.2.{rng.randint(1, 254)}", "BackendType": "vxlan",
+            "BackendData": {"VNI": 1, "VtepMAC": f"0e:00:00:00:00:{rng.randint(0, 255):02x}"}}
+
+
+_ODD_VALUES: list[Any] = [None, True, False, 0, -1, 1 << 70, 1.5, float("1e308"), "", "x" * 300, "192.0.2.1 ",
+                          "::1", "0e:00:00:00:00", "\u0000", [], ["192.0.2.1"], {}, {"a": 1}, "1" * 40]
+
+
+def _malformed(rng: random.Random) -> bytes:
+    """One lease value an attacker could write: mutated, mistyped, nested, huge or not JSON at all."""
+    kind = rng.randrange(7)
+    good = json.dumps(_valid_lease_obj(rng)).encode()
+    if kind == 0:  # bytes flipped, cut or inserted
+        b = bytearray(good)
+        for _ in range(rng.randint(1, 6)):
+            op, i = rng.randrange(3), rng.randrange(len(b))
+            if op == 0:
+                b[i] = rng.randrange(256)
+            elif op == 1:
+                del b[i:i + rng.randint(1, 8)]
+            else:
+                b[i:i] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 8)))
+        return bytes(b)
+    if kind == 1:  # one field given a value of the wrong type or range
+        obj = _valid_lease_obj(rng)
+        path = rng.choice([("PublicIP",), ("BackendType",), ("BackendData",), ("BackendData", "VNI"),
+                           ("BackendData", "VtepMAC")])
+        target = obj if len(path) == 1 else obj["BackendData"]
+        target[path[-1]] = rng.choice(_ODD_VALUES)
+        return json.dumps(obj).encode()
+    if kind == 2:  # nesting deeper than the parser's recursion limit
+        depth = rng.randint(900, 4000)
+        return (rng.choice(["[", '{"a":']) * depth).encode()
+    if kind == 3:  # too big
+        obj = _valid_lease_obj(rng)
+        obj["Pad"] = "x" * rng.randint(lease.MAX_VALUE_BYTES, 200_000)
+        return json.dumps(obj).encode()
+    if kind == 4:  # random bytes
+        return bytes(rng.randrange(256) for _ in range(rng.randint(0, 200)))
+    if kind == 5:  # a JSON value that is not an object
+        return json.dumps(rng.choice(_ODD_VALUES)).encode()
+    return json.dumps(_valid_lease_obj(rng)).encode("utf-16")  # JSON, but not in UTF-8
+
+
+def test_lease_parser_fuzz_never_raises_anything_but_overlay_error() -> None:
+    """5000 malformed lease values (fixed seed): each is OverlayError with one short line, or, when it
+    still decodes, the result has exactly the types and ranges cnirun relies on; never another exception."""
+    rng = random.Random(2312)
+    decoded = refused = 0
+    kinds_refused: set[str] = set()
+    for _ in range(5000):
+        value = _malformed(rng)
+        try:
+            attrs = lease.decode(value)
+        except OverlayError as e:
+            refused += 1
+            msg = str(e)
+            assert "\n" not in msg and len(msg) < 160, msg
+            kinds_refused.add(msg.split(" ")[1] if msg.startswith("lease") else msg[:20])
+            continue
+        decoded += 1
+        obj = json.loads(value)
+        assert isinstance(obj["PublicIP"], str) and attrs.public_ip == ipaddress.IPv4Address(obj["PublicIP"])
+        assert isinstance(attrs.backend_type, str) and isinstance(attrs.vni, int) and not isinstance(attrs.vni, bool)
+        assert 0 <= attrs.vni < 1 << 24
+        if attrs.backend_type == "vxlan":
+            assert lease.normalize_mac(attrs.vtep_mac) == attrs.vtep_mac
+    assert refused > 4000 and decoded > 0, (refused, decoded)
+    assert {"value", "PublicIP", "BackendData.VNI"} <= kinds_refused, kinds_refused
+    for value in (b"[" * 5000, b'{"PublicIP": 167772161, "BackendType": "vxlan"}',
+                  b'{"PublicIP": "192.0.2.1", "BackendType": "vxlan", "BackendData": {"VNI": 99999999999, "VtepMAC": "0e:00:00:00:00:01"}}',
+                  b'{"PublicIP": "192.0.2.1", "BackendType": ["vxlan"]}', b"{" + b" " * 10_000 + b"}"):
+        with pytest.raises(OverlayError):
+            lease.decode(value)
+
+
+def test_choose_peers_fuzz_programs_only_honest_leases() -> None:
+    """3000 random keys and values (fixed seed) beside two honest hosts: choose_peers never raises,
+    every accepted lease is a /24 of the network with unicast PublicIP/VtepMAC that are not this host's,
+    and the honest hosts are always accepted (they came first)."""
+    from cnirun.overlay import agent, registry
+    from cnirun.overlay.etcd import KeyValue
+
+    rng = random.Random(1223)
+    cfg = config.build("10.172.0.0/16", 24)
+    own_attrs = lease.LeaseAttrs(ipaddress.IPv4Address("10.171.0.11"), "0e:00:00:00:00:0b", 1)
+    own = registry.Lease(ipaddress.IPv4Network("10.172.5.0/24"), own_attrs, own_attrs.encode(), create_revision=2)
+    honest = [lease.LeaseAttrs(ipaddress.IPv4Address(f"10.171.0.{n}"), f"0e:00:00:00:00:{n:02x}", 1) for n in (12, 13)]
+    honest_kvs = [KeyValue(f"{registry.SUBNETS_PREFIX}10.172.{n}.0-24", a.encode(), 3 + i, 0, 3 + i)
+                  for i, (n, a) in enumerate(zip((6, 7), honest))]
+    keys = ["10.172.6.5-32", "10.172.0.0-16", "10.172.5.0-25", "10.172.5.128-25", "10.99.0.0-24", "10.172.9.0-24",
+            "10.172.9.7-24", "10.172.10.0-24", "garbage", "10.172.11.0-24/x", "10.172.12.0-23", "0.0.0.0-0"]
+    strangers = 0
+    reasons: set[str] = set()
+    for round_ in range(300):
+        kvs = list(honest_kvs)
+        for i in range(10):
+            obj = _valid_lease_obj(rng)
+            roll = rng.randrange(6)
+            if roll == 0:
+                obj["BackendData"]["VtepMAC"] = rng.choice([honest[0].vtep_mac, own_attrs.vtep_mac, "01:00:5e:00:00:01",
+                                                            "00:00:00:00:00:00", "ff:ff:ff:ff:ff:ff"])
+            elif roll == 1:
+                obj["PublicIP"] = rng.choice(["10.171.0.11", "127.0.0.1", "224.0.0.5", "0.0.0.0", "255.255.255.255",
+                                              "10.172.9.9", "240.0.0.1", "0.1.2.3"])
+            value = json.dumps(obj).encode() if roll < 4 else _malformed(rng)
+            key = registry.SUBNETS_PREFIX + rng.choice(keys)
+            kvs.append(KeyValue(key, value, 100 + round_ * 10 + i, 0, 100 + round_ * 10 + i))
+        kvs.append(KeyValue(own.key, b'{"PublicIP": "192.0.2.99"}', 50, 0, 50))  # own key: never a peer
+        rng.shuffle(kvs)
+        accepted, rejected = agent.choose_peers(cfg, own, kvs)
+        assert {str(s) for s in accepted} >= {"10.172.6.0/24", "10.172.7.0/24"}
+        macs = {}
+        for subnet, got in accepted.items():
+            a = got.attrs
+            assert subnet.prefixlen == 24 and subnet.subnet_of(cfg.network) and not subnet.overlaps(own.subnet)
+            assert a.public_ip not in cfg.network and a.public_ip != own_attrs.public_ip
+            assert not (a.public_ip.is_loopback or a.public_ip.is_multicast or a.public_ip.is_unspecified
+                        or a.public_ip.is_reserved) and str(a.public_ip).split(".")[0] != "0"
+            assert a.vtep_mac != own_attrs.vtep_mac and not int(a.vtep_mac[:2], 16) & 1 and a.vtep_mac != "00:00:00:00:00:00"
+            assert a.vtep_mac not in macs and a.public_ip not in macs.values()  # one lease per host identity
+            macs[a.vtep_mac] = a.public_ip
+        assert own.key not in rejected and all("\n" not in why for why in rejected.values())
+        strangers += len(accepted) - 2
+        reasons.update(why.split(" ")[0] for why in rejected.values())
+    assert strangers > 100, strangers  # well-formed leases of unknown hosts are programmed: the checks above ran
+    assert {"PublicIP", "VtepMAC", "10.172.6.5/32", "10.172.0.0/16", "10.99.0.0/24", "lease", "the"} <= reasons, reasons
 
 
 def test_vtep_mac_is_stable_and_local() -> None:

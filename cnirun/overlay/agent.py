@@ -14,6 +14,9 @@ Then one loop, in the main thread (netlink calls stay in one thread):
   listed again and the device reconciled with them (what a lost watch event
   would have said);
 - the lease is renewed `renew_margin` seconds before it expires;
+- a lease is programmed only when it could be an honest host's (see
+  :func:`choose_peers`); every other one is refused and logged once, with
+  the reason;
 - while etcd cannot be reached the data plane stays as it is (the kernel
   forwards without the agent) and the agent retries with a capped backoff,
   then lists, reconciles, reclaims its own key if it expired meanwhile, and
@@ -34,15 +37,15 @@ import signal
 import sys
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from . import config as netconfig
 from . import registry, status, subnet_env
-from .errors import EtcdUnavailable, OverlayError
-from .lease import LeaseAttrs, vtep_mac_for
+from .errors import DataPlaneError, EtcdUnavailable, OverlayError
+from .lease import LeaseAttrs, unicast_problem, vtep_mac_for
 
 if TYPE_CHECKING:
-    from .etcd import Store, WatchEvent
+    from .etcd import Credentials, KeyValue, Store, WatchEvent
     from .vxlan import DataPlane, Peer
 
 
@@ -56,11 +59,79 @@ class AgentOptions:
     renew_margin: int = registry.DEFAULT_RENEW_MARGIN
     resync: float = 30.0
     etcd_timeout: float = 5.0
+    creds: Credentials | None = None
 
 
 def _log(msg: str) -> None:
     sys.stderr.write(f"{time.strftime('%H:%M:%S')} cnirun overlay agent: {msg}\n")
     sys.stderr.flush()
+
+
+def _lease_problem(cfg: netconfig.NetworkConfig, own: registry.Lease, lease: registry.Lease) -> str | None:
+    """Why `lease` cannot be another honest host's in this network (None: it can)."""
+    a, subnet = lease.attrs, lease.subnet
+    if a.backend_type != "vxlan" or a.vni != cfg.vni:
+        return f"backend {a.backend_type or '(none)'} VNI {a.vni}, not this network's vxlan VNI {cfg.vni}"
+    if subnet.overlaps(own.subnet):
+        return f"{subnet} overlaps this host's subnet {own.subnet}"
+    if not subnet.subnet_of(cfg.network):
+        return f"{subnet} is not inside the network {cfg.network}"
+    if subnet.prefixlen != cfg.subnet_len:
+        return f"{subnet} is not a /{cfg.subnet_len} (the network's SubnetLen)"
+    if a.public_ip == own.attrs.public_ip:
+        return f"PublicIP {a.public_ip} is this host's own"
+    if a.public_ip in cfg.network:
+        return f"PublicIP {a.public_ip} is inside the overlay network {cfg.network}"
+    if a.vtep_mac == own.attrs.vtep_mac:
+        return f"VtepMAC {a.vtep_mac} is this host's own"
+    return unicast_problem(a.public_ip, a.vtep_mac)
+
+
+def choose_peers(cfg: netconfig.NetworkConfig, own: registry.Lease,
+                 kvs: Iterable[KeyValue]) -> tuple[dict[ipaddress.IPv4Network, registry.Lease], dict[str, str]]:
+    """The leases under the subnets prefix this host programs, and why each other key is refused.
+
+    Anyone who can write to etcd can write a lease, so a lease is programmed
+    only when it is what an honest host of this network holds: flannel's
+    value (bounded, well typed), this network's backend and VNI, a subnet of
+    exactly SubnetLen inside the Network (its key's address aligned), not
+    overlapping this host's subnet, and a PublicIP and VtepMAC a VXLAN peer
+    can have (unicast, not this host's). Aligned subnets of one length under
+    distinct keys never overlap each other; what is left to conflict is a
+    host's identity: an honest host holds one lease, with one PublicIP and one
+    VtepMAC (a second lease with its VtepMAC would turn its FDB entry to
+    another address and take its traffic). The lease created first (etcd's
+    create revision, which renewals keep) keeps a PublicIP and a VtepMAC; a
+    later lease naming either is refused, so a writer cannot take over a live
+    host's traffic by copying its identity.
+    """
+    rejected: dict[str, str] = {}
+    candidates: list[registry.Lease] = []
+    for kv in kvs:
+        if kv.key == own.key:
+            continue
+        try:
+            lease = registry.parse_lease(kv)
+        except OverlayError as e:
+            rejected[kv.key] = str(e)
+            continue
+        why = _lease_problem(cfg, own, lease)
+        if why is not None:
+            rejected[kv.key] = why
+            continue
+        candidates.append(lease)
+    accepted: dict[ipaddress.IPv4Network, registry.Lease] = {}
+    holders: dict[object, registry.Lease] = {}
+    for lease in sorted(candidates, key=lambda x: (x.create_revision, x.key)):
+        a = lease.attrs
+        first = holders.get(a.public_ip) or holders.get(a.vtep_mac)
+        if first is not None:
+            what = f"PublicIP {a.public_ip}" if first.attrs.public_ip == a.public_ip else f"VtepMAC {a.vtep_mac}"
+            rejected[lease.key] = f"{what} is already {first.subnet}'s, whose lease came first"
+            continue
+        holders[a.public_ip] = holders[a.vtep_mac] = lease
+        accepted[lease.subnet] = lease
+    return accepted, rejected
 
 
 class Agent:
@@ -74,6 +145,11 @@ class Agent:
         self.lease: registry.Lease | None = None
         self.index = 0
         self.peers: dict[ipaddress.IPv4Network, Peer] = {}
+        #: Every key under the subnets prefix as etcd last said, and the revision of the last full list.
+        self.kvs: dict[str, KeyValue] = {}
+        self.listed_revision = 0
+        #: Keys not programmed, with the reason already logged (each is logged once per reason).
+        self.refused: dict[str, str] = {}
         self.etcd_ok = True
         self._dirty = True
 
@@ -88,7 +164,7 @@ class Agent:
             raise OverlayError(f"--lease-ttl {opts.ttl} is too short: etcd needs at least 5 s")
         if not 0 < opts.renew_margin < opts.ttl:
             raise OverlayError(f"--renew-margin must be between 0 and the lease TTL ({opts.ttl} s)")
-        self.store = Store(opts.etcd, timeout=opts.etcd_timeout)
+        self.store = Store(opts.etcd, timeout=opts.etcd_timeout, creds=opts.creds)
         self.cfg = cfg = registry.read_config(self.store)
         self.dp = dp = DataPlane()
         uplink = dp.uplink(opts.iface, opts.public_ip)
@@ -134,23 +210,28 @@ class Agent:
         return out
 
     # -- peers ---------------------------------------------------------------------
-    def _peer_of(self, lease: registry.Lease) -> Peer | None:
-        from .vxlan import Peer
+    def _refuse(self, key: str, why: str) -> None:
+        if self.refused.get(key) != why:
+            self.refused[key] = why
+            self._dirty = True
+            self.log(f"refused lease {key.removeprefix(registry.SUBNETS_PREFIX)[:60]!r}: {why}; not programmed")
 
-        assert self.cfg is not None and self.lease is not None
-        a = lease.attrs
-        if lease.subnet == self.lease.subnet or a.backend_type != "vxlan" or a.vni != self.cfg.vni:
-            return None
-        if not lease.subnet.subnet_of(self.cfg.network) or a.public_ip == self.lease.attrs.public_ip:
-            return None
-        return Peer(lease.subnet, a.vtep_mac, a.public_ip)
-
-    def _set_peer(self, peer: Peer) -> None:
+    def _set_peer(self, peer: Peer, key: str) -> None:
         assert self.dp is not None
         old = self.peers.get(peer.subnet)
         if old == peer:
             return
-        self.dp.set_peer(self.index, peer, old)
+        try:
+            self.dp.set_peer(self.index, peer, old)
+        except DataPlaneError as e:
+            # Nothing half-programmed stays: neither the old entries nor what the new ones got to.
+            for gone in (peer, old):
+                if gone is not None:
+                    self.dp.remove_peer(self.index, gone)
+            self.peers.pop(peer.subnet, None)
+            self._dirty = True
+            self._refuse(key, str(e))
+            return
         self.peers[peer.subnet] = peer
         self._dirty = True
         self.log(f"{'updated' if old else 'added'} peer {peer.subnet} at {peer.public_ip} (VtepMAC {peer.vtep_mac})")
@@ -164,42 +245,43 @@ class Agent:
         self._dirty = True
         self.log(f"removed peer {subnet} at {peer.public_ip} ({why})")
 
-    def reconcile(self, leases: list[registry.Lease]) -> None:
-        want = {p.subnet: p for p in (self._peer_of(x) for x in leases) if p is not None}
-        for subnet in [s for s in self.peers if s not in want]:
-            self._remove_peer(subnet, "no lease")
-        for peer in want.values():
-            self._set_peer(peer)
+    def reconcile(self) -> None:
+        """Make the device hold exactly the peers :func:`choose_peers` accepts from self.kvs."""
+        from .vxlan import Peer
+
+        assert self.cfg is not None and self.lease is not None
+        accepted, rejected = choose_peers(self.cfg, self.lease, self.kvs.values())
+        for key, why in rejected.items():
+            self._refuse(key, why)
+        for key in [k for k in self.refused if k not in rejected and k not in self.kvs]:
+            del self.refused[key]
+            self._dirty = True
+        for subnet in [s for s in self.peers if s not in accepted]:
+            self._remove_peer(subnet, "no usable lease")
+        for lease in accepted.values():
+            self.refused.pop(lease.key, None)
+            self._set_peer(Peer(lease.subnet, lease.attrs.vtep_mac, lease.attrs.public_ip), lease.key)
 
     def _on_event(self, ev: WatchEvent) -> bool:
         """Apply one watch event; False when the own lease needs a re-list (gone or changed)."""
         assert self.lease is not None
-        subnet = netconfig.parse_subnet_key(ev.kv.key)
-        if subnet is None:
-            return True
-        if subnet == self.lease.subnet:
-            if ev.kind == "DELETE" or ev.kv.value != self.lease.value:
-                return False
-            return True
+        if 0 < ev.kv.mod_revision <= self.listed_revision:
+            return True  # already in the list read after it
         if ev.kind == "DELETE":
-            self._remove_peer(subnet, "lease deleted or expired")
-            return True
-        lease = registry.lease_from_kv(ev.kv)
-        peer = self._peer_of(lease) if lease is not None else None
-        if peer is None:
-            self._remove_peer(subnet, "lease no longer usable")
+            self.kvs.pop(ev.kv.key, None)
         else:
-            self._set_peer(peer)
+            self.kvs[ev.kv.key] = ev.kv
+        if ev.kv.key == self.lease.key:
+            return ev.kind != "DELETE" and ev.kv.value == self.lease.value
+        self.reconcile()
         return True
 
     # -- own lease -------------------------------------------------------------------
-    def _keep_own(self, leases: list[registry.Lease]) -> None:
+    def _keep_own(self, kv: KeyValue | None) -> None:
+        """Take the own lease again if etcd lost it (`kv`: what etcd holds under its key)."""
         assert self.store is not None and self.lease is not None
-        for x in leases:
-            if x.subnet == self.lease.subnet:
-                if x.value == self.lease.value:
-                    return
-                break
+        if kv is not None and kv.value == self.lease.value:
+            return
         got = registry.reclaim(self.store, self.lease, self.opts.ttl)
         if got is None:
             raise OverlayError(
@@ -219,8 +301,7 @@ class Agent:
         assert self.store is not None and self.lease is not None
         got = registry.renew(self.store, self.lease, self.opts.ttl)
         if got is None:
-            leases, _ = registry.list_leases(self.store)
-            self._keep_own(leases)
+            self._keep_own(self.store.get(self.lease.key))
             return
         self.lease = got
         self._dirty = True
@@ -243,6 +324,7 @@ class Agent:
             "subnetFile": os.path.abspath(self.opts.subnet_file),
             "peers": [{"subnet": str(p.subnet), "publicIP": str(p.public_ip), "vtepMAC": p.vtep_mac}
                       for p in sorted(self.peers.values(), key=lambda p: p.subnet)],
+            "refused": [{"key": k, "reason": why} for k, why in sorted(self.refused.items())],
         })
         self._dirty = False
 
@@ -250,7 +332,7 @@ class Agent:
     def run(self) -> None:
         from .registry import SUBNETS_PREFIX
 
-        assert self.store is not None
+        assert self.store is not None and self.lease is not None
         events: queue.Queue[tuple[int, str, Any]] = queue.Queue()
         generation = 0
         watching = False
@@ -260,9 +342,11 @@ class Agent:
             now = time.time()
             try:
                 if not watching or now >= next_resync:
-                    leases, revision = registry.list_leases(self.store)
-                    self._keep_own(leases)
-                    self.reconcile(leases)
+                    kvs, revision = registry.list_keys(self.store)
+                    self.kvs = {kv.key: kv for kv in kvs}
+                    self.listed_revision = revision
+                    self._keep_own(self.kvs.get(self.lease.key))
+                    self.reconcile()
                     if not watching:
                         generation += 1
                         gen = generation

@@ -48,22 +48,30 @@ class Lease:
     value: bytes  # exactly as stored: transactions compare it byte for byte
     lease_id: int = 0
     expires: float = 0.0  # time.time() of expiry (0: unknown)
+    create_revision: int = 0  # etcd's revision of the key's creation: who came first
 
     @property
     def key(self) -> str:
         return subnet_key(self.subnet)
 
 
+def parse_lease(kv: KeyValue) -> Lease:
+    """The lease a key under SUBNETS_PREFIX holds; OverlayError says why it is not one."""
+    subnet = netconfig.parse_subnet_key(kv.key)
+    if subnet is None or kv.key != subnet_key(subnet):
+        raise OverlayError("the key is not flannel's <address>-<length> form")
+    if not kv.value:
+        raise OverlayError("the value is empty")
+    attrs = leasefmt.decode(kv.value)
+    return Lease(subnet=subnet, attrs=attrs, value=kv.value, lease_id=kv.lease, create_revision=kv.create_revision)
+
+
 def lease_from_kv(kv: KeyValue) -> Lease | None:
     """A lease from a key under SUBNETS_PREFIX; None for a key or value that is not one."""
-    subnet = netconfig.parse_subnet_key(kv.key)
-    if subnet is None or not kv.value:
-        return None
     try:
-        attrs = leasefmt.decode(kv.value)
+        return parse_lease(kv)
     except OverlayError:
         return None
-    return Lease(subnet=subnet, attrs=attrs, value=kv.value, lease_id=kv.lease)
 
 
 # -- the network config --------------------------------------------------------------
@@ -103,10 +111,9 @@ def write_config(store: Store, cfg: netconfig.NetworkConfig, force: bool = False
 
 
 # -- leases -------------------------------------------------------------------------
-def list_leases(store: Store) -> tuple[list[Lease], int]:
-    """Every well-formed lease, and the revision to watch from (+1)."""
-    kvs, revision = store.get_prefix(SUBNETS_PREFIX)
-    return [x for x in (lease_from_kv(kv) for kv in kvs) if x is not None], revision
+def list_keys(store: Store) -> tuple[list[KeyValue], int]:
+    """Every key under SUBNETS_PREFIX as stored (well-formed or not), and the revision to watch from (+1)."""
+    return store.get_prefix(SUBNETS_PREFIX)
 
 
 def _granted(store: Store, ttl: int) -> tuple[int, float]:
