@@ -82,36 +82,56 @@ def wait_for(cond: Any, timeout: float, what: str, step: float = 0.02) -> float:
 
 # -- etcd ---------------------------------------------------------------------------------
 class Etcd:
-    """A private etcd: temporary data dir, free ports, stopped (and its dir removed) at the end."""
+    """A private etcd: temporary data dir, free ports, stopped (and its dir removed) at the end.
 
-    def __init__(self, hosts: tuple[str, ...] = ("127.0.0.1",)) -> None:
+    With `tls` (a directory made by make_certs) it serves https only and wants a client certificate
+    signed by that CA; `creds` are what store() and wipe() use; `extra` goes on etcd's command line.
+    """
+
+    def __init__(self, hosts: tuple[str, ...] = ("127.0.0.1",), tls: Path | None = None,
+                 extra: tuple[str, ...] = ()) -> None:
+        from cnirun.overlay.etcd import Credentials
+
         self.dir = tempfile.mkdtemp(prefix="t15-etcd-")
         self.port = free_port()
         self.peer_port = free_port()
         self.hosts = hosts
+        self.tls = tls
+        self.extra = extra
+        self.scheme = "https" if tls else "http"
+        self.creds = Credentials(cafile=str(tls / "ca.crt"), certfile=str(tls / "client.crt"),
+                                 keyfile=str(tls / "client.key")) if tls else Credentials()
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = open(os.path.join(self.dir, "etcd.log"), "ab")
 
     def url(self, host: str | None = None) -> str:
-        return f"http://{host or self.hosts[-1]}:{self.port}"
+        return f"{self.scheme}://{host or self.hosts[-1]}:{self.port}"
 
     def start(self) -> None:
-        clients = ",".join(f"http://{h}:{self.port}" for h in self.hosts)
+        clients = ",".join(f"{self.scheme}://{h}:{self.port}" for h in self.hosts)
         peer = f"http://127.0.0.1:{self.peer_port}"
+        tls = [] if self.tls is None else [
+            "--cert-file", str(self.tls / "server.crt"), "--key-file", str(self.tls / "server.key"),
+            "--trusted-ca-file", str(self.tls / "ca.crt"), "--client-cert-auth"]
         self.proc = subprocess.Popen(
             ["etcd", "--name", "t15", "--data-dir", os.path.join(self.dir, "data"),
              "--listen-client-urls", clients, "--advertise-client-urls", clients,
              "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-             "--initial-cluster", f"t15={peer}", "--initial-cluster-state", "new"],
+             "--initial-cluster", f"t15={peer}", "--initial-cluster-state", "new", *tls, *self.extra],
             stdout=self.log, stderr=self.log, start_new_session=True,
         )
         wait_for(self.healthy, 20, "etcd to answer", step=0.1)
 
     def healthy(self) -> bool:
+        import ssl
         import urllib.request
 
+        ctx = None
+        if self.tls is not None:
+            ctx = ssl.create_default_context(cafile=str(self.tls / "ca.crt"))
+            ctx.load_cert_chain(str(self.tls / "client.crt"), str(self.tls / "client.key"))
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=1) as r:
+            with urllib.request.urlopen(f"{self.url('127.0.0.1')}/health", timeout=1, context=ctx) as r:
                 return b"true" in r.read()
         except OSError:
             return False
@@ -134,7 +154,7 @@ class Etcd:
     def store(self) -> Any:
         from cnirun.overlay.etcd import Store
 
-        return Store(self.url("127.0.0.1"))
+        return Store(self.url("127.0.0.1"), creds=self.creds)
 
     def wipe(self) -> None:
         from cnirun.overlay.etcd import prefix_end
@@ -220,7 +240,7 @@ class Host:
     def cnirun(self, *argv: str, check: bool = False, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         return self.ns_run(*CNIRUN, *argv, check=check, timeout=timeout)
 
-    def start_agent(self, *extra: str, wait: bool = True) -> subprocess.Popen[bytes]:
+    def start_agent(self, *extra: str, wait: bool = True, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         assert self.agent is None or self.agent.poll() is not None
         try:
             self.state_file.unlink()
@@ -230,7 +250,7 @@ class Host:
         self.agent = subprocess.Popen(
             ["ip", "netns", "exec", self.ns, *CNIRUN, "overlay", "agent", "--etcd", self.etcd_url, "--iface", "pub0",
              "--subnet-file", str(self.subnet_file), *extra],
-            stdout=log, stderr=log, env=self.env(), cwd=REPO,
+            stdout=log, stderr=log, env={**self.env(), **(env or {})}, cwd=REPO,
         )
         log.close()
         if wait:
@@ -343,9 +363,9 @@ class Sim:
         self.hosts.append(h)
         return h
 
-    def init(self, *extra: str, network: str = NETWORK) -> subprocess.CompletedProcess[str]:
+    def init(self, *extra: str, network: str = NETWORK, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         return run(*CNIRUN, "overlay", "init", "--etcd", self.etcd.url("127.0.0.1"), "--network", network, *extra,
-                   check=False, cwd=REPO)
+                   check=False, cwd=REPO, env={**os.environ, **(env or {})})
 
     def cleanup(self) -> None:
         for h in self.hosts:
@@ -580,15 +600,17 @@ def test_etcd_outage_keeps_the_data_plane_and_agents_catch_up(sim: Sim) -> None:
     assert ca.ping(c.container().ip).returncode == 0
 
 
+def one_line(p: subprocess.CompletedProcess[str], *words: str) -> None:
+    """A failed command that said what was wrong on one line of stderr, with each of `words`."""
+    assert p.returncode != 0, p.stdout
+    err = p.stderr.strip()
+    assert err.count("\n") == 0 and err.startswith("cnirun: ") and "Traceback" not in err, err
+    for w in words:
+        assert w in err, err
+
+
 def test_bad_input_one_line_nothing_created(sim: Sim) -> None:
     a = sim.host("A")
-
-    def one_line(p: subprocess.CompletedProcess[str], *words: str) -> None:
-        assert p.returncode != 0, p.stdout
-        err = p.stderr.strip()
-        assert err.count("\n") == 0 and err.startswith("cnirun: ") and "Traceback" not in err, err
-        for w in words:
-            assert w in err, err
 
     def untouched() -> None:
         assert not a.has_device() and not a.subnet_file.exists() and not a.state_file.exists()
@@ -653,3 +675,260 @@ def test_install_and_uninstall_plugins(tmp_path: Path) -> None:
     assert p.returncode != 0 and "relative" in p.stderr
     p = run(*CNIRUN, "uninstall", "plugins", "--dir", str(target), cwd=REPO)
     assert os.listdir(target) == [] and "removed" in p.stdout
+
+
+def _lease_value(public_ip: str, mac: str, vni: Any = 1) -> bytes:
+    return json.dumps({"PublicIP": public_ip, "BackendType": "vxlan",
+                       "BackendData": {"VNI": vni, "VtepMAC": mac}}).encode()
+
+
+def _main_routes(h: Host) -> set[str]:
+    out = h.ns_run("ip", "-j", "route", "show", "table", "all").stdout
+    return {f"{r['dst']}" for r in json.loads(out or "[]")}
+
+
+@pytest.mark.slow
+def test_attacker_leases_program_nothing_and_honest_hosts_keep_working(sim: Sim) -> None:
+    """Leases an etcd writer plants (a /32 inside B's /24, the whole /16, half of A's own subnet, a subnet
+    outside the network, A's own PublicIP or VtepMAC, B's VtepMAC at another address, loopback/multicast
+    addresses, malformed, mistyped, deeply nested and oversized values) give no route, no neighbour and no
+    FDB entry on the running agents, nor on an agent that starts after them; each is logged once with its
+    reason across several resyncs; no agent dies; A, B and a later C still reach each other."""
+    from cnirun.overlay.registry import SUBNETS_PREFIX
+
+    assert sim.init().returncode == 0
+    a, b = sim.host("A"), sim.host("B")
+    a.start_agent("--resync", "1")
+    b.start_agent("--resync", "1", "--lease-ttl", "5", "--renew-margin", "3")  # B renews every 2 s
+    sa, sb = a.subnet(), b.subnet()
+    wait_for(lambda: sb in a.routes() and sa in b.routes(), 2, "A and B to route to each other")
+    ca, cb = a.container(), b.container()
+    got = leases(sim.etcd)
+    mac_a, mac_b = got[key_of(sa)]["BackendData"]["VtepMAC"], got[key_of(sb)]["BackendData"]["VtepMAC"]
+    honest_a = (a.fdb(), a.neigh())
+    assert honest_a == ([f"{mac_b}>{b.ip}"], [f"{sb.split('/')[0]}>{mac_b}"])
+
+    evil_ip, evil_mac = "10.171.0.250", "0e:66:66:66:66:66"
+    free = [f"10.172.{n}.0/24" for n in range(200, 256) if f"10.172.{n}.0/24" not in (sa, sb)]
+    b_net, a_net = sb.split("/")[0], sa.split("/")[0]
+    attacks: dict[str, bytes] = {
+        f"{b_net[:-1]}5-32": _lease_value(evil_ip, evil_mac),               # a /32 inside B's /24
+        "10.172.0.0-16": _lease_value(evil_ip, evil_mac),                    # the whole network
+        f"{a_net}-25": _lease_value(evil_ip, evil_mac),                      # half of A's own subnet
+        f"{a_net[:-1]}128-25": _lease_value(evil_ip, evil_mac),              # the other half
+        "10.99.0.0-24": _lease_value(evil_ip, evil_mac),                     # outside the network
+        key_of(free[0]): _lease_value(a.ip, evil_mac),                       # A's own PublicIP
+        key_of(free[1]): _lease_value(evil_ip, mac_a),                       # A's own VtepMAC
+        key_of(free[2]): _lease_value(evil_ip, mac_b),                       # B's VtepMAC elsewhere: B's traffic
+        key_of(free[3]): _lease_value("127.0.0.1", evil_mac),
+        key_of(free[4]): _lease_value("224.0.0.5", evil_mac),
+        key_of(free[5]): _lease_value(evil_ip, "01:00:5e:00:00:05"),
+        key_of(free[6]): _lease_value("10.172.9.9", evil_mac),               # PublicIP inside the overlay
+        key_of(free[7]): b"[" * 3000,
+        key_of(free[8]): _lease_value(evil_ip, evil_mac)[:-1] + b', "Pad": "' + b"x" * 100_000 + b'"}',
+        key_of(free[9]): json.dumps({"PublicIP": 184221946, "BackendType": "vxlan",
+                                     "BackendData": {"VNI": 1, "VtepMAC": evil_mac}}).encode(),
+        key_of(free[10]): _lease_value(evil_ip, evil_mac, vni="1"),
+        key_of(free[11]): json.dumps({"PublicIP": evil_ip, "BackendType": "vxlan", "BackendData": [1]}).encode(),
+        f"{key_of(free[12])}/x": _lease_value(evil_ip, evil_mac),            # not flannel's key form
+        key_of(free[13]): b"\xff\xfe not json",
+    }
+    store = sim.etcd.store()
+    for key, value in attacks.items():
+        store.put(SUBNETS_PREFIX + key, value)
+    bad_subnets = {"10.172.0.0/16", f"{b_net[:-1]}5/32", f"{a_net}/25", f"{a_net[:-1]}128/25", "10.99.0.0/24",
+                   *free[:12], free[13]}  # free[12] is still free: its planted key is not a lease key
+
+    def refused(h: Host, key: str) -> int:
+        return h.agent_log.read_text().count(f"refused lease {key[:60]!r}")
+
+    for h in (a, b):
+        wait_for(lambda: all(refused(h, k) for k in attacks), 5, f"{h.name} to refuse every planted lease")
+    time.sleep(3.5)  # three resyncs and at least one renewal of B's lease
+    for h, peer, peer_net, peer_mac in ((a, b, sb, mac_b), (b, a, sa, mac_a)):
+        assert h.agent is not None and h.agent.poll() is None, h.agent_log.read_text()
+        log = h.agent_log.read_text()
+        assert "Traceback" not in log, log
+        assert {k: refused(h, k) for k in attacks} == {k: 1 for k in attacks}, log  # once each, no hot loop
+        assert h.routes() == {peer_net: peer_net.split("/")[0]}
+        assert h.fdb() == [f"{peer_mac}>{peer.ip}"] and h.neigh() == [f"{peer_net.split('/')[0]}>{peer_mac}"]
+        assert not (_main_routes(h) & bad_subnets), _main_routes(h)
+        assert evil_ip not in log.split("refused")[0]
+    p = ca.ping(cb.ip)
+    assert p.returncode == 0, p.stdout + p.stderr
+    js = json.loads(a.cnirun("overlay", "status", "--subnet-file", str(a.subnet_file), "--format", "json").stdout)
+    assert {r["key"].removeprefix(SUBNETS_PREFIX) for r in js["refused"]} == set(attacks)
+    assert f"refused:  {len(attacks)} lease(s)" in a.cnirun("overlay", "status", "--subnet-file", str(a.subnet_file)).stdout
+
+    # C starts with the planted leases already there (the list path): programs A and B only; A and B program C
+    c = sim.host("C")
+    c.start_agent("--resync", "1")
+    sc = c.subnet()
+    assert sc not in bad_subnets
+    wait_for(lambda: sc in a.routes() and sc in b.routes() and c.routes().keys() == {sa, sb}, 3, "A, B and C to mesh")
+    assert sorted(c.fdb()) == sorted([f"{mac_a}>{a.ip}", f"{mac_b}>{b.ip}"]) and len(c.neigh()) == 2
+    wait_for(lambda: all(refused(c, k) for k in attacks), 5, "C to refuse every planted lease")
+    cc = c.container()
+    assert ca.ping(cc.ip).returncode == 0 and cb.ping(cc.ip).returncode == 0
+    assert sorted(a.routes()) == sorted([sb, sc]) and len(a.fdb()) == 2 and len(a.neigh()) == 2
+
+
+# -- etcd TLS and auth ----------------------------------------------------------------------------
+def make_certs(d: Path) -> Path:
+    """A throwaway CA with a server certificate for 127.0.0.1 and LAN_GW and a client certificate, and a
+    second CA with a client certificate etcd must not accept (rogue.crt/rogue.key)."""
+    d.mkdir(parents=True, exist_ok=True)
+
+    def openssl(*argv: str) -> None:
+        run("openssl", *argv, cwd=d)
+
+    ec = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
+    for ca in ("ca", "rogue-ca"):
+        openssl("req", "-x509", *ec, "-keyout", f"{ca}.key", "-out", f"{ca}.crt", "-days", "1", "-subj", f"/CN=t15-{ca}")
+    # etcd's gateway dials etcd itself with the server certificate: it must be a client certificate too
+    (d / "server.ext").write_text(f"subjectAltName=IP:127.0.0.1,IP:{LAN_GW}\nextendedKeyUsage=serverAuth,clientAuth\n")
+    (d / "client.ext").write_text("extendedKeyUsage=clientAuth\n")
+    for name, ca, ext in (("server", "ca", "server.ext"), ("client", "ca", "client.ext"), ("rogue", "rogue-ca", "client.ext")):
+        openssl("req", *ec, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN=t15-{name}")
+        openssl("x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.crt", "-CAkey", f"{ca}.key", "-CAcreateserial",
+                "-out", f"{name}.crt", "-days", "1", "-extfile", ext)
+    for key in d.glob("*.key"):
+        key.chmod(0o600)
+    return d
+
+
+@contextmanager
+def private_sim(lan: Lan, tmp: Path, etcd: Etcd) -> Iterator[Sim]:
+    """A Sim on its own etcd (started here, stopped and removed at the end with the hosts)."""
+    etcd.start()
+    s = Sim(lan, etcd, tmp)
+    try:
+        yield s
+    finally:
+        s.cleanup()
+        etcd.close()
+
+
+def _agent_fails(h: Host, *args: str, env: dict[str, str] | None = None) -> str:
+    """Start h's agent expecting it to fail: its one-line message; nothing made on the host."""
+    h.start_agent(*args, wait=False, env=env)
+    assert h.agent is not None and h.agent.wait(30) != 0
+    err = h.agent_log.read_text().strip()
+    h.agent_log.unlink()
+    assert err.count("\n") == 0 and err.startswith("cnirun: ") and "Traceback" not in err, err
+    assert not h.has_device() and not h.subnet_file.exists() and not h.state_file.exists()
+    return err
+
+
+@pytest.mark.slow
+def test_etcd_tls_client_certificates(lan: Lan, tmp_path: Path) -> None:
+    """etcd with TLS and --client-cert-auth: init and agents work with the CA and a client certificate given
+    as options or as FLANNELD_ETCD_* variables (B's lease reaches A through the TLS watch); without a client
+    certificate, with one from another CA, without the CA, with a certificate and no key, or over http://,
+    init and the agent fail with one line and leave nothing."""
+    certs = make_certs(tmp_path / "pki")
+    tls = ("--etcd-cafile", str(certs / "ca.crt"), "--etcd-certfile", str(certs / "client.crt"),
+           "--etcd-keyfile", str(certs / "client.key"))
+    with private_sim(lan, tmp_path, Etcd(hosts=("127.0.0.1", LAN_GW), tls=certs)) as sim:
+        one_line(sim.init(), "TLS", "certificate")
+        one_line(sim.init("--etcd-cafile", str(certs / "ca.crt")), "client certificate")
+        assert sim.init(*tls).returncode == 0
+        a, b, c = sim.host("A"), sim.host("B"), sim.host("C")
+        a.start_agent(*tls)
+        b.start_agent(env={"FLANNELD_ETCD_CAFILE": str(certs / "ca.crt"), "FLANNELD_ETCD_CERTFILE": str(certs / "client.crt"),
+                           "FLANNELD_ETCD_KEYFILE": str(certs / "client.key")})
+        sa, sb = a.subnet(), b.subnet()
+        wait_for(lambda: sb in a.routes() and sa in b.routes(), 3, "A and B to program each other over TLS")
+        assert "client certificate" in _agent_fails(c, "--etcd-cafile", str(certs / "ca.crt"))
+        assert "certificate verify failed" in _agent_fails(c, "--etcd-certfile", str(certs / "client.crt"),
+                                                           "--etcd-keyfile", str(certs / "client.key"))
+        rogue = _agent_fails(c, "--etcd-cafile", str(certs / "ca.crt"), "--etcd-certfile", str(certs / "rogue.crt"),
+                             "--etcd-keyfile", str(certs / "rogue.key"))
+        assert "TLS with etcd" in rogue, rogue
+        assert "go together" in _agent_fails(c, "--etcd-cafile", str(certs / "ca.crt"), "--etcd-certfile",
+                                             str(certs / "client.crt"))
+        http = c.cnirun("overlay", "agent", "--etcd", sim.etcd.url(LAN_GW).replace("https", "http"), "--iface", "pub0",
+                        "--subnet-file", str(c.subnet_file))
+        one_line(http, "https://")
+        assert not c.has_device() and not c.subnet_file.exists()
+        assert sorted(leases(sim.etcd)) == sorted([key_of(sa), key_of(sb)])
+        assert a.stop_agent() == 0 and b.stop_agent() == 0
+        assert leases(sim.etcd) == {}
+
+
+def _enable_auth(etcd: Etcd, root_password: str, users: dict[str, str]) -> None:
+    """etcdctl's `role add`, `user add`, `role grant-permission --prefix` and `auth enable`, through the
+    gateway: root, and each of `users` with readwrite on /coreos.com/network/ (a user named "outsider" gets
+    no role)."""
+    import base64
+
+    from cnirun.overlay.etcd import prefix_end
+
+    s = etcd.store()
+    prefix = "/coreos.com/network/"
+    s._post("/auth/role/add", {"name": "root"})
+    s._post("/auth/user/add", {"name": "root", "password": root_password})
+    s._post("/auth/user/grant", {"user": "root", "role": "root"})
+    s._post("/auth/role/add", {"name": "t15-flannel"})
+    s._post("/auth/role/grant", {"name": "t15-flannel", "perm": {
+        "permType": "READWRITE", "key": base64.b64encode(prefix.encode()).decode(),
+        "range_end": base64.b64encode(prefix_end(prefix).encode()).decode()}})
+    for user, password in users.items():
+        s._post("/auth/user/add", {"name": user, "password": password})
+        if user != "outsider":
+            s._post("/auth/user/grant", {"user": user, "role": "t15-flannel"})
+    s._post("/auth/enable", {})
+
+
+@pytest.mark.slow
+def test_etcd_auth_user_and_password(lan: Lan, tmp_path: Path) -> None:
+    """etcd with auth enabled (tokens live 2 s): init and agents work as a user with readwrite on
+    /coreos.com/network/, the password from a mode-600 file or FLANNELD_ETCD_PASSWORD, never on a command
+    line (/proc/PID/cmdline); agents keep working across token expiry (a later host is programmed);
+    no user, a wrong password, a user without the permission, --etcd-password on the command line or a
+    password file others can read: one line, nothing left."""
+    from cnirun.overlay.etcd import Credentials
+
+    password = f"pw-{secrets.token_hex(8)}"
+    pwfile = tmp_path / "etcd-password"
+    pwfile.write_text(password + "\n")
+    pwfile.chmod(0o600)
+    with private_sim(lan, tmp_path, Etcd(hosts=("127.0.0.1", LAN_GW), extra=("--auth-token-ttl", "2"))) as sim:
+        root_password = secrets.token_hex(8)
+        _enable_auth(sim.etcd, root_password, {"t15user": password, "outsider": password})
+        sim.etcd.creds = Credentials(username="root", password=root_password)
+        one_line(sim.init(), "requires authentication", "--etcd-username")
+        one_line(sim.init("--etcd-username", "t15user", env={"FLANNELD_ETCD_PASSWORD": "wrong"}), "wrong user name or password")
+        one_line(sim.init("--etcd-username", "outsider", "--etcd-password-file", str(pwfile)), "denied user 'outsider'",
+                 "/coreos.com/network/")
+        p = sim.init("--etcd-username", "t15user", "--etcd-password", password)
+        one_line(p, "--etcd-password-file", "FLANNELD_ETCD_PASSWORD")
+        assert password not in p.stderr
+        loose = tmp_path / "loose-password"
+        loose.write_text(password)
+        loose.chmod(0o644)
+        one_line(sim.init("--etcd-username", "t15user", "--etcd-password-file", str(loose)), "chmod 600")
+        one_line(sim.init("--etcd-username", "t15user"), "needs a password")
+        assert sim.init("--etcd-username", "t15user", env={"FLANNELD_ETCD_PASSWORD": password}).returncode == 0
+
+        a, b, c = sim.host("A"), sim.host("B"), sim.host("C")
+        a.start_agent("--etcd-username", "t15user", "--etcd-password-file", str(pwfile), "--resync", "3")
+        b.start_agent("--resync", "3", env={"FLANNELD_ETCD_USERNAME": "t15user", "FLANNELD_ETCD_PASSWORD": password})
+        sa, sb = a.subnet(), b.subnet()
+        wait_for(lambda: sb in a.routes() and sa in b.routes(), 3, "A and B to program each other")
+        for h in (a, b):
+            assert h.agent is not None
+            assert password.encode() not in Path(f"/proc/{h.agent.pid}/cmdline").read_bytes()
+        assert "refused user" in _agent_fails(c, "--etcd-username", "t15user", env={"FLANNELD_ETCD_PASSWORD": "nope"})
+        assert "requires authentication" in _agent_fails(c)
+        time.sleep(4)  # the agents' tokens expire; each resync authenticates again
+        c.start_agent("--etcd-username", "t15user", env={"FLANNELD_ETCD_PASSWORD": password})
+        sc = c.subnet()
+        wait_for(lambda: sc in a.routes() and sc in b.routes(), 3, "A and B to program C after their tokens expired")
+        for h in (a, b):
+            assert h.agent is not None and h.agent.poll() is None
+            log = h.agent_log.read_text()
+            assert "Traceback" not in log and "unreachable" not in log and "refused" not in log, log
+        for h in (a, b, c):
+            assert h.stop_agent() == 0
+        assert leases(sim.etcd) == {}

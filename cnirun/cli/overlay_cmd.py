@@ -3,14 +3,55 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from .errors import fail, one_line_errors
 
+if TYPE_CHECKING:
+    from ..overlay.etcd import Credentials
+
 SUBNET_FILE = "/run/flannel/subnet.env"
+PASSWORD_ENV = "FLANNELD_ETCD_PASSWORD"
+_MAX_PASSWORD_BYTES = 4096
+
+
+def _password(path: str | None) -> str | None:
+    """The etcd password: from --etcd-password-file (first line; a file only its owner can read), else the environment."""
+    if not path:
+        return os.environ.get(PASSWORD_ENV)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as e:
+        fail(f"--etcd-password-file {path}: {e.strerror}")
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            fail(f"--etcd-password-file {path} is not a regular file")
+        if st.st_mode & 0o077:
+            fail(f"--etcd-password-file {path} can be read by other users (mode {st.st_mode & 0o777:o}): chmod 600 it")
+        raw = f.read(_MAX_PASSWORD_BYTES + 1)
+    if len(raw) > _MAX_PASSWORD_BYTES:
+        fail(f"--etcd-password-file {path} is larger than {_MAX_PASSWORD_BYTES} bytes: it should hold the password only")
+    text = raw.decode(errors="replace").split("\n", 1)[0].rstrip("\r")
+    if not text:
+        fail(f"--etcd-password-file {path} is empty: its first line is the password")
+    return text
+
+
+def _credentials(cafile: str | None, certfile: str | None, keyfile: str | None, username: str | None,
+                 password_file: str | None, password: str | None) -> Credentials:
+    from ..overlay.etcd import Credentials
+
+    if password is not None:
+        fail(f"--etcd-password would show the password to every user of this host (ps, /proc): put it in {PASSWORD_ENV}"
+             " or in a file only root can read and pass --etcd-password-file FILE")
+    return Credentials(cafile=cafile or None, certfile=certfile or None, keyfile=keyfile or None,
+                       username=username or None,
+                       password=_password(password_file) if username or password_file else None)
 
 
 def register(app: typer.Typer) -> None:
@@ -22,6 +63,18 @@ def register(app: typer.Typer) -> None:
 
     etcd_opt = typer.Option(..., "--etcd", help="etcd client URL, e.g. http://192.0.2.1:2379 (v3 API).")
     subnet_file_opt = typer.Option(SUBNET_FILE, "--subnet-file", help="Where subnet.env goes (flanneld's -subnet-file).")
+    # flanneld's names and environment variables.
+    cafile_opt = typer.Option(None, "--etcd-cafile", envvar="FLANNELD_ETCD_CAFILE",
+                              help="CA certificate(s) that signed etcd's server certificate (https:// --etcd).")
+    certfile_opt = typer.Option(None, "--etcd-certfile", envvar="FLANNELD_ETCD_CERTFILE",
+                                help="Client certificate for etcd's --client-cert-auth (with --etcd-keyfile).")
+    keyfile_opt = typer.Option(None, "--etcd-keyfile", envvar="FLANNELD_ETCD_KEYFILE",
+                               help="Private key of --etcd-certfile.")
+    username_opt = typer.Option(None, "--etcd-username", envvar="FLANNELD_ETCD_USERNAME",
+                                help=f"etcd user (auth enabled); its password comes from {PASSWORD_ENV} or --etcd-password-file.")
+    password_file_opt = typer.Option(None, "--etcd-password-file", envvar="FLANNELD_ETCD_PASSWORD_FILE",
+                                     help="File whose first line is the etcd password (mode 600).")
+    password_opt = typer.Option(None, "--etcd-password", hidden=True)
 
     @overlay.command("init")
     def init(
@@ -31,14 +84,21 @@ def register(app: typer.Typer) -> None:
         vni: int = typer.Option(1, "--vni", help="VXLAN id (flannel's default 1)."),
         port: int = typer.Option(8472, "--port", help="VXLAN UDP port (flannel's default 8472)."),
         force: bool = typer.Option(False, "--force", help="Replace a different config already in etcd."),
+        etcd_cafile: str = cafile_opt,
+        etcd_certfile: str = certfile_opt,
+        etcd_keyfile: str = keyfile_opt,
+        etcd_username: str = username_opt,
+        etcd_password_file: str = password_file_opt,
+        etcd_password: str = password_opt,
     ) -> None:
         """Write the network config to etcd at /coreos.com/network/config."""
         from ..overlay import config, registry
         from ..overlay.etcd import Store
 
+        creds = _credentials(etcd_cafile, etcd_certfile, etcd_keyfile, etcd_username, etcd_password_file, etcd_password)
         with one_line_errors():
             cfg = config.build(network, subnet_len, vni, port)
-            what = registry.write_config(Store(etcd), cfg, force=force)
+            what = registry.write_config(Store(etcd, creds=creds), cfg, force=force)
         typer.echo(f"{what} {registry.CONFIG_KEY} = {cfg.to_json()} ({cfg.capacity()} host subnets of /{cfg.subnet_len})")
 
     @overlay.command("agent")
@@ -50,17 +110,24 @@ def register(app: typer.Typer) -> None:
         lease_ttl: int = typer.Option(86400, "--lease-ttl", help="Seconds a lease lives without renewal (flannel: 24 h)."),
         renew_margin: int = typer.Option(3600, "--renew-margin", help="Renew this many seconds before expiry (flannel: 1 h)."),
         resync: float = typer.Option(30.0, "--resync", help="Seconds between full re-lists of the leases (besides the watch)."),
+        etcd_cafile: str = cafile_opt,
+        etcd_certfile: str = certfile_opt,
+        etcd_keyfile: str = keyfile_opt,
+        etcd_username: str = username_opt,
+        etcd_password_file: str = password_file_opt,
+        etcd_password: str = password_opt,
     ) -> None:
         """Run this host's overlay daemon (foreground; SIGTERM removes its device and lease)."""
         from ..overlay.agent import AgentOptions, run_agent
 
+        creds = _credentials(etcd_cafile, etcd_certfile, etcd_keyfile, etcd_username, etcd_password_file, etcd_password)
         if not iface and not public_ip:
             fail("say which interface carries the overlay: --iface IFACE or --public-ip IP")
         if os.geteuid() != 0:
             fail("the overlay agent creates a VXLAN device and routes: run it as root")
         margin = min(renew_margin, max(1, lease_ttl // 2)) if renew_margin >= lease_ttl else renew_margin
         opts = AgentOptions(etcd=etcd, iface=iface, public_ip=public_ip, subnet_file=subnet_file,
-                            ttl=lease_ttl, renew_margin=margin, resync=resync)
+                            ttl=lease_ttl, renew_margin=margin, resync=resync, creds=creds)
         with one_line_errors():
             try:
                 run_agent(opts)
@@ -124,6 +191,10 @@ def _table(state: dict[str, Any]) -> str:
             "ok" if k.get("vtepMAC") == p["vtepMAC"] else "missing",
             "ok" if k.get("publicIP") == p["publicIP"] else "missing",
         ])
+    refused = state.get("refused") or []
+    if refused:
+        lines.append(f"refused:  {len(refused)} lease(s) in etcd not programmed: {refused[0].get('reason')}"
+                     + (" ..." if len(refused) > 1 else "") + " (all: --format json)")
     lines.append("")
     lines.append(table(rows, ["PEER SUBNET", "PUBLIC IP", "VTEP MAC", "ROUTE", "NEIGH", "FDB"]) if rows else "peers:    none")
     return "\n".join(lines)
