@@ -36,6 +36,13 @@ live beside the host lock file (CNIRUN_LOCK_FILE, default
 /run/cnirun/cni.lock): <file>.d/net-<network>.lock, <file>.d/link-<bridge>.lock.
 Locks are always taken in that order (host, network, bridge), and the
 exclusive host lock only while holding nothing else: no deadlock.
+
+A network's and a bridge's lock files outlive neither: `network rm` and gc
+remove those of networks and bridges that are gone (remove_stale_locks).
+That is race-free: a file is unlinked only while its remover holds it
+exclusively (never while anyone holds it or waits in a chain), and chain
+locks are taken `replaceable`, so a chain that opened the file before it was
+unlinked finds it replaced once it gets the lock and takes the new file.
 """
 from __future__ import annotations
 
@@ -241,7 +248,9 @@ class chain_lock:  # noqa: N801 - a context manager, like host_lock
         try:
             for path, shared in wanted:
                 left = max(deadline - time.monotonic(), 0.0)
-                self._fds.append(flock(path, wait=left, shared=shared, what=what))  # type: ignore[arg-type]
+                # The host lock file stays; the others may be removed (remove_stale_locks).
+                self._fds.append(flock(  # type: ignore[arg-type]
+                    path, wait=left, shared=shared, what=what, replaceable=path != self.host))
         except BaseException:
             self.__exit__(None, None, None)
             raise
@@ -254,6 +263,57 @@ class chain_lock:  # noqa: N801 - a context manager, like host_lock
         fds, self._fds = self._fds, []
         for fd in reversed(fds):
             os.close(fd)
+
+
+def remove_lock_file(path: str) -> bool:
+    """Unlink the lock file `path` unless someone holds it; whether it is gone.
+
+    Locked exclusively, without waiting, while it is unlinked: a holder (or a
+    waiter that gets it first) keeps it. Only for files every taker locks
+    with replaceable=True (the chain locks' network and bridge files).
+    """
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return True
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        try:
+            if os.stat(path).st_ino != os.fstat(fd).st_ino:
+                return False  # replaced meanwhile: the new file may be someone's
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        return True
+    finally:
+        os.close(fd)
+
+
+def remove_stale_locks(networks: set[str], host: str | None = None) -> list[str]:
+    """Remove the network lock files of networks not in `networks`, and the bridge lock files of
+    bridges that no longer exist on the host, unless someone holds them; the names removed."""
+    d = lock_dir(host)
+    try:
+        names = os.listdir(d)
+    except OSError:
+        return []
+    removed: list[str] = []
+    for name in names:
+        if not name.endswith(".lock"):
+            continue  # chains.py's markers
+        if name.startswith("net-"):
+            stale = name[len("net-"):-len(".lock")] not in networks
+        elif name.startswith("link-"):
+            link = name[len("link-"):-len(".lock")]
+            stale = bool(link) and "/" not in link and not os.path.exists(os.path.join("/sys/class/net", link))
+        else:
+            continue
+        if stale and remove_lock_file(os.path.join(d, name)):
+            removed.append(name)
+    return removed
 
 
 def is_held(path: str) -> bool:

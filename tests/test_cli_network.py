@@ -145,6 +145,8 @@ def test_rm_refuses_while_in_use_and_removes_bridge(env: Env) -> None:
     assert not hostnet.link_exists(bridge)
     assert not (env.ipam / a).exists()  # host-local's bookkeeping went with the network
     assert not list((env.cache / "results").iterdir())
+    locks = os.listdir(env.env["CNIRUN_LOCK_FILE"] + ".d")  # the chain locks' files went too
+    assert f"net-{a}.lock" not in locks and f"link-{bridge}.lock" not in locks, locks
 
 
 def test_prune_removes_only_unused_cnirun_networks(env: Env) -> None:

@@ -5,6 +5,7 @@ with the recording noop plugin sleeping, to show which chains wait for which.
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
@@ -203,6 +204,85 @@ def test_lock_api_the_others_call_is_kept(tmp_path: Path, monkeypatch: pytest.Mo
     assert fd is not None and lock.lock_container("c197", blocking=False) is None
     lock.unlock_container(fd, "c197", remove=True)
     assert not (tmp_path / "state" / "locks" / "c197.lock").exists()
+
+
+def test_a_chain_waiting_on_a_removed_lock_file_takes_the_new_one(tmp_path: Path) -> None:
+    """remove_lock_file unlinks a network's lock file while it holds it; a chain that opened the file
+    before and gets it after must move to the new file: two chains never hold "the" lock at once."""
+    host = str(tmp_path / "cni.lock")
+    path = network_lock_path("ta-race", host)
+    os.makedirs(os.path.dirname(path))
+    remover = os.open(path, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(remover, fcntl.LOCK_EX)  # what remove_lock_file holds while it unlinks
+    entered, leave = threading.Event(), threading.Event()
+
+    def chain() -> None:
+        with chain_lock("ta-race", host, wait=10):
+            entered.set()
+            leave.wait(10)
+
+    t = threading.Thread(target=chain)
+    t.start()
+    try:
+        time.sleep(0.3)  # the chain has opened the file and waits on it
+        assert not entered.is_set()
+        os.unlink(path)
+        os.close(remover)
+        assert entered.wait(5)
+        assert is_held(path)  # the chain holds the file at the path, not the unlinked one
+        with pytest.raises(LockError):
+            with chain_lock("ta-race", host, exclusive=True, wait=0.3):
+                pass
+    finally:
+        leave.set()
+        t.join(10)
+
+
+def test_remove_stale_locks_removes_only_unheld_files_of_gone_networks_and_bridges(tmp_path: Path) -> None:
+    """Lock files of networks not in the set and of bridges that do not exist go, unless held;
+    those of kept networks, existing links and chains.py's markers stay."""
+    host = str(tmp_path / "cni.lock")
+    for net, link in (("ta-gone", "ctagone"), ("ta-kept", "lo")):
+        with chain_lock(net, host, links=(link,)):
+            pass
+    marker = os.path.join(lock.lock_dir(host), "chains.iptables.portmap.13")
+    Path(marker).write_text("")
+    holder = _holder(Path(network_lock_path("ta-held", host)))
+    try:
+        removed = lock.remove_stale_locks({"ta-kept"}, host)
+        assert sorted(removed) == ["link-ctagone.lock", "net-ta-gone.lock"]
+        left = sorted(os.listdir(lock.lock_dir(host)))
+        assert left == ["chains.iptables.portmap.13", "link-lo.lock", "net-ta-held.lock", "net-ta-kept.lock"]
+    finally:
+        holder.kill()
+        holder.wait()
+    assert lock.remove_stale_locks({"ta-kept"}, host) == ["net-ta-held.lock"]  # free now
+
+
+def test_gc_removes_the_lock_files_of_a_network_that_is_gone(tmp_path: Path) -> None:
+    """`cnirun gc` after a network's conflist was deleted: its lock file and its bridge's go."""
+    from cnirun.runtime import RuntimeConf
+
+    cni, nets = _noop_world(tmp_path, ["ta-g1", "ta-g2"], sleep=0)
+    ns = tmp_path / "ns"
+    ns.write_text("")
+    for name in nets:
+        cni.add(nets[name], RuntimeConf("cta" + name, netns=str(ns)))  # type: ignore[attr-defined]
+        cni.delete(name, RuntimeConf("cta" + name, netns=str(ns)))  # type: ignore[attr-defined]
+    with chain_lock("ta-g1", str(tmp_path / "cni.lock"), links=("ctag1br",)):
+        pass
+    (tmp_path / "net.d" / "ta-g1.conflist").unlink()
+    d = Path(lock.lock_dir(str(tmp_path / "cni.lock")))
+    assert {"net-ta-g1.lock", "net-ta-g2.lock", "link-ctag1br.lock"} <= set(os.listdir(d))
+    env = dict(os.environ, NETCONFPATH=str(tmp_path / "net.d"), CNI_CACHE_DIR=str(tmp_path / "cache"),
+               CNIRUN_STATE_DIR=str(tmp_path / "state"), CNIRUN_LOCK_FILE=str(tmp_path / "cni.lock"),
+               CNI_PATH=str(tmp_path / "plugins"), PYTHONPATH=str(REPO))
+    gc = subprocess.run([sys.executable, "-m", "cnirun.cli.main", "gc"], env=env, capture_output=True, text=True,
+                        timeout=60, cwd=REPO)
+    assert gc.returncode == 0, gc.stderr
+    left = set(os.listdir(d))
+    assert "net-ta-g2.lock" in left
+    assert not {"net-ta-g1.lock", "link-ctag1br.lock"} & left, left
 
 
 # -- through the runtime: which chains wait for which ------------------------------------------

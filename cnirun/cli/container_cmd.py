@@ -378,6 +378,10 @@ def collect_garbage(dry_run: bool = False, show: Any = None) -> list[str]:
 
         for line in collect_dns():
             say(line)
+        # Chain lock files of networks and bridges that are gone (bookkeeping: not reported).
+        from ..lock import remove_stale_locks
+
+        remove_stale_locks({net.name for net in cni.networks()}, cni.lock_file)
     if need_watcher and not dry_run:
         ensure_watcher()
     return report

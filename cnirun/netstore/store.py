@@ -156,8 +156,8 @@ def remove(cni: CNI, name: str, force: bool = False) -> Removal:
     """Remove an installed network: refuse while containers are attached.
 
     Deletes the conflist, the bridge cnirun chose for it (when nothing is
-    plugged in any more), its isolation rules and host-local's empty
-    bookkeeping directory.
+    plugged in any more), its isolation rules, its chain lock files (unless
+    held) and host-local's empty bookkeeping directory.
     """
     net = cni.network(name)
     if net.source == "<memory>" or not Path(net.source).is_file():
@@ -198,6 +198,11 @@ def remove(cni: CNI, name: str, force: bool = False) -> Removal:
             out.warnings.append(f"bridge {bridge} kept: interfaces still plugged in ({', '.join(ports)})")
         elif hostnet.delete_link(bridge):
             out.bridge_deleted = bridge
+    from ..lock import link_lock_path, network_lock_path, remove_lock_file
+
+    remove_lock_file(network_lock_path(name, cni.lock_file))  # kept while a chain holds it
+    if out.bridge_deleted:
+        remove_lock_file(link_lock_path(bridge, cni.lock_file))
     for d in _ipam_dirs(net):
         left = reservations(net)
         if left:
