@@ -87,14 +87,20 @@ def teardown(
             meta.workload = (st.path / "cid").read_text().strip()
         except OSError:
             pass
-    if workload and not meta.workload and in_setup and hasattr(engine, "containers"):
-        # Killed between the engine's create and recording its answer: the run's label names it.
-        meta.workload = next((c.id for c in engine.containers(f"cnirun.id={meta.id}")
-                              if c.labels.get("cnirun.role") == "workload"), "")
+    helper_mode = meta.engine == "docker" and meta.mode == "sandbox"  # a helper container holds the netns
+    unnamed = workload and not meta.workload and (in_setup or meta.remove)
+    if (unnamed or in_setup and helper_mode and not meta.sandbox) and hasattr(engine, "containers"):
+        # Killed between the engine's create and recording its answer (or `podman run` killed
+        # before it wrote its --cidfile): the run's labels name what it made.
+        made = {c.labels.get("cnirun.role"): c.id for c in engine.containers(f"cnirun.id={meta.id}")}
+        if workload and not meta.workload:
+            meta.workload = made.get("workload", "")
+        meta.sandbox = meta.sandbox or made.get("sandbox", "")
     if engine is not None and workload and meta.workload:
         if stop:
             engine.kill(meta.workload)
-        if meta.remove:
+        # A detached run that never got past set-up never handed its container to the user.
+        if meta.remove or (in_setup and meta.detached):
             try:
                 engine.remove(meta.workload)
             except Exception as e:  # noqa: BLE001 - reported, teardown goes on

@@ -2,15 +2,17 @@
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import json
 import signal
 import subprocess
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 
-from conftest import World, first_address, needs_docker, needs_root
+from conftest import World, _make_world, first_address, needs_docker, needs_root, world_fixture
 
 pytestmark = [needs_root, needs_docker]
 
@@ -364,3 +366,61 @@ def test_reboot_then_gc_frees_everything(docker_world: World) -> None:
     g = docker_world.cnirun("gc")
     assert g.returncode == 0 and "DEL" in g.stdout, g.stdout + g.stderr
     docker_world.assert_clean()
+
+
+# -- a detached run that fails leaves nothing: 10.211.N.0/30 (N from 10), networks tb-N, bridges ctbN -------------
+_tiny_n = itertools.count(10)
+
+
+def _tiny_world(tmp_path: Path, engine: str = "") -> World:
+    """A /30: one address for containers (.2), the gateway .1."""
+    n = next(_tiny_n)
+    return _make_world(tmp_path, 211, "a network with room for one container", n=n, net="tb-{n}",
+                       bridge="ctb{n}", subnet="10.211.{n}.0/30", name_prefix="tb{n}-", engine=engine)
+
+
+tiny_world = world_fixture(_tiny_world)
+
+
+def failed_detached_runs_leave_nothing(w: World, *mode: str) -> None:
+    """The second -d run of a full /30 and a -d run asking for the gateway fail with one line and exit
+    125, and leave no container (the name is free again), no run state, nothing for gc; with the first
+    container removed, the same name starts on the freed address."""
+    engine = w.engine
+    first = w.cnirun(*mode, "-d", "--name", f"{w.name_prefix}a", "busybox", "sleep", "300")
+    assert first.returncode == 0, first.stderr
+    cid = first.stdout.strip()
+    states = w.state_dir / "containers"
+
+    def containers() -> list[str]:
+        return sorted(subprocess.run([engine, "ps", "-aq", "--no-trunc", "--filter", f"label=cnirun.state={states}"],
+                                     capture_output=True, text=True).stdout.split())
+
+    before = containers()  # the first run's (with its helper in Docker's sandbox mode)
+    try:
+        gateway = w.subnet.replace(".0/30", ".1")
+        for args, needle in ((["busybox", "sleep", "300"], "no IP addresses available"),
+                             (["--ip", gateway, "busybox", "sleep", "300"], "gateway")):
+            r = w.cnirun(*mode, "-d", "--name", f"{w.name_prefix}x", *args)
+            assert r.returncode == 125 and needle in r.stderr, (args, r.stdout, r.stderr)
+            assert len(r.stderr.strip().splitlines()) == 1 and r.stdout == "", r.stderr
+            assert containers() == before, f"{args}: containers left beside the first run's"
+            assert subprocess.run([engine, "inspect", f"{w.name_prefix}x"], capture_output=True).returncode != 0
+            runs = [p.name for p in states.iterdir() if not p.name.startswith(".")]
+            assert len(runs) == 1, f"{args}: run states {runs}"
+        g = w.cnirun("gc")
+        assert g.returncode == 0 and "tore down" not in g.stdout, g.stdout + g.stderr
+    finally:
+        subprocess.run([engine, "rm", "-f", cid], capture_output=True)
+    w.assert_clean(within=10.0)
+    again = w.cnirun(*mode, "-d", "--name", f"{w.name_prefix}x", "busybox", "sleep", "300")
+    assert again.returncode == 0, again.stderr
+    subprocess.run([engine, "rm", "-f", again.stdout.strip()], capture_output=True)
+    w.assert_clean(within=10.0)
+
+
+@pytest.mark.parametrize("sandbox", ["", "helper"])
+def test_failed_detached_sandbox_run_leaves_no_container(tiny_world: World, sandbox: str) -> None:
+    """Sandbox mode -d (auto and CNIRUN_SANDBOX=helper take the helper): a failed ADD leaves nothing."""
+    tiny_world.env["CNIRUN_SANDBOX"] = sandbox
+    failed_detached_runs_leave_nothing(tiny_world, "--mode", "sandbox")

@@ -6,10 +6,11 @@ import json
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
-from conftest import World, first_address, needs_podman, needs_root
+from conftest import World, _make_world, first_address, needs_podman, needs_root, world_fixture
 
 pytestmark = [needs_root, needs_podman]
 
@@ -108,3 +109,53 @@ def test_reboot_then_gc_frees_everything(podman_world: World) -> None:
     g = podman_world.cnirun("gc")
     assert g.returncode == 0 and "DEL" in g.stdout, g.stdout + g.stderr
     podman_world.assert_clean()
+
+
+def test_failed_detached_run_leaves_no_container(tmp_path: Path) -> None:
+    """Podman -d: a failed ADD (full /30, the gateway asked for) leaves no container, the name free."""
+    from test_runner_docker import _tiny_world, failed_detached_runs_leave_nothing
+
+    w = _tiny_world(tmp_path, engine="podman")
+    try:
+        failed_detached_runs_leave_nothing(w)
+    finally:
+        w.finish()
+
+
+tc_world = world_fixture(_make_world, 212, "podman: a netns lost while stopped", net="tc-{n}", bridge="ctc{n}",
+                         subnet="10.212.{n}.0/24", n=51, engine="podman", name_prefix="tc-pod-{n}",
+                         extra=[{"type": "tuning", "capabilities": {"mac": True}}])
+
+
+def _eth0(cid: str) -> list[str]:
+    """[address/prefix, MAC] of a running Podman container's eth0."""
+    p = subprocess.run(["podman", "exec", cid, "sh", "-c", "ip -4 -o addr show eth0; cat /sys/class/net/eth0/address"],
+                       capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0, p.stderr
+    return [first_address(p.stdout), p.stdout.split()[-1]]
+
+
+@pytest.mark.parametrize("watcher", [True, False], ids=["watcher", "no-watcher"])
+def test_stopped_container_whose_netns_is_gone_starts_again_after_gc(tc_world: World, watcher: bool) -> None:
+    """A reboot empties /run: the netns of a stopped `cnirun -d` Podman container is deleted, then `cnirun gc`
+    (with the watcher running, or none, as after a reboot): `podman start` works, on the same address and MAC."""
+    w = tc_world
+    r = w.cnirun("-d", "--name", w.name_prefix, "busybox", "sleep", "300")
+    assert r.returncode == 0, r.stderr
+    cid = r.stdout.strip()
+    try:
+        before = _eth0(cid)
+        meta = json.loads(next((w.state_dir / "containers").glob("*/meta.json")).read_text())
+        subprocess.run(["podman", "stop", "-t", "0", cid], check=True, capture_output=True)
+        subprocess.run(["ip", "netns", "delete", meta["netns"].rsplit("/", 1)[1]], check=True)
+        if not watcher:
+            w.stop_watcher(wait=5.0)
+        g = w.cnirun("gc")
+        assert g.returncode == 0, g.stderr
+        assert f"netns {meta['netns']}" in g.stdout and "again" in g.stdout, g.stdout
+        s = subprocess.run(["podman", "start", cid], capture_output=True, text=True, timeout=60)
+        assert s.returncode == 0, s.stderr
+        assert _eth0(cid) == before
+    finally:
+        subprocess.run(["podman", "rm", "-f", "-t", "0", cid], capture_output=True)
+    w.assert_clean(within=10.0)

@@ -72,8 +72,12 @@ def run_docker_sandbox(p: Plan, gate: SignalGate) -> RunOutcome:
             meta.netns, meta.netns_id = netns, netns_identity(netns)
             # Our own reference to the netns: teardown can then remove the
             # sandbox while DEL still runs in the netns (see teardown_parallel).
-            add_result["netns_fd"] = os.open(netns, os.O_RDONLY | os.O_CLOEXEC)
-            if netns_identity(f"/proc/self/fd/{add_result['netns_fd']}") != meta.netns_id:
+            # The helper may have exited since dockerd answered: its /proc/PID is gone then.
+            try:
+                add_result["netns_fd"] = os.open(netns, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:
+                raise EngineError(f"docker helper container {meta.sandbox[:12]} exited right after start") from None
+            if not meta.netns_id or netns_identity(f"/proc/self/fd/{add_result['netns_fd']}") != meta.netns_id:
                 raise EngineError(f"docker helper container {meta.sandbox[:12]} exited right after start")
             add_result["atts"] = attach(p.cni, p.networks, st.id, netns, p.options)
         except BaseException as e:  # noqa: BLE001 - handed to the main thread
@@ -106,17 +110,21 @@ def run_docker_sandbox(p: Plan, gate: SignalGate) -> RunOutcome:
         write_host_files(st, req, add_result["atts"], hostname)
         if not spec.name:
             publish_engine_name(docker, meta.workload, st.id)  # docker's generated name, as its DNS has it
-        meta.phase = "running"
-        st.write_meta(meta)
         if spec.detach:
             from ..watch import ensure_watcher
 
             docker.start(meta.workload)
             workload_started = True
+            # Recorded only once started: a run killed before (still in "setup") is undone by
+            # gc, its never-started container too; from here on the container is the user's.
+            meta.phase = "running"
+            st.write_meta(meta)
             st.unlock()  # the watcher owns it from here
             ensure_watcher()
             outcome.code, outcome.container = 0, meta.workload
             return outcome
+        meta.phase = "running"
+        st.write_meta(meta)
         outcome.container = meta.workload
         outcome.code = foreground(docker, meta.workload, spec, gate)
         workload_started = True
@@ -127,6 +135,8 @@ def run_docker_sandbox(p: Plan, gate: SignalGate) -> RunOutcome:
     finally:
         if not (spec.detach and workload_started):
             gate.shield()
+            if spec.detach:
+                meta.remove = True  # never started, never handed over: `docker run -d` leaves no such container
             if t.ident is not None:
                 t.join()  # an interrupted set-up: let ADD finish (or undo itself) before DEL
             if docker is None:

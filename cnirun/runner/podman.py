@@ -78,17 +78,22 @@ class _Child:
     child gets no descriptor of ours above 2.
     """
 
-    def __init__(self, argv: list[str], env: dict[str, str], quiet: bool) -> None:
+    def __init__(self, argv: list[str], env: dict[str, str], quiet: bool, errfile: str = "") -> None:
+        """quiet: stdout to /dev/null; errfile: stderr into that file (0600) instead of ours."""
         from ..invoke import _inherited_fds
 
         null = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC) if quiet else -1
+        err = os.open(errfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600) if errfile else -1
         try:
             actions: list[tuple[int, ...]] = [(os.POSIX_SPAWN_DUP2, null, 1)] if quiet else []
-            actions += [(os.POSIX_SPAWN_CLOSE, fd) for fd in _inherited_fds((null,))]
+            if errfile:
+                actions.append((os.POSIX_SPAWN_DUP2, err, 2))
+            actions += [(os.POSIX_SPAWN_CLOSE, fd) for fd in _inherited_fds((null, err))]
             self.pid = os.posix_spawn(argv[0], argv, env, file_actions=actions)
         finally:
-            if null >= 0:
-                os.close(null)
+            for fd in (null, err):
+                if fd >= 0:
+                    os.close(fd)
         self.returncode: int | None = None
 
     def poll(self) -> int | None:
@@ -104,12 +109,40 @@ class _Child:
             self.returncode = os.waitstatus_to_exitcode(status)
         return self.returncode
 
+    def wait_for(self, seconds: float) -> bool:
+        """Whether the child ended within `seconds` (polled: waitpid has no timeout)."""
+        import time
+
+        deadline = time.monotonic() + seconds
+        while self.poll() is None:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.02)
+        return True
+
     def send_signal(self, signum: int) -> None:
         if self.returncode is None:
             os.kill(self.pid, signum)
 
     def kill(self) -> None:
         self.send_signal(9)
+
+
+# How long a detached `podman run` may take to fail the container the gate refused. Until it
+# ends by itself it is never killed: killed between creating the container's storage and its
+# record, it leaves a container no podman command lists that holds the name.
+FAILS_WITHIN_S = 30.0
+
+
+def _replay(path: str) -> None:
+    """What podman wrote into `path` onto our stderr (its own messages, as `podman run` shows them)."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError:
+        return
+    if data:
+        os.write(2, data)
 
 
 def _remove(path: str) -> None:
@@ -138,6 +171,7 @@ def run_podman(p: Plan, gate: SignalGate) -> RunOutcome:
     st.write_meta(meta)
     hostname = spec.hostname or st.id[:12]
     cidfile = st.path / "cid"
+    errfile = str(st.path / "podman.err") if spec.detach else ""
     child: _Child | None = None
     early: _EarlyDel | None = None
     handed_over = False
@@ -170,7 +204,9 @@ def run_podman(p: Plan, gate: SignalGate) -> RunOutcome:
         meta.phase = "running"
         st.write_meta(meta)
         # -d: podman prints the container ID; the outcome carries it (from the cidfile) instead.
-        child = _Child(argv, {**os.environ, **env_passthrough}, quiet=spec.detach)
+        # Its messages wait in a file: a failure of cnirun's own is then one line, not podman's
+        # "error running hook" about the container the gate refused as well.
+        child = _Child(argv, {**os.environ, **env_passthrough}, quiet=spec.detach, errfile=errfile)
         try:
             atts = attach(p.cni, p.networks, st.id, path, p.options)
             write_host_files(st, req, atts, hostname)
@@ -189,6 +225,8 @@ def run_podman(p: Plan, gate: SignalGate) -> RunOutcome:
 
         gate.forward = forward
         code = child.wait()
+        if errfile:
+            _replay(errfile)
         _remove(env_file)  # podman read it before it created the container
         if code < 0:
             code = 128 - code
@@ -217,6 +255,8 @@ def run_podman(p: Plan, gate: SignalGate) -> RunOutcome:
         if not handed_over:
             gate.shield()
             ended = child is not None and child.poll() is not None
+            if child is not None and not ended and spec.detach:
+                ended = child.wait_for(FAILS_WITHIN_S)
             if child is not None and not ended:
                 child.kill()
                 child.wait()
@@ -227,5 +267,8 @@ def run_podman(p: Plan, gate: SignalGate) -> RunOutcome:
                     pass
             if early is not None:
                 early.finish()
-            # podman run ended on its own: it stopped (and with --rm removed) the container.
-            outcome.warnings += teardown(st, meta, stop=not ended, workload=not ended)
+            # podman run ended on its own: it stopped (and with --rm removed) the container. A
+            # detached one that failed was never handed over: it goes (`podman run -d` keeps it).
+            if spec.detach:
+                meta.remove = True
+            outcome.warnings += teardown(st, meta, stop=not ended, workload=spec.detach or not ended)
