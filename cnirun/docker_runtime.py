@@ -316,13 +316,19 @@ def install_problems(environ: Mapping[str, str]) -> list[str]:
     return problems
 
 
-def checked_env(environ: Mapping[str, str], force: bool = False) -> tuple[dict[str, str], list[str]]:
+def checked_env(environ: Mapping[str, str], force: bool = False,
+                install_dir: str = "") -> tuple[dict[str, str], list[str]]:
     """The environment to record, with file paths made absolute; refuses unsafe entries.
 
+    `install_dir`: where install writes what an engine runs as root (hooks.d
+    files, the runtime launcher); it must be root's alone too (fsutil.unsafe_dir).
     Returns (env, warnings): with `force`, the problems come back as warnings
     instead of an InstallError.
     """
     problems = install_problems(environ)
+    why = unsafe_dir(os.path.abspath(install_dir)) if install_dir else ""
+    if why:
+        problems.insert(0, f"--dir {install_dir}: {why} (the engine runs what is there as root)")
     if problems and not force:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise InstallError(f"unsafe environment for a root hook: {problems[0]}{more}: fix it, or pass --force")
@@ -362,7 +368,7 @@ def install(
 
     from .hook_command import hook_argv, hook_env, package_parent
 
-    env, problems = checked_env(os.environ if environ is None else environ, force)
+    env, problems = checked_env(os.environ if environ is None else environ, force, directory)
     if warnings is not None:
         warnings.extend(problems)
     directory = os.path.abspath(directory)

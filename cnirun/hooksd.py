@@ -75,13 +75,14 @@ def install(
 ) -> list[str]:
     """Write the hooks.d files into `directory`; returns their paths.
 
-    Refuses an unsafe environment (docker_runtime.checked_env) unless
-    `force`; then the problems are appended to `warnings`. The directories
+    Refuses an unsafe environment or `directory` (docker_runtime.checked_env:
+    the engine runs the hooks it finds there as root) unless `force`; then the
+    problems are appended to `warnings`. The directories
     it had to create are listed in CREATED_MARK, for uninstall.
     """
     from .docker_runtime import checked_env
 
-    env, problems = checked_env(os.environ if environ is None else environ, force)
+    env, problems = checked_env(os.environ if environ is None else environ, force, directory)
     if warnings is not None:
         warnings.extend(problems)
     src = templates_dir()

@@ -7,7 +7,8 @@ plugins (flannel, sysctl, isolation) where other runtimes look (cnirun.plugins).
 and docker-runtime record NETCONFPATH, CNI_PATH,
 CNI_CACHE_DIR and PATH as they are now, so the hooks see the same networks
 as this shell; relative entries and directories others than root can write
-are refused (--force: installed with a warning each).
+are refused, and so is a --dir (or a parent of it) others than root can
+write or own (--force: installed with a warning each).
 """
 from __future__ import annotations
 
@@ -32,7 +33,8 @@ def register(app: typer.Typer) -> None:
     daemon_opt = typer.Option(DAEMON_JSON, "--daemon-json", help="dockerd's configuration file.")
 
     force_opt = typer.Option(
-        False, "--force", help="Install even with relative or non-root-owned directories in PATH/CNI_PATH/NETCONFPATH (warns)."
+        False, "--force", help="Install even with relative or non-root-owned directories in PATH/CNI_PATH/NETCONFPATH, "
+                               "or a --dir others than root can write (warns)."
     )
 
     def warn(problems: list[str]) -> None:
