@@ -1,6 +1,7 @@
 """`cnirun run` parsing (cli.run) and the lean imports of the fast paths, without an engine."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -76,3 +77,34 @@ def test_ipv6_loopback_host_ip_is_refused_before_anything_is_made(pworld: World,
     assert r.returncode == 125 and r.stderr.count("\n") == 1, r.stderr
     assert "IPv6 loopback cannot be forwarded" in r.stderr and "127.0.0.1" in r.stderr
     assert not (w.cache_dir / "results").exists() and not (w.state_dir / "containers").exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--ip", "10.0.0.9;x"], "invalid --ip '10.0.0.9;x': not an IP address a container can use"),
+    (["--ip", "th-a=10.0.0.9;x"], "invalid --ip 'th-a=10.0.0.9;x': '10.0.0.9;x' is not an IP address"),
+    (["--ip", "10.0.0.9;x=1"], "invalid --ip '10.0.0.9;x=1': '1' is not an IP address"),
+    (["--ip", "10.0.0.9=x"], "invalid --ip '10.0.0.9=x': 'x' is not an IP address"),
+    (["--ip=127.0.0.1"], "invalid --ip '127.0.0.1': not an IP address a container can use"),
+    (["--ip6", "fd97:11::9%eth0"], "invalid --ip6 'fd97:11::9%eth0': not an IPv6 address"),
+    (["--ip6", "th-a=10.217.0.9"], "invalid --ip6 'th-a=10.217.0.9': '10.217.0.9' is not an IPv6 address"),
+    (["--net", ""], "invalid --network '': an empty network name"),
+    (["--network=th-a,"], "invalid --network 'th-a,': an empty network name"),
+    (["--net", "th-a", "--net", " , "], "invalid --network ' , ': an empty network name"),
+])
+def test_bad_ip_and_network_values_are_named_as_given(argv: list[str], message: str) -> None:
+    """--ip/--ip6 name the value as the user gave it (not a part the network check picked), whatever the
+    NETWORK= part; an empty --network is refused instead of meaning the default network."""
+    with pytest.raises(UsageError) as e:
+        parse([*argv, "busybox"])
+    assert str(e.value).startswith(message), str(e.value)
+
+
+def test_empty_network_is_one_line_and_exit_125(tmp_path: Path) -> None:
+    """`cnirun --net '' IMAGE`: one line, 125, before any network is looked up or anything is made."""
+    env = dict(os.environ, NETCONFPATH=str(tmp_path), CNIRUN_DEFAULT_NETWORK="th-none",
+               CNIRUN_STATE_DIR=str(tmp_path / "state"))
+    r = subprocess.run([sys.executable, "-m", "cnirun.cli.main", "--rm", "--pull", "never", "--net", "", "busybox",
+                        "true"], capture_output=True, text=True, cwd=REPO, timeout=60, env=env)
+    assert r.returncode == 125 and r.stderr.count("\n") == 1, r.stderr
+    assert r.stderr.startswith("cnirun: invalid --network '': an empty network name"), r.stderr
+    assert not (tmp_path / "state").exists()

@@ -213,17 +213,33 @@ def _int(text: str, flag: str) -> int:
 
 
 def _static_ips(given: list[str], flag: str, metavar: str) -> tuple[str, dict[str, str]]:
-    """--ip/--ip6 values: (the bare address for the first network, NETWORK=ADDR ones by network)."""
+    """--ip/--ip6 values: (the bare address for the first network, NETWORK=ADDR ones by network).
+
+    Every address is checked here, so that a bad one is named in the message
+    as the user gave it, whatever the network part says."""
+    from ..errors import ArgumentError
+    from ..options import parse_ip, parse_ip6
+
+    v6 = metavar == "IP6"
+    usage = f"expected {metavar} or NETWORK={metavar}, e.g. " + ("fd00:89::10" if v6 else "10.77.0.10")
     bare = ""
     by_network: dict[str, str] = {}
     for v in given:
         net, eq, addr = v.partition("=")
         if not eq:
-            bare = v
+            net, addr = "", v
         elif not net or not addr:
-            raise UsageError(f"invalid {flag} {v!r}: expected {metavar} or NETWORK={metavar}")
-        else:
+            raise UsageError(f"invalid {flag} {v!r}: {usage}")
+        try:
+            (parse_ip6 if v6 else parse_ip)(addr)
+        except ArgumentError:
+            what = f"{addr!r} is not" if eq else "not"
+            raise UsageError(f"invalid {flag} {v!r}: {what} an {'IPv6' if v6 else 'IP'} address a container can "
+                             f"use ({usage})") from None
+        if eq:
             by_network[net] = addr
+        else:
+            bare = addr
     return bare, by_network
 
 
@@ -296,7 +312,11 @@ def parse(args: list[str]) -> RunRequest | None:
         log_opts[k] = v
     networks: list[str] = []
     for n in values.get("network", []):
-        networks += [x.strip() for x in n.split(",") if x.strip()]
+        names = [x.strip() for x in n.split(",")]
+        if not all(names):
+            raise UsageError(f"invalid --network {n!r}: an empty network name; give NAME[,NAME...], or leave "
+                             "--network out for the default network")
+        networks += names
     for n in networks:
         if n in ("host", "none", "bridge") or n.startswith(("container:", "ns:")):
             raise UsageError(
