@@ -36,13 +36,13 @@ import queue
 import signal
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from . import config as netconfig
 from . import registry, status, subnet_env
 from .errors import DataPlaneError, EtcdUnavailable, OverlayError
-from .lease import LeaseAttrs, unicast_problem, vtep_mac_for
+from .lease import MAX_VALUE_BYTES, LeaseAttrs, unicast_problem, vtep_mac_for
 
 if TYPE_CHECKING:
     from .etcd import Credentials, KeyValue, Store, WatchEvent
@@ -65,6 +65,13 @@ class AgentOptions:
 def _log(msg: str) -> None:
     sys.stderr.write(f"{time.strftime('%H:%M:%S')} cnirun overlay agent: {msg}\n")
     sys.stderr.flush()
+
+
+def _bounded(kv: KeyValue) -> KeyValue:
+    """`kv` as the agent keeps it: a value too long to be a lease is kept only as long as it takes to say so."""
+    if len(kv.value) <= MAX_VALUE_BYTES:
+        return kv
+    return replace(kv, value=kv.value[:MAX_VALUE_BYTES + 1])
 
 
 def _lease_problem(cfg: netconfig.NetworkConfig, own: registry.Lease, lease: registry.Lease) -> str | None:
@@ -233,6 +240,7 @@ class Agent:
             self._refuse(key, str(e))
             return
         self.peers[peer.subnet] = peer
+        self.refused.pop(key, None)
         self._dirty = True
         self.log(f"{'updated' if old else 'added'} peer {peer.subnet} at {peer.public_ip} (VtepMAC {peer.vtep_mac})")
 
@@ -259,7 +267,6 @@ class Agent:
         for subnet in [s for s in self.peers if s not in accepted]:
             self._remove_peer(subnet, "no usable lease")
         for lease in accepted.values():
-            self.refused.pop(lease.key, None)
             self._set_peer(Peer(lease.subnet, lease.attrs.vtep_mac, lease.attrs.public_ip), lease.key)
 
     def _on_event(self, ev: WatchEvent) -> bool:
@@ -270,7 +277,7 @@ class Agent:
         if ev.kind == "DELETE":
             self.kvs.pop(ev.kv.key, None)
         else:
-            self.kvs[ev.kv.key] = ev.kv
+            self.kvs[ev.kv.key] = _bounded(ev.kv)
         if ev.kv.key == self.lease.key:
             return ev.kind != "DELETE" and ev.kv.value == self.lease.value
         self.reconcile()
@@ -343,7 +350,7 @@ class Agent:
             try:
                 if not watching or now >= next_resync:
                     kvs, revision = registry.list_keys(self.store)
-                    self.kvs = {kv.key: kv for kv in kvs}
+                    self.kvs = {kv.key: _bounded(kv) for kv in kvs}
                     self.listed_revision = revision
                     self._keep_own(self.kvs.get(self.lease.key))
                     self.reconcile()

@@ -63,7 +63,7 @@ def decode(value: bytes | str) -> LeaseAttrs:
     field's type is checked, and nothing but OverlayError leaves.
     """
     if len(value) > MAX_VALUE_BYTES:
-        raise OverlayError(f"lease value is {len(value)} bytes, more than {MAX_VALUE_BYTES}")
+        raise OverlayError(f"lease value is longer than {MAX_VALUE_BYTES} bytes")
     try:
         obj = json.loads(value)
     except (ValueError, UnicodeDecodeError, RecursionError):
