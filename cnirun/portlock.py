@@ -2,12 +2,25 @@
 
 The check reads published ports from the CNI cache; the ADD writes them
 there. Without a lock, two runs publishing the same port at the same moment
-both pass the check and portmap installs two DNAT rules for one port. Runs
-that publish ports hold this lock from the check until their ADD finished
-(or failed and was undone); runs without -p never touch it.
+both pass the check and portmap installs two DNAT rules for one port. So the
+check runs under one lock per CNI cache directory, and the ports it passes
+are claimed there before the lock is let go: a claim file in
+cnirun-ports.claims/, which the next check counts as published. The claim
+stays until the ADD has cached the mappings (or failed and was undone):
+PortLock.release() removes it. The lock itself is held only for the check
+and the claim (milliseconds), never for an ADD: a start publishing one port
+does not wait behind another's ADD of hundreds. A claim holds an flock on
+its own file while its process lives; a claim whose flock can be taken is a
+killed process's and is dropped by the next check (no pid to outlive).
+Runs without -p never touch any of it.
 
-One lock file per CNI cache directory (the cache is what is checked), kept
-in that directory: it lives and goes with the cache it guards.
+Host-wide budget: all containers together publish at most
+CNIRUN_MAX_PUBLISHED_PORTS mappings (default MAX_PUBLISHED, per cache
+directory), each costing portmap a few iptables rules that every later
+rule change walks; a publish over it is refused before anything is made.
+
+The lock file and the claims live in the cache directory (the cache is what
+is checked): they live and go with the cache they guard.
 
 Every way to publish a port goes through `reserve`: `cnirun run -p` and
 compose (runner/plan.py) and the OCI hook (cnirun.ports labels/annotations).
@@ -29,6 +42,9 @@ from .lock import host_lock
 
 WAIT_SECONDS = 120.0
 LOCK_NAME = "cnirun-ports.lock"
+CLAIMS_NAME = "cnirun-ports.claims"
+MAX_PUBLISHED = 2048
+BUDGET_ENV = "CNIRUN_MAX_PUBLISHED_PORTS"
 
 
 def lock_path(cni: Any) -> str:
@@ -36,10 +52,11 @@ def lock_path(cni: Any) -> str:
 
 
 class PortLock:
-    """Held from the free-port check until ADD has cached the mappings."""
+    """The port lock (acquire), and then the claim of the checked ports, held until ADD has cached the mappings."""
 
     def __init__(self, lock: host_lock) -> None:
         self._lock: host_lock | None = lock
+        self._claim: tuple[int, str] | None = None  # (fd holding its flock, path)
 
     @classmethod
     def acquire(cls, cni: Any, wait: float = WAIT_SECONDS) -> "PortLock":
@@ -63,10 +80,42 @@ class PortLock:
             ) from None
         return cls(lock)
 
-    def release(self) -> None:
+    def claim(self, cni: Any, ports: list[Any], owner: str) -> None:
+        """Record `ports` as being published (by container `owner`, '' not known yet), then let the lock go."""
+        import fcntl
+
+        from . import jsonfast as json
+
+        d = os.path.join(cni.cache_dir, CLAIMS_NAME)
+        os.makedirs(d, mode=0o700, exist_ok=True)
+        path = os.path.join(d, f"{os.getpid()}-{id(self):x}")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            data = {"owner": owner, "pid": os.getpid(), "ports": [[p.host_port, p.protocol] for p in ports]}
+            os.write(fd, json.dumps(data).encode())
+        except BaseException:
+            os.close(fd)
+            os.unlink(path)
+            raise
+        self._claim = (fd, path)
+        self._unlock()
+
+    def _unlock(self) -> None:
         if self._lock is not None:
             self._lock.__exit__(None, None, None)
             self._lock = None
+
+    def release(self) -> None:
+        self._unlock()
+        if self._claim is not None:
+            fd, path = self._claim
+            self._claim = None
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+            os.close(fd)
 
 
 def _short(container_id: str) -> str:
@@ -88,6 +137,55 @@ def published_ports(cni: Any, exclude: str = "") -> dict[tuple[int, str], str]:
                 except (TypeError, ValueError):
                     continue
     return taken
+
+
+def claimed_ports(cni: Any, exclude: str = "") -> dict[tuple[int, str], str]:
+    """(host port, protocol) -> "process PID" of every live claim but `exclude`'s; drops killed processes' claims.
+
+    Call with the port lock held (a claim is made under it: none is half-made).
+    """
+    import fcntl
+
+    from . import jsonfast as json
+
+    d = os.path.join(cni.cache_dir, CLAIMS_NAME)
+    try:
+        names = os.listdir(d)
+    except OSError:
+        return {}
+    out: dict[tuple[int, str], str] = {}
+    for name in names:
+        path = os.path.join(d, name)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            continue
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:  # its process holds it: a live claim
+                data = json.loads(os.read(fd, 1 << 20) or b"{}")
+                if exclude and data.get("owner") == exclude:
+                    continue
+                for port, proto in data.get("ports") or []:
+                    out[(int(port), str(proto))] = f"process {data.get('pid')}"
+            else:
+                os.unlink(path)  # its process is gone (killed before it released it)
+        except (OSError, ValueError, TypeError, AttributeError):
+            continue
+        finally:
+            os.close(fd)
+    return out
+
+
+def budget() -> int:
+    """The host-wide number of published mappings (CNIRUN_MAX_PUBLISHED_PORTS, default MAX_PUBLISHED)."""
+    raw = os.environ.get(BUDGET_ENV, "")
+    if not raw:
+        return MAX_PUBLISHED
+    if not raw.isdigit() or int(raw) < 1:
+        raise ArgumentError(f"{BUDGET_ENV}={raw!r} is not a positive number of published ports: e.g. {MAX_PUBLISHED}")
+    return int(raw)
 
 
 SCTP_ENDPOINTS = "/proc/net/sctp/eps"  # only there while the kernel's SCTP module is loaded
@@ -191,15 +289,30 @@ def check_ports(
                 f"host IP {ip} is not an address of this host: publish on one of its addresses (ip -br addr), "
                 "or give no IP to publish on all of them"
             )
-    taken = published_ports(cni, exclude)
+    everyone = published_ports(cni)
+    taken = {k: v for k, v in everyone.items() if not exclude or v != exclude}
+    claims = claimed_ports(cni, exclude)
     for p in ports:
-        owner = taken.get((p.host_port, p.protocol))
+        key = (p.host_port, p.protocol)
+        owner = taken.get(key)
         if owner is not None:
             raise ArgumentError(
                 f"host port {p.host_port}/{p.protocol} is already published by container {show(owner)}: {hint}"
             )
+        if key in claims:
+            raise ArgumentError(
+                f"host port {p.host_port}/{p.protocol} is being published by another start ({claims[key]}): {hint}"
+            )
         if _held(p.host_ip, p.host_port, p.protocol):
             raise ArgumentError(f"host port {p.host_port}/{p.protocol} is in use on this host: {hint}")
+    # The container's own mappings count (a live `port add` keeps them); a restart's were DELed before.
+    total = len({*everyone, *claims, *((p.host_port, p.protocol) for p in ports)})
+    limit = budget()
+    if total > limit:
+        raise ArgumentError(
+            f"publishing {len(ports)} more port(s) would make {total} published on this host, over the budget of "
+            f"{limit} ({BUDGET_ENV}): remove some (cnirun port rm) or raise {BUDGET_ENV}"
+        )
 
 
 def reserve(
@@ -210,12 +323,16 @@ def reserve(
     display: Callable[[str], str] | None = None,
     hint: str = "pick another -p host port",
 ) -> PortLock | None:
-    """Take the port lock and check `ports`; the lock to release once ADD is done (None: no ports)."""
+    """Check `ports` under the port lock and claim them; the claim to release once ADD is done (None: no ports).
+
+    The lock is let go once the ports are claimed: the ADD runs without it.
+    """
     if not ports:
         return None
     lock = PortLock.acquire(cni, wait)
     try:
         check_ports(cni, ports, exclude, display, hint)
+        lock.claim(cni, ports, exclude)
     except BaseException:
         lock.release()
         raise

@@ -9,15 +9,17 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from cnirun.errors import ArgumentError
 from cnirun.options import PortMapping
-from cnirun.portlock import _sctp_held, check_ports
+from cnirun.portlock import BUDGET_ENV, _sctp_held, check_ports
 from cnirun.runtime import CNI
-from conftest import World, _make_world, needs_docker, needs_plugins, needs_root, world_fixture
+from conftest import CNIRUN, REPO, World, _make_world, needs_docker, needs_plugins, needs_root, world_fixture
 
 pworld = world_fixture(_make_world, 214, "ports", net="te-{n}", bridge="cte{n}", subnet="10.214.{n}.0/24",
                        name_prefix="te-{n}-")
@@ -162,3 +164,117 @@ def test_run_refuses_held_udp_and_foreign_ip_with_one_line_and_makes_nothing(pwo
             rules = subprocess.run(["iptables-save", "-t", "nat"], capture_output=True, text=True).stdout
             assert f"--dport {port} " not in rules
     w.assert_clean()
+
+
+# -- fair ordering and the host-wide budget ------------------------------------------------------------
+def _hanging_portmap(w: World) -> tuple[dict[str, str], Path, Path]:
+    """An environment whose portmap ADD hangs while the returned flag exists (a stand-in for an ADD of hundreds
+    of mappings), and the file it touches once it hangs."""
+    plugdir, flag, hanging = w.tmp / "plugins", w.tmp / "hang", w.tmp / "hanging"
+    plugdir.mkdir()
+    script = plugdir / "portmap"
+    script.write_text(f"""#!/bin/sh
+if [ "$CNI_COMMAND" = ADD ]; then
+  n=0
+  while [ -e {flag} ] && [ $n -lt 900 ]; do touch {hanging}; sleep 0.1; n=$((n+1)); done
+fi
+exec /usr/lib/cni/portmap
+""")
+    script.chmod(0o755)
+    flag.touch()
+    return {**w.env, "CNI_PATH": f"{plugdir}:/usr/lib/cni"}, flag, hanging
+
+
+def _wait_for(cond: object, what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():  # type: ignore[operator]
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
+
+
+@needs_root
+@needs_plugins
+@needs_docker
+def test_a_start_with_one_port_does_not_wait_for_another_starts_add(pworld: World) -> None:
+    """While another start's portmap ADD runs (held here for up to 90 s), a start publishing one other port is
+    up within 20 s: the port lock covers the check and the claim, not the ADD (before: it waited for the ADD)."""
+    w = pworld
+    big, small, first = f"te-{w.n}-big", f"te-{w.n}-small", f"te-{w.n}-first"
+    base = _free_port(socket.SOCK_STREAM)
+    # The network's bridge exists (a chain that creates it holds it exclusively while it runs).
+    r = w.cnirun("run", "-d", "--mode", "sandbox", "--name", first, "busybox", "sleep", "300")
+    assert r.returncode == 0, r.stderr
+    env, flag, hanging = _hanging_portmap(w)
+    slow = subprocess.Popen([*CNIRUN, "run", "-d", "--mode", "sandbox", "--name", big, "-p",
+                             f"127.0.0.1:{base}:80", "busybox", "sleep", "300"], env=env, cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for(hanging.exists, "the first start never reached portmap")
+        t0 = time.monotonic()
+        quick = w.cnirun("run", "-d", "--mode", "sandbox", "--name", small, "-p", f"127.0.0.1:{base + 1}:80",
+                         "busybox", "sleep", "300", timeout=60)
+        took = time.monotonic() - t0
+        assert quick.returncode == 0, quick.stderr
+        assert took < 20, f"the one-port start took {took:.1f} s"
+        assert slow.poll() is None and flag.exists()  # the other ADD was still running all along
+        # Its port is taken all the while (its claim, then its ADD's intent record): a third start is refused.
+        same = w.cnirun("run", "--rm", "--name", f"te-{w.n}-third", "-p", f"127.0.0.1:{base}:80", "busybox", "true")
+        assert same.returncode == 125 and same.stderr.count("\n") == 1, same.stderr
+        assert f"already published by container {big}" in same.stderr or "by another start" in same.stderr
+        flag.unlink()
+        assert slow.wait(60) == 0, slow.stderr.read() if slow.stderr else ""
+        assert not list((w.cache_dir / "cnirun-ports.claims").iterdir())
+    finally:
+        flag.unlink(missing_ok=True)
+        slow.wait(100)
+        subprocess.run(["docker", "rm", "-f", big, small, first], capture_output=True)
+    w.assert_clean(within=20.0)
+
+
+def test_a_killed_claimers_ports_are_free_again(tmp_path: Path) -> None:
+    """A process SIGKILLed between the check and its ADD: its claim does not hold the port (its flock went with
+    it) and the next check removes the claim file."""
+    port = _free_port(socket.SOCK_STREAM)
+    code = (f"import sys, time; from cnirun.runtime import CNI; from cnirun.options import PortMapping; "
+            f"from cnirun.portlock import reserve; reserve(CNI(cache_dir={str(tmp_path)!r}), "
+            f"[PortMapping({port}, 80)]); print('claimed', flush=True); time.sleep(60)")
+    child = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "claimed"
+        cni = CNI(cache_dir=str(tmp_path))
+        assert "being published by another start" in _refused(cni, PortMapping(port, 80))
+    finally:
+        child.kill()
+        child.wait()
+    assert _refused(cni, PortMapping(port, 80)) == ""
+    assert os.listdir(tmp_path / "cnirun-ports.claims") == []
+
+
+@needs_root
+@needs_plugins
+@needs_docker
+def test_the_host_wide_budget_of_published_ports(pworld: World) -> None:
+    """CNIRUN_MAX_PUBLISHED_PORTS=3: two ports of one container, two more for another start are refused (one line,
+    125, nothing made), one more by `port add` fits, the next is refused; a bad value is one line."""
+    w = pworld
+    w.env[BUDGET_ENV] = "3"
+    a, b = f"te-{w.n}-a", f"te-{w.n}-b"
+    base = _free_port(socket.SOCK_STREAM)
+    try:
+        r = w.cnirun("run", "-d", "--mode", "sandbox", "--name", a, "-p", f"127.0.0.1:{base}-{base + 1}:80-81",
+                     "busybox", "sleep", "300")
+        assert r.returncode == 0, r.stderr
+        r = w.cnirun("run", "-d", "--mode", "sandbox", "--name", b, "-p", f"127.0.0.1:{base + 2}-{base + 3}:80-81",
+                     "busybox", "sleep", "300")
+        assert r.returncode == 125 and r.stderr.count("\n") == 1, r.stderr
+        assert "would make 4 published on this host, over the budget of 3" in r.stderr and BUDGET_ENV in r.stderr
+        assert subprocess.run(["docker", "inspect", b], capture_output=True).returncode != 0
+        assert w.cnirun("port", "add", a, f"127.0.0.1:{base + 2}:82").returncode == 0
+        r = w.cnirun("port", "add", a, f"127.0.0.1:{base + 3}:83")
+        assert r.returncode == 1 and "over the budget of 3" in r.stderr and r.stderr.count("\n") == 1, r.stderr
+        bad = subprocess.run([*CNIRUN, "port", "add", a, f"127.0.0.1:{base + 3}:83"], cwd=REPO, text=True,
+                             capture_output=True, env={**w.env, BUDGET_ENV: "lots"}, timeout=60)
+        assert bad.returncode == 1 and bad.stderr.count("\n") == 1 and "not a positive number" in bad.stderr
+    finally:
+        subprocess.run(["docker", "rm", "-f", a, b], capture_output=True)
+    w.assert_clean(within=20.0)
