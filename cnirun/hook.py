@@ -191,8 +191,8 @@ def attach_container(
     # must never be an interface the ADD did not create (a fresh namespace has lo only).
     if not fresh:
         check_free_ifnames(state.pid, [ifname_for(i) for i in range(len(nets))])
-    # Labels publish ports through the same check as `cnirun run -p`, under
-    # the same lock, held until ADD has cached the mappings.
+    # Labels publish ports through the same check as `cnirun run -p`; the
+    # ports stay claimed until ADD has cached the mappings.
     ports = reserve(
         cni, spec.ports, exclude=state.id, wait=WAIT_SECONDS if lock_wait is None else lock_wait,
         hint="pick another host port in cnirun.ports",

@@ -646,7 +646,7 @@ def set_ports(cni: CNI, container_id: str, mappings: list[dict[str, Any]]) -> cn
     runtime.CNI.update_capabilities does it (DEL with the cached mappings,
     ADD with the new ones, cached prevResult, cache rewritten), so a later
     DEL or gc removes exactly the current rules. Call with the container's
-    lock held and, when ports are added, the port lock (portlock.reserve).
+    lock held and, when ports are added, their claim (portlock.reserve).
     """
     att = port_attachment(cni, container_id)
     if att is None:

@@ -5,11 +5,12 @@ dir or -f), per-network options (static IPs, MAC, published ports) and, when
 ports are published, the port lock. All bad input is refused here, as one
 ArgumentError/ConfigError, so no engine mode has anything to undo for it.
 
-Published ports: the lock is held from the "is the host port free" check
-(portlock.reserve, the same check the OCI hook makes) until ADD has cached
-the mappings, so two runs cannot both take one port; the engine modes
-release it (Plan.release_ports) once ADD is done. Docker hook mode releases
-it before `docker start`: the hook checks again under the lock.
+Published ports: the ports are claimed from the "is the host port free"
+check (portlock.reserve, the same check the OCI hook makes, under the port
+lock) until ADD has cached the mappings, so two runs cannot both take one
+port; the engine modes release the claim (Plan.release_ports) once ADD is
+done. Docker hook mode releases it before `docker start`: the hook checks
+and claims again.
 """
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ class Plan(Record):
     netspec: ContainerNetworkSpec  # what to attach: also what hook mode hands the hook as labels
     options: list[NetworkOptions]  # lifecycle.options_for(netspec, networks)
     file_networks: list[str]  # defined by -f only: invisible to the hook
-    port_lock: Any  # held from the port check until ADD has cached the mappings
+    port_lock: Any  # portlock.PortLock: the ports' claim, from the check until ADD has cached the mappings
 
     _fields = ('req', 'cni', 'networks', 'netspec', 'options', 'file_networks', 'port_lock')
     _defaults = {'file_networks': list, 'port_lock': None}
