@@ -73,6 +73,28 @@ def test_etcd_urls() -> None:
         parse_url("ftp://x")
 
 
+def test_etcd_credentials_that_cannot_work_are_one_line_before_any_connection(tmp_path: Path) -> None:
+    """TLS files over http://, a missing file, a certificate without its key, a user without a password and a
+    password without a user: OverlayError naming the option, raised by Store() before it connects; the
+    password is not in the credentials' repr."""
+    from cnirun.overlay.etcd import Credentials, Store
+
+    ca = tmp_path / "ca.crt"
+    ca.write_text("x")
+    cases = [
+        ("http://127.0.0.1:1", Credentials(cafile=str(ca)), "--etcd-cafile needs an https:// --etcd URL"),
+        ("https://127.0.0.1:1", Credentials(cafile=str(tmp_path / "nope")), "--etcd-cafile"),
+        ("https://127.0.0.1:1", Credentials(certfile=str(ca)), "go together"),
+        ("http://127.0.0.1:1", Credentials(username="u"), "needs a password"),
+        ("http://127.0.0.1:1", Credentials(password="p"), "without --etcd-username"),
+    ]
+    for url, creds, words in cases:
+        with pytest.raises(OverlayError) as e:
+            Store(url, creds=creds)
+        assert words in str(e.value) and "\n" not in str(e.value)
+    assert "s3cr3t" not in repr(Credentials(username="u", password="s3cr3t"))  # never in a log or traceback
+
+
 # -- lease values ---------------------------------------------------------------------------
 def test_lease_value_is_flannels() -> None:
     a = lease.LeaseAttrs(ipaddress.IPv4Address("192.0.2.11"), "0e:11:22:33:44:55", 1)

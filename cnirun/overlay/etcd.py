@@ -211,15 +211,16 @@ class Store:
                 self._authenticate()  # etcd forgot the token (expired or restarted): once more
                 return self._raw_post(path, body)
             user = self.creds.username
+            if not user:
+                raise OverlayError(
+                    f"etcd at {self.url} requires authentication: pass --etcd-username and the password"
+                    " (FLANNELD_ETCD_PASSWORD or --etcd-password-file)"
+                ) from None
             if problem == "permission denied":
                 raise OverlayError(
                     f"etcd at {self.url} denied user {user!r} {path}: grant it readwrite on /coreos.com/network/"
                 ) from None
-            raise OverlayError(
-                f"etcd at {self.url} requires authentication: pass --etcd-username and the password"
-                " (FLANNELD_ETCD_PASSWORD or --etcd-password-file)" if not user else
-                f"etcd at {self.url} refused user {user!r}: {problem}"
-            ) from None
+            raise
 
     # -- KV ----------------------------------------------------------------------
     def get(self, key: str) -> KeyValue | None:
