@@ -112,6 +112,7 @@ class Worker:
         # Runs whose engine could not be reached at the last pass (dockerd
         # restarting): not adopted yet, but the worker is not idle either.
         self.waiting: set[str] = set()
+        self.retry: dict[str, float] = {}  # run ID -> when its lost netns may be looked at again
 
     def engine(self, name: str) -> Any:
         """One engine object per engine for the worker's life (Docker's follows one event stream)."""
@@ -156,6 +157,14 @@ class Worker:
         if meta.workload and eng.exists(meta.workload):
             if meta.sandbox:
                 self._keep_helper(eng, st, meta)
+            elif lost_netns(meta):
+                try:
+                    atts = restore_netns(st, meta)
+                except Exception as e:  # noqa: BLE001 - logged; retried at the next check
+                    _log(f"cannot make run {run_id[:12]}'s netns {meta.netns} again: {e}")
+                    return
+                _log(f"made run {run_id[:12]}'s netns {meta.netns} again (it was gone): "
+                     + ", ".join(f"{a.ifname} {','.join(a.addresses())}" for a in atts))
             return
         errors = teardown(st, meta, eng, stop=False)
         for e in errors:
@@ -167,9 +176,7 @@ class Worker:
     def _keep_helper(self, eng: Any, st: RunState, meta: RunMeta) -> None:
         """Keep the netns holder (Docker's sandbox helper) running, its netns attached: the stopped
         workload may start again, and it can only join a running helper."""
-        from .lifecycle import cached_attachments, reattach
         from .state import netns_identity
-        from .teardown import cni_for
 
         state = eng.state(meta.sandbox)
         if state is None:
@@ -189,29 +196,11 @@ class Worker:
         if netns == meta.netns and ident == meta.netns_id:
             self._restart_workload(eng, st, meta)
             return
-        cni = cni_for(meta)
-        # reattach DELs every attachment before it ADDs them again: what it must
-        # re-ADD is copied into the run's state first, so a worker killed (or an
-        # ADD failing) in between leaves the full set for the next check, not an
-        # empty cache that would "re-attach" nothing.
-        saved = st.path / "reattach"
         try:
-            if saved.is_dir():
-                from .cache import read_file
-
-                todo = [read_file(p) for p in sorted(saved.iterdir()) if not p.name.startswith(".")]
-            else:
-                todo = cached_attachments(cni, meta.id)
-                _save_copies(saved, [a.path for a in todo])
-            atts = reattach(cni, meta.id, netns, todo)
+            atts = reattach_run(st, meta, netns)
         except Exception as e:  # noqa: BLE001 - logged; retried at the next check
             _log(f"cannot re-attach run {st.id[:12]} in its helper's new netns: {e}")
             return
-        meta.netns, meta.netns_id = netns, ident
-        st.write_meta(meta)
-        import shutil
-
-        shutil.rmtree(saved, ignore_errors=True)
         _log(f"re-attached run {st.id[:12]} in its helper's new netns: "
              + ", ".join(f"{a.ifname} {','.join(a.addresses())}" for a in atts))
         self._restart_workload(eng, st, meta)
@@ -235,6 +224,9 @@ class Worker:
         last_recheck = time.monotonic()
         while True:
             self.adopt_new()
+            for rid, (_, meta) in list(self.owned.items()):
+                if lost_netns(meta) and now_due(self.retry, rid):
+                    self.todo.put(rid)  # a stopped container cannot start without it: not at the next recheck
             try:
                 run_id = self.todo.get(timeout=SCAN_SECONDS)
                 self.check(run_id)
@@ -249,6 +241,74 @@ class Worker:
                 idle_since = now
             elif now - idle_since > _idle_seconds():
                 return 0
+
+
+def now_due(retry: dict[str, float], key: str, every: float = 2.0) -> bool:
+    """True at most once every `every` seconds per key (a repair that keeps failing is not retried in a loop)."""
+    now = time.monotonic()
+    if retry.get(key, 0.0) > now:
+        return False
+    retry[key] = now + every
+    return True
+
+
+def lost_netns(meta: RunMeta) -> bool:
+    """Whether a running run's named netns (a Podman run's /run/netns/cnirun-*) is gone, or not the attached one.
+
+    /run is a tmpfs: a reboot empties it (and `ip netns delete` removes one);
+    the stopped container's `podman start` would fail with "invalid netns
+    path" for as long as its run lasts. Another namespace at the path (one
+    made again whose attach did not finish) is not the one the run attached.
+    """
+    from .netns import NETNS_DIR, identity
+
+    if meta.sandbox or meta.phase != "running" or not meta.netns or os.path.dirname(meta.netns) != NETNS_DIR:
+        return False
+    return identity(meta.netns) != meta.netns_id
+
+
+def restore_netns(st: RunState, meta: RunMeta) -> list[Any]:
+    """Make a run's lost named netns again under its name and attach its networks there (reattach_run).
+
+    Call with the run's state dir locked (its owner: the watcher, or gc when
+    no watcher runs). Raises on failure; the next check tries again.
+    """
+    from . import netns as nsmod
+
+    if not os.path.lexists(meta.netns):
+        nsmod.create(os.path.basename(meta.netns))
+    return reattach_run(st, meta, meta.netns)
+
+
+def reattach_run(st: RunState, meta: RunMeta, netns: str) -> list[Any]:
+    """lifecycle.reattach of a run's cached attachments into `netns` (its holder's new one); meta updated.
+
+    Same networks, interfaces, options, addresses and MACs (new ones only
+    when those were taken meanwhile). reattach DELs every attachment before
+    it ADDs them again: what it must re-ADD is copied into the run's state
+    first, so a process killed (or an ADD failing) in between leaves the full
+    set for the next try, not an empty cache that would "re-attach" nothing.
+    """
+    from .lifecycle import cached_attachments, reattach
+    from .state import netns_identity
+    from .teardown import cni_for
+
+    cni = cni_for(meta)
+    saved = st.path / "reattach"
+    if saved.is_dir():
+        from .cache import read_file
+
+        todo = [read_file(p) for p in sorted(saved.iterdir()) if not p.name.startswith(".")]
+    else:
+        todo = cached_attachments(cni, meta.id)
+        _save_copies(saved, [a.path for a in todo])
+    atts = reattach(cni, meta.id, netns, todo)
+    meta.netns, meta.netns_id = netns, netns_identity(netns)
+    st.write_meta(meta)
+    import shutil
+
+    shutil.rmtree(saved, ignore_errors=True)
+    return atts
 
 
 def _save_copies(directory: Path, files: list[str]) -> None:

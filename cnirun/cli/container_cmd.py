@@ -247,7 +247,7 @@ def collect_garbage(dry_run: bool = False, show: Any = None) -> list[str]:
     from ..state import command_runs, list_states, stale_tmp_dirs, state_root
     from ..lifecycle import reclaim
     from ..teardown import teardown
-    from ..watch import ensure_watcher
+    from ..watch import ensure_watcher, lost_netns
 
     from .output import Progress
 
@@ -268,12 +268,14 @@ def collect_garbage(dry_run: bool = False, show: Any = None) -> list[str]:
     engines = _Engines()
     run_ids: set[str] = set()
     need_watcher = False
+    owned: list[Any] = []
     states = list_states()
     prog = steps("gc: runs", len(states))
     for st in states:
         prog.step(st.id[:12])
         run_ids.add(st.id)
         if not st.lock(blocking=False):
+            owned.append(st)
             continue  # a live cnirun run or the watcher owns it
         meta = st.read_meta()
         try:
@@ -283,6 +285,8 @@ def collect_garbage(dry_run: bool = False, show: Any = None) -> list[str]:
                 alive = _run_alive(meta, engines)
                 if alive is None or alive:
                     need_watcher = True
+                    if alive and not dry_run and lost_netns(meta):
+                        say(_restore(st, meta))  # else `start` fails: the watcher is not there to do it
                     continue  # its container still exists: the watcher's job
             what = f"run {st.id[:12]} ({_engine_of(meta) if meta else '?'} {(meta.workload if meta else '')[:12] or '-'})"
             if dry_run:
@@ -384,7 +388,45 @@ def collect_garbage(dry_run: bool = False, show: Any = None) -> list[str]:
         remove_stale_locks({net.name for net in cni.networks()}, cni.lock_file)
     if need_watcher and not dry_run:
         ensure_watcher()
+    if not dry_run:
+        for line in _wait_restored(owned):
+            say(line)
     return report
+
+
+def _restore(st: Any, meta: Any) -> str:
+    """Make a detached run's lost netns again (watch.restore_netns): its container may start again."""
+    from ..watch import restore_netns
+
+    try:
+        atts = restore_netns(st, meta)
+    except Exception as e:  # noqa: BLE001 - a plugin, ip or the state dir: reported, the watcher retries
+        return f"cannot make the netns {meta.netns} of run {st.id[:12]} again: {e}"
+    return f"made the netns {meta.netns} of run {st.id[:12]} again (it was gone): " + ", ".join(
+        f"{a.ifname} {','.join(a.addresses())}" for a in atts)
+
+
+RESTORE_WAIT = 20.0
+
+
+def _wait_restored(owned: list[Any]) -> list[str]:
+    """Detached runs the watcher owns whose netns is gone: it makes them again at once; wait for that."""
+    import time
+
+    from ..watch import lost_netns
+
+    lines: list[str] = []
+    for st in owned:
+        meta = st.read_meta()
+        if meta is None or not meta.detached or not lost_netns(meta):
+            continue
+        deadline = time.monotonic() + RESTORE_WAIT
+        while lost_netns(meta) and time.monotonic() < deadline:
+            time.sleep(0.1)
+            meta = st.read_meta() or meta
+        lines.append(f"the watcher {'has not made' if lost_netns(meta) else 'made'} the netns {meta.netns} of run "
+                     f"{st.id[:12]} again" + (f" within {RESTORE_WAIT:g} s: see its log" if lost_netns(meta) else ""))
+    return lines
 
 
 def _run_alive(meta: Any, engines: _Engines) -> bool | None:
