@@ -708,6 +708,37 @@ def set_bandwidth(
 
 
 # -- gc ----------------------------------------------------------------------------------
+LIVE_CAPABILITIES = ("portMappings", "bandwidth")  # what set_ports / set_bandwidth change live
+
+
+def finish_changes(cni: CNI, container_id: str) -> list[str] | None:
+    """For `cnirun gc`: finish the live port or rate changes of a running container that a kill cut short.
+
+    Their intent record holds the arguments they were making (runtime.CNI.update_capabilities);
+    re-running the change to them leaves exactly those rules (none of portmap's second identity).
+    None when the container is busy (its lock is held: its own change or teardown finishes it);
+    else what could not be finished.
+    """
+    from .lock import lock_container, unlock_container
+
+    fd = lock_container(container_id, blocking=False)
+    if fd is None:
+        return None
+    problems: list[str] = []
+    try:
+        for att in cached_attachments(cni, container_id):
+            if att.pending is None or att.pending.get("update") != 1:
+                continue
+            again = {k: v for k, v in att.capability_args.items() if k in LIVE_CAPABILITIES}
+            try:
+                cni.update_capabilities(att.network_name, RuntimeConf(container_id, "", att.ifname), again)
+            except CNIError as e:
+                problems.append(f"{att.network_name}/{att.ifname}: {e}")
+    finally:
+        unlock_container(fd, container_id, remove=True)
+    return problems
+
+
 def reclaim(cni: CNI, container_id: str) -> list[str] | None:
     """For `cnirun gc`: detach a container whose own teardown never ran (poststop skipped, process killed).
 

@@ -330,11 +330,11 @@ def _swap_rules(w: World) -> list[str]:
 @needs_root
 @needs_plugins
 @needs_docker
-@pytest.mark.parametrize("then", ["next-change", "remove"])
+@pytest.mark.parametrize("then", ["next-change", "gc", "remove"])
 def test_a_port_change_killed_midway_is_finished_or_removed(pworld: World, then: str) -> None:
     """`cnirun port add` SIGKILLed while portmap re-adds the container's rules: the kept port still answers
-    (the second identity's rules hold it), and the next change, or the container's removal, leaves no rule of
-    the second identity."""
+    (the second identity's rules hold it), and the next change, `cnirun gc` (the container still running), or
+    the container's removal leaves no rule of the second identity."""
     w = pworld
     flag = _slow_portmap(w)
     name, base = f"te-{w.n}-web", _base(w)
@@ -360,6 +360,14 @@ def test_a_port_change_killed_midway_is_finished_or_removed(pworld: World, then:
             assert ok(w.cnirun("port", name)).stdout.split("\n")[:-1] == [
                 f"80/tcp -> 127.0.0.1:{p}" for p in (base, base + 1, base + 2)]
             for p in (base, base + 1, base + 2):
+                page = subprocess.run(["wget", "-qO-", "-T", "3", f"http://127.0.0.1:{p}/"], capture_output=True,
+                                      text=True).stdout
+                assert page.strip() == f"hello-{name}", p
+        if then == "gc":
+            gc = ok(w.cnirun("gc"))
+            assert "finish a cut-short port or rate change" in gc.stdout + gc.stderr
+            assert _swap_rules(w) == [] and _dnat_main(w, base)
+            for p in (base, base + 1):
                 page = subprocess.run(["wget", "-qO-", "-T", "3", f"http://127.0.0.1:{p}/"], capture_output=True,
                                       text=True).stdout
                 assert page.strip() == f"hello-{name}", p

@@ -245,7 +245,7 @@ def collect_garbage(dry_run: bool = False, show: Any = None) -> list[str]:
     from ..engines import ENGINES
     from ..runtime import CNI
     from ..state import command_runs, list_states, stale_tmp_dirs, state_root
-    from ..lifecycle import reclaim
+    from ..lifecycle import finish_changes, reclaim
     from ..teardown import teardown
     from ..watch import ensure_watcher, lost_netns
 
@@ -323,9 +323,12 @@ def collect_garbage(dry_run: bool = False, show: Any = None) -> list[str]:
     cni = CNI()
     keep: dict[str, list[tuple[str, str]]] = {}
     gone: dict[str, list[Any]] = {}
+    unfinished: set[str] = set()  # live port/rate changes cut short on running containers
     for att in cnicache.list_attachments(cni.cache_dir):
         if att.container_id in run_ids or _foreign_alive(att, engines):
             keep.setdefault(att.network_name, []).append((att.container_id, att.ifname))
+            if att.pending is not None and att.pending.get("update") == 1:
+                unfinished.add(att.container_id)
         else:
             gone.setdefault(att.container_id, []).append(att)
     prog = steps("gc: DEL", len(gone))
@@ -342,6 +345,12 @@ def collect_garbage(dry_run: bool = False, show: Any = None) -> list[str]:
             say(f"  failed: {'; '.join(problems)}")
     prog.clear()
     bar.clear()
+    for cid in sorted(unfinished):
+        say(f"{'would finish' if dry_run else 'finish'} a cut-short port or rate change of {cid[:12]}")
+        if not dry_run:
+            problems = finish_changes(cni, cid)
+            if problems:
+                say(f"  failed: {'; '.join(problems)}")
     # Netns pins whose container is gone and left nothing in the cache (a hook killed
     # between pinning and its first ADD).
     from ..netns_pin import pinned_containers, unpin_netns
