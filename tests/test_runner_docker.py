@@ -424,3 +424,23 @@ def test_failed_detached_sandbox_run_leaves_no_container(tiny_world: World, sand
     """Sandbox mode -d (auto and CNIRUN_SANDBOX=helper take the helper): a failed ADD leaves nothing."""
     tiny_world.env["CNIRUN_SANDBOX"] = sandbox
     failed_detached_runs_leave_nothing(tiny_world, "--mode", "sandbox")
+
+
+th_world = world_fixture(_make_world, 217, "docker", net="th-s{n}", bridge="cths{n}", subnet="10.217.{n}.0/24",
+                         n=60, name_prefix="th-s")
+
+
+@pytest.mark.parametrize("how", [["--rm"], ["--rm", "-d"], ["-d", "--name", "th-s-gone"]])
+@pytest.mark.parametrize("sandbox", ["auto", "helper"])
+def test_missing_command_in_sandbox_mode_is_one_line_and_127(th_world: World, how: list[str], sandbox: str) -> None:
+    """A command the image does not have, in sandbox mode (auto: the single container in the foreground, a
+    helper with -d; or a helper always): one line naming it (docker's `exec: "X": executable file not found
+    in $PATH`, without the daemon's chain of prefixes), exit 127 as docker run's, and nothing left."""
+    from conftest import CNIRUN, REPO
+
+    w = th_world
+    r = subprocess.run([*CNIRUN, "--mode", "sandbox", *how, "busybox", "th-nosuchcmd"],
+                       env=dict(w.env, CNIRUN_SANDBOX=sandbox), capture_output=True, text=True, timeout=90, cwd=REPO)
+    assert r.returncode == 127, r.stderr
+    assert r.stderr == 'cnirun: exec: "th-nosuchcmd": executable file not found in $PATH\n', r.stderr
+    w.assert_clean(within=10.0)

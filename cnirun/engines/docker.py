@@ -26,7 +26,19 @@ class ImageNotFound(EngineError):
 
 
 class StartError(EngineError):
-    """start() refused: the command cannot be run (exit 126/127) or the runtime failed (125)."""
+    """start() refused: the command cannot be run (exit 126/127) or the runtime failed (125).
+
+    Its message is the runtime's own reason when the daemon's names one
+    (`exec: "x": executable file not found in $PATH`, as docker's message
+    ends and cnirun's single-container sandbox says), not the chain of
+    containerd, shim and runc prefixes around it.
+    """
+
+    MARK = "unable to start container process: "
+
+    def __init__(self, message: str) -> None:
+        reason = message.rpartition(self.MARK)[2] if self.MARK in message else message
+        super().__init__(reason[:-len(": unknown")] if reason.endswith(": unknown") else reason)
 
     def exit_code(self) -> int:
         # The docker CLI's own mapping of start errors to exit statuses.

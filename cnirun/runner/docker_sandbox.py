@@ -113,7 +113,12 @@ def run_docker_sandbox(p: Plan, gate: SignalGate) -> RunOutcome:
         if spec.detach:
             from ..watch import ensure_watcher
 
-            docker.start(meta.workload)
+            from ..engines.docker import StartError
+
+            try:
+                docker.start(meta.workload)
+            except StartError as e:
+                raise StartFailed(str(e), e.exit_code()) from None  # 126/127 as docker run -d
             workload_started = True
             # Recorded only once started: a run killed before (still in "setup") is undone by
             # gc, its never-started container too; from here on the container is the user's.
