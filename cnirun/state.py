@@ -63,15 +63,18 @@ class RunMeta(Record):
     # may start; the run is not over while that pid has that start time, whoever owns the lock.
     pid: int
     pid_start: str
+    # The bridges of its `-f` networks ({"network", "bridge", "subnets"}), recorded before the DELs
+    # (teardown.detach_networks): they go once nothing uses them (teardown.remove_file_bridges).
+    bridges: list[dict[str, Any]]
 
     _fields = (
         'id', 'engine', 'image', 'name', 'workload', 'sandbox', 'netns', 'netns_id', 'networks', 'detached',
-        'remove', 'mode', 'cni_env', 'created', 'phase', 'pid', 'pid_start',
+        'remove', 'mode', 'cni_env', 'created', 'phase', 'pid', 'pid_start', 'bridges',
     )
     _defaults = {
         'image': "", 'name': "", 'workload': "", 'sandbox': "", 'netns': "", 'netns_id': "", 'networks': list,
         'detached': False, 'remove': False, 'mode': "sandbox", 'cni_env': dict, 'created': time.time,
-        'phase': "setup", 'pid': 0, 'pid_start': "",
+        'phase': "setup", 'pid': 0, 'pid_start': "", 'bridges': list,
     }
 
     @classmethod

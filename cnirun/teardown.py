@@ -46,6 +46,17 @@ def detach_networks(meta: RunMeta) -> list[str]:
     from .state import netns_identity
 
     same = meta.netns and meta.netns_id and netns_identity(meta.netns) == meta.netns_id
+    found = [b for b in file_bridges(meta) if b not in meta.bridges]
+    if found:
+        # Recorded before the DELs take the cache entries that name them: the teardown that
+        # removes the state (this one, or gc's after a kill) deletes them (remove_file_bridges).
+        meta.bridges += found
+        st = RunState.open(meta.id)
+        try:
+            if st.path.is_dir():
+                st.write_meta(meta)
+        except OSError:
+            pass
     return detach(cni_for(meta), meta.id, meta.netns if same else NO_NETNS)
 
 
@@ -59,7 +70,8 @@ def teardown(
     when None. workload=False: leave the workload alone (its engine already
     stopped/removed it). Order: the workload, then DEL (lifecycle.detach)
     while the netns holder still holds the netns, then the holder: Docker's
-    sandbox helper, or the named netns a Podman run made.
+    sandbox helper, or the named netns a Podman run or `cnirun exec` made;
+    last, the bridges of its -f networks that nothing uses any more.
     """
     if meta is None:
         st.remove()
@@ -119,5 +131,52 @@ def teardown(
         except Exception as e:  # noqa: BLE001
             errors.append(str(e))
     if not errors:
+        remove_file_bridges(meta)
         st.remove()
     return errors
+
+
+def file_bridges(meta: RunMeta) -> list[dict[str, Any]]:
+    """The bridges of the run's networks from `-f` files (netstore: "cnirun" {"source", "bridge"} in the
+    conflist, never installed), from its cached attachments: {"network", "bridge", "subnets"} each."""
+    from . import cache as cnicache
+    from . import jsonfast as json
+    from .errors import CNIError
+
+    cache_dir = meta.cni_env.get("CNI_CACHE_DIR") or cnicache.default_cache_dir()
+    out: list[dict[str, Any]] = []
+    try:
+        atts = cnicache.list_attachments(cache_dir, container_id=meta.id)
+    except CNIError:
+        return out  # an unreadable cache: detach reports it
+    for att in atts:
+        try:
+            conf = json.loads(att.config)
+        except (ValueError, TypeError):
+            continue
+        own = conf.get("cnirun") if isinstance(conf, dict) else None
+        if not isinstance(own, dict) or not own.get("source") or not isinstance(own.get("bridge"), str):
+            continue
+        from .config import conflist_from_bytes
+
+        try:
+            subnets = conflist_from_bytes(att.config, att.path).subnets()
+        except CNIError:
+            continue
+        out.append({"network": att.network_name, "bridge": own["bridge"], "subnets": subnets})
+    return out
+
+
+def remove_file_bridges(meta: RunMeta) -> None:
+    """Delete the run's recorded -f bridges that nothing uses any more (netstore.store.remove_file_bridge)."""
+    if not meta.bridges:
+        return
+    from .errors import CNIError
+    from .netstore.store import remove_file_bridge
+
+    cni = cni_for(meta)
+    for b in meta.bridges:
+        try:
+            remove_file_bridge(cni, str(b["network"]), str(b["bridge"]), [str(s) for s in b["subnets"]])
+        except (CNIError, OSError, KeyError, TypeError, ValueError):
+            continue  # kept: in use, busy, or not ours to delete

@@ -4,6 +4,7 @@ from __future__ import annotations
 import ipaddress
 import itertools
 import json
+import os
 import signal
 import subprocess
 import time
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import World, _make_world, first_address, needs_docker, needs_root, world_fixture
+from conftest import Net, World, _make_world, first_address, needs_docker, needs_root, world_fixture
 
 pytestmark = [needs_root, needs_docker]
 
@@ -207,6 +208,62 @@ def test_network_from_file_uses_sandbox(docker_world: World) -> None:
         assert left() == []
     finally:
         subprocess.run(["ip", "link", "del", bridge], capture_output=True)
+
+
+# 10.210.N.0/24 and ta-N / ctaN: the -f bridge tests' own World; their file's network is 10.210.(100+N).0/24.
+file_world = world_fixture(_make_world, 210, "docker -f", net="ta-{n}", bridge="cta{n}", subnet="10.210.{n}.0/24",
+                           name_prefix="taf{n}-")
+
+
+def test_a_file_networks_bridge_goes_with_its_last_container(file_world: World) -> None:
+    """A -f network's bridge stays while a container uses it and goes with the last one: after a --rm
+    run, and at gc after a SIGKILLed run; the same network installed (network convert) keeps its bridge."""
+    from test_dns import wait_for
+
+    w = file_world
+    net, bridge, subnet = f"ta-f{w.n}", f"ctaf{w.n}", f"10.210.{100 + w.n}.0/24"
+    spec = w.tmp / "nets.yaml"
+    spec.write_text(f"networks:\n  {net}:\n    driver_opts:\n      com.docker.network.bridge.name: {bridge}\n"
+                    f"    ipam:\n      config:\n        - subnet: {subnet}\n")
+    w.env["CNIRUN_IPAM_DATA_DIR"] = str(w.data_dir)
+    w.watch(Net(net, bridge, subnet))
+
+    def bridge_exists() -> bool:
+        return subprocess.run(["ip", "link", "show", bridge], capture_output=True).returncode == 0
+
+    def runs() -> list[str]:
+        return [p.name for p in (w.state_dir / "containers").iterdir() if not p.name.startswith(".")]
+
+    r = w.cnirun("-f", str(spec), "--net", net, "--rm", "busybox", "true")
+    assert r.returncode == 0, r.stderr
+    assert wait_for(lambda: not runs() and not bridge_exists(), 15), "the bridge outlived its only container"
+
+    a = w.popen("-f", str(spec), "--net", net, "--name", f"taf{w.n}-a", "busybox", "sleep", "60",
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert wait_for(lambda: bool(subprocess.run(["ip", "-br", "link", "show", "master", bridge],
+                                                    capture_output=True, text=True).stdout.strip()), 30)
+        r = w.cnirun("-f", str(spec), "--net", net, "--rm", "busybox", "true")
+        assert r.returncode == 0, r.stderr
+        assert wait_for(lambda: len(runs()) == 1, 15)  # the --rm run's teardown is done
+        assert bridge_exists()  # the first container still uses it
+        os.kill(a.pid, signal.SIGKILL)
+        a.wait(timeout=30)
+        gc = w.cnirun("gc")
+        assert gc.returncode == 0 and "tore down run" in gc.stdout, gc.stdout + gc.stderr
+        assert not bridge_exists()
+    finally:
+        if a.poll() is None:
+            a.kill()
+            a.wait()
+        subprocess.run(["docker", "rm", "-f", f"taf{w.n}-a"], capture_output=True)
+
+    # Installed, the same conflist (its "cnirun" object names the file and the bridge) keeps its bridge.
+    assert w.cnirun("network", "convert", str(spec), "--dir", w.env["NETCONFPATH"]).returncode == 0
+    r = w.cnirun("--net", net, "--rm", "busybox", "true")
+    assert r.returncode == 0, r.stderr
+    assert wait_for(lambda: not runs(), 15)
+    assert bridge_exists()
 
 
 def test_same_port_at_the_same_moment_only_one_wins(docker_world: World) -> None:

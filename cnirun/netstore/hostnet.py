@@ -65,6 +65,16 @@ def bridge_ports(bridge: str) -> list[str]:
     return [str(link.get("ifname")) for link in _ip_json("link", "show", "master", bridge) if link.get("ifname")]
 
 
+def link_addresses(name: str) -> list[str]:
+    """The addresses of link `name` but link-local ones (an IPv6 link's fe80::), as "address/prefix"."""
+    out: list[str] = []
+    for link in _ip_json("addr", "show", "dev", name):
+        for a in link.get("addr_info") or []:
+            if a.get("scope") != "link" and a.get("local"):
+                out.append(f"{a['local']}/{a.get('prefixlen', '')}")
+    return out
+
+
 def delete_link(name: str) -> bool:
     """Delete a link by name with pyroute2; False when it does not exist."""
     from pyroute2 import IPRoute  # lazy: 170+ ms of imports

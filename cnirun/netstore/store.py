@@ -219,6 +219,57 @@ def remove(cni: CNI, name: str, force: bool = False) -> Removal:
     return out
 
 
+BRIDGE_LOCK_WAIT = 5.0  # seconds a -f bridge's removal waits for chains on it; then it is kept
+
+
+def remove_file_bridge(cni: CNI, network: str, bridge: str, subnets: list[str]) -> bool:
+    """Delete the bridge of a `-f` network (a compose-style file's, never installed) once nothing uses
+    it; whether it was deleted. Also removes the network's and the bridge's chain lock files.
+
+    Under the bridge's chain lock, exclusively (no ADD or DEL on the bridge meanwhile), it is kept
+    when: an interface is plugged in; a network of NETCONFPATH (the run's or this shell's) names it,
+    as an installed network's bridge must stay; or it has an address outside the network's subnets
+    (a bridge that is not the network's own, such as docker0 named in a file).
+    """
+    import ipaddress
+
+    from ..errors import LockError
+    from ..lock import flock, link_lock_path, network_lock_path, remove_lock_file
+    from . import hostnet
+
+    def installed() -> bool:
+        for c in (cni, CNI()):
+            for net in c.networks():
+                if any(p.type == "bridge" and (p.raw.get("bridge") or "cni0") == bridge for p in net.plugins):
+                    return True
+        return False
+
+    def foreign_address() -> bool:
+        nets = [ipaddress.ip_network(s, strict=False) for s in subnets]
+        for a in hostnet.link_addresses(bridge):
+            ip = ipaddress.ip_interface(a).ip
+            if not any(ip.version == n.version and ip in n for n in nets):
+                return True
+        return False
+
+    lock = link_lock_path(bridge, cni.lock_file)
+    deleted = False
+    if hostnet.link_exists(bridge):
+        try:
+            fd = flock(lock, wait=BRIDGE_LOCK_WAIT, replaceable=True, what=f"the chains on bridge {bridge}")
+        except LockError:
+            return False
+        try:
+            if hostnet.bridge_ports(bridge) or installed() or foreign_address():
+                return False
+            deleted = hostnet.delete_link(bridge)
+        finally:
+            os.close(fd)  # type: ignore[arg-type]
+    remove_lock_file(lock)
+    remove_lock_file(network_lock_path(network, cni.lock_file))
+    return deleted
+
+
 def prune(cni: CNI, match: Callable[[NetworkConfigList], bool] | None = None) -> list[Removal]:
     """Remove every cnirun-created network nothing is attached to (of those `match` accepts, when given)."""
     out: list[Removal] = []
