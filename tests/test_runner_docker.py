@@ -6,10 +6,12 @@ import itertools
 import json
 import os
 import signal
+import socket
 import subprocess
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -481,6 +483,132 @@ def test_failed_detached_sandbox_run_leaves_no_container(tiny_world: World, sand
     """Sandbox mode -d (auto and CNIRUN_SANDBOX=helper take the helper): a failed ADD leaves nothing."""
     tiny_world.env["CNIRUN_SANDBOX"] = sandbox
     failed_detached_runs_leave_nothing(tiny_world, "--mode", "sandbox")
+
+
+# -- a container that dies while cnirun attaches: one line, nothing left ---------------------------------------
+class DyingOnInspect:
+    """A proxy in front of dockerd's socket that lets one container die between dockerd's answer and cnirun.
+
+    The first time a run inspects a running container of `role` (cnirun.role) from `states` (its
+    cnirun.state), the proxy reads dockerd's answer ("running, pid P"), kills the container and waits
+    until its process is gone, then passes the answer on: cnirun acts on a pid that has exited, as
+    when a container exits at once, every time. Every other call is relayed unchanged.
+    """
+
+    def __init__(self, path: Path, role: str, states: Path) -> None:
+        import threading
+
+        self.path, self.role, self.states = str(path), role, str(states)
+        self.killed = ""  # the ID of the container it killed
+        self.sock = socket.socket(socket.AF_UNIX)
+        self.sock.bind(self.path)
+        self.sock.listen(64)
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        import threading
+
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            up = socket.socket(socket.AF_UNIX)
+            up.connect("/var/run/docker.sock")
+            threading.Thread(target=self._relay, args=(conn, up), daemon=True).start()
+
+    def _victim(self, head: bytes) -> str:
+        """The container to kill if this request is the inspect to answer late, else ''."""
+        import re
+
+        m = re.match(rb"GET (?:/v[0-9.]+)?/containers/([0-9a-f]{64})/json ", head)
+        if self.killed or not m:
+            return ""
+        cid = m.group(1).decode()
+        info = json.loads(subprocess.run(["docker", "inspect", cid], capture_output=True, text=True).stdout or "[{}]")
+        labels = (info[0].get("Config") or {}).get("Labels") or {}
+        running = (info[0].get("State") or {}).get("Running")
+        return cid if running and labels.get("cnirun.role") == self.role and \
+            labels.get("cnirun.state") == self.states else ""
+
+    def _relay(self, conn: Any, up: Any) -> None:
+        import select
+
+        try:
+            head = b""
+            while b"\r\n\r\n" not in head:
+                data = conn.recv(65536)
+                if not data:
+                    return
+                head += data
+            victim = self._victim(head)
+            up.sendall(head)
+            if victim:
+                answer = b""
+                while True:  # the lean client asks for Connection: close: the answer ends with EOF
+                    data = up.recv(65536)
+                    if not data:
+                        break
+                    answer += data
+                pid = json.loads(subprocess.run(["docker", "inspect", victim], capture_output=True,
+                                                text=True).stdout)[0]["State"]["Pid"]
+                subprocess.run(["docker", "kill", victim], capture_output=True)
+                deadline = time.monotonic() + 10
+                while os.path.exists(f"/proc/{pid}/ns/net") and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                self.killed = victim
+                conn.sendall(answer)
+                return
+            client_open = True
+            while True:
+                ready = select.select([up] + ([conn] if client_open else []), [], [])[0]
+                if conn in ready:
+                    data = conn.recv(65536)
+                    if data:
+                        up.sendall(data)
+                    else:
+                        client_open = False
+                        up.shutdown(socket.SHUT_WR)
+                if up in ready:
+                    data = up.recv(65536)
+                    if not data:
+                        return
+                    conn.sendall(data)
+        except OSError:
+            pass
+        finally:
+            conn.close()
+            up.close()
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.mark.parametrize("sandbox,role,args", [
+    ("helper", "sandbox", ["-d", "--name", "{prefix}d", "busybox", "sleep", "300"]),
+    ("helper", "sandbox", ["--rm", "busybox", "true"]),
+    ("single", "workload", ["--rm", "busybox", "true"]),
+], ids=["helper-detached", "helper-foreground", "single"])
+def test_container_that_exits_before_attach_is_one_line_and_leaves_nothing(
+        tiny_world: World, sandbox: str, role: str, args: list[str]) -> None:
+    """The container holding the netns (the helper, or the user's own held container) exits between
+    dockerd's "running, pid P" and cnirun opening /proc/P/ns/net: one line naming the container,
+    exit 125, no traceback, no container, nothing for gc."""
+    w = tiny_world
+    w.env["CNIRUN_SANDBOX"] = sandbox
+    proxy = DyingOnInspect(w.tmp / "docker.sock", role, w.state_dir / "containers")
+    w.env["DOCKER_HOST"] = f"unix://{proxy.path}"
+    try:
+        r = w.cnirun("--mode", "sandbox", *[a.format(prefix=w.name_prefix) for a in args])
+    finally:
+        del w.env["DOCKER_HOST"]
+        proxy.close()
+    assert proxy.killed, f"no {role} container was inspected while it ran"
+    assert r.returncode == 125 and proxy.killed[:12] in r.stderr and "exited" in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr, r.stderr
+    w.assert_clean(within=5.0)  # a --rm container dockerd removes as it exits
+    g = w.cnirun("gc")
+    assert g.returncode == 0 and "nothing to collect" in g.stdout, g.stdout + g.stderr
 
 
 th_world = world_fixture(_make_world, 217, "docker", net="th-s{n}", bridge="cths{n}", subnet="10.217.{n}.0/24",

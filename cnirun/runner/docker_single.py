@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import os
 
-from ..errors import EngineError
+from ..errors import EngineError, NetnsError
 from .console import StartFailed, foreground
 from .failures import EXIT_CNIRUN
 
@@ -278,12 +278,20 @@ def _attach(p: Plan, st: RunState, meta: RunMeta, docker: Any) -> None:
     if not state.get("Running") or not state.get("Pid"):
         raise EngineError(f"docker container {meta.workload[:12]} exited before its network was attached")
     pid = int(state["Pid"])
+    exited = EngineError(f"docker container {meta.workload[:12]} exited before its network was attached")
     ident = netns_identity(f"/proc/{pid}/ns/net")
-    meta.netns = pin_netns(pid, st.id)
+    if not ident:  # it exited since dockerd answered
+        raise exited
+    try:
+        meta.netns = pin_netns(pid, st.id)
+    except NetnsError:
+        if netns_identity(f"/proc/{pid}/ns/net") != ident:
+            raise exited from None
+        raise
     meta.netns_id = netns_identity(meta.netns)
     st.write_meta(meta)  # the pin is recorded before ADD: gc DELs in it whatever happens next
-    if not ident or meta.netns_id != ident:
-        raise EngineError(f"docker container {meta.workload[:12]} exited before its network was attached")
+    if meta.netns_id != ident:
+        raise exited
     atts = attach(p.cni, p.networks, st.id, meta.netns, p.options)
     p.release_ports()  # ADD cached the mappings
     write_host_files(st, p.req, atts, p.req.spec.hostname or meta.workload[:12])
