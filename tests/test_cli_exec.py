@@ -58,6 +58,24 @@ def _environ(pid: int) -> dict[str, str]:
     return dict(p.split("=", 1) for p in pairs if "=" in p)
 
 
+def _one_gc_frees_everything(w: World, netns: str) -> None:
+    """`cnirun gc` tears the killed exec's run down: its netns and everything the World checks go."""
+    gc = w.cnirun("gc")
+    assert gc.returncode == 0 and "tore down run" in gc.stdout, gc.stdout + gc.stderr
+    assert not os.path.exists(netns)
+    w.assert_clean()
+    assert_no_resolver(w)
+
+
+def _stop(proc: subprocess.Popen[str], pids: list[int]) -> None:
+    """The end of a test, whatever it found: the exec and the processes it left are gone."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+    for pid in pids:
+        _kill(pid)
+
+
 def test_sigkill_while_the_command_runs_then_gc_frees_everything_once_it_ended(world: World) -> None:
     """gc leaves a live exec alone, and a killed exec whose command still runs; once the command has
     ended, one gc removes the netns, cache entry, reservation, veth, rules and the network's resolver."""
@@ -82,18 +100,9 @@ def test_sigkill_while_the_command_runs_then_gc_frees_everything_once_it_ended(w
         assert _alive(command) and len(resolvers_of(w)) == 1
         _kill(command)
         assert wait_for(lambda: not _alive(command), 10)
-        gc = w.cnirun("gc")
-        assert gc.returncode == 0, gc.stderr
-        assert "tore down run" in gc.stdout, gc.stdout
-        assert not os.path.exists(netns)
-        w.assert_clean()
-        assert_no_resolver(w)
+        _one_gc_frees_everything(w, netns)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        if command:
-            _kill(command)
+        _stop(proc, [command] if command else [])
 
 
 def test_sigkill_during_a_slow_add_then_gc_leaves_nothing_and_kills_the_plugin(world: World) -> None:
@@ -110,17 +119,8 @@ def test_sigkill_during_a_slow_add_then_gc_leaves_nothing_and_kills_the_plugin(w
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
         assert all(_alive(p) for p in plugins)
-        gc = w.cnirun("gc")
-        assert gc.returncode == 0, gc.stderr
-        assert "tore down run" in gc.stdout, gc.stdout
+        _one_gc_frees_everything(w, netns)
         assert wait_for(lambda: not any(_alive(p) for p in plugins), 5), "the cut-short ADD's plugin still runs"
         assert _plugin_adds(w) == []
-        assert not os.path.exists(netns)
-        w.assert_clean()
-        assert_no_resolver(w)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        for p in plugins:
-            _kill(p)
+        _stop(proc, plugins)
