@@ -7,16 +7,19 @@ forwards other names to the host's resolvers (`domain-needed`: single-label
 names never leave the host). A conflist with `"cnirun": {"dns": false}` opts
 out (`network create --no-dns`, compose `x-cni: {dns: false}`).
 
-State, under <state>/dns/ (CNIRUN_STATE_DIR):
+State, under <state>/dns/ (CNIRUN_STATE_DIR), directories 0700 and files
+0600 (dnsmasq runs as root and reads them as root):
 
     <net>.lock                    flock serialising changes of one network (goes with its resolver)
     <net>/cnirun-dnsmasq.conf     the resolver's config: written BEFORE dnsmasq
                                   starts, so it is the record gc goes by
     <net>/dnsmasq.pid             written by dnsmasq
+    <net>/cnirun.pid              "PID STARTTIME", written by cnirun once dnsmasq serves
     <net>/hosts/<container id>    that container's A/AAAA lines (all its addresses
                                   on this network, under all its names), read by
                                   dnsmasq through --hostsdir (inotify: a new, changed
                                   or deleted file is live at once, no reload)
+    .keeper.lock, .keeper.log     the resolvers' keeper (its pid in the lock file)
 
 Why dnsmasq (measured on this machine, README "Names (DNS)"): a hostsdir
 change is answered within ~0.1 ms and queries never fail during updates;
@@ -28,8 +31,11 @@ is started on demand), unregister() after each DEL (the resolver is stopped
 when the network has no containers left). dnsmasq daemonises, so resolvers
 outlive cnirun; collect() (`cnirun gc`) drops names of containers that have
 no cached attachment and stops resolvers without names or without a record.
-Resolvers are found by their command line (`--conf-file=<that conf>`), never
-by a name alone.
+A resolver is the pid its own root-only dir records, checked against what no
+container can forge (the host's dnsmasq binary, uid 0, its netns, its
+config on its command line: see _ours), never a command line alone. One
+keeper process per state dir starts a resolver that died again at once
+(`python -m cnirun.watch resolvers`: see keep()).
 
 On the OCI hook path: os and _socket only at import time (no subprocess:
 dnsmasq is started with posix_spawn).
@@ -207,10 +213,10 @@ def _clean_names(names: Iterable[str]) -> list[str]:
 def _write_hosts(network: str, container_id: str, addresses: list[str], names: list[str], cache_dir: str) -> None:
     """Write the container's lines in a temporary file next to hosts/, then rename: dnsmasq reads whole files."""
     d = _net_dir(network)
-    os.makedirs(os.path.join(d, HOSTS_DIR), mode=0o755, exist_ok=True)
+    _private_dirs(d, os.path.join(d, HOSTS_DIR))
     text = CACHE_MARK + cache_dir + "\n" + "".join(f"{a}\t{' '.join(names)}\n" for a in addresses)
     tmp = os.path.join(d, ".tmp-" + container_id)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     try:
         os.write(fd, text.encode())
     finally:
@@ -242,6 +248,7 @@ def register(
         _ensure_resolver(net.name, gws, _bridge(net))
     finally:
         os.close(fd)
+    ensure_keeper()
     return gws
 
 
@@ -261,6 +268,19 @@ def add_names(container_id: str, names: list[str]) -> None:
             _write_hosts(network, container_id, addrs, new, cache_dir)
         finally:
             os.close(fd)
+
+
+def _private_dirs(*paths: str) -> None:
+    """Make the names store's root and `paths` (parents first) root's only (0700), as its files are (0600):
+    who runs where under which names is nobody else's business. dnsmasq runs as root (user=root in its
+    config) and reads them as such."""
+    root = dns_root()
+    for d in (root, *paths):
+        try:
+            os.mkdir(d, 0o700)
+        except FileExistsError:
+            pass
+    os.chmod(root, 0o700)  # also one an older cnirun made 0755
 
 
 def _read_record(path: str) -> tuple[str, list[str]]:
@@ -361,7 +381,7 @@ def _conf_text(network: str, listen: list[str], bridge: str) -> str:
 
 
 def _cmdline_marker(conf: str) -> bytes:
-    """How a resolver is recognised: its config file's path, as one argument of its command line."""
+    """The argument a resolver of `conf` is started with (one of the checks of _ours, never enough alone)."""
     return ("--conf-file=" + conf).encode()
 
 
@@ -382,26 +402,116 @@ def _cmdlines() -> "Iterator[tuple[int, list[bytes]]]":
 
 
 def _pids_with(marker: bytes) -> list[int]:
-    """Processes whose command line has `marker` as one argument."""
+    """Processes whose command line has `marker` as one argument (candidates only: see _ours)."""
     return [pid for pid, args in _cmdlines() if marker in args]
 
 
-def _resolver_pid(network: str) -> int:
-    """The running resolver's pid (0 for none), checked by its command line."""
+# -- which process is a resolver ------------------------------------------------------------
+# A command line is anybody's to write: a process in a container (or of any
+# user) may carry `--conf-file=<a resolver's config>` in its arguments. So a
+# resolver is only ever the pid in a pid file of its own dir (root's, 0700:
+# dnsmasq's pid-file, and cnirun's own record of pid and start time written
+# once dnsmasq serves), and that process must be the host's dnsmasq binary
+# (the same inode: a container's dnsmasq is another file, whatever its path),
+# run by root, in the network namespace it was started in (the host's for a
+# network's resolver, the recorded one for a container's own), with that
+# config on its command line.
+OWN_PID = "cnirun.pid"
+
+
+def _start_time(pid: int) -> str:
+    """The process's start time in clock ticks since boot ('' when gone): a pid names it only with this."""
     try:
-        with open(os.path.join(_net_dir(network), PID_NAME), encoding="ascii") as f:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[19].decode()
+    except (OSError, IndexError):
+        return ""
+
+
+def _host_netns() -> str:
+    from .netns import identity
+
+    return identity("/proc/self/ns/net")
+
+
+def _ours(pid: int, conf: str, netns_id: str | None) -> bool:
+    """Whether `pid` is cnirun's dnsmasq of `conf` (see above); netns_id None: in any netns (an orphan)."""
+    from .netns import identity
+
+    try:
+        exe, binary = os.stat(f"/proc/{pid}/exe"), os.stat(DNSMASQ)
+        if (exe.st_dev, exe.st_ino) != (binary.st_dev, binary.st_ino):
+            return False
+        with open(f"/proc/{pid}/status", "rb") as f:
+            uids = next((line.split()[1:] for line in f if line.startswith(b"Uid:")), [])
+        if uids != [b"0"] * 4:
+            return False
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            if _cmdline_marker(conf) not in f.read().split(b"\0"):
+                return False
+    except OSError:
+        return False
+    if netns_id is not None and identity(f"/proc/{pid}/ns/net") != netns_id:
+        return False
+    return not _zombie(pid)
+
+
+def _recorded_pids(conf: str) -> list[int]:
+    """The pids the resolver's dir records: cnirun's record if its start time still matches, dnsmasq's."""
+    d = os.path.dirname(conf)
+    out: list[int] = []
+    try:
+        with open(os.path.join(d, OWN_PID), encoding="ascii") as f:
+            pid_s, start = (f.read().split() + ["", ""])[:2]
+        if pid_s.isdigit() and start and _start_time(int(pid_s)) == start:
+            out.append(int(pid_s))
+    except OSError:
+        pass
+    try:
+        with open(os.path.join(d, PID_NAME), encoding="ascii") as f:
+            pid_s = f.read().strip()
+        if pid_s.isdigit() and int(pid_s) > 0 and int(pid_s) not in out:
+            out.append(int(pid_s))
+    except OSError:
+        pass
+    return out
+
+
+def _expected_netns(conf: str) -> str:
+    """The netns a resolver of `conf` runs in: a container's own, as its record says; else the host's."""
+    where = _conf_values(conf, NETNS_MARK)
+    return where[0].split(" ", 1)[0] if where else _host_netns()
+
+
+def _running(conf: str) -> int:
+    """The pid of cnirun's running dnsmasq of `conf` (0 for none)."""
+    ns = _expected_netns(conf)
+    return next((pid for pid in _recorded_pids(conf) if _ours(pid, conf, ns)), 0)
+
+
+def _resolver_pid(network: str) -> int:
+    """The network's running resolver (0 for none)."""
+    return _running(conf_path(network))
+
+
+def _record_pid(conf: str) -> None:
+    """cnirun's own record of the dnsmasq that just started (pid and start time), once it serves."""
+    d = os.path.dirname(conf)
+    try:
+        with open(os.path.join(d, PID_NAME), encoding="ascii") as f:
             pid = int(f.read().strip() or 0)
     except (OSError, ValueError):
-        pid = 0
-    if pid > 0:
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                if _cmdline_marker(conf_path(network)) in f.read().split(b"\0"):
-                    return pid
-        except OSError:
-            pass
-    pids = _pids_with(_cmdline_marker(conf_path(network)))
-    return pids[0] if pids else 0
+        return
+    start = _start_time(pid)
+    if pid <= 0 or not start:
+        return
+    tmp = os.path.join(d, "." + OWN_PID)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        os.write(fd, f"{pid} {start}\n".encode())
+    finally:
+        os.close(fd)
+    os.rename(tmp, os.path.join(d, OWN_PID))
 
 
 def _record(network: str) -> tuple[str, list[str]]:
@@ -449,6 +559,43 @@ def repair_guards(networks: set[str] | None = None, dry_run: bool = False) -> li
     return out
 
 
+def _revive(network: str) -> bool:
+    """Start the network's resolver again if it died while its record says it should run (its gateway
+    still on this host); whether it was started. Caller holds the network's lock; raises DNSError."""
+    if not _members(network) or _resolver_pid(network):
+        return False
+    bridge, gws = _record(network)
+    if not gws or not all(_is_local(g) for g in gws):
+        return False
+    _unguard(network)  # those a flush left: _guard puts all in
+    _guard(network, bridge, gws)
+    _spawn(conf_path(network), f"of network {network}")
+    return True
+
+
+def revive(networks: set[str] | None = None, dry_run: bool = False) -> list[tuple[str, str]]:
+    """`cnirun network reload`: start again the resolvers (of `networks`, default all) that died while their
+    network has containers. (network, '' or the error) per resolver found dead."""
+    out: list[tuple[str, str]] = []
+    for network in _networks():
+        if (networks and network not in networks) or not _members(network) or _resolver_pid(network):
+            continue
+        if dry_run:
+            out.append((network, ""))
+            continue
+        fd = _lock(network)
+        try:
+            if _revive(network):
+                out.append((network, ""))
+        except DNSError as e:
+            out.append((network, str(e)))
+        finally:
+            os.close(fd)
+    if not dry_run and any(os.path.exists(conf_path(n)) for n in _networks()):
+        ensure_keeper()
+    return out
+
+
 def _ensure_resolver(network: str, listen: list[str], bridge: str) -> None:
     """Start the network's dnsmasq unless it runs with these addresses. Caller holds the network's lock."""
     wanted = _conf_text(network, listen, bridge)
@@ -469,7 +616,7 @@ def _ensure_resolver(network: str, listen: list[str], bridge: str) -> None:
 
 
 def _write_conf(conf: str, text: str) -> None:
-    fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     try:
         os.write(fd, text.encode())
     finally:
@@ -484,26 +631,15 @@ def _spawn(conf: str, what: str, netns: str = "") -> None:
     identifies it stays dnsmasq's.
     """
     err_path = os.path.join(os.path.dirname(conf), "start.err")
-    err = os.open(err_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+    argv = [DNSMASQ, "--conf-file=" + conf]
+    if netns:
+        argv = [NSENTER, "--net=" + netns, "--", *argv]
     try:
-        from .invoke import _inherited_fds
-
-        actions = [(os.POSIX_SPAWN_DUP2, null, 0), (os.POSIX_SPAWN_DUP2, err, 1), (os.POSIX_SPAWN_DUP2, err, 2)]
-        actions += [(os.POSIX_SPAWN_CLOSE, fd) for fd in _inherited_fds((err, null))]
-        argv = [DNSMASQ, "--conf-file=" + conf]
-        if netns:
-            argv = [NSENTER, "--net=" + netns, "--", *argv]
-        try:
-            pid = os.posix_spawn(argv[0], argv, {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}, file_actions=actions,
-                                 setsid=True)
-        except OSError as e:
-            raise DNSError(f"cannot start the DNS resolver {what} ({argv[0]}): {e.strerror}: "
-                           "install dnsmasq-base, or create the network with --no-dns") from None
-        _, status = os.waitpid(pid, 0)
-    finally:
-        os.close(err)
-        os.close(null)
+        pid = _detached(argv, {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}, err_path, os.O_TRUNC)
+    except OSError as e:
+        raise DNSError(f"cannot start the DNS resolver {what} ({argv[0]}): {e.strerror}: "
+                       "install dnsmasq-base, or create the network with --no-dns") from None
+    _, status = os.waitpid(pid, 0)
     code = os.waitstatus_to_exitcode(status)
     if code != 0:
         try:
@@ -514,13 +650,33 @@ def _spawn(conf: str, what: str, netns: str = "") -> None:
         _kill(conf)
         raise DNSError(f"the DNS resolver {what} did not start (dnsmasq exit {code}: {why}); "
                        "is something else listening on its address's port 53?")
+    _record_pid(conf)
+
+
+def _detached(argv: list[str], env: dict[str, str], out_path: str, mode: int) -> int:
+    """posix_spawn `argv` in a session of its own, stdin /dev/null, stdout and stderr to `out_path` (0600,
+    opened with O_TRUNC or O_APPEND), no other descriptor of ours; its pid."""
+    out = os.open(out_path, os.O_WRONLY | os.O_CREAT | mode | os.O_CLOEXEC, 0o600)
+    null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        from .invoke import _inherited_fds
+
+        actions = [(os.POSIX_SPAWN_DUP2, null, 0), (os.POSIX_SPAWN_DUP2, out, 1), (os.POSIX_SPAWN_DUP2, out, 2)]
+        actions += [(os.POSIX_SPAWN_CLOSE, fd) for fd in _inherited_fds((out, null))]
+        return os.posix_spawn(argv[0], argv, env, file_actions=actions, setsid=True)
+    finally:
+        os.close(out)
+        os.close(null)
 
 
 def _kill(conf: str) -> None:
-    """SIGTERM the dnsmasq of `conf` (found by its command line) and wait until it is gone."""
+    """SIGTERM cnirun's dnsmasq of `conf` and wait until it is gone: the one its pid files name, and any
+    other that passes the same checks (its pid file lost); never a process that only names `conf`."""
     import time
 
-    pids = set(_pids_with(_cmdline_marker(conf)))
+    ns = _expected_netns(conf)
+    pids = {p for p in _recorded_pids(conf) if _ours(p, conf, ns)}
+    pids |= {p for p in _pids_with(_cmdline_marker(conf)) if _ours(p, conf, None)}
     for pid in pids:
         try:
             os.kill(pid, 15)
@@ -639,18 +795,40 @@ def sync_view(container_id: str, networks: list[str], netns: str) -> list[str]:
             current = f.read()
     except OSError:
         current = ""
-    if current != wanted or not _pids_with(_cmdline_marker(conf)):
-        if current:
-            _kill(conf)
+    if current != wanted or not _running(conf):
         for _ in range(3):  # another container's stop_view may remove an empty _views/ in between
             try:
-                os.makedirs(_view_dir(container_id), mode=0o755, exist_ok=True)
+                _private_dirs(os.path.dirname(_view_dir(container_id)), _view_dir(container_id))
                 break
             except FileNotFoundError:
                 continue
-        _write_conf(conf, wanted)  # the record first
-        _spawn(conf, f"of container {container_id[:12]}", netns)
+        fd = _view_lock(container_id)
+        try:
+            if current:
+                _kill(conf)
+            _write_conf(conf, wanted)  # the record first
+            _spawn(conf, f"of container {container_id[:12]}", netns)
+        finally:
+            if fd is not None:
+                os.close(fd)
     return [VIEW_ADDRESS]
+
+
+def _view_lock(container_id: str, blocking: bool = True) -> int | None:
+    """flock the container's resolver dir (None: gone, or busy and not blocking): a start, stop or restart
+    of its resolver holds it, so the keeper never starts one beside them (or after a stop)."""
+    import fcntl
+
+    try:
+        fd = os.open(_view_dir(container_id), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
 
 
 def stop_view(container_id: str) -> None:
@@ -659,9 +837,14 @@ def stop_view(container_id: str) -> None:
     if not os.path.isdir(d):
         return
     import shutil  # not before: every teardown comes here, and shutil costs the hook path re and enum
-    if os.path.exists(_view_conf(container_id)):
-        _kill(_view_conf(container_id))
-    shutil.rmtree(d, ignore_errors=True)  # also a dir cut short before its record was written
+    fd = _view_lock(container_id)
+    try:
+        if os.path.exists(_view_conf(container_id)):
+            _kill(_view_conf(container_id))
+        shutil.rmtree(d, ignore_errors=True)  # also a dir cut short before its record was written
+    finally:
+        if fd is not None:
+            os.close(fd)
     try:
         os.rmdir(os.path.dirname(d))  # _views/ itself once no container has a resolver of its own
     except OSError:
@@ -688,32 +871,220 @@ def _view_networks(container_id: str) -> list[str]:
     return [os.path.basename(os.path.dirname(d)) for d in _conf_values(_view_conf(container_id), "hostsdir=")]
 
 
+def _view_cids() -> list[str]:
+    try:
+        return [c for c in os.listdir(os.path.join(dns_root(), VIEWS)) if c[:1].isalnum()]
+    except OSError:
+        return []
+
+
+def _view_wanted(cid: str) -> bool:
+    return sum(_registered(n, cid) for n in _view_networks(cid)) >= 2
+
+
+def _revive_view(cid: str, blocking: bool = True) -> bool:
+    """Start the container's own resolver again if it died while the container is on two networks with DNS
+    and still in the netns it was made for; whether it was started. Raises DNSError."""
+    from .netns import identity
+
+    fd = _view_lock(cid, blocking)
+    if fd is None:
+        return False  # gone, or being started or stopped
+    try:
+        conf = _view_conf(cid)
+        where = (_conf_values(conf, NETNS_MARK) or [""])[0].split(" ", 1)
+        if _running(conf) or not _view_wanted(cid) or len(where) != 2 or not where[0] \
+                or identity(where[1]) != where[0]:
+            return False
+        _spawn(conf, f"of container {cid[:12]}", where[1])
+        return True
+    finally:
+        os.close(fd)
+
+
 def _collect_views() -> list[str]:
     """gc: stop the resolvers of containers now on fewer than two networks with names (gone ones included);
     start again one that died while its container still runs in the netns it was made for."""
-    from .netns import identity
-
     done: list[str] = []
-    try:
-        cids = [c for c in os.listdir(os.path.join(dns_root(), VIEWS)) if c[:1].isalnum()]
-    except OSError:
-        return done
-    for cid in cids:
-        conf = _view_conf(cid)
-        running = bool(_pids_with(_cmdline_marker(conf)))
-        if sum(_registered(n, cid) for n in _view_networks(cid)) >= 2:
-            where = (_conf_values(conf, NETNS_MARK) or [""])[0].split(" ", 1)
-            if not running and len(where) == 2 and where[0] and identity(where[1]) == where[0]:
-                try:
-                    _spawn(conf, f"of container {cid[:12]}", where[1])
+    for cid in _view_cids():
+        if _view_wanted(cid):
+            try:
+                if _revive_view(cid):
                     done.append(f"restarted the DNS resolver of container {cid[:12]}")
-                except DNSError as e:
-                    done.append(str(e))
+            except DNSError as e:
+                done.append(str(e))
             continue
-        if running:
+        if _running(_view_conf(cid)):
             done.append(f"stopped the DNS resolver of gone container {cid[:12]}")
         stop_view(cid)
     return done
+
+
+# -- the keeper: a resolver that dies is started again at once --------------------------------
+# dnsmasq daemonises: nobody waits on it. One keeper per state dir (`python -m
+# cnirun.watch resolvers`: one process whatever the number of networks and
+# containers) holds <dns>/.keeper.lock (its pid inside) and watches every
+# resolver of the state dir through a pidfd; one that dies while its record
+# says it should run is started again (under its network's lock, or its
+# container's: never beside a stop) within milliseconds. New resolvers are
+# watched within KEEP_RESCAN. It exits once no resolver is left; register(),
+# gc and `network reload` start it whenever none runs, so a killed keeper
+# comes back with the next container, gc or reload. A resolver that keeps
+# dying is started again at most every KEEP_BACKOFF_MAX seconds.
+KEEPER_LOCK = ".keeper.lock"
+KEEPER_LOG = ".keeper.log"
+KEEP_RESCAN = 1.0
+KEEP_IDLE = 2.0
+KEEP_BACKOFF_MAX = 60.0
+KEEPER_LOG_MAX = 1 << 20
+_keepers: list[int] = []  # keepers this process started, reaped at the next ensure_keeper
+
+
+def _keeper_lock() -> str:
+    return os.path.join(dns_root(), KEEPER_LOCK)
+
+
+def keeper_pid() -> int:
+    """The running keeper's pid (0 for none)."""
+    from .lock import flock
+
+    fd = flock(_keeper_lock(), blocking=False)
+    if fd is not None:
+        os.close(fd)
+        return 0
+    try:
+        with open(_keeper_lock(), encoding="ascii") as f:
+            return int(f.read().strip() or 0)
+    except (OSError, ValueError):
+        return 0
+
+
+def ensure_keeper() -> None:
+    """Start the keeper unless one runs (of two started in a race, the second exits at once)."""
+    import sys
+
+    from .lock import flock
+    from .paths import state_dir
+
+    for pid in list(_keepers):
+        try:
+            if os.waitpid(pid, os.WNOHANG)[0]:
+                _keepers.remove(pid)
+        except ChildProcessError:
+            _keepers.remove(pid)
+    fd = flock(_keeper_lock(), blocking=False)
+    if fd is None:
+        return
+    os.close(fd)
+    env = {"PATH": os.environ.get("PATH") or "/usr/sbin:/usr/bin:/sbin:/bin", "CNIRUN_STATE_DIR": state_dir()}
+    if os.environ.get("PYTHONPATH"):
+        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
+    log = os.path.join(dns_root(), KEEPER_LOG)
+    try:
+        if os.path.getsize(log) > KEEPER_LOG_MAX:
+            os.truncate(log, 0)
+    except OSError:
+        pass
+    try:
+        _keepers.append(_detached([sys.executable, "-m", "cnirun.watch", "resolvers"], env, log, os.O_APPEND))
+    except OSError:
+        pass  # the resolvers run all the same; the next register, gc or reload tries again
+
+
+def _kept() -> list[str]:
+    """The configs of every resolver of the state dir that should run."""
+    confs = [conf_path(n) for n in _networks() if os.path.exists(conf_path(n)) and _members(n)]
+    return confs + [_view_conf(c) for c in _view_cids() if os.path.exists(_view_conf(c)) and _view_wanted(c)]
+
+
+def _keep_one(conf: str) -> str:
+    """Start the resolver of `conf` again if it is dead and should run; what was done ('' for nothing)."""
+    owner = os.path.basename(os.path.dirname(conf))
+    if os.path.basename(os.path.dirname(os.path.dirname(conf))) == VIEWS:
+        # Busy: being started or stopped (the next scan looks again).
+        return f"restarted the DNS resolver of container {owner[:12]}" if _revive_view(owner, False) else ""
+    if not os.path.isdir(_net_dir(owner)):
+        return ""
+    fd = _lock(owner)
+    try:
+        if not os.path.isdir(_net_dir(owner)):  # stopped meanwhile: its lock file goes with it
+            os.unlink(_lock_path(owner))
+            return ""
+        return f"restarted the DNS resolver of network {owner}" if _revive(owner) else ""
+    finally:
+        os.close(fd)
+
+
+def keep() -> int:
+    """The keeper's loop (see above); 0 once no resolver is left."""
+    import select
+    import sys
+    import time
+
+    from .lock import flock
+
+    def log(msg: str) -> None:
+        sys.stderr.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} cnirun-dns-keeper[{os.getpid()}]: {msg}\n")
+        sys.stderr.flush()
+
+    def hold() -> int | None:
+        fd = flock(_keeper_lock(), blocking=False)
+        if fd is not None:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        return fd
+
+    os.chdir("/")
+    lock = hold()
+    if lock is None:
+        return 0
+    log(f"keeping the DNS resolvers of {dns_root()}")
+    last: dict[str, tuple[float, float]] = {}  # conf -> (last restart, delay before the next one)
+    idle_since = time.monotonic()
+
+    def restart(conf: str) -> None:
+        now = time.monotonic()
+        before, delay = last.get(conf, (-KEEP_BACKOFF_MAX, 0.0))
+        if now < before + delay:
+            return  # dying again and again: wait (the next scans retry)
+        try:
+            done = _keep_one(conf)
+        except Exception as e:  # noqa: BLE001 - logged; the next scan tries again
+            done = f"cannot restart the DNS resolver of {conf}: {e}"
+        if done:
+            log(done)
+            last[conf] = (now, min(max(2 * delay, 1.0), KEEP_BACKOFF_MAX) if now - before < 10.0 else 0.0)
+
+    while True:
+        confs = _kept()
+        now = time.monotonic()
+        if confs:
+            idle_since = now
+        elif now - idle_since >= KEEP_IDLE:
+            os.close(lock)  # then look once more: a starter that found the lock held relies on this look
+            if not _kept() or (lock := hold()) is None:
+                log("no resolver left, exiting")
+                return 0
+            continue
+        watched: dict[int, str] = {}
+        for conf in confs:
+            pid = _running(conf)
+            try:
+                watched[os.pidfd_open(pid)] = conf
+                continue
+            except (OSError, ValueError):  # pid 0, or gone since
+                pass
+            restart(conf)
+        poller = select.poll()
+        for pfd in watched:
+            poller.register(pfd, select.POLLIN)
+        try:
+            fired = [watched[pfd] for pfd, _ in poller.poll(KEEP_RESCAN * 1000)]
+        finally:
+            for pfd in watched:
+                os.close(pfd)
+        for conf in fired:
+            restart(conf)
 
 
 # -- gc ------------------------------------------------------------------------------------
@@ -745,16 +1116,11 @@ def collect(alive: Callable[[str, str, str], bool] | None = None) -> list[str]:
                         pass
                     done.append(f"dropped the names of gone container {cid[:12]} on network {network}")
             if not _members(network):
-                if _pids_with(_cmdline_marker(conf_path(network))):
+                if _resolver_pid(network):
                     done.append(f"stopped the DNS resolver of network {network} (no containers left)")
                 _stop_resolver(network)
-            elif not _resolver_pid(network):
-                bridge, gws = _record(network)
-                if gws and all(_is_local(g) for g in gws):
-                    _unguard(network)
-                    _guard(network, bridge, gws)
-                    _spawn(conf_path(network), f"of network {network}")
-                    done.append(f"restarted the DNS resolver of network {network}")
+            elif _revive(network):
+                done.append(f"restarted the DNS resolver of network {network}")
         finally:
             os.close(fd)
     done += _collect_views()
@@ -763,11 +1129,13 @@ def collect(alive: Callable[[str, str, str], bool] | None = None) -> list[str]:
     # Rules whose record is gone (a stop cut short between the two).
     done += dns_guard.collect({n for n in _networks() if os.path.exists(conf_path(n))},
                               dns_guard.state_tag(dns_root()))
+    if _kept():
+        ensure_keeper()
     # dnsmasq processes of this state dir whose network dir is gone (a stop cut short).
     prefix = ("--conf-file=" + dns_root() + os.sep).encode()
     for pid in _resolver_processes(prefix):
         conf = pid[1][len(b"--conf-file="):].decode(errors="replace")
-        if not os.path.exists(conf):
+        if not os.path.exists(conf) and _ours(pid[0], conf, None):
             try:
                 os.kill(pid[0], 9)
                 done.append(f"stopped an orphaned DNS resolver (pid {pid[0]})")

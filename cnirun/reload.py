@@ -13,7 +13,8 @@ them) this module
    plugin's forward rules (and its same-bridge isolation), bandwidth's
    qdiscs and ifb, cnirun's isolation plugin's bridge port flag, the
    bridge plugin's masquerade rules, cnirun's own network isolation chains,
-   and the rules that keep each network's resolver to its network (dns_guard);
+   the rules that keep each network's resolver to its network (dns_guard),
+   and the resolvers themselves (one that died is started again: cnirun.dns);
 2. re-applies only what is missing: policy plugins run again with the
    cached prevResult through runtime.CNI.update_capabilities (DEL + ADD of
    those plugins alone, intent record first), never the interface or IPAM
@@ -309,8 +310,11 @@ def reload(networks: list[str] | None = None, dry_run: bool = False, cnis: list[
         for cni, att in todo:
             bar.step(f"{att.network_name} {att.container_id[:12]} {att.ifname}")
             _check_one(cni, att, rules, report, isolation_fixed, dry_run)
-    from .dns import repair_guards
+    from .dns import repair_guards, revive
 
+    # A resolver that died first: starting it puts its guard rules back too.
+    for network, error in revive(wanted or None, dry_run):
+        report.repairs.append(Repair(network, "", "", ["cnirun: the DNS resolver (dnsmasq), dead"], error))
     for network, error in repair_guards(wanted or None, dry_run):
         report.repairs.append(Repair(network, "", "", ["cnirun: the DNS resolver's guard rules (INPUT)"], error))
     return report

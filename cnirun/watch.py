@@ -22,6 +22,10 @@ supervisor respawns a worker that dies. The worker:
 
 Every `run -d` and every `cnirun gc` calls ensure_watcher(), and gc tears
 down what no watcher owns, so even a killed supervisor loses nothing.
+
+`python -m cnirun.watch resolvers` is another process: the keeper of the
+networks' DNS resolvers (cnirun.dns.keep), one per state dir, whatever the
+mode of the containers on them.
 """
 from __future__ import annotations
 
@@ -334,7 +338,11 @@ def main(argv: list[str]) -> int:
         except Exception as e:  # noqa: BLE001 - logged; the supervisor respawns us
             _log(f"worker failed: {e}")
             return 1
-    sys.stderr.write("usage: python -m cnirun.watch supervise|worker\n")
+    if cmd == "resolvers":  # the DNS resolvers' keeper (cnirun.dns): one per state dir
+        from .dns import keep
+
+        return keep()
+    sys.stderr.write("usage: python -m cnirun.watch supervise|worker|resolvers\n")
     return 2
 
 

@@ -483,9 +483,10 @@ def _host_state() -> dict[str, list[str]]:
             for r in subprocess.run([tool, "-t", "mangle"], capture_output=True, text=True).stdout.splitlines()
             if r.startswith("-A CNIRUN-ISOLATION")),
         # cnirun's per-network resolvers (cnirun.dns), whatever their state dir, and the
-        # default state dir's names store (a network's lock file is bookkeeping, not a leak).
+        # default state dir's names store (a network's lock file and the resolvers' keeper's lock and log are
+        # bookkeeping, not a leak).
         "dnsmasq started by cnirun": _cnirun_resolvers(),
-        "dns state": [n for n in _listdir("/run/cnirun/dns") if not n.endswith(".lock")],
+        "dns state": [n for n in _listdir("/run/cnirun/dns") if not n.endswith(".lock") and n != ".keeper.log"],
     }
 
 

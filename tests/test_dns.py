@@ -64,9 +64,10 @@ def resolvers_of(w: World) -> list[str]:
 
 
 def dns_dirs(w: World) -> list[str]:
-    """The names store's network dirs and containers' own resolvers (_views/<id>; the empty _views stays)."""
+    """The names store's network dirs and containers' own resolvers (_views/<id>; the empty _views stays, and
+    the keeper's lock and log)."""
     d = w.state_dir / "dns"
-    out = sorted(p.name for p in d.iterdir() if not p.name.endswith(".lock") and p.name != "_views") \
+    out = sorted(p.name for p in d.iterdir() if not p.name.endswith(".lock") and p.name[:1].isalnum()) \
         if d.is_dir() else []
     views = d / "_views"
     return out + (sorted("_views/" + p.name for p in views.iterdir()) if views.is_dir() else [])
@@ -300,7 +301,13 @@ def test_connect_and_disconnect_switch_the_containers_resolver(world: World) -> 
         assert answer(lookup(a, peer)) == [address_of(peer)]
         assert answer(lookup(a, near)) == [address_of(near)]
         assert answer(lookup(peer, a)) == [address_of(a, "eth1")]  # the peer sees a on their shared network
-        # Its own resolver dies (OOM, a stray kill): gc starts it again in the same netns.
+        # Its own resolver dies (OOM, a stray kill): the keeper starts it again in the same netns; with no
+        # keeper (killed), gc does.
+        (view,) = view_pids(w)
+        os.kill(view, signal.SIGKILL)
+        assert wait_for(lambda: view_pids(w) not in ([], [view]), 5), "the keeper did not start it again"
+        assert answer(lookup(a, peer)) == [address_of(peer)]
+        kill_keeper(w)
         (view,) = view_pids(w)
         os.kill(view, signal.SIGKILL)
         assert wait_for(lambda: view_pids(w) == [], 5)
@@ -618,3 +625,178 @@ def test_aaaa_on_a_dual_stack_network(world: World) -> None:
         rm("docker", a, b)
         assert_no_resolver(w, within=15.0)
         w.cnirun("network", "rm", net)
+
+
+# -- a resolver that dies, decoys, who may read the names (helper D's networks: td-N, ctdN, 10.213.N.0/24) ----
+@pytest.fixture
+def dworld(tmp_path: Path) -> Any:
+    w = _make_world(tmp_path, 213, "dns", net="td-{n}", bridge="ctd{n}", subnet="10.213.{n}.0/24",
+                    name_prefix="td{n}-")
+    yield w
+    try:
+        w.name_prefix and rm("docker", *subprocess.run(
+            ["docker", "ps", "-aq", "--filter", f"name={w.name_prefix}"], capture_output=True, text=True).stdout.split())
+        w.assert_clean(within=10.0)
+        assert_no_resolver(w, within=10.0)
+        assert wait_for(lambda: keeper_of(w) == 0, 10.0), "the resolvers' keeper outlived the last resolver"
+    finally:
+        w.stop_watcher()
+        subprocess.run(["ip", "link", "del", w.bridge], capture_output=True)
+
+
+def query(server: str, name: str, timeout: float = 0.3) -> list[str]:
+    """The A records `server`:53 answers for `name` ([] for none, no answer in `timeout` or refused)."""
+    import socket
+    import struct
+
+    qid = os.getpid() & 0xFFFF
+    qname = b"".join(bytes([len(p)]) + p.encode() for p in name.split(".")) + b"\0"
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(timeout)
+    try:
+        s.sendto(struct.pack(">HHHHHH", qid, 0x0100, 1, 0, 0, 0) + qname + struct.pack(">HH", 1, 1), (server, 53))
+        data = s.recv(1500)
+    except OSError:
+        return []
+    finally:
+        s.close()
+    count, pos, out = struct.unpack(">H", data[6:8])[0], 12 + len(qname) + 4, []
+    for _ in range(count):
+        while data[pos] and data[pos] < 0xC0:  # the answer's name: labels, or a pointer
+            pos += data[pos] + 1
+        pos += 2 if data[pos] >= 0xC0 else 1
+        rtype, _cls, _ttl, size = struct.unpack(">HHIH", data[pos:pos + 10])
+        pos += 10
+        if rtype == 1 and size == 4:
+            out.append(".".join(str(b) for b in data[pos:pos + 4]))
+        pos += size
+    return out
+
+
+def keeper_of(w: World) -> int:
+    """The pid of the World's resolvers' keeper (0 for none): in its lock file, while it holds the lock."""
+    import fcntl
+
+    path = w.state_dir / "dns" / ".keeper.lock"
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except OSError:
+        return 0
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return 0
+    except BlockingIOError:
+        return int(path.read_text().strip() or 0)
+    finally:
+        os.close(fd)
+
+
+def is_dnsmasq(pid: int) -> bool:
+    """Whether `pid` runs the host's dnsmasq binary (not a decoy that only names a resolver's config)."""
+    try:
+        return os.path.samefile(f"/proc/{pid}/exe", "/usr/sbin/dnsmasq")
+    except OSError:
+        return False
+
+
+def resolver_pid(w: World, network: str) -> int:
+    return next((pid for pid, conf in _resolver_processes(w) if f"/dns/{network}/" in conf and is_dnsmasq(pid)), 0)
+
+
+def kill_keeper(w: World) -> None:
+    """SIGKILL the keeper, if one runs (so that only a command can bring a resolver back)."""
+    pid = keeper_of(w)
+    if pid:
+        os.kill(pid, signal.SIGKILL)
+    assert wait_for(lambda: keeper_of(w) == 0, 5.0)
+
+
+def downtime(server: str, name: str, kill: int, limit: float) -> float:
+    """SIGKILL `kill`, then ask `server` for `name` until it answers: seconds without the name (at most `limit`)."""
+    os.kill(kill, signal.SIGKILL)
+    start = time.monotonic()
+    while time.monotonic() - start < limit and not query(server, name, 0.02):
+        pass
+    return time.monotonic() - start
+
+
+@needs_docker
+def test_a_killed_resolver_comes_back_by_itself(dworld: World) -> None:
+    """kill -9 of a network's resolver: its keeper starts it again with no command, and names answer
+    again within a second (measured: the figure is printed); again after a second kill."""
+    w = dworld
+    gw, name = f"10.213.{w.n}.1", f"td{w.n}-a"
+    run_d(w, "--name", name, "busybox", "sleep", "300")
+    ip = address_of(name)
+    assert query(gw, name) == [ip]
+    for _ in range(2):
+        old = resolver_pid(w, w.net)
+        took = downtime(gw, name, old, 10.0)
+        print(f"names unavailable for {took * 1000:.0f} ms after kill -9 of the resolver")
+        assert query(gw, name) == [ip], "the resolver did not come back"
+        assert took < 1.5, f"names came back after {took:.1f} s"
+        assert resolver_pid(w, w.net) not in (0, old)
+    assert "restarted the DNS resolver of network " + w.net in (w.state_dir / "dns" / ".keeper.log").read_text()
+    rm("docker", name)
+
+
+@needs_docker
+def test_network_reload_restarts_a_dead_resolver(dworld: World) -> None:
+    """With no keeper (killed), a dead resolver stays dead until `cnirun network reload`, which starts it
+    again, says so, and starts a keeper again."""
+    w = dworld
+    gw, name = f"10.213.{w.n}.1", f"td{w.n}-r"
+    run_d(w, "--name", name, "busybox", "sleep", "300")
+    kill_keeper(w)
+    os.kill(resolver_pid(w, w.net), signal.SIGKILL)
+    assert wait_for(lambda: not query(gw, name, 0.1), 5.0)
+    dry = w.cnirun("network", "reload", "--dry-run")
+    assert f"{w.net} network: missing: cnirun: the DNS resolver (dnsmasq), dead" in dry.stdout, dry.stdout
+    assert not query(gw, name)
+    p = w.cnirun("network", "reload")
+    assert p.returncode == 0, p.stderr
+    assert f"{w.net} network: repaired: cnirun: the DNS resolver (dnsmasq), dead" in p.stdout, p.stdout
+    assert query(gw, name) == [address_of(name)]
+    assert wait_for(lambda: keeper_of(w) != 0, 5.0), "reload started no keeper"
+    rm("docker", name)
+
+
+@needs_docker
+def test_a_decoy_does_not_stop_the_resolver_coming_back(dworld: World) -> None:
+    """A process in another container with the resolver's `--conf-file=` in its arguments is not taken for
+    the resolver: kill -9 of the real one, and gc (the keeper killed) and the keeper each start it again;
+    the decoy is never signalled, not even when the network's resolver stops."""
+    w = dworld
+    gw, name, decoy = f"10.213.{w.n}.1", f"td{w.n}-n", f"td{w.n}-decoy"
+    conf = w.state_dir / "dns" / w.net / "cnirun-dnsmasq.conf"
+    run_d(w, "--name", name, "busybox", "sleep", "300")
+    ip = address_of(name)
+    p = subprocess.run(["docker", "run", "-d", "--name", decoy, "--network", "none", "busybox", "sh", "-c",
+                        "sleep 300; true", f"--conf-file={conf}"], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    decoys = lambda: [pid for pid, c in _resolver_processes(w) if c == f"--conf-file={conf}"  # noqa: E731
+                      and not is_dnsmasq(pid)]
+    assert wait_for(lambda: len(decoys()) == 1, 10.0), "the decoy does not show"
+    decoy_pid = decoys()[0]
+    # gc alone (no keeper): the decoy must not pass for the resolver.
+    kill_keeper(w)
+    os.kill(resolver_pid(w, w.net), signal.SIGKILL)
+    assert wait_for(lambda: not query(gw, name, 0.1), 5.0)
+    g = w.cnirun("gc")
+    assert g.returncode == 0, g.stderr
+    assert f"restarted the DNS resolver of network {w.net}" in g.stdout, g.stdout
+    assert query(gw, name) == [ip]
+    # The keeper (gc started it again) too.
+    assert wait_for(lambda: keeper_of(w) != 0, 5.0)
+    assert downtime(gw, name, resolver_pid(w, w.net), 10.0) < 1.5
+    assert query(gw, name) == [ip]
+    # The network empties: its resolver stops, the decoy lives on.
+    rm("docker", name)
+    assert_no_resolver_process(w)
+    time.sleep(2.5)  # past a stop's SIGTERM wait, when a resolver that ignored it would get SIGKILL
+    assert Path(f"/proc/{decoy_pid}").exists(), "cnirun killed the decoy"
+    rm("docker", decoy)
+
+
+def assert_no_resolver_process(w: World) -> None:
+    assert wait_for(lambda: [c for pid, c in _resolver_processes(w) if is_dnsmasq(pid)] == [], 15.0)
