@@ -629,3 +629,27 @@ def test_missing_command_in_sandbox_mode_is_one_line_and_127(th_world: World, ho
     assert r.returncode == 127, r.stderr
     assert r.stderr == 'cnirun: exec: "th-nosuchcmd": executable file not found in $PATH\n', r.stderr
     w.assert_clean(within=10.0)
+
+
+tc_sandbox_world = world_fixture(_make_world, 212, "docker sandbox: restarts", net="tc-{n}", bridge="ctc{n}",
+                                 subnet="10.212.{n}.0/24", n=61, name_prefix="tc-sbx-{n}",
+                                 extra=[{"type": "tuning", "capabilities": {"mac": True}}])
+
+
+def test_sandbox_restarts_keep_addresses_and_macs(tc_sandbox_world: World) -> None:
+    """Sandbox mode (-d: a helper holds the netns): eth0 (the run's network) and eth1 (`network connect`) keep
+    their address and MAC over 6 `docker restart`s and a stop + start."""
+    from conftest import restarts_keep_links
+
+    w = tc_sandbox_world
+    w.add_network("tc-62", "ctc62", "10.212.62.0/24", extra=[{"type": "tuning", "capabilities": {"mac": True}}])
+    try:
+        r = w.cnirun("--mode", "sandbox", "-d", "--name", w.name_prefix, "busybox", "sleep", "600")
+        assert r.returncode == 0, r.stderr
+        c = w.cnirun("network", "connect", "tc-62", w.name_prefix)
+        assert c.returncode == 0, c.stderr
+        first = restarts_keep_links("docker", w.name_prefix)
+        assert first[0][0].startswith("10.212.61.") and first[1][0].startswith("10.212.62.")
+    finally:
+        subprocess.run(["docker", "rm", "-f", w.name_prefix], capture_output=True)
+    w.assert_clean(within=15.0)

@@ -27,7 +27,9 @@ from conftest import (
     _make_world,
     docker_runtime_installed,
     first_address,
+    links,
     needs_docker,
+    restarts_keep_links,
     needs_root,
 )
 
@@ -158,14 +160,6 @@ def test_hook_mode_hosts_file_has_the_cni_address(hook_world: World) -> None:
 TUNING = {"type": "tuning", "capabilities": {"mac": True}}
 
 
-def _link(name: str, ifname: str) -> tuple[str, str]:
-    """(IPv4 address/prefix, MAC) of the running container's `ifname`."""
-    out = subprocess.run(["docker", "exec", name, "sh", "-c", f"ip -4 -o addr show {ifname}; "
-                          f"cat /sys/class/net/{ifname}/address"], capture_output=True, text=True, timeout=30)
-    assert out.returncode == 0, out.stderr
-    return first_address(out.stdout), out.stdout.split()[-1]
-
-
 def _hook_warnings(w: World, cid: str) -> list[str]:
     lines = Path(w.env["CNIRUN_HOOK_LOG"]).read_text().splitlines()
     return [x for r in map(json.loads, lines) if r.get("container") == cid for x in r.get("warnings", [])]
@@ -184,17 +178,8 @@ def test_restarts_keep_addresses_and_macs_on_run_and_connected_networks(hook_wor
         assert r.returncode == 0, r.stderr
         c = w.cnirun("network", "connect", "tc-h2", name)
         assert c.returncode == 0, c.stderr
-        first = [_link(name, "eth0"), _link(name, "eth1")]
+        first = restarts_keep_links("docker", name)
         assert first[0][0].startswith("10.212.1.") and first[1][0].startswith("10.212.2.")
-        for _ in range(6):
-            out = subprocess.run(["docker", "restart", "-t", "0", name], capture_output=True, text=True, timeout=60)
-            assert out.returncode == 0, out.stderr
-            assert [_link(name, "eth0"), _link(name, "eth1")] == first
-        for verb in ("stop", "start"):
-            out = subprocess.run(["docker", verb, *(["-t", "0"] if verb == "stop" else []), name],
-                                 capture_output=True, text=True, timeout=60)
-            assert out.returncode == 0, out.stderr
-        assert [_link(name, "eth0"), _link(name, "eth1")] == first
         cid = subprocess.run(["docker", "inspect", "-f", "{{.Id}}", name], capture_output=True, text=True).stdout.strip()
         assert _hook_warnings(w, cid) == []
         # Stopped, its eth0 address goes to another container: it starts all the same, on a new one.
@@ -207,7 +192,7 @@ def test_restarts_keep_addresses_and_macs_on_run_and_connected_networks(hook_wor
         assert t.returncode == 0, t.stderr
         out = subprocess.run(["docker", "start", name], capture_output=True, text=True, timeout=60)
         assert out.returncode == 0, out.stderr
-        now = [_link(name, "eth0"), _link(name, "eth1")]
+        now = links("docker", name, ("eth0", "eth1"))
         assert now[0][0] != first[0][0] and now[0][0].startswith("10.212.1.") and now[0][1] == first[0][1]
         assert now[1] == first[1]
         assert any(taken in x and "taken" in x for x in _hook_warnings(w, cid)), _hook_warnings(w, cid)

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import World, _make_world, first_address, needs_podman, needs_root, world_fixture
+from conftest import (World, _make_world, first_address, links, needs_podman, needs_root, restarts_keep_links,
+                      world_fixture)
 
 pytestmark = [needs_root, needs_podman]
 
@@ -127,14 +128,6 @@ tc_world = world_fixture(_make_world, 212, "podman: a netns lost while stopped",
                          extra=[{"type": "tuning", "capabilities": {"mac": True}}])
 
 
-def _eth0(cid: str) -> list[str]:
-    """[address/prefix, MAC] of a running Podman container's eth0."""
-    p = subprocess.run(["podman", "exec", cid, "sh", "-c", "ip -4 -o addr show eth0; cat /sys/class/net/eth0/address"],
-                       capture_output=True, text=True, timeout=30)
-    assert p.returncode == 0, p.stderr
-    return [first_address(p.stdout), p.stdout.split()[-1]]
-
-
 @pytest.mark.parametrize("watcher", [True, False], ids=["watcher", "no-watcher"])
 def test_stopped_container_whose_netns_is_gone_starts_again_after_gc(tc_world: World, watcher: bool) -> None:
     """A reboot empties /run: the netns of a stopped `cnirun -d` Podman container is deleted, then `cnirun gc`
@@ -144,7 +137,7 @@ def test_stopped_container_whose_netns_is_gone_starts_again_after_gc(tc_world: W
     assert r.returncode == 0, r.stderr
     cid = r.stdout.strip()
     try:
-        before = _eth0(cid)
+        before = links("podman", cid)
         meta = json.loads(next((w.state_dir / "containers").glob("*/meta.json")).read_text())
         subprocess.run(["podman", "stop", "-t", "0", cid], check=True, capture_output=True)
         subprocess.run(["ip", "netns", "delete", meta["netns"].rsplit("/", 1)[1]], check=True)
@@ -158,7 +151,24 @@ def test_stopped_container_whose_netns_is_gone_starts_again_after_gc(tc_world: W
         assert Path(meta["netns"]).exists()
         s = subprocess.run(["podman", "start", cid], capture_output=True, text=True, timeout=60)
         assert s.returncode == 0, s.stderr
-        assert _eth0(cid) == before
+        assert links("podman", cid) == before
     finally:
         subprocess.run(["podman", "rm", "-f", "-t", "0", cid], capture_output=True)
     w.assert_clean(within=10.0)
+
+
+def test_restarts_keep_addresses_and_macs(tc_world: World) -> None:
+    """`cnirun -d` on Podman (a named netns): eth0 (the run's network) and eth1 (`network connect`) keep their
+    address and MAC over 6 `podman restart`s and a stop + start."""
+    w = tc_world
+    w.add_network("tc-52", "ctc52", "10.212.52.0/24", extra=[{"type": "tuning", "capabilities": {"mac": True}}])
+    try:
+        r = w.cnirun("-d", "--name", w.name_prefix, "busybox", "sleep", "600")
+        assert r.returncode == 0, r.stderr
+        c = w.cnirun("network", "connect", "tc-52", w.name_prefix)
+        assert c.returncode == 0, c.stderr
+        first = restarts_keep_links("podman", w.name_prefix)
+        assert first[0][0].startswith("10.212.51.") and first[1][0].startswith("10.212.52.")
+    finally:
+        subprocess.run(["podman", "rm", "-f", "-t", "0", w.name_prefix], capture_output=True)
+    w.assert_clean(within=15.0)
