@@ -124,3 +124,17 @@ def test_sigkill_during_a_slow_add_then_gc_leaves_nothing_and_kills_the_plugin(w
         assert _plugin_adds(w) == []
     finally:
         _stop(proc, plugins)
+
+
+def test_a_state_dir_that_cannot_be_made_is_one_line_and_nothing_runs(world: World) -> None:
+    """exec records its run before it makes anything: a state dir it cannot make is one line, 125,
+    before the netns or any attachment exists."""
+    w = world
+    marker = w.tmp / "ran"
+    w.env["CNIRUN_STATE_DIR"] = "/proc/ta-no-such-dir"
+    p = w.cnirun("exec", "--", "touch", str(marker))
+    assert p.returncode == 125, p.stderr
+    assert p.stderr.startswith("cnirun: cannot make the run's state dir in /proc/ta-no-such-dir/containers")
+    assert len(p.stderr.splitlines()) == 1 and "Traceback" not in p.stderr
+    assert not marker.exists()
+    w.env["CNIRUN_STATE_DIR"] = str(w.state_dir)

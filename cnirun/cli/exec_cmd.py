@@ -106,7 +106,7 @@ def run_in_netns(networks: list[str], command: list[str]) -> int:
     from ..defaults import default_network_name
     from ..lifecycle import attach
     from ..runtime import CNI
-    from ..state import RunMeta, RunState, netns_identity
+    from ..state import RunMeta, RunState, netns_identity, state_root
     from ..teardown import cni_env, teardown
 
     if not command:
@@ -114,6 +114,8 @@ def run_in_netns(networks: list[str], command: list[str]) -> int:
     # Checked before anything is attached, and with the shell's exit code for it.
     if shutil.which(command[0]) is None:
         fail(f"command not found: {command[0]!r} (not an executable in PATH)", 127)
+    if os.geteuid() != 0:
+        fail("cnirun exec needs root to make a network namespace and run CNI plugins: run it with sudo", 125)
     cni = CNI()
     with one_line_errors():
         nets = cni.networks_named(networks or [default_network_name()])
@@ -134,7 +136,10 @@ def run_in_netns(networks: list[str], command: list[str]) -> int:
     code = 125
     try:
         with one_line_errors(125):
-            st = RunState.create()
+            try:
+                st = RunState.create()
+            except OSError as e:
+                fail(f"cannot make the run's state dir in {state_root()}: {e.strerror}", 125)
             name = f"cnirun-{st.id[:16]}"
             meta = RunMeta(
                 id=st.id, engine="", mode="exec", image=command[0], netns=nsmod.path_of(name),
