@@ -10,6 +10,8 @@ compose's labels (see up.ensure_volumes) unless `external`.
 from __future__ import annotations
 
 import os
+import re
+import stat
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +22,19 @@ VOLUME_KEYS = frozenset({"driver", "driver_opts", "external", "labels", "name"})
 LONG_KEYS = frozenset({"type", "source", "target", "read_only", "bind", "volume", "tmpfs", "consistency"})
 SECRET_KEYS = frozenset({"file", "external", "name", "labels", "environment", "content", "driver",
                          "driver_opts", "template_driver"})
+
+
+# A name that is never a path: services, volumes, secrets, configs, container names (Docker's rule
+# for names). A secret's or config's name is also a file name under the project's state dir.
+PLAIN_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}")
+
+
+def plain_name(doc: Document, value: Any, path: KeyPath, what: str) -> str:
+    name = expect_str(doc, value, path, f"a {what} name")
+    if not PLAIN_NAME.fullmatch(name):
+        doc.fail(path, f"invalid {what} name {name!r}: use letters, digits, '_', '.', '-' (starting with a letter "
+                       "or digit, at most 128), never a path")
+    return name
 
 
 @dataclass
@@ -51,32 +66,103 @@ def sources_dir(project: str, environ: dict[str, str] | None = None) -> str:
     return os.path.join(state_dir(environ), "compose", project)
 
 
-def materialize(project: str, kinds: dict[str, dict[str, FileSource]]) -> None:
-    """Write the value-based secrets/configs to their files (root-only directory, secrets 0400).
+def _subdir(parent: int, name: str, where: str) -> int:
+    """The directory `name` under the open directory `parent`, made if missing; root's and 0700.
 
-    Rewritten in place on every up, so a changed variable reaches containers
-    started (or recreated) after it, as compose does.
+    Opened with O_NOFOLLOW relative to its parent (openat), so a symlink planted
+    anywhere below the state dir redirects nothing: it is refused.
     """
-    for kind, sources in kinds.items():
-        for src in sources.values():
-            if src.value is None:
-                continue
-            kind_dir = os.path.dirname(src.file)
-            for d in (os.path.dirname(kind_dir), kind_dir):  # the project's and the kind's: root only
-                os.makedirs(d, mode=0o700, exist_ok=True)
-                os.chmod(d, 0o700)
-            mode = 0o400 if kind == "secrets" else 0o444
-            fd = os.open(src.file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
-            with os.fdopen(fd, "w") as f:
-                f.write(src.value)
-            os.chmod(src.file, mode)
+    from ..errors import ConfigError
+
+    try:
+        os.mkdir(name, 0o700, dir_fd=parent)
+    except FileExistsError:
+        pass
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
+    except OSError:
+        raise ConfigError(f"{where} is a symlink or not a directory: cnirun keeps secrets there; "
+                          "remove it and run up again") from None
+    if os.fstat(fd).st_uid != os.geteuid():
+        os.close(fd)
+        raise ConfigError(f"{where} belongs to another user: remove it and run up again")
+    os.fchmod(fd, 0o700)
+    return fd
+
+
+def _write_at(parent: int, name: str, value: str, mode: int, where: str) -> None:
+    """`value` into the regular file `name` under `parent`, in place (a container's bind mount of it
+    sees the new text); never through a symlink, into a FIFO or device, or into a hard link."""
+    from ..errors import ConfigError
+
+    try:
+        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, mode,
+                     dir_fd=parent)
+    except OSError:
+        raise ConfigError(f"{where} is a symlink or not a file: remove it and run up again") from None
+    with os.fdopen(fd, "w") as f:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1 or st.st_uid != os.geteuid():
+            raise ConfigError(f"{where} is not a file cnirun wrote (a link or a device): remove it and run up again")
+        os.fchmod(fd, mode)
+        os.ftruncate(fd, 0)
+        f.write(value)
+
+
+def materialize(project: str, kinds: dict[str, dict[str, FileSource]]) -> None:
+    """Write the value-based secrets/configs to their files (root-only directories, secrets 0400).
+
+    Everything is written below the state dir through directory descriptors:
+    compose/PROJECT/KIND/NAME, each name a plain one (PLAIN_NAME), each
+    directory opened without following symlinks. Rewritten in place on every
+    up, so a changed variable reaches containers started (or recreated) after
+    it, as compose does.
+    """
+    from ..errors import ConfigError
+    from ..paths import state_dir
+
+    todo = [(kind, src) for kind, sources in kinds.items() for src in sources.values() if src.value is not None]
+    if not todo:
+        return
+    root = state_dir()
+    os.makedirs(root, 0o755, exist_ok=True)
+    fds = [os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)]
+    try:
+        where = os.path.join(root, "compose")
+        fds.append(_subdir(fds[-1], "compose", where))
+        fds.append(_subdir(fds[-1], project, os.path.join(where, project)))
+        project_fd = fds[-1]
+        for kind, src in todo:
+            name = os.path.basename(src.file)
+            if not PLAIN_NAME.fullmatch(name):  # parse_files made it from a checked name
+                raise ConfigError(f"{kind} {name!r}: not a plain name")
+            fds.append(_subdir(project_fd, kind, os.path.join(where, project, kind)))
+            _write_at(fds[-1], name, src.value or "", 0o400 if kind == "secrets" else 0o444, src.file)
+    finally:
+        for fd in fds:
+            os.close(fd)
 
 
 def forget(project: str) -> None:
-    """Remove what materialize wrote for the project (at down)."""
+    """Remove what materialize wrote for the project (at down); a symlink in the way is left alone."""
     import shutil
 
-    shutil.rmtree(sources_dir(project), ignore_errors=True)
+    from ..paths import state_dir
+
+    try:
+        root = os.open(state_dir(), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        compose = os.open("compose", os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=root)
+    except OSError:
+        return
+    finally:
+        os.close(root)
+    try:
+        shutil.rmtree(project, ignore_errors=True, dir_fd=compose)
+    finally:
+        os.close(compose)
 
 
 @dataclass
@@ -89,19 +175,20 @@ def parse_volumes(doc: Document, section: Any, project: str) -> dict[str, Volume
     out: dict[str, VolumeSpec] = {}
     for key, value in expect_mapping(doc, section, ("volumes",), "a mapping of volume name: settings").items():
         p: KeyPath = ("volumes", str(key))
+        plain_name(doc, key, p, "volume")
         m = expect_mapping(doc, value, p, "a mapping of volume settings (or nothing)")
         check_keys(doc, m, p, VOLUME_KEYS)
         spec = VolumeSpec(key=str(key), name=f"{project}_{key}")
         ext = m.get("external")
         if isinstance(ext, dict):  # legacy external: {name: X}
             spec.external = True
-            spec.name = expect_str(doc, ext.get("name", key), p + ("external", "name"))
+            spec.name = plain_name(doc, ext.get("name", key), p + ("external", "name"), "volume")
         elif ext is not None:
             spec.external = expect_bool(doc, ext, p + ("external",))
             if spec.external:
                 spec.name = str(key)
         if m.get("name") is not None:
-            spec.name = expect_str(doc, m["name"], p + ("name",))
+            spec.name = plain_name(doc, m["name"], p + ("name",), "volume")
         if m.get("driver") is not None:
             spec.driver = expect_str(doc, m["driver"], p + ("driver",))
         if m.get("driver_opts") is not None:
@@ -121,8 +208,11 @@ def parse_files(doc: Document, section: Any, kind: str, project: str = "",
     out: dict[str, FileSource] = {}
     for key, value in expect_mapping(doc, section, (kind,), f"a mapping of {kind[:-1]} name: settings").items():
         p: KeyPath = (kind, str(key))
+        plain_name(doc, key, p, kind[:-1])
         m = expect_mapping(doc, value, p)
         check_keys(doc, m, p, SECRET_KEYS)
+        if m.get("name") is not None:
+            plain_name(doc, m["name"], p + ("name",), kind[:-1])
         given = [k for k in ("file", "environment", "content", "external") if m.get(k) is not None]
         if len(given) != 1:
             doc.fail(p, f"{kind[:-1]} {key!r} needs exactly one of file:, environment:"
@@ -130,7 +220,10 @@ def parse_files(doc: Document, section: Any, kind: str, project: str = "",
                         + (f" (it has {', '.join(given)})" if given else ""))
         how = given[0]
         if how == "file":
-            out[str(key)] = FileSource(str(key), expect_str(doc, m["file"], p + ("file",)))
+            file = expect_str(doc, m["file"], p + ("file",))
+            if ":" in file:
+                doc.fail(p + ("file",), f"{file}: a path with ':' cannot be mounted: rename the file")
+            out[str(key)] = FileSource(str(key), file)
             continue
         if how == "external" or (how == "content" and kind == "secrets"):
             doc.fail(p + (how,), f"{how}: is not supported for {kind} on one host: use file: or environment:")
@@ -214,6 +307,16 @@ def parse_service_volumes(doc: Document, value: Any, path: KeyPath, volumes: dic
             doc.fail(p + ("type",), f"volume type {kind!r} is not supported: expected volume, bind or tmpfs")
 
 
+def _container_path(doc: Document, target: str, path: KeyPath, kind: str) -> None:
+    """A secret's or config's target: a path in the container (a secret's may be a name under
+    /run/secrets), without ':' (it would add options to the mount) or '..'."""
+    if not target or ":" in target or "\0" in target or ".." in target.split("/") or \
+            (kind == "configs" and not target.startswith("/")):
+        doc.fail(path, f"invalid target {target!r}: expected an absolute path in the container"
+                       + (" or a file name under /run/secrets" if kind == "secrets" else "")
+                       + ", without ':' or '..'")
+
+
 def parse_service_files(doc: Document, value: Any, path: KeyPath, sources: dict[str, FileSource], kind: str,
                         mounts: Mounts) -> None:
     """Service secrets/configs: read-only file binds at /run/secrets/NAME (secrets) or /NAME (configs)."""
@@ -227,7 +330,10 @@ def parse_service_files(doc: Document, value: Any, path: KeyPath, sources: dict[
             m = expect_mapping(doc, item, p, f"a {kind[:-1]} name or a mapping with source and target")
             check_keys(doc, m, p, frozenset({"source", "target", "uid", "gid", "mode"}))
             src = expect_str(doc, m.get("source"), p + ("source",), f"the {kind[:-1]}'s name")
-            target = str(m.get("target") or "")
+            target = expect_str(doc, m["target"], p + ("target",), "a path in the container") \
+                if "target" in m else ""
+            if "target" in m:
+                _container_path(doc, target, p + ("target",), kind)
         if src not in sources:
             doc.fail(p, f"{kind[:-1]} {src!r} is not declared under the top-level {kind}:")
         if not target:
