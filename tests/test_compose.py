@@ -14,7 +14,7 @@ import signal
 import subprocess
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 
@@ -383,3 +383,433 @@ services:
     assert len(logs) == 3 and len(set(logs)) == 1 and logs[0].startswith("10.153."), logs
     proj.cnirun("down")
     _assert_podman_project_gone(proj)
+
+
+# -- input an attacker or a downloaded file controls ------------------------------------------------
+# Address plan of this section: CNIRUN_SUBNET_POOL 10.215.0.0/16, projects tf<hex>.
+
+class Hostile:
+    """A compose file from elsewhere, in a tmp dir with its own state, NETCONFPATH, cache and IPAM dirs."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.name = "tf" + secrets.token_hex(4)
+        self.dir = tmp / "proj"
+        self.dir.mkdir()
+        self.file = self.dir / "compose.yaml"
+        self.state = tmp / "s1" / "s2" / "state"
+        self.netconf = tmp / "net.d"
+        self.env = dict(os.environ, NETCONFPATH=str(self.netconf), CNI_CACHE_DIR=str(tmp / "cache"),
+                        CNIRUN_SUBNET_POOL="10.215.0.0/16", CNIRUN_IPAM_DATA_DIR=str(tmp / "ipam"),
+                        CNIRUN_STATE_DIR=str(self.state), CNI_PATH="/usr/lib/cni", CNIRUN_ENGINE="docker")
+        self.env.pop("COMPOSE_PROFILES", None)
+
+    def cnirun(self, *args: str, file: Path | None = None, memory: int = 1 << 30,
+               timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        """`cnirun compose -f FILE -p NAME ARGS` with its address space capped (a regression fails, it does
+        not eat the machine)."""
+        import resource
+
+        def cap() -> None:
+            resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+
+        return subprocess.run([CNIRUN, "compose", "-f", str(file or self.file), "-p", self.name, *args],
+                              capture_output=True, text=True, env=self.env, timeout=timeout, cwd=self.dir,
+                              preexec_fn=cap)
+
+    def containers(self) -> list[str]:
+        p = subprocess.run(["docker", "ps", "-a", "-q", "--filter", f"label=com.docker.compose.project={self.name}"],
+                           capture_output=True, text=True)
+        return p.stdout.split()
+
+
+@pytest.fixture
+def hostile(tmp_path: Path) -> Iterator[Hostile]:
+    h = Hostile(tmp_path)
+    yield h
+    if h.containers():
+        h.cnirun("down")
+    assert h.containers() == []
+    assert not h.netconf.exists() or list(h.netconf.iterdir()) == []
+
+
+def _modes(*paths: Path) -> list[tuple[str, int]]:
+    return [(str(p), p.lstat().st_mode) for p in paths]
+
+
+@needs_docker
+@pytest.mark.parametrize("kind, name", [
+    ("configs", "../../../../../victim/pwned"),
+    ("secrets", "../../../../../victim/pwned"),
+    ("configs", "/TMP/victim/pwned"),
+])
+def test_secret_or_config_name_cannot_write_outside(hostile: Hostile, kind: str, name: str) -> None:
+    """A top-level secret/config name that is a path (`../../x`, `/abs/x`) is refused by `config` and `up`
+    with one line before anything is made; the file it aimed at keeps its content and mode, its
+    directories their modes, and no container exists."""
+    victim_dir = hostile.tmp / "victim"
+    victim_dir.mkdir(mode=0o755)
+    victim_dir.chmod(0o755)
+    victim = victim_dir / "pwned"
+    victim.write_text("original\n")
+    victim.chmod(0o644)
+    name = name.replace("/TMP", str(hostile.tmp))
+    source = "environment: TF_SECRET" if kind == "secrets" else "content: hacked"
+    hostile.env["TF_SECRET"] = "hacked"
+    hostile.file.write_text(f"""
+services:
+  a:
+    image: busybox
+    network_mode: none
+    command: ["sleep", "600"]
+{kind}:
+  "{name}":
+    {source}
+""")
+    before = _modes(hostile.tmp, victim_dir, victim)
+    for args in (["config"], ["up", "-d"]):
+        p = hostile.cnirun(*args)
+        assert p.returncode != 0 and p.stderr.count("\n") == 1 and "Traceback" not in p.stderr, p.stderr
+        assert f"{kind}.{name}: invalid {kind[:-1]} name" in p.stderr, p.stderr
+    assert victim.read_text() == "original\n"
+    assert _modes(hostile.tmp, victim_dir, victim) == before
+    assert hostile.containers() == []
+    assert not (hostile.state / "compose").exists()
+
+
+@needs_docker
+@pytest.mark.parametrize("target", ["/etc/x:rw", "../../etc/passwd", "/run/../etc/shadow", ""])
+def test_secret_target_must_be_a_plain_container_path(hostile: Hostile, target: str) -> None:
+    """A service's secrets/configs target with ':' (a mount option smuggled into `-v`), '..' or nothing
+    is refused with one line."""
+    (hostile.dir / "s.txt").write_text("s\n")
+    hostile.file.write_text(f"""
+services:
+  a:
+    image: busybox
+    secrets: [{{source: s, target: "{target}"}}]
+secrets:
+  s: {{file: ./s.txt}}
+""")
+    p = hostile.cnirun("config")
+    assert p.returncode != 0 and p.stderr.count("\n") == 1, p.stderr
+    assert "services.a.secrets[0].target: " in p.stderr, p.stderr
+
+
+@needs_docker
+@pytest.mark.parametrize("planted", ["compose", "compose/PROJECT", "compose/PROJECT/configs"])
+def test_planted_symlink_in_state_dir_redirects_nothing(hostile: Hostile, planted: str) -> None:
+    """A symlink planted where `up` keeps a project's content:/environment: configs (the state dir's
+    compose/, compose/PROJECT or its configs/) is refused with one line: nothing is written through
+    it, the directory it points at keeps its mode and content, no container is left; `down` removes
+    nothing through it either."""
+    outside = hostile.tmp / "outside"
+    outside.mkdir()
+    outside.chmod(0o755)
+    (outside / "keep").write_text("keep\n")
+    if planted.endswith("configs"):
+        (outside / "motd").write_text("original\n")
+    link = hostile.state / planted.replace("PROJECT", hostile.name)
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(outside)
+    hostile.file.write_text("""
+services:
+  a:
+    image: busybox
+    network_mode: none
+    command: ["sleep", "600"]
+    configs: [{source: motd, target: /etc/motd}]
+configs:
+  motd:
+    content: hacked
+""")
+    before = sorted(p.name for p in outside.iterdir())
+    mode = outside.stat().st_mode
+    p = hostile.cnirun("up", "-d")
+    assert p.returncode != 0 and "Traceback" not in p.stderr, p.stderr
+    assert p.stderr.strip().splitlines()[-1].startswith("cnirun: ") and "symlink" in p.stderr, p.stderr
+    assert hostile.containers() == []
+    d = hostile.cnirun("down")
+    assert "Traceback" not in d.stderr, d.stderr
+    assert sorted(p.name for p in outside.iterdir()) == before
+    assert outside.stat().st_mode == mode and (outside / "keep").read_text() == "keep\n"
+    if planted.endswith("configs"):
+        assert (outside / "motd").read_text() == "original\n"
+        assert not os.path.lexists(link)  # down removed the project's dir, the link in it unfollowed
+    else:
+        assert link.is_symlink()  # down does not remove through it
+
+
+FUZZ_BASE = """\
+name: tfbase
+services:
+  web:
+    image: tf-absent-image:never
+    command: ["sh", "-c", "sleep 1"]
+    environment:
+      A: "1"
+    labels: [x=y]
+    ports: ["127.0.0.1:18080:80"]
+    depends_on:
+      db: {condition: service_started}
+    networks:
+      front:
+        aliases: [www]
+    volumes: ["data:/data", {type: bind, source: ./static, target: /static}]
+    secrets: [{source: token, target: token}]
+    configs: [{source: conf, target: /etc/app.conf}]
+    healthcheck: {test: ["CMD", "true"], interval: 5s}
+    env_file: [./app.env]
+    cap_add: [NET_ADMIN]
+    restart: "no"
+    cpus: 0.5
+    mem_limit: 64m
+    stop_grace_period: 3s
+    tmpfs: [/run]
+    extra_hosts: {gw: 10.215.1.1}
+    dns: [10.215.1.1]
+    sysctls: {net.core.somaxconn: 1024}
+    ulimits: {nofile: {soft: 1024, hard: 2048}}
+    logging: {driver: json-file, options: {max-size: 1m}}
+    expose: [8080]
+    devices: ["/dev/null:/dev/xnull", {source: /dev/zero, target: /dev/xzero}]
+  db:
+    image: tf-absent-image:never
+    networks: [front, back]
+    extends: {service: base}
+    deploy: {replicas: 2, resources: {limits: {cpus: "1", memory: 128m}}}
+  base:
+    image: tf-absent-image:never
+    user: "1000"
+    init: true
+networks:
+  front:
+    ipam: {config: [{subnet: 10.215.1.0/24, gateway: 10.215.1.1}]}
+  back: {internal: true}
+volumes:
+  data: {driver_opts: {type: tmpfs}}
+secrets:
+  token: {file: ./token.txt}
+  env: {environment: HOME}
+configs:
+  conf: {content: hello}
+"""
+
+
+def _bomb(levels: int = 9, width: int = 9) -> str:
+    lines = ["x-bomb:", f"  a0: &a0 [{', '.join(['x'] * width)}]"]
+    lines += [f"  a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * width)}]" for i in range(1, levels + 1)]
+    return "\n".join(lines) + f"\nservices:\n  a:\n    image: busybox\n    command: *a{levels}\n"
+
+
+def _merge_bomb(levels: int = 9, width: int = 9) -> str:
+    lines = ["x-bomb:", "  m0: &m0 {k: v}"]
+    lines += [f"  m{i}: &m{i} {{<<: [{', '.join([f'*m{i - 1}'] * width)}], k{i}: [*m{i - 1}, *m{i - 1}]}}"
+              for i in range(1, levels + 1)]
+    return "\n".join(lines) + f"\nservices:\n  a:\n    image: busybox\n    labels: *m{levels}\n"
+
+
+# Inputs that are wrong for certain: each must be refused with one line.
+FUZZ_BAD: list[tuple[str, bytes]] = [
+    ("services-list", b"services:\n  - a\n  - b\n"),
+    ("services-string", b"services: hello\n"),
+    ("services-number", b"services: 5\n"),
+    ("service-list", b"services:\n  a: [1, 2]\n"),
+    ("service-string", b"services:\n  a: busybox\n"),
+    ("networks-list", b"services:\n  a: {image: busybox}\nnetworks: [a, b]\n"),
+    ("volumes-string", b"services:\n  a: {image: busybox}\nvolumes: data\n"),
+    ("secrets-list", b"services:\n  a: {image: busybox}\nsecrets: [s]\n"),
+    ("configs-string", b"services:\n  a: {image: busybox}\nconfigs: c\n"),
+    ("include-mapping", b"include: {a: b}\nservices:\n  a: {image: busybox}\n"),
+    ("name-mapping", b"name: {a: b}\nservices:\n  a: {image: busybox}\n"),
+    ("version-list", b"version: [3]\nservices:\n  a: {image: busybox}\n"),
+    ("top-list", b"- services\n"),
+    ("top-scalar", b"just a string\n"),
+    ("empty", b""),
+    ("labels-string-merge", b"services:\n  a: {image: busybox, labels: abc, extends: b}\n  b: {image: busybox, labels: [x=y]}\n"),
+    ("depends-number", b"services:\n  a: {image: busybox, depends_on: 5, extends: b}\n  b: {image: busybox, depends_on: [c]}\n  c: {image: busybox}\n"),
+    ("extends-null", b"services:\n  a: {image: busybox, extends: b}\n  b:\n"),
+    ("extends-number", b"services:\n  a: {image: busybox, extends: 5}\n"),
+    ("volumes-entry-number", b"services:\n  a: {image: busybox, volumes: [5]}\n"),
+    ("env-file-mapping", b"services:\n  a: {image: busybox, env_file: {a: b}}\n"),
+    ("alias-bomb", _bomb().encode()),
+    ("merge-bomb", _merge_bomb().encode()),
+    ("recursive-alias", b"x-r: &r [*r]\nservices:\n  a: {image: busybox, command: *r}\n"),
+    ("recursive-mapping", b"x-r: &r {a: *r}\nservices:\n  a: {image: busybox, labels: *r}\n"),
+    ("deep-nesting", b"services:\n  a:\n    image: busybox\n    command: " + b"[" * 5000 + b"]" * 5000 + b"\n"),
+    ("deep-mapping", b"x-d: " + b"{a: " * 3000 + b"b" + b"}" * 3000 + b"\nservices:\n  a: {image: busybox}\n"),
+    ("truncated-flow", b"services:\n  a:\n    image: busybox\n    command: [\"sh\", \"-c\n"),
+    ("truncated-mapping", b"services:\n  a: {image: busybox, command: [x, y"),
+    ("unterminated-quote", b"services:\n  a:\n    image: 'busybox\n"),
+    ("huge-int", b"services:\n  a:\n    image: busybox\n    ports: [" + b"9" * 6000 + b"]\n"),
+    ("huge-port", b"services:\n  a:\n    image: busybox\n    ports: [999999999999999999999999:80]\n"),
+    ("huge-scale", b"services:\n  a:\n    image: busybox\n    scale: 99999999999999999999\n"),
+    ("big-scale", b"services:\n  a:\n    image: busybox\n    scale: 100000000\n"),
+    ("float-inf", b"services:\n  a:\n    image: busybox\n    cpus: 1e999999\n    stop_grace_period: .nan\n"),
+    ("bad-timestamp", b"services:\n  a:\n    image: busybox\n    labels: {t: 2001-13-45}\n    colour: x\n"),
+    ("bad-date-key", b"services:\n  a:\n    image: busybox\n    environment: {2001-13-45: x}\n    colour: x\n"),
+    ("python-tag", b"services:\n  a: !!python/object/apply:os.system [true]\n"),
+    ("binary-tag", b"services:\n  a:\n    image: !!binary aGVsbG8=\n    colour: x\n"),
+    ("bad-binary", b"services:\n  a:\n    image: !!binary '*&^'\n"),
+    ("set-tag", b"services: !!set {a, b}\n"),
+    ("non-utf8", b"services:\n  a:\n    image: busy\xff\xfebox\n"),
+    ("utf16", "services:\n  a: {image: busybox}\n".encode("utf-16")),
+    ("nul-byte", b"services:\n  a:\n    image: busy\x00box\n"),
+    ("control-char", b"services:\n  a:\n    image: busy\x07box\n"),
+    ("tab-indent", b"services:\n\ta:\n\t\timage: busybox\n"),
+    ("duplicate-top", b"services:\n  a: {image: busybox}\nservices:\n  b: {image: busybox}\n"),
+    ("duplicate-service-key", b"services:\n  a:\n    image: busybox\n    image: alpine\n"),
+    ("complex-key", b"services:\n  ? [a, b]\n  : {image: busybox}\n"),
+    ("null-key", b"services:\n  ~: {image: busybox}\n"),
+    ("bad-interpolation", b"services:\n  a:\n    image: ${\n"),
+    ("required-variable", b"services:\n  a:\n    image: ${TF_UNSET_VAR:?set it}\n"),
+    ("include-dev-zero", b"include: [/dev/zero]\nservices:\n  a: {image: busybox}\n"),
+    ("extends-dev-zero", b"services:\n  a: {image: busybox, extends: {service: b, file: /dev/zero}}\n"),
+    ("env-file-dev-zero", b"services:\n  a: {image: busybox, env_file: /dev/zero}\n"),
+    ("too-large", b"services:\n  a: {image: busybox}\n" + b"# padding padding padding\n" * 200000),
+    ("long-truncated", b"services:\n  a: {image: busybox, command: [" + b"x," * 450000 + b"\n"),
+    ("secret-name-path", b"services:\n  a: {image: busybox}\nsecrets:\n  ../x: {file: /etc/hostname}\n"),
+    ("config-name-slash", b"services:\n  a: {image: busybox}\nconfigs:\n  a/b: {content: x}\n"),
+    ("volume-name-path", b"services:\n  a: {image: busybox, volumes: [v:/v]}\nvolumes:\n  v: {name: /etc}\n"),
+    ("container-name-path", b"services:\n  a: {image: busybox, container_name: ../../x}\n"),
+]
+
+
+def _wrong_types(base: Any, seed: int) -> list[tuple[str, Any]]:
+    """Every value of `base` (a parsed compose file) replaced, one at a time, by a value of another type
+    (picked with a fixed seed)."""
+    import copy
+    import random
+
+    rnd = random.Random(seed)
+    others = {dict: [[1, 2], "text", 7], list: [{"k": "v"}, 7, "text"], str: [{"k": "v"}, [["x"]]],
+              int: [{"k": "v"}, ["x"]], float: [{"k": "v"}, ["x"]], bool: [{"k": "v"}, ["x"]]}
+    out: list[tuple[str, Any]] = []
+
+    def walk(node: Any, path: list[Any]) -> None:
+        items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else []
+        for k, v in list(items):
+            wrong = rnd.choice(others[type(v)])
+            doc = copy.deepcopy(base)
+            target = doc
+            for p in path:
+                target = target[p]
+            target[k] = wrong
+            out.append((".".join(map(str, path + [k])) + "=" + type(wrong).__name__, doc))
+            walk(v, path + [k])
+
+    walk(base, [])
+    return out
+
+
+def _mutations(text: str, n: int, seed: int) -> list[tuple[str, bytes]]:
+    """Random edits of `text` (fixed seed): characters YAML gives meaning to inserted, lines dropped,
+    duplicated, swapped or re-indented, the text cut short."""
+    import random
+
+    rnd = random.Random(seed)
+    specials = list(":-[]{}&*!|>'\"%@#,?\t\n ") + ["*x", "&a", "<<: ", "${", "$$", "\\u0000", "\xff", "9" * 40]
+    out: list[tuple[str, bytes]] = []
+    for i in range(n):
+        lines = text.splitlines(keepends=True)
+        for _ in range(rnd.randint(1, 3)):
+            if not lines:
+                break
+            op = rnd.randrange(6)
+            j = rnd.randrange(len(lines))
+            if op == 0:
+                lines.pop(j)
+            elif op == 1:
+                lines.insert(j, lines[j])
+            elif op == 2:
+                k = rnd.randrange(len(lines))
+                lines[j], lines[k] = lines[k], lines[j]
+            elif op == 3:
+                lines[j] = " " * rnd.randint(0, 6) + lines[j].lstrip(" ")
+            elif op == 4:
+                pos = rnd.randint(0, len(lines[j]))
+                lines[j] = lines[j][:pos] + rnd.choice(specials) + lines[j][pos:]
+            else:
+                joined = "".join(lines)
+                lines = [joined[:rnd.randrange(len(joined))]]
+        out.append((f"mutation-{i}", "".join(lines).encode("utf-8", "surrogateescape")))
+    return out
+
+
+def _check_one_line(what: str, p: subprocess.CompletedProcess[str], elapsed: float) -> None:
+    """No traceback, within 20 s; a refusal is one `cnirun: ` line (WARN lines aside)."""
+    assert "Traceback" not in p.stderr and "Error" not in p.stderr.split("cnirun: ", 1)[0], (what, p.stderr)
+    assert elapsed < 20, (what, elapsed)
+    if p.returncode != 0:
+        lines = [ln for ln in p.stderr.splitlines() if not ln.startswith("WARN ")]
+        assert len(lines) == 1 and lines[0].startswith("cnirun: "), (what, p.returncode, p.stderr[:2000])
+
+
+def _run_all(h: Hostile, cases: list[tuple[str, bytes]], args: list[str]) -> dict[str, int]:
+    """Each case as its own compose file through `cnirun compose -f FILE ARGS`, 4 at a time; the exit codes."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    files = {}
+    for i, (what, data) in enumerate(cases):
+        f = h.dir / f"case{i}.yaml"
+        f.write_bytes(data)
+        files[what] = f
+
+    def one(what: str) -> tuple[str, subprocess.CompletedProcess[str], float]:
+        t = time.monotonic()
+        p = h.cnirun(*args, file=files[what], memory=1 << 30, timeout=60)
+        return what, p, time.monotonic() - t
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(one, [w for w, _ in cases]))
+    assert len(results) == len(cases)
+    for what, p, dt in results:
+        _check_one_line(what, p, dt)
+    return {what: p.returncode for what, p, _ in results}
+
+
+@pytest.fixture
+def fuzz_project(hostile: Hostile) -> Hostile:
+    (hostile.dir / "static").mkdir()
+    (hostile.dir / "app.env").write_text("B=2\n")
+    (hostile.dir / "token.txt").write_text("t\n")
+    return hostile
+
+
+@needs_docker
+def test_fuzz_bad_inputs_are_one_line(fuzz_project: Hostile) -> None:
+    """Inputs wrong for certain (bad shapes at every level, YAML alias and merge-key bombs, recursive
+    aliases, deep nesting, truncated YAML, huge numbers, non-UTF-8 bytes, tabs, duplicate keys, files
+    too large, /dev/zero included, path-like names) through `compose config` and `compose up -d`: each
+    exits non-zero with one `cnirun: ` line, no traceback, within 20 s, with its address space capped
+    at 1 GiB; nothing is created."""
+    h = fuzz_project
+    (h.dir / "base.yaml").write_text(FUZZ_BASE)
+    ok = h.cnirun("config", file=h.dir / "base.yaml")
+    assert ok.returncode == 0, ok.stderr
+    for args in (["config"], ["up", "-d", "--pull", "never"]):
+        codes = _run_all(h, FUZZ_BAD, args)
+        failed = sorted(w for w, c in codes.items() if c == 0)
+        assert failed == [], (args, failed)
+    assert h.containers() == []
+
+
+@needs_docker
+def test_fuzz_wrong_types_and_mutations(fuzz_project: Hostile) -> None:
+    """Every value of a realistic compose file replaced by one of another type, and 60 random edits of its
+    text (fixed seeds), through `compose config` and (a quarter of what config refuses) `compose up -d`:
+    never a traceback, a refusal is one `cnirun: ` line, each within 20 s in 1 GiB; most are refused
+    (the edits are not no-ops); nothing is created."""
+    import yaml
+
+    h = fuzz_project
+    wrong = [(what, yaml.safe_dump(doc).encode()) for what, doc in _wrong_types(yaml.safe_load(FUZZ_BASE), 23)]
+    cases = wrong + _mutations(FUZZ_BASE, 60, seed=23)
+    assert len(wrong) > 100
+    codes = _run_all(h, cases, ["config"])
+    refused = [(w, d) for w, d in cases if codes[w] != 0]
+    assert len([w for w, _ in refused if not w.startswith("mutation-")]) > len(wrong) // 2
+    assert len([w for w, _ in refused if w.startswith("mutation-")]) > 20
+    up = _run_all(h, refused[::4], ["up", "-d", "--pull", "never"])
+    assert sorted(w for w, c in up.items() if c == 0) == []
+    assert h.containers() == []

@@ -1,6 +1,7 @@
 """Compose's durations ("1m30s", "10s", "500ms") and sizes ("512m", "1g")."""
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -13,11 +14,15 @@ _PART = re.compile(r"(\d+(?:\.\d+)?)(h|ms|m|s|us|µs|ns)")
 def duration(doc: Document, value: Any, path: KeyPath) -> float:
     """Seconds; a bare number is seconds, as compose takes it."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    text = str(value).strip()
-    if not text or _PART.sub("", text):
+        seconds = float(value) if abs(value) < 1e12 else math.inf
+    else:
+        text = str(value).strip()
+        if not text or _PART.sub("", text):
+            doc.fail(path, f"invalid duration {value!r}: expected e.g. 30s, 1m30s or 500ms")
+        seconds = sum(float(n) * _UNITS[u] for n, u in _PART.findall(text))
+    if not 0 <= seconds < 1e9:  # also refuses nan and inf
         doc.fail(path, f"invalid duration {value!r}: expected e.g. 30s, 1m30s or 500ms")
-    return sum(float(n) * _UNITS[u] for n, u in _PART.findall(text))
+    return seconds
 
 
 def size(doc: Document, value: Any, path: KeyPath) -> str:

@@ -16,7 +16,7 @@ import os
 from pathlib import Path as FsPath
 from typing import Any, Mapping
 
-from ..netstore.located import Document, expect_mapping, expect_str, load, type_name
+from ..netstore.located import Document, Path as KeyPath, expect_mapping, expect_str, load, type_name
 
 # Service keys whose lists are concatenated (duplicates dropped) on merge.
 APPEND_KEYS = frozenset({"ports", "expose", "cap_add", "cap_drop", "dns", "dns_search", "env_file", "devices",
@@ -148,6 +148,63 @@ def resolve_paths(data: dict[str, Any], base: FsPath) -> None:
                 entry["file"] = _abs(base, str(entry["file"]))
 
 
+# What merging and path resolution read in a service, and the types compose-spec gives them:
+# checked in every file before it is merged (each entry's own rules come later, in services.py).
+SERVICE_SHAPES: dict[str, tuple[type, ...]] = {
+    "build": (str, dict), "env_file": (str, list), "extends": (str, dict), "depends_on": (list, dict),
+    "networks": (list, dict), **{k: (list, dict) for k in KEYED_KEYS}, **{k: (list,) for k in MOUNT_KEYS}}
+_TYPE_NAMES = {str: "a string", dict: "a mapping", list: "a list"}
+
+
+def _expect(doc: Document, value: Any, path: KeyPath, types: tuple[type, ...]) -> None:
+    if not isinstance(value, types):
+        doc.fail(path, f"expected {' or '.join(_TYPE_NAMES[t] for t in types)}, got {type_name(value)}")
+
+
+def check_shape(doc: Document, top: dict[str, Any]) -> None:
+    """The top-level keys, each service and what merging reads in it have compose-spec's types."""
+    for key in ("version", "name"):
+        if top.get(key) is not None:
+            expect_str(doc, top[key], (key,))
+    if top.get("include") is not None:
+        _expect(doc, top["include"], ("include",), (list,))
+    for section in ("services", "networks", "volumes", "secrets", "configs"):
+        entries = expect_mapping(doc, top.get(section), (section,), f"a mapping of {section[:-1]} name: settings")
+        for name, entry in entries.items():
+            if entry is not None or section == "services":
+                _expect(doc, entry, (section, str(name)), (dict,))
+            if section in ("secrets", "configs") and entry.get("file") is not None:
+                _expect(doc, entry["file"], (section, str(name), "file"), (str,))
+    for name, svc in (top.get("services") or {}).items():
+        path: KeyPath = ("services", str(name))
+        for key, types in SERVICE_SHAPES.items():
+            if svc.get(key) is not None:
+                _expect(doc, svc[key], path + (key,), types)
+        for key in ("env_file", *MOUNT_KEYS):
+            if isinstance(svc.get(key), list):
+                for i, entry in enumerate(svc[key]):
+                    _expect(doc, entry, path + (key, i), (str, dict))
+                    for field in ("source", "target", "path"):  # what resolve_paths makes absolute
+                        if isinstance(entry, dict) and entry.get(field) is not None:
+                            _expect(doc, entry[field], path + (key, i, field), (str,))
+        ext = svc.get("extends")
+        if isinstance(ext, dict):
+            for key in ("service", "file"):
+                if key in ext:
+                    _expect(doc, ext[key], path + ("extends", key), (str,))
+        for key in ("depends_on", "networks"):
+            if isinstance(svc.get(key), list):
+                for i, entry in enumerate(svc[key]):
+                    _expect(doc, entry, path + (key, i), (str,))
+
+
+def _included(doc: Document, file: FsPath, path: KeyPath) -> FsPath:
+    """A file another names (include:, extends: file:) must be a regular file (not a FIFO or a device)."""
+    if not file.is_file():
+        doc.fail(path, f"{file} is not a regular file: name a compose file")
+    return file
+
+
 def read_file(path: FsPath, env: Mapping[str, str], seen: tuple[str, ...] = ()) -> tuple[Document, dict[str, Any]]:
     """One file, interpolated, paths resolved, its `include:` entries merged in (theirs first)."""
     from .interpolate import interpolate
@@ -158,6 +215,7 @@ def read_file(path: FsPath, env: Mapping[str, str], seen: tuple[str, ...] = ()) 
     doc = load(path)
     interpolate(doc, env)
     top = expect_mapping(doc, doc.data, (), "a mapping with services:")
+    check_shape(doc, top)
     resolve_paths(top, path.resolve().parent)
     includes = top.pop("include", None)
     if includes is None:
@@ -169,7 +227,7 @@ def read_file(path: FsPath, env: Mapping[str, str], seen: tuple[str, ...] = ()) 
         paths = item.get("path") if isinstance(item, dict) else item
         for p in paths if isinstance(paths, list) else [paths]:
             rel = expect_str(doc, p, ("include", i), "a file path")
-            inc = FsPath(_abs(path.resolve().parent, rel))
+            inc = _included(doc, FsPath(_abs(path.resolve().parent, rel)), ("include", i))
             _, data = read_file(inc, env, seen + (real,))
             for name in (data.get("services") or {}):
                 if name in (top.get("services") or {}):
@@ -196,7 +254,7 @@ def resolve_extends(doc: Document, services: dict[str, Any], env: Mapping[str, s
             doc.fail(("services", name, "extends"), "expected a service name or {service: NAME, file: FILE}")
         target = str(ext["service"])
         if ext.get("file"):
-            other_path = FsPath(str(ext["file"]))
+            other_path = _included(doc, FsPath(str(ext["file"])), ("services", name, "extends", "file"))
             odoc, odata = read_file(other_path, env)
             others = dict(odata.get("services") or {})
             if target not in others:

@@ -27,7 +27,7 @@ from ..netstore.located import (
 )
 from ..options import parse_ip, parse_ip6, parse_publish
 from .durations import duration, size
-from .mounts import FileSource, Mounts, VolumeSpec, parse_service_files, parse_service_volumes
+from .mounts import FileSource, Mounts, VolumeSpec, parse_service_files, parse_service_volumes, plain_name
 
 SERVICE_KEYS = frozenset({
     "image", "build", "command", "entrypoint", "environment", "env_file", "ports", "expose", "networks",
@@ -59,6 +59,8 @@ HEALTH_KEYS = frozenset({"test", "interval", "timeout", "retries", "start_period
 CONDITIONS = ("service_started", "service_healthy", "service_completed_successfully")
 NET_ATTACH_KEYS = frozenset({"aliases", "ipv4_address", "ipv6_address", "priority", "link_local_ips",
                              "mac_address", "driver_opts"})
+# More containers of one service than a host runs: a typo or a hostile file, refused before any is made.
+MAX_REPLICAS = 1000
 PULL_POLICIES = ("always", "never", "missing", "if_not_present", "build", "daily", "weekly")
 
 
@@ -333,6 +335,16 @@ def _build(doc: Document, value: Any, path: KeyPath, warn: Any) -> Build:
     return b
 
 
+def _cpus(doc: Document, value: Any, path: KeyPath) -> float:
+    try:
+        cpus = float(expect_str(doc, value, path, "a number of CPUs"))
+    except ValueError:
+        cpus = -1.0
+    if not 0 < cpus < 1e6:  # also refuses nan and inf
+        doc.fail(path, f"invalid cpus {value!r}: expected a positive number such as 0.5 or 2")
+    return cpus
+
+
 def _deploy(doc: Document, svc: Service, value: Any, path: KeyPath, warn: Any) -> None:
     m = expect_mapping(doc, value, path)
     check_keys(doc, m, path, DEPLOY_KEYS)
@@ -356,7 +368,7 @@ def _deploy(doc: Document, svc: Service, value: Any, path: KeyPath, warn: Any) -
     rsv = expect_mapping(doc, res.get("reservations"), path + ("resources", "reservations"))
     lp, rpath = path + ("resources", "limits"), path + ("resources", "reservations")
     if lim.get("cpus") is not None:
-        svc.cpus = float(str(lim["cpus"]))
+        svc.cpus = _cpus(doc, lim["cpus"], lp + ("cpus",))
     if lim.get("memory") is not None:
         svc.memory = size(doc, lim["memory"], lp + ("memory",))
     if lim.get("pids") is not None:
@@ -391,8 +403,9 @@ def parse_service(doc: Document, name: str, value: Any, path: KeyPath, project: 
     if m.get("ports") is not None:
         _ports(doc, svc, m["ports"], path + ("ports",), warn)
     if m.get("expose") is not None:
-        svc.expose += [str(e) for e in m["expose"]] if isinstance(m["expose"], list) else \
+        if not isinstance(m["expose"], list):
             doc.fail(path + ("expose",), "expected a list of ports")
+        svc.expose += [expect_str(doc, e, path + ("expose", i), "a port") for i, e in enumerate(m["expose"])]
     if m.get("network_mode") is not None:
         mode = expect_str(doc, m["network_mode"], path + ("network_mode",))
         if mode not in ("host", "none", "bridge") and not mode.startswith(("service:", "container:")):
@@ -425,6 +438,8 @@ def parse_service(doc: Document, name: str, value: Any, path: KeyPath, project: 
     for key in ("container_name", "working_dir", "user", "stop_signal", "platform", "mac_address"):
         if m.get(key) is not None:
             setattr(svc, key, expect_str(doc, m[key], path + (key,)))
+    if svc.container_name:
+        plain_name(doc, svc.container_name, path + ("container_name",), "container")
     if svc.container_name and (m.get("scale") or 1) != 1:
         doc.fail(path + ("container_name",), "container_name and scale > 1 contradict each other: drop one")
     for key in ("init", "privileged", "read_only", "tty", "stdin_open"):
@@ -447,12 +462,18 @@ def parse_service(doc: Document, name: str, value: Any, path: KeyPath, project: 
     if m.get("ulimits") is not None:
         for k, v in expect_mapping(doc, m["ulimits"], path + ("ulimits",)).items():
             if isinstance(v, dict):
-                svc.ulimits.append(f"{k}={v.get('soft')}:{v.get('hard')}")
+                limits = [expect_int(doc, v.get(x), path + ("ulimits", str(k), x)) for x in ("soft", "hard")]
+                svc.ulimits.append(f"{k}={limits[0]}:{limits[1]}")
             else:
                 svc.ulimits.append(f"{k}={expect_int(doc, v, path + ('ulimits', str(k)))}")
     if m.get("devices") is not None:
-        svc.devices = [d if isinstance(d, str) else f"{d.get('source')}:{d.get('target', d.get('source'))}"
-                       for d in m["devices"]]
+        if not isinstance(m["devices"], list):
+            doc.fail(path + ("devices",), f"expected a list of devices, got {type_name(m['devices'])}")
+        for i, d in enumerate(m["devices"]):
+            if isinstance(d, dict):
+                src = expect_str(doc, d.get("source"), path + ("devices", i, "source"), "a host device path")
+                d = f"{src}:{expect_str(doc, d.get('target', src), path + ('devices', i, 'target'))}"
+            svc.devices.append(expect_str(doc, d, path + ("devices", i), "HOST[:CONTAINER[:PERMISSIONS]]"))
     if m.get("mem_limit") is not None:
         svc.memory = size(doc, m["mem_limit"], path + ("mem_limit",))
     if m.get("mem_reservation") is not None:
@@ -460,21 +481,21 @@ def parse_service(doc: Document, name: str, value: Any, path: KeyPath, project: 
     if m.get("shm_size") is not None:
         svc.shm_size = size(doc, m["shm_size"], path + ("shm_size",))
     if m.get("cpus") is not None:
-        svc.cpus = float(str(m["cpus"]))
+        svc.cpus = _cpus(doc, m["cpus"], path + ("cpus",))
     for key in ("cpu_shares", "pids_limit"):
         if m.get(key) is not None:
             setattr(svc, key, expect_int(doc, m[key], path + (key,)))
     if m.get("logging") is not None:
         lg = expect_mapping(doc, m["logging"], path + ("logging",))
         check_keys(doc, lg, path + ("logging",), frozenset({"driver", "options"}))
-        svc.log_driver = str(lg.get("driver") or "")
+        svc.log_driver = expect_str(doc, lg["driver"], path + ("logging", "driver")) if lg.get("driver") else ""
         svc.log_opts = string_map(doc, lg.get("options") or {}, path + ("logging", "options"), "options")
     if m.get("scale") is not None:
         svc.replicas = expect_int(doc, m["scale"], path + ("scale",))
     if m.get("deploy") is not None:
         _deploy(doc, svc, m["deploy"], path + ("deploy",), warn)
-    if svc.replicas < 0:
-        doc.fail(path + ("scale",), "replicas cannot be negative")
+    if not 0 <= svc.replicas <= MAX_REPLICAS:
+        doc.fail(path + ("scale",), f"replicas must be 0 to {MAX_REPLICAS}, not {svc.replicas}")
     if m.get("pull_policy") is not None:
         svc.pull_policy = expect_str(doc, m["pull_policy"], path + ("pull_policy",))
         if svc.pull_policy not in PULL_POLICIES:

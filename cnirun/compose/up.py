@@ -18,6 +18,7 @@ from typing import Any
 
 from ..errors import CNIError
 from .project import Project, Service
+from .services import MAX_REPLICAS
 from .mounts import forget, materialize
 
 LABEL_PROJECT = "com.docker.compose.project"
@@ -484,8 +485,9 @@ def parse_scale(values: list[str]) -> dict[str, int]:
     out: dict[str, int] = {}
     for v in values:
         name, sep, num = v.partition("=")
-        if not sep or not name or not num.isdigit():
-            raise ComposeFailed(f"invalid --scale {v!r}: expected SERVICE=NUMBER, e.g. --scale worker=3")
+        if not sep or not name or not num.isdigit() or len(num) > 6 or int(num) > MAX_REPLICAS:
+            raise ComposeFailed(f"invalid --scale {v!r}: expected SERVICE=NUMBER (0 to {MAX_REPLICAS}), "
+                                "e.g. --scale worker=3")
         out[name] = int(num)
     return out
 

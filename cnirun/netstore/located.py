@@ -61,17 +61,81 @@ class Document:
         raise self.error(path, message)
 
 
+# Bounds on what one file may make us build, so a hostile file costs little time and memory:
+# its size, its nesting, and the values it expands to (an alias or a merge key counts its whole
+# anchor again: "billion laughs" files are refused before anything is built).
+MAX_BYTES = 1 << 20
+MAX_DEPTH = 64
+MAX_VALUES = 200_000
+# The tags a compose or network file may hold: YAML's core types (no !!binary, !!set, ...).
+_TAGS = frozenset(f"tag:yaml.org,2002:{t}" for t in
+                  ("str", "int", "float", "bool", "null", "timestamp", "merge", "map", "seq"))
+
+
+def _yaml_loader() -> Any:
+    """libyaml's safe loader when PyYAML has it (10x faster than the pure-Python one), else that."""
+    import yaml
+
+    return getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _bounded(text: str, source: str) -> None:
+    """Refuse a document nested deeper than MAX_DEPTH or expanding to more than MAX_VALUES values.
+
+    Runs over the parser's events (no tree is built, nothing recurses): each
+    node counts 1 plus its children, an alias counts its anchor's whole size.
+    An alias inside its own anchor (a recursive structure) is refused too.
+    """
+    import yaml
+
+    def fail(event: Any, message: str) -> NoReturn:
+        raise ComposeError(f"{source}:{event.start_mark.line + 1}: {message}")
+
+    sizes: dict[str, int] = {}
+    stack: list[list[Any]] = []  # [anchor, size] of each open collection
+    total = 0
+    for event in yaml.parse(text, Loader=_yaml_loader()):
+        if isinstance(event, yaml.CollectionStartEvent):
+            if len(stack) >= MAX_DEPTH:
+                fail(event, f"nested more than {MAX_DEPTH} levels deep: flatten the file")
+            stack.append([event.anchor, 1])
+            continue
+        if isinstance(event, yaml.CollectionEndEvent):
+            anchor, size = stack.pop()
+        elif isinstance(event, yaml.ScalarEvent):
+            anchor, size = event.anchor, 1
+        elif isinstance(event, yaml.AliasEvent):
+            if any(a == event.anchor for a, _ in stack):
+                fail(event, f"alias *{event.anchor} inside its own anchor: a recursive structure is not allowed")
+            anchor, size = None, sizes.get(event.anchor, 1)
+        else:
+            continue
+        if anchor is not None:
+            sizes[anchor] = size
+        if stack:
+            stack[-1][1] += size
+        else:
+            total += size
+        if total + sum(s for _, s in stack) > MAX_VALUES:
+            fail(event, f"more than {MAX_VALUES} values (each alias counted as what it repeats): "
+                        "refusing the file (an alias bomb?)")
+
+
 def _walk(node: Any, path: Path, lines: dict[Path, int], doc_source: str) -> None:
     import yaml
 
     lines.setdefault(path, node.start_mark.line + 1)
+    if node.tag not in _TAGS:
+        raise ComposeError(f"{doc_source}:{node.start_mark.line + 1}: {path_text(path) or 'top level'}: "
+                           f"YAML tag {node.tag.replace('tag:yaml.org,2002:', '!!')} is not allowed: "
+                           "write a plain string, number, boolean, list or mapping")
     if isinstance(node, yaml.MappingNode):
         seen: dict[Any, int] = {}
         for key_node, value_node in node.value:
-            if not isinstance(key_node, yaml.ScalarNode):
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:null":
                 raise ComposeError(
                     f"{doc_source}:{key_node.start_mark.line + 1}: {path_text(path) or 'top level'}: "
-                    "a key must be a plain string, not a list or mapping"
+                    "a key must be a plain string, not a list, mapping or null"
                 )
             key = key_node.value
             if key == "<<":  # merge key: its values are looked up through the parent
@@ -90,12 +154,38 @@ def _walk(node: Any, path: Path, lines: dict[Path, int], doc_source: str) -> Non
             _walk(item, path + (i,), lines, doc_source)
 
 
-def parse(text: str, source: str) -> Document:
-    """Parse YAML text; syntax errors become located ComposeErrors."""
+def _syntax_error(e: Any, text: str, source: str) -> ComposeError:
+    """A PyYAML error as one located line."""
     import yaml
 
+    if isinstance(e, yaml.MarkedYAMLError):
+        mark = e.problem_mark or e.context_mark
+        line = f":{mark.line + 1}" if mark else ""
+        what = e.problem or "syntax error"
+        if mark is not None and "cannot start any token" in what and text[mark.index:mark.index + 1] == "\t":
+            what = "a tab: YAML indents with spaces"
+        ctx = f" ({e.context})" if e.context else ""
+        return ComposeError(f"{source}{line}: invalid YAML: {what}{ctx}: fix the syntax at that line")
+    if isinstance(e, yaml.reader.ReaderError):
+        line = text.count("\n", 0, e.position) + 1
+        char = e.character if isinstance(e.character, int) else ord(e.character)
+        return ComposeError(f"{source}:{line}: invalid YAML: control character {char:#04x} is not allowed in "
+                            "YAML text: remove it")
+    return ComposeError(f"{source}: invalid YAML: {' '.join(str(e).split())}")
+
+
+def parse(text: str, source: str) -> Document:
+    """Parse YAML text; syntax errors become located ComposeErrors.
+
+    Bounded (MAX_BYTES, MAX_DEPTH, MAX_VALUES) before any tree is built.
+    """
+    import yaml
+
+    if len(text) > MAX_BYTES:
+        raise ComposeError(f"{source}: larger than {MAX_BYTES >> 20} MiB: refusing to parse it")
     try:
-        loader = yaml.SafeLoader(text)
+        _bounded(text, source)
+        loader = _yaml_loader()(text)
         try:
             node = loader.get_single_node()
             lines: dict[Path, int] = {}
@@ -106,29 +196,31 @@ def parse(text: str, source: str) -> Document:
                 data = None
         finally:
             loader.dispose()
-    except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        line = f":{mark.line + 1}" if mark else ""
-        what = e.problem or "syntax error"
-        ctx = f" ({e.context})" if e.context else ""
-        raise ComposeError(f"{source}{line}: invalid YAML: {what}{ctx}: fix the syntax at that line") from None
     except yaml.YAMLError as e:
-        raise ComposeError(f"{source}: invalid YAML: {e}") from None
+        raise _syntax_error(e, text, source) from None
+    except (ValueError, OverflowError) as e:  # a value YAML's constructors refuse: a date, a huge number
+        raise ComposeError(f"{source}: invalid value ({str(e).split(':')[0]}): fix or quote it") from None
     return Document(source=source, data=data, lines=lines)
 
 
 def load(path: str | os.PathLike[str]) -> Document:
+    """Read and parse one file of at most MAX_BYTES (a larger one, or /dev/zero, is refused unread)."""
     try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
+        with open(path, "rb") as f:
+            raw = f.read(MAX_BYTES + 1)
     except FileNotFoundError:
         raise ComposeError(f"{path}: no such file: pass an existing compose file with -f") from None
     except PermissionError:
         raise ComposeError(f"{path}: permission denied: make the file readable") from None
-    except UnicodeDecodeError as e:
-        raise ComposeError(f"{path}: not UTF-8 text ({e.reason})") from None
     except OSError as e:
         raise ComposeError(f"{path}: cannot read: {e.strerror}") from None
+    if len(raw) > MAX_BYTES:
+        raise ComposeError(f"{path}: larger than {MAX_BYTES >> 20} MiB: refusing to parse it")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        raise ComposeError(f"{path}:{line}: not UTF-8 text ({e.reason}): save the file as UTF-8") from None
     return parse(text, str(path))
 
 
