@@ -639,17 +639,25 @@ tc_sandbox_world = world_fixture(_make_world, 212, "docker sandbox: restarts", n
 def test_sandbox_restarts_keep_addresses_and_macs(tc_sandbox_world: World) -> None:
     """Sandbox mode (-d: a helper holds the netns): eth0 (the run's network) and eth1 (`network connect`) keep
     their address and MAC over 6 `docker restart`s and a stop + start."""
+    first = detached_restarts_keep_links(tc_sandbox_world, "docker", ["--mode", "sandbox"], "tc-62", "10.212.62.0/24")
+    assert first[0][0].startswith("10.212.61.")
+
+
+def detached_restarts_keep_links(w: World, engine: str, mode: list[str], second: str, subnet: str) -> list[list[str]]:
+    """`cnirun MODE -d` on the World's network, `network connect` to `second` (made on `subnet`, with tuning),
+    then conftest.restarts_keep_links; the container removed, nothing left. Returns the links."""
     from conftest import restarts_keep_links
 
-    w = tc_sandbox_world
-    w.add_network("tc-62", "ctc62", "10.212.62.0/24", extra=[{"type": "tuning", "capabilities": {"mac": True}}])
+    tuning = {"type": "tuning", "capabilities": {"mac": True}}
+    w.add_network(second, "c" + second.replace("-", ""), subnet, extra=[tuning])
     try:
-        r = w.cnirun("--mode", "sandbox", "-d", "--name", w.name_prefix, "busybox", "sleep", "600")
+        r = w.cnirun(*mode, "-d", "--name", w.name_prefix, "busybox", "sleep", "600")
         assert r.returncode == 0, r.stderr
-        c = w.cnirun("network", "connect", "tc-62", w.name_prefix)
+        c = w.cnirun("network", "connect", second, w.name_prefix)
         assert c.returncode == 0, c.stderr
-        first = restarts_keep_links("docker", w.name_prefix)
-        assert first[0][0].startswith("10.212.61.") and first[1][0].startswith("10.212.62.")
+        first = restarts_keep_links(engine, w.name_prefix)
+        assert first[1][0].startswith(subnet.rsplit(".", 2)[0])
     finally:
-        subprocess.run(["docker", "rm", "-f", w.name_prefix], capture_output=True)
+        subprocess.run([engine, "rm", "-f", w.name_prefix], capture_output=True)
     w.assert_clean(within=15.0)
+    return first

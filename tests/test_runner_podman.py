@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (World, _make_world, first_address, links, needs_podman, needs_root, restarts_keep_links,
-                      world_fixture)
+from conftest import World, _make_world, first_address, links, needs_podman, needs_root, world_fixture
 
 pytestmark = [needs_root, needs_podman]
 
@@ -160,15 +159,7 @@ def test_stopped_container_whose_netns_is_gone_starts_again_after_gc(tc_world: W
 def test_restarts_keep_addresses_and_macs(tc_world: World) -> None:
     """`cnirun -d` on Podman (a named netns): eth0 (the run's network) and eth1 (`network connect`) keep their
     address and MAC over 6 `podman restart`s and a stop + start."""
-    w = tc_world
-    w.add_network("tc-52", "ctc52", "10.212.52.0/24", extra=[{"type": "tuning", "capabilities": {"mac": True}}])
-    try:
-        r = w.cnirun("-d", "--name", w.name_prefix, "busybox", "sleep", "600")
-        assert r.returncode == 0, r.stderr
-        c = w.cnirun("network", "connect", "tc-52", w.name_prefix)
-        assert c.returncode == 0, c.stderr
-        first = restarts_keep_links("podman", w.name_prefix)
-        assert first[0][0].startswith("10.212.51.") and first[1][0].startswith("10.212.52.")
-    finally:
-        subprocess.run(["podman", "rm", "-f", "-t", "0", w.name_prefix], capture_output=True)
-    w.assert_clean(within=15.0)
+    from test_runner_docker import detached_restarts_keep_links
+
+    first = detached_restarts_keep_links(tc_world, "podman", [], "tc-52", "10.212.52.0/24")
+    assert first[0][0].startswith("10.212.51.")
