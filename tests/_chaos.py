@@ -22,10 +22,11 @@ import json
 import os
 import random
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from conftest import World
 
@@ -145,6 +146,88 @@ class Chaos:
         self.w.assert_clean(within=20.0)
 
 
+class DockerProxy:
+    """A unix socket in front of dockerd's that acts at a chosen moment of a run's Engine API calls.
+
+    Every call is relayed unchanged. For a call `hold(request head, client pid)` picks, the proxy reads
+    dockerd's whole answer (the run path's client asks for `Connection: close`: the answer ends
+    with EOF), calls `on_answer(request head, answer)` and only then passes the answer on: what
+    on_answer does (SIGKILL the run, kill a container) lands after dockerd did the call and
+    before the run learnt its result, every time. Point a run at it with DOCKER_HOST=unix://PATH.
+    """
+
+    def __init__(self, path: Path, hold: Callable[[bytes, int], bool],
+                 on_answer: Callable[[bytes, bytes], None]) -> None:
+        import threading
+
+        self.path, self.hold, self.on_answer = str(path), hold, on_answer
+        self.sock = socket.socket(socket.AF_UNIX)
+        self.sock.bind(self.path)
+        self.sock.listen(64)
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        import threading
+
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            up = socket.socket(socket.AF_UNIX)
+            up.connect("/var/run/docker.sock")
+            threading.Thread(target=self._relay, args=(conn, up), daemon=True).start()
+
+    def _relay(self, conn: socket.socket, up: socket.socket) -> None:
+        import select
+
+        try:
+            head = b""
+            while b"\r\n\r\n" not in head:
+                data = conn.recv(65536)
+                if not data:
+                    return
+                head += data
+            import struct
+
+            pid = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))[0]
+            held = self.hold(head, pid)
+            up.sendall(head)
+            if held:
+                answer = b""
+                while True:
+                    data = up.recv(65536)
+                    if not data:
+                        break
+                    answer += data
+                self.on_answer(head, answer)
+                conn.sendall(answer)
+                return
+            client_open = True
+            while True:
+                ready = select.select([up] + ([conn] if client_open else []), [], [])[0]
+                if conn in ready:
+                    data = conn.recv(65536)
+                    if data:
+                        up.sendall(data)
+                    else:  # a half-close (end of an attach's stdin): dockerd's answer keeps flowing
+                        client_open = False
+                        up.shutdown(socket.SHUT_WR)
+                if up in ready:
+                    data = up.recv(65536)
+                    if not data:
+                        return
+                    conn.sendall(data)
+        except OSError:
+            pass
+        finally:
+            conn.close()
+            up.close()
+
+    def close(self) -> None:
+        self.sock.close()
+
+
 def chain_with_slow_noop(w: World, sleep_s: float) -> None:
     """The World's network plus cnirun's noop plugin sleeping `sleep_s` on ADD (a slow plugin)."""
     from cnirun.plugins import install_plugin_script
@@ -163,4 +246,4 @@ def report_lines(report: dict[str, Any]) -> list[str]:
     return [f"{k}: {json.dumps(v)}" for k, v in report.items()]
 
 
-__all__ = ["Chaos", "chain_with_slow_noop", "report_lines", "Path"]
+__all__ = ["Chaos", "DockerProxy", "chain_with_slow_noop", "report_lines", "Path"]

@@ -6,12 +6,10 @@ import itertools
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -487,101 +485,49 @@ def test_failed_detached_sandbox_run_leaves_no_container(tiny_world: World, sand
 
 # -- a container that dies while cnirun attaches: one line, nothing left ---------------------------------------
 class DyingOnInspect:
-    """A proxy in front of dockerd's socket that lets one container die between dockerd's answer and cnirun.
+    """Lets one container die between dockerd's answer and cnirun (a _chaos.DockerProxy).
 
     The first time a run inspects a running container of `role` (cnirun.role) from `states` (its
-    cnirun.state), the proxy reads dockerd's answer ("running, pid P"), kills the container and waits
-    until its process is gone, then passes the answer on: cnirun acts on a pid that has exited, as
-    when a container exits at once, every time. Every other call is relayed unchanged.
+    cnirun.state), dockerd's answer ("running, pid P") is held while the container is killed and its
+    process is gone: cnirun acts on a pid that has exited, as when a container exits at once.
     """
 
     def __init__(self, path: Path, role: str, states: Path) -> None:
-        import threading
+        from _chaos import DockerProxy
 
-        self.path, self.role, self.states = str(path), role, str(states)
+        self.role, self.states = role, str(states)
         self.killed = ""  # the ID of the container it killed
-        self.sock = socket.socket(socket.AF_UNIX)
-        self.sock.bind(self.path)
-        self.sock.listen(64)
-        threading.Thread(target=self._serve, daemon=True).start()
+        self.proxy = DockerProxy(path, self._hold, self._kill)
+        self.path = self.proxy.path
 
-    def _serve(self) -> None:
-        import threading
-
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            up = socket.socket(socket.AF_UNIX)
-            up.connect("/var/run/docker.sock")
-            threading.Thread(target=self._relay, args=(conn, up), daemon=True).start()
-
-    def _victim(self, head: bytes) -> str:
-        """The container to kill if this request is the inspect to answer late, else ''."""
+    @staticmethod
+    def _cid(head: bytes) -> str:
         import re
 
         m = re.match(rb"GET (?:/v[0-9.]+)?/containers/([0-9a-f]{64})/json ", head)
-        if self.killed or not m:
-            return ""
-        cid = m.group(1).decode()
+        return m.group(1).decode() if m else ""
+
+    def _hold(self, head: bytes, pid: int) -> bool:
+        cid = self._cid(head)
+        if self.killed or not cid:
+            return False
         info = json.loads(subprocess.run(["docker", "inspect", cid], capture_output=True, text=True).stdout or "[{}]")
         labels = (info[0].get("Config") or {}).get("Labels") or {}
-        running = (info[0].get("State") or {}).get("Running")
-        return cid if running and labels.get("cnirun.role") == self.role and \
-            labels.get("cnirun.state") == self.states else ""
+        return bool((info[0].get("State") or {}).get("Running")) and labels.get("cnirun.role") == self.role \
+            and labels.get("cnirun.state") == self.states
 
-    def _relay(self, conn: Any, up: Any) -> None:
-        import select
-
-        try:
-            head = b""
-            while b"\r\n\r\n" not in head:
-                data = conn.recv(65536)
-                if not data:
-                    return
-                head += data
-            victim = self._victim(head)
-            up.sendall(head)
-            if victim:
-                answer = b""
-                while True:  # the lean client asks for Connection: close: the answer ends with EOF
-                    data = up.recv(65536)
-                    if not data:
-                        break
-                    answer += data
-                pid = json.loads(subprocess.run(["docker", "inspect", victim], capture_output=True,
-                                                text=True).stdout)[0]["State"]["Pid"]
-                subprocess.run(["docker", "kill", victim], capture_output=True)
-                deadline = time.monotonic() + 10
-                while os.path.exists(f"/proc/{pid}/ns/net") and time.monotonic() < deadline:
-                    time.sleep(0.01)
-                self.killed = victim
-                conn.sendall(answer)
-                return
-            client_open = True
-            while True:
-                ready = select.select([up] + ([conn] if client_open else []), [], [])[0]
-                if conn in ready:
-                    data = conn.recv(65536)
-                    if data:
-                        up.sendall(data)
-                    else:
-                        client_open = False
-                        up.shutdown(socket.SHUT_WR)
-                if up in ready:
-                    data = up.recv(65536)
-                    if not data:
-                        return
-                    conn.sendall(data)
-        except OSError:
-            pass
-        finally:
-            conn.close()
-            up.close()
+    def _kill(self, head: bytes, answer: bytes) -> None:
+        cid = self._cid(head)
+        info = json.loads(subprocess.run(["docker", "inspect", cid], capture_output=True, text=True).stdout)
+        pid = info[0]["State"]["Pid"]
+        subprocess.run(["docker", "kill", cid], capture_output=True)
+        deadline = time.monotonic() + 10
+        while os.path.exists(f"/proc/{pid}/ns/net") and time.monotonic() < deadline:
+            time.sleep(0.01)
+        self.killed = cid
 
     def close(self) -> None:
-        self.sock.close()
+        self.proxy.close()
 
 
 @pytest.mark.parametrize("sandbox,role,args", [

@@ -298,6 +298,8 @@ def collect_garbage(dry_run: bool = False, show: Any = None) -> list[str]:
                 continue
             errors = teardown(st, meta, eng, stop=True)
             say(f"tore down {what}" + (f": {'; '.join(errors)}" if errors else ""))
+            if not errors:
+                run_ids.discard(st.id)  # gone: a helper container of it left below is an orphan
         finally:
             st.unlock()
     prog.clear()
