@@ -200,3 +200,97 @@ def test_restarts_keep_addresses_and_macs_on_run_and_connected_networks(hook_wor
         subprocess.run(["docker", "rm", "-f", name, thief], capture_output=True)
     w.assert_clean(within=10.0)
     _assert_no_pins(w)
+
+
+BANDWIDTH = {"type": "bandwidth", "capabilities": {"bandwidth": True}}
+
+
+def _th_networks(w: World) -> tuple[str, str]:
+    """Helper H's two networks on the module's World (10.217.5x.0/24, bridges cthh*), made once."""
+    names = ("th-h1", "th-h2")
+    if not any(o.name == names[0] for o in w.others):
+        w.add_network(names[0], "cthh1", "10.217.51.0/24", extra=[TUNING, BANDWIDTH])
+        w.add_network(names[1], "cthh2", "10.217.52.0/24", extra=[TUNING, BANDWIDTH])
+    return names
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_ps_keeps_image_and_mode_of_a_hook_container_after_live_changes(hook_world: World) -> None:
+    """`cnirun ps` shows a hook-mode container's IMAGE and mode (hook) after `port add`, `update` and
+    `network connect` as before them (each makes cnirun's record of the container, a state dir)."""
+    w = hook_world
+    net1, net2 = _th_networks(w)
+    name = f"cnirun-t3hook-th{w.n}"
+
+    def row() -> dict:
+        ps = w.cnirun("ps", "--format", "json")
+        assert ps.returncode == 0, ps.stderr
+        rows = [r for r in json.loads(ps.stdout) if r["name"] == name]
+        assert len(rows) == 1, ps.stdout
+        return rows[0]
+
+    try:
+        d = subprocess.run(["docker", "run", "-d", "--runtime", "cnirun", "--network", "none", "--name", name,
+                            "--label", f"cnirun.networks={net1}", "busybox", "sleep", "120"],
+                           capture_output=True, text=True, timeout=60)
+        assert d.returncode == 0, d.stderr
+        want = ("docker", "busybox", "hook", d.stdout.strip(), "")
+        assert tuple(row()[k] for k in ("engine", "image", "mode", "container", "run_id")) == want
+        port = _free_port()
+        for change in (["port", "add", name, f"127.0.0.1:{port}:80"], ["update", name, "--ingress-rate", "10mbit"],
+                       ["network", "connect", net2, name]):
+            c = w.cnirun(*change)
+            assert c.returncode == 0, (change, c.stderr)
+            r = row()
+            assert tuple(r[k] for k in ("engine", "image", "mode", "container", "run_id")) == want, (change, r)
+        assert [a["network"] for a in r["attachments"]] == [net1, net2]
+        assert r["attachments"][0]["ports"] == [f"127.0.0.1:{port}->80/tcp"]
+        table = w.cnirun("ps").stdout
+        assert any(name in ln and "busybox" in ln for ln in table.splitlines()), table
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+    w.assert_clean(within=10.0)
+    _assert_no_pins(w)
+
+
+def test_hook_mode_missing_command_is_one_line_and_127(hook_world: World) -> None:
+    """A command the image does not have: one line (as docker's `exec: "X": executable file not found`),
+    exit 127, nothing left; in the foreground and with -d."""
+    w = hook_world
+    net1, _ = _th_networks(w)
+    name = f"cnirun-t3hook-th{w.n}m"
+    try:
+        for detach in ([], ["-d", "--name", name]):
+            r = w.cnirun("--mode", "hook", "--rm", "--net", net1, *detach, "busybox", "th-nosuchcmd")
+            assert r.returncode == 127, (detach, r.stderr)
+            assert r.stderr == 'cnirun: exec: "th-nosuchcmd": executable file not found in $PATH\n', (detach, r.stderr)
+            w.assert_clean(within=10.0)
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+    _assert_no_pins(w)
+
+
+def test_hook_mode_says_cnirun_sandbox_does_not_apply(hook_world: World) -> None:
+    """CNIRUN_SANDBOX=single|helper in a hook-mode run (chosen or auto): one warning line, the run goes on; a
+    bad value is refused with one line, 125, as in sandbox mode."""
+    w = hook_world
+    net1, _ = _th_networks(w)
+    for kind, mode in (("single", ["--mode", "hook"]), ("helper", [])):
+        env = dict(w.env, CNIRUN_SANDBOX=kind)
+        r = subprocess.run([*CNIRUN, *mode, "--rm", "--net", net1, "busybox", "echo", "hi"], env=env,
+                           capture_output=True, text=True, timeout=60, cwd=REPO)
+        assert r.returncode == 0 and r.stdout == "hi\n", r.stderr
+        assert r.stderr == (f"cnirun: warning: CNIRUN_SANDBOX={kind} applies to Docker's sandbox mode only, and this "
+                            "run uses hook mode (the cnirun runtime): add --mode sandbox to use it, or unset "
+                            "CNIRUN_SANDBOX\n"), r.stderr
+    r = subprocess.run([*CNIRUN, "--mode", "hook", "--rm", "--net", net1, "busybox", "true"],
+                       env=dict(w.env, CNIRUN_SANDBOX="th-bogus"), capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert r.returncode == 125 and r.stderr.count("\n") == 1 and "CNIRUN_SANDBOX='th-bogus'" in r.stderr, r.stderr
+    w.assert_clean(within=10.0)

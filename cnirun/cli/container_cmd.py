@@ -127,6 +127,11 @@ def collect(include_foreign: bool) -> list[dict[str, Any]]:
         cache_dir = meta.cni_env.get("CNI_CACHE_DIR") or cnicache.default_cache_dir()
         atts = [a for a in cnicache.list_attachments(cache_dir) if a.container_id == meta.id]
         seen.add((cache_dir, meta.id))
+        if meta.mode in LIVE_RECORDS:
+            # A live command's record of a container cnirun did not run: shown as before the change.
+            rows.append(_other_row(meta.workload, meta.netns, atts, meta.engine, meta.name,
+                                   "hook" if meta.mode == "hook" else "-"))
+            continue
         rows.append({
             "container": meta.workload, "run_id": meta.id, "engine": _engine_of(meta), "image": meta.image,
             "name": meta.name, "sandbox": meta.sandbox, "netns": meta.netns, "phase": meta.phase,
@@ -138,15 +143,28 @@ def collect(include_foreign: bool) -> list[dict[str, Any]]:
             for a in cnicache.list_attachments(cache_dir):
                 if (cache_dir, a.container_id) not in seen:
                     by_id.setdefault(a.container_id, []).append(a)
-        known = _engine_containers() if by_id else {}
         for cid, atts in sorted(by_id.items()):
-            eng = known.get(cid, {})
-            rows.append({
-                "container": cid, "run_id": "", "engine": eng.get("engine", "-"), "image": eng.get("image", ""),
-                "name": eng.get("name", ""), "netns": atts[0].netns, "mode": _made_by(cid, atts),
-                "attachments": [_att_row(a) for a in sorted(atts, key=lambda a: (len(a.ifname), a.ifname))],
-            })
+            rows.append(_other_row(cid, atts[0].netns, atts, "", "", _made_by(cid, atts)))
+    others = [r for r in rows if r["run_id"] == ""]
+    if others:
+        known = _engine_containers()  # who the engines say the other containers are: one listing per engine
+        for r in others:
+            eng = known.get(r["container"], {})
+            r.update(engine=r["engine"] or eng.get("engine", "-"), image=eng.get("image", ""),
+                     name=r["name"] or eng.get("name", ""))
     return rows
+
+
+# RunMeta.mode of the state dir cnirun.live makes for a hook-mode or foreign container it changes.
+LIVE_RECORDS = ("hook", "foreign")
+
+
+def _other_row(cid: str, netns: str, atts: list[Any], engine: str, name: str, mode: str) -> dict[str, Any]:
+    """The row of a container cnirun did not run; engine, image and name are filled in from the engines."""
+    return {
+        "container": cid, "run_id": "", "engine": engine, "image": "", "name": name, "netns": netns, "mode": mode,
+        "attachments": [_att_row(a) for a in sorted(atts, key=lambda a: (len(a.ifname), a.ifname))],
+    }
 
 
 def _engine_of(meta: Any) -> str:

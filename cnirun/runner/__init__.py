@@ -52,6 +52,10 @@ def run(req: RunRequest) -> RunOutcome:
             raise RunFailed(f"unknown engine {engine!r}: use --engine docker or --engine podman")
         if req.mode == "hook" and engine != "docker":
             raise RunFailed(f"--mode hook is for Docker; {engine} runs attach their own netns")
+        if engine != "docker":
+            from .docker_mode import warn_sandbox_ignored
+
+            warn_sandbox_ignored(f"this is a {engine} run (it attaches its own netns)")
         # The image first, in one place for every mode (docker run's order: pull, then create),
         # and before plan() may take the port lock: a slow pull must not hold up other runs.
         from ..engines.images import ensure_image

@@ -89,6 +89,17 @@ def sandbox_requested(environ: Mapping[str, str] | None = None) -> str:
     return value
 
 
+def warn_sandbox_ignored(this_run: str, instead: str = "") -> None:
+    """One warning line on stderr when CNIRUN_SANDBOX names a sandbox path and this run has no sandbox mode
+    (`this_run` says what it uses, `instead` what else to do); a bad value is an ArgumentError, as in sandbox mode."""
+    kind = sandbox_requested()
+    if kind != "auto":
+        import sys
+
+        sys.stderr.write(f"cnirun: warning: {SANDBOX_ENV}={kind} applies to Docker's sandbox mode only, and {this_run}: "
+                         f"{instead + ', or ' if instead else ''}unset {SANDBOX_ENV}\n")
+
+
 def choose(requested: str, cni: Any, file_networks: list[str]) -> str:
     """'sandbox' or 'hook' for this run; ArgumentError when --mode hook cannot work.
 

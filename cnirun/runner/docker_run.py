@@ -46,6 +46,9 @@ def run_docker(p: Plan, gate: SignalGate) -> RunOutcome:
     """Run the plan on Docker in hook mode when chosen (and dockerd knows the runtime), else in sandbox mode."""
     req = p.req
     if _docker_mode(p) == "hook":
+        from .docker_mode import warn_sandbox_ignored
+
+        warn_sandbox_ignored("this run uses hook mode (the cnirun runtime)", "add --mode sandbox to use it")
         from ..engines.dockerapi import docker_client
         from .docker_hook import RuntimeUnknown, run_docker_hook
 
