@@ -28,3 +28,30 @@ def test_run_state_lock_is_exclusive_and_survives_nothing(tmp_path: Path, monkey
     st.remove()
     assert list_states() == []
     assert json.loads(json.dumps(meta.to_dict()))["networks"] == ["a"]
+
+
+def test_command_runs_is_the_recorded_pid_with_its_start_time() -> None:
+    """An exec run's command counts as running only while its pid has the recorded start time: a pid
+    reused by another process, a zombie and an ended process do not count."""
+    import subprocess
+    import time
+
+    from cnirun.live_record import process_start
+    from cnirun.state import command_runs
+
+    proc = subprocess.Popen(["sleep", "60"])
+    try:
+        start = process_start(proc.pid)
+        assert start
+        assert command_runs(RunMeta(id="x", engine="", pid=proc.pid, pid_start=start))
+        assert not command_runs(RunMeta(id="x", engine="", pid=proc.pid, pid_start=str(int(start) - 1)))
+        assert not command_runs(RunMeta(id="x", engine="", pid=proc.pid))  # nothing recorded: no command
+        proc.kill()
+        deadline = time.monotonic() + 5
+        while process_start(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.01)  # until the kernel has made it a zombie
+        assert not command_runs(RunMeta(id="x", engine="", pid=proc.pid, pid_start=start))  # a zombie
+    finally:
+        proc.kill()
+        proc.wait()
+    assert not command_runs(RunMeta(id="x", engine="", pid=proc.pid, pid_start=start))
