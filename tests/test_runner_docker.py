@@ -607,3 +607,38 @@ def detached_restarts_keep_links(w: World, engine: str, mode: list[str], second:
         subprocess.run([engine, "rm", "-f", w.name_prefix], capture_output=True)
     w.assert_clean(within=15.0)
     return first
+
+
+def test_helper_gone_before_the_workload_starts_is_one_line_and_leaves_nothing(tiny_world: World) -> None:
+    """The helper exits after ADD, just before the workload's start (which then cannot join its netns): one
+    line, exit 125, no container (the name free), nothing for gc."""
+    import re
+
+    from _chaos import DockerProxy
+
+    w = tiny_world
+    killed: list[str] = []
+
+    def before_start(head: bytes, pid: int) -> bool:
+        m = re.match(rb"POST (?:/v[0-9.]+)?/containers/([0-9a-f]{64})/start ", head)
+        info = json.loads(subprocess.run(["docker", "inspect", m.group(1).decode()], capture_output=True,
+                                         text=True).stdout) if m and not killed else [{}]
+        helper = ((info[0].get("Config") or {}).get("Labels") or {}).get("cnirun.sandbox", "")
+        if helper:
+            subprocess.run(["docker", "kill", helper], capture_output=True)
+            killed.append(helper)
+        return False
+
+    proxy = DockerProxy(w.tmp / "d.sock", before_start, lambda head, answer: None)
+    w.env["DOCKER_HOST"] = f"unix://{proxy.path}"
+    try:
+        r = w.cnirun("--mode", "sandbox", "-d", "--name", f"{w.name_prefix}w", "busybox", "sleep", "300")
+    finally:
+        del w.env["DOCKER_HOST"]
+        proxy.close()
+    assert killed, "the workload's start never came"
+    assert r.returncode == 125 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert subprocess.run(["docker", "inspect", f"{w.name_prefix}w"], capture_output=True).returncode != 0
+    w.assert_clean()
+    g = w.cnirun("gc")
+    assert g.returncode == 0 and "nothing to collect" in g.stdout, g.stdout + g.stderr
