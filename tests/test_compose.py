@@ -666,6 +666,8 @@ FUZZ_BAD: list[tuple[str, bytes]] = [
     ("include-dev-zero", b"include: [/dev/zero]\nservices:\n  a: {image: busybox}\n"),
     ("extends-dev-zero", b"services:\n  a: {image: busybox, extends: {service: b, file: /dev/zero}}\n"),
     ("env-file-dev-zero", b"services:\n  a: {image: busybox, env_file: /dev/zero}\n"),
+    ("env-file-not-utf8", b"services:\n  a: {image: busybox, env_file: ./latin1.env}\n"),
+    ("env-file-too-large", b"services:\n  a: {image: busybox, env_file: [./big.env]}\n"),
     ("too-large", b"services:\n  a: {image: busybox}\n" + b"# padding padding padding\n" * 200000),
     ("long-truncated", b"services:\n  a: {image: busybox, command: [" + b"x," * 450000 + b"\n"),
     ("secret-name-path", b"services:\n  a: {image: busybox}\nsecrets:\n  ../x: {file: /etc/hostname}\n"),
@@ -773,6 +775,8 @@ def fuzz_project(hostile: Hostile) -> Hostile:
     (hostile.dir / "static").mkdir()
     (hostile.dir / "app.env").write_text("B=2\n")
     (hostile.dir / "token.txt").write_text("t\n")
+    (hostile.dir / "latin1.env").write_bytes(b"A=caf\xe9\n")
+    (hostile.dir / "big.env").write_bytes(b"A=" + b"x" * (2 << 20) + b"\n")
     return hostile
 
 

@@ -152,7 +152,7 @@ def resolve_paths(data: dict[str, Any], base: FsPath) -> None:
 # checked in every file before it is merged (each entry's own rules come later, in services.py).
 SERVICE_SHAPES: dict[str, tuple[type, ...]] = {
     "build": (str, dict), "env_file": (str, list), "extends": (str, dict), "depends_on": (list, dict),
-    "networks": (list, dict), **{k: (list, dict) for k in KEYED_KEYS}, **{k: (list,) for k in MOUNT_KEYS}}
+    "networks": (list, dict), **{k: (dict, list) for k in KEYED_KEYS}, **{k: (list,) for k in MOUNT_KEYS}}
 _TYPE_NAMES = {str: "a string", dict: "a mapping", list: "a list"}
 
 
