@@ -301,7 +301,8 @@ def check_ports(
             )
         if key in claims:
             raise ArgumentError(
-                f"host port {p.host_port}/{p.protocol} is being published by another start ({claims[key]}): {hint}"
+                f"host port {p.host_port}/{p.protocol} is already published by a start still in progress "
+                f"({claims[key]}): {hint}"
             )
         if _held(p.host_ip, p.host_port, p.protocol):
             raise ArgumentError(f"host port {p.host_port}/{p.protocol} is in use on this host: {hint}")

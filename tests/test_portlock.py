@@ -220,7 +220,7 @@ def test_a_start_with_one_port_does_not_wait_for_another_starts_add(pworld: Worl
         # Its port is taken all the while (its claim, then its ADD's intent record): a third start is refused.
         same = w.cnirun("run", "--rm", "--name", f"te-{w.n}-third", "-p", f"127.0.0.1:{base}:80", "busybox", "true")
         assert same.returncode == 125 and same.stderr.count("\n") == 1, same.stderr
-        assert f"already published by container {big}" in same.stderr or "by another start" in same.stderr
+        assert f"already published by container {big}" in same.stderr or "start still in progress" in same.stderr
         flag.unlink()
         assert slow.wait(60) == 0, slow.stderr.read() if slow.stderr else ""
         assert not list((w.cache_dir / "cnirun-ports.claims").iterdir())
@@ -242,7 +242,7 @@ def test_a_killed_claimers_ports_are_free_again(tmp_path: Path) -> None:
     try:
         assert child.stdout is not None and child.stdout.readline().strip() == "claimed"
         cni = CNI(cache_dir=str(tmp_path))
-        assert "being published by another start" in _refused(cni, PortMapping(port, 80))
+        assert "already published by a start still in progress" in _refused(cni, PortMapping(port, 80))
     finally:
         child.kill()
         child.wait()
