@@ -16,8 +16,11 @@ usage: cnirun port CONTAINER                      list published ports (as docke
        cnirun port rm CONTAINER [IP:]HOST:CONTAINER[/PROTO]...
 
 add/rm re-run only the portmap plugin with the cached result: the container
-keeps its address and connections. A host port another container publishes,
-or a host process holds, is refused before anything changes.
+keeps its address and connections, and the ports not being changed keep
+answering throughout. A host port another container publishes, or a host
+process holds, a host IP that is not this host's, and a port over the
+host-wide budget (CNIRUN_MAX_PUBLISHED_PORTS) are refused before anything
+changes.
 
 Examples:
   cnirun port web
