@@ -30,6 +30,7 @@ RECORDED_ENV = (
     "CNIRUN_HOOK_BUDGET",
     "CNIRUN_DOCKER_ROOT",
     "CNIRUN_STORAGE_ROOTS",
+    "CNIRUN_MAX_PUBLISHED_PORTS",  # portlock's host-wide budget: the hook checks label ports against it too
 )
 
 def package_parent() -> str:

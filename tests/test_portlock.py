@@ -278,3 +278,10 @@ def test_the_host_wide_budget_of_published_ports(pworld: World) -> None:
     finally:
         subprocess.run(["docker", "rm", "-f", a, b], capture_output=True)
     w.assert_clean(within=20.0)
+
+
+def test_installed_hooks_get_the_budget() -> None:
+    """`cnirun install` records CNIRUN_MAX_PUBLISHED_PORTS into the hooks: label ports meet the same budget."""
+    from cnirun.hook_command import hook_env
+
+    assert f"{BUDGET_ENV}=500" in hook_env({"PATH": "/usr/bin", BUDGET_ENV: "500"})
