@@ -11,27 +11,19 @@ import re
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..netstore.located import MAX_BYTES, ComposeError, Document, Path as KeyPath
+from ..netstore.located import Document, Path as KeyPath, read_text
 
 _RE = re.compile(r"\$(?:(?P<esc>\$)|(?P<plain>[A-Za-z_][A-Za-z0-9_]*)|\{(?P<braced>[^}]*)\}|(?P<bad>))")
 _BRACED = re.compile(r"^(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?+])(?P<arg>.*))?$", re.S)
 
 
 def read_env_file(path: Path) -> dict[str, str]:
-    """KEY=VALUE lines; '#' comments; optional quotes around the value. At most MAX_BYTES of UTF-8."""
+    """KEY=VALUE lines; '#' comments; optional quotes around the value (at most 1 MiB of UTF-8)."""
     out: dict[str, str] = {}
     try:
-        with open(path, "rb") as f:
-            raw = f.read(MAX_BYTES + 1)
+        text = read_text(path)
     except OSError:
         return out
-    if len(raw) > MAX_BYTES:
-        raise ComposeError(f"{path}: larger than {MAX_BYTES >> 20} MiB: not an env file")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = raw.count(b"\n", 0, e.start) + 1
-        raise ComposeError(f"{path}:{line}: not UTF-8 text ({e.reason}): save the file as UTF-8") from None
     for line in text.splitlines():
         line = line.strip()
         if not line or line.startswith("#") or "=" not in line:

@@ -203,24 +203,29 @@ def parse(text: str, source: str) -> Document:
     return Document(source=source, data=data, lines=lines)
 
 
-def load(path: str | os.PathLike[str]) -> Document:
-    """Read and parse one file of at most MAX_BYTES (a larger one, or /dev/zero, is refused unread)."""
+def read_text(path: str | os.PathLike[str]) -> str:
+    """A file's text: at most MAX_BYTES (a larger one, or /dev/zero, is refused unread) of UTF-8.
+    OSError is the caller's to word."""
+    with open(path, "rb") as f:
+        raw = f.read(MAX_BYTES + 1)
+    if len(raw) > MAX_BYTES:
+        raise ComposeError(f"{path}: larger than {MAX_BYTES >> 20} MiB: refusing to read it")
     try:
-        with open(path, "rb") as f:
-            raw = f.read(MAX_BYTES + 1)
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        raise ComposeError(f"{path}:{line}: not UTF-8 text ({e.reason}): save the file as UTF-8") from None
+
+
+def load(path: str | os.PathLike[str]) -> Document:
+    try:
+        text = read_text(path)
     except FileNotFoundError:
         raise ComposeError(f"{path}: no such file: pass an existing compose file with -f") from None
     except PermissionError:
         raise ComposeError(f"{path}: permission denied: make the file readable") from None
     except OSError as e:
         raise ComposeError(f"{path}: cannot read: {e.strerror}") from None
-    if len(raw) > MAX_BYTES:
-        raise ComposeError(f"{path}: larger than {MAX_BYTES >> 20} MiB: refusing to parse it")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = raw.count(b"\n", 0, e.start) + 1
-        raise ComposeError(f"{path}:{line}: not UTF-8 text ({e.reason}): save the file as UTF-8") from None
     return parse(text, str(path))
 
 
