@@ -58,6 +58,9 @@ CONF_NAME = "cnirun-dnsmasq.conf"
 PID_NAME = "dnsmasq.pid"
 HOSTS_DIR = "hosts"
 CACHE_MARK = "# cnirun cache "
+ADDR_MARK = "# addresses "  # also when no name is answered
+NAME_MARK = "# name "  # the container's own names: the first it is registered under, or its engine's
+ALIAS_MARK = "# aliases "  # the rest: answered unless another container's own name there
 STOP_WAIT = 2.0
 MAX_NAMES = 64  # per container and network: every name is a line dnsmasq keeps
 
@@ -85,6 +88,15 @@ def enabled(net: NetworkConfigList) -> bool:
     """Whether the network wants DNS: not opted out with `"cnirun": {"dns": false}`."""
     meta = net.raw.get("cnirun") if isinstance(net.raw, dict) else None
     return not (isinstance(meta, dict) and meta.get("dns") is False)
+
+
+def outside_names(net: NetworkConfigList) -> bool:
+    """Whether the network's resolver may answer names with a dot (`www.example.com`): only with
+    `"cnirun": {"dnsOutsideNames": true}` (x-cni `dns_outside_names: true`). Without it a dotted name, as
+    alias, hostname or container name, is not answered there: it would shadow the real domain for every
+    container on the network (queries for it never leave the host)."""
+    meta = net.raw.get("cnirun") if isinstance(net.raw, dict) else None
+    return isinstance(meta, dict) and meta.get("dnsOutsideNames") is True
 
 
 def _is_local(ip: str) -> bool:
@@ -184,18 +196,36 @@ def _hosts_file(network: str, container_id: str) -> str:
 
 
 def _read_names(path: str) -> list[str]:
-    names: list[str] = []
+    """The names the resolver answers for the container (its address lines)."""
+    return _read_entry(path)[4]
+
+
+def _read_entry(path: str) -> tuple[str, list[str], list[str], list[str], list[str]]:
+    """(cache dir, addresses, own names, aliases, names answered) of a container's hosts file."""
+    cache_dir, addrs, served = "", [], []
+    own: list[str] | None = None
+    aliases: list[str] = []
+    recorded: list[str] | None = None
     try:
         with open(path, encoding="utf-8") as f:
             for line in f:
-                if line.startswith("#"):
-                    continue
-                for n in line.split()[1:]:
-                    if n not in names:
-                        names.append(n)
+                if line.startswith(CACHE_MARK):
+                    cache_dir = line[len(CACHE_MARK):].strip()
+                elif line.startswith(ADDR_MARK):
+                    recorded = line[len(ADDR_MARK):].split()
+                elif line.startswith(NAME_MARK):
+                    own = line[len(NAME_MARK):].split()
+                elif line.startswith(ALIAS_MARK):
+                    aliases = line[len(ALIAS_MARK):].split()
+                elif line.split() and not line.startswith("#"):
+                    words = line.split()
+                    addrs.append(words[0])
+                    served += [n for n in words[1:] if n not in served]
     except OSError:
         pass
-    return names
+    if own is None:  # a file without the marks: its first name is its own
+        own, aliases = served[:1], served[1:]
+    return cache_dir, addrs if recorded is None else recorded, own, aliases, served
 
 
 def _clean_names(names: Iterable[str]) -> list[str]:
@@ -210,11 +240,23 @@ def _clean_names(names: Iterable[str]) -> list[str]:
     return out[:MAX_NAMES]
 
 
-def _write_hosts(network: str, container_id: str, addresses: list[str], names: list[str], cache_dir: str) -> None:
-    """Write the container's lines in a temporary file next to hosts/, then rename: dnsmasq reads whole files."""
+def _write_hosts(network: str, container_id: str, addresses: list[str], own: list[str], aliases: list[str],
+                 cache_dir: str, outside: bool) -> None:
+    """Write the container's lines in a temporary file next to hosts/, then rename: dnsmasq reads whole files.
+
+    Answered: its own names, and each alias that is no other container's own name on the network (aliases
+    may be shared, as Docker's; a container's own name is never taken over), dotted ones only with
+    `outside`. The declared names are kept in comment lines, so a name freed later is answered again."""
     d = _net_dir(network)
     _private_dirs(d, os.path.join(d, HOSTS_DIR))
-    text = CACHE_MARK + cache_dir + "\n" + "".join(f"{a}\t{' '.join(names)}\n" for a in addresses)
+    taken = {n.lower() for m in _members(network) if m != container_id
+             for n in _read_entry(_hosts_file(network, m))[2]}
+    names = [n for n in own if outside or "." not in n]
+    names += [n for n in aliases if (outside or "." not in n) and n.lower() not in taken]
+    text = "".join(f"{mark}{value}\n" for mark, value in (
+        (CACHE_MARK, cache_dir), (ADDR_MARK, " ".join(addresses)), (NAME_MARK, " ".join(own)),
+        (ALIAS_MARK, " ".join(aliases))))
+    text += "".join(f"{a}\t{' '.join(names)}\n" for a in addresses if names)
     tmp = os.path.join(d, ".tmp-" + container_id)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     try:
@@ -243,9 +285,14 @@ def register(
     path = _hosts_file(net.name, container_id)
     fd = _lock(net.name)
     try:
-        clean = _clean_names(_read_names(path) if names is None else names)
-        _write_hosts(net.name, container_id, addrs, clean, cache_dir)
-        _ensure_resolver(net.name, gws, _bridge(net))
+        _, _, own, aliases, _ = _read_entry(path)
+        if names is not None:
+            clean = _clean_names(names)
+            own, aliases = clean[:1], clean[1:]
+        outside = outside_names(net)
+        _write_hosts(net.name, container_id, addrs, own, aliases, cache_dir, outside)
+        _ensure_resolver(net.name, gws, _bridge(net), outside)
+        _rewrite_claims(net.name, container_id, own)
     finally:
         os.close(fd)
     ensure_keeper()
@@ -260,14 +307,34 @@ def add_names(container_id: str, names: list[str]) -> None:
             continue
         fd = _lock(network)
         try:
-            old = _read_names(path)
-            new = _clean_names(old + list(names))
-            if new == old or not os.path.exists(path):
+            cache_dir, addrs, own, aliases, _ = _read_entry(path)
+            # The engine's name is the container's own: what it was registered under before are aliases.
+            new = _clean_names(names)
+            rest = [n for n in _clean_names(own + aliases) if n.lower() not in {x.lower() for x in new}]
+            if (new, rest) == (own, aliases) or not os.path.exists(path):
                 continue
-            cache_dir, addrs = _read_record(path)
-            _write_hosts(network, container_id, addrs, new, cache_dir)
+            _write_hosts(network, container_id, addrs, new, rest, cache_dir, _outside_recorded(network))
+            _rewrite_claims(network, container_id, new + own)
         finally:
             os.close(fd)
+
+
+def _outside_recorded(network: str) -> bool:
+    """The network's outside-names policy, as its resolver's record says (outside_names)."""
+    return bool(_conf_values(conf_path(network), OUTSIDE_MARK))
+
+
+def _rewrite_claims(network: str, container_id: str, names: list[str]) -> None:
+    """Rewrite the other containers of `network` that have one of `names` as an alias: that name became
+    (or stopped being) a container's own name. Caller holds the network's lock."""
+    wanted = {n.lower() for n in names}
+    outside = _outside_recorded(network)
+    for m in _members(network):
+        if m == container_id:
+            continue
+        cache_dir, addrs, own, aliases, _ = _read_entry(_hosts_file(network, m))
+        if wanted & {a.lower() for a in aliases}:
+            _write_hosts(network, m, addrs, own, aliases, cache_dir, outside)
 
 
 def _private_dirs(*paths: str) -> None:
@@ -283,32 +350,21 @@ def _private_dirs(*paths: str) -> None:
     os.chmod(root, 0o700)  # also one an older cnirun made 0755
 
 
-def _read_record(path: str) -> tuple[str, list[str]]:
-    cache_dir, addrs = "", []
-    try:
-        with open(path, encoding="utf-8") as f:
-            for line in f:
-                if line.startswith(CACHE_MARK):
-                    cache_dir = line[len(CACHE_MARK):].strip()
-                elif line.split() and not line.startswith("#"):
-                    addrs.append(line.split()[0])
-    except OSError:
-        pass
-    return cache_dir, addrs
-
-
 def unregister(network: str, container_id: str) -> None:
     """Drop the container's names from `network`; stop the resolver when nobody is left on it."""
     if not os.path.isdir(_net_dir(network)):
         return
     fd = _lock(network)
     try:
+        own = _read_entry(_hosts_file(network, container_id))[2]
         try:
             os.unlink(_hosts_file(network, container_id))
         except FileNotFoundError:
             pass
         if not _members(network):
             _stop_resolver(network)
+        else:
+            _rewrite_claims(network, container_id, own)  # its name, freed, may be another's alias
     finally:
         os.close(fd)
 
@@ -353,13 +409,15 @@ def names(network: str) -> dict[str, list[str]]:
 
 # -- the resolver process -------------------------------------------------------------
 BRIDGE_MARK = "# bridge "
+OUTSIDE_MARK = "# outside names "
 
 
-def _conf_text(network: str, listen: list[str], bridge: str) -> str:
+def _conf_text(network: str, listen: list[str], bridge: str, outside: bool = False) -> str:
     d = _net_dir(network)
     lines = [
         f"# cnirun: the resolver of network {network}; cnirun starts and stops it (cnirun.dns)",
         BRIDGE_MARK + bridge,  # the guard's rules name it (cnirun.dns_guard): the record to remove them by
+        *([OUTSIDE_MARK + "yes"] if outside else []),  # the network's policy, for add_names and its peers
         "port=53",
         *[f"listen-address={a}" for a in listen],
         # Binds to the listen addresses only, and picks them up if the bridge
@@ -596,9 +654,9 @@ def revive(networks: set[str] | None = None, dry_run: bool = False) -> list[tupl
     return out
 
 
-def _ensure_resolver(network: str, listen: list[str], bridge: str) -> None:
+def _ensure_resolver(network: str, listen: list[str], bridge: str, outside: bool = False) -> None:
     """Start the network's dnsmasq unless it runs with these addresses. Caller holds the network's lock."""
-    wanted = _conf_text(network, listen, bridge)
+    wanted = _conf_text(network, listen, bridge, outside)
     try:
         with open(conf_path(network), encoding="utf-8") as f:
             current = f.read()
@@ -1108,12 +1166,13 @@ def collect(alive: Callable[[str, str, str], bool] | None = None) -> list[str]:
         fd = _lock(network)
         try:
             for cid in _members(network):
-                cache_dir, _ = _read_record(_hosts_file(network, cid))
+                cache_dir, _, own, _, _ = _read_entry(_hosts_file(network, cid))
                 if not check(network, cid, cache_dir):
                     try:
                         os.unlink(_hosts_file(network, cid))
                     except FileNotFoundError:
                         pass
+                    _rewrite_claims(network, cid, own)
                     done.append(f"dropped the names of gone container {cid[:12]} on network {network}")
             if not _members(network):
                 if _resolver_pid(network):

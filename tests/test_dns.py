@@ -163,7 +163,8 @@ def rm(engine: str, *names: str) -> None:
 # -- Docker ---------------------------------------------------------------------------------
 @needs_docker
 def test_names_aliases_resolv_conf_and_docker_rm_f(world: World) -> None:
-    """Name and --network-alias resolve from another container; resolv.conf points at the resolver;
+    """Name and --network-alias resolve from another container (a dotted alias not: an outside domain);
+    resolv.conf points at the resolver;
     `docker rm -f` behind cnirun's back drops the name; the resolver stops when the network empties."""
     w, gw = world, gateway(world)
     a, b = f"t195a{w.n}", f"t195c{w.n}"
@@ -173,8 +174,10 @@ def test_names_aliases_resolv_conf_and_docker_rm_f(world: World) -> None:
         run_d(w, "--name", b, "busybox", "sleep", "120")
         assert len(resolvers_of(w)) == 1
         a_ip = address_of(a)
-        for name in (a, "web", "www.example.test"):
+        for name in (a, "web"):
             assert answer(nslookup(b, name, gw)) == [a_ip], name
+        # A dotted alias is an outside domain: not answered on a network that does not allow it.
+        assert "www.example.test" not in served(w, w.net)
         resolv = subprocess.run(["docker", "exec", b, "cat", "/etc/resolv.conf"], capture_output=True,
                                 text=True).stdout
         assert resolv.splitlines()[0] == f"nameserver {gw}", resolv
@@ -633,15 +636,9 @@ def dworld(tmp_path: Path) -> Any:
     w = _make_world(tmp_path, 213, "dns", net="td-{n}", bridge="ctd{n}", subnet="10.213.{n}.0/24",
                     name_prefix="td{n}-")
     yield w
-    try:
-        w.name_prefix and rm("docker", *subprocess.run(
-            ["docker", "ps", "-aq", "--filter", f"name={w.name_prefix}"], capture_output=True, text=True).stdout.split())
-        w.assert_clean(within=10.0)
-        assert_no_resolver(w, within=10.0)
-        assert wait_for(lambda: keeper_of(w) == 0, 10.0), "the resolvers' keeper outlived the last resolver"
-    finally:
-        w.stop_watcher()
-        subprocess.run(["ip", "link", "del", w.bridge], capture_output=True)
+    w.finish()  # the test's containers (decoys too), the leak check, its bridges
+    assert_no_resolver(w, within=10.0)
+    assert wait_for(lambda: keeper_of(w) == 0, 10.0), "the resolvers' keeper outlived the last resolver"
 
 
 def query(server: str, name: str, timeout: float = 0.3) -> list[str]:
@@ -800,3 +797,74 @@ def test_a_decoy_does_not_stop_the_resolver_coming_back(dworld: World) -> None:
 
 def assert_no_resolver_process(w: World) -> None:
     assert wait_for(lambda: [c for pid, c in _resolver_processes(w) if is_dnsmasq(pid)] == [], 15.0)
+
+
+def served(w: World, network: str) -> list[str]:
+    """Every name the network's resolver answers from its hosts files (what dnsmasq reads)."""
+    out: list[str] = []
+    for f in sorted((w.state_dir / "dns" / network / "hosts").glob("*")):
+        out += [n for line in f.read_text().splitlines() if line and not line.startswith("#")
+                for n in line.split()[1:]]
+    return out
+
+
+@needs_docker
+def test_names_store_is_roots_only(dworld: World) -> None:
+    """The names store (network dirs, hosts files, resolver configs, a container's own resolver's dir) is
+    root's only: directories 0700, cnirun's files 0600, also when an older cnirun made the root 0755; the
+    resolvers (root) still answer from it."""
+    w = dworld
+    second = w.add_network(f"td-{w.n}b", f"ctd{w.n}b", f"10.213.{100 + w.n}.0/24").name
+    (w.state_dir / "dns").mkdir(mode=0o755)
+    os.chmod(w.state_dir / "dns", 0o755)
+    a, b = f"td{w.n}-a", f"td{w.n}-b"
+    run_d(w, "--name", a, "busybox", "sleep", "300")
+    run_d(w, "--name", b, "--net", w.net, "--net", second, "busybox", "sleep", "300")
+    assert query(f"10.213.{w.n}.1", a) == [address_of(a)]
+    assert answer(lookup(b, a)) == [address_of(a)]  # through its own resolver, in its netns
+    root = w.state_dir / "dns"
+    dirs = [root, *(p for p in root.rglob("*") if p.is_dir())]
+    files = [p for p in root.rglob("*") if p.is_file() and p.name not in ("dnsmasq.pid", "dnsmasq.log")]
+    assert {str(p): oct(p.stat().st_mode & 0o777) for p in dirs if p.stat().st_mode & 0o777 != 0o700} == {}
+    assert {str(p): oct(p.stat().st_mode & 0o777) for p in files if p.stat().st_mode & 0o777 != 0o600} == {}
+    assert {str(p.relative_to(root)) for p in dirs} >= {".", w.net, f"{w.net}/hosts", "_views"}
+    assert {p.name for p in files} >= {"cnirun-dnsmasq.conf", "start.err", w.net + ".lock"}
+    rm("docker", a, b)
+
+
+@needs_docker
+def test_an_alias_never_takes_over_a_containers_own_name(dworld: World) -> None:
+    """An alias that is another container's name on the network is not answered while that container is
+    there (whichever came first); aliases stay shareable; a freed name is answered for the alias again."""
+    w = dworld
+    gw, db, evil, other = f"10.213.{w.n}.1", f"td{w.n}-db", f"td{w.n}-evil", f"td{w.n}-other"
+    run_d(w, "--name", db, "busybox", "sleep", "300")
+    run_d(w, "--name", evil, "--network-alias", db, "--network-alias", "shared", "busybox", "sleep", "300")
+    run_d(w, "--name", other, "--network-alias", "shared", "busybox", "sleep", "300")
+    db_ip, evil_ip, other_ip = address_of(db), address_of(evil), address_of(other)
+    assert query(gw, db) == [db_ip], "an alias took over a container's name"
+    assert sorted(query(gw, "shared")) == sorted([evil_ip, other_ip])
+    rm("docker", db)
+    assert wait_for(lambda: query(gw, db) == [evil_ip]), "the freed name is not answered for the alias"
+    # The name's owner comes back after the alias: the name is its own again.
+    run_d(w, "--name", db, "busybox", "sleep", "300")
+    assert query(gw, db) == [address_of(db)]
+    rm("docker", db, evil, other)
+
+
+@needs_docker
+def test_outside_names_only_where_the_network_allows_them(dworld: World) -> None:
+    """A dotted alias (an outside domain, `www.example.com`) is not answered on a network without
+    `"cnirun": {"dnsOutsideNames": true}`, and is (locally, nothing forwarded) on one with it."""
+    w = dworld
+    net = w.add_network(f"td-{w.n}o", f"ctd{w.n}o", f"10.213.{100 + w.n}.0/24")
+    path = Path(w.env["NETCONFPATH"]) / f"{net.name}.conflist"
+    conf = json.loads(path.read_text())
+    path.write_text(json.dumps({**conf, "cnirun": {"dnsOutsideNames": True}}))
+    a, b = f"td{w.n}-a", f"td{w.n}-b"
+    run_d(w, "--name", a, "--network-alias", "www.example.com", "--network-alias", "web", "busybox", "sleep", "300")
+    run_d(w, "--name", b, "--net", net.name, "--network-alias", "www.example.com", "busybox", "sleep", "300")
+    assert sorted(served(w, w.net)) == sorted([a, "web"])
+    assert query(f"10.213.{w.n}.1", "web") == [address_of(a)]
+    assert query(f"10.213.{100 + w.n}.1", "www.example.com") == [address_of(b)]
+    rm("docker", a, b)

@@ -96,6 +96,21 @@ def test_enable_icc_false_and_isolate_in_the_chain() -> None:
     assert convert("networks:\n  n:\n    x-cni: {isolate: none}\n")["n"]["cnirun"]["isolated"] is False
 
 
+def test_x_cni_dns_outside_names() -> None:
+    """x-cni dns_outside_names: true lets the network's resolver answer dotted names (cnirun.dns.outside_names);
+    off by default; a value that is not a boolean is one error naming the key."""
+    from cnirun.config import conflist_from_bytes
+    from cnirun.dns import outside_names
+
+    on = convert("networks:\n  n:\n    x-cni: {dns_outside_names: true}\n")["n"]
+    off = convert("networks:\n  n: {}\n")["n"]
+    assert on["cnirun"]["dnsOutsideNames"] is True and "dnsOutsideNames" not in off["cnirun"]
+    assert outside_names(conflist_from_bytes(json.dumps(on).encode()))
+    assert not outside_names(conflist_from_bytes(json.dumps(off).encode()))
+    assert "dns_outside_names: expected true or false" in error_of(
+        "networks:\n  n:\n    x-cni: {dns_outside_names: 'yes'}\n")
+
+
 def test_ipam_config_subnet_gateway_range_aux() -> None:
     conf = convert("""networks:
   n:

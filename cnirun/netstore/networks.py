@@ -104,6 +104,7 @@ class NetworkSpec:
     x_cni_append: list[dict[str, Any]] = field(default_factory=list)
     x_cni_version: str = ""
     dns: bool = True  # a resolver for the containers' names (cnirun.dns); x-cni: {dns: false} turns it off
+    dns_outside_names: bool = False  # x-cni: {dns_outside_names: true}: dotted names answered (cnirun.dns)
     icc: bool = True  # enable_icc=false: the isolation plugin in the chain
     isolate: str = ""  # x-cni: {isolate: same-bridge|none} (network create --isolate); '' = cnirun's default
 
@@ -167,16 +168,18 @@ def _parse_pool(doc: Document, value: Any, path: Path) -> Pool:
 
 def _parse_x_cni(spec: NetworkSpec, value: Any, path: Path) -> None:
     doc = spec.doc
-    m = expect_mapping(doc, value, path, "a mapping with plugins, append, cniVersion, dns or isolate")
-    check_keys(doc, m, path, frozenset({"plugins", "append", "cniVersion", "dns", "isolate"}))
+    m = expect_mapping(doc, value, path, "a mapping with plugins, append, cniVersion, dns, dns_outside_names or "
+                       "isolate")
+    check_keys(doc, m, path, frozenset({"plugins", "append", "cniVersion", "dns", "dns_outside_names", "isolate"}))
     if "isolate" in m:
         spec.isolate = expect_str(doc, m["isolate"], path + ("isolate",), "same-bridge or none")
         if spec.isolate not in ISOLATE_MODES:
             doc.fail(path + ("isolate",), f"invalid isolate {spec.isolate!r}: expected same-bridge or none")
-    if "dns" in m:
-        if not isinstance(m["dns"], bool):
-            doc.fail(path + ("dns",), f"expected true or false, got {type_name(m['dns'])}")
-        spec.dns = m["dns"]
+    for key in ("dns", "dns_outside_names"):
+        if key in m:
+            if not isinstance(m[key], bool):
+                doc.fail(path + (key,), f"expected true or false, got {type_name(m[key])}")
+            setattr(spec, key, m[key])
     for key in ("plugins", "append"):
         if key not in m:
             continue
@@ -446,6 +449,8 @@ class Planner:
             meta["labels"] = dict(spec.labels)
         if not spec.dns:
             meta["dns"] = False  # cnirun.dns.enabled reads it
+        if spec.dns_outside_names:
+            meta["dnsOutsideNames"] = True  # cnirun.dns.outside_names reads it
         meta.update(extra_meta or {})
         if spec.x_cni_plugins is not None:
             plugins = [dict(p) for p in spec.x_cni_plugins]
