@@ -406,16 +406,11 @@ class Hostile:
 
     def cnirun(self, *args: str, file: Path | None = None, memory: int = 1 << 30,
                timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        """`cnirun compose -f FILE -p NAME ARGS` with its address space capped (a regression fails, it does
-        not eat the machine)."""
-        import resource
-
-        def cap() -> None:
-            resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
-
-        return subprocess.run([CNIRUN, "compose", "-f", str(file or self.file), "-p", self.name, *args],
-                              capture_output=True, text=True, env=self.env, timeout=timeout, cwd=self.dir,
-                              preexec_fn=cap)
+        """`cnirun compose -f FILE -p NAME ARGS` with its address space capped (prlimit: a regression
+        fails, it does not eat the machine; no preexec_fn, these run from threads)."""
+        return subprocess.run(["prlimit", f"--as={memory}", "--", CNIRUN, "compose", "-f", str(file or self.file),
+                               "-p", self.name, *args],
+                              capture_output=True, text=True, env=self.env, timeout=timeout, cwd=self.dir)
 
     def containers(self) -> list[str]:
         p = subprocess.run(["docker", "ps", "-a", "-q", "--filter", f"label=com.docker.compose.project={self.name}"],

@@ -632,9 +632,10 @@ def up(project: Project, detach: bool | UpOptions, engine: str) -> int:
             for e in remove_containers(project.name, eng, {c.name for c in orphans}):
                 say(f"cnirun: {e}")
         ensure_images(project, services, eng, opts.build, opts.pull)
+        # before any network: a state dir it refuses to write through leaves nothing made
+        materialize(project.name, {"secrets": project.secrets, "configs": project.configs})
         created = ensure_networks(project, cni)
         ensure_volumes(project, eng)
-        materialize(project.name, {"secrets": project.secrets, "configs": project.configs})
         for svc in services:
             wait_for(project, svc, eng)
             # Scaled down: the highest numbers go, as compose does.
