@@ -163,3 +163,25 @@ def test_restarts_keep_addresses_and_macs(tc_world: World) -> None:
 
     first = detached_restarts_keep_links(tc_world, "podman", [], "tc-52", "10.212.52.0/24")
     assert first[0][0].startswith("10.212.51.")
+
+
+def test_failed_foreground_runs_leave_no_container_not_even_in_storage(tmp_path: Path) -> None:
+    """Podman in the foreground, --rm and --name, on a full /30, six times: one line and 125 each, and
+    nothing left, not even a container only `podman ps --external` lists (podman run killed between
+    creating the container's storage and its record: the name stays taken forever)."""
+    from test_runner_docker import _tiny_world
+
+    w = _tiny_world(tmp_path, engine="podman")
+    first = w.cnirun("-d", "--name", f"{w.name_prefix}a", "busybox", "sleep", "300")
+    assert first.returncode == 0, first.stderr
+    try:
+        for i in range(6):
+            r = w.cnirun("--rm", "--name", f"{w.name_prefix}x{i % 2}", "busybox", "true")
+            assert r.returncode == 125 and "no IP addresses available" in r.stderr, r.stderr
+            assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+        left = subprocess.run(["podman", "ps", "-a", "--external", "--format", "{{.Names}} {{.Status}}",
+                               "--filter", f"name={w.name_prefix}x"], capture_output=True, text=True).stdout
+        assert left.strip() == "", left
+    finally:
+        subprocess.run(["podman", "rm", "-f", first.stdout.strip()], capture_output=True)
+        w.finish()

@@ -16,6 +16,7 @@ TYPE_CHECKING = False  # typing costs ~7 ms of start-up on `cnirun run`: annotat
 
 if TYPE_CHECKING:
     import threading
+    from typing import Callable
 
     from ..state import RunMeta, RunState
     from ..request import RunOutcome
@@ -109,15 +110,16 @@ class _Child:
             self.returncode = os.waitstatus_to_exitcode(status)
         return self.returncode
 
-    def wait_for(self, seconds: float) -> bool:
-        """Whether the child ended within `seconds` (polled: waitpid has no timeout)."""
+    def wait_for(self, seconds: float, until: Callable[[], bool] | None = None) -> bool:
+        """Whether the child ended within `seconds` (polled: waitpid has no timeout); `until()`
+        true ends the wait early."""
         import time
 
         deadline = time.monotonic() + seconds
         while self.poll() is None:
-            if time.monotonic() >= deadline:
+            if time.monotonic() >= deadline or (until is not None and until()):
                 return False
-            time.sleep(0.02)
+            time.sleep(0.01)
         return True
 
     def send_signal(self, signum: int) -> None:
@@ -128,10 +130,17 @@ class _Child:
         self.send_signal(9)
 
 
-# How long a detached `podman run` may take to fail the container the gate refused. Until it
-# ends by itself it is never killed: killed between creating the container's storage and its
-# record, it leaves a container no podman command lists that holds the name.
+# How long `podman run` may take to get to the gate of a run whose ADD failed. It is never
+# killed before: killed between creating the container's storage and its record, it leaves a
+# container no podman command lists (but `podman ps --external`) that holds the name.
 FAILS_WITHIN_S = 30.0
+
+
+def _release(fd: int) -> int:
+    """Close the gate's lock (the hook goes on) if held; returns -1."""
+    if fd >= 0:
+        os.close(fd)
+    return -1
 
 
 def _replay(path: str) -> None:
@@ -175,6 +184,7 @@ def run_podman(p: Plan, gate: SignalGate) -> RunOutcome:
     child: _Child | None = None
     early: _EarlyDel | None = None
     handed_over = False
+    gate_fd = -1
     outcome = RunOutcome(code=EXIT_CNIRUN, run_id=st.id, detached=spec.detach)
     try:
         name, path = nsmod.create(f"cnirun-{st.id[:16]}")
@@ -215,7 +225,8 @@ def run_podman(p: Plan, gate: SignalGate) -> RunOutcome:
                 early.start()
         finally:
             p.release_ports()
-            os.close(gate_fd)  # releases the hook: it starts the container or fails it
+            if gate_ok.exists():
+                gate_fd = _release(gate_fd)  # the hook lets the container start
 
         def forward(signum: int) -> None:
             try:
@@ -255,11 +266,20 @@ def run_podman(p: Plan, gate: SignalGate) -> RunOutcome:
         if not handed_over:
             gate.shield()
             ended = child is not None and child.poll() is not None
-            if child is not None and not ended and spec.detach:
-                ended = child.wait_for(FAILS_WITHIN_S)
+            if child is not None and not ended:
+                if spec.detach:
+                    # The hook fails the container and podman run -d ends by itself (its words go
+                    # to errfile, unread: cnirun's own failure is the one line).
+                    gate_fd = _release(gate_fd)
+                    ended = child.wait_for(FAILS_WITHIN_S)
+                else:
+                    # Its stderr is the user's: podman is killed before the hook fails, once it has
+                    # recorded the container (--cidfile), which it does before it runs the hook.
+                    ended = child.wait_for(FAILS_WITHIN_S, until=cidfile.exists)
             if child is not None and not ended:
                 child.kill()
                 child.wait()
+            gate_fd = _release(gate_fd)  # the hook fails the container: ADD did not finish
             if not meta.workload:
                 try:
                     meta.workload = cidfile.read_text().strip()
