@@ -1034,9 +1034,10 @@ def ensure_keeper() -> None:
     if fd is None:
         return
     os.close(fd)
-    env = {"PATH": os.environ.get("PATH") or "/usr/sbin:/usr/bin:/sbin:/bin", "CNIRUN_STATE_DIR": state_dir()}
-    if os.environ.get("PYTHONPATH"):
-        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
+    # This package first on its path: the hook runs with -I -S and finds cnirun by an explicit sys.path.
+    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {"PATH": os.environ.get("PATH") or "/usr/sbin:/usr/bin:/sbin:/bin", "CNIRUN_STATE_DIR": state_dir(),
+           "PYTHONPATH": os.pathsep.join([package_parent, *filter(None, [os.environ.get("PYTHONPATH")])])}
     log = os.path.join(dns_root(), KEEPER_LOG)
     try:
         if os.path.getsize(log) > KEEPER_LOG_MAX:
