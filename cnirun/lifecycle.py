@@ -24,7 +24,7 @@ import os
 from . import cache as cnicache
 from .config import NetworkConfigList
 from .errors import ArgumentError, CacheError, CNIError
-from .runtime import CNI, RuntimeConf
+from .runtime import CNI, LIVE_CAPABILITIES, RuntimeConf
 from .value import Value
 
 TYPE_CHECKING = False
@@ -708,9 +708,6 @@ def set_bandwidth(
 
 
 # -- gc ----------------------------------------------------------------------------------
-LIVE_CAPABILITIES = ("portMappings", "bandwidth")  # what set_ports / set_bandwidth change live
-
-
 def finish_changes(cni: CNI, container_id: str) -> list[str] | None:
     """For `cnirun gc`: finish the live port or rate changes of a running container that a kill cut short.
 

@@ -207,8 +207,34 @@ def _is_host_address(host_ip: str) -> bool:
     return True
 
 
+# Sockets that take new traffic to their port, as /proc/net/<proto> shows them: a TCP listener
+# (state LISTEN), an unconnected UDP socket (state CLOSE). A client's connected socket or a TIME-WAIT
+# also makes the kernel refuse a bind, but a DNAT takes nothing from them: conntrack keeps their flows.
+_RECEIVING = {"tcp": "0A", "udp": "07"}
+
+
+def _receiving_ports(protocol: str) -> set[int]:
+    """The ports of this netns's sockets of `protocol` that take new traffic (IPv4 and IPv6)."""
+    state = _RECEIVING[protocol]
+    ports: set[int] = set()
+    for table in (protocol, protocol + "6"):
+        try:
+            with open(f"/proc/net/{table}", encoding="ascii", errors="replace") as f:
+                lines = f.read().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if len(fields) > 3 and fields[3] == state:
+                try:
+                    ports.add(int(fields[1].rpartition(":")[2], 16))
+                except ValueError:
+                    continue
+    return ports
+
+
 def _bind_refused(family: int, kind: int, host_ip: str, port: int) -> bool:
-    """Whether the kernel refuses to bind (host_ip, port) because a socket holds it."""
+    """Whether the kernel refuses to bind (host_ip, port) because a socket has it."""
     import _socket
 
     try:
@@ -217,8 +243,8 @@ def _bind_refused(family: int, kind: int, host_ip: str, port: int) -> bool:
         return False  # no such family here (IPv6 disabled): nothing can hold the port in it
     try:
         if kind == _socket.SOCK_STREAM:
-            # As every TCP server binds: the kernel then refuses beside a listener only, not beside the
-            # TIME-WAIT connections a port that just served keeps for a minute.
+            # As every TCP server binds: not refused beside the TIME-WAIT connections of a port that
+            # just served (those of server sockets, which set it too).
             s.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEADDR, 1)
         if family == _socket.AF_INET6:
             s.setsockopt(_socket.IPPROTO_IPV6, _socket.IPV6_V6ONLY, 1)
@@ -256,10 +282,10 @@ def _sctp_held(host_ip: str, port: int, path: str = SCTP_ENDPOINTS) -> bool:
 def _held(host_ip: str, port: int, protocol: str) -> bool:
     """Whether a host socket holds the port where portmap's DNAT would take its traffic.
 
-    TCP: a listener (bound with SO_REUSEADDR, as servers bind). UDP: any socket bound to the port on an
-    overlapping address, found by binding without SO_REUSEADDR (a host socket that set it would let a second
-    one with it beside it). SCTP: the kernel's endpoint table. No host IP publishes on every address, IPv4 and
-    IPv6: a socket on any of them holds it.
+    TCP: a listener (bound with SO_REUSEADDR, as servers bind). UDP: an unconnected socket bound to the port
+    on an overlapping address, found by binding without SO_REUSEADDR (a host socket that set it would let a
+    second one with it beside it). SCTP: the kernel's endpoint table. No host IP publishes on every address,
+    IPv4 and IPv6: a socket on any of them holds it. Clients' sockets (connected, TIME-WAIT) do not.
     """
     import _socket
 
@@ -267,9 +293,13 @@ def _held(host_ip: str, port: int, protocol: str) -> bool:
         return _sctp_held(host_ip, port)
     kind = _socket.SOCK_STREAM if protocol == "tcp" else _socket.SOCK_DGRAM
     if host_ip:
-        return _bind_refused(_socket.AF_INET6 if ":" in host_ip else _socket.AF_INET, kind, host_ip, port)
-    return _bind_refused(_socket.AF_INET, kind, "0.0.0.0", port) or \
-        _bind_refused(_socket.AF_INET6, kind, "::", port)
+        refused = _bind_refused(_socket.AF_INET6 if ":" in host_ip else _socket.AF_INET, kind, host_ip, port)
+    else:
+        refused = _bind_refused(_socket.AF_INET, kind, "0.0.0.0", port) or \
+            _bind_refused(_socket.AF_INET6, kind, "::", port)
+    # The kernel's verdict covers addresses (a wildcard socket, IPV6_V6ONLY); only a socket that takes
+    # new traffic makes it "in use" (ports in the ephemeral range are often some client's local port).
+    return refused and port in _receiving_ports(protocol)
 
 
 def check_ports(

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
 
 PORT_CAPABILITY = "portMappings"
+LIVE_CAPABILITIES = (PORT_CAPABILITY, "bandwidth")  # what update_capabilities changes on a live attachment
 SHADOW_SUFFIX = "-portswap"
 
 
@@ -522,8 +523,11 @@ class CNI:
                     "(or was cut short: `cnirun gc` finishes it): try again"
                 )
             net = self._net_from_cache(att) or self.network(network)
+            # A change cut short is finished whatever this one changes: its plugins run again too.
+            rerun_caps = [*changes, *(k for k in att.capability_args if k in LIVE_CAPABILITIES)] if resumed \
+                else list(changes)
             plugins = [p for p in net.plugins
-                       if any(k in p.capabilities for k in changes) or p.type in plugin_types]
+                       if any(k in p.capabilities for k in rerun_caps) or p.type in plugin_types]
             if not plugins:
                 raise ArgumentError(f"network {network} has no plugin that takes "
                                     f"{', '.join(sorted(changes) or plugin_types)}")

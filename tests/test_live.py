@@ -228,7 +228,7 @@ def test_removing_a_run_state_drops_its_index_entries(tmp_path: Path, monkeypatc
 # Address plan of these tests: 10.214.N.0/24 (network te-N, bridge cteN), containers te-N-*, host ports
 # 41000-41999 on 127.0.0.1.
 pworld = world_fixture(_make_world, 214, "ports", net="te-{n}", bridge="cte{n}", subnet="10.214.{n}.0/24",
-                       name_prefix="te-{n}-")
+                       name_prefix="te-{n}-", extra=BANDWIDTH)
 
 
 def _page(port: int) -> str:
@@ -336,11 +336,11 @@ def _swap_rules(w: World) -> list[str]:
 @needs_root
 @needs_plugins
 @needs_docker
-@pytest.mark.parametrize("then", ["next-change", "gc", "remove"])
+@pytest.mark.parametrize("then", ["next-change", "rate-change", "gc", "remove"])
 def test_a_port_change_killed_midway_is_finished_or_removed(pworld: World, then: str) -> None:
     """`cnirun port add` SIGKILLed while portmap re-adds the container's rules: the kept port still answers
-    (the second identity's rules hold it), and the next change, `cnirun gc` (the container still running), or
-    the container's removal leaves no rule of the second identity."""
+    (the second identity's rules hold it), and the next change (of its ports, or of its rates only), `cnirun gc`
+    (the container still running), or the container's removal leaves no rule of the second identity."""
     w = pworld
     flag = _slow_portmap(w)
     name, base = f"te-{w.n}-web", _base(w)
@@ -365,10 +365,15 @@ def test_a_port_change_killed_midway_is_finished_or_removed(pworld: World, then:
                 f"80/tcp -> 127.0.0.1:{p}" for p in (base, base + 1, base + 2)]
             for p in (base, base + 1, base + 2):
                 assert _page(p) == f"hello-{name}", p
-        if then == "gc":
-            gc = ok(w.cnirun("gc"))
-            assert "finish a cut-short port or rate change" in gc.stdout + gc.stderr
+        if then in ("gc", "rate-change"):
+            if then == "gc":
+                gc = ok(w.cnirun("gc"))
+                assert "finish a cut-short port or rate change" in gc.stdout + gc.stderr
+            else:
+                ok(w.cnirun("update", name, "--ingress-rate", "10mbit"))
             assert _swap_rules(w) == [] and _dnat_main(w, base)
+            assert ok(w.cnirun("port", name)).stdout.split("\n")[:-1] == [
+                f"80/tcp -> 127.0.0.1:{p}" for p in (base, base + 1)]
             for p in (base, base + 1):
                 assert _page(p) == f"hello-{name}", p
     finally:

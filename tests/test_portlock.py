@@ -90,6 +90,32 @@ def test_held_udp_and_tcp_ports_are_refused_as_the_kernel_would(tmp_path: Path) 
     assert _refused(cni, PortMapping(tport, 80, "tcp", "")) == ""
 
 
+def test_a_clients_local_port_is_not_in_use(tmp_path: Path) -> None:
+    """Host ports in the ephemeral range are often some client's local port: a connected TCP socket, its
+    TIME-WAIT, a connected UDP socket on port P make the kernel refuse a bind of P but take no new traffic, so
+    P may be published (a DNAT leaves their flows alone)."""
+    cni = CNI(cache_dir=str(tmp_path))
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    port = _free_port(socket.SOCK_STREAM)
+    client = socket.socket()
+    client.bind(("127.0.0.1", port))
+    client.connect(server.getsockname())
+    conn, _ = server.accept()
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.bind(("127.0.0.1", port))
+    udp.connect(("127.0.0.1", 9))
+    try:
+        assert _refused(cni, PortMapping(port, 80, "tcp", "")) == ""
+        assert _refused(cni, PortMapping(port, 53, "udp", "")) == ""
+        client.close()  # the client closes first: its socket (no SO_REUSEADDR) stays in TIME-WAIT on `port`
+        assert _refused(cni, PortMapping(port, 80, "tcp", "127.0.0.1")) == ""
+    finally:
+        for s in (conn, client, udp, server):
+            s.close()
+
+
 def test_a_held_ipv6_port_blocks_a_publish_on_every_address(tmp_path: Path) -> None:
     """A UDP socket on [::] only (IPV6_V6ONLY) holds the port for a publish without a host IP."""
     if not socket.has_ipv6 or not os.path.exists("/proc/net/if_inet6"):
