@@ -347,7 +347,7 @@ def _private_dirs(*paths: str) -> None:
             os.mkdir(d, 0o700)
         except FileExistsError:
             pass
-    os.chmod(root, 0o700)  # also one an older cnirun made 0755
+    os.chmod(root, 0o700)  # also a store made with wider modes: tightened on the next start
 
 
 def unregister(network: str, container_id: str) -> None:
