@@ -108,7 +108,8 @@ def test_help_is_help(env: dict[str, str], fake_daemon: Any) -> None:  # noqa: F
     assert fake_daemon.seen == []
 
 
-def test_global_options_work_before_any_command(env: dict[str, str], fake_daemon: Any, tmp_path: Path) -> None:  # noqa: F811
+def test_global_options_work_before_any_command(env: dict[str, str], fake_daemon: Any,  # noqa: F811
+                                                tmp_path: Path) -> None:
     """--debug/-D and --context NAME come before any command, in any order; none is taken for an image."""
     compose = tmp_path / "compose.yaml"
     compose.write_text("services:\n  web:\n    image: busybox\n")
@@ -120,7 +121,8 @@ def test_global_options_work_before_any_command(env: dict[str, str], fake_daemon
     # --context picks the daemon of any command (version asks it), --debug traces it.
     other = dict(env, DOCKER_CONTEXT="default", DOCKER_HOST="unix:///nonexistent/th.sock")
     p = cnirun(other, "-D", "--context=th-fake", "version", "--format", "json")
-    assert '"context": "th-fake"' in p.stdout and "cnirun trace" in p.stderr and "GET /version" in p.stderr, (p.stdout, p.stderr)
+    assert '"context": "th-fake"' in p.stdout, p.stdout
+    assert "cnirun trace" in p.stderr and "GET /version" in p.stderr, p.stderr
     assert any(s.endswith("/version") for s in fake_daemon.seen)
     # A context that does not exist, a bad --debug value, a docker CLI option cnirun does not take: one line, 125.
     for args, needle in ((["--context", "th-nope", "ps"], "docker context 'th-nope'"),

@@ -28,7 +28,7 @@ EXAMPLES: dict[str, list[str]] = {
     "network create": ["cnirun network create mynet --subnet 10.89.5.0/24 --label team=blue",
                        "cnirun network create quiet --opt com.docker.network.bridge.enable_icc=false"],
     "network rm": ["cnirun network rm mynet"],
-    "network prune": ["cnirun network prune -f"],
+    "network prune": ["cnirun network prune -f", "cnirun network prune -f --filter until=24h --filter label=team=blue"],
     "network convert": ["cnirun network convert networks.yaml --dir /etc/cni/net.d"],
     "network connect": ["cnirun network connect mynet web"],
     "network disconnect": ["cnirun network disconnect mynet web"],

@@ -37,12 +37,11 @@ ENGINE_COMMANDS: dict[str, str] = {
 }
 
 # The docker CLI's global options cnirun does not take, and what to use instead.
+_HOST = "set DOCKER_HOST or use --context NAME"
+_TLS = "use a Docker context with TLS (--context NAME)"
 DOCKER_GLOBALS = {
-    "-H": "set DOCKER_HOST or use --context NAME", "--host": "set DOCKER_HOST or use --context NAME",
-    "--config": "set DOCKER_CONFIG", "--log-level": "use --debug for cnirun's trace",
-    "--tls": "use a Docker context with TLS (--context NAME)", "--tlsverify": "use a Docker context with TLS (--context NAME)",
-    "--tlscacert": "use a Docker context with TLS (--context NAME)",
-    "--tlscert": "use a Docker context with TLS (--context NAME)", "--tlskey": "use a Docker context with TLS (--context NAME)",
+    "-H": _HOST, "--host": _HOST, "--config": "set DOCKER_CONFIG", "--log-level": "use --debug for cnirun's trace",
+    "--tls": _TLS, "--tlsverify": _TLS, "--tlscacert": _TLS, "--tlscert": _TLS, "--tlskey": _TLS,
 }
 
 

@@ -96,8 +96,8 @@ def warn_sandbox_ignored(this_run: str, instead: str = "") -> None:
     if kind != "auto":
         import sys
 
-        sys.stderr.write(f"cnirun: warning: {SANDBOX_ENV}={kind} applies to Docker's sandbox mode only, and {this_run}: "
-                         f"{instead + ', or ' if instead else ''}unset {SANDBOX_ENV}\n")
+        sys.stderr.write(f"cnirun: warning: {SANDBOX_ENV}={kind} applies to Docker's sandbox mode only, and "
+                         f"{this_run}: {instead + ', or ' if instead else ''}unset {SANDBOX_ENV}\n")
 
 
 def choose(requested: str, cni: Any, file_networks: list[str]) -> str:
