@@ -71,7 +71,10 @@ def teardown(
     stopped/removed it). Order: the workload, then DEL (lifecycle.detach)
     while the netns holder still holds the netns, then the holder: Docker's
     sandbox helper, or the named netns a Podman run or `cnirun exec` made;
-    last, the bridges of its -f networks that nothing uses any more.
+    last, the bridges of its -f networks that nothing uses any more. The
+    workload goes with --rm, and always when the run was detached and never
+    got past set-up (nobody was handed the container); containers a run
+    killed in set-up made but never recorded are found by its labels.
     """
     if meta is None:
         st.remove()
