@@ -230,6 +230,10 @@ def test_prune_asks_on_stdin_as_docker_and_only_yes_removes(env: Env) -> None:
                                    "one container.\nAre you sure you want to continue? [y/N] \n"), p.stderr
         assert p.stderr.endswith("cnirun: network prune cancelled: nothing removed\n")
         assert _left(env) == names
+    closed = subprocess.run(["sh", "-c", f"exec {CNIRUN} network prune <&-"], capture_output=True, text=True,
+                            env=env.env, timeout=60)  # no stdin at all: as end of input
+    assert closed.returncode == 1 and closed.stderr.endswith("nothing removed\n") and _left(env) == names, \
+        closed.stderr
     p = subprocess.run([CNIRUN, "network", "prune"], input="Y\n", capture_output=True, text=True, env=env.env,
                        timeout=60)
     assert p.returncode == 0 and sorted(p.stdout.split()) == names and _left(env) == [], p.stderr

@@ -313,11 +313,14 @@ def confirmed(warning: str) -> bool:
     terminal): y or yes (any case) goes on; anything else, or end of input, does not."""
     sys.stderr.write(f"{warning}\nAre you sure you want to continue? [y/N] ")
     sys.stderr.flush()
+    answer, tty = "", False
     try:
-        answer = sys.stdin.readline(1024) if sys.stdin is not None else ""
+        if sys.stdin is not None:  # None: stdin closed (<&-)
+            tty = sys.stdin.isatty()
+            answer = sys.stdin.readline(1024)
     except (OSError, ValueError, UnicodeDecodeError):
         answer = ""
-    if not answer.endswith("\n") or not sys.stdin.isatty():
+    if not answer.endswith("\n") or not tty:
         sys.stderr.write("\n")  # no terminal echoed the answer's newline: the next line starts on its own
     return answer.strip().lower() in ("y", "yes")
 
