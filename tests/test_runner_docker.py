@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Net, World, _make_world, first_address, needs_docker, needs_root, world_fixture
+from conftest import HAVE_PODMAN, Net, World, _make_world, first_address, needs_docker, needs_root, world_fixture
 
 pytestmark = [needs_root, needs_docker]
 
@@ -642,3 +642,50 @@ def test_helper_gone_before_the_workload_starts_is_one_line_and_leaves_nothing(t
     w.assert_clean()
     g = w.cnirun("gc")
     assert g.returncode == 0 and "nothing to collect" in g.stdout, g.stdout + g.stderr
+
+
+@pytest.mark.parametrize("engine", ["docker", "podman"])
+def test_gc_removes_never_started_containers_of_runs_that_are_gone(tiny_world: World, engine: str) -> None:
+    """What a failed -d set-up used to keep: a never-started workload whose run state is gone. gc removes it
+    (one line); a workload of a gone run that did run (exited: the user's to look at), one whose run state
+    still exists and one of another state dir stay."""
+    if engine == "podman" and not HAVE_PODMAN:
+        pytest.skip("podman with a busybox image not available")
+    w = tiny_world
+    states = w.state_dir / "containers"
+    states.mkdir(parents=True, exist_ok=True)
+    from cnirun.state import RunState
+
+    live_run = os.urandom(32).hex()
+    (states / live_run).mkdir()
+    live = RunState(states / live_run)
+    assert live.lock(blocking=False)  # a run in set-up, its cnirun alive: not gc's to judge
+
+    def make(run_id: str, state: Path, start: bool) -> str:
+        labels = {"cnirun.id": run_id, "cnirun.state": str(state), "cnirun.role": "workload"}
+        r = subprocess.run([engine, "create", "--network", "none", "--name", f"{w.name_prefix}{len(made)}",
+                            *[f"--label={k}={v}" for k, v in labels.items()], "busybox", "true"],
+                           capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        cid = r.stdout.strip()
+        if start:
+            subprocess.run([engine, "start", "-a", cid], capture_output=True, timeout=60)
+        made.append(cid)
+        return cid
+
+    made: list[str] = []
+    try:
+        never = make(os.urandom(32).hex(), states, start=False)
+        kept = [make(os.urandom(32).hex(), states, start=True), make(live_run, states, start=False),
+                make(os.urandom(32).hex(), w.tmp / "elsewhere", start=False)]
+        g = w.cnirun("gc")
+        assert g.returncode == 0, g.stderr
+        assert f"removed never started container {never[:12]}" in g.stdout, g.stdout
+        assert subprocess.run([engine, "inspect", never], capture_output=True).returncode != 0
+        for cid in kept:
+            assert subprocess.run([engine, "inspect", cid], capture_output=True).returncode == 0, g.stdout
+    finally:
+        for cid in made:  # one at a time: podman removes none when one is missing
+            subprocess.run([engine, "rm", "-f", cid], capture_output=True)
+        live.unlock()
+        live.remove()

@@ -328,16 +328,26 @@ def collect_garbage(dry_run: bool = False, show: Any = None) -> list[str]:
 
             shutil.rmtree(p, ignore_errors=True)
         say(f"removed half-made state dir {p.name}")
-    # Helper containers whose run state is gone (a teardown cut short after the state went).
+    # Containers of runs whose state is gone (not even made since the listing above): helpers (a
+    # teardown cut short after the state went) and workloads never started (a failed set-up that
+    # kept its container, as cnirun once did for -d): nothing can start them on a network any more.
     for eng in (engines.get(name) for name in ENGINES):
         if eng is None:
             continue
-        for c in eng.containers("cnirun.role=sandbox"):
-            if c.labels.get("cnirun.state") != str(state_root()) or c.labels.get("cnirun.id") in run_ids:
+        for c in eng.containers("cnirun.role"):
+            run_id, role = c.labels.get("cnirun.id", ""), c.labels.get("cnirun.role")
+            if c.labels.get("cnirun.state") != str(state_root()) or not run_id or run_id in run_ids \
+                    or (state_root() / run_id).exists():
+                continue
+            if role == "sandbox":
+                what = "orphan helper container"
+            elif role == "workload" and c.state in ("created", "configured"):
+                what = "never started container"
+            else:
                 continue
             if not dry_run:
                 eng.remove(c.id)
-            say(f"removed orphan helper container {c.id[:12]}")
+            say(f"{'would remove' if dry_run else 'removed'} {what} {c.id[:12]}")
     # Cached attachments no cnirun run owns (cnirun exec, the OCI hook, other runtimes),
     # pending ones (an ADD killed part-way) included: one lifecycle.reclaim per container.
     cni = CNI()
