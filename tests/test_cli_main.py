@@ -106,6 +106,8 @@ def test_help_is_help(env: dict[str, str], fake_daemon: Any) -> None:  # noqa: F
     nosuch = cnirun(env, "help", "th-nosuch")
     assert nosuch.returncode == 1 and nosuch.stderr.count("\n") == 1 and "see cnirun --help" in nosuch.stderr
     assert fake_daemon.seen == []
+    v = cnirun(env, "-v")  # docker -v: the version (with a value, -v is run's --volume)
+    assert v.returncode == 0 and v.stdout.startswith("cnirun version "), v.stderr
 
 
 def test_global_options_work_before_any_command(env: dict[str, str], fake_daemon: Any,  # noqa: F811

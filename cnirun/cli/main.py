@@ -55,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     first = args[0] if args else ""
     if first == "-h":
         args[0] = first = "--help"  # as docker -h
+    elif args == ["-v"]:
+        args[0] = first = "--version"  # as docker -v (with a value, -v is run's --volume)
     if first == "help":
         return _help(args[1:])
     if first in ENGINE_COMMANDS:
