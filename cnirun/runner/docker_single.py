@@ -275,10 +275,10 @@ def _attach(p: Plan, st: RunState, meta: RunMeta, docker: Any) -> None:
 
     info = docker.inspect(meta.workload) or {}
     state = info.get("State") or {}
-    if not state.get("Running") or not state.get("Pid"):
-        raise EngineError(f"docker container {meta.workload[:12]} exited before its network was attached")
-    pid = int(state["Pid"])
     exited = EngineError(f"docker container {meta.workload[:12]} exited before its network was attached")
+    if not state.get("Running") or not state.get("Pid"):
+        raise exited
+    pid = int(state["Pid"])
     ident = netns_identity(f"/proc/{pid}/ns/net")
     if not ident:  # it exited since dockerd answered
         raise exited
