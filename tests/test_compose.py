@@ -812,3 +812,24 @@ def test_fuzz_wrong_types_and_mutations(fuzz_project: Hostile) -> None:
     up = _run_all(h, refused[::4], ["up", "-d", "--pull", "never"])
     assert sorted(w for w, c in up.items() if c == 0) == []
     assert h.containers() == []
+
+
+@needs_docker
+def test_anchors_and_merge_keys_within_the_bounds_are_accepted(fuzz_project: Hostile) -> None:
+    """The bounds refuse bombs, not YAML people write: anchors, merge keys and an extension field whose
+    aliases expand to some 75,000 values (nine of nine of ... five deep) are accepted by `config`."""
+    h = fuzz_project
+    h.file.write_text(_bomb(levels=4).replace("*a4", "*a0") + """\
+    <<: &common
+      image: busybox
+      labels: {tier: back}
+  b:
+    <<: *common
+    environment: {A: "1"}
+""")
+    p = h.cnirun("config", "--format", "json")
+    assert p.returncode == 0, p.stderr
+    services = json.loads(p.stdout)["services"]
+    assert services["a"]["command"] == ["x"] * 9
+    assert services["b"]["image"] == "busybox" and services["b"]["labels"] == {"tier": "back"}
+    assert services["a"]["labels"] == {"tier": "back"} and services["b"]["environment"] == {"A": "1"}
