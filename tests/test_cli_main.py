@@ -132,3 +132,16 @@ def test_global_options_work_before_any_command(env: dict[str, str], fake_daemon
                          (["-H", "unix:///x", "ps"], "-H is a docker CLI option cnirun does not take")):
         p = cnirun(env, *args)
         assert p.returncode == 125 and p.stderr.count("\n") == 1 and needle in p.stderr, (args, p.stderr)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["ps", "-a"], "cnirun: No such option: -a (see cnirun ps --help)"),
+    (["network", "create"], "cnirun: Missing argument 'name'. (see cnirun network create --help)"),
+    (["network", "th-frob"], "cnirun: No such command 'th-frob'. (see cnirun network --help)"),
+    (["gc", "--format", "json"], "cnirun: No such option: --format (see cnirun gc --help)"),
+])
+def test_usage_errors_of_commands_are_one_line(env: dict[str, str], args: list[str], message: str) -> None:
+    """A bad option, a missing argument or an unknown subcommand of any command: one line naming the
+    command's help, exit 2 (not typer's usage block)."""
+    p = cnirun(env, *args)
+    assert p.returncode == 2 and p.stdout == "" and p.stderr == message + "\n", p.stderr

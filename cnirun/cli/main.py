@@ -102,13 +102,34 @@ def main(argv: list[str] | None = None) -> int:
                 return _done(run_main(args[1:]), argv)
             # `cnirun [OPTIONS] IMAGE` never takes a command's name for the image.
             return _done(run_main(args, not_images=SUBCOMMANDS | ENGINE_COMMANDS.keys() | {"run", "help"}), argv)
+    from typer._click.exceptions import ClickException  # typer's own click (typer is pinned)
+    from typer.exceptions import Abort
+
     from .app import command
 
     try:
-        command().main(args=args, prog_name="cnirun", standalone_mode=True)
+        code = command().main(args=args, prog_name="cnirun", standalone_mode=False)
     except SystemExit as e:
         return int(e.code or 0) if not isinstance(e.code, str) else 1
-    return 0
+    except ClickException as e:
+        return _usage_error(e)
+    except Abort:
+        sys.stderr.write("cnirun: aborted\n")
+        return 1
+    return code if isinstance(code, int) else 0
+
+
+def _usage_error(e: Exception) -> int:
+    """A typer command's usage error as one line naming the command's help (a bare group: its help)."""
+    from typer._click.exceptions import NoArgsIsHelpError, UsageError
+
+    if isinstance(e, NoArgsIsHelpError):
+        e.show()
+        return e.exit_code
+    message = "; ".join(ln.strip() for ln in e.format_message().splitlines() if ln.strip())  # type: ignore[attr-defined]
+    ctx = e.ctx if isinstance(e, UsageError) else None
+    sys.stderr.write(f"cnirun: {message} (see {ctx.command_path if ctx else 'cnirun'} --help)\n")
+    return int(e.exit_code)  # type: ignore[attr-defined]
 
 
 def _done(code: int, argv: list[str] | None) -> int:
