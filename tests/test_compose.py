@@ -621,8 +621,10 @@ FUZZ_BAD: list[tuple[str, bytes]] = [
     ("top-list", b"- services\n"),
     ("top-scalar", b"just a string\n"),
     ("empty", b""),
-    ("labels-string-merge", b"services:\n  a: {image: busybox, labels: abc, extends: b}\n  b: {image: busybox, labels: [x=y]}\n"),
-    ("depends-number", b"services:\n  a: {image: busybox, depends_on: 5, extends: b}\n  b: {image: busybox, depends_on: [c]}\n  c: {image: busybox}\n"),
+    ("labels-string-merge", b"services:\n  a: {image: busybox, labels: abc, extends: b}\n"
+                            b"  b: {image: busybox, labels: [x=y]}\n"),
+    ("depends-number", b"services:\n  a: {image: busybox, depends_on: 5, extends: b}\n"
+                       b"  b: {image: busybox, depends_on: [c]}\n  c: {image: busybox}\n"),
     ("extends-null", b"services:\n  a: {image: busybox, extends: b}\n  b:\n"),
     ("extends-number", b"services:\n  a: {image: busybox, extends: 5}\n"),
     ("volumes-entry-number", b"services:\n  a: {image: busybox, volumes: [5]}\n"),
