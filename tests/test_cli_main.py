@@ -145,3 +145,13 @@ def test_usage_errors_of_commands_are_one_line(env: dict[str, str], args: list[s
     command's help, exit 2 (not typer's usage block)."""
     p = cnirun(env, *args)
     assert p.returncode == 2 and p.stdout == "" and p.stderr == message + "\n", p.stderr
+
+
+def test_docker_update_options_name_the_engine_command(env: dict[str, str], fake_daemon: Any) -> None:  # noqa: F811
+    """cnirun's own `update` changes rate limits; docker update's options (--memory, --cpus, ...) are one line
+    naming `docker update` (podman's with CNIRUN_ENGINE=podman), and nothing reaches the daemon."""
+    p = cnirun(env, "update", "web", "--memory", "1g")
+    assert p.returncode == 1 and p.stderr.count("\n") == 1, p.stderr
+    assert "cnirun update changes rate limits" in p.stderr and "docker update --memory ..." in p.stderr, p.stderr
+    assert "podman update --cpus ..." in cnirun(dict(env, CNIRUN_ENGINE="podman"), "update", "web", "--cpus=2").stderr
+    assert fake_daemon.seen == []

@@ -6,6 +6,7 @@ only the bandwidth plugin runs again, with the cached result).
 """
 from __future__ import annotations
 
+import os
 import sys
 
 from .errors import fail, one_line_errors
@@ -47,7 +48,10 @@ def main(args: list[str]) -> int:
             sys.stdout.write(USAGE)
             return 0
         elif a.startswith("-"):
-            fail(f"unknown option {a!r} for update: see cnirun update --help")
+            # docker update's options (memory, cpus, restart policy, ...) are the engine's to change.
+            engine = "podman" if os.environ.get("CNIRUN_ENGINE") == "podman" else "docker"
+            fail(f"unknown option {a!r} for update: cnirun update changes rate limits (--ingress-rate, "
+                 f"--egress-rate); a container's resources and restart policy: {engine} update {flag} ...")
         else:
             pos.append(a)
             i += 1
