@@ -14,7 +14,8 @@ from .examples import EXAMPLES
 app = typer.Typer(
     name="cnirun",
     help="Run Docker and Podman containers on CNI networks. `cnirun IMAGE [CMD...]` is short for "
-         "`cnirun run IMAGE [CMD...]`.",
+         "`cnirun run IMAGE [CMD...]`; docker's and podman's other commands (logs, stop, images, ...) say which "
+         "command to use instead. `cnirun help [COMMAND]` is `cnirun [COMMAND] --help`.",
     no_args_is_help=True,
     add_completion=True,
     pretty_exceptions_enable=False,
