@@ -172,7 +172,7 @@ def attach_container(
     if fresh:
         from .config import has_ipv6
 
-        if any(has_ipv6(n) for n in nets):
+        if any(has_ipv6(n) for n in nets + _live_networks(cni, state.id)):
             raise NotEarly("an IPv6 network: attached by the createRuntime hook, after Docker's own hook")
     opts = options_for(spec, nets, cni, state.id)
     if config.hostname:  # the hook knows no engine name: the hostname (Docker's default: the short ID) serves
@@ -221,6 +221,33 @@ def attach_container(
             ports.release()
 
 
+def _live_record(container_id: str) -> dict[str, Any]:
+    """What cnirun.live recorded for the container (live.json in its record's state dir); {} without one."""
+    from .paths import runs_dir
+
+    try:
+        with open(os.path.join(runs_dir(), container_id, "live.json"), "rb") as f:
+            from . import jsonfast as json
+
+            live = json.loads(f.read())
+    except (OSError, ValueError):
+        return {}
+    return live if isinstance(live, dict) else {}
+
+
+def _live_networks(cni: CNI, container_id: str) -> list[Any]:
+    """The networks `cnirun network connect` added to the container (reapply_live connects them again)."""
+    from .errors import CNIError
+
+    out = []
+    for entry in _live_record(container_id).get("networks") or []:
+        try:
+            out.append(cni.network(str(entry.get("network"))))
+        except (CNIError, AttributeError):
+            continue  # reapply_live reports it
+    return out
+
+
 def reapply_live(
     cni: CNI, state: OCIState, atts: list[Attachment], present: list[str] | None = None, notes: list[str] | None = None
 ) -> str:
@@ -235,17 +262,8 @@ def reapply_live(
     yet (read from /proc/<pid> otherwise). Each network is asked for the
     addresses and MAC it had (as attach_container does; `notes`).
     """
-    from .paths import runs_dir
-
-    path = os.path.join(runs_dir(), state.id, "live.json")
-    try:
-        with open(path, "rb") as f:
-            from . import jsonfast as json
-
-            live = json.loads(f.read())
-    except (OSError, ValueError):
-        return ""
-    if not isinstance(live, dict):
+    live = _live_record(state.id)
+    if not live:
         return ""
     from .errors import CNIError
     from .hosts_patch import saved_addresses

@@ -842,3 +842,34 @@ def test_a_delete_killed_mid_del_is_finished_by_gc(world: HookWorld, tmp_path: P
         assert wait_clean(world, cid, bridges) == []
     finally:
         delete_bridges(bridges)
+
+
+@needs_root
+def test_shim_leaves_a_connected_ipv6_network_to_the_createruntime_hook(world: HookWorld, tmp_path: Path) -> None:
+    """A network `cnirun network connect` added (live.json) with an IPv6 range is attached after Docker's own
+    prestart hook, which turns IPv6 off in the namespace, as a label network with one is: the shim's create
+    hands the container to the createRuntime hook and attaches nothing itself."""
+    bridges = ["ctc71", "ctc72"]
+    world.bridge_net("tc71", "ctc71", "10.212.71.0/24")
+    dual = {"cniVersion": "1.0.0", "name": "tc72", "plugins": [
+        {"type": "bridge", "bridge": "ctc72", "ipam": {"type": "host-local", "dataDir": str(world.ipam),
+                                                     "ranges": [[{"subnet": "10.212.72.0/24"}], [{"subnet": "fd97:c:72::/64"}]]}}]}
+    (world.netconf / "tc72.conflist").write_text(json.dumps(dual))
+    launcher, _ = _early_launcher(world, tmp_path)
+    cid = "tc-" + secrets.token_hex(8)
+    record = world.state / "containers" / cid
+    record.mkdir(parents=True)
+    (record / "live.json").write_text(json.dumps({"networks": [
+        {"network": "tc72", "ifname": "eth1", "capability_args": {}, "args": [], "names": []}]}))
+    b = _early_bundle(tmp_path, {"cnirun.networks": "tc71"})
+    try:
+        proc = _runtime(launcher, "create", "--bundle", str(b), cid)
+        assert proc.returncode == 7, proc.stderr  # runc (faked) ran
+        spec = json.loads((b / "config.json").read_text())
+        assert [h["args"][-1] for h in spec.get("hooks", {}).get("createRuntime", [])] == ["createRuntime"]
+        assert {"type": "network"} in spec["linux"]["namespaces"]  # runc makes the namespace: no pin, no ADD
+        assert leftovers(world, cid, bridges) == []
+    finally:  # what an early attach did (before this was so): the delete DELs it
+        _runtime(launcher, "delete", cid)
+        assert wait_clean(world, cid, bridges) == []
+        delete_bridges(bridges)
