@@ -314,6 +314,36 @@ def first_address(text: str) -> str:
     raise AssertionError(f"no address in {text!r}")
 
 
+def links(engine: str | list[str], container: str, ifnames: tuple[str, ...] = ("eth0",)) -> list[list[str]]:
+    """[addresses/prefix (IPv4, IPv6 other than link-local)..., MAC] of each of a running container's `ifnames`.
+
+    `engine`: docker or podman, or its command line as a list (podman --hooks-dir DIR).
+    """
+    cmd = [engine] if isinstance(engine, str) else engine
+    out = []
+    for ifname in ifnames:
+        p = subprocess.run([*cmd, "exec", container, "sh", "-c",
+                            f"ip -o addr show {ifname}; cat /sys/class/net/{ifname}/address"],
+                           capture_output=True, text=True, timeout=30)
+        assert p.returncode == 0, p.stderr
+        words = p.stdout.split()
+        out.append([words[i + 1] for i, w in enumerate(words) if w in ("inet", "inet6") and
+                    not words[i + 1].startswith("fe80:")] + [words[-1]])
+    return out
+
+
+def restarts_keep_links(engine: str | list[str], container: str, ifnames: tuple[str, ...] = ("eth0", "eth1")) -> list[list[str]]:
+    """6 `restart`s, then a `stop` and a `start`: the addresses and MACs of `ifnames` are the same after each; returns them."""
+    cmd = [engine] if isinstance(engine, str) else engine
+    first = links(cmd, container, ifnames)
+    for args in [("restart", "-t", "0")] * 6 + [("stop", "-t", "0"), ("start",)]:
+        p = subprocess.run([*cmd, *args, container], capture_output=True, text=True, timeout=90)
+        assert p.returncode == 0, p.stderr
+        if args[0] != "stop":
+            assert links(cmd, container, ifnames) == first, f"after {args[0]}"
+    return first
+
+
 DAEMON_JSON = "/etc/docker/daemon.json"
 
 
