@@ -22,6 +22,7 @@ import pytest
 from conftest import (
     CNIRUN,
     REPO,
+    Net,
     World,
     _finish,
     _make_world,
@@ -166,12 +167,17 @@ def _hook_warnings(w: World, cid: str) -> list[str]:
 
 
 def test_restarts_keep_addresses_and_macs_on_run_and_connected_networks(hook_world: World) -> None:
-    """A hook-mode container keeps eth0's (the run's network) and eth1's (`network connect`) address and MAC
-    over 6 `docker restart`s and a stop + start; one whose address another container took meanwhile starts
-    on a new one, with a warning in the hook log."""
+    """A hook-mode container keeps eth0's (the run's network) and eth1's (`network connect`, dual stack) IPv4,
+    IPv6 and MAC over 6 `docker restart`s and a stop + start; one whose address another container took
+    meanwhile starts on a new one, with a warning in the hook log."""
     w = hook_world
     w.add_network("tc-h1", "ctc1", "10.212.1.0/24", extra=[TUNING])
-    w.add_network("tc-h2", "ctc2", "10.212.2.0/24", extra=[TUNING])
+    dual = {"cniVersion": "1.0.0", "name": "tc-h2", "plugins": [
+        {"type": "bridge", "bridge": "ctc2", "isGateway": True, "ipMasq": True, "capabilities": {"ips": True},
+         "ipam": {"type": "host-local", "dataDir": str(w.data_dir),
+                  "ranges": [[{"subnet": "10.212.2.0/24"}], [{"subnet": "fd97:c:2::/64"}]]}}, TUNING]}
+    (Path(w.env["NETCONFPATH"]) / "tc-h2.conflist").write_text(json.dumps(dual))
+    w.watch(Net("tc-h2", "ctc2", "10.212.2.0/24", "fd97:c:2::/64"))
     name, thief = f"cnirun-t3hook-tc{w.n}", f"cnirun-t3hook-tc{w.n}b"
     try:
         r = w.cnirun("--mode", "hook", "-d", "--name", name, "--net", "tc-h1", "busybox", "sleep", "600")
@@ -180,6 +186,7 @@ def test_restarts_keep_addresses_and_macs_on_run_and_connected_networks(hook_wor
         assert c.returncode == 0, c.stderr
         first = restarts_keep_links("docker", name)
         assert first[0][0].startswith("10.212.1.") and first[1][0].startswith("10.212.2.")
+        assert first[1][1].startswith("fd97:c:2::"), first
         cid = subprocess.run(["docker", "inspect", "-f", "{{.Id}}", name], capture_output=True, text=True).stdout.strip()
         assert _hook_warnings(w, cid) == []
         # Stopped, its eth0 address goes to another container: it starts all the same, on a new one.
