@@ -229,7 +229,9 @@ def engine_dir(container_id: str, environ: Mapping[str, str] | None = None) -> s
     return ""
 
 
-def remember_addresses(container_id: str, had: dict[str, dict[str, Any]], environ: Mapping[str, str] | None = None) -> str:
+def remember_addresses(
+    container_id: str, had: dict[str, dict[str, Any]], environ: Mapping[str, str] | None = None
+) -> str:
     """Note in the engine's directory of the container what it had on each network (network -> {"ips", "mac"}).
 
     Merged into what is there (networks not in `had` keep their entry): the

@@ -310,7 +310,9 @@ def keep_addresses(
     return notes
 
 
-def _add(cni: CNI, net: NetworkConfigList, rt: RuntimeConf, opts: NetworkOptions, notes: list[str] | None) -> dict[str, Any]:
+def _add(
+    cni: CNI, net: NetworkConfigList, rt: RuntimeConf, opts: NetworkOptions, notes: list[str] | None
+) -> dict[str, Any]:
     """cni.add; when it fails and `opts` has a fallback (keep_addresses), once more with that, noted."""
     try:
         return cni.add(net, rt)

@@ -851,9 +851,9 @@ def test_shim_leaves_a_connected_ipv6_network_to_the_createruntime_hook(world: H
     hands the container to the createRuntime hook and attaches nothing itself."""
     bridges = ["ctc71", "ctc72"]
     world.bridge_net("tc71", "ctc71", "10.212.71.0/24")
+    ranges = [[{"subnet": "10.212.72.0/24"}], [{"subnet": "fd97:c:72::/64"}]]
     dual = {"cniVersion": "1.0.0", "name": "tc72", "plugins": [
-        {"type": "bridge", "bridge": "ctc72", "ipam": {"type": "host-local", "dataDir": str(world.ipam),
-                                                     "ranges": [[{"subnet": "10.212.72.0/24"}], [{"subnet": "fd97:c:72::/64"}]]}}]}
+        {"type": "bridge", "bridge": "ctc72", "ipam": {"type": "host-local", "dataDir": str(world.ipam), "ranges": ranges}}]}
     (world.netconf / "tc72.conflist").write_text(json.dumps(dual))
     launcher, _ = _early_launcher(world, tmp_path)
     cid = "tc-" + secrets.token_hex(8)
