@@ -36,8 +36,8 @@ run:
 
 test:
 	@$(SETUP) packages venv docker podman image
-	@echo "cnirun: $(PYTHON) -m pytest -q $(PYTEST_ARGS)"
-	@rc=0; $(PYTHON) -m pytest -q $(PYTEST_ARGS) || rc=$$?; \
+	@echo "cnirun: $(PYTHON) -m pytest -q --durations=15 $(PYTEST_ARGS)"
+	@rc=0; $(PYTHON) -m pytest -q --durations=15 $(PYTEST_ARGS) || rc=$$?; \
 	if [[ $$rc -eq 5 ]]; then \
 		echo "cnirun: pytest collected no tests (exit 5); treating as success"; \
 	elif [[ $$rc -ne 0 ]]; then \
