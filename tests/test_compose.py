@@ -626,6 +626,7 @@ FUZZ_BAD: list[tuple[str, bytes]] = [
     ("depends-number", b"services:\n  a: {image: busybox, depends_on: 5, extends: b}\n"
                        b"  b: {image: busybox, depends_on: [c]}\n  c: {image: busybox}\n"),
     ("extends-null", b"services:\n  a: {image: busybox, extends: b}\n  b:\n"),
+    ("secret-and-config-null", b"services:\n  a: {image: busybox}\nsecrets:\n  s:\nconfigs:\n  c:\n"),
     ("extends-number", b"services:\n  a: {image: busybox, extends: 5}\n"),
     ("volumes-entry-number", b"services:\n  a: {image: busybox, volumes: [5]}\n"),
     ("env-file-mapping", b"services:\n  a: {image: busybox, env_file: {a: b}}\n"),

@@ -173,7 +173,7 @@ def check_shape(doc: Document, top: dict[str, Any]) -> None:
         for name, entry in entries.items():
             if entry is not None or section == "services":
                 _expect(doc, entry, (section, str(name)), (dict,))
-            if section in ("secrets", "configs") and entry.get("file") is not None:
+            if section in ("secrets", "configs") and isinstance(entry, dict) and entry.get("file") is not None:
                 _expect(doc, entry["file"], (section, str(name), "file"), (str,))
     for name, svc in (top.get("services") or {}).items():
         path: KeyPath = ("services", str(name))
