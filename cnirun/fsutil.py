@@ -61,8 +61,14 @@ def unsafe_dir(path: str) -> str:
     The directory (or, when it does not exist, its nearest existing parent)
     must be root's and writable by nobody else; every parent must be root's
     and not writable by others, unless sticky (as /tmp is: others cannot
-    replace root's entries there).
+    replace root's entries there). A symbolic link on the way (the path as
+    given is what gets recorded and later followed by the engine) must be
+    root's too, in such a directory: else its owner could point it elsewhere
+    after the check.
     """
+    why = _unsafe_link(os.path.abspath(path))
+    if why:
+        return why
     current = os.path.realpath(path)
     leaf = True
     while True:
@@ -86,6 +92,31 @@ def unsafe_dir(path: str) -> str:
         if parent == current:
             return ""
         current = parent
+
+
+def _unsafe_link(path: str) -> str:
+    """Why a symbolic link among `path`'s components could be repointed by someone else ('' if none)."""
+    import stat
+
+    prefix = "/"
+    for part in path.strip("/").split("/"):
+        prefix = os.path.join(prefix, part)
+        try:
+            st = os.lstat(prefix)
+        except OSError:
+            return ""  # not there (yet): nothing further to follow
+        if not stat.S_ISLNK(st.st_mode):
+            continue
+        if st.st_uid != 0:
+            return f"{prefix} is a symbolic link of uid {st.st_uid}, not root's: give the directory it names"
+        try:
+            parent = os.stat(os.path.dirname(prefix))
+        except OSError as e:
+            return f"{os.path.dirname(prefix)}: {e.strerror}"
+        if parent.st_uid != 0 or (parent.st_mode & 0o002 or (parent.st_mode & 0o020 and parent.st_gid != 0)) \
+                and not parent.st_mode & 0o1000:
+            return f"{prefix} is a symbolic link in a directory others can change: give the directory it names"
+    return ""
 
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"

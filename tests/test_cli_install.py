@@ -69,7 +69,25 @@ def _to_be_made_in_a_sticky_dir(d: Path) -> Path:
     return sticky / "hooks.d"
 
 
+def _a_link_of_another_user(d: Path) -> Path:
+    """A root-only directory named through a symlink its owner (not root) could point elsewhere later."""
+    (d.parent / "real").mkdir()
+    (d.parent / "link").symlink_to(d.parent / "real")
+    os.lchown(d.parent / "link", OTHER, OTHER)
+    return d.parent / "link"
+
+
+def _a_link_in_a_writable_dir(d: Path) -> Path:
+    """root's symlink to a root-only directory, in a directory anyone may change (not sticky)."""
+    (d.parent / "real").mkdir()
+    _world_writable(d.parent / "open")
+    (d.parent / "open" / "link").symlink_to(d.parent / "real")
+    return d.parent / "open" / "link"
+
+
 CASES: dict[str, tuple[Callable[[Path], Path], str]] = {
+    "a link of another user": (_a_link_of_another_user, f"link is a symbolic link of uid {OTHER}, not root's"),
+    "a link in a writable dir": (_a_link_in_a_writable_dir, "link is a symbolic link in a directory others can change"),
     "world-writable": (_world_writable, "is writable by users other than root (mode 777)"),
     "group-writable": (_group_writable, "is writable by users other than root (mode 775)"),
     "not root's": (_not_roots, f"belongs to uid {OTHER}, not root"),
