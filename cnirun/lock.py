@@ -243,17 +243,27 @@ class chain_lock:  # noqa: N801 - a context manager, like host_lock
         t0 = time.monotonic() if trace.ON else 0.0
         deadline = time.monotonic() + self.wait
         what = "another CNI operation"
-        wanted = [(self.host, True), (network_lock_path(self.network, self.host), not self.exclusive)]
-        wanted += sorted((link_lock_path(n, self.host), n not in self.new_links) for n in {*self.links, *self.new_links})
-        try:
-            for path, shared in wanted:
-                left = max(deadline - time.monotonic(), 0.0)
-                # The host lock file stays; the others may be removed (remove_stale_locks).
-                self._fds.append(flock(  # type: ignore[arg-type]
-                    path, wait=left, shared=shared, what=what, replaceable=path != self.host))
-        except BaseException:
+        while True:  # ends: each round moves at least one of the finite self.links into new_links
+            wanted = [(self.host, True), (network_lock_path(self.network, self.host), not self.exclusive)]
+            wanted += sorted((link_lock_path(n, self.host), n not in self.new_links)
+                             for n in {*self.links, *self.new_links})
+            try:
+                for path, shared in wanted:
+                    left = max(deadline - time.monotonic(), 0.0)
+                    # The host lock file stays; the others may be removed (remove_stale_locks).
+                    self._fds.append(flock(  # type: ignore[arg-type]
+                        path, wait=left, shared=shared, what=what, replaceable=path != self.host))
+            except BaseException:
+                self.__exit__(None, None, None)
+                raise
+            # A bridge that existed when the chain was planned may have been deleted
+            # while it waited (a -f network's last container went): its ADD will
+            # create it again, which needs the bridge's lock exclusively.
+            gone = tuple(n for n in self.links if n not in self.new_links and not os.path.exists("/sys/class/net/" + n))
+            if not gone:
+                break
             self.__exit__(None, None, None)
-            raise
+            self.new_links = (*self.new_links, *gone)
         if trace.ON:
             trace.event("lock wait", time.monotonic() - t0, self.network + (" (exclusive)" if self.exclusive else ""))
 

@@ -151,13 +151,14 @@ def test_sigkilled_chain_holder_never_blocks_gc_or_other_chains(tmp_path: Path) 
 
 
 def test_chain_lock_levels(tmp_path: Path) -> None:
+    """"lo" plays an existing bridge (its lock is a file of the test's own lock dir)."""
     host = str(tmp_path / "cni.lock")
-    with chain_lock("t197a", host, links=("t197br",)):
+    with chain_lock("t197a", host, links=("lo",)):
         # another network: never waits
         with chain_lock("t197b", host, exclusive=True, wait=0.2):
             pass
         # the same network and bridge, shared: runs beside it
-        with chain_lock("t197a", host, links=("t197br",), wait=0.2):
+        with chain_lock("t197a", host, links=("lo",), wait=0.2):
             pass
         # GC of the same network waits
         with pytest.raises(LockError):
@@ -165,20 +166,33 @@ def test_chain_lock_levels(tmp_path: Path) -> None:
                 pass
         # a chain that would create the bridge waits (it is in use: someone made it)
         with pytest.raises(LockError):
-            with chain_lock("t197c", host, new_links=("t197br",), wait=0.2):
+            with chain_lock("t197c", host, new_links=("lo",), wait=0.2):
                 pass
         # the chains' setup (host lock, exclusively) waits for running chains
         with pytest.raises(LockError):
             with host_lock(host, wait=0.2):
                 pass
-    assert os.path.exists(network_lock_path("t197a", host)) and os.path.exists(link_lock_path("t197br", host))
+    assert os.path.exists(network_lock_path("t197a", host)) and os.path.exists(link_lock_path("lo", host))
     # nothing is held once the blocks are left; a waiter that gave up (the GC and setup attempts above)
     # is still queued in the kernel: it gets the lock the moment we leave and drops it at once
-    for p in (host, network_lock_path("t197a", host), link_lock_path("t197br", host)):
+    for p in (host, network_lock_path("t197a", host), link_lock_path("lo", host)):
         deadline = time.monotonic() + 2.0
         while is_held(p) and time.monotonic() < deadline:
             time.sleep(0.01)
         assert not is_held(p)
+
+
+def test_a_bridge_gone_while_the_chain_waited_is_held_exclusively(tmp_path: Path) -> None:
+    """A chain planned with an existing bridge (held shared) whose bridge is gone once it has its locks
+    (a -f network's last container took it) will create it again: it holds the bridge's lock exclusively,
+    so a second such chain waits instead of racing it to make the bridge and its gateway address."""
+    host = str(tmp_path / "cni.lock")
+    with chain_lock("t197a", host, links=("t197gone",)):
+        with pytest.raises(LockError):
+            with chain_lock("t197a", host, links=("t197gone",), wait=0.2):
+                pass
+        with chain_lock("t197a", host, links=("lo",), wait=0.2):  # an existing bridge stays shared
+            pass
 
 
 def test_chain_lock_gives_up_as_a_whole(tmp_path: Path) -> None:
