@@ -38,6 +38,12 @@ def create(name: str | None = None, prefix: str = "cnirun-") -> tuple[str, str]:
     return ns, path_of(ns)
 
 
+def attach(name: str, pid: int) -> str:
+    """Name process `pid`'s netns again (`ip netns attach`): /run/netns/NAME; returns the path."""
+    _ip("netns", "attach", name, str(pid))
+    return path_of(name)
+
+
 def remove(name: str) -> None:
     """Delete a named netns; a missing one is fine."""
     if not os.path.exists(path_of(name)):

@@ -163,12 +163,9 @@ class Worker:
                 self._keep_helper(eng, st, meta)
             elif lost_netns(meta):
                 try:
-                    atts = restore_netns(st, meta)
+                    _log(f"run {run_id[:12]}: {restore_netns(st, meta, eng)}")
                 except Exception as e:  # noqa: BLE001 - logged; retried at the next check
-                    _log(f"cannot make run {run_id[:12]}'s netns {meta.netns} again: {e}")
-                    return
-                _log(f"made run {run_id[:12]}'s netns {meta.netns} again (it was gone): "
-                     + ", ".join(f"{a.ifname} {','.join(a.addresses())}" for a in atts))
+                    _log(f"cannot name run {run_id[:12]}'s netns {meta.netns} again: {e}")
             return
         errors = teardown(st, meta, eng, stop=False)
         for e in errors:
@@ -271,17 +268,32 @@ def lost_netns(meta: RunMeta) -> bool:
     return identity(meta.netns) != meta.netns_id
 
 
-def restore_netns(st: RunState, meta: RunMeta) -> list[Any]:
-    """Make a run's lost named netns again under its name and attach its networks there (reattach_run).
+def restore_netns(st: RunState, meta: RunMeta, eng: Any) -> str:
+    """Name a run's lost netns again; returns what was done, for the log. Raises on failure (the next check retries).
 
-    Call with the run's state dir locked (its owner: the watcher, or gc when
-    no watcher runs). Raises on failure; the next check tries again.
+    A running container still lives in the namespace its run attached: only
+    its name is gone, and it is given back (re-attaching would DEL the
+    running container's links). A stopped one has none: a new netns is made
+    under the name and its networks are attached there (reattach_run), on
+    the same addresses and MACs. Call with the run's state dir locked (its
+    owner: the watcher, or gc when no watcher runs).
     """
     from . import netns as nsmod
 
+    name = os.path.basename(meta.netns)
+    if eng.is_running(meta.workload):
+        path = eng.netns_of(meta.workload)
+        if nsmod.identity(path) != meta.netns_id:
+            raise RuntimeError(f"container {meta.workload[:12]} runs in another netns than its run attached: left alone")
+        if os.path.lexists(meta.netns):
+            raise RuntimeError(f"{meta.netns} is another namespace now: left alone")
+        nsmod.attach(name, int(path.split("/")[2]))
+        return f"named the running container's netns {meta.netns} again (the name was gone)"
     if not os.path.lexists(meta.netns):
-        nsmod.create(os.path.basename(meta.netns))
-    return reattach_run(st, meta, meta.netns)
+        nsmod.create(name)
+    atts = reattach_run(st, meta, meta.netns)
+    return f"made the netns {meta.netns} again (it was gone): " + ", ".join(
+        f"{a.ifname} {','.join(a.addresses())}" for a in atts)
 
 
 def reattach_run(st: RunState, meta: RunMeta, netns: str) -> list[Any]:

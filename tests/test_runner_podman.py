@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import signal
 import subprocess
 import time
@@ -146,7 +147,7 @@ def test_stopped_container_whose_netns_is_gone_starts_again_after_gc(tc_world: W
         assert g.returncode == 0, g.stderr
         assert "has not" not in g.stdout and "cannot" not in g.stdout, g.stdout
         if not watcher:  # else the watcher may have made it before gc looked
-            assert f"made the netns {meta['netns']} of run" in g.stdout, g.stdout
+            assert f"made the netns {meta['netns']} again" in g.stdout, g.stdout
         assert Path(meta["netns"]).exists()
         s = subprocess.run(["podman", "start", cid], capture_output=True, text=True, timeout=60)
         assert s.returncode == 0, s.stderr
@@ -154,6 +155,46 @@ def test_stopped_container_whose_netns_is_gone_starts_again_after_gc(tc_world: W
     finally:
         subprocess.run(["podman", "rm", "-f", "-t", "0", cid], capture_output=True)
     w.assert_clean(within=10.0)
+
+
+@pytest.mark.parametrize("watcher", [True, False], ids=["watcher", "no-watcher"])
+def test_a_running_containers_lost_netns_name_comes_back_without_touching_its_links(
+        tc_world: World, watcher: bool) -> None:
+    """`ip netns delete` of a running `cnirun -d` Podman container's netns removes only the name: the
+    watcher (or gc, with none) names the same namespace again, and the container keeps its links, its
+    address and its host veth (re-attaching would have DELed the running container's network)."""
+    w = tc_world
+    r = w.cnirun("-d", "--name", w.name_prefix, "busybox", "sleep", "300")
+    assert r.returncode == 0, r.stderr
+    cid = r.stdout.strip()
+    try:
+        before = links("podman", cid)
+        meta = json.loads(next((w.state_dir / "containers").glob("*/meta.json")).read_text())
+        veths = _ports_of(w.bridge)
+        assert len(veths) == 1, veths
+        if not watcher:
+            w.stop_watcher(wait=5.0)
+        subprocess.run(["ip", "netns", "delete", meta["netns"].rsplit("/", 1)[1]], check=True)
+        if watcher:
+            deadline = time.monotonic() + 10.0
+            while not Path(meta["netns"]).exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
+        else:
+            g = w.cnirun("gc")
+            assert g.returncode == 0 and f"named the running container's netns {meta['netns']} again" in g.stdout, \
+                (g.stdout, g.stderr)
+        st = os.stat(meta["netns"])
+        assert f"{st.st_dev}:{st.st_ino}" == meta["netns_id"]
+        assert links("podman", cid) == before
+        assert _ports_of(w.bridge) == veths
+    finally:
+        subprocess.run(["podman", "rm", "-f", "-t", "0", cid], capture_output=True)
+    w.assert_clean(within=10.0)
+
+
+def _ports_of(bridge: str) -> list[str]:
+    out = subprocess.run(["ip", "-br", "link", "show", "master", bridge], capture_output=True, text=True).stdout
+    return [line.split()[0] for line in out.splitlines()]
 
 
 def test_restarts_keep_addresses_and_macs(tc_world: World) -> None:

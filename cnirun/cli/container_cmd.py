@@ -304,7 +304,7 @@ def collect_garbage(dry_run: bool = False, show: Any = None) -> list[str]:
                 if alive is None or alive:
                     need_watcher = True
                     if alive and not dry_run and lost_netns(meta):
-                        say(_restore(st, meta))  # else `start` fails: the watcher is not there to do it
+                        say(_restore(st, meta, engines.get(meta.engine)))  # else `start` fails: no watcher to do it
                     continue  # its container still exists: the watcher's job
             what = f"run {st.id[:12]} ({_engine_of(meta) if meta else '?'} {(meta.workload if meta else '')[:12] or '-'})"
             if dry_run:
@@ -433,16 +433,14 @@ def collect_garbage(dry_run: bool = False, show: Any = None) -> list[str]:
     return report
 
 
-def _restore(st: Any, meta: Any) -> str:
-    """Make a detached run's lost netns again (watch.restore_netns): its container may start again."""
+def _restore(st: Any, meta: Any, eng: Any) -> str:
+    """Name a detached run's lost netns again (watch.restore_netns): its container may start again."""
     from ..watch import restore_netns
 
     try:
-        atts = restore_netns(st, meta)
+        return f"run {st.id[:12]}: {restore_netns(st, meta, eng)}"
     except Exception as e:  # noqa: BLE001 - a plugin, ip or the state dir: reported, the watcher retries
-        return f"cannot make the netns {meta.netns} of run {st.id[:12]} again: {e}"
-    return f"made the netns {meta.netns} of run {st.id[:12]} again (it was gone): " + ", ".join(
-        f"{a.ifname} {','.join(a.addresses())}" for a in atts)
+        return f"cannot name the netns {meta.netns} of run {st.id[:12]} again: {e}"
 
 
 RESTORE_WAIT = 20.0
@@ -455,11 +453,11 @@ def _wait_restored(owned: list[Any]) -> list[str]:
     from ..watch import lost_netns
 
     lines: list[str] = []
+    deadline = time.monotonic() + RESTORE_WAIT  # one wait for all: a failing watcher costs gc 20 s, not 20 s a run
     for st in owned:
         meta = st.read_meta()
         if meta is None or not meta.detached or not lost_netns(meta):
             continue
-        deadline = time.monotonic() + RESTORE_WAIT
         while lost_netns(meta) and time.monotonic() < deadline:
             time.sleep(0.1)
             meta = st.read_meta() or meta
