@@ -45,6 +45,7 @@ from __future__ import annotations
 import os
 
 from .errors import CNIError
+from .process import process_start
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -477,15 +478,6 @@ def _pids_with(marker: bytes) -> list[int]:
 OWN_PID = "cnirun.pid"
 
 
-def _start_time(pid: int) -> str:
-    """The process's start time in clock ticks since boot ('' when gone): a pid names it only with this."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rsplit(b")", 1)[1].split()[19].decode()
-    except (OSError, IndexError):
-        return ""
-
-
 def _host_netns() -> str:
     from .netns import identity
 
@@ -521,7 +513,7 @@ def _recorded_pids(conf: str) -> list[int]:
     try:
         with open(os.path.join(d, OWN_PID), encoding="ascii") as f:
             pid_s, start = (f.read().split() + ["", ""])[:2]
-        if pid_s.isdigit() and start and _start_time(int(pid_s)) == start:
+        if pid_s.isdigit() and start and process_start(int(pid_s)) == start:
             out.append(int(pid_s))
     except OSError:
         pass
@@ -560,7 +552,7 @@ def _record_pid(conf: str) -> None:
             pid = int(f.read().strip() or 0)
     except (OSError, ValueError):
         return
-    start = _start_time(pid)
+    start = process_start(pid)
     if pid <= 0 or not start:
         return
     tmp = os.path.join(d, "." + OWN_PID)
@@ -1000,21 +992,6 @@ _keepers: list[int] = []  # keepers this process started, reaped at the next ens
 
 def _keeper_lock() -> str:
     return os.path.join(dns_root(), KEEPER_LOCK)
-
-
-def keeper_pid() -> int:
-    """The running keeper's pid (0 for none)."""
-    from .lock import flock
-
-    fd = flock(_keeper_lock(), blocking=False)
-    if fd is not None:
-        os.close(fd)
-        return 0
-    try:
-        with open(_keeper_lock(), encoding="ascii") as f:
-            return int(f.read().strip() or 0)
-    except (OSError, ValueError):
-        return 0
 
 
 def ensure_keeper() -> None:

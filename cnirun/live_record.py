@@ -29,14 +29,15 @@ engine would say; the state dir (meta.json, the run's lock) is read as on the
 engine path. RunState.remove() drops a state dir's index entries, and any
 left pointing at no dir (forget()).
 
-On the live commands' path: imports only os, cnirun.jsonfast, cnirun.fsutil
-and cnirun.paths (no pathlib).
+On the live commands' path: imports only os, cnirun.jsonfast, cnirun.process,
+cnirun.fsutil and cnirun.paths (no pathlib).
 """
 from __future__ import annotations
 
 import os
 
 from . import jsonfast as json
+from .process import process_start
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -55,19 +56,6 @@ def _plain(key: str) -> bool:
     """A name or ID that is a file name as it is (engines allow [a-zA-Z0-9][a-zA-Z0-9_.-]* in names)."""
     return 0 < len(key) <= 200 and key[0].isascii() and key[0].isalnum() and \
         all(c.isascii() and (c.isalnum() or c in "_.-") for c in key)
-
-
-def process_start(pid: int) -> str:
-    """The start time of process `pid` (clock ticks after boot, /proc/<pid>/stat field 22); '' if gone or a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-        fields = data[data.rindex(b")") + 2:].split()  # after the command name, which may hold spaces
-        if fields[0] in (b"Z", b"X"):
-            return ""
-        return fields[19].decode()
-    except (OSError, ValueError, IndexError):
-        return ""
 
 
 def _in_cgroup(pid: int, cid: str) -> bool:

@@ -191,12 +191,12 @@ def container_display(cni_container_id: str, root: Path | None = None) -> str:
 def command_runs(meta: RunMeta) -> bool:
     """Whether the run's own command (`cnirun exec`'s) still runs: its pid, with the recorded start time.
 
-    A pid alone could be another process by now; the start time (cnirun.live_record.process_start)
+    A pid alone could be another process by now; the start time (cnirun.process.process_start)
     tells them apart, and a zombie counts as ended.
     """
     if not meta.pid or not meta.pid_start:
         return False
-    from .live_record import process_start
+    from .process import process_start
 
     return process_start(meta.pid) == meta.pid_start
 

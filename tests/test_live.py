@@ -151,7 +151,9 @@ def test_recall_refuses_what_it_cannot_verify(tmp_path: Path, monkeypatch: pytes
     (root / "run1").mkdir(parents=True)
     (root / "run1" / "meta.json").write_text(json.dumps({"id": "run1", "engine": "docker"}))
     me = os.getpid()
-    start = live_record.process_start(me)
+    from cnirun.process import process_start
+
+    start = process_start(me)
     assert start == Path(f"/proc/{me}/stat").read_text().rsplit(")", 1)[1].split()[19]
     cid = "f" * 64
     for ref in ("", "../x", "a/b", ".ref-x", "-x", "x" * 300):

@@ -36,7 +36,7 @@ def test_command_runs_is_the_recorded_pid_with_its_start_time() -> None:
     import subprocess
     import time
 
-    from cnirun.live_record import process_start
+    from cnirun.process import process_start
     from cnirun.state import command_runs
 
     proc = subprocess.Popen(["sleep", "60"])

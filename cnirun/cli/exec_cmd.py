@@ -181,7 +181,7 @@ class _Command:
     command never runs."""
 
     def __init__(self, argv: list[str]) -> None:
-        from ..live_record import process_start
+        from ..process import process_start
 
         gate_r, gate_w = os.pipe()
         pid = os.fork()
