@@ -195,11 +195,11 @@ def run_docker_single(p: Plan, gate: SignalGate) -> RunOutcome:
         outcome.container = meta.workload
 
         def attach_then_release() -> None:
-            nonlocal release_fd
             _attach(p, st, meta, docker)
-            os.write(release_fd, b"go\n")
-            os.close(release_fd)
-            release_fd = None
+            # The write end stays open until the container is done: a FIFO's data
+            # goes with its last descriptor, and a container slow to reach its
+            # open(2) of the FIFO would then wait in it forever for a writer.
+            os.write(release_fd, b"go\n")  # type: ignore[arg-type]
 
         outcome.code = foreground(docker, meta.workload, spec, gate, before_run=attach_then_release,
                                   auto_removed=auto_remove)
@@ -213,7 +213,7 @@ def run_docker_single(p: Plan, gate: SignalGate) -> RunOutcome:
     finally:
         gate.shield()
         if release_fd is not None:
-            os.close(release_fd)  # a held container reads EOF and exits 125 without running anything
+            os.close(release_fd)  # a container still held reads EOF and exits 125 without running anything
         st.write_meta(meta)
         if ran:
             _detach_in_background(st, meta, docker)
