@@ -434,8 +434,8 @@ def test_bad_input_is_one_line_and_does_nothing(dual_world: DualWorld) -> None:
     for args, message in [
         (["--net", w.dual, "--ip6", outside], "outside network"),
         (["--net", w.net, "--ip6", str(ipaddress.ip_network(subnet6).network_address + 5)], "has no IPv6 subnet"),
-        (["--net", w.dual, "--ip6", "10.196.1.5"], "invalid IPv6 address"),
-        (["--net", w.dual, "--ip6", "fd96::5%eth0"], "invalid IPv6 address"),
+        (["--net", w.dual, "--ip6", "10.196.1.5"], "invalid --ip6 '10.196.1.5': not an IPv6 address"),
+        (["--net", w.dual, "--ip6", "fd96::5%eth0"], "invalid --ip6 'fd96::5%eth0': not an IPv6 address"),
     ]:
         r = w.cnirun("run", "--rm", "--mode", "sandbox", "--name", f"t196bad-{w.n}", *args, "busybox", "true")
         assert r.returncode == 125 and r.stderr.startswith("cnirun: ") and r.stderr.count("\n") == 1, r.stderr
