@@ -128,14 +128,19 @@ tc_world = world_fixture(_make_world, 212, "podman: a netns lost while stopped",
                          extra=[{"type": "tuning", "capabilities": {"mac": True}}])
 
 
+def _sleeper(w: World) -> str:
+    """`cnirun -d` of a sleeping busybox named after the World; its container ID."""
+    r = w.cnirun("-d", "--name", w.name_prefix, "busybox", "sleep", "300")
+    assert r.returncode == 0, r.stderr
+    return r.stdout.strip()
+
+
 @pytest.mark.parametrize("watcher", [True, False], ids=["watcher", "no-watcher"])
 def test_stopped_container_whose_netns_is_gone_starts_again_after_gc(tc_world: World, watcher: bool) -> None:
     """A reboot empties /run: the netns of a stopped `cnirun -d` Podman container is deleted, then `cnirun gc`
     (with the watcher running, or none, as after a reboot): `podman start` works, on the same address and MAC."""
     w = tc_world
-    r = w.cnirun("-d", "--name", w.name_prefix, "busybox", "sleep", "300")
-    assert r.returncode == 0, r.stderr
-    cid = r.stdout.strip()
+    cid = _sleeper(w)
     try:
         before = links("podman", cid)
         meta = json.loads(next((w.state_dir / "containers").glob("*/meta.json")).read_text())
@@ -164,9 +169,7 @@ def test_a_running_containers_lost_netns_name_comes_back_without_touching_its_li
     watcher (or gc, with none) names the same namespace again, and the container keeps its links, its
     address and its host veth (re-attaching would have DELed the running container's network)."""
     w = tc_world
-    r = w.cnirun("-d", "--name", w.name_prefix, "busybox", "sleep", "300")
-    assert r.returncode == 0, r.stderr
-    cid = r.stdout.strip()
+    cid = _sleeper(w)
     try:
         before = links("podman", cid)
         meta = json.loads(next((w.state_dir / "containers").glob("*/meta.json")).read_text())
