@@ -22,7 +22,7 @@ run:
 	@$(SETUP) packages venv docker image-docker
 	@echo "cnirun: running a busybox container under docker on a CNI network and printing its interfaces: cnirun --rm busybox ifconfig"
 	./.venv/bin/cnirun --rm busybox ifconfig
-	@if ./.venv/bin/python -c 'import sys; from cnirun.docker_runtime import registered_path; sys.exit(0 if registered_path() else 1)'; then \
+	@if ./.venv/bin/python -c 'import sys; from cnirun.oci.install.docker_runtime import registered_path; sys.exit(0 if registered_path() else 1)'; then \
 		echo "cnirun: the cnirun OCI runtime is registered in dockerd: runs use the faster hook path when it was installed with this shell's NETCONFPATH, CNI_PATH and CNI_CACHE_DIR."; \
 	else \
 		echo; \

@@ -155,7 +155,7 @@ def read_or_none(path: str) -> bytes | None:
 
 def install_runtime(directory: Path, env: dict[str, str] | None, who: str) -> bool:
     """Install the cnirun runtime with `env`; False (said why) when one is registered already (not ours) or it fails."""
-    from cnirun import docker_runtime
+    from cnirun.oci.install import docker_runtime
 
     if docker_runtime.registered_path(DAEMON_JSON):
         print(f"{who}: a cnirun runtime is already registered: hook mode left out")

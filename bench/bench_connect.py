@@ -19,7 +19,7 @@ NET: the default chain's shape (bridge + host-local, portmap, firewall),
 10.191.201.0/24, bridge cnc10benchn. Everything (netconf, cache, state)
 lives in a tmp dir and is removed at the end (bench/_common.LiveWorld).
 The warm-up connect finds the container through the engine (and records
-it: cnirun.live_record); the timed commands find it from that record.
+it: cnirun.state.containers); the timed commands find it from that record.
 """
 from __future__ import annotations
 

@@ -11,8 +11,8 @@
 2. In-process API overhead per plugin call: CNI.add + CNI.delete of a
    one-plugin chain whose plugin is a trivial shell script, against raw
    subprocess calls of that script with the same stdin. Target: <= 3 ms.
-3. Importing the core: `python -X importtime -c 'import cnirun.runtime'`
-   (cumulative time of cnirun.runtime). Target: <= 30 ms, and none of docker,
+3. Importing the core: `python -X importtime -c 'import cnirun.cni.runtime'`
+   (cumulative time of cnirun.cni.runtime). Target: <= 30 ms, and none of docker,
    typer, click, pyroute2, yaml on that path.
 4. Start-up of the processes cnirun is made of, beyond `python -S -c pass`
    (from / with PYTHONPATH=the repo, so no editable-install hooks): what the
@@ -148,7 +148,7 @@ def bench_cli(tmp: Path) -> tuple[float, float, float]:
 
 def bench_api(tmp: Path) -> tuple[float, float]:
     sys.path.insert(0, str(REPO))
-    from cnirun.runtime import CNI, RuntimeConf
+    from cnirun.cni.runtime import CNI, RuntimeConf
 
     bindir = tmp / "bin"
     bindir.mkdir()
@@ -190,7 +190,7 @@ def bench_import() -> tuple[float, list[str]]:
     samples: list[float] = []
     heavy: set[str] = set()
     for _ in range(RUNS):
-        proc = subprocess.run([PY, "-X", "importtime", "-c", "import cnirun.runtime"], capture_output=True, text=True,
+        proc = subprocess.run([PY, "-X", "importtime", "-c", "import cnirun.cni.runtime"], capture_output=True, text=True,
                               cwd=str(REPO))
         for line in proc.stderr.splitlines():
             if not line.startswith("import time:"):
@@ -198,17 +198,17 @@ def bench_import() -> tuple[float, list[str]]:
             _self, cumulative, name = (x.strip() for x in line[len("import time:"):].split("|"))
             if name.split(".")[0] in ("docker", "typer", "click", "pyroute2", "yaml", "pydantic"):
                 heavy.add(name)
-            if name == "cnirun.runtime":
+            if name == "cnirun.cni.runtime":
                 samples.append(int(cumulative) / 1e6)
     return median_ms(samples), sorted(heavy)
 
 
 STARTUP = {
     "cnirun cni (launcher, cni_cmd, runtime, result)":
-        "import re; from cnirun.cli.main import main; import cnirun.cli.cni_cmd, cnirun.runtime, cnirun.result",
+        "import re; from cnirun.cli.main import main; import cnirun.cli.cni_cmd, cnirun.cni.runtime, cnirun.cni.result",
     "cnirun run argv path": "import re; from cnirun.cli.main import main; import cnirun.cli.run",
-    "hook (cnirun.hook)": "import cnirun.hook",
-    "shim (cnirun.shim)": "import cnirun.shim",
+    "hook (cnirun.oci.hook)": "import cnirun.oci.hook",
+    "shim (cnirun.oci.shim)": "import cnirun.oci.shim",
 }
 
 
@@ -246,7 +246,7 @@ def main() -> int:
          "", "-", True),
         ("API add+delete, trivial plugin", f"{api:.2f} ms", f"raw subprocess {raw:.2f} ms",
          f"+{per_call:.2f} ms/call", "<= 3 ms/call", per_call <= 3.0),
-        ("import cnirun.runtime", f"{imp:.1f} ms", "heavy: " + (", ".join(heavy) or "none"), "", "<= 30 ms",
+        ("import cnirun.cni.runtime", f"{imp:.1f} ms", "heavy: " + (", ".join(heavy) or "none"), "", "<= 30 ms",
          imp <= 30.0 and not heavy),
     ]
     rows += [(f"start-up: {name}", f"+{ms:.1f} ms", f"python -S -c pass {startup['bare']:.1f} ms", "", "-", True)

@@ -33,7 +33,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from cnirun import docker_runtime, hook_command  # noqa: E402
+from cnirun.oci.install import docker_runtime
+from cnirun.oci import argv as hook_command  # noqa: E402
 
 CNIRUN = str(REPO / ".venv" / "bin" / "cnirun")
 RUNS = int(os.environ.get("BENCH_RUNS", "12"))
@@ -124,7 +125,7 @@ def bench_hook_overhead(root: Path) -> None:
                 if r["stage"] == "poststop"]
     imp = subprocess.run(
         [sys.executable, "-I", "-S", "-X", "importtime", "-c",
-         f"import sys; sys.path.insert(0, {str(REPO)!r}); import cnirun.hook, cnirun.lifecycle, cnirun.runtime, cnirun.options"],
+         f"import sys; sys.path.insert(0, {str(REPO)!r}); import cnirun.oci.hook, cnirun.network.lifecycle, cnirun.cni.runtime, cnirun.network.options"],
         capture_output=True, text=True,
     ).stderr
     rows = [line.split("|") for line in imp.splitlines() if line.startswith("import time:")]

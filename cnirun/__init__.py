@@ -27,33 +27,33 @@ TYPE_CHECKING = False  # typing itself is not imported: `import cnirun` must sta
 
 # public name -> module that defines it
 _LAZY = {
-    "CNI": "cnirun.runtime",
-    "RuntimeConf": "cnirun.runtime",
-    "NetworkConfigList": "cnirun.config",
-    "PluginConf": "cnirun.config",
-    "Result": "cnirun.result",
-    "Attachment": "cnirun.lifecycle",
-    "attach": "cnirun.lifecycle",
-    "detach": "cnirun.lifecycle",
-    "CNIError": "cnirun.errors",
-    "ConfigError": "cnirun.errors",
-    "NetworkNotFound": "cnirun.errors",
-    "VersionError": "cnirun.errors",
-    "ArgumentError": "cnirun.errors",
-    "NetnsError": "cnirun.errors",
-    "CacheError": "cnirun.errors",
-    "PluginNotFound": "cnirun.errors",
-    "PluginError": "cnirun.errors",
-    "PluginTimeout": "cnirun.errors",
-    "LockError": "cnirun.errors",
+    "CNI": "cnirun.cni.runtime",
+    "RuntimeConf": "cnirun.cni.runtime",
+    "NetworkConfigList": "cnirun.cni.config",
+    "PluginConf": "cnirun.cni.config",
+    "Result": "cnirun.cni.result",
+    "Attachment": "cnirun.network.lifecycle",
+    "attach": "cnirun.network.lifecycle",
+    "detach": "cnirun.network.lifecycle",
+    "CNIError": "cnirun.core.errors",
+    "ConfigError": "cnirun.core.errors",
+    "NetworkNotFound": "cnirun.core.errors",
+    "VersionError": "cnirun.core.errors",
+    "ArgumentError": "cnirun.core.errors",
+    "NetnsError": "cnirun.core.errors",
+    "CacheError": "cnirun.core.errors",
+    "PluginNotFound": "cnirun.core.errors",
+    "PluginError": "cnirun.core.errors",
+    "PluginTimeout": "cnirun.core.errors",
+    "LockError": "cnirun.core.errors",
 }
 
 __all__ = sorted(_LAZY)
 
 if TYPE_CHECKING:  # for type checkers and IDEs; nothing is imported at run time
-    from .lifecycle import Attachment, attach, detach
-    from .config import NetworkConfigList, PluginConf
-    from .errors import (
+    from .network.lifecycle import Attachment, attach, detach
+    from .cni.config import NetworkConfigList, PluginConf
+    from .core.errors import (
         ArgumentError,
         CacheError,
         CNIError,
@@ -66,8 +66,8 @@ if TYPE_CHECKING:  # for type checkers and IDEs; nothing is imported at run time
         PluginTimeout,
         VersionError,
     )
-    from .result import Result
-    from .runtime import CNI, RuntimeConf
+    from .cni.result import Result
+    from .cni.runtime import CNI, RuntimeConf
 
 
 def __getattr__(name: str) -> object:

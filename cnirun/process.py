@@ -1,40 +1,9 @@
-"""Processes: how a short-lived cnirun process ends, and which process a recorded pid still names.
+"""Process endings' old module path, kept for installs made before it moved to cnirun.core.process.
 
-Tearing the interpreter down (module dicts, GC) costs 2-4 ms of every
-process, 8-12 ms of a `cnirun run` (the engine client's modules); the hook,
-`run` and the hand-parsed commands timed against the plugins (`cnirun cni`,
-`update`, `port`, `network connect/disconnect`) have nothing to finalise but
-stdio when they return: no threads left but daemon ones, no atexit
-handlers, every file written with os.write or closed by `with`, background
-work in processes of its own. Only os at import time (hook path).
+The docker-runtime launcher written before the move runs `from
+cnirun.process import exit_now` on every `runc delete`. New installs name
+cnirun.core.process. Nothing else may import it.
 """
-from __future__ import annotations
+from .core.process import exit_now
 
-import os
-import sys
-
-
-def exit_now(code: int) -> None:
-    """Flush stdout and stderr, then leave with `code` (os._exit: no finalisation)."""
-    try:
-        sys.stdout.flush()
-        sys.stderr.flush()
-    finally:
-        os._exit(code)
-
-
-def process_start(pid: int) -> str:
-    """The start time of process `pid` (clock ticks after boot, /proc/<pid>/stat field 22); '' if gone or a zombie.
-
-    A pid alone may name another process by now: a recorded pid is the
-    recorded process only while its start time is the recorded one.
-    """
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-        fields = data[data.rindex(b")") + 2:].split()  # after the command name, which may hold spaces
-        if fields[0] in (b"Z", b"X"):
-            return ""
-        return fields[19].decode()
-    except (OSError, ValueError, IndexError):
-        return ""
+__all__ = ["exit_now"]

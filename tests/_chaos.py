@@ -67,7 +67,7 @@ class Chaos:
         states = str(self.w.state_dir / "containers")
         # Foreground runs are short: let them end on their own first.
         time.sleep(1.0)
-        _rm_containers(engine, [f"label=cnirun.state={states}"])
+        _rm_containers(engine, [f"label=cnirun.state.runs={states}"])
         if name_prefix:
             _rm_containers(engine, [f"name={name_prefix}"])
         g = self.w.cnirun("gc", timeout=180)
@@ -108,12 +108,12 @@ class Chaos:
             deadline = time.monotonic() + 20
             target: list[int] = []
             while time.monotonic() < deadline and not target and p.poll() is None:
-                target = _pgrep("cnirun.shim import main.* create ")
+                target = _pgrep("cnirun.oci.shim import main.* create ")
                 time.sleep(0.01)
             if target:
                 time.sleep(self.rng.uniform(0.0, slow_plugin_s))  # the worker lives at least this long
                 # Whoever attaches now: the shim execs runc within ms, its forked worker runs the ADDs.
-                target = _pgrep("cnirun.shim import main.* create ")
+                target = _pgrep("cnirun.oci.shim import main.* create ")
                 for pid in target:
                     try:
                         os.kill(pid, signal.SIGKILL)

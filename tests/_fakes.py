@@ -6,10 +6,10 @@ from typing import Any, Callable
 
 import pytest
 
-from cnirun import lifecycle
+from cnirun.network import lifecycle
 from cnirun.engines.base import Engine
-from cnirun.state import RunMeta, RunState
-from cnirun.teardown import cni_env
+from cnirun.state.runs import RunMeta, RunState
+from cnirun.run.teardown import cni_env
 
 from _core_fixtures import CoreEnv
 

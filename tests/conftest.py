@@ -196,7 +196,7 @@ class World:
             mine = [ln for ln in rules.splitlines() if any(x in ln for x in names + prefixes)]
             if mine:
                 out.append(f"{tool} rules: {mine[:3]}")
-        label = f"label=cnirun.state={self.state_dir / 'containers'}"
+        label = f"label=cnirun.state.runs={self.state_dir / 'containers'}"
         for engine, ok in (("docker", HAVE_DOCKER), ("podman", HAVE_PODMAN)):
             if ok:
                 ids = subprocess.run([engine, "ps", "-aq", "--filter", label], capture_output=True, text=True).stdout
@@ -369,7 +369,7 @@ def docker_runtime_installed(w: World, name_prefix: str) -> Iterator[None]:
     runtime), the runtime is uninstalled and daemon.json must be byte for
     byte what it was.
     """
-    from cnirun import docker_runtime
+    from cnirun.oci.install import docker_runtime
 
     if docker_runtime.registered_path(DAEMON_JSON):
         pytest.skip("a cnirun runtime is already registered in /etc/docker/daemon.json")

@@ -1,4 +1,4 @@
-"""The result cache in libcni's on-disk format (cnirun.cache), and its use by DEL/CHECK/GC."""
+"""The result cache in libcni's on-disk format (cnirun.cni.cache), and its use by DEL/CHECK/GC."""
 from __future__ import annotations
 
 import base64
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from cnirun import cache as cnicache
-from cnirun.errors import CacheError
+from cnirun.cni import cache as cnicache
+from cnirun.core.errors import CacheError
 
 from _core_fixtures import CoreEnv, core  # noqa: F401  (fixture)
 
@@ -148,7 +148,7 @@ def test_cni_cache_dir_env(monkeypatch: pytest.MonkeyPatch, core: CoreEnv) -> No
     assert cnicache.default_cache_dir() == "/var/lib/cni"
     monkeypatch.setenv("CNI_CACHE_DIR", str(core.cache))
     assert cnicache.default_cache_dir() == str(core.cache)
-    from cnirun.runtime import CNI
+    from cnirun.cni.runtime import CNI
 
     assert CNI().cache_dir == str(core.cache)
 

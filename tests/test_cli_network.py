@@ -114,9 +114,9 @@ def test_errors_are_one_line(env: Env) -> None:
 
 
 def test_rm_refuses_while_in_use_and_removes_bridge(env: Env) -> None:
-    from cnirun import netns
-    from cnirun.lifecycle import attach, detach
-    from cnirun.runtime import CNI
+    from cnirun.network import netns
+    from cnirun.network.lifecycle import attach, detach
+    from cnirun.cni.runtime import CNI
 
     a = env.name()
     conf = env.json("network", "create", a, "--subnet", "10.152.30.0/24")

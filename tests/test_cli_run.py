@@ -37,7 +37,7 @@ def test_fast_paths_do_not_import_typer(argv: list[str]) -> None:
 
 def test_run_path_does_not_import_typer_or_yaml() -> None:
     p = subprocess.run([sys.executable, "-X", "importtime", "-c",
-                        "from cnirun.cli.run import parse; import cnirun.runner, cnirun.runner.docker_mode"],
+                        "from cnirun.cli.run import parse; import cnirun.run, cnirun.run.docker_mode"],
                        capture_output=True, text=True, cwd=REPO)
     imported = {ln.split("|")[-1].strip() for ln in p.stderr.splitlines() if ln.startswith("import time:")}
     assert not {"typer", "yaml", "docker", "pyroute2"} & imported

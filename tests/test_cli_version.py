@@ -14,7 +14,7 @@ import pytest
 
 from conftest import CNIRUN, HAVE_DOCKER, HAVE_PODMAN, REPO
 
-from cnirun.version import SUPPORTED_VERSIONS
+from cnirun.core.version import SUPPORTED_VERSIONS
 
 
 def cnirun(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

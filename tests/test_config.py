@@ -1,4 +1,4 @@
-"""Netconf loading and validation (cnirun.config), checked against libcni's rules."""
+"""Netconf loading and validation (cnirun.cni.config), checked against libcni's rules."""
 from __future__ import annotations
 
 import json
@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from cnirun import config as netconf
-from cnirun.errors import ConfigError, NetworkNotFound
-from cnirun.version import select
+from cnirun.cni import config as netconf
+from cnirun.core.errors import ConfigError, NetworkNotFound
+from cnirun.core.version import select
 
 from _core_fixtures import CoreEnv, core  # noqa: F401  (fixture)
 
@@ -316,7 +316,7 @@ def test_capabilities_only_true_values_count(core: CoreEnv) -> None:
 
 
 def test_shipped_default_network_is_valid() -> None:
-    from cnirun.defaults import builtin_networks, default_network_name
+    from cnirun.cni.defaults import builtin_networks, default_network_name
 
     nets = {n.name: n for n in builtin_networks()}
     net = nets[default_network_name()]

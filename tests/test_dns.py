@@ -229,7 +229,7 @@ def test_scoping_across_two_networks(world: World) -> None:
         assert answer(nslookup(y, x, gw2)) == [x2]
         assert nslookup(z, y, gw1).returncode != 0  # y shares no network with z
         assert answer(nslookup(x, y, gw2)) == [y2]
-        # Asking the other network's resolver directly is refused (cnirun.dns_guard) ...
+        # Asking the other network's resolver directly is refused (cnirun.dns.guard) ...
         bypass = nslookup(z, y, gw2)
         assert bypass.returncode != 0 and y2 not in bypass.stdout, bypass.stdout
         # ... while its own containers and the host itself still get answers.
@@ -480,7 +480,7 @@ def test_sigkill_with_a_containers_own_resolver_then_gc_leaves_nothing(world: Wo
 def test_gc_stops_a_resolver_whose_names_are_gone(world: World) -> None:
     """A names file whose container has no cached attachment (its owner died after the DEL) goes at gc,
     and with it the resolver; a resolver whose record is gone is stopped too."""
-    from cnirun import dns
+    from cnirun.dns import names as dns
 
     w = world
     env = {k: w.env[k] for k in ("CNIRUN_STATE_DIR", "NETCONFPATH", "CNI_CACHE_DIR")}
@@ -489,7 +489,7 @@ def test_gc_stops_a_resolver_whose_names_are_gone(world: World) -> None:
     subprocess.run(["ip", "link", "add", w.bridge, "type", "bridge"], check=True)
     subprocess.run(["ip", "addr", "add", f"{gateway(w)}/24", "dev", w.bridge], check=True)
     try:
-        from cnirun.runtime import CNI
+        from cnirun.cni.runtime import CNI
 
         net = CNI().network(w.net)
         result = {"ips": [{"address": f"10.195.{w.n}.9/24", "gateway": gateway(w)}]}
@@ -497,7 +497,7 @@ def test_gc_stops_a_resolver_whose_names_are_gone(world: World) -> None:
         assert len(resolvers_of(w)) == 1 and dns.names(w.net) == {"c" * 64: ["ghost"]}
         assert len(guard_rules(w.net)) == 2
         # Rules of a network whose record is gone (a stop cut short between the two) go at gc too.
-        from cnirun import dns_guard
+        from cnirun.dns import guard as dns_guard
 
         state = dns_guard.state_tag(dns.dns_root())
         assert dns_guard.install(f"{w.net}-gone", w.bridge, [f"10.195.{w.n}.2"], state) == ""

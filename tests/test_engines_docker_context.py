@@ -23,7 +23,7 @@ from conftest import CNIRUN, HAVE_DOCKER, REPO
 from cnirun.engines import docker_context
 from cnirun.engines.docker_context import resolve_endpoint
 from cnirun.engines.dockerapi import unix_socket_path
-from cnirun.errors import EngineError
+from cnirun.core.errors import EngineError
 
 FAKE_VERSION = "99.14.0-fake"
 

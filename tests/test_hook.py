@@ -19,12 +19,15 @@ import pytest
 from conftest import REPO, needs_root
 
 from _hook_helpers import HookWorld, bridge_exists, delete_bridges, leftovers, wait_clean, wait_records
-from cnirun import docker_runtime, hook_command, hooksd, lifecycle, netns_pin, oci_state, shim
-from cnirun.lifecycle import options_for
-from cnirun.errors import ArgumentError
-from cnirun.options import ContainerNetworkSpec
+from cnirun.oci.install import docker_runtime, hooksd
+from cnirun.oci import argv as hook_command, shim
+from cnirun.network import lifecycle, netns_pin
+from cnirun.core import oci_state
+from cnirun.network.lifecycle import options_for
+from cnirun.core.errors import ArgumentError
+from cnirun.network.options import ContainerNetworkSpec
 from cnirun.plugins import install_plugin_script
-from cnirun.runtime import CNI
+from cnirun.cni.runtime import CNI
 
 
 
@@ -547,7 +550,7 @@ def _modules_of_hook_run(world: HookWorld, stage: str, state: bytes, extra_env: 
     """
     out = world.root / f"modules-{stage}-{secrets.token_hex(4)}"
     argv = hook_command.hook_argv(stage)
-    assert argv[3] == "-c" and argv[4].endswith("from cnirun.hook import run_process; run_process()")
+    assert argv[3] == "-c" and argv[4].endswith("from cnirun.oci.hook import run_process; run_process()")
     # main() as run_process() runs it, then the list (run_process leaves with os._exit: no atexit)
     argv[4] = argv[4].replace(
         "run_process()",
@@ -577,7 +580,7 @@ def test_hook_path_imports_nothing_heavy(world: HookWorld, container: subprocess
     assert {"cnirun", "ctypes", "_json"} <= create and create & NOT_ON_HOOK_PATH == set()
     # the poststop parent only takes the lock and forks: not even the runtime core
     parent = _modules_of_hook_run(world, "poststop", state_json(cid, 0, ann, "stopped"))
-    assert "cnirun.hook" in parent and parent & (NOT_ON_HOOK_PATH | {"ctypes", "ipaddress", "cnirun.runtime"}) == set()
+    assert "cnirun.oci.hook" in parent and parent & (NOT_ON_HOOK_PATH | {"ctypes", "ipaddress", "cnirun.cni.runtime"}) == set()
     assert wait_clean(world, cid, []) == []
     # the DEL itself (in the foreground here) is as lean as the ADD
     assert _modules_of_hook_run(world, "createRuntime", state_json(cid, container.pid, ann)) & NOT_ON_HOOK_PATH == set()
@@ -597,7 +600,7 @@ def test_shim_create_path_imports_nothing_heavy(tmp_path: Path) -> None:
     boot = (
         f"import atexit, sys; sys.path.insert(0, {hook_command.package_parent()!r}); "
         f"atexit.register(lambda: open({str(out)!r}, 'w').write('\\n'.join(sorted(sys.modules)))); "
-        "from cnirun.shim import main, prepare_bundle, load_config; conf = load_config(); "
+        "from cnirun.oci.shim import main, prepare_bundle, load_config; conf = load_config(); "
         f"print(prepare_bundle({str(bundle)!r}, 'c1', conf))"
     )
     proc = subprocess.run([sys.executable, "-I", "-S", "-c", boot], env={"CNIRUN_SHIM_CONFIG": str(settings)},
@@ -608,7 +611,7 @@ def test_shim_create_path_imports_nothing_heavy(tmp_path: Path) -> None:
 
 
 def test_hosts_entries_added_in_place_and_replaced_on_restart(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from cnirun.lifecycle import Attachment
+    from cnirun.network.lifecycle import Attachment
 
     cid = secrets.token_hex(32)
     root = tmp_path / "docker"
@@ -623,7 +626,7 @@ def test_hosts_entries_added_in_place_and_replaced_on_restart(tmp_path: Path, mo
         "hostname": "web1",
         "mounts": [{"destination": "/etc/hosts", "source": str(hosts), "type": "bind"}],
     }))
-    from cnirun.hosts_patch import add_hosts_entries  # what the attach calls with the bundle's config
+    from cnirun.network.hosts_patch import add_hosts_entries  # what the attach calls with the bundle's config
 
     config = oci_state.read_config(str(bundle))
     att = Attachment("n1", "eth0", {"cniVersion": "1.0.0", "ips": [{"address": "10.141.9.7/24"}]})

@@ -21,7 +21,7 @@ from typing import Iterator
 import pytest
 
 from _hook_helpers import CNIRUN, HookWorld, bridge_exists, delete_bridges, wait_clean, wait_records
-from cnirun import docker_runtime
+from cnirun.oci.install import docker_runtime
 
 DAEMON_JSON = "/etc/docker/daemon.json"
 BRIDGES = ["cnh4d1", "cnh4d2"]

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from cnirun import cache as cnicache
-from cnirun.errors import (
+from cnirun.cni import cache as cnicache
+from cnirun.core.errors import (
     CacheError,
     CNIError,
     ConfigError,
@@ -27,9 +27,9 @@ from cnirun.errors import (
     VersionError,
     ArgumentError,
 )
-from cnirun.invoke import Invocation, decode_failure, exec_plugin, find_plugin, plugin_dirs
+from cnirun.cni.invoke import Invocation, decode_failure, exec_plugin, find_plugin, plugin_dirs
 from cnirun.plugins import install_plugin_script
-from cnirun.runtime import RuntimeConf, parse_cap_args, parse_cni_args
+from cnirun.cni.runtime import RuntimeConf, parse_cap_args, parse_cni_args
 
 from _core_fixtures import CoreEnv, core  # noqa: F401  (fixture)
 
@@ -710,7 +710,7 @@ def test_find_plugin_rules(core: CoreEnv, tmp_path: Path) -> None:
 
 
 def test_plugin_dirs_defaults_then_cnirun_s_own(monkeypatch: pytest.MonkeyPatch) -> None:
-    from cnirun.invoke import OWN_PLUGIN_DIR
+    from cnirun.cni.invoke import OWN_PLUGIN_DIR
 
     monkeypatch.delenv("CNI_PATH", raising=False)
     assert plugin_dirs(None) == ["/opt/cni/bin", "/usr/lib/cni", "/usr/libexec/cni", OWN_PLUGIN_DIR]
@@ -724,7 +724,7 @@ def test_cnirun_s_own_plugins_are_found_without_an_install_step() -> None:
     """sysctl and flannel launchers run in place: a CNI_PATH without them still finds them, VERSION answers."""
     import os
 
-    from cnirun.invoke import OWN_PLUGIN_DIR, probe_version
+    from cnirun.cni.invoke import OWN_PLUGIN_DIR, probe_version
 
     found = find_plugin("sysctl", plugin_dirs("/nonexistent"))
     assert found == os.path.join(OWN_PLUGIN_DIR, "sysctl")
@@ -752,9 +752,9 @@ def test_package_exports_the_api_lazily() -> None:
     import subprocess
     import sys
 
-    code = ("import sys, cnirun; assert 'cnirun.runtime' not in sys.modules; "
+    code = ("import sys, cnirun; assert 'cnirun.cni.runtime' not in sys.modules; "
             "from cnirun import CNI, RuntimeConf, Result, PluginError, CNIError; "
-            "assert CNI.__module__ == 'cnirun.runtime' and issubclass(PluginError, CNIError); print('ok')")
+            "assert CNI.__module__ == 'cnirun.cni.runtime' and issubclass(PluginError, CNIError); print('ok')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.stdout.strip() == "ok", out.stderr
     import cnirun

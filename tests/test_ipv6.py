@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from cnirun.errors import ArgumentError, ConfigError
+from cnirun.core.errors import ArgumentError, ConfigError
 from cnirun.netstore.hostnet import HostRoute
 from cnirun.netstore.located import Document, parse
 from cnirun.netstore.networks import Planner, parse_network, parse_networks_section
@@ -101,7 +101,7 @@ def test_enable_ipv6_gets_free_64s_that_skip_host_routes_and_each_other(monkeypa
 
 
 def test_existing_networks_v6_subnets_are_skipped(tmp_path: Path) -> None:
-    from cnirun.config import conflist_from_bytes
+    from cnirun.cni.config import conflist_from_bytes
 
     other = conflist_from_bytes(json.dumps({
         "cniVersion": "1.0.0", "name": "t196-other", "plugins": [{"type": "bridge", "ipam": {
@@ -155,7 +155,7 @@ def test_v6bridge_only_for_dual_stack_gateways() -> None:
 
 # -- options: --ip6 and its label ------------------------------------------------------------
 def _net(name: str, subnets: list[str], caps: bool = True) -> Any:
-    from cnirun.config import conflist_from_bytes
+    from cnirun.cni.config import conflist_from_bytes
 
     main: dict[str, Any] = {"type": "bridge", "ipam": {"type": "host-local", "ranges": [[{"subnet": s}] for s in subnets]}}
     if caps:
@@ -164,7 +164,7 @@ def _net(name: str, subnets: list[str], caps: bool = True) -> Any:
 
 
 def test_ip6_label_round_trip_and_validation() -> None:
-    from cnirun.options import LABEL_IP6, ContainerNetworkSpec
+    from cnirun.network.options import LABEL_IP6, ContainerNetworkSpec
 
     spec = ContainerNetworkSpec(["a", "b"], [], ips={"a": "10.196.1.5"}, ips6={"a": "fd96:1::5", "b": "fd96:2::5"})
     labels = spec.to_labels()
@@ -178,8 +178,8 @@ def test_ip6_label_round_trip_and_validation() -> None:
 
 
 def test_options_for_puts_both_families_in_ips() -> None:
-    from cnirun.lifecycle import options_for
-    from cnirun.options import ContainerNetworkSpec
+    from cnirun.network.lifecycle import options_for
+    from cnirun.network.options import ContainerNetworkSpec
 
     dual = _net("t196-d", ["10.196.1.0/24", "fd96:1::/64"])
     v4 = _net("t196-4", ["10.196.2.0/24"])
@@ -466,8 +466,8 @@ def test_file_network_enable_ipv6_without_subnet(dual_world: DualWorld) -> None:
 
 
 def test_default_network_stays_ipv4_only() -> None:
-    from cnirun.config import load_file
-    from cnirun.defaults import shipped_netconf_dir
+    from cnirun.cni.config import load_file
+    from cnirun.cni.defaults import shipped_netconf_dir
 
     d = shipped_netconf_dir()
     assert d is not None

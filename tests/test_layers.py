@@ -1,15 +1,14 @@
-"""The package's structure: the layers data flows through, no import running up them, no cycles.
+"""The package's structure: one package per layer, data flowing up them, no import running down-to-up, no cycles.
 
 Every `import`/`from ... import` of a cnirun module, at module level or inside
 a function (lazy imports count: they are dependencies all the same), is read
 with ast and checked against LAYERS, lowest first:
 
-    core  ->  config  ->  CNI runtime  ->  attachment lifecycle  ->  engines / run state
-          ->  hook, installers, teardown, watcher, network store  ->  runner
-          ->  compose, overlay, plugins  ->  CLI
+    core -> cni -> engines -> state -> dns -> netstore -> network -> oci -> run
+         -> live -> overlay -> plugins -> compose -> cli (and the old-path stubs)
 
-A module may import its own layer and the layers below; never above. The
-graph of all those imports must have no cycle.
+A module may import its own package and the packages below; never above.
+The graph of all those imports must have no cycle.
 """
 from __future__ import annotations
 
@@ -18,25 +17,24 @@ from pathlib import Path
 
 PKG = Path(__file__).resolve().parent.parent / "cnirun"
 
-# (layer name, module prefixes); a module belongs to the first layer with a matching prefix.
+# (layer name, module prefixes); a module belongs to the layer with the longest matching prefix.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("core", ("cnirun.value", "cnirun.jsonfast", "cnirun.fsutil", "cnirun.errors", "cnirun.paths",
-              "cnirun.version", "cnirun.trace", "cnirun.process")),
-    ("config", ("cnirun.config", "cnirun.result", "cnirun.lock", "cnirun.start_gate", "cnirun.chains", "cnirun.invoke", "cnirun.netns",
-                "cnirun.oci_state", "cnirun.leftovers", "cnirun.hostfiles", "cnirun.options",
-                "cnirun.policy")),
-    ("runtime", ("cnirun.cache", "cnirun.runtime", "cnirun.defaults", "cnirun.skel", "cnirun.portlock",
-                 "cnirun.dns")),
-    ("lifecycle", ("cnirun.lifecycle", "cnirun.hosts_patch")),
-    # live_record: run state (what the live commands remember beside the run dirs), below cnirun.live
-    ("engines", ("cnirun.engines", "cnirun.state", "cnirun.request", "cnirun.live_record")),
-    ("adapters-low", ("cnirun.hook", "cnirun.shim", "cnirun.hooksd", "cnirun.docker_runtime",
-                      "cnirun.teardown", "cnirun.watch", "cnirun.netstore", "cnirun.live",
-                      "cnirun.reload")),
-    ("runner", ("cnirun.runner",)),
-    # plugins: programs on cnirun.skel that plugin runners exec (flannel reads the overlay's lease)
-    ("adapters", ("cnirun.compose", "cnirun.overlay", "cnirun.plugins")),
-    ("cli", ("cnirun.cli",)),
+    ("core", ("cnirun.core",)),          # os-only building blocks, hook-safe
+    ("cni", ("cnirun.cni",)),            # the libcni equivalent: configs, results, plugin execution, caches
+    ("engines", ("cnirun.engines",)),    # the Engine protocol and its Docker and Podman clients
+    ("state", ("cnirun.state",)),        # run dirs and container records on disk
+    ("dns", ("cnirun.dns",)),            # names and the networks' resolvers
+    ("netstore", ("cnirun.netstore",)),  # the network configs cnirun creates and removes
+    ("network", ("cnirun.network",)),    # one attachment lifecycle: options, netns, host files, rates
+    ("oci", ("cnirun.oci",)),            # the OCI hook, the Docker shim and their installers
+    ("run", ("cnirun.run",)),            # `cnirun run`/-d in every mode, teardown, the watcher
+    ("live", ("cnirun.live",)),          # changes to running containers: connect, ports, update, reload
+    ("overlay", ("cnirun.overlay",)),
+    # plugins: programs on cnirun.cni.skel that plugin runners exec (flannel reads the overlay's lease)
+    ("plugins", ("cnirun.plugins",)),
+    ("compose", ("cnirun.compose",)),
+    # the CLI; and the old module paths installs made before the packages existed still run
+    ("cli", ("cnirun.cli", "cnirun.hook", "cnirun.shim", "cnirun.watch", "cnirun.process")),
 ]
 
 
@@ -53,7 +51,7 @@ def _layer(module: str) -> int:
     best_len = -1
     for i, (_name, prefixes) in enumerate(LAYERS):
         for p in prefixes:
-            if (module == p or module.startswith(p + ".") or module.startswith(p + "_")) and len(p) > best_len:
+            if (module == p or module.startswith(p + ".")) and len(p) > best_len:
                 best, best_len = i, len(p)
     return best
 
@@ -138,6 +136,18 @@ def test_no_import_cycles() -> None:
 def test_the_checker_sees_lazy_and_relative_imports() -> None:
     """The walker itself: a function-level relative import is an edge (a test that could pass blind is none)."""
     graph = _graph()
-    assert "cnirun.lifecycle" in graph["cnirun.hook"]  # imported inside attach_container
-    assert "cnirun.runtime" in graph["cnirun.lifecycle"]  # module level
-    assert "cnirun.netstore.networks" in graph["cnirun.runner.plan"]  # lazy, two dots
+    assert "cnirun.network.lifecycle" in graph["cnirun.oci.hook"]  # imported inside attach_container
+    assert "cnirun.cni.runtime" in graph["cnirun.network.lifecycle"]  # module level
+    assert "cnirun.netstore.networks" in graph["cnirun.run.plan"]  # lazy, two dots
+
+
+def test_the_old_module_paths_are_stubs_only() -> None:
+    """cnirun.hook/shim/watch/process stay for installs made before the move: nothing in the package imports them."""
+    graph = _graph()
+    stubs = {"cnirun.hook", "cnirun.shim", "cnirun.watch", "cnirun.process"}
+    users = sorted(f"{m} imports {d}" for m, deps in graph.items() for d in deps & stubs)
+    assert users == []
+    flat = sorted(p.name for p in PKG.glob("*.py"))
+    assert flat == ["__init__.py", "hook.py", "process.py", "shim.py", "watch.py"]
+    for name in flat[1:]:
+        assert len((PKG / name).read_text().splitlines()) < 25, f"{name} is a re-export stub, no code"

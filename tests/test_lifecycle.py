@@ -1,4 +1,4 @@
-"""cnirun.lifecycle without root or an engine: options, attach, detach, reattach, reclaim.
+"""cnirun.network.lifecycle without root or an engine: options, attach, detach, reattach, reclaim.
 
 Plugins are cnirun's recording noop (it does not enter the netns, whose path
 is a plain file here), so every step can be checked from the calls it made.
@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
-from cnirun import lifecycle
-from cnirun.config import conflist_from_bytes
-from cnirun.errors import ArgumentError, PluginError
-from cnirun.lock import lock_container, unlock_container
-from cnirun.options import ContainerNetworkSpec, PortMapping
+from cnirun.network import lifecycle
+from cnirun.cni.config import conflist_from_bytes
+from cnirun.core.errors import ArgumentError, PluginError
+from cnirun.core.lock import lock_container, unlock_container
+from cnirun.network.options import ContainerNetworkSpec, PortMapping
 
 from _core_fixtures import CoreEnv, core  # noqa: F401  (fixture)
 
@@ -113,9 +113,9 @@ def test_detach_without_the_netns_sweeps_and_forgets_the_freed_addresses(
     cni, n1, _ = _two_networks(core)
     lifecycle.attach(cni, [n1], "c3", str(core.netns_file))
     swept: list[tuple[str, str]] = []
-    import cnirun.leftovers
+    import cnirun.cni.leftovers
 
-    monkeypatch.setattr(cnirun.leftovers, "remove_rules_naming", lambda n, c, *a: swept.append((n, c)) or [])
+    monkeypatch.setattr(cnirun.cni.leftovers, "remove_rules_naming", lambda n, c, *a: swept.append((n, c)) or [])
     other = state / "containers" / "other-run"
     other.mkdir(parents=True)
     (other / "hosts").write_text("127.0.0.1\tlocalhost\n10.9.0.5\tpeer\n10.9.0.6\tkeep\n")
@@ -130,11 +130,11 @@ def test_detach_without_the_netns_sweeps_and_forgets_the_freed_addresses(
 def test_detach_never_enters_a_cached_proc_path(core: CoreEnv, state: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A /proc/<pid>/ns/net path may name another process's netns by now: DEL goes without it."""
     cni, n1, _ = _two_networks(core)
-    import cnirun.leftovers
+    import cnirun.cni.leftovers
 
-    monkeypatch.setattr(cnirun.leftovers, "remove_rules_naming", lambda *a: [])
+    monkeypatch.setattr(cnirun.cni.leftovers, "remove_rules_naming", lambda *a: [])
     lifecycle.attach(cni, [n1], "c4", str(core.netns_file))
-    from cnirun import cache
+    from cnirun.cni import cache
 
     att = cache.read(cni.cache_dir, "n1", "c4", "eth0")
     att.netns = f"/proc/{os.getpid()}/ns/net"  # what a sandbox run records: exists, but may be anyone's

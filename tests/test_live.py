@@ -1,4 +1,4 @@
-"""cnirun.live_record: the live commands (connect, port, update) find a container from their own record,
+"""cnirun.state.containers: the live commands (connect, port, update) find a container from their own record,
 and only while it is verifiably the same container under the same name; on every doubt, the engine.
 
 Real dockerd and plugins. Address plan of this file: 10.189.N.0/24 (the World's network t3-189-N, bridge
@@ -94,7 +94,7 @@ def _record_checks(w: World, name: str, other: str) -> None:
                        env=w.env, capture_output=True, text=True, timeout=60)
     ok(p)
     loaded = {ln.rsplit("|", 1)[1].strip() for ln in p.stderr.splitlines() if ln.startswith("import time:")}
-    assert "cnirun.live_record" in loaded
+    assert "cnirun.state.containers" in loaded
     assert not loaded & {"pathlib", "subprocess", "socket", "re", "enum", "typing", "json", "contextlib", "shutil",
                          "ipaddress", "cnirun.cli.output", "cnirun.engines.dockerapi"}
 
@@ -142,7 +142,7 @@ def _record_checks(w: World, name: str, other: str) -> None:
 
 def test_recall_refuses_what_it_cannot_verify(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """No engine here: index entries and records that are odd, stale or not this process's say 'ask the engine'."""
-    from cnirun import live_record
+    from cnirun.state.runs import containers as live_record
     from cnirun.engines.base import ContainerNet
 
     monkeypatch.setenv("CNIRUN_STATE_DIR", str(tmp_path))
@@ -151,7 +151,7 @@ def test_recall_refuses_what_it_cannot_verify(tmp_path: Path, monkeypatch: pytes
     (root / "run1").mkdir(parents=True)
     (root / "run1" / "meta.json").write_text(json.dumps({"id": "run1", "engine": "docker"}))
     me = os.getpid()
-    from cnirun.process import process_start
+    from cnirun.core.process import process_start
 
     start = process_start(me)
     assert start == Path(f"/proc/{me}/stat").read_text().rsplit(")", 1)[1].split()[19]
@@ -208,9 +208,9 @@ def test_recall_refuses_what_it_cannot_verify(tmp_path: Path, monkeypatch: pytes
 
 
 def test_removing_a_run_state_drops_its_index_entries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from cnirun import live_record
+    from cnirun.state.runs import containers as live_record
     from cnirun.engines.base import ContainerNet
-    from cnirun.state import RunMeta, RunState
+    from cnirun.state.runs import RunMeta, RunState
 
     monkeypatch.setenv("CNIRUN_STATE_DIR", str(tmp_path))
     # A dir a teardown is removing (no meta.json left): the record is not written into it.

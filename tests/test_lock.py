@@ -1,4 +1,4 @@
-"""cnirun.lock: the one flock helper and the CNI chain locks (#13).
+"""cnirun.core.lock: the one flock helper and the CNI chain locks (#13).
 
 Unit tests on lock files in tmp, plus chains run through the real runtime
 with the recording noop plugin sleeping, to show which chains wait for which.
@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from cnirun import lock
-from cnirun.errors import LockError
-from cnirun.lock import chain_lock, flock, host_lock, is_held, link_lock_path, network_lock_path
+from cnirun.core import lock
+from cnirun.core.errors import LockError
+from cnirun.core.lock import chain_lock, flock, host_lock, is_held, link_lock_path, network_lock_path
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parent.parent
 def _holder(path: Path, shared: bool = False) -> subprocess.Popen[str]:
     """Another process holding `path` until killed; returns once it holds it."""
     code = (
-        "import sys, time; from cnirun.lock import flock; "
+        "import sys, time; from cnirun.core.lock import flock; "
         f"flock({str(path)!r}, shared={shared!r}); print('held', flush=True); time.sleep(600)"
     )
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, cwd=REPO,
@@ -126,7 +126,7 @@ def test_sigkilled_holder_never_blocks_others(tmp_path: Path) -> None:
 def test_sigkilled_chain_holder_never_blocks_gc_or_other_chains(tmp_path: Path) -> None:
     host = str(tmp_path / "cni.lock")
     code = (
-        "import time; from cnirun.lock import chain_lock; "
+        "import time; from cnirun.core.lock import chain_lock; "
         f"l = chain_lock('t197k', {host!r}, new_links=('t197kbr',)); l.__enter__(); print('held', flush=True); "
         "time.sleep(600)"
     )
@@ -275,7 +275,7 @@ def test_remove_stale_locks_removes_only_unheld_files_of_gone_networks_and_bridg
 
 def test_gc_removes_the_lock_files_of_a_network_that_is_gone(tmp_path: Path) -> None:
     """`cnirun gc` after a network's conflist was deleted: its lock file and its bridge's go."""
-    from cnirun.runtime import RuntimeConf
+    from cnirun.cni.runtime import RuntimeConf
 
     cni, nets = _noop_world(tmp_path, ["ta-g1", "ta-g2"], sleep=0)
     ns = tmp_path / "ns"
@@ -302,7 +302,7 @@ def test_gc_removes_the_lock_files_of_a_network_that_is_gone(tmp_path: Path) -> 
 # -- through the runtime: which chains wait for which ------------------------------------------
 def _noop_world(tmp_path: Path, names: list[str], sleep: float) -> tuple[object, dict[str, object]]:
     from cnirun.plugins import install_plugin_script
-    from cnirun.runtime import CNI
+    from cnirun.cni.runtime import CNI
 
     plugdir = tmp_path / "plugins"
     plugdir.mkdir()
@@ -320,7 +320,7 @@ def _noop_world(tmp_path: Path, names: list[str], sleep: float) -> tuple[object,
 
 
 def test_chains_on_different_and_same_networks_run_in_parallel(tmp_path: Path) -> None:
-    from cnirun.runtime import RuntimeConf
+    from cnirun.cni.runtime import RuntimeConf
 
     cni, nets = _noop_world(tmp_path, ["t197p1", "t197p2"], sleep=1.0)
     ns = tmp_path / "ns"
@@ -364,9 +364,9 @@ def test_chains_on_different_and_same_networks_run_in_parallel(tmp_path: Path) -
 def test_add_retries_once_only_when_shared_chains_were_flushed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """"Chain already exists" with our markers in place: the chains were flushed and two plugins
     raced to recreate them; ADD makes them again and retries once. Any other error: no retry."""
-    from cnirun import chains
-    from cnirun.errors import PluginError
-    from cnirun.runtime import RuntimeConf
+    from cnirun.cni import chains
+    from cnirun.core.errors import PluginError
+    from cnirun.cni.runtime import RuntimeConf
 
     cni, nets = _noop_world(tmp_path, ["t197r"], sleep=0)
     debug = tmp_path / "noop.json"

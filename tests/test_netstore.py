@@ -16,7 +16,7 @@ import pytest
 from cnirun.netstore.hostnet import HostRoute
 from cnirun.netstore.located import ComposeError, parse
 from cnirun.netstore.networks import Planner, auto_bridge_name, load_networks_file, parse_networks_section
-from cnirun.config import conflist_from_bytes
+from cnirun.cni.config import conflist_from_bytes
 
 POOL = "10.151.0.0/16"
 
@@ -97,10 +97,10 @@ def test_enable_icc_false_and_isolate_in_the_chain() -> None:
 
 
 def test_x_cni_dns_outside_names() -> None:
-    """x-cni dns_outside_names: true lets the network's resolver answer dotted names (cnirun.dns.outside_names);
+    """x-cni dns_outside_names: true lets the network's resolver answer dotted names (cnirun.dns.names.outside_names);
     off by default; a value that is not a boolean is one error naming the key."""
-    from cnirun.config import conflist_from_bytes
-    from cnirun.dns import outside_names
+    from cnirun.cni.config import conflist_from_bytes
+    from cnirun.dns.names import outside_names
 
     on = convert("networks:\n  n:\n    x-cni: {dns_outside_names: true}\n")["n"]
     off = convert("networks:\n  n: {}\n")["n"]

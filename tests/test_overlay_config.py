@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from cnirun.errors import CNIError
+from cnirun.core.errors import CNIError
 from cnirun.overlay import config, lease, subnet_env
 from cnirun.overlay.errors import OverlayError
 from cnirun.overlay.etcd import parse_url, prefix_end

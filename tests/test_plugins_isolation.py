@@ -1,7 +1,7 @@
 """Issue #11: isolation between containers and between networks.
 
 - cnirun's chained `isolation` plugin (cnirun/plugins/isolation.py, written
-  with cnirun.skel): `--opt com.docker.network.bridge.enable_icc=false` puts it
+  with cnirun.cni.skel): `--opt com.docker.network.bridge.enable_icc=false` puts it
   in the chain; two containers of that network cannot reach each other, both
   reach the gateway, a published port still answers.
 - `network create --isolate same-bridge|none`: the firewall plugin's

@@ -44,7 +44,7 @@ def policy_world(tmp_path: Path, engine: str = "") -> World:
 
 def remember_ifb(w: World, network: str, cid: str) -> str:
     """The bandwidth plugin's ifb for this attachment: it must be gone at the World's end."""
-    from cnirun.policy import ifb_name
+    from cnirun.cni.bandwidth import ifb_name
 
     name = ifb_name(network, cid)
     w.gone.append(Path(f"/sys/class/net/{name}"))
@@ -146,7 +146,7 @@ class Iperf:
 
 # -- parsing --------------------------------------------------------------------------------
 def test_parse_rate_accepts_tc_units() -> None:
-    from cnirun.policy import Rate, parse_rate
+    from cnirun.network.rates import Rate, parse_rate
 
     assert parse_rate("10mbit") == Rate(10_000_000, 8 * 32 * 1024)
     assert parse_rate("10mbit:64kb") == Rate(10_000_000, 8 * 64 * 1024)
@@ -162,8 +162,8 @@ def test_parse_rate_accepts_tc_units() -> None:
 @pytest.mark.parametrize("bad", ["10", "mbit", "10xbit", "-5mbit", "10mbit:", "10mbit:1b", "1bit", "2tbit",
                                  "10mbit:64kb:3", "1e3mbit", "10 mbit", "", "10mbit:9gb", "١٠mbit"])
 def test_parse_rate_refuses(bad: str) -> None:
-    from cnirun.errors import ArgumentError
-    from cnirun.policy import parse_rate
+    from cnirun.core.errors import ArgumentError
+    from cnirun.network.rates import parse_rate
 
     with pytest.raises(ArgumentError) as ei:
         parse_rate(bad, "--ingress-rate")
@@ -171,9 +171,9 @@ def test_parse_rate_refuses(bad: str) -> None:
 
 
 def test_labels_round_trip_and_strict() -> None:
-    from cnirun.errors import ArgumentError
-    from cnirun.options import ContainerNetworkSpec
-    from cnirun.policy import parse_rate
+    from cnirun.core.errors import ArgumentError
+    from cnirun.network.options import ContainerNetworkSpec
+    from cnirun.network.rates import parse_rate
 
     spec = ContainerNetworkSpec(["a"], [], ingress_rate=parse_rate("10mbit"), egress_rate=parse_rate("1mbit:64kb"))
     labels = spec.to_labels()
@@ -184,11 +184,11 @@ def test_labels_round_trip_and_strict() -> None:
 
 
 def test_options_for_puts_rates_on_the_bandwidth_network(tmp_path: Path) -> None:
-    from cnirun.config import conflist_from_bytes
-    from cnirun.errors import ArgumentError
-    from cnirun.lifecycle import options_for
-    from cnirun.options import ContainerNetworkSpec
-    from cnirun.policy import parse_rate
+    from cnirun.cni.config import conflist_from_bytes
+    from cnirun.core.errors import ArgumentError
+    from cnirun.network.lifecycle import options_for
+    from cnirun.network.options import ContainerNetworkSpec
+    from cnirun.network.rates import parse_rate
 
     def net(name: str, extra: list[dict[str, Any]]) -> Any:
         conf = {"cniVersion": "1.0.0", "name": name, "plugins": [{"type": "ptp"}, *extra]}
@@ -222,7 +222,7 @@ def test_run_refuses_bad_rates_with_nothing_done(dworld: World) -> None:
 def test_bandwidth_without_limit_adds_nothing(tmp_path: Path) -> None:
     """The shipped default network carries bandwidth: without a rate its ADD passes prevResult through,
     with no qdisc on the host veth and no ifb."""
-    from cnirun.defaults import builtin_networks
+    from cnirun.cni.defaults import builtin_networks
 
     w = _make_world(tmp_path, 194, net="t194-{n}", bridge="c194x{n}", name_prefix="t194-{n}-")
     default = json.loads(Path(builtin_networks()[0].source).read_text())
@@ -256,7 +256,7 @@ def test_ingress_rate_enforced_and_removed_live(dworld: World) -> None:
     ip_a, mac_a = eth0(pa)
     (entry,) = [e for e in cached(w) if e["result"]["ips"][0]["address"].startswith(ip_a + "/")]
     ifb = remember_ifb(w, w.net, entry["containerId"])
-    from cnirun.policy import parse_rate
+    from cnirun.network.rates import parse_rate
 
     burst20 = parse_rate("20mbit").burst  # the default: 20 ms at the rate, in whole KiB
     assert burst20 == 49 * 8192

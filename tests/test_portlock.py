@@ -1,4 +1,4 @@
-"""cnirun.portlock: a host port is published only where the kernel would let a host service have it.
+"""cnirun.network.portlock: a host port is published only where the kernel would let a host service have it.
 
 Real sockets held on this host (loopback, host ports 41000-41999), the check as every way to publish runs it
 (portlock.check_ports), and `cnirun run -p` refusing with one line before anything is made. Address plan:
@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from cnirun.errors import ArgumentError
-from cnirun.options import PortMapping
-from cnirun.portlock import BUDGET_ENV, _sctp_held, check_ports
-from cnirun.runtime import CNI
+from cnirun.core.errors import ArgumentError
+from cnirun.network.options import PortMapping
+from cnirun.network.portlock import BUDGET_ENV, _sctp_held, check_ports
+from cnirun.cni.runtime import CNI
 from conftest import CNIRUN, REPO, World, _make_world, needs_docker, needs_plugins, needs_root, world_fixture
 
 pworld = world_fixture(_make_world, 214, "ports", net="te-{n}", bridge="cte{n}", subnet="10.214.{n}.0/24",
@@ -261,8 +261,8 @@ def test_a_killed_claimers_ports_are_free_again(tmp_path: Path) -> None:
     """A process SIGKILLed between the check and its ADD: its claim does not hold the port (its flock went with
     it) and the next check removes the claim file."""
     port = _free_port(socket.SOCK_STREAM)
-    code = (f"import sys, time; from cnirun.runtime import CNI; from cnirun.options import PortMapping; "
-            f"from cnirun.portlock import reserve; reserve(CNI(cache_dir={str(tmp_path)!r}), "
+    code = (f"import sys, time; from cnirun.cni.runtime import CNI; from cnirun.network.options import PortMapping; "
+            f"from cnirun.network.portlock import reserve; reserve(CNI(cache_dir={str(tmp_path)!r}), "
             f"[PortMapping({port}, 80)]); print('claimed', flush=True); time.sleep(60)")
     child = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdout=subprocess.PIPE, text=True)
     try:
@@ -308,6 +308,6 @@ def test_the_host_wide_budget_of_published_ports(pworld: World) -> None:
 
 def test_installed_hooks_get_the_budget() -> None:
     """`cnirun install` records CNIRUN_MAX_PUBLISHED_PORTS into the hooks: label ports meet the same budget."""
-    from cnirun.hook_command import hook_env
+    from cnirun.oci.argv import hook_env
 
     assert f"{BUDGET_ENV}=500" in hook_env({"PATH": "/usr/bin", BUDGET_ENV: "500"})

@@ -1,4 +1,4 @@
-"""Tests for cnirun.result: parsing, libcni's conversions, and JSON shapes.
+"""Tests for cnirun.cni.result: parsing, libcni's conversions, and JSON shapes.
 
 Fixtures are written for these tests in the shape of the examples in the CNI
 spec (1.1.0 and the 0.x spec texts) and of libcni's pkg/types tests.
@@ -10,9 +10,9 @@ import json
 
 import pytest
 
-from cnirun.errors import CNIError, VersionError
-from cnirun.result import DNS, Interface, IPConfig, Result, Route, convert
-from cnirun.version import SUPPORTED_VERSIONS
+from cnirun.core.errors import CNIError, VersionError
+from cnirun.cni.result import DNS, Interface, IPConfig, Result, Route, convert
+from cnirun.core.version import SUPPORTED_VERSIONS
 
 DNS_FULL = {
     "nameservers": ["10.1.0.1", "2001:db8::53"],

@@ -14,15 +14,15 @@ from typing import Any
 import pytest
 
 from cnirun.cli.run import parse
-from cnirun.errors import ArgumentError
-from cnirun.runner import docker_mode
+from cnirun.core.errors import ArgumentError
+from cnirun.run import docker_mode
 
 
 
 class FakeCNI:
     def __init__(self, tmp: Path) -> None:
         self.netconf_path = str(tmp / "net.d")
-        from cnirun.invoke import plugin_dirs
+        from cnirun.cni.invoke import plugin_dirs
 
         self.plugin_dirs = plugin_dirs("/usr/lib/cni")  # as a CNI() built from CNI_PATH has them
         self.cache_dir = str(tmp / "cache")
@@ -68,7 +68,7 @@ def test_unset_recorded_env_means_the_defaults(tmp_path: Path) -> None:
 
 
 def test_port_lock_serialises(tmp_path: Path) -> None:
-    from cnirun.portlock import PortLock
+    from cnirun.network.portlock import PortLock
 
     cni = FakeCNI(tmp_path)
     first = PortLock.acquire(cni)
@@ -80,7 +80,7 @@ def test_port_lock_serialises(tmp_path: Path) -> None:
 
 def test_static_ips_on_several_networks_travel_as_one_label() -> None:
     """`--ip NET=IP` on a later network no longer forces sandbox mode: the label carries every network's IP."""
-    from cnirun.options import ContainerNetworkSpec
+    from cnirun.network.options import ContainerNetworkSpec
 
     spec = ContainerNetworkSpec(["a", "b"], [], ips={"a": "10.1.0.5", "b": "10.2.0.5"})
     labels = spec.to_labels()
@@ -115,7 +115,7 @@ def _plan_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_plan_builds_the_netspec_and_options_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from cnirun.runner.plan import plan
+    from cnirun.run.plan import plan
 
     _plan_env(tmp_path, monkeypatch)
     req = parse(["--net", "pa,pb", "--ip", "10.182.0.5", "--ip", "pb=10.180.0.6", "-p", "127.0.0.1:18777:80",
@@ -147,8 +147,8 @@ def test_plan_builds_the_netspec_and_options_once(tmp_path: Path, monkeypatch: p
 def test_plan_refuses_bad_runs_before_anything_is_made(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, argv: list[str], words: str
 ) -> None:
-    from cnirun.errors import CNIError
-    from cnirun.runner.plan import plan
+    from cnirun.core.errors import CNIError
+    from cnirun.run.plan import plan
 
     _plan_env(tmp_path, monkeypatch)
     req = parse(argv)

@@ -16,8 +16,8 @@ from typing import Any, Iterator
 
 import pytest
 
-from cnirun.errors import ArgumentError, PluginError
-from cnirun.runtime import CNI, RuntimeConf
+from cnirun.core.errors import ArgumentError, PluginError
+from cnirun.cni.runtime import CNI, RuntimeConf
 
 from _core_fixtures import (  # noqa: F401  (fixtures)
     CNIRUN,
@@ -255,7 +255,7 @@ def test_validate_and_version_with_real_plugins(core: CoreEnv, real: list[RealNe
 
 
 def test_second_network_as_eth1(core: CoreEnv, netns: Netns, real: list[RealNet]) -> None:
-    from cnirun.lifecycle import attach, detach
+    from cnirun.network.lifecycle import attach, detach
 
     a = RealNet(core, "t2-a", "cnt2a", 9, full=False)
     real.append(a)

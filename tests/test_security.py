@@ -33,9 +33,10 @@ import pytest
 from conftest import HAVE_DOCKER, HAVE_PODMAN, needs_docker, needs_podman, needs_root
 
 from _hook_helpers import CNIRUN, HookWorld, bridge_exists, delete_bridges, leftovers, wait_clean
-from cnirun import docker_runtime, hook, hook_command
-from cnirun.errors import ArgumentError
-from cnirun.options import check_cni_arg, parse_hostname, parse_ip, parse_ports
+from cnirun.oci.install import docker_runtime
+from cnirun.oci import hook, argv as hook_command
+from cnirun.core.errors import ArgumentError
+from cnirun.network.options import check_cni_arg, parse_hostname, parse_ip, parse_ports
 from cnirun.plugins import install_plugin_script
 
 DAEMON_JSON = "/etc/docker/daemon.json"
@@ -234,9 +235,9 @@ def test_engine_file_gets_the_address(world: World, engine: str) -> None:
 
 
 def test_hosts_patch_refuses_symlinks_and_foreign_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from cnirun.lifecycle import Attachment
-    from cnirun.hosts_patch import add_hosts_entries, engine_file
-    from cnirun.oci_state import OCIConfig
+    from cnirun.network.lifecycle import Attachment
+    from cnirun.network.hosts_patch import add_hosts_entries, engine_file
+    from cnirun.core.oci_state import OCIConfig
 
     cid = secrets.token_hex(32)
     root = tmp_path / "docker"
@@ -259,7 +260,7 @@ def test_hosts_patch_refuses_symlinks_and_foreign_paths(tmp_path: Path, monkeypa
     assert not engine_file("/run/containers/storage/overlay-containers/../../../etc/hosts", cid)
     assert "RFC 1123" in add_hosts_entries(OCIConfig("", NEWLINE_HOSTNAME, podman_like), cid, [att])
     # resolv.conf after a restart (point_resolv_conf): the same checks, for the engine's own resolv.conf only.
-    from cnirun.hosts_patch import point_resolv_conf
+    from cnirun.network.hosts_patch import point_resolv_conf
 
     assert engine_file(podman_like[: -len("hosts")] + "resolv.conf", cid, name="resolv.conf")
     assert not engine_file(podman_like, cid, name="resolv.conf")
@@ -573,7 +574,7 @@ def test_cnirun_run_attaches_a_closed_network_itself(world: World) -> None:
 ])
 def test_compose_hostnames_and_aliases_are_rfc1123(tmp_path: Path, body: str, where: str) -> None:
     from cnirun.compose.project import load_project
-    from cnirun.errors import CNIError
+    from cnirun.core.errors import CNIError
 
     f = tmp_path / "compose.yaml"
     f.write_text("services:\n  web:\n    image: busybox\n" + body + "networks:\n  n1: {}\n")

@@ -1,4 +1,4 @@
-"""cnirun.skel (the plugin SDK), the noop test plugin, the launcher helper,
+"""cnirun.cni.skel (the plugin SDK), the noop test plugin, the launcher helper,
 and the sysctl example plugin against a real network namespace."""
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ import uuid
 
 import pytest
 
-from cnirun.errors import CNIError
+from cnirun.core.errors import CNIError
 from cnirun.plugins import install_plugin_script, noop
 from cnirun.plugins import sysctl as sysctl_plugin
-from cnirun.skel import CmdArgs, parse_cni_args, plugin_main
+from cnirun.cni.skel import CmdArgs, parse_cni_args, plugin_main
 
 ALL = ("0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
 
@@ -408,7 +408,7 @@ def test_prev_result_same_version_is_passed_verbatim():
 
 
 def test_prev_result_is_converted_to_config_version():
-    from cnirun import result
+    from cnirun.cni import result
     prev = {"cniVersion": "0.3.1", "ips": [{"version": "4", "address": "10.1.2.3/24"}], "dns": {}}
     a = CmdArgs("c", "", "eth0", "", "", b"", {"cniVersion": "1.0.0", "name": "n", "prevResult": prev})
     got = a.prev_result()
@@ -584,7 +584,7 @@ def test_noop_passthrough_same_version(cni_bin, debug):
 
 
 def test_noop_passthrough_converts_to_config_version(cni_bin, debug):
-    from cnirun import result
+    from cnirun.cni import result
     noop.write_debug(debug, reportResult="PASSTHROUGH")
     stdin = conf("1.1.0", prevResult=PREV_040)
     p = exec_plugin(cni_bin, "noop", env_for("ADD", CNI_ARGS=f"DEBUG={debug}"), stdin)

@@ -1,4 +1,4 @@
-"""cnirun.start_gate: the file `runc start` waits on while the Docker shim's worker attaches.
+"""cnirun.oci.start_gate: the file `runc start` waits on while the Docker shim's worker attaches.
 
 Files only (a tmp state dir); the launcher's use of it is in test_hook.py,
 the whole path with dockerd in test_hook_docker.py.
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from cnirun import start_gate
+from cnirun.oci import start_gate
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""cnirun.state: a run's state dir, its lock and its metadata, without root."""
+"""cnirun.state.runs: a run's state dir, its lock and its metadata, without root."""
 from __future__ import annotations
 
 import json
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from cnirun.state import RunMeta, RunState, list_states
+from cnirun.state.runs import RunMeta, RunState, list_states
 
 
 def test_run_state_lock_is_exclusive_and_survives_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -19,7 +19,7 @@ def test_run_state_lock_is_exclusive_and_survives_nothing(tmp_path: Path, monkey
     meta = RunMeta(id=st.id, engine="docker", networks=["a"], cni_env={"CNI_CACHE_DIR": "/x"})
     st.write_meta(meta)
     assert st.read_meta() == meta
-    probe = ("import sys; from pathlib import Path; from cnirun.state import RunState; "
+    probe = ("import sys; from pathlib import Path; from cnirun.state.runs import RunState; "
              f"sys.exit(0 if RunState(Path({str(st.path)!r})).owned_elsewhere() else 1)")
     assert subprocess.run([sys.executable, "-c", probe]).returncode == 0
     st.unlock()
@@ -36,8 +36,8 @@ def test_command_runs_is_the_recorded_pid_with_its_start_time() -> None:
     import subprocess
     import time
 
-    from cnirun.process import process_start
-    from cnirun.state import command_runs
+    from cnirun.core.process import process_start
+    from cnirun.state.runs import command_runs
 
     proc = subprocess.Popen(["sleep", "60"])
     try:

@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 
-from cnirun.state import RunMeta, RunState
-from cnirun.teardown import teardown
+from cnirun.state.runs import RunMeta, RunState
+from cnirun.run.teardown import teardown
 
 from _core_fixtures import CoreEnv, core  # noqa: F401  (fixture)
 from _fakes import FakeEngine, run  # noqa: F401  (fixture)

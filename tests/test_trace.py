@@ -85,9 +85,9 @@ def test_no_trace_when_off(noop_env: dict[str, str], tmp_path: Path) -> None:
 
 
 def test_trace_module_costs_no_imports() -> None:
-    code = "import sys; import cnirun; before = set(sys.modules); import cnirun.trace; print(sorted(set(sys.modules) - before))"
+    code = "import sys; import cnirun.core; before = set(sys.modules); import cnirun.core.trace; print(sorted(set(sys.modules) - before))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True).stdout
-    assert json.loads(out.replace("'", '"')) == ["cnirun.trace"]
+    assert json.loads(out.replace("'", '"')) == ["cnirun.core.trace"]
 
 
 world = world_fixture(_make_world, 197, "trace")
@@ -113,7 +113,7 @@ def test_run_debug_traces_engine_calls_and_the_chain(world: World) -> None:
 def test_dumps_indented_is_json_dumps_indent_4() -> None:
     import random
 
-    from cnirun.jsonfast import dumps_indented
+    from cnirun.core.jsonfast import dumps_indented
 
     rnd = random.Random(197)
 
@@ -158,5 +158,5 @@ def test_cni_add_and_del_load_no_json_typing_or_hashlib(noop_env: dict[str, str]
     assert len(lines) == 2
     for line in lines:
         loaded = set(line.split())
-        assert "cnirun.runtime" in loaded
+        assert "cnirun.cni.runtime" in loaded
         assert loaded & {"json", "typing", "_hashlib", "hashlib"} == set(), loaded & {"json", "typing", "_hashlib"}

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from cnirun import watch
-from cnirun.state import RunMeta, RunState, list_states
+from cnirun.run import watch
+from cnirun.state.runs import RunMeta, RunState, list_states
 
 from _core_fixtures import CoreEnv, core  # noqa: F401  (fixture)
 from _fakes import FakeEngine, run  # noqa: F401  (fixture)

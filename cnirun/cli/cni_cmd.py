@@ -18,7 +18,7 @@ TYPE_CHECKING = False  # typing, json and hashlib cost ~8 ms of each `cnirun cni
 if TYPE_CHECKING:
     from typing import Any, Callable
 
-from ..errors import ArgumentError, CNIError
+from ..core.errors import ArgumentError, CNIError
 from .errors import fail, one_line_errors
 
 USAGE = """\
@@ -73,7 +73,7 @@ def netns_path(arg: str) -> str:
 
 
 def _runtime(netns: str, ifname: str | None) -> Any:
-    from ..runtime import RuntimeConf, parse_cap_args, parse_cni_args
+    from ..cni.runtime import RuntimeConf, parse_cap_args, parse_cni_args
 
     path = netns_path(netns) if netns else ""
     return RuntimeConf(
@@ -86,7 +86,7 @@ def _runtime(netns: str, ifname: str | None) -> Any:
 
 
 def _cni() -> Any:
-    from ..runtime import CNI
+    from ..cni.runtime import CNI
 
     return CNI()
 
@@ -96,7 +96,7 @@ def _cni() -> Any:
 
 def do_add(network: str, netns: str, ifname: str | None = None) -> None:
     """ADD the network's plugin chain to NETNS and print the result as cnitool does."""
-    from ..result import Result
+    from ..cni.result import Result
 
     rt = _runtime(netns, ifname)
     cni = _cni()
@@ -180,7 +180,7 @@ def _usage_error(message: str) -> None:
 
 def main(argv: list[str]) -> int:
     """Run `cnirun cni ARGV...`; returns the exit status (errors: one line, exit 1)."""
-    from .. import trace
+    from ..core import trace
 
     t0 = trace.now()
     end = argv.index("--") if "--" in argv else len(argv)

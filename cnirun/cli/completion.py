@@ -13,13 +13,13 @@ if TYPE_CHECKING:
 
 def network_names(incomplete: str) -> list[str]:
     try:
-        from ..config import load_all
-        from ..runtime import CNI
+        from ..cni.config import load_all
+        from ..cni.runtime import CNI
 
         cni = CNI()
         nets, _ = load_all(cni.netconf_path)
         names = [n.name for n in nets]
-        from ..defaults import default_network_name
+        from ..cni.defaults import default_network_name
 
         names.append(default_network_name())
     except Exception:  # noqa: BLE001 - completion must never print a traceback into the shell
@@ -30,7 +30,7 @@ def network_names(incomplete: str) -> list[str]:
 def container_names(incomplete: str) -> list[str]:
     """Names, then IDs (12 characters), of the containers cnirun runs."""
     try:
-        from ..state import list_states
+        from ..state.runs import list_states
 
         out: set[str] = set()
         for st in list_states():

@@ -209,7 +209,7 @@ def _project(obj: dict[str, Any]) -> Any:
 
 def _service_names(obj: dict[str, Any]) -> set[str] | None:
     """The services of the project's file, or None when there is no readable file."""
-    from ..errors import CNIError
+    from ..core.errors import CNIError
 
     try:
         proj = _project(obj)

@@ -1,7 +1,7 @@
 """`cnirun network connect|disconnect`: one more network for a running container, or one less.
 
 Parsed by hand, without typer: connect is timed against `cnirun cni add` of
-the same chain (bench/bench_connect.py). The work is cnirun.live's
+the same chain (bench/bench_connect.py). The work is cnirun.live.verbs's
 (lifecycle.connect / lifecycle.disconnect under the container's lock).
 """
 from __future__ import annotations
@@ -74,12 +74,12 @@ def connect_main(args: list[str]) -> int:
             i += 1
     if len(pos) != 2:
         fail("network connect takes a network and a container: cnirun network connect NETWORK CONTAINER")
-    from .. import live
+    from ..live import verbs as live
 
     with one_line_errors():
         rates = {}
         if ingress or egress:
-            from ..policy import parse_rate
+            from ..network.rates import parse_rate
 
             rates = {"ingress_rate": parse_rate(ingress, "--ingress-rate") if ingress else None,
                      "egress_rate": parse_rate(egress, "--egress-rate") if egress else None}
@@ -102,7 +102,7 @@ def disconnect_main(args: list[str]) -> int:
             pos.append(a)
     if len(pos) != 2:
         fail("network disconnect takes a network and a container: cnirun network disconnect NETWORK CONTAINER")
-    from .. import live
+    from ..live import verbs as live
 
     with one_line_errors():
         problems = live.disconnect(pos[1], pos[0], force=force)

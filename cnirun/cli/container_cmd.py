@@ -96,7 +96,7 @@ def _port_text(m: dict[str, Any]) -> str:
 
 
 def _att_row(att: Any) -> dict[str, Any]:
-    from ..lifecycle import Attachment
+    from ..network.lifecycle import Attachment
 
     return {
         "network": att.network_name,
@@ -114,9 +114,9 @@ def _att_row(att: Any) -> dict[str, Any]:
 
 def collect(include_foreign: bool) -> list[dict[str, Any]]:
     """One row per container: cnirun runs from their state dirs, then (with -a) other cached attachments."""
-    from .. import cache as cnicache
-    from ..runtime import CNI
-    from ..state import list_states
+    from ..cni import cache as cnicache
+    from ..cni.runtime import CNI
+    from ..state.runs import list_states
 
     rows: list[dict[str, Any]] = []
     seen: set[tuple[str, str]] = set()
@@ -155,7 +155,7 @@ def collect(include_foreign: bool) -> list[dict[str, Any]]:
     return rows
 
 
-# RunMeta.mode of the state dir cnirun.live makes for a hook-mode or foreign container it changes.
+# RunMeta.mode of the state dir cnirun.live.verbs makes for a hook-mode or foreign container it changes.
 LIVE_RECORDS = ("hook", "foreign")
 
 
@@ -176,8 +176,8 @@ def _cache_dirs(current: str) -> list[str]:
     """This shell's CNI cache, plus those the Docker runtime and the hooks.d files were installed with."""
     envs: list[dict[str, str]] = []
     try:
-        from ..docker_runtime import installed_settings
-        from ..hooksd import installed_envs
+        from ..oci.install.docker_runtime import installed_settings
+        from ..oci.install.hooksd import installed_envs
 
         envs.append(((installed_settings() or {}).get("env") or {}))
         envs += installed_envs()
@@ -194,7 +194,7 @@ def _cache_dirs(current: str) -> list[str]:
 def _made_by(cid: str, atts: list[Any]) -> str:
     """'hook' when the OCI hook pinned the netns (CNI container ID = the engine's container ID)."""
     try:
-        from ..netns_pin import pin_path
+        from ..network.netns_pin import pin_path
     except ImportError:
         return "-"
     return "hook" if any(a.netns == pin_path(cid) for a in atts) else "-"
@@ -259,13 +259,13 @@ def collect_garbage(dry_run: bool = False, show: Any = None) -> list[str]:
     show(line), when given, gets each report line as it happens; on a
     terminal the teardowns and DELs also show a progress line (cli.output).
     """
-    from .. import cache as cnicache
+    from ..cni import cache as cnicache
     from ..engines import ENGINES
-    from ..runtime import CNI
-    from ..state import command_runs, list_states, stale_tmp_dirs, state_root
-    from ..lifecycle import finish_changes, reclaim
-    from ..teardown import teardown
-    from ..watch import ensure_watcher, lost_netns
+    from ..cni.runtime import CNI
+    from ..state.runs import command_runs, list_states, stale_tmp_dirs, state_root
+    from ..network.lifecycle import finish_changes, reclaim
+    from ..run.teardown import teardown
+    from ..run.watch import ensure_watcher, lost_netns
 
     from .output import Progress
 
@@ -383,7 +383,7 @@ def collect_garbage(dry_run: bool = False, show: Any = None) -> list[str]:
                 say(f"  failed: {'; '.join(problems)}")
     # Netns pins whose container is gone and left nothing in the cache (a hook killed
     # between pinning and its first ADD).
-    from ..netns_pin import pinned_containers, unpin_netns
+    from ..network.netns_pin import pinned_containers, unpin_netns
 
     for cid in pinned_containers():
         if cid in gone or any(cid in [c for c, _ in v] for v in keep.values()):
@@ -394,10 +394,10 @@ def collect_garbage(dry_run: bool = False, show: Any = None) -> list[str]:
                 err = unpin_netns(cid)
                 if err:
                     say(f"  failed: {err}")
-    # Start gates (cnirun.start_gate) nobody holds of containers that are gone: a
+    # Start gates (cnirun.oci.start_gate) nobody holds of containers that are gone: a
     # create whose start never came, and whose runtime delete never ran either.
-    from ..lock import is_held
-    from ..start_gate import gate_path, gates, remove_gate
+    from ..core.lock import is_held
+    from ..oci.start_gate import gate_path, gates, remove_gate
 
     for cid in gates():
         if not is_held(gate_path(cid)) and engines.alive(cid) is False:
@@ -409,7 +409,7 @@ def collect_garbage(dry_run: bool = False, show: Any = None) -> list[str]:
         if not dry_run:
             p.unlink(missing_ok=True)
     # The spec's GC for networks whose plugins can do it (cniVersion >= 1.1.0).
-    from ..version import at_least
+    from ..core.version import at_least
 
     if not dry_run:
         for net in cni.networks():
@@ -417,12 +417,12 @@ def collect_garbage(dry_run: bool = False, show: Any = None) -> list[str]:
                 for e in cni.gc(net, keep.get(net.name, [])):
                     say(f"GC {net.name}: {e}")
         # Names of containers with no attachment left, resolvers nobody needs (cnirun.dns).
-        from ..dns import collect as collect_dns
+        from ..dns.names import collect as collect_dns
 
         for line in collect_dns():
             say(line)
         # Chain lock files of networks and bridges that are gone (bookkeeping: not reported).
-        from ..lock import remove_stale_locks
+        from ..core.lock import remove_stale_locks
 
         remove_stale_locks({net.name for net in cni.networks()}, cni.lock_file)
     if need_watcher and not dry_run:
@@ -435,7 +435,7 @@ def collect_garbage(dry_run: bool = False, show: Any = None) -> list[str]:
 
 def _restore(st: Any, meta: Any, eng: Any) -> str:
     """Name a detached run's lost netns again (watch.restore_netns): its container may start again."""
-    from ..watch import restore_netns
+    from ..run.watch import restore_netns
 
     try:
         return f"run {st.id[:12]}: {restore_netns(st, meta, eng)}"
@@ -450,7 +450,7 @@ def _wait_restored(owned: list[Any]) -> list[str]:
     """Detached runs the watcher owns whose netns is gone: it makes them again at once; wait for that."""
     import time
 
-    from ..watch import lost_netns
+    from ..run.watch import lost_netns
 
     lines: list[str] = []
     deadline = time.monotonic() + RESTORE_WAIT  # one wait for all: a failing watcher costs gc 20 s, not 20 s a run

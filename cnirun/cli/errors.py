@@ -8,7 +8,7 @@ if TYPE_CHECKING:
     from types import TracebackType
     from typing import NoReturn
 
-from ..errors import CNIError
+from ..core.errors import CNIError
 
 
 def fail(message: str, code: int = 1) -> NoReturn:

@@ -102,12 +102,13 @@ def run_in_netns(networks: list[str], command: list[str]) -> int:
     start time) is recorded before the command may start. gc leaves the run
     alone while its lock is held (this process) or that process still runs.
     """
-    from .. import netns as nsmod
-    from ..defaults import default_network_name
-    from ..lifecycle import attach
-    from ..runtime import CNI
-    from ..state import RunMeta, RunState, netns_identity, state_root
-    from ..teardown import cni_env, teardown
+    from ..network import netns as nsmod
+    from ..cni.defaults import default_network_name
+    from ..network.lifecycle import attach
+    from ..cni.runtime import CNI
+    from ..core.fsutil import identity
+    from ..state.runs import RunMeta, RunState, state_root
+    from ..run.teardown import cni_env, teardown
 
     if not command:
         fail("exec needs a command: cnirun exec [--net NAME]... -- COMMAND [ARG...]")
@@ -147,7 +148,7 @@ def run_in_netns(networks: list[str], command: list[str]) -> int:
             )
             st.write_meta(meta)
             nsmod.create(name)
-            meta.netns_id = netns_identity(meta.netns)
+            meta.netns_id = identity(meta.netns)
             st.write_meta(meta)
             attach(cni, nets, st.id, meta.netns)
             child = _Command(["ip", "netns", "exec", name, *command])
@@ -181,7 +182,7 @@ class _Command:
     command never runs."""
 
     def __init__(self, argv: list[str]) -> None:
-        from ..process import process_start
+        from ..core.process import process_start
 
         gate_r, gate_w = os.pipe()
         pid = os.fork()

@@ -1,6 +1,6 @@
 """`cnirun hook STAGE`: the OCI hook, for runtimes configured to call `cnirun`.
 
-The same code as the lean `cnirun-hook` entry point (cnirun.hook.main); the
+The same code as the lean `cnirun-hook` entry point (cnirun.oci.hook.main); the
 installed hooks use that one, because typer's import costs tens of ms on
 every container start.
 """
@@ -15,6 +15,6 @@ def register(app: typer.Typer) -> None:
         stage: str = typer.Argument(..., metavar="STAGE", help="createRuntime or prestart (attach), poststop (detach)."),
     ) -> None:
         """OCI hook: read the container state on stdin, attach or detach its CNI networks."""
-        from ..hook import main
+        from ..oci.hook import main
 
         raise SystemExit(main([stage]))

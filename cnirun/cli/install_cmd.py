@@ -1,8 +1,8 @@
 """`cnirun install|uninstall hooks|docker-runtime|plugins`: wiring cnirun into the engines.
 
-hooks: hooks.d files for Podman and CRI-O (cnirun.hooksd).
+hooks: hooks.d files for Podman and CRI-O (cnirun.oci.install.hooksd).
 docker-runtime: the `cnirun` runtime shim registered in dockerd's
-daemon.json (cnirun.docker_runtime). plugins: launchers of cnirun's own CNI
+daemon.json (cnirun.oci.install.docker_runtime). plugins: launchers of cnirun's own CNI
 plugins (flannel, sysctl, isolation) where other runtimes look (cnirun.plugins). hooks
 and docker-runtime record NETCONFPATH, CNI_PATH,
 CNI_CACHE_DIR and PATH as they are now, so the hooks see the same networks
@@ -20,8 +20,8 @@ from .errors import one_line_errors
 
 
 def register(app: typer.Typer) -> None:
-    from ..docker_runtime import DAEMON_JSON, DEFAULT_DIR
-    from ..hooksd import DEFAULT_HOOKS_DIR
+    from ..oci.install.docker_runtime import DAEMON_JSON, DEFAULT_DIR
+    from ..oci.install.hooksd import DEFAULT_HOOKS_DIR
 
     install_app = typer.Typer(help="Install cnirun's OCI hooks, Docker runtime or CNI plugins.", no_args_is_help=True)
     uninstall_app = typer.Typer(help="Remove what `cnirun install` installed.", no_args_is_help=True)
@@ -44,7 +44,7 @@ def register(app: typer.Typer) -> None:
     @install_app.command("hooks")
     def install_hooks(directory: str = dir_opt, force: bool = force_opt) -> None:
         """Write the createRuntime/poststop hooks.d files (Podman, CRI-O)."""
-        from ..hooksd import install, podman_reads
+        from ..oci.install.hooksd import install, podman_reads
 
         with one_line_errors():
             problems: list[str] = []
@@ -59,7 +59,7 @@ def register(app: typer.Typer) -> None:
     @uninstall_app.command("hooks")
     def uninstall_hooks(directory: str = dir_opt) -> None:
         """Remove cnirun's hooks.d files."""
-        from ..hooksd import DEFAULT_HOOKS_DIR, forget_podman_dropin, uninstall
+        from ..oci.install.hooksd import DEFAULT_HOOKS_DIR, forget_podman_dropin, uninstall
 
         with one_line_errors():
             removed = []
@@ -73,7 +73,7 @@ def register(app: typer.Typer) -> None:
     @install_app.command("docker-runtime")
     def install_docker_runtime(directory: str = rt_dir_opt, daemon_json: str = daemon_opt, force: bool = force_opt) -> None:
         """Register the `cnirun` runtime with dockerd (then: docker run --runtime cnirun ...)."""
-        from ..docker_runtime import install
+        from ..oci.install.docker_runtime import install
 
         with one_line_errors():
             problems: list[str] = []
@@ -88,7 +88,7 @@ def register(app: typer.Typer) -> None:
         force: bool = typer.Option(False, "--force", help="Even while containers still use the runtime."),
     ) -> None:
         """Remove the `cnirun` runtime from dockerd's configuration."""
-        from ..docker_runtime import uninstall
+        from ..oci.install.docker_runtime import uninstall
 
         with one_line_errors():
             was = uninstall(directory, daemon_json, force=force)

@@ -134,10 +134,10 @@ def _usage_error(e: Exception) -> int:
 
 def _done(code: int, argv: list[str] | None) -> int:
     """The program's own run (argv from sys.argv) of `run` or of a command timed against its plugins
-    ends at once (cnirun.process: the teardown of a run's interpreter costs 8-12 ms); a caller that
+    ends at once (cnirun.core.process: the teardown of a run's interpreter costs 8-12 ms); a caller that
     passed argv (tests, in-process) gets the code back."""
     if argv is None:
-        from ..process import exit_now
+        from ..core.process import exit_now
 
         exit_now(code)
     return code
@@ -150,7 +150,7 @@ def _global_options(args: list[str]) -> list[str]:
     DOCKER_CONTEXT so that every Docker client of this process and of its
     children (the watcher, the docker CLI) resolves the same daemon
     (engines.docker_context). --debug (-D, as docker's): trace each phase
-    (cnirun.trace), in every command. ValueError: a bad global option, or one of
+    (cnirun.core.trace), in every command. ValueError: a bad global option, or one of
     the docker CLI's that cnirun does not take (125, as a bad option of a run).
     """
     import os
@@ -161,7 +161,7 @@ def _global_options(args: list[str]) -> list[str]:
             if eq and value.lower() not in ("true", "false", "1", "0"):
                 raise ValueError(f"invalid value {value!r} for {flag}: expected true or false")
             if not eq or value.lower() in ("true", "1"):
-                from .. import trace
+                from ..core import trace
 
                 trace.enable()
             args = args[1:]
@@ -176,7 +176,7 @@ def _global_options(args: list[str]) -> list[str]:
                     raise ValueError("--context needs a Docker context name: see `docker context ls`")
             os.environ["DOCKER_CONTEXT"] = name
             from ..engines.docker_context import resolve_endpoint
-            from ..errors import EngineError
+            from ..core.errors import EngineError
 
             try:
                 resolve_endpoint()  # a context that does not exist fails every command, as docker's

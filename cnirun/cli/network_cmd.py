@@ -34,7 +34,7 @@ def table(rows: list[list[str]], header: list[str]) -> str:
 
 
 def _cni() -> Any:
-    from ..runtime import CNI
+    from ..cni.runtime import CNI
 
     return CNI()
 
@@ -64,7 +64,7 @@ def _bridge(net: Any) -> str:
 
 
 def network_detail(cni: Any, net: Any) -> dict[str, Any]:
-    from ..lifecycle import Attachment
+    from ..network.lifecycle import Attachment
     from ..netstore import store
 
     out = network_summary(cni, net)
@@ -103,7 +103,7 @@ def inspect_text(details: list[dict[str, Any]]) -> str:
         for k, v in sorted(d["labels"].items()):
             out.append(f"Label:     {k}={v}")
         if d["containers"]:
-            from ..state import container_display
+            from ..state.runs import container_display
 
             out.append(table([[container_display(c["containerId"]), c["ifname"], ", ".join(c["addresses"])]
                               for c in d["containers"]],
@@ -145,7 +145,7 @@ def register(app: typer.Typer) -> None:
            no_trunc: bool = typer.Option(False, "--no-trunc", help="Do not shorten long plugin chains and paths.")
            ) -> None:
         """List every network of NETCONFPATH and the built-in default."""
-        from ..config import load_all
+        from ..cni.config import load_all
         from .output import check_format, emit, render
 
         with one_line_errors():
@@ -218,7 +218,7 @@ def register(app: typer.Typer) -> None:
             try:
                 r = store.remove(cni, n)
             except Exception as e:  # report each name, then go on with the others
-                from ..errors import CNIError
+                from ..core.errors import CNIError
 
                 if not isinstance(e, CNIError):
                     raise
@@ -258,8 +258,8 @@ def register(app: typer.Typer) -> None:
                dry_run: bool = typer.Option(False, "--dry-run", help="Only say what is missing.")) -> None:
         """Re-apply the rules and qdiscs a firewall reload or `iptables -F` removed (after `firewall-cmd
         --reload`, `systemctl reload firewalld` or any flush), for every live container; addresses stay."""
-        from ..reload import reload as do_reload
-        from ..state import container_display
+        from ..live.reload import reload as do_reload
+        from ..state.runs import container_display
 
         with one_line_errors():
             for n in names or []:
@@ -335,7 +335,7 @@ def prune_filter(filters: list[str]) -> Any:
     network that matches every label!= filter is kept. until: created (its
     conflist written) before that time. Other keys: ConfigError.
     """
-    from ..errors import ConfigError
+    from ..core.errors import ConfigError
     from ..netstore import store
 
     wanted: dict[str, list[str]] = {"label": [], "label!": [], "until": []}
@@ -377,7 +377,7 @@ def _until(value: str) -> float:
     import time
     from datetime import datetime
 
-    from ..errors import ConfigError
+    from ..core.errors import ConfigError
 
     if re.fullmatch(r"\d+(\.\d+)?", value):
         return float(value)

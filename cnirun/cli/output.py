@@ -22,7 +22,7 @@ import json
 import sys
 from typing import Any, Callable, Iterator
 
-from ..errors import ArgumentError
+from ..core.errors import ArgumentError
 
 
 class TemplateError(ArgumentError):

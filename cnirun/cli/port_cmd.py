@@ -1,7 +1,7 @@
 """`cnirun port CONTAINER`, `cnirun port ls|add|rm CONTAINER ...`: published ports of a running container.
 
 Parsed by hand, without typer: `port add` is timed against `cnirun cni add`
-(bench/bench_connect.py). The work is cnirun.live's (lifecycle.set_ports).
+(bench/bench_connect.py). The work is cnirun.live.verbs's (lifecycle.set_ports).
 """
 from __future__ import annotations
 
@@ -43,8 +43,8 @@ def main(args: list[str]) -> int:
         fail(f"unknown option {next(a for a in rest if a.startswith('-'))!r}: see cnirun port --help")
     if not rest:
         fail(f"cnirun port {verb}: name a container: see cnirun port --help")
-    from .. import live
-    from ..options import parse_ports
+    from ..live import verbs as live
+    from ..network.options import parse_ports
 
     with one_line_errors():
         if verb == "ls":

@@ -11,7 +11,7 @@ import os
 import sys
 
 from ..engines.spec import RunSpec
-from ..request import RunRequest
+from ..run.request import RunRequest
 
 USAGE = """\
 Usage: cnirun [run] [OPTIONS] IMAGE [COMMAND [ARG...]]
@@ -217,8 +217,8 @@ def _static_ips(given: list[str], flag: str, metavar: str) -> tuple[str, dict[st
 
     Every address is checked here, so that a bad one is named in the message
     as the user gave it, whatever the network part says."""
-    from ..errors import ArgumentError
-    from ..options import parse_ip, parse_ip6
+    from ..core.errors import ArgumentError
+    from ..network.options import parse_ip, parse_ip6
 
     v6 = metavar == "IP6"
     usage = f"expected {metavar} or NETWORK={metavar}, e.g. " + ("fd00:89::10" if v6 else "10.77.0.10")
@@ -249,7 +249,7 @@ def parse(args: list[str]) -> RunRequest | None:
     if "help" in bools:
         return None
     if "debug" in bools:
-        from .. import trace
+        from ..core import trace
 
         trace.enable()
     if not rest:
@@ -394,7 +394,7 @@ def parse(args: list[str]) -> RunRequest | None:
 
 def run_main(args: list[str], not_images: frozenset[str] | set[str] = frozenset()) -> int:
     """`cnirun run`; `not_images`: words refused as the IMAGE (`cnirun [OPTIONS] IMAGE` without `run`)."""
-    from .. import trace
+    from ..core import trace
 
     t0 = trace.now()
     try:
@@ -413,7 +413,7 @@ def run_main(args: list[str], not_images: frozenset[str] | set[str] = frozenset(
     if req is None:
         sys.stdout.write(USAGE)
         return 0
-    from ..runner import run
+    from ..run import run
 
     outcome = run(req)
     for line in outcome.warnings:

@@ -1,7 +1,7 @@
 """`cnirun update CONTAINER [--ingress-rate R|none] [--egress-rate R|none]`: rate limits of a running container.
 
 Parsed by hand, without typer: update is timed against a full ADD
-(bench/bench_policy.py). The work is cnirun.live's (lifecycle.set_bandwidth:
+(bench/bench_policy.py). The work is cnirun.live.verbs's (lifecycle.set_bandwidth:
 only the bandwidth plugin runs again, with the cached result).
 """
 from __future__ import annotations
@@ -59,8 +59,8 @@ def main(args: list[str]) -> int:
         fail("cnirun update takes one container: cnirun update CONTAINER --ingress-rate 10mbit")
     if not values:
         fail("nothing to update: give --ingress-rate and/or --egress-rate (a rate such as 10mbit, or none)")
-    from .. import live
-    from ..policy import describe, parse_rate_or_none
+    from ..live import verbs as live
+    from ..network.rates import describe, parse_rate_or_none
 
     with one_line_errors():
         kw = {k[2:].split("-")[0]: parse_rate_or_none(v, k) for k, v in values.items()}

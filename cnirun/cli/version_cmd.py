@@ -39,8 +39,8 @@ def info() -> dict[str, Any]:
     import platform
 
     from ..engines.versions import engine_versions
-    from ..invoke import plugin_dirs
-    from ..version import SUPPORTED_VERSIONS
+    from ..cni.invoke import plugin_dirs
+    from ..core.version import SUPPORTED_VERSIONS
 
     netconf = os.environ.get("NETCONFPATH") or "/etc/cni/net.d"
     return {
@@ -82,7 +82,7 @@ def text(data: dict[str, Any]) -> str:
 
 
 def show(fmt: str) -> int:
-    from ..errors import CNIError
+    from ..core.errors import CNIError
     from .output import check_format, emit, render
 
     try:

@@ -2,7 +2,7 @@
 
 They act on the project's containers through the Engine protocol; stop,
 start and restart keep the networks (a detached run keeps its attachments
-while its container exists, see cnirun.watch), so a restarted container
+while its container exists, see cnirun.run.watch), so a restarted container
 comes back on the same addresses.
 """
 from __future__ import annotations

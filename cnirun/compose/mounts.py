@@ -61,7 +61,7 @@ class FileSource:
 
 def sources_dir(project: str, environ: dict[str, str] | None = None) -> str:
     """Where `up` writes the project's environment:/content: secrets and configs; `down` removes it."""
-    from ..paths import state_dir
+    from ..core.paths import state_dir
 
     return os.path.join(state_dir(environ), "compose", project)
 
@@ -72,7 +72,7 @@ def _subdir(parent: int, name: str, where: str) -> int:
     Opened with O_NOFOLLOW relative to its parent (openat), so a symlink planted
     anywhere below the state dir redirects nothing: it is refused.
     """
-    from ..errors import ConfigError
+    from ..core.errors import ConfigError
 
     try:
         os.mkdir(name, 0o700, dir_fd=parent)
@@ -93,7 +93,7 @@ def _subdir(parent: int, name: str, where: str) -> int:
 def _write_at(parent: int, name: str, value: str, mode: int, where: str) -> None:
     """`value` into the regular file `name` under `parent`, in place (a container's bind mount of it
     sees the new text); never through a symlink, into a FIFO or device, or into a hard link."""
-    from ..errors import ConfigError
+    from ..core.errors import ConfigError
 
     try:
         fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, mode,
@@ -118,8 +118,8 @@ def materialize(project: str, kinds: dict[str, dict[str, FileSource]]) -> None:
     up, so a changed variable reaches containers started (or recreated) after
     it, as compose does.
     """
-    from ..errors import ConfigError
-    from ..paths import state_dir
+    from ..core.errors import ConfigError
+    from ..core.paths import state_dir
 
     todo = [(kind, src) for kind, sources in kinds.items() for src in sources.values() if src.value is not None]
     if not todo:
@@ -147,7 +147,7 @@ def forget(project: str) -> None:
     """Remove what materialize wrote for the project (at down); a symlink in the way is left alone."""
     import shutil
 
-    from ..paths import state_dir
+    from ..core.paths import state_dir
 
     try:
         root = os.open(state_dir(), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 from ..netstore.located import Document, Path as KeyPath, check_keys, expect_mapping, expect_str
 from ..netstore.networks import NetworkSpec, parse_network
 from .mounts import FileSource, VolumeSpec, parse_files, parse_volumes

@@ -13,7 +13,7 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import ArgumentError
+from ..core.errors import ArgumentError
 from ..netstore.located import (
     Document,
     Path as KeyPath,
@@ -25,7 +25,7 @@ from ..netstore.located import (
     string_map,
     type_name,
 )
-from ..options import parse_ip, parse_ip6, parse_publish
+from ..network.options import parse_ip, parse_ip6, parse_publish
 from .durations import duration, size
 from .mounts import FileSource, Mounts, VolumeSpec, parse_service_files, parse_service_volumes, plain_name
 
@@ -222,7 +222,7 @@ def _ports(doc: Document, svc: Service, value: Any, path: KeyPath, warn: Any) ->
 
 def host_name(doc: Document, value: str, path: KeyPath, what: str) -> None:
     """Host names and aliases go into hosts files: RFC 1123 only (no newline can add a line)."""
-    from ..options import parse_hostname
+    from ..network.options import parse_hostname
 
     try:
         parse_hostname(value, what)
@@ -520,8 +520,8 @@ X_CNI_SERVICE_KEYS = frozenset({"ingress_rate", "egress_rate"})
 
 def _x_cni(doc: Document, svc: Service, value: Any, path: KeyPath) -> None:
     """cnirun's service extension: rate limits, as `cnirun run --ingress-rate/--egress-rate`."""
-    from ..errors import ArgumentError
-    from ..policy import parse_rate
+    from ..core.errors import ArgumentError
+    from ..network.rates import parse_rate
 
     m = expect_mapping(doc, value, path, "a mapping with ingress_rate and/or egress_rate")
     check_keys(doc, m, path, X_CNI_SERVICE_KEYS)

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import CNIError
+from ..core.errors import CNIError
 from .project import Project, Service
 from .services import MAX_REPLICAS
 from .mounts import forget, materialize
@@ -41,7 +41,7 @@ class Member:
 
     service: Service
     container: str
-    state: Any  # cnirun.state.RunState
+    state: Any  # cnirun.state.runs.RunState
     addresses: dict[str, list[str]] = field(default_factory=dict)  # network name -> IPs
 
 
@@ -119,7 +119,7 @@ def run_spec(project: Project, svc: Service, number: int = 1) -> Any:
 
 def run_request(project: Project, svc: Service, engine: str, number: int = 1) -> Any:
     """The `cnirun run` request for one service's container."""
-    from ..request import RunRequest
+    from ..run.request import RunRequest
 
     names = network_names(project)
     ordered = list(svc.networks)
@@ -141,7 +141,7 @@ def run_request(project: Project, svc: Service, engine: str, number: int = 1) ->
 # -- state of the project's running containers ---------------------------------------
 
 def _states_by_name() -> dict[str, Any]:
-    from ..state import list_states
+    from ..state.runs import list_states
 
     out: dict[str, Any] = {}
     for st in list_states():
@@ -153,9 +153,9 @@ def _states_by_name() -> dict[str, Any]:
 
 def members(project: Project) -> list[Member]:
     """The project's services whose run is up, with their addresses per network."""
-    from .. import cache as cnicache
-    from ..lifecycle import Attachment
-    from ..teardown import cni_for
+    from ..cni import cache as cnicache
+    from ..network.lifecycle import Attachment
+    from ..run.teardown import cni_for
 
     states = _states_by_name()
     out: list[Member] = []
@@ -178,7 +178,7 @@ def members(project: Project) -> list[Member]:
 def hosts_entries(project: Project, me: Member, peers: list[Member]) -> list[tuple[str, list[str]]]:
     """Own addresses, then every peer on each network we share that has no DNS (service name, aliases,
     container): on a network with a resolver (cnirun.dns) the peers are found by DNS, not in this file."""
-    from ..dns import resolvers
+    from ..dns.names import resolvers
 
     names = network_names(project)
     entries: list[tuple[str, list[str]]] = []
@@ -209,7 +209,7 @@ def hosts_entries(project: Project, me: Member, peers: list[Member]) -> list[tup
 
 def refresh_hosts(project: Project) -> None:
     """Rewrite every running service's /etc/hosts in place (it is a bind mount)."""
-    from ..hostfiles import write_hosts
+    from ..network.hostfiles import write_hosts
 
     current = members(project)
     for m in current:
@@ -280,7 +280,7 @@ def remove_networks(project_name: str, cni: Any, in_use_ok: bool = False) -> lis
 
 def start_service(project: Project, svc: Service, engine: str, number: int = 1) -> str:
     """Start one container of a service (detached) through `cnirun run`'s runner; its container ID."""
-    from .. import runner
+    from .. import run as runner
 
     cname = project.container_name(svc, number)
     outcome = runner.run(run_request(project, svc, engine, number))
@@ -401,7 +401,7 @@ def _dependents_first(containers: list[Any]) -> list[Any]:
 
 def remove_containers(project_name: str, eng: Any, only: set[str] | None = None) -> list[str]:
     """Stop and remove the project's containers; DEL their attachments. Returns problems."""
-    from ..teardown import teardown
+    from ..run.teardown import teardown
 
     errors: list[str] = []
     containers = _dependents_first([c for c in project_containers(eng, project_name)
@@ -597,7 +597,7 @@ def remove_volumes(project_name: str, eng: Any) -> list[str]:
 
 
 def up(project: Project, detach: bool | UpOptions, engine: str) -> int:
-    from ..runtime import CNI
+    from ..cni.runtime import CNI
     from ..engines import get as engine_for
 
     opts = detach if isinstance(detach, UpOptions) else UpOptions(detach=bool(detach))
@@ -729,7 +729,7 @@ def down(project_name: str, engine: str, cni: Any = None, volumes: bool = False,
     removal is refused while attached). Without the file every container of
     the project goes.
     """
-    from ..runtime import CNI
+    from ..cni.runtime import CNI
     from ..engines import get as engine_for
 
     eng = engine_for(engine)

@@ -23,7 +23,7 @@ def engine_name(flag: str | None) -> str:
 
 def get(name: str) -> Engine:
     """The engine called `name`; EngineError when it is unknown or cannot be reached."""
-    from ..errors import EngineError
+    from ..core.errors import EngineError
 
     if name == "docker":
         from .docker import Docker
@@ -53,7 +53,7 @@ def quick(name: str) -> Engine:
 
 def present() -> list[Engine]:
     """Every engine that answers here (for gc and ps, which look at all of them)."""
-    from ..errors import EngineError
+    from ..core.errors import EngineError
 
     out = []
     for name in ENGINES:

@@ -9,7 +9,7 @@ lives in that engine's run mode (runner/), not here.
 """
 from __future__ import annotations
 
-from ..value import Value
+from ..core.value import Value
 
 TYPE_CHECKING = False  # engines.docker is on the run path: no typing import at run time
 if TYPE_CHECKING:
@@ -47,7 +47,7 @@ class ContainerNet(Value):
     or the engine's own word for its networks ("bridge", "default", ...).
     `pid`: its process while it runs (0 otherwise). `state_file`: a file of
     the engine's own on this host that names the container and its process
-    (engines.local reads it to confirm a cnirun.live_record without a daemon
+    (engines.local reads it to confirm a cnirun.state.containers without a daemon
     call), '' when the engine has none.
     """
 

@@ -14,7 +14,7 @@ TYPE_CHECKING = False  # typing costs ~3 ms of start-up on `cnirun run`: annotat
 if TYPE_CHECKING:
     from typing import Any, Callable, Iterator
 
-from ..errors import EngineError
+from ..core.errors import EngineError
 from .base import Container, ContainerNet, Engine
 from .spec import RunSpec, create_config
 
@@ -238,7 +238,7 @@ class Docker(Engine):
 
     # -- generic --------------------------------------------------------------
     def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        from .. import trace
+        from ..core import trace
 
         try:
             with trace.span("engine call", f"docker SDK {what}"):

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import os
 
-from .. import jsonfast as json
-from ..errors import EngineError
+from ..core import jsonfast as json
+from ..core.errors import EngineError
 
 DEFAULT_SOCKET = "/var/run/docker.sock"
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import EngineError
+from ..core.errors import EngineError
 
 
 def split_image(image: str) -> tuple[str, str]:

@@ -22,9 +22,9 @@ TYPE_CHECKING = False  # typing costs ~7 ms of start-up on `cnirun run`: annotat
 if TYPE_CHECKING:
     from typing import Any
 
-from .. import jsonfast as json
-from .. import trace
-from ..errors import EngineError
+from ..core import jsonfast as json
+from ..core import trace
+from ..core.errors import EngineError
 from .spec import SDK_ONLY_FIELDS, create_config
 
 DEFAULT_SOCKET = "/var/run/docker.sock"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 
-from ..errors import EngineError
+from ..core.errors import EngineError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

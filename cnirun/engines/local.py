@@ -1,6 +1,6 @@
 """What an engine's own files on this host say about a container, without a call to its daemon.
 
-cnirun.live_record remembers, for the live commands (network connect, port,
+cnirun.state.containers remembers, for the live commands (network connect, port,
 update), where a running container's attachments are; before it uses such
 a record it must know that the name still belongs to the same container.
 The kernel answers for the process (live_record checks it), but only the
@@ -14,7 +14,7 @@ file is as good as an inspect for these fields. Anything unexpected (the
 file unreadable, another shape, another name, not running, paused) means:
 ask the daemon. Podman keeps these in a database: no shortcut, ever.
 
-On the live commands' path: imports only os and cnirun.jsonfast.
+On the live commands' path: imports only os and cnirun.core.jsonfast.
 """
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def endpoint(engine: str) -> str:
     name there may be another container.
     """
     if engine == "docker":
-        from ..errors import EngineError
+        from ..core.errors import EngineError
         from .docker_context import resolve_endpoint
 
         try:
@@ -60,7 +60,7 @@ def confirms(engine: str, state_file: str, cid: str, name: str, pid: int) -> boo
     """
     if engine != "docker" or not state_file or not cid or pid <= 0:
         return False
-    from .. import jsonfast as json
+    from ..core import jsonfast as json
 
     try:
         with open(state_file, "rb") as f:

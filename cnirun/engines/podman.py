@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import os
 
-from .. import jsonfast as json  # not the json package: its re costs ~3 ms of every podman run
-from ..errors import EngineError
-from ..fsutil import which
+from ..core import jsonfast as json  # not the json package: its re costs ~3 ms of every podman run
+from ..core.errors import EngineError
+from ..core.fsutil import which
 from .base import Container, ContainerNet, Engine
 from .spec import RunSpec
 
@@ -63,7 +63,7 @@ def stored_image(image: str) -> bool:
     names = set(_lookup_names(image))
     if not names or os.geteuid() != 0:
         return False
-    from .. import jsonfast
+    from ..core import jsonfast
 
     root = _graphroot()
     try:
@@ -286,7 +286,7 @@ class Podman(Engine):
     def _run(self, *args: str) -> subprocess.CompletedProcess[str]:
         import subprocess
 
-        from .. import trace
+        from ..core import trace
 
         with trace.span("engine call", f"podman {args[0] if args else ''}"):
             return subprocess.run([self.bin, *args], capture_output=True, text=True)
@@ -410,7 +410,7 @@ class Podman(Engine):
                 write_env_file(env_file, lines)
             argv = run_argv(spec, "", labels, binds, hostname or "", "", env_file=env_file if lines else "",
                             env_names=list(passthrough), network=network_mode, verb="create", extra=extra)
-            from .. import trace
+            from ..core import trace
 
             with trace.span("engine call", "podman create"):
                 p = subprocess.run(argv, capture_output=True, text=True,

@@ -5,7 +5,7 @@ TYPE_CHECKING = False  # typing costs ~7 ms of start-up on `cnirun run`: annotat
 if TYPE_CHECKING:
     from typing import Any
 
-from ..value import Record
+from ..core.value import Record
 
 
 class RunSpec(Record):

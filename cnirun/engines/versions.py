@@ -12,7 +12,7 @@ import subprocess
 import threading
 from typing import Any, Callable
 
-from ..errors import EngineError
+from ..core.errors import EngineError
 
 TIMEOUT = 3.0
 

@@ -11,7 +11,7 @@ import json
 import subprocess
 from dataclasses import dataclass
 
-from ..errors import CNIError
+from ..core.errors import CNIError
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 
-from ..errors import CNIError
+from ..core.errors import CNIError
 
 TABLE = "mangle"
 STAGE1 = "CNIRUN-ISOLATION-1"

@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 
 Path = tuple[str | int, ...]
 

@@ -15,8 +15,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..config import NetworkConfigList, conflist_from_bytes, validate_name
-from ..errors import ConfigError
+from ..cni.config import NetworkConfigList, conflist_from_bytes, validate_name
+from ..core.errors import ConfigError
 from .located import (
     Document,
     Path,
@@ -448,9 +448,9 @@ class Planner:
         if spec.labels:
             meta["labels"] = dict(spec.labels)
         if not spec.dns:
-            meta["dns"] = False  # cnirun.dns.enabled reads it
+            meta["dns"] = False  # cnirun.dns.names.enabled reads it
         if spec.dns_outside_names:
-            meta["dnsOutsideNames"] = True  # cnirun.dns.outside_names reads it
+            meta["dnsOutsideNames"] = True  # cnirun.dns.names.outside_names reads it
         meta.update(extra_meta or {})
         if spec.x_cni_plugins is not None:
             plugins = [dict(p) for p in spec.x_cni_plugins]
@@ -605,7 +605,7 @@ def load_networks_file(path: str | os.PathLike[str], netconf_path: str | None = 
     External networks are not defined by the file and are left out; the
     caller finds those in NETCONFPATH as usual.
     """
-    from ..runtime import CNI
+    from ..cni.runtime import CNI
 
     specs = [s for s in file_specs(path) if not s.external]
     planner = Planner(CNI(netconf_path=netconf_path).networks())

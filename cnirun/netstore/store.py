@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from .. import cache as cnicache
-from ..config import NetworkConfigList, netconf_dirs
-from ..errors import CNIError, ConfigError
-from ..fsutil import atomic_write
-from ..runtime import CNI
+from ..cni import cache as cnicache
+from ..cni.config import NetworkConfigList, netconf_dirs
+from ..core.errors import CNIError, ConfigError
+from ..core.fsutil import atomic_write
+from ..cni.runtime import CNI
 from .networks import META_KEY
 
 HOST_LOCAL_DIR = "/var/lib/cni/networks"
@@ -58,7 +58,7 @@ def target_dir(netconf_path: str | None = None) -> Path:
 
 def install(cni: CNI, conf: dict[str, Any]) -> NetworkConfigList:
     """Write `conf` as <dir>/<name>.conflist (atomically); refuse an existing name."""
-    from ..config import load_file
+    from ..cni.config import load_file
 
     name = conf["name"]
     for net in cni.networks():
@@ -76,7 +76,7 @@ def install(cni: CNI, conf: dict[str, Any]) -> NetworkConfigList:
     net = load_file(path)
     bridge = meta(net).get("bridge")
     if bridge and meta(net).get("isolated"):
-        from ..lock import host_lock
+        from ..core.lock import host_lock
         from . import isolation
 
         try:
@@ -126,9 +126,9 @@ TEARDOWN_WAIT = 15.0  # seconds `network rm` waits for DELs already under way
 def _tearing_down(container_id: str) -> bool:
     """A DEL of this container is under way: a hook's poststop (container lock held), or a run's
     teardown (phase "teardown" in its state, its lock held)."""
-    from ..lock import is_held
-    from ..paths import container_lock
-    from ..state import RunState, state_root
+    from ..core.lock import is_held
+    from ..core.paths import container_lock
+    from ..state.runs import RunState, state_root
 
     if is_held(container_lock(container_id)):
         return True
@@ -162,7 +162,7 @@ def remove(cni: CNI, name: str, force: bool = False) -> Removal:
     net = cni.network(name)
     if net.source == "<memory>" or not Path(net.source).is_file():
         raise ConfigError(f'network "{name}" is not a file in NETCONFPATH and cannot be removed')
-    from ..defaults import shipped_netconf_dir
+    from ..cni.defaults import shipped_netconf_dir
 
     shipped = shipped_netconf_dir()
     if shipped is not None and Path(net.source).resolve().parent == Path(shipped).resolve():
@@ -171,7 +171,7 @@ def remove(cni: CNI, name: str, force: bool = False) -> Removal:
     if atts and not force:
         atts = _after_teardowns(cni, name, atts)
     if atts and not force:
-        from ..state import container_display
+        from ..state.runs import container_display
 
         ids = ", ".join(sorted({container_display(a.container_id) for a in atts}))
         raise NetworkInUse(f'network "{name}" is in use by {len(atts)} attachment(s) (containers {ids}): '
@@ -186,7 +186,7 @@ def remove(cni: CNI, name: str, force: bool = False) -> Removal:
     m = meta(net)
     bridge = str(m.get("bridge") or "")
     if bridge:
-        from ..lock import host_lock
+        from ..core.lock import host_lock
         from . import hostnet, isolation
 
         with host_lock(cni.lock_file):
@@ -198,7 +198,7 @@ def remove(cni: CNI, name: str, force: bool = False) -> Removal:
             out.warnings.append(f"bridge {bridge} kept: interfaces still plugged in ({', '.join(ports)})")
         elif hostnet.delete_link(bridge):
             out.bridge_deleted = bridge
-    from ..lock import link_lock_path, network_lock_path, remove_lock_file
+    from ..core.lock import link_lock_path, network_lock_path, remove_lock_file
 
     remove_lock_file(network_lock_path(name, cni.lock_file))  # kept while a chain holds it
     if out.bridge_deleted:
@@ -233,8 +233,8 @@ def remove_file_bridge(cni: CNI, network: str, bridge: str, subnets: list[str]) 
     """
     import ipaddress
 
-    from ..errors import LockError
-    from ..lock import flock, link_lock_path, network_lock_path, remove_lock_file
+    from ..core.errors import LockError
+    from ..core.lock import flock, link_lock_path, network_lock_path, remove_lock_file
     from . import hostnet
 
     def installed() -> bool:

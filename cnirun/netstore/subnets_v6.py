@@ -15,7 +15,7 @@ import hashlib
 import ipaddress
 import os
 
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 
 POOL_ENV_V6 = "CNIRUN_SUBNET_POOL_V6"
 PREFIX_V6 = 64  # SLAAC's size and Docker's: every network gets a /64

@@ -1,7 +1,7 @@
 """Errors of the overlay code: one line for the user, a CNI error code for the hierarchy."""
 from __future__ import annotations
 
-from ..errors import INVALID_NETWORK_CONFIG, IO_FAILURE, TRY_AGAIN_LATER, CNIError
+from ..core.errors import INVALID_NETWORK_CONFIG, IO_FAILURE, TRY_AGAIN_LATER, CNIError
 
 
 class OverlayError(CNIError):

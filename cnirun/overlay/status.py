@@ -10,7 +10,7 @@ import json
 import os
 from typing import Any
 
-from ..fsutil import atomic_write
+from ..core.fsutil import atomic_write
 
 
 def state_path(subnet_file: str) -> str:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import ipaddress
 import os
 
-from ..errors import INVALID_NETWORK_CONFIG, IO_FAILURE, CNIError
+from ..core.errors import INVALID_NETWORK_CONFIG, IO_FAILURE, CNIError
 
 DEFAULT_PATH = "/run/flannel/subnet.env"
 REQUIRED = ("FLANNEL_NETWORK", "FLANNEL_SUBNET", "FLANNEL_MTU", "FLANNEL_IPMASQ")
@@ -84,7 +84,7 @@ def read_previous_subnet(path: str) -> ipaddress.IPv4Network | None:
 
 
 def write(path: str, env: SubnetEnv) -> None:
-    from ..fsutil import atomic_write
+    from ..core.fsutil import atomic_write
 
     os.makedirs(os.path.dirname(os.path.abspath(path)), mode=0o755, exist_ok=True)
     atomic_write(path, env.render().encode(), 0o644, fsync=False)

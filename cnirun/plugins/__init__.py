@@ -1,4 +1,4 @@
-"""CNI plugins written with :mod:`cnirun.skel`, and a helper to install them.
+"""CNI plugins written with :mod:`cnirun.cni.skel`, and a helper to install them.
 
 * :mod:`cnirun.plugins.noop`: a recording test double (like upstream's noop).
 * :mod:`cnirun.plugins.sysctl`: a small real chained plugin that sets net.*
@@ -34,7 +34,7 @@ DEFAULT_INSTALL_DIR = "/opt/cni/bin"
 
 def own_plugin_dir() -> str:
     """cnirun/plugins/bin: launchers of PLUGINS that run in place (no install step; invoke searches it last)."""
-    from ..invoke import OWN_PLUGIN_DIR
+    from ..cni.invoke import OWN_PLUGIN_DIR
 
     return OWN_PLUGIN_DIR
 
@@ -51,7 +51,7 @@ def install_plugin_script(dirpath: str | os.PathLike, type_name: str, module: st
     """
     from pathlib import Path
 
-    from ..fsutil import atomic_write
+    from ..core.fsutil import atomic_write
 
     if not type_name or "/" in type_name or "\\" in type_name or type_name in (".", ".."):
         raise ValueError(f"invalid plugin type name {type_name!r}")
@@ -94,8 +94,8 @@ def install_plugins(directory: str = DEFAULT_INSTALL_DIR, force: bool = False,
     cnirun did not write (e.g. flannel-io's own flannel binary) is left alone
     unless `force`.
     """
-    from ..fsutil import unsafe_dir
-    from ..errors import CNIError
+    from ..core.fsutil import unsafe_dir
+    from ..core.errors import CNIError
 
     if not os.path.isabs(directory):
         raise CNIError(f"--dir {directory!r} is relative: give an absolute directory")
@@ -121,7 +121,7 @@ def install_plugins(directory: str = DEFAULT_INSTALL_DIR, force: bool = False,
 
 def uninstall_plugins(directory: str = DEFAULT_INSTALL_DIR) -> list[str]:
     """Remove the launchers install_plugins wrote (only files cnirun wrote); returns their paths."""
-    from ..errors import CNIError
+    from ..core.errors import CNIError
 
     removed = []
     for name in PLUGINS:

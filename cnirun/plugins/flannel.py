@@ -1,4 +1,4 @@
-"""flannel: the flannel CNI meta-plugin (flannel-io/cni-plugin), on cnirun.skel.
+"""flannel: the flannel CNI meta-plugin (flannel-io/cni-plugin), on cnirun.cni.skel.
 
 Reads the subnet.env that `cnirun overlay agent` (or flanneld) writes and
 runs a delegate plugin, bridge by default, with host-local IPAM on this
@@ -32,8 +32,8 @@ import json
 import os
 import sys
 
-from ..errors import INVALID_NETWORK_CONFIG, IO_FAILURE, CNIError
-from ..skel import CmdArgs, plugin_main
+from ..core.errors import INVALID_NETWORK_CONFIG, IO_FAILURE, CNIError
+from ..cni.skel import CmdArgs, plugin_main
 
 ABOUT = "CNI flannel plugin (cnirun): bridge + host-local on the subnet from flannel's subnet.env"
 DEFAULT_SUBNET_FILE = "/run/flannel/subnet.env"
@@ -102,7 +102,7 @@ def _scratch(data_dir: str, container_id: str) -> str:
 
 def _delegate(args: CmdArgs, command: str, conf: dict) -> bytes:
     """Run the delegate plugin (found along CNI_PATH) with `conf`; its stdout."""
-    from ..invoke import Invocation, exec_plugin, find_plugin
+    from ..cni.invoke import Invocation, exec_plugin, find_plugin
 
     ptype = conf.get("type")
     path = find_plugin(ptype, args.path_list)
@@ -118,7 +118,7 @@ def cmd_add(args: CmdArgs) -> object:
     data = json.dumps(conf).encode()
     try:
         os.makedirs(data_dir, mode=0o700, exist_ok=True)
-        from ..fsutil import atomic_write
+        from ..core.fsutil import atomic_write
 
         atomic_write(_scratch(data_dir, args.container_id), data, 0o600, fsync=False)
     except OSError as e:

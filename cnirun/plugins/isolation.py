@@ -31,8 +31,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-from ..errors import INVALID_NETWORK_CONFIG, IO_FAILURE, CNIError
-from ..skel import CmdArgs, plugin_main
+from ..core.errors import INVALID_NETWORK_CONFIG, IO_FAILURE, CNIError
+from ..cni.skel import CmdArgs, plugin_main
 
 ABOUT = "CNI isolation plugin (cnirun): bridge port isolation between the containers of a network"
 ERR_NOT_ISOLATED = 100

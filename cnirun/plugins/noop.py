@@ -55,9 +55,9 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Mapping
 
-from ..errors import INTERNAL, INVALID_NETWORK_CONFIG, CNIError
-from ..skel import CmdArgs, plugin_main
-from ..version import SUPPORTED_VERSIONS
+from ..core.errors import INTERNAL, INVALID_NETWORK_CONFIG, CNIError
+from ..cni.skel import CmdArgs, plugin_main
+from ..core.version import SUPPORTED_VERSIONS
 
 ABOUT = "CNI noop plugin (cnirun test double)"
 

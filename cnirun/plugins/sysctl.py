@@ -39,9 +39,9 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Callable
 
-from ..errors import INVALID_NETWORK_CONFIG, IO_FAILURE, CNIError, NetnsError
-from ..fsutil import atomic_write
-from ..skel import CmdArgs, plugin_main
+from ..core.errors import INVALID_NETWORK_CONFIG, IO_FAILURE, CNIError, NetnsError
+from ..core.fsutil import atomic_write
+from ..cni.skel import CmdArgs, plugin_main
 
 ABOUT = "CNI sysctl plugin (cnirun): set net.* sysctls in the container netns"
 DEFAULT_DATA_DIR = "/run/cnirun/sysctl"

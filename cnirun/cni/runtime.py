@@ -1,0 +1,712 @@
+"""The CNI runtime: ADD, CHECK, DEL, GC, STATUS and validation of network lists.
+
+This is cnirun's counterpart of libcni's CNIConfig. One `CNI` object holds the
+paths (plugin dirs, netconf dirs, cache dir), the plugin timeout and the lock;
+it has no other state, so several may coexist (tests use one per test).
+"""
+from __future__ import annotations
+
+import os
+
+from . import cache as cnicache
+from . import chains
+from . import config as netconf
+from ..core import jsonfast as json
+from ..core import trace
+from ..core import version as cniversion
+from .config import NetworkConfigList, PluginConf
+from ..core.errors import (
+    ArgumentError,
+    CacheError,
+    CNIError,
+    ConfigError,
+    NetnsError,
+    NetworkNotFound,
+    PluginError,
+    VersionError,
+)
+from .invoke import Invocation, PluginInfo, exec_plugin, find_plugin, kill_orphaned_adds, plugin_dirs, probe_version
+from ..core.lock import chain_lock
+from ..core.value import Value
+
+# This module and everything it imports are on the OCI hook path (every
+# container start): no dataclasses, typing, re or json package imports here.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Mapping
+
+
+
+PORT_CAPABILITY = "portMappings"
+LIVE_CAPABILITIES = (PORT_CAPABILITY, "bandwidth")  # what update_capabilities changes on a live attachment
+SHADOW_SUFFIX = "-portswap"
+
+
+def shadow_id(container_id: str) -> str:
+    """The second identity under which portmap holds the new mappings while a container's ports change."""
+    return container_id + SHADOW_SUFFIX
+
+
+class RuntimeConf(Value):
+    """Per-attachment arguments: which container, namespace and interface."""
+
+    _fields = ("container_id", "netns", "ifname", "args", "capability_args")
+    __match_args__ = _fields
+
+    def __init__(
+        self,
+        container_id: str,
+        netns: str = "",
+        ifname: str = "eth0",
+        args: list[tuple[str, str]] | None = None,  # CNI_ARGS
+        capability_args: dict[str, Any] | None = None,  # runtimeConfig source
+    ) -> None:
+        self.container_id = container_id
+        self.netns = netns
+        self.ifname = ifname
+        self.args = [] if args is None else args
+        self.capability_args = {} if capability_args is None else capability_args
+
+    def cni_args(self) -> str:
+        return ";".join(f"{k}={v}" for k, v in self.args)
+
+
+def validate_container_id(cid: str) -> None:
+    if not cid:
+        raise CNIError("missing container ID: every attachment needs one", code=3)
+    if not netconf.is_safe_name(cid):
+        raise ArgumentError(
+            f"invalid container ID {cid!r}: use letters, digits, '_', '.', '-' and start with a letter or digit"
+        )
+
+
+def validate_ifname(ifname: str) -> None:
+    # The kernel's own limits (IFNAMSIZ, no '/', ':' or whitespace), as libcni checks.
+    if not ifname:
+        raise ArgumentError("missing interface name: use e.g. eth0")
+    if len(ifname) > 15:
+        raise ArgumentError(f"invalid interface name {ifname!r}: longer than 15 characters")
+    if ifname in (".", "..") or any(c in ifname for c in "/:") or any(c.isspace() for c in ifname):
+        raise ArgumentError(f"invalid interface name {ifname!r}: no '/', ':', spaces, '.' or '..'")
+
+
+def parse_cni_args(text: str) -> list[tuple[str, str]]:
+    """'K=V;K2=V2' -> [(K, V), (K2, V2)]; a pair without '=' is an error (code 4)."""
+    out: list[tuple[str, str]] = []
+    if not text:
+        return out
+    for pair in text.split(";"):
+        if not pair:
+            continue
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ArgumentError(f"invalid CNI_ARGS pair {pair!r}: expected KEY=VALUE separated by ';'")
+        out.append((key, value))
+    return out
+
+
+def parse_cap_args(text: str) -> dict[str, Any]:
+    """CAP_ARGS: a JSON object of capability name -> value."""
+    if not text:
+        return {}
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ArgumentError(f"invalid CAP_ARGS: not JSON ({e.msg} at column {e.colno}): expected a JSON object") from None
+    if not isinstance(obj, dict):
+        raise ArgumentError("invalid CAP_ARGS: expected a JSON object such as {\"portMappings\": [...]}")
+    return obj
+
+
+def _parse_result(raw: bytes, version: str, ptype: str, net: str, command: str) -> dict[str, Any]:
+    from .result import Result  # only ADD needs results; keep DEL/GC imports small
+
+    try:
+        obj = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise PluginError(ptype, net, command, f"invalid result: not JSON: {raw[:200]!r}", code=6) from None
+    if not isinstance(obj, dict):
+        raise PluginError(ptype, net, command, "invalid result: not a JSON object", code=6)
+    if not obj.get("cniVersion"):
+        obj["cniVersion"] = version  # libcni: a result without a version has the config's
+    try:
+        # Normalised as libcni's Go types marshal it: that is what the next
+        # plugin gets as prevResult, what the cache stores and what is printed.
+        return Result.from_dict(obj).to_dict()
+    except CNIError as e:
+        raise PluginError(ptype, net, command, f"invalid result: {e}", code=6) from None
+
+
+def _host_veth_present(result: dict[str, Any] | None) -> bool:
+    """True when the result names a host-side interface besides the bridge and it still exists.
+
+    A veth pair lives and dies as one: its host end present means the
+    container end is too, so the plugins' own DEL finds the addresses.
+    """
+    if not result:
+        return False
+    ifaces = [i for i in result.get("interfaces") or [] if isinstance(i, dict)]
+    host = [str(i.get("name", "")) for i in ifaces if not i.get("sandbox")]
+    # bridge lists the bridge first, then the host veth
+    return len(host) >= 2 and all(os.path.exists(f"/sys/class/net/{n}") for n in host if n and "/" not in n)
+
+
+def _bridges(net: NetworkConfigList) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The bridges `net`'s chain plugs into: (those that exist, those its ADD will create).
+
+    bridge's first ADD creates the bridge and gives it the gateway address,
+    and two first ADDs race: lock.chain_lock holds a bridge about to be
+    created exclusively.
+    """
+    names = {str(p.raw.get("bridge") or "cni0") for p in net.plugins if p.type == "bridge"}
+    names = {n for n in names if n and "/" not in n and n not in (".", "..")}
+    new = tuple(sorted(n for n in names if not os.path.exists("/sys/class/net/" + n)))
+    return tuple(sorted(names.difference(new))), new
+
+
+BANDWIDTH_KEYS = ("ingressRate", "ingressBurst", "egressRate", "egressBurst")
+
+
+def _bandwidth_limited(conf: dict[str, Any]) -> bool:
+    """Whether the bandwidth plugin's stdin `conf` sets a limit (runtimeConfig.bandwidth or a rate key)."""
+    rc = conf.get("runtimeConfig")
+    return (isinstance(rc, dict) and rc.get("bandwidth") is not None) or any(k in conf for k in BANDWIDTH_KEYS)
+
+
+def _convert(result: dict[str, Any], version: str) -> dict[str, Any]:
+    from .result import convert
+
+    return convert(result, version)
+
+
+class CNI:
+    """A CNI runtime bound to plugin dirs, netconf dirs and a cache dir.
+
+    Arguments left as None take the environment (CNI_PATH, NETCONFPATH,
+    CNI_CACHE_DIR, CNIRUN_PLUGIN_TIMEOUT) and then the defaults.
+    """
+
+    def __init__(
+        self,
+        *,
+        plugin_path: str | list[str] | None = None,
+        netconf_path: str | None = None,
+        cache_dir: str | None = None,
+        timeout: float | None = None,
+        lock_file: str | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        self.plugin_dirs = plugin_dirs(plugin_path)
+        self.netconf_path = netconf_path
+        self.cache_dir = cache_dir or cnicache.default_cache_dir()
+        self.timeout = timeout
+        self.lock_file = lock_file
+        self.environ = environ
+
+    # -- configuration ---------------------------------------------------
+    def network(self, name: str) -> NetworkConfigList:
+        """A network by name: NETCONFPATH first, then the built-in default."""
+        try:
+            with trace.span("config load", name):
+                return netconf.find_network(name, self.netconf_path)
+        except NetworkNotFound:
+            from .defaults import builtin_networks
+
+            for net in builtin_networks():
+                if net.name == name:
+                    return net
+            raise NetworkNotFound(
+                name, ":".join(netconf.netconf_dirs(self.netconf_path)), [n.name for n in self.networks()]
+            ) from None
+
+    def networks_named(self, names: list[str]) -> list[NetworkConfigList]:
+        """The networks to attach, in order; `all` alone means every network of NETCONFPATH.
+
+        `all` is what upstream's docker-run.sh and priv-net-run.sh attach:
+        every netconf file, in libcni's file order.
+        """
+        if "all" in names:
+            if names != ["all"]:
+                raise ArgumentError("--net all attaches every network already: do not name others beside it")
+            nets = netconf.all_networks(self.netconf_path)
+            if not nets:
+                dirs = ":".join(netconf.netconf_dirs(self.netconf_path))
+                raise NetworkNotFound("all", dirs, [])
+            return nets
+        return [self.network(n) for n in names]
+
+    def networks(self) -> list[NetworkConfigList]:
+        """Every network: NETCONFPATH's, then built-ins whose name is not taken."""
+        from .defaults import builtin_networks
+
+        nets, _errors = netconf.load_all(self.netconf_path)
+        names = {n.name for n in nets}
+        return nets + [n for n in builtin_networks() if n.name not in names]
+
+    # -- plugin calls ----------------------------------------------------
+    def _exec(self, net: NetworkConfigList, plugin: PluginConf, inv: Invocation, conf: dict[str, Any]) -> bytes:
+        path = find_plugin(plugin.type, self.plugin_dirs)
+        inv.path = ":".join(self.plugin_dirs)
+        return exec_plugin(
+            path,
+            inv,
+            json.dumps(conf, separators=(",", ":")).encode(),
+            plugin_type=plugin.type,
+            network=net.name,
+            timeout=self.timeout,
+            environ=self.environ,
+        )
+
+    @staticmethod
+    def build_conf(
+        net: NetworkConfigList,
+        plugin: PluginConf,
+        rt: RuntimeConf | None,
+        prev_result: dict[str, Any] | None,
+    ) -> dict[str, Any]:
+        """A plugin's stdin: its object plus name, cniVersion, runtimeConfig, prevResult."""
+        conf = dict(plugin.raw)
+        conf["name"] = net.name
+        conf["cniVersion"] = net.cni_version
+        if rt is not None:
+            # Only what the plugin asked for AND the runtime supplied (libcni's rule).
+            rc = {k: rt.capability_args[k] for k in plugin.capabilities if k in rt.capability_args}
+            if rc:
+                conf["runtimeConfig"] = rc
+        if prev_result is not None:
+            conf["prevResult"] = prev_result
+        return conf
+
+    def _inv(self, command: str, rt: RuntimeConf) -> Invocation:
+        return Invocation(
+            command=command, container_id=rt.container_id, netns=rt.netns, ifname=rt.ifname, args=rt.cni_args()
+        )
+
+    def _check_netns(self, netns: str) -> None:
+        if not netns:
+            raise NetnsError("missing network namespace path: ADD and CHECK need one")
+        if not os.path.exists(netns):
+            raise NetnsError(f"network namespace {netns} does not exist: pass the path of a live netns")
+
+    # -- ADD ---------------------------------------------------------------
+    def add(self, net: NetworkConfigList, rt: RuntimeConf) -> dict[str, Any]:
+        """ADD the chain; on failure DEL what was done, then raise. Returns the final result."""
+        validate_container_id(rt.container_id)
+        netconf.validate_name(net.name, net.source)
+        validate_ifname(rt.ifname)
+        self._check_netns(rt.netns)
+        cnicache.check_writable(self.cache_dir)
+        # Find every plugin before running any: a missing one fails with nothing done.
+        for p in net.plugins:
+            find_plugin(p.type, self.plugin_dirs)
+        try:
+            return self._add_chain(net, rt)
+        except PluginError as e:
+            # Shared chains flushed behind our back (our markers lie), and two
+            # plugins raced to recreate them: make them again, retry once.
+            if "Chain already exists" not in str(e) or not chains.forget(net, self.lock_file):
+                raise
+        return self._add_chain(net, rt)
+
+    def _add_chain(self, net: NetworkConfigList, rt: RuntimeConf) -> dict[str, Any]:
+        chains.ensure(net, self.lock_file)
+        links, new_links = _bridges(net)
+        with chain_lock(net.name, self.lock_file, links=links, new_links=new_links):
+            # An ADD over an existing attachment would fail in the plugins (the
+            # address is taken, the veth exists), and the undo below would then
+            # DEL the attachment that was there and forget its cache entry:
+            # refused before anything runs. A cut-short ADD's record must be
+            # DELed (its partial result finds what it made), not overwritten.
+            old = self.cached(net.name, rt)
+            if old is not None:
+                how = "is already attached to" if old.pending is None else "has a cut-short ADD on"
+                raise ArgumentError(
+                    f"container {rt.container_id[:12]} {how} network {net.name} as {rt.ifname}: "
+                    "DEL it first (or use another interface name)"
+                )
+            prev: dict[str, Any] | None = None
+            # The intent record: written before the first plugin runs and
+            # again before each next one, so that whatever kills this process
+            # part-way, DEL (cnirun gc, the hook's DEL-before-ADD) finds the
+            # attachment, the plugins that ran and their partial result.
+            record = cnicache.CachedAttachment(
+                network_name=net.name,
+                container_id=rt.container_id,
+                ifname=rt.ifname,
+                config=net.bytes,
+                netns=rt.netns,
+                cni_args=[[k, v] for k, v in rt.args],
+                capability_args=rt.capability_args,
+            )
+            started = 0
+            try:
+                for p in net.plugins:
+                    started += 1
+                    record.result, record.pending = prev, {"started": started}
+                    with trace.span("cache write", "intent"):
+                        cnicache.write_file(self.cache_dir, record, fsync=False)
+                    conf = self.build_conf(net, p, rt, prev)
+                    out = self._exec(net, p, self._inv("ADD", rt), conf)
+                    prev = _parse_result(out, net.cni_version, p.type, net.name, "ADD")
+                if prev is None:
+                    raise ConfigError(f"{net.source}: plugins: the network has no plugins")
+                record.result, record.pending = prev, None
+                # No fsync, as libcni: it guards against a power loss, which takes
+                # the netns, veths and iptables rules with it (cache.write_file).
+                with trace.span("cache write", "result"):
+                    cnicache.write_file(self.cache_dir, record, fsync=False)
+            except BaseException:
+                # Every ADD must be followed by a DEL, a failed one included: undo
+                # with the partial result so plugins can find what they made.
+                self._del_chain(net, rt, prev, best_effort=True)
+                cnicache.delete(self.cache_dir, net.name, rt.container_id, rt.ifname)
+                raise
+        return prev
+
+    # -- DEL ---------------------------------------------------------------
+    def _del_chain(
+        self, net: NetworkConfigList, rt: RuntimeConf, prev: dict[str, Any] | None, best_effort: bool
+    ) -> list[CNIError]:
+        """DEL the whole chain in reverse, as libcni's DelNetworkList (after a partial ADD too:
+        plugins must tolerate a DEL of what they never made, and the reference ones do)."""
+        errors: list[CNIError] = []
+        if prev is not None and cniversion.at_least(net.cni_version, "0.4.0"):
+            # Same version (the usual case): hand it over as cached, without
+            # loading the result model on the DEL path.
+            if prev.get("cniVersion") != net.cni_version:
+                try:
+                    prev = _convert(prev, net.cni_version)
+                except CNIError:
+                    prev = None
+        else:
+            prev = None  # before 0.4.0 DEL got no prevResult
+        for p in reversed(net.plugins):
+            conf = self.build_conf(net, p, rt, prev)
+            try:
+                self._exec(net, p, self._inv("DEL", rt), conf)
+            except CNIError as e:
+                errors.append(e)
+                if not best_effort:
+                    break  # libcni stops at the first failing DEL; the cache stays for a retry
+        return errors
+
+    def cached(self, network: str, rt: RuntimeConf) -> cnicache.CachedAttachment | None:
+        """The cached attachment (network, container ID, ifname), None if there is none."""
+        return cnicache.read(self.cache_dir, network, rt.container_id, rt.ifname)
+
+    def delete(self, net: NetworkConfigList | str, rt: RuntimeConf) -> None:
+        """DEL, from the cache: its config, result, netns and arguments when they exist.
+
+        `net` may be just the network's name: the cached config is used first,
+        so DEL runs the chain that ADD ran even if the netconf file changed or
+        is gone. A missing netns, a missing or corrupt cache file are all
+        tolerated; a plugin failure is raised and leaves the cache file for a
+        retry.
+        """
+        validate_container_id(rt.container_id)
+        # DEL creates nothing shared: the network's lock, shared, is all it needs.
+        with chain_lock(net if isinstance(net, str) else net.name, self.lock_file):
+            self._delete_locked(net, rt)
+
+    def _delete_locked(self, net: NetworkConfigList | str, rt: RuntimeConf) -> None:
+        name = net if isinstance(net, str) else net.name
+        try:
+            att = self.cached(name, rt)
+        except CacheError:
+            # libcni: an unreadable cache is removed and DEL goes on without it.
+            cnicache.delete(self.cache_dir, name, rt.container_id, rt.ifname)
+            att = None
+        net_conf = self._net_from_cache(att) if att else None
+        if net_conf is None:
+            net_conf = net if isinstance(net, NetworkConfigList) else self.network(name)
+        if att is not None:
+            rt = RuntimeConf(
+                container_id=rt.container_id,
+                ifname=rt.ifname,
+                netns=rt.netns or att.netns,
+                args=rt.args or [(k, v) for k, v in att.cni_args],
+                capability_args=rt.capability_args or att.capability_args,
+            )
+        else:
+            rt = RuntimeConf(rt.container_id, rt.netns, rt.ifname, list(rt.args), dict(rt.capability_args))
+        if rt.netns and not os.path.exists(rt.netns):
+            rt.netns = ""  # gone already: plugins clean up the host side without it
+        # Without the netns or the interface, bridge's DEL cannot find the
+        # addresses whose masquerade rules it made, and leaves them. When the
+        # host end of the cached veth is still there, the plugins can see
+        # everything and the (slower) sweep by tag is not needed.
+        # (A deleted netns is torn down asynchronously: its veth may linger a moment,
+        # so a missing netns always sweeps.)
+        sweep = any(p.raw.get("ipMasq") is True for p in net_conf.plugins) and (
+            not rt.netns or not _host_veth_present(att.result if att else None)
+        )
+        if att is not None and att.pending is not None:
+            # An ADD that was killed part-way: its last plugin may still be
+            # running, and would go on allocating after this DEL.
+            kill_orphaned_adds(rt.container_id, rt.ifname)
+        errors = self._del_chain(net_conf, rt, att.result if att else None, best_effort=False)
+        if att is not None and att.pending is not None and att.pending.get("update") == 1:
+            # A port change cut short: its second identity's rules (_swap_portmap) may be there too.
+            twin = RuntimeConf(shadow_id(rt.container_id), rt.netns, rt.ifname, rt.args, rt.capability_args)
+            kill_orphaned_adds(twin.container_id, twin.ifname)
+            for p in net_conf.plugins:
+                if p.type == "portmap" and not errors:
+                    try:
+                        self._exec(net_conf, p, self._inv("DEL", twin), self.build_conf(net_conf, p, twin, att.result))
+                    except CNIError as e:
+                        errors.append(e)
+        if errors:
+            raise errors[0]
+        if sweep:
+            from .leftovers import remove_rules_naming
+
+            remove_rules_naming(net_conf.name, rt.container_id, ("nat",))
+        cnicache.delete(self.cache_dir, name, rt.container_id, rt.ifname)
+
+    @staticmethod
+    def _net_from_cache(att: cnicache.CachedAttachment) -> NetworkConfigList | None:
+        if not att.config:
+            return None
+        try:
+            return netconf.conflist_from_bytes(att.config, f"cached config of {att.path}")
+        except ConfigError:
+            return None
+
+    # -- live capability changes ---------------------------------------------
+    def update_capabilities(
+        self, network: str, rt: RuntimeConf, changes: dict[str, Any], plugin_types: tuple[str, ...] = ()
+    ) -> cnicache.CachedAttachment:
+        """Re-run, for a cached attachment, only the plugins that declare a capability in `changes`.
+
+        CNI has no UPDATE verb; what portmap (portMappings) or bandwidth read
+        only at ADD is changed by a DEL of those plugins with the cached
+        capability args and an ADD with the new ones, both with the cached
+        final result as prevResult; the interface plugins never run, so the
+        container keeps its address, MAC and connections. Those plugins must
+        pass prevResult through (portmap, bandwidth do): the cached result
+        stays. An empty value ([] / {} / None) drops the capability.
+
+        Under the host lock. The intent record comes first: the cache entry is
+        rewritten with the new arguments and the pending mark (for an emptied
+        capability it keeps the old value, so that a DEL still reaches the
+        plugin), so whatever kills this process, a DEL (gc, teardown) removes
+        the old and the new rules alike. On failure the old arguments are put
+        back (DEL new, ADD old) and the error raised. Returns the new entry.
+
+        `plugin_types`: also re-run these plugins (with unchanged arguments when
+        `changes` is empty): `cnirun network reload` repairs what a firewall
+        reload removed this way.
+
+        portmap is changed make-before-break (`_swap_portmap`), so the ports
+        that stay never refuse a connection. Its intent record is marked
+        {"update": 1}: a change cut short is finished by the next change of
+        the attachment (it runs the same idempotent steps to the recorded
+        arguments), and a DEL removes the second identity's rules too.
+        """
+        validate_container_id(rt.container_id)
+        validate_ifname(rt.ifname)
+        att0 = self.cached(network, rt)
+        net0 = self._net_from_cache(att0) if att0 else None
+        if net0 is not None:
+            chains.ensure(net0, self.lock_file)  # portmap's ADD may be the first to need them
+        # Exclusively: a DEL of the same attachment must not run beside it (rare: a port change).
+        with chain_lock(network, self.lock_file, exclusive=True):
+            att = self.cached(network, rt)
+            if att is None or att.result is None:
+                raise ArgumentError(
+                    f"container {rt.container_id[:12]} has no attachment to network {network} on {rt.ifname}"
+                )
+            resumed = att.pending is not None and att.pending.get("update") == 1
+            if att.pending is not None and not resumed:
+                raise ArgumentError(
+                    f"the attachment of {rt.container_id[:12]} to {network} is still being set up "
+                    "(or was cut short: `cnirun gc` finishes it): try again"
+                )
+            net = self._net_from_cache(att) or self.network(network)
+            # A change cut short is finished whatever this one changes: its plugins run again too.
+            rerun_caps = [*changes, *(k for k in att.capability_args if k in LIVE_CAPABILITIES)] if resumed \
+                else list(changes)
+            plugins = [p for p in net.plugins
+                       if any(k in p.capabilities for k in rerun_caps) or p.type in plugin_types]
+            if not plugins:
+                raise ArgumentError(f"network {network} has no plugin that takes "
+                                    f"{', '.join(sorted(changes) or plugin_types)}")
+            netns = rt.netns or att.netns
+            self._check_netns(netns)
+            for p in plugins:
+                find_plugin(p.type, self.plugin_dirs)
+            args = [(k, v) for k, v in att.cni_args]
+            old_caps = dict(att.capability_args)  # a resumed change: the arguments it was going to
+            new_caps = {k: v for k, v in {**old_caps, **changes}.items() if v not in (None, [], {})}
+            if resumed:  # the plugins of the change cut short may still be running
+                kill_orphaned_adds(rt.container_id, rt.ifname)
+                kill_orphaned_adds(shadow_id(rt.container_id), rt.ifname)
+            prev = att.result
+            if prev.get("cniVersion") != net.cni_version:
+                prev = _convert(prev, net.cni_version)
+            old_rt = RuntimeConf(rt.container_id, netns, rt.ifname, args, old_caps)
+            new_rt = RuntimeConf(rt.container_id, netns, rt.ifname, args, new_caps)
+            intent = {**new_caps, **{k: old_caps[k] for k in changes if k not in new_caps and k in old_caps}}
+            record = cnicache.CachedAttachment(
+                network_name=att.network_name, container_id=att.container_id, ifname=att.ifname,
+                config=att.config, netns=att.netns, cni_args=att.cni_args, capability_args=intent,
+                result=att.result, pending={"started": len(net.plugins), "update": 1},
+            )
+            cnicache.write_file(self.cache_dir, record, fsync=False)
+
+            def rerun(old: RuntimeConf, new: RuntimeConf) -> None:
+                for p in reversed(plugins):
+                    if p.type != "portmap":
+                        self._exec(net, p, self._inv("DEL", old), self.build_conf(net, p, old, prev))
+                if any(p.type == "bandwidth" for p in plugins):
+                    # bandwidth's DEL leaves its qdiscs on the host veth; its ADD would fail on them.
+                    from .bandwidth import clear_host_shaping
+
+                    clear_host_shaping(prev, old.capability_args.get("bandwidth"))
+                for p in plugins:
+                    if p.type == "portmap":
+                        self._swap_portmap(net, p, old, new, prev)
+                        continue
+                    out = self._exec(net, p, self._inv("ADD", new), self.build_conf(net, p, new, prev))
+                    _parse_result(out, net.cni_version, p.type, net.name, "ADD")
+
+            try:
+                rerun(old_rt, new_rt)
+            except BaseException:
+                try:
+                    rerun(new_rt, old_rt)
+                except CNIError:
+                    pass  # the record below still names both sets' plugin: a DEL removes them
+                else:
+                    record.capability_args, record.pending = old_caps, None
+                    cnicache.write_file(self.cache_dir, record)
+                raise
+            record.capability_args, record.pending = new_caps, None
+            # No fsync, as ADD's final write: a power loss takes the rules and qdiscs with it.
+            cnicache.write_file(self.cache_dir, record, fsync=False)
+        return record
+
+    def _swap_portmap(
+        self, net: NetworkConfigList, p: PluginConf, old: RuntimeConf, new: RuntimeConf, prev: dict[str, Any]
+    ) -> None:
+        """Replace portmap's rules for `old`'s mappings by `new`'s with no moment without a rule for a kept port.
+
+        portmap keys its per-container chain (CNI-DN-<hash>) on network name
+        and container ID, and its DEL removes all of the chain: a DEL then ADD
+        of the same identity refuses connections to every port in between. So
+        the new mappings are ADDed first under a second identity
+        (shadow_id: its own chain, jumped to beside the first), then the
+        container's own identity is DELed and ADDed again with them, then the
+        second is DELed. A port in both sets has a DNAT rule at every moment;
+        portmap stays the owner of every rule. Every step is idempotent
+        (portmap's ADD inserts only missing rules, its DEL of a missing chain
+        is a no-op), so running all of them again finishes a change cut short
+        anywhere. portmap does nothing for an empty list, DEL included: the
+        DELs are given a non-empty one.
+        """
+        twin = RuntimeConf(shadow_id(new.container_id), new.netns, new.ifname, new.args, new.capability_args)
+        wanted = bool(new.capability_args.get(PORT_CAPABILITY))
+        gone = new if wanted else old
+        if wanted:
+            out = self._exec(net, p, self._inv("ADD", twin), self.build_conf(net, p, twin, prev))
+            _parse_result(out, net.cni_version, p.type, net.name, "ADD")
+        self._exec(net, p, self._inv("DEL", gone), self.build_conf(net, p, gone, prev))
+        if wanted:
+            out = self._exec(net, p, self._inv("ADD", new), self.build_conf(net, p, new, prev))
+            _parse_result(out, net.cni_version, p.type, net.name, "ADD")
+            self._exec(net, p, self._inv("DEL", twin), self.build_conf(net, p, twin, prev))
+
+    # -- CHECK -------------------------------------------------------------
+    def check(self, net: NetworkConfigList, rt: RuntimeConf) -> None:
+        """CHECK the chain in order against the cached result (libcni's rules).
+
+        Below 0.4.0: VersionError. disableCheck: returns at once. No cache:
+        no prevResult; an unreadable cache: CacheError.
+
+        The bandwidth plugin is not run for an attachment without a limit
+        (no `bandwidth` in its runtimeConfig, no rate in its config): it has
+        nothing to check then, and the reference plugin (1.1.x) dereferences
+        the missing limit and panics, so CHECK of every default chain, which
+        carries it unlimited, would fail. With a limit it runs and compares
+        the qdiscs: the caller's `bandwidth` capability arg, else the
+        attachment's cached one (what ADD or `cnirun update` last applied).
+        """
+        validate_container_id(rt.container_id)
+        validate_ifname(rt.ifname)
+        if not cniversion.at_least(net.cni_version, "0.4.0"):
+            raise VersionError(f'configuration version "{net.cni_version}" does not support the CHECK command')
+        if net.disable_check:
+            return
+        self._check_netns(rt.netns)
+        att = self.cached(net.name, rt)  # unreadable cache: CacheError, as libcni
+        prev = _convert(att.result, net.cni_version) if att and att.result else None
+        cached_limit = att.capability_args.get("bandwidth") if att is not None else None
+        if cached_limit is not None and "bandwidth" not in rt.capability_args:
+            rt = RuntimeConf(rt.container_id, rt.netns, rt.ifname, list(rt.args),
+                             {**rt.capability_args, "bandwidth": cached_limit})
+        with chain_lock(net.name, self.lock_file):
+            for p in net.plugins:
+                conf = self.build_conf(net, p, rt, prev)
+                if p.type == "bandwidth" and not _bandwidth_limited(conf):
+                    continue
+                self._exec(net, p, self._inv("CHECK", rt), conf)
+
+    # -- GC ----------------------------------------------------------------
+    def gc(self, net: NetworkConfigList, valid: list[tuple[str, str]] | None = None) -> list[CNIError]:
+        """DEL every cached attachment of `net` not in `valid` (container ID, ifname), then plugin GC.
+
+        Returns the errors met (GC goes on past them, as the spec asks).
+        """
+        if net.disable_gc:
+            return []
+        keep = set(valid or [])
+        errors: list[CNIError] = []
+        # The network's lock, exclusively, for the whole pass: GC never runs beside
+        # an ADD (whose intent record it would take for a leftover) or DEL of it.
+        with chain_lock(net.name, self.lock_file, exclusive=True):
+            for att in cnicache.list_attachments(self.cache_dir, net.name):
+                if (att.container_id, att.ifname) in keep:
+                    continue
+                try:
+                    self._delete_locked(net.name, RuntimeConf(container_id=att.container_id, ifname=att.ifname))
+                except CNIError as e:
+                    errors.append(e)
+            if cniversion.at_least(net.cni_version, "1.1.0"):
+                attachments = [{"containerID": c, "ifname": i} for c, i in sorted(keep)]
+                for p in net.plugins:
+                    conf = self.build_conf(net, p, None, None)
+                    conf["cni.dev/valid-attachments"] = attachments
+                    conf["cni.dev/attachments"] = attachments  # the legacy alias libcni also sends
+                    try:
+                        self._exec(net, p, Invocation(command="GC"), conf)
+                    except CNIError as e:
+                        errors.append(e)
+        return errors
+
+    # -- STATUS --------------------------------------------------------------
+    def status(self, net: NetworkConfigList) -> None:
+        """Raise the first plugin's STATUS error; a no-op below 1.1.0 (libcni)."""
+        if not cniversion.at_least(net.cni_version, "1.1.0"):
+            return
+        for p in net.plugins:
+            self._exec(net, p, Invocation(command="STATUS"), self.build_conf(net, p, None, None))
+
+    # -- validation ----------------------------------------------------------
+    def version(self, plugin_type: str) -> PluginInfo:
+        """VERSION-probe a plugin along the plugin dirs."""
+        path = find_plugin(plugin_type, self.plugin_dirs)
+        return probe_version(path, plugin_type=plugin_type, timeout=self.timeout, environ=self.environ)
+
+    def validate(self, net: NetworkConfigList) -> list[str]:
+        """Every plugin exists and speaks the list's version; returns the capabilities offered."""
+        caps: set[str] = set()
+        for p in net.plugins:
+            info = self.version(p.type)
+            if not cniversion.plugin_supports(info.supported_versions, net.cni_version):
+                raise VersionError(
+                    f'plugin type="{p.type}" does not support config version "{net.cni_version}" '
+                    f"(it supports {', '.join(info.supported_versions)}): "
+                    f"lower cniVersion in {net.source}"
+                )
+            caps.update(p.capabilities)
+        return sorted(caps)

@@ -1,0 +1,755 @@
+"""The attachment lifecycle: the one path every entry point takes to attach and detach a container.
+
+    spec -> options_for -> (netns holder: the caller's) -> attach: ADD eth0,
+    eth1, ... in order, names on each network's resolver, the container's own
+    resolver when it is on several, undo on failure -> (hosts/resolv: the caller's) ->
+    ... live: reattach into a new netns ... -> detach: DEL from the cache,
+    leftover cleanup, hosts of other runs, netns pin -> (state removal: the
+    caller's)
+
+`cnirun run` in every mode, `cnirun exec`, the OCI hook, the watcher,
+`cnirun gc` and compose all come through here; none of them runs a DEL or
+builds run options of its own. Each ADD records its intent in the result
+cache before any plugin runs (runtime.CNI.add), so `detach` can always finish
+what a killed process started. A container's lifecycle steps are serialised
+by its lock (lock.lock_container: the hook's stages, gc's `reclaim`).
+
+This module is on the OCI hook path: os and cnirun's lean core only at
+import time (no typing, dataclasses, pathlib, re, subprocess).
+"""
+from __future__ import annotations
+
+import os
+
+from ..cni import cache as cnicache
+from ..cni.config import NetworkConfigList
+from ..core.errors import ArgumentError, CacheError, CNIError
+from ..cni.runtime import CNI, LIVE_CAPABILITIES, RuntimeConf
+from ..core.value import Value
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from .options import ContainerNetworkSpec
+
+class Attachment(Value):
+    """One network attached to a container: which interface and what it got."""
+
+    _fields = ("network", "ifname", "result")
+    __match_args__ = _fields
+
+    def __init__(self, network: str, ifname: str, result: dict[str, Any]) -> None:
+        self.network = network
+        self.ifname = ifname
+        self.result = result
+
+    def addresses(self) -> list[str]:
+        ips = self.result.get("ips") or []
+        out = [str(ip.get("address", "")) for ip in ips if isinstance(ip, dict)]
+        for key in ("ip4", "ip6"):  # 0.1/0.2 results
+            if isinstance(self.result.get(key), dict) and self.result[key].get("ip"):
+                out.append(str(self.result[key]["ip"]))
+        return [a for a in out if a]
+
+    def mac(self) -> str:
+        """The MAC of the container's interface (the result's interface named ifname inside a sandbox)."""
+        for iface in self.result.get("interfaces") or []:
+            if isinstance(iface, dict) and iface.get("name") == self.ifname and iface.get("sandbox"):
+                return str(iface.get("mac") or "").lower()
+        return ""
+
+    def had(self) -> dict[str, Any]:
+        """What keep_addresses asks for again at the container's next start: {"ips": [...], "mac": ...}."""
+        return {"ips": [a.split("/", 1)[0] for a in self.addresses()], "mac": self.mac()}
+
+    @classmethod
+    def from_cache(cls, att: cnicache.CachedAttachment) -> "Attachment":
+        return cls(att.network_name, att.ifname, att.result or {})
+
+
+class NetworkOptions(Value):
+    """Per-network runtime arguments (capability args and CNI_ARGS), and the container's DNS names there."""
+
+    _fields = ("capability_args", "args", "names", "fallback")
+    __match_args__ = _fields
+
+    def __init__(
+        self, capability_args: dict[str, Any] | None = None, args: list[tuple[str, str]] | None = None,
+        names: list[str] | None = None, fallback: "NetworkOptions | None" = None,
+    ) -> None:
+        self.capability_args = {} if capability_args is None else capability_args
+        self.args = [] if args is None else args
+        self.names = [] if names is None else names  # name, aliases: what the network's resolver answers for
+        # What to ADD with when the ADD with these options fails: the same without the
+        # addresses and MAC keep_addresses asked for again (a wish, never a reason to fail).
+        self.fallback = fallback
+
+    def set_arg(self, key: str, value: str) -> None:
+        """A CNI_ARGS pair (with IgnoreUnknown, which host-local, bridge and tuning read); checked for separators."""
+        from .options import check_cni_arg
+
+        check_cni_arg(key, value)
+        if ("IgnoreUnknown", "1") not in self.args:
+            self.args.append(("IgnoreUnknown", "1"))
+        self.args.append((key, value))
+
+
+def ifname_for(index: int) -> str:
+    return f"eth{index}"
+
+
+# -- options ---------------------------------------------------------------------------
+def _declares(net: NetworkConfigList, capability: str) -> bool:
+    return any(capability in p.capabilities for p in net.plugins)
+
+
+def _host_local_dir(net: NetworkConfigList) -> str:
+    for p in net.plugins:
+        ipam = p.raw.get("ipam")
+        if isinstance(ipam, dict) and ipam.get("type") == "host-local":
+            return os.path.join(str(ipam.get("dataDir") or "/var/lib/cni/networks"), net.name)
+    return ""
+
+
+def options_for(
+    spec: ContainerNetworkSpec, networks: list[NetworkConfigList], cni: CNI | None = None, container_id: str = ""
+) -> list[NetworkOptions]:
+    """Turn a container's ports, static IPs and MAC into per-network runtime arguments.
+
+    The one place run options are built, for `cnirun run` (every mode), the
+    OCI hook and compose:
+    - ports go to the first network whose chain takes `portMappings` (two
+      portmap chains would DNAT the same host port twice);
+    - a static IP goes to the network it names (spec.ips; a bare --ip is the
+      first network's), checked against the network's subnets and host-local's
+      reservations; an IPv6 one (spec.ips6, --ip6) likewise, and only to a
+      network with an IPv6 subnet; both go in one `ips` list (host-local
+      takes one address per range set);
+    - a MAC goes to eth0, as docker run's --mac-address does, unless another
+      container's attachment in `cni`'s cache has it on the same network or
+      bridge (mac_user; `container_id`'s own do not count);
+    - rate limits go to the first network whose chain takes `bandwidth`
+      (policy.capability; one limit per container, like its ports).
+    Capabilities are used when the chain declares them, else CNI_ARGS
+    (IP=/MAC= with IgnoreUnknown).
+    """
+    from .options import ip_in_network
+
+    opts = [NetworkOptions(names=spec.names_on(n.name)) for n in networks]
+    if not networks:
+        return opts
+    names = [n.name for n in networks]
+    for name, ip in [*spec.ips.items(), *spec.ips6.items()]:
+        if name not in names:
+            raise ArgumentError(
+                f"static IP {ip} is for network {name!r}, which this container does not join "
+                f"({', '.join(names)}): add --network {name} or drop the IP"
+            )
+    if spec.ports:
+        target = next((i for i, n in enumerate(networks) if _declares(n, "portMappings")), None)
+        if target is None:
+            raise ArgumentError(
+                f"published ports need a network with the portmap plugin (capabilities portMappings); "
+                f"none of {', '.join(names)} has one"
+            )
+        opts[target].capability_args["portMappings"] = [p.to_cni() for p in spec.ports]
+    if spec.ingress_rate is not None or spec.egress_rate is not None:
+        from .rates import CAPABILITY, capability
+
+        target = next((i for i, n in enumerate(networks) if _declares(n, CAPABILITY)), None)
+        if target is None:
+            raise ArgumentError(
+                f"rate limits need a network with the bandwidth plugin (capabilities bandwidth); "
+                f"none of {', '.join(names)} has one: add it to the network's chain or drop the rate"
+            )
+        opts[target].capability_args[CAPABILITY] = capability(spec.ingress_rate, spec.egress_rate)
+    for net, o in zip(networks, opts):
+        wanted = [ip for ip in (spec.ips.get(net.name), spec.ips6.get(net.name)) if ip]
+        if not wanted:
+            continue
+        subnets = net.subnets()
+        if net.name in spec.ips6:
+            _check_ip6(net.name, spec.ips6[net.name], spec.ips.get(net.name, ""), subnets)
+        for ip in wanted:
+            if not ip_in_network(ip, subnets):
+                raise ArgumentError(
+                    f"IP address {ip} is outside network {net.name}'s subnet {', '.join(subnets)}: "
+                    "pick an address inside it"
+                )
+            d = _host_local_dir(net)
+            if d and os.path.exists(os.path.join(d, ip)):
+                raise ArgumentError(f"IP address {ip} is already taken on network {net.name}: pick another address")
+        if _declares(net, "ips"):
+            o.capability_args["ips"] = wanted
+        elif len(wanted) > 1:
+            raise ArgumentError(
+                f"network {net.name}'s chain does not take the ips capability and host-local reads one IP= "
+                f"from CNI_ARGS: give either {wanted[0]} or {wanted[1]}, not both"
+            )
+        else:
+            o.set_arg("IP", wanted[0])
+    if spec.mac:
+        other = mac_user(cni, networks[0], spec.mac, container_id) if cni is not None else ""
+        if other:
+            raise ArgumentError(
+                f"MAC address {spec.mac} is already used on network {networks[0].name} by container {other[:12]}: "
+                "pick another MAC address (or none)"
+            )
+        if _declares(networks[0], "mac"):
+            opts[0].capability_args["mac"] = spec.mac
+        else:
+            opts[0].set_arg("MAC", spec.mac)
+    return opts
+
+
+def _bridge(conf: Any) -> str:
+    """The Linux bridge a chain's bridge plugin plugs into ('' for other main plugins)."""
+    plugins = conf.get("plugins") if isinstance(conf, dict) else None
+    first = plugins[0] if isinstance(plugins, list) and plugins else conf
+    if isinstance(first, dict) and first.get("type") == "bridge":
+        return str(first.get("bridge") or "cni0")  # the bridge plugin's default
+    return ""
+
+
+def _macs(att: cnicache.CachedAttachment) -> set[str]:
+    """The MACs a cached attachment has or asks for (a pending ADD has no result yet)."""
+    out = {Attachment.from_cache(att).mac()}
+    out.add(str(att.capability_args.get("mac") or "").lower())
+    out.update(str(v).lower() for k, v in att.cni_args if k == "MAC")
+    return out - {""}
+
+
+def mac_user(cni: CNI, net: NetworkConfigList, mac: str, container_id: str = "") -> str:
+    """The ID of another container whose cached attachment on `net`, or on its bridge, has `mac`; '' if none.
+
+    Two interfaces with one MAC on a bridge steal each other's frames: a MAC
+    must not be copied from a container on the same layer 2.
+    """
+    from ..core import jsonfast as json
+
+    mac = mac.lower()
+    bridge = _bridge(net.raw)
+    for att in cnicache.list_attachments(cni.cache_dir):
+        if att.container_id == container_id:
+            continue
+        if att.network_name != net.name:
+            if not bridge:
+                continue
+            try:
+                if _bridge(json.loads(att.config)) != bridge:
+                    continue
+            except ValueError:
+                continue
+        if mac in _macs(att):
+            return att.container_id
+    return ""
+
+
+def _reserved_by(data_dir: str, ip: str) -> str:
+    """The container ID host-local's reservation of `ip` names ('' when it is free or not host-local's)."""
+    if not data_dir:
+        return ""
+    try:
+        with open(os.path.join(data_dir, ip), "rb") as f:
+            return f.read(512).decode(errors="replace").splitlines()[0].strip()
+    except (OSError, IndexError):
+        return ""
+
+
+def keep_addresses(
+    cni: CNI, net: NetworkConfigList, opts: NetworkOptions, had: dict[str, Any], container_id: str
+) -> list[str]:
+    """Ask again for the addresses and MAC the container had on `net` (had: {"ips": [...], "mac": ...}).
+
+    Only where `opts` ask for none of their own (--ip, --mac), through the
+    `ips`/`mac` capabilities where the chain takes them, else CNI_ARGS
+    (host-local's IP=, one address; tuning's MAC=). An address outside the
+    network's subnets now or reserved by another container meanwhile, and a
+    MAC another container's attachment there has (mac_user), are not asked
+    for; opts.fallback is set to the options without the wishes, for an ADD
+    that fails with them. Returns a note for each thing that cannot be kept.
+    """
+    from .options import ip_in_network
+
+    notes: list[str] = []
+    caps = opts.capability_args
+    keys = {k for k, _ in opts.args}
+    ips: list[str] = []
+    if "ips" not in caps and "IP" not in keys:
+        subnets, data_dir = net.subnets(), _host_local_dir(net)
+        for ip in had.get("ips") or []:
+            holder = _reserved_by(data_dir, ip)
+            if not ip_in_network(ip, subnets):
+                notes.append(f"network {net.name}: {ip} is outside its subnets now: a new address")
+            elif holder and holder != container_id:
+                notes.append(f"network {net.name}: {ip} is taken by container {holder[:12]} now: a new address")
+            else:
+                ips.append(ip)
+    mac = str(had.get("mac") or "")
+    if mac and ("mac" in caps or "MAC" in keys):
+        mac = ""
+    if mac and (_declares(net, "mac") or any(p.type == "tuning" for p in net.plugins)):
+        other = mac_user(cni, net, mac, container_id)
+        if other:
+            notes.append(f"network {net.name}: MAC {mac} is used by container {other[:12]} now: a new MAC")
+            mac = ""
+    else:
+        mac = ""  # the chain cannot set a MAC
+    if not ips and not mac:
+        return notes
+    opts.fallback = NetworkOptions(dict(caps), list(opts.args), opts.names)
+    if ips and _declares(net, "ips"):
+        caps["ips"] = ips
+    elif ips:
+        opts.set_arg("IP", ips[0])
+    if mac and _declares(net, "mac"):
+        caps["mac"] = mac
+    elif mac:
+        opts.set_arg("MAC", mac)
+    return notes
+
+
+def _add(
+    cni: CNI, net: NetworkConfigList, rt: RuntimeConf, opts: NetworkOptions, notes: list[str] | None
+) -> dict[str, Any]:
+    """cni.add; when it fails and `opts` has a fallback (keep_addresses), once more with that, noted."""
+    try:
+        return cni.add(net, rt)
+    except CNIError as e:
+        if opts.fallback is None:
+            raise
+        if notes is not None:
+            notes.append(f"network {net.name}: the address or MAC it had could not be kept ({e}): new ones")
+        rt.args, rt.capability_args = list(opts.fallback.args), dict(opts.fallback.capability_args)
+        return cni.add(net, rt)
+
+
+def _check_ip6(network: str, ip6: str, ip: str, subnets: list[str]) -> None:
+    """--ip6 needs a network with an IPv6 subnet, and one IPv6 address per network."""
+    if subnets and not any(":" in s for s in subnets):
+        raise ArgumentError(
+            f"--ip6 {ip6}: network {network} has no IPv6 subnet ({', '.join(subnets)}): "
+            "use a dual-stack network (cnirun network create --ipv6) or drop --ip6"
+        )
+    if ":" in ip:
+        raise ArgumentError(f"two IPv6 addresses for network {network} ({ip} and {ip6}): keep one")
+
+
+# -- attach ----------------------------------------------------------------------------
+def attach(
+    cni: CNI,
+    networks: list[NetworkConfigList],
+    container_id: str,
+    netns: str,
+    options: list[NetworkOptions] | None = None,
+    notes: list[str] | None = None,
+) -> list[Attachment]:
+    """ADD each network as eth0, eth1, ...; on any failure DEL those done, then raise.
+
+    An option's fallback (keep_addresses) is used when its ADD fails; `notes` gets a line then.
+    """
+    done: list[Attachment] = []
+    try:
+        for i, net in enumerate(networks):
+            opts = options[i] if options and i < len(options) else NetworkOptions()
+            rt = RuntimeConf(
+                container_id=container_id,
+                netns=netns,
+                ifname=ifname_for(i),
+                args=list(opts.args),
+                capability_args=dict(opts.capability_args),
+            )
+            result = _add(cni, net, rt, opts, notes)
+            done.append(Attachment(net.name, rt.ifname, result))
+            _publish_names(cni, net, container_id, result, opts.names)
+        if len(done) > 1:
+            _sync_resolver(container_id, [a.network for a in done], netns)
+    except BaseException:
+        _undo(cni, container_id, netns, done)
+        raise
+    return done
+
+
+def _publish_names(
+    cni: CNI, net: NetworkConfigList, container_id: str, result: dict[str, Any], names: list[str] | None
+) -> None:
+    """The container's names on the network's resolver (cnirun.dns; started on demand). None: keep its names."""
+    from ..dns.names import register
+
+    register(net, container_id, result, names, cni.cache_dir)
+
+
+def _sync_resolver(container_id: str, networks: list[str], netns: str) -> list[str]:
+    """The container's own resolver when it is on several networks with DNS (cnirun.dns); its nameservers."""
+    from ..dns.names import sync_view
+
+    return sync_view(container_id, networks, netns)
+
+
+def _stop_resolver(container_id: str) -> None:
+    """Stop the container's own resolver (it lives in the netns and keeps it alive: before any DEL)."""
+    from ..dns.names import stop_view
+
+    stop_view(container_id)
+
+
+def _undo(cni: CNI, container_id: str, netns: str, done: list[Attachment]) -> None:
+    """DEL what an attach that failed part-way did, last first; the original error matters more."""
+    _stop_resolver(container_id)
+    for att in reversed(done):
+        try:
+            cni.delete(att.network, RuntimeConf(container_id=container_id, netns=netns, ifname=att.ifname))
+        except CNIError:
+            continue  # gc retries from the cache (and drops the names then)
+        from ..dns.names import unregister
+
+        unregister(att.network, container_id)
+
+
+def cached_attachments(cni: CNI, container_id: str) -> list[cnicache.CachedAttachment]:
+    """Every cached attachment of a container (pending ones too), in interface order."""
+    atts = cnicache.list_attachments(cni.cache_dir, container_id=container_id)
+    return sorted(atts, key=lambda a: (len(a.ifname), a.ifname))
+
+
+def reattach(
+    cni: CNI, container_id: str, netns: str, attachments: list[cnicache.CachedAttachment],
+    notes: list[str] | None = None,
+) -> list[Attachment]:
+    """Attach again, into a new netns, what a container had: same networks, interfaces and options.
+
+    For a container whose netns holder was restarted (dockerd restarted, the
+    helper was stopped, a named netns vanished): the old netns is gone, so
+    each cached attachment is DELeted (plugins clean up the host side, cnirun
+    sweeps what bridge leaves) and ADDed again with its cached config and
+    arguments, asking for the addresses and MAC it had (keep_addresses; new
+    ones, noted in `notes`, when they cannot be had). Raises like attach(),
+    after undoing what it re-added.
+    """
+    from ..cni.config import conflist_from_bytes
+    from ..core.paths import NO_NETNS
+
+    plans: list[tuple[NetworkConfigList, RuntimeConf, NetworkOptions]] = []
+    for att in sorted(attachments, key=lambda a: (len(a.ifname), a.ifname)):
+        net = conflist_from_bytes(att.config, f"cached config of {att.path}") if att.config else cni.network(
+            att.network_name
+        )
+        opts = NetworkOptions(dict(att.capability_args), [(k, v) for k, v in att.cni_args])
+        had = Attachment.from_cache(att).had()
+        # Its own reservation is still there (DELeted below): not "taken".
+        for note in keep_addresses(cni, net, opts, had, container_id):
+            if notes is not None:
+                notes.append(note)
+        plans.append((net, RuntimeConf(container_id, netns, att.ifname, list(opts.args), dict(opts.capability_args)),
+                      opts))
+    for net, rt, _ in reversed(plans):
+        # Never the old cached path: a /proc/<pid> path may be another process's
+        # netns by now. An entry already pointing at the new netns is from an
+        # earlier reattach cut short: DEL it there, so its interface goes too.
+        try:
+            current = cni.cached(net.name, RuntimeConf(container_id=container_id, ifname=rt.ifname))
+        except CacheError:
+            current = None  # unreadable: DEL copes with it by name
+        where = netns if current is not None and current.netns == netns else NO_NETNS
+        cni.delete(net.name, RuntimeConf(container_id=container_id, ifname=rt.ifname, netns=where))
+    done: list[Attachment] = []
+    try:
+        for net, rt, opts in plans:
+            result = _add(cni, net, rt, opts, notes)
+            done.append(Attachment(net.name, rt.ifname, result))
+            _publish_names(cni, net, container_id, result, None)  # same names, the new addresses
+        if len(done) > 1:
+            _sync_resolver(container_id, [a.network for a in done], netns)  # into the new netns
+    except BaseException:
+        _undo(cni, container_id, netns, done)
+        raise
+    return done
+
+
+# -- detach ----------------------------------------------------------------------------
+def _usable_netns(path: str) -> bool:
+    """Whether a cached netns path may be entered: a /proc/<pid> path may name another process by now."""
+    return bool(path) and not path.startswith("/proc/") and os.path.exists(path)
+
+
+def detach(
+    cni: CNI,
+    container_id: str,
+    netns: str | None = None,
+    attachments: list[cnicache.CachedAttachment] | None = None,
+) -> list[str]:
+    """The one teardown of a container's networks. Returns what could not be undone ('' list: all done).
+
+    1. DEL every cached attachment (pending ones included), last interface
+       first, from the cache (config, arguments, prevResult). In `netns` when
+       given and it still exists (the caller knows it is the container's);
+       else in the cached netns when that is a pin or a named netns that
+       still exists; else without one (plugins clean the host side).
+    2. After a DEL without a netns, remove the rules naming the attachment
+       that the bridge plugin cannot find then (leftovers).
+    3. Drop the freed addresses from every other run's hosts file: an
+       address may soon be another container's.
+    4. Drop the container's netns pin (the hook's), unless a DEL failed: a
+       retry must still be able to enter the netns.
+    Goes on past errors; each failed DEL keeps its cache file for a retry.
+    `attachments`: what cached_attachments() returned, when already listed.
+    """
+    if attachments is None:
+        attachments = cached_attachments(cni, container_id)
+    _stop_resolver(container_id)
+    problems = _del_attachments(cni, container_id, netns, attachments)
+    if not problems:
+        from .netns_pin import is_pinned, pin_path, unpin_netns
+
+        if is_pinned(pin_path(container_id)) or os.path.lexists(pin_path(container_id)):
+            err = unpin_netns(container_id)
+            if err:
+                problems.append(err)
+    return problems
+
+
+def _del_attachments(
+    cni: CNI, container_id: str, netns: str | None, attachments: list[cnicache.CachedAttachment]
+) -> list[str]:
+    """Steps 1-3 of detach() for `attachments` (last interface first); what could not be undone."""
+    from ..core.paths import NO_NETNS
+
+    problems: list[str] = []
+    freed: set[str] = set()
+    for att in reversed(attachments):
+        if netns:
+            where = netns if os.path.exists(netns) else NO_NETNS
+        else:
+            where = att.netns if _usable_netns(att.netns) else NO_NETNS
+        try:
+            cni.delete(att.network_name, RuntimeConf(container_id=container_id, netns=where, ifname=att.ifname))
+        except CNIError as e:
+            problems.append(str(e))
+            continue
+        freed.update(a.split("/", 1)[0] for a in Attachment.from_cache(att).addresses())
+        from ..dns.names import unregister
+
+        unregister(att.network_name, container_id)
+        if where == NO_NETNS:
+            from ..cni.leftovers import remove_rules_naming
+
+            problems += remove_rules_naming(att.network_name, container_id)
+    if freed and not problems:
+        _forget_in_other_runs(container_id, freed)
+    return problems
+
+
+def _forget_in_other_runs(container_id: str, addresses: set[str]) -> None:
+    """Drop `addresses` from the hosts file of every other `cnirun run` (compose peers, --add-host)."""
+    from ..core.paths import runs_dir
+
+    root = runs_dir()
+    try:
+        runs = [n for n in os.listdir(root) if not n.startswith(".") and n != container_id]
+    except OSError:
+        return
+    if runs:
+        from .hostfiles import forget_addresses
+
+        forget_addresses([os.path.join(root, n, "hosts") for n in runs], addresses)
+
+
+# -- live changes: connect, disconnect, ports ---------------------------------------------
+def next_ifname(taken: set[str]) -> str:
+    """The first of eth0, eth1, ... not in `taken`."""
+    i = 0
+    while ifname_for(i) in taken:
+        i += 1
+    return ifname_for(i)
+
+
+def connect(
+    cni: CNI,
+    net: NetworkConfigList,
+    container_id: str,
+    netns: str,
+    options: NetworkOptions | None = None,
+    present: list[str] | None = None,
+    notes: list[str] | None = None,
+) -> Attachment:
+    """ADD one more network to a running container, as the next free ethN; undone on failure.
+
+    The same ADD as attach() (intent record first, a failed chain DELs
+    itself), for one network. `present`: interface names the netns already
+    has (the ADD's failure cleanup DELs its interface name, which must never
+    be one it did not create). Call with the container's lock held
+    (lock.lock_container), so it cannot race the container's teardown. An
+    option's fallback (keep_addresses) is used when its ADD fails; `notes`
+    gets a line then.
+    """
+    atts = cached_attachments(cni, container_id)
+    if any(a.network_name == net.name for a in atts):
+        raise ArgumentError(
+            f"the container is already connected to network {net.name}: disconnect it first, or pick another network"
+        )
+    ifname = next_ifname({a.ifname for a in atts} | set(present or []))
+    opts = options or NetworkOptions()
+    rt = RuntimeConf(container_id, netns, ifname, list(opts.args), dict(opts.capability_args))
+    att = Attachment(net.name, ifname, _add(cni, net, rt, opts, notes))
+    try:
+        _publish_names(cni, net, container_id, att.result, opts.names)
+        _sync_resolver(container_id, [a.network_name for a in atts] + [net.name], netns)
+    except BaseException:
+        _undo(cni, container_id, netns, [att])
+        raise
+    return att
+
+
+def disconnect(cni: CNI, network: str, container_id: str, netns: str | None) -> list[str]:
+    """DEL exactly the container's attachment to `network` (from its cache entry); what could not be undone.
+
+    The others stay as they are. `netns`: the container's, when it runs
+    (None: the cached one if it can still be entered, else none). Call with
+    the container's lock held.
+    """
+    every = cached_attachments(cni, container_id)
+    atts = [a for a in every if a.network_name == network]
+    if not atts:
+        raise ArgumentError(f"the container is not connected to network {network}: see cnirun inspect")
+    problems = _del_attachments(cni, container_id, netns, atts)
+    rest = [a.network_name for a in every if a.network_name != network]
+    if netns and os.path.exists(netns):
+        try:
+            _sync_resolver(container_id, rest, netns)  # fewer networks to answer for, or none of its own
+        except CNIError as e:  # the attachment is gone all the same: say so, do not undo it
+            _stop_resolver(container_id)
+            problems.append(str(e))
+    else:
+        _stop_resolver(container_id)
+    return problems
+
+
+PORT_CAPABILITY = "portMappings"
+
+
+def port_attachment(cni: CNI, container_id: str) -> cnicache.CachedAttachment | None:
+    """The attachment that publishes the container's ports: the one holding them, else the first whose
+    chain takes portMappings (options_for's rule: one chain DNATs a host port)."""
+    return _capability_attachment(cni, container_id, PORT_CAPABILITY)
+
+
+def published(cni: CNI, container_id: str) -> list[dict[str, Any]]:
+    """The container's port mappings (portMappings capability entries), as cached."""
+    out: list[dict[str, Any]] = []
+    for a in cached_attachments(cni, container_id):
+        out += [m for m in a.capability_args.get(PORT_CAPABILITY) or [] if isinstance(m, dict)]
+    return out
+
+
+def set_ports(cni: CNI, container_id: str, mappings: list[dict[str, Any]]) -> cnicache.CachedAttachment:
+    """Make `mappings` the container's published ports, re-running only the portmap plugin(s).
+
+    runtime.CNI.update_capabilities does it (DEL with the cached mappings,
+    ADD with the new ones, cached prevResult, cache rewritten), so a later
+    DEL or gc removes exactly the current rules. Call with the container's
+    lock held and, when ports are added, their claim (portlock.reserve).
+    """
+    att = port_attachment(cni, container_id)
+    if att is None:
+        raise ArgumentError(
+            "published ports need a network with the portmap plugin (capabilities portMappings); "
+            "none of the container's networks has one: connect it to one first"
+        )
+    rt = RuntimeConf(container_id=container_id, ifname=att.ifname)
+    return cni.update_capabilities(att.network_name, rt, {PORT_CAPABILITY: mappings})
+
+
+def _capability_attachment(cni: CNI, container_id: str, capability: str) -> cnicache.CachedAttachment | None:
+    """The attachment holding `capability`, else the first whose chain declares it (options_for's rule)."""
+    from ..cni.config import conflist_from_bytes
+
+    atts = cached_attachments(cni, container_id)
+    for a in atts:
+        if a.capability_args.get(capability):
+            return a
+    for a in atts:
+        try:
+            net = conflist_from_bytes(a.config, a.path) if a.config else cni.network(a.network_name)
+        except CNIError:
+            continue
+        if _declares(net, capability):
+            return a
+    return None
+
+
+def bandwidth(cni: CNI, container_id: str) -> tuple[str, Any]:
+    """(network, cached `bandwidth` capability value or None) of a container; ('', None) without one."""
+    from .rates import CAPABILITY
+
+    att = _capability_attachment(cni, container_id, CAPABILITY)
+    return (att.network_name, att.capability_args.get(CAPABILITY)) if att else ("", None)
+
+
+def set_bandwidth(
+    cni: CNI, container_id: str, value: dict[str, int] | None, netns: str = ""
+) -> cnicache.CachedAttachment:
+    """Make `value` (policy.capability(); None: no limit) the container's rate limits, live.
+
+    Re-runs only the bandwidth plugin with the cached prevResult
+    (runtime.CNI.update_capabilities: intent record first, cache rewritten),
+    so the container keeps its address, MAC and connections, and a later DEL,
+    gc or reattach applies the current limits. `netns`: the container's
+    (default: the cached one). Call with the container's lock held.
+    """
+    from .rates import CAPABILITY
+
+    att = _capability_attachment(cni, container_id, CAPABILITY)
+    if att is None:
+        raise ArgumentError(
+            "rate limits need a network with the bandwidth plugin (capabilities bandwidth); none of the "
+            "container's networks has one: connect it to one first"
+        )
+    rt = RuntimeConf(container_id=container_id, netns=netns, ifname=att.ifname)
+    return cni.update_capabilities(att.network_name, rt, {CAPABILITY: value})
+
+
+# -- gc ----------------------------------------------------------------------------------
+def finish_changes(cni: CNI, container_id: str) -> list[str] | None:
+    """For `cnirun gc`: finish the live port or rate changes of a running container that a kill cut short.
+
+    Their intent record holds the arguments they were making (runtime.CNI.update_capabilities);
+    re-running the change to them leaves exactly those rules (none of portmap's second identity).
+    None when the container is busy (its lock is held: its own change or teardown finishes it);
+    else what could not be finished.
+    """
+    from ..core.lock import lock_container, unlock_container
+
+    fd = lock_container(container_id, blocking=False)
+    if fd is None:
+        return None
+    problems: list[str] = []
+    try:
+        for att in cached_attachments(cni, container_id):
+            if att.pending is None or att.pending.get("update") != 1:
+                continue
+            again = {k: v for k, v in att.capability_args.items() if k in LIVE_CAPABILITIES}
+            try:
+                cni.update_capabilities(att.network_name, RuntimeConf(container_id, "", att.ifname), again)
+            except CNIError as e:
+                problems.append(f"{att.network_name}/{att.ifname}: {e}")
+    finally:
+        unlock_container(fd, container_id, remove=True)
+    return problems
+
+
+def reclaim(cni: CNI, container_id: str) -> list[str] | None:
+    """For `cnirun gc`: detach a container whose own teardown never ran (poststop skipped, process killed).
+
+    None when the container is busy (a start or a teardown holds its lock:
+    leave it to them); else what could not be undone.
+    """
+    from ..core.lock import lock_container, unlock_container
+
+    fd = lock_container(container_id, blocking=False)
+    if fd is None:
+        return None
+    try:
+        return detach(cni, container_id)
+    finally:
+        unlock_container(fd, container_id, remove=True)

@@ -1,0 +1,76 @@
+"""`cnirun run`: resolve networks, make the netns, attach, start, wait, tear down.
+
+run(req) is the entry point (cli.run and compose.up call it). It plans the
+run (plan: every check before anything is made on the host), then hands it
+to one engine mode, each in its own module and imported only when taken:
+
+- docker_run: picks Docker hook or sandbox mode and the Engine API client;
+- docker_single: sandbox mode with the user's container alone, held at its
+  entrypoint until ADD is done (foreground runs);
+- docker_sandbox: a helper container holds the netns, the workload joins it
+  (-d, restart policies, CNIRUN_SANDBOX=helper);
+- docker_hook: an ordinary `docker run` with the cnirun OCI runtime;
+- podman: a cnirun-made netns, `podman run --network ns:PATH`;
+- console: a foreground Docker run's attach I/O (both Docker modes);
+- etc_files: the container's hosts/resolv.conf (sandbox and Podman);
+- signals: SignalGate (abort set-up, forward to the workload, shield teardown);
+- failures: RunFailed and EXIT_CNIRUN.
+
+run() returns a RunOutcome (exit status: the container's; 125 for cnirun's
+own failures; 126/127 when the command cannot be run, as docker run); the
+caller prints (cli.run like docker run, compose its own lines).
+"""
+from __future__ import annotations
+
+
+from ..core.errors import CNIError
+from .request import RunOutcome, RunRequest
+from .failures import EXIT_CNIRUN, RunFailed
+from .plan import Plan, plan
+from .signals import Interrupted, SignalGate
+
+__all__ = ["EXIT_CNIRUN", "Interrupted", "Plan", "RunFailed", "SignalGate", "plan", "run"]
+
+
+# engine -> (module, function) of its run mode: Docker picks hook or sandbox mode
+# itself (docker_run), Podman has one (--network ns:PATH).
+_MODES = {"docker": ("docker_run", "run_docker"), "podman": ("podman", "run_podman")}
+
+
+def run(req: RunRequest) -> RunOutcome:
+    """Carry out one run; its outcome says how it ended. Prints nothing but the container's own I/O."""
+    from importlib import import_module
+
+    from ..engines import engine_name
+
+    gate = SignalGate()
+    gate.install()
+    p: Plan | None = None
+    try:
+        engine = engine_name(req.engine)
+        if engine not in _MODES:
+            raise RunFailed(f"unknown engine {engine!r}: use --engine docker or --engine podman")
+        if req.mode == "hook" and engine != "docker":
+            raise RunFailed(f"--mode hook is for Docker; {engine} runs attach their own netns")
+        if engine != "docker":
+            from .docker_mode import warn_sandbox_ignored
+
+            warn_sandbox_ignored(f"this is a {engine} run (it attaches its own netns)")
+        # The image first, in one place for every mode (docker run's order: pull, then create),
+        # and before plan() may take the port lock: a slow pull must not hold up other runs.
+        from ..engines.images import ensure_image
+
+        ensure_image(engine, req.spec.image, req.pull or "missing")
+        p = plan(req)
+        module, function = _MODES[engine]
+        return getattr(import_module(f"{__name__}.{module}"), function)(p, gate)
+    except RunFailed as e:
+        return RunOutcome(code=e.code, error=str(e))
+    except CNIError as e:
+        return RunOutcome(code=EXIT_CNIRUN, error=str(e))
+    except Interrupted as e:
+        return RunOutcome(code=128 + e.signum, error="interrupted during set-up; everything was torn down")
+    finally:
+        if p is not None:
+            p.release_ports()
+        gate.restore()

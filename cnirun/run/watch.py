@@ -1,0 +1,364 @@
+"""Teardown for detached (`-d`) containers: a supervised watcher process.
+
+`cnirun run -d` hands its run over to one host-wide watcher and returns.
+Layout: `python -m cnirun.run.watch supervise` (new session, no terminal) holds
+<state root>/.watcher.lock and runs `python -m cnirun.run.watch worker`, which
+inherits the locked descriptor, so the lock is held while either lives; the
+supervisor respawns a worker that dies. The worker:
+
+- adopts every detached run whose lock is free (flocks its state dir),
+- tears a run down (DEL, helper removal) when its container is removed:
+  Docker events for speed, `podman wait --condition=removing` threads for
+  Podman, and a periodic re-check in case an event was missed. A container
+  that only stopped keeps its networks (and, in Docker sandbox mode, its
+  helper), so `docker restart`, `docker stop; docker start` and `podman
+  restart` bring it back on them, as in hook mode; when dockerd restarted
+  and stopped the helper, the worker starts it again and re-attaches the
+  networks into its new netns (attach.reattach), same addresses where the
+  chain allows it,
+- reconciles from the state dirs on every (re)start, so nothing that died
+  while no watcher ran is forgotten; it exits after a while with nothing to
+  watch.
+
+Every `run -d` and every `cnirun gc` calls ensure_watcher(), and gc tears
+down what no watcher owns, so even a killed supervisor loses nothing.
+
+`python -m cnirun.run.watch resolvers` is another process: the keeper of the
+networks' DNS resolvers (cnirun.dns.names.keep), one per state dir, whatever the
+mode of the containers on them.
+"""
+from __future__ import annotations
+
+import os
+import queue
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from ..state.runs import RunMeta, RunState, list_states, state_root
+
+RECHECK_SECONDS = 10.0
+SCAN_SECONDS = 1.0
+
+
+def _idle_seconds() -> float:
+    try:
+        return float(os.environ.get("CNIRUN_WATCHER_IDLE", "30"))
+    except ValueError:
+        return 30.0
+
+
+def lock_path(root: Path | None = None) -> Path:
+    return (root or state_root()) / ".watcher.lock"
+
+
+def _try_lock(path: Path) -> int | None:
+    from ..core.lock import flock
+
+    return flock(str(path), blocking=False)
+
+
+def watcher_running(root: Path | None = None) -> bool:
+    fd = _try_lock(lock_path(root))
+    if fd is None:
+        return True
+    os.close(fd)
+    return False
+
+
+def ensure_watcher(root: Path | None = None) -> None:
+    """Start the supervisor unless one runs (a second one started in a race exits at once)."""
+    root = root or state_root()
+    if watcher_running(root):
+        return
+    log = open(root / ".watcher.log", "ab")
+    try:
+        subprocess.Popen(
+            [sys.executable, "-m", "cnirun.run.watch", "supervise"],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+            start_new_session=True, close_fds=True, cwd="/",
+        )
+    finally:
+        log.close()
+
+
+def _log(msg: str) -> None:
+    sys.stderr.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} cnirun-watch[{os.getpid()}]: {msg}\n")
+    sys.stderr.flush()
+
+
+def supervise() -> int:
+    root = state_root()
+    fd = _try_lock(lock_path(root))
+    if fd is None:
+        return 0  # another supervisor (or its worker) is running
+    (root / ".watcher.pid").write_text(str(os.getpid()))
+    _log("supervisor started")
+    while True:
+        child = subprocess.Popen([sys.executable, "-m", "cnirun.run.watch", "worker"], pass_fds=(fd,))
+        rc = child.wait()
+        if rc == 0:
+            _log("worker idle, exiting")
+            return 0
+        _log(f"worker ended with {rc}; respawning")
+        time.sleep(0.3)
+
+
+class Worker:
+    """Owns the detached runs no process owns; tears each down when its container is removed."""
+
+    def __init__(self) -> None:
+        self.owned: dict[str, tuple[RunState, RunMeta]] = {}
+        self.todo: queue.Queue[str] = queue.Queue()
+        self._engines: dict[str, Any] = {}
+        # Runs whose engine could not be reached at the last pass (dockerd
+        # restarting): not adopted yet, but the worker is not idle either.
+        self.waiting: set[str] = set()
+        self.retry: dict[str, float] = {}  # run ID -> when its lost netns may be looked at again
+
+    def engine(self, name: str) -> Any:
+        """One engine object per engine for the worker's life (Docker's follows one event stream)."""
+        if name not in self._engines:
+            from ..engines import get
+
+            self._engines[name] = get(name)
+        return self._engines[name]
+
+    def adopt_new(self) -> None:
+        before, self.waiting = self.waiting, set()
+        for st in list_states():
+            if st.id in self.owned:
+                continue
+            meta = st.read_meta()
+            # "teardown": a DEL that failed earlier; retried when its container is gone
+            if meta is None or not meta.detached or meta.phase not in ("running", "teardown"):
+                continue
+            if not st.lock(blocking=False):
+                continue  # its run is still finishing, or gc is at it
+            try:
+                eng = self.engine(meta.engine)
+            except Exception as e:  # noqa: BLE001 - engine down (restarting?): try again at the next pass
+                if st.id not in before:
+                    _log(f"cannot watch run {st.id[:12]} yet: {e}")
+                self.waiting.add(st.id)
+                st.unlock()
+                continue
+            self.owned[st.id] = (st, meta)
+            _log(f"watching {meta.engine} container {meta.workload[:12]} (run {st.id[:12]})")
+            eng.follow(meta.workload, st.id, self.todo.put)
+            self.todo.put(st.id)  # check once now: it may have died already
+
+    def check(self, run_id: str) -> None:
+        """Keep a run whose container exists (running or stopped); tear down one whose container is gone."""
+        from .teardown import teardown
+
+        if run_id not in self.owned:
+            return
+        st, meta = self.owned[run_id]
+        eng = self.engine(meta.engine)
+        if meta.workload and eng.exists(meta.workload):
+            if meta.sandbox:
+                self._keep_helper(eng, st, meta)
+            elif lost_netns(meta):
+                try:
+                    _log(f"run {run_id[:12]}: {restore_netns(st, meta, eng)}")
+                except Exception as e:  # noqa: BLE001 - logged; retried at the next check
+                    _log(f"cannot name run {run_id[:12]}'s netns {meta.netns} again: {e}")
+            return
+        errors = teardown(st, meta, eng, stop=False)
+        for e in errors:
+            _log(f"teardown of run {run_id[:12]}: {e}")
+        if not errors:
+            _log(f"tore down run {run_id[:12]} (container {meta.workload[:12]})")
+            del self.owned[run_id]
+
+    def _keep_helper(self, eng: Any, st: RunState, meta: RunMeta) -> None:
+        """Keep the netns holder (Docker's sandbox helper) running, its netns attached: the stopped
+        workload may start again, and it can only join a running helper."""
+        from ..core.fsutil import identity
+
+        state = eng.state(meta.sandbox)
+        if state is None:
+            _log(f"helper {meta.sandbox[:12]} of run {st.id[:12]} was removed: its networks stay until the "
+                 "container is removed")
+            return
+        try:
+            if state != "running":
+                eng.start(meta.sandbox)  # dockerd restarted (or someone stopped it)
+            netns = eng.netns_of(meta.sandbox)
+        except Exception as e:  # noqa: BLE001 - logged; retried at the next check
+            _log(f"cannot restart helper {meta.sandbox[:12]} of run {st.id[:12]}: {e}")
+            return
+        ident = identity(netns)
+        # The path too: the kernel recycles nsfs inode numbers, so a helper
+        # restarted at once can get a new netns with its old one's number.
+        if netns == meta.netns and ident == meta.netns_id:
+            self._restart_workload(eng, st, meta)
+            return
+        try:
+            atts = reattach_run(st, meta, netns)
+        except Exception as e:  # noqa: BLE001 - logged; retried at the next check
+            _log(f"cannot re-attach run {st.id[:12]} in its helper's new netns: {e}")
+            return
+        _log(f"re-attached run {st.id[:12]} in its helper's new netns: "
+             + ", ".join(f"{a.ifname} {','.join(a.addresses())}" for a in atts))
+        self._restart_workload(eng, st, meta)
+
+    def _restart_workload(self, eng: Any, st: RunState, meta: RunMeta) -> None:
+        """Start the workload the engine's restart policy could not start while its helper was down
+        (dockerd restarted: it starts both at once and does not retry the one that lost)."""
+        try:
+            if not eng.restart_refused(meta.workload):
+                return
+            eng.start(meta.workload)
+        except Exception as e:  # noqa: BLE001 - logged; retried at the next check
+            _log(f"cannot start container {meta.workload[:12]} of run {st.id[:12]} again (its restart "
+                 f"policy): {e}")
+            return
+        _log(f"started container {meta.workload[:12]} of run {st.id[:12]} again: its restart policy could "
+             "not while its helper was down")
+
+    def loop(self) -> int:
+        idle_since = time.monotonic()
+        last_recheck = time.monotonic()
+        while True:
+            self.adopt_new()
+            for rid, (_, meta) in list(self.owned.items()):
+                if lost_netns(meta) and now_due(self.retry, rid):
+                    self.todo.put(rid)  # a stopped container cannot start without it: not at the next recheck
+            try:
+                run_id = self.todo.get(timeout=SCAN_SECONDS)
+                self.check(run_id)
+            except queue.Empty:
+                pass
+            now = time.monotonic()
+            if now - last_recheck > RECHECK_SECONDS:
+                last_recheck = now
+                for rid in list(self.owned):
+                    self.todo.put(rid)
+            if self.owned or self.waiting:
+                idle_since = now
+            elif now - idle_since > _idle_seconds():
+                return 0
+
+
+def now_due(retry: dict[str, float], key: str, every: float = 2.0) -> bool:
+    """True at most once every `every` seconds per key (a repair that keeps failing is not retried in a loop)."""
+    now = time.monotonic()
+    if retry.get(key, 0.0) > now:
+        return False
+    retry[key] = now + every
+    return True
+
+
+def lost_netns(meta: RunMeta) -> bool:
+    """Whether a running run's named netns (a Podman run's /run/netns/cnirun-*) is gone, or not the attached one.
+
+    /run is a tmpfs: a reboot empties it (and `ip netns delete` removes one);
+    the stopped container's `podman start` would fail with "invalid netns
+    path" for as long as its run lasts. Another namespace at the path (one
+    made again whose attach did not finish) is not the one the run attached.
+    """
+    from ..core.fsutil import identity
+    from ..network.netns import NETNS_DIR
+
+    if meta.sandbox or meta.phase != "running" or not meta.netns or os.path.dirname(meta.netns) != NETNS_DIR:
+        return False
+    return identity(meta.netns) != meta.netns_id
+
+
+def restore_netns(st: RunState, meta: RunMeta, eng: Any) -> str:
+    """Name a run's lost netns again; returns what was done, for the log. Raises on failure (the next check retries).
+
+    A running container still lives in the namespace its run attached: only
+    its name is gone, and it is given back (re-attaching would DEL the
+    running container's links). A stopped one has none: a new netns is made
+    under the name and its networks are attached there (reattach_run), on
+    the same addresses and MACs. Call with the run's state dir locked (its
+    owner: the watcher, or gc when no watcher runs).
+    """
+    from ..network import netns as nsmod
+    from ..core.fsutil import identity
+
+    name = os.path.basename(meta.netns)
+    if eng.is_running(meta.workload):
+        path = eng.netns_of(meta.workload)
+        if identity(path) != meta.netns_id:
+            raise RuntimeError(f"container {meta.workload[:12]} runs in another netns than its run attached: left alone")
+        if os.path.lexists(meta.netns):
+            raise RuntimeError(f"{meta.netns} is another namespace now: left alone")
+        nsmod.attach(name, int(path.split("/")[2]))
+        return f"named the running container's netns {meta.netns} again (the name was gone)"
+    if not os.path.lexists(meta.netns):
+        nsmod.create(name)
+    atts = reattach_run(st, meta, meta.netns)
+    return f"made the netns {meta.netns} again (it was gone): " + ", ".join(
+        f"{a.ifname} {','.join(a.addresses())}" for a in atts)
+
+
+def reattach_run(st: RunState, meta: RunMeta, netns: str) -> list[Any]:
+    """lifecycle.reattach of a run's cached attachments into `netns` (its holder's new one); meta updated.
+
+    Same networks, interfaces, options, addresses and MACs (new ones only
+    when those were taken meanwhile). reattach DELs every attachment before
+    it ADDs them again: what it must re-ADD is copied into the run's state
+    first, so a process killed (or an ADD failing) in between leaves the full
+    set for the next try, not an empty cache that would "re-attach" nothing.
+    """
+    from ..network.lifecycle import cached_attachments, reattach
+    from ..core.fsutil import identity
+    from .teardown import cni_for
+
+    cni = cni_for(meta)
+    saved = st.path / "reattach"
+    if saved.is_dir():
+        from ..cni.cache import read_file
+
+        todo = [read_file(p) for p in sorted(saved.iterdir()) if not p.name.startswith(".")]
+    else:
+        todo = cached_attachments(cni, meta.id)
+        _save_copies(saved, [a.path for a in todo])
+    atts = reattach(cni, meta.id, netns, todo)
+    meta.netns, meta.netns_id = netns, identity(netns)
+    st.write_meta(meta)
+    import shutil
+
+    shutil.rmtree(saved, ignore_errors=True)
+    return atts
+
+
+def _save_copies(directory: Path, files: list[str]) -> None:
+    """Copy cache files into `directory`, made under a temporary name and renamed: all or nothing."""
+    import shutil
+
+    tmp = directory.with_name(directory.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(mode=0o700)
+    for f in files:
+        shutil.copy2(f, tmp / os.path.basename(f))
+    os.replace(tmp, directory)
+
+
+def main(argv: list[str]) -> int:
+    cmd = argv[0] if argv else ""
+    if cmd == "supervise":
+        return supervise()
+    if cmd == "worker":
+        _log("worker started")
+        try:
+            return Worker().loop()
+        except Exception as e:  # noqa: BLE001 - logged; the supervisor respawns us
+            _log(f"worker failed: {e}")
+            return 1
+    if cmd == "resolvers":  # the DNS resolvers' keeper (cnirun.dns): one per state dir
+        from ..dns.names import keep
+
+        return keep()
+    sys.stderr.write("usage: python -m cnirun.run.watch supervise|worker|resolvers\n")
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
