@@ -49,15 +49,19 @@ bench:
 	@# Byte-compile first: with PYTHONDONTWRITEBYTECODE set, every cnirun
 	@# process would otherwise recompile its modules and time that too.
 	@$(PYTHON) -m compileall -q cnirun
-	@shopt -s nullglob; benches=(bench/*.py); \
+	@# Each bench records its ratios in bench/results/latest.jsonl; bench/_plot.py
+	@# draws them in bench/results/ratios.svg at the end (files named _* are not benches).
+	@shopt -s nullglob; benches=(bench/[!_]*.py); \
 	if (( $${#benches[@]} == 0 )); then \
 		echo "cnirun: no benchmarks in bench/ (nothing to run)"; exit 0; \
 	fi; \
+	mkdir -p bench/results; : > bench/results/latest.jsonl; \
 	failed=(); \
 	for b in "$${benches[@]}"; do \
 		echo "cnirun: bench $$b"; \
 		$(PYTHON) "$$b" || failed+=("$$b"); \
 	done; \
+	$(PYTHON) bench/_plot.py bench/results/latest.jsonl bench/results/ratios.svg || true; \
 	if (( $${#failed[@]} )); then echo "cnirun: failed benchmarks: $${failed[*]}" >&2; exit 1; fi
 
 setup:

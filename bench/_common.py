@@ -22,6 +22,20 @@ PLUGINS = "/usr/lib/cni"
 DAEMON_JSON = "/etc/docker/daemon.json"
 
 
+RESULTS = Path(os.environ.get("BENCH_RESULTS") or REPO / "bench" / "results" / "latest.jsonl")
+
+
+def ratio(bench: str, what: str, value: float, peer: float, target: float | None = None, peer_name: str = "") -> float:
+    """Record one ratio (value / peer, both measured in this run) for `make bench`'s plot; returns it."""
+    r = value / peer if peer else float("inf")
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    with RESULTS.open("a") as f:
+        f.write(json.dumps({"bench": bench, "what": what, "value": value, "peer": peer, "peer_name": peer_name,
+                            "ratio": r, "target": target, "at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())})
+                + "\n")
+    return r
+
+
 def skipped() -> set[str]:
     """BENCH_SKIP=hook,podman,...: the parts of a bench to leave out."""
     return set(filter(None, os.environ.get("BENCH_SKIP", "").split(",")))

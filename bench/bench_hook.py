@@ -33,8 +33,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from cnirun.oci.install import docker_runtime
+from cnirun.oci.install import docker_runtime  # noqa: E402
 from cnirun.oci import argv as hook_command  # noqa: E402
+from _common import ratio  # noqa: E402
 
 CNIRUN = str(REPO / ".venv" / "bin" / "cnirun")
 RUNS = int(os.environ.get("BENCH_RUNS", "12"))
@@ -208,6 +209,7 @@ def bench_shim(launcher: str) -> None:
     ra, rb = statistics.median(a), statistics.median(b)
     print(f"shim: non-create call {rb:.2f} ms vs runc directly {ra:.2f} ms: overhead {rb - ra:.2f} ms "
           f"(target <= 5 ms), ratio {rb / ra:.2f}x")
+    ratio("hook", "shim non-create call", rb, ra, None, "runc")
 
 
 # -- 3./4. engines ------------------------------------------------------------------------------
@@ -232,6 +234,7 @@ def bench_docker() -> None:
     p, h = interleaved(plain, hooked)
     print(f"docker: run --rm --runtime cnirun (CNI {NET}) {h:.0f} ms vs run --rm --network none {p:.0f} ms: "
           f"{h / p:.2f}x (target <= 1.6x)")
+    ratio("hook", "docker run --runtime cnirun", h, p, 1.6, "docker run --network none")
 
 
 def bench_podman(hooks_dir: Path, podman_net_dir: Path) -> None:
@@ -248,6 +251,7 @@ def bench_podman(hooks_dir: Path, podman_net_dir: Path) -> None:
     o, h = interleaved(own_cni, hooked)
     print(f"podman: run --rm with cnirun hooks {h:.0f} ms vs --network-backend cni on the same conflist {o:.0f} ms: "
           f"{h / o:.2f}x (target <= 1.1x)")
+    ratio("hook", "podman run with cnirun hooks", h, o, 1.1, "podman --network-backend cni")
 
 
 def wait_background_teardowns(state: Path, timeout: float = 60.0) -> None:

@@ -27,6 +27,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
+from _common import ratio  # noqa: E402
 
 ROUNDS = int(os.environ.get("BENCH_OVERLAY_ROUNDS", "5"))
 STARTS = int(os.environ.get("BENCH_OVERLAY_STARTS", "5"))
@@ -72,6 +73,7 @@ def run(t: object, lan: object) -> int:
         print(f"ping RTT, containers on two simulated hosts (VXLAN): {o:.3f} ms (median of {ROUNDS} x 50)")
         print(f"ping RTT, two containers on one host's bridge:       {l:.3f} ms")
         print(f"overlay / same-host RTT: {o / l:.2f}x")
+        ratio("overlay", "ping RTT across simulated hosts", o, l, None, "same-host bridge")
 
         starts, setup = [], []
         for _ in range(STARTS):

@@ -28,7 +28,7 @@ import statistics
 import subprocess
 import sys
 
-from _common import CNIRUN, REPO, LiveWorld, timed
+from _common import CNIRUN, REPO, LiveWorld, ratio, timed
 
 RUNS = int(os.environ.get("BENCH_RUNS", "12"))
 ATTACHMENTS = int(os.environ.get("BENCH_ATTACHMENTS", "50"))
@@ -97,6 +97,7 @@ def main() -> int:
     print(f"cnirun network reload, {ATTACHMENTS} live attachments, nothing broken: {r * 1000:7.1f} ms "
           f"(target < 2000 ms; {r / a:.1f}x one cni add)")
     print(f"cnirun network reload, one DNAT jump missing:          {reload_one * 1000:7.1f} ms")
+    ratio("policy", "update --ingress-rate", u, a, 0.5, "cni add")
     return 0 if u / a <= 0.5 and r < 2.0 else 1
 
 

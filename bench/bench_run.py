@@ -30,8 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import CNIRUN, DAEMON_JSON, PLUGINS, chain, concurrent, install_runtime, read_or_none, skipped, \
-    uninstall_runtime
+from _common import CNIRUN, DAEMON_JSON, PLUGINS, chain, concurrent, install_runtime, ratio, read_or_none, \
+    skipped, uninstall_runtime
 
 N = int(os.environ.get("BENCH_N", "10"))
 SKIP = skipped()
@@ -191,6 +191,10 @@ def main() -> int:
         print(f"{'measured':<36} {'peer':<34} {'time':>7} {'peer':>7} {'ratio':>7}  target")
         for name, peer, a, b, target in rows:
             print(f"{name:<36} {peer:<34} {a:7.3f} {b:7.3f} {a / b:6.2f}x  {target}")
+            if target.startswith(">="):  # the peer is the faster one: plot peer / measured against 1 / target
+                ratio("run", f"{peer} vs {name}", b, a, 1 / float(target[2:].strip(" x")), name)
+            else:
+                ratio("run", name, a, b, float(target[2:].strip(" x")) if target.startswith("<=") else None, peer)
         print(f"failures: docker-none {f1}, cnirun {f2}, cnirun helper {f_helper}, naive {f3}"
               + (f", hook {res['hook'][1]}, runtime {res['runtime'][1]}" if hooked else "")
               + (f", podman: cni {f4}, default {f5}, cnirun {f6}" if pod_rows else ""))

@@ -35,8 +35,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import CNIRUN, DAEMON_JSON, REPO, chain, concurrent, install_runtime, read_or_none, skipped, \
-    uninstall_runtime
+from _common import CNIRUN, DAEMON_JSON, REPO, chain, concurrent, install_runtime, ratio, read_or_none, \
+    skipped, uninstall_runtime
 
 sys.path.insert(0, str(REPO))
 K = int(os.environ.get("BENCH_K", "100"))
@@ -214,6 +214,8 @@ def main() -> int:
         if mine and base:
             target = " (target <= 1.0x)" if name == "cnirun hook" else ""
             print(f"20 concurrent, {name} vs docker bridge: {mine[0] / base[0]:.2f}x{target}")
+            ratio("scale", f"20 concurrent, {name}", mine[0], base[0], 1.0 if name == "cnirun hook" else None,
+                  "docker run bridge")
     none = [(t, cpu[(n, 20)]) for n, kk, t, _, _ in rows if n == "docker run --network none" and kk == 20]
     base = [t for n, kk, t, _, _ in rows if n.startswith("docker run (") and kk == 20]
     if none and base:
