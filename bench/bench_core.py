@@ -148,7 +148,8 @@ def bench_cli(tmp: Path) -> tuple[float, float, float]:
 
 def bench_api(tmp: Path) -> tuple[float, float]:
     sys.path.insert(0, str(REPO))
-    from cnirun.cni.runtime import CNI, RuntimeConf
+    from cnirun.cni.runtime import CNI
+    from cnirun.cni.runtime_conf import RuntimeConf
 
     bindir = tmp / "bin"
     bindir.mkdir()

@@ -28,7 +28,7 @@ TYPE_CHECKING = False  # typing itself is not imported: `import cnirun` must sta
 # public name -> module that defines it
 _LAZY = {
     "CNI": "cnirun.cni.runtime",
-    "RuntimeConf": "cnirun.cni.runtime",
+    "RuntimeConf": "cnirun.cni.runtime_conf",
     "NetworkConfigList": "cnirun.cni.config",
     "PluginConf": "cnirun.cni.config",
     "Result": "cnirun.cni.result",
@@ -67,7 +67,8 @@ if TYPE_CHECKING:  # for type checkers and IDEs; nothing is imported at run time
         VersionError,
     )
     from .cni.result import Result
-    from .cni.runtime import CNI, RuntimeConf
+    from .cni.runtime import CNI
+    from .cni.runtime_conf import RuntimeConf
 
 
 def __getattr__(name: str) -> object:

@@ -26,7 +26,8 @@ import pytest
 
 from cnirun.plugins import install_plugin_script
 from cnirun.plugins import noop
-from cnirun.cni.runtime import CNI, RuntimeConf
+from cnirun.cni.runtime import CNI
+from cnirun.cni.runtime_conf import RuntimeConf
 
 REPO = Path(__file__).resolve().parent.parent
 CNIRUN = str(REPO / ".venv" / "bin" / "cnirun")

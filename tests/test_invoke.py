@@ -29,7 +29,7 @@ from cnirun.core.errors import (
 )
 from cnirun.cni.invoke import Invocation, decode_failure, exec_plugin, find_plugin, plugin_dirs
 from cnirun.plugins import install_plugin_script
-from cnirun.cni.runtime import RuntimeConf, parse_cap_args, parse_cni_args
+from cnirun.cni.runtime_conf import RuntimeConf, parse_cap_args, parse_cni_args
 
 from _core_fixtures import CoreEnv, core  # noqa: F401  (fixture)
 

@@ -275,7 +275,7 @@ def test_remove_stale_locks_removes_only_unheld_files_of_gone_networks_and_bridg
 
 def test_gc_removes_the_lock_files_of_a_network_that_is_gone(tmp_path: Path) -> None:
     """`cnirun gc` after a network's conflist was deleted: its lock file and its bridge's go."""
-    from cnirun.cni.runtime import RuntimeConf
+    from cnirun.cni.runtime_conf import RuntimeConf
 
     cni, nets = _noop_world(tmp_path, ["ta-g1", "ta-g2"], sleep=0)
     ns = tmp_path / "ns"
@@ -320,7 +320,7 @@ def _noop_world(tmp_path: Path, names: list[str], sleep: float) -> tuple[object,
 
 
 def test_chains_on_different_and_same_networks_run_in_parallel(tmp_path: Path) -> None:
-    from cnirun.cni.runtime import RuntimeConf
+    from cnirun.cni.runtime_conf import RuntimeConf
 
     cni, nets = _noop_world(tmp_path, ["t197p1", "t197p2"], sleep=1.0)
     ns = tmp_path / "ns"
@@ -366,7 +366,7 @@ def test_add_retries_once_only_when_shared_chains_were_flushed(tmp_path: Path, m
     raced to recreate them; ADD makes them again and retries once. Any other error: no retry."""
     from cnirun.cni import chains
     from cnirun.core.errors import PluginError
-    from cnirun.cni.runtime import RuntimeConf
+    from cnirun.cni.runtime_conf import RuntimeConf
 
     cni, nets = _noop_world(tmp_path, ["t197r"], sleep=0)
     debug = tmp_path / "noop.json"

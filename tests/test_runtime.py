@@ -17,7 +17,8 @@ from typing import Any, Iterator
 import pytest
 
 from cnirun.core.errors import ArgumentError, PluginError
-from cnirun.cni.runtime import CNI, RuntimeConf
+from cnirun.cni.runtime import CNI
+from cnirun.cni.runtime_conf import RuntimeConf
 
 from _core_fixtures import (  # noqa: F401  (fixtures)
     CNIRUN,

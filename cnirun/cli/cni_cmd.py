@@ -73,7 +73,7 @@ def netns_path(arg: str) -> str:
 
 
 def _runtime(netns: str, ifname: str | None) -> Any:
-    from ..cni.runtime import RuntimeConf, parse_cap_args, parse_cni_args
+    from ..cni.runtime_conf import RuntimeConf, parse_cap_args, parse_cni_args
 
     path = netns_path(netns) if netns else ""
     return RuntimeConf(

@@ -3,6 +3,8 @@
 This is cnirun's counterpart of libcni's CNIConfig. One `CNI` object holds the
 paths (plugin dirs, netconf dirs, cache dir), the plugin timeout and the lock;
 it has no other state, so several may coexist (tests use one per test).
+One attachment's arguments are a `RuntimeConf` (runtime_conf.py); changing
+a live attachment's ports or rate limits is update.py's.
 """
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ from ..core.errors import (
 )
 from .invoke import Invocation, PluginInfo, exec_plugin, find_plugin, kill_orphaned_adds, plugin_dirs, probe_version
 from ..core.lock import chain_lock
-from ..core.value import Value
+from .runtime_conf import RuntimeConf, validate_container_id, validate_ifname
 
 # This module and everything it imports are on the OCI hook path (every
 # container start): no dataclasses, typing, re or json package imports here.
@@ -37,88 +39,15 @@ if TYPE_CHECKING:
 
 
 
-PORT_CAPABILITY = "portMappings"
-LIVE_CAPABILITIES = (PORT_CAPABILITY, "bandwidth")  # what update_capabilities changes on a live attachment
 SHADOW_SUFFIX = "-portswap"
 
 
 def shadow_id(container_id: str) -> str:
-    """The second identity under which portmap holds the new mappings while a container's ports change."""
+    """The second identity under which portmap holds the new mappings while a container's ports change (update.py)."""
     return container_id + SHADOW_SUFFIX
 
 
-class RuntimeConf(Value):
-    """Per-attachment arguments: which container, namespace and interface."""
-
-    _fields = ("container_id", "netns", "ifname", "args", "capability_args")
-    __match_args__ = _fields
-
-    def __init__(
-        self,
-        container_id: str,
-        netns: str = "",
-        ifname: str = "eth0",
-        args: list[tuple[str, str]] | None = None,  # CNI_ARGS
-        capability_args: dict[str, Any] | None = None,  # runtimeConfig source
-    ) -> None:
-        self.container_id = container_id
-        self.netns = netns
-        self.ifname = ifname
-        self.args = [] if args is None else args
-        self.capability_args = {} if capability_args is None else capability_args
-
-    def cni_args(self) -> str:
-        return ";".join(f"{k}={v}" for k, v in self.args)
-
-
-def validate_container_id(cid: str) -> None:
-    if not cid:
-        raise CNIError("missing container ID: every attachment needs one", code=3)
-    if not netconf.is_safe_name(cid):
-        raise ArgumentError(
-            f"invalid container ID {cid!r}: use letters, digits, '_', '.', '-' and start with a letter or digit"
-        )
-
-
-def validate_ifname(ifname: str) -> None:
-    # The kernel's own limits (IFNAMSIZ, no '/', ':' or whitespace), as libcni checks.
-    if not ifname:
-        raise ArgumentError("missing interface name: use e.g. eth0")
-    if len(ifname) > 15:
-        raise ArgumentError(f"invalid interface name {ifname!r}: longer than 15 characters")
-    if ifname in (".", "..") or any(c in ifname for c in "/:") or any(c.isspace() for c in ifname):
-        raise ArgumentError(f"invalid interface name {ifname!r}: no '/', ':', spaces, '.' or '..'")
-
-
-def parse_cni_args(text: str) -> list[tuple[str, str]]:
-    """'K=V;K2=V2' -> [(K, V), (K2, V2)]; a pair without '=' is an error (code 4)."""
-    out: list[tuple[str, str]] = []
-    if not text:
-        return out
-    for pair in text.split(";"):
-        if not pair:
-            continue
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise ArgumentError(f"invalid CNI_ARGS pair {pair!r}: expected KEY=VALUE separated by ';'")
-        out.append((key, value))
-    return out
-
-
-def parse_cap_args(text: str) -> dict[str, Any]:
-    """CAP_ARGS: a JSON object of capability name -> value."""
-    if not text:
-        return {}
-    try:
-        obj = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ArgumentError(f"invalid CAP_ARGS: not JSON ({e.msg} at column {e.colno}): expected a JSON object") from None
-    if not isinstance(obj, dict):
-        raise ArgumentError("invalid CAP_ARGS: expected a JSON object such as {\"portMappings\": [...]}")
-    return obj
-
-
-def _parse_result(raw: bytes, version: str, ptype: str, net: str, command: str) -> dict[str, Any]:
+def parse_result(raw: bytes, version: str, ptype: str, net: str, command: str) -> dict[str, Any]:
     from .result import Result  # only ADD needs results; keep DEL/GC imports small
 
     try:
@@ -277,12 +206,18 @@ class CNI:
             conf["prevResult"] = prev_result
         return conf
 
+    def call(
+        self, net: NetworkConfigList, plugin: PluginConf, command: str, rt: RuntimeConf, prev: dict[str, Any] | None
+    ) -> bytes:
+        """Run one plugin of `net` for `command` on the attachment `rt`, with `prev` as prevResult; its stdout."""
+        return self._exec(net, plugin, self._inv(command, rt), self.build_conf(net, plugin, rt, prev))
+
     def _inv(self, command: str, rt: RuntimeConf) -> Invocation:
         return Invocation(
             command=command, container_id=rt.container_id, netns=rt.netns, ifname=rt.ifname, args=rt.cni_args()
         )
 
-    def _check_netns(self, netns: str) -> None:
+    def check_netns(self, netns: str) -> None:
         if not netns:
             raise NetnsError("missing network namespace path: ADD and CHECK need one")
         if not os.path.exists(netns):
@@ -294,7 +229,7 @@ class CNI:
         validate_container_id(rt.container_id)
         netconf.validate_name(net.name, net.source)
         validate_ifname(rt.ifname)
-        self._check_netns(rt.netns)
+        self.check_netns(rt.netns)
         cnicache.check_writable(self.cache_dir)
         # Find every plugin before running any: a missing one fails with nothing done.
         for p in net.plugins:
@@ -347,7 +282,7 @@ class CNI:
                         cnicache.write_file(self.cache_dir, record, fsync=False)
                     conf = self.build_conf(net, p, rt, prev)
                     out = self._exec(net, p, self._inv("ADD", rt), conf)
-                    prev = _parse_result(out, net.cni_version, p.type, net.name, "ADD")
+                    prev = parse_result(out, net.cni_version, p.type, net.name, "ADD")
                 if prev is None:
                     raise ConfigError(f"{net.source}: plugins: the network has no plugins")
                 record.result, record.pending = prev, None
@@ -416,7 +351,7 @@ class CNI:
             # libcni: an unreadable cache is removed and DEL goes on without it.
             cnicache.delete(self.cache_dir, name, rt.container_id, rt.ifname)
             att = None
-        net_conf = self._net_from_cache(att) if att else None
+        net_conf = self.cached_network(att) if att else None
         if net_conf is None:
             net_conf = net if isinstance(net, NetworkConfigList) else self.network(name)
         if att is not None:
@@ -446,13 +381,13 @@ class CNI:
             kill_orphaned_adds(rt.container_id, rt.ifname)
         errors = self._del_chain(net_conf, rt, att.result if att else None, best_effort=False)
         if att is not None and att.pending is not None and att.pending.get("update") == 1:
-            # A port change cut short: its second identity's rules (_swap_portmap) may be there too.
+            # A port change cut short: its second identity's rules (update.swap_portmap) may be there too.
             twin = RuntimeConf(shadow_id(rt.container_id), rt.netns, rt.ifname, rt.args, rt.capability_args)
             kill_orphaned_adds(twin.container_id, twin.ifname)
             for p in net_conf.plugins:
                 if p.type == "portmap" and not errors:
                     try:
-                        self._exec(net_conf, p, self._inv("DEL", twin), self.build_conf(net_conf, p, twin, att.result))
+                        self.call(net_conf, p, "DEL", twin, att.result)
                     except CNIError as e:
                         errors.append(e)
         if errors:
@@ -464,157 +399,14 @@ class CNI:
         cnicache.delete(self.cache_dir, name, rt.container_id, rt.ifname)
 
     @staticmethod
-    def _net_from_cache(att: cnicache.CachedAttachment) -> NetworkConfigList | None:
+    def cached_network(att: cnicache.CachedAttachment) -> NetworkConfigList | None:
+        """The chain a cached attachment was ADDed with (None: no config cached, or unreadable)."""
         if not att.config:
             return None
         try:
             return netconf.conflist_from_bytes(att.config, f"cached config of {att.path}")
         except ConfigError:
             return None
-
-    # -- live capability changes ---------------------------------------------
-    def update_capabilities(
-        self, network: str, rt: RuntimeConf, changes: dict[str, Any], plugin_types: tuple[str, ...] = ()
-    ) -> cnicache.CachedAttachment:
-        """Re-run, for a cached attachment, only the plugins that declare a capability in `changes`.
-
-        CNI has no UPDATE verb; what portmap (portMappings) or bandwidth read
-        only at ADD is changed by a DEL of those plugins with the cached
-        capability args and an ADD with the new ones, both with the cached
-        final result as prevResult; the interface plugins never run, so the
-        container keeps its address, MAC and connections. Those plugins must
-        pass prevResult through (portmap, bandwidth do): the cached result
-        stays. An empty value ([] / {} / None) drops the capability.
-
-        Under the host lock. The intent record comes first: the cache entry is
-        rewritten with the new arguments and the pending mark (for an emptied
-        capability it keeps the old value, so that a DEL still reaches the
-        plugin), so whatever kills this process, a DEL (gc, teardown) removes
-        the old and the new rules alike. On failure the old arguments are put
-        back (DEL new, ADD old) and the error raised. Returns the new entry.
-
-        `plugin_types`: also re-run these plugins (with unchanged arguments when
-        `changes` is empty): `cnirun network reload` repairs what a firewall
-        reload removed this way.
-
-        portmap is changed make-before-break (`_swap_portmap`), so the ports
-        that stay never refuse a connection. Its intent record is marked
-        {"update": 1}: a change cut short is finished by the next change of
-        the attachment (it runs the same idempotent steps to the recorded
-        arguments), and a DEL removes the second identity's rules too.
-        """
-        validate_container_id(rt.container_id)
-        validate_ifname(rt.ifname)
-        att0 = self.cached(network, rt)
-        net0 = self._net_from_cache(att0) if att0 else None
-        if net0 is not None:
-            chains.ensure(net0, self.lock_file)  # portmap's ADD may be the first to need them
-        # Exclusively: a DEL of the same attachment must not run beside it (rare: a port change).
-        with chain_lock(network, self.lock_file, exclusive=True):
-            att = self.cached(network, rt)
-            if att is None or att.result is None:
-                raise ArgumentError(
-                    f"container {rt.container_id[:12]} has no attachment to network {network} on {rt.ifname}"
-                )
-            resumed = att.pending is not None and att.pending.get("update") == 1
-            if att.pending is not None and not resumed:
-                raise ArgumentError(
-                    f"the attachment of {rt.container_id[:12]} to {network} is still being set up "
-                    "(or was cut short: `cnirun gc` finishes it): try again"
-                )
-            net = self._net_from_cache(att) or self.network(network)
-            # A change cut short is finished whatever this one changes: its plugins run again too.
-            rerun_caps = [*changes, *(k for k in att.capability_args if k in LIVE_CAPABILITIES)] if resumed \
-                else list(changes)
-            plugins = [p for p in net.plugins
-                       if any(k in p.capabilities for k in rerun_caps) or p.type in plugin_types]
-            if not plugins:
-                raise ArgumentError(f"network {network} has no plugin that takes "
-                                    f"{', '.join(sorted(changes) or plugin_types)}")
-            netns = rt.netns or att.netns
-            self._check_netns(netns)
-            for p in plugins:
-                find_plugin(p.type, self.plugin_dirs)
-            args = [(k, v) for k, v in att.cni_args]
-            old_caps = dict(att.capability_args)  # a resumed change: the arguments it was going to
-            new_caps = {k: v for k, v in {**old_caps, **changes}.items() if v not in (None, [], {})}
-            if resumed:  # the plugins of the change cut short may still be running
-                kill_orphaned_adds(rt.container_id, rt.ifname)
-                kill_orphaned_adds(shadow_id(rt.container_id), rt.ifname)
-            prev = att.result
-            if prev.get("cniVersion") != net.cni_version:
-                prev = _convert(prev, net.cni_version)
-            old_rt = RuntimeConf(rt.container_id, netns, rt.ifname, args, old_caps)
-            new_rt = RuntimeConf(rt.container_id, netns, rt.ifname, args, new_caps)
-            intent = {**new_caps, **{k: old_caps[k] for k in changes if k not in new_caps and k in old_caps}}
-            record = cnicache.CachedAttachment(
-                network_name=att.network_name, container_id=att.container_id, ifname=att.ifname,
-                config=att.config, netns=att.netns, cni_args=att.cni_args, capability_args=intent,
-                result=att.result, pending={"started": len(net.plugins), "update": 1},
-            )
-            cnicache.write_file(self.cache_dir, record, fsync=False)
-
-            def rerun(old: RuntimeConf, new: RuntimeConf) -> None:
-                for p in reversed(plugins):
-                    if p.type != "portmap":
-                        self._exec(net, p, self._inv("DEL", old), self.build_conf(net, p, old, prev))
-                if any(p.type == "bandwidth" for p in plugins):
-                    # bandwidth's DEL leaves its qdiscs on the host veth; its ADD would fail on them.
-                    from .bandwidth import clear_host_shaping
-
-                    clear_host_shaping(prev, old.capability_args.get("bandwidth"))
-                for p in plugins:
-                    if p.type == "portmap":
-                        self._swap_portmap(net, p, old, new, prev)
-                        continue
-                    out = self._exec(net, p, self._inv("ADD", new), self.build_conf(net, p, new, prev))
-                    _parse_result(out, net.cni_version, p.type, net.name, "ADD")
-
-            try:
-                rerun(old_rt, new_rt)
-            except BaseException:
-                try:
-                    rerun(new_rt, old_rt)
-                except CNIError:
-                    pass  # the record below still names both sets' plugin: a DEL removes them
-                else:
-                    record.capability_args, record.pending = old_caps, None
-                    cnicache.write_file(self.cache_dir, record)
-                raise
-            record.capability_args, record.pending = new_caps, None
-            # No fsync, as ADD's final write: a power loss takes the rules and qdiscs with it.
-            cnicache.write_file(self.cache_dir, record, fsync=False)
-        return record
-
-    def _swap_portmap(
-        self, net: NetworkConfigList, p: PluginConf, old: RuntimeConf, new: RuntimeConf, prev: dict[str, Any]
-    ) -> None:
-        """Replace portmap's rules for `old`'s mappings by `new`'s with no moment without a rule for a kept port.
-
-        portmap keys its per-container chain (CNI-DN-<hash>) on network name
-        and container ID, and its DEL removes all of the chain: a DEL then ADD
-        of the same identity refuses connections to every port in between. So
-        the new mappings are ADDed first under a second identity
-        (shadow_id: its own chain, jumped to beside the first), then the
-        container's own identity is DELed and ADDed again with them, then the
-        second is DELed. A port in both sets has a DNAT rule at every moment;
-        portmap stays the owner of every rule. Every step is idempotent
-        (portmap's ADD inserts only missing rules, its DEL of a missing chain
-        is a no-op), so running all of them again finishes a change cut short
-        anywhere. portmap does nothing for an empty list, DEL included: the
-        DELs are given a non-empty one.
-        """
-        twin = RuntimeConf(shadow_id(new.container_id), new.netns, new.ifname, new.args, new.capability_args)
-        wanted = bool(new.capability_args.get(PORT_CAPABILITY))
-        gone = new if wanted else old
-        if wanted:
-            out = self._exec(net, p, self._inv("ADD", twin), self.build_conf(net, p, twin, prev))
-            _parse_result(out, net.cni_version, p.type, net.name, "ADD")
-        self._exec(net, p, self._inv("DEL", gone), self.build_conf(net, p, gone, prev))
-        if wanted:
-            out = self._exec(net, p, self._inv("ADD", new), self.build_conf(net, p, new, prev))
-            _parse_result(out, net.cni_version, p.type, net.name, "ADD")
-            self._exec(net, p, self._inv("DEL", twin), self.build_conf(net, p, twin, prev))
 
     # -- CHECK -------------------------------------------------------------
     def check(self, net: NetworkConfigList, rt: RuntimeConf) -> None:
@@ -637,7 +429,7 @@ class CNI:
             raise VersionError(f'configuration version "{net.cni_version}" does not support the CHECK command')
         if net.disable_check:
             return
-        self._check_netns(rt.netns)
+        self.check_netns(rt.netns)
         att = self.cached(net.name, rt)  # unreadable cache: CacheError, as libcni
         prev = _convert(att.result, net.cni_version) if att and att.result else None
         cached_limit = att.capability_args.get("bandwidth") if att is not None else None

@@ -16,7 +16,7 @@ them) this module
    the rules that keep each network's resolver to its network (dns_guard),
    and the resolvers themselves (one that died is started again: cnirun.dns);
 2. re-applies only what is missing: policy plugins run again with the
-   cached prevResult through runtime.CNI.update_capabilities (DEL + ADD of
+   cached prevResult through cni.update.update_capabilities (DEL + ADD of
    those plugins alone, intent record first), never the interface or IPAM
    plugins, so every interface, address and MAC stays. The bridge plugin's
    masquerade rules cannot be re-made by running bridge again (its IPAM
@@ -338,7 +338,8 @@ def _check_one(cni: Any, att: cnicache.CachedAttachment, rules: Rules, report: R
     from ..cni.config import conflist_from_bytes
     from ..core.errors import CNIError
     from ..core.lock import lock_container, unlock_container
-    from ..cni.runtime import RuntimeConf
+    from ..cni.runtime_conf import RuntimeConf
+    from ..cni.update import update_capabilities
 
     report.checked += 1
     try:
@@ -374,7 +375,7 @@ def _check_one(cni: Any, att: cnicache.CachedAttachment, rules: Rules, report: R
             restore_masquerade(att)
         if types:
             rt = RuntimeConf(container_id=att.container_id, netns=att.netns, ifname=att.ifname)
-            cni.update_capabilities(att.network_name, rt, {}, plugin_types=tuple(types))
+            update_capabilities(cni, att.network_name, rt, {}, plugin_types=tuple(types))
     except CNIError as e:
         rep.error = str(e)
     finally:

@@ -24,7 +24,8 @@ import os
 from ..cni import cache as cnicache
 from ..cni.config import NetworkConfigList
 from ..core.errors import ArgumentError, CacheError, CNIError
-from ..cni.runtime import CNI, LIVE_CAPABILITIES, RuntimeConf
+from ..cni.runtime import CNI
+from ..cni.runtime_conf import RuntimeConf
 from ..core.value import Value
 
 TYPE_CHECKING = False
@@ -645,7 +646,7 @@ def published(cni: CNI, container_id: str) -> list[dict[str, Any]]:
 def set_ports(cni: CNI, container_id: str, mappings: list[dict[str, Any]]) -> cnicache.CachedAttachment:
     """Make `mappings` the container's published ports, re-running only the portmap plugin(s).
 
-    runtime.CNI.update_capabilities does it (DEL with the cached mappings,
+    cni.update.update_capabilities does it (DEL with the cached mappings,
     ADD with the new ones, cached prevResult, cache rewritten), so a later
     DEL or gc removes exactly the current rules. Call with the container's
     lock held and, when ports are added, their claim (portlock.reserve).
@@ -656,8 +657,10 @@ def set_ports(cni: CNI, container_id: str, mappings: list[dict[str, Any]]) -> cn
             "published ports need a network with the portmap plugin (capabilities portMappings); "
             "none of the container's networks has one: connect it to one first"
         )
+    from ..cni.update import update_capabilities
+
     rt = RuntimeConf(container_id=container_id, ifname=att.ifname)
-    return cni.update_capabilities(att.network_name, rt, {PORT_CAPABILITY: mappings})
+    return update_capabilities(cni, att.network_name, rt, {PORT_CAPABILITY: mappings})
 
 
 def _capability_attachment(cni: CNI, container_id: str, capability: str) -> cnicache.CachedAttachment | None:
@@ -692,7 +695,7 @@ def set_bandwidth(
     """Make `value` (policy.capability(); None: no limit) the container's rate limits, live.
 
     Re-runs only the bandwidth plugin with the cached prevResult
-    (runtime.CNI.update_capabilities: intent record first, cache rewritten),
+    (cni.update.update_capabilities: intent record first, cache rewritten),
     so the container keeps its address, MAC and connections, and a later DEL,
     gc or reattach applies the current limits. `netns`: the container's
     (default: the cached one). Call with the container's lock held.
@@ -705,19 +708,22 @@ def set_bandwidth(
             "rate limits need a network with the bandwidth plugin (capabilities bandwidth); none of the "
             "container's networks has one: connect it to one first"
         )
+    from ..cni.update import update_capabilities
+
     rt = RuntimeConf(container_id=container_id, netns=netns, ifname=att.ifname)
-    return cni.update_capabilities(att.network_name, rt, {CAPABILITY: value})
+    return update_capabilities(cni, att.network_name, rt, {CAPABILITY: value})
 
 
 # -- gc ----------------------------------------------------------------------------------
 def finish_changes(cni: CNI, container_id: str) -> list[str] | None:
     """For `cnirun gc`: finish the live port or rate changes of a running container that a kill cut short.
 
-    Their intent record holds the arguments they were making (runtime.CNI.update_capabilities);
+    Their intent record holds the arguments they were making (cni.update.update_capabilities);
     re-running the change to them leaves exactly those rules (none of portmap's second identity).
     None when the container is busy (its lock is held: its own change or teardown finishes it);
     else what could not be finished.
     """
+    from ..cni.update import LIVE_CAPABILITIES, update_capabilities
     from ..core.lock import lock_container, unlock_container
 
     fd = lock_container(container_id, blocking=False)
@@ -730,7 +736,7 @@ def finish_changes(cni: CNI, container_id: str) -> list[str] | None:
                 continue
             again = {k: v for k, v in att.capability_args.items() if k in LIVE_CAPABILITIES}
             try:
-                cni.update_capabilities(att.network_name, RuntimeConf(container_id, "", att.ifname), again)
+                update_capabilities(cni, att.network_name, RuntimeConf(container_id, "", att.ifname), again)
             except CNIError as e:
                 problems.append(f"{att.network_name}/{att.ifname}: {e}")
     finally:
