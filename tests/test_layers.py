@@ -136,7 +136,7 @@ def test_no_import_cycles() -> None:
 def test_the_checker_sees_lazy_and_relative_imports() -> None:
     """The walker itself: a function-level relative import is an edge (a test that could pass blind is none)."""
     graph = _graph()
-    assert "cnirun.network.lifecycle" in graph["cnirun.oci.hook"]  # imported inside attach_container
+    assert "cnirun.network.lifecycle" in graph["cnirun.oci.attach"]  # imported inside attach_container
     assert "cnirun.cni.runtime" in graph["cnirun.network.lifecycle"]  # module level
     assert "cnirun.netstore.networks" in graph["cnirun.run.plan"]  # lazy, two dots
 

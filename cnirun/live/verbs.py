@@ -20,7 +20,7 @@ For the last two, a record in the run state dir (<state>/containers/<id>/,
 mode "hook" or "foreign") hands the container to the `-d` watcher, which
 tears it down when the container is removed (and `cnirun gc` after a crash),
 and lists in live.json what was connected and published here, which the
-hook's createRuntime attaches again after a restart (hook.reapply_live).
+hook's createRuntime attaches again after a restart (oci.reapply).
 """
 from __future__ import annotations
 

@@ -1,11 +1,12 @@
 """The hook's log: one JSON line per hook run (stage, container, networks, outcome, duration).
 
 CNIRUN_HOOK_LOG (paths.hook_log), rotated once at 4 MiB. Writing it never
-makes a hook fail. On the hook path: os and cnirun.core.jsonfast only.
+makes a hook fail. On the hook path: os, time and cnirun.core.jsonfast only.
 """
 from __future__ import annotations
 
 import os
+import time
 
 from ..core import jsonfast as json
 
@@ -41,3 +42,7 @@ def write_log(record: dict[str, Any], path: str | None = None) -> None:
         pass
 
 
+def finish(record: dict[str, Any], started: float) -> None:
+    """Log a hook run's record with its time and its duration since `started` (time.monotonic)."""
+    record["duration_ms"] = round((time.monotonic() - started) * 1000, 1)
+    write_log({"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **record})

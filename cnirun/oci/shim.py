@@ -10,7 +10,7 @@ dockerd (through containerd-shim-runc-v2) calls the runtime registered as
    <docker root>/containers/<id>/config.v2.json, written before create;
 3. when the spec asks for a new network namespace (`--network none`), makes
    the start gate (start_gate) and forks the attach worker
-   (hook.run_for_shim, with the recorded hook environment). The worker
+   (attach.run_for_shim, with the recorded hook environment). The worker
    checks what the labels ask for, DELs what an earlier start left, makes
    the namespace and pins it at <state dir>/netns/<id>, and says so; then it
    runs the ADDs while runc creates the container, and writes the outcome
@@ -30,7 +30,7 @@ five-plugin chain) thus overlap runc's create and containerd's round trips
 
 A spec that joins another namespace (host, container:X) or a Docker network
 mode other than none gets the createRuntime hook instead, which refuses it
-with its own message; so do networks with IPv6 ranges (hook.NotEarly:
+with its own message; so do networks with IPv6 ranges (attach.NotEarly:
 Docker's own prestart hook would drop their addresses). A launcher older
 than LAUNCHER_VERSION (installed before an upgrade) gets the createRuntime
 and poststop hooks. Containers without a cnirun.networks label, and every
@@ -201,7 +201,7 @@ def _new_netns_entry(spec: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def start_attach(bundle: str, container_id: str, spec: dict[str, Any], env: dict[str, str]) -> int:
-    """Fork the attach worker (hook.run_for_shim); returns the read end of its ready pipe.
+    """Fork the attach worker (attach.run_for_shim); returns the read end of its ready pipe.
 
     The start gate is made and locked first, so that it exists before runc
     can be asked to start the container; the worker inherits the lock.
@@ -228,7 +228,7 @@ def start_attach(bundle: str, container_id: str, spec: dict[str, Any], env: dict
                 os.closerange(lo + 1, hi)
             os.environ.clear()
             os.environ.update(env)
-            from .hook import run_for_shim
+            from .attach import run_for_shim
             from ..core.oci_state import OCIState, config_from_dict
 
             ann = {k: str(v) for k, v in (spec.get("annotations") or {}).items()}
@@ -335,7 +335,7 @@ def _abandon(container_id: str, env: dict[str, str]) -> None:
     os.environ.clear()
     os.environ.update(env)
     from ..core.errors import CNIError
-    from .hook import detach_container
+    from .detach import detach_container
     from ..core.lock import lock_container, unlock_container
     from ..cni.runtime import CNI
 
@@ -406,7 +406,7 @@ DELETE_LOCK_FD = 9  # the launcher's `delete` holds the container lock on this f
 
 
 def delete_main(argv: list[str]) -> int:
-    """`<launcher> delete ...` in the background: DEL the container's attachments (hook.run_delete).
+    """`<launcher> delete ...` in the background: DEL the container's attachments (detach.run_delete).
 
     argv: [program, container id]; the hook environment comes from the
     install-time settings, as for the worker of `create`.
@@ -418,7 +418,7 @@ def delete_main(argv: list[str]) -> int:
         return 1
     os.environ.clear()
     os.environ.update(dict(e.split("=", 1) for e in hook_environment(conf) if "=" in e))
-    from .hook import run_delete
+    from .detach import run_delete
 
     return run_delete(argv[-1] if len(argv) > 1 else "", DELETE_LOCK_FD)
 

@@ -2,7 +2,7 @@
 
 In Docker hook mode the shim makes the container's netns itself, hands it to
 runc by path, and lets a forked worker run the ADDs while runc creates the
-container (cnirun.oci.shim, hook.run_for_shim). The container's first
+container (cnirun.oci.shim, attach.run_for_shim). The container's first
 instruction must not run before its network is up, so the runtime's `runc
 start` waits here: <state dir>/starting/<container id>, created and
 flock'ed (exclusively) by the shim before it forks, the lock inherited by
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 OK = "ok"
 # The launcher's flock timeout: longer than the worker's whole budget
-# (hook.ATTACH_BUDGET + CLEANUP_GRACE), which ends it one way or the other.
+# (deadline.ATTACH_BUDGET + CLEANUP_GRACE), which ends it one way or the other.
 WAIT_SECONDS = 150
 
 
