@@ -480,7 +480,8 @@ def test_sigkill_with_a_containers_own_resolver_then_gc_leaves_nothing(world: Wo
 def test_gc_stops_a_resolver_whose_names_are_gone(world: World) -> None:
     """A names file whose container has no cached attachment (its owner died after the DEL) goes at gc,
     and with it the resolver; a resolver whose record is gone is stopped too."""
-    from cnirun.dns import names as dns
+    from cnirun.dns import gc, store
+    from cnirun.dns.names import register
 
     w = world
     env = {k: w.env[k] for k in ("CNIRUN_STATE_DIR", "NETCONFPATH", "CNI_CACHE_DIR")}
@@ -493,16 +494,16 @@ def test_gc_stops_a_resolver_whose_names_are_gone(world: World) -> None:
 
         net = CNI().network(w.net)
         result = {"ips": [{"address": f"10.195.{w.n}.9/24", "gateway": gateway(w)}]}
-        assert dns.register(net, "c" * 64, result, ["ghost"], str(w.cache_dir)) == [gateway(w)]
-        assert len(resolvers_of(w)) == 1 and dns.names(w.net) == {"c" * 64: ["ghost"]}
+        assert register(net, "c" * 64, result, ["ghost"], str(w.cache_dir)) == [gateway(w)]
+        assert len(resolvers_of(w)) == 1 and store.names(w.net) == {"c" * 64: ["ghost"]}
         assert len(guard_rules(w.net)) == 2
         # Rules of a network whose record is gone (a stop cut short between the two) go at gc too.
         from cnirun.dns import guard as dns_guard
 
-        state = dns_guard.state_tag(dns.dns_root())
+        state = dns_guard.state_tag(store.dns_root())
         assert dns_guard.install(f"{w.net}-gone", w.bridge, [f"10.195.{w.n}.2"], state) == ""
         assert len(guard_rules(f"{w.net}-gone")) == 2
-        done = dns.collect()
+        done = gc.collect()
         assert any("gone container" in line for line in done), done
         assert any(f"DNS guard rule of gone network {w.net}-gone" in line for line in done), done
         assert resolvers_of(w) == [] and dns_dirs(w) == []

@@ -97,10 +97,10 @@ def test_enable_icc_false_and_isolate_in_the_chain() -> None:
 
 
 def test_x_cni_dns_outside_names() -> None:
-    """x-cni dns_outside_names: true lets the network's resolver answer dotted names (cnirun.dns.names.outside_names);
+    """x-cni dns_outside_names: true lets the network's resolver answer dotted names (cnirun.dns.netconf.outside_names);
     off by default; a value that is not a boolean is one error naming the key."""
     from cnirun.cni.config import conflist_from_bytes
-    from cnirun.dns.names import outside_names
+    from cnirun.dns.netconf import outside_names
 
     on = convert("networks:\n  n:\n    x-cni: {dns_outside_names: true}\n")["n"]
     off = convert("networks:\n  n: {}\n")["n"]

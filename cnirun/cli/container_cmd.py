@@ -417,7 +417,7 @@ def collect_garbage(dry_run: bool = False, show: Any = None) -> list[str]:
                 for e in cni.gc(net, keep.get(net.name, [])):
                     say(f"GC {net.name}: {e}")
         # Names of containers with no attachment left, resolvers nobody needs (cnirun.dns).
-        from ..dns.names import collect as collect_dns
+        from ..dns.gc import collect as collect_dns
 
         for line in collect_dns():
             say(line)

@@ -178,7 +178,7 @@ def members(project: Project) -> list[Member]:
 def hosts_entries(project: Project, me: Member, peers: list[Member]) -> list[tuple[str, list[str]]]:
     """Own addresses, then every peer on each network we share that has no DNS (service name, aliases,
     container): on a network with a resolver (cnirun.dns) the peers are found by DNS, not in this file."""
-    from ..dns.names import resolvers
+    from ..dns.resolver import resolvers
 
     names = network_names(project)
     entries: list[tuple[str, list[str]]] = []

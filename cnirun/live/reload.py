@@ -311,7 +311,8 @@ def reload(networks: list[str] | None = None, dry_run: bool = False, cnis: list[
         for cni, att in todo:
             bar.step(f"{att.network_name} {att.container_id[:12]} {att.ifname}")
             _check_one(cni, att, rules, report, isolation_fixed, dry_run)
-    from ..dns.names import repair_guards, revive
+    from ..dns.keeper import revive
+    from ..dns.resolver import repair_guards
 
     # A resolver that died first: starting it puts its guard rules back too.
     for network, error in revive(wanted or None, dry_run):

@@ -301,7 +301,8 @@ def connect(ref: str, network: str, ip: str = "", mac: str = "", aliases: list[s
 
 def _our_resolvers(t: Target) -> set[str]:
     """The nameservers cnirun may have put in the container's resolv.conf for the networks it is on now."""
-    from ..dns.names import VIEW_ADDRESS, resolvers
+    from ..dns.resolver import resolvers
+    from ..dns.view import VIEW_ADDRESS
     from ..network.lifecycle import cached_attachments
 
     return {VIEW_ADDRESS} | {r for a in cached_attachments(t.cni, t.cni_id) for r in resolvers(a.network_name)}
@@ -314,7 +315,8 @@ def _follow_dns(t: Target, ours: set[str]) -> None:
     bind-mounted there (in every mode), in place. Only cnirun's own nameserver
     lines change: a file naming none of them (--dns) is left alone.
     """
-    from ..dns.names import nameservers, resolvers
+    from ..dns.resolver import resolvers
+    from ..dns.view import nameservers
     from ..network.hosts_patch import swap_nameservers
     from ..network.lifecycle import cached_attachments
 

@@ -448,9 +448,9 @@ class Planner:
         if spec.labels:
             meta["labels"] = dict(spec.labels)
         if not spec.dns:
-            meta["dns"] = False  # cnirun.dns.names.enabled reads it
+            meta["dns"] = False  # cnirun.dns.netconf.enabled reads it
         if spec.dns_outside_names:
-            meta["dnsOutsideNames"] = True  # cnirun.dns.names.outside_names reads it
+            meta["dnsOutsideNames"] = True  # cnirun.dns.netconf.outside_names reads it
         meta.update(extra_meta or {})
         if spec.x_cni_plugins is not None:
             plugins = [dict(p) for p in spec.x_cni_plugins]

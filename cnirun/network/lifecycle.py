@@ -383,14 +383,14 @@ def _publish_names(
 
 def _sync_resolver(container_id: str, networks: list[str], netns: str) -> list[str]:
     """The container's own resolver when it is on several networks with DNS (cnirun.dns); its nameservers."""
-    from ..dns.names import sync_view
+    from ..dns.view import sync_view
 
     return sync_view(container_id, networks, netns)
 
 
 def _stop_resolver(container_id: str) -> None:
     """Stop the container's own resolver (it lives in the netns and keeps it alive: before any DEL)."""
-    from ..dns.names import stop_view
+    from ..dns.view import stop_view
 
     stop_view(container_id)
 

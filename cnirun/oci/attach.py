@@ -256,7 +256,8 @@ def _reapply_and_remember(cni: CNI, state: OCIState, atts: list[Attachment], fre
 
 def _write_host_files(config: OCIConfig, container_id: str, atts: list[Attachment], record: dict[str, Any]) -> None:
     """The engine's hosts file gets the container's names; its resolv.conf its own resolver when it has a view."""
-    from ..dns.names import VIEW_ADDRESS, has_view, resolvers
+    from ..dns.resolver import resolvers
+    from ..dns.view import VIEW_ADDRESS, has_view
     from ..network.hosts_patch import add_hosts_entries
 
     problem = add_hosts_entries(config, container_id, atts)

@@ -33,7 +33,7 @@ def write_host_files(st: RunState, req: RunRequest, atts: list[Attachment], host
             entries.append((ip, [name]))
     write_hosts(st.hosts, entries)
     # The networks' own DNS when they have it (cnirun.dns): the container's own resolver on several.
-    from ..dns.names import nameservers
+    from ..dns.view import nameservers
 
     resolvers = nameservers(st.id, [a.network for a in atts])
     write_resolv_conf(st.resolv_conf, container_dns([a.result for a in atts], req.dns, req.dns_search, resolvers))
@@ -42,7 +42,8 @@ def write_host_files(st: RunState, req: RunRequest, atts: list[Attachment], host
 def planned_resolvers(networks: list[Any]) -> list[str]:
     """The nameservers of a container on these networks, from the configs alone, before ADD (Docker hook
     mode: dockerd writes resolv.conf): the network's resolver, or on several with DNS the container's own."""
-    from ..dns.names import VIEW_ADDRESS, planned_resolver
+    from ..dns.netconf import planned_resolver
+    from ..dns.view import VIEW_ADDRESS
 
     found = [a for a in (planned_resolver(n) for n in networks) if a]
     return [VIEW_ADDRESS] if len(found) > 1 else found

@@ -24,7 +24,7 @@ Every `run -d` and every `cnirun gc` calls ensure_watcher(), and gc tears
 down what no watcher owns, so even a killed supervisor loses nothing.
 
 `python -m cnirun.run.watch resolvers` is another process: the keeper of the
-networks' DNS resolvers (cnirun.dns.names.keep), one per state dir, whatever the
+networks' DNS resolvers (cnirun.dns.keeper.keep), one per state dir, whatever the
 mode of the containers on them.
 """
 from __future__ import annotations
@@ -353,7 +353,7 @@ def main(argv: list[str]) -> int:
             _log(f"worker failed: {e}")
             return 1
     if cmd == "resolvers":  # the DNS resolvers' keeper (cnirun.dns): one per state dir
-        from ..dns.names import keep
+        from ..dns.keeper import keep
 
         return keep()
     sys.stderr.write("usage: python -m cnirun.run.watch supervise|worker|resolvers\n")
