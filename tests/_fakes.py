@@ -9,7 +9,7 @@ import pytest
 from cnirun.network import lifecycle
 from cnirun.engines.base import Engine
 from cnirun.state.runs import RunMeta, RunState
-from cnirun.run.teardown import cni_env
+from cnirun.run.caches import cni_env
 
 from _core_fixtures import CoreEnv
 

@@ -108,7 +108,8 @@ def run_in_netns(networks: list[str], command: list[str]) -> int:
     from ..cni.runtime import CNI
     from ..core.fsutil import identity
     from ..state.runs import RunMeta, RunState, state_root
-    from ..run.teardown import cni_env, teardown
+    from ..run.caches import cni_env
+    from ..run.teardown import teardown
 
     if not command:
         fail("exec needs a command: cnirun exec [--net NAME]... -- COMMAND [ARG...]")

@@ -155,7 +155,7 @@ def members(project: Project) -> list[Member]:
     """The project's services whose run is up, with their addresses per network."""
     from ..cni import cache as cnicache
     from ..network.lifecycle import Attachment
-    from ..run.teardown import cni_for
+    from ..run.caches import cni_for
 
     states = _states_by_name()
     out: list[Member] = []

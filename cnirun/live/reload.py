@@ -253,36 +253,6 @@ def _network_isolation_missing(net: Any, rules: Rules) -> str:
 
 
 # -- finding live attachments -----------------------------------------------------------------
-def runtimes() -> list[Any]:
-    """A CNI for every result cache in use: this shell's, the installed hook's, every run's recorded paths."""
-    from ..cni.runtime import CNI
-    from ..state.runs import list_states
-    from ..run.teardown import cni_for
-
-    found: dict[str, Any] = {}
-
-    def add(cni: Any) -> None:
-        found.setdefault(os.path.abspath(cni.cache_dir), cni)
-
-    add(CNI())
-    for st in list_states():
-        meta = st.read_meta()
-        if meta is not None:
-            add(cni_for(meta))
-    try:
-        from ..oci.install.docker_runtime import installed_settings
-        from ..oci.install.hooksd import installed_envs
-
-        envs = [(installed_settings() or {}).get("env") or {}] + list(installed_envs())
-    except Exception:  # noqa: BLE001 - unreadable install files: the caches found so far
-        envs = []
-    for env in envs:
-        if env.get("CNI_CACHE_DIR"):
-            add(CNI(cache_dir=env["CNI_CACHE_DIR"], plugin_path=env.get("CNI_PATH") or None,
-                    netconf_path=env.get("NETCONFPATH") or None))
-    return list(found.values())
-
-
 def _live(att: cnicache.CachedAttachment) -> bool:
     """A finished attachment whose container still runs: its netns is there and so is its host veth."""
     from ..cni.bandwidth import host_veth
@@ -300,6 +270,8 @@ def reload(networks: list[str] | None = None, dry_run: bool = False, cnis: list[
 
     progress(total) -> a context manager with step(item) (cli.output.Progress): the CLI's status line
     on a terminal, one step per attachment checked."""
+    from ..run.caches import runtimes
+
     wanted = set(networks or [])
     rules = Rules()
     report = Report()

@@ -81,31 +81,6 @@ def lookup(ref: str) -> tuple[Any, Any]:
     raise ArgumentError(f"no such container: {ref} (give a running container's name or ID; see docker ps / podman ps)")
 
 
-def _cni_for_cache(cid: str) -> Any:
-    """A CNI whose cache holds the container's attachments: this shell's, else the installed hook's."""
-    from ..cni import cache as cnicache
-    from ..cni.runtime import CNI
-
-    cni = CNI()
-    if cnicache.list_attachments(cni.cache_dir, container_id=cid):
-        return cni
-    envs: list[dict[str, str]] = []
-    try:
-        from ..oci.install.docker_runtime import installed_settings
-        from ..oci.install.hooksd import installed_envs
-
-        envs.append((installed_settings() or {}).get("env") or {})
-        envs += installed_envs()
-    except Exception:  # noqa: BLE001 - unreadable install files: this shell's cache then
-        return cni
-    for env in envs:
-        d = env.get("CNI_CACHE_DIR", "")
-        if d and cnicache.list_attachments(d, container_id=cid):
-            return CNI(cache_dir=d, plugin_path=env.get("CNI_PATH") or None,
-                       netconf_path=env.get("NETCONFPATH") or None)
-    return cni
-
-
 def target(ref: str, running: bool = True) -> Target:
     """Resolve `ref`; ArgumentError for a container cnirun cannot change (not running, host, container:).
 
@@ -130,7 +105,7 @@ def _target_of(engine: str, c: Any, running: bool) -> Target:
     from ..core.paths import runs_dir
     from ..core.fsutil import identity
     from ..state.runs import read_meta
-    from ..run.teardown import cni_for
+    from ..run.caches import cni_for, cni_holding
 
     show = c.name or c.id[:12]
     if running and not c.running:
@@ -158,7 +133,7 @@ def _target_of(engine: str, c: Any, running: bool) -> Target:
         )
     record = os.path.join(runs_dir(), c.id)
     meta = read_meta(os.path.join(record, "meta.json"))
-    cni = cni_for(meta) if meta is not None else _cni_for_cache(c.id)
+    cni = cni_for(meta) if meta is not None else cni_holding(c.id)
     pinned = is_pinned(pin_path(c.id))
     kind = "foreign" if meta is not None and meta.mode == "foreign" else ("hook" if pinned else "foreign")
     netns = pin_path(c.id) if pinned else ""
@@ -195,7 +170,7 @@ def _ensure_record(t: Target) -> None:
     """The state dir that hands a hook-mode or foreign container to the watcher (teardown on removal)."""
     from ..core.fsutil import identity
     from ..state.runs import TMP_PREFIX, RunMeta, RunState, state_root
-    from ..run.teardown import cni_env
+    from ..run.caches import cni_env
 
     if t.kind == "run" or t.state_dir is not None:
         return

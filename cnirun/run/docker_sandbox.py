@@ -42,7 +42,7 @@ def run_docker_sandbox(p: Plan, gate: SignalGate) -> RunOutcome:
     from .request import RunOutcome
     from ..core.fsutil import identity
     from ..state.runs import RunMeta, RunState
-    from .teardown import cni_env
+    from .caches import cni_env
 
     req, spec = p.req, p.req.spec
     st = RunState.create()

@@ -151,7 +151,7 @@ def run_docker_single(p: Plan, gate: SignalGate) -> RunOutcome:
     from ..engines.spec import RunSpec
     from .request import RunOutcome
     from ..state.runs import RunMeta, RunState
-    from .teardown import cni_env
+    from .caches import cni_env
     from .etc_files import host_file_binds
 
     spec = p.req.spec

@@ -169,7 +169,8 @@ def run_podman(p: Plan, gate: SignalGate) -> RunOutcome:
     from .request import RunOutcome
     from ..core.fsutil import identity
     from ..state.runs import RunMeta, RunState
-    from .teardown import cni_env, teardown
+    from .caches import cni_env
+    from .teardown import teardown
 
     req, spec = p.req, p.req.spec
     podman.podman_bin()

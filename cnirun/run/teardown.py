@@ -13,30 +13,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 from ..state.runs import RunMeta, RunState
-
-
-def cni_env(cni: Any) -> dict[str, str]:
-    """The paths a later DEL must use (they may differ from the env of whoever tears down)."""
-    from ..core.lock import lock_file
-
-    return {
-        "CNI_PATH": ":".join(cni.plugin_dirs),
-        "NETCONFPATH": cni.netconf_path or os.environ.get("NETCONFPATH", ""),
-        "CNI_CACHE_DIR": cni.cache_dir,
-        "CNIRUN_LOCK_FILE": cni.lock_file or lock_file(),
-    }
-
-
-def cni_for(meta: RunMeta) -> Any:
-    from ..cni.runtime import CNI
-
-    env = meta.cni_env
-    return CNI(
-        plugin_path=env.get("CNI_PATH") or None,
-        netconf_path=env.get("NETCONFPATH") or None,
-        cache_dir=env.get("CNI_CACHE_DIR") or None,
-        lock_file=env.get("CNIRUN_LOCK_FILE") or None,
-    )
+from .caches import cni_for
 
 
 def detach_networks(meta: RunMeta) -> list[str]:
@@ -146,10 +123,9 @@ def file_bridges(meta: RunMeta) -> list[dict[str, Any]]:
     from ..core import jsonfast as json
     from ..core.errors import CNIError
 
-    cache_dir = meta.cni_env.get("CNI_CACHE_DIR") or cnicache.default_cache_dir()
     out: list[dict[str, Any]] = []
     try:
-        atts = cnicache.list_attachments(cache_dir, container_id=meta.id)
+        atts = cnicache.list_attachments(cni_for(meta).cache_dir, container_id=meta.id)
     except CNIError:
         return out  # an unreadable cache: detach reports it
     for att in atts:

@@ -309,7 +309,7 @@ def reattach_run(st: RunState, meta: RunMeta, netns: str) -> list[Any]:
     """
     from ..network.lifecycle import cached_attachments, reattach
     from ..core.fsutil import identity
-    from .teardown import cni_for
+    from .caches import cni_for
 
     cni = cni_for(meta)
     saved = st.path / "reattach"
