@@ -626,7 +626,7 @@ def test_hosts_entries_added_in_place_and_replaced_on_restart(tmp_path: Path, mo
         "hostname": "web1",
         "mounts": [{"destination": "/etc/hosts", "source": str(hosts), "type": "bind"}],
     }))
-    from cnirun.network.hosts_patch import add_hosts_entries  # what the attach calls with the bundle's config
+    from cnirun.network.files import add_hosts_entries  # what the attach calls with the bundle's config
 
     config = oci_state.read_config(str(bundle))
     att = Attachment("n1", "eth0", {"cniVersion": "1.0.0", "ips": [{"address": "10.141.9.7/24"}]})

@@ -234,9 +234,9 @@ def test_engine_file_gets_the_address(world: World, engine: str) -> None:
     assert wait_clean(world, last_record(world)["container"], BRIDGES) == []
 
 
-def test_hosts_patch_refuses_symlinks_and_foreign_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_engine_files_refuse_symlinks_and_foreign_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from cnirun.network.lifecycle import Attachment
-    from cnirun.network.hosts_patch import add_hosts_entries, engine_file
+    from cnirun.network.files import add_hosts_entries, engine_file
     from cnirun.core.oci_state import OCIConfig
 
     cid = secrets.token_hex(32)
@@ -260,7 +260,7 @@ def test_hosts_patch_refuses_symlinks_and_foreign_paths(tmp_path: Path, monkeypa
     assert not engine_file("/run/containers/storage/overlay-containers/../../../etc/hosts", cid)
     assert "RFC 1123" in add_hosts_entries(OCIConfig("", NEWLINE_HOSTNAME, podman_like), cid, [att])
     # resolv.conf after a restart (point_resolv_conf): the same checks, for the engine's own resolv.conf only.
-    from cnirun.network.hosts_patch import point_resolv_conf
+    from cnirun.network.files import point_resolv_conf
 
     assert engine_file(podman_like[: -len("hosts")] + "resolv.conf", cid, name="resolv.conf")
     assert not engine_file(podman_like, cid, name="resolv.conf")

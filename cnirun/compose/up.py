@@ -209,7 +209,7 @@ def hosts_entries(project: Project, me: Member, peers: list[Member]) -> list[tup
 
 def refresh_hosts(project: Project) -> None:
     """Rewrite every running service's /etc/hosts in place (it is a bind mount)."""
-    from ..network.hostfiles import write_hosts
+    from ..network.files import write_hosts
 
     current = members(project)
     for m in current:

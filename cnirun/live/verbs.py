@@ -268,7 +268,7 @@ def connect(ref: str, network: str, ip: str = "", mac: str = "", aliases: list[s
             {"network": net.name, "ifname": att.ifname, "capability_args": opts.capability_args,
              "args": opts.args, "names": opts.names}))
         if t.kind == "hook":  # the hook asks for the same address and MAC again after a restart
-            from ..network.hosts_patch import remember_addresses
+            from ..network.files import remember_addresses
 
             remember_addresses(t.cni_id, {net.name: att.had()})
     return att
@@ -286,44 +286,18 @@ def _our_resolvers(t: Target) -> set[str]:
 def _follow_dns(t: Target, ours: set[str]) -> None:
     """Point the running container's resolv.conf at what its networks offer now (cnirun.dns).
 
-    Written through /proc/<pid>/root, so it lands in whatever file the engine
-    bind-mounted there (in every mode), in place. Only cnirun's own nameserver
-    lines change: a file naming none of them (--dns) is left alone.
+    Only cnirun's own nameserver lines change (network.files.follow_nameservers).
     """
     from ..dns.resolver import resolvers
     from ..dns.view import nameservers
-    from ..network.hosts_patch import swap_nameservers
+    from ..network.files import follow_nameservers
     from ..network.lifecycle import cached_attachments
 
     if t.container.pid <= 0:
         return
-    path = f"/proc/{t.container.pid}/root/etc/resolv.conf"
-    if os.path.islink(path):  # an absolute link would resolve against the host's root, not the container's
-        return
-    try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            text = f.read()
-    except OSError:
-        return
     now = [a.network_name for a in cached_attachments(t.cni, t.cni_id)]
     ours = ours | {r for n in now for r in resolvers(n)}
-    if swap_nameservers(text, ours, []) == text:
-        # It names none of cnirun's resolvers (--dns, or no network with DNS so far): left alone whatever
-        # they would be now; so no host_dns() below (its pathlib and ipaddress: ~9 ms of such a connect).
-        return
-    new = nameservers(t.cni_id, now)
-    if not new:  # no network with DNS left: the host's, as a run on such networks gets
-        from ..network.hostfiles import host_dns  # pathlib, ipaddress: only here
-
-        new = host_dns().nameservers
-    updated = swap_nameservers(text, ours, new)
-    if updated != text:
-        # In place (O_TRUNC keeps the inode): the container sees the file the engine bind-mounted.
-        fd = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
-        try:
-            os.write(fd, updated.encode())
-        finally:
-            os.close(fd)
+    follow_nameservers(t.container.pid, ours, lambda: nameservers(t.cni_id, now))
 
 
 def _undo_connect(t: Target, att: Any) -> None:

@@ -551,7 +551,7 @@ def _forget_in_other_runs(container_id: str, addresses: set[str]) -> None:
     except OSError:
         return
     if runs:
-        from .hostfiles import forget_addresses
+        from .files import forget_addresses
 
         forget_addresses([os.path.join(root, n, "hosts") for n in runs], addresses)
 

@@ -38,10 +38,10 @@ def run_docker_hook(p: Plan, docker: Any, gate: SignalGate) -> RunOutcome:
     # Foreground --rm: dockerd removes the container as it exits (as `docker run --rm`), when the
     # client can register its wait before start; else cnirun removes it after the wait.
     auto_remove = spec.remove and (spec.detach or hasattr(docker, "wait_pending"))
-    from .etc_files import planned_resolvers
+    from ..network.files import planned_resolvers
 
-    # The hook cannot write resolv.conf: dockerd does, before the hook ADDs; the
-    # networks' resolvers (cnirun.dns) are known from their configs already.
+    # dockerd writes resolv.conf, before the hook ADDs: it is given the networks'
+    # resolvers (cnirun.dns), known from their configs already.
     dns = req.dns or planned_resolvers(p.networks)[:3]
     try:
         cid = docker.create_workload(

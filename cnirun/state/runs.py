@@ -9,7 +9,7 @@ One directory per run, named by the CNI container ID the run uses (a random
   a SIGKILLed owner releases the lock with its last descriptor.
 - `meta.json`: the engine, the helper and workload container IDs, the
   networks, and the CNI paths the run used (DEL must use the same cache dir).
-- `hosts`, `resolv.conf`: bind-mounted into the workload (see hostfiles).
+- `hosts`, `resolv.conf`: bind-mounted into the workload (see cnirun.network.files).
 
 Directories are made under a temporary name, locked, then renamed into
 place, so gc never sees a run's directory without its lock held.
