@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -279,6 +281,22 @@ def test_launcher_passes_non_create_calls_straight_to_runc(tmp_path: Path) -> No
     lines = out.read_text().splitlines()
     assert lines[:5] == [str(runc), "--root", "/r", "state", "some id"]
     assert not any(line.startswith("CNIRUN_SHIM_CONFIG=") for line in lines)
+
+
+def test_launcher_is_the_template_filled_in(tmp_path: Path) -> None:
+    """docker-runtime.sh: every @name@ filled (shell-quoted), no #% line written, start/delete only with their dirs, sh -n clean."""
+    odd = str(tmp_path / "it's @gates@ $HOME")
+    full = docker_runtime.launcher_text(odd, "/pkg", odd, odd, "/g", "/f lock", "/p", "/l")
+    bare = docker_runtime.launcher_text(odd, "/pkg", odd, odd)
+    for text in (full, bare):
+        assert text.startswith("#!/bin/sh\n") and "#%" not in text
+        assert re.search(r"@[a-z_]+@", text.replace(shlex.quote(odd), "")) is None
+        assert subprocess.run(["sh", "-n"], input=text, text=True).returncode == 0
+    assert "    start)\n" in full and "    delete)\n" in full and "'/f lock' -n 9;" in full
+    assert "    start)\n" not in bare and "    delete)\n" not in bare
+    assert f"exec {shlex.quote(odd)} \"$@\"\n" in full
+    with pytest.raises(KeyError):
+        docker_runtime.render_template("x @nope@\n", {}, {})
 
 
 def test_launcher_create_edits_bundle_then_execs_runc_with_same_argv(tmp_path: Path) -> None:

@@ -2,7 +2,8 @@
 
 `install` writes two files into a directory (default /usr/local/lib/cnirun):
 - `docker-runtime`, the executable dockerd runs instead of runc: a sh script
-  that execs runc directly unless an argument is `create`, and then runs the
+  (docker-runtime.sh beside this module, filled in by launcher_text) that
+  execs runc directly unless an argument is `create`, and then runs the
   Python shim (cnirun.oci.shim) with -I -S;
 - `docker-runtime.json`, the settings in effect at install time: the real
   runc, the hook command line and the hook environment (PATH, NETCONFPATH,
@@ -171,18 +172,22 @@ def reload_dockerd(present: bool, wait: float = RELOAD_WAIT) -> None:
 
 
 # -- the launcher ----------------------------------------------------------------------
+LAUNCHER_TEMPLATE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "docker-runtime.sh")
+
+
 def launcher_text(python: str, package_parent: str, runc: str, settings: str, gates: str = "",
                   flock: str = "flock", pins: str = "", locks: str = "") -> str:
-    """The runtime dockerd executes: sh; Python for `create` and, in the background, for `delete`.
+    """The runtime dockerd executes (docker-runtime.sh filled in): sh; Python for `create` and, in the background, for `delete`.
 
     `gates`: the start gates' directory (cnirun.oci.start_gate); a `start` whose
     container has a gate waits until the shim's attach worker has finished,
     and fails with the worker's error when it did not attach. `pins`, `locks`:
     the netns pins' and container locks' directories; a `delete` of a
-    container with a pin takes its lock (flock(1) on fd 9), starts the DEL
+    container with a pin takes its lock (flock(1) on fd DELETE_LOCK_FD), starts the DEL
     (shim.delete_main) in the background with it, and execs runc at once
     (when the lock is busy, only while runc still knows the container: the
-    DEL then waits for the lock itself).
+    DEL then waits for the lock itself). Without them, the launcher has no
+    `start` or `delete` branch.
     """
     import shlex
 
@@ -197,80 +202,35 @@ def launcher_text(python: str, package_parent: str, runc: str, settings: str, ga
         f"import sys; sys.path.insert(0, {package_parent!r}); "
         "from cnirun.oci.shim import delete_main; from cnirun.core.process import exit_now; exit_now(delete_main(sys.argv))"
     )
-    q = shlex.quote
-    fd = DELETE_LOCK_FD
-    delete = (
-        "    delete)\n"
-        "        # DEL in the background, holding the container's lock before runc's delete\n"
-        "        # returns: a create of the same container (a restart) waits for it. When\n"
-        "        # someone else holds the lock (a live change, a create's worker), wait for\n"
-        "        # it here. containerd calls delete twice; the second finds runc's state\n"
-        "        # gone and the lock held by the first one's DEL, and leaves it alone. A\n"
-        "        # gate still there means the container never started (its create failed).\n"
-        "        root=/run/runc prev=\n"
-        '        for id in "$@"; do\n'
-        '            case $prev in --root) root=$id ;; esac\n'
-        '            case $id in --root=*) root=${id#--root=} ;; esac\n'
-        '            prev=$id\n'
-        "        done\n"
-        '        case $id in */*|.*|"") ;; *)\n'
-        "            unstarted=\n"
-        f'            [ ! -e {q(gates)}/"$id" ] || {{ unstarted=1; rm -f {q(gates)}/"$id"; }}\n'
-        f'            if [ -e {q(pins)}/"$id" ]; then\n'
-        f"                [ -d {q(locks)} ] || mkdir -p {q(locks)}\n"
-        f"                {{ go=1\n"
-        f"                  if ! {q(flock)} -n {fd}; then\n"
-        '                      if [ -d "$root/$id" ] || [ -n "$unstarted" ]; then\n'
-        f"                          {q(flock)} -w 30 {fd}\n"
-        "                      else\n"
-        "                          go=\n"
-        "                      fi\n"
-        "                  fi\n"
-        '                  if [ -n "$go" ]; then\n'
-        f"                      CNIRUN_SHIM_CONFIG={q(settings)} {q(python)} -I -S -c {q(boot_delete)} \"$id\" "
-        "</dev/null >/dev/null 2>&1 &\n"
-        "                  fi\n"
-        f'                }} {fd}>>{q(locks)}/"$id".lock\n'
-        "            fi ;;\n"
-        "        esac\n"
-        "        break ;;\n"
-    ) if pins and locks else ""
+    values = {
+        "python": python, "runc": runc, "settings": settings, "gates": gates, "flock": flock, "pins": pins,
+        "locks": locks, "boot": boot, "boot_delete": boot_delete,
+    }
+    values = {k: shlex.quote(v) for k, v in values.items()}
+    values.update(launcher_version=LAUNCHER_VERSION, wait_seconds=str(WAIT_SECONDS), lock_fd=str(DELETE_LOCK_FD))
+    with open(LAUNCHER_TEMPLATE, encoding="utf-8") as f:
+        template = f.read()
+    return render_template(template, values, {"start": bool(gates), "delete": bool(pins and locks)})
 
-    start = (
-        "    start)\n"
-        "        # The shim's worker may still be attaching the container (cnirun.oci.start_gate).\n"
-        '        for id in "$@"; do :; done\n'
-        f'        gate={q(gates)}/"$id"\n'
-        '        case $id in */*|.*|"") gate= ;; esac\n'
-        '        if [ -n "$gate" ] && [ -e "$gate" ]; then\n'
-        "            r=\n"
-        f'            {{ {q(flock)} -s -w {WAIT_SECONDS} 9 && IFS= read -r r <&9; }} 9<"$gate" 2>/dev/null\n'
-        '            rm -f "$gate"\n'
-        '            if [ "$r" != ok ]; then\n'
-        "                printf 'cnirun: %s\\n' \"${r:-the network attach was killed before it finished: cnirun gc reclaims what it left}\" >&2\n"
-        "                exit 1\n"
-        "            fi\n"
-        "        fi\n"
-        "        break ;;\n"
-    ) if gates else ""
-    return (
-        "#!/bin/sh\n"
-        "# cnirun Docker runtime (written by `cnirun install docker-runtime`): runc plus\n"
-        "# cnirun's CNI attach. Only `create` needs Python (it attaches the container while\n"
-        "# runc creates it); a `start` waits for that attach, a `delete` starts the DEL in\n"
-        "# the background; every other runc call goes straight to runc.\n"
-        'for arg in "$@"; do\n'
-        "    case $arg in\n"
-        "    create)\n"
-        f"        CNIRUN_SHIM_CONFIG={q(settings)} CNIRUN_LAUNCHER={LAUNCHER_VERSION}\n"
-        "        export CNIRUN_SHIM_CONFIG CNIRUN_LAUNCHER\n"
-        f'        exec {q(python)} -I -S -c {q(boot)} "$0" "$@" ;;\n'
-        f"{start}"
-        f"{delete}"
-        "    esac\n"
-        "done\n"
-        f'exec {q(runc)} "$@"\n'
-    )
+
+def render_template(template: str, values: Mapping[str, str], sections: Mapping[str, bool]) -> str:
+    """docker-runtime.sh's form: `#%` lines dropped, `#%{ name` ... `#%}` kept only when sections[name], @name@ replaced.
+
+    Every @name@ is replaced in one pass (a value that holds @other@ stays as
+    it is); a name without a value is a KeyError.
+    """
+    import re
+
+    kept: list[str] = []
+    keep = [True]
+    for line in template.splitlines(keepends=True):
+        if line.startswith("#%{ "):
+            keep.append(keep[-1] and sections[line[4:].strip()])
+        elif line.startswith("#%}"):
+            keep.pop()
+        elif keep[-1] and not line.startswith("#%"):
+            kept.append(line)
+    return re.sub(r"@([a-z_]+)@", lambda m: values[m.group(1)], "".join(kept))
 
 
 def _find_program(name: str, environ: Mapping[str, str], hint: str) -> str:
