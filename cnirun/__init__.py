@@ -32,7 +32,7 @@ _LAZY = {
     "NetworkConfigList": "cnirun.cni.config",
     "PluginConf": "cnirun.cni.config",
     "Result": "cnirun.cni.result",
-    "Attachment": "cnirun.network.lifecycle",
+    "Attachment": "cnirun.network.attachment",
     "attach": "cnirun.network.lifecycle",
     "detach": "cnirun.network.lifecycle",
     "CNIError": "cnirun.core.errors",
@@ -51,7 +51,8 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 if TYPE_CHECKING:  # for type checkers and IDEs; nothing is imported at run time
-    from .network.lifecycle import Attachment, attach, detach
+    from .network.attachment import Attachment
+    from .network.lifecycle import attach, detach
     from .cni.config import NetworkConfigList, PluginConf
     from .core.errors import (
         ArgumentError,

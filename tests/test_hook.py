@@ -25,7 +25,7 @@ from cnirun.oci.install import docker_runtime, hooksd
 from cnirun.oci import argv as hook_command, shim
 from cnirun.network import lifecycle, netns_pin
 from cnirun.core import oci_state
-from cnirun.network.lifecycle import options_for
+from cnirun.network.network_options import options_for
 from cnirun.core.errors import ArgumentError
 from cnirun.network.options import ContainerNetworkSpec
 from cnirun.plugins import install_plugin_script
@@ -629,7 +629,7 @@ def test_shim_create_path_imports_nothing_heavy(tmp_path: Path) -> None:
 
 
 def test_hosts_entries_added_in_place_and_replaced_on_restart(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from cnirun.network.lifecycle import Attachment
+    from cnirun.network.attachment import Attachment
 
     cid = secrets.token_hex(32)
     root = tmp_path / "docker"

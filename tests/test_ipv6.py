@@ -178,7 +178,7 @@ def test_ip6_label_round_trip_and_validation() -> None:
 
 
 def test_options_for_puts_both_families_in_ips() -> None:
-    from cnirun.network.lifecycle import options_for
+    from cnirun.network.network_options import options_for
     from cnirun.network.options import ContainerNetworkSpec
 
     dual = _net("t196-d", ["10.196.1.0/24", "fd96:1::/64"])

@@ -1,4 +1,4 @@
-"""cnirun.network.lifecycle without root or an engine: options, attach, detach, reattach, reclaim.
+"""cnirun.network.lifecycle and network_options without root or an engine: options, attach, detach, reattach, reclaim.
 
 Plugins are cnirun's recording noop (it does not enter the netns, whose path
 is a plain file here), so every step can be checked from the calls it made.
@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from cnirun.network import lifecycle
+from cnirun.network import lifecycle, network_options
 from cnirun.cni.config import conflist_from_bytes
 from cnirun.core.errors import ArgumentError, PluginError
 from cnirun.core.lock import lock_container, unlock_container
@@ -44,7 +44,7 @@ def test_options_go_to_the_network_that_can_take_them() -> None:
     b = net("b", {"type": "bridge"}, {"type": "portmap", "capabilities": {"portMappings": True}}, subnet="10.8.0.0/24")
     spec = ContainerNetworkSpec(["a", "b"], [PortMapping(8080, 80)], ips={"a": "10.9.0.7", "b": "10.8.0.7"},
                                 mac="02:00:00:00:00:07")
-    oa, ob = lifecycle.options_for(spec, [a, b])
+    oa, ob = network_options.options_for(spec, [a, b])
     assert oa.capability_args == {"ips": ["10.9.0.7"], "mac": "02:00:00:00:00:07"} and oa.args == []
     assert ob.capability_args == {"portMappings": [{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}]}
     assert ob.args == [("IgnoreUnknown", "1"), ("IP", "10.8.0.7")]  # no ips capability: CNI_ARGS
@@ -61,7 +61,7 @@ def test_options_go_to_the_network_that_can_take_them() -> None:
 def test_options_refuse_what_cannot_work(spec: ContainerNetworkSpec, words: str) -> None:
     a = net("a", {"type": "bridge"}, subnet="10.9.0.0/24")
     with pytest.raises(ArgumentError, match=words):
-        lifecycle.options_for(spec, [a])
+        network_options.options_for(spec, [a])
 
 
 def test_options_refuse_an_address_host_local_has_handed_out(tmp_path: Path) -> None:
@@ -71,7 +71,7 @@ def test_options_refuse_an_address_host_local_has_handed_out(tmp_path: Path) -> 
     (tmp_path / "a").mkdir()
     (tmp_path / "a" / "10.9.0.9").write_text("someone")
     with pytest.raises(ArgumentError, match="already taken"):
-        lifecycle.options_for(ContainerNetworkSpec(["a"], [], ips={"a": "10.9.0.9"}), [a])
+        network_options.options_for(ContainerNetworkSpec(["a"], [], ips={"a": "10.9.0.9"}), [a])
 
 
 # -- attach / detach ---------------------------------------------------------------------------

@@ -186,7 +186,7 @@ def test_labels_round_trip_and_strict() -> None:
 def test_options_for_puts_rates_on_the_bandwidth_network(tmp_path: Path) -> None:
     from cnirun.cni.config import conflist_from_bytes
     from cnirun.core.errors import ArgumentError
-    from cnirun.network.lifecycle import options_for
+    from cnirun.network.network_options import options_for
     from cnirun.network.options import ContainerNetworkSpec
     from cnirun.network.rates import parse_rate
 

@@ -235,7 +235,7 @@ def test_engine_file_gets_the_address(world: World, engine: str) -> None:
 
 
 def test_engine_files_refuse_symlinks_and_foreign_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from cnirun.network.lifecycle import Attachment
+    from cnirun.network.attachment import Attachment
     from cnirun.network.files import add_hosts_entries, engine_file
     from cnirun.core.oci_state import OCIConfig
 

@@ -99,7 +99,7 @@ def _port_text(m: dict[str, Any]) -> str:
 
 
 def _att_row(att: Any) -> dict[str, Any]:
-    from ..network.lifecycle import Attachment
+    from ..network.attachment import Attachment
 
     return {
         "network": att.network_name,

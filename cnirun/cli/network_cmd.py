@@ -64,7 +64,7 @@ def _bridge(net: Any) -> str:
 
 
 def network_detail(cni: Any, net: Any) -> dict[str, Any]:
-    from ..network.lifecycle import Attachment
+    from ..network.attachment import Attachment
     from ..netstore import store
 
     out = network_summary(cni, net)

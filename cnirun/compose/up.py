@@ -154,7 +154,7 @@ def _states_by_name() -> dict[str, Any]:
 def members(project: Project) -> list[Member]:
     """The project's services whose run is up, with their addresses per network."""
     from ..cni import cache as cnicache
-    from ..network.lifecycle import Attachment
+    from ..network.attachment import Attachment
     from ..run.caches import cni_for
 
     states = _states_by_name()

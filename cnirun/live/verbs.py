@@ -227,7 +227,8 @@ def connect(ref: str, network: str, ip: str = "", mac: str = "", aliases: list[s
 
     `ingress_rate`/`egress_rate`: policy.Rate limits on this attachment (its chain must take bandwidth).
     """
-    from ..network.lifecycle import connect as add, options_for
+    from ..network.lifecycle import connect as add
+    from ..network.network_options import options_for
     from ..network.netns_pin import check_own_netns, pin_netns, unpin_netns
     from ..core.oci_state import HookError
     from ..network.options import ContainerNetworkSpec, parse_hostname, parse_ip, parse_ip6, parse_mac

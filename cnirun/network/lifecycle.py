@@ -1,6 +1,6 @@
 """The attachment lifecycle: the one path every entry point takes to attach and detach a container.
 
-    spec -> options_for -> (netns holder: the caller's) -> attach: ADD eth0,
+    spec -> network_options.options_for -> (netns holder: the caller's) -> attach: ADD eth0,
     eth1, ... in order, names on each network's resolver, the container's own
     resolver when it is on several, undo on failure -> (hosts/resolv: the caller's) ->
     ... live: reattach into a new netns ... -> detach: DEL from the cache,
@@ -26,289 +26,15 @@ from ..cni.config import NetworkConfigList
 from ..core.errors import ArgumentError, CacheError, CNIError
 from ..cni.runtime import CNI
 from ..cni.runtime_conf import RuntimeConf
-from ..core.value import Value
+from .attachment import Attachment
+from .network_options import NetworkOptions, declares, keep_addresses
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-    from .options import ContainerNetworkSpec
-
-class Attachment(Value):
-    """One network attached to a container: which interface and what it got."""
-
-    _fields = ("network", "ifname", "result")
-    __match_args__ = _fields
-
-    def __init__(self, network: str, ifname: str, result: dict[str, Any]) -> None:
-        self.network = network
-        self.ifname = ifname
-        self.result = result
-
-    def addresses(self) -> list[str]:
-        ips = self.result.get("ips") or []
-        out = [str(ip.get("address", "")) for ip in ips if isinstance(ip, dict)]
-        for key in ("ip4", "ip6"):  # 0.1/0.2 results
-            if isinstance(self.result.get(key), dict) and self.result[key].get("ip"):
-                out.append(str(self.result[key]["ip"]))
-        return [a for a in out if a]
-
-    def mac(self) -> str:
-        """The MAC of the container's interface (the result's interface named ifname inside a sandbox)."""
-        for iface in self.result.get("interfaces") or []:
-            if isinstance(iface, dict) and iface.get("name") == self.ifname and iface.get("sandbox"):
-                return str(iface.get("mac") or "").lower()
-        return ""
-
-    def had(self) -> dict[str, Any]:
-        """What keep_addresses asks for again at the container's next start: {"ips": [...], "mac": ...}."""
-        return {"ips": [a.split("/", 1)[0] for a in self.addresses()], "mac": self.mac()}
-
-    @classmethod
-    def from_cache(cls, att: cnicache.CachedAttachment) -> "Attachment":
-        return cls(att.network_name, att.ifname, att.result or {})
-
-
-class NetworkOptions(Value):
-    """Per-network runtime arguments (capability args and CNI_ARGS), and the container's DNS names there."""
-
-    _fields = ("capability_args", "args", "names", "fallback")
-    __match_args__ = _fields
-
-    def __init__(
-        self, capability_args: dict[str, Any] | None = None, args: list[tuple[str, str]] | None = None,
-        names: list[str] | None = None, fallback: "NetworkOptions | None" = None,
-    ) -> None:
-        self.capability_args = {} if capability_args is None else capability_args
-        self.args = [] if args is None else args
-        self.names = [] if names is None else names  # name, aliases: what the network's resolver answers for
-        # What to ADD with when the ADD with these options fails: the same without the
-        # addresses and MAC keep_addresses asked for again (a wish, never a reason to fail).
-        self.fallback = fallback
-
-    def set_arg(self, key: str, value: str) -> None:
-        """A CNI_ARGS pair (with IgnoreUnknown, which host-local, bridge and tuning read); checked for separators."""
-        from .options import check_cni_arg
-
-        check_cni_arg(key, value)
-        if ("IgnoreUnknown", "1") not in self.args:
-            self.args.append(("IgnoreUnknown", "1"))
-        self.args.append((key, value))
-
-
 def ifname_for(index: int) -> str:
     return f"eth{index}"
-
-
-# -- options ---------------------------------------------------------------------------
-def _declares(net: NetworkConfigList, capability: str) -> bool:
-    return any(capability in p.capabilities for p in net.plugins)
-
-
-def _host_local_dir(net: NetworkConfigList) -> str:
-    for p in net.plugins:
-        ipam = p.raw.get("ipam")
-        if isinstance(ipam, dict) and ipam.get("type") == "host-local":
-            return os.path.join(str(ipam.get("dataDir") or "/var/lib/cni/networks"), net.name)
-    return ""
-
-
-def options_for(
-    spec: ContainerNetworkSpec, networks: list[NetworkConfigList], cni: CNI | None = None, container_id: str = ""
-) -> list[NetworkOptions]:
-    """Turn a container's ports, static IPs and MAC into per-network runtime arguments.
-
-    The one place run options are built, for `cnirun run` (every mode), the
-    OCI hook and compose:
-    - ports go to the first network whose chain takes `portMappings` (two
-      portmap chains would DNAT the same host port twice);
-    - a static IP goes to the network it names (spec.ips; a bare --ip is the
-      first network's), checked against the network's subnets and host-local's
-      reservations; an IPv6 one (spec.ips6, --ip6) likewise, and only to a
-      network with an IPv6 subnet; both go in one `ips` list (host-local
-      takes one address per range set);
-    - a MAC goes to eth0, as docker run's --mac-address does, unless another
-      container's attachment in `cni`'s cache has it on the same network or
-      bridge (mac_user; `container_id`'s own do not count);
-    - rate limits go to the first network whose chain takes `bandwidth`
-      (policy.capability; one limit per container, like its ports).
-    Capabilities are used when the chain declares them, else CNI_ARGS
-    (IP=/MAC= with IgnoreUnknown).
-    """
-    from .options import ip_in_network
-
-    opts = [NetworkOptions(names=spec.names_on(n.name)) for n in networks]
-    if not networks:
-        return opts
-    names = [n.name for n in networks]
-    for name, ip in [*spec.ips.items(), *spec.ips6.items()]:
-        if name not in names:
-            raise ArgumentError(
-                f"static IP {ip} is for network {name!r}, which this container does not join "
-                f"({', '.join(names)}): add --network {name} or drop the IP"
-            )
-    if spec.ports:
-        target = next((i for i, n in enumerate(networks) if _declares(n, "portMappings")), None)
-        if target is None:
-            raise ArgumentError(
-                f"published ports need a network with the portmap plugin (capabilities portMappings); "
-                f"none of {', '.join(names)} has one"
-            )
-        opts[target].capability_args["portMappings"] = [p.to_cni() for p in spec.ports]
-    if spec.ingress_rate is not None or spec.egress_rate is not None:
-        from .rates import CAPABILITY, capability
-
-        target = next((i for i, n in enumerate(networks) if _declares(n, CAPABILITY)), None)
-        if target is None:
-            raise ArgumentError(
-                f"rate limits need a network with the bandwidth plugin (capabilities bandwidth); "
-                f"none of {', '.join(names)} has one: add it to the network's chain or drop the rate"
-            )
-        opts[target].capability_args[CAPABILITY] = capability(spec.ingress_rate, spec.egress_rate)
-    for net, o in zip(networks, opts):
-        wanted = [ip for ip in (spec.ips.get(net.name), spec.ips6.get(net.name)) if ip]
-        if not wanted:
-            continue
-        subnets = net.subnets()
-        if net.name in spec.ips6:
-            _check_ip6(net.name, spec.ips6[net.name], spec.ips.get(net.name, ""), subnets)
-        for ip in wanted:
-            if not ip_in_network(ip, subnets):
-                raise ArgumentError(
-                    f"IP address {ip} is outside network {net.name}'s subnet {', '.join(subnets)}: "
-                    "pick an address inside it"
-                )
-            d = _host_local_dir(net)
-            if d and os.path.exists(os.path.join(d, ip)):
-                raise ArgumentError(f"IP address {ip} is already taken on network {net.name}: pick another address")
-        if _declares(net, "ips"):
-            o.capability_args["ips"] = wanted
-        elif len(wanted) > 1:
-            raise ArgumentError(
-                f"network {net.name}'s chain does not take the ips capability and host-local reads one IP= "
-                f"from CNI_ARGS: give either {wanted[0]} or {wanted[1]}, not both"
-            )
-        else:
-            o.set_arg("IP", wanted[0])
-    if spec.mac:
-        other = mac_user(cni, networks[0], spec.mac, container_id) if cni is not None else ""
-        if other:
-            raise ArgumentError(
-                f"MAC address {spec.mac} is already used on network {networks[0].name} by container {other[:12]}: "
-                "pick another MAC address (or none)"
-            )
-        if _declares(networks[0], "mac"):
-            opts[0].capability_args["mac"] = spec.mac
-        else:
-            opts[0].set_arg("MAC", spec.mac)
-    return opts
-
-
-def _bridge(conf: Any) -> str:
-    """The Linux bridge a chain's bridge plugin plugs into ('' for other main plugins)."""
-    plugins = conf.get("plugins") if isinstance(conf, dict) else None
-    first = plugins[0] if isinstance(plugins, list) and plugins else conf
-    if isinstance(first, dict) and first.get("type") == "bridge":
-        return str(first.get("bridge") or "cni0")  # the bridge plugin's default
-    return ""
-
-
-def _macs(att: cnicache.CachedAttachment) -> set[str]:
-    """The MACs a cached attachment has or asks for (a pending ADD has no result yet)."""
-    out = {Attachment.from_cache(att).mac()}
-    out.add(str(att.capability_args.get("mac") or "").lower())
-    out.update(str(v).lower() for k, v in att.cni_args if k == "MAC")
-    return out - {""}
-
-
-def mac_user(cni: CNI, net: NetworkConfigList, mac: str, container_id: str = "") -> str:
-    """The ID of another container whose cached attachment on `net`, or on its bridge, has `mac`; '' if none.
-
-    Two interfaces with one MAC on a bridge steal each other's frames: a MAC
-    must not be copied from a container on the same layer 2.
-    """
-    from ..core import jsonfast as json
-
-    mac = mac.lower()
-    bridge = _bridge(net.raw)
-    for att in cnicache.list_attachments(cni.cache_dir):
-        if att.container_id == container_id:
-            continue
-        if att.network_name != net.name:
-            if not bridge:
-                continue
-            try:
-                if _bridge(json.loads(att.config)) != bridge:
-                    continue
-            except ValueError:
-                continue
-        if mac in _macs(att):
-            return att.container_id
-    return ""
-
-
-def _reserved_by(data_dir: str, ip: str) -> str:
-    """The container ID host-local's reservation of `ip` names ('' when it is free or not host-local's)."""
-    if not data_dir:
-        return ""
-    try:
-        with open(os.path.join(data_dir, ip), "rb") as f:
-            return f.read(512).decode(errors="replace").splitlines()[0].strip()
-    except (OSError, IndexError):
-        return ""
-
-
-def keep_addresses(
-    cni: CNI, net: NetworkConfigList, opts: NetworkOptions, had: dict[str, Any], container_id: str
-) -> list[str]:
-    """Ask again for the addresses and MAC the container had on `net` (had: {"ips": [...], "mac": ...}).
-
-    Only where `opts` ask for none of their own (--ip, --mac), through the
-    `ips`/`mac` capabilities where the chain takes them, else CNI_ARGS
-    (host-local's IP=, one address; tuning's MAC=). An address outside the
-    network's subnets now or reserved by another container meanwhile, and a
-    MAC another container's attachment there has (mac_user), are not asked
-    for; opts.fallback is set to the options without the wishes, for an ADD
-    that fails with them. Returns a note for each thing that cannot be kept.
-    """
-    from .options import ip_in_network
-
-    notes: list[str] = []
-    caps = opts.capability_args
-    keys = {k for k, _ in opts.args}
-    ips: list[str] = []
-    if "ips" not in caps and "IP" not in keys:
-        subnets, data_dir = net.subnets(), _host_local_dir(net)
-        for ip in had.get("ips") or []:
-            holder = _reserved_by(data_dir, ip)
-            if not ip_in_network(ip, subnets):
-                notes.append(f"network {net.name}: {ip} is outside its subnets now: a new address")
-            elif holder and holder != container_id:
-                notes.append(f"network {net.name}: {ip} is taken by container {holder[:12]} now: a new address")
-            else:
-                ips.append(ip)
-    mac = str(had.get("mac") or "")
-    if mac and ("mac" in caps or "MAC" in keys):
-        mac = ""
-    if mac and (_declares(net, "mac") or any(p.type == "tuning" for p in net.plugins)):
-        other = mac_user(cni, net, mac, container_id)
-        if other:
-            notes.append(f"network {net.name}: MAC {mac} is used by container {other[:12]} now: a new MAC")
-            mac = ""
-    else:
-        mac = ""  # the chain cannot set a MAC
-    if not ips and not mac:
-        return notes
-    opts.fallback = NetworkOptions(dict(caps), list(opts.args), opts.names)
-    if ips and _declares(net, "ips"):
-        caps["ips"] = ips
-    elif ips:
-        opts.set_arg("IP", ips[0])
-    if mac and _declares(net, "mac"):
-        caps["mac"] = mac
-    elif mac:
-        opts.set_arg("MAC", mac)
-    return notes
 
 
 def _add(
@@ -324,17 +50,6 @@ def _add(
             notes.append(f"network {net.name}: the address or MAC it had could not be kept ({e}): new ones")
         rt.args, rt.capability_args = list(opts.fallback.args), dict(opts.fallback.capability_args)
         return cni.add(net, rt)
-
-
-def _check_ip6(network: str, ip6: str, ip: str, subnets: list[str]) -> None:
-    """--ip6 needs a network with an IPv6 subnet, and one IPv6 address per network."""
-    if subnets and not any(":" in s for s in subnets):
-        raise ArgumentError(
-            f"--ip6 {ip6}: network {network} has no IPv6 subnet ({', '.join(subnets)}): "
-            "use a dual-stack network (cnirun network create --ipv6) or drop --ip6"
-        )
-    if ":" in ip:
-        raise ArgumentError(f"two IPv6 addresses for network {network} ({ip} and {ip6}): keep one")
 
 
 # -- attach ----------------------------------------------------------------------------
@@ -676,7 +391,7 @@ def _capability_attachment(cni: CNI, container_id: str, capability: str) -> cnic
             net = conflist_from_bytes(a.config, a.path) if a.config else cni.network(a.network_name)
         except CNIError:
             continue
-        if _declares(net, capability):
+        if declares(net, capability):
             return a
     return None
 

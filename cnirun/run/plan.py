@@ -25,7 +25,7 @@ from ..core.value import Record
 if TYPE_CHECKING:
     from typing import Any
 
-    from ..network.lifecycle import NetworkOptions
+    from ..network.network_options import NetworkOptions
     from ..network.options import ContainerNetworkSpec
 
 
@@ -34,7 +34,7 @@ class Plan(Record):
     cni: Any
     networks: list[NetworkConfigList]
     netspec: ContainerNetworkSpec  # what to attach: also what hook mode hands the hook as labels
-    options: list[NetworkOptions]  # lifecycle.options_for(netspec, networks)
+    options: list[NetworkOptions]  # network_options.options_for(netspec, networks)
     file_networks: list[str]  # defined by -f only: invisible to the hook
     port_lock: Any  # portlock.PortLock: the ports' claim, from the check until ADD has cached the mappings
 
@@ -116,7 +116,7 @@ def _aliases(req: RunRequest, nets: list[NetworkConfigList]) -> dict[str, list[s
 def plan(req: RunRequest) -> Plan:
     """Resolve and validate everything before anything is made on the host."""
     from ..cni.invoke import find_plugin
-    from ..network.lifecycle import options_for
+    from ..network.network_options import options_for
     from ..network.options import ContainerNetworkSpec, parse_mac, parse_ports
     from ..cni.runtime import CNI
 
