@@ -23,7 +23,7 @@ from conftest import REPO, needs_root
 from _hook_helpers import HookWorld, bridge_exists, delete_bridges, leftovers, wait_clean, wait_records
 from cnirun.oci.install import docker_runtime, hooksd
 from cnirun.oci import argv as hook_command, shim
-from cnirun.network import lifecycle, netns_pin
+from cnirun.network import lifecycle, netns as nsmod
 from cnirun.core import oci_state
 from cnirun.network.network_options import options_for
 from cnirun.core.errors import ArgumentError
@@ -474,7 +474,7 @@ def test_gc_helpers_reclaim_after_a_skipped_poststop(world: HookWorld, container
         container.kill()
         container.wait()
         env = world.env()
-        assert netns_pin.pinned_containers(env) == [cid]
+        assert nsmod.pinned_containers(env) == [cid]
         old = {k: os.environ.get(k) for k in env}
         os.environ.update(env)
         try:
@@ -743,7 +743,7 @@ def test_shim_attaches_while_runc_creates_and_start_waits_for_it(world: HookWorl
         pin = str(world.state / "netns" / cid)
         assert {"type": "network", "path": pin} in spec["linux"]["namespaces"]
         assert not spec["hooks"]  # neither the attach nor the DEL is a hook any more
-        assert netns_pin.is_pinned(pin)  # the namespace exists before runc is run
+        assert nsmod.is_pinned(pin)  # the namespace exists before runc is run
         assert (world.state / "starting" / cid).exists()
         start = _runtime(launcher, "start", cid)  # waits for the worker's ADD
         assert start.returncode == 7, start.stderr
@@ -805,15 +805,15 @@ def test_shim_refuses_before_runc_what_the_labels_get_wrong(world: HookWorld, tm
 def test_new_pinned_netns_is_fresh_with_loopback_up(world: HookWorld) -> None:
     env = world.env()
     own = os.readlink("/proc/self/ns/net")
-    path = netns_pin.new_pinned_netns("h4u-fresh", env)
+    path = nsmod.new_pinned_netns("h4u-fresh", env)
     try:
-        assert path == str(world.state / "netns" / "h4u-fresh") and netns_pin.is_pinned(path)
+        assert path == str(world.state / "netns" / "h4u-fresh") and nsmod.is_pinned(path)
         assert os.stat(path).st_ino != os.stat("/proc/self/ns/net").st_ino
         assert os.readlink("/proc/self/ns/net") == own  # the caller stays in its namespace
         links = subprocess.run(["nsenter", f"--net={path}", "ip", "-o", "link"], capture_output=True, text=True).stdout
         assert [ln.split(":")[1].strip() for ln in links.splitlines()] == ["lo"] and ",UP" in links
     finally:
-        assert netns_pin.unpin_netns("h4u-fresh", env) == ""
+        assert nsmod.unpin_netns("h4u-fresh", env) == ""
     assert not os.path.exists(path)
 
 

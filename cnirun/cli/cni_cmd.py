@@ -67,8 +67,10 @@ def netns_path(arg: str) -> str:
     Beyond cnitool: a bare name that is not a file here but is a named netns
     means /run/netns/NAME (what `ip netns add NAME` made).
     """
-    if "/" not in arg and not os.path.exists(arg) and os.path.exists(os.path.join("/run/netns", arg)):
-        return os.path.join("/run/netns", arg)
+    from ..network.netns import path_of
+
+    if "/" not in arg and not os.path.exists(arg) and os.path.exists(path_of(arg)):
+        return path_of(arg)
     return os.path.abspath(arg)
 
 

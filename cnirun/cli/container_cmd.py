@@ -174,7 +174,7 @@ def _other_row(cid: str, netns: str, atts: list[Any], engine: str, name: str, mo
 def _made_by(cid: str, atts: list[Any]) -> str:
     """'hook' when the OCI hook pinned the netns (CNI container ID = the engine's container ID)."""
     try:
-        from ..network.netns_pin import pin_path
+        from ..network.netns import pin_path
     except ImportError:
         return "-"
     return "hook" if any(a.netns == pin_path(cid) for a in atts) else "-"

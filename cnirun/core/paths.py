@@ -6,7 +6,7 @@ processes it describes are gone too):
 
     <state>/containers/<run id>/  one `cnirun run`'s state (state.RunState)
     <state>/containers/.watcher.* the `-d` watcher's lock, pid and log (bookkeeping)
-    <state>/netns/<container id>  a hook-pinned netns (netns_pin)
+    <state>/netns/<container id>  a hook-pinned netns (network.netns)
     <state>/locks/<container id>.lock  a container's lifecycle lock
     <state>/starting/<container id>  the gate `runc start` waits on while the
                                   Docker shim's worker attaches (start_gate)

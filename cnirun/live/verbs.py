@@ -101,7 +101,7 @@ def target(ref: str, running: bool = True) -> Target:
 
 def _target_of(engine: str, c: Any, running: bool) -> Target:
     """target() of container `c` (engines.base.ContainerNet) of `engine`, however it was found."""
-    from ..network.netns_pin import is_pinned, pin_path
+    from ..network.netns import is_pinned, pin_path
     from ..core.paths import runs_dir
     from ..core.fsutil import identity
     from ..state.runs import read_meta
@@ -141,7 +141,7 @@ def _target_of(engine: str, c: Any, running: bool) -> Target:
 
 
 def _present_ifnames(t: Target) -> list[str]:
-    from ..network.netns_pin import interfaces
+    from ..network.netns import interfaces
 
     return interfaces(t.container.pid) if t.container.pid > 0 else []
 
@@ -229,7 +229,7 @@ def connect(ref: str, network: str, ip: str = "", mac: str = "", aliases: list[s
     """
     from ..network.lifecycle import connect as add
     from ..network.network_options import options_for
-    from ..network.netns_pin import check_own_netns, pin_netns, unpin_netns
+    from ..network.netns import check_own_netns, pin_netns, unpin_netns
     from ..core.oci_state import HookError
     from ..network.options import ContainerNetworkSpec, parse_hostname, parse_ip, parse_ip6, parse_mac
 

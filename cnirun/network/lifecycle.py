@@ -216,7 +216,7 @@ def detach(
     _stop_resolver(container_id)
     problems = _del_attachments(cni, container_id, netns, attachments)
     if not problems:
-        from .netns_pin import is_pinned, pin_path, unpin_netns
+        from .netns import is_pinned, pin_path, unpin_netns
 
         if is_pinned(pin_path(container_id)) or os.path.lexists(pin_path(container_id)):
             err = unpin_netns(container_id)

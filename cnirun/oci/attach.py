@@ -6,7 +6,7 @@
   a label, so a container cannot name another container's attachments.
 - Trust: the labels/annotations, the hostname and the mounts are the
   container's choice. Before anything is done the attach checks that the
-  container is in its own new network namespace (netns_pin.check_own_netns:
+  container is in its own new network namespace (netns.check_own_netns:
   not --network host, not container:X, not a namespace pinned for another
   container) and that the interfaces it will create do not exist; ports go
   through portlock's in-use/duplicate check; the hosts update writes only the
@@ -33,7 +33,7 @@ from .deadline import Deadline, attach_budget
 from .log import finish
 from ..core.lock import CONTAINER_LOCK_WAIT, lock_container, unlock_container
 from ..core.oci_state import HookError, OCIConfig, OCIState, read_config
-from ..network.netns_pin import check_free_ifnames, check_own_netns, pin_netns, unpin_netns
+from ..network.netns import check_free_ifnames, check_own_netns, pin_netns, unpin_netns
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -179,7 +179,7 @@ def _pin_and_add(
 
     try:
         if on_netns is not None:
-            from ..network.netns_pin import new_pinned_netns
+            from ..network.netns import new_pinned_netns
 
             path = new_pinned_netns(state.id)
             on_netns(path)

@@ -80,7 +80,7 @@ def _connect_again(
     from ..core.errors import CNIError
     from ..network.hosts_patch import saved_addresses
     from ..network.lifecycle import NetworkOptions, connect, keep_addresses
-    from ..network.netns_pin import interfaces, pin_path
+    from ..network.netns import interfaces, pin_path
 
     problems: list[str] = []
     saved = saved_addresses(state.id) if live.get("networks") else {}
@@ -126,7 +126,7 @@ def _rates_again(cni: CNI, state: OCIState, bandwidth: Any) -> list[str]:
     """Set the rates `cnirun update` set (a non-dict: it removed the labels' rates)."""
     from ..core.errors import CNIError
     from ..network.lifecycle import set_bandwidth
-    from ..network.netns_pin import pin_path
+    from ..network.netns import pin_path
 
     try:
         set_bandwidth(cni, state.id, bandwidth if isinstance(bandwidth, dict) else None, pin_path(state.id))

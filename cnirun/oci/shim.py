@@ -41,7 +41,7 @@ start.
 
 Only os, sys, cnirun.core.jsonfast (the json package's C codec without the
 package's ~6 ms import of re and enum), cnirun.core.fsutil (os only) and, for a
-labelled container, start_gate and netns_pin (os, fcntl) are imported here
+labelled container, start_gate and network.netns (os, fcntl) are imported here
 before the fork: the create path runs on every container start. The worker
 imports the runtime core after it.
 """
@@ -306,7 +306,7 @@ def prepare_bundle(bundle: str, container_id: str, conf: dict[str, Any]) -> bool
     ns = _new_netns_entry(spec) if current and conf.get("early_attach", True) and mode in ("", "none") else None
     early = False
     if ns is not None:
-        from ..network.netns_pin import pin_path
+        from ..network.netns import pin_path
 
         env = dict(e.split("=", 1) for e in hook_environment(conf) if "=" in e)
         ann = spec.get("annotations") if isinstance(spec.get("annotations"), dict) else {}

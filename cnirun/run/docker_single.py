@@ -14,7 +14,7 @@ starts only the user's container:
    real argv as arguments; WAIT blocks in read(2) on a FIFO bind-mounted
    from the run's state dir: no polling.
 3. cnirun attaches and starts it, takes /proc/<pid>/ns/net, pins it under the
-   state dir (netns_pin, as the hook does), records it, runs the one
+   state dir (network.netns, as the hook does), records it, runs the one
    lifecycle.attach, writes hosts/resolv.conf, then writes one line into the
    FIFO: WAIT puts back what busybox's shell changed in the environment
    (SHLVL, PWD), looks the command up in PATH as runc does (never busybox's
@@ -269,7 +269,7 @@ def _detach_in_background(st: RunState, meta: RunMeta, docker: Any) -> None:
 def _attach(p: Plan, st: RunState, meta: RunMeta, docker: Any) -> None:
     """Pin the started container's netns (recorded first), ADD every network, write hosts/resolv.conf."""
     from ..network.lifecycle import attach
-    from ..network.netns_pin import pin_netns
+    from ..network.netns import pin_netns
     from ..core.fsutil import identity
     from .etc_files import write_host_files
 

@@ -327,7 +327,7 @@ def _finish_changes(out: _Report, cnis: list[Any], unfinished: list[tuple[int, s
 def _pins(out: _Report, engines: Engines, attached: set[str]) -> None:
     """Netns pins whose container is gone and left nothing in the cache (a hook killed between pinning and
     its first ADD)."""
-    from ..network.netns_pin import pinned_containers, unpin_netns
+    from ..network.netns import pinned_containers, unpin_netns
 
     for cid in pinned_containers():
         if cid in attached:
