@@ -20,7 +20,8 @@ import pytest
 from cnirun.core.errors import ArgumentError, ConfigError
 from cnirun.netstore.hostnet import HostRoute
 from cnirun.netstore.located import Document, parse
-from cnirun.netstore.networks import Planner, parse_network, parse_networks_section
+from cnirun.netstore.network_spec import parse_network, parse_networks_section
+from cnirun.netstore.networks import Planner
 from cnirun.netstore.subnets_v6 import POOL_ENV_V6, default_pool, first_free, pool_v6
 
 from conftest import (

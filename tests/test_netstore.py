@@ -15,7 +15,8 @@ import pytest
 
 from cnirun.netstore.hostnet import HostRoute
 from cnirun.netstore.located import ComposeError, parse
-from cnirun.netstore.networks import Planner, auto_bridge_name, load_networks_file, parse_networks_section
+from cnirun.netstore.network_spec import parse_networks_section
+from cnirun.netstore.networks import Planner, auto_bridge_name, load_networks_file
 from cnirun.cni.config import conflist_from_bytes
 
 POOL = "10.151.0.0/16"

@@ -454,7 +454,8 @@ def create_network(name: str, driver: str, subnet: str | list[str] = "", gateway
     """
     from ..netstore import store
     from ..netstore.located import Document
-    from ..netstore.networks import Planner, parse_network
+    from ..netstore.network_spec import parse_network
+    from ..netstore.networks import Planner
 
     config = _pools([subnet] if isinstance(subnet, str) else subnet,
                     [gateway] if isinstance(gateway, str) else gateway,

@@ -17,7 +17,7 @@ from typing import Any
 
 from ..core.errors import ConfigError
 from ..netstore.located import Document, Path as KeyPath, check_keys, expect_mapping, expect_str
-from ..netstore.networks import NetworkSpec, parse_network
+from ..netstore.network_spec import NetworkSpec, parse_network
 from .mounts import FileSource, VolumeSpec, parse_files, parse_volumes
 from .services import Dependency, Service, ServiceNetwork  # noqa: F401 - re-exported
 
