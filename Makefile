@@ -9,11 +9,14 @@ SETUP  := ./scripts/setup.sh
 PYTHON := ./.venv/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: help run test bench setup clean
+.PHONY: help run test test-serial test-unit bench setup clean
 
 help:
 	@echo "make run     set up (packages venv docker image) and run: cnirun --rm busybox ifconfig"
-	@echo "make test    set up (packages venv docker podman image) and run pytest -q \$$(PYTEST_ARGS)"
+	@echo "make test    set up (packages venv docker podman image) and run the suite over parallel pytest workers:"
+	@echo "             tests/run_parallel.py \$$(PYTEST_ARGS) (CNIRUN_TEST_WORKERS=N: N workers, default 5)"
+	@echo "make test-serial  the same tests in one plain pytest -q session"
+	@echo "make test-unit    the tests that need no engine (marker unit), in one pytest session, timed"
 	@echo "make bench   set up and run every bench/*.py with the venv's python"
 	@echo "make setup   run all setup steps (see scripts/setup.sh --help)"
 	@echo "make clean   remove .venv and caches"
@@ -36,13 +39,28 @@ run:
 
 test:
 	@$(SETUP) packages venv docker podman image
+	@echo "cnirun: $(PYTHON) tests/run_parallel.py $(PYTEST_ARGS)"
+	@rc=0; $(PYTHON) tests/run_parallel.py $(PYTEST_ARGS) || rc=$$?; $(call pytest_rc)
+
+test-serial:
+	@$(SETUP) packages venv docker podman image
 	@echo "cnirun: $(PYTHON) -m pytest -q --durations=15 $(PYTEST_ARGS)"
-	@rc=0; $(PYTHON) -m pytest -q --durations=15 $(PYTEST_ARGS) || rc=$$?; \
-	if [[ $$rc -eq 5 ]]; then \
-		echo "cnirun: pytest collected no tests (exit 5); treating as success"; \
-	elif [[ $$rc -ne 0 ]]; then \
-		echo "cnirun: pytest failed (exit $$rc)" >&2; exit $$rc; \
-	fi
+	@rc=0; $(PYTHON) -m pytest -q --durations=15 $(PYTEST_ARGS) || rc=$$?; $(call pytest_rc)
+
+test-unit:
+	@$(SETUP) packages venv
+	@echo "cnirun: $(PYTHON) -m pytest -q -m unit --durations=15 $(PYTEST_ARGS)"
+	@rc=0; start=$$(date +%s); $(PYTHON) -m pytest -q -m unit --durations=15 $(PYTEST_ARGS) || rc=$$?; \
+	echo "cnirun: the unit tests took $$(( $$(date +%s) - start )) s"; $(call pytest_rc)
+
+# The end of a test target: pytest's exit code $rc, 5 (nothing collected) taken as success.
+define pytest_rc
+if [[ $$rc -eq 5 ]]; then \
+	echo "cnirun: pytest collected no tests (exit 5); treating as success"; \
+elif [[ $$rc -ne 0 ]]; then \
+	echo "cnirun: tests failed (exit $$rc)" >&2; exit $$rc; \
+fi
+endef
 
 bench:
 	@$(SETUP)

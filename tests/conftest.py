@@ -11,7 +11,7 @@ subnet=)` and its fixtures with `world_fixture`.
 """
 from __future__ import annotations
 
-import itertools
+import glob
 import json
 import os
 import shutil
@@ -26,10 +26,14 @@ from typing import Any, Callable, Iterator, TypeVar
 
 import pytest
 
+import _parallel as parallel
+from _host import changes_since, host_state
+
 REPO = Path(__file__).resolve().parent.parent
+# The CLI as a module of this interpreter, and the installed launcher as a user runs it: the one definition of each.
 CNIRUN = [sys.executable, "-m", "cnirun.cli.main"]
+CNIRUN_BIN = str(REPO / ".venv" / "bin" / "cnirun")
 PLUGIN_DIR = "/usr/lib/cni"
-_counters: dict[int, itertools.count] = {}
 
 
 def _have(cmd: list[str]) -> bool:
@@ -71,6 +75,26 @@ def _reservations(data_dir: Path, net: str) -> list[str]:
     if not ipam.is_dir():
         return []
     return [p.name for p in ipam.iterdir() if p.name != "lock" and not p.name.startswith("last_reserved")]
+
+
+def _netns_of_other_worlds(w: "World") -> set[str]:
+    """In a parallel run, the cnirun-RUNID netns whose run state is in another World's state dir (not w's leak).
+
+    A run names its netns after its ID once its state dir exists; every World's
+    state dir is TMP/state under one worker's --basetemp in the run's shared dir.
+    """
+    shared = os.environ.get(parallel.SHARED_ENV)
+    if not shared or not os.path.isdir("/run/netns"):
+        return set()
+    others = set()
+    for name in os.listdir("/run/netns"):
+        if not name.startswith("cnirun-"):
+            continue
+        run_id = name[len("cnirun-"):]
+        for path in glob.glob(f"{shared}/w*/*/state/containers/*{run_id}*"):
+            if not Path(path).is_relative_to(w.state_dir):
+                others.add(name)
+    return others
 
 
 def _veths(bridge: str) -> str:
@@ -214,7 +238,7 @@ class World:
         if gates.is_dir() and list(gates.iterdir()):
             out.append(f"start gates: {[p.name for p in gates.iterdir()]}")
         netns_now = set(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else set()
-        new = {n for n in netns_now - self.netns_before if n.startswith("cnirun-")}
+        new = {n for n in netns_now - self.netns_before if n.startswith("cnirun-")} - _netns_of_other_worlds(self)
         if new:
             out.append(f"netns: {sorted(new)}")
         out += [f"{path} still exists" for path in self.gone if path.exists()]
@@ -410,7 +434,7 @@ def _make_world(tmp_path: Path, octet: int, module: str = "", *, net: str = "t3-
     `module` only says, for the reader, what the World is for.
     """
     if n is None:
-        n = next(_counters.setdefault(octet, itertools.count(1)))
+        n = parallel.next_n(str(octet))
     names = {"octet": octet, "n": n}
     w = cls(tmp=tmp_path, n=n, net=net.format(**names), bridge=bridge.format(**names),
             subnet=subnet.format(**names), name_prefix=name_prefix.format(**names))
@@ -457,99 +481,32 @@ podman_world = world_fixture(_make_world, 132, "podman", engine="podman")
 
 
 # -- the whole session leaves the host as it found it -------------------------------
-def _listdir(path: str) -> list[str]:
-    try:
-        return sorted(os.listdir(path))
-    except OSError:
-        return []
-
-
-def _ids(cmd: list[str]) -> list[str]:
-    if shutil.which(cmd[0]) is None:
-        return []
-    try:
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=30).stdout
-    except (OSError, subprocess.TimeoutExpired):
-        return []
-    return sorted(out.split())
-
-
-def _host_state() -> dict[str, list[str]]:
-    """What a leak would show: reservations, cache files, netns, veths, rules, containers, installs."""
-    reservations = [
-        f"{net}/{f}"
-        for net in _listdir("/var/lib/cni/networks")
-        for f in _listdir(f"/var/lib/cni/networks/{net}")
-        if f != "lock" and not f.startswith("last_reserved_ip")
-    ]
-    veths = subprocess.run(["ip", "-o", "link", "show", "type", "veth"], capture_output=True, text=True).stdout
-    rules = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout.splitlines()
-    # Rules for one container name its address or its ID; chain scaffolding that
-    # plugins create once per host (and Docker's own rules) is not a leak.
-    per_container = [r for r in rules if r.startswith("-A") and (' id: \\"' in r or "-d 10." in r or "-s 10." in r)]
-    return {
-        "host-local reservations": reservations,
-        "cache files": _listdir("/var/lib/cni/results"),
-        "netns": _listdir("/run/netns"),
-        "veths": sorted(line.split(":")[1].strip().split("@")[0] for line in veths.splitlines() if ":" in line),
-        "iptables rules": sorted(per_container),
-        "pinned netns": _listdir("/run/cnirun/netns"),
-        "start gates": _listdir("/run/cnirun/starting"),
-        # The watcher's lock, pid and log files are the project's own persistent
-        # bookkeeping (a fresh machine has none until the first -d run or gc):
-        # not a leak. Everything else there, half-made .tmp- dirs included, is.
-        "run state": [n for n in _listdir("/run/cnirun/containers") if not n.startswith(".watcher.")],
-        "docker containers": _ids(["docker", "ps", "-aq", "--no-trunc"]),
-        "podman containers": _ids(["podman", "ps", "-aq", "--no-trunc"]),
-        "daemon.json": _listdir("/etc/docker") if os.path.exists("/etc/docker/daemon.json") else [],
-        "hooks.d": _listdir("/etc/containers/oci/hooks.d"),
-        # Bridges the tests' networks made (World, netstore, compose) and cnirun's own
-        # isolation rules between them (mangle table, both families).
-        "bridges": sorted(ln.split(":")[1].strip() for ln in subprocess.run(
-            ["ip", "-o", "link", "show", "type", "bridge"], capture_output=True, text=True).stdout.splitlines()
-            if ":" in ln),
-        "isolation rules": sorted(
-            f"{tool}: {r}" for tool in ("iptables-save", "ip6tables-save")
-            for r in subprocess.run([tool, "-t", "mangle"], capture_output=True, text=True).stdout.splitlines()
-            if r.startswith("-A CNIRUN-ISOLATION")),
-        # cnirun's per-network resolvers (cnirun.dns), whatever their state dir, and the
-        # default state dir's names store (a network's lock file and the resolvers' keeper's lock and log are
-        # bookkeeping, not a leak).
-        "dnsmasq started by cnirun": _cnirun_resolvers(),
-        "dns state": [n for n in _listdir("/run/cnirun/dns") if not n.endswith(".lock") and n != ".keeper.log"],
-    }
-
-
-def _cnirun_resolvers() -> list[str]:
-    """Command lines of running dnsmasq processes cnirun started (their config file is cnirun-dnsmasq.conf)."""
-    out = []
-    for pid in _listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        conf = [a.decode(errors="replace") for a in args if a.startswith(b"--conf-file=")]
-        if conf and conf[0].endswith("/cnirun-dnsmasq.conf") and Path(f"/proc/{pid}/stat").exists():
-            out.append(conf[0])
-    return sorted(out)
-
-
 @pytest.fixture(scope="session", autouse=True)
 def host_left_as_found() -> Any:
-    before = _host_state()
+    """The session leaves the host as it found it (tests/_host.py says what is compared).
+
+    A worker of tests/run_parallel.py skips it: the runner compares once
+    around all its workers, since a worker's view would include the others'.
+    """
+    if parallel.worker() is not None:
+        yield
+        return
+    before = host_state()
     yield
-    # Hook poststops and watchers finish in the background: give them a moment.
-    deadline = time.monotonic() + 20.0
-    while True:
-        after = _host_state()
-        if after == before or time.monotonic() > deadline:
-            break
-        time.sleep(0.5)
-    changed = {
-        k: {"left": sorted(set(after[k]) - set(before[k])), "gone": sorted(set(before[k]) - set(after[k]))}
-        for k in before
-        if after[k] != before[k]
-    }
-    assert not changed, f"the test session left the host changed: {json.dumps(changed, indent=1)}"
+    changed = changes_since(before)
+    assert not changed, f"the test session left the host changed: {changed}"
+
+
+# -- markers from what a test uses, and a parallel run's worker loop ------------------
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    parallel.mark(items)
+    parallel.write_plan(items)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtestloop(session: pytest.Session) -> Any:
+    return parallel.run_claimed(session)
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    parallel.record(report)
