@@ -30,10 +30,10 @@ from cnirun.cni.runtime import CNI
 from cnirun.cni.runtime_conf import RuntimeConf
 
 REPO = Path(__file__).resolve().parent.parent
-CNIRUN = str(REPO / ".venv" / "bin" / "cnirun")
 REAL_PLUGIN_DIR = "/usr/lib/cni"
 
 
+from conftest import CNIRUN_BIN  # noqa: E402
 from conftest import needs_plugins as needs_real_plugins  # noqa: E402,F401  (the one marker set)
 from conftest import needs_root  # noqa: E402,F401
 
@@ -229,7 +229,7 @@ def host_local_reservations(data_dir: Path, network: str) -> list[str]:
 
 
 def run_cnirun(args: list[str], env: dict[str, str], timeout: float = 60, **kw: Any) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([CNIRUN, *args], env=env, capture_output=True, text=True, timeout=timeout, **kw)
+    return subprocess.run([CNIRUN_BIN, *args], env=env, capture_output=True, text=True, timeout=timeout, **kw)
 
 
 def assert_one_line_error(proc: subprocess.CompletedProcess[str], *needles: str) -> str:

@@ -17,8 +17,9 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from conftest import CNIRUN_BIN
+
 REPO = Path(__file__).resolve().parent.parent
-CNIRUN = str(REPO / ".venv" / "bin" / "cnirun")
 REAL_PLUGIN_DIR = "/usr/lib/cni"
 
 

@@ -18,8 +18,8 @@ import pytest
 
 from cnirun.plugins import install_plugin_script
 
+from conftest import CNIRUN_BIN
 from _core_fixtures import (  # noqa: F401  (fixtures)
-    CNIRUN,
     CoreEnv,
     Netns,
     assert_one_line_error,
@@ -124,7 +124,7 @@ def test_readme_cni_example_add_check_del_on_the_default_chain(core: CoreEnv, ne
               f"cnirun cni del th-readme /run/netns/{ns}\n"
               "cnirun cni version bridge\n"
               "cnirun cni validate th-readme\n")
-    p = subprocess.run(["sh", "-c", script], env=dict(env, PATH=f"{Path(CNIRUN).parent}:{env['PATH']}"),
+    p = subprocess.run(["sh", "-c", script], env=dict(env, PATH=f"{Path(CNIRUN_BIN).parent}:{env['PATH']}"),
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 0 and p.stderr == "", p.stderr
     lines = p.stdout.splitlines()
@@ -255,7 +255,7 @@ def test_usage_errors(core: CoreEnv, args: list[str], needle: str) -> None:
 
 def test_cni_path_does_not_import_typer(core: CoreEnv) -> None:
     noop_net(core)
-    proc = subprocess.run([str(Path(CNIRUN).parent / "python"), "-X", "importtime", "-m", "cnirun.cli.main", "cni",
+    proc = subprocess.run([str(Path(CNIRUN_BIN).parent / "python"), "-X", "importtime", "-m", "cnirun.cli.main", "cni",
                            "add", "t2-noop", str(core.netns_file)], env=core.env(), capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     imported = {line.split("|")[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
@@ -367,7 +367,7 @@ def test_unreadable_config_dir(core: CoreEnv) -> None:
     core.netconf.chmod(0)
     try:
         proc = subprocess.run(
-            ["setpriv", "--bounding-set", "-dac_override,-dac_read_search", CNIRUN, "cni", "add", "t2-noop",
+            ["setpriv", "--bounding-set", "-dac_override,-dac_read_search", CNIRUN_BIN, "cni", "add", "t2-noop",
              str(core.netns_file)], env=core.env(), capture_output=True, text=True, timeout=60)
     finally:
         core.netconf.chmod(0o755)
@@ -502,7 +502,7 @@ def test_exec_second_network_failing_undoes_the_first(exec_net: CoreEnv) -> None
 def test_exec_signals_tear_down(exec_net: CoreEnv, how: str, expected: int) -> None:
     core = exec_net
     proc = subprocess.Popen(
-        [CNIRUN, "exec", "--net", "t2-exec", "--", "sh", "-c", "ip netns identify; echo ready; exec sleep 60"],
+        [CNIRUN_BIN, "exec", "--net", "t2-exec", "--", "sh", "-c", "ip netns identify; echo ready; exec sleep 60"],
         env=core.env(real=True), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         start_new_session=True,  # its own process group: "Ctrl-C" below signals that group, as a tty does
     )

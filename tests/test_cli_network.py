@@ -17,12 +17,12 @@ from typing import Iterator
 
 import pytest
 
+from conftest import CNIRUN_BIN
 from conftest import needs_root
 
 from cnirun.netstore import hostnet, isolation
 
 REPO = Path(__file__).resolve().parent.parent
-CNIRUN = str(REPO / ".venv" / "bin" / "cnirun")
 needs_plugins = pytest.mark.skipif(not os.path.isfile("/usr/lib/cni/bridge"), reason="CNI plugins missing")
 
 
@@ -37,7 +37,7 @@ class Env:
         self.made: list[str] = []
 
     def run(self, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
-        p = subprocess.run([CNIRUN, *args], capture_output=True, text=True, env=self.env, timeout=120)
+        p = subprocess.run([CNIRUN_BIN, *args], capture_output=True, text=True, env=self.env, timeout=120)
         if ok:
             assert p.returncode == 0, p.stderr
         return p
@@ -223,22 +223,22 @@ def test_prune_asks_on_stdin_as_docker_and_only_yes_removes(env: Env) -> None:
     else, or end of input remove nothing (exit 1); y/Y/yes remove; -f/--force do not ask."""
     names = _th_networks(env, ("a", []), ("b", []))
     for answer in ("n\n", "", "no\n", "yess\n", "\n"):
-        p = subprocess.run([CNIRUN, "network", "prune"], input=answer, capture_output=True, text=True,
+        p = subprocess.run([CNIRUN_BIN, "network", "prune"], input=answer, capture_output=True, text=True,
                            env=env.env, timeout=60)
         assert p.returncode == 1 and p.stdout == "", (answer, p.stderr)
         assert p.stderr.startswith("WARNING! This will remove all networks created by cnirun not used by at least "
                                    "one container.\nAre you sure you want to continue? [y/N] \n"), p.stderr
         assert p.stderr.endswith("cnirun: network prune cancelled: nothing removed\n")
         assert _left(env) == names
-    closed = subprocess.run(["sh", "-c", f"exec {CNIRUN} network prune <&-"], capture_output=True, text=True,
+    closed = subprocess.run(["sh", "-c", f"exec {CNIRUN_BIN} network prune <&-"], capture_output=True, text=True,
                             env=env.env, timeout=60)  # no stdin at all: as end of input
     assert closed.returncode == 1 and closed.stderr.endswith("nothing removed\n") and _left(env) == names, \
         closed.stderr
-    p = subprocess.run([CNIRUN, "network", "prune"], input="Y\n", capture_output=True, text=True, env=env.env,
+    p = subprocess.run([CNIRUN_BIN, "network", "prune"], input="Y\n", capture_output=True, text=True, env=env.env,
                        timeout=60)
     assert p.returncode == 0 and sorted(p.stdout.split()) == names and _left(env) == [], p.stderr
     names = _th_networks(env, ("a", []))
-    p = subprocess.run([CNIRUN, "network", "prune", "--force"], input="n\n", capture_output=True, text=True,
+    p = subprocess.run([CNIRUN_BIN, "network", "prune", "--force"], input="n\n", capture_output=True, text=True,
                        env=env.env, timeout=60)
     assert p.returncode == 0 and p.stdout.split() == names and "WARNING" not in p.stderr, p.stderr
 

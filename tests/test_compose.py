@@ -18,13 +18,13 @@ from typing import Any, Iterator
 
 import pytest
 
+from conftest import CNIRUN_BIN
 from conftest import needs_docker, needs_plugins, needs_root
 
 from cnirun.netstore import hostnet, isolation
 from cnirun.netstore.networks import auto_bridge_name
 
 REPO = Path(__file__).resolve().parent.parent
-CNIRUN = str(REPO / ".venv" / "bin" / "cnirun")
 
 
 pytestmark = [needs_root, needs_plugins, pytest.mark.docker]
@@ -47,7 +47,7 @@ class Proj:
         self.file.write_text(text)
 
     def cnirun(self, *args: str, ok: bool = True, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-        p = subprocess.run([CNIRUN, "compose", "-f", str(self.file), "-p", self.name, *args],
+        p = subprocess.run([CNIRUN_BIN, "compose", "-f", str(self.file), "-p", self.name, *args],
                            capture_output=True, text=True, env=self.env, timeout=timeout)
         if ok:
             assert p.returncode == 0, p.stderr
@@ -167,7 +167,7 @@ def test_three_services_two_networks_and_down_leaves_nothing(proj: Proj) -> None
     assert logs.strip() == "hello"
 
     # Networks are the project's: listed with their compose labels.
-    ls = json.loads(subprocess.run([CNIRUN, "network", "ls", "--format", "json"], capture_output=True, text=True,
+    ls = json.loads(subprocess.run([CNIRUN_BIN, "network", "ls", "--format", "json"], capture_output=True, text=True,
                                    env=proj.env).stdout)
     ours = {r["name"]: r for r in ls if r["name"].startswith(proj.name)}
     assert set(ours) == {f"{proj.name}_public", f"{proj.name}_private"}
@@ -223,7 +223,7 @@ services:
     init: true
     command: sh -c 'echo ready-to-talk; sleep 600'
 """)
-    p = subprocess.Popen([CNIRUN, "compose", "-f", str(proj.file), "-p", proj.name, "up"], env=proj.env,
+    p = subprocess.Popen([CNIRUN_BIN, "compose", "-f", str(proj.file), "-p", proj.name, "up"], env=proj.env,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 60
@@ -408,7 +408,7 @@ class Hostile:
                timeout: float = 60) -> subprocess.CompletedProcess[str]:
         """`cnirun compose -f FILE -p NAME ARGS` with its address space capped (prlimit: a regression
         fails, it does not eat the machine; no preexec_fn, these run from threads)."""
-        return subprocess.run(["prlimit", f"--as={memory}", "--", CNIRUN, "compose", "-f", str(file or self.file),
+        return subprocess.run(["prlimit", f"--as={memory}", "--", CNIRUN_BIN, "compose", "-f", str(file or self.file),
                                "-p", self.name, *args],
                               capture_output=True, text=True, env=self.env, timeout=timeout, cwd=self.dir)
 

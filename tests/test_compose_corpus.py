@@ -19,13 +19,13 @@ from typing import Iterator
 
 import pytest
 
+from conftest import CNIRUN_BIN
 from conftest import needs_docker, needs_plugins, needs_podman, needs_root  # noqa: F401
 
 from cnirun.netstore import hostnet
 from cnirun.netstore.networks import auto_bridge_name
 
 REPO = Path(__file__).resolve().parent.parent
-CNIRUN = str(REPO / ".venv" / "bin" / "cnirun")
 CORPUS = Path(__file__).resolve().parent / "compose_corpus"
 ALL = sorted(p.name for p in CORPUS.iterdir() if (p / "compose.yaml").exists())
 
@@ -44,7 +44,7 @@ class Proj:
         self.cache = tmp / "cache"
 
     def cnirun(self, *args: str, ok: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        p = subprocess.run([CNIRUN, "compose", *self.files, "-p", self.name, *args], capture_output=True,
+        p = subprocess.run([CNIRUN_BIN, "compose", *self.files, "-p", self.name, *args], capture_output=True,
                            text=True, env=self.env, timeout=timeout, cwd=self.dir)
         if ok:
             assert p.returncode == 0, p.stderr

@@ -17,13 +17,13 @@ from typing import Iterator
 
 import pytest
 
+from conftest import CNIRUN_BIN
 from conftest import needs_docker, needs_plugins, needs_root, run_with_a_terminal
 
 from cnirun.netstore import hostnet
 from cnirun.netstore.networks import auto_bridge_name
 
 REPO = Path(__file__).resolve().parent.parent
-CNIRUN = str(REPO / ".venv" / "bin" / "cnirun")
 
 pytestmark = [needs_root, needs_plugins, needs_docker, pytest.mark.docker]
 
@@ -44,7 +44,7 @@ class Proj:
         self.file.write_text(text)
 
     def cnirun(self, *args: str, ok: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        p = subprocess.run([CNIRUN, "compose", "-f", str(self.file), "-p", self.name, *args], capture_output=True,
+        p = subprocess.run([CNIRUN_BIN, "compose", "-f", str(self.file), "-p", self.name, *args], capture_output=True,
                            text=True, env=self.env, timeout=timeout, cwd=self.dir)
         if ok:
             assert p.returncode == 0, p.stderr
@@ -295,7 +295,7 @@ def test_up_progress_on_a_terminal_only(proj: Proj) -> None:
     """On a terminal `up` rewrites one progress line per container; in a pipe its output is plain lines."""
     proj.write(f"services:\n  a:\n    image: busybox\n    command: {SLEEP}\n"
                f"  b:\n    image: busybox\n    command: {SLEEP}\n")
-    p, text = run_with_a_terminal([CNIRUN, "compose", "-f", str(proj.file), "-p", proj.name, "up", "-d"], proj.env,
+    p, text = run_with_a_terminal([CNIRUN_BIN, "compose", "-f", str(proj.file), "-p", proj.name, "up", "-d"], proj.env,
                                   proj.dir)
     assert p.returncode == 0, text
     assert f"compose up [1/2] {proj.c('a')}" in text and f"compose up [2/2] {proj.c('b')}" in text

@@ -18,12 +18,12 @@ from typing import Iterator
 
 import pytest
 
+from conftest import CNIRUN_BIN
 from conftest import HAVE_DOCKER, HAVE_PODMAN, needs_plugins, needs_root
 
 from cnirun.netstore import hostnet
 
 REPO = Path(__file__).resolve().parent.parent
-CNIRUN = str(REPO / ".venv" / "bin" / "cnirun")
 
 pytestmark = [needs_root, needs_plugins]
 
@@ -45,7 +45,7 @@ class Proj:
         self.env.pop("COMPOSE_PROFILES", None)
 
     def cnirun(self, *args: str, ok: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        p = subprocess.run([CNIRUN, "compose", "-f", str(self.file), "-p", self.name, *args], capture_output=True,
+        p = subprocess.run([CNIRUN_BIN, "compose", "-f", str(self.file), "-p", self.name, *args], capture_output=True,
                            text=True, env=self.env, timeout=timeout, cwd=self.dir)
         if ok:
             assert p.returncode == 0, p.stderr

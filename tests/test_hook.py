@@ -542,12 +542,12 @@ def test_installed_settings_expose_the_recorded_env(tmp_path: Path) -> None:
 
 
 def test_cli_hook_command_runs_the_same_code(world: HookWorld) -> None:
-    from _hook_helpers import CNIRUN
+    from conftest import CNIRUN_BIN
 
-    proc = subprocess.run([CNIRUN, "hook", "createRuntime"], input='{"id": "c-cli", "pid": 1}', env=world.full_env(),
+    proc = subprocess.run([CNIRUN_BIN, "hook", "createRuntime"], input='{"id": "c-cli", "pid": 1}', env=world.full_env(),
                           capture_output=True, text=True)
     assert proc.returncode == 0 and world.log_records()[-1]["outcome"] == "skipped"
-    proc = subprocess.run([CNIRUN, "hook", "bogus"], input="{}", env=world.full_env(), capture_output=True, text=True)
+    proc = subprocess.run([CNIRUN_BIN, "hook", "bogus"], input="{}", env=world.full_env(), capture_output=True, text=True)
     assert proc.returncode == 1 and proc.stderr.startswith("cnirun: unknown hook stage")
 
 
@@ -835,7 +835,7 @@ def test_a_delete_killed_mid_del_is_finished_by_gc(world: HookWorld, tmp_path: P
     import signal
     import time
 
-    from _hook_helpers import CNIRUN
+    from conftest import CNIRUN_BIN
 
     bridges = ["cnh4u8"]
     try:
@@ -858,7 +858,7 @@ def test_a_delete_killed_mid_del_is_finished_by_gc(world: HookWorld, tmp_path: P
             os.kill(pid, signal.SIGKILL)
         time.sleep(0.2)
         assert leftovers(world, cid, bridges) != []  # killed mid-way: the pin and the cache are still there
-        gc = subprocess.run([CNIRUN, "gc"], env=world.full_env(), capture_output=True, text=True, timeout=120)
+        gc = subprocess.run([CNIRUN_BIN, "gc"], env=world.full_env(), capture_output=True, text=True, timeout=120)
         assert gc.returncode == 0, gc.stderr
         assert wait_clean(world, cid, bridges) == []
     finally:

@@ -20,7 +20,8 @@ from typing import Iterator
 
 import pytest
 
-from _hook_helpers import CNIRUN, HookWorld, bridge_exists, delete_bridges, wait_clean, wait_records
+from conftest import CNIRUN_BIN
+from _hook_helpers import HookWorld, bridge_exists, delete_bridges, wait_clean, wait_records
 from cnirun.oci.install import docker_runtime
 
 DAEMON_JSON = "/etc/docker/daemon.json"
@@ -55,7 +56,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HookWorld]:
     w.bridge_net("h4d2", "cnh4d2", "10.143.2.0/24", full=False)
     before = _snapshot()
     proc = subprocess.run(
-        [CNIRUN, "install", "docker-runtime", "--dir", str(w.root / "runtime")],
+        [CNIRUN_BIN, "install", "docker-runtime", "--dir", str(w.root / "runtime")],
         env=w.full_env(), capture_output=True, text=True, timeout=60,
     )
     try:
@@ -65,7 +66,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HookWorld]:
         yield w
     finally:
         out = subprocess.run(
-            [CNIRUN, "uninstall", "docker-runtime", "--dir", str(w.root / "runtime")],
+            [CNIRUN_BIN, "uninstall", "docker-runtime", "--dir", str(w.root / "runtime")],
             capture_output=True, text=True, timeout=60,
         )
         delete_bridges(BRIDGES)

@@ -16,7 +16,8 @@ import pytest
 
 from conftest import needs_podman, needs_root, restarts_keep_links
 
-from _hook_helpers import CNIRUN, HookWorld, bridge_exists, delete_bridges, wait_clean, wait_records
+from conftest import CNIRUN_BIN
+from _hook_helpers import HookWorld, bridge_exists, delete_bridges, wait_clean, wait_records
 
 pytestmark = [pytest.mark.podman, needs_root, needs_podman]
 BRIDGES = ["cnh4p1", "cnh4p2"]
@@ -28,12 +29,12 @@ def world(tmp_path: Path) -> Iterator[HookWorld]:
     w.bridge_net("h4p1", "cnh4p1", "10.142.1.0/24")
     w.bridge_net("h4p2", "cnh4p2", "10.142.2.0/24", full=False)
     proc = subprocess.run(
-        [CNIRUN, "install", "hooks", "--dir", str(tmp_path / "hooks.d")],
+        [CNIRUN_BIN, "install", "hooks", "--dir", str(tmp_path / "hooks.d")],
         env=w.full_env(), capture_output=True, text=True,
     )
     assert proc.returncode == 0, proc.stderr
     yield w
-    proc = subprocess.run([CNIRUN, "uninstall", "hooks", "--dir", str(tmp_path / "hooks.d")], capture_output=True, text=True)
+    proc = subprocess.run([CNIRUN_BIN, "uninstall", "hooks", "--dir", str(tmp_path / "hooks.d")], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert not (tmp_path / "hooks.d").exists()  # install made it, uninstall removed it
     delete_bridges(BRIDGES)
@@ -122,7 +123,7 @@ def test_default_dir_works_with_a_plain_podman_run(tmp_path: Path) -> None:
     w = HookWorld.make(tmp_path)
     w.bridge_net("h4p9", "cnh4p9", "10.142.9.0/24")
     had_dir = DEFAULT_DIR.exists()
-    inst = subprocess.run([CNIRUN, "install", "hooks"], env=w.full_env(), capture_output=True, text=True)
+    inst = subprocess.run([CNIRUN_BIN, "install", "hooks"], env=w.full_env(), capture_output=True, text=True)
     try:
         assert inst.returncode == 0, inst.stderr
         configured = subprocess.run(["grep", "-rs", "hooks_dir", "/etc/containers/containers.conf",
@@ -138,7 +139,7 @@ def test_default_dir_works_with_a_plain_podman_run(tmp_path: Path) -> None:
         cid = w.log_records()[0]["container"]
         assert wait_clean(w, cid, ["cnh4p9"]) == []
     finally:
-        un = subprocess.run([CNIRUN, "uninstall", "hooks"], capture_output=True, text=True)
+        un = subprocess.run([CNIRUN_BIN, "uninstall", "hooks"], capture_output=True, text=True)
         delete_bridges(["cnh4p9"])
         if not had_dir:
             for d in (DEFAULT_DIR, DEFAULT_DIR.parent):
@@ -165,11 +166,11 @@ def tc_world(tmp_path: Path) -> Iterator[HookWorld]:
         {"type": "tuning", "capabilities": {"mac": True}},
     ]}
     (w.netconf / "tc32.conflist").write_text(json.dumps(dual))
-    proc = subprocess.run([CNIRUN, "install", "hooks", "--dir", str(tmp_path / "hooks.d")],
+    proc = subprocess.run([CNIRUN_BIN, "install", "hooks", "--dir", str(tmp_path / "hooks.d")],
                           env=w.full_env(), capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     yield w
-    proc = subprocess.run([CNIRUN, "uninstall", "hooks", "--dir", str(tmp_path / "hooks.d")], capture_output=True, text=True)
+    proc = subprocess.run([CNIRUN_BIN, "uninstall", "hooks", "--dir", str(tmp_path / "hooks.d")], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     delete_bridges(TC_BRIDGES)
     assert not any(bridge_exists(b) for b in TC_BRIDGES)
@@ -185,7 +186,7 @@ def test_podman_restarts_keep_addresses_and_macs(tc_world: HookWorld) -> None:
                      "busybox", "sleep", "600")
         assert run.returncode == 0, run.stderr
         cid = run.stdout.strip()
-        c = subprocess.run([CNIRUN, "network", "connect", "tc32", name], env={**w.full_env(), "CNIRUN_ENGINE": "podman"},
+        c = subprocess.run([CNIRUN_BIN, "network", "connect", "tc32", name], env={**w.full_env(), "CNIRUN_ENGINE": "podman"},
                            capture_output=True, text=True, timeout=60)
         assert c.returncode == 0, c.stderr
         first = restarts_keep_links(["podman", "--hooks-dir", str(w.root / "hooks.d")], name)
@@ -214,14 +215,14 @@ def test_a_mac_another_container_has_on_the_network_is_refused(tc_world: HookWor
                       "--annotation", f"cnirun.mac={mac}", "busybox", "true")
         assert copy.returncode != 0
         assert f"cnirun: MAC address {mac} is already used on network tc31 by container" in copy.stderr, copy.stderr
-        r = subprocess.run([CNIRUN, "--rm", "--net", "tc31", "--mac", mac.upper(), "busybox", "true"], env=env,
+        r = subprocess.run([CNIRUN_BIN, "--rm", "--net", "tc31", "--mac", mac.upper(), "busybox", "true"], env=env,
                            capture_output=True, text=True, timeout=60)
         assert r.returncode == 125 and len(r.stderr.strip().splitlines()) == 1, r.stderr
         assert "already used on network tc31" in r.stderr
         b = podman(w, "run", "-d", "--name", other, "--network", "none", "--annotation", "cnirun.networks=tc32",
                    "--annotation", f"cnirun.mac={mac}", "busybox", "sleep", "600")  # another bridge: fine
         assert b.returncode == 0, b.stderr
-        c = subprocess.run([CNIRUN, "network", "connect", "--mac", mac, "tc31", other], env=env,
+        c = subprocess.run([CNIRUN_BIN, "network", "connect", "--mac", mac, "tc31", other], env=env,
                            capture_output=True, text=True, timeout=60)
         assert c.returncode != 0 and len(c.stderr.strip().splitlines()) == 1, c.stderr
         assert "already used on network tc31" in c.stderr

@@ -27,8 +27,8 @@ from typing import Any, Iterator
 
 import pytest
 
+from conftest import CNIRUN_BIN
 from _core_fixtures import (  # noqa: F401  (fixture)
-    CNIRUN,
     CoreEnv,
     bridge_chain,
     bridge_members,
@@ -112,7 +112,7 @@ def _cache_file(network: str, cid: str) -> Path:
 
 def _cnirun(args: list[str], core: CoreEnv, **env: str) -> subprocess.CompletedProcess[str]:
     e = core.env(real=True, CNI_CACHE_DIR=str(LIBCNI_CACHE), **env)
-    return subprocess.run([CNIRUN, *args], env=e, capture_output=True, text=True, timeout=120)
+    return subprocess.run([CNIRUN_BIN, *args], env=e, capture_output=True, text=True, timeout=120)
 
 
 def _assert_gone(core: CoreEnv, network: str, bridge: str, cid: str) -> None:

@@ -37,10 +37,9 @@ from typing import Any, Iterator
 
 import pytest
 
-from conftest import needs_plugins, needs_root
+from conftest import CNIRUN, needs_plugins, needs_root
 
 REPO = Path(__file__).resolve().parent.parent
-CNIRUN = [sys.executable, "-m", "cnirun.cli.main"]
 REAL_PLUGIN_DIR = "/usr/lib/cni"
 LAN_GW = "10.171.0.1"
 NETWORK = "10.172.0.0/16"

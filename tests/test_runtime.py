@@ -20,8 +20,8 @@ from cnirun.core.errors import ArgumentError, PluginError
 from cnirun.cni.runtime import CNI
 from cnirun.cni.runtime_conf import RuntimeConf
 
+from conftest import CNIRUN_BIN
 from _core_fixtures import (  # noqa: F401  (fixtures)
-    CNIRUN,
     CoreEnv,
     Netns,
     bridge_chain,
@@ -206,7 +206,7 @@ def test_twenty_concurrent_adds_get_distinct_addresses(core: CoreEnv, netns: Net
     env = core.env(real=True)
 
     def add(ns: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([CNIRUN, "cni", "add", "t2-many", Netns.path(ns)], env=env,
+        return subprocess.run([CNIRUN_BIN, "cni", "add", "t2-many", Netns.path(ns)], env=env,
                               capture_output=True, text=True, timeout=300)
 
     with ThreadPoolExecutor(max_workers=20) as pool:
@@ -220,7 +220,7 @@ def test_twenty_concurrent_adds_get_distinct_addresses(core: CoreEnv, netns: Net
     assert len(bridge_members("cnt2many")) == 20
 
     def delete(ns: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([CNIRUN, "cni", "del", "t2-many", Netns.path(ns)], env=env,
+        return subprocess.run([CNIRUN_BIN, "cni", "del", "t2-many", Netns.path(ns)], env=env,
                               capture_output=True, text=True, timeout=300)
 
     with ThreadPoolExecutor(max_workers=20) as pool:
@@ -305,7 +305,7 @@ def test_add_killed_midway_leaves_an_intent_record_that_del_finishes(
                   + [core.noop_plugin("slow")])
     ns = netns.new()
     env = core.env(real=True, CNI_CONTAINERID="t2kill-1")
-    proc = subprocess.Popen([CNIRUN, "cni", "add", "t2-kill", Netns.path(ns)], env=env,
+    proc = subprocess.Popen([CNIRUN_BIN, "cni", "add", "t2-kill", Netns.path(ns)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 20
@@ -324,7 +324,7 @@ def test_add_killed_midway_leaves_an_intent_record_that_del_finishes(
     orphans = _processes_with_env("CNI_CONTAINERID=t2kill-1")
     assert orphans, "the hung plugin outlives its killed runtime (own session)"
     # DEL from the cache alone (as cnirun gc does): no netns, no args given.
-    d = subprocess.run([CNIRUN, "cni", "del", "t2-kill", Netns.path(ns)], env=env, capture_output=True, text=True)
+    d = subprocess.run([CNIRUN_BIN, "cni", "del", "t2-kill", Netns.path(ns)], env=env, capture_output=True, text=True)
     assert d.returncode == 0, d.stderr
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline and _processes_with_env("CNI_CONTAINERID=t2kill-1"):

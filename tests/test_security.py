@@ -32,7 +32,8 @@ import pytest
 
 from conftest import HAVE_DOCKER, HAVE_PODMAN, needs_docker, needs_podman, needs_root
 
-from _hook_helpers import CNIRUN, HookWorld, bridge_exists, delete_bridges, leftovers, wait_clean
+from conftest import CNIRUN_BIN
+from _hook_helpers import HookWorld, bridge_exists, delete_bridges, leftovers, wait_clean
 from cnirun.oci.install import docker_runtime
 from cnirun.oci import deadline, argv as hook_command
 from cnirun.core.errors import ArgumentError
@@ -90,23 +91,23 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     before = _snapshot()
     try:
         if HAVE_PODMAN:
-            proc = subprocess.run([CNIRUN, "install", "hooks", "--dir", str(root / "hooks.d")],
+            proc = subprocess.run([CNIRUN_BIN, "install", "hooks", "--dir", str(root / "hooks.d")],
                                   env=w.full_env(), capture_output=True, text=True, timeout=60)
             assert proc.returncode == 0, proc.stderr
         if HAVE_DOCKER and not docker_runtime.registered_path(DAEMON_JSON):
-            proc = subprocess.run([CNIRUN, "install", "docker-runtime", "--dir", str(root / "runtime")],
+            proc = subprocess.run([CNIRUN_BIN, "install", "docker-runtime", "--dir", str(root / "runtime")],
                                   env=w.full_env(), capture_output=True, text=True, timeout=60)
             assert proc.returncode == 0, proc.stderr
             installed_runtime = True
         yield w
     finally:
         if installed_runtime:
-            out = subprocess.run([CNIRUN, "uninstall", "docker-runtime", "--dir", str(root / "runtime")],
+            out = subprocess.run([CNIRUN_BIN, "uninstall", "docker-runtime", "--dir", str(root / "runtime")],
                                  capture_output=True, text=True, timeout=60)
             assert out.returncode == 0, out.stderr
             assert _snapshot() == before
         if HAVE_PODMAN:
-            subprocess.run([CNIRUN, "uninstall", "hooks", "--dir", str(root / "hooks.d")], capture_output=True, timeout=60)
+            subprocess.run([CNIRUN_BIN, "uninstall", "hooks", "--dir", str(root / "hooks.d")], capture_output=True, timeout=60)
         delete_bridges(BRIDGES)
         assert not any(bridge_exists(b) for b in BRIDGES)
 
@@ -471,16 +472,16 @@ def test_install_refuses_relative_and_writable_directories(world: World, tmp_pat
         ({"CNI_PATH": f"{open_dir}:/usr/lib/cni"}, f"{open_dir} is writable by users other than root"),
     ]
     for extra, words in cases:
-        proc = subprocess.run([CNIRUN, "install", "hooks", "--dir", str(hooks_dir)], env={**world.full_env(), **extra},
+        proc = subprocess.run([CNIRUN_BIN, "install", "hooks", "--dir", str(hooks_dir)], env={**world.full_env(), **extra},
                               capture_output=True, text=True)
         assert proc.returncode == 1
         one_cnirun_line(proc.stderr, words)
         assert not (tmp_path / "made").exists()
-    proc = subprocess.run([CNIRUN, "install", "hooks", "--dir", str(hooks_dir), "--force"],
+    proc = subprocess.run([CNIRUN_BIN, "install", "hooks", "--dir", str(hooks_dir), "--force"],
                           env={**world.full_env(), "CNI_PATH": f"{open_dir}:/usr/lib/cni"}, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert "WARNING" in proc.stderr and str(open_dir) in proc.stderr
-    un = subprocess.run([CNIRUN, "uninstall", "hooks", "--dir", str(hooks_dir)], capture_output=True, text=True)
+    un = subprocess.run([CNIRUN_BIN, "uninstall", "hooks", "--dir", str(hooks_dir)], capture_output=True, text=True)
     assert un.returncode == 0, un.stderr
     assert not (tmp_path / "made").exists()  # every directory install created is gone again
 
@@ -488,13 +489,13 @@ def test_install_refuses_relative_and_writable_directories(world: World, tmp_pat
 def test_uninstall_keeps_directories_that_existed_or_are_not_empty(world: World, tmp_path: Path) -> None:
     existing = tmp_path / "hooks.d"
     existing.mkdir()
-    assert subprocess.run([CNIRUN, "install", "hooks", "--dir", str(existing)], env=world.full_env()).returncode == 0
-    assert subprocess.run([CNIRUN, "uninstall", "hooks", "--dir", str(existing)], capture_output=True).returncode == 0
+    assert subprocess.run([CNIRUN_BIN, "install", "hooks", "--dir", str(existing)], env=world.full_env()).returncode == 0
+    assert subprocess.run([CNIRUN_BIN, "uninstall", "hooks", "--dir", str(existing)], capture_output=True).returncode == 0
     assert existing.is_dir() and list(existing.iterdir()) == []
     made = tmp_path / "new" / "hooks.d"
-    assert subprocess.run([CNIRUN, "install", "hooks", "--dir", str(made)], env=world.full_env()).returncode == 0
+    assert subprocess.run([CNIRUN_BIN, "install", "hooks", "--dir", str(made)], env=world.full_env()).returncode == 0
     (made / "someone-elses.json").write_text("{}")
-    assert subprocess.run([CNIRUN, "uninstall", "hooks", "--dir", str(made)], capture_output=True).returncode == 0
+    assert subprocess.run([CNIRUN_BIN, "uninstall", "hooks", "--dir", str(made)], capture_output=True).returncode == 0
     assert [p.name for p in made.iterdir()] == ["someone-elses.json"]
 
 
