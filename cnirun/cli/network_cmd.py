@@ -117,192 +117,204 @@ def inspect_text(details: list[dict[str, Any]]) -> str:
 def register(app: typer.Typer) -> None:
     net_app = typer.Typer(help="Manage CNI networks (conflists in NETCONFPATH).", no_args_is_help=True)
     app.add_typer(net_app, name="network")
-    passthrough = {"ignore_unknown_options": True, "allow_extra_args": True}
+    # connect and disconnect are served by hand in main.py (connect is timed against `cni add`);
+    # registered here for --help and completion.
+    net_app.command("connect", add_help_option=False, context_settings=PASSTHROUGH,
+                    cls=handparsed_command(".connect_cmd:CONNECT_USAGE", "network container"),
+                    short_help="Attach a running container to one more network (ethN).")(connect)
+    net_app.command("disconnect", add_help_option=False, context_settings=PASSTHROUGH,
+                    cls=handparsed_command(".connect_cmd:DISCONNECT_USAGE", "network container"),
+                    short_help="Detach a running container from one network.")(disconnect)
+    net_app.command("ls")(ls)
+    net_app.command("inspect")(inspect)
+    net_app.command("create")(create)
+    net_app.command("rm")(rm)
+    net_app.command("prune")(prune)
+    net_app.command("reload")(reload)
+    net_app.command("convert")(convert)
 
-    # Served by hand in main.py (connect is timed against `cni add`); here for --help and completion.
-    @net_app.command("connect", add_help_option=False, context_settings=passthrough,
-                     cls=handparsed_command(".connect_cmd:CONNECT_USAGE", "network container"),
-                     short_help="Attach a running container to one more network (ethN).")
-    def connect(ctx: typer.Context) -> None:
-        """cnirun network connect [--ip IP] [--ip6 IP6] [--mac MAC] [--alias NAME]... NETWORK CONTAINER"""
-        from .connect_cmd import run as connect_run
 
-        raise SystemExit(connect_run(["connect", *ctx.args]))
+PASSTHROUGH = {"ignore_unknown_options": True, "allow_extra_args": True}
 
-    @net_app.command("disconnect", add_help_option=False, context_settings=passthrough,
-                     cls=handparsed_command(".connect_cmd:DISCONNECT_USAGE", "network container"),
-                     short_help="Detach a running container from one network.")
-    def disconnect(ctx: typer.Context) -> None:
-        """cnirun network disconnect [-f|--force] NETWORK CONTAINER"""
-        from .connect_cmd import run as connect_run
 
-        raise SystemExit(connect_run(["disconnect", *ctx.args]))
+def connect(ctx: typer.Context) -> None:
+    """cnirun network connect [--ip IP] [--ip6 IP6] [--mac MAC] [--alias NAME]... NETWORK CONTAINER"""
+    from .connect_cmd import run as connect_run
 
-    @net_app.command("ls")
-    def ls(fmt: str = typer.Option("table", "--format", help="table, json, or a Go template such as "
-                                   "'{{.Name}}' or 'table {{.Name}}\\t{{.Subnets}}'."),
-           quiet: bool = typer.Option(False, "-q", "--quiet", help="Only names."),
-           no_trunc: bool = typer.Option(False, "--no-trunc", help="Do not shorten long plugin chains and paths.")
-           ) -> None:
-        """List every network of NETCONFPATH and the built-in default."""
-        from ..cni.config import load_all
-        from .output import check_format, emit, render
+    raise SystemExit(connect_run(["connect", *ctx.args]))
 
-        with one_line_errors():
-            fmt = check_format(fmt)
-            cni = _cni()
-            nets = cni.networks()
-            _, errors = load_all(cni.netconf_path)
-            rows = [network_summary(cni, n) for n in nets]
-        for e in errors:
-            sys.stderr.write(f"cnirun: warning: skipped: {e}\n")
-        if quiet:
-            emit("\n".join(r["name"] for r in rows))
-            return
-        with one_line_errors():
-            emit(render(rows, fmt, lambda rs: ls_table(rs, no_trunc)))
 
-    @net_app.command("inspect")
-    def inspect(names: list[str] = typer.Argument(..., metavar="NAME...", autocompletion=network_names),
-                fmt: str = typer.Option("table", "--format", "-f", help="table, json, or a Go template such as "
-                                        "'{{.Subnets}}' or '{{json .Conflist}}'.")) -> None:
-        """Show networks: conflist, file, attached containers and their addresses."""
-        from .output import check_format, emit, render
+def disconnect(ctx: typer.Context) -> None:
+    """cnirun network disconnect [-f|--force] NETWORK CONTAINER"""
+    from .connect_cmd import run as connect_run
 
-        with one_line_errors():
-            fmt = check_format(fmt)
-            cni = _cni()
-            details = [network_detail(cni, cni.network(n)) for n in names]
-            emit(render(details, fmt, inspect_text))
+    raise SystemExit(connect_run(["disconnect", *ctx.args]))
 
-    @net_app.command("create")
-    def create(
-        name: str = typer.Argument(...),
-        driver: str = typer.Option("bridge", "--driver", "-d", help="bridge, macvlan or ipvlan."),
-        subnet: list[str] = typer.Option([], "--subnet", help="e.g. 10.89.5.0/24 (default: a free /24); "
-                                         "repeat with an IPv6 one for dual stack."),
-        gateway: list[str] = typer.Option([], "--gateway", help="Gateway of the subnet that contains it."),
-        ip_range: list[str] = typer.Option([], "--ip-range", help="Hand out addresses from this part of the subnet."),
-        internal: bool = typer.Option(False, "--internal", help="No gateway, NAT, port mapping or default route."),
-        ipv6: bool = typer.Option(False, "--ipv6", help="Dual stack: also an IPv6 /64 (a free one from "
-                                  "CNIRUN_SUBNET_POOL_V6 unless --subnet gives one)."),
-        opt: list[str] = typer.Option([], "--opt", "-o", help="Driver option K=V (repeatable)."),
-        label: list[str] = typer.Option([], "--label", help="Label K=V (repeatable)."),
-        no_dns: bool = typer.Option(False, "--no-dns", help="No DNS resolver for the containers' names."),
-        isolate: str = typer.Option("", "--isolate", metavar="same-bridge|none",
-                                    help="same-bridge: the firewall plugin's ingressPolicy drops traffic from "
-                                         "other bridges; none: no isolation from other networks. (Between the "
-                                         "network's own containers: --opt com.docker.network.bridge.enable_icc=false.)"),
-        fmt: str = _format_option(),
-    ) -> None:
-        """Create a network: a conflist in the first NETCONFPATH directory."""
-        _check_format(fmt)
-        with one_line_errors():
-            net = create_network(name, driver, subnet, gateway, ip_range, internal, opt, label, ipv6, dns=not no_dns,
-                                 isolate=isolate)
-        if fmt == "json":
-            print(json.dumps(network_summary(_cni(), net), indent=2))
-        else:
-            print(net.name)
 
-    @net_app.command("rm")
-    def rm(names: list[str] = typer.Argument(..., metavar="NAME...", autocompletion=network_names),
-           fmt: str = _format_option()) -> None:
-        """Remove networks (refused while containers are attached); deletes the bridges cnirun made."""
-        from ..netstore import store
+def ls(fmt: str = typer.Option("table", "--format", help="table, json, or a Go template such as "
+                               "'{{.Name}}' or 'table {{.Name}}\\t{{.Subnets}}'."),
+       quiet: bool = typer.Option(False, "-q", "--quiet", help="Only names."),
+       no_trunc: bool = typer.Option(False, "--no-trunc", help="Do not shorten long plugin chains and paths.")
+       ) -> None:
+    """List every network of NETCONFPATH and the built-in default."""
+    from ..cni.config import load_all
+    from .output import check_format, emit, render
 
-        _check_format(fmt)
+    with one_line_errors():
+        fmt = check_format(fmt)
         cni = _cni()
-        done, failed = [], False
-        for n in names:
-            try:
-                r = store.remove(cni, n)
-            except Exception as e:  # report each name, then go on with the others
-                from ..core.errors import CNIError
+        nets = cni.networks()
+        _, errors = load_all(cni.netconf_path)
+        rows = [network_summary(cni, n) for n in nets]
+    for e in errors:
+        sys.stderr.write(f"cnirun: warning: skipped: {e}\n")
+    if quiet:
+        emit("\n".join(r["name"] for r in rows))
+        return
+    with one_line_errors():
+        emit(render(rows, fmt, lambda rs: ls_table(rs, no_trunc)))
 
-                if not isinstance(e, CNIError):
-                    raise
-                sys.stderr.write(f"cnirun: {e}\n")
-                failed = True
-                continue
-            done.append(r)
-            for w in r.warnings:
-                sys.stderr.write(f"cnirun: warning: {w}\n")
-        _print_removals(done, fmt)
-        if failed:
-            raise SystemExit(1)
 
-    @net_app.command("prune")
-    def prune(force: bool = typer.Option(False, "--force", "-f", help="Do not ask for confirmation."),
-              filters: list[str] = typer.Option([], "--filter", metavar="KEY=VALUE",
-                                                help="until=<timestamp|duration> (created before), "
-                                                     "label=<key>[=<value>], label!=<key>[=<value>]; repeatable."),
-              fmt: str = _format_option()) -> None:
-        """Remove every network cnirun created that has no container attached (asks first, as docker)."""
-        from ..netstore import store
+def inspect(names: list[str] = typer.Argument(..., metavar="NAME...", autocompletion=network_names),
+            fmt: str = typer.Option("table", "--format", "-f", help="table, json, or a Go template such as "
+                                    "'{{.Subnets}}' or '{{json .Conflist}}'.")) -> None:
+    """Show networks: conflist, file, attached containers and their addresses."""
+    from .output import check_format, emit, render
 
-        _check_format(fmt)
-        with one_line_errors():
-            match = prune_filter(filters)
-        if not force and not confirmed(PRUNE_WARNING):
-            fail("network prune cancelled: nothing removed")
-        with one_line_errors():
-            done = store.prune(_cni(), match)
-        for r in done:
-            for w in r.warnings:
-                sys.stderr.write(f"cnirun: warning: {w}\n")
-        _print_removals(done, fmt)
+    with one_line_errors():
+        fmt = check_format(fmt)
+        cni = _cni()
+        details = [network_detail(cni, cni.network(n)) for n in names]
+        emit(render(details, fmt, inspect_text))
 
-    @net_app.command("reload")
-    def reload(names: list[str] = typer.Argument(None, metavar="[NETWORK]...", autocompletion=network_names),
-               dry_run: bool = typer.Option(False, "--dry-run", help="Only say what is missing.")) -> None:
-        """Re-apply the rules and qdiscs a firewall reload or `iptables -F` removed (after `firewall-cmd
-        --reload`, `systemctl reload firewalld` or any flush), for every live container; addresses stay."""
-        from ..live.reload import reload as do_reload
-        from ..state.runs import container_display
 
-        with one_line_errors():
-            for n in names or []:
-                _cni().network(n)  # an unknown name: one line, nothing done
-            from .output import Progress
+def create(
+    name: str = typer.Argument(...),
+    driver: str = typer.Option("bridge", "--driver", "-d", help="bridge, macvlan or ipvlan."),
+    subnet: list[str] = typer.Option([], "--subnet", help="e.g. 10.89.5.0/24 (default: a free /24); "
+                                     "repeat with an IPv6 one for dual stack."),
+    gateway: list[str] = typer.Option([], "--gateway", help="Gateway of the subnet that contains it."),
+    ip_range: list[str] = typer.Option([], "--ip-range", help="Hand out addresses from this part of the subnet."),
+    internal: bool = typer.Option(False, "--internal", help="No gateway, NAT, port mapping or default route."),
+    ipv6: bool = typer.Option(False, "--ipv6", help="Dual stack: also an IPv6 /64 (a free one from "
+                              "CNIRUN_SUBNET_POOL_V6 unless --subnet gives one)."),
+    opt: list[str] = typer.Option([], "--opt", "-o", help="Driver option K=V (repeatable)."),
+    label: list[str] = typer.Option([], "--label", help="Label K=V (repeatable)."),
+    no_dns: bool = typer.Option(False, "--no-dns", help="No DNS resolver for the containers' names."),
+    isolate: str = typer.Option("", "--isolate", metavar="same-bridge|none",
+                                help="same-bridge: the firewall plugin's ingressPolicy drops traffic from "
+                                     "other bridges; none: no isolation from other networks. (Between the "
+                                     "network's own containers: --opt com.docker.network.bridge.enable_icc=false.)"),
+    fmt: str = _format_option(),
+) -> None:
+    """Create a network: a conflist in the first NETCONFPATH directory."""
+    _check_format(fmt)
+    with one_line_errors():
+        net = create_network(name, driver, subnet, gateway, ip_range, internal, opt, label, ipv6, dns=not no_dns,
+                             isolate=isolate)
+    if fmt == "json":
+        print(json.dumps(network_summary(_cni(), net), indent=2))
+    else:
+        print(net.name)
 
-            report = do_reload(list(names or []), dry_run=dry_run,
-                               progress=lambda total: Progress("network reload", total))
-        failed = False
-        for r in report.repairs:
-            who = f"{container_display(r.container_id)} {r.ifname}" if r.container_id else "network"
-            verb = "missing" if dry_run else ("not repaired" if r.error else "repaired")
-            print(f"{r.network} {who}: {verb}: {'; '.join(r.missing)}" + (f" ({r.error})" if r.error else ""))
-            failed = failed or bool(r.error)
-        for s in report.skipped:
-            sys.stderr.write(f"cnirun: warning: skipped: {s}\n")
-        if not report.repairs:
-            print(f"nothing to repair ({report.checked} live attachments checked)")
-        if failed:
-            raise SystemExit(1)
 
-    @net_app.command("convert")
-    def convert(
-        file: Path = typer.Argument(..., metavar="FILE.yaml"),
-        directory: Path = typer.Option(None, "--dir", help="Write NAME.conflist files here instead of printing."),
-    ) -> None:
-        """Turn the networks: of a compose-style YAML file into CNI conflists."""
-        from ..netstore.networks import load_networks_file
+def rm(names: list[str] = typer.Argument(..., metavar="NAME...", autocompletion=network_names),
+       fmt: str = _format_option()) -> None:
+    """Remove networks (refused while containers are attached); deletes the bridges cnirun made."""
+    from ..netstore import store
 
-        with one_line_errors():
-            nets = load_networks_file(file)
-        if directory is None:
-            for n in nets:
-                print(json.dumps(n.raw, indent=2))
-            return
+    _check_format(fmt)
+    cni = _cni()
+    done, failed = [], False
+    for n in names:
         try:
-            directory.mkdir(parents=True, exist_ok=True)
-            for n in nets:
-                target = directory / f"{n.name}.conflist"
-                target.write_text(json.dumps(n.raw, indent=2) + "\n")
-                print(target)
-        except OSError as e:
-            fail(f"{directory}: cannot write: {e.strerror}")
+            r = store.remove(cni, n)
+        except Exception as e:  # report each name, then go on with the others
+            from ..core.errors import CNIError
+
+            if not isinstance(e, CNIError):
+                raise
+            sys.stderr.write(f"cnirun: {e}\n")
+            failed = True
+            continue
+        done.append(r)
+        for w in r.warnings:
+            sys.stderr.write(f"cnirun: warning: {w}\n")
+    _print_removals(done, fmt)
+    if failed:
+        raise SystemExit(1)
+
+
+def prune(force: bool = typer.Option(False, "--force", "-f", help="Do not ask for confirmation."),
+          filters: list[str] = typer.Option([], "--filter", metavar="KEY=VALUE",
+                                            help="until=<timestamp|duration> (created before), "
+                                                 "label=<key>[=<value>], label!=<key>[=<value>]; repeatable."),
+          fmt: str = _format_option()) -> None:
+    """Remove every network cnirun created that has no container attached (asks first, as docker)."""
+    from ..netstore import store
+
+    _check_format(fmt)
+    with one_line_errors():
+        match = prune_filter(filters)
+    if not force and not confirmed(PRUNE_WARNING):
+        fail("network prune cancelled: nothing removed")
+    with one_line_errors():
+        done = store.prune(_cni(), match)
+    for r in done:
+        for w in r.warnings:
+            sys.stderr.write(f"cnirun: warning: {w}\n")
+    _print_removals(done, fmt)
+
+
+def reload(names: list[str] = typer.Argument(None, metavar="[NETWORK]...", autocompletion=network_names),
+           dry_run: bool = typer.Option(False, "--dry-run", help="Only say what is missing.")) -> None:
+    """Re-apply the rules and qdiscs a firewall reload or `iptables -F` removed (after `firewall-cmd
+    --reload`, `systemctl reload firewalld` or any flush), for every live container; addresses stay."""
+    from ..live.reload import reload as do_reload
+    from ..state.runs import container_display
+
+    with one_line_errors():
+        for n in names or []:
+            _cni().network(n)  # an unknown name: one line, nothing done
+        from .output import Progress
+
+        report = do_reload(list(names or []), dry_run=dry_run,
+                           progress=lambda total: Progress("network reload", total))
+    failed = False
+    for r in report.repairs:
+        who = f"{container_display(r.container_id)} {r.ifname}" if r.container_id else "network"
+        verb = "missing" if dry_run else ("not repaired" if r.error else "repaired")
+        print(f"{r.network} {who}: {verb}: {'; '.join(r.missing)}" + (f" ({r.error})" if r.error else ""))
+        failed = failed or bool(r.error)
+    for s in report.skipped:
+        sys.stderr.write(f"cnirun: warning: skipped: {s}\n")
+    if not report.repairs:
+        print(f"nothing to repair ({report.checked} live attachments checked)")
+    if failed:
+        raise SystemExit(1)
+
+
+def convert(
+    file: Path = typer.Argument(..., metavar="FILE.yaml"),
+    directory: Path = typer.Option(None, "--dir", help="Write NAME.conflist files here instead of printing."),
+) -> None:
+    """Turn the networks: of a compose-style YAML file into CNI conflists."""
+    from ..netstore.networks import load_networks_file
+
+    with one_line_errors():
+        nets = load_networks_file(file)
+    if directory is None:
+        for n in nets:
+            print(json.dumps(n.raw, indent=2))
+        return
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        for n in nets:
+            target = directory / f"{n.name}.conflist"
+            target.write_text(json.dumps(n.raw, indent=2) + "\n")
+            print(target)
+    except OSError as e:
+        fail(f"{directory}: cannot write: {e.strerror}")
 
 
 PRUNE_WARNING = "WARNING! This will remove all networks created by cnirun not used by at least one container."
