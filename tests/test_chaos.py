@@ -6,7 +6,6 @@ does the same with 200 runs. Subnets: the Worlds' 10.131.N/10.132.N.
 """
 from __future__ import annotations
 
-import itertools
 import json
 import signal
 import subprocess
@@ -15,6 +14,7 @@ import time
 import pytest
 
 from _chaos import Chaos, chain_with_slow_noop
+from _parallel import next_n
 from conftest import (HAVE_PODMAN, World, _make_world, docker_runtime_installed, needs_docker, needs_root,
                       world_fixture)
 
@@ -52,8 +52,7 @@ def test_sigkill_of_the_watcher_loses_nothing(docker_world: World) -> None:
 
 
 # 10.211.N.0/24 (N from 70), networks tb-N, bridges ctbN: detached sandbox runs killed at each moment.
-_tb_n = itertools.count(70)
-tb_world = world_fixture(lambda tmp: _make_world(tmp, 211, "chaos: -d sandbox", n=next(_tb_n), net="tb-{n}",
+tb_world = world_fixture(lambda tmp: _make_world(tmp, 211, "chaos: -d sandbox", n=next_n("211-chaos", 70), net="tb-{n}",
                                                  bridge="ctb{n}", subnet="10.211.{n}.0/24", name_prefix="tb{n}-k"))
 
 

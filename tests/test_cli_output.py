@@ -6,9 +6,7 @@ Address plan of issue 14's tests: 10.192.0.0/16, bridges cnf14*, networks and co
 from __future__ import annotations
 
 import io
-import itertools
 import json
-import os
 import random
 import subprocess
 from pathlib import Path
@@ -16,16 +14,14 @@ from typing import Any
 
 import pytest
 
+from _parallel import next_n, run_pid
 from conftest import World, _make_world, needs_docker, needs_plugins, needs_root, world_fixture
 
 from cnirun.cli.output import Progress, Template, TemplateError, check_format, parse_template, render
 
-_n = itertools.count(1)
-
-
 def make_world14(tmp_path: Path) -> World:
     """A World on issue 14's names: network t14-N, bridge cnf14xN, subnet 10.192.N.0/24."""
-    return _make_world(tmp_path, 192, net="t14-{n}", bridge="cnf14x{n}", n=next(_n) + 10 * (os.getpid() % 20))
+    return _make_world(tmp_path, 192, net="t14-{n}", bridge="cnf14x{n}", n=next_n("192") + 10 * (run_pid() % 20))
 
 
 world14 = world_fixture(make_world14)

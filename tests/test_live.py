@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from _parallel import run_pid
 from conftest import World, _make_world, first_address, needs_docker, needs_plugins, needs_root, world_fixture
 
 BANDWIDTH = [{"type": "bandwidth", "capabilities": {"bandwidth": True}}]
@@ -240,9 +241,9 @@ def _page(port: int) -> str:
 
 
 def _base(w: World) -> int:
-    """The first of ten host ports of the test: per process too (the old code's refused connections can leave a
+    """The first of ten host ports of the test: per run too (the old code's refused connections can leave a
     client socket in TIME-WAIT on a port for a minute)."""
-    return 41000 + 100 * (os.getpid() % 9) + 10 * (w.n % 10)
+    return 41000 + 100 * (run_pid() % 9) + 10 * (w.n % 10)
 
 
 def _httpd(name: str) -> list[str]:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import ipaddress
-import itertools
 import json
 import os
 import signal
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from _parallel import next_n
 from conftest import HAVE_PODMAN, Net, World, _make_world, first_address, needs_docker, needs_root, world_fixture
 
 pytestmark = [needs_root, needs_docker]
@@ -426,12 +426,10 @@ def test_reboot_then_gc_frees_everything(docker_world: World) -> None:
 
 
 # -- a detached run that fails leaves nothing: 10.211.N.0/30 (N from 10), networks tb-N, bridges ctbN -------------
-_tiny_n = itertools.count(10)
-
 
 def _tiny_world(tmp_path: Path, engine: str = "") -> World:
     """A /30: one address for containers (.2), the gateway .1."""
-    n = next(_tiny_n)
+    n = next_n("211-tiny", 10)
     return _make_world(tmp_path, 211, "a network with room for one container", n=n, net="tb-{n}",
                        bridge="ctb{n}", subnet="10.211.{n}.0/30", name_prefix="tb{n}-", engine=engine)
 
