@@ -7,7 +7,8 @@ from typing import Any, Callable
 import pytest
 
 from cnirun.network import lifecycle
-from cnirun.engines.base import Engine
+from cnirun.engines.base import Container, ContainerNet, Engine
+from cnirun.engines.spec import RunSpec
 from cnirun.state.runs import RunMeta, RunState
 from cnirun.run.caches import cni_env
 
@@ -27,6 +28,15 @@ class FakeEngine(Engine):
     def state(self, cid: str) -> str | None:
         return self.containers_state.get(cid)
 
+    def containers(self, label: str = "") -> list[Container]:
+        """Unlabelled containers: none has `label`."""
+        return [] if label else [Container(cid, cid, "", {}, s) for cid, s in self.containers_state.items()]
+
+    def stop(self, cid: str, timeout: int = 10) -> None:
+        self.calls.append(("stop", cid))
+        if cid in self.containers_state:
+            self.containers_state[cid] = "exited"
+
     def kill(self, cid: str, sig: str = "KILL") -> None:
         self.calls.append(("kill", cid))
 
@@ -39,6 +49,21 @@ class FakeEngine(Engine):
         self.containers_state[cid] = "running"
 
     def netns_of(self, cid: str) -> str:
+        raise AssertionError("not used here")
+
+    def lookup(self, ref: str) -> ContainerNet | None:
+        state = self.containers_state.get(ref)
+        return None if state is None else ContainerNet(ref, ref, state, 0, "none", {})
+
+    def create_workload(self, spec: RunSpec, network_mode: str, labels: dict[str, str], extra_binds: list[str],
+                        runtime: str | None = None, auto_remove: bool = False, hostname: str | None = None,
+                        dns: list[str] | None = None, dns_search: list[str] | None = None) -> str:
+        raise AssertionError("not used here")
+
+    def has_image(self, image: str) -> bool:
+        raise AssertionError("not used here")
+
+    def pull(self, image: str, progress: Any = None) -> None:
         raise AssertionError("not used here")
 
     def follow(self, cid: str, run_id: str, notify: Callable[[str], None]) -> None:

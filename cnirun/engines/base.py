@@ -1,21 +1,36 @@
-"""The engine protocol: what cnirun needs from a container engine, and nothing more.
+"""The engine protocols: what cnirun needs from a container engine, and nothing more.
 
 The lifecycle's users (teardown, the watcher, gc, ps, compose) speak to
 Docker and Podman only through these verbs; each engine implements them
 once (engines.docker.Docker over the Docker SDK, engines.podman.Podman over
-the podman CLI), so no code outside engines/ branches on an engine's name.
+the podman CLI, engines.dockerapi.LeanDocker over Docker's unix socket for
+the run path), so no code outside engines/ branches on an engine's name.
 What only one engine has (Docker's sandbox helper, Podman's --network ns:)
-lives in that engine's run mode (runner/), not here.
+lives in that engine's run mode (cnirun.run), not here.
+
+Three protocols, each a typing.Protocol to a type checker:
+
+- Engine: what every engine and client has (teardown, gc, ps, the live
+  commands, the image pull);
+- FullEngine: Engine plus what the watcher and compose need, as
+  engines.get() returns it (Docker, Podman);
+- DockerClient: Engine plus the Engine API calls of a Docker run (Docker
+  and LeanDocker), as engines.dockerapi.docker_client() returns it.
+
+tests/test_engines_base.py checks that every engine, client and the tests'
+FakeEngine has each member of its protocols with the protocol's signature.
 """
 from __future__ import annotations
 
 from ..core.value import Value
 
-TYPE_CHECKING = False  # engines.docker is on the run path: no typing import at run time
+TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Callable, Iterator
+    from typing import Any, Callable, Iterator, Protocol
 
     from .spec import RunSpec
+else:
+    Protocol = object  # the run path never imports typing: at run time the protocols are plain base classes
 
 # A container in one of these states may still (again) run in its netns:
 # its attachments are not garbage.
@@ -69,16 +84,17 @@ class ContainerNet(Value):
         return self.state == "running" and self.pid > 0
 
 
-class Engine:
-    """A container engine, as the attachment lifecycle's users need it.
+class Engine(Protocol):
+    """A container engine, or a client of one, as the attachment lifecycle's users need it.
 
     `state(cid)` is None when the engine has no such container: that, and
     only that, means the container is gone. Every verb is safe on a
     container that no longer exists (it does nothing) unless it says
-    otherwise.
+    otherwise. Members that raise NotImplementedError here are required;
+    the others are defaults an implementation inherits.
     """
 
-    name = ""
+    name: str  # the engine's name: "docker", "podman" (what a run's meta records)
 
     def state(self, cid: str) -> str | None:
         raise NotImplementedError
@@ -121,6 +137,24 @@ class Engine:
         """/proc/<pid>/ns/net of the running container; EngineError when it does not run."""
         raise NotImplementedError
 
+    def create_workload(self, spec: RunSpec, network_mode: str, labels: dict[str, str], extra_binds: list[str],
+                        runtime: str | None = None, auto_remove: bool = False, hostname: str | None = None,
+                        dns: list[str] | None = None, dns_search: list[str] | None = None) -> str:
+        """Create (not start) a container of `spec` on the engine's network `network_mode` (none, host,
+        container:ID); its ID."""
+        raise NotImplementedError
+
+    def has_image(self, image: str) -> bool:
+        raise NotImplementedError
+
+    def pull(self, image: str, progress: Any = None) -> None:
+        """The engine pulls `image`; on a terminal `progress` shows it as the engine's CLI does."""
+        raise NotImplementedError
+
+
+class FullEngine(Engine, Protocol):
+    """Engine plus what the watcher and compose need: an engine as engines.get() returns it."""
+
     def logs(self, cid: str) -> Iterator[bytes]:
         """Follow the container's output until it ends."""
         raise NotImplementedError
@@ -131,14 +165,6 @@ class Engine:
         Returns at once (the engine watches in a daemon thread); a notification
         is a hint to look again (`state`), never a verdict.
         """
-        raise NotImplementedError
-
-    # -- what compose needs beside runs (engines.docker / engines.podman implement them) ----
-    def create_workload(self, spec: RunSpec, network_mode: str, labels: dict[str, str], extra_binds: list[str],
-                        runtime: str | None = None, auto_remove: bool = False, hostname: str | None = None,
-                        dns: list[str] | None = None, dns_search: list[str] | None = None) -> str:
-        """Create (not start) a container of `spec` on the engine's network `network_mode` (none, host,
-        container:ID); its ID. compose's network_mode services: no CNI attachment."""
         raise NotImplementedError
 
     def unsupported(self, spec: RunSpec) -> dict[str, str]:
@@ -160,14 +186,8 @@ class Engine:
         Nothing by default: only an engine that restarts containers itself, in no set order, needs it."""
         return False
 
-    def has_image(self, image: str) -> bool:
-        raise NotImplementedError
-
     def build(self, context: str, dockerfile: str, tag: str, args: dict[str, str], target: str,
               labels: dict[str, str], no_cache: bool = False, pull: bool = False) -> None:
-        raise NotImplementedError
-
-    def pull(self, image: str) -> None:
         raise NotImplementedError
 
     def volume_create(self, name: str, driver: str, opts: dict[str, str], labels: dict[str, str]) -> None:
@@ -194,3 +214,41 @@ class Engine:
     def restart(self, cid: str, timeout: int = 10) -> None:
         raise NotImplementedError
 
+
+class DockerClient(Engine, Protocol):
+    """Engine plus the Engine API calls a Docker run makes (engines.dockerapi.docker_client)."""
+
+    # Whether wait_pending registers a wait before start (then dockerd may auto-remove a foreground
+    # container: the wait still sees its exit); when not, wait_pending is None and the run waits after start.
+    waits_before_start: bool
+
+    def clone(self) -> DockerClient:
+        """A second client for use from another thread."""
+        raise NotImplementedError
+
+    def inspect(self, cid: str) -> dict[str, Any] | None:
+        """The container's inspect document; None when there is no such container."""
+        raise NotImplementedError
+
+    def create_sandbox(self, image: str, hostname: str, labels: dict[str, str]) -> str:
+        """The helper container of sandbox mode (engines.docker.sandbox_config); its ID."""
+        raise NotImplementedError
+
+    def attach_socket(self, cid: str, stdin: bool) -> Any:
+        raise NotImplementedError
+
+    def wait(self, cid: str) -> int:
+        """The container's exit status once it stops (125 when it is gone)."""
+        raise NotImplementedError
+
+    def wait_pending(self, cid: str, condition: str = "next-exit") -> Any:
+        """A wait registered now, read after start (its result() is the exit status); None when this
+        client cannot register one (waits_before_start)."""
+        raise NotImplementedError
+
+    def resize(self, cid: str, height: int, width: int) -> None:
+        raise NotImplementedError
+
+    def image_config(self, image: str) -> dict[str, Any]:
+        """The image's Config (Entrypoint, Cmd, Env, ...): what dockerd merges a container's argv from."""
+        raise NotImplementedError

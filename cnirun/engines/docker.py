@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from typing import Any, Callable, Iterator
 
 from ..core.errors import EngineError
-from .base import Container, ContainerNet, Engine
+from .base import Container, ContainerNet, DockerClient, FullEngine
 from .spec import RunSpec, create_config
 
 SANDBOX_BUSYBOX = "/.cnirun/busybox"  # basename "busybox": argv[1] names the applet
@@ -187,6 +187,21 @@ def netns_from_inspect(cid: str, info: dict[str, Any] | None) -> str:
     return f"/proc/{info['State']['Pid']}/ns/net"
 
 
+def container_state(info: dict[str, Any] | None) -> str | None:
+    """Engine.state's answer from an inspect document (None: no such container)."""
+    return str((info.get("State") or {}).get("Status") or "unknown") if info else None
+
+
+def container_list(raw: list[dict[str, Any]]) -> list[Container]:
+    """Engine.containers' answer from GET /containers/json (the SDK's and the lean client's)."""
+    out = []
+    for c in raw or []:
+        names = c.get("Names") or [""]
+        out.append(Container(str(c["Id"]), names[0].lstrip("/"), str(c.get("Image", "")),
+                             dict(c.get("Labels") or {}), str(c.get("State", ""))))
+    return out
+
+
 def container_net(info: dict[str, Any]) -> ContainerNet:
     """Engine.lookup's answer from an inspect document (the SDK's and the lean client's)."""
     from .local import docker_state_file
@@ -203,7 +218,7 @@ def container_net(info: dict[str, Any]) -> ContainerNet:
     )
 
 
-class Docker(Engine):
+class Docker(FullEngine, DockerClient):
     """The Docker engine over the Docker SDK's low-level APIClient (one method per Engine API call).
 
     The run path's hot calls go through engines.dockerapi.LeanDocker instead
@@ -212,6 +227,7 @@ class Docker(Engine):
     """
 
     name = "docker"
+    waits_before_start = False  # the SDK's wait is one blocking call: it cannot be registered before start
 
     def __init__(self) -> None:
         import docker
@@ -227,7 +243,7 @@ class Docker(Engine):
                 "(`dockerd &`, `systemctl start docker`, or `make run`) or set DOCKER_HOST"
             ) from None
 
-    def clone(self) -> "Docker":
+    def clone(self) -> Docker:
         """A second client with its own connection pool, for use from another thread."""
         other = Docker.__new__(Docker)
         other._errors = self._errors
@@ -263,17 +279,11 @@ class Docker(Engine):
             return None
 
     def state(self, cid: str) -> str | None:
-        info = self.inspect(cid)
-        return str((info.get("State") or {}).get("Status") or "unknown") if info else None
+        return container_state(self.inspect(cid))
 
     def containers(self, label: str = "") -> list[Container]:
-        raw = self._call("ps", self.api.containers, all=True, filters={"label": label} if label else None)
-        out = []
-        for c in raw:
-            names = c.get("Names") or [""]
-            out.append(Container(str(c["Id"]), names[0].lstrip("/"), str(c.get("Image", "")),
-                                 dict(c.get("Labels") or {}), str(c.get("State", ""))))
-        return out
+        return container_list(self._call("ps", self.api.containers, all=True,
+                                         filters={"label": label} if label else None))
 
     # -- the helper container -------------------------------------------------
     def create_sandbox(self, image: str, hostname: str, labels: dict[str, str]) -> str:
@@ -342,7 +352,10 @@ class Docker(Engine):
             return 125
         return int(res.get("StatusCode", 125))
 
-    def kill(self, cid: str, sig: str | int = "SIGKILL") -> None:
+    def wait_pending(self, cid: str, condition: str = "next-exit") -> Any:
+        return None  # waits_before_start is False: the run waits after start
+
+    def kill(self, cid: str, sig: str = "KILL") -> None:
         try:
             self.api.kill(cid, signal=sig)
         except Exception:

@@ -6,10 +6,11 @@ true`. `cnirun run` needs a dozen plain calls (create, attach, start, wait,
 kill, resize, remove, inspect); this module speaks them as HTTP/1.1 over the
 unix socket by hand (even http.client's import costs 10 ms).
 
-LeanDocker has the same methods as engines.docker.Docker, and the runner
-uses it when DOCKER_HOST is a unix socket and the run's options map 1:1 to
-Engine API fields (see lean_supported); otherwise, and for tcp/ssh/TLS
-hosts, for the watcher, gc and ps, the Docker SDK does it all.
+LeanDocker is a DockerClient (engines.base) as engines.docker.Docker is, and
+the runner uses it when DOCKER_HOST is a unix socket and the run's options
+map 1:1 to Engine API fields (see lean_supported); otherwise, and for
+tcp/ssh/TLS hosts, for the watcher, gc, ps and compose (FullEngine), the
+Docker SDK does it all.
 
 Unversioned API paths: dockerd serves them at its own current version, so
 no version negotiation round trip is needed.
@@ -22,9 +23,13 @@ TYPE_CHECKING = False  # typing costs ~7 ms of start-up on `cnirun run`: annotat
 if TYPE_CHECKING:
     from typing import Any
 
+    from .base import Container, ContainerNet
+    from .spec import RunSpec
+
 from ..core import jsonfast as json
 from ..core import trace
 from ..core.errors import EngineError
+from .base import DockerClient
 from .spec import SDK_ONLY_FIELDS, create_config
 
 DEFAULT_SOCKET = "/var/run/docker.sock"
@@ -272,15 +277,16 @@ class PendingWait:
             return 125
 
 
-class LeanDocker:
-    """engines.docker.Docker's methods for `cnirun run`, without the SDK."""
+class LeanDocker(DockerClient):
+    """A DockerClient for `cnirun run` and the live commands, without the SDK."""
 
     name = "docker"
+    waits_before_start = True
 
     def __init__(self, socket_path: str) -> None:
         self.raw = RawDocker(socket_path)
 
-    def clone(self) -> "LeanDocker":
+    def clone(self) -> LeanDocker:
         return LeanDocker(self.raw.path)  # stateless: every call has its own connection
 
     def _call(self, what: str, method: str, url: str, body: Any = None, timeout: float | None = TIMEOUT) -> Any:
@@ -300,7 +306,18 @@ class LeanDocker:
                 return None
             raise EngineError(f"docker inspect: {e}") from None
 
-    def lookup(self, ref: str) -> Any:
+    def state(self, cid: str) -> str | None:
+        from .docker import container_state
+
+        return container_state(self.inspect(cid))
+
+    def containers(self, label: str = "") -> list[Container]:
+        from .docker import container_list
+
+        query = f"&filters={quote(json.dumps({'label': [label]}))}" if label else ""
+        return container_list(self._call("ps", "GET", "/containers/json?all=1" + query) or [])
+
+    def lookup(self, ref: str) -> ContainerNet | None:
         """engines.base.Engine.lookup without the SDK (connect and port are timed like `cni add`)."""
         from .docker import container_net
 
@@ -328,7 +345,7 @@ class LeanDocker:
 
     def create_workload(
         self,
-        spec: Any,
+        spec: RunSpec,
         network_mode: str,
         labels: dict[str, str],
         extra_binds: list[str],
@@ -370,7 +387,7 @@ class LeanDocker:
         except EngineError as e:
             raise StartError(str(e)) from None
 
-    def wait_pending(self, cid: str, condition: str = "next-exit") -> "PendingWait":
+    def wait_pending(self, cid: str, condition: str = "next-exit") -> PendingWait:
         """Register a wait before start (as the docker CLI does): an auto-removed container cannot slip by.
 
         dockerd answers the head at once and the body when the condition is met.
@@ -388,11 +405,17 @@ class LeanDocker:
             raise EngineError(f"docker wait: {e}") from None
         return int((res or {}).get("StatusCode", 125))
 
-    def kill(self, cid: str, sig: str | int = "SIGKILL") -> None:
+    def kill(self, cid: str, sig: str = "KILL") -> None:
         try:
-            self.raw.request("POST", f"/containers/{quote(cid)}/kill?signal={quote(str(sig))}")
+            self.raw.request("POST", f"/containers/{quote(cid)}/kill?signal={quote(sig)}")
         except EngineError:
             pass  # already gone or not running: nothing to signal
+
+    def stop(self, cid: str, timeout: int = 10) -> None:
+        try:
+            self.raw.request("POST", f"/containers/{quote(cid)}/stop?t={timeout}", timeout=timeout + TIMEOUT)
+        except EngineError:
+            pass  # gone or already stopped; remove() reports real trouble
 
     def resize(self, cid: str, height: int, width: int) -> None:
         try:

@@ -1,11 +1,11 @@
 """`--pull missing|always|never`: make a run's image present through the engine's own pull.
 
 One function for every engine and run mode (the runner calls it once,
-before anything is created). Docker goes through the lean Engine API client
-on a unix socket (no SDK import on the run path), else the SDK; Podman
-through its CLI. Progress shows only on a terminal, as each engine's CLI
-draws it; elsewhere the run stays quiet but for docker's one line
-"Unable to find image 'X' locally".
+before anything is created), through the engine's cheapest client
+(engines.quick: Docker's lean Engine API client on a unix socket, no SDK
+import on the run path, else the SDK; Podman's CLI). Progress shows only
+on a terminal, as each engine's CLI draws it; elsewhere the run stays
+quiet but for docker's one line "Unable to find image 'X' locally".
 """
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ from ..core.errors import EngineError
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
+
+    from .base import Engine
 
 PULL_POLICIES = ("missing", "always", "never")
 
@@ -30,25 +32,16 @@ def check_policy(policy: str) -> str:
     return policy
 
 
-def image_client(engine: str) -> Any:
-    """The engine client that can say has_image(image) and pull(image, progress), cheapest first."""
-    if engine == "docker":
-        from .dockerapi import LeanDocker, unix_socket_path
-
-        sock = unix_socket_path()
-        if sock:
-            return LeanDocker(sock)
-    from . import get
-
-    return get(engine)
-
-
-def ensure_image(engine: str, image: str, policy: str = "missing", client: Any = None,
+def ensure_image(engine: str, image: str, policy: str = "missing", client: Engine | None = None,
                  progress: Any = None) -> None:
     """As `docker run --pull POLICY`: missing pulls when absent, always pulls (an unreachable
-    registry fails the run), never refuses when absent (ImageMissing)."""
+    registry fails the run), never refuses when absent (ImageMissing). `client`: the engine's
+    cheapest client (engines.quick) unless given."""
     check_policy(policy)
-    client = client if client is not None else image_client(engine)
+    if client is None:
+        from . import quick
+
+        client = quick(engine)
     progress = progress if progress is not None else sys.stderr
     if policy != "always" and client.has_image(image):
         return

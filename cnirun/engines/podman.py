@@ -12,7 +12,7 @@ import os
 from ..core import jsonfast as json  # not the json package: its re costs ~3 ms of every podman run
 from ..core.errors import EngineError
 from ..core.fsutil import which
-from .base import Container, ContainerNet, Engine
+from .base import Container, ContainerNet, FullEngine
 from .spec import RunSpec
 
 TYPE_CHECKING = False
@@ -275,7 +275,7 @@ def _health_args(hc: dict[str, object] | None) -> list[str]:
     return argv
 
 
-class Podman(Engine):
+class Podman(FullEngine):
     """The Podman engine over its CLI (the REST API would need the podman service running)."""
 
     name = "podman"

@@ -4,13 +4,15 @@ run(req) is the entry point (cli.run and compose.up call it). It plans the
 run (plan: every check before anything is made on the host), then hands it
 to one engine mode, each in its own module and imported only when taken:
 
-- docker_run: picks Docker hook or sandbox mode and the Engine API client;
+- docker_mode: decides how a Docker run attaches (hook, single or helper), and why;
+- docker_run: carries out that decision with the run's Engine API client;
 - docker_single: sandbox mode with the user's container alone, held at its
   entrypoint until ADD is done (foreground runs);
 - docker_sandbox: a helper container holds the netns, the workload joins it
   (-d, restart policies, CNIRUN_SANDBOX=helper);
 - docker_hook: an ordinary `docker run` with the cnirun OCI runtime;
-- podman: a cnirun-made netns, `podman run --network ns:PATH`;
+- podman: a cnirun-made netns, `podman run --network ns:PATH` (an engine whose
+  runs join a netns path: engines.joins_netns_path);
 - console: a foreground Docker run's attach I/O (both Docker modes);
 - etc_files: the container's hosts/resolv.conf (sandbox and Podman);
 - signals: SignalGate (abort set-up, forward to the workload, shield teardown);
@@ -22,7 +24,6 @@ caller prints (cli.run like docker run, compose its own lines).
 """
 from __future__ import annotations
 
-
 from ..core.errors import CNIError
 from .request import RunOutcome, RunRequest
 from .failures import EXIT_CNIRUN, RunFailed
@@ -32,27 +33,19 @@ from .signals import Interrupted, SignalGate
 __all__ = ["EXIT_CNIRUN", "Interrupted", "Plan", "RunFailed", "SignalGate", "plan", "run"]
 
 
-# engine -> (module, function) of its run mode: Docker picks hook or sandbox mode
-# itself (docker_run), Podman has one (--network ns:PATH).
-_MODES = {"docker": ("docker_run", "run_docker"), "podman": ("podman", "run_podman")}
-
-
 def run(req: RunRequest) -> RunOutcome:
     """Carry out one run; its outcome says how it ended. Prints nothing but the container's own I/O."""
-    from importlib import import_module
-
-    from ..engines import engine_name
+    from ..engines import engine_name, joins_netns_path
 
     gate = SignalGate()
     gate.install()
     p: Plan | None = None
     try:
         engine = engine_name(req.engine)
-        if engine not in _MODES:
-            raise RunFailed(f"unknown engine {engine!r}: use --engine docker or --engine podman")
-        if req.mode == "hook" and engine != "docker":
-            raise RunFailed(f"--mode hook is for Docker; {engine} runs attach their own netns")
-        if engine != "docker":
+        own_netns = joins_netns_path(engine)  # EngineError for an engine cnirun does not know
+        if own_netns:
+            if req.mode == "hook":
+                raise RunFailed(f"--mode hook is for Docker; {engine} runs attach their own netns")
             from .docker_mode import warn_sandbox_ignored
 
             warn_sandbox_ignored(f"this is a {engine} run (it attaches its own netns)")
@@ -62,8 +55,13 @@ def run(req: RunRequest) -> RunOutcome:
 
         ensure_image(engine, req.spec.image, req.pull or "missing")
         p = plan(req)
-        module, function = _MODES[engine]
-        return getattr(import_module(f"{__name__}.{module}"), function)(p, gate)
+        if own_netns:
+            from .podman import run_podman
+
+            return run_podman(p, gate)
+        from .docker_run import run_docker
+
+        return run_docker(p, gate)
     except RunFailed as e:
         return RunOutcome(code=e.code, error=str(e))
     except CNIError as e:

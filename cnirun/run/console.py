@@ -17,6 +17,7 @@ TYPE_CHECKING = False  # typing costs ~7 ms of start-up on `cnirun run`: annotat
 if TYPE_CHECKING:
     from typing import Any
 
+    from ..engines.base import DockerClient
     from .signals import SignalGate
 
 
@@ -29,7 +30,7 @@ class StartFailed(Exception):
 
 
 def foreground(
-    docker: Any, cid: str, spec: Any, gate: SignalGate, on_started: Any = None, auto_removed: bool = False,
+    docker: DockerClient, cid: str, spec: Any, gate: SignalGate, on_started: Any = None, auto_removed: bool = False,
     before_run: Any = None,
 ) -> int:
     """Attach, start, relay I/O and signals, and return the exit status.
@@ -38,15 +39,13 @@ def foreground(
     once start succeeded, before signals are forwarded and stdin is relayed
     (a signal meanwhile still aborts set-up): the single-container sandbox
     attaches its network there, then releases the container's first
-    instruction. auto_removed: dockerd
-    removes the container on exit; the wait (registered before start, lean
-    client only) then returns once it is gone.
+    instruction. auto_removed: dockerd removes the container on exit; the
+    wait (registered before start: docker.waits_before_start) then returns
+    once it is gone.
     """
     from ..engines.docker import StartError
 
-    pending = None
-    if hasattr(docker, "wait_pending"):
-        pending = docker.wait_pending(cid, "removed" if auto_removed else "next-exit")
+    pending = docker.wait_pending(cid, "removed" if auto_removed else "next-exit")  # None: wait after start
     sock = docker.attach_socket(cid, stdin=spec.interactive)
     raw = getattr(sock, "_sock", sock)
     restore_tty = None

@@ -37,7 +37,7 @@ def run_docker_hook(p: Plan, docker: Any, gate: SignalGate) -> RunOutcome:
     labels = {**spec.labels, **p.netspec.to_labels()}
     # Foreground --rm: dockerd removes the container as it exits (as `docker run --rm`), when the
     # client can register its wait before start; else cnirun removes it after the wait.
-    auto_remove = spec.remove and (spec.detach or hasattr(docker, "wait_pending"))
+    auto_remove = spec.remove and (spec.detach or docker.waits_before_start)
     from ..network.files import planned_resolvers
 
     # dockerd writes resolv.conf, before the hook ADDs: it is given the networks'

@@ -42,9 +42,8 @@ def teardown(
 ) -> list[str]:
     """Stop (if asked) and remove what the run made; DEL its attachments. Returns error messages.
 
-    `engine`: the run's engine (an engines.base.Engine, or the run path's lean
-    Docker client, which has the same kill/remove), made from meta.engine
-    when None. workload=False: leave the workload alone (its engine already
+    `engine`: the run's engine or client (an engines.base.Engine), made
+    from meta.engine when None. workload=False: leave the workload alone (its engine already
     stopped/removed it). Order: the workload, then DEL (lifecycle.detach)
     while the netns holder still holds the netns, then the holder: Docker's
     sandbox helper, or the named netns a Podman run or `cnirun exec` made;
@@ -81,7 +80,7 @@ def teardown(
             pass
     helper_mode = meta.engine == "docker" and meta.mode == "sandbox"  # a helper container holds the netns
     unnamed = workload and not meta.workload and (in_setup or meta.remove)
-    if (unnamed or in_setup and helper_mode and not meta.sandbox) and hasattr(engine, "containers"):
+    if (unnamed or in_setup and helper_mode and not meta.sandbox) and engine is not None:
         # Killed between the engine's create and recording its answer (or `podman run` killed
         # before it wrote its --cidfile): the run's labels name what it made.
         made = {c.labels.get("cnirun.role"): c.id for c in engine.containers(f"cnirun.id={meta.id}")}
