@@ -12,9 +12,10 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 
@@ -484,12 +485,7 @@ def test_gc_stops_a_resolver_whose_names_are_gone(world: World) -> None:
     from cnirun.dns.names import register
 
     w = world
-    env = {k: w.env[k] for k in ("CNIRUN_STATE_DIR", "NETCONFPATH", "CNI_CACHE_DIR")}
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    subprocess.run(["ip", "link", "add", w.bridge, "type", "bridge"], check=True)
-    subprocess.run(["ip", "addr", "add", f"{gateway(w)}/24", "dev", w.bridge], check=True)
-    try:
+    with environ_of(w, gateway(w)):
         from cnirun.cni.runtime import CNI
 
         net = CNI().network(w.net)
@@ -508,12 +504,92 @@ def test_gc_stops_a_resolver_whose_names_are_gone(world: World) -> None:
         assert any(f"DNS guard rule of gone network {w.net}-gone" in line for line in done), done
         assert resolvers_of(w) == [] and dns_dirs(w) == []
         assert guard_rules(w.net) == [] and guard_rules(f"{w.net}-gone") == []
+
+
+@contextlib.contextmanager
+def environ_of(w: World, gw: str) -> Iterator[None]:
+    """The World's bridge made by hand with `gw` on it (a resolver needs its gateway on the host), and
+    os.environ naming the World's state dir, networks and cache: for calls of cnirun's functions in-process."""
+    env = {k: w.env[k] for k in ("CNIRUN_STATE_DIR", "NETCONFPATH", "CNI_CACHE_DIR")}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    subprocess.run(["ip", "link", "add", w.bridge, "type", "bridge"], check=True)
+    subprocess.run(["ip", "addr", "add", f"{gw}/24", "dev", w.bridge], check=True)
+    try:
+        yield
     finally:
         for k, v in old.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+# -- resolvers and keepers started by an earlier cnirun (its World: t24e-N, c24eN, 10.225.N.0/24) --------
+BEFORE_SPLIT = "9b2558d"  # the last commit with the names store, resolvers and keeper in one dns/names.py
+
+
+@pytest.fixture
+def eworld(tmp_path: Path) -> Any:
+    w = _make_world(tmp_path, 225, "dns", net="t24e-{n}", bridge="c24e{n}", subnet="10.225.{n}.0/24")
+    yield w
+    try:
+        assert_no_resolver(w, within=10.0)
+        assert wait_for(lambda: keeper_of(w) == 0, 10.0), "the resolvers' keeper outlived the last resolver"
+    finally:
+        w.finish()
+
+
+def earlier_cnirun(tmp_path: Path, commit: str) -> Path:
+    """A copy of the cnirun package as it was at `commit`, to run as an earlier install would."""
+    tree = tmp_path / f"cnirun-{commit}"
+    tree.mkdir()
+    got = subprocess.run(f"git -C {REPO} archive {commit} cnirun | tar -x -C {tree}", shell=True,
+                         capture_output=True, text=True)
+    if got.returncode != 0:
+        pytest.skip(f"cnirun at {commit} is not in this checkout's history: {got.stderr.strip()}")
+    return tree
+
+
+def test_a_resolver_and_keeper_started_before_the_split_stay_ours(eworld: World, tmp_path: Path) -> None:
+    """A network's resolver and the keeper that cnirun started before dns/ was split into modules (its
+    code at BEFORE_SPLIT, run from a copy) are the current code's: a second container's register keeps that
+    resolver (same pid: its config, the record, reads the same), answers both names and starts no second
+    keeper; the last unregister stops the resolver and removes its rules and dir, and the keeper exits."""
+    w = eworld
+    gw = f"10.225.{w.n}.1"
+    old_tree = earlier_cnirun(tmp_path, BEFORE_SPLIT)
+    with environ_of(w, gw):
+        from cnirun.cni.runtime import CNI
+        from cnirun.dns import keeper
+        from cnirun.dns.names import register, unregister
+
+        def result(host: int) -> dict[str, Any]:
+            return {"ips": [{"address": f"10.225.{w.n}.{host}/24", "gateway": gw}]}
+
+        script = ("import sys; from cnirun.cni.runtime import CNI; from cnirun.dns.names import register; "
+                  f"print(register(CNI().network({w.net!r}), 'a' * 64, {result(5)!r}, ['t24e-old'], "
+                  f"{str(w.cache_dir)!r}))")
+        env = {**w.env, "PYTHONPATH": str(old_tree)}
+        try:
+            p = subprocess.run([sys.executable, "-c", script], env=env, cwd=old_tree, capture_output=True,
+                               text=True)
+            assert p.returncode == 0 and p.stdout.split() == [f"['{gw}']"], p.stderr
+            assert wait_for(lambda: keeper_of(w) != 0, 5.0), "the earlier cnirun started no keeper"
+            started, kept_by = resolver_pid(w, w.net), keeper_of(w)
+            assert started and str(old_tree) in Path(f"/proc/{kept_by}/environ").read_text()
+            net = CNI().network(w.net)
+            assert register(net, "b" * 64, result(6), ["t24e-new"], str(w.cache_dir)) == [gw]
+            assert resolver_pid(w, w.net) == started, "the earlier cnirun's resolver was restarted"
+            log = (w.state_dir / "dns" / ".keeper.log").read_text()
+            assert keeper_of(w) == kept_by and f"[{kept_by}]: keeping" in log, log
+            assert not [pid for pid in keeper._keepers if os.path.exists(f"/proc/{pid}")], "a second keeper started"
+            assert query(gw, "t24e-old") == [f"10.225.{w.n}.5"] and query(gw, "t24e-new") == [f"10.225.{w.n}.6"]
+            assert len(guard_rules(w.net)) == 2
+        finally:
+            unregister(w.net, "b" * 64)
+            unregister(w.net, "a" * 64)
+        assert guard_rules(w.net) == []
 
 
 # -- compose --------------------------------------------------------------------------------
