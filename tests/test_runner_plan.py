@@ -36,30 +36,81 @@ def _settings(cni: FakeCNI, **over: str) -> dict[str, Any]:
 
 
 def test_mode_choice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hook mode only where the installed runtime would attach exactly this run; --mode hook says why not."""
     cni = FakeCNI(tmp_path)
     monkeypatch.setattr(docker_mode, "installed_settings", lambda: None)
-    assert docker_mode.choose("", cni, []) == "sandbox"
+    assert docker_mode.hook_unfit("", cni, [], []) == "the cnirun runtime is not installed"
     with pytest.raises(ArgumentError, match="cnirun install docker-runtime"):
-        docker_mode.choose("hook", cni, [])
+        docker_mode.hook_unfit("hook", cni, [], [])
 
     monkeypatch.setattr(docker_mode, "installed_settings", lambda: _settings(cni))
-    assert docker_mode.choose("", cni, []) == "hook"
-    assert docker_mode.choose("sandbox", cni, []) == "sandbox"
+    assert docker_mode.hook_unfit("", cni, [], []) == ""
+    assert docker_mode.hook_unfit("sandbox", cni, [], []) == "--mode sandbox"
     # Networks from -f: invisible to the hook.
-    assert docker_mode.choose("", cni, ["filenet"]) == "sandbox"
+    assert "filenet" in docker_mode.hook_unfit("", cni, [], ["filenet"])
     with pytest.raises(ArgumentError, match="filenet.*-f"):
-        docker_mode.choose("hook", cni, ["filenet"])
+        docker_mode.hook_unfit("hook", cni, [], ["filenet"])
+    # dockerd refused the runtime at create: auto falls back, --mode hook says so.
+    assert "reloaded" not in docker_mode.hook_unfit("", cni, [], [], runtime_unknown="unknown runtime cnirun")
+    assert "unknown runtime cnirun" in docker_mode.hook_unfit("", cni, [], [], runtime_unknown="unknown runtime cnirun")
+    with pytest.raises(ArgumentError, match="does not know the cnirun runtime"):
+        docker_mode.hook_unfit("hook", cni, [], [], runtime_unknown="unknown runtime cnirun")
 
     # The runtime recorded another environment: auto falls back, --mode hook says what differs.
     monkeypatch.setattr(docker_mode, "installed_settings", lambda: _settings(cni, NETCONFPATH="/elsewhere"))
-    assert docker_mode.choose("", cni, []) == "sandbox"
+    assert "/elsewhere" in docker_mode.hook_unfit("", cni, [], [])
     with pytest.raises(ArgumentError) as e:
-        docker_mode.choose("hook", cni, [])
+        docker_mode.hook_unfit("hook", cni, [], [])
     assert "NETCONFPATH" in str(e.value) and "/elsewhere" in str(e.value) and "install docker-runtime" in str(e.value)
     assert "\n" not in str(e.value)
     monkeypatch.setattr(docker_mode, "installed_settings", lambda: _settings(cni, CNI_CACHE_DIR="/var/lib/cni"))
     with pytest.raises(ArgumentError, match="CNI_CACHE_DIR"):
-        docker_mode.choose("hook", cni, [])
+        docker_mode.hook_unfit("hook", cni, [], [])
+
+
+class _ImageClient:
+    """The run's Docker client as decide() uses it: the image's config, counted."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.config, self.asked = config, 0
+
+    def image_config(self, image: str) -> dict[str, Any]:
+        self.asked += 1
+        return self.config
+
+
+def _decide(argv: list[str], cni: FakeCNI, client: _ImageClient) -> docker_mode.DockerMode:
+    from cnirun.run.plan import Plan
+
+    req = parse(argv)
+    assert req is not None
+    p = Plan(req=req, cni=cni, networks=[], netspec=None, options=[])
+    return docker_mode.decide(p, lambda: client)  # type: ignore[arg-type,return-value]
+
+
+def test_decide_is_the_one_answer_with_why(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """decide(): hook, single or helper with the reason; the image is asked for only when it decides."""
+    cni = FakeCNI(tmp_path)
+    monkeypatch.delenv("CNIRUN_SANDBOX", raising=False)
+    image = _ImageClient({"Cmd": ["sh"], "Env": ["PATH=/bin"]})
+    monkeypatch.setattr(docker_mode, "installed_settings", lambda: _settings(cni))
+    mode = _decide(["busybox"], cni, image)
+    assert (mode.kind, image.asked) == ("hook", 0) and "installed" in mode.why
+    monkeypatch.setattr(docker_mode, "installed_settings", lambda: None)
+    mode = _decide(["busybox"], cni, image)
+    assert (mode.kind, mode.image_config, image.asked) == ("single", image.config, 1)
+    assert mode.why == "the cnirun runtime is not installed"
+    mode = _decide(["-d", "busybox"], cni, image)
+    assert (mode.kind, image.asked) == ("helper", 1) and "detached" in mode.why
+    mode = _decide(["-e", "a.b=1", "busybox"], cni, image)
+    assert (mode.kind, image.asked) == ("helper", 2) and "'a.b'" in mode.why
+    assert _decide(["busybox"], cni, _ImageClient({})).kind == "helper"  # no command at all: dockerd says so
+    monkeypatch.setenv("CNIRUN_SANDBOX", "helper")
+    assert (_decide(["busybox"], cni, image).kind, image.asked) == ("helper", 2)
+    monkeypatch.setenv("CNIRUN_SANDBOX", "single")
+    assert _decide(["busybox"], cni, image).kind == "single"
+    with pytest.raises(ArgumentError, match="CNIRUN_SANDBOX=single cannot carry out this run: a detached"):
+        _decide(["-d", "busybox"], cni, image)
 
 
 def test_unset_recorded_env_means_the_defaults(tmp_path: Path) -> None:

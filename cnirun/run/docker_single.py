@@ -27,8 +27,8 @@ released reads EOF and exits 125 without running anything. The run state
 records the container before it starts and the pin before ADD, so `cnirun gc`
 (teardown.teardown) finishes the run as it finishes a helper-mode one.
 
-Where it cannot work (unfit() says why), runner.docker_run takes the helper
-mode: detached runs (`docker restart`, `docker stop; docker start` and
+Where it cannot work (docker_mode.single_unfit says why), docker_mode.decide
+takes the helper mode: detached runs (`docker restart`, `docker stop; docker start` and
 restart policies would block the entrypoint again with nobody to release
 it, and must keep the addresses), environment names busybox's shell cannot
 carry through exec (`discovery.type=...`), and a run with no command at all
@@ -47,6 +47,7 @@ TYPE_CHECKING = False  # typing costs ~7 ms of start-up on `cnirun run`: annotat
 if TYPE_CHECKING:
     from typing import Any
 
+    from ..engines.base import DockerClient
     from .request import RunOutcome
     from ..state.runs import RunMeta, RunState
     from .plan import Plan
@@ -83,10 +84,6 @@ exec -a "$c" "$p" "$@"
 """
 
 
-class SingleUnfit(Exception):
-    """This run cannot take the single-container path (the message says why); nothing was made."""
-
-
 def resolve_argv(image_config: dict[str, Any], entrypoint: str | None, command: list[str]) -> list[str]:
     """The container's argv as dockerd merges it (daemon's merge + getEntrypointAndArgs).
 
@@ -108,28 +105,9 @@ def merged_env(image_config: dict[str, Any], run_env: list[str]) -> dict[str, st
     return out
 
 
-def _shell_name(name: str) -> bool:
+def shell_name(name: str) -> bool:
+    """Whether busybox's shell can carry an environment variable of this name through exec."""
     return bool(name) and not name[0].isdigit() and all(c == "_" or (c.isascii() and c.isalnum()) for c in name)
-
-
-def unfit(spec: Any, image_config: dict[str, Any] | None = None) -> str:
-    """'' when the run can take the single-container path, else why not (one phrase).
-
-    Without image_config only what the run's options decide is checked.
-    """
-    if spec.detach:
-        return ("a detached container must come back on its addresses after `docker restart` or `docker start`, "
-                "with no cnirun to release it")
-    if spec.restart and spec.restart != "no":
-        return "a restart policy would start the container again with no cnirun to release it"
-    if image_config is None:
-        return ""
-    bad = sorted(k for k in merged_env(image_config, spec.resolved_env()) if not _shell_name(k))
-    if bad:
-        return f"busybox's shell cannot pass on environment names such as {bad[0]!r}"
-    if not resolve_argv(image_config, spec.entrypoint, spec.command):
-        return "no command: dockerd reports that itself"
-    return ""
 
 
 def waiter_command(image_config: dict[str, Any], spec: Any, mount: str) -> tuple[str, list[str]]:
@@ -140,14 +118,13 @@ def waiter_command(image_config: dict[str, Any], spec: Any, mount: str) -> tuple
     return f"{mount}/busybox", ["sh", "-c", WAIT_SCRIPT, f"{mount}/wait", *keep, *argv]
 
 
-def run_docker_single(p: Plan, gate: SignalGate) -> RunOutcome:
+def run_docker_single(p: Plan, gate: SignalGate, docker: DockerClient, image_config: dict[str, Any]) -> RunOutcome:
     """Create the user's container held at its entrypoint; start; pin and ADD; release; wait; tear down.
 
-    Raises SingleUnfit before anything is made when the run cannot take
-    this path (runner.docker_run then takes the helper mode).
+    For a run docker_mode.decide() found fit (image_config: the image's
+    Config it read through `docker`).
     """
     from ..engines.docker import find_static_busybox
-    from ..engines.dockerapi import docker_client
     from ..engines.spec import RunSpec
     from .request import RunOutcome
     from ..state.runs import RunMeta, RunState
@@ -155,14 +132,6 @@ def run_docker_single(p: Plan, gate: SignalGate) -> RunOutcome:
     from .etc_files import host_file_binds
 
     spec = p.req.spec
-    why = unfit(spec)
-    if why:
-        raise SingleUnfit(why)
-    docker: Any = docker_client(spec)
-    image_config = docker.image_config(spec.image)
-    why = unfit(spec, image_config)
-    if why:
-        raise SingleUnfit(why)
     busybox = find_static_busybox()
 
     st = RunState.create()
@@ -187,9 +156,9 @@ def run_docker_single(p: Plan, gate: SignalGate) -> RunOutcome:
         binds = host_file_binds(st) + [f"{busybox}:{mount}/busybox:ro", f"{fifo}:{mount}/release:ro"]
         labels = {**spec.labels, "cnirun.id": st.id, "cnirun.state": str(st.path.parent), "cnirun.role": "workload"}
         # --rm: dockerd removes the container as it exits and the wait returns once it is gone, as
-        # `docker run --rm` does; a held container whose cnirun died goes too. (The SDK client cannot
-        # register its wait before start: then cnirun removes it after the wait.)
-        auto_remove = spec.remove and hasattr(docker, "wait_pending")
+        # `docker run --rm` does; a held container whose cnirun died goes too. (A client that cannot
+        # register its wait before start, the SDK's: cnirun removes it after the wait.)
+        auto_remove = spec.remove and docker.waits_before_start
         meta.workload = docker.create_workload(held, "none", labels, binds, auto_remove=auto_remove)
         st.write_meta(meta)
         outcome.container = meta.workload
@@ -299,4 +268,4 @@ def _attach(p: Plan, st: RunState, meta: RunMeta, docker: Any) -> None:
     st.write_meta(meta)
 
 
-__all__ = ["SingleUnfit", "resolve_argv", "run_docker_single", "unfit"]
+__all__ = ["merged_env", "resolve_argv", "run_docker_single", "shell_name"]
