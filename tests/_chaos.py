@@ -67,7 +67,7 @@ class Chaos:
         states = str(self.w.state_dir / "containers")
         # Foreground runs are short: let them end on their own first.
         time.sleep(1.0)
-        _rm_containers(engine, [f"label=cnirun.state.runs={states}"])
+        _rm_containers(engine, [f"label=cnirun.state={states}"])
         if name_prefix:
             _rm_containers(engine, [f"name={name_prefix}"])
         g = self.w.cnirun("gc", timeout=180)

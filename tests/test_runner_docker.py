@@ -119,7 +119,7 @@ def test_sigterm_reaches_container_then_teardown(docker_world: World) -> None:
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         out = subprocess.run(
-            ["docker", "ps", "-q", "--filter", f"label=cnirun.state.runs={docker_world.state_dir / 'containers'}",
+            ["docker", "ps", "-q", "--filter", f"label=cnirun.state={docker_world.state_dir / 'containers'}",
              "--filter", "label=cnirun.role=workload"], capture_output=True, text=True).stdout
         if out.strip():
             break
@@ -414,7 +414,7 @@ def test_reboot_then_gc_frees_everything(docker_world: World) -> None:
     _eth0_of("docker", cid)
     docker_world.stop_watcher(wait=5.0)
     states = docker_world.state_dir / "containers"
-    helpers = subprocess.run(["docker", "ps", "-aq", "--filter", f"label=cnirun.state.runs={states}"], capture_output=True,
+    helpers = subprocess.run(["docker", "ps", "-aq", "--filter", f"label=cnirun.state={states}"], capture_output=True,
                              text=True).stdout.split()
     subprocess.run(["docker", "rm", "-f", *helpers], check=True, capture_output=True)
     shutil.rmtree(docker_world.state_dir)  # /run is a tmpfs: a reboot empties it
@@ -448,7 +448,7 @@ def failed_detached_runs_leave_nothing(w: World, *mode: str) -> None:
     states = w.state_dir / "containers"
 
     def containers() -> list[str]:
-        return sorted(subprocess.run([engine, "ps", "-aq", "--no-trunc", "--filter", f"label=cnirun.state.runs={states}"],
+        return sorted(subprocess.run([engine, "ps", "-aq", "--no-trunc", "--filter", f"label=cnirun.state={states}"],
                                      capture_output=True, text=True).stdout.split())
 
     before = containers()  # the first run's (with its helper in Docker's sandbox mode)
@@ -486,7 +486,7 @@ class DyingOnInspect:
     """Lets one container die between dockerd's answer and cnirun (a _chaos.DockerProxy).
 
     The first time a run inspects a running container of `role` (cnirun.role) from `states` (its
-    cnirun.state.runs), dockerd's answer ("running, pid P") is held while the container is killed and its
+    cnirun.state label), dockerd's answer ("running, pid P") is held while the container is killed and its
     process is gone: cnirun acts on a pid that has exited, as when a container exits at once.
     """
 

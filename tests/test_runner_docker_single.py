@@ -54,7 +54,7 @@ def _docker(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess
 
 def _containers(w: World) -> list[dict[str, Any]]:
     """docker inspect of every container (running or not) of this World's runs."""
-    ids = subprocess.run(["docker", "ps", "-aq", "--filter", f"label=cnirun.state.runs={w.state_dir / 'containers'}"],
+    ids = subprocess.run(["docker", "ps", "-aq", "--filter", f"label=cnirun.state={w.state_dir / 'containers'}"],
                          capture_output=True, text=True).stdout.split()
     return json.loads(_docker("inspect", *ids).stdout) if ids else []
 
