@@ -220,7 +220,7 @@ class World:
             mine = [ln for ln in rules.splitlines() if any(x in ln for x in names + prefixes)]
             if mine:
                 out.append(f"{tool} rules: {mine[:3]}")
-        label = f"label=cnirun.state.runs={self.state_dir / 'containers'}"
+        label = f"label=cnirun.state={self.state_dir / 'containers'}"
         for engine, ok in (("docker", HAVE_DOCKER), ("podman", HAVE_PODMAN)):
             if ok:
                 ids = subprocess.run([engine, "ps", "-aq", "--filter", label], capture_output=True, text=True).stdout
