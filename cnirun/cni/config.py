@@ -11,6 +11,7 @@ import os
 from ..core import jsonfast as json
 from ..core import version as cniversion
 from ..core.errors import ConfigError, NetworkNotFound
+from ..core.paths import is_safe_name
 from ..core.value import Value
 
 # No dataclasses, typing, pathlib or re here: this module is on the OCI hook
@@ -24,18 +25,6 @@ DEFAULT_NETCONF_PATH = "/etc/cni/net.d"
 NAME_PATTERN = r"^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$"
 LIST_EXTENSIONS = (".conflist",)
 SINGLE_EXTENSIONS = (".conf", ".json")
-_NAME_FIRST = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
-_NAME_REST = _NAME_FIRST | frozenset("_.-")
-
-
-def is_safe_name(name: str) -> bool:
-    """The rule libcni applies to container IDs and network names (NAME_PATTERN).
-
-    The name is part of cache and IPAM file names, so it must be safe in a
-    path. Checked without `re` (hook path); unlike re's `$`, a trailing
-    newline is refused, as Go's regexp does.
-    """
-    return bool(name) and name[0] in _NAME_FIRST and all(c in _NAME_REST for c in name)
 
 
 def __getattr__(name: str) -> Any:

@@ -59,6 +59,7 @@ from ..core.errors import (
     UNKNOWN_CONTAINER,
     CNIError,
 )
+from ..core.paths import is_safe_name
 from ..core.version import CURRENT, SUPPORTED_VERSIONS, parse as _parse_version
 
 __all__ = ["CmdArgs", "plugin_main", "parse_cni_args", "COMMANDS"]
@@ -85,19 +86,10 @@ _MIN_VERSION = {"CHECK": "0.4.0", "GC": "1.1.0", "STATUS": "1.1.0"}
 _MAX_IFNAME = 15
 
 
-def _valid_name(name: str) -> bool:
-    """The container ID / network name rule: ^[a-zA-Z0-9][a-zA-Z0-9_.\\-]*$."""
-    if not name or not name.isascii():
-        return False
-    if not name[0].isalnum():
-        return False
-    return all(c.isalnum() or c in "_.-" for c in name)
-
-
 def _validate_container_id(cid: str) -> None:
     if cid == "":
         raise CNIError("missing containerID", code=UNKNOWN_CONTAINER)
-    if not _valid_name(cid):
+    if not is_safe_name(cid):
         raise CNIError("invalid characters in containerID", cid, code=INVALID_ENVIRONMENT)
 
 
@@ -344,7 +336,7 @@ def _validate_config(data: bytes) -> dict:
         )
     if name == "":
         raise CNIError("missing network name", code=INVALID_NETWORK_CONFIG)
-    if not _valid_name(name):
+    if not is_safe_name(name):
         raise CNIError("invalid characters found in network name", name, code=INVALID_NETWORK_CONFIG)
     return conf
 

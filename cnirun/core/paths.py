@@ -40,6 +40,22 @@ DEFAULT_CNI_LOCK = DEFAULT_STATE_DIR + "/cni.lock"
 # for a /proc/<pid>/ns/net path, may name another process's netns by now) and
 # lets the plugins clean up the host side; cnirun then sweeps bridge's NAT rules.
 NO_NETNS = DEFAULT_STATE_DIR + "/.no-netns"
+# dockerd's data root unless daemon.json's data-root moves it (the installer records the real one).
+DEFAULT_DOCKER_ROOT = "/var/lib/docker"
+
+_NAME_FIRST = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+_NAME_REST = _NAME_FIRST | frozenset("_.-")
+
+
+def is_safe_name(name: str) -> bool:
+    """The rule libcni applies to container IDs and network names (^[a-zA-Z0-9][a-zA-Z0-9_.-]*$).
+
+    Such a name is part of cache, IPAM and state file names: it is one path
+    component ('/' and a leading '.' are refused). Checked without `re`
+    (hook path); unlike re's `$`, a trailing newline is refused, as Go's
+    regexp does.
+    """
+    return bool(name) and name[0] in _NAME_FIRST and all(c in _NAME_REST for c in name)
 
 
 def _env(environ: Mapping[str, str] | None) -> Mapping[str, str]:

@@ -11,7 +11,7 @@ kinds of file get them:
   (add_hosts_entries) and, after a restart, points resolv.conf at the
   container's resolver again (point_resolv_conf);
 - a running container's resolv.conf, reached through /proc/<pid>/root
-  (`network connect`/`disconnect`: rewrite_in_place with `beneath`).
+  (`network connect`/`disconnect`: follow_nameservers).
 
 Every one is written by rewrite_in_place. The file is bind-mounted into the
 container, so it is rewritten in place (same inode; a rename would leave the
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
     from ..core.oci_state import OCIConfig
     from .attachment import Attachment
+from ..core.paths import DEFAULT_DOCKER_ROOT, is_safe_name
 from ..core.value import Record
 
 MODE = 0o644  # what the engines give /etc/hosts and /etc/resolv.conf
@@ -44,7 +45,6 @@ HOST_RESOLV_CONF = "/etc/resolv.conf"
 RESOLVED_UPSTREAM = "/run/systemd/resolve/resolv.conf"
 DOCKER_ROOT_ENV = "CNIRUN_DOCKER_ROOT"
 STORAGE_ROOTS_ENV = "CNIRUN_STORAGE_ROOTS"
-DEFAULT_DOCKER_ROOT = "/var/lib/docker"
 DEFAULT_STORAGE_ROOTS = ("/run/containers/storage", "/var/lib/containers/storage")
 _ADDR_CHARS = frozenset("0123456789abcdefABCDEF:.")
 _DRIVER_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_")
@@ -362,7 +362,7 @@ def _roots(environ: Mapping[str, str]) -> tuple[str, list[str]]:
 def _engine_root(source: str, container_id: str, environ: Mapping[str, str] | None, name: str) -> str:
     """The engine root `source` is the file `name` of this container under ('' when it is not)."""
     env = os.environ if environ is None else environ
-    if not source or not os.path.isabs(source) or not container_id or "/" in container_id:
+    if not source or not os.path.isabs(source) or not is_safe_name(container_id):
         return ""
     if os.path.realpath(source) != source:  # a symlink (or ..) anywhere on the way
         return ""
@@ -482,7 +482,7 @@ def engine_dir(container_id: str, environ: Mapping[str, str] | None = None) -> s
     root-owned, not writable by anyone else.
     """
     env = os.environ if environ is None else environ
-    if not container_id or "/" in container_id or container_id.startswith("."):
+    if not is_safe_name(container_id):
         return ""
     docker, storage = _roots(env)
     candidates = [os.path.join(docker, "containers", container_id)]

@@ -13,6 +13,7 @@ import time
 
 from .log import finish
 from ..core.oci_state import HookError
+from .argv import HOOK_TIMEOUT
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -20,7 +21,6 @@ if TYPE_CHECKING:
 
     from ..cni.runtime import CNI
 
-HOOK_TIMEOUT = 120
 ATTACH_BUDGET = 90.0
 CLEANUP_GRACE = 20.0
 CLEANUP_PLUGIN_TIMEOUT = 2.0

@@ -20,6 +20,7 @@ import time
 from .log import finish
 from ..core.lock import lock_container, unlock_container
 from ..core.oci_state import HookError, OCIState
+from ..core.paths import is_safe_name
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -41,9 +42,8 @@ def detach_container(cni: CNI, container_id: str) -> list[str]:
 
 
 def _safe_id(cid: str) -> bool:
-    """libcni's container ID rule, without importing re (the poststop parent stays lean)."""
-    ok = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
-    return bool(cid) and cid[0] in ok and all(c in ok or c in "_.-" for c in cid) and len(cid) <= 256
+    """libcni's container ID rule (core.paths.is_safe_name), at most 256 characters."""
+    return is_safe_name(cid) and len(cid) <= 256
 
 
 def _detach_stage(state: OCIState, record: dict[str, Any]) -> None:

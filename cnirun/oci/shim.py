@@ -52,6 +52,7 @@ import sys
 
 from ..core import jsonfast as json
 from ..core.fsutil import atomic_write, file_mode, which
+from ..core.paths import DEFAULT_DOCKER_ROOT, is_safe_name
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -65,8 +66,6 @@ CONFIG_ENV = "CNIRUN_SHIM_CONFIG"
 # createRuntime and poststop hooks, as before.
 LAUNCHER_ENV = "CNIRUN_LAUNCHER"
 LAUNCHER_VERSION = "2"
-DEFAULT_DOCKER_ROOT = "/var/lib/docker"
-HOOK_TIMEOUT = 120
 
 # runc's global options that take a value (space form); everything else
 # before the subcommand is a flag.
@@ -136,7 +135,7 @@ def docker_labels(docker_root: str, container_id: str) -> tuple[dict[str, str], 
     """The cnirun.* labels of a Docker container and its Docker networks (comma-separated: "none" for
     --network none), read from Docker's own config file. ({}, "") when it is not a Docker container here.
     """
-    if not container_id or "/" in container_id or container_id.startswith("."):
+    if not is_safe_name(container_id):
         return {}, ""
     path = os.path.join(docker_root, "containers", container_id, "config.v2.json")
     try:
@@ -170,6 +169,8 @@ def add_hooks(
     if not isinstance(hooks, dict):
         hooks = {}
     env = hook_environment(conf)
+    from .argv import HOOK_TIMEOUT
+
     timeout = int(conf.get("hook_timeout") or HOOK_TIMEOUT)
     for stage in stages:
         argv = list(conf["hook_argv"]) + [stage]

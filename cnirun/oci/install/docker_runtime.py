@@ -24,7 +24,7 @@ import os
 from ...core import jsonfast as json
 from ...core.errors import CNIError
 from ...core.fsutil import atomic_write, unsafe_dir, which
-from ...core.paths import container_lock, gates_dir, pins_dir
+from ...core.paths import DEFAULT_DOCKER_ROOT, container_lock, gates_dir, pins_dir
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -36,7 +36,6 @@ DAEMON_JSON = "/etc/docker/daemon.json"
 BACKUP_SUFFIX = ".cnirun-backup"
 LAUNCHER = "docker-runtime"
 SETTINGS = "docker-runtime.json"
-DEFAULT_DOCKER_ROOT = "/var/lib/docker"
 RELOAD_WAIT = 30.0
 
 
