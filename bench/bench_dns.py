@@ -175,7 +175,7 @@ def main() -> int:
             poller.close()
         remove(made)
         # Containers a failed run created but did not record in `made` (a start that timed out).
-        left = subprocess.run(["docker", "ps", "-aq", "--filter", f"label=cnirun.state.runs={tmp / 'state' / 'containers'}"],
+        left = subprocess.run(["docker", "ps", "-aq", "--filter", f"label=cnirun.state={tmp / 'state' / 'containers'}"],
                               capture_output=True, text=True).stdout.split()
         remove([c for c in left])
         # The watcher tears the runs down (helpers, DEL, names, resolver); gc does what is left.

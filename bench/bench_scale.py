@@ -66,7 +66,7 @@ def leftovers(tmp: Path) -> dict[str, int]:
     ipam = tmp / "ipam" / NET
     rules = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
     runs = tmp / "state" / "containers"
-    label = f"label=cnirun.state.runs={runs}"
+    label = f"label=cnirun.state={runs}"
     containers = 0
     for engine in ("docker", "podman"):
         if shutil.which(engine):
