@@ -7,11 +7,14 @@ runner does the rest.
 """
 from __future__ import annotations
 
-import os
 import sys
 
 from ..engines.spec import RunSpec
 from ..run.request import RunRequest
+
+TYPE_CHECKING = False  # the run path never imports typing: annotations only
+if TYPE_CHECKING:
+    from typing import Any, Callable
 
 USAGE = """\
 Usage: cnirun [run] [OPTIONS] IMAGE [COMMAND [ARG...]]
@@ -254,62 +257,91 @@ def parse(args: list[str]) -> RunRequest | None:
         trace.enable()
     if not rest:
         raise UsageError("missing IMAGE: cnirun [run] [OPTIONS] IMAGE [COMMAND [ARG...]] (see --help)")
+    checked = _checked_container_options(values, bools)
+    networks = _networks(values)
+    return _request(values, _spec(rest, values, bools, checked), networks)
+
+
+def _checked_container_options(values: dict[str, list[str]], bools: set[str]) -> dict[str, Any]:
+    """The container options that need more than a copy, checked: RunSpec field -> value."""
     env: list[str] = []
     for f in values.get("env_file", []):
         env += _read_kv_file(f, "env file")
     env += values.get("env", [])
+    checked: dict[str, Any] = {"env": env, "labels": _labels(values), "cpus": _cpus(values),
+                               "restart": _restart(values, bools), "ulimits": values.get("ulimit", [])}
+    for u in checked["ulimits"]:
+        from ..engines.spec import parse_ulimit
+
+        _checked(parse_ulimit, u)
+    checked["sysctls"] = _pairs(values, "sysctl", "--sysctl")
+    checked["log_opts"] = _pairs(values, "log_opt", "--log-opt")
+    return checked
+
+
+def _checked(check: Callable[[str], object], value: str) -> None:
+    """check(value); its ValueError as a UsageError."""
+    try:
+        check(value)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+
+
+def _labels(values: dict[str, list[str]]) -> dict[str, str]:
+    """--label-file's and --label's KEY=VALUE items (cnirun.* refused: cnirun's own labels)."""
     labels: dict[str, str] = {}
-    for item in sum((_read_kv_file(f, "label file") for f in values.get("label_file", [])), []) + values.get(
-        "label", []
-    ):
+    items = [item for f in values.get("label_file", []) for item in _read_kv_file(f, "label file")]
+    for item in items + values.get("label", []):
         k, _, v = item.partition("=")
         if not k:
             raise UsageError(f"invalid label {item!r}: expected KEY=VALUE")
         if k.startswith("cnirun."):
             raise UsageError(f"label {k!r} is reserved for cnirun: pick a key outside cnirun.*")
         labels[k] = v
-    cpus = None
-    if "cpus" in values:
-        try:
-            cpus = float(_last(values, "cpus"))
-        except ValueError:
-            raise UsageError(f"invalid --cpus {_last(values, 'cpus')!r}: expected a number like 1.5") from None
+    return labels
+
+
+def _cpus(values: dict[str, list[str]]) -> float | None:
+    if "cpus" not in values:
+        return None
+    try:
+        return float(_last(values, "cpus"))
+    except ValueError:
+        raise UsageError(f"invalid --cpus {_last(values, 'cpus')!r}: expected a number like 1.5") from None
+
+
+def _restart(values: dict[str, list[str]], bools: set[str]) -> str:
+    """--restart, checked; only with -d and without --rm."""
     restart = _last(values, "restart")
-    if restart:
-        from ..engines.spec import parse_restart
+    if not restart:
+        return restart
+    from ..engines.spec import parse_restart
 
-        try:
-            parse_restart(restart)
-        except ValueError as e:
-            raise UsageError(str(e)) from None
-        # A foreground run tears its networks down when the container first
-        # exits; a detached one keeps them while the container exists, so
-        # the engine's restarts come back on them.
-        if restart != "no" and "detach" not in bools:
-            raise UsageError(f"--restart {restart} needs -d: a foreground run ends (and detaches its "
-                             "networks) when the container first exits")
-        if restart != "no" and "rm" in bools:
-            raise UsageError("conflicting options: --restart and --rm")
-    ulimits = values.get("ulimit", [])
-    for u in ulimits:
-        from ..engines.spec import parse_ulimit
+    _checked(parse_restart, restart)
+    # A foreground run tears its networks down when the container first
+    # exits; a detached one keeps them while the container exists, so
+    # the engine's restarts come back on them.
+    if restart != "no" and "detach" not in bools:
+        raise UsageError(f"--restart {restart} needs -d: a foreground run ends (and detaches its "
+                         "networks) when the container first exits")
+    if restart != "no" and "rm" in bools:
+        raise UsageError("conflicting options: --restart and --rm")
+    return restart
 
-        try:
-            parse_ulimit(u)
-        except ValueError as e:
-            raise UsageError(str(e)) from None
-    sysctls: dict[str, str] = {}
-    for item in values.get("sysctl", []):
+
+def _pairs(values: dict[str, list[str]], key: str, flag: str) -> dict[str, str]:
+    """KEY=VALUE items of a repeatable option (--sysctl, --log-opt)."""
+    out: dict[str, str] = {}
+    for item in values.get(key, []):
         k, eq, v = item.partition("=")
         if not k or not eq:
-            raise UsageError(f"invalid --sysctl {item!r}: expected KEY=VALUE")
-        sysctls[k] = v
-    log_opts: dict[str, str] = {}
-    for item in values.get("log_opt", []):
-        k, eq, v = item.partition("=")
-        if not k or not eq:
-            raise UsageError(f"invalid --log-opt {item!r}: expected KEY=VALUE")
-        log_opts[k] = v
+            raise UsageError(f"invalid {flag} {item!r}: expected KEY=VALUE")
+        out[k] = v
+    return out
+
+
+def _networks(values: dict[str, list[str]]) -> list[str]:
+    """--network's names in order (comma lists split); engine networks refused."""
     networks: list[str] = []
     for n in values.get("network", []):
         names = [x.strip() for x in n.split(",")]
@@ -322,20 +354,23 @@ def parse(args: list[str]) -> RunRequest | None:
             raise UsageError(
                 f"--network {n} is an engine network: use docker/podman run for it; cnirun attaches CNI networks"
             )
-    spec = RunSpec(
+    return networks
+
+
+def _spec(rest: list[str], values: dict[str, list[str]], bools: set[str], checked: dict[str, Any]) -> RunSpec:
+    """The container as docker run's options describe it (`checked`: _checked_container_options)."""
+    return RunSpec(
         image=rest[0],
         command=rest[1:],
         entrypoint=values["entrypoint"][-1] if "entrypoint" in values else None,
-        env=env,
         volumes=values.get("volume", []),
         workdir=_last(values, "workdir"),
         user=_last(values, "user"),
         name=_last(values, "name"),
         hostname=_last(values, "hostname"),
-        labels=labels,
         init="init" in bools,
         tty="tty" in bools,
-        interactive="interactive" in bools,
+        interactive="interactive" in bools,  # with -d too: docker allows -di (stdin kept for a later attach)
         detach="detach" in bools,
         remove="rm" in bools,
         privileged="privileged" in bools,
@@ -344,7 +379,6 @@ def parse(args: list[str]) -> RunRequest | None:
         cap_drop=values.get("cap_drop", []),
         tmpfs=values.get("tmpfs", []),
         memory=_last(values, "memory"),
-        cpus=cpus,
         stop_signal=_last(values, "stop_signal"),
         stop_timeout=_int(_last(values, "stop_timeout"), "--stop-timeout") if "stop_timeout" in values else None,
         add_hosts=values.get("add_host", []),
@@ -353,16 +387,15 @@ def parse(args: list[str]) -> RunRequest | None:
         shm_size=_last(values, "shm_size"),
         pids_limit=_int(_last(values, "pids_limit"), "--pids-limit") if "pids_limit" in values else None,
         group_add=values.get("group_add", []),
-        restart=restart,
-        ulimits=ulimits,
-        sysctls=sysctls,
         expose=values.get("expose", []),
         platform=_last(values, "platform"),
         log_driver=_last(values, "log_driver"),
-        log_opts=log_opts,
+        **checked,
     )
-    if spec.detach and spec.interactive and not spec.tty:
-        pass  # docker allows -di (stdin kept open for a later attach)
+
+
+def _request(values: dict[str, list[str]], spec: RunSpec, networks: list[str]) -> RunRequest:
+    """The run: the container and cnirun's own options (networks, addresses, mode, pull)."""
     ip, network_ips = _static_ips(values.get("ip", []), "--ip", "IP")
     ip6, network_ips6 = _static_ips(values.get("ip6", []), "--ip6", "IP6")
     mode = _last(values, "mode")
@@ -426,4 +459,4 @@ def run_main(args: list[str], not_images: frozenset[str] | set[str] = frozenset(
     return outcome.code
 
 
-__all__ = ["run_main", "parse", "RunRequest", "UsageError", "USAGE", "os"]
+__all__ = ["run_main", "parse", "RunRequest", "UsageError", "USAGE"]
