@@ -10,7 +10,7 @@
   not --network host, not container:X, not a namespace pinned for another
   container) and that the interfaces it will create do not exist; ports go
   through portlock's in-use/duplicate check; the hosts update writes only the
-  engine's own generated file (hosts_patch). A network whose conflist sets
+  engine's own generated file (network.files). A network whose conflist sets
   "cnirun": {"allowLabels": false} is refused (check_label_policy).
 - The container's netns (/proc/<pid>/ns/net) is first bind-mounted at
   <state dir>/netns/<id> and that path is what ADD gets and the cache
@@ -126,7 +126,7 @@ def _checked_networks(
 ) -> tuple[list[Any], list[NetworkOptions]]:
     """Every check before the host is touched; the networks and each one's options."""
     from ..cni.runtime import validate_container_id
-    from ..network.lifecycle import options_for
+    from ..network.network_options import options_for
 
     validate_container_id(state.id)
     if state.pid <= 0 and not fresh:
@@ -156,7 +156,7 @@ def _start_clean(
     cni: CNI, container_id: str, nets: list[Any], opts: list[NetworkOptions], notes: list[str] | None
 ) -> None:
     """DEL what an earlier start left, and ask each network for the addresses and MAC it gave then."""
-    from ..network.hosts_patch import saved_addresses
+    from ..network.files import saved_addresses
     from ..network.lifecycle import detach, keep_addresses
 
     leftovers = detach(cni, container_id)
@@ -244,7 +244,7 @@ def _reapply_and_remember(cni: CNI, state: OCIState, atts: list[Attachment], fre
 
     Returns reapply_live's problems; a recording problem goes into `notes`.
     """
-    from ..network.hosts_patch import remember_addresses
+    from ..network.files import remember_addresses
     from .reapply import reapply_live
 
     problem = reapply_live(cni, state, atts, ["lo"] if fresh else None, notes)
@@ -258,7 +258,7 @@ def _write_host_files(config: OCIConfig, container_id: str, atts: list[Attachmen
     """The engine's hosts file gets the container's names; its resolv.conf its own resolver when it has a view."""
     from ..dns.resolver import resolvers
     from ..dns.view import VIEW_ADDRESS, has_view
-    from ..network.hosts_patch import add_hosts_entries
+    from ..network.files import add_hosts_entries
 
     problem = add_hosts_entries(config, container_id, atts)
     if problem:
@@ -266,7 +266,7 @@ def _write_host_files(config: OCIConfig, container_id: str, atts: list[Attachmen
     if has_view(container_id):
         # On several networks with DNS it asks its own resolver; after a restart the engine wrote
         # resolv.conf again from the run's --dns, which knew only the networks the run started with.
-        from ..network.hosts_patch import point_resolv_conf
+        from ..network.files import point_resolv_conf
 
         ours = {VIEW_ADDRESS} | {r for a in atts for r in resolvers(a.network)}
         problem = point_resolv_conf(config, container_id, ours, [VIEW_ADDRESS])

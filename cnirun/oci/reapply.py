@@ -78,7 +78,7 @@ def _connect_again(
 ) -> list[str]:
     """ADD the recorded connected networks again, each on the addresses and MAC it had where it can."""
     from ..core.errors import CNIError
-    from ..network.hosts_patch import saved_addresses
+    from ..network.files import saved_addresses
     from ..network.lifecycle import NetworkOptions, connect, keep_addresses
     from ..network.netns import interfaces, pin_path
 
