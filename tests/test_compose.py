@@ -281,7 +281,7 @@ def test_located_errors_through_the_cli(proj: Proj, text: str, expected: str) ->
 
 def test_project_name_and_request_conversion(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from cnirun.compose.project import load_project, normalize_project_name
-    from cnirun.compose.up import run_request
+    from cnirun.compose.request import run_request
 
     assert normalize_project_name("My.Project_1-x") == "myproject_1-x"
     assert normalize_project_name("__Ab") == "ab"

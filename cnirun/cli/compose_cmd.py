@@ -26,6 +26,12 @@ def register(app: typer.Typer) -> None:
         ctx.obj = {"file": list(file or []), "project": project, "engine": engine,
                    "profiles": list(profile) if profile else None}
 
+    _add_up_down(compose)
+    _add_config_ps_logs(compose)
+    _add_container_commands(compose)
+
+
+def _add_up_down(compose: typer.Typer) -> None:
     @compose.command("up")
     def up(ctx: typer.Context,
            services: Optional[List[str]] = typer.Argument(None, help="Only these services (and their deps)."),
@@ -66,25 +72,16 @@ def register(app: typer.Typer) -> None:
                                                       "names.")
              ) -> None:
         """Stop and remove the project's containers, their attachments and its networks (-v: volumes)."""
-        from ..compose import up as composeup
+        from ..compose import down as composedown
 
         with one_line_errors():
-            name = ctx.obj["project"]
-            services = None
-            if name:
-                from ..compose.project import normalize_project_name
-
-                name = normalize_project_name(name)
-                # the file, when there is one, tells orphans apart; without it, all go
-                services = _service_names(ctx.obj)
-            else:
-                proj = _project(ctx.obj)
-                # a service left out by profiles is not an orphan
-                name, services = proj.name, {s.name for s in proj.services} | set(proj.inactive)
-            code = composeup.down(name, _engine(ctx.obj), volumes=volumes, services=services,
-                                  remove_orphans=remove_orphans)
+            name, services = composedown.target(ctx.obj["project"], lambda: _project(ctx.obj))
+            code = composedown.down(name, _engine(ctx.obj), volumes=volumes, services=services,
+                                    remove_orphans=remove_orphans)
         raise SystemExit(code)
 
+
+def _add_config_ps_logs(compose: typer.Typer) -> None:
     @compose.command("config")
     def config(ctx: typer.Context,
                fmt: str = typer.Option("yaml", "--format", help="yaml or json."),
@@ -134,6 +131,8 @@ def register(app: typer.Typer) -> None:
         """Show the services' output, prefixed by container."""
         _do(ctx, lambda c, p, e: c.logs(p, e, list(services or []), follow))
 
+
+def _add_container_commands(compose: typer.Typer) -> None:
     @compose.command("exec", context_settings={"allow_interspersed_args": False})
     def exec_(ctx: typer.Context, service: str = typer.Argument(...), command: List[str] = typer.Argument(...),
               index: int = typer.Option(1, "--index", help="Which replica."),
@@ -205,17 +204,6 @@ def _project(obj: dict[str, Any]) -> Any:
     for line in proj.warnings:
         sys.stderr.write(f"WARN {line}\n")
     return proj
-
-
-def _service_names(obj: dict[str, Any]) -> set[str] | None:
-    """The services of the project's file, or None when there is no readable file."""
-    from ..core.errors import CNIError
-
-    try:
-        proj = _project(obj)
-    except (CNIError, OSError):
-        return None
-    return {s.name for s in proj.services} | set(proj.inactive)
 
 
 def _engine(obj: dict[str, Any]) -> str:

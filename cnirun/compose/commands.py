@@ -10,8 +10,13 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from .containers import STOP_TIMEOUT, project_containers
+from .images import build_service, ensure_images
+from .labels import LABEL_SERVICE
+from .logs import LogPrinter
+from .messages import ComposeFailed, say
+from .peers import refresh_hosts
 from .project import Project
-from .up import LABEL_SERVICE, STOP_TIMEOUT, ComposeFailed, build_service, ensure_images, project_containers, say
 
 
 def _containers(project: Project, eng: Any, services: list[str]) -> list[Any]:
@@ -39,8 +44,6 @@ def logs(project: Project, eng: Any, services: list[str], follow: bool) -> int:
     width = max(len(c.name) for c in containers)
     if follow:
         import time
-
-        from .up import LogPrinter
 
         printer = LogPrinter(eng, width)
         for c in containers:
@@ -77,8 +80,6 @@ def stop(project: Project, eng: Any, services: list[str], timeout: int | None) -
 
 
 def start(project: Project, eng: Any, services: list[str]) -> int:
-    from .up import refresh_hosts
-
     for c in _containers(project, eng, services):
         if not c.running:
             eng.start(c.id)
@@ -88,8 +89,6 @@ def start(project: Project, eng: Any, services: list[str]) -> int:
 
 
 def restart(project: Project, eng: Any, services: list[str], timeout: int | None) -> int:
-    from .up import refresh_hosts
-
     for c in _containers(project, eng, services):
         eng.restart(c.id, STOP_TIMEOUT if timeout is None else timeout)
         say(f" Container {c.name}  Started")
