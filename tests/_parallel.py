@@ -6,9 +6,9 @@ constants of their code):
 - `host_global`: it installs what is one per host (the cnirun runtime in
   /etc/docker/daemon.json, the hooks in the default hooks.d). A parallel run
   gives all of these to worker 0, one after the other.
-- `engine`: it needs dockerd or Podman (a World, the needs_docker or
-  needs_podman marker, a module in ENGINE_MODULES); every other test is
-  `unit` (`make test-unit`).
+- `engine`: it needs a daemon: dockerd or Podman (a World, the
+  needs_docker or needs_podman marker) or etcd (a module in
+  ENGINE_MODULES); every other test is `unit` (`make test-unit`).
 Tests that share a module-scoped fixture are one unit of work: one worker
 runs them in a row, and their fixture is set up once.
 
@@ -30,8 +30,8 @@ PLAN_ENV = "CNIRUN_TEST_PLAN"  # where a collection writes its plan (the runner'
 RUN_PID_ENV = "CNIRUN_TEST_RUN_PID"  # the runner's pid: one number for the whole run
 
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
-# Modules whose tests shell out to dockerd or Podman without a World or an engine marker.
-ENGINE_MODULES = frozenset({"test_docs.py", "test_interop_libcni.py", "test_compose_corpus.py"})
+# Modules whose tests shell out to dockerd or Podman without a World or an engine marker, or run etcd.
+ENGINE_MODULES = frozenset({"test_docs.py", "test_interop_libcni.py", "test_compose_corpus.py", "test_overlay.py"})
 ENGINE_FUNCTIONS = frozenset({"_make_world", "docker_runtime_installed"})
 
 
@@ -92,9 +92,20 @@ def _code_objects(code: types.CodeType) -> Iterator[types.CodeType]:
             yield from _code_objects(const)
 
 
+def _strings(consts: Any) -> Iterator[str]:
+    """The strings among a code object's constants, those in constant tuples (`[*argv, "a", "b"]`) included."""
+    for const in consts:
+        if isinstance(const, str):
+            yield const
+        elif isinstance(const, (tuple, frozenset)):
+            yield from _strings(const)
+
+
 def _visit(fn: Any, seen: set[types.CodeType], found: dict[str, bool]) -> None:
     """Flags of `fn` and the test-file functions and classes it names, into `found`."""
     fn = getattr(fn, "__func__", fn)
+    while hasattr(fn, "__wrapped__"):  # contextmanager, functools.wraps
+        fn = fn.__wrapped__
     code = getattr(fn, "__code__", None)
     if code is None or code in seen or not code.co_filename.startswith(TESTS_DIR):
         return
@@ -103,7 +114,7 @@ def _visit(fn: Any, seen: set[types.CodeType], found: dict[str, bool]) -> None:
         found["engine"] = True
     names: set[str] = set()
     for c in _code_objects(code):
-        strs = {s for s in c.co_consts if isinstance(s, str)}
+        strs = set(_strings(c.co_consts))
         names.update(c.co_names)
         if {"install", "docker-runtime"} <= strs and "--daemon-json" not in strs:
             found["host_global"] = True  # the runtime in /etc/docker/daemon.json
