@@ -22,7 +22,8 @@ from conftest import REPO, needs_root
 
 from _hook_helpers import HookWorld, bridge_exists, delete_bridges, leftovers, wait_clean, wait_records
 from cnirun.oci.install import docker_runtime, hooksd
-from cnirun.oci import argv as hook_command, shim
+from cnirun.oci import shim
+from cnirun.oci.argv import hook_argv, hook_env, package_parent
 from cnirun.network import lifecycle, netns as nsmod
 from cnirun.core import oci_state
 from cnirun.network.network_options import options_for
@@ -63,9 +64,9 @@ def state_json(
 
 def run_hook_process(world: HookWorld, stage: str, state: bytes) -> subprocess.CompletedProcess[str]:
     """Run the hook as an engine does: the hooks.d argv and ONLY the recorded environment."""
-    env_list = hook_command.hook_env(world.env())
+    env_list = hook_env(world.env())
     env = dict(item.split("=", 1) for item in env_list)
-    return subprocess.run(hook_command.hook_argv(stage), input=state.decode(), env=env, capture_output=True, text=True, cwd="/")
+    return subprocess.run(hook_argv(stage), input=state.decode(), env=env, capture_output=True, text=True, cwd="/")
 
 
 # -- OCI state and stage handling ---------------------------------------------------
@@ -133,14 +134,14 @@ def test_poststop_with_nothing_cached_is_harmless(world: HookWorld) -> None:
 
 
 def test_hook_env_records_paths_and_a_path_with_sbin() -> None:
-    env = hook_command.hook_env({"PATH": "/opt/bin", "NETCONFPATH": "/n", "CNI_CACHE_DIR": "/c", "HOME": "/root"})
+    env = hook_env({"PATH": "/opt/bin", "NETCONFPATH": "/n", "CNI_CACHE_DIR": "/c", "HOME": "/root"})
     assert env[0].startswith("PATH=/opt/bin:") and "/usr/sbin" in env[0] and "/sbin" in env[0].split("=")[1].split(":")
     assert "NETCONFPATH=/n" in env and "CNI_CACHE_DIR=/c" in env
     assert not any(e.startswith("HOME=") for e in env)
 
 
 def test_hook_argv_is_lean() -> None:
-    argv = hook_command.hook_argv("poststop")
+    argv = hook_argv("poststop")
     assert argv[1:3] == ["-I", "-S"] and argv[-1] == "poststop" and os.path.isabs(argv[0])
     out = subprocess.run(
         [*argv[:4], argv[4].replace("run_process()", "print(sorted(m for m in sys.modules if m.split('.')[0] in ('docker','typer','yaml','pyroute2')))")],
@@ -272,7 +273,7 @@ def _fake_runc(tmp_path: Path) -> tuple[Path, Path]:
 
 def test_launcher_passes_non_create_calls_straight_to_runc(tmp_path: Path) -> None:
     runc, out = _fake_runc(tmp_path)
-    text = docker_runtime.launcher_text(sys.executable, hook_command.package_parent(), str(runc), str(tmp_path / "none.json"))
+    text = docker_runtime.launcher_text(sys.executable, package_parent(), str(runc), str(tmp_path / "none.json"))
     launcher = tmp_path / "docker-runtime"
     launcher.write_text(text)
     launcher.chmod(0o755)
@@ -304,7 +305,7 @@ def test_launcher_create_edits_bundle_then_execs_runc_with_same_argv(tmp_path: P
     settings = tmp_path / "settings.json"
     settings.write_text(json.dumps({**SHIM_CONF, "runc": str(runc)}))
     launcher = tmp_path / "docker-runtime"
-    launcher.write_text(docker_runtime.launcher_text(sys.executable, hook_command.package_parent(), str(runc), str(settings)))
+    launcher.write_text(docker_runtime.launcher_text(sys.executable, package_parent(), str(runc), str(settings)))
     launcher.chmod(0o755)
     b = _bundle(tmp_path, "c9", {"cnirun.networks": "n"})
     argv = ["--root", "/r", "--log", "/l.json", "create", "--bundle", str(b), "--pid-file", "/p", "c9"]
@@ -567,14 +568,14 @@ def _modules_of_hook_run(world: HookWorld, stage: str, state: bytes, extra_env: 
     Submodules also count as their top-level package ("json.decoder" adds "json").
     """
     out = world.root / f"modules-{stage}-{secrets.token_hex(4)}"
-    argv = hook_command.hook_argv(stage)
+    argv = hook_argv(stage)
     assert argv[3] == "-c" and argv[4].endswith("from cnirun.oci.hook import run_process; run_process()")
     # main() as run_process() runs it, then the list (run_process leaves with os._exit: no atexit)
     argv[4] = argv[4].replace(
         "run_process()",
         f"code = main(); open({str(out)!r}, 'w').write('\\n'.join(sorted(sys.modules))); sys.exit(code)",
     ).replace("import run_process", "import main")
-    env = dict(item.split("=", 1) for item in hook_command.hook_env(world.env()))
+    env = dict(item.split("=", 1) for item in hook_env(world.env()))
     env.update(extra_env or {})
     proc = subprocess.run(argv, input=state, env=env, capture_output=True, cwd="/")
     assert proc.returncode == 0, proc.stderr
@@ -613,10 +614,10 @@ def test_shim_create_path_imports_nothing_heavy(tmp_path: Path) -> None:
     bundle.mkdir()
     (bundle / "config.json").write_text(json.dumps({"ociVersion": "1.0.2", "annotations": {"cnirun.networks": "n"}}))
     settings = tmp_path / "settings.json"
-    settings.write_text(json.dumps({"runc": "/bin/true", "hook_argv": hook_command.hook_argv("")[:-1], "hook_env": ["PATH=/usr/bin"]}))
+    settings.write_text(json.dumps({"runc": "/bin/true", "hook_argv": hook_argv("")[:-1], "hook_env": ["PATH=/usr/bin"]}))
     out = tmp_path / "modules"
     boot = (
-        f"import atexit, sys; sys.path.insert(0, {hook_command.package_parent()!r}); "
+        f"import atexit, sys; sys.path.insert(0, {package_parent()!r}); "
         f"atexit.register(lambda: open({str(out)!r}, 'w').write('\\n'.join(sorted(sys.modules)))); "
         "from cnirun.oci.shim import main, prepare_bundle, load_config; conf = load_config(); "
         f"print(prepare_bundle({str(bundle)!r}, 'c1', conf))"
@@ -713,11 +714,11 @@ def _early_launcher(world: HookWorld, tmp_path: Path) -> tuple[Path, Path]:
     """The installed launcher (with the start gate), its settings naming a fake runc; (launcher, runc's record)."""
     runc, out = _fake_runc(tmp_path)
     settings = tmp_path / "settings.json"
-    settings.write_text(json.dumps({"runc": str(runc), "hook_argv": hook_command.hook_argv("")[:-1],
-                                    "hook_env": hook_command.hook_env(world.env()),
+    settings.write_text(json.dumps({"runc": str(runc), "hook_argv": hook_argv("")[:-1],
+                                    "hook_env": hook_env(world.env()),
                                     "docker_root": str(tmp_path / "no-docker")}))
     launcher = tmp_path / "docker-runtime"
-    launcher.write_text(docker_runtime.launcher_text(sys.executable, hook_command.package_parent(), str(runc),
+    launcher.write_text(docker_runtime.launcher_text(sys.executable, package_parent(), str(runc),
                                                      str(settings), str(world.state / "starting"), "flock",
                                                      str(world.state / "netns"), str(world.state / "locks")))
     launcher.chmod(0o755)
