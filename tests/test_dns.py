@@ -527,6 +527,7 @@ def environ_of(w: World, gw: str) -> Iterator[None]:
 
 # -- resolvers and keepers started by an earlier cnirun (its World: t24e-N, c24eN, 10.225.N.0/24) --------
 BEFORE_SPLIT = "9b2558d"  # the last commit with the names store, resolvers and keeper in one dns/names.py
+BEFORE_PACKAGES = "84d31cd"  # the last commit with cnirun's modules flat, and keepers without a generation
 
 
 @pytest.fixture
@@ -551,17 +552,16 @@ def earlier_cnirun(tmp_path: Path, commit: str) -> Path:
     return tree
 
 
-def test_a_resolver_and_keeper_started_before_the_split_stay_ours(eworld: World, tmp_path: Path) -> None:
-    """A network's resolver and the keeper that cnirun started before dns/ was split into modules (its
-    code at BEFORE_SPLIT, run from a copy) are the current code's: a second container's register keeps that
-    resolver (same pid: its config, the record, reads the same), answers both names and starts no second
-    keeper; the last unregister stops the resolver and removes its rules and dir, and the keeper exits."""
+def test_a_resolver_started_before_the_split_stays_ours(eworld: World, tmp_path: Path) -> None:
+    """A network's resolver that cnirun started before dns/ was split into modules (its code at BEFORE_SPLIT,
+    run from a copy) is the current code's: a second container's register keeps it (same pid: its config,
+    the record, reads the same) and it answers both names; the last unregister stops it and removes its
+    rules and dir, and the keeper exits."""
     w = eworld
     gw = f"10.225.{w.n}.1"
     old_tree = earlier_cnirun(tmp_path, BEFORE_SPLIT)
     with environ_of(w, gw):
         from cnirun.cni.runtime import CNI
-        from cnirun.dns import keeper
         from cnirun.dns.names import register, unregister
 
         def result(host: int) -> dict[str, Any]:
@@ -581,15 +581,54 @@ def test_a_resolver_and_keeper_started_before_the_split_stay_ours(eworld: World,
             net = CNI().network(w.net)
             assert register(net, "b" * 64, result(6), ["t24e-new"], str(w.cache_dir)) == [gw]
             assert resolver_pid(w, w.net) == started, "the earlier cnirun's resolver was restarted"
-            log = (w.state_dir / "dns" / ".keeper.log").read_text()
-            assert keeper_of(w) == kept_by and f"[{kept_by}]: keeping" in log, log
-            assert not [pid for pid in keeper._keepers if os.path.exists(f"/proc/{pid}")], "a second keeper started"
+            # Its keeper wrote no generation: it is replaced by the current one (the next test).
+            assert wait_for(lambda: keeper_of(w) not in (0, kept_by), 5.0)
             assert query(gw, "t24e-old") == [f"10.225.{w.n}.5"] and query(gw, "t24e-new") == [f"10.225.{w.n}.6"]
             assert len(guard_rules(w.net)) == 2
         finally:
             unregister(w.net, "b" * 64)
             unregister(w.net, "a" * 64)
         assert guard_rules(w.net) == []
+
+
+def test_a_keeper_of_an_earlier_generation_is_replaced(eworld: World, tmp_path: Path) -> None:
+    """A keeper started by cnirun before keepers had a generation (BEFORE_PACKAGES, run from a copy), left by
+    an upgrade without the modules it imports as it goes (the copy's dns_guard.py and invoke.py removed while
+    it runs), is stopped by the next register, which starts the current keeper; that one starts the
+    earlier cnirun's resolver again once it is killed, and exits after the last unregister."""
+    w = eworld
+    gw = f"10.225.{w.n}.1"
+    old_tree = earlier_cnirun(tmp_path, BEFORE_PACKAGES)
+    with environ_of(w, gw):
+        from cnirun.cni.runtime import CNI
+        from cnirun.dns.names import register, unregister
+
+        script = ("from cnirun.runtime import CNI; from cnirun.dns import register; "
+                  f"print(register(CNI().network({w.net!r}), 'a' * 64, "
+                  f"{{'ips': [{{'address': '10.225.{w.n}.5/24', 'gateway': {gw!r}}}]}}, ['t24e-old'], "
+                  f"{str(w.cache_dir)!r}))")
+        try:
+            p = subprocess.run([sys.executable, "-c", script], env={**w.env, "PYTHONPATH": str(old_tree)},
+                               cwd=old_tree, capture_output=True, text=True)
+            assert p.returncode == 0 and p.stdout.split() == [f"['{gw}']"], p.stderr
+            assert wait_for(lambda: keeper_of(w) != 0, 5.0), "the earlier cnirun started no keeper"
+            old = keeper_of(w)
+            assert str(old_tree) in Path(f"/proc/{old}/environ").read_text()
+            for gone in ("dns_guard.py", "invoke.py"):
+                (old_tree / "cnirun" / gone).unlink()
+            net = CNI().network(w.net)
+            result = {"ips": [{"address": f"10.225.{w.n}.6/24", "gateway": gw}]}
+            assert register(net, "b" * 64, result, ["t24e-new"], str(w.cache_dir)) == [gw]
+            assert wait_for(lambda: keeper_of(w) not in (0, old), 5.0), "the earlier keeper was kept"
+            assert str(old_tree) not in Path(f"/proc/{keeper_of(w)}/environ").read_text()
+            killed = resolver_pid(w, w.net)
+            os.kill(killed, signal.SIGKILL)
+            assert wait_for(lambda: resolver_pid(w, w.net) not in (0, killed) and query(gw, "t24e-old"), 5.0), \
+                (w.state_dir / "dns" / ".keeper.log").read_text()
+            assert query(gw, "t24e-new") == [f"10.225.{w.n}.6"]
+        finally:
+            unregister(w.net, "b" * 64)
+            unregister(w.net, "a" * 64)
 
 
 # -- compose --------------------------------------------------------------------------------
@@ -760,7 +799,7 @@ def keeper_of(w: World) -> int:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         return 0
     except BlockingIOError:
-        return int(path.read_text().strip() or 0)
+        return int((path.read_text().split() or ["0"])[0])  # "PID GENERATION"
     finally:
         os.close(fd)
 

@@ -11,8 +11,12 @@ gc and `network reload` start it whenever none runs, so a killed keeper
 comes back with the next container, gc or reload. A resolver that keeps
 dying is started again at most every KEEP_BACKOFF_MAX seconds.
 
-A keeper is the holder of the lock, whatever started it: one started by an
-earlier cnirun keeps the state dir, and no second one starts beside it.
+A keeper is the holder of the lock, whatever started it. It imports all it
+uses when it starts (see _preload), so an upgrade that moves cnirun's modules
+while it runs does not break its next restart, and it writes its generation
+beside its pid: a keeper of another generation (an earlier cnirun's, which
+imported as it went) is stopped by the next start of a keeper, which replaces
+it. Nothing identifies a keeper by its command line.
 """
 from __future__ import annotations
 
@@ -33,6 +37,10 @@ KEEP_RESCAN = 1.0
 KEEP_IDLE = 2.0
 KEEP_BACKOFF_MAX = 60.0
 KEEPER_LOG_MAX = 1 << 20
+# In the lock file after the pid. Bump it when what a keeper reads (the names store, the records) changes:
+# a keeper of another generation is replaced. Keepers of cnirun before 2 wrote no generation.
+KEEPER_GENERATION = "2"
+KEEPER_STOP_WAIT = 2.0
 _keepers: list[int] = []  # keepers this process started, reaped at the next ensure_keeper
 
 
@@ -54,6 +62,8 @@ def ensure_keeper() -> None:
         except ChildProcessError:
             _keepers.remove(pid)
     fd = flock(_keeper_lock(), blocking=False)
+    if fd is None and _stop_outdated():
+        fd = flock(_keeper_lock(), blocking=False)
     if fd is None:
         return
     os.close(fd)
@@ -70,6 +80,50 @@ def ensure_keeper() -> None:
         _keepers.append(detached([sys.executable, "-m", "cnirun.run.watch", "resolvers"], env, log, os.O_APPEND))
     except OSError:
         pass  # the resolvers run all the same; the next register, gc or reload tries again
+
+
+def _outdated_holder() -> int:
+    """The pid of a keeper of another generation that holds the lock (0 for none): the lock file, in the
+    root-only names store, says who holds it and of which generation, and /proc/locks confirms that this pid
+    holds a lock on that file."""
+    path = _keeper_lock()
+    try:
+        with open(path, encoding="ascii") as f:
+            words = f.read().split()
+        if not words or not words[0].isdigit() or words[1:] == [KEEPER_GENERATION]:
+            return 0
+        st = os.stat(path)
+        with open("/proc/locks", encoding="ascii") as f:
+            locks = [line.split() for line in f]
+    except (OSError, ValueError):
+        return 0
+    where = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    held = any(w[1:2] == ["FLOCK"] and w[4:6] == [words[0], where] for w in locks)
+    return int(words[0]) if held else 0
+
+
+def _stop_outdated() -> bool:
+    """Stop the keeper of another generation that holds the lock, if one does; whether the lock is free."""
+    import time
+
+    from ..core.lock import flock
+
+    pid = _outdated_holder()
+    if not pid:
+        return False
+    for sig, wait in ((15, KEEPER_STOP_WAIT), (9, KEEPER_STOP_WAIT)):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            fd = flock(_keeper_lock(), blocking=False)
+            if fd is not None:
+                os.close(fd)
+                return True
+            time.sleep(0.01)
+    return False
 
 
 def kept() -> list[str]:
@@ -105,14 +159,29 @@ def _log(msg: str) -> None:
 
 
 def _hold() -> int | None:
-    """Take the keeper's lock and write our pid in it (None: another keeper holds it)."""
+    """Take the keeper's lock and write our pid and generation in it (None: another keeper holds it)."""
     from ..core.lock import flock
 
     fd = flock(_keeper_lock(), blocking=False)
     if fd is not None:
         os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        os.pwrite(fd, f"{os.getpid()} {KEEPER_GENERATION}\n".encode(), 0)
     return fd
+
+
+def _preload() -> None:
+    """Import now every module the keeper's work imports lazily (restarting a resolver: its lock, its guard
+    rules, the spawn, the netns check): it runs as long as resolvers do, and may outlive their files."""
+    import _socket  # noqa: F401
+    import fcntl  # noqa: F401
+    import select  # noqa: F401
+    import shutil  # noqa: F401
+    import time  # noqa: F401
+    import zlib  # noqa: F401
+
+    from ..cni import invoke  # noqa: F401
+    from ..core import fsutil, lock, paths, trace  # noqa: F401
+    from . import guard, hostname  # noqa: F401
 
 
 class _Restarts:
@@ -167,6 +236,7 @@ def keep() -> int:
     import time
 
     os.chdir("/")
+    _preload()
     held = _hold()
     if held is None:
         return 0

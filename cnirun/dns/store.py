@@ -12,7 +12,7 @@ Directories 0700 and files 0600 (dnsmasq runs as root and reads them as root):
                                   dnsmasq through --hostsdir (inotify: a new, changed
                                   or deleted file is live at once, no reload)
     _views/<container id>/        a container's own resolver (cnirun.dns.view)
-    .keeper.lock, .keeper.log     the resolvers' keeper (cnirun.dns.keeper; its pid in the lock file)
+    .keeper.lock, .keeper.log     the resolvers' keeper (cnirun.dns.keeper; its pid and generation in the lock file)
 
 A hosts file keeps what the container declared in comment lines (its cache
 dir, its addresses, its own names, its aliases) and answers, on its address
