@@ -40,7 +40,8 @@ if TYPE_CHECKING:
     from typing import Any, Callable
 
     from ..cni.runtime import CNI
-    from ..network.lifecycle import Attachment, NetworkOptions
+    from ..network.attachment import Attachment
+    from ..network.network_options import NetworkOptions
     from ..network.options import ContainerNetworkSpec
 
 
@@ -125,7 +126,7 @@ def _checked_networks(
     cni: CNI, state: OCIState, spec: ContainerNetworkSpec, config: OCIConfig | None, fresh: bool
 ) -> tuple[list[Any], list[NetworkOptions]]:
     """Every check before the host is touched; the networks and each one's options."""
-    from ..cni.runtime import validate_container_id
+    from ..cni.runtime_conf import validate_container_id
     from ..network.network_options import options_for
 
     validate_container_id(state.id)
@@ -157,7 +158,8 @@ def _start_clean(
 ) -> None:
     """DEL what an earlier start left, and ask each network for the addresses and MAC it gave then."""
     from ..network.files import saved_addresses
-    from ..network.lifecycle import detach, keep_addresses
+    from ..network.lifecycle import detach
+    from ..network.network_options import keep_addresses
 
     leftovers = detach(cni, container_id)
     if leftovers:
@@ -201,7 +203,8 @@ def attach_stage(
     config: OCIConfig | None = None, on_netns: Callable[[str], None] | None = None,
 ) -> int:
     """createRuntime/prestart (and the early attach): attach under the container's lock and the budget, then the host files."""
-    from ..cni.runtime import CNI, validate_container_id
+    from ..cni.runtime import CNI
+    from ..cni.runtime_conf import validate_container_id
 
     validate_container_id(state.id)
     spec = spec_from_state(state)

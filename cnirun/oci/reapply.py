@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
     from ..cni.runtime import CNI
     from ..core.oci_state import OCIState
-    from ..network.lifecycle import Attachment
+    from ..network.attachment import Attachment
 
 
 def _live_record(container_id: str) -> dict[str, Any]:
@@ -79,7 +79,8 @@ def _connect_again(
     """ADD the recorded connected networks again, each on the addresses and MAC it had where it can."""
     from ..core.errors import CNIError
     from ..network.files import saved_addresses
-    from ..network.lifecycle import NetworkOptions, connect, keep_addresses
+    from ..network.lifecycle import connect
+    from ..network.network_options import NetworkOptions, keep_addresses
     from ..network.netns import interfaces, pin_path
 
     problems: list[str] = []
