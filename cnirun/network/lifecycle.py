@@ -407,7 +407,7 @@ def bandwidth(cni: CNI, container_id: str) -> tuple[str, Any]:
 def set_bandwidth(
     cni: CNI, container_id: str, value: dict[str, int] | None, netns: str = ""
 ) -> cnicache.CachedAttachment:
-    """Make `value` (policy.capability(); None: no limit) the container's rate limits, live.
+    """Make `value` (rates.capability(); None: no limit) the container's rate limits, live.
 
     Re-runs only the bandwidth plugin with the cached prevResult
     (cni.update.update_capabilities: intent record first, cache rewritten),
