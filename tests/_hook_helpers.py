@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from conftest import CNIRUN_BIN
+from _wait import wait_for
 
 REPO = Path(__file__).resolve().parent.parent
 REAL_PLUGIN_DIR = "/usr/lib/cni"
@@ -130,27 +131,21 @@ def bridge_exists(br: str) -> bool:
 
 
 def wait_clean(world: HookWorld, container_id: str, bridges: list[str], timeout: float = 15.0) -> list[str]:
-    """poststop DELs in the background: poll until nothing of the container is left (or time out)."""
-    import time
+    """poststop DELs in the background: what is left of the container once nothing is, or after `timeout` seconds."""
 
-    deadline = time.monotonic() + timeout
-    while True:
-        found = leftovers(world, container_id, bridges)
+    def found() -> list[str]:
         locks = world.state / "locks"
-        if locks.exists():
-            found += [f"lock {p.name}" for p in locks.iterdir() if container_id in p.name]
-        if not found or time.monotonic() > deadline:
-            return found
-        time.sleep(0.05)
+        return leftovers(world, container_id, bridges) + (
+            [f"lock {p.name}" for p in locks.iterdir() if container_id in p.name] if locks.exists() else [])
+
+    return [] if wait_for(lambda: not found(), timeout) else found()
 
 
 def wait_records(world: HookWorld, container_id: str, count: int, timeout: float = 15.0) -> list[dict]:
     """The container's log records once there are `count` of them (the poststop child logs last)."""
-    import time
 
-    deadline = time.monotonic() + timeout
-    while True:
-        recs = [r for r in world.log_records() if r.get("container") == container_id]
-        if len(recs) >= count or time.monotonic() > deadline:
-            return recs
-        time.sleep(0.05)
+    def records() -> list[dict]:
+        return [r for r in world.log_records() if r.get("container") == container_id]
+
+    wait_for(lambda: len(records()) >= count, timeout)
+    return records()

@@ -12,8 +12,9 @@ import json
 import os
 import shutil
 import subprocess
-import time
 from pathlib import Path
+
+from _wait import wait_for
 
 # Hook poststops and watchers finish in the background: a run's end gives them this long.
 SETTLE_SECONDS = 20.0
@@ -100,12 +101,9 @@ def _cnirun_resolvers() -> list[str]:
 
 def changes_since(before: dict[str, list[str]], settle: float = SETTLE_SECONDS) -> str:
     """'' once the host is as `before` showed it (polled for up to `settle` seconds), else what changed, as JSON."""
-    deadline = time.monotonic() + settle
-    while True:
-        after = host_state()
-        if after == before or time.monotonic() > deadline:
-            break
-        time.sleep(0.5)
+    if wait_for(lambda: host_state() == before, settle, step=0.5):
+        return ""
+    after = host_state()
     changed = {
         k: {"left": sorted(set(after[k]) - set(before[k])), "gone": sorted(set(before[k]) - set(after[k]))}
         for k in before

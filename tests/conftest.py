@@ -18,7 +18,7 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
+import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +28,7 @@ import pytest
 
 import _parallel as parallel
 from _host import changes_since, host_state
+from _wait import wait_for
 
 REPO = Path(__file__).resolve().parent.parent
 # The CLI as a module of this interpreter, and the installed launcher as a user runs it: the one definition of each.
@@ -77,22 +78,23 @@ def _reservations(data_dir: Path, net: str) -> list[str]:
     return [p.name for p in ipam.iterdir() if p.name != "lock" and not p.name.startswith("last_reserved")]
 
 
-def _netns_of_other_worlds(w: "World") -> set[str]:
-    """In a parallel run, the cnirun-RUNID netns whose run state is in another World's state dir (not w's leak).
+def _netns_of_other_worlds(w: "World", names: set[str]) -> set[str]:
+    """Those of the cnirun-RUNID netns `names` whose run state is in another World's state dir: that World's
+    to check, not w's.
 
-    A run names its netns after its ID once its state dir exists; every World's
-    state dir is TMP/state under one worker's --basetemp in the run's shared dir.
+    A run names its netns after its ID once its state dir exists. Worlds live
+    under a parallel run's worker basetemps (TMP/state) or, in other pytest
+    sessions on the host, under pytest's default basetemps.
     """
-    shared = os.environ.get(parallel.SHARED_ENV)
-    if not shared or not os.path.isdir("/run/netns"):
-        return set()
+    roots = [f"{os.environ[parallel.SHARED_ENV]}/w*"] if os.environ.get(parallel.SHARED_ENV) else []
+    roots.append(f"{tempfile.gettempdir()}/pytest-of-*/pytest-*")
     others = set()
-    for name in os.listdir("/run/netns"):
-        if not name.startswith("cnirun-"):
-            continue
+    for name in names:
         run_id = name[len("cnirun-"):]
-        for path in glob.glob(f"{shared}/w*/*/state/containers/*{run_id}*"):
-            if not Path(path).is_relative_to(w.state_dir):
+        for root in roots:
+            paths = glob.glob(f"{root}/*/state/containers/{run_id}*") + \
+                glob.glob(f"{root}/*/state/containers/.tmp-{run_id}*")
+            if any(not Path(p).is_relative_to(w.state_dir) for p in paths):
                 others.add(name)
     return others
 
@@ -238,19 +240,18 @@ class World:
         if gates.is_dir() and list(gates.iterdir()):
             out.append(f"start gates: {[p.name for p in gates.iterdir()]}")
         netns_now = set(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else set()
-        new = {n for n in netns_now - self.netns_before if n.startswith("cnirun-")} - _netns_of_other_worlds(self)
+        new = {n for n in netns_now - self.netns_before if n.startswith("cnirun-")}
+        new -= _netns_of_other_worlds(self, new)
         if new:
             out.append(f"netns: {sorted(new)}")
         out += [f"{path} still exists" for path in self.gone if path.exists()]
         return out
 
     def assert_clean(self, within: float = 0.0) -> None:
-        deadline = time.monotonic() + within
-        while True:
-            left = self.leftovers()
-            if not left or time.monotonic() >= deadline:
-                break
-            time.sleep(0.25)
+        """Nothing of the World left, at once or within `within` seconds (teardowns finish in the background)."""
+        if wait_for(lambda: not self.leftovers(), within, step=0.25):
+            return
+        left = self.leftovers()
         assert not left, "left behind: " + "; ".join(left)
 
     def finish(self) -> None:
@@ -290,16 +291,12 @@ class World:
 
     def wait_for_cache_file(self, timeout: float = 15.0) -> None:
         """Until a run has written its result cache file (its network is up), at most `timeout` seconds."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and not list((self.cache_dir / "results").glob("*")):
-            time.sleep(0.05)
+        wait_for(lambda: list((self.cache_dir / "results").glob("*")), timeout)
 
     def stop_watcher(self, wait: float = 0.0) -> None:
         """SIGKILL the World's watcher; `wait`: seconds to give a just-spawned one to write its pid."""
         pidfile = self.state_dir / "containers" / ".watcher.pid"
-        deadline = time.monotonic() + wait
-        while not pidfile.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_for(pidfile.exists, wait)
         try:
             pid = int(pidfile.read_text())
             os.killpg(pid, signal.SIGKILL)  # supervisor and worker share its session/group

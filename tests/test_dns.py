@@ -19,6 +19,7 @@ from typing import Any, Iterator
 
 import pytest
 
+from _wait import wait_for
 from conftest import (
     CNIRUN, REPO, World, _make_world, docker_runtime_installed, first_address, needs_docker, needs_plugins,
     needs_podman, needs_root,
@@ -144,15 +145,6 @@ def address_of(container: str, ifname: str = "eth0", engine: str = "docker") -> 
     p = subprocess.run([engine, "exec", container, "ip", "-4", "-o", "addr", "show", ifname], capture_output=True,
                        text=True, timeout=30)
     return first_address(p.stdout).split("/")[0]
-
-
-def wait_for(cond: Any, timeout: float = 15.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.1)
-    return cond()
 
 
 def rm(engine: str, *names: str) -> None:

@@ -9,9 +9,9 @@ from __future__ import annotations
 import itertools
 import json
 import subprocess
-import time
 from pathlib import Path
 
+from _wait import wait_for
 from conftest import CNIRUN, World, _make_world, needs_plugins, needs_root, world_fixture
 
 pytestmark = [needs_root, needs_plugins]
@@ -26,13 +26,6 @@ def _world(tmp_path: Path) -> World:
 world = world_fixture(_world)
 
 
-def _wait(cond: object, timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not cond() and time.monotonic() < deadline:  # type: ignore[operator]
-        time.sleep(0.05)
-    return bool(cond())  # type: ignore[operator]
-
-
 def test_gc_and_ps_find_a_gone_container_in_a_runs_recorded_cache(world: World) -> None:
     """A run started with another CNI_CACHE_DIR than gc's shell records it; a container attached in that
     cache whose netns is gone is listed by ps and DELed by gc (reservation, rules, cache file), while
@@ -45,7 +38,7 @@ def test_gc_and_ps_find_a_gone_container_in_a_runs_recorded_cache(world: World) 
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     ns = f"t24b-{w.n}-gone"
     try:
-        assert _wait(lambda: results.is_dir() and len(list(results.iterdir())) == 1), run.stderr
+        assert wait_for(lambda: results.is_dir() and len(list(results.iterdir())) == 1, 30), run.stderr
         subprocess.run(["ip", "netns", "add", ns], check=True)
         try:
             add = subprocess.run([*CNIRUN, "cni", "add", w.net, ns], env=env, capture_output=True, text=True,

@@ -37,6 +37,7 @@ from typing import Any, Iterator
 
 import pytest
 
+from _wait import wait_for
 from conftest import CNIRUN, needs_plugins, needs_root
 
 REPO = Path(__file__).resolve().parent.parent
@@ -66,17 +67,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def wait_for(cond: Any, timeout: float, what: str, step: float = 0.02) -> float:
-    """Poll cond() until true; return the seconds it took; fail naming `what`."""
-    t0 = time.monotonic()
-    while True:
-        if cond():
-            return time.monotonic() - t0
-        if time.monotonic() - t0 > timeout:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(step)
 
 
 # -- etcd ---------------------------------------------------------------------------------
@@ -509,8 +499,9 @@ def test_lease_expiry_and_renewal(sim: Sim) -> None:
     assert sb in a.routes() and sa in b.routes()
     # B dies without cleaning up: its lease expires, A drops it within the TTL (+ etcd's expiry check)
     b.stop_agent(signal.SIGKILL)
-    t = wait_for(lambda: sb not in a.routes(), 9, "A to drop B after its lease expired")
-    assert t > 1.0  # by expiry, not by B's goodbye
+    killed = time.monotonic()
+    wait_for(lambda: sb not in a.routes(), 9, "A to drop B after its lease expired", step=0.02)
+    assert time.monotonic() - killed > 1.0  # by expiry, not by B's goodbye
     assert key_of(sb) not in leases(sim.etcd)
 
 

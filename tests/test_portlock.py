@@ -19,6 +19,7 @@ from cnirun.core.errors import ArgumentError
 from cnirun.network.options import PortMapping
 from cnirun.network.portlock import BUDGET_ENV, _sctp_held, check_ports
 from cnirun.cni.runtime import CNI
+from _wait import wait_for
 from conftest import CNIRUN, REPO, World, _make_world, needs_docker, needs_plugins, needs_root, world_fixture
 
 pworld = world_fixture(_make_world, 214, "ports", net="te-{n}", bridge="cte{n}", subnet="10.214.{n}.0/24",
@@ -211,13 +212,6 @@ exec /usr/lib/cni/portmap
     return {**w.env, "CNI_PATH": f"{plugdir}:/usr/lib/cni"}, flag, hanging
 
 
-def _wait_for(cond: object, what: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():  # type: ignore[operator]
-        assert time.monotonic() < deadline, what
-        time.sleep(0.05)
-
-
 @needs_root
 @needs_plugins
 @needs_docker
@@ -235,7 +229,7 @@ def test_a_start_with_one_port_does_not_wait_for_another_starts_add(pworld: Worl
                              f"127.0.0.1:{base}:80", "busybox", "sleep", "300"], env=env, cwd=REPO,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        _wait_for(hanging.exists, "the first start never reached portmap")
+        wait_for(hanging.exists, 30, "the first start to reach portmap")
         t0 = time.monotonic()
         quick = w.cnirun("run", "-d", "--mode", "sandbox", "--name", small, "-p", f"127.0.0.1:{base + 1}:80",
                          "busybox", "sleep", "300", timeout=60)
