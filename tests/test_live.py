@@ -143,7 +143,7 @@ def _record_checks(w: World, name: str, other: str) -> None:
 
 def test_recall_refuses_what_it_cannot_verify(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """No engine here: index entries and records that are odd, stale or not this process's say 'ask the engine'."""
-    from cnirun.state.runs import containers as live_record
+    from cnirun.state import containers as live_record
     from cnirun.engines.base import ContainerNet
 
     monkeypatch.setenv("CNIRUN_STATE_DIR", str(tmp_path))
@@ -209,7 +209,7 @@ def test_recall_refuses_what_it_cannot_verify(tmp_path: Path, monkeypatch: pytes
 
 
 def test_removing_a_run_state_drops_its_index_entries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from cnirun.state.runs import containers as live_record
+    from cnirun.state import containers as live_record
     from cnirun.engines.base import ContainerNet
     from cnirun.state.runs import RunMeta, RunState
 
