@@ -162,17 +162,16 @@ def _remove(path: str) -> None:
 
 
 def run_podman(p: Plan, gate: SignalGate) -> RunOutcome:
-    from ..network import netns as nsmod
+    """Make and record the netns; start `podman run` while ADD runs; wait; hand a -d run to the watcher.
+
+    Whatever happens before the hand-over, the run is undone (_PodmanRun.undo).
+    """
     from ..engines import podman
-    from ..network.lifecycle import attach
-    from ..core.lock import flock
-    from .request import RunOutcome
-    from ..core.fsutil import identity
     from ..state.runs import RunMeta, RunState
     from .caches import cni_env
-    from .teardown import teardown
+    from .request import RunOutcome
 
-    req, spec = p.req, p.req.spec
+    spec = p.req.spec
     podman.podman_bin()
     st = RunState.create()
     meta = RunMeta(
@@ -180,117 +179,159 @@ def run_podman(p: Plan, gate: SignalGate) -> RunOutcome:
         detached=spec.detach, remove=spec.remove, cni_env=cni_env(p.cni),
     )
     st.write_meta(meta)
-    hostname = spec.hostname or st.id[:12]
-    cidfile = st.path / "cid"
-    errfile = str(st.path / "podman.err") if spec.detach else ""
-    child: _Child | None = None
-    early: _EarlyDel | None = None
-    handed_over = False
-    gate_fd = -1
+    run = _PodmanRun(p, st, meta)
     outcome = RunOutcome(code=EXIT_CNIRUN, run_id=st.id, detached=spec.detach)
     try:
-        name, path = nsmod.create(f"cnirun-{st.id[:16]}")
+        argv, env_passthrough = run.prepare()
+        run.start(argv, env_passthrough)
+        gate.forward = run.forward
+        outcome.code = run.wait()
+        if spec.detach and outcome.code == 0:
+            run.hand_over()
+        outcome.container = meta.workload
+        return outcome
+    finally:
+        gate.forward = None
+        _remove(run.env_file)
+        if not run.handed_over:
+            gate.shield()
+            outcome.warnings += run.undo()
+
+
+class _PodmanRun:
+    """One Podman run's steps and what they made, for its teardown."""
+
+    def __init__(self, p: Plan, st: RunState, meta: RunMeta) -> None:
+        self.p, self.st, self.meta = p, st, meta
+        self.spec = p.req.spec
+        self.hostname = self.spec.hostname or st.id[:12]
+        self.hooks_dir = str(st.path / "hooks.d")
+        self.cidfile = st.path / "cid"
+        self.env_file = str(st.path / "env")
+        self.errfile = str(st.path / "podman.err") if self.spec.detach else ""
+        self.gate_lock, self.gate_ok = st.path / "add.lock", st.path / "add.ok"
+        self.gate_fd = -1
+        self.child: _Child | None = None
+        self.early: _EarlyDel | None = None
+        self.handed_over = False
+
+    def prepare(self) -> tuple[list[str], dict[str, str]]:
+        """The netns (recorded), the hooks, the env file; `podman run`'s argv and the environment it takes."""
+        from ..core.fsutil import identity
+        from ..core.lock import flock
+        from ..engines import podman
+        from ..network import netns as nsmod
+
+        st, meta, spec = self.st, self.meta, self.spec
+        _, path = nsmod.create(f"cnirun-{st.id[:16]}")
         meta.netns, meta.netns_id = path, identity(path)
         st.write_meta(meta)
-        binds = host_file_binds(st)
         labels = {**spec.labels, "cnirun.id": st.id, "cnirun.state": str(st.path.parent), "cnirun.role": "workload"}
         # podman starts up while ADD runs; a prestart hook holds the container's
         # first instruction until ADD is done (and aborts it if ADD failed).
-        gate_lock, gate_ok = st.path / "add.lock", st.path / "add.ok"
-        gate_fd = flock(str(gate_lock))
-        podman.write_gate_hook(str(st.path / "hooks.d"), str(gate_lock), str(gate_ok))
+        self.gate_fd = flock(str(self.gate_lock))
+        podman.write_gate_hook(self.hooks_dir, str(self.gate_lock), str(self.gate_ok))
         if not spec.detach:
-            early = _EarlyDel(st, meta)
-            podman.write_exit_hook(str(st.path / "hooks.d"), early.fifo)
+            self.early = _EarlyDel(st, meta)
+            podman.write_exit_hook(self.hooks_dir, self.early.fifo)
         # Env values never go on podman's command line (world-readable in /proc):
         # a 0600 file in the run's root-only state dir, removed once podman has
         # run, or podman's own environment for what the file cannot carry.
         env_lines, env_passthrough = podman.split_env(spec.resolved_env())
-        env_file = str(st.path / "env")
         if env_lines:
-            podman.write_env_file(env_file, env_lines)
+            podman.write_env_file(self.env_file, env_lines)
         argv = podman.run_argv(
-            spec, path, labels, binds, hostname, str(cidfile), str(st.path / "hooks.d"),
-            env_file=env_file if env_lines else "", env_names=list(env_passthrough),
+            spec, path, labels, host_file_binds(st), self.hostname, str(self.cidfile), self.hooks_dir,
+            env_file=self.env_file if env_lines else "", env_names=list(env_passthrough),
         )
         meta.phase = "running"
         st.write_meta(meta)
+        return argv, env_passthrough
+
+    def start(self, argv: list[str], env_passthrough: dict[str, str]) -> None:
+        """`podman run` as a child while ADD runs; the gate opens once ADD (and the host files) are done."""
+        from ..network.lifecycle import attach
+
+        p, st = self.p, self.st
         # -d: podman prints the container ID; the outcome carries it (from the cidfile) instead.
         # Its messages wait in a file: a failure of cnirun's own is then one line, not podman's
         # "error running hook" about the container the gate refused as well.
-        child = _Child(argv, {**os.environ, **env_passthrough}, quiet=spec.detach, errfile=errfile)
+        self.child = _Child(argv, {**os.environ, **env_passthrough}, quiet=self.spec.detach, errfile=self.errfile)
         try:
-            atts = attach(p.cni, p.networks, st.id, path, p.options)
-            write_host_files(st, req, atts, hostname)
-            gate_ok.touch()
-            if early is not None:
-                early.start()
+            atts = attach(p.cni, p.networks, st.id, self.meta.netns, p.options)
+            write_host_files(st, p.req, atts, self.hostname)
+            self.gate_ok.touch()
+            if self.early is not None:
+                self.early.start()
         finally:
             p.release_ports()
-            if gate_ok.exists():
-                gate_fd = _release(gate_fd)  # the hook lets the container start
+            if self.gate_ok.exists():
+                self.gate_fd = _release(self.gate_fd)  # the hook lets the container start
 
-        def forward(signum: int) -> None:
+    def forward(self, signum: int) -> None:
+        if self.child is not None:
             try:
-                child.send_signal(signum)  # podman run proxies it to the container
+                self.child.send_signal(signum)  # podman run proxies it to the container
             except ProcessLookupError:
                 pass
 
-        gate.forward = forward
-        code = child.wait()
-        if errfile:
-            _replay(errfile)
-        _remove(env_file)  # podman read it before it created the container
-        if code < 0:
-            code = 128 - code
-        if early is not None:
-            early.finish()  # DEL may be done already
+    def wait(self) -> int:
+        """`podman run`'s exit status (the container's); the container's ID from the cidfile."""
+        assert self.child is not None  # start() made it
+        code = self.child.wait()
+        if self.errfile:
+            _replay(self.errfile)
+        _remove(self.env_file)  # podman read it before it created the container
+        if self.early is not None:
+            self.early.finish()  # DEL may be done already
+        self._read_cidfile()
+        return 128 - code if code < 0 else code
+
+    def _read_cidfile(self) -> None:
         try:
-            meta.workload = cidfile.read_text().strip()
+            self.meta.workload = self.cidfile.read_text().strip()
         except OSError:
             pass
-        if spec.detach and code == 0:
-            from .watch import ensure_watcher
 
-            if not spec.name and meta.workload:
-                from ..engines import get
+    def hand_over(self) -> None:
+        """A detached run that started: its container and state go to the watcher."""
+        from .watch import ensure_watcher
 
-                publish_engine_name(get("podman"), meta.workload, st.id)  # podman's generated name
-            st.write_meta(meta)
-            st.unlock()
-            ensure_watcher()
-            handed_over = True
-        outcome.code, outcome.container = code, meta.workload
-        return outcome
-    finally:
-        gate.forward = None
-        _remove(str(st.path / "env"))
-        if not handed_over:
-            gate.shield()
-            ended = child is not None and child.poll() is not None
-            if child is not None and not ended:
-                if spec.detach:
-                    # The hook fails the container and podman run -d ends by itself (its words go
-                    # to errfile, unread: cnirun's own failure is the one line).
-                    gate_fd = _release(gate_fd)
-                    ended = child.wait_for(FAILS_WITHIN_S)
-                else:
-                    # Its stderr is the user's: podman is killed before the hook fails, once it has
-                    # recorded the container (--cidfile), which it does before it runs the hook.
-                    ended = child.wait_for(FAILS_WITHIN_S, until=cidfile.exists)
-            if child is not None and not ended:
-                child.kill()
-                child.wait()
-            gate_fd = _release(gate_fd)  # the hook fails the container: ADD did not finish
-            if not meta.workload:
-                try:
-                    meta.workload = cidfile.read_text().strip()
-                except OSError:
-                    pass
-            if early is not None:
-                early.finish()
-            # podman run ended on its own: it stopped (and with --rm removed) the container. A
-            # detached one that failed was never handed over: it goes (`podman run -d` keeps it).
+        if not self.spec.name and self.meta.workload:
+            from ..engines import get
+
+            publish_engine_name(get(self.meta.engine), self.meta.workload, self.st.id)  # podman's generated name
+        self.st.write_meta(self.meta)
+        self.st.unlock()
+        ensure_watcher()
+        self.handed_over = True
+
+    def undo(self) -> list[str]:
+        """Before the hand-over: end `podman run` (never before it recorded its container), tear the run down."""
+        from .teardown import teardown
+
+        child, spec, meta = self.child, self.spec, self.meta
+        ended = child is not None and child.poll() is not None
+        if child is not None and not ended:
             if spec.detach:
-                meta.remove = True
-            outcome.warnings += teardown(st, meta, stop=not ended, workload=spec.detach or not ended)
+                # The hook fails the container and podman run -d ends by itself (its words go
+                # to errfile, unread: cnirun's own failure is the one line).
+                self.gate_fd = _release(self.gate_fd)
+                ended = child.wait_for(FAILS_WITHIN_S)
+            else:
+                # Its stderr is the user's: podman is killed before the hook fails, once it has
+                # recorded the container (--cidfile), which it does before it runs the hook.
+                ended = child.wait_for(FAILS_WITHIN_S, until=self.cidfile.exists)
+        if child is not None and not ended:
+            child.kill()
+            child.wait()
+        self.gate_fd = _release(self.gate_fd)  # the hook fails the container: ADD did not finish
+        if not meta.workload:
+            self._read_cidfile()
+        if self.early is not None:
+            self.early.finish()
+        # podman run ended on its own: it stopped (and with --rm removed) the container. A
+        # detached one that failed was never handed over: it goes (`podman run -d` keeps it).
+        if spec.detach:
+            meta.remove = True
+        return teardown(self.st, meta, stop=not ended, workload=spec.detach or not ended)
