@@ -15,7 +15,8 @@ Three protocols, each a typing.Protocol to a type checker:
 - FullEngine: Engine plus what the watcher and compose need, as
   engines.get() returns it (Docker, Podman);
 - DockerClient: Engine plus the Engine API calls of a Docker run (Docker
-  and LeanDocker), as engines.dockerapi.docker_client() returns it.
+  and LeanDocker), as engines.dockerapi.docker_client() returns it; its
+  attach_socket gives an AttachStream.
 
 tests/test_engines_base.py checks that every engine, client and the tests'
 FakeEngine has each member of its protocols with the protocol's signature.
@@ -215,6 +216,25 @@ class FullEngine(Engine, Protocol):
         raise NotImplementedError
 
 
+class AttachStream(Protocol):
+    """A container's attached console as a DockerClient's attach_socket returns it."""
+
+    def frames(self, tty: bool) -> Iterator[tuple[int, bytes]]:
+        """(1 for stdout or 2 for stderr, bytes) as the container writes them, until it ends."""
+        raise NotImplementedError
+
+    def send(self, data: bytes) -> None:
+        """Write all of `data` to the container's stdin."""
+        raise NotImplementedError
+
+    def end_input(self) -> None:
+        """Our stdin ended: so does the container's (its read sees EOF)."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+
 class DockerClient(Engine, Protocol):
     """Engine plus the Engine API calls a Docker run makes (engines.dockerapi.docker_client)."""
 
@@ -234,7 +254,8 @@ class DockerClient(Engine, Protocol):
         """The helper container of sandbox mode (engines.docker.sandbox_config); its ID."""
         raise NotImplementedError
 
-    def attach_socket(self, cid: str, stdin: bool) -> Any:
+    def attach_socket(self, cid: str, stdin: bool) -> AttachStream:
+        """The container's console, attached before start (stdin: ours goes to it)."""
         raise NotImplementedError
 
     def wait(self, cid: str) -> int:

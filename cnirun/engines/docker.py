@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from typing import Any, Callable, Iterator
 
 from ..core.errors import EngineError
-from .base import Container, ContainerNet, DockerClient, FullEngine
+from .base import AttachStream, Container, ContainerNet, DockerClient, FullEngine
 from .spec import RunSpec, create_config
 
 SANDBOX_BUSYBOX = "/.cnirun/busybox"  # basename "busybox": argv[1] names the applet
@@ -218,6 +218,38 @@ def container_net(info: dict[str, Any]) -> ContainerNet:
     )
 
 
+class SDKAttach(AttachStream):
+    """The SDK's attach socket as an AttachStream."""
+
+    def __init__(self, sock: Any) -> None:
+        self.sock = sock  # a SocketIO around the connection's socket, or an SSLSocket (a TLS daemon)
+        self.raw = getattr(sock, "_sock", sock)
+
+    def frames(self, tty: bool) -> Iterator[tuple[int, bytes]]:
+        if type(self.sock).__module__ == "ssl":
+            # A TLS daemon: docker-py's frames_iter polls the descriptor, which
+            # stays quiet while the container's output already sits decrypted in
+            # the TLS layer's buffer (the output was lost, the run waited 2 s).
+            # Blocking recv returns what is buffered.
+            from .dockerapi import Hijacked
+
+            return Hijacked(self.sock, b"").frames(tty)
+        from docker.utils.socket import frames_iter
+
+        return frames_iter(self.sock, tty)  # type: ignore[no-any-return]
+
+    def send(self, data: bytes) -> None:
+        self.raw.sendall(data)
+
+    def end_input(self) -> None:
+        import socket
+
+        self.raw.shutdown(socket.SHUT_WR)
+
+    def close(self) -> None:
+        self.raw.close()
+
+
 class Docker(FullEngine, DockerClient):
     """The Docker engine over the Docker SDK's low-level APIClient (one method per Engine API call).
 
@@ -333,9 +365,9 @@ class Docker(FullEngine, DockerClient):
             raise ImageNotFound(f"Unable to find image '{spec.image}' locally: {_explain(e)}") from None
         return res["Id"]
 
-    def attach_socket(self, cid: str, stdin: bool) -> Any:
+    def attach_socket(self, cid: str, stdin: bool) -> AttachStream:
         params = {"stdout": 1, "stderr": 1, "stream": 1, "stdin": 1 if stdin else 0}
-        return self._call("attach", self.api.attach_socket, cid, params=params)
+        return SDKAttach(self._call("attach", self.api.attach_socket, cid, params=params))
 
     def start(self, cid: str) -> None:
         try:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import _socket as socket
 TYPE_CHECKING = False  # typing costs ~7 ms of start-up on `cnirun run`: annotations only
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, Iterator
 
     from .base import Container, ContainerNet
     from .spec import RunSpec
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 from ..core import jsonfast as json
 from ..core import trace
 from ..core.errors import EngineError
-from .base import DockerClient
+from .base import AttachStream, DockerClient
 from .spec import SDK_ONLY_FIELDS, create_config
 
 DEFAULT_SOCKET = "/var/run/docker.sock"
@@ -212,12 +212,24 @@ def docker_client(spec: Any, sdk_ok: bool = True) -> Any:
     return Docker()
 
 
-class Hijacked:
+class Hijacked(AttachStream):
     """An attach stream: the raw socket plus what arrived with the HTTP head."""
 
     def __init__(self, sock: socket.socket, leftover: bytes) -> None:
         self._sock = sock
         self.leftover = leftover
+
+    def frames(self, tty: bool) -> Iterator[tuple[int, bytes]]:
+        return frames(self, tty)
+
+    def send(self, data: bytes) -> None:
+        self._sock.sendall(data)
+
+    def end_input(self) -> None:
+        self._sock.shutdown(socket.SHUT_WR)
+
+    def close(self) -> None:
+        self._sock.close()
 
 
 def frames(stream: Hijacked, tty: bool) -> Any:
@@ -371,7 +383,7 @@ class LeanDocker(DockerClient):
                 raise ImageNotFound(f"Unable to find image '{spec.image}' locally: {e}") from None
             raise EngineError(f"docker create: {e}") from None
 
-    def attach_socket(self, cid: str, stdin: bool) -> Hijacked:
+    def attach_socket(self, cid: str, stdin: bool) -> AttachStream:
         url = f"/containers/{quote(cid)}/attach?stream=1&stdout=1&stderr=1&stdin={1 if stdin else 0}"
         try:
             sock, leftover = self.raw.hijack(url)

@@ -1,9 +1,9 @@
 """A foreground Docker run's console: attach, start, relay I/O, signals and terminal size, wait.
 
 Shared by sandbox and hook mode (both start a Docker workload and wait for
-it the same way); the engine is either client (lean or SDK), so the output
-framing is read with whichever one produced the attach socket. Podman needs
-none of this: `podman run` in the foreground relays its own console.
+it the same way); the engine is either client (lean or SDK), and the
+attach stream it returns reads its own framing. Podman needs none of this:
+`podman run` in the foreground relays its own console.
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ TYPE_CHECKING = False  # typing costs ~7 ms of start-up on `cnirun run`: annotat
 if TYPE_CHECKING:
     from typing import Any
 
-    from ..engines.base import DockerClient
+    from ..engines.base import AttachStream, DockerClient
     from .signals import SignalGate
 
 
@@ -46,12 +46,11 @@ def foreground(
     from ..engines.docker import StartError
 
     pending = docker.wait_pending(cid, "removed" if auto_removed else "next-exit")  # None: wait after start
-    sock = docker.attach_socket(cid, stdin=spec.interactive)
-    raw = getattr(sock, "_sock", sock)
+    stream = docker.attach_socket(cid, stdin=spec.interactive)
     restore_tty = None
     if spec.tty and spec.interactive and os.isatty(0):
         restore_tty = _raw_terminal()
-    out_thread = threading.Thread(target=_pump_out, args=(sock, spec.tty), daemon=True)
+    out_thread = threading.Thread(target=_pump_out, args=(stream, spec.tty), daemon=True)
     out_thread.start()
     try:
         try:
@@ -77,7 +76,7 @@ def foreground(
 
             signal.signal(signal.SIGWINCH, lambda *_: threading.Thread(target=_resize, args=(waiter, cid)).start())
         if spec.interactive:
-            threading.Thread(target=_pump_in, args=(raw,), daemon=True).start()
+            threading.Thread(target=_pump_in, args=(stream,), daemon=True).start()
         result: dict[str, int] = {}
         done = threading.Event()
 
@@ -96,43 +95,27 @@ def foreground(
         if restore_tty:
             restore_tty()
         try:
-            raw.close()
+            stream.close()
         except OSError:
             pass
 
 
-def _pump_out(sock: Any, tty: bool) -> None:
-    from ..engines.dockerapi import Hijacked, frames
-
-    if isinstance(sock, Hijacked):
-        stream_iter = frames(sock, tty)
-    elif type(sock).__module__ == "ssl":
-        # A TLS daemon: docker-py's frames_iter polls the descriptor, which
-        # stays quiet while the container's output already sits decrypted in
-        # the TLS layer's buffer (the output was lost, the run waited 2 s).
-        # Blocking recv returns what is buffered.
-        stream_iter = frames(Hijacked(sock, b""), tty)
-    else:
-        from docker.utils.socket import frames_iter
-
-        stream_iter = frames_iter(sock, tty)
+def _pump_out(stream: AttachStream, tty: bool) -> None:
     try:
-        for stream, data in stream_iter:
-            os.write(2 if stream == 2 else 1, data)
+        for fd, data in stream.frames(tty):
+            os.write(2 if fd == 2 else 1, data)
     except OSError:
         pass
 
 
-def _pump_in(raw: Any) -> None:
+def _pump_in(stream: AttachStream) -> None:
     try:
         while True:
             data = os.read(0, 65536)
             if not data:
                 break
-            raw.sendall(data)
-        import socket
-
-        raw.shutdown(socket.SHUT_WR)
+            stream.send(data)
+        stream.end_input()
     except OSError:
         pass
 
