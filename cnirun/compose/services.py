@@ -388,6 +388,20 @@ def parse_service(doc: Document, name: str, value: Any, path: KeyPath, project: 
     for key, why in SERVICE_IGNORED.items():
         if m.get(key) is not None:
             warn(path + (key,), why)
+    svc = _image_and_command(doc, name, m, path, project, warn)
+    _environment(doc, svc, m, path)
+    _network_keys(doc, svc, m, path, warn)
+    _container_keys(doc, svc, m, path)
+    _resource_keys(doc, svc, m, path, warn)
+    _mount_keys(doc, svc, m, path, volumes, secrets, configs)
+    if m.get("x-cni") is not None:
+        _x_cni(doc, svc, m["x-cni"], path + ("x-cni",))
+    return svc
+
+
+def _image_and_command(doc: Document, name: str, m: dict[str, Any], path: KeyPath, project: str,
+                       warn: Any) -> Service:
+    """The service with its image (or build:, tagged PROJECT-NAME), command and entrypoint."""
     if m.get("image") is None and m.get("build") is None:
         doc.fail(path, "a service needs image: or build:")
     image = expect_str(doc, m["image"], path + ("image",), "an image reference") if m.get("image") is not None \
@@ -399,7 +413,11 @@ def parse_service(doc: Document, name: str, value: Any, path: KeyPath, project: 
         svc.command = words(doc, m["command"], path + ("command",))
     if m.get("entrypoint") is not None:
         svc.entrypoint = words(doc, m["entrypoint"], path + ("entrypoint",))
-    _environment(doc, svc, m, path)
+    return svc
+
+
+def _network_keys(doc: Document, svc: Service, m: dict[str, Any], path: KeyPath, warn: Any) -> None:
+    """ports, expose, network_mode, networks, hostname."""
     if m.get("ports") is not None:
         _ports(doc, svc, m["ports"], path + ("ports",), warn)
     if m.get("expose") is not None:
@@ -422,6 +440,11 @@ def parse_service(doc: Document, name: str, value: Any, path: KeyPath, project: 
     if m.get("hostname") is not None:
         svc.hostname = expect_str(doc, m["hostname"], path + ("hostname",))
         host_name(doc, svc.hostname, path + ("hostname",), "hostname")
+
+
+def _container_keys(doc: Document, svc: Service, m: dict[str, Any], path: KeyPath) -> None:
+    """depends_on, restart, labels, the container's plain settings, extra_hosts, stop_grace_period,
+    healthcheck."""
     if m.get("depends_on") is not None:
         svc.depends_on = _depends(doc, m["depends_on"], path + ("depends_on",))
     if "restart" in m:
@@ -457,6 +480,11 @@ def parse_service(doc: Document, name: str, value: Any, path: KeyPath, project: 
         svc.stop_grace_period = duration(doc, m["stop_grace_period"], path + ("stop_grace_period",))
     if m.get("healthcheck") is not None:
         svc.healthcheck = _healthcheck(doc, m["healthcheck"], path + ("healthcheck",))
+
+
+def _resource_keys(doc: Document, svc: Service, m: dict[str, Any], path: KeyPath, warn: Any) -> None:
+    """Kernel settings and limits (sysctls, ulimits, devices, memory, CPUs, pids), logging, replicas
+    (scale, deploy), pull_policy."""
     if m.get("sysctls") is not None:
         svc.sysctls = string_map(doc, m["sysctls"], path + ("sysctls",), "sysctls")
     if m.get("ulimits") is not None:
@@ -500,6 +528,11 @@ def parse_service(doc: Document, name: str, value: Any, path: KeyPath, project: 
         svc.pull_policy = expect_str(doc, m["pull_policy"], path + ("pull_policy",))
         if svc.pull_policy not in PULL_POLICIES:
             doc.fail(path + ("pull_policy",), f"expected one of {', '.join(PULL_POLICIES)}")
+
+
+def _mount_keys(doc: Document, svc: Service, m: dict[str, Any], path: KeyPath, volumes: dict[str, VolumeSpec],
+                secrets: dict[str, FileSource], configs: dict[str, FileSource]) -> None:
+    """volumes, tmpfs, secrets and configs: the container's mounts."""
     mounts = Mounts()
     if m.get("volumes") is not None:
         parse_service_volumes(doc, m["volumes"], path + ("volumes",), volumes, mounts)
@@ -510,9 +543,6 @@ def parse_service(doc: Document, name: str, value: Any, path: KeyPath, project: 
     if m.get("configs") is not None:
         parse_service_files(doc, m["configs"], path + ("configs",), configs, "configs", mounts)
     svc.volumes, svc.tmpfs = mounts.volumes, mounts.tmpfs
-    if m.get("x-cni") is not None:
-        _x_cni(doc, svc, m["x-cni"], path + ("x-cni",))
-    return svc
 
 
 X_CNI_SERVICE_KEYS = frozenset({"ingress_rate", "egress_rate"})
