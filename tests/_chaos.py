@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from _wait import wait_for
 from conftest import World
 
 
@@ -36,9 +37,15 @@ def _pgrep(pattern: str) -> list[int]:
     return [int(p) for p in out.split()]
 
 
-def _rm_containers(engine: str, filters: list[str]) -> None:
+def _containers(engine: str, filters: list[str], running: bool = False) -> list[str]:
+    """IDs of the containers matching any of `filters` (`running`: only those running)."""
     args = [a for f in filters for a in ("--filter", f)]
-    ids = subprocess.run([engine, "ps", "-aq", *args], capture_output=True, text=True).stdout.split()
+    return subprocess.run([engine, "ps", "-q" if running else "-aq", *args], capture_output=True,
+                          text=True).stdout.split()
+
+
+def _rm_containers(engine: str, filters: list[str]) -> None:
+    ids = _containers(engine, filters)
     if ids:
         subprocess.run([engine, "rm", "-f", *ids], capture_output=True)
 
@@ -65,8 +72,8 @@ class Chaos:
         this scenario gave (`name_prefix`, unique to the World).
         """
         states = str(self.w.state_dir / "containers")
-        # Foreground runs are short: let them end on their own first.
-        time.sleep(1.0)
+        # Foreground runs are short: let them end on their own first (for up to a second).
+        wait_for(lambda: not _containers(engine, [f"label=cnirun.state={states}"], running=True), 1.0, step=0.2)
         _rm_containers(engine, [f"label=cnirun.state={states}"])
         if name_prefix:
             _rm_containers(engine, [f"name={name_prefix}"])
@@ -139,7 +146,8 @@ class Chaos:
                 kills += 1
             except (OSError, ValueError):
                 pass
-        time.sleep(2.0)  # every container has exited (and, --rm, been removed) by now
+        # Every container's sleep (<= 1.5 s) ends.
+        wait_for(lambda: not _containers("docker", [f"id={cid}" for cid in cids], running=True), 10.0, step=0.2)
         self.report["kill_watcher"] = {"n": n, "watcher_kills": kills, "gc_lines": self._finish("docker", None)}
 
     def assert_clean(self) -> None:

@@ -229,7 +229,7 @@ services:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not proj.containers():
             time.sleep(0.2)
-        time.sleep(2.0)
+        time.sleep(2.0)  # its first log line streams meanwhile (read here, it would be missing from communicate())
         p.send_signal(signal.SIGINT)
         out, err = p.communicate(timeout=90)
     finally:

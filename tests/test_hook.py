@@ -21,6 +21,7 @@ import pytest
 from conftest import REPO, needs_root
 
 from _hook_helpers import HookWorld, bridge_exists, delete_bridges, leftovers, wait_clean, wait_records
+from _wait import wait_for
 from cnirun.oci.install import docker_runtime, hooksd
 from cnirun.oci import shim
 from cnirun.oci.argv import hook_argv, hook_env, package_parent
@@ -854,10 +855,10 @@ def test_a_delete_killed_mid_del_is_finished_by_gc(world: HookWorld, tmp_path: P
             target = [int(p) for p in out.split()]
             time.sleep(0.05)
         assert target, "the launcher's delete started no DEL process"
-        time.sleep(0.5)
+        time.sleep(0.5)  # the test: the DEL is well inside its slow plugin when it is killed
         for pid in target:
             os.kill(pid, signal.SIGKILL)
-        time.sleep(0.2)
+        wait_for(lambda: not any(os.path.exists(f"/proc/{pid}") for pid in target), 10, "the killed DEL to be gone")
         assert leftovers(world, cid, bridges) != []  # killed mid-way: the pin and the cache are still there
         gc = subprocess.run([CNIRUN_BIN, "gc"], env=world.full_env(), capture_output=True, text=True, timeout=120)
         assert gc.returncode == 0, gc.stderr

@@ -89,7 +89,7 @@ def test_waiter_wakes_when_released_not_on_a_poll_tick(tmp_path: Path) -> None:
     path = tmp_path / "l.lock"
     fd = flock(str(path))
     t, out = _take_in_thread(path, wait=30.0)
-    time.sleep(0.5)
+    time.sleep(0.5)  # the test: half a second later the waiter still waits
     assert t.is_alive() and "fd" not in out
     released = time.monotonic()
     os.close(fd)  # type: ignore[arg-type]
@@ -109,8 +109,8 @@ def test_sigkilled_holder_never_blocks_others(tmp_path: Path) -> None:
         with pytest.raises(LockError):
             flock(str(path), wait=0.2)
         t, out = _take_in_thread(path, wait=30.0)
-        time.sleep(0.2)
-        holder.send_signal(signal.SIGKILL)
+        time.sleep(0.2)  # the test: the holder dies while the thread waits (a thread that has not begun waiting yet
+        holder.send_signal(signal.SIGKILL)  # would only pass more easily)
         holder.wait(10)
         t.join(5)
         assert isinstance(out.get("fd"), int), out  # the waiter got it once the holder died
@@ -353,7 +353,7 @@ def test_chains_on_different_and_same_networks_run_in_parallel(tmp_path: Path) -
     t0 = time.monotonic()
     g = threading.Thread(target=gc)
     g.start()
-    time.sleep(0.2)
+    time.sleep(0.2)  # the test: the other network's DEL runs while this gc is under way
     cni.delete("t197p2", RuntimeConf("c2"))  # type: ignore[attr-defined]
     other_done = time.monotonic()
     g.join(30)

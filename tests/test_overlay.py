@@ -575,7 +575,7 @@ def test_etcd_outage_keeps_the_data_plane_and_agents_catch_up(sim: Sim) -> None:
     sim.etcd.stop()
     wait_for(lambda: "UNREACHABLE" in a.cnirun("overlay", "status", "--subnet-file", str(a.subnet_file)).stdout,
              15, "A to notice etcd is gone", step=0.5)
-    time.sleep(2)
+    time.sleep(2)  # the test: etcd stays down a while, and A keeps routing to B meanwhile
     assert sb in a.routes()
     p = ca.ping(cb.ip)
     assert p.returncode == 0, p.stdout + p.stderr

@@ -305,7 +305,7 @@ def test_tcp_connection_survives_update(dworld: World) -> None:
     srv = perf.start_server()
     # reverse: the server (in a) sends, through a's egress limit, for 9 s in 1 s intervals
     cl = perf.client(9, reverse=True, interval=1)
-    time.sleep(3.2)
+    time.sleep(3.2)  # the test: ~3 intervals limited, ~3 unlimited, the rest limited again
     assert w.cnirun("update", a, "--egress-rate", "none").returncode == 0
     time.sleep(3)
     p = w.cnirun("update", a, "--egress-rate", "10mbit")

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from _parallel import next_n
+from _wait import wait_for
 from conftest import HAVE_PODMAN, Net, World, _make_world, first_address, needs_docker, needs_root, world_fixture
 
 pytestmark = [needs_root, needs_docker]
@@ -86,11 +87,12 @@ def test_detached_then_rm_f_tears_down(docker_world: World) -> None:
 def test_detached_survives_watcher_being_killed(docker_world: World) -> None:
     r = docker_world.cnirun("-d", "--rm", "busybox", "sleep", "60")
     cid = r.stdout.strip()
-    time.sleep(1.0)
     # Kill the worker only: the supervisor respawns it and it reconciles.
-    pid = int((docker_world.state_dir / "containers" / ".watcher.pid").read_text())
-    children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
-    assert children
+    pidfile = docker_world.state_dir / "containers" / ".watcher.pid"
+    wait_for(pidfile.exists, 10, "the watcher's pid file")
+    pid = int(pidfile.read_text())
+    children = wait_for(lambda: subprocess.run(["pgrep", "-P", str(pid)], capture_output=True,
+                                               text=True).stdout.split(), 10, "the watcher's worker")
     for c in children:
         subprocess.run(["kill", "-9", c])
     subprocess.run(["docker", "rm", "-f", cid], check=True, capture_output=True)

@@ -82,10 +82,10 @@ def test_detached_restart_and_stop_start_keep_the_network(podman_world: World) -
         addr = _eth0_of("podman", cid)
         for _ in range(2):
             subprocess.run(["podman", "restart", "-t", "0", cid], check=True, capture_output=True)
-            time.sleep(1.0)
+            time.sleep(1.0)  # the test: the watcher has seen "died" by now and must have left the network alone
             assert _eth0_of("podman", cid) == addr
         subprocess.run(["podman", "stop", "-t", "0", cid], check=True, capture_output=True)
-        time.sleep(1.0)
+        time.sleep(1.0)  # the test: as after a restart, a stop is no reason to tear down
         assert podman_world.leftovers(), "a stopped container keeps its network until it is removed"
         s = subprocess.run(["podman", "start", cid], capture_output=True, text=True)
         assert s.returncode == 0, s.stderr

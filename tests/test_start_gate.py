@@ -52,7 +52,7 @@ def test_outcome_waits_for_the_holder(env: dict[str, str]) -> None:
         try:
             fd = start_gate.open_gate("slow", env)
             os.write(w, b"x")
-            time.sleep(0.4)
+            time.sleep(0.4)  # the test: the worker settles the gate late
             start_gate.settle(fd, "")
             code = 0
         finally:
