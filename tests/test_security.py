@@ -35,7 +35,7 @@ from conftest import HAVE_DOCKER, HAVE_PODMAN, needs_docker, needs_podman, needs
 from conftest import CNIRUN_BIN
 from _hook_helpers import HookWorld, bridge_exists, delete_bridges, leftovers, wait_clean
 from cnirun.oci.install import docker_runtime
-from cnirun.oci import deadline, argv as hook_command
+from cnirun.oci import attach, argv as hook_command
 from cnirun.core.errors import ArgumentError
 from cnirun.network.options import check_cni_arg, parse_hostname, parse_ip, parse_ports
 from cnirun.plugins import install_plugin_script
@@ -388,7 +388,7 @@ def test_the_most_a_container_may_publish_fits_the_budget(world: World) -> None:
         out = _hook(world, "createRuntime", cid, proc.pid, ann)
         took = time.monotonic() - started
         assert out.returncode == 0, out.stderr
-        assert took < deadline.ATTACH_BUDGET / 3, took
+        assert took < attach.ATTACH_BUDGET / 3, took
     finally:
         proc.kill()
         proc.wait()
@@ -412,7 +412,7 @@ def test_a_slow_plugin_is_cut_off_by_the_hook_budget(world: World) -> None:
         took = time.monotonic() - started
         assert out.returncode == 1
         one_cnirun_line(out.stderr, "attaching took longer than 2 s")
-        assert took < 2 + deadline.CLEANUP_GRACE, took
+        assert took < 2 + attach.CLEANUP_GRACE, took
         adds = [c for c in json.loads("[" + ",".join(Path(str(slow) + ".log").read_text().splitlines()) + "]")
                 if c["command"] == "ADD"]
         assert adds and all(not _alive(c["pid"]) for c in adds)  # the hung plugin was killed

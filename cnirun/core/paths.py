@@ -71,6 +71,11 @@ def runs_dir(environ: Mapping[str, str] | None = None) -> str:
     return os.path.join(state_dir(environ), "containers")
 
 
+def live_record(container_id: str, environ: Mapping[str, str] | None = None) -> str:
+    """What the live verbs changed on a running container, which its next start applies again (oci.reapply)."""
+    return os.path.join(runs_dir(environ), container_id, "live.json")
+
+
 def pins_dir(environ: Mapping[str, str] | None = None) -> str:
     return os.path.join(state_dir(environ), "netns")
 

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from typing import Mapping
 
 # Seconds an engine lets the attaching hook run before it kills it: its entry in the Docker shim's
-# bundles (hooks/cnirun-attach.json says the same to Podman and CRI-O); oci.deadline's budget stays below.
+# bundles (hooks/cnirun-attach.json says the same to Podman and CRI-O); oci.attach's budget stays below.
 HOOK_TIMEOUT = 120
 # Plugins run iptables from /usr/sbin; an engine gives hooks no PATH of its own.
 HOOK_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"

@@ -10,8 +10,6 @@ hook log, never a reason to fail the start.
 """
 from __future__ import annotations
 
-import os
-
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
@@ -22,11 +20,11 @@ if TYPE_CHECKING:
 
 
 def _live_record(container_id: str) -> dict[str, Any]:
-    """What cnirun.live.verbs recorded for the container (live.json in its record's state dir); {} without one."""
-    from ..core.paths import runs_dir
+    """What cnirun.live.verbs recorded for the container (paths.live_record); {} without one."""
+    from ..core.paths import live_record
 
     try:
-        with open(os.path.join(runs_dir(), container_id, "live.json"), "rb") as f:
+        with open(live_record(container_id), "rb") as f:
             from ..core import jsonfast as json
 
             live = json.loads(f.read())

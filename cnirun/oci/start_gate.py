@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 OK = "ok"
 # The launcher's flock timeout: longer than the worker's whole budget
-# (deadline.ATTACH_BUDGET + CLEANUP_GRACE), which ends it one way or the other.
+# (attach.ATTACH_BUDGET + CLEANUP_GRACE), which ends it one way or the other.
 WAIT_SECONDS = 150
 
 

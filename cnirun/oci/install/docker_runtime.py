@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 
-# `cnirun run` reads the installed settings on every run (runner.docker_mode):
+# `cnirun run` reads the installed settings on every run (run.docker_mode):
 # the json package, subprocess, signal and typing cost ~5 ms of imports
 # together, so reading goes through jsonfast and the rest is imported where used.
 from ...core import jsonfast as json
