@@ -87,10 +87,11 @@ def test_detached_then_rm_f_tears_down(docker_world: World) -> None:
 def test_detached_survives_watcher_being_killed(docker_world: World) -> None:
     r = docker_world.cnirun("-d", "--rm", "busybox", "sleep", "60")
     cid = r.stdout.strip()
-    # Kill the worker only: the supervisor respawns it and it reconciles.
-    pidfile = docker_world.state_dir / "containers" / ".watcher.pid"
-    wait_for(pidfile.exists, 10, "the watcher's pid file")
-    pid = int(pidfile.read_text())
+    # Kill the worker once it watches the container: the supervisor respawns it and it reconciles.
+    log = docker_world.state_dir / "containers" / ".watcher.log"
+    wait_for(lambda: log.exists() and f"watching docker container {cid[:12]}" in log.read_text(), 10,
+             "the watcher to watch the container")
+    pid = int((docker_world.state_dir / "containers" / ".watcher.pid").read_text())
     children = wait_for(lambda: subprocess.run(["pgrep", "-P", str(pid)], capture_output=True,
                                                text=True).stdout.split(), 10, "the watcher's worker")
     for c in children:
