@@ -1,11 +1,12 @@
 """`cnirun overlay init|agent|status`: multi-host overlay networks, flannel's way (cnirun.overlay)."""
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import stat
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable, get_type_hints
 
 import typer
 
@@ -54,6 +55,45 @@ def _credentials(cafile: str | None, certfile: str | None, keyfile: str | None, 
                        password=_password(password_file) if username or password_file else None)
 
 
+def _option(name: str, default: Any, *flags: str, **kw: Any) -> inspect.Parameter:
+    return inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=str,
+                             default=typer.Option(default, *flags, **kw))
+
+
+# --etcd, and flanneld's names and environment variables for etcd's credentials: the options of every
+# command that talks to etcd, defined once (_with_etcd adds them).
+_ETCD = _option("etcd", ..., "--etcd", help="etcd client URL, e.g. http://192.0.2.1:2379 (v3 API).")
+_CREDENTIALS = (
+    _option("etcd_cafile", None, "--etcd-cafile", envvar="FLANNELD_ETCD_CAFILE",
+            help="CA certificate(s) that signed etcd's server certificate (https:// --etcd)."),
+    _option("etcd_certfile", None, "--etcd-certfile", envvar="FLANNELD_ETCD_CERTFILE",
+            help="Client certificate for etcd's --client-cert-auth (with --etcd-keyfile)."),
+    _option("etcd_keyfile", None, "--etcd-keyfile", envvar="FLANNELD_ETCD_KEYFILE",
+            help="Private key of --etcd-certfile."),
+    _option("etcd_username", None, "--etcd-username", envvar="FLANNELD_ETCD_USERNAME",
+            help=f"etcd user (auth enabled); its password comes from {PASSWORD_ENV} or --etcd-password-file."),
+    _option("etcd_password_file", None, "--etcd-password-file", envvar="FLANNELD_ETCD_PASSWORD_FILE",
+            help="File whose first line is the etcd password (mode 600)."),
+    _option("etcd_password", None, "--etcd-password", hidden=True),
+)
+
+
+def _with_etcd(fn: Callable[..., None]) -> Callable[..., None]:
+    """fn(etcd, OPTIONS..., creds) as a command taking --etcd first, its own OPTIONS, then the
+    credential options; their Credentials (refused or read as _credentials says) are fn's creds."""
+    hints = get_type_hints(fn, localns={"Credentials": object})
+    own = [p.replace(annotation=hints[p.name]) for p in inspect.signature(fn).parameters.values()
+           if p.name not in ("etcd", "creds")]
+
+    def command(**kw: Any) -> None:
+        creds = _credentials(*(kw.pop(p.name) for p in _CREDENTIALS))
+        fn(creds=creds, **kw)
+
+    command.__name__, command.__doc__ = fn.__name__, fn.__doc__
+    command.__signature__ = inspect.Signature([_ETCD, *own, *_CREDENTIALS])  # type: ignore[attr-defined]
+    return command
+
+
 def register(app: typer.Typer) -> None:
     overlay = typer.Typer(
         help="Overlay networks across hosts: flannel's etcd keys, subnet.env and VXLAN, with cnirun's own agent and flannel plugin.",
@@ -61,66 +101,45 @@ def register(app: typer.Typer) -> None:
     )
     app.add_typer(overlay, name="overlay")
 
-    etcd_opt = typer.Option(..., "--etcd", help="etcd client URL, e.g. http://192.0.2.1:2379 (v3 API).")
     subnet_file_opt = typer.Option(SUBNET_FILE, "--subnet-file", help="Where subnet.env goes (flanneld's -subnet-file).")
-    # flanneld's names and environment variables.
-    cafile_opt = typer.Option(None, "--etcd-cafile", envvar="FLANNELD_ETCD_CAFILE",
-                              help="CA certificate(s) that signed etcd's server certificate (https:// --etcd).")
-    certfile_opt = typer.Option(None, "--etcd-certfile", envvar="FLANNELD_ETCD_CERTFILE",
-                                help="Client certificate for etcd's --client-cert-auth (with --etcd-keyfile).")
-    keyfile_opt = typer.Option(None, "--etcd-keyfile", envvar="FLANNELD_ETCD_KEYFILE",
-                               help="Private key of --etcd-certfile.")
-    username_opt = typer.Option(None, "--etcd-username", envvar="FLANNELD_ETCD_USERNAME",
-                                help=f"etcd user (auth enabled); its password comes from {PASSWORD_ENV} or --etcd-password-file.")
-    password_file_opt = typer.Option(None, "--etcd-password-file", envvar="FLANNELD_ETCD_PASSWORD_FILE",
-                                     help="File whose first line is the etcd password (mode 600).")
-    password_opt = typer.Option(None, "--etcd-password", hidden=True)
 
     @overlay.command("init")
+    @_with_etcd
     def init(
-        etcd: str = etcd_opt,
+        etcd: str,
         network: str = typer.Option(..., "--network", help="The overlay's CIDR, e.g. 10.5.0.0/16."),
         subnet_len: int = typer.Option(None, "--subnet-len", help="Per-host subnet length (default 24, flannel's rule)."),
         vni: int = typer.Option(1, "--vni", help="VXLAN id (flannel's default 1)."),
         port: int = typer.Option(8472, "--port", help="VXLAN UDP port (flannel's default 8472)."),
         force: bool = typer.Option(False, "--force", help="Replace a different config already in etcd."),
-        etcd_cafile: str = cafile_opt,
-        etcd_certfile: str = certfile_opt,
-        etcd_keyfile: str = keyfile_opt,
-        etcd_username: str = username_opt,
-        etcd_password_file: str = password_file_opt,
-        etcd_password: str = password_opt,
+        *,
+        creds: Credentials,
     ) -> None:
         """Write the network config to etcd at /coreos.com/network/config."""
         from ..overlay import config, registry
         from ..overlay.etcd import Store
 
-        creds = _credentials(etcd_cafile, etcd_certfile, etcd_keyfile, etcd_username, etcd_password_file, etcd_password)
         with one_line_errors():
             cfg = config.build(network, subnet_len, vni, port)
             what = registry.write_config(Store(etcd, creds=creds), cfg, force=force)
         typer.echo(f"{what} {registry.CONFIG_KEY} = {cfg.to_json()} ({cfg.capacity()} host subnets of /{cfg.subnet_len})")
 
     @overlay.command("agent")
+    @_with_etcd
     def agent(
-        etcd: str = etcd_opt,
+        etcd: str,
         iface: str = typer.Option(None, "--iface", help="Interface the VXLAN traffic uses (its first IPv4 address is the public IP)."),
         public_ip: str = typer.Option(None, "--public-ip", help="This host's address the other hosts reach (finds the interface)."),
         subnet_file: str = subnet_file_opt,
         lease_ttl: int = typer.Option(86400, "--lease-ttl", help="Seconds a lease lives without renewal (flannel: 24 h)."),
         renew_margin: int = typer.Option(3600, "--renew-margin", help="Renew this many seconds before expiry (flannel: 1 h)."),
         resync: float = typer.Option(30.0, "--resync", help="Seconds between full re-lists of the leases (besides the watch)."),
-        etcd_cafile: str = cafile_opt,
-        etcd_certfile: str = certfile_opt,
-        etcd_keyfile: str = keyfile_opt,
-        etcd_username: str = username_opt,
-        etcd_password_file: str = password_file_opt,
-        etcd_password: str = password_opt,
+        *,
+        creds: Credentials,
     ) -> None:
         """Run this host's overlay daemon (foreground; SIGTERM removes its device and lease)."""
         from ..overlay.agent import AgentOptions, run_agent
 
-        creds = _credentials(etcd_cafile, etcd_certfile, etcd_keyfile, etcd_username, etcd_password_file, etcd_password)
         if not iface and not public_ip:
             fail("say which interface carries the overlay: --iface IFACE or --public-ip IP")
         if os.geteuid() != 0:
