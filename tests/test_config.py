@@ -422,3 +422,54 @@ def test_fuzzed_netconf_files_never_raise_anything_but_config_errors(core: CoreE
             finally:
                 p.unlink()
     assert loaded >= 1  # the untouched prefix-complete seed loads
+
+
+# -- the bridge a network plugs into (config.bridge_of) ----------------------
+
+BRIDGE_SHAPES = [
+    ("bridge first", [{"type": "bridge", "bridge": "c24ia"}, {"type": "portmap"}], "c24ia"),
+    ("bridge later in the chain", [{"type": "tuning"}, {"type": "bridge", "bridge": "c24ib"}], "c24ib"),
+    ("bridge named nowhere", [{"type": "bridge"}, {"type": "firewall"}], "cni0"),
+    ("two bridges", [{"type": "bridge", "bridge": "c24ic"}, {"type": "bridge", "bridge": "c24id"}], "c24ic"),
+    ("no bridge", [{"type": "noop"}, {"type": "portmap"}], ""),
+    ("a non-bridge main plugin", [{"type": "macvlan", "master": "eth0", "bridge": "c24ie"}], ""),
+]
+
+
+@pytest.mark.parametrize("plugins, bridge", [s[1:] for s in BRIDGE_SHAPES], ids=[s[0] for s in BRIDGE_SHAPES])
+def test_bridge_of_answers_alike_for_every_conflist_shape(core: CoreEnv, plugins: list, bridge: str) -> None:
+    """bridge_of gives one answer for a loaded network, its raw conflist and its cached config; the callers
+    that ask it (the CNI runtime's chain locks, `network ls`, the planner, a MAC's neighbours) agree."""
+    from cnirun.cli.network_cmd import network_summary
+    from cnirun.cni.runtime import _bridges
+    from cnirun.netstore.located import ComposeError, parse
+    from cnirun.netstore.network_spec import parse_networks_section
+    from cnirun.netstore.networks import Planner
+
+    core.conflist("t24i-shape", plugins)
+    net = netconf.find_network("t24i-shape", str(core.netconf))
+    assert netconf.bridge_of(net) == netconf.bridge_of(net.raw) == netconf.bridge_of(json.loads(net.bytes)) == bridge
+    assert set(netconf.bridges_of(net)) == {p.get("bridge") or "cni0" for p in plugins if p["type"] == "bridge"}
+    assert set(sum(_bridges(net), ())) == set(netconf.bridges_of(net))
+    assert network_summary(core.cni(), net)["bridge"] == bridge
+    doc = parse("networks:\n  t24i-other:\n    driver_opts: {com.docker.network.bridge.name: c24ia}\n", "n.yaml")
+    spec = parse_networks_section(doc, doc.data["networks"])[0]
+    if bridge == "c24ia":  # the planner sees the bridge as taken
+        with pytest.raises(ComposeError, match="bridge c24ia is already used by network 't24i-shape'"):
+            Planner([net]).choose_bridge(spec)
+    else:
+        assert Planner([net]).choose_bridge(spec) == "c24ia"
+
+
+@pytest.mark.parametrize("conf, bridge", [
+    ({"cniVersion": "1.0.0", "name": "t24i-one", "type": "bridge", "bridge": "c24ia"}, "c24ia"),
+    ({"cniVersion": "1.0.0", "name": "t24i-one", "type": "ptp"}, ""),
+    ({"cniVersion": "1.0.0", "name": "t24i-one", "plugins": "not a list"}, ""),
+    (["not", "a", "config"], ""),
+])
+def test_bridge_of_a_single_plugin_config(core: CoreEnv, conf: object, bridge: str) -> None:
+    """A single plugin's config (a .conf file, or a libcni cache entry's config) has its own plugin's bridge."""
+    assert netconf.bridge_of(conf) == bridge  # type: ignore[arg-type]
+    if isinstance(conf, dict) and "type" in conf:
+        core.write("t24i-one.conf", conf)
+        assert netconf.bridge_of(netconf.find_network("t24i-one", str(core.netconf))) == bridge

@@ -74,6 +74,33 @@ def test_options_refuse_an_address_host_local_has_handed_out(tmp_path: Path) -> 
         network_options.options_for(ContainerNetworkSpec(["a"], [], ips={"a": "10.9.0.9"}), [a])
 
 
+def _cached_with_mac(core: CoreEnv, network: str, config: dict[str, Any], container_id: str, mac: str) -> None:
+    from cnirun.cni import cache as cnicache
+
+    result = {"cniVersion": "1.0.0", "interfaces": [{"name": "eth0", "mac": mac, "sandbox": "/proc/1/ns/net"}]}
+    cnicache.write(str(core.cache), cnicache.CachedAttachment(
+        network, container_id, "eth0", json.dumps(config).encode(), "/proc/1/ns/net", result=result))
+
+
+def test_mac_user_finds_a_mac_on_the_same_bridge_wherever_the_chains_name_it(core: CoreEnv) -> None:
+    """A MAC is taken on a network when another container's cached attachment has it on any network whose
+    chain plugs into the same bridge: the bridge plugin may come after other plugins, and a cache entry may
+    hold a conflist or a single plugin's config (libcni's AddNetwork); another bridge does not count."""
+    mac = "02:24:0a:e5:00:07"
+    a = net("t24i-a", {"type": "tuning"}, {"type": "bridge", "bridge": "c24ia"})
+    later = {"cniVersion": "1.0.0", "name": "t24i-b", "plugins": [{"type": "tuning"}, {"type": "bridge", "bridge": "c24ia"}]}
+    single = {"cniVersion": "1.0.0", "name": "t24i-c", "type": "bridge", "bridge": "c24ia"}
+    other = {"cniVersion": "1.0.0", "name": "t24i-d", "plugins": [{"type": "bridge", "bridge": "c24ib"}]}
+    cni = core.cni()
+    _cached_with_mac(core, "t24i-d", other, "c" * 64, mac)
+    assert network_options.mac_user(cni, a, mac) == ""
+    _cached_with_mac(core, "t24i-b", later, "b" * 64, mac)
+    assert network_options.mac_user(cni, a, mac.upper()) == "b" * 64
+    assert network_options.mac_user(cni, a, mac, container_id="b" * 64) == ""  # its own does not count
+    _cached_with_mac(core, "t24i-c", single, "d" * 64, mac.replace("07", "08"))
+    assert network_options.mac_user(cni, a, mac.replace("07", "08")) == "d" * 64
+
+
 # -- attach / detach ---------------------------------------------------------------------------
 def _two_networks(core: CoreEnv) -> list[Any]:
     core.debug("n1", reportResult=R)

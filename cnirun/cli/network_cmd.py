@@ -40,6 +40,7 @@ def _cni() -> Any:
 
 
 def network_summary(cni: Any, net: Any) -> dict[str, Any]:
+    from ..cni.config import bridge_of
     from ..netstore import store
 
     m = store.meta(net)
@@ -49,18 +50,11 @@ def network_summary(cni: Any, net: Any) -> dict[str, Any]:
         "plugins": net.types,
         "subnets": net.subnets(),
         "driver": m.get("driver", ""),
-        "bridge": m.get("bridge", "") or _bridge(net),
+        "bridge": m.get("bridge", "") or bridge_of(net),
         "managed": bool(m),
         "labels": store.labels(net),
         "attachments": len(store.attachments(cni, net.name)),
     }
-
-
-def _bridge(net: Any) -> str:
-    for p in net.plugins:
-        if p.type == "bridge":
-            return str(p.raw.get("bridge") or "cni0")
-    return ""
 
 
 def network_detail(cni: Any, net: Any) -> dict[str, Any]:

@@ -108,6 +108,36 @@ class NetworkConfigList(Value):
         return out
 
 
+DEFAULT_BRIDGE = "cni0"  # the bridge plugin's bridge when its config names none
+
+
+def bridges_of(conf: NetworkConfigList | dict[str, Any]) -> tuple[str, ...]:
+    """The Linux bridges a network's bridge plugins plug into, in chain order, each once.
+
+    `conf` is a loaded network or a raw config (a conflist, or a single
+    plugin's config as a result cache written by libcni may hold).
+    """
+    if isinstance(conf, NetworkConfigList):
+        plugins: Any = [p.raw for p in conf.plugins]
+    elif isinstance(conf, dict):
+        plugins = conf.get("plugins") if "plugins" in conf else [conf]
+    else:
+        plugins = None
+    out: list[str] = []
+    for p in plugins if isinstance(plugins, list) else ():
+        if isinstance(p, dict) and p.get("type") == "bridge":
+            name = str(p.get("bridge") or DEFAULT_BRIDGE)
+            if name not in out:
+                out.append(name)
+    return tuple(out)
+
+
+def bridge_of(conf: NetworkConfigList | dict[str, Any]) -> str:
+    """The Linux bridge a network plugs into: its first bridge plugin's ('' when its chain has none)."""
+    found = bridges_of(conf)
+    return found[0] if found else ""
+
+
 def labels_allowed(net: NetworkConfigList) -> bool:
     """Whether containers may join `net` by naming it in a label or annotation (the OCI hook's way).
 

@@ -16,7 +16,7 @@ from . import config as netconf
 from ..core import jsonfast as json
 from ..core import trace
 from ..core import version as cniversion
-from .config import NetworkConfigList, PluginConf
+from .config import NetworkConfigList, PluginConf, bridges_of
 from ..core.errors import (
     ArgumentError,
     CacheError,
@@ -87,8 +87,7 @@ def _bridges(net: NetworkConfigList) -> tuple[tuple[str, ...], tuple[str, ...]]:
     and two first ADDs race: lock.chain_lock holds a bridge about to be
     created exclusively.
     """
-    names = {str(p.raw.get("bridge") or "cni0") for p in net.plugins if p.type == "bridge"}
-    names = {n for n in names if n and "/" not in n and n not in (".", "..")}
+    names = {n for n in bridges_of(net) if "/" not in n and n not in (".", "..")}
     new = tuple(sorted(n for n in names if not os.path.exists("/sys/class/net/" + n)))
     return tuple(sorted(names.difference(new))), new
 

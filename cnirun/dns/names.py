@@ -13,7 +13,8 @@ from __future__ import annotations
 import os
 
 from .keeper import ensure_keeper
-from .netconf import bridge, enabled, outside_names, result_addresses, result_gateways
+from ..cni.config import bridge_of
+from .netconf import enabled, outside_names, result_addresses, result_gateways
 from .resolver import ensure_resolver, stop_resolver
 from .store import clean_names, hosts_file, lock, members, net_dir, networks, outside_recorded, read_entry, \
     rewrite_claims, write_hosts
@@ -50,7 +51,7 @@ def register(
             own, aliases = clean[:1], clean[1:]
         outside = outside_names(net)
         write_hosts(net.name, container_id, addrs, own, aliases, cache_dir, outside)
-        ensure_resolver(net.name, gws, bridge(net), outside)
+        ensure_resolver(net.name, gws, bridge_of(net), outside)
         rewrite_claims(net.name, container_id, own)
     finally:
         os.close(fd)

@@ -29,14 +29,6 @@ def outside_names(net: NetworkConfigList) -> bool:
     return isinstance(meta, dict) and meta.get("dnsOutsideNames") is True
 
 
-def bridge(net: NetworkConfigList) -> str:
-    """The network's bridge (the bridge plugin's default: cni0): where its containers' queries come in."""
-    for p in net.plugins:
-        if p.raw.get("type") == "bridge":
-            return str(p.raw.get("bridge") or "cni0")
-    return ""
-
-
 def is_local(ip: str) -> bool:
     """Whether `ip` is an address of this host (bind succeeds only for a local address)."""
     import _socket

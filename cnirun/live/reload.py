@@ -35,6 +35,7 @@ import subprocess
 from typing import Any
 
 from ..cni import cache as cnicache
+from ..cni.config import bridge_of
 from ..core.value import Value
 
 POLICY_PLUGINS = ("portmap", "firewall", "bandwidth", "isolation")
@@ -129,13 +130,6 @@ def _addresses(result: dict[str, Any]) -> list[ipaddress.IPv4Interface | ipaddre
     return out
 
 
-def _bridge_name(net: Any) -> str:
-    for p in net.plugins:
-        if p.type == "bridge":
-            return str(p.raw.get("bridge") or "cni0")
-    return ""
-
-
 # -- checks -------------------------------------------------------------------------------------
 def missing_state(att: cnicache.CachedAttachment, net: Any, rules: Rules) -> tuple[list[str], list[str], bool]:
     """(plugin types to re-run, descriptions of what is missing, masquerade missing) for one attachment."""
@@ -169,7 +163,7 @@ def missing_state(att: cnicache.CachedAttachment, net: Any, rules: Rules) -> tup
                   and rules.has(fam, "filter", f"-d {host} ", "-j ACCEPT", chain="CNI-FORWARD")
                   and rules.has(fam, "filter", "-j CNI-FORWARD", chain="FORWARD"))
             if ok and fw.raw.get("ingressPolicy") == "same-bridge":
-                br = _bridge_name(net)
+                br = bridge_of(net)
                 ok = (rules.has(fam, "filter", f"-i {br} ", f"! -o {br} ", chain="CNI-ISOLATION-STAGE-1")
                       and rules.has(fam, "filter", f"-o {br} ", "-j DROP", chain="CNI-ISOLATION-STAGE-2")
                       and rules.has(fam, "filter", "-j CNI-ISOLATION-STAGE-1", chain="FORWARD"))

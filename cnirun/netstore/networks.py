@@ -12,7 +12,7 @@ import json
 import os
 from typing import Any
 
-from ..cni.config import NetworkConfigList, conflist_from_bytes
+from ..cni.config import NetworkConfigList, bridge_of, conflist_from_bytes
 from ..core.errors import ConfigError
 from .network_spec import IPNet, NetworkSpec, Pool, file_specs
 
@@ -44,13 +44,6 @@ def auto_bridge_name(network: str, attempt: int = 0) -> str:
     """`cni-` + 11 hex digits of the name's hash: stable per network, 15 characters."""
     digest = hashlib.sha256(f"{network}/{attempt}".encode()).hexdigest()
     return "cni-" + digest[:11]
-
-
-def _bridge_of(net: NetworkConfigList) -> str:
-    for p in net.plugins:
-        if p.type == "bridge":
-            return str(p.raw.get("bridge") or "cni0")
-    return ""
 
 
 class Planner:
@@ -112,7 +105,7 @@ class Planner:
         return ""
 
     def choose_bridge(self, spec: NetworkSpec) -> str:
-        taken = {(_bridge_of(n), n.name) for n in self.existing}
+        taken = {(bridge_of(n), n.name) for n in self.existing}
         others = {b for b, n in taken if n != spec.name and b}
         others |= {b for n, b in self._claimed_bridges.items() if n != spec.name}
         if spec.bridge:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..cni import cache as cnicache
-from ..cni.config import NetworkConfigList, netconf_dirs
+from ..cni.config import NetworkConfigList, bridges_of, netconf_dirs
 from ..core.errors import CNIError, ConfigError
 from ..core.fsutil import atomic_write
 from ..cni.runtime import CNI
@@ -240,7 +240,7 @@ def remove_file_bridge(cni: CNI, network: str, bridge: str, subnets: list[str]) 
     def installed() -> bool:
         for c in (cni, CNI()):
             for net in c.networks():
-                if any(p.type == "bridge" and (p.raw.get("bridge") or "cni0") == bridge for p in net.plugins):
+                if bridge in bridges_of(net):
                     return True
         return False
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import subprocess
 from typing import Any
 
+from ..cni.config import DEFAULT_BRIDGE
 from .hostnet import link_exists
 
 
@@ -30,7 +31,7 @@ def wants_bridge(conf: dict[str, Any]) -> tuple[str, int]:
         subnets = [r.get("subnet", "") for rs in ipam.get("ranges") or [] if isinstance(rs, list)
                    for r in rs if isinstance(r, dict)]
         if any(":" in str(s) for s in subnets):
-            return str(p.get("bridge") or "cni0"), int(p.get("mtu") or 0)
+            return str(p.get("bridge") or DEFAULT_BRIDGE), int(p.get("mtu") or 0)
     return "", 0
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 
 from ..cni import cache as cnicache
-from ..cni.config import NetworkConfigList
+from ..cni.config import NetworkConfigList, bridge_of
 from ..core.errors import ArgumentError
 from ..core.value import Value
 from .attachment import Attachment
@@ -176,15 +176,6 @@ def _check_ip6(network: str, ip6: str, ip: str, subnets: list[str]) -> None:
         raise ArgumentError(f"two IPv6 addresses for network {network} ({ip} and {ip6}): keep one")
 
 
-def _bridge(conf: Any) -> str:
-    """The Linux bridge a chain's bridge plugin plugs into ('' for other main plugins)."""
-    plugins = conf.get("plugins") if isinstance(conf, dict) else None
-    first = plugins[0] if isinstance(plugins, list) and plugins else conf
-    if isinstance(first, dict) and first.get("type") == "bridge":
-        return str(first.get("bridge") or "cni0")  # the bridge plugin's default
-    return ""
-
-
 def _macs(att: cnicache.CachedAttachment) -> set[str]:
     """The MACs a cached attachment has or asks for (a pending ADD has no result yet)."""
     out = {Attachment.from_cache(att).mac()}
@@ -202,7 +193,7 @@ def mac_user(cni: CNI, net: NetworkConfigList, mac: str, container_id: str = "")
     from ..core import jsonfast as json
 
     mac = mac.lower()
-    bridge = _bridge(net.raw)
+    bridge = bridge_of(net)
     for att in cnicache.list_attachments(cni.cache_dir):
         if att.container_id == container_id:
             continue
@@ -210,7 +201,7 @@ def mac_user(cni: CNI, net: NetworkConfigList, mac: str, container_id: str = "")
             if not bridge:
                 continue
             try:
-                if _bridge(json.loads(att.config)) != bridge:
+                if bridge_of(json.loads(att.config)) != bridge:
                     continue
             except ValueError:
                 continue
