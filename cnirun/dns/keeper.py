@@ -2,7 +2,7 @@
 
 dnsmasq daemonises: nobody waits on it. One keeper per state dir (`python -m
 cnirun.run.watch resolvers`: one process whatever the number of networks and
-containers) holds <dns>/.keeper.lock (its pid inside) and watches every
+containers) holds <dns>/.keeper.lock (its pid and generation inside), watches every
 resolver of the state dir through a pidfd; one that dies while its record
 says it should run is started again (under its network's lock, or its
 container's: never beside a stop) within milliseconds. New resolvers are
