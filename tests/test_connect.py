@@ -8,11 +8,15 @@ cache files, rules, containers, state, netns).
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from _wait import wait_for
 from conftest import (
     World,
     _make_world,
@@ -362,3 +366,105 @@ def test_podman_connect_ports_and_restart(pworld: World) -> None:
     finally:
         subprocess.run(["podman", "rm", "-f", name], capture_output=True)
     w.assert_clean(within=25.0)
+
+
+# -- connect racing a `cnirun run` container's teardown ---------------------------------------
+# Its own address plan: 10.222.N.0/24 (N below 100), networks t24b-N, bridges c24bN and c24bbN.
+def _race_world(tmp_path: Path, engine: str = "", sandbox: str = "") -> World:
+    """t24b-N (c24bN, 10.222.N.0/25), whose DEL is slow: cnirun's noop plugin ends its chain, sleeping 5 s
+    on DEL and logging each call; t24b-N-b (c24bbN, 10.222.N.128/25) to connect."""
+    from cnirun.plugins import install_plugin_script, noop
+
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    install_plugin_script(plugins, "noop", "cnirun.plugins.noop")
+    slow_del = tmp_path / "slow-del.json"
+    noop.write_debug(slow_del, commands={"DEL": {"sleep": 5}})
+    w = _make_world(tmp_path, 222, "connect race", net="t24b-{n}", bridge="c24b{n}", subnet="10.222.{n}.0/25",
+                    engine=engine, name_prefix="t24b-{n}-", extra=[{"type": "noop", "debugFile": str(slow_del)}])
+    w.add_network(f"t24b-{w.n}-b", f"c24bb{w.n}", f"10.222.{w.n}.128/25", routes=False, hairpin=False)
+    w.env["CNI_PATH"] = f"{plugins}:{w.env['CNI_PATH']}"
+    if sandbox:
+        w.env["CNIRUN_SANDBOX"] = sandbox
+    return w
+
+
+def _running(engine: str, name: str) -> bool:
+    p = subprocess.run([engine, "inspect", "-f", "{{.State.Running}}", name], capture_output=True, text=True)
+    return p.stdout.strip() == "true"
+
+
+def _lock_waiters(path: str) -> int:
+    """How many flock requests wait for the lock file `path` (/proc/locks: `-> FLOCK ... maj:min:inode`)."""
+    st = os.stat(path)
+    ident = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    with open("/proc/locks") as f:
+        return sum(1 for ln in f if "->" in ln and ident in ln.split())
+
+
+def connect_racing_teardown(w: World, engine: str, rounds: int = 2) -> None:
+    """Each round: `network connect` is held before its ADD (the test holds the container's lock), the
+    `cnirun run` container is killed, its teardown starts (its DEL of eth0 is slow, or it waits for the
+    lock too), then connect goes on. connect succeeds or fails in one line, and once the run is over
+    nothing of either network is left: the teardown DELs what connect added, or connect refuses."""
+    from cnirun.core.lock import flock
+    from cnirun.core.paths import container_lock
+    from cnirun.plugins import noop
+
+    slow_del = w.tmp / "slow-del.json"
+    mode = ["--mode", "sandbox"] if engine == "docker" else []
+    for i in range(rounds):
+        name = f"t24b-{w.n}-r{i}"
+        run = w.popen("run", "--rm", *mode, "--name", name, "busybox", "sleep", "120",
+                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        conn: subprocess.Popen[str] | None = None
+        held: int | None = None
+        try:
+            if not wait_for(lambda: _running(engine, name) and list((w.cache_dir / "results").glob(f"{w.net}-*")),
+                            60):
+                raise AssertionError(f"never ran: {run.communicate(timeout=60)[1] if run.poll() is not None else ''}")
+            run_id = next(p.name for p in (w.state_dir / "containers").iterdir() if not p.name.startswith("."))
+            lock = container_lock(run_id, w.env)
+            held = flock(lock)
+            conn = w.popen("network", "connect", w.second, name, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            wait_for(lambda: _lock_waiters(lock) == 1, 60, "connect waiting for the container's lock")
+            dels = len(noop.read_log(slow_del))
+            ok(subprocess.run([engine, "kill", name], capture_output=True, text=True))
+            wait_for(lambda: len(noop.read_log(slow_del)) > dels or _lock_waiters(lock) > 1, 60,
+                     "the run's teardown: its DEL, or its wait for the container's lock")
+            os.close(held)
+            held = None
+            _, err = conn.communicate(timeout=120)
+            assert conn.returncode in (0, 1), err
+            assert "Traceback" not in err and len(err.splitlines()) <= 1, err
+            run.communicate(timeout=120)
+        finally:
+            if held is not None:
+                os.close(held)
+            for p in (run, conn):
+                if p is not None and p.poll() is None:
+                    p.kill()
+                    p.wait()
+            subprocess.run([engine, "rm", "-f", name], capture_output=True)
+        w.assert_clean(within=60.0)
+
+
+@needs_docker
+@pytest.mark.parametrize("sandbox", ["single", "helper"])
+def test_connect_racing_a_sandbox_runs_teardown_leaves_nothing(tmp_path: Path, sandbox: str) -> None:
+    """connect_racing_teardown on Docker sandbox-mode runs, the user's container alone and with a helper."""
+    w = _race_world(tmp_path, sandbox=sandbox)
+    try:
+        connect_racing_teardown(w, "docker")
+    finally:
+        w.finish()
+
+
+@needs_podman
+def test_connect_racing_a_podman_runs_teardown_leaves_nothing(tmp_path: Path) -> None:
+    """connect_racing_teardown on Podman runs."""
+    w = _race_world(tmp_path, engine="podman")
+    try:
+        connect_racing_teardown(w, "podman")
+    finally:
+        w.finish()

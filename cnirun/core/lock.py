@@ -37,6 +37,25 @@ live beside the host lock file (CNIRUN_LOCK_FILE, default
 Locks are always taken in that order (host, network, bridge), and the
 exclusive host lock only while holding nothing else: no deadlock.
 
+A container's lock (`container_locked`, file <state dir>/locks/<id>.lock,
+the CNI container ID) is held by every step that changes the container's
+attachments, for the whole step: the OCI hook's attach and detach, the
+Docker shim's, a run's teardown (run.teardown.detach_networks: `cnirun
+run`, the `-d` watcher, gc's teardown of a run), `network connect` and
+`disconnect`, `port`, `update`, `network reload`'s repairs, gc's reclaim of
+a container no run owns. A DEL under it can therefore never cut into a live
+ADD of the same container (the intent record of an ADD it finds pending is
+a dead process's). A run's own attach happens before its phase is "running",
+and the live verbs change a run only in that phase, under the lock.
+
+The order, one way only: a run's state-dir lock (state.runs.RunState.lock:
+who owns the run), then its container's lock, then the port lock and the
+chain locks (host, network, bridge). So a teardown (which holds the run's
+state-dir lock) waits for a connect that holds the container's lock, and
+never the other way round; nothing holding a container's lock waits for a
+state-dir lock (the live verbs' record of a hook-mode or foreign container
+is made under a new, not yet visible directory's).
+
 A network's and a bridge's lock files outlive neither: `network rm` and gc
 remove those of networks and bridges that are gone (remove_stale_locks).
 That is race-free: a file is unlinked only while its remover holds it
@@ -344,22 +363,53 @@ def is_held(path: str) -> bool:
 def lock_container(container_id: str, wait: float = CONTAINER_LOCK_WAIT, blocking: bool = True) -> int | None:
     """Take a container's lifecycle lock; the fd holding it (None: busy and not blocking).
 
-    Serialises a container's steps: an attach (a hook's createRuntime, the
-    Docker shim's worker) with the background DEL of the previous run (a
-    poststop, the Docker runtime's delete: a `docker restart` runs both back
-    to back), live changes, and gc's reclaim with all of them. The poststop
-    parent takes it and its forked child inherits it (the Docker launcher
-    takes it with flock(1) and its DEL process inherits it), so it is held
-    without a gap until the DEL is done. LockError after `wait` seconds.
-    (Here, not in lifecycle: the poststop parent takes it and must not
-    import the runtime core.)
+    container_locked holds it for a block (the module says who takes it and
+    in which order); this and unlock_container are for the two holders that
+    hand it to another process: the hook's poststop parent takes it and its
+    forked child inherits it, the Docker launcher takes it with flock(1) and
+    its DEL process inherits it, so it is held without a gap until the DEL
+    is done (a `docker restart` runs that DEL and the next attach back to
+    back). LockError after `wait` seconds. Here, not in the network layer:
+    the poststop parent takes it and must not import the runtime core.
     """
     from .paths import container_lock
 
     return flock(
         container_lock(container_id), wait=wait, blocking=blocking, replaceable=True,
-        what=f"the teardown of container {container_id[:12]}",
+        what=f"another step of container {container_id[:12]} (its start, teardown or a live change)",
     )
+
+
+class container_locked:  # noqa: N801 - a context manager, like host_lock
+    """`with container_locked(id) as lock:` the container's lock (lock_container) for the block.
+
+    blocking=False: lock.held is False at once when someone else holds it
+    (the block then must not touch the container). LockError after `wait`
+    seconds. The lock file goes with the lock (remove_file), unless the
+    block sets lock.remove_file = False (an attach: the container lives on).
+    """
+
+    def __init__(self, container_id: str, wait: float = CONTAINER_LOCK_WAIT, blocking: bool = True) -> None:
+        self.container_id = container_id
+        self.wait = wait
+        self.blocking = blocking
+        self.remove_file = True
+        self.fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        return self.fd is not None
+
+    def __enter__(self) -> "container_locked":
+        self.fd = lock_container(self.container_id, wait=self.wait, blocking=self.blocking)
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        fd, self.fd = self.fd, None
+        if fd is not None:
+            unlock_container(fd, self.container_id, remove=self.remove_file)
 
 
 def unlock_container(fd: int, container_id: str, remove: bool = False) -> None:

@@ -35,7 +35,7 @@ import subprocess
 from typing import Any
 
 from ..cni import cache as cnicache
-from ..cni.config import bridge_of
+from ..cni.config import BANDWIDTH_CAPABILITY, PORT_CAPABILITY, bridge_of
 from ..core.value import Value
 
 POLICY_PLUGINS = ("portmap", "firewall", "bandwidth", "isolation")
@@ -134,7 +134,6 @@ def _addresses(result: dict[str, Any]) -> list[ipaddress.IPv4Interface | ipaddre
 def missing_state(att: cnicache.CachedAttachment, net: Any, rules: Rules) -> tuple[list[str], list[str], bool]:
     """(plugin types to re-run, descriptions of what is missing, masquerade missing) for one attachment."""
     from ..cni.bandwidth import host_veth, ifb_name, shaping
-    from ..network.rates import CAPABILITY
 
     name, cid, result = att.network_name, att.container_id, att.result or {}
     addrs = _addresses(result)
@@ -142,7 +141,7 @@ def missing_state(att: cnicache.CachedAttachment, net: Any, rules: Rules) -> tup
     rerun: list[str] = []
     what: list[str] = []
     veth = host_veth(result)
-    if "portmap" in types and att.capability_args.get("portMappings"):
+    if "portmap" in types and att.capability_args.get(PORT_CAPABILITY):
         chain = dnat_chain(name, cid)
         for fam in sorted({a.version for a in addrs}):
             ok = (rules.chain_exists(fam, "nat", chain) and rules.has(fam, "nat", "-j DNAT", chain=chain)
@@ -171,7 +170,7 @@ def missing_state(att: cnicache.CachedAttachment, net: Any, rules: Rules) -> tup
                 rerun.append("firewall")
                 what.append(f"firewall: forward rules of {a.ip}")
                 break
-    bw = att.capability_args.get(CAPABILITY)
+    bw = att.capability_args.get(BANDWIDTH_CAPABILITY)
     if "bandwidth" in types and isinstance(bw, dict) and veth:
         tbf, ingress = shaping(veth, rules.qdiscs(veth))
         ok = tbf if bw.get("ingressRate") else True
@@ -304,7 +303,7 @@ def _check_one(cni: Any, att: cnicache.CachedAttachment, rules: Rules, report: R
     """Check one live attachment; repair (unless dry_run) what a flush removed."""
     from ..cni.config import conflist_from_bytes
     from ..core.errors import CNIError
-    from ..core.lock import lock_container, unlock_container
+    from ..core.lock import container_locked
     from ..cni.runtime_conf import RuntimeConf
     from ..cni.update import update_capabilities
 
@@ -333,17 +332,15 @@ def _check_one(cni: Any, att: cnicache.CachedAttachment, rules: Rules, report: R
     report.repairs.append(rep)
     if dry_run:
         return
-    fd = lock_container(att.container_id, blocking=False)
-    if fd is None:
-        rep.error = "the container is starting or stopping: run reload again"
-        return
-    try:
-        if masq:
-            restore_masquerade(att)
-        if types:
-            rt = RuntimeConf(container_id=att.container_id, netns=att.netns, ifname=att.ifname)
-            update_capabilities(cni, att.network_name, rt, {}, plugin_types=tuple(types))
-    except CNIError as e:
-        rep.error = str(e)
-    finally:
-        unlock_container(fd, att.container_id, remove=True)
+    with container_locked(att.container_id, blocking=False) as lock:
+        if not lock.held:
+            rep.error = "the container is starting or stopping: run reload again"
+            return
+        try:
+            if masq:
+                restore_masquerade(att)
+            if types:
+                rt = RuntimeConf(container_id=att.container_id, netns=att.netns, ifname=att.ifname)
+                update_capabilities(cni, att.network_name, rt, {}, plugin_types=tuple(types))
+        except CNIError as e:
+            rep.error = str(e)

@@ -146,30 +146,30 @@ def _present_ifnames(t: Target) -> list[str]:
     return interfaces(t.container.pid) if t.container.pid > 0 else []
 
 
-class _Locked:
-    """The container's lifecycle lock (lock.lock_container) for a block."""
+def _still_running(t: Target) -> None:
+    """ArgumentError unless a `cnirun run` container's run is in phase "running" (attached, no teardown yet).
 
-    def __init__(self, cid: str) -> None:
-        self.cid = cid
-        self.fd: int | None = None
+    Checked under the container's lock (core.lock.container_locked), which
+    the run's teardown takes too: a change never adds to what the teardown
+    has begun, or is about, to DEL.
+    """
+    from ..state.runs import read_meta
 
-    def __enter__(self) -> None:
-        from ..core.lock import lock_container
-
-        self.fd = lock_container(self.cid)
-
-    def __exit__(self, *exc: Any) -> None:
-        from ..core.lock import unlock_container
-
-        if self.fd is not None:
-            unlock_container(self.fd, self.cid, remove=True)
+    if t.kind != "run" or t.state_dir is None:
+        return
+    meta = read_meta(os.path.join(t.state_dir, "meta.json"))
+    if meta is None or meta.phase == "teardown":
+        raise ArgumentError(f"container {t.display} has stopped: its run's teardown removes its networks")
+    if meta.phase != "running":
+        raise ArgumentError(f"container {t.display} is still starting: try again once it runs")
 
 
 # -- the record for hook-mode and foreign containers ---------------------------------
 def _ensure_record(t: Target) -> None:
     """The state dir that hands a hook-mode or foreign container to the watcher (teardown on removal)."""
     from ..core.fsutil import identity
-    from ..state.runs import TMP_PREFIX, RunMeta, RunState, state_root
+    from ..core.fsutil import TMP_PREFIX
+    from ..state.runs import RunMeta, RunState, state_root
     from ..run.caches import cni_env
 
     if t.kind == "run" or t.state_dir is not None:
@@ -227,7 +227,8 @@ def connect(ref: str, network: str, ip: str = "", mac: str = "", aliases: list[s
 
     `ingress_rate`/`egress_rate`: policy.Rate limits on this attachment (its chain must take bandwidth).
     """
-    from ..network.lifecycle import connect as add
+    from ..core.lock import container_locked
+    from ..network import lifecycle
     from ..network.network_options import options_for
     from ..network.netns import check_own_netns, pin_netns, unpin_netns
     from ..core.oci_state import HookError
@@ -243,7 +244,8 @@ def connect(ref: str, network: str, ip: str = "", mac: str = "", aliases: list[s
                                 # DNS on the network (cnirun.dns): the container's name, and --alias there only
                                 aliases={net.name: [n for n in [t.container.name, *(aliases or [])] if n]})
     opts = options_for(spec, [net], t.cni, t.cni_id)[0]
-    with _Locked(t.cni_id):
+    with container_locked(t.cni_id):
+        _still_running(t)
         pinned_here = False
         if not t.netns:  # a foreign container: pin its netns as the hook does, after the hook's checks
             try:
@@ -254,7 +256,7 @@ def connect(ref: str, network: str, ip: str = "", mac: str = "", aliases: list[s
             pinned_here = True
         ours = _our_resolvers(t)
         try:
-            att = add(t.cni, net, t.cni_id, t.netns, opts, _present_ifnames(t))
+            att = lifecycle.connect(t.cni, net, t.cni_id, t.netns, opts, _present_ifnames(t))
         except BaseException:
             if pinned_here:
                 unpin_netns(t.cni_id)
@@ -302,19 +304,21 @@ def _follow_dns(t: Target, ours: set[str]) -> None:
 
 
 def _undo_connect(t: Target, att: Any) -> None:
-    from ..network.lifecycle import disconnect as dele
+    from ..network.lifecycle import disconnect
 
-    dele(t.cni, att.network, t.cni_id, t.netns)
+    disconnect(t.cni, att.network, t.cni_id, t.netns)
 
 
 def disconnect(ref: str, network: str, force: bool = False) -> list[str]:
     """`cnirun network disconnect`; force: also for a stopped (or, by ID, removed) container."""
-    from ..network.lifecycle import disconnect as dele
+    from ..core.lock import container_locked
+    from ..network import lifecycle
 
     t = target(ref, running=not force)
-    with _Locked(t.cni_id):
+    with container_locked(t.cni_id):
+        _still_running(t)
         ours = _our_resolvers(t)
-        problems = dele(t.cni, network, t.cni_id, t.netns or None)
+        problems = lifecycle.disconnect(t.cni, network, t.cni_id, t.netns or None)
         _follow_dns(t, ours)
         _write_live(t, lambda live: live.update(
             networks=[n for n in live.get("networks") or [] if n.get("network") != network]))
@@ -330,12 +334,14 @@ def ports(ref: str) -> list[dict[str, Any]]:
 
 def change_ports(ref: str, add: list[Any], remove: list[Any]) -> list[dict[str, Any]]:
     """`cnirun port add|rm`: the new set through lifecycle.set_ports; returns it."""
+    from ..core.lock import container_locked
     from ..network.lifecycle import published, set_ports
     from ..network.portlock import reserve
     from ..state.runs import container_display
 
     t = target(ref)
-    with _Locked(t.cni_id):
+    with container_locked(t.cni_id):
+        _still_running(t)
         current = published(t.cni, t.cni_id)
         key = lambda m: (int(m.get("hostPort", 0)), str(m.get("protocol", "tcp")))  # noqa: E731
         have = {key(m): m for m in current}
@@ -373,11 +379,13 @@ def update_rates(ref: str, ingress: Any = KEEP, egress: Any = KEEP) -> tuple[str
     Returns (network, the bandwidth capability value now in force). Nothing
     runs when the limits are already those asked for.
     """
+    from ..core.lock import container_locked
     from ..network.lifecycle import bandwidth, set_bandwidth
     from ..network.rates import capability, from_capability
 
     t = target(ref)
-    with _Locked(t.cni_id):
+    with container_locked(t.cni_id):
+        _still_running(t)
         network, current = bandwidth(t.cni, t.cni_id)
         if not network:
             raise ArgumentError(

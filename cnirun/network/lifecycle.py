@@ -12,7 +12,7 @@
 builds run options of its own. Each ADD records its intent in the result
 cache before any plugin runs (runtime.CNI.add), so `detach` can always finish
 what a killed process started. A container's lifecycle steps are serialised
-by its lock (lock.lock_container: the hook's stages, gc's `reclaim`).
+by its lock (core.lock.container_locked, which says who takes it).
 
 This module is on the OCI hook path: os and cnirun's lean core only at
 import time (no typing, dataclasses, pathlib, re, subprocess).
@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 
 from ..cni import cache as cnicache
-from ..cni.config import NetworkConfigList
+from ..cni.config import BANDWIDTH_CAPABILITY, PORT_CAPABILITY, NetworkConfigList
 from ..core.errors import ArgumentError, CacheError, CNIError
 from ..cni.runtime import CNI
 from ..cni.runtime_conf import RuntimeConf
@@ -295,7 +295,7 @@ def connect(
     itself), for one network. `present`: interface names the netns already
     has (the ADD's failure cleanup DELs its interface name, which must never
     be one it did not create). Call with the container's lock held
-    (lock.lock_container), so it cannot race the container's teardown. An
+    (core.lock.container_locked), which the container's teardown takes too. An
     option's fallback (keep_addresses) is used when its ADD fails; `notes`
     gets a line then.
     """
@@ -341,7 +341,6 @@ def disconnect(cni: CNI, network: str, container_id: str, netns: str | None) -> 
     return problems
 
 
-PORT_CAPABILITY = "portMappings"
 
 
 def port_attachment(cni: CNI, container_id: str) -> cnicache.CachedAttachment | None:
@@ -398,10 +397,8 @@ def _capability_attachment(cni: CNI, container_id: str, capability: str) -> cnic
 
 def bandwidth(cni: CNI, container_id: str) -> tuple[str, Any]:
     """(network, cached `bandwidth` capability value or None) of a container; ('', None) without one."""
-    from .rates import CAPABILITY
-
-    att = _capability_attachment(cni, container_id, CAPABILITY)
-    return (att.network_name, att.capability_args.get(CAPABILITY)) if att else ("", None)
+    att = _capability_attachment(cni, container_id, BANDWIDTH_CAPABILITY)
+    return (att.network_name, att.capability_args.get(BANDWIDTH_CAPABILITY)) if att else ("", None)
 
 
 def set_bandwidth(
@@ -415,9 +412,7 @@ def set_bandwidth(
     gc or reattach applies the current limits. `netns`: the container's
     (default: the cached one). Call with the container's lock held.
     """
-    from .rates import CAPABILITY
-
-    att = _capability_attachment(cni, container_id, CAPABILITY)
+    att = _capability_attachment(cni, container_id, BANDWIDTH_CAPABILITY)
     if att is None:
         raise ArgumentError(
             "rate limits need a network with the bandwidth plugin (capabilities bandwidth); none of the "
@@ -426,7 +421,7 @@ def set_bandwidth(
     from ..cni.update import update_capabilities
 
     rt = RuntimeConf(container_id=container_id, netns=netns, ifname=att.ifname)
-    return update_capabilities(cni, att.network_name, rt, {CAPABILITY: value})
+    return update_capabilities(cni, att.network_name, rt, {BANDWIDTH_CAPABILITY: value})
 
 
 # -- gc ----------------------------------------------------------------------------------
@@ -439,13 +434,12 @@ def finish_changes(cni: CNI, container_id: str) -> list[str] | None:
     else what could not be finished.
     """
     from ..cni.update import LIVE_CAPABILITIES, update_capabilities
-    from ..core.lock import lock_container, unlock_container
+    from ..core.lock import container_locked
 
-    fd = lock_container(container_id, blocking=False)
-    if fd is None:
-        return None
     problems: list[str] = []
-    try:
+    with container_locked(container_id, blocking=False) as lock:
+        if not lock.held:
+            return None
         for att in cached_attachments(cni, container_id):
             if att.pending is None or att.pending.get("update") != 1:
                 continue
@@ -454,8 +448,6 @@ def finish_changes(cni: CNI, container_id: str) -> list[str] | None:
                 update_capabilities(cni, att.network_name, RuntimeConf(container_id, "", att.ifname), again)
             except CNIError as e:
                 problems.append(f"{att.network_name}/{att.ifname}: {e}")
-    finally:
-        unlock_container(fd, container_id, remove=True)
     return problems
 
 
@@ -465,12 +457,7 @@ def reclaim(cni: CNI, container_id: str) -> list[str] | None:
     None when the container is busy (a start or a teardown holds its lock:
     leave it to them); else what could not be undone.
     """
-    from ..core.lock import lock_container, unlock_container
+    from ..core.lock import container_locked
 
-    fd = lock_container(container_id, blocking=False)
-    if fd is None:
-        return None
-    try:
-        return detach(cni, container_id)
-    finally:
-        unlock_container(fd, container_id, remove=True)
+    with container_locked(container_id, blocking=False) as lock:
+        return detach(cni, container_id) if lock.held else None

@@ -34,7 +34,7 @@ import os
 import time
 
 from .log import finish
-from ..core.lock import CONTAINER_LOCK_WAIT, lock_container, unlock_container
+from ..core.lock import CONTAINER_LOCK_WAIT, container_locked
 from ..core.oci_state import HookError, OCIConfig, OCIState, read_config
 from ..network.netns import check_free_ifnames, check_own_netns, pin_netns, unpin_netns
 
@@ -300,20 +300,15 @@ def attach_stage(
     deadline = Deadline(cni, budget, record, total)
     deadline.arm()
     try:
-        fd = lock_container(state.id, wait=max(min(CONTAINER_LOCK_WAIT, budget), 0.0))
-        assert fd is not None  # blocking
-        ok = False
-        notes: list[str] = []
-        try:
+        with container_locked(state.id, wait=max(min(CONTAINER_LOCK_WAIT, budget), 0.0)) as lock:
+            notes: list[str] = []
             atts = attach_container(cni, state, spec, config, lock_wait=budget, on_netns=on_netns, notes=notes)
-            ok = True
+            lock.remove_file = False  # attached: the container lives on
             problem = _reapply_and_remember(cni, state, atts, on_netns is not None, notes)
             if problem:
                 record["live"] = problem
             if notes:
                 record["warnings"] = notes
-        finally:
-            unlock_container(fd, state.id, remove=not ok)
     finally:
         deadline.disarm()
     record["interfaces"] = {a.ifname: a.addresses() for a in atts}

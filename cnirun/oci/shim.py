@@ -337,15 +337,12 @@ def _abandon(container_id: str, env: dict[str, str]) -> None:
     os.environ.update(env)
     from ..core.errors import CNIError
     from .detach import detach_container
-    from ..core.lock import lock_container, unlock_container
+    from ..core.lock import container_locked
     from ..cni.runtime import CNI
 
     try:
-        fd = lock_container(container_id)
-        try:
+        with container_locked(container_id):
             detach_container(CNI(), container_id)
-        finally:
-            unlock_container(fd, container_id, remove=True)
     except CNIError:
         pass  # the create fails anyway; gc finds the cache entries
 

@@ -1,4 +1,4 @@
-"""Which CNI result caches are in use, and the CNI that reads each: the one answer for gc, ps, reload and the live verbs.
+"""Which CNI result caches are in use, and the CNI of each: one answer for gc, ps, reload and the live verbs.
 
 A container's attachments are cached where whoever attached it pointed
 CNI_CACHE_DIR, and its DEL must use that cache (and the plugin and config

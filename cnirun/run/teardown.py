@@ -17,7 +17,23 @@ from .caches import cni_for
 
 
 def detach_networks(meta: RunMeta) -> list[str]:
-    """lifecycle.detach of the run, in its recorded netns only while it is still the same one."""
+    """lifecycle.detach of the run, in its recorded netns only while it is still the same one.
+
+    Under the container's lock (cnirun.core.lock: after the run's state-dir
+    lock, which the caller holds): a live change under way (`network
+    connect`) ends first and its attachment goes too.
+    """
+    from ..core.errors import LockError
+    from ..core.lock import container_locked
+
+    try:
+        with container_locked(meta.id):
+            return _detach_networks(meta)
+    except LockError as e:
+        return [str(e)]  # the state stays: gc tears the run down later
+
+
+def _detach_networks(meta: RunMeta) -> list[str]:
     from ..network.lifecycle import detach
     from ..core.paths import NO_NETNS
     from ..core.fsutil import identity
