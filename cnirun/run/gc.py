@@ -369,7 +369,7 @@ def _spec_gc(out: _Report, cni: Any, keep: dict[str, list[tuple[str, str]]]) -> 
     and bridges that are gone (bookkeeping: not reported)."""
     from ..core.lock import remove_stale_locks
     from ..core.version import at_least
-    from ..dns.names import collect as collect_dns
+    from ..dns.gc import collect as collect_dns
 
     networks = cni.networks()
     for net in networks:
