@@ -28,9 +28,9 @@ def write_host_files(st: RunState, req: RunRequest, atts: list[Attachment], host
 
 def host_file_binds(st: RunState) -> list[str]:
     """Create the (empty) files and return their bind mounts: the container is created before ADD."""
-    from ..network.files import host_file_binds as binds
+    from ..network import files
 
-    return binds(st.hosts, st.resolv_conf)
+    return files.host_file_binds(st.hosts, st.resolv_conf)
 
 
 def publish_engine_name(engine: Any, container: str, run_id: str) -> None:
