@@ -220,6 +220,33 @@ def test_lock_api_the_others_call_is_kept(tmp_path: Path, monkeypatch: pytest.Mo
     assert not (tmp_path / "state" / "locks" / "c197.lock").exists()
 
 
+def test_container_locked_holds_for_the_block_and_its_file_goes_unless_kept(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """container_locked: held inside the block (a second, non-blocking taker is told so at once and
+    touches nothing), released after it, also when the block raises; the lock file goes with the lock,
+    unless the block keeps it (an attach); a busy lock past `wait` is a LockError naming the container."""
+    from cnirun.core.errors import LockError
+
+    monkeypatch.setenv("CNIRUN_STATE_DIR", str(tmp_path / "state"))
+    path = tmp_path / "state" / "locks" / "c24b.lock"
+    with lock.container_locked("c24b") as held:
+        assert held.held and is_held(str(path))
+        with lock.container_locked("c24b", blocking=False) as other:
+            assert not other.held
+        with pytest.raises(LockError, match="c24b"):
+            with lock.container_locked("c24b", wait=0.2):
+                pass
+        assert is_held(str(path))  # the busy takers left the holder's lock alone
+    assert not path.exists()
+    with pytest.raises(RuntimeError):
+        with lock.container_locked("c24b") as held:
+            raise RuntimeError("boom")
+    assert not path.exists() and not held.held
+    with lock.container_locked("c24b") as held:
+        held.remove_file = False
+    assert path.exists() and not is_held(str(path))
+
+
 def test_a_chain_waiting_on_a_removed_lock_file_takes_the_new_one(tmp_path: Path) -> None:
     """remove_lock_file unlinks a network's lock file while it holds it; a chain that opened the file
     before and gets it after must move to the new file: two chains never hold "the" lock at once."""
