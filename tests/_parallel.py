@@ -9,8 +9,11 @@ constants of their code):
 - `engine`: it needs a daemon: dockerd or Podman (a World, the
   needs_docker or needs_podman marker) or etcd (a module in
   ENGINE_MODULES); every other test is `unit` (`make test-unit`).
-Tests that share a module-scoped fixture are one unit of work: one worker
-runs them in a row, and their fixture is set up once.
+A unit of work is what one worker runs in a row: a World's test alone (the
+names, bridges and subnets of a World are its own, from next_n), every other
+test with the rest of its module (tests of a module may share fixed names,
+bridges and subnets), and the tests that share a module-scoped fixture
+together (it is set up once).
 
 In a worker (CNIRUN_TEST_WORKER set), pytest_runtestloop runs what the
 worker claims from the runner's queue instead of every collected item, and
@@ -112,6 +115,8 @@ def _visit(fn: Any, seen: set[types.CodeType], found: dict[str, bool]) -> None:
     seen.add(code)
     if fn.__name__ in ENGINE_FUNCTIONS:
         found["engine"] = True
+    if fn.__name__ == "_make_world":
+        found["world"] = True
     names: set[str] = set()
     for c in _code_objects(code):
         strs = set(_strings(c.co_consts))
@@ -145,7 +150,7 @@ def _in_tests(cls: type) -> bool:
 
 
 def _flags(item: Any) -> dict[str, bool]:
-    found = {"host_global": False, "engine": False}
+    found = {"host_global": False, "engine": False, "world": False}
     seen: set[types.CodeType] = set()
     _visit(getattr(item, "function", None), seen, found)
     info = getattr(item, "_fixtureinfo", None)
@@ -163,13 +168,16 @@ def _flags(item: Any) -> dict[str, bool]:
     return found
 
 
-def unit_of(item: Any) -> str:
-    """The module's node id when the test uses a module-scoped fixture (its tests run in a row), else ''."""
+def unit_of(item: Any, world: bool) -> str:
+    """'' for a test that is a unit of work alone (a World's, not sharing a module-scoped fixture), else its module."""
     info = getattr(item, "_fixtureinfo", None)
     for defs in (info.name2fixturedefs.values() if info else ()):
         if any(d.scope in ("module", "package", "class") for d in defs):
             return item.nodeid.split("::")[0]
-    return ""
+    return "" if world else item.nodeid.split("::")[0]
+
+
+_UNITS: dict[str, str] = {}  # node id -> unit, from mark()
 
 
 def mark(items: list[Any]) -> None:
@@ -178,6 +186,7 @@ def mark(items: list[Any]) -> None:
 
     for item in items:
         flags = _flags(item)
+        _UNITS[item.nodeid] = unit_of(item, flags["world"])
         if flags["host_global"]:
             item.add_marker(pytest.mark.host_global)
         item.add_marker(pytest.mark.engine if flags["engine"] or flags["host_global"] else pytest.mark.unit)
@@ -188,8 +197,8 @@ def write_plan(items: list[Any]) -> None:
     path = os.environ.get(PLAN_ENV)
     if not path:
         return
-    plan = [{"id": it.nodeid, "unit": unit_of(it), "host_global": it.get_closest_marker("host_global") is not None}
-            for it in items]
+    plan = [{"id": it.nodeid, "unit": _UNITS.get(it.nodeid, ""),
+             "host_global": it.get_closest_marker("host_global") is not None} for it in items]
     with open(path, "w") as f:
         json.dump(plan, f)
 

@@ -368,7 +368,8 @@ def restarts_keep_links(engine: str | list[str], container: str, ifnames: tuple[
 DAEMON_JSON = "/etc/docker/daemon.json"
 
 
-def _daemon_json() -> bytes | None:
+def daemon_json_bytes() -> bytes | None:
+    """/etc/docker/daemon.json as it is now (None: there is none)."""
     try:
         return Path(DAEMON_JSON).read_bytes()
     except FileNotFoundError:
@@ -381,38 +382,43 @@ def docker_runtimes() -> dict[str, Any]:
 
 
 @contextmanager
-def docker_runtime_installed(w: World, name_prefix: str) -> Iterator[None]:
-    """The cnirun runtime installed in dockerd with the World's environment, for the block.
+def installed_docker_runtime(env: dict[str, str], runtime_dir: Path, name_prefix: str = "") -> Iterator[None]:
+    """The cnirun runtime installed in dockerd with `env`, its launcher in `runtime_dir`, for the block.
 
     Skips when a `cnirun` runtime is already registered (a real installation
     is not ours to replace). At the end, containers named `name_prefix*` a
     failed test left are removed (uninstall refuses while they use the
-    runtime), the runtime is uninstalled and daemon.json must be byte for
-    byte what it was.
+    runtime), the runtime is uninstalled, its dir is gone and daemon.json
+    must be byte for byte what it was.
     """
     from cnirun.oci.install import docker_runtime
 
     if docker_runtime.registered_path(DAEMON_JSON):
         pytest.skip("a cnirun runtime is already registered in /etc/docker/daemon.json")
-    w.env["CNIRUN_HOOK_LOG"] = str(w.tmp / "hooks.log")
-    runtime_dir = w.tmp / "runtime"
-    before = _daemon_json()
+    before = daemon_json_bytes()
     inst = subprocess.run([*CNIRUN, "install", "docker-runtime", "--dir", str(runtime_dir)],
-                          env=w.env, capture_output=True, text=True, timeout=90, cwd=REPO)
+                          env=env, capture_output=True, text=True, timeout=90, cwd=REPO)
     try:
         assert inst.returncode == 0, inst.stderr
         assert "cnirun" in docker_runtimes()
         yield
     finally:
         left = subprocess.run(["docker", "ps", "-aq", "--filter", f"name={name_prefix}"], capture_output=True,
-                              text=True).stdout.split()
+                              text=True).stdout.split() if name_prefix else []
         if left:
             subprocess.run(["docker", "rm", "-f", *left], capture_output=True)
         un = subprocess.run([*CNIRUN, "uninstall", "docker-runtime", "--dir", str(runtime_dir)],
-                            env=w.env, capture_output=True, text=True, timeout=90, cwd=REPO)
+                            env=env, capture_output=True, text=True, timeout=90, cwd=REPO)
         assert un.returncode == 0, un.stderr
-        assert _daemon_json() == before
+        assert daemon_json_bytes() == before
         assert "cnirun" not in docker_runtimes()
+        assert not runtime_dir.exists()
+
+
+def docker_runtime_installed(w: World, name_prefix: str) -> Any:
+    """installed_docker_runtime with the World's environment (and its hook log in its tmp dir)."""
+    w.env["CNIRUN_HOOK_LOG"] = str(w.tmp / "hooks.log")
+    return installed_docker_runtime(w.env, w.tmp / "runtime", name_prefix)
 
 
 W = TypeVar("W", bound=World)
@@ -495,9 +501,34 @@ def host_left_as_found() -> Any:
 
 
 # -- markers from what a test uses, and a parallel run's worker loop ------------------
+@pytest.hookimpl(tryfirst=True)  # before the tmp_path plugin reads the option
+def pytest_configure(config: pytest.Config) -> None:
+    """A session's own --basetemp unless one is given: pytest's default, /tmp/pytest-of-USER/pytest-N, keeps
+    the three newest sessions' dirs and deletes the others, those of sessions still running included."""
+    if config.option.basetemp is None:
+        config.option.basetemp = tempfile.mkdtemp(prefix="pytest-cnirun-")
+        config._cnirun_own_basetemp = config.option.basetemp  # type: ignore[attr-defined]
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """The session's own basetemp goes when every test passed (a failure's files stay for a look)."""
+    own = getattr(config, "_cnirun_own_basetemp", None)
+    session = getattr(config, "_cnirun_session", None)
+    if own and session is not None and session.testsfailed == 0 and session.exitstatus in (0, 5):
+        shutil.rmtree(own, ignore_errors=True)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    session.config._cnirun_session = session  # type: ignore[attr-defined]
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m selects by them
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
     parallel.mark(items)
-    parallel.write_plan(items)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    parallel.write_plan(session.items)
 
 
 @pytest.hookimpl(tryfirst=True)

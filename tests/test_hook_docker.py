@@ -9,22 +9,17 @@ Subnets 10.143.0.0/24 .. 10.143.9.0/24, bridges cnh4d*.
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
 import time
 import urllib.request
-from pathlib import Path
 from typing import Iterator
 
 import pytest
 
-from conftest import CNIRUN_BIN
+from conftest import installed_docker_runtime
 from _hook_helpers import HookWorld, bridge_exists, delete_bridges, wait_clean, wait_records
-from cnirun.oci.install import docker_runtime
-
-DAEMON_JSON = "/etc/docker/daemon.json"
 BRIDGES = ["cnh4d1", "cnh4d2"]
 
 
@@ -40,41 +35,16 @@ pytestmark = [
 ]
 
 
-def _snapshot() -> bytes | None:
-    try:
-        return Path(DAEMON_JSON).read_bytes()
-    except FileNotFoundError:
-        return None
-
-
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HookWorld]:
-    if docker_runtime.registered_path(DAEMON_JSON):
-        pytest.skip("a cnirun runtime is already registered in /etc/docker/daemon.json")
     w = HookWorld.make(tmp_path_factory.mktemp("h4docker"))
     w.bridge_net("h4d1", "cnh4d1", "10.143.1.0/24")
     w.bridge_net("h4d2", "cnh4d2", "10.143.2.0/24", full=False)
-    before = _snapshot()
-    proc = subprocess.run(
-        [CNIRUN_BIN, "install", "docker-runtime", "--dir", str(w.root / "runtime")],
-        env=w.full_env(), capture_output=True, text=True, timeout=60,
-    )
     try:
-        assert proc.returncode == 0, proc.stderr
-        assert "cnirun" in json.loads(subprocess.run(
-            ["docker", "info", "--format", "{{json .Runtimes}}"], capture_output=True, text=True).stdout)
-        yield w
+        with installed_docker_runtime(w.full_env(), w.root / "runtime"):
+            yield w
     finally:
-        out = subprocess.run(
-            [CNIRUN_BIN, "uninstall", "docker-runtime", "--dir", str(w.root / "runtime")],
-            capture_output=True, text=True, timeout=60,
-        )
         delete_bridges(BRIDGES)
-        assert out.returncode == 0, out.stderr
-        assert _snapshot() == before
-        runtimes = subprocess.run(["docker", "info", "--format", "{{json .Runtimes}}"], capture_output=True, text=True).stdout
-        assert "cnirun" not in json.loads(runtimes)
-        assert not (w.root / "runtime").exists()
         assert not any(bridge_exists(b) for b in BRIDGES)
 
 

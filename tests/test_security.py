@@ -18,6 +18,7 @@ CNI_CACHE_DIR, CNIRUN_STATE_DIR, host-local dataDir in tmp.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -32,7 +33,7 @@ import pytest
 
 from conftest import HAVE_DOCKER, HAVE_PODMAN, needs_docker, needs_podman, needs_root
 
-from conftest import CNIRUN_BIN
+from conftest import CNIRUN_BIN, DAEMON_JSON, installed_docker_runtime
 from _hook_helpers import HookWorld, bridge_exists, delete_bridges, leftovers, wait_clean
 from cnirun.oci.install import docker_runtime
 from cnirun.oci import attach, argv as hook_command
@@ -40,7 +41,6 @@ from cnirun.core.errors import ArgumentError
 from cnirun.network.options import check_cni_arg, parse_hostname, parse_ip, parse_ports
 from cnirun.plugins import install_plugin_script
 
-DAEMON_JSON = "/etc/docker/daemon.json"
 BRIDGES = ["cns16a", "cns16b"]
 NEWLINE_HOSTNAME = "a\nroot2::0:0::/root:/bin/sh\n#"
 
@@ -49,7 +49,9 @@ pytestmark = needs_root
 ENGINES = [pytest.param("docker", marks=needs_docker), pytest.param("podman", marks=needs_podman)]
 
 
-class World(HookWorld):
+class ProbeWorld(HookWorld):
+    """A HookWorld with a noop probe network (t16-probe, and t16-closed, which refuses labels): what its plugin saw."""
+
     probe_debug: Path
 
     def probe_calls(self) -> list[dict]:
@@ -63,18 +65,10 @@ class World(HookWorld):
         return [c["command"] for c in self.probe_calls() if c["command"] in ("ADD", "DEL", "CHECK")]
 
 
-def _snapshot() -> bytes | None:
-    try:
-        return Path(DAEMON_JSON).read_bytes()
-    except FileNotFoundError:
-        return None
-
-
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProbeWorld]:
     root = tmp_path_factory.mktemp("sec16")
-    base = HookWorld.make(root)
-    w = World(**base.__dict__)
+    w = ProbeWorld.make(root)
     w.bridge_net("t16-a", "cns16a", "10.161.1.0/24")
     w.bridge_net("t16-b", "cns16b", "10.161.2.0/24", full=False)
     install_plugin_script(w.bin, "noop", "cnirun.plugins.noop")
@@ -87,32 +81,23 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         {"cniVersion": "1.0.0", "name": "t16-closed", "cnirun": {"allowLabels": False},
          "plugins": [{"type": "noop", "debugFile": str(w.probe_debug)}]}
     ))
-    installed_runtime = False
-    before = _snapshot()
     try:
         if HAVE_PODMAN:
             proc = subprocess.run([CNIRUN_BIN, "install", "hooks", "--dir", str(root / "hooks.d")],
                                   env=w.full_env(), capture_output=True, text=True, timeout=60)
             assert proc.returncode == 0, proc.stderr
-        if HAVE_DOCKER and not docker_runtime.registered_path(DAEMON_JSON):
-            proc = subprocess.run([CNIRUN_BIN, "install", "docker-runtime", "--dir", str(root / "runtime")],
-                                  env=w.full_env(), capture_output=True, text=True, timeout=60)
-            assert proc.returncode == 0, proc.stderr
-            installed_runtime = True
-        yield w
+        with contextlib.ExitStack() as runtime:
+            if HAVE_DOCKER and not docker_runtime.registered_path(DAEMON_JSON):  # else not ours to replace
+                runtime.enter_context(installed_docker_runtime(w.full_env(), root / "runtime"))
+            yield w
     finally:
-        if installed_runtime:
-            out = subprocess.run([CNIRUN_BIN, "uninstall", "docker-runtime", "--dir", str(root / "runtime")],
-                                 capture_output=True, text=True, timeout=60)
-            assert out.returncode == 0, out.stderr
-            assert _snapshot() == before
         if HAVE_PODMAN:
             subprocess.run([CNIRUN_BIN, "uninstall", "hooks", "--dir", str(root / "hooks.d")], capture_output=True, timeout=60)
         delete_bridges(BRIDGES)
         assert not any(bridge_exists(b) for b in BRIDGES)
 
 
-def run_engine(world: World, engine: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def run_engine(world: ProbeWorld, engine: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     """docker/podman with only PATH and HOME: the hooks must carry their own environment."""
     env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), "HOME": "/root"}
     if engine == "docker":
@@ -133,7 +118,7 @@ def label(engine: str, text: str) -> list[str]:
     return ["--annotation", f'"{text}"' if "," in text else text]
 
 
-def last_record(world: World, stage: str = "attach") -> dict:
+def last_record(world: ProbeWorld, stage: str = "attach") -> dict:
     """The newest log record of `stage`; "attach": the createRuntime hook's or the Docker shim's ("create")."""
     stages = ("createRuntime", "create") if stage == "attach" else (stage,)
     return [r for r in world.log_records() if r["stage"] in stages][-1]
@@ -145,13 +130,13 @@ def one_cnirun_line(stderr: str, words: str) -> None:
     assert "Traceback" not in stderr
 
 
-def engine_rm(engine: str, world: World, cid: str) -> None:
+def engine_rm(engine: str, world: ProbeWorld, cid: str) -> None:
     run_engine(world, engine, "rm", "-f", *(["-t", "0"] if engine == "podman" else []), cid)
 
 
 # -- 1. the hook attaches only into the container's own new network namespace ---------------------
 @pytest.mark.parametrize("engine", ENGINES)
-def test_host_network_namespace_is_refused_and_no_plugin_runs(world: World, engine: str) -> None:
+def test_host_network_namespace_is_refused_and_no_plugin_runs(world: ProbeWorld, engine: str) -> None:
     calls = len(world.probe_calls())
     proc = run_engine(world, engine, "run", "--rm", "--network", "host", *label(engine, "cnirun.networks=t16-probe"),
                       "busybox", "true")
@@ -164,7 +149,7 @@ def test_host_network_namespace_is_refused_and_no_plugin_runs(world: World, engi
 
 
 @pytest.mark.parametrize("engine", ENGINES)
-def test_container_victim_keeps_its_interface_and_reservation(world: World, engine: str) -> None:
+def test_container_victim_keeps_its_interface_and_reservation(world: ProbeWorld, engine: str) -> None:
     victim = run_engine(world, engine, "run", "-d", "--network", "none", *label(engine, "cnirun.networks=t16-a"),
                         "busybox", "sleep", "600")
     assert victim.returncode == 0, victim.stderr
@@ -187,7 +172,7 @@ def test_container_victim_keeps_its_interface_and_reservation(world: World, engi
     assert wait_clean(world, vid, BRIDGES) == []
 
 
-def test_hook_refuses_a_namespace_pinned_for_another_container(world: World) -> None:
+def test_hook_refuses_a_namespace_pinned_for_another_container(world: ProbeWorld) -> None:
     """Two containers sharing one namespace: the second is refused (unit-level, as runc calls the hook)."""
     proc = subprocess.Popen(["unshare", "--net", "sleep", "300"])
     try:
@@ -210,7 +195,7 @@ def test_hook_refuses_a_namespace_pinned_for_another_container(world: World) -> 
 # -- 2. hosts entries only into the engine's own hosts file -----------------------------------------
 @pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("mount, hostname", [(":ro", NEWLINE_HOSTNAME), ("", "web16")])
-def test_user_mounted_hosts_file_is_never_written(world: World, engine: str, mount: str, hostname: str, tmp_path: Path) -> None:
+def test_user_mounted_hosts_file_is_never_written(world: ProbeWorld, engine: str, mount: str, hostname: str, tmp_path: Path) -> None:
     target = tmp_path / "passwd-like"
     target.write_text("root:x:0:0::/root:/bin/sh\n")
     before = target.read_bytes()
@@ -226,7 +211,7 @@ def test_user_mounted_hosts_file_is_never_written(world: World, engine: str, mou
 
 
 @pytest.mark.parametrize("engine", ENGINES)
-def test_engine_file_gets_the_address(world: World, engine: str) -> None:
+def test_engine_file_gets_the_address(world: ProbeWorld, engine: str) -> None:
     proc = run_engine(world, engine, "run", "--rm", "--network", "none", "--hostname", "web16",
                       *label(engine, "cnirun.networks=t16-a"), "busybox", "cat", "/etc/hosts")
     assert proc.returncode == 0, proc.stderr
@@ -291,7 +276,7 @@ INJECTION = "fd00::5%x;INJECTED=1;K8S_POD_NAME=pwn"
 
 
 @pytest.mark.parametrize("engine", ENGINES)
-def test_ip_label_cannot_inject_cni_args(world: World, engine: str) -> None:
+def test_ip_label_cannot_inject_cni_args(world: ProbeWorld, engine: str) -> None:
     calls = len(world.probe_calls())
     proc = run_engine(world, engine, "run", "--rm", "--network", "none", *label(engine, "cnirun.networks=t16-probe"),
                       *label(engine, f"cnirun.ip={INJECTION}"), "busybox", "true")
@@ -315,7 +300,7 @@ def test_cni_arg_separators_refused(key: str, value: str) -> None:
 
 # -- 3. label ports go through the same check as cnirun run -p ------------------------------------
 @pytest.mark.parametrize("engine", ENGINES)
-def test_label_port_on_a_busy_host_port_is_refused(world: World, engine: str) -> None:
+def test_label_port_on_a_busy_host_port_is_refused(world: ProbeWorld, engine: str) -> None:
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen()
@@ -333,7 +318,7 @@ def test_label_port_on_a_busy_host_port_is_refused(world: World, engine: str) ->
 
 @needs_docker
 @needs_podman
-def test_a_port_is_published_once_across_labels_engines_and_cnirun_run(world: World) -> None:
+def test_a_port_is_published_once_across_labels_engines_and_cnirun_run(world: ProbeWorld) -> None:
     port = 18161
     first = run_engine(world, "docker", "run", "-d", "--network", "none", "--label", "cnirun.networks=t16-a",
                        "--label", f"cnirun.ports=127.0.0.1:{port}:80", "busybox", "sleep", "600")
@@ -361,7 +346,7 @@ def test_a_port_is_published_once_across_labels_engines_and_cnirun_run(world: Wo
 
 # -- 4. caps and the hook's time budget ---------------------------------------------------------
 @pytest.mark.parametrize("engine", ENGINES)
-def test_huge_port_range_is_refused_at_once(world: World, engine: str) -> None:
+def test_huge_port_range_is_refused_at_once(world: ProbeWorld, engine: str) -> None:
     started = time.monotonic()
     proc = run_engine(world, engine, "run", "--rm", "--network", "none", *label(engine, "cnirun.networks=t16-a"),
                       *label(engine, "cnirun.ports=40000-41999:40000-41999"), "busybox", "true")
@@ -377,7 +362,7 @@ def test_too_many_mappings_refused() -> None:
     assert len(parse_ports("40000-40099:40000-40099,40100-40199:40100-40199")) == 200
 
 
-def test_the_most_a_container_may_publish_fits_the_budget(world: World) -> None:
+def test_the_most_a_container_may_publish_fits_the_budget(world: ProbeWorld) -> None:
     """200 mappings through the real portmap: well inside the hook's budget."""
     proc = subprocess.Popen(["unshare", "--net", "sleep", "300"])
     cid = "t16-" + secrets.token_hex(6)
@@ -396,7 +381,7 @@ def test_the_most_a_container_may_publish_fits_the_budget(world: World) -> None:
     assert wait_clean(world, cid, BRIDGES, timeout=60) == []
 
 
-def test_a_slow_plugin_is_cut_off_by_the_hook_budget(world: World) -> None:
+def test_a_slow_plugin_is_cut_off_by_the_hook_budget(world: ProbeWorld) -> None:
     """A plugin that hangs: the hook gives up within its budget, undoes everything, says so in one line."""
     slow = world.root / "slow.json"
     slow.write_text(json.dumps({"commands": {"ADD": {"sleep": 60}}}))
@@ -425,7 +410,7 @@ def test_a_slow_plugin_is_cut_off_by_the_hook_budget(world: World) -> None:
 
 # -- 5. no secret on a command line --------------------------------------------------------------
 @needs_podman
-def test_podman_run_env_values_never_on_a_command_line(world: World, tmp_path: Path) -> None:
+def test_podman_run_env_values_never_on_a_command_line(world: ProbeWorld, tmp_path: Path) -> None:
     secret1, secret2, secret3 = (f"s16-{secrets.token_hex(8)}" for _ in range(3))
     env_file = tmp_path / "env"
     env_file.write_text(f"FROMFILE={secret2}\n")
@@ -461,7 +446,7 @@ def test_podman_run_env_values_never_on_a_command_line(world: World, tmp_path: P
 
 
 # -- 7. install checks what it records; uninstall removes what it made -------------------------------
-def test_install_refuses_relative_and_writable_directories(world: World, tmp_path: Path) -> None:
+def test_install_refuses_relative_and_writable_directories(world: ProbeWorld, tmp_path: Path) -> None:
     hooks_dir = tmp_path / "made" / "by" / "install"
     open_dir = tmp_path / "open-bin"
     open_dir.mkdir()
@@ -486,7 +471,7 @@ def test_install_refuses_relative_and_writable_directories(world: World, tmp_pat
     assert not (tmp_path / "made").exists()  # every directory install created is gone again
 
 
-def test_uninstall_keeps_directories_that_existed_or_are_not_empty(world: World, tmp_path: Path) -> None:
+def test_uninstall_keeps_directories_that_existed_or_are_not_empty(world: ProbeWorld, tmp_path: Path) -> None:
     existing = tmp_path / "hooks.d"
     existing.mkdir()
     assert subprocess.run([CNIRUN_BIN, "install", "hooks", "--dir", str(existing)], env=world.full_env()).returncode == 0
@@ -501,7 +486,7 @@ def test_uninstall_keeps_directories_that_existed_or_are_not_empty(world: World,
 
 # -- per-network authorization ----------------------------------------------------------------------
 @pytest.mark.parametrize("engine", ENGINES)
-def test_network_that_refuses_labels_cannot_be_joined_by_naming_it(world: World, engine: str) -> None:
+def test_network_that_refuses_labels_cannot_be_joined_by_naming_it(world: ProbeWorld, engine: str) -> None:
     calls = len(world.probe_calls())
     proc = run_engine(world, engine, "run", "--rm", "--network", "none", *label(engine, "cnirun.networks=t16-closed"),
                       "busybox", "true")
@@ -538,7 +523,7 @@ def _wait_own_netns(pid: int) -> None:
     raise AssertionError("unshare did not make its netns")
 
 
-def _hook(world: World, stage: str, cid: str, pid: int, ann: dict[str, str], status: str = "created",
+def _hook(world: ProbeWorld, stage: str, cid: str, pid: int, ann: dict[str, str], status: str = "created",
           budget: str = "") -> subprocess.CompletedProcess[str]:
     """Run the hook as runc does: the recorded environment only, the state on stdin, a bundle of `--network none`."""
     bundle = world.root / "bundle"
@@ -552,7 +537,7 @@ def _hook(world: World, stage: str, cid: str, pid: int, ann: dict[str, str], sta
 
 
 @needs_docker
-def test_cnirun_run_attaches_a_closed_network_itself(world: World) -> None:
+def test_cnirun_run_attaches_a_closed_network_itself(world: ProbeWorld) -> None:
     """`cnirun run` is root's own attach: for a network refusing labels it takes sandbox mode, never the hook."""
     refused = subprocess.run([*_cnirun_run(), "--mode", "hook", "--rm", "--net", "t16-closed", "busybox", "true"],
                              env=world.full_env(), capture_output=True, text=True, timeout=120)
