@@ -163,6 +163,14 @@ def test_stdin_with_i(world: World) -> None:
     assert r.stdout == "two one\n"
 
 
+def test_console_through_the_sdk_client(world: World) -> None:
+    """A run that needs the Docker SDK (-m): its attach stream relays stdin, stdout and stderr, and the exit status."""
+    r = world.cnirun("--rm", "-i", "-m", "64m", "busybox", "sh", "-c", "read a; echo \"out $a\"; echo err >&2; exit 3",
+                     input="one\n")
+    assert (r.returncode, r.stdout, r.stderr) == (3, "out one\n", "err\n")
+    world.assert_clean(within=8.0)
+
+
 def test_sigterm_is_forwarded_then_teardown(world: World) -> None:
     p = world.popen("--rm", "busybox", "sh", "-c", "trap 'exit 42' TERM; echo ready; while true; do sleep 0.1; done",
                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
