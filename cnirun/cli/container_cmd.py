@@ -99,6 +99,7 @@ def _port_text(m: dict[str, Any]) -> str:
 
 
 def _att_row(att: Any) -> dict[str, Any]:
+    from ..cni.config import PORT_CAPABILITY
     from ..network.attachment import Attachment
 
     return {
@@ -109,7 +110,7 @@ def _att_row(att: Any) -> dict[str, Any]:
         "addresses": Attachment(att.network_name, att.ifname, att.result or {}).addresses(),
         "capability_args": att.capability_args,
         # docker ps's PORTS notation: 127.0.0.1:18080->80/tcp
-        "ports": [_port_text(m) for m in (att.capability_args or {}).get("portMappings") or []],
+        "ports": [_port_text(m) for m in (att.capability_args or {}).get(PORT_CAPABILITY) or []],
         "result": att.result,
         "cache_file": att.path,
     }

@@ -37,6 +37,14 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+# The capabilities cnirun fills in a plugin's runtimeConfig (CNI CONVENTIONS.md),
+# by the names plugins declare them under in "capabilities".
+PORT_CAPABILITY = "portMappings"
+BANDWIDTH_CAPABILITY = "bandwidth"
+IPS_CAPABILITY = "ips"
+MAC_CAPABILITY = "mac"
+
+
 class PluginConf(Value):
     """One plugin object of a list, as written in the file."""
 
@@ -136,6 +144,19 @@ def bridge_of(conf: NetworkConfigList | dict[str, Any]) -> str:
     """The Linux bridge a network plugs into: its first bridge plugin's ('' when its chain has none)."""
     found = bridges_of(conf)
     return found[0] if found else ""
+
+
+HOST_LOCAL_DATA_DIR = "/var/lib/cni/networks"  # host-local's dataDir when its ipam names none
+
+
+def host_local_dirs(net: NetworkConfigList) -> list[str]:
+    """Where host-local keeps `net`'s address reservations: a directory per plugin with host-local IPAM."""
+    out: list[str] = []
+    for p in net.plugins:
+        ipam = p.raw.get("ipam")
+        if isinstance(ipam, dict) and ipam.get("type") == "host-local":
+            out.append(os.path.join(str(ipam.get("dataDir") or HOST_LOCAL_DATA_DIR), net.name))
+    return out
 
 
 def labels_allowed(net: NetworkConfigList) -> bool:

@@ -16,7 +16,7 @@ from . import config as netconf
 from ..core import jsonfast as json
 from ..core import trace
 from ..core import version as cniversion
-from .config import NetworkConfigList, PluginConf, bridges_of
+from .config import BANDWIDTH_CAPABILITY, NetworkConfigList, PluginConf, bridges_of
 from ..core.errors import (
     ArgumentError,
     CacheError,
@@ -98,7 +98,7 @@ BANDWIDTH_KEYS = ("ingressRate", "ingressBurst", "egressRate", "egressBurst")
 def _bandwidth_limited(conf: dict[str, Any]) -> bool:
     """Whether the bandwidth plugin's stdin `conf` sets a limit (runtimeConfig.bandwidth or a rate key)."""
     rc = conf.get("runtimeConfig")
-    return (isinstance(rc, dict) and rc.get("bandwidth") is not None) or any(k in conf for k in BANDWIDTH_KEYS)
+    return (isinstance(rc, dict) and rc.get(BANDWIDTH_CAPABILITY) is not None) or any(k in conf for k in BANDWIDTH_KEYS)
 
 
 def _convert(result: dict[str, Any], version: str) -> dict[str, Any]:
@@ -431,10 +431,10 @@ class CNI:
         self.check_netns(rt.netns)
         att = self.cached(net.name, rt)  # unreadable cache: CacheError, as libcni
         prev = _convert(att.result, net.cni_version) if att and att.result else None
-        cached_limit = att.capability_args.get("bandwidth") if att is not None else None
-        if cached_limit is not None and "bandwidth" not in rt.capability_args:
+        cached_limit = att.capability_args.get(BANDWIDTH_CAPABILITY) if att is not None else None
+        if cached_limit is not None and BANDWIDTH_CAPABILITY not in rt.capability_args:
             rt = RuntimeConf(rt.container_id, rt.netns, rt.ifname, list(rt.args),
-                             {**rt.capability_args, "bandwidth": cached_limit})
+                             {**rt.capability_args, BANDWIDTH_CAPABILITY: cached_limit})
         with chain_lock(net.name, self.lock_file):
             for p in net.plugins:
                 conf = self.build_conf(net, p, rt, prev)

@@ -13,6 +13,7 @@ from . import cache as cnicache
 from . import chains
 from ..core.errors import ArgumentError, CNIError
 from ..core.lock import chain_lock
+from .config import BANDWIDTH_CAPABILITY, PORT_CAPABILITY
 from .invoke import find_plugin, kill_orphaned_adds
 from .runtime import parse_result, shadow_id
 from .runtime_conf import RuntimeConf, validate_container_id, validate_ifname
@@ -24,8 +25,7 @@ if TYPE_CHECKING:
     from .config import NetworkConfigList, PluginConf
     from .runtime import CNI
 
-PORT_CAPABILITY = "portMappings"
-LIVE_CAPABILITIES = (PORT_CAPABILITY, "bandwidth")  # what update_capabilities changes on a live attachment
+LIVE_CAPABILITIES = (PORT_CAPABILITY, BANDWIDTH_CAPABILITY)  # what update_capabilities changes on a live attachment
 
 
 def update_capabilities(
@@ -149,7 +149,7 @@ def _rerun(
         # bandwidth's DEL leaves its qdiscs on the host veth; its ADD would fail on them.
         from .bandwidth import clear_host_shaping
 
-        clear_host_shaping(prev, old.capability_args.get("bandwidth"))
+        clear_host_shaping(prev, old.capability_args.get(BANDWIDTH_CAPABILITY))
     for p in plugins:
         if p.type == "portmap":
             swap_portmap(cni, net, p, old, new, prev)

@@ -12,7 +12,10 @@ import json
 import os
 from typing import Any
 
-from ..cni.config import NetworkConfigList, bridge_of, conflist_from_bytes
+from ..cni.config import (
+    BANDWIDTH_CAPABILITY, IPS_CAPABILITY, MAC_CAPABILITY, PORT_CAPABILITY, NetworkConfigList, bridge_of,
+    conflist_from_bytes,
+)
 from ..core.errors import ConfigError
 from .network_spec import IPNet, NetworkSpec, Pool, file_specs
 
@@ -256,19 +259,19 @@ def _bridge_chain(spec: NetworkSpec, bridge: str, ipam: dict[str, Any]) -> list[
     main["hairpinMode"] = True
     if spec.mtu:
         main["mtu"] = spec.mtu
-    main["capabilities"] = {"ips": True}
+    main["capabilities"] = {IPS_CAPABILITY: True}
     main["ipam"] = ipam
     chain = [main]
     if not spec.internal:
-        chain.append({"type": "portmap", "capabilities": {"portMappings": True}})
+        chain.append({"type": "portmap", "capabilities": {PORT_CAPABILITY: True}})
     chain.append({"type": "firewall", "ingressPolicy": "same-bridge"} if spec.isolate == "same-bridge"
                  else {"type": "firewall"})
     if not spec.icc:
         # enable_icc=false: the kernel's bridge port isolation (cnirun/plugins/isolation.py)
         chain.append({"type": "isolation"})
-    chain.append({"type": "tuning", "capabilities": {"mac": True}})
+    chain.append({"type": "tuning", "capabilities": {MAC_CAPABILITY: True}})
     # No limit unless a container asks (--ingress-rate, cnirun update): then it passes prevResult through.
-    chain.append({"type": "bandwidth", "capabilities": {"bandwidth": True}})
+    chain.append({"type": "bandwidth", "capabilities": {BANDWIDTH_CAPABILITY: True}})
     return chain
 
 
@@ -282,11 +285,11 @@ def _vlan_chain(spec: NetworkSpec, ipam: dict[str, Any]) -> list[dict[str, Any]]
         main["mode"] = "bridge"
     if spec.mtu:
         main["mtu"] = spec.mtu
-    main["capabilities"] = {"ips": True}
+    main["capabilities"] = {IPS_CAPABILITY: True}
     main["ipam"] = ipam
     chain = [main]
     if spec.driver == "macvlan":
-        chain.append({"type": "tuning", "capabilities": {"mac": True}})
+        chain.append({"type": "tuning", "capabilities": {MAC_CAPABILITY: True}})
     return chain
 
 

@@ -14,13 +14,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..cni import cache as cnicache
-from ..cni.config import NetworkConfigList, bridges_of, netconf_dirs
+from ..cni.config import NetworkConfigList, bridges_of, host_local_dirs, netconf_dirs
 from ..core.errors import CNIError, ConfigError
 from ..core.fsutil import atomic_write
 from ..cni.runtime import CNI
 from .networks import META_KEY
-
-HOST_LOCAL_DIR = "/var/lib/cni/networks"
 
 
 class NetworkInUse(CNIError):
@@ -101,12 +99,7 @@ def attachments(cni: CNI, name: str) -> list[cnicache.CachedAttachment]:
 
 
 def _ipam_dirs(net: NetworkConfigList) -> list[Path]:
-    out: list[Path] = []
-    for p in net.plugins:
-        ipam = p.raw.get("ipam")
-        if isinstance(ipam, dict) and ipam.get("type") == "host-local":
-            out.append(Path(str(ipam.get("dataDir") or HOST_LOCAL_DIR)) / net.name)
-    return out
+    return [Path(d) for d in host_local_dirs(net)]
 
 
 def reservations(net: NetworkConfigList) -> list[Path]:

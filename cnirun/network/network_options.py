@@ -9,7 +9,10 @@ from __future__ import annotations
 import os
 
 from ..cni import cache as cnicache
-from ..cni.config import NetworkConfigList, bridge_of
+from ..cni.config import (
+    BANDWIDTH_CAPABILITY, IPS_CAPABILITY, MAC_CAPABILITY, PORT_CAPABILITY, NetworkConfigList, bridge_of,
+    host_local_dirs,
+)
 from ..core.errors import ArgumentError
 from ..core.value import Value
 from .attachment import Attachment
@@ -55,11 +58,8 @@ def declares(net: NetworkConfigList, capability: str) -> bool:
 
 
 def _host_local_dir(net: NetworkConfigList) -> str:
-    for p in net.plugins:
-        ipam = p.raw.get("ipam")
-        if isinstance(ipam, dict) and ipam.get("type") == "host-local":
-            return os.path.join(str(ipam.get("dataDir") or "/var/lib/cni/networks"), net.name)
-    return ""
+    """The first of `net`'s host-local reservation directories ('' when its chain has no host-local)."""
+    return next(iter(host_local_dirs(net)), "")
 
 
 def options_for(
@@ -95,17 +95,17 @@ def options_for(
                 f"({', '.join(names)}): add --network {name} or drop the IP"
             )
     if spec.ports:
-        target = _first_declaring(networks, "portMappings",
+        target = _first_declaring(networks, PORT_CAPABILITY,
                                   "published ports need a network with the portmap plugin (capabilities portMappings)",
                                   "")
-        opts[target].capability_args["portMappings"] = [p.to_cni() for p in spec.ports]
+        opts[target].capability_args[PORT_CAPABILITY] = [p.to_cni() for p in spec.ports]
     if spec.ingress_rate is not None or spec.egress_rate is not None:
-        from .rates import CAPABILITY, capability
+        from .rates import capability
 
-        target = _first_declaring(networks, CAPABILITY,
+        target = _first_declaring(networks, BANDWIDTH_CAPABILITY,
                                   "rate limits need a network with the bandwidth plugin (capabilities bandwidth)",
                                   ": add it to the network's chain or drop the rate")
-        opts[target].capability_args[CAPABILITY] = capability(spec.ingress_rate, spec.egress_rate)
+        opts[target].capability_args[BANDWIDTH_CAPABILITY] = capability(spec.ingress_rate, spec.egress_rate)
     for net, o in zip(networks, opts):
         _static_ips(spec, net, o)
     if spec.mac:
@@ -140,8 +140,8 @@ def _static_ips(spec: ContainerNetworkSpec, net: NetworkConfigList, o: NetworkOp
         d = _host_local_dir(net)
         if d and os.path.exists(os.path.join(d, ip)):
             raise ArgumentError(f"IP address {ip} is already taken on network {net.name}: pick another address")
-    if declares(net, "ips"):
-        o.capability_args["ips"] = wanted
+    if declares(net, IPS_CAPABILITY):
+        o.capability_args[IPS_CAPABILITY] = wanted
     elif len(wanted) > 1:
         raise ArgumentError(
             f"network {net.name}'s chain does not take the ips capability and host-local reads one IP= "
@@ -159,8 +159,8 @@ def _static_mac(cni: CNI | None, net: NetworkConfigList, o: NetworkOptions, mac:
             f"MAC address {mac} is already used on network {net.name} by container {other[:12]}: "
             "pick another MAC address (or none)"
         )
-    if declares(net, "mac"):
-        o.capability_args["mac"] = mac
+    if declares(net, MAC_CAPABILITY):
+        o.capability_args[MAC_CAPABILITY] = mac
     else:
         o.set_arg("MAC", mac)
 
@@ -179,7 +179,7 @@ def _check_ip6(network: str, ip6: str, ip: str, subnets: list[str]) -> None:
 def _macs(att: cnicache.CachedAttachment) -> set[str]:
     """The MACs a cached attachment has or asks for (a pending ADD has no result yet)."""
     out = {Attachment.from_cache(att).mac()}
-    out.add(str(att.capability_args.get("mac") or "").lower())
+    out.add(str(att.capability_args.get(MAC_CAPABILITY) or "").lower())
     out.update(str(v).lower() for k, v in att.cni_args if k == "MAC")
     return out - {""}
 
@@ -240,7 +240,7 @@ def keep_addresses(
     caps = opts.capability_args
     keys = {k for k, _ in opts.args}
     ips: list[str] = []
-    if "ips" not in caps and "IP" not in keys:
+    if IPS_CAPABILITY not in caps and "IP" not in keys:
         subnets, data_dir = net.subnets(), _host_local_dir(net)
         for ip in had.get("ips") or []:
             holder = _reserved_by(data_dir, ip)
@@ -251,9 +251,9 @@ def keep_addresses(
             else:
                 ips.append(ip)
     mac = str(had.get("mac") or "")
-    if mac and ("mac" in caps or "MAC" in keys):
+    if mac and (MAC_CAPABILITY in caps or "MAC" in keys):
         mac = ""
-    if mac and (declares(net, "mac") or any(p.type == "tuning" for p in net.plugins)):
+    if mac and (declares(net, MAC_CAPABILITY) or any(p.type == "tuning" for p in net.plugins)):
         other = mac_user(cni, net, mac, container_id)
         if other:
             notes.append(f"network {net.name}: MAC {mac} is used by container {other[:12]} now: a new MAC")
@@ -263,12 +263,12 @@ def keep_addresses(
     if not ips and not mac:
         return notes
     opts.fallback = NetworkOptions(dict(caps), list(opts.args), opts.names)
-    if ips and declares(net, "ips"):
-        caps["ips"] = ips
+    if ips and declares(net, IPS_CAPABILITY):
+        caps[IPS_CAPABILITY] = ips
     elif ips:
         opts.set_arg("IP", ips[0])
-    if mac and declares(net, "mac"):
-        caps["mac"] = mac
+    if mac and declares(net, MAC_CAPABILITY):
+        caps[MAC_CAPABILITY] = mac
     elif mac:
         opts.set_arg("MAC", mac)
     return notes

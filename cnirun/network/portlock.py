@@ -125,12 +125,13 @@ def _short(container_id: str) -> str:
 def published_ports(cni: Any, exclude: str = "") -> dict[tuple[int, str], str]:
     """(host port, protocol) -> CNI container ID, for every cached attachment but `exclude`'s."""
     from ..cni import cache as cnicache
+    from ..cni.config import PORT_CAPABILITY
 
     taken: dict[tuple[int, str], str] = {}
     for att in cnicache.list_attachments(cni.cache_dir):
         if exclude and att.container_id == exclude:
             continue
-        for m in att.capability_args.get("portMappings") or []:
+        for m in att.capability_args.get(PORT_CAPABILITY) or []:
             if isinstance(m, dict):
                 try:
                     taken[(int(m.get("hostPort", 0)), str(m.get("protocol", "tcp")))] = att.container_id

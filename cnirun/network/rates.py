@@ -12,7 +12,7 @@ second) or bps, kbps, mbps, gbps, tbps (bytes per second); binary: kibit,
 mibit, gibit, tibit, kibps, mibps, gibps, tibps. BURST: a size as tc writes
 it, binary: b, kb (k), mb (m), gb (g) in bytes, kbit, mbit, gbit in bits.
 
-The host side the bandwidth plugin shapes (its qdiscs, its ifb): bandwidth.py.
+The host side the bandwidth plugin shapes (its qdiscs, its ifb): cnirun.cni.bandwidth.
 
 On the OCI hook path (labels are parsed there): no re or typing at import.
 """
@@ -26,7 +26,6 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-CAPABILITY = "bandwidth"
 NONE = "none"
 
 _RATE_UNITS = {
