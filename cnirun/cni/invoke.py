@@ -19,6 +19,7 @@ from _signal import SIGKILL, SIGPIPE, SIGXFSZ
 
 from ..core import jsonfast as json
 from ..core import trace
+from ..core.fsutil import DEFAULT_PATH
 from ..core.paths import PACKAGE_DIR
 from ..core.errors import INTERNAL, CNIError, PluginError, PluginNotFound, PluginTimeout
 from ..core.value import Value
@@ -29,8 +30,6 @@ if TYPE_CHECKING:
 
 DEFAULT_CNI_PATH = ("/opt/cni/bin", "/usr/lib/cni", "/usr/libexec/cni")
 DEFAULT_TIMEOUT = 60.0
-# Plugins call iptables, ip, ...: an OCI hook may be started with no PATH at all.
-_FALLBACK_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _TEXT_BUSY_RETRIES = 6
 
 
@@ -106,8 +105,8 @@ class Invocation(Value):
 
     def environ(self, base: Mapping[str, str] | None) -> dict[str, str]:
         env = dict(os.environ if base is None else base)
-        if not env.get("PATH"):
-            env["PATH"] = _FALLBACK_PATH
+        if not env.get("PATH"):  # plugins call iptables, ip, ...: a hook may run with no PATH at all
+            env["PATH"] = DEFAULT_PATH
         env.update(
             CNI_COMMAND=self.command,
             CNI_CONTAINERID=self.container_id,
@@ -358,7 +357,7 @@ def run_program(argv: list[str], timeout: float = 30.0, stdin: bytes = b"") -> t
 
     An executable that cannot be started gives 127; one that hangs is killed (-9).
     """
-    env = dict(os.environ, PATH=os.environ.get("PATH") or _FALLBACK_PATH)
+    env = dict(os.environ, PATH=os.environ.get("PATH") or DEFAULT_PATH)
     if "/" not in argv[0]:  # posix_spawn takes a path: look a bare name up in PATH, as subprocess does
         found = (os.path.join(d, argv[0]) for d in env["PATH"].split(":") if d)
         argv = [next((p for p in found if os.access(p, os.X_OK)), argv[0]), *argv[1:]]

@@ -119,6 +119,7 @@ def _unsafe_link(path: str) -> str:
     return ""
 
 
+# The command search path where none is given (an engine gives hooks no PATH of its own).
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 
+from ..core.fsutil import DEFAULT_PATH
 from ..core.paths import PACKAGE_PARENT
 
 TYPE_CHECKING = False
@@ -19,8 +20,6 @@ if TYPE_CHECKING:
 # Seconds an engine lets the attaching hook run before it kills it: its entry in the Docker shim's
 # bundles (hooks/cnirun-attach.json says the same to Podman and CRI-O); oci.attach's budget stays below.
 HOOK_TIMEOUT = 120
-# Plugins run iptables from /usr/sbin; an engine gives hooks no PATH of its own.
-HOOK_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # Variables `cnirun install` records into hooks so hook runs see the same
 # networks, plugins and cache as the shell that installed them.
 RECORDED_ENV = (
@@ -62,7 +61,7 @@ def hook_argv(stage: str, python: str | None = None) -> list[str]:
 def hook_env(environ: Mapping[str, str] | None = None) -> list[str]:
     """The hook's whole environment: a PATH that finds iptables plus the recorded CNI settings."""
     env = os.environ if environ is None else environ
-    path = env.get("PATH") or HOOK_PATH
+    path = env.get("PATH") or DEFAULT_PATH
     parts = path.split(":")
     for needed in ("/usr/sbin", "/sbin", "/usr/bin", "/bin"):
         if needed not in parts:

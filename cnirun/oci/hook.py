@@ -65,10 +65,10 @@ def run_hook(stage: str, state_data: bytes, started: float | None = None) -> tup
 
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    if not os.environ.get("PATH"):  # the installers always give one
-        from .argv import HOOK_PATH
+    if not os.environ.get("PATH"):  # the installers always give one; plugins run iptables from /usr/sbin
+        from ..core.fsutil import DEFAULT_PATH
 
-        os.environ["PATH"] = HOOK_PATH
+        os.environ["PATH"] = DEFAULT_PATH
     started = time.monotonic()
     stage = args[0] if args else ""
     if len(args) != 1 or stage in ("-h", "--help"):

@@ -24,10 +24,8 @@ if TYPE_CHECKING:
     from typing import Any
 
 from ..core import jsonfast as json  # the json package pulls in re and enum (~10 ms of every connect/port/ps)
-from ..core.fsutil import atomic_write
+from ..core.fsutil import TMP_PREFIX, atomic_write
 from ..core.value import Record
-
-TMP_PREFIX = ".tmp-"
 
 
 def state_root() -> Path:
