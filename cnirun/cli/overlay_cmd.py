@@ -10,12 +10,12 @@ from typing import TYPE_CHECKING, Any, Callable, get_type_hints
 
 import typer
 
+from ..overlay import subnet_env
 from .errors import fail, one_line_errors
 
 if TYPE_CHECKING:
     from ..overlay.etcd import Credentials
 
-SUBNET_FILE = "/run/flannel/subnet.env"
 PASSWORD_ENV = "FLANNELD_ETCD_PASSWORD"
 _MAX_PASSWORD_BYTES = 4096
 
@@ -101,7 +101,7 @@ def register(app: typer.Typer) -> None:
     )
     app.add_typer(overlay, name="overlay")
 
-    subnet_file_opt = typer.Option(SUBNET_FILE, "--subnet-file", help="Where subnet.env goes (flanneld's -subnet-file).")
+    subnet_file_opt = typer.Option(subnet_env.DEFAULT_PATH, "--subnet-file", help="Where subnet.env goes (flanneld's -subnet-file).")
 
     @overlay.command("init")
     @_with_etcd

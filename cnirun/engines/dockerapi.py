@@ -32,13 +32,12 @@ from ..core.errors import EngineError
 from .base import AttachStream, DockerClient
 from .spec import SDK_ONLY_FIELDS, create_config
 
-DEFAULT_SOCKET = "/var/run/docker.sock"
 TIMEOUT = 60.0
 
 
 def unix_socket_path() -> str:
     """The socket path of the resolved Docker endpoint; '' for non-unix hosts or TLS contexts (the SDK's job)."""
-    from .docker_context import resolve_endpoint
+    from .docker_context import DEFAULT_SOCKET, resolve_endpoint
 
     ep = resolve_endpoint()
     if ep.host.startswith("unix://") and not ep.tls_dir:

@@ -36,7 +36,6 @@ from ..core.errors import INVALID_NETWORK_CONFIG, IO_FAILURE, CNIError
 from ..cni.skel import CmdArgs, plugin_main
 
 ABOUT = "CNI flannel plugin (cnirun): bridge + host-local on the subnet from flannel's subnet.env"
-DEFAULT_SUBNET_FILE = "/run/flannel/subnet.env"
 DEFAULT_DATA_DIR = "/var/lib/cni/flannel"
 
 
@@ -91,9 +90,8 @@ def build_delegate(netconf: dict, env: object) -> dict:
     return delegate
 
 
-def _paths(args: CmdArgs) -> tuple[str, str]:
-    conf = args.netconf
-    return _string(conf, "subnetFile", DEFAULT_SUBNET_FILE), _string(conf, "dataDir", DEFAULT_DATA_DIR)
+def _data_dir(args: CmdArgs) -> str:
+    return _string(args.netconf, "dataDir", DEFAULT_DATA_DIR)
 
 
 def _scratch(data_dir: str, container_id: str) -> str:
@@ -113,7 +111,7 @@ def _delegate(args: CmdArgs, command: str, conf: dict) -> bytes:
 def cmd_add(args: CmdArgs) -> object:
     from ..overlay import subnet_env
 
-    subnet_file, data_dir = _paths(args)
+    subnet_file, data_dir = _string(args.netconf, "subnetFile", subnet_env.DEFAULT_PATH), _data_dir(args)
     conf = build_delegate(args.netconf, subnet_env.read(subnet_file))
     data = json.dumps(conf).encode()
     try:
@@ -127,7 +125,7 @@ def cmd_add(args: CmdArgs) -> object:
 
 
 def _saved(args: CmdArgs) -> tuple[str, dict | None]:
-    _, data_dir = _paths(args)
+    data_dir = _data_dir(args)
     path = _scratch(data_dir, args.container_id)
     try:
         with open(path, "rb") as f:
