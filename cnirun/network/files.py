@@ -46,7 +46,6 @@ RESOLVED_UPSTREAM = "/run/systemd/resolve/resolv.conf"
 DOCKER_ROOT_ENV = "CNIRUN_DOCKER_ROOT"
 STORAGE_ROOTS_ENV = "CNIRUN_STORAGE_ROOTS"
 DEFAULT_STORAGE_ROOTS = ("/run/containers/storage", "/var/lib/containers/storage")
-_ADDR_CHARS = frozenset("0123456789abcdefABCDEF:.")
 _DRIVER_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_")
 _HOSTS_HEADER = [
     ("127.0.0.1", ["localhost"]),
@@ -390,11 +389,13 @@ def engine_file(source: str, container_id: str, environ: Mapping[str, str] | Non
 
 
 def _addresses(atts: list[Attachment]) -> list[str]:
+    from .options import is_address
+
     out = []
     for att in atts:
         for a in att.addresses():
             ip = a.split("/", 1)[0]
-            if ip and all(c in _ADDR_CHARS for c in ip) and ip not in out:
+            if is_address(ip) and ip not in out:
                 out.append(ip)
     return out
 
