@@ -199,9 +199,9 @@ def _engine_line(engine: str, command: str, rest: list[str]) -> str:
 
 def _not_ours(command: str, rest: list[str]) -> str:
     """The one line for a docker/podman command cnirun does not have: which command to use instead."""
-    import os
+    from ..engines import named_engine
 
-    engine = ENGINE_COMMANDS[command] or ("podman" if os.environ.get("CNIRUN_ENGINE") == "podman" else "docker")
+    engine = ENGINE_COMMANDS[command] or named_engine()
     return (f"cnirun: {command!r} is not a cnirun command; use: {_engine_line(engine, command, rest)}"
             f" (to run an image named {command}: cnirun run {command})")
 

@@ -6,7 +6,6 @@ only the bandwidth plugin runs again, with the cached result).
 """
 from __future__ import annotations
 
-import os
 import sys
 
 from .errors import fail, one_line_errors
@@ -49,7 +48,9 @@ def main(args: list[str]) -> int:
             return 0
         elif a.startswith("-"):
             # docker update's options (memory, cpus, restart policy, ...) are the engine's to change.
-            engine = "podman" if os.environ.get("CNIRUN_ENGINE") == "podman" else "docker"
+            from ..engines import named_engine
+
+            engine = named_engine()
             fail(f"unknown option {a!r} for update: cnirun update changes rate limits (--ingress-rate, "
                  f"--egress-rate); a container's resources and restart policy: {engine} update {flag} ...")
         else:

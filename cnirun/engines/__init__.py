@@ -27,6 +27,13 @@ def engine_name(flag: str | None) -> str:
     return (flag or os.environ.get("CNIRUN_ENGINE") or "docker").strip().lower()
 
 
+def named_engine() -> str:
+    """The engine whose CLI a message names (what to use instead): engine_name(None) when cnirun knows
+    it, else docker."""
+    name = engine_name(None)
+    return name if name in ENGINES else "docker"
+
+
 def check_name(name: str) -> str:
     """`name` when cnirun knows the engine; EngineError otherwise."""
     if name not in ENGINES:
