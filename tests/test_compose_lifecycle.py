@@ -20,6 +20,7 @@ import pytest
 from conftest import CNIRUN_BIN
 from conftest import needs_docker, needs_plugins, needs_root, run_with_a_terminal
 
+from cnirun.core.paths import state_dir
 from cnirun.netstore import hostnet
 from cnirun.netstore.networks import auto_bridge_name
 
@@ -27,7 +28,10 @@ REPO = Path(__file__).resolve().parent.parent
 
 pytestmark = [needs_root, needs_plugins, needs_docker, pytest.mark.docker]
 
-SLEEP = '["sleep", "3600"]'
+# `command: {SLEEP_WITH_INIT}` in a service (4-space indent): it runs until stopped, and with init
+# (docker-init) the stop's SIGTERM ends sleep at once; sleep as PID 1 ignores it, so each stop would
+# wait the 10 s grace period for the SIGKILL.
+SLEEP_WITH_INIT = '["sleep", "3600"]\n    init: true'
 
 
 class Proj:
@@ -76,6 +80,7 @@ class Proj:
         netconf = self.dir / "net.d"
         assert not netconf.exists() or list(netconf.iterdir()) == []
         assert not hostnet.link_exists(auto_bridge_name(f"{self.name}_default"))
+        assert not (Path(state_dir(self.env)) / "compose" / self.name).exists()  # the configs up wrote
 
 
 @pytest.fixture
@@ -94,10 +99,10 @@ def test_force_recreate_and_no_deps(proj: Proj) -> None:
 services:
   db:
     image: busybox
-    command: {SLEEP}
+    command: {SLEEP_WITH_INIT}
   web:
     image: busybox
-    command: {SLEEP}
+    command: {SLEEP_WITH_INIT}
     depends_on: [db]
 """)
     proj.cnirun("up", "-d")
@@ -133,15 +138,15 @@ def test_remove_orphans_on_up_and_down(proj: Proj) -> None:
 services:
   app:
     image: busybox
-    command: {SLEEP}
+    command: {SLEEP_WITH_INIT}
   old:
     image: busybox
-    command: {SLEEP}
+    command: {SLEEP_WITH_INIT}
 """
     proj.write(both)
     proj.cnirun("up", "-d")
     assert proj.sh(proj.c("app"), "nslookup old").returncode == 0  # by DNS (cnirun.dns)
-    proj.write(f"services:\n  app:\n    image: busybox\n    command: {SLEEP}\n")
+    proj.write(f"services:\n  app:\n    image: busybox\n    command: {SLEEP_WITH_INIT}\n")
     warned = proj.cnirun("up", "-d")
     assert f"Found orphan containers ({proj.c('old')})" in warned.stderr
     assert proj.c("old") in proj.ids()
@@ -151,7 +156,7 @@ services:
 
     proj.write(both)
     proj.cnirun("up", "-d")
-    proj.write(f"services:\n  app:\n    image: busybox\n    command: {SLEEP}\n")
+    proj.write(f"services:\n  app:\n    image: busybox\n    command: {SLEEP_WITH_INIT}\n")
     # down without the flag keeps the orphan (and the network it uses), as docker compose does
     kept = proj.cnirun("down", "-v")
     assert f"Found orphan containers ({proj.c('old')})" in kept.stderr
@@ -168,10 +173,10 @@ def test_scale_down_keeps_the_lowest_numbers(proj: Proj) -> None:
 services:
   front:
     image: busybox
-    command: {SLEEP}
+    command: {SLEEP_WITH_INIT}
   worker:
     image: busybox
-    command: {SLEEP}
+    command: {SLEEP_WITH_INIT}
     scale: 2
 """)
     proj.cnirun("up", "-d")
@@ -202,7 +207,8 @@ services:
 
 
 def test_depends_on_completed_successfully(proj: Proj) -> None:
-    """The app starts after its init job exited 0; an init that fails stops up, which undoes itself."""
+    """The app starts after its init job exited 0; an init that fails stops up, which undoes itself
+    (the config it wrote for app included)."""
     text = """
 services:
   init:
@@ -213,12 +219,16 @@ services:
     command: {sleep}
     depends_on:
       init: {{condition: service_completed_successfully}}
-""".format(sleep=SLEEP)
+    configs: [{{source: motd, target: /etc/motd}}]
+configs:
+  motd: {{content: hello}}
+""".format(sleep=SLEEP_WITH_INIT)
     proj.write(text.replace("CODE", "0"))
     up = proj.cnirun("up", "-d")
     assert up.stderr.index(f"{proj.c('init')}  Exited") < up.stderr.index(f"{proj.c('app')}  Started")
     assert subprocess.run(["docker", "inspect", "-f", "{{.State.Running}}", proj.c("app")], capture_output=True,
                           text=True).stdout.strip() == "true"
+    assert proj.sh(proj.c("app"), "cat /etc/motd").stdout == "hello"
     proj.cnirun("down", "-v")
     proj.assert_clean()
 
@@ -232,7 +242,7 @@ services:
 def test_pull_policies_without_a_registry(proj: Proj) -> None:
     """--pull never/missing with the local busybox reach no registry; a missing image under never is a
     one-line refusal; an unreachable registry is a one-line error; nothing is left behind either way."""
-    proj.write(f"services:\n  app:\n    image: busybox:latest\n    command: {SLEEP}\n")
+    proj.write(f"services:\n  app:\n    image: busybox:latest\n    command: {SLEEP_WITH_INIT}\n")
     for policy in ("never", "missing"):
         up = proj.cnirun("up", "-d", "--pull", policy)
         assert "Pulling" not in up.stderr
@@ -241,7 +251,7 @@ def test_pull_policies_without_a_registry(proj: Proj) -> None:
     bad = proj.cnirun("up", "-d", "--pull", "sometimes", ok=False)
     assert bad.returncode == 1 and bad.stderr.startswith("cnirun: ") and "missing, always or never" in bad.stderr
 
-    proj.write(f"services:\n  app:\n    image: 127.0.0.1:1/nope:latest\n    command: {SLEEP}\n")
+    proj.write(f"services:\n  app:\n    image: 127.0.0.1:1/nope:latest\n    command: {SLEEP_WITH_INIT}\n")
     never = proj.cnirun("up", "-d", "--pull", "never", ok=False)
     assert never.returncode == 1 and "pull policy is never" in never.stderr.splitlines()[-1]
     for args in (("--pull", "missing"), ("--pull", "always"), ()):
@@ -252,7 +262,7 @@ def test_pull_policies_without_a_registry(proj: Proj) -> None:
         proj.assert_clean()
     # pull_policy in the file is honoured the same way.
     proj.write(f"services:\n  app:\n    image: 127.0.0.1:1/nope:latest\n    pull_policy: never\n"
-               f"    command: {SLEEP}\n")
+               f"    command: {SLEEP_WITH_INIT}\n")
     r = proj.cnirun("up", "-d", ok=False)
     assert r.returncode == 1 and "pull policy is never" in r.stderr
     proj.assert_clean()
@@ -263,7 +273,7 @@ def test_ps_formats(proj: Proj) -> None:
 services:
   app:
     image: busybox
-    command: {SLEEP}
+    command: {SLEEP_WITH_INIT}
   job:
     image: busybox
     command: ["true"]
@@ -293,8 +303,8 @@ services:
 
 def test_up_progress_on_a_terminal_only(proj: Proj) -> None:
     """On a terminal `up` rewrites one progress line per container; in a pipe its output is plain lines."""
-    proj.write(f"services:\n  a:\n    image: busybox\n    command: {SLEEP}\n"
-               f"  b:\n    image: busybox\n    command: {SLEEP}\n")
+    proj.write(f"services:\n  a:\n    image: busybox\n    command: {SLEEP_WITH_INIT}\n"
+               f"  b:\n    image: busybox\n    command: {SLEEP_WITH_INIT}\n")
     p, text = run_with_a_terminal([CNIRUN_BIN, "compose", "-f", str(proj.file), "-p", proj.name, "up", "-d"], proj.env,
                                   proj.dir)
     assert p.returncode == 0, text

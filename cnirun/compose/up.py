@@ -22,7 +22,7 @@ from .images import ensure_images
 from .labels import LABEL_SERVICE
 from .logs import LogPrinter
 from .messages import ComposeFailed, hide_progress, say, show_progress, step
-from .mounts import materialize
+from .mounts import forget, materialize
 from .networks import ensure_networks
 from .peers import members, refresh_hosts
 from .project import Project, Service
@@ -165,7 +165,8 @@ def _remove_for_recreate(project: Project, svc: Service, eng: Any, cname: str, e
 
 
 def _undo(project: Project, eng: Any, cni: Any, started: list[str], created: list[str]) -> None:
-    """Nothing half-done: remove this invocation's containers and networks."""
+    """Nothing half-done: remove this invocation's containers and networks, and the secrets and
+    configs it wrote unless a container of the project (started before) still mounts them."""
     from ..netstore import store
 
     for problem in remove_containers(project.name, eng, set(started)) if started else []:
@@ -175,6 +176,12 @@ def _undo(project: Project, eng: Any, cni: Any, started: list[str], created: lis
             store.remove(cni, name)
         except CNIError as e:
             say(f"cnirun: cleanup: {e}")
+    try:
+        unused = not project_containers(eng, project.name)
+    except CNIError:
+        unused = False
+    if unused:
+        forget(project.name)
 
 
 def _foreground(project: Project, eng: Any, cni: Any) -> int:
