@@ -16,7 +16,7 @@ help:
 	@echo "make test    set up (packages venv docker podman image) and run the suite over parallel pytest workers:"
 	@echo "             tests/run_parallel.py \$$(PYTEST_ARGS) (CNIRUN_TEST_WORKERS=N: N workers, default 5)"
 	@echo "make test-serial  the same tests in one plain pytest -q session"
-	@echo "make test-unit    the tests that need no engine (marker unit), in one pytest session, timed"
+	@echo "make test-unit    the tests that need no daemon (marker unit), over the same parallel workers"
 	@echo "make bench   set up and run every bench/*.py with the venv's python"
 	@echo "make setup   run all setup steps (see scripts/setup.sh --help)"
 	@echo "make clean   remove .venv and caches"
@@ -49,9 +49,8 @@ test-serial:
 
 test-unit:
 	@$(SETUP) packages venv
-	@echo "cnirun: $(PYTHON) -m pytest -q -m unit --durations=15 $(PYTEST_ARGS)"
-	@rc=0; start=$$(date +%s); $(PYTHON) -m pytest -q -m unit --durations=15 $(PYTEST_ARGS) || rc=$$?; \
-	echo "cnirun: the unit tests took $$(( $$(date +%s) - start )) s"; $(call pytest_rc)
+	@echo "cnirun: $(PYTHON) tests/run_parallel.py -m unit $(PYTEST_ARGS)"
+	@rc=0; $(PYTHON) tests/run_parallel.py -m unit $(PYTEST_ARGS) || rc=$$?; $(call pytest_rc)
 
 # The end of a test target: pytest's exit code $rc, 5 (nothing collected) taken as success.
 define pytest_rc

@@ -36,6 +36,7 @@ TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 # Modules whose tests shell out to dockerd or Podman without a World or an engine marker, or run etcd.
 ENGINE_MODULES = frozenset({"test_docs.py", "test_interop_libcni.py", "test_compose_corpus.py", "test_overlay.py"})
 ENGINE_FUNCTIONS = frozenset({"_make_world", "docker_runtime_installed"})
+ENGINE_NAMES = frozenset({"HAVE_DOCKER", "HAVE_PODMAN"})  # a test that asks whether an engine is there uses it
 
 
 def worker() -> int | None:
@@ -125,6 +126,8 @@ def _visit(fn: Any, seen: set[types.CodeType], found: dict[str, bool]) -> None:
             found["host_global"] = True  # the runtime in /etc/docker/daemon.json
         if {"install", "hooks"} <= strs and "--dir" not in strs:
             found["host_global"] = True  # the hooks in the default hooks.d
+    if names & ENGINE_NAMES and any(fn.__globals__.get(n) is not None for n in names & ENGINE_NAMES):
+        found["engine"] = True
     targets = [fn.__globals__.get(name) for name in names]
     targets += [cell.cell_contents for cell in fn.__closure__ or () if _filled(cell)]
     for target in targets:
