@@ -83,8 +83,8 @@ def host_state() -> dict[str, list[str]]:
     }
 
 
-def _cnirun_resolvers() -> list[str]:
-    """Command lines of running dnsmasq processes cnirun started (their config file is cnirun-dnsmasq.conf)."""
+def conf_file_args() -> list[tuple[int, str]]:
+    """(pid, its first --conf-file=... argument) of every running process that has one (dnsmasq's)."""
     out = []
     for pid in _listdir("/proc"):
         if not pid.isdigit():
@@ -94,9 +94,15 @@ def _cnirun_resolvers() -> list[str]:
         except OSError:
             continue
         conf = [a.decode(errors="replace") for a in args if a.startswith(b"--conf-file=")]
-        if conf and conf[0].endswith("/cnirun-dnsmasq.conf") and Path(f"/proc/{pid}/stat").exists():
-            out.append(conf[0])
-    return sorted(out)
+        if conf:
+            out.append((int(pid), conf[0]))
+    return out
+
+
+def _cnirun_resolvers() -> list[str]:
+    """Command lines of running dnsmasq processes cnirun started (their config file is cnirun-dnsmasq.conf)."""
+    return sorted(conf for pid, conf in conf_file_args()
+                  if conf.endswith("/cnirun-dnsmasq.conf") and Path(f"/proc/{pid}/stat").exists())
 
 
 def changes_since(before: dict[str, list[str]], settle: float = SETTLE_SECONDS) -> str:

@@ -19,6 +19,7 @@ from typing import Any, Iterator
 
 import pytest
 
+from _host import conf_file_args
 from _wait import wait_for
 from conftest import (
     CNIRUN, REPO, World, _make_world, docker_runtime_installed, first_address, needs_docker, needs_plugins,
@@ -47,17 +48,8 @@ def gateway(w: World) -> str:
 
 def _resolver_processes(w: World) -> list[tuple[int, str]]:
     """(pid, --conf-file= argument) of the dnsmasq processes serving this World's state dir."""
-    prefix = f"--conf-file={w.state_dir}/dns/".encode()
-    out = []
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        out += [(int(pid), a.decode()) for a in args if a.startswith(prefix)]
-    return out
+    prefix = f"--conf-file={w.state_dir}/dns/"
+    return [(pid, conf) for pid, conf in conf_file_args() if conf.startswith(prefix)]
 
 
 def resolvers_of(w: World) -> list[str]:

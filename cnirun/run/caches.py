@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 
-TYPE_CHECKING = False  # the run path imports cni_env/cni_for: annotations only
+TYPE_CHECKING = False  # start-up cost: see cnirun.core
 if TYPE_CHECKING:
     from typing import Any
 
