@@ -23,7 +23,7 @@ version (0.1.0 to 1.1.0).
 """
 from __future__ import annotations
 
-TYPE_CHECKING = False  # typing itself is not imported: `import cnirun` must stay free
+TYPE_CHECKING = False  # start-up cost: see cnirun.core
 
 # public name -> module that defines it
 _LAZY = {

@@ -630,6 +630,45 @@ def test_shim_create_path_imports_nothing_heavy(tmp_path: Path) -> None:
     assert json.loads((bundle / "config.json").read_text())["hooks"]["createRuntime"]
 
 
+# Modules of the lean packages (cnirun/core's docstring) that import heavy modules, and why they may.
+LEAN_PACKAGES = ("core", "cni", "network", "oci", "dns", "state", "run", "engines")
+HEAVY_BY_DESIGN = {
+    "cnirun.cni.skel": "the plugin skeleton: a plugin's own process, not the runtime's",
+    "cnirun.cni.leftovers": "gc's sweep of leftover rules (subprocess), never on a start",
+    "cnirun.oci.install.hooksd": "`cnirun install`",
+    "cnirun.oci.install.docker_runtime": "`cnirun install`",
+    "cnirun.run.watch": "the detached watcher, a process of its own",
+    "cnirun.engines.docker_pull": "pulling an image (its progress display)",
+    "cnirun.engines.versions": "`cnirun version` asks the engines",
+}
+RUN_PATH_ALLOWED = {"threading"}  # cnirun run's console pumps and signal forwarding (not the hook's)
+
+
+def test_lean_modules_import_nothing_heavy() -> None:
+    """Each module of the lean packages, imported alone in a fresh interpreter, loads none of
+    NOT_ON_HOOK_PATH (those of run/ and engines/ may load threading), except those HEAVY_BY_DESIGN names."""
+    import importlib
+    import pkgutil
+
+    names = []
+    for pkg in LEAN_PACKAGES:
+        path = importlib.import_module(f"cnirun.{pkg}").__path__
+        names += [m.name for m in pkgutil.walk_packages(path, f"cnirun.{pkg}.")]
+    names = [n for n in names if n not in HEAVY_BY_DESIGN and not n.startswith("cnirun.oci.install.")]
+    code = "import sys, {0}; print(' '.join(sorted({{m.split('.')[0] for m in sys.modules}})))"
+    procs = {n: subprocess.Popen([sys.executable, "-c", code.format(n)], stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True, cwd=REPO) for n in names}
+    heavy = {}
+    for n, proc in procs.items():
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, f"{n}: {err}"
+        allowed = RUN_PATH_ALLOWED if n.split(".")[1] in ("run", "engines") else set()
+        found = set(out.split()) & NOT_ON_HOOK_PATH - allowed
+        if found:
+            heavy[n] = sorted(found)
+    assert len(names) > 50 and heavy == {}
+
+
 def test_hosts_entries_added_in_place_and_replaced_on_restart(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from cnirun.network.attachment import Attachment
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 
-TYPE_CHECKING = False  # typing: ~3 ms of `cnirun cni` start-up, for annotations only
+TYPE_CHECKING = False  # start-up cost: see cnirun.core
 if TYPE_CHECKING:
     from types import TracebackType
     from typing import NoReturn

@@ -12,7 +12,7 @@ import sys
 from ..engines.spec import RunSpec
 from ..run.request import RunRequest
 
-TYPE_CHECKING = False  # the run path never imports typing: annotations only
+TYPE_CHECKING = False  # start-up cost: see cnirun.core
 if TYPE_CHECKING:
     from typing import Any, Callable
 

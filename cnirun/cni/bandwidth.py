@@ -4,8 +4,7 @@ The plugin (1.1.x) shapes ingress with a TBF qdisc on the host end of the
 veth and egress with an ifb device it names bwp<hash>; its DEL removes only
 the ifb, so the qdiscs it left on the host veth must go before it is ADDed
 again (clear_host_shaping), or its ADD fails with "create qdisc: file
-exists". Rates as people write them: network/rates.py. No re or typing at
-import (the OCI hook path).
+exists". Rates as people write them: network/rates.py.
 """
 from __future__ import annotations
 

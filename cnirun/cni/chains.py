@@ -17,7 +17,7 @@ someone flushes iptables behind our back, the plugins recreate the chains
 themselves and may race once: runtime.CNI.add then drops the markers,
 creates the chains again and retries (`forget`).
 
-On the hook path: no subprocess (invoke.run_program).
+Programs run through invoke.run_program, not subprocess (start-up cost: see cnirun.core).
 """
 from __future__ import annotations
 

@@ -14,9 +14,7 @@ from ..core.errors import ConfigError, NetworkNotFound
 from ..core.paths import is_safe_name
 from ..core.value import Value
 
-# No dataclasses, typing, pathlib or re here: this module is on the OCI hook
-# path (every container start), where each costs milliseconds of import time.
-TYPE_CHECKING = False
+TYPE_CHECKING = False  # start-up cost: see cnirun.core
 if TYPE_CHECKING:
     from pathlib import Path
     from typing import Any, Callable

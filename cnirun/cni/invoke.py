@@ -24,7 +24,7 @@ from ..core.paths import PACKAGE_DIR
 from ..core.errors import INTERNAL, CNIError, PluginError, PluginNotFound, PluginTimeout
 from ..core.value import Value
 
-TYPE_CHECKING = False  # typing and dataclasses stay off the OCI hook path
+TYPE_CHECKING = False  # start-up cost: see cnirun.core
 if TYPE_CHECKING:
     from typing import Any, Mapping
 

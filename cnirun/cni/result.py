@@ -17,9 +17,7 @@ from ..core.jsonfast import go_map_order
 from ..core.errors import DECODING_FAILURE, INCOMPATIBLE_VERSION, CNIError, VersionError
 from ..core.value import Value
 
-# Every ADD parses its plugins' results here, inside the OCI hook: no
-# dataclasses, copy, json or typing at import time, and ipaddress (~3 ms with
-# what it imports) only for addresses that are not plain dotted-quad IPv4.
+# ipaddress only for addresses that are not plain dotted-quad IPv4 (start-up cost: see cnirun.core).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from ipaddress import IPv4Address, IPv6Address

@@ -31,9 +31,7 @@ from .invoke import Invocation, PluginInfo, exec_plugin, find_plugin, kill_orpha
 from ..core.lock import chain_lock
 from .runtime_conf import RuntimeConf, validate_container_id, validate_ifname
 
-# This module and everything it imports are on the OCI hook path (every
-# container start): no dataclasses, typing, re or json package imports here.
-TYPE_CHECKING = False
+TYPE_CHECKING = False  # start-up cost: see cnirun.core
 if TYPE_CHECKING:
     from typing import Any, Mapping
 

@@ -1,6 +1,4 @@
 """One attachment's arguments (libcni's RuntimeConf) and their checks: container ID, ifname, CNI_ARGS, CAP_ARGS.
-
-On the OCI hook path: nothing but cnirun's lean core at import (tests/test_hook.py checks).
 """
 from __future__ import annotations
 

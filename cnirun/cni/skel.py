@@ -40,9 +40,7 @@ import json
 import os
 import sys
 
-# No runtime import of typing or dataclasses: they cost milliseconds on every
-# container start (dataclasses pulls in inspect, ast, dis, tokenize).
-TYPE_CHECKING = False
+TYPE_CHECKING = False  # start-up cost: see cnirun.core
 if TYPE_CHECKING:
     from typing import Any, Callable, Iterable, Mapping
 

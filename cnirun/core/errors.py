@@ -6,7 +6,7 @@ written with :mod:`cnirun.cni.skel`, and turned into a one-line message by the C
 """
 from __future__ import annotations
 
-TYPE_CHECKING = False  # typing is not imported at run time: every hook run loads this module
+TYPE_CHECKING = False  # start-up cost: see cnirun.core
 if TYPE_CHECKING:
     from typing import Any
 

@@ -1,8 +1,7 @@
 """Atomic file replacement, shared by every writer of files that others read.
 
-Only `os` is imported: the result cache (every OCI hook run) and the Docker
-shim's create path use this, and both must stay lean (tests/test_hook.py
-checks their imports).
+The result cache (every OCI hook run) and the Docker shim's create path use
+this (start-up cost: see cnirun.core).
 """
 from __future__ import annotations
 

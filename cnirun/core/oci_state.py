@@ -6,8 +6,6 @@ the container's own choice (labels, --annotation) and are parsed elsewhere,
 strictly (cnirun.network.options). From config.json the hook takes only what it must
 check before it acts as root: the network namespace entry (is the namespace
 the container's own new one?), the hostname and the /etc/hosts mount.
-
-On the hook path: os and cnirun.core.jsonfast only.
 """
 from __future__ import annotations
 

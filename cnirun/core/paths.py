@@ -16,8 +16,6 @@ The host-wide CNI lock is /run/cnirun/cni.lock whatever the state dir
 host's iptables chains. The hook log is not state: CNIRUN_HOOK_LOG, default
 /var/log/cnirun/hooks.log.
 The result cache is libcni's (CNI_CACHE_DIR, default /var/lib/cni: cache.py).
-
-On the hook path: imports only os.
 """
 from __future__ import annotations
 

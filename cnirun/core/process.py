@@ -6,7 +6,7 @@ process, 8-12 ms of a `cnirun run` (the engine client's modules); the hook,
 `update`, `port`, `network connect/disconnect`) have nothing to finalise but
 stdio when they return: no threads left but daemon ones, no atexit
 handlers, every file written with os.write or closed by `with`, background
-work in processes of its own. Only os at import time (hook path).
+work in processes of its own.
 """
 from __future__ import annotations
 

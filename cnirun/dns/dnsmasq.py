@@ -16,8 +16,7 @@ started in (the host's for a network's resolver, the recorded one for a
 container's own), with that config on its command line. Nothing names a
 module of cnirun: a resolver started by any version of cnirun is recognised.
 
-On the OCI hook path: os only at import time (no subprocess: dnsmasq is
-started with posix_spawn).
+dnsmasq is started with posix_spawn, not subprocess (start-up cost: see cnirun.core).
 """
 from __future__ import annotations
 

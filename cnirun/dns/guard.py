@@ -16,7 +16,7 @@ cnirun state dirs (CNIRUN_STATE_DIR), so gc of one never removes another's.
 
 The resolver's config is the record (cnirun.dns): written before the rules
 go in, removed after they are gone; gc removes this state dir's rules whose
-network has no record. On the hook path: no subprocess (invoke.run_program).
+network has no record. iptables runs through invoke.run_program (start-up cost: see cnirun.core).
 """
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ import os
 import struct
 import time
 
-TYPE_CHECKING = False  # typing costs ~3 ms of start-up on `cnirun run`: annotations only
+TYPE_CHECKING = False  # start-up cost: see cnirun.core
 if TYPE_CHECKING:
     from typing import Any, Callable, Iterator
 

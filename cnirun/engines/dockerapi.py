@@ -19,7 +19,7 @@ from __future__ import annotations
 
 # socket's C core: the socket module's own import (enum, selectors) costs ~4 ms of every run.
 import _socket as socket
-TYPE_CHECKING = False  # typing costs ~7 ms of start-up on `cnirun run`: annotations only
+TYPE_CHECKING = False  # start-up cost: see cnirun.core
 if TYPE_CHECKING:
     from typing import Any, Iterator
 

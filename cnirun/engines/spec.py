@@ -1,7 +1,7 @@
 """What the user asked `cnirun run` for, independent of the engine."""
 from __future__ import annotations
 
-TYPE_CHECKING = False  # typing costs ~7 ms of start-up on `cnirun run`: annotations only
+TYPE_CHECKING = False  # start-up cost: see cnirun.core
 if TYPE_CHECKING:
     from typing import Any
 

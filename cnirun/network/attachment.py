@@ -1,6 +1,4 @@
 """What one network gave a container: its interface, addresses and MAC (from an ADD's result or the cache).
-
-On the OCI hook path: nothing but cnirun's lean core at import.
 """
 from __future__ import annotations
 

@@ -20,9 +20,6 @@ the rest of a longer old text cut. It is opened without following a symlink
 in any part of the path the container chose or controls, must be a regular
 file, is never created with other modes than 0644, and an engine's file must
 also be root's own with one link (a hard link would be a file elsewhere).
-
-On the hook path: os and cnirun's lean modules (ipaddress only for the
-host's resolv.conf).
 """
 from __future__ import annotations
 

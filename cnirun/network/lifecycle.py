@@ -13,9 +13,6 @@ builds run options of its own. Each ADD records its intent in the result
 cache before any plugin runs (runtime.CNI.add), so `detach` can always finish
 what a killed process started. A container's lifecycle steps are serialised
 by its lock (core.lock.container_locked, which says who takes it).
-
-This module is on the OCI hook path: os and cnirun's lean core only at
-import time (no typing, dataclasses, pathlib, re, subprocess).
 """
 from __future__ import annotations
 

@@ -20,8 +20,6 @@ The pin: createRuntime bind-mounts /proc/<pid>/ns/net at
 it after the process died, so every plugin's DEL cleans up fully. The Docker
 shim makes the namespace itself, pinned there, before runc runs
 (new_pinned_netns).
-
-On the hook path: os (and ctypes for mount(2), only when pinning).
 """
 from __future__ import annotations
 

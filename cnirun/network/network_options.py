@@ -2,7 +2,7 @@
 
 `options_for` is the one place run options are built (every entry point
 calls it); `keep_addresses` asks again for what a container had at its last
-start. On the OCI hook path: os and cnirun's lean core only at import.
+start.
 """
 from __future__ import annotations
 

@@ -12,9 +12,8 @@ from ..core.errors import ArgumentError
 from ..dns.hostname import MAX_HOSTNAME, is_hostname
 from ..core.value import FrozenValue, Value
 
-# The OCI hook parses every container's labels with this module: no re,
-# dataclasses or typing at import time, and ipaddress (~2 ms) only when a
-# label holds an address.
+# The OCI hook parses every container's labels here: ipaddress only when a label holds an
+# address (start-up cost: see cnirun.core).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any

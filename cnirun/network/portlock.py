@@ -26,14 +26,11 @@ Every way to publish a port goes through `reserve`: `cnirun run -p` and
 compose (runner/plan.py) and the OCI hook (cnirun.ports labels/annotations).
 In Docker hook mode `cnirun run` leaves the check to the hook, which runs
 inside `docker start` (holding the lock across the start would deadlock it).
-
-This module is on the hook path: os, _socket (the socket module imports
-enum and selectors) and cnirun's lean modules only.
 """
 from __future__ import annotations
 
 import os
-TYPE_CHECKING = False  # typing costs ~7 ms of start-up on `cnirun run`: annotations only
+TYPE_CHECKING = False  # start-up cost: see cnirun.core
 if TYPE_CHECKING:
     from typing import Any, Callable
 

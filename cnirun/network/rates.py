@@ -13,8 +13,6 @@ mibit, gibit, tibit, kibps, mibps, gibps, tibps. BURST: a size as tc writes
 it, binary: b, kb (k), mb (m), gb (g) in bytes, kbit, mbit, gbit in bits.
 
 The host side the bandwidth plugin shapes (its qdiscs, its ifb): cnirun.cni.bandwidth.
-
-On the OCI hook path (labels are parsed there): no re or typing at import.
 """
 from __future__ import annotations
 

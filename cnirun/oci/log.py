@@ -1,7 +1,7 @@
 """The hook's log: one JSON line per hook run (stage, container, networks, outcome, duration).
 
 CNIRUN_HOOK_LOG (paths.hook_log), rotated once at 4 MiB. Writing it never
-makes a hook fail. On the hook path: os, time and cnirun.core.jsonfast only.
+makes a hook fail.
 """
 from __future__ import annotations
 

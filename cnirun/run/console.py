@@ -12,7 +12,7 @@ import threading
 
 # signal and socket are imported where used: with enum and selectors they cost
 # ~5 ms of every foreground run, which needs them only for a signal, a tty or stdin.
-TYPE_CHECKING = False  # typing costs ~7 ms of start-up on `cnirun run`: annotations only
+TYPE_CHECKING = False  # start-up cost: see cnirun.core
 
 if TYPE_CHECKING:
     from typing import Any

@@ -12,7 +12,7 @@ from __future__ import annotations
 from ..core.errors import EngineError
 from .console import StartFailed, foreground
 from .failures import EXIT_CNIRUN, RunFailed
-TYPE_CHECKING = False  # typing costs ~7 ms of start-up on `cnirun run`: annotations only
+TYPE_CHECKING = False  # start-up cost: see cnirun.core
 
 if TYPE_CHECKING:
     from typing import Any

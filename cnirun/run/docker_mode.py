@@ -25,7 +25,7 @@ auto-chosen hook run then decides again with the runtime refused.
 from __future__ import annotations
 
 import os
-TYPE_CHECKING = False  # typing costs ~7 ms of start-up on `cnirun run`: annotations only
+TYPE_CHECKING = False  # start-up cost: see cnirun.core
 if TYPE_CHECKING:
     from typing import Any, Callable, Mapping
 

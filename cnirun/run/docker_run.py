@@ -6,7 +6,7 @@ unix socket (engines.dockerapi) unless the run needs the SDK (docker_client).
 """
 from __future__ import annotations
 
-TYPE_CHECKING = False  # typing costs ~7 ms of start-up on `cnirun run`: annotations only
+TYPE_CHECKING = False  # start-up cost: see cnirun.core
 
 if TYPE_CHECKING:
     from ..engines.base import DockerClient

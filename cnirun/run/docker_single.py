@@ -42,7 +42,7 @@ from ..core.errors import EngineError, NetnsError
 from .console import StartFailed, foreground
 from .failures import EXIT_CNIRUN
 
-TYPE_CHECKING = False  # typing costs ~7 ms of start-up on `cnirun run`: annotations only
+TYPE_CHECKING = False  # start-up cost: see cnirun.core
 
 if TYPE_CHECKING:
     from typing import Any

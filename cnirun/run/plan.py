@@ -15,7 +15,7 @@ and claims again.
 from __future__ import annotations
 
 import os
-TYPE_CHECKING = False  # typing costs ~7 ms of start-up on `cnirun run`: annotations only
+TYPE_CHECKING = False  # start-up cost: see cnirun.core
 
 from ..cni.config import NetworkConfigList
 from ..core.errors import ArgumentError, ConfigError

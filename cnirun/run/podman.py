@@ -12,7 +12,7 @@ import os
 
 from .etc_files import host_file_binds, publish_engine_name, write_host_files
 from .failures import EXIT_CNIRUN
-TYPE_CHECKING = False  # typing costs ~7 ms of start-up on `cnirun run`: annotations only
+TYPE_CHECKING = False  # start-up cost: see cnirun.core
 
 if TYPE_CHECKING:
     import threading

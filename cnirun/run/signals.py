@@ -11,7 +11,7 @@ from __future__ import annotations
 # collections) costs ~4.5 ms of every run's start before the engine is called.
 import _signal as signal
 
-TYPE_CHECKING = False  # typing costs ~7 ms of start-up on `cnirun run`: annotations only
+TYPE_CHECKING = False  # start-up cost: see cnirun.core
 
 if TYPE_CHECKING:
     from typing import Any

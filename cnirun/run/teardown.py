@@ -8,7 +8,7 @@ or netns goes last. A failed DEL keeps the state dir and the cache file so
 from __future__ import annotations
 
 import os
-TYPE_CHECKING = False  # typing costs ~7 ms of start-up on `cnirun run`: annotations only
+TYPE_CHECKING = False  # start-up cost: see cnirun.core
 if TYPE_CHECKING:
     from typing import Any
 

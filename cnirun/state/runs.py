@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 import time
-TYPE_CHECKING = False  # typing costs ~7 ms of start-up on `cnirun run`: annotations only
+TYPE_CHECKING = False  # start-up cost: see cnirun.core
 if TYPE_CHECKING:
     from pathlib import Path
     from typing import Any
