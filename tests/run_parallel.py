@@ -127,13 +127,13 @@ class Results:
         finished = []
         for k, path in enumerate(self.paths):
             try:
-                with open(path) as f:
+                with open(path, "rb") as f:
                     f.seek(self.offsets[k])
                     chunk = f.read()
             except FileNotFoundError:
                 continue
-            complete = chunk[: chunk.rfind("\n") + 1]
-            self.offsets[k] += len(complete.encode())
+            complete = chunk[: chunk.rfind(b"\n") + 1]  # a line being written waits for the next poll
+            self.offsets[k] += len(complete)
             for line in complete.splitlines():
                 rec = json.loads(line)
                 finished += self._add(rec, k)
