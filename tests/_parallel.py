@@ -196,11 +196,11 @@ def mark(items: list[Any]) -> None:
 
 
 def write_plan(items: list[Any]) -> None:
-    """With CNIRUN_TEST_PLAN set: each item's node id, unit of work and host_global marker, as JSON there."""
+    """With CNIRUN_TEST_PLAN set: each item's node id, unit of work and engine and host_global markers, as JSON."""
     path = os.environ.get(PLAN_ENV)
     if not path:
         return
-    plan = [{"id": it.nodeid, "unit": _UNITS.get(it.nodeid, ""),
+    plan = [{"id": it.nodeid, "unit": _UNITS.get(it.nodeid, ""), "engine": it.get_closest_marker("engine") is not None,
              "host_global": it.get_closest_marker("host_global") is not None} for it in items]
     with open(path, "w") as f:
         json.dump(plan, f)

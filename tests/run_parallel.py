@@ -43,7 +43,8 @@ from _parallel import PLAN_ENV, RUN_PID_ENV, SHARED_ENV, WORKER_ENV  # noqa: E40
 DURATIONS = REPO / ".pytest_cache" / "cnirun" / "durations.json"
 ESTIMATE = TESTS / "durations.json"
 DEFAULT_WORKERS = 5
-UNKNOWN_SECONDS = 2.0  # a test no run has timed, in a module no run has timed
+# A test no run has timed, in a module no run has timed: an engine test takes seconds, the others a fraction.
+UNKNOWN_SECONDS = {True: 8.0, False: 0.3}
 SLOWEST = 15
 MARKS = {"passed": ".", "failed": "F", "error": "E", "skipped": "s"}
 
@@ -87,8 +88,9 @@ def load_durations() -> dict[str, float]:
     return out
 
 
-def estimate(nodeid: str, known: dict[str, float], by_module: dict[str, float]) -> float:
-    return known.get(nodeid, by_module.get(nodeid.split("::")[0], UNKNOWN_SECONDS))
+def estimate(entry: dict[str, Any], known: dict[str, float], by_module: dict[str, float]) -> float:
+    nodeid = entry["id"]
+    return known.get(nodeid, by_module.get(nodeid.split("::")[0], UNKNOWN_SECONDS[entry["engine"]]))
 
 
 def schedule(plan: list[dict[str, Any]], known: dict[str, float]) -> tuple[list[list[str]], list[list[str]], float]:
@@ -98,13 +100,14 @@ def schedule(plan: list[dict[str, Any]], known: dict[str, float]) -> tuple[list[
         sums.setdefault(nodeid.split("::")[0], []).append(secs)
     by_module = {m: sum(v) / len(v) for m, v in sums.items()}
     units: dict[str, list[str]] = {}
+    cost: dict[str, float] = {}
     host_global: set[str] = set()
     for entry in plan:
         key = entry["unit"] or entry["id"]
         units.setdefault(key, []).append(entry["id"])
+        cost[key] = cost.get(key, 0.0) + estimate(entry, known, by_module)
         if entry["host_global"]:
             host_global.add(key)
-    cost = {key: sum(estimate(i, known, by_module) for i in ids) for key, ids in units.items()}
     serial = [ids for key, ids in units.items() if key in host_global]
     rest = sorted((key for key in units if key not in host_global), key=lambda k: -cost[k])
     return serial, [units[k] for k in rest], sum(cost.values())
