@@ -4,9 +4,9 @@ usage: .venv/bin/python tests/run_parallel.py [--workers N] [pytest arguments...
 
 The tests mostly wait (on dockerd, Podman, plugins, watchers), so N workers
 (default 5, or CNIRUN_TEST_WORKERS) share the 2 cores well. The runner
-1. collects once (--collect-only, the arguments given) and reads the plan
-   conftest writes: node ids, units of work (tests sharing a module-scoped
-   fixture), host_global markers (tests/_parallel.py);
+1. byte-compiles cnirun, collects once (--collect-only, the arguments
+   given) and reads the plan conftest writes: node ids, units of work, the
+   engine and host_global markers (tests/_parallel.py);
 2. queues the units longest first, by the durations the previous run
    recorded in .pytest_cache/cnirun/durations.json (tests/durations.json,
    committed, on a fresh machine); the host_global units go to worker 0, in
@@ -21,6 +21,7 @@ The tests mostly wait (on dockerd, Podman, plugins, watchers), so N workers
 """
 from __future__ import annotations
 
+import compileall
 import json
 import os
 import re
@@ -258,6 +259,9 @@ def report(procs: list[subprocess.Popen[bytes]], results: Results, plan: list[di
 def main(argv: list[str]) -> int:
     workers, args = parse(argv)
     started = time.monotonic()
+    # Byte-compile first: with PYTHONDONTWRITEBYTECODE set, every cnirun process of every test would
+    # otherwise compile the modules changed since their .pyc was written again.
+    compileall.compile_dir(str(REPO / "cnirun"), quiet=1)
     shared = Path(tempfile.mkdtemp(prefix="cnt-", dir="/tmp"))
     env = {**os.environ, SHARED_ENV: str(shared), RUN_PID_ENV: str(os.getpid())}
     rc, plan, out = collect(args, env, shared)
