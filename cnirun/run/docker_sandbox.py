@@ -24,6 +24,7 @@ TYPE_CHECKING = False  # start-up cost: see cnirun.core
 if TYPE_CHECKING:
     from typing import Any
 
+    from ..engines.base import DockerClient
     from .request import RunOutcome
     from ..state.runs import RunMeta, RunState
     from .plan import Plan
@@ -36,38 +37,78 @@ def run_docker_sandbox(p: Plan, gate: SignalGate) -> RunOutcome:
     The helper is created and started by a thread, and ADD runs there too,
     while the main thread creates the workload (and, when the run needs the
     Docker SDK, imports it meanwhile: the helper goes over the lean client).
+    Whatever happens before a -d workload started, the run is undone.
     """
-    from ..engines.dockerapi import LeanDocker, unix_socket_path
-    from ..network.lifecycle import attach
-    from .request import RunOutcome
-    from ..core.fsutil import identity
     from ..state.runs import RunMeta, RunState
     from .caches import cni_env
+    from .request import RunOutcome
 
-    req, spec = p.req, p.req.spec
+    spec = p.req.spec
     st = RunState.create()
     meta = RunMeta(
         id=st.id, engine="docker", image=spec.image, name=spec.name, networks=[n.name for n in p.networks],
         detached=spec.detach, remove=spec.remove, cni_env=cni_env(p.cni),
     )
     st.write_meta(meta)
-    base_labels = {"cnirun.id": st.id, "cnirun.state": str(st.path.parent)}
-    workload_started = False
+    run = _SandboxRun(p, st, meta)
     outcome = RunOutcome(code=EXIT_CNIRUN, run_id=st.id, detached=spec.detach)
-    add_result: dict[str, Any] = {}
-    sandbox_made = threading.Event()
-    sock = unix_socket_path()
-    docker: Any = docker_client(spec, sdk_ok=not sock)  # None: the SDK is imported below, in parallel
+    try:
+        run.thread.start()
+        run.create_workload()
+        run.network_up()
+        if spec.detach:
+            run.start_detached()
+        else:
+            meta.phase = "running"
+            st.write_meta(meta)
+        outcome.container = meta.workload
+        outcome.code = 0 if spec.detach else foreground(run.client(), meta.workload, spec, gate)
+        return outcome
+    except StartFailed as e:
+        outcome.code, outcome.error = e.code, str(e)
+        return outcome
+    finally:
+        if not run.handed_over:
+            gate.shield()
+            outcome.warnings += run.undo()
 
-    def add() -> None:
+
+class _SandboxRun:
+    """One sandbox-mode run's steps and what they made, for its teardown."""
+
+    def __init__(self, p: Plan, st: RunState, meta: RunMeta) -> None:
+        from ..engines.dockerapi import unix_socket_path
+
+        self.p, self.st, self.meta, self.spec = p, st, meta, p.req.spec
+        self.base_labels = {"cnirun.id": st.id, "cnirun.state": str(st.path.parent)}
+        self.sock = unix_socket_path()
+        self.docker = docker_client(self.spec, sdk_ok=not self.sock)  # None: the SDK is imported in parallel
+        self.added: dict[str, Any] = {}  # the helper thread's: netns_fd, atts, or error
+        self.sandbox_made = threading.Event()
+        self.thread = threading.Thread(target=self._add, daemon=True)
+        self.handed_over = False  # a -d workload started: the container is the user's, the run the watcher's
+
+    def client(self) -> DockerClient:
+        """The run's client (the SDK's is imported on first use, while dockerd starts the helper)."""
+        if self.docker is None:
+            self.docker = docker_client(self.spec)
+        return self.docker
+
+    def _add(self) -> None:
+        """The helper thread: create and start the helper, open its netns, ADD."""
+        from ..core.fsutil import identity
+        from ..engines.dockerapi import LeanDocker
+        from ..network.lifecycle import attach
+
+        p, st, meta = self.p, self.st, self.meta
         try:
-            helper = LeanDocker(sock) if sock else docker.clone()
+            helper = LeanDocker(self.sock) if self.sock else self.client().clone()
             try:
-                meta.sandbox = helper.create_sandbox(spec.image, spec.hostname,
-                                                     {**base_labels, "cnirun.role": "sandbox"})
+                meta.sandbox = helper.create_sandbox(self.spec.image, self.spec.hostname,
+                                                     {**self.base_labels, "cnirun.role": "sandbox"})
                 st.write_meta(meta)  # before the main thread goes on: teardown must know it
             finally:
-                sandbox_made.set()
+                self.sandbox_made.set()
             helper.start(meta.sandbox)
             netns = helper.netns_of(meta.sandbox)
             meta.netns, meta.netns_id = netns, identity(netns)
@@ -75,80 +116,70 @@ def run_docker_sandbox(p: Plan, gate: SignalGate) -> RunOutcome:
             # sandbox while DEL still runs in the netns (see teardown_parallel).
             # The helper may have exited since dockerd answered: its /proc/PID is gone then.
             try:
-                add_result["netns_fd"] = os.open(netns, os.O_RDONLY | os.O_CLOEXEC)
+                self.added["netns_fd"] = os.open(netns, os.O_RDONLY | os.O_CLOEXEC)
             except OSError:
                 raise EngineError(f"docker helper container {meta.sandbox[:12]} exited right after start") from None
-            if not meta.netns_id or identity(f"/proc/self/fd/{add_result['netns_fd']}") != meta.netns_id:
+            if not meta.netns_id or identity(f"/proc/self/fd/{self.added['netns_fd']}") != meta.netns_id:
                 raise EngineError(f"docker helper container {meta.sandbox[:12]} exited right after start")
-            add_result["atts"] = attach(p.cni, p.networks, st.id, netns, p.options)
+            self.added["atts"] = attach(p.cni, p.networks, st.id, netns, p.options)
         except BaseException as e:  # noqa: BLE001 - handed to the main thread
-            add_result["error"] = e
+            self.added["error"] = e
 
-    t = threading.Thread(target=add, daemon=True)
-    try:
-        t.start()
-        if docker is None:
-            docker = docker_client(spec)  # the SDK import runs while dockerd starts the helper
-        while not sandbox_made.wait(0.05):  # short waits: a signal handler can still interrupt us
+    def create_workload(self) -> None:
+        """The workload, joined to the helper's netns, created while the helper thread runs ADD."""
+        meta, spec, t = self.meta, self.spec, self.thread
+        docker = self.client()
+        while not self.sandbox_made.wait(0.05):  # short waits: a signal handler can still interrupt us
             pass
         if not meta.sandbox:
             t.join()
-            raise add_result["error"]
-        hostname = spec.hostname or meta.sandbox[:12]  # docker's default: the (sandbox's) short ID
-        binds = host_file_binds(st)
+            raise self.added["error"]
         try:
-            labels = {**spec.labels, **base_labels, "cnirun.role": "workload", "cnirun.sandbox": meta.sandbox}
-            meta.workload = docker.create_workload(
-                spec, f"container:{meta.sandbox}", labels, binds, auto_remove=spec.remove and spec.detach
-            )
+            labels = {**spec.labels, **self.base_labels, "cnirun.role": "workload", "cnirun.sandbox": meta.sandbox}
+            meta.workload = docker.create_workload(spec, f"container:{meta.sandbox}", labels, host_file_binds(self.st),
+                                                   auto_remove=spec.remove and spec.detach)
         finally:
             while t.is_alive():
                 t.join(0.05)
-        st.write_meta(meta)
+        self.st.write_meta(meta)
+
+    def network_up(self) -> None:
+        """ADD's outcome: its error raised, else the container's host files and its name in DNS."""
+        p, st, meta = self.p, self.st, self.meta
         p.release_ports()  # ADD cached the mappings (or failed and undid itself)
-        if "error" in add_result:
-            raise add_result["error"]
-        write_host_files(st, req, add_result["atts"], hostname)
-        if not spec.name:
-            publish_engine_name(docker, meta.workload, st.id)  # docker's generated name, as its DNS has it
-        if spec.detach:
-            from .watch import ensure_watcher
+        if "error" in self.added:
+            raise self.added["error"]
+        hostname = self.spec.hostname or meta.sandbox[:12]  # docker's default: the (sandbox's) short ID
+        write_host_files(st, p.req, self.added["atts"], hostname)
+        if not self.spec.name:
+            publish_engine_name(self.client(), meta.workload, st.id)  # docker's generated name, as its DNS has it
 
-            from ..engines.docker import StartError
+    def start_detached(self) -> None:
+        """Start the -d workload and hand the run to the watcher."""
+        from ..engines.docker import StartError
+        from .watch import ensure_watcher
 
-            try:
-                docker.start(meta.workload)
-            except StartError as e:
-                raise StartFailed(str(e), e.exit_code()) from None  # 126/127 as docker run -d
-            workload_started = True
-            # Recorded only once started: a run killed before (still in "setup") is undone by
-            # gc, its never-started container too; from here on the container is the user's.
-            meta.phase = "running"
-            st.write_meta(meta)
-            st.unlock()  # the watcher owns it from here
-            ensure_watcher()
-            outcome.code, outcome.container = 0, meta.workload
-            return outcome
-        meta.phase = "running"
-        st.write_meta(meta)
-        outcome.container = meta.workload
-        outcome.code = foreground(docker, meta.workload, spec, gate)
-        workload_started = True
-        return outcome
-    except StartFailed as e:
-        outcome.code, outcome.error = e.code, str(e)
-        return outcome
-    finally:
-        if not (spec.detach and workload_started):
-            gate.shield()
-            if spec.detach:
-                meta.remove = True  # never started, never handed over: `docker run -d` leaves no such container
-            if t.ident is not None:
-                t.join()  # an interrupted set-up: let ADD finish (or undo itself) before DEL
-            if docker is None:
-                docker = docker_client(spec)
-            st.write_meta(meta)
-            outcome.warnings += teardown_parallel(st, meta, docker, add_result.get("netns_fd"))
+        try:
+            self.client().start(self.meta.workload)
+        except StartError as e:
+            raise StartFailed(str(e), e.exit_code()) from None  # 126/127 as docker run -d
+        self.handed_over = True
+        # Recorded only once started: a run killed before (still in "setup") is undone by
+        # gc, its never-started container too; from here on the container is the user's.
+        self.meta.phase = "running"
+        self.st.write_meta(self.meta)
+        self.st.unlock()  # the watcher owns it from here
+        ensure_watcher()
+
+    def undo(self) -> list[str]:
+        """The teardown of a foreground run, or of a -d run that never started: ADD finished first."""
+        meta = self.meta
+        if self.spec.detach:
+            meta.remove = True  # never started, never handed over: `docker run -d` leaves no such container
+        if self.thread.ident is not None:
+            self.thread.join()  # an interrupted set-up: let ADD finish (or undo itself) before DEL
+        self.st.write_meta(meta)
+        return teardown_parallel(self.st, meta, self.client(), self.added.get("netns_fd"))
 
 
 def teardown_parallel(st: RunState, meta: RunMeta, docker: Any, netns_fd: int | None) -> list[str]:
