@@ -103,6 +103,7 @@ services:
   app:
     image: busybox
     command: httpd -f -p 8080 -h /
+    init: true
   peer:
     image: busybox
     command: sleep 3600
