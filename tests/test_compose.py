@@ -12,6 +12,7 @@ import os
 import secrets
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -225,18 +226,28 @@ services:
 """)
     p = subprocess.Popen([CNIRUN_BIN, "compose", "-f", str(proj.file), "-p", proj.name, "up"], env=proj.env,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = f"{proj.name}-talker-1  | ready-to-talk\n"
+    streamed = threading.Event()
+    out: list[str] = []
+
+    def read_stdout() -> None:
+        for text in p.stdout or []:
+            out.append(text)
+            if text == line:
+                streamed.set()
+
+    reader = threading.Thread(target=read_stdout, daemon=True)
+    reader.start()
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not proj.containers():
-            time.sleep(0.2)
-        time.sleep(2.0)  # its first log line streams meanwhile (read here, it would be missing from communicate())
+        assert streamed.wait(60), out  # the talker's line streamed: up follows the logs
         p.send_signal(signal.SIGINT)
-        out, err = p.communicate(timeout=90)
+        p.wait(timeout=90)  # its stderr is a few lines: the pipe does not fill meanwhile
+        err = p.stderr.read() if p.stderr else ""
     finally:
         if p.poll() is None:
             p.kill()
-    assert f"{proj.name}-talker-1  | ready-to-talk" in out
-    assert "Gracefully stopping" in err and p.returncode == 0
+    reader.join(10)
+    assert "Gracefully stopping" in err and p.returncode == 0, err
     proj.assert_clean(["default"])
 
 
