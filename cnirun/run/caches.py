@@ -5,11 +5,11 @@ CNI_CACHE_DIR, and its DEL must use that cache (and the plugin and config
 paths beside it). So the caches in use are:
 
 - this shell's (CNI_CACHE_DIR, else /var/lib/cni);
+- the paths the Docker runtime and the hooks.d files were installed with
+  (the OCI hook attaches with those);
 - every run's recorded paths (RunMeta.cni_env, written from `cni_env` at
   the run's start: `cnirun run`, `cnirun exec`, and the records the live
-  verbs make for hook-mode and foreign containers);
-- the paths the Docker runtime and the hooks.d files were installed with
-  (the OCI hook attaches with those).
+  verbs make for hook-mode and foreign containers).
 
 `runtimes()` gives one CNI per distinct cache directory, in that order;
 `cni_holding(id)` the first whose cache holds a container's attachments.
@@ -20,7 +20,7 @@ import os
 
 TYPE_CHECKING = False  # start-up cost: see cnirun.core
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, Iterator
 
     from ..state.runs import RunMeta
 
@@ -65,24 +65,27 @@ def installed_envs() -> list[dict[str, str]]:
         return []
 
 
-def runtimes() -> list[Any]:
-    """A CNI for every result cache in use (see the module): one per cache directory, this shell's first."""
+def _every() -> Iterator[Any]:
+    """The CNI of each place a cache is named, one at a time (repeats included): this shell's, the installed
+    hooks', every run's (the run states last: listing them costs the most)."""
     from ..cni.runtime import CNI
     from ..state.runs import list_states
 
-    found: dict[str, Any] = {}
-
-    def add(cni: Any) -> None:
-        found.setdefault(os.path.abspath(cni.cache_dir), cni)
-
-    add(CNI())
+    yield CNI()
+    for env in installed_envs():
+        if env.get("CNI_CACHE_DIR"):
+            yield cni_of(env)
     for st in list_states():
         meta = st.read_meta()
         if meta is not None:
-            add(cni_for(meta))
-    for env in installed_envs():
-        if env.get("CNI_CACHE_DIR"):
-            add(cni_of(env))
+            yield cni_for(meta)
+
+
+def runtimes() -> list[Any]:
+    """A CNI for every result cache in use (see the module): one per cache directory, this shell's first."""
+    found: dict[str, Any] = {}
+    for cni in _every():
+        found.setdefault(os.path.abspath(cni.cache_dir), cni)
     return list(found.values())
 
 
@@ -90,8 +93,12 @@ def cni_holding(container_id: str) -> Any:
     """The CNI whose cache holds the container's attachments (this shell's when none does)."""
     from ..cni import cache as cnicache
 
-    every = runtimes()
-    for cni in every:
-        if cnicache.list_attachments(cni.cache_dir, container_id=container_id):
-            return cni
-    return every[0]
+    first, seen = None, set()
+    for cni in _every():
+        first = first or cni
+        d = os.path.abspath(cni.cache_dir)
+        if d not in seen:
+            seen.add(d)
+            if cnicache.list_attachments(d, container_id=container_id):
+                return cni
+    return first
