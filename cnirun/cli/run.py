@@ -2,8 +2,8 @@
 
 Hand-written, not typer: docker-run's grammar (options stop at the image,
 `-it`, `-eK=V`, `--name=x`) does not fit click, and this is the hot path, so
-it must not pay typer's import. Parsing turns argv into a RunRequest; the
-runner does the rest.
+it must not pay typer's import. Parsing turns argv into a RunRequest;
+cnirun.run does the rest.
 """
 from __future__ import annotations
 

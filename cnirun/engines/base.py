@@ -63,8 +63,8 @@ class ContainerNet(Value):
     or the engine's own word for its networks ("bridge", "default", ...).
     `pid`: its process while it runs (0 otherwise). `state_file`: a file of
     the engine's own on this host that names the container and its process
-    (engines.local reads it to confirm a cnirun.state.containers without a daemon
-    call), '' when the engine has none.
+    (engines.local reads it to confirm a cnirun.state.containers record without
+    a daemon call), '' when the engine has none.
     """
 
     _fields = ("id", "name", "state", "pid", "network_mode", "labels", "state_file")

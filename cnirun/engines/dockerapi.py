@@ -7,7 +7,7 @@ kill, resize, remove, inspect); this module speaks them as HTTP/1.1 over the
 unix socket by hand (even http.client's import costs 10 ms).
 
 LeanDocker is a DockerClient (engines.base) as engines.docker.Docker is, and
-the runner uses it when DOCKER_HOST is a unix socket and the run's options
+`cnirun run` uses it when DOCKER_HOST is a unix socket and the run's options
 map 1:1 to Engine API fields (see lean_supported); otherwise, and for
 tcp/ssh/TLS hosts, for the watcher, gc, ps and compose (FullEngine), the
 Docker SDK does it all.

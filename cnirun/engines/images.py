@@ -1,6 +1,6 @@
 """`--pull missing|always|never`: make a run's image present through the engine's own pull.
 
-One function for every engine and run mode (the runner calls it once,
+One function for every engine and run mode (cnirun.run calls it once,
 before anything is created), through the engine's cheapest client
 (engines.quick: Docker's lean Engine API client on a unix socket, no SDK
 import on the run path, else the SDK; Podman's CLI). Progress shows only

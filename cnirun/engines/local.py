@@ -3,7 +3,7 @@
 cnirun.state.containers remembers, for the live commands (network connect, port,
 update), where a running container's attachments are; before it uses such
 a record it must know that the name still belongs to the same container.
-The kernel answers for the process (live_record checks it), but only the
+The kernel answers for the process (state.containers checks it), but only the
 engine knows its names: `docker rename` of a running container, then a new
 container under the old name, changes nothing a process shows.
 

@@ -72,7 +72,8 @@ def env_mismatch(recorded: Mapping[str, str], current: Mapping[str, str]) -> str
 
 
 def installed_settings(daemon_json: str = "/etc/docker/daemon.json") -> dict[str, Any] | None:
-    """docker_runtime.installed_settings(), skipping its import when daemon.json cannot name the runtime."""
+    """oci.install.docker_runtime.installed_settings(), skipping its import when daemon.json cannot name
+    the runtime."""
     try:
         with open(daemon_json, "rb") as f:
             if b'"cnirun"' not in f.read():
