@@ -217,11 +217,16 @@ def run_argv(
         raise EngineError("internal: the environment must go through an env file, not podman's command line")
     for v in list(spec.volumes) + list(extra_volumes):
         argv += ["-v", v]
+    return argv + _option_args(spec) + list(extra or []) + ["--", spec.image, *spec.command]
+
+
+def _option_args(spec: RunSpec) -> list[str]:
+    """podman run's options for the spec's container options (workdir, user, limits, health, ...)."""
     single = [
         ("-w", spec.workdir), ("-u", spec.user), ("--name", spec.name), ("-m", spec.memory),
         ("--stop-signal", spec.stop_signal), ("--shm-size", spec.shm_size),
     ]
-    argv += [x for f, v in single if v for x in (f, v)]
+    argv = [x for f, v in single if v for x in (f, v)]
     if spec.entrypoint is not None:
         argv += ["--entrypoint", spec.entrypoint]
     if spec.cpus:
@@ -250,8 +255,6 @@ def run_argv(
     for f, vals in multi:
         for v in vals:
             argv += [f, v]
-    argv += list(extra or [])
-    argv += ["--", spec.image, *spec.command]
     return argv
 
 
