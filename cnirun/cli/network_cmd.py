@@ -40,10 +40,10 @@ def _cni() -> Any:
 
 
 def network_summary(cni: Any, net: Any) -> dict[str, Any]:
-    from ..cni.config import bridge_of
+    from ..cni.config import bridge_of, meta_of
     from ..netstore import store
 
-    m = store.meta(net)
+    m = meta_of(net)
     return {
         "name": net.name,
         "file": net.source,

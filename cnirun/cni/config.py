@@ -157,6 +157,16 @@ def host_local_dirs(net: NetworkConfigList) -> list[str]:
     return out
 
 
+META_KEY = "cnirun"  # a conflist's top-level object of cnirun's own settings (netstore, dns, the hook)
+
+
+def meta_of(conf: NetworkConfigList | dict[str, Any]) -> dict[str, Any]:
+    """The top-level "cnirun" object of a network or a raw conflist ({} when it has none)."""
+    raw = conf.raw if isinstance(conf, NetworkConfigList) else conf
+    meta = raw.get(META_KEY) if isinstance(raw, dict) else None
+    return meta if isinstance(meta, dict) else {}
+
+
 def labels_allowed(net: NetworkConfigList) -> bool:
     """Whether containers may join `net` by naming it in a label or annotation (the OCI hook's way).
 
@@ -164,8 +174,7 @@ def labels_allowed(net: NetworkConfigList) -> bool:
     then only `cnirun run` (root on the host) attaches containers to it.
     Default: allowed.
     """
-    policy = net.raw.get("cnirun") if isinstance(net.raw, dict) else None
-    return not isinstance(policy, dict) or policy.get("allowLabels", True) is True
+    return meta_of(net).get("allowLabels", True) is True
 
 
 def has_ipv6(net: NetworkConfigList) -> bool:

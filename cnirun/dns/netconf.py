@@ -7,6 +7,8 @@ conflist with `"cnirun": {"dns": false}` opts out (`network create
 """
 from __future__ import annotations
 
+from ..cni.config import meta_of
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
@@ -16,8 +18,7 @@ if TYPE_CHECKING:
 
 def enabled(net: NetworkConfigList) -> bool:
     """Whether the network wants DNS: not opted out with `"cnirun": {"dns": false}`."""
-    meta = net.raw.get("cnirun") if isinstance(net.raw, dict) else None
-    return not (isinstance(meta, dict) and meta.get("dns") is False)
+    return meta_of(net).get("dns") is not False
 
 
 def outside_names(net: NetworkConfigList) -> bool:
@@ -25,8 +26,7 @@ def outside_names(net: NetworkConfigList) -> bool:
     `"cnirun": {"dnsOutsideNames": true}` (x-cni `dns_outside_names: true`). Without it a dotted name, as
     alias, hostname or container name, is not answered there: it would shadow the real domain for every
     container on the network (queries for it never leave the host)."""
-    meta = net.raw.get("cnirun") if isinstance(net.raw, dict) else None
-    return isinstance(meta, dict) and meta.get("dnsOutsideNames") is True
+    return meta_of(net).get("dnsOutsideNames") is True
 
 
 def is_local(ip: str) -> bool:

@@ -35,7 +35,7 @@ import subprocess
 from typing import Any
 
 from ..cni import cache as cnicache
-from ..cni.config import BANDWIDTH_CAPABILITY, PORT_CAPABILITY, bridge_of
+from ..cni.config import BANDWIDTH_CAPABILITY, PORT_CAPABILITY, bridge_of, meta_of
 from ..core.value import Value
 
 POLICY_PLUGINS = ("portmap", "firewall", "bandwidth", "isolation")
@@ -230,8 +230,8 @@ def _network_isolation_missing(net: Any, rules: Rules) -> str:
     """The bridge of a cnirun-made network whose isolation chains (netstore.isolation) are gone, else ''."""
     from ..netstore.isolation import STAGE1, STAGE2
 
-    meta = net.raw.get("cnirun")
-    bridge = meta.get("bridge") if isinstance(meta, dict) and meta.get("isolated") else None
+    meta = meta_of(net)
+    bridge = meta.get("bridge") if meta.get("isolated") else None
     if not bridge:
         return ""
     for family in (4, 6):

@@ -13,14 +13,13 @@ import os
 from typing import Any
 
 from ..cni.config import (
-    BANDWIDTH_CAPABILITY, IPS_CAPABILITY, MAC_CAPABILITY, PORT_CAPABILITY, NetworkConfigList, bridge_of,
+    BANDWIDTH_CAPABILITY, IPS_CAPABILITY, MAC_CAPABILITY, META_KEY, PORT_CAPABILITY, NetworkConfigList, bridge_of,
     conflist_from_bytes,
 )
 from ..core.errors import ConfigError
 from .network_spec import IPNet, NetworkSpec, Pool, file_specs
 
 CNI_VERSION = "1.0.0"  # the reference plugins 1.1.x speak up to 1.0.0
-META_KEY = "cnirun"  # top-level conflist key with what cnirun needs to manage the network
 DEFAULT_POOL = "10.89.0.0/16"
 POOL_ENV = "CNIRUN_SUBNET_POOL"
 IPAM_DIR_ENV = "CNIRUN_IPAM_DATA_DIR"

@@ -14,11 +14,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..cni import cache as cnicache
-from ..cni.config import NetworkConfigList, bridges_of, host_local_dirs, netconf_dirs
+from ..cni.config import NetworkConfigList, bridges_of, host_local_dirs, meta_of, netconf_dirs
 from ..core.errors import CNIError, ConfigError
 from ..core.fsutil import atomic_write
 from ..cni.runtime import CNI
-from .networks import META_KEY
 
 
 class NetworkInUse(CNIError):
@@ -35,17 +34,12 @@ class Removal:
     warnings: list[str] = field(default_factory=list)
 
 
-def meta(net: NetworkConfigList) -> dict[str, Any]:
-    m = net.raw.get(META_KEY)
-    return m if isinstance(m, dict) else {}
-
-
 def is_managed(net: NetworkConfigList) -> bool:
-    return bool(meta(net))
+    return bool(meta_of(net))
 
 
 def labels(net: NetworkConfigList) -> dict[str, str]:
-    lab = meta(net).get("labels")
+    lab = meta_of(net).get("labels")
     return {str(k): str(v) for k, v in lab.items()} if isinstance(lab, dict) else {}
 
 
@@ -72,8 +66,8 @@ def install(cni: CNI, conf: dict[str, Any]) -> NetworkConfigList:
     except OSError as e:
         raise ConfigError(f"{d}: cannot write the network: {e.strerror}") from None
     net = load_file(path)
-    bridge = meta(net).get("bridge")
-    if bridge and meta(net).get("isolated"):
+    bridge = meta_of(net).get("bridge")
+    if bridge and meta_of(net).get("isolated"):
         from ..core.lock import host_lock
         from . import isolation
 
@@ -176,7 +170,7 @@ def remove(cni: CNI, name: str, force: bool = False) -> Removal:
         pass
     except OSError as e:
         raise ConfigError(f"{net.source}: cannot remove: {e.strerror}") from None
-    m = meta(net)
+    m = meta_of(net)
     bridge = str(m.get("bridge") or "")
     if bridge:
         from ..core.lock import host_lock

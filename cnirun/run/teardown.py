@@ -148,10 +148,11 @@ def file_bridges(meta: RunMeta) -> list[dict[str, Any]]:
             conf = json.loads(att.config)
         except (ValueError, TypeError):
             continue
-        own = conf.get("cnirun") if isinstance(conf, dict) else None
-        if not isinstance(own, dict) or not own.get("source") or not isinstance(own.get("bridge"), str):
+        from ..cni.config import conflist_from_bytes, meta_of
+
+        own = meta_of(conf)
+        if not own.get("source") or not isinstance(own.get("bridge"), str):
             continue
-        from ..cni.config import conflist_from_bytes
 
         try:
             subnets = conflist_from_bytes(att.config, att.path).subnets()
