@@ -473,3 +473,13 @@ def test_bridge_of_a_single_plugin_config(core: CoreEnv, conf: object, bridge: s
     if isinstance(conf, dict) and "type" in conf:
         core.write("t24i-one.conf", conf)
         assert netconf.bridge_of(netconf.find_network("t24i-one", str(core.netconf))) == bridge
+
+
+def test_meta_of_reads_the_cnirun_object_of_a_network_or_a_raw_conflist(core: CoreEnv) -> None:
+    """meta_of gives the top-level "cnirun" object, of a loaded network or a raw conflist alike; {} without one."""
+    core.conflist("t24i-meta", [NOOP], cnirun={"allowLabels": False, "dns": False})
+    net = netconf.find_network("t24i-meta", str(core.netconf))
+    assert netconf.meta_of(net) == netconf.meta_of(json.loads(net.bytes)) == {"allowLabels": False, "dns": False}
+    assert not netconf.labels_allowed(net)
+    for raw in ({"name": "x"}, {"cnirun": "not an object"}, {"cnirun": None}, ["not", "a", "conflist"]):
+        assert netconf.meta_of(raw) == {}  # type: ignore[arg-type]
