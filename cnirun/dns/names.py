@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import os
 
-from .keeper import ensure_keeper
 from ..cni.config import bridge_of
 from .netconf import enabled, outside_names, result_addresses, result_gateways
-from .resolver import ensure_resolver, stop_resolver
 from .store import clean_names, hosts_file, lock, members, net_dir, networks, outside_recorded, read_entry, \
     rewrite_claims, write_hosts
 
@@ -42,6 +40,10 @@ def register(
     addrs = result_addresses(result)
     if not gws or not addrs:
         return []
+    # The resolver and its keeper only for a network with DNS: the hook path of one without loads neither.
+    from .keeper import ensure_keeper
+    from .resolver import ensure_resolver
+
     path = hosts_file(net.name, container_id)
     fd = lock(net.name)
     try:
@@ -91,6 +93,8 @@ def unregister(network: str, container_id: str) -> None:
         except FileNotFoundError:
             pass
         if not members(network):
+            from .resolver import stop_resolver
+
             stop_resolver(network)
         else:
             rewrite_claims(network, container_id, own)  # its name, freed, may be another's alias
