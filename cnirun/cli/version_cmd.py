@@ -6,7 +6,6 @@ Hand-parsed (main.py routes here before typer is imported): people type
 """
 # No `from __future__ import annotations`: typer evaluates register()'s annotations in this
 # module's globals, and typer is imported only inside register().
-import os
 import sys
 from typing import Any
 
@@ -39,17 +38,17 @@ def info() -> dict[str, Any]:
     import platform
 
     from ..engines.versions import engine_versions
+    from ..cni.config import netconf_dirs
     from ..cni.invoke import plugin_dirs
     from ..core.version import SUPPORTED_VERSIONS
 
-    netconf = os.environ.get("NETCONFPATH") or "/etc/cni/net.d"
     return {
         "cnirun": {
             "version": cnirun_version(),
             "python": platform.python_version(),
             "cniVersions": list(SUPPORTED_VERSIONS),
             "pluginDirs": plugin_dirs(),
-            "netconfPath": netconf.split(":"),
+            "netconfPath": netconf_dirs(None),
         },
         "engines": engine_versions(),
     }
