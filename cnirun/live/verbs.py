@@ -147,15 +147,17 @@ def _present_ifnames(t: Target) -> list[str]:
 
 
 def _still_running(t: Target) -> None:
-    """ArgumentError unless a `cnirun run` container's run is in phase "running" (attached, no teardown yet).
+    """ArgumentError unless the container's run (or record) is in phase "running": attached, no teardown yet.
 
     Checked under the container's lock (core.lock.container_locked), which
-    the run's teardown takes too: a change never adds to what the teardown
-    has begun, or is about, to DEL.
+    the teardown of a run or record takes too: a change never adds to what
+    that teardown has begun, or is about, to DEL. A container without a
+    record yet (hook-mode, foreign) has no such teardown: its hook's poststop
+    takes the lock.
     """
     from ..state.runs import read_meta
 
-    if t.kind != "run" or t.state_dir is None:
+    if t.state_dir is None:
         return
     meta = read_meta(os.path.join(t.state_dir, "meta.json"))
     if meta is None or meta.phase == "teardown":
