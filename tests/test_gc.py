@@ -6,21 +6,21 @@ N from 100 up (connect's tests use N below 100), networks t24b-N, bridges c24bN.
 """
 from __future__ import annotations
 
-import itertools
 import json
 import subprocess
 from pathlib import Path
 
+from _parallel import next_n
 from _wait import wait_for
 from conftest import CNIRUN, World, _make_world, needs_plugins, needs_root, world_fixture
 
 pytestmark = [needs_root, needs_plugins]
 
-_N = itertools.count(100)
 
 
 def _world(tmp_path: Path) -> World:
-    return _make_world(tmp_path, 222, "gc", net="t24b-{n}", bridge="c24b{n}", subnet="10.222.{n}.0/24", n=next(_N))
+    return _make_world(tmp_path, 222, "gc", net="t24b-{n}", bridge="c24b{n}", subnet="10.222.{n}.0/24",
+                       n=next_n("222-gc", 100))
 
 
 world = world_fixture(_world)
