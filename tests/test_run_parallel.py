@@ -88,3 +88,11 @@ def test_markers_come_from_what_a_test_uses() -> None:
     assert "tests/test_result.py" in {i.split("::")[0] for i in unit}
     # the launcher's name in test_hook is a file name there, not an install: its tests stay unit
     assert "tests/test_hook.py::test_installed_runtime_seen_from_engine_info" in unit
+
+
+def test_world_numbers_come_from_next_n() -> None:
+    """No test file counts its own World numbers: a per-process counter hands the same names, bridges and
+    subnets to two workers at once."""
+    own = [f"{p.name}:{i}" for p in sorted((REPO / "tests").glob("*.py")) if p.name != "_parallel.py"
+           for i, line in enumerate(p.read_text().splitlines(), 1) if "itertools.count(" in line]
+    assert own == [], f"count with _parallel.next_n(key, start) instead: {own}"
