@@ -20,8 +20,9 @@ import pytest
 
 from cnirun.engines import base
 from cnirun.engines.base import AttachStream, DockerClient, Engine, FullEngine
-from cnirun.engines.docker import Docker, SDKAttach
-from cnirun.engines.dockerapi import Hijacked, LeanDocker
+from cnirun.engines.attach import Hijacked, SDKAttach
+from cnirun.engines.docker import Docker
+from cnirun.engines.dockerapi import LeanDocker
 from cnirun.engines.podman import Podman
 from conftest import REPO, needs_docker
 

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from typing import Any, Callable, Iterator
 
 from ..core.errors import EngineError
+from .attach import SDKAttach
 from .base import AttachStream, Container, ContainerNet, DockerClient, FullEngine
 from .spec import RunSpec, create_config
 
@@ -216,38 +217,6 @@ def container_net(info: dict[str, Any]) -> ContainerNet:
         labels=dict((info.get("Config") or {}).get("Labels") or {}),
         state_file=docker_state_file(info),
     )
-
-
-class SDKAttach(AttachStream):
-    """The SDK's attach socket as an AttachStream."""
-
-    def __init__(self, sock: Any) -> None:
-        self.sock = sock  # a SocketIO around the connection's socket, or an SSLSocket (a TLS daemon)
-        self.raw = getattr(sock, "_sock", sock)
-
-    def frames(self, tty: bool) -> Iterator[tuple[int, bytes]]:
-        if type(self.sock).__module__ == "ssl":
-            # A TLS daemon: docker-py's frames_iter polls the descriptor, which
-            # stays quiet while the container's output already sits decrypted in
-            # the TLS layer's buffer (the output was lost, the run waited 2 s).
-            # Blocking recv returns what is buffered.
-            from .dockerapi import Hijacked
-
-            return Hijacked(self.sock, b"").frames(tty)
-        from docker.utils.socket import frames_iter
-
-        return frames_iter(self.sock, tty)  # type: ignore[no-any-return]
-
-    def send(self, data: bytes) -> None:
-        self.raw.sendall(data)
-
-    def end_input(self) -> None:
-        import socket
-
-        self.raw.shutdown(socket.SHUT_WR)
-
-    def close(self) -> None:
-        self.raw.close()
 
 
 class Docker(FullEngine, DockerClient):

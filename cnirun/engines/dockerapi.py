@@ -21,7 +21,7 @@ from __future__ import annotations
 import _socket as socket
 TYPE_CHECKING = False  # start-up cost: see cnirun.core
 if TYPE_CHECKING:
-    from typing import Any, Iterator
+    from typing import Any
 
     from .base import Container, ContainerNet
     from .spec import RunSpec
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 from ..core import jsonfast as json
 from ..core import trace
 from ..core.errors import EngineError
+from .attach import Hijacked
 from .base import AttachStream, DockerClient
 from .spec import SDK_ONLY_FIELDS, create_config
 
@@ -209,54 +210,6 @@ def docker_client(spec: Any, sdk_ok: bool = True) -> Any:
     from .docker import Docker
 
     return Docker()
-
-
-class Hijacked(AttachStream):
-    """An attach stream: the raw socket plus what arrived with the HTTP head."""
-
-    def __init__(self, sock: socket.socket, leftover: bytes) -> None:
-        self._sock = sock
-        self.leftover = leftover
-
-    def frames(self, tty: bool) -> Iterator[tuple[int, bytes]]:
-        return frames(self, tty)
-
-    def send(self, data: bytes) -> None:
-        self._sock.sendall(data)
-
-    def end_input(self) -> None:
-        self._sock.shutdown(socket.SHUT_WR)
-
-    def close(self) -> None:
-        self._sock.close()
-
-
-def frames(stream: Hijacked, tty: bool) -> Any:
-    """(stream number, bytes) from an attach stream: raw with a tty, else 8-byte-header frames."""
-    sock, buf = stream._sock, stream.leftover
-    while True:
-        if tty:
-            if buf:
-                yield 1, buf
-                buf = b""
-            b = sock.recv(65536)
-            if not b:
-                return
-            buf = b
-            continue
-        while len(buf) < 8:
-            b = sock.recv(65536)
-            if not b:
-                return
-            buf += b
-        kind, size = buf[0], int.from_bytes(buf[4:8], "big")
-        while len(buf) < 8 + size:
-            b = sock.recv(max(65536, 8 + size - len(buf)))
-            if not b:
-                return
-            buf += b
-        yield (2 if kind == 2 else 1), buf[8:8 + size]
-        buf = buf[8 + size:]
 
 
 class PendingWait:
