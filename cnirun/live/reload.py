@@ -13,7 +13,7 @@ them) this module
    plugin's forward rules (and its same-bridge isolation), bandwidth's
    qdiscs and ifb, cnirun's isolation plugin's bridge port flag, the
    bridge plugin's masquerade rules, cnirun's own network isolation chains,
-   the rules that keep each network's resolver to its network (dns_guard),
+   the rules that keep each network's resolver to its network (dns.guard),
    and the resolvers themselves (one that died is started again: cnirun.dns);
 2. re-applies only what is missing: policy plugins run again with the
    cached prevResult through cni.update.update_capabilities (DEL + ADD of

@@ -227,7 +227,7 @@ def connect(ref: str, network: str, ip: str = "", mac: str = "", aliases: list[s
 
     `ip6`: a static IPv6 address on a dual-stack network (--ip6).
 
-    `ingress_rate`/`egress_rate`: policy.Rate limits on this attachment (its chain must take bandwidth).
+    `ingress_rate`/`egress_rate`: network.rates.Rate limits on this attachment (its chain must take bandwidth).
     """
     from ..core.lock import container_locked
     from ..network import lifecycle
@@ -376,7 +376,7 @@ KEEP: Any = object()  # update_rates: leave this direction as it is
 
 
 def update_rates(ref: str, ingress: Any = KEEP, egress: Any = KEEP) -> tuple[str, Any]:
-    """`cnirun update`: new rate limits (policy.Rate, None: unlimited, KEEP) through lifecycle.set_bandwidth.
+    """`cnirun update`: new rate limits (network.rates.Rate, None: unlimited, KEEP) through lifecycle.set_bandwidth.
 
     Returns (network, the bandwidth capability value now in force). Nothing
     runs when the limits are already those asked for.
