@@ -19,6 +19,7 @@ from typing import Any, Iterator
 
 import pytest
 
+from _earlier import BEFORE_PACKAGES, earlier_cnirun
 from _host import conf_file_args
 from _wait import wait_for
 from conftest import (
@@ -511,7 +512,6 @@ def environ_of(w: World, gw: str) -> Iterator[None]:
 
 # -- resolvers and keepers started by an earlier cnirun (its World: t24e-N, c24eN, 10.225.N.0/24) --------
 BEFORE_SPLIT = "9b2558d"  # the last commit with the names store, resolvers and keeper in one dns/names.py
-BEFORE_PACKAGES = "84d31cd"  # the last commit with cnirun's modules flat, and keepers without a generation
 
 
 @pytest.fixture
@@ -523,17 +523,6 @@ def eworld(tmp_path: Path) -> Any:
         assert wait_for(lambda: keeper_of(w) == 0, 10.0), "the resolvers' keeper outlived the last resolver"
     finally:
         w.finish()
-
-
-def earlier_cnirun(tmp_path: Path, commit: str) -> Path:
-    """A copy of the cnirun package as it was at `commit`, to run as an earlier install would."""
-    tree = tmp_path / f"cnirun-{commit}"
-    tree.mkdir()
-    got = subprocess.run(f"git -C {REPO} archive {commit} cnirun | tar -x -C {tree}", shell=True,
-                         capture_output=True, text=True)
-    if got.returncode != 0:
-        pytest.skip(f"cnirun at {commit} is not in this checkout's history: {got.stderr.strip()}")
-    return tree
 
 
 def test_a_resolver_started_before_the_split_stays_ours(eworld: World, tmp_path: Path) -> None:

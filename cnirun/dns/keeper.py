@@ -1,6 +1,6 @@
 """The resolvers' keeper: a resolver that dies is started again at once.
 
-dnsmasq daemonises: nobody waits on it. One keeper per state dir (`python -m
+dnsmasq daemonises: nobody waits on it. One keeper per state dir (`python -P -m
 cnirun.run.watch resolvers`: one process whatever the number of networks and
 containers) holds <dns>/.keeper.lock (its pid and generation inside), watches every
 resolver of the state dir through a pidfd; one that dies while its record
@@ -40,7 +40,6 @@ KEEPER_LOG_MAX = 1 << 20
 # In the lock file after the pid. Bump it when what a keeper reads (the names store, the records) changes:
 # a keeper of another generation is replaced. Keepers of cnirun before 2 wrote no generation.
 KEEPER_GENERATION = "2"
-KEEPER_STOP_WAIT = 2.0
 _keepers: list[int] = []  # keepers this process started, reaped at the next ensure_keeper
 
 
@@ -50,10 +49,9 @@ def _keeper_lock() -> str:
 
 def ensure_keeper() -> None:
     """Start the keeper unless one runs (of two started in a race, the second exits at once)."""
-    import sys
-
     from ..core.lock import flock
-    from ..core.paths import PACKAGE_PARENT, state_dir
+    from ..core.paths import state_dir
+    from ..core.resident import spawn_argv, spawn_env, stop_outdated
 
     for pid in list(_keepers):
         try:
@@ -62,14 +60,14 @@ def ensure_keeper() -> None:
         except ChildProcessError:
             _keepers.remove(pid)
     fd = flock(_keeper_lock(), blocking=False)
-    if fd is None and _stop_outdated():
+    if fd is None and stop_outdated(_keeper_lock(), KEEPER_GENERATION):
         fd = flock(_keeper_lock(), blocking=False)
     if fd is None:
         return
     os.close(fd)
     # This package first on its path: the hook runs with -I -S and finds cnirun by an explicit sys.path.
-    env = {"PATH": os.environ.get("PATH") or "/usr/sbin:/usr/bin:/sbin:/bin", "CNIRUN_STATE_DIR": state_dir(),
-           "PYTHONPATH": os.pathsep.join([PACKAGE_PARENT, *filter(None, [os.environ.get("PYTHONPATH")])])}
+    env = spawn_env({"PATH": os.environ.get("PATH") or "/usr/sbin:/usr/bin:/sbin:/bin",
+                     "CNIRUN_STATE_DIR": state_dir(), "PYTHONPATH": os.environ.get("PYTHONPATH", "")})
     log = os.path.join(dns_root(), KEEPER_LOG)
     try:
         if os.path.getsize(log) > KEEPER_LOG_MAX:
@@ -77,53 +75,9 @@ def ensure_keeper() -> None:
     except OSError:
         pass
     try:
-        _keepers.append(detached([sys.executable, "-m", "cnirun.run.watch", "resolvers"], env, log, os.O_APPEND))
+        _keepers.append(detached(spawn_argv("cnirun.run.watch", "resolvers"), env, log, os.O_APPEND))
     except OSError:
         pass  # the resolvers run all the same; the next register, gc or reload tries again
-
-
-def _outdated_holder() -> int:
-    """The pid of a keeper of another generation that holds the lock (0 for none): the lock file, in the
-    root-only names store, says who holds it and of which generation, and /proc/locks confirms that this pid
-    holds a lock on that file."""
-    path = _keeper_lock()
-    try:
-        with open(path, encoding="ascii") as f:
-            words = f.read().split()
-        if not words or not words[0].isdigit() or words[1:] == [KEEPER_GENERATION]:
-            return 0
-        st = os.stat(path)
-        with open("/proc/locks", encoding="ascii") as f:
-            locks = [line.split() for line in f]
-    except (OSError, ValueError):
-        return 0
-    where = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
-    held = any(w[1:2] == ["FLOCK"] and w[4:6] == [words[0], where] for w in locks)
-    return int(words[0]) if held else 0
-
-
-def _stop_outdated() -> bool:
-    """Stop the keeper of another generation that holds the lock, if one does; whether the lock is free."""
-    import time
-
-    from ..core.lock import flock
-
-    pid = _outdated_holder()
-    if not pid:
-        return False
-    for sig, wait in ((15, KEEPER_STOP_WAIT), (9, KEEPER_STOP_WAIT)):
-        try:
-            os.kill(pid, sig)
-        except ProcessLookupError:
-            pass
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            fd = flock(_keeper_lock(), blocking=False)
-            if fd is not None:
-                os.close(fd)
-                return True
-            time.sleep(0.01)
-    return False
 
 
 def kept() -> list[str]:
@@ -160,13 +114,9 @@ def _log(msg: str) -> None:
 
 def _hold() -> int | None:
     """Take the keeper's lock and write our pid and generation in it (None: another keeper holds it)."""
-    from ..core.lock import flock
+    from ..core.resident import hold
 
-    fd = flock(_keeper_lock(), blocking=False)
-    if fd is not None:
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()} {KEEPER_GENERATION}\n".encode(), 0)
-    return fd
+    return hold(_keeper_lock(), KEEPER_GENERATION)
 
 
 def _preload() -> None:
