@@ -1,19 +1,36 @@
-"""The -d watcher without an engine: a recording engine stands in, the plugins are noop.
+"""The -d watcher: its worker without an engine, and its processes across upgrades on the real engines.
 
-A stopped container keeps its networks until it is removed; an engine that
-cannot be reached keeps the worker waiting instead of idle. The real engines'
-side (docker restart, stop/start, a dockerd restart, podman restart) is in
-test_runner_docker.py and test_runner_podman.py.
+Without an engine (a recording engine stands in, the plugins are noop): a
+stopped container keeps its networks until it is removed; an engine that
+cannot be reached keeps the worker waiting instead of idle. The real
+engines' side (docker restart, stop/start, a dockerd restart, podman
+restart) is in test_runner_docker.py and test_runner_podman.py.
+
+On Docker: a watcher an earlier cnirun started is replaced by the current
+one, which tears its run down; a running watcher outlives the files of its
+modules; and none imports a `cnirun/` folder of the directory `cnirun -d`
+runs in. Their Worlds: networks t24j-N, bridges c24jN, 10.230.N.0/24.
 """
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
+from cnirun.core.process import process_start
 from cnirun.run import watch
 from cnirun.state.runs import RunMeta, RunState, list_states
 
 from _core_fixtures import CoreEnv, core  # noqa: F401  (fixture)
+from _earlier import BEFORE_PACKAGES, earlier_cnirun
 from _fakes import FakeEngine, run  # noqa: F401  (fixture)
+from _host import conf_file_args
+from _wait import wait_for
+from conftest import CNIRUN_BIN, REPO, World, _make_world, needs_docker, needs_root, world_fixture
+from test_layers import LAYERS
 
 
 def _worker_with(eng: FakeEngine) -> watch.Worker:
@@ -79,3 +96,112 @@ def test_a_reattach_cut_short_is_finished_from_the_saved_copy(
     assert core.cache_files() != [] and not saved.exists()
     assert RunState(st.path).read_meta().netns == str(core.netns_file)
     assert [c["command"] for c in core.calls("n")][-1] == "ADD"
+
+
+def test_the_watcher_preloads_its_layer_and_those_below() -> None:
+    """What the watcher imports when it starts is every package a run/ module may import (test_layers)."""
+    names = [name for name, _ in LAYERS]
+    assert watch.PRELOADED == tuple(names[:names.index("run") + 1])
+
+
+# -- on Docker: watchers of other generations and other directories (t24j-N, c24jN, 10.230.N.0/24) -------
+jworld = world_fixture(_make_world, 230, "watch", net="t24j-{n}", bridge="c24j{n}", subnet="10.230.{n}.0/24",
+                       name_prefix="t24j-{n}-")
+
+
+def _watching(w: World, cid: str) -> int:
+    """Wait until the World's watcher watches container `cid`; the supervisor's pid."""
+    log = w.state_dir / "containers" / ".watcher.log"
+    wait_for(lambda: log.exists() and f"watching docker container {cid[:12]}" in log.read_text(), 20,
+             "the watcher to watch the container")
+    return int((w.state_dir / "containers" / ".watcher.pid").read_text())
+
+
+def _run_detached(w: World, argv: list[str], cwd: Path, env: dict[str, str], name: str) -> str:
+    """`argv -d --name <name> busybox sleep 300` (a cnirun CLI) in `cwd`; the container's ID."""
+    p = subprocess.run([*argv, "-d", "--name", w.name_prefix + name, "busybox", "sleep", "300"], env=env, cwd=cwd,
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    return p.stdout.strip()
+
+
+def _resolvers(w: World) -> list[str]:
+    return [conf for _, conf in conf_file_args() if conf.startswith(f"--conf-file={w.state_dir}/")]
+
+
+def _remove_and_check(w: World, cid: str) -> None:
+    """Remove the container: its run is torn down, nothing of it left (its resolver included)."""
+    subprocess.run(["docker", "rm", "-f", cid], check=True, capture_output=True)
+    w.assert_clean(within=20.0)
+    assert wait_for(lambda: not _resolvers(w), 10.0), _resolvers(w)
+
+
+@needs_root
+@needs_docker
+def test_a_watcher_of_an_earlier_generation_is_replaced(jworld: World, tmp_path: Path) -> None:
+    """A -d run and its watcher started by cnirun before the packages (BEFORE_PACKAGES, from a copy), left
+    by an upgrade without the modules its worker imports as it goes (the copy's teardown.py and
+    lifecycle.py removed while it runs): `cnirun gc` of the current code stops that watcher (supervisor and
+    worker) and starts its own, of this generation, which takes the run over and tears it down once its
+    container is removed."""
+    w = jworld
+    old_tree = earlier_cnirun(tmp_path, BEFORE_PACKAGES)
+    old_env = {**w.env, "PYTHONPATH": str(old_tree)}
+    cid = _run_detached(w, [sys.executable, "-m", "cnirun.cli.main"], old_tree, old_env, "old")
+    old = _watching(w, cid)
+    assert str(old_tree) in Path(f"/proc/{old}/environ").read_text()
+    worker = wait_for(lambda: subprocess.run(["pgrep", "-P", str(old)], capture_output=True,
+                                             text=True).stdout.split(), 10, "the earlier watcher's worker")
+    for gone in ("teardown.py", "lifecycle.py"):
+        (old_tree / "cnirun" / gone).unlink()
+    g = w.cnirun("gc")
+    assert g.returncode == 0, g.stderr
+    lock = w.state_dir / "containers" / ".watcher.lock"
+    new = wait_for(lambda: [int(p) for p, gen in [lock.read_text().split() or ["0", ""]]
+                            if gen == watch.WATCHER_GENERATION and int(p) != old], 10, "a watcher of this generation")[0]
+    assert not [pid for pid in [old, *map(int, worker)] if process_start(pid)], "the earlier watcher lives"
+    assert _watching(w, cid) == new
+    assert str(old_tree) not in Path(f"/proc/{new}/environ").read_text()
+    _remove_and_check(w, cid)
+
+
+@needs_root
+@needs_docker
+def test_a_running_watcher_outlives_the_files_of_its_modules(jworld: World, tmp_path: Path) -> None:
+    """A -d run started from a copy of the current package, whose watcher then sees the copy replaced by a
+    package that cannot be imported (a later cnirun that moved every module): the run is still torn down
+    once its container is removed."""
+    w = jworld
+    tree = tmp_path / "install"
+    shutil.copytree(REPO / "cnirun", tree / "cnirun", ignore=shutil.ignore_patterns("__pycache__"))
+    env = {**w.env, "PYTHONPATH": str(tree)}
+    cid = _run_detached(w, [sys.executable, "-m", "cnirun.cli.main"], tree, env, "moved")
+    supervisor = _watching(w, cid)
+    assert str(tree) in Path(f"/proc/{supervisor}/environ").read_text()
+    shutil.rmtree(tree / "cnirun")
+    (tree / "cnirun").mkdir()
+    (tree / "cnirun" / "__init__.py").write_text("raise ImportError('cnirun moved')\n")
+    _remove_and_check(w, cid)
+    assert int((w.state_dir / "containers" / ".watcher.pid").read_text()) == supervisor
+
+
+@needs_root
+@needs_docker
+def test_resident_processes_never_import_from_the_callers_directory(jworld: World, tmp_path: Path) -> None:
+    """`cnirun -d` (the installed launcher, no PYTHONPATH) run in a directory holding a cnirun package whose
+    every module writes a marker: the run works, its watcher and the resolvers' keeper run this install,
+    the marker is never written, and the run is torn down once its container is removed."""
+    w = jworld
+    project = tmp_path / "project"
+    marker = tmp_path / "imported"
+    for rel in ("cnirun/__init__.py", "cnirun/run/__init__.py", "cnirun/run/watch.py", "cnirun/dns/__init__.py"):
+        (project / rel).parent.mkdir(parents=True, exist_ok=True)
+        (project / rel).write_text(f"open({str(marker)!r}, 'a').write(__name__ + '\\n')\n")
+    env = {k: v for k, v in w.env.items() if k != "PYTHONPATH"}
+    cid = _run_detached(w, [CNIRUN_BIN], project, env, "cwd")
+    _watching(w, cid)
+    keeper = w.state_dir / "dns" / ".keeper.lock"
+    wait_for(lambda: keeper.exists() and keeper.read_text().split(), 10, "the resolvers' keeper")
+    assert _resolvers(w)
+    _remove_and_check(w, cid)
+    assert not marker.exists(), marker.read_text()

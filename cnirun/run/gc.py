@@ -132,9 +132,9 @@ def collect_garbage(dry_run: bool = False, show: Callable[[str], None] | None = 
     _corrupt_files(out, cnis)
     if not dry_run:
         _spec_gc(out, cnis[0], keep)
-        if need_watcher:
-            from .watch import ensure_watcher
+        from .watch import ensure_watcher, watcher_running
 
+        if need_watcher or (owned and watcher_running()):  # the running one may be of another generation
             ensure_watcher()
         for line in _wait_restored(owned):
             out.say(line)

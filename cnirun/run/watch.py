@@ -1,10 +1,16 @@
 """Teardown for detached (`-d`) containers: a supervised watcher process.
 
 `cnirun run -d` hands its run over to one host-wide watcher and returns.
-Layout: `python -m cnirun.run.watch supervise` (new session, no terminal) holds
-<state root>/.watcher.lock and runs `python -m cnirun.run.watch worker`, which
-inherits the locked descriptor, so the lock is held while either lives; the
-supervisor respawns a worker that dies. The worker:
+Layout: `python -P -m cnirun.run.watch supervise` (new session, no terminal,
+started as cnirun.core.resident says) holds <state root>/.watcher.lock, its
+pid and generation inside, imports every module it and its worker can use
+(PRELOADED) and forks the worker, which inherits the locked descriptor, so
+the lock is held while either lives; the supervisor forks a new worker when
+one dies. Neither imports anything of cnirun after it started, so an upgrade
+that moves or removes modules cannot break a running watcher; a watcher of
+another generation (an earlier cnirun's, which imported as it went) is
+stopped by the next ensure_watcher, whose watcher takes over its runs. The
+worker:
 
 - adopts every detached run whose lock is free (flocks its state dir),
 - tears a run down (DEL, helper removal) when its container is removed:
@@ -14,7 +20,7 @@ supervisor respawns a worker that dies. The worker:
   helper), so `docker restart`, `docker stop; docker start` and `podman
   restart` bring it back on them, as in hook mode; when dockerd restarted
   and stopped the helper, the worker starts it again and re-attaches the
-  networks into its new netns (attach.reattach), same addresses where the
+  networks into its new netns (reattach_run), same addresses where the
   chain allows it,
 - reconciles from the state dirs on every (re)start, so nothing that died
   while no watcher ran is forgotten; it exits after a while with nothing to
@@ -23,7 +29,7 @@ supervisor respawns a worker that dies. The worker:
 Every `run -d` and every `cnirun gc` calls ensure_watcher(), and gc tears
 down what no watcher owns, so even a killed supervisor loses nothing.
 
-`python -m cnirun.run.watch resolvers` is another process: the keeper of the
+`python -P -m cnirun.run.watch resolvers` is another process: the keeper of the
 networks' DNS resolvers (cnirun.dns.keeper.keep), one per state dir, whatever the
 mode of the containers on them.
 """
@@ -41,6 +47,11 @@ from ..state.runs import RunMeta, RunState, list_states, state_root
 
 RECHECK_SECONDS = 10.0
 SCAN_SECONDS = 1.0
+# In the lock file after the supervisor's pid. Bump it when what a watcher reads (run states, records)
+# changes: a watcher of another generation is replaced. Watchers of cnirun before 2 wrote no generation.
+WATCHER_GENERATION = "2"
+# The worker's package and every one below it (tests/test_layers.py's order): all it can import.
+PRELOADED = ("core", "cni", "engines", "state", "dns", "netstore", "network", "oci", "run")
 
 
 def _idle_seconds() -> float:
@@ -60,6 +71,10 @@ def _try_lock(path: Path) -> int | None:
     return flock(str(path), blocking=False)
 
 
+def pid_path(root: Path) -> Path:
+    return root / ".watcher.pid"
+
+
 def watcher_running(root: Path | None = None) -> bool:
     fd = _try_lock(lock_path(root))
     if fd is None:
@@ -69,14 +84,17 @@ def watcher_running(root: Path | None = None) -> bool:
 
 
 def ensure_watcher(root: Path | None = None) -> None:
-    """Start the supervisor unless one runs (a second one started in a race exits at once)."""
+    """Start the supervisor unless one of this generation runs (one of another generation is stopped
+    first; a second one started in a race exits at once)."""
+    from ..core.resident import spawn_argv, spawn_env, stop_outdated
+
     root = root or state_root()
-    if watcher_running(root):
+    if watcher_running(root) and not stop_outdated(str(lock_path(root)), WATCHER_GENERATION, str(pid_path(root))):
         return
     log = open(root / ".watcher.log", "ab")
     try:
         subprocess.Popen(
-            [sys.executable, "-m", "cnirun.run.watch", "supervise"],
+            spawn_argv("cnirun.run.watch", "supervise"), env=spawn_env(os.environ),
             stdin=subprocess.DEVNULL, stdout=log, stderr=log,
             start_new_session=True, close_fds=True, cwd="/",
         )
@@ -90,20 +108,62 @@ def _log(msg: str) -> None:
 
 
 def supervise() -> int:
+    """Hold the watcher's lock and keep a worker running until one ends idle."""
+    from ..core.resident import hold
+
     root = state_root()
-    fd = _try_lock(lock_path(root))
+    fd = hold(str(lock_path(root)), WATCHER_GENERATION)
     if fd is None:
         return 0  # another supervisor (or its worker) is running
-    (root / ".watcher.pid").write_text(str(os.getpid()))
+    pid_path(root).write_text(str(os.getpid()))
     _log("supervisor started")
+    preload()
     while True:
-        child = subprocess.Popen([sys.executable, "-m", "cnirun.run.watch", "worker"], pass_fds=(fd,))
-        rc = child.wait()
+        rc = _fork_worker()
         if rc == 0:
             _log("worker idle, exiting")
             return 0
         _log(f"worker ended with {rc}; respawning")
         time.sleep(0.3)
+
+
+def _fork_worker() -> int:
+    """Run a worker in a child (the modules already loaded, the locked descriptor shared); its exit code,
+    or minus the signal that ended it."""
+    pid = os.fork()
+    if pid == 0:
+        rc = 1
+        try:
+            rc = work()
+        finally:
+            sys.stderr.flush()
+            os._exit(rc)
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+
+
+def work() -> int:
+    """The worker's life: its loop until it is idle (0), or 1 when it failed."""
+    _log("worker started")
+    try:
+        return Worker().loop()
+    except Exception as e:  # noqa: BLE001 - logged; the supervisor starts another worker
+        _log(f"worker failed: {e}")
+        return 1
+
+
+def preload() -> None:
+    """Import every module of PRELOADED now: the watcher runs for as long as detached runs do, and an
+    upgrade may move or remove the files of the ones its work imports lazily."""
+    import importlib
+    import pkgutil
+
+    for name in PRELOADED:
+        package = importlib.import_module(f"cnirun.{name}")
+        for module in pkgutil.walk_packages(package.__path__, f"cnirun.{name}."):
+            try:
+                importlib.import_module(module.name)
+            except Exception as e:  # noqa: BLE001 - that module's work fails when it comes, as it would have
+                _log(f"cannot load {module.name}: {e}")
 
 
 class Worker:
@@ -345,18 +405,14 @@ def main(argv: list[str]) -> int:
     cmd = argv[0] if argv else ""
     if cmd == "supervise":
         return supervise()
-    if cmd == "worker":
-        _log("worker started")
-        try:
-            return Worker().loop()
-        except Exception as e:  # noqa: BLE001 - logged; the supervisor respawns us
-            _log(f"worker failed: {e}")
-            return 1
+    if cmd == "worker":  # as a supervisor of an earlier cnirun starts it
+        preload()
+        return work()
     if cmd == "resolvers":  # the DNS resolvers' keeper (cnirun.dns): one per state dir
         from ..dns.keeper import keep
 
         return keep()
-    sys.stderr.write("usage: python -m cnirun.run.watch supervise|worker|resolvers\n")
+    sys.stderr.write("usage: python -P -m cnirun.run.watch supervise|worker|resolvers\n")
     return 2
 
 
