@@ -341,8 +341,8 @@ def test_podman_up_down(proj: Proj) -> None:
     proj.env["CNIRUN_ENGINE"] = "podman"
     proj.write("""
 services:
-  one: {image: busybox, command: sleep 600}
-  two: {image: busybox, command: sleep 600, depends_on: [one]}
+  one: {image: busybox, init: true, command: sleep 600}
+  two: {image: busybox, init: true, command: sleep 600, depends_on: [one]}
 """)
     up = proj.cnirun("up", "-d")
     assert up.stdout == ""

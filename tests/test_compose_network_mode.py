@@ -94,7 +94,7 @@ def test_network_mode_host_none_service_and_container(proj: Proj) -> None:
     Only app and peer are attached; `up` says so once per service; --force-recreate of app brings
     its joiner back in the new namespace; down -v leaves nothing."""
     outside = f"{proj.name}-outside"
-    made = proj.engine_cmd("run", "-d", "--name", outside, "--network", "none", "--label",
+    made = proj.engine_cmd("run", "-d", "--init", "--name", outside, "--network", "none", "--label",
                            f"com.docker.compose.project={proj.name}-x", "busybox", "sleep", "3600")
     assert made.returncode == 0, made.stderr
     try:
