@@ -57,7 +57,9 @@ def run_docker_hook(p: Plan, docker: Any, gate: SignalGate) -> RunOutcome:
             docker.start(cid)
         except Exception as e:
             docker.remove(cid)
-            raise RunFailed(str(e), getattr(e, "exit_code", lambda: EXIT_CNIRUN)()) from None
+            from ..engines.docker import StartError
+
+            raise RunFailed(str(e), e.exit_code() if isinstance(e, StartError) else EXIT_CNIRUN) from None
         finally:
             p.release_ports()  # the hook's ADD ran inside start
         return RunOutcome(code=0, container=cid, detached=True)
