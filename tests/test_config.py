@@ -483,3 +483,20 @@ def test_meta_of_reads_the_cnirun_object_of_a_network_or_a_raw_conflist(core: Co
     assert not netconf.labels_allowed(net)
     for raw in ({"name": "x"}, {"cnirun": "not an object"}, {"cnirun": None}, ["not", "a", "conflist"]):
         assert netconf.meta_of(raw) == {}  # type: ignore[arg-type]
+
+
+def test_ipam_ranges_as_host_local_reads_them(core: CoreEnv) -> None:
+    """ipam_ranges lists a top-level subnet (with its gateway) first, then every range of every range set;
+    subnets() and has_ipv6 answer from it, and malformed sections count for nothing."""
+    ipam = {"type": "host-local", "subnet": "10.229.1.0/24", "gateway": "10.229.1.254",
+            "ranges": [[{"subnet": "10.229.2.0/24"}, "junk"], [{"subnet": "fd24:229::/64"}], "junk"]}
+    core.conflist("t24i-ranges", [{"type": "bridge", "ipam": ipam}, {"type": "portmap", "ipam": {"ranges": 7}}])
+    net = netconf.find_network("t24i-ranges", str(core.netconf))
+    assert netconf.ipam_ranges(net.plugins[0].raw) == [
+        {"subnet": "10.229.1.0/24", "gateway": "10.229.1.254"}, {"subnet": "10.229.2.0/24"}, {"subnet": "fd24:229::/64"}]
+    assert net.subnets() == ["10.229.1.0/24", "10.229.2.0/24", "fd24:229::/64"]
+    assert netconf.has_ipv6(net)
+    assert netconf.ipam_ranges({"type": "bridge"}) == netconf.ipam_ranges({"ipam": "x"}) == []
+    v4 = dict(ipam, ranges=[[{"subnet": "10.229.2.0/24"}]])
+    core.conflist("t24i-v4", [{"type": "bridge", "ipam": v4}])
+    assert not netconf.has_ipv6(netconf.find_network("t24i-v4", str(core.netconf)))

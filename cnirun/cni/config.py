@@ -101,17 +101,20 @@ class NetworkConfigList(Value):
 
     def subnets(self) -> list[str]:
         """Every subnet the chain's IPAM sections declare (for display)."""
-        out: list[str] = []
-        for p in self.plugins:
-            ipam = p.raw.get("ipam") or {}
-            if isinstance(ipam, dict):
-                if ipam.get("subnet"):
-                    out.append(str(ipam["subnet"]))
-                for rangeset in ipam.get("ranges") or []:
-                    for r in rangeset if isinstance(rangeset, list) else []:
-                        if isinstance(r, dict) and r.get("subnet"):
-                            out.append(str(r["subnet"]))
-        return out
+        return [str(r["subnet"]) for p in self.plugins for r in ipam_ranges(p.raw) if r.get("subnet")]
+
+
+def ipam_ranges(plugin: dict[str, Any]) -> list[dict[str, Any]]:
+    """The address ranges a plugin's ipam section declares, as host-local reads them: a top-level
+    "subnet" (with its "gateway") first, then each range of each range set of "ranges"."""
+    ipam = plugin.get("ipam")
+    if not isinstance(ipam, dict):
+        return []
+    out = [{"subnet": ipam["subnet"], "gateway": ipam.get("gateway", "")}] if ipam.get("subnet") else []
+    ranges = ipam.get("ranges")
+    for rs in ranges if isinstance(ranges, list) else []:
+        out += [r for r in rs if isinstance(r, dict)] if isinstance(rs, list) else []
+    return out
 
 
 DEFAULT_BRIDGE = "cni0"  # the bridge plugin's bridge when its config names none
@@ -179,15 +182,7 @@ def labels_allowed(net: NetworkConfigList) -> bool:
 
 def has_ipv6(net: NetworkConfigList) -> bool:
     """Whether one of the network's plugins gives out IPv6 addresses (an ipam range with an IPv6 subnet)."""
-    for p in net.plugins:
-        ipam = p.raw.get("ipam")
-        if isinstance(ipam, dict):
-            ranges = ipam.get("ranges") or [[{"subnet": ipam.get("subnet", "")}]]
-            for rs in ranges if isinstance(ranges, list) else []:
-                for r in rs if isinstance(rs, list) else []:
-                    if isinstance(r, dict) and ":" in str(r.get("subnet", "")):
-                        return True
-    return False
+    return any(":" in s for s in net.subnets())
 
 
 def _where(source: str, key: str) -> str:

@@ -7,7 +7,7 @@ conflist with `"cnirun": {"dns": false}` opts out (`network create
 """
 from __future__ import annotations
 
-from ..cni.config import meta_of
+from ..cni.config import ipam_ranges, meta_of
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -80,11 +80,7 @@ def planned_resolver(net: NetworkConfigList) -> str:
         raw = p.raw
         if raw.get("type") != "bridge" or not (raw.get("isGateway") or raw.get("isDefaultGateway")):
             continue
-        ipam = raw.get("ipam") if isinstance(raw.get("ipam"), dict) else {}
-        ranges = [r for rs in ipam.get("ranges") or [] if isinstance(rs, list) for r in rs if isinstance(r, dict)]
-        if ipam.get("subnet"):
-            ranges.append({"subnet": ipam["subnet"], "gateway": ipam.get("gateway", "")})
-        for r in ranges:
+        for r in ipam_ranges(raw):
             try:
                 subnet = ipaddress.ip_network(str(r.get("subnet")), strict=False)
             except ValueError:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import subprocess
 from typing import Any
 
-from ..cni.config import DEFAULT_BRIDGE
+from ..cni.config import DEFAULT_BRIDGE, ipam_ranges
 from .hostnet import link_exists
 
 
@@ -27,10 +27,7 @@ def wants_bridge(conf: dict[str, Any]) -> tuple[str, int]:
     for p in conf.get("plugins") or []:
         if not isinstance(p, dict) or p.get("type") != "bridge" or not p.get("isGateway"):
             continue
-        ipam = p.get("ipam") if isinstance(p.get("ipam"), dict) else {}
-        subnets = [r.get("subnet", "") for rs in ipam.get("ranges") or [] if isinstance(rs, list)
-                   for r in rs if isinstance(r, dict)]
-        if any(":" in str(s) for s in subnets):
+        if any(":" in str(r.get("subnet", "")) for r in ipam_ranges(p)):
             return str(p.get("bridge") or DEFAULT_BRIDGE), int(p.get("mtu") or 0)
     return "", 0
 
