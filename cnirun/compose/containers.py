@@ -19,10 +19,10 @@ TEARDOWN_WAIT = 20.0
 
 def start_service(project: Project, svc: Service, engine: str, number: int = 1) -> str:
     """Start one container of a service (detached) through `cnirun run`'s runner; its container ID."""
-    from .. import run as runner
+    from ..run import run
 
     cname = project.container_name(svc, number)
-    outcome = runner.run(run_request(project, svc, engine, number))
+    outcome = run(run_request(project, svc, engine, number))
     for line in outcome.warnings:
         say(f" Container {cname}  teardown: {line}")
     if outcome.code != 0:

@@ -143,7 +143,7 @@ class Service:
     dns: list[str] = field(default_factory=list)
     dns_search: list[str] = field(default_factory=list)
     mac_address: str = ""
-    ingress_rate: str = ""  # x-cni: {ingress_rate: 10mbit} (policy.parse_rate)
+    ingress_rate: str = ""  # x-cni: {ingress_rate: 10mbit} (network.rates.parse_rate)
     egress_rate: str = ""
     raw: dict[str, Any] = field(default_factory=dict)
 

@@ -1,12 +1,13 @@
 """`cnirun compose up`: a project's images, networks, volumes and containers, in depends_on order.
 
-Each service runs through `cnirun run`'s own code (runner.run, detached,
+Each service runs through `cnirun run`'s own code (cnirun.run.run, detached,
 sandbox mode so cnirun owns the container's /etc/hosts), so networking,
 teardown on exit and `cnirun gc` behave exactly as for a single container.
 `up` adds what a project needs on top: its networks and volumes, the start
 order and depends_on's conditions, and hosts entries for every peer on a
 shared network (compose.peers). It leaves nothing half-done: a failure
-removes the containers and networks this invocation made.
+removes the containers and networks this invocation made, and the secrets
+and configs it wrote unless a container of the project still mounts them.
 """
 from __future__ import annotations
 
