@@ -165,7 +165,19 @@ def load_project(files: Any = None, project_name: str | None = None,
         if not re.match(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$", sname):
             doc.fail(("services", sname), "invalid service name: use letters, digits, '_', '.', '-'")
         services[sname] = parse_service(doc, sname, sval, ("services", sname), norm, volumes, secrets, configs, warn)
-    # A service that an active one depends on is activated with it, as compose does.
+    _activate_dependencies(services, active)
+    _link_dependencies(doc, services)
+    nets_raw = expect_mapping(doc, top.get("networks"), ("networks",), "a mapping of network name: settings")
+    networks = {str(k): parse_network(doc, str(k), v, ("networks", str(k)), norm) for k, v in nets_raw.items()}
+    _check_networks(doc, services, networks, norm)
+    ordered = [s for s in _order(doc, services) if s.name in active]
+    return Project(name=norm, file=",".join(str(p.resolve()) for p in paths), working_dir=str(workdir), doc=doc,
+                   services=ordered, networks=networks, volumes=volumes, secrets=secrets, configs=configs,
+                   warnings=warnings, inactive=[n for n in services if n not in active])
+
+
+def _activate_dependencies(services: dict[str, Service], active: set[str]) -> None:
+    """A service that an active one depends on is activated with it, as compose does."""
     grew = True
     while grew:
         grew = False
@@ -174,6 +186,11 @@ def load_project(files: Any = None, project_name: str | None = None,
                 if dep in services and dep not in active:
                     active.add(dep)
                     grew = True
+
+
+def _link_dependencies(doc: Document, services: dict[str, Service]) -> None:
+    """An unknown dependency is an error when required, dropped otherwise; network_mode service:X
+    depends on X."""
     for svc in services.values():
         for dep, d in list(svc.depends_on.items()):
             if dep not in services:
@@ -188,8 +205,12 @@ def load_project(files: Any = None, project_name: str | None = None,
                 if target not in services:
                     doc.fail(svc.path + ("network_mode",), f"unknown service {target!r}")
                 svc.depends_on.setdefault(target, Dependency())
-    nets_raw = expect_mapping(doc, top.get("networks"), ("networks",), "a mapping of network name: settings")
-    networks = {str(k): parse_network(doc, str(k), v, ("networks", str(k)), norm) for k, v in nets_raw.items()}
+
+
+def _check_networks(doc: Document, services: dict[str, Service], networks: dict[str, NetworkSpec],
+                    norm: str) -> None:
+    """Every attached service is on networks declared at the top level (default: the project's
+    default network, made when a service uses it)."""
     for svc in services.values():
         if not svc.attaches:
             continue
@@ -201,7 +222,3 @@ def load_project(files: Any = None, project_name: str | None = None,
             if sn.key not in networks:
                 doc.fail(svc.path + ("networks", sn.key), f"network {sn.key!r} is not declared under the "
                                                           "top-level networks:")
-    ordered = [s for s in _order(doc, services) if s.name in active]
-    return Project(name=norm, file=",".join(str(p.resolve()) for p in paths), working_dir=str(workdir), doc=doc,
-                   services=ordered, networks=networks, volumes=volumes, secrets=secrets, configs=configs,
-                   warnings=warnings, inactive=[n for n in services if n not in active])
