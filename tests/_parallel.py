@@ -22,6 +22,7 @@ each report's outcome and duration go to the worker's results file.
 from __future__ import annotations
 
 import fcntl
+import inspect
 import json
 import os
 import types
@@ -107,9 +108,10 @@ def _strings(consts: Any) -> Iterator[str]:
 
 def _visit(fn: Any, seen: set[types.CodeType], found: dict[str, bool]) -> None:
     """Flags of `fn` and the test-file functions and classes it names, into `found`."""
-    fn = getattr(fn, "__func__", fn)
-    while hasattr(fn, "__wrapped__"):  # contextmanager, functools.wraps
-        fn = fn.__wrapped__
+    try:
+        fn = inspect.unwrap(getattr(fn, "__func__", fn))  # a method, a contextmanager, functools.wraps
+    except ValueError:  # a __wrapped__ cycle
+        return
     code = getattr(fn, "__code__", None)
     if code is None or code in seen or not code.co_filename.startswith(TESTS_DIR):
         return
@@ -126,7 +128,7 @@ def _visit(fn: Any, seen: set[types.CodeType], found: dict[str, bool]) -> None:
             found["host_global"] = True  # the runtime in /etc/docker/daemon.json
         if {"install", "hooks"} <= strs and "--dir" not in strs:
             found["host_global"] = True  # the hooks in the default hooks.d
-    if names & ENGINE_NAMES and any(fn.__globals__.get(n) is not None for n in names & ENGINE_NAMES):
+    if any(fn.__globals__.get(n) is not None for n in names & ENGINE_NAMES):
         found["engine"] = True
     targets = [fn.__globals__.get(name) for name in names]
     targets += [cell.cell_contents for cell in fn.__closure__ or () if _filled(cell)]
