@@ -224,7 +224,8 @@ def test_container_locked_holds_for_the_block_and_its_file_goes_unless_kept(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """container_locked: held inside the block (a second, non-blocking taker is told so at once and
     touches nothing), released after it, also when the block raises; the lock file goes with the lock,
-    unless the block keeps it (an attach); a busy lock past `wait` is a LockError naming the container."""
+    unless the block keeps it (an attach); a busy lock past `wait` is a LockError naming the container;
+    in another state dir when asked (a run's)."""
     from cnirun.core.errors import LockError
 
     monkeypatch.setenv("CNIRUN_STATE_DIR", str(tmp_path / "state"))
@@ -245,6 +246,10 @@ def test_container_locked_holds_for_the_block_and_its_file_goes_unless_kept(
     with lock.container_locked("c24b") as held:
         held.remove_file = False
     assert path.exists() and not is_held(str(path))
+    elsewhere = tmp_path / "run-state" / "locks" / "c24b.lock"  # a run's state dir, not this shell's
+    with lock.container_locked("c24b", state_dir=str(tmp_path / "run-state")):
+        assert is_held(str(elsewhere)) and not is_held(str(path))
+    assert not elsewhere.exists()
 
 
 def test_a_chain_waiting_on_a_removed_lock_file_takes_the_new_one(tmp_path: Path) -> None:

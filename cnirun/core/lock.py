@@ -360,7 +360,14 @@ def is_held(path: str) -> bool:
     return False
 
 
-def lock_container(container_id: str, wait: float = CONTAINER_LOCK_WAIT, blocking: bool = True) -> int | None:
+def _container_lock_path(container_id: str, state_dir: str | None) -> str:
+    from .paths import container_lock
+
+    return container_lock(container_id, {"CNIRUN_STATE_DIR": state_dir} if state_dir else None)
+
+
+def lock_container(container_id: str, wait: float = CONTAINER_LOCK_WAIT, blocking: bool = True,
+                   state_dir: str | None = None) -> int | None:
     """Take a container's lifecycle lock; the fd holding it (None: busy and not blocking).
 
     container_locked holds it for a block (the module says who takes it and
@@ -369,13 +376,12 @@ def lock_container(container_id: str, wait: float = CONTAINER_LOCK_WAIT, blockin
     forked child inherits it, the Docker launcher takes it with flock(1) and
     its DEL process inherits it, so it is held without a gap until the DEL
     is done (a `docker restart` runs that DEL and the next attach back to
-    back). LockError after `wait` seconds. Here, not in the network layer:
+    back). LockError after `wait` seconds. `state_dir`: the one whose locks/
+    holds it (default: CNIRUN_STATE_DIR's). Here, not in the network layer:
     the poststop parent takes it and must not import the runtime core.
     """
-    from .paths import container_lock
-
     return flock(
-        container_lock(container_id), wait=wait, blocking=blocking, replaceable=True,
+        _container_lock_path(container_id, state_dir), wait=wait, blocking=blocking, replaceable=True,
         what=f"another step of container {container_id[:12]} (its start, teardown or a live change)",
     )
 
@@ -387,12 +393,15 @@ class container_locked:  # noqa: N801 - a context manager, like host_lock
     (the block then must not touch the container). LockError after `wait`
     seconds. The lock file goes with the lock (remove_file), unless the
     block sets lock.remove_file = False (an attach: the container lives on).
+    `state_dir`: as lock_container's (a run's own, for a run's container).
     """
 
-    def __init__(self, container_id: str, wait: float = CONTAINER_LOCK_WAIT, blocking: bool = True) -> None:
+    def __init__(self, container_id: str, wait: float = CONTAINER_LOCK_WAIT, blocking: bool = True,
+                 state_dir: str | None = None) -> None:
         self.container_id = container_id
         self.wait = wait
         self.blocking = blocking
+        self.state_dir = state_dir
         self.remove_file = True
         self.fd: int | None = None
 
@@ -401,7 +410,7 @@ class container_locked:  # noqa: N801 - a context manager, like host_lock
         return self.fd is not None
 
     def __enter__(self) -> "container_locked":
-        self.fd = lock_container(self.container_id, wait=self.wait, blocking=self.blocking)
+        self.fd = lock_container(self.container_id, wait=self.wait, blocking=self.blocking, state_dir=self.state_dir)
         return self
 
     def __exit__(
@@ -409,16 +418,14 @@ class container_locked:  # noqa: N801 - a context manager, like host_lock
     ) -> None:
         fd, self.fd = self.fd, None
         if fd is not None:
-            unlock_container(fd, self.container_id, remove=self.remove_file)
+            unlock_container(fd, self.container_id, remove=self.remove_file, state_dir=self.state_dir)
 
 
-def unlock_container(fd: int, container_id: str, remove: bool = False) -> None:
+def unlock_container(fd: int, container_id: str, remove: bool = False, state_dir: str | None = None) -> None:
     """Release a container's lock; remove=True also deletes its file (the container is gone)."""
     if remove:
-        from .paths import container_lock
-
         try:
-            os.unlink(container_lock(container_id))
+            os.unlink(_container_lock_path(container_id, state_dir))
         except OSError:
             pass
     os.close(fd)

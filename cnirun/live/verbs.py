@@ -146,6 +146,14 @@ def _present_ifnames(t: Target) -> list[str]:
     return interfaces(t.container.pid) if t.container.pid > 0 else []
 
 
+def _locked(t: Target) -> Any:
+    """The container's lock (core.lock.container_locked), in the state dir of a run's teardown when it is a run's."""
+    from ..core.lock import container_locked
+
+    run_state = os.path.dirname(os.path.dirname(t.state_dir)) if t.kind == "run" and t.state_dir else None
+    return container_locked(t.cni_id, state_dir=run_state)
+
+
 def _still_running(t: Target) -> None:
     """ArgumentError unless the container's run (or record) is in phase "running": attached, no teardown yet.
 
@@ -229,7 +237,6 @@ def connect(ref: str, network: str, ip: str = "", mac: str = "", aliases: list[s
 
     `ingress_rate`/`egress_rate`: network.rates.Rate limits on this attachment (its chain must take bandwidth).
     """
-    from ..core.lock import container_locked
     from ..network import lifecycle
     from ..network.network_options import options_for
     from ..network.netns import check_own_netns, pin_netns, unpin_netns
@@ -246,7 +253,7 @@ def connect(ref: str, network: str, ip: str = "", mac: str = "", aliases: list[s
                                 # DNS on the network (cnirun.dns): the container's name, and --alias there only
                                 aliases={net.name: [n for n in [t.container.name, *(aliases or [])] if n]})
     opts = options_for(spec, [net], t.cni, t.cni_id)[0]
-    with container_locked(t.cni_id):
+    with _locked(t):
         _still_running(t)
         pinned_here = False
         if not t.netns:  # a foreign container: pin its netns as the hook does, after the hook's checks
@@ -313,11 +320,10 @@ def _undo_connect(t: Target, att: Any) -> None:
 
 def disconnect(ref: str, network: str, force: bool = False) -> list[str]:
     """`cnirun network disconnect`; force: also for a stopped (or, by ID, removed) container."""
-    from ..core.lock import container_locked
     from ..network import lifecycle
 
     t = target(ref, running=not force)
-    with container_locked(t.cni_id):
+    with _locked(t):
         _still_running(t)
         ours = _our_resolvers(t)
         problems = lifecycle.disconnect(t.cni, network, t.cni_id, t.netns or None)
@@ -336,13 +342,12 @@ def ports(ref: str) -> list[dict[str, Any]]:
 
 def change_ports(ref: str, add: list[Any], remove: list[Any]) -> list[dict[str, Any]]:
     """`cnirun port add|rm`: the new set through lifecycle.set_ports; returns it."""
-    from ..core.lock import container_locked
     from ..network.lifecycle import published, set_ports
     from ..network.portlock import reserve
     from ..state.runs import container_display
 
     t = target(ref)
-    with container_locked(t.cni_id):
+    with _locked(t):
         _still_running(t)
         current = published(t.cni, t.cni_id)
         key = lambda m: (int(m.get("hostPort", 0)), str(m.get("protocol", "tcp")))  # noqa: E731
@@ -381,12 +386,11 @@ def update_rates(ref: str, ingress: Any = KEEP, egress: Any = KEEP) -> tuple[str
     Returns (network, the bandwidth capability value now in force). Nothing
     runs when the limits are already those asked for.
     """
-    from ..core.lock import container_locked
     from ..network.lifecycle import bandwidth, set_bandwidth
     from ..network.rates import capability, from_capability
 
     t = target(ref)
-    with container_locked(t.cni_id):
+    with _locked(t):
         _still_running(t)
         network, current = bandwidth(t.cni, t.cni_id)
         if not network:
