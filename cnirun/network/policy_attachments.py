@@ -1,0 +1,186 @@
+"""The attachments that have a firewall policy: their records, their tables, and refreshing them when peers change.
+
+A record per attachment, <state>/policies/<network>-<container id>-<ifname>
+(0600, JSON: network, containerId, ifname, netns, netnsId, gateways, policy),
+is what refresh() goes by: written (under the record's flock) before the
+attachment's table is made, removed after it is gone. So whatever kills the
+plugin, the record names every table that may exist, and its DEL (the
+runtime's cache keeps the capability arguments for it) removes both.
+
+Peers by name are resolved when the table is made. A container whose name
+or aliases (or network) a policy names coming or going changes that
+attachment's sets: refresh(network, names) re-resolves, under each record's
+flock, the policies of the attachments on `network` naming one of `names`
+and of those naming net:`network`, and replaces their sets in one nft
+transaction each. It is called after the names store changed (register,
+unregister); an attachment made meanwhile wrote its record before
+resolving, so either it saw the change or refresh sees its record.
+
+Start-up cost: see cnirun.core.
+"""
+from __future__ import annotations
+
+import os
+
+from . import policy_rules
+from .policy_peers import names_of, sets_for
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Iterable
+
+DIR_NAME = "policies"
+
+
+class PolicyError(Exception):
+    """A policy could not be put in place (one line)."""
+
+
+def records_dir() -> str:
+    from ..core.paths import state_dir
+
+    return os.path.join(state_dir(), DIR_NAME)
+
+
+def record_path(network: str, container_id: str, ifname: str) -> str:
+    return os.path.join(records_dir(), f"{network}-{container_id}-{ifname}")
+
+
+def _netns_id(netns: str) -> str:
+    try:
+        st = os.stat(netns)
+    except (OSError, ValueError):
+        return ""
+    return f"{st.st_dev}:{st.st_ino}"
+
+
+def _open_locked(path: str, create: bool) -> int | None:
+    """The record's descriptor, flocked; None when it does not exist (or went while we waited)."""
+    import fcntl
+
+    flags = os.O_RDWR | os.O_CLOEXEC | (os.O_CREAT if create else 0)
+    try:
+        fd = os.open(path, flags, 0o600)
+    except FileNotFoundError:
+        return None
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    if os.fstat(fd).st_nlink == 0:  # removed by a DEL while we waited
+        os.close(fd)
+        return _open_locked(path, create) if create else None
+    return fd
+
+
+def _read(fd: int) -> dict[str, Any] | None:
+    from ..core.jsonfast import loads
+
+    data = b""
+    while chunk := os.pread(fd, 65536, len(data)):
+        data += chunk
+    try:
+        record = loads(data)
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def _write(fd: int, record: dict[str, Any]) -> None:
+    from ..core.jsonfast import dumps
+
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, dumps(record).encode(), 0)
+
+
+def attach(network: str, container_id: str, ifname: str, netns: str, gateways: list[str],
+           policy: dict[str, Any]) -> None:
+    """Record the attachment, then make its table in `netns` (replacing one an earlier ADD made)."""
+    try:
+        policy_rules.table_name(ifname)
+    except ValueError as e:
+        raise PolicyError(str(e)) from None
+    d = records_dir()
+    os.makedirs(d, mode=0o700, exist_ok=True)
+    record = {"network": network, "containerId": container_id, "ifname": ifname, "netns": netns,
+              "netnsId": _netns_id(netns), "gateways": gateways, "policy": policy}
+    fd = _open_locked(record_path(network, container_id, ifname), create=True)
+    assert fd is not None
+    try:
+        _write(fd, record)
+        try:
+            policy_rules.apply(netns, policy_rules.table_script(ifname, sets_for(policy, network, gateways)))
+        except policy_rules.NftError as e:
+            raise PolicyError(f"cannot install the firewall policy in {netns}: {e}") from None
+    finally:
+        os.close(fd)
+
+
+def detach(network: str, container_id: str, ifname: str, netns: str) -> None:
+    """Remove the attachment's table (when its netns is still the recorded one) and its record; idempotent."""
+    path = record_path(network, container_id, ifname)
+    fd = _open_locked(path, create=False)
+    record = _read(fd) if fd is not None else None
+    try:
+        if record is not None and not netns:
+            netns = record.get("netns") or ""
+        same = record is None or not record.get("netnsId") or record.get("netnsId") == _netns_id(netns)
+        if netns and same:
+            try:
+                policy_rules.delete(netns, ifname)
+            except (policy_rules.NftError, ValueError) as e:
+                raise PolicyError(f"cannot remove the firewall policy in {netns}: {e}") from None
+        if fd is not None:
+            os.unlink(path)
+    finally:
+        if fd is not None:
+            os.close(fd)
+
+
+def missing(network: str, container_id: str, ifname: str, netns: str, policy: dict[str, Any]) -> list[str]:
+    """What of the attachment's policy is not in place: its record, its table's chains and sets."""
+    out = [] if os.path.exists(record_path(network, container_id, ifname)) else ["its record"]
+    return out + policy_rules.missing(netns, ifname, [d for d in ("ingress", "egress") if d in policy])
+
+
+def records() -> list[str]:
+    try:
+        return sorted(os.path.join(records_dir(), n) for n in os.listdir(records_dir()))
+    except OSError:
+        return []
+
+
+def _concerns(record: dict[str, Any], network: str, names: set[str] | None) -> bool:
+    policy = record.get("policy")
+    if not isinstance(policy, dict):
+        return False
+    peer_names, peer_networks = names_of(policy)
+    if network in peer_networks:
+        return True
+    return record.get("network") == network and bool(peer_names) and (names is None or bool(peer_names & names))
+
+
+def refresh(network: str, names: Iterable[str] | None = None) -> list[str]:
+    """Re-resolve the sets of every attachment whose policy names one of `names` on `network` (None: any
+    name there) or names net:`network`; the records refreshed ("network/container id/ifname").
+
+    An attachment whose netns is gone or no longer the recorded one is left to its DEL."""
+    wanted = None if names is None else {n.lower() for n in names}
+    done = []
+    for path in records():
+        fd = _open_locked(path, create=False)
+        if fd is None:
+            continue
+        try:
+            record = _read(fd)
+            if record is None or not _concerns(record, network, wanted):
+                continue
+            netns, ifname = record.get("netns") or "", record.get("ifname") or ""
+            if not netns or _netns_id(netns) != record.get("netnsId"):
+                continue
+            sets = sets_for(record["policy"], record.get("network") or "", record.get("gateways") or [])
+            try:
+                policy_rules.apply(netns, policy_rules.set_script(ifname, sets))
+            except (policy_rules.NftError, ValueError):
+                continue  # its table went (a DEL is under way, or the netns is going)
+            done.append(f"{record.get('network')}/{record.get('containerId')}/{ifname}")
+        finally:
+            os.close(fd)
+    return done
