@@ -7,6 +7,8 @@
   `cnirun overlay agent` or flanneld, delegating to bridge + host-local).
 * :mod:`cnirun.plugins.isolation`: bridge port isolation (no traffic between
   the containers of one network: compose's enable_icc=false).
+* :mod:`cnirun.plugins.policy` (type cnirun-policy): per-container firewall
+  policies (the firewallPolicy capability), in the container's netns.
 
 A runtime finds a plugin as an executable file named after its ``type`` in
 a CNI_PATH directory. :func:`own_plugin_dir` is a directory of ready-to-run
@@ -27,7 +29,7 @@ __all__ = ["install_plugin_script", "own_plugin_dir", "install_plugins", "uninst
 
 #: The plugins cnirun ships for real use (noop is a test double), by type.
 PLUGINS = {"flannel": "cnirun.plugins.flannel", "sysctl": "cnirun.plugins.sysctl",
-           "isolation": "cnirun.plugins.isolation"}
+           "isolation": "cnirun.plugins.isolation", "cnirun-policy": "cnirun.plugins.policy"}
 LAUNCHER_MARK = "# CNI plugin launcher written by cnirun.plugins.install_plugin_script"
 DEFAULT_INSTALL_DIR = "/opt/cni/bin"
 
