@@ -54,6 +54,19 @@ def test_env_file_with_a_line_over_64k_is_refused_as_docker_does(tmp_path: Path)
     assert req is not None and [e[:2] for e in req.spec.env] == ["A=", "B="]
 
 
+@pytest.mark.parametrize("argv,needle", [
+    (["--engine", "rkt"], "unknown engine 'rkt': use --engine docker or --engine podman"),
+    (["--engine", "podman", "--mode", "hook"], "--mode hook is for Docker; podman runs attach their own netns"),
+])
+def test_engine_and_mode_refused_before_any_engine_is_asked(argv: list[str], needle: str) -> None:
+    """An unknown engine, and hook mode for an engine whose runs join their own netns: one line, exit 125,
+    decided from the engine's name alone (no daemon, no image check)."""
+    env = {**os.environ, "DOCKER_HOST": "unix:///nonexistent.sock", "PATH": "/nonexistent"}
+    r = subprocess.run([sys.executable, "-m", "cnirun.cli.main", "run", "--rm", *argv, "busybox", "true"],
+                       capture_output=True, text=True, cwd=REPO, timeout=60, env=env)
+    assert (r.returncode, r.stderr) == (125, f"cnirun: {needle}\n")
+
+
 def test_env_file_limit_is_a_one_line_error_with_exit_125(tmp_path: Path) -> None:
     big = tmp_path / "big.env"
     big.write_bytes(b"BIG=" + b"a" * (1 << 20) + b"\n")

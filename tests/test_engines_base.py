@@ -110,6 +110,21 @@ def test_engine_modules_import_no_typing() -> None:
     assert p.stdout.strip() == "False"
 
 
+def test_what_differs_between_engines_is_decided_in_engines(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Which engine a message names, which engines' runs join a netns cnirun made, and unknown names refused."""
+    from cnirun import engines
+    from cnirun.core.errors import EngineError
+
+    for value, named in (("", "docker"), ("podman", "podman"), (" Podman ", "podman"), ("rkt", "docker")):
+        monkeypatch.setenv("CNIRUN_ENGINE", value)
+        assert engines.named_engine() == named
+    assert (engines.joins_netns_path("podman"), engines.joins_netns_path("docker")) == (True, False)
+    with pytest.raises(EngineError, match="unknown engine 'rkt'"):
+        engines.joins_netns_path("rkt")
+    with pytest.raises(EngineError, match="unknown engine 'rkt'"):
+        engines.quick("rkt")
+
+
 @needs_docker
 def test_lean_client_answers_the_engine_verbs_as_the_sdk_does() -> None:
     """LeanDocker's state, containers(label), lookup, stop, kill and remove against dockerd, beside the SDK's."""
