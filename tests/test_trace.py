@@ -97,6 +97,7 @@ world = world_fixture(_make_world, 197, "trace")
 @needs_docker
 @needs_plugins
 def test_run_debug_traces_engine_calls_and_the_chain(world: World) -> None:
+    """A --debug run traces its phases: argv parse, config, locks, each plugin, engine calls, the Docker mode."""
     run = world.cnirun("--debug", "--mode", "sandbox", "--rm", "busybox", "true", timeout=120)
     assert run.returncode == 0, run.stderr
     phases = _phases(run.stderr)
@@ -106,6 +107,7 @@ def test_run_debug_traces_engine_calls_and_the_chain(world: World) -> None:
         assert wanted in names, (wanted, run.stderr)
     assert ("plugin ADD", f"bridge ({world.net})") in [(p, d) for p, _, d in phases]
     assert any(p == "engine call" and d.startswith("docker") for p, _, d in phases)
+    assert ("docker mode", "single: --mode sandbox") in [(p, d) for p, _, d in phases]  # the mode, and why
     world.assert_clean(within=10)
 
 
