@@ -177,13 +177,21 @@ def test_no_policy_passes_the_result_through_and_runs_no_program(tmp_path: Path)
         if command == "ADD":
             assert json.loads(p.stdout) == PREV
     assert list(tmp_path.glob("ran-*")) == [] and not (tmp_path / "state").exists()
+    code = ("import io, json, sys; from cnirun.plugins.policy import main; "
+            "env = dict(CNI_COMMAND='ADD', CNI_CONTAINERID='x', CNI_NETNS='/run/netns/t25h-none', CNI_IFNAME='eth0', "
+            "CNI_PATH='/usr/lib/cni'); out = io.StringIO(); "
+            "assert main(environ=env, stdin=sys.argv[1], stdout=out) == 0, out.getvalue(); "
+            "print(' '.join(m for m in sys.modules if m.startswith('cnirun.network') or m in ('subprocess', 'ipaddress')))")
+    loaded = subprocess.run([sys.executable, "-c", code, json.dumps(conf)], capture_output=True, text=True, cwd=REPO)
+    assert loaded.returncode == 0 and loaded.stdout.split() == [], loaded.stderr + loaded.stdout  # nothing more loaded
     p = plugin("ADD", {k: v for k, v in conf.items() if k != "prevResult"}, "/run/netns/t25h-none", env)
     assert p.returncode == 1 and json.loads(p.stdout)["code"] == 7
 
 
 def test_a_garbage_value_is_one_line_and_nothing_is_made(world: PolicyWorld) -> None:
     """A firewallPolicy value that is no policy: the plugin prints a CNI error (code 7, one line), the chain's
-    ADD fails and is undone, and no record, table or reservation is left."""
+    ADD fails and is undone, and no record, table or reservation is left; a policy that cannot be put in place
+    (no such netns) leaves no record either."""
     w = world
     for value in ("garbage", {"ingress": [{"peer": {"cidr": "10.0.0.0/33"}}]}, {"egress": [{"peer": {}}]}):
         p = plugin("ADD", {"cniVersion": "1.0.0", "name": w.net, "type": "cnirun-policy", "prevResult": PREV,
@@ -192,6 +200,10 @@ def test_a_garbage_value_is_one_line_and_nothing_is_made(world: PolicyWorld) -> 
         err = json.loads(p.stdout)
         assert p.returncode == 1 and err["code"] == 7 and "\n" not in err["msg"], p.stdout
         assert err["msg"].startswith("cnirun-policy: invalid firewallPolicy capability")
+    p = plugin("ADD", {"cniVersion": "1.0.0", "name": w.net, "type": "cnirun-policy", "prevResult": PREV,
+                       "runtimeConfig": {"firewallPolicy": {"egress": []}}}, "/run/netns/t25h-none",
+               {"CNIRUN_STATE_DIR": str(w.state_dir)})
+    assert p.returncode == 1 and json.loads(p.stdout)["code"] == 5 and w.records() == [], p.stdout  # no netns
     name = f"t25h-{w.n}-bad"
     subprocess.run(["ip", "netns", "add", name], check=True)
     w.spaces.append(name)

@@ -108,6 +108,12 @@ def attach(network: str, container_id: str, ifname: str, netns: str, gateways: l
         try:
             policy_rules.apply(netns, policy_rules.table_script(ifname, sets_for(policy, network, gateways)))
         except policy_rules.NftError as e:
+            try:  # a failed ADD leaves nothing: no half policy, no record
+                policy_rules.delete(netns, ifname)
+            except policy_rules.NftError:
+                pass
+            else:
+                os.unlink(record_path(network, container_id, ifname))
             raise PolicyError(f"cannot install the firewall policy in {netns}: {e}") from None
     finally:
         os.close(fd)

@@ -124,9 +124,9 @@ def cmd_check(args: CmdArgs) -> None:
     return None
 
 
-def main(environ: Any = None, stdin: Any = None, stdout: Any = None, stderr: Any = None) -> int:
-    return plugin_main(cmd_add, cmd_check, cmd_del, about=ABOUT, environ=environ, stdin=stdin, stdout=stdout,
-                       stderr=stderr)
+def main(**streams: Any) -> int:
+    """Run one CNI operation; `streams`: plugin_main's environ, stdin, stdout, stderr (default: the process's)."""
+    return plugin_main(cmd_add, cmd_check, cmd_del, about=ABOUT, **streams)
 
 
 if __name__ == "__main__":
