@@ -9,7 +9,9 @@ A peer of a rule on attachment A (of network N) covers:
 The names store is the one of CNIRUN_STATE_DIR. sets_for gives the nftables
 sets (cnirun.network.policy_rules) of a whole policy; an egress policy
 always lets the network's resolver (its gateways' port 53, udp and tcp) be
-reached.
+reached, so names keep working (a container's own resolver on several
+networks, 127.0.0.11 in its netns, is reached over lo, which no policy
+filters, and forwards to those gateways).
 """
 from __future__ import annotations
 

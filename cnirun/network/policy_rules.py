@@ -162,7 +162,10 @@ def nft(netns: str, args: list[str], script: str = "") -> bytes:
     code, out, err = run_program([NSENTER, f"--net={netns}", NFT, *args], stdin=script.encode())
     if code != 0:
         text = err.decode("utf-8", "replace").strip().splitlines()
-        raise NftError(text[0] if text else f"nft exited with {code}")
+        first = text[0] if text else f"nft exited with {code}"
+        if code == 127:  # nsenter or nft could not be started
+            first = f"{first} (the policy needs nft, Debian's nftables package, and nsenter, util-linux's)"
+        raise NftError(first)
     return out
 
 
