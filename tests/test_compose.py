@@ -19,6 +19,7 @@ from typing import Any, Iterator
 
 import pytest
 
+from _wait import wait_for
 from conftest import CNIRUN_BIN
 from conftest import needs_docker, needs_plugins, needs_root
 
@@ -206,10 +207,12 @@ networks:
     two_ip = proj.sh("two", "ip -4 -o addr show eth0").stdout.split()[3].split("/")[0]
     assert two_ip in proj.sh("one", "cat /etc/hosts").stdout
     subprocess.run(["docker", "rm", "-f", f"{proj.name}-two-1"], capture_output=True, check=True)
-    deadline = time.monotonic() + 15
-    while two_ip in proj.sh("one", "cat /etc/hosts").stdout and time.monotonic() < deadline:
-        time.sleep(0.5)
-    hosts = proj.sh("one", "cat /etc/hosts").stdout
+
+    def hosts_without_two() -> str:
+        text = proj.sh("one", "cat /etc/hosts").stdout
+        return "" if two_ip in text else text
+
+    hosts = wait_for(hosts_without_two, 15, step=0.3) or proj.sh("one", "cat /etc/hosts").stdout
     assert two_ip not in hosts and "\ttwo" not in hosts, hosts
     proj.cnirun("down")
     proj.assert_clean(["default"])
@@ -381,15 +384,12 @@ services:
 """)
     proj.cnirun("up", "-d")
     name = f"{proj.name}-flaky-1"
-    deadline = time.monotonic() + 60
-    state = ""
-    while time.monotonic() < deadline:
-        state = subprocess.run(["podman", "inspect", "-f", "{{.State.Status}} {{.RestartCount}}", name],
-                               capture_output=True, text=True).stdout.strip()
-        if state == "exited 2":
-            break
-        time.sleep(0.5)
-    assert state == "exited 2", state
+
+    def state() -> str:
+        return subprocess.run(["podman", "inspect", "-f", "{{.State.Status}} {{.RestartCount}}", name],
+                              capture_output=True, text=True).stdout.strip()
+
+    assert wait_for(lambda: state() == "exited 2", 60, step=0.3), state()
     logs = subprocess.run(["podman", "logs", name], capture_output=True, text=True).stdout.split()
     assert len(logs) == 3 and len(set(logs)) == 1 and logs[0].startswith("10.153."), logs
     proj.cnirun("down")

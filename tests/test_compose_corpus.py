@@ -13,12 +13,12 @@ import os
 import secrets
 import shutil
 import subprocess
-import time
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import pytest
 
+from _wait import wait_for
 from conftest import CNIRUN_BIN
 from conftest import needs_docker, needs_plugins, needs_podman, needs_root  # noqa: F401
 
@@ -151,19 +151,17 @@ def test_contradictions_are_located_errors(make: object, text: str, expected: st
     assert "Traceback" not in r.stderr
 
 
-def _wait(pred: object, timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():  # type: ignore[operator]
-            return True
-        time.sleep(0.3)
-    return False
+def _wait(pred: Callable[[], object], timeout: float = 30.0) -> bool:
+    """pred() turns true within timeout (polled every 0.3 s: each poll runs the engine's CLI)."""
+    return bool(wait_for(pred, timeout, step=0.3))
 
 
-def _running(name: str) -> bool:
+def _running(name: str, restarts: int = 0) -> bool:
+    """The container runs, after at least `restarts` restarts by its policy."""
     p = subprocess.run(["docker", "inspect", "-f", "{{.State.Running}} {{.RestartCount}}", name],
                        capture_output=True, text=True)
-    return p.stdout.startswith("true")
+    running, _, count = p.stdout.strip().partition(" ")
+    return running == "true" and count.isdigit() and int(count) >= restarts
 
 
 @needs_root
@@ -186,8 +184,7 @@ def test_webdb_up_healthy_restart_always_and_down_v(make: object) -> None:
     # The process dies behind dockerd's back (docker kill counts as a manual stop, which no policy restarts).
     pid = subprocess.run(["docker", "inspect", "-f", "{{.State.Pid}}", web], capture_output=True, text=True)
     os.kill(int(pid.stdout), 9)
-    time.sleep(0.5)
-    assert _wait(lambda: _running(web)), "restart: always did not bring web back"
+    assert _wait(lambda: _running(web, restarts=1)), "restart: always did not bring web back"
     assert _wait(lambda: "1 packets received" in p.sh(db, "ping -c1 -W1 web").stdout, 15)
     ps = p.cnirun("ps").stdout
     assert web in ps and "healthy" in ps
