@@ -26,8 +26,9 @@ worker:
   while no watcher ran is forgotten; it exits after a while with nothing to
   watch.
 
-Every `run -d` and every `cnirun gc` calls ensure_watcher(), and gc tears
-down what no watcher owns, so even a killed supervisor loses nothing.
+Every `run -d` calls ensure_watcher(), and `cnirun gc` does whenever a run
+needs a watcher or one runs; gc tears down what no watcher owns, so even a
+killed supervisor loses nothing.
 
 `python -P -m cnirun.run.watch resolvers` is another process: the keeper of the
 networks' DNS resolvers (cnirun.dns.keeper.keep), one per state dir, whatever the
