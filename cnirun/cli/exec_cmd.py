@@ -241,4 +241,4 @@ class _Command:
         return self.returncode
 
 
-__all__ = ["register", "run_in_netns", "os"]
+__all__ = ["register", "run_in_netns"]

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 
+from ..core.fsutil import DEFAULT_PATH
 from .dnsmasq import DNSError, detached, running
 from .resolver import resolver_pid, revive_network
 from .store import conf_path, dns_root, lock, lock_path, members, net_dir, networks
@@ -66,7 +67,7 @@ def ensure_keeper() -> None:
         return
     os.close(fd)
     # This package first on its path: the hook runs with -I -S and finds cnirun by an explicit sys.path.
-    env = spawn_env({"PATH": os.environ.get("PATH") or "/usr/sbin:/usr/bin:/sbin:/bin",
+    env = spawn_env({"PATH": os.environ.get("PATH") or DEFAULT_PATH,
                      "CNIRUN_STATE_DIR": state_dir(), "PYTHONPATH": os.environ.get("PYTHONPATH", "")})
     log = os.path.join(dns_root(), KEEPER_LOG)
     try:
