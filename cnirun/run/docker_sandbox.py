@@ -39,17 +39,11 @@ def run_docker_sandbox(p: Plan, gate: SignalGate) -> RunOutcome:
     Docker SDK, imports it meanwhile: the helper goes over the lean client).
     Whatever happens before a -d workload started, the run is undone.
     """
-    from ..state.runs import RunMeta, RunState
-    from .caches import cni_env
+    from .plan import record_run
     from .request import RunOutcome
 
     spec = p.req.spec
-    st = RunState.create()
-    meta = RunMeta(
-        id=st.id, engine="docker", image=spec.image, name=spec.name, networks=[n.name for n in p.networks],
-        detached=spec.detach, remove=spec.remove, cni_env=cni_env(p.cni),
-    )
-    st.write_meta(meta)
+    st, meta = record_run(p, "docker", detached=spec.detach)
     run = _SandboxRun(p, st, meta)
     outcome = RunOutcome(code=EXIT_CNIRUN, run_id=st.id, detached=spec.detach)
     try:

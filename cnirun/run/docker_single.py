@@ -127,19 +127,13 @@ def run_docker_single(p: Plan, gate: SignalGate, docker: DockerClient, image_con
     from ..engines.docker import find_static_busybox
     from ..engines.spec import RunSpec
     from .request import RunOutcome
-    from ..state.runs import RunMeta, RunState
-    from .caches import cni_env
+    from .plan import record_run
     from .etc_files import host_file_binds
 
     spec = p.req.spec
     busybox = find_static_busybox()
 
-    st = RunState.create()
-    meta = RunMeta(
-        id=st.id, engine="docker", image=spec.image, name=spec.name, networks=[n.name for n in p.networks],
-        detached=False, remove=spec.remove, mode="single", cni_env=cni_env(p.cni),
-    )
-    st.write_meta(meta)  # before anything exists: gc finds the run whatever happens next
+    st, meta = record_run(p, "docker", detached=False, mode="single")
     outcome = RunOutcome(code=EXIT_CNIRUN, run_id=st.id)
     release_fd: int | None = None
     ran = False  # the user's command ran and ended: only DEL is left

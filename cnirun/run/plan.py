@@ -153,3 +153,17 @@ def plan(req: RunRequest) -> Plan:
 
         result.port_lock = reserve(cni, ports, display=container_display)
     return result
+
+
+def record_run(p: Plan, engine: str, **fields: Any) -> tuple[Any, Any]:
+    """A new run's state dir and its metadata, written before anything exists (gc finds the run whatever
+    happens next); `fields` are the RunMeta fields the mode sets beyond the plan's. Returns (state, meta)."""
+    from ..state.runs import RunMeta, RunState
+    from .caches import cni_env
+
+    spec = p.req.spec
+    st = RunState.create()
+    meta = RunMeta(id=st.id, engine=engine, image=spec.image, name=spec.name, networks=[n.name for n in p.networks],
+                   remove=spec.remove, cni_env=cni_env(p.cni), **fields)
+    st.write_meta(meta)
+    return st, meta

@@ -167,18 +167,12 @@ def run_podman(p: Plan, gate: SignalGate) -> RunOutcome:
     Whatever happens before the hand-over, the run is undone (_PodmanRun.undo).
     """
     from ..engines import podman
-    from ..state.runs import RunMeta, RunState
-    from .caches import cni_env
+    from .plan import record_run
     from .request import RunOutcome
 
     spec = p.req.spec
     podman.podman_bin()
-    st = RunState.create()
-    meta = RunMeta(
-        id=st.id, engine="podman", image=spec.image, name=spec.name, networks=[n.name for n in p.networks],
-        detached=spec.detach, remove=spec.remove, cni_env=cni_env(p.cni),
-    )
-    st.write_meta(meta)
+    st, meta = record_run(p, "podman", detached=spec.detach)
     run = _PodmanRun(p, st, meta)
     outcome = RunOutcome(code=EXIT_CNIRUN, run_id=st.id, detached=spec.detach)
     try:
