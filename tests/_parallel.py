@@ -6,6 +6,8 @@ constants of their code):
 - `host_global`: it installs what is one per host (the cnirun runtime in
   /etc/docker/daemon.json, the hooks in the default hooks.d). A parallel run
   gives all of these to worker 0, one after the other.
+- `host_exclusive`: it stops dockerd, which every other Docker test would
+  see: a parallel run runs these last, alone, once the workers ended.
 - `engine`: it needs a daemon: dockerd or Podman (a World, the
   needs_docker or needs_podman marker) or etcd (a module in
   ENGINE_MODULES); every other test is `unit` (`make test-unit`).
@@ -128,6 +130,8 @@ def _visit(fn: Any, seen: set[types.CodeType], found: dict[str, bool]) -> None:
             found["host_global"] = True  # the runtime in /etc/docker/daemon.json
         if {"install", "hooks"} <= strs and "--dir" not in strs:
             found["host_global"] = True  # the hooks in the default hooks.d
+        if {"dockerd", "kill"} <= strs:
+            found["host_exclusive"] = True  # dockerd stopped (and started again)
     if any(fn.__globals__.get(n) is not None for n in names & ENGINE_NAMES):
         found["engine"] = True
     targets = [fn.__globals__.get(name) for name in names]
@@ -155,7 +159,7 @@ def _in_tests(cls: type) -> bool:
 
 
 def _flags(item: Any) -> dict[str, bool]:
-    found = {"host_global": False, "engine": False, "world": False}
+    found = {"host_global": False, "host_exclusive": False, "engine": False, "world": False}
     seen: set[types.CodeType] = set()
     _visit(getattr(item, "function", None), seen, found)
     info = getattr(item, "_fixtureinfo", None)
@@ -192,28 +196,32 @@ def mark(items: list[Any]) -> None:
     for item in items:
         flags = _flags(item)
         _UNITS[item.nodeid] = unit_of(item, flags["world"])
-        if flags["host_global"]:
-            item.add_marker(pytest.mark.host_global)
-        item.add_marker(pytest.mark.engine if flags["engine"] or flags["host_global"] else pytest.mark.unit)
+        for name in ("host_global", "host_exclusive"):
+            if flags[name]:
+                item.add_marker(getattr(pytest.mark, name))
+        engine = flags["engine"] or flags["host_global"] or flags["host_exclusive"]
+        item.add_marker(pytest.mark.engine if engine else pytest.mark.unit)
 
 
 def write_plan(items: list[Any]) -> None:
-    """With CNIRUN_TEST_PLAN set: each item's node id, unit of work and engine and host_global markers, as JSON."""
+    """With CNIRUN_TEST_PLAN set: each item's node id, unit of work and markers (engine, host_*), as JSON."""
     path = os.environ.get(PLAN_ENV)
     if not path:
         return
-    plan = [{"id": it.nodeid, "unit": _UNITS.get(it.nodeid, ""), "engine": it.get_closest_marker("engine") is not None,
-             "host_global": it.get_closest_marker("host_global") is not None} for it in items]
+    plan = [{"id": it.nodeid, "unit": _UNITS.get(it.nodeid, ""),
+             **{m: it.get_closest_marker(m) is not None for m in ("engine", "host_global", "host_exclusive")}}
+            for it in items]
     with open(path, "w") as f:
         json.dump(plan, f)
 
 
 # -- a worker's loop -----------------------------------------------------------------
 def _claims(shared: str, index: int) -> Iterator[list[str]]:
-    """The units of work this worker runs: the serial ones first (worker 0), then the queue's, one claim at a time."""
+    """The units of work this worker runs: the serial ones first (its serial_worker's), then the queue's, one
+    claim at a time."""
     with open(os.path.join(shared, "queue.json")) as f:
         queue = json.load(f)
-    if index == 0:
+    if index == queue["serial_worker"]:
         yield from queue["serial"]
     units = queue["parallel"]
     while True:

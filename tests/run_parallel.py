@@ -94,8 +94,10 @@ def estimate(entry: dict[str, Any], known: dict[str, float], by_module: dict[str
     return known.get(nodeid, by_module.get(nodeid.split("::")[0], UNKNOWN_SECONDS[entry["engine"]]))
 
 
-def schedule(plan: list[dict[str, Any]], known: dict[str, float]) -> tuple[list[list[str]], list[list[str]], float]:
-    """(worker 0's host_global units in collection order, the other units longest first, their seconds in all)."""
+def schedule(plan: list[dict[str, Any]], known: dict[str, float]) -> tuple[list[list[str]], list[list[str]],
+                                                                          list[list[str]], float]:
+    """(worker 0's host_global units in collection order, the other units longest first, the host_exclusive units
+    to run alone at the end, their seconds in all)."""
     sums: dict[str, list[float]] = {}
     for nodeid, secs in known.items():
         sums.setdefault(nodeid.split("::")[0], []).append(secs)
@@ -103,15 +105,20 @@ def schedule(plan: list[dict[str, Any]], known: dict[str, float]) -> tuple[list[
     units: dict[str, list[str]] = {}
     cost: dict[str, float] = {}
     host_global: set[str] = set()
+    exclusive: set[str] = set()
     for entry in plan:
         key = entry["unit"] or entry["id"]
         units.setdefault(key, []).append(entry["id"])
         cost[key] = cost.get(key, 0.0) + estimate(entry, known, by_module)
-        if entry["host_global"]:
+        if entry.get("host_exclusive"):
+            exclusive.add(key)
+        elif entry["host_global"]:
             host_global.add(key)
+    host_global -= exclusive
     serial = [ids for key, ids in units.items() if key in host_global]
-    rest = sorted((key for key in units if key not in host_global), key=lambda k: -cost[k])
-    return serial, [units[k] for k in rest], sum(cost.values())
+    rest = sorted((key for key in units if key not in host_global | exclusive), key=lambda k: -cost[k])
+    last = [ids for key, ids in units.items() if key in exclusive]
+    return serial, [units[k] for k in rest], last, sum(cost.values())
 
 
 # -- the workers -------------------------------------------------------------------
@@ -163,9 +170,9 @@ class Results:
         return [outcome]
 
 
-def start_workers(n: int, args: list[str], env: dict[str, str], shared: Path) -> list[subprocess.Popen[bytes]]:
+def start_workers(indexes: range, args: list[str], env: dict[str, str], shared: Path) -> list[subprocess.Popen[bytes]]:
     procs = []
-    for k in range(n):
+    for k in indexes:
         with open(shared / f"worker-{k}.log", "wb") as log:
             procs.append(subprocess.Popen(
                 [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--basetemp={shared / f'w{k}'}",
@@ -173,9 +180,9 @@ def start_workers(n: int, args: list[str], env: dict[str, str], shared: Path) ->
     return procs
 
 
-def follow(procs: list[subprocess.Popen[bytes]], results: Results, total: int) -> None:
-    """Until every worker ended: a character per finished test, 72 a line with the share done, as pytest -q."""
-    done = 0
+def follow(procs: list[subprocess.Popen[bytes]], results: Results, total: int, done: int = 0) -> int:
+    """Until every worker ended: a character per finished test, 72 a line with the share done, as pytest -q;
+    returns how many tests finished, `done` before."""
     while True:
         running = any(p.poll() is None for p in procs)
         for outcome in results.poll():
@@ -187,8 +194,7 @@ def follow(procs: list[subprocess.Popen[bytes]], results: Results, total: int) -
         if not running:
             break
         time.sleep(0.5)
-    if done % 72:
-        say(f" [{100 * done // max(total, 1):3d}%]")
+    return done
 
 
 REPORT_START = re.compile(r"^=+ (FAILURES|ERRORS) =+$")
@@ -269,14 +275,14 @@ def main(argv: list[str]) -> int:
         say(out)
         shutil.rmtree(shared, ignore_errors=True)
         return rc or 5
-    serial, queue, total = schedule(plan, load_durations())
-    (shared / "queue.json").write_text(json.dumps({"serial": serial, "parallel": queue}))
-    workers = min(workers, len(queue) + (1 if serial else 0))
-    say(f"cnirun: {len(plan)} tests in {len(queue) + len(serial)} units over {workers} workers "
-        f"(about {total / 60:.1f} min of test time; {sum(map(len, serial))} host_global tests in worker 0); "
-        f"logs in {shared}")
+    serial, queue, last, total = schedule(plan, load_durations())
+    (shared / "queue.json").write_text(json.dumps({"serial": serial, "serial_worker": 0, "parallel": queue}))
+    workers = max(1, min(workers, len(queue) + (1 if serial else 0)))
+    say(f"cnirun: {len(plan)} tests in {len(queue) + len(serial) + len(last)} units over {workers} workers "
+        f"(about {total / 60:.1f} min of test time; {sum(map(len, serial))} host_global tests in worker 0, "
+        f"{sum(map(len, last))} host_exclusive ones alone at the end); logs in {shared}")
     before = host_state()
-    procs = start_workers(workers, args, env, shared)
+    procs = start_workers(range(workers), args, env, shared)
 
     def stop(signum: int, frame: Any) -> None:
         for p in procs:
@@ -284,9 +290,15 @@ def main(argv: list[str]) -> int:
                 p.send_signal(signal.SIGINT)
 
     signal.signal(signal.SIGTERM, stop)
-    results = Results(shared, workers)
+    results = Results(shared, workers + 1)
     try:
-        follow(procs, results, len(plan))
+        done = follow(procs, results, len(plan))
+        if last:  # the workers ended: the host_exclusive units, alone, in one more worker
+            (shared / "queue.json").write_text(json.dumps({"serial": last, "serial_worker": workers, "parallel": []}))
+            procs += start_workers(range(workers, workers + 1), args, env, shared)
+            done = follow(procs, results, len(plan), done)
+        if done % 72:
+            say(f" [{100 * done // max(len(plan), 1):3d}%]")
     except KeyboardInterrupt:
         stop(signal.SIGINT, None)
         for p in procs:

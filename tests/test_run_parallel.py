@@ -16,19 +16,21 @@ from conftest import REPO
 
 
 def _plan(*entries: tuple[str, str, bool, bool]) -> list[dict]:
-    return [{"id": i, "unit": u, "engine": e, "host_global": h} for i, u, e, h in entries]
+    return [{"id": i, "unit": u, "engine": e, "host_global": h == "global", "host_exclusive": h == "exclusive"}
+            for i, u, e, h in entries]
 
 
 def test_schedule_gives_host_global_units_to_worker_0_and_queues_the_rest_longest_first() -> None:
-    plan = _plan(("a.py::t1", "a.py", False, False), ("a.py::t2", "a.py", False, False),
-                 ("b.py::w1", "", True, False), ("b.py::w2", "", True, False),
-                 ("c.py::h1", "c.py", True, True), ("c.py::h2", "c.py", True, False), ("d.py::h", "", True, True))
-    known = {"a.py::t1": 1.0, "a.py::t2": 1.0, "b.py::w1": 5.0, "b.py::w2": 30.0, "c.py::h1": 9.0}
-    serial, queue, total = run_parallel.schedule(plan, known)
+    plan = _plan(("a.py::t1", "a.py", False, ""), ("a.py::t2", "a.py", False, ""),
+                 ("b.py::w1", "", True, ""), ("b.py::w2", "", True, ""), ("b.py::x", "", True, "exclusive"),
+                 ("c.py::h1", "c.py", True, "global"), ("c.py::h2", "c.py", True, ""), ("d.py::h", "", True, "global"))
+    known = {"a.py::t1": 1.0, "a.py::t2": 1.0, "b.py::w1": 5.0, "b.py::w2": 30.0, "b.py::x": 4.0, "c.py::h1": 9.0}
+    serial, queue, last, total = run_parallel.schedule(plan, known)
     # a unit with one host_global test is worker 0's whole; its other test is estimated as its module's mean
     assert serial == [["c.py::h1", "c.py::h2"], ["d.py::h"]]
     assert queue == [["b.py::w2"], ["b.py::w1"], ["a.py::t1", "a.py::t2"]]
-    assert total == 1 + 1 + 5 + 30 + 9 + 9 + run_parallel.UNKNOWN_SECONDS[True]
+    assert last == [["b.py::x"]]
+    assert total == 1 + 1 + 5 + 30 + 4 + 9 + 9 + run_parallel.UNKNOWN_SECONDS[True]
 
 
 def test_results_are_read_as_the_workers_write_them(tmp_path: Path) -> None:
@@ -70,7 +72,8 @@ def test_next_n_is_unique_across_processes(tmp_path: Path, monkeypatch: pytest.M
 
 
 def test_markers_come_from_what_a_test_uses() -> None:
-    """A collection marks the runtime installers host_global, World and engine tests engine, the rest unit."""
+    """A collection marks the runtime installers host_global, dockerd's restart host_exclusive, World and engine
+    tests engine, the rest unit."""
     def collect(*args: str) -> set[str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("CNIRUN_TEST_")}  # not a worker's
         p = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", *args],
@@ -80,7 +83,9 @@ def test_markers_come_from_what_a_test_uses() -> None:
 
     files = ["tests/test_hook_docker.py", "tests/test_runner_docker_hook.py", "tests/test_runner_docker.py",
              "tests/test_result.py", "tests/test_hook.py"]
-    host_global, engine, unit = (collect("-m", m, *files) for m in ("host_global", "engine", "unit"))
+    host_global, engine, unit, exclusive = (collect("-m", m, *files) for m in ("host_global", "engine", "unit",
+                                                                               "host_exclusive"))
+    assert exclusive == {"tests/test_runner_docker.py::test_dockerd_restart_with_detached_runs"}  # dockerd stopped
     assert {i.split("::")[0] for i in host_global} == {"tests/test_hook_docker.py", "tests/test_runner_docker_hook.py"}
     assert host_global <= engine and not engine & unit
     assert {i.split("::")[0] for i in engine} == {"tests/test_hook_docker.py", "tests/test_runner_docker_hook.py",
