@@ -4,9 +4,9 @@ Every test world is private: NETCONFPATH, CNI_CACHE_DIR, CNI_PATH, host-local
 dataDir, hook state dir (netns pins) and hook log all live under a tmp dir.
 
 Address plan (unique to these files):
-  tests/test_hook.py     10.141.0.0/24 .. 10.141.9.0/24, bridges cnh4u*
-  tests/test_hook_podman.py  10.142.0.0/24 .. 10.142.9.0/24, bridges cnh4p*
-  tests/test_hook_docker.py  10.143.0.0/24 .. 10.143.9.0/24, bridges cnh4d*
+  tests/test_oci_hook.py     10.141.0.0/24 .. 10.141.9.0/24, bridges cnh4u*
+  tests/test_oci_hook_podman.py  10.142.0.0/24 .. 10.142.9.0/24, bridges cnh4p*
+  tests/test_oci_hook_docker.py  10.143.0.0/24 .. 10.143.9.0/24, bridges cnh4d*
   bench/bench_hook.py         10.144.0.0/24,                  bridge  cnh4b0
 """
 from __future__ import annotations

@@ -8,6 +8,13 @@ docker_world and podman_world: 10.131.N.0/24 (Docker tests) and
 10.132.N.0/24 (Podman tests), N from a per-octet counter. A test file with
 its own address plan makes its Worlds with `_make_world(..., net=, bridge=,
 subnet=)` and its fixtures with `world_fixture`.
+
+Test files are named after what they cover: tests/test_<package>_<module>.py
+covers cnirun/<package>/<module>.py (test_cni_cache, test_oci_hook, ...),
+tests/test_<package>.py a package as a whole (test_dns, test_netstore,
+test_compose), and a few suites cut across packages by design: test_chaos,
+test_scale, test_security, test_ipv6, test_docs, test_layers,
+test_old_installs, test_interop_libcni, test_upstream_walkthrough.
 """
 from __future__ import annotations
 

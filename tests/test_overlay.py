@@ -645,7 +645,7 @@ def test_bad_input_one_line_nothing_created(sim: Sim) -> None:
 def test_install_and_uninstall_plugins(tmp_path: Path) -> None:
     target = tmp_path / "bin"
     p = run(*CNIRUN, "install", "plugins", "--dir", str(target), cwd=REPO)
-    assert sorted(os.listdir(target)) == ["flannel", "isolation", "sysctl"], p.stdout
+    assert sorted(os.listdir(target)) == ["cnirun-policy", "flannel", "isolation", "sysctl"], p.stdout
     v = run(str(target / "flannel"), env={"CNI_COMMAND": "VERSION", "PATH": os.environ["PATH"]})
     assert "supportedVersions" in v.stdout
     foreign = tmp_path / "bin2"

@@ -21,8 +21,8 @@ from typing import Any, Iterator
 import pytest
 
 from conftest import World, needs_docker, needs_plugins, needs_root
-from test_policy import host_veth, pid_of, policy_world
-from test_reload import serve, wait_answer
+from test_network_rates import host_veth, pid_of, policy_world
+from test_live_reload import serve, wait_answer
 
 pytestmark = [needs_root, needs_plugins]
 REPO = Path(__file__).resolve().parent.parent

@@ -81,18 +81,18 @@ def test_markers_come_from_what_a_test_uses() -> None:
         assert p.returncode == 0, p.stdout + p.stderr
         return {ln for ln in p.stdout.splitlines() if "::" in ln}
 
-    files = ["tests/test_hook_docker.py", "tests/test_runner_docker_hook.py", "tests/test_runner_docker.py",
-             "tests/test_result.py", "tests/test_hook.py"]
+    files = ["tests/test_oci_hook_docker.py", "tests/test_run_docker_hook.py", "tests/test_run_docker.py",
+             "tests/test_cni_result.py", "tests/test_oci_hook.py"]
     host_global, engine, unit, exclusive = (collect("-m", m, *files) for m in ("host_global", "engine", "unit",
                                                                                "host_exclusive"))
-    assert exclusive == {"tests/test_runner_docker.py::test_dockerd_restart_with_detached_runs"}  # dockerd stopped
-    assert {i.split("::")[0] for i in host_global} == {"tests/test_hook_docker.py", "tests/test_runner_docker_hook.py"}
+    assert exclusive == {"tests/test_run_docker.py::test_dockerd_restart_with_detached_runs"}  # dockerd stopped
+    assert {i.split("::")[0] for i in host_global} == {"tests/test_oci_hook_docker.py", "tests/test_run_docker_hook.py"}
     assert host_global <= engine and not engine & unit
-    assert {i.split("::")[0] for i in engine} == {"tests/test_hook_docker.py", "tests/test_runner_docker_hook.py",
-                                                  "tests/test_runner_docker.py"}
-    assert "tests/test_result.py" in {i.split("::")[0] for i in unit}
-    # the launcher's name in test_hook is a file name there, not an install: its tests stay unit
-    assert "tests/test_hook.py::test_installed_runtime_seen_from_engine_info" in unit
+    assert {i.split("::")[0] for i in engine} == {"tests/test_oci_hook_docker.py", "tests/test_run_docker_hook.py",
+                                                  "tests/test_run_docker.py"}
+    assert "tests/test_cni_result.py" in {i.split("::")[0] for i in unit}
+    # the launcher's name in test_oci_hook is a file name there, not an install: its tests stay unit
+    assert "tests/test_oci_hook.py::test_installed_runtime_seen_from_engine_info" in unit
 
 
 def test_world_numbers_come_from_next_n() -> None:

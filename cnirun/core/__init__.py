@@ -21,19 +21,19 @@ most of it re, enum and inspect pulled in behind them). Instead:
   SDK, pyroute2, typer) is imported inside the function that needs it.
 
 The exceptions (the plugin skeleton, installers, the watcher, image pulls)
-are listed with their reasons in tests/test_hook.py (HEAVY_BY_DESIGN). A
+are listed with their reasons in tests/test_oci_hook.py (HEAVY_BY_DESIGN). A
 "start-up cost: see cnirun.core" comment marks a place where a heavier
 import would be the obvious choice.
 
 Enforced by:
-- tests/test_hook.py: test_lean_modules_import_nothing_heavy imports each
+- tests/test_oci_hook.py: test_lean_modules_import_nothing_heavy imports each
   module of those packages alone (engine-free); test_hook_path_imports_nothing_heavy
   and test_shim_create_path_imports_nothing_heavy check what a real hook run
   and the shim's create path load (NOT_ON_HOOK_PATH);
 - tests/test_layers.py: imports, lazy ones included, only run from a package
   to those left of it, without cycles, so a lean package never reaches a
   heavy one (cli, compose, netstore);
-- tests/test_invoke.py: test_package_exports_the_api_lazily (`import cnirun`
+- tests/test_cni_invoke.py: test_package_exports_the_api_lazily (`import cnirun`
   loads no runtime);
 - tests/test_cli_run.py and tests/test_cli_cni.py: the hand-parsed commands
   (run, exec, cni) load no typer.

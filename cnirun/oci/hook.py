@@ -14,7 +14,7 @@ serve the cases the early attach does not (see cnirun.oci.shim).
 - One log line per run in CNIRUN_HOOK_LOG (default /var/log/cnirun/hooks.log).
 
 The hook runs on every container start: what it imports is checked by
-tests/test_hook.py. The process is started with `python -I -S` (no site, no
+tests/test_oci_hook.py. The process is started with `python -I -S` (no site, no
 editable-install finder; argv.hook_argv puts the package on sys.path) and
 leaves with os._exit (run_process). This module imports only os, sys, time,
 the log and the OCI state at the top, and the stage's module when it knows

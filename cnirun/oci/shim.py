@@ -83,7 +83,7 @@ def subcommand(argv: list[str]) -> tuple[str, int]:
 
     runc's own grammar, parsed here rather than with cli.run's helpers: those
     know docker-run's options, and importing the CLI would put it on the
-    create path, which must stay lean (tests/test_hook.py).
+    create path, which must stay lean (tests/test_oci_hook.py).
     """
     i = 1
     while i < len(argv):

@@ -2,7 +2,7 @@
 
 The order and the rules: workload first, DEL while the holder still holds the
 netns, then the holder; a failed DEL keeps the state and the cache for gc.
-The real engines' side is in test_runner_docker.py / test_runner_podman.py.
+The real engines' side is in test_run_docker.py / test_run_podman.py.
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """cnirun.oci.start_gate: the file `runc start` waits on while the Docker shim's worker attaches.
 
-Files only (a tmp state dir); the launcher's use of it is in test_hook.py,
-the whole path with dockerd in test_hook_docker.py.
+Files only (a tmp state dir); the launcher's use of it is in test_oci_hook.py,
+the whole path with dockerd in test_oci_hook_docker.py.
 """
 from __future__ import annotations
 

@@ -326,7 +326,7 @@ def test_shim_unreadable_spec_fails_the_create(tmp_path: Path) -> None:
     assert code == 1
 
 
-# -- installers (files only; dockerd is exercised in test_hook_docker.py) -------------------------
+# -- installers (files only; dockerd is exercised in test_oci_hook_docker.py) -------------------------
 def test_hooksd_install_renders_templates(tmp_path: Path, world: HookWorld) -> None:
     paths = hooksd.install(str(tmp_path / "hooks.d"), world.env() | {"PATH": "/usr/bin"})
     by_stage = {}

@@ -2,7 +2,7 @@
 
 Plugins are cnirun's recording noop (it does not enter the netns, whose path
 is a plain file here), so every step can be checked from the calls it made.
-The end-to-end counterparts are in test_runtime.py, test_runner_*.py and test_hook*.py.
+The end-to-end counterparts are in test_cni_runtime.py, test_runner_*.py and test_oci_hook*.py.
 """
 from __future__ import annotations
 

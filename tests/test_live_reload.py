@@ -24,7 +24,7 @@ from conftest import (
     run_with_a_terminal,
     world_fixture,
 )
-from test_policy import (
+from test_network_rates import (
     cached,
     eth0,
     host_veth,

@@ -4,7 +4,7 @@ Without an engine (a recording engine stands in, the plugins are noop): a
 stopped container keeps its networks until it is removed; an engine that
 cannot be reached keeps the worker waiting instead of idle. The real
 engines' side (docker restart, stop/start, a dockerd restart, podman
-restart) is in test_runner_docker.py and test_runner_podman.py.
+restart) is in test_run_docker.py and test_run_podman.py.
 
 On Docker: a watcher an earlier cnirun started is replaced by the current
 one, which tears its run down; a running watcher outlives the files of its

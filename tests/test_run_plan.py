@@ -2,8 +2,8 @@
 
 The plugins are cnirun's noop (found through a private CNI_PATH); plan's
 root check is bypassed, nothing here needs it. The port lock is checked for
-what it serialises. End-to-end runs are in test_runner_docker*.py and
-test_runner_podman.py.
+what it serialises. End-to-end runs are in test_run_docker*.py and
+test_run_podman.py.
 """
 from __future__ import annotations
 

@@ -73,7 +73,7 @@ def test_failing_plugin_leaves_nothing(podman_world: World) -> None:
 
 
 def test_detached_restart_and_stop_start_keep_the_network(podman_world: World) -> None:
-    from test_runner_docker import _eth0_of
+    from test_run_docker import _eth0_of
 
     r = podman_world.cnirun("-d", "busybox", "sleep", "300")
     assert r.returncode == 0, r.stderr
@@ -114,7 +114,7 @@ def test_reboot_then_gc_frees_everything(podman_world: World) -> None:
 
 def test_failed_detached_run_leaves_no_container(tmp_path: Path) -> None:
     """Podman -d: a failed ADD (full /30, the gateway asked for) leaves no container, the name free."""
-    from test_runner_docker import _tiny_world, failed_detached_runs_leave_nothing
+    from test_run_docker import _tiny_world, failed_detached_runs_leave_nothing
 
     w = _tiny_world(tmp_path, engine="podman")
     try:
@@ -203,7 +203,7 @@ def _ports_of(bridge: str) -> list[str]:
 def test_restarts_keep_addresses_and_macs(tc_world: World) -> None:
     """`cnirun -d` on Podman (a named netns): eth0 (the run's network) and eth1 (`network connect`) keep their
     address and MAC over 6 `podman restart`s and a stop + start."""
-    from test_runner_docker import detached_restarts_keep_links
+    from test_run_docker import detached_restarts_keep_links
 
     first = detached_restarts_keep_links(tc_world, "podman", [], "tc-52", "10.212.52.0/24")
     assert first[0][0].startswith("10.212.51.")
@@ -213,7 +213,7 @@ def test_failed_foreground_runs_leave_no_container_not_even_in_storage(tmp_path:
     """Podman in the foreground, --rm and --name, on a full /30, six times: one line and 125 each, and
     nothing left, not even a container only `podman ps --external` lists (podman run killed between
     creating the container's storage and its record: the name stays taken forever)."""
-    from test_runner_docker import _tiny_world
+    from test_run_docker import _tiny_world
 
     w = _tiny_world(tmp_path, engine="podman")
     first = w.cnirun("-d", "--name", f"{w.name_prefix}a", "busybox", "sleep", "300")

@@ -55,7 +55,7 @@ dworld = world_fixture(policy_world)
 pworld = world_fixture(policy_world, "podman")
 
 
-# -- helpers shared with test_reload.py ----------------------------------------------------
+# -- helpers shared with test_live_reload.py ----------------------------------------------------
 def run_detached(w: World, name: str, *opts: str, engine: str = "docker") -> str:
     mode = ["--mode", "sandbox"] if engine == "docker" and "--mode" not in opts else []
     p = w.cnirun("run", "-d", *mode, "--name", name, *opts, "busybox", "sleep", "600", timeout=120)
