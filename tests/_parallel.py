@@ -178,10 +178,11 @@ def _flags(item: Any) -> dict[str, bool]:
 
 
 def unit_of(item: Any, world: bool) -> str:
-    """'' for a test that is a unit of work alone (a World's, not sharing a module-scoped fixture), else its module."""
+    """'' for a test that is a unit of work alone (a World's, not sharing a module-scoped fixture or a World of
+    fixed names), else its module."""
     info = getattr(item, "_fixtureinfo", None)
     for defs in (info.name2fixturedefs.values() if info else ()):
-        if any(d.scope in ("module", "package", "class") for d in defs):
+        if any(d.scope in ("module", "package", "class") or getattr(d.func, "fixed_resources", False) for d in defs):
             return item.nodeid.split("::")[0]
     return "" if world else item.nodeid.split("::")[0]
 

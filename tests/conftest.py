@@ -99,8 +99,9 @@ def _netns_of_other_worlds(w: "World", names: set[str]) -> set[str]:
     for name in names:
         run_id = name[len("cnirun-"):]
         for root in roots:
-            paths = glob.glob(f"{root}/*/state/containers/{run_id}*") + \
-                glob.glob(f"{root}/*/state/containers/.tmp-{run_id}*")
+            # At any depth: HookWorld, CoreEnv and a few tests keep their state a level or two further down.
+            paths = glob.glob(f"{root}/**/state/containers/{run_id}*", recursive=True) + \
+                glob.glob(f"{root}/**/state/containers/.tmp-{run_id}*", recursive=True)
             if any(not Path(p).is_relative_to(w.state_dir) for p in paths):
                 others.add(name)
     return others
@@ -477,13 +478,15 @@ def world_fixture(make: Callable[..., World], *args: Any, **kw: Any) -> Any:
     pytest names it after the module-level name it is bound to: `dworld = world_fixture(...)`.
     """
 
-    @pytest.fixture
     def world(tmp_path: Path) -> Iterator[World]:
         w = make(tmp_path, *args, **kw)
         yield w
         w.finish()
 
-    return world
+    # A World with a fixed number (its network, bridge and subnet the same every time) is shared by the
+    # tests that use it: a parallel run keeps them in one worker, one after the other (_parallel.unit_of).
+    world.fixed_resources = "n" in kw
+    return pytest.fixture(world)
 
 
 docker_world = world_fixture(_make_world, 131, "docker")
