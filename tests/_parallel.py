@@ -170,6 +170,8 @@ def _flags(item: Any) -> dict[str, bool]:
         reason = str(mark.kwargs.get("reason", ""))
         if "dockerd" in reason or "podman" in reason:
             found["engine"] = True
+    if any(item.iter_markers("alone")):
+        found["host_exclusive"] = True  # timed against a budget, or loading the machine itself: not beside others
     if any(item.iter_markers("docker")) or any(item.iter_markers("podman")):
         found["engine"] = True
     if os.path.basename(str(item.path)) in ENGINE_MODULES:

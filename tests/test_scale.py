@@ -19,6 +19,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pytest
+
 from conftest import (
     CNIRUN,
     REPO,
@@ -70,6 +72,7 @@ def _leftovers(w: World, ns_names: list[str]) -> list[str]:
     return out
 
 
+@pytest.mark.alone
 def test_50_concurrent_add_del_cycles_across_3_networks(world: World) -> None:
     nets = _networks(world)
     # the bridges do not exist yet: the first ADDs on each network race to create it

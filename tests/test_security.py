@@ -362,6 +362,7 @@ def test_too_many_mappings_refused() -> None:
     assert len(parse_ports("40000-40099:40000-40099,40100-40199:40100-40199")) == 200
 
 
+@pytest.mark.alone
 def test_the_most_a_container_may_publish_fits_the_budget(world: ProbeWorld) -> None:
     """200 mappings through the real portmap: well inside the hook's budget."""
     proc = subprocess.Popen(["unshare", "--net", "sleep", "300"])
@@ -381,6 +382,7 @@ def test_the_most_a_container_may_publish_fits_the_budget(world: ProbeWorld) -> 
     assert wait_clean(world, cid, BRIDGES, timeout=60) == []
 
 
+@pytest.mark.alone
 def test_a_slow_plugin_is_cut_off_by_the_hook_budget(world: ProbeWorld) -> None:
     """A plugin that hangs: the hook gives up within its budget, undoes everything, says so in one line."""
     slow = world.root / "slow.json"
