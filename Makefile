@@ -38,7 +38,7 @@ run:
 	fi
 
 # One pytest session: what CI runs. test-parallel spreads the suite over five
-# workers (about 9.5 minutes instead of 22 here) but still has collisions
+# workers (about 9.5 minutes instead of 20 here) but still has collisions
 # between modules that share fixed names and subnets, so it is not the default.
 test:
 	@$(SETUP) packages venv docker podman image
