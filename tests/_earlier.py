@@ -15,8 +15,8 @@ def earlier_cnirun(tmp_path: Path, commit: str) -> Path:
     """A copy of the cnirun package as it was at `commit`, to run as an earlier install would."""
     tree = tmp_path / f"cnirun-{commit}"
     tree.mkdir()
-    got = subprocess.run(f"git -C {REPO} archive {commit} cnirun | tar -x -C {tree}", shell=True,
-                         capture_output=True, text=True)
-    if got.returncode != 0:
-        pytest.skip(f"cnirun at {commit} is not in this checkout's history: {got.stderr.strip()}")
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", commit, "cnirun"], capture_output=True)
+    if archive.returncode != 0:
+        pytest.skip(f"cnirun at {commit} is not in this checkout's history: {archive.stderr.decode().strip()}")
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
     return tree
