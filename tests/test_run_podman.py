@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import World, _make_world, first_address, links, needs_podman, needs_root, world_fixture
+from conftest import CNIRUN, REPO, World, _make_world, first_address, links, needs_podman, needs_root, world_fixture
 
 pytestmark = [needs_root, needs_podman]
 
@@ -209,6 +209,42 @@ def test_restarts_keep_addresses_and_macs(tc_world: World) -> None:
     assert first[0][0].startswith("10.212.51.")
 
 
+def test_a_failed_undo_is_reported_with_the_error_and_gc_finishes_it(tmp_path: Path) -> None:
+    """A run whose ADD fails and whose undo cannot remove its container (podman rm failing here, as it
+    does for a moment when its shm is still mounted) prints the ADD error and the teardown line, exits
+    125 and keeps its state; `cnirun gc` then removes the container and the state."""
+    from test_run_docker import _tiny_world
+
+    w = _tiny_world(tmp_path, engine="podman")
+    first = w.cnirun("-d", "--name", f"{w.name_prefix}a", "busybox", "sleep", "300")
+    assert first.returncode == 0, first.stderr
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "podman").write_text('#!/bin/sh\n[ "$1" = rm ] && { echo "Error: refused by the test" >&2; exit 1; }\n'
+                                 'exec /usr/bin/podman "$@"\n')
+    (fake / "podman").chmod(0o755)
+    try:
+        r = subprocess.run([*CNIRUN, "--rm", "--name", f"{w.name_prefix}x", "busybox", "true"],
+                           env={**w.env, "PATH": f"{fake}:{w.env['PATH']}"}, capture_output=True, text=True,
+                           timeout=60, cwd=REPO)
+        lines = r.stderr.strip().splitlines()
+        assert r.returncode == 125, r.stderr
+        assert any("no IP addresses available" in line for line in lines), r.stderr
+        assert any(line.startswith("cnirun: teardown: podman rm") and "refused by the test" in line
+                   for line in lines), r.stderr
+        assert len(lines) == 2, r.stderr
+        kept = [p.name for p in (w.state_dir / "containers").iterdir() if not p.name.startswith(".")]
+        assert len(kept) == 2, kept  # the first run's and the failed one's
+        g = w.cnirun("gc")
+        assert g.returncode == 0, g.stderr
+        left = subprocess.run(["podman", "ps", "-a", "--external", "--format", "{{.Names}}",
+                               "--filter", f"name={w.name_prefix}x"], capture_output=True, text=True).stdout
+        assert left.strip() == "", left
+    finally:
+        subprocess.run(["podman", "rm", "-f", "-t", "0", first.stdout.strip()], capture_output=True)
+        w.finish()
+
+
 def test_failed_foreground_runs_leave_no_container_not_even_in_storage(tmp_path: Path) -> None:
     """Podman in the foreground, --rm and --name, on a full /30, six times: one line and 125 each, and
     nothing left, not even a container only `podman ps --external` lists (podman run killed between
@@ -227,5 +263,5 @@ def test_failed_foreground_runs_leave_no_container_not_even_in_storage(tmp_path:
                                "--filter", f"name={w.name_prefix}x"], capture_output=True, text=True).stdout
         assert left.strip() == "", left
     finally:
-        subprocess.run(["podman", "rm", "-f", first.stdout.strip()], capture_output=True)
+        subprocess.run(["podman", "rm", "-f", "-t", "0", first.stdout.strip()], capture_output=True)
         w.finish()

@@ -29,6 +29,8 @@ DEFAULT_HOOKS_DIRS = ("/usr/share/containers/oci/hooks.d", "/etc/containers/oci/
 
 STORAGE_CONF = "/etc/containers/storage.conf"
 DEFAULT_GRAPHROOT = "/var/lib/containers/storage"
+# How long remove() retries a container podman calls busy (its cleanup still holds a mount).
+REMOVE_BUSY_S = 10.0
 
 
 def _graphroot() -> str:
@@ -332,9 +334,19 @@ class Podman(FullEngine):
 
     def remove(self, cid: str) -> None:
         # -v: its anonymous volumes go with it, as with Docker's remove (compose's down relies on it).
-        p = self._run("rm", "-f", "-v", "--ignore", cid)
-        if p.returncode != 0:  # e.g. another container still shares its network namespace
-            raise EngineError(f"podman rm {cid[:12]}: {(p.stderr.strip().splitlines() or ['failed'])[-1]}")
+        # "device or resource busy": a container whose `podman run` was just killed (a run undone in
+        # its set-up) still has its shm mounted by podman's own cleanup for a moment: tried again.
+        import time
+
+        deadline = time.monotonic() + REMOVE_BUSY_S
+        while True:
+            p = self._run("rm", "-f", "-v", "--ignore", cid)
+            if p.returncode == 0:
+                return
+            if "resource busy" not in p.stderr or time.monotonic() >= deadline:
+                # e.g. another container still shares its network namespace
+                raise EngineError(f"podman rm {cid[:12]}: {(p.stderr.strip().splitlines() or ['failed'])[-1]}")
+            time.sleep(0.1)
 
     def netns_of(self, cid: str) -> str:
         p = self._run("container", "inspect", "--format", "{{.State.Pid}}", cid)

@@ -40,6 +40,9 @@ def run(req: RunRequest) -> RunOutcome:
     gate = SignalGate()
     gate.install()
     p: Plan | None = None
+    # One outcome for the run, filled by the mode as it goes: what its undo could not
+    # tear down (warnings) is reported with the error that made it undo.
+    outcome = RunOutcome()
     try:
         engine = engine_name(req.engine)
         own_netns = joins_netns_path(engine)  # EngineError for an engine cnirun does not know
@@ -58,17 +61,18 @@ def run(req: RunRequest) -> RunOutcome:
         if own_netns:
             from .podman import run_podman
 
-            return run_podman(p, gate)
+            return run_podman(p, gate, outcome)
         from .docker_run import run_docker
 
-        return run_docker(p, gate)
+        return run_docker(p, gate, outcome)
     except RunFailed as e:
-        return RunOutcome(code=e.code, error=str(e))
+        outcome.code, outcome.error = e.code, str(e)
     except CNIError as e:
-        return RunOutcome(code=EXIT_CNIRUN, error=str(e))
+        outcome.code, outcome.error = EXIT_CNIRUN, str(e)
     except Interrupted as e:
-        return RunOutcome(code=128 + e.signum, error="interrupted during set-up; everything was torn down")
+        outcome.code, outcome.error = 128 + e.signum, "interrupted during set-up; everything was torn down"
     finally:
         if p is not None:
             p.release_ports()
         gate.restore()
+    return outcome

@@ -26,10 +26,8 @@ class RuntimeUnknown(Exception):
     """dockerd refused runtime `cnirun` at create: daemon.json names it but dockerd was not reloaded."""
 
 
-def run_docker_hook(p: Plan, docker: Any, gate: SignalGate) -> RunOutcome:
+def run_docker_hook(p: Plan, docker: Any, gate: SignalGate, outcome: RunOutcome) -> RunOutcome:
     """An ordinary docker run with the cnirun runtime; the hook attaches from the labels."""
-    from .request import RunOutcome
-
     req, spec = p.req, p.req.spec
     # The hook publishes the ports: it takes the port lock and checks again
     # inside `docker start`; holding the lock here would make it wait for us.
@@ -62,15 +60,15 @@ def run_docker_hook(p: Plan, docker: Any, gate: SignalGate) -> RunOutcome:
             raise RunFailed(str(e), e.exit_code() if isinstance(e, StartError) else EXIT_CNIRUN) from None
         finally:
             p.release_ports()  # the hook's ADD ran inside start
-        return RunOutcome(code=0, container=cid, detached=True)
+        outcome.code, outcome.container, outcome.detached = 0, cid, True
+        return outcome
+    outcome.container = cid
     try:
-        return RunOutcome(
-            code=foreground(docker, cid, spec, gate, on_started=p.release_ports, auto_removed=auto_remove),
-            container=cid,
-        )
+        outcome.code = foreground(docker, cid, spec, gate, on_started=p.release_ports, auto_removed=auto_remove)
     except StartFailed as e:
-        return RunOutcome(code=e.code, container=cid, error=str(e))
+        outcome.code, outcome.error = e.code, str(e)
     finally:
         gate.shield()
         if spec.remove:
             docker.remove(cid)  # gone already when auto-removed (then a quick 404), else now
+    return outcome

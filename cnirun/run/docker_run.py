@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from .signals import SignalGate
 
 
-def run_docker(p: Plan, gate: SignalGate) -> RunOutcome:
+def run_docker(p: Plan, gate: SignalGate, outcome: RunOutcome) -> RunOutcome:
     """Run the plan on Docker in the mode decided for it; a hook run dockerd refuses the runtime for
     (daemon.json names it, dockerd was not reloaded) decides again without the hook."""
     from .docker_mode import decide
@@ -36,13 +36,13 @@ def run_docker(p: Plan, gate: SignalGate) -> RunOutcome:
 
         warn_sandbox_ignored("this run uses hook mode (the cnirun runtime)", "add --mode sandbox to use it")
         try:
-            return run_docker_hook(p, client(), gate)
+            return run_docker_hook(p, client(), gate, outcome)
         except RuntimeUnknown as e:
             mode = decide(p, client, runtime_unknown=str(e))
     if mode.kind == "single":
         from .docker_single import run_docker_single
 
-        return run_docker_single(p, gate, client(), mode.image_config or {})
+        return run_docker_single(p, gate, outcome, client(), mode.image_config or {})
     from .docker_sandbox import run_docker_sandbox
 
-    return run_docker_sandbox(p, gate)
+    return run_docker_sandbox(p, gate, outcome)

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from .signals import SignalGate
 
 
-def run_docker_sandbox(p: Plan, gate: SignalGate) -> RunOutcome:
+def run_docker_sandbox(p: Plan, gate: SignalGate, outcome: RunOutcome) -> RunOutcome:
     """Helper container holding the netns; ADD; the workload joins it with --network container:.
 
     The helper is created and started by a thread, and ADD runs there too,
@@ -40,12 +40,11 @@ def run_docker_sandbox(p: Plan, gate: SignalGate) -> RunOutcome:
     Whatever happens before a -d workload started, the run is undone.
     """
     from .plan import record_run
-    from .request import RunOutcome
 
     spec = p.req.spec
     st, meta = record_run(p, "docker", detached=spec.detach)
     run = _SandboxRun(p, st, meta)
-    outcome = RunOutcome(code=EXIT_CNIRUN, run_id=st.id, detached=spec.detach)
+    outcome.code, outcome.run_id, outcome.detached = EXIT_CNIRUN, st.id, spec.detach
     try:
         run.thread.start()
         run.create_workload()

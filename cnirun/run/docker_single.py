@@ -118,7 +118,9 @@ def waiter_command(image_config: dict[str, Any], spec: Any, mount: str) -> tuple
     return f"{mount}/busybox", ["sh", "-c", WAIT_SCRIPT, f"{mount}/wait", *keep, *argv]
 
 
-def run_docker_single(p: Plan, gate: SignalGate, docker: DockerClient, image_config: dict[str, Any]) -> RunOutcome:
+def run_docker_single(
+    p: Plan, gate: SignalGate, outcome: RunOutcome, docker: DockerClient, image_config: dict[str, Any]
+) -> RunOutcome:
     """Create the user's container held at its entrypoint; start; pin and ADD; release; wait; tear down.
 
     For a run docker_mode.decide() found fit (image_config: the image's
@@ -126,7 +128,6 @@ def run_docker_single(p: Plan, gate: SignalGate, docker: DockerClient, image_con
     """
     from ..engines.docker import find_static_busybox
     from ..engines.spec import RunSpec
-    from .request import RunOutcome
     from .plan import record_run
     from .etc_files import host_file_binds
 
@@ -134,7 +135,7 @@ def run_docker_single(p: Plan, gate: SignalGate, docker: DockerClient, image_con
     busybox = find_static_busybox()
 
     st, meta = record_run(p, "docker", detached=False, mode="single")
-    outcome = RunOutcome(code=EXIT_CNIRUN, run_id=st.id)
+    outcome.code, outcome.run_id = EXIT_CNIRUN, st.id
     release_fd: int | None = None
     ran = False  # the user's command ran and ended: only DEL is left
     try:

@@ -161,20 +161,19 @@ def _remove(path: str) -> None:
         pass
 
 
-def run_podman(p: Plan, gate: SignalGate) -> RunOutcome:
+def run_podman(p: Plan, gate: SignalGate, outcome: RunOutcome) -> RunOutcome:
     """Make and record the netns; start `podman run` while ADD runs; wait; hand a -d run to the watcher.
 
     Whatever happens before the hand-over, the run is undone (_PodmanRun.undo).
     """
     from ..engines import podman
     from .plan import record_run
-    from .request import RunOutcome
 
     spec = p.req.spec
     podman.podman_bin()
     st, meta = record_run(p, "podman", detached=spec.detach)
     run = _PodmanRun(p, st, meta)
-    outcome = RunOutcome(code=EXIT_CNIRUN, run_id=st.id, detached=spec.detach)
+    outcome.code, outcome.run_id, outcome.detached = EXIT_CNIRUN, st.id, spec.detach
     try:
         argv, env_passthrough = run.prepare()
         run.start(argv, env_passthrough)
