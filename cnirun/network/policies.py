@@ -13,7 +13,10 @@ PEER is one of:
   host          the host (the network's gateway addresses)
 PORTS: PORT[-PORT][/PROTO] items separated by commas, PROTO tcp (the default), udp or sctp:
 `80`, `80/tcp`, `8000-8100/udp`, `80,443,53/udp`. No PORTS: every port and protocol.
-`none`, alone, removes the direction's policy.
+`none`, alone, removes the direction's policy; `nobody`, alone, allows no peer
+(every connection that way refused, replies to the container's own excepted).
+In a label (cnirun.ingress-allow, cnirun.egress-allow) the values are separated
+by whitespace (PORTS holds commas): `db:5432 10.0.0.0/8:443`.
 
 The capability value (CONVENTIONS.md style, camelCase)::
 
@@ -36,6 +39,7 @@ if TYPE_CHECKING:
 CAPABILITY = "firewallPolicy"
 DIRECTIONS = ("ingress", "egress")
 NONE = "none"
+NOBODY = "nobody"
 HOST = "host"
 NET_PREFIX = "net:"
 PROTOCOLS = ("tcp", "udp", "sctp")
@@ -186,12 +190,14 @@ def format_rule(rule: dict[str, Any]) -> str:
 
 
 def parse_allow(values: Iterable[str], what: str = "--ingress-allow") -> list[dict[str, Any]] | None:
-    """The values of one repeatable flag -> its rules; None for `none` (the direction's policy removed)."""
+    """The values of one repeatable flag -> its rules; None for `none` (the direction's policy
+    removed), [] for `nobody` (no peer allowed)."""
     values = list(values)
-    if any(isinstance(v, str) and v.strip().lower() == NONE for v in values):
-        if len(values) > 1:
-            raise ArgumentError(f"invalid {what}: 'none' removes the policy and stands alone, not beside peers")
-        return None
+    for word, means in ((NONE, "removes the policy"), (NOBODY, "allows no peer")):
+        if any(isinstance(v, str) and v.strip().lower() == word for v in values):
+            if len(values) > 1:
+                raise ArgumentError(f"invalid {what}: '{word}' {means} and stands alone, not beside peers")
+            return None if word == NONE else []
     if len(values) > MAX_RULES:
         raise ArgumentError(f"invalid {what}: more than {MAX_RULES} peers: use a CIDR or net:NETWORK")
     rules: list[dict[str, Any]] = []
@@ -200,6 +206,23 @@ def parse_allow(values: Iterable[str], what: str = "--ingress-allow") -> list[di
         if rule not in rules:
             rules.append(rule)
     return rules
+
+
+def format_allow(rules: list[dict[str, Any]] | None) -> str:
+    """One direction's rules as a label value or a line (parse_allow_label gives them back)."""
+    if rules is None:
+        return NONE
+    return " ".join(format_rule(r) for r in rules) if rules else NOBODY
+
+
+def parse_allow_label(text: str, what: str) -> list[dict[str, Any]] | None:
+    """A label's value: whitespace-separated PEER[:PORTS] (or none, nobody) -> parse_allow."""
+    if not isinstance(text, str) or len(text) > MAX_VALUE * MAX_RULES:
+        raise ArgumentError(f"invalid {what}: expected whitespace-separated PEER[:PORTS], {_EXAMPLE}")
+    values = text.split()
+    if not values:
+        raise ArgumentError(f"invalid {what}: empty: give PEER[:PORTS] values, nobody or none ({_EXAMPLE})")
+    return parse_allow(values, what)
 
 
 # -- the capability ------------------------------------------------------------------------

@@ -31,13 +31,18 @@ class RunRequest(Record):
     network_ips6: dict[str, str]  # network name -> static IPv6 address (--ip6 NET=IP6)
     aliases: list[str]  # DNS names on every network of the run (--network-alias)
     network_aliases: dict[str, list[str]]  # network name -> DNS names there (compose's networks.<net>.aliases)
+    # Firewall policy (network.policies): the PEER[:PORTS] values as given, none or nobody; [] not given
+    ingress_allow: list[str]
+    egress_allow: list[str]
 
     _fields = ('spec', 'networks', 'publish', 'ip', 'network_ips', 'mac', 'dns', 'dns_search', 'engine', 'mode', 'file',
-               'pull', 'ingress_rate', 'egress_rate', 'ip6', 'network_ips6', 'aliases', 'network_aliases')
+               'pull', 'ingress_rate', 'egress_rate', 'ip6', 'network_ips6', 'aliases', 'network_aliases',
+               'ingress_allow', 'egress_allow')
     _defaults = {
         'networks': list, 'publish': list, 'ip': "", 'network_ips': dict, 'mac': "", 'dns': list, 'dns_search':
         list, 'engine': "", 'mode': "", 'file': "", 'pull': "missing", 'ingress_rate': "", 'egress_rate': "",
-        'ip6': "", 'network_ips6': dict, 'aliases': list, 'network_aliases': dict,
+        'ip6': "", 'network_ips6': dict, 'aliases': list, 'network_aliases': dict, 'ingress_allow': list,
+        'egress_allow': list,
     }
 
 
