@@ -98,14 +98,16 @@ def test_add_check_del_like_cnitool(core: CoreEnv, netns: Netns, bridges: list[s
 
 
 def _readme_network(core: CoreEnv, bridges: list[str], name: str, bridge: str, subnet: str, gateway: str) -> None:
-    """The shipped default network (netconf/cnirun.conflist: bridge, portmap, firewall, tuning, bandwidth) as it is,
+    """The shipped default network (netconf/cnirun.conflist: bridge, portmap, firewall, tuning, bandwidth,
+    cnirun-policy) as it is,
     renamed onto a private bridge, subnet and host-local dataDir."""
     conf = json.loads((REPO / "netconf" / "cnirun.conflist").read_text())
     bridge_plugin = conf["plugins"][0]
     bridge_plugin["bridge"] = bridge
     bridge_plugin["ipam"].update(dataDir=str(core.ipam), ranges=[[{"subnet": subnet, "gateway": gateway}]])
     conf["name"] = name
-    assert [p["type"] for p in conf["plugins"]] == ["bridge", "portmap", "firewall", "tuning", "bandwidth"]
+    assert [p["type"] for p in conf["plugins"]] == ["bridge", "portmap", "firewall", "tuning", "bandwidth",
+                                                     "cnirun-policy"]
     core.write(f"{name}.conflist", conf)
     bridges.append(bridge)
 
@@ -129,7 +131,8 @@ def test_readme_cni_example_add_check_del_on_the_default_chain(core: CoreEnv, ne
     assert p.returncode == 0 and p.stderr == "", p.stderr
     lines = p.stdout.splitlines()
     assert lines[0] == "ok" and '"supportedVersions"' in lines[1], p.stdout
-    assert lines[2].startswith("th-readme: OK (cniVersion 1.0.0; plugins bridge, portmap, firewall, tuning, bandwidth")
+    assert lines[2].startswith("th-readme: OK (cniVersion 1.0.0; plugins bridge, portmap, firewall, tuning, bandwidth, "
+                               "cnirun-policy")
     assert_clean(core, "th-readme", "cthreadme", [cnitool_id(Netns.path(ns))])
 
 

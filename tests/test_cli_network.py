@@ -77,8 +77,8 @@ def test_create_ls_inspect_rm_json(env: Env) -> None:
 
     rows = {r["name"]: r for r in env.json("network", "ls")}
     assert set(rows) >= {a, b, "cnirun"}
-    assert rows[b]["plugins"] == ["bridge", "firewall", "tuning", "bandwidth"]
-    assert rows[a]["plugins"] == ["bridge", "portmap", "firewall", "tuning", "bandwidth"]
+    assert rows[b]["plugins"] == ["bridge", "firewall", "tuning", "bandwidth", "cnirun-policy"]
+    assert rows[a]["plugins"] == ["bridge", "portmap", "firewall", "tuning", "bandwidth", "cnirun-policy"]
     assert rows[b]["subnets"][0].startswith("10.152.")
     table = env.run("network", "ls").stdout
     assert table.splitlines()[0].split() == ["NAME", "DRIVER", "PLUGINS", "SUBNET", "ATTACHED", "FILE"]

@@ -320,7 +320,7 @@ def test_shipped_default_network_is_valid() -> None:
 
     nets = {n.name: n for n in builtin_networks()}
     net = nets[default_network_name()]
-    assert net.types == ["bridge", "portmap", "firewall", "tuning", "bandwidth"]
+    assert net.types == ["bridge", "portmap", "firewall", "tuning", "bandwidth", "cnirun-policy"]
     assert net.plugins[0].raw["ipam"]["type"] == "host-local"
     for subnet in net.subnets():
         import ipaddress

@@ -174,7 +174,8 @@ def test_three_services_two_networks_and_down_leaves_nothing(proj: Proj) -> None
     ours = {r["name"]: r for r in ls if r["name"].startswith(proj.name)}
     assert set(ours) == {f"{proj.name}_public", f"{proj.name}_private"}
     assert ours[f"{proj.name}_private"]["labels"]["com.docker.compose.network"] == "private"
-    assert ours[f"{proj.name}_private"]["plugins"] == ["bridge", "firewall", "tuning", "bandwidth"]
+    assert ours[f"{proj.name}_private"]["plugins"] == ["bridge", "firewall", "tuning", "bandwidth",
+                                                               "cnirun-policy"]
 
     # A second `up -d` keeps what runs.
     again = proj.cnirun("up", "-d")

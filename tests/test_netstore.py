@@ -51,7 +51,8 @@ def error_of(text: str, **kw) -> str:
 
 def test_bridge_default_chain() -> None:
     conf = convert("networks:\n  web: {}\n")["web"]
-    assert [p["type"] for p in conf["plugins"]] == ["bridge", "portmap", "firewall", "tuning", "bandwidth"]
+    assert [p["type"] for p in conf["plugins"]] == ["bridge", "portmap", "firewall", "tuning", "bandwidth",
+                                                     "cnirun-policy"]
     br = plugin(conf, "bridge")
     assert br["isGateway"] is True and br["ipMasq"] is True and br["hairpinMode"] is True
     assert br["bridge"] == auto_bridge_name("web") and len(br["bridge"]) <= 15
@@ -91,7 +92,7 @@ def test_enable_icc_false_and_isolate_in_the_chain() -> None:
     conf = convert("networks:\n  n:\n    driver_opts:\n      com.docker.network.bridge.enable_icc: 'false'\n"
                    "    x-cni: {isolate: same-bridge}\n")["n"]
     assert [p["type"] for p in conf["plugins"]] == ["bridge", "portmap", "firewall", "isolation", "tuning",
-                                                     "bandwidth"]
+                                                     "bandwidth", "cnirun-policy"]
     assert plugin(conf, "firewall") == {"type": "firewall", "ingressPolicy": "same-bridge"}
     assert conf["cnirun"]["isolated"] is True
     assert convert("networks:\n  n:\n    x-cni: {isolate: none}\n")["n"]["cnirun"]["isolated"] is False
@@ -242,7 +243,7 @@ def test_load_networks_file(tmp_path: Path) -> None:
     f.write_text("networks:\n  one: {}\n  two: {internal: true}\n  ext: {external: true}\n")
     nets = load_networks_file(f)
     assert [n.name for n in nets] == ["one", "two"]
-    assert nets[0].types == ["bridge", "portmap", "firewall", "tuning", "bandwidth"]
+    assert nets[0].types == ["bridge", "portmap", "firewall", "tuning", "bandwidth", "cnirun-policy"]
     assert not Path(tmp_path / "net.d").exists()  # nothing installed
 
 

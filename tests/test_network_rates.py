@@ -226,7 +226,7 @@ def test_bandwidth_without_limit_adds_nothing(tmp_path: Path) -> None:
 
     w = _make_world(tmp_path, 194, net="t194-{n}", bridge="c194x{n}", name_prefix="t194-{n}-")
     default = json.loads(Path(builtin_networks()[0].source).read_text())
-    assert default["plugins"][-1]["type"] == "bandwidth"
+    assert [p["type"] for p in default["plugins"]][-2:] == ["bandwidth", "cnirun-policy"]
     default["name"] = w.net
     default["plugins"][0].update(bridge=w.bridge)
     default["plugins"][0]["ipam"].update(dataDir=str(w.data_dir), ranges=[[{"subnet": w.subnet}]])

@@ -100,7 +100,8 @@ def test_enable_icc_false_isolates_the_containers_of_a_network(world: World) -> 
     w = world
     net = f"t194-{w.n}-icc"
     info = _create(w, net, "--opt", "com.docker.network.bridge.enable_icc=false")
-    assert info["plugins"] == ["bridge", "portmap", "firewall", "isolation", "tuning", "bandwidth"]
+    assert info["plugins"] == ["bridge", "portmap", "firewall", "isolation", "tuning", "bandwidth",
+                               "cnirun-policy"]
     a, b = f"t194-{w.n}-a", f"t194-{w.n}-b"
     serve(w, a, 19440, "--network", net)
     p = w.cnirun("run", "-d", "--mode", "sandbox", "--name", b, "--network", net, "busybox", "sleep", "600")

@@ -41,6 +41,7 @@ PORT_CAPABILITY = "portMappings"
 BANDWIDTH_CAPABILITY = "bandwidth"
 IPS_CAPABILITY = "ips"
 MAC_CAPABILITY = "mac"
+FIREWALL_POLICY_CAPABILITY = "firewallPolicy"  # cnirun's own (cnirun.network.policies)
 
 
 class PluginConf(Value):

@@ -1,10 +1,10 @@
-"""Changing a live attachment's capability args (ports, rate limits): CNI has no UPDATE verb.
+"""Changing a live attachment's capability args (ports, rate limits, firewall policies): CNI has no UPDATE verb.
 
 What portmap (portMappings) or bandwidth read only at ADD is changed by a DEL
 of those plugins with the cached capability args and an ADD with the new
 ones, both with the cached final result as prevResult; the interface plugins
 never run, so the container keeps its address, MAC and connections. Those
-plugins must pass prevResult through (portmap, bandwidth do): the cached
+plugins must pass prevResult through (portmap, bandwidth, cnirun-policy do): the cached
 result stays. portmap is changed make-before-break (swap_portmap).
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ from . import cache as cnicache
 from . import chains
 from ..core.errors import ArgumentError, CNIError
 from ..core.lock import chain_lock
-from .config import BANDWIDTH_CAPABILITY, PORT_CAPABILITY
+from .config import BANDWIDTH_CAPABILITY, FIREWALL_POLICY_CAPABILITY, PORT_CAPABILITY
 from .invoke import find_plugin, kill_orphaned_adds
 from .runtime import parse_result, shadow_id
 from .runtime_conf import RuntimeConf, validate_container_id, validate_ifname
@@ -25,7 +25,8 @@ if TYPE_CHECKING:
     from .config import NetworkConfigList, PluginConf
     from .runtime import CNI
 
-LIVE_CAPABILITIES = (PORT_CAPABILITY, BANDWIDTH_CAPABILITY)  # what update_capabilities changes on a live attachment
+# What update_capabilities changes on a live attachment.
+LIVE_CAPABILITIES = (PORT_CAPABILITY, BANDWIDTH_CAPABILITY, FIREWALL_POLICY_CAPABILITY)
 
 
 def update_capabilities(

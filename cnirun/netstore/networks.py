@@ -13,8 +13,8 @@ import os
 from typing import Any
 
 from ..cni.config import (
-    BANDWIDTH_CAPABILITY, IPS_CAPABILITY, MAC_CAPABILITY, META_KEY, PORT_CAPABILITY, NetworkConfigList, bridge_of,
-    conflist_from_bytes,
+    BANDWIDTH_CAPABILITY, FIREWALL_POLICY_CAPABILITY, IPS_CAPABILITY, MAC_CAPABILITY, META_KEY, PORT_CAPABILITY,
+    NetworkConfigList, bridge_of, conflist_from_bytes,
 )
 from ..core.errors import ConfigError
 from .network_spec import IPNet, NetworkSpec, Pool, file_specs
@@ -271,6 +271,9 @@ def _bridge_chain(spec: NetworkSpec, bridge: str, ipam: dict[str, Any]) -> list[
     chain.append({"type": "tuning", "capabilities": {MAC_CAPABILITY: True}})
     # No limit unless a container asks (--ingress-rate, cnirun update): then it passes prevResult through.
     chain.append({"type": "bandwidth", "capabilities": {BANDWIDTH_CAPABILITY: True}})
+    # No policy unless a container asks (--ingress-allow, --egress-allow); without one cnirun's runtime runs no
+    # program for it (cni/policy_record.py). Last: it filters in the container's netns and needs the result's gateways.
+    chain.append({"type": "cnirun-policy", "capabilities": {FIREWALL_POLICY_CAPABILITY: True}})
     return chain
 
 
