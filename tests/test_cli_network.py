@@ -2,7 +2,7 @@
 
 Every test has its own NETCONFPATH, CNI_CACHE_DIR and host-local data dir.
 Address plan unique to this file: 10.152.0.0/16 (automatic subnets come from
-CNIRUN_SUBNET_POOL=10.152.0.0/16). Bridges: automatic cni-<hash> names of
+CNIRUN_SUBNET_POOL=10.152.0.0/16), and 10.236.0.0/20 for concurrent creates. Bridges: automatic cni-<hash> names of
 per-test random network names, removed by `network rm` (asserted) or at the end.
 """
 from __future__ import annotations
@@ -95,6 +95,24 @@ def test_create_ls_inspect_rm_json(env: Env) -> None:
     assert [r["name"] for r in removed] == [a, b]
     assert not list(env.netconf.glob("*.conflist"))
     assert not isolation.rules_for(bridge_a)
+
+
+def test_concurrent_creates_choose_distinct_subnets(env: Env) -> None:
+    """Six `network create` without --subnet, started at once on one NETCONFPATH, each get a subnet and a
+    bridge of their own: choosing them and writing the conflist is one step under the networks lock."""
+    env.env["CNIRUN_SUBNET_POOL"] = "10.236.0.0/20"
+    names = [env.name() for _ in range(6)]
+    procs = [subprocess.Popen([CNIRUN_BIN, "network", "create", n, "--format", "json"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=env.env) for n in names]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0] * 6, [err for _, err in outs]
+    subnets = [json.loads(out)["subnets"] for out, _ in outs]
+    assert all(len(s) == 1 and s[0].startswith("10.236.") for s in subnets), subnets
+    assert len({s[0] for s in subnets}) == 6, subnets
+    assert len({json.loads(out)["bridge"] for out, _ in outs}) == 6
+    for n in names:
+        env.run("network", "rm", n)
+    assert "networks.lock" in os.listdir(env.env["CNIRUN_LOCK_FILE"] + ".d")  # beside the chain locks
 
 
 def test_errors_are_one_line(env: Env) -> None:

@@ -485,5 +485,6 @@ def create_network(name: str, driver: str, subnet: str | list[str] = "", gateway
     doc = Document(source=f"cnirun network create {name}", data=mapping)
     spec = parse_network(doc, name, mapping, ())
     cni = _cni()
-    conf = Planner(cni.networks()).conflist(spec, {"createdBy": "cnirun network create"})
-    return store.install(cni, conf)
+    with store.creating(cni) as nets:
+        conf = Planner(nets).conflist(spec, {"createdBy": "cnirun network create"})
+        return store.install(cni, conf)

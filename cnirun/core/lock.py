@@ -35,7 +35,15 @@ one network wait only for a bridge being created or a GC. The lock files
 live beside the host lock file (CNIRUN_LOCK_FILE, default
 /run/cnirun/cni.lock): <file>.d/net-<network>.lock, <file>.d/link-<bridge>.lock.
 Locks are always taken in that order (host, network, bridge), and the
-exclusive host lock only while holding nothing else: no deadlock.
+exclusive host lock only while holding nothing else but the networks lock:
+no deadlock.
+
+The networks lock (<file>.d/networks.lock, `networks_lock_path`) is held,
+exclusively, by whoever creates networks (`network create`, compose's up:
+netstore.store.creating) from reading the networks that exist, through
+choosing a free subnet and bridge, to the written conflist: two creations at
+once would otherwise both choose the same free subnet. It is taken first and
+held for milliseconds; nobody holding another lock waits for it.
 
 A container's lock (`container_locked`, file <state dir>/locks/<id>.lock,
 the CNI container ID) is held by every step that changes the container's
@@ -227,6 +235,11 @@ def network_lock_path(network: str, host: str | None = None) -> str:
 
 def link_lock_path(link: str, host: str | None = None) -> str:
     return os.path.join(lock_dir(host), f"link-{link}.lock")
+
+
+def networks_lock_path(host: str | None = None) -> str:
+    """The lock under which networks are chosen and installed (see the module's docstring)."""
+    return os.path.join(lock_dir(host), "networks.lock")
 
 
 class chain_lock:  # noqa: N801 - a context manager, like host_lock

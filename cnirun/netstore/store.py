@@ -48,8 +48,39 @@ def target_dir(netconf_path: str | None = None) -> Path:
     return Path(netconf_dirs(netconf_path)[0])
 
 
+class creating:  # noqa: N801 - used as `with creating(cni) as existing:`
+    """The networks lock (core.lock.networks_lock_path) for a block; entering gives the networks that exist.
+
+    A network's subnet and bridge are chosen against the conflists found
+    (networks.Planner) and are taken only once its conflist is written: the
+    reading, the choosing and every `install` of one creation happen inside
+    this block, so two creations at once (two `network create`, two compose
+    projects' `up`) never choose the same free subnet or bridge.
+    """
+
+    def __init__(self, cni: CNI) -> None:
+        from ..core.lock import host_lock, networks_lock_path
+
+        self.cni = cni
+        self._lock = host_lock(networks_lock_path(cni.lock_file))
+
+    def __enter__(self) -> list[NetworkConfigList]:
+        self._lock.__enter__()
+        try:
+            return self.cni.networks()
+        except BaseException:
+            self._lock.__exit__(None, None, None)
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.__exit__(None, None, None)
+
+
 def install(cni: CNI, conf: dict[str, Any]) -> NetworkConfigList:
-    """Write `conf` as <dir>/<name>.conflist (atomically); refuse an existing name."""
+    """Write `conf` as <dir>/<name>.conflist (atomically); refuse an existing name.
+
+    Call it inside `creating`, which `conf`'s choices were made under.
+    """
     from ..cni.config import load_file
 
     name = conf["name"]
