@@ -98,11 +98,20 @@ def _port_text(m: dict[str, Any]) -> str:
     return f"{host}{m.get('hostPort')}->{m.get('containerPort')}/{m.get('protocol') or 'tcp'}"
 
 
+def _policy_text(capability_args: dict[str, Any] | None) -> str:
+    """The attachment's firewall policy for people ('' without one): 'ingress from db:5432; egress unrestricted'."""
+    from ..network.policies import CAPABILITY, describe
+
+    value = (capability_args or {}).get(CAPABILITY)
+    return describe(value) if value is not None else ""
+
+
 def _att_row(att: Any) -> dict[str, Any]:
     from ..cni.config import PORT_CAPABILITY
     from ..network.attachment import Attachment
 
     return {
+        "policy": _policy_text(att.capability_args),
         "network": att.network_name,
         "ifname": att.ifname,
         "cni_container_id": att.container_id,
@@ -150,6 +159,8 @@ def collect(include_foreign: bool) -> list[dict[str, Any]]:
                     by_id.setdefault(a.container_id, []).append(a)
         for cid, atts in sorted(by_id.items()):
             rows.append(_other_row(cid, atts[0].netns, atts, "", "", _made_by(cid, atts)))
+    for r in rows:  # the container's policy: the same on each attachment (lifecycle.set_policy)
+        r["policy"] = next((a["policy"] for a in r["attachments"] if a["policy"]), "")
     others = [r for r in rows if r["run_id"] == ""]
     if others:
         known = _engine_containers()  # who the engines say the other containers are: one listing per engine

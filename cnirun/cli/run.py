@@ -39,6 +39,13 @@ CNI options:
                               limit traffic into / out of the container,
                               e.g. 10mbit or 10mbit:64kb (bandwidth plugin;
                               change it live with `cnirun update`)
+      --ingress-allow PEER[:PORTS], --egress-allow PEER[:PORTS]
+                              firewall policy (repeatable): only these peers
+                              may open connections to / from the container;
+                              PEER: a container or alias name, net:NETWORK,
+                              a CIDR or host; PORTS: 80, 8000-8100/udp, ...;
+                              nobody: no peer (cnirun-policy plugin; change it
+                              live with `cnirun update`)
       --network-alias NAME    another DNS name of the container on the networks
                               of this run (repeatable; see "Names (DNS)")
       --dns IP                nameserver for /etc/resolv.conf (repeatable;
@@ -104,6 +111,7 @@ _VALUE_FLAGS = {
     "--ip": "ip", "--ip6": "ip6", "--mac": "mac", "--mac-address": "mac", "--dns": "dns", "--dns-search": "dns_search",
     "--engine": "engine", "--mode": "mode", "-f": "file", "--file": "file", "--pull": "pull",
     "--ingress-rate": "ingress_rate", "--egress-rate": "egress_rate", "--network-alias": "network_alias",
+    "--ingress-allow": "ingress_allow", "--egress-allow": "egress_allow",
 }
 _BOOL_FLAGS = {
     "--rm": "rm", "-d": "detach", "--detach": "detach", "-i": "interactive", "--interactive": "interactive",
@@ -422,6 +430,8 @@ def _request(values: dict[str, list[str]], spec: RunSpec, networks: list[str]) -
         ip6=ip6,
         network_ips6=network_ips6,
         aliases=values.get("network_alias", []),
+        ingress_allow=values.get("ingress_allow", []),
+        egress_allow=values.get("egress_allow", []),
     )
 
 

@@ -255,6 +255,7 @@ def connect(ref: str, network: str, ip: str = "", mac: str = "", aliases: list[s
     opts = options_for(spec, [net], t.cni, t.cni_id)[0]
     with _locked(t):
         _still_running(t)
+        _same_policy(t, net, opts)
         pinned_here = False
         if not t.netns:  # a foreign container: pin its netns as the hook does, after the hook's checks
             try:
@@ -284,6 +285,24 @@ def connect(ref: str, network: str, ip: str = "", mac: str = "", aliases: list[s
 
             remember_addresses(t.cni_id, {net.name: att.had()})
     return att
+
+
+def _same_policy(t: Target, net: Any, opts: Any) -> None:
+    """The container's firewall policy goes to the new network too (else it would be a way round it)."""
+    from ..network.lifecycle import policy
+    from ..network.network_options import declares
+    from ..network.policies import CAPABILITY
+
+    value = policy(t.cni, t.cni_id)
+    if value is None:
+        return
+    if not declares(net, CAPABILITY):
+        raise ArgumentError(
+            f"container {t.display} has a firewall policy and network {net.name} has no cnirun-policy plugin "
+            "to apply it there: connect it to a network that has one (the default and `cnirun network create` "
+            "networks do), or remove the policy first (cnirun update --ingress-allow none --egress-allow none)"
+        )
+    opts.capability_args[CAPABILITY] = value
 
 
 def _our_resolvers(t: Target) -> set[str]:
@@ -377,7 +396,7 @@ def change_ports(ref: str, add: list[Any], remove: list[Any]) -> list[dict[str, 
     return new
 
 
-KEEP: Any = object()  # update_rates: leave this direction as it is
+KEEP: Any = object()  # update_rates, update_policy: leave this direction as it is
 
 
 def update_rates(ref: str, ingress: Any = KEEP, egress: Any = KEEP) -> tuple[str, Any]:
@@ -407,6 +426,31 @@ def update_rates(ref: str, ingress: Any = KEEP, egress: Any = KEEP) -> tuple[str
             _ensure_record(t)  # live.json lives in the record: the hook applies it again after a restart
         _write_live(t, lambda live: live.update(bandwidth=value))
     return network, value
+
+
+def update_policy(ref: str, ingress: Any = KEEP, egress: Any = KEEP) -> tuple[list[str], Any]:
+    """`cnirun update --ingress-allow/--egress-allow`: the new rules of each direction (network.policies
+    parse_allow: a list, None: no policy, KEEP) through lifecycle.set_policy.
+
+    Returns (the networks changed, the policy now in force). Nothing runs when
+    it is already the one asked for.
+    """
+    from ..network.lifecycle import policy, set_policy
+    from ..network.policies import capability
+
+    t = target(ref)
+    with _locked(t):
+        _still_running(t)
+        current = policy(t.cni, t.cni_id) or {}
+        value = capability(current.get("ingress") if ingress is KEEP else ingress,
+                           current.get("egress") if egress is KEEP else egress)
+        if value == (current or None):
+            return [], value
+        changed = set_policy(t.cni, t.cni_id, value, t.netns)
+        if t.kind == "hook":
+            _ensure_record(t)  # live.json lives in the record: the hook applies it again after a restart
+        _write_live(t, lambda live: live.update(policy=value))
+    return changed, value
 
 
 def format_port(m: dict[str, Any]) -> str:

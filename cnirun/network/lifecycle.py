@@ -374,20 +374,25 @@ def set_ports(cni: CNI, container_id: str, mappings: list[dict[str, Any]]) -> cn
     return update_capabilities(cni, att.network_name, rt, {PORT_CAPABILITY: mappings})
 
 
-def _capability_attachment(cni: CNI, container_id: str, capability: str) -> cnicache.CachedAttachment | None:
-    """The attachment holding `capability`, else the first whose chain declares it (options_for's rule)."""
+def _network_of(cni: CNI, att: cnicache.CachedAttachment) -> NetworkConfigList | None:
+    """The conflist an attachment was made with (its cached copy, else the installed one); None if unreadable."""
     from ..cni.config import conflist_from_bytes
 
+    try:
+        return conflist_from_bytes(att.config, att.path) if att.config else cni.network(att.network_name)
+    except CNIError:
+        return None
+
+
+def _capability_attachment(cni: CNI, container_id: str, capability: str) -> cnicache.CachedAttachment | None:
+    """The attachment holding `capability`, else the first whose chain declares it (options_for's rule)."""
     atts = cached_attachments(cni, container_id)
     for a in atts:
         if a.capability_args.get(capability):
             return a
     for a in atts:
-        try:
-            net = conflist_from_bytes(a.config, a.path) if a.config else cni.network(a.network_name)
-        except CNIError:
-            continue
-        if declares(net, capability):
+        net = _network_of(cni, a)
+        if net is not None and declares(net, capability):
             return a
     return None
 
@@ -419,6 +424,64 @@ def set_bandwidth(
 
     rt = RuntimeConf(container_id=container_id, netns=netns, ifname=att.ifname)
     return update_capabilities(cni, att.network_name, rt, {BANDWIDTH_CAPABILITY: value})
+
+
+def policy(cni: CNI, container_id: str) -> Any:
+    """The container's firewall policy (network.policies' capability value), None without one.
+
+    It is the same on every attachment (options_for, set_policy): the first one holding it answers.
+    """
+    from .policies import CAPABILITY
+
+    for a in cached_attachments(cni, container_id):
+        if a.capability_args.get(CAPABILITY) is not None:
+            return a.capability_args[CAPABILITY]
+    return None
+
+
+def set_policy(cni: CNI, container_id: str, value: dict[str, Any] | None, netns: str = "") -> list[str]:
+    """Make `value` (policies.capability(); None: none) the firewall policy of every attachment, live.
+
+    Re-runs only the cnirun-policy plugin of each (cni.update.update_capabilities:
+    intent record first, cached prevResult), so addresses, MACs and the
+    connections the new policy allows are kept. Every network must carry the
+    plugin for a policy (else one is a way round it): ArgumentError before
+    anything changes. When one attachment fails, those already changed get
+    their old value back and the error is raised. Returns the networks
+    changed. Call with the container's lock held.
+    """
+    from ..cni.update import update_capabilities
+    from .policies import CAPABILITY
+
+    atts = cached_attachments(cni, container_id)
+    if not atts:
+        raise ArgumentError("the container has no CNI network: connect it to one first")
+    if value is not None:
+        lacking = [a.network_name for a in atts if not (n := _network_of(cni, a)) or not declares(n, CAPABILITY)]
+        if lacking:
+            raise ArgumentError(
+                f"a firewall policy needs the cnirun-policy plugin on every network of the container; "
+                f"{', '.join(lacking)} has none: disconnect it, or add "
+                '{"type": "cnirun-policy", "capabilities": {"firewallPolicy": true}} to its chain'
+            )
+    changed: list[tuple[cnicache.CachedAttachment, Any]] = []
+    try:
+        for a in atts:
+            old = a.capability_args.get(CAPABILITY)
+            if old == value:
+                continue
+            rt = RuntimeConf(container_id=container_id, netns=netns, ifname=a.ifname)
+            update_capabilities(cni, a.network_name, rt, {CAPABILITY: value})
+            changed.append((a, old))
+    except BaseException:
+        for a, old in reversed(changed):
+            try:
+                rt = RuntimeConf(container_id=container_id, netns=netns, ifname=a.ifname)
+                update_capabilities(cni, a.network_name, rt, {CAPABILITY: old})
+            except CNIError:
+                pass  # its intent record stays: gc or the next change finishes it
+        raise
+    return [a.network_name for a, _ in changed]
 
 
 # -- gc ----------------------------------------------------------------------------------

@@ -106,11 +106,30 @@ def options_for(
                                   "rate limits need a network with the bandwidth plugin (capabilities bandwidth)",
                                   ": add it to the network's chain or drop the rate")
         opts[target].capability_args[BANDWIDTH_CAPABILITY] = capability(spec.ingress_rate, spec.egress_rate)
+    _firewall_policy(spec, networks, opts)
     for net, o in zip(networks, opts):
         _static_ips(spec, net, o)
     if spec.mac:
         _static_mac(cni, networks[0], opts[0], spec.mac, container_id)
     return opts
+
+
+def _firewall_policy(spec: ContainerNetworkSpec, networks: list[NetworkConfigList], opts: list[NetworkOptions]) -> None:
+    """The policy goes to every network: a network without the plugin would be a way round it."""
+    from .policies import CAPABILITY, capability
+
+    value = capability(spec.ingress_allow, spec.egress_allow)
+    if value is None:
+        return
+    lacking = [n.name for n in networks if not declares(n, CAPABILITY)]
+    if lacking:
+        raise ArgumentError(
+            f"a firewall policy (--ingress-allow/--egress-allow) needs the cnirun-policy plugin on every network "
+            f"of the container; {', '.join(lacking)} has none: add "
+            '{"type": "cnirun-policy", "capabilities": {"firewallPolicy": true}} to its chain, or leave it out'
+        )
+    for o in opts:
+        o.capability_args[CAPABILITY] = value
 
 
 def _first_declaring(networks: list[NetworkConfigList], capability: str, need: str, hint: str) -> int:

@@ -24,6 +24,8 @@ LABEL_IP = "cnirun.ip"
 LABEL_MAC = "cnirun.mac"
 LABEL_IP6 = "cnirun.ip6"  # IPv6 address(es) on dual-stack networks: IP6 or NET=IP6,...
 LABEL_INGRESS_RATE = "cnirun.ingress-rate"
+LABEL_INGRESS_ALLOW = "cnirun.ingress-allow"
+LABEL_EGRESS_ALLOW = "cnirun.egress-allow"
 LABEL_EGRESS_RATE = "cnirun.egress-rate"
 LABEL_ALIASES = "cnirun.aliases"  # DNS names: NAME (every network) or NET=NAME, comma-separated
 MAX_ALIASES = 32
@@ -351,17 +353,21 @@ class ContainerNetworkSpec(Value):
     `ips`: network name -> static address (a bare `--ip`/`cnirun.ip=IP` is
     the first network's). `ingress_rate`/`egress_rate`: policy.Rate limits
     (the bandwidth capability). `ips6`: as `ips`, for IPv6 on dual-stack
-    networks (`--ip6`, `cnirun.ip6`). Run options are built from this by one
+    networks (`--ip6`, `cnirun.ip6`). `ingress_allow`/`egress_allow`: the
+    firewall policy's rules (network.policies; None: that direction is
+    unrestricted; []: no peer allowed). Run options are built from this by one
     function, lifecycle.options_for, whichever entry point made it.
     """
 
-    _fields = ("networks", "ports", "ips", "mac", "ingress_rate", "egress_rate", "ips6", "aliases")
+    _fields = ("networks", "ports", "ips", "mac", "ingress_rate", "egress_rate", "ips6", "aliases", "ingress_allow",
+               "egress_allow")
     __match_args__ = _fields
 
     def __init__(
         self, networks: list[str], ports: list[PortMapping], ips: dict[str, str] | None = None, mac: str = "",
         ingress_rate: Any = None, egress_rate: Any = None, ips6: dict[str, str] | None = None,
-        aliases: dict[str, list[str]] | None = None,
+        aliases: dict[str, list[str]] | None = None, ingress_allow: list[dict[str, Any]] | None = None,
+        egress_allow: list[dict[str, Any]] | None = None,
     ) -> None:
         self.networks = networks
         self.ports = ports
@@ -373,6 +379,8 @@ class ContainerNetworkSpec(Value):
         # DNS names (cnirun.dns): network -> names; the key "" holds those for every network
         # (the container name, --network-alias, compose's service and container names).
         self.aliases = {} if aliases is None else aliases
+        self.ingress_allow = ingress_allow
+        self.egress_allow = egress_allow
 
     def names_on(self, network: str) -> list[str]:
         """The container's DNS names on `network`: those for every network, then its own."""
@@ -401,6 +409,12 @@ class ContainerNetworkSpec(Value):
             labels[LABEL_INGRESS_RATE] = str(self.ingress_rate)
         if self.egress_rate is not None:
             labels[LABEL_EGRESS_RATE] = str(self.egress_rate)
+        if self.ingress_allow is not None or self.egress_allow is not None:
+            from .policies import format_allow
+
+            for key, rules in ((LABEL_INGRESS_ALLOW, self.ingress_allow), (LABEL_EGRESS_ALLOW, self.egress_allow)):
+                if rules is not None:
+                    labels[key] = format_allow(rules)
         if any(self.aliases.values()):
             labels[LABEL_ALIASES] = ",".join(
                 f"{net}={a}" if net else a for net, names in self.aliases.items() for a in names
@@ -422,6 +436,12 @@ class ContainerNetworkSpec(Value):
                                for r, k in zip(rates, (LABEL_INGRESS_RATE, LABEL_EGRESS_RATE)))
         else:
             ingress = egress = None
+        allow = [labels.get(k) for k in (LABEL_INGRESS_ALLOW, LABEL_EGRESS_ALLOW)]
+        if any(a is not None for a in allow):
+            from .policies import parse_allow_label
+
+            allow = [parse_allow_label(a, k) if a is not None else None
+                     for a, k in zip(allow, (LABEL_INGRESS_ALLOW, LABEL_EGRESS_ALLOW))]
         return cls(
             networks=networks,
             ports=parse_ports(labels.get(LABEL_PORTS, "")),
@@ -431,4 +451,6 @@ class ContainerNetworkSpec(Value):
             ingress_rate=ingress,
             egress_rate=egress,
             aliases=parse_aliases(labels[LABEL_ALIASES], networks) if labels.get(LABEL_ALIASES) else {},
+            ingress_allow=allow[0],
+            egress_allow=allow[1],
         )

@@ -67,6 +67,8 @@ def reapply_live(
         problems += _publish_again(cni, state, live["ports"])
     if "bandwidth" in live:  # `cnirun update` changed the labels' rates (None: removed them)
         problems += _rates_again(cni, state, live["bandwidth"])
+    if "policy" in live:  # `cnirun update` changed the labels' firewall policy (None: removed it)
+        problems += _policy_again(cni, state, live["policy"])
     return "; ".join(problems)
 
 
@@ -118,6 +120,19 @@ def _publish_again(cni: CNI, state: OCIState, ports: list[Any]) -> list[str]:
                 lock.release()
     except (CNIError, KeyError, TypeError, ValueError) as e:
         return [f"ports: {e}"]
+    return []
+
+
+def _policy_again(cni: CNI, state: OCIState, value: Any) -> list[str]:
+    """Set the firewall policy `cnirun update` set, on every attachment (a non-dict: it removed it)."""
+    from ..core.errors import CNIError
+    from ..network.lifecycle import set_policy
+    from ..network.netns import pin_path
+
+    try:
+        set_policy(cni, state.id, value if isinstance(value, dict) else None, pin_path(state.id))
+    except CNIError as e:
+        return [f"firewall policy: {e}"]
     return []
 
 

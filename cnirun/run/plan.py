@@ -138,10 +138,17 @@ def plan(req: RunRequest) -> Plan:
 
         rates = [parse_rate(r, f"--{k}") if r else None
                  for r, k in ((req.ingress_rate, "ingress-rate"), (req.egress_rate, "egress-rate"))]
+    allow: list[Any] = [None, None]
+    if req.ingress_allow or req.egress_allow:
+        from ..network.policies import parse_allow
+
+        allow = [parse_allow(v, f"--{k}") if v else None
+                 for v, k in ((req.ingress_allow, "ingress-allow"), (req.egress_allow, "egress-allow"))]
     netspec = ContainerNetworkSpec(
         networks=[n.name for n in nets], ports=ports, ips=_static_ips(req, nets),
         mac=parse_mac(req.mac) if req.mac else "", ingress_rate=rates[0], egress_rate=rates[1],
         ips6=_static_ips(req, nets, v6=True), aliases=_aliases(req, nets),
+        ingress_allow=allow[0], egress_allow=allow[1],
     )
     result = Plan(req=req, cni=cni, networks=nets, netspec=netspec, options=options_for(netspec, nets, cni),
                   file_networks=from_file)
