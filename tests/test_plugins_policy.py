@@ -61,14 +61,18 @@ class PolicyWorld(World):
 
     spaces: list[str]
     procs: list[subprocess.Popen[str]]
+    prefix = "t25h"  # of its netns: PREFIX-N-TAG
+
+    def space(self, tag: str) -> str:
+        return f"{self.prefix}-{self.n}-{tag}"
 
     def leftovers(self) -> list[str]:
-        """World's check, without its cnirun-* netns: this World's netns are t25h-*, those are other tests' runs."""
+        """World's check, without its cnirun-* netns: this World's netns are PREFIX-*, those are other tests' runs."""
         return [x for x in super().leftovers() if not x.startswith("netns: ")]
 
     def ns(self, tag: str, policy: dict[str, Any] | None = None, names: list[str] | None = None) -> str:
-        """Attach a new netns t25h-N-TAG with `policy`; registered under `names` in the names store. Its address."""
-        name = f"t25h-{self.n}-{tag}"
+        """Attach a new netns PREFIX-N-TAG with `policy`; registered under `names` in the names store. Its address."""
+        name = self.space(tag)
         subprocess.run(["ip", "netns", "add", name], check=True)
         self.spaces.append(name)
         subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
@@ -110,7 +114,7 @@ class PolicyWorld(World):
         return p.stdout
 
     def serve(self, name: str, *ports: int) -> None:
-        proc = subprocess.Popen(["ip", "netns", "exec", f"t25h-{self.n}-{name}", sys.executable, "-c", SERVER,
+        proc = subprocess.Popen(["ip", "netns", "exec", self.space(name), sys.executable, "-c", SERVER,
                                  *map(str, ports)], stdout=subprocess.PIPE, text=True)
         self.procs.append(proc)
         assert proc.stdout is not None and proc.stdout.readline().strip() == "up"
@@ -119,11 +123,11 @@ class PolicyWorld(World):
         """From netns `name` ("" for the host): ok, refused or timeout."""
         argv = [sys.executable, "-c", CLIENT, host, str(port), proto]
         if name:
-            argv = ["ip", "netns", "exec", f"t25h-{self.n}-{name}", *argv]
+            argv = ["ip", "netns", "exec", self.space(name), *argv]
         return subprocess.run(argv, capture_output=True, text=True, timeout=30).stdout.strip()
 
     def tables(self, name: str) -> str:
-        netns = [] if not name else ["ip", "netns", "exec", f"t25h-{self.n}-{name}"]
+        netns = [] if not name else ["ip", "netns", "exec", self.space(name)]
         return subprocess.run([*netns, "nft", "list", "tables"], capture_output=True, text=True).stdout
 
     def records(self) -> list[str]:
@@ -133,9 +137,19 @@ class PolicyWorld(World):
 
 @pytest.fixture
 def world(tmp_path: Path) -> Iterator[PolicyWorld]:
-    w = _make_world(tmp_path, 232, "policy", net="t25h-{n}", bridge="c25h{n}", subnet="10.232.{n}.0/24",
-                    extra=[POLICY_PLUGIN], cls=PolicyWorld)
-    w.spaces, w.procs = [], []
+    yield from _policy_world(_make_world(tmp_path, 232, "policy", net="t25h-{n}", bridge="c25h{n}",
+                                         subnet="10.232.{n}.0/24", extra=[POLICY_PLUGIN], cls=PolicyWorld), "t25h")
+
+
+@pytest.fixture
+def world33(tmp_path: Path) -> Iterator[PolicyWorld]:
+    """A PolicyWorld of the runtime's side of the plugin: 10.233.N.0/24, networks t33-N, bridges c33xN, netns t33-N-*."""
+    yield from _policy_world(_make_world(tmp_path, 233, "policy", net="t33-{n}", bridge="c33x{n}",
+                                         subnet="10.233.{n}.0/24", extra=[POLICY_PLUGIN], cls=PolicyWorld), "t33")
+
+
+def _policy_world(w: PolicyWorld, prefix: str) -> Iterator[PolicyWorld]:
+    w.prefix, w.spaces, w.procs = prefix, [], []
     try:
         yield w
     finally:
@@ -388,3 +402,45 @@ def test_del_leaves_nothing_and_check_finds_what_is_missing(world: PolicyWorld) 
     assert p.returncode == 0 and w.records() == [], p.stderr
     wait_for(lambda: not w.leftovers(), 10)
     w.assert_clean()
+
+
+def _recording_launcher(w: PolicyWorld) -> Path:
+    """A cnirun-policy launcher (it runs cnirun.plugins.policy, so the runtime knows it as cnirun's own) that also
+    appends each CNI_COMMAND it runs for to a file, first in the World's CNI_PATH; the file's path."""
+    bin_dir, mark = w.tmp / "policy-bin", w.tmp / "policy-ran"
+    bin_dir.mkdir()
+    (bin_dir / "cnirun-policy").write_text(
+        f"#!{sys.executable}\nimport os, sys\nopen({str(mark)!r}, 'a').write(os.environ['CNI_COMMAND'] + '\\n')\n"
+        f"sys.path.insert(0, {str(REPO)!r})\nfrom cnirun.plugins.policy import main\nraise SystemExit(main())\n")
+    (bin_dir / "cnirun-policy").chmod(0o755)
+    w.env["CNI_PATH"] = f"{bin_dir}:{w.env['CNI_PATH']}"
+    return mark
+
+
+def test_runtime_runs_no_program_without_a_policy_and_del_still_removes_one(world33: PolicyWorld) -> None:
+    """cnirun's runtime answers cnirun-policy's calls without a policy itself: ADD, CHECK and DEL of a chain
+    carrying it run no plugin process, and ADD's result is the previous plugin's. With a policy it runs: the
+    table is made, CHECK runs, and DEL removes table and record, by the cached capability arguments, and also
+    with none cached (the plugin's record says a policy was made)."""
+    w = world33
+    mark = _recording_launcher(w)
+    a_name, b_name = w.space("a"), w.space("b")
+    w.ns("a")
+    cached = json.loads((w.cache_dir / "results" / f"{w.net}-{a_name}-eth0").read_text())
+    assert cached["result"]["interfaces"] and cached["result"]["ips"][0]["address"].startswith("10.233.")
+    assert w.cni("check", a_name).returncode == 0
+    assert w.cni("del", a_name).returncode == 0
+    assert not mark.exists(), mark.read_text()  # no process for ADD, CHECK, DEL
+    policy = {"ingress": [], "egress": [{"peer": {"host": True}}]}
+    w.add(a_name, policy).check_returncode()
+    w.ns("b", policy)
+    assert mark.read_text().split() == ["ADD", "ADD"]
+    assert "cnirun_eth0" in w.tables("a") and "cnirun_eth0" in w.tables("b") and len(w.records()) == 2
+    assert w.cni("check", b_name, policy).returncode == 0 and mark.read_text().split()[-1] == "CHECK"
+    p = w.cni("del", b_name)  # the capability arguments come from the cache
+    assert p.returncode == 0 and "cnirun_" not in w.tables("b") and len(w.records()) == 1, p.stderr
+    entry = w.cache_dir / "results" / f"{w.net}-{a_name}-eth0"
+    entry.write_text(json.dumps(dict(json.loads(entry.read_text()), capabilityArgs={})))  # none for its DEL
+    p = w.cni("del", a_name)
+    assert p.returncode == 0 and "cnirun_" not in w.tables("a") and w.records() == [], p.stderr
+    assert mark.read_text().split() == ["ADD", "ADD", "CHECK", "DEL", "DEL"]

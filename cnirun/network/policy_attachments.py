@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 
+from ..cni.policy_record import DIR_NAME, record_path, records_dir
 from . import policy_rules
 from .policy_peers import names_of, sets_for
 
@@ -29,21 +30,9 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Iterable
 
-DIR_NAME = "policies"
-
 
 class PolicyError(Exception):
     """A policy could not be put in place (one line)."""
-
-
-def records_dir() -> str:
-    from ..core.paths import state_dir
-
-    return os.path.join(state_dir(), DIR_NAME)
-
-
-def record_path(network: str, container_id: str, ifname: str) -> str:
-    return os.path.join(records_dir(), f"{network}-{container_id}-{ifname}")
 
 
 def _netns_id(netns: str) -> str:
@@ -153,40 +142,88 @@ def records() -> list[str]:
         return []
 
 
-def _concerns(record: dict[str, Any], network: str, names: set[str] | None) -> bool:
+def _concerns(record: dict[str, Any], network: str | None, names: set[str] | None) -> bool:
     policy = record.get("policy")
     if not isinstance(policy, dict):
         return False
+    if record.get("stale"):
+        return True
     peer_names, peer_networks = names_of(policy)
+    if network is None:
+        return bool(peer_names or peer_networks)
     if network in peer_networks:
         return True
     return record.get("network") == network and bool(peer_names) and (names is None or bool(peer_names & names))
 
 
-def refresh(network: str, names: Iterable[str] | None = None) -> list[str]:
-    """Re-resolve the sets of every attachment whose policy names one of `names` on `network` (None: any
-    name there) or names net:`network`; the records refreshed ("network/container id/ifname").
+def _peek(path: str) -> dict[str, Any] | None:
+    """A record read without its lock: to choose which to lock (one being written reads as None, and its
+    writer resolves its peers after writing it)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        return _read(fd)
+    finally:
+        os.close(fd)
 
-    An attachment whose netns is gone or no longer the recorded one is left to its DEL."""
+
+def refresh(network: str | None, names: Iterable[str] | None = None) -> list[str]:
+    """Re-resolve the sets of every attachment whose policy names one of `names` on `network` (names None:
+    any name there) or names net:`network` (network None: every attachment with peers by name or network),
+    and of those an earlier refresh failed on; the records refreshed ("network/container id/ifname").
+
+    The records concerned are locked (in path order, so two refreshes never wait on each other crosswise),
+    re-read, their sets resolved with each names store read once, and nft run in all their netns at once
+    (policy_rules.apply_many). An attachment whose netns is gone or no longer the recorded one is left to
+    its DEL. One that fails is marked stale (refreshed again by the next refresh of any network, and by
+    gc) and PolicyError names it, after the others were done.
+    """
     wanted = None if names is None else {n.lower() for n in names}
-    done = []
-    for path in records():
-        fd = _open_locked(path, create=False)
-        if fd is None:
-            continue
-        try:
+    held: list[tuple[int, str, dict[str, Any]]] = []
+    try:
+        for path in records():
+            peeked = _peek(path)
+            if peeked is None or not _concerns(peeked, network, wanted):
+                continue
+            fd = _open_locked(path, create=False)
+            if fd is None:
+                continue
             record = _read(fd)
             if record is None or not _concerns(record, network, wanted):
+                os.close(fd)
                 continue
-            netns, ifname = record.get("netns") or "", record.get("ifname") or ""
-            if not netns or _netns_id(netns) != record.get("netnsId"):
-                continue
-            sets = sets_for(record["policy"], record.get("network") or "", record.get("gateways") or [])
-            try:
-                policy_rules.apply(netns, policy_rules.set_script(ifname, sets))
-            except (policy_rules.NftError, ValueError):
-                continue  # its table went (a DEL is under way, or the netns is going)
-            done.append(f"{record.get('network')}/{record.get('containerId')}/{ifname}")
-        finally:
+            held.append((fd, path, record))
+        return _refresh_held(held)
+    finally:
+        for fd, _, _ in held:
             os.close(fd)
+
+
+def _refresh_held(held: list[tuple[int, str, dict[str, Any]]]) -> list[str]:
+    seen: dict[str, Any] = {}
+    jobs: list[tuple[str, str]] = []
+    todo: list[tuple[int, dict[str, Any]]] = []
+    for fd, _, record in held:
+        netns, ifname = record.get("netns") or "", record.get("ifname") or ""
+        if not netns or _netns_id(netns) != record.get("netnsId"):
+            continue
+        try:
+            sets = sets_for(record["policy"], record.get("network") or "", record.get("gateways") or [], seen)
+            jobs.append((netns, policy_rules.set_script(ifname, sets)))
+        except (KeyError, TypeError, ValueError):
+            continue  # not a record this code wrote: its DEL or gc handles it
+        todo.append((fd, record))
+    done, failed = [], []
+    for (fd, record), error in zip(todo, policy_rules.apply_many(jobs)):
+        name = f"{record.get('network')}/{record.get('containerId')}/{record.get('ifname')}"
+        if error:
+            failed.append(f"{name} ({error})")
+        else:
+            done.append(name)
+        if bool(error) != bool(record.get("stale")):
+            _write(fd, {**{k: v for k, v in record.items() if k != "stale"}, **({"stale": True} if error else {})})
+    if failed:
+        raise PolicyError(f"cannot refresh the firewall policy of {', '.join(failed)}")
     return done

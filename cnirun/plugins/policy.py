@@ -32,6 +32,7 @@ count stays constant however many containers a peer's name covers.
 """
 from __future__ import annotations
 
+import os
 import sys
 
 TYPE_CHECKING = False
@@ -39,10 +40,11 @@ if TYPE_CHECKING:
     from typing import Any
 
 from ..core.errors import INVALID_NETWORK_CONFIG, IO_FAILURE, CNIError
+from ..cni.config import FIREWALL_POLICY_CAPABILITY as CAPABILITY
+from ..cni.policy_record import record_path
 from ..cni.skel import CmdArgs, plugin_main
 
 ABOUT = "CNI cnirun-policy plugin (cnirun): per-container firewall policies in the container's netns"
-CAPABILITY = "firewallPolicy"  # cnirun.network.policies.CAPABILITY, not imported: the no-policy path stays lean
 ERR_POLICY_MISSING = 100
 
 
@@ -87,13 +89,11 @@ def cmd_add(args: CmdArgs) -> dict:
 
 
 def cmd_del(args: CmdArgs) -> None:
-    import os
-
-    from ..network.policy_attachments import PolicyError, detach, record_path
-
     # No policy and no record: nothing was made (no program run).
     if _policy_or_none(args) is None and not os.path.exists(record_path(args.name, args.container_id, args.ifname)):
         return None
+    from ..network.policy_attachments import PolicyError, detach
+
     try:
         detach(args.name, args.container_id, args.ifname, args.netns)
     except PolicyError as e:
