@@ -12,9 +12,10 @@ or aliases (or network) a policy names coming or going changes that
 attachment's sets: refresh(network, names) re-resolves, under each record's
 flock, the policies of the attachments on `network` naming one of `names`
 and of those naming net:`network`, and replaces their sets in one nft
-transaction each. It is called after the names store changed (register,
-unregister); an attachment made meanwhile wrote its record before
-resolving, so either it saw the change or refresh sees its record.
+transaction each, run in all their netns at once. It is called after the
+names store changed (cnirun.network.policy_follow); an attachment made
+meanwhile wrote its record before resolving, so either it saw the change
+or refresh sees its record.
 
 Start-up cost: see cnirun.core.
 """

@@ -28,36 +28,44 @@ def _host_cidr(address: str) -> str:
     return address + ("/128" if ":" in address else "/32")
 
 
-def _registered(network: str) -> list[tuple[str, list[str], list[str]]]:
-    """(container id, addresses, names answered) of each container in `network`'s names store."""
+def _registered(network: str, seen: dict[str, Any] | None = None) -> list[tuple[str, list[str], list[str]]]:
+    """(container id, addresses, names answered) of each container in `network`'s names store; `seen`:
+    what earlier calls of one refresh read (network -> this), so each store is read once."""
+    if seen is not None and network in seen:
+        return seen[network]
     from ..dns.store import hosts_file, members, read_entry
 
     out = []
     for cid in members(network):
         _, addrs, _, _, served = read_entry(hosts_file(network, cid))
         out.append((cid, addrs, served))
+    if seen is not None:
+        seen[network] = out
     return out
 
 
-def peer_cidrs(peer: dict[str, Any], network: str, gateways: list[str]) -> list[str]:
-    """The CIDRs `peer` covers for an attachment to `network` whose gateways are `gateways`."""
+def peer_cidrs(peer: dict[str, Any], network: str, gateways: list[str], seen: dict[str, Any] | None = None
+               ) -> list[str]:
+    """The CIDRs `peer` covers for an attachment to `network` whose gateways are `gateways` (`seen`: see
+    _registered)."""
     if peer.get("host"):
         return [_host_cidr(g) for g in gateways]
     if "cidr" in peer:
         return [peer["cidr"]]
-    here = _registered(network)
+    here = _registered(network, seen)
     if "name" in peer:
         name = peer["name"].lower()
         addrs = [a for _, addrs, served in here if name in (s.lower() for s in served) for a in addrs]
     else:
-        there = _registered(peer["network"])
+        there = _registered(peer["network"], seen)
         ids = {cid for cid, _, _ in there}
         addrs = [a for _, addrs, _ in there for a in addrs] + [a for cid, addrs, _ in here if cid in ids for a in addrs]
     return sorted({_host_cidr(a) for a in addrs if a})
 
 
-def sets_for(policy: dict[str, Any], network: str, gateways: list[str]) -> dict[str, list[str]]:
-    """Set name -> elements of a canonical policy (cnirun.network.policies.validate)."""
+def sets_for(policy: dict[str, Any], network: str, gateways: list[str], seen: dict[str, Any] | None = None
+             ) -> dict[str, list[str]]:
+    """Set name -> elements of a canonical policy (cnirun.network.policies.validate); `seen`: see _registered."""
     out: dict[str, list[str]] = {}
     for direction in ("ingress", "egress"):
         if direction not in policy:
@@ -65,7 +73,7 @@ def sets_for(policy: dict[str, Any], network: str, gateways: list[str]) -> dict[
         anywhere: list[str] = []
         services: list[tuple[str, str, int, int]] = []
         for rule in policy[direction]:
-            cidrs = peer_cidrs(rule["peer"], network, gateways)
+            cidrs = peer_cidrs(rule["peer"], network, gateways, seen)
             if not rule.get("ports"):
                 anywhere += cidrs
             for p in rule.get("ports") or []:
