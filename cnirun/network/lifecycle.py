@@ -75,7 +75,7 @@ def attach(
             )
             result = _add(cni, net, rt, opts, notes)
             done.append(Attachment(net.name, rt.ifname, result))
-            _publish_names(cni, net, container_id, result, opts.names)
+            _publish_names(cni, net, container_id, result, opts.names, notes)
         if len(done) > 1:
             _sync_resolver(container_id, [a.network for a in done], netns)
     except BaseException:
@@ -85,12 +85,27 @@ def attach(
 
 
 def _publish_names(
-    cni: CNI, net: NetworkConfigList, container_id: str, result: dict[str, Any], names: list[str] | None
+    cni: CNI, net: NetworkConfigList, container_id: str, result: dict[str, Any], names: list[str] | None,
+    notes: list[str] | None = None,
 ) -> None:
-    """The container's names on the network's resolver (cnirun.dns; started on demand). None: keep its names."""
+    """The container's names on the network's resolver (cnirun.dns; started on demand), and the firewall
+    policies naming them (policy_follow). None: keep its names."""
     from ..dns.names import register
+    from .policy_follow import after, before
 
+    old = before(net.name, container_id)
     register(net, container_id, result, names, cni.cache_dir)
+    after(net.name, container_id, old, notes)
+
+
+def _drop_names(network: str, container_id: str) -> None:
+    """Drop the container's names from the network's resolver (cnirun.dns), and from the policies naming them."""
+    from ..dns.names import unregister
+    from .policy_follow import after, before
+
+    old = before(network, container_id)
+    unregister(network, container_id)
+    after(network, container_id, old)
 
 
 def _sync_resolver(container_id: str, networks: list[str], netns: str) -> list[str]:
@@ -115,9 +130,7 @@ def _undo(cni: CNI, container_id: str, netns: str, done: list[Attachment]) -> No
             cni.delete(att.network, RuntimeConf(container_id=container_id, netns=netns, ifname=att.ifname))
         except CNIError:
             continue  # gc retries from the cache (and drops the names then)
-        from ..dns.names import unregister
-
-        unregister(att.network, container_id)
+        _drop_names(att.network, container_id)
 
 
 def cached_attachments(cni: CNI, container_id: str) -> list[cnicache.CachedAttachment]:
@@ -171,7 +184,7 @@ def reattach(
         for net, rt, opts in plans:
             result = _add(cni, net, rt, opts, notes)
             done.append(Attachment(net.name, rt.ifname, result))
-            _publish_names(cni, net, container_id, result, None)  # same names, the new addresses
+            _publish_names(cni, net, container_id, result, None, notes)  # same names, the new addresses
         if len(done) > 1:
             _sync_resolver(container_id, [a.network for a in done], netns)  # into the new netns
     except BaseException:
@@ -241,9 +254,7 @@ def _del_attachments(
             problems.append(str(e))
             continue
         freed.update(a.split("/", 1)[0] for a in Attachment.from_cache(att).addresses())
-        from ..dns.names import unregister
-
-        unregister(att.network_name, container_id)
+        _drop_names(att.network_name, container_id)
         if where == NO_NETNS:
             from ..cni.leftovers import remove_rules_naming
 
@@ -306,7 +317,7 @@ def connect(
     rt = RuntimeConf(container_id, netns, ifname, list(opts.args), dict(opts.capability_args))
     att = Attachment(net.name, ifname, _add(cni, net, rt, opts, notes))
     try:
-        _publish_names(cni, net, container_id, att.result, opts.names)
+        _publish_names(cni, net, container_id, att.result, opts.names, notes)
         _sync_resolver(container_id, [a.network_name for a in atts] + [net.name], netns)
     except BaseException:
         _undo(cni, container_id, netns, [att])

@@ -35,7 +35,7 @@ def host_file_binds(st: RunState) -> list[str]:
 
 def publish_engine_name(engine: Any, container: str, run_id: str) -> None:
     """Add the name the engine generated for an unnamed container to its DNS names (cnirun.dns)."""
-    from ..dns.names import add_names
+    from ..network.policy_follow import add_names
 
     try:
         found = engine.lookup(container)

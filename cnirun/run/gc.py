@@ -378,6 +378,10 @@ def _spec_gc(out: _Report, cni: Any, keep: dict[str, list[tuple[str, str]]]) -> 
                 out.say(f"GC {net.name}: {e}")
     for line in collect_dns():
         out.say(line)
+    from ..network.policy_follow import repair
+
+    for line in repair():  # the names gc dropped, and refreshes a kill or a failure left stale
+        out.say(line)
     remove_stale_locks({net.name for net in networks}, cni.lock_file)
 
 
