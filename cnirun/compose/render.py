@@ -11,6 +11,7 @@ from typing import Any
 
 from .project import Project
 from .services import Service
+from .x_cni import X_CNI_SERVICE_KEYS
 
 
 def _service(project: Project, svc: Service) -> dict[str, Any]:
@@ -67,6 +68,9 @@ def _service(project: Project, svc: Service) -> dict[str, Any]:
         v = getattr(svc, key)
         if v:
             out[key] = v
+    x_cni = {key: getattr(svc, key) for key in X_CNI_SERVICE_KEYS if getattr(svc, key)}
+    if x_cni:
+        out["x-cni"] = x_cni
     return out
 
 

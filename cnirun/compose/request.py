@@ -49,6 +49,7 @@ def run_request(project: Project, svc: Service, engine: str, number: int = 1) ->
         network_ips6={names[n.key]: n.ipv6_address for n in ordered if n.ipv6_address},
         mac=svc.mac_address, dns=list(svc.dns), dns_search=list(svc.dns_search),
         ingress_rate=svc.ingress_rate, egress_rate=svc.egress_rate,
+        ingress_allow=list(svc.ingress_allow), egress_allow=list(svc.egress_allow),
         # DNS names (cnirun.dns), as Docker's: the service name and the container
         # name (spec.name) on every network, the aliases on their network.
         aliases=[svc.name, *([svc.hostname] if svc.hostname else [])], network_aliases={names[n.key]: list(n.aliases) for n in ordered if n.aliases},

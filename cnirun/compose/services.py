@@ -28,6 +28,7 @@ from ..netstore.located import (
 from ..network.options import parse_ip, parse_ip6, parse_publish
 from .durations import duration, size
 from .mounts import FileSource, Mounts, VolumeSpec, parse_service_files, parse_service_volumes, plain_name
+from .x_cni import parse_x_cni
 
 SERVICE_KEYS = frozenset({
     "image", "build", "command", "entrypoint", "environment", "env_file", "ports", "expose", "networks",
@@ -145,6 +146,8 @@ class Service:
     mac_address: str = ""
     ingress_rate: str = ""  # x-cni: {ingress_rate: 10mbit} (network.rates.parse_rate)
     egress_rate: str = ""
+    ingress_allow: list[str] = field(default_factory=list)  # x-cni: {ingress_allow: [web:5432]} (compose.x_cni)
+    egress_allow: list[str] = field(default_factory=list)
     raw: dict[str, Any] = field(default_factory=dict)
 
     def config_hash(self) -> str:
@@ -395,7 +398,7 @@ def parse_service(doc: Document, name: str, value: Any, path: KeyPath, project: 
     _resource_keys(doc, svc, m, path, warn)
     _mount_keys(doc, svc, m, path, volumes, secrets, configs)
     if m.get("x-cni") is not None:
-        _x_cni(doc, svc, m["x-cni"], path + ("x-cni",))
+        parse_x_cni(doc, svc, m["x-cni"], path + ("x-cni",))
     return svc
 
 
@@ -543,27 +546,6 @@ def _mount_keys(doc: Document, svc: Service, m: dict[str, Any], path: KeyPath, v
     if m.get("configs") is not None:
         parse_service_files(doc, m["configs"], path + ("configs",), configs, "configs", mounts)
     svc.volumes, svc.tmpfs = mounts.volumes, mounts.tmpfs
-
-
-X_CNI_SERVICE_KEYS = frozenset({"ingress_rate", "egress_rate"})
-
-
-def _x_cni(doc: Document, svc: Service, value: Any, path: KeyPath) -> None:
-    """cnirun's service extension: rate limits, as `cnirun run --ingress-rate/--egress-rate`."""
-    from ..core.errors import ArgumentError
-    from ..network.rates import parse_rate
-
-    m = expect_mapping(doc, value, path, "a mapping with ingress_rate and/or egress_rate")
-    check_keys(doc, m, path, X_CNI_SERVICE_KEYS)
-    for key in sorted(X_CNI_SERVICE_KEYS):
-        if m.get(key) is None:
-            continue
-        raw = expect_str(doc, m[key], path + (key,), "a rate such as 10mbit or 10mbit:64kb")
-        try:
-            parse_rate(raw, key)
-        except ArgumentError as e:
-            doc.fail(path + (key,), e.msg.replace(f"invalid {key} ", "invalid rate "))
-        setattr(svc, key, raw)
 
 
 def _environment(doc: Document, svc: Service, m: dict[str, Any], path: KeyPath) -> None:
