@@ -32,6 +32,7 @@ from test_network_rates import (
     policy_world,
     qdiscs,
 )
+from test_plugins_policy import PolicyWorld, world33  # noqa: F401 (world33: a fixture)
 
 pytestmark = [needs_root, needs_plugins]
 
@@ -281,3 +282,29 @@ def test_reload_progress_on_a_terminal_only(tmp_path) -> None:  # type: ignore[n
         for ns in made:
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
         w.finish()
+
+
+def test_reload_repairs_a_firewall_policy_removed_in_the_netns(world33: PolicyWorld) -> None:
+    """A container's firewall policy (cnirun-policy's nftables table in its netns), removed there by `nft flush
+    ruleset`, then by `nft delete table`: the peer it refused gets through, CHECK (with the cached policy) says
+    the table is missing; reload re-runs cnirun-policy alone (the address and cached result stay) and the peer is
+    refused again while the allowed one passes; then reload finds nothing to repair."""
+    w = world33
+    a_name = w.space("a")
+    b, c = w.ns("b"), w.ns("c")
+    a = w.ns("a", {"ingress": [{"peer": {"cidr": f"{b}/32"}, "ports": [{"protocol": "tcp", "port": 8080}]}]})
+    w.serve("a", 8080)
+    assert w.connect("b", a, 8080) == "ok" and w.connect("c", a, 8080) == "refused"
+    assert reload(w).stdout.startswith("nothing to repair (3 live")
+    entry = (w.cache_dir / "results" / f"{w.net}-{a_name}-eth0").read_text()
+    for removal in (["flush", "ruleset"], ["delete", "table", "inet", "cnirun_eth0"]):
+        subprocess.run(["ip", "netns", "exec", a_name, "nft", *removal], check=True)
+        assert w.connect("c", a, 8080) == "ok"  # no policy any more
+        p = w.cni("check", a_name)
+        assert p.returncode != 0 and "table inet cnirun_eth0" in p.stderr, p.stderr
+        p = reload(w)
+        assert f"{w.net} {a_name} eth0: repaired: cnirun-policy: " in p.stdout, p.stdout
+        assert w.connect("c", a, 8080) == "refused" and w.connect("b", a, 8080) == "ok"
+        assert w.cni("check", a_name).returncode == 0
+    assert reload(w).stdout.startswith("nothing to repair (3 live")
+    assert (w.cache_dir / "results" / f"{w.net}-{a_name}-eth0").read_text() == entry

@@ -17,7 +17,7 @@ from . import policy_record
 from ..core import jsonfast as json
 from ..core import trace
 from ..core import version as cniversion
-from .config import BANDWIDTH_CAPABILITY, NetworkConfigList, PluginConf, bridges_of
+from .config import BANDWIDTH_CAPABILITY, FIREWALL_POLICY_CAPABILITY, NetworkConfigList, PluginConf, bridges_of
 from ..core.errors import (
     ArgumentError,
     CacheError,
@@ -427,6 +427,8 @@ class CNI:
         carries it unlimited, would fail. With a limit it runs and compares
         the qdiscs: the caller's `bandwidth` capability arg, else the
         attachment's cached one (what ADD or `cnirun update` last applied).
+        cnirun-policy, likewise, checks the caller's `firewallPolicy`, else
+        the cached one: its table, chains and sets in the netns.
         """
         validate_container_id(rt.container_id)
         validate_ifname(rt.ifname)
@@ -437,10 +439,10 @@ class CNI:
         self.check_netns(rt.netns)
         att = self.cached(net.name, rt)  # unreadable cache: CacheError, as libcni
         prev = _convert(att.result, net.cni_version) if att and att.result else None
-        cached_limit = att.capability_args.get(BANDWIDTH_CAPABILITY) if att is not None else None
-        if cached_limit is not None and BANDWIDTH_CAPABILITY not in rt.capability_args:
-            rt = RuntimeConf(rt.container_id, rt.netns, rt.ifname, list(rt.args),
-                             {**rt.capability_args, BANDWIDTH_CAPABILITY: cached_limit})
+        cached = {k: att.capability_args[k] for k in (BANDWIDTH_CAPABILITY, FIREWALL_POLICY_CAPABILITY)
+                  if att is not None and att.capability_args.get(k) is not None and k not in rt.capability_args}
+        if cached:
+            rt = RuntimeConf(rt.container_id, rt.netns, rt.ifname, list(rt.args), {**rt.capability_args, **cached})
         with chain_lock(net.name, self.lock_file):
             for p in net.plugins:
                 conf = self.build_conf(net, p, rt, prev)

@@ -12,9 +12,11 @@ them) this module
    cached chain made: portmap's DNAT chain and its jumps, the firewall
    plugin's forward rules (and its same-bridge isolation), bandwidth's
    qdiscs and ifb, cnirun's isolation plugin's bridge port flag, the
-   bridge plugin's masquerade rules, cnirun's own network isolation chains,
-   the rules that keep each network's resolver to its network (dns.guard),
-   and the resolvers themselves (one that died is started again: cnirun.dns);
+   cnirun-policy plugin's nftables table in the container's netns (what
+   its CHECK looks at; `nft flush ruleset` there removes it), the bridge
+   plugin's masquerade rules, cnirun's own network isolation chains, the
+   rules that keep each network's resolver to its network (dns.guard), and
+   the resolvers themselves (one that died is started again: cnirun.dns);
 2. re-applies only what is missing: policy plugins run again with the
    cached prevResult through cni.update.update_capabilities (DEL + ADD of
    those plugins alone, intent record first), never the interface or IPAM
@@ -35,10 +37,11 @@ import subprocess
 from typing import Any
 
 from ..cni import cache as cnicache
-from ..cni.config import BANDWIDTH_CAPABILITY, PORT_CAPABILITY, bridge_of, meta_of
+from ..cni.config import BANDWIDTH_CAPABILITY, FIREWALL_POLICY_CAPABILITY, PORT_CAPABILITY, bridge_of, meta_of
+from ..cni.policy_record import PLUGIN_TYPE
 from ..core.value import Value
 
-POLICY_PLUGINS = ("portmap", "firewall", "bandwidth", "isolation")
+POLICY_PLUGINS = ("portmap", "firewall", "bandwidth", "isolation", PLUGIN_TYPE)
 _FAMILY = {4: ("iptables-save", "iptables", "/32", "224.0.0.0/4"), 6: ("ip6tables-save", "ip6tables", "/128", "ff00::/8")}
 
 
@@ -180,6 +183,15 @@ def missing_state(att: cnicache.CachedAttachment, net: Any, rules: Rules) -> tup
         if not ok:
             rerun.append("bandwidth")
             what.append(f"bandwidth: rate limit qdiscs on {veth}")
+    policy = att.capability_args.get(FIREWALL_POLICY_CAPABILITY)
+    if PLUGIN_TYPE in types and isinstance(policy, dict) and policy:
+        # What the plugin's CHECK finds missing (its record, its table, chains and sets in the netns).
+        from ..network.policy_attachments import missing
+
+        gone = missing(name, cid, att.ifname, att.netns, policy)
+        if gone:
+            rerun.append(PLUGIN_TYPE)
+            what.append(f"cnirun-policy: the firewall policy's {', '.join(gone)} in {att.netns}")
     if "isolation" in types and veth:
         try:
             with open(f"/sys/class/net/{veth}/brport/isolated") as f:
