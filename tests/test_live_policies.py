@@ -22,14 +22,16 @@ from test_network_rates import eth0, pid_of, run_detached
 
 pytestmark = [needs_root, needs_plugins]
 POLICY = {"type": "cnirun-policy", "capabilities": {"firewallPolicy": True}}
+# As on cnirun's own networks: a restarted container keeps its MAC, so its peers' ARP entries stay right.
+TUNING = {"type": "tuning", "capabilities": {"mac": True}}
 # Answers "hi" on ports 80 and 81, and echoes on 82.
 SERVER = ["sh", "-c", "nc -ll -p 80 -e echo hi & nc -ll -p 81 -e echo hi & nc -ll -p 82 -e cat & wait"]
 
 
 def policy_world(tmp_path: Path, engine: str = "") -> World:
-    w = _make_world(tmp_path, 237, net="t237-{n}", bridge="c237x{n}", engine=engine, extra=[POLICY],
+    w = _make_world(tmp_path, 237, net="t237-{n}", bridge="c237x{n}", engine=engine, extra=[TUNING, POLICY],
                     name_prefix="t237-{n}-")
-    w.add_network(f"t237-{w.n}-b", f"c237y{w.n}", f"10.237.{100 + w.n}.0/24", extra=[POLICY])
+    w.add_network(f"t237-{w.n}-b", f"c237y{w.n}", f"10.237.{100 + w.n}.0/24", extra=[TUNING, POLICY])
     w.add_network(f"t237-{w.n}-c", f"c237z{w.n}", f"10.237.{200 + w.n}.0/24")
     return w
 
@@ -177,3 +179,47 @@ def test_bad_policies_are_one_line_and_make_nothing(dworld: World) -> None:
         p = w.cnirun("update", f"{pre}nosuch", *args)
         assert p.returncode != 0 and p.stderr.count("\n") == 1 and "Traceback" not in p.stderr, (args, p.stderr)
     w.assert_clean(within=15)
+
+
+@needs_docker
+def test_hook_mode_labels_update_and_restart(dworld: World) -> None:
+    """Hook mode: --ingress-allow becomes the cnirun.ingress-allow label the hook attaches with; `cnirun update`
+    changes it live and a `docker restart` (attach from the labels, then what update recorded) keeps the
+    updated one; a plain `docker run --runtime cnirun` with the labels gets it; a bad label value fails
+    the start with the label's name and leaves nothing."""
+    from test_network_rates import docker_runtime_installed
+
+    w = dworld
+    pre = w.name_prefix
+    with docker_runtime_installed(w, pre):
+        web = run_detached(w, f"{pre}web")
+        p = w.cnirun("run", "-d", "--mode", "hook", "--name", f"{pre}db", "--ingress-allow", f"{pre}web:80",
+                     "busybox", *SERVER, timeout=120)
+        assert p.returncode == 0, p.stderr
+        db_ip = eth0(pid_of(f"{pre}db"))[0]
+        assert wait_reach("docker", web, db_ip, 80, "hi") == "hi"
+        assert reach("docker", web, db_ip, 81) == "refused"
+        p = w.cnirun("update", f"{pre}db", "--ingress-allow", f"{pre}web:81")
+        assert p.returncode == 0, p.stderr
+        r = subprocess.run(["docker", "restart", "-t", "1", f"{pre}db"], capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        db_ip = eth0(pid_of(f"{pre}db"))[0]
+        assert wait_reach("docker", web, db_ip, 81, "hi") == "hi"
+        assert reach("docker", web, db_ip, 80) == "refused"
+        # the labels, as other tools hand them over
+        p = subprocess.run(["docker", "run", "-d", "--runtime", "cnirun", "--network", "none", "--name", f"{pre}lab",
+                            "--label", f"cnirun.networks={w.net}", "--label", "cnirun.ingress-allow=host:80 host:82",
+                            "busybox", *SERVER], capture_output=True, text=True, env=w.env)
+        assert p.returncode == 0, p.stderr
+        lab_ip = eth0(pid_of(f"{pre}lab"))[0]
+        deadline = time.monotonic() + 10
+        while from_host(lab_ip, 80) != "hi" and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert from_host(lab_ip, 80) == "hi" and from_host(lab_ip, 81) == "refused"
+        assert reach("docker", web, lab_ip, 80) == "refused"
+        bad = subprocess.run(["docker", "run", "--rm", "--runtime", "cnirun", "--network", "none",
+                              "--label", f"cnirun.networks={w.net}", "--label", "cnirun.ingress-allow=10.0.0.0/33",
+                              "busybox", "true"], capture_output=True, text=True, env=w.env)
+        assert bad.returncode != 0 and "cnirun.ingress-allow" in bad.stderr, bad.stderr
+        subprocess.run(["docker", "rm", "-f", f"{pre}db", f"{pre}web", f"{pre}lab"], capture_output=True)
+        w.assert_clean(within=15)
