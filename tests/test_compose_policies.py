@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
-from conftest import CNIRUN_BIN
+from conftest import CNIRUN_BIN, needs_docker, needs_plugins, needs_podman, needs_root
 
 from cnirun.compose.project import load_project
 from cnirun.compose.render import render
@@ -201,3 +201,155 @@ def test_bad_policy_through_the_cli_is_one_line_and_makes_nothing(tmp_path: Path
         assert p.stderr == (f"cnirun: {tmp_path / 'compose.yaml'}:9: services.db.x-cni.ingress_allow[1]: invalid peer "
                             "'web:5432/icmp': unknown protocol 'icmp': write tcp, udp or sctp, e.g. 53/udp\n")
     assert not (tmp_path / "net.d").exists() or not list((tmp_path / "net.d").iterdir())
+
+
+# -- end to end: services naming each other, real traffic -------------------------------------------
+# db answers on 5432 and 5433, web and queue on 80 (busybox nc); worker and web only sleep besides.
+PROJECT = """\
+services:
+  web:
+    image: busybox
+    init: true
+    command: [sh, -c, "nc -ll -p 80 -e echo hi"]
+  db:
+    image: busybox
+    init: true
+    command: [sh, -c, "nc -ll -p 5432 -e echo hi & nc -ll -p 5433 -e echo hi & wait"]
+    x-cni:
+      ingress_allow: [web:5432]
+  worker:
+    image: busybox
+    init: true
+    command: [sleep, "3600"]
+    x-cni:
+      egress_allow: queue
+  queue:
+    image: busybox
+    init: true
+    command: [sh, -c, "nc -ll -p 80 -e echo hi"]
+"""
+
+
+class ComposeWorld:
+    """A World (its state, cache, IPAM and NETCONFPATH) with a compose project t35-N-xxxx whose networks come
+    from 10.235.(128+N).0/24; the project's default network is checked and removed like the World's."""
+
+    def __init__(self, w: Any, tmp: Path) -> None:
+        import secrets
+
+        from conftest import Net
+        from cnirun.netstore.networks import auto_bridge_name
+
+        assert w.n < 100
+        self.w, self.engine = w, w.engine
+        self.name = f"t35-{w.n}-{secrets.token_hex(2)}"
+        self.file = tmp / "compose.yaml"
+        self.file.write_text(PROJECT)
+        self.env = dict(w.env, CNIRUN_SUBNET_POOL=f"10.235.{128 + w.n}.0/24", CNIRUN_IPAM_DATA_DIR=str(w.data_dir),
+                        CNIRUN_ENGINE=self.engine)
+        self.env.pop("COMPOSE_PROFILES", None)
+        net = f"{self.name}_default"
+        w.watch(Net(net, auto_bridge_name(net), f"10.235.{128 + w.n}.0/24"))
+
+    def compose(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([CNIRUN_BIN, "compose", "-f", str(self.file), "-p", self.name, *args], env=self.env,
+                              capture_output=True, text=True, timeout=300, cwd=self.file.parent)
+
+    def c(self, service: str, n: int = 1) -> str:
+        return f"{self.name}-{service}-{n}"
+
+    def reach(self, client: str, peer: str, port: int) -> str:
+        from test_live_policies import reach
+
+        return reach(self.engine, client, peer, port)
+
+    def wait_reach(self, client: str, peer: str, port: int, want: str) -> str:
+        from test_live_policies import wait_reach
+
+        return wait_reach(self.engine, client, peer, port, want, within=20)
+
+    def allowed_in(self, container: str) -> set[str]:
+        """The addresses in `container`'s ingress set of peers with ports (address . protocol . port)."""
+        from test_network_rates import in_netns, pid_of
+
+        p = in_netns(pid_of(container, self.engine), "nft", "-j", "list", "set", "inet", "cnirun_eth0", "in_svc4")
+        assert p.returncode == 0, p.stderr
+        elems = [o["set"].get("elem", []) for o in json.loads(p.stdout)["nftables"] if "set" in o][0]
+        return {str(e["concat"][0]) if isinstance(e, dict) else str(e) for e in elems}
+
+
+def _services_naming_each_other(w: Any, tmp: Path) -> None:
+    from _wait import wait_for
+    from test_network_rates import eth0, pid_of
+
+    cw = ComposeWorld(w, tmp)
+    try:
+        up = cw.compose("up", "-d")
+        assert up.returncode == 0, up.stderr
+        web, db, worker, queue = (cw.c(s) for s in ("web", "db", "worker", "queue"))
+        # db: only web, only on 5432 (names resolve through the project's resolver)
+        assert cw.wait_reach(web, "db", 5432, "hi") == "hi"
+        assert cw.reach(web, "db", 5433) == "refused"
+        assert cw.reach(queue, "db", 5432) == "refused"
+        assert cw.reach(worker, "db", 5432) == "refused"
+        # worker: out only to queue, by name (its resolver stays reachable under the egress policy)
+        assert cw.wait_reach(worker, "queue", 80, "hi") == "hi"
+        assert cw.reach(worker, "web", 80) == "refused"
+        # services without a policy: everyone in, everywhere out
+        assert cw.wait_reach(queue, "web", 80, "hi") == "hi" and cw.reach(db, "queue", 80) == "hi"
+        p = w.cnirun("inspect", db, "--format", "{{.Policy}}")
+        assert p.returncode == 0 and p.stdout.strip() == "ingress from web:5432; egress unrestricted", \
+            (p.stdout, p.stderr)
+        # a replica added to web is in db's set within a second of `up` returning, and reaches db:5432
+        assert cw.allowed_in(db) == {eth0(pid_of(web, cw.engine))[0]}
+        up = cw.compose("up", "-d", "--scale", "web=2")
+        assert up.returncode == 0, up.stderr
+        assert wait_for(lambda: len(cw.allowed_in(db)) == 2, 1.0, step=0.05), cw.allowed_in(db)
+        web2 = cw.c("web", 2)
+        assert eth0(pid_of(web2, cw.engine))[0] in cw.allowed_in(db)
+        assert cw.wait_reach(web2, "db", 5432, "hi") == "hi"
+        assert cw.reach(web2, "db", 5433) == "refused"
+    finally:
+        down = cw.compose("down")
+    assert down.returncode == 0, down.stderr
+    w.assert_clean(within=15)
+    assert not list((w.state_dir / "policies").glob("*"))
+    assert not list(Path(w.env["NETCONFPATH"]).glob(f"{cw.name}*"))
+
+
+def _world(tmp_path: Path, engine: str = "") -> Any:
+    from conftest import _make_world
+
+    return _make_world(tmp_path, 235, "compose policies", net="t35-{n}", bridge="c235x{n}",
+                       subnet="10.235.{n}.0/24", engine=engine, name_prefix="t35-{n}-")
+
+
+@pytest.mark.docker
+@needs_root
+@needs_plugins
+@needs_docker
+def test_docker_services_naming_each_other(tmp_path: Path) -> None:
+    """Docker (compose's sandbox mode): db allows ingress only from web on 5432 (web's other port, the other
+    services refused), worker may open connections only to queue (by name: DNS keeps working), the others
+    are unrestricted; `inspect` shows db's policy; `up --scale web=2` puts the new replica in db's set within
+    1 s of up returning and it reaches db:5432; `down` leaves nothing (World's leak check, policy records,
+    network files)."""
+    w = _world(tmp_path)
+    try:
+        _services_naming_each_other(w, tmp_path)
+    finally:
+        w.finish()
+
+
+@pytest.mark.podman
+@needs_root
+@needs_plugins
+@needs_podman
+def test_podman_services_naming_each_other(tmp_path: Path) -> None:
+    """The same project on Podman: the same traffic allowed and refused, the replica covered within 1 s,
+    nothing left after `down`."""
+    w = _world(tmp_path, "podman")
+    try:
+        _services_naming_each_other(w, tmp_path)
+    finally:
+        w.finish()
