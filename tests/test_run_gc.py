@@ -13,6 +13,7 @@ from pathlib import Path
 from _parallel import next_n
 from _wait import wait_for
 from conftest import CNIRUN, World, _make_world, needs_plugins, needs_root, world_fixture
+from test_plugins_policy import PolicyWorld, world33  # noqa: F401 (world33: a fixture)
 
 pytestmark = [needs_root, needs_plugins]
 
@@ -64,3 +65,38 @@ def test_gc_and_ps_find_a_gone_container_in_a_runs_recorded_cache(world: World) 
     assert not list(results.iterdir())
     w.assert_clean()
 
+
+def test_gc_removes_the_firewall_policies_of_attachments_that_are_gone(world33: PolicyWorld) -> None:
+    """Policy records (<state>/policies) whose attachment is gone: one no cache holds (its netns still there:
+    its table is removed too, and the peer it refused gets through), one whose netns is gone (a record left
+    by a plugin killed mid-ADD, written by hand), one whose container's netns was deleted (gc's DEL of the
+    attachment removes it). gc --dry-run only says so; gc removes exactly those: the live attachment's
+    policy stays and still refuses."""
+    w = world33
+    a_name, b_name, c_name = w.space("a"), w.space("b"), w.space("c")
+    b = w.ns("b")
+    policy = {"ingress": [{"peer": {"cidr": f"{b}/32"}}]}
+    a, c = w.ns("a", policy), w.ns("c", policy)
+    w.ns("d", policy)
+    subprocess.run(["ip", "netns", "del", w.space("d")], check=True)
+    ghost = {"network": w.net, "containerId": w.space("ghost"), "ifname": "eth0",
+             "netns": f"/run/netns/{w.space('ghost')}", "netnsId": "1:2", "gateways": [], "policy": policy}
+    (w.state_dir / "policies" / f"{w.net}-{w.space('ghost')}-eth0").write_text(json.dumps(ghost))
+    entry = w.cache_dir / "results" / f"{w.net}-{a_name}-eth0"
+    aside = w.tmp / "a-entry"
+    entry.rename(aside)  # a's attachment is in no cache now (put back below for its DEL)
+    w.serve("a", 8080)
+    w.serve("c", 8080)
+    assert len(w.records()) == 4 and w.connect("c", a, 8080) == "refused"
+    dry = w.cnirun("gc", "--dry-run")
+    assert dry.returncode == 0 and "would remove the firewall policy of " in dry.stdout, dry.stdout
+    assert len(w.records()) == 4 and "cnirun_eth0" in w.tables("a")
+    p = w.cnirun("gc")
+    assert p.returncode == 0, p.stderr
+    assert f"removed the firewall policy of {w.net}/{a_name[:12]}/eth0 (no runtime's cache" in p.stdout, p.stdout
+    assert f"{w.net}/{w.space('ghost')[:12]}/eth0 (its netns is gone)" in p.stdout, p.stdout
+    assert w.records() == [f"{w.net}-{c_name}-eth0"]
+    assert "cnirun_" not in w.tables("a") and w.connect("c", a, 8080) == "ok"
+    assert "cnirun_eth0" in w.tables("c") and w.connect("a", c, 8080) == "refused" and w.connect("b", c, 8080) == "ok"
+    aside.rename(entry)
+    assert w.cnirun("gc").stdout.count("firewall policy") == 0

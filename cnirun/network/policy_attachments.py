@@ -228,3 +228,50 @@ def _refresh_held(held: list[tuple[int, str, dict[str, Any]]]) -> list[str]:
     if failed:
         raise PolicyError(f"cannot refresh the firewall policy of {', '.join(failed)}")
     return done
+
+
+def collect(cache_dirs: Iterable[str], dry_run: bool = False) -> list[str]:
+    """Remove the records of attachments that are gone, and their tables where the netns still is; the
+    report lines ("removed the firewall policy of NETWORK/CONTAINER/IFNAME (why)").
+
+    Gone: its netns is gone or another one now (the table went with the old one), or no cache of
+    `cache_dirs` holds the attachment (no runtime will DEL it). Decided under the record's flock, the
+    cache looked at last: a runtime writes its cache entry before the plugin's ADD writes the record, and
+    removes it after the plugin's DEL removed the record, so an attachment being made or removed is never
+    taken for gone. A record that cannot be read is left alone (whose table it is cannot be known).
+    """
+    from ..cni.cache import cache_path
+
+    out = []
+    for path in records():
+        fd = _open_locked(path, create=False)
+        if fd is None:
+            continue
+        try:
+            record = _read(fd)
+            if record is None:
+                continue
+            network, cid, ifname = (str(record.get(k) or "") for k in ("network", "containerId", "ifname"))
+            netns, netns_id = str(record.get("netns") or ""), record.get("netnsId")
+            here = bool(netns) and os.path.exists(netns) and (not netns_id or _netns_id(netns) == netns_id)
+            if not here:
+                why = "its netns is gone"
+            elif not any(cache_path(d, network, cid, ifname).exists() for d in cache_dirs):
+                why = "no runtime's cache holds the attachment"
+            else:
+                continue
+            what = f"the firewall policy of {network}/{cid[:12]}/{ifname} ({why})"
+            if dry_run:
+                out.append(f"would remove {what}")
+                continue
+            if here:
+                try:
+                    policy_rules.delete(netns, ifname)
+                except (policy_rules.NftError, ValueError) as e:
+                    out.append(f"cannot remove {what}: {e}")
+                    continue
+            os.unlink(path)
+            out.append(f"removed {what}")
+        finally:
+            os.close(fd)
+    return out

@@ -11,9 +11,10 @@ cnirun.run.caches answers, so gc, ps and reload see the same containers.
 The steps, in order: runs (state dirs), half-made state dirs, containers of
 runs whose state is gone, cached attachments of containers that are gone
 (and live changes cut short on running ones), netns pins, start gates,
-corrupt cache files, then the CNI spec's GC, the names and resolvers nobody
-needs, stale chain lock files, the watcher, and the netns the watcher makes
-again.
+corrupt cache files, firewall policies of attachments that are gone
+(network.policy_attachments.collect), then the CNI spec's GC, the names
+and resolvers nobody needs, stale chain lock files, the watcher, and the
+netns the watcher makes again.
 """
 from __future__ import annotations
 
@@ -130,6 +131,7 @@ def collect_garbage(dry_run: bool = False, show: Callable[[str], None] | None = 
     _pins(out, engines, attached)
     _start_gates(out, engines)
     _corrupt_files(out, cnis)
+    _policy_records(out, cnis)
     if not dry_run:
         _spec_gc(out, cnis[0], keep)
         from .watch import ensure_watcher, watcher_running
@@ -361,6 +363,15 @@ def _corrupt_files(out: _Report, cnis: list[Any]) -> None:
             out.say(f"{'would remove' if out.dry_run else 'removed'} corrupt cache file {p}")
             if not out.dry_run:
                 p.unlink(missing_ok=True)
+
+
+def _policy_records(out: _Report, cnis: list[Any]) -> None:
+    """Firewall policies (cnirun-policy's records and tables) of attachments that are gone: after the DELs
+    above, which remove those of the attachments they end."""
+    from ..network.policy_attachments import collect
+
+    for line in collect([cni.cache_dir for cni in cnis], out.dry_run):
+        out.say(line)
 
 
 def _spec_gc(out: _Report, cni: Any, keep: dict[str, list[tuple[str, str]]]) -> None:
