@@ -223,3 +223,39 @@ def test_hook_mode_labels_update_and_restart(dworld: World) -> None:
         assert bad.returncode != 0 and "cnirun.ingress-allow" in bad.stderr, bad.stderr
         subprocess.run(["docker", "rm", "-f", f"{pre}db", f"{pre}web", f"{pre}lab"], capture_output=True)
         w.assert_clean(within=15)
+
+
+@needs_docker
+def test_sigkill_of_update_at_any_moment_then_rm_and_gc_leave_nothing(dworld: World) -> None:
+    """`cnirun update --ingress-allow` killed (SIGKILL) at moments through its work, six times: the container
+    keeps a policy that is the old or the new one (never none, never a half of each), a later update
+    finishes the change, and `docker rm -f` then `cnirun gc` leave no policy record, no rule, nothing."""
+    import signal
+
+    w = dworld
+    pre = w.name_prefix
+    start_server(w, f"{pre}db", "--ingress-allow", "host:80")
+    db_ip = eth0(pid_of(f"{pre}db"))[0]
+    deadline = time.monotonic() + 10
+    while from_host(db_ip, 80) != "hi" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert from_host(db_ip, 80) == "hi" and from_host(db_ip, 81) == "refused"
+    for i, delay in enumerate((0.05, 0.1, 0.15, 0.2, 0.3, 0.45)):
+        port = 81 if i % 2 == 0 else 80
+        p = w.popen("update", f"{pre}db", "--ingress-allow", f"host:{port}", stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL)
+        time.sleep(delay)
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+        got = inspect_policy(w, f"{pre}db")
+        assert got in ("ingress from host:80; egress unrestricted", "ingress from host:81; egress unrestricted"), got
+    p = w.cnirun("update", f"{pre}db", "--ingress-allow", "host:81")
+    assert p.returncode == 0, p.stderr
+    assert from_host(db_ip, 81) == "hi" and from_host(db_ip, 80) == "refused"
+    records = w.state_dir / "policies"
+    assert len(list(records.iterdir())) == 1  # the attachment's record: it names the table until DEL
+    subprocess.run(["docker", "rm", "-f", f"{pre}db"], capture_output=True)
+    g = w.cnirun("gc")
+    assert g.returncode == 0, g.stderr
+    assert not records.is_dir() or not list(records.iterdir()), list(records.iterdir())
+    w.assert_clean(within=15)
