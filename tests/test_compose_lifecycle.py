@@ -2,12 +2,14 @@
 --force-recreate, --no-deps, --remove-orphans, --scale and replicas changes,
 depends_on service_completed_successfully, --pull, and ps --format/-q.
 
-Address plan: CNIRUN_SUBNET_POOL 10.193.128.0/17, projects t17zxxxxxx. Each
+Address plan: CNIRUN_SUBNET_POOL 10.193.128.0/17 (10.236.16.0/20 for projects brought up at
+once on one NETCONFPATH), projects t17zxxxxxx. Each
 test owns its NETCONFPATH, cache and IPAM dirs and checks that `down -v` left
 nothing (containers, volumes, networks, attachments, bridges).
 """
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import secrets
@@ -315,3 +317,36 @@ def test_up_progress_on_a_terminal_only(proj: Proj) -> None:
     assert plain.stderr.splitlines()[-1] == f" Container {proj.c('b')}  Running"
     proj.cnirun("down", "-v")
     proj.assert_clean()
+
+
+def test_concurrent_ups_get_networks_of_their_own(tmp_path: Path) -> None:
+    """Six projects brought up at once on one NETCONFPATH each get a default network on a subnet of its
+    own, and their containers an address in it: the networks are chosen and written under one lock."""
+    netconf = tmp_path / "net.d"
+    projs = []
+    for i in range(6):
+        (tmp_path / f"p{i}").mkdir()
+        p = Proj(tmp_path / f"p{i}")
+        p.env.update(NETCONFPATH=str(netconf), CNIRUN_SUBNET_POOL="10.236.16.0/20")
+        p.write(f"services:\n  app:\n    image: busybox\n    command: {SLEEP_WITH_INIT}\n")
+        projs.append(p)
+    try:
+        ups = [subprocess.Popen([CNIRUN_BIN, "compose", "-f", str(p.file), "-p", p.name, "up", "-d"], cwd=p.dir,
+                                env=p.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+               for p in projs]
+        errors = [u.communicate(timeout=120)[1] for u in ups]
+        assert [u.returncode for u in ups] == [0] * 6, errors
+        subnets = []
+        for p in projs:
+            conf = json.loads((netconf / f"{p.name}_default.conflist").read_text())
+            subnet = conf["plugins"][0]["ipam"]["ranges"][0][0]["subnet"]
+            addr = p.sh(p.c("app"), "ip -4 -o addr show eth0").stdout.split()[3]
+            assert ipaddress.ip_interface(addr).network == ipaddress.ip_network(subnet), (addr, subnet)
+            subnets.append(subnet)
+        assert len(set(subnets)) == 6 and all(s.startswith("10.236.") for s in subnets), subnets
+    finally:
+        downs = [p.cnirun("down", "-v", ok=False) for p in projs]
+    assert [d.returncode for d in downs] == [0] * 6, [d.stderr for d in downs]
+    for p in projs:
+        p.assert_clean()
+    assert not netconf.exists() or list(netconf.iterdir()) == []
