@@ -17,7 +17,8 @@ from typing import Any, Iterator
 
 import pytest
 
-from conftest import REPO, World, _make_world, needs_plugins, needs_root
+from conftest import REPO, World, _make_world, needs_docker, needs_plugins, needs_root
+from _wait import wait_for
 
 pytestmark = [needs_root, needs_plugins]
 POLICY_PLUGIN = {"type": "cnirun-policy", "capabilities": {"firewallPolicy": True}}
@@ -211,3 +212,39 @@ def test_a_failed_refresh_fails_nothing_and_gc_repairs_it(world: FollowWorld, tm
     assert p.returncode == 0, p.stderr
     assert w.covered("h") == db["address"] and w.connect("db", holder, 5432) == "ok"
     assert "stale" not in json.loads(next((w.state_dir / "policies").iterdir()).read_text())
+
+
+@needs_docker
+def test_real_containers_a_replaced_peer_is_allowed_with_no_command(tmp_path: Path) -> None:
+    """Docker: web runs with --ingress-allow DB:5432 before DB exists; `cnirun run -d --name DB` reaches web's
+    port as soon as the run returns, another container does not; `docker rm -f DB` (the watcher's teardown)
+    empties web's set; a new DB of the same name is allowed again, with no command in between."""
+    w = _make_world(tmp_path, 234, "policy follow, docker", net="t34-{n}", bridge="c34{n}", subnet="10.234.{n}.0/24",
+                    extra=[POLICY_PLUGIN], engine="docker", name_prefix="t34-{n}-")
+    web, db, other = (f"t34-{w.n}-{x}" for x in ("web", "db", "other"))
+    try:
+        p = w.cnirun("run", "-d", "--name", web, "--ingress-allow", f"{db}:5432", "busybox", "httpd", "-f", "-p",
+                     "5432")
+        assert p.returncode == 0, p.stderr
+        web_ip = w.cnirun("inspect", web, "--format", "{{range .Attachments}}{{join .Addresses \" \"}}{{end}}"
+                          ).stdout.split()[0].split("/")[0]
+        pid = subprocess.run(["docker", "inspect", "-f", "{{.State.Pid}}", web], capture_output=True, text=True
+                             ).stdout.strip()
+
+        def reaches(client: str) -> bool:
+            return subprocess.run(["docker", "exec", client, "nc", "-w", "2", web_ip, "5432"], stdin=subprocess.DEVNULL,
+                                  capture_output=True, timeout=30).returncode == 0
+
+        def allowed() -> str:
+            return subprocess.run(["nsenter", "-t", pid, "-n", "nft", "list", "set", "inet", "cnirun_eth0", "in_svc4"],
+                                  capture_output=True, text=True).stdout
+
+        assert w.cnirun("run", "-d", "--name", other, "busybox", "sleep", "300").returncode == 0
+        for _ in range(2):
+            p = w.cnirun("run", "-d", "--name", db, "busybox", "sleep", "300")
+            assert p.returncode == 0, p.stderr
+            assert reaches(db) and not reaches(other)
+            subprocess.run(["docker", "rm", "-f", db], capture_output=True, check=True)
+            assert wait_for(lambda: "elements" not in allowed(), 20), allowed()
+    finally:
+        w.finish()

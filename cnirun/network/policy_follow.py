@@ -58,11 +58,16 @@ def after(network: str, container_id: str, names_before: set[str] | None, notes:
     one made since is refreshed for every name on the network)."""
     if not _any_records():
         return
+    from ..core import trace
+
+    start = trace.now()
     try:
         from .policy_attachments import refresh
 
         names = None if names_before is None else names_before | _names(network, container_id)
-        refresh(network, names)
+        done = refresh(network, names)
+        if trace.ON:
+            trace.event("policy refresh", trace.now() - start, f"{len(done)} attachments ({network})")
     except Exception as e:  # noqa: BLE001 - the change stands; the stale marks and gc catch up
         _warn(f"network {network}: the firewall policies naming its containers were not all updated: {e}", notes)
 
