@@ -2,7 +2,8 @@
 
 Engine-free: `ip netns add` namespaces attached to a test bridge with `cnirun cni add` (bridge + host-local +
 portmap + firewall + cnirun-policy, a private NETCONFPATH), servers and clients run in them with python3.
-Address plan: 10.232.N.0/24, networks t25h-N, bridges c25hN, netns t25h-N-*.
+Address plan: 10.232.N.0/24, networks t25h-N, bridges c25hN, netns t25h-N-*; the runtime's side (world33, also
+used by test_live_reload and test_run_gc): 10.233.N.0/24, networks t33-N, bridges c33xN, netns t33-N-*.
 """
 from __future__ import annotations
 
@@ -143,7 +144,8 @@ def world(tmp_path: Path) -> Iterator[PolicyWorld]:
 
 @pytest.fixture
 def world33(tmp_path: Path) -> Iterator[PolicyWorld]:
-    """A PolicyWorld of the runtime's side of the plugin: 10.233.N.0/24, networks t33-N, bridges c33xN, netns t33-N-*."""
+    """A PolicyWorld for the runtime's side of the plugin (reload, gc too): 10.233.N.0/24, networks t33-N,
+    bridges c33xN, netns t33-N-*."""
     yield from _policy_world(_make_world(tmp_path, 233, "policy", net="t33-{n}", bridge="c33x{n}",
                                          subnet="10.233.{n}.0/24", extra=[POLICY_PLUGIN], cls=PolicyWorld), "t33")
 
