@@ -141,18 +141,33 @@ def reservations(net: NetworkConfigList) -> list[Path]:
 TEARDOWN_WAIT = 15.0  # seconds `network rm` waits for DELs already under way
 
 
-def _tearing_down(container_id: str) -> bool:
-    """A DEL of this container is under way: a hook's poststop (container lock held), or a run's
-    teardown (phase "teardown" in its state, its lock held)."""
+def _tearing_down(container_id: str, engines: dict[str, Any]) -> bool:
+    """A DEL of this container is under way or about to be: a hook's poststop (container lock held), a
+    run's teardown (phase "teardown" in its state, its lock held), or a detached run whose container
+    the engine no longer has (`docker rm -f` a moment ago: the watcher tears it down)."""
     from ..core.lock import is_held
     from ..core.paths import container_lock
-    from ..state.runs import RunState, state_root
+    from ..state.runs import RunState, state_root, watcher_lock
 
     if is_held(container_lock(container_id)):
         return True
     st = RunState(state_root() / container_id)
     meta = st.read_meta() if st.path.is_dir() else None
-    return meta is not None and meta.phase == "teardown" and is_held(str(st.path / "lock"))
+    if meta is None:
+        return False
+    if meta.phase == "teardown":
+        return is_held(str(st.path / "lock"))
+    watched = meta.detached and meta.phase == "running" and is_held(str(watcher_lock()))
+    if not (watched and meta.workload and meta.engine):
+        return False
+    try:
+        if meta.engine not in engines:
+            from ..engines import get
+
+            engines[meta.engine] = get(meta.engine)
+        return not engines[meta.engine].exists(meta.workload)
+    except Exception:  # noqa: BLE001 - no engine to ask: the container counts as attached
+        return False
 
 
 def _after_teardowns(cni: CNI, name: str, atts: list[Any]) -> list[Any]:
@@ -164,7 +179,8 @@ def _after_teardowns(cni: CNI, name: str, atts: list[Any]) -> list[Any]:
     import time
 
     deadline = time.monotonic() + TEARDOWN_WAIT
-    while atts and time.monotonic() < deadline and all(_tearing_down(a.container_id) for a in atts):
+    engines: dict[str, Any] = {}
+    while atts and time.monotonic() < deadline and all(_tearing_down(a.container_id, engines) for a in atts):
         time.sleep(0.1)
         atts = attachments(cni, name)
     return atts

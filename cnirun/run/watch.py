@@ -63,7 +63,9 @@ def _idle_seconds() -> float:
 
 
 def lock_path(root: Path | None = None) -> Path:
-    return (root or state_root()) / ".watcher.lock"
+    from ..state.runs import watcher_lock
+
+    return watcher_lock(root)
 
 
 def _try_lock(path: Path) -> int | None:

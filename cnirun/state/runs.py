@@ -39,6 +39,11 @@ def state_root() -> Path:
     return Path(runs_dir())
 
 
+def watcher_lock(root: Path | None = None) -> Path:
+    """The lock the `-d` watcher (cnirun.run.watch) holds while it runs: held = detached runs are watched."""
+    return (root or state_root()) / ".watcher.lock"
+
+
 class RunMeta(Record):
     """What a run records about itself; enough for a later teardown by anyone."""
 
