@@ -93,6 +93,22 @@ def test_compose_config_shows_the_policies(tmp_path: Path) -> None:
     assert shown["services"]["queue"]["x-cni"] == {"ingress_allow": ["none"]}
 
 
+def test_an_override_file_replaces_a_list(tmp_path: Path) -> None:
+    """A later -f file's allow list replaces the earlier one's (never concatenated: an override can narrow
+    a policy); a key it does not name is kept; `none` in it removes the policy the base file set."""
+    base = tmp_path / "compose.yaml"
+    base.write_text("services:\n  db:\n    image: busybox\n    x-cni:\n      ingress_allow: [web:5432, host]\n"
+                    "      egress_allow: [queue]\n")
+    over = tmp_path / "override.yaml"
+    over.write_text("services:\n  db:\n    x-cni:\n      ingress_allow: [web:5432]\n")
+    (svc,) = load_project([base, over], "t35merge", environ={}).services
+    assert (svc.ingress_allow, svc.egress_allow) == (["web:5432"], ["queue"])
+    over.write_text("services:\n  db:\n    x-cni: {egress_allow: none}\n")
+    (svc,) = load_project([base, over], "t35merge", environ={}).services
+    assert (svc.ingress_allow, svc.egress_allow) == (["web:5432", "host"], ["none"])
+    assert parse_allow(svc.egress_allow) is None
+
+
 BAD = [
     ("ingress_allow: [web, 'db:99999']", "compose.yaml:5: services.web.x-cni.ingress_allow[1]: invalid peer "
                                          "'db:99999': '99999' is not a port"),
