@@ -131,11 +131,13 @@ def world(tmp_path: Path) -> Iterator[FollowWorld]:
     finally:
         for proc in w.procs:
             proc.kill()
-            proc.wait()
+        # Every netns detached as a run's teardown does (one process), then removed.
+        subprocess.run([sys.executable, "-c", DRIVER, json.dumps([["detach", name] for name in w.spaces])],
+                       env=w.env, capture_output=True, timeout=300, cwd=REPO)
         for name in w.spaces:
-            subprocess.run([sys.executable, "-c", DRIVER, json.dumps([["detach", name]])], env=w.env,
-                           capture_output=True, timeout=120, cwd=REPO)
             subprocess.run(["ip", "netns", "del", name], capture_output=True)
+        for proc in w.procs:
+            proc.wait()
         w.finish()
     assert not list((w.state_dir / "policies").glob("*"))
 

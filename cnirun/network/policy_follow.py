@@ -47,8 +47,14 @@ def _names(network: str, container_id: str) -> set[str]:
 
 
 def before(network: str, container_id: str) -> set[str] | None:
-    """The container's names on `network` before a change, for after(); None when no attachment has a policy."""
-    return _names(network, container_id) if _any_records() else None
+    """The container's names on `network` before a change, for after(); None when no attachment has a policy
+    (or its names cannot be read: after() then refreshes for every name there)."""
+    if not _any_records():
+        return None
+    try:
+        return _names(network, container_id)
+    except ValueError:  # a hosts file that is not text: the change itself says what to do with it
+        return None
 
 
 def after(network: str, container_id: str, names_before: set[str] | None, notes: list[str] | None = None) -> None:
