@@ -60,6 +60,7 @@ PAGES = [
     Page("docs/cli.md", "cli-", (("cli-net", "10.218.50.0/24"), ("cli-fmt", "10.218.51.0/24"))),
     Page("docs/cni-library.md", "cl-",
          (("cl-net", "10.218.60.0/24"), ("cl-api", "10.218.61.0/24"), ("cl-exec", "10.218.62.0/24"))),
+    Page("docs/policies.md", "fp-", (("fp-net", "10.218.70.0/24"),)),
 ]
 
 
