@@ -7,6 +7,7 @@ N from 100 up (connect's tests use N below 100), networks t24b-N, bridges c24bN.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -100,3 +101,35 @@ def test_gc_removes_the_firewall_policies_of_attachments_that_are_gone(world33: 
     assert "cnirun_eth0" in w.tables("c") and w.connect("a", c, 8080) == "refused" and w.connect("b", c, 8080) == "ok"
     aside.rename(entry)
     assert w.cnirun("gc").stdout.count("firewall policy") == 0
+
+
+def test_gc_after_an_add_killed_while_the_policy_is_made_leaves_nothing(world33: PolicyWorld) -> None:
+    """`cnirun cni add` with a firewall policy SIGKILLed while cnirun-policy makes its table (its nft held:
+    the record is written, the table not yet), then the container's netns gone: gc kills the plugin left
+    running, DELs the attachment, and no record, table, cache entry, address or rule is left."""
+    w = world33
+    name = w.space("k")
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    w.spaces.append(name)
+    bin_dir, hold, held = w.tmp / "nft-bin", w.tmp / "hold", w.tmp / "held"
+    bin_dir.mkdir()
+    (bin_dir / "nft").write_text(f"#!/bin/sh\nif [ -e {hold} ]; then touch {held}; exec sleep 60; fi\n"
+                                 f"exec {shutil.which('nft')} \"$@\"\n")
+    (bin_dir / "nft").chmod(0o755)
+    hold.touch()
+    env = dict(w.env, CNI_CONTAINERID=name, PATH=f"{bin_dir}:{w.env['PATH']}",
+               CAP_ARGS=json.dumps({"firewallPolicy": {"ingress": []}}))
+    add = subprocess.Popen([*CNIRUN, "cni", "add", w.net, f"/run/netns/{name}"], env=env,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(held.exists, 60)
+    finally:
+        add.kill()
+        add.wait()
+    hold.unlink()
+    assert len(w.records()) == 1 and len(list((w.cache_dir / "results").iterdir())) == 1
+    subprocess.run(["ip", "netns", "del", name], check=True)
+    p = w.cnirun("gc")
+    assert p.returncode == 0 and f"DEL {w.net}/eth0 of {name[:12]}" in p.stdout, p.stdout + p.stderr
+    assert w.records() == [] and list((w.cache_dir / "results").iterdir()) == []
+    w.assert_clean(within=10)
