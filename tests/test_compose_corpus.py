@@ -1,7 +1,7 @@
 """Compose files as people write them (issue 17): `config` on the whole corpus, `up`/`down` on real dockerd
 and on Podman.
 
-Address plan: CNIRUN_SUBNET_POOL 10.193.0.0/16, projects t17xxxxxx, host
+Address plan: CNIRUN_SUBNET_POOL 10.193.0.0/17, projects t17xxxxxx, host
 ports 19300-19399 on 127.0.0.1; the Podman section (PodmanProj): 10.201.0.0/16,
 projects c17pxxxxxx, bridges cr17pxxxxxxN. Each test owns its NETCONFPATH, cache and
 IPAM dirs and checks that `down -v` left nothing (containers, volumes,
@@ -37,7 +37,7 @@ class Proj:
         shutil.copytree(CORPUS / corpus, self.dir)
         self.files = ["-f", str(self.dir / "compose.yaml")]
         self.env = dict(os.environ, NETCONFPATH=str(tmp / "net.d"), CNI_CACHE_DIR=str(tmp / "cache"),
-                        CNIRUN_SUBNET_POOL="10.193.0.0/16", CNIRUN_IPAM_DATA_DIR=str(tmp / "ipam"),
+                        CNIRUN_SUBNET_POOL="10.193.0.0/17", CNIRUN_IPAM_DATA_DIR=str(tmp / "ipam"),
                         CNI_PATH="/usr/lib/cni", CNIRUN_ENGINE="docker")
         self.env.pop("COMPOSE_PROFILES", None)
         self.netconf = tmp / "net.d"

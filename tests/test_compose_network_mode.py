@@ -4,7 +4,7 @@ Such a service gets the engine's own network and no CNI attachment (said
 once by `up`); service:X shares X's network namespace, hostname, /etc/hosts
 and resolv.conf, so it reaches X on localhost and X's peers by name.
 
-Address plan: CNIRUN_SUBNET_POOL 10.201.0.0/16 (networks get 10.201.N.0/24),
+Address plan: CNIRUN_SUBNET_POOL 10.236.32.0/20 (networks get 10.236.(32+N).0/24),
 projects (and so networks) c17pxxxxxx, bridges cr17pxxxxxx. Each test owns its
 NETCONFPATH, cache and IPAM dirs and checks that `down -v` left nothing.
 """
@@ -40,7 +40,7 @@ class Proj:
         self.dir = tmp
         self.file = tmp / "compose.yaml"
         self.env = dict(os.environ, NETCONFPATH=str(tmp / "net.d"), CNI_CACHE_DIR=str(tmp / "cache"),
-                        CNIRUN_SUBNET_POOL="10.201.0.0/16", CNIRUN_IPAM_DATA_DIR=str(tmp / "ipam"),
+                        CNIRUN_SUBNET_POOL="10.236.32.0/20", CNIRUN_IPAM_DATA_DIR=str(tmp / "ipam"),
                         CNI_PATH="/usr/lib/cni", CNIRUN_ENGINE=engine)
         self.env.pop("COMPOSE_PROFILES", None)
 
@@ -142,7 +142,7 @@ networks:
         assert len(proj.attachments()) == 2  # app and peer only
 
         app_ip = _ipv4(proj.sh("app", "ip -4 -o addr").stdout)
-        assert len(app_ip) == 1 and app_ip[0].startswith("10.201."), app_ip
+        assert len(app_ip) == 1 and app_ip[0].startswith("10.236."), app_ip
         assert _ipv4(proj.sh("side", "ip -4 -o addr").stdout) == app_ip
         assert proj.sh("side", "hostname").stdout.strip() == "app"
         assert proj.sh("side", "echo $WHO").stdout.strip() == "side"
@@ -154,7 +154,7 @@ networks:
         assert _ipv4(proj.sh("isolated", "ip -4 -o addr").stdout) == []
         host_ips = _ipv4(subprocess.run(["ip", "-4", "-o", "addr"], capture_output=True, text=True).stdout)
         in_host = _ipv4(proj.sh("hostnet", "ip -4 -o addr").stdout)
-        assert set(in_host) & set(host_ips) and any(ip.startswith("10.201.") for ip in in_host)
+        assert set(in_host) & set(host_ips) and any(ip.startswith("10.236.") for ip in in_host)
         assert _ipv4(proj.sh("borrowed", "ip -4 -o addr").stdout) == []
         outside_ns = proj.engine_cmd("inspect", "-f", "{{.State.Pid}}", outside).stdout.strip()
         borrowed_ns = proj.engine_cmd("inspect", "-f", "{{.State.Pid}}", f"{proj.name}-borrowed-1").stdout.strip()
