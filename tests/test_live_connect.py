@@ -119,14 +119,20 @@ def connect_cycle(w: World, engine: str, name: str) -> None:
 @needs_docker
 def test_sandbox_connect_disconnect_and_ports(dworld: World) -> None:
     w, name = dworld, f"t10-{dworld.n}-web"
-    ok(w.cnirun("run", "-d", "--mode", "sandbox", "--name", name, "-p", f"127.0.0.1:{19100 + w.n % 50}:80",
+    ok(w.cnirun("run", "-d", "--mode", "sandbox", "--name", name, "-p", f"127.0.0.1:{host_port(w)}:80",
                 "busybox", *httpd(name)))
     try:
         connect_cycle(w, "docker", name)
-        port_cycle(w, "docker", name, 19100 + w.n % 50)
+        port_cycle(w, "docker", name, host_port(w))
     finally:
         subprocess.run(["docker", "rm", "-f", name], capture_output=True)
     w.assert_clean(within=20.0)
+
+
+def host_port(w: World) -> int:
+    """The test's host port, 19100-19149 (port_cycle's second one is 50 above it): the World's own, as its
+    n is (fewer than 50 Worlds of this file), so tests in parallel workers never publish the same port."""
+    return 19100 + w.n % 50
 
 
 def port_cycle(w: World, engine: str, name: str, first: int) -> None:
@@ -171,7 +177,7 @@ def port_cycle(w: World, engine: str, name: str, first: int) -> None:
 def test_port_conflict_refused_before_anything_changes(dworld: World) -> None:
     w = dworld
     a, b = f"t10-{w.n}-a", f"t10-{w.n}-b"
-    port = 19160 + w.n % 20
+    port = host_port(w)
     ok(w.cnirun("run", "-d", "--mode", "sandbox", "--name", a, "-p", f"127.0.0.1:{port}:80", "busybox", *httpd(a)))
     ok(w.cnirun("run", "-d", "--mode", "sandbox", "--name", b, "busybox", *httpd(b)))
     try:
@@ -193,7 +199,7 @@ def test_port_conflict_refused_before_anything_changes(dworld: World) -> None:
 @needs_docker
 def test_sandbox_restart_keeps_connected_networks_and_ports(dworld: World) -> None:
     w, name = dworld, f"t10-{dworld.n}-rs"
-    port = 19140 + w.n % 10
+    port = host_port(w)
     ok(w.cnirun("run", "-d", "--mode", "sandbox", "--name", name, "busybox", *httpd(name)))
     try:
         ok(w.cnirun("network", "connect", w.second, name))
@@ -219,7 +225,7 @@ def test_foreign_docker_container(dworld: World) -> None:
     try:
         ok(w.cnirun("network", "connect", w.net, name))
         assert in_subnet(addr("docker", name, "eth0"), w.subnet_of(w.net))
-        port = 19120 + w.n % 10
+        port = host_port(w)
         ok(w.cnirun("port", "add", name, f"127.0.0.1:{port}:80"))
         assert fetch(port).strip() == f"hello-{name}"
         ok(w.cnirun("network", "connect", w.second, name))
@@ -326,7 +332,7 @@ def test_host_and_shared_netns_refused(dworld: World) -> None:
 @needs_docker
 def test_hook_mode_connect_ports_and_restart(dworld: World) -> None:
     w, name = dworld, f"t10-{dworld.n}-hook"
-    port = 19130 + w.n % 10
+    port = host_port(w)
     with docker_runtime_installed(w, f"t10-{w.n}-"):
         ok(w.cnirun("run", "-d", "--mode", "hook", "--name", name, "busybox", *httpd(name)))
         try:
@@ -353,7 +359,7 @@ def test_hook_mode_connect_ports_and_restart(dworld: World) -> None:
 @needs_podman
 def test_podman_connect_ports_and_restart(pworld: World) -> None:
     w, name = pworld, f"t10-{pworld.n}-pod"
-    port = 19110 + w.n % 10
+    port = host_port(w)
     ok(w.cnirun("run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:80", "busybox", *httpd(name)))
     try:
         connect_cycle(w, "podman", name)

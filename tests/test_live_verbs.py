@@ -229,7 +229,7 @@ def test_removing_a_run_state_drops_its_index_entries(tmp_path: Path, monkeypatc
 
 # -- published ports change without interrupting the others ---------------------------------------
 # Address plan of these tests: 10.214.N.0/24 (network te-N, bridge cteN), containers te-N-*, host ports
-# 41000-41999 on 127.0.0.1.
+# 41000-41499 on 127.0.0.1 (test_network_portlock's are 41500-41999).
 pworld = world_fixture(_make_world, 214, "ports", net="te-{n}", bridge="cte{n}", subnet="10.214.{n}.0/24",
                        name_prefix="te-{n}-", extra=BANDWIDTH)
 
@@ -241,9 +241,10 @@ def _page(port: int) -> str:
 
 
 def _base(w: World) -> int:
-    """The first of ten host ports of the test: per run too (the old code's refused connections can leave a
-    client socket in TIME-WAIT on a port for a minute)."""
-    return 41000 + 100 * (run_pid() % 9) + 10 * (w.n % 10)
+    """The first of ten host ports of the test, in 41000-41499: the World's own (its n, fewer than 50 Worlds
+    share this file's counter) and salted per run (the old code's refused connections can leave a client
+    socket in TIME-WAIT on a port for a minute)."""
+    return 41000 + 10 * ((run_pid() + w.n) % 50)
 
 
 def _httpd(name: str) -> list[str]:

@@ -1,6 +1,6 @@
 """cnirun.network.portlock: a host port is published only where the kernel would let a host service have it.
 
-Real sockets held on this host (loopback, host ports 41000-41999), the check as every way to publish runs it
+Real sockets held on this host (loopback, host ports 41500-41999), the check as every way to publish runs it
 (portlock.check_ports), and `cnirun run -p` refusing with one line before anything is made. Address plan:
 10.214.N.0/24 (network te-N, bridge cteN) for the end-to-end runs.
 """
@@ -27,7 +27,7 @@ pworld = world_fixture(_make_world, 214, "ports", net="te-{n}", bridge="cte{n}",
 
 
 def _free_port(kind: int) -> int:
-    """A port in 41000-41999 nothing holds now, for `kind` (SOCK_STREAM/SOCK_DGRAM) on every address."""
+    """A port in 41500-41999 nothing holds now, for `kind` (SOCK_STREAM/SOCK_DGRAM) on every address."""
     for port in range(41500 + os.getpid() % 300, 42000):
         for family, addr in ((socket.AF_INET, "0.0.0.0"), (socket.AF_INET6, "::")):
             s = socket.socket(family, kind)

@@ -1,4 +1,4 @@
-"""`cnirun run` on Docker: real dockerd, real plugins (10.131.N.0/24)."""
+"""`cnirun run` on Docker: real dockerd, real plugins (10.131.N.0/24; host ports 18931 and 19536)."""
 from __future__ import annotations
 
 import ipaddress
@@ -411,7 +411,7 @@ def test_reboot_then_gc_frees_everything(docker_world: World) -> None:
     """A reboot, simulated: containers, netns and /run state gone, cache and reservations kept; gc frees them."""
     import shutil
 
-    r = docker_world.cnirun("-d", "-p", f"{19400 + docker_world.n}:80", "busybox", "sleep", "300")
+    r = docker_world.cnirun("-d", "-p", "19536:80", "busybox", "sleep", "300")
     assert r.returncode == 0, r.stderr
     cid = r.stdout.strip()
     _eth0_of("docker", cid)
