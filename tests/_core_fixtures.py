@@ -5,7 +5,7 @@ Every test gets its own NETCONFPATH, CNI_CACHE_DIR, CNI_PATH, lock file, state d
 never touch /etc/cni/net.d or /var/lib/cni.
 
 Address plan of the core tests (unique to these files): 10.121.0.0/16.
-  test_cni_runtime.py  10.121.1.0/24 .. 10.121.9.0/24
+  test_cni_runtime.py  10.121.1.0/24 .. 10.121.9.0/24, 10.121.40.0/24 .. 10.121.42.0/24
   test_cli_cni.py       10.121.10.0/24 .. 10.121.19.0/24
   test_interop_libcni   10.121.20.0/24 .. 10.121.29.0/24
   bench/bench_core.py   10.121.30.0/24

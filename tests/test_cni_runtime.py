@@ -1,6 +1,6 @@
 """Real plugin chains (Debian's containernetworking-plugins) in namespaces the tests create.
 
-Subnets 10.121.1.0/24 .. 10.121.9.0/24 and 10.121.40.0/24; bridges cnt2<x>; host-local keeps its
+Subnets 10.121.1.0/24 .. 10.121.9.0/24 and 10.121.40.0/24 .. 10.121.42.0/24; bridges cnt2<x>; host-local keeps its
 reservations in a tmp dataDir. Every test checks that nothing is left: veths,
 reservations, cache files, iptables rules naming the container, netns.
 """
@@ -166,7 +166,7 @@ def test_add_over_an_existing_attachment_is_refused_and_keeps_it(
 ) -> None:
     """A second ADD of the same container/network/ifname changes nothing: before, it failed in the plugins
     and its undo DELeted the first attachment and forgot its cache entry (rules were left behind)."""
-    n = RealNet(core, "t2-twice", "cnt2twice", 21)
+    n = RealNet(core, "t2-twice", "cnt2twice", 41)
     real.append(n)
     ns = netns.new()
     rt = RuntimeConf("t2twice-1", netns=Netns.path(ns), ifname="eth0",
@@ -260,13 +260,12 @@ def test_second_network_as_eth1(core: CoreEnv, netns: Netns, real: list[RealNet]
 
     a = RealNet(core, "t2-a", "cnt2a", 9, full=False)
     real.append(a)
-    core.conflist("t2-b", bridge_chain("cnt2b", "10.121.19.0/24", "10.121.19.1", core.ipam, full=False))
-    real.append(RealNet(core, "t2-b", "cnt2b", 19, full=False))
+    real.append(RealNet(core, "t2-b", "cnt2b", 42, full=False))
     ns = netns.new()
     cni = a.cni
     atts = attach(cni, [cni.network("t2-a"), cni.network("t2-b")], "t2ab-1", Netns.path(ns))
     assert [(x.network, x.ifname) for x in atts] == [("t2-a", "eth0"), ("t2-b", "eth1")]
-    assert addrs_in(ns, "eth0")[0].startswith("10.121.9.") and addrs_in(ns, "eth1")[0].startswith("10.121.19.")
+    assert addrs_in(ns, "eth0")[0].startswith("10.121.9.") and addrs_in(ns, "eth1")[0].startswith("10.121.42.")
     assert detach(cni, "t2ab-1") == []
     assert core.cache_files() == []
     assert bridge_members("cnt2a") == [] and bridge_members("cnt2b") == []
