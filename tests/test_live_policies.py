@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import World, _make_world, needs_docker, needs_plugins, needs_podman, needs_root, world_fixture
+from conftest import CNIRUN, World, _make_world, needs_docker, needs_plugins, needs_podman, needs_root, world_fixture
 from test_network_rates import eth0, pid_of, run_detached
 
 pytestmark = [needs_root, needs_plugins]
@@ -96,9 +96,13 @@ def _ingress_by_name_port_and_update(w: World, engine: str) -> None:
         s.settimeout(5)
         s.sendall(b"one\n")
         assert s.recv(100) == b"one\n"
-        p = w.cnirun("update", f"{pre}db", "--ingress-allow", f"{pre}other:81", "--ingress-allow", "host:82")
+        p = subprocess.run([*CNIRUN, "update", f"{pre}db", "--ingress-allow", f"{pre}other:81", "--ingress-allow",
+                            "host:82"], env={**w.env, "CNIRUN_TRACE": "1"}, capture_output=True, text=True, timeout=60)
         assert p.returncode == 0, p.stderr
         assert f"ingress from {pre}other:81, host:82" in p.stdout, p.stdout
+        # the plugin's ADD alone replaces the table (no DEL: no moment without a policy), run in cnirun's process
+        calls = [ln for ln in p.stderr.splitlines() if " plugin " in ln]
+        assert len(calls) == 1 and "plugin ADD" in calls[0] and "in process" in calls[0], p.stderr
         s.sendall(b"two\n")
         assert s.recv(100) == b"two\n"
     assert reach(engine, web, db_ip, 80) == "refused"

@@ -49,7 +49,7 @@ def record_path(network: str, container_id: str, ifname: str, environ: Mapping[s
     return os.path.join(records_dir(environ), f"{network}-{container_id}-{ifname}")
 
 
-def _is_own_launcher(path: str) -> bool:
+def is_own_launcher(path: str) -> bool:
     ours = _OURS.get(path)
     if ours is None:
         try:
@@ -68,7 +68,7 @@ def answer_without_running(path: str, command: str, container_id: str, ifname: s
     rc = conf.get("runtimeConfig")
     if isinstance(rc, dict) and rc.get(FIREWALL_POLICY_CAPABILITY) not in (None, {}):
         return None
-    if not _is_own_launcher(path):
+    if not is_own_launcher(path):
         return None
     if command == "ADD":
         prev = conf.get("prevResult")

@@ -34,7 +34,7 @@ from .runtime_conf import RuntimeConf, validate_container_id, validate_ifname
 
 TYPE_CHECKING = False  # start-up cost: see cnirun.core
 if TYPE_CHECKING:
-    from typing import Any, Mapping
+    from typing import Any, Callable, Mapping
 
 
 
@@ -104,6 +104,13 @@ def _convert(result: dict[str, Any], version: str) -> dict[str, Any]:
     from .result import convert
 
     return convert(result, version)
+
+
+# Plugins of cnirun's own that its runtime may run in its own process instead of starting their program
+# (when the program found is cnirun's launcher and the call has the process's environment): type ->
+# run(command, CmdArgs) -> stdout bytes, raising CNIError. Filled by the layer that holds the plugin's
+# code (network.lifecycle registers cnirun-policy's), so that this layer imports none of it.
+IN_PROCESS: dict[str, Callable[[str, Any], bytes]] = {}
 
 
 class CNI:
@@ -180,6 +187,9 @@ class CNI:
                                                           self.environ)
             if answer is not None:
                 return answer
+            run = IN_PROCESS.get(plugin.type)
+            if run is not None and self.environ is None and policy_record.is_own_launcher(path):
+                return self._in_process(run, net, plugin, inv, conf)
         inv.path = ":".join(self.plugin_dirs)
         return exec_plugin(
             path,
@@ -190,6 +200,25 @@ class CNI:
             timeout=self.timeout,
             environ=self.environ,
         )
+
+    def _in_process(self, run: Callable[[str, Any], bytes], net: NetworkConfigList, plugin: PluginConf,
+                    inv: Invocation, conf: dict[str, Any]) -> bytes:
+        """A plugin of cnirun's own run in this process (IN_PROCESS): what its program would print; its
+        failure as the program's would be reported."""
+        from ..core import trace
+        from .skel import CmdArgs
+
+        stdin = json.dumps(conf, separators=(",", ":")).encode()
+        args = CmdArgs(inv.container_id, inv.netns, inv.ifname, inv.args, ":".join(self.plugin_dirs), stdin, conf,
+                       inv.command)
+        t0 = trace.now()
+        try:
+            return run(inv.command, args)
+        except CNIError as e:
+            raise PluginError(plugin.type, net.name, inv.command, e.msg, e.code, e.details) from None
+        finally:
+            if trace.ON:
+                trace.event(f"plugin {inv.command}", trace.now() - t0, f"{plugin.type} ({net.name}, in process)")
 
     @staticmethod
     def build_conf(

@@ -5,12 +5,14 @@ of those plugins with the cached capability args and an ADD with the new
 ones, both with the cached final result as prevResult; the interface plugins
 never run, so the container keeps its address, MAC and connections. Those
 plugins must pass prevResult through (portmap, bandwidth, cnirun-policy do): the cached
-result stays. portmap is changed make-before-break (swap_portmap).
+result stays. portmap is changed make-before-break (swap_portmap);
+cnirun-policy's ADD replaces its table in one transaction, so it gets no DEL
+before a new value (REPLACED_BY_ADD).
 """
 from __future__ import annotations
 
 from . import cache as cnicache
-from . import chains
+from . import chains, policy_record
 from ..core.errors import ArgumentError, CNIError
 from ..core.lock import chain_lock
 from .config import BANDWIDTH_CAPABILITY, FIREWALL_POLICY_CAPABILITY, PORT_CAPABILITY
@@ -26,6 +28,9 @@ if TYPE_CHECKING:
     from .runtime import CNI
 
 # What update_capabilities changes on a live attachment.
+# Plugins whose ADD with a new value replaces what an earlier ADD made in one step: cnirun-policy
+# (one nft transaction). A DEL first would leave the container without a policy in between.
+REPLACED_BY_ADD = (policy_record.PLUGIN_TYPE,)
 LIVE_CAPABILITIES = (PORT_CAPABILITY, BANDWIDTH_CAPABILITY, FIREWALL_POLICY_CAPABILITY)
 
 
@@ -142,10 +147,12 @@ def _rerun(
     cni: CNI, net: NetworkConfigList, plugins: list[PluginConf], old: RuntimeConf, new: RuntimeConf,
     prev: dict[str, Any],
 ) -> None:
-    """DEL `plugins` with `old`'s arguments, ADD them with `new`'s (portmap: swap_portmap)."""
+    """DEL `plugins` with `old`'s arguments, ADD them with `new`'s (portmap: swap_portmap; a plugin of
+    REPLACED_BY_ADD given a new value: its ADD alone, so there is no moment without either)."""
     for p in reversed(plugins):
-        if p.type != "portmap":
-            cni.call(net, p, "DEL", old, prev)
+        if p.type == "portmap" or (p.type in REPLACED_BY_ADD and _has_value(p, new)):
+            continue
+        cni.call(net, p, "DEL", old, prev)
     if any(p.type == "bandwidth" for p in plugins):
         # bandwidth's DEL leaves its qdiscs on the host veth; its ADD would fail on them.
         from .bandwidth import clear_host_shaping
@@ -156,6 +163,10 @@ def _rerun(
             swap_portmap(cni, net, p, old, new, prev)
         else:
             _add(cni, net, p, new, prev)
+
+
+def _has_value(p: PluginConf, rt: RuntimeConf) -> bool:
+    return any(rt.capability_args.get(k) not in (None, [], {}) for k in p.capabilities)
 
 
 def _add(cni: CNI, net: NetworkConfigList, p: PluginConf, rt: RuntimeConf, prev: dict[str, Any]) -> None:

@@ -21,6 +21,8 @@ import os
 from ..cni import cache as cnicache
 from ..cni.config import BANDWIDTH_CAPABILITY, PORT_CAPABILITY, NetworkConfigList
 from ..core.errors import ArgumentError, CacheError, CNIError
+from ..cni import runtime
+from ..cni.policy_record import PLUGIN_TYPE
 from ..cni.runtime import CNI
 from ..cni.runtime_conf import RuntimeConf
 from .attachment import Attachment
@@ -29,6 +31,17 @@ from .network_options import NetworkOptions, declares, keep_addresses
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
+
+
+def _policy_in_process(command: str, args: Any) -> bytes:
+    from .policy_plugin import run  # only when a policy is there: its code is not on the hook's path otherwise
+
+    return run(command, args)
+
+
+# cnirun-policy's callbacks run in this process when cnirun's runtime reaches its own launcher (a live
+# policy update: one nft transaction instead of two Python starts); other runtimes start the program.
+runtime.IN_PROCESS.setdefault(PLUGIN_TYPE, _policy_in_process)
 
 def ifname_for(index: int) -> str:
     return f"eth{index}"
