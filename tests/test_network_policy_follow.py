@@ -195,9 +195,11 @@ def test_twenty_holders_cover_a_new_peer_within_a_second(world: FollowWorld) -> 
     assert all(w.covered(h) == "" for h in holders)
 
 
-def test_a_failed_refresh_fails_nothing_and_gc_repairs_it(world: FollowWorld, tmp_path: Path) -> None:
+@pytest.mark.parametrize("repair", [["gc"], ["network", "reload"]], ids=["gc", "reload"])
+def test_a_failed_refresh_fails_nothing_and_gc_repairs_it(world: FollowWorld, tmp_path: Path,
+                                                          repair: list[str]) -> None:
     """When nft cannot run for the refresh, the peer's attach succeeds all the same with a note saying so, the
-    holder's record is marked stale, and `cnirun gc` covers the peer."""
+    holder's record is marked stale, and `cnirun gc` (or `cnirun network reload`) covers the peer."""
     w = world
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
@@ -210,7 +212,7 @@ def test_a_failed_refresh_fails_nothing_and_gc_repairs_it(world: FollowWorld, tm
     assert w.covered("h") == "" and w.connect("db", holder, 5432) == "refused"
     record = json.loads(next((w.state_dir / "policies").iterdir()).read_text())
     assert record["stale"] is True
-    p = w.cnirun("gc")
+    p = w.cnirun(*repair)
     assert p.returncode == 0, p.stderr
     assert w.covered("h") == db["address"] and w.connect("db", holder, 5432) == "ok"
     assert "stale" not in json.loads(next((w.state_dir / "policies").iterdir()).read_text())

@@ -288,6 +288,12 @@ def reload(networks: list[str] | None = None, dry_run: bool = False, cnis: list[
         for cni, att in todo:
             bar.step(f"{att.network_name} {att.container_id[:12]} {att.ifname}")
             _check_one(cni, att, rules, report, isolation_fixed, dry_run)
+    if not dry_run:
+        from ..network.policy_follow import repair
+
+        # Peers' address sets a refresh left stale (a kill, a failed nft): refreshed; a failure is reported.
+        for error in repair():
+            report.repairs.append(Repair("", "", "", ["cnirun-policy: the peers' address sets"], error))
     from ..dns.keeper import revive
     from ..dns.resolver import repair_guards
 
