@@ -234,3 +234,43 @@ def test_a_mac_another_container_has_on_the_network_is_refused(tc_world: HookWor
             podman(w, "rm", "-f", "-t", "0", c)
     for rec in w.log_records():
         assert wait_clean(w, rec["container"], TC_BRIDGES) == []
+
+
+def test_podman_policy_annotation(world: HookWorld) -> None:
+    """The cnirun.ingress-allow annotation of a hooks.d container: the host may reach the port it names and no
+    other; a bad value fails the start with the annotation's name; removal leaves no policy record."""
+    import socket
+
+    from _wait import wait_for
+
+    w = world
+    w.bridge_net("h4p3", "cnh4p3", "10.142.3.0/24",
+                 extra=[{"type": "cnirun-policy", "capabilities": {"firewallPolicy": True}}])
+    name = f"h4p-pol-{os.getpid()}"
+
+    def reach(address: str, port: int) -> str:
+        try:
+            with socket.create_connection((address, port), timeout=3) as s:
+                s.settimeout(3)
+                return s.recv(100).decode().strip() or "refused"
+        except OSError:
+            return "refused"
+
+    try:
+        run = podman(w, "run", "-d", "--name", name, "--network", "none", "--annotation", "cnirun.networks=h4p3",
+                     "--annotation", "cnirun.ingress-allow=host:80", "busybox", "sh", "-c",
+                     "nc -ll -p 80 -e echo hi & nc -ll -p 81 -e echo hi & wait")
+        assert run.returncode == 0, run.stderr
+        cid = run.stdout.strip()
+        ip = podman(w, "exec", name, "ip", "-4", "-o", "addr", "show", "eth0").stdout.split()[3].split("/")[0]
+        assert wait_for(lambda: reach(ip, 80) == "hi", 10.0), reach(ip, 80)
+        assert reach(ip, 81) == "refused"
+        bad = podman(w, "run", "--rm", "--network", "none", "--annotation", "cnirun.networks=h4p3",
+                     "--annotation", "cnirun.ingress-allow=host:99999", "busybox", "true")
+        assert bad.returncode != 0 and "cnirun.ingress-allow" in bad.stderr, bad.stderr
+    finally:
+        podman(w, "rm", "-f", "-t", "0", name)
+    assert wait_clean(w, cid, BRIDGES + ["cnh4p3"]) == []
+    records = w.state / "policies"
+    assert wait_for(lambda: not records.exists() or not list(records.iterdir()), 10.0), list(records.iterdir())
+    delete_bridges(["cnh4p3"])
