@@ -16,9 +16,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from _wait import wait_for
-from conftest import World, _make_world, docker_runtime_installed, needs_docker, needs_plugins, needs_root, world_fixture
+from conftest import (World, _make_world, docker_runtime_installed, needs_docker, needs_plugins, needs_root,
+                      world_fixture)
 from test_live_policies import POLICY, TUNING, reach, start_server, wait_reach
-from test_network_rates import run_detached
+from test_ipv6 import _addr6
+from test_network_rates import eth0, pid_of, run_detached
 
 pytestmark = [needs_root, needs_plugins]
 
@@ -39,18 +41,9 @@ def dual_policy_world(tmp_path: Path) -> World:
 dworld = world_fixture(dual_policy_world)
 
 
-def addr6(name: str) -> str:
-    """The container's global IPv6 address on eth0."""
-    out = subprocess.run(["docker", "exec", name, "ip", "-6", "-o", "addr", "show", "dev", "eth0", "scope", "global"],
-                         capture_output=True, text=True, timeout=30).stdout.split()
-    assert "inet6" in out, out
-    return out[out.index("inet6") + 1].split("/")[0]
-
-
 def addr4(name: str) -> str:
-    out = subprocess.run(["docker", "exec", name, "ip", "-4", "-o", "addr", "show", "dev", "eth0"],
-                         capture_output=True, text=True, timeout=30).stdout.split()
-    return out[out.index("inet") + 1].split("/")[0]
+    """The Docker container's IPv4 address on eth0."""
+    return eth0(pid_of(name))[0]
 
 
 @needs_docker
@@ -71,8 +64,8 @@ def test_ipv6_policy_by_cidr_and_name_with_real_traffic(dworld: World) -> None:
     far = run_detached(w, f"{pre}out", "--network", dual)
     eg = run_detached(w, f"{pre}eg", "--network", dual, "--egress-allow", f"{pre}peer:80")
     near = run_detached(w, f"{pre}in", "--network", dual, "--ip6", inside)  # last: host-local goes on from it
-    srv6, peer6 = addr6(f"{pre}srv"), addr6(f"{pre}peer")
-    assert addr6(f"{pre}in") == inside and not addr6(f"{pre}out").startswith(f"{v6}1:")
+    srv6, peer6 = _addr6(w, f"{pre}srv"), _addr6(w, f"{pre}peer")
+    assert _addr6(w, f"{pre}in") == inside and not _addr6(w, f"{pre}out").startswith(f"{v6}1:")
     # ingress: the CIDR on 80, the name on 81, over IPv6 (busybox nc takes a bare IPv6 address)
     assert wait_reach("docker", near, srv6, 80, "hi") == "hi"
     assert reach("docker", near, srv6, 81) == "refused"
