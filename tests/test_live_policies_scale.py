@@ -15,6 +15,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pytest
+
 from _wait import wait_for
 from conftest import (World, _make_world, docker_runtime_installed, needs_docker, needs_plugins, needs_root,
                       world_fixture)
@@ -111,6 +113,7 @@ def _start_many(w: World, names: list[str]) -> float:
     return time.monotonic() - t0
 
 
+@pytest.mark.alone  # loads the machine, and its teardown has a budget
 @needs_docker
 def test_100_containers_with_policies_then_rm_f_leave_nothing(dworld: World) -> None:
     """100 `cnirun run -d` containers on one network, each with --ingress-allow naming the next two and
