@@ -132,6 +132,14 @@ class LiveWorld:
     def conflist(self, conf: dict[str, Any]) -> None:
         (self.netconf / f"{conf['name']}.conflist").write_text(json.dumps(conf))
 
+    def default_chain(self, name: str, bridge: str, subnet: str) -> None:
+        """Network `name`: the default network's chain as shipped (netconf/cnirun.conflist) on `bridge`, `subnet`."""
+        conf = json.loads((REPO / "netconf" / "cnirun.conflist").read_text())
+        conf["name"] = name
+        conf["plugins"][0].update(bridge=bridge)
+        conf["plugins"][0]["ipam"].update(dataDir=self.ipam, ranges=[[{"subnet": subnet}]])
+        self.conflist(conf)
+
     def __enter__(self) -> "LiveWorld":
         subprocess.run(["ip", "netns", "add", self.netns], check=True)
         for name in self.containers:

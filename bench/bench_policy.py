@@ -28,7 +28,7 @@ import statistics
 import subprocess
 import sys
 
-from _common import CNIRUN, REPO, LiveWorld, ratio, timed
+from _common import CNIRUN, LiveWorld, ratio, timed
 
 RUNS = int(os.environ.get("BENCH_RUNS", "12"))
 ATTACHMENTS = int(os.environ.get("BENCH_ATTACHMENTS", "50"))
@@ -50,11 +50,7 @@ def main() -> int:
     add, update, add_plugins, update_plugins, reload_ok = [], [], [], [], []
     reload_one = 0.0
     with LiveWorld("t194-bench-", NETNS, CONTAINER, [BRIDGE], lifetime=900) as w:
-        default = json.loads((REPO / "netconf" / "cnirun.conflist").read_text())
-        default["name"] = NET
-        default["plugins"][0].update(bridge=BRIDGE)
-        default["plugins"][0]["ipam"].update(dataDir=w.ipam, ranges=[[{"subnet": SUBNET}]])
-        w.conflist(default)
+        w.default_chain(NET, BRIDGE, SUBNET)
         env = w.env
         env.pop("CNIRUN_TRACE", None)
         try:

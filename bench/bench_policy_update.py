@@ -24,7 +24,7 @@ import statistics
 import subprocess
 import sys
 
-from _common import CNIRUN, REPO, LiveWorld, ratio, timed
+from _common import CNIRUN, LiveWorld, ratio, timed
 
 RUNS = int(os.environ.get("BENCH_RUNS", "12"))
 CROWD = int(os.environ.get("BENCH_CROWD", "200"))
@@ -55,11 +55,7 @@ def main() -> int:
     add, update, empty, plain, crowded = [], [], [], [], []
     probe = caps([{"peer": {"name": "t237-peer-0"}, "ports": [{"protocol": "tcp", "port": 80}]}])
     with LiveWorld("t237-bench-", NETNS, CONTAINER, [BRIDGE], lifetime=1800) as w:
-        conf = json.loads((REPO / "netconf" / "cnirun.conflist").read_text())
-        conf["name"] = NET
-        conf["plugins"][0].update(bridge=BRIDGE)
-        conf["plugins"][0]["ipam"].update(dataDir=w.ipam, ranges=[[{"subnet": SUBNET}]])
-        w.conflist(conf)
+        w.default_chain(NET, BRIDGE, SUBNET)
         env = w.env
         try:
             timed(env, CNIRUN, "network", "connect", NET, CONTAINER)

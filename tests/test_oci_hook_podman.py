@@ -239,22 +239,13 @@ def test_a_mac_another_container_has_on_the_network_is_refused(tc_world: HookWor
 def test_podman_policy_annotation(world: HookWorld) -> None:
     """The cnirun.ingress-allow annotation of a hooks.d container: the host may reach the port it names and no
     other; a bad value fails the start with the annotation's name; removal leaves no policy record."""
-    import socket
-
     from _wait import wait_for
+    from test_live_policies import from_host as reach
 
     w = world
     w.bridge_net("h4p3", "cnh4p3", "10.142.3.0/24",
                  extra=[{"type": "cnirun-policy", "capabilities": {"firewallPolicy": True}}])
     name = f"h4p-pol-{os.getpid()}"
-
-    def reach(address: str, port: int) -> str:
-        try:
-            with socket.create_connection((address, port), timeout=3) as s:
-                s.settimeout(3)
-                return s.recv(100).decode().strip() or "refused"
-        except OSError:
-            return "refused"
 
     try:
         run = podman(w, "run", "-d", "--name", name, "--network", "none", "--annotation", "cnirun.networks=h4p3",

@@ -209,6 +209,12 @@ def test_restarts_keep_addresses_and_macs(tc_world: World) -> None:
     assert first[0][0].startswith("10.212.51.")
 
 
+def in_storage(prefix: str) -> str:
+    """Podman's containers named `prefix`*, those only `podman ps --external` lists (storage alone) included."""
+    return subprocess.run(["podman", "ps", "-a", "--external", "--format", "{{.Names}} {{.Status}}",
+                           "--filter", f"name={prefix}"], capture_output=True, text=True).stdout.strip()
+
+
 def test_a_failed_undo_is_reported_with_the_error_and_gc_finishes_it(tmp_path: Path) -> None:
     """A run whose ADD fails and whose undo cannot remove its container (podman rm failing here, as it
     does for a moment when its shm is still mounted) prints the ADD error and the teardown line, exits
@@ -237,9 +243,7 @@ def test_a_failed_undo_is_reported_with_the_error_and_gc_finishes_it(tmp_path: P
         assert len(kept) == 2, kept  # the first run's and the failed one's
         g = w.cnirun("gc")
         assert g.returncode == 0, g.stderr
-        left = subprocess.run(["podman", "ps", "-a", "--external", "--format", "{{.Names}}",
-                               "--filter", f"name={w.name_prefix}x"], capture_output=True, text=True).stdout
-        assert left.strip() == "", left
+        assert in_storage(f"{w.name_prefix}x") == ""
     finally:
         subprocess.run(["podman", "rm", "-f", "-t", "0", first.stdout.strip()], capture_output=True)
         w.finish()
@@ -259,9 +263,7 @@ def test_failed_foreground_runs_leave_no_container_not_even_in_storage(tmp_path:
             r = w.cnirun("--rm", "--name", f"{w.name_prefix}x{i % 2}", "busybox", "true")
             assert r.returncode == 125 and "no IP addresses available" in r.stderr, r.stderr
             assert len(r.stderr.strip().splitlines()) == 1, r.stderr
-        left = subprocess.run(["podman", "ps", "-a", "--external", "--format", "{{.Names}} {{.Status}}",
-                               "--filter", f"name={w.name_prefix}x"], capture_output=True, text=True).stdout
-        assert left.strip() == "", left
+        assert in_storage(f"{w.name_prefix}x") == ""
     finally:
         subprocess.run(["podman", "rm", "-f", "-t", "0", first.stdout.strip()], capture_output=True)
         w.finish()
