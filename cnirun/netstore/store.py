@@ -141,10 +141,12 @@ def reservations(net: NetworkConfigList) -> list[Path]:
 TEARDOWN_WAIT = 15.0  # seconds `network rm` waits for DELs already under way
 
 
-def _tearing_down(container_id: str, engines: dict[str, Any]) -> bool:
-    """A DEL of this container is under way or about to be: a hook's poststop (container lock held), a
-    run's teardown (phase "teardown" in its state, its lock held), or a detached run whose container
-    the engine no longer has (`docker rm -f` a moment ago: the watcher tears it down)."""
+def _tearing_down(container_id: str, engines: dict[str, Any]) -> bool | None:
+    """A DEL of this container is under way or about to be (True): a hook's poststop (container lock
+    held), a run's teardown (phase "teardown" in its state, its lock held), or a detached run whose
+    container the engine no longer has (`docker rm -f` a moment ago: the watcher tears it down).
+    None: no run state says (an attachment of another runtime, or a run whose teardown just removed its
+    state and is finishing its DELs); False: a container that stays."""
     from ..core.lock import is_held
     from ..core.paths import container_lock
     from ..state.runs import RunState, state_root, watcher_lock
@@ -154,7 +156,7 @@ def _tearing_down(container_id: str, engines: dict[str, Any]) -> bool:
     st = RunState(state_root() / container_id)
     meta = st.read_meta() if st.path.is_dir() else None
     if meta is None:
-        return False
+        return None
     if meta.phase == "teardown":
         return is_held(str(st.path / "lock"))
     watched = meta.detached and meta.phase == "running" and is_held(str(watcher_lock()))
@@ -175,12 +177,16 @@ def _after_teardowns(cni: CNI, name: str, atts: list[Any]) -> list[Any]:
 
     `cnirun --rm IMAGE; cnirun network rm NET` must work: the run's DEL, as
     the OCI hook's poststop, may still be running when cnirun returns. A
-    container that is merely attached is not waited for."""
+    container that is merely attached is not waited for; an attachment no
+    run state speaks for is waited for only beside a teardown under way."""
     import time
 
     deadline = time.monotonic() + TEARDOWN_WAIT
     engines: dict[str, Any] = {}
-    while atts and time.monotonic() < deadline and all(_tearing_down(a.container_id, engines) for a in atts):
+    while atts and time.monotonic() < deadline:
+        states = [_tearing_down(a.container_id, engines) for a in atts]
+        if False in states or True not in states:
+            break
         time.sleep(0.1)
         atts = attachments(cni, name)
     return atts
