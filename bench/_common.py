@@ -132,6 +132,13 @@ class LiveWorld:
     def conflist(self, conf: dict[str, Any]) -> None:
         (self.netconf / f"{conf['name']}.conflist").write_text(json.dumps(conf))
 
+    def del_spaces(self, net: str, spaces: list[str]) -> None:
+        """`cnirun cni del` NET of each netns in `spaces` and of the world's own, then the `spaces` netns go."""
+        for ns in spaces:
+            subprocess.run([CNIRUN, "cni", "del", net, f"/run/netns/{ns}"], env=self.env, capture_output=True)
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        subprocess.run([CNIRUN, "cni", "del", net, self.netns_path], env=self.env, capture_output=True)
+
     def default_chain(self, name: str, bridge: str, subnet: str) -> None:
         """Network `name`: the default network's chain as shipped (netconf/cnirun.conflist) on `bridge`, `subnet`."""
         conf = json.loads((REPO / "netconf" / "cnirun.conflist").read_text())

@@ -80,10 +80,7 @@ def main() -> int:
             subprocess.run(["iptables", "-w", "-t", "nat", "-D", *shlex.split(jump)[1:]], check=True)
             reload_one = timed(env, CNIRUN, "network", "reload", NET)
         finally:
-            for ns in spaces:
-                subprocess.run([CNIRUN, "cni", "del", NET, f"/run/netns/{ns}"], env=env, capture_output=True)
-                subprocess.run(["ip", "netns", "del", ns], capture_output=True)
-            subprocess.run([CNIRUN, "cni", "del", NET, w.netns_path], env=env, capture_output=True)
+            w.del_spaces(NET, spaces)
     a, u = statistics.median(add), statistics.median(update)
     ap, up = statistics.median(add_plugins), statistics.median(update_plugins)
     r = statistics.median(reload_ok)

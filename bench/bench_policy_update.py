@@ -82,10 +82,7 @@ def main() -> int:
             for _ in range(RUNS):
                 crowded.append(add_del(env, w.netns_path, probe))
         finally:
-            for ns in crowd:
-                subprocess.run([CNIRUN, "cni", "del", NET, f"/run/netns/{ns}"], env=env, capture_output=True)
-                subprocess.run(["ip", "netns", "del", ns], capture_output=True)
-            subprocess.run([CNIRUN, "cni", "del", NET, w.netns_path], env=env, capture_output=True)
+            w.del_spaces(NET, crowd)
     a, u = statistics.median(add), statistics.median(update)
     e, f, c = statistics.median(empty), statistics.median(plain), statistics.median(crowded)
     print(f"cnirun cni add (default chain, 6 plugins):   {a * 1000:7.1f} ms")
