@@ -100,10 +100,14 @@ def _port_text(m: dict[str, Any]) -> str:
 
 def _policy_text(capability_args: dict[str, Any] | None) -> str:
     """The attachment's firewall policy for people ('' without one): 'ingress from db:5432; egress unrestricted'."""
-    from ..network.policies import CAPABILITY, describe
+    from ..cni.config import FIREWALL_POLICY_CAPABILITY
 
-    value = (capability_args or {}).get(CAPABILITY)
-    return describe(value) if value is not None else ""
+    value = (capability_args or {}).get(FIREWALL_POLICY_CAPABILITY)
+    if value is None:
+        return ""
+    from ..network.policies import describe  # only for a container that has one
+
+    return describe(value)
 
 
 def _att_row(att: Any) -> dict[str, Any]:

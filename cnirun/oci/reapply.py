@@ -65,10 +65,12 @@ def reapply_live(
     problems = _connect_again(cni, state, live, atts, present, notes)
     if isinstance(live.get("ports"), list):
         problems += _publish_again(cni, state, live["ports"])
-    if "bandwidth" in live:  # `cnirun update` changed the labels' rates (None: removed them)
-        problems += _rates_again(cni, state, live["bandwidth"])
-    if "policy" in live:  # `cnirun update` changed the labels' firewall policy (None: removed it)
-        problems += _policy_again(cni, state, live["policy"])
+    # What `cnirun update` set instead of the labels' rates and firewall policy (a non-dict: it removed them).
+    from ..network.lifecycle import set_bandwidth, set_policy
+
+    for key, what, setter in (("bandwidth", "rates", set_bandwidth), ("policy", "firewall policy", set_policy)):
+        if key in live:
+            problems += _set_again(cni, state, what, setter, live[key])
     return "; ".join(problems)
 
 
@@ -123,27 +125,13 @@ def _publish_again(cni: CNI, state: OCIState, ports: list[Any]) -> list[str]:
     return []
 
 
-def _policy_again(cni: CNI, state: OCIState, value: Any) -> list[str]:
-    """Set the firewall policy `cnirun update` set, on every attachment (a non-dict: it removed it)."""
+def _set_again(cni: CNI, state: OCIState, what: str, setter: Any, value: Any) -> list[str]:
+    """setter(cni, id, value or None, netns): lifecycle.set_bandwidth or set_policy, with what update recorded."""
     from ..core.errors import CNIError
-    from ..network.lifecycle import set_policy
     from ..network.netns import pin_path
 
     try:
-        set_policy(cni, state.id, value if isinstance(value, dict) else None, pin_path(state.id))
+        setter(cni, state.id, value if isinstance(value, dict) else None, pin_path(state.id))
     except CNIError as e:
-        return [f"firewall policy: {e}"]
-    return []
-
-
-def _rates_again(cni: CNI, state: OCIState, bandwidth: Any) -> list[str]:
-    """Set the rates `cnirun update` set (a non-dict: it removed the labels' rates)."""
-    from ..core.errors import CNIError
-    from ..network.lifecycle import set_bandwidth
-    from ..network.netns import pin_path
-
-    try:
-        set_bandwidth(cni, state.id, bandwidth if isinstance(bandwidth, dict) else None, pin_path(state.id))
-    except CNIError as e:
-        return [f"rates: {e}"]
+        return [f"{what}: {e}"]
     return []

@@ -44,7 +44,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..state.runs import RunMeta, RunState, list_states, state_root
+from ..state.runs import RunMeta, RunState, list_states, state_root, watcher_lock
 
 RECHECK_SECONDS = 10.0
 SCAN_SECONDS = 1.0
@@ -62,12 +62,6 @@ def _idle_seconds() -> float:
         return 30.0
 
 
-def lock_path(root: Path | None = None) -> Path:
-    from ..state.runs import watcher_lock
-
-    return watcher_lock(root)
-
-
 def _try_lock(path: Path) -> int | None:
     from ..core.lock import flock
 
@@ -79,7 +73,7 @@ def pid_path(root: Path) -> Path:
 
 
 def watcher_running(root: Path | None = None) -> bool:
-    fd = _try_lock(lock_path(root))
+    fd = _try_lock(watcher_lock(root))
     if fd is None:
         return True
     os.close(fd)
@@ -92,7 +86,7 @@ def ensure_watcher(root: Path | None = None) -> None:
     from ..core.resident import spawn_argv, spawn_env, stop_outdated
 
     root = root or state_root()
-    if watcher_running(root) and not stop_outdated(str(lock_path(root)), WATCHER_GENERATION, str(pid_path(root))):
+    if watcher_running(root) and not stop_outdated(str(watcher_lock(root)), WATCHER_GENERATION, str(pid_path(root))):
         return
     log = open(root / ".watcher.log", "ab")
     try:
@@ -115,7 +109,7 @@ def supervise() -> int:
     from ..core.resident import hold
 
     root = state_root()
-    fd = hold(str(lock_path(root)), WATCHER_GENERATION)
+    fd = hold(str(watcher_lock(root)), WATCHER_GENERATION)
     if fd is None:
         return 0  # another supervisor (or its worker) is running
     pid_path(root).write_text(str(os.getpid()))
