@@ -155,9 +155,11 @@ def _add_container_commands(compose: typer.Typer) -> None:
 
     @compose.command("restart")
     def restart(ctx: typer.Context, services: Optional[List[str]] = typer.Argument(None),
-                timeout: Optional[int] = typer.Option(None, "-t", "--timeout")) -> None:
-        """Restart the services' containers (same networks, same addresses)."""
-        _do(ctx, lambda c, p, e: c.restart(p, e, list(services or []), timeout))
+                timeout: Optional[int] = typer.Option(None, "-t", "--timeout"),
+                no_deps: bool = typer.Option(False, "--no-deps", help="Not the services depending on these "
+                                                                      "with restart: true.")) -> None:
+        """Restart the services' containers in depends_on order (same networks, same addresses)."""
+        _do(ctx, lambda c, p, e: c.restart(p, e, list(services or []), timeout, no_deps))
 
     @compose.command("pull")
     def pull(ctx: typer.Context, services: Optional[List[str]] = typer.Argument(None),

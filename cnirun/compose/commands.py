@@ -19,10 +19,22 @@ from .peers import refresh_hosts
 from .project import Project
 
 
-def _containers(project: Project, eng: Any, services: list[str]) -> list[Any]:
-    wanted = {s.name for s in (project.select(services, with_deps=False) if services else project.services)}
+def _containers(project: Project, eng: Any, services: list[str] | set[str]) -> list[Any]:
+    """The containers of `services` (all when empty) in start order: a service's dependencies before
+    it, one service's replicas by name (stop walks it backwards, as compose does)."""
+    wanted = {s.name for s in (project.select(list(services), with_deps=False) if services else project.services)}
+    rank = {s.name: i for i, s in enumerate(project.services)}
     out = [c for c in project_containers(eng, project.name) if c.labels.get(LABEL_SERVICE) in wanted]
-    return sorted(out, key=lambda c: c.name)
+    return sorted(out, key=lambda c: (rank[c.labels[LABEL_SERVICE]], c.name))
+
+
+def _with_dependents(project: Project, services: list[str]) -> set[str]:
+    """The named services and, as compose's restart, those depending on one with `restart: true`."""
+    want = {s.name for s in project.select(services, with_deps=False)}
+    for s in project.services:  # start order: a dependent comes after what it depends on
+        if any(dep.restart and d in want for d, dep in s.depends_on.items()):
+            want.add(s.name)
+    return want
 
 
 PS_FIELDS = ("id", "name", "image", "service", "project", "number", "state", "health")
@@ -34,7 +46,7 @@ def ps_records(project: Project, eng: Any, services: list[str], all_: bool = Fal
     return [{"id": c.id, "name": c.name, "image": c.image, "service": c.labels.get(LABEL_SERVICE, ""),
              "project": project.name, "number": int(c.labels.get("com.docker.compose.container-number", "1")),
              "state": c.state, "health": eng.health(c.id) if c.running else ""}
-            for c in _containers(project, eng, services) if all_ or c.running]
+            for c in sorted(_containers(project, eng, services), key=lambda c: c.name) if all_ or c.running]
 
 
 def logs(project: Project, eng: Any, services: list[str], follow: bool) -> int:
@@ -88,8 +100,10 @@ def start(project: Project, eng: Any, services: list[str]) -> int:
     return 0
 
 
-def restart(project: Project, eng: Any, services: list[str], timeout: int | None) -> int:
-    for c in _containers(project, eng, services):
+def restart(project: Project, eng: Any, services: list[str], timeout: int | None, no_deps: bool = False) -> int:
+    """Restart in start order (dependencies first); named services bring their `restart: true`
+    dependents along unless no_deps."""
+    for c in _containers(project, eng, services if no_deps or not services else _with_dependents(project, services)):
         eng.restart(c.id, STOP_TIMEOUT if timeout is None else timeout)
         say(f" Container {c.name}  Started")
     refresh_hosts(project)

@@ -1,0 +1,120 @@
+"""compose's everyday commands on real engines (cnirun.compose.commands): restart's order.
+
+Address plan: CNIRUN_SUBNET_POOL 10.243.0.0/16, projects c26cxxxxxx (shared with
+test_compose_logs and test_compose_down, which take Proj from here). Each test
+owns its NETCONFPATH, cache and IPAM dirs and checks that `down -v` left nothing.
+"""
+from __future__ import annotations
+
+import secrets
+import subprocess
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from conftest import needs_docker, needs_plugins, needs_root
+from test_compose_lifecycle import SLEEP_WITH_INIT, Proj as LifecycleProj
+
+pytestmark = [needs_root, needs_plugins, needs_docker, pytest.mark.docker]
+
+
+class Proj(LifecycleProj):
+    """test_compose_lifecycle's project with this suite's names and addresses, on `engine`'s CLI."""
+
+    def __init__(self, tmp: Path, engine: str = "docker") -> None:
+        super().__init__(tmp)
+        self.name = "c26c" + secrets.token_hex(3)
+        self.cli = engine
+        self.env.update(CNIRUN_SUBNET_POOL="10.243.0.0/16", CNIRUN_ENGINE=engine)
+
+    def ids(self) -> dict[str, str]:
+        p = subprocess.run([self.cli, "ps", "-a", "--no-trunc", "--format", "{{.Names}} {{.ID}}", "--filter",
+                            f"label=com.docker.compose.project={self.name}"], capture_output=True, text=True)
+        return dict(line.split() for line in p.stdout.splitlines())
+
+    def inspect(self, container: str, template: str) -> str:
+        return subprocess.run([self.cli, "inspect", "-f", template, container], capture_output=True,
+                              text=True).stdout.strip()
+
+    def volume_exists(self, name: str) -> bool:
+        return subprocess.run([self.cli, "volume", "inspect", name], capture_output=True).returncode == 0
+
+    def assert_clean(self) -> None:
+        if self.cli == "docker":
+            super().assert_clean()
+            return
+        assert self.ids() == {}
+        vols = subprocess.run([self.cli, "volume", "ls", "-q", "--filter",
+                               f"label=com.docker.compose.project={self.name}"], capture_output=True, text=True)
+        assert vols.stdout.split() == []
+        assert self.attachments() == []
+
+
+def project(tmp_path: Path, engine: str = "docker") -> Iterator[Proj]:
+    """A Proj; whatever the test left is taken down (-v, orphans too) at the end."""
+    p = Proj(tmp_path, engine)
+    yield p
+    if p.ids() or ((tmp_path / "net.d").exists() and list((tmp_path / "net.d").iterdir())):
+        if p.file.exists():
+            p.cnirun("down", "-v", "--remove-orphans", ok=False)
+
+
+@pytest.fixture
+def proj(tmp_path: Path) -> Iterator[Proj]:
+    yield from project(tmp_path)
+
+
+def podman_ok() -> bool:
+    try:
+        p = subprocess.run(["podman", "image", "exists", "busybox:latest"], capture_output=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return p.returncode == 0
+
+
+def _started_lines(stderr: str, names: list[str]) -> list[str]:
+    """The names in the order their ` Container NAME  Started` lines came."""
+    out = []
+    for line in stderr.splitlines():
+        for n in names:
+            if line.strip() == f"Container {n}  Started":
+                out.append(n)
+    return out
+
+
+def test_restart_follows_dependency_order(proj: Proj) -> None:
+    """restart restarts dependencies first (compose's order, not the names' alphabet): zdb before
+    mid before app, each started after the one it depends on; `restart zdb` brings along the
+    service depending on it with restart: true (mid), not app; --no-deps restarts zdb alone."""
+    proj.write(f"""
+services:
+  app:
+    image: busybox
+    command: {SLEEP_WITH_INIT}
+    depends_on: [mid]
+  mid:
+    image: busybox
+    command: {SLEEP_WITH_INIT}
+    depends_on:
+      zdb: {{condition: service_started, restart: true}}
+  zdb:
+    image: busybox
+    command: {SLEEP_WITH_INIT}
+""")
+    proj.cnirun("up", "-d")
+    names = [proj.c("zdb"), proj.c("mid"), proj.c("app")]
+    p = proj.cnirun("restart")
+    assert _started_lines(p.stderr, names) == names, p.stderr
+    started = [proj.inspect(n, "{{.State.StartedAt}}") for n in names]
+    assert started == sorted(started), started  # RFC 3339 with nanoseconds, all in UTC: sortable
+    before = {n: proj.inspect(n, "{{.State.StartedAt}}") for n in names}
+    p = proj.cnirun("restart", "zdb")
+    assert _started_lines(p.stderr, names) == names[:2], p.stderr
+    assert proj.inspect(proj.c("app"), "{{.State.StartedAt}}") == before[proj.c("app")]
+    p = proj.cnirun("restart", "--no-deps", "zdb")
+    assert _started_lines(p.stderr, names) == names[:1], p.stderr
+    # Same networks after the restarts: app still reaches zdb by name.
+    assert "1 packets received" in proj.sh(proj.c("app"), "ping -c1 -W2 zdb").stdout
+    proj.cnirun("down", "-v")
+    proj.assert_clean()
