@@ -113,6 +113,31 @@ def test_decide_is_the_one_answer_with_why(tmp_path: Path, monkeypatch: pytest.M
         _decide(["-d", "busybox"], cni, image)
 
 
+def test_a_runtime_of_its_own_is_attached_from_outside(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--runtime X: dockerd gets HostConfig.Runtime X, podman `--runtime X` before its verb; with the cnirun
+    runtime installed the run takes a helper container (hook mode is the cnirun runtime, the single hold a
+    busybox shell X may not run), and --mode hook with it is one line naming both ways out."""
+    from cnirun.engines.podman import run_argv
+    from cnirun.engines.spec import create_config
+
+    cni = FakeCNI(tmp_path)
+    monkeypatch.delenv("CNIRUN_SANDBOX", raising=False)
+    monkeypatch.setattr(docker_mode, "installed_settings", lambda: _settings(cni))
+    image = _ImageClient({"Cmd": ["sh"], "Env": ["PATH=/bin"]})
+    req = parse(["--runtime", "runc", "busybox", "true"])
+    assert req is not None and req.spec.runtime == "runc"
+    assert create_config(req.spec, "none", {}, [])["HostConfig"]["Runtime"] == "runc"
+    assert "Runtime" not in create_config(parse(["busybox"]).spec, "none", {}, [])["HostConfig"]  # type: ignore[union-attr]
+    argv = run_argv(req.spec, "/run/netns/x", {}, [], "", "")
+    assert argv[argv.index("--runtime") + 1] == "runc" and argv.index("--runtime") < argv.index("run")
+    mode = _decide(["--runtime", "runc", "busybox", "true"], cni, image)
+    assert (mode.kind, image.asked) == ("helper", 0) and "runtime 'runc'" in mode.why
+    assert _decide(["--runtime=cnirun", "busybox"], cni, image).kind == "hook"  # the cnirun runtime itself
+    with pytest.raises(ArgumentError) as e:
+        _decide(["--mode", "hook", "--runtime", "kata", "busybox"], cni, image)
+    assert "not 'kata'" in str(e.value) and "drop --mode hook" in str(e.value) and "\n" not in str(e.value)
+
+
 def test_unset_recorded_env_means_the_defaults(tmp_path: Path) -> None:
     rec = docker_mode.recorded_env({})
     assert rec["NETCONFPATH"] == "/etc/cni/net.d" and rec["CNI_CACHE_DIR"] == "/var/lib/cni"

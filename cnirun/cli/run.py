@@ -83,6 +83,8 @@ Container options (as docker run):
       --pids-limit N, --group-add GROUP, --ulimit NAME=SOFT[:HARD],
       --sysctl KEY=VALUE, --expose PORT, --platform OS/ARCH,
       --log-driver DRIVER, --log-opt KEY=VALUE
+      --runtime NAME          the engine's OCI runtime for the container (with
+                              Docker, in sandbox mode: hook mode is cnirun's runtime)
       --restart no|always|unless-stopped|on-failure[:N]
                               restart policy (with -d); the container comes
                               back on its CNI networks after each restart
@@ -107,6 +109,7 @@ _VALUE_FLAGS = {
     "--device": "device", "--security-opt": "security_opt", "--shm-size": "shm_size",
     "--pids-limit": "pids_limit", "--group-add": "group_add", "--ulimit": "ulimit", "--sysctl": "sysctl",
     "--expose": "expose", "--platform": "platform", "--log-driver": "log_driver", "--log-opt": "log_opt",
+    "--runtime": "runtime",
     "--net": "network", "--network": "network", "-p": "publish", "--publish": "publish",
     "--ip": "ip", "--ip6": "ip6", "--mac": "mac", "--mac-address": "mac", "--dns": "dns", "--dns-search": "dns_search",
     "--engine": "engine", "--mode": "mode", "-f": "file", "--file": "file", "--pull": "pull",
@@ -397,6 +400,7 @@ def _spec(rest: list[str], values: dict[str, list[str]], bools: set[str], checke
         group_add=values.get("group_add", []),
         expose=values.get("expose", []),
         platform=_last(values, "platform"),
+        runtime=_last(values, "runtime"),
         log_driver=_last(values, "log_driver"),
         **checked,
     )

@@ -34,6 +34,7 @@ def run_spec(project: Project, svc: Service, number: int = 1) -> Any:
         security_opt=list(svc.security_opt), group_add=list(svc.group_add), devices=list(svc.devices),
         healthcheck=svc.healthcheck, ulimits=list(svc.ulimits), sysctls=dict(svc.sysctls),
         expose=list(svc.expose), platform=svc.platform, log_driver=svc.log_driver, log_opts=dict(svc.log_opts),
+        runtime=svc.runtime,
     )
 
 

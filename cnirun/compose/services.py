@@ -38,7 +38,7 @@ SERVICE_KEYS = frozenset({
     "sysctls", "ulimits", "devices", "deploy", "scale", "logging", "profiles", "pull_policy", "dns",
     "dns_search", "mac_address", "links", "external_links", "mem_limit", "mem_reservation", "cpus",
     "cpu_shares", "pids_limit", "shm_size", "security_opt", "group_add", "extends", "develop",
-    "annotations", "attach",
+    "annotations", "attach", "runtime",
 })
 # Accepted, not honoured: one warning each (the reason says what happens instead).
 SERVICE_IGNORED = {
@@ -125,6 +125,7 @@ class Service:
     stdin_open: bool = False
     healthcheck: dict[str, Any] | None = None
     platform: str = ""
+    runtime: str = ""  # the engine's OCI runtime (docker run --runtime)
     sysctls: dict[str, str] = field(default_factory=dict)
     ulimits: list[str] = field(default_factory=list)
     devices: list[str] = field(default_factory=list)
@@ -461,7 +462,7 @@ def _container_keys(doc: Document, svc: Service, m: dict[str, Any], path: KeyPat
         svc.restart = r
     if m.get("labels") is not None:
         svc.labels = string_map(doc, m["labels"], path + ("labels",), "labels")
-    for key in ("container_name", "working_dir", "user", "stop_signal", "platform", "mac_address"):
+    for key in ("container_name", "working_dir", "user", "stop_signal", "platform", "mac_address", "runtime"):
         if m.get(key) is not None:
             setattr(svc, key, expect_str(doc, m[key], path + (key,)))
     if svc.container_name:

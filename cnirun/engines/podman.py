@@ -201,6 +201,8 @@ def run_argv(
         for d in (*DEFAULT_HOOKS_DIRS, hooks_dir):
             if os.path.isdir(d):
                 argv += ["--hooks-dir", d]
+    if spec.runtime:
+        argv += ["--runtime", spec.runtime]  # podman's global option: before the verb
     argv += [verb, "--network", network or f"ns:{netns_path}"] + (["--cidfile", cidfile] if cidfile else [])
     flags: list[tuple[str, bool]] = [
         ("--rm", spec.remove), ("-d", spec.detach and verb == "run"), ("-i", spec.interactive), ("-t", spec.tty),

@@ -51,13 +51,14 @@ class RunSpec(Record):
     log_opts: dict[str, str]
     memory_reservation: str
     cpu_shares: int | None
+    runtime: str  # the engine's OCI runtime by name (docker --runtime); "" the engine's default
 
     _fields = (
         'image', 'command', 'entrypoint', 'env', 'volumes', 'workdir', 'user', 'name', 'hostname', 'labels', 'init',
         'tty', 'interactive', 'detach', 'remove', 'privileged', 'read_only', 'cap_add', 'cap_drop', 'tmpfs',
         'memory', 'cpus', 'stop_signal', 'stop_timeout', 'add_hosts', 'devices', 'security_opt', 'shm_size',
         'pids_limit', 'group_add', 'restart', 'healthcheck', 'ulimits', 'sysctls', 'expose', 'platform',
-        'log_driver', 'log_opts', 'memory_reservation', 'cpu_shares',
+        'log_driver', 'log_opts', 'memory_reservation', 'cpu_shares', 'runtime',
     )
     _defaults = {
         'command': list, 'entrypoint': None, 'env': list, 'volumes': list, 'workdir': "", 'user': "", 'name': "",
@@ -66,7 +67,7 @@ class RunSpec(Record):
         'memory': "", 'cpus': None, 'stop_signal': "", 'stop_timeout': None, 'add_hosts': list, 'devices': list,
         'security_opt': list, 'shm_size': "", 'pids_limit': None, 'group_add': list, 'restart': "",
         'healthcheck': None, 'ulimits': list, 'sysctls': dict, 'expose': list, 'platform': "", 'log_driver': "",
-        'log_opts': dict, 'memory_reservation': "", 'cpu_shares': None,
+        'log_opts': dict, 'memory_reservation': "", 'cpu_shares': None, 'runtime': "",
     }
 
     def resolved_env(self) -> list[str]:
@@ -155,7 +156,7 @@ def create_config(
         "ReadonlyRootfs": spec.read_only or None, "CapAdd": spec.cap_add or None,
         "CapDrop": spec.cap_drop or None, "SecurityOpt": spec.security_opt or None,
         "PidsLimit": spec.pids_limit, "GroupAdd": [str(g) for g in spec.group_add] or None,
-        "NanoCpus": int(spec.cpus * 1e9) if spec.cpus else None, "Runtime": runtime,
+        "NanoCpus": int(spec.cpus * 1e9) if spec.cpus else None, "Runtime": runtime or spec.runtime or None,
         "Tmpfs": {t.partition(":")[0]: t.partition(":")[2] for t in spec.tmpfs} or None,
         "Dns": dns or None, "DnsSearch": dns_search or None,
         "Ulimits": [dict(zip(("Name", "Soft", "Hard"), parse_ulimit(u))) for u in spec.ulimits] or None,

@@ -133,7 +133,7 @@ def decide(p: Plan, client: Callable[[], DockerClient], runtime_unknown: str = "
     refused the cnirun runtime at create (its words): hook is out.
     """
     req = p.req
-    why = hook_unfit(req.mode, p.cni, p.networks, p.file_networks, runtime_unknown)
+    why = hook_unfit(req.mode, p.cni, p.networks, p.file_networks, runtime_unknown, req.spec.runtime)
     if not why:
         return _decided("hook", "the cnirun runtime is installed with this run's CNI settings")
     kind = sandbox_requested()
@@ -161,16 +161,24 @@ def _decided(kind: str, why: str, image_config: dict[str, Any] | None = None) ->
 
 
 def hook_unfit(requested: str, cni: Any, networks: list[Any], file_networks: list[str],
-               runtime_unknown: str = "") -> str:
+               runtime_unknown: str = "", runtime: str = "") -> str:
     """'' when hook mode can carry out the run, else why not (one phrase); ArgumentError when
     `requested` is 'hook' and it cannot.
 
     requested: '' (auto), 'sandbox' or 'hook'. networks: the run's conflists;
-    file_networks: the names of those that come from -f.
+    file_networks: the names of those that come from -f. runtime: the OCI
+    runtime the container asks for (--runtime), '' for the engine's default.
     """
     if requested == "sandbox":
         return "--mode sandbox"
     hook = requested == "hook"
+    if runtime and runtime != _cnirun_runtime():
+        # Hook mode is the container run under the cnirun runtime (runc and the attach): a container
+        # runs under one runtime, so one asking for another is attached from outside, in sandbox mode.
+        if hook:
+            raise ArgumentError(f"--mode hook runs the container under the cnirun runtime, not {runtime!r}: "
+                                "drop --mode hook (sandbox mode is used) or drop --runtime")
+        return f"the container asks for runtime {runtime!r}, and hook mode is the cnirun runtime"
     from ..cni.config import labels_allowed
 
     closed = [n.name for n in networks if not labels_allowed(n)]
@@ -216,6 +224,12 @@ def hook_unfit(requested: str, cni: Any, networks: list[Any], file_networks: lis
     return ""
 
 
+def _cnirun_runtime() -> str:
+    from ..oci.install.docker_runtime import RUNTIME_NAME
+
+    return RUNTIME_NAME
+
+
 def single_unfit(spec: Any, image_config: dict[str, Any] | None = None) -> str:
     """'' when the user's container can be held alone (docker_single), else why not (one phrase).
 
@@ -226,6 +240,8 @@ def single_unfit(spec: Any, image_config: dict[str, Any] | None = None) -> str:
                 "with no cnirun to release it")
     if spec.restart and spec.restart != "no":
         return "a restart policy would start the container again with no cnirun to release it"
+    if spec.runtime:
+        return f"the hold is busybox's shell, which runtime {spec.runtime!r} may not run"
     if image_config is None:
         return ""
     from .docker_single import merged_env, resolve_argv, shell_name
