@@ -66,10 +66,13 @@ def _add_up_down(compose: typer.Typer) -> None:
 
     @compose.command("down")
     def down(ctx: typer.Context,
-             volumes: bool = typer.Option(False, "-v", "--volumes", help="Remove the project's named volumes too."),
+             volumes: bool = typer.Option(False, "-v", "--volumes", help="Remove the project's named volumes and "
+                                                                          "the containers' anonymous ones too."),
              remove_orphans: bool = typer.Option(False, "--remove-orphans",
                                                  help="Also remove containers of services the file no longer "
-                                                      "names.")
+                                                      "names."),
+             timeout: Optional[int] = typer.Option(None, "-t", "--timeout", help="Seconds to wait for a "
+                                                                                 "container to stop (default 10).")
              ) -> None:
         """Stop and remove the project's containers, their attachments and its networks (-v: volumes)."""
         from ..compose import down as composedown
@@ -77,7 +80,7 @@ def _add_up_down(compose: typer.Typer) -> None:
         with one_line_errors():
             name, services = composedown.target(ctx.obj["project"], lambda: _project(ctx.obj))
             code = composedown.down(name, _engine(ctx.obj), volumes=volumes, services=services,
-                                    remove_orphans=remove_orphans)
+                                    remove_orphans=remove_orphans, timeout=timeout)
         raise SystemExit(code)
 
 

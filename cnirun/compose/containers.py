@@ -83,22 +83,24 @@ def _dependents_first(containers: list[Any]) -> list[Any]:
     return sorted(containers, key=lambda c: -level(c.labels.get(LABEL_SERVICE, "")))
 
 
-def remove_containers(project_name: str, eng: Any, only: set[str] | None = None) -> list[str]:
-    """Stop and remove the project's containers; DEL their attachments. Returns problems."""
+def remove_containers(project_name: str, eng: Any, only: set[str] | None = None, volumes: bool = True,
+                      timeout: int = STOP_TIMEOUT) -> list[str]:
+    """Stop (`timeout` seconds before the kill) and remove the project's containers (with their anonymous
+    volumes unless not `volumes`); DEL their attachments. Returns problems."""
     from ..run.teardown import teardown
 
     errors: list[str] = []
     containers = _dependents_first([c for c in project_containers(eng, project_name)
                                     if only is None or c.name in only])
     states = states_by_name()
-    threads = [threading.Thread(target=eng.stop, args=(c.id, STOP_TIMEOUT)) for c in containers if c.running]
+    threads = [threading.Thread(target=eng.stop, args=(c.id, timeout)) for c in containers if c.running]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     for c in containers:
         try:
-            eng.remove(c.id)
+            eng.remove(c.id, volumes)
             say(f" Container {c.name}  Removed")
         except CNIError as e:
             errors.append(str(e))

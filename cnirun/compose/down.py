@@ -1,11 +1,12 @@
 """`cnirun compose down`: the project's containers (with their attachments), networks, the
-secrets and configs `up` wrote, and with -v its named volumes."""
+secrets and configs `up` wrote, and with -v its named volumes and the containers' anonymous ones
+(kept without -v, as compose keeps them)."""
 from __future__ import annotations
 
 from typing import Any, Callable
 
 from ..core.errors import CNIError
-from .containers import project_containers, remove_containers
+from .containers import STOP_TIMEOUT, project_containers, remove_containers
 from .labels import LABEL_SERVICE
 from .messages import say
 from .mounts import forget
@@ -33,8 +34,8 @@ def file_services(project: Project) -> set[str]:
 
 
 def down(project_name: str, engine: str, cni: Any = None, volumes: bool = False,
-         services: set[str] | None = None, remove_orphans: bool = False) -> int:
-    """Remove the project's containers, networks (-v: volumes).
+         services: set[str] | None = None, remove_orphans: bool = False, timeout: int | None = None) -> int:
+    """Remove the project's containers, networks (volumes: named and anonymous volumes).
 
     `services`: the services the compose file names, when it could be read.
     As docker compose does, containers of other services (orphans) stay unless
@@ -55,7 +56,7 @@ def down(project_name: str, engine: str, cni: Any = None, volumes: bool = False,
             say(f"WARN Found orphan containers ({', '.join(orphans)}) for this project: if you removed or "
                 "renamed their service in the compose file, run down with --remove-orphans to remove them")
             only = {c.name for c in containers if c.name not in orphans}
-    errors = remove_containers(project_name, eng, only)
+    errors = remove_containers(project_name, eng, only, volumes, STOP_TIMEOUT if timeout is None else timeout)
     errors += remove_networks(project_name, cni, in_use_ok=only is not None)
     if only is None:
         forget(project_name)  # the environment:/content: secrets up wrote

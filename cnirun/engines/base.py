@@ -123,8 +123,9 @@ class Engine(Protocol):
     def kill(self, cid: str, sig: str = "KILL") -> None:
         raise NotImplementedError
 
-    def remove(self, cid: str) -> None:
-        """Remove (forcibly) the container; EngineError only when the engine refuses."""
+    def remove(self, cid: str, volumes: bool = True) -> None:
+        """Remove (forcibly) the container, with its anonymous volumes unless not `volumes` (compose's
+        down without -v keeps them); EngineError only when the engine refuses."""
         raise NotImplementedError
 
     def lookup(self, ref: str) -> ContainerNet | None:

@@ -368,9 +368,9 @@ class Docker(FullEngine, DockerClient):
         except Exception:
             pass
 
-    def remove(self, cid: str) -> None:
+    def remove(self, cid: str, volumes: bool = True) -> None:
         try:
-            self.api.remove_container(cid, force=True, v=True)
+            self.api.remove_container(cid, force=True, v=volumes)
         except self._errors.NotFound:
             pass
         except self._errors.APIError as e:

@@ -387,10 +387,10 @@ class LeanDocker(DockerClient):
         except EngineError:
             pass
 
-    def remove(self, cid: str) -> None:
-        """docker rm -f; when dockerd's auto-remove is already at it, returns once the container is gone."""
+    def remove(self, cid: str, volumes: bool = True) -> None:
+        """docker rm -f (-v); when dockerd's auto-remove is already at it, returns once the container is gone."""
         try:
-            self.raw.request("DELETE", f"/containers/{quote(cid)}?force=1&v=1")
+            self.raw.request("DELETE", f"/containers/{quote(cid)}?force=1&v={int(volumes)}")
         except APIError as e:
             if e.status == 404:
                 return

@@ -334,15 +334,15 @@ class Podman(FullEngine):
                                   "podman's default is used"}
         return {}
 
-    def remove(self, cid: str) -> None:
-        # -v: its anonymous volumes go with it, as with Docker's remove (compose's down relies on it).
+    def remove(self, cid: str, volumes: bool = True) -> None:
+        # -v: its anonymous volumes go with it, as with Docker's remove (compose's down -v relies on it).
         # "device or resource busy": a container whose `podman run` was just killed (a run undone in
         # its set-up) still has its shm mounted by podman's own cleanup for a moment: tried again.
         import time
 
         deadline = time.monotonic() + REMOVE_BUSY_S
         while True:
-            p = self._run("rm", "-f", "-v", "--ignore", cid)
+            p = self._run("rm", "-f", *(["-v"] if volumes else []), "--ignore", cid)
             if p.returncode == 0:
                 return
             if "resource busy" not in p.stderr or time.monotonic() >= deadline:

@@ -1,0 +1,67 @@
+"""compose down's habits on real engines (cnirun.compose.down): which volumes go, and what a failed
+`up` leaves for `down`.
+
+Address plan and harness: test_compose_commands's (10.243.0.0/16, projects c26cxxxxxx).
+"""
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from conftest import needs_docker, needs_plugins, needs_root
+from test_compose_commands import SLEEP_WITH_INIT, Proj, podman_ok, project
+
+pytestmark = [needs_root, needs_plugins]
+
+ANONYMOUS_AND_NAMED = f"""
+services:
+  app:
+    image: busybox
+    command: {SLEEP_WITH_INIT}
+    volumes: [/scratch, "data:/data"]
+volumes:
+  data: {{}}
+"""
+
+
+ENGINES = [pytest.param("docker", marks=[needs_docker, pytest.mark.docker]),
+           pytest.param("podman", marks=[pytest.mark.podman,
+                                         pytest.mark.skipif(not podman_ok(), reason="podman or its busybox missing")])]
+
+
+@pytest.fixture(params=ENGINES)
+def engine_proj(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Proj]:
+    yield from project(tmp_path, request.param)
+
+
+def _volumes_of(proj: Proj, container: str) -> dict[str, str]:
+    """Mount destination -> volume name."""
+    out = proj.inspect(container, "{{range .Mounts}}{{.Destination}}={{.Name}} {{end}}")
+    return dict(m.split("=", 1) for m in out.split())
+
+
+def test_plain_down_keeps_anonymous_volumes_and_down_v_removes_them(engine_proj: Proj) -> None:
+    """As compose: plain down removes the containers but keeps their anonymous volume (and the named one);
+    down -v removes the anonymous volume of the containers it removes and the project's named volume."""
+    proj = engine_proj
+    proj.write(ANONYMOUS_AND_NAMED)
+    proj.cnirun("up", "-d")
+    first = _volumes_of(proj, proj.c("app"))
+    anon, named = first["/scratch"], first["/data"]
+    assert named == f"{proj.name}_data" and anon != named
+    try:
+        proj.cnirun("down")
+        assert proj.ids() == {}
+        assert proj.volume_exists(anon) and proj.volume_exists(named)
+        proj.cnirun("up", "-d")
+        again = _volumes_of(proj, proj.c("app"))
+        assert again["/data"] == named and again["/scratch"] != anon  # a new container, a new anonymous volume
+        proj.cnirun("down", "-v")
+        assert not proj.volume_exists(again["/scratch"]) and not proj.volume_exists(named)
+        proj.assert_clean()
+    finally:
+        subprocess.run([proj.cli, "volume", "rm", "-f", anon], capture_output=True)
+    assert not proj.volume_exists(anon)
