@@ -28,27 +28,9 @@ from ..netstore.located import (
 from ..network.options import parse_ip, parse_ip6, parse_publish
 from .durations import duration, size
 from .mounts import FileSource, Mounts, VolumeSpec, parse_service_files, parse_service_volumes, plain_name
+from .service_keys import SERVICE_IGNORED, SERVICE_KEYS, SERVICE_REFUSED
 from .x_cni import parse_x_cni
 
-SERVICE_KEYS = frozenset({
-    "image", "build", "command", "entrypoint", "environment", "env_file", "ports", "expose", "networks",
-    "network_mode", "hostname", "domainname", "depends_on", "restart", "labels", "container_name", "working_dir",
-    "user", "init", "privileged", "read_only", "cap_add", "cap_drop", "extra_hosts", "volumes", "tmpfs",
-    "stop_signal", "stop_grace_period", "tty", "stdin_open", "healthcheck", "secrets", "configs", "platform",
-    "sysctls", "ulimits", "devices", "deploy", "scale", "logging", "profiles", "pull_policy", "dns",
-    "dns_search", "mac_address", "links", "external_links", "mem_limit", "mem_reservation", "cpus",
-    "cpu_shares", "pids_limit", "shm_size", "security_opt", "group_add", "extends", "develop",
-    "annotations", "attach", "runtime",
-})
-# Accepted, not honoured: one warning each (the reason says what happens instead).
-SERVICE_IGNORED = {
-    "links": "services reach each other by service name on shared networks; link aliases are not created",
-    "external_links": "not supported by cnirun",
-    "develop": "compose watch is not supported",
-    "annotations": "OCI annotations are not passed on",
-    "attach": "every service's output is shown",
-    "domainname": "not supported by cnirun",
-}
 DEPLOY_KEYS = frozenset({"replicas", "resources", "restart_policy", "labels", "mode", "placement",
                          "update_config", "rollback_config", "endpoint_mode"})
 SWARM_DEPLOY = ("mode", "placement", "update_config", "rollback_config", "endpoint_mode", "labels")
@@ -388,7 +370,7 @@ def parse_service(doc: Document, name: str, value: Any, path: KeyPath, project: 
                   volumes: dict[str, VolumeSpec], secrets: dict[str, FileSource], configs: dict[str, FileSource],
                   warn: Any) -> Service:
     m = expect_mapping(doc, value, path, "a mapping of service settings")
-    check_keys(doc, m, path, SERVICE_KEYS)
+    check_keys(doc, m, path, SERVICE_KEYS, SERVICE_REFUSED)
     for key, why in SERVICE_IGNORED.items():
         if m.get(key) is not None:
             warn(path + (key,), why)
