@@ -220,6 +220,8 @@ def detach(
 ) -> list[str]:
     """The one teardown of a container's networks. Returns what could not be undone ('' list: all done).
 
+    0. Drop the container's names from each network's resolver (and the
+       policies naming them) before any DEL: it stops resolving at once.
     1. DEL every cached attachment (pending ones included), last interface
        first, from the cache (config, arguments, prevResult). In `netns` when
        given and it still exists (the caller knows it is the container's);
@@ -251,11 +253,15 @@ def detach(
 def _del_attachments(
     cni: CNI, container_id: str, netns: str | None, attachments: list[cnicache.CachedAttachment]
 ) -> list[str]:
-    """Steps 1-3 of detach() for `attachments` (last interface first); what could not be undone."""
+    """Steps 0-3 of detach() for `attachments` (DELs last interface first); what could not be undone."""
     from ..core.paths import NO_NETNS
 
     problems: list[str] = []
     freed: set[str] = set()
+    # Names first: a container on its way out stops resolving before its DELs, which each run a chain of
+    # plugins. Also when a DEL then fails: only an ADD publishes names again.
+    for network in dict.fromkeys(att.network_name for att in attachments):
+        _drop_names(network, container_id)
     for att in reversed(attachments):
         if netns:
             where = netns if os.path.exists(netns) else NO_NETNS
@@ -267,7 +273,6 @@ def _del_attachments(
             problems.append(str(e))
             continue
         freed.update(a.split("/", 1)[0] for a in Attachment.from_cache(att).addresses())
-        _drop_names(att.network_name, container_id)
         if where == NO_NETNS:
             from ..cni.leftovers import remove_rules_naming
 
