@@ -108,14 +108,15 @@ def test_config_accepts_the_corpus(make: object, corpus: str) -> None:
         assert data["services"]["worker"]["scale"] == 2
     if corpus == "wordpress":
         db = data["services"]["db"]
-        assert db["volumes"][0] == f"{p.name}_db_data:/var/lib/mysql"
+        assert db["volumes"][0] == "db_data:/var/lib/mysql"
+        assert data["volumes"]["db_data"] == {"name": f"{p.name}_db_data"}
         assert db["volumes"][1].endswith("/initdb:/docker-entrypoint-initdb.d:ro")
         assert db["healthcheck"]["test"][0] == "CMD" and db["restart"] == "always"
         assert "links" in out.stderr
     if corpus == "envinterp":
         app = data["services"]["app"]
         assert app["image"] == "busybox" and app["ports"] == ["127.0.0.1:19311:80"]
-        assert app["environment"] == {"FROM_FILE": "yes", "MODE": "production", "COST": "$5"}
+        assert app["environment"] == {"FROM_FILE": "yes", "MODE": "production", "COST": "$$5"}  # $ written $$
     if corpus == "extends":
         web, worker = data["services"]["web"], data["services"]["worker"]
         assert web["environment"] == {"LOG_LEVEL": "debug"} and web["labels"] == {"tier": "base"}

@@ -31,3 +31,27 @@ def size(doc: Document, value: Any, path: KeyPath) -> str:
     if not re.match(r"^\d+(\.\d+)?\s*([kmgtp]i?b?|b)?$", text):
         doc.fail(path, f"invalid size {value!r}: expected e.g. 512m or 1g")
     return text.replace(" ", "").replace("ib", "").rstrip("b") or "0"
+
+
+def duration_text(seconds: float) -> str:
+    """Seconds as Go's time.Duration prints them ("1m30s", "1.5s", "500ms"): what docker compose's
+    config shows, and what `duration` reads back to the same value."""
+    ns = round(seconds * 1e9)
+    if ns == 0:
+        return "0s"
+    if ns < 1_000_000_000:
+        for unit, scale in (("ms", 1_000_000), ("us", 1_000), ("ns", 1)):
+            if ns >= scale or unit == "ns":
+                return _decimal(ns, scale) + unit
+    hours, rest = divmod(ns, 3_600_000_000_000)
+    minutes, rest = divmod(rest, 60_000_000_000)
+    text = _decimal(rest, 1_000_000_000) + "s"
+    if hours or minutes:
+        text = f"{minutes}m{text}"
+    return f"{hours}h{text}" if hours else text
+
+
+def _decimal(value: int, scale: int) -> str:
+    whole, frac = divmod(value, scale)
+    digits = str(frac).rjust(len(str(scale)) - 1, "0").rstrip("0") if frac else ""
+    return f"{whole}.{digits}" if digits else str(whole)

@@ -57,6 +57,7 @@ class FileSource:
     key: str
     file: str
     value: str | None = None  # None: `file` is the user's own file
+    variable: str = ""  # environment: the variable the value came from
 
 
 def sources_dir(project: str, environ: dict[str, str] | None = None) -> str:
@@ -169,6 +170,14 @@ def forget(project: str) -> None:
 class Mounts:
     volumes: list[str] = field(default_factory=list)  # docker -v entries
     tmpfs: list[str] = field(default_factory=list)  # PATH[:OPTIONS]
+    # What `config` prints: the service's volumes: with a named volume by its top-level key (SRC:DST[:OPTS]),
+    # and its secrets:/configs: as {source, target} (their binds are in `volumes` above).
+    shown: list[str] = field(default_factory=list)
+    files: dict[str, list[dict[str, str]]] = field(default_factory=dict)
+
+    def add(self, entry: str, shown: str = "") -> None:
+        self.volumes.append(entry)
+        self.shown.append(shown or entry)
 
 
 def parse_volumes(doc: Document, section: Any, project: str) -> dict[str, VolumeSpec]:
@@ -229,6 +238,7 @@ def parse_files(doc: Document, section: Any, kind: str, project: str = "",
             doc.fail(p + (how,), f"{how}: is not supported for {kind} on one host: use file: or environment:")
         if not project:
             doc.fail(p + (how,), f"{how}: needs a project name")
+        var = ""
         if how == "environment":
             var = expect_str(doc, m["environment"], p + ("environment",), "the name of a variable")
             val = (env if env is not None else os.environ).get(var)
@@ -237,7 +247,7 @@ def parse_files(doc: Document, section: Any, kind: str, project: str = "",
         else:
             val = expect_str(doc, m["content"], p + ("content",), "the config's text")
         path = os.path.join(sources_dir(project), kind, str(key))
-        out[str(key)] = FileSource(str(key), path, value=val)
+        out[str(key)] = FileSource(str(key), path, value=val, variable=var)
     return out
 
 
@@ -256,15 +266,16 @@ def parse_service_volumes(doc: Document, value: Any, path: KeyPath, volumes: dic
         if isinstance(item, str):
             parts = item.split(":")
             if len(parts) == 1:
-                mounts.volumes.append(item)  # anonymous volume
+                mounts.add(item)  # anonymous volume
                 continue
             src, rest = parts[0], ":".join(parts[1:])
-            if not src.startswith("/"):
-                if src not in volumes:
-                    doc.fail(p, f"volume {src!r} is not declared under the top-level volumes: (declare it, or "
-                                "write a bind source as ./path or /path)")
-                src = volumes[src].name
-            mounts.volumes.append(f"{src}:{rest}")
+            if src.startswith("/"):
+                mounts.add(item)
+                continue
+            if src not in volumes:
+                doc.fail(p, f"volume {src!r} is not declared under the top-level volumes: (declare it, or "
+                            "write a bind source as ./path or /path)")
+            mounts.add(f"{volumes[src].name}:{rest}", item)
             continue
         m = expect_mapping(doc, item, p, "SRC:DST[:OPTS] or a mapping with type, source and target")
         check_keys(doc, m, p, LONG_KEYS)
@@ -289,8 +300,8 @@ def parse_service_volumes(doc: Document, value: Any, path: KeyPath, volumes: dic
                 opts.append(expect_str(doc, b["propagation"], p + ("bind", "propagation")))
             if b.get("selinux"):
                 opts.append(expect_str(doc, b["selinux"], p + ("bind", "selinux")))
-            mounts.volumes.append(f"{_bind_source(doc, src, p + ('source',), create)}:{target}"
-                                  + (":" + ",".join(opts) if opts else ""))
+            mounts.add(f"{_bind_source(doc, src, p + ('source',), create)}:{target}"
+                       + (":" + ",".join(opts) if opts else ""))
         elif kind == "volume":
             v = expect_mapping(doc, m.get("volume"), p + ("volume",))
             if v.get("nocopy"):
@@ -298,11 +309,12 @@ def parse_service_volumes(doc: Document, value: Any, path: KeyPath, volumes: dic
             if not src:
                 if opts:
                     doc.fail(p, "an anonymous volume takes no options: give it a source")
-                mounts.volumes.append(target)
+                mounts.add(target)
                 continue
             if src not in volumes:
                 doc.fail(p + ("source",), f"volume {src!r} is not declared under the top-level volumes:")
-            mounts.volumes.append(f"{volumes[src].name}:{target}" + (":" + ",".join(opts) if opts else ""))
+            suffix = ":" + ",".join(opts) if opts else ""
+            mounts.add(f"{volumes[src].name}:{target}{suffix}", f"{src}:{target}{suffix}")
         else:
             doc.fail(p + ("type",), f"volume type {kind!r} is not supported: expected volume, bind or tmpfs")
 
@@ -344,3 +356,4 @@ def parse_service_files(doc: Document, value: Any, path: KeyPath, sources: dict[
         if sources[src].value is None and not os.path.isfile(file):
             doc.fail(p, f"{kind[:-1]} {src!r}: file {file} does not exist")
         mounts.volumes.append(f"{file}:{target}:ro")
+        mounts.files.setdefault(kind, []).append({"source": src, "target": target})
