@@ -17,8 +17,8 @@ def register(app: typer.Typer) -> None:
     def options(
         ctx: typer.Context,
         file: Optional[List[Path]] = typer.Option(None, "-f", "--file",
-                                                  help="Compose file (repeatable, merged in order; default: "
-                                                       "compose.yaml etc. here)."),
+                                                  help="Compose file (repeatable, merged in order; - reads "
+                                                       "standard input; default: compose.yaml etc. here)."),
         project: str = typer.Option(None, "-p", "--project-name", help="Project name (default: the directory's)."),
         profile: Optional[List[str]] = typer.Option(None, "--profile", help="Enable a profile (repeatable)."),
         engine: str = typer.Option(None, "--engine", help="docker or podman (env CNIRUN_ENGINE; default docker)."),
@@ -203,9 +203,12 @@ def _do(ctx: typer.Context, fn: Any) -> None:
 def _project(obj: dict[str, Any]) -> Any:
     import sys
 
+    from ..compose.messages import warn_unset
     from ..compose.project import load_project
 
     proj = load_project(obj["file"] or None, obj["project"], profiles=obj["profiles"])
+    for name in proj.unset_variables:
+        warn_unset(name)
     for line in proj.warnings:
         sys.stderr.write(f"WARN {line}\n")
     return proj

@@ -1,79 +1,162 @@
 """Compose's variable interpolation: $VAR, ${VAR}, ${VAR:-default}, ${VAR-default},
 ${VAR:?message}, ${VAR?message}, ${VAR:+alt}, ${VAR+alt} and $$ for a literal $.
 
-Values come from the environment, then from the project's `.env` file.
-Applied to every string of the file before any key is checked, as compose does.
+Values come from the environment, then from the project's `.env` file
+(`Variables` holds them in that order). Applied to every string of a compose
+file before any key is checked, and to the values of env files (envfile), as
+compose does. A default may itself hold variables (`${A:-${B}}`). A `$` that
+starts no variable (`$1`, `$ `) stays as written, as in compose; `${` without a
+valid `NAME}` is an error. A variable used without a default and not set is
+noted once in `Variables.unset` for the warning compose prints.
 """
 from __future__ import annotations
 
 import os
 import re
-from pathlib import Path
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any, Callable, Iterator, NoReturn
 
-from ..netstore.located import Document, Path as KeyPath, read_text
+from ..netstore.located import Document, Path as KeyPath
 
-_RE = re.compile(r"\$(?:(?P<esc>\$)|(?P<plain>[A-Za-z_][A-Za-z0-9_]*)|\{(?P<braced>[^}]*)\}|(?P<bad>))")
-_BRACED = re.compile(r"^(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?+])(?P<arg>.*))?$", re.S)
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# The modifiers after ${NAME, longest first so ':-' is not read as '-'.
+_OPS = (":-", ":?", ":+", "-", "?", "+")
+# How deep defaults may nest (${A:-${B:-${C}}} is 3): bounds the work a hostile value makes.
+MAX_NESTING = 32
 
-
-def read_env_file(path: Path) -> dict[str, str]:
-    """KEY=VALUE lines; '#' comments; optional quotes around the value (at most 1 MiB of UTF-8)."""
-    out: dict[str, str] = {}
-    try:
-        text = read_text(path)
-    except OSError:
-        return out
-    for line in text.splitlines():
-        line = line.strip()
-        if not line or line.startswith("#") or "=" not in line:
-            continue
-        k, _, v = line.partition("=")
-        k = k.strip().removeprefix("export ").strip()
-        v = v.strip()
-        if len(v) >= 2 and v[0] == v[-1] and v[0] in "'\"":
-            v = v[1:-1]
-        out[k] = v
-    return out
+Fail = Callable[[str], NoReturn]
 
 
-def _substitute(doc: Document, text: str, path: KeyPath, env: Mapping[str, str]) -> str:
-    def repl(m: re.Match[str]) -> str:
-        if m.group("esc"):
-            return "$"
-        if m.group("plain"):
-            return env.get(m.group("plain"), "")
-        braced = m.group("braced")
-        if braced is None:
-            doc.fail(path, f"invalid interpolation in {text!r}: use $$ for a literal $, or ${{NAME}}")
-        bm = _BRACED.match(braced)
-        if not bm:
-            doc.fail(path, f"invalid interpolation ${{{braced}}}: expected ${{NAME}}, ${{NAME:-default}} or similar")
-        name, op, arg = bm.group("name"), bm.group("op"), bm.group("arg") or ""
-        value = env.get(name)
-        unset_or_empty = not value
-        if op is None:
-            return value or ""
-        missing = unset_or_empty if op.startswith(":") else value is None
-        kind = op[-1]
-        if kind == "-":
-            return _substitute(doc, arg, path, env) if missing else (value or "")
-        if kind == "+":
-            return "" if missing else _substitute(doc, arg, path, env)
-        if missing:  # "?"
-            doc.fail(path, f"required variable {name} is missing: {arg or 'set it in the environment or .env'}")
-        return value or ""
+class Variables(Mapping[str, str]):
+    """The values interpolation reads: the first of `layers` that holds a name gives its value.
 
-    return _RE.sub(repl, text)
+    Layers stacked later (`over`) share one `unset` list: the names used without a default
+    that no layer held, in the order first met.
+    """
+
+    def __init__(self, *layers: Mapping[str, str], unset: list[str] | None = None) -> None:
+        self.layers = layers
+        self.unset: list[str] = [] if unset is None else unset
+
+    def over(self, *more: Mapping[str, str]) -> Variables:
+        """These values with `more` read after them (the same unset list)."""
+        return Variables(*self.layers, *more, unset=self.unset)
+
+    def __getitem__(self, name: str) -> str:
+        for layer in self.layers:
+            value = layer.get(name)
+            if value is not None:
+                return value
+        raise KeyError(name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter({k: None for layer in self.layers for k in layer})
+
+    def __len__(self) -> int:
+        return len({k for layer in self.layers for k in layer})
+
+    def used_unset(self, name: str) -> str:
+        """`name` was used without a default: its value, or '' noted in `unset`."""
+        value = self.get(name)
+        if value is None:
+            if name not in self.unset:
+                self.unset.append(name)
+            return ""
+        return value
+
+
+def _snippet(text: str) -> str:
+    return repr(text if len(text) <= 60 else text[:57] + "...")
+
+
+def _closing(text: str, start: int) -> int:
+    """The index of the '}' closing the '{' at `start` (nested braces counted), -1 if none."""
+    depth = 0
+    for i in range(start, len(text)):
+        c = text[i]
+        if c == "{":
+            depth += 1
+        elif c == "}":
+            depth -= 1
+            if depth == 0:
+                return i
+    return -1
+
+
+def _braced(inner: str, values: Variables, fail: Fail, depth: int) -> str:
+    """What ${inner} stands for."""
+    m = _NAME.match(inner)
+    if not m:
+        fail(f"invalid interpolation ${{{_snippet(inner)[1:-1]}}}: expected ${{NAME}}, ${{NAME:-default}}, "
+             "${NAME:?message} or ${NAME:+alternative}, or $$ for a literal $")
+    name, rest = m.group(), inner[m.end():]
+    if not rest:
+        return values.used_unset(name)
+    op = next((o for o in _OPS if rest.startswith(o)), None)
+    if op is None:
+        fail(f"invalid interpolation ${{{_snippet(inner)[1:-1]}}}: after the name comes '}}', ':-', '-', "
+             "':?', '?', ':+' or '+'")
+    if depth >= MAX_NESTING:
+        fail(f"interpolation nested more than {MAX_NESTING} deep in ${{{_snippet(inner)[1:-1]}}}")
+    arg = rest[len(op):]
+    value = values.get(name)
+    missing = value is None or (op[0] == ":" and value == "")
+    kind = op[-1]
+    if kind == "-":
+        return substitute(arg, values, fail, depth + 1) if missing else str(value)
+    if kind == "+":
+        return "" if missing else substitute(arg, values, fail, depth + 1)
+    if missing:
+        reason = " ".join(substitute(arg, values, fail, depth + 1).split())
+        fail(f"required variable {name} is missing a value: {reason or 'set it in the environment or .env'}")
+    return str(value)
+
+
+def substitute(text: str, values: Variables, fail: Fail, depth: int = 0) -> str:
+    """`text` with its variables replaced; `fail(message)` raises on an invalid or a required one."""
+    out: list[str] = []
+    i = 0
+    while True:
+        j = text.find("$", i)
+        if j < 0 or j + 1 == len(text):
+            out.append(text[i:])
+            return "".join(out)
+        out.append(text[i:j])
+        c = text[j + 1]
+        if c == "$":
+            out.append("$")
+            i = j + 2
+        elif c == "{":
+            end = _closing(text, j + 1)
+            if end < 0:
+                fail(f"invalid interpolation in {_snippet(text[j:])}: '${{' is not closed by '}}' "
+                     "(write $$ for a literal $)")
+            out.append(_braced(text[j + 2:end], values, fail, depth))
+            i = end + 1
+        else:
+            m = _NAME.match(text, j + 1)
+            if m:
+                out.append(values.used_unset(m.group()))
+                i = m.end()
+            else:
+                out.append("$")
+                i = j + 1
 
 
 def interpolate(doc: Document, env: Mapping[str, str] | None = None) -> None:
-    """Substitute variables in every string value of `doc.data`, in place."""
-    values = dict(env if env is not None else os.environ)
+    """Substitute variables in every string value of `doc.data`, in place (a Variables `env` collects
+    the unset names)."""
+    values = env if isinstance(env, Variables) else Variables(env if env is not None else os.environ)
 
     def walk(node: Any, path: KeyPath) -> Any:
         if isinstance(node, str):
-            return _substitute(doc, node, path, values) if "$" in node else node
+            if "$" not in node:
+                return node
+
+            def fail(message: str) -> NoReturn:
+                doc.fail(path, message)
+
+            return substitute(node, values, fail)
         if isinstance(node, list):
             return [walk(v, path + (i,)) for i, v in enumerate(node)]
         if isinstance(node, dict):

@@ -16,7 +16,7 @@ import os
 from pathlib import Path as FsPath
 from typing import Any, Mapping
 
-from ..netstore.located import Document, Path as KeyPath, expect_mapping, expect_str, load, type_name
+from ..netstore.located import Document, Path as KeyPath, expect_mapping, expect_str, load, parse, type_name
 
 # Service keys whose lists are concatenated (duplicates dropped) on merge.
 APPEND_KEYS = frozenset({"ports", "expose", "cap_add", "cap_drop", "dns", "dns_search", "env_file", "devices",
@@ -205,14 +205,16 @@ def _included(doc: Document, file: FsPath, path: KeyPath) -> FsPath:
     return file
 
 
-def read_file(path: FsPath, env: Mapping[str, str], seen: tuple[str, ...] = ()) -> tuple[Document, dict[str, Any]]:
-    """One file, interpolated, paths resolved, its `include:` entries merged in (theirs first)."""
+def read_file(path: FsPath, env: Mapping[str, str], seen: tuple[str, ...] = (),
+              text: str | None = None) -> tuple[Document, dict[str, Any]]:
+    """One file (or `text`, standard input's, its paths relative to `path`'s directory), interpolated,
+    paths resolved, its `include:` entries merged in (theirs first)."""
     from .interpolate import interpolate
 
     real = str(path.resolve())
     if real in seen:
         raise Document(str(path), None).error((), f"include cycle: {' -> '.join(seen + (real,))}")
-    doc = load(path)
+    doc = parse(text, "stdin") if text is not None else load(path)
     interpolate(doc, env)
     top = expect_mapping(doc, doc.data, (), "a mapping with services:")
     check_shape(doc, top)
@@ -276,12 +278,13 @@ def resolve_extends(doc: Document, services: dict[str, Any], env: Mapping[str, s
         resolve(n, ())
 
 
-def load_files(files: list[FsPath], env: Mapping[str, str]) -> Document:
-    """Every -f file in order, merged; the first file's Document (its lines) carries the merged data."""
+def load_files(files: list[FsPath], env: Mapping[str, str], texts: Mapping[FsPath, str] | None = None) -> Document:
+    """Every -f file in order (one given by its text in `texts`: standard input's), merged; the first
+    file's Document (its lines) carries the merged data."""
     first: Document | None = None
     merged: dict[str, Any] = {}
     for path in files:
-        doc, data = read_file(path, env)
+        doc, data = read_file(path, env, text=(texts or {}).get(path))
         first = first or doc
         merged = merge_top(merged, data)
     assert first is not None

@@ -27,6 +27,11 @@ def say(msg: str) -> None:
     sys.stderr.flush()
 
 
+def warn_unset(name: str) -> None:
+    """Compose's warning for a variable used without a default and set nowhere."""
+    say(f'WARN[0000] The "{name}" variable is not set. Defaulting to a blank string.')
+
+
 def show_progress(progress: Any) -> None:
     """Draw `progress` (step(item), clear()) until hide_progress; None draws nothing."""
     global _progress

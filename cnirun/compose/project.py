@@ -16,11 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import ConfigError
-from ..netstore.located import Document, Path as KeyPath, check_keys, expect_mapping, expect_str
+from ..netstore.located import Document, Path as KeyPath, check_keys, expect_mapping, expect_str, read_text
 from ..netstore.network_spec import NetworkSpec, parse_network
 from .mounts import FileSource, VolumeSpec, parse_files, parse_volumes
 from .services import Dependency, Service, ServiceNetwork  # noqa: F401 - re-exported
 
+STDIN = "-"  # the -f value that names standard input
 DEFAULT_FILES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml")
 TOP_KEYS = frozenset({"version", "name", "services", "networks", "volumes", "configs", "secrets", "include"})
 
@@ -38,6 +39,7 @@ class Project:
     configs: dict[str, FileSource] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)  # one line per ignored key
     inactive: list[str] = field(default_factory=list)  # services left out by profiles
+    unset_variables: list[str] = field(default_factory=list)  # used without a default, not set: compose warns
 
     def service(self, name: str) -> Service:
         for s in self.services:
@@ -76,6 +78,17 @@ def normalize_project_name(name: str) -> str:
     """Compose's rule: lower case, keep [a-z0-9_-], start with a letter or digit."""
     out = re.sub(r"[^a-z0-9_-]", "", name.lower())
     return out.lstrip("_-")
+
+
+def read_stdin() -> str:
+    """The compose file of `-f -`: standard input, bounded and UTF-8 as any compose file."""
+    if os.isatty(0):
+        raise ConfigError("-f -: standard input is a terminal: pipe the compose file in, e.g. "
+                          "cnirun compose -f - config < compose.yaml")
+    try:
+        return read_text(0, "stdin")
+    except OSError as e:
+        raise ConfigError(f"-f -: cannot read standard input: {e.strerror}") from None
 
 
 def find_file(cwd: str | None = None) -> Path:
@@ -124,16 +137,21 @@ def _active(services_raw: dict[str, Any], profiles: set[str]) -> set[str]:
 def load_project(files: Any = None, project_name: str | None = None,
                  environ: dict[str, str] | None = None, profiles: list[str] | None = None) -> Project:
     """The project of the -f files (a path or a list; default: compose.yaml etc. here), merged."""
-    from .interpolate import read_env_file
+    from .envfile import read_env_file
+    from .interpolate import Variables
     from .merge import load_files
     from .services import parse_service
 
-    paths = [Path(f) for f in (files if isinstance(files, (list, tuple)) else [files] if files else [])] \
-        or [find_file()]
-    workdir = paths[0].resolve().parent
-    base_env = environ if environ is not None else dict(os.environ)
-    env = {**read_env_file(workdir / ".env"), **base_env}
-    doc = load_files(paths, env)
+    given = [str(f) for f in (files if isinstance(files, (list, tuple)) else [files] if files else [])]
+    # Compose's project directory: the first file's, the current one when the only file is stdin's.
+    workdir = next((Path(f).resolve().parent for f in given if f != STDIN), None) or Path.cwd()
+    paths = [workdir / STDIN if f == STDIN else Path(f) for f in given] or [find_file()]
+    if given.count(STDIN) > 1:
+        raise ConfigError("-f - given more than once: standard input holds one compose file")
+    texts = {workdir / STDIN: read_stdin()} if STDIN in given else {}
+    variables = Variables(environ if environ is not None else dict(os.environ))
+    env = variables.over(read_env_file(workdir / ".env", variables))
+    doc = load_files(paths, env, texts)
     top = expect_mapping(doc, doc.data, (), "a mapping with services:")
     check_keys(doc, top, (), TOP_KEYS)
     if "version" in top:
@@ -164,16 +182,18 @@ def load_project(files: Any = None, project_name: str | None = None,
         sname = str(sname)
         if not re.match(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$", sname):
             doc.fail(("services", sname), "invalid service name: use letters, digits, '_', '.', '-'")
-        services[sname] = parse_service(doc, sname, sval, ("services", sname), norm, volumes, secrets, configs, warn)
+        services[sname] = parse_service(doc, sname, sval, ("services", sname), norm, volumes, secrets, configs, warn,
+                                        env)
     _activate_dependencies(services, active)
     _link_dependencies(doc, services)
     nets_raw = expect_mapping(doc, top.get("networks"), ("networks",), "a mapping of network name: settings")
     networks = {str(k): parse_network(doc, str(k), v, ("networks", str(k)), norm) for k, v in nets_raw.items()}
     _check_networks(doc, services, networks, norm)
     ordered = [s for s in _order(doc, services) if s.name in active]
-    return Project(name=norm, file=",".join(str(p.resolve()) for p in paths), working_dir=str(workdir), doc=doc,
-                   services=ordered, networks=networks, volumes=volumes, secrets=secrets, configs=configs,
-                   warnings=warnings, inactive=[n for n in services if n not in active])
+    return Project(name=norm, file=",".join(STDIN if p in texts else str(p.resolve()) for p in paths),
+                   working_dir=str(workdir), doc=doc, services=ordered, networks=networks, volumes=volumes,
+                   secrets=secrets, configs=configs, warnings=warnings,
+                   inactive=[n for n in services if n not in active], unset_variables=env.unset)
 
 
 def _activate_dependencies(services: dict[str, Service], active: set[str]) -> None:

@@ -368,14 +368,14 @@ def _deploy(doc: Document, svc: Service, value: Any, path: KeyPath, warn: Any) -
 
 def parse_service(doc: Document, name: str, value: Any, path: KeyPath, project: str,
                   volumes: dict[str, VolumeSpec], secrets: dict[str, FileSource], configs: dict[str, FileSource],
-                  warn: Any) -> Service:
+                  warn: Any, env: Any = None) -> Service:
     m = expect_mapping(doc, value, path, "a mapping of service settings")
     check_keys(doc, m, path, SERVICE_KEYS, SERVICE_REFUSED)
     for key, why in SERVICE_IGNORED.items():
         if m.get(key) is not None:
             warn(path + (key,), why)
     svc = _image_and_command(doc, name, m, path, project, warn)
-    _environment(doc, svc, m, path)
+    _environment(doc, svc, m, path, env)
     _network_keys(doc, svc, m, path, warn)
     _container_keys(doc, svc, m, path)
     _resource_keys(doc, svc, m, path, warn)
@@ -531,31 +531,22 @@ def _mount_keys(doc: Document, svc: Service, m: dict[str, Any], path: KeyPath, v
     svc.volumes, svc.tmpfs = mounts.volumes, mounts.tmpfs
 
 
-def _environment(doc: Document, svc: Service, m: dict[str, Any], path: KeyPath) -> None:
-    """env_file entries first (in order), then environment: on top, as compose does."""
-    from .interpolate import read_env_file
-
-    files = m.get("env_file")
-    for i, entry in enumerate([files] if isinstance(files, (str, dict)) else files or []):
-        p = path + ("env_file", i)
-        if isinstance(entry, dict):
-            fpath = expect_str(doc, entry.get("path"), p + ("path",), "a file path")
-            required = expect_bool(doc, entry["required"], p + ("required",)) if "required" in entry else True
-        else:
-            fpath, required = expect_str(doc, entry, p, "a file path"), True
-        import os
-
-        if not os.path.isfile(fpath):
-            if required:
-                doc.fail(p, f"env file {fpath} not found: create it or mark it required: false")
-            continue
-        svc.environment.update(read_env_file(__import__("pathlib").Path(fpath)))
+def _environment(doc: Document, svc: Service, m: dict[str, Any], path: KeyPath, env: Any) -> None:
+    """env_file entries first (in order, read with the project's variables, then environment:'s), then
+    environment: on top, as compose does."""
     if "environment" in m and m["environment"] is not None:
-        env = m["environment"]
-        if isinstance(env, dict):  # a null value means "take it from our environment"
+        own = m["environment"]
+        if isinstance(own, dict):  # a null value means "take it from our environment"
             svc.environment.update({str(k): None if v is None else string_map(doc, {k: v}, path + ("environment",),
                                                                                 "environment")[str(k)]
-                                    for k, v in env.items()})
+                                    for k, v in own.items()})
         else:
-            items = str_list(doc, env, path + ("environment",), "a mapping or a list of KEY=VALUE")
+            items = str_list(doc, own, path + ("environment",), "a mapping or a list of KEY=VALUE")
             svc.environment.update({k: (v if sep else None) for k, sep, v in (i.partition("=") for i in items)})
+    if m.get("env_file") is not None:
+        from .envfile import lookup_of, service_env_files
+        from .interpolate import Variables
+
+        values = env if isinstance(env, Variables) else Variables(env or {})
+        files = service_env_files(doc, m["env_file"], path + ("env_file",), values.over(lookup_of(svc.environment)))
+        svc.environment = {**files, **svc.environment}

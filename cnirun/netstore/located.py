@@ -203,18 +203,20 @@ def parse(text: str, source: str) -> Document:
     return Document(source=source, data=data, lines=lines)
 
 
-def read_text(path: str | os.PathLike[str]) -> str:
+def read_text(path: str | os.PathLike[str] | int, source: str = "") -> str:
     """A file's text: at most MAX_BYTES (a larger one, or /dev/zero, is refused unread) of UTF-8.
+    A descriptor (0: standard input) is read and left open; errors name `source` or the path.
     OSError is the caller's to word."""
-    with open(path, "rb") as f:
+    with open(path, "rb", closefd=not isinstance(path, int)) as f:
         raw = f.read(MAX_BYTES + 1)
+    name = source or path
     if len(raw) > MAX_BYTES:
-        raise ComposeError(f"{path}: larger than {MAX_BYTES >> 20} MiB: refusing to read it")
+        raise ComposeError(f"{name}: larger than {MAX_BYTES >> 20} MiB: refusing to read it")
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as e:
         line = raw.count(b"\n", 0, e.start) + 1
-        raise ComposeError(f"{path}:{line}: not UTF-8 text ({e.reason}): save the file as UTF-8") from None
+        raise ComposeError(f"{name}:{line}: not UTF-8 text ({e.reason}): save the file as UTF-8") from None
 
 
 def load(path: str | os.PathLike[str]) -> Document:
