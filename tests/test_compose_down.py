@@ -65,3 +65,34 @@ def test_plain_down_keeps_anonymous_volumes_and_down_v_removes_them(engine_proj:
     finally:
         subprocess.run([proj.cli, "volume", "rm", "-f", anon], capture_output=True)
     assert not proj.volume_exists(anon)
+
+
+def test_unhealthy_dependency_is_left_for_inspection_until_down(engine_proj: Proj) -> None:
+    """A service_healthy dependency whose healthcheck fails: up exits 1 with compose's message, the
+    dependency stays (running, unhealthy, its output readable through `logs`, its network attached),
+    its dependent is never made; down removes all of it and leaves nothing."""
+    proj = engine_proj
+    proj.write(f"""
+services:
+  db:
+    image: busybox
+    command: ["sh", "-c", "echo db-was-here; exec sleep 3600"]
+    init: true
+    healthcheck: {{test: ["CMD", "false"], interval: 1s, timeout: 2s, retries: 1}}
+  app:
+    image: busybox
+    command: {SLEEP_WITH_INIT}
+    depends_on:
+      db: {{condition: service_healthy}}
+""")
+    up = proj.cnirun("up", "-d", ok=False)
+    db = proj.c("db")
+    assert up.returncode == 1 and "Traceback" not in up.stderr, up.stderr
+    assert up.stderr.splitlines()[-1] == f"cnirun: dependency failed to start: container {db} is unhealthy"
+    assert list(proj.ids()) == [db]
+    assert proj.inspect(db, "{{.State.Running}}") == "true"
+    assert proj.inspect(db, "{{.State.Health.Status}}") == "unhealthy"
+    assert "db-was-here" in proj.cnirun("logs", "db").stdout
+    assert proj.attachments() != []
+    proj.cnirun("down")
+    proj.assert_clean()

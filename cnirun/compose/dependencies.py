@@ -11,6 +11,11 @@ from .project import Project, Service
 HEALTH_WAIT = 180.0
 
 
+class DependencyUnhealthy(ComposeFailed):
+    """A dependency failed its healthcheck: `up` leaves what it made for inspection, as compose does
+    (`down` removes it)."""
+
+
 def wait_for(project: Project, svc: Service, eng: Any) -> None:
     """Block until every dependency of svc meets its depends_on condition (compose's semantics)."""
     containers = {c.name: c for c in project_containers(eng, project.name)}
@@ -33,7 +38,8 @@ def wait_for(project: Project, svc: Service, eng: Any) -> None:
                         say(f" Container {cname}  Healthy")
                         break
                     if h == "unhealthy":
-                        raise ComposeFailed(f"dependency failed to start: container {cname} is unhealthy")
+                        say(f" Container {cname}  Unhealthy: left for inspection (compose down removes it)")
+                        raise DependencyUnhealthy(f"dependency failed to start: container {cname} is unhealthy")
                     if h == "":
                         raise ComposeFailed(f"service {svc.name} waits for {dep} to be healthy, but {cname} has "
                                             "no healthcheck: add one to {dep} or use service_started")
