@@ -1,0 +1,87 @@
+"""A service's container as compose asks the engine for it (cnirun.compose.request), on real engines:
+the service key runtime:.
+
+Address plan: CNIRUN_SUBNET_POOL 10.244.0.0/16, projects c26dxxxxxx. Each test owns its NETCONFPATH,
+cache and IPAM dirs and checks that `down -v` (or the failed `up`) left nothing.
+"""
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from conftest import HAVE_PODMAN, needs_docker, needs_plugins, needs_root
+from test_compose_commands import Proj as CommandsProj
+from test_compose_lifecycle import SLEEP_WITH_INIT
+
+pytestmark = [needs_root, needs_plugins, needs_docker]
+
+ENGINES = [
+    pytest.param("docker", marks=pytest.mark.docker),
+    pytest.param("podman", marks=[pytest.mark.podman, pytest.mark.skipif(not HAVE_PODMAN, reason="no podman")]),
+]
+# The OCI runtime each engine's inspect names a container's by.
+RUNTIME_OF = {"docker": "{{.HostConfig.Runtime}}", "podman": "{{.OCIRuntime}}"}
+
+
+class Proj(CommandsProj):
+    """test_compose_commands' project with this suite's names and addresses."""
+
+    def __init__(self, tmp: Path, engine: str) -> None:
+        super().__init__(tmp, engine)
+        self.name = "c26d" + secrets.token_hex(3)
+        self.env.update(CNIRUN_SUBNET_POOL="10.244.0.0/16")
+
+
+@pytest.fixture(params=ENGINES)
+def proj(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Proj]:
+    p = Proj(tmp_path, request.param)
+    yield p
+    if p.ids() or ((tmp_path / "net.d").exists() and list((tmp_path / "net.d").iterdir())):
+        p.cnirun("down", "-v", "--remove-orphans", ok=False)
+
+
+def test_runtime_runs_the_container_under_it_attached(proj: Proj) -> None:
+    """runtime: runc: the engine runs the container under runc, on its CNI network with an address of the
+    project's subnet; a service without runtime: keeps the engine's default."""
+    proj.write(f"""
+services:
+  web:
+    image: busybox
+    command: {SLEEP_WITH_INIT}
+    runtime: runc
+  plain:
+    image: busybox
+    command: {SLEEP_WITH_INIT}
+""")
+    proj.cnirun("up", "-d")
+    web, plain = proj.c("web"), proj.c("plain")
+    assert proj.inspect(web, RUNTIME_OF[proj.cli]) == "runc"
+    if proj.cli == "docker":
+        assert proj.inspect(plain, RUNTIME_OF[proj.cli]) == "runc"  # dockerd's default, not asked for
+    addr = proj.cnirun("exec", "web", "ip", "-4", "-o", "addr", "show", "eth0").stdout
+    assert " inet 10.244." in addr, addr
+    assert len(proj.attachments()) == 2
+    proj.cnirun("down", "-v")
+    proj.assert_clean()
+
+
+def test_an_unknown_runtime_fails_the_up_and_leaves_nothing(proj: Proj) -> None:
+    """runtime: naming no runtime the engine knows: `up` fails, with the engine's reason on one line
+    (Docker), and removes the network and everything else it made."""
+    proj.write(f"""
+services:
+  web:
+    image: busybox
+    command: {SLEEP_WITH_INIT}
+    runtime: c26dnosuch
+""")
+    p = proj.cnirun("up", "-d", ok=False)
+    assert p.returncode != 0
+    errors = [line for line in p.stderr.splitlines() if line.startswith("cnirun:")]
+    assert len(errors) == 1 and f"container {proj.c('web')} failed to start" in errors[0], p.stderr
+    if proj.cli == "docker":
+        assert "Unknown runtime specified c26dnosuch" in errors[0], p.stderr
+    proj.assert_clean()
