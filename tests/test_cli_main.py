@@ -134,6 +134,28 @@ def test_global_options_work_before_any_command(env: dict[str, str], fake_daemon
         assert p.returncode == 125 and p.stderr.count("\n") == 1 and needle in p.stderr, (args, p.stderr)
 
 
+def test_engine_before_any_command_is_that_commands_engine(env: dict[str, str], fake_daemon: Any,  # noqa: F811
+                                                          tmp_path: Path) -> None:
+    """--engine NAME before the command, among the other global options in any order, is CNIRUN_ENGINE=NAME
+    for it (the engine the messages name); compose is taken as the command, not an image; an unknown or
+    missing engine is one line, 125."""
+    compose = tmp_path / "compose.yaml"
+    compose.write_text("services:\n  web:\n    image: busybox\n")
+    for args in (["--engine", "podman", "--debug"], ["-D", "--engine=podman"], ["--debug", "--engine", "podman"]):
+        p = cnirun(env, *args, "compose", "-f", str(compose), "config")
+        assert p.returncode == 0 and "image: busybox" in p.stdout, (args, p.stderr)
+    p = cnirun(env, "--engine", "podman", "update", "web", "--cpus=2")
+    assert p.returncode == 1 and "podman update --cpus ..." in p.stderr, p.stderr
+    p = cnirun(dict(env, CNIRUN_ENGINE="podman"), "--engine", "docker", "logs", "web")
+    assert p.returncode == 1 and "use: docker logs web" in p.stderr, p.stderr
+    assert fake_daemon.seen == []
+    for args, needle in ((["--engine", "rkt", "ps"], "unknown engine 'rkt'"),
+                         (["--engine"], "--engine needs docker or podman"),
+                         (["--engine=", "compose", "config"], "--engine needs docker or podman")):
+        p = cnirun(env, *args)
+        assert p.returncode == 125 and p.stderr.count("\n") == 1 and needle in p.stderr, (args, p.stderr)
+
+
 @pytest.mark.parametrize("args, message", [
     (["ps", "-a"], "cnirun: No such option: -a (see cnirun ps --help)"),
     (["network", "create"], "cnirun: Missing argument 'name'. (see cnirun network create --help)"),

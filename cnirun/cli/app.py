@@ -29,6 +29,8 @@ def _global(
     context: str = typer.Option(None, "--context", metavar="NAME",
                                 help="Docker context to use (overrides DOCKER_CONTEXT, DOCKER_HOST and "
                                      "`docker context use`)."),
+    engine: str = typer.Option(None, "--engine", metavar="NAME",
+                               help="docker or podman for every command (as CNIRUN_ENGINE=NAME)."),
     debug: bool = typer.Option(False, "--debug", "-D", help="Trace each phase and its duration on stderr, in "
                                "any command (as CNIRUN_TRACE=1)."),
 ) -> None:

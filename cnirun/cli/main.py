@@ -149,7 +149,8 @@ def _global_options(args: list[str]) -> list[str]:
     --context NAME: the Docker context, as the docker CLI's flag. It goes into
     DOCKER_CONTEXT so that every Docker client of this process and of its
     children (the watcher, the docker CLI) resolves the same daemon
-    (engines.docker_context). --debug (-D, as docker's): trace each phase
+    (engines.docker_context). --engine NAME: CNIRUN_ENGINE for every command
+    (a command's own --engine still wins). --debug (-D, as docker's): trace each phase
     (cnirun.core.trace), in every command. ValueError: a bad global option, or one of
     the docker CLI's that cnirun does not take (125, as a bad option of a run).
     """
@@ -166,14 +167,7 @@ def _global_options(args: list[str]) -> list[str]:
                 trace.enable()
             args = args[1:]
         elif flag == "--context":
-            if args[0] == "--context":
-                if len(args) < 2 or not args[1] or args[1].startswith("-"):
-                    raise ValueError("--context needs a Docker context name: see `docker context ls`")
-                name, args = args[1], args[2:]
-            else:
-                name, args = args[0].partition("=")[2], args[1:]
-                if not name:
-                    raise ValueError("--context needs a Docker context name: see `docker context ls`")
+            name, args = _option_value(args, "--context needs a Docker context name: see `docker context ls`")
             os.environ["DOCKER_CONTEXT"] = name
             from ..engines.docker_context import resolve_endpoint
             from ..core.errors import EngineError
@@ -182,11 +176,33 @@ def _global_options(args: list[str]) -> list[str]:
                 resolve_endpoint()  # a context that does not exist fails every command, as docker's
             except EngineError as e:
                 raise ValueError(str(e)) from None
+        elif flag == "--engine":
+            name, args = _option_value(args, "--engine needs docker or podman")
+            from ..core.errors import EngineError
+            from ..engines import check_name
+
+            try:
+                os.environ["CNIRUN_ENGINE"] = check_name(name.strip().lower())
+            except EngineError as e:
+                raise ValueError(str(e)) from None
         elif flag in DOCKER_GLOBALS:
             raise ValueError(f"{flag} is a docker CLI option cnirun does not take: {DOCKER_GLOBALS[flag]}")
         else:
             return args
     return args
+
+
+def _option_value(args: list[str], missing: str) -> tuple[str, list[str]]:
+    """The value of the global option args[0] (`--flag VALUE` or `--flag=VALUE`) and the arguments after it;
+    ValueError(missing) when it has none."""
+    flag, eq, value = args[0].partition("=")
+    if not eq:
+        if len(args) < 2 or not args[1] or args[1].startswith("-"):
+            raise ValueError(missing)
+        return args[1], args[2:]
+    if not value:
+        raise ValueError(missing)
+    return value, args[1:]
 
 
 def _engine_line(engine: str, command: str, rest: list[str]) -> str:

@@ -449,7 +449,7 @@ def run_main(args: list[str], not_images: frozenset[str] | set[str] = frozenset(
         if req is not None and req.spec.image in not_images:
             image = req.spec.image
             raise UsageError(f"{image!r} is a command, not an image: cnirun's global options (--debug, --context "
-                             f"NAME) go before a command, and an image named {image} runs with "
+                             f"NAME, --engine NAME) go before a command, and an image named {image} runs with "
                              f"`cnirun run [OPTIONS] {image}`")
     except UsageError as e:
         sys.stderr.write(f"cnirun: {e}\n")
