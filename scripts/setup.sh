@@ -95,9 +95,10 @@ step_venv() {
     if [[ -n $reason ]]; then
         say "pip install -e '.[test]' into .venv ($reason)"
         local t0=$SECONDS
-        # editable_mode=compat: a plain path entry in a .pth file. The default
-        # mode installs an import-hook finder that site.py loads in every
-        # process (~9 ms of each cnirun, hook and shim start).
+        # editable_mode=compat: a plain path entry in a .pth file, whatever the
+        # setuptools (pyproject's package-dir gives it in the default mode too),
+        # not the import-hook finder site.py would load in every process (~13 ms
+        # of each cnirun, hook and shim start).
         (cd "$REPO" && "$VENV/bin/python" -m pip install -q --disable-pip-version-check \
             --config-settings editable_mode=compat -e '.[test]') \
             || die "pip install -e '.[test]' failed"
@@ -112,27 +113,19 @@ step_venv() {
     link_entry_points
 }
 
-# pip's console-script launchers `import re` (~9 ms of every cnirun, hook and
-# shim start, measured with -X importtime) only to strip a Windows ".exe"
-# suffix from argv[0]. Ours call the same entry points (pyproject.toml's
-# [project.scripts]) without it, and start Python with -S: `site` and the
-# venv's .pth files cost ~2.5 ms of every start (setuptools' distutils hack
-# among them); the launcher puts the venv's site-packages and the editable
-# checkout on sys.path itself, in the order site would.
-LAUNCHER_MARK="# cnirun launcher 2 (scripts/setup.sh)"
+# pip installs cnirun's launcher (bin/cnirun, pyproject.toml's script-files) as
+# cnirun, cnirun-hook and cnirun-shim, with the venv's Python on the first line.
+# -S there skips site and the .pth files' imports (setuptools' distutils hack
+# among them): ~1 ms of every start. The launcher then puts the venv's
+# site-packages and the paths its .pth files name (this checkout) on sys.path
+# itself, in the order site would.
 lean_launchers() {
-    local name entry module func file purelib
-    purelib=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+    local name file shebang="#!$VENV/bin/python -S"
     for name in "${ENTRY_POINTS[@]}"; do
         file=$VENV/bin/$name
-        [[ -f $file ]] || continue
-        grep -qxF "$LAUNCHER_MARK" "$file" && continue
-        entry=$(sed -n "s/^$name = \"\(.*\)\"$/\1/p" "$REPO/pyproject.toml")
-        [[ $entry == *:* ]] || continue
-        module=${entry%%:*} func=${entry##*:}
-        printf '#!%s -S\n%s\n# no re (pip'"'"'s launcher), no site (the .pth files): see lean_launchers\nimport sys\nsys.path += [%s, %s]\nfrom %s import %s\nsys.exit(%s())\n' \
-            "$VENV/bin/python" "$LAUNCHER_MARK" "'$purelib'" "'$REPO'" "$module" "$func" "$func" > "$file.tmp" \
-            && chmod 755 "$file.tmp" && mv "$file.tmp" "$file"
+        [[ -f $file ]] && grep -q 'sys.flags.no_site' "$file" || continue
+        [[ $(head -n 1 "$file") == "$shebang" ]] && continue
+        { echo "$shebang"; tail -n +2 "$file"; } > "$file.tmp" && chmod 755 "$file.tmp" && mv "$file.tmp" "$file"
     done
 }
 
