@@ -6,8 +6,11 @@
    physical floor: the same plugin binaries executed with the same stdin
    (prevResult chaining, reverse DEL), timed around the plugin executions
    alone (the driver that starts them is not counted: it would share our
-   costs). Target: at most 1.25x (issue #13). Also `cnirun cni del` with
-   nothing cached, alone.
+   costs). Target: at most 1.25x (issue #13), through the launcher `make setup`
+   leaves and through a `pip install` made as a user makes it: cnirun's wheel
+   (built offline from this checkout) into a fresh `python -m venv` (pip and
+   setuptools in it, site and their .pth files run at every start). Also
+   `cnirun cni del` with nothing cached, alone.
 2. In-process API overhead per plugin call: CNI.add + CNI.delete of a
    one-plugin chain whose plugin is a trivial shell script, against raw
    subprocess calls of that script with the same stdin. Target: <= 3 ms.
@@ -16,8 +19,9 @@
    typer, click, pyroute2, yaml on that path.
 4. Start-up of the processes cnirun is made of, beyond `python -S -c pass`
    (from / with PYTHONPATH=the repo, so no editable-install hooks): what the
-   `cnirun cni` launcher imports (pip's wrapper `import re` included), the
-   `cnirun run` argv path, the OCI hook module and the shim module.
+   `cnirun cni` launcher imports, the `cnirun run` argv path, the OCI hook
+   module and the shim module; and `cnirun cni` (its usage) through the pip
+   install's launcher against make setup's.
 
 Medians of N runs (default 15; env BENCH_RUNS). Needs root (netns, bridge).
 Uses 10.121.30.0/24, bridge cnt2bench, netns t2-bench-*, all removed at the end.
@@ -26,12 +30,15 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _common import ratio
 
 REPO = Path(__file__).resolve().parent.parent
 PY = str(REPO / ".venv" / "bin" / "python")
@@ -102,7 +109,27 @@ def plugin_seconds(argv: list[str]) -> float:
     return float(proc.stdout.strip().splitlines()[-1])
 
 
-def bench_cli(tmp: Path) -> tuple[float, float, float]:
+def pip_install(tmp: Path) -> str:
+    """cnirun's wheel, built offline from a copy of this checkout, installed as a user would: `python -m venv`,
+    then its pip, no index. The path of its cnirun launcher."""
+    src = tmp / "src"
+    src.mkdir()
+    for name in ("cnirun", "bin", "netconf", "hooks", "pyproject.toml", "README.md"):  # what the build reads
+        if (REPO / name).is_dir():
+            shutil.copytree(REPO / name, src / name, symlinks=True)
+        else:
+            shutil.copy2(REPO / name, src / name)
+    quiet = ["-q", "--disable-pip-version-check", "--no-input", "--no-index", "--no-deps"]
+    subprocess.run([PY, "-m", "pip", "wheel", *quiet, "--no-build-isolation", "-w", str(tmp / "dist"), str(src)],
+                   check=True)
+    venv = tmp / "venv"
+    subprocess.run([PY, "-m", "venv", str(venv)], check=True)
+    subprocess.run([str(venv / "bin" / "pip"), "install", *quiet, *map(str, (tmp / "dist").glob("cnirun-*.whl"))],
+                   check=True)
+    return str(venv / "bin" / "cnirun")
+
+
+def bench_cli(tmp: Path, pip_cnirun: str) -> tuple[float, float, float, float]:
     netconf = tmp / "net.d"
     netconf.mkdir()
     ipam = tmp / "ipam"
@@ -127,23 +154,28 @@ def bench_cli(tmp: Path) -> tuple[float, float, float]:
     subprocess.run(["ip", "netns", "add", ns], check=True)
     path = f"/run/netns/{ns}"
     cnirun_t: list[float] = []
+    pip_t: list[float] = []
     direct_t: list[float] = []
     empty_del_t: list[float] = []
     try:
         for i in range(RUNS + 1):  # the first round warms caches and creates the bridge
-            a = run([CNIRUN, "cni", "add", "t2-bench", path], env) + run([CNIRUN, "cni", "del", "t2-bench", path], env)
+            launchers = [(CNIRUN, cnirun_t), (pip_cnirun, pip_t)]
+            for launcher, samples in launchers if i % 2 else launchers[::-1]:  # neither always first
+                t = run([launcher, "cni", "add", "t2-bench", path], env) + run([launcher, "cni", "del", "t2-bench",
+                                                                                 path], env)
+                if i:
+                    samples.append(t)
             state = str(tmp / "state.json")
             d = plugin_seconds([PY, "-c", DRIVER, "add", str(conflist), path, "bench-direct", state]) + plugin_seconds(
                 [PY, "-c", DRIVER, "del", str(conflist), path, "bench-direct", state])
             e = run([CNIRUN, "cni", "del", "t2-bench", path], env)  # nothing cached any more
             if i:
-                cnirun_t.append(a)
                 direct_t.append(d)
                 empty_del_t.append(e)
     finally:
         subprocess.run(["ip", "netns", "delete", ns], capture_output=True)
         subprocess.run(["ip", "link", "delete", "cnt2bench"], capture_output=True)
-    return median_ms(cnirun_t), median_ms(direct_t), median_ms(empty_del_t)
+    return median_ms(cnirun_t), median_ms(pip_t), median_ms(direct_t), median_ms(empty_del_t)
 
 
 def bench_api(tmp: Path) -> tuple[float, float]:
@@ -206,24 +238,32 @@ def bench_import() -> tuple[float, list[str]]:
 
 STARTUP = {
     "cnirun cni (launcher, cni_cmd, runtime, result)":
-        "import re; from cnirun.cli.main import main; import cnirun.cli.cni_cmd, cnirun.cni.runtime, cnirun.cni.result",
-    "cnirun run argv path": "import re; from cnirun.cli.main import main; import cnirun.cli.run",
+        "from cnirun.cli.main import main; import cnirun.cli.cni_cmd, cnirun.cni.runtime, cnirun.cni.result",
+    "cnirun run argv path": "from cnirun.cli.main import main; import cnirun.cli.run",
     "hook (cnirun.oci.hook)": "import cnirun.oci.hook",
     "shim (cnirun.oci.shim)": "import cnirun.oci.shim",
 }
 
 
-def bench_startup() -> dict[str, float]:
-    """Median ms beyond a bare `python -S -c pass`, per STARTUP entry (interleaved rounds)."""
+def bench_startup(pip_cnirun: str) -> tuple[dict[str, float], float, float]:
+    """Median ms beyond a bare `python -S -c pass`, per STARTUP entry; median ms of `cnirun cni` (its usage)
+    through make setup's launcher and the pip install's (interleaved rounds)."""
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    samples: dict[str, list[float]] = {k: [] for k in ["bare", *STARTUP]}
+    argvs = {name: [PY, "-S", "-c", code] for name, code in [("bare", "pass"), *STARTUP.items()]}
+    launchers = {"setup": [CNIRUN, "cni"], "pip": [pip_cnirun, "cni"]}
+    samples: dict[str, list[float]] = {k: [] for k in [*argvs, *launchers]}
     for _ in range(RUNS * 2):
-        for name, code in [("bare", "pass"), *STARTUP.items()]:
+        for name, argv in argvs.items():
             t0 = time.perf_counter()
-            subprocess.run([PY, "-S", "-c", code], env=env, cwd="/", check=True)
+            subprocess.run(argv, env=env, cwd="/", check=True)
+            samples[name].append(time.perf_counter() - t0)
+        for name, argv in launchers.items():  # the usage: exit 2
+            t0 = time.perf_counter()
+            subprocess.run(argv, cwd="/", stdout=subprocess.DEVNULL)
             samples[name].append(time.perf_counter() - t0)
     bare = median_ms(samples["bare"])
-    return {"bare": bare, **{k: median_ms(v) - bare for k, v in samples.items() if k != "bare"}}
+    return ({"bare": bare, **{k: median_ms(samples[k]) - bare for k in STARTUP}}, median_ms(samples["setup"]),
+            median_ms(samples["pip"]))
 
 
 def main() -> int:
@@ -235,14 +275,19 @@ def main() -> int:
         return 0
     with tempfile.TemporaryDirectory(prefix="cnirun-bench-") as d:
         tmp = Path(d)
-        cli, direct, empty_del = bench_cli(tmp)
+        pip_cnirun = pip_install(tmp)
+        cli, pip_cli, direct, empty_del = bench_cli(tmp, pip_cnirun)
         api, raw = bench_api(tmp)
-    imp, heavy = bench_import()
-    startup = bench_startup()
+        imp, heavy = bench_import()
+        startup, setup_start, pip_start = bench_startup(pip_cnirun)
     per_call = (api - raw) / 2
+    setup_ratio = ratio("core", "cni add+del (make setup's launcher)", cli, direct, 1.25, "plugin execs alone")
+    pip_ratio = ratio("core", "cni add+del (pip install's launcher)", pip_cli, direct, 1.25, "plugin execs alone")
     rows = [
         ("cni add+del, bridge chain (5 plugins)", f"{cli:.1f} ms", f"plugin execs alone {direct:.1f} ms",
-         f"{cli / direct:.2f}x", "<= 1.25x", cli / direct <= 1.25),
+         f"{setup_ratio:.2f}x", "<= 1.25x", setup_ratio <= 1.25),
+        ("  the same, cnirun from a pip install", f"{pip_cli:.1f} ms", f"plugin execs alone {direct:.1f} ms",
+         f"{pip_ratio:.2f}x", "<= 1.25x", pip_ratio <= 1.25),
         ("cni del with nothing cached", f"{empty_del:.1f} ms", f"plugin execs alone {direct / 2:.1f} ms (half)",
          "", "-", True),
         ("API add+delete, trivial plugin", f"{api:.2f} ms", f"raw subprocess {raw:.2f} ms",
@@ -252,6 +297,9 @@ def main() -> int:
     ]
     rows += [(f"start-up: {name}", f"+{ms:.1f} ms", f"python -S -c pass {startup['bare']:.1f} ms", "", "-", True)
              for name, ms in startup.items() if name != "bare"]
+    rows.append(("start-up: cnirun cni, pip install's launcher", f"{pip_start:.1f} ms",
+                 f"make setup's {setup_start:.1f} ms", f"+{pip_start - setup_start:.1f} ms", "<= +4 ms",
+                 pip_start - setup_start <= 4.0))
     print(f"bench_core: medians of {RUNS} runs")
     widths = [max(len(str(r[i])) for r in rows) for i in range(5)]
     for r in rows:
