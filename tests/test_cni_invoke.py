@@ -761,3 +761,24 @@ def test_package_exports_the_api_lazily() -> None:
 
     with pytest.raises(AttributeError):
         cnirun.NoSuchThing  # noqa: B018
+
+
+def test_run_program_until_answers_at_the_marker_and_reaps_the_program_later() -> None:
+    """With `until`, run_program returns once stdout holds it (exit code 0), while the program
+    still runs; a thread reaps it when it exits: no zombie is left. Without the marker on stdout
+    it waits for the exit, and the real exit code counts."""
+    from cnirun.cni.invoke import run_program
+
+    t = time.monotonic()
+    code, out, _ = run_program(["/bin/sh", "-c", 'echo "$$"; echo "# new generation 7"; exec sleep 1.5'],
+                               until=b"# new generation ")
+    took = time.monotonic() - t
+    assert (code, took < 1.0) == (0, True), (code, took, out)
+    pid = int(out.split()[0])
+    assert os.path.exists(f"/proc/{pid}")  # still running: the answer did not wait for it
+    deadline = time.monotonic() + 10
+    while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not os.path.exists(f"/proc/{pid}"), "the program was not reaped after it exited"
+    assert run_program(["/bin/sh", "-c", "echo no marker; exit 3"], until=b"# new generation ")[0] == 3
+    assert run_program(["/bin/sh", "-c", "echo '# new gen'; exit 4"], until=b"# new generation ")[0] == 4

@@ -191,8 +191,12 @@ class _Child:
                 os.close(fd)
                 setattr(self, name, -1)
 
-    def communicate(self, data: bytes, timeout: float) -> tuple[bytes, bytes] | None:
-        """Feed stdin, read stdout and stderr to EOF, reap; None when `timeout` ran out first."""
+    def communicate(self, data: bytes, timeout: float, until: bytes = b"") -> tuple[bytes, bytes] | None:
+        """Feed stdin, read stdout and stderr to EOF, reap; None when `timeout` ran out first.
+
+        `until`: once stdout holds it, the program has done what it was run
+        for: its answer is taken then (returncode 0) and a thread reaps it
+        whenever it exits (see run_program)."""
         import select
 
         deadline = time.monotonic() + timeout
@@ -229,12 +233,21 @@ class _Child:
                 chunk = os.read(fd, 65536)
                 if chunk:
                     chunks[fd].append(chunk)
+                    if until and fd == self.stdout and until in b"".join(chunks[fd][-2:]):
+                        self._reap_later()
+                        return b"".join(chunks[self.stdout]), b"".join(chunks[self.stderr])
                 else:
                     poller.unregister(fd)
                     open_fds.discard(fd)
         if not self._wait(deadline):
             return None
         return b"".join(chunks[self.stdout]), b"".join(chunks[self.stderr])
+
+    def _reap_later(self) -> None:
+        import _thread  # threading's import costs ~4 ms (functools, collections)
+
+        self.returncode = 0
+        _thread.start_new_thread(_reap, (self.pid,))
 
     def _wait(self, deadline: float) -> bool:
         """Reap the plugin by `deadline` (it may close its output before it exits)."""
@@ -277,6 +290,13 @@ class _Child:
                 os.waitpid(self.pid, 0)
             except ChildProcessError:
                 pass
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
 
 
 def _spawn(argv: list[str], env: dict[str, str]) -> _Child:
@@ -338,10 +358,10 @@ def _exec(
     raise decode_failure(ptype, network, inv.command, out, err, proc.returncode)
 
 
-def _communicate(proc: Any, stdin: bytes, timeout: float) -> tuple[bytes, bytes] | None:
+def _communicate(proc: Any, stdin: bytes, timeout: float, until: bytes = b"") -> tuple[bytes, bytes] | None:
     """(stdout, stderr); None when it timed out (then it is killed and reaped). Interrupted: killed too."""
     try:
-        answer = proc.communicate(stdin, timeout=timeout)
+        answer = proc.communicate(stdin, timeout=timeout, until=until)
     except BaseException:
         proc.kill_and_reap()
         raise
@@ -352,10 +372,14 @@ def _communicate(proc: Any, stdin: bytes, timeout: float) -> tuple[bytes, bytes]
     return answer
 
 
-def run_program(argv: list[str], timeout: float = 30.0, stdin: bytes = b"") -> tuple[int, bytes, bytes]:
+def run_program(argv: list[str], timeout: float = 30.0, stdin: bytes = b"",
+                until: bytes = b"") -> tuple[int, bytes, bytes]:
     """Run a helper program (iptables, tc -batch -...) without subprocess: (exit code, stdout, stderr).
 
     An executable that cannot be started gives 127; one that hangs is killed (-9).
+    `until`: stdout holding it means success (0) before the program has exited
+    (nft's "# new generation" line: its commit is in effect, while its exit
+    can wait 10-20 ms longer on the kernel freeing what the commit removed).
     """
     env = dict(os.environ, PATH=os.environ.get("PATH") or DEFAULT_PATH)
     if "/" not in argv[0]:  # posix_spawn takes a path: look a bare name up in PATH, as subprocess does
@@ -365,7 +389,7 @@ def run_program(argv: list[str], timeout: float = 30.0, stdin: bytes = b"") -> t
         proc = _spawn(argv, env)
     except OSError as e:
         return 127, b"", (e.strerror or "").encode()
-    answer = _communicate(proc, stdin, timeout)
+    answer = _communicate(proc, stdin, timeout, until)
     if answer is None:
         return -9, b"", b"timed out"
     return proc.returncode or 0, answer[0], answer[1]

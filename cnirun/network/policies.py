@@ -103,16 +103,16 @@ def _looks_like_address(text: str) -> bool:
 
 
 def _cidr(text: str, what: str, value: str) -> str:
-    import ipaddress
+    from ..core import cidr
 
     try:
-        net = ipaddress.ip_network(text, strict=False)
+        net = cidr.parse(text)
     except ValueError:
         raise _bad(what, value, f"{text!r} is not an address or CIDR: write e.g. 10.0.0.0/8, 10.1.2.3 "
                                 "or fd00::/64") from None
-    if "/" in text and net.network_address != ipaddress.ip_address(text.split("/")[0]):
-        raise _bad(what, value, f"{text} has bits set beyond its prefix: write {net}")
-    return str(net)
+    if net.value != net.network:
+        raise _bad(what, value, f"{text} has bits set beyond its prefix: write {net.network_str()}")
+    return net.network_str()
 
 
 def parse_peer(text: str, what: str = "peer", value: str = "") -> dict[str, Any]:

@@ -64,10 +64,10 @@ def set_names(directions: Iterable[str]) -> list[str]:
 # -- elements -------------------------------------------------------------------------
 def any_elements(cidrs: Iterable[str]) -> tuple[list[str], list[str]]:
     """(v4, v6) disjoint CIDRs covering `cidrs`."""
-    import ipaddress
+    from ..core import cidr
 
-    nets = [ipaddress.ip_network(c, strict=False) for c in cidrs]
-    return tuple([str(n) for n in ipaddress.collapse_addresses([n for n in nets if n.version == v])]  # type: ignore[return-value]
+    nets = [cidr.parse(c) for c in cidrs]
+    return tuple([n.network_str() for n in cidr.collapse([n for n in nets if n.version == v])]  # type: ignore[return-value]
                  for v in (4, 6))
 
 
@@ -78,11 +78,11 @@ def svc_elements(entries: Iterable[tuple[str, str, int, int]]) -> tuple[list[str
     the collapsed CIDRs of the ranges covering it, and neighbouring pieces
     with the same CIDRs are joined again.
     """
-    import ipaddress
+    from ..core import cidr
 
     by_range: dict[tuple[int, str, int, int], list[Any]] = {}
-    for cidr, proto, low, high in entries:
-        net = ipaddress.ip_network(cidr, strict=False)
+    for text, proto, low, high in entries:
+        net = cidr.parse(text)
         by_range.setdefault((net.version, proto, low, high), []).append(net)
     out: dict[int, list[str]] = {4: [], 6: []}
     for version, proto in sorted({(v, p) for v, p, _, _ in by_range}):
@@ -91,7 +91,7 @@ def svc_elements(entries: Iterable[tuple[str, str, int, int]]) -> tuple[list[str
         pieces: list[tuple[int, int, tuple[Any, ...]]] = []
         for start, end in zip(cuts, cuts[1:]):
             covering = [n for (lo, hi), nets in ranges.items() if lo <= start and end - 1 <= hi for n in nets]
-            nets = tuple(ipaddress.collapse_addresses(covering))
+            nets = tuple(n.network_str() for n in cidr.collapse(covering))
             if pieces and pieces[-1][1] == start - 1 and pieces[-1][2] == nets:
                 pieces[-1] = (pieces[-1][0], end - 1, nets)
             elif nets:
@@ -157,12 +157,23 @@ def set_script(ifname: str, sets: dict[str, list[str]]) -> str:
 
 
 # -- nft in the netns --------------------------------------------------------------------
+# What `nft --echo` prints once a transaction is committed. A commit that
+# removed anything (set elements, a table) is in effect from that line on, but
+# nft's exit then waits 10-20 ms for the kernel to free what was removed: a
+# transaction is done at that line, and nft is reaped when it exits.
+COMMITTED = b"# new generation "
+
+
 def nft(netns: str, args: list[str], script: str = "") -> bytes:
-    """Run nft in `netns` (a path; "": the calling thread's own); its stdout, or NftError."""
+    """Run nft in `netns` (a path; "": the calling thread's own); its stdout, or NftError.
+    `-f -` (a transaction from `script`) returns once the commit is in effect."""
     from ..cni.invoke import run_program
 
+    commit = args == ["-f", "-"]
+    if commit:
+        args = ["--echo", *args]
     argv = [NSENTER, f"--net={netns}", NFT, *args] if netns else [NFT, *args]
-    code, out, err = run_program(argv, stdin=script.encode())
+    code, out, err = run_program(argv, stdin=script.encode(), until=COMMITTED if commit else b"")
     if code != 0:
         text = err.decode("utf-8", "replace").strip().splitlines()
         first = text[0] if text else f"nft exited with {code}"

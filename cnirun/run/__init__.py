@@ -24,18 +24,24 @@ caller prints (cli.run like docker run, compose its own lines).
 """
 from __future__ import annotations
 
-from ..core.errors import CNIError
-from .request import RunOutcome, RunRequest
-from .failures import EXIT_CNIRUN, RunFailed
-from .plan import Plan, plan
-from .signals import Interrupted, SignalGate
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .plan import Plan
+    from .request import RunOutcome, RunRequest
 
-__all__ = ["EXIT_CNIRUN", "Interrupted", "Plan", "RunFailed", "SignalGate", "plan", "run"]
+# The package imports nothing when it loads: its modules (caches, teardown,
+# watch, ...) are imported by paths that never run a container.
+__all__ = ["run"]
 
 
 def run(req: RunRequest) -> RunOutcome:
     """Carry out one run; its outcome says how it ended. Prints nothing but the container's own I/O."""
+    from ..core.errors import CNIError
     from ..engines import engine_name, joins_netns_path
+    from .failures import EXIT_CNIRUN, RunFailed
+    from .plan import plan
+    from .request import RunOutcome
+    from .signals import Interrupted, SignalGate
 
     gate = SignalGate()
     gate.install()
