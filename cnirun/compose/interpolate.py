@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterator, NoReturn
 from ..netstore.located import Document, Path as KeyPath
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_BRACES = re.compile(r"[{}]")
 # The modifiers after ${NAME, longest first so ':-' is not read as '-'.
 _OPS = (":-", ":?", ":+", "-", "?", "+")
 # How deep defaults may nest (${A:-${B:-${C}}} is 3): bounds the work a hostile value makes.
@@ -69,78 +70,90 @@ def _snippet(text: str) -> str:
     return repr(text if len(text) <= 60 else text[:57] + "...")
 
 
-def _closing(text: str, start: int) -> int:
-    """The index of the '}' closing the '{' at `start` (nested braces counted), -1 if none."""
-    depth = 0
-    for i in range(start, len(text)):
-        c = text[i]
-        if c == "{":
-            depth += 1
-        elif c == "}":
-            depth -= 1
-            if depth == 0:
-                return i
-    return -1
+class _Template:
+    """One string being substituted; defaults are ranges of it, substituted in place."""
 
+    def __init__(self, text: str, values: Variables, fail: Fail) -> None:
+        self.text, self.values, self.fail = text, values, fail
+        self._pairs: dict[int, int] | None = None
 
-def _braced(inner: str, values: Variables, fail: Fail, depth: int) -> str:
-    """What ${inner} stands for."""
-    m = _NAME.match(inner)
-    if not m:
-        fail(f"invalid interpolation ${{{_snippet(inner)[1:-1]}}}: expected ${{NAME}}, ${{NAME:-default}}, "
-             "${NAME:?message} or ${NAME:+alternative}, or $$ for a literal $")
-    name, rest = m.group(), inner[m.end():]
-    if not rest:
-        return values.used_unset(name)
-    op = next((o for o in _OPS if rest.startswith(o)), None)
-    if op is None:
-        fail(f"invalid interpolation ${{{_snippet(inner)[1:-1]}}}: after the name comes '}}', ':-', '-', "
-             "':?', '?', ':+' or '+'")
-    if depth >= MAX_NESTING:
-        fail(f"interpolation nested more than {MAX_NESTING} deep in ${{{_snippet(inner)[1:-1]}}}")
-    arg = rest[len(op):]
-    value = values.get(name)
-    missing = value is None or (op[0] == ":" and value == "")
-    kind = op[-1]
-    if kind == "-":
-        return substitute(arg, values, fail, depth + 1) if missing else str(value)
-    if kind == "+":
-        return "" if missing else substitute(arg, values, fail, depth + 1)
-    if missing:
-        reason = " ".join(substitute(arg, values, fail, depth + 1).split())
-        fail(f"required variable {name} is missing a value: {reason or 'set it in the environment or .env'}")
-    return str(value)
+    def closing(self, start: int) -> int:
+        """The index of the '}' closing the '{' at `start` (nested braces counted), -1 if none.
+        All pairs are matched in one pass, the first time one is asked for."""
+        if self._pairs is None:
+            pairs: dict[int, int] = {}
+            opened: list[int] = []
+            for m in _BRACES.finditer(self.text):
+                if m.group() == "{":
+                    opened.append(m.start())
+                elif opened:
+                    pairs[opened.pop()] = m.start()
+            self._pairs = pairs
+        return self._pairs.get(start, -1)
 
-
-def substitute(text: str, values: Variables, fail: Fail, depth: int = 0) -> str:
-    """`text` with its variables replaced; `fail(message)` raises on an invalid or a required one."""
-    out: list[str] = []
-    i = 0
-    while True:
-        j = text.find("$", i)
-        if j < 0 or j + 1 == len(text):
-            out.append(text[i:])
-            return "".join(out)
-        out.append(text[i:j])
-        c = text[j + 1]
-        if c == "$":
-            out.append("$")
-            i = j + 2
-        elif c == "{":
-            end = _closing(text, j + 1)
-            if end < 0:
-                fail(f"invalid interpolation in {_snippet(text[j:])}: '${{' is not closed by '}}' "
-                     "(write $$ for a literal $)")
-            out.append(_braced(text[j + 2:end], values, fail, depth))
-            i = end + 1
-        else:
-            m = _NAME.match(text, j + 1)
-            if m:
-                out.append(values.used_unset(m.group()))
-                i = m.end()
-            else:
+    def substitute(self, lo: int, hi: int, depth: int) -> str:
+        """text[lo:hi] with its variables replaced."""
+        text, out, i = self.text, [], lo
+        while True:
+            j = text.find("$", i, hi)
+            if j < 0 or j + 1 == hi:
+                out.append(text[i:hi])
+                return "".join(out)
+            out.append(text[i:j])
+            c = text[j + 1]
+            if c == "$":
                 out.append("$")
-                i = j + 1
+                i = j + 2
+            elif c == "{":
+                end = self.closing(j + 1)
+                if end < 0 or end >= hi:
+                    self.fail(f"invalid interpolation in {_snippet(text[j:hi])}: '${{' is not closed by '}}' "
+                              "(write $$ for a literal $)")
+                out.append(self.braced(j + 2, end, depth))
+                i = end + 1
+            else:
+                m = _NAME.match(text, j + 1, hi)
+                if m:
+                    out.append(self.values.used_unset(m.group()))
+                    i = m.end()
+                else:
+                    out.append("$")
+                    i = j + 1
+
+    def braced(self, lo: int, hi: int, depth: int) -> str:
+        """What ${text[lo:hi]} stands for."""
+        text, values = self.text, self.values
+        m = _NAME.match(text, lo, hi)
+        if not m:
+            self.fail(f"invalid interpolation ${{{_snippet(text[lo:hi])[1:-1]}}}: expected ${{NAME}}, "
+                      "${NAME:-default}, ${NAME:?message} or ${NAME:+alternative}, or $$ for a literal $")
+        name = m.group()
+        if m.end() == hi:
+            return values.used_unset(name)
+        op = next((o for o in _OPS if text.startswith(o, m.end(), hi)), None)
+        if op is None:
+            self.fail(f"invalid interpolation ${{{_snippet(text[lo:hi])[1:-1]}}}: after the name comes '}}', "
+                      "':-', '-', ':?', '?', ':+' or '+'")
+        if depth >= MAX_NESTING:
+            self.fail(f"interpolation nested more than {MAX_NESTING} deep in ${{{_snippet(text[lo:hi])[1:-1]}}}")
+        arg = m.end() + len(op)
+        value = values.get(name)
+        missing = value is None or (op[0] == ":" and value == "")
+        kind = op[-1]
+        if kind == "-":
+            return self.substitute(arg, hi, depth + 1) if missing else str(value)
+        if kind == "+":
+            return "" if missing else self.substitute(arg, hi, depth + 1)
+        if missing:
+            reason = " ".join(self.substitute(arg, hi, depth + 1).split())
+            self.fail(f"required variable {name} is missing a value: "
+                      f"{reason or 'set it in the environment or .env'}")
+        return str(value)
+
+
+def substitute(text: str, values: Variables, fail: Fail) -> str:
+    """`text` with its variables replaced; `fail(message)` raises on an invalid or a required one."""
+    return _Template(text, values, fail).substitute(0, len(text), 0)
 
 
 def interpolate(doc: Document, env: Mapping[str, str] | None = None) -> None:
