@@ -13,7 +13,7 @@ from typing import Iterator
 import pytest
 
 from conftest import HAVE_PODMAN, needs_docker, needs_plugins, needs_root
-from test_compose_commands import Proj as CommandsProj
+from test_compose_commands import Proj, project
 from test_compose_lifecycle import SLEEP_WITH_INIT
 
 pytestmark = [needs_root, needs_plugins, needs_docker]
@@ -26,21 +26,14 @@ ENGINES = [
 RUNTIME_OF = {"docker": "{{.HostConfig.Runtime}}", "podman": "{{.OCIRuntime}}"}
 
 
-class Proj(CommandsProj):
-    """test_compose_commands' project with this suite's names and addresses."""
-
-    def __init__(self, tmp: Path, engine: str) -> None:
-        super().__init__(tmp, engine)
-        self.name = "c26d" + secrets.token_hex(3)
-        self.env.update(CNIRUN_SUBNET_POOL="10.244.0.0/16")
-
-
 @pytest.fixture(params=ENGINES)
 def proj(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Proj]:
-    p = Proj(tmp_path, request.param)
-    yield p
-    if p.ids() or ((tmp_path / "net.d").exists() and list((tmp_path / "net.d").iterdir())):
-        p.cnirun("down", "-v", "--remove-orphans", ok=False)
+    """test_compose_commands' project on the engine, with this suite's names and addresses; what the test
+    left is taken down after it."""
+    for p in project(tmp_path, request.param):
+        p.name = "c26d" + secrets.token_hex(3)
+        p.env.update(CNIRUN_SUBNET_POOL="10.244.0.0/16")
+        yield p
 
 
 def test_runtime_runs_the_container_under_it_attached(proj: Proj) -> None:
