@@ -91,6 +91,26 @@ def test_an_image_named_like_a_verb_runs_with_run(env: dict[str, str], fake_daem
     assert any("/images/logs/json" in s for s in fake_daemon.seen), fake_daemon.seen
 
 
+def test_a_misspelled_command_is_not_pulled_as_an_image(env: dict[str, str], fake_daemon: Any) -> None:  # noqa: F811
+    """`cnirun nework ls`: one line naming `network` and `cnirun run nework`, exit 125; the daemon is asked
+    whether it has the image, never to pull it. Image names people run are never taken for slips."""
+    from cnirun.cli.run import near_command
+
+    commands = SUBCOMMANDS | {"run", "help"}
+    for word, near in (("nework", "network"), ("compse", "compose"), ("netwrok", "network"), ("isntall", "install"),
+                       ("exce", "exec"), ("inspcet", "inspect"), ("ntewrok", "network"), ("updte", "update")):
+        assert near_command(word, commands) == near, word
+    for image in ("busybox", "redis", "nginx", "alpine", "ubuntu", "postgres", "mysql", "node", "python", "golang",
+                  "traefik", "httpd", "crate", "rust", "storm", "maven", "gcc", "nc", "docker.io/nework",
+                  "nework:1", "Nework", "ps2", "rms"):
+        assert near_command(image, commands) == "", image
+    p = cnirun(env, "nework", "ls")
+    assert p.returncode == 125 and p.stderr.count("\n") == 1, p.stderr
+    assert "'nework' is not a cnirun command (did you mean 'network'?)" in p.stderr and "cnirun run nework" in p.stderr
+    assert fake_daemon.seen and all("/images/nework/json" in s for s in fake_daemon.seen), fake_daemon.seen
+    assert not any("/images/create" in s for s in fake_daemon.seen)
+
+
 def test_help_is_help(env: dict[str, str], fake_daemon: Any) -> None:  # noqa: F811
     """`cnirun help [COMMAND]` is `cnirun [COMMAND] --help`; help of an engine verb is its pointer."""
     top = cnirun(env, "help")

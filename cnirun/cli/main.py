@@ -101,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
             if first == "run":
                 return _done(run_main(args[1:]), argv)
             # `cnirun [OPTIONS] IMAGE` never takes a command's name for the image.
-            return _done(run_main(args, not_images=SUBCOMMANDS | ENGINE_COMMANDS.keys() | {"run", "help"}), argv)
+            return _done(run_main(args, not_images=SUBCOMMANDS | ENGINE_COMMANDS.keys() | {"run", "help"},
+                                  slips_of=SUBCOMMANDS | {"run", "help"}), argv)
     from typer._click.exceptions import ClickException  # typer's own click (typer is pinned)
     from typer.exceptions import Abort
 

@@ -439,8 +439,59 @@ def _request(values: dict[str, list[str]], spec: RunSpec, networks: list[str]) -
     )
 
 
-def run_main(args: list[str], not_images: frozenset[str] | set[str] = frozenset()) -> int:
-    """`cnirun run`; `not_images`: words refused as the IMAGE (`cnirun [OPTIONS] IMAGE` without `run`)."""
+def near_command(word: str, commands: frozenset[str] | set[str]) -> str:
+    """The command `word` looks like a typing slip of (one letter off, or two for a word of 7 or
+    more), or ''; only bare lowercase words of 4 letters or more, never a registry path or a tag."""
+    if len(word) < 4 or not word.isascii() or not all(c.islower() or c == "-" for c in word):
+        return ""
+    best, best_d = "", 3 if len(word) >= 7 else 2
+    for cmd in sorted(commands):
+        if abs(len(cmd) - len(word)) < best_d:
+            d = _edit_distance(word, cmd, best_d)
+            if d < best_d:
+                best, best_d = cmd, d
+    return best
+
+
+def _edit_distance(a: str, b: str, limit: int) -> int:
+    """Levenshtein distance with transpositions, or `limit` when it is at least that."""
+    prev2: list[int] = []
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        cur = [i] + [0] * len(b)
+        for j, cb in enumerate(b, 1):
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb))
+            if i > 1 and j > 1 and ca == b[j - 2] and a[i - 2] == cb:
+                cur[j] = min(cur[j], prev2[j - 2] + 1)
+        if min(cur) >= limit:
+            return limit
+        prev2, prev = prev, cur
+    return min(prev[-1], limit)
+
+
+def _refuse_a_misspelled_command(req: RunRequest, commands: frozenset[str] | set[str]) -> None:
+    """`cnirun nework ls` is a slip for `network`, not a request to pull an image named nework:
+    an IMAGE that is one or two letters off a command runs only when the engine has it already."""
+    image = req.spec.image
+    near = near_command(image, commands)  # cnirun's own commands: exact engine verbs never get here
+    if not near:
+        return
+    from ..core.errors import EngineError
+    from ..engines import engine_name, quick
+
+    try:
+        if quick(engine_name(req.engine or None)).has_image(image):
+            return
+    except EngineError:
+        pass
+    raise UsageError(f"{image!r} is not a cnirun command (did you mean {near!r}?), and no image of that name "
+                     f"is here to run: to pull and run an image named {image}: cnirun run {image}")
+
+
+def run_main(args: list[str], not_images: frozenset[str] | set[str] = frozenset(),
+             slips_of: frozenset[str] | set[str] = frozenset()) -> int:
+    """`cnirun run`; `not_images`: words refused as the IMAGE (`cnirun [OPTIONS] IMAGE` without `run`),
+    `slips_of`: commands whose typing slips are refused as the IMAGE unless the engine has that image."""
     from ..core import trace
 
     t0 = trace.now()
@@ -451,6 +502,8 @@ def run_main(args: list[str], not_images: frozenset[str] | set[str] = frozenset(
             raise UsageError(f"{image!r} is a command, not an image: cnirun's global options (--debug, --context "
                              f"NAME, --engine NAME) go before a command, and an image named {image} runs with "
                              f"`cnirun run [OPTIONS] {image}`")
+        if req is not None and slips_of:
+            _refuse_a_misspelled_command(req, slips_of)
     except UsageError as e:
         sys.stderr.write(f"cnirun: {e}\n")
         return 125
