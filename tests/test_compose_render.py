@@ -2,8 +2,9 @@
 project, and reading it back prints the same text (a fixed point), for every file of tests/compose_corpus;
 what it says means what `docker compose config` says for the same file (compose-spec's normalisation).
 
-Engine-free: load_project and render in the process, plus `cnirun compose config` for the command line.
-Project names c26a*; the addresses in the files are in 10.241.0.0/16 and nothing is brought up.
+Engine-free: load_project and render in the process, plus `cnirun compose config` for the command line;
+one Docker test brings a project up from config's output and down from the original file. Project names
+c26a*, CNIRUN_SUBNET_POOL 10.241.0.0/16 (every address in the files is in it), no host port.
 """
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from typing import Any
 import pytest
 import yaml
 
-from conftest import CNIRUN_BIN
+from conftest import CNIRUN_BIN, needs_plugins, needs_root
+from test_compose_corpus import make  # noqa: F401 - the corpus projects' fixture, cleanup included
 
 from cnirun.compose.project import Project, load_project
 from cnirun.compose.render import normalized, render
@@ -384,3 +386,37 @@ def test_normalised_meaning_matches_docker_compose_config(tmp_path: Path) -> Non
     theirs = yaml.safe_load(DOCKER_COMPOSE_CONFIG.replace("TMP", str(tmp_path)))
     assert _spec_meaning(ours) == _spec_meaning(theirs)
     assert list(ours["services"]) == sorted(ours["services"])
+
+
+@needs_root
+@needs_plugins
+@pytest.mark.docker
+@pytest.mark.slow
+def test_up_from_config_output_is_the_same_project(make: Any) -> None:
+    """`up -d` from config's output gives what the original file asks for - the ipam subnet, range and pinned
+    address, the named volume (compose's volume label: its key), the secret, `$` in the environment, the
+    memory limit - and `down -v` with the original file then leaves nothing: both files are one project."""
+    import secrets
+
+    p = make("roundtrip")
+    p.name = "c26a" + secrets.token_hex(3)
+    p.env["CNIRUN_SUBNET_POOL"] = "10.241.0.0/16"
+    (p.dir / "config.yaml").write_text(p.cnirun("config").stdout)
+    original, p.files = p.files, ["-f", str(p.dir / "config.yaml")]
+    p.cnirun("up", "-d")
+    app, peer = f"{p.name}-app-1", f"{p.name}-peer-1"
+    assert "inet 10.241.26.200/24" in p.sh(app, "ip -4 addr show eth0").stdout
+    peer_ip = p.sh(peer, "ip -4 -o addr show eth0").stdout.split()[3]
+    assert peer_ip.startswith("10.241.26.") and int(peer_ip.split(".")[3].split("/")[0]) >= 128
+    assert p.sh(app, "echo $PRICE; cat /run/secrets/token").stdout == "$5\ntok-26\n"
+    assert "1 packets received" in p.sh(peer, "ping -c1 -W2 appalias").stdout
+    memory = subprocess.run(["docker", "inspect", "-f", "{{.HostConfig.Memory}}", app], capture_output=True,
+                            text=True).stdout.strip()
+    assert memory == str(64 * 1024 * 1024)
+    assert p.volumes() == [f"{p.name}_data"]
+    label = subprocess.run(["docker", "volume", "inspect", "-f", '{{index .Labels "com.docker.compose.volume"}}',
+                            f"{p.name}_data"], capture_output=True, text=True).stdout.strip()
+    assert label == "data"
+    p.files = original
+    p.cnirun("down", "-v")
+    p.assert_clean(["pinned"])
