@@ -26,6 +26,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -548,6 +549,28 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtestloop(session: pytest.Session) -> Any:
     return parallel.run_claimed(session)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: Any) -> Any:
+    """CNIRUN_TEST_CPU_LOG=FILE: a JSON line per test with its wall time and the CPU the whole machine
+    spent meanwhile (the daemons' included, from /proc/stat): where the suite's time goes."""
+    log = os.environ.get("CNIRUN_TEST_CPU_LOG")
+    if not log:
+        yield
+        return
+    start_wall, start_cpu = time.monotonic(), _machine_cpu()
+    yield
+    line = {"test": item.nodeid, "wall": round(time.monotonic() - start_wall, 3),
+            "cpu": round(_machine_cpu() - start_cpu, 3)}
+    with open(log, "a") as f:
+        f.write(json.dumps(line) + "\n")
+
+
+def _machine_cpu() -> float:
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:

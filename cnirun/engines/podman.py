@@ -282,6 +282,15 @@ def _health_args(hc: dict[str, object] | None) -> list[str]:
     return argv
 
 
+
+def _rfc3339(when: float) -> str:
+    """A Unix time as podman's logs --since/--until read it: RFC 3339 in UTC, to the nanosecond."""
+    import time
+
+    sec = int(when)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)) + f".{int((when - sec) * 1e9):09d}Z"
+
+
 class Podman(FullEngine):
     """The Podman engine over its CLI (the REST API would need the podman service running)."""
 
@@ -451,10 +460,16 @@ class Podman(FullEngine):
                 files[dst] = src
         return files, str((info.get("Config") or {}).get("Hostname") or "")
 
-    def logs(self, cid: str) -> Iterator[bytes]:
+    def logs(self, cid: str, follow: bool = True, tail: int | None = None, timestamps: bool = False,
+             since: float | None = None, until: float | None = None) -> Iterator[bytes]:
         import subprocess
 
-        proc = subprocess.Popen([self.bin, "logs", "-f", cid], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        argv = [self.bin, "logs"] + (["-f"] if follow else []) + (["-t"] if timestamps else []) + \
+            (["--tail", str(tail)] if tail is not None else [])
+        for flag, when in (("--since", since), ("--until", until)):
+            if when is not None:
+                argv += [flag, _rfc3339(when)]
+        proc = subprocess.Popen([*argv, cid], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         assert proc.stdout is not None
         try:
             yield from iter(proc.stdout.readline, b"")
@@ -575,11 +590,6 @@ class Podman(FullEngine):
         for e in env or []:
             args += ["-e", e]
         return subprocess.run([self.bin, *args, cid, *argv]).returncode
-
-    def logs_once(self, cid: str) -> bytes:
-        import subprocess
-
-        return subprocess.run([self.bin, "logs", cid], capture_output=True).stdout
 
     def restart(self, cid: str, timeout: int = 10) -> None:
         p = self._run("restart", "-t", str(timeout), cid)
