@@ -130,9 +130,30 @@ def _add_config_ps_logs(compose: typer.Typer) -> None:
 
     @compose.command("logs")
     def logs(ctx: typer.Context, services: Optional[List[str]] = typer.Argument(None),
-             follow: bool = typer.Option(False, "-f", "--follow", help="Follow the output.")) -> None:
-        """Show the services' output, prefixed by container."""
-        _do(ctx, lambda c, p, e: c.logs(p, e, list(services or []), follow))
+             follow: bool = typer.Option(False, "-f", "--follow", help="Follow the output."),
+             tail: str = typer.Option("all", "-n", "--tail", help="Lines from the end of each container's "
+                                                                  "output (a number or all)."),
+             timestamps: bool = typer.Option(False, "-t", "--timestamps", help="Each line after its time."),
+             since: Optional[str] = typer.Option(None, "--since", help="Only lines since a time: RFC 3339 "
+                                                                       "(2026-12-07T21:30:00Z), Unix, or 10m ago."),
+             until: Optional[str] = typer.Option(None, "--until", help="Only lines before a time (as --since)."),
+             no_log_prefix: bool = typer.Option(False, "--no-log-prefix", help="Lines without `name  | `."),
+             no_color: bool = typer.Option(False, "--no-color", help="Accepted: cnirun prints no colours."),
+             names: bool = typer.Option(False, "--names", help="Accepted (podman-compose): lines carry the "
+                                                                "container's name unless --no-log-prefix."),
+             index: Optional[int] = typer.Option(None, "--index", help="Only this replica of each service.")
+             ) -> None:
+        """Show the services' output, each line after its container's name.
+
+        Example: cnirun compose logs -f --tail 20 --since 10m web
+        """
+        from ..compose.logs import LogOptions, log_time, parse_tail
+
+        with one_line_errors():
+            opts = LogOptions(follow=follow, tail=parse_tail(tail), timestamps=timestamps,
+                              since=log_time(since) if since else None, until=log_time(until) if until else None,
+                              prefix=not no_log_prefix)
+        _do(ctx, lambda c, p, e: c.logs(p, e, list(services or []), opts, index))
 
 
 def _add_container_commands(compose: typer.Typer) -> None:

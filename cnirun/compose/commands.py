@@ -7,13 +7,12 @@ comes back on the same addresses.
 """
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from .containers import STOP_TIMEOUT, project_containers
 from .images import build_service, ensure_images
 from .labels import LABEL_SERVICE
-from .logs import LogPrinter
+from .logs import LogOptions, LogPrinter
 from .messages import ComposeFailed, say
 from .peers import refresh_hosts
 from .project import Project
@@ -49,27 +48,26 @@ def ps_records(project: Project, eng: Any, services: list[str], all_: bool = Fal
             for c in sorted(_containers(project, eng, services), key=lambda c: c.name) if all_ or c.running]
 
 
-def logs(project: Project, eng: Any, services: list[str], follow: bool) -> int:
-    containers = _containers(project, eng, services)
+def logs(project: Project, eng: Any, services: list[str], opts: LogOptions, index: int | None = None) -> int:
+    """The services' output (replica `index` only when given), each container's in turn; with follow,
+    all at once as it comes, until every container has ended or Ctrl+C."""
+    containers = [c for c in _containers(project, eng, services)
+                  if index is None or c.labels.get("com.docker.compose.container-number") == str(index)]
     if not containers:
         return 0
-    width = max(len(c.name) for c in containers)
-    if follow:
-        import time
-
-        printer = LogPrinter(eng, width)
+    printer = LogPrinter(eng, max(len(c.name) for c in containers), opts)
+    if not opts.follow:
         for c in containers:
-            printer.follow(c.name, c.id)
-        try:
-            while any(t.is_alive() for t in printer.threads):
-                time.sleep(0.5)
-        except KeyboardInterrupt:
-            return 130
+            printer.print(c.name, c.id)
         return 0
     for c in containers:
-        prefix = f"{c.name.ljust(width)}  | ".encode()
-        for line in eng.logs_once(c.id).splitlines():
-            os.write(1, prefix + line + b"\n")
+        printer.follow(c.name, c.id)
+    try:
+        for t in printer.threads:
+            while t.is_alive():
+                t.join(0.5)
+    except KeyboardInterrupt:
+        return 130
     return 0
 
 

@@ -16,13 +16,21 @@ def duration(doc: Document, value: Any, path: KeyPath) -> float:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         seconds = float(value) if abs(value) < 1e12 else math.inf
     else:
-        text = str(value).strip()
-        if not text or _PART.sub("", text):
+        parsed = go_duration(str(value))
+        if parsed is None:
             doc.fail(path, f"invalid duration {value!r}: expected e.g. 30s, 1m30s or 500ms")
-        seconds = sum(float(n) * _UNITS[u] for n, u in _PART.findall(text))
+        seconds = parsed
     if not 0 <= seconds < 1e9:  # also refuses nan and inf
         doc.fail(path, f"invalid duration {value!r}: expected e.g. 30s, 1m30s or 500ms")
     return seconds
+
+
+def go_duration(text: str) -> float | None:
+    """The seconds of a Go duration without a sign (30s, 1m30s, 500ms, 1.5h); None when text is not one."""
+    text = text.strip()
+    if not text or _PART.sub("", text):
+        return None
+    return sum(float(n) * _UNITS[u] for n, u in _PART.findall(text))
 
 
 def size(doc: Document, value: Any, path: KeyPath) -> str:

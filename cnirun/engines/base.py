@@ -157,8 +157,12 @@ class Engine(Protocol):
 class FullEngine(Engine, Protocol):
     """Engine plus what the watcher and compose need: an engine as engines.get() returns it."""
 
-    def logs(self, cid: str) -> Iterator[bytes]:
-        """Follow the container's output until it ends."""
+    def logs(self, cid: str, follow: bool = True, tail: int | None = None, timestamps: bool = False,
+             since: float | None = None, until: float | None = None) -> Iterator[bytes]:
+        """The container's output (stdout and stderr) as the engine keeps it; with follow, what comes
+        next too, until the container ends. Only its last `tail` lines (None: all), each line after
+        its RFC 3339 time with timestamps, only the lines written from `since` to `until` (Unix times,
+        None: no bound)."""
         raise NotImplementedError
 
     def follow(self, cid: str, run_id: str, notify: Callable[[str], None]) -> None:
@@ -208,9 +212,6 @@ class FullEngine(Engine, Protocol):
     def exec(self, cid: str, argv: list[str], user: str = "", workdir: str = "",
              env: list[str] | None = None) -> int:
         """Run argv in the container, its output on ours; its exit status."""
-        raise NotImplementedError
-
-    def logs_once(self, cid: str) -> bytes:
         raise NotImplementedError
 
     def restart(self, cid: str, timeout: int = 10) -> None:

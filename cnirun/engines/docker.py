@@ -388,10 +388,12 @@ class Docker(FullEngine, DockerClient):
         except Exception:  # noqa: BLE001 - gone or already stopped; remove() reports real trouble
             pass
 
-    def logs(self, cid: str) -> Iterator[bytes]:
+    def logs(self, cid: str, follow: bool = True, tail: int | None = None, timestamps: bool = False,
+             since: float | None = None, until: float | None = None) -> Iterator[bytes]:
         client = self.clone()
         try:
-            yield from client.api.logs(cid, stream=True, follow=True)
+            yield from client.api.logs(cid, stream=True, follow=follow, timestamps=timestamps,
+                                       tail="all" if tail is None else tail, since=since, until=until)
         except Exception:  # noqa: BLE001 - the container went away: the stream ends
             return
 
@@ -530,9 +532,6 @@ class Docker(FullEngine, DockerClient):
                 sys.stderr.buffer.write(err)
                 sys.stderr.flush()
         return int(self._call("exec", self.api.exec_inspect, ex["Id"]).get("ExitCode") or 0)
-
-    def logs_once(self, cid: str) -> bytes:
-        return bytes(self._call("logs", self.api.logs, cid, stream=False, follow=False))
 
     def restart(self, cid: str, timeout: int = 10) -> None:
         self._call("restart", self.api.restart, cid, timeout=timeout)
