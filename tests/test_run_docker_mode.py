@@ -16,12 +16,12 @@ world = world_fixture(_make_world, 244, "runtime", net="c26d-{n}", bridge="c26dx
 
 
 def test_run_with_a_runtime_of_its_own(world: World) -> None:
-    """--runtime runc: the container runs under runc, attached from a helper container before its first
-    instruction (--debug says why); the run's teardown leaves nothing."""
+    """--runtime runc: the container runs under runc, attached in sandbox mode before its first instruction
+    (--debug says why); the run's teardown leaves nothing."""
     p = world.cnirun("--debug", "run", "--name", "c26d-rt1", "--runtime", "runc", "busybox",
                      "ip", "-4", "-o", "addr", "show", "eth0", timeout=90)
     assert p.returncode == 0 and " inet 10.244.250." in p.stdout, p.stderr
-    assert "helper: the container asks for runtime 'runc'" in p.stderr, p.stderr
+    assert ": the container asks for runtime 'runc', and hook mode is the cnirun runtime" in p.stderr, p.stderr
     runtime = subprocess.run(["docker", "inspect", "-f", "{{.HostConfig.Runtime}}", "c26d-rt1"],
                              capture_output=True, text=True, timeout=30).stdout.strip()
     assert runtime == "runc"

@@ -115,8 +115,9 @@ def test_decide_is_the_one_answer_with_why(tmp_path: Path, monkeypatch: pytest.M
 
 def test_a_runtime_of_its_own_is_attached_from_outside(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """--runtime X: dockerd gets HostConfig.Runtime X, podman `--runtime X` before its verb; with the cnirun
-    runtime installed the run takes a helper container (hook mode is the cnirun runtime, the single hold a
-    busybox shell X may not run), and --mode hook with it is one line naming both ways out."""
+    runtime installed the run takes sandbox mode (hook mode is the cnirun runtime), with a helper container
+    unless X is runc (the single hold is a busybox shell and a FIFO a VM or Wasm runtime may not run), and
+    --mode hook with it is one line naming both ways out."""
     from cnirun.engines.podman import run_argv
     from cnirun.engines.spec import create_config
 
@@ -131,7 +132,9 @@ def test_a_runtime_of_its_own_is_attached_from_outside(tmp_path: Path, monkeypat
     argv = run_argv(req.spec, "/run/netns/x", {}, [], "", "")
     assert argv[argv.index("--runtime") + 1] == "runc" and argv.index("--runtime") < argv.index("run")
     mode = _decide(["--runtime", "runc", "busybox", "true"], cni, image)
-    assert (mode.kind, image.asked) == ("helper", 0) and "runtime 'runc'" in mode.why
+    assert (mode.kind, image.asked) == ("single", 1) and "runtime 'runc'" in mode.why  # runc holds as the default
+    mode = _decide(["--runtime", "kata", "busybox", "true"], cni, image)
+    assert (mode.kind, image.asked) == ("helper", 1) and "runtime 'kata'" in mode.why
     assert _decide(["--runtime=cnirun", "busybox"], cni, image).kind == "hook"  # the cnirun runtime itself
     with pytest.raises(ArgumentError) as e:
         _decide(["--mode", "hook", "--runtime", "kata", "busybox"], cni, image)

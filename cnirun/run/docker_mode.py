@@ -240,8 +240,10 @@ def single_unfit(spec: Any, image_config: dict[str, Any] | None = None) -> str:
                 "with no cnirun to release it")
     if spec.restart and spec.restart != "no":
         return "a restart policy would start the container again with no cnirun to release it"
-    if spec.runtime:
-        return f"the hold is busybox's shell, which runtime {spec.runtime!r} may not run"
+    if spec.runtime and spec.runtime != "runc":
+        # The hold is a busybox shell bind-mounted in and a FIFO shared with cnirun: runc runs both as
+        # the default runtime does; a VM or Wasm runtime may run neither.
+        return f"the hold is busybox's shell and a FIFO, which runtime {spec.runtime!r} may not run"
     if image_config is None:
         return ""
     from .docker_single import merged_env, resolve_argv, shell_name
