@@ -124,6 +124,28 @@ def test_attach_names_interfaces_in_order_and_detach_dels_the_last_first(core: C
     assert n1_del["env"]["CNI_NETNS"] == str(core.netns_file)
 
 
+def test_detach_drops_the_names_before_any_del(core: CoreEnv, state: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A container on its way out stops resolving before its DELs run (each a chain of plugins): its names
+    are gone from every network's names store when the first DEL starts."""
+    from cnirun.dns import store
+
+    cni, n1, n2 = _two_networks(core)
+    lifecycle.attach(cni, [n1, n2], "c9", str(core.netns_file))
+    state.mkdir(exist_ok=True)
+    for network in ("n1", "n2"):
+        store.write_hosts(network, "c9", ["10.9.0.5"], ["web"], [], str(core.cache), False)
+    seen: list[tuple[str, bool, bool]] = []
+    delete = cni.delete
+
+    def recorded(network: str, rt: Any) -> None:
+        seen.append((network, store.registered("n1", "c9"), store.registered("n2", "c9")))
+        delete(network, rt)
+
+    monkeypatch.setattr(cni, "delete", recorded)
+    assert lifecycle.detach(cni, "c9", str(core.netns_file)) == []
+    assert seen == [("n2", False, False), ("n1", False, False)]
+
+
 def test_attach_undoes_what_it_did_when_a_later_network_fails(core: CoreEnv, state: Path) -> None:
     cni, n1, _ = _two_networks(core)
     core.debug("bad", commands={"ADD": {"reportError": "boom", "reportErrorCode": 11}})

@@ -72,6 +72,53 @@ def test_watcher_waits_for_an_engine_it_cannot_reach(run: tuple[RunState, RunMet
     st.unlock()
 
 
+def test_a_woken_worker_adopts_at_once(run: tuple[RunState, RunMeta, Any]) -> None:
+    """ensure_watcher wakes a running worker through its FIFO: the loop is told at once to adopt (a run
+    removed right after `run -d` returned is torn down as fast as any), not at its next scan."""
+    st, _, _ = run
+    st.unlock()
+    w = _worker_with(FakeEngine({"w1": "running"}))
+    w.listen()
+    watch.wake(st.path.parent)
+    assert w.todo.get(timeout=watch.SCAN_SECONDS / 2) == ""
+
+
+def test_a_podman_rm_is_torn_down_when_the_storage_goes(
+    run: tuple[RunState, RunMeta, Any], core: CoreEnv, tmp_path: Path, monkeypatch: Any
+) -> None:
+    """A Podman -d run's poststop hook (the script podman runs) writes the run's ID to the worker's FIFO;
+    the worker then watches the container's storage dir, and when `podman rm` removes it the run is torn
+    down without asking podman (which would take a poll interval and two podman calls more)."""
+    import json
+
+    from cnirun.engines import podman
+
+    st, meta, _ = run
+    cid = "c" * 64
+    graph = tmp_path / "graph"
+    (graph / "overlay-containers" / cid).mkdir(parents=True)
+    (tmp_path / "storage.conf").write_text(f'[storage]\ndriver = "overlay"\ngraphroot = "{graph}"\n')
+    monkeypatch.setenv("CONTAINERS_STORAGE_CONF", str(tmp_path / "storage.conf"))
+    meta.engine, meta.workload, meta.sandbox = "podman", cid, ""
+    st.write_meta(meta)
+    st.unlock()
+    eng = FakeEngine({cid: "running"})  # podman would still list it: only the storage says it goes
+    w = watch.Worker()
+    w._engines["podman"] = eng
+    w.listen()
+    w.adopt_new()
+    assert w.todo.get_nowait() == st.id  # adopted: checked once at once
+    hooks = tmp_path / "hooks.d"
+    podman.write_exit_hook(str(hooks), str(watch.wake_path(st.path.parent)), st.id)
+    hook = json.loads((hooks / "cnirun-exit.json").read_text())["hook"]
+    subprocess.run([hook["path"], *hook["args"][1:]], check=True, timeout=10)  # the container stopped
+    assert w.todo.get(timeout=5) == ""
+    (graph / "overlay-containers" / cid).rmdir()  # podman rm
+    assert w.todo.get(timeout=5) == st.id
+    w.check(st.id)
+    assert w.owned == {} and core.cache_files() == [] and list_states() == []
+
+
 def test_a_reattach_cut_short_is_finished_from_the_saved_copy(
     run: tuple[RunState, RunMeta, Any], core: CoreEnv, monkeypatch: Any
 ) -> None:

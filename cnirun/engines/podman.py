@@ -47,6 +47,21 @@ def _graphroot() -> str:
     return DEFAULT_GRAPHROOT
 
 
+def storage_dir(cid: str) -> str:
+    """The directory root's containers/storage keeps container `cid` (the full ID) in: `podman rm` removes it
+    before it returns, a stop keeps it. "" when there is none (not root's, or gone already)."""
+    root = _graphroot()
+    try:
+        stores = [d for d in os.listdir(root) if d.endswith("-containers")] if len(cid) == 64 else []
+    except OSError:
+        return ""
+    for d in stores:
+        path = os.path.join(root, d, cid)
+        if os.path.isdir(path):
+            return path
+    return ""
+
+
 def _lookup_names(image: str) -> list[str]:
     """The stored names that certainly are `image` for podman: itself with a tag; a short name as
     localhost/NAME and docker.io/[library/]NAME. Digests: none (podman decides)."""
@@ -107,17 +122,20 @@ def write_gate_hook(hooks_dir: str, lock_file: str, ok_file: str) -> None:
         f.write(json.dumps(hook))
 
 
-def write_exit_hook(hooks_dir: str, fifo: str) -> None:
-    """A poststop hook that tells cnirun the container has stopped, before `podman run` returns.
+def write_exit_hook(hooks_dir: str, fifo: str, line: str = "x") -> None:
+    """A poststop hook that writes `line` to a FIFO when the container has stopped, before `podman run`
+    or `podman rm` returns.
 
     `podman run --rm` still removes the container after that; cnirun's DEL
-    (the netns is cnirun's own) can run meanwhile. The FIFO is opened
-    read-write, which never blocks, and a byte fits its buffer: the hook
-    cannot hang even when nobody reads.
+    (the netns is cnirun's own) can run meanwhile; `podman rm` removes its
+    storage (storage_dir) after that. The FIFO is opened read-write, which
+    never blocks, and a line fits its buffer: the hook cannot hang even when
+    nobody reads. No FIFO there (nobody listening): nothing is written.
     """
     hook = {
         "version": "1.0.0",
-        "hook": {"path": "/bin/sh", "args": ["sh", "-c", 'exec 3<>"$0" && echo x >&3', fifo], "timeout": 10},
+        "hook": {"path": "/bin/sh", "args": ["sh", "-c", '[ ! -p "$0" ] || { exec 3<>"$0" && echo "$1" >&3; }', fifo,
+                                             line], "timeout": 10},
         "when": {"always": True},
         "stages": ["poststop"],
     }

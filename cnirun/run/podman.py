@@ -227,6 +227,10 @@ class _PodmanRun:
         if not spec.detach:
             self.early = _EarlyDel(st, meta)
             podman.write_exit_hook(self.hooks_dir, self.early.fifo)
+        else:  # the watcher hears of each stop: a `podman rm` is torn down as soon as the storage goes
+            from .watch import wake_path
+
+            podman.write_exit_hook(self.hooks_dir, str(wake_path(st.path.parent)), st.id)
         # Env values never go on podman's command line (world-readable in /proc):
         # a 0600 file in the run's root-only state dir, removed once podman has
         # run, or podman's own environment for what the file cannot carry.

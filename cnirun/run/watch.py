@@ -15,9 +15,10 @@ worker:
 - adopts every detached run whose lock is free (flocks its state dir),
 - tears a run down (DEL, helper removal) when its container is removed:
   Docker events for speed, `podman wait --condition=removing` threads for
-  Podman, and a periodic re-check in case an event was missed. A container
-  that only stopped keeps its networks (and, in Docker sandbox mode, its
-  helper), so `docker restart`, `docker stop; docker start` and `podman
+  Podman (and, once a run's poststop hook said its container stopped, its
+  storage dir, which `podman rm` removes before it returns), and a periodic
+  re-check in case an event was missed. A container that only stopped
+  keeps its networks (and, in Docker sandbox mode, its helper), so `docker restart`, `docker stop; docker start` and `podman
   restart` bring it back on them, as in hook mode; when dockerd restarted
   and stopped the helper, the worker starts it again and re-attaches the
   networks into its new netns (reattach_run), same addresses where the
@@ -26,9 +27,10 @@ worker:
   while no watcher ran is forgotten; it exits after a while with nothing to
   watch.
 
-Every `run -d` calls ensure_watcher(), and `cnirun gc` does whenever a run
-needs a watcher or one runs; gc tears down what no watcher owns, so even a
-killed supervisor loses nothing.
+Every `run -d` calls ensure_watcher(), which wakes a running worker through
+its FIFO (.watcher.wake) to adopt the new run at once, and `cnirun gc` does
+whenever a run needs a watcher or one runs; gc tears down what no watcher
+owns, so even a killed supervisor loses nothing.
 
 `python -P -m cnirun.run.watch resolvers` is another process: the keeper of the
 networks' DNS resolvers (cnirun.dns.keeper.keep), one per state dir, whatever the
@@ -48,6 +50,7 @@ from ..state.runs import RunMeta, RunState, list_states, state_root, watcher_loc
 
 RECHECK_SECONDS = 10.0
 SCAN_SECONDS = 1.0
+STORAGE_SECONDS = 5.0  # how long after a Podman container stopped its storage is watched (watch_storage)
 # In the lock file after the supervisor's pid. Bump it when what a watcher reads (run states, records)
 # changes: a watcher of another generation is replaced. Watchers of cnirun before 2 wrote no generation.
 WATCHER_GENERATION = "2"
@@ -80,13 +83,34 @@ def watcher_running(root: Path | None = None) -> bool:
     return False
 
 
+def wake_path(root: Path) -> Path:
+    """The FIFO the worker reads: a byte in it makes the worker look for new runs now, not at its next scan."""
+    return root / ".watcher.wake"
+
+
+def wake(root: Path) -> None:
+    """Have a running worker adopt the runs handed over now (a run removed right after `run -d` returned is
+    torn down as soon as any other); nothing when no worker reads (a watcher starting scans anyway)."""
+    try:
+        fd = os.open(wake_path(root), os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:  # ENXIO: no reader; ENOENT: no watcher made it yet
+        return
+    try:
+        os.write(fd, b".")
+    except OSError:  # EAGAIN: full, a wake-up is pending already
+        pass
+    finally:
+        os.close(fd)
+
+
 def ensure_watcher(root: Path | None = None) -> None:
     """Start the supervisor unless one of this generation runs (one of another generation is stopped
-    first; a second one started in a race exits at once)."""
+    first; a second one started in a race exits at once); wake a running one's worker."""
     from ..core.resident import spawn_argv, spawn_env, stop_outdated
 
     root = root or state_root()
     if watcher_running(root) and not stop_outdated(str(watcher_lock(root)), WATCHER_GENERATION, str(pid_path(root))):
+        wake(root)
         return
     log = open(root / ".watcher.log", "ab")
     try:
@@ -174,6 +198,7 @@ class Worker:
         # restarting): not adopted yet, but the worker is not idle either.
         self.waiting: set[str] = set()
         self.retry: dict[str, float] = {}  # run ID -> when its lost netns may be looked at again
+        self.gone: set[str] = set()  # runs whose container's storage went (watch_storage): no need to ask
 
     def engine(self, name: str) -> Any:
         """One engine object per engine for the worker's life (Docker's follows one event stream)."""
@@ -215,7 +240,7 @@ class Worker:
             return
         st, meta = self.owned[run_id]
         eng = self.engine(meta.engine)
-        if meta.workload and eng.exists(meta.workload):
+        if run_id not in self.gone and meta.workload and eng.exists(meta.workload):
             if meta.sandbox:
                 self._keep_helper(eng, st, meta)
             elif lost_netns(meta):
@@ -230,6 +255,7 @@ class Worker:
         if not errors:
             _log(f"tore down run {run_id[:12]} (container {meta.workload[:12]})")
             del self.owned[run_id]
+            self.gone.discard(run_id)
 
     def _keep_helper(self, eng: Any, st: RunState, meta: RunMeta) -> None:
         """Keep the netns holder (Docker's sandbox helper) running, its netns attached: the stopped
@@ -277,7 +303,58 @@ class Worker:
         _log(f"started container {meta.workload[:12]} of run {st.id[:12]} again: its restart policy could "
              "not while its helper was down")
 
+    def listen(self) -> None:
+        """Read the wake FIFO: each write (wake(), a Podman run's poststop hook) becomes an empty entry of
+        `todo`, so the loop adopts at once; a run ID (the hook's) starts watch_storage."""
+        import threading
+
+        path = wake_path(state_root())
+        try:
+            try:
+                os.mkfifo(path, 0o600)
+            except FileExistsError:
+                pass
+            fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)  # read-write: never blocks, never at end of file
+        except OSError as e:  # the scan every SCAN_SECONDS still adopts
+            _log(f"cannot listen on {path}: {e}")
+            return
+
+        def read() -> None:
+            while True:
+                for run_id in os.read(fd, 4096).decode(errors="replace").split():
+                    if run_id != ".":  # its Podman container stopped (the run's poststop hook)
+                        self.watch_storage(run_id)
+                self.todo.put("")
+
+        threading.Thread(target=read, daemon=True).start()
+
+    def watch_storage(self, run_id: str) -> None:
+        """For STORAGE_SECONDS after a Podman container stopped: tear its run down as soon as its storage is
+        gone (`podman rm` removes it before it returns; `podman wait` would tell a poll interval and two
+        podman calls later). A container that only stopped keeps it: the watch just ends."""
+        import threading
+
+        from ..engines.podman import storage_dir
+
+        owned = self.owned.get(run_id)  # the loop may have torn it down meanwhile
+        meta = owned[1] if owned else None
+        path = storage_dir(meta.workload) if meta is not None and meta.engine == "podman" else ""
+        if not path:
+            return
+
+        def poll() -> None:
+            deadline = time.monotonic() + STORAGE_SECONDS
+            while time.monotonic() < deadline:
+                if not os.path.isdir(path):
+                    self.gone.add(run_id)
+                    self.todo.put(run_id)
+                    return
+                time.sleep(0.005)
+
+        threading.Thread(target=poll, daemon=True).start()
+
     def loop(self) -> int:
+        self.listen()
         idle_since = time.monotonic()
         last_recheck = time.monotonic()
         while True:
