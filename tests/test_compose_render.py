@@ -226,13 +226,14 @@ networks:
 
 
 def test_keys_that_did_not_read_back(tmp_path: Path) -> None:
-    """logging, ulimits, secrets and configs (file, environment:, content:), sub-second durations and x- keys:
-    each printed in the compose-spec form cnirun reads back to the same settings; a secret taken from a
-    variable is printed as that variable's name, never its value."""
+    """logging, ulimits, secrets and configs (file, environment:, content:), sub-second durations and x- keys
+    (a YAML date among them, in JSON too): each printed in the compose-spec form cnirun reads back to the same
+    settings; a secret taken from a variable is printed as that variable's name, never its value."""
     (tmp_path / "pw.txt").write_text("pw\n")
     (tmp_path / ".env").write_text("C26A_TOKEN=tok-secret-value\n")
     f = _write(tmp_path, """\
 x-common: &common {tier: back}
+x-released: 2024-01-01
 services:
   a:
     image: busybox
@@ -247,7 +248,7 @@ secrets:
   pw: {file: ./pw.txt}
   token: {environment: C26A_TOKEN}
 configs:
-  motd: {content: hello}
+  motd: {content: hello, name: greeting}
 """)
     p1, text1, p2, text2 = _round_trip(f)
     shown = yaml.safe_load(text1)
@@ -261,11 +262,13 @@ configs:
                                 "start_period": "1h0m0s"}
     assert a["stop_grace_period"] == "1.5s" and a["x-tags"] == {"tier": "back"}
     assert shown["secrets"]["token"] == {"name": "c26arender_token", "environment": "C26A_TOKEN"}
+    assert shown["configs"]["motd"] == {"name": "greeting", "content": "hello"}
     assert shown["x-common"] == {"tier": "back"} and "tok-secret-value" not in text1
     s1, s2 = p1.service("a"), p2.service("a")
     assert (s2.log_driver, s2.log_opts, s2.ulimits, s2.healthcheck, s2.stop_grace_period, s2.volumes) == \
            (s1.log_driver, s1.log_opts, s1.ulimits, s1.healthcheck, s1.stop_grace_period, s1.volumes)
     assert p2.secrets["token"].value == "tok-secret-value"
+    assert json.loads(render(p1, "json"))["x-released"] == "2024-01-01"  # a YAML date in JSON: its text
     assert text2 == text1
 
 

@@ -58,6 +58,7 @@ class FileSource:
     file: str
     value: str | None = None  # None: `file` is the user's own file
     variable: str = ""  # environment: the variable the value came from
+    name: str = ""  # compose's name for the object: name:, else PROJECT_KEY (config shows it; nothing uses it)
 
 
 def sources_dir(project: str, environ: dict[str, str] | None = None) -> str:
@@ -220,8 +221,8 @@ def parse_files(doc: Document, section: Any, kind: str, project: str = "",
         plain_name(doc, key, p, kind[:-1])
         m = expect_mapping(doc, value, p)
         check_keys(doc, m, p, SECRET_KEYS)
-        if m.get("name") is not None:
-            plain_name(doc, m["name"], p + ("name",), kind[:-1])
+        name = plain_name(doc, m["name"], p + ("name",), kind[:-1]) if m.get("name") is not None \
+            else f"{project}_{key}" if project else str(key)
         given = [k for k in ("file", "environment", "content", "external") if m.get(k) is not None]
         if len(given) != 1:
             doc.fail(p, f"{kind[:-1]} {key!r} needs exactly one of file:, environment:"
@@ -232,7 +233,7 @@ def parse_files(doc: Document, section: Any, kind: str, project: str = "",
             file = expect_str(doc, m["file"], p + ("file",))
             if ":" in file:
                 doc.fail(p + ("file",), f"{file}: a path with ':' cannot be mounted: rename the file")
-            out[str(key)] = FileSource(str(key), file)
+            out[str(key)] = FileSource(str(key), file, name=name)
             continue
         if how == "external" or (how == "content" and kind == "secrets"):
             doc.fail(p + (how,), f"{how}: is not supported for {kind} on one host: use file: or environment:")
@@ -247,7 +248,7 @@ def parse_files(doc: Document, section: Any, kind: str, project: str = "",
         else:
             val = expect_str(doc, m["content"], p + ("content",), "the config's text")
         path = os.path.join(sources_dir(project), kind, str(key))
-        out[str(key)] = FileSource(str(key), path, value=val, variable=var)
+        out[str(key)] = FileSource(str(key), path, value=val, variable=var, name=name)
     return out
 
 

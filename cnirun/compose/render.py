@@ -199,7 +199,7 @@ def _top_level(project: Project) -> dict[str, Any]:
         files = getattr(project, kind)
         if files:
             # environment: names its variable, never the value; content: is the config's text
-            out[kind] = {k: {"name": f"{project.name}_{k}",
+            out[kind] = {k: {"name": v.name,
                              **({"environment": v.variable} if v.variable else
                                 {"content": v.value} if v.value is not None else {"file": v.file})}
                          for k, v in files.items()}
@@ -229,7 +229,7 @@ def render(project: Project, fmt: str = "yaml") -> str:
     if fmt == "json":
         import json
 
-        return json.dumps(data, indent=2)
+        return json.dumps(data, indent=2, default=str)  # a YAML timestamp in an x- key: its text
     import yaml
 
     # libyaml's emitter when PyYAML has it: the same text, 10x faster on a large project
