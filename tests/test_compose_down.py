@@ -6,13 +6,11 @@ Address plan and harness: test_compose_commands's (10.243.0.0/16, projects c26cx
 from __future__ import annotations
 
 import subprocess
-from pathlib import Path
-from typing import Iterator
 
 import pytest
 
-from conftest import needs_docker, needs_plugins, needs_root
-from test_compose_commands import SLEEP_WITH_INIT, Proj, podman_ok, project
+from conftest import needs_plugins, needs_root
+from test_compose_commands import SLEEP_WITH_INIT, Proj, engine_proj  # noqa: F401 - the fixture
 
 pytestmark = [needs_root, needs_plugins]
 
@@ -25,16 +23,6 @@ services:
 volumes:
   data: {{}}
 """
-
-
-ENGINES = [pytest.param("docker", marks=[needs_docker, pytest.mark.docker]),
-           pytest.param("podman", marks=[pytest.mark.podman,
-                                         pytest.mark.skipif(not podman_ok(), reason="podman or its busybox missing")])]
-
-
-@pytest.fixture(params=ENGINES)
-def engine_proj(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Proj]:
-    yield from project(tmp_path, request.param)
 
 
 def _volumes_of(proj: Proj, container: str) -> dict[str, str]:

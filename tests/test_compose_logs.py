@@ -9,23 +9,17 @@ import re
 import subprocess
 import threading
 from datetime import datetime, timezone
-from pathlib import Path
-from typing import Iterator
 
 import pytest
 
 from _wait import wait_for
-from conftest import CNIRUN_BIN, needs_docker, needs_plugins, needs_root
-from test_compose_commands import Proj, podman_ok, project
+from conftest import CNIRUN_BIN, needs_plugins, needs_root
+from test_compose_commands import Proj, engine_proj  # noqa: F401 - the fixture
 
 from cnirun.compose.logs import log_time, parse_tail
 from cnirun.compose.messages import ComposeFailed
 
 pytestmark = [needs_root, needs_plugins]
-
-ENGINES = [pytest.param("docker", marks=[needs_docker, pytest.mark.docker]),
-           pytest.param("podman", marks=[pytest.mark.podman,
-                                         pytest.mark.skipif(not podman_ok(), reason="podman or its busybox missing")])]
 
 TWO_TALKERS = """
 services:
@@ -44,11 +38,6 @@ services:
     command: ["sh", "-c", "echo replica; exec sleep 3600"]
 """
 STAMPED = re.compile(r"^(\S+)  \| (\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:\d\d)) (\w+)$")
-
-
-@pytest.fixture(params=ENGINES)
-def engine_proj(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Proj]:
-    yield from project(tmp_path, request.param)
 
 
 def test_log_time_and_tail_values() -> None:
