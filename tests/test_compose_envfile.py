@@ -179,6 +179,28 @@ services:
     assert p.stderr == b""
 
 
+def test_raw_env_file_is_taken_as_written(tmp_path: Path) -> None:
+    """`env_file: {path, format: raw}` reads docker run --env-file's lines: quotes, `#` after a value and
+    `$` kept as written, `#` lines skipped, KEY alone from the environment, CRLF's CR dropped; a name with a
+    blank is one located line; another format is refused."""
+    (tmp_path / "raw.env").write_bytes(b'# comment\r\nQUOTED="as is" # kept\r\nDOLLAR=$HOME ${X}\r\n'
+                                       b"  INDENTED=1\r\nFROM_ENV\r\nNOT_SET\r\n")
+    (tmp_path / "compose.yaml").write_text("services:\n  app:\n    image: busybox\n"
+                                           "    env_file: [{path: raw.env, format: raw}]\n")
+    p = _config(tmp_path, env={"FROM_ENV": "yes"})
+    assert p.returncode == 0, p.stderr
+    environment = json.loads(p.stdout)["services"]["app"]["environment"]
+    environment["DOLLAR"] = environment["DOLLAR"].replace("$$", "$")  # `config` may print a $ as $$
+    assert environment == {"QUOTED": '"as is" # kept', "DOLLAR": "$HOME ${X}", "INDENTED": "1", "FROM_ENV": "yes"}
+    (tmp_path / "raw.env").write_text("A=1\nB C=2\n")
+    err = _config(tmp_path).stderr.decode()
+    assert err.startswith(f"cnirun: {tmp_path / 'raw.env'}:2: invalid line 'B C=2'") and err.count("\n") == 1, err
+    (tmp_path / "compose.yaml").write_text("services:\n  app:\n    image: busybox\n"
+                                           "    env_file: [{path: raw.env, format: yaml}]\n")
+    err = _config(tmp_path).stderr.decode()
+    assert "env_file[0].format: unsupported env_file format 'yaml'" in err and err.count("\n") == 1, err
+
+
 @pytest.mark.parametrize("which", [".env", "app.env"])
 def test_malformed_env_file_is_one_cli_line(tmp_path: Path, which: str) -> None:
     """A malformed `.env` or env_file ends `compose config` with one `cnirun: FILE:LINE: ...` line."""

@@ -1,4 +1,5 @@
-"""The `.env` format of docker compose, for a project's `.env` and a service's `env_file:`.
+"""The `.env` format of docker compose, for a project's `.env` and a service's `env_file:` (whose
+`format: raw` is docker run --env-file's: parse_raw).
 
 One statement after another, each `[export ]KEY=VALUE` (or `KEY: VALUE`):
 - blank lines and lines whose first non-blank character is `#` are skipped;
@@ -151,14 +152,35 @@ def parse_env(text: str, source: str, values: Variables | None = None) -> dict[s
     return _Parser(text.removeprefix("\ufeff"), source, values if values is not None else Variables()).parse()
 
 
-def read_env_file(path: Path, values: Variables | None = None) -> dict[str, str]:
-    """An env file's KEY -> value (read bounded, as UTF-8); a missing file or a directory is empty."""
+def parse_raw(text: str, source: str, values: Variables) -> dict[str, str]:
+    """`format: raw`, docker run --env-file's lines: KEY=VALUE taken as written (no quotes, escapes,
+    comments after a value or variables), `#` lines and blank ones skipped, KEY alone from the environment."""
+    out: dict[str, str] = {}
+    for number, line in enumerate(text.removeprefix("\ufeff").split("\n"), 1):
+        line = line.removesuffix("\r").lstrip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        if not key or "\0" in line or any(c.isspace() for c in key):
+            raise ComposeError(f"{source}:{number}: invalid line {line[:40]!r}: write KEY=VALUE, a name without "
+                               "blanks")
+        found = value if sep else values.get(key)
+        if found is not None:
+            out[key] = found
+    return out
+
+
+def read_env_file(path: Path, values: Variables | None = None, raw: bool = False) -> dict[str, str]:
+    """An env file's KEY -> value (read bounded, as UTF-8; `raw`: parse_raw's format); a missing file or
+    a directory is empty."""
     try:
         text = read_text(path)
     except (FileNotFoundError, IsADirectoryError):
         return {}
     except OSError as e:
         raise ComposeError(f"{path}: cannot read: {e.strerror}") from None
+    if raw:
+        return parse_raw(text, str(path), values if values is not None else Variables())
     return parse_env(text, str(path), values)
 
 
@@ -167,16 +189,20 @@ def service_env_files(doc: Document, files: Any, path: KeyPath, values: Variable
     out: dict[str, str] = {}
     for i, entry in enumerate([files] if isinstance(files, (str, dict)) else files or []):
         p = path + (i,)
+        fmt = ""
         if isinstance(entry, dict):
             fpath = expect_str(doc, entry.get("path"), p + ("path",), "a file path")
             required = expect_bool(doc, entry["required"], p + ("required",)) if "required" in entry else True
+            fmt = expect_str(doc, entry["format"], p + ("format",)) if entry.get("format") is not None else ""
+            if fmt not in ("", "raw"):
+                doc.fail(p + ("format",), f"unsupported env_file format {fmt!r}: leave it out, or write raw")
         else:
             fpath, required = expect_str(doc, entry, p, "a file path"), True
         if not Path(fpath).is_file():
             if required:
                 doc.fail(p, f"env file {fpath} not found: create it or mark it required: false")
             continue
-        out.update(read_env_file(Path(fpath), values.over(out)))
+        out.update(read_env_file(Path(fpath), values.over(out), raw=fmt == "raw"))
     return out
 
 
