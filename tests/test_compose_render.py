@@ -115,14 +115,15 @@ services:
       - /anon
 volumes:
   data: {}
-  cache: {}
+  cache: {x-backup: daily}
   named: {name: c26a-shared}
 """)
     p1, text1, p2, text2 = _round_trip(f)
     shown = yaml.safe_load(text1)
     assert shown["services"]["db"]["volumes"] == ["data:/var/lib/db", "cache:/cache:nocopy", "named:/named:ro",
                                                   "/anon"]
-    assert shown["volumes"] == {"data": {"name": "c26arender_data"}, "cache": {"name": "c26arender_cache"},
+    assert shown["volumes"] == {"data": {"name": "c26arender_data"},
+                                "cache": {"name": "c26arender_cache", "x-backup": "daily"},
                                 "named": {"name": "c26a-shared"}}
     assert p2.service("db").volumes == p1.service("db").volumes == [
         "c26arender_data:/var/lib/db", "c26arender_cache:/cache:nocopy", "c26a-shared:/named:ro", "/anon"]

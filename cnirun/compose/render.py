@@ -189,11 +189,12 @@ def _top_level(project: Project) -> dict[str, Any]:
     nets = {key: _network(project, key) for key in project.networks if key in used_nets or key != "default"}
     if nets:
         out["networks"] = nets
+    raw_volumes = project.doc.data.get("volumes") or {}
     if project.volumes:
         out["volumes"] = {k: {"name": v.name, **({"external": True} if v.external else {}),
                               **({"driver": v.driver} if v.driver else {}),
                               **({"driver_opts": v.driver_opts} if v.driver_opts else {}),
-                              **({"labels": v.labels} if v.labels else {})}
+                              **({"labels": v.labels} if v.labels else {})} | _extensions(raw_volumes.get(k))
                           for k, v in project.volumes.items()}
     for kind in ("secrets", "configs"):
         files = getattr(project, kind)
