@@ -126,3 +126,41 @@ services:
         assert "1 packets received" in proj.sh(proj.c("app"), "ping -c1 -W2 zdb").stdout
     proj.cnirun("down", "-v")
     proj.assert_clean()
+
+
+def test_podman_compose_flags(engine_proj: Proj) -> None:
+    """What a podman-compose user types works: up's --no-color, --quiet-pull, -t, -V, --no-recreate (a changed
+    service keeps its container), --no-build (a missing build: image is one line, nothing made for it),
+    --pull-always (exclusive with another --pull, as --force-recreate with --no-recreate), logs --names,
+    down -t; down -v leaves nothing."""
+    proj = engine_proj
+    service = f"""
+services:
+  app:
+    image: busybox
+    command: {SLEEP_WITH_INIT}
+"""
+    proj.write(service)
+    proj.cnirun("up", "-d", "--no-color", "--quiet-pull", "-t", "1")
+    first = proj.ids()[proj.c("app")]
+    proj.write(service.replace("3600", "3601"))
+    kept = proj.cnirun("up", "-d", "--no-recreate")
+    assert proj.ids()[proj.c("app")] == first and f"{proj.c('app')}  Running" in kept.stderr
+    proj.cnirun("up", "-d", "-V", "-t", "1")
+    assert proj.ids()[proj.c("app")] != first  # changed: recreated
+    for args, words in ((["--force-recreate", "--no-recreate"], "--force-recreate and --no-recreate"),
+                        (["--pull-always", "--pull", "never"], "--pull-always and --pull never"),
+                        (["--build", "--no-build"], "--build and --no-build")):
+        bad = proj.cnirun("up", "-d", *args, ok=False)
+        assert bad.returncode != 0 and words in bad.stderr and "Traceback" not in bad.stderr, bad.stderr
+    (proj.dir / "Dockerfile").write_text("FROM busybox\n")
+    proj.write(service.replace("3600", "3601") + f"  built:\n    build: .\n    image: {proj.name}-img:none\n")
+    nobuild = proj.cnirun("up", "-d", "--no-build", ok=False)
+    assert nobuild.returncode == 1 and nobuild.stderr.splitlines()[-1] == (
+        f"cnirun: service built: image {proj.name}-img:none is missing and --no-build says not to build it: "
+        "build it first (compose build)"), nobuild.stderr
+    assert sorted(proj.ids()) == [proj.c("app")]
+    proj.write(service.replace("3600", "3601"))
+    assert proj.cnirun("logs", "--names", "app").returncode == 0
+    proj.cnirun("down", "-v", "-t", "1")
+    proj.assert_clean()

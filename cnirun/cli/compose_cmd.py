@@ -44,7 +44,19 @@ def _add_up_down(compose: typer.Typer) -> None:
            pull: Optional[str] = typer.Option(None, "--pull", help="missing, always or never (default: each "
                                                                     "service's pull_policy, else missing)."),
            scale: Optional[List[str]] = typer.Option(None, "--scale", help="SERVICE=N: run N containers of "
-                                                                           "SERVICE (repeatable).")) -> None:
+                                                                           "SERVICE (repeatable)."),
+           no_recreate: bool = typer.Option(False, "--no-recreate", help="Keep existing containers, even "
+                                                                         "changed ones."),
+           no_build: bool = typer.Option(False, "--no-build", help="Never build (a build: image must exist)."),
+           quiet_pull: bool = typer.Option(False, "--quiet-pull", help="Pull without drawing progress."),
+           pull_always: bool = typer.Option(False, "--pull-always", help="As --pull always (podman-compose)."),
+           timeout: int = typer.Option(10, "-t", "--timeout", help="Seconds a container removed (recreated, "
+                                                                    "scaled down, at Ctrl+C) gets to stop."),
+           renew_anon_volumes: bool = typer.Option(False, "-V", "--renew-anon-volumes",
+                                                   help="Accepted: a recreated container always gets new "
+                                                        "anonymous volumes here."),
+           no_color: bool = typer.Option(False, "--no-color", help="Accepted: cnirun prints no colours.")
+           ) -> None:
         """Build/pull images, create networks and volumes, start the services (in depends_on order).
 
         Example: cnirun compose up -d --pull never --scale worker=3
@@ -52,6 +64,9 @@ def _add_up_down(compose: typer.Typer) -> None:
         from ..compose import up as composeup
 
         with one_line_errors():
+            if pull_always and pull not in (None, "always"):
+                raise typer.BadParameter(f"--pull-always and --pull {pull} are incompatible", param_hint="--pull")
+            pull = "always" if pull_always else pull
             if pull is not None:
                 from ..engines.images import check_policy
 
@@ -60,7 +75,8 @@ def _add_up_down(compose: typer.Typer) -> None:
             opts = composeup.UpOptions(detach=detach, build=build, force_recreate=force_recreate, no_deps=no_deps,
                                        services=list(services or []), remove_orphans=remove_orphans, pull=pull,
                                        scale=composeup.parse_scale(list(scale or [])),
-                                       progress=_up_progress)
+                                       progress=_up_progress, no_recreate=no_recreate, no_build=no_build,
+                                       quiet_pull=quiet_pull, timeout=timeout)
             code = composeup.up(proj, opts, _engine(ctx.obj))
         raise SystemExit(code)
 

@@ -18,10 +18,11 @@ def pull_policy(svc: Service, flag: str | None) -> str:
 
 
 def ensure_images(project: Project, services: list[Service], eng: Any, build: bool = False,
-                  pull: str | None = None) -> None:
-    """Build what has build: (always with --build or pull_policy build, else when the image is missing);
-    make the others present through the engine's pull as `--pull`/pull_policy says (missing: when
-    absent; always: every time; never: refuse when absent)."""
+                  pull: str | None = None, no_build: bool = False, quiet: bool = False) -> None:
+    """Build what has build: (always with --build or pull_policy build, else when the image is missing;
+    never with no_build: then it must exist); make the others present through the engine's pull as
+    `--pull`/pull_policy says (missing: when absent; always: every time; never: refuse when absent),
+    its progress on a terminal unless quiet."""
     from ..engines.images import ImageMissing, ensure_image
 
     for svc in services:
@@ -29,7 +30,10 @@ def ensure_images(project: Project, services: list[Service], eng: Any, build: bo
         have = eng.has_image(svc.image)
         if svc.build is not None:
             # A built service's image is never pulled by up (compose's behaviour: it may not exist anywhere).
-            if build or policy == "build" or not have:
+            if no_build and not have:
+                raise ComposeFailed(f"service {svc.name}: image {svc.image} is missing and --no-build says not "
+                                    "to build it: build it first (compose build)")
+            if not no_build and (build or policy == "build" or not have):
                 build_service(project, svc, eng)
             continue
         if policy == "build":
@@ -45,7 +49,7 @@ def ensure_images(project: Project, services: list[Service], eng: Any, build: bo
         try:
             # The one pull path `cnirun run --pull` takes; the engine's progress on a terminal only.
             ensure_image(eng.name, svc.image, "always", client=eng,
-                         progress=sys.stderr if sys.stderr.isatty() else _Quiet())
+                         progress=sys.stderr if sys.stderr.isatty() and not quiet else _Quiet())
         except ImageMissing as e:
             raise ComposeFailed(f"service {svc.name}: {e}") from None
         except CNIError as e:

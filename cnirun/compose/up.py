@@ -18,7 +18,7 @@ import threading
 from typing import Any
 
 from ..core.errors import CNIError
-from .containers import project_containers, remove_containers, start_engine_networked, start_service
+from .containers import STOP_TIMEOUT, project_containers, remove_containers, start_engine_networked, start_service
 from .dependencies import DependencyUnhealthy, wait_for
 from .down import down
 from .images import ensure_images
@@ -38,15 +38,25 @@ class UpOptions:
     """What `up` was asked beside the project (compose's flags).
 
     `pull` is `--pull` (None: each service's pull_policy); `scale` is
-    `--scale SERVICE=N`, overriding the file's replicas."""
+    `--scale SERVICE=N`, overriding the file's replicas; `no_recreate` keeps
+    existing containers even when their config changed; `no_build` never
+    builds (a build: service's image must exist); `quiet_pull` draws no pull
+    progress; `timeout` is the seconds a container removed (recreated,
+    scaled down, at the end of a foreground up) gets to stop."""
 
     def __init__(self, detach: bool = False, build: bool = False, force_recreate: bool = False,
                  no_deps: bool = False, services: list[str] | None = None, remove_orphans: bool = False,
                  pull: str | None = None, scale: dict[str, int] | None = None,
-                 progress: Any = None) -> None:
+                 progress: Any = None, no_recreate: bool = False, no_build: bool = False,
+                 quiet_pull: bool = False, timeout: int = STOP_TIMEOUT) -> None:
+        if force_recreate and no_recreate:
+            raise ComposeFailed("--force-recreate and --no-recreate are incompatible")
+        if build and no_build:
+            raise ComposeFailed("--build and --no-build are incompatible")
         self.detach, self.build, self.force_recreate = detach, build, force_recreate
         self.no_deps, self.services, self.remove_orphans = no_deps, services or [], remove_orphans
         self.pull, self.scale = pull, dict(scale or {})
+        self.no_recreate, self.no_build, self.quiet_pull, self.timeout = no_recreate, no_build, quiet_pull, timeout
         # progress(total) -> a context manager with step(item) and clear(), e.g. cli.output.Progress.
         self.progress = progress
 
@@ -88,7 +98,7 @@ def up(project: Project, detach: bool | UpOptions, engine: str) -> int:
         if orphans and opts.remove_orphans:
             for e in remove_containers(project.name, eng, {c.name for c in orphans}):
                 say(f"cnirun: {e}")
-        ensure_images(project, services, eng, opts.build, opts.pull)
+        ensure_images(project, services, eng, opts.build, opts.pull, opts.no_build, opts.quiet_pull)
         # before any network: a state dir it refuses to write through leaves nothing made
         materialize(project.name, {"secrets": project.secrets, "configs": project.configs})
         created = ensure_networks(project, cni)
@@ -104,7 +114,7 @@ def up(project: Project, detach: bool | UpOptions, engine: str) -> int:
         hide_progress()
     if opts.detach:
         return 0
-    return _foreground(project, eng, cni)
+    return _foreground(project, eng, cni, opts.timeout)
 
 
 def _selected(project: Project, opts: UpOptions) -> list[Service]:
@@ -136,12 +146,12 @@ def _converge(project: Project, svc: Service, eng: Any, engine: str, opts: UpOpt
     wanted = {n for s in project.services for n in project.container_names(s)}
     extra = {c.name for c in existing.values() if c.labels.get(LABEL_SERVICE) == svc.name and c.name not in wanted}
     if extra:
-        remove_containers(project.name, eng, extra)
+        remove_containers(project.name, eng, extra, timeout=opts.timeout)
     for number, cname in enumerate(project.container_names(svc), 1):
         step(cname)
         old = existing.get(cname)
-        if old is not None and not opts.force_recreate and \
-                old.labels.get("com.docker.compose.config-hash") == svc.config_hash():
+        if old is not None and (opts.no_recreate or not opts.force_recreate and
+                                old.labels.get("com.docker.compose.config-hash") == svc.config_hash()):
             if not old.running:
                 eng.start(old.id)
                 say(f" Container {cname}  Started")
@@ -149,7 +159,7 @@ def _converge(project: Project, svc: Service, eng: Any, engine: str, opts: UpOpt
                 say(f" Container {cname}  Running")
             continue
         if old is not None:
-            _remove_for_recreate(project, svc, eng, cname, existing)
+            _remove_for_recreate(project, svc, eng, cname, existing, opts.timeout)
         if svc.attaches:
             start_service(project, svc, engine, number)
         else:
@@ -158,12 +168,13 @@ def _converge(project: Project, svc: Service, eng: Any, engine: str, opts: UpOpt
     refresh_hosts(project)
 
 
-def _remove_for_recreate(project: Project, svc: Service, eng: Any, cname: str, existing: dict[str, Any]) -> None:
+def _remove_for_recreate(project: Project, svc: Service, eng: Any, cname: str, existing: dict[str, Any],
+                         timeout: int) -> None:
     """Remove cname before it is made again. Containers in its network namespace (network_mode
     service:SVC) go with it and are made again after it (they come later in the order): theirs is gone."""
     joined = {n for s in project.services if s.network_mode == f"service:{svc.name}"
               for n in project.container_names(s) if n in existing}
-    for problem in remove_containers(project.name, eng, {cname} | joined):
+    for problem in remove_containers(project.name, eng, {cname} | joined, timeout=timeout):
         say(f"cnirun: {problem}")
     for n in joined:
         existing.pop(n, None)
@@ -189,7 +200,7 @@ def _undo(project: Project, eng: Any, cni: Any, started: list[str], created: lis
         forget(project.name)
 
 
-def _foreground(project: Project, eng: Any, cni: Any) -> int:
+def _foreground(project: Project, eng: Any, cni: Any, timeout: int) -> int:
     import signal
 
     names = {n: s for s in project.services for n in project.container_names(s)}
@@ -214,6 +225,6 @@ def _foreground(project: Project, eng: Any, cni: Any) -> int:
     finally:
         for s, h in old.items():
             signal.signal(s, h)
-    return down(project.name, eng.name, cni)
+    return down(project.name, eng.name, cni, timeout=timeout)
 
 
