@@ -13,7 +13,7 @@ from typing import Iterator
 
 import pytest
 
-from conftest import needs_docker, needs_plugins, needs_root
+from conftest import needs_docker, needs_plugins, needs_podman, needs_root
 from test_compose_lifecycle import SLEEP_WITH_INIT, Proj as LifecycleProj
 
 pytestmark = [needs_root, needs_plugins]
@@ -60,18 +60,9 @@ def project(tmp_path: Path, engine: str = "docker") -> Iterator[Proj]:
             p.cnirun("down", "-v", "--remove-orphans", ok=False)
 
 
-def podman_ok() -> bool:
-    try:
-        p = subprocess.run(["podman", "image", "exists", "busybox:latest"], capture_output=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return p.returncode == 0
-
-
 # Docker and Podman, each marked and skipped as the suite's engine tests are.
 ENGINES = [pytest.param("docker", marks=[needs_docker, pytest.mark.docker]),
-           pytest.param("podman", marks=[pytest.mark.podman,
-                                         pytest.mark.skipif(not podman_ok(), reason="podman or its busybox missing")])]
+           pytest.param("podman", marks=[needs_podman, pytest.mark.podman])]
 
 
 @pytest.fixture(params=ENGINES)
