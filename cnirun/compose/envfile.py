@@ -41,6 +41,8 @@ def _unescape(m: re.Match[str]) -> str:
 
 
 class _Parser:
+    """One env file's text, read statement by statement from `pos`."""
+
     def __init__(self, text: str, source: str, values: Variables) -> None:
         self.text, self.source, self.pos = text, source, 0
         self.out: dict[str, str] = {}
@@ -120,6 +122,7 @@ class _Parser:
         return substitute(value, self.values, fail) if "$" in value else value
 
     def _value(self) -> str:
+        """The value at pos: a quoted one, or the rest of the line less an inline comment."""
         text, start = self.text, self.pos
         if start < len(text) and text[start] in "'\"":
             raw, double = self._quoted()

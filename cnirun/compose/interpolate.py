@@ -56,8 +56,8 @@ class Variables(Mapping[str, str]):
     def __len__(self) -> int:
         return len({k for layer in self.layers for k in layer})
 
-    def used_unset(self, name: str) -> str:
-        """`name` was used without a default: its value, or '' noted in `unset`."""
+    def lookup(self, name: str) -> str:
+        """The value of `name`, used without a default: '' when unset, the name noted in `unset`."""
         value = self.get(name)
         if value is None:
             if name not in self.unset:
@@ -114,7 +114,7 @@ class _Template:
             else:
                 m = _NAME.match(text, j + 1, hi)
                 if m:
-                    out.append(self.values.used_unset(m.group()))
+                    out.append(self.values.lookup(m.group()))
                     i = m.end()
                 else:
                     out.append("$")
@@ -129,7 +129,7 @@ class _Template:
                       "${NAME:-default}, ${NAME:?message} or ${NAME:+alternative}, or $$ for a literal $")
         name = m.group()
         if m.end() == hi:
-            return values.used_unset(name)
+            return values.lookup(name)
         op = next((o for o in _OPS if text.startswith(o, m.end(), hi)), None)
         if op is None:
             self.fail(f"invalid interpolation ${{{_snippet(text[lo:hi])[1:-1]}}}: after the name comes '}}', "
