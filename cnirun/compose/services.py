@@ -100,6 +100,7 @@ class Service:
     cap_drop: list[str] = field(default_factory=list)
     extra_hosts: list[str] = field(default_factory=list)
     volumes: list[str] = field(default_factory=list)  # docker -v entries, named volumes already PROJECT_KEY
+    mounts: Mounts = field(default_factory=Mounts)  # volumes, secrets and configs as `config` prints them
     tmpfs: list[str] = field(default_factory=list)
     stop_signal: str = ""
     stop_grace_period: float | None = None
@@ -528,7 +529,7 @@ def _mount_keys(doc: Document, svc: Service, m: dict[str, Any], path: KeyPath, v
         parse_service_files(doc, m["secrets"], path + ("secrets",), secrets, "secrets", mounts)
     if m.get("configs") is not None:
         parse_service_files(doc, m["configs"], path + ("configs",), configs, "configs", mounts)
-    svc.volumes, svc.tmpfs = mounts.volumes, mounts.tmpfs
+    svc.volumes, svc.tmpfs, svc.mounts = mounts.volumes, mounts.tmpfs, mounts
 
 
 def _environment(doc: Document, svc: Service, m: dict[str, Any], path: KeyPath, env: Any) -> None:
