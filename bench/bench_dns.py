@@ -13,6 +13,17 @@
    of BENCH_COST (default 12): once with the network otherwise empty (each
    run starts and stops the resolver) and once with a container on it (the
    resolver runs already). Target: <= 1.15x.
+4. Removal: from `docker rm -f X` / `podman rm -f X` returning until X no
+   longer resolves from a container on the network (the poller asks every
+   2 ms from when rm starts), BENCH_REMOVALS (default 10) times per mode:
+   hook (BENCH_SKIP=hook leaves it out), `-d` (helper sandbox), the
+   one-container sandbox of a foreground run, Podman `-d`
+   (BENCH_SKIP=podman); beside Docker's own DNS on its own network
+   (n28f-bench-docker, 10.245.240.0/24), same image, same commands, whose
+   upstream is the poller (no query leaves the host). Podman's own
+   (aardvark-dns) is not measured: it asks the host's resolvers for a name
+   it no longer knows. Target: max <= 100 ms; the ratio recorded is rm's
+   start -> name gone, cnirun's median over Docker's own.
 
 Networks t195-bench (10.195.240.0/22, bridge t195bench) and t195-bnd (the
 same chain without DNS, 10.195.236.0/24, bridge t195bnd); netconf, cache and
@@ -30,31 +41,47 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
-from _common import CNIRUN, dns_chain, ratio
+from _common import CNIRUN, DAEMON_JSON, dns_chain, install_runtime, ratio, read_or_none, skipped, uninstall_runtime
 
 RUNS = int(os.environ.get("BENCH_RUNS", "20"))
 SCALE = int(os.environ.get("BENCH_SCALE", "100"))
 COST = int(os.environ.get("BENCH_COST", "12"))
+REMOVALS = int(os.environ.get("BENCH_REMOVALS", "10"))
+OWN_NET, OWN_SUBNET = "n28f-bench-docker", "10.245.240.0/24"  # Docker's own DNS (127.0.0.11 in its containers)
 NET, BRIDGE, SUBNET, GW = "t195-bench", "t195bench", "10.195.240.0/22", "10.195.240.1"
 NODNS, NODNS_BRIDGE, NODNS_SUBNET = "t195-bnd", "t195bnd", "10.195.236.0/24"
 PREFIX = "t195bench-"
+GONE_PREFIX = "n28f-bench-"  # 4.'s containers and networks
+OWN_DNS = "Docker's own DNS"
 
 # Runs in the client container's netns (python from the host): asks the resolver for names read from stdin.
+# With a second argument it also answers "no such name" on 127.0.0.1:53 there: the upstream the engines' own
+# DNS forward a name they do not know to (the client runs with --dns 127.0.0.1), so no query leaves the host.
 POLLER = r'''
-import random, socket, struct, sys, time
+import random, socket, struct, sys, threading, time
 server = sys.argv[1]
-def ask(name):
+def upstream():
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 53))
+    while True:
+        q, peer = s.recvfrom(4096)
+        s.sendto(q[:2] + bytes([0x81, 0x83]) + q[4:6] + b"\0\0\0\0\0\0" + q[12:], peer)
+if len(sys.argv) > 2:
+    threading.Thread(target=upstream, daemon=True).start()
+def reply(name, timeout=1.0):  # True: answered, False: no such name, None: no reply
     q = struct.pack(">HHHHHH", random.randrange(65536), 0x0100, 1, 0, 0, 0)
     q += b"".join(bytes([len(p)]) + p.encode() for p in name.split(".")) + b"\0" + struct.pack(">HH", 1, 1)
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(1.0)
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(timeout)
     try:
         s.sendto(q, (server, 53)); data = s.recv(4096)
         return (data[3] & 15) == 0 and struct.unpack(">H", data[6:8])[0] > 0
     except OSError:
-        return False
+        return None
     finally:
         s.close()
+def ask(name):
+    return bool(reply(name))
 for line in sys.stdin:
     cmd, *names = line.split()
     if cmd == "wait":  # until the name resolves: print the CLOCK_MONOTONIC time it did
@@ -64,6 +91,11 @@ for line in sys.stdin:
         print(time.monotonic() if ask(names[0]) else -1, flush=True)
     elif cmd == "count":  # how many of the names resolve now
         print(sum(ask(n) for n in names), flush=True)
+    elif cmd == "gone":  # until the name is answered as no such name: print the CLOCK_MONOTONIC time it was
+        deadline = time.monotonic() + 30
+        while reply(names[0], 0.05) is not False and time.monotonic() < deadline:  # a query lost: ask again
+            time.sleep(0.002)
+        print(time.monotonic() if time.monotonic() < deadline else -1, flush=True)
 '''
 
 
@@ -77,22 +109,111 @@ def cnirun(env: dict[str, str], *args: str) -> float:
 
 
 class Poller:
-    def __init__(self, container: str) -> None:
-        pid = subprocess.run(["docker", "inspect", "-f", "{{.State.Pid}}", container], capture_output=True,
+    """The POLLER in `container`'s netns, asking `server`."""
+
+    def __init__(self, container: str, server: str = GW, engine: str = "docker") -> None:
+        pid = subprocess.run([engine, "inspect", "-f", "{{.State.Pid}}", container], capture_output=True,
                              text=True, check=True).stdout.strip()
-        self.p = subprocess.Popen(["nsenter", "-t", pid, "-n", sys.executable, "-c", POLLER, GW],
+        upstream = ["upstream"] if server != GW else []  # an engine's own DNS: its upstream is the poller
+        self.p = subprocess.Popen(["nsenter", "-t", pid, "-n", sys.executable, "-c", POLLER, server, *upstream],
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
-    def ask(self, line: str) -> str:
-        assert self.p.stdin and self.p.stdout
+    def send(self, line: str) -> None:
+        assert self.p.stdin
         self.p.stdin.write(line + "\n")
         self.p.stdin.flush()
+
+    def answer(self) -> str:
+        assert self.p.stdout
         return self.p.stdout.readline().strip()
+
+    def ask(self, line: str) -> str:
+        self.send(line)
+        return self.answer()
 
     def close(self) -> None:
         if self.p.stdin:
             self.p.stdin.close()
         self.p.wait()
+
+
+def remove_once(poller: Poller, name: str, start: Callable[[], object], rm: list[str]) -> tuple[float, float]:
+    """start() the container `name`, wait until it resolves, remove it with `rm`: (ms from rm's return until
+    the name was gone, 0 when before; ms from rm's start); -1s when it never resolved or never went."""
+    start()
+    if float(poller.ask(f"wait {name}")) < 0:
+        return -1.0, -1.0
+    poller.send(f"gone {name}")
+    began = time.monotonic()
+    subprocess.run([*rm, name], capture_output=True)
+    returned = time.monotonic()
+    gone = float(poller.answer())
+    return (-1.0, -1.0) if gone < 0 else (max(0.0, gone - returned) * 1000, (gone - began) * 1000)
+
+
+def removals(env: dict[str, str], tmp: Path, poller: Poller) -> dict[str, list[tuple[float, float]]]:
+    """4. removal: each mode's remove_once() figures, BENCH_REMOVALS times, and the engines' own DNS's."""
+    skip = skipped()
+    out: dict[str, list[tuple[float, float]]] = {}
+    docker_rm, podman_rm = ["docker", "rm", "-f"], ["podman", "rm", "-f", "-t", "0"]
+
+    def series(mode: str, poll: Poller, rm: list[str], start: Callable[[str], object]) -> None:
+        short = "".join(c for c in mode if c.isalnum())[:10]
+        names = [f"{GONE_PREFIX}{short}{i}" for i in range(REMOVALS)]
+        out[mode] = [remove_once(poll, n, lambda n=n: start(n), rm) for n in names]
+
+    def sleeper(n: str, *args: str) -> list[str]:
+        return [*args, "--name", n, "--net", NET, "busybox", "sleep", "300"]
+
+    series("sandbox -d", poller, docker_rm, lambda n: cnirun(env, *sleeper(n, "-d")))
+    single, foreground = {**env, "CNIRUN_SANDBOX": "single"}, []
+    series("one-container sandbox", poller, docker_rm, lambda n: foreground.append(subprocess.Popen(
+        [CNIRUN, *sleeper(n, "--rm")], env=single, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL)))
+    for p in foreground:
+        p.wait(60)
+    if "hook" not in skip:
+        before = read_or_none(DAEMON_JSON)
+        if install_runtime(tmp / "runtime", env, "bench_dns"):
+            try:
+                series("hook", poller, docker_rm, lambda n: cnirun(env, *sleeper(n, "-d", "--mode", "hook")))
+            finally:
+                uninstall_runtime(tmp / "runtime", env, before, "bench_dns")
+    if "podman" not in skip and shutil.which("podman"):
+        series("podman -d", poller, podman_rm, lambda n: cnirun({**env, "CNIRUN_ENGINE": "podman"}, *sleeper(n, "-d")))
+    client = f"{GONE_PREFIX}client"
+    try:
+        subprocess.run(["docker", "network", "create", "--subnet", OWN_SUBNET, OWN_NET], capture_output=True,
+                       check=True)
+        subprocess.run(["docker", "run", "-d", "--name", client, "--network", OWN_NET, "--dns", "127.0.0.1",
+                        "busybox", "sleep", "3600"], capture_output=True, check=True)
+        own = Poller(client, "127.0.0.11")
+        try:
+            series(OWN_DNS, own, docker_rm, lambda n: subprocess.run(
+                ["docker", "run", "-d", "--name", n, "--network", OWN_NET, "busybox", "sleep", "300"],
+                capture_output=True, check=True))
+        finally:
+            own.close()
+    finally:
+        subprocess.run(["docker", "rm", "-f", client], capture_output=True)
+        subprocess.run(["docker", "network", "rm", OWN_NET], capture_output=True)
+    return out
+
+
+def report_removals(out: dict[str, list[tuple[float, float]]]) -> None:
+    own = [x[1] for x in out.get(OWN_DNS, []) if x[1] >= 0]
+    for mode, figures in out.items():
+        ok = [x for x in figures if x[0] >= 0]
+        if not ok:
+            print(f"4. removal, {mode}: the name never resolved or never went ({len(figures)} runs)")
+            continue
+        after = [x[0] for x in ok]
+        print(f"4. removal, {mode}: `rm -f X` returned -> X gone: median {statistics.median(after):.1f} ms, "
+              f"max {max(after):.1f} ms; from rm's start median {statistics.median(x[1] for x in ok):.0f} ms "
+              f"({len(figures) - len(ok)} never went; target: max <= 100 ms)")
+        if mode != OWN_DNS and own:
+            ratio("dns", f"name gone, rm start -> gone, {mode}", statistics.median(x[1] for x in ok),
+                  statistics.median(own), None, OWN_DNS)
 
 
 def remove(names: list[str]) -> None:
@@ -139,6 +260,9 @@ def main() -> int:
         remove(made[1:])
         del made[1:]
 
+        # 4. removal (its containers are removed by it; a failed one's are found by PREFIX at the end)
+        gone = removals(env, tmp, poller)
+
         # 2. scale
         names = [f"{PREFIX}s{i}" for i in range(SCALE)]
         t = time.monotonic()
@@ -178,6 +302,12 @@ def main() -> int:
         left = subprocess.run(["docker", "ps", "-aq", "--filter", f"label=cnirun.state={tmp / 'state' / 'containers'}"],
                               capture_output=True, text=True).stdout.split()
         remove([c for c in left])
+        left = subprocess.run(["podman", "ps", "-aq", "--filter", f"name={GONE_PREFIX}"], capture_output=True,
+                              text=True).stdout.split() if shutil.which("podman") else []
+        for c in left:
+            subprocess.run(["podman", "rm", "-f", "-t", "0", c], capture_output=True)
+        remove(subprocess.run(["docker", "ps", "-aq", "--filter", f"name={GONE_PREFIX}"], capture_output=True,
+                              text=True).stdout.split())
         # The watcher tears the runs down (helpers, DEL, names, resolver); gc does what is left.
         # The tmp dir goes only once nothing refers to it any more.
         runs = tmp / "state" / "containers"
@@ -212,6 +342,7 @@ def main() -> int:
               f"{med(d['nodns']):.0f} ms: {med(d['dns']) / med(d['nodns']):.2f}x (target <= 1.15x; medians of {COST})")
         ratio("dns", "run --rm with DNS, " + ("empty network" if d is cost else "resolver running"),
               med(d["dns"]), med(d["nodns"]), 1.15, "without DNS")
+    report_removals(gone)
     return 0
 
 
