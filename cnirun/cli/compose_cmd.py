@@ -1,4 +1,5 @@
-"""`cnirun compose [-f FILE]... [-p PROJECT] [--profile P]... COMMAND`: compose projects on CNI networks."""
+"""`cnirun compose [-f FILE]... [-p PROJECT] [--profile P]... [--project-directory DIR] [--env-file FILE]...
+COMMAND`: compose projects on CNI networks."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -18,13 +19,21 @@ def register(app: typer.Typer) -> None:
         ctx: typer.Context,
         file: Optional[List[Path]] = typer.Option(None, "-f", "--file",
                                                   help="Compose file (repeatable, merged in order; - reads "
-                                                       "standard input; default: compose.yaml etc. here)."),
+                                                       "standard input; default: COMPOSE_FILE, else "
+                                                       "compose.yaml etc. here or above)."),
         project: str = typer.Option(None, "-p", "--project-name", help="Project name (default: the directory's)."),
         profile: Optional[List[str]] = typer.Option(None, "--profile", help="Enable a profile (repeatable)."),
         engine: str = typer.Option(None, "--engine", help="docker or podman (env CNIRUN_ENGINE; default docker)."),
+        project_directory: Optional[str] = typer.Option(None, "--project-directory",
+                                                        help="The project directory: relative paths, .env and "
+                                                             "the default name (default: the first file's)."),
+        env_file: Optional[List[str]] = typer.Option(None, "--env-file",
+                                                     help="Variables for interpolation instead of .env "
+                                                          "(repeatable, later files win)."),
     ) -> None:
         ctx.obj = {"file": list(file or []), "project": project, "engine": engine,
-                   "profiles": list(profile) if profile else None}
+                   "profiles": list(profile) if profile else None, "project_directory": project_directory,
+                   "env_files": list(env_file or [])}
 
     _add_up_down(compose)
     _add_config_ps_logs(compose)
@@ -243,7 +252,8 @@ def _project(obj: dict[str, Any]) -> Any:
     from ..compose.messages import warn_unset
     from ..compose.project import load_project
 
-    proj = load_project(obj["file"] or None, obj["project"], profiles=obj["profiles"])
+    proj = load_project(obj["file"] or None, obj["project"], profiles=obj["profiles"],
+                        project_directory=obj["project_directory"], env_files=obj["env_files"])
     for name in proj.unset_variables:
         warn_unset(name)
     for line in proj.warnings:

@@ -6,9 +6,10 @@ appends (ports, expose, cap_add, dns, ...) are concatenated without
 duplicates, environment/labels/sysctls/extra_hosts merge by key, volumes,
 secrets and configs by target, and everything else (command, entrypoint,
 scalars) is replaced by the later file. Each file is interpolated with the
-project's environment and its relative paths resolved against its own
-directory before it is merged, so a merged model no longer depends on where
-a value came from.
+project's environment and its relative paths resolved before it is merged
+(those of every -f file against the project directory, as compose-spec says;
+those of an included or extended file against that file's directory), so a
+merged model no longer depends on where a value came from.
 """
 from __future__ import annotations
 
@@ -206,9 +207,9 @@ def _included(doc: Document, file: FsPath, path: KeyPath) -> FsPath:
 
 
 def read_file(path: FsPath, env: Mapping[str, str], seen: tuple[str, ...] = (),
-              text: str | None = None) -> tuple[Document, dict[str, Any]]:
-    """One file (or `text`, standard input's, its paths relative to `path`'s directory), interpolated,
-    paths resolved, its `include:` entries merged in (theirs first)."""
+              text: str | None = None, base: FsPath | None = None) -> tuple[Document, dict[str, Any]]:
+    """One file (or `text`, standard input's), interpolated, its relative paths resolved against
+    `base` (default: its own directory), its `include:` entries merged in (theirs first)."""
     from .interpolate import interpolate
 
     real = str(path.resolve())
@@ -218,7 +219,7 @@ def read_file(path: FsPath, env: Mapping[str, str], seen: tuple[str, ...] = (),
     interpolate(doc, env)
     top = expect_mapping(doc, doc.data, (), "a mapping with services:")
     check_shape(doc, top)
-    resolve_paths(top, path.resolve().parent)
+    resolve_paths(top, base or path.resolve().parent)
     includes = top.pop("include", None)
     if includes is None:
         return doc, top
@@ -278,13 +279,16 @@ def resolve_extends(doc: Document, services: dict[str, Any], env: Mapping[str, s
         resolve(n, ())
 
 
-def load_files(files: list[FsPath], env: Mapping[str, str], texts: Mapping[FsPath, str] | None = None) -> Document:
+def load_files(files: list[FsPath], env: Mapping[str, str], texts: Mapping[FsPath, str] | None = None,
+               base: FsPath | None = None) -> Document:
     """Every -f file in order (one given by its text in `texts`: standard input's), merged; the first
-    file's Document (its lines) carries the merged data."""
+    file's Document (its lines) carries the merged data. The relative paths of every file resolve
+    against `base`, the project directory (default: each file's own directory); those of an
+    included or extended file against that file's directory."""
     first: Document | None = None
     merged: dict[str, Any] = {}
     for path in files:
-        doc, data = read_file(path, env, text=(texts or {}).get(path))
+        doc, data = read_file(path, env, text=(texts or {}).get(path), base=base)
         first = first or doc
         merged = merge_top(merged, data)
     assert first is not None

@@ -1,9 +1,10 @@
 """The compose project: its services, networks and volumes, checked, in start order.
 
-Parsing and merging live beside it (merge: files, include, extends;
+Parsing and merging live beside it (sources: which files, which directory,
+which variables; merge: files, include, extends;
 services: one service; mounts: volumes, secrets, configs). Names follow
-Docker Compose v2: project from -p, the top-level `name:`,
-COMPOSE_PROJECT_NAME or the first file's directory (normalised); networks
+Docker Compose v2: project from -p, COMPOSE_PROJECT_NAME, the top-level
+`name:` or the project directory (normalised); networks
 and volumes `PROJECT_KEY` unless external or named; containers
 `PROJECT-SERVICE-N`.
 """
@@ -12,7 +13,6 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from ..core.errors import ConfigError
@@ -20,9 +20,8 @@ from ..netstore.located import Document, Path as KeyPath, check_keys, expect_map
 from ..netstore.network_spec import NetworkSpec, parse_network
 from .mounts import FileSource, VolumeSpec, parse_files, parse_volumes
 from .services import Dependency, Service, ServiceNetwork  # noqa: F401 - re-exported
+from .sources import STDIN
 
-STDIN = "-"  # the -f value that names standard input
-DEFAULT_FILES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml")
 TOP_KEYS = frozenset({"version", "name", "services", "networks", "volumes", "configs", "secrets", "include"})
 
 
@@ -91,14 +90,6 @@ def read_stdin() -> str:
         raise ConfigError(f"-f -: cannot read standard input: {e.strerror}") from None
 
 
-def find_file(cwd: str | None = None) -> Path:
-    d = Path(cwd or os.getcwd())
-    for n in DEFAULT_FILES:
-        if (d / n).is_file():
-            return d / n
-    raise ConfigError(f"no compose file in {d}: expected one of {', '.join(DEFAULT_FILES)}, or pass -f FILE")
-
-
 def _order(doc: Document, services: dict[str, Service]) -> list[Service]:
     """Dependencies first; a cycle or an unknown service is an error."""
     done: list[Service] = []
@@ -135,33 +126,30 @@ def _active(services_raw: dict[str, Any], profiles: set[str]) -> set[str]:
 
 
 def load_project(files: Any = None, project_name: str | None = None,
-                 environ: dict[str, str] | None = None, profiles: list[str] | None = None) -> Project:
-    """The project of the -f files (a path or a list; default: compose.yaml etc. here), merged."""
-    from .envfile import read_env_file
-    from .interpolate import Variables
+                 environ: dict[str, str] | None = None, profiles: list[str] | None = None,
+                 project_directory: str | None = None, env_files: list[str] | None = None) -> Project:
+    """The project of the -f files (a path or a list; default: COMPOSE_FILE, else compose.yaml etc.
+    here or above), merged; sources.locate says which files, directory and variables."""
     from .merge import load_files
     from .services import parse_service
+    from .sources import locate
 
     given = [str(f) for f in (files if isinstance(files, (list, tuple)) else [files] if files else [])]
-    # Compose's project directory: the first file's, the current one when the only file is stdin's.
-    workdir = next((Path(f).resolve().parent for f in given if f != STDIN), None) or Path.cwd()
-    paths = [workdir / STDIN if f == STDIN else Path(f) for f in given] or [find_file()]
-    if given.count(STDIN) > 1:
-        raise ConfigError("-f - given more than once: standard input holds one compose file")
-    texts = {workdir / STDIN: read_stdin()} if STDIN in given else {}
-    variables = Variables(environ if environ is not None else dict(os.environ))
-    env = variables.over(read_env_file(workdir / ".env", variables))
-    doc = load_files(paths, env, texts)
+    found = locate(given, environ if environ is not None else dict(os.environ), project_directory, env_files)
+    workdir, paths, env = found.workdir, found.files, found.variables
+    texts = {found.stdin_path: read_stdin()} if found.stdin else {}
+    doc = load_files(paths, env, texts, workdir)
     top = expect_mapping(doc, doc.data, (), "a mapping with services:")
     check_keys(doc, top, (), TOP_KEYS)
     if "version" in top:
         expect_str(doc, top["version"], ("version",))  # obsolete in compose v2; accepted
-    name = project_name or (str(top["name"]) if top.get("name") else "") or env.get("COMPOSE_PROJECT_NAME") \
+    # compose's precedence: -p, COMPOSE_PROJECT_NAME, the top-level name:, the project directory's name.
+    name = project_name or env.get("COMPOSE_PROJECT_NAME") or (str(top["name"]) if top.get("name") else "") \
         or workdir.name
     norm = normalize_project_name(name)
     if not norm:
         raise ConfigError(f"invalid project name {name!r}: use -p NAME with letters, digits, '_' or '-'")
-    warnings: list[str] = []
+    warnings: list[str] = list(found.warnings)
 
     def warn(path: KeyPath, message: str) -> None:
         line = f"{doc.where(path)}: {message}"
@@ -175,7 +163,7 @@ def load_project(files: Any = None, project_name: str | None = None,
     if not services_raw:
         doc.fail(("services",) if "services" in top else (), "no services: define at least one under services:")
     if profiles is None:
-        profiles = [p for p in env.get("COMPOSE_PROFILES", "").split(",") if p]
+        profiles = [p.strip() for p in env.get("COMPOSE_PROFILES", "").split(",") if p.strip()]
     active = _active(services_raw, set(profiles))
     services: dict[str, Service] = {}
     for sname, sval in services_raw.items():
