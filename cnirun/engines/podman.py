@@ -300,15 +300,6 @@ def _health_args(hc: dict[str, object] | None) -> list[str]:
     return argv
 
 
-
-def _rfc3339(when: float) -> str:
-    """A Unix time as podman's logs --since/--until read it: RFC 3339 in UTC, to the nanosecond."""
-    import time
-
-    sec = int(when)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)) + f".{int((when - sec) * 1e9):09d}Z"
-
-
 class Podman(FullEngine):
     """The Podman engine over its CLI (the REST API would need the podman service running)."""
 
@@ -486,7 +477,7 @@ class Podman(FullEngine):
             (["--tail", str(tail)] if tail is not None else [])
         for flag, when in (("--since", since), ("--until", until)):
             if when is not None:
-                argv += [flag, _rfc3339(when)]
+                argv += [flag, f"{when:.9f}"]  # a Unix time, as podman reads it too
         proc = subprocess.Popen([*argv, cid], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         assert proc.stdout is not None
         try:
