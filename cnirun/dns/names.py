@@ -3,10 +3,12 @@
 register() after each ADD publishes the container's addresses under its
 names in the network's names store (cnirun.dns.store) and starts the
 network's resolver on demand (cnirun.dns.resolver) and the keeper
-(cnirun.dns.keeper); unregister() after each DEL drops them and stops the
-resolver when the network has no containers left; add_names() adds a name
-known only after create (the engine's). gc is cnirun.dns.gc, a container's
-own resolver on several networks cnirun.dns.view.
+(cnirun.dns.keeper); unregister() drops them when the container is
+detached, before its DELs (a removed container stops resolving at once),
+and stops the resolver when the network has no containers left;
+add_names() adds a name known only after create (the engine's). gc is
+cnirun.dns.gc, a container's own resolver on several networks
+cnirun.dns.view.
 """
 from __future__ import annotations
 

@@ -2,12 +2,12 @@
 refreshed (cnirun.network.policy_attachments.refresh), with no command.
 
 The attachment lifecycle wraps each change of a container's names on a
-network (register after ADD, unregister after DEL, add_names) in before()
+network (register after ADD, unregister before DEL, add_names) in before()
 and after(): after() refreshes the attachments whose policies name one of
 the container's names of before or after the change on that network, or
 name the network itself (net:NETWORK). So a container named in a rule is
 covered when its start's ADD returns, and a removed one's address leaves
-the sets when its DEL does. The refresh is synchronous: a run pays for it
+the sets before its DEL runs. The refresh is synchronous: a run pays for it
 only when some attachment names it, and it runs nft in all their netns at
 once.
 
