@@ -730,8 +730,8 @@ def dworld(tmp_path: Path) -> Any:
     assert wait_for(lambda: keeper_of(w) == 0, 10.0), "the resolvers' keeper outlived the last resolver"
 
 
-def query(server: str, name: str, timeout: float = 0.3) -> list[str]:
-    """The A records `server`:53 answers for `name` ([] for none, no answer in `timeout` or refused)."""
+def reply(server: str, name: str, timeout: float = 0.3) -> bytes | None:
+    """`server`:53's reply to an A query for `name` (None: no reply in `timeout`, or refused)."""
     import socket
     import struct
 
@@ -741,12 +741,22 @@ def query(server: str, name: str, timeout: float = 0.3) -> list[str]:
     s.settimeout(timeout)
     try:
         s.sendto(struct.pack(">HHHHHH", qid, 0x0100, 1, 0, 0, 0) + qname + struct.pack(">HH", 1, 1), (server, 53))
-        data = s.recv(1500)
+        return s.recv(1500)
     except OSError:
-        return []
+        return None
     finally:
         s.close()
-    count, pos, out = struct.unpack(">H", data[6:8])[0], 12 + len(qname) + 4, []
+
+
+def query(server: str, name: str, timeout: float = 0.3) -> list[str]:
+    """The A records `server`:53 answers for `name` ([] for none, no answer in `timeout` or refused)."""
+    import struct
+
+    data = reply(server, name, timeout)
+    if data is None:
+        return []
+    qname_size = sum(len(p.encode()) + 1 for p in name.split(".")) + 1
+    count, pos, out = struct.unpack(">H", data[6:8])[0], 12 + qname_size + 4, []
     for _ in range(count):
         while data[pos] and data[pos] < 0xC0:  # the answer's name: labels, or a pointer
             pos += data[pos] + 1
