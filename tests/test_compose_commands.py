@@ -1,8 +1,9 @@
 """compose's everyday commands on real engines (cnirun.compose.commands): restart's order.
 
-Address plan: CNIRUN_SUBNET_POOL 10.243.0.0/16, projects c26cxxxxxx (shared with
-test_compose_logs and test_compose_down, which take Proj from here). Each test
-owns its NETCONFPATH, cache and IPAM dirs and checks that `down -v` left nothing.
+Address plan: CNIRUN_SUBNET_POOL 10.243.0.0/18 here, 10.243.64.0/18 in test_compose_logs,
+10.243.128.0/18 in test_compose_down (which take Proj and engine_proj from here; each
+module's SUBNET_POOL, as parallel workers may run them at once); projects c26cxxxxxx.
+Each test owns its NETCONFPATH, cache and IPAM dirs and checks that `down -v` left nothing.
 """
 from __future__ import annotations
 
@@ -17,16 +18,17 @@ from conftest import needs_docker, needs_plugins, needs_podman, needs_root
 from test_compose_lifecycle import SLEEP_WITH_INIT, Proj as LifecycleProj
 
 pytestmark = [needs_root, needs_plugins]
+SUBNET_POOL = "10.243.0.0/18"
 
 
 class Proj(LifecycleProj):
     """test_compose_lifecycle's project with this suite's names and addresses, on `engine`'s CLI."""
 
-    def __init__(self, tmp: Path, engine: str = "docker") -> None:
+    def __init__(self, tmp: Path, engine: str = "docker", pool: str = SUBNET_POOL) -> None:
         super().__init__(tmp)
         self.name = "c26c" + secrets.token_hex(3)
         self.cli = engine
-        self.env.update(CNIRUN_SUBNET_POOL="10.243.0.0/16", CNIRUN_ENGINE=engine)
+        self.env.update(CNIRUN_SUBNET_POOL=pool, CNIRUN_ENGINE=engine)
 
     def ids(self) -> dict[str, str]:
         p = subprocess.run([self.cli, "ps", "-a", "--no-trunc", "--format", "{{.Names}} {{.ID}}", "--filter",
@@ -51,9 +53,9 @@ class Proj(LifecycleProj):
         assert self.attachments() == []
 
 
-def project(tmp_path: Path, engine: str = "docker") -> Iterator[Proj]:
+def project(tmp_path: Path, engine: str = "docker", pool: str = SUBNET_POOL) -> Iterator[Proj]:
     """A Proj; whatever the test left is taken down (-v, orphans too) at the end."""
-    p = Proj(tmp_path, engine)
+    p = Proj(tmp_path, engine, pool)
     yield p
     if p.ids() or ((tmp_path / "net.d").exists() and list((tmp_path / "net.d").iterdir())):
         if p.file.exists():
@@ -67,8 +69,8 @@ ENGINES = [pytest.param("docker", marks=[needs_docker, pytest.mark.docker]),
 
 @pytest.fixture(params=ENGINES)
 def engine_proj(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Proj]:
-    """A Proj on each engine; what the test left is taken down at the end."""
-    yield from project(tmp_path, request.param)
+    """A Proj on each engine, in the requesting module's SUBNET_POOL; what the test left is taken down."""
+    yield from project(tmp_path, request.param, request.module.SUBNET_POOL)
 
 
 def _started_lines(stderr: str, names: list[str]) -> list[str]:

@@ -1,7 +1,7 @@
 """compose down's habits on real engines (cnirun.compose.down): which volumes go, and what a failed
 `up` leaves for `down`.
 
-Address plan and harness: test_compose_commands's (10.243.0.0/16, projects c26cxxxxxx).
+Address plan and harness: test_compose_commands's (here 10.243.128.0/18, projects c26cxxxxxx).
 """
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from conftest import needs_plugins, needs_root
 from test_compose_commands import SLEEP_WITH_INIT, Proj, engine_proj  # noqa: F401 - the fixture
 
 pytestmark = [needs_root, needs_plugins]
+SUBNET_POOL = "10.243.128.0/18"
 
 ANONYMOUS_AND_NAMED = f"""
 services:

@@ -1,7 +1,7 @@
 """`cnirun compose logs` on real engines (cnirun.compose.logs): compose's prefixes and options, through
 each engine's own filters.
 
-Address plan and harness: test_compose_commands's (10.243.0.0/16, projects c26cxxxxxx).
+Address plan and harness: test_compose_commands's (here 10.243.64.0/18, projects c26cxxxxxx).
 """
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from cnirun.compose.logs import log_time, parse_tail
 from cnirun.compose.messages import ComposeFailed
 
 pytestmark = [needs_root, needs_plugins]
+SUBNET_POOL = "10.243.64.0/18"
 
 TWO_TALKERS = """
 services:
