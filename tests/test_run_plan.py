@@ -118,7 +118,7 @@ def test_a_runtime_of_its_own_is_attached_from_outside(tmp_path: Path, monkeypat
     runtime installed the run takes sandbox mode (hook mode is the cnirun runtime), with a helper container
     unless X is runc (the single hold is a busybox shell and a FIFO a VM or Wasm runtime may not run), and
     --mode hook with it is one line naming both ways out."""
-    from cnirun.engines.podman import run_argv
+    from cnirun.engines.podman_run import run_argv
     from cnirun.engines.spec import create_config
 
     cni = FakeCNI(tmp_path)

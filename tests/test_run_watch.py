@@ -91,7 +91,7 @@ def test_a_podman_rm_is_torn_down_when_the_storage_goes(
     down without asking podman (which would take a poll interval and two podman calls more)."""
     import json
 
-    from cnirun.engines import podman
+    from cnirun.engines import podman_run as podman
 
     st, meta, _ = run
     cid = "c" * 64

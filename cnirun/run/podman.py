@@ -166,7 +166,7 @@ def run_podman(p: Plan, gate: SignalGate, outcome: RunOutcome) -> RunOutcome:
 
     Whatever happens before the hand-over, the run is undone (_PodmanRun.undo).
     """
-    from ..engines import podman
+    from ..engines import podman_run as podman
     from .plan import record_run
 
     spec = p.req.spec
@@ -212,7 +212,7 @@ class _PodmanRun:
         """The netns (recorded), the hooks, the env file; `podman run`'s argv and the environment it takes."""
         from ..core.fsutil import identity
         from ..core.lock import flock
-        from ..engines import podman
+        from ..engines import podman_run as podman
         from ..network import netns as nsmod
 
         st, meta, spec = self.st, self.meta, self.spec
