@@ -209,8 +209,9 @@ services:
 
 
 def test_depends_on_completed_successfully(proj: Proj) -> None:
-    """The app starts after its init job exited 0; an init that fails stops up, which undoes itself
-    (the config it wrote for app included)."""
+    """The app starts after its init job exited 0. An init that exits non-zero stops up (exit 1, compose's
+    message) before app is made, and, as compose does, stays (exited, with its exit code) for inspection
+    rather than being rolled back; down removes it and leaves nothing."""
     text = """
 services:
   init:
@@ -238,6 +239,10 @@ configs:
     failed = proj.cnirun("up", "-d", ok=False)
     assert failed.returncode == 1 and "Traceback" not in failed.stderr
     assert failed.stderr.splitlines()[-1] == "cnirun: service init didn't complete successfully: exit 3"
+    assert list(proj.ids()) == [proj.c("init")]
+    assert subprocess.run(["docker", "inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", proj.c("init")],
+                          capture_output=True, text=True).stdout.strip() == "exited 3"
+    proj.cnirun("down", "-v")
     proj.assert_clean()
 
 

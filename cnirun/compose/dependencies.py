@@ -11,9 +11,9 @@ from .project import Project, Service
 HEALTH_WAIT = 180.0
 
 
-class DependencyUnhealthy(ComposeFailed):
-    """A dependency failed its healthcheck: `up` leaves what it made for inspection, as compose does
-    (`down` removes it)."""
+class DependencyFailed(ComposeFailed):
+    """A dependency failed its healthcheck or exited non-zero under service_completed_successfully: `up`
+    leaves what it made for inspection, as compose does (`down` removes it)."""
 
 
 def wait_for(project: Project, svc: Service, eng: Any) -> None:
@@ -39,15 +39,16 @@ def wait_for(project: Project, svc: Service, eng: Any) -> None:
                         break
                     if h == "unhealthy":
                         say(f" Container {cname}  Unhealthy: left for inspection (compose down removes it)")
-                        raise DependencyUnhealthy(f"dependency failed to start: container {cname} is unhealthy")
+                        raise DependencyFailed(f"dependency failed to start: container {cname} is unhealthy")
                     if h == "":
                         raise ComposeFailed(f"service {svc.name} waits for {dep} to be healthy, but {cname} has "
-                                            "no healthcheck: add one to {dep} or use service_started")
+                                            f"no healthcheck: add one to {dep} or use service_started")
                 else:  # service_completed_successfully
                     code = eng.exit_code(c.id)
                     if code is not None:
                         if code != 0:
-                            raise ComposeFailed(f"service {dep} didn't complete successfully: exit {code}")
+                            say(f" Container {cname}  Exited ({code}): left for inspection (compose down removes it)")
+                            raise DependencyFailed(f"service {dep} didn't complete successfully: exit {code}")
                         say(f" Container {cname}  Exited")
                         break
                 if time.monotonic() > deadline:

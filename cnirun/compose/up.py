@@ -8,8 +8,9 @@ order and depends_on's conditions, and hosts entries for every peer on a
 shared network (compose.peers). It leaves nothing half-done: a failure
 removes the containers and networks this invocation made, and the secrets
 and configs it wrote unless a container of the project still mounts them.
-Except a dependency that fails its healthcheck: as compose does, it stays
-(with what it needs, its networks) for inspection, until `down`.
+Except a dependency that fails its healthcheck or exits non-zero under
+service_completed_successfully: as compose does, it stays (with what it needs,
+its networks) for inspection, until `down`.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from typing import Any
 
 from ..core.errors import CNIError
 from .containers import STOP_TIMEOUT, project_containers, remove_containers, start_engine_networked, start_service
-from .dependencies import DependencyUnhealthy, wait_for
+from .dependencies import DependencyFailed, wait_for
 from .down import down
 from .images import ensure_images
 from .labels import LABEL_SERVICE
@@ -105,7 +106,7 @@ def up(project: Project, detach: bool | UpOptions, engine: str) -> int:
         ensure_volumes(project, eng)
         for svc in services:
             _converge(project, svc, eng, engine, opts, existing, started)
-    except DependencyUnhealthy:
+    except DependencyFailed:
         raise  # what it made stays for inspection, as compose leaves it
     except BaseException:
         _undo(project, eng, cni, started, created)
