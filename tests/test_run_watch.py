@@ -83,6 +83,32 @@ def test_a_woken_worker_adopts_at_once(run: tuple[RunState, RunMeta, Any]) -> No
     assert w.todo.get(timeout=watch.SCAN_SECONDS / 2) == ""
 
 
+def test_the_worker_checks_runs_at_once_each_by_one_thread(monkeypatch: Any) -> None:
+    """dispatch hands runs to at most CONCURRENT checking threads: two runs are checked at the same time
+    (each waits for the other at a barrier), a third waits for a free thread, and a run dispatched again
+    while it is checked is not checked twice at once but handed back to the loop once its check ended."""
+    import threading
+
+    monkeypatch.setattr(watch, "CONCURRENT", 2)
+    w = watch.Worker()
+    unused: Any = (None, None)  # check is replaced: what a run holds is not looked at
+    w.owned = dict.fromkeys(("a", "b", "c"), unused)
+    barrier = threading.Barrier(2, timeout=5)
+    calls: list[str] = []
+
+    def check(run_id: str) -> None:
+        calls.append(run_id)
+        if run_id != "c":
+            barrier.wait()
+
+    monkeypatch.setattr(w, "check", check)
+    for rid in ("a", "b", "c", "a"):
+        w.dispatch(rid)
+    assert w.todo.get(timeout=5) == "a"  # its second event: back to the loop once its check ended
+    wait_for(lambda: not w.busy, 5, "the checks to end")
+    assert not barrier.broken and sorted(calls) == ["a", "b", "c"] and calls[2] == "c" and w._threads == 2
+
+
 def test_a_podman_rm_is_torn_down_when_the_storage_goes(
     run: tuple[RunState, RunMeta, Any], core: CoreEnv, tmp_path: Path, monkeypatch: Any
 ) -> None:

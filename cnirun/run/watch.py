@@ -23,6 +23,11 @@ worker:
   and stopped the helper, the worker starts it again and re-attaches the
   networks into its new netns (reattach_run), same addresses where the
   chain allows it,
+- checks (tears down) up to CONCURRENT runs at once, each run by one
+  thread at a time (a run's events while it is checked are checked again
+  after); a run's teardown records its phase before it acts, and the run
+  keeps its state dir until it is done, so a killed worker's runs are
+  finished by the next worker or `cnirun gc`,
 - reconciles from the state dirs on every (re)start, so nothing that died
   while no watcher ran is forgotten; it exits after a while with nothing to
   watch.
@@ -50,6 +55,7 @@ from ..state.runs import RunMeta, RunState, list_states, state_root, watcher_loc
 
 RECHECK_SECONDS = 10.0
 SCAN_SECONDS = 1.0
+CONCURRENT = 8  # runs checked (torn down) at once: a `docker rm -f` of many is not done one by one
 STORAGE_SECONDS = 5.0  # how long after a Podman container stopped its storage is watched (watch_storage)
 # In the lock file after the supervisor's pid. Bump it when what a watcher reads (run states, records)
 # changes: a watcher of another generation is replaced. Watchers of cnirun before 2 wrote no generation.
@@ -199,6 +205,13 @@ class Worker:
         self.waiting: set[str] = set()
         self.retry: dict[str, float] = {}  # run ID -> when its lost netns may be looked at again
         self.gone: set[str] = set()  # runs whose container's storage went (watch_storage): no need to ask
+        import threading
+
+        self._mu = threading.Lock()  # owned, busy and again: the loop and the checking threads share them
+        self.busy: set[str] = set()  # runs a thread checks now
+        self.again: set[str] = set()  # runs to check once more when that ends (an event came meanwhile)
+        self._ready: queue.Queue[str] = queue.Queue()  # runs for the checking threads
+        self._threads = 0  # checking threads started (they last as long as the worker)
 
     def engine(self, name: str) -> Any:
         """One engine object per engine for the worker's life (Docker's follows one event stream)."""
@@ -227,7 +240,8 @@ class Worker:
                 self.waiting.add(st.id)
                 st.unlock()
                 continue
-            self.owned[st.id] = (st, meta)
+            with self._mu:
+                self.owned[st.id] = (st, meta)
             _log(f"watching {meta.engine} container {meta.workload[:12]} (run {st.id[:12]})")
             eng.follow(meta.workload, st.id, self.todo.put)
             self.todo.put(st.id)  # check once now: it may have died already
@@ -254,8 +268,42 @@ class Worker:
             _log(f"teardown of run {run_id[:12]}: {e}")
         if not errors:
             _log(f"tore down run {run_id[:12]} (container {meta.workload[:12]})")
-            del self.owned[run_id]
+            with self._mu:
+                del self.owned[run_id]
             self.gone.discard(run_id)
+
+    def dispatch(self, run_id: str) -> None:
+        """Have a checking thread check the run (up to CONCURRENT at once); one being checked now is
+        checked once more after."""
+        import threading
+
+        with self._mu:
+            if run_id not in self.owned:
+                return
+            if run_id in self.busy:
+                self.again.add(run_id)
+                return
+            self.busy.add(run_id)
+            more = self._threads < min(len(self.busy), CONCURRENT)  # a thread for each run under way
+            if more:
+                self._threads += 1
+        self._ready.put(run_id)
+        if more:
+            threading.Thread(target=self._checking, daemon=True).start()
+
+    def _checking(self) -> None:
+        """A checking thread: checks the runs dispatch hands it, for the worker's life."""
+        while True:
+            run_id = self._ready.get()
+            try:
+                self.check(run_id)
+            except Exception as e:  # noqa: BLE001 - logged; the run is checked again at the next recheck
+                _log(f"check of run {run_id[:12]} failed: {e}")
+            with self._mu:
+                self.busy.discard(run_id)
+                if run_id in self.again:
+                    self.again.discard(run_id)
+                    self.todo.put(run_id)
 
     def _keep_helper(self, eng: Any, st: RunState, meta: RunMeta) -> None:
         """Keep the netns holder (Docker's sandbox helper) running, its netns attached: the stopped
@@ -354,24 +402,36 @@ class Worker:
         threading.Thread(target=poll, daemon=True).start()
 
     def loop(self) -> int:
+        """Adopt runs (when woken, and every SCAN_SECONDS), hand the runs events name to the checking
+        threads, re-check every run every RECHECK_SECONDS; 0 once idle for _idle_seconds()."""
         self.listen()
         idle_since = time.monotonic()
         last_recheck = time.monotonic()
+        last_scan = 0.0
+        woken = True
         while True:
-            self.adopt_new()
-            for rid, (_, meta) in list(self.owned.items()):
-                if lost_netns(meta) and now_due(self.retry, rid):
-                    self.todo.put(rid)  # a stopped container cannot start without it: not at the next recheck
+            if woken or time.monotonic() - last_scan >= SCAN_SECONDS:
+                woken, last_scan = False, time.monotonic()
+                self.adopt_new()
+                with self._mu:
+                    owned = list(self.owned.items())
+                for rid, (_, meta) in owned:
+                    if lost_netns(meta) and now_due(self.retry, rid):
+                        self.todo.put(rid)  # a stopped container cannot start without it: not at the next recheck
             try:
                 run_id = self.todo.get(timeout=SCAN_SECONDS)
-                self.check(run_id)
+                if run_id:
+                    self.dispatch(run_id)
+                else:
+                    woken = True
             except queue.Empty:
                 pass
             now = time.monotonic()
             if now - last_recheck > RECHECK_SECONDS:
                 last_recheck = now
-                for rid in list(self.owned):
-                    self.todo.put(rid)
+                with self._mu:
+                    for rid in self.owned:
+                        self.todo.put(rid)
             if self.owned or self.waiting:
                 idle_since = now
             elif now - idle_since > _idle_seconds():
