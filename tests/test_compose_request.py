@@ -7,6 +7,8 @@ cache and IPAM dirs and checks that `down -v` (or the failed `up`) left nothing.
 from __future__ import annotations
 
 import secrets
+import subprocess
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -62,8 +64,8 @@ services:
 
 
 def test_an_unknown_runtime_fails_the_up_and_leaves_nothing(proj: Proj) -> None:
-    """runtime: naming no runtime the engine knows: `up` fails, with the engine's reason on one line
-    (Docker), and removes the network and everything else it made."""
+    """runtime: naming no runtime the engine knows: `up` refuses before it makes anything, in one line
+    naming the runtimes the engine has (Docker: all of them; Podman: its default), and leaves nothing."""
     proj.write(f"""
 services:
   web:
@@ -72,9 +74,39 @@ services:
     runtime: c26dnosuch
 """)
     p = proj.cnirun("up", "-d", ok=False)
-    assert p.returncode != 0
-    errors = [line for line in p.stderr.splitlines() if line.startswith("cnirun:")]
-    assert len(errors) == 1 and f"container {proj.c('web')} failed to start" in errors[0], p.stderr
+    assert p.returncode == 1
+    lines = p.stderr.splitlines()
+    daemon = "dockerd" if proj.cli == "docker" else "podman"
+    assert len(lines) == 1 and lines[0].startswith(f"cnirun: service web: {daemon} has no runtime 'c26dnosuch' ("), \
+        p.stderr
+    assert "runc" in lines[0], p.stderr
+    proj.assert_clean()
+
+
+def test_healthcheck_start_interval_the_engine_lacks_is_warned_about_and_left_out(proj: Proj) -> None:
+    """healthcheck.start_interval on an engine without it (dockerd below API 1.44, Podman): one WARN line
+    naming the key, the rest of the healthcheck works (Docker: the container turns healthy), and `config`
+    keeps it."""
+    proj.write("""
+services:
+  web:
+    image: busybox
+    command: ["sleep", "3600"]
+    init: true
+    healthcheck: {test: ["CMD", "true"], interval: 1s, start_interval: 500ms}
+""")
+    assert "start_interval: 500ms" in proj.cnirun("config").stdout
     if proj.cli == "docker":
-        assert "Unknown runtime specified c26dnosuch" in errors[0], p.stderr
+        api = subprocess.run(["docker", "version", "-f", "{{.Server.APIVersion}}"], capture_output=True, text=True)
+        if tuple(int(x) for x in api.stdout.strip().split(".")) >= (1, 44):
+            pytest.skip("this dockerd has StartInterval")
+    up = proj.cnirun("up", "-d")
+    warns = [line for line in up.stderr.splitlines() if "start_interval" in line]
+    assert len(warns) == 1 and warns[0].startswith("WARN ") and "healthcheck start interval" in warns[0], up.stderr
+    if proj.cli == "docker":  # Podman runs healthchecks from systemd timers, which this host may lack
+        deadline = time.monotonic() + 30
+        while proj.inspect(proj.c("web"), "{{.State.Health.Status}}") != "healthy" and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert proj.inspect(proj.c("web"), "{{.State.Health.Status}}") == "healthy"
+    proj.cnirun("down", "-v")
     proj.assert_clean()

@@ -60,13 +60,16 @@ def run_request(project: Project, svc: Service, engine: str, number: int = 1) ->
     )
 
 
-# What an engine may lack (Engine.unsupported, by RunSpec field): the compose key, and the service's
-# settings left out with it (a log driver's options belong to it).
-_LEFT_OUT = {"log_driver": (("logging", "driver"), ("log_driver", "log_opts"))}
+# What an engine may lack and compose leaves out with a warning (Engine.unsupported's keys, a RunSpec
+# field or FIELD.KEY within one): the compose key, and the service's settings that go with it (a log
+# driver's options belong to it).
+_LEFT_OUT = {"log_driver": (("logging", "driver"), ("log_driver", "log_opts")),
+             "healthcheck.start_interval": (("healthcheck", "start_interval"), ())}
 
 
 def engine_lacks(project: Project, svc: Service, eng: Any) -> None:
-    """Leave out of svc what the engine cannot do, one WARN line each (compose warns and goes on)."""
+    """Leave out of svc what the engine cannot do, one WARN line each (compose warns and goes on);
+    refuse the rest (a runtime the engine does not have) before anything is made."""
     for fld, why in eng.unsupported(run_spec(project, svc)).items():
         if fld not in _LEFT_OUT:
             raise ComposeFailed(f"service {svc.name}: {why}")
@@ -74,3 +77,6 @@ def engine_lacks(project: Project, svc: Service, eng: Any) -> None:
         say(f"WARN {project.doc.where(svc.path + key)}: {why}")
         for name in dropped:
             setattr(svc, name, type(getattr(svc, name))())
+        field, _, within = fld.partition(".")
+        if within:
+            (getattr(svc, field) or {}).pop(within, None)

@@ -94,6 +94,13 @@ def client_kwargs() -> dict[str, Any]:
     return kwargs
 
 
+def _api_below(version: str, least: tuple[int, int]) -> bool:
+    try:
+        return tuple(int(x) for x in version.split(".")[:2]) < least
+    except ValueError:
+        return False
+
+
 def _api_client(docker: Any, version: str, kwargs: dict[str, Any]) -> Any:
     """docker.APIClient; with TLS, one that verifies against the context's CA only.
 
@@ -272,6 +279,15 @@ class Docker(FullEngine, DockerClient):
     def runtimes(self) -> set[str]:
         info = self._call("info", self.api.info)
         return set((info.get("Runtimes") or {}).keys())
+
+    def unsupported(self, spec: RunSpec) -> dict[str, str]:
+        out: dict[str, str] = {}
+        if spec.runtime and spec.runtime not in (have := self.runtimes()):
+            out["runtime"] = f"dockerd has no runtime {spec.runtime!r} (it has {', '.join(sorted(have))})"
+        if (spec.healthcheck or {}).get("start_interval") is not None and _api_below(self.api._version, (1, 44)):
+            out["healthcheck.start_interval"] = (f"dockerd's API {self.api._version} has no healthcheck start "
+                                                 "interval (1.44 has): ignored")
+        return out
 
     def inspect(self, cid: str) -> dict[str, Any] | None:
         try:

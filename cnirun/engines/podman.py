@@ -145,10 +145,19 @@ class Podman(FullEngine):
         self._run("kill", "--signal", sig, cid)
 
     def unsupported(self, spec: RunSpec) -> dict[str, str]:
+        out: dict[str, str] = {}
         if spec.log_driver and spec.log_driver not in LOG_DRIVERS:
-            return {"log_driver": f"podman has no {spec.log_driver} log driver (it has {', '.join(LOG_DRIVERS)}): "
-                                  "podman's default is used"}
-        return {}
+            out["log_driver"] = (f"podman has no {spec.log_driver} log driver (it has {', '.join(LOG_DRIVERS)}): "
+                                 "podman's default is used")
+        if (spec.healthcheck or {}).get("start_interval") is not None:
+            out["healthcheck.start_interval"] = "podman has no healthcheck start interval: ignored"
+        if spec.runtime:
+            # Podman names its runtimes in containers.conf: asking for one is the only check.
+            p = self._run("--runtime", spec.runtime, "info", "--format", "{{.Host.OCIRuntime.Name}}")
+            if p.returncode != 0:
+                default = self._run("info", "--format", "{{.Host.OCIRuntime.Name}}").stdout.strip()
+                out["runtime"] = f"podman has no runtime {spec.runtime!r} (its default runtime: {default or '?'})"
+        return out
 
     def remove(self, cid: str, volumes: bool = True) -> None:
         # -v: its anonymous volumes go with it, as with Docker's remove (compose's down -v relies on it).

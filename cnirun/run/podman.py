@@ -143,15 +143,20 @@ def _release(fd: int) -> int:
     return -1
 
 
-def _replay(path: str) -> None:
-    """What podman wrote into `path` onto our stderr (its own messages, as `podman run` shows them)."""
+def _replay(path: str, failed: bool) -> str:
+    """What podman wrote into `path`: onto our stderr (its own messages, as `podman run` shows them),
+    or, when podman run failed, its reason (the last line, without "Error: ") for cnirun's one line."""
     try:
         with open(path, "rb") as f:
             data = f.read()
     except OSError:
-        return
+        return ""
+    if failed:
+        lines = data.decode(errors="replace").strip().splitlines()
+        return lines[-1].removeprefix("Error: ") if lines else ""
     if data:
         os.write(2, data)
+    return ""
 
 
 def _remove(path: str) -> None:
@@ -179,6 +184,8 @@ def run_podman(p: Plan, gate: SignalGate, outcome: RunOutcome) -> RunOutcome:
         run.start(argv, env_passthrough)
         gate.forward = run.forward
         outcome.code = run.wait()
+        if run.reason:
+            outcome.error = f"podman run: {run.reason}"
         if spec.detach and outcome.code == 0:
             run.hand_over()
         outcome.container = meta.workload
@@ -207,6 +214,7 @@ class _PodmanRun:
         self.child: _Child | None = None
         self.early: _EarlyDel | None = None
         self.handed_over = False
+        self.reason = ""  # why a detached `podman run` failed, in podman's words
 
     def prepare(self) -> tuple[list[str], dict[str, str]]:
         """The netns (recorded), the hooks, the env file; `podman run`'s argv and the environment it takes."""
@@ -277,7 +285,7 @@ class _PodmanRun:
         assert self.child is not None  # start() made it
         code = self.child.wait()
         if self.errfile:
-            _replay(self.errfile)
+            self.reason = _replay(self.errfile, failed=code != 0)
         _remove(self.env_file)  # podman read it before it created the container
         if self.early is not None:
             self.early.finish()  # DEL may be done already
