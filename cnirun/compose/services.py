@@ -292,7 +292,7 @@ def _healthcheck(doc: Document, value: Any, path: KeyPath) -> dict[str, Any] | N
             doc.fail(path + ("test",), 'a test list starts with "CMD", "CMD-SHELL" or "NONE"')
     elif test is not None:
         doc.fail(path + ("test",), f"expected a string or a list, got {type_name(test)}")
-    for key in ("interval", "timeout", "start_period"):
+    for key in ("interval", "timeout", "start_period", "start_interval"):
         if m.get(key) is not None:
             out[key] = duration(doc, m[key], path + (key,))
     if m.get("retries") is not None:

@@ -42,7 +42,7 @@ class RunSpec(Record):
     pids_limit: int | None
     group_add: list[str]
     restart: str  # no, always, unless-stopped, on-failure[:N]
-    healthcheck: dict[str, Any] | None  # test (list), interval/timeout/start_period (seconds), retries
+    healthcheck: dict[str, Any] | None  # test (list), interval/timeout/start_period/start_interval (s), retries
     ulimits: list[str]  # NAME=SOFT[:HARD]
     sysctls: dict[str, str]
     expose: list[str]  # PORT[/PROTO]
@@ -118,7 +118,8 @@ def _ns(seconds: float | None) -> int | None:
 def health_config(hc: dict[str, Any]) -> dict[str, Any]:
     """The Engine API Healthcheck of a spec's healthcheck (test ["NONE"] disables the image's)."""
     out: dict[str, Any] = {"Test": list(hc.get("test") or [])}
-    for key, api in (("interval", "Interval"), ("timeout", "Timeout"), ("start_period", "StartPeriod")):
+    for key, api in (("interval", "Interval"), ("timeout", "Timeout"), ("start_period", "StartPeriod"),
+                     ("start_interval", "StartInterval")):
         if hc.get(key) is not None:
             out[api] = _ns(hc[key])
     if hc.get("retries") is not None:
