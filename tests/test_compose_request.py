@@ -110,3 +110,21 @@ services:
         assert proj.inspect(proj.c("web"), "{{.State.Health.Status}}") == "healthy"
     proj.cnirun("down", "-v")
     proj.assert_clean()
+
+
+def test_a_container_the_engine_fails_to_start_is_one_line_with_the_engines_reason(proj: Proj) -> None:
+    """A command the image does not have: the engine refuses to start the container; `up` says so in one
+    line carrying the engine's reason (Podman's own Error line is not printed besides), and leaves nothing."""
+    proj.write("""
+services:
+  web:
+    image: busybox
+    command: ["/c26dnosuch"]
+""")
+    p = proj.cnirun("up", "-d", ok=False)
+    assert p.returncode == 1
+    errors = [line for line in p.stderr.splitlines() if "c26dnosuch" in line]
+    assert len(errors) == 1 and errors[0].startswith(f"cnirun: service web: container {proj.c('web')} failed to "
+                                                     "start: "), p.stderr
+    assert "no such file or directory" in errors[0], p.stderr
+    proj.assert_clean()
