@@ -1,8 +1,9 @@
 """A service's container as compose asks the engine for it (cnirun.compose.request), on real engines:
-the service key runtime:.
+the service key runtime:, what of a service the engine lacks, and the engine's refusal to start it.
 
-Address plan: CNIRUN_SUBNET_POOL 10.244.0.0/16, projects c26dxxxxxx. Each test owns its NETCONFPATH,
-cache and IPAM dirs and checks that `down -v` (or the failed `up`) left nothing.
+Address plan: CNIRUN_SUBNET_POOL 10.244.0.0/16, projects c26dxxxxxx (iproj: 10.247.0.0/16,
+c26ixxxxxx). Each test owns its NETCONFPATH, cache and IPAM dirs and checks that `down -v` (or the
+failed `up`) left nothing.
 """
 from __future__ import annotations
 
@@ -35,6 +36,16 @@ def proj(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Proj]:
     for p in project(tmp_path, request.param):
         p.name = "c26d" + secrets.token_hex(3)
         p.env.update(CNIRUN_SUBNET_POOL="10.244.0.0/16")
+        yield p
+
+
+@pytest.fixture(params=ENGINES)
+def iproj(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Proj]:
+    """As proj, with the names and addresses of the tests of what an engine lacks: projects c26ixxxxxx,
+    CNIRUN_SUBNET_POOL 10.247.0.0/16."""
+    for p in project(tmp_path, request.param):
+        p.name = "c26i" + secrets.token_hex(3)
+        p.env.update(CNIRUN_SUBNET_POOL="10.247.0.0/16")
         yield p
 
 
@@ -83,11 +94,11 @@ services:
     proj.assert_clean()
 
 
-def test_healthcheck_start_interval_the_engine_lacks_is_warned_about_and_left_out(proj: Proj) -> None:
+def test_healthcheck_start_interval_the_engine_lacks_is_warned_about_and_left_out(iproj: Proj) -> None:
     """healthcheck.start_interval on an engine without it (dockerd below API 1.44, Podman): one WARN line
     naming the key, the rest of the healthcheck works (Docker: the container turns healthy), and `config`
     keeps it."""
-    proj.write("""
+    iproj.write("""
 services:
   web:
     image: busybox
@@ -95,36 +106,36 @@ services:
     init: true
     healthcheck: {test: ["CMD", "true"], interval: 1s, start_interval: 500ms}
 """)
-    assert "start_interval: 500ms" in proj.cnirun("config").stdout
-    if proj.cli == "docker":
+    assert "start_interval: 500ms" in iproj.cnirun("config").stdout
+    if iproj.cli == "docker":
         api = subprocess.run(["docker", "version", "-f", "{{.Server.APIVersion}}"], capture_output=True, text=True)
         if tuple(int(x) for x in api.stdout.strip().split(".")) >= (1, 44):
             pytest.skip("this dockerd has StartInterval")
-    up = proj.cnirun("up", "-d")
+    up = iproj.cnirun("up", "-d")
     warns = [line for line in up.stderr.splitlines() if "start_interval" in line]
     assert len(warns) == 1 and warns[0].startswith("WARN ") and "healthcheck start interval" in warns[0], up.stderr
-    if proj.cli == "docker":  # Podman runs healthchecks from systemd timers, which this host may lack
+    if iproj.cli == "docker":  # Podman runs healthchecks from systemd timers, which this host may lack
         deadline = time.monotonic() + 30
-        while proj.inspect(proj.c("web"), "{{.State.Health.Status}}") != "healthy" and time.monotonic() < deadline:
+        while iproj.inspect(iproj.c("web"), "{{.State.Health.Status}}") != "healthy" and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert proj.inspect(proj.c("web"), "{{.State.Health.Status}}") == "healthy"
-    proj.cnirun("down", "-v")
-    proj.assert_clean()
+        assert iproj.inspect(iproj.c("web"), "{{.State.Health.Status}}") == "healthy"
+    iproj.cnirun("down", "-v")
+    iproj.assert_clean()
 
 
-def test_a_container_the_engine_fails_to_start_is_one_line_with_the_engines_reason(proj: Proj) -> None:
+def test_a_container_the_engine_fails_to_start_is_one_line_with_the_engines_reason(iproj: Proj) -> None:
     """A command the image does not have: the engine refuses to start the container; `up` says so in one
     line carrying the engine's reason (Podman's own Error line is not printed besides), and leaves nothing."""
-    proj.write("""
+    iproj.write("""
 services:
   web:
     image: busybox
-    command: ["/c26dnosuch"]
+    command: ["/c26inosuch"]
 """)
-    p = proj.cnirun("up", "-d", ok=False)
+    p = iproj.cnirun("up", "-d", ok=False)
     assert p.returncode == 1
-    errors = [line for line in p.stderr.splitlines() if "c26dnosuch" in line]
-    assert len(errors) == 1 and errors[0].startswith(f"cnirun: service web: container {proj.c('web')} failed to "
+    errors = [line for line in p.stderr.splitlines() if "c26inosuch" in line]
+    assert len(errors) == 1 and errors[0].startswith(f"cnirun: service web: container {iproj.c('web')} failed to "
                                                      "start: "), p.stderr
     assert "no such file or directory" in errors[0], p.stderr
-    proj.assert_clean()
+    iproj.assert_clean()
