@@ -127,6 +127,139 @@ def plugin_cycles(conf: dict, k: int) -> tuple[float, float]:
             subprocess.run(["ip", "netns", "del", n], capture_output=True)
 
 
+# -- -d containers: what cnirun keeps resident for them, and how fast `rm -f` of all is torn down -------
+DETACHED_N = int(os.environ.get("BENCH_DETACHED", "50"))
+DET_NET, DET_BRIDGE, DET_SUBNET = "j28res", "j28res", "10.248.250.0/24"
+
+
+def _descendants(pid: int) -> list[int]:
+    """`pid` and every process below it."""
+    children: dict[int, list[int]] = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(d))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo += children.get(p, [])
+    return out
+
+
+def _status(pid: int) -> dict[str, str]:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return dict(ln.split(":", 1) for ln in f.read().splitlines() if ":" in ln)
+    except OSError:
+        return {}
+
+
+def _lock_pid(path: Path) -> int:
+    try:
+        return int(path.read_text().split()[0])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def resident(state: Path, engine: str) -> dict[str, tuple[int, float, int]]:
+    """cnirun's resident processes for the -d runs of `state`, by part: (processes, RSS MiB, threads).
+    The watcher (supervisor, worker and what it runs: `podman wait`), the resolvers (keeper, dnsmasq), and
+    Docker sandbox mode's helper containers (each: its shim and its process)."""
+    parts: dict[str, list[int]] = {"watcher": [], "resolvers": [], "helpers": []}
+    sup = _lock_pid(state / "containers" / ".watcher.lock")
+    parts["watcher"] = _descendants(sup) if sup else []
+    keeper = _lock_pid(state / "dns" / ".keeper.lock")
+    parts["resolvers"] = _descendants(keeper) if keeper else []
+    for d in os.listdir("/proc"):  # the resolvers (dnsmasq) the keeper started: its children or not
+        try:
+            if d.isdigit() and str(state).encode() in Path(f"/proc/{d}/cmdline").read_bytes():
+                parts["resolvers"] += [int(d)] if int(d) not in parts["resolvers"] + parts["watcher"] else []
+        except OSError:
+            continue
+    if engine == "docker":
+        ids = subprocess.run(["docker", "ps", "-q", "--filter", f"label=cnirun.state={state / 'containers'}",
+                              "--filter", "label=cnirun.role=sandbox"], capture_output=True, text=True).stdout.split()
+        pids = subprocess.run(["docker", "inspect", "--format", "{{.State.Pid}}", *ids], capture_output=True,
+                              text=True).stdout.split() if ids else []
+        for p in map(int, pids):
+            shim = int(_status(p).get("PPid", "0"))
+            parts["helpers"] += [p, shim] if shim > 1 else [p]
+    out = {}
+    for part, pids in parts.items():
+        st = [_status(p) for p in pids]
+        st = [s for s in st if s]
+        rss = sum(int(s.get("VmRSS", "0 kB").split()[0]) for s in st) / 1024
+        out[part] = (len(st), rss, sum(int(s.get("Threads", "1")) for s in st))
+    return out
+
+
+def detached(engine: str, n: int) -> tuple[dict[str, tuple[int, float, int]], float, float, dict[str, int]]:
+    """n `-d busybox sleep` runs (Docker sandbox mode, or Podman) on one network: what is resident, then
+    `rm -f` of all at once: (resident, rm's seconds, seconds after it until nothing is left, leftovers)."""
+    tmp = Path(tempfile.mkdtemp(prefix="cnirun-bench-detached-"))
+    netconf = tmp / "net.d"
+    netconf.mkdir()
+    (netconf / f"{DET_NET}.conflist").write_text(json.dumps(chain(DET_NET, DET_BRIDGE, DET_SUBNET, str(tmp / "ipam"))))
+    env = dict(os.environ, NETCONFPATH=str(netconf), CNI_CACHE_DIR=str(tmp / "cache"), CNIRUN_STATE_DIR=str(tmp / "state"),
+               CNIRUN_DEFAULT_NETWORK=DET_NET, CNI_PATH="/usr/lib/cni", CNIRUN_WATCHER_IDLE="3")
+    argv = [CNIRUN, "--engine", "podman"] if engine == "podman" else [CNIRUN, "--mode", "sandbox"]
+    names = [f"j28res-{i}" for i in range(n)]
+    runs = tmp / "state" / "containers"
+
+    def left() -> dict[str, int]:
+        ipam = tmp / "ipam" / DET_NET
+        return {
+            "run state": len([p for p in runs.iterdir() if not p.name.startswith(".")]) if runs.is_dir() else 0,
+            "cache files": len(list((tmp / "cache" / "results").glob("*"))),
+            "veths": len(subprocess.run(["ip", "-o", "link", "show", "master", DET_BRIDGE], capture_output=True,
+                                        text=True).stdout.splitlines()),
+            "reservations": len([p for p in ipam.iterdir() if p.name[0].isdigit()]) if ipam.is_dir() else 0,
+        }
+
+    try:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(4) as ex:
+            list(ex.map(lambda name: subprocess.run([*argv, "-d", "--name", name, "busybox", "sleep", "600"],
+                                                    env=env, capture_output=True, timeout=RUN_TIMEOUT), names))
+        time.sleep(2)  # the watcher has adopted them all (and its `podman wait`s started)
+        res = resident(tmp / "state", engine)
+        t0 = time.monotonic()
+        subprocess.run([engine, "rm", "-f", *names], capture_output=True, timeout=RUN_TIMEOUT)
+        t1 = time.monotonic()
+        deadline = t1 + 120
+        while any(left().values()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return res, t1 - t0, time.monotonic() - t1, left()
+    finally:
+        subprocess.run([engine, "rm", "-f", *names], capture_output=True)
+        subprocess.run(["ip", "link", "del", DET_BRIDGE], capture_output=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def report_detached(n: int) -> int:
+    """The -d measure for each engine: resident per part and per container, and the teardown of `rm -f`."""
+    bad = 0
+    for engine in ("docker", "podman"):
+        if not shutil.which(engine) or engine in SKIP:
+            continue
+        res, rm_s, after_s, left = detached(engine, n)
+        what = "Docker sandbox" if engine == "docker" else "Podman"
+        print(f"\n{n} {what} -d containers on one network: cnirun's resident processes")
+        for part, (procs, rss, threads) in res.items():
+            print(f"  {part:<10} {procs:5} processes {threads:5} threads {rss:8.1f} MiB RSS"
+                  f"   per container: {procs / n:.2f} processes, {rss / n:.2f} MiB")
+        print(f"  `{engine} rm -f` of all {n}: {rm_s:.2f} s; nothing left {after_s:.2f} s after it returned: "
+              + ", ".join(f"{k} {v}" for k, v in left.items()))
+        bad += any(left.values())
+    return 1 if bad else 0
+
+
 def main() -> int:
     if os.geteuid() != 0:
         print("bench_scale: needs root (skipped)")
@@ -234,4 +367,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:] == ["detached"]:  # only the -d measure
+        sys.exit(report_detached(DETACHED_N) if os.geteuid() == 0 else 0)
     sys.exit(main())

@@ -20,6 +20,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from cnirun.core.process import process_start
 from cnirun.run import watch
 from cnirun.state.runs import RunMeta, RunState, list_states
@@ -143,6 +145,39 @@ def test_a_podman_rm_is_torn_down_when_the_storage_goes(
     assert w.todo.get(timeout=5) == st.id
     w.check(st.id)
     assert w.owned == {} and core.cache_files() == [] and list_states() == []
+
+
+def test_podman_follow_watches_the_storage_dirs_in_one_thread(tmp_path: Path, monkeypatch: Any) -> None:
+    """Podman.follow of many containers starts one thread and no podman process (a `podman wait` each
+    would be a process per running -d container): each run is told when its container's storage dir goes
+    (`podman rm`), the others are not."""
+    import queue
+    import threading
+
+    from cnirun.engines import podman
+
+    graph = tmp_path / "graph"
+    cids = [f"{i:x}" * 64 for i in range(1, 6)]
+    for cid in cids:
+        (graph / "overlay-containers" / cid).mkdir(parents=True)
+    (tmp_path / "storage.conf").write_text(f'[storage]\ndriver = "overlay"\ngraphroot = "{graph}"\n')
+    monkeypatch.setenv("CONTAINERS_STORAGE_CONF", str(tmp_path / "storage.conf"))
+    calls = tmp_path / "podman-calls"
+    fake = tmp_path / "podman"
+    fake.write_text(f"#!/bin/sh\necho \"$@\" >> {calls}\nsleep 1\n")
+    fake.chmod(0o755)
+    eng = podman.Podman.__new__(podman.Podman)
+    eng.bin = str(fake)
+    told: queue.Queue[str] = queue.Queue()
+    threads = threading.active_count()
+    for i, cid in enumerate(cids):
+        eng.follow(cid, f"run{i}", told.put)
+    assert threading.active_count() == threads + 1
+    (graph / "overlay-containers" / cids[2]).rmdir()  # podman rm
+    assert told.get(timeout=5) == "run2"
+    with pytest.raises(queue.Empty):
+        told.get(timeout=2 * podman.FOLLOW_SECONDS)
+    assert not calls.exists()
 
 
 def test_a_reattach_cut_short_is_finished_from_the_saved_copy(

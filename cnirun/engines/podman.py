@@ -30,6 +30,7 @@ STORAGE_CONF = "/etc/containers/storage.conf"
 DEFAULT_GRAPHROOT = "/var/lib/containers/storage"
 # How long remove() retries a container podman calls busy (its cleanup still holds a mount).
 REMOVE_BUSY_S = 10.0
+FOLLOW_SECONDS = 0.5  # how often Podman.follow looks at the followed containers' storage dirs
 
 
 def _graphroot() -> str:
@@ -59,6 +60,33 @@ def storage_dir(cid: str) -> str:
         if os.path.isdir(path):
             return path
     return ""
+
+
+class StorageWatch:
+    """One thread telling each run when its container's storage dir is gone (Podman.follow)."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self._mu = threading.Lock()
+        self._dirs: dict[str, tuple[str, Callable[[str], None]]] = {}  # storage dir -> (run ID, notify)
+        threading.Thread(target=self._poll, daemon=True).start()
+
+    def add(self, path: str, run_id: str, notify: Callable[[str], None]) -> None:
+        with self._mu:
+            self._dirs[path] = (run_id, notify)
+
+    def _poll(self) -> None:
+        import time
+
+        while True:
+            time.sleep(FOLLOW_SECONDS)
+            with self._mu:
+                gone = [(p, v) for p, v in self._dirs.items() if not os.path.isdir(p)]
+                for p, _ in gone:
+                    del self._dirs[p]
+            for _, (run_id, notify) in gone:
+                notify(run_id)
 
 
 def _lookup_names(image: str) -> list[str]:
@@ -294,12 +322,24 @@ class Podman(FullEngine):
             proc.wait()
 
     def follow(self, cid: str, run_id: str, notify: Callable[[str], None]) -> None:
-        """A thread per container waiting for its removal; a restart or stop/start does not end the wait.
+        """Notify the run once its container is removed; a restart or stop/start is not a removal.
 
-        `podman wait --condition=removing` polls the container across
+        One thread for all followed containers looks at each one's storage dir
+        every FOLLOW_SECONDS (storage_dir: `podman rm` removes it before it
+        returns, a stop keeps it): no process per container. One whose dir is
+        not found (not root's storage) gets a thread of its own running
+        `podman wait --condition=removing`, which polls the container across
         restarts and ends when it is gone (at once when it already is).
         """
         import threading
+
+        path = storage_dir(cid)
+        if path:
+            watch = self.__dict__.get("_storage_watch")
+            if watch is None:
+                watch = self.__dict__["_storage_watch"] = StorageWatch()
+            watch.add(path, run_id, notify)
+            return
 
         def wait() -> None:
             while self.state(cid) is not None:

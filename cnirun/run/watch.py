@@ -14,10 +14,11 @@ worker:
 
 - adopts every detached run whose lock is free (flocks its state dir),
 - tears a run down (DEL, helper removal) when its container is removed:
-  Docker events for speed, `podman wait --condition=removing` threads for
-  Podman (and, once a run's poststop hook said its container stopped, its
-  storage dir, which `podman rm` removes before it returns), and a periodic
-  re-check in case an event was missed. A container that only stopped
+  Docker events for speed; for Podman, one thread looking at the
+  containers' storage dirs, which `podman rm` removes before it returns
+  (engines.podman.Podman.follow; closely for a while once a run's poststop
+  hook said its container stopped); and a periodic re-check in case an
+  event was missed. A container that only stopped
   keeps its networks (and, in Docker sandbox mode, its helper), so `docker restart`, `docker stop; docker start` and `podman
   restart` bring it back on them, as in hook mode; when dockerd restarted
   and stopped the helper, the worker starts it again and re-attaches the
@@ -254,7 +255,7 @@ class Worker:
             return
         st, meta = self.owned[run_id]
         eng = self.engine(meta.engine)
-        if run_id not in self.gone and meta.workload and eng.exists(meta.workload):
+        if run_id not in self.gone and meta.workload and (_stored(meta) or eng.exists(meta.workload)):
             if meta.sandbox:
                 self._keep_helper(eng, st, meta)
             elif lost_netns(meta):
@@ -436,6 +437,14 @@ class Worker:
                 idle_since = now
             elif now - idle_since > _idle_seconds():
                 return 0
+
+
+def _stored(meta: RunMeta) -> bool:
+    """Whether a Podman run's container has its storage dir: it exists (a removed one has none), no podman
+    process asked (the re-check of a thousand runs would start a thousand)."""
+    from ..engines.podman import storage_dir
+
+    return meta.engine == "podman" and bool(storage_dir(meta.workload))
 
 
 def now_due(retry: dict[str, float], key: str, every: float = 2.0) -> bool:
