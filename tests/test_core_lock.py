@@ -208,6 +208,78 @@ def test_chain_lock_gives_up_as_a_whole(tmp_path: Path) -> None:
         os.close(fd)  # type: ignore[arg-type]
 
 
+def _fork_idle() -> tuple[int, int]:
+    """A child forked without exec (as a detached DEL, a netns helper, another thread's fork): it holds
+    a copy of every descriptor of this process until its pipe's write end (returned with its pid) closes."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child only waits
+        try:
+            os.close(w)
+            os.read(r, 1)
+        finally:
+            os._exit(0)
+    os.close(r)
+    return pid, w
+
+
+def _opened_here(path: str) -> bool:
+    """Whether a descriptor of this process is open on `path`."""
+    for n in os.listdir("/proc/self/fd"):
+        try:
+            if os.readlink(f"/proc/self/fd/{n}") == path:
+                return True
+        except OSError:
+            pass  # closed meanwhile (the listing's own descriptor among them)
+    return False
+
+
+def _end_idle(child: tuple[int, int]) -> None:
+    pid, w = child
+    os.close(w)
+    os.waitpid(pid, 0)
+
+
+def test_a_waiter_that_gave_up_lets_go_although_a_forked_child_holds_its_descriptor(tmp_path: Path) -> None:
+    """A taker that gave up leaves a waiter queued on a duplicate of its descriptor; a child forked
+    meanwhile holds a copy of that duplicate. Once the holder lets go, the waiter takes the lock and lets
+    it go at once: the lock is free while that child still lives, not held until the child ends."""
+    path = str(tmp_path / "l.lock")
+    holder = flock(path)
+    assert holder is not None
+    with pytest.raises(LockError):
+        flock(path, wait=0.2)  # gives up: its waiter stays queued in the kernel
+    child = _fork_idle()
+    try:
+        fcntl.flock(holder, fcntl.LOCK_UN)  # the holder lets go (the child's copy of its descriptor too)
+        os.close(holder)
+        deadline = time.monotonic() + 10.0  # the waiter closes its duplicate once it had the lock: its turn is over
+        while _opened_here(path) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not _opened_here(path)
+        assert not is_held(path), "the abandoned waiter's lock lives on in the forked child"
+    finally:
+        _end_idle(child)
+
+
+def test_leaving_a_lock_block_lets_go_although_a_forked_child_holds_its_descriptor(tmp_path: Path) -> None:
+    """host_lock and chain_lock let go of their locks when their block is left, also while a child
+    forked inside the block (which holds copies of their descriptors) lives on."""
+    host = str(tmp_path / "cni.lock")
+    with host_lock(host):
+        child = _fork_idle()
+    try:
+        assert not is_held(host)
+    finally:
+        _end_idle(child)
+    with chain_lock("t24f", host, new_links=("t24fbr",)):
+        child = _fork_idle()
+    try:
+        assert not any(is_held(p) for p in (host, network_lock_path("t24f", host), link_lock_path("t24fbr", host)))
+    finally:
+        _end_idle(child)
+
+
 def test_lock_api_the_others_call_is_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CNIRUN_STATE_DIR", str(tmp_path / "state"))
     monkeypatch.setenv("CNIRUN_LOCK_FILE", str(tmp_path / "cni.lock"))

@@ -93,13 +93,31 @@ def lock_file() -> str:
     return cni_lock()
 
 
+def release(fd: int) -> None:
+    """Let go of the flock on `fd` and close it.
+
+    An flock belongs to the open file, which lives while any descriptor of
+    it does: a child forked without exec holds copies of every descriptor
+    of ours until it ends. LOCK_UN lets go whatever copies exist; close
+    alone would not.
+    """
+    try:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
 def _blocking_flock(fd: int, op: int, wait: float) -> bool:
     """A blocking flock on `fd` that gives up after `wait` seconds; True once taken.
 
     flock(2) has no timeout. The wait is done in the kernel by a helper
     thread on a duplicate of `fd` (the same open file, so the same lock)
     while we wait on a semaphore with a timeout: no polling. If we give up,
-    the helper stays queued and drops the lock the moment it gets it.
+    the helper stays queued and drops the lock the moment it gets it, with
+    LOCK_UN (`release`): a child forked meanwhile without exec (a detached
+    DEL, a netns helper, another thread's fork) holds a copy of the
+    duplicate, and closing ours alone would leave the lock held until that
+    child ends.
     _thread, not threading: the OCI hook path stays lean.
     """
     import _thread
@@ -117,7 +135,7 @@ def _blocking_flock(fd: int, op: int, wait: float) -> bool:
             state["error"] = e
         with guard:
             if state["abandoned"]:
-                os.close(dup)  # we gave up meanwhile: let the next waiter have it
+                release(dup)  # we gave up meanwhile: let the next waiter have it
                 return
             state["taken"] = state["error"] is None
             os.close(dup)  # `fd` still holds the open file, and with it the lock
@@ -156,8 +174,9 @@ def flock(
     (None: wait for ever). replaceable: the holder may unlink the file when
     done (a container's lock): if the file was replaced after we opened it,
     lock the new one, so two processes can never both hold "the" lock
-    through different inodes. The fd is close-on-exec; closing it releases
-    the lock.
+    through different inodes. The fd is close-on-exec; `release` lets the
+    lock go (closing it does too, unless a child forked without exec holds
+    a copy).
     """
     try:
         os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
@@ -184,7 +203,7 @@ def flock(
                         f"{what or 'another cnirun process'} has held {path} for more than {wait:g} s: try again later"
                     ) from None
         except BaseException:
-            os.close(fd)
+            release(fd)
             raise
         if not replaceable:
             return fd
@@ -194,7 +213,7 @@ def flock(
             same = False
         if same:
             return fd
-        os.close(fd)  # the holder removed the file after we opened it: take the new one
+        release(fd)  # the holder removed the file after we opened it: take the new one
 
 
 class host_lock:  # noqa: N801 - used as `with host_lock(...)`, like the generator it replaced
@@ -221,7 +240,7 @@ class host_lock:  # noqa: N801 - used as `with host_lock(...)`, like the generat
     ) -> None:
         fd, self._fd = self._fd, -1
         if fd >= 0:
-            os.close(fd)
+            release(fd)
 
 
 def lock_dir(host: str | None = None) -> str:
@@ -304,7 +323,7 @@ class chain_lock:  # noqa: N801 - a context manager, like host_lock
     ) -> None:
         fds, self._fds = self._fds, []
         for fd in reversed(fds):
-            os.close(fd)
+            release(fd)
 
 
 def remove_lock_file(path: str) -> bool:
@@ -331,7 +350,7 @@ def remove_lock_file(path: str) -> bool:
             pass
         return True
     finally:
-        os.close(fd)
+        release(fd)
 
 
 def remove_stale_locks(networks: set[str], host: str | None = None) -> list[str]:
@@ -369,7 +388,7 @@ def is_held(path: str) -> bool:
     except BlockingIOError:
         return True
     finally:
-        os.close(fd)
+        release(fd)
     return False
 
 
