@@ -62,8 +62,8 @@ def _add_up_down(compose: typer.Typer) -> None:
            timeout: int = typer.Option(10, "-t", "--timeout", help="Seconds a container removed (recreated, "
                                                                     "scaled down, at Ctrl+C) gets to stop."),
            renew_anon_volumes: bool = typer.Option(False, "-V", "--renew-anon-volumes",
-                                                   help="Accepted: a recreated container always gets new "
-                                                        "anonymous volumes here."),
+                                                   help="A recreated container gets new anonymous volumes "
+                                                        "(default: the old container's)."),
            no_color: bool = typer.Option(False, "--no-color", help="Accepted: cnirun prints no colours.")
            ) -> None:
         """Build/pull images, create networks and volumes, start the services (in depends_on order).
@@ -85,7 +85,8 @@ def _add_up_down(compose: typer.Typer) -> None:
                                        services=list(services or []), remove_orphans=remove_orphans, pull=pull,
                                        scale=composeup.parse_scale(list(scale or [])),
                                        progress=_up_progress, no_recreate=no_recreate, no_build=no_build,
-                                       quiet_pull=quiet_pull, timeout=timeout)
+                                       quiet_pull=quiet_pull, timeout=timeout,
+                                       renew_anon_volumes=renew_anon_volumes)
             code = composeup.up(proj, opts, _engine(ctx.obj))
         raise SystemExit(code)
 

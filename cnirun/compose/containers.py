@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 from ..core.errors import CNIError
+from .anon_volumes import inherited_names
 from .labels import LABEL_PROJECT, LABEL_SERVICE
 from .messages import ComposeFailed, say
 from .peers import states_by_name
@@ -17,12 +18,14 @@ STOP_TIMEOUT = 10
 TEARDOWN_WAIT = 20.0
 
 
-def start_service(project: Project, svc: Service, engine: str, number: int = 1) -> str:
-    """Start one container of a service (detached) through `cnirun run`'s runner; its container ID."""
+def start_service(project: Project, svc: Service, engine: str, number: int = 1,
+                  inherit: dict[str, str] | None = None) -> str:
+    """Start one container of a service (detached) through `cnirun run`'s runner; its container ID.
+    `inherit`: the anonymous volumes it takes from the container it replaces (request.run_spec)."""
     from ..run import run
 
     cname = project.container_name(svc, number)
-    outcome = run(run_request(project, svc, engine, number))
+    outcome = run(run_request(project, svc, engine, number, inherit))
     for line in outcome.warnings:
         say(f" Container {cname}  teardown: {line}")
     if outcome.code != 0:
@@ -32,12 +35,13 @@ def start_service(project: Project, svc: Service, engine: str, number: int = 1) 
     return outcome.container
 
 
-def start_engine_networked(project: Project, svc: Service, eng: Any, number: int = 1) -> str:
+def start_engine_networked(project: Project, svc: Service, eng: Any, number: int = 1,
+                           inherit: dict[str, str] | None = None) -> str:
     """A network_mode service: the engine's own network (host, none, another container's), no CNI."""
     mode = svc.network_mode
     if mode.startswith("service:"):
         mode = "container:" + project.container_name(project.service(mode.split(":", 1)[1]))
-    spec = run_spec(project, svc, number)
+    spec = run_spec(project, svc, number, inherit)
     cid = ""
     try:
         cid = str(eng.create_workload(spec, mode, dict(spec.labels), []))
@@ -86,7 +90,8 @@ def _dependents_first(containers: list[Any]) -> list[Any]:
 def remove_containers(project_name: str, eng: Any, only: set[str] | None = None, volumes: bool = True,
                       timeout: int = STOP_TIMEOUT) -> list[str]:
     """Stop (`timeout` seconds before the kill) and remove the project's containers (with their anonymous
-    volumes unless not `volumes`); DEL their attachments. Returns problems."""
+    volumes, those inherited in a recreate included, unless not `volumes`); DEL their attachments. Returns
+    problems."""
     from ..run.teardown import teardown
 
     errors: list[str] = []
@@ -105,6 +110,11 @@ def remove_containers(project_name: str, eng: Any, only: set[str] | None = None,
         except CNIError as e:
             errors.append(str(e))
             continue
+        for name in inherited_names(c) if volumes else []:
+            try:
+                eng.volume_remove(name)
+            except CNIError as e:
+                errors.append(str(e))
         if c.name in states:
             st, meta = states[c.name]
             # The watcher tears a detached run down when its container is

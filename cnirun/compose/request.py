@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from .anon_volumes import labels_for, with_inherited
 from .labels import container_labels, network_names
 from .messages import ComposeFailed, say
 from .project import Project, Service
 
 
-def run_spec(project: Project, svc: Service, number: int = 1) -> Any:
-    """The container options of one service's container (everything but its networks)."""
+def run_spec(project: Project, svc: Service, number: int = 1, inherit: dict[str, str] | None = None) -> Any:
+    """The container options of one service's container (everything but its networks); `inherit`: the
+    anonymous volumes it takes from the container it replaces (destination -> volume name)."""
     from ..engines.spec import RunSpec
 
     command = list(svc.command or [])
@@ -22,9 +24,9 @@ def run_spec(project: Project, svc: Service, number: int = 1) -> Any:
         command = svc.entrypoint[1:] + command
     env = [k if v is None else f"{k}={v}" for k, v in svc.environment.items()]
     return RunSpec(
-        image=svc.image, command=command, entrypoint=entrypoint, env=env, volumes=list(svc.volumes),
+        image=svc.image, command=command, entrypoint=entrypoint, env=env, volumes=with_inherited(list(svc.volumes), inherit or {}),
         workdir=svc.working_dir, user=svc.user, name=project.container_name(svc, number),
-        hostname=svc.hostname or svc.name, labels=container_labels(project, svc, number), init=svc.init,
+        hostname=svc.hostname or svc.name, labels={**container_labels(project, svc, number), **labels_for(inherit or {})}, init=svc.init,
         detach=True, remove=False, privileged=svc.privileged, read_only=svc.read_only,
         cap_add=list(svc.cap_add), cap_drop=list(svc.cap_drop), stop_signal=svc.stop_signal,
         stop_timeout=int(svc.stop_grace_period) if svc.stop_grace_period is not None else None,
@@ -38,14 +40,15 @@ def run_spec(project: Project, svc: Service, number: int = 1) -> Any:
     )
 
 
-def run_request(project: Project, svc: Service, engine: str, number: int = 1) -> Any:
-    """The `cnirun run` request for one service's container."""
+def run_request(project: Project, svc: Service, engine: str, number: int = 1,
+                inherit: dict[str, str] | None = None) -> Any:
+    """The `cnirun run` request for one service's container (`inherit`: as run_spec's)."""
     from ..run.request import RunRequest
 
     names = network_names(project)
     ordered = list(svc.networks)
     return RunRequest(
-        spec=run_spec(project, svc, number), networks=[names[n.key] for n in ordered], publish=list(svc.ports),
+        spec=run_spec(project, svc, number, inherit), networks=[names[n.key] for n in ordered], publish=list(svc.ports),
         network_ips={names[n.key]: n.ipv4_address for n in ordered if n.ipv4_address}, engine=engine,
         network_ips6={names[n.key]: n.ipv6_address for n in ordered if n.ipv6_address},
         mac=svc.mac_address, dns=list(svc.dns), dns_search=list(svc.dns_search),

@@ -19,6 +19,7 @@ import threading
 from typing import Any
 
 from ..core.errors import CNIError
+from .anon_volumes import inherited
 from .containers import STOP_TIMEOUT, project_containers, remove_containers, start_engine_networked, start_service
 from .dependencies import DependencyFailed, wait_for
 from .down import down
@@ -43,13 +44,14 @@ class UpOptions:
     existing containers even when their config changed; `no_build` never
     builds (a build: service's image must exist); `quiet_pull` draws no pull
     progress; `timeout` is the seconds a container removed (recreated,
-    scaled down, at the end of a foreground up) gets to stop."""
+    scaled down, at the end of a foreground up) gets to stop; a recreated
+    container takes the old one's anonymous volumes unless `renew_anon_volumes`."""
 
     def __init__(self, detach: bool = False, build: bool = False, force_recreate: bool = False,
                  no_deps: bool = False, services: list[str] | None = None, remove_orphans: bool = False,
                  pull: str | None = None, scale: dict[str, int] | None = None,
                  progress: Any = None, no_recreate: bool = False, no_build: bool = False,
-                 quiet_pull: bool = False, timeout: int = STOP_TIMEOUT) -> None:
+                 quiet_pull: bool = False, timeout: int = STOP_TIMEOUT, renew_anon_volumes: bool = False) -> None:
         if force_recreate and no_recreate:
             raise ComposeFailed("--force-recreate and --no-recreate are incompatible")
         if build and no_build:
@@ -58,6 +60,7 @@ class UpOptions:
         self.no_deps, self.services, self.remove_orphans = no_deps, services or [], remove_orphans
         self.pull, self.scale = pull, dict(scale or {})
         self.no_recreate, self.no_build, self.quiet_pull, self.timeout = no_recreate, no_build, quiet_pull, timeout
+        self.renew_anon_volumes = renew_anon_volumes
         # progress(total) -> a context manager with step(item) and clear(), e.g. cli.output.Progress.
         self.progress = progress
 
@@ -159,26 +162,38 @@ def _converge(project: Project, svc: Service, eng: Any, engine: str, opts: UpOpt
             else:
                 say(f" Container {cname}  Running")
             continue
+        inherit: dict[str, str] = {}
         if old is not None:
-            _remove_for_recreate(project, svc, eng, cname, existing, opts.timeout)
+            inherit = _remove_for_recreate(project, svc, eng, old, existing, opts)
         if svc.attaches:
-            start_service(project, svc, engine, number)
+            start_service(project, svc, engine, number, inherit)
         else:
-            start_engine_networked(project, svc, eng, number)
+            start_engine_networked(project, svc, eng, number, inherit)
         started.append(cname)
     refresh_hosts(project)
 
 
-def _remove_for_recreate(project: Project, svc: Service, eng: Any, cname: str, existing: dict[str, Any],
-                         timeout: int) -> None:
-    """Remove cname before it is made again. Containers in its network namespace (network_mode
-    service:SVC) go with it and are made again after it (they come later in the order): theirs is gone."""
+def _remove_for_recreate(project: Project, svc: Service, eng: Any, old: Any, existing: dict[str, Any],
+                         opts: UpOptions) -> dict[str, str]:
+    """Remove container old before it is made again; the anonymous volumes its successor takes
+    (anon_volumes.inherited: none with renew_anon_volumes), kept. Containers in its network namespace
+    (network_mode service:SVC) go with it and are made again after it (they come later in the order):
+    theirs is gone."""
     joined = {n for s in project.services if s.network_mode == f"service:{svc.name}"
               for n in project.container_names(s) if n in existing}
-    for problem in remove_containers(project.name, eng, {cname} | joined, timeout=timeout):
+    inherit, others = ({}, set()) if opts.renew_anon_volumes else inherited(eng, old.id, svc.volumes)
+    problems = remove_containers(project.name, eng, joined, timeout=opts.timeout) if joined else []
+    problems += remove_containers(project.name, eng, {old.name}, volumes=not inherit, timeout=opts.timeout)
+    for name in others if inherit else ():  # what its `rm -v` would have taken
+        try:
+            eng.volume_remove(name)
+        except CNIError as e:
+            problems.append(str(e))
+    for problem in problems:
         say(f"cnirun: {problem}")
     for n in joined:
         existing.pop(n, None)
+    return inherit
 
 
 def _undo(project: Project, eng: Any, cni: Any, started: list[str], created: list[str]) -> None:

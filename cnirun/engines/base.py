@@ -209,6 +209,10 @@ class FullEngine(Engine, Protocol):
     def volume_remove(self, name: str) -> None:
         raise NotImplementedError
 
+    def volume_mounts(self, cid: str) -> dict[str, str]:
+        """The container's volume mounts: destination -> volume name (nothing when it is gone)."""
+        raise NotImplementedError
+
     def exec(self, cid: str, argv: list[str], user: str = "", workdir: str = "",
              env: list[str] | None = None) -> int:
         """Run argv in the container, its output on ours; its exit status."""

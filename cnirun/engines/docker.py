@@ -526,6 +526,10 @@ class Docker(FullEngine, DockerClient):
         res = self._call("volume ls", self.api.volumes, filters={"label": label})
         return [v["Name"] for v in (res or {}).get("Volumes") or []]
 
+    def volume_mounts(self, cid: str) -> dict[str, str]:
+        return {m["Destination"]: m["Name"] for m in (self.inspect(cid) or {}).get("Mounts") or []
+                if m.get("Type") == "volume" and m.get("Name")}
+
     def volume_remove(self, name: str) -> None:
         try:
             self.api.remove_volume(name, force=True)

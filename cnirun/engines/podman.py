@@ -433,6 +433,11 @@ class Podman(FullEngine):
         p = self._run("volume", "ls", "-q", "--filter", f"label={label}")
         return p.stdout.split() if p.returncode == 0 else []
 
+    def volume_mounts(self, cid: str) -> dict[str, str]:
+        p = self._run("container", "inspect", "--format", "{{json .Mounts}}", cid)
+        mounts = json.loads(p.stdout or "[]") if p.returncode == 0 else []
+        return {m["Destination"]: m["Name"] for m in mounts or [] if m.get("Type") == "volume" and m.get("Name")}
+
     def volume_remove(self, name: str) -> None:
         p = self._run("volume", "rm", "-f", name)
         if p.returncode != 0 and "no such volume" not in p.stderr:
