@@ -262,9 +262,18 @@ def test_a_waiter_that_gave_up_lets_go_although_a_forked_child_holds_its_descrip
         _end_idle(child)
 
 
-def test_leaving_a_lock_block_lets_go_although_a_forked_child_holds_its_descriptor(tmp_path: Path) -> None:
-    """host_lock and chain_lock let go of their locks when their block is left, also while a child
-    forked inside the block (which holds copies of their descriptors) lives on."""
+def test_leaving_a_lock_block_lets_go_although_a_forked_child_holds_its_descriptor(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """host_lock, chain_lock and container_locked let go of their locks when their block is left, also
+    while a child forked inside the block (which holds copies of their descriptors) lives on."""
+    monkeypatch.setenv("CNIRUN_STATE_DIR", str(tmp_path / "state"))
+    with lock.container_locked("c24f") as held:
+        held.remove_file = False
+        child = _fork_idle()
+    try:
+        assert not is_held(str(tmp_path / "state" / "locks" / "c24f.lock"))
+    finally:
+        _end_idle(child)
     host = str(tmp_path / "cni.lock")
     with host_lock(host):
         child = _fork_idle()

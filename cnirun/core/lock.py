@@ -460,4 +460,4 @@ def unlock_container(fd: int, container_id: str, remove: bool = False, state_dir
             os.unlink(_container_lock_path(container_id, state_dir))
         except OSError:
             pass
-    os.close(fd)
+    release(fd)
