@@ -95,18 +95,21 @@ def test_the_worker_checks_runs_at_once_each_by_one_thread(monkeypatch: Any) -> 
     w = watch.Worker()
     unused: Any = (None, None)  # check is replaced: what a run holds is not looked at
     w.owned = dict.fromkeys(("a", "b", "c"), unused)
-    barrier = threading.Barrier(2, timeout=5)
+    barrier = threading.Barrier(2, timeout=30)
+    dispatched = threading.Event()
     calls: list[str] = []
 
     def check(run_id: str) -> None:
         calls.append(run_id)
         if run_id != "c":
             barrier.wait()
+            dispatched.wait(30)
 
     monkeypatch.setattr(w, "check", check)
     for rid in ("a", "b", "c", "a"):
         w.dispatch(rid)
-    assert w.todo.get(timeout=5) == "a"  # its second event: back to the loop once its check ended
+    dispatched.set()
+    assert w.todo.get(timeout=30) == "a"  # its second event: back to the loop once its check ended
     wait_for(lambda: not w.busy, 5, "the checks to end")
     assert not barrier.broken and sorted(calls) == ["a", "b", "c"] and calls[2] == "c" and w._threads == 2
 
