@@ -21,6 +21,11 @@ After each cnirun group it counts what was left (veths, reservations, cache
 files, iptables rules, run state, containers): every figure must be 0.
 The chain is bridge + host-local + portmap + firewall + tuning on
 10.198.250.0/24 (bridge t198bench); BENCH_SKIP=hook,podman leaves parts out.
+Last, BENCH_DETACHED (default 50) `-d busybox sleep` runs on one network, Docker
+sandbox mode then Podman (network j28res, 10.248.250.0/24): cnirun's resident
+processes, threads and memory for them (watcher, resolvers, Docker's helper
+containers), and how long after `rm -f` of all at once nothing of them is left
+(BENCH_SKIP=detached leaves it out; `bench_scale.py detached` runs only it).
 Timing is for a quiet machine: the lead reruns it; here only a sanity run.
 """
 from __future__ import annotations
@@ -363,7 +368,8 @@ def main() -> int:
     print("left behind after each cnirun group (all must be 0):")
     for name, left in leaks.items():
         print(f"  {name:<28} " + ", ".join(f"{k} {v}" for k, v in left.items()))
-    return 0 if all(not any(v.values()) for v in leaks.values()) else 1
+    detached_rc = report_detached(DETACHED_N) if "detached" not in SKIP else 0
+    return 0 if all(not any(v.values()) for v in leaks.values()) and not detached_rc else 1
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ after the other. J28_N sets how many (default 30; the bench's measure uses
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -67,3 +68,23 @@ def test_rm_of_many_detached_containers_is_torn_down_concurrently(sworld: World)
     print(f"\none teardown {per_run:.2f} s (of {[round(s, 2) for s in serial]}); rm -f of {len(rest)}: "
           f"{took:.2f} s, one after the other {per_run * len(rest):.1f} s")
     assert took < per_run * len(rest) / 2, (took, per_run)
+
+
+def test_a_worker_killed_amid_concurrent_teardowns_loses_none(sworld: World) -> None:
+    """SIGKILL of the watcher's worker once the first of many removed runs is torn down, the others under
+    way: the worker the supervisor starts again finishes every one of them, nothing left."""
+    w = sworld
+    n = 16
+    with ThreadPoolExecutor(4) as pool:
+        cids = list(pool.map(lambda i: _start(w, i), range(n)))
+    supervisor = int((w.state_dir / "containers" / ".watcher.pid").read_text())
+    worker = int(subprocess.run(["pgrep", "-P", str(supervisor)], capture_output=True, text=True).stdout.split()[0])
+    subprocess.run(["docker", "rm", "-f", *cids], check=True, capture_output=True, timeout=300)
+    wait_for(lambda: _runs(w) < n, 60.0, "the first teardown", step=0.01)
+    os.kill(worker, signal.SIGKILL)
+    left = _runs(w)
+    print(f"killed the worker with {left} of {n} runs left")
+    assert left > 0, "every teardown ended before the kill: nothing was cut short"
+    w.assert_clean(within=60.0)
+    log = (w.state_dir / "containers" / ".watcher.log").read_text()
+    assert f"worker ended with -{int(signal.SIGKILL)}; respawning" in log
