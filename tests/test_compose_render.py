@@ -227,7 +227,8 @@ networks:
 
 
 def test_keys_that_did_not_read_back(tmp_path: Path) -> None:
-    """logging, ulimits, secrets and configs (file, environment:, content:), sub-second durations and x- keys
+    """logging, ulimits, secrets and configs (file, environment:, content:, uid/gid/mode), a healthcheck's
+    start_interval, sub-second durations and x- keys
     (a YAML date among them, in JSON too): each printed in the compose-spec form cnirun reads back to the same
     settings; a secret taken from a variable is printed as that variable's name, never its value."""
     (tmp_path / "pw.txt").write_text("pw\n")
@@ -240,9 +241,9 @@ services:
     image: busybox
     logging: {driver: json-file, options: {max-size: 10m}}
     ulimits: {nproc: 65535, nofile: {soft: 1024, hard: 2048}}
-    secrets: [pw, {source: token, target: tok}]
-    configs: [{source: motd, target: /etc/motd}]
-    healthcheck: {test: ["CMD", "true"], interval: 10us, timeout: 1m30s, start_period: 1h}
+    secrets: [pw, {source: token, target: tok}, {source: pw, target: owned, uid: "1000", gid: "1001", mode: 0440}]
+    configs: [{source: motd, target: /etc/motd}, {source: motd, target: /etc/motd7, uid: 7}]
+    healthcheck: {test: ["CMD", "true"], interval: 10us, timeout: 1m30s, start_period: 1h, start_interval: 2s}
     stop_grace_period: 1500ms
     x-tags: *common
 secrets:
@@ -257,10 +258,14 @@ configs:
     assert a["logging"] == {"driver": "json-file", "options": {"max-size": "10m"}}
     assert a["ulimits"] == {"nproc": 65535, "nofile": {"soft": 1024, "hard": 2048}}
     assert a["secrets"] == [{"source": "pw", "target": "/run/secrets/pw"},
-                            {"source": "token", "target": "/run/secrets/tok"}]
-    assert a["configs"] == [{"source": "motd", "target": "/etc/motd"}] and len(a.get("volumes", [])) == 0
+                            {"source": "token", "target": "/run/secrets/tok"},
+                            {"source": "pw", "target": "/run/secrets/owned", "uid": "1000", "gid": "1001",
+                             "mode": "0440"}]
+    assert a["configs"] == [{"source": "motd", "target": "/etc/motd"},
+                            {"source": "motd", "target": "/etc/motd7", "uid": "7", "gid": "0", "mode": "0444"}]
+    assert len(a.get("volumes", [])) == 0
     assert a["healthcheck"] == {"test": ["CMD", "true"], "interval": "10us", "timeout": "1m30s",
-                                "start_period": "1h0m0s"}
+                                "start_period": "1h0m0s", "start_interval": "2s"}
     assert a["stop_grace_period"] == "1.5s" and a["x-tags"] == {"tier": "back"}
     assert shown["secrets"]["token"] == {"name": "c26arender_token", "environment": "C26A_TOKEN"}
     assert shown["configs"]["motd"] == {"name": "greeting", "content": "hello"}
@@ -268,6 +273,9 @@ configs:
     s1, s2 = p1.service("a"), p2.service("a")
     assert (s2.log_driver, s2.log_opts, s2.ulimits, s2.healthcheck, s2.stop_grace_period, s2.volumes) == \
            (s1.log_driver, s1.log_opts, s1.ulimits, s1.healthcheck, s1.stop_grace_period, s1.volumes)
+    assert [(c.file, c.uid, c.gid, c.mode) for c in s2.mounts.copies] == \
+           [(c.file, c.uid, c.gid, c.mode) for c in s1.mounts.copies] == \
+           [(c.file, 1000, 1001, 0o440) for c in s1.mounts.copies[:1]] + [(s1.mounts.copies[1].file, 7, 0, 0o444)]
     assert p2.secrets["token"].value == "tok-secret-value"
     assert json.loads(render(p1, "json"))["x-released"] == "2024-01-01"  # a YAML date in JSON: its text
     assert text2 == text1

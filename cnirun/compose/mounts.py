@@ -4,7 +4,8 @@ Everything becomes what `docker run -v` / `--tmpfs` takes, so the run path
 needs nothing compose-specific: a named volume `data` of project `p` is
 `p_data:/path`, an anonymous volume is `/path`, a bind is `/abs/src:/path`,
 secrets and configs are read-only file binds under /run/secrets/NAME and
-/NAME as compose mounts them. Top-level `volumes:` are created by `up` with
+/NAME as compose mounts them (one with uid/gid/mode: of a copy `up` writes
+with that owner and mode, OwnedCopy). Top-level `volumes:` are created by `up` with
 compose's labels (see up.ensure_volumes) unless `external`.
 """
 from __future__ import annotations
@@ -92,9 +93,11 @@ def _subdir(parent: int, name: str, where: str) -> int:
     return fd
 
 
-def _write_at(parent: int, name: str, value: str, mode: int, where: str) -> None:
+def _write_at(parent: int, name: str, value: str | bytes, mode: int, where: str,
+              owner: tuple[int, int] | None = None) -> None:
     """`value` into the regular file `name` under `parent`, in place (a container's bind mount of it
-    sees the new text); never through a symlink, into a FIFO or device, or into a hard link."""
+    sees the new text), owned by `owner` (uid, gid) if given; never through a symlink, into a FIFO or
+    device, or into a hard link."""
     from ..core.errors import ConfigError
 
     try:
@@ -102,17 +105,20 @@ def _write_at(parent: int, name: str, value: str, mode: int, where: str) -> None
                      dir_fd=parent)
     except OSError:
         raise ConfigError(f"{where} is a symlink or not a file: remove it and run up again") from None
-    with os.fdopen(fd, "w") as f:
+    with os.fdopen(fd, "wb") as f:
         st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1 or st.st_uid != os.geteuid():
+        if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1 or st.st_uid not in (os.geteuid(), (owner or (-1,))[0]):
             raise ConfigError(f"{where} is not a file cnirun wrote (a link or a device): remove it and run up again")
         os.fchmod(fd, mode)
+        if owner is not None:
+            os.fchown(fd, *owner)
         os.ftruncate(fd, 0)
-        f.write(value)
+        f.write(value.encode() if isinstance(value, str) else value)
 
 
-def materialize(project: str, kinds: dict[str, dict[str, FileSource]]) -> None:
-    """Write the value-based secrets/configs to their files (root-only directories, secrets 0400).
+def materialize(project: str, kinds: dict[str, dict[str, FileSource]], copies: list[OwnedCopy] | None = None) -> None:
+    """Write the value-based secrets/configs to their files (root-only directories, secrets 0400), and
+    the copies of those mounted with uid/gid/mode (KIND.owned/NAME.UID.GID.MODE, that owner and mode).
 
     Everything is written below the state dir through directory descriptors:
     compose/PROJECT/KIND/NAME, each name a plain one (PLAIN_NAME), each
@@ -124,7 +130,7 @@ def materialize(project: str, kinds: dict[str, dict[str, FileSource]]) -> None:
     from ..core.paths import state_dir
 
     todo = [(kind, src) for kind, sources in kinds.items() for src in sources.values() if src.value is not None]
-    if not todo:
+    if not todo and not copies:
         return
     root = state_dir()
     os.makedirs(root, 0o755, exist_ok=True)
@@ -140,6 +146,9 @@ def materialize(project: str, kinds: dict[str, dict[str, FileSource]]) -> None:
                 raise ConfigError(f"{kind} {name!r}: not a plain name")
             fds.append(_subdir(project_fd, kind, os.path.join(where, project, kind)))
             _write_at(fds[-1], name, src.value or "", 0o400 if kind == "secrets" else 0o444, src.file)
+        for c in copies or []:
+            fds.append(_subdir(project_fd, f"{c.kind}.owned", os.path.dirname(c.file)))
+            _write_at(fds[-1], os.path.basename(c.file), c.content(), c.mode, c.file, (c.uid, c.gid))
     finally:
         for fd in fds:
             os.close(fd)
@@ -168,6 +177,31 @@ def forget(project: str) -> None:
 
 
 @dataclass
+class OwnedCopy:
+    """A secret or config a service mounts with uid/gid/mode: `up` writes a copy of it to `file`, with
+    that owner and mode (materialize); the service binds the copy."""
+
+    kind: str
+    source: FileSource
+    file: str
+    uid: int
+    gid: int
+    mode: int
+
+    def content(self) -> bytes:
+        from ..core.errors import ConfigError
+
+        if self.source.value is not None:
+            return self.source.value.encode()
+        try:
+            with open(self.source.file, "rb") as f:
+                return f.read()
+        except OSError as e:
+            raise ConfigError(f"{self.kind[:-1]} {self.source.key!r}: cannot read {self.source.file}: "
+                              f"{e.strerror}") from None
+
+
+@dataclass
 class Mounts:
     volumes: list[str] = field(default_factory=list)  # docker -v entries
     tmpfs: list[str] = field(default_factory=list)  # PATH[:OPTIONS]
@@ -175,6 +209,7 @@ class Mounts:
     # and its secrets:/configs: as {source, target} (their binds are in `volumes` above).
     shown: list[str] = field(default_factory=list)
     files: dict[str, list[dict[str, str]]] = field(default_factory=dict)
+    copies: list[OwnedCopy] = field(default_factory=list)
 
     def add(self, entry: str, shown: str = "") -> None:
         self.volumes.append(entry)
@@ -330,13 +365,34 @@ def _container_path(doc: Document, target: str, path: KeyPath, kind: str) -> Non
                        + ", without ':' or '..'")
 
 
+def _owner(doc: Document, m: dict[str, Any], path: KeyPath, kind: str) -> tuple[int, int, int] | None:
+    """A long-syntax secret's or config's uid, gid and mode (None when it gives none of them): numeric IDs
+    (0 when left out) and an octal mode (cnirun's 0400 for secrets, 0444 for configs when left out)."""
+    if all(m.get(k) is None for k in ("uid", "gid", "mode")):
+        return None
+    ids = []
+    for key in ("uid", "gid"):
+        v = m.get(key, 0)
+        if isinstance(v, bool) or not (isinstance(v, int) or isinstance(v, str) and v.isdigit()) or int(v) > 2**32 - 2:
+            doc.fail(path + (key,), f"expected a numeric {key.upper()}, got {v!r}")
+        ids.append(int(v))
+    mode = m.get("mode", 0o400 if kind == "secrets" else 0o444)
+    if isinstance(mode, str) and mode and all(ch in "01234567" for ch in mode):
+        mode = int(mode, 8)
+    if isinstance(mode, bool) or not isinstance(mode, int) or not 0 <= mode <= 0o777:
+        doc.fail(path + ("mode",), f"expected an octal file mode such as 0440, got {m.get('mode')!r}")
+    return ids[0], ids[1], mode
+
+
 def parse_service_files(doc: Document, value: Any, path: KeyPath, sources: dict[str, FileSource], kind: str,
-                        mounts: Mounts) -> None:
-    """Service secrets/configs: read-only file binds at /run/secrets/NAME (secrets) or /NAME (configs)."""
+                        mounts: Mounts, project: str = "") -> None:
+    """Service secrets/configs: read-only file binds at /run/secrets/NAME (secrets) or /NAME (configs); with
+    uid/gid/mode, of a copy with that owner and mode (OwnedCopy) under the project's sources_dir."""
     if not isinstance(value, list):
         doc.fail(path, f"expected a list of {kind}, got {type_name(value)}")
     for i, item in enumerate(value):
         p = path + (i,)
+        owner = None
         if isinstance(item, str):
             src, target = item, ""
         else:
@@ -347,6 +403,7 @@ def parse_service_files(doc: Document, value: Any, path: KeyPath, sources: dict[
                 if "target" in m else ""
             if "target" in m:
                 _container_path(doc, target, p + ("target",), kind)
+            owner = _owner(doc, m, p, kind)
         if src not in sources:
             doc.fail(p, f"{kind[:-1]} {src!r} is not declared under the top-level {kind}:")
         if not target:
@@ -356,5 +413,11 @@ def parse_service_files(doc: Document, value: Any, path: KeyPath, sources: dict[
         file = sources[src].file
         if sources[src].value is None and not os.path.isfile(file):
             doc.fail(p, f"{kind[:-1]} {src!r}: file {file} does not exist")
+        shown = {"source": src, "target": target}
+        if owner is not None:
+            uid, gid, mode = owner
+            file = os.path.join(sources_dir(project), f"{kind}.owned", f"{src}.{uid}.{gid}.{mode:o}")
+            mounts.copies.append(OwnedCopy(kind, sources[src], file, uid, gid, mode))
+            shown.update(uid=str(uid), gid=str(gid), mode=f"0{mode:o}")
         mounts.volumes.append(f"{file}:{target}:ro")
-        mounts.files.setdefault(kind, []).append({"source": src, "target": target})
+        mounts.files.setdefault(kind, []).append(shown)

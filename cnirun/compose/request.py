@@ -24,9 +24,11 @@ def run_spec(project: Project, svc: Service, number: int = 1, inherit: dict[str,
         command = svc.entrypoint[1:] + command
     env = [k if v is None else f"{k}={v}" for k, v in svc.environment.items()]
     return RunSpec(
-        image=svc.image, command=command, entrypoint=entrypoint, env=env, volumes=with_inherited(list(svc.volumes), inherit or {}),
+        image=svc.image, command=command, entrypoint=entrypoint, env=env,
+        volumes=with_inherited(list(svc.volumes), inherit or {}),
         workdir=svc.working_dir, user=svc.user, name=project.container_name(svc, number),
-        hostname=svc.hostname or svc.name, labels={**container_labels(project, svc, number), **labels_for(inherit or {})}, init=svc.init,
+        hostname=svc.hostname or svc.name, labels={**container_labels(project, svc, number), **labels_for(inherit or {})},
+        init=svc.init,
         detach=True, remove=False, privileged=svc.privileged, read_only=svc.read_only,
         cap_add=list(svc.cap_add), cap_drop=list(svc.cap_drop), stop_signal=svc.stop_signal,
         stop_timeout=int(svc.stop_grace_period) if svc.stop_grace_period is not None else None,

@@ -380,7 +380,7 @@ def parse_service(doc: Document, name: str, value: Any, path: KeyPath, project: 
     _network_keys(doc, svc, m, path, warn)
     _container_keys(doc, svc, m, path)
     _resource_keys(doc, svc, m, path, warn)
-    _mount_keys(doc, svc, m, path, volumes, secrets, configs)
+    _mount_keys(doc, svc, m, path, project, volumes, secrets, configs)
     if m.get("x-cni") is not None:
         parse_x_cni(doc, svc, m["x-cni"], path + ("x-cni",))
     return svc
@@ -517,8 +517,8 @@ def _resource_keys(doc: Document, svc: Service, m: dict[str, Any], path: KeyPath
             doc.fail(path + ("pull_policy",), f"expected one of {', '.join(PULL_POLICIES)}")
 
 
-def _mount_keys(doc: Document, svc: Service, m: dict[str, Any], path: KeyPath, volumes: dict[str, VolumeSpec],
-                secrets: dict[str, FileSource], configs: dict[str, FileSource]) -> None:
+def _mount_keys(doc: Document, svc: Service, m: dict[str, Any], path: KeyPath, project: str,
+                volumes: dict[str, VolumeSpec], secrets: dict[str, FileSource], configs: dict[str, FileSource]) -> None:
     """volumes, tmpfs, secrets and configs: the container's mounts."""
     mounts = Mounts()
     if m.get("volumes") is not None:
@@ -526,9 +526,9 @@ def _mount_keys(doc: Document, svc: Service, m: dict[str, Any], path: KeyPath, v
     if m.get("tmpfs") is not None:
         mounts.tmpfs += str_list(doc, m["tmpfs"], path + ("tmpfs",))
     if m.get("secrets") is not None:
-        parse_service_files(doc, m["secrets"], path + ("secrets",), secrets, "secrets", mounts)
+        parse_service_files(doc, m["secrets"], path + ("secrets",), secrets, "secrets", mounts, project)
     if m.get("configs") is not None:
-        parse_service_files(doc, m["configs"], path + ("configs",), configs, "configs", mounts)
+        parse_service_files(doc, m["configs"], path + ("configs",), configs, "configs", mounts, project)
     svc.volumes, svc.tmpfs, svc.mounts = mounts.volumes, mounts.tmpfs, mounts
 
 

@@ -104,7 +104,8 @@ def up(project: Project, detach: bool | UpOptions, engine: str) -> int:
                 say(f"cnirun: {e}")
         ensure_images(project, services, eng, opts.build, opts.pull, opts.no_build, opts.quiet_pull)
         # before any network: a state dir it refuses to write through leaves nothing made
-        materialize(project.name, {"secrets": project.secrets, "configs": project.configs})
+        materialize(project.name, {"secrets": project.secrets, "configs": project.configs},
+                    [c for s in project.services for c in s.mounts.copies])
         created = ensure_networks(project, cni)
         ensure_volumes(project, eng)
         for svc in services:
