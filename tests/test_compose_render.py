@@ -228,7 +228,7 @@ networks:
 
 def test_keys_that_did_not_read_back(tmp_path: Path) -> None:
     """logging, ulimits, secrets and configs (file, environment:, content:, uid/gid/mode), a healthcheck's
-    start_interval, sub-second durations and x- keys
+    start_interval, long-syntax ports with mode/name/app_protocol, sub-second durations and x- keys
     (a YAML date among them, in JSON too): each printed in the compose-spec form cnirun reads back to the same
     settings; a secret taken from a variable is printed as that variable's name, never its value."""
     (tmp_path / "pw.txt").write_text("pw\n")
@@ -243,6 +243,8 @@ services:
     ulimits: {nproc: 65535, nofile: {soft: 1024, hard: 2048}}
     secrets: [pw, {source: token, target: tok}, {source: pw, target: owned, uid: "1000", gid: "1001", mode: 0440}]
     configs: [{source: motd, target: /etc/motd}, {source: motd, target: /etc/motd7, uid: 7}]
+    ports: ["127.0.0.1:19901:81", {target: 80, published: 19900, host_ip: 127.0.0.1, mode: host, name: web,
+                                   app_protocol: http}]
     healthcheck: {test: ["CMD", "true"], interval: 10us, timeout: 1m30s, start_period: 1h, start_interval: 2s}
     stop_grace_period: 1500ms
     x-tags: *common
@@ -264,6 +266,8 @@ configs:
     assert a["configs"] == [{"source": "motd", "target": "/etc/motd"},
                             {"source": "motd", "target": "/etc/motd7", "uid": "7", "gid": "0", "mode": "0444"}]
     assert len(a.get("volumes", [])) == 0
+    assert a["ports"] == ["127.0.0.1:19901:81", {"target": 80, "published": "19900", "host_ip": "127.0.0.1",
+                                                 "mode": "host", "name": "web", "app_protocol": "http"}]
     assert a["healthcheck"] == {"test": ["CMD", "true"], "interval": "10us", "timeout": "1m30s",
                                 "start_period": "1h0m0s", "start_interval": "2s"}
     assert a["stop_grace_period"] == "1.5s" and a["x-tags"] == {"tier": "back"}
@@ -273,6 +277,7 @@ configs:
     s1, s2 = p1.service("a"), p2.service("a")
     assert (s2.log_driver, s2.log_opts, s2.ulimits, s2.healthcheck, s2.stop_grace_period, s2.volumes) == \
            (s1.log_driver, s1.log_opts, s1.ulimits, s1.healthcheck, s1.stop_grace_period, s1.volumes)
+    assert s2.ports == s1.ports == ["127.0.0.1:19901:81", "127.0.0.1:19900:80"]
     assert [(c.file, c.uid, c.gid, c.mode) for c in s2.mounts.copies] == \
            [(c.file, c.uid, c.gid, c.mode) for c in s1.mounts.copies] == \
            [(c.file, 1000, 1001, 0o440) for c in s1.mounts.copies[:1]] + [(s1.mounts.copies[1].file, 7, 0, 0o444)]

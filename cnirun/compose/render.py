@@ -69,7 +69,7 @@ def _network_keys(svc: Service) -> dict[str, Any]:
                            ({"ipv6_address": n.ipv6_address} if n.ipv6_address else {}) or None
                            for n in svc.networks}
     if svc.ports:
-        out["ports"] = svc.ports
+        out["ports"] = svc.ports_shown or svc.ports
     if svc.expose:
         out["expose"] = svc.expose
     return out

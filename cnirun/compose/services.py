@@ -83,6 +83,9 @@ class Service:
     entrypoint: list[str] | None = None
     environment: dict[str, str | None] = field(default_factory=dict)
     ports: list[str] = field(default_factory=list)
+    # What `config` prints for ports: the short syntax, or the long one for a port with mode, name or
+    # app_protocol (accepted: they change nothing in a single-host publish).
+    ports_shown: list[Any] = field(default_factory=list)
     expose: list[str] = field(default_factory=list)
     networks: list[ServiceNetwork] = field(default_factory=list)
     network_mode: str = ""  # host, none, service:X, container:X: no CNI attachment
@@ -192,8 +195,10 @@ def _ports(doc: Document, svc: Service, value: Any, path: KeyPath, warn: Any) ->
                     spec = f"[{hip}]:{spec}" if ":" in hip else f"{hip}:{spec}"
             if item.get("protocol"):
                 spec += "/" + expect_str(doc, item["protocol"], p + ("protocol",))
+            shown: Any = _long_port(doc, item, p) if any(item.get(k) for k in ("mode", "name", "app_protocol")) \
+                else spec
         else:
-            spec = expect_str(doc, item, p, 'a port such as "8080:80"')
+            spec = shown = expect_str(doc, item, p, 'a port such as "8080:80"')
         if ":" not in spec.split("/")[0]:
             # Compose would pick a random host port; CNI's portmap needs one named.
             warn(p, f"port {spec} has no host port: not published (write HOSTPORT:{spec} to publish it); "
@@ -205,6 +210,17 @@ def _ports(doc: Document, svc: Service, value: Any, path: KeyPath, warn: Any) ->
         except ArgumentError as e:
             doc.fail(p, str(e))
         svc.ports.append(spec)
+        svc.ports_shown.append(shown)
+
+
+def _long_port(doc: Document, item: dict[str, Any], path: KeyPath) -> dict[str, Any]:
+    """A long-syntax port as `config` prints it: its keys as given, target a number."""
+    out: dict[str, Any] = {}
+    for key in ("target", "published", "host_ip", "protocol", "mode", "name", "app_protocol"):
+        if item.get(key) not in (None, ""):
+            out[key] = expect_str(doc, item[key], path + (key,))
+    out["target"] = int(out["target"]) if out["target"].isdigit() else out["target"]
+    return out
 
 
 def host_name(doc: Document, value: str, path: KeyPath, what: str) -> None:
