@@ -238,7 +238,7 @@ configs:
     proj.write(text.replace("CODE", "3"))
     failed = proj.cnirun("up", "-d", ok=False)
     assert failed.returncode == 1 and "Traceback" not in failed.stderr
-    assert failed.stderr.splitlines()[-1] == "cnirun: service init didn't complete successfully: exit 3"
+    assert failed.stderr.splitlines()[-1] == "cnirun: service \"init\" didn't complete successfully: exit 3"
     assert list(proj.ids()) == [proj.c("init")]
     assert subprocess.run(["docker", "inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", proj.c("init")],
                           capture_output=True, text=True).stdout.strip() == "exited 3"

@@ -48,7 +48,7 @@ def wait_for(project: Project, svc: Service, eng: Any) -> None:
                     if code is not None:
                         if code != 0:
                             say(f" Container {cname}  Exited ({code}): left for inspection (compose down removes it)")
-                            raise DependencyFailed(f"service {dep} didn't complete successfully: exit {code}")
+                            raise DependencyFailed(f"service \"{dep}\" didn't complete successfully: exit {code}")
                         say(f" Container {cname}  Exited")
                         break
                 if time.monotonic() > deadline:
