@@ -59,3 +59,27 @@ configs:
     assert cat.stdout == "from-file\nfrom-envhello"
     proj.cnirun("down", "-v")
     proj.assert_clean()
+
+
+def test_missing_bind_sources_are_made_by_up(proj: Proj) -> None:
+    """A bind source that does not exist, in short syntax and in long syntax (bind.create_host_path left
+    true), is made a directory by up, as dockerd does, on Podman too (podman run refuses a missing one); the
+    container writes through it; down -v leaves nothing."""
+    proj.write(f"""
+services:
+  app:
+    image: busybox
+    command: {SLEEP_WITH_INIT}
+    volumes:
+      - ./made/short:/short
+      - {{type: bind, source: ./made/long, target: /long}}
+""")
+    proj.cnirun("up", "-d")
+    assert (proj.dir / "made" / "short").is_dir() and (proj.dir / "made" / "long").is_dir()
+    wrote = subprocess.run([proj.cli, "exec", proj.c("app"), "sh", "-c", "echo s > /short/f; echo l > /long/f"],
+                           capture_output=True, text=True)
+    assert wrote.returncode == 0, wrote.stderr
+    assert (proj.dir / "made" / "short" / "f").read_text() == "s\n"
+    assert (proj.dir / "made" / "long" / "f").read_text() == "l\n"
+    proj.cnirun("down", "-v")
+    proj.assert_clean()

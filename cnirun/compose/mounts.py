@@ -210,6 +210,7 @@ class Mounts:
     shown: list[str] = field(default_factory=list)
     files: dict[str, list[dict[str, str]]] = field(default_factory=dict)
     copies: list[OwnedCopy] = field(default_factory=list)
+    host_dirs: list[str] = field(default_factory=list)  # bind sources up makes when missing (make_bind_sources)
 
     def add(self, entry: str, shown: str = "") -> None:
         self.volumes.append(entry)
@@ -293,6 +294,14 @@ def _bind_source(doc: Document, src: str, path: KeyPath, create: bool) -> str:
     return src
 
 
+def make_bind_sources(mounts: list[Mounts]) -> None:
+    """Make the missing bind sources a directory, as dockerd does for `-v`: podman refuses a missing one.
+    Those with bind.create_host_path: false were refused when the file was read."""
+    for src in dict.fromkeys(d for m in mounts for d in m.host_dirs):
+        if not os.path.lexists(src):
+            os.makedirs(src, 0o755, exist_ok=True)
+
+
 def parse_service_volumes(doc: Document, value: Any, path: KeyPath, volumes: dict[str, VolumeSpec],
                           mounts: Mounts) -> None:
     if not isinstance(value, list):
@@ -307,6 +316,7 @@ def parse_service_volumes(doc: Document, value: Any, path: KeyPath, volumes: dic
             src, rest = parts[0], ":".join(parts[1:])
             if src.startswith("/"):
                 mounts.add(item)
+                mounts.host_dirs.append(src)
                 continue
             if src not in volumes:
                 doc.fail(p, f"volume {src!r} is not declared under the top-level volumes: (declare it, or "
@@ -338,6 +348,8 @@ def parse_service_volumes(doc: Document, value: Any, path: KeyPath, volumes: dic
                 opts.append(expect_str(doc, b["selinux"], p + ("bind", "selinux")))
             mounts.add(f"{_bind_source(doc, src, p + ('source',), create)}:{target}"
                        + (":" + ",".join(opts) if opts else ""))
+            if create:
+                mounts.host_dirs.append(src)
         elif kind == "volume":
             v = expect_mapping(doc, m.get("volume"), p + ("volume",))
             if v.get("nocopy"):

@@ -27,7 +27,7 @@ from .images import ensure_images
 from .labels import LABEL_SERVICE
 from .logs import LogPrinter
 from .messages import ComposeFailed, hide_progress, say, show_progress, step
-from .mounts import forget, materialize
+from .mounts import forget, make_bind_sources, materialize
 from .networks import ensure_networks
 from .peers import members, refresh_hosts
 from .project import Project, Service
@@ -106,6 +106,7 @@ def up(project: Project, detach: bool | UpOptions, engine: str) -> int:
         # before any network: a state dir it refuses to write through leaves nothing made
         materialize(project.name, {"secrets": project.secrets, "configs": project.configs},
                     [c for s in project.services for c in s.mounts.copies])
+        make_bind_sources([s.mounts for s in services])
         created = ensure_networks(project, cni)
         ensure_volumes(project, eng)
         for svc in services:
