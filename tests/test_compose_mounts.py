@@ -5,25 +5,11 @@ cache and IPAM dirs and checks that `down -v` left nothing (the copies `up` wrot
 """
 from __future__ import annotations
 
-import secrets
 import subprocess
-from pathlib import Path
-from typing import Iterator
 
-import pytest
-
-from test_compose_commands import ENGINES, Proj, project
+from test_compose_commands import Proj
 from test_compose_lifecycle import SLEEP_WITH_INIT
-
-SUBNET_POOL = "10.247.0.0/16"
-
-
-@pytest.fixture(params=ENGINES)
-def proj(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Proj]:
-    """A project on each engine with this suite's names and addresses; what the test left is taken down."""
-    for p in project(tmp_path, request.param, SUBNET_POOL):
-        p.name = "c26i" + secrets.token_hex(3)
-        yield p
+from test_compose_recreate import proj  # noqa: F401 - the project fixture of this address plan
 
 
 def test_secret_and_config_uid_gid_mode_are_the_files_owner_and_mode(proj: Proj) -> None:
