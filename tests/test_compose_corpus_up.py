@@ -45,8 +45,7 @@ POOL = "10.249.0.0/16"
 PORTED = [c for c in ALL if "ports:" in (CORPUS / c / "compose.yaml").read_text()]
 PORT_BASE = {"docker": 19950, "podman": 19975}
 # Files that do not come up on either engine, and why (cnirun's bug: the test fails when it is fixed).
-BROKEN = {"pihole": "a pinned ipv4_address outside the network's ip_range (10.241.250.2, ip_range "
-                    "10.241.250.128/25) is refused by host-local: cnirun gives it the ip_range as its only range"}
+BROKEN: dict[str, str] = {}
 # Variants of a file with one key dropped: the rest of a BROKEN file still brought up.
 WITHOUT_IP_RANGE = "pihole-without-ip_range"
 CASES = [pytest.param(c, marks=pytest.mark.xfail(strict=True, reason=BROKEN[c])) if c in BROKEN else c

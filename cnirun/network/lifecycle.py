@@ -26,7 +26,7 @@ from ..cni.policy_record import PLUGIN_TYPE
 from ..cni.runtime import CNI
 from ..cni.runtime_conf import RuntimeConf
 from .attachment import Attachment
-from .network_options import NetworkOptions, declares, keep_addresses
+from .network_options import NetworkOptions, declares, keep_addresses, pinned_ranges
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -51,8 +51,10 @@ def _add(
     cni: CNI, net: NetworkConfigList, rt: RuntimeConf, opts: NetworkOptions, notes: list[str] | None
 ) -> dict[str, Any]:
     """cni.add; when it fails and `opts` has a fallback (keep_addresses), once more with that, noted."""
+    pinned = opts.pinned()
     try:
-        return cni.add(net, rt)
+        # An address pinned outside the network's ranges (compose's ip_range) is given a range of its own.
+        return cni.add((pinned_ranges(net, pinned) if pinned else None) or net, rt)
     except CNIError as e:
         if opts.fallback is None:
             raise

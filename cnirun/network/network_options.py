@@ -42,6 +42,13 @@ class NetworkOptions(Value):
         # addresses and MAC keep_addresses asked for again (a wish, never a reason to fail).
         self.fallback = fallback
 
+    def pinned(self) -> list[str]:
+        """The addresses these options ask for (the ips capability, else host-local's IP= arguments)."""
+        ips = self.capability_args.get(IPS_CAPABILITY)
+        if isinstance(ips, list):
+            return [str(ip) for ip in ips]
+        return [ip for k, v in self.args if k == "IP" for ip in v.split(",") if ip]
+
     def set_arg(self, key: str, value: str) -> None:
         """A CNI_ARGS pair (with IgnoreUnknown, which host-local, bridge and tuning read); checked for separators."""
         from .options import check_cni_arg
@@ -130,6 +137,65 @@ def _firewall_policy(spec: ContainerNetworkSpec, networks: list[NetworkConfigLis
         )
     for o in opts:
         o.capability_args[CAPABILITY] = value
+
+
+def pinned_ranges(net: NetworkConfigList, ips: list[str]) -> NetworkConfigList | None:
+    """`net` with each host-local range set that holds none of `ips` in its ranges, though one of its
+    subnets does (outside the span of its ranges: a hole between two is an aux_address, reserved),
+    narrowed to that one address (its subnet and gateway kept); None when there is none such.
+
+    A network's ranges are where addresses are handed out (compose's ip_range); a pinned address may
+    be anywhere in the subnet, as Docker allows. host-local takes a requested address only from its
+    ranges, so the ADD that pins one outside them sees a range of just that address; it records it as
+    its last address there, which later ADDs, not in any of their ranges, start again from the first
+    range. The cached config keeps the narrowed ranges for the DEL, which frees by container ID.
+    """
+    from ..core import cidr
+    from ..core.jsonfast import dumps, loads
+
+    def span(r: dict[str, Any]) -> tuple[int, int, int] | None:  # (version, first, last) of a range
+        try:
+            net_ = cidr.parse(str(r.get("subnet", "")))
+            first = cidr.parse(str(r["rangeStart"])).value if r.get("rangeStart") else net_.network + 1
+            last = cidr.parse(str(r["rangeEnd"])).value if r.get("rangeEnd") else \
+                net_.last - (1 if net_.version == 4 else 0)
+        except (ValueError, KeyError):
+            return None
+        return net_.version, first, last
+
+    raw = loads(dumps(net.raw))
+    changed = False
+    for plugin in raw.get("plugins") or []:
+        ipam = plugin.get("ipam") if isinstance(plugin, dict) else None
+        if not isinstance(ipam, dict) or ipam.get("type") != "host-local" or not isinstance(ipam.get("ranges"), list):
+            continue
+        for i, rs in enumerate(ipam["ranges"]):
+            if not isinstance(rs, list) or not all(isinstance(r, dict) for r in rs):
+                continue
+            for ip in ips:
+                try:
+                    addr = cidr.parse(ip)
+                except ValueError:
+                    continue
+                spans = [(r, span(r)) for r in rs]
+                mine = [sp for _, sp in spans if sp and sp[0] == addr.version]
+                if any(first <= addr.value <= last for _, first, last in mine):
+                    continue  # host-local can hand it out as it is
+                if mine and min(f for _, f, _ in mine) <= addr.value <= max(la for _, _, la in mine):
+                    continue  # a hole between ranges: an aux_address, reserved (host-local refuses it)
+                home = next((r for r, sp in spans if sp and sp[0] == addr.version
+                             and cidr.parse(str(r["subnet"])).network <= addr.value <= cidr.parse(str(r["subnet"])).last),
+                            None)
+                if home is None:
+                    continue
+                narrowed = {k: v for k, v in home.items() if k in ("subnet", "gateway")}
+                ipam["ranges"][i] = [dict(narrowed, rangeStart=ip, rangeEnd=ip)]
+                changed = True
+    if not changed:
+        return None
+    from ..cni.config import conflist_from_bytes
+
+    return conflist_from_bytes(dumps(raw).encode(), net.source)
 
 
 def _first_declaring(networks: list[NetworkConfigList], capability: str, need: str, hint: str) -> int:
