@@ -164,12 +164,14 @@ def set_script(ifname: str, sets: dict[str, list[str]]) -> str:
 COMMITTED = b"# new generation "
 
 
-def nft(netns: str, args: list[str], script: str = "") -> bytes:
+def nft(netns: str, args: list[str], script: str = "", early: bool = False) -> bytes:
     """Run nft in `netns` (a path; "": the calling thread's own); its stdout, or NftError.
-    `-f -` (a transaction from `script`) returns once the commit is in effect."""
+    `early` (a transaction, `-f -` from `script`): return once the commit is in effect, not when nft
+    has exited. Only for one transaction at a time (apply, delete): nft --echo run by apply_many's
+    threads in a hook's worker crashed (SIGSEGV, "Memory allocation failure") at 100 containers."""
     from ..cni.invoke import run_program
 
-    commit = args == ["-f", "-"]
+    commit = early and args == ["-f", "-"]
     if commit:
         args = ["--echo", *args]
     argv = [NSENTER, f"--net={netns}", NFT, *args] if netns else [NFT, *args]
@@ -184,7 +186,7 @@ def nft(netns: str, args: list[str], script: str = "") -> bytes:
 
 
 def apply(netns: str, script: str) -> None:
-    nft(netns, ["-f", "-"], script)
+    nft(netns, ["-f", "-"], script, early=True)
 
 
 CLONE_NEWNET = 0x40000000
@@ -248,7 +250,8 @@ def delete(netns: str, ifname: str) -> None:
     if not netns or not os.path.exists(netns):
         return
     try:
-        nft(netns, ["-f", "-"], f"table inet {table_name(ifname)} {{}}\ndelete table inet {table_name(ifname)}\n")
+        nft(netns, ["-f", "-"], f"table inet {table_name(ifname)} {{}}\ndelete table inet {table_name(ifname)}\n",
+            early=True)
     except NftError:
         if os.path.exists(netns):
             raise
