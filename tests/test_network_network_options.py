@@ -39,6 +39,9 @@ def test_an_address_the_ranges_hold_or_outside_every_subnet_changes_nothing() ->
     net = _net([[dict(V4, rangeStart="10.241.250.128", rangeEnd="10.241.250.254")], [V6]])
     assert pinned_ranges(net, ["10.241.250.130", "fd00:241::5"]) is None  # type: ignore[arg-type]
     assert pinned_ranges(net, ["10.9.9.9"]) is None  # type: ignore[arg-type]  (refused earlier, with its own line)
+    # the subnet's network and broadcast addresses are never a container's: host-local refuses them as before
+    assert pinned_ranges(net, ["10.241.250.0"]) is None  # type: ignore[arg-type]
+    assert pinned_ranges(net, ["10.241.250.255"]) is None  # type: ignore[arg-type]
     whole = _net([[V4]])  # no rangeStart/End: the whole subnet, as host-local reads it
     assert pinned_ranges(whole, ["10.241.250.2"]) is None  # type: ignore[arg-type]
     # aux_addresses split a range in two: an address in either part is held by the ranges, the hole

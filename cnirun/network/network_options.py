@@ -183,9 +183,9 @@ def pinned_ranges(net: NetworkConfigList, ips: list[str]) -> NetworkConfigList |
                     continue  # host-local can hand it out as it is
                 if mine and min(f for _, f, _ in mine) <= addr.value <= max(la for _, _, la in mine):
                     continue  # a hole between ranges: an aux_address, reserved (host-local refuses it)
+                # Inside a subnet, never its network address nor (IPv4) its broadcast address.
                 home = next((r for r, sp in spans if sp and sp[0] == addr.version
-                             and cidr.parse(str(r["subnet"])).network <= addr.value <= cidr.parse(str(r["subnet"])).last),
-                            None)
+                             and _host_address(cidr.parse(str(r["subnet"])), addr.value)), None)
                 if home is None:
                     continue
                 narrowed = {k: v for k, v in home.items() if k in ("subnet", "gateway")}
@@ -196,6 +196,12 @@ def pinned_ranges(net: NetworkConfigList, ips: list[str]) -> NetworkConfigList |
     from ..cni.config import conflist_from_bytes
 
     return conflist_from_bytes(dumps(raw).encode(), net.source)
+
+
+def _host_address(subnet: Any, value: int) -> bool:
+    """Whether `value` is an address a container may have in `subnet` (a cidr.Net)."""
+    last = subnet.last - (1 if subnet.version == 4 else 0)
+    return subnet.network < value <= last
 
 
 def _first_declaring(networks: list[NetworkConfigList], capability: str, need: str, hint: str) -> int:
