@@ -11,7 +11,7 @@ import os
 from ..cni import cache as cnicache
 from ..cni.config import (
     BANDWIDTH_CAPABILITY, IPS_CAPABILITY, MAC_CAPABILITY, PORT_CAPABILITY, NetworkConfigList, bridge_of,
-    host_local_dirs,
+    conflist_from_bytes, host_local_dirs,
 )
 from ..core.errors import ArgumentError
 from ..core.value import Value
@@ -193,8 +193,6 @@ def pinned_ranges(net: NetworkConfigList, ips: list[str]) -> NetworkConfigList |
                 changed = True
     if not changed:
         return None
-    from ..cni.config import conflist_from_bytes
-
     return conflist_from_bytes(dumps(raw).encode(), net.source)
 
 
