@@ -14,6 +14,7 @@ from typing import Iterator
 
 import pytest
 
+from conftest import CNIRUN_BIN
 from test_compose_commands import ENGINES, Proj, project
 from test_compose_lifecycle import SLEEP_WITH_INIT
 
@@ -76,3 +77,64 @@ services:
     proj.cnirun("down", "-v")
     proj.assert_clean()
     assert [v for v in seen if proj.volume_exists(v)] == []
+
+
+def _killed_between_removal_and_start(proj: Proj, text: str, old_id: str) -> None:
+    """`up -d` recreating db, SIGKILLed after the old container is removed and before the new one exists.
+
+    The old run's DEL waits for the network's lock, held here exclusively, and up waits for that DEL
+    (compose.containers.remove_containers): the moment is held open until the kill."""
+    import fcntl
+    import os
+    import signal
+    import time
+
+    from cnirun.core.lock import network_lock_path
+
+    proj.write(text)
+    path = network_lock_path(f"{proj.name}_default")
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        up = subprocess.Popen([CNIRUN_BIN, "compose", "-f", str(proj.file), "-p", proj.name, "up", "-d"], env=proj.env, cwd=proj.dir, start_new_session=True,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 60
+            while subprocess.run([proj.cli, "inspect", old_id], capture_output=True).returncode == 0:
+                assert time.monotonic() < deadline and up.poll() is None, "the old container was never removed"
+                time.sleep(0.05)
+            time.sleep(0.3)
+            assert up.poll() is None and proj.c("db") not in proj.ids()  # inside the moment
+        finally:
+            os.killpg(up.pid, signal.SIGKILL)
+            up.wait()
+    finally:
+        os.close(fd)  # the old run's DEL goes on
+
+
+def test_recreate_killed_midway_keeps_the_volume_for_the_next_up_or_down_v(proj: Proj) -> None:
+    """SIGKILL of a recreating up between the old container's removal and the new one's creation: the
+    anonymous volume (no container holds it then) is kept; the next up's container takes it, data and all;
+    killed again there, down -v removes it and nothing is left."""
+    text = f"""
+services:
+  db:
+    image: busybox
+    command: {SLEEP_WITH_INIT}
+    environment: {{GEN: "1"}}
+    volumes: [/data]
+"""
+    proj.write(text)
+    proj.cnirun("up", "-d")
+    first = _anonymous(proj, proj.c("db"))
+    assert subprocess.run([proj.cli, "exec", proj.c("db"), "sh", "-c", "echo kept > /data/f"]).returncode == 0
+
+    _killed_between_removal_and_start(proj, text.replace('GEN: "1"', 'GEN: "2"'), proj.ids()[proj.c("db")])
+    assert proj.volume_exists(first["/data"])
+    proj.cnirun("up", "-d")
+    assert _anonymous(proj, proj.c("db")) == first and _read(proj, "/data/f") == "kept\n"
+
+    _killed_between_removal_and_start(proj, text.replace('GEN: "1"', 'GEN: "3"'), proj.ids()[proj.c("db")])
+    proj.cnirun("down", "-v")
+    assert not proj.volume_exists(first["/data"])
+    proj.assert_clean()

@@ -88,10 +88,10 @@ def _dependents_first(containers: list[Any]) -> list[Any]:
 
 
 def remove_containers(project_name: str, eng: Any, only: set[str] | None = None, volumes: bool = True,
-                      timeout: int = STOP_TIMEOUT) -> list[str]:
+                      timeout: int = STOP_TIMEOUT, keep_volumes: set[str] | frozenset[str] = frozenset()) -> list[str]:
     """Stop (`timeout` seconds before the kill) and remove the project's containers (with their anonymous
-    volumes, those inherited in a recreate included, unless not `volumes`); DEL their attachments. Returns
-    problems."""
+    volumes, those inherited in a recreate included but for keep_volumes, unless not `volumes`); DEL their
+    attachments. Returns problems."""
     from ..run.teardown import teardown
 
     errors: list[str] = []
@@ -110,7 +110,7 @@ def remove_containers(project_name: str, eng: Any, only: set[str] | None = None,
         except CNIError as e:
             errors.append(str(e))
             continue
-        for name in inherited_names(c) if volumes else []:
+        for name in set(inherited_names(c)) - keep_volumes if volumes else ():
             try:
                 eng.volume_remove(name)
             except CNIError as e:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from ..core.errors import CNIError
+from .anon_volumes import remembered
 from .containers import STOP_TIMEOUT, project_containers, remove_containers
 from .labels import LABEL_SERVICE
 from .messages import say
@@ -57,6 +58,10 @@ def down(project_name: str, engine: str, cni: Any = None, volumes: bool = False,
                 "renamed their service in the compose file, run down with --remove-orphans to remove them")
             only = {c.name for c in containers if c.name not in orphans}
     errors = remove_containers(project_name, eng, only, volumes, STOP_TIMEOUT if timeout is None else timeout)
+    if volumes:  # those a recreate kept for a container an up never made (anon_volumes)
+        left = {c.name for c in project_containers(eng, project_name)} if only is not None else set()
+        errors += _remove(eng, {v for name, vols in remembered(project_name).items() if name not in left
+                                for v in vols.values()})
     errors += remove_networks(project_name, cni, in_use_ok=only is not None)
     if only is None:
         forget(project_name)  # the environment:/content: secrets up wrote
@@ -65,3 +70,13 @@ def down(project_name: str, engine: str, cni: Any = None, volumes: bool = False,
     for e in errors:
         say(f"cnirun: {e}")
     return 1 if errors else 0
+
+
+def _remove(eng: Any, volumes: set[str]) -> list[str]:
+    errors: list[str] = []
+    for name in sorted(volumes):
+        try:
+            eng.volume_remove(name)
+        except CNIError as e:
+            errors.append(str(e))
+    return errors

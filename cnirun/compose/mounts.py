@@ -127,24 +127,19 @@ def materialize(project: str, kinds: dict[str, dict[str, FileSource]], copies: l
     it, as compose does.
     """
     from ..core.errors import ConfigError
-    from ..core.paths import state_dir
 
     todo = [(kind, src) for kind, sources in kinds.items() for src in sources.values() if src.value is not None]
     if not todo and not copies:
         return
-    root = state_dir()
-    os.makedirs(root, 0o755, exist_ok=True)
-    fds = [os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)]
+    where = sources_dir(project)
+    project_fd = open_project_dir(project)
+    fds = [project_fd]
     try:
-        where = os.path.join(root, "compose")
-        fds.append(_subdir(fds[-1], "compose", where))
-        fds.append(_subdir(fds[-1], project, os.path.join(where, project)))
-        project_fd = fds[-1]
         for kind, src in todo:
             name = os.path.basename(src.file)
             if not PLAIN_NAME.fullmatch(name):  # parse_files made it from a checked name
                 raise ConfigError(f"{kind} {name!r}: not a plain name")
-            fds.append(_subdir(project_fd, kind, os.path.join(where, project, kind)))
+            fds.append(_subdir(project_fd, kind, os.path.join(where, kind)))
             _write_at(fds[-1], name, src.value or "", 0o400 if kind == "secrets" else 0o444, src.file)
         for c in copies or []:
             fds.append(_subdir(project_fd, f"{c.kind}.owned", os.path.dirname(c.file)))
@@ -154,8 +149,32 @@ def materialize(project: str, kinds: dict[str, dict[str, FileSource]], copies: l
             os.close(fd)
 
 
-def forget(project: str) -> None:
-    """Remove what materialize wrote for the project (at down); a symlink in the way is left alone."""
+def open_project_dir(project: str, create: bool = True) -> int:
+    """The project's dir under the state dir (compose/PROJECT, sources_dir), opened as a descriptor
+    through its parents without following a symlink, root's and 0700 (_subdir); made if missing, or
+    with not create FileNotFoundError if it is. The caller closes it."""
+    from ..core.paths import state_dir
+
+    root = state_dir()
+    where = os.path.join(root, "compose")
+    if create:
+        os.makedirs(root, 0o755, exist_ok=True)
+    elif not os.path.isdir(os.path.join(where, project)):
+        raise FileNotFoundError(os.path.join(where, project))
+    top = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        compose = _subdir(top, "compose", where)
+    finally:
+        os.close(top)
+    try:
+        return _subdir(compose, project, os.path.join(where, project))
+    finally:
+        os.close(compose)
+
+
+def forget(project: str, keep: str = "") -> None:
+    """Remove what up wrote for the project (materialize's files; at down), all but the entry `keep`
+    (the project dir stays while that exists); a symlink in the way is left alone."""
     import shutil
 
     from ..core.paths import state_dir
@@ -171,7 +190,29 @@ def forget(project: str) -> None:
     finally:
         os.close(root)
     try:
-        shutil.rmtree(project, ignore_errors=True, dir_fd=compose)
+        if not keep:
+            shutil.rmtree(project, ignore_errors=True, dir_fd=compose)
+            return
+        try:
+            pfd = os.open(project, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=compose)
+        except OSError:
+            return
+        try:
+            for name in os.listdir(pfd):
+                if name == keep:
+                    continue
+                try:
+                    os.unlink(name, dir_fd=pfd)
+                except IsADirectoryError:
+                    shutil.rmtree(name, ignore_errors=True, dir_fd=pfd)
+                except OSError:
+                    pass
+        finally:
+            os.close(pfd)
+        try:
+            os.rmdir(project, dir_fd=compose)  # empty: `keep` is not there
+        except OSError:
+            pass
     finally:
         os.close(compose)
 

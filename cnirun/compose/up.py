@@ -19,7 +19,7 @@ import threading
 from typing import Any
 
 from ..core.errors import CNIError
-from .anon_volumes import inherited
+from .anon_volumes import RECORD, inherited, recorded, remember, remembered, settled
 from .containers import STOP_TIMEOUT, project_containers, remove_containers, start_engine_networked, start_service
 from .dependencies import DependencyFailed, wait_for
 from .down import down
@@ -111,6 +111,8 @@ def up(project: Project, detach: bool | UpOptions, engine: str) -> int:
         ensure_volumes(project, eng)
         for svc in services:
             _converge(project, svc, eng, engine, opts, existing, started)
+        for cname in set(started) & set(remembered(project.name)):  # a failed up keeps them (see _undo)
+            settled(project.name, cname)
     except DependencyFailed:
         raise  # what it made stays for inspection, as compose leaves it
     except BaseException:
@@ -164,9 +166,10 @@ def _converge(project: Project, svc: Service, eng: Any, engine: str, opts: UpOpt
             else:
                 say(f" Container {cname}  Running")
             continue
-        inherit: dict[str, str] = {}
         if old is not None:
             inherit = _remove_for_recreate(project, svc, eng, old, existing, opts)
+        else:
+            inherit = _recorded(project, svc, eng, cname, opts)
         if svc.attaches:
             start_service(project, svc, engine, number, inherit)
         else:
@@ -184,6 +187,8 @@ def _remove_for_recreate(project: Project, svc: Service, eng: Any, old: Any, exi
     joined = {n for s in project.services if s.network_mode == f"service:{svc.name}"
               for n in project.container_names(s) if n in existing}
     inherit, others = ({}, set()) if opts.renew_anon_volumes else inherited(eng, old.id, svc.volumes)
+    if inherit:  # they belong to no container until the new one is made: down -v finds them here meanwhile
+        remember(project.name, old.name, inherit)
     problems = remove_containers(project.name, eng, joined, timeout=opts.timeout) if joined else []
     problems += remove_containers(project.name, eng, {old.name}, volumes=not inherit, timeout=opts.timeout)
     for name in others if inherit else ():  # what its `rm -v` would have taken
@@ -198,12 +203,34 @@ def _remove_for_recreate(project: Project, svc: Service, eng: Any, old: Any, exi
     return inherit
 
 
+def _recorded(project: Project, svc: Service, eng: Any, cname: str, opts: UpOptions) -> dict[str, str]:
+    """The anonymous volumes an earlier up kept for container cname and never gave it (killed or failed
+    between the old container's removal and the new one's start): taken as a recreate takes them, or
+    removed (-V, or a destination that now mounts something else)."""
+    vols = remembered(project.name).get(cname)
+    if not vols:
+        return {}
+    inherit, others = recorded(eng, vols, svc.volumes)
+    if opts.renew_anon_volumes:
+        inherit, others = {}, others | set(inherit.values())
+    for name in others:
+        try:
+            eng.volume_remove(name)
+        except CNIError as e:
+            say(f"cnirun: {e}")
+    if not inherit:
+        settled(project.name, cname)
+    return inherit
+
+
 def _undo(project: Project, eng: Any, cni: Any, started: list[str], created: list[str]) -> None:
     """Nothing half-done: remove this invocation's containers and networks, and the secrets and
     configs it wrote unless a container of the project (started before) still mounts them."""
     from ..netstore import store
 
-    for problem in remove_containers(project.name, eng, set(started)) if started else []:
+    # The anonymous volumes recreated containers took stay for the next up or down -v (anon_volumes).
+    keep = {v for vols in remembered(project.name).values() for v in vols.values()}
+    for problem in remove_containers(project.name, eng, set(started), keep_volumes=keep) if started else []:
         say(f"cnirun: cleanup: {problem}")
     for name in created:
         try:
@@ -215,7 +242,7 @@ def _undo(project: Project, eng: Any, cni: Any, started: list[str], created: lis
     except CNIError:
         unused = False
     if unused:
-        forget(project.name)
+        forget(project.name, keep=RECORD)  # volumes a recreate kept and no container took: down -v removes them
 
 
 def _foreground(project: Project, eng: Any, cni: Any, timeout: int) -> int:
