@@ -40,7 +40,7 @@ class FakeEngine(Engine):
     def kill(self, cid: str, sig: str = "KILL") -> None:
         self.calls.append(("kill", cid))
 
-    def remove(self, cid: str, volumes: bool = True) -> None:
+    def remove(self, cid: str, volumes: bool = True, keep: frozenset[str] = frozenset()) -> None:
         self.calls.append(("remove", cid))
         self.containers_state.pop(cid, None)
 

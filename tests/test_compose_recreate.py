@@ -138,3 +138,29 @@ services:
     proj.cnirun("down", "-v")
     assert not proj.volume_exists(first["/data"])
     proj.assert_clean()
+
+
+def test_recreate_that_fails_to_start_keeps_the_volume_for_the_next_up(proj: Proj) -> None:
+    """A recreated container that fails to start: up undoes what it started, but the anonymous volume the
+    old container had (its data) stays for the next up's container; down -v then removes it."""
+    text = f"""
+services:
+  db:
+    image: busybox
+    command: {SLEEP_WITH_INIT}
+    volumes: [/data]
+"""
+    proj.write(text)
+    proj.cnirun("up", "-d")
+    first = _anonymous(proj, proj.c("db"))
+    assert subprocess.run([proj.cli, "exec", proj.c("db"), "sh", "-c", "echo kept > /data/f"]).returncode == 0
+    proj.write(text + '    user: "nosuchuser"\n')
+    failed = proj.cnirun("up", "-d", ok=False)
+    assert failed.returncode != 0 and proj.ids() == {}, failed.stderr
+    assert proj.volume_exists(first["/data"])
+    proj.write(text)
+    proj.cnirun("up", "-d")
+    assert _anonymous(proj, proj.c("db")) == first and _read(proj, "/data/f") == "kept\n"
+    proj.cnirun("down", "-v")
+    assert not proj.volume_exists(first["/data"])
+    proj.assert_clean()

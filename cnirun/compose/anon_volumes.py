@@ -16,13 +16,13 @@ import json
 import os
 from typing import Any
 
+from ..engines.spec import is_anonymous_volume
+
 LABEL_INHERITED = "cnirun.compose.anonymous-volumes"
 RECORD = "recreating"  # under mounts.sources_dir(project): JSON lines {"container": NAME, "volumes": {DST: VOLUME}}
 RECORD_MAX = 1 << 20
 
 
-def is_anonymous(name: str) -> bool:
-    return len(name) == 64 and all(ch in "0123456789abcdef" for ch in name)
 
 
 def inherited(eng: Any, cid: str, volumes: list[str]) -> tuple[dict[str, str], set[str]]:
@@ -31,7 +31,7 @@ def inherited(eng: Any, cid: str, volumes: list[str]) -> tuple[dict[str, str], s
 
     It takes those at a destination the service mounts anonymously (`/path`), or not at all (the image's
     VOLUME); not where it now mounts a named volume or a bind."""
-    return _split({dst: name for dst, name in eng.volume_mounts(cid).items() if is_anonymous(name)}, volumes)
+    return _split({dst: name for dst, name in eng.volume_mounts(cid).items() if is_anonymous_volume(name)}, volumes)
 
 
 def recorded(eng: Any, vols: dict[str, str], volumes: list[str]) -> tuple[dict[str, str], set[str]]:
@@ -96,7 +96,7 @@ def remembered(project: str) -> dict[str, dict[str, str]]:
         except (ValueError, TypeError, KeyError):
             continue
         if isinstance(name, str) and isinstance(vols, dict):
-            out[name] = {d: v for d, v in vols.items() if isinstance(d, str) and isinstance(v, str) and is_anonymous(v)}
+            out[name] = {d: v for d, v in vols.items() if isinstance(d, str) and isinstance(v, str) and is_anonymous_volume(v)}
     return {name: vols for name, vols in out.items() if vols}
 
 

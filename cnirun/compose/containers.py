@@ -104,13 +104,14 @@ def remove_containers(project_name: str, eng: Any, only: set[str] | None = None,
     for t in threads:
         t.join()
     for c in containers:
+        gone = set(inherited_names(c)) - keep_volumes if volumes else set()
         try:
-            eng.remove(c.id, volumes)
+            eng.remove(c.id, volumes, keep=frozenset(keep_volumes))
             say(f" Container {c.name}  Removed")
         except CNIError as e:
             errors.append(str(e))
             continue
-        for name in set(inherited_names(c)) - keep_volumes if volumes else ():
+        for name in sorted(gone):
             try:
                 eng.volume_remove(name)
             except CNIError as e:

@@ -123,9 +123,11 @@ class Engine(Protocol):
     def kill(self, cid: str, sig: str = "KILL") -> None:
         raise NotImplementedError
 
-    def remove(self, cid: str, volumes: bool = True) -> None:
+    def remove(self, cid: str, volumes: bool = True, keep: frozenset[str] = frozenset()) -> None:
         """Remove (forcibly) the container, with its anonymous volumes unless not `volumes` (compose's
-        down without -v keeps them); EngineError only when the engine refuses."""
+        down without -v keeps them), never a volume in `keep` (those it mounts by name: Docker's rm -v
+        never takes them, Podman's takes one made anonymous wherever it is mounted); EngineError only
+        when the engine refuses."""
         raise NotImplementedError
 
     def lookup(self, ref: str) -> ContainerNet | None:

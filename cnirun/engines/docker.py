@@ -384,7 +384,8 @@ class Docker(FullEngine, DockerClient):
         except Exception:
             pass
 
-    def remove(self, cid: str, volumes: bool = True) -> None:
+    def remove(self, cid: str, volumes: bool = True, keep: frozenset[str] = frozenset()) -> None:
+        # keep: dockerd's rm -v takes only the volumes the container's own create made
         try:
             self.api.remove_container(cid, force=True, v=volumes)
         except self._errors.NotFound:

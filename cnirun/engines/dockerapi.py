@@ -387,8 +387,9 @@ class LeanDocker(DockerClient):
         except EngineError:
             pass
 
-    def remove(self, cid: str, volumes: bool = True) -> None:
-        """docker rm -f (-v); when dockerd's auto-remove is already at it, returns once the container is gone."""
+    def remove(self, cid: str, volumes: bool = True, keep: frozenset[str] = frozenset()) -> None:
+        """docker rm -f (-v); when dockerd's auto-remove is already at it, returns once the container is gone.
+        `keep`: dockerd's -v takes only the volumes the container's own create made."""
         try:
             self.raw.request("DELETE", f"/containers/{quote(cid)}?force=1&v={int(volumes)}")
         except APIError as e:

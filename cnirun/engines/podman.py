@@ -13,7 +13,7 @@ from ..core import jsonfast as json  # not the json package: its re costs ~3 ms 
 from ..core.errors import EngineError
 from .base import Container, ContainerNet, FullEngine
 from .podman_run import podman_bin, run_argv, split_env, write_env_file
-from .spec import RunSpec
+from .spec import RunSpec, is_anonymous_volume
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -187,16 +187,25 @@ class Podman(FullEngine):
                 out["runtime"] = f"podman has no runtime {spec.runtime!r} (its default runtime: {default or '?'})"
         return out
 
-    def remove(self, cid: str, volumes: bool = True) -> None:
+    def remove(self, cid: str, volumes: bool = True, keep: frozenset[str] = frozenset()) -> None:
         # -v: its anonymous volumes go with it, as with Docker's remove (compose's down -v relies on it).
+        # podman's -v also takes a volume made anonymous that the container mounts by name: with `keep`,
+        # the container goes without -v and its other anonymous volumes (podman names them by 64 hex
+        # digits) one by one.
         # "device or resource busy": a container whose `podman run` was just killed (a run undone in
         # its set-up) still has its shm mounted by podman's own cleanup for a moment: tried again.
         import time
 
+        own: list[str] = []
+        if volumes and keep:
+            own = [n for n in self.volume_mounts(cid).values() if n not in keep and is_anonymous_volume(n)]
+            volumes = False
         deadline = time.monotonic() + REMOVE_BUSY_S
         while True:
             p = self._run("rm", "-f", *(["-v"] if volumes else []), "--ignore", cid)
             if p.returncode == 0:
+                for name in own:
+                    self.volume_remove(name)
                 return
             if "resource busy" not in p.stderr or time.monotonic() >= deadline:
                 # e.g. another container still shares its network namespace
@@ -456,3 +465,4 @@ class Podman(FullEngine):
         p = self._run("restart", "-t", str(timeout), cid)
         if p.returncode != 0:
             raise EngineError(f"podman restart {cid[:12]}: {p.stderr.strip()}")
+

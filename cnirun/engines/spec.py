@@ -82,6 +82,16 @@ class RunSpec(Record):
                 out.append(f"{e}={os.environ[e]}")
         return out
 
+    def borrowed_volumes(self) -> list[str]:
+        """The anonymous volumes (an engine's 64-hex names) it mounts by name (`NAME:/path`, as a compose
+        recreate passes on the old container's): not its own, its removal never takes them."""
+        return [name for name in (v.split(":", 1)[0] for v in self.volumes if ":" in v) if is_anonymous_volume(name)]
+
+
+def is_anonymous_volume(name: str) -> bool:
+    """A name Docker and Podman give an anonymous volume: 64 hex digits."""
+    return len(name) == 64 and all(ch in "0123456789abcdef" for ch in name)
+
 
 # RunSpec fields whose Engine API form needs the Docker SDK's parsing (sizes
 # like "512m", device specs): create_config leaves them out.

@@ -171,6 +171,6 @@ def record_run(p: Plan, engine: str, **fields: Any) -> tuple[Any, Any]:
     spec = p.req.spec
     st = RunState.create()
     meta = RunMeta(id=st.id, engine=engine, image=spec.image, name=spec.name, networks=[n.name for n in p.networks],
-                   remove=spec.remove, cni_env=cni_env(p.cni), **fields)
+                   remove=spec.remove, cni_env=cni_env(p.cni), borrowed=spec.borrowed_volumes(), **fields)
     st.write_meta(meta)
     return st, meta

@@ -109,7 +109,7 @@ def teardown(
         # A detached run that never got past set-up never handed its container to the user.
         if meta.remove or (in_setup and meta.detached):
             try:
-                engine.remove(meta.workload)
+                engine.remove(meta.workload, keep=frozenset(meta.borrowed))
             except Exception as e:  # noqa: BLE001 - reported, teardown goes on
                 errors.append(str(e))
     errors += detach_networks(meta)

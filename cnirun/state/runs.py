@@ -69,15 +69,16 @@ class RunMeta(Record):
     # The bridges of its `-f` networks ({"network", "bridge", "subnets"}), recorded before the DELs
     # (teardown.detach_networks): they go once nothing uses them (teardown.remove_file_bridges).
     bridges: list[dict[str, Any]]
+    borrowed: list[str]  # volumes the workload mounts by name (RunSpec.borrowed_volumes): its removal keeps them
 
     _fields = (
         'id', 'engine', 'image', 'name', 'workload', 'sandbox', 'netns', 'netns_id', 'networks', 'detached',
-        'remove', 'mode', 'cni_env', 'created', 'phase', 'pid', 'pid_start', 'bridges',
+        'remove', 'mode', 'cni_env', 'created', 'phase', 'pid', 'pid_start', 'bridges', 'borrowed',
     )
     _defaults = {
         'image': "", 'name': "", 'workload': "", 'sandbox': "", 'netns': "", 'netns_id': "", 'networks': list,
         'detached': False, 'remove': False, 'mode': "sandbox", 'cni_env': dict, 'created': time.time,
-        'phase': "setup", 'pid': 0, 'pid_start': "", 'bridges': list,
+        'phase': "setup", 'pid': 0, 'pid_start': "", 'bridges': list, 'borrowed': list,
     }
 
     @classmethod
