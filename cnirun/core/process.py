@@ -1,4 +1,5 @@
-"""Processes: how a short-lived cnirun process ends, and which process a recorded pid still names.
+"""Processes: how a short-lived cnirun process ends, which process a recorded pid still names, and
+the name a process of cnirun's shows (ps, top, the kernel's accounting).
 
 Tearing the interpreter down (module dicts, GC) costs 2-4 ms of every
 process, 8-12 ms of a `cnirun run` (the engine client's modules); the hook,
@@ -38,3 +39,13 @@ def process_start(pid: int) -> str:
         return fields[19].decode()
     except (OSError, ValueError, IndexError):
         return ""
+
+
+def set_name(name: str) -> None:
+    """This process's name as ps and the kernel's accounting show it (comm, at most 15 bytes): the
+    runtime's processes all run `python -c`, and bench/_cpu.py tells them apart by it."""
+    try:
+        with open("/proc/self/comm", "w") as f:
+            f.write(name[:15])
+    except OSError:
+        pass

@@ -229,6 +229,9 @@ def start_attach(bundle: str, container_id: str, spec: dict[str, Any], env: dict
                 os.closerange(lo + 1, hi)
             os.environ.clear()
             os.environ.update(env)
+            from ..core.process import set_name
+
+            set_name("cnirun-attach")
             from .attach import run_for_shim
             from ..core.oci_state import OCIState, config_from_dict
 
@@ -416,6 +419,9 @@ def delete_main(argv: list[str]) -> int:
         return 1
     os.environ.clear()
     os.environ.update(dict(e.split("=", 1) for e in hook_environment(conf) if "=" in e))
+    from ..core.process import set_name
+
+    set_name("cnirun-del")
     from .detach import run_delete
 
     return run_delete(argv[-1] if len(argv) > 1 else "", DELETE_LOCK_FD)
