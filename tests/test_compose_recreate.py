@@ -35,6 +35,26 @@ def _anonymous(proj: Proj, container: str) -> dict[str, str]:
             if m.get("Type") == "volume"}
 
 
+# One service with an anonymous volume; GEN changes its config (a recreate).
+DB = f"""
+services:
+  db:
+    image: busybox
+    command: {SLEEP_WITH_INIT}
+    environment: {{GEN: "1"}}
+    volumes: [/data]
+"""
+
+
+def _up_with_data(proj: Proj, text: str = DB) -> dict[str, str]:
+    """Up the project, write /data/f ("kept") in db; db's volume mounts."""
+    proj.write(text)
+    proj.cnirun("up", "-d")
+    first = _anonymous(proj, proj.c("db"))
+    assert subprocess.run([proj.cli, "exec", proj.c("db"), "sh", "-c", "echo kept > /data/f"]).returncode == 0
+    return first
+
+
 def _read(proj: Proj, path: str) -> str:
     return subprocess.run([proj.cli, "exec", proj.c("db"), "cat", path], capture_output=True, text=True).stdout
 
@@ -43,19 +63,9 @@ def test_recreate_keeps_anonymous_volumes_unless_renewed(proj: Proj) -> None:
     """A changed config and --force-recreate make a new container with the old one's anonymous volume (its
     data survives); -V gives it a new one and the old goes; down -v removes every anonymous volume, the
     inherited ones included, and leaves nothing."""
-    text = f"""
-services:
-  db:
-    image: busybox
-    command: {SLEEP_WITH_INIT}
-    environment: {{GEN: "1"}}
-    volumes: [/data]
-"""
-    proj.write(text)
-    proj.cnirun("up", "-d")
-    first = _anonymous(proj, proj.c("db"))
+    text = DB
+    first = _up_with_data(proj)
     assert list(first) == ["/data"]
-    assert subprocess.run([proj.cli, "exec", proj.c("db"), "sh", "-c", "echo kept > /data/f"]).returncode == 0
     seen = set(first.values())
 
     proj.write(text.replace('GEN: "1"', 'GEN: "2"'))  # config changed: recreated
@@ -116,18 +126,8 @@ def test_recreate_killed_midway_keeps_the_volume_for_the_next_up_or_down_v(proj:
     """SIGKILL of a recreating up between the old container's removal and the new one's creation: the
     anonymous volume (no container holds it then) is kept; the next up's container takes it, data and all;
     killed again there, down -v removes it and nothing is left."""
-    text = f"""
-services:
-  db:
-    image: busybox
-    command: {SLEEP_WITH_INIT}
-    environment: {{GEN: "1"}}
-    volumes: [/data]
-"""
-    proj.write(text)
-    proj.cnirun("up", "-d")
-    first = _anonymous(proj, proj.c("db"))
-    assert subprocess.run([proj.cli, "exec", proj.c("db"), "sh", "-c", "echo kept > /data/f"]).returncode == 0
+    text = DB
+    first = _up_with_data(proj)
 
     _killed_between_removal_and_start(proj, text.replace('GEN: "1"', 'GEN: "2"'), proj.ids()[proj.c("db")])
     assert proj.volume_exists(first["/data"])
@@ -143,17 +143,8 @@ services:
 def test_recreate_that_fails_to_start_keeps_the_volume_for_the_next_up(proj: Proj) -> None:
     """A recreated container that fails to start: up undoes what it started, but the anonymous volume the
     old container had (its data) stays for the next up's container; down -v then removes it."""
-    text = f"""
-services:
-  db:
-    image: busybox
-    command: {SLEEP_WITH_INIT}
-    volumes: [/data]
-"""
-    proj.write(text)
-    proj.cnirun("up", "-d")
-    first = _anonymous(proj, proj.c("db"))
-    assert subprocess.run([proj.cli, "exec", proj.c("db"), "sh", "-c", "echo kept > /data/f"]).returncode == 0
+    text = DB
+    first = _up_with_data(proj)
     proj.write(text + '    user: "nosuchuser"\n')
     failed = proj.cnirun("up", "-d", ok=False)
     assert failed.returncode != 0 and proj.ids() == {}, failed.stderr
