@@ -44,6 +44,30 @@ def test_two_containers_reach_each_other(podman_world: World) -> None:
         subprocess.run(["podman", "rm", "-f", cid], capture_output=True)
 
 
+def test_foreground_run_returns_before_its_del_and_the_del_finishes(podman_world: World) -> None:
+    """The container's exit status comes back once `podman run` returned it; the DEL (here 3 s long: a noop
+    plugin that sleeps on DEL) goes on in the background, holding the run's state, and leaves nothing."""
+    from cnirun.plugins import install_plugin_script
+
+    w = podman_world
+    plugdir = w.tmp / "plugins"
+    plugdir.mkdir()
+    install_plugin_script(plugdir, "noop", "cnirun.plugins.noop")
+    debug = w.tmp / "noop.json"
+    debug.write_text(json.dumps({"commands": {"DEL": {"sleep": 3}}}))
+    w.conflist(extra=[{"type": "noop", "debugFile": str(debug)}])
+    w.env["CNI_PATH"] = f"{plugdir}:{w.env['CNI_PATH']}"
+    t = time.monotonic()
+    r = w.cnirun("--rm", "busybox", "sh", "-c", "exit 7")
+    took = time.monotonic() - t
+    assert r.returncode == 7, r.stderr
+    assert took < 2.5, took  # not after the 3 s DEL
+    assert w.leftovers()  # the DEL is still under way
+    w.assert_clean(within=15.0)
+    dels = [json.loads(line)["command"] for line in Path(f"{debug}.log").read_text().splitlines()]
+    assert dels.count("DEL") == 1 and "ADD" in dels, dels
+
+
 def test_detached_then_rm_f_tears_down(podman_world: World) -> None:
     r = podman_world.cnirun("-d", "busybox", "sleep", "60")
     assert r.returncode == 0, r.stderr

@@ -180,54 +180,13 @@ def run_docker_single(
             os.close(release_fd)  # a container still held reads EOF and exits 125 without running anything
         st.write_meta(meta)
         if ran:
-            _detach_in_background(st, meta, docker)
+            from .teardown import teardown_in_background
+
+            teardown_in_background(st, meta, docker)
         else:
             from .docker_sandbox import teardown_parallel
 
             outcome.warnings += teardown_parallel(st, meta, docker, None)
-
-
-def _detach_in_background(st: RunState, meta: RunMeta, docker: Any) -> None:
-    """DEL in a detached grandchild, which inherits the run's lock, while this process returns the exit status.
-
-    As the OCI hook's poststop does: the container is gone (or, without
-    --rm, stopped) and its exit status known, so nobody waits for the
-    plugins' DEL. The netns pin keeps the namespace for DEL. The lock stays
-    held until DEL is done; if the grandchild is killed, `cnirun gc` finishes
-    the run (teardown keeps the state when a DEL fails, for gc as well).
-    """
-    import sys
-
-    from ..core import trace
-    from .teardown import teardown
-
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):
-            pass
-    try:
-        pid = os.fork()
-    except OSError:  # no process to spare: DEL here, as a failed run does
-        teardown(st, meta, docker, stop=False, workload=False)
-        return
-    if pid:
-        os.waitpid(pid, 0)  # the middle child exits at once: no zombie is left to our caller
-        return
-    try:
-        os.setsid()
-        os.chdir("/")  # as a daemon: whatever the caller's cwd was may go away before DEL runs
-        if os.fork():
-            os._exit(0)
-        # Nobody may wait for our end of their pipes (`$(cnirun ...)`, a test capturing output).
-        null = os.open(os.devnull, os.O_RDWR)
-        for fd in (0, 1) if trace.ON else (0, 1, 2):
-            os.dup2(null, fd)
-        teardown(st, meta, docker, stop=False, workload=False)
-    except BaseException:  # noqa: BLE001 - nobody to tell: the state stays for gc
-        pass
-    finally:
-        os._exit(0)
 
 
 def _attach(p: Plan, st: RunState, meta: RunMeta, docker: Any) -> None:

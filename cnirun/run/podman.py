@@ -1,10 +1,12 @@
 """Podman runs: a netns made by cnirun, attached, then `podman run --network ns:PATH`.
 
 podman starts up while ADD runs; a prestart hook (written per run into the
-run's hooks.d) holds the container's first instruction until ADD is done,
-and a poststop hook lets DEL start as soon as the container stopped
-(_EarlyDel) instead of after podman removed it. The netns is cnirun's own,
-so teardown never depends on the container still existing.
+run's hooks.d) holds the container's first instruction until ADD is done.
+Once the container of a foreground run has run and `podman run` returned
+its status, the DEL goes on in a detached process (teardown_in_background),
+as the Docker runs' do: the user does not wait for the plugins. A detached
+run's poststop hook wakes the watcher instead. The netns is cnirun's own, so
+teardown never depends on the container still existing.
 """
 from __future__ import annotations
 
@@ -15,60 +17,12 @@ from .failures import EXIT_CNIRUN
 TYPE_CHECKING = False  # start-up cost: see cnirun.core
 
 if TYPE_CHECKING:
-    import threading
     from typing import Callable
 
     from ..state.runs import RunMeta, RunState
     from .request import RunOutcome
     from .plan import Plan
     from .signals import SignalGate
-
-
-class _EarlyDel:
-    """DEL as soon as the container has stopped (a poststop hook writes to a FIFO).
-
-    `podman run --rm` spends tens of ms removing the container after it
-    stopped; the netns is cnirun's, so DEL need not wait for that. The
-    final teardown still runs detach again (then a no-op, or a retry).
-    """
-
-    def __init__(self, st: RunState, meta: RunMeta) -> None:
-        self.fifo = str(st.path / "exited")
-        os.mkfifo(self.fifo, 0o600)
-        self._fd = os.open(self.fifo, os.O_RDWR | os.O_CLOEXEC)
-        self._meta = meta
-        self._thread: threading.Thread | None = None
-        self._cancelled = False
-
-    def start(self) -> None:
-        import threading  # once podman runs: not before it starts
-
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        from .teardown import detach_networks
-
-        try:
-            os.read(self._fd, 1)
-        except OSError:
-            return
-        if not self._cancelled:
-            detach_networks(self._meta)  # errors: the final teardown retries and reports
-
-    def finish(self) -> None:
-        """Wait for an early DEL under way; wake the reader if the hook never ran. Idempotent."""
-        if self._fd < 0:
-            return
-        if self._thread is not None and self._thread.is_alive():
-            import select
-
-            if not select.select([self._fd], [], [], 0)[0]:
-                self._cancelled = True
-                os.write(self._fd, b"c")
-            self._thread.join()
-        os.close(self._fd)
-        self._fd = -1
 
 
 class _Child:
@@ -212,7 +166,6 @@ class _PodmanRun:
         self.gate_lock, self.gate_ok = st.path / "add.lock", st.path / "add.ok"
         self.gate_fd = -1
         self.child: _Child | None = None
-        self.early: _EarlyDel | None = None
         self.handed_over = False
         self.reason = ""  # why a detached `podman run` failed, in podman's words
 
@@ -232,10 +185,7 @@ class _PodmanRun:
         # first instruction until ADD is done (and aborts it if ADD failed).
         self.gate_fd = flock(str(self.gate_lock))
         podman.write_gate_hook(self.hooks_dir, str(self.gate_lock), str(self.gate_ok))
-        if not spec.detach:
-            self.early = _EarlyDel(st, meta)
-            podman.write_exit_hook(self.hooks_dir, self.early.fifo)
-        else:  # the watcher hears of each stop: a `podman rm` is torn down as soon as the storage goes
+        if spec.detach:  # the watcher hears of each stop: a `podman rm` is torn down as soon as the storage goes
             from .watch import wake_path
 
             podman.write_exit_hook(self.hooks_dir, str(wake_path(st.path.parent)), st.id)
@@ -266,8 +216,6 @@ class _PodmanRun:
             atts = attach(p.cni, p.networks, st.id, self.meta.netns, p.options)
             write_host_files(st, p.req, atts, self.hostname)
             self.gate_ok.touch()
-            if self.early is not None:
-                self.early.start()
         finally:
             p.release_ports()
             if self.gate_ok.exists():
@@ -287,8 +235,6 @@ class _PodmanRun:
         if self.errfile:
             self.reason = _replay(self.errfile, failed=code != 0)
         _remove(self.env_file)  # podman read it before it created the container
-        if self.early is not None:
-            self.early.finish()  # DEL may be done already
         self._read_cidfile()
         return 128 - code if code < 0 else code
 
@@ -333,10 +279,14 @@ class _PodmanRun:
         self.gate_fd = _release(self.gate_fd)  # the hook fails the container: ADD did not finish
         if not meta.workload:
             self._read_cidfile()
-        if self.early is not None:
-            self.early.finish()
         # podman run ended on its own: it stopped (and with --rm removed) the container. A
         # detached one that failed was never handed over: it goes (`podman run -d` keeps it).
         if spec.detach:
             meta.remove = True
+        elif ended and self.gate_ok.exists():  # attached, ran, and its status is known: DEL off the user's path
+            from .teardown import teardown_in_background
+
+            self.st.write_meta(meta)
+            teardown_in_background(self.st, meta)
+            return []
         return teardown(self.st, meta, stop=not ended, workload=spec.detach or not ended)

@@ -175,3 +175,46 @@ def remove_file_bridges(meta: RunMeta) -> None:
             remove_file_bridge(cni, str(b["network"]), str(b["bridge"]), [str(s) for s in b["subnets"]])
         except (CNIError, OSError, KeyError, TypeError, ValueError):
             continue  # kept: in use, busy, or not ours to delete
+
+
+def teardown_in_background(st: RunState, meta: RunMeta, engine: Any = None) -> None:
+    """DEL in a detached grandchild, which inherits the run's lock, while this process returns the exit status.
+
+    For a foreground run whose container is done (the one-container Docker
+    sandbox, a Podman run), as the OCI hook's poststop does: the container is
+    gone (or, without --rm, stopped) and its exit status known, so nobody
+    waits for the plugins' DEL. The netns pin keeps the namespace for DEL. The lock stays
+    held until DEL is done; if the grandchild is killed, `cnirun gc` finishes
+    the run (teardown keeps the state when a DEL fails, for gc as well).
+    """
+    import sys
+
+    from ..core import trace
+
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    try:
+        pid = os.fork()
+    except OSError:  # no process to spare: DEL here, as a failed run does
+        teardown(st, meta, engine, stop=False, workload=False)
+        return
+    if pid:
+        os.waitpid(pid, 0)  # the middle child exits at once: no zombie is left to our caller
+        return
+    try:
+        os.setsid()
+        os.chdir("/")  # as a daemon: whatever the caller's cwd was may go away before DEL runs
+        if os.fork():
+            os._exit(0)
+        # Nobody may wait for our end of their pipes (`$(cnirun ...)`, a test capturing output).
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1) if trace.ON else (0, 1, 2):
+            os.dup2(null, fd)
+        teardown(st, meta, engine, stop=False, workload=False)
+    except BaseException:  # noqa: BLE001 - nobody to tell: the state stays for gc
+        pass
+    finally:
+        os._exit(0)
