@@ -292,15 +292,21 @@ class World:
     # -- steps the Docker and Podman tests share ------------------------------------
     def fail_adds_with_noop(self) -> None:
         """Chain the recording noop plugin into the network, failing every ADD with code 11 "boom"."""
+        self.chain_noop({"commands": {"ADD": {"reportError": "boom", "reportErrorCode": 11}}})
+
+    def chain_noop(self, behaviour: dict[str, Any]) -> Path:
+        """Chain the recording noop plugin last into the network, doing what `behaviour` (its debug file,
+        cnirun.plugins.noop) says; the debug file's path (its calls are logged in PATH.log)."""
         from cnirun.plugins import install_plugin_script
 
         plugdir = self.tmp / "plugins"
         plugdir.mkdir()
         install_plugin_script(plugdir, "noop", "cnirun.plugins.noop")
         debug = self.tmp / "noop.json"
-        debug.write_text(json.dumps({"commands": {"ADD": {"reportError": "boom", "reportErrorCode": 11}}}))
+        debug.write_text(json.dumps(behaviour))
         self.conflist(extra=[{"type": "noop", "debugFile": str(debug)}])
         self.env["CNI_PATH"] = f"{plugdir}:{PLUGIN_DIR}"
+        return debug
 
     def wait_for_cache_file(self, timeout: float = 15.0) -> None:
         """Until a run has written its result cache file (its network is up), at most `timeout` seconds."""

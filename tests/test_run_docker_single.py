@@ -17,7 +17,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from conftest import PLUGIN_DIR, World, _make_world, first_address, needs_docker, needs_root, world_fixture
+from conftest import World, _make_world, first_address, needs_docker, needs_root, world_fixture
 
 pytestmark = [needs_root, needs_docker]
 
@@ -184,15 +184,7 @@ def test_sigterm_is_forwarded_then_teardown(world: World) -> None:
 
 def _hold_add(w: World) -> None:
     """Chain the noop plugin after the others, sleeping 60 s in ADD: cnirun stays inside ADD, container held."""
-    from cnirun.plugins import install_plugin_script
-
-    plugdir = w.tmp / "plugins"
-    plugdir.mkdir()
-    install_plugin_script(plugdir, "noop", "cnirun.plugins.noop")
-    debug = w.tmp / "noop.json"
-    debug.write_text(json.dumps({"commands": {"ADD": {"sleep": 60}}}))
-    w.conflist(extra=[{"type": "noop", "debugFile": str(debug)}])
-    w.env["CNI_PATH"] = f"{plugdir}:{PLUGIN_DIR}"
+    w.chain_noop({"commands": {"ADD": {"sleep": 60}}})
 
 
 def _kill_while_held(w: World, *args: str) -> dict[str, Any]:

@@ -47,16 +47,8 @@ def test_two_containers_reach_each_other(podman_world: World) -> None:
 def test_foreground_run_returns_before_its_del_and_the_del_finishes(podman_world: World) -> None:
     """The container's exit status comes back once `podman run` returned it; the DEL (here 3 s long: a noop
     plugin that sleeps on DEL) goes on in the background, holding the run's state, and leaves nothing."""
-    from cnirun.plugins import install_plugin_script
-
     w = podman_world
-    plugdir = w.tmp / "plugins"
-    plugdir.mkdir()
-    install_plugin_script(plugdir, "noop", "cnirun.plugins.noop")
-    debug = w.tmp / "noop.json"
-    debug.write_text(json.dumps({"commands": {"DEL": {"sleep": 3}}}))
-    w.conflist(extra=[{"type": "noop", "debugFile": str(debug)}])
-    w.env["CNI_PATH"] = f"{plugdir}:{w.env['CNI_PATH']}"
+    debug = w.chain_noop({"commands": {"DEL": {"sleep": 3}}})
     t = time.monotonic()
     r = w.cnirun("--rm", "busybox", "sh", "-c", "exit 7")
     took = time.monotonic() - t
