@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -748,7 +749,7 @@ def run_sysctl(cmd, netns_path, c, cid="ctr1", ifname="eth0"):
 @needs_root_netns
 def test_sysctl_add_check_del_in_real_netns(netns, tmp_path):
     name, path = netns
-    host_rp = open("/proc/sys/net/ipv4/conf/all/rp_filter").read().strip()
+    host_rp = Path("/proc/sys/net/ipv4/conf/all/rp_filter").read_text().strip()
     before_rp = ns_sysctl(name, "net.ipv4.conf.eth0.rp_filter")
     before_pg = ns_sysctl(name, "net.ipv4.ping_group_range")
     want_rp = "2" if before_rp != "2" else "1"
@@ -762,7 +763,7 @@ def test_sysctl_add_check_del_in_real_netns(netns, tmp_path):
     assert json.loads(out) == c["prevResult"]
     assert ns_sysctl(name, "net.ipv4.conf.eth0.rp_filter") == want_rp
     assert ns_sysctl(name, "net.ipv4.ping_group_range").split() == ["0", "2147483647"]
-    assert open("/proc/sys/net/ipv4/conf/all/rp_filter").read().strip() == host_rp  # host untouched
+    assert Path("/proc/sys/net/ipv4/conf/all/rp_filter").read_text().strip() == host_rp  # host untouched
     record = tmp_path / "data" / "sysnet-ctr1-eth0.json"
     assert stat.S_IMODE(record.stat().st_mode) == 0o600
 
