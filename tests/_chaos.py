@@ -57,6 +57,7 @@ class Chaos:
         self.w = world
         self.rng = random.Random(seed)
         self.report: dict[str, Any] = {}
+        self.started = time.time()
 
     # -- measuring the window to aim at ------------------------------------------------
     def _run_time(self, args: list[str]) -> float:
@@ -152,6 +153,27 @@ class Chaos:
 
     def assert_clean(self) -> None:
         self.w.assert_clean(within=20.0)
+        if not wait_for(lambda: not orphaned_runc_containers(self.started), 10.0, step=0.5):
+            left = orphaned_runc_containers(self.started)
+            assert not left, f"runc containers dockerd no longer knows (a shim and runc init each): {left}"
+
+
+RUNC_ROOT = "/run/docker/runtime-runc/moby"
+
+
+def orphaned_runc_containers(since: float) -> list[str]:
+    """Containers runc holds under dockerd's root, made after `since`, that dockerd does not know: a failed
+    start whose created container nobody can delete any more (its init waits in runc's exec FIFO forever)."""
+    out = []
+    for cid in os.listdir(RUNC_ROOT) if os.path.isdir(RUNC_ROOT) else []:
+        try:
+            if os.stat(os.path.join(RUNC_ROOT, cid)).st_mtime < since:
+                continue
+        except OSError:
+            continue
+        if subprocess.run(["docker", "inspect", "--type", "container", cid], capture_output=True).returncode != 0:
+            out.append(cid[:12])
+    return out
 
 
 class DockerProxy:

@@ -820,7 +820,10 @@ def test_shim_add_failure_fails_the_start_with_one_line_and_leaves_nothing(world
         start = _runtime(launcher, "start", cid)
         assert start.returncode == 1
         assert start.stderr.count("\n") == 1 and start.stderr.startswith("cnirun: ") and "planned failure" in start.stderr
-        assert not out.exists()  # runc start never ran: the container's process never gets going
+        # runc start never ran, the container's process never gets going: it is killed instead (runc kill ID
+        # KILL), so containerd can delete the created task that the engine's cleanup removes.
+        args = out.read_text().splitlines()[1:10]  # the global options kept, `start` turned into `kill`
+        assert args[:2] == ["--root", "/r"] and args[4:9] == ["--log-format", "json", "kill", cid, "KILL"], args
         assert wait_clean(world, cid, bridges) == []  # the worker undid its ADDs and unpinned
         assert [r["outcome"] for r in wait_records(world, cid, 1)] == ["failed"]
     finally:

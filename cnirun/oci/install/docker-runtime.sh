@@ -27,6 +27,23 @@ for arg in "$@"; do
             rm -f "$gate"
             if [ "$r" != ok ]; then
                 printf 'cnirun: %s\n' "${r:-the network attach was killed before it finished: cnirun gc reclaims what it left}" >&2
+                # runc's created container would wait for a start forever (its init in runc's exec
+                # FIFO), and containerd refuses to delete a created task: its init is killed here,
+                # and the failure said once containerd-shim has reaped it (the task is stopped
+                # then), so the engine's cleanup of the failed start removes the container.
+                root=/run/runc k= prev=
+                for a do
+                    shift
+                    case $prev in --root) root=$a ;; esac
+                    case $a in --root=*) root=${a#--root=} ;; esac
+                    prev=$a
+                    if [ -z "$k" ] && [ "$a" = start ]; then set -- "$@" kill; k=1; else set -- "$@" "$a"; fi
+                done
+                pid=$(sed -n 's/.*"init_process_pid":\([0-9][0-9]*\).*/\1/p' "$root/$id/state.json" 2>/dev/null)
+                @runc@ "$@" KILL >/dev/null 2>&1
+                n=0
+                while [ -n "$pid" ] && [ -d "/proc/$pid" ] && [ $n -lt 300 ]; do sleep 0.01; n=$((n + 1)); done
+                sleep 0.05
                 exit 1
             fi
         fi
