@@ -85,9 +85,11 @@ def resident() -> tuple[int, float]:
     return count, rss / 1024
 
 
-def subnet_rules() -> int:
-    """iptables rules that name an address of the crowd's subnet (the firewall plugin's name containers by address)."""
-    rules = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
+def subnet_rules(rules: str | None = None) -> int:
+    """iptables rules (`rules`: iptables-save's text, read when None) that name an address of the crowd's
+    subnet (the firewall plugin's name containers by address)."""
+    if rules is None:
+        rules = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
     return sum(1 for line in rules.splitlines() if "10.250." in line)
 
 
@@ -107,7 +109,7 @@ def leftovers(tmp: Path, ids: set[str], rules_before: int) -> dict[str, int]:
         "netns pins": len(list(pins.iterdir())) if pins.is_dir() else 0,
         "iptables rules": sum(1 for line in rules.splitlines()
                               if any(t.strip('"')[:12] in prefixes for t in line.split() if len(t) >= 12))
-        + max(0, sum(1 for line in rules.splitlines() if "10.250." in line) - rules_before),
+        + max(0, subnet_rules(rules) - rules_before),
     }
 
 

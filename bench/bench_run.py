@@ -79,7 +79,8 @@ def timed(argv: list[str], env: dict | None = None) -> tuple[float, int]:
 
 
 def _cnirun_pids() -> set[str]:
-    out = {str(os.getpid())}
+    """The processes named cnirun* (the front end, the runtime's worker and DEL, a background teardown)."""
+    out = set()
     for pid in os.listdir("/proc"):
         try:
             with open(f"/proc/{pid}/comm") as f:
@@ -90,7 +91,7 @@ def _cnirun_pids() -> set[str]:
     return out
 
 
-RESIDENT = _cnirun_pids()  # what ran before the bench (a watcher): never waited for
+RESIDENT = _cnirun_pids() | {str(os.getpid())}  # what ran before the bench (a watcher): never waited for
 
 
 def quiet(limit: float = 10.0) -> None:
@@ -98,20 +99,7 @@ def quiet(limit: float = 10.0) -> None:
     after it returned (the one-container sandbox, hook mode's runtime, Podman), and its CPU must not land
     in the next command's time, the peer's or cnirun's."""
     deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        busy = False
-        for pid in os.listdir("/proc"):
-            if not pid.isdigit() or pid in RESIDENT:
-                continue
-            try:
-                with open(f"/proc/{pid}/comm") as f:
-                    busy = f.read().startswith("cnirun")
-            except OSError:
-                continue
-            if busy:
-                break
-        if not busy:
-            return
+    while _cnirun_pids() - RESIDENT and time.monotonic() < deadline:
         time.sleep(0.005)
 
 

@@ -23,8 +23,6 @@ RECORD = "recreating"  # under mounts.sources_dir(project): JSON lines {"contain
 RECORD_MAX = 1 << 20
 
 
-
-
 def inherited(eng: Any, cid: str, volumes: list[str]) -> tuple[dict[str, str], set[str]]:
     """The old container cid's anonymous volumes the service's new one takes (destination -> volume name),
     and the others (which go with the old container).

@@ -13,6 +13,7 @@ from .messages import ComposeFailed, say
 from .peers import states_by_name
 from .project import Project, Service
 from .request import run_request, run_spec
+from .volumes import remove_named
 
 STOP_TIMEOUT = 10
 TEARDOWN_WAIT = 20.0
@@ -111,11 +112,7 @@ def remove_containers(project_name: str, eng: Any, only: set[str] | None = None,
         except CNIError as e:
             errors.append(str(e))
             continue
-        for name in sorted(gone):
-            try:
-                eng.volume_remove(name)
-            except CNIError as e:
-                errors.append(str(e))
+        errors += remove_named(eng, gone)
         if c.name in states:
             st, meta = states[c.name]
             # The watcher tears a detached run down when its container is

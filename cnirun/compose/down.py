@@ -13,7 +13,7 @@ from .messages import say
 from .mounts import forget
 from .networks import remove_networks
 from .project import Project, normalize_project_name
-from .volumes import remove_volumes
+from .volumes import remove_named, remove_volumes
 
 
 def target(name: str | None, load: Callable[[], Project]) -> tuple[str, set[str] | None]:
@@ -60,8 +60,8 @@ def down(project_name: str, engine: str, cni: Any = None, volumes: bool = False,
     errors = remove_containers(project_name, eng, only, volumes, STOP_TIMEOUT if timeout is None else timeout)
     if volumes:  # those a recreate kept for a container an up never made (anon_volumes)
         left = {c.name for c in project_containers(eng, project_name)} if only is not None else set()
-        errors += _remove(eng, {v for name, vols in remembered(project_name).items() if name not in left
-                                for v in vols.values()})
+        errors += remove_named(eng, {v for name, vols in remembered(project_name).items() if name not in left
+                                     for v in vols.values()})
     errors += remove_networks(project_name, cni, in_use_ok=only is not None)
     if only is None:
         forget(project_name)  # the environment:/content: secrets up wrote
@@ -71,12 +71,3 @@ def down(project_name: str, engine: str, cni: Any = None, volumes: bool = False,
         say(f"cnirun: {e}")
     return 1 if errors else 0
 
-
-def _remove(eng: Any, volumes: set[str]) -> list[str]:
-    errors: list[str] = []
-    for name in sorted(volumes):
-        try:
-            eng.volume_remove(name)
-        except CNIError as e:
-            errors.append(str(e))
-    return errors

@@ -33,7 +33,7 @@ from .peers import members, refresh_hosts
 from .project import Project, Service
 from .request import engine_lacks, run_request
 from .services import MAX_REPLICAS
-from .volumes import ensure_volumes
+from .volumes import ensure_volumes, remove_named
 
 
 class UpOptions:
@@ -191,11 +191,7 @@ def _remove_for_recreate(project: Project, svc: Service, eng: Any, old: Any, exi
         remember(project.name, old.name, inherit)
     problems = remove_containers(project.name, eng, joined, timeout=opts.timeout) if joined else []
     problems += remove_containers(project.name, eng, {old.name}, volumes=not inherit, timeout=opts.timeout)
-    for name in others if inherit else ():  # what its `rm -v` would have taken
-        try:
-            eng.volume_remove(name)
-        except CNIError as e:
-            problems.append(str(e))
+    problems += remove_named(eng, others if inherit else ())  # what its `rm -v` would have taken
     for problem in problems:
         say(f"cnirun: {problem}")
     for n in joined:
@@ -213,11 +209,8 @@ def _recorded(project: Project, svc: Service, eng: Any, cname: str, opts: UpOpti
     inherit, others = recorded(eng, vols, svc.volumes)
     if opts.renew_anon_volumes:
         inherit, others = {}, others | set(inherit.values())
-    for name in others:
-        try:
-            eng.volume_remove(name)
-        except CNIError as e:
-            say(f"cnirun: {e}")
+    for problem in remove_named(eng, others):
+        say(f"cnirun: {problem}")
     if not inherit:
         settled(project.name, cname)
     return inherit

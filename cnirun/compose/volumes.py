@@ -1,7 +1,7 @@
 """The project's named volumes: created with compose's labels by `up`, removed by `down -v`."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterable
 
 from ..core.errors import CNIError
 from .labels import LABEL_PROJECT, volume_labels
@@ -32,6 +32,17 @@ def ensure_volumes(project: Project, eng: Any) -> list[str]:
         created.append(spec.name)
         say(f" Volume {spec.name}  Created")
     return created
+
+
+def remove_named(eng: Any, names: Iterable[str]) -> list[str]:
+    """Remove these volumes (one gone already is no error); the problems, one line each."""
+    errors: list[str] = []
+    for name in sorted(names):
+        try:
+            eng.volume_remove(name)
+        except CNIError as e:
+            errors.append(str(e))
+    return errors
 
 
 def remove_volumes(project_name: str, eng: Any) -> list[str]:

@@ -465,4 +465,3 @@ class Podman(FullEngine):
         p = self._run("restart", "-t", str(timeout), cid)
         if p.returncode != 0:
             raise EngineError(f"podman restart {cid[:12]}: {p.stderr.strip()}")
-

@@ -183,8 +183,8 @@ def teardown_in_background(st: RunState, meta: RunMeta, engine: Any = None) -> N
     For a foreground run whose container is done (the one-container Docker
     sandbox, a Podman run), as the OCI hook's poststop does: the container is
     gone (or, without --rm, stopped) and its exit status known, so nobody
-    waits for the plugins' DEL. The netns pin keeps the namespace for DEL. The lock stays
-    held until DEL is done; if the grandchild is killed, `cnirun gc` finishes
+    waits for the plugins' DEL. The run's netns (the pin, or Podman's named netns) outlives the
+    container for DEL. The lock stays held until DEL is done; if the grandchild is killed, `cnirun gc` finishes
     the run (teardown keeps the state when a DEL fails, for gc as well).
     """
     import sys
