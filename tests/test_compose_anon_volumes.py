@@ -39,7 +39,7 @@ def test_a_torn_or_foreign_line_is_skipped(state: Path) -> None:
     anon_volumes.remember("p", "p-web-1", {"/y": B})
     with open(record, "a") as f:
         f.write('[1]\n{"container": 5, "volumes": {}}\n{"container": "x", "volumes": {"/etc": "/etc"}}\n'
-                '{"container": "y", "volumes": {"/v": "myvolume"}}\nnot json\n\x00\xff\n')
+                '{"container": "y", "volumes": {"/v": "myvolume"}}\nnot json\n\x00\xff\n' + "[" * 100_000 + "\n")
     assert anon_volumes.remembered("p") == {"p-db-1": {"/data": A}, "p-web-1": {"/y": B}}
 
 
@@ -58,6 +58,26 @@ def test_a_planted_symlink_is_refused_not_followed(state: Path, tmp_path: Path) 
     with pytest.raises(ConfigError, match="not a file cnirun wrote"):
         anon_volumes.remember("p", "p-db-1", {"/data": A})
     assert target.read_text() == ""
+
+
+def test_a_planted_project_dir_is_no_record_and_up_refuses_it(state: Path, tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (state / "compose").mkdir(parents=True)
+    (state / "compose" / "p").symlink_to(elsewhere)
+    assert anon_volumes.remembered("p") == {}
+    with pytest.raises(ConfigError, match="symlink or not a directory"):
+        anon_volumes.remember("p", "p-db-1", {"/data": A})
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_container_names_are_only_keys(state: Path) -> None:
+    """A compose file names the containers: whatever the name, it is a JSON key and never a path."""
+    names = ["../../etc/x", "a\nb", "x" * 100_000, "\x00", '"}{"container": "evil"']
+    for name in names:
+        anon_volumes.remember("p", name, {"/data": A})
+    assert sorted(anon_volumes.remembered("p")) == sorted(names)
+    assert os.listdir(state / "compose" / "p") == [anon_volumes.RECORD]
 
 
 def test_forget_keeps_the_record_when_asked(state: Path) -> None:

@@ -71,12 +71,14 @@ def settled(project: str, container: str) -> None:
 
 def remembered(project: str) -> dict[str, dict[str, str]]:
     """Container name -> the anonymous volumes recorded for it and not settled (newest record wins).
-    A torn or foreign line is skipped: only anonymous volume names come out."""
+    A torn or foreign line is skipped: only anonymous volume names come out. A project dir that is not
+    cnirun's (a planted symlink: up refuses it) has no record."""
+    from ..core.errors import CNIError
     from .mounts import open_project_dir
 
     try:
         pfd = open_project_dir(project, create=False)
-    except (OSError, ValueError):
+    except (OSError, ValueError, CNIError):
         return {}
     try:
         fd = os.open(RECORD, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=pfd)
@@ -91,7 +93,7 @@ def remembered(project: str) -> dict[str, dict[str, str]]:
         try:
             entry = json.loads(line)
             name, vols = entry["container"], entry["volumes"]
-        except (ValueError, TypeError, KeyError):
+        except (ValueError, TypeError, KeyError, RecursionError):
             continue
         if isinstance(name, str) and isinstance(vols, dict):
             out[name] = {d: v for d, v in vols.items() if isinstance(d, str) and isinstance(v, str) and is_anonymous_volume(v)}
