@@ -90,10 +90,12 @@ def remembered(project: str) -> dict[str, dict[str, str]]:
         text = f.read(RECORD_MAX)
     out: dict[str, dict[str, str]] = {}
     for line in text.splitlines():
+        if line.count(b"{") + line.count(b"[") > 512:
+            continue  # not a line cnirun wrote (its paths would need hundreds of brackets); never parsed deep
         try:
             entry = json.loads(line)
             name, vols = entry["container"], entry["volumes"]
-        except (ValueError, TypeError, KeyError, RecursionError):
+        except (ValueError, TypeError, KeyError):
             continue
         if isinstance(name, str) and isinstance(vols, dict):
             out[name] = {d: v for d, v in vols.items() if isinstance(d, str) and isinstance(v, str) and is_anonymous_volume(v)}

@@ -38,6 +38,10 @@ class LeaseAttrs:
 
 #: The largest lease value read: flanneld's are about 150 bytes (300 with IPv6 data).
 MAX_VALUE_BYTES = 4096
+#: The most JSON objects and lists a lease value may hold: flannel's have two.
+#: Counted before parsing, so a value nested to the parser's recursion limit
+#: is refused without ever running the parser that deep.
+MAX_CONTAINERS = 16
 
 
 def normalize_mac(mac: str) -> str:
@@ -58,15 +62,18 @@ def _short(value: Any) -> str:
 def decode(value: bytes | str) -> LeaseAttrs:
     """A lease value; OverlayError when it is not flannel's format with vxlan data.
 
-    The value is whatever an etcd writer put there: its size is bounded
-    before it is parsed, nesting too deep for the parser is refused, every
+    The value is whatever an etcd writer put there: its size and its number
+    of objects and lists are bounded before it is parsed, every
     field's type is checked, and nothing but OverlayError leaves.
     """
     if len(value) > MAX_VALUE_BYTES:
         raise OverlayError(f"lease value is longer than {MAX_VALUE_BYTES} bytes")
+    opener = (b"[", b"{") if isinstance(value, bytes) else ("[", "{")
+    if value.count(opener[0]) + value.count(opener[1]) > MAX_CONTAINERS:  # type: ignore[arg-type]
+        raise OverlayError(f"lease value has more than {MAX_CONTAINERS} JSON objects and lists")
     try:
         obj = json.loads(value)
-    except (ValueError, UnicodeDecodeError, RecursionError):
+    except (ValueError, UnicodeDecodeError):
         raise OverlayError("lease value is not JSON") from None
     if not isinstance(obj, dict):
         raise OverlayError("lease value is not a JSON object")
