@@ -109,8 +109,49 @@ step_venv() {
     else
         say ".venv up to date (pyproject.toml unchanged)"
     fi
+    shared_interpreter
     lean_launchers
     link_entry_points
+}
+
+# Whether every user can run PATH: the file and each directory above it are
+# world-executable (pyenv's interpreters under /root are not).
+world_runnable() {
+    local p
+    p=$(readlink -f "$1") || return 1
+    [[ -x $p ]] || return 1
+    while [[ -n $p && $p != / ]]; do
+        [[ $(( 0$(stat -c %a "$p") & 1 )) -eq 1 ]] || return 1
+        p=${p%/*}
+    done
+    return 0
+}
+
+# cnirun is for every user (rootless networks), so the venv must run on an
+# interpreter they can all execute. A venv made on one only root can run is
+# repointed in place at the same Python version elsewhere on the machine
+# (Debian's /usr/bin/python3.11): the installed packages stay, pip included.
+shared_interpreter() {
+    local cur want py ver
+    cur=$(sed -n 's/^executable = //p' "$VENV/pyvenv.cfg" 2>/dev/null)
+    [[ -n $cur ]] || cur=$(readlink -f "$VENV/bin/python")
+    world_runnable "$cur" && return 0
+    ver=$("$VENV/bin/python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+    for py in "/usr/bin/python$ver" "/usr/local/bin/python$ver"; do
+        if world_runnable "$py" && "$py" -c 'import venv' 2>/dev/null; then
+            want=$py
+            break
+        fi
+    done
+    if [[ -z ${want:-} ]]; then
+        say "warning: only root can run the venv's interpreter ($cur) and no other python$ver is installed: non-root users cannot run cnirun (apt-get install python$ver)"
+        return 0
+    fi
+    say "repointing .venv from $cur (only root can run it) to $want"
+    rm -f "$VENV"/bin/python "$VENV"/bin/python3 "$VENV/bin/python$ver"
+    "$want" -m venv --upgrade --without-pip "$VENV" || die "$want -m venv --upgrade failed"
+    "$VENV/bin/python" -c 'import cnirun, typer, yaml, pyroute2, docker' 2>/dev/null \
+        || die ".venv on $want cannot import cnirun's dependencies"
 }
 
 # pip installs cnirun's launcher (bin/cnirun, pyproject.toml's script-files) as
