@@ -32,8 +32,10 @@ PENDING_KEY = "cnirun.dev/pending"
 
 
 def default_cache_dir() -> str:
-    """CNI_CACHE_DIR, else libcni's default /var/lib/cni."""
-    return os.environ.get("CNI_CACHE_DIR") or DEFAULT_CACHE_DIR
+    """CNI_CACHE_DIR, else libcni's default /var/lib/cni (a user's own: core.paths.cache_dir)."""
+    from ..core.paths import cache_dir
+
+    return cache_dir()
 
 
 class CachedAttachment(Value):

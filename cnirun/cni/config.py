@@ -11,6 +11,7 @@ import os
 from ..core import jsonfast as json
 from ..core import version as cniversion
 from ..core.errors import ConfigError, NetworkNotFound
+from ..core import paths
 from ..core.paths import is_safe_name
 from ..core.value import Value
 
@@ -19,7 +20,6 @@ if TYPE_CHECKING:
     from pathlib import Path
     from typing import Any, Callable
 
-DEFAULT_NETCONF_PATH = "/etc/cni/net.d"
 NAME_PATTERN = r"^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$"
 LIST_EXTENSIONS = (".conflist",)
 SINGLE_EXTENSIONS = (".conf", ".json")
@@ -148,7 +148,6 @@ def bridge_of(conf: NetworkConfigList | dict[str, Any]) -> str:
     return found[0] if found else ""
 
 
-HOST_LOCAL_DATA_DIR = "/var/lib/cni/networks"  # host-local's dataDir when its ipam names none
 
 
 def host_local_dirs(net: NetworkConfigList) -> list[str]:
@@ -157,7 +156,7 @@ def host_local_dirs(net: NetworkConfigList) -> list[str]:
     for p in net.plugins:
         ipam = p.raw.get("ipam")
         if isinstance(ipam, dict) and ipam.get("type") == "host-local":
-            out.append(os.path.join(str(ipam.get("dataDir") or HOST_LOCAL_DATA_DIR), net.name))
+            out.append(os.path.join(str(ipam.get("dataDir") or paths.host_local_data_dir()), net.name))
     return out
 
 
@@ -423,9 +422,13 @@ def _config_paths(directory: str) -> list[str]:
 
 
 def netconf_dirs(netconf_path: str | None) -> list[str]:
-    """NETCONFPATH may hold several directories separated by ':' (searched in order)."""
-    value = netconf_path if netconf_path is not None else os.environ.get("NETCONFPATH", DEFAULT_NETCONF_PATH)
-    return [d for d in value.split(":") if d] or [DEFAULT_NETCONF_PATH]
+    """NETCONFPATH may hold several directories separated by ':' (searched in order); empty or unset, the
+    default (core.paths.netconf_path: /etc/cni/net.d, or a user's own)."""
+    value = netconf_path if netconf_path is not None else paths.netconf_path()
+    dirs = [d for d in value.split(":") if d]
+    if dirs:
+        return dirs
+    return [paths.netconf_path({k: v for k, v in os.environ.items() if k != "NETCONFPATH"})]
 
 
 def _may_define(path: str, name: str) -> bool:

@@ -16,6 +16,12 @@ The host-wide CNI lock is /run/cnirun/cni.lock whatever the state dir
 host's iptables chains. The hook log is not state: CNIRUN_HOOK_LOG, default
 /var/log/cnirun/hooks.log.
 The result cache is libcni's (CNI_CACHE_DIR, default /var/lib/cni: cache.py).
+
+A user who is not root gets defaults of their own (rootless): the state dir
+is $XDG_RUNTIME_DIR/cnirun, and the CNI lock, the hook log, the result cache
+(<state>/cni) and host-local's data (<state>/ipam) live under it; networks
+are under ${XDG_CONFIG_HOME:-~/.config}/cni/net.d, as rootless Podman keeps
+them. Nothing of root's is read or written, and users share no path.
 """
 from __future__ import annotations
 
@@ -60,8 +66,62 @@ def _env(environ: Mapping[str, str] | None) -> Mapping[str, str]:
     return os.environ if environ is None else environ
 
 
+def rootless() -> bool:
+    """Whether this process runs for a user who is not root (every default below is then that user's own)."""
+    return os.geteuid() != 0
+
+
+def user_runtime_dir(environ: Mapping[str, str] | None = None) -> str:
+    """The user's $XDG_RUNTIME_DIR/cnirun (rootless): ConfigError, in one line naming the fix, when there is none."""
+    from .errors import ConfigError
+
+    base = _env(environ).get("XDG_RUNTIME_DIR") or ""
+    uid = os.geteuid()
+    fix = (f"as root: install -d -m 0700 -o {_user_name(uid)} /run/user/{uid}; then export XDG_RUNTIME_DIR=/run/user/{uid}")
+    if not base:
+        raise ConfigError(f"XDG_RUNTIME_DIR is not set (no login session); {fix}")
+    try:
+        st = os.stat(base)
+    except OSError as e:
+        raise ConfigError(f"XDG_RUNTIME_DIR {base}: {e.strerror}; {fix}") from None
+    if not os.path.isabs(base) or st.st_uid != uid or st.st_mode & 0o022:
+        raise ConfigError(f"XDG_RUNTIME_DIR {base} is not a directory of yours that only you can write; {fix}")
+    return os.path.join(base, "cnirun")
+
+
+def user_config_dir(environ: Mapping[str, str] | None = None) -> str:
+    """${XDG_CONFIG_HOME:-$HOME/.config}: where a user who is not root keeps networks (<it>/cni/net.d)."""
+    env = _env(environ)
+    xdg = env.get("XDG_CONFIG_HOME") or ""
+    if os.path.isabs(xdg):
+        return xdg
+    home = env.get("HOME") or ""
+    if not os.path.isabs(home):
+        import pwd
+
+        try:
+            home = pwd.getpwuid(os.geteuid()).pw_dir
+        except KeyError:
+            from .errors import ConfigError
+
+            raise ConfigError("HOME is not set and this user has no home directory: set HOME or XDG_CONFIG_HOME") from None
+    return os.path.join(home, ".config")
+
+
+def _user_name(uid: int) -> str:
+    import pwd
+
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
 def state_dir(environ: Mapping[str, str] | None = None) -> str:
-    return _env(environ).get("CNIRUN_STATE_DIR") or DEFAULT_STATE_DIR
+    explicit = _env(environ).get("CNIRUN_STATE_DIR")
+    if explicit:
+        return explicit
+    return user_runtime_dir(environ) if rootless() else DEFAULT_STATE_DIR
 
 
 def runs_dir(environ: Mapping[str, str] | None = None) -> str:
@@ -87,9 +147,37 @@ def container_lock(container_id: str, environ: Mapping[str, str] | None = None) 
 
 
 def cni_lock(environ: Mapping[str, str] | None = None) -> str:
-    """The host-wide CNI lock: CNIRUN_LOCK_FILE, else /run/cnirun/cni.lock (never per state dir)."""
-    return _env(environ).get("CNIRUN_LOCK_FILE") or DEFAULT_CNI_LOCK
+    """The host-wide CNI lock: CNIRUN_LOCK_FILE, else /run/cnirun/cni.lock (never per state dir); a user's own
+    under their state dir (rootless: their plugins run on their own bridges and chains)."""
+    explicit = _env(environ).get("CNIRUN_LOCK_FILE")
+    if explicit:
+        return explicit
+    return os.path.join(state_dir(environ), "cni.lock") if rootless() else DEFAULT_CNI_LOCK
 
 
 def hook_log(environ: Mapping[str, str] | None = None) -> str:
-    return _env(environ).get("CNIRUN_HOOK_LOG") or DEFAULT_HOOK_LOG
+    explicit = _env(environ).get("CNIRUN_HOOK_LOG")
+    if explicit:
+        return explicit
+    return os.path.join(state_dir(environ), "hooks.log") if rootless() else DEFAULT_HOOK_LOG
+
+
+def cache_dir(environ: Mapping[str, str] | None = None) -> str:
+    """libcni's result cache: CNI_CACHE_DIR, else /var/lib/cni (a user's own: <state>/cni)."""
+    explicit = _env(environ).get("CNI_CACHE_DIR")
+    if explicit:
+        return explicit
+    return os.path.join(state_dir(environ), "cni") if rootless() else "/var/lib/cni"
+
+
+def netconf_path(environ: Mapping[str, str] | None = None) -> str:
+    """NETCONFPATH, else /etc/cni/net.d (a user's own: ${XDG_CONFIG_HOME:-~/.config}/cni/net.d)."""
+    explicit = _env(environ).get("NETCONFPATH")
+    if explicit is not None:
+        return explicit
+    return os.path.join(user_config_dir(environ), "cni", "net.d") if rootless() else "/etc/cni/net.d"
+
+
+def host_local_data_dir(environ: Mapping[str, str] | None = None) -> str:
+    """Where host-local keeps reservations when a network's ipam names no dataDir (a user's own: <state>/ipam)."""
+    return os.path.join(state_dir(environ), "ipam") if rootless() else "/var/lib/cni/networks"

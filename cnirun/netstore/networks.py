@@ -242,6 +242,11 @@ def _host_local(spec: NetworkSpec, pools: list[Pool]) -> dict[str, Any]:
             routes.append({"dst": "::/0"})
         ipam["routes"] = routes
     data_dir = os.environ.get(IPAM_DIR_ENV)
+    if not data_dir:
+        from ..core.paths import host_local_data_dir, rootless
+
+        # A user's network keeps its reservations in their runtime dir (host-local's own default is root's).
+        data_dir = host_local_data_dir() if rootless() else ""
     if data_dir:
         ipam["dataDir"] = data_dir
     return ipam

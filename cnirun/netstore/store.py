@@ -87,6 +87,9 @@ def install(cni: CNI, conf: dict[str, Any]) -> NetworkConfigList:
     for net in cni.networks():
         if net.name == name:
             raise ConfigError(f'network "{name}" already exists ({net.source}): pick another name or remove it first')
+    from ..core.paths import rootless
+
+    on_host = not rootless()
     d = target_dir(cni.netconf_path)
     try:
         d.mkdir(parents=True, exist_ok=True)
@@ -97,7 +100,8 @@ def install(cni: CNI, conf: dict[str, Any]) -> NetworkConfigList:
     except OSError as e:
         raise ConfigError(f"{d}: cannot write the network: {e.strerror}") from None
     net = load_file(path)
-    bridge = meta_of(net).get("bridge")
+    # A user's bridge is never the host's: it will live in the user's own netns (docs/rootless.md).
+    bridge = meta_of(net).get("bridge") if on_host else None
     if bridge and meta_of(net).get("isolated"):
         from ..core.lock import host_lock
         from . import isolation
@@ -223,9 +227,11 @@ def remove(cni: CNI, name: str, force: bool = False) -> Removal:
         pass
     except OSError as e:
         raise ConfigError(f"{net.source}: cannot remove: {e.strerror}") from None
+    from ..core.paths import rootless
+
     m = meta_of(net)
     bridge = str(m.get("bridge") or "")
-    if bridge:
+    if bridge and not rootless():  # a user's bridge is not on the host (see install)
         from ..core.lock import host_lock
         from . import hostnet, isolation
 

@@ -1,0 +1,258 @@
+"""core.paths: root's defaults, a user's own (rootless), and what a real user who is not root gets today.
+
+The engine-free tests change the effective uid only in core.paths' view (os.geteuid
+patched). The user tests create real users (no subordinate ids: nothing here needs
+them), run the installed `cnirun` as them with a clean environment, and remove the
+users, their runtime dirs and homes afterwards: /etc/passwd, /etc/subuid and
+/etc/subgid end as they were.
+"""
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import stat
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+import _parallel as parallel
+from cnirun.core import paths
+from cnirun.core.errors import ConfigError
+
+REPO = Path(__file__).resolve().parent.parent
+CNIRUN = REPO / ".venv" / "bin" / "cnirun"
+
+
+# -- engine-free: the defaults -------------------------------------------------------
+def test_root_keeps_the_host_wide_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    env: dict[str, str] = {"HOME": "/root", "XDG_RUNTIME_DIR": "/run/user/0"}
+    assert paths.state_dir(env) == "/run/cnirun"
+    assert paths.cni_lock(env) == "/run/cnirun/cni.lock"
+    assert paths.hook_log(env) == "/var/log/cnirun/hooks.log"
+    assert paths.cache_dir(env) == "/var/lib/cni"
+    assert paths.netconf_path(env) == "/etc/cni/net.d"
+    assert paths.host_local_data_dir(env) == "/var/lib/cni/networks"
+    explicit = {"CNIRUN_STATE_DIR": "/s", "CNIRUN_LOCK_FILE": "/l", "CNIRUN_HOOK_LOG": "/h", "CNI_CACHE_DIR": "/c",
+                "NETCONFPATH": "/n"}
+    assert (paths.state_dir(explicit), paths.cni_lock(explicit), paths.hook_log(explicit), paths.cache_dir(explicit),
+            paths.netconf_path(explicit)) == ("/s", "/l", "/h", "/c", "/n")
+
+
+def test_a_user_gets_defaults_of_their_own(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # The runtime dir must be the caller's own: the test's tmp dir stands in for /run/user/UID.
+    monkeypatch.setattr(paths, "rootless", lambda: True)
+    rt = tmp_path / "rt"
+    rt.mkdir(mode=0o700)
+    env = {"HOME": str(tmp_path / "home"), "XDG_RUNTIME_DIR": str(rt)}
+    assert paths.state_dir(env) == f"{rt}/cnirun"
+    assert paths.cni_lock(env) == f"{rt}/cnirun/cni.lock"
+    assert paths.hook_log(env) == f"{rt}/cnirun/hooks.log"
+    assert paths.cache_dir(env) == f"{rt}/cnirun/cni"
+    assert paths.host_local_data_dir(env) == f"{rt}/cnirun/ipam"
+    assert paths.netconf_path(env) == f"{tmp_path}/home/.config/cni/net.d"
+    assert paths.netconf_path({**env, "XDG_CONFIG_HOME": "/cfg"}) == "/cfg/cni/net.d"
+    assert paths.netconf_path({**env, "XDG_CONFIG_HOME": "relative"}) == f"{tmp_path}/home/.config/cni/net.d"
+    assert paths.netconf_path({**env, "NETCONFPATH": "/mine"}) == "/mine"
+
+
+@pytest.mark.parametrize("runtime_dir, says", [
+    ("", "XDG_RUNTIME_DIR is not set"),
+    ("/nonexistent/rt", "No such file or directory"),
+    ("relative/dir", "is not a directory of yours"),
+    ("SHARED", "is not a directory of yours"),
+    ("OTHERS", "is not a directory of yours"),
+])
+def test_a_user_without_a_runtime_dir_of_their_own_is_told_the_fix(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                                    runtime_dir: str, says: str) -> None:
+    monkeypatch.setattr(paths, "rootless", lambda: True)
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    if runtime_dir == "SHARED":
+        runtime_dir = str(shared)
+    elif runtime_dir == "OTHERS":
+        runtime_dir = str(tmp_path)
+        monkeypatch.setattr(os, "geteuid", lambda: 4242)  # tmp_path is root's
+    elif runtime_dir == "relative/dir":
+        (tmp_path / "relative" / "dir").mkdir(parents=True)
+        monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError) as e:
+        paths.state_dir({"XDG_RUNTIME_DIR": runtime_dir, "HOME": str(tmp_path)})
+    msg = str(e.value)
+    assert says in msg and "install -d -m 0700" in msg and "export XDG_RUNTIME_DIR=" in msg and "\n" not in msg, msg
+
+
+# -- real users ----------------------------------------------------------------------
+class User:
+    def __init__(self, name: str, home: Path) -> None:
+        self.name, self.home = name, home
+        pw = pwd.getpwnam(name)
+        self.uid, self.gid = pw.pw_uid, pw.pw_gid
+        self.runtime_dir = Path(f"/run/user/{self.uid}")
+
+    def env(self, **extra: str) -> dict[str, str]:
+        return {"HOME": str(self.home), "PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", "LANG": "C.UTF-8",
+                "XDG_RUNTIME_DIR": str(self.runtime_dir), **extra}
+
+    def cnirun(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        e = self.env() if env is None else env
+        return subprocess.run(["runuser", "-u", self.name, "--", "env", "-i", *(f"{k}={v}" for k, v in e.items()),
+                               str(CNIRUN), *args], capture_output=True, text=True, timeout=60, cwd="/")
+
+
+def _remove_user(name: str) -> None:
+    try:
+        pw = pwd.getpwnam(name)
+    except KeyError:
+        return
+    subprocess.run(["pkill", "-KILL", "-U", str(pw.pw_uid)], capture_output=True)
+    subprocess.run(["userdel", "-f", name], capture_output=True, check=True)
+    shutil.rmtree(f"/run/user/{pw.pw_uid}", ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def users() -> Iterator[tuple[User, User]]:
+    """Two users who are not root, each with a runtime dir of their own (as a login session makes)."""
+    if shutil.which("useradd") is None:
+        pytest.fail("useradd is missing (Debian's passwd package)")
+    if not os.access(CNIRUN, os.X_OK):
+        pytest.fail(f"{CNIRUN} is missing: run scripts/setup.sh venv")
+    saved = {f: Path(f).read_bytes() for f in ("/etc/subuid", "/etc/subgid") if Path(f).exists()}
+    base = Path(tempfile.mkdtemp(prefix="cnt-users-"))  # pytest's own tmp dirs are root's only
+    base.chmod(0o755)
+    worker = parallel.worker() or 0
+    made: list[User] = []
+    opened: list[tuple[Path, int]] = []
+    try:
+        # A user needs to reach the checkout's .venv: directories above it that others may not enter are
+        # opened to them (o+x) for the test and put back after.
+        for d in [*reversed(CNIRUN.parents)]:
+            mode = stat.S_IMODE(d.stat().st_mode)
+            if not mode & 0o001:
+                opened.append((d, mode))
+                d.chmod(mode | 0o001)
+        for n in (1, 2):
+            name = f"cnirun-t{worker}u{n}"
+            _remove_user(name)  # one a killed earlier run left
+            home = base / name
+            subprocess.run(["useradd", "-m", "-d", str(home), "-s", "/bin/sh", "-K", "SUB_UID_COUNT=0",
+                            "-K", "SUB_GID_COUNT=0", name], check=True, capture_output=True)
+            user = User(name, home)
+            made.append(user)
+            user.runtime_dir.parent.mkdir(mode=0o755, exist_ok=True)
+            user.runtime_dir.mkdir(mode=0o700)
+            os.chown(user.runtime_dir, user.uid, user.gid)
+        yield made[0], made[1]
+    finally:
+        for user in made:
+            _remove_user(user.name)
+        for d, mode in opened:
+            d.chmod(mode)
+        for f, data in saved.items():
+            if Path(f).read_bytes() != data:
+                Path(f).write_bytes(data)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _root_view() -> dict[str, object]:
+    """What a user's cnirun must never change: root's networks, caches, state, bridges and rules."""
+    def listing(d: str) -> list[str]:
+        return sorted(str(p) for p in Path(d).rglob("*")) if Path(d).exists() else []
+
+    return {
+        "/etc/cni/net.d": listing("/etc/cni/net.d"),
+        "/var/lib/cni": listing("/var/lib/cni"),
+        "links": subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout.count("\n"),
+        "iptables": subprocess.run(["iptables-save"], capture_output=True, text=True).stdout.count("\n-A "),
+    }
+
+
+def test_a_user_runs_the_installed_cnirun(users: tuple[User, User]) -> None:
+    """The venv's interpreter is one every user can run (scripts/setup.sh repoints it), and a user's
+    cnirun names their own network directory."""
+    user, _ = users
+    p = user.cnirun("version")
+    assert p.returncode == 0, p.stderr
+    assert f"Network configs: {user.home}/.config/cni/net.d" in p.stdout, p.stdout
+    assert "Permission denied" not in p.stderr
+
+
+def test_a_users_networks_are_their_own(users: tuple[User, User]) -> None:
+    one, two = users
+    before = _root_view()
+    for user, subnet in ((one, "10.251.1.0/24"), (two, "10.251.2.0/24")):
+        p = user.cnirun("network", "create", "same", "--subnet", subnet)
+        assert p.returncode == 0, p.stderr
+    p = one.cnirun("network", "create", "mine")
+    assert p.returncode == 0, p.stderr
+    try:
+        ls_one, ls_two = one.cnirun("network", "ls"), two.cnirun("network", "ls")
+        assert ls_one.returncode == 0 and ls_two.returncode == 0, ls_one.stderr + ls_two.stderr
+        rows_one = {line.split()[0]: line.split() for line in ls_one.stdout.splitlines()[1:]}
+        rows_two = {line.split()[0]: line.split() for line in ls_two.stdout.splitlines()[1:]}
+        assert {"same", "mine"} <= rows_one.keys() and "same" in rows_two and "mine" not in rows_two
+        assert rows_one["same"][3] == "10.251.1.0/24" and rows_two["same"][3] == "10.251.2.0/24"
+        shipped = str(REPO / "netconf")
+        for rows, user in ((rows_one, one), (rows_two, two)):
+            files = [r[-1] for r in rows.values()]
+            assert all(f.startswith(f"{user.home}/.config/cni/net.d/") or f.startswith(shipped) for f in files), files
+        conf = (one.home / ".config/cni/net.d/same.conflist").read_text()
+        assert f'"dataDir": "{one.runtime_dir}/cnirun/ipam"' in conf, conf
+        assert (one.home / ".config/cni/net.d/same.conflist").stat().st_uid == one.uid
+        # Another user's network by name: not there for them.
+        p = two.cnirun("network", "inspect", "mine")
+        assert p.returncode != 0 and "mine" in p.stderr and p.stderr.count("\n") == 1, p.stderr
+    finally:
+        rm_one = one.cnirun("network", "rm", "same", "mine")
+        left_two = {line.split()[0] for line in two.cnirun("network", "ls").stdout.splitlines()[1:]}
+        rm_two = two.cnirun("network", "rm", "same")
+    assert rm_one.returncode == 0 and rm_two.returncode == 0, rm_one.stderr + rm_two.stderr
+    assert "same" in left_two, left_two  # one user's rm is not another's
+    assert not list((one.home / ".config/cni/net.d").glob("*.conflist"))
+    assert not list((two.home / ".config/cni/net.d").glob("*.conflist"))
+    assert _root_view() == before
+    p = one.cnirun("gc")
+    assert p.returncode == 0, p.stderr
+
+
+def test_what_needs_root_is_refused_in_one_line_before_anything_happens(users: tuple[User, User]) -> None:
+    """Containers on a user's networks are not there yet: each such command says so, pulls nothing
+    (no image is looked up: rootless Podman would try a registry) and changes nothing."""
+    user, _ = users
+    before = _root_view()
+    theirs = sorted(user.runtime_dir.rglob("*")) + sorted(user.home.rglob("*"))
+    cases = {
+        ("--rm", "busybox", "true"): 125, ("--engine", "podman", "-d", "busybox"): 125, ("run", "busybox"): 125,
+        ("busybox",): 125, ("exec", "--", "true"): 1, ("compose", "up"): 1, ("network", "connect", "n", "c"): 1,
+        ("network", "reload"): 1, ("port", "add", "c", "8080:80"): 1, ("update", "c"): 1,
+        ("install", "docker-runtime"): 1, ("overlay", "status"): 1,
+    }
+    for args, code in cases.items():
+        p = user.cnirun(*args)
+        assert p.returncode == code, (args, p.returncode, p.stderr)
+        assert p.stderr.count("\n") == 1 and "needs root for now" in p.stderr and "docs/rootless.md" in p.stderr, (
+            args, p.stderr)
+        assert p.stdout == "", (args, p.stdout)
+    assert sorted(user.runtime_dir.rglob("*")) + sorted(user.home.rglob("*")) == theirs
+    for args in (("--help",), ("run", "--help"), ("ps",), ("network", "ls")):
+        p = user.cnirun(*args)
+        assert p.returncode == 0, (args, p.stderr)
+    assert _root_view() == before
+
+
+def test_a_user_without_a_session_is_told_how_to_make_one(users: tuple[User, User]) -> None:
+    user, _ = users
+    env = user.env()
+    del env["XDG_RUNTIME_DIR"]
+    p = user.cnirun("network", "ls", env=env)
+    assert p.returncode == 1 and p.stderr.count("\n") == 1, p.stderr
+    assert f"install -d -m 0700 -o {user.name} /run/user/{user.uid}" in p.stderr, p.stderr
+    p = user.cnirun("network", "create", "x", env={**env, "XDG_RUNTIME_DIR": "/tmp"})
+    assert p.returncode == 1 and "is not a directory of yours" in p.stderr and p.stderr.count("\n") == 1, p.stderr
+    assert not (user.home / ".config/cni/net.d/x.conflist").exists()
+
