@@ -6,6 +6,7 @@ Hand-parsed (main.py routes here before typer is imported): people type
 """
 # No `from __future__ import annotations`: typer evaluates register()'s annotations in this
 # module's globals, and typer is imported only inside register().
+import os
 import sys
 from typing import Any
 
@@ -42,7 +43,7 @@ def info() -> dict[str, Any]:
     from ..cni.invoke import plugin_dirs
     from ..core.version import SUPPORTED_VERSIONS
 
-    return {
+    out: dict[str, Any] = {
         "cnirun": {
             "version": cnirun_version(),
             "python": platform.python_version(),
@@ -52,6 +53,29 @@ def info() -> dict[str, Any]:
         },
         "engines": engine_versions(),
     }
+    if os.geteuid() != 0:
+        out["rootless"] = rootless_info()
+    return out
+
+
+def rootless_info() -> dict[str, Any]:
+    """A user's side: their state dir, and what this host lacks for their containers' networks."""
+    import pwd
+
+    from ..core.errors import CNIError
+    from ..core.paths import state_dir
+    from ..network.rootless import problems
+
+    try:
+        user = pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        user = str(os.geteuid())
+    try:
+        state = state_dir()
+    except CNIError:
+        state = ""  # problems() names the fix
+    return {"user": user, "stateDir": state, "containers": "not supported yet (docs/rootless.md)",
+            "hostLacks": problems()}
 
 
 def text(data: dict[str, Any]) -> str:
@@ -63,6 +87,12 @@ def text(data: dict[str, Any]) -> str:
         f" Plugin dirs:     {':'.join(c['pluginDirs'])}",
         f" Network configs: {':'.join(c['netconfPath'])}",
     ]
+    r = data.get("rootless")
+    if r:
+        lines += ["", f"Rootless (user {r['user']}):", f" State dir:       {r['stateDir'] or '-'}",
+                  f" Containers:      {r['containers']}"]
+        for i, problem in enumerate(r["hostLacks"]):
+            lines.append((" Host lacks:      " if i == 0 else " " * 18) + problem)
     for e in data["engines"]:
         lines.append("")
         lines.append(f"Engine: {e['name']}")
