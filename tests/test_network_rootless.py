@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from _users import CNIRUN, User, users  # noqa: F401 (users: the fixture)
+from _users import CNIRUN, User, rootless_user, users  # noqa: F401 (the fixtures)
 from cnirun.network import rootless
 
 
@@ -85,3 +85,145 @@ def test_a_user_sees_what_this_host_lacks_in_version(users: tuple[User, User]) -
     assert " Host lacks:      " in text.stdout
     root = subprocess.run([str(CNIRUN), "version", "--format", "json"], capture_output=True, text=True, timeout=60)
     assert root.returncode == 0 and "rootless" not in json.loads(root.stdout)
+
+
+# -- a user's containers on their own networks (rootless Podman) -----------------------------
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _get(port: int) -> str:
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/hostname", timeout=5) as r:
+        return r.read().decode().strip()
+
+
+def _slirps_of(user: User) -> list[str]:
+    p = subprocess.run(["pgrep", "-a", "-u", str(user.uid), "slirp4netns"], capture_output=True, text=True)
+    return p.stdout.splitlines()
+
+
+def _left(user: User) -> dict[str, list[str]]:
+    """What a user's runs may leave: runs, cached attachments, reservations, the rootless netns, slirp4netns."""
+    state = user.runtime_dir / "cnirun"
+    ipam = [str(f) for f in (state / "ipam").rglob("*") if f.is_file() and f.name != "lock"
+            and not f.name.startswith("last_reserved_ip")] if (state / "ipam").exists() else []
+    return {
+        "runs": sorted(n.name for n in (state / "containers").glob("*") if not n.name.startswith(".")),
+        "cache": sorted(n.name for n in (state / "cni" / "results").glob("*")),
+        "reservations": ipam,
+        "rootless netns": sorted(n.name for n in state.glob("rootless-netns*")) + sorted(n.name for n in state.glob("rootless.json")),
+        "slirp4netns": _slirps_of(user),
+        "named netns": sorted(n.name for n in (state / "named-netns").glob("*")),
+    }
+
+
+def _nothing_left(user: User, within: float = 20.0) -> None:
+    import time
+
+    deadline = time.monotonic() + within
+    while True:
+        left = {k: v for k, v in _left(user).items() if v}
+        if not left or time.monotonic() > deadline:
+            break
+        time.sleep(0.25)
+    assert not left, left
+
+
+def test_a_users_containers_get_addresses_names_and_ports_and_leave_nothing(rootless_user: User) -> None:
+    """As the user: a container has its address before its first instruction, containers resolve each
+    other by name, a published port answers on the host's loopback, and after rm -f and gc nothing of the
+    runs, the forwards or the rootless netns is left; nothing of root's changed."""
+    user = rootless_user
+    root_before = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout.count("\n-A ")
+    p = user.cnirun("network", "create", "rlnet", "--subnet", "10.251.20.0/24")
+    assert p.returncode == 0, p.stderr
+    port = _free_port()
+    try:
+        p = user.cnirun("--rm", "--net", "rlnet", "busybox", "ip", "-o", "-4", "addr", "show", "eth0", timeout=120)
+        assert p.returncode == 0, p.stderr
+        assert " inet 10.251.20." in p.stdout, p.stdout
+        p = user.cnirun("-d", "--name", "rlweb", "--net", "rlnet", "-p", f"127.0.0.1:{port}:80", "busybox",
+                        "httpd", "-f", "-p", "80", "-h", "/etc", timeout=120)
+        assert p.returncode == 0, p.stderr
+        p = user.cnirun("--rm", "--net", "rlnet", "busybox", "wget", "-q", "-O-", "http://rlweb/hostname", timeout=120)
+        assert p.returncode == 0 and p.stdout.strip(), p.stderr
+        assert _get(port) == p.stdout.strip()  # the same container, by name inside and by port from the host
+        ps = user.cnirun("ps")
+        assert "rlweb" in ps.stdout and f"127.0.0.1:{port}->80/tcp" in ps.stdout, ps.stdout
+        # Nothing of it is root's: no rule, no state, no container.
+        assert subprocess.run(["iptables-save"], capture_output=True, text=True).stdout.count("\n-A ") == root_before
+        assert "rlweb" not in subprocess.run(["podman", "ps", "-a", "--format", "{{.Names}}"], capture_output=True,
+                                             text=True).stdout
+    finally:
+        user.run("podman", "rm", "-f", "-t", "0", "rlweb", timeout=60)
+    import time
+
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and _left(user)["cache"]:
+        time.sleep(0.25)
+    try:
+        _get(port)
+        raise AssertionError(f"127.0.0.1:{port} still answers after the container was removed")
+    except OSError:
+        pass
+    p = user.cnirun("gc")
+    assert p.returncode == 0, p.stderr
+    _nothing_left(user)
+    assert user.cnirun("network", "rm", "rlnet").returncode == 0
+
+
+def test_a_sigkilled_run_is_collected_by_the_users_gc(rootless_user: User) -> None:
+    """SIGKILL of a user's foreground run once its container runs, then the container removed: the user's
+    `cnirun gc` DELs it inside their namespaces and takes the rootless netns down; nothing is left."""
+    import signal
+    import time
+
+    user = rootless_user
+    assert user.cnirun("network", "create", "rlkill", "--subnet", "10.251.21.0/24").returncode == 0
+    proc = subprocess.Popen(user.argv(str(CNIRUN), "--name", "rlk", "--net", "rlkill", "-p", f"127.0.0.1:{_free_port()}:80",
+                                      "busybox", "sleep", "60"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            ps = user.cnirun("ps")
+            if "rlk" in ps.stdout and "10.251.21." in ps.stdout:
+                break
+            time.sleep(0.2)
+        assert "10.251.21." in ps.stdout, ps.stdout
+        # runuser's child is the run (its pid after nsenter's execs): kill the whole group of it.
+        for pid in _pids_of(user, b"--name\0rlk\0"):
+            os.kill(pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stderr.close()  # type: ignore[union-attr]
+    assert _left(user)["cache"], "the killed run's attachment should still be cached until gc"
+    user.run("podman", "rm", "-f", "-t", "0", "rlk", timeout=60)
+    p = user.cnirun("gc")
+    assert p.returncode == 0, p.stderr
+    _nothing_left(user)
+    assert user.cnirun("network", "rm", "rlkill").returncode == 0
+
+
+def _pids_of(user: User, mark: bytes) -> list[int]:
+    out = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            if os.stat(f"/proc/{pid}").st_uid != user.uid:
+                continue
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if mark in cmd and b"cnirun.cli.main" in cmd:
+            out.append(int(pid))
+    return out

@@ -62,10 +62,16 @@ def main(argv: list[str] | None = None) -> int:
     if first in ENGINE_COMMANDS:
         sys.stderr.write(_not_ours(first, args[1:]) + "\n")
         return 1
-    refusal = _root_only(first, args)
-    if refusal:
-        sys.stderr.write(refusal + "\n")
-        return 125 if refusal.startswith("cnirun: `cnirun run`") else 1
+    from ..core.paths import rootless
+
+    if rootless():
+        from .rootless import dispatch
+
+        code = dispatch(first, args, is_run=first == "run" or (
+            first not in SUBCOMMANDS and first not in ("", "-h", "--help", "--version", "help")
+            and not _is_global_typer_option(first)))
+        if code is not None:
+            return code
     if first in ("--version", "version"):
         # Hand-parsed: no typer import for the first thing people type.
         from .version_cmd import main as version_main
@@ -122,31 +128,6 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write("cnirun: aborted\n")
         return 1
     return code if isinstance(code, int) else 0
-
-
-# What a user who is not root can run today: their own networks (network create/ls/inspect/rm/convert),
-# ps, inspect, gc, cni, version and help. Containers on a user's networks need the rootless netns
-# (docs/rootless.md), so everything that attaches or changes one is refused before it does anything.
-ROOT_ONLY = frozenset({"exec", "compose", "port", "update", "install", "uninstall", "hook", "watch", "overlay"})
-ROOT_ONLY_NETWORK = frozenset({"connect", "disconnect", "reload"})
-
-
-def _root_only(first: str, args: list[str]) -> str:
-    """'' when this command may run; else the one line refusing it to a user who is not root."""
-    import os
-
-    if os.geteuid() == 0 or first in ("", "-h", "--help", "--version", "help") or "--help" in args[1:2]:
-        return ""
-    if first == "network" and args[1:2] and args[1] in ROOT_ONLY_NETWORK:
-        what = f"network {args[1]}"
-    elif first in ROOT_ONLY:
-        what = first
-    elif first == "run" or (first not in SUBCOMMANDS and not _is_global_typer_option(first)):
-        what = "run"
-    else:
-        return ""
-    return (f"cnirun: `cnirun {what}` needs root for now: containers on a user's own networks (rootless) are not "
-            "supported yet (docs/rootless.md); run it as root, or use `cnirun network` for your own networks")
 
 
 def _usage_error(e: Exception) -> int:

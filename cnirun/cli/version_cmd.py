@@ -53,7 +53,9 @@ def info() -> dict[str, Any]:
         },
         "engines": engine_versions(),
     }
-    if os.geteuid() != 0:
+    from ..core.paths import rootless
+
+    if rootless():
         out["rootless"] = rootless_info()
     return out
 

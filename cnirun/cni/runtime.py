@@ -231,9 +231,22 @@ class CNI:
         conf = dict(plugin.raw)
         conf["name"] = net.name
         conf["cniVersion"] = net.cni_version
+        ipam = conf.get("ipam")
+        if isinstance(ipam, dict) and ipam.get("type") == "host-local" and not ipam.get("dataDir"):
+            from ..core.paths import HOST_LOCAL_DATA_DIR, host_local_data_dir
+
+            # A user's reservations are theirs, whatever network file names no dataDir (the shipped one).
+            data_dir = host_local_data_dir()
+            if data_dir != HOST_LOCAL_DATA_DIR:
+                conf["ipam"] = {**ipam, "dataDir": data_dir}
         if rt is not None:
             # Only what the plugin asked for AND the runtime supplied (libcni's rule).
             rc = {k: rt.capability_args[k] for k in plugin.capabilities if k in rt.capability_args}
+            if rc.get("portMappings") and os.environ.get("CNIRUN_SLIRP_SOCKET"):
+                # Inside a user's rootless netns, slirp4netns binds each port's hostIP on the host and
+                # delivers to tap0's own address: the plugins match the port on any local address.
+                rc["portMappings"] = [{k: v for k, v in m.items() if k != "hostIP"} if isinstance(m, dict) else m
+                                      for m in rc["portMappings"]]
             if rc:
                 conf["runtimeConfig"] = rc
         if prev_result is not None:

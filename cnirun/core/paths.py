@@ -38,6 +38,8 @@ PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGE_PARENT = os.path.dirname(PACKAGE_DIR)
 
 DEFAULT_STATE_DIR = "/run/cnirun"
+NETNS_DIR = "/run/netns"  # iproute2's named network namespaces
+HOST_LOCAL_DATA_DIR = "/var/lib/cni/networks"  # host-local's own dataDir
 DEFAULT_HOOK_LOG = "/var/log/cnirun/hooks.log"
 DEFAULT_CNI_LOCK = DEFAULT_STATE_DIR + "/cni.lock"
 # A netns path that never exists: DEL given it drops the cached netns path (which,
@@ -66,26 +68,67 @@ def _env(environ: Mapping[str, str] | None) -> Mapping[str, str]:
     return os.environ if environ is None else environ
 
 
+_HOST_ROOT: list[bool] = []  # memo of _host_root(): one read of uid_map per process
+
+
+def _host_root() -> bool:
+    """Whether this process is the host's root: uid 0 in the initial user namespace (whose uid_map
+    maps every uid to itself). Root of a user's own namespace (`unshare -r`, `podman unshare`, a
+    rootless Podman's hooks) is that user."""
+    if not _HOST_ROOT:
+        ok = os.geteuid() == 0
+        if ok:
+            try:
+                with open("/proc/self/uid_map", "rb") as f:
+                    ok = f.read(128).split() == [b"0", b"0", b"4294967295"]
+            except OSError:
+                pass  # no /proc: nothing to tell a user namespace by
+        _HOST_ROOT.append(ok)
+    return _HOST_ROOT[0]
+
+
 def rootless() -> bool:
-    """Whether this process runs for a user who is not root (every default below is then that user's own)."""
-    return os.geteuid() != 0
+    """Whether this process runs for a user who is not root (every default below is then that user's own).
+
+    A cnirun that network.rootless runs inside the user's namespaces for them is root there and not
+    rootless: its environment names the user's paths, and the rootless netns is its host."""
+    return not _host_root() and not inside_user_namespace()
+
+
+#: Set (to the user's uid) in the environment of a cnirun that runs inside a user's namespaces (network.rootless:
+#: their user, mount and rootless network namespaces), where it is root of the user namespace only.
+INSIDE_ENV = "CNIRUN_ROOTLESS_UID"
+
+
+def inside_user_namespace(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether this cnirun runs inside a user's namespaces for them (network.rootless.enter)."""
+    return bool(_env(environ).get(INSIDE_ENV))
+
+
+def named_netns_dir(environ: Mapping[str, str] | None = None) -> str:
+    """Where named network namespaces are: iproute2's /run/netns, or, inside a user's namespaces (where
+    /run/netns is root's), <state>/named-netns."""
+    return os.path.join(state_dir(environ), "named-netns") if inside_user_namespace(environ) else NETNS_DIR
 
 
 def user_runtime_dir(environ: Mapping[str, str] | None = None) -> str:
     """The user's $XDG_RUNTIME_DIR/cnirun (rootless): ConfigError, in one line naming the fix, when there is none."""
     from .errors import ConfigError
 
+    import stat
+
     base = _env(environ).get("XDG_RUNTIME_DIR") or ""
     uid = os.geteuid()
     fix = (f"as root: install -d -m 0700 -o {_user_name(uid)} /run/user/{uid}; then export XDG_RUNTIME_DIR=/run/user/{uid}")
     if not base:
         raise ConfigError(f"XDG_RUNTIME_DIR is not set (no login session); {fix}")
+    shown = ascii(base)[1:-1][:200]  # one line, whatever the value holds
     try:
         st = os.stat(base)
     except OSError as e:
-        raise ConfigError(f"XDG_RUNTIME_DIR {base}: {e.strerror}; {fix}") from None
-    if not os.path.isabs(base) or st.st_uid != uid or st.st_mode & 0o022:
-        raise ConfigError(f"XDG_RUNTIME_DIR {base} is not a directory of yours that only you can write; {fix}")
+        raise ConfigError(f"XDG_RUNTIME_DIR {shown}: {e.strerror}; {fix}") from None
+    if not os.path.isabs(base) or not stat.S_ISDIR(st.st_mode) or st.st_uid != uid or st.st_mode & 0o022:
+        raise ConfigError(f"XDG_RUNTIME_DIR {shown} is not a directory of yours that only you can write; {fix}")
     return os.path.join(base, "cnirun")
 
 
@@ -180,4 +223,6 @@ def netconf_path(environ: Mapping[str, str] | None = None) -> str:
 
 def host_local_data_dir(environ: Mapping[str, str] | None = None) -> str:
     """Where host-local keeps reservations when a network's ipam names no dataDir (a user's own: <state>/ipam)."""
-    return os.path.join(state_dir(environ), "ipam") if rootless() else "/var/lib/cni/networks"
+    if rootless() or inside_user_namespace(environ):
+        return os.path.join(state_dir(environ), "ipam")
+    return HOST_LOCAL_DATA_DIR

@@ -93,10 +93,19 @@ def attach(
             _publish_names(cni, net, container_id, result, opts.names, notes)
         if len(done) > 1:
             _sync_resolver(container_id, [a.network for a in done], netns)
+        _forward_ports(cni)
     except BaseException:
         _undo(cni, container_id, netns, done)
         raise
     return done
+
+
+def _forward_ports(cni: CNI) -> None:
+    """Inside a user's namespaces, slirp4netns forwards the published ports from the host (network.rootless)."""
+    if os.environ.get("CNIRUN_SLIRP_SOCKET"):
+        from .rootless import forward_ports
+
+        forward_ports(cni.cache_dir)
 
 
 def _publish_names(
@@ -146,6 +155,10 @@ def _undo(cni: CNI, container_id: str, netns: str, done: list[Attachment]) -> No
         except CNIError:
             continue  # gc retries from the cache (and drops the names then)
         _drop_names(att.network, container_id)
+    try:
+        _forward_ports(cni)
+    except CNIError:
+        pass  # the next ADD, DEL or gc puts the forwards right
 
 
 def cached_attachments(cni: CNI, container_id: str) -> list[cnicache.CachedAttachment]:
@@ -242,6 +255,10 @@ def detach(
         attachments = cached_attachments(cni, container_id)
     _stop_resolver(container_id)
     problems = _del_attachments(cni, container_id, netns, attachments)
+    try:
+        _forward_ports(cni)
+    except CNIError as e:
+        problems.append(str(e))
     if not problems:
         from .netns import is_pinned, pin_path, unpin_netns
 

@@ -28,13 +28,12 @@ import os
 from ..core.errors import NetnsError
 from ..core.fsutil import identity
 from ..core.oci_state import HookError
-from ..core.paths import pins_dir
+from ..core.paths import NETNS_DIR, pins_dir
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Mapping
 
-NETNS_DIR = "/run/netns"  # `ip netns`'s named namespaces
 HOST_NETNS = ("/proc/self/ns/net", "/proc/1/ns/net")
 MS_BIND = 0x1000  # <sys/mount.h>
 MNT_DETACH = 0x2
@@ -43,8 +42,15 @@ SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1  # <linux/sockios.h>, <
 
 
 # -- named namespaces (iproute2) ---------------------------------------------------------
+def named_dir() -> str:
+    """NETNS_DIR, or inside a user's namespaces the state dir's own (core.paths.named_netns_dir)."""
+    from ..core.paths import named_netns_dir
+
+    return named_netns_dir()
+
+
 def path_of(name: str) -> str:
-    return os.path.join(NETNS_DIR, name)
+    return os.path.join(named_dir(), name)
 
 
 def _ip(*args: str) -> None:
@@ -61,6 +67,8 @@ def _ip(*args: str) -> None:
 def create(name: str | None = None, prefix: str = "cnirun-") -> tuple[str, str]:
     """Create a named netns; returns (name, path). Needs root (CAP_SYS_ADMIN)."""
     ns = name or prefix + os.urandom(6).hex()  # not secrets: its hashlib and hmac cost ~5 ms of a podman run
+    if named_dir() != NETNS_DIR:  # inside a user's namespaces: iproute2 would write root's /run/netns
+        return ns, _new_netns_at(path_of(ns))
     if os.geteuid() != 0:
         raise NetnsError("creating a network namespace needs root: run cnirun as root (sudo)")
     _ip("netns", "add", ns)
@@ -70,12 +78,19 @@ def create(name: str | None = None, prefix: str = "cnirun-") -> tuple[str, str]:
 
 def attach(name: str, pid: int) -> str:
     """Name process `pid`'s netns again (`ip netns attach`): /run/netns/NAME; returns the path."""
+    if named_dir() != NETNS_DIR:
+        return _bind_netns_at(pid, path_of(name))
     _ip("netns", "attach", name, str(pid))
     return path_of(name)
 
 
 def remove(name: str) -> None:
     """Delete a named netns; a missing one is fine."""
+    if named_dir() != NETNS_DIR:
+        err = _unpin_at(path_of(name))
+        if err:
+            raise NetnsError(err)
+        return
     if not os.path.exists(path_of(name)):
         return
     _ip("netns", "delete", name)
@@ -115,7 +130,7 @@ def check_own_netns(pid: int, container_id: str, config_netns: str | None, envir
                 "container's new namespace; start it with --network none"
             )
     pins = pins_dir(environ)
-    for directory, skip in ((pins, container_id), (NETNS_DIR, "")):
+    for directory, skip in ((pins, container_id), (named_dir(), "")):
         try:
             names = os.listdir(directory)
         except OSError:
@@ -193,12 +208,11 @@ def is_pinned(path: str) -> bool:
     return st.st_dev != parent.st_dev
 
 
-def _mount_point(container_id: str, environ: Mapping[str, str] | None = None) -> str:
-    """pin_path(container_id) as an empty file to mount on (a pin still there is unpinned first)."""
-    dst = pin_path(container_id, environ)
+def _mount_point(dst: str) -> str:
+    """`dst` as an empty file to mount on (a pin still there is unpinned first)."""
     os.makedirs(os.path.dirname(dst), mode=0o755, exist_ok=True)
     if is_pinned(dst):
-        unpin_netns(container_id, environ)
+        _unpin_at(dst)
     fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o444)
     os.close(fd)
     return dst
@@ -206,10 +220,14 @@ def _mount_point(container_id: str, environ: Mapping[str, str] | None = None) ->
 
 def pin_netns(pid: int, container_id: str) -> str:
     """Bind-mount /proc/<pid>/ns/net at pin_path(container_id); returns the path."""
+    return _bind_netns_at(pid, pin_path(container_id))
+
+
+def _bind_netns_at(pid: int, path: str) -> str:
     src = f"/proc/{pid}/ns/net"
     if not os.path.exists(src):
         raise NetnsError(f"{src} does not exist: the container's process is gone")
-    dst = _mount_point(container_id)
+    dst = _mount_point(path)
     err = _mount_bind(src, dst)
     if err:
         _unlink(dst)
@@ -227,7 +245,12 @@ def new_pinned_netns(container_id: str, environ: Mapping[str, str] | None = None
     runc brings loopback up only in a namespace it makes itself: the child
     does it here.
     """
-    dst = _mount_point(container_id, environ)
+    return _new_netns_at(pin_path(container_id, environ))
+
+
+def _new_netns_at(path: str) -> str:
+    """A new network namespace, loopback up, bind-mounted at `path` (see new_pinned_netns); returns the path."""
+    dst = _mount_point(path)
     import ctypes  # noqa: F401 - imported before the fork: the child only calls into it
 
     r, w = os.pipe()
@@ -254,7 +277,7 @@ def new_pinned_netns(container_id: str, environ: Mapping[str, str] | None = None
     if not err and not is_pinned(dst):
         err = "the namespace was not pinned"
     if err:
-        unpin_netns(container_id, environ)
+        _unpin_at(dst)
         raise NetnsError(f"cannot make a network namespace at {dst}: {err}")
     return dst
 
@@ -282,7 +305,10 @@ def _loopback_up() -> str:
 
 def unpin_netns(container_id: str, environ: Mapping[str, str] | None = None) -> str:
     """Unmount and remove the pin; '' when done or nothing was there, else why not."""
-    path = pin_path(container_id, environ)
+    return _unpin_at(pin_path(container_id, environ))
+
+
+def _unpin_at(path: str) -> str:
     err = ""
     if is_pinned(path):
         err = _umount(path)

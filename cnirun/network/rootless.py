@@ -15,7 +15,7 @@ import os
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Mapping
+    from typing import Any, Mapping
 
 TUN = "/dev/net/tun"
 SUBUID, SUBGID = "/etc/subuid", "/etc/subgid"
@@ -102,3 +102,371 @@ def problems(environ: Mapping[str, str] | None = None, *, tun: str = TUN, subuid
         pkgs = " ".join(dict.fromkeys(pkg for _, pkg in missing))
         out.append(f"{', '.join(p for p, _ in missing)} not found (fix, as root: apt-get install {pkgs})")
     return out
+
+
+# -- the user's rootless network namespace ------------------------------------------------
+# Under the user's state dir ($XDG_RUNTIME_DIR/cnirun):
+RECORD = "rootless.json"  # {"pause", "userns", "slirp", "slirp_start"}: written before each step it names
+PIN = "rootless-netns"  # the netns, bind-mounted here in the pause process's mount namespace only
+SOCKET = "slirp4netns.sock"  # slirp4netns's API (port forwards)
+LOG = "slirp4netns.log"
+LOCK = "rootless.lock"
+SLIRP_READY_WAIT = 10.0
+
+
+class Rootless:
+    """A user's rootless netns: inside Podman's pause process's user and mount namespaces, linked to the
+    outside by slirp4netns. Every user's bridges, plugins, rules and resolvers run in it."""
+
+    def __init__(self, state: str, pause: int) -> None:
+        self.state, self.pause = state, pause
+        self.pin = os.path.join(state, PIN)
+
+    def enter(self) -> list[str]:
+        """The argv prefix that runs a command inside: the pause process's user and mount namespaces
+        (where the pin is a netns), then the rootless netns itself."""
+        return [*_into_pause(self.pause), "nsenter", f"--net={self.pin}", "--"]
+
+    def inside_env(self, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+        """The environment of a cnirun inside: root of the user namespace, with the user's paths."""
+        from ..core.paths import INSIDE_ENV, netconf_path
+
+        env = dict(os.environ if environ is None else environ)
+        s = self.state
+        env.update({
+            INSIDE_ENV: str(os.geteuid()), "CNIRUN_STATE_DIR": s, "CNIRUN_LOCK_FILE": os.path.join(s, "cni.lock"),
+            "CNI_CACHE_DIR": os.path.join(s, "cni"), "CNIRUN_HOOK_LOG": os.path.join(s, "hooks.log"),
+            "NETCONFPATH": netconf_path(env), "CNIRUN_IPAM_DATA_DIR": env.get("CNIRUN_IPAM_DATA_DIR") or os.path.join(s, "ipam"),
+            "XTABLES_LOCKFILE": os.path.join(s, "xtables.lock"), "CNIRUN_SLIRP_SOCKET": os.path.join(s, SOCKET),
+            # What `podman unshare` sets: podman inside knows it already is in its user namespace.
+            "_CONTAINERS_USERNS_CONFIGURED": "done", "_CONTAINERS_ROOTLESS_UID": str(os.geteuid()),
+        })
+        return env
+
+
+def _into_pause(pause: int) -> list[str]:
+    return ["nsenter", "-t", str(pause), "-U", "-m", "--preserve-credentials"]
+
+
+def _pause_pid(environ: Mapping[str, str]) -> int:
+    """Podman's pause process for this user (it holds their user and mount namespaces), 0 if none runs."""
+    base = environ.get("XDG_RUNTIME_DIR") or ""
+    try:
+        with open(os.path.join(base, "libpod", "tmp", "pause.pid"), "rb") as f:
+            pid = int(f.read(32).strip())
+        if pid > 1 and os.stat(f"/proc/{pid}").st_uid == os.geteuid():
+            return pid
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def _run(argv: list[str], what: str, env: Mapping[str, str] | None = None) -> str:
+    import subprocess
+
+    from ..core.errors import ConfigError
+
+    try:
+        p = subprocess.run(argv, capture_output=True, text=True, timeout=60, env=env, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise ConfigError(f"{what}: {e}") from None
+    if p.returncode != 0:
+        last = (p.stderr.strip().splitlines() or [f"exit {p.returncode}"])[-1][:300]
+        raise ConfigError(f"{what}: {last}")
+    return p.stdout
+
+
+def _read_record(state: str) -> dict[str, Any]:
+    from ..core import jsonfast as json
+
+    try:
+        with open(os.path.join(state, RECORD), "rb") as f:
+            data = f.read(4096)
+        obj = json.loads(data) if data.count(b"{") + data.count(b"[") <= 1 else None
+    except (OSError, ValueError):
+        return {}
+    return obj if isinstance(obj, dict) else {}
+
+
+def _write_record(state: str, rec: dict[str, Any]) -> None:
+    from ..core import jsonfast as json
+    from ..core.fsutil import atomic_write
+
+    atomic_write(os.path.join(state, RECORD), json.dumps(rec).encode(), 0o600, fsync=False)
+
+
+def _slirps(state: str) -> list[int]:
+    """This user's slirp4netns processes serving `state`'s socket (recorded or not: one a killed ensure
+    started before it could record it is found too)."""
+    mark = b"\0--api-socket\0" + os.path.join(state, SOCKET).encode() + b"\0"
+    out: list[int] = []
+    uid = os.geteuid()
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            if os.stat(f"/proc/{name}").st_uid != uid:
+                continue
+            with open(f"/proc/{name}/cmdline", "rb") as f:
+                cmd = f.read(8192)
+        except OSError:
+            continue
+        if mark in b"\0" + cmd and cmd.split(b"\0", 1)[0].endswith(b"slirp4netns"):
+            out.append(int(name))
+    return out
+
+
+def _kill_slirps(state: str) -> None:
+    import signal
+    import time
+
+    pids = _slirps(state)
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    deadline = time.monotonic() + 5
+    while pids and time.monotonic() < deadline:
+        pids = [p for p in pids if os.path.exists(f"/proc/{p}") and _alive(p)]
+        time.sleep(0.01)
+
+
+def _alive(pid: int) -> bool:
+    from ..core.process import process_start
+
+    return bool(process_start(pid))
+
+
+def ensure(environ: Mapping[str, str] | None = None) -> Rootless:
+    """The user's rootless netns, made (or made again, when Podman's user namespace changed or its
+    slirp4netns is gone) under the user's lock; ConfigError, in one line, when this host cannot."""
+    from ..core.errors import ConfigError
+    from ..core.fsutil import identity
+    from ..core.lock import host_lock
+    from ..core.paths import state_dir
+    from ..core.process import process_start
+
+    env = os.environ if environ is None else environ
+    found = problems(env)
+    if found:
+        more = f" (and {len(found) - 1} more: cnirun version lists them)" if len(found) > 1 else ""
+        raise ConfigError(f"rootless networking: {found[0]}{more}")
+    state = state_dir(env)
+    os.makedirs(state, mode=0o700, exist_ok=True)
+    with host_lock(os.path.join(state, LOCK), wait=60):
+        pause = _pause_pid(env)
+        if not pause:
+            _run(["podman", "unshare", "true"], "podman unshare (to start Podman's pause process)")
+            pause = _pause_pid(env)
+            if not pause:
+                raise ConfigError("podman started no pause process (no pause.pid under XDG_RUNTIME_DIR/libpod/tmp): "
+                                  "check `podman info` as this user")
+        ns = Rootless(state, pause)
+        userns = identity(f"/proc/{pause}/ns/user")
+        rec = _read_record(state)
+        if (rec.get("userns") == userns and rec.get("slirp") and
+                process_start(int(rec["slirp"])) == rec.get("slirp_start")):
+            return ns
+        _teardown(state, rec)
+        _write_record(state, {"pause": pause, "userns": userns, "slirp": 0, "slirp_start": ""})
+        fd = os.open(ns.pin, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o444)
+        os.close(fd)
+        netns = _run([*_into_pause(pause), "unshare", f"--net={ns.pin}", "sh", "-c",
+                      "echo 1 > /proc/sys/net/ipv4/ip_forward && ip link set lo up && stat -L -c %d:%i /proc/self/ns/net"],
+                     "making the rootless netns").strip()
+        _write_record(state, {"pause": pause, "userns": userns, "slirp": 0, "slirp_start": "", "netns": netns})
+        pid = _start_slirp(ns)
+        _write_record(state, {"pause": pause, "userns": userns, "slirp": pid, "slirp_start": process_start(pid),
+                              "netns": netns})
+        return ns
+
+
+def _start_slirp(ns: Rootless) -> int:
+    """slirp4netns on the rootless netns (as Podman 4 runs it), detached; its pid once it is ready."""
+    import select
+
+    from ..core.errors import ConfigError
+
+    sock = os.path.join(ns.state, SOCKET)
+    try:
+        os.unlink(sock)
+    except FileNotFoundError:
+        pass
+    r, w = os.pipe()
+    log = os.open(os.path.join(ns.state, LOG), os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+    argv = [*_into_pause(ns.pause), "slirp4netns", "--configure", "--mtu=65520", "--disable-host-loopback",
+            "--enable-sandbox", "--enable-seccomp", "--api-socket", sock, "--ready-fd=3", "--netns-type=path",
+            ns.pin, "tap0"]
+    try:
+        pid = os.posix_spawnp("nsenter", argv, dict(os.environ), setsid=True, file_actions=[
+            (os.POSIX_SPAWN_DUP2, null, 0), (os.POSIX_SPAWN_DUP2, log, 1), (os.POSIX_SPAWN_DUP2, log, 2),
+            (os.POSIX_SPAWN_DUP2, w, 3)])
+    finally:
+        for fd in (w, log, null):
+            os.close(fd)
+    try:
+        ready, _, _ = select.select([r], [], [], SLIRP_READY_WAIT)
+        ok = bool(ready) and os.read(r, 1) == b"1"
+    finally:
+        os.close(r)
+    if not ok:
+        try:
+            with open(os.path.join(ns.state, LOG), "rb") as f:
+                last = (f.read(8192).decode(errors="replace").strip().splitlines() or ["no output"])[-1][:300]
+        except OSError:
+            last = "no output"
+        _kill_slirps(ns.state)
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:
+            pass
+        raise ConfigError(f"slirp4netns did not start on the rootless netns: {last}")
+    return pid
+
+
+def _residents(netns: str) -> list[int]:
+    """This user's cnirun processes and resolvers inside the rootless netns `netns` (device:inode): the
+    `-d` watcher and the name resolvers a run started there. They serve that netns only."""
+    from ..core.fsutil import identity
+
+    out: list[int] = []
+    uid = os.geteuid()
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == os.getpid():
+            continue
+        try:
+            if os.stat(f"/proc/{name}").st_uid != uid or identity(f"/proc/{name}/ns/net") != netns:
+                continue
+            with open(f"/proc/{name}/cmdline", "rb") as f:
+                cmd = f.read(4096)
+        except OSError:
+            continue
+        if b"cnirun" in cmd or cmd.split(b"\0", 1)[0].endswith(b"dnsmasq"):
+            out.append(int(name))
+    return out
+
+
+def _teardown(state: str, rec: dict[str, Any]) -> None:
+    """The residents inside and slirp4netns killed, the pin unmounted (in the pause process's mount
+    namespace, when it still lives) and removed, the record and socket gone. Call under the user's lock."""
+    import signal
+
+    netns = str(rec.get("netns") or "")
+    for pid in _residents(netns) if netns else []:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    _kill_slirps(state)
+    pin = os.path.join(state, PIN)
+    pause = int(rec.get("pause") or 0)
+    if pause and _alive(pause) and os.path.exists(pin):
+        import subprocess
+
+        subprocess.run([*_into_pause(pause), "umount", "-l", pin], capture_output=True, timeout=30)
+    for name in (PIN, SOCKET, RECORD):
+        try:
+            os.unlink(os.path.join(state, name))
+        except OSError:
+            pass
+
+
+def release(environ: Mapping[str, str] | None = None) -> bool:
+    """Tear the user's rootless netns down when nothing of theirs uses it any more (no run, no cached
+    attachment); whether it is gone (or was never there)."""
+    from ..core.lock import host_lock
+    from ..core.paths import cache_dir, runs_dir, state_dir
+
+    env = os.environ if environ is None else environ
+    state = state_dir(env)
+    if not os.path.isdir(state):
+        return True
+    with host_lock(os.path.join(state, LOCK), wait=60):
+        rec = _read_record(state)
+        if not rec and not _slirps(state) and not os.path.exists(os.path.join(state, PIN)):
+            return True
+        for d in (runs_dir(env), os.path.join(cache_dir(env), "results")):
+            try:
+                if any(not n.startswith(".") for n in os.listdir(d)):
+                    return False
+            except OSError:
+                pass
+        _teardown(state, rec)
+        return True
+
+
+# -- published ports: slirp4netns's host forwards ------------------------------------------
+SLIRP_GUEST = "10.0.2.100"  # the rootless netns's tap0 (slirp4netns --configure)
+SLIRP_SOCKET_ENV = "CNIRUN_SLIRP_SOCKET"  # set by Rootless.inside_env
+
+
+def _slirp_call(sock: str, request: dict[str, Any]) -> dict[str, Any]:
+    """One slirp4netns API request; its answer (an "error" key when it refused)."""
+    import socket
+
+    from ..core import jsonfast as json
+    from ..core.errors import CNIError
+
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(10)
+    try:
+        s.connect(sock)
+        s.sendall(json.dumps(request).encode())
+        s.shutdown(socket.SHUT_WR)
+        data = b""
+        while len(data) < 1 << 20:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    except OSError as e:
+        raise CNIError(f"slirp4netns API {sock}: {e.strerror or e}") from None
+    finally:
+        s.close()
+    try:
+        obj = json.loads(data)
+    except ValueError:
+        raise CNIError(f"slirp4netns API {sock}: not JSON: {data[:80]!r}") from None
+    return obj if isinstance(obj, dict) else {"error": {"desc": "not an object"}}
+
+
+def forward_ports(cache_dir: str, environ: Mapping[str, str] | None = None) -> None:
+    """Make slirp4netns forward, from the host, exactly the ports published by the cached attachments
+    (each to the same port of the rootless netns, where portmap takes it to its container); a no-op
+    outside a user's namespaces. Idempotent: after a kill, the next ADD, DEL or gc puts it right.
+    CNIError when a forward cannot be made (a port below 1024, or taken on the host)."""
+    from ..cni import cache as cnicache
+    from ..core.errors import CNIError
+
+    env = os.environ if environ is None else environ
+    sock = env.get(SLIRP_SOCKET_ENV)
+    if not sock:
+        return
+    want: set[tuple[str, str, int]] = set()
+    for att in cnicache.list_attachments(cache_dir):
+        for m in (att.capability_args or {}).get("portMappings") or []:
+            if not isinstance(m, dict) or not isinstance(m.get("hostPort"), int):
+                continue
+            host_ip = m.get("hostIP") or "0.0.0.0"
+            if ":" in str(host_ip):
+                continue  # slirp4netns forwards IPv4 only
+            want.add((str(m.get("protocol") or "tcp").lower(), str(host_ip), int(m["hostPort"])))
+    got = _slirp_call(sock, {"execute": "list_hostfwd"})
+    have: dict[tuple[str, str, int], list[int]] = {}
+    entries = got.get("entries") if "entries" in got else (got.get("return") or {}).get("entries")
+    for e in entries if isinstance(entries, list) else []:
+        if isinstance(e, dict) and isinstance(e.get("id"), int):
+            key = (str(e.get("proto")), str(e.get("host_addr")), int(e.get("host_port") or 0))
+            have.setdefault(key, []).append(e["id"])
+    for key, ids in have.items():
+        for fid in ids if key not in want else ids[1:]:
+            _slirp_call(sock, {"execute": "remove_hostfwd", "arguments": {"id": fid}})
+    for proto, addr, port in sorted(want - have.keys()):
+        r = _slirp_call(sock, {"execute": "add_hostfwd", "arguments": {
+            "proto": proto, "host_addr": addr, "host_port": port, "guest_addr": SLIRP_GUEST, "guest_port": port}})
+        if "error" in r:
+            desc = (r.get("error") or {}).get("desc") if isinstance(r.get("error"), dict) else r.get("error")
+            why = "a port below 1024 needs root" if port < 1024 else "taken on the host?"
+            raise CNIError(f"cannot publish {addr}:{port}/{proto} from the host: {desc} ({why})")

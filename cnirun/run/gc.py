@@ -287,9 +287,9 @@ def _attachments(out: _Report, engines: Engines, cnis: list[Any], run_ids: set[s
 
 
 def _foreign_alive(att: Any, engines: Engines) -> bool:
-    from ..network.netns import NETNS_DIR
+    from ..network.netns import named_dir
 
-    if att.netns.startswith(NETNS_DIR + "/") and os.path.exists(att.netns):
+    if att.netns.startswith(named_dir() + "/") and os.path.exists(att.netns):
         return True  # cnirun exec / a hand-made netns: its owner removes it
     alive = engines.alive(att.container_id)
     if alive is None:

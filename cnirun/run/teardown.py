@@ -118,9 +118,9 @@ def teardown(
             engine.remove(meta.sandbox)
         except Exception as e:  # noqa: BLE001
             errors.append(str(e))
-    from ..network.netns import NETNS_DIR, remove as remove_netns
+    from ..network.netns import named_dir, remove as remove_netns
 
-    if meta.netns.startswith(NETNS_DIR + "/"):
+    if meta.netns.startswith(named_dir() + "/"):
         try:
             remove_netns(os.path.basename(meta.netns))
         except Exception as e:  # noqa: BLE001

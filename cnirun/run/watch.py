@@ -465,9 +465,9 @@ def lost_netns(meta: RunMeta) -> bool:
     made again whose attach did not finish) is not the one the run attached.
     """
     from ..core.fsutil import identity
-    from ..network.netns import NETNS_DIR
+    from ..network.netns import named_dir
 
-    if meta.sandbox or meta.phase != "running" or not meta.netns or os.path.dirname(meta.netns) != NETNS_DIR:
+    if meta.sandbox or meta.phase != "running" or not meta.netns or os.path.dirname(meta.netns) != named_dir():
         return False
     return identity(meta.netns) != meta.netns_id
 

@@ -1,0 +1,118 @@
+"""What a user who is not root runs: their containers' commands are handed into their namespaces.
+
+A user's containers (rootless Podman) have their networks in the user's
+rootless netns (network.rootless). `cnirun run` (and `cnirun IMAGE`) makes
+sure it exists, then becomes the same `cnirun run` inside it: root of the
+user's user namespace, in Podman's mount namespace, with the user's paths
+(Rootless.inside_env). `cnirun gc` collects inside, then tears the rootless
+netns down once nothing uses it. Their networks (`cnirun network create/ls/
+inspect/rm`), `ps`, `inspect`, `cni` and `version` run as they are, on the
+user's own files. The rest needs root for now, and is refused in one line
+before anything happens.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+ROOT_ONLY = frozenset({"exec", "compose", "port", "update", "install", "uninstall", "hook", "watch", "overlay"})
+ROOT_ONLY_NETWORK = frozenset({"connect", "disconnect", "reload"})
+
+
+def dispatch(first: str, args: list[str], is_run: bool) -> int | None:
+    """The exit code of a command handled here for a user who is not root; None: main goes on with it."""
+    from ..core.errors import CNIError
+    from ..core.paths import state_dir
+
+    if first in ("", "-h", "--help", "--version", "version", "help"):
+        return None
+    if is_run and not (first == "run" and args[1:] in (["--help"], ["-h"])):
+        return _run(args)
+    # click skips a `--` before a group's command: `network -- reload` is `network reload`.
+    sub = next((a for a in args[1:] if a != "--"), "")
+    if first in ROOT_ONLY or (first == "network" and sub in ROOT_ONLY_NETWORK):
+        what = first if first in ROOT_ONLY else f"network {sub}"
+        sys.stderr.write(f"cnirun: `cnirun {what}` needs root for now: a user's containers have `cnirun run` and "
+                         "`cnirun gc` (docs/rootless.md); run it as root\n")
+        return 1
+    try:
+        state_dir()  # every command below works on the user's state: a missing session is one line here
+    except CNIError as e:
+        sys.stderr.write(f"cnirun: {e}\n")
+        return 1
+    if first == "gc":
+        return _gc(args)
+    return None
+
+
+def _run(args: list[str]) -> int:
+    """`cnirun run` inside the user's rootless netns, with Podman (this process becomes it)."""
+    from ..core.errors import CNIError
+    from ..network.rootless import ensure
+
+    engine = (os.environ.get("CNIRUN_ENGINE") or "podman").lower()
+    if engine != "podman":
+        sys.stderr.write(f"cnirun: a user's containers run on rootless Podman, not {engine}: "
+                         "use --engine podman (or run as root)\n")
+        return 125
+    try:
+        ns = ensure()
+    except CNIError as e:
+        sys.stderr.write(f"cnirun: {e}\n")
+        return 125
+    env = ns.inside_env()
+    env["CNIRUN_ENGINE"] = "podman"
+    argv = [*ns.enter(), sys.executable, "-m", "cnirun.cli.main", *args]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        os.execvpe(argv[0], argv, env)
+    except OSError as e:
+        sys.stderr.write(f"cnirun: cannot run {argv[0]}: {e.strerror} (apt-get install util-linux)\n")
+    return 125
+
+
+def _gc(args: list[str]) -> int:
+    """`cnirun gc` inside the user's rootless netns (when there is one), then the netns itself once unused."""
+    import subprocess
+
+    from ..core.errors import CNIError
+    from ..core.paths import state_dir
+    from ..network.rootless import Rootless, _pause_pid, _read_record, release
+
+    try:
+        state = state_dir()
+    except CNIError as e:
+        sys.stderr.write(f"cnirun: {e}\n")
+        return 1
+    code = 0
+    rec = _read_record(state)
+    pause = _pause_pid(os.environ)
+    if rec and pause and rec.get("pause") == pause:
+        ns = Rootless(state, pause)
+        code = subprocess.run([*ns.enter(), sys.executable, "-m", "cnirun.cli.main", *args], env=ns.inside_env()).returncode
+    else:
+        code = _plain_gc(args)
+    try:
+        if not release():
+            return code
+    except CNIError as e:
+        sys.stderr.write(f"cnirun: {e}\n")
+        return 1
+    return code
+
+
+def _plain_gc(args: list[str]) -> int:
+    """gc on the user's own files, outside (no rootless netns to go into)."""
+    from typer._click.exceptions import ClickException
+
+    from .app import command
+
+    try:
+        code = command().main(args=args, prog_name="cnirun", standalone_mode=False)
+    except SystemExit as e:
+        return int(e.code or 0) if not isinstance(e.code, str) else 1
+    except ClickException as e:
+        sys.stderr.write(f"cnirun: {e.format_message()}\n")
+        return int(e.exit_code)
+    return code if isinstance(code, int) else 0
