@@ -136,6 +136,10 @@ shared_interpreter() {
     cur=$(sed -n 's/^executable = //p' "$VENV/pyvenv.cfg" 2>/dev/null)
     [[ -n $cur ]] || cur=$(readlink -f "$VENV/bin/python")
     world_runnable "$cur" && return 0
+    if [[ -n ${PYTHON:-} ]]; then
+        say "warning: PYTHON=$PYTHON: only root can run it, so non-root users cannot run cnirun"
+        return 0
+    fi
     ver=$("$VENV/bin/python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
     for py in "/usr/bin/python$ver" "/usr/local/bin/python$ver"; do
         if world_runnable "$py" && "$py" -c 'import venv' 2>/dev/null; then
@@ -144,14 +148,19 @@ shared_interpreter() {
         fi
     done
     if [[ -z ${want:-} ]]; then
-        say "warning: only root can run the venv's interpreter ($cur) and no other python$ver is installed: non-root users cannot run cnirun (apt-get install python$ver)"
+        say "warning: only root can run the venv's interpreter ($cur) and no other Python $ver is installed for all users: non-root users cannot run cnirun"
         return 0
     fi
     say "repointing .venv from $cur (only root can run it) to $want"
     rm -f "$VENV"/bin/python "$VENV"/bin/python3 "$VENV/bin/python$ver"
-    "$want" -m venv --upgrade --without-pip "$VENV" || die "$want -m venv --upgrade failed"
-    "$VENV/bin/python" -c 'import cnirun, typer, yaml, pyroute2, docker' 2>/dev/null \
-        || die ".venv on $want cannot import cnirun's dependencies"
+    if "$want" -m venv --upgrade --without-pip "$VENV" &&
+        "$VENV/bin/python" -c 'import cnirun, typer, yaml, pyroute2, docker' 2>/dev/null; then
+        return 0
+    fi
+    # Put the venv back on its own interpreter: root's cnirun keeps working.
+    rm -f "$VENV"/bin/python "$VENV"/bin/python3 "$VENV/bin/python$ver"
+    "$cur" -m venv --upgrade --without-pip "$VENV" || die "cannot put .venv back on $cur"
+    say "warning: .venv on $want cannot import cnirun's dependencies: kept on $cur (non-root users cannot run cnirun)"
 }
 
 # pip installs cnirun's launcher (bin/cnirun, pyproject.toml's script-files) as
