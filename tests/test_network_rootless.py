@@ -227,3 +227,79 @@ def _pids_of(user: User, mark: bytes) -> list[int]:
         if mark in cmd and b"cnirun.cli.main" in cmd:
             out.append(int(pid))
     return out
+
+
+def test_a_users_live_verbs_exec_compose_and_isolation(rootless_user: User, tmp_path: Path) -> None:
+    """The commands on a user's containers run inside their rootless netns: exec, network connect and
+    disconnect, port add and rm (a host forward that cannot be made is not published inside either),
+    update, compose up and down. A network created while the rootless netns is there is isolated from
+    the others there, as root's are on the host."""
+    user = rootless_user
+    for net, subnet in (("rla", "10.251.22.0/24"), ("rlb", "10.251.23.0/24")):
+        assert user.cnirun("network", "create", net, "--subnet", subnet).returncode == 0
+    port = _free_port()
+    try:
+        p = user.cnirun("exec", "--net", "rla", "--", "ip", "-o", "-4", "addr", "show", "eth0", timeout=120)
+        assert p.returncode == 0 and " inet 10.251.22." in p.stdout, (p.stdout, p.stderr)
+        assert user.cnirun("-d", "--name", "rlc", "--net", "rla", "busybox", "httpd", "-f", "-p", "80", "-h", "/etc",
+                           timeout=120).returncode == 0
+        # Made while the rootless netns is there: its isolation rules go there at once.
+        assert user.cnirun("network", "create", "rlc2", "--subnet", "10.251.24.0/24").returncode == 0
+        p = user.cnirun("-d", "--name", "rlo", "--net", "rlc2", "busybox", "httpd", "-f", "-p", "80", "-h", "/etc",
+                        timeout=120)
+        assert p.returncode == 0, p.stderr
+        probe = 'printf "GET /hostname HTTP/1.0\\r\\n\\r\\n" | nc -w 2 {} 80 | tail -n 1; echo; echo "nc=$?"'
+        p = user.cnirun("--rm", "--net", "rlc2", "busybox", "sh", "-c", probe.format("rlo"), timeout=120)
+        assert p.returncode == 0 and p.stdout.splitlines()[-1] == "nc=0" and p.stdout.splitlines()[0], p.stdout
+        p = user.cnirun("--rm", "--net", "rla", "busybox", "sh", "-c", probe.format("10.251.24.2"), timeout=120)
+        assert p.returncode == 0 and p.stdout.split() == ["nc=0"] and "timed out" in p.stderr, (p.stdout, p.stderr)
+        p = user.cnirun("network", "connect", "rlb", "rlc", timeout=120)
+        assert p.returncode == 0, p.stderr
+        p = user.run("podman", "exec", "rlc", "ip", "-o", "-4", "addr", "show", "eth1")
+        assert " inet 10.251.23." in p.stdout, (p.stdout, p.stderr)
+        p = user.cnirun("port", "add", "rlc", f"127.0.0.1:{port}:80", timeout=120)
+        assert p.returncode == 0, p.stderr
+        assert _get(port)
+        p = user.cnirun("port", "add", "rlc", "81:80", timeout=120)
+        assert p.returncode == 1 and "a port below 1024 needs root" in p.stderr and p.stderr.count("\n") == 1, p.stderr
+        p = user.cnirun("port", "rlc")
+        assert p.stdout.split() == ["80/tcp", "->", f"127.0.0.1:{port}"], p.stdout
+        assert user.cnirun("port", "rm", "rlc", f"127.0.0.1:{port}:80", timeout=120).returncode == 0
+        try:
+            _get(port)
+            raise AssertionError(f"127.0.0.1:{port} still answers after port rm")
+        except OSError:
+            pass
+        assert user.cnirun("network", "disconnect", "rlb", "rlc", timeout=120).returncode == 0
+        p = user.cnirun("update", "--ingress-allow", "10.251.22.0/24", "rlc", timeout=120)
+        assert p.returncode == 0 and "ingress from 10.251.22.0/24" in p.stdout, (p.stdout, p.stderr)
+        # compose: the project directory is the user's working directory, inside as outside.
+        proj = user.home / "rlproj"
+        proj.mkdir()
+        (proj / "compose.yaml").write_text("services:\n  web:\n    image: localhost/busybox\n"
+                                           "    command: httpd -f -p 80 -h /etc\n    stop_grace_period: 1s\n"
+                                           "  cli:\n    image: localhost/busybox\n    command: sleep 300\n"
+                                           "    stop_grace_period: 1s\n")
+        os.chown(proj, user.uid, user.gid)
+        os.chown(proj / "compose.yaml", user.uid, user.gid)
+        up = subprocess.run(user.argv("sh", "-c", f"cd {proj} && {CNIRUN} compose up -d"), capture_output=True,
+                            text=True, timeout=180)
+        assert up.returncode == 0, up.stderr
+        p = user.run("podman", "exec", "rlproj-cli-1", "wget", "-q", "-O-", "http://web/hostname")
+        assert p.returncode == 0 and p.stdout.strip(), (p.stdout, p.stderr)
+        down = subprocess.run(user.argv("sh", "-c", f"cd {proj} && {CNIRUN} compose down"), capture_output=True,
+                              text=True, timeout=180)
+        assert down.returncode == 0, down.stderr
+    finally:
+        user.run("podman", "rm", "-f", "-t", "0", "rlc", "rlo", timeout=60)
+    import time
+
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and _left(user)["cache"]:
+        time.sleep(0.25)
+    for net in ("rla", "rlb", "rlc2"):
+        p = user.cnirun("network", "rm", net)
+        assert p.returncode == 0, p.stderr
+    p = user.cnirun("gc")
+    assert p.returncode == 0, p.stderr
+    _nothing_left(user)

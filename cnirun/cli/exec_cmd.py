@@ -152,7 +152,10 @@ def run_in_netns(networks: list[str], command: list[str]) -> int:
             meta.netns_id = identity(meta.netns)
             st.write_meta(meta)
             attach(cni, nets, st.id, meta.netns)
-            child = _Command(["ip", "netns", "exec", name, *command])
+            if nsmod.named_dir() == nsmod.NETNS_DIR:
+                child = _Command(["ip", "netns", "exec", name, *command])
+            else:  # inside a user's namespaces: the netns is the state dir's, not iproute2's
+                child = _Command(["nsenter", f"--net={meta.netns}", "--", *command])
             meta.pid, meta.pid_start, meta.phase = child.pid, child.start, "running"
             st.write_meta(meta)
             child.release()

@@ -1,22 +1,28 @@
 """What a user who is not root runs: their containers' commands are handed into their namespaces.
 
 A user's containers (rootless Podman) have their networks in the user's
-rootless netns (network.rootless). `cnirun run` (and `cnirun IMAGE`) makes
-sure it exists, then becomes the same `cnirun run` inside it: root of the
+rootless netns (network.rootless). `cnirun run` (and `cnirun IMAGE`),
+`exec`, `compose`, `port`, `update` and `network connect/disconnect/reload`
+make sure it exists, then become the same command inside it: root of the
 user's user namespace, in Podman's mount namespace, with the user's paths
 (Rootless.inside_env). `cnirun gc` collects inside, then tears the rootless
-netns down once nothing uses it. Their networks (`cnirun network create/ls/
-inspect/rm`), `ps`, `inspect`, `cni` and `version` run as they are, on the
-user's own files. The rest needs root for now, and is refused in one line
-before anything happens.
+netns down once nothing uses it. `network create/rm` go inside while the
+rootless netns is there (its isolation rules are made there; it makes them
+for every network when it is made). `network ls/inspect`, `ps`, `inspect`,
+`cni` and `version` run as they are, on the user's own files. What changes
+the host's engines or overlay (`install`, `uninstall`, `hook`, `watch`,
+`overlay`) needs root and is refused in one line.
 """
 from __future__ import annotations
 
 import os
 import sys
+from typing import Any
 
-ROOT_ONLY = frozenset({"exec", "compose", "port", "update", "install", "uninstall", "hook", "watch", "overlay"})
-ROOT_ONLY_NETWORK = frozenset({"connect", "disconnect", "reload"})
+ROOT_ONLY = frozenset({"install", "uninstall", "hook", "watch", "overlay"})
+# Commands on a user's containers: they run inside the user's rootless netns, made first if need be.
+INSIDE = frozenset({"exec", "compose", "port", "update"})
+INSIDE_NETWORK = frozenset({"connect", "disconnect", "reload"})
 
 
 def dispatch(first: str, args: list[str], is_run: bool) -> int | None:
@@ -26,27 +32,37 @@ def dispatch(first: str, args: list[str], is_run: bool) -> int | None:
 
     if first in ("", "-h", "--help", "--version", "version", "help"):
         return None
-    if is_run and not (first == "run" and args[1:] in (["--help"], ["-h"])):
-        return _run(args)
     # click skips a `--` before a group's command: `network -- reload` is `network reload`.
     sub = next((a for a in args[1:] if a != "--"), "")
-    if first in ROOT_ONLY or (first == "network" and sub in ROOT_ONLY_NETWORK):
-        what = first if first in ROOT_ONLY else f"network {sub}"
-        sys.stderr.write(f"cnirun: `cnirun {what}` needs root for now: a user's containers have `cnirun run` and "
-                         "`cnirun gc` (docs/rootless.md); run it as root\n")
+    if first in ROOT_ONLY:
+        sys.stderr.write(f"cnirun: `cnirun {first}` needs root: it changes the host's engines or overlay "
+                         "(a user's containers have run, exec, compose, gc and the live verbs: docs/rootless.md)\n")
         return 1
     try:
         state_dir()  # every command below works on the user's state: a missing session is one line here
     except CNIError as e:
         sys.stderr.write(f"cnirun: {e}\n")
-        return 1
+        return 125 if is_run else 1
+    if is_run and not (first == "run" and args[1:] in (["--help"], ["-h"])):
+        return _inside(args, 125)
+    if first in INSIDE or (first == "network" and sub in INSIDE_NETWORK):
+        if "--help" in args or "-h" in args[1:2]:
+            return None  # the help is the same for everyone
+        return _inside(args, 1)
     if first == "gc":
         return _gc(args)
+    if first == "network" and sub in ("create", "rm", "remove", "prune"):
+        from ..network.rootless import alive
+
+        ns = alive()
+        if ns is not None:  # its isolation rules and bridges are made and removed in the rootless netns
+            return _exec_inside(ns, args)
     return None
 
 
-def _run(args: list[str]) -> int:
-    """`cnirun run` inside the user's rootless netns, with Podman (this process becomes it)."""
+def _inside(args: list[str], code: int) -> int:
+    """The command inside the user's rootless netns, with Podman (this process becomes it); `code`: the
+    exit code of a failure before that."""
     from ..core.errors import CNIError
     from ..network.rootless import ensure
 
@@ -54,14 +70,19 @@ def _run(args: list[str]) -> int:
     if engine != "podman":
         sys.stderr.write(f"cnirun: a user's containers run on rootless Podman, not {engine}: "
                          "use --engine podman (or run as root)\n")
-        return 125
+        return code
     try:
         ns = ensure()
     except CNIError as e:
         sys.stderr.write(f"cnirun: {e}\n")
-        return 125
+        return code
+    os.environ["CNIRUN_ENGINE"] = "podman"
+    return _exec_inside(ns, args)
+
+
+def _exec_inside(ns: Any, args: list[str]) -> int:
+    """Become `cnirun ARGS` inside the user's rootless netns (returns only when that cannot start)."""
     env = ns.inside_env()
-    env["CNIRUN_ENGINE"] = "podman"
     argv = [*ns.enter(), sys.executable, "-m", "cnirun.cli.main", *args]
     sys.stdout.flush()
     sys.stderr.flush()

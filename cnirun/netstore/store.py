@@ -123,6 +123,22 @@ def install(cni: CNI, conf: dict[str, Any]) -> NetworkConfigList:
     return net
 
 
+def isolate_all(cni: CNI) -> list[str]:
+    """Put back the isolation rules of every isolated network cnirun made (a user's rootless netns, made
+    again, has none yet); the bridges done."""
+    from ..core.lock import host_lock
+    from . import isolation
+
+    done: list[str] = []
+    with host_lock(cni.lock_file):
+        for net in cni.networks():
+            bridge = meta_of(net).get("bridge")
+            if bridge and meta_of(net).get("isolated"):
+                isolation.ensure(str(bridge))
+                done.append(str(bridge))
+    return done
+
+
 def attachments(cni: CNI, name: str) -> list[cnicache.CachedAttachment]:
     return cnicache.list_attachments(cni.cache_dir, name)
 

@@ -419,7 +419,20 @@ def set_ports(cni: CNI, container_id: str, mappings: list[dict[str, Any]]) -> cn
     from ..cni.update import update_capabilities
 
     rt = RuntimeConf(container_id=container_id, ifname=att.ifname)
-    return update_capabilities(cni, att.network_name, rt, {PORT_CAPABILITY: mappings})
+    out = update_capabilities(cni, att.network_name, rt, {PORT_CAPABILITY: mappings})
+    try:
+        _forward_ports(cni)
+    except CNIError:
+        # Nothing half-done: the ports the host cannot forward are not published inside either.
+        before = (att.capability_args or {}).get(PORT_CAPABILITY) or []
+        update_capabilities(cni, att.network_name, RuntimeConf(container_id=container_id, ifname=att.ifname),
+                            {PORT_CAPABILITY: before})
+        try:
+            _forward_ports(cni)
+        except CNIError:
+            pass  # the next ADD, DEL or gc puts the forwards right
+        raise
+    return out
 
 
 def _network_of(cni: CNI, att: cnicache.CachedAttachment) -> NetworkConfigList | None:

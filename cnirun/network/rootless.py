@@ -12,6 +12,7 @@ host (opening /dev/net/tun without TUNSETIFF creates no device).
 from __future__ import annotations
 
 import os
+import sys
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -125,7 +126,13 @@ class Rootless:
     def enter(self) -> list[str]:
         """The argv prefix that runs a command inside: the pause process's user and mount namespaces
         (where the pin is a netns), then the rootless netns itself."""
-        return [*_into_pause(self.pause), "nsenter", f"--net={self.pin}", "--"]
+        try:
+            cwd = os.getcwd()
+        except OSError:
+            cwd = "/"
+        # --wd: nsenter into a mount namespace would start the command in / (a compose project, relative
+        # paths of a run: the user's working directory matters).
+        return [*_into_pause(self.pause), "nsenter", f"--net={self.pin}", f"--wd={cwd}", "--"]
 
     def inside_env(self, environ: Mapping[str, str] | None = None) -> dict[str, str]:
         """The environment of a cnirun inside: root of the user namespace, with the user's paths."""
@@ -279,7 +286,31 @@ def ensure(environ: Mapping[str, str] | None = None) -> Rootless:
         pid = _start_slirp(ns)
         _write_record(state, {"pause": pause, "userns": userns, "slirp": pid, "slirp_start": process_start(pid),
                               "netns": netns})
+        # The user's networks are isolated from each other in it, as root's are on the host.
+        _run([*ns.enter(), sys.executable, "-c", "from cnirun.netstore.store import isolate_all; "
+              "from cnirun.cni.runtime import CNI; isolate_all(CNI())"], "isolating the networks in the rootless netns",
+             env=ns.inside_env(env))
         return ns
+
+
+def alive(environ: Mapping[str, str] | None = None) -> Rootless | None:
+    """The user's rootless netns when it is there and usable as recorded (no lock, nothing made)."""
+    from ..core.errors import CNIError
+    from ..core.fsutil import identity
+    from ..core.paths import state_dir
+    from ..core.process import process_start
+
+    env = os.environ if environ is None else environ
+    try:
+        state = state_dir(env)
+    except CNIError:
+        return None
+    rec = _read_record(state)
+    pause = _pause_pid(env)
+    if (pause and rec.get("pause") == pause and rec.get("userns") == identity(f"/proc/{pause}/ns/user")
+            and rec.get("slirp") and process_start(int(rec["slirp"])) == rec.get("slirp_start")):
+        return Rootless(state, pause)
+    return None
 
 
 def _start_slirp(ns: Rootless) -> int:
