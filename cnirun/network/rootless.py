@@ -111,7 +111,8 @@ RECORD = "rootless.json"  # {"pause", "userns", "slirp", "slirp_start"}: written
 PIN = "rootless-netns"  # the netns, bind-mounted here in the pause process's mount namespace only
 SOCKET = "slirp4netns.sock"  # slirp4netns's API (port forwards)
 LOG = "slirp4netns.log"
-LOCK = "rootless.lock"
+LOCK = "rootless.lock"  # held while the rootless netns is made or taken down
+USE = "rootless.use"  # held shared by every command that runs in it (_hold_use)
 SLIRP_READY_WAIT = 10.0
 
 
@@ -274,6 +275,7 @@ def ensure(environ: Mapping[str, str] | None = None) -> Rootless:
         rec = _read_record(state)
         if (rec.get("userns") == userns and rec.get("slirp") and
                 process_start(int(rec["slirp"])) == rec.get("slirp_start")):
+            _hold_use(state)
             return ns
         _teardown(state, rec)
         _write_record(state, {"pause": pause, "userns": userns, "slirp": 0, "slirp_start": ""})
@@ -290,7 +292,19 @@ def ensure(environ: Mapping[str, str] | None = None) -> Rootless:
         _run([*ns.enter(), sys.executable, "-c", "from cnirun.netstore.store import isolate_all; "
               "from cnirun.cni.runtime import CNI; isolate_all(CNI())"], "isolating the networks in the rootless netns",
              env=ns.inside_env(env))
+        _hold_use(state)
         return ns
+
+
+def _hold_use(state: str) -> None:
+    """Hold the rootless netns in use (a shared lock on USE) for as long as this process and what it
+    execs run: `release` (gc) takes it down only when it can lock USE exclusively. Taken under LOCK, so
+    there is no moment between `ensure` and the command inside when gc could take it away."""
+    import fcntl
+
+    fd = os.open(os.path.join(state, USE), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_SH)
+    os.set_inheritable(fd, True)  # kept across the exec into the user's namespaces
 
 
 def alive(environ: Mapping[str, str] | None = None) -> Rootless | None:
@@ -307,10 +321,15 @@ def alive(environ: Mapping[str, str] | None = None) -> Rootless | None:
         return None
     rec = _read_record(state)
     pause = _pause_pid(env)
-    if (pause and rec.get("pause") == pause and rec.get("userns") == identity(f"/proc/{pause}/ns/user")
-            and rec.get("slirp") and process_start(int(rec["slirp"])) == rec.get("slirp_start")):
-        return Rootless(state, pause)
-    return None
+    def usable() -> bool:
+        return bool(pause and rec.get("pause") == pause and rec.get("userns") == identity(f"/proc/{pause}/ns/user")
+                    and rec.get("slirp") and process_start(int(rec["slirp"])) == rec.get("slirp_start"))
+
+    if not usable():
+        return None
+    _hold_use(state)
+    rec = _read_record(state)  # still the same one, now that gc cannot take it down
+    return Rootless(state, pause) if usable() else None
 
 
 def _start_slirp(ns: Rootless) -> int:
@@ -414,18 +433,35 @@ def release(environ: Mapping[str, str] | None = None) -> bool:
     state = state_dir(env)
     if not os.path.isdir(state):
         return True
+    import fcntl
+
     with host_lock(os.path.join(state, LOCK), wait=60):
         rec = _read_record(state)
         if not rec and not _slirps(state) and not os.path.exists(os.path.join(state, PIN)):
             return True
-        for d in (runs_dir(env), os.path.join(cache_dir(env), "results")):
-            try:
-                if any(not n.startswith(".") for n in os.listdir(d)):
-                    return False
-            except OSError:
-                pass
-        _teardown(state, rec)
-        return True
+        fd = os.open(os.path.join(state, USE), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            return False  # a command runs in it (its run state may not be written yet)
+        try:
+            return _release_locked(state, rec, env)
+        finally:
+            os.close(fd)
+
+
+def _release_locked(state: str, rec: dict[str, Any], env: Mapping[str, str]) -> bool:
+    from ..core.paths import cache_dir, runs_dir
+
+    for d in (runs_dir(env), os.path.join(cache_dir(env), "results")):
+        try:
+            if any(not n.startswith(".") for n in os.listdir(d)):
+                return False
+        except OSError:
+            pass
+    _teardown(state, rec)
+    return True
 
 
 # -- published ports: slirp4netns's host forwards ------------------------------------------
