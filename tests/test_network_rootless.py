@@ -303,3 +303,55 @@ def test_a_users_live_verbs_exec_compose_and_isolation(rootless_user: User, tmp_
     p = user.cnirun("gc")
     assert p.returncode == 0, p.stderr
     _nothing_left(user)
+
+
+def test_a_dead_slirp4netns_is_restarted_on_the_same_netns_and_bad_records_are_one_line(rootless_user: User) -> None:
+    """slirp4netns killed while a container runs: the next command starts it again on the same rootless
+    netns (the container keeps its links, gets its published port back) instead of cutting the container
+    off. A record the user garbled (wrong types, a FIFO) and an IPv6 host IP give one line, no hang."""
+    import signal
+    import time
+
+    user = rootless_user
+    assert user.cnirun("network", "create", "rls", "--subnet", "10.251.25.0/24").returncode == 0
+    port = _free_port()
+    state = user.runtime_dir / "cnirun"
+    try:
+        p = user.cnirun("-d", "--name", "rls1", "--net", "rls", "-p", f"127.0.0.1:{port}:80", "busybox", "httpd", "-f",
+                        "-p", "80", "-h", "/etc", timeout=120)
+        assert p.returncode == 0, p.stderr
+        name = _get(port)
+        for line in _slirps_of(user):
+            os.kill(int(line.split()[0]), signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while _slirps_of(user) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        netns_before = json.loads((state / "rootless.json").read_text())["netns"]
+        p = user.cnirun("--rm", "--net", "rls", "busybox", "wget", "-q", "-O-", "http://rls1/hostname", timeout=120)
+        assert p.returncode == 0 and p.stdout.strip() == name, (p.stdout, p.stderr)
+        assert json.loads((state / "rootless.json").read_text())["netns"] == netns_before  # the same netns
+        assert len(_slirps_of(user)) == 1 and _get(port) == name  # its port is back
+        p = user.cnirun("-d", "--net", "rls", "-p", f"[::]:{_free_port()}:80", "busybox", "true", timeout=120)
+        assert p.returncode == 125 and "IPv4 only" in p.stderr and p.stderr.count("\n") == 1, p.stderr
+    finally:
+        user.run("podman", "rm", "-f", "-t", "0", "rls1", timeout=60)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and _left(user)["cache"]:
+        time.sleep(0.25)
+    record = state / "rootless.json"
+    good = record.read_bytes()
+    for bad in (b'{"pause": "abc", "slirp": 1e400}', b'{"slirp": "abc", "userns": 5}', b"[" * 5000, b"\xff" * 100):
+        record.write_bytes(bad)
+        p = user.cnirun("gc", timeout=60)
+        assert "Traceback" not in p.stderr and p.stderr.count("\n") <= 1, (bad[:20], p.stderr)
+        record.write_bytes(good) if record.exists() else None
+    record.unlink(missing_ok=True)
+    os.mkfifo(record)
+    os.chown(record, user.uid, user.gid)
+    p = user.cnirun("gc", timeout=30)  # never blocks on it
+    assert "Traceback" not in p.stderr, p.stderr
+    record.unlink(missing_ok=True)
+    assert user.cnirun("network", "rm", "rls").returncode == 0
+    p = user.cnirun("gc")
+    assert p.returncode == 0, p.stderr
+    _nothing_left(user)

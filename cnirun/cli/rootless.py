@@ -94,29 +94,36 @@ def _exec_inside(ns: Any, args: list[str]) -> int:
 
 
 def _gc(args: list[str]) -> int:
-    """`cnirun gc` inside the user's rootless netns (when there is one), then the netns itself once unused."""
+    """`cnirun gc` inside the user's rootless netns (when there is one: made usable again first, so a dead
+    slirp4netns's forwards can be put right), then the netns itself once unused."""
     import subprocess
 
     from ..core.errors import CNIError
     from ..core.paths import state_dir
-    from ..network.rootless import Rootless, _pause_pid, _read_record, release
+    from ..network.rootless import _read_record, ensure, release
 
     try:
         state = state_dir()
     except CNIError as e:
         sys.stderr.write(f"cnirun: {e}\n")
         return 1
-    code = 0
-    rec = _read_record(state)
-    pause = _pause_pid(os.environ)
-    if rec and pause and rec.get("pause") == pause:
-        ns = Rootless(state, pause)
-        code = subprocess.run([*ns.enter(), sys.executable, "-m", "cnirun.cli.main", *args], env=ns.inside_env()).returncode
+    if _read_record(state):
+        try:
+            ns = ensure()
+        except CNIError as e:
+            sys.stderr.write(f"cnirun: {e}\n")
+            return 1
+        code = subprocess.run([*ns.enter(), sys.executable, "-m", "cnirun.cli.main", *args], env=ns.inside_env(),
+                              pass_fds=()).returncode
+        ns.unhold()
     else:
         code = _plain_gc(args)
+    if "--dry-run" in args:
+        return code
     try:
-        if not release():
-            return code
+        if release() == "a command runs in it":
+            sys.stderr.write("cnirun: kept the rootless netns: a command runs in it; `cnirun gc` again takes it "
+                             "down once nothing does\n")
     except CNIError as e:
         sys.stderr.write(f"cnirun: {e}\n")
         return 1

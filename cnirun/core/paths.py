@@ -101,8 +101,9 @@ INSIDE_ENV = "CNIRUN_ROOTLESS_UID"
 
 
 def inside_user_namespace(environ: Mapping[str, str] | None = None) -> bool:
-    """Whether this cnirun runs inside a user's namespaces for them (network.rootless.enter)."""
-    return bool(_env(environ).get(INSIDE_ENV))
+    """Whether this cnirun runs inside a user's namespaces for them (network.rootless.enter): root of a
+    user namespace, with the marker set (set by a user outside, it means nothing)."""
+    return bool(_env(environ).get(INSIDE_ENV)) and os.geteuid() == 0 and not _host_root()
 
 
 def named_netns_dir(environ: Mapping[str, str] | None = None) -> str:

@@ -311,8 +311,11 @@ def check_ports(
     `exclude`: the container's own ID (a restart re-publishes its ports).
     """
     show = display or _short
+    # Inside a user's rootless netns the host's addresses are not local: slirp4netns binds the host IP on
+    # the host, and refuses one the host does not have (network.rootless.forward_ports).
+    inside = bool(os.environ.get("CNIRUN_SLIRP_SOCKET"))
     for ip in sorted({p.host_ip for p in ports}):
-        if not _is_host_address(ip):
+        if not inside and not _is_host_address(ip):
             raise ArgumentError(
                 f"host IP {ip} is not an address of this host: publish on one of its addresses (ip -br addr), "
                 "or give no IP to publish on all of them"

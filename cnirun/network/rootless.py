@@ -123,6 +123,13 @@ class Rootless:
     def __init__(self, state: str, pause: int) -> None:
         self.state, self.pause = state, pause
         self.pin = os.path.join(state, PIN)
+        self.use_fd = -1  # the shared lock on USE this process holds (_hold_use), -1: none
+
+    def unhold(self) -> None:
+        """Stop holding it in use (gc, before it may take it down)."""
+        if self.use_fd >= 0:
+            os.close(self.use_fd)
+            self.use_fd = -1
 
     def enter(self) -> list[str]:
         """The argv prefix that runs a command inside: the pause process's user and mount namespaces
@@ -158,11 +165,20 @@ def _into_pause(pause: int) -> list[str]:
 
 def _pause_pid(environ: Mapping[str, str]) -> int:
     """Podman's pause process for this user (it holds their user and mount namespaces), 0 if none runs."""
+    from ..core.process import process_start
+
     base = environ.get("XDG_RUNTIME_DIR") or ""
     try:
-        with open(os.path.join(base, "libpod", "tmp", "pause.pid"), "rb") as f:
-            pid = int(f.read(32).strip())
-        if pid > 1 and os.stat(f"/proc/{pid}").st_uid == os.geteuid():
+        fd = os.open(os.path.join(base, "libpod", "tmp", "pause.pid"), os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            pid = int(os.read(fd, 32).strip())
+        finally:
+            os.close(fd)
+        with open(f"/proc/{pid}/comm", "rb") as f:
+            comm = f.read(32).strip()
+        # Podman's pause process (catatonit -P, or podman's own), the user's, alive (not a zombie).
+        if (pid > 1 and comm in (b"catatonit", b"podman", b"pause") and os.stat(f"/proc/{pid}").st_uid == os.geteuid()
+                and process_start(pid)):
             return pid
     except (OSError, ValueError):
         pass
@@ -184,16 +200,36 @@ def _run(argv: list[str], what: str, env: Mapping[str, str] | None = None) -> st
     return p.stdout
 
 
+_RECORD_TYPES = {"pause": int, "slirp": int, "userns": str, "slirp_start": str, "netns": str, "isolated": bool}
+
+
 def _read_record(state: str) -> dict[str, Any]:
+    """The record, with only the fields of the right types ({} when there is none, or it is not one):
+    a regular file, read without blocking or following a link."""
+    import stat
+
     from ..core import jsonfast as json
 
     try:
-        with open(os.path.join(state, RECORD), "rb") as f:
-            data = f.read(4096)
-        obj = json.loads(data) if data.count(b"{") + data.count(b"[") <= 1 else None
-    except (OSError, ValueError):
+        fd = os.open(os.path.join(state, RECORD), os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
         return {}
-    return obj if isinstance(obj, dict) else {}
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return {}
+        data = os.read(fd, 4096)
+    except OSError:
+        return {}
+    finally:
+        os.close(fd)
+    try:
+        obj = json.loads(data) if data.count(b"{") + data.count(b"[") <= 1 else None
+    except ValueError:
+        return {}
+    if not isinstance(obj, dict):
+        return {}
+    return {k: v for k, v in obj.items() if k in _RECORD_TYPES and type(v) is _RECORD_TYPES[k]
+            and (not isinstance(v, int) or isinstance(v, bool) or 0 < v < 1 << 22)}
 
 
 def _write_record(state: str, rec: dict[str, Any]) -> None:
@@ -273,9 +309,25 @@ def ensure(environ: Mapping[str, str] | None = None) -> Rootless:
         ns = Rootless(state, pause)
         userns = identity(f"/proc/{pause}/ns/user")
         rec = _read_record(state)
-        if (rec.get("userns") == userns and rec.get("slirp") and
-                process_start(int(rec["slirp"])) == rec.get("slirp_start")):
-            _hold_use(state)
+        same = rec.get("pause") == pause and rec.get("userns") == userns and os.path.exists(ns.pin)
+        if same and rec.get("slirp") and process_start(rec["slirp"]) == rec.get("slirp_start"):
+            if not rec.get("isolated"):
+                _isolate(ns, state, rec, env)
+            ns.use_fd = _hold_use(state)
+            return ns
+        if same and rec.get("netns") and _netns_of_pin(ns) == rec["netns"]:
+            # slirp4netns is gone, its netns is not: the containers in it keep their links and addresses,
+            # and get their way out and their published ports back.
+            _kill_slirps(state)
+            pid = _start_slirp(ns)
+            rec.update(slirp=pid, slirp_start=process_start(pid))
+            _write_record(state, rec)
+            from ..core.paths import cache_dir
+
+            forward_ports(cache_dir(env), {SLIRP_SOCKET_ENV: os.path.join(state, SOCKET)})
+            if not rec.get("isolated"):
+                _isolate(ns, state, rec, env)
+            ns.use_fd = _hold_use(state)
             return ns
         _teardown(state, rec)
         _write_record(state, {"pause": pause, "userns": userns, "slirp": 0, "slirp_start": ""})
@@ -286,17 +338,37 @@ def ensure(environ: Mapping[str, str] | None = None) -> Rootless:
                      "making the rootless netns").strip()
         _write_record(state, {"pause": pause, "userns": userns, "slirp": 0, "slirp_start": "", "netns": netns})
         pid = _start_slirp(ns)
-        _write_record(state, {"pause": pause, "userns": userns, "slirp": pid, "slirp_start": process_start(pid),
-                              "netns": netns})
-        # The user's networks are isolated from each other in it, as root's are on the host.
-        _run([*ns.enter(), sys.executable, "-c", "from cnirun.netstore.store import isolate_all; "
-              "from cnirun.cni.runtime import CNI; isolate_all(CNI())"], "isolating the networks in the rootless netns",
-             env=ns.inside_env(env))
-        _hold_use(state)
+        rec = {"pause": pause, "userns": userns, "slirp": pid, "slirp_start": process_start(pid), "netns": netns,
+               "isolated": False}
+        _write_record(state, rec)
+        _isolate(ns, state, rec, env)
+        ns.use_fd = _hold_use(state)
         return ns
 
 
-def _hold_use(state: str) -> None:
+def _isolate(ns: Rootless, state: str, rec: dict[str, Any], env: Mapping[str, str]) -> None:
+    """The user's networks isolated from each other in the rootless netns, as root's are on the host;
+    recorded once done (a kill before that: the next command does it again)."""
+    _run([*ns.enter(), sys.executable, "-c", "from cnirun.netstore.store import isolate_all; "
+          "from cnirun.cni.runtime import CNI; isolate_all(CNI())"], "isolating the networks in the rootless netns",
+         env=ns.inside_env(env))
+    rec["isolated"] = True
+    _write_record(state, rec)
+
+
+def _netns_of_pin(ns: Rootless) -> str:
+    """Which netns the pin is, seen in the pause process's mount namespace (device:inode), '' if none."""
+    import subprocess
+
+    try:
+        p = subprocess.run([*_into_pause(ns.pause), "stat", "-L", "-c", "%d:%i", ns.pin], capture_output=True,
+                           text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return p.stdout.strip() if p.returncode == 0 else ""
+
+
+def _hold_use(state: str) -> int:
     """Hold the rootless netns in use (a shared lock on USE) for as long as this process and what it
     execs run: `release` (gc) takes it down only when it can lock USE exclusively. Taken under LOCK, so
     there is no moment between `ensure` and the command inside when gc could take it away."""
@@ -305,6 +377,7 @@ def _hold_use(state: str) -> None:
     fd = os.open(os.path.join(state, USE), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
     fcntl.flock(fd, fcntl.LOCK_SH)
     os.set_inheritable(fd, True)  # kept across the exec into the user's namespaces
+    return fd
 
 
 def alive(environ: Mapping[str, str] | None = None) -> Rootless | None:
@@ -323,13 +396,19 @@ def alive(environ: Mapping[str, str] | None = None) -> Rootless | None:
     pause = _pause_pid(env)
     def usable() -> bool:
         return bool(pause and rec.get("pause") == pause and rec.get("userns") == identity(f"/proc/{pause}/ns/user")
-                    and rec.get("slirp") and process_start(int(rec["slirp"])) == rec.get("slirp_start"))
+                    and bool(rec.get("slirp")) and process_start(rec["slirp"]) == rec.get("slirp_start")
+                    and os.path.exists(os.path.join(state, PIN)))
 
     if not usable():
         return None
-    _hold_use(state)
+    fd = _hold_use(state)
     rec = _read_record(state)  # still the same one, now that gc cannot take it down
-    return Rootless(state, pause) if usable() else None
+    if not usable():
+        os.close(fd)
+        return None
+    ns = Rootless(state, pause)
+    ns.use_fd = fd
+    return ns
 
 
 def _start_slirp(ns: Rootless) -> int:
@@ -411,7 +490,7 @@ def _teardown(state: str, rec: dict[str, Any]) -> None:
             pass
     _kill_slirps(state)
     pin = os.path.join(state, PIN)
-    pause = int(rec.get("pause") or 0)
+    pause = rec.get("pause") or 0
     if pause and _alive(pause) and os.path.exists(pin):
         import subprocess
 
@@ -423,45 +502,45 @@ def _teardown(state: str, rec: dict[str, Any]) -> None:
             pass
 
 
-def release(environ: Mapping[str, str] | None = None) -> bool:
+def release(environ: Mapping[str, str] | None = None) -> str:
     """Tear the user's rootless netns down when nothing of theirs uses it any more (no run, no cached
-    attachment); whether it is gone (or was never there)."""
+    attachment, no command in it); '' when it is gone (or was never there), else why it stays."""
     from ..core.lock import host_lock
     from ..core.paths import cache_dir, runs_dir, state_dir
 
     env = os.environ if environ is None else environ
     state = state_dir(env)
     if not os.path.isdir(state):
-        return True
+        return ""
     import fcntl
 
     with host_lock(os.path.join(state, LOCK), wait=60):
         rec = _read_record(state)
         if not rec and not _slirps(state) and not os.path.exists(os.path.join(state, PIN)):
-            return True
+            return ""
         fd = os.open(os.path.join(state, USE), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             os.close(fd)
-            return False  # a command runs in it (its run state may not be written yet)
+            return "a command runs in it"  # its run state may not be written yet
         try:
             return _release_locked(state, rec, env)
         finally:
             os.close(fd)
 
 
-def _release_locked(state: str, rec: dict[str, Any], env: Mapping[str, str]) -> bool:
+def _release_locked(state: str, rec: dict[str, Any], env: Mapping[str, str]) -> str:
     from ..core.paths import cache_dir, runs_dir
 
     for d in (runs_dir(env), os.path.join(cache_dir(env), "results")):
         try:
             if any(not n.startswith(".") for n in os.listdir(d)):
-                return False
+                return "runs use it"
         except OSError:
             pass
     _teardown(state, rec)
-    return True
+    return ""
 
 
 # -- published ports: slirp4netns's host forwards ------------------------------------------
@@ -518,7 +597,8 @@ def forward_ports(cache_dir: str, environ: Mapping[str, str] | None = None) -> N
                 continue
             host_ip = m.get("hostIP") or "0.0.0.0"
             if ":" in str(host_ip):
-                continue  # slirp4netns forwards IPv4 only
+                raise CNIError(f"cannot publish [{host_ip}]:{m['hostPort']} from the host: slirp4netns forwards IPv4 "
+                               "only (publish on an IPv4 address, or on all of them)")
             want.add((str(m.get("protocol") or "tcp").lower(), str(host_ip), int(m["hostPort"])))
     got = _slirp_call(sock, {"execute": "list_hostfwd"})
     have: dict[tuple[str, str, int], list[int]] = {}

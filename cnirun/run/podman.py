@@ -177,7 +177,10 @@ class _PodmanRun:
         from ..network import netns as nsmod
 
         st, meta, spec = self.st, self.meta, self.spec
-        _, path = nsmod.create(f"cnirun-{st.id[:16]}")
+        name = f"cnirun-{st.id[:16]}"
+        meta.netns = nsmod.path_of(name)
+        st.write_meta(meta)  # intent first: a kill from here on leaves a run whose teardown removes the netns
+        _, path = nsmod.create(name)
         meta.netns, meta.netns_id = path, identity(path)
         st.write_meta(meta)
         labels = {**spec.labels, "cnirun.id": st.id, "cnirun.state": str(st.path.parent), "cnirun.role": "workload"}
