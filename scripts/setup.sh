@@ -20,7 +20,7 @@ set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV=$REPO/.venv
 STAMP=$VENV/.cnirun-installed        # newer than pyproject.toml = up to date
-APT_PACKAGES=(docker.io podman containernetworking-plugins busybox-static iproute2 iptables nftables jq etcd-server dnsmasq-base iperf3 catatonit)
+APT_PACKAGES=(docker.io podman containernetworking-plugins busybox-static iproute2 iptables nftables jq etcd-server dnsmasq-base iperf3 catatonit slirp4netns uidmap)
 ENTRY_POINTS=(cnirun cnirun-hook cnirun-shim)
 BIN_DIR=/usr/local/bin
 DOCKERD_LOG=/var/log/cnirun-dockerd.log
