@@ -120,6 +120,8 @@ def _made_users(names: list[str], rootless: bool) -> Iterator[list[User]]:
     made: list[User] = []
     opened: list[tuple[Path, int]] = []
     tun_mode = stat.S_IMODE(os.stat(TUN).st_mode) if os.path.exists(TUN) else None
+    run_user = Path("/run/user")
+    had_run_user = run_user.exists()
     try:
         # A user needs to reach the checkout's .venv: directories above it that others may not enter are
         # opened to them (o+x) for the test and put back after.
@@ -160,6 +162,11 @@ def _made_users(names: list[str], rootless: bool) -> Iterator[list[User]]:
             if Path(f).read_bytes() != data:
                 Path(f).write_bytes(data)
         shutil.rmtree(base, ignore_errors=True)
+        if not had_run_user:
+            try:
+                run_user.rmdir()  # made for the test users (no login session made it)
+            except OSError:
+                pass
 
 
 @pytest.fixture(scope="module")
