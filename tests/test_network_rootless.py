@@ -355,3 +355,42 @@ def test_a_dead_slirp4netns_is_restarted_on_the_same_netns_and_bad_records_are_o
     p = user.cnirun("gc")
     assert p.returncode == 0, p.stderr
     _nothing_left(user)
+
+
+def test_a_users_container_goes_out_through_the_user_mode_stack(rootless_user: User, tmp_path: Path) -> None:
+    """Outbound: a user's container reaches a server outside their namespaces (in a netns this test makes,
+    routed from the host) through the bridge, the rootless netns's masquerade and slirp4netns, which
+    connects from the host as the user."""
+    import time
+
+    user = rootless_user
+    ns, host_if, ns_if = "t27out", "t27o-h", "t27o-n"
+    subprocess.run(["ip", "netns", "del", ns], capture_output=True)  # one a killed run left
+    subprocess.run(["ip", "link", "del", host_if], capture_output=True)
+    (tmp_path / "hello").write_text("from outside\n")
+    server = None
+    try:
+        for argv in (["ip", "netns", "add", ns], ["ip", "link", "add", host_if, "type", "veth", "peer", "name", ns_if],
+                     ["ip", "link", "set", ns_if, "netns", ns], ["ip", "addr", "add", "10.251.90.1/30", "dev", host_if],
+                     ["ip", "link", "set", host_if, "up"], ["ip", "-n", ns, "addr", "add", "10.251.90.2/30", "dev", ns_if],
+                     ["ip", "-n", ns, "link", "set", ns_if, "up"], ["ip", "-n", ns, "link", "set", "lo", "up"]):
+            subprocess.run(argv, check=True, capture_output=True)
+        server = subprocess.Popen(["ip", "netns", "exec", ns, "busybox", "httpd", "-f", "-p", "10.251.90.2:8080",
+                                   "-h", str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(0.3)
+        assert user.cnirun("network", "create", "rlout", "--subnet", "10.251.26.0/24").returncode == 0
+        p = user.cnirun("--rm", "--net", "rlout", "busybox", "wget", "-q", "-O-", "http://10.251.90.2:8080/hello",
+                        timeout=120)
+        assert p.returncode == 0 and p.stdout == "from outside\n", (p.stdout, p.stderr)
+    finally:
+        if server is not None:
+            server.kill()
+            server.wait()
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        subprocess.run(["ip", "link", "del", host_if], capture_output=True)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and _left(user)["cache"]:
+        time.sleep(0.25)
+    assert user.cnirun("network", "rm", "rlout").returncode == 0
+    assert user.cnirun("gc").returncode == 0
+    _nothing_left(user)

@@ -46,8 +46,8 @@ def dispatch(first: str, args: list[str], is_run: bool) -> int | None:
     if is_run and not (first == "run" and args[1:] in (["--help"], ["-h"])):
         return _inside(args, 125)
     if first in INSIDE or (first == "network" and sub in INSIDE_NETWORK):
-        if "--help" in args or "-h" in args[1:2]:
-            return None  # the help is the same for everyone
+        if args[-1] in ("--help", "-h") and "--" not in args and len(args) <= 3:
+            return None  # `cnirun exec --help`, `cnirun network connect --help`: the help is the same for everyone
         return _inside(args, 1)
     if first == "gc":
         return _gc(args)
